@@ -1,0 +1,50 @@
+# connectkit's developer commands. `make help` lists them.
+SHELL := /usr/bin/env bash -o pipefail
+.DEFAULT_GOAL := help
+
+GO ?= go
+TOOL := $(GO) tool -modfile=tools/go.mod
+BUF := $(TOOL) buf
+# protovalidate's validate.proto comes from this Go module (module cache), never
+# from a hand-made copy; keep it in step with buf.build/go/protovalidate in go.mod.
+PROTOVALIDATE_VERSION := v1.2.2
+
+.PHONY: help
+help: ## List the targets
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
+
+.PHONY: run
+run: ## Run the example service on :8080 (admin on 127.0.0.1:9090)
+	$(GO) run ./cmd/example
+
+.PHONY: protodeps
+protodeps: ## Copy third-party .proto files from the Go module cache into .protodeps/
+	@rm -rf .protodeps && mkdir -p .protodeps
+	@pv=$$($(GO) mod download -json github.com/bufbuild/protovalidate@$(PROTOVALIDATE_VERSION) | sed -n 's/.*"Dir": "\(.*\)",/\1/p') && \
+		cp -r "$$pv/proto/protovalidate" .protodeps/protovalidate
+	@$(GO) mod download -modfile=tools/go.mod connectrpc.com/conformance
+	@cf=$$($(GO) list -modfile=tools/go.mod -m -f '{{.Dir}}' connectrpc.com/conformance) && \
+		cp -r "$$cf/proto" .protodeps/conformance
+	@chmod -R u+w .protodeps
+
+.PHONY: generate
+generate: protodeps ## Generate Go code from proto/ into gen/ (and internal/gen)
+	$(BUF) format -w proto internal/proto
+	$(BUF) generate
+	$(BUF) generate --template internal/buf.gen.yaml
+
+.PHONY: checkgenerate
+checkgenerate: generate ## Fail if generated code is not what is committed
+	@test -z "$$(git status --porcelain -- gen internal/gen proto internal/proto)" || \
+		{ git status --porcelain -- gen internal/gen proto internal/proto; echo "generated code is stale: run make generate and commit"; exit 1; }
+
+.PHONY: lint
+lint: protodeps ## Vet, check formatting and lint the protos
+	$(GO) vet ./...
+	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt needed"; exit 1; }
+	$(BUF) lint
+	$(BUF) format -d --exit-code proto internal/proto
+
+.PHONY: test
+test: checkgenerate lint ## Everything CI runs: generate check, lint, race tests, conformance
+	$(GO) test -race -count=1 ./...
