@@ -29,7 +29,8 @@ protodeps: ## Copy third-party .proto files from the Go module cache into .proto
 
 .PHONY: generate
 generate: protodeps ## Generate Go code from proto/ into gen/ (and internal/gen)
-	$(BUF) format -w proto internal/proto
+	$(BUF) format -w proto
+	$(BUF) format -w internal/proto
 	$(BUF) generate
 	$(BUF) generate --template internal/buf.gen.yaml
 
@@ -43,7 +44,8 @@ lint: protodeps ## Vet, check formatting and lint the protos
 	$(GO) vet ./...
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt needed"; exit 1; }
 	$(BUF) lint
-	$(BUF) format -d --exit-code proto internal/proto
+	$(BUF) format -d --exit-code proto
+	$(BUF) format -d --exit-code internal/proto
 
 .PHONY: test
 test: checkgenerate lint ## Everything CI runs: generate check, lint, race tests, conformance
