@@ -1,0 +1,94 @@
+// Package msgctx carries, in a context, what package pubsub tells the
+// interceptors about a message operation that it presents to them as a unary
+// call: the interceptors read it to log, count and trace deliveries and
+// publishes with messaging semantics, without importing pubsub.
+//
+// It is internal because only pubsub may put an [Info] in a context: an
+// exported key would let any caller pass an RPC off as a message delivery.
+package msgctx
+
+import (
+	"context"
+	"errors"
+
+	"connectrpc.com/connect"
+)
+
+// Operation is what is being done with a message.
+type Operation string
+
+const (
+	// Publish is a message being published (OpenTelemetry span kind PRODUCER).
+	Publish Operation = "publish"
+	// Process is a delivered message being handled (span kind CONSUMER).
+	Process Operation = "process"
+)
+
+// Outcome is what happens to a delivery once its handler returns.
+type Outcome string
+
+const (
+	// Ack: the handler succeeded; the message is acknowledged.
+	Ack Outcome = "ack"
+	// Retry: the handler failed; the message is redelivered after a backoff.
+	Retry Outcome = "retry"
+	// DeadLetter: the message is moved to the dead-letter destination.
+	DeadLetter Outcome = "dead_letter"
+)
+
+// Info describes one message operation.
+type Info struct {
+	Operation    Operation
+	System       string // messaging system, as OpenTelemetry's messaging.system: "nats", "mem"
+	Topic        string // destination subject or topic
+	Subscription string // durable consumer group; empty when publishing
+	MessageID    string // broker-level message id (deduplication key)
+	MessageType  string // full protobuf name of the payload
+	Attempt      int    // delivery attempt, from 1; 0 when publishing
+	MaxAttempts  int    // attempts before dead-lettering; 0 means unlimited
+	// Permanent is set by the handler adapter when the handler's error was
+	// marked permanent: the delivery is dead-lettered without retries.
+	Permanent bool
+}
+
+type key struct{}
+
+// NewContext returns ctx carrying info.
+func NewContext(ctx context.Context, info *Info) context.Context {
+	return context.WithValue(ctx, key{}, info)
+}
+
+// FromContext returns the Info in ctx, or nil when ctx is not a message
+// operation.
+func FromContext(ctx context.Context) *Info {
+	info, _ := ctx.Value(key{}).(*Info)
+	return info
+}
+
+// Outcome classifies the result of handling a delivery. Errors a retry cannot
+// fix (a bad or undecodable message, a missing handler, an error marked
+// permanent) are dead-lettered at once; any other error is retried until
+// MaxAttempts is reached.
+func (i *Info) Outcome(err error) Outcome {
+	if err == nil {
+		return Ack
+	}
+	if i.Permanent || permanent(err) || (i.MaxAttempts > 0 && i.Attempt >= i.MaxAttempts) {
+		return DeadLetter
+	}
+	return Retry
+}
+
+func permanent(err error) bool {
+	var ce *connect.Error
+	if !errors.As(err, &ce) {
+		return false
+	}
+	switch ce.Code() {
+	case connect.CodeInvalidArgument, connect.CodeFailedPrecondition,
+		connect.CodeOutOfRange, connect.CodeUnimplemented:
+		return true
+	default:
+		return false
+	}
+}

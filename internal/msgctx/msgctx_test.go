@@ -1,0 +1,47 @@
+package msgctx
+
+import (
+	"context"
+	"errors"
+	"testing"
+
+	"connectrpc.com/connect"
+)
+
+func TestOutcome(t *testing.T) {
+	t.Parallel()
+	plain := errors.New("boom")
+	tests := []struct {
+		name string
+		info Info
+		err  error
+		want Outcome
+	}{
+		{name: "success", info: Info{Attempt: 1, MaxAttempts: 3}, err: nil, want: Ack},
+		{name: "plain error retried", info: Info{Attempt: 1, MaxAttempts: 3}, err: plain, want: Retry},
+		{name: "unavailable retried", info: Info{Attempt: 2, MaxAttempts: 3}, err: connect.NewError(connect.CodeUnavailable, plain), want: Retry},
+		{name: "last attempt", info: Info{Attempt: 3, MaxAttempts: 3}, err: plain, want: DeadLetter},
+		{name: "unlimited attempts", info: Info{Attempt: 100}, err: plain, want: Retry},
+		{name: "invalid argument", info: Info{Attempt: 1, MaxAttempts: 3}, err: connect.NewError(connect.CodeInvalidArgument, plain), want: DeadLetter},
+		{name: "marked permanent", info: Info{Attempt: 1, MaxAttempts: 3, Permanent: true}, err: plain, want: DeadLetter},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			if got := tc.info.Outcome(tc.err); got != tc.want {
+				t.Errorf("Outcome(%v) = %q, want %q", tc.err, got, tc.want)
+			}
+		})
+	}
+}
+
+func TestContext(t *testing.T) {
+	t.Parallel()
+	if FromContext(context.Background()) != nil {
+		t.Fatal("empty context has an Info")
+	}
+	info := &Info{Topic: "t"}
+	if got := FromContext(NewContext(context.Background(), info)); got != info {
+		t.Fatalf("FromContext = %v, want %v", got, info)
+	}
+}
