@@ -1,0 +1,196 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"slices"
+	"strings"
+	"testing"
+
+	"connectrpc.com/connect"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	reflectionv1 "google.golang.org/grpc/reflection/grpc_reflection_v1"
+	"google.golang.org/grpc/status"
+
+	examplev1 "github.com/connectkit/connectkit/gen/example/v1"
+	"github.com/connectkit/connectkit/gen/example/v1/examplev1connect"
+	"github.com/connectkit/connectkit/kit"
+	"github.com/connectkit/connectkit/kit/kittest"
+)
+
+func newExample(tb testing.TB) *kittest.Server {
+	tb.Helper()
+	return kittest.NewServer(tb, kit.Config{}, wire)
+}
+
+func TestProfileLifecycleInEveryProtocol(t *testing.T) {
+	t.Parallel()
+	srv := newExample(t)
+	for _, p := range srv.Protocols() {
+		t.Run(p.Name, func(t *testing.T) {
+			t.Parallel()
+			ctx := t.Context()
+			client := examplev1connect.NewProfileServiceClient(p.Client, srv.URL, p.Options...)
+
+			created, err := client.CreateProfile(ctx, connect.NewRequest(&examplev1.CreateProfileRequest{Name: "Ada " + p.Name, Email: "ada@example.com"}))
+			if err != nil {
+				t.Fatalf("CreateProfile: %v", err)
+			}
+			id := created.Msg.GetProfile().GetId()
+
+			got, err := client.GetProfile(ctx, connect.NewRequest(&examplev1.GetProfileRequest{Id: id}))
+			if err != nil || got.Msg.GetProfile().GetName() != "Ada "+p.Name {
+				t.Fatalf("GetProfile = %v, %v", got, err)
+			}
+
+			name := "Ada Lovelace"
+			updated, err := client.UpdateProfile(ctx, connect.NewRequest(&examplev1.UpdateProfileRequest{Id: id, Name: &name}))
+			if err != nil || updated.Msg.GetProfile().GetName() != name || updated.Msg.GetProfile().GetEmail() != "ada@example.com" {
+				t.Fatalf("UpdateProfile = %v, %v", updated, err)
+			}
+
+			if _, err := client.DeleteProfile(ctx, connect.NewRequest(&examplev1.DeleteProfileRequest{Id: id})); err != nil {
+				t.Fatalf("DeleteProfile: %v", err)
+			}
+			_, err = client.GetProfile(ctx, connect.NewRequest(&examplev1.GetProfileRequest{Id: id}))
+			if connect.CodeOf(err) != connect.CodeNotFound {
+				t.Fatalf("GetProfile after delete = %v, want NotFound", err)
+			}
+		})
+	}
+}
+
+func TestListPagesAndImport(t *testing.T) {
+	t.Parallel()
+	srv := newExample(t)
+	client := examplev1connect.NewProfileServiceClient(srv.HTTP2Client(), srv.URL, connect.WithGRPC())
+	ctx := t.Context()
+
+	stream := client.ImportProfiles(ctx)
+	for _, name := range []string{"a", "b", "c", "d", "e"} {
+		if err := stream.Send(&examplev1.ImportProfilesRequest{Profile: &examplev1.CreateProfileRequest{Name: name, Email: name + "@example.com"}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	res, err := stream.CloseAndReceive()
+	if err != nil || res.Msg.GetCreated() != 5 {
+		t.Fatalf("ImportProfiles = %v, %v; want 5 created", res, err)
+	}
+
+	var names []string
+	token := ""
+	for pages := 0; ; pages++ {
+		page, err := client.ListProfiles(ctx, connect.NewRequest(&examplev1.ListProfilesRequest{PageSize: 2, PageToken: token}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, p := range page.Msg.GetProfiles() {
+			names = append(names, p.GetName())
+		}
+		if token = page.Msg.GetNextPageToken(); token == "" {
+			if pages != 2 {
+				t.Errorf("%d pages, want 3", pages+1)
+			}
+			break
+		}
+	}
+	if !slices.Equal(names, []string{"a", "b", "c", "d", "e"}) {
+		t.Errorf("listed %v, want a..e in creation order", names)
+	}
+
+	_, err = client.ListProfiles(ctx, connect.NewRequest(&examplev1.ListProfilesRequest{PageToken: "not base64!"}))
+	if connect.CodeOf(err) != connect.CodeInvalidArgument {
+		t.Errorf("bad page token: %v, want InvalidArgument", err)
+	}
+}
+
+func TestWatchStreamsChanges(t *testing.T) {
+	t.Parallel()
+	srv := newExample(t)
+	client := examplev1connect.NewProfileServiceClient(srv.HTTP2Client(), srv.URL, connect.WithGRPC())
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+
+	watch, err := client.WatchProfiles(ctx, connect.NewRequest(&examplev1.WatchProfilesRequest{}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The handler sends headers once it is watching.
+	_ = watch.ResponseHeader()
+	if err := watch.Err(); err != nil {
+		t.Fatal(err)
+	}
+	created, err := client.CreateProfile(ctx, connect.NewRequest(&examplev1.CreateProfileRequest{Name: "Grace", Email: "grace@example.com"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !watch.Receive() {
+		t.Fatalf("watch ended: %v", watch.Err())
+	}
+	change := watch.Msg().GetChange()
+	if change.GetKind() != examplev1.ProfileChanged_KIND_CREATED || change.GetProfile().GetId() != created.Msg.GetProfile().GetId() {
+		t.Errorf("change = %v", change)
+	}
+}
+
+func TestGRPCGoClientAndReflection(t *testing.T) {
+	t.Parallel()
+	srv := newExample(t)
+	conn, err := grpc.NewClient(srv.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = conn.Close() })
+
+	var res examplev1.CreateProfileResponse
+	err = conn.Invoke(t.Context(), "/example.v1.ProfileService/CreateProfile",
+		&examplev1.CreateProfileRequest{Name: "Linus", Email: "linus@example.com"}, &res)
+	if err != nil || res.GetProfile().GetId() == "" {
+		t.Fatalf("CreateProfile = %v, %v", &res, err)
+	}
+	err = conn.Invoke(t.Context(), "/example.v1.ProfileService/GetProfile", &examplev1.GetProfileRequest{Id: "nope"}, &examplev1.GetProfileResponse{})
+	if status.Code(err) != codes.InvalidArgument {
+		t.Errorf("GetProfile with a bad id = %v, want InvalidArgument", err)
+	}
+
+	stream, err := reflectionv1.NewServerReflectionClient(conn).ServerReflectionInfo(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := stream.Send(&reflectionv1.ServerReflectionRequest{MessageRequest: &reflectionv1.ServerReflectionRequest_ListServices{}}); err != nil {
+		t.Fatal(err)
+	}
+	list, err := stream.Recv()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, s := range list.GetListServicesResponse().GetService() {
+		names = append(names, s.GetName())
+	}
+	if !slices.Contains(names, "example.v1.ProfileService") {
+		t.Errorf("reflection lists %v, want example.v1.ProfileService", names)
+	}
+}
+
+func TestPlainHTTPJSON(t *testing.T) {
+	t.Parallel()
+	srv := newExample(t)
+	res, err := srv.HTTP1Client().Post(srv.URL+"/example.v1.ProfileService/CreateProfile", "application/json",
+		strings.NewReader(`{"name": "Barbara", "email": "barbara@example.com"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	body, _ := io.ReadAll(res.Body)
+	var out struct {
+		Profile struct{ ID, Name string } `json:"profile"`
+	}
+	if res.StatusCode != http.StatusOK || res.ProtoMajor != 1 || json.Unmarshal(body, &out) != nil || out.Profile.Name != "Barbara" || out.Profile.ID == "" {
+		t.Fatalf("POST = HTTP/%d %d %s", res.ProtoMajor, res.StatusCode, body)
+	}
+}

@@ -1,0 +1,274 @@
+package kit
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"strings"
+	"time"
+)
+
+// Config is the data half of a [Server]'s configuration: everything an
+// operator sets from the environment. The zero value is valid: every zero
+// field takes the default its comment states. [ConfigFromEnv] reads it from
+// KIT_* environment variables; [Config.Validate] checks it.
+type Config struct {
+	// Addr is the main listener's address: gRPC, gRPC-Web and Connect over
+	// HTTP/1.1 and cleartext HTTP/2 (or TLS). KIT_ADDR, default ":8080".
+	Addr string
+	// AdminAddr is the admin listener's address: /metrics, /debug/pprof,
+	// /debug/loglevel, /healthz, /readyz. "off" disables it.
+	// KIT_ADMIN_ADDR, default "127.0.0.1:9090".
+	AdminAddr string
+	// AdminToken, when set, is the bearer token the admin endpoints require
+	// (probes excepted). An admin listener bound beyond loopback refuses to
+	// start without one unless AdminInsecure is set. KIT_ADMIN_TOKEN.
+	AdminToken string
+	// AdminInsecure allows an admin listener bound beyond loopback without a
+	// token. KIT_ADMIN_INSECURE, default false.
+	AdminInsecure bool
+	// Pprof serves /debug/pprof on the admin listener. KIT_PPROF, default false.
+	Pprof bool
+
+	// TLSCertFile and TLSKeyFile, when both set, make the main listener
+	// serve TLS (HTTP/2 negotiated by ALPN, HTTP/1.1 as fallback) instead of
+	// cleartext. KIT_TLS_CERT_FILE, KIT_TLS_KEY_FILE.
+	TLSCertFile string
+	TLSKeyFile  string
+
+	// CORSAllowedOrigins lists the origins browsers may call from (gRPC-Web
+	// and Connect); "*" allows any. Empty disables CORS.
+	// KIT_CORS_ALLOWED_ORIGINS, comma-separated, default empty.
+	CORSAllowedOrigins []string
+
+	// ReadHeaderTimeout bounds the time to read a request's headers (and
+	// an h2c connection's preface). KIT_READ_HEADER_TIMEOUT, default 5s.
+	ReadHeaderTimeout time.Duration
+	// IdleTimeout closes connections with no request in flight for this
+	// long. KIT_IDLE_TIMEOUT, default 2m.
+	IdleTimeout time.Duration
+	// ShutdownTimeout bounds how long in-flight calls, open streams and
+	// background components get to finish once shutdown begins.
+	// KIT_SHUTDOWN_TIMEOUT, default 15s.
+	ShutdownTimeout time.Duration
+	// DrainDelay is how long the server keeps serving after it reports
+	// NOT_SERVING at shutdown, so load balancers stop sending it traffic
+	// before it stops accepting. KIT_DRAIN_DELAY, default 0 (set it to a few
+	// seconds behind a load balancer or in Kubernetes).
+	DrainDelay time.Duration
+
+	// CallTimeout is the deadline of unary calls whose caller set none.
+	// KIT_CALL_TIMEOUT, default 30s.
+	CallTimeout time.Duration
+	// MaxCallTimeout caps the deadline a unary call may ask for.
+	// KIT_MAX_CALL_TIMEOUT, default 5m.
+	MaxCallTimeout time.Duration
+	// StreamTimeout is the deadline of streaming calls whose caller set
+	// none; 0 leaves them unbounded (the usual choice for watch streams,
+	// which end at shutdown). KIT_STREAM_TIMEOUT, default 0.
+	StreamTimeout time.Duration
+
+	// MaxRequestBytes caps the size of one request message, after
+	// decompression (so a gzip bomb is stopped). KIT_MAX_REQUEST_BYTES,
+	// default 4MiB.
+	MaxRequestBytes int64
+	// MaxResponseBytes caps the size of one response message.
+	// KIT_MAX_RESPONSE_BYTES, default 4MiB.
+	MaxResponseBytes int64
+	// MaxHeaderBytes caps the size of a request's headers.
+	// KIT_MAX_HEADER_BYTES, default 64KiB.
+	MaxHeaderBytes int64
+	// MaxConcurrentStreams caps the concurrent calls on one HTTP/2
+	// connection. KIT_MAX_CONCURRENT_STREAMS, default 250.
+	MaxConcurrentStreams int
+
+	// LogFormat is "auto" (colored text on a terminal, JSON otherwise),
+	// "json" or "text". KIT_LOG_FORMAT, default "auto".
+	LogFormat string
+	// LogLevel is the initial log level: debug, info, warn or error; the
+	// admin endpoint changes it at run time. KIT_LOG_LEVEL, default info.
+	LogLevel slog.Level
+}
+
+// Defaults of [Config].
+const (
+	DefaultAddr                 = ":8080"
+	DefaultAdminAddr            = "127.0.0.1:9090"
+	DefaultReadHeaderTimeout    = 5 * time.Second
+	DefaultIdleTimeout          = 2 * time.Minute
+	DefaultShutdownTimeout      = 15 * time.Second
+	DefaultCallTimeout          = 30 * time.Second
+	DefaultMaxCallTimeout       = 5 * time.Minute
+	DefaultMaxMessageBytes      = 4 << 20
+	DefaultMaxHeaderBytes       = 64 << 10
+	DefaultMaxConcurrentStreams = 250
+)
+
+// AdminOff is the [Config.AdminAddr] that disables the admin listener.
+const AdminOff = "off"
+
+// withDefaults returns c with every zero field set to its default.
+func (c Config) withDefaults() Config {
+	setDefault(&c.Addr, DefaultAddr)
+	setDefault(&c.AdminAddr, DefaultAdminAddr)
+	setDefault(&c.ReadHeaderTimeout, DefaultReadHeaderTimeout)
+	setDefault(&c.IdleTimeout, DefaultIdleTimeout)
+	setDefault(&c.ShutdownTimeout, DefaultShutdownTimeout)
+	setDefault(&c.CallTimeout, DefaultCallTimeout)
+	setDefault(&c.MaxCallTimeout, DefaultMaxCallTimeout)
+	setDefault(&c.MaxRequestBytes, DefaultMaxMessageBytes)
+	setDefault(&c.MaxResponseBytes, DefaultMaxMessageBytes)
+	setDefault(&c.MaxHeaderBytes, DefaultMaxHeaderBytes)
+	setDefault(&c.MaxConcurrentStreams, DefaultMaxConcurrentStreams)
+	setDefault(&c.LogFormat, "auto")
+	return c
+}
+
+func setDefault[T comparable](field *T, def T) {
+	var zero T
+	if *field == zero {
+		*field = def
+	}
+}
+
+// Validate reports every invalid setting of c (after defaults), each named by
+// its field and environment variable with the offending value.
+func (c Config) Validate() error {
+	c = c.withDefaults()
+	var errs []error
+	bad := func(field, env string, value any, why string) {
+		errs = append(errs, fmt.Errorf("%s (%s) %q: %s", field, env, fmt.Sprint(value), why))
+	}
+	if err := checkAddr(c.Addr); err != nil {
+		bad("Addr", "KIT_ADDR", c.Addr, err.Error())
+	}
+	if c.AdminAddr != AdminOff {
+		if err := checkAddr(c.AdminAddr); err != nil {
+			bad("AdminAddr", "KIT_ADMIN_ADDR", c.AdminAddr, err.Error())
+		} else if c.AdminToken == "" && !c.AdminInsecure && !isLoopback(c.AdminAddr) {
+			bad("AdminAddr", "KIT_ADMIN_ADDR", c.AdminAddr,
+				"admin listener beyond loopback needs KIT_ADMIN_TOKEN (or KIT_ADMIN_INSECURE=true)")
+		}
+		if c.Addr == c.AdminAddr {
+			bad("AdminAddr", "KIT_ADMIN_ADDR", c.AdminAddr, "same address as KIT_ADDR")
+		}
+	}
+	if (c.TLSCertFile == "") != (c.TLSKeyFile == "") {
+		bad("TLSCertFile", "KIT_TLS_CERT_FILE", c.TLSCertFile, "KIT_TLS_CERT_FILE and KIT_TLS_KEY_FILE must be set together")
+	}
+	for _, o := range c.CORSAllowedOrigins {
+		if o != "*" && !strings.Contains(o, "://") {
+			bad("CORSAllowedOrigins", "KIT_CORS_ALLOWED_ORIGINS", o, `want an origin such as "https://app.example.com", or "*"`)
+		}
+	}
+	for _, d := range []struct {
+		field, env string
+		value      time.Duration
+	}{
+		{"ReadHeaderTimeout", "KIT_READ_HEADER_TIMEOUT", c.ReadHeaderTimeout},
+		{"IdleTimeout", "KIT_IDLE_TIMEOUT", c.IdleTimeout},
+		{"ShutdownTimeout", "KIT_SHUTDOWN_TIMEOUT", c.ShutdownTimeout},
+		{"DrainDelay", "KIT_DRAIN_DELAY", c.DrainDelay},
+		{"CallTimeout", "KIT_CALL_TIMEOUT", c.CallTimeout},
+		{"MaxCallTimeout", "KIT_MAX_CALL_TIMEOUT", c.MaxCallTimeout},
+		{"StreamTimeout", "KIT_STREAM_TIMEOUT", c.StreamTimeout},
+	} {
+		if d.value < 0 {
+			bad(d.field, d.env, d.value, "must not be negative")
+		}
+	}
+	if c.CallTimeout > c.MaxCallTimeout {
+		bad("CallTimeout", "KIT_CALL_TIMEOUT", c.CallTimeout, fmt.Sprintf("exceeds KIT_MAX_CALL_TIMEOUT (%s)", c.MaxCallTimeout))
+	}
+	for _, b := range []struct {
+		field, env string
+		value      int64
+		lo, hi     int64
+	}{
+		{"MaxRequestBytes", "KIT_MAX_REQUEST_BYTES", c.MaxRequestBytes, 1, 1 << 30},
+		{"MaxResponseBytes", "KIT_MAX_RESPONSE_BYTES", c.MaxResponseBytes, 1, 1 << 30},
+		{"MaxHeaderBytes", "KIT_MAX_HEADER_BYTES", c.MaxHeaderBytes, 4 << 10, 16 << 20},
+		{"MaxConcurrentStreams", "KIT_MAX_CONCURRENT_STREAMS", int64(c.MaxConcurrentStreams), 1, 1 << 20},
+	} {
+		if b.value < b.lo || b.value > b.hi {
+			bad(b.field, b.env, b.value, fmt.Sprintf("must be between %d and %d", b.lo, b.hi))
+		}
+	}
+	switch c.LogFormat {
+	case "auto", "json", "text":
+	default:
+		bad("LogFormat", "KIT_LOG_FORMAT", c.LogFormat, `want "auto", "json" or "text"`)
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("kit: invalid config: %w", errors.Join(errs...))
+	}
+	return nil
+}
+
+func checkAddr(addr string) error {
+	_, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return errors.New("want host:port, e.g. \":8080\" or \"127.0.0.1:9090\"")
+	}
+	if _, err := net.LookupPort("tcp", port); err != nil {
+		return fmt.Errorf("bad port %q", port)
+	}
+	return nil
+}
+
+// isLoopback reports whether addr binds to loopback only.
+func isLoopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// ConfigFromEnv reads a [Config] from the KIT_* environment variables
+// documented on its fields, then validates it. An error names the variable
+// and the value it could not use.
+func ConfigFromEnv() (Config, error) {
+	return configFrom(os.LookupEnv)
+}
+
+func configFrom(lookup func(string) (string, bool)) (Config, error) {
+	e := envReader{lookup: lookup}
+	c := Config{
+		Addr:                 e.str("KIT_ADDR"),
+		AdminAddr:            e.str("KIT_ADMIN_ADDR"),
+		AdminToken:           e.str("KIT_ADMIN_TOKEN"),
+		AdminInsecure:        e.boolean("KIT_ADMIN_INSECURE"),
+		Pprof:                e.boolean("KIT_PPROF"),
+		TLSCertFile:          e.str("KIT_TLS_CERT_FILE"),
+		TLSKeyFile:           e.str("KIT_TLS_KEY_FILE"),
+		CORSAllowedOrigins:   e.list("KIT_CORS_ALLOWED_ORIGINS"),
+		ReadHeaderTimeout:    e.duration("KIT_READ_HEADER_TIMEOUT"),
+		IdleTimeout:          e.duration("KIT_IDLE_TIMEOUT"),
+		ShutdownTimeout:      e.duration("KIT_SHUTDOWN_TIMEOUT"),
+		DrainDelay:           e.duration("KIT_DRAIN_DELAY"),
+		CallTimeout:          e.duration("KIT_CALL_TIMEOUT"),
+		MaxCallTimeout:       e.duration("KIT_MAX_CALL_TIMEOUT"),
+		StreamTimeout:        e.duration("KIT_STREAM_TIMEOUT"),
+		MaxRequestBytes:      e.bytes("KIT_MAX_REQUEST_BYTES"),
+		MaxResponseBytes:     e.bytes("KIT_MAX_RESPONSE_BYTES"),
+		MaxHeaderBytes:       e.bytes("KIT_MAX_HEADER_BYTES"),
+		MaxConcurrentStreams: int(e.integer("KIT_MAX_CONCURRENT_STREAMS")),
+		LogFormat:            e.str("KIT_LOG_FORMAT"),
+		LogLevel:             e.level("KIT_LOG_LEVEL"),
+	}
+	if err := c.Validate(); err != nil {
+		// Values that did not parse were left zero, so their defaults passed.
+		e.errs = append(e.errs, errors.Unwrap(err))
+	}
+	if len(e.errs) > 0 {
+		return Config{}, fmt.Errorf("kit: invalid config: %w", errors.Join(e.errs...))
+	}
+	return c, nil
+}

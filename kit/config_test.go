@@ -1,0 +1,105 @@
+package kit
+
+import (
+	"log/slog"
+	"strings"
+	"testing"
+	"time"
+)
+
+func lookupIn(env map[string]string) func(string) (string, bool) {
+	return func(name string) (string, bool) {
+		v, ok := env[name]
+		return v, ok
+	}
+}
+
+func TestConfigFromEnvDefaults(t *testing.T) {
+	t.Parallel()
+	cfg, err := configFrom(lookupIn(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg = cfg.withDefaults()
+	if cfg.Addr != ":8080" || cfg.AdminAddr != "127.0.0.1:9090" || cfg.ShutdownTimeout != 15*time.Second ||
+		cfg.MaxRequestBytes != 4<<20 || cfg.LogLevel != slog.LevelInfo || cfg.LogFormat != "auto" {
+		t.Errorf("defaults = %+v", cfg)
+	}
+}
+
+func TestConfigFromEnvParses(t *testing.T) {
+	t.Parallel()
+	cfg, err := configFrom(lookupIn(map[string]string{
+		"KIT_ADDR":                 "127.0.0.1:8081",
+		"KIT_ADMIN_ADDR":           "0.0.0.0:9091",
+		"KIT_ADMIN_TOKEN":          "s3cret",
+		"KIT_MAX_REQUEST_BYTES":    "8MiB",
+		"KIT_MAX_HEADER_BYTES":     "32768",
+		"KIT_SHUTDOWN_TIMEOUT":     "30s",
+		"KIT_CORS_ALLOWED_ORIGINS": "https://a.example.com, https://b.example.com",
+		"KIT_LOG_LEVEL":            "debug",
+		"KIT_PPROF":                "true",
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.MaxRequestBytes != 8<<20 || cfg.MaxHeaderBytes != 32768 || cfg.ShutdownTimeout != 30*time.Second ||
+		len(cfg.CORSAllowedOrigins) != 2 || cfg.CORSAllowedOrigins[1] != "https://b.example.com" ||
+		cfg.LogLevel != slog.LevelDebug || !cfg.Pprof || cfg.AdminToken != "s3cret" {
+		t.Errorf("parsed = %+v", cfg)
+	}
+}
+
+func TestConfigRejectsEachInvalidSetting(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name string
+		env  map[string]string
+		want []string // substrings of the error
+	}{
+		{name: "address without port", env: map[string]string{"KIT_ADDR": "localhost"}, want: []string{"KIT_ADDR", `"localhost"`, "host:port"}},
+		{name: "bad port", env: map[string]string{"KIT_ADDR": ":http2x"}, want: []string{"KIT_ADDR", "bad port"}},
+		{name: "admin beyond loopback without token", env: map[string]string{"KIT_ADMIN_ADDR": "0.0.0.0:9090"}, want: []string{"KIT_ADMIN_ADDR", "KIT_ADMIN_TOKEN"}},
+		{name: "admin on the main address", env: map[string]string{"KIT_ADDR": "127.0.0.1:9090"}, want: []string{"KIT_ADMIN_ADDR", "same address"}},
+		{name: "cert without key", env: map[string]string{"KIT_TLS_CERT_FILE": "cert.pem"}, want: []string{"KIT_TLS_CERT_FILE", "together"}},
+		{name: "bad duration", env: map[string]string{"KIT_SHUTDOWN_TIMEOUT": "15"}, want: []string{`KIT_SHUTDOWN_TIMEOUT="15"`, "duration"}},
+		{name: "negative duration", env: map[string]string{"KIT_DRAIN_DELAY": "-1s"}, want: []string{"KIT_DRAIN_DELAY", "negative"}},
+		{name: "default above max", env: map[string]string{"KIT_CALL_TIMEOUT": "10m"}, want: []string{"KIT_CALL_TIMEOUT", "KIT_MAX_CALL_TIMEOUT"}},
+		{name: "bad size", env: map[string]string{"KIT_MAX_REQUEST_BYTES": "4MB"}, want: []string{`KIT_MAX_REQUEST_BYTES="4MB"`, "size"}},
+		{name: "size out of range", env: map[string]string{"KIT_MAX_HEADER_BYTES": "10"}, want: []string{"KIT_MAX_HEADER_BYTES", "between"}},
+		{name: "bad integer", env: map[string]string{"KIT_MAX_CONCURRENT_STREAMS": "many"}, want: []string{"KIT_MAX_CONCURRENT_STREAMS", "integer"}},
+		{name: "bad bool", env: map[string]string{"KIT_PPROF": "yes please"}, want: []string{"KIT_PPROF", "true or false"}},
+		{name: "bad level", env: map[string]string{"KIT_LOG_LEVEL": "loud"}, want: []string{`KIT_LOG_LEVEL="loud"`}},
+		{name: "bad format", env: map[string]string{"KIT_LOG_FORMAT": "xml"}, want: []string{"KIT_LOG_FORMAT", `"xml"`}},
+		{name: "bad origin", env: map[string]string{"KIT_CORS_ALLOWED_ORIGINS": "app.example.com"}, want: []string{"KIT_CORS_ALLOWED_ORIGINS", "app.example.com"}},
+		{name: "two problems at once", env: map[string]string{"KIT_ADDR": "x", "KIT_IDLE_TIMEOUT": "soon"}, want: []string{"KIT_ADDR", "KIT_IDLE_TIMEOUT"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			_, err := configFrom(lookupIn(tc.env))
+			if err == nil {
+				t.Fatalf("accepted %v", tc.env)
+			}
+			for _, want := range tc.want {
+				if !strings.Contains(err.Error(), want) {
+					t.Errorf("error %q does not mention %s", err, want)
+				}
+			}
+		})
+	}
+}
+
+func TestParseBytes(t *testing.T) {
+	t.Parallel()
+	for in, want := range map[string]int64{"0": 0, "1024": 1024, "64KiB": 64 << 10, "4MiB": 4 << 20, "1GiB": 1 << 30, "12B": 12} {
+		if got, err := parseBytes(in); err != nil || got != want {
+			t.Errorf("parseBytes(%q) = %d, %v; want %d", in, got, err, want)
+		}
+	}
+	for _, in := range []string{"", "-1", "4MB", "1.5MiB", "99999999999999999999"} {
+		if _, err := parseBytes(in); err == nil {
+			t.Errorf("parseBytes(%q) succeeded", in)
+		}
+	}
+}

@@ -1,0 +1,51 @@
+package kit
+
+import (
+	"context"
+	"time"
+
+	"connectrpc.com/connect"
+)
+
+// deadlines gives calls that carry no deadline a default one and caps the
+// deadline of unary calls, since connect-go sets none: without it a slow
+// dependency holds a handler, and its memory, forever.
+type deadlines struct {
+	unary, maxUnary, stream time.Duration
+}
+
+func (d deadlines) WrapUnary(next connect.UnaryFunc) connect.UnaryFunc {
+	return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
+		if req.Spec().IsClient {
+			return next(ctx, req)
+		}
+		timeout := d.unary
+		if deadline, ok := ctx.Deadline(); ok {
+			if time.Until(deadline) <= d.maxUnary {
+				return next(ctx, req)
+			}
+			timeout = d.maxUnary
+		}
+		ctx, cancel := context.WithTimeout(ctx, timeout)
+		defer cancel()
+		return next(ctx, req)
+	}
+}
+
+func (d deadlines) WrapStreamingClient(next connect.StreamingClientFunc) connect.StreamingClientFunc {
+	return next
+}
+
+func (d deadlines) WrapStreamingHandler(next connect.StreamingHandlerFunc) connect.StreamingHandlerFunc {
+	if d.stream <= 0 {
+		return next
+	}
+	return func(ctx context.Context, conn connect.StreamingHandlerConn) error {
+		if _, ok := ctx.Deadline(); ok {
+			return next(ctx, conn)
+		}
+		ctx, cancel := context.WithTimeout(ctx, d.stream)
+		defer cancel()
+		return next(ctx, conn)
+	}
+}

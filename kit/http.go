@@ -1,0 +1,80 @@
+package kit
+
+import (
+	"crypto/tls"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	connectcors "connectrpc.com/cors"
+	"github.com/rs/cors"
+)
+
+// newHTTPServer builds the main listener's server with net/http's own
+// protocol support: HTTP/1.1 plus HTTP/2 over TLS (ALPN) or, in cleartext,
+// HTTP/2 with prior knowledge (h2c). Unlike the x/net/http2/h2c wrapper,
+// whose hijacked connections escape Shutdown, these connections drain.
+func (s *Server) newHTTPServer() (*http.Server, error) {
+	var protocols http.Protocols
+	protocols.SetHTTP1(true)
+	srv := &http.Server{
+		Handler:           s.withCORS(s.mux),
+		ReadHeaderTimeout: s.cfg.ReadHeaderTimeout,
+		IdleTimeout:       s.cfg.IdleTimeout,
+		MaxHeaderBytes:    int(s.cfg.MaxHeaderBytes),
+		// ReadTimeout and WriteTimeout stay zero: under HTTP/2 they become
+		// per-stream timers that kill long streams. Calls are bounded by
+		// deadlines instead, and dead peers by HTTP/2 pings.
+		HTTP2: &http.HTTP2Config{
+			MaxConcurrentStreams: s.cfg.MaxConcurrentStreams,
+			// Ping a connection that has been silent this long, and close it
+			// if the ping is not answered: a peer that vanished (a NAT
+			// timeout, a dead node) no longer holds its streams forever.
+			SendPingTimeout: time.Minute,
+			PingTimeout:     15 * time.Second,
+			// Close a connection whose peer stops reading what it asked for.
+			WriteByteTimeout: time.Minute,
+		},
+		ErrorLog: slog.NewLogLogger(s.logger.Handler(), slog.LevelWarn),
+	}
+	if s.cfg.TLSCertFile != "" {
+		cert, err := tls.LoadX509KeyPair(s.cfg.TLSCertFile, s.cfg.TLSKeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("kit: TLS key pair (KIT_TLS_CERT_FILE=%q, KIT_TLS_KEY_FILE=%q): %w",
+				s.cfg.TLSCertFile, s.cfg.TLSKeyFile, err)
+		}
+		srv.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+		protocols.SetHTTP2(true)
+	} else {
+		protocols.SetUnencryptedHTTP2(true)
+	}
+	srv.Protocols = &protocols
+	return srv, nil
+}
+
+// serve serves ln until the server shuts down.
+func (s *Server) serve(ln net.Listener) error {
+	if s.cfg.TLSCertFile != "" {
+		return s.http.ServeTLS(ln, "", "")
+	}
+	return s.http.Serve(ln)
+}
+
+// withCORS answers browsers' preflights and exposes the protocol headers for
+// the configured origins, so gRPC-Web and Connect calls from web pages keep
+// their error codes.
+func (s *Server) withCORS(h http.Handler) http.Handler {
+	if len(s.cfg.CORSAllowedOrigins) == 0 {
+		return h
+	}
+	return cors.New(cors.Options{
+		AllowedOrigins: s.cfg.CORSAllowedOrigins,
+		AllowedMethods: connectcors.AllowedMethods(),
+		AllowedHeaders: append(connectcors.AllowedHeaders(),
+			"Authorization", "X-Request-Id", "Traceparent", "Tracestate"),
+		ExposedHeaders: append(connectcors.ExposedHeaders(), "X-Request-Id"),
+		MaxAge:         7200,
+	}).Handler(h)
+}

@@ -1,0 +1,80 @@
+package kit
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+)
+
+// lifecycle runs the background components of one Run: it reports the first
+// failure and lets shutdown cancel and wait for them all.
+type lifecycle struct {
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	once   sync.Once
+	failed chan error // receives the first failure, once
+}
+
+func newLifecycle(parent context.Context) *lifecycle {
+	ctx, cancel := context.WithCancel(parent)
+	return &lifecycle{ctx: ctx, cancel: cancel, failed: make(chan error, 1)}
+}
+
+func (l *lifecycle) fail(err error) {
+	l.once.Do(func() { l.failed <- err })
+}
+
+// startActor runs fn; the caller holds s.mu.
+func (s *Server) startActor(fn func(context.Context) error) {
+	l := s.lifecycle
+	l.wg.Go(func() {
+		err := fn(l.ctx)
+		if err != nil && l.ctx.Err() == nil {
+			l.fail(fmt.Errorf("kit: background component: %w", err))
+		}
+	})
+}
+
+// shutdown runs the shutdown sequence, logging each step with its duration,
+// and returns cause joined with whatever went wrong on the way.
+func (s *Server) shutdown(cause error) error {
+	begin := time.Now()
+	errs := []error{cause}
+	if s.cfg.DrainDelay > 0 && cause == nil {
+		s.logger.Info("draining: waiting for load balancers", "drain_delay", s.cfg.DrainDelay)
+		time.Sleep(s.cfg.DrainDelay)
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.ShutdownTimeout)
+	defer cancel()
+
+	step := time.Now()
+	close(s.stopping)
+	if err := s.http.Shutdown(ctx); err != nil {
+		_ = s.http.Close()
+		errs = append(errs, fmt.Errorf("kit: in-flight calls did not finish within %s; closed their connections", s.cfg.ShutdownTimeout))
+	}
+	s.logger.Info("stopped serving calls", "duration", time.Since(step))
+
+	step = time.Now()
+	s.lifecycle.cancel()
+	done := make(chan struct{})
+	go func() { s.lifecycle.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		select {
+		case <-done: // they stopped as the time ran out
+		default:
+			errs = append(errs, fmt.Errorf("kit: background components did not stop within %s", s.cfg.ShutdownTimeout))
+		}
+	}
+	s.logger.Info("stopped background components", "duration", time.Since(step))
+
+	err := errors.Join(errs...)
+	s.logger.Info("shutdown complete", "duration", time.Since(begin), "clean", err == nil)
+	return err
+}

@@ -1,0 +1,113 @@
+package kit_test
+
+import (
+	"context"
+	"net/http"
+	"testing"
+	"time"
+
+	"connectrpc.com/connect"
+
+	pingv1 "github.com/connectkit/connectkit/internal/gen/connectkit/ping/v1"
+	"github.com/connectkit/connectkit/kit"
+)
+
+// deadlineOf calls Ping with ctx and returns the deadline the handler saw.
+func deadlineOf(t *testing.T, client interface {
+	Ping(context.Context, *connect.Request[pingv1.PingRequest]) (*connect.Response[pingv1.PingResponse], error)
+}, ctx context.Context) (time.Time, bool) {
+	t.Helper()
+	res, err := client.Ping(ctx, connect.NewRequest(&pingv1.PingRequest{}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := res.Header().Get("Deadline")
+	if h == "" {
+		return time.Time{}, false
+	}
+	d, err := time.Parse(time.RFC3339Nano, h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d, true
+}
+
+func TestServerSideDeadlines(t *testing.T) {
+	t.Parallel()
+	const callTimeout, maxCallTimeout = 40 * time.Second, 90 * time.Second
+	srv := newPingServer(t, kit.Config{CallTimeout: callTimeout, MaxCallTimeout: maxCallTimeout}, nil)
+	client := newPingClient(srv, srv.HTTP2Client(), connect.WithGRPC())
+
+	t.Run("call without a deadline gets the default", func(t *testing.T) {
+		t.Parallel()
+		before := time.Now()
+		d, ok := deadlineOf(t, client, context.Background())
+		if !ok || d.Before(before.Add(callTimeout-time.Second)) || d.After(time.Now().Add(callTimeout)) {
+			t.Errorf("deadline %v (set: %v), want about now+%s", d, ok, callTimeout)
+		}
+	})
+	t.Run("caller's shorter deadline is kept", func(t *testing.T) {
+		t.Parallel()
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		want, _ := ctx.Deadline()
+		d, ok := deadlineOf(t, client, ctx)
+		if !ok || d.After(want.Add(time.Second)) || d.Before(want.Add(-5*time.Second)) {
+			t.Errorf("deadline %v, want about %v", d, want)
+		}
+	})
+	t.Run("caller's longer deadline is capped", func(t *testing.T) {
+		t.Parallel()
+		ctx, cancel := context.WithTimeout(context.Background(), time.Hour)
+		defer cancel()
+		d, ok := deadlineOf(t, client, ctx)
+		if !ok || d.After(time.Now().Add(maxCallTimeout)) {
+			t.Errorf("deadline %v, want at most now+%s", d, maxCallTimeout)
+		}
+	})
+}
+
+func TestCORS(t *testing.T) {
+	t.Parallel()
+	srv := newPingServer(t, kit.Config{CORSAllowedOrigins: []string{"https://app.example.com"}}, nil)
+
+	preflight := func(origin string) *http.Response {
+		req, _ := http.NewRequest(http.MethodOptions, srv.URL+pingPath, nil)
+		req.Header.Set("Origin", origin)
+		req.Header.Set("Access-Control-Request-Method", "POST")
+		req.Header.Set("Access-Control-Request-Headers", "content-type,x-grpc-web,x-user-agent")
+		res, err := srv.HTTP1Client().Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res.Body.Close()
+		return res
+	}
+	res := preflight("https://app.example.com")
+	if res.StatusCode/100 != 2 || res.Header.Get("Access-Control-Allow-Origin") != "https://app.example.com" {
+		t.Errorf("allowed preflight: %d, allow-origin %q", res.StatusCode, res.Header.Get("Access-Control-Allow-Origin"))
+	}
+	if res = preflight("https://evil.example.com"); res.Header.Get("Access-Control-Allow-Origin") != "" {
+		t.Errorf("foreign origin allowed: %q", res.Header.Get("Access-Control-Allow-Origin"))
+	}
+
+	// A gRPC-Web error exposes its status headers, or a browser loses the code.
+	client := newPingClient(srv, srv.HTTP1Client(), connect.WithGRPCWeb(),
+		connect.WithInterceptors(connect.UnaryInterceptorFunc(func(next connect.UnaryFunc) connect.UnaryFunc {
+			return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
+				req.Header().Set("Origin", "https://app.example.com")
+				return next(ctx, req)
+			}
+		})))
+	_, err := client.Fail(context.Background(), connect.NewRequest(&pingv1.FailRequest{Code: int32(connect.CodeNotFound)}))
+	var ce *connect.Error
+	if !asConnectError(err, &ce) || ce.Code() != connect.CodeNotFound {
+		t.Fatalf("Fail = %v, want NotFound", err)
+	}
+	exposed := ce.Meta().Get("Access-Control-Expose-Headers")
+	for _, h := range []string{"Grpc-Status", "Grpc-Message", "Grpc-Status-Details-Bin"} {
+		if !containsFold(exposed, h) {
+			t.Errorf("Access-Control-Expose-Headers %q lacks %s", exposed, h)
+		}
+	}
+}

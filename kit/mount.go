@@ -1,0 +1,72 @@
+package kit
+
+import (
+	"net/http"
+	"slices"
+	"strings"
+	"sync"
+
+	"connectrpc.com/grpcreflect"
+	"google.golang.org/protobuf/reflect/protoreflect"
+	"google.golang.org/protobuf/reflect/protoregistry"
+)
+
+// Mount serves h under the path pattern, in the (path, handler) shape that
+// generated connect constructors return:
+//
+//	srv.Mount(examplev1connect.NewProfileServiceHandler(svc, srv.HandlerOptions()...))
+//
+// When path names a protobuf service ("/example.v1.ProfileService/"), gRPC
+// server reflection lists it. Any other net/http handler mounts too.
+func (s *Server) Mount(path string, h http.Handler) {
+	s.mux.Handle(path, h)
+	if name := serviceName(path); name != "" {
+		s.reflector.add(name)
+	}
+}
+
+// serviceName returns the protobuf service that path serves, or "" when it
+// names none registered in the global registry.
+func serviceName(path string) string {
+	name := strings.Trim(path, "/")
+	if name == "" || strings.Contains(name, "/") {
+		return ""
+	}
+	d, err := protoregistry.GlobalFiles.FindDescriptorByName(protoreflect.FullName(name))
+	if err != nil {
+		return ""
+	}
+	if _, ok := d.(protoreflect.ServiceDescriptor); !ok {
+		return ""
+	}
+	return name
+}
+
+// reflection serves gRPC server reflection (v1 and v1alpha) for every
+// mounted service, so grpcurl and buf curl work without proto files.
+type reflection struct {
+	mu    sync.Mutex
+	names []string
+}
+
+func (s *Server) mountReflection() {
+	reflector := grpcreflect.NewReflector(s.reflector)
+	s.Mount(grpcreflect.NewHandlerV1(reflector, s.handler...))
+	s.Mount(grpcreflect.NewHandlerV1Alpha(reflector, s.handler...))
+}
+
+func (r *reflection) add(name string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if !slices.Contains(r.names, name) {
+		r.names = append(r.names, name)
+		slices.Sort(r.names)
+	}
+}
+
+// Names implements grpcreflect.Namer.
+func (r *reflection) Names() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Clone(r.names)
+}

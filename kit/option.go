@@ -1,0 +1,44 @@
+package kit
+
+import (
+	"log/slog"
+
+	"connectrpc.com/connect"
+)
+
+// An Option configures a [Server] with a code dependency; data settings live
+// in [Config].
+type Option interface {
+	apply(*options)
+}
+
+type options struct {
+	logger       *slog.Logger
+	level        *slog.LevelVar
+	interceptors []connect.Interceptor
+}
+
+type optionFunc func(*options)
+
+func (f optionFunc) apply(o *options) { f(o) }
+
+// WithLogger sets the server's logger. By default the server builds one with
+// [NewLogger] from [Config.LogFormat], writing to stderr. Give the
+// [slog.LevelVar] the logger's handler reads with [WithLogLevel], or the
+// admin log-level endpoint cannot change it.
+func WithLogger(logger *slog.Logger) Option {
+	return optionFunc(func(o *options) { o.logger = logger })
+}
+
+// WithLogLevel sets the level variable that the admin endpoint reads and
+// changes at run time. By default the server makes its own, set from
+// [Config.LogLevel].
+func WithLogLevel(level *slog.LevelVar) Option {
+	return optionFunc(func(o *options) { o.level = level })
+}
+
+// WithInterceptors appends interceptors to the server's chain, inside the
+// default ones (closest to the handler). Repeated options add up.
+func WithInterceptors(interceptors ...connect.Interceptor) Option {
+	return optionFunc(func(o *options) { o.interceptors = append(o.interceptors, interceptors...) })
+}

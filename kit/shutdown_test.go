@@ -1,0 +1,131 @@
+package kit_test
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net"
+	"strings"
+	"testing"
+	"time"
+
+	"connectrpc.com/connect"
+
+	pingv1 "github.com/connectkit/connectkit/internal/gen/connectkit/ping/v1"
+	"github.com/connectkit/connectkit/internal/gen/connectkit/ping/v1/pingv1connect"
+	"github.com/connectkit/connectkit/kit"
+	"github.com/connectkit/connectkit/kit/kittest"
+)
+
+// drainingServer's CountUp sends 1, waits for the server to shut down, then
+// sends 2 and ends the stream.
+type drainingServer struct {
+	*pingServer
+	stopping <-chan struct{}
+}
+
+func (d *drainingServer) CountUp(_ context.Context, _ *connect.Request[pingv1.CountUpRequest], stream *connect.ServerStream[pingv1.CountUpResponse]) error {
+	if err := stream.Send(&pingv1.CountUpResponse{Number: 1}); err != nil {
+		return err
+	}
+	<-d.stopping
+	return stream.Send(&pingv1.CountUpResponse{Number: 2})
+}
+
+func TestGracefulShutdownFinishesInFlightCalls(t *testing.T) {
+	t.Parallel()
+	svc := &drainingServer{pingServer: blockingPing()}
+	srv := kittest.NewServer(t, kit.Config{}, func(srv *kit.Server) {
+		svc.stopping = srv.ShuttingDown()
+		srv.Mount(pingv1connect.NewPingServiceHandler(svc, srv.HandlerOptions()...))
+	})
+
+	unary := make(chan error, 1)
+	go func() {
+		res, err := newPingClient(srv, srv.HTTP1Client()).Ping(context.Background(), connect.NewRequest(&pingv1.PingRequest{Number: 3}))
+		if err == nil && res.Msg.GetNumber() != 3 {
+			err = errors.New("wrong answer")
+		}
+		unary <- err
+	}()
+	<-svc.entered
+
+	stream, err := newPingClient(srv, srv.HTTP2Client(), connect.WithGRPC()).CountUp(context.Background(), connect.NewRequest(&pingv1.CountUpRequest{}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !stream.Receive() || stream.Msg().GetNumber() != 1 {
+		t.Fatalf("first message: %v", stream.Err())
+	}
+
+	addr := srv.Addr().String()
+	stopped := make(chan error, 1)
+	go func() { stopped <- srv.Stop() }()
+
+	// New connections are refused once shutdown begins...
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			break
+		}
+		c.Close()
+		if time.Now().After(deadline) {
+			t.Fatal("still accepting connections 10s after shutdown began")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+
+	// ...while the open stream and the in-flight call finish cleanly.
+	if !stream.Receive() || stream.Msg().GetNumber() != 2 {
+		t.Fatalf("second message: %v", stream.Err())
+	}
+	if stream.Receive() || stream.Err() != nil {
+		t.Fatalf("stream did not end cleanly: %v", stream.Err())
+	}
+	close(svc.block)
+	if err := <-unary; err != nil {
+		t.Fatalf("in-flight unary call: %v", err)
+	}
+	if err := <-stopped; err != nil {
+		t.Fatalf("Run = %v, want nil", err)
+	}
+}
+
+func TestShutdownTimeoutCutsStuckCalls(t *testing.T) {
+	t.Parallel()
+	svc := blockingPing() // never released
+	srv := newPingServer(t, kit.Config{ShutdownTimeout: 100 * time.Millisecond}, svc)
+	failed := make(chan error, 1)
+	go func() {
+		_, err := newPingClient(srv, srv.HTTP2Client()).Ping(context.Background(), connect.NewRequest(&pingv1.PingRequest{}))
+		failed <- err
+	}()
+	<-svc.entered
+	if err := srv.Stop(); err == nil || !strings.Contains(err.Error(), "did not finish within 100ms") {
+		t.Errorf("Run = %v, want a shutdown timeout", err)
+	}
+	if err := <-failed; err == nil {
+		t.Error("stuck call succeeded")
+	}
+}
+
+func TestBackgroundComponentFailureStopsTheServer(t *testing.T) {
+	t.Parallel()
+	boom := errors.New("broker connection lost")
+	srv, err := kit.New(kit.Config{Addr: "127.0.0.1:0", AdminAddr: kit.AdminOff}, kit.WithLogger(slog.New(slog.DiscardHandler)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	stopped := make(chan struct{})
+	srv.Go(func(ctx context.Context) error { return boom })
+	srv.Go(func(ctx context.Context) error { <-ctx.Done(); close(stopped); return nil })
+	err = srv.Run(context.Background())
+	if !errors.Is(err, boom) {
+		t.Fatalf("Run = %v, want %v", err, boom)
+	}
+	select {
+	case <-stopped:
+	default:
+		t.Error("the other component was not stopped")
+	}
+}
