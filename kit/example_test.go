@@ -1,0 +1,64 @@
+package kit_test
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net/http"
+
+	"connectrpc.com/connect"
+
+	pingv1 "github.com/connectkit/connectkit/internal/gen/connectkit/ping/v1"
+	"github.com/connectkit/connectkit/internal/gen/connectkit/ping/v1/pingv1connect"
+	"github.com/connectkit/connectkit/kit"
+)
+
+func ExampleNew() {
+	// In func main, cfg comes from kit.ConfigFromEnv(); the zero Config
+	// works too. Port 0 picks a free port for this example.
+	cfg := kit.Config{Addr: "127.0.0.1:0", AdminAddr: kit.AdminOff}
+	srv, err := kit.New(cfg, kit.WithLogger(slog.New(slog.DiscardHandler)))
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	srv.Mount(pingv1connect.NewPingServiceHandler(&pingServer{}, srv.HandlerOptions()...))
+	if err := srv.Listen(); err != nil {
+		fmt.Println(err)
+		return
+	}
+	ctx, stop := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- srv.Run(ctx) }()
+
+	// Any Connect, gRPC or gRPC-Web client calls it on the same port.
+	client := pingv1connect.NewPingServiceClient(http.DefaultClient, "http://"+srv.Addr().String())
+	res, err := client.Ping(ctx, connect.NewRequest(&pingv1.PingRequest{Number: 42}))
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	fmt.Println("ping:", res.Msg.GetNumber())
+
+	// Requests are validated against the proto's rules.
+	_, err = client.Ping(ctx, connect.NewRequest(&pingv1.PingRequest{Number: -1}))
+	fmt.Println(connect.CodeOf(err))
+
+	stop()
+	fmt.Println("clean shutdown:", <-done == nil)
+	// Output:
+	// ping: 42
+	// invalid_argument
+	// clean shutdown: true
+}
+
+func ExampleConfigFromEnv() {
+	// With KIT_SHUTDOWN_TIMEOUT=15 in the environment, ConfigFromEnv fails:
+	// kit: invalid config: KIT_SHUTDOWN_TIMEOUT="15": want a duration such as "500ms", "15s" or "2m"
+	cfg, err := kit.ConfigFromEnv()
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	_ = cfg
+}
