@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"log/slog"
 	"net/http"
 	"strings"
 	"sync/atomic"
@@ -188,5 +189,26 @@ func TestRunTwiceIsAnError(t *testing.T) {
 	}
 	if err := h.Run(context.Background()); err == nil {
 		t.Fatal("second Run: no error")
+	}
+}
+
+func TestTransitionsAreLogged(t *testing.T) {
+	t.Parallel()
+	var out strings.Builder // written synchronously by Report
+	h := health.New(health.WithLogger(slog.New(slog.NewTextHandler(&out, nil))))
+	rep, err := h.AddReporter(health.Check{Name: "subscriber", Service: profileSvc})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep.Report(nil)
+	rep.Report(errors.New("connection lost"))
+	rep.Report(errors.New("still lost")) // no new line while failing
+	rep.Report(nil)
+	rep.Report(nil)
+	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+	if len(lines) != 2 ||
+		!strings.Contains(lines[0], `level=WARN msg="health check failing" check=subscriber service=example.v1.ProfileService critical=true liveness=false err="connection lost"`) ||
+		!strings.Contains(lines[1], `level=INFO msg="health check recovered" check=subscriber`) {
+		t.Fatalf("logs:\n%s", out.String())
 	}
 }
