@@ -176,13 +176,6 @@ type flight struct {
 // would be about shutdown, not about the dependency). It closes f.done once a
 // result is recorded, and returns when Func has returned or parent is done.
 func (h *Checker) runCheck(parent context.Context, c *check, f *flight) {
-	defer func() {
-		select {
-		case <-f.done:
-		default:
-			close(f.done)
-		}
-	}()
 	timeout := c.timeout()
 	ctx, cancel := context.WithTimeout(parent, timeout)
 	defer cancel()
@@ -201,13 +194,12 @@ func (h *Checker) runCheck(parent context.Context, c *check, f *flight) {
 			err = errors.New("check did not return")
 		}
 	}
-	if parent.Err() != nil {
-		return
+	if parent.Err() == nil {
+		if err != nil && errors.Is(ctx.Err(), context.DeadlineExceeded) {
+			err = fmt.Errorf("timed out after %s: %w", timeout, err)
+		}
+		h.record(c, result{ran: true, err: err, at: start, duration: time.Since(start)})
 	}
-	if ctx.Err() == context.DeadlineExceeded {
-		err = fmt.Errorf("timed out after %s: %w", timeout, err)
-	}
-	h.record(c, result{ran: true, err: err, at: start, duration: time.Since(start)})
 	close(f.done)
 	if !returned {
 		select {
