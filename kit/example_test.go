@@ -28,6 +28,7 @@ func ExampleNew() {
 		return
 	}
 	ctx, stop := context.WithCancel(context.Background())
+	defer stop()
 	done := make(chan error, 1)
 	go func() { done <- srv.Run(ctx) }()
 

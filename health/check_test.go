@@ -1,0 +1,214 @@
+package health_test
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"log/slog"
+	"net/http"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/connectkit/connectkit/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+)
+
+var _ health.Pinger = (*sql.DB)(nil)
+
+func TestBackgroundCheckServesCachedResult(t *testing.T) {
+	t.Parallel()
+	h := health.New()
+	var db switchable
+	mustAdd(t, h, health.Check{Name: "db", Func: db.check, Interval: time.Hour})
+	addr := serve(t, h)
+	client := grpcClient(t, addr)
+
+	// Pending until the runner has run it.
+	code, rep := get(t, "http://"+addr+"/readyz")
+	if code != http.StatusServiceUnavailable || rep.Checks[0].Status != "pending" || rep.Checks[0].Mode != "background" {
+		t.Fatalf("/readyz before Run = %d %+v, want 503 with db pending", code, rep)
+	}
+	run(t, h)
+	eventually(t, "the first background run", func() bool { return db.calls.Load() == 1 })
+	eventually(t, "SERVING", func() bool {
+		res, err := client.Check(ctxTimeout(t), &healthpb.HealthCheckRequest{})
+		return err == nil && res.GetStatus() == serving
+	})
+
+	// Probes read the cached result: the check is not run again, so its
+	// new failure is not seen until the next interval.
+	db.fail(errors.New("down"))
+	for range 5 {
+		res, err := client.Check(ctxTimeout(t), &healthpb.HealthCheckRequest{})
+		if err != nil || res.GetStatus() != serving {
+			t.Fatalf("Check = %v, %v; want the cached SERVING", res.GetStatus(), err)
+		}
+		if code, _ := get(t, "http://"+addr+"/readyz"); code != http.StatusOK {
+			t.Fatalf("/readyz = %d, want the cached 200", code)
+		}
+	}
+	if n := db.calls.Load(); n != 1 {
+		t.Fatalf("background check ran %d times, want 1", n)
+	}
+}
+
+func TestBackgroundCheckRunsEveryInterval(t *testing.T) {
+	t.Parallel()
+	h := health.New()
+	var db switchable
+	mustAdd(t, h, health.Check{Name: "db", Func: db.check, Interval: 10 * time.Millisecond})
+	run(t, h)
+	client := grpcClient(t, serve(t, h))
+	status := func() healthpb.HealthCheckResponse_ServingStatus {
+		res, err := client.Check(ctxTimeout(t), &healthpb.HealthCheckRequest{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return res.GetStatus()
+	}
+	eventually(t, "SERVING", func() bool { return status() == serving })
+	db.fail(errors.New("down"))
+	eventually(t, "NOT_SERVING", func() bool { return status() == notServing })
+	db.pass()
+	eventually(t, "SERVING again", func() bool { return status() == serving })
+}
+
+func TestCheckAddedWhileRunning(t *testing.T) {
+	t.Parallel()
+	h := health.New()
+	var early, late switchable
+	mustAdd(t, h, health.Check{Name: "early", Func: early.check, Interval: time.Hour})
+	run(t, h)
+	eventually(t, "Run to start", func() bool { return early.calls.Load() == 1 })
+	mustAdd(t, h, health.Check{Name: "late", Func: late.check, Interval: time.Hour})
+	eventually(t, "the late check to run", func() bool { return late.calls.Load() == 1 })
+}
+
+func TestStuckCheckTimesOutAndIsNotPiledUp(t *testing.T) {
+	t.Parallel()
+	h := health.New()
+	release := make(chan struct{})
+	var calls atomic.Int64
+	mustAdd(t, h, health.Check{
+		Name:    "stuck",
+		Timeout: 20 * time.Millisecond,
+		Func: func(context.Context) error { // ignores ctx, as bad checks do
+			calls.Add(1)
+			<-release
+			return nil
+		},
+	})
+	addr := serve(t, h)
+	for range 3 {
+		code, rep := get(t, "http://"+addr+"/readyz")
+		if code != http.StatusServiceUnavailable || !strings.Contains(rep.Checks[0].Error, "timed out after 20ms") {
+			t.Fatalf("/readyz = %d %+v, want 503 timed out", code, rep)
+		}
+	}
+	if n := calls.Load(); n != 1 {
+		t.Fatalf("stuck check started %d times, want 1 while stuck", n)
+	}
+	close(release)
+	eventually(t, "recovery once the check returns", func() bool {
+		code, _ := get(t, "http://"+addr+"/readyz")
+		return code == http.StatusOK
+	})
+}
+
+func TestPanickingCheckFails(t *testing.T) {
+	t.Parallel()
+	h := health.New()
+	mustAdd(t, h, health.Check{Name: "buggy", Func: func(context.Context) error { panic("nil map") }})
+	code, rep := get(t, "http://"+serve(t, h)+"/readyz")
+	if code != http.StatusServiceUnavailable || rep.Checks[0].Error != "check panicked: nil map" {
+		t.Fatalf("/readyz = %d %+v", code, rep)
+	}
+}
+
+type fakePinger struct{ err error }
+
+func (p fakePinger) PingContext(context.Context) error { return p.err }
+
+func TestPingCheck(t *testing.T) {
+	t.Parallel()
+	h := health.New()
+	mustAdd(t, h, health.PingCheck("postgres", fakePinger{err: errors.New("connection refused")}))
+	mustAdd(t, h, health.PingCheck("redis", fakePinger{}))
+	code, rep := get(t, "http://"+serve(t, h)+"/readyz")
+	if code != http.StatusServiceUnavailable || rep.Checks[0].Name != "postgres" ||
+		rep.Checks[0].Error != "ping: connection refused" || rep.Checks[1].Status != "pass" {
+		t.Fatalf("/readyz = %d %+v", code, rep)
+	}
+}
+
+func TestBadChecksAreRefused(t *testing.T) {
+	t.Parallel()
+	ok := func(context.Context) error { return nil }
+	tests := []struct {
+		name     string
+		check    health.Check
+		reporter bool
+		want     string
+	}{
+		{name: "no name", check: health.Check{Func: ok}, want: "empty Name"},
+		{name: "no func", check: health.Check{Name: "db"}, want: "nil Func"},
+		{name: "negative interval", check: health.Check{Name: "db", Func: ok, Interval: -time.Second}, want: "negative Interval -1s"},
+		{name: "negative timeout", check: health.Check{Name: "db", Func: ok, Timeout: -time.Second}, want: "negative Timeout -1s"},
+		{name: "liveness of a service", check: health.Check{Name: "loop", Func: ok, Liveness: true, Service: profileSvc}, want: "liveness is server-wide"},
+		{name: "duplicate", check: health.Check{Name: "taken", Func: ok}, want: `check "taken" is already registered`},
+		{name: "reporter with func", check: health.Check{Name: "sub", Func: ok}, reporter: true, want: "a reporter takes no Func"},
+		{name: "duplicate reporter", check: health.Check{Name: "taken"}, reporter: true, want: "already registered"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			h := health.New()
+			mustAdd(t, h, health.Check{Name: "taken", Func: ok})
+			var err error
+			if tc.reporter {
+				_, err = h.AddReporter(tc.check)
+			} else {
+				err = h.AddCheck(tc.check)
+			}
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("error = %v, want it to contain %q", err, tc.want)
+			}
+		})
+	}
+}
+
+func TestRunTwiceIsAnError(t *testing.T) {
+	t.Parallel()
+	h := health.New()
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := h.Run(ctx); err != nil {
+		t.Fatalf("first Run: %v", err)
+	}
+	if err := h.Run(context.Background()); err == nil {
+		t.Fatal("second Run: no error")
+	}
+}
+
+func TestTransitionsAreLogged(t *testing.T) {
+	t.Parallel()
+	var out strings.Builder // written synchronously by Report
+	h := health.New(health.WithLogger(slog.New(slog.NewTextHandler(&out, nil))))
+	rep, err := h.AddReporter(health.Check{Name: "subscriber", Service: profileSvc})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep.Report(nil)
+	rep.Report(errors.New("connection lost"))
+	rep.Report(errors.New("still lost")) // no new line while failing
+	rep.Report(nil)
+	rep.Report(nil)
+	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+	if len(lines) != 2 ||
+		!strings.Contains(lines[0], `level=WARN msg="health check failing" check=subscriber service=example.v1.ProfileService critical=true liveness=false err="connection lost"`) ||
+		!strings.Contains(lines[1], `level=INFO msg="health check recovered" check=subscriber`) {
+		t.Fatalf("logs:\n%s", out.String())
+	}
+}

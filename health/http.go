@@ -1,0 +1,156 @@
+package health
+
+import (
+	"encoding/json"
+	"net/http"
+	"time"
+)
+
+// HTTPOption configures [Checker.ReadyHandler] and [Checker.LiveHandler].
+type HTTPOption interface {
+	applyHTTP(*httpConfig)
+}
+
+type httpConfig struct {
+	hideErrors bool
+}
+
+type httpOptionFunc func(*httpConfig)
+
+func (f httpOptionFunc) applyHTTP(c *httpConfig) { f(c) }
+
+// HideErrors replaces each failing check's error text with "hidden" in the
+// response body. Error texts can name hosts, addresses and users; hide them
+// where the endpoint is open to callers who may not see them (the status
+// code and the check names stay). Default: errors are shown.
+func HideErrors() HTTPOption {
+	return httpOptionFunc(func(c *httpConfig) { c.hideErrors = true })
+}
+
+// ReadyHandler serves readiness (/readyz): it runs the on-probe readiness
+// checks, then answers 200 if the whole server ("") is SERVING and 503
+// otherwise (a failing critical check, or [Checker.Shutdown]), with a JSON
+// body:
+//
+//	{"status": "SERVING", "services": {"": "SERVING", "example.v1.ProfileService": "SERVING"},
+//	 "checks": [{"name": "postgres", "service": "", "critical": true, "mode": "background",
+//	   "status": "fail", "error": "ping: connection refused",
+//	   "last_run": "2025-01-02T15:04:05.123Z", "duration": "1.2ms"}]}
+//
+// "shutting_down": true is added once Shutdown was called. A check's mode is
+// "probe", "background" or "report" (a [Reporter]); its status is "pass",
+// "fail" or "pending" (not run yet); "error", "last_run" and "duration" are
+// left out when empty. It answers GET and HEAD only (405 otherwise).
+func (h *Checker) ReadyHandler(opts ...HTTPOption) http.Handler {
+	return h.httpHandler(scope{}, opts)
+}
+
+// LiveHandler serves liveness (/healthz): it runs the on-probe liveness
+// checks, then answers 200 unless a critical liveness check is failing (503),
+// with the JSON body of [Checker.ReadyHandler] less "services". Readiness
+// checks and [Checker.Shutdown] never affect it: an orchestrator restarts a
+// process that fails liveness. With no liveness check registered it answers
+// 200 as long as the process serves HTTP.
+func (h *Checker) LiveHandler(opts ...HTTPOption) http.Handler {
+	return h.httpHandler(scope{liveness: true}, opts)
+}
+
+type report struct {
+	Status       string            `json:"status"`
+	ShuttingDown bool              `json:"shutting_down,omitempty"`
+	Services     map[string]string `json:"services,omitempty"`
+	Checks       []checkReport     `json:"checks"`
+}
+
+type checkReport struct {
+	Name     string     `json:"name"`
+	Service  string     `json:"service"`
+	Critical bool       `json:"critical"`
+	Mode     string     `json:"mode"`
+	Status   string     `json:"status"`
+	Error    string     `json:"error,omitempty"`
+	LastRun  *time.Time `json:"last_run,omitempty"`
+	Duration string     `json:"duration,omitempty"`
+}
+
+func (h *Checker) httpHandler(s scope, opts []HTTPOption) http.Handler {
+	var cfg httpConfig
+	for _, o := range opts {
+		o.applyHTTP(&cfg)
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodGet && r.Method != http.MethodHead {
+			w.Header().Set("Allow", "GET, HEAD")
+			http.Error(w, "method not allowed: use GET or HEAD", http.StatusMethodNotAllowed)
+			return
+		}
+		h.probe(r.Context(), s)
+		rep := h.report(s, cfg)
+		body, err := json.Marshal(rep)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		body = append(body, '\n')
+		code := http.StatusOK
+		if rep.Status != statusServing.String() {
+			code = http.StatusServiceUnavailable
+		}
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("Cache-Control", "no-store")
+		w.WriteHeader(code)
+		if r.Method != http.MethodHead {
+			_, _ = w.Write(body)
+		}
+	})
+}
+
+func (h *Checker) report(s scope, cfg httpConfig) report {
+	checks, statuses, shutdown := h.snapshot(s)
+	rep := report{Checks: make([]checkReport, 0, len(checks))}
+	status := statusServing
+	for _, c := range checks {
+		rep.Checks = append(rep.Checks, c.report(cfg))
+		if s.liveness && !c.NonCritical && c.res.failing() {
+			status = statusNotServing
+		}
+	}
+	if !s.liveness {
+		status = statuses[""]
+		rep.ShuttingDown = shutdown
+		rep.Services = make(map[string]string, len(statuses))
+		for svc, st := range statuses {
+			rep.Services[svc] = st.String()
+		}
+	}
+	rep.Status = status.String()
+	return rep
+}
+
+func (c check) report(cfg httpConfig) checkReport {
+	cr := checkReport{
+		Name:     c.Name,
+		Service:  c.Service,
+		Critical: !c.NonCritical,
+		Mode:     c.mode(),
+		Status:   "pass",
+	}
+	switch {
+	case !c.res.ran:
+		cr.Status = "pending"
+	case c.res.err != nil:
+		cr.Status = "fail"
+		cr.Error = c.res.err.Error()
+		if cfg.hideErrors {
+			cr.Error = "hidden"
+		}
+	}
+	if c.res.ran {
+		at := c.res.at.UTC()
+		cr.LastRun = &at
+	}
+	if c.res.duration > 0 {
+		cr.Duration = c.res.duration.String()
+	}
+	return cr
+}

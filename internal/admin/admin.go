@@ -1,0 +1,130 @@
+// Package admin is the handler of connectkit's admin listener: Prometheus
+// metrics, [net/http/pprof] profiles, the run-time log level and the health
+// probes, behind an optional bearer token. kit owns the listener; this
+// package owns what is served on it.
+package admin
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/http/pprof"
+	"strings"
+	"unicode"
+
+	"github.com/connectkit/connectkit/health"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// Config is what the admin handler serves. An endpoint whose dependency is
+// nil is not served (404).
+type Config struct {
+	// Token, when set, is the bearer token that every endpoint but the
+	// probes requires (Authorization: Bearer <token>); a missing or wrong
+	// token gets 401 and changes nothing. Default "": no token, for an
+	// admin listener on loopback.
+	//
+	// /healthz and /readyz never require it: the kubelet and load balancers
+	// probe without credentials (a token in a Pod spec would be readable by
+	// anyone who can read the Pod), and probes only read. Without the token,
+	// /readyz hides the checks' error texts, which may name hosts and users.
+	Token string
+	// Pprof serves the runtime profiles under /debug/pprof/. Default false.
+	Pprof bool
+	// Gatherer is served on /metrics (e.g. the kit's
+	// *prometheus.Registry; see [RegisterRuntimeCollectors]).
+	Gatherer prometheus.Gatherer
+	// Level is the level variable of the process's log handler, read and
+	// changed at /debug/loglevel.
+	Level *slog.LevelVar
+	// Health serves /healthz (liveness) and /readyz (readiness).
+	Health *health.Checker
+	// Logger records log level changes and /metrics errors. Default: none.
+	Logger *slog.Logger
+}
+
+// NewHandler returns the admin handler:
+//
+//	GET      /                 the list of endpoints served
+//	GET      /metrics          Prometheus metrics (text or OpenMetrics)
+//	GET      /debug/pprof/...  runtime profiles, if Pprof
+//	GET, PUT /debug/loglevel   the log level (see below)
+//	GET      /healthz          liveness, no token needed
+//	GET      /readyz           readiness, no token needed
+//
+// GET /debug/loglevel answers {"level":"INFO"}. PUT /debug/loglevel takes
+// the new level as a bare word (debug, INFO, warn, error, or with an offset
+// like debug-2, case-insensitive, as [slog.Level.UnmarshalText] reads it) or
+// as JSON {"level":"debug"}, sets it at once for the whole process, logs the
+// change with the caller's address, and answers {"level":"DEBUG",
+// "previous":"INFO"}; a bad level is 400 and changes nothing.
+//
+// It returns an error if cfg.Token cannot be sent in a header.
+func NewHandler(cfg Config) (http.Handler, error) {
+	if strings.IndexFunc(cfg.Token, func(r rune) bool { return unicode.IsSpace(r) || unicode.IsControl(r) }) >= 0 {
+		return nil, errors.New("admin: Token contains white space or control characters")
+	}
+	logger := cfg.Logger
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	mux := http.NewServeMux()
+	var endpoints []string
+	handle := func(pattern, desc string, h http.Handler) {
+		mux.Handle(pattern, h)
+		endpoints = append(endpoints, fmt.Sprintf("%-16s %s", pattern, desc))
+	}
+	if cfg.Gatherer != nil {
+		handle("/metrics", "Prometheus metrics", promhttp.HandlerFor(cfg.Gatherer, promhttp.HandlerOpts{
+			ErrorLog:          promLogger{logger},
+			ErrorHandling:     promhttp.ContinueOnError,
+			EnableOpenMetrics: true,
+		}))
+	}
+	if cfg.Pprof {
+		// Registered on this mux: importing net/http/pprof also registers
+		// its handlers on http.DefaultServeMux, which connectkit never serves.
+		handle("/debug/pprof/", "runtime profiles", http.HandlerFunc(pprof.Index))
+		mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	}
+	if cfg.Level != nil {
+		handle("/debug/loglevel", "log level: GET, or PUT debug|info|warn|error", &levelHandler{level: cfg.Level, logger: logger})
+	}
+	var probes http.Handler
+	if cfg.Health != nil {
+		probeMux := http.NewServeMux()
+		hide := []health.HTTPOption{}
+		if cfg.Token != "" {
+			hide = append(hide, health.HideErrors())
+		}
+		probeMux.Handle("/healthz", cfg.Health.LiveHandler(hide...))
+		probeMux.Handle("/readyz", cfg.Health.ReadyHandler(hide...))
+		probes = probeMux
+		// An authorized caller sees the checks' errors.
+		handle("/healthz", "liveness (no token needed)", cfg.Health.LiveHandler())
+		handle("/readyz", "readiness (no token needed)", cfg.Health.ReadyHandler())
+	}
+	mux.HandleFunc("/{$}", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		fmt.Fprintln(w, "connectkit admin endpoints:")
+		for _, e := range endpoints {
+			fmt.Fprintln(w, "  "+e)
+		}
+	})
+	if cfg.Token == "" {
+		return mux, nil
+	}
+	return &guard{token: newToken(cfg.Token), next: mux, probes: probes}, nil
+}
+
+// promLogger adapts a slog.Logger to promhttp's error log.
+type promLogger struct{ logger *slog.Logger }
+
+func (l promLogger) Println(v ...any) {
+	l.logger.Error("serving /metrics", "err", fmt.Sprint(v...))
+}
