@@ -200,6 +200,15 @@ func (h *Checker) runCheck(parent context.Context, c *check, f *flight) {
 		}
 		h.record(c, result{ran: true, err: err, at: start, duration: time.Since(start)})
 	}
+	if returned {
+		// Done with this run: the next probe must start a new one, not
+		// reuse this result (a stuck run stays, so it is not started twice).
+		h.mu.Lock()
+		if c.flight == f {
+			c.flight = nil
+		}
+		h.mu.Unlock()
+	}
 	close(f.done)
 	if !returned {
 		select {

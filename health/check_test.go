@@ -6,6 +6,7 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -210,5 +211,28 @@ func TestTransitionsAreLogged(t *testing.T) {
 		!strings.Contains(lines[0], `level=WARN msg="health check failing" check=subscriber service=example.v1.ProfileService critical=true liveness=false err="connection lost"`) ||
 		!strings.Contains(lines[1], `level=INFO msg="health check recovered" check=subscriber`) {
 		t.Fatalf("logs:\n%s", out.String())
+	}
+}
+
+func TestEachProbeRunsOnProbeChecksAfresh(t *testing.T) {
+	t.Parallel()
+	h := health.New()
+	var failing atomic.Bool
+	if err := h.AddCheck(health.Check{Name: "flappy", Func: func(context.Context) error {
+		if failing.Load() {
+			return errors.New("down")
+		}
+		return nil
+	}}); err != nil {
+		t.Fatal(err)
+	}
+	ready := h.ReadyHandler()
+	for i := range 50 {
+		failing.Store(i%2 == 1)
+		rec := httptest.NewRecorder()
+		ready.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/readyz", nil))
+		if want := []int{http.StatusOK, http.StatusServiceUnavailable}[i%2]; rec.Code != want {
+			t.Fatalf("probe %d right after the check changed: %d, want %d", i, rec.Code, want)
+		}
 	}
 }
