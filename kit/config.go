@@ -151,7 +151,7 @@ func (c Config) Validate() error {
 			bad("AdminAddr", "KIT_ADMIN_ADDR", c.AdminAddr,
 				"admin listener beyond loopback needs KIT_ADMIN_TOKEN (or KIT_ADMIN_INSECURE=true)")
 		}
-		if c.Addr == c.AdminAddr {
+		if c.Addr == c.AdminAddr && !strings.HasSuffix(c.Addr, ":0") {
 			bad("AdminAddr", "KIT_ADMIN_ADDR", c.AdminAddr, "same address as KIT_ADDR")
 		}
 	}

@@ -26,6 +26,10 @@ import (
 
 	"connectrpc.com/connect"
 	"connectrpc.com/validate"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/connectkit/connectkit/health"
+	"github.com/connectkit/connectkit/internal/admin"
 )
 
 // Server serves mounted connect handlers under one lifecycle with the
@@ -39,12 +43,16 @@ type Server struct {
 
 	mux       *http.ServeMux
 	http      *http.Server
+	admin     *http.Server // nil when AdminAddr is AdminOff
+	registry  *prometheus.Registry
+	health    *health.Checker
 	reflector *reflection
 	handler   []connect.HandlerOption
 	client    []connect.ClientOption
 
 	mu        sync.Mutex
 	ln        net.Listener
+	adminLn   net.Listener
 	actors    []func(context.Context) error
 	running   bool
 	lifecycle *lifecycle
@@ -71,6 +79,14 @@ func New(cfg Config, opts ...Option) (*Server, error) {
 	if s.logger == nil {
 		s.logger = NewLogger(os.Stderr, cfg.LogFormat, s.level)
 	}
+	s.registry = s.opts.registry
+	if s.registry == nil {
+		s.registry = prometheus.NewRegistry()
+	}
+	if err := admin.RegisterRuntimeCollectors(s.registry); err != nil {
+		return nil, fmt.Errorf("kit: metrics registry: %w", err)
+	}
+	s.health = health.New(health.WithLogger(s.logger))
 	chain := s.interceptors()
 	s.handler = []connect.HandlerOption{
 		connect.WithInterceptors(chain...),
@@ -88,8 +104,17 @@ func New(cfg Config, opts ...Option) (*Server, error) {
 	if s.http, err = s.newHTTPServer(); err != nil {
 		return nil, err
 	}
+	// Open Watch streams of the health service end at shutdown (after
+	// sending NOT_SERVING) instead of holding it until its timeout.
+	s.http.RegisterOnShutdown(s.health.CloseWatches)
+	if cfg.AdminAddr != AdminOff {
+		if s.admin, err = s.newAdminServer(); err != nil {
+			return nil, err
+		}
+	}
 	s.reflector = &reflection{}
 	s.mountReflection()
+	s.Mount(health.NewHandler(s.health, s.handler...))
 	return s, nil
 }
 
@@ -150,9 +175,9 @@ func (s *Server) Go(fn func(ctx context.Context) error) {
 // [Config.ShutdownTimeout].
 func (s *Server) ShuttingDown() <-chan struct{} { return s.stopping }
 
-// Listen binds the main listener, so that [Server.Addr] reports the bound
-// address (useful with port 0). [Server.Run] calls it if it has not been
-// called.
+// Listen binds the main and admin listeners, so that [Server.Addr] and
+// [Server.AdminAddr] report the bound addresses (useful with port 0).
+// [Server.Run] calls it if it has not been called.
 func (s *Server) Listen() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -161,7 +186,13 @@ func (s *Server) Listen() error {
 	}
 	ln, err := net.Listen("tcp", s.cfg.Addr)
 	if err != nil {
-		return fmt.Errorf("kit: listen on %s: %w", s.cfg.Addr, err)
+		return fmt.Errorf("kit: listen on %s (KIT_ADDR): %w", s.cfg.Addr, err)
+	}
+	if s.admin != nil {
+		if s.adminLn, err = net.Listen("tcp", s.cfg.AdminAddr); err != nil {
+			_ = ln.Close()
+			return fmt.Errorf("kit: listen on %s (KIT_ADMIN_ADDR): %w", s.cfg.AdminAddr, err)
+		}
 	}
 	s.ln = ln
 	return nil
@@ -175,6 +206,17 @@ func (s *Server) Addr() net.Addr {
 		return nil
 	}
 	return s.ln.Addr()
+}
+
+// AdminAddr returns the admin listener's address, or nil before
+// [Server.Listen] or when the admin listener is off.
+func (s *Server) AdminAddr() net.Addr {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.adminLn == nil {
+		return nil
+	}
+	return s.adminLn.Addr()
 }
 
 // Run serves until ctx is done or the process gets SIGINT or SIGTERM, then
@@ -197,10 +239,11 @@ func (s *Server) Run(ctx context.Context) error {
 	}
 	s.running = true
 	s.lifecycle = newLifecycle(context.WithoutCancel(ctx))
+	s.startActor(s.health.Run) // background health checks
 	for _, fn := range s.actors {
 		s.startActor(fn)
 	}
-	ln := s.ln
+	ln, adminLn := s.ln, s.adminLn
 	s.mu.Unlock()
 
 	go func() {
@@ -208,7 +251,16 @@ func (s *Server) Run(ctx context.Context) error {
 			s.lifecycle.fail(fmt.Errorf("kit: serve %s: %w", ln.Addr(), err))
 		}
 	}()
-	s.logger.Info("serving", "addr", ln.Addr().String(), "tls", s.cfg.TLSCertFile != "")
+	attrs := []any{"addr", ln.Addr().String(), "tls", s.cfg.TLSCertFile != ""}
+	if adminLn != nil {
+		go func() {
+			if err := s.admin.Serve(adminLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				s.lifecycle.fail(fmt.Errorf("kit: serve admin %s: %w", adminLn.Addr(), err))
+			}
+		}()
+		attrs = append(attrs, "admin", adminLn.Addr().String())
+	}
+	s.logger.Info("serving", attrs...)
 
 	var cause error
 	select {

@@ -43,8 +43,13 @@ func (s *Server) startActor(fn func(context.Context) error) {
 func (s *Server) shutdown(cause error) error {
 	begin := time.Now()
 	errs := []error{cause}
+	// Readiness and gRPC health (Check and Watch) say NOT_SERVING first,
+	// before any draining, so that load balancers stop sending calls while
+	// the server still takes them.
+	s.health.Shutdown()
+	s.logger.Info("reported NOT_SERVING")
 	if s.cfg.DrainDelay > 0 && cause == nil {
-		s.logger.Info("draining: waiting for load balancers", "drain_delay", s.cfg.DrainDelay)
+		s.logger.Info("draining: waiting for load balancers to notice", "drain_delay", s.cfg.DrainDelay.String())
 		time.Sleep(s.cfg.DrainDelay)
 	}
 
@@ -57,7 +62,7 @@ func (s *Server) shutdown(cause error) error {
 		_ = s.http.Close()
 		errs = append(errs, fmt.Errorf("kit: in-flight calls did not finish within %s; closed their connections", s.cfg.ShutdownTimeout))
 	}
-	s.logger.Info("stopped serving calls", "duration", time.Since(step))
+	s.logger.Info("stopped serving calls", "duration", time.Since(step).String())
 
 	step = time.Now()
 	s.lifecycle.cancel()
@@ -72,9 +77,16 @@ func (s *Server) shutdown(cause error) error {
 			errs = append(errs, fmt.Errorf("kit: background components did not stop within %s", s.cfg.ShutdownTimeout))
 		}
 	}
-	s.logger.Info("stopped background components", "duration", time.Since(step))
+	s.logger.Info("stopped background components", "duration", time.Since(step).String())
+
+	if s.admin != nil {
+		// Last, so that metrics and probes answered during the drain.
+		if err := s.admin.Shutdown(ctx); err != nil {
+			_ = s.admin.Close()
+		}
+	}
 
 	err := errors.Join(errs...)
-	s.logger.Info("shutdown complete", "duration", time.Since(begin), "clean", err == nil)
+	s.logger.Info("shutdown complete", "duration", time.Since(begin).String(), "clean", err == nil)
 	return err
 }

@@ -9,6 +9,8 @@ import (
 	"connectrpc.com/grpcreflect"
 	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/reflect/protoregistry"
+
+	"github.com/connectkit/connectkit/health"
 )
 
 // Mount serves h under the path pattern, in the (path, handler) shape that
@@ -17,11 +19,17 @@ import (
 //	srv.Mount(examplev1connect.NewProfileServiceHandler(svc, srv.HandlerOptions()...))
 //
 // When path names a protobuf service ("/example.v1.ProfileService/"), gRPC
-// server reflection lists it. Any other net/http handler mounts too.
+// server reflection lists it and the gRPC health service reports its status
+// (see [Server.Health]). Any other net/http handler mounts too.
 func (s *Server) Mount(path string, h http.Handler) {
 	s.mux.Handle(path, h)
-	if name := serviceName(path); name != "" {
-		s.reflector.add(name)
+	name := serviceName(path)
+	if name == "" {
+		return
+	}
+	s.reflector.add(name)
+	if !strings.HasPrefix(name, "grpc.reflection.") && name != health.ServiceName {
+		s.health.AddService(name)
 	}
 }
 

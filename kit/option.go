@@ -4,6 +4,7 @@ import (
 	"log/slog"
 
 	"connectrpc.com/connect"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // An Option configures a [Server] with a code dependency; data settings live
@@ -13,6 +14,7 @@ type Option interface {
 }
 
 type options struct {
+	registry     *prometheus.Registry
 	logger       *slog.Logger
 	level        *slog.LevelVar
 	interceptors []connect.Interceptor
@@ -41,4 +43,12 @@ func WithLogLevel(level *slog.LevelVar) Option {
 // default ones (closest to the handler). Repeated options add up.
 func WithInterceptors(interceptors ...connect.Interceptor) Option {
 	return optionFunc(func(o *options) { o.interceptors = append(o.interceptors, interceptors...) })
+}
+
+// WithRegistry sets the Prometheus registry the server's metrics go into and
+// that the admin listener's /metrics serves; Go runtime and process
+// collectors are added to it. By default the server makes its own registry:
+// never the global default one.
+func WithRegistry(reg *prometheus.Registry) Option {
+	return optionFunc(func(o *options) { o.registry = reg })
 }

@@ -21,6 +21,8 @@ type Server struct {
 	*kit.Server
 	// URL is the base URL of the main listener, "http://127.0.0.1:port".
 	URL string
+	// AdminURL is the base URL of the admin listener, or "" when it is off.
+	AdminURL string
 
 	h1, h2   *http.Client
 	stop     func() error
@@ -29,8 +31,8 @@ type Server struct {
 
 // NewServer builds a server from cfg and opts, lets mount add its handlers,
 // and runs it on 127.0.0.1 at a random port (cfg.Addr is replaced; the admin
-// listener is off unless cfg.AdminAddr is set). Logs go to the test's
-// output. The server shuts down at the end of the test, which fails if the
+// listener is off unless cfg.AdminAddr is set, e.g. to "127.0.0.1:0"). Logs
+// go to the test's output. The server shuts down at the end of the test, which fails if the
 // shutdown is not clean.
 func NewServer(tb testing.TB, cfg kit.Config, mount func(*kit.Server), opts ...kit.Option) *Server {
 	tb.Helper()
@@ -57,6 +59,9 @@ func NewServer(tb testing.TB, cfg kit.Config, mount func(*kit.Server), opts ...k
 		scheme = "https://"
 	}
 	s := &Server{Server: srv, URL: scheme + srv.Addr().String()}
+	if a := srv.AdminAddr(); a != nil {
+		s.AdminURL = "http://" + a.String()
+	}
 	s.h1 = &http.Client{Transport: &http.Transport{}}
 	var h2c http.Protocols
 	h2c.SetUnencryptedHTTP2(true)

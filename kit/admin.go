@@ -1,0 +1,47 @@
+package kit
+
+import (
+	"fmt"
+	"log/slog"
+	"net/http"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/connectkit/connectkit/health"
+	"github.com/connectkit/connectkit/internal/admin"
+)
+
+// newAdminServer builds the admin listener's server: metrics, pprof, the log
+// level and the health probes (see package internal/admin). Its
+// WriteTimeout stays zero so that CPU profiles and traces can outlast it.
+func (s *Server) newAdminServer() (*http.Server, error) {
+	h, err := admin.NewHandler(admin.Config{
+		Token:    s.cfg.AdminToken,
+		Pprof:    s.cfg.Pprof,
+		Gatherer: s.registry,
+		Level:    s.level,
+		Health:   s.health,
+		Logger:   s.logger,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("kit: admin endpoints: %w", err)
+	}
+	return &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: s.cfg.ReadHeaderTimeout,
+		IdleTimeout:       s.cfg.IdleTimeout,
+		MaxHeaderBytes:    int(s.cfg.MaxHeaderBytes),
+		ErrorLog:          slog.NewLogLogger(s.logger.Handler(), slog.LevelWarn),
+	}, nil
+}
+
+// Registry returns the Prometheus registry the server's metrics are in and
+// that /metrics on the admin listener serves. Register your own collectors
+// on it.
+func (s *Server) Registry() *prometheus.Registry { return s.registry }
+
+// Health returns the server's health model: register checks on it, and
+// background components report their state through it. It feeds the gRPC
+// health service on the main port and /healthz and /readyz on the admin
+// listener.
+func (s *Server) Health() *health.Checker { return s.health }
