@@ -54,4 +54,5 @@ test: checkgenerate lint conformance ## Everything CI runs: generate check, lint
 .PHONY: conformance
 conformance: ## Run the Connect conformance suite (server mode) against internal/conformance
 	$(GO) build -o bin/conformance-server ./internal/conformance/cmd/conformance-server
-	$(TOOL) connectconformance --mode server --conf internal/conformance/config.yaml -- bin/conformance-server
+	$(TOOL) connectconformance --mode server --conf internal/conformance/config.yaml \
+		--parallel 32 --max-servers 8 -- bin/conformance-server

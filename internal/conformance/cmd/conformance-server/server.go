@@ -23,10 +23,11 @@ const (
 	maxHeaderBytes         = 1 << 20
 	maxConcurrentStreams   = 250
 	// shutdownGrace is short because the runner stops the server only once
-	// every RPC has completed: what is still open then are connections the
-	// client dialed and never used, which net/http's Shutdown otherwise
-	// waits up to 5 s for (golang/go#22682), once per server config.
-	shutdownGrace = time.Second
+	// every RPC has completed, so nothing is left to drain: waiting longer
+	// only waits for the client to close connections, up to 1 s per
+	// HTTP/2 connection after GOAWAY and 5 s per connection it dialed and
+	// never used (golang/go#22682), once per server config.
+	shutdownGrace = 100 * time.Millisecond
 )
 
 // serve serves the conformance service on ln until ctx is done, then shuts
@@ -78,7 +79,7 @@ func serve(ctx context.Context, ln net.Listener, tlsConf *tls.Config, readMaxByt
 	defer cancel()
 	err := srv.Shutdown(shutdownCtx)
 	if errors.Is(err, context.DeadlineExceeded) {
-		// Only never-used connections are left (see shutdownGrace).
+		// No RPC is left, only connections the client keeps open.
 		return srv.Close()
 	}
 	return err
