@@ -32,7 +32,9 @@ func main() {
 }
 
 // run answers one ServerCompatRequest read from stdin and serves until ctx
-// is done.
+// is done. The request's protocol and HTTP version need no setup: like
+// kit.Server, the server speaks every protocol over HTTP/1.1 and HTTP/2 on
+// one listener.
 func run(ctx context.Context, stdin io.Reader, stdout io.Writer) error {
 	var req conformancev1.ServerCompatRequest
 	if err := conformance.ReadDelimited(stdin, &req); err != nil {
