@@ -48,5 +48,11 @@ lint: protodeps ## Vet, check formatting and lint the protos
 	$(BUF) format -d --exit-code internal/proto
 
 .PHONY: test
-test: checkgenerate lint ## Everything CI runs: generate check, lint, race tests, conformance
+test: checkgenerate lint conformance ## Everything CI runs: generate check, lint, race tests, conformance
 	$(GO) test -race -count=1 ./...
+
+.PHONY: conformance
+conformance: ## Run the Connect conformance suite (server mode) against internal/conformance
+	$(GO) build -o bin/conformance-server ./internal/conformance/cmd/conformance-server
+	$(TOOL) connectconformance --mode server --conf internal/conformance/config.yaml \
+		--parallel 32 --max-servers 8 -- bin/conformance-server
