@@ -59,11 +59,12 @@ type Config struct {
 	// seconds behind a load balancer or in Kubernetes).
 	DrainDelay time.Duration
 
-	// CallTimeout is the deadline of unary calls whose caller set none.
-	// KIT_CALL_TIMEOUT, default 30s.
+	// CallTimeout is the deadline of unary calls whose caller set none;
+	// [NoTimeout] (KIT_CALL_TIMEOUT=off) sets none. KIT_CALL_TIMEOUT,
+	// default 30s.
 	CallTimeout time.Duration
-	// MaxCallTimeout caps the deadline a unary call may ask for.
-	// KIT_MAX_CALL_TIMEOUT, default 5m.
+	// MaxCallTimeout caps the deadline a unary call may ask for;
+	// [NoTimeout] (off) caps nothing. KIT_MAX_CALL_TIMEOUT, default 5m.
 	MaxCallTimeout time.Duration
 	// StreamTimeout is the deadline of streaming calls whose caller set
 	// none; 0 leaves them unbounded (the usual choice for watch streams,
@@ -108,6 +109,11 @@ const (
 
 // AdminOff is the [Config.AdminAddr] that disables the admin listener.
 const AdminOff = "off"
+
+// NoTimeout, as [Config.CallTimeout], [Config.MaxCallTimeout] or
+// [Config.StreamTimeout], turns that deadline off (any negative value does);
+// in the environment, write "off".
+const NoTimeout time.Duration = -1
 
 // withDefaults returns c with every zero field set to its default.
 func (c Config) withDefaults() Config {
@@ -171,15 +177,12 @@ func (c Config) Validate() error {
 		{"IdleTimeout", "KIT_IDLE_TIMEOUT", c.IdleTimeout},
 		{"ShutdownTimeout", "KIT_SHUTDOWN_TIMEOUT", c.ShutdownTimeout},
 		{"DrainDelay", "KIT_DRAIN_DELAY", c.DrainDelay},
-		{"CallTimeout", "KIT_CALL_TIMEOUT", c.CallTimeout},
-		{"MaxCallTimeout", "KIT_MAX_CALL_TIMEOUT", c.MaxCallTimeout},
-		{"StreamTimeout", "KIT_STREAM_TIMEOUT", c.StreamTimeout},
 	} {
 		if d.value < 0 {
 			bad(d.field, d.env, d.value, "must not be negative")
 		}
 	}
-	if c.CallTimeout > c.MaxCallTimeout {
+	if c.CallTimeout > 0 && c.MaxCallTimeout > 0 && c.CallTimeout > c.MaxCallTimeout {
 		bad("CallTimeout", "KIT_CALL_TIMEOUT", c.CallTimeout, fmt.Sprintf("exceeds KIT_MAX_CALL_TIMEOUT (%s)", c.MaxCallTimeout))
 	}
 	for _, b := range []struct {
@@ -253,9 +256,9 @@ func configFrom(lookup func(string) (string, bool)) (Config, error) {
 		IdleTimeout:          e.duration("KIT_IDLE_TIMEOUT"),
 		ShutdownTimeout:      e.duration("KIT_SHUTDOWN_TIMEOUT"),
 		DrainDelay:           e.duration("KIT_DRAIN_DELAY"),
-		CallTimeout:          e.duration("KIT_CALL_TIMEOUT"),
-		MaxCallTimeout:       e.duration("KIT_MAX_CALL_TIMEOUT"),
-		StreamTimeout:        e.duration("KIT_STREAM_TIMEOUT"),
+		CallTimeout:          e.timeout("KIT_CALL_TIMEOUT"),
+		MaxCallTimeout:       e.timeout("KIT_MAX_CALL_TIMEOUT"),
+		StreamTimeout:        e.timeout("KIT_STREAM_TIMEOUT"),
 		MaxRequestBytes:      e.bytes("KIT_MAX_REQUEST_BYTES"),
 		MaxResponseBytes:     e.bytes("KIT_MAX_RESPONSE_BYTES"),
 		MaxHeaderBytes:       e.bytes("KIT_MAX_HEADER_BYTES"),

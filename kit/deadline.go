@@ -9,7 +9,8 @@ import (
 
 // deadlines gives calls that carry no deadline a default one and caps the
 // deadline of unary calls, since connect-go sets none: without it a slow
-// dependency holds a handler, and its memory, forever.
+// dependency holds a handler, and its memory, forever. A duration <= 0 is
+// off.
 type deadlines struct {
 	unary, maxUnary, stream time.Duration
 }
@@ -21,10 +22,13 @@ func (d deadlines) WrapUnary(next connect.UnaryFunc) connect.UnaryFunc {
 		}
 		timeout := d.unary
 		if deadline, ok := ctx.Deadline(); ok {
-			if time.Until(deadline) <= d.maxUnary {
+			if d.maxUnary <= 0 || time.Until(deadline) <= d.maxUnary {
 				return next(ctx, req)
 			}
 			timeout = d.maxUnary
+		}
+		if timeout <= 0 {
+			return next(ctx, req)
 		}
 		ctx, cancel := context.WithTimeout(ctx, timeout)
 		defer cancel()

@@ -68,6 +68,14 @@ func (e *envReader) duration(name string) time.Duration {
 	return d
 }
 
+// timeout is a duration that "off" turns off ([NoTimeout]).
+func (e *envReader) timeout(name string) time.Duration {
+	if v, ok := e.get(name); ok && strings.EqualFold(v, "off") {
+		return NoTimeout
+	}
+	return e.duration(name)
+}
+
 func (e *envReader) integer(name string) int64 {
 	v, ok := e.get(name)
 	if !ok {

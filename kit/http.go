@@ -39,7 +39,11 @@ func (s *Server) newHTTPServer() (*http.Server, error) {
 		},
 		ErrorLog: slog.NewLogLogger(s.logger.Handler(), slog.LevelWarn),
 	}
-	if s.cfg.TLSCertFile != "" {
+	switch {
+	case s.opts.tls != nil:
+		srv.TLSConfig = s.opts.tls.Clone()
+		protocols.SetHTTP2(true)
+	case s.cfg.TLSCertFile != "":
 		cert, err := tls.LoadX509KeyPair(s.cfg.TLSCertFile, s.cfg.TLSKeyFile)
 		if err != nil {
 			return nil, fmt.Errorf("kit: TLS key pair (KIT_TLS_CERT_FILE=%q, KIT_TLS_KEY_FILE=%q): %w",
@@ -47,7 +51,7 @@ func (s *Server) newHTTPServer() (*http.Server, error) {
 		}
 		srv.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
 		protocols.SetHTTP2(true)
-	} else {
+	default:
 		protocols.SetUnencryptedHTTP2(true)
 	}
 	srv.Protocols = &protocols
@@ -56,7 +60,7 @@ func (s *Server) newHTTPServer() (*http.Server, error) {
 
 // serve serves ln until the server shuts down.
 func (s *Server) serve(ln net.Listener) error {
-	if s.cfg.TLSCertFile != "" {
+	if s.tls {
 		return s.http.ServeTLS(ln, "", "")
 	}
 	return s.http.Serve(ln)

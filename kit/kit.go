@@ -43,6 +43,7 @@ type Server struct {
 
 	mux       *http.ServeMux
 	http      *http.Server
+	tls       bool         // the main listener serves TLS
 	admin     *http.Server // nil when AdminAddr is AdminOff
 	registry  *prometheus.Registry
 	health    *health.Checker
@@ -106,6 +107,7 @@ func New(cfg Config, opts ...Option) (*Server, error) {
 	}
 	// Open Watch streams of the health service end at shutdown (after
 	// sending NOT_SERVING) instead of holding it until its timeout.
+	s.tls = s.http.TLSConfig != nil
 	s.http.RegisterOnShutdown(s.health.CloseWatches)
 	if cfg.AdminAddr != AdminOff {
 		if s.admin, err = s.newAdminServer(); err != nil {
@@ -251,7 +253,7 @@ func (s *Server) Run(ctx context.Context) error {
 			s.lifecycle.fail(fmt.Errorf("kit: serve %s: %w", ln.Addr(), err))
 		}
 	}()
-	attrs := []any{"addr", ln.Addr().String(), "tls", s.cfg.TLSCertFile != ""}
+	attrs := []any{"addr", ln.Addr().String(), "tls", s.tls}
 	if adminLn != nil {
 		go func() {
 			if err := s.admin.Serve(adminLn); err != nil && !errors.Is(err, http.ErrServerClosed) {

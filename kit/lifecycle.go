@@ -60,7 +60,7 @@ func (s *Server) shutdown(cause error) error {
 	close(s.stopping)
 	if err := s.http.Shutdown(ctx); err != nil {
 		_ = s.http.Close()
-		errs = append(errs, fmt.Errorf("kit: in-flight calls did not finish within %s; closed their connections", s.cfg.ShutdownTimeout))
+		errs = append(errs, fmt.Errorf("kit: in-flight calls did not finish within %s; closed their connections: %w", s.cfg.ShutdownTimeout, err))
 	}
 	s.logger.Info("stopped serving calls", "duration", time.Since(step).String())
 
@@ -74,7 +74,7 @@ func (s *Server) shutdown(cause error) error {
 		select {
 		case <-done: // they stopped as the time ran out
 		default:
-			errs = append(errs, fmt.Errorf("kit: background components did not stop within %s", s.cfg.ShutdownTimeout))
+			errs = append(errs, fmt.Errorf("kit: background components did not stop within %s: %w", s.cfg.ShutdownTimeout, ctx.Err()))
 		}
 	}
 	s.logger.Info("stopped background components", "duration", time.Since(step).String())

@@ -1,6 +1,7 @@
 package kit
 
 import (
+	"crypto/tls"
 	"log/slog"
 
 	"connectrpc.com/connect"
@@ -14,6 +15,7 @@ type Option interface {
 }
 
 type options struct {
+	tls          *tls.Config
 	registry     *prometheus.Registry
 	logger       *slog.Logger
 	level        *slog.LevelVar
@@ -51,4 +53,12 @@ func WithInterceptors(interceptors ...connect.Interceptor) Option {
 // never the global default one.
 func WithRegistry(reg *prometheus.Registry) Option {
 	return optionFunc(func(o *options) { o.registry = reg })
+}
+
+// WithTLSConfig makes the main listener serve TLS with cfg (HTTP/2 is added
+// to its ALPN protocols), for what files cannot say: certificates reloaded
+// by GetCertificate, client certificates (mTLS). It takes precedence over
+// [Config.TLSCertFile] and [Config.TLSKeyFile].
+func WithTLSConfig(cfg *tls.Config) Option {
+	return optionFunc(func(o *options) { o.tls = cfg })
 }
