@@ -1,0 +1,105 @@
+// Command benchserver serves connectkit.ping.v1.PingService on loopback for
+// the benchmark suite (scripts/bench.sh, driven by internal/bench/benchrun).
+// Each -variant is one way of serving the same handler; it prints
+// "listening on ADDR" once it accepts connections and shuts down gracefully
+// on SIGINT or SIGTERM.
+//
+// Variants:
+//
+//	connect        bare connect-go on net/http: HTTP/1.1 and h2c on one port
+//	connect-batch  the same behind internal/batchconn's listener
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"connectrpc.com/connect"
+
+	"github.com/connectkit/connectkit/internal/batchconn"
+	pingv1 "github.com/connectkit/connectkit/internal/gen/connectkit/ping/v1"
+	"github.com/connectkit/connectkit/internal/gen/connectkit/ping/v1/pingv1connect"
+)
+
+// listenerFor returns the function that wraps the listener for a variant.
+func listenerFor(variant string) (func(net.Listener) (net.Listener, error), error) {
+	switch variant {
+	case "connect":
+		return func(ln net.Listener) (net.Listener, error) { return ln, nil }, nil
+	case "connect-batch":
+		return func(ln net.Listener) (net.Listener, error) {
+			return batchconn.NewListener(ln, batchconn.Config{})
+		}, nil
+	}
+	return nil, fmt.Errorf("unknown -variant %q", variant)
+}
+
+func main() {
+	addr := flag.String("addr", "127.0.0.1:0", "address to listen on")
+	variant := flag.String("variant", "connect", "server variant: connect, connect-batch")
+	flag.Parse()
+	if err := run(*addr, *variant); err != nil {
+		fmt.Fprintln(os.Stderr, "benchserver:", err)
+		os.Exit(1)
+	}
+}
+
+func run(addr, variant string) error {
+	wrap, err := listenerFor(variant)
+	if err != nil {
+		return err
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	inner, err := net.Listen("tcp", addr)
+	if err != nil {
+		return err
+	}
+	ln, err := wrap(inner)
+	if err != nil {
+		inner.Close()
+		return err
+	}
+	mux := http.NewServeMux()
+	mux.Handle(pingv1connect.NewPingServiceHandler(pingService{}))
+	var protocols http.Protocols
+	protocols.SetHTTP1(true)
+	protocols.SetUnencryptedHTTP2(true)
+	srv := &http.Server{Handler: mux, Protocols: &protocols, ReadHeaderTimeout: 5 * time.Second}
+
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln) }()
+	fmt.Printf("listening on %s\n", inner.Addr())
+	select {
+	case err := <-served:
+		return err
+	case <-ctx.Done():
+	}
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(shutdownCtx); err != nil {
+		return err
+	}
+	if err := <-served; !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}
+
+// pingService answers Ping with its request, as small a handler as can be.
+type pingService struct {
+	pingv1connect.UnimplementedPingServiceHandler
+}
+
+func (pingService) Ping(_ context.Context, req *connect.Request[pingv1.PingRequest]) (*connect.Response[pingv1.PingResponse], error) {
+	return connect.NewResponse(&pingv1.PingResponse{Number: req.Msg.GetNumber(), Text: req.Msg.GetText()}), nil
+}
