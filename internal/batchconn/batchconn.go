@@ -62,7 +62,7 @@ const (
 	DefaultMaxBufferedBytes = 64 << 10
 	DefaultReadBufferSize   = 4 << 10
 	DefaultFlushTimeout     = 30 * time.Second
-	DefaultCloseGrace       = 5 * time.Second
+	DefaultCloseGrace       = time.Second
 )
 
 // Config configures [NewListener]. Its zero value is valid: every field left
@@ -90,7 +90,12 @@ type Config struct {
 	FlushTimeout time.Duration
 
 	// CloseGrace bounds how long Close waits for buffered bytes to be
-	// written before it closes the socket. Default: 5s.
+	// written before it closes the socket. Close blocks while it waits, so
+	// that a server that returns from a graceful shutdown has sent every
+	// byte it wrote (net/http closes HTTP/2 connections right after their
+	// last frames). A peer that reads makes that wait a few microseconds;
+	// one that has stopped reading makes it CloseGrace, and net/http's
+	// Server.Close closes connections one after another. Default: 1s.
 	CloseGrace time.Duration
 }
 

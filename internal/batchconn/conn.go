@@ -181,8 +181,6 @@ func (c *conn) SetDeadline(t time.Time) error {
 func (c *conn) ReadFrom(r io.Reader) (int64, error) {
 	if c.mode.Load() != modeBatched {
 		if rf, ok := c.Conn.(io.ReaderFrom); ok {
-			c.wmu.Lock()
-			defer c.wmu.Unlock()
 			return rf.ReadFrom(r)
 		}
 	}

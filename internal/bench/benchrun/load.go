@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/binary"
 	"fmt"
 	"io"
@@ -48,16 +49,21 @@ func writeRequestFiles(dir string) (requestFiles, error) {
 
 // checkServer makes the call the load generator will make, with Go's own
 // client, and checks the answer, so that a benchmark never measures errors.
-func checkServer(ctx context.Context, addr, scenario string) error {
+func checkServer(ctx context.Context, addr, scenario string, useTLS bool) error {
+	scheme := "http://"
+	if useTLS {
+		scheme = "https://"
+	}
 	var protocols http.Protocols
 	var req *http.Request
 	var err error
 	switch scenario {
 	case "grpc-h2c":
-		protocols.SetUnencryptedHTTP2(true)
+		protocols.SetUnencryptedHTTP2(!useTLS)
+		protocols.SetHTTP2(useTLS)
 		msg, _ := proto.Marshal(&pingv1.PingRequest{Number: pingNumber})
 		body := append(binary.BigEndian.AppendUint32([]byte{0}, uint32(len(msg))), msg...)
-		req, err = http.NewRequestWithContext(ctx, http.MethodPost, "http://"+addr+pingPath, bytes.NewReader(body))
+		req, err = http.NewRequestWithContext(ctx, http.MethodPost, scheme+addr+pingPath, bytes.NewReader(body))
 		if err != nil {
 			return err
 		}
@@ -65,7 +71,7 @@ func checkServer(ctx context.Context, addr, scenario string) error {
 		req.Header.Set("Te", "trailers")
 	case "json-http1":
 		protocols.SetHTTP1(true)
-		req, err = http.NewRequestWithContext(ctx, http.MethodPost, "http://"+addr+pingPath, strings.NewReader(fmt.Sprintf(`{"number":%d}`, pingNumber)))
+		req, err = http.NewRequestWithContext(ctx, http.MethodPost, scheme+addr+pingPath, strings.NewReader(fmt.Sprintf(`{"number":%d}`, pingNumber)))
 		if err != nil {
 			return err
 		}
@@ -73,7 +79,7 @@ func checkServer(ctx context.Context, addr, scenario string) error {
 	default:
 		return fmt.Errorf("unknown scenario %q (want grpc-h2c or json-http1)", scenario)
 	}
-	tr := &http.Transport{Protocols: &protocols}
+	tr := &http.Transport{Protocols: &protocols, TLSClientConfig: &tls.Config{InsecureSkipVerify: true}} // benchserver's self-signed certificate
 	defer tr.CloseIdleConnections()
 	res, err := (&http.Client{Transport: tr, Timeout: 10 * time.Second}).Do(req)
 	if err != nil {
@@ -93,6 +99,9 @@ func checkServer(ctx context.Context, addr, scenario string) error {
 		}
 		return nil
 	}
+	if want := 2 - b2i(scenario == "json-http1"); res.ProtoMajor != want {
+		return fmt.Errorf("served over %s, want HTTP/%d", res.Proto, want)
+	}
 	if s := res.Trailer.Get("Grpc-Status"); s != "0" {
 		return fmt.Errorf("grpc-status %q: %s", s, res.Trailer.Get("Grpc-Message"))
 	}
@@ -103,8 +112,16 @@ func checkServer(ctx context.Context, addr, scenario string) error {
 	return nil
 }
 
+func b2i(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
 // loader runs the load generators against one server.
 type loader struct {
+	tls     bool
 	work    string
 	files   requestFiles
 	addr    string
@@ -123,6 +140,10 @@ type loadResult struct {
 
 // run runs scenario sc with 1/divisor of the configured calls or duration.
 func (l loader) run(ctx context.Context, sc scenario, divisor int) (loadResult, error) {
+	url := "http://" + l.addr + pingPath
+	if l.tls {
+		url = "https://" + l.addr + pingPath
+	}
 	var args []string
 	if l.pinned {
 		args = []string{"taskset", "-c", "1"}
@@ -130,7 +151,7 @@ func (l loader) run(ctx context.Context, sc scenario, divisor int) (loadResult, 
 	if sc.Name == "json-http1" {
 		d := max(l.wrkTime/time.Duration(divisor), time.Second)
 		args = append(args, "wrk", "-t1", "-c"+strconv.Itoa(sc.InFlight), "-d"+strconv.Itoa(int(d.Seconds()))+"s",
-			"--latency", "-s", l.files.wrkScript, "http://"+l.addr+pingPath)
+			"--latency", "-s", l.files.wrkScript, url)
 		out, err := command(ctx, args)
 		if err != nil {
 			return loadResult{}, err
@@ -146,7 +167,7 @@ func (l loader) run(ctx context.Context, sc scenario, divisor int) (loadResult, 
 	args = append(args, "h2load", "-t1", "-n"+strconv.Itoa(max(n/divisor, 100)),
 		"-c"+strconv.Itoa(conns), "-m"+strconv.Itoa(sc.InFlight/conns),
 		"-d", l.files.grpcFrame, "-H", "content-type: application/grpc", "-H", "te: trailers",
-		"--log-file="+logFile, "http://"+l.addr+pingPath)
+		"--log-file="+logFile, url)
 	out, err := command(ctx, args)
 	if err != nil {
 		return loadResult{}, err

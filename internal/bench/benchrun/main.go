@@ -21,7 +21,8 @@ import (
 	"time"
 )
 
-// scenario is one kind of load.
+// scenario is one kind of load. With -tls, grpc-h2c is gRPC over HTTP/2
+// negotiated by ALPN, and json-http1 is over TLS too.
 type scenario struct {
 	Name     string // grpc-h2c or json-http1
 	InFlight int    // calls in flight
@@ -29,6 +30,7 @@ type scenario struct {
 
 // result is one measured run.
 type result struct {
+	TLS      bool
 	Pin      string
 	Scenario scenario
 	Variant  string
@@ -60,6 +62,7 @@ type options struct {
 	calls1    int
 	wrkTime   time.Duration
 	syscalls  bool
+	tls       bool
 	work      string
 }
 
@@ -75,6 +78,7 @@ func main() {
 	flag.IntVar(&o.calls1, "n1", 20000, "h2load calls per run with one in flight")
 	flag.DurationVar(&o.wrkTime, "wrk-duration", 5*time.Second, "wrk run length")
 	flag.BoolVar(&o.syscalls, "syscalls", true, "count syscalls per call with perf in an extra run")
+	flag.BoolVar(&o.tls, "tls", false, "serve and load over TLS: h2 by ALPN for gRPC, HTTP/1.1 for JSON")
 	flag.StringVar(&o.work, "work", "", "directory for request files and logs (default: a temporary one)")
 	flag.Parse()
 	o.variants = strings.Split(variants, ",")
@@ -137,16 +141,16 @@ func run(ctx context.Context, o options) error {
 // measure starts a fresh server, checks it answers the load's request
 // correctly, warms it up, then measures one run (and a perf run).
 func measure(ctx context.Context, o options, files requestFiles, pin string, sc scenario, variant string) (result, error) {
-	r := result{Pin: pin, Scenario: sc, Variant: variant}
-	srv, err := startServer(ctx, o.server, variant, pin == "pinned")
+	r := result{TLS: o.tls, Pin: pin, Scenario: sc, Variant: variant}
+	srv, err := startServer(ctx, o.server, variant, pin == "pinned", o.tls)
 	if err != nil {
 		return r, err
 	}
 	defer srv.stop()
-	if err := checkServer(ctx, srv.addr, sc.Name); err != nil {
+	if err := checkServer(ctx, srv.addr, sc.Name, o.tls); err != nil {
 		return r, fmt.Errorf("server answers wrongly: %w", err)
 	}
-	l := loader{work: o.work, files: files, addr: srv.addr, pinned: pin == "pinned", calls50: o.calls50, calls1: o.calls1, wrkTime: o.wrkTime}
+	l := loader{tls: o.tls, work: o.work, files: files, addr: srv.addr, pinned: pin == "pinned", calls50: o.calls50, calls1: o.calls1, wrkTime: o.wrkTime}
 	if _, err := l.run(ctx, sc, 10); err != nil { // warm-up: a tenth of a run
 		return r, fmt.Errorf("warm-up: %w", err)
 	}

@@ -21,8 +21,8 @@ type server struct {
 
 // startServer starts benchserver -variant variant, pinned to CPU 0 if pin,
 // and waits until it listens.
-func startServer(ctx context.Context, bin, variant string, pin bool) (*server, error) {
-	args := []string{bin, "-variant", variant}
+func startServer(ctx context.Context, bin, variant string, pin, useTLS bool) (*server, error) {
+	args := []string{bin, "-variant", variant, "-tls=" + strconv.FormatBool(useTLS)}
 	if pin {
 		// taskset execs the server: the PID is the server's. Go sizes
 		// GOMAXPROCS from the affinity mask, so the server runs with 1.

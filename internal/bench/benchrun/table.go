@@ -12,9 +12,20 @@ const header = "| pin | load | in flight | variant | round | calls/s | CPU µs/c
 
 func row(r result) string {
 	return fmt.Sprintf("| %s | %s | %d | %s | %d | %.0f | %.1f | %s | %s | %.2f | %.2f | %.2f | %.2f | %.2f |",
-		r.Pin, r.Scenario.Name, r.Scenario.InFlight, r.Variant, r.Round, r.callsPerSec(),
+		r.Pin, loadName(r.TLS, r.Scenario), r.Scenario.InFlight, r.Variant, r.Round, r.callsPerSec(),
 		float64(r.cpuPerCall())/float64(time.Microsecond), fmtLatency(r.P50), fmtLatency(r.P99),
 		r.Sys.all, r.Sys.read, r.Sys.write, r.Sys.futex, r.Sys.epoll)
+}
+
+// loadName is the scenario's name, with the protocol TLS negotiates.
+func loadName(useTLS bool, sc scenario) string {
+	switch {
+	case !useTLS:
+		return sc.Name
+	case sc.Name == "grpc-h2c":
+		return "grpc-h2+tls"
+	}
+	return sc.Name + "+tls"
 }
 
 func fmtLatency(d time.Duration) string {
@@ -38,12 +49,13 @@ func printTable(w io.Writer, results []result, variants []string) {
 	fmt.Fprintln(w, "| pin | load | in flight | variant | CPU µs/call | × CPU | calls/s | × calls/s | p50 | p99 |")
 	fmt.Fprintln(w, "|---|---|--:|---|--:|--:|--:|--:|--:|--:|")
 	type key struct {
+		tls bool
 		pin string
 		sc  scenario
 	}
 	var keys []key
 	for _, r := range results {
-		if k := (key{r.Pin, r.Scenario}); !slices.Contains(keys, k) {
+		if k := (key{r.TLS, r.Pin, r.Scenario}); !slices.Contains(keys, k) {
 			keys = append(keys, k)
 		}
 	}
@@ -52,7 +64,7 @@ func printTable(w io.Writer, results []result, variants []string) {
 		for i, v := range variants {
 			var m median
 			for _, r := range results {
-				if r.Pin == k.pin && r.Scenario == k.sc && r.Variant == v {
+				if r.TLS == k.tls && r.Pin == k.pin && r.Scenario == k.sc && r.Variant == v {
 					m.add(r)
 				}
 			}
@@ -60,7 +72,7 @@ func printTable(w io.Writer, results []result, variants []string) {
 				base = m
 			}
 			fmt.Fprintf(w, "| %s | %s | %d | %s | %.1f | %.2f | %.0f | %.2f | %s | %s |\n",
-				k.pin, k.sc.Name, k.sc.InFlight, v, m.cpu(), m.cpu()/base.cpu(), m.rate(), m.rate()/base.rate(),
+				k.pin, loadName(k.tls, k.sc), k.sc.InFlight, v, m.cpu(), m.cpu()/base.cpu(), m.rate(), m.rate()/base.rate(),
 				fmtLatency(m.p50()), fmtLatency(m.p99()))
 		}
 	}

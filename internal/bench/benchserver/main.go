@@ -6,15 +6,27 @@
 //
 // Variants:
 //
-//	connect        bare connect-go on net/http: HTTP/1.1 and h2c on one port
-//	connect-batch  the same behind internal/batchconn's listener
+//	connect            bare connect-go on net/http: HTTP/1.1 and h2c on one port
+//	connect-batch      the same behind internal/batchconn's listener (batchconn.ModeH2C)
+//	connect-batch-all  every connection batched (batchconn.ModeAll), for use beneath TLS
+//
+// With -tls it serves HTTP/1.1 and HTTP/2 over TLS (ALPN) with a
+// self-signed certificate made at start, the batching listener beneath
+// crypto/tls.
 package main
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"errors"
 	"flag"
 	"fmt"
+	"math/big"
 	"net"
 	"net/http"
 	"os"
@@ -38,21 +50,26 @@ func listenerFor(variant string) (func(net.Listener) (net.Listener, error), erro
 		return func(ln net.Listener) (net.Listener, error) {
 			return batchconn.NewListener(ln, batchconn.Config{})
 		}, nil
+	case "connect-batch-all":
+		return func(ln net.Listener) (net.Listener, error) {
+			return batchconn.NewListener(ln, batchconn.Config{Mode: batchconn.ModeAll})
+		}, nil
 	}
 	return nil, fmt.Errorf("unknown -variant %q", variant)
 }
 
 func main() {
 	addr := flag.String("addr", "127.0.0.1:0", "address to listen on")
-	variant := flag.String("variant", "connect", "server variant: connect, connect-batch")
+	variant := flag.String("variant", "connect", "server variant: connect, connect-batch, connect-batch-all")
+	useTLS := flag.Bool("tls", false, "serve TLS (HTTP/1.1 and h2 by ALPN) with a self-signed certificate")
 	flag.Parse()
-	if err := run(*addr, *variant); err != nil {
+	if err := run(*addr, *variant, *useTLS); err != nil {
 		fmt.Fprintln(os.Stderr, "benchserver:", err)
 		os.Exit(1)
 	}
 }
 
-func run(addr, variant string) error {
+func run(addr, variant string, useTLS bool) error {
 	wrap, err := listenerFor(variant)
 	if err != nil {
 		return err
@@ -73,11 +90,25 @@ func run(addr, variant string) error {
 	mux.Handle(pingv1connect.NewPingServiceHandler(pingService{}))
 	var protocols http.Protocols
 	protocols.SetHTTP1(true)
-	protocols.SetUnencryptedHTTP2(true)
+	protocols.SetUnencryptedHTTP2(!useTLS)
+	protocols.SetHTTP2(useTLS)
 	srv := &http.Server{Handler: mux, Protocols: &protocols, ReadHeaderTimeout: 5 * time.Second}
+	if useTLS {
+		cert, err := selfSigned()
+		if err != nil {
+			return err
+		}
+		srv.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert}}
+	}
 
 	served := make(chan error, 1)
-	go func() { served <- srv.Serve(ln) }()
+	go func() {
+		if useTLS {
+			served <- srv.ServeTLS(ln, "", "") // adds ALPN h2 and wraps ln in crypto/tls
+			return
+		}
+		served <- srv.Serve(ln)
+	}()
 	fmt.Printf("listening on %s\n", inner.Addr())
 	select {
 	case err := <-served:
@@ -93,6 +124,28 @@ func run(addr, variant string) error {
 		return err
 	}
 	return nil
+}
+
+// selfSigned makes a certificate for 127.0.0.1.
+func selfSigned() (tls.Certificate, error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return tls.Certificate{}, err
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1),
+		Subject:      pkix.Name{CommonName: "benchserver"},
+		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1)},
+		NotBefore:    time.Now().Add(-time.Hour),
+		NotAfter:     time.Now().Add(24 * time.Hour),
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		return tls.Certificate{}, err
+	}
+	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}, nil
 }
 
 // pingService answers Ping with its request, as small a handler as can be.
