@@ -23,6 +23,8 @@
 // By default only connections that open with the HTTP/2 prior-knowledge
 // preface (h2c) are batched; every other connection (HTTP/1.1) passes reads
 // and writes straight to the socket and keeps [io.ReaderFrom] (sendfile).
+// Beneath crypto/tls, where the first bytes are a ClientHello, [ModeALPN]
+// with [TLSConfig] batches the connections that negotiate HTTP/2.
 package batchconn
 
 import (
@@ -40,17 +42,23 @@ const (
 	// prior-knowledge preface ("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n") and passes
 	// every other connection through untouched. It is the default.
 	ModeH2C Mode = iota
+	// ModeALPN is for a listener beneath crypto/tls whose tls.Config comes
+	// from [TLSConfig]: a connection is batched from the moment its
+	// ClientHello offers HTTP/2 ("h2") by ALPN, which net/http prefers
+	// whenever it is offered; every other connection passes through.
+	ModeALPN
 	// ModeAll batches every connection from its first byte, whatever it
-	// carries. Use it beneath crypto/tls, where the wrapper cannot see the
-	// negotiated protocol.
+	// carries.
 	ModeAll
 )
 
-// String returns the mode's name ("h2c", "all") or "mode_%d".
+// String returns the mode's name ("h2c", "alpn", "all") or "mode_%d".
 func (m Mode) String() string {
 	switch m {
 	case ModeH2C:
 		return "h2c"
+	case ModeALPN:
+		return "alpn"
 	case ModeAll:
 		return "all"
 	}
@@ -102,7 +110,7 @@ type Config struct {
 // Validate reports the first invalid field, naming it and its value.
 func (c Config) Validate() error {
 	switch {
-	case c.Mode != ModeH2C && c.Mode != ModeAll:
+	case c.Mode < ModeH2C || c.Mode > ModeAll:
 		return fmt.Errorf("batchconn: Mode %d is unknown", int(c.Mode))
 	case c.MaxBufferedBytes < 0:
 		return fmt.Errorf("batchconn: MaxBufferedBytes %d is negative", c.MaxBufferedBytes)

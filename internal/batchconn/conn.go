@@ -13,12 +13,14 @@ import (
 // (RFC 9113, section 3.4).
 const h2Preface = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 
-// Connection modes. A connection starts sniffing (ModeH2C) or batched
-// (ModeAll) and changes at most once, from sniffing to batched or plain.
+// Connection modes. A connection starts sniffing (ModeH2C), pending
+// (ModeALPN) or batched (ModeAll) and changes at most once: from sniffing
+// to batched or plain, from pending to batched.
 const (
 	modeSniffing int32 = iota // reading the first bytes, not yet decided
 	modePlain                 // everything passes straight to the socket
 	modeBatched               // writes coalesced, reads buffered
+	modePending               // like plain until the TLS handshake batches it
 )
 
 // conn is a batched net.Conn. The embedded Conn is the socket; its methods
@@ -42,8 +44,11 @@ type conn struct {
 func newConn(c net.Conn, sh *shared) *conn {
 	bc := &conn{Conn: c, sh: sh}
 	bc.writer.init()
-	if sh.cfg.Mode == ModeAll {
+	switch sh.cfg.Mode {
+	case ModeAll:
 		bc.mode.Store(modeBatched)
+	case ModeALPN:
+		bc.mode.Store(modePending)
 	}
 	return bc
 }
@@ -57,7 +62,7 @@ func (c *conn) NetConn() net.Conn { return c.Conn }
 // socket directly and watches for the HTTP/2 preface.
 func (c *conn) Read(p []byte) (int, error) {
 	switch c.mode.Load() {
-	case modePlain:
+	case modePlain, modePending:
 		return c.Conn.Read(p)
 	case modeSniffing:
 		c.rmu.Lock()

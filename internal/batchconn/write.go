@@ -40,7 +40,7 @@ func (w *writer) init() { w.cond.L = &w.mu }
 // an earlier flush is returned by every later Write.
 func (c *conn) Write(p []byte) (int, error) {
 	switch c.mode.Load() {
-	case modePlain:
+	case modePlain, modePending:
 		return c.Conn.Write(p)
 	case modeSniffing:
 		c.wmu.Lock()
@@ -267,7 +267,7 @@ func (c *conn) SetWriteDeadline(t time.Time) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.userDL = t
-	if c.mode.Load() == modeSniffing {
+	if m := c.mode.Load(); m == modeSniffing || m == modePending {
 		return c.Conn.SetWriteDeadline(t)
 	}
 	c.cond.Broadcast() // writers waiting for space re-check the deadline

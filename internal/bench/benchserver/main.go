@@ -7,8 +7,10 @@
 // Variants:
 //
 //	connect            bare connect-go on net/http: HTTP/1.1 and h2c on one port
-//	connect-batch      the same behind internal/batchconn's listener (batchconn.ModeH2C)
-//	connect-batch-all  every connection batched (batchconn.ModeAll), for use beneath TLS
+//	connect-batch      the same behind internal/batchconn's listener: h2c
+//	                   connections batched (ModeH2C), or with -tls those
+//	                   offering h2 by ALPN (ModeALPN and batchconn.TLSConfig)
+//	connect-batch-all  every connection batched (batchconn.ModeAll)
 //
 // With -tls it serves HTTP/1.1 and HTTP/2 over TLS (ALPN) with a
 // self-signed certificate made at start, the batching listener beneath
@@ -41,19 +43,19 @@ import (
 	"github.com/connectkit/connectkit/internal/gen/connectkit/ping/v1/pingv1connect"
 )
 
-// listenerFor returns the function that wraps the listener for a variant.
-func listenerFor(variant string) (func(net.Listener) (net.Listener, error), error) {
+// listenerFor returns the batchconn configuration of a variant (nil: no
+// batching) and whether its tls.Config goes through batchconn.TLSConfig.
+func listenerFor(variant string, useTLS bool) (*batchconn.Config, error) {
 	switch variant {
 	case "connect":
-		return func(ln net.Listener) (net.Listener, error) { return ln, nil }, nil
+		return nil, nil
 	case "connect-batch":
-		return func(ln net.Listener) (net.Listener, error) {
-			return batchconn.NewListener(ln, batchconn.Config{})
-		}, nil
+		if useTLS {
+			return &batchconn.Config{Mode: batchconn.ModeALPN}, nil
+		}
+		return &batchconn.Config{}, nil
 	case "connect-batch-all":
-		return func(ln net.Listener) (net.Listener, error) {
-			return batchconn.NewListener(ln, batchconn.Config{Mode: batchconn.ModeAll})
-		}, nil
+		return &batchconn.Config{Mode: batchconn.ModeAll}, nil
 	}
 	return nil, fmt.Errorf("unknown -variant %q", variant)
 }
@@ -70,7 +72,7 @@ func main() {
 }
 
 func run(addr, variant string, useTLS bool) error {
-	wrap, err := listenerFor(variant)
+	bcfg, err := listenerFor(variant, useTLS)
 	if err != nil {
 		return err
 	}
@@ -81,10 +83,12 @@ func run(addr, variant string, useTLS bool) error {
 	if err != nil {
 		return err
 	}
-	ln, err := wrap(inner)
-	if err != nil {
-		inner.Close()
-		return err
+	ln := inner
+	if bcfg != nil {
+		if ln, err = batchconn.NewListener(inner, *bcfg); err != nil {
+			inner.Close()
+			return err
+		}
 	}
 	mux := http.NewServeMux()
 	mux.Handle(pingv1connect.NewPingServiceHandler(pingService{}))
@@ -99,6 +103,9 @@ func run(addr, variant string, useTLS bool) error {
 			return err
 		}
 		srv.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert}}
+		if bcfg != nil && bcfg.Mode == batchconn.ModeALPN {
+			srv.TLSConfig = batchconn.TLSConfig(srv.TLSConfig)
+		}
 	}
 
 	served := make(chan error, 1)
