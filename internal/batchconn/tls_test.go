@@ -1,9 +1,9 @@
 package batchconn
 
 import (
-	"crypto/x509"
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"net"
 	"net/http"
 	"net/http/httptest"
