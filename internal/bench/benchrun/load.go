@@ -164,6 +164,9 @@ func (l loader) run(ctx context.Context, sc scenario, divisor int) (loadResult, 
 	}
 	conns := min(10, sc.InFlight)
 	logFile := filepath.Join(l.work, "h2load.log")
+	if err := os.Remove(logFile); err != nil && !os.IsNotExist(err) { // h2load appends
+		return loadResult{}, err
+	}
 	args = append(args, "h2load", "-t1", "-n"+strconv.Itoa(max(n/divisor, 100)),
 		"-c"+strconv.Itoa(conns), "-m"+strconv.Itoa(sc.InFlight/conns),
 		"-d", l.files.grpcFrame, "-H", "content-type: application/grpc", "-H", "te: trailers",
