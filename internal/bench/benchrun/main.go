@@ -17,6 +17,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 )
@@ -122,7 +123,13 @@ func run(ctx context.Context, o options) error {
 		}
 		for _, sc := range o.scenarios {
 			for round := 1; round <= o.rounds; round++ {
-				for _, v := range o.variants {
+				// Even rounds run the variants in reverse, so that a trend in
+				// the machine's load does not always favour the same one.
+				order := slices.Clone(o.variants)
+				if round%2 == 0 {
+					slices.Reverse(order)
+				}
+				for _, v := range order {
 					r, err := measure(ctx, o, files, pin, sc, v)
 					if err != nil {
 						return fmt.Errorf("%s %s:%d %s: %w", pin, sc.Name, sc.InFlight, v, err)
