@@ -1,0 +1,223 @@
+package batchconn
+
+import (
+	"io"
+	"net"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// h2Preface is what an HTTP/2 client with prior knowledge sends first
+// (RFC 9113, section 3.4).
+const h2Preface = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+
+// Connection modes. A connection starts sniffing (ModeH2C), pending
+// (ModeALPN) or batched (ModeAll) and changes at most once: from sniffing
+// to batched or plain, from pending to batched.
+const (
+	modeSniffing int32 = iota // reading the first bytes, not yet decided
+	modePlain                 // everything passes straight to the socket
+	modeBatched               // writes coalesced, reads buffered
+	modePending               // like plain until the TLS handshake batches it
+)
+
+// conn is a batched net.Conn. The embedded Conn is the socket; its methods
+// that conn does not override (LocalAddr, RemoteAddr) pass through.
+type conn struct {
+	net.Conn
+	sh   *shared
+	mode atomic.Int32
+
+	// Read side. rmu serializes reads and guards the read buffer.
+	rmu     sync.Mutex
+	sniffed int     // bytes of h2Preface matched so far, while sniffing
+	rbuf    *[]byte // pooled read buffer, nil until the first buffered read
+	rpos    int     // next unread byte of *rbuf
+	rend    int     // end of the buffered bytes in *rbuf
+	rdl     atomic.Int64
+
+	writer // write side, in write.go
+}
+
+func newConn(c net.Conn, sh *shared) *conn {
+	bc := &conn{Conn: c, sh: sh}
+	bc.writer.init()
+	switch sh.cfg.Mode {
+	case ModeAll:
+		bc.mode.Store(modeBatched)
+	case ModeALPN:
+		bc.mode.Store(modePending)
+	}
+	return bc
+}
+
+// NetConn returns the wrapped connection. Writing to it directly bypasses
+// bytes still buffered here.
+func (c *conn) NetConn() net.Conn { return c.Conn }
+
+// Read reads from the read buffer, filling it with one read of the socket
+// when it is empty. While the connection is still sniffing, it reads the
+// socket directly and watches for the HTTP/2 preface.
+func (c *conn) Read(p []byte) (int, error) {
+	switch c.mode.Load() {
+	case modePlain, modePending:
+		return c.Conn.Read(p)
+	case modeSniffing:
+		c.rmu.Lock()
+		defer c.rmu.Unlock()
+		if c.mode.Load() != modeSniffing {
+			return c.readLocked(p)
+		}
+		n, err := c.Conn.Read(p)
+		c.sniff(p[:n])
+		return n, err
+	}
+	c.rmu.Lock()
+	defer c.rmu.Unlock()
+	return c.readBuffered(p)
+}
+
+func (c *conn) readLocked(p []byte) (int, error) {
+	if c.mode.Load() == modePlain {
+		return c.Conn.Read(p)
+	}
+	return c.readBuffered(p)
+}
+
+// sniff compares the bytes just read with the HTTP/2 preface and decides
+// the mode at the first mismatch or at the preface's last byte. Bytes read
+// before the decision have already been handed to the caller, so they are
+// never buffered.
+func (c *conn) sniff(b []byte) {
+	for _, x := range b {
+		if x != h2Preface[c.sniffed] {
+			c.mode.Store(modePlain)
+			return
+		}
+		c.sniffed++
+		if c.sniffed == len(h2Preface) {
+			c.mode.Store(modeBatched)
+			return
+		}
+	}
+}
+
+// readBuffered serves p from the read buffer. Called with rmu held.
+func (c *conn) readBuffered(p []byte) (int, error) {
+	if len(p) == 0 {
+		return 0, nil
+	}
+	if c.rpos < c.rend {
+		// Bytes that have arrived are delivered even past a read deadline,
+		// except that an expired deadline is reported first, as a socket
+		// would.
+		if err := c.readDeadlineErr(); err != nil {
+			return 0, err
+		}
+		n := copy(p, (*c.rbuf)[c.rpos:c.rend])
+		c.rpos += n
+		return n, nil
+	}
+	size := c.sh.cfg.ReadBufferSize
+	if len(p) >= size {
+		n, err := c.Conn.Read(p)
+		if err != nil {
+			c.releaseReadBuf()
+		}
+		return n, err
+	}
+	if c.rbuf == nil {
+		c.rbuf = c.sh.readBufs.get(size)
+	}
+	buf := (*c.rbuf)[:size]
+	n, err := c.Conn.Read(buf)
+	if n > 0 {
+		m := copy(p, buf[:n])
+		c.rpos, c.rend = m, n
+		return m, nil // a read error comes back on the next Read
+	}
+	if err != nil {
+		c.releaseReadBuf()
+	}
+	return 0, err
+}
+
+// releaseReadBuf returns the empty read buffer to the pool once the socket
+// has failed: a closed connection keeps no buffer.
+func (c *conn) releaseReadBuf() {
+	c.rpos, c.rend = 0, 0
+	if c.rbuf != nil {
+		c.sh.readBufs.put(c.rbuf)
+		c.rbuf = nil
+	}
+}
+
+func (c *conn) readDeadlineErr() error {
+	d := c.rdl.Load()
+	if d == 0 || time.Now().UnixNano() < d {
+		return nil
+	}
+	return &net.OpError{Op: "read", Net: c.LocalAddr().Network(), Source: c.LocalAddr(), Addr: c.RemoteAddr(), Err: os.ErrDeadlineExceeded}
+}
+
+// SetReadDeadline sets the socket's read deadline. Bytes already buffered
+// are not returned once it has passed, as with a socket.
+func (c *conn) SetReadDeadline(t time.Time) error {
+	if t.IsZero() {
+		c.rdl.Store(0)
+	} else {
+		c.rdl.Store(t.UnixNano())
+	}
+	return c.Conn.SetReadDeadline(t)
+}
+
+// SetDeadline sets the read and write deadlines.
+func (c *conn) SetDeadline(t time.Time) error {
+	if err := c.SetReadDeadline(t); err != nil {
+		return err
+	}
+	return c.SetWriteDeadline(t)
+}
+
+// ReadFrom hands the copy to the socket's own ReadFrom (sendfile, splice)
+// when the connection is not batched, so HTTP/1.1 keeps those paths.
+func (c *conn) ReadFrom(r io.Reader) (int64, error) {
+	if c.mode.Load() != modeBatched {
+		if rf, ok := c.Conn.(io.ReaderFrom); ok {
+			return rf.ReadFrom(r)
+		}
+	}
+	return io.Copy(writerOnly{c}, r)
+}
+
+// writerOnly hides conn's ReadFrom from io.Copy, which would recurse.
+type writerOnly struct{ io.Writer }
+
+// shared is what the connections of one listener share: the configuration
+// and the buffer pools.
+type shared struct {
+	cfg      Config
+	readBufs bufPool // ReadBufferSize each
+	// writeBufs hold up to MaxBufferedBytes. A buffer is taken when a
+	// connection has bytes to send and returned as soon as it has none,
+	// so idle connections hold no write buffer.
+	writeBufs bufPool
+}
+
+// bufPool is a pool of byte slices of at least a minimum capacity.
+type bufPool struct{ p sync.Pool }
+
+func (bp *bufPool) get(size int) *[]byte {
+	if b, ok := bp.p.Get().(*[]byte); ok && cap(*b) >= size {
+		return b
+	}
+	b := make([]byte, 0, size)
+	return &b
+}
+
+func (bp *bufPool) put(b *[]byte) {
+	*b = (*b)[:0]
+	bp.p.Put(b)
+}

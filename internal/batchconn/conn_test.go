@@ -1,0 +1,329 @@
+package batchconn
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// waitFor is how long a test waits for a condition before it fails. It is
+// generous: tests never assert durations, they wait for conditions.
+const waitFor = 20 * time.Second
+
+// pair returns a connection accepted through a batchconn listener built
+// from cfg, and the client end of it.
+func pair(tb testing.TB, cfg Config) (*conn, *net.TCPConn) {
+	tb.Helper()
+	inner, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	ln, err := NewListener(inner, cfg)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { ln.Close() })
+	client, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { client.Close() })
+	server, err := ln.Accept()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { server.Close() })
+	return server.(*conn), client.(*net.TCPConn)
+}
+
+// batchedPair is pair with every connection batched.
+func batchedPair(tb testing.TB, cfg Config) (*conn, *net.TCPConn) {
+	tb.Helper()
+	cfg.Mode = ModeAll
+	return pair(tb, cfg)
+}
+
+// readN reads exactly n bytes from c, failing the test after waitFor.
+func readN(tb testing.TB, c net.Conn, n int) []byte {
+	tb.Helper()
+	c.SetReadDeadline(time.Now().Add(waitFor))
+	defer c.SetReadDeadline(time.Time{})
+	buf := make([]byte, n)
+	if _, err := io.ReadFull(c, buf); err != nil {
+		tb.Fatalf("reading %d bytes: %v", n, err)
+	}
+	return buf
+}
+
+// eventually polls cond until it holds, failing the test after waitFor.
+func eventually(tb testing.TB, what string, cond func() bool) {
+	tb.Helper()
+	deadline := time.Now().Add(waitFor)
+	for !cond() {
+		if time.Now().After(deadline) {
+			tb.Fatalf("still not true after %s: %s", waitFor, what)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// idle reports whether c holds no flusher goroutine and no write buffer.
+func (c *conn) idle() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return !c.flushing && c.pend == nil && c.spare == nil
+}
+
+func TestConfigValidate(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name string
+		cfg  Config
+		want string
+	}{
+		{name: "zero", cfg: Config{}},
+		{name: "mode", cfg: Config{Mode: 7}, want: "Mode 7 is unknown"},
+		{name: "buffer", cfg: Config{MaxBufferedBytes: -1}, want: "MaxBufferedBytes -1 is negative"},
+		{name: "read buffer", cfg: Config{ReadBufferSize: -2}, want: "ReadBufferSize -2 is negative"},
+		{name: "flush timeout", cfg: Config{FlushTimeout: -time.Second}, want: "FlushTimeout -1s is negative"},
+		{name: "close grace", cfg: Config{CloseGrace: -time.Second}, want: "CloseGrace -1s is negative"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			err := tc.cfg.Validate()
+			if tc.want == "" {
+				if err != nil {
+					t.Fatalf("Validate() = %v, want nil", err)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("Validate() = %v, want it to contain %q", err, tc.want)
+			}
+			inner, lerr := net.Listen("tcp", "127.0.0.1:0")
+			if lerr != nil {
+				t.Fatal(lerr)
+			}
+			defer inner.Close()
+			if _, err := NewListener(inner, tc.cfg); err == nil {
+				t.Fatal("NewListener accepted an invalid config")
+			}
+		})
+	}
+}
+
+func TestLoneWriteReachesPeer(t *testing.T) {
+	t.Parallel()
+	server, client := batchedPair(t, Config{})
+	if _, err := server.Write([]byte("hello")); err != nil {
+		t.Fatal(err)
+	}
+	// Nothing else is written: the flusher must send these bytes by itself.
+	if got := readN(t, client, 5); string(got) != "hello" {
+		t.Fatalf("peer read %q, want %q", got, "hello")
+	}
+	eventually(t, "flusher exits once the buffer is empty", server.idle)
+	// A second lone write after the flusher exited starts a new one.
+	if _, err := server.Write([]byte("again")); err != nil {
+		t.Fatal(err)
+	}
+	if got := readN(t, client, 5); string(got) != "again" {
+		t.Fatalf("peer read %q, want %q", got, "again")
+	}
+}
+
+func TestConcurrentWritersKeepOrder(t *testing.T) {
+	t.Parallel()
+	const writers, records = 8, 1000
+	// A small bound makes writers block and the buffer cycle often.
+	server, client := batchedPair(t, Config{MaxBufferedBytes: 256})
+	var wg sync.WaitGroup
+	for w := range writers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range records {
+				// Each record is one Write: it must arrive contiguous.
+				if _, err := fmt.Fprintf(server, "w%02d r%06d %s\n", w, i, strings.Repeat("x", i%300)); err != nil {
+					t.Errorf("writer %d: %v", w, err)
+					return
+				}
+			}
+		}()
+	}
+	client.SetReadDeadline(time.Now().Add(waitFor))
+	next := make([]int, writers)
+	sc := bufio.NewScanner(client)
+	sc.Buffer(make([]byte, 1024), 1024)
+	for got := 0; got < writers*records; got++ {
+		if !sc.Scan() {
+			t.Fatalf("after %d records: %v", got, sc.Err())
+		}
+		var w, i int
+		var pad string
+		line := sc.Text()
+		if _, err := fmt.Sscanf(line, "w%02d r%06d %s", &w, &i, &pad); err != nil && i%300 != 0 {
+			t.Fatalf("record %q is torn: %v", line, err)
+		}
+		if w < 0 || w >= writers || i != next[w] || len(pad) != i%300 {
+			t.Fatalf("record %q out of order or torn: want writer %d's record %d", line, w, next[w])
+		}
+		next[w]++
+	}
+	wg.Wait()
+}
+
+func TestCloseFlushes(t *testing.T) {
+	t.Parallel()
+	server, client := batchedPair(t, Config{MaxBufferedBytes: 4 << 10})
+	want := bytes.Repeat([]byte("0123456789abcdef"), 64<<10) // 1 MiB
+	done := make(chan error, 1)
+	go func() {
+		if _, err := server.Write(want); err != nil {
+			done <- err
+			return
+		}
+		done <- server.Close()
+	}()
+	client.SetReadDeadline(time.Now().Add(waitFor))
+	got, err := io.ReadAll(client)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Fatalf("peer read %d bytes, want %d", len(got), len(want))
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("Write or Close: %v", err)
+	}
+	if _, err := server.Write([]byte("late")); !errors.Is(err, net.ErrClosed) {
+		t.Fatalf("Write after Close = %v, want net.ErrClosed", err)
+	}
+}
+
+func TestCloseWriteFlushes(t *testing.T) {
+	t.Parallel()
+	server, client := batchedPair(t, Config{})
+	if _, err := server.Write([]byte("bye")); err != nil {
+		t.Fatal(err)
+	}
+	if err := server.CloseWrite(); err != nil {
+		t.Fatal(err)
+	}
+	client.SetReadDeadline(time.Now().Add(waitFor))
+	got, err := io.ReadAll(client)
+	if err != nil || string(got) != "bye" {
+		t.Fatalf("peer read %q, %v; want %q, EOF", got, err, "bye")
+	}
+}
+
+// stalledPair is a batched pair with small socket buffers whose client never
+// reads.
+func stalledPair(tb testing.TB, cfg Config) *conn {
+	tb.Helper()
+	server, client := batchedPair(tb, cfg)
+	if err := client.SetReadBuffer(4 << 10); err != nil {
+		tb.Fatal(err)
+	}
+	if err := server.Conn.(*net.TCPConn).SetWriteBuffer(4 << 10); err != nil {
+		tb.Fatal(err)
+	}
+	return server
+}
+
+// writeUntilError writes chunks to c until a Write fails (the peer never
+// reads), or fails the test after 1 GiB.
+func writeUntilError(tb testing.TB, c net.Conn) error {
+	tb.Helper()
+	chunk := make([]byte, 16<<10)
+	for range 64 << 10 {
+		if _, err := c.Write(chunk); err != nil {
+			return err
+		}
+	}
+	tb.Fatal("1 GiB written to a peer that never reads")
+	return nil
+}
+
+func TestPeerThatNeverReadsIsCut(t *testing.T) {
+	t.Parallel()
+	server := stalledPair(t, Config{FlushTimeout: 50 * time.Millisecond, MaxBufferedBytes: 8 << 10})
+	err := writeUntilError(t, server)
+	if !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("Write = %v, want a deadline error", err)
+	}
+	// The error sticks, and the socket is closed so readers fail as well.
+	if _, err2 := server.Write([]byte("x")); !errors.Is(err2, os.ErrDeadlineExceeded) {
+		t.Fatalf("next Write = %v, want the same deadline error", err2)
+	}
+	server.SetReadDeadline(time.Now().Add(waitFor))
+	if _, err := server.Read(make([]byte, 1)); !errors.Is(err, net.ErrClosed) {
+		t.Fatalf("Read after the cut = %v, want net.ErrClosed", err)
+	}
+	eventually(t, "flusher exits after the cut", server.idle)
+	if err := server.Close(); err != nil {
+		t.Fatalf("Close after the cut = %v, want nil", err)
+	}
+}
+
+func TestUserWriteDeadlineBoundsBlockedWrite(t *testing.T) {
+	t.Parallel()
+	// FlushTimeout is long: the user's earlier deadline must cut the flush.
+	server := stalledPair(t, Config{FlushTimeout: time.Hour, MaxBufferedBytes: 8 << 10})
+	if err := server.SetWriteDeadline(time.Now().Add(50 * time.Millisecond)); err != nil {
+		t.Fatal(err)
+	}
+	err := writeUntilError(t, server)
+	var ne net.Error
+	if !errors.As(err, &ne) || !ne.Timeout() {
+		t.Fatalf("Write = %v, want a timeout", err)
+	}
+}
+
+func TestCloseGraceBoundsClose(t *testing.T) {
+	t.Parallel()
+	server := stalledPair(t, Config{FlushTimeout: time.Hour, CloseGrace: 50 * time.Millisecond, MaxBufferedBytes: 8 << 10})
+	// Fill the socket and the buffer without blocking forever: a writer in
+	// the background, stopped by Close.
+	werr := make(chan error, 1)
+	go func() { werr <- writeUntilError(t, server) }()
+	eventually(t, "the flusher is blocked on a full socket", func() bool {
+		server.mu.Lock()
+		defer server.mu.Unlock()
+		return server.pend != nil && len(*server.pend) == server.sh.cfg.MaxBufferedBytes
+	})
+	if err := server.Close(); err != nil {
+		t.Fatalf("Close = %v, want nil after the grace period cut the flush", err)
+	}
+	if err := <-werr; err == nil {
+		t.Fatal("blocked Write returned nil after Close")
+	}
+	if !server.idle() {
+		t.Fatal("Close returned with a flusher still running")
+	}
+}
+
+func TestIdleConnectionsHoldNoGoroutine(t *testing.T) {
+	t.Parallel()
+	const conns = 50
+	servers := make([]*conn, conns)
+	for i := range servers {
+		server, client := batchedPair(t, Config{})
+		servers[i] = server
+		if _, err := server.Write(bytes.Repeat([]byte{byte(i)}, 100)); err != nil {
+			t.Fatal(err)
+		}
+		readN(t, client, 100)
+	}
+	for i, s := range servers {
+		eventually(t, fmt.Sprintf("connection %d goes idle", i), s.idle)
+	}
+}

@@ -1,0 +1,170 @@
+package batchconn
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"net"
+	"os"
+	"strings"
+	"testing"
+	"time"
+)
+
+// sniffRead reads the first bytes the way net/http does before handing a
+// connection to its HTTP/2 server: 14 bytes, then the other 10 of the
+// preface, each with a read of exactly that size.
+func sniffRead(tb testing.TB, c net.Conn) string {
+	tb.Helper()
+	var got []byte
+	for _, n := range []int{14, 10} {
+		got = append(got, readN(tb, c, n)...)
+	}
+	return string(got)
+}
+
+func TestSniffing(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name   string
+		send   []string // written by the client one at a time
+		want   int32
+		prefix string
+	}{
+		{name: "h2c preface", send: []string{h2Preface}, want: modeBatched},
+		{name: "h2c preface in pieces", send: []string{"P", "RI * HTT", "P/2.0\r\n\r\nS", "M\r\n\r\n"}, want: modeBatched},
+		{name: "http1", send: []string{"POST /connectkit.ping.v1.PingService/Ping HTTP/1.1\r\n"}, want: modePlain},
+		{name: "http1 PRI lookalike", send: []string{"PRI * HTTP/1.1\r\n\r\nSM\r\n\r\n"}, want: modePlain},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			server, client := pair(t, Config{})
+			want := strings.Join(tc.send, "")
+			go func() {
+				for _, s := range tc.send {
+					client.Write([]byte(s))
+				}
+			}()
+			if got := sniffRead(t, server); got != want[:24] {
+				t.Fatalf("server read %q, want %q", got, want[:24])
+			}
+			if got := server.mode.Load(); got != tc.want {
+				t.Fatalf("mode = %d, want %d", got, tc.want)
+			}
+			// Either way, writes reach the peer without further ado.
+			if _, err := server.Write([]byte("reply")); err != nil {
+				t.Fatal(err)
+			}
+			if got := readN(t, client, 5); string(got) != "reply" {
+				t.Fatalf("peer read %q", got)
+			}
+		})
+	}
+}
+
+func TestPlainConnectionPassesThrough(t *testing.T) {
+	t.Parallel()
+	server, client := pair(t, Config{})
+	go client.Write([]byte("GET / HTTP/1.1\r\n\r\n"))
+	readN(t, server, 3)
+	if _, err := server.Write([]byte("HTTP/1.1 200 OK\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	if !server.idle() || server.rbuf != nil {
+		t.Fatal("a plain connection took a buffer or a flusher")
+	}
+	readN(t, client, 17)
+
+	// ReadFrom keeps the socket's own ReadFrom (sendfile for files).
+	f, err := os.CreateTemp(t.TempDir(), "body")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := bytes.Repeat([]byte("body"), 10<<10)
+	if _, err := f.Write(want); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		defer f.Close()
+		if _, err := server.ReadFrom(f); err != nil {
+			t.Errorf("ReadFrom: %v", err)
+		}
+	}()
+	if got := readN(t, client, len(want)); !bytes.Equal(got, want) {
+		t.Fatal("ReadFrom sent other bytes")
+	}
+}
+
+func TestBufferedReads(t *testing.T) {
+	t.Parallel()
+	server, client := batchedPair(t, Config{ReadBufferSize: 64})
+	// Many small frames arrive at once and are read 9 bytes at a time, as
+	// the HTTP/2 framer reads headers.
+	var frames bytes.Buffer
+	for i := range 100 {
+		frames.WriteString(strings.Repeat(string(rune('a'+i%26)), 9))
+	}
+	big := bytes.Repeat([]byte("B"), 1000) // larger than the buffer: read directly
+	go func() {
+		client.Write(frames.Bytes())
+		client.Write(big)
+		client.Write([]byte("tail"))
+		client.CloseWrite()
+	}()
+	var got bytes.Buffer
+	for range 100 {
+		got.Write(readN(t, server, 9))
+	}
+	if !bytes.Equal(got.Bytes(), frames.Bytes()) {
+		t.Fatal("buffered reads reordered or lost bytes")
+	}
+	if b := readN(t, server, len(big)); !bytes.Equal(b, big) {
+		t.Fatal("large read lost bytes")
+	}
+	rest, err := io.ReadAll(server)
+	if err != nil || string(rest) != "tail" {
+		t.Fatalf("ReadAll = %q, %v; want %q", rest, err, "tail")
+	}
+	if server.rbuf != nil {
+		t.Fatal("read buffer kept after EOF")
+	}
+}
+
+func TestReadDeadlines(t *testing.T) {
+	t.Parallel()
+	server, client := batchedPair(t, Config{})
+	if _, err := client.Write([]byte("0123456789")); err != nil {
+		t.Fatal(err)
+	}
+	readN(t, server, 2) // the rest is buffered
+	// An expired deadline fails reads even with bytes buffered, as on a socket.
+	server.SetReadDeadline(time.Now().Add(-time.Second))
+	if _, err := server.Read(make([]byte, 1)); !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("Read past the deadline = %v, want os.ErrDeadlineExceeded", err)
+	}
+	server.SetReadDeadline(time.Time{})
+	if got := readN(t, server, 8); string(got) != "23456789" {
+		t.Fatalf("read %q after clearing the deadline", got)
+	}
+	// A deadline set while a Read is blocked wakes it (net/http aborts
+	// pending reads this way).
+	errc := make(chan error, 1)
+	go func() {
+		_, err := server.Read(make([]byte, 1))
+		errc <- err
+	}()
+	eventually(t, "the Read is blocked", func() bool {
+		if server.rmu.TryLock() {
+			server.rmu.Unlock()
+			return false
+		}
+		return true
+	})
+	server.SetDeadline(time.Now().Add(-time.Second))
+	if err := <-errc; !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("blocked Read = %v, want os.ErrDeadlineExceeded", err)
+	}
+}

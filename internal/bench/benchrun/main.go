@@ -1,0 +1,197 @@
+// Command benchrun measures benchserver variants under h2load (gRPC over
+// h2c) and wrk (Connect JSON over HTTP/1.1) in one run, so that their ratios
+// hold on a noisy machine, and prints a Markdown table. scripts/bench.sh
+// installs the load generators, builds both commands and runs this one.
+//
+// For each pinning (server on CPU 0 and load generator on CPU 1, or both
+// unpinned), each scenario and each round, every variant gets a fresh
+// server, a warm-up, and a measured run. It reports calls/s, server CPU
+// per call (utime+stime from /proc/PID/stat), the 50th and 99th
+// percentile latency, and, with -syscalls, syscalls per call counted by
+// perf during a second run.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+)
+
+// scenario is one kind of load. With -tls, grpc-h2c is gRPC over HTTP/2
+// negotiated by ALPN, and json-http1 is over TLS too.
+type scenario struct {
+	Name     string // grpc-h2c or json-http1
+	InFlight int    // calls in flight
+}
+
+// result is one measured run.
+type result struct {
+	TLS      bool
+	Pin      string
+	Scenario scenario
+	Variant  string
+	Round    int
+	Calls    int64
+	Failed   int64
+	Elapsed  time.Duration
+	CPU      time.Duration // server utime+stime during the run
+	P50, P99 time.Duration
+	Sys      syscalls // per call; zero without -syscalls
+}
+
+func (r result) callsPerSec() float64 { return float64(r.Calls) / r.Elapsed.Seconds() }
+
+func (r result) cpuPerCall() time.Duration {
+	if r.Calls == 0 {
+		return 0
+	}
+	return r.CPU / time.Duration(r.Calls)
+}
+
+type options struct {
+	server    string
+	variants  []string
+	scenarios []scenario
+	pins      []string
+	rounds    int
+	calls50   int
+	calls1    int
+	wrkTime   time.Duration
+	syscalls  bool
+	tls       bool
+	work      string
+}
+
+func main() {
+	var o options
+	var variants, scenarios, pins string
+	flag.StringVar(&o.server, "server", "bin/benchserver", "benchserver binary")
+	flag.StringVar(&variants, "variants", "connect,connect-batch", "comma-separated benchserver variants")
+	flag.StringVar(&scenarios, "scenarios", "grpc-h2c:50,grpc-h2c:1,json-http1:50,json-http1:1", "comma-separated NAME:INFLIGHT")
+	flag.StringVar(&pins, "pin", "pinned,unpinned", "pinned (server on CPU 0, load on CPU 1) and/or unpinned")
+	flag.IntVar(&o.rounds, "rounds", 1, "measured runs per variant and scenario, interleaved")
+	flag.IntVar(&o.calls50, "n", 200000, "h2load calls per run with many in flight")
+	flag.IntVar(&o.calls1, "n1", 20000, "h2load calls per run with one in flight")
+	flag.DurationVar(&o.wrkTime, "wrk-duration", 5*time.Second, "wrk run length")
+	flag.BoolVar(&o.syscalls, "syscalls", true, "count syscalls per call with perf in an extra run")
+	flag.BoolVar(&o.tls, "tls", false, "serve and load over TLS: h2 by ALPN for gRPC, HTTP/1.1 for JSON")
+	flag.StringVar(&o.work, "work", "", "directory for request files and logs (default: a temporary one)")
+	flag.Parse()
+	o.variants = strings.Split(variants, ",")
+	o.pins = strings.Split(pins, ",")
+	for _, s := range strings.Split(scenarios, ",") {
+		var sc scenario
+		name, n, ok := strings.Cut(s, ":")
+		if _, err := fmt.Sscan(n, &sc.InFlight); !ok || err != nil || sc.InFlight < 1 {
+			fatalf("bad -scenarios entry %q: want NAME:INFLIGHT", s)
+		}
+		sc.Name = name
+		o.scenarios = append(o.scenarios, sc)
+	}
+	if err := run(context.Background(), o); err != nil {
+		fatalf("%v", err)
+	}
+}
+
+func fatalf(format string, args ...any) {
+	fmt.Fprintf(os.Stderr, "benchrun: "+format+"\n", args...)
+	os.Exit(1)
+}
+
+func run(ctx context.Context, o options) error {
+	if o.work == "" {
+		dir, err := os.MkdirTemp("", "benchrun")
+		if err != nil {
+			return err
+		}
+		defer os.RemoveAll(dir)
+		o.work = dir
+	}
+	files, err := writeRequestFiles(o.work)
+	if err != nil {
+		return err
+	}
+	var results []result
+	for _, pin := range o.pins {
+		if pin != "pinned" && pin != "unpinned" {
+			return fmt.Errorf("bad -pin %q: want pinned or unpinned", pin)
+		}
+		for _, sc := range o.scenarios {
+			for round := 1; round <= o.rounds; round++ {
+				// Even rounds run the variants in reverse, so that a trend in
+				// the machine's load does not always favour the same one.
+				order := slices.Clone(o.variants)
+				if round%2 == 0 {
+					slices.Reverse(order)
+				}
+				for _, v := range order {
+					r, err := measure(ctx, o, files, pin, sc, v)
+					if err != nil {
+						return fmt.Errorf("%s %s:%d %s: %w", pin, sc.Name, sc.InFlight, v, err)
+					}
+					r.Round = round
+					fmt.Fprintln(os.Stderr, row(r))
+					results = append(results, r)
+				}
+			}
+		}
+	}
+	printTable(os.Stdout, results, o.variants)
+	return nil
+}
+
+// measure starts a fresh server, checks it answers the load's request
+// correctly, warms it up, then measures one run (and a perf run).
+func measure(ctx context.Context, o options, files requestFiles, pin string, sc scenario, variant string) (result, error) {
+	r := result{TLS: o.tls, Pin: pin, Scenario: sc, Variant: variant}
+	srv, err := startServer(ctx, o.server, variant, pin == "pinned", o.tls)
+	if err != nil {
+		return r, err
+	}
+	defer srv.stop()
+	if err := checkServer(ctx, srv.addr, sc.Name, o.tls); err != nil {
+		return r, fmt.Errorf("server answers wrongly: %w", err)
+	}
+	l := loader{tls: o.tls, work: o.work, files: files, addr: srv.addr, pinned: pin == "pinned", calls50: o.calls50, calls1: o.calls1, wrkTime: o.wrkTime}
+	if _, err := l.run(ctx, sc, 10); err != nil { // warm-up: a tenth of a run
+		return r, fmt.Errorf("warm-up: %w", err)
+	}
+	before, err := cpuTime(srv.pid())
+	if err != nil {
+		return r, err
+	}
+	lr, err := l.run(ctx, sc, 1)
+	if err != nil {
+		return r, err
+	}
+	after, err := cpuTime(srv.pid())
+	if err != nil {
+		return r, err
+	}
+	r.Calls, r.Failed, r.Elapsed, r.P50, r.P99 = lr.calls, lr.failed, lr.elapsed, lr.p50, lr.p99
+	r.CPU = after - before
+	if r.Failed > 0 {
+		return r, fmt.Errorf("%d of %d calls failed", r.Failed, r.Calls+r.Failed)
+	}
+	if o.syscalls {
+		p, err := startPerf(ctx, srv.pid(), filepath.Join(o.work, "perf.csv"))
+		if err != nil {
+			return r, err
+		}
+		lr, err := l.run(ctx, sc, 4)
+		counts, perr := p.stop()
+		if err != nil {
+			return r, err
+		}
+		if perr != nil {
+			return r, perr
+		}
+		r.Sys = counts.per(lr.calls)
+	}
+	return r, nil
+}
