@@ -5,7 +5,6 @@ import (
 	"log/slog"
 	"time"
 
-
 	"github.com/connectkit/connectkit/internal/conformance"
 	"github.com/connectkit/connectkit/kit"
 )
@@ -42,4 +41,3 @@ func newServer(tlsConf *tls.Config, readMaxBytes int) (*kit.Server, error) {
 	srv.Mount(conformance.NewHandler(srv.HandlerOptions()...))
 	return srv, nil
 }
-
