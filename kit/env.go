@@ -45,9 +45,13 @@ func (e *envReader) list(name string) []string {
 }
 
 func (e *envReader) boolean(name string) bool {
+	return e.booleanDefault(name, false)
+}
+
+func (e *envReader) booleanDefault(name string, def bool) bool {
 	v, ok := e.get(name)
 	if !ok {
-		return false
+		return def
 	}
 	b, err := strconv.ParseBool(v)
 	if err != nil {

@@ -10,6 +10,8 @@ import (
 
 	connectcors "connectrpc.com/cors"
 	"github.com/rs/cors"
+
+	"github.com/connectkit/connectkit/internal/batchconn"
 )
 
 // newHTTPServer builds the main listener's server with net/http's own
@@ -56,6 +58,27 @@ func (s *Server) newHTTPServer() (*http.Server, error) {
 	}
 	srv.Protocols = &protocols
 	return srv, nil
+}
+
+// batching wraps ln so that its HTTP/2 connections coalesce writes and
+// buffer reads (package internal/batchconn), unless turned off: h2c
+// connections are recognized by their preface; beneath TLS, those that
+// negotiate h2 by ALPN.
+func (s *Server) batching(ln net.Listener) (net.Listener, error) {
+	if s.cfg.NoFrameBatching {
+		return ln, nil
+	}
+	mode := batchconn.ModeH2C
+	if s.tls {
+		mode = batchconn.ModeALPN
+		s.http.TLSConfig = batchconn.TLSConfig(s.http.TLSConfig)
+	}
+	bl, err := batchconn.NewListener(ln, batchconn.Config{Mode: mode})
+	if err != nil {
+		_ = ln.Close()
+		return nil, fmt.Errorf("kit: frame batching: %w", err)
+	}
+	return bl, nil
 }
 
 // serve serves ln until the server shuts down.

@@ -190,6 +190,9 @@ func (s *Server) Listen() error {
 	if err != nil {
 		return fmt.Errorf("kit: listen on %s (KIT_ADDR): %w", s.cfg.Addr, err)
 	}
+	if ln, err = s.batching(ln); err != nil {
+		return err
+	}
 	if s.admin != nil {
 		if s.adminLn, err = net.Listen("tcp", s.cfg.AdminAddr); err != nil {
 			_ = ln.Close()

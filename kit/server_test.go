@@ -11,11 +11,22 @@ import (
 
 	pingv1 "github.com/connectkit/connectkit/internal/gen/connectkit/ping/v1"
 	"github.com/connectkit/connectkit/kit"
+	"github.com/connectkit/connectkit/kit/kittest"
 )
 
 func TestEveryProtocolEveryStreamType(t *testing.T) {
 	t.Parallel()
-	srv := newPingServer(t, kit.Config{}, nil)
+	t.Run("frame batching", func(t *testing.T) {
+		t.Parallel()
+		testEveryProtocol(t, newPingServer(t, kit.Config{}, nil))
+	})
+	t.Run("no frame batching", func(t *testing.T) {
+		t.Parallel()
+		testEveryProtocol(t, newPingServer(t, kit.Config{NoFrameBatching: true}, nil))
+	})
+}
+
+func testEveryProtocol(t *testing.T, srv *kittest.Server) {
 	for _, p := range srv.Protocols() {
 		t.Run(p.Name, func(t *testing.T) {
 			t.Parallel()
