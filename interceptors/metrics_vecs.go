@@ -38,7 +38,7 @@ type sideMetrics struct {
 	inFlight                                             *prometheus.GaugeVec
 
 	max   int
-	mu    sync.Mutex                                // serializes additions to procs
+	mu    sync.Mutex                              // serializes additions to procs
 	procs atomic.Pointer[map[string]*procMetrics] // copy-on-write: lock-free reads
 	other [4]atomic.Pointer[procMetrics]          // by stream type, past the cap
 }
