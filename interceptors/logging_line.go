@@ -62,7 +62,7 @@ func (l *logging) logCall(ctx context.Context, c callLine) {
 		attrs = append(attrs, slog.Int64("sent", c.sent), slog.Int64("received", c.received))
 	}
 	attrs = appendCommon(ctx, attrs, c.requestID, c.err, pe)
-	l.logger.LogAttrs(ctx, level, "rpc", attrs...)
+	emit(ctx, l.logger, level, "rpc", attrs)
 }
 
 func (l *logging) logMessage(ctx context.Context, info *msgctx.Info, requestID string, start time.Time, err error) {
@@ -104,7 +104,17 @@ func (l *logging) logMessage(ctx context.Context, info *msgctx.Info, requestID s
 		slog.Duration("duration", time.Since(start)),
 	)
 	attrs = appendCommon(ctx, attrs, requestID, err, pe)
-	l.logger.LogAttrs(ctx, level, "message", attrs...)
+	emit(ctx, l.logger, level, "message", attrs)
+}
+
+// emit writes a line that the caller checked the logger wants. It skips
+// slog.Logger.LogAttrs, which spends more time finding its caller's program
+// counter (for AddSource) than formatting the line: the caller here would
+// be this package, which tells a reader nothing.
+func emit(ctx context.Context, logger *slog.Logger, level slog.Level, msg string, attrs []slog.Attr) {
+	r := slog.NewRecord(time.Now(), level, msg, 0)
+	r.AddAttrs(attrs...)
+	_ = logger.Handler().Handle(ctx, r) // as slog.Logger does, ignore the handler's error
 }
 
 // appendCommon appends the attributes every line ends with.

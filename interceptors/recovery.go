@@ -84,7 +84,9 @@ func (r *recovery) recovered(ctx context.Context, spec connect.Spec, p any) erro
 	if !loggedByLogging(ctx) {
 		attrs := []slog.Attr{slog.String("procedure", spec.Procedure)}
 		attrs = appendCommon(ctx, attrs, RequestIDFrom(ctx), nil, pe)
-		r.logger.LogAttrs(ctx, slog.LevelError, "panic", attrs...)
+		if r.logger.Enabled(ctx, slog.LevelError) {
+			emit(ctx, r.logger, slog.LevelError, "panic", attrs)
+		}
 	}
 	return connect.NewError(connect.CodeInternal, pe)
 }
