@@ -194,11 +194,15 @@ func httpClient(tb testing.TB, http1 bool) *http.Client {
 	return &http.Client{Transport: t}
 }
 
-// protocols are the client protocols every test runs with.
-var protocols = []struct {
+// protocol is a client protocol: its name in Peer.Protocol, and the client
+// options that select it.
+type protocol struct {
 	name string
 	opts []connect.ClientOption
-}{
+}
+
+// protocols are the client protocols every test runs with.
+var protocols = []protocol{
 	{name: "connect"},
 	{name: "grpc", opts: []connect.ClientOption{connect.WithGRPC()}},
 	{name: "grpcweb", opts: []connect.ClientOption{connect.WithGRPCWeb()}},
@@ -424,4 +428,17 @@ func runStream(t *testing.T, client pingv1connect.PingServiceClient, procedure s
 		t.Fatalf("no %s in the response (err %v)", interceptors.RequestIDHeader, res.err)
 	}
 	return res
+}
+
+// eachStream runs fn in a parallel subtest for each protocol and stream case.
+func eachStream(t *testing.T, fn func(t *testing.T, proto protocol, tc streamCase)) {
+	t.Helper()
+	for _, proto := range protocols {
+		for _, tc := range streamCases {
+			t.Run(proto.name+"/"+tc.name, func(t *testing.T) {
+				t.Parallel()
+				fn(t, proto, tc)
+			})
+		}
+	}
 }

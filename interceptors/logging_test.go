@@ -105,8 +105,8 @@ func TestLoggingUnary(t *testing.T) {
 	}
 }
 
-// streamCases run each streaming method, succeeding or panicking.
-var streamCases = []struct {
+// streamCase runs a streaming method, succeeding or panicking.
+type streamCase struct {
 	name      string
 	procedure string
 	stream    string
@@ -114,7 +114,10 @@ var streamCases = []struct {
 	// messages the server receives and sends
 	received, sent float64
 	panics         bool
-}{
+}
+
+// streamCases run each streaming method, succeeding or panicking.
+var streamCases = []streamCase{
 	{name: "sum", procedure: pingv1connect.PingServiceSumProcedure, stream: "client_stream", numbers: []int64{1, 2, 3}, received: 3, sent: 1},
 	{name: "sum panic", procedure: pingv1connect.PingServiceSumProcedure, stream: "client_stream", numbers: []int64{1, panicNumber}, received: 2, sent: 0, panics: true},
 	{name: "countup", procedure: pingv1connect.PingServiceCountUpProcedure, stream: "server_stream", numbers: []int64{3}, received: 1, sent: 3},
@@ -125,43 +128,38 @@ var streamCases = []struct {
 
 func TestLoggingStreams(t *testing.T) {
 	t.Parallel()
-	for _, proto := range protocols {
-		for _, tc := range streamCases {
-			t.Run(proto.name+"/"+tc.name, func(t *testing.T) {
-				t.Parallel()
-				s := newTestServer(t, serverConfig{})
-				res := runStream(t, s.pingClient(t, proto.opts...), tc.procedure, tc.numbers)
-				level, code := "INFO", "ok"
-				if tc.panics {
-					level, code = "ERROR", "internal"
-					if connect.CodeOf(res.err) != connect.CodeInternal {
-						t.Fatalf("err = %v, want internal", res.err)
-					}
-				} else if res.err != nil {
-					t.Fatalf("stream: %v", res.err)
-				}
-
-				serverSpan := onlySpan(t, s.server.spans)
-				server := s.server.logs.waitLine(t, map[string]any{"msg": "rpc"})
-				assertRPCLine(t, server, map[string]any{
-					"level": level, "kind": "server", "procedure": tc.procedure, "stream": tc.stream,
-					"protocol": proto.name, "http": "HTTP/2.0", "code": code,
-					"received": tc.received, "sent": tc.sent, "request_id": res.requestID,
-					"trace_id": serverSpan.SpanContext.TraceID().String(),
-					"span_id":  serverSpan.SpanContext.SpanID().String(),
-				})
-				assertPanicFields(t, server, tc.panics)
-
-				client := s.client.logs.waitLine(t, map[string]any{"msg": "rpc"})
-				assertRPCLine(t, client, map[string]any{
-					"level": level, "kind": "client", "procedure": tc.procedure, "stream": tc.stream,
-					"protocol": proto.name, "code": code, "request_id": res.requestID,
-					"trace_id": serverSpan.SpanContext.TraceID().String(),
-					"received": float64(res.received), "sent": float64(res.sent),
-				})
-			})
+	eachStream(t, func(t *testing.T, proto protocol, tc streamCase) {
+		s := newTestServer(t, serverConfig{})
+		res := runStream(t, s.pingClient(t, proto.opts...), tc.procedure, tc.numbers)
+		level, code := "INFO", "ok"
+		if tc.panics {
+			level, code = "ERROR", "internal"
+			if connect.CodeOf(res.err) != connect.CodeInternal {
+				t.Fatalf("err = %v, want internal", res.err)
+			}
+		} else if res.err != nil {
+			t.Fatalf("stream: %v", res.err)
 		}
-	}
+
+		serverSpan := onlySpan(t, s.server.spans)
+		server := s.server.logs.waitLine(t, map[string]any{"msg": "rpc"})
+		assertRPCLine(t, server, map[string]any{
+			"level": level, "kind": "server", "procedure": tc.procedure, "stream": tc.stream,
+			"protocol": proto.name, "http": "HTTP/2.0", "code": code,
+			"received": tc.received, "sent": tc.sent, "request_id": res.requestID,
+			"trace_id": serverSpan.SpanContext.TraceID().String(),
+			"span_id":  serverSpan.SpanContext.SpanID().String(),
+		})
+		assertPanicFields(t, server, tc.panics)
+
+		client := s.client.logs.waitLine(t, map[string]any{"msg": "rpc"})
+		assertRPCLine(t, client, map[string]any{
+			"level": level, "kind": "client", "procedure": tc.procedure, "stream": tc.stream,
+			"protocol": proto.name, "code": code, "request_id": res.requestID,
+			"trace_id": serverSpan.SpanContext.TraceID().String(),
+			"received": float64(res.received), "sent": float64(res.sent),
+		})
+	})
 }
 
 func TestLoggingHTTP1(t *testing.T) {

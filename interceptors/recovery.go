@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/http"
 	"runtime/debug"
+	"strings"
 
 	"connectrpc.com/connect"
 )
@@ -80,7 +81,7 @@ func (r *recovery) recovered(ctx context.Context, spec connect.Spec, p any) erro
 	if err, ok := p.(error); ok && errors.Is(err, http.ErrAbortHandler) {
 		panic(p) //nolint:forbidigo // net/http's way to abort a response
 	}
-	pe := &panicError{value: fmt.Sprint(p), stack: string(debug.Stack())}
+	pe := &panicError{value: fmt.Sprint(p), stack: panicStack(debug.Stack())}
 	if !loggedByLogging(ctx) {
 		attrs := []slog.Attr{slog.String("procedure", spec.Procedure)}
 		attrs = appendCommon(ctx, attrs, RequestIDFrom(ctx), nil, pe)
@@ -89,4 +90,18 @@ func (r *recovery) recovered(ctx context.Context, spec connect.Spec, p any) erro
 		}
 	}
 	return connect.NewError(connect.CodeInternal, pe)
+}
+
+// panicStack drops from a stack taken while recovering the frames of the
+// recovery itself: the goroutine line, then the frames from the panic on.
+func panicStack(stack []byte) string {
+	s := string(stack)
+	header, rest, ok := strings.Cut(s, "\n")
+	if !ok {
+		return s
+	}
+	if i := strings.Index(rest, "\npanic("); i >= 0 {
+		return header + rest[i:]
+	}
+	return s
 }

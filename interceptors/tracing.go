@@ -3,6 +3,7 @@ package interceptors
 import (
 	"context"
 	"fmt"
+	"strings"
 
 	"connectrpc.com/connect"
 	"connectrpc.com/otelconnect"
@@ -146,8 +147,8 @@ func (t *tracing) message(ctx context.Context, info *msgctx.Info, req connect.An
 	}
 	resp, err := next(ctx, req)
 	if err != nil {
-		code := codeOf(err)
-		span.SetAttributes(semconv.ErrorTypeKey.String(codeString(code)))
+		// As otelconnect does: the gRPC name of the code, DEADLINE_EXCEEDED.
+		span.SetAttributes(semconv.ErrorTypeKey.String(strings.ToUpper(codeOf(err).String())))
 		span.SetStatus(codes.Error, err.Error())
 	}
 	return resp, err
