@@ -266,7 +266,7 @@ func assertPanicFields(t *testing.T, line map[string]any, want bool) {
 		}
 		return
 	}
-	if line["panic"] != "boom" || !strings.Contains(stack, "pingService)") {
+	if line["panic"] != "boom" || !strings.Contains(stack, "interceptors_test.") || strings.Contains(stack, "recovered(") {
 		t.Errorf("panic = %v, stack = %q; want boom and the handler's frames", line["panic"], stack)
 	}
 }
