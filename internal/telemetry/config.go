@@ -133,19 +133,7 @@ func (c Config) disabled() (bool, error) {
 
 // exporters returns the exporter names, without none.
 func (c Config) exporters() ([]string, error) {
-	var out []string
-	for _, name := range splitList(c.Exporters) {
-		switch name {
-		case "none":
-		case "otlp", "console":
-			if !slices.Contains(out, name) {
-				out = append(out, name)
-			}
-		default:
-			return nil, fmt.Errorf("%s=%q: unsupported exporter %q (want otlp, console or none)", envExporters, c.Exporters, name)
-		}
-	}
-	return out, nil
+	return parseList(envExporters, c.Exporters, "exporter", "otlp", "console")
 }
 
 func (c Config) protocol() (string, error) {
@@ -224,16 +212,21 @@ func (c Config) propagators() ([]string, error) {
 	if strings.TrimSpace(c.Propagators) == "" {
 		return []string{"tracecontext", "baggage"}, nil
 	}
+	return parseList(envPropagators, c.Propagators, "propagator", "tracecontext", "baggage")
+}
+
+// parseList returns the distinct names of the comma-separated list value,
+// leaving out none; a name neither none nor allowed is an error that names
+// the variable env.
+func parseList(env, value, what string, allowed ...string) ([]string, error) {
 	var out []string
-	for _, name := range splitList(c.Propagators) {
-		switch name {
-		case "none":
-		case "tracecontext", "baggage":
-			if !slices.Contains(out, name) {
-				out = append(out, name)
-			}
+	for _, name := range splitList(value) {
+		switch {
+		case name == "none", slices.Contains(out, name):
+		case slices.Contains(allowed, name):
+			out = append(out, name)
 		default:
-			return nil, fmt.Errorf("%s=%q: unsupported propagator %q (want tracecontext, baggage or none)", envPropagators, c.Propagators, name)
+			return nil, fmt.Errorf("%s=%q: unsupported %s %q (want %s or none)", env, value, what, name, strings.Join(allowed, ", "))
 		}
 	}
 	return out, nil
