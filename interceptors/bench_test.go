@@ -15,6 +15,8 @@ import (
 	"github.com/connectkit/connectkit/internal/gen/connectkit/ping/v1/pingv1connect"
 	"github.com/prometheus/client_golang/prometheus"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/trace/noop"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -67,9 +69,15 @@ func BenchmarkChain(b *testing.B) {
 // tracing on but sampling off.
 func benchChain(b *testing.B) *interceptors.Chain {
 	b.Helper()
-	logger := slog.New(slog.NewJSONHandler(io.Discard, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	tp := sdktrace.NewTracerProvider(sdktrace.WithSampler(sdktrace.NeverSample()))
 	b.Cleanup(func() { _ = tp.Shutdown(b.Context()) })
+	return benchChainWith(b, tp)
+}
+
+// benchChainWith is the default chain with the tracer provider tp.
+func benchChainWith(b *testing.B, tp trace.TracerProvider) *interceptors.Chain {
+	b.Helper()
+	logger := slog.New(slog.NewJSONHandler(io.Discard, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	chain, err := interceptors.Default(logger, prometheus.NewRegistry(), interceptors.WithTracerProvider(tp))
 	if err != nil {
 		b.Fatal(err)
@@ -79,7 +87,9 @@ func benchChain(b *testing.B) *interceptors.Chain {
 
 // BenchmarkChainInMemory serves the same Ping with ServeHTTP on a recorder,
 // without a network, so that the chain's own cost shows with less noise:
-// bare, the whole chain, and each piece alone.
+// bare, the whole chain, the chain with a no-op tracer provider (what
+// internal/telemetry gives when no exporter is set up), and each piece
+// alone.
 func BenchmarkChainInMemory(b *testing.B) {
 	body, err := proto.Marshal(&pingv1.PingRequest{Number: 42, Text: "hello"})
 	if err != nil {
@@ -95,6 +105,9 @@ func BenchmarkChainInMemory(b *testing.B) {
 	}{
 		{name: "bare"},
 		{name: "chain", interceptors: func(b *testing.B) []connect.Interceptor { return benchChain(b).Server() }, httpVersion: true},
+		{name: "chain-noop-tracer", interceptors: func(b *testing.B) []connect.Interceptor {
+			return benchChainWith(b, noop.NewTracerProvider()).Server()
+		}, httpVersion: true},
 		{name: "httpversion", httpVersion: true},
 		{name: "tracing", interceptors: pieces(func(c *interceptors.Chain) connect.Interceptor { return c.Tracing })},
 		{name: "requestid", interceptors: pieces(func(c *interceptors.Chain) connect.Interceptor { return c.RequestID })},

@@ -49,6 +49,9 @@ func Tracing(opts ...TracingOption) (connect.Interceptor, error) {
 	if cfg.propagator == nil {
 		cfg.propagator = propagation.NewCompositeTextMapPropagator(propagation.TraceContext{}, propagation.Baggage{})
 	}
+	if isNoop(cfg.provider) && len(cfg.otelconnect) == 0 {
+		return propagationOnly{cfg.propagator}, nil
+	}
 	rpc, err := otelconnect.NewInterceptor(append([]otelconnect.Option{
 		otelconnect.WithTracerProvider(cfg.provider),
 		otelconnect.WithPropagator(cfg.propagator),
@@ -68,6 +71,13 @@ func Tracing(opts ...TracingOption) (connect.Interceptor, error) {
 // WithTracerProvider sets the provider of the spans. Default: OpenTelemetry's
 // global provider, which does nothing unless the program set one; kit passes
 // the one internal/telemetry builds from the OTEL_* variables.
+//
+// With a no-op provider (go.opentelemetry.io/otel/trace/noop, what
+// internal/telemetry gives when no exporter is set up), Tracing only passes
+// trace context on: a server puts the caller's in the context (logs show
+// its trace id, outgoing calls carry it), a client injects the context's.
+// That is what otelconnect would do with such a provider, at a fraction of
+// the cost.
 func WithTracerProvider(provider trace.TracerProvider) TracingOption {
 	return tracingOption(func(c *tracingConfig) { c.provider = provider })
 }

@@ -4,12 +4,14 @@ import (
 	"testing"
 
 	"connectrpc.com/connect"
+	"github.com/connectkit/connectkit/interceptors"
 	pingv1 "github.com/connectkit/connectkit/internal/gen/connectkit/ping/v1"
 	"github.com/connectkit/connectkit/internal/gen/connectkit/ping/v1/pingv1connect"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/trace/noop"
 )
 
 // TestTracingOneTrace checks that a client span and the server span it
@@ -131,5 +133,34 @@ func assertAttributes(t *testing.T, attrs []attribute.KeyValue, want map[string]
 		if got[k] != v {
 			t.Errorf("attribute %s = %q, want %q (all: %v)", k, got[k], v, got)
 		}
+	}
+}
+
+// TestTracingNoopProvider checks that with a no-op provider (no exporter)
+// trace context still goes from caller to logs to the next service.
+func TestTracingNoopProvider(t *testing.T) {
+	t.Parallel()
+	noopChain := serverConfig{serverChainOpts: []interceptors.Option{interceptors.WithTracerProvider(noop.NewTracerProvider())}}
+	backend := newTestServer(t, noopChain)
+	frontend := newTestServer(t, noopChain)
+	frontend.svc.downstream = pingv1connect.NewPingServiceClient(httpClient(t, false), backend.URL,
+		connect.WithInterceptors(frontend.server.chain.Client()...))
+	for _, proto := range protocols {
+		req := connect.NewRequest(&pingv1.PingRequest{Text: "forward"})
+		req.Header().Set("Traceparent", producerTraceparent)
+		req.Header().Set("X-Request-Id", "noop-"+proto.name)
+		client := pingv1connect.NewPingServiceClient(httpClient(t, false), frontend.URL, proto.opts...)
+		if _, err := client.Ping(t.Context(), req); err != nil {
+			t.Fatal(err)
+		}
+		for _, logs := range []*logBuffer{frontend.server.logs, backend.server.logs} {
+			logs.waitLine(t, map[string]any{
+				"msg": "rpc", "kind": "server", "request_id": "noop-" + proto.name,
+				"trace_id": "0af7651916cd43dd8448eb211c80319c", "span_id": "b7ad6b7169203331",
+			})
+		}
+	}
+	if n := len(frontend.server.spans.GetSpans()) + len(backend.server.spans.GetSpans()); n != 0 {
+		t.Errorf("%d spans recorded with a no-op provider", n)
 	}
 }
