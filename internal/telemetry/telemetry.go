@@ -53,7 +53,11 @@ func (p *Provider) Exporting() bool { return p.exporting }
 func (p *Provider) Shutdown(ctx context.Context) error { return p.shutdown(ctx) }
 
 // Option configures [New].
-type Option func(*options)
+type Option interface{ apply(o *options) }
+
+type optionFunc func(*options)
+
+func (f optionFunc) apply(o *options) { f(o) }
 
 type options struct {
 	serviceName string
@@ -64,13 +68,13 @@ type options struct {
 // OTEL_SERVICE_NAME nor OTEL_RESOURCE_ATTRIBUTES gives one. Default
 // unknown_service:<executable>, as OpenTelemetry does.
 func WithServiceName(name string) Option {
-	return func(o *options) { o.serviceName = name }
+	return optionFunc(func(o *options) { o.serviceName = name })
 }
 
 // WithConsoleWriter sets where the console exporter writes. Default
 // os.Stdout.
 func WithConsoleWriter(w io.Writer) Option {
-	return func(o *options) { o.console = w }
+	return optionFunc(func(o *options) { o.console = w })
 }
 
 // New sets tracing up as cfg says. OTLP exporters also read the rest of
@@ -81,7 +85,7 @@ func WithConsoleWriter(w io.Writer) Option {
 func New(ctx context.Context, cfg Config, opts ...Option) (*Provider, error) {
 	o := options{console: os.Stdout}
 	for _, opt := range opts {
-		opt(&o)
+		opt.apply(&o)
 	}
 	if err := cfg.Validate(); err != nil {
 		return nil, err
