@@ -127,10 +127,12 @@ func BenchmarkChainInMemory(b *testing.B) {
 			if setup.httpVersion {
 				h = interceptors.HTTPVersion(mux)
 			}
+			// What a server with interceptors.ConnContext gives its requests.
+			connCtx := interceptors.ConnContext(b.Context(), nil)
 			b.ReportAllocs()
 			cpu := processCPU()
 			for b.Loop() {
-				req := httptest.NewRequest(http.MethodPost, pingv1connect.PingServicePingProcedure, bytes.NewReader(body))
+				req := httptest.NewRequestWithContext(connCtx, http.MethodPost, pingv1connect.PingServicePingProcedure, bytes.NewReader(body))
 				req.Header.Set("Content-Type", "application/proto")
 				rec := httptest.NewRecorder()
 				h.ServeHTTP(rec, req)

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -168,10 +169,18 @@ func newTestServer(tb testing.TB, cfg serverConfig) *testServer {
 	return s
 }
 
-// serve runs h on 127.0.0.1 at a random port, with HTTP/1.1 and h2c.
+// serve runs h on 127.0.0.1 at a random port, with HTTP/1.1 and h2c, and
+// interceptors.ConnContext as kit sets it.
 func serve(tb testing.TB, h http.Handler) string {
 	tb.Helper()
+	return serveWith(tb, h, interceptors.ConnContext)
+}
+
+// serveWith is serve with the given ConnContext (nil for none).
+func serveWith(tb testing.TB, h http.Handler, connContext func(context.Context, net.Conn) context.Context) string {
+	tb.Helper()
 	srv := httptest.NewUnstartedServer(h)
+	srv.Config.ConnContext = connContext
 	srv.Config.Protocols = new(http.Protocols)
 	srv.Config.Protocols.SetHTTP1(true)
 	srv.Config.Protocols.SetUnencryptedHTTP2(true)

@@ -151,32 +151,53 @@ func (l *logging) serverContext(ctx context.Context, procedure string, info *msg
 
 func (l *logging) WrapUnary(next connect.UnaryFunc) connect.UnaryFunc {
 	return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
-		start := time.Now()
-		spec := req.Spec()
 		if info := msgctx.FromContext(ctx); info != nil {
-			return l.unaryMessage(ctx, start, info, req, next)
+			return l.unaryMessage(ctx, info, req, next)
 		}
-		var requestID string
-		if spec.IsClient {
-			requestID = RequestIDFrom(ctx)
-		} else {
-			lc := l.serverContext(ctx, spec.Procedure, nil)
-			ctx, requestID = lc, lc.requestID
-		}
-		debug := l.cfg.payloads && l.logger.Enabled(ctx, slog.LevelDebug)
-		if debug {
-			l.logPayload(ctx, spec, requestID, "request", req.Any())
-		}
-		resp, err := next(ctx, req)
-		if debug && err == nil && resp != nil {
-			l.logPayload(ctx, spec, requestID, "response", resp.Any())
-		}
-		l.logCall(ctx, callLine{spec: spec, peer: req.Peer(), requestID: requestID, start: start, err: err})
+		c := l.beginUnary(ctx, req)
+		resp, err := next(c.ctx, req)
+		l.endUnary(&c, req, resp, err)
 		return resp, err
 	}
 }
 
-func (l *logging) unaryMessage(ctx context.Context, start time.Time, info *msgctx.Info, req connect.AnyRequest, next connect.UnaryFunc) (connect.AnyResponse, error) {
+// unaryCall is a unary call being logged. The work before and after the
+// call lives in methods of its own so that the closure's stack frame, live
+// while the handler runs, stays small: net/http runs each HTTP/2 request on
+// a new goroutine with a small stack, and the deeper the chain's frames, the
+// likelier that stack has to grow (be copied) on every call.
+type unaryCall struct {
+	ctx       context.Context
+	requestID string
+	start     time.Time
+	debug     bool
+}
+
+func (l *logging) beginUnary(ctx context.Context, req connect.AnyRequest) unaryCall {
+	c := unaryCall{ctx: ctx, start: time.Now()}
+	spec := req.Spec()
+	if spec.IsClient {
+		c.requestID = RequestIDFrom(ctx)
+	} else {
+		lc := l.serverContext(ctx, spec.Procedure, nil)
+		c.ctx, c.requestID = lc, lc.requestID
+	}
+	c.debug = l.cfg.payloads && l.logger.Enabled(ctx, slog.LevelDebug)
+	if c.debug {
+		l.logPayload(c.ctx, spec, c.requestID, "request", req.Any())
+	}
+	return c
+}
+
+func (l *logging) endUnary(c *unaryCall, req connect.AnyRequest, resp connect.AnyResponse, err error) {
+	if c.debug && err == nil && resp != nil {
+		l.logPayload(c.ctx, req.Spec(), c.requestID, "response", resp.Any())
+	}
+	l.logCall(c.ctx, callLine{spec: req.Spec(), peer: req.Peer(), requestID: c.requestID, start: c.start, err: err})
+}
+
+func (l *logging) unaryMessage(ctx context.Context, info *msgctx.Info, req connect.AnyRequest, next connect.UnaryFunc) (connect.AnyResponse, error) {
+	start := time.Now()
 	var requestID string
 	if req.Spec().IsClient {
 		requestID = RequestIDFrom(ctx)

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"net"
+	"net/http"
 	"net/url"
 	"strings"
 	"testing"
@@ -162,16 +164,42 @@ func TestLoggingStreams(t *testing.T) {
 	})
 }
 
-func TestLoggingHTTP1(t *testing.T) {
+// TestHTTPVersion checks the http field over both HTTP versions, with and
+// without interceptors.ConnContext on the server.
+func TestHTTPVersion(t *testing.T) {
 	t.Parallel()
-	s := newTestServer(t, serverConfig{})
-	client := pingv1connect.NewPingServiceClient(httpClient(t, true), s.URL)
-	if _, err := client.Ping(t.Context(), connect.NewRequest(&pingv1.PingRequest{})); err != nil {
-		t.Fatal(err)
-	}
-	line := s.server.logs.waitLine(t, map[string]any{"msg": "rpc"})
-	if line["http"] != "HTTP/1.1" {
-		t.Errorf("http = %v, want HTTP/1.1", line["http"])
+	for _, tc := range []struct {
+		name        string
+		http1       bool
+		connContext bool
+		want        string
+	}{
+		{name: "h2c", want: "HTTP/2.0", connContext: true},
+		{name: "http1", http1: true, want: "HTTP/1.1", connContext: true},
+		{name: "h2c without ConnContext", want: "HTTP/2.0"},
+		{name: "http1 without ConnContext", http1: true, want: "HTTP/1.1"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			o := newObserved(t, slog.LevelInfo)
+			mux := http.NewServeMux()
+			mux.Handle(pingv1connect.NewPingServiceHandler(&pingService{}, connect.WithInterceptors(o.chain.Server()...)))
+			var connContext func(context.Context, net.Conn) context.Context
+			if tc.connContext {
+				connContext = interceptors.ConnContext
+			}
+			client := pingv1connect.NewPingServiceClient(httpClient(t, tc.http1), serveWith(t, interceptors.HTTPVersion(mux), connContext))
+			for range 2 { // two calls on one connection
+				if _, err := client.Ping(t.Context(), connect.NewRequest(&pingv1.PingRequest{})); err != nil {
+					t.Fatal(err)
+				}
+			}
+			waitFor(t, func() bool { return len(o.logs.matching(t, map[string]any{"msg": "rpc"})) == 2 },
+				func() string { return "two lines:\n" + o.logs.dump() })
+			if lines := o.logs.matching(t, map[string]any{"msg": "rpc", "http": tc.want}); len(lines) != 2 {
+				t.Errorf("want http %s on both lines:\n%s", tc.want, o.logs.dump())
+			}
+		})
 	}
 }
 

@@ -118,32 +118,56 @@ func (m *metricsInterceptor) side(spec connect.Spec) *sideMetrics {
 
 func (m *metricsInterceptor) WrapUnary(next connect.UnaryFunc) connect.UnaryFunc {
 	return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
-		start := time.Now()
 		if info := msgctx.FromContext(ctx); info != nil {
-			resp, err := next(ctx, req)
-			m.pubsub.observe(info, start, err)
-			return resp, err
+			return m.unaryMessage(ctx, info, req, next)
 		}
-		spec := req.Spec()
-		pm := m.side(spec).lookup(spec)
-		pm.begin(req.Peer().Protocol)
-		if spec.IsClient {
-			pm.sent.Inc()
-		} else {
-			pm.received.Inc()
-		}
-		defer pm.inFlight.Dec() // also when a panic goes through
+		// As in Logging, the work is kept out of this frame, which stays on
+		// the stack while the handler runs.
+		call := m.beginUnary(req)
+		defer call.pm.inFlight.Dec() // also when a panic goes through
 		resp, err := next(ctx, req)
-		if err == nil {
-			if spec.IsClient {
-				pm.received.Inc()
-			} else {
-				pm.sent.Inc()
-			}
-		}
-		pm.end(start, err)
+		call.end(err)
 		return resp, err
 	}
+}
+
+func (m *metricsInterceptor) unaryMessage(ctx context.Context, info *msgctx.Info, req connect.AnyRequest, next connect.UnaryFunc) (connect.AnyResponse, error) {
+	start := time.Now()
+	resp, err := next(ctx, req)
+	m.pubsub.observe(info, start, err)
+	return resp, err
+}
+
+// unaryMetrics is a unary call being counted.
+type unaryMetrics struct {
+	pm       *procMetrics
+	start    time.Time
+	isClient bool
+}
+
+// beginUnary counts a unary call's start and its request message.
+func (m *metricsInterceptor) beginUnary(req connect.AnyRequest) unaryMetrics {
+	spec := req.Spec()
+	c := unaryMetrics{pm: m.side(spec).lookup(spec), start: time.Now(), isClient: spec.IsClient}
+	c.pm.begin(req.Peer().Protocol)
+	if c.isClient {
+		c.pm.sent.Inc()
+	} else {
+		c.pm.received.Inc()
+	}
+	return c
+}
+
+// end counts a unary call's end and, on success, its response message.
+func (c *unaryMetrics) end(err error) {
+	if err == nil {
+		if c.isClient {
+			c.pm.received.Inc()
+		} else {
+			c.pm.sent.Inc()
+		}
+	}
+	c.pm.end(c.start, err)
 }
 
 func (m *metricsInterceptor) WrapStreamingHandler(next connect.StreamingHandlerFunc) connect.StreamingHandlerFunc {

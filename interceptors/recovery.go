@@ -51,12 +51,16 @@ func (r *recovery) WrapUnary(next connect.UnaryFunc) connect.UnaryFunc {
 		if req.Spec().IsClient {
 			return next(ctx, req)
 		}
-		defer func() {
-			if p := recover(); p != nil {
-				resp, err = nil, r.recovered(ctx, req.Spec(), p)
-			}
-		}()
+		defer r.recoverUnary(ctx, req, &resp, &err)
 		return next(ctx, req)
+	}
+}
+
+// recoverUnary is WrapUnary's deferred call (a method rather than a
+// closure, to keep the frame that stays on the stack during the call small).
+func (r *recovery) recoverUnary(ctx context.Context, req connect.AnyRequest, resp *connect.AnyResponse, err *error) {
+	if p := recover(); p != nil {
+		*resp, *err = nil, r.recovered(ctx, req.Spec(), p)
 	}
 }
 

@@ -2,6 +2,7 @@ package interceptors_test
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"strings"
 	"testing"
@@ -27,7 +28,7 @@ func TestRecoveryInChain(t *testing.T) {
 			client := s.pingClient(t)
 			res := runStream(t, client, tc.procedure, tc.numbers)
 			var ce *connect.Error
-			if connect.CodeOf(res.err) != connect.CodeInternal || !asConnectError(res.err, &ce) || ce.Message() != "internal error" {
+			if connect.CodeOf(res.err) != connect.CodeInternal || !errors.As(res.err, &ce) || ce.Message() != "internal error" {
 				t.Fatalf("err = %v, want internal: internal error", res.err)
 			}
 			if _, err := client.Ping(t.Context(), connect.NewRequest(&pingv1.PingRequest{})); err != nil {
@@ -98,10 +99,4 @@ func TestRecoveryClient(t *testing.T) {
 	}()
 	_, _ = client.Ping(t.Context(), connect.NewRequest(&pingv1.PingRequest{}))
 	t.Error("the panic was swallowed")
-}
-
-func asConnectError(err error, target **connect.Error) bool {
-	ce, ok := err.(*connect.Error) //nolint:errorlint // connect returns it unwrapped
-	*target = ce
-	return ok
 }

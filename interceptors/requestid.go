@@ -61,20 +61,35 @@ type requestIDInterceptor struct{}
 func (requestIDInterceptor) WrapUnary(next connect.UnaryFunc) connect.UnaryFunc {
 	return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
 		if req.Spec().IsClient {
-			ctx, id := clientRequestID(ctx, req.Header().Get(RequestIDHeader))
-			req.Header().Set(RequestIDHeader, id)
-			return next(ctx, req)
+			return next(clientUnaryRequestID(ctx, req), req)
 		}
-		id := serverRequestID(req.Header().Get(RequestIDHeader))
-		resp, err := next(&requestIDContext{Context: ctx, id: id}, req)
-		if err != nil {
-			return resp, withErrorMeta(err, RequestIDHeader, id)
-		}
-		if resp != nil {
-			resp.Header().Set(RequestIDHeader, id)
-		}
-		return resp, nil
+		ctx, id := serverUnaryRequestID(ctx, req)
+		resp, err := next(ctx, req)
+		return echoRequestID(resp, err, id)
 	}
+}
+
+func clientUnaryRequestID(ctx context.Context, req connect.AnyRequest) context.Context {
+	ctx, id := clientRequestID(ctx, req.Header().Get(RequestIDHeader))
+	req.Header().Set(RequestIDHeader, id)
+	return ctx
+}
+
+func serverUnaryRequestID(ctx context.Context, req connect.AnyRequest) (context.Context, string) {
+	id := serverRequestID(req.Header().Get(RequestIDHeader))
+	return &requestIDContext{Context: ctx, id: id}, id
+}
+
+// echoRequestID puts the id in the response headers, or in the error's
+// metadata, which connect sends as headers or trailers.
+func echoRequestID(resp connect.AnyResponse, err error, id string) (connect.AnyResponse, error) {
+	if err != nil {
+		return resp, withErrorMeta(err, RequestIDHeader, id)
+	}
+	if resp != nil {
+		resp.Header().Set(RequestIDHeader, id)
+	}
+	return resp, nil
 }
 
 func (requestIDInterceptor) WrapStreamingClient(next connect.StreamingClientFunc) connect.StreamingClientFunc {
