@@ -133,10 +133,12 @@ func (c *logContext) scopedLogger() *slog.Logger {
 }
 
 // loggedByLogging reports whether a [Logging] interceptor serving this call
-// wraps the caller, and so will log the call's outcome.
-func loggedByLogging(ctx context.Context) bool {
-	_, ok := ctx.Value(logKey{}).(*logContext)
-	return ok
+// of procedure wraps the caller, and so will log the call's outcome. (The
+// procedure tells it from a call served further up the same context, as
+// when a handler serves another request in process.)
+func loggedByLogging(ctx context.Context, procedure string) bool {
+	c, ok := ctx.Value(logKey{}).(*logContext)
+	return ok && c.procedure == procedure
 }
 
 func (l *logging) serverContext(ctx context.Context, procedure string, info *msgctx.Info) *logContext {

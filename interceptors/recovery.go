@@ -86,7 +86,7 @@ func (r *recovery) recovered(ctx context.Context, spec connect.Spec, p any) erro
 		panic(p) //nolint:forbidigo // net/http's way to abort a response
 	}
 	pe := &panicError{value: fmt.Sprint(p), stack: panicStack(debug.Stack())}
-	if !loggedByLogging(ctx) {
+	if !loggedByLogging(ctx, spec.Procedure) {
 		attrs := []slog.Attr{slog.String("procedure", spec.Procedure)}
 		attrs = appendCommon(ctx, attrs, RequestIDFrom(ctx), nil, pe)
 		if r.logger.Enabled(ctx, slog.LevelError) {
