@@ -6,8 +6,8 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
+	"google.golang.org/protobuf/reflect/protoregistry"
 	"google.golang.org/protobuf/types/descriptorpb"
-	"google.golang.org/protobuf/types/known/anypb"
 )
 
 // payload is a message as a log attribute value: a nested JSON object for
@@ -43,8 +43,8 @@ func redacted(m proto.Message) proto.Message {
 }
 
 func redact(m protoreflect.Message) {
-	if a, ok := m.Interface().(*anypb.Any); ok {
-		redactAny(a)
+	if m.Descriptor().FullName() == anyName {
+		redactAny(m)
 		return
 	}
 	m.Range(func(fd protoreflect.FieldDescriptor, v protoreflect.Value) bool {
@@ -75,18 +75,32 @@ func redact(m protoreflect.Message) {
 	m.SetUnknown(nil) // unknown fields may be redacted ones of a newer schema
 }
 
-// redactAny redacts the message packed in a; when the type is unknown here,
-// its bytes cannot be inspected, so they are dropped.
-func redactAny(a *anypb.Any) {
-	inner, err := a.UnmarshalNew()
+// anyName is google.protobuf.Any's name: an Any may be an *anypb.Any or,
+// inside a dynamic message, a dynamic one.
+const anyName protoreflect.FullName = "google.protobuf.Any"
+
+// redactAny redacts the message packed in m, an Any. When the packed type is
+// unknown here, its bytes cannot be inspected, so they are dropped.
+func redactAny(m protoreflect.Message) {
+	value := m.Descriptor().Fields().ByName("value")
+	typeURL := m.Descriptor().Fields().ByName("type_url")
+	mt, err := protoregistry.GlobalTypes.FindMessageByURL(m.Get(typeURL).String())
 	if err != nil {
-		a.Value = nil
+		m.Clear(value)
 		return
 	}
-	redact(inner.ProtoReflect())
-	if err := a.MarshalFrom(inner); err != nil {
-		a.Value = nil
+	inner := mt.New()
+	if err := proto.Unmarshal(m.Get(value).Bytes(), inner.Interface()); err != nil {
+		m.Clear(value)
+		return
 	}
+	redact(inner)
+	b, err := proto.Marshal(inner.Interface())
+	if err != nil {
+		m.Clear(value)
+		return
+	}
+	m.Set(value, protoreflect.ValueOfBytes(b))
 }
 
 func isRedacted(fd protoreflect.FieldDescriptor) bool {
