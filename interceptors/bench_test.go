@@ -1,0 +1,153 @@
+package interceptors_test
+
+import (
+	"bytes"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"testing"
+	"time"
+
+	"connectrpc.com/connect"
+	"github.com/connectkit/connectkit/interceptors"
+	pingv1 "github.com/connectkit/connectkit/internal/gen/connectkit/ping/v1"
+	"github.com/connectkit/connectkit/internal/gen/connectkit/ping/v1/pingv1connect"
+	"github.com/prometheus/client_golang/prometheus"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/trace/noop"
+	"google.golang.org/protobuf/proto"
+)
+
+// BenchmarkChain measures one unary Ping over loopback HTTP (a real server
+// and client in this process) without interceptors ("bare") and through the
+// default server chain ("chain": logging at info to a JSON handler writing
+// to io.Discard, metrics in a registry, tracing with a real SDK provider
+// that samples nothing, validation, and the HTTPVersion wrapper), on
+// HTTP/1.1 and on HTTP/2 (h2c). "chain+client" adds the default client
+// chain to the client. See BENCHMARKS-draft.md.
+func BenchmarkChain(b *testing.B) {
+	for _, transport := range []struct {
+		name  string
+		http1 bool
+	}{{name: "http1", http1: true}, {name: "h2c"}} {
+		for _, setup := range []struct {
+			name           string
+			server, client bool
+		}{{name: "bare"}, {name: "chain", server: true}, {name: "chain+client", server: true, client: true}} {
+			b.Run(transport.name+"/"+setup.name, func(b *testing.B) {
+				var handlerOpts []connect.HandlerOption
+				var clientOpts []connect.ClientOption
+				wrap := func(h http.Handler) http.Handler { return h }
+				if setup.server {
+					handlerOpts = append(handlerOpts, connect.WithInterceptors(benchChain(b).Server()...))
+					wrap = interceptors.HTTPVersion
+				}
+				if setup.client {
+					clientOpts = append(clientOpts, connect.WithInterceptors(benchChain(b).Client()...))
+				}
+				mux := http.NewServeMux()
+				mux.Handle(pingv1connect.NewPingServiceHandler(&pingService{}, handlerOpts...))
+				client := pingv1connect.NewPingServiceClient(httpClient(b, transport.http1), serve(b, wrap(mux)), clientOpts...)
+				req := connect.NewRequest(&pingv1.PingRequest{Number: 42, Text: "hello"})
+				ctx := b.Context()
+				b.ReportAllocs()
+				cpu := processCPU()
+				for b.Loop() {
+					if _, err := client.Ping(ctx, req); err != nil {
+						b.Fatal(err)
+					}
+				}
+				reportCPU(b, cpu)
+			})
+		}
+	}
+}
+
+// benchChain is the default chain as a production service runs it with
+// tracing on but sampling off.
+func benchChain(b *testing.B) *interceptors.Chain {
+	b.Helper()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSampler(sdktrace.NeverSample()))
+	b.Cleanup(func() { _ = tp.Shutdown(b.Context()) })
+	return benchChainWith(b, tp)
+}
+
+// benchChainWith is the default chain with the tracer provider tp.
+func benchChainWith(b *testing.B, tp trace.TracerProvider) *interceptors.Chain {
+	b.Helper()
+	logger := slog.New(slog.NewJSONHandler(io.Discard, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	chain, err := interceptors.Default(logger, prometheus.NewRegistry(), interceptors.WithTracerProvider(tp))
+	if err != nil {
+		b.Fatal(err)
+	}
+	return chain
+}
+
+// BenchmarkChainInMemory serves the same Ping with ServeHTTP on a recorder,
+// without a network, so that the chain's own cost shows with less noise:
+// bare, the whole chain, the chain with a no-op tracer provider (what
+// internal/telemetry gives when no exporter is set up), and each piece
+// alone.
+func BenchmarkChainInMemory(b *testing.B) {
+	body, err := proto.Marshal(&pingv1.PingRequest{Number: 42, Text: "hello"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	pieces := func(pick func(*interceptors.Chain) connect.Interceptor) func(*testing.B) []connect.Interceptor {
+		return func(b *testing.B) []connect.Interceptor { return []connect.Interceptor{pick(benchChain(b))} }
+	}
+	for _, setup := range []struct {
+		name         string
+		interceptors func(*testing.B) []connect.Interceptor
+		httpVersion  bool
+	}{
+		{name: "bare"},
+		{name: "chain", interceptors: func(b *testing.B) []connect.Interceptor { return benchChain(b).Server() }, httpVersion: true},
+		{name: "chain-noop-tracer", interceptors: func(b *testing.B) []connect.Interceptor {
+			return benchChainWith(b, noop.NewTracerProvider()).Server()
+		}, httpVersion: true},
+		{name: "httpversion", httpVersion: true},
+		{name: "tracing", interceptors: pieces(func(c *interceptors.Chain) connect.Interceptor { return c.Tracing })},
+		{name: "requestid", interceptors: pieces(func(c *interceptors.Chain) connect.Interceptor { return c.RequestID })},
+		{name: "logging", interceptors: pieces(func(c *interceptors.Chain) connect.Interceptor { return c.Logging })},
+		{name: "metrics", interceptors: pieces(func(c *interceptors.Chain) connect.Interceptor { return c.Metrics })},
+		{name: "recovery", interceptors: pieces(func(c *interceptors.Chain) connect.Interceptor { return c.Recovery })},
+		{name: "validation", interceptors: pieces(func(c *interceptors.Chain) connect.Interceptor { return c.Validation })},
+	} {
+		b.Run(setup.name, func(b *testing.B) {
+			var handlerOpts []connect.HandlerOption
+			if setup.interceptors != nil {
+				handlerOpts = append(handlerOpts, connect.WithInterceptors(setup.interceptors(b)...))
+			}
+			mux := http.NewServeMux()
+			mux.Handle(pingv1connect.NewPingServiceHandler(&pingService{}, handlerOpts...))
+			var h http.Handler = mux
+			if setup.httpVersion {
+				h = interceptors.HTTPVersion(mux)
+			}
+			// What a server with interceptors.ConnContext gives its requests.
+			connCtx := interceptors.ConnContext(b.Context(), nil)
+			b.ReportAllocs()
+			cpu := processCPU()
+			for b.Loop() {
+				req := httptest.NewRequestWithContext(connCtx, http.MethodPost, pingv1connect.PingServicePingProcedure, bytes.NewReader(body))
+				req.Header.Set("Content-Type", "application/proto")
+				rec := httptest.NewRecorder()
+				h.ServeHTTP(rec, req)
+				if rec.Code != http.StatusOK {
+					b.Fatalf("status %d: %s", rec.Code, rec.Body)
+				}
+			}
+			reportCPU(b, cpu)
+		})
+	}
+}
+
+// reportCPU reports the process CPU time per call since start, when known.
+func reportCPU(b *testing.B, start time.Duration) {
+	if used := processCPU() - start; used > 0 {
+		b.ReportMetric(float64(used.Nanoseconds())/float64(b.N), "cpu-ns/op")
+	}
+}

@@ -1,0 +1,11 @@
+// Package interceptors gives connect handlers and clients production
+// observability: [Tracing] (OpenTelemetry, via connectrpc.com/otelconnect),
+// [RequestID], [Logging] (log/slog), [Metrics] (Prometheus, with
+// go-grpc-prometheus names), [Recovery] and [Validation] (protovalidate, via
+// connectrpc.com/validate). Each is a [connect.Interceptor] that handles
+// unary and streaming calls, on servers and clients, and can be used alone;
+// [Default] builds them all as a [Chain] in the documented order.
+//
+// Nothing here is global: loggers, registries and tracer providers are
+// passed in.
+package interceptors

@@ -1,0 +1,254 @@
+package interceptors
+
+import (
+	"context"
+	"log/slog"
+	"sync"
+	"time"
+
+	"connectrpc.com/connect"
+	"github.com/connectkit/connectkit/internal/msgctx"
+)
+
+// Logging returns an interceptor that writes one line to logger per call,
+// when the call ends (for streams too), at a level set by its outcome: info
+// for success, warn for the caller's errors (InvalidArgument, NotFound,
+// Canceled, …), error for the server's (Unknown, DeadlineExceeded,
+// Unimplemented, Internal, Unavailable, DataLoss) and for panics that
+// [Recovery] turned into errors. A nil logger discards everything.
+//
+// An RPC line has the message "rpc" and the attributes kind (server or
+// client), procedure, stream (unary, client_stream, server_stream,
+// bidi_stream), protocol (connect, grpc, grpcweb), peer, http (the HTTP
+// version, on servers wrapped by [HTTPVersion]), code ("ok" or the connect
+// code), duration, sent and received (message counts, streams only),
+// request_id (from [RequestID]), trace_id and span_id (from the span in the
+// context, so [Tracing] must wrap Logging), error, and panic and stack.
+//
+// A message publish or delivery that package pubsub presents as a call is
+// logged as a "message" line instead: kind (publish or process), system,
+// topic, subscription, message_type, message_id, attempt, outcome (ack,
+// retry or dead_letter, for deliveries), code, duration, request_id,
+// trace_id, span_id and error. Deliveries are logged at info when acked, warn
+// when retried, error when dead-lettered.
+//
+// Handlers get a logger carrying the call's procedure, request id and trace
+// ids from [LoggerFrom]. Payloads are never logged unless [WithPayloads] is
+// given.
+func Logging(logger *slog.Logger, opts ...LoggingOption) connect.Interceptor {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	l := &logging{logger: logger}
+	for _, opt := range opts {
+		opt.applyToLogging(&l.cfg)
+	}
+	return l
+}
+
+// WithPayloads makes [Logging] log every request and response message at
+// debug level ("payload" lines), as JSON, without the fields marked
+// debug_redact in their proto definition. Off by default; it costs nothing
+// while the logger's level is above debug.
+func WithPayloads() LoggingOption {
+	return loggingOption(func(c *loggingConfig) { c.payloads = true })
+}
+
+// WithoutMessageSuccessLogs makes [Logging] skip the lines of messages
+// published or handled successfully, keeping only their failures. RPC lines
+// are not affected. By default every message is logged.
+func WithoutMessageSuccessLogs() LoggingOption {
+	return loggingOption(func(c *loggingConfig) { c.quietMessages = true })
+}
+
+// LoggerFrom returns the logger of the call ctx belongs to: the [Logging]
+// interceptor's logger with the call's procedure, request_id, trace_id and
+// span_id (for messages: topic, subscription, message_id and attempt). Outside
+// a call logged by Logging it returns a logger that discards everything,
+// never a global one.
+func LoggerFrom(ctx context.Context) *slog.Logger {
+	if c, ok := ctx.Value(logKey{}).(*logContext); ok {
+		return c.scopedLogger()
+	}
+	return slog.New(slog.DiscardHandler)
+}
+
+type loggingConfig struct {
+	payloads      bool
+	quietMessages bool
+}
+
+type logging struct {
+	logger *slog.Logger
+	cfg    loggingConfig
+}
+
+type logKey struct{}
+
+// logContext is a served call's context: it carries what [LoggerFrom] needs
+// and tells [Recovery] that Logging will log a panic. It costs one
+// allocation; the request-scoped logger is built only if asked for.
+type logContext struct {
+	context.Context
+	base      *slog.Logger
+	procedure string
+	requestID string
+	info      *msgctx.Info
+
+	once   sync.Once
+	scoped *slog.Logger
+}
+
+func (c *logContext) Value(key any) any {
+	if key == (logKey{}) {
+		return c
+	}
+	return c.Context.Value(key)
+}
+
+func (c *logContext) scopedLogger() *slog.Logger {
+	c.once.Do(func() {
+		attrs := make([]any, 0, 8)
+		if c.info != nil {
+			attrs = append(attrs, slog.String("topic", c.info.Topic))
+			if c.info.Subscription != "" {
+				attrs = append(attrs, slog.String("subscription", c.info.Subscription))
+			}
+			attrs = append(attrs, slog.String("message_id", c.info.MessageID))
+			if c.info.Attempt > 0 {
+				attrs = append(attrs, slog.Int("attempt", c.info.Attempt))
+			}
+		} else {
+			attrs = append(attrs, slog.String("procedure", c.procedure))
+		}
+		if c.requestID != "" {
+			attrs = append(attrs, slog.String("request_id", c.requestID))
+		}
+		if traceID, spanID, ok := traceIDs(c.Context); ok {
+			attrs = append(attrs, slog.String("trace_id", traceID), slog.String("span_id", spanID))
+		}
+		c.scoped = c.base.With(attrs...)
+	})
+	return c.scoped
+}
+
+// loggedByLogging reports whether a [Logging] interceptor serving this call
+// of procedure wraps the caller, and so will log the call's outcome. (The
+// procedure tells it from a call served further up the same context, as
+// when a handler serves another request in process.)
+func loggedByLogging(ctx context.Context, procedure string) bool {
+	c, ok := ctx.Value(logKey{}).(*logContext)
+	return ok && c.procedure == procedure
+}
+
+func (l *logging) serverContext(ctx context.Context, procedure string, info *msgctx.Info) *logContext {
+	return &logContext{
+		Context:   ctx,
+		base:      l.logger,
+		procedure: procedure,
+		requestID: RequestIDFrom(ctx),
+		info:      info,
+	}
+}
+
+func (l *logging) WrapUnary(next connect.UnaryFunc) connect.UnaryFunc {
+	return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
+		if info := msgctx.FromContext(ctx); info != nil {
+			return l.unaryMessage(ctx, info, req, next)
+		}
+		c := l.beginUnary(ctx, req)
+		resp, err := next(c.ctx, req)
+		l.endUnary(&c, req, resp, err)
+		return resp, err
+	}
+}
+
+// unaryCall is a unary call being logged. The work before and after the
+// call lives in methods of its own so that the closure's stack frame, live
+// while the handler runs, stays small: net/http runs each HTTP/2 request on
+// a new goroutine with a small stack, and the deeper the chain's frames, the
+// likelier that stack has to grow (be copied) on every call.
+type unaryCall struct {
+	ctx       context.Context
+	requestID string
+	start     time.Time
+	debug     bool
+}
+
+func (l *logging) beginUnary(ctx context.Context, req connect.AnyRequest) unaryCall {
+	c := unaryCall{ctx: ctx, start: time.Now()}
+	spec := req.Spec()
+	if spec.IsClient {
+		c.requestID = RequestIDFrom(ctx)
+	} else {
+		lc := l.serverContext(ctx, spec.Procedure, nil)
+		c.ctx, c.requestID = lc, lc.requestID
+	}
+	c.debug = l.cfg.payloads && l.logger.Enabled(ctx, slog.LevelDebug)
+	if c.debug {
+		l.logPayload(c.ctx, spec, c.requestID, "request", req.Any())
+	}
+	return c
+}
+
+func (l *logging) endUnary(c *unaryCall, req connect.AnyRequest, resp connect.AnyResponse, err error) {
+	if c.debug && err == nil && resp != nil {
+		l.logPayload(c.ctx, req.Spec(), c.requestID, "response", resp.Any())
+	}
+	l.logCall(c.ctx, callLine{spec: req.Spec(), peer: req.Peer(), requestID: c.requestID, start: c.start, err: err})
+}
+
+func (l *logging) unaryMessage(ctx context.Context, info *msgctx.Info, req connect.AnyRequest, next connect.UnaryFunc) (connect.AnyResponse, error) {
+	start := time.Now()
+	var requestID string
+	if req.Spec().IsClient {
+		requestID = RequestIDFrom(ctx)
+	} else {
+		lc := l.serverContext(ctx, req.Spec().Procedure, info)
+		ctx, requestID = lc, lc.requestID
+	}
+	if l.cfg.payloads && l.logger.Enabled(ctx, slog.LevelDebug) {
+		l.logPayload(ctx, req.Spec(), requestID, "message", req.Any())
+	}
+	resp, err := next(ctx, req)
+	l.logMessage(ctx, info, requestID, start, err)
+	return resp, err
+}
+
+func (l *logging) WrapStreamingHandler(next connect.StreamingHandlerFunc) connect.StreamingHandlerFunc {
+	return func(ctx context.Context, conn connect.StreamingHandlerConn) error {
+		start := time.Now()
+		spec := conn.Spec()
+		lc := l.serverContext(ctx, spec.Procedure, nil)
+		s := &handlerStream{StreamingHandlerConn: conn}
+		if l.cfg.payloads && l.logger.Enabled(ctx, slog.LevelDebug) {
+			s.onSend = func(msg any) { l.logPayload(lc, spec, lc.requestID, "sent", msg) }
+			s.onReceive = func(msg any) { l.logPayload(lc, spec, lc.requestID, "received", msg) }
+		}
+		err := next(lc, s)
+		l.logCall(lc, callLine{
+			spec: spec, peer: conn.Peer(), requestID: lc.requestID, start: start, err: err,
+			stream: true, sent: s.sent.Load(), received: s.received.Load(),
+		})
+		return err
+	}
+}
+
+func (l *logging) WrapStreamingClient(next connect.StreamingClientFunc) connect.StreamingClientFunc {
+	return func(ctx context.Context, spec connect.Spec) connect.StreamingClientConn {
+		start := time.Now()
+		requestID := RequestIDFrom(ctx)
+		conn := next(ctx, spec)
+		s := observeClientStream(ctx, conn, func(s *clientStream, err error) {
+			l.logCall(ctx, callLine{
+				spec: spec, peer: conn.Peer(), requestID: requestID, start: start, err: err,
+				stream: true, sent: s.sent.Load(), received: s.received.Load(),
+			})
+		})
+		if l.cfg.payloads && l.logger.Enabled(ctx, slog.LevelDebug) {
+			s.onSend = func(msg any) { l.logPayload(ctx, spec, requestID, "sent", msg) }
+			s.onReceive = func(msg any) { l.logPayload(ctx, spec, requestID, "received", msg) }
+		}
+		return s
+	}
+}

@@ -1,0 +1,141 @@
+package interceptors
+
+import (
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/connectkit/connectkit/internal/msgctx"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// outcomes are the values of the outcome label, by index.
+var outcomes = [3]msgctx.Outcome{msgctx.Ack, msgctx.Retry, msgctx.DeadLetter}
+
+func outcomeIndex(o msgctx.Outcome) int {
+	switch o {
+	case msgctx.Ack:
+		return 0
+	case msgctx.Retry:
+		return 1
+	default:
+		return 2
+	}
+}
+
+// pubsubMetrics are the series of message publishes and deliveries, which
+// package pubsub presents to the chain as unary calls.
+type pubsubMetrics struct {
+	published, handled *prometheus.CounterVec
+	handling           *prometheus.HistogramVec
+
+	max  int
+	mu   sync.Mutex
+	keys atomic.Pointer[map[destination]*destMetrics]
+}
+
+// destination is a topic, and for deliveries a subscription.
+type destination struct{ topic, subscription string }
+
+// destMetrics are the children of one destination.
+type destMetrics struct {
+	dest      destination
+	handling  prometheus.Observer // deliveries only
+	published [maxCode + 1]atomic.Pointer[prometheus.Counter]
+	handled   [len(outcomes)]atomic.Pointer[prometheus.Counter]
+}
+
+func newPubsubMetrics(reg prometheus.Registerer, buckets []float64, maxDestinations int) (*pubsubMetrics, error) {
+	var err error
+	m := &pubsubMetrics{max: maxDestinations}
+	m.published = registered(reg, &err, prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "pubsub_published_total",
+		Help: "Total number of messages published, by topic and code.",
+	}, []string{"topic", "code"}))
+	m.handled = registered(reg, &err, prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "pubsub_handled_total",
+		Help: "Total number of message deliveries handled, by outcome (ack, retry, dead_letter).",
+	}, []string{"topic", "subscription", "outcome"}))
+	m.handling = registered(reg, &err, prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name:    "pubsub_handling_seconds",
+		Help:    "Histogram of the time (seconds) taken to handle a message delivery.",
+		Buckets: buckets,
+	}, []string{"topic", "subscription"}))
+	if err != nil {
+		return nil, err
+	}
+	m.keys.Store(&map[destination]*destMetrics{})
+	return m, nil
+}
+
+// observe records one publish or delivery.
+func (m *pubsubMetrics) observe(info *msgctx.Info, start time.Time, err error) {
+	if info.Operation == msgctx.Publish {
+		dm := m.lookup(destination{topic: info.Topic})
+		code := codeOf(err)
+		if c := dm.published[code].Load(); c != nil {
+			(*c).Inc()
+			return
+		}
+		lazyChild(&dm.published[code], m.published, dm.dest.topic, grpcCodeNames[code]).Inc()
+		return
+	}
+	dm := m.lookup(destination{topic: info.Topic, subscription: info.Subscription})
+	dm.handling.Observe(time.Since(start).Seconds())
+	i := outcomeIndex(info.Outcome(err))
+	if c := dm.handled[i].Load(); c != nil {
+		(*c).Inc()
+		return
+	}
+	lazyChild(&dm.handled[i], m.handled, dm.dest.topic, dm.dest.subscription, string(outcomes[i])).Inc()
+}
+
+// lookup returns the children of d, or of "other" past the cap. The "other"
+// entries are stored in the map too, beyond the cap.
+func (m *pubsubMetrics) lookup(d destination) *destMetrics {
+	keys := *m.keys.Load()
+	if dm, ok := keys[d]; ok {
+		return dm
+	}
+	if len(keys) >= m.max {
+		if dm, ok := keys[d.overflow()]; ok {
+			return dm
+		}
+	}
+	return m.add(d)
+}
+
+func (d destination) overflow() destination {
+	o := destination{topic: otherLabel}
+	if d.subscription != "" {
+		o.subscription = otherLabel
+	}
+	return o
+}
+
+func (m *pubsubMetrics) add(d destination) *destMetrics {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	keys := *m.keys.Load()
+	if dm, ok := keys[d]; ok {
+		return dm
+	}
+	key := d
+	if len(keys) >= m.max {
+		key = d.overflow()
+		if dm, ok := keys[key]; ok {
+			return dm
+		}
+	}
+	dm := &destMetrics{dest: key}
+	if key.subscription != "" {
+		dm.handling = m.handling.WithLabelValues(key.topic, key.subscription)
+	}
+	next := make(map[destination]*destMetrics, len(keys)+1)
+	for k, v := range keys {
+		next[k] = v
+	}
+	next[key] = dm
+	m.keys.Store(&next)
+	return dm
+}

@@ -1,0 +1,111 @@
+package interceptors
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"runtime/debug"
+	"strings"
+
+	"connectrpc.com/connect"
+)
+
+// Recovery returns an interceptor that turns a panic in a handler, or in an
+// interceptor it wraps, into an Internal error for that call only: the
+// server keeps serving. The caller gets "internal error" and nothing of the
+// panic. http.ErrAbortHandler is re-panicked, as net/http expects.
+//
+// The panic is logged once, with its value and stack: by the [Logging]
+// interceptor's line for the call when Logging wraps Recovery (as in
+// [Default]), otherwise by Recovery itself on logger (a nil logger discards).
+// It is counted in grpc_req_panics_recovered_total by the [Metrics]
+// interceptor when Metrics wraps Recovery (as in Default).
+//
+// Recovery only acts on servers: on a client, a panic belongs to the calling
+// goroutine, and Recovery passes calls through untouched.
+func Recovery(logger *slog.Logger) connect.Interceptor {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	return &recovery{logger: logger}
+}
+
+// panicError is a recovered panic. Its message, which is what the caller
+// sees, says nothing of the panic; Logging and Metrics find it in the error
+// chain.
+type panicError struct {
+	value string
+	stack string
+}
+
+func (e *panicError) Error() string { return "internal error" }
+
+type recovery struct {
+	logger *slog.Logger
+}
+
+func (r *recovery) WrapUnary(next connect.UnaryFunc) connect.UnaryFunc {
+	return func(ctx context.Context, req connect.AnyRequest) (resp connect.AnyResponse, err error) {
+		if req.Spec().IsClient {
+			return next(ctx, req)
+		}
+		defer r.recoverUnary(ctx, req, &resp, &err)
+		return next(ctx, req)
+	}
+}
+
+// recoverUnary is WrapUnary's deferred call (a method rather than a
+// closure, to keep the frame that stays on the stack during the call small).
+func (r *recovery) recoverUnary(ctx context.Context, req connect.AnyRequest, resp *connect.AnyResponse, err *error) {
+	if p := recover(); p != nil {
+		*resp, *err = nil, r.recovered(ctx, req.Spec(), p)
+	}
+}
+
+func (r *recovery) WrapStreamingHandler(next connect.StreamingHandlerFunc) connect.StreamingHandlerFunc {
+	return func(ctx context.Context, conn connect.StreamingHandlerConn) (err error) {
+		defer func() {
+			if p := recover(); p != nil {
+				err = r.recovered(ctx, conn.Spec(), p)
+			}
+		}()
+		return next(ctx, conn)
+	}
+}
+
+func (r *recovery) WrapStreamingClient(next connect.StreamingClientFunc) connect.StreamingClientFunc {
+	return next
+}
+
+// recovered builds the call's error from the panic value p, and logs the
+// panic unless Logging will.
+func (r *recovery) recovered(ctx context.Context, spec connect.Spec, p any) error {
+	if err, ok := p.(error); ok && errors.Is(err, http.ErrAbortHandler) {
+		panic(p) //nolint:forbidigo // net/http's way to abort a response
+	}
+	pe := &panicError{value: fmt.Sprint(p), stack: panicStack(debug.Stack())}
+	if !loggedByLogging(ctx, spec.Procedure) {
+		attrs := []slog.Attr{slog.String("procedure", spec.Procedure)}
+		attrs = appendCommon(ctx, attrs, RequestIDFrom(ctx), nil, pe)
+		if r.logger.Enabled(ctx, slog.LevelError) {
+			emit(ctx, r.logger, slog.LevelError, "panic", attrs)
+		}
+	}
+	return connect.NewError(connect.CodeInternal, pe)
+}
+
+// panicStack drops from a stack taken while recovering the frames of the
+// recovery itself: the goroutine line, then the frames from the panic on.
+func panicStack(stack []byte) string {
+	s := string(stack)
+	header, rest, ok := strings.Cut(s, "\n")
+	if !ok {
+		return s
+	}
+	if i := strings.Index(rest, "\npanic("); i >= 0 {
+		return header + rest[i:]
+	}
+	return s
+}

@@ -1,0 +1,186 @@
+package interceptors
+
+import (
+	"context"
+	"math/rand/v2"
+
+	"connectrpc.com/connect"
+)
+
+// RequestIDHeader is the header that carries a call's request id, in both
+// directions: "X-Request-Id".
+const RequestIDHeader = "X-Request-Id"
+
+// maxRequestIDLen bounds the length of an accepted incoming request id.
+const maxRequestIDLen = 128
+
+// RequestID returns an interceptor that gives every call a request id.
+//
+// On a server, the id is the caller's X-Request-Id header when it is valid
+// (1 to 128 bytes of letters, digits and -_.:/+=@), otherwise a new random
+// UUID; it is echoed in the X-Request-Id response header (also on errors)
+// and is available to the handler and inner interceptors from
+// [RequestIDFrom].
+//
+// On a client, the id sent in X-Request-Id is, in order: the one already set
+// on the request, the one of the call being served ([RequestIDFrom] the
+// context), or a new one. So a request id follows a request from service to
+// service.
+func RequestID() connect.Interceptor {
+	return requestIDInterceptor{}
+}
+
+// RequestIDFrom returns the request id of the call ctx belongs to, or "" if
+// the [RequestID] interceptor did not see it.
+func RequestIDFrom(ctx context.Context) string {
+	if c, ok := ctx.Value(requestIDKey{}).(*requestIDContext); ok {
+		return c.id
+	}
+	return ""
+}
+
+type requestIDKey struct{}
+
+// requestIDContext carries the request id. It is a context type of its own,
+// rather than context.WithValue, so that adding the id costs one allocation
+// instead of two (the value context and the boxed string).
+type requestIDContext struct {
+	context.Context
+	id string
+}
+
+func (c *requestIDContext) Value(key any) any {
+	if key == (requestIDKey{}) {
+		return c
+	}
+	return c.Context.Value(key)
+}
+
+type requestIDInterceptor struct{}
+
+func (requestIDInterceptor) WrapUnary(next connect.UnaryFunc) connect.UnaryFunc {
+	return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
+		if req.Spec().IsClient {
+			return next(clientUnaryRequestID(ctx, req), req)
+		}
+		ctx, id := serverUnaryRequestID(ctx, req)
+		resp, err := next(ctx, req)
+		return echoRequestID(resp, err, id)
+	}
+}
+
+func clientUnaryRequestID(ctx context.Context, req connect.AnyRequest) context.Context {
+	ctx, id := clientRequestID(ctx, req.Header().Get(RequestIDHeader))
+	req.Header().Set(RequestIDHeader, id)
+	return ctx
+}
+
+func serverUnaryRequestID(ctx context.Context, req connect.AnyRequest) (context.Context, string) {
+	id := serverRequestID(req.Header().Get(RequestIDHeader))
+	return &requestIDContext{Context: ctx, id: id}, id
+}
+
+// echoRequestID puts the id in the response headers, or in the error's
+// metadata, which connect sends as headers or trailers.
+func echoRequestID(resp connect.AnyResponse, err error, id string) (connect.AnyResponse, error) {
+	if err != nil {
+		return resp, withErrorMeta(err, RequestIDHeader, id)
+	}
+	if resp != nil {
+		resp.Header().Set(RequestIDHeader, id)
+	}
+	return resp, nil
+}
+
+func (requestIDInterceptor) WrapStreamingClient(next connect.StreamingClientFunc) connect.StreamingClientFunc {
+	return func(ctx context.Context, spec connect.Spec) connect.StreamingClientConn {
+		ctx, id := clientRequestID(ctx, "")
+		conn := next(ctx, spec)
+		conn.RequestHeader().Set(RequestIDHeader, id)
+		return conn
+	}
+}
+
+func (requestIDInterceptor) WrapStreamingHandler(next connect.StreamingHandlerFunc) connect.StreamingHandlerFunc {
+	return func(ctx context.Context, conn connect.StreamingHandlerConn) error {
+		id := serverRequestID(conn.RequestHeader().Get(RequestIDHeader))
+		// Response headers go out with the first message or the error, both
+		// after this point.
+		conn.ResponseHeader().Set(RequestIDHeader, id)
+		return next(&requestIDContext{Context: ctx, id: id}, conn)
+	}
+}
+
+// serverRequestID keeps the caller's id when it is valid.
+func serverRequestID(incoming string) string {
+	if validRequestID(incoming) {
+		return incoming
+	}
+	return newRequestID()
+}
+
+// clientRequestID prefers the id set on the request, then the id of the call
+// being served, and returns ctx carrying the id it chose.
+func clientRequestID(ctx context.Context, onRequest string) (context.Context, string) {
+	inCtx := RequestIDFrom(ctx)
+	id := onRequest
+	switch {
+	case validRequestID(onRequest):
+	case inCtx != "":
+		return ctx, inCtx
+	default:
+		id = newRequestID()
+	}
+	if id == inCtx {
+		return ctx, id
+	}
+	return &requestIDContext{Context: ctx, id: id}, id
+}
+
+// validRequestID accepts 1 to 128 bytes of a charset that is safe in headers,
+// log lines and URLs.
+func validRequestID(id string) bool {
+	if id == "" || len(id) > maxRequestIDLen {
+		return false
+	}
+	for i := range len(id) {
+		c := id[i]
+		switch {
+		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
+		case c == '-', c == '_', c == '.', c == ':', c == '/', c == '+', c == '=', c == '@':
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+const hexDigits = "0123456789abcdef"
+
+// newRequestID returns a random (version 4) UUID. Its 122 random bits come
+// from math/rand/v2's global generator, which is the runtime's per-thread
+// ChaCha8 stream seeded from the OS: unpredictable enough for an id (it is
+// not a secret), unique with overwhelming probability, and free of the
+// system call and locking that crypto/rand may cost on every call.
+func newRequestID() string {
+	hi, lo := rand.Uint64(), rand.Uint64()
+	hi = hi&^(0xf<<12) | 0x4<<12 // version 4
+	lo = lo&^(0x3<<62) | 0x2<<62 // RFC 9562 variant
+	var b [36]byte
+	j := 0
+	for i := range 16 {
+		if i == 4 || i == 6 || i == 8 || i == 10 {
+			b[j] = '-'
+			j++
+		}
+		var v byte
+		if i < 8 {
+			v = byte(hi >> (56 - 8*i))
+		} else {
+			v = byte(lo >> (56 - 8*(i-8)))
+		}
+		b[j], b[j+1] = hexDigits[v>>4], hexDigits[v&0xf]
+		j += 2
+	}
+	return string(b[:])
+}

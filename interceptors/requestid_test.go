@@ -1,0 +1,151 @@
+package interceptors_test
+
+import (
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"regexp"
+	"strings"
+	"testing"
+
+	"connectrpc.com/connect"
+	"github.com/connectkit/connectkit/interceptors"
+	pingv1 "github.com/connectkit/connectkit/internal/gen/connectkit/ping/v1"
+	"github.com/connectkit/connectkit/internal/gen/connectkit/ping/v1/pingv1connect"
+)
+
+var uuidV4 = regexp.MustCompile(`^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$`)
+
+func TestRequestIDRoundTrip(t *testing.T) {
+	t.Parallel()
+	for _, proto := range protocols {
+		for _, tc := range []struct {
+			name, sent string
+			keep       bool // the server answers with the id sent
+		}{
+			{name: "valid", sent: "req-42_ab.c:d/e+f=g@h", keep: true},
+			{name: "absent"},
+			{name: "bad charset", sent: "has space"},
+			{name: "too long", sent: strings.Repeat("a", 129)},
+			{name: "longest", sent: strings.Repeat("a", 128), keep: true},
+		} {
+			for _, fail := range []bool{false, true} {
+				name := proto.name + "/" + tc.name
+				if fail {
+					name += "/error"
+				}
+				t.Run(name, func(t *testing.T) {
+					t.Parallel()
+					s := newTestServer(t, serverConfig{})
+					// A client without the chain, so that what it sends is
+					// exactly what the server gets.
+					client := pingv1connect.NewPingServiceClient(httpClient(t, false), s.URL, proto.opts...)
+					var resp connect.AnyResponse
+					var err error
+					if fail {
+						req := connect.NewRequest(&pingv1.FailRequest{Code: int32(connect.CodeAborted)})
+						setID(req.Header(), tc.sent)
+						resp, err = client.Fail(t.Context(), req)
+					} else {
+						req := connect.NewRequest(&pingv1.PingRequest{})
+						setID(req.Header(), tc.sent)
+						resp, err = client.Ping(t.Context(), req)
+					}
+					if (err != nil) != fail {
+						t.Fatalf("err = %v", err)
+					}
+					got := responseRequestID(t, resp, err)
+					switch {
+					case tc.keep && got != tc.sent:
+						t.Errorf("server answered %q, want the id sent, %q", got, tc.sent)
+					case !tc.keep && !uuidV4.MatchString(got):
+						t.Errorf("server answered %q, want a new UUID", got)
+					}
+					line := s.server.logs.waitLine(t, map[string]any{"msg": "rpc"})
+					if line["request_id"] != got {
+						t.Errorf("logged request_id %v, answered %s", line["request_id"], got)
+					}
+				})
+			}
+		}
+	}
+}
+
+func TestRequestIDStreams(t *testing.T) {
+	t.Parallel()
+	eachStream(t, func(t *testing.T, proto protocol, tc streamCase) {
+		s := newTestServer(t, serverConfig{})
+		client := pingv1connect.NewPingServiceClient(httpClient(t, false), s.URL, proto.opts...)
+		res := runStream(t, client, tc.procedure, tc.numbers) // fails without an id
+		if !uuidV4.MatchString(res.requestID) {
+			t.Errorf("request id %q, want a UUID", res.requestID)
+		}
+	})
+}
+
+// TestRequestIDClient checks what a client sends: the id on the request,
+// or else the one in the context, or else a new one.
+func TestRequestIDClient(t *testing.T) {
+	t.Parallel()
+	received := make(chan string, 1)
+	mux := http.NewServeMux()
+	mux.Handle(pingv1connect.NewPingServiceHandler(&pingService{}, connect.WithInterceptors(
+		connect.UnaryInterceptorFunc(func(next connect.UnaryFunc) connect.UnaryFunc {
+			return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
+				received <- req.Header().Get(interceptors.RequestIDHeader)
+				return next(ctx, req)
+			}
+		}))))
+	client := pingv1connect.NewPingServiceClient(httpClient(t, false), serve(t, mux),
+		connect.WithInterceptors(interceptors.RequestID()))
+
+	req := connect.NewRequest(&pingv1.PingRequest{})
+	if _, err := client.Ping(t.Context(), req); err != nil {
+		t.Fatal(err)
+	}
+	generated := <-received
+	if !uuidV4.MatchString(generated) {
+		t.Errorf("sent %q, want a new UUID", generated)
+	}
+	req = connect.NewRequest(&pingv1.PingRequest{})
+	req.Header().Set(interceptors.RequestIDHeader, "set-by-caller")
+	if _, err := client.Ping(t.Context(), req); err != nil {
+		t.Fatal(err)
+	}
+	if got := <-received; got != "set-by-caller" {
+		t.Errorf("sent %q, want the id set on the request", got)
+	}
+}
+
+// TestRequestIDUnique serves many calls and checks that no two generated ids
+// are the same.
+func TestRequestIDUnique(t *testing.T) {
+	t.Parallel()
+	mux := http.NewServeMux()
+	mux.Handle(pingv1connect.NewPingServiceHandler(&pingService{}, connect.WithInterceptors(interceptors.RequestID())))
+	seen := make(map[string]bool)
+	for range 2000 {
+		req := httptest.NewRequest(http.MethodPost, pingv1connect.PingServicePingProcedure, strings.NewReader(""))
+		req.Header.Set("Content-Type", "application/proto")
+		rec := httptest.NewRecorder()
+		mux.ServeHTTP(rec, req)
+		id := rec.Header().Get(interceptors.RequestIDHeader)
+		if !uuidV4.MatchString(id) || seen[id] {
+			t.Fatalf("id %q: malformed or seen before", id)
+		}
+		seen[id] = true
+	}
+}
+
+func TestRequestIDFromOutsideACall(t *testing.T) {
+	t.Parallel()
+	if id := interceptors.RequestIDFrom(t.Context()); id != "" {
+		t.Errorf("RequestIDFrom = %q, want empty", id)
+	}
+}
+
+func setID(h http.Header, id string) {
+	if id != "" {
+		h.Set(interceptors.RequestIDHeader, id)
+	}
+}

@@ -1,0 +1,61 @@
+package interceptors
+
+import (
+	"context"
+
+	"connectrpc.com/connect"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/trace/noop"
+)
+
+func isNoop(provider trace.TracerProvider) bool {
+	switch provider.(type) {
+	case noop.TracerProvider, *noop.TracerProvider:
+		return true
+	default:
+		return false
+	}
+}
+
+// propagationOnly is Tracing with a no-op tracer provider: no spans, only
+// the trace context passed from the caller to the handler and from the
+// context to outgoing calls, for RPCs and messages alike.
+type propagationOnly struct {
+	propagator propagation.TextMapPropagator
+}
+
+func (p propagationOnly) WrapUnary(next connect.UnaryFunc) connect.UnaryFunc {
+	return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
+		carrier := propagation.HeaderCarrier(req.Header())
+		if req.Spec().IsClient {
+			p.propagator.Inject(ctx, carrier)
+		} else {
+			ctx = p.extract(ctx, carrier)
+		}
+		return next(ctx, req)
+	}
+}
+
+func (p propagationOnly) WrapStreamingClient(next connect.StreamingClientFunc) connect.StreamingClientFunc {
+	return func(ctx context.Context, spec connect.Spec) connect.StreamingClientConn {
+		conn := next(ctx, spec)
+		p.propagator.Inject(ctx, propagation.HeaderCarrier(conn.RequestHeader()))
+		return conn
+	}
+}
+
+func (p propagationOnly) WrapStreamingHandler(next connect.StreamingHandlerFunc) connect.StreamingHandlerFunc {
+	return func(ctx context.Context, conn connect.StreamingHandlerConn) error {
+		return next(p.extract(ctx, propagation.HeaderCarrier(conn.RequestHeader())), conn)
+	}
+}
+
+// extract puts the caller's trace context in ctx, as the span a server
+// would have started there would, unless ctx has a span already.
+func (p propagationOnly) extract(ctx context.Context, carrier propagation.HeaderCarrier) context.Context {
+	if trace.SpanContextFromContext(ctx).IsValid() {
+		return ctx
+	}
+	return p.propagator.Extract(ctx, carrier)
+}

@@ -1,0 +1,104 @@
+package interceptors
+
+import (
+	"context"
+	"errors"
+
+	"buf.build/go/protovalidate"
+	"connectrpc.com/connect"
+	"connectrpc.com/validate"
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+)
+
+// Validation returns an interceptor that checks messages against the
+// protovalidate rules of their proto definitions, through
+// connectrpc.com/validate: on a server, each request message before the
+// handler sees it; on a client, each request message before it is sent.
+// An invalid message fails the call with InvalidArgument, whose details
+// carry every violation twice: as buf.validate.Violations (connect's
+// validate interceptor) and as the standard google.rpc.BadRequest with one
+// field violation per rule broken (field path and description), which
+// gRPC tools and clients without the protovalidate protos understand.
+func Validation(opts ...validate.Option) connect.Interceptor {
+	return &validation{inner: validate.NewInterceptor(opts...)}
+}
+
+type validation struct {
+	inner *validate.Interceptor
+}
+
+func (v *validation) WrapUnary(next connect.UnaryFunc) connect.UnaryFunc {
+	wrapped := v.inner.WrapUnary(next)
+	return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
+		resp, err := wrapped(ctx, req)
+		if err != nil {
+			return resp, withBadRequest(err)
+		}
+		return resp, nil
+	}
+}
+
+func (v *validation) WrapStreamingHandler(next connect.StreamingHandlerFunc) connect.StreamingHandlerFunc {
+	return v.inner.WrapStreamingHandler(func(ctx context.Context, conn connect.StreamingHandlerConn) error {
+		return next(ctx, badRequestHandlerConn{conn})
+	})
+}
+
+func (v *validation) WrapStreamingClient(next connect.StreamingClientFunc) connect.StreamingClientFunc {
+	wrapped := v.inner.WrapStreamingClient(next)
+	return func(ctx context.Context, spec connect.Spec) connect.StreamingClientConn {
+		return badRequestClientConn{wrapped(ctx, spec)}
+	}
+}
+
+// badRequestHandlerConn adds google.rpc.BadRequest to the errors of the
+// validating conn it wraps.
+type badRequestHandlerConn struct{ connect.StreamingHandlerConn }
+
+func (c badRequestHandlerConn) Receive(msg any) error {
+	return withBadRequest(c.StreamingHandlerConn.Receive(msg))
+}
+
+func (c badRequestHandlerConn) Send(msg any) error {
+	return withBadRequest(c.StreamingHandlerConn.Send(msg))
+}
+
+type badRequestClientConn struct{ connect.StreamingClientConn }
+
+func (c badRequestClientConn) Send(msg any) error {
+	return withBadRequest(c.StreamingClientConn.Send(msg))
+}
+
+func (c badRequestClientConn) Receive(msg any) error {
+	return withBadRequest(c.StreamingClientConn.Receive(msg))
+}
+
+// withBadRequest adds a google.rpc.BadRequest detail to an InvalidArgument
+// error caused by a protovalidate violation, unless it has one.
+func withBadRequest(err error) error {
+	if err == nil {
+		return nil
+	}
+	var ve *protovalidate.ValidationError
+	var ce *connect.Error
+	if !errors.As(err, &ve) || !errors.As(err, &ce) || ce.Code() != connect.CodeInvalidArgument {
+		return err
+	}
+	for _, d := range ce.Details() {
+		if d.Type() == "google.rpc.BadRequest" {
+			return err
+		}
+	}
+	br := &errdetails.BadRequest{}
+	for _, v := range ve.Violations {
+		br.FieldViolations = append(br.FieldViolations, &errdetails.BadRequest_FieldViolation{
+			Field:       protovalidate.FieldPathString(v.Proto.GetField()),
+			Description: v.Proto.GetMessage(),
+			Reason:      v.Proto.GetRuleId(),
+		})
+	}
+	if detail, derr := connect.NewErrorDetail(br); derr == nil {
+		ce.AddDetail(detail)
+	}
+	return err
+}

@@ -1,0 +1,207 @@
+// Package telemetry sets up OpenTelemetry tracing from the standard OTEL_*
+// environment variables ([ConfigFromEnv]), for kit to pass to
+// [github.com/connectkit/connectkit/interceptors.Tracing]. Nothing is global:
+// [New] returns a [Provider] and never calls otel.SetTracerProvider.
+//
+// Only tracing is set up here: metrics are Prometheus, logs are slog.
+package telemetry
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracegrpc"
+	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracehttp"
+	"go.opentelemetry.io/otel/exporters/stdout/stdouttrace"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/sdk/resource"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
+	"go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/trace/noop"
+)
+
+// Provider is the tracing set up by [New].
+type Provider struct {
+	tracerProvider trace.TracerProvider
+	propagator     propagation.TextMapPropagator
+	shutdown       func(context.Context) error
+	exporting      bool
+}
+
+// TracerProvider returns the provider of spans. When no exporter is set up
+// (the default), it is a no-op provider: spans cost nothing and are not
+// recorded, while the trace context of incoming calls still reaches logs
+// and outgoing calls unchanged.
+func (p *Provider) TracerProvider() trace.TracerProvider { return p.tracerProvider }
+
+// Propagator returns how trace context travels in headers.
+func (p *Provider) Propagator() propagation.TextMapPropagator { return p.propagator }
+
+// Exporting reports whether spans are sent anywhere.
+func (p *Provider) Exporting() bool { return p.exporting }
+
+// Shutdown sends the spans not yet exported and stops the exporters; call
+// it once, when the process stops, with a deadline.
+func (p *Provider) Shutdown(ctx context.Context) error { return p.shutdown(ctx) }
+
+// Option configures [New].
+type Option interface{ apply(o *options) }
+
+type optionFunc func(*options)
+
+func (f optionFunc) apply(o *options) { f(o) }
+
+type options struct {
+	serviceName string
+	console     io.Writer
+}
+
+// WithServiceName sets the service name used when neither
+// OTEL_SERVICE_NAME nor OTEL_RESOURCE_ATTRIBUTES gives one. Default
+// unknown_service:<executable>, as OpenTelemetry does.
+func WithServiceName(name string) Option {
+	return optionFunc(func(o *options) { o.serviceName = name })
+}
+
+// WithConsoleWriter sets where the console exporter writes. Default
+// os.Stdout.
+func WithConsoleWriter(w io.Writer) Option {
+	return optionFunc(func(o *options) { o.console = w })
+}
+
+// New sets tracing up as cfg says. OTLP exporters also read the rest of
+// their configuration from the process environment, as OpenTelemetry
+// defines it (OTEL_EXPORTER_OTLP_HEADERS, _TIMEOUT, _COMPRESSION,
+// _CERTIFICATE…), and the batch span processor reads OTEL_BSP_*. Building
+// an exporter does not connect to anything.
+func New(ctx context.Context, cfg Config, opts ...Option) (*Provider, error) {
+	o := options{console: os.Stdout}
+	for _, opt := range opts {
+		opt.apply(&o)
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	names, _ := cfg.propagators()
+	p := &Provider{propagator: newPropagator(names), shutdown: func(context.Context) error { return nil }}
+	disabled, _ := cfg.disabled()
+	exporters, _ := cfg.exporters()
+	if disabled || len(exporters) == 0 {
+		p.tracerProvider = noop.NewTracerProvider()
+		return p, nil
+	}
+	res, err := newResource(ctx, cfg, o.serviceName)
+	if err != nil {
+		return nil, err
+	}
+	sampler, _ := cfg.sampler()
+	tpOpts := []sdktrace.TracerProviderOption{sdktrace.WithResource(res), sdktrace.WithSampler(sampler)}
+	for _, name := range exporters {
+		exp, err := newExporter(ctx, name, cfg, o)
+		if err != nil {
+			return nil, fmt.Errorf("failed to create the %s trace exporter: %w", name, err)
+		}
+		tpOpts = append(tpOpts, sdktrace.WithBatcher(exp))
+	}
+	tp := sdktrace.NewTracerProvider(tpOpts...)
+	p.tracerProvider, p.shutdown, p.exporting = tp, tp.Shutdown, true
+	return p, nil
+}
+
+func newExporter(ctx context.Context, name string, cfg Config, o options) (sdktrace.SpanExporter, error) {
+	if name == "console" {
+		return stdouttrace.New(stdouttrace.WithWriter(o.console))
+	}
+	protocol, _ := cfg.protocol()
+	endpoint, _ := cfg.endpoint()
+	if protocol == protocolGRPC {
+		var opts []otlptracegrpc.Option
+		if endpoint != "" {
+			opts = append(opts, otlptracegrpc.WithEndpointURL(endpoint))
+		}
+		return otlptracegrpc.New(ctx, opts...)
+	}
+	var opts []otlptracehttp.Option
+	if endpoint != "" {
+		opts = append(opts, otlptracehttp.WithEndpointURL(endpoint))
+	}
+	return otlptracehttp.New(ctx, opts...)
+}
+
+func newPropagator(names []string) propagation.TextMapPropagator {
+	var ps []propagation.TextMapPropagator
+	for _, name := range names {
+		switch name {
+		case "tracecontext":
+			ps = append(ps, propagation.TraceContext{})
+		case "baggage":
+			ps = append(ps, propagation.Baggage{})
+		}
+	}
+	return propagation.NewCompositeTextMapPropagator(ps...)
+}
+
+// newResource describes the service. It does not use resource.WithFromEnv,
+// which reads the process environment rather than the Config.
+func newResource(ctx context.Context, cfg Config, fallbackName string) (*resource.Resource, error) {
+	attrs, err := parseResourceAttributes(cfg.ResourceAttributes)
+	if err != nil {
+		return nil, err
+	}
+	name := strings.TrimSpace(cfg.ServiceName)
+	if name == "" && !hasKey(attrs, semconv.ServiceNameKey) {
+		name = fallbackName
+		if name == "" {
+			name = "unknown_service:" + filepath.Base(os.Args[0])
+		}
+	}
+	if name != "" {
+		attrs = append(attrs, semconv.ServiceName(name)) // later attributes win
+	}
+	res, err := resource.New(ctx,
+		resource.WithTelemetrySDK(),
+		resource.WithHost(),
+		resource.WithSchemaURL(semconv.SchemaURL),
+		resource.WithAttributes(attrs...),
+	)
+	if err != nil && !errors.Is(err, resource.ErrPartialResource) {
+		return nil, fmt.Errorf("failed to describe the service: %w", err)
+	}
+	return res, nil
+}
+
+func hasKey(attrs []attribute.KeyValue, key attribute.Key) bool {
+	for _, kv := range attrs {
+		if kv.Key == key {
+			return true
+		}
+	}
+	return false
+}
+
+// parseResourceAttributes parses key=value,key=value with percent-encoded
+// values, as OpenTelemetry defines OTEL_RESOURCE_ATTRIBUTES.
+func parseResourceAttributes(s string) ([]attribute.KeyValue, error) {
+	var attrs []attribute.KeyValue
+	for _, item := range splitList(s) {
+		key, value, ok := strings.Cut(item, "=")
+		key = strings.TrimSpace(key)
+		if !ok || key == "" {
+			return nil, fmt.Errorf("%s=%q: %q is not key=value", envResourceAttributes, s, item)
+		}
+		decoded, err := url.PathUnescape(strings.TrimSpace(value))
+		if err != nil {
+			return nil, fmt.Errorf("%s=%q: the value of %s is not percent-encoded: %w", envResourceAttributes, s, key, err)
+		}
+		attrs = append(attrs, attribute.String(key, decoded))
+	}
+	return attrs, nil
+}

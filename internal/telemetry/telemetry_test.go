@@ -1,0 +1,255 @@
+package telemetry
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+
+	"go.opentelemetry.io/otel/propagation"
+	coltracepb "go.opentelemetry.io/proto/otlp/collector/trace/v1"
+	"google.golang.org/grpc"
+	"google.golang.org/protobuf/proto"
+)
+
+func env(vars map[string]string) func(string) string {
+	return func(k string) string { return vars[k] }
+}
+
+func TestConfigFromEnv(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name    string
+		vars    map[string]string
+		wantErr string // the variable and value the error must name; "" for none
+		sampler string // the sampler's description, when no error
+	}{
+		{name: "unset", sampler: "ParentBased{root:AlwaysOnSampler"},
+		{name: "all valid", vars: map[string]string{
+			"OTEL_SDK_DISABLED": "false", "OTEL_TRACES_EXPORTER": "otlp,console", "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc",
+			"OTEL_EXPORTER_OTLP_ENDPOINT": "https://collector:4317", "OTEL_TRACES_SAMPLER": "parentbased_traceidratio",
+			"OTEL_TRACES_SAMPLER_ARG": "0.25", "OTEL_PROPAGATORS": "tracecontext", "OTEL_SERVICE_NAME": "svc",
+			"OTEL_RESOURCE_ATTRIBUTES": "deployment.environment=prod,team=a%20b",
+		}, sampler: "ParentBased{root:TraceIDRatioBased{0.25}"},
+		{name: "ratio", vars: map[string]string{"OTEL_TRACES_SAMPLER": "traceidratio", "OTEL_TRACES_SAMPLER_ARG": "0"}, sampler: "TraceIDRatioBased{0}"},
+		{name: "always off", vars: map[string]string{"OTEL_TRACES_SAMPLER": "always_off"}, sampler: "AlwaysOffSampler"},
+		{name: "bad disabled", vars: map[string]string{"OTEL_SDK_DISABLED": "yes"}, wantErr: `OTEL_SDK_DISABLED="yes"`},
+		{name: "bad exporter", vars: map[string]string{"OTEL_TRACES_EXPORTER": "otlp,zipkin"}, wantErr: `OTEL_TRACES_EXPORTER="otlp,zipkin": unsupported exporter "zipkin"`},
+		{name: "bad protocol", vars: map[string]string{"OTEL_EXPORTER_OTLP_PROTOCOL": "http/json"}, wantErr: `OTEL_EXPORTER_OTLP_PROTOCOL="http/json"`},
+		{name: "traces protocol wins", vars: map[string]string{"OTEL_EXPORTER_OTLP_PROTOCOL": "grpc", "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL": "thrift"}, wantErr: `="thrift"`},
+		{name: "bad endpoint", vars: map[string]string{"OTEL_EXPORTER_OTLP_ENDPOINT": "collector:4318"}, wantErr: `OTEL_EXPORTER_OTLP_ENDPOINT="collector:4318"`},
+		{name: "bad traces endpoint", vars: map[string]string{"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "ftp://x"}, wantErr: `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT="ftp://x"`},
+		{name: "bad sampler", vars: map[string]string{"OTEL_TRACES_SAMPLER": "jaeger_remote"}, wantErr: `OTEL_TRACES_SAMPLER="jaeger_remote"`},
+		{name: "bad ratio", vars: map[string]string{"OTEL_TRACES_SAMPLER_ARG": "1.5"}, wantErr: `OTEL_TRACES_SAMPLER_ARG="1.5"`},
+		{name: "bad propagator", vars: map[string]string{"OTEL_PROPAGATORS": "b3"}, wantErr: `OTEL_PROPAGATORS="b3": unsupported propagator "b3"`},
+		{name: "bad attribute", vars: map[string]string{"OTEL_RESOURCE_ATTRIBUTES": "a=1,b"}, wantErr: `OTEL_RESOURCE_ATTRIBUTES="a=1,b": "b" is not key=value`},
+		{name: "bad encoding", vars: map[string]string{"OTEL_RESOURCE_ATTRIBUTES": "a=%zz"}, wantErr: `OTEL_RESOURCE_ATTRIBUTES="a=%zz"`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			cfg, err := ConfigFromEnv(env(tc.vars))
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("err = %v, want it to contain %s", err, tc.wantErr)
+				}
+				if _, err := New(t.Context(), cfg); err == nil {
+					t.Error("New accepted an invalid Config")
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			sampler, err := cfg.sampler()
+			if err != nil || !strings.HasPrefix(sampler.Description(), tc.sampler) {
+				t.Errorf("sampler %v (%v), want %s", sampler.Description(), err, tc.sampler)
+			}
+		})
+	}
+}
+
+// TestNone checks the default: nothing recorded or sent, while trace
+// context passes through.
+func TestNone(t *testing.T) {
+	t.Parallel()
+	for _, vars := range []map[string]string{
+		nil,
+		{"OTEL_TRACES_EXPORTER": "none"},
+		{"OTEL_TRACES_EXPORTER": "otlp", "OTEL_SDK_DISABLED": "true"},
+	} {
+		cfg, err := ConfigFromEnv(env(vars))
+		if err != nil {
+			t.Fatal(err)
+		}
+		p, err := New(t.Context(), cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if p.Exporting() {
+			t.Errorf("%v: exporting", vars)
+		}
+		incoming := propagation.HeaderCarrier{"Traceparent": {"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"}}
+		ctx := p.Propagator().Extract(t.Context(), incoming)
+		ctx, span := p.TracerProvider().Tracer("test").Start(ctx, "call")
+		if span.IsRecording() {
+			t.Errorf("%v: the span is recorded", vars)
+		}
+		outgoing := propagation.HeaderCarrier{}
+		p.Propagator().Inject(ctx, outgoing)
+		if got := outgoing.Get("Traceparent"); got != incoming.Get("Traceparent") {
+			t.Errorf("%v: outgoing traceparent %q, want the incoming one", vars, got)
+		}
+		span.End()
+		if err := p.Shutdown(t.Context()); err != nil {
+			t.Error(err)
+		}
+	}
+}
+
+func TestConsole(t *testing.T) {
+	t.Parallel()
+	var out syncBuffer
+	cfg, err := ConfigFromEnv(env(map[string]string{
+		"OTEL_TRACES_EXPORTER": "console", "OTEL_RESOURCE_ATTRIBUTES": "service.name=from-attrs,team=a%2Cb",
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := New(t.Context(), cfg, WithConsoleWriter(&out), WithServiceName("fallback"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	startSpan(t, p, "console-span")
+	if err := p.Shutdown(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{`"Name":"console-span"`, `"Value":"from-attrs"`, `"Value":"a,b"`} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("console output lacks %s:\n%s", want, out.String())
+		}
+	}
+	if strings.Contains(out.String(), "fallback") {
+		t.Error("the fallback service name replaced the one in OTEL_RESOURCE_ATTRIBUTES")
+	}
+}
+
+// TestOTLPHTTP exports over OTLP/HTTP to a loopback collector, which gets
+// the span when the provider shuts down.
+func TestOTLPHTTP(t *testing.T) {
+	t.Parallel()
+	received := make(chan *coltracepb.ExportTraceServiceRequest, 1)
+	collector := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, err := io.ReadAll(r.Body)
+		req := &coltracepb.ExportTraceServiceRequest{}
+		if err != nil || r.URL.Path != "/v1/traces" || proto.Unmarshal(body, req) != nil {
+			http.Error(w, "bad export", http.StatusBadRequest)
+			return
+		}
+		received <- req
+		w.Header().Set("Content-Type", "application/x-protobuf")
+	}))
+	t.Cleanup(collector.Close)
+	cfg, err := ConfigFromEnv(env(map[string]string{
+		"OTEL_TRACES_EXPORTER": "otlp", "OTEL_EXPORTER_OTLP_ENDPOINT": collector.URL, "OTEL_SERVICE_NAME": "http-svc",
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	assertExported(t, cfg, received, "http-svc")
+}
+
+// TestOTLPGRPC exports over OTLP/gRPC to a loopback collector.
+func TestOTLPGRPC(t *testing.T) {
+	t.Parallel()
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := grpc.NewServer()
+	received := make(chan *coltracepb.ExportTraceServiceRequest, 1)
+	coltracepb.RegisterTraceServiceServer(srv, &collector{received: received})
+	go func() { _ = srv.Serve(lis) }()
+	t.Cleanup(srv.Stop)
+	cfg, err := ConfigFromEnv(env(map[string]string{
+		"OTEL_TRACES_EXPORTER": "otlp", "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL": "grpc",
+		"OTEL_EXPORTER_OTLP_ENDPOINT": "http://" + lis.Addr().String(), "OTEL_SERVICE_NAME": "grpc-svc",
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	assertExported(t, cfg, received, "grpc-svc")
+}
+
+type collector struct {
+	coltracepb.UnimplementedTraceServiceServer
+	received chan<- *coltracepb.ExportTraceServiceRequest
+}
+
+func (c *collector) Export(_ context.Context, req *coltracepb.ExportTraceServiceRequest) (*coltracepb.ExportTraceServiceResponse, error) {
+	c.received <- req
+	return &coltracepb.ExportTraceServiceResponse{}, nil
+}
+
+// assertExported makes a span with cfg and checks that the collector got
+// it, with the service name, once the provider has shut down.
+func assertExported(t *testing.T, cfg Config, received <-chan *coltracepb.ExportTraceServiceRequest, service string) {
+	t.Helper()
+	p, err := New(t.Context(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !p.Exporting() {
+		t.Fatal("not exporting")
+	}
+	startSpan(t, p, "exported-span")
+	if err := p.Shutdown(t.Context()); err != nil {
+		t.Fatalf("Shutdown: %v", err)
+	}
+	var req *coltracepb.ExportTraceServiceRequest
+	select {
+	case req = <-received:
+	default:
+		t.Fatal("Shutdown returned before the span was exported")
+	}
+	rs := req.GetResourceSpans()[0]
+	var name string
+	for _, kv := range rs.GetResource().GetAttributes() {
+		if kv.GetKey() == "service.name" {
+			name = kv.GetValue().GetStringValue()
+		}
+	}
+	if got := rs.GetScopeSpans()[0].GetSpans()[0].GetName(); got != "exported-span" || name != service {
+		t.Errorf("exported span %q of service %q, want exported-span of %s", got, name, service)
+	}
+}
+
+func startSpan(t *testing.T, p *Provider, name string) {
+	t.Helper()
+	_, span := p.TracerProvider().Tracer("test").Start(t.Context(), name)
+	if !span.IsRecording() || !span.SpanContext().IsSampled() {
+		t.Fatal("span not recorded")
+	}
+	span.End()
+}
+
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
