@@ -3,6 +3,7 @@ package interceptors
 import (
 	"context"
 	"log/slog"
+	"strings"
 	"sync"
 	"time"
 
@@ -61,6 +62,15 @@ func WithoutMessageSuccessLogs() LoggingOption {
 	return loggingOption(func(c *loggingConfig) { c.quietMessages = true })
 }
 
+// WithQuietProcedures makes [Logging] log the successful calls of the
+// procedures that start with one of prefixes at debug instead of info:
+// health probes and reflection, which would otherwise fill the logs with a
+// line every few seconds. Their failures are logged as usual. For example,
+// WithQuietProcedures("/grpc.health.v1.Health/").
+func WithQuietProcedures(prefixes ...string) LoggingOption {
+	return loggingOption(func(c *loggingConfig) { c.quiet = append(c.quiet, prefixes...) })
+}
+
 // LoggerFrom returns the logger of the call ctx belongs to: the [Logging]
 // interceptor's logger with the call's procedure, request_id, trace_id and
 // span_id (for messages: topic, subscription, message_id and attempt). Outside
@@ -76,6 +86,16 @@ func LoggerFrom(ctx context.Context) *slog.Logger {
 type loggingConfig struct {
 	payloads      bool
 	quietMessages bool
+	quiet         []string // procedure prefixes whose successes log at debug
+}
+
+func (c *loggingConfig) isQuiet(procedure string) bool {
+	for _, prefix := range c.quiet {
+		if strings.HasPrefix(procedure, prefix) {
+			return true
+		}
+	}
+	return false
 }
 
 type logging struct {

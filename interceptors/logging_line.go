@@ -33,6 +33,8 @@ func (l *logging) logCall(ctx context.Context, c callLine) {
 	pe := panicOf(c.err)
 	if pe != nil {
 		level = slog.LevelError
+	} else if code == 0 && l.cfg.isQuiet(c.spec.Procedure) {
+		level = slog.LevelDebug
 	}
 	if !l.logger.Enabled(ctx, level) {
 		return

@@ -345,3 +345,29 @@ func hostOf(t *testing.T, rawURL string) string {
 	}
 	return u.Host
 }
+
+func TestLoggingQuietProcedures(t *testing.T) {
+	t.Parallel()
+	s := newTestServer(t, serverConfig{
+		level:           slog.LevelDebug,
+		serverChainOpts: []interceptors.Option{interceptors.WithQuietProcedures("/connectkit.ping.v1.PingService/Ping")},
+	})
+	client := s.pingClient(t)
+	if _, err := client.Ping(t.Context(), connect.NewRequest(&pingv1.PingRequest{Number: 1})); err != nil {
+		t.Fatal(err)
+	}
+	s.server.logs.waitLine(t, map[string]any{"msg": "rpc", "level": "DEBUG", "procedure": pingv1connect.PingServicePingProcedure, "code": "ok"})
+
+	// Failures of a quiet procedure are logged as usual.
+	_, err := client.Ping(t.Context(), connect.NewRequest(&pingv1.PingRequest{Number: -1}))
+	if connect.CodeOf(err) != connect.CodeInvalidArgument {
+		t.Fatalf("Ping(-1) = %v, want InvalidArgument", err)
+	}
+	s.server.logs.waitLine(t, map[string]any{"msg": "rpc", "level": "WARN", "procedure": pingv1connect.PingServicePingProcedure, "code": "invalid_argument"})
+
+	// Other procedures are not quiet.
+	if _, err := client.Fail(t.Context(), connect.NewRequest(&pingv1.FailRequest{Code: int32(connect.CodeNotFound)})); err == nil {
+		t.Fatal("Fail succeeded")
+	}
+	s.server.logs.waitLine(t, map[string]any{"msg": "rpc", "level": "WARN", "procedure": pingv1connect.PingServiceFailProcedure})
+}

@@ -11,6 +11,7 @@ import (
 	connectcors "connectrpc.com/cors"
 	"github.com/rs/cors"
 
+	"github.com/connectkit/connectkit/interceptors"
 	"github.com/connectkit/connectkit/internal/batchconn"
 )
 
@@ -22,7 +23,10 @@ func (s *Server) newHTTPServer() (*http.Server, error) {
 	var protocols http.Protocols
 	protocols.SetHTTP1(true)
 	srv := &http.Server{
-		Handler:           s.withCORS(s.mux),
+		// HTTPVersion and ConnContext let log lines say which HTTP version
+		// a call came over, without copying each request.
+		Handler:           interceptors.HTTPVersion(s.withCORS(s.mux)),
+		ConnContext:       interceptors.ConnContext,
 		ReadHeaderTimeout: s.cfg.ReadHeaderTimeout,
 		IdleTimeout:       s.cfg.IdleTimeout,
 		MaxHeaderBytes:    int(s.cfg.MaxHeaderBytes),

@@ -25,11 +25,11 @@ import (
 	"syscall"
 
 	"connectrpc.com/connect"
-	"connectrpc.com/validate"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/connectkit/connectkit/health"
 	"github.com/connectkit/connectkit/internal/admin"
+	"github.com/connectkit/connectkit/internal/telemetry"
 )
 
 // Server serves mounted connect handlers under one lifecycle with the
@@ -48,8 +48,11 @@ type Server struct {
 	registry  *prometheus.Registry
 	health    *health.Checker
 	reflector *reflection
-	handler   []connect.HandlerOption
-	client    []connect.ClientOption
+	telemetry *telemetry.Provider
+
+	serverChain, clientChain []connect.Interceptor
+	handler                  []connect.HandlerOption
+	client                   []connect.ClientOption
 
 	mu        sync.Mutex
 	ln        net.Listener
@@ -88,15 +91,17 @@ func New(cfg Config, opts ...Option) (*Server, error) {
 		return nil, fmt.Errorf("kit: metrics registry: %w", err)
 	}
 	s.health = health.New(health.WithLogger(s.logger))
-	chain := s.interceptors()
+	if err := s.buildChains(); err != nil {
+		return nil, err
+	}
 	s.handler = []connect.HandlerOption{
-		connect.WithInterceptors(chain...),
+		connect.WithInterceptors(s.serverChain...),
 		connect.WithReadMaxBytes(int(cfg.MaxRequestBytes)),
 		connect.WithSendMaxBytes(int(cfg.MaxResponseBytes)),
 		connect.WithCompressMinBytes(compressMinBytes),
 	}
 	s.client = []connect.ClientOption{
-		connect.WithInterceptors(s.opts.interceptors...),
+		connect.WithInterceptors(s.clientChain...),
 		connect.WithReadMaxBytes(int(cfg.MaxResponseBytes)),
 		connect.WithSendMaxBytes(int(cfg.MaxRequestBytes)),
 		connect.WithCompressMinBytes(compressMinBytes),
@@ -124,14 +129,6 @@ func New(cfg Config, opts ...Option) (*Server, error) {
 // when the peer accepts gzip; compressing tiny messages costs more CPU than
 // it saves bytes.
 const compressMinBytes = 1024
-
-func (s *Server) interceptors() []connect.Interceptor {
-	chain := []connect.Interceptor{
-		deadlines{unary: s.cfg.CallTimeout, maxUnary: s.cfg.MaxCallTimeout, stream: s.cfg.StreamTimeout},
-		validate.NewInterceptor(),
-	}
-	return append(chain, s.opts.interceptors...)
-}
 
 // HandlerOptions returns the options every handler mounted on s should be
 // built with: the interceptor chain, the message size limits and the

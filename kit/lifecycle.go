@@ -79,6 +79,9 @@ func (s *Server) shutdown(cause error) error {
 	}
 	s.logger.Info("stopped background components", "duration", time.Since(step).String())
 
+	if err := s.telemetry.Shutdown(ctx); err != nil {
+		errs = append(errs, fmt.Errorf("kit: flushing traces: %w", err))
+	}
 	if s.admin != nil {
 		// Last, so that metrics and probes answered during the drain.
 		if err := s.admin.Shutdown(ctx); err != nil {

@@ -6,6 +6,8 @@ import (
 
 	"connectrpc.com/connect"
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/connectkit/connectkit/interceptors"
 )
 
 // An Option configures a [Server] with a code dependency; data settings live
@@ -20,6 +22,9 @@ type options struct {
 	logger       *slog.Logger
 	level        *slog.LevelVar
 	interceptors []connect.Interceptor
+	chainOptions []interceptors.Option
+	// noDefaultChain drops the default interceptors.
+	noDefaultChain bool
 }
 
 type optionFunc func(*options)
@@ -42,9 +47,29 @@ func WithLogLevel(level *slog.LevelVar) Option {
 }
 
 // WithInterceptors appends interceptors to the server's chain, inside the
-// default ones (closest to the handler). Repeated options add up.
-func WithInterceptors(interceptors ...connect.Interceptor) Option {
-	return optionFunc(func(o *options) { o.interceptors = append(o.interceptors, interceptors...) })
+// default ones (closest to the handler): they see only valid requests, and
+// what they do is traced, logged, counted and recovered from. Repeated
+// options add up.
+func WithInterceptors(ics ...connect.Interceptor) Option {
+	return optionFunc(func(o *options) { o.interceptors = append(o.interceptors, ics...) })
+}
+
+// WithInterceptorOptions configures the default interceptor chain
+// ([interceptors.Default]): opt out of a piece
+// (interceptors.WithoutTracing()...), log payloads at debug
+// (interceptors.WithPayloads()), set histogram buckets, or bring your own
+// tracer provider (interceptors.WithTracerProvider).
+func WithInterceptorOptions(opts ...interceptors.Option) Option {
+	return optionFunc(func(o *options) { o.chainOptions = append(o.chainOptions, opts...) })
+}
+
+// WithoutDefaultInterceptors drops the default interceptor chain: only the
+// server's deadlines and the interceptors given with [WithInterceptors]
+// remain, in that order. To reorder the default chain, build its pieces
+// with [interceptors.Default] and pass them, in your order, to
+// WithInterceptors.
+func WithoutDefaultInterceptors() Option {
+	return optionFunc(func(o *options) { o.noDefaultChain = true })
 }
 
 // WithRegistry sets the Prometheus registry the server's metrics go into and

@@ -1,0 +1,58 @@
+package kit
+
+import (
+	"context"
+	"fmt"
+	"os"
+
+	"connectrpc.com/connect"
+
+	"github.com/connectkit/connectkit/interceptors"
+	"github.com/connectkit/connectkit/internal/telemetry"
+)
+
+// quietProcedures are logged at debug when they succeed: probes and
+// reflection would otherwise write a line every few seconds.
+var quietProcedures = []string{"/grpc.health.v1.Health/", "/grpc.reflection."}
+
+// buildChains sets up tracing from the OTEL_* variables and builds the
+// server and client interceptor chains. The server order, outermost first:
+//
+//	Tracing → RequestID → Logging → Metrics → Recovery → deadlines → Validation → WithInterceptors… → handler
+//
+// (see [interceptors.Default] for why); the deadlines sit inside Logging and
+// Metrics so that calls cut by them are logged and counted, and inside
+// Recovery so that nothing they do can crash the process.
+func (s *Server) buildChains() error {
+	tcfg, err := telemetry.ConfigFromEnv(os.Getenv)
+	if err != nil {
+		return fmt.Errorf("kit: %w", err)
+	}
+	if s.telemetry, err = telemetry.New(context.Background(), tcfg); err != nil {
+		return fmt.Errorf("kit: tracing: %w", err)
+	}
+	deadlines := deadlines{unary: s.cfg.CallTimeout, maxUnary: s.cfg.MaxCallTimeout, stream: s.cfg.StreamTimeout}
+	if s.opts.noDefaultChain {
+		s.serverChain = append([]connect.Interceptor{deadlines}, s.opts.interceptors...)
+		return nil
+	}
+	opts := append([]interceptors.Option{
+		interceptors.WithTracerProvider(s.telemetry.TracerProvider()),
+		interceptors.WithPropagator(s.telemetry.Propagator()),
+		interceptors.WithQuietProcedures(quietProcedures...),
+	}, s.opts.chainOptions...)
+	chain, err := interceptors.Default(s.logger, s.registry, opts...)
+	if err != nil {
+		return fmt.Errorf("kit: interceptors: %w", err)
+	}
+	for _, i := range []connect.Interceptor{
+		chain.Tracing, chain.RequestID, chain.Logging, chain.Metrics, chain.Recovery, deadlines, chain.Validation,
+	} {
+		if i != nil {
+			s.serverChain = append(s.serverChain, i)
+		}
+	}
+	s.serverChain = append(s.serverChain, s.opts.interceptors...)
+	s.clientChain = chain.Client()
+	return nil
+}

@@ -1,0 +1,136 @@
+package kit_test
+
+import (
+	"encoding/json"
+	"log/slog"
+	"strings"
+	"testing"
+
+	"connectrpc.com/connect"
+	"github.com/prometheus/client_golang/prometheus"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+
+	"github.com/connectkit/connectkit/interceptors"
+	pingv1 "github.com/connectkit/connectkit/internal/gen/connectkit/ping/v1"
+	"github.com/connectkit/connectkit/kit"
+)
+
+// logLines parses the JSON lines logged so far whose msg is msg.
+func logLines(tb testing.TB, logs *syncBuffer, msg string) []map[string]any {
+	tb.Helper()
+	var out []map[string]any
+	for _, line := range strings.Split(strings.TrimSpace(logs.String()), "\n") {
+		var m map[string]any
+		if err := json.Unmarshal([]byte(line), &m); err != nil {
+			tb.Fatalf("log line %q is not JSON: %v", line, err)
+		}
+		if m["msg"] == msg {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+func TestDefaultChainLogsCountsAndTracesEveryProtocol(t *testing.T) {
+	t.Parallel()
+	var logs syncBuffer
+	spans := tracetest.NewInMemoryExporter()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSyncer(spans))
+	t.Cleanup(func() { _ = tp.Shutdown(t.Context()) })
+	srv := newPingServer(t, kit.Config{}, nil,
+		kit.WithLogger(slog.New(slog.NewJSONHandler(&logs, nil))),
+		kit.WithInterceptorOptions(interceptors.WithTracerProvider(tp)))
+
+	protocols := map[string][]connect.ClientOption{
+		"connect": nil,
+		"grpc":    {connect.WithGRPC()},
+		"grpcweb": {connect.WithGRPCWeb()},
+	}
+	// The client side of the chain, as a service calling another would use
+	// it: its span is the parent of the server's.
+	for _, opts := range protocols {
+		client := newPingClient(srv, srv.HTTP2Client(), append(srv.ClientOptions(), opts...)...)
+		res, err := client.Ping(t.Context(), connect.NewRequest(&pingv1.PingRequest{Number: 1}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res.Header().Get("X-Request-Id") == "" {
+			t.Error("no X-Request-Id in the response headers")
+		}
+	}
+
+	serverSpans := map[string]sdktrace.ReadOnlySpan{} // by span id
+	clientSpans := map[string]sdktrace.ReadOnlySpan{}
+	for _, s := range spans.GetSpans().Snapshots() {
+		if s.Name() != "connectkit.ping.v1.PingService/Ping" {
+			continue
+		}
+		switch s.SpanKind().String() {
+		case "server":
+			serverSpans[s.SpanContext().SpanID().String()] = s
+		case "client":
+			clientSpans[s.SpanContext().SpanID().String()] = s
+		}
+	}
+	if len(serverSpans) != 3 || len(clientSpans) != 3 {
+		t.Fatalf("%d server and %d client spans, want 3 each", len(serverSpans), len(clientSpans))
+	}
+	for _, s := range serverSpans {
+		parent, ok := clientSpans[s.Parent().SpanID().String()]
+		if !ok || parent.SpanContext().TraceID() != s.SpanContext().TraceID() {
+			t.Errorf("server span %s does not continue a client span's trace", s.SpanContext().SpanID())
+		}
+	}
+
+	seen := map[string]bool{}
+	for _, line := range logLines(t, &logs, "rpc") {
+		if line["kind"] != "server" || line["procedure"] != pingPath {
+			continue
+		}
+		seen[line["protocol"].(string)] = true
+		if line["code"] != "ok" || line["level"] != "INFO" || line["request_id"] == "" || line["http"] != "HTTP/2.0" {
+			t.Errorf("log line %v", line)
+		}
+		if _, ok := serverSpans[line["span_id"].(string)]; !ok {
+			t.Errorf("log line's span_id %v is not a server span", line["span_id"])
+		}
+	}
+	for name := range protocols {
+		if !seen[name] {
+			t.Errorf("no server log line for %s", name)
+		}
+	}
+
+	labels := map[string]string{"grpc_code": "OK", "grpc_method": "Ping", "grpc_service": "connectkit.ping.v1.PingService", "grpc_type": "unary"}
+	if n := counterValue(t, srv.Registry(), "grpc_server_handled_total", labels); n != 3 {
+		t.Errorf("grpc_server_handled_total%v = %v, want 3", labels, n)
+	}
+	if n := counterValue(t, srv.Registry(), "grpc_client_handled_total", labels); n != 3 {
+		t.Errorf("grpc_client_handled_total%v = %v, want 3", labels, n)
+	}
+}
+
+// counterValue returns the value of the counter name with labels in reg.
+func counterValue(tb testing.TB, reg prometheus.Gatherer, name string, labels map[string]string) float64 {
+	tb.Helper()
+	families, err := reg.Gather()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	for _, f := range families {
+		if f.GetName() != name {
+			continue
+		}
+	metrics:
+		for _, m := range f.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if want, ok := labels[l.GetName()]; ok && want != l.GetValue() {
+					continue metrics
+				}
+			}
+			return m.GetCounter().GetValue()
+		}
+	}
+	return 0
+}
