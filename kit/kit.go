@@ -1,8 +1,12 @@
 // Package kit serves protobuf-first services built with
 // [connectrpc.com/connect]: one [Server] answers gRPC, gRPC-Web and Connect
 // (JSON and binary) on one port, over HTTP/1.1 and cleartext HTTP/2 (h2c) or
-// TLS, with hardened limits, request validation, gRPC server reflection and
-// graceful shutdown built in.
+// TLS. Built in: hardened limits and deadlines, request validation, the
+// default interceptor chain of package [interceptors] (logs, Prometheus
+// metrics, OpenTelemetry traces, request ids, panic recovery), gRPC server
+// reflection, the gRPC health protocol fed by package [health], an admin
+// listener (metrics, pprof, log level, probes) and a graceful, drain-aware
+// shutdown of the server and of its background components.
 //
 // The wiring stays explicit, in func main:
 //
