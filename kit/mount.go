@@ -10,6 +10,12 @@ import (
 	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/reflect/protoregistry"
 
+	// The standard reflection descriptors, so that reflection lists and
+	// describes its own services as grpc-go servers do (connect's
+	// grpcreflect registers its copies under another package name).
+	_ "google.golang.org/grpc/reflection/grpc_reflection_v1"
+	_ "google.golang.org/grpc/reflection/grpc_reflection_v1alpha"
+
 	"github.com/connectkit/connectkit/health"
 )
 
