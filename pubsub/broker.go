@@ -93,7 +93,9 @@ type ConsumerConfig struct {
 type Consumer interface {
 	// Drain stops fetching and returns once deliver will not be called
 	// again; messages fetched but not yet passed to deliver are passed to it
-	// before Drain returns (the subscriber hands them back with Nak).
+	// before Drain returns. When ctx is done first, Drain stops at once and
+	// returns ctx's error; what it still held is delivered again after
+	// AckWait.
 	Drain(ctx context.Context) error
 	// Close makes sure every verdict given so far reached the broker, then
 	// releases the consumer. Unacknowledged deliveries are redelivered after

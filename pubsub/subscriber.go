@@ -131,10 +131,12 @@ func (s *Subscriber) Check(context.Context) error {
 	return nil
 }
 
-// Run consumes the subscription until ctx is done, then stops fetching,
-// hands back the prefetched messages that no handler started, waits up to
-// DeliveryConfig.DrainTimeout for the handlers in flight, makes sure their
-// verdicts reached the broker and returns nil. While the broker refuses the
+// Run consumes the subscription until ctx is done, then stops fetching, lets
+// the handlers finish the messages in flight and those already fetched, for
+// up to DeliveryConfig.DrainTimeout (then it hands back what no handler
+// took, and abandons the handlers still running: their messages are
+// delivered again after AckWait), makes sure the verdicts reached the broker
+// and returns nil. While the broker refuses the
 // subscription, Run logs why and tries again with a backoff (Check fails
 // meanwhile). Run may be called once.
 func (s *Subscriber) Run(ctx context.Context) error {
@@ -172,15 +174,17 @@ func (s *Subscriber) Run(ctx context.Context) error {
 	consumer := s.subscribe(ctx, deliver)
 	<-ctx.Done()
 	s.state.Store(&stopped)
-	close(stop)
 
+	// Stop fetching; the workers handle what was fetched already. Then let
+	// them finish, and hand back what a worker could not take in time.
 	drainCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.DrainTimeout)
 	defer cancel()
 	if consumer != nil {
 		if err := consumer.Drain(drainCtx); err != nil {
-			s.logger.Warn("pubsub: failed to stop fetching", "err", err)
+			s.logger.Warn("pubsub: failed to stop fetching in time", "err", err)
 		}
 	}
+	close(stop)
 	done := make(chan struct{})
 	go func() { workers.Wait(); close(done) }()
 	select {
