@@ -59,8 +59,13 @@ type Broker interface {
 // Message is a message as a broker stores it: the body and headers of the
 // unary call that published it.
 type Message struct {
-	// ID identifies the message: the key of deduplication and idempotency.
+	// ID identifies the message: handlers key idempotency on it.
 	ID string
+	// Deduplicate asks the broker to drop the message if another with the
+	// same ID was published within its deduplication window. Publishers set
+	// it when the application chose the ID ([WithMessageID]); generated ids
+	// are unique already, and deduplication costs the broker work.
+	Deduplicate bool
 	// Topic is the subject the message was published to.
 	Topic string
 	// Header holds [HeaderContentType], [HeaderMessageType] and every header

@@ -10,15 +10,35 @@ import (
 	"github.com/connectkit/connectkit/internal/msgctx"
 )
 
-// deliveryState is one delivery on its way through the handler chain.
+// deliveryState is one delivery on its way through the handler chain. It
+// holds everything the in-process call needs, so that a delivery costs one
+// allocation of pubsub's (the rest are connect's and the chain's).
 type deliveryState struct {
 	info   msgctx.Info
 	header http.Header // the request headers, as the handler saw them
 	ran    bool        // the chain ran: the request decoded
 	err    error       // the chain's final error
+
+	ctx  stateContext
+	body bodyReader
+	w    responseRecorder
+}
+
+// stateContext is the context of a delivery: it carries the delivery's state
+// without a context.WithValue allocation.
+type stateContext struct {
+	context.Context
+	st *deliveryState
 }
 
 type deliveryStateKey struct{}
+
+func (c *stateContext) Value(key any) any {
+	if key == (deliveryStateKey{}) {
+		return c.st
+	}
+	return c.Context.Value(key)
+}
 
 func stateFrom(ctx context.Context) *deliveryState {
 	st, _ := ctx.Value(deliveryStateKey{}).(*deliveryState)
@@ -30,7 +50,7 @@ func (s *Subscriber) handle(ctx context.Context, d Delivery) {
 	msg := d.Message()
 	st := &deliveryState{info: msgctx.Info{
 		Operation:    msgctx.Process,
-		System:       s.broker.System(),
+		System:       s.system,
 		Topic:        s.topic,
 		Subscription: s.name,
 		MessageID:    msg.ID,
@@ -91,38 +111,39 @@ func (s *Subscriber) handle(ctx context.Context, d Delivery) {
 func (s *Subscriber) invoke(ctx context.Context, st *deliveryState, msg *Message, contentType string) (err error) {
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.AckWait)
 	defer cancel()
-	ctx = msgctx.NewContext(ctx, &st.info)
-	ctx = context.WithValue(ctx, deliveryStateKey{}, st)
+	st.ctx = stateContext{Context: msgctx.NewContext(ctx, &st.info), st: st}
 
 	header := msg.Header
 	if header == nil {
 		header = make(http.Header, 2)
 	}
-	header[HeaderContentType] = []string{contentType}
+	if ct := header[HeaderContentType]; len(ct) != 1 || ct[0] != contentType {
+		header[HeaderContentType] = []string{contentType}
+	}
 	header["Connect-Protocol-Version"] = connectProtocolVersion
-	req := (&http.Request{
+	st.body = bodyReader{data: msg.Data}
+	req := http.Request{
 		Method:        http.MethodPost,
 		URL:           s.url,
 		Proto:         "HTTP/1.1",
 		ProtoMajor:    1,
 		ProtoMinor:    1,
 		Header:        header,
-		Body:          &bodyReader{data: msg.Data},
+		Body:          &st.body,
 		ContentLength: int64(len(msg.Data)),
-		Host:          s.broker.System(),
+		Host:          s.system,
 		RequestURI:    s.url.Path,
-	}).WithContext(ctx)
-	w := &responseRecorder{}
+	}
 	defer func() {
 		if r := recover(); r != nil {
 			err = connect.NewError(connect.CodeInternal, fmt.Errorf("panic: %v", r))
 		}
 	}()
-	s.handler.ServeHTTP(w, req)
+	s.handler.ServeHTTP(&st.w, req.WithContext(&st.ctx))
 	if st.ran {
 		return st.err
 	}
-	return w.err()
+	return st.w.err()
 }
 
 var connectProtocolVersion = []string{"1"}

@@ -92,7 +92,7 @@ func (f publishOptionFunc) applyToPublish(c *publishCall) { f(c) }
 // records (an entity id and version, an outbox row id) to make retried
 // publishes safe.
 func WithMessageID(id string) PublishOption {
-	return publishOptionFunc(func(c *publishCall) { c.info.MessageID = id })
+	return publishOptionFunc(func(c *publishCall) { c.info.MessageID, c.dedup = id, id != "" })
 }
 
 // Publish publishes msg and returns once the broker has stored it (for
@@ -182,6 +182,7 @@ func (f *Future) Wait(ctx context.Context) error {
 type publishCall struct {
 	Future
 	async bool
+	dedup bool // the application chose the id
 }
 
 type publishCallKey struct{}

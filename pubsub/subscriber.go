@@ -24,6 +24,7 @@ import (
 // one of them.
 type Subscriber struct {
 	broker   Broker
+	system   string
 	topic    string
 	name     string
 	typeName string
@@ -83,6 +84,7 @@ func NewSubscriber[M any](b Broker, topic, subscription string, handle func(cont
 	procedure := Procedure(topic, subscription)
 	s := &Subscriber{
 		broker:   b,
+		system:   b.System(),
 		topic:    topic,
 		name:     subscription,
 		typeName: typeName,

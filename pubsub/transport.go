@@ -51,10 +51,11 @@ func (t *transport) Do(r *http.Request) (*http.Response, error) {
 		return nil, connect.NewError(connect.CodeInternal, fmt.Errorf("pubsub: failed to read publish request body: %w", err))
 	}
 	msg := &Message{
-		ID:     call.info.MessageID,
-		Topic:  t.topic,
-		Header: messageHeader(r.Header, t.typeName),
-		Data:   data,
+		ID:          call.info.MessageID,
+		Deduplicate: call.dedup,
+		Topic:       t.topic,
+		Header:      messageHeader(r.Header, t.typeName),
+		Data:        data,
 	}
 	conf, err := t.broker.Publish(ctx, msg)
 	if err == nil && !call.async {
@@ -94,20 +95,16 @@ func readBody(r *http.Request) ([]byte, error) {
 	return io.ReadAll(r.Body)
 }
 
-// messageHeader returns the headers of the request that are the message's:
-// all but those of the Connect protocol and of HTTP itself.
+// messageHeader turns the request's headers into the message's: it deletes
+// those of the Connect protocol and of HTTP itself, and adds the message
+// type. The request is done with them: connect sent it.
 func messageHeader(h http.Header, typeName []string) http.Header {
-	out := make(http.Header, len(h))
-	for k, v := range h {
-		switch k {
-		case "Connect-Protocol-Version", "Connect-Timeout-Ms", "Connect-Accept-Encoding",
-			"Accept-Encoding", "User-Agent", "Content-Length", "Host":
-			continue
-		}
-		out[k] = v
+	for _, k := range [...]string{"Connect-Protocol-Version", "Connect-Timeout-Ms", "Connect-Accept-Encoding",
+		"Accept-Encoding", "User-Agent", "Content-Length", "Host"} {
+		delete(h, k)
 	}
-	out[HeaderMessageType] = typeName
-	return out
+	h[HeaderMessageType] = typeName
+	return h
 }
 
 // brokerError gives a broker's error the Connect code a caller can act on.

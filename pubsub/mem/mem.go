@@ -118,8 +118,8 @@ type confirmed struct{}
 func (confirmed) Wait(context.Context) error { return nil }
 
 // Publish implements [pubsub.Broker]. The message is stored when Publish
-// returns; a message whose id was published within the duplicate window is
-// dropped (and confirmed).
+// returns; a message to deduplicate whose id was published within the
+// duplicate window is dropped (and confirmed).
 func (b *Broker) Publish(ctx context.Context, msg *pubsub.Message) (pubsub.Confirmation, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
@@ -131,7 +131,7 @@ func (b *Broker) Publish(ctx context.Context, msg *pubsub.Message) (pubsub.Confi
 		return nil, pubsub.ErrClosed
 	}
 	t := b.topic(msg.Topic)
-	if msg.ID != "" && b.dupWindow > 0 {
+	if msg.Deduplicate && msg.ID != "" && b.dupWindow > 0 {
 		if t.isDuplicate(msg.ID, now, b.dupWindow) {
 			return confirmed{}, nil
 		}

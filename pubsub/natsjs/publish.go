@@ -15,8 +15,9 @@ import (
 // Headers of JetStream and of this driver.
 const (
 	headerMsgID = "Nats-Msg-Id" // JetStream's deduplication key
-	// headerMessageID carries the pubsub message id of a re-driven message,
-	// whose Nats-Msg-Id is the re-drive's own deduplication key.
+	// headerMessageID carries the pubsub message id when JetStream is not to
+	// deduplicate on it, and on a re-driven message, whose Nats-Msg-Id is the
+	// re-drive's own deduplication key.
 	headerMessageID = "Pubsub-Message-Id"
 )
 
@@ -31,8 +32,10 @@ func redriveSubject(subscription, topic string) string {
 }
 
 // Publish implements [pubsub.Broker]: an asynchronous JetStream publish,
-// within Config.PublishWindow unacknowledged publishes, with the message id
-// as Nats-Msg-Id.
+// within Config.PublishWindow unacknowledged publishes. The message id is
+// Nats-Msg-Id (JetStream deduplicates on it) when the message is to be
+// deduplicated, header Pubsub-Message-Id otherwise: deduplication costs the
+// server a third of its throughput.
 func (b *Broker) Publish(ctx context.Context, msg *pubsub.Message) (pubsub.Confirmation, error) {
 	if err := b.ensureStream(ctx, msg.Topic); err != nil {
 		return nil, err
@@ -48,8 +51,11 @@ func (b *Broker) Publish(ctx context.Context, msg *pubsub.Message) (pubsub.Confi
 	if h == nil {
 		h = nats.Header{}
 	}
-	if msg.ID != "" {
+	switch {
+	case msg.Deduplicate:
 		h[headerMsgID] = []string{msg.ID}
+	case msg.ID != "":
+		h[headerMessageID] = []string{msg.ID}
 	}
 	paf, err := b.js.PublishMsgAsync(&nats.Msg{Subject: msg.Topic, Header: h, Data: msg.Data})
 	if err != nil {
