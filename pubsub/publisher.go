@@ -23,6 +23,7 @@ import (
 // A Publisher is safe for concurrent use; concurrent publishes share the
 // broker's window of unconfirmed messages.
 type Publisher[M any] struct {
+	system   string
 	topic    string
 	typeName string
 	client   *connect.Client[M, emptypb.Empty]
@@ -53,6 +54,7 @@ func NewPublisher[M any](b Broker, topic string, opts ...Option) (*Publisher[M],
 		return nil, err
 	}
 	p := &Publisher[M]{
+		system:   b.System(),
 		topic:    topic,
 		typeName: typeName,
 		ids:      newIDGenerator(),
@@ -137,6 +139,7 @@ func (p *Publisher[M]) newCall(async bool, opts []PublishOption) *publishCall {
 	call := &publishCall{async: async}
 	call.info = msgctx.Info{
 		Operation:   msgctx.Publish,
+		System:      p.system,
 		Topic:       p.topic,
 		MessageType: p.typeName,
 	}

@@ -88,13 +88,17 @@ const (
 // on its fields; unset variables keep the defaults. It returns an error
 // naming the variable and value that cannot be parsed or are invalid.
 func ConfigFromEnv() (Config, error) {
+	return configFrom(os.Getenv)
+}
+
+func configFrom(getenv func(string) string) (Config, error) {
 	c := Config{
-		URL:              os.Getenv("NATS_URL"),
-		CredentialsFile:  os.Getenv("NATS_CREDS"),
-		Name:             os.Getenv("NATS_NAME"),
-		DataDir:          os.Getenv("NATS_DATA_DIR"),
-		Listen:           os.Getenv("NATS_LISTEN"),
-		DeadLetterStream: os.Getenv("NATS_DEAD_LETTER_STREAM"),
+		URL:              getenv("NATS_URL"),
+		CredentialsFile:  getenv("NATS_CREDS"),
+		Name:             getenv("NATS_NAME"),
+		DataDir:          getenv("NATS_DATA_DIR"),
+		Listen:           getenv("NATS_LISTEN"),
+		DeadLetterStream: getenv("NATS_DEAD_LETTER_STREAM"),
 	}
 	durations := []struct {
 		env string
@@ -106,7 +110,7 @@ func ConfigFromEnv() (Config, error) {
 		{"NATS_PUBLISH_TIMEOUT", &c.PublishTimeout},
 	}
 	for _, d := range durations {
-		if v := os.Getenv(d.env); v != "" {
+		if v := getenv(d.env); v != "" {
 			parsed, err := time.ParseDuration(v)
 			if err != nil {
 				return Config{}, fmt.Errorf("natsjs: %s=%q: not a duration such as 30s or 2m", d.env, v)
@@ -123,7 +127,7 @@ func ConfigFromEnv() (Config, error) {
 		{"NATS_MAX_ACK_PENDING", &c.MaxAckPending},
 	}
 	for _, i := range ints {
-		if v := os.Getenv(i.env); v != "" {
+		if v := getenv(i.env); v != "" {
 			parsed, err := strconv.Atoi(v)
 			if err != nil {
 				return Config{}, fmt.Errorf("natsjs: %s=%q: not an integer", i.env, v)
@@ -131,7 +135,7 @@ func ConfigFromEnv() (Config, error) {
 			*i.dst = parsed
 		}
 	}
-	if v := os.Getenv("NATS_SYNC_ALWAYS"); v != "" {
+	if v := getenv("NATS_SYNC_ALWAYS"); v != "" {
 		parsed, err := strconv.ParseBool(v)
 		if err != nil {
 			return Config{}, fmt.Errorf("natsjs: NATS_SYNC_ALWAYS=%q: not true or false", v)

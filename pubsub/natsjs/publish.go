@@ -37,6 +37,9 @@ func redriveSubject(subscription, topic string) string {
 // deduplicated, header Pubsub-Message-Id otherwise: deduplication costs the
 // server a third of its throughput.
 func (b *Broker) Publish(ctx context.Context, msg *pubsub.Message) (pubsub.Confirmation, error) {
+	if b.nc.IsClosed() {
+		return nil, pubsub.ErrClosed
+	}
 	if err := b.ensureStream(ctx, msg.Topic); err != nil {
 		return nil, err
 	}

@@ -103,7 +103,7 @@ func benchThroughput(b *testing.B, broker pubsub.Broker, size int, opts []pubsub
 	if err != nil {
 		b.Fatal(err)
 	}
-	run(b, sub)
+	Start(b, sub)
 	pub, err := pubsub.NewPublisher[pingv1.PingRequest](broker, topic, opts...)
 	if err != nil {
 		b.Fatal(err)
@@ -147,7 +147,7 @@ func benchLatency(b *testing.B, broker pubsub.Broker, size int, opts []pubsub.Op
 	if err != nil {
 		b.Fatal(err)
 	}
-	run(b, sub)
+	Start(b, sub)
 	pub, err := pubsub.NewPublisher[pingv1.PingRequest](broker, topic, opts...)
 	if err != nil {
 		b.Fatal(err)

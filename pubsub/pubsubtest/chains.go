@@ -31,7 +31,7 @@ func testTraceContinuity(t *testing.T, h *harness) {
 		handled <- trace.SpanContextFromContext(ctx)
 		return nil
 	}, pubsub.WithHandlerOptions(connect.WithInterceptors(tracing)), pubsub.WithDelivery(testDelivery()))
-	run(t, sub)
+	Start(t, sub)
 	pub := h.publisher(t, h.broker, "traced", pubsub.WithClientOptions(connect.WithInterceptors(tracing)))
 
 	// The RPC handler that publishes.
@@ -45,7 +45,7 @@ func testTraceContinuity(t *testing.T, h *harness) {
 		t.Errorf("handler's trace %s, want the publisher's %s", got.TraceID(), root.SpanContext().TraceID())
 	}
 	spans := map[string]tracetest.SpanStub{}
-	waitFor(t, "three spans", func() bool {
+	WaitFor(t, "three spans", func() bool {
 		for _, s := range exporter.GetSpans() {
 			spans[s.Name] = s
 		}
@@ -145,12 +145,12 @@ func testOneChain(t *testing.T, h *harness) {
 	cfg.MaxAttempts = 2
 	sub := newSubscriber(t, h.broker, "chained", "s", rec.handler(nil),
 		pubsub.WithHandlerOptions(chain), pubsub.WithDelivery(cfg))
-	run(t, sub)
+	Start(t, sub)
 	pub := h.publisher(t, h.broker, "chained", pubsub.WithClientOptions(chain))
 	if err := pub.Publish(t.Context(), &pingv1.PingRequest{Number: 2}, pubsub.WithMessageID("authorized")); err != nil {
 		t.Fatalf("Publish through the chain: %v", err)
 	}
-	waitFor(t, "the authorized message", func() bool { return rec.succeeded() == 1 })
+	WaitFor(t, "the authorized message", func() bool { return rec.succeeded() == 1 })
 
 	for key, want := range map[string]int{
 		"client /connectkit.ping.v1.PingService/Ping":  1,

@@ -22,7 +22,7 @@ func testRoundTrip(t *testing.T, h *harness) {
 	}
 	rec := newRecorder()
 	sub := newSubscriber(t, h.broker, "pings", "roundtrip", rec.handler(nil), pubsub.WithDelivery(testDelivery()))
-	run(t, sub)
+	Start(t, sub)
 	pub := h.publisher(t, h.broker, "pings")
 	want := &pingv1.PingRequest{Number: 7, Text: "hello", Secret: "s3"}
 	if err := pub.Publish(t.Context(), want, pubsub.WithMessageID("msg-1")); err != nil {
@@ -32,7 +32,7 @@ func testRoundTrip(t *testing.T, h *harness) {
 	if err := f.Wait(t.Context()); err != nil {
 		t.Fatalf("PublishAsync: %v", err)
 	}
-	waitFor(t, "two messages", func() bool { return rec.succeeded() == 2 })
+	WaitFor(t, "two messages", func() bool { return rec.succeeded() == 2 })
 
 	c := rec.callsOf("msg-1")
 	if len(c) != 1 {
@@ -62,13 +62,13 @@ func testRoundTrip(t *testing.T, h *harness) {
 func testJSON(t *testing.T, h *harness) {
 	rec := newRecorder()
 	sub := newSubscriber(t, h.broker, "json", "s", rec.handler(nil), pubsub.WithDelivery(testDelivery()))
-	run(t, sub)
+	Start(t, sub)
 	pub := h.publisher(t, h.broker, "json", pubsub.WithJSON())
 	want := &pingv1.PingRequest{Number: 9, Text: "json"}
 	if err := pub.Publish(t.Context(), want, pubsub.WithMessageID("j")); err != nil {
 		t.Fatalf("Publish: %v", err)
 	}
-	waitFor(t, "the message", func() bool { return rec.succeeded() == 1 })
+	WaitFor(t, "the message", func() bool { return rec.succeeded() == 1 })
 	c := rec.callsOf("j")[0]
 	if !proto.Equal(c.msg, want) {
 		t.Errorf("handler got %v, want %v", c.msg, want)
@@ -81,7 +81,7 @@ func testJSON(t *testing.T, h *harness) {
 func testPublishBatch(t *testing.T, h *harness) {
 	rec := newRecorder()
 	sub := newSubscriber(t, h.broker, "batch", "s", rec.handler(nil), pubsub.WithDelivery(testDelivery()))
-	run(t, sub)
+	Start(t, sub)
 	msgs := make([]*pingv1.PingRequest, 50)
 	for i := range msgs {
 		msgs[i] = &pingv1.PingRequest{Number: int64(i)}
@@ -89,7 +89,7 @@ func testPublishBatch(t *testing.T, h *harness) {
 	if err := h.publisher(t, h.broker, "batch").PublishBatch(t.Context(), msgs...); err != nil {
 		t.Fatalf("PublishBatch: %v", err)
 	}
-	waitFor(t, "50 messages", func() bool { return rec.succeeded() == 50 })
+	WaitFor(t, "50 messages", func() bool { return rec.succeeded() == 50 })
 	seen := map[int64]bool{}
 	for _, id := range rec.ids() {
 		seen[rec.callsOf(id)[0].msg.GetNumber()] = true
@@ -102,7 +102,7 @@ func testPublishBatch(t *testing.T, h *harness) {
 func testValidationOnPublish(t *testing.T, h *harness) {
 	rec := newRecorder()
 	sub := newSubscriber(t, h.broker, "valid", "s", rec.handler(nil), pubsub.WithDelivery(pubsub.DeliveryConfig{Concurrency: 1}))
-	run(t, sub)
+	Start(t, sub)
 	pub := h.publisher(t, h.broker, "valid")
 	err := pub.Publish(t.Context(), &pingv1.PingRequest{Number: -1})
 	if code := connect.CodeOf(err); code != connect.CodeInvalidArgument {
@@ -115,7 +115,7 @@ func testValidationOnPublish(t *testing.T, h *harness) {
 	if err := pub.Publish(t.Context(), &pingv1.PingRequest{Number: 100}, pubsub.WithMessageID("sentinel")); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "the sentinel", func() bool { return len(rec.callsOf("sentinel")) == 1 })
+	WaitFor(t, "the sentinel", func() bool { return len(rec.callsOf("sentinel")) == 1 })
 	for _, id := range rec.ids() {
 		if n := rec.callsOf(id)[0].msg.GetNumber(); n < 0 {
 			t.Errorf("invalid message %d was delivered", n)
@@ -132,7 +132,7 @@ func testTypeMismatch(t *testing.T, h *harness) {
 		calls.Add(1)
 		return nil
 	}, pubsub.WithDelivery(testDelivery()))
-	run(t, sub)
+	Start(t, sub)
 	msg := &pingv1.PingRequest{Number: 3, Text: "not a sum"}
 	if err := h.publisher(t, h.broker, "mixed").Publish(t.Context(), msg, pubsub.WithMessageID("wrong-type")); err != nil {
 		t.Fatal(err)
@@ -160,7 +160,7 @@ func testTypeMismatch(t *testing.T, h *harness) {
 func testUndecodable(t *testing.T, h *harness) {
 	rec := newRecorder()
 	sub := newSubscriber(t, h.broker, "raw", "s", rec.handler(nil), pubsub.WithDelivery(testDelivery()))
-	run(t, sub)
+	Start(t, sub)
 	for _, m := range []*pubsub.Message{
 		{ID: "bad-bytes", Data: []byte{0xff, 0xff, 0xff, 0xff}, Header: map[string][]string{
 			pubsub.HeaderContentType: {pubsub.ContentTypeProto}, pubsub.HeaderMessageType: {"connectkit.ping.v1.PingRequest"}}},
@@ -195,11 +195,11 @@ func testRetryWithBackoff(t *testing.T, h *harness) {
 		}
 		return nil
 	}), pubsub.WithDelivery(cfg))
-	run(t, sub)
+	Start(t, sub)
 	if err := h.publisher(t, h.broker, "retry").Publish(t.Context(), &pingv1.PingRequest{}, pubsub.WithMessageID("r")); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "a success", func() bool { return rec.succeeded() == 1 })
+	WaitFor(t, "a success", func() bool { return rec.succeeded() == 1 })
 	calls := rec.callsOf("r")
 	if len(calls) != 3 {
 		t.Fatalf("handled %d times, want 3", len(calls))
@@ -231,7 +231,7 @@ func testPanicIsRetried(t *testing.T, h *harness) {
 		done <- info.Attempt
 		return nil
 	}, pubsub.WithDelivery(testDelivery()))
-	run(t, sub)
+	Start(t, sub)
 	if err := h.publisher(t, h.broker, "panics").Publish(t.Context(), &pingv1.PingRequest{}); err != nil {
 		t.Fatal(err)
 	}
@@ -252,7 +252,7 @@ func testMaxAttempts(t *testing.T, h *harness) {
 	sub := newSubscriber(t, h.broker, "failing", "s", rec.handler(func(_ *pingv1.PingRequest, info pubsub.MessageInfo) error {
 		return fmt.Errorf("boom %d", info.Attempt)
 	}), pubsub.WithDelivery(cfg))
-	run(t, sub)
+	Start(t, sub)
 	if err := h.publisher(t, h.broker, "failing").Publish(t.Context(), &pingv1.PingRequest{Number: 1}, pubsub.WithMessageID("f")); err != nil {
 		t.Fatal(err)
 	}
@@ -279,7 +279,7 @@ func testPermanent(t *testing.T, h *harness) {
 		}
 		return connect.NewError(connect.CodeInvalidArgument, errors.New("bad field"))
 	}), pubsub.WithDelivery(testDelivery()))
-	run(t, sub)
+	Start(t, sub)
 	pub := h.publisher(t, h.broker, "perm")
 	for i := range 2 {
 		if err := pub.Publish(t.Context(), &pingv1.PingRequest{Number: int64(i + 1)}); err != nil {

@@ -24,8 +24,8 @@ func testRedrive(t *testing.T, h *harness) {
 		return nil
 	}), pubsub.WithDelivery(testDelivery()))
 	subB := newSubscriber(t, h.broker, "redrive", "b", b.handler(nil), pubsub.WithDelivery(pubsub.DeliveryConfig{Concurrency: 1}))
-	run(t, subA)
-	run(t, subB)
+	Start(t, subA)
+	Start(t, subB)
 	pub := h.publisher(t, h.broker, "redrive")
 	if err := pub.Publish(t.Context(), &pingv1.PingRequest{Number: 5}, pubsub.WithMessageID("r-1")); err != nil {
 		t.Fatal(err)
@@ -35,7 +35,7 @@ func testRedrive(t *testing.T, h *harness) {
 	if err := h.broker.Redrive(t.Context(), dl); err != nil {
 		t.Fatalf("Redrive: %v", err)
 	}
-	waitFor(t, "the re-driven message", func() bool { return a.succeeded() == 1 })
+	WaitFor(t, "the re-driven message", func() bool { return a.succeeded() == 1 })
 	calls := a.callsOf("r-1")
 	last := calls[len(calls)-1]
 	if last.info.Attempt != 1 || last.msg.GetNumber() != 5 {
@@ -52,7 +52,7 @@ func testRedrive(t *testing.T, h *harness) {
 	if err := pub.Publish(t.Context(), &pingv1.PingRequest{}, pubsub.WithMessageID("sentinel")); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "the sentinel", func() bool { return len(b.callsOf("sentinel")) == 1 })
+	WaitFor(t, "the sentinel", func() bool { return len(b.callsOf("sentinel")) == 1 })
 	if n := len(b.callsOf("r-1")); n != 1 {
 		t.Errorf("subscription b handled r-1 %d times, want 1: the re-drive must reach subscription a only", n)
 	}
@@ -80,7 +80,7 @@ func testSharedSubscription(t *testing.T, h *harness) {
 			return nil
 		})
 		sub := newSubscriber(t, b, "shared", "workers", handle, pubsub.WithDelivery(pubsub.DeliveryConfig{Concurrency: 1, Prefetch: 2}))
-		run(t, sub)
+		Start(t, sub)
 	}
 	msgs := make([]*pingv1.PingRequest, n)
 	for i := range msgs {
@@ -89,7 +89,7 @@ func testSharedSubscription(t *testing.T, h *harness) {
 	if err := h.publisher(t, h.broker, "shared").PublishBatch(t.Context(), msgs...); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, fmt.Sprintf("%d messages", n), func() bool { return rec.succeeded() == n })
+	WaitFor(t, fmt.Sprintf("%d messages", n), func() bool { return rec.succeeded() == n })
 	for _, id := range rec.ids() {
 		if calls := len(rec.callsOf(id)); calls != 1 {
 			t.Errorf("message %s handled %d times, want once", id, calls)
@@ -110,21 +110,21 @@ func testCrashRedelivers(t *testing.T, h *harness) {
 		<-release // a process that dies here never gives a verdict
 		return errors.New("released after the test")
 	}, pubsub.WithDelivery(cfg))
-	stop := run(t, crashing)
+	stop := Start(t, crashing)
 	pub := h.publisher(t, h.broker, "crash")
 	for _, id := range []string{"c-1", "c-2"} {
 		if err := pub.Publish(t.Context(), &pingv1.PingRequest{}, pubsub.WithMessageID(id)); err != nil {
 			t.Fatal(err)
 		}
 	}
-	waitFor(t, "both messages in the crashing instance's handlers", func() bool { return stuck.Load() == 2 })
+	WaitFor(t, "both messages in the crashing instance's handlers", func() bool { return stuck.Load() == 2 })
 	stop() // returns after DrainTimeout, abandoning its handlers unacknowledged
 
 	rec := newRecorder()
 	cfg.DrainTimeout = 0
 	next := newSubscriber(t, h.backend.Connect(t), "crash", "s", rec.handler(nil), pubsub.WithDelivery(cfg))
-	run(t, next)
-	waitFor(t, "the unacknowledged messages to reach the new instance", func() bool { return rec.succeeded() == 2 })
+	Start(t, next)
+	WaitFor(t, "the unacknowledged messages to reach the new instance", func() bool { return rec.succeeded() == 2 })
 	for _, id := range []string{"c-1", "c-2"} {
 		calls := rec.callsOf(id)
 		if len(calls) == 0 || calls[0].info.Attempt < 2 {
@@ -138,28 +138,28 @@ func testCleanShutdown(t *testing.T, h *harness) {
 	first := newRecorder()
 	cfg := pubsub.DeliveryConfig{Concurrency: 4, AckWait: 200 * time.Millisecond}
 	sub := newSubscriber(t, h.broker, "clean", "s", first.handler(nil), pubsub.WithDelivery(cfg))
-	stop := run(t, sub)
+	stop := Start(t, sub)
 	pub := h.publisher(t, h.broker, "clean")
 	for i := range n {
 		if err := pub.Publish(t.Context(), &pingv1.PingRequest{Number: int64(i)}); err != nil {
 			t.Fatal(err)
 		}
 	}
-	waitFor(t, "the first batch", func() bool { return first.succeeded() == n })
+	WaitFor(t, "the first batch", func() bool { return first.succeeded() == n })
 	stop()
 	stopped := time.Now()
 	// A lost acknowledgement would bring its message back one AckWait
 	// after its delivery: let that pass, so the check below can see it.
-	waitFor(t, "an ack wait", func() bool { return time.Since(stopped) > 2*cfg.AckWait })
+	WaitFor(t, "an ack wait", func() bool { return time.Since(stopped) > 2*cfg.AckWait })
 
 	second := newRecorder()
 	cfg.Concurrency = 1
 	next := newSubscriber(t, h.backend.Connect(t), "clean", "s", second.handler(nil), pubsub.WithDelivery(cfg))
-	run(t, next)
+	Start(t, next)
 	if err := pub.Publish(t.Context(), &pingv1.PingRequest{}, pubsub.WithMessageID("sentinel")); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "the sentinel", func() bool { return len(second.callsOf("sentinel")) == 1 })
+	WaitFor(t, "the sentinel", func() bool { return len(second.callsOf("sentinel")) == 1 })
 	if ids := second.ids(); len(ids) != 1 {
 		t.Errorf("after a clean shutdown the next instance handled %v, want only the sentinel", ids)
 	}
@@ -178,13 +178,13 @@ func testRandomFailuresAndRestart(t *testing.T, h *harness) {
 	cfg.MaxAttempts = -1
 	cfg.Backoff = pubsub.Backoff{Initial: time.Millisecond, Max: 5 * time.Millisecond}
 	sub := newSubscriber(t, h.broker, "flaky", "s", flaky, pubsub.WithDelivery(cfg))
-	stop := run(t, sub)
+	stop := Start(t, sub)
 	ids := publishMany(t, h.publisher(t, h.broker, "flaky"), n)
-	waitFor(t, "a third of the messages", func() bool { return rec.succeeded() >= n/3 })
+	WaitFor(t, "a third of the messages", func() bool { return rec.succeeded() >= n/3 })
 	stop()
 	next := newSubscriber(t, h.backend.Connect(t), "flaky", "s", flaky, pubsub.WithDelivery(cfg))
-	run(t, next)
-	waitFor(t, "every message", func() bool { return rec.succeeded() == n })
+	Start(t, next)
+	WaitFor(t, "every message", func() bool { return rec.succeeded() == n })
 	handled := rec.ids()
 	for _, id := range ids {
 		if !slices.Contains(handled, id) {
@@ -199,16 +199,16 @@ func testCancelWhileFlowing(t *testing.T, h *harness) {
 	cfg := testDelivery()
 	cfg.Concurrency = 8
 	sub := newSubscriber(t, h.broker, "flow", "s", rec.handler(nil), pubsub.WithDelivery(cfg))
-	stop := run(t, sub)
+	stop := Start(t, sub)
 	pub := h.publisher(t, h.broker, "flow")
 	published := make(chan []string, 1)
 	go func() { published <- publishMany(t, pub, n) }()
-	waitFor(t, "the flow to start", func() bool { return rec.succeeded() >= 50 })
+	WaitFor(t, "the flow to start", func() bool { return rec.succeeded() >= 50 })
 	stop() // while messages flow in
 	next := newSubscriber(t, h.backend.Connect(t), "flow", "s", rec.handler(nil), pubsub.WithDelivery(cfg))
-	run(t, next)
+	Start(t, next)
 	ids := <-published
-	waitFor(t, "every message", func() bool { return rec.succeeded() == n })
+	WaitFor(t, "every message", func() bool { return rec.succeeded() == n })
 	handled := rec.ids()
 	for _, id := range ids {
 		if !slices.Contains(handled, id) {
@@ -236,7 +236,7 @@ func publishMany(tb testing.TB, pub *pubsub.Publisher[pingv1.PingRequest], n int
 func testDeduplication(t *testing.T, h *harness) {
 	rec := newRecorder()
 	sub := newSubscriber(t, h.broker, "dedup", "s", rec.handler(nil), pubsub.WithDelivery(pubsub.DeliveryConfig{Concurrency: 1}))
-	run(t, sub)
+	Start(t, sub)
 	pub := h.publisher(t, h.broker, "dedup")
 	for _, id := range []string{"order-42", "order-42", "sentinel"} {
 		if err := pub.Publish(t.Context(), &pingv1.PingRequest{Text: id}, pubsub.WithMessageID(id)); err != nil {
@@ -245,7 +245,7 @@ func testDeduplication(t *testing.T, h *harness) {
 	}
 	// One handler, messages in order: a stored duplicate would come before
 	// the sentinel.
-	waitFor(t, "the sentinel", func() bool { return len(rec.callsOf("sentinel")) == 1 })
+	WaitFor(t, "the sentinel", func() bool { return len(rec.callsOf("sentinel")) == 1 })
 	if n := len(rec.callsOf("order-42")); n != 1 {
 		t.Errorf("message published twice with id order-42 handled %d times, want 1", n)
 	}
@@ -259,7 +259,7 @@ func testCheck(t *testing.T, h *harness) {
 	if err := sub.Check(t.Context()); err == nil {
 		t.Error("Subscriber.Check before Run = nil, want an error")
 	}
-	stop := run(t, sub) // waits for Check to pass
+	stop := Start(t, sub) // waits for Check to pass
 	stop()
 	if err := sub.Check(t.Context()); err == nil {
 		t.Error("Subscriber.Check after Run returned = nil, want an error")

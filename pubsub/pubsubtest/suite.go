@@ -96,9 +96,9 @@ func (h *harness) publisher(tb testing.TB, b pubsub.Broker, topic string, opts .
 	return p
 }
 
-// run runs sub until the test ends (or stop is called) and waits until it
+// Start runs sub until the test ends (or stop is called) and waits until it
 // consumes. stop cancels Run and waits for it to return nil.
-func run(tb testing.TB, sub *pubsub.Subscriber) (stop func()) {
+func Start(tb testing.TB, sub *pubsub.Subscriber) (stop func()) {
 	tb.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -118,12 +118,13 @@ func run(tb testing.TB, sub *pubsub.Subscriber) (stop func()) {
 		})
 	}
 	tb.Cleanup(stop)
-	waitFor(tb, "the subscriber to consume", func() bool { return sub.Check(context.Background()) == nil })
+	WaitFor(tb, "the subscriber to consume", func() bool { return sub.Check(context.Background()) == nil })
 	return stop
 }
 
-// waitFor polls cond until it holds, failing the test after waitTimeout.
-func waitFor(tb testing.TB, what string, cond func() bool) {
+// WaitFor polls cond until it holds, failing the test after a generous
+// timeout (2 minutes) that names what it waited for.
+func WaitFor(tb testing.TB, what string, cond func() bool) {
 	tb.Helper()
 	deadline := time.Now().Add(waitTimeout)
 	for !cond() {
@@ -152,7 +153,7 @@ func deadLetters(tb testing.TB, b pubsub.Broker, topic, subscription string) []*
 func waitDeadLetters(tb testing.TB, b pubsub.Broker, topic, subscription string, n int) []*pubsub.DeadLetter {
 	tb.Helper()
 	var dls []*pubsub.DeadLetter
-	waitFor(tb, fmt.Sprintf("%d dead letters", n), func() bool {
+	WaitFor(tb, fmt.Sprintf("%d dead letters", n), func() bool {
 		dls = deadLetters(tb, b, topic, subscription)
 		return len(dls) >= n
 	})
