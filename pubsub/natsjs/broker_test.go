@@ -3,6 +3,7 @@ package natsjs_test
 import (
 	"context"
 	"errors"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -225,4 +226,38 @@ func TestIdempotencyStore(t *testing.T) {
 	if _, err := natsjs.NewIdempotencyStore(t.Context(), owner, "bad", 0); err == nil {
 		t.Error("NewIdempotencyStore with ttl 0 = nil error")
 	}
+}
+
+// TestConsumerDeletedIsRecreated: a subscription whose consumer an operator
+// deletes creates it again and goes on consuming.
+func TestConsumerDeletedIsRecreated(t *testing.T) {
+	t.Parallel()
+	b := newEmbedded(t)
+	var c collector
+	sub, err := pubsub.NewSubscriber(b, "fragile", "s", c.handle)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pubsubtest.Start(t, sub)
+	pub, err := pubsub.NewPublisher[pingv1.PingRequest](b, "fragile")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := pub.Publish(t.Context(), &pingv1.PingRequest{Number: 1}); err != nil {
+		t.Fatal(err)
+	}
+	pubsubtest.WaitFor(t, "the first message", func() bool { return c.len() == 1 })
+	if err := b.JetStream().DeleteConsumer(t.Context(), "fragile", "s"); err != nil {
+		t.Fatal(err)
+	}
+	if err := pub.Publish(t.Context(), &pingv1.PingRequest{Number: 2}); err != nil {
+		t.Fatal(err)
+	}
+	// The new consumer starts from what the stream retains: message 1 again,
+	// then message 2.
+	pubsubtest.WaitFor(t, "the message published after the deletion", func() bool {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		return slices.Contains(c.numbers, 2)
+	})
 }

@@ -63,32 +63,36 @@ func (b *Broker) Publish(ctx context.Context, msg *pubsub.Message) (pubsub.Confi
 	paf, err := b.js.PublishMsgAsync(&nats.Msg{Subject: msg.Topic, Header: h, Data: msg.Data})
 	if err != nil {
 		<-b.window
-		return nil, b.publishError(err)
+		return nil, b.publishError(msg.Topic, err)
 	}
-	return confirmation{paf: paf, b: b}, nil
+	return &confirmation{paf: paf, b: b, topic: msg.Topic}, nil
 }
 
 type confirmation struct {
-	paf jetstream.PubAckFuture
-	b   *Broker
+	paf   jetstream.PubAckFuture
+	b     *Broker
+	topic string
 }
 
-func (c confirmation) Wait(ctx context.Context) error {
+func (c *confirmation) Wait(ctx context.Context) error {
 	select {
 	case <-c.paf.Ok():
 		return nil
 	case err := <-c.paf.Err():
-		return c.b.publishError(err)
+		return c.b.publishError(c.topic, err)
 	case <-ctx.Done():
 		return ctx.Err()
 	}
 }
 
-func (b *Broker) publishError(err error) error {
+func (b *Broker) publishError(topic string, err error) error {
 	if errors.Is(err, nats.ErrConnectionClosed) || errors.Is(err, nats.ErrConnectionDraining) {
 		return fmt.Errorf("%w: %w", pubsub.ErrClosed, err)
 	}
-	return fmt.Errorf("natsjs: publish failed: %w", err)
+	if errors.Is(err, jetstream.ErrNoStreamResponse) {
+		b.streams.Delete(topic) // deleted behind our back: create it again on the next publish
+	}
+	return fmt.Errorf("natsjs: publish to %s failed: %w", topic, err)
 }
 
 // streamState remembers that a topic's stream was set up.
