@@ -1,7 +1,6 @@
 package pubsub
 
 import (
-	"errors"
 	"fmt"
 	"math"
 	"math/rand/v2"
@@ -151,5 +150,3 @@ func (b Backoff) Delay(attempt int) time.Duration {
 	}
 	return time.Duration(min(d, float64(b.Max)))
 }
-
-var errRunTwice = errors.New("pubsub: Subscriber.Run called twice")

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"sync/atomic"
 
 	"connectrpc.com/connect"
@@ -29,7 +28,6 @@ type Publisher[M any] struct {
 	client   *connect.Client[M, emptypb.Empty]
 	ids      *idGenerator
 	metrics  *metrics
-	logger   *slog.Logger
 }
 
 // NewPublisher returns a publisher of M messages to topic on b. M must be a
@@ -59,7 +57,6 @@ func NewPublisher[M any](b Broker, topic string, opts ...Option) (*Publisher[M],
 		typeName: typeName,
 		ids:      newIDGenerator(),
 		metrics:  m,
-		logger:   cfg.logger,
 	}
 	clientOpts := make([]connect.ClientOption, 0, len(cfg.clientOptions)+2)
 	clientOpts = append(clientOpts, cfg.clientOptions...)

@@ -38,7 +38,10 @@ type Subscriber struct {
 	state   atomic.Pointer[error] // nil: consuming; else why not
 }
 
-var errNotStarted = errors.New("not started")
+var (
+	errNotStarted = errors.New("not started")
+	errRunTwice   = errors.New("pubsub: Subscriber.Run called twice")
+)
 
 // NewSubscriber returns a subscriber that calls handle with each message of
 // topic delivered to the durable subscription named subscription on b.
@@ -124,11 +127,14 @@ func (s *Subscriber) Topic() string { return s.topic }
 func (s *Subscriber) Subscription() string { return s.name }
 
 // Check reports whether the subscriber is consuming: a readiness check. It
-// fails before Run has set up the subscription, while the broker refuses it,
-// and after Run returned.
-func (s *Subscriber) Check(context.Context) error {
+// fails before Run has set up the subscription, while the broker refuses it
+// or fails its own Check, and after Run returned.
+func (s *Subscriber) Check(ctx context.Context) error {
 	if err := s.state.Load(); err != nil {
 		return fmt.Errorf("pubsub: subscription %s on %s is not consuming: %w", s.name, s.topic, *err)
+	}
+	if err := s.broker.Check(ctx); err != nil {
+		return fmt.Errorf("pubsub: subscription %s on %s: %w", s.name, s.topic, err)
 	}
 	return nil
 }

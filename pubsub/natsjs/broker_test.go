@@ -13,6 +13,8 @@ import (
 	"github.com/connectkit/connectkit/pubsub"
 	"github.com/connectkit/connectkit/pubsub/natsjs"
 	"github.com/connectkit/connectkit/pubsub/pubsubtest"
+	"github.com/nats-io/nats.go"
+	"google.golang.org/protobuf/proto"
 )
 
 // collector is a handler that collects the numbers of the messages it
@@ -260,4 +262,41 @@ func TestConsumerDeletedIsRecreated(t *testing.T) {
 		defer c.mu.Unlock()
 		return slices.Contains(c.numbers, 2)
 	})
+}
+
+// TestForeignProducer: a message published with plain NATS, lower-case
+// headers and no pubsub headers is delivered like any other.
+func TestForeignProducer(t *testing.T) {
+	t.Parallel()
+	b := newEmbedded(t)
+	got := make(chan pubsub.MessageInfo, 1)
+	sub, err := pubsub.NewSubscriber(b, "foreign", "s", func(ctx context.Context, m *pingv1.PingRequest) error {
+		info, _ := pubsub.MessageInfoFrom(ctx)
+		if m.GetNumber() == 7 {
+			got <- info
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pubsubtest.Start(t, sub) // creates the stream
+	data, err := proto.Marshal(&pingv1.PingRequest{Number: 7})
+	if err != nil {
+		t.Fatal(err)
+	}
+	msg := nats.NewMsg("foreign")
+	msg.Data = data
+	msg.Header["traceparent"] = []string{"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"}
+	msg.Header["content-type"] = []string{"application/proto"}
+	if _, err := b.JetStream().PublishMsg(t.Context(), msg); err != nil {
+		t.Fatal(err)
+	}
+	info := <-got
+	if tp := info.Header.Get("Traceparent"); !strings.HasPrefix(tp, "00-0af7651916cd43dd") {
+		t.Errorf("traceparent header = %q, want the producer's", tp)
+	}
+	if info.ID != "foreign:1" || info.Attempt != 1 {
+		t.Errorf("MessageInfo = %+v, want id foreign:1 (stream and sequence) and attempt 1", info)
+	}
 }

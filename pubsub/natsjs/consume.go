@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/textproto"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -171,7 +173,7 @@ type delivery struct {
 }
 
 func newDelivery(m jetstream.Msg) *delivery {
-	h := http.Header(m.Headers())
+	h := canonical(http.Header(m.Headers()))
 	d := &delivery{m: m, msg: pubsub.Message{Topic: m.Subject(), Header: h, Data: m.Data()}, attempt: 1}
 	if id := h[headerMessageID]; len(id) > 0 { // a re-driven message
 		d.msg.ID = id[0]
@@ -185,6 +187,9 @@ func newDelivery(m jetstream.Msg) *delivery {
 	}
 	if md, err := m.Metadata(); err == nil {
 		d.attempt = int(md.NumDelivered)
+		if d.msg.ID == "" { // from a producer that is not pubsub: the stream position is stable
+			d.msg.ID = md.Stream + ":" + strconv.FormatUint(md.Sequence.Stream, 10)
+		}
 	}
 	return d
 }
@@ -199,4 +204,17 @@ func (d *delivery) Nak(delay time.Duration) error {
 		return d.m.Nak()
 	}
 	return d.m.NakWithDelay(delay)
+}
+
+// canonical gives the keys of h the canonical form that http.Header.Get
+// expects, for headers of producers that are not pubsub ("traceparent",
+// "content-type"). It allocates only for keys not in that form.
+func canonical(h http.Header) http.Header {
+	for k, v := range h {
+		if c := textproto.CanonicalMIMEHeaderKey(k); c != k {
+			delete(h, k)
+			h[c] = append(h[c], v...)
+		}
+	}
+	return h
 }
