@@ -1,0 +1,167 @@
+package pubsub
+
+import (
+	"context"
+	"iter"
+	"net/http"
+	"time"
+)
+
+// Broker is what package pubsub needs from a message broker: [mem.Broker]
+// and [natsjs.Broker] implement it. Applications construct one, pass it to
+// [NewPublisher] and [NewSubscriber], list and re-drive its dead letters and
+// use Check as a readiness check; only driver authors implement it.
+//
+// Drivers share one conformance suite, [pubsubtest.Run].
+//
+// [mem.Broker]: https://pkg.go.dev/github.com/connectkit/connectkit/pubsub/mem#Broker
+// [natsjs.Broker]: https://pkg.go.dev/github.com/connectkit/connectkit/pubsub/natsjs#Broker
+// [pubsubtest.Run]: https://pkg.go.dev/github.com/connectkit/connectkit/pubsub/pubsubtest#Run
+type Broker interface {
+	// System names the messaging system for telemetry, as OpenTelemetry's
+	// messaging.system attribute: "nats", "mem".
+	System() string
+
+	// Publish hands msg to the broker and returns without waiting for the
+	// broker to store it; the Confirmation reports that. It blocks while the
+	// broker's window of unconfirmed publishes is full, until ctx is done.
+	// The broker owns msg once Publish is called.
+	Publish(ctx context.Context, msg *Message) (Confirmation, error)
+
+	// Subscribe creates or updates the durable subscription cfg.Subscription
+	// on cfg.Topic (idempotently: instances calling it with the same
+	// configuration share the subscription's messages) and calls deliver
+	// with each message it fetches, one call at a time. deliver may block:
+	// that is the subscriber's back-pressure.
+	Subscribe(ctx context.Context, cfg ConsumerConfig, deliver func(Delivery)) (Consumer, error)
+
+	// DeadLetter stores dl in the dead-letter destination. It returns once
+	// dl is stored: only then may the original delivery be terminated.
+	DeadLetter(ctx context.Context, dl *DeadLetter) error
+
+	// DeadLetters lists the dead letters of a topic and subscription, oldest
+	// first; an empty topic or subscription matches any.
+	DeadLetters(ctx context.Context, topic, subscription string) iter.Seq2[*DeadLetter, error]
+
+	// Redrive delivers a dead letter again, to its subscription only, as a
+	// new message with the same id, headers and payload and a fresh attempt
+	// count, then deletes the dead letter.
+	Redrive(ctx context.Context, dl *DeadLetter) error
+
+	// DeleteDeadLetter deletes a dead letter without delivering it.
+	DeleteDeadLetter(ctx context.Context, dl *DeadLetter) error
+
+	// Check reports whether the broker is reachable and usable: a readiness
+	// check.
+	Check(ctx context.Context) error
+}
+
+// Message is a message as a broker stores it: the body and headers of the
+// unary call that published it.
+type Message struct {
+	// ID identifies the message: handlers key idempotency on it.
+	ID string
+	// Deduplicate asks the broker to drop the message if another with the
+	// same ID was published within its deduplication window. Publishers set
+	// it when the application chose the ID ([WithMessageID]); generated ids
+	// are unique already, and deduplication costs the broker work.
+	Deduplicate bool
+	// Topic is the subject the message was published to.
+	Topic string
+	// Header holds [HeaderContentType], [HeaderMessageType] and every header
+	// the publishing client chain set (W3C traceparent, for example).
+	Header http.Header
+	// Data is the encoded message, as [HeaderContentType] says.
+	Data []byte
+}
+
+// Confirmation reports whether the broker stored a published message.
+type Confirmation interface {
+	// Wait blocks until the broker confirms or rejects the message, or ctx
+	// is done.
+	Wait(ctx context.Context) error
+}
+
+// ConsumerConfig is what a broker needs to consume a subscription.
+type ConsumerConfig struct {
+	Topic        string
+	Subscription string
+	// AckWait is how long the broker waits for a verdict on a delivery
+	// before delivering the message again (to any instance).
+	AckWait time.Duration
+	// Prefetch is how many messages the consumer may fetch ahead of the
+	// handlers.
+	Prefetch int
+}
+
+// Consumer is one running consumption of a subscription.
+type Consumer interface {
+	// Drain stops fetching and returns once deliver will not be called
+	// again; messages fetched but not yet passed to deliver are passed to it
+	// before Drain returns. When ctx is done first, Drain stops at once and
+	// returns ctx's error; what it still held is delivered again after
+	// AckWait.
+	Drain(ctx context.Context) error
+	// Close makes sure every verdict given so far reached the broker, then
+	// releases the consumer. Unacknowledged deliveries are redelivered after
+	// their AckWait.
+	Close(ctx context.Context) error
+}
+
+// Delivery is one delivery of a message to a subscription. Exactly one of
+// Ack, Nak and Term must be called.
+type Delivery interface {
+	// Message is the delivered message; the subscriber owns it.
+	Message() *Message
+	// Attempt is the delivery count of the message for this subscription,
+	// from 1.
+	Attempt() int
+	// Ack acknowledges the message: it is never delivered to the
+	// subscription again.
+	Ack() error
+	// Nak asks for the message to be delivered again after delay.
+	Nak(delay time.Duration) error
+	// Term stops delivering the message to the subscription (after it was
+	// dead-lettered).
+	Term(reason string) error
+}
+
+// DeadLetter is a message that a subscription gave up on, with why.
+type DeadLetter struct {
+	// Message is the original message: id, topic, headers and payload.
+	Message Message
+	// Subscription is the subscription that gave up.
+	Subscription string
+	// Attempts is how many deliveries were made.
+	Attempts int
+	// Reason classifies why: see the Reason constants.
+	Reason Reason
+	// Error is the last error, as text.
+	Error string
+	// Time is when the message was dead-lettered.
+	Time time.Time
+	// Ref identifies the dead letter in the broker (for natsjs, its sequence
+	// in the dead-letter stream); set by DeadLetters.
+	Ref string
+}
+
+// Reason classifies why a message was dead-lettered. It is the reason label
+// of pubsub_dead_lettered_total, so its set of values is small and fixed.
+type Reason string
+
+const (
+	// ReasonMaxAttempts: the handler failed on every one of the allowed
+	// attempts (or attempts ended without a verdict, as when the process
+	// crashed while handling).
+	ReasonMaxAttempts Reason = "max_attempts"
+	// ReasonPermanent: the handler's error was marked [Permanent] or had a
+	// Connect code that no retry can fix (InvalidArgument, FailedPrecondition,
+	// OutOfRange, Unimplemented).
+	ReasonPermanent Reason = "permanent"
+	// ReasonTypeMismatch: the message's type header names another message
+	// type than the handler takes.
+	ReasonTypeMismatch Reason = "type_mismatch"
+	// ReasonUndecodable: the payload cannot be decoded as the handler's
+	// message type (bad bytes, unknown content type or encoding, too large).
+	ReasonUndecodable Reason = "undecodable"
+)

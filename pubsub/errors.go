@@ -1,0 +1,31 @@
+package pubsub
+
+import "errors"
+
+// ErrClosed is returned by a broker that was closed.
+var ErrClosed = errors.New("pubsub: broker closed")
+
+// Permanent marks err as one that no retry can fix: a handler that returns
+// Permanent(err) has its message dead-lettered at once, with reason
+// [ReasonPermanent], instead of retried. Permanent(nil) is nil.
+//
+// Errors with Connect codes InvalidArgument, FailedPrecondition, OutOfRange
+// and Unimplemented are permanent without the mark.
+func Permanent(err error) error {
+	if err == nil {
+		return nil
+	}
+	return &permanentError{err: err}
+}
+
+// IsPermanent reports whether err, or an error it wraps, was marked by
+// [Permanent].
+func IsPermanent(err error) bool {
+	var p *permanentError
+	return errors.As(err, &p)
+}
+
+type permanentError struct{ err error }
+
+func (e *permanentError) Error() string { return e.err.Error() }
+func (e *permanentError) Unwrap() error { return e.err }

@@ -1,0 +1,219 @@
+package pubsub
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"time"
+
+	"connectrpc.com/connect"
+	"github.com/connectkit/connectkit/internal/msgctx"
+)
+
+// deliveryState is one delivery on its way through the handler chain. It
+// holds everything the in-process call needs, so that a delivery costs one
+// allocation of pubsub's (the rest are connect's and the chain's).
+type deliveryState struct {
+	info   msgctx.Info
+	header http.Header // the request headers, as the handler saw them
+	ran    bool        // the chain ran: the request decoded
+	err    error       // the chain's final error
+
+	ctx  stateContext
+	body bodyReader
+	w    responseRecorder
+}
+
+// stateContext is the context of a delivery: it carries the delivery's state
+// without a context.WithValue allocation.
+type stateContext struct {
+	context.Context
+	st *deliveryState
+}
+
+type deliveryStateKey struct{}
+
+func (c *stateContext) Value(key any) any {
+	if key == (deliveryStateKey{}) {
+		return c.st
+	}
+	return c.Context.Value(key)
+}
+
+func stateFrom(ctx context.Context) *deliveryState {
+	st, _ := ctx.Value(deliveryStateKey{}).(*deliveryState)
+	return st
+}
+
+// handle handles one delivery and gives the broker its verdict.
+func (s *Subscriber) handle(ctx context.Context, d Delivery) {
+	msg := d.Message()
+	st := &deliveryState{info: msgctx.Info{
+		Operation:    msgctx.Process,
+		System:       s.system,
+		Topic:        s.topic,
+		Subscription: s.name,
+		MessageID:    msg.ID,
+		MessageType:  s.typeName,
+		Attempt:      d.Attempt(),
+		MaxAttempts:  s.cfg.MaxAttempts,
+	}}
+	if st.info.Attempt > 1 {
+		s.metrics.redelivered.WithLabelValues(s.topic, s.name).Inc()
+	}
+	// A message delivered past its last attempt had attempts that ended
+	// without a verdict: the process crashed or overran AckWait while
+	// handling it. Handling it again may crash again.
+	if max := st.info.MaxAttempts; max > 0 && st.info.Attempt > max {
+		s.deadLetter(ctx, d, st, ReasonMaxAttempts, fmt.Sprintf("no verdict after %d attempts (crash or AckWait exceeded)", st.info.Attempt-1))
+		return
+	}
+	if t := msg.Header.Get(HeaderMessageType); t != "" && t != s.typeName {
+		s.deadLetter(ctx, d, st, ReasonTypeMismatch, fmt.Sprintf("message type %q, handler takes %q", t, s.typeName))
+		return
+	}
+	ct := msg.Header.Get(HeaderContentType)
+	switch ct {
+	case ContentTypeProto, ContentTypeJSON, "application/json; charset=utf-8":
+	case "":
+		ct = ContentTypeProto // from a producer that is not pubsub
+	default:
+		s.deadLetter(ctx, d, st, ReasonUndecodable, fmt.Sprintf("content type %q, want %q or %q", ct, ContentTypeProto, ContentTypeJSON))
+		return
+	}
+
+	err := s.invoke(ctx, st, msg, ct)
+	switch st.info.Outcome(err) {
+	case msgctx.Ack:
+		if err := d.Ack(); err != nil {
+			s.verdictFailed("ack", st, err)
+		}
+	case msgctx.Retry:
+		if err := d.Nak(s.cfg.Backoff.Delay(st.info.Attempt)); err != nil {
+			s.verdictFailed("nak", st, err)
+		}
+	case msgctx.DeadLetter:
+		noLimit := st.info
+		noLimit.MaxAttempts = 0
+		reason := ReasonMaxAttempts
+		if noLimit.Outcome(err) == msgctx.DeadLetter {
+			reason = ReasonPermanent
+			if !st.ran {
+				reason = ReasonUndecodable
+			}
+		}
+		s.deadLetter(ctx, d, st, reason, err.Error())
+	}
+}
+
+// invoke presents the delivery to the handler chain as a unary call served
+// in-process, and returns the chain's final error.
+func (s *Subscriber) invoke(ctx context.Context, st *deliveryState, msg *Message, contentType string) (err error) {
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.AckWait)
+	defer cancel()
+	st.ctx = stateContext{Context: msgctx.NewContext(ctx, &st.info), st: st}
+
+	header := msg.Header
+	if header == nil {
+		header = make(http.Header, 2)
+	}
+	if ct := header[HeaderContentType]; len(ct) != 1 || ct[0] != contentType {
+		header[HeaderContentType] = []string{contentType}
+	}
+	header["Connect-Protocol-Version"] = connectProtocolVersion
+	st.body = bodyReader{data: msg.Data}
+	req := http.Request{
+		Method:        http.MethodPost,
+		URL:           s.url,
+		Proto:         "HTTP/1.1",
+		ProtoMajor:    1,
+		ProtoMinor:    1,
+		Header:        header,
+		Body:          &st.body,
+		ContentLength: int64(len(msg.Data)),
+		Host:          s.system,
+		RequestURI:    s.url.Path,
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = connect.NewError(connect.CodeInternal, fmt.Errorf("panic: %v", r))
+		}
+	}()
+	s.handler.ServeHTTP(&st.w, req.WithContext(&st.ctx))
+	if st.ran {
+		return st.err
+	}
+	return st.w.err()
+}
+
+var connectProtocolVersion = []string{"1"}
+
+// verdictInterceptor is the outermost interceptor of every subscriber: it
+// records the chain's final error in the delivery's state, and turns a panic
+// that no interceptor recovered into an error.
+type verdictInterceptor struct{}
+
+func (verdictInterceptor) WrapUnary(next connect.UnaryFunc) connect.UnaryFunc {
+	return func(ctx context.Context, req connect.AnyRequest) (res connect.AnyResponse, err error) {
+		st := stateFrom(ctx)
+		if st == nil {
+			return next(ctx, req)
+		}
+		st.ran = true
+		defer func() {
+			if r := recover(); r != nil {
+				res, err = nil, connect.NewError(connect.CodeInternal, fmt.Errorf("panic: %v", r))
+			}
+			st.err = err
+		}()
+		return next(ctx, req)
+	}
+}
+
+func (verdictInterceptor) WrapStreamingClient(next connect.StreamingClientFunc) connect.StreamingClientFunc {
+	return next
+}
+
+func (verdictInterceptor) WrapStreamingHandler(next connect.StreamingHandlerFunc) connect.StreamingHandlerFunc {
+	return next
+}
+
+// deadLetter stores the message in the dead-letter destination, then
+// terminates the delivery. If the dead letter cannot be stored, the message
+// is delivered again after a backoff.
+func (s *Subscriber) deadLetter(ctx context.Context, d Delivery, st *deliveryState, reason Reason, lastErr string) {
+	msg := d.Message()
+	header := msg.Header.Clone()
+	delete(header, "Connect-Protocol-Version")
+	delete(header, "Host")
+	dl := &DeadLetter{
+		Message:      Message{ID: msg.ID, Topic: msg.Topic, Header: header, Data: msg.Data},
+		Subscription: s.name,
+		Attempts:     st.info.Attempt,
+		Reason:       reason,
+		Error:        lastErr,
+		Time:         time.Now(),
+	}
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.AckWait)
+	defer cancel()
+	if err := s.broker.DeadLetter(ctx, dl); err != nil {
+		s.verdictFailed("dead_letter", st, err)
+		if err := d.Nak(s.cfg.Backoff.Delay(st.info.Attempt)); err != nil {
+			s.verdictFailed("nak", st, err)
+		}
+		return
+	}
+	s.metrics.deadLettered.WithLabelValues(s.topic, s.name, string(reason)).Inc()
+	s.logger.Warn("pubsub: message dead-lettered",
+		"message_id", msg.ID, "type", st.info.MessageType, "attempt", st.info.Attempt,
+		"reason", string(reason), "err", lastErr)
+	if err := d.Term(string(reason)); err != nil {
+		s.verdictFailed("term", st, err)
+	}
+}
+
+func (s *Subscriber) verdictFailed(op string, st *deliveryState, err error) {
+	s.metrics.ackErrors.WithLabelValues(s.topic, s.name).Inc()
+	s.logger.Error("pubsub: failed to send verdict; the message will be delivered again",
+		"op", op, "message_id", st.info.MessageID, "attempt", st.info.Attempt, "err", err)
+}

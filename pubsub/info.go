@@ -1,0 +1,48 @@
+package pubsub
+
+import (
+	"context"
+	"net/http"
+
+	"github.com/connectkit/connectkit/internal/msgctx"
+)
+
+// MessageInfo describes the message that a handler is handling.
+type MessageInfo struct {
+	// ID is the message's id: delivered again (at-least-once), a message
+	// keeps its id, so handlers that must not repeat an effect key it on ID
+	// (see [Idempotent]).
+	ID           string
+	Topic        string
+	Subscription string
+	// Type is the full protobuf name of the message type.
+	Type string
+	// Attempt is the delivery attempt, from 1.
+	Attempt int
+	// MaxAttempts is the attempt after which a failure dead-letters the
+	// message; 0 means no limit.
+	MaxAttempts int
+	// Header holds the message's headers, as the handler chain saw them.
+	Header http.Header
+}
+
+// MessageInfoFrom returns the [MessageInfo] of the message handled under
+// ctx, and false when ctx is not a handler's context.
+func MessageInfoFrom(ctx context.Context) (MessageInfo, bool) {
+	info := msgctx.FromContext(ctx)
+	if info == nil || info.Operation != msgctx.Process {
+		return MessageInfo{}, false
+	}
+	mi := MessageInfo{
+		ID:           info.MessageID,
+		Topic:        info.Topic,
+		Subscription: info.Subscription,
+		Type:         info.MessageType,
+		Attempt:      info.Attempt,
+		MaxAttempts:  info.MaxAttempts,
+	}
+	if st := stateFrom(ctx); st != nil {
+		mi.Header = st.header
+	}
+	return mi, true
+}

@@ -1,0 +1,152 @@
+package mem
+
+import (
+	"context"
+	"time"
+
+	"github.com/connectkit/connectkit/pubsub"
+)
+
+// Subscribe implements [pubsub.Broker]: it creates the subscription on first
+// use (it then receives the messages the topic retains) and starts a
+// consumer that competes for the subscription's messages with the others.
+func (b *Broker) Subscribe(ctx context.Context, cfg pubsub.ConsumerConfig, deliver func(pubsub.Delivery)) (pubsub.Consumer, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed {
+		return nil, pubsub.ErrClosed
+	}
+	t := b.topic(cfg.Topic)
+	g := t.groups[cfg.Subscription]
+	if g == nil {
+		g = newGroup(t, cfg.Subscription)
+	}
+	g.ackWait = cfg.AckWait
+	if g.ackWait <= 0 {
+		g.ackWait = pubsub.DefaultAckWait
+	}
+	c := &consumer{b: b, g: g, deliver: deliver, wake: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}
+	g.consumers[c] = struct{}{}
+	go c.loop()
+	return c, nil
+}
+
+// consumer is one running consumption of a group: a goroutine that takes the
+// group's next message and passes it to deliver.
+type consumer struct {
+	b       *Broker
+	g       *group
+	deliver func(pubsub.Delivery)
+	wake    chan struct{}
+	stop    chan struct{} // closed under b.mu by stopLocked
+	stopped bool
+	done    chan struct{}
+}
+
+func (c *consumer) loop() {
+	defer close(c.done)
+	var t *time.Timer
+	defer func() {
+		if t != nil {
+			t.Stop()
+		}
+	}()
+	for {
+		c.b.mu.Lock()
+		if c.stopped {
+			c.b.mu.Unlock()
+			return
+		}
+		d, wait := c.g.next(time.Now())
+		c.b.mu.Unlock()
+		if d != nil {
+			c.deliver(d)
+			continue
+		}
+		var due <-chan time.Time
+		if wait > 0 {
+			if t == nil {
+				t = time.NewTimer(wait)
+			} else {
+				t.Reset(wait)
+			}
+			due = t.C
+		}
+		select {
+		case <-c.wake:
+		case <-due:
+		case <-c.stop:
+			return
+		}
+	}
+}
+
+// stopLocked stops the consumer; b.mu must be held.
+func (c *consumer) stopLocked() {
+	if c.stopped {
+		return
+	}
+	c.stopped = true
+	close(c.stop)
+	delete(c.g.consumers, c)
+}
+
+// Drain implements [pubsub.Consumer]: the consumer has no prefetch buffer,
+// so it stops once the delivery in progress, if any, was passed on.
+func (c *consumer) Drain(ctx context.Context) error {
+	c.b.mu.Lock()
+	c.stopLocked()
+	c.b.mu.Unlock()
+	select {
+	case <-c.done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Close implements [pubsub.Consumer]; verdicts take effect at once, so
+// there is nothing to flush.
+func (c *consumer) Close(ctx context.Context) error {
+	return c.Drain(ctx)
+}
+
+// delivery is one delivery of a message to a group.
+type delivery struct {
+	g       *group
+	seq     uint64
+	gen     uint64
+	attempt int
+	msg     *pubsub.Message
+}
+
+func (d *delivery) Message() *pubsub.Message { return d.msg }
+func (d *delivery) Attempt() int             { return d.attempt }
+
+func (d *delivery) Ack() error {
+	b := d.g.t.broker
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed {
+		return pubsub.ErrClosed
+	}
+	d.g.settle(d.seq)
+	return nil
+}
+
+func (d *delivery) Nak(delay time.Duration) error {
+	due := time.Now().Add(delay)
+	b := d.g.t.broker
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed {
+		return pubsub.ErrClosed
+	}
+	d.g.reschedule(d.seq, d.gen, due)
+	return nil
+}
+
+func (d *delivery) Term(string) error { return d.Ack() }

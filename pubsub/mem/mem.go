@@ -1,0 +1,229 @@
+// Package mem is an in-memory [pubsub.Broker] with the delivery semantics
+// of package natsjs: durable subscriptions shared by their instances,
+// at-least-once delivery with acknowledgement, redelivery after a delay or
+// after an ack wait, deduplication by message id, dead letters with re-drive.
+// Use it in tests and in single-process programs that can lose their
+// messages when the process stops: nothing is written to disk.
+//
+// A topic retains a message until every subscription that exists has
+// acknowledged it (messages published while a topic has no subscription are
+// kept for the first one), and at most MaxRetained messages (the oldest are
+// dropped first).
+package mem
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"iter"
+	"slices"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/connectkit/connectkit/pubsub"
+)
+
+// Defaults of [Option] values.
+const (
+	DefaultDuplicateWindow = 2 * time.Minute
+	DefaultMaxRetained     = 1 << 20
+)
+
+// Option configures a [Broker].
+type Option interface {
+	apply(*Broker)
+}
+
+type optionFunc func(*Broker)
+
+func (f optionFunc) apply(b *Broker) { f(b) }
+
+// WithDuplicateWindow sets how long a message id is remembered to drop
+// duplicates. Default 2 minutes, as JetStream.
+func WithDuplicateWindow(d time.Duration) Option {
+	return optionFunc(func(b *Broker) { b.dupWindow = d })
+}
+
+// WithMaxRetained sets how many messages a topic retains at most. Default
+// 1<<20.
+func WithMaxRetained(n int) Option {
+	return optionFunc(func(b *Broker) { b.maxRetained = n })
+}
+
+// Broker is an in-memory message broker. It is safe for concurrent use.
+type Broker struct {
+	dupWindow   time.Duration
+	maxRetained int
+
+	mu      sync.Mutex
+	closed  bool
+	topics  map[string]*topic
+	dead    []*pubsub.DeadLetter // ordered by Ref
+	deadSeq uint64
+}
+
+var _ pubsub.Broker = (*Broker)(nil)
+
+// New returns an empty broker.
+func New(opts ...Option) *Broker {
+	b := &Broker{
+		dupWindow:   DefaultDuplicateWindow,
+		maxRetained: DefaultMaxRetained,
+		topics:      make(map[string]*topic),
+	}
+	for _, o := range opts {
+		o.apply(b)
+	}
+	if b.maxRetained <= 0 {
+		b.maxRetained = DefaultMaxRetained
+	}
+	return b
+}
+
+// System implements [pubsub.Broker]: "mem".
+func (b *Broker) System() string { return "mem" }
+
+// Close stops every consumer; the broker then refuses every operation with
+// [pubsub.ErrClosed]. Close is idempotent.
+func (b *Broker) Close() error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed {
+		return nil
+	}
+	b.closed = true
+	for _, t := range b.topics {
+		for _, g := range t.groups {
+			for c := range g.consumers {
+				c.stopLocked()
+			}
+		}
+	}
+	return nil
+}
+
+// Check implements [pubsub.Broker]: it fails once the broker is closed.
+func (b *Broker) Check(context.Context) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed {
+		return pubsub.ErrClosed
+	}
+	return nil
+}
+
+type confirmed struct{}
+
+func (confirmed) Wait(context.Context) error { return nil }
+
+// Publish implements [pubsub.Broker]. The message is stored when Publish
+// returns; a message to deduplicate whose id was published within the
+// duplicate window is dropped (and confirmed).
+func (b *Broker) Publish(ctx context.Context, msg *pubsub.Message) (pubsub.Confirmation, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	now := time.Now()
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed {
+		return nil, pubsub.ErrClosed
+	}
+	t := b.topic(msg.Topic)
+	if msg.Deduplicate && msg.ID != "" && b.dupWindow > 0 {
+		if t.isDuplicate(msg.ID, now, b.dupWindow) {
+			return confirmed{}, nil
+		}
+	}
+	t.append(msg, "", b.maxRetained)
+	return confirmed{}, nil
+}
+
+func (b *Broker) topic(name string) *topic {
+	t := b.topics[name]
+	if t == nil {
+		t = &topic{broker: b, name: name, next: 1, first: 1, groups: make(map[string]*group), dedup: make(map[string]time.Time)}
+		b.topics[name] = t
+	}
+	return t
+}
+
+// DeadLetter implements [pubsub.Broker].
+func (b *Broker) DeadLetter(_ context.Context, dl *pubsub.DeadLetter) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed {
+		return pubsub.ErrClosed
+	}
+	b.deadSeq++
+	stored := *dl
+	stored.Ref = strconv.FormatUint(b.deadSeq, 10)
+	stored.Message.Header = dl.Message.Header.Clone()
+	b.dead = append(b.dead, &stored)
+	return nil
+}
+
+// DeadLetters implements [pubsub.Broker].
+func (b *Broker) DeadLetters(_ context.Context, topic, subscription string) iter.Seq2[*pubsub.DeadLetter, error] {
+	return func(yield func(*pubsub.DeadLetter, error) bool) {
+		b.mu.Lock()
+		if b.closed {
+			b.mu.Unlock()
+			yield(nil, pubsub.ErrClosed)
+			return
+		}
+		var out []*pubsub.DeadLetter
+		for _, dl := range b.dead {
+			if (topic == "" || dl.Message.Topic == topic) && (subscription == "" || dl.Subscription == subscription) {
+				c := *dl
+				c.Message.Header = dl.Message.Header.Clone()
+				out = append(out, &c)
+			}
+		}
+		b.mu.Unlock()
+		for _, dl := range out {
+			if !yield(dl, nil) {
+				return
+			}
+		}
+	}
+}
+
+// Redrive implements [pubsub.Broker].
+func (b *Broker) Redrive(_ context.Context, dl *pubsub.DeadLetter) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	stored, err := b.takeDead(dl)
+	if err != nil {
+		return err
+	}
+	msg := stored.Message
+	b.topic(msg.Topic).append(&msg, stored.Subscription, b.maxRetained)
+	return nil
+}
+
+// DeleteDeadLetter implements [pubsub.Broker].
+func (b *Broker) DeleteDeadLetter(_ context.Context, dl *pubsub.DeadLetter) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	_, err := b.takeDead(dl)
+	return err
+}
+
+// takeDead removes the dead letter with dl's Ref and returns it; b.mu must be
+// held.
+func (b *Broker) takeDead(dl *pubsub.DeadLetter) (*pubsub.DeadLetter, error) {
+	if b.closed {
+		return nil, pubsub.ErrClosed
+	}
+	i := slices.IndexFunc(b.dead, func(d *pubsub.DeadLetter) bool { return d.Ref == dl.Ref })
+	if i < 0 {
+		return nil, fmt.Errorf("%w: ref %q", errNoDeadLetter, dl.Ref)
+	}
+	stored := b.dead[i]
+	b.dead = slices.Delete(b.dead, i, i+1)
+	return stored, nil
+}
+
+var errNoDeadLetter = errors.New("mem: no such dead letter")

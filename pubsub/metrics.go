@@ -1,0 +1,66 @@
+package pubsub
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// metrics counts what happens to messages outside the interceptor chain; the
+// chain's metrics interceptor counts publishes and handlings
+// (pubsub_published_total, pubsub_handled_total, pubsub_handling_seconds).
+type metrics struct {
+	redelivered   *prometheus.CounterVec // topic, subscription
+	deadLettered  *prometheus.CounterVec // topic, subscription, reason
+	publishErrors *prometheus.CounterVec // topic
+	ackErrors     *prometheus.CounterVec // topic, subscription
+}
+
+func newMetrics(reg prometheus.Registerer) (*metrics, error) {
+	m := &metrics{
+		redelivered: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "pubsub_redelivered_total",
+			Help: "Deliveries of messages that had been delivered to the subscription before (after a failure, a timeout or a crash).",
+		}, []string{"topic", "subscription"}),
+		deadLettered: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "pubsub_dead_lettered_total",
+			Help: "Messages moved to the dead-letter destination, by reason: max_attempts, permanent, type_mismatch, undecodable.",
+		}, []string{"topic", "subscription", "reason"}),
+		publishErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "pubsub_publish_errors_total",
+			Help: "Asynchronous publishes that the broker did not confirm (synchronous ones are counted by the interceptor chain).",
+		}, []string{"topic"}),
+		ackErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "pubsub_ack_errors_total",
+			Help: "Verdicts (ack, nak, term) or dead letters that could not be sent to the broker; the message is delivered again.",
+		}, []string{"topic", "subscription"}),
+	}
+	if reg == nil {
+		return m, nil
+	}
+	for _, c := range []**prometheus.CounterVec{&m.redelivered, &m.deadLettered, &m.publishErrors, &m.ackErrors} {
+		registered, err := register(reg, *c)
+		if err != nil {
+			return nil, err
+		}
+		*c = registered
+	}
+	return m, nil
+}
+
+// register registers c, or returns the identical collector that another
+// publisher or subscriber registered before.
+func register(reg prometheus.Registerer, c *prometheus.CounterVec) (*prometheus.CounterVec, error) {
+	err := reg.Register(c)
+	if err == nil {
+		return c, nil
+	}
+	var already prometheus.AlreadyRegisteredError
+	if errors.As(err, &already) {
+		if existing, ok := already.ExistingCollector.(*prometheus.CounterVec); ok {
+			return existing, nil
+		}
+	}
+	return nil, fmt.Errorf("pubsub: failed to register metrics: %w", err)
+}

@@ -1,0 +1,91 @@
+package pubsub
+
+import (
+	"fmt"
+	"strings"
+)
+
+// Headers that pubsub sets on every message, besides those of the client
+// chain. Brokers store them with the message.
+const (
+	// HeaderContentType is the payload's encoding: "application/proto"
+	// (the default) or "application/json".
+	HeaderContentType = "Content-Type"
+	// HeaderMessageType is the full protobuf name of the payload's type,
+	// such as "example.v1.ProfileChanged".
+	HeaderMessageType = "Pubsub-Type"
+)
+
+// Content types of a message payload.
+const (
+	ContentTypeProto = "application/proto"
+	ContentTypeJSON  = "application/json"
+)
+
+// Procedure returns the procedure under which the interceptor chain sees the
+// deliveries of a subscription: "/<topic>/<subscription>", such as
+// "/profiles.changed/audit". Like an RPC procedure it has two parts, so the
+// grpc_service label of RPC metrics is the topic and grpc_method the
+// subscription.
+func Procedure(topic, subscription string) string {
+	return "/" + topic + "/" + subscription
+}
+
+// PublishProcedure returns the procedure under which the interceptor chain
+// sees the publishes to a topic: "/<topic>/publish", such as
+// "/profiles.changed/publish".
+func PublishProcedure(topic string) string {
+	return "/" + topic + "/publish"
+}
+
+// ValidateTopic reports whether topic can name a topic on every broker: dot-
+// separated tokens of ASCII letters, digits, '-' and '_' (a NATS subject
+// without wildcards), at most 200 bytes, not starting with "_pubsub".
+func ValidateTopic(topic string) error {
+	if topic == "" {
+		return fmt.Errorf("pubsub: topic is empty")
+	}
+	if len(topic) > 200 {
+		return fmt.Errorf("pubsub: topic %q is longer than 200 bytes", topic)
+	}
+	if strings.HasPrefix(topic, "_pubsub") {
+		return fmt.Errorf("pubsub: topic %q starts with _pubsub, which is reserved", topic)
+	}
+	for token := range strings.SplitSeq(topic, ".") {
+		if token == "" {
+			return fmt.Errorf("pubsub: topic %q has an empty token (leading, trailing or double dot)", topic)
+		}
+		if !validName(token) {
+			return fmt.Errorf("pubsub: topic %q: token %q may hold only ASCII letters, digits, '-' and '_'", topic, token)
+		}
+	}
+	return nil
+}
+
+// ValidateSubscription reports whether name can name a subscription on every
+// broker: ASCII letters, digits, '-' and '_' (a JetStream durable consumer
+// name), at most 100 bytes.
+func ValidateSubscription(name string) error {
+	if name == "" {
+		return fmt.Errorf("pubsub: subscription name is empty")
+	}
+	if len(name) > 100 {
+		return fmt.Errorf("pubsub: subscription name %q is longer than 100 bytes", name)
+	}
+	if !validName(name) {
+		return fmt.Errorf("pubsub: subscription name %q may hold only ASCII letters, digits, '-' and '_'", name)
+	}
+	return nil
+}
+
+func validName(s string) bool {
+	for i := range len(s) {
+		c := s[i]
+		switch {
+		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9', c == '-', c == '_':
+		default:
+			return false
+		}
+	}
+	return s != ""
+}

@@ -1,0 +1,130 @@
+package natsjs_test
+
+import (
+	"context"
+	"encoding/binary"
+	"fmt"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/connectkit/connectkit/pubsub/natsjs"
+	"github.com/connectkit/connectkit/pubsub/pubsubtest"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// BenchmarkJetStream runs pubsub's benchmarks on an embedded server with file
+// storage, and, as their reference, the same measures of a bare
+// nats.go/jetstream loop on the same server: asynchronous publishes within a
+// window of 4096 unacknowledged ones, a durable pull consumer, one ack per
+// message.
+func BenchmarkJetStream(b *testing.B) {
+	broker, err := natsjs.New(context.Background(), natsjs.Config{DataDir: b.TempDir(), Listen: "127.0.0.1:-1"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = broker.Close() })
+	nc, err := nats.Connect(broker.ClientURL())
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(nc.Close)
+	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(natsjs.DefaultPublishWindow))
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, size := range []int{100, 4096} {
+		b.Run(fmt.Sprintf("bare/throughput/%s", sizeName(size)), func(b *testing.B) { bareThroughput(b, js, size) })
+		b.Run(fmt.Sprintf("bare/latency/%s", sizeName(size)), func(b *testing.B) { bareLatency(b, js, size) })
+	}
+	b.Run("pubsub", func(b *testing.B) { pubsubtest.Bench(b, broker) })
+	inproc, err := natsjs.New(context.Background(), natsjs.Config{DataDir: b.TempDir()})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = inproc.Close() })
+	b.Run("pubsub-inprocess", func(b *testing.B) { pubsubtest.Bench(b, inproc) })
+}
+
+func sizeName(size int) string {
+	if size >= 1024 {
+		return fmt.Sprintf("%dKiB", size/1024)
+	}
+	return fmt.Sprintf("%dB", size)
+}
+
+var bareStreams atomic.Int64
+
+// bareConsumer creates a stream and a durable consumer for one benchmark.
+func bareConsumer(b *testing.B, js jetstream.JetStream) (string, jetstream.Consumer) {
+	n := bareStreams.Add(1)
+	subject := fmt.Sprintf("bare.t%d", n)
+	ctx := context.Background()
+	s, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: fmt.Sprintf("bare_t%d", n), Subjects: []string{subject}, Storage: jetstream.FileStorage})
+	if err != nil {
+		b.Fatal(err)
+	}
+	cons, err := s.CreateOrUpdateConsumer(ctx, jetstream.ConsumerConfig{Durable: "bench", AckPolicy: jetstream.AckExplicitPolicy})
+	if err != nil {
+		b.Fatal(err)
+	}
+	return subject, cons
+}
+
+func bareThroughput(b *testing.B, js jetstream.JetStream, size int) {
+	subject, cons := bareConsumer(b, js)
+	var handled atomic.Int64
+	done := make(chan struct{})
+	n := int64(b.N)
+	cc, err := cons.Consume(func(m jetstream.Msg) {
+		_ = m.Ack()
+		if handled.Add(1) == n {
+			close(done)
+		}
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer cc.Stop()
+	data := make([]byte, size)
+	b.SetBytes(int64(size))
+	b.ReportAllocs()
+	b.ResetTimer()
+	start, cpu := time.Now(), pubsubtest.StartCPU()
+	for range b.N {
+		if _, err := js.PublishMsgAsync(&nats.Msg{Subject: subject, Data: data}, jetstream.WithStallWait(time.Minute)); err != nil {
+			b.Fatal(err)
+		}
+	}
+	<-js.PublishAsyncComplete()
+	<-done
+	b.StopTimer()
+	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "msgs/s")
+	cpu.Report(b, b.N)
+}
+
+func bareLatency(b *testing.B, js jetstream.JetStream, size int) {
+	subject, cons := bareConsumer(b, js)
+	lat := pubsubtest.NewLatencies(b.N)
+	cc, err := cons.Consume(func(m jetstream.Msg) {
+		_ = m.Ack()
+		lat.Observe(int64(binary.BigEndian.Uint64(m.Data())))
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer cc.Stop()
+	b.ReportAllocs()
+	b.ResetTimer()
+	pubsubtest.Paced(b.N, pubsubtest.LatencyRate, func(sentAt int64) {
+		data := make([]byte, size)
+		binary.BigEndian.PutUint64(data, uint64(sentAt))
+		if _, err := js.PublishMsgAsync(&nats.Msg{Subject: subject, Data: data}, jetstream.WithStallWait(time.Minute)); err != nil {
+			b.Fatal(err)
+		}
+	})
+	lat.Wait(b)
+	b.StopTimer()
+	lat.Report(b)
+}

@@ -1,0 +1,302 @@
+package natsjs_test
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	pingv1 "github.com/connectkit/connectkit/internal/gen/connectkit/ping/v1"
+	"github.com/connectkit/connectkit/pubsub"
+	"github.com/connectkit/connectkit/pubsub/natsjs"
+	"github.com/connectkit/connectkit/pubsub/pubsubtest"
+	"github.com/nats-io/nats.go"
+	"google.golang.org/protobuf/proto"
+)
+
+// collector is a handler that collects the numbers of the messages it
+// handles.
+type collector struct {
+	mu      sync.Mutex
+	numbers []int64
+}
+
+func (c *collector) handle(_ context.Context, m *pingv1.PingRequest) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.numbers = append(c.numbers, m.GetNumber())
+	return nil
+}
+
+func (c *collector) len() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.numbers)
+}
+
+// TestDurableAcrossRestart: what the embedded server acknowledged survives
+// its restart, file storage in the data directory.
+func TestDurableAcrossRestart(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	first, err := natsjs.New(t.Context(), natsjs.Config{DataDir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub, err := pubsub.NewPublisher[pingv1.PingRequest](first, "durable")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Create the subscription, then stop consuming it: it keeps its place.
+	var before collector
+	sub, err := pubsub.NewSubscriber(first, "durable", "s", before.handle)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pubsubtest.Start(t, sub)()
+	for i := range 3 {
+		if err := pub.Publish(t.Context(), &pingv1.PingRequest{Number: int64(i)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := first.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	second, err := natsjs.New(t.Context(), natsjs.Config{DataDir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = second.Close() })
+	var c collector
+	next, err := pubsub.NewSubscriber(second, "durable", "s", c.handle, pubsub.WithDelivery(pubsub.DeliveryConfig{AckWait: time.Second}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pubsubtest.Start(t, next)
+	pubsubtest.WaitFor(t, "the messages stored before the restart", func() bool { return c.len() == 3 })
+	if before.len() != 0 {
+		t.Errorf("the stopped subscriber handled %d messages", before.len())
+	}
+}
+
+// TestInProcess: without Listen, the embedded server is reachable from the
+// process only, and works the same.
+func TestInProcess(t *testing.T) {
+	t.Parallel()
+	b, err := natsjs.New(t.Context(), natsjs.Config{DataDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = b.Close() })
+	if url := b.ClientURL(); url != "" {
+		t.Errorf("ClientURL() = %q without Listen, want none", url)
+	}
+	var c collector
+	sub, err := pubsub.NewSubscriber(b, "inproc", "s", c.handle)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pubsubtest.Start(t, sub)
+	pub, err := pubsub.NewPublisher[pingv1.PingRequest](b, "inproc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := pub.PublishBatch(t.Context(), &pingv1.PingRequest{Number: 1}, &pingv1.PingRequest{Number: 2}); err != nil {
+		t.Fatal(err)
+	}
+	pubsubtest.WaitFor(t, "two messages", func() bool { return c.len() == 2 })
+}
+
+func TestStreamNameCollision(t *testing.T) {
+	t.Parallel()
+	b := newEmbedded(t)
+	for _, topic := range []string{"a.b", "a_b"} {
+		pub, err := pubsub.NewPublisher[pingv1.PingRequest](b, topic)
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = pub.Publish(t.Context(), &pingv1.PingRequest{})
+		if topic == "a.b" && err != nil {
+			t.Fatal(err)
+		}
+		if topic == "a_b" && (err == nil || !strings.Contains(err.Error(), "stream a_b exists with subjects")) {
+			t.Errorf("publishing to a_b after a.b = %v, want an error naming the clash", err)
+		}
+	}
+}
+
+func TestCheckAfterClose(t *testing.T) {
+	t.Parallel()
+	b, err := natsjs.New(t.Context(), natsjs.Config{DataDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Check(t.Context()); err != nil {
+		t.Fatalf("Check = %v", err)
+	}
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Check(t.Context()); err == nil {
+		t.Error("Check after Close = nil, want an error")
+	}
+	if err := b.Close(); err != nil {
+		t.Errorf("second Close = %v", err)
+	}
+	if _, err := b.Publish(t.Context(), &pubsub.Message{Topic: "t"}); !errors.Is(err, pubsub.ErrClosed) {
+		t.Errorf("Publish after Close = %v, want ErrClosed", err)
+	}
+}
+
+func TestConnectFailure(t *testing.T) {
+	t.Parallel()
+	_, err := natsjs.New(t.Context(), natsjs.Config{URL: "nats://127.0.0.1:1"})
+	if err == nil || !strings.Contains(err.Error(), "NATS at nats://127.0.0.1:1") {
+		t.Errorf("New(unreachable URL) = %v, want an error naming the URL", err)
+	}
+}
+
+// TestConnectionCrash: an instance whose connection dies while it handles
+// messages (a crashed process) never acknowledges them; another instance
+// gets them after AckWait.
+func TestConnectionCrash(t *testing.T) {
+	t.Parallel()
+	owner := newEmbedded(t)
+	crashing := connectTo(t, owner)
+	release := make(chan struct{})
+	t.Cleanup(func() { close(release) })
+	var mu sync.Mutex
+	inFlight := 0
+	cfg := pubsub.DeliveryConfig{Concurrency: 3, AckWait: 300 * time.Millisecond, DrainTimeout: time.Millisecond}
+	sub, err := pubsub.NewSubscriber(crashing, "crash", "s", func(context.Context, *pingv1.PingRequest) error {
+		mu.Lock()
+		inFlight++
+		mu.Unlock()
+		<-release
+		return nil
+	}, pubsub.WithDelivery(cfg))
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop := pubsubtest.Start(t, sub)
+	pub, err := pubsub.NewPublisher[pingv1.PingRequest](owner, "crash")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := pub.PublishBatch(t.Context(), &pingv1.PingRequest{Number: 1}, &pingv1.PingRequest{Number: 2}, &pingv1.PingRequest{Number: 3}); err != nil {
+		t.Fatal(err)
+	}
+	pubsubtest.WaitFor(t, "three messages in flight", func() bool { mu.Lock(); defer mu.Unlock(); return inFlight == 3 })
+	crashing.Conn().Close() // no drain, no flush: the process is gone
+	stop()
+
+	var c collector
+	cfg.DrainTimeout = 0
+	next, err := pubsub.NewSubscriber(owner, "crash", "s", c.handle, pubsub.WithDelivery(cfg))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pubsubtest.Start(t, next)
+	pubsubtest.WaitFor(t, "the three messages at the next instance", func() bool { return c.len() == 3 })
+}
+
+func TestIdempotencyStore(t *testing.T) {
+	t.Parallel()
+	owner := newEmbedded(t)
+	a, err := natsjs.NewIdempotencyStore(t.Context(), owner, "handled", time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := natsjs.NewIdempotencyStore(t.Context(), connectTo(t, owner), "handled", time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key := "profiles.changed/audit/ID with spaces & symbols"
+	if seen, err := b.Seen(t.Context(), key); err != nil || seen {
+		t.Fatalf("Seen before Record = %v, %v", seen, err)
+	}
+	if err := a.Record(t.Context(), key); err != nil {
+		t.Fatal(err)
+	}
+	if seen, err := b.Seen(t.Context(), key); err != nil || !seen {
+		t.Errorf("Seen from another instance after Record = %v, %v; want true", seen, err)
+	}
+	if _, err := natsjs.NewIdempotencyStore(t.Context(), owner, "bad", 0); err == nil {
+		t.Error("NewIdempotencyStore with ttl 0 = nil error")
+	}
+}
+
+// TestConsumerDeletedIsRecreated: a subscription whose consumer an operator
+// deletes creates it again and goes on consuming.
+func TestConsumerDeletedIsRecreated(t *testing.T) {
+	t.Parallel()
+	b := newEmbedded(t)
+	var c collector
+	sub, err := pubsub.NewSubscriber(b, "fragile", "s", c.handle)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pubsubtest.Start(t, sub)
+	pub, err := pubsub.NewPublisher[pingv1.PingRequest](b, "fragile")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := pub.Publish(t.Context(), &pingv1.PingRequest{Number: 1}); err != nil {
+		t.Fatal(err)
+	}
+	pubsubtest.WaitFor(t, "the first message", func() bool { return c.len() == 1 })
+	if err := b.JetStream().DeleteConsumer(t.Context(), "fragile", "s"); err != nil {
+		t.Fatal(err)
+	}
+	if err := pub.Publish(t.Context(), &pingv1.PingRequest{Number: 2}); err != nil {
+		t.Fatal(err)
+	}
+	// The new consumer starts from what the stream retains: message 1 again,
+	// then message 2.
+	pubsubtest.WaitFor(t, "the message published after the deletion", func() bool {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		return slices.Contains(c.numbers, 2)
+	})
+}
+
+// TestForeignProducer: a message published with plain NATS, lower-case
+// headers and no pubsub headers is delivered like any other.
+func TestForeignProducer(t *testing.T) {
+	t.Parallel()
+	b := newEmbedded(t)
+	got := make(chan pubsub.MessageInfo, 1)
+	sub, err := pubsub.NewSubscriber(b, "foreign", "s", func(ctx context.Context, m *pingv1.PingRequest) error {
+		info, _ := pubsub.MessageInfoFrom(ctx)
+		if m.GetNumber() == 7 {
+			got <- info
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pubsubtest.Start(t, sub) // creates the stream
+	data, err := proto.Marshal(&pingv1.PingRequest{Number: 7})
+	if err != nil {
+		t.Fatal(err)
+	}
+	msg := nats.NewMsg("foreign")
+	msg.Data = data
+	msg.Header["traceparent"] = []string{"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"}
+	msg.Header["content-type"] = []string{"application/proto"}
+	if _, err := b.JetStream().PublishMsg(t.Context(), msg); err != nil {
+		t.Fatal(err)
+	}
+	info := <-got
+	if tp := info.Header.Get("Traceparent"); !strings.HasPrefix(tp, "00-0af7651916cd43dd") {
+		t.Errorf("traceparent header = %q, want the producer's", tp)
+	}
+	if info.ID != "foreign:1" || info.Attempt != 1 {
+		t.Errorf("MessageInfo = %+v, want id foreign:1 (stream and sequence) and attempt 1", info)
+	}
+}

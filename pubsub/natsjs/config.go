@@ -1,0 +1,217 @@
+package natsjs
+
+import (
+	"fmt"
+	"net"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Config configures a [Broker]. Its zero value is valid: it starts an
+// embedded NATS server with JetStream file storage in ./data/nats, reachable
+// only from inside the process. Each field names its environment variable
+// (read by [ConfigFromEnv]) and its default.
+type Config struct {
+	// URL of an external NATS cluster (NATS_URL), such as
+	// "nats://nats-1:4222,nats://nats-2:4222". Empty (the default) starts an
+	// embedded server instead.
+	URL string
+	// CredentialsFile is a NATS credentials file for the external cluster
+	// (NATS_CREDS). Default: none.
+	CredentialsFile string
+	// Name is the connection's name, as the server shows it (NATS_NAME).
+	// Default "connectkit".
+	Name string
+
+	// DataDir is where the embedded server stores JetStream's files
+	// (NATS_DATA_DIR). Default "data/nats".
+	DataDir string
+	// Listen is the embedded server's client address, "host:port"
+	// (NATS_LISTEN), for the nats CLI or other processes; port -1 picks a
+	// free port. Default: none, the server is reachable only in-process.
+	Listen string
+	// SyncInterval is how often the embedded server fsyncs JetStream's files
+	// (NATS_SYNC_INTERVAL). A message is acknowledged to its publisher once
+	// written to the operating system, so a process crash loses nothing, but
+	// an operating system crash or power loss can lose the messages of the
+	// last SyncInterval. Default 2m, nats-server's own. Ignored with URL.
+	SyncInterval time.Duration
+	// SyncAlways makes the embedded server fsync every write before
+	// acknowledging it (NATS_SYNC_ALWAYS=true): nothing acknowledged is lost
+	// to an operating system crash, at a large cost in throughput. Default
+	// false. Ignored with URL.
+	SyncAlways bool
+
+	// Replicas is the number of replicas of each stream (NATS_REPLICAS): 3
+	// on a cluster of 3 or more servers survives the loss of one. Default 1.
+	Replicas int
+	// MaxAge is how long a topic's stream keeps a message, acknowledged or
+	// not (NATS_MAX_AGE); new subscriptions receive what it keeps. Default
+	// 168h (7 days); negative keeps messages forever.
+	MaxAge time.Duration
+	// DuplicateWindow is how long a message id is remembered to drop
+	// duplicate publishes (NATS_DUPLICATE_WINDOW). Default 2m.
+	DuplicateWindow time.Duration
+	// PublishWindow is the most publishes awaiting the server's
+	// acknowledgement at once (NATS_PUBLISH_WINDOW); publishing blocks
+	// while it is full. Default 4096.
+	PublishWindow int
+	// PublishTimeout is how long a publish waits for the server's
+	// acknowledgement before failing (NATS_PUBLISH_TIMEOUT). Default 30s.
+	PublishTimeout time.Duration
+	// MaxAckPending is the most messages a subscription may have delivered
+	// and not yet acknowledged, across its instances, including failed
+	// messages waiting for their retry (NATS_MAX_ACK_PENDING). Default 10000.
+	MaxAckPending int
+	// DeadLetterStream names the stream of dead letters
+	// (NATS_DEAD_LETTER_STREAM). Default "PUBSUB_DEAD_LETTERS".
+	DeadLetterStream string
+}
+
+// Defaults of [Config].
+const (
+	DefaultName             = "connectkit"
+	DefaultDataDir          = "data/nats"
+	DefaultSyncInterval     = 2 * time.Minute
+	DefaultReplicas         = 1
+	DefaultMaxAge           = 7 * 24 * time.Hour
+	DefaultDuplicateWindow  = 2 * time.Minute
+	DefaultPublishWindow    = 4096
+	DefaultPublishTimeout   = 30 * time.Second
+	DefaultMaxAckPending    = 10000
+	DefaultDeadLetterStream = "PUBSUB_DEAD_LETTERS"
+)
+
+// ConfigFromEnv reads a Config from the NATS_* environment variables named
+// on its fields; unset variables keep the defaults. It returns an error
+// naming the variable and value that cannot be parsed or are invalid.
+func ConfigFromEnv() (Config, error) {
+	return configFrom(os.Getenv)
+}
+
+func configFrom(getenv func(string) string) (Config, error) {
+	c := Config{
+		URL:              getenv("NATS_URL"),
+		CredentialsFile:  getenv("NATS_CREDS"),
+		Name:             getenv("NATS_NAME"),
+		DataDir:          getenv("NATS_DATA_DIR"),
+		Listen:           getenv("NATS_LISTEN"),
+		DeadLetterStream: getenv("NATS_DEAD_LETTER_STREAM"),
+	}
+	durations := []struct {
+		env string
+		dst *time.Duration
+	}{
+		{"NATS_SYNC_INTERVAL", &c.SyncInterval},
+		{"NATS_MAX_AGE", &c.MaxAge},
+		{"NATS_DUPLICATE_WINDOW", &c.DuplicateWindow},
+		{"NATS_PUBLISH_TIMEOUT", &c.PublishTimeout},
+	}
+	for _, d := range durations {
+		if v := getenv(d.env); v != "" {
+			parsed, err := time.ParseDuration(v)
+			if err != nil {
+				return Config{}, fmt.Errorf("natsjs: %s=%q: not a duration such as 30s or 2m", d.env, v)
+			}
+			*d.dst = parsed
+		}
+	}
+	ints := []struct {
+		env string
+		dst *int
+	}{
+		{"NATS_REPLICAS", &c.Replicas},
+		{"NATS_PUBLISH_WINDOW", &c.PublishWindow},
+		{"NATS_MAX_ACK_PENDING", &c.MaxAckPending},
+	}
+	for _, i := range ints {
+		if v := getenv(i.env); v != "" {
+			parsed, err := strconv.Atoi(v)
+			if err != nil {
+				return Config{}, fmt.Errorf("natsjs: %s=%q: not an integer", i.env, v)
+			}
+			*i.dst = parsed
+		}
+	}
+	if v := getenv("NATS_SYNC_ALWAYS"); v != "" {
+		parsed, err := strconv.ParseBool(v)
+		if err != nil {
+			return Config{}, fmt.Errorf("natsjs: NATS_SYNC_ALWAYS=%q: not true or false", v)
+		}
+		c.SyncAlways = parsed
+	}
+	return c, c.Validate()
+}
+
+// Validate reports the first field with an invalid value, by name.
+func (c Config) Validate() error {
+	switch {
+	case c.URL != "" && c.Listen != "":
+		return fmt.Errorf("natsjs: Config.Listen = %q is for the embedded server, but Config.URL = %q selects an external one", c.Listen, c.URL)
+	case c.SyncInterval < 0:
+		return fmt.Errorf("natsjs: Config.SyncInterval = %v: must not be negative", c.SyncInterval)
+	case c.Replicas < 0 || c.Replicas > 5:
+		return fmt.Errorf("natsjs: Config.Replicas = %d: must be 1 to 5", c.Replicas)
+	case c.URL == "" && c.Replicas > 1:
+		return fmt.Errorf("natsjs: Config.Replicas = %d needs a cluster (Config.URL); the embedded server is one server", c.Replicas)
+	case c.DuplicateWindow < 0:
+		return fmt.Errorf("natsjs: Config.DuplicateWindow = %v: must not be negative", c.DuplicateWindow)
+	case c.PublishWindow < 0:
+		return fmt.Errorf("natsjs: Config.PublishWindow = %d: must not be negative", c.PublishWindow)
+	case c.PublishTimeout < 0:
+		return fmt.Errorf("natsjs: Config.PublishTimeout = %v: must not be negative", c.PublishTimeout)
+	case c.MaxAckPending < 0:
+		return fmt.Errorf("natsjs: Config.MaxAckPending = %d: must not be negative", c.MaxAckPending)
+	case strings.ContainsAny(c.DeadLetterStream, ". *>/\\\t\n"):
+		return fmt.Errorf("natsjs: Config.DeadLetterStream = %q: a stream name has no '.', '*', '>', spaces or slashes", c.DeadLetterStream)
+	}
+	if c.Listen != "" {
+		_, port, err := net.SplitHostPort(c.Listen)
+		if err != nil {
+			return fmt.Errorf("natsjs: Config.Listen = %q: %w", c.Listen, err)
+		}
+		if p, err := strconv.Atoi(port); err != nil || p < -1 || p > 65535 {
+			return fmt.Errorf("natsjs: Config.Listen = %q: port %q is not -1 to 65535", c.Listen, port)
+		}
+	}
+	return nil
+}
+
+func (c Config) withDefaults() Config {
+	if c.Name == "" {
+		c.Name = DefaultName
+	}
+	if c.DataDir == "" {
+		c.DataDir = DefaultDataDir
+	}
+	if c.SyncInterval == 0 {
+		c.SyncInterval = DefaultSyncInterval
+	}
+	if c.Replicas == 0 {
+		c.Replicas = DefaultReplicas
+	}
+	if c.MaxAge == 0 {
+		c.MaxAge = DefaultMaxAge
+	}
+	if c.MaxAge < 0 {
+		c.MaxAge = 0 // JetStream: no limit
+	}
+	if c.DuplicateWindow == 0 {
+		c.DuplicateWindow = DefaultDuplicateWindow
+	}
+	if c.PublishWindow == 0 {
+		c.PublishWindow = DefaultPublishWindow
+	}
+	if c.PublishTimeout == 0 {
+		c.PublishTimeout = DefaultPublishTimeout
+	}
+	if c.MaxAckPending == 0 {
+		c.MaxAckPending = DefaultMaxAckPending
+	}
+	if c.DeadLetterStream == "" {
+		c.DeadLetterStream = DefaultDeadLetterStream
+	}
+	return c
+}

@@ -1,0 +1,83 @@
+package natsjs
+
+import (
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestConfigFromEnv(t *testing.T) {
+	t.Parallel()
+	env := map[string]string{
+		"NATS_URL":              "nats://a:4222,nats://b:4222",
+		"NATS_CREDS":            "/etc/nats/app.creds",
+		"NATS_REPLICAS":         "3",
+		"NATS_MAX_AGE":          "24h",
+		"NATS_DUPLICATE_WINDOW": "5m",
+		"NATS_PUBLISH_WINDOW":   "1024",
+		"NATS_SYNC_ALWAYS":      "true",
+	}
+	cfg, err := configFrom(func(k string) string { return env[k] })
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := Config{URL: env["NATS_URL"], CredentialsFile: "/etc/nats/app.creds", Replicas: 3, MaxAge: 24 * time.Hour,
+		DuplicateWindow: 5 * time.Minute, PublishWindow: 1024, SyncAlways: true}
+	if cfg != want {
+		t.Errorf("configFrom = %+v, want %+v", cfg, want)
+	}
+	empty, err := configFrom(func(string) string { return "" })
+	if err != nil || empty != (Config{}) {
+		t.Errorf("configFrom(no variables) = %+v, %v; want the zero Config", empty, err)
+	}
+}
+
+func TestConfigFromEnvErrors(t *testing.T) {
+	t.Parallel()
+	for name, tc := range map[string]struct {
+		env  map[string]string
+		want string
+	}{
+		"bad duration": {map[string]string{"NATS_MAX_AGE": "a week"}, `NATS_MAX_AGE="a week": not a duration`},
+		"bad integer":  {map[string]string{"NATS_REPLICAS": "three"}, `NATS_REPLICAS="three": not an integer`},
+		"bad bool":     {map[string]string{"NATS_SYNC_ALWAYS": "yes please"}, `NATS_SYNC_ALWAYS="yes please"`},
+		"invalid":      {map[string]string{"NATS_REPLICAS": "3"}, "Config.Replicas = 3 needs a cluster"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			_, err := configFrom(func(k string) string { return tc.env[k] })
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("got %v, want an error containing %q", err, tc.want)
+			}
+		})
+	}
+}
+
+func TestConfigValidate(t *testing.T) {
+	t.Parallel()
+	for name, tc := range map[string]struct {
+		cfg  Config
+		want string
+	}{
+		"zero":              {Config{}, ""},
+		"listen random":     {Config{Listen: "127.0.0.1:-1"}, ""},
+		"listen and url":    {Config{URL: "nats://x", Listen: ":4222"}, "Config.Listen"},
+		"bad listen":        {Config{Listen: "nowhere"}, `Config.Listen = "nowhere"`},
+		"bad port":          {Config{Listen: "localhost:99999"}, "port"},
+		"negative sync":     {Config{SyncInterval: -time.Second}, "Config.SyncInterval"},
+		"too many replicas": {Config{URL: "nats://x", Replicas: 7}, "Config.Replicas = 7"},
+		"negative window":   {Config{PublishWindow: -1}, "Config.PublishWindow = -1"},
+		"dotted stream":     {Config{DeadLetterStream: "dead.letters"}, "Config.DeadLetterStream"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			err := tc.cfg.Validate()
+			switch {
+			case tc.want == "" && err != nil:
+				t.Errorf("Validate() = %v, want nil", err)
+			case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)):
+				t.Errorf("Validate() = %v, want an error containing %q", err, tc.want)
+			}
+		})
+	}
+}

@@ -1,0 +1,220 @@
+package natsjs
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/textproto"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/connectkit/connectkit/pubsub"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Subscribe implements [pubsub.Broker]: it creates or updates the durable
+// pull consumer named after the subscription on the topic's stream, reading
+// the topic's subject and the subscription's re-drive subject, and consumes
+// it with up to cfg.Prefetch messages buffered. If the consumer or the stream
+// is deleted while it runs (by an operator, say), it creates them again and
+// goes on: the new consumer starts from the messages the stream retains.
+func (b *Broker) Subscribe(ctx context.Context, cfg pubsub.ConsumerConfig, deliver func(pubsub.Delivery)) (pubsub.Consumer, error) {
+	c := &consumer{
+		b:       b,
+		cfg:     cfg,
+		deliver: deliver,
+		logger:  b.logger.With("topic", cfg.Topic, "subscription", cfg.Subscription),
+	}
+	if err := c.start(ctx); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// consumer is one running consumption of a subscription.
+type consumer struct {
+	b       *Broker
+	cfg     pubsub.ConsumerConfig
+	deliver func(pubsub.Delivery)
+	logger  *slog.Logger
+
+	mu      sync.Mutex
+	cc      jetstream.ConsumeContext
+	stopped bool // Drain was called
+	healing bool // recreating a deleted consumer
+}
+
+func (c *consumer) start(ctx context.Context) error {
+	if err := c.b.ensureStream(ctx, c.cfg.Topic); err != nil {
+		return err
+	}
+	stream := streamName(c.cfg.Topic)
+	cons, err := c.b.js.CreateOrUpdateConsumer(ctx, stream, jetstream.ConsumerConfig{
+		Durable:        c.cfg.Subscription,
+		Description:    "pubsub subscription " + c.cfg.Subscription + " of " + c.cfg.Topic,
+		FilterSubjects: []string{c.cfg.Topic, redriveSubject(c.cfg.Subscription, c.cfg.Topic)},
+		DeliverPolicy:  jetstream.DeliverAllPolicy,
+		AckPolicy:      jetstream.AckExplicitPolicy,
+		AckWait:        c.cfg.AckWait,
+		MaxDeliver:     -1, // pubsub dead-letters after its own MaxAttempts
+		MaxAckPending:  c.b.cfg.MaxAckPending,
+	})
+	if err != nil {
+		return fmt.Errorf("natsjs: failed to create or update consumer %s of stream %s: %w", c.cfg.Subscription, stream, err)
+	}
+	cc, err := cons.Consume(func(m jetstream.Msg) { c.deliver(newDelivery(m)) },
+		jetstream.PullMaxMessages(max(c.cfg.Prefetch, 1)),
+		jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) { c.onError(err) }),
+	)
+	if err != nil {
+		return fmt.Errorf("natsjs: failed to consume %s of stream %s: %w", c.cfg.Subscription, stream, err)
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.stopped {
+		cc.Stop()
+		return nil
+	}
+	c.cc = cc
+	return nil
+}
+
+func (c *consumer) onError(err error) {
+	if !errors.Is(err, jetstream.ErrConsumerDeleted) && !errors.Is(err, jetstream.ErrConsumerNotFound) && !errors.Is(err, jetstream.ErrStreamNotFound) {
+		c.logger.Warn("natsjs: consumer error", "err", err)
+		return
+	}
+	c.mu.Lock()
+	if c.stopped || c.healing {
+		c.mu.Unlock()
+		return
+	}
+	c.healing = true
+	old := c.cc
+	c.mu.Unlock()
+	old.Stop()
+	c.logger.Error("natsjs: consumer deleted; creating it again", "err", err)
+	go c.heal()
+}
+
+// heal creates the stream and the consumer again, retrying until it succeeds
+// or the consumer is drained.
+func (c *consumer) heal() {
+	defer func() {
+		c.mu.Lock()
+		c.healing = false
+		c.mu.Unlock()
+	}()
+	c.b.streams.Delete(c.cfg.Topic) // the stream may be gone too
+	retry := pubsub.Backoff{Initial: 100 * time.Millisecond, Max: 30 * time.Second}
+	for attempt := 1; ; attempt++ {
+		c.mu.Lock()
+		stopped := c.stopped
+		c.mu.Unlock()
+		if stopped {
+			return
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		err := c.start(ctx)
+		cancel()
+		if err == nil {
+			c.logger.Info("natsjs: consumer created again")
+			return
+		}
+		c.logger.Error("natsjs: failed to create the consumer again; retrying", "err", err)
+		select {
+		case <-time.After(retry.Delay(attempt)):
+		case <-c.b.closed:
+			return
+		}
+	}
+}
+
+// Drain implements [pubsub.Consumer]: the messages buffered when it is called
+// are passed to deliver before it returns.
+func (c *consumer) Drain(ctx context.Context) error {
+	c.mu.Lock()
+	c.stopped = true
+	cc := c.cc
+	c.mu.Unlock()
+	cc.Drain()
+	select {
+	case <-cc.Closed():
+		return nil
+	case <-ctx.Done():
+		cc.Stop()
+		return ctx.Err()
+	}
+}
+
+// Close implements [pubsub.Consumer]: it flushes the connection, so that
+// every verdict sent reached the server.
+func (c *consumer) Close(ctx context.Context) error {
+	c.mu.Lock()
+	c.stopped = true
+	cc := c.cc
+	c.mu.Unlock()
+	cc.Stop()
+	if c.b.nc.IsClosed() {
+		return pubsub.ErrClosed
+	}
+	return c.b.nc.FlushWithContext(ctx)
+}
+
+// delivery is a JetStream message delivered to a consumer.
+type delivery struct {
+	m       jetstream.Msg
+	msg     pubsub.Message
+	attempt int
+}
+
+func newDelivery(m jetstream.Msg) *delivery {
+	h := canonical(http.Header(m.Headers()))
+	d := &delivery{m: m, msg: pubsub.Message{Topic: m.Subject(), Header: h, Data: m.Data()}, attempt: 1}
+	if id := h[headerMessageID]; len(id) > 0 { // a re-driven message
+		d.msg.ID = id[0]
+		delete(h, headerMessageID)
+	} else if id := h[headerMsgID]; len(id) > 0 {
+		d.msg.ID = id[0]
+	}
+	delete(h, headerMsgID)
+	if topic, ok := strings.CutPrefix(d.msg.Topic, "_pubsub.redrive."); ok {
+		_, d.msg.Topic, _ = strings.Cut(topic, ".") // after the subscription
+	}
+	if md, err := m.Metadata(); err == nil {
+		d.attempt = int(md.NumDelivered)
+		if d.msg.ID == "" { // from a producer that is not pubsub: the stream position is stable
+			d.msg.ID = md.Stream + ":" + strconv.FormatUint(md.Sequence.Stream, 10)
+		}
+	}
+	return d
+}
+
+func (d *delivery) Message() *pubsub.Message { return &d.msg }
+func (d *delivery) Attempt() int             { return d.attempt }
+func (d *delivery) Ack() error               { return d.m.Ack() }
+func (d *delivery) Term(reason string) error { return d.m.TermWithReason(reason) }
+
+func (d *delivery) Nak(delay time.Duration) error {
+	if delay <= 0 {
+		return d.m.Nak()
+	}
+	return d.m.NakWithDelay(delay)
+}
+
+// canonical gives the keys of h the canonical form that http.Header.Get
+// expects, for headers of producers that are not pubsub ("traceparent",
+// "content-type"). It allocates only for keys not in that form.
+func canonical(h http.Header) http.Header {
+	for k, v := range h {
+		if c := textproto.CanonicalMIMEHeaderKey(k); c != k {
+			delete(h, k)
+			h[c] = append(h[c], v...)
+		}
+	}
+	return h
+}

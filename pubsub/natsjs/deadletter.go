@@ -1,0 +1,215 @@
+package natsjs
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"iter"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/connectkit/connectkit/pubsub"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Headers of a dead letter, besides the original message's.
+const (
+	headerSubscription = "Pubsub-Subscription"
+	headerAttempts     = "Pubsub-Attempts"
+	headerReason       = "Pubsub-Reason"
+	headerError        = "Pubsub-Error"
+	headerDeadAt       = "Pubsub-Dead-Lettered-At"
+)
+
+const deadPrefix = "_pubsub.dead."
+
+func deadSubject(subscription, topic string) string {
+	return deadPrefix + subscription + "." + topic
+}
+
+func (b *Broker) ensureDeadLetterStream(ctx context.Context) error {
+	return b.dlOnce.do(func() error {
+		return b.upsertStream(ctx, jetstream.StreamConfig{
+			Name:        b.cfg.DeadLetterStream,
+			Description: "pubsub dead letters",
+			Subjects:    []string{deadPrefix + ">"},
+			Retention:   jetstream.LimitsPolicy,
+			Storage:     jetstream.FileStorage,
+			Replicas:    b.cfg.Replicas,
+			Duplicates:  b.cfg.DuplicateWindow,
+			Discard:     jetstream.DiscardOld,
+		}, "dead letters")
+	})
+}
+
+// DeadLetter implements [pubsub.Broker]: a synchronous publish to the
+// dead-letter stream, with the original headers and payload.
+func (b *Broker) DeadLetter(ctx context.Context, dl *pubsub.DeadLetter) error {
+	if err := b.ensureDeadLetterStream(ctx); err != nil {
+		return err
+	}
+	h := make(nats.Header, len(dl.Message.Header)+6)
+	for k, v := range dl.Message.Header {
+		h[k] = v
+	}
+	delete(h, headerMsgID) // a dead letter of a re-driven message must not be a duplicate
+	h[headerMessageID] = []string{dl.Message.ID}
+	h[headerSubscription] = []string{dl.Subscription}
+	h[headerAttempts] = []string{strconv.Itoa(dl.Attempts)}
+	h[headerReason] = []string{string(dl.Reason)}
+	h[headerError] = []string{headerSafe(dl.Error, 1024)}
+	h[headerDeadAt] = []string{dl.Time.UTC().Format(time.RFC3339Nano)}
+	_, err := b.js.PublishMsg(ctx, &nats.Msg{Subject: deadSubject(dl.Subscription, dl.Message.Topic), Header: h, Data: dl.Message.Data})
+	if err != nil {
+		return fmt.Errorf("natsjs: failed to store dead letter: %w", err)
+	}
+	return nil
+}
+
+// headerSafe makes s a header value: one line, at most n bytes.
+func headerSafe(s string, n int) string {
+	s = strings.Map(func(r rune) rune {
+		if r == '\r' || r == '\n' {
+			return ' '
+		}
+		return r
+	}, s)
+	if len(s) > n {
+		s = strings.ToValidUTF8(s[:n], "")
+	}
+	return s
+}
+
+// DeadLetters implements [pubsub.Broker]. It reads the dead-letter stream
+// message by message (a request each), which suits the small numbers dead
+// letters come in.
+func (b *Broker) DeadLetters(ctx context.Context, topic, subscription string) iter.Seq2[*pubsub.DeadLetter, error] {
+	return func(yield func(*pubsub.DeadLetter, error) bool) {
+		s, err := b.js.Stream(ctx, b.cfg.DeadLetterStream)
+		if errors.Is(err, jetstream.ErrStreamNotFound) {
+			return
+		}
+		if err != nil {
+			yield(nil, fmt.Errorf("natsjs: failed to open the dead-letter stream: %w", err))
+			return
+		}
+		filter := deadSubject(or(subscription, "*"), or(topic, ">"))
+		for seq := uint64(1); ; {
+			raw, err := s.GetMsg(ctx, seq, jetstream.WithGetMsgSubject(filter))
+			if errors.Is(err, jetstream.ErrMsgNotFound) {
+				return
+			}
+			if err != nil {
+				yield(nil, fmt.Errorf("natsjs: failed to read dead letters: %w", err))
+				return
+			}
+			seq = raw.Sequence + 1
+			if !yield(parseDeadLetter(raw), nil) {
+				return
+			}
+		}
+	}
+}
+
+func or(s, otherwise string) string {
+	if s == "" {
+		return otherwise
+	}
+	return s
+}
+
+func parseDeadLetter(raw *jetstream.RawStreamMsg) *pubsub.DeadLetter {
+	h := http.Header(raw.Header)
+	dl := &pubsub.DeadLetter{
+		Message:      pubsub.Message{ID: first(h, headerMessageID), Data: raw.Data},
+		Subscription: first(h, headerSubscription),
+		Reason:       pubsub.Reason(first(h, headerReason)),
+		Error:        first(h, headerError),
+		Ref:          strconv.FormatUint(raw.Sequence, 10),
+	}
+	dl.Attempts, _ = strconv.Atoi(first(h, headerAttempts))
+	dl.Time, _ = time.Parse(time.RFC3339Nano, first(h, headerDeadAt))
+	if rest, ok := strings.CutPrefix(raw.Subject, deadPrefix); ok {
+		_, dl.Message.Topic, _ = strings.Cut(rest, ".")
+	}
+	dl.Message.Header = originalHeader(h)
+	return dl
+}
+
+// originalHeader returns the headers of a dead letter that the original
+// message had.
+func originalHeader(h http.Header) http.Header {
+	out := make(http.Header, len(h))
+	for k, v := range h {
+		switch k {
+		case headerMessageID, headerSubscription, headerAttempts, headerReason, headerError, headerDeadAt, headerMsgID:
+			continue
+		}
+		out[k] = v
+	}
+	return out
+}
+
+func first(h http.Header, key string) string {
+	if v := h[key]; len(v) > 0 {
+		return v[0]
+	}
+	return ""
+}
+
+// Redrive implements [pubsub.Broker]: it publishes the stored message to the
+// subscription's re-drive subject (deduplicated on the dead letter's
+// sequence, so a retried Redrive delivers once), then deletes the dead
+// letter.
+func (b *Broker) Redrive(ctx context.Context, dl *pubsub.DeadLetter) error {
+	s, seq, err := b.deadLetterRef(ctx, dl)
+	if err != nil {
+		return err
+	}
+	raw, err := s.GetMsg(ctx, seq)
+	if err != nil {
+		return fmt.Errorf("natsjs: failed to read dead letter %d: %w", seq, err)
+	}
+	stored := parseDeadLetter(raw)
+	if err := b.ensureStream(ctx, stored.Message.Topic); err != nil {
+		return err
+	}
+	h := nats.Header(stored.Message.Header)
+	h[headerMessageID] = []string{stored.Message.ID}
+	h[headerMsgID] = []string{"redrive-" + b.cfg.DeadLetterStream + "-" + dl.Ref}
+	subject := redriveSubject(stored.Subscription, stored.Message.Topic)
+	if _, err := b.js.PublishMsg(ctx, &nats.Msg{Subject: subject, Header: h, Data: stored.Message.Data}); err != nil {
+		return fmt.Errorf("natsjs: failed to re-drive dead letter %d: %w", seq, err)
+	}
+	if err := s.DeleteMsg(ctx, seq); err != nil {
+		return fmt.Errorf("natsjs: re-drove dead letter %d but failed to delete it: %w", seq, err)
+	}
+	return nil
+}
+
+// DeleteDeadLetter implements [pubsub.Broker].
+func (b *Broker) DeleteDeadLetter(ctx context.Context, dl *pubsub.DeadLetter) error {
+	s, seq, err := b.deadLetterRef(ctx, dl)
+	if err != nil {
+		return err
+	}
+	if err := s.DeleteMsg(ctx, seq); err != nil {
+		return fmt.Errorf("natsjs: failed to delete dead letter %d: %w", seq, err)
+	}
+	return nil
+}
+
+func (b *Broker) deadLetterRef(ctx context.Context, dl *pubsub.DeadLetter) (jetstream.Stream, uint64, error) {
+	seq, err := strconv.ParseUint(dl.Ref, 10, 64)
+	if err != nil {
+		return nil, 0, fmt.Errorf("natsjs: dead letter ref %q is not a sequence number", dl.Ref)
+	}
+	s, err := b.js.Stream(ctx, b.cfg.DeadLetterStream)
+	if err != nil {
+		return nil, 0, fmt.Errorf("natsjs: failed to open the dead-letter stream: %w", err)
+	}
+	return s, seq, nil
+}

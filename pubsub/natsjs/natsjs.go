@@ -1,0 +1,290 @@
+// Package natsjs is the NATS JetStream [pubsub.Broker], on
+// [github.com/nats-io/nats.go/jetstream]. With no URL configured it starts an
+// embedded [nats-server] with JetStream file storage, so a service needs
+// nothing external; with [Config.URL] it connects to a NATS cluster instead.
+//
+// Each topic is a stream (named after the topic, dots turned to
+// underscores) holding the topic's subject and the subjects of re-driven
+// messages; each subscription is a durable pull consumer of that stream,
+// shared by every instance that consumes it. Dead letters go to one stream,
+// [Config.DeadLetterStream], under "_pubsub.dead.<subscription>.<topic>".
+// Streams and consumers are created or updated idempotently when first used.
+//
+// It is the only package of connectkit that imports nats.go and
+// nats-server.
+//
+// [nats-server]: https://pkg.go.dev/github.com/nats-io/nats-server/v2/server
+package natsjs
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/connectkit/connectkit/pubsub"
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Option configures a [Broker] with a code dependency.
+type Option interface {
+	apply(*options)
+}
+
+type options struct {
+	logger   *slog.Logger
+	natsOpts []nats.Option
+}
+
+type optionFunc func(*options)
+
+func (f optionFunc) apply(o *options) { f(o) }
+
+// WithLogger sets the logger of the broker and of the embedded server.
+// Default: none (a discarding logger).
+func WithLogger(logger *slog.Logger) Option {
+	return optionFunc(func(o *options) { o.logger = logger })
+}
+
+// WithNATSOptions adds options to the NATS connection (TLS, authentication,
+// reconnect policy, ...), applied after the broker's own.
+func WithNATSOptions(opts ...nats.Option) Option {
+	return optionFunc(func(o *options) { o.natsOpts = append(o.natsOpts, opts...) })
+}
+
+// Broker is a [pubsub.Broker] on NATS JetStream. It is safe for concurrent
+// use. Close it after everything that uses it has stopped: it drains the
+// connection, then shuts the embedded server down.
+type Broker struct {
+	cfg    Config
+	logger *slog.Logger
+	server *server.Server // the embedded server; nil with Config.URL
+	nc     *nats.Conn
+	js     jetstream.JetStream
+	closed chan struct{} // closed when the connection is
+
+	window  chan struct{} // one token per publish awaiting its ack
+	streams sync.Map      // topic → *streamState
+	dlOnce  onceErr       // the dead-letter stream exists
+}
+
+var _ pubsub.Broker = (*Broker)(nil)
+
+// New starts the embedded server (when cfg.URL is empty) and connects to it
+// or to cfg.URL.
+func New(ctx context.Context, cfg Config, opts ...Option) (*Broker, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	var o options
+	for _, opt := range opts {
+		opt.apply(&o)
+	}
+	if o.logger == nil {
+		o.logger = slog.New(slog.DiscardHandler)
+	}
+	b := &Broker{
+		cfg:    cfg.withDefaults(),
+		logger: o.logger,
+		closed: make(chan struct{}),
+	}
+	b.window = make(chan struct{}, b.cfg.PublishWindow)
+	natsOpts := []nats.Option{
+		nats.Name(b.cfg.Name),
+		nats.MaxReconnects(-1),
+		nats.DrainTimeout(10 * time.Second),
+		nats.ClosedHandler(func(*nats.Conn) { close(b.closed) }),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			if err != nil {
+				b.logger.Warn("natsjs: disconnected", "err", err)
+			}
+		}),
+		nats.ReconnectHandler(func(nc *nats.Conn) { b.logger.Info("natsjs: reconnected", "url", nc.ConnectedUrlRedacted()) }),
+	}
+	url := b.cfg.URL
+	if url == "" {
+		srv, err := startServer(b.cfg, b.logger)
+		if err != nil {
+			return nil, err
+		}
+		b.server = srv
+		if b.cfg.Listen == "" {
+			natsOpts = append(natsOpts, nats.InProcessServer(srv))
+		} else {
+			url = srv.ClientURL()
+		}
+	} else if b.cfg.CredentialsFile != "" {
+		natsOpts = append(natsOpts, nats.UserCredentials(b.cfg.CredentialsFile))
+	}
+	natsOpts = append(natsOpts, o.natsOpts...)
+	nc, err := nats.Connect(url, natsOpts...)
+	if err != nil {
+		b.stopServer()
+		return nil, fmt.Errorf("natsjs: failed to connect to %s: %w", b.describe(), err)
+	}
+	b.nc = nc
+	release := func() { <-b.window }
+	b.js, err = jetstream.New(nc,
+		jetstream.WithPublishAsyncMaxPending(b.cfg.PublishWindow),
+		jetstream.WithPublishAsyncTimeout(b.cfg.PublishTimeout),
+		jetstream.WithPublishAsyncAckHandler(func(jetstream.JetStream, *nats.Msg, *jetstream.PubAck) { release() }),
+		jetstream.WithPublishAsyncErrHandler(func(jetstream.JetStream, *nats.Msg, error) { release() }),
+	)
+	if err != nil {
+		nc.Close()
+		b.stopServer()
+		return nil, fmt.Errorf("natsjs: failed to open JetStream: %w", err)
+	}
+	if err := b.Check(ctx); err != nil {
+		_ = b.Close()
+		return nil, err
+	}
+	return b, nil
+}
+
+func (b *Broker) describe() string {
+	if b.cfg.URL != "" {
+		return "NATS at " + b.cfg.URL
+	}
+	return "the embedded NATS server"
+}
+
+// startServer starts the embedded server and waits until it accepts
+// connections.
+func startServer(cfg Config, logger *slog.Logger) (*server.Server, error) {
+	opts := &server.Options{
+		ServerName:   cfg.Name,
+		JetStream:    true,
+		StoreDir:     cfg.DataDir,
+		SyncInterval: cfg.SyncInterval,
+		SyncAlways:   cfg.SyncAlways,
+		NoSigs:       true,
+		DontListen:   cfg.Listen == "",
+	}
+	if cfg.Listen != "" {
+		host, port, _ := net.SplitHostPort(cfg.Listen) // checked by Validate
+		opts.Host = host
+		opts.Port, _ = strconv.Atoi(port)
+	}
+	srv, err := server.NewServer(opts)
+	if err != nil {
+		return nil, fmt.Errorf("natsjs: failed to configure the embedded NATS server: %w", err)
+	}
+	srv.SetLoggerV2(serverLogger{logger}, false, false, false)
+	srv.Start()
+	if !srv.ReadyForConnections(30 * time.Second) {
+		srv.Shutdown()
+		return nil, fmt.Errorf("natsjs: the embedded NATS server (data in %s) did not start within 30s", cfg.DataDir)
+	}
+	return srv, nil
+}
+
+// ClientURL returns the URL at which other processes reach the embedded
+// server, or "" without one or when it listens in-process only.
+func (b *Broker) ClientURL() string {
+	if b.server == nil || b.cfg.Listen == "" {
+		return ""
+	}
+	return b.server.ClientURL()
+}
+
+// Conn returns the broker's NATS connection, for what package pubsub does
+// not cover (key-value buckets, requests).
+func (b *Broker) Conn() *nats.Conn { return b.nc }
+
+// JetStream returns the broker's JetStream context.
+func (b *Broker) JetStream() jetstream.JetStream { return b.js }
+
+// System implements [pubsub.Broker]: "nats".
+func (b *Broker) System() string { return "nats" }
+
+// Check implements [pubsub.Broker]: the connection is up and JetStream
+// answers.
+func (b *Broker) Check(ctx context.Context) error {
+	if status := b.nc.Status(); status != nats.CONNECTED {
+		return fmt.Errorf("natsjs: connection to %s is %s", b.describe(), status)
+	}
+	if _, err := b.js.AccountInfo(ctx); err != nil {
+		return fmt.Errorf("natsjs: JetStream of %s does not answer: %w", b.describe(), err)
+	}
+	return nil
+}
+
+// Close drains the connection (so that every acknowledgement reaches the
+// server), then shuts the embedded server down, last. It is idempotent.
+func (b *Broker) Close() error {
+	var err error
+	if !b.nc.IsClosed() {
+		if err = b.nc.Drain(); err != nil {
+			b.nc.Close()
+		}
+		select {
+		case <-b.closed:
+		case <-time.After(15 * time.Second):
+			b.nc.Close()
+		}
+	}
+	b.stopServer()
+	if errors.Is(err, nats.ErrConnectionClosed) {
+		err = nil
+	}
+	return err
+}
+
+func (b *Broker) stopServer() {
+	if b.server != nil {
+		b.server.Shutdown()
+		b.server.WaitForShutdown()
+	}
+}
+
+// onceErr runs a function until it succeeds once.
+type onceErr struct {
+	done atomic.Bool
+	mu   sync.Mutex
+}
+
+func (o *onceErr) do(f func() error) error {
+	if o.done.Load() {
+		return nil
+	}
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.done.Load() {
+		return nil
+	}
+	if err := f(); err != nil {
+		return err
+	}
+	o.done.Store(true)
+	return nil
+}
+
+// serverLogger logs the embedded server's messages with slog.
+type serverLogger struct{ logger *slog.Logger }
+
+func (l serverLogger) Noticef(format string, v ...any) {
+	l.logger.Info("nats-server: " + fmt.Sprintf(format, v...))
+}
+func (l serverLogger) Warnf(format string, v ...any) {
+	l.logger.Warn("nats-server: " + fmt.Sprintf(format, v...))
+}
+func (l serverLogger) Fatalf(format string, v ...any) {
+	l.logger.Error("nats-server: " + fmt.Sprintf(format, v...))
+}
+func (l serverLogger) Errorf(format string, v ...any) {
+	l.logger.Error("nats-server: " + fmt.Sprintf(format, v...))
+}
+func (l serverLogger) Debugf(format string, v ...any) {
+	l.logger.Debug("nats-server: " + fmt.Sprintf(format, v...))
+}
+func (l serverLogger) Tracef(format string, v ...any) {
+	l.logger.Debug("nats-server: " + fmt.Sprintf(format, v...))
+}

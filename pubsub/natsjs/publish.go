@@ -1,0 +1,152 @@
+package natsjs
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/connectkit/connectkit/pubsub"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Headers of JetStream and of this driver.
+const (
+	headerMsgID = "Nats-Msg-Id" // JetStream's deduplication key
+	// headerMessageID carries the pubsub message id when JetStream is not to
+	// deduplicate on it, and on a re-driven message, whose Nats-Msg-Id is the
+	// re-drive's own deduplication key.
+	headerMessageID = "Pubsub-Message-Id"
+)
+
+// streamName is the name of a topic's stream: the topic with its dots
+// turned to underscores.
+func streamName(topic string) string { return strings.ReplaceAll(topic, ".", "_") }
+
+// redriveSubject is where re-driven messages of a subscription go: a subject
+// of the topic's stream that only that subscription's consumer reads.
+func redriveSubject(subscription, topic string) string {
+	return "_pubsub.redrive." + subscription + "." + topic
+}
+
+// Publish implements [pubsub.Broker]: an asynchronous JetStream publish,
+// within Config.PublishWindow unacknowledged publishes. The message id is
+// Nats-Msg-Id (JetStream deduplicates on it) when the message is to be
+// deduplicated, header Pubsub-Message-Id otherwise: deduplication costs the
+// server a third of its throughput.
+func (b *Broker) Publish(ctx context.Context, msg *pubsub.Message) (pubsub.Confirmation, error) {
+	if b.nc.IsClosed() {
+		return nil, pubsub.ErrClosed
+	}
+	if err := b.ensureStream(ctx, msg.Topic); err != nil {
+		return nil, err
+	}
+	select {
+	case b.window <- struct{}{}:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	case <-b.closed:
+		return nil, pubsub.ErrClosed
+	}
+	h := nats.Header(msg.Header)
+	if h == nil {
+		h = nats.Header{}
+	}
+	switch {
+	case msg.Deduplicate:
+		h[headerMsgID] = []string{msg.ID}
+	case msg.ID != "":
+		h[headerMessageID] = []string{msg.ID}
+	}
+	paf, err := b.js.PublishMsgAsync(&nats.Msg{Subject: msg.Topic, Header: h, Data: msg.Data})
+	if err != nil {
+		<-b.window
+		return nil, b.publishError(msg.Topic, err)
+	}
+	return &confirmation{paf: paf, b: b, topic: msg.Topic}, nil
+}
+
+type confirmation struct {
+	paf   jetstream.PubAckFuture
+	b     *Broker
+	topic string
+}
+
+func (c *confirmation) Wait(ctx context.Context) error {
+	select {
+	case <-c.paf.Ok():
+		return nil
+	case err := <-c.paf.Err():
+		return c.b.publishError(c.topic, err)
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (b *Broker) publishError(topic string, err error) error {
+	if errors.Is(err, nats.ErrConnectionClosed) || errors.Is(err, nats.ErrConnectionDraining) {
+		return fmt.Errorf("%w: %w", pubsub.ErrClosed, err)
+	}
+	if errors.Is(err, jetstream.ErrNoStreamResponse) {
+		b.streams.Delete(topic) // deleted behind our back: create it again on the next publish
+	}
+	return fmt.Errorf("natsjs: publish to %s failed: %w", topic, err)
+}
+
+// streamState remembers that a topic's stream was set up.
+type streamState struct{ once onceErr }
+
+// ensureStream creates or updates the stream of topic, once per broker.
+func (b *Broker) ensureStream(ctx context.Context, topic string) error {
+	st, ok := b.streams.Load(topic)
+	if !ok {
+		st, _ = b.streams.LoadOrStore(topic, &streamState{})
+	}
+	return st.(*streamState).once.do(func() error {
+		return b.upsertStream(ctx, jetstream.StreamConfig{
+			Name:       streamName(topic),
+			Subjects:   []string{topic, redriveSubject("*", topic)},
+			Retention:  jetstream.LimitsPolicy,
+			Storage:    jetstream.FileStorage,
+			Replicas:   b.cfg.Replicas,
+			MaxAge:     b.cfg.MaxAge,
+			Duplicates: b.cfg.DuplicateWindow,
+			Discard:    jetstream.DiscardOld,
+		}, topic)
+	})
+}
+
+// upsertStream creates the stream of want, or updates the fields this driver
+// manages on an existing one. owner names what the stream is for, in the
+// error when a stream of that name holds other subjects.
+func (b *Broker) upsertStream(ctx context.Context, want jetstream.StreamConfig, owner string) error {
+	s, err := b.js.Stream(ctx, want.Name)
+	if errors.Is(err, jetstream.ErrStreamNotFound) {
+		_, err = b.js.CreateStream(ctx, want)
+		if !errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
+			if err != nil {
+				return fmt.Errorf("natsjs: failed to create stream %s for %s: %w", want.Name, owner, err)
+			}
+			return nil
+		}
+		s, err = b.js.Stream(ctx, want.Name) // another instance created it
+	}
+	if err != nil {
+		return fmt.Errorf("natsjs: failed to look up stream %s for %s: %w", want.Name, owner, err)
+	}
+	have := s.CachedInfo().Config
+	if !slices.Contains(have.Subjects, want.Subjects[0]) {
+		return fmt.Errorf("natsjs: stream %s exists with subjects %v, not %s: rename one of the topics", want.Name, have.Subjects, want.Subjects[0])
+	}
+	if slices.Equal(have.Subjects, want.Subjects) && have.Replicas == want.Replicas &&
+		have.MaxAge == want.MaxAge && have.Duplicates == want.Duplicates {
+		return nil
+	}
+	have.Subjects, have.Replicas, have.MaxAge, have.Duplicates = want.Subjects, want.Replicas, want.MaxAge, want.Duplicates
+	if _, err := b.js.UpdateStream(ctx, have); err != nil {
+		return fmt.Errorf("natsjs: failed to update stream %s for %s: %w", want.Name, owner, err)
+	}
+	return nil
+}

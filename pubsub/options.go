@@ -1,0 +1,103 @@
+package pubsub
+
+import (
+	"log/slog"
+
+	"connectrpc.com/connect"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Option configures a [Publisher] or a [Subscriber]. Every option is
+// accepted by both constructors and ignored where it does not apply (said on
+// each), so that func main can build one []Option with the chain, logger and
+// registry and pass it to every publisher and subscriber.
+type Option interface {
+	apply(*config)
+}
+
+type config struct {
+	logger         *slog.Logger
+	registry       prometheus.Registerer
+	clientOptions  []connect.ClientOption
+	handlerOptions []connect.HandlerOption
+	json           bool
+	noValidation   bool
+	delivery       DeliveryConfig
+}
+
+func newConfig(opts []Option) config {
+	var c config
+	for _, o := range opts {
+		o.apply(&c)
+	}
+	if c.logger == nil {
+		c.logger = slog.New(slog.DiscardHandler)
+	}
+	return c
+}
+
+type optionFunc func(*config)
+
+func (f optionFunc) apply(c *config) { f(c) }
+
+// WithLogger sets the logger of what happens outside the interceptor chain:
+// dead letters, verdicts that could not be sent, subscriptions that cannot
+// start. Default: none (a discarding logger); kit users pass srv.Logger().
+// The per-message log line is the chain's logging interceptor's job.
+func WithLogger(logger *slog.Logger) Option {
+	return optionFunc(func(c *config) { c.logger = logger })
+}
+
+// WithRegistry registers pubsub's own metrics (pubsub_redelivered_total,
+// pubsub_dead_lettered_total, pubsub_publish_errors_total,
+// pubsub_ack_errors_total) with reg; publishers and subscribers sharing a
+// registry share the metrics. Default: the metrics are kept but not
+// registered anywhere.
+func WithRegistry(reg prometheus.Registerer) Option {
+	return optionFunc(func(c *config) { c.registry = reg })
+}
+
+// WithClientOptions sets the connect client options under which a
+// [Publisher] presents each publish to the interceptor chain, as a unary
+// call: pass srv.ClientOptions()... so that the client chain (tracing
+// injecting traceparent, metrics, logging, auth headers) runs around every
+// publish. The options must keep connect's default Connect protocol
+// (connect.WithGRPC and connect.WithGRPCWeb are rejected at the first
+// publish). Ignored by subscribers.
+func WithClientOptions(opts ...connect.ClientOption) Option {
+	return optionFunc(func(c *config) { c.clientOptions = append(c.clientOptions, opts...) })
+}
+
+// WithHandlerOptions sets the connect handler options under which a
+// [Subscriber] presents each delivery to the interceptor chain, as a unary
+// call: pass srv.HandlerOptions()... so that the RPC chain (recovery,
+// logging, metrics, tracing, validation, auth) runs around every handler.
+// Ignored by publishers.
+func WithHandlerOptions(opts ...connect.HandlerOption) Option {
+	return optionFunc(func(c *config) { c.handlerOptions = append(c.handlerOptions, opts...) })
+}
+
+// WithJSON makes a [Publisher] encode messages as protobuf JSON
+// (Content-Type application/json) instead of the default protobuf binary.
+// Subscribers accept both encodings whatever the option. Ignored by
+// subscribers.
+func WithJSON() Option {
+	return optionFunc(func(c *config) { c.json = true })
+}
+
+// WithoutValidation turns off the protovalidate check that a [Publisher]
+// runs, as the innermost interceptor of its chain, on every message it
+// publishes. Use it when the client chain of WithClientOptions already
+// validates requests. Ignored by subscribers, which validate only if their
+// handler chain does.
+func WithoutValidation() Option {
+	return optionFunc(func(c *config) { c.noValidation = true })
+}
+
+// WithDelivery sets how a [Subscriber] handles its messages: concurrency,
+// attempts, backoff, ack wait, drain timeout. Default: the zero
+// [DeliveryConfig], whose fields document their defaults. Ignored by
+// publishers.
+func WithDelivery(cfg DeliveryConfig) Option {
+	return optionFunc(func(c *config) { c.delivery = cfg })
+}

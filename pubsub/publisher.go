@@ -1,0 +1,207 @@
+package pubsub
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync/atomic"
+
+	"connectrpc.com/connect"
+	"connectrpc.com/validate"
+	"github.com/connectkit/connectkit/internal/msgctx"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/emptypb"
+)
+
+// Publisher publishes messages of type M (a generated message struct, such
+// as examplev1.ProfileChanged) to one topic. Each publish runs through the
+// client interceptor chain of [WithClientOptions] as a unary call to
+// [PublishProcedure](topic), whose request headers become the message's
+// headers; the chain's outcome is the publish's.
+//
+// A Publisher is safe for concurrent use; concurrent publishes share the
+// broker's window of unconfirmed messages.
+type Publisher[M any] struct {
+	system   string
+	topic    string
+	typeName string
+	client   *connect.Client[M, emptypb.Empty]
+	ids      *idGenerator
+	metrics  *metrics
+}
+
+// NewPublisher returns a publisher of M messages to topic on b. M must be a
+// generated protobuf message struct (*M implements proto.Message).
+//
+// Messages are encoded as protobuf binary (or JSON with [WithJSON]) and
+// validated with protovalidate (unless [WithoutValidation]).
+func NewPublisher[M any](b Broker, topic string, opts ...Option) (*Publisher[M], error) {
+	if b == nil {
+		return nil, errors.New("pubsub: NewPublisher: broker is nil")
+	}
+	if err := ValidateTopic(topic); err != nil {
+		return nil, err
+	}
+	typeName, err := messageName[M]()
+	if err != nil {
+		return nil, err
+	}
+	cfg := newConfig(opts)
+	m, err := newMetrics(cfg.registry)
+	if err != nil {
+		return nil, err
+	}
+	p := &Publisher[M]{
+		system:   b.System(),
+		topic:    topic,
+		typeName: typeName,
+		ids:      newIDGenerator(),
+		metrics:  m,
+	}
+	clientOpts := make([]connect.ClientOption, 0, len(cfg.clientOptions)+2)
+	clientOpts = append(clientOpts, cfg.clientOptions...)
+	if cfg.json {
+		clientOpts = append(clientOpts, connect.WithProtoJSON())
+	}
+	if !cfg.noValidation {
+		// Innermost, so that the chain logs and counts what it rejects.
+		clientOpts = append(clientOpts, connect.WithInterceptors(validate.NewInterceptor()))
+	}
+	t := newTransport(b, topic, typeName, cfg.json)
+	p.client = connect.NewClient[M, emptypb.Empty](t, "http://"+b.System()+PublishProcedure(topic), clientOpts...)
+	return p, nil
+}
+
+// Topic returns the topic p publishes to.
+func (p *Publisher[M]) Topic() string { return p.topic }
+
+// PublishOption configures one publish.
+type PublishOption interface {
+	applyToPublish(*publishCall)
+}
+
+type publishOptionFunc func(*publishCall)
+
+func (f publishOptionFunc) applyToPublish(c *publishCall) { f(c) }
+
+// WithMessageID sets the message's id; by default each message gets a new
+// unique id. Publishing two messages with the same id within the broker's
+// deduplication window (JetStream's duplicate window, 2 minutes by default)
+// stores only the first: publish with an id derived from what the message
+// records (an entity id and version, an outbox row id) to make retried
+// publishes safe.
+func WithMessageID(id string) PublishOption {
+	return publishOptionFunc(func(c *publishCall) { c.info.MessageID, c.dedup = id, id != "" })
+}
+
+// Publish publishes msg and returns once the broker has stored it (for
+// natsjs: the JetStream stream acknowledged it), or with the error of the
+// chain or of the broker. Invalid messages fail with
+// connect.CodeInvalidArgument before reaching the broker.
+func (p *Publisher[M]) Publish(ctx context.Context, msg *M, opts ...PublishOption) error {
+	return publish(ctx, p.client, p.newCall(false, opts), msg)
+}
+
+// PublishAsync hands msg to the broker and returns at once with a [Future]
+// that reports whether the broker stored it; the chain runs before it
+// returns, so it sees the hand-over, not the confirmation. PublishAsync
+// blocks only while the broker's window of unconfirmed publishes is full.
+// Wait on every Future: a confirmation that fails is counted in
+// pubsub_publish_errors_total when waited on.
+func (p *Publisher[M]) PublishAsync(ctx context.Context, msg *M, opts ...PublishOption) *Future {
+	call := p.newCall(true, opts)
+	call.err = publish(ctx, p.client, call, msg)
+	return &call.Future
+}
+
+// PublishBatch publishes msgs asynchronously, within the broker's window of
+// unconfirmed publishes, and returns once the broker confirmed or rejected
+// every one: the fast way to publish many messages from one goroutine. The
+// error joins one error per failed message, each naming its index and id.
+func (p *Publisher[M]) PublishBatch(ctx context.Context, msgs ...*M) error {
+	futures := make([]*Future, len(msgs))
+	for i, msg := range msgs {
+		futures[i] = p.PublishAsync(ctx, msg)
+	}
+	var errs []error
+	for i, f := range futures {
+		if err := f.Wait(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("message %d (id %s): %w", i, f.ID(), err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func (p *Publisher[M]) newCall(async bool, opts []PublishOption) *publishCall {
+	call := &publishCall{async: async}
+	call.info = msgctx.Info{
+		Operation:   msgctx.Publish,
+		System:      p.system,
+		Topic:       p.topic,
+		MessageType: p.typeName,
+	}
+	for _, o := range opts {
+		o.applyToPublish(call)
+	}
+	if call.info.MessageID == "" {
+		call.info.MessageID = p.ids.next()
+	}
+	call.metrics = p.metrics
+	return call
+}
+
+// Future is the confirmation of an asynchronous publish.
+type Future struct {
+	info    msgctx.Info
+	err     error        // from the chain
+	conf    Confirmation // set by the transport when the broker took the message
+	metrics *metrics
+	counted atomic.Bool
+}
+
+// ID returns the message's id.
+func (f *Future) ID() string { return f.info.MessageID }
+
+// Wait blocks until the broker confirms or rejects the message, or ctx is
+// done, and returns the error of the chain, of the broker or of ctx.
+func (f *Future) Wait(ctx context.Context) error {
+	if f.err != nil {
+		return f.err
+	}
+	if f.conf == nil {
+		return errors.New("pubsub: publish did not reach the broker")
+	}
+	err := f.conf.Wait(ctx)
+	if err != nil && ctx.Err() == nil && f.counted.CompareAndSwap(false, true) {
+		f.metrics.publishErrors.WithLabelValues(f.info.Topic).Inc()
+	}
+	return err
+}
+
+// publishCall is one publish on its way through the chain to the transport.
+type publishCall struct {
+	Future
+	async bool
+	dedup bool // the application chose the id
+}
+
+type publishCallKey struct{}
+
+// publish runs call through the client chain to the transport.
+func publish[M any](ctx context.Context, client *connect.Client[M, emptypb.Empty], call *publishCall, msg *M) error {
+	ctx = msgctx.NewContext(ctx, &call.info)
+	ctx = context.WithValue(ctx, publishCallKey{}, call)
+	_, err := client.CallUnary(ctx, connect.NewRequest(msg))
+	return err
+}
+
+// messageName returns the full protobuf name of M, or an error if *M is not
+// a protobuf message.
+func messageName[M any]() (string, error) {
+	msg, ok := any(new(M)).(proto.Message)
+	if !ok {
+		var zero M
+		return "", fmt.Errorf("pubsub: %T is not a protobuf message", &zero)
+	}
+	return string(msg.ProtoReflect().Descriptor().FullName()), nil
+}

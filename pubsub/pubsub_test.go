@@ -1,0 +1,235 @@
+package pubsub_test
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"connectrpc.com/connect"
+	pingv1 "github.com/connectkit/connectkit/internal/gen/connectkit/ping/v1"
+	"github.com/connectkit/connectkit/internal/msgctx"
+	"github.com/connectkit/connectkit/pubsub"
+	"github.com/connectkit/connectkit/pubsub/mem"
+	"github.com/connectkit/connectkit/pubsub/pubsubtest"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+func TestConstructorErrors(t *testing.T) {
+	t.Parallel()
+	b := mem.New()
+	handle := func(context.Context, *pingv1.PingRequest) error { return nil }
+	for name, err := range map[string]error{
+		"publisher nil broker": func() error { _, err := pubsub.NewPublisher[pingv1.PingRequest](nil, "t"); return err }(),
+		"publisher bad topic":  func() error { _, err := pubsub.NewPublisher[pingv1.PingRequest](b, "t.>"); return err }(),
+		"publisher not proto":  func() error { _, err := pubsub.NewPublisher[struct{ A int }](b, "t"); return err }(),
+		"subscriber nil handler": func() error {
+			_, err := pubsub.NewSubscriber[pingv1.PingRequest](b, "t", "s", nil)
+			return err
+		}(),
+		"subscriber bad name": func() error { _, err := pubsub.NewSubscriber(b, "t", "a b", handle); return err }(),
+		"subscriber bad config": func() error {
+			_, err := pubsub.NewSubscriber(b, "t", "s", handle, pubsub.WithDelivery(pubsub.DeliveryConfig{Concurrency: -1}))
+			return err
+		}(),
+	} {
+		if err == nil {
+			t.Errorf("%s: got nil error", name)
+		}
+	}
+}
+
+func TestMessageInfoOutsideHandler(t *testing.T) {
+	t.Parallel()
+	if _, ok := pubsub.MessageInfoFrom(context.Background()); ok {
+		t.Error("MessageInfoFrom(Background) = ok")
+	}
+}
+
+// TestInterceptorsSeeMessageInfo checks what the interceptors learn about
+// publishes and deliveries, and that their view of the outcome is pubsub's.
+func TestInterceptorsSeeMessageInfo(t *testing.T) {
+	t.Parallel()
+	var mu sync.Mutex
+	var seen []msgctx.Info
+	var outcomes []msgctx.Outcome
+	observe := connect.UnaryInterceptorFunc(func(next connect.UnaryFunc) connect.UnaryFunc {
+		return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
+			res, err := next(ctx, req)
+			if info := msgctx.FromContext(ctx); info != nil {
+				mu.Lock()
+				seen = append(seen, *info)
+				if info.Operation == msgctx.Process {
+					outcomes = append(outcomes, info.Outcome(err))
+				}
+				mu.Unlock()
+			}
+			return res, err
+		}
+	})
+	b := mem.New()
+	sub, err := pubsub.NewSubscriber(b, "infos", "s", func(context.Context, *pingv1.PingRequest) error {
+		return pubsub.Permanent(errors.New("no"))
+	}, pubsub.WithHandlerOptions(connect.WithInterceptors(observe)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pubsubtest.Start(t, sub)
+	pub, err := pubsub.NewPublisher[pingv1.PingRequest](b, "infos", pubsub.WithClientOptions(connect.WithInterceptors(observe)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := pub.Publish(t.Context(), &pingv1.PingRequest{}, pubsub.WithMessageID("id-1")); err != nil {
+		t.Fatal(err)
+	}
+	pubsubtest.WaitFor(t, "two calls through the interceptor", func() bool { mu.Lock(); defer mu.Unlock(); return len(seen) == 2 })
+	want := []msgctx.Info{
+		{Operation: msgctx.Publish, System: "mem", Topic: "infos", MessageID: "id-1", MessageType: "connectkit.ping.v1.PingRequest"},
+		{Operation: msgctx.Process, System: "mem", Topic: "infos", Subscription: "s", MessageID: "id-1", MessageType: "connectkit.ping.v1.PingRequest",
+			Attempt: 1, MaxAttempts: pubsub.DefaultMaxAttempts, Permanent: true},
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	// The delivery may end before the publish call returns: compare by
+	// operation.
+	slices.SortFunc(seen, func(a, b msgctx.Info) int { return strings.Compare(string(b.Operation), string(a.Operation)) })
+	for i := range want {
+		if seen[i] != want[i] {
+			t.Errorf("interceptor saw %+v, want %+v", seen[i], want[i])
+		}
+	}
+	if len(outcomes) != 1 || outcomes[0] != msgctx.DeadLetter {
+		t.Errorf("interceptor's outcome %v, want [dead_letter] like pubsub's", outcomes)
+	}
+}
+
+func TestMetrics(t *testing.T) {
+	t.Parallel()
+	reg := prometheus.NewRegistry()
+	b := mem.New()
+	for _, name := range []string{"a", "b"} { // two subscribers share the registry
+		sub, err := pubsub.NewSubscriber(b, "counted", name, func(context.Context, *pingv1.PingRequest) error {
+			return errors.New("always")
+		}, pubsub.WithRegistry(reg), pubsub.WithDelivery(pubsub.DeliveryConfig{MaxAttempts: 3, Backoff: pubsub.Backoff{Initial: time.Millisecond}}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		pubsubtest.Start(t, sub)
+	}
+	pub, err := pubsub.NewPublisher[pingv1.PingRequest](b, "counted", pubsub.WithRegistry(reg))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := pub.Publish(t.Context(), &pingv1.PingRequest{}); err != nil {
+		t.Fatal(err)
+	}
+	dead := func(sub string) float64 {
+		return counterValue(t, reg, "pubsub_dead_lettered_total", map[string]string{"topic": "counted", "subscription": sub, "reason": "max_attempts"})
+	}
+	pubsubtest.WaitFor(t, "a dead letter per subscription", func() bool { return dead("a") == 1 && dead("b") == 1 })
+	if got := counterValue(t, reg, "pubsub_redelivered_total", map[string]string{"topic": "counted", "subscription": "a"}); got != 2 {
+		t.Errorf("pubsub_redelivered_total{subscription=a} = %v, want 2", got)
+	}
+}
+
+// counterValue returns the value of the counter of reg with name and labels,
+// or 0.
+func counterValue(tb testing.TB, reg *prometheus.Registry, name string, labels map[string]string) float64 {
+	tb.Helper()
+	families, err := reg.Gather()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	for _, f := range families {
+		if f.GetName() != name {
+			continue
+		}
+	metrics:
+		for _, m := range f.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if labels[l.GetName()] != l.GetValue() {
+					continue metrics
+				}
+			}
+			return m.GetCounter().GetValue()
+		}
+	}
+	return 0
+}
+
+func TestPublishNeedsConnectProtocol(t *testing.T) {
+	t.Parallel()
+	pub, err := pubsub.NewPublisher[pingv1.PingRequest](mem.New(), "grpc", pubsub.WithClientOptions(connect.WithGRPC()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = pub.Publish(t.Context(), &pingv1.PingRequest{})
+	if err == nil || !strings.Contains(err.Error(), "Connect protocol") {
+		t.Errorf("Publish with connect.WithGRPC = %v, want an error naming the Connect protocol", err)
+	}
+}
+
+func TestIdempotent(t *testing.T) {
+	t.Parallel()
+	b := mem.New()
+	var effects atomic.Int32
+	handled := make(chan struct{}, 10)
+	store := pubsub.NewMemoryIdempotencyStore(time.Hour, 0)
+	sub, err := pubsub.NewSubscriber(b, "once", "s", pubsub.Idempotent(store, func(context.Context, *pingv1.PingRequest) error {
+		effects.Add(1)
+		return nil
+	}), pubsub.WithDelivery(pubsub.DeliveryConfig{Concurrency: 1}),
+		pubsub.WithHandlerOptions(connect.WithInterceptors(connect.UnaryInterceptorFunc(func(next connect.UnaryFunc) connect.UnaryFunc {
+			return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
+				defer func() { handled <- struct{}{} }()
+				return next(ctx, req)
+			}
+		}))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pubsubtest.Start(t, sub)
+	// The same message delivered twice, as after a crash right after the
+	// first handling: the broker does not deduplicate it.
+	for range 2 {
+		conf, err := b.Publish(t.Context(), &pubsub.Message{ID: "same", Topic: "once", Header: http.Header{pubsub.HeaderContentType: {pubsub.ContentTypeProto}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := conf.Wait(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	<-handled
+	<-handled
+	if n := effects.Load(); n != 1 {
+		t.Errorf("effect ran %d times for one message delivered twice, want 1", n)
+	}
+}
+
+func TestMemoryIdempotencyStore(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s := pubsub.NewMemoryIdempotencyStore(time.Hour, 2)
+	for _, k := range []string{"a", "b", "c"} {
+		if err := s.Record(ctx, k); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for k, want := range map[string]bool{"a": false, "b": true, "c": true, "d": false} {
+		if got, _ := s.Seen(ctx, k); got != want {
+			t.Errorf("Seen(%q) = %v, want %v (at most 2 keys, oldest forgotten)", k, got, want)
+		}
+	}
+	expiring := pubsub.NewMemoryIdempotencyStore(time.Nanosecond, 0)
+	_ = expiring.Record(ctx, "k")
+	pubsubtest.WaitFor(t, "the key to expire", func() bool { seen, _ := expiring.Seen(ctx, "k"); return !seen })
+	if _, err := s.Seen(ctx, ""); err == nil {
+		t.Error("Seen(\"\") = nil error")
+	}
+}

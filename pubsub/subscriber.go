@@ -1,0 +1,247 @@
+package pubsub
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"connectrpc.com/connect"
+	"google.golang.org/protobuf/types/known/emptypb"
+)
+
+// Subscriber handles the messages of one subscription of one topic. Create
+// it with [NewSubscriber] and run it with Run, typically under kit's
+// lifecycle: srv.Go(sub.Run).
+//
+// Every instance (process) running a subscriber with the same topic and
+// subscription name shares the subscription's messages: each message goes to
+// one of them.
+type Subscriber struct {
+	broker   Broker
+	system   string
+	topic    string
+	name     string
+	typeName string
+	cfg      DeliveryConfig
+	handler  http.Handler
+	url      *url.URL
+	metrics  *metrics
+	logger   *slog.Logger
+
+	started atomic.Bool
+	state   atomic.Pointer[error] // nil: consuming; else why not
+}
+
+var (
+	errNotStarted = errors.New("not started")
+	errRunTwice   = errors.New("pubsub: Subscriber.Run called twice")
+)
+
+// NewSubscriber returns a subscriber that calls handle with each message of
+// topic delivered to the durable subscription named subscription on b.
+// M is a generated message struct (*M implements proto.Message), inferred
+// from handle.
+//
+// A handler returning nil acknowledges the message. An error schedules a
+// redelivery after a backoff; an error marked [Permanent] (or with Connect
+// code InvalidArgument, FailedPrecondition, OutOfRange or Unimplemented),
+// the last allowed attempt, a message of another type or one that does not
+// decode sends the message to the dead-letter destination. A panic is an
+// error.
+//
+// Each delivery runs through the handler chain of [WithHandlerOptions] as a
+// unary call to [Procedure](topic, subscription), with the message's headers
+// as request headers. The handler's context carries the chain's values and a
+// [MessageInfo]; its deadline is DeliveryConfig.AckWait.
+func NewSubscriber[M any](b Broker, topic, subscription string, handle func(context.Context, *M) error, opts ...Option) (*Subscriber, error) {
+	if b == nil {
+		return nil, errors.New("pubsub: NewSubscriber: broker is nil")
+	}
+	if handle == nil {
+		return nil, errors.New("pubsub: NewSubscriber: handler is nil")
+	}
+	if err := ValidateTopic(topic); err != nil {
+		return nil, err
+	}
+	if err := ValidateSubscription(subscription); err != nil {
+		return nil, err
+	}
+	typeName, err := messageName[M]()
+	if err != nil {
+		return nil, err
+	}
+	cfg := newConfig(opts)
+	if err := cfg.delivery.Validate(); err != nil {
+		return nil, err
+	}
+	m, err := newMetrics(cfg.registry)
+	if err != nil {
+		return nil, err
+	}
+	procedure := Procedure(topic, subscription)
+	s := &Subscriber{
+		broker:   b,
+		system:   b.System(),
+		topic:    topic,
+		name:     subscription,
+		typeName: typeName,
+		cfg:      cfg.delivery.withDefaults(),
+		url:      &url.URL{Path: procedure},
+		metrics:  m,
+		logger:   cfg.logger.With("topic", topic, "subscription", subscription),
+	}
+	s.state.Store(&errNotStarted)
+	handlerOpts := make([]connect.HandlerOption, 0, len(cfg.handlerOptions)+1)
+	// Outermost, to see the chain's final error (and its panics).
+	handlerOpts = append(handlerOpts, connect.WithInterceptors(verdictInterceptor{}))
+	handlerOpts = append(handlerOpts, cfg.handlerOptions...)
+	s.handler = connect.NewUnaryHandler(procedure, func(ctx context.Context, req *connect.Request[M]) (*connect.Response[emptypb.Empty], error) {
+		st := stateFrom(ctx)
+		if st != nil {
+			st.header = req.Header()
+		}
+		if err := handle(ctx, req.Msg); err != nil {
+			if st != nil && IsPermanent(err) {
+				st.info.Permanent = true
+			}
+			return nil, err
+		}
+		return connect.NewResponse(emptyMessage), nil
+	}, handlerOpts...)
+	return s, nil
+}
+
+// emptyMessage is the response of every delivery; marshaling only reads it.
+var emptyMessage = &emptypb.Empty{}
+
+// Topic returns the subscriber's topic.
+func (s *Subscriber) Topic() string { return s.topic }
+
+// Subscription returns the subscriber's subscription name.
+func (s *Subscriber) Subscription() string { return s.name }
+
+// Check reports whether the subscriber is consuming: a readiness check. It
+// fails before Run has set up the subscription, while the broker refuses it
+// or fails its own Check, and after Run returned.
+func (s *Subscriber) Check(ctx context.Context) error {
+	if err := s.state.Load(); err != nil {
+		return fmt.Errorf("pubsub: subscription %s on %s is not consuming: %w", s.name, s.topic, *err)
+	}
+	if err := s.broker.Check(ctx); err != nil {
+		return fmt.Errorf("pubsub: subscription %s on %s: %w", s.name, s.topic, err)
+	}
+	return nil
+}
+
+// Run consumes the subscription until ctx is done, then stops fetching, lets
+// the handlers finish the messages in flight and those already fetched, for
+// up to DeliveryConfig.DrainTimeout (then it hands back what no handler
+// took, and abandons the handlers still running: their messages are
+// delivered again after AckWait), makes sure the verdicts reached the broker
+// and returns nil. While the broker refuses the
+// subscription, Run logs why and tries again with a backoff (Check fails
+// meanwhile). Run may be called once.
+func (s *Subscriber) Run(ctx context.Context) error {
+	if !s.started.CompareAndSwap(false, true) {
+		return errRunTwice
+	}
+	stopped := errors.New("stopped")
+	defer s.state.Store(&stopped)
+
+	work := make(chan Delivery)
+	stop := make(chan struct{})
+	// Handlers outlive ctx by up to DrainTimeout.
+	handlerCtx, cancelHandlers := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelHandlers()
+	var workers sync.WaitGroup
+	for range s.cfg.Concurrency {
+		workers.Go(func() {
+			for {
+				select {
+				case d := <-work:
+					s.handle(handlerCtx, d)
+				case <-stop:
+					return
+				}
+			}
+		})
+	}
+	deliver := func(d Delivery) {
+		select {
+		case work <- d:
+		case <-stop:
+			s.handBack(d)
+		}
+	}
+	consumer := s.subscribe(ctx, deliver)
+	<-ctx.Done()
+	s.state.Store(&stopped)
+
+	// Stop fetching; the workers handle what was fetched already. Then let
+	// them finish, and hand back what a worker could not take in time.
+	drainCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.DrainTimeout)
+	defer cancel()
+	if consumer != nil {
+		if err := consumer.Drain(drainCtx); err != nil {
+			s.logger.Warn("pubsub: failed to stop fetching in time", "err", err)
+		}
+	}
+	close(stop)
+	done := make(chan struct{})
+	go func() { workers.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-drainCtx.Done():
+		s.logger.Warn("pubsub: handlers still running after the drain timeout; their messages will be delivered again", "drain_timeout", s.cfg.DrainTimeout)
+		cancelHandlers()
+	}
+	if consumer != nil {
+		closeCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.DrainTimeout)
+		defer cancel()
+		if err := consumer.Close(closeCtx); err != nil {
+			s.logger.Warn("pubsub: failed to flush verdicts", "err", err)
+		}
+	}
+	return nil
+}
+
+// subscribe sets up the consumer, retrying while the broker refuses, until
+// ctx is done (then it returns nil).
+func (s *Subscriber) subscribe(ctx context.Context, deliver func(Delivery)) Consumer {
+	cc := ConsumerConfig{Topic: s.topic, Subscription: s.name, AckWait: s.cfg.AckWait, Prefetch: s.cfg.Prefetch}
+	retry := Backoff{Initial: 100 * time.Millisecond, Max: 30 * time.Second}
+	for attempt := 1; ; attempt++ {
+		consumer, err := s.broker.Subscribe(ctx, cc, deliver)
+		if err == nil {
+			s.state.Store(nil)
+			return consumer
+		}
+		if ctx.Err() != nil {
+			return nil
+		}
+		s.state.Store(&err)
+		delay := retry.Delay(attempt)
+		s.logger.Error("pubsub: failed to subscribe; retrying", "err", err, "retry_in", delay)
+		t := time.NewTimer(delay)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return nil
+		}
+	}
+}
+
+// handBack returns a prefetched message that no handler started to the
+// broker, for immediate redelivery to another instance.
+func (s *Subscriber) handBack(d Delivery) {
+	if err := d.Nak(0); err != nil {
+		s.metrics.ackErrors.WithLabelValues(s.topic, s.name).Inc()
+	}
+}
