@@ -1,15 +1,24 @@
 // Command example serves example.v1.ProfileService with connectkit: gRPC,
-// gRPC-Web and Connect on :8080, the admin endpoints on 127.0.0.1:9090.
-// Configure it with the KIT_* environment variables (see the README).
+// gRPC-Web and Connect on :8080, the admin endpoints on 127.0.0.1:9090, and
+// an embedded NATS JetStream broker (or the cluster at NATS_URL) that carries
+// a ProfileChanged event for every change to the audit log's subscriber.
+// Configure it with the KIT_* and NATS_* environment variables (see the
+// README).
 package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
+	"time"
 
+	examplev1 "github.com/connectkit/connectkit/gen/example/v1"
 	"github.com/connectkit/connectkit/gen/example/v1/examplev1connect"
+	"github.com/connectkit/connectkit/health"
 	"github.com/connectkit/connectkit/kit"
+	"github.com/connectkit/connectkit/pubsub"
+	"github.com/connectkit/connectkit/pubsub/natsjs"
 )
 
 func main() {
@@ -19,8 +28,12 @@ func main() {
 	}
 }
 
-func run(ctx context.Context) error {
+func run(ctx context.Context) (err error) {
 	cfg, err := kit.ConfigFromEnv()
+	if err != nil {
+		return err
+	}
+	natsCfg, err := natsjs.ConfigFromEnv()
 	if err != nil {
 		return err
 	}
@@ -28,12 +41,50 @@ func run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	wire(srv)
+	bus, err := natsjs.New(ctx, natsCfg, natsjs.WithLogger(srv.Logger()))
+	if err != nil {
+		return err
+	}
+	// After Run has drained the subscribers: flush acknowledgements, then
+	// stop the embedded server, last.
+	defer func() { err = errors.Join(err, bus.Close()) }()
+	if err := wire(srv, bus); err != nil {
+		return err
+	}
 	return srv.Run(ctx)
 }
 
-// wire mounts the example's services on srv.
-func wire(srv *kit.Server) {
-	svc := newProfileService(newMemStore(), srv.ShuttingDown())
+// wire mounts the example's services on srv, with the change events
+// published on bus and the audit log's subscriber running under srv.
+func wire(srv *kit.Server, bus pubsub.Broker) error {
+	// The same interceptor chain, logger and registry as the RPCs.
+	opts := []pubsub.Option{
+		pubsub.WithClientOptions(srv.ClientOptions()...),
+		pubsub.WithHandlerOptions(srv.HandlerOptions()...),
+		pubsub.WithLogger(srv.Logger()),
+		pubsub.WithRegistry(srv.Registry()),
+	}
+	changes, err := pubsub.NewPublisher[examplev1.ProfileChanged](bus, changesTopic, opts...)
+	if err != nil {
+		return err
+	}
+	audit := newAuditLog()
+	seen := pubsub.NewMemoryIdempotencyStore(time.Hour, 0)
+	auditor, err := pubsub.NewSubscriber(bus, changesTopic, "audit", pubsub.Idempotent(seen, audit.record), opts...)
+	if err != nil {
+		return err
+	}
+	srv.Go(auditor.Run)
+	for _, c := range []health.Check{
+		{Name: "broker", Func: bus.Check},
+		{Name: "audit-subscriber", Func: auditor.Check},
+	} {
+		if err := srv.Health().AddCheck(c); err != nil {
+			return err
+		}
+	}
+
+	svc := newProfileService(newMemStore(), changes, audit, srv.ShuttingDown())
 	srv.Mount(examplev1connect.NewProfileServiceHandler(svc, srv.HandlerOptions()...))
+	return nil
 }

@@ -8,8 +8,12 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"connectrpc.com/connect"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
@@ -18,18 +22,36 @@ import (
 
 	examplev1 "github.com/connectkit/connectkit/gen/example/v1"
 	"github.com/connectkit/connectkit/gen/example/v1/examplev1connect"
+	"github.com/connectkit/connectkit/interceptors"
 	"github.com/connectkit/connectkit/kit"
 	"github.com/connectkit/connectkit/kit/kittest"
+	"github.com/connectkit/connectkit/pubsub/natsjs"
 )
 
-func newExample(tb testing.TB) *kittest.Server {
+// newExample runs the example's wiring on a random loopback port, with an
+// embedded JetStream broker storing into a temporary directory.
+func newExample(tb testing.TB, cfg kit.Config, opts ...kit.Option) *kittest.Server {
 	tb.Helper()
-	return kittest.NewServer(tb, kit.Config{}, wire)
+	bus, err := natsjs.New(context.Background(), natsjs.Config{DataDir: tb.TempDir()})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	// Registered before the server's cleanup, so it runs after it.
+	tb.Cleanup(func() {
+		if err := bus.Close(); err != nil {
+			tb.Errorf("closing the broker: %v", err)
+		}
+	})
+	return kittest.NewServer(tb, cfg, func(srv *kit.Server) {
+		if err := wire(srv, bus); err != nil {
+			tb.Fatal(err)
+		}
+	}, opts...)
 }
 
 func TestProfileLifecycleInEveryProtocol(t *testing.T) {
 	t.Parallel()
-	srv := newExample(t)
+	srv := newExample(t, kit.Config{})
 	for _, p := range srv.Protocols() {
 		t.Run(p.Name, func(t *testing.T) {
 			t.Parallel()
@@ -66,7 +88,7 @@ func TestProfileLifecycleInEveryProtocol(t *testing.T) {
 
 func TestListPagesAndImport(t *testing.T) {
 	t.Parallel()
-	srv := newExample(t)
+	srv := newExample(t, kit.Config{})
 	client := examplev1connect.NewProfileServiceClient(srv.HTTP2Client(), srv.URL, connect.WithGRPC())
 	ctx := t.Context()
 
@@ -110,7 +132,7 @@ func TestListPagesAndImport(t *testing.T) {
 
 func TestWatchStreamsChanges(t *testing.T) {
 	t.Parallel()
-	srv := newExample(t)
+	srv := newExample(t, kit.Config{})
 	client := examplev1connect.NewProfileServiceClient(srv.HTTP2Client(), srv.URL, connect.WithGRPC())
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
@@ -139,7 +161,7 @@ func TestWatchStreamsChanges(t *testing.T) {
 
 func TestGRPCGoClientAndReflection(t *testing.T) {
 	t.Parallel()
-	srv := newExample(t)
+	srv := newExample(t, kit.Config{})
 	conn, err := grpc.NewClient(srv.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		t.Fatal(err)
@@ -179,7 +201,7 @@ func TestGRPCGoClientAndReflection(t *testing.T) {
 
 func TestPlainHTTPJSON(t *testing.T) {
 	t.Parallel()
-	srv := newExample(t)
+	srv := newExample(t, kit.Config{})
 	res, err := srv.HTTP1Client().Post(srv.URL+"/example.v1.ProfileService/CreateProfile", "application/json",
 		strings.NewReader(`{"name": "Barbara", "email": "barbara@example.com"}`))
 	if err != nil {
@@ -192,5 +214,65 @@ func TestPlainHTTPJSON(t *testing.T) {
 	}
 	if res.StatusCode != http.StatusOK || res.ProtoMajor != 1 || json.Unmarshal(body, &out) != nil || out.Profile.Name != "Barbara" || out.Profile.ID == "" {
 		t.Fatalf("POST = HTTP/%d %d %s", res.ProtoMajor, res.StatusCode, body)
+	}
+}
+
+func TestChangesReachTheAuditLogInOneTrace(t *testing.T) {
+	t.Parallel()
+	spans := tracetest.NewInMemoryExporter()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSyncer(spans))
+	t.Cleanup(func() { _ = tp.Shutdown(context.Background()) })
+	srv := newExample(t, kit.Config{}, kit.WithInterceptorOptions(interceptors.WithTracerProvider(tp)))
+	client := examplev1connect.NewProfileServiceClient(srv.HTTP2Client(), srv.URL, connect.WithGRPC())
+	ctx := t.Context()
+
+	created, err := client.CreateProfile(ctx, connect.NewRequest(&examplev1.CreateProfileRequest{Name: "Hedy", Email: "hedy@example.com"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := created.Msg.GetProfile().GetId()
+	name := "Hedy Lamarr"
+	if _, err := client.UpdateProfile(ctx, connect.NewRequest(&examplev1.UpdateProfileRequest{Id: id, Name: &name})); err != nil {
+		t.Fatal(err)
+	}
+
+	// The audit log is built by a subscriber: it catches up.
+	var kinds []examplev1.ProfileChanged_Kind
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		res, err := client.ListProfileChanges(ctx, connect.NewRequest(&examplev1.ListProfileChangesRequest{Id: id}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		kinds = kinds[:0]
+		for _, c := range res.Msg.GetChanges() {
+			kinds = append(kinds, c.GetKind())
+		}
+		if len(kinds) == 2 || time.Now().After(deadline) {
+			break
+		}
+	}
+	if !slices.Equal(kinds, []examplev1.ProfileChanged_Kind{examplev1.ProfileChanged_KIND_CREATED, examplev1.ProfileChanged_KIND_UPDATED}) {
+		t.Fatalf("audit log = %v, want created then updated", kinds)
+	}
+
+	// One trace: the RPC's server span, the publish (PRODUCER) and the
+	// delivery (CONSUMER) of its event.
+	var rpc, publish, process sdktrace.ReadOnlySpan
+	for _, s := range spans.GetSpans().Snapshots() {
+		switch {
+		case s.Name() == "example.v1.ProfileService/CreateProfile" && s.SpanKind() == trace.SpanKindServer:
+			rpc = s
+		case strings.HasPrefix(s.Name(), "publish") && s.SpanKind() == trace.SpanKindProducer && publish == nil:
+			publish = s
+		case strings.HasPrefix(s.Name(), "process") && s.SpanKind() == trace.SpanKindConsumer && process == nil:
+			process = s
+		}
+	}
+	if rpc == nil || publish == nil || process == nil {
+		t.Fatalf("spans: rpc %v, publish %v, process %v", rpc != nil, publish != nil, process != nil)
+	}
+	if publish.SpanContext().TraceID() != rpc.SpanContext().TraceID() || process.SpanContext().TraceID() != rpc.SpanContext().TraceID() {
+		t.Errorf("trace ids: rpc %s, publish %s, process %s; want one trace",
+			rpc.SpanContext().TraceID(), publish.SpanContext().TraceID(), process.SpanContext().TraceID())
 	}
 }

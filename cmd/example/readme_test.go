@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/connectkit/connectkit/kit"
-	"github.com/connectkit/connectkit/kit/kittest"
 )
 
 var update = flag.Bool("update", false, "rewrite the command outputs shown in README.md with what the commands print")
@@ -53,14 +52,16 @@ var (
 	uuidRE  = regexp.MustCompile(`[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}`)
 	timeRE  = regexp.MustCompile(`\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?Z`)
 	spaceRE = regexp.MustCompile(`([,:]) `)
+	durRE   = regexp.MustCompile(`"duration":"[^"]*"`)
 )
 
-// normalize replaces what differs from run to run: ids, timestamps, and the
-// spaces protojson adds at random after commas and colons (on purpose, so
-// that nobody relies on its exact output).
+// normalize replaces what differs from run to run: ids, timestamps,
+// durations, and the spaces protojson adds at random after commas and colons
+// (on purpose, so that nobody relies on its exact output).
 func normalize(s string) string {
 	s = uuidRE.ReplaceAllString(s, "<uuid>")
 	s = timeRE.ReplaceAllString(s, "<time>")
+	s = durRE.ReplaceAllString(s, `"duration":"<duration>"`)
 	return spaceRE.ReplaceAllString(s, "$1")
 }
 
@@ -82,7 +83,7 @@ func TestREADMESessions(t *testing.T) {
 	if len(sessions) < 5 {
 		t.Fatalf("found %d commands in README.md", len(sessions))
 	}
-	srv := kittest.NewServer(t, kit.Config{AdminAddr: "127.0.0.1:0"}, wire)
+	srv := newExample(t, kit.Config{AdminAddr: "127.0.0.1:0"})
 	ports := strings.NewReplacer(
 		"localhost:8080", srv.Addr().String(),
 		"localhost:9090", srv.AdminAddr().String(),

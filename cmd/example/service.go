@@ -14,6 +14,7 @@ import (
 
 	examplev1 "github.com/connectkit/connectkit/gen/example/v1"
 	"github.com/connectkit/connectkit/gen/example/v1/examplev1connect"
+	"github.com/connectkit/connectkit/pubsub"
 )
 
 const defaultPageSize = 50
@@ -21,18 +22,26 @@ const defaultPageSize = 50
 // profileService implements examplev1connect.ProfileServiceHandler on a
 // store. Requests arrive validated (protovalidate rules in the proto, checked
 // by kit's interceptor chain), so the handlers only check what the rules
-// cannot express.
+// cannot express. Every change is streamed to watchers and published on the
+// broker.
 type profileService struct {
 	store    store
 	hub      *hub
+	events   publisher
+	audit    *auditLog
 	stopping <-chan struct{} // closed at server shutdown: ends watch streams
 	now      func() time.Time
 }
 
+// publisher publishes change events; *pubsub.Publisher implements it.
+type publisher interface {
+	Publish(ctx context.Context, change *examplev1.ProfileChanged, opts ...pubsub.PublishOption) error
+}
+
 var _ examplev1connect.ProfileServiceHandler = (*profileService)(nil)
 
-func newProfileService(s store, stopping <-chan struct{}) *profileService {
-	return &profileService{store: s, hub: newHub(), stopping: stopping, now: time.Now}
+func newProfileService(s store, events publisher, audit *auditLog, stopping <-chan struct{}) *profileService {
+	return &profileService{store: s, hub: newHub(), events: events, audit: audit, stopping: stopping, now: time.Now}
 }
 
 func (s *profileService) CreateProfile(ctx context.Context, req *connect.Request[examplev1.CreateProfileRequest]) (*connect.Response[examplev1.CreateProfileResponse], error) {
@@ -53,7 +62,9 @@ func (s *profileService) create(ctx context.Context, req *examplev1.CreateProfil
 	if err := s.store.Create(ctx, p); err != nil {
 		return nil, storeError(err)
 	}
-	s.changed(examplev1.ProfileChanged_KIND_CREATED, p)
+	if err := s.changed(ctx, examplev1.ProfileChanged_KIND_CREATED, p); err != nil {
+		return nil, err
+	}
 	return p, nil
 }
 
@@ -98,7 +109,9 @@ func (s *profileService) UpdateProfile(ctx context.Context, req *connect.Request
 	if err != nil {
 		return nil, storeError(err)
 	}
-	s.changed(examplev1.ProfileChanged_KIND_UPDATED, p)
+	if err := s.changed(ctx, examplev1.ProfileChanged_KIND_UPDATED, p); err != nil {
+		return nil, err
+	}
 	return connect.NewResponse(&examplev1.UpdateProfileResponse{Profile: p}), nil
 }
 
@@ -107,7 +120,9 @@ func (s *profileService) DeleteProfile(ctx context.Context, req *connect.Request
 	if err != nil {
 		return nil, storeError(err)
 	}
-	s.changed(examplev1.ProfileChanged_KIND_DELETED, p)
+	if err := s.changed(ctx, examplev1.ProfileChanged_KIND_DELETED, p); err != nil {
+		return nil, err
+	}
 	return connect.NewResponse(&examplev1.DeleteProfileResponse{}), nil
 }
 
@@ -149,8 +164,22 @@ func (s *profileService) ImportProfiles(ctx context.Context, stream *connect.Cli
 	return connect.NewResponse(&examplev1.ImportProfilesResponse{Created: created}), nil
 }
 
-func (s *profileService) changed(kind examplev1.ProfileChanged_Kind, p *examplev1.Profile) {
-	s.hub.publish(&examplev1.ProfileChanged{Kind: kind, Profile: p, ChangeTime: p.GetUpdateTime()})
+func (s *profileService) ListProfileChanges(_ context.Context, req *connect.Request[examplev1.ListProfileChangesRequest]) (*connect.Response[examplev1.ListProfileChangesResponse], error) {
+	return connect.NewResponse(&examplev1.ListProfileChangesResponse{Changes: s.audit.changes(req.Msg.GetId())}), nil
+}
+
+// changed tells watchers and the broker about a change that was stored.
+// Publishing waits for the broker to store the event: if it fails, the
+// caller learns that the change is stored but was not announced. (A service
+// that must never miss an event writes it to an outbox table in the same
+// transaction as the change, and publishes from there.)
+func (s *profileService) changed(ctx context.Context, kind examplev1.ProfileChanged_Kind, p *examplev1.Profile) error {
+	change := &examplev1.ProfileChanged{Kind: kind, Profile: p, ChangeTime: timestamppb.New(s.now())}
+	s.hub.publish(change)
+	if err := s.events.Publish(ctx, change); err != nil {
+		return connect.NewError(connect.CodeUnavailable, fmt.Errorf("profile %s was saved, but its change event was not published: %w", p.GetId(), err))
+	}
+	return nil
 }
 
 // storeError maps a store error to the wire.

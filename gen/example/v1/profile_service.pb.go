@@ -696,6 +696,100 @@ func (x *ImportProfilesResponse) GetCreated() int64 {
 	return 0
 }
 
+// ListProfileChangesRequest is the input of ListProfileChanges.
+type ListProfileChangesRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// id, when set, is the UUID of the profile whose changes to list; empty
+	// lists the changes of all profiles.
+	Id            string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListProfileChangesRequest) Reset() {
+	*x = ListProfileChangesRequest{}
+	mi := &file_example_v1_profile_service_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListProfileChangesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListProfileChangesRequest) ProtoMessage() {}
+
+func (x *ListProfileChangesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_example_v1_profile_service_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListProfileChangesRequest.ProtoReflect.Descriptor instead.
+func (*ListProfileChangesRequest) Descriptor() ([]byte, []int) {
+	return file_example_v1_profile_service_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *ListProfileChangesRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+// ListProfileChangesResponse is the output of ListProfileChanges.
+type ListProfileChangesResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// changes are the changes, oldest first (the audit log keeps the last
+	// 10000).
+	Changes       []*ProfileChanged `protobuf:"bytes,1,rep,name=changes,proto3" json:"changes,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListProfileChangesResponse) Reset() {
+	*x = ListProfileChangesResponse{}
+	mi := &file_example_v1_profile_service_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListProfileChangesResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListProfileChangesResponse) ProtoMessage() {}
+
+func (x *ListProfileChangesResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_example_v1_profile_service_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListProfileChangesResponse.ProtoReflect.Descriptor instead.
+func (*ListProfileChangesResponse) Descriptor() ([]byte, []int) {
+	return file_example_v1_profile_service_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *ListProfileChangesResponse) GetChanges() []*ProfileChanged {
+	if x != nil {
+		return x.Changes
+	}
+	return nil
+}
+
 var File_example_v1_profile_service_proto protoreflect.FileDescriptor
 
 const file_example_v1_profile_service_proto_rawDesc = "" +
@@ -738,7 +832,11 @@ const file_example_v1_profile_service_proto_rawDesc = "" +
 	"\x15ImportProfilesRequest\x12B\n" +
 	"\aprofile\x18\x01 \x01(\v2 .example.v1.CreateProfileRequestB\x06\xbaH\x03\xc8\x01\x01R\aprofile\"2\n" +
 	"\x16ImportProfilesResponse\x12\x18\n" +
-	"\acreated\x18\x01 \x01(\x03R\acreated2\xf4\x04\n" +
+	"\acreated\x18\x01 \x01(\x03R\acreated\"8\n" +
+	"\x19ListProfileChangesRequest\x12\x1b\n" +
+	"\x02id\x18\x01 \x01(\tB\v\xbaH\b\xd8\x01\x01r\x03\xb0\x01\x01R\x02id\"R\n" +
+	"\x1aListProfileChangesResponse\x124\n" +
+	"\achanges\x18\x01 \x03(\v2\x1a.example.v1.ProfileChangedR\achanges2\xde\x05\n" +
 	"\x0eProfileService\x12T\n" +
 	"\rCreateProfile\x12 .example.v1.CreateProfileRequest\x1a!.example.v1.CreateProfileResponse\x12P\n" +
 	"\n" +
@@ -747,7 +845,8 @@ const file_example_v1_profile_service_proto_rawDesc = "" +
 	"\rUpdateProfile\x12 .example.v1.UpdateProfileRequest\x1a!.example.v1.UpdateProfileResponse\x12Y\n" +
 	"\rDeleteProfile\x12 .example.v1.DeleteProfileRequest\x1a!.example.v1.DeleteProfileResponse\"\x03\x90\x02\x02\x12V\n" +
 	"\rWatchProfiles\x12 .example.v1.WatchProfilesRequest\x1a!.example.v1.WatchProfilesResponse0\x01\x12Y\n" +
-	"\x0eImportProfiles\x12!.example.v1.ImportProfilesRequest\x1a\".example.v1.ImportProfilesResponse(\x01B\xa9\x01\n" +
+	"\x0eImportProfiles\x12!.example.v1.ImportProfilesRequest\x1a\".example.v1.ImportProfilesResponse(\x01\x12h\n" +
+	"\x12ListProfileChanges\x12%.example.v1.ListProfileChangesRequest\x1a&.example.v1.ListProfileChangesResponse\"\x03\x90\x02\x01B\xa9\x01\n" +
 	"\x0ecom.example.v1B\x13ProfileServiceProtoP\x01Z9github.com/connectkit/connectkit/gen/example/v1;examplev1\xa2\x02\x03EXX\xaa\x02\n" +
 	"Example.V1\xca\x02\n" +
 	"Example\\V1\xe2\x02\x16Example\\V1\\GPBMetadata\xea\x02\vExample::V1b\x06proto3"
@@ -764,51 +863,56 @@ func file_example_v1_profile_service_proto_rawDescGZIP() []byte {
 	return file_example_v1_profile_service_proto_rawDescData
 }
 
-var file_example_v1_profile_service_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
+var file_example_v1_profile_service_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
 var file_example_v1_profile_service_proto_goTypes = []any{
-	(*CreateProfileRequest)(nil),   // 0: example.v1.CreateProfileRequest
-	(*CreateProfileResponse)(nil),  // 1: example.v1.CreateProfileResponse
-	(*GetProfileRequest)(nil),      // 2: example.v1.GetProfileRequest
-	(*GetProfileResponse)(nil),     // 3: example.v1.GetProfileResponse
-	(*ListProfilesRequest)(nil),    // 4: example.v1.ListProfilesRequest
-	(*ListProfilesResponse)(nil),   // 5: example.v1.ListProfilesResponse
-	(*UpdateProfileRequest)(nil),   // 6: example.v1.UpdateProfileRequest
-	(*UpdateProfileResponse)(nil),  // 7: example.v1.UpdateProfileResponse
-	(*DeleteProfileRequest)(nil),   // 8: example.v1.DeleteProfileRequest
-	(*DeleteProfileResponse)(nil),  // 9: example.v1.DeleteProfileResponse
-	(*WatchProfilesRequest)(nil),   // 10: example.v1.WatchProfilesRequest
-	(*WatchProfilesResponse)(nil),  // 11: example.v1.WatchProfilesResponse
-	(*ImportProfilesRequest)(nil),  // 12: example.v1.ImportProfilesRequest
-	(*ImportProfilesResponse)(nil), // 13: example.v1.ImportProfilesResponse
-	(*Profile)(nil),                // 14: example.v1.Profile
-	(*ProfileChanged)(nil),         // 15: example.v1.ProfileChanged
+	(*CreateProfileRequest)(nil),       // 0: example.v1.CreateProfileRequest
+	(*CreateProfileResponse)(nil),      // 1: example.v1.CreateProfileResponse
+	(*GetProfileRequest)(nil),          // 2: example.v1.GetProfileRequest
+	(*GetProfileResponse)(nil),         // 3: example.v1.GetProfileResponse
+	(*ListProfilesRequest)(nil),        // 4: example.v1.ListProfilesRequest
+	(*ListProfilesResponse)(nil),       // 5: example.v1.ListProfilesResponse
+	(*UpdateProfileRequest)(nil),       // 6: example.v1.UpdateProfileRequest
+	(*UpdateProfileResponse)(nil),      // 7: example.v1.UpdateProfileResponse
+	(*DeleteProfileRequest)(nil),       // 8: example.v1.DeleteProfileRequest
+	(*DeleteProfileResponse)(nil),      // 9: example.v1.DeleteProfileResponse
+	(*WatchProfilesRequest)(nil),       // 10: example.v1.WatchProfilesRequest
+	(*WatchProfilesResponse)(nil),      // 11: example.v1.WatchProfilesResponse
+	(*ImportProfilesRequest)(nil),      // 12: example.v1.ImportProfilesRequest
+	(*ImportProfilesResponse)(nil),     // 13: example.v1.ImportProfilesResponse
+	(*ListProfileChangesRequest)(nil),  // 14: example.v1.ListProfileChangesRequest
+	(*ListProfileChangesResponse)(nil), // 15: example.v1.ListProfileChangesResponse
+	(*Profile)(nil),                    // 16: example.v1.Profile
+	(*ProfileChanged)(nil),             // 17: example.v1.ProfileChanged
 }
 var file_example_v1_profile_service_proto_depIdxs = []int32{
-	14, // 0: example.v1.CreateProfileResponse.profile:type_name -> example.v1.Profile
-	14, // 1: example.v1.GetProfileResponse.profile:type_name -> example.v1.Profile
-	14, // 2: example.v1.ListProfilesResponse.profiles:type_name -> example.v1.Profile
-	14, // 3: example.v1.UpdateProfileResponse.profile:type_name -> example.v1.Profile
-	15, // 4: example.v1.WatchProfilesResponse.change:type_name -> example.v1.ProfileChanged
+	16, // 0: example.v1.CreateProfileResponse.profile:type_name -> example.v1.Profile
+	16, // 1: example.v1.GetProfileResponse.profile:type_name -> example.v1.Profile
+	16, // 2: example.v1.ListProfilesResponse.profiles:type_name -> example.v1.Profile
+	16, // 3: example.v1.UpdateProfileResponse.profile:type_name -> example.v1.Profile
+	17, // 4: example.v1.WatchProfilesResponse.change:type_name -> example.v1.ProfileChanged
 	0,  // 5: example.v1.ImportProfilesRequest.profile:type_name -> example.v1.CreateProfileRequest
-	0,  // 6: example.v1.ProfileService.CreateProfile:input_type -> example.v1.CreateProfileRequest
-	2,  // 7: example.v1.ProfileService.GetProfile:input_type -> example.v1.GetProfileRequest
-	4,  // 8: example.v1.ProfileService.ListProfiles:input_type -> example.v1.ListProfilesRequest
-	6,  // 9: example.v1.ProfileService.UpdateProfile:input_type -> example.v1.UpdateProfileRequest
-	8,  // 10: example.v1.ProfileService.DeleteProfile:input_type -> example.v1.DeleteProfileRequest
-	10, // 11: example.v1.ProfileService.WatchProfiles:input_type -> example.v1.WatchProfilesRequest
-	12, // 12: example.v1.ProfileService.ImportProfiles:input_type -> example.v1.ImportProfilesRequest
-	1,  // 13: example.v1.ProfileService.CreateProfile:output_type -> example.v1.CreateProfileResponse
-	3,  // 14: example.v1.ProfileService.GetProfile:output_type -> example.v1.GetProfileResponse
-	5,  // 15: example.v1.ProfileService.ListProfiles:output_type -> example.v1.ListProfilesResponse
-	7,  // 16: example.v1.ProfileService.UpdateProfile:output_type -> example.v1.UpdateProfileResponse
-	9,  // 17: example.v1.ProfileService.DeleteProfile:output_type -> example.v1.DeleteProfileResponse
-	11, // 18: example.v1.ProfileService.WatchProfiles:output_type -> example.v1.WatchProfilesResponse
-	13, // 19: example.v1.ProfileService.ImportProfiles:output_type -> example.v1.ImportProfilesResponse
-	13, // [13:20] is the sub-list for method output_type
-	6,  // [6:13] is the sub-list for method input_type
-	6,  // [6:6] is the sub-list for extension type_name
-	6,  // [6:6] is the sub-list for extension extendee
-	0,  // [0:6] is the sub-list for field type_name
+	17, // 6: example.v1.ListProfileChangesResponse.changes:type_name -> example.v1.ProfileChanged
+	0,  // 7: example.v1.ProfileService.CreateProfile:input_type -> example.v1.CreateProfileRequest
+	2,  // 8: example.v1.ProfileService.GetProfile:input_type -> example.v1.GetProfileRequest
+	4,  // 9: example.v1.ProfileService.ListProfiles:input_type -> example.v1.ListProfilesRequest
+	6,  // 10: example.v1.ProfileService.UpdateProfile:input_type -> example.v1.UpdateProfileRequest
+	8,  // 11: example.v1.ProfileService.DeleteProfile:input_type -> example.v1.DeleteProfileRequest
+	10, // 12: example.v1.ProfileService.WatchProfiles:input_type -> example.v1.WatchProfilesRequest
+	12, // 13: example.v1.ProfileService.ImportProfiles:input_type -> example.v1.ImportProfilesRequest
+	14, // 14: example.v1.ProfileService.ListProfileChanges:input_type -> example.v1.ListProfileChangesRequest
+	1,  // 15: example.v1.ProfileService.CreateProfile:output_type -> example.v1.CreateProfileResponse
+	3,  // 16: example.v1.ProfileService.GetProfile:output_type -> example.v1.GetProfileResponse
+	5,  // 17: example.v1.ProfileService.ListProfiles:output_type -> example.v1.ListProfilesResponse
+	7,  // 18: example.v1.ProfileService.UpdateProfile:output_type -> example.v1.UpdateProfileResponse
+	9,  // 19: example.v1.ProfileService.DeleteProfile:output_type -> example.v1.DeleteProfileResponse
+	11, // 20: example.v1.ProfileService.WatchProfiles:output_type -> example.v1.WatchProfilesResponse
+	13, // 21: example.v1.ProfileService.ImportProfiles:output_type -> example.v1.ImportProfilesResponse
+	15, // 22: example.v1.ProfileService.ListProfileChanges:output_type -> example.v1.ListProfileChangesResponse
+	15, // [15:23] is the sub-list for method output_type
+	7,  // [7:15] is the sub-list for method input_type
+	7,  // [7:7] is the sub-list for extension type_name
+	7,  // [7:7] is the sub-list for extension extendee
+	0,  // [0:7] is the sub-list for field type_name
 }
 
 func init() { file_example_v1_profile_service_proto_init() }
@@ -824,7 +928,7 @@ func file_example_v1_profile_service_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_example_v1_profile_service_proto_rawDesc), len(file_example_v1_profile_service_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   14,
+			NumMessages:   16,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -54,6 +54,9 @@ const (
 	// ProfileServiceImportProfilesProcedure is the fully-qualified name of the ProfileService's
 	// ImportProfiles RPC.
 	ProfileServiceImportProfilesProcedure = "/example.v1.ProfileService/ImportProfiles"
+	// ProfileServiceListProfileChangesProcedure is the fully-qualified name of the ProfileService's
+	// ListProfileChanges RPC.
+	ProfileServiceListProfileChangesProcedure = "/example.v1.ProfileService/ListProfileChanges"
 )
 
 // ProfileServiceClient is a client for the example.v1.ProfileService service.
@@ -76,6 +79,11 @@ type ProfileServiceClient interface {
 	// ImportProfiles creates profiles from a client stream and reports how many
 	// were created when the stream ends.
 	ImportProfiles(context.Context) *connect.ClientStreamForClient[v1.ImportProfilesRequest, v1.ImportProfilesResponse]
+	// ListProfileChanges returns the audit log, oldest first: the changes of
+	// one profile, or of all. A subscriber builds the log from the
+	// ProfileChanged events on the broker, so a change shows up once its event
+	// has been handled.
+	ListProfileChanges(context.Context, *connect.Request[v1.ListProfileChangesRequest]) (*connect.Response[v1.ListProfileChangesResponse], error)
 }
 
 // NewProfileServiceClient constructs a client for the example.v1.ProfileService service. By
@@ -134,18 +142,26 @@ func NewProfileServiceClient(httpClient connect.HTTPClient, baseURL string, opts
 			connect.WithSchema(profileServiceMethods.ByName("ImportProfiles")),
 			connect.WithClientOptions(opts...),
 		),
+		listProfileChanges: connect.NewClient[v1.ListProfileChangesRequest, v1.ListProfileChangesResponse](
+			httpClient,
+			baseURL+ProfileServiceListProfileChangesProcedure,
+			connect.WithSchema(profileServiceMethods.ByName("ListProfileChanges")),
+			connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+			connect.WithClientOptions(opts...),
+		),
 	}
 }
 
 // profileServiceClient implements ProfileServiceClient.
 type profileServiceClient struct {
-	createProfile  *connect.Client[v1.CreateProfileRequest, v1.CreateProfileResponse]
-	getProfile     *connect.Client[v1.GetProfileRequest, v1.GetProfileResponse]
-	listProfiles   *connect.Client[v1.ListProfilesRequest, v1.ListProfilesResponse]
-	updateProfile  *connect.Client[v1.UpdateProfileRequest, v1.UpdateProfileResponse]
-	deleteProfile  *connect.Client[v1.DeleteProfileRequest, v1.DeleteProfileResponse]
-	watchProfiles  *connect.Client[v1.WatchProfilesRequest, v1.WatchProfilesResponse]
-	importProfiles *connect.Client[v1.ImportProfilesRequest, v1.ImportProfilesResponse]
+	createProfile      *connect.Client[v1.CreateProfileRequest, v1.CreateProfileResponse]
+	getProfile         *connect.Client[v1.GetProfileRequest, v1.GetProfileResponse]
+	listProfiles       *connect.Client[v1.ListProfilesRequest, v1.ListProfilesResponse]
+	updateProfile      *connect.Client[v1.UpdateProfileRequest, v1.UpdateProfileResponse]
+	deleteProfile      *connect.Client[v1.DeleteProfileRequest, v1.DeleteProfileResponse]
+	watchProfiles      *connect.Client[v1.WatchProfilesRequest, v1.WatchProfilesResponse]
+	importProfiles     *connect.Client[v1.ImportProfilesRequest, v1.ImportProfilesResponse]
+	listProfileChanges *connect.Client[v1.ListProfileChangesRequest, v1.ListProfileChangesResponse]
 }
 
 // CreateProfile calls example.v1.ProfileService.CreateProfile.
@@ -183,6 +199,11 @@ func (c *profileServiceClient) ImportProfiles(ctx context.Context) *connect.Clie
 	return c.importProfiles.CallClientStream(ctx)
 }
 
+// ListProfileChanges calls example.v1.ProfileService.ListProfileChanges.
+func (c *profileServiceClient) ListProfileChanges(ctx context.Context, req *connect.Request[v1.ListProfileChangesRequest]) (*connect.Response[v1.ListProfileChangesResponse], error) {
+	return c.listProfileChanges.CallUnary(ctx, req)
+}
+
 // ProfileServiceHandler is an implementation of the example.v1.ProfileService service.
 type ProfileServiceHandler interface {
 	// CreateProfile stores a new profile and returns it with its server-assigned
@@ -203,6 +224,11 @@ type ProfileServiceHandler interface {
 	// ImportProfiles creates profiles from a client stream and reports how many
 	// were created when the stream ends.
 	ImportProfiles(context.Context, *connect.ClientStream[v1.ImportProfilesRequest]) (*connect.Response[v1.ImportProfilesResponse], error)
+	// ListProfileChanges returns the audit log, oldest first: the changes of
+	// one profile, or of all. A subscriber builds the log from the
+	// ProfileChanged events on the broker, so a change shows up once its event
+	// has been handled.
+	ListProfileChanges(context.Context, *connect.Request[v1.ListProfileChangesRequest]) (*connect.Response[v1.ListProfileChangesResponse], error)
 }
 
 // NewProfileServiceHandler builds an HTTP handler from the service implementation. It returns the
@@ -257,6 +283,13 @@ func NewProfileServiceHandler(svc ProfileServiceHandler, opts ...connect.Handler
 		connect.WithSchema(profileServiceMethods.ByName("ImportProfiles")),
 		connect.WithHandlerOptions(opts...),
 	)
+	profileServiceListProfileChangesHandler := connect.NewUnaryHandler(
+		ProfileServiceListProfileChangesProcedure,
+		svc.ListProfileChanges,
+		connect.WithSchema(profileServiceMethods.ByName("ListProfileChanges")),
+		connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+		connect.WithHandlerOptions(opts...),
+	)
 	return "/example.v1.ProfileService/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case ProfileServiceCreateProfileProcedure:
@@ -273,6 +306,8 @@ func NewProfileServiceHandler(svc ProfileServiceHandler, opts ...connect.Handler
 			profileServiceWatchProfilesHandler.ServeHTTP(w, r)
 		case ProfileServiceImportProfilesProcedure:
 			profileServiceImportProfilesHandler.ServeHTTP(w, r)
+		case ProfileServiceListProfileChangesProcedure:
+			profileServiceListProfileChangesHandler.ServeHTTP(w, r)
 		default:
 			http.NotFound(w, r)
 		}
@@ -308,4 +343,8 @@ func (UnimplementedProfileServiceHandler) WatchProfiles(context.Context, *connec
 
 func (UnimplementedProfileServiceHandler) ImportProfiles(context.Context, *connect.ClientStream[v1.ImportProfilesRequest]) (*connect.Response[v1.ImportProfilesResponse], error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("example.v1.ProfileService.ImportProfiles is not implemented"))
+}
+
+func (UnimplementedProfileServiceHandler) ListProfileChanges(context.Context, *connect.Request[v1.ListProfileChangesRequest]) (*connect.Response[v1.ListProfileChangesResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("example.v1.ProfileService.ListProfileChanges is not implemented"))
 }
