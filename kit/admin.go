@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"strings"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -26,6 +27,7 @@ func (s *Server) newAdminServer() (*http.Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("kit: admin endpoints: %w", err)
 	}
+	s.adminHandler = h
 	return &http.Server{
 		Handler:           h,
 		ReadHeaderTimeout: s.cfg.ReadHeaderTimeout,
@@ -45,3 +47,15 @@ func (s *Server) Registry() *prometheus.Registry { return s.registry }
 // health service on the main port and /healthz and /readyz on the admin
 // listener.
 func (s *Server) Health() *health.Checker { return s.health }
+
+// MountAdmin serves h on the admin listener under the path prefix (such as
+// "/pubsub/dead-letters/"), behind the admin token when there is one, and
+// lists it with description on the admin index page. h sees request paths
+// with the prefix stripped ("/pubsub/dead-letters/redrive" arrives as
+// "/redrive"). It does nothing when the admin listener is off.
+func (s *Server) MountAdmin(prefix, description string, h http.Handler) {
+	if s.adminHandler == nil {
+		return
+	}
+	s.adminHandler.Handle(prefix, description, http.StripPrefix(strings.TrimSuffix(prefix, "/"), h))
+}

@@ -45,14 +45,15 @@ type Server struct {
 	logger *slog.Logger
 	level  *slog.LevelVar
 
-	mux       *http.ServeMux
-	http      *http.Server
-	tls       bool         // the main listener serves TLS
-	admin     *http.Server // nil when AdminAddr is AdminOff
-	registry  *prometheus.Registry
-	health    *health.Checker
-	reflector *reflection
-	telemetry *telemetry.Provider
+	mux          *http.ServeMux
+	http         *http.Server
+	tls          bool         // the main listener serves TLS
+	admin        *http.Server // nil when AdminAddr is AdminOff
+	adminHandler *admin.Handler
+	registry     *prometheus.Registry
+	health       *health.Checker
+	reflector    *reflection
+	telemetry    *telemetry.Provider
 
 	serverChain, clientChain []connect.Interceptor
 	handler                  []connect.HandlerOption

@@ -151,6 +151,9 @@ func TestAdminEndpoints(t *testing.T) {
 	logger := slog.New(slog.NewJSONHandler(&logs, &slog.HandlerOptions{Level: level}))
 	srv := newPingServer(t, kit.Config{AdminAddr: "127.0.0.1:0", AdminToken: "s3cret", Pprof: true}, nil,
 		kit.WithLogger(logger), kit.WithLogLevel(level))
+	srv.MountAdmin("/extra/", "an extra endpoint", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.WriteString(w, r.URL.Path)
+	}))
 
 	do := func(method, path, token, body string) (int, string) {
 		req, _ := http.NewRequest(method, srv.AdminURL+path, strings.NewReader(body))
@@ -177,6 +180,15 @@ func TestAdminEndpoints(t *testing.T) {
 	}
 	if code, _ := do("GET", "/readyz", "", ""); code != 200 {
 		t.Errorf("/readyz without token = %d, want 200", code)
+	}
+	if code, body := do("GET", "/extra/path", "s3cret", ""); code != 200 || body != "/path" {
+		t.Errorf("/extra/path = %d %q, want 200 and the path without its prefix", code, body)
+	}
+	if code, _ := do("GET", "/extra/path", "", ""); code != http.StatusUnauthorized {
+		t.Errorf("/extra/path without token = %d, want 401", code)
+	}
+	if _, body := do("GET", "/", "s3cret", ""); !strings.Contains(body, "an extra endpoint") {
+		t.Errorf("index page lacks the mounted endpoint: %s", body)
 	}
 
 	srv.Logger().Debug("before the change")

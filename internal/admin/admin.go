@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/http/pprof"
 	"strings"
+	"sync"
 	"unicode"
 
 	"github.com/connectkit/connectkit/health"
@@ -61,8 +62,9 @@ type Config struct {
 // change with the caller's address, and answers {"level":"DEBUG",
 // "previous":"INFO"}; a bad level is 400 and changes nothing.
 //
-// It returns an error if cfg.Token cannot be sent in a header.
-func NewHandler(cfg Config) (http.Handler, error) {
+// More endpoints are added with [Handler.Handle]. NewHandler returns an
+// error if cfg.Token cannot be sent in a header.
+func NewHandler(cfg Config) (*Handler, error) {
 	if strings.IndexFunc(cfg.Token, func(r rune) bool { return unicode.IsSpace(r) || unicode.IsControl(r) }) >= 0 {
 		return nil, errors.New("admin: Token contains white space or control characters")
 	}
@@ -71,11 +73,8 @@ func NewHandler(cfg Config) (http.Handler, error) {
 		logger = slog.New(slog.DiscardHandler)
 	}
 	mux := http.NewServeMux()
-	var endpoints []string
-	handle := func(pattern, desc string, h http.Handler) {
-		mux.Handle(pattern, h)
-		endpoints = append(endpoints, fmt.Sprintf("%-16s %s", pattern, desc))
-	}
+	a := &Handler{mux: mux, root: mux}
+	handle := a.Handle
 	if cfg.Gatherer != nil {
 		handle("/metrics", "Prometheus metrics", promhttp.HandlerFor(cfg.Gatherer, promhttp.HandlerOpts{
 			ErrorLog:          promLogger{logger},
@@ -112,14 +111,37 @@ func NewHandler(cfg Config) (http.Handler, error) {
 	mux.HandleFunc("/{$}", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		fmt.Fprintln(w, "connectkit admin endpoints:")
-		for _, e := range endpoints {
+		a.mu.Lock()
+		defer a.mu.Unlock()
+		for _, e := range a.endpoints {
 			fmt.Fprintln(w, "  "+e)
 		}
 	})
-	if cfg.Token == "" {
-		return mux, nil
+	if cfg.Token != "" {
+		a.root = &guard{token: newToken(cfg.Token), next: mux, probes: probes}
 	}
-	return &guard{token: newToken(cfg.Token), next: mux, probes: probes}, nil
+	return a, nil
+}
+
+// Handler is the admin listener's handler.
+type Handler struct {
+	mux  *http.ServeMux
+	root http.Handler // mux, or the token guard in front of it
+
+	mu        sync.Mutex
+	endpoints []string // for the index page
+}
+
+// ServeHTTP implements http.Handler.
+func (a *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) { a.root.ServeHTTP(w, r) }
+
+// Handle serves h at pattern (behind the token, if any) and lists it on the
+// index page with desc. It is safe to call while serving.
+func (a *Handler) Handle(pattern, desc string, h http.Handler) {
+	a.mux.Handle(pattern, h)
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.endpoints = append(a.endpoints, fmt.Sprintf("%-16s %s", pattern, desc))
 }
 
 // promLogger adapts a slog.Logger to promhttp's error log.

@@ -1,0 +1,162 @@
+package pubsub
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"time"
+
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
+	"google.golang.org/protobuf/reflect/protoregistry"
+)
+
+// DeadLetterHandler returns an HTTP handler for operators to list, re-drive
+// and delete the dead letters of b, meant for an admin listener (mount it
+// with kit's Server.MountAdmin, which strips the prefix):
+//
+//	GET    /?topic=T&subscription=S   list (oldest first; filters optional)
+//	POST   /redrive?ref=R             re-drive one dead letter
+//	POST   /redrive?all=true&topic=T&subscription=S   re-drive every match
+//	DELETE /?ref=R                    delete one dead letter
+//
+// A listed dead letter shows its message's id, topic, headers and payload
+// (as protobuf JSON when its type is linked into the program, else base64),
+// the subscription that gave up, the reason, the attempts, the last error and
+// its ref. Writes answer {"redriven": n} or {"deleted": 1}.
+func DeadLetterHandler(b Broker) http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
+		list := []deadLetterJSON{}
+		err := eachDeadLetter(r, b, func(dl *DeadLetter) error {
+			list = append(list, toJSON(dl))
+			return nil
+		})
+		reply(w, err, map[string]any{"dead_letters": list})
+	})
+	mux.HandleFunc("POST /redrive", func(w http.ResponseWriter, r *http.Request) {
+		n, err := matching(w, r, b, func(dl *DeadLetter) error { return b.Redrive(r.Context(), dl) })
+		reply(w, err, map[string]int{"redriven": n})
+	})
+	mux.HandleFunc("DELETE /{$}", func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Query().Get("ref") == "" {
+			http.Error(w, "delete needs ?ref=<ref of the dead letter>", http.StatusBadRequest)
+			return
+		}
+		n, err := matching(w, r, b, func(dl *DeadLetter) error { return b.DeleteDeadLetter(r.Context(), dl) })
+		reply(w, err, map[string]int{"deleted": n})
+	})
+	return mux
+}
+
+// errNoMatch answers 404: no dead letter has the ref asked for.
+var errNoMatch = errors.New("no dead letter with that ref")
+
+// matching applies do to the dead letter ?ref= names, or, with ?all=true,
+// to every one the topic and subscription filters match.
+func matching(w http.ResponseWriter, r *http.Request, b Broker, do func(*DeadLetter) error) (int, error) {
+	q := r.URL.Query()
+	ref, all := q.Get("ref"), q.Get("all") == "true"
+	if ref == "" && !all {
+		return 0, badRequest("name one dead letter with ?ref=<ref>, or all that match with ?all=true[&topic=T][&subscription=S]")
+	}
+	n := 0
+	err := eachDeadLetter(r, b, func(dl *DeadLetter) error {
+		if !all && dl.Ref != ref {
+			return nil
+		}
+		if err := do(dl); err != nil {
+			return fmt.Errorf("dead letter %s: %w", dl.Ref, err)
+		}
+		n++
+		return nil
+	})
+	if err == nil && n == 0 && !all {
+		err = errNoMatch
+	}
+	return n, err
+}
+
+func eachDeadLetter(r *http.Request, b Broker, fn func(*DeadLetter) error) error {
+	q := r.URL.Query()
+	for dl, err := range b.DeadLetters(r.Context(), q.Get("topic"), q.Get("subscription")) {
+		if err != nil {
+			return err
+		}
+		if err := fn(dl); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+type badRequest string
+
+func (e badRequest) Error() string { return string(e) }
+
+func reply(w http.ResponseWriter, err error, body any) {
+	var bad badRequest
+	switch {
+	case errors.As(err, &bad):
+		http.Error(w, err.Error(), http.StatusBadRequest)
+	case errors.Is(err, errNoMatch):
+		http.Error(w, err.Error(), http.StatusNotFound)
+	case err != nil:
+		http.Error(w, err.Error(), http.StatusInternalServerError)
+	default:
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(body)
+	}
+}
+
+type deadLetterJSON struct {
+	Ref           string              `json:"ref"`
+	ID            string              `json:"id"`
+	Topic         string              `json:"topic"`
+	Subscription  string              `json:"subscription"`
+	Reason        Reason              `json:"reason"`
+	Attempts      int                 `json:"attempts"`
+	Error         string              `json:"error"`
+	Time          time.Time           `json:"time"`
+	Header        map[string][]string `json:"header"`
+	Payload       json.RawMessage     `json:"payload,omitempty"`
+	PayloadBase64 []byte              `json:"payload_base64,omitempty"`
+}
+
+func toJSON(dl *DeadLetter) deadLetterJSON {
+	out := deadLetterJSON{
+		Ref: dl.Ref, ID: dl.Message.ID, Topic: dl.Message.Topic, Subscription: dl.Subscription,
+		Reason: dl.Reason, Attempts: dl.Attempts, Error: dl.Error, Time: dl.Time, Header: dl.Message.Header,
+	}
+	if payload, ok := payloadJSON(&dl.Message); ok {
+		out.Payload = payload
+	} else {
+		out.PayloadBase64 = dl.Message.Data
+	}
+	return out
+}
+
+// payloadJSON renders the payload as protobuf JSON when its type is known
+// and it decodes.
+func payloadJSON(m *Message) (json.RawMessage, bool) {
+	mt, err := protoregistry.GlobalTypes.FindMessageByName(protoreflect.FullName(m.Header.Get(HeaderMessageType)))
+	if err != nil {
+		return nil, false
+	}
+	msg := mt.New().Interface()
+	switch m.Header.Get(HeaderContentType) {
+	case ContentTypeJSON, "application/json; charset=utf-8":
+		err = protojson.Unmarshal(m.Data, msg)
+	case ContentTypeProto, "":
+		err = proto.Unmarshal(m.Data, msg)
+	default:
+		return nil, false
+	}
+	if err != nil {
+		return nil, false
+	}
+	b, err := protojson.Marshal(msg)
+	return b, err == nil
+}

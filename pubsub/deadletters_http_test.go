@@ -1,0 +1,115 @@
+package pubsub_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync/atomic"
+	"testing"
+
+	pingv1 "github.com/connectkit/connectkit/internal/gen/connectkit/ping/v1"
+	"github.com/connectkit/connectkit/pubsub"
+	"github.com/connectkit/connectkit/pubsub/mem"
+	"github.com/connectkit/connectkit/pubsub/pubsubtest"
+)
+
+func TestDeadLetterHandler(t *testing.T) {
+	t.Parallel()
+	broker := mem.New()
+	t.Cleanup(func() { _ = broker.Close() })
+	var fixed atomic.Bool
+	handled := make(chan string, 10)
+	sub, err := pubsub.NewSubscriber(broker, "pings", "picky", func(_ context.Context, msg *pingv1.PingRequest) error {
+		if !fixed.Load() {
+			return pubsub.Permanent(errors.New("cannot handle " + msg.GetText()))
+		}
+		handled <- msg.GetText()
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pubsubtest.Start(t, sub)
+	pub, err := pubsub.NewPublisher[pingv1.PingRequest](broker, "pings")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, text := range []string{"first", "second"} {
+		if err := pub.Publish(t.Context(), &pingv1.PingRequest{Text: text}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	srv := httptest.NewServer(pubsub.DeadLetterHandler(broker))
+	t.Cleanup(srv.Close)
+
+	type listed struct {
+		DeadLetters []struct {
+			Ref, ID, Topic, Subscription, Reason, Error string
+			Payload                                     map[string]any
+		} `json:"dead_letters"`
+	}
+	list := func(query string) listed {
+		t.Helper()
+		res, err := http.Get(srv.URL + "/" + query)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer res.Body.Close()
+		var l listed
+		if err := json.NewDecoder(res.Body).Decode(&l); err != nil {
+			t.Fatal(err)
+		}
+		return l
+	}
+	do := func(method, path string) (int, string) {
+		t.Helper()
+		req, _ := http.NewRequest(method, srv.URL+path, nil)
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer res.Body.Close()
+		b, _ := io.ReadAll(res.Body)
+		return res.StatusCode, string(b)
+	}
+
+	var l listed
+	pubsubtest.WaitFor(t, "two dead letters", func() bool { l = list("?subscription=picky"); return len(l.DeadLetters) == 2 })
+	first, second := l.DeadLetters[0], l.DeadLetters[1] // handled concurrently: in either order
+	if first.Payload["text"] != "first" {
+		first, second = second, first
+	}
+	dl := first
+	if dl.Topic != "pings" || dl.Reason != "permanent" || !strings.Contains(dl.Error, "cannot handle first") || dl.Payload["text"] != "first" {
+		t.Errorf("dead letter %+v", dl)
+	}
+	if n := len(list("?subscription=other").DeadLetters); n != 0 {
+		t.Errorf("filter by subscription: %d dead letters, want 0", n)
+	}
+
+	if code, body := do(http.MethodPost, "/redrive"); code != http.StatusBadRequest {
+		t.Errorf("redrive without ref: %d %s, want 400", code, body)
+	}
+	if code, _ := do(http.MethodPost, "/redrive?ref=nope"); code != http.StatusNotFound {
+		t.Errorf("redrive of an unknown ref: %d, want 404", code)
+	}
+
+	// The handler is fixed: re-drive the first, delete the second.
+	fixed.Store(true)
+	if code, body := do(http.MethodPost, "/redrive?ref="+dl.Ref); code != 200 || !strings.Contains(body, `"redriven":1`) {
+		t.Fatalf("redrive: %d %s", code, body)
+	}
+	if got := <-handled; got != "first" {
+		t.Errorf("re-driven message %q, want first", got)
+	}
+	if code, body := do(http.MethodDelete, "/?ref="+second.Ref); code != 200 || !strings.Contains(body, `"deleted":1`) {
+		t.Fatalf("delete: %d %s", code, body)
+	}
+	if n := len(list("").DeadLetters); n != 0 {
+		t.Errorf("%d dead letters left, want 0", n)
+	}
+}
