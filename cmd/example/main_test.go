@@ -255,24 +255,25 @@ func TestChangesReachTheAuditLogInOneTrace(t *testing.T) {
 		t.Fatalf("audit log = %v, want created then updated", kinds)
 	}
 
-	// One trace: the RPC's server span, the publish (PRODUCER) and the
-	// delivery (CONSUMER) of its event.
-	var rpc, publish, process sdktrace.ReadOnlySpan
-	for _, s := range spans.GetSpans().Snapshots() {
-		switch {
-		case s.Name() == "example.v1.ProfileService/CreateProfile" && s.SpanKind() == trace.SpanKindServer:
+	// One trace: the CreateProfile RPC's server span, the publish (PRODUCER)
+	// and the delivery (CONSUMER) of its event.
+	var rpc sdktrace.ReadOnlySpan
+	all := spans.GetSpans().Snapshots()
+	for _, s := range all {
+		if s.Name() == "example.v1.ProfileService/CreateProfile" && s.SpanKind() == trace.SpanKindServer {
 			rpc = s
-		case strings.HasPrefix(s.Name(), "publish") && s.SpanKind() == trace.SpanKindProducer && publish == nil:
-			publish = s
-		case strings.HasPrefix(s.Name(), "process") && s.SpanKind() == trace.SpanKindConsumer && process == nil:
-			process = s
 		}
 	}
-	if rpc == nil || publish == nil || process == nil {
-		t.Fatalf("spans: rpc %v, publish %v, process %v", rpc != nil, publish != nil, process != nil)
+	if rpc == nil {
+		t.Fatal("no CreateProfile server span")
 	}
-	if publish.SpanContext().TraceID() != rpc.SpanContext().TraceID() || process.SpanContext().TraceID() != rpc.SpanContext().TraceID() {
-		t.Errorf("trace ids: rpc %s, publish %s, process %s; want one trace",
-			rpc.SpanContext().TraceID(), publish.SpanContext().TraceID(), process.SpanContext().TraceID())
+	spanKinds := map[trace.SpanKind]bool{}
+	for _, s := range all {
+		if s.SpanContext().TraceID() == rpc.SpanContext().TraceID() {
+			spanKinds[s.SpanKind()] = true
+		}
+	}
+	if !spanKinds[trace.SpanKindProducer] || !spanKinds[trace.SpanKindConsumer] {
+		t.Errorf("the CreateProfile trace has span kinds %v, want a producer (publish) and a consumer (delivery)", spanKinds)
 	}
 }
