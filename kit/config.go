@@ -239,44 +239,30 @@ func isLoopback(addr string) bool {
 }
 
 // ConfigFromEnv reads a [Config] from the KIT_* environment variables
-// documented on its fields, then validates it. An error names the variable
-// and the value it could not use.
+// documented on its fields, then validates it. An error names each variable
+// and value it could not use.
 func ConfigFromEnv() (Config, error) {
 	return configFrom(os.LookupEnv)
 }
 
 func configFrom(lookup func(string) (string, bool)) (Config, error) {
-	e := envReader{lookup: lookup}
-	c := Config{
-		Addr:                 e.str("KIT_ADDR"),
-		AdminAddr:            e.str("KIT_ADMIN_ADDR"),
-		AdminToken:           e.str("KIT_ADMIN_TOKEN"),
-		AdminInsecure:        e.boolean("KIT_ADMIN_INSECURE"),
-		Pprof:                e.boolean("KIT_PPROF"),
-		TLSCertFile:          e.str("KIT_TLS_CERT_FILE"),
-		TLSKeyFile:           e.str("KIT_TLS_KEY_FILE"),
-		CORSAllowedOrigins:   e.list("KIT_CORS_ALLOWED_ORIGINS"),
-		ReadHeaderTimeout:    e.duration("KIT_READ_HEADER_TIMEOUT"),
-		IdleTimeout:          e.duration("KIT_IDLE_TIMEOUT"),
-		ShutdownTimeout:      e.duration("KIT_SHUTDOWN_TIMEOUT"),
-		DrainDelay:           e.duration("KIT_DRAIN_DELAY"),
-		CallTimeout:          e.timeout("KIT_CALL_TIMEOUT"),
-		MaxCallTimeout:       e.timeout("KIT_MAX_CALL_TIMEOUT"),
-		StreamTimeout:        e.timeout("KIT_STREAM_TIMEOUT"),
-		MaxRequestBytes:      e.bytes("KIT_MAX_REQUEST_BYTES"),
-		MaxResponseBytes:     e.bytes("KIT_MAX_RESPONSE_BYTES"),
-		MaxHeaderBytes:       e.bytes("KIT_MAX_HEADER_BYTES"),
-		MaxConcurrentStreams: int(e.integer("KIT_MAX_CONCURRENT_STREAMS")),
-		NoFrameBatching:      !e.booleanDefault("KIT_FRAME_BATCHING", true),
-		LogFormat:            e.str("KIT_LOG_FORMAT"),
-		LogLevel:             e.level("KIT_LOG_LEVEL"),
+	var c Config
+	var errs []error
+	for _, s := range settings {
+		v, ok := lookup(s.env)
+		if v = strings.TrimSpace(v); !ok || v == "" {
+			continue
+		}
+		if err := s.set(&c, v); err != nil {
+			errs = append(errs, fmt.Errorf("%s=%q: %w", s.env, v, err))
+		}
 	}
 	if err := c.Validate(); err != nil {
 		// Values that did not parse were left zero, so their defaults passed.
-		e.errs = append(e.errs, errors.Unwrap(err))
+		errs = append(errs, errors.Unwrap(err))
 	}
-	if len(e.errs) > 0 {
-		return Config{}, fmt.Errorf("kit: invalid config: %w", errors.Join(e.errs...))
+	if len(errs) > 0 {
+		return Config{}, fmt.Errorf("kit: invalid config: %w", errors.Join(errs...))
 	}
 	return c, nil
 }

@@ -1,6 +1,8 @@
 package kit
 
 import (
+	"flag"
+	"io"
 	"log/slog"
 	"strings"
 	"testing"
@@ -101,5 +103,32 @@ func TestParseBytes(t *testing.T) {
 		if _, err := parseBytes(in); err == nil {
 			t.Errorf("parseBytes(%q) succeeded", in)
 		}
+	}
+}
+
+func TestRegisterFlags(t *testing.T) {
+	t.Parallel()
+	cfg, err := configFrom(lookupIn(map[string]string{"KIT_ADDR": ":9000", "KIT_LOG_LEVEL": "warn"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	fs := flag.NewFlagSet("test", flag.ContinueOnError)
+	cfg.RegisterFlags(fs)
+	err = fs.Parse([]string{"-addr", "127.0.0.1:7000", "-pprof", "-frame-batching=false",
+		"-call-timeout", "off", "-max-request-bytes", "8MiB", "-cors-allowed-origins", "https://a.example.com"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Addr != "127.0.0.1:7000" || !cfg.Pprof || !cfg.NoFrameBatching || cfg.CallTimeout != NoTimeout ||
+		cfg.MaxRequestBytes != 8<<20 || cfg.LogLevel != slog.LevelWarn || cfg.CORSAllowedOrigins[0] != "https://a.example.com" {
+		t.Errorf("after flags: %+v", cfg)
+	}
+
+	fs = flag.NewFlagSet("test", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	cfg.RegisterFlags(fs)
+	err = fs.Parse([]string{"-shutdown-timeout", "15"})
+	if err == nil || !strings.Contains(err.Error(), "-shutdown-timeout") || !strings.Contains(err.Error(), "duration") {
+		t.Errorf("bad flag value: %v", err)
 	}
 }

@@ -2,13 +2,15 @@
 // gRPC-Web and Connect on :8080, the admin endpoints on 127.0.0.1:9090, and
 // an embedded NATS JetStream broker (or the cluster at NATS_URL) that carries
 // a ProfileChanged event for every change to the audit log's subscriber.
-// Configure it with the KIT_* and NATS_* environment variables (see the
-// README).
+// Configure it with the KIT_* and NATS_* environment variables, or with
+// flags named after the KIT_* ones (-addr, -admin-addr, -log-level...; see
+// -help and the README).
 package main
 
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"os"
 	"time"
@@ -33,6 +35,8 @@ func run(ctx context.Context) (err error) {
 	if err != nil {
 		return err
 	}
+	cfg.RegisterFlags(flag.CommandLine) // flags override the environment: -addr :8081
+	flag.Parse()
 	natsCfg, err := natsjs.ConfigFromEnv()
 	if err != nil {
 		return err
