@@ -137,3 +137,37 @@ func (c *messageConn) ResponseHeader() http.Header {
 	return c.resp
 }
 func (c *messageConn) ResponseTrailer() http.Header { return c.ResponseHeader() }
+
+// BenchmarkPublishPath measures what one publish costs pubsub and the chain,
+// without a broker: PublishAsync to a broker that confirms at once.
+func BenchmarkPublishPath(b *testing.B) {
+	msg := &pingv1.PingRequest{Number: 42, Text: string(make([]byte, 80))}
+	for _, chain := range pubsubtest.BenchChains {
+		if chain.LogFile {
+			continue
+		}
+		b.Run(chain.Name, func(b *testing.B) {
+			pub, err := pubsub.NewPublisher[pingv1.PingRequest](nullBroker{mem.New()}, "bench", chain.PubsubOptions(b)...)
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.ReportAllocs()
+			for b.Loop() {
+				if err := pub.PublishAsync(context.Background(), msg).Wait(context.Background()); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+// nullBroker confirms every publish at once and stores nothing.
+type nullBroker struct{ *mem.Broker }
+
+func (nullBroker) Publish(context.Context, *pubsub.Message) (pubsub.Confirmation, error) {
+	return confirmed{}, nil
+}
+
+type confirmed struct{}
+
+func (confirmed) Wait(context.Context) error { return nil }
