@@ -188,11 +188,26 @@ type publishCall struct {
 
 type publishCallKey struct{}
 
+// publishContext is the context of a publish: it carries the call and its
+// msgctx.Info in one allocation.
+type publishContext struct {
+	context.Context
+	call *publishCall
+}
+
+func (c *publishContext) Value(key any) any {
+	switch {
+	case key == (publishCallKey{}):
+		return c.call
+	case msgctx.IsKey(key):
+		return &c.call.info
+	}
+	return c.Context.Value(key)
+}
+
 // publish runs call through the client chain to the sender.
 func publish[M any](ctx context.Context, client *connect.Client[M, emptypb.Empty], call *publishCall, msg *M) error {
-	ctx = msgctx.NewContext(ctx, &call.info)
-	ctx = context.WithValue(ctx, publishCallKey{}, call)
-	_, err := client.CallUnary(ctx, connect.NewRequest(msg))
+	_, err := client.CallUnary(&publishContext{Context: ctx, call: call}, connect.NewRequest(msg))
 	return err
 }
 
