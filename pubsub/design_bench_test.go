@@ -8,12 +8,14 @@ import (
 	"testing"
 
 	"connectrpc.com/connect"
+	"github.com/connectkit/connectkit/interceptors"
 	pingv1 "github.com/connectkit/connectkit/internal/gen/connectkit/ping/v1"
 	"github.com/connectkit/connectkit/pubsub"
 	"github.com/connectkit/connectkit/pubsub/mem"
 	"github.com/connectkit/connectkit/pubsub/pubsubtest"
 	"github.com/prometheus/client_golang/prometheus"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/trace/noop"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -27,27 +29,33 @@ func BenchmarkDeliveryDesign(b *testing.B) {
 		b.Fatal(err)
 	}
 	handler := func(context.Context, *pingv1.PingRequest) error { return nil }
-	for _, chain := range []struct {
-		name  string
-		level slog.Level
-		none  bool
-	}{
-		{name: "chain", level: slog.LevelInfo},
-		{name: "chain-nosuccesslog", level: slog.LevelWarn},
-		{name: "nochain", none: true},
-	} {
-		var interceptors []connect.Interceptor
-		if !chain.none {
-			logger := slog.New(slog.NewJSONHandler(io.Discard, &slog.HandlerOptions{Level: chain.level}))
-			tp := sdktrace.NewTracerProvider(sdktrace.WithSampler(sdktrace.NeverSample()))
-			interceptors, err = pubsubtest.ApproxChain(logger, prometheus.NewRegistry(), tp)
+	for _, chain := range pubsubtest.BenchChains {
+		if chain.LogFile {
+			continue
+		}
+		opts := chain.PubsubOptions(b)
+		// The streaming alternative needs the interceptors themselves: the
+		// same default chain, built as kit builds it (no-op tracer provider
+		// unless the variant brings one), without kit's deadlines.
+		var interceptorList []connect.Interceptor
+		if !chain.None {
+			chainOpts := []interceptors.Option{interceptors.WithTracerProvider(noop.NewTracerProvider())}
+			switch chain.Name {
+			case "chain-nosuccesslog":
+				chainOpts = append(chainOpts, interceptors.WithoutMessageSuccessLogs())
+			case "chain-sdktracer":
+				tp := sdktrace.NewTracerProvider(sdktrace.WithSampler(sdktrace.NeverSample()))
+				chainOpts = append(chainOpts, interceptors.WithTracerProvider(tp))
+			}
+			logger := slog.New(slog.NewJSONHandler(io.Discard, nil))
+			c, err := interceptors.Default(logger, prometheus.NewRegistry(), chainOpts...)
 			if err != nil {
 				b.Fatal(err)
 			}
+			interceptorList = c.Server()
 		}
-		b.Run("unary/"+chain.name, func(b *testing.B) {
-			sub, err := pubsub.NewSubscriber(mem.New(), "bench", "s", handler,
-				pubsub.WithHandlerOptions(connect.WithInterceptors(interceptors...)))
+		b.Run("unary/"+chain.Name, func(b *testing.B) {
+			sub, err := pubsub.NewSubscriber(mem.New(), "bench", "s", handler, opts...)
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -62,7 +70,7 @@ func BenchmarkDeliveryDesign(b *testing.B) {
 				}
 			}
 		})
-		b.Run("streaming/"+chain.name, func(b *testing.B) {
+		b.Run("streaming/"+chain.Name, func(b *testing.B) {
 			spec := connect.Spec{StreamType: connect.StreamTypeUnary, Procedure: "/bench/s"}
 			next := connect.StreamingHandlerFunc(func(ctx context.Context, conn connect.StreamingHandlerConn) error {
 				var msg pingv1.PingRequest
@@ -71,8 +79,8 @@ func BenchmarkDeliveryDesign(b *testing.B) {
 				}
 				return handler(ctx, &msg)
 			})
-			for i := len(interceptors) - 1; i >= 0; i-- {
-				next = interceptors[i].WrapStreamingHandler(next)
+			for i := len(interceptorList) - 1; i >= 0; i-- {
+				next = interceptorList[i].WrapStreamingHandler(next)
 			}
 			header := http.Header{
 				"Content-Type": {"application/proto"}, "Pubsub-Type": {"connectkit.ping.v1.PingRequest"},
@@ -129,3 +137,37 @@ func (c *messageConn) ResponseHeader() http.Header {
 	return c.resp
 }
 func (c *messageConn) ResponseTrailer() http.Header { return c.ResponseHeader() }
+
+// BenchmarkPublishPath measures what one publish costs pubsub and the chain,
+// without a broker: PublishAsync to a broker that confirms at once.
+func BenchmarkPublishPath(b *testing.B) {
+	msg := &pingv1.PingRequest{Number: 42, Text: string(make([]byte, 80))}
+	for _, chain := range pubsubtest.BenchChains {
+		if chain.LogFile {
+			continue
+		}
+		b.Run(chain.Name, func(b *testing.B) {
+			pub, err := pubsub.NewPublisher[pingv1.PingRequest](nullBroker{mem.New()}, "bench", chain.PubsubOptions(b)...)
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.ReportAllocs()
+			for b.Loop() {
+				if err := pub.PublishAsync(context.Background(), msg).Wait(context.Background()); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+// nullBroker confirms every publish at once and stores nothing.
+type nullBroker struct{ *mem.Broker }
+
+func (nullBroker) Publish(context.Context, *pubsub.Message) (pubsub.Confirmation, error) {
+	return confirmed{}, nil
+}
+
+type confirmed struct{}
+
+func (confirmed) Wait(context.Context) error { return nil }

@@ -3,15 +3,15 @@
 // through the same [connect.Interceptor] chain as the service's RPCs.
 //
 // A [Publisher] presents each publish to the client chain as a unary call to
-// [PublishProcedure](topic), made by a real connect client whose transport
-// hands the request body and headers to the broker; a [Subscriber] presents
-// each delivery to the handler chain as a unary call to [Procedure](topic,
-// subscription), served in-process by a real connect handler. So an
-// interceptor written once (logging, metrics, tracing, validation, auth)
-// runs on RPCs, publishes and deliveries, and the headers the client chain
-// sets (W3C traceparent) travel with the message. The chain's final error
-// decides whether a delivery is acknowledged, retried after a backoff, or
-// dead-lettered.
+// [PublishProcedure](topic), made by a real connect client whose innermost
+// interceptor hands the request message and headers to the broker; a
+// [Subscriber] presents each delivery to the handler chain as a unary call
+// to [Procedure](topic, subscription), served in-process by a real connect
+// handler. So an interceptor written once (logging, metrics, tracing,
+// validation, auth) runs on RPCs, publishes and deliveries, and the headers
+// the client chain sets (W3C traceparent) travel with the message. The
+// chain's final error decides whether a delivery is acknowledged, retried
+// after a backoff, or dead-lettered.
 //
 // Delivery is at least once: handlers see the message id and attempt in
 // [MessageInfo], and [Idempotent] skips messages already handled.

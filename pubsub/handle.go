@@ -25,7 +25,7 @@ type deliveryState struct {
 }
 
 // stateContext is the context of a delivery: it carries the delivery's state
-// without a context.WithValue allocation.
+// and its msgctx.Info without a context.WithValue allocation.
 type stateContext struct {
 	context.Context
 	st *deliveryState
@@ -34,8 +34,11 @@ type stateContext struct {
 type deliveryStateKey struct{}
 
 func (c *stateContext) Value(key any) any {
-	if key == (deliveryStateKey{}) {
+	switch {
+	case key == (deliveryStateKey{}):
 		return c.st
+	case msgctx.IsKey(key):
+		return &c.st.info
 	}
 	return c.Context.Value(key)
 }
@@ -111,7 +114,7 @@ func (s *Subscriber) handle(ctx context.Context, d Delivery) {
 func (s *Subscriber) invoke(ctx context.Context, st *deliveryState, msg *Message, contentType string) (err error) {
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.AckWait)
 	defer cancel()
-	st.ctx = stateContext{Context: msgctx.NewContext(ctx, &st.info), st: st}
+	st.ctx = stateContext{Context: ctx, st: st}
 
 	header := msg.Header
 	if header == nil {

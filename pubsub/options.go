@@ -61,9 +61,12 @@ func WithRegistry(reg prometheus.Registerer) Option {
 // [Publisher] presents each publish to the interceptor chain, as a unary
 // call: pass srv.ClientOptions()... so that the client chain (tracing
 // injecting traceparent, metrics, logging, auth headers) runs around every
-// publish. The options must keep connect's default Connect protocol
-// (connect.WithGRPC and connect.WithGRPCWeb are rejected at the first
-// publish). Ignored by subscribers.
+// publish. The options must keep connect's default Connect protocol and
+// its proto or JSON codec (connect.WithGRPC, connect.WithGRPCWeb and codecs
+// of other names are rejected at the first publish). Options that act below the interceptors
+// (compression, send size limits) do not apply to messages: the call ends
+// in pubsub's innermost interceptor, which hands the message to the broker.
+// Ignored by subscribers.
 func WithClientOptions(opts ...connect.ClientOption) Option {
 	return optionFunc(func(c *config) { c.clientOptions = append(c.clientOptions, opts...) })
 }

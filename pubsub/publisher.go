@@ -58,17 +58,18 @@ func NewPublisher[M any](b Broker, topic string, opts ...Option) (*Publisher[M],
 		ids:      newIDGenerator(),
 		metrics:  m,
 	}
-	clientOpts := make([]connect.ClientOption, 0, len(cfg.clientOptions)+2)
+	clientOpts := make([]connect.ClientOption, 0, len(cfg.clientOptions)+3)
 	clientOpts = append(clientOpts, cfg.clientOptions...)
 	if cfg.json {
 		clientOpts = append(clientOpts, connect.WithProtoJSON())
 	}
 	if !cfg.noValidation {
-		// Innermost, so that the chain logs and counts what it rejects.
+		// Inside the chain, so that the chain logs and counts what it rejects.
 		clientOpts = append(clientOpts, connect.WithInterceptors(validate.NewInterceptor()))
 	}
-	t := newTransport(b, topic, typeName, cfg.json)
-	p.client = connect.NewClient[M, emptypb.Empty](t, "http://"+b.System()+PublishProcedure(topic), clientOpts...)
+	// Innermost: the call ends there.
+	clientOpts = append(clientOpts, connect.WithInterceptors(&sender{broker: b, topic: topic, typeName: []string{typeName}}))
+	p.client = connect.NewClient[M, emptypb.Empty](unreachable{}, "http://"+b.System()+PublishProcedure(topic), clientOpts...)
 	return p, nil
 }
 
@@ -154,7 +155,7 @@ func (p *Publisher[M]) newCall(async bool, opts []PublishOption) *publishCall {
 type Future struct {
 	info    msgctx.Info
 	err     error        // from the chain
-	conf    Confirmation // set by the transport when the broker took the message
+	conf    Confirmation // set by the sender when the broker took the message
 	metrics *metrics
 	counted atomic.Bool
 }
@@ -178,7 +179,7 @@ func (f *Future) Wait(ctx context.Context) error {
 	return err
 }
 
-// publishCall is one publish on its way through the chain to the transport.
+// publishCall is one publish on its way through the chain to the sender.
 type publishCall struct {
 	Future
 	async bool
@@ -187,11 +188,26 @@ type publishCall struct {
 
 type publishCallKey struct{}
 
-// publish runs call through the client chain to the transport.
+// publishContext is the context of a publish: it carries the call and its
+// msgctx.Info in one allocation.
+type publishContext struct {
+	context.Context
+	call *publishCall
+}
+
+func (c *publishContext) Value(key any) any {
+	switch {
+	case key == (publishCallKey{}):
+		return c.call
+	case msgctx.IsKey(key):
+		return &c.call.info
+	}
+	return c.Context.Value(key)
+}
+
+// publish runs call through the client chain to the sender.
 func publish[M any](ctx context.Context, client *connect.Client[M, emptypb.Empty], call *publishCall, msg *M) error {
-	ctx = msgctx.NewContext(ctx, &call.info)
-	ctx = context.WithValue(ctx, publishCallKey{}, call)
-	_, err := client.CallUnary(ctx, connect.NewRequest(msg))
+	_, err := client.CallUnary(&publishContext{Context: ctx, call: call}, connect.NewRequest(msg))
 	return err
 }
 

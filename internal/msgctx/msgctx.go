@@ -58,6 +58,11 @@ func NewContext(ctx context.Context, info *Info) context.Context {
 	return context.WithValue(ctx, key{}, info)
 }
 
+// IsKey reports whether k is the key under which a context carries an Info:
+// context types of package pubsub answer it in their Value method, which
+// saves the allocation of a context.WithValue per message.
+func IsKey(k any) bool { return k == (key{}) }
+
 // FromContext returns the Info in ctx, or nil when ctx is not a message
 // operation.
 func FromContext(ctx context.Context) *Info {

@@ -45,3 +45,27 @@ func TestContext(t *testing.T) {
 		t.Fatalf("FromContext = %v, want %v", got, info)
 	}
 }
+
+// carrier is a context type that carries an Info as pubsub's do.
+type carrier struct {
+	context.Context
+	info *Info
+}
+
+func (c carrier) Value(k any) any {
+	if IsKey(k) {
+		return c.info
+	}
+	return c.Context.Value(k)
+}
+
+func TestIsKey(t *testing.T) {
+	t.Parallel()
+	info := &Info{Topic: "t"}
+	if got := FromContext(carrier{Context: context.Background(), info: info}); got != info {
+		t.Fatalf("FromContext(carrier) = %v, want %v", got, info)
+	}
+	if IsKey(struct{}{}) || IsKey("msgctx") {
+		t.Error("IsKey accepts keys other than msgctx's")
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
+	"strconv"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -35,8 +36,9 @@ func BenchmarkJetStream(b *testing.B) {
 		b.Fatal(err)
 	}
 	for _, size := range []int{100, 4096} {
-		b.Run(fmt.Sprintf("bare/throughput/%s", sizeName(size)), func(b *testing.B) { bareThroughput(b, js, size) })
+		b.Run(fmt.Sprintf("bare/throughput/%s", sizeName(size)), func(b *testing.B) { bareThroughput(b, js, size, false) })
 		b.Run(fmt.Sprintf("bare/latency/%s", sizeName(size)), func(b *testing.B) { bareLatency(b, js, size) })
+		b.Run(fmt.Sprintf("bare-headers/throughput/%s", sizeName(size)), func(b *testing.B) { bareThroughput(b, js, size, true) })
 	}
 	b.Run("pubsub", func(b *testing.B) { pubsubtest.Bench(b, broker) })
 	inproc, err := natsjs.New(context.Background(), natsjs.Config{DataDir: b.TempDir()})
@@ -72,12 +74,19 @@ func bareConsumer(b *testing.B, js jetstream.JetStream) (string, jetstream.Consu
 	return subject, cons
 }
 
-func bareThroughput(b *testing.B, js jetstream.JetStream, size int) {
+// bareThroughput measures the bare loop; with headers, each message carries
+// headers like those of a message published through the default chain
+// (content type, message type, message id, request id), and the consumer
+// reads them, to measure what headers cost JetStream and the client.
+func bareThroughput(b *testing.B, js jetstream.JetStream, size int, headers bool) {
 	subject, cons := bareConsumer(b, js)
 	var handled atomic.Int64
 	done := make(chan struct{})
 	n := int64(b.N)
 	cc, err := cons.Consume(func(m jetstream.Msg) {
+		if headers && m.Headers().Get("Pubsub-Message-Id") == "" {
+			b.Error("message without its id header")
+		}
 		_ = m.Ack()
 		if handled.Add(1) == n {
 			close(done)
@@ -92,8 +101,17 @@ func bareThroughput(b *testing.B, js jetstream.JetStream, size int) {
 	b.ReportAllocs()
 	b.ResetTimer()
 	start, cpu := time.Now(), pubsubtest.StartCPU()
-	for range b.N {
-		if _, err := js.PublishMsgAsync(&nats.Msg{Subject: subject, Data: data}, jetstream.WithStallWait(time.Minute)); err != nil {
+	for i := range b.N {
+		msg := &nats.Msg{Subject: subject, Data: data}
+		if headers {
+			msg.Header = nats.Header{
+				"Content-Type":      {"application/proto"},
+				"Pubsub-Type":       {"connectkit.ping.v1.PingRequest"},
+				"Pubsub-Message-Id": {"R6TVBHXKLZ4M2QJA" + strconv.FormatInt(int64(i), 36)},
+				"X-Request-Id":      {"0f8fad5b-d9cb-469f-a165-70867728950e"},
+			}
+		}
+		if _, err := js.PublishMsgAsync(msg, jetstream.WithStallWait(time.Minute)); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -50,25 +50,34 @@ func (b *Broker) Publish(ctx context.Context, msg *pubsub.Message) (pubsub.Confi
 	case <-b.closed:
 		return nil, pubsub.ErrClosed
 	}
+	c := &confirmation{b: b, topic: msg.Topic}
 	h := nats.Header(msg.Header)
 	if h == nil {
 		h = nats.Header{}
 	}
-	switch {
-	case msg.Deduplicate:
-		h[headerMsgID] = []string{msg.ID}
-	case msg.ID != "":
-		h[headerMessageID] = []string{msg.ID}
+	if msg.ID != "" {
+		c.id[0] = msg.ID
+		if msg.Deduplicate {
+			h[headerMsgID] = c.id[:]
+		} else {
+			h[headerMessageID] = c.id[:]
+		}
 	}
-	paf, err := b.js.PublishMsgAsync(&nats.Msg{Subject: msg.Topic, Header: h, Data: msg.Data})
+	c.msg = nats.Msg{Subject: msg.Topic, Header: h, Data: msg.Data}
+	paf, err := b.js.PublishMsgAsync(&c.msg)
 	if err != nil {
 		<-b.window
 		return nil, b.publishError(msg.Topic, err)
 	}
-	return &confirmation{paf: paf, b: b, topic: msg.Topic}, nil
+	c.paf = paf
+	return c, nil
 }
 
+// confirmation is one asynchronous publish: the message, its id header's
+// value and the future of its acknowledgement, in one allocation.
 type confirmation struct {
+	msg   nats.Msg
+	id    [1]string
 	paf   jetstream.PubAckFuture
 	b     *Broker
 	topic string

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -13,10 +15,10 @@ import (
 	"testing"
 	"time"
 
-	"connectrpc.com/connect"
+	"github.com/connectkit/connectkit/interceptors"
 	pingv1 "github.com/connectkit/connectkit/internal/gen/connectkit/ping/v1"
+	"github.com/connectkit/connectkit/kit"
 	"github.com/connectkit/connectkit/pubsub"
-	"github.com/prometheus/client_golang/prometheus"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 )
 
@@ -26,33 +28,69 @@ var benchSizes = []struct {
 	size int
 }{{"100B", 100}, {"4KiB", 4096}}
 
-// benchChains are the interceptor chains of the benchmarks.
-var benchChains = []struct {
-	name  string
-	level slog.Level // of the logging interceptor
-	none  bool
-}{
-	{name: "chain", level: slog.LevelInfo},
-	{name: "chain-nosuccesslog", level: slog.LevelWarn},
-	{name: "nochain", none: true},
+// BenchChain is an interceptor chain of the benchmarks.
+type BenchChain struct {
+	// Name names the chain in the benchmark's name.
+	Name string
+	// None runs publishes and deliveries without a chain (pubsub still
+	// validates what it publishes).
+	None bool
+	// LogFile makes the logger write to a file instead of io.Discard.
+	LogFile bool
+	// Options returns the options of the kit.Server whose chain is used.
+	Options func(tb testing.TB) []kit.Option
+}
+
+// BenchChains are the chains of [Bench], each that of a kit.Server built
+// with kit.New, as cmd/example wires it (srv.ClientOptions,
+// srv.HandlerOptions, srv.Logger, srv.Registry), with a JSON logger at
+// info writing to io.Discard and the default configuration (no tracing
+// exporter: Tracing only propagates trace context):
+//
+//   - chain: the default chain, every message logged;
+//   - chain-logfile: the same, logging to a file in the test's temporary
+//     directory;
+//   - chain-nosuccesslog: the same with
+//     interceptors.WithoutMessageSuccessLogs;
+//   - chain-sdktracer: the default chain with a real OpenTelemetry SDK tracer
+//     provider that samples nothing (what a service with tracing configured
+//     pays on unsampled messages), for information;
+//   - nochain: no interceptor.
+//
+// io.Discard: the JSON handler formats each line in full, then hands it to
+// the writer, so the cost left out is the write itself: one system call per
+// line to a file or a pipe, as for every RPC line, and the same whatever
+// produces the line; chain-logfile measures it.
+var BenchChains = []BenchChain{
+	{Name: "chain"},
+	{Name: "chain-logfile", LogFile: true},
+	{Name: "chain-nosuccesslog", Options: func(testing.TB) []kit.Option {
+		return []kit.Option{kit.WithInterceptorOptions(interceptors.WithoutMessageSuccessLogs())}
+	}},
+	{Name: "chain-sdktracer", Options: func(tb testing.TB) []kit.Option {
+		tp := sdktrace.NewTracerProvider(sdktrace.WithSampler(sdktrace.NeverSample()))
+		tb.Cleanup(func() { _ = tp.Shutdown(context.Background()) })
+		return []kit.Option{kit.WithInterceptorOptions(interceptors.WithTracerProvider(tp))}
+	}},
+	{Name: "nochain", None: true},
 }
 
 // Bench runs pubsub's benchmarks on a broker: publish+consume throughput
-// (msgs/s) and end-to-end latency at a paced rate (p50 and p99 in µs), for
-// 100 B and 4 KiB messages, through the [ApproxChain] chain with every call
-// logged, with successes not logged, and without a chain.
+// (msgs/s and CPU µs per message) and end-to-end latency at a paced rate
+// (p50 and p99 in µs), for 100 B and 4 KiB messages, through each of
+// [BenchChains].
 func Bench(b *testing.B, broker pubsub.Broker) {
 	for _, size := range benchSizes {
-		for _, chain := range benchChains {
-			b.Run(fmt.Sprintf("throughput/%s/%s", size.name, chain.name), func(b *testing.B) {
-				benchThroughput(b, broker, size.size, chainOptions(b, chain.level, chain.none))
+		for _, chain := range BenchChains {
+			b.Run(fmt.Sprintf("throughput/%s/%s", size.name, chain.Name), func(b *testing.B) {
+				benchThroughput(b, broker, size.size, chain.PubsubOptions(b))
 			})
 		}
 	}
 	for _, size := range benchSizes {
-		for _, chain := range benchChains {
-			b.Run(fmt.Sprintf("latency/%s/%s", size.name, chain.name), func(b *testing.B) {
-				benchLatency(b, broker, size.size, chainOptions(b, chain.level, chain.none))
+		for _, chain := range BenchChains {
+			b.Run(fmt.Sprintf("latency/%s/%s", size.name, chain.Name), func(b *testing.B) {
+				benchLatency(b, broker, size.size, chain.PubsubOptions(b))
 			})
 		}
 	}
@@ -69,21 +107,36 @@ var benchTopics atomic.Int64
 
 func benchTopic() string { return fmt.Sprintf("bench.t%d", benchTopics.Add(1)) }
 
-func chainOptions(tb testing.TB, level slog.Level, none bool) []pubsub.Option {
-	if none {
+// PubsubOptions returns the options of the publishers and subscribers of a
+// benchmark: those of a new kit.Server (never run: its options work without
+// it) with c's options, as cmd/example passes them.
+func (c BenchChain) PubsubOptions(tb testing.TB) []pubsub.Option {
+	tb.Helper()
+	if c.None {
 		return nil
 	}
-	logger := slog.New(slog.NewJSONHandler(io.Discard, &slog.HandlerOptions{Level: level}))
-	tp := sdktrace.NewTracerProvider(sdktrace.WithSampler(sdktrace.NeverSample()))
-	interceptors, err := ApproxChain(logger, prometheus.NewRegistry(), tp)
+	var out io.Writer = io.Discard
+	if c.LogFile {
+		f, err := os.Create(filepath.Join(tb.TempDir(), "log.json"))
+		if err != nil {
+			tb.Fatal(err)
+		}
+		tb.Cleanup(func() { _ = f.Close() })
+		out = f
+	}
+	opts := []kit.Option{kit.WithLogger(slog.New(slog.NewJSONHandler(out, nil)))}
+	if c.Options != nil {
+		opts = append(opts, c.Options(tb)...)
+	}
+	srv, err := kit.New(kit.Config{AdminAddr: kit.AdminOff, Addr: "127.0.0.1:0"}, opts...)
 	if err != nil {
 		tb.Fatal(err)
 	}
-	chain := connect.WithInterceptors(interceptors...)
 	return []pubsub.Option{
-		pubsub.WithClientOptions(chain), pubsub.WithHandlerOptions(chain),
-		pubsub.WithoutValidation(), // the chain validates
-		pubsub.WithRegistry(prometheus.NewRegistry()), pubsub.WithLogger(logger),
+		pubsub.WithClientOptions(srv.ClientOptions()...),
+		pubsub.WithHandlerOptions(srv.HandlerOptions()...),
+		pubsub.WithLogger(srv.Logger()),
+		pubsub.WithRegistry(srv.Registry()),
 	}
 }
 

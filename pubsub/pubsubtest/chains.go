@@ -10,9 +10,11 @@ import (
 	"testing"
 
 	"connectrpc.com/connect"
+	"connectrpc.com/otelconnect"
 	pingv1 "github.com/connectkit/connectkit/internal/gen/connectkit/ping/v1"
 	"github.com/connectkit/connectkit/internal/gen/connectkit/ping/v1/pingv1connect"
 	"github.com/connectkit/connectkit/pubsub"
+	"go.opentelemetry.io/otel/propagation"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"go.opentelemetry.io/otel/trace"
@@ -59,6 +61,18 @@ func testTraceContinuity(t *testing.T, h *harness) {
 		t.Errorf("handler span's parent %s in trace %s, want the publish span %s in trace %s",
 			process.Parent.SpanID(), process.SpanContext.TraceID(), publish.SpanContext.SpanID(), root.SpanContext().TraceID())
 	}
+}
+
+// newTracing returns otelconnect's interceptor with W3C trace context, whose
+// handler spans continue the caller's trace (as children, not links): a
+// user's own tracing interceptor, which must work on messages as on RPCs.
+func newTracing(tp trace.TracerProvider) (*otelconnect.Interceptor, error) {
+	return otelconnect.NewInterceptor(
+		otelconnect.WithTracerProvider(tp),
+		otelconnect.WithPropagator(propagation.TraceContext{}),
+		otelconnect.WithTrustRemote(),
+		otelconnect.WithoutMetrics(),
+	)
 }
 
 func names(spans map[string]tracetest.SpanStub) []string {

@@ -1,8 +1,7 @@
 // Package pubsubtest is the conformance suite of [pubsub.Broker]
 // implementations: one set of tests, run by every driver's own tests through
-// [Run], in the manner of Watermill's pubsub/tests. It also provides
-// [ApproxChain], the interceptors that stand in for connectkit's default
-// chain in pubsub's tests and benchmarks.
+// [Run], in the manner of Watermill's pubsub/tests. [Bench] is the drivers'
+// shared benchmark, through the interceptor chain of a real kit.Server.
 package pubsubtest
 
 import (
