@@ -4,11 +4,12 @@
 // installs the load generators, builds both commands and runs this one.
 //
 // For each pinning (server on CPU 0 and load generator on CPU 1, or both
-// unpinned), each scenario and each round, every variant gets a fresh
-// server, a warm-up, and a measured run. It reports calls/s, server CPU
-// per call (utime+stime from /proc/PID/stat), the 50th and 99th
-// percentile latency, and, with -syscalls, syscalls per call counted by
-// perf during a second run.
+// unpinned), each scenario and each round, every variant that can serve the
+// scenario (grpc-go serves no Connect JSON) gets a fresh server, a warm-up,
+// and a measured run. It reports calls/s, server CPU per call
+// (utime+stime from /proc/PID/stat), the 50th and 99th percentile
+// latency, and, with -syscalls, syscalls per call counted by perf during a
+// second run; then the medians relative to -base and the issue's targets.
 package main
 
 import (
@@ -65,13 +66,17 @@ type options struct {
 	syscalls  bool
 	tls       bool
 	work      string
+	base      string
+	log       string
+	profiles  string
+	out       string
 }
 
 func main() {
 	var o options
 	var variants, scenarios, pins string
 	flag.StringVar(&o.server, "server", "bin/benchserver", "benchserver binary")
-	flag.StringVar(&variants, "variants", "connect,connect-batch", "comma-separated benchserver variants")
+	flag.StringVar(&variants, "variants", "kit,kit-otel,kit-nochain,kit-nobatch,connect,grpc-go", "comma-separated benchserver variants")
 	flag.StringVar(&scenarios, "scenarios", "grpc-h2c:50,grpc-h2c:1,json-http1:50,json-http1:1", "comma-separated NAME:INFLIGHT")
 	flag.StringVar(&pins, "pin", "pinned,unpinned", "pinned (server on CPU 0, load on CPU 1) and/or unpinned")
 	flag.IntVar(&o.rounds, "rounds", 1, "measured runs per variant and scenario, interleaved")
@@ -81,6 +86,10 @@ func main() {
 	flag.BoolVar(&o.syscalls, "syscalls", true, "count syscalls per call with perf in an extra run")
 	flag.BoolVar(&o.tls, "tls", false, "serve and load over TLS: h2 by ALPN for gRPC, HTTP/1.1 for JSON")
 	flag.StringVar(&o.work, "work", "", "directory for request files and logs (default: a temporary one)")
+	flag.StringVar(&o.base, "base", "connect", "variant the medians are compared with")
+	flag.StringVar(&o.log, "log", "file", `where kit variants log: "file" (a JSON file in -work) or "discard"`)
+	flag.StringVar(&o.profiles, "cpuprofile", "", "directory for a CPU profile of every server (VARIANT-LOAD-INFLIGHT-PIN-ROUND.pprof)")
+	flag.StringVar(&o.out, "out", "", "also write the tables to this file")
 	flag.Parse()
 	o.variants = strings.Split(variants, ",")
 	o.pins = strings.Split(pins, ",")
@@ -92,6 +101,9 @@ func main() {
 		}
 		sc.Name = name
 		o.scenarios = append(o.scenarios, sc)
+	}
+	if o.log != "file" && o.log != "discard" {
+		fatalf("bad -log %q: want file or discard", o.log)
 	}
 	if err := run(context.Background(), o); err != nil {
 		fatalf("%v", err)
@@ -112,6 +124,11 @@ func run(ctx context.Context, o options) error {
 		defer os.RemoveAll(dir)
 		o.work = dir
 	}
+	if o.profiles != "" {
+		if err := os.MkdirAll(o.profiles, 0o755); err != nil {
+			return err
+		}
+	}
 	files, err := writeRequestFiles(o.work)
 	if err != nil {
 		return err
@@ -130,26 +147,48 @@ func run(ctx context.Context, o options) error {
 					slices.Reverse(order)
 				}
 				for _, v := range order {
-					r, err := measure(ctx, o, files, pin, sc, v)
+					if !serves(v, sc) {
+						continue
+					}
+					r, err := measure(ctx, o, files, pin, sc, v, round)
 					if err != nil {
 						return fmt.Errorf("%s %s:%d %s: %w", pin, sc.Name, sc.InFlight, v, err)
 					}
-					r.Round = round
 					fmt.Fprintln(os.Stderr, row(r))
 					results = append(results, r)
 				}
 			}
 		}
 	}
-	printTable(os.Stdout, results, o.variants)
+	var out strings.Builder
+	printTable(&out, results, o.variants, o.base)
+	fmt.Print(out.String())
+	if o.out != "" {
+		return os.WriteFile(o.out, []byte(out.String()), 0o644)
+	}
 	return nil
+}
+
+// serves reports whether variant can serve scenario sc: grpc-go speaks
+// only gRPC.
+func serves(variant string, sc scenario) bool {
+	name, _, _ := strings.Cut(variant, "@")
+	return name != "grpc-go" || sc.Name == "grpc-h2c"
 }
 
 // measure starts a fresh server, checks it answers the load's request
 // correctly, warms it up, then measures one run (and a perf run).
-func measure(ctx context.Context, o options, files requestFiles, pin string, sc scenario, variant string) (result, error) {
-	r := result{TLS: o.tls, Pin: pin, Scenario: sc, Variant: variant}
-	srv, err := startServer(ctx, o.server, variant, pin == "pinned", o.tls)
+func measure(ctx context.Context, o options, files requestFiles, pin string, sc scenario, variant string, round int) (result, error) {
+	r := result{TLS: o.tls, Pin: pin, Scenario: sc, Variant: variant, Round: round}
+	var extra []string
+	if o.log == "file" {
+		extra = append(extra, "-log", filepath.Join(o.work, "server.log"))
+	}
+	if o.profiles != "" {
+		name := fmt.Sprintf("%s-%s-%d-%s-%d.pprof", strings.ReplaceAll(variant, "/", "_"), sc.Name, sc.InFlight, pin, round)
+		extra = append(extra, "-cpuprofile", filepath.Join(o.profiles, name))
+	}
+	srv, err := startServer(ctx, o.server, variant, pin == "pinned", o.tls, extra)
 	if err != nil {
 		return r, err
 	}

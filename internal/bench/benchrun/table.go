@@ -35,57 +35,120 @@ func fmtLatency(d time.Duration) string {
 	return fmt.Sprintf("%.2fms", float64(d)/float64(time.Millisecond))
 }
 
-// printTable prints every run, then each variant's median CPU per call and
-// calls/s relative to the first variant for each pinning and scenario.
-func printTable(w io.Writer, results []result, variants []string) {
+// setting is one pinning and scenario: the runs whose ratios count.
+type setting struct {
+	tls bool
+	pin string
+	sc  scenario
+}
+
+// medians holds each setting's medians by variant.
+type medians map[setting]map[string]*median
+
+func collect(results []result) (medians, []setting) {
+	m := medians{}
+	var order []setting
+	for _, r := range results {
+		k := setting{r.TLS, r.Pin, r.Scenario}
+		if m[k] == nil {
+			m[k] = map[string]*median{}
+			order = append(order, k)
+		}
+		if m[k][r.Variant] == nil {
+			m[k][r.Variant] = &median{}
+		}
+		m[k][r.Variant].add(r)
+	}
+	return m, order
+}
+
+// printTable prints every run, each variant's medians relative to base,
+// and the issue's targets.
+func printTable(w io.Writer, results []result, variants []string, base string) {
 	fmt.Fprintln(w, header)
 	for _, r := range results {
 		fmt.Fprintln(w, row(r))
 	}
-	if len(variants) < 2 {
+	m, settings := collect(results)
+	fmt.Fprintf(w, "\nMedians; × is relative to %s in the same setting (lower CPU is better, higher calls/s is better):\n\n", base)
+	fmt.Fprintln(w, "| pin | load | in flight | variant | CPU µs/call | × CPU | calls/s | × calls/s | p50 | p99 | syscalls/call | writes/call |")
+	fmt.Fprintln(w, "|---|---|--:|---|--:|--:|--:|--:|--:|--:|--:|--:|")
+	for _, k := range settings {
+		b := m[k][base]
+		for _, v := range variants {
+			x := m[k][v]
+			if x == nil {
+				continue
+			}
+			fmt.Fprintf(w, "| %s | %s | %d | %s | %.1f | %s | %.0f | %s | %s | %s | %.2f | %.2f |\n",
+				k.pin, loadName(k.tls, k.sc), k.sc.InFlight, v, x.cpu(), ratio(x, b, (*median).cpu), x.rate(), ratio(x, b, (*median).rate),
+				fmtLatency(x.p50()), fmtLatency(x.p99()), med(x.sys), med(x.writes))
+		}
+	}
+	printTargets(w, m, settings)
+}
+
+// ratio formats f(x)/f(base), or "–" without base.
+func ratio(x, base *median, f func(*median) float64) string {
+	if base == nil {
+		return "–"
+	}
+	return fmt.Sprintf("%.2f", f(x)/f(base))
+}
+
+// printTargets checks issue 7's targets for kit (and kit-otel) against
+// connect and grpc-go, setting by setting.
+func printTargets(w io.Writer, m medians, settings []setting) {
+	var lines []string
+	for _, k := range settings {
+		for _, v := range []string{"kit", "kit-otel"} {
+			kit, conn, grpc := m[k][v], m[k]["connect"], m[k]["grpc-go"]
+			if kit == nil || conn == nil {
+				continue
+			}
+			where := fmt.Sprintf("%s | %s | %d | %s", k.pin, loadName(k.tls, k.sc), k.sc.InFlight, v)
+			limit := 0.8
+			if k.sc.Name == "json-http1" {
+				limit = 1.25
+			}
+			lines = append(lines, target(where, "CPU/call ÷ connect", kit.cpu()/conn.cpu(), limit))
+			if grpc != nil {
+				lines = append(lines, target(where, "CPU/call ÷ grpc-go (stretch)", kit.cpu()/grpc.cpu(), 2.5))
+			}
+			if k.sc.InFlight == 1 {
+				lines = append(lines, target(where, "p50 ÷ connect", float64(kit.p50())/float64(conn.p50()), 1))
+			}
+		}
+	}
+	if len(lines) == 0 {
 		return
 	}
-	fmt.Fprintf(w, "\nMedians relative to %s (lower CPU is better, higher calls/s is better):\n\n", variants[0])
-	fmt.Fprintln(w, "| pin | load | in flight | variant | CPU µs/call | × CPU | calls/s | × calls/s | p50 | p99 |")
-	fmt.Fprintln(w, "|---|---|--:|---|--:|--:|--:|--:|--:|--:|")
-	type key struct {
-		tls bool
-		pin string
-		sc  scenario
-	}
-	var keys []key
-	for _, r := range results {
-		if k := (key{r.TLS, r.Pin, r.Scenario}); !slices.Contains(keys, k) {
-			keys = append(keys, k)
-		}
-	}
-	for _, k := range keys {
-		var base median
-		for i, v := range variants {
-			var m median
-			for _, r := range results {
-				if r.TLS == k.tls && r.Pin == k.pin && r.Scenario == k.sc && r.Variant == v {
-					m.add(r)
-				}
-			}
-			if i == 0 {
-				base = m
-			}
-			fmt.Fprintf(w, "| %s | %s | %d | %s | %.1f | %.2f | %.0f | %.2f | %s | %s |\n",
-				k.pin, loadName(k.tls, k.sc), k.sc.InFlight, v, m.cpu(), m.cpu()/base.cpu(), m.rate(), m.rate()/base.rate(),
-				fmtLatency(m.p50()), fmtLatency(m.p99()))
-		}
+	fmt.Fprint(w, "\nTargets of issue 7 (medians, same run):\n\n")
+	fmt.Fprintln(w, "| pin | load | in flight | variant | measure | ratio | target | met |")
+	fmt.Fprintln(w, "|---|---|--:|---|---|--:|--:|---|")
+	for _, l := range lines {
+		fmt.Fprintln(w, l)
 	}
 }
 
+func target(where, what string, got, limit float64) string {
+	met := "yes"
+	if got > limit {
+		met = "**no**"
+	}
+	return fmt.Sprintf("| %s | %s | %.2f | ≤ %.2f | %s |", where, what, got, limit, met)
+}
+
 // median collects the runs of one variant in one setting.
-type median struct{ cpus, rates, p50s, p99s []float64 }
+type median struct{ cpus, rates, p50s, p99s, sys, writes []float64 }
 
 func (m *median) add(r result) {
 	m.cpus = append(m.cpus, float64(r.cpuPerCall())/float64(time.Microsecond))
 	m.rates = append(m.rates, r.callsPerSec())
 	m.p50s = append(m.p50s, float64(r.P50))
 	m.p99s = append(m.p99s, float64(r.P99))
+	m.sys = append(m.sys, r.Sys.all)
+	m.writes = append(m.writes, r.Sys.write)
 }
 
 func med(v []float64) float64 {
@@ -94,6 +157,9 @@ func med(v []float64) float64 {
 	}
 	s := slices.Clone(v)
 	slices.Sort(s)
+	if len(s)%2 == 0 {
+		return (s[len(s)/2-1] + s[len(s)/2]) / 2
+	}
 	return s[len(s)/2]
 }
 
