@@ -9,7 +9,16 @@
 // and a measured run. It reports calls/s, server CPU per call
 // (utime+stime from /proc/PID/stat), the 50th and 99th percentile
 // latency, and, with -syscalls, syscalls per call counted by perf during a
-// second run; then the medians relative to -base and the issue's targets.
+// second run; then the medians relative to -base and issue 7's targets
+// (to stdout, and to -out). Rounds alternate the variants' order.
+//
+// Kit variants log to a file in -work (-log file) or to io.Discard. A
+// variant written NAME@BINARY runs another benchserver build, to measure a
+// library change against the build before it in the same run:
+//
+//	benchrun -variants kit@bin/benchserver-before,kit -scenarios grpc-h2c:50
+//
+// -cpuprofile DIR makes every server write a CPU profile there.
 package main
 
 import (
@@ -18,6 +27,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"time"
@@ -133,6 +143,7 @@ func run(ctx context.Context, o options) error {
 	if err != nil {
 		return err
 	}
+	started := machine()
 	var results []result
 	for _, pin := range o.pins {
 		if pin != "pinned" && pin != "unpinned" {
@@ -161,12 +172,37 @@ func run(ctx context.Context, o options) error {
 		}
 	}
 	var out strings.Builder
+	fmt.Fprintf(&out, "%s; at the end: %s\n\n", started, loadAverage())
 	printTable(&out, results, o.variants, o.base)
 	fmt.Print(out.String())
 	if o.out != "" {
 		return os.WriteFile(o.out, []byte(out.String()), 0o644)
 	}
 	return nil
+}
+
+// machine describes the machine and the time of the run.
+func machine() string {
+	model := "unknown CPU"
+	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		for _, line := range strings.Split(string(b), "\n") {
+			if k, v, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(k) == "model name" {
+				model = strings.TrimSpace(v)
+				break
+			}
+		}
+	}
+	return fmt.Sprintf("Run of %s, %s, %d CPUs (%s); load average at the start: %s",
+		time.Now().UTC().Format("2006-01-02 15:04Z"), runtime.Version(), runtime.NumCPU(), model, loadAverage())
+}
+
+// loadAverage is the 1, 5 and 15 minute load averages.
+func loadAverage() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if f := strings.Fields(string(b)); err == nil && len(f) >= 3 {
+		return strings.Join(f[:3], " ")
+	}
+	return "unknown"
 }
 
 // serves reports whether variant can serve scenario sc: grpc-go speaks

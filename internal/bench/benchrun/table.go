@@ -11,10 +11,18 @@ const header = "| pin | load | in flight | variant | round | calls/s | CPU µs/c
 	"|---|---|--:|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|"
 
 func row(r result) string {
-	return fmt.Sprintf("| %s | %s | %d | %s | %d | %.0f | %.1f | %s | %s | %.2f | %.2f | %.2f | %.2f | %.2f |",
+	return fmt.Sprintf("| %s | %s | %d | %s | %d | %.0f | %.1f | %s | %s | %s | %s | %s | %s | %s |",
 		r.Pin, loadName(r.TLS, r.Scenario), r.Scenario.InFlight, r.Variant, r.Round, r.callsPerSec(),
 		float64(r.cpuPerCall())/float64(time.Microsecond), fmtLatency(r.P50), fmtLatency(r.P99),
-		r.Sys.all, r.Sys.read, r.Sys.write, r.Sys.futex, r.Sys.epoll)
+		fmtSys(r.Sys.all), fmtSys(r.Sys.read), fmtSys(r.Sys.write), fmtSys(r.Sys.futex), fmtSys(r.Sys.epoll))
+}
+
+// fmtSys formats a syscall count per call, "–" when not counted.
+func fmtSys(n float64) string {
+	if n == 0 {
+		return "–"
+	}
+	return fmt.Sprintf("%.2f", n)
 }
 
 // loadName is the scenario's name, with the protocol TLS negotiates.
@@ -80,9 +88,9 @@ func printTable(w io.Writer, results []result, variants []string, base string) {
 			if x == nil {
 				continue
 			}
-			fmt.Fprintf(w, "| %s | %s | %d | %s | %.1f | %s | %.0f | %s | %s | %s | %.2f | %.2f |\n",
+			fmt.Fprintf(w, "| %s | %s | %d | %s | %.1f | %s | %.0f | %s | %s | %s | %s | %s |\n",
 				k.pin, loadName(k.tls, k.sc), k.sc.InFlight, v, x.cpu(), ratio(x, b, (*median).cpu), x.rate(), ratio(x, b, (*median).rate),
-				fmtLatency(x.p50()), fmtLatency(x.p99()), med(x.sys), med(x.writes))
+				fmtLatency(x.p50()), fmtLatency(x.p99()), fmtSys(med(x.sys)), fmtSys(med(x.writes)))
 		}
 	}
 	printTargets(w, m, settings)
