@@ -100,6 +100,7 @@ func main() {
 	flag.StringVar(&o.log, "log", "file", `where kit variants log: "file" (a JSON file in -work) or "discard"`)
 	flag.StringVar(&o.profiles, "cpuprofile", "", "directory for a CPU profile of every server (VARIANT-LOAD-INFLIGHT-PIN-ROUND.pprof)")
 	flag.StringVar(&o.out, "out", "", "also write the tables to this file")
+	replayFrom := flag.String("replay", "", "print the tables again from the per-run rows of an earlier run (its stderr or -out file)")
 	flag.Parse()
 	o.variants = strings.Split(variants, ",")
 	o.pins = strings.Split(pins, ",")
@@ -115,9 +116,27 @@ func main() {
 	if o.log != "file" && o.log != "discard" {
 		fatalf("bad -log %q: want file or discard", o.log)
 	}
+	if *replayFrom != "" {
+		results, variants, err := replay(*replayFrom)
+		if err != nil {
+			fatalf("%v", err)
+		}
+		if flagSet("variants") {
+			variants = o.variants
+		}
+		printTable(os.Stdout, results, variants, o.base)
+		return
+	}
 	if err := run(context.Background(), o); err != nil {
 		fatalf("%v", err)
 	}
+}
+
+// flagSet reports whether the named flag was given.
+func flagSet(name string) bool {
+	set := false
+	flag.Visit(func(f *flag.Flag) { set = set || f.Name == name })
+	return set
 }
 
 func fatalf(format string, args ...any) {
