@@ -51,6 +51,13 @@ lint: protodeps ## Vet, check formatting and lint the protos
 test: checkgenerate lint conformance ## Everything CI runs: generate check, lint, race tests, conformance
 	$(GO) test -race -count=1 ./...
 
+# BENCH_FLAGS go to internal/bench/benchrun (see scripts/bench.sh).
+BENCH_FLAGS ?= -rounds 3
+
+.PHONY: bench
+bench: ## Same-run benchmarks: kit vs connect-go vs grpc-go (h2load, wrk); tables to bin/bench.md
+	scripts/bench.sh -out bin/bench.md $(BENCH_FLAGS)
+
 .PHONY: conformance
 conformance: ## Run the Connect conformance suite (server mode) against internal/conformance
 	$(GO) build -o bin/conformance-server ./internal/conformance/cmd/conformance-server

@@ -63,14 +63,14 @@ func (v httpVersion) String() string {
 	}
 }
 
-// httpVersionFrom returns the HTTP version of the call ctx belongs to, or ""
+// httpVersionFrom returns the HTTP version of the call ctx belongs to, or 0
 // when [HTTPVersion] did not wrap the handler.
-func httpVersionFrom(ctx context.Context) string {
+func httpVersionFrom(ctx context.Context) httpVersion {
 	if v, ok := ctx.Value(httpVersionKey{}).(httpVersion); ok {
-		return v.String()
+		return v
 	}
 	if c, ok := ctx.Value(connVersionKey{}).(*connVersion); ok {
-		return httpVersion(c.v.Load()).String()
+		return httpVersion(c.v.Load())
 	}
-	return ""
+	return 0
 }

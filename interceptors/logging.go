@@ -40,7 +40,7 @@ func Logging(logger *slog.Logger, opts ...LoggingOption) connect.Interceptor {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	l := &logging{logger: logger}
+	l := &logging{logger: logger, prefixes: newLinePrefixes(logger.Handler())}
 	for _, opt := range opts {
 		opt.applyToLogging(&l.cfg)
 	}
@@ -99,8 +99,9 @@ func (c *loggingConfig) isQuiet(procedure string) bool {
 }
 
 type logging struct {
-	logger *slog.Logger
-	cfg    loggingConfig
+	logger   *slog.Logger
+	prefixes *linePrefixes
+	cfg      loggingConfig
 }
 
 type logKey struct{}

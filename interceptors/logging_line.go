@@ -39,24 +39,18 @@ func (l *logging) logCall(ctx context.Context, c callLine) {
 	if !l.logger.Enabled(ctx, level) {
 		return
 	}
-	kind := "server"
-	if c.spec.IsClient {
-		kind = "client"
-	}
-	var buf [maxLineAttrs]slog.Attr
-	attrs := append(buf[:0],
-		slog.String("kind", kind),
-		slog.String("procedure", c.spec.Procedure),
-		slog.String("stream", streamTypeNames[c.spec.StreamType&connect.StreamTypeBidi]),
-		slog.String("protocol", c.peer.Protocol),
-		slog.String("peer", c.peer.Addr),
-	)
+	var v httpVersion
 	if !c.spec.IsClient {
-		if v := httpVersionFrom(ctx); v != "" {
-			attrs = append(attrs, slog.String("http", v))
-		}
+		v = httpVersionFrom(ctx)
+	}
+	h, shared := l.prefixes.handler(c.spec, c.peer.Protocol, v)
+	var buf [maxLineAttrs]slog.Attr
+	attrs := buf[:0]
+	if !shared {
+		attrs = appendShared(attrs, c.spec, c.peer.Protocol, v)
 	}
 	attrs = append(attrs,
+		slog.String("peer", c.peer.Addr),
 		slog.String("code", codeString(code)),
 		slog.Duration("duration", time.Since(c.start)),
 	)
@@ -64,7 +58,7 @@ func (l *logging) logCall(ctx context.Context, c callLine) {
 		attrs = append(attrs, slog.Int64("sent", c.sent), slog.Int64("received", c.received))
 	}
 	attrs = appendCommon(ctx, attrs, c.requestID, c.err, pe)
-	emit(ctx, l.logger, level, "rpc", attrs)
+	emit(ctx, h, level, "rpc", attrs)
 }
 
 func (l *logging) logMessage(ctx context.Context, info *msgctx.Info, requestID string, start time.Time, err error) {
@@ -106,17 +100,17 @@ func (l *logging) logMessage(ctx context.Context, info *msgctx.Info, requestID s
 		slog.Duration("duration", time.Since(start)),
 	)
 	attrs = appendCommon(ctx, attrs, requestID, err, pe)
-	emit(ctx, l.logger, level, "message", attrs)
+	emit(ctx, l.logger.Handler(), level, "message", attrs)
 }
 
 // emit writes a line that the caller checked the logger wants. It skips
 // slog.Logger.LogAttrs, which spends more time finding its caller's program
 // counter (for AddSource) than formatting the line: the caller here would
 // be this package, which tells a reader nothing.
-func emit(ctx context.Context, logger *slog.Logger, level slog.Level, msg string, attrs []slog.Attr) {
+func emit(ctx context.Context, h slog.Handler, level slog.Level, msg string, attrs []slog.Attr) {
 	r := slog.NewRecord(time.Now(), level, msg, 0)
 	r.AddAttrs(attrs...)
-	_ = logger.Handler().Handle(ctx, r) // as slog.Logger does, ignore the handler's error
+	_ = h.Handle(ctx, r) // as slog.Logger does, ignore the handler's error
 }
 
 // appendCommon appends the attributes every line ends with.

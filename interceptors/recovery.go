@@ -90,7 +90,7 @@ func (r *recovery) recovered(ctx context.Context, spec connect.Spec, p any) erro
 		attrs := []slog.Attr{slog.String("procedure", spec.Procedure)}
 		attrs = appendCommon(ctx, attrs, RequestIDFrom(ctx), nil, pe)
 		if r.logger.Enabled(ctx, slog.LevelError) {
-			emit(ctx, r.logger, slog.LevelError, "panic", attrs)
+			emit(ctx, r.logger.Handler(), slog.LevelError, "panic", attrs)
 		}
 	}
 	return connect.NewError(connect.CodeInternal, pe)

@@ -128,7 +128,7 @@ func (t *tracing) WrapStreamingHandler(next connect.StreamingHandlerFunc) connec
 
 // message traces a publish or a delivery.
 func (t *tracing) message(ctx context.Context, info *msgctx.Info, req connect.AnyRequest, next connect.UnaryFunc) (connect.AnyResponse, error) {
-	carrier := propagation.HeaderCarrier(req.Header())
+	carrier := headerCarrier(req.Header())
 	attrs := make([]attribute.KeyValue, 0, 6)
 	attrs = append(attrs,
 		semconv.MessagingSystemKey.String(info.System),

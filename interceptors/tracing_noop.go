@@ -27,7 +27,7 @@ type propagationOnly struct {
 
 func (p propagationOnly) WrapUnary(next connect.UnaryFunc) connect.UnaryFunc {
 	return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
-		carrier := propagation.HeaderCarrier(req.Header())
+		carrier := headerCarrier(req.Header())
 		if req.Spec().IsClient {
 			p.propagator.Inject(ctx, carrier)
 		} else {
@@ -40,20 +40,20 @@ func (p propagationOnly) WrapUnary(next connect.UnaryFunc) connect.UnaryFunc {
 func (p propagationOnly) WrapStreamingClient(next connect.StreamingClientFunc) connect.StreamingClientFunc {
 	return func(ctx context.Context, spec connect.Spec) connect.StreamingClientConn {
 		conn := next(ctx, spec)
-		p.propagator.Inject(ctx, propagation.HeaderCarrier(conn.RequestHeader()))
+		p.propagator.Inject(ctx, headerCarrier(conn.RequestHeader()))
 		return conn
 	}
 }
 
 func (p propagationOnly) WrapStreamingHandler(next connect.StreamingHandlerFunc) connect.StreamingHandlerFunc {
 	return func(ctx context.Context, conn connect.StreamingHandlerConn) error {
-		return next(p.extract(ctx, propagation.HeaderCarrier(conn.RequestHeader())), conn)
+		return next(p.extract(ctx, headerCarrier(conn.RequestHeader())), conn)
 	}
 }
 
 // extract puts the caller's trace context in ctx, as the span a server
 // would have started there would, unless ctx has a span already.
-func (p propagationOnly) extract(ctx context.Context, carrier propagation.HeaderCarrier) context.Context {
+func (p propagationOnly) extract(ctx context.Context, carrier headerCarrier) context.Context {
 	if trace.SpanContextFromContext(ctx).IsValid() {
 		return ctx
 	}

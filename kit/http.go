@@ -25,7 +25,7 @@ func (s *Server) newHTTPServer() (*http.Server, error) {
 	srv := &http.Server{
 		// HTTPVersion and ConnContext let log lines say which HTTP version
 		// a call came over, without copying each request.
-		Handler:           interceptors.HTTPVersion(s.withCORS(s.mux)),
+		Handler:           withStack(interceptors.HTTPVersion(s.withCORS(s.mux))),
 		ConnContext:       interceptors.ConnContext,
 		ReadHeaderTimeout: s.cfg.ReadHeaderTimeout,
 		IdleTimeout:       s.cfg.IdleTimeout,
@@ -40,10 +40,16 @@ func (s *Server) newHTTPServer() (*http.Server, error) {
 			// timeout, a dead node) no longer holds its streams forever.
 			SendPingTimeout: time.Minute,
 			PingTimeout:     15 * time.Second,
-			// Close a connection whose peer stops reading what it asked for.
-			WriteByteTimeout: time.Minute,
 		},
 		ErrorLog: slog.NewLogLogger(s.logger.Handler(), slog.LevelWarn),
+	}
+	if s.cfg.NoFrameBatching {
+		// Close a connection whose peer stops reading what it asked for.
+		// With frame batching, writes never wait on the socket and every
+		// flush has its own deadline (batchconn's FlushTimeout, 30s), which
+		// does this; the per-write deadline would only add two
+		// SetWriteDeadline calls to every frame write.
+		srv.HTTP2.WriteByteTimeout = time.Minute
 	}
 	switch {
 	case s.opts.tls != nil:

@@ -91,5 +91,6 @@ func (s *Server) shutdown(cause error) error {
 
 	err := errors.Join(errs...)
 	s.logger.Info("shutdown complete", "duration", time.Since(begin).String(), "clean", err == nil)
+	flushLogger(s.logger) // the program may exit as soon as Run returns
 	return err
 }

@@ -1,10 +1,14 @@
 #!/usr/bin/env bash
-# Benchmark suite: builds internal/bench/benchserver and benchrun, installs
-# the load generators if missing (h2load from nghttp2-client, wrk, perf for
-# syscall counts), and runs every variant in the same run, pinned and
-# unpinned. Extra arguments go to benchrun (see `bin/benchrun -h`), e.g.
-#   scripts/bench.sh -rounds 3 -variants connect,connect-batch
-# The Markdown table goes to stdout, progress to stderr.
+# Benchmark suite (`make bench`; BENCHMARKS.md): builds
+# internal/bench/benchserver and benchrun, installs the load generators if
+# missing (h2load from nghttp2-client, wrk, perf for syscall counts), and
+# runs every variant (kit, kit-otel, kit-nochain, kit-nobatch, connect,
+# grpc-go by default) in the same run: gRPC over h2c and Connect JSON over
+# HTTP/1.1, 50 and 1 calls in flight, pinned and unpinned. Extra arguments
+# go to benchrun (see `bin/benchrun -h`), e.g.
+#   scripts/bench.sh -rounds 5 -out bin/bench.md
+#   scripts/bench.sh -variants kit,connect -scenarios grpc-h2c:50 -pin pinned
+# The Markdown tables go to stdout (and to -out), progress to stderr.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -27,6 +31,4 @@ fi
 mkdir -p bin
 go build -o bin/benchserver ./internal/bench/benchserver
 go build -o bin/benchrun ./internal/bench/benchrun
-
-echo "# $(date -u +%Y-%m-%dT%H:%MZ) $(go version | cut -d' ' -f3) $(nproc) CPUs: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'); load average $(cut -d' ' -f1-3 /proc/loadavg)"
 exec bin/benchrun "$@"

@@ -19,10 +19,15 @@ type server struct {
 	addr string
 }
 
-// startServer starts benchserver -variant variant, pinned to CPU 0 if pin,
-// and waits until it listens.
-func startServer(ctx context.Context, bin, variant string, pin, useTLS bool) (*server, error) {
-	args := []string{bin, "-variant", variant, "-tls=" + strconv.FormatBool(useTLS)}
+// startServer starts benchserver -variant variant with extra arguments,
+// pinned to CPU 0 if pin, and waits until it listens. A variant written
+// NAME@BINARY runs that other benchserver binary: a build from before a
+// change, measured in the same run as the current one.
+func startServer(ctx context.Context, bin, variant string, pin, useTLS bool, extra []string) (*server, error) {
+	if name, other, ok := strings.Cut(variant, "@"); ok {
+		variant, bin = name, other
+	}
+	args := append([]string{bin, "-variant", variant, "-tls=" + strconv.FormatBool(useTLS)}, extra...)
 	if pin {
 		// taskset execs the server: the PID is the server's. Go sizes
 		// GOMAXPROCS from the affinity mask, so the server runs with 1.

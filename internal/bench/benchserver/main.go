@@ -1,158 +1,121 @@
 // Command benchserver serves connectkit.ping.v1.PingService on loopback for
-// the benchmark suite (scripts/bench.sh, driven by internal/bench/benchrun).
-// Each -variant is one way of serving the same handler; it prints
-// "listening on ADDR" once it accepts connections and shuts down gracefully
-// on SIGINT or SIGTERM.
+// the benchmark suite (`make bench`: scripts/bench.sh, driven by
+// internal/bench/benchrun). Each -variant is one way of serving the same
+// handler; it prints "listening on ADDR" once it accepts connections and
+// shuts down gracefully on SIGINT or SIGTERM.
 //
 // Variants:
 //
+//	kit                kit.Server with its full default chain (tracing with
+//	                   the default no-op provider, request ids, JSON logs at
+//	                   info to -log, metrics, recovery, deadlines,
+//	                   validation) and frame batching, as `kit.New` gives it
+//	kit-otel           the same with a real OpenTelemetry SDK tracer provider
+//	                   that samples nothing (OTEL_TRACES_EXPORTER=otlp,
+//	                   OTEL_TRACES_SAMPLER=always_off): otelconnect's cost
+//	kit-nochain        kit.WithoutDefaultInterceptors(): deadlines only
+//	kit-nobatch        kit with KIT_FRAME_BATCHING=false
 //	connect            bare connect-go on net/http: HTTP/1.1 and h2c on one port
 //	connect-batch      the same behind internal/batchconn's listener: h2c
 //	                   connections batched (ModeH2C), or with -tls those
 //	                   offering h2 by ALPN (ModeALPN and batchconn.TLSConfig)
 //	connect-batch-all  every connection batched (batchconn.ModeAll)
+//	grpc-go            google.golang.org/grpc's own server (gRPC only)
 //
-// With -tls it serves HTTP/1.1 and HTTP/2 over TLS (ALPN) with a
-// self-signed certificate made at start, the batching listener beneath
-// crypto/tls.
+// With -tls it serves TLS (HTTP/2 by ALPN, and HTTP/1.1 but for grpc-go)
+// with a self-signed certificate made at start. -cpuprofile writes a CPU
+// profile of the server's whole life.
 package main
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"errors"
 	"flag"
 	"fmt"
-	"math/big"
+	"io"
 	"net"
-	"net/http"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"syscall"
-	"time"
 
 	"connectrpc.com/connect"
 
-	"github.com/connectkit/connectkit/internal/batchconn"
 	pingv1 "github.com/connectkit/connectkit/internal/gen/connectkit/ping/v1"
 	"github.com/connectkit/connectkit/internal/gen/connectkit/ping/v1/pingv1connect"
 )
 
-// listenerFor returns the batchconn configuration of a variant (nil: no
-// batching) and whether its tls.Config goes through batchconn.TLSConfig.
-func listenerFor(variant string, useTLS bool) (*batchconn.Config, error) {
-	switch variant {
-	case "connect":
-		return nil, nil
-	case "connect-batch":
-		if useTLS {
-			return &batchconn.Config{Mode: batchconn.ModeALPN}, nil
-		}
-		return &batchconn.Config{}, nil
-	case "connect-batch-all":
-		return &batchconn.Config{Mode: batchconn.ModeAll}, nil
-	}
-	return nil, fmt.Errorf("unknown -variant %q", variant)
+// flags are benchserver's settings.
+type flags struct {
+	addr    string
+	variant string
+	tls     bool
+	logPath string // kit variants' JSON log: a file, or "discard"
 }
 
 func main() {
-	addr := flag.String("addr", "127.0.0.1:0", "address to listen on")
-	variant := flag.String("variant", "connect", "server variant: connect, connect-batch, connect-batch-all")
-	useTLS := flag.Bool("tls", false, "serve TLS (HTTP/1.1 and h2 by ALPN) with a self-signed certificate")
+	var f flags
+	flag.StringVar(&f.addr, "addr", "127.0.0.1:0", "address to listen on")
+	flag.StringVar(&f.variant, "variant", "connect", "server variant (see the package doc)")
+	flag.BoolVar(&f.tls, "tls", false, "serve TLS with a self-signed certificate")
+	flag.StringVar(&f.logPath, "log", "discard", `kit variants' log file (JSON, info), or "discard"`)
+	profile := flag.String("cpuprofile", "", "write a CPU profile to this file")
 	flag.Parse()
-	if err := run(*addr, *variant, *useTLS); err != nil {
+	if err := run(f, *profile); err != nil {
 		fmt.Fprintln(os.Stderr, "benchserver:", err)
 		os.Exit(1)
 	}
 }
 
-func run(addr, variant string, useTLS bool) error {
-	bcfg, err := listenerFor(variant, useTLS)
-	if err != nil {
-		return err
+func run(f flags, profile string) error {
+	serve, ok := variants[f.variant]
+	if !ok {
+		return fmt.Errorf("unknown -variant %q", f.variant)
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-
-	inner, err := net.Listen("tcp", addr)
-	if err != nil {
-		return err
-	}
-	ln := inner
-	if bcfg != nil {
-		if ln, err = batchconn.NewListener(inner, *bcfg); err != nil {
-			inner.Close()
-			return err
-		}
-	}
-	mux := http.NewServeMux()
-	mux.Handle(pingv1connect.NewPingServiceHandler(pingService{}))
-	var protocols http.Protocols
-	protocols.SetHTTP1(true)
-	protocols.SetUnencryptedHTTP2(!useTLS)
-	protocols.SetHTTP2(useTLS)
-	srv := &http.Server{Handler: mux, Protocols: &protocols, ReadHeaderTimeout: 5 * time.Second}
-	if useTLS {
-		cert, err := selfSigned()
+	logw := io.Discard
+	if f.logPath != "discard" {
+		file, err := os.Create(f.logPath)
 		if err != nil {
 			return err
 		}
-		srv.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert}}
-		if bcfg != nil && bcfg.Mode == batchconn.ModeALPN {
-			srv.TLSConfig = batchconn.TLSConfig(srv.TLSConfig)
+		defer file.Close()
+		logw = file
+	}
+	if profile != "" {
+		pf, err := os.Create(profile)
+		if err != nil {
+			return err
 		}
-	}
-
-	served := make(chan error, 1)
-	go func() {
-		if useTLS {
-			served <- srv.ServeTLS(ln, "", "") // adds ALPN h2 and wraps ln in crypto/tls
-			return
+		defer pf.Close()
+		if err := pprof.StartCPUProfile(pf); err != nil {
+			return err
 		}
-		served <- srv.Serve(ln)
-	}()
-	fmt.Printf("listening on %s\n", inner.Addr())
-	select {
-	case err := <-served:
-		return err
-	case <-ctx.Done():
+		defer pprof.StopCPUProfile()
 	}
-	shutdownCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	if err := srv.Shutdown(shutdownCtx); err != nil {
-		return err
-	}
-	if err := <-served; !errors.Is(err, http.ErrServerClosed) {
-		return err
-	}
-	return nil
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	ready := func(addr net.Addr) { fmt.Printf("listening on %s\n", addr) }
+	return serve(ctx, f, logw, ready)
 }
 
-// selfSigned makes a certificate for 127.0.0.1.
-func selfSigned() (tls.Certificate, error) {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return tls.Certificate{}, err
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1),
-		Subject:      pkix.Name{CommonName: "benchserver"},
-		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1)},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(24 * time.Hour),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		return tls.Certificate{}, err
-	}
-	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}, nil
+// serveFunc serves the ping service as one variant, calls ready once it
+// accepts connections, and returns after a graceful shutdown once ctx is
+// done.
+type serveFunc func(ctx context.Context, f flags, logw io.Writer, ready func(net.Addr)) error
+
+var variants = map[string]serveFunc{
+	"kit":               serveKit,
+	"kit-otel":          serveKit,
+	"kit-nochain":       serveKit,
+	"kit-nobatch":       serveKit,
+	"connect":           serveConnect,
+	"connect-batch":     serveConnect,
+	"connect-batch-all": serveConnect,
+	"grpc-go":           serveGRPC,
+}
+
+// echo is the one handler behind every variant.
+func echo(req *pingv1.PingRequest) *pingv1.PingResponse {
+	return &pingv1.PingResponse{Number: req.GetNumber(), Text: req.GetText()}
 }
 
 // pingService answers Ping with its request, as small a handler as can be.
@@ -161,5 +124,5 @@ type pingService struct {
 }
 
 func (pingService) Ping(_ context.Context, req *connect.Request[pingv1.PingRequest]) (*connect.Response[pingv1.PingResponse], error) {
-	return connect.NewResponse(&pingv1.PingResponse{Number: req.Msg.GetNumber(), Text: req.Msg.GetText()}), nil
+	return connect.NewResponse(echo(req.Msg)), nil
 }

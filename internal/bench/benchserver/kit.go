@@ -1,0 +1,55 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+
+	"github.com/connectkit/connectkit/internal/gen/connectkit/ping/v1/pingv1connect"
+	"github.com/connectkit/connectkit/kit"
+)
+
+// serveKit serves the ping service on a kit.Server (variants kit,
+// kit-otel, kit-nochain, kit-nobatch), mounted as a user would mount it.
+// The log goes to logw in JSON at info, one line per call, as in
+// production.
+func serveKit(ctx context.Context, f flags, logw io.Writer, ready func(net.Addr)) error {
+	if f.variant == "kit-otel" {
+		// What an operator sets to have traces ready but record none: the
+		// SDK's tracer provider with its batch span processor and OTLP
+		// exporter, which otelconnect then drives on every call. The
+		// exporter connects to nothing until a span is recorded.
+		os.Setenv("OTEL_TRACES_EXPORTER", "otlp")
+		os.Setenv("OTEL_TRACES_SAMPLER", "always_off")
+	}
+	cfg := kit.Config{
+		Addr:            f.addr,
+		AdminAddr:       kit.AdminOff,
+		NoFrameBatching: f.variant == "kit-nobatch",
+	}
+	level := new(slog.LevelVar) // info
+	opts := []kit.Option{kit.WithLogger(kit.NewLogger(logw, "json", level)), kit.WithLogLevel(level)}
+	if f.variant == "kit-nochain" {
+		opts = append(opts, kit.WithoutDefaultInterceptors())
+	}
+	if f.tls {
+		cert, err := selfSigned()
+		if err != nil {
+			return err
+		}
+		opts = append(opts, kit.WithTLSConfig(&tls.Config{Certificates: []tls.Certificate{cert}}))
+	}
+	srv, err := kit.New(cfg, opts...)
+	if err != nil {
+		return err
+	}
+	srv.Mount(pingv1connect.NewPingServiceHandler(pingService{}, srv.HandlerOptions()...))
+	if err := srv.Listen(); err != nil {
+		return err
+	}
+	ready(srv.Addr())
+	return srv.Run(ctx)
+}

@@ -1,0 +1,184 @@
+package kit_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/connectkit/connectkit/kit"
+)
+
+// waitFor polls cond until it holds, or fails tb after a generous deadline.
+func waitFor(tb testing.TB, what string, cond func() bool) {
+	tb.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			tb.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+func TestNewLoggerWritesALoneInfoLine(t *testing.T) {
+	t.Parallel()
+	var out syncBuffer
+	kit.NewLogger(&out, "json", slog.LevelInfo).Info("alone")
+	waitFor(t, "the line", func() bool { return strings.Contains(out.String(), `"msg":"alone"`) })
+}
+
+func TestNewLoggerWritesWarningsBeforeReturning(t *testing.T) {
+	t.Parallel()
+	for _, level := range []slog.Level{slog.LevelWarn, slog.LevelError} {
+		t.Run(level.String(), func(t *testing.T) {
+			t.Parallel()
+			var out syncBuffer
+			logger := kit.NewLogger(&out, "json", slog.LevelInfo).With("service", "test")
+			logger.Info("first")
+			logger.Log(context.Background(), level, "then")
+			// No waiting: a program that logs an error and exits keeps it,
+			// and the info line before it.
+			lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+			if len(lines) != 2 || !strings.Contains(lines[0], `"msg":"first"`) || !strings.Contains(lines[1], `"msg":"then"`) {
+				t.Errorf("written when Log returned: %q, want the info line then the %s line", lines, level)
+			}
+		})
+	}
+}
+
+func TestNewLoggerKeepsConcurrentLinesWholeAndInOrder(t *testing.T) {
+	t.Parallel()
+	var out syncBuffer
+	logger := kit.NewLogger(&out, "json", slog.LevelInfo)
+	const writers, lines = 8, 500
+	var wg sync.WaitGroup
+	for w := range writers {
+		wg.Go(func() {
+			for i := range lines {
+				logger.Info("line", "writer", w, "seq", i, "pad", strings.Repeat("x", i%300))
+			}
+		})
+	}
+	wg.Wait()
+	logger.Warn("done") // writes everything before it
+	next := make([]int, writers)
+	for _, line := range strings.Split(strings.TrimSpace(out.String()), "\n") {
+		var m struct {
+			Msg         string
+			Writer, Seq int
+		}
+		if err := json.Unmarshal([]byte(line), &m); err != nil {
+			t.Fatalf("line %q: %v", line, err)
+		}
+		if m.Msg != "line" {
+			continue
+		}
+		if m.Seq != next[m.Writer] {
+			t.Fatalf("writer %d: line %d after %d", m.Writer, m.Seq, next[m.Writer]-1)
+		}
+		next[m.Writer]++
+	}
+	for w, n := range next {
+		if n != lines {
+			t.Errorf("writer %d: %d lines written, want %d", w, n, lines)
+		}
+	}
+}
+
+// stuckWriter blocks every Write until released, and records what it got.
+type stuckWriter struct {
+	release chan struct{}
+	entered chan struct{} // closed at the first Write
+	once    sync.Once
+	out     syncBuffer
+}
+
+func (w *stuckWriter) Write(p []byte) (int, error) {
+	w.once.Do(func() { close(w.entered) })
+	<-w.release
+	return w.out.Write(p)
+}
+
+func TestNewLoggerBlocksWhenItsWriterIsStuck(t *testing.T) {
+	t.Parallel()
+	w := &stuckWriter{release: make(chan struct{}), entered: make(chan struct{})}
+	logger := kit.NewLogger(w, "json", slog.LevelInfo)
+	logger.Info("first")
+	<-w.entered // the flusher is stuck in Write
+	// 4 MiB of lines, far past the buffer's bound: the logging goroutine
+	// must stop before it is done.
+	const n = 4096
+	pad := strings.Repeat("x", 1000)
+	progress := make(chan int, n)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := range n {
+			logger.Info("line", "seq", i, "pad", pad)
+			progress <- i
+		}
+	}()
+	logged := 0
+	for stalled := 0; logged == 0 || stalled < 200; {
+		select {
+		case <-done:
+			t.Fatal("logged 4 MiB while the writer was stuck: the buffer is not bounded")
+		case <-progress:
+			logged++
+			stalled = 0
+		case <-time.After(time.Millisecond):
+			stalled++
+		}
+	}
+	if logged == 0 || logged > 1024 {
+		t.Errorf("logged %d lines of 1 KiB before blocking, want a few hundred", logged)
+	}
+	close(w.release)
+	<-done
+	logger.Warn("end")
+	if got := strings.Count(w.out.String(), `"msg":"line"`); got != n {
+		t.Errorf("%d lines written, want %d", got, n)
+	}
+}
+
+func TestRunWritesBufferedLinesBeforeReturning(t *testing.T) {
+	t.Parallel()
+	var out syncBuffer
+	srv, err := kit.New(kit.Config{Addr: "127.0.0.1:0", AdminAddr: kit.AdminOff},
+		kit.WithLogger(kit.NewLogger(&out, "json", slog.LevelInfo)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	srv.Go(func(context.Context) error { cancel(); return nil })
+	if err := srv.Run(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out.String(), `"msg":"shutdown complete"`) {
+		t.Errorf("when Run returned, the log was:\n%s\nwant its last line", out.String())
+	}
+}
+
+func ExampleNewLogger() {
+	logger := kit.NewLogger(&prefixWriter{}, "json", slog.LevelInfo)
+	logger.Warn("written before Warn returns", "time_left", "none")
+	// Output:
+	// log: {"level":"WARN","msg":"written before Warn returns","time_left":"none"}
+}
+
+// prefixWriter prints lines without their time, for the example's output.
+type prefixWriter struct{}
+
+func (prefixWriter) Write(p []byte) (int, error) {
+	var m map[string]any
+	_ = json.Unmarshal(p, &m)
+	delete(m, "time")
+	b, _ := json.Marshal(m)
+	fmt.Printf("log: %s\n", b)
+	return len(p), nil
+}
