@@ -4,8 +4,8 @@ import (
 	"context"
 	"io"
 	"log/slog"
-	"runtime"
 	"sync"
+	"time"
 )
 
 // maxBufferedLog bounds the log bytes a lineWriter holds; past it, Write
@@ -13,28 +13,39 @@ import (
 // down, as direct writes would, instead of growing the buffer.
 const maxBufferedLog = 256 << 10
 
+// flushDelay is how long an info line may wait in a lineWriter's buffer;
+// flushSize is the buffered size that is written at once, without waiting.
+const (
+	flushDelay = 5 * time.Millisecond
+	flushSize  = 64 << 10
+)
+
 // lineWriter batches log lines into fewer writes. Written straight to
 // stderr, the line that every call logs costs a write(2) on the call's path
-// (BENCHMARKS.md). lineWriter appends each line to a buffer instead; the
-// first line into an empty buffer starts a flusher goroutine, which yields
-// once, so that the calls served at the same time add their lines, then
-// writes the whole buffer in one write and exits once the buffer is empty.
-// No timer: a line waits for one round of the scheduler. Lines at warn and
-// above are written before their Handle returns (see [flushingHandler]), so
-// that a program that logs an error and exits loses nothing; a crash can
-// lose the info lines of the last scheduler round. No package buffering
-// like this exists for io.Writer (bufio needs an explicit Flush, and
-// zap's BufferedWriteSyncer flushes on a timer), hence this file.
+// (BENCHMARKS.md): at one call in flight, that write runs between the
+// response and the next request. lineWriter appends each line to a buffer
+// instead and writes the buffer flushDelay after its first line, or as soon
+// as it holds flushSize bytes, in one write. A timer suits logs, unlike
+// RPC frames (package internal/batchconn): a line that reaches the
+// collector a few milliseconds late harms nobody. Lines at warn and above
+// are written before their Handle returns (see [flushingHandler]), so that
+// a program that logs an error and exits loses nothing; a crash can lose
+// the last flushDelay of info lines. No goroutine waits while the buffer
+// is empty. No package buffering like this exists for io.Writer (bufio
+// needs an explicit Flush, and zap's BufferedWriteSyncer keeps a goroutine
+// and flushes every 30 s by default), hence this file.
 type lineWriter struct {
 	w   io.Writer
 	wmu sync.Mutex // held while writing to w: takes and writes in order
 
 	mu       sync.Mutex
-	cond     sync.Cond // broadcast when the buffer is taken
-	buf      []byte    // lines waiting for the flusher
-	spare    []byte    // the buffer last written, reused
-	flushing bool      // a flusher goroutine runs
-	err      error     // the last write error, returned by Flush
+	cond     sync.Cond   // broadcast when the buffer is taken
+	buf      []byte      // lines waiting for the flusher
+	spare    []byte      // the buffer last written, reused
+	timer    *time.Timer // runs flushTimed; created by the first line
+	armed    bool        // timer will fire
+	flushing bool        // a flushFull goroutine runs
+	err      error       // the last write error, returned by Flush
 }
 
 func newLineWriter(w io.Writer) *lineWriter {
@@ -43,7 +54,7 @@ func newLineWriter(w io.Writer) *lineWriter {
 	return lw
 }
 
-// Write buffers p and makes sure a flusher will write it. It never fails;
+// Write buffers p and makes sure a flush will write it. It never fails;
 // write errors are returned by [lineWriter.Flush].
 func (lw *lineWriter) Write(p []byte) (int, error) {
 	lw.mu.Lock()
@@ -52,25 +63,35 @@ func (lw *lineWriter) Write(p []byte) (int, error) {
 		lw.cond.Wait()
 	}
 	lw.buf = append(lw.buf, p...)
-	if !lw.flushing {
+	switch {
+	case len(lw.buf) >= flushSize && !lw.flushing:
 		lw.flushing = true
-		go lw.flushLoop()
+		go lw.flushFull()
+	case !lw.armed:
+		// Every line is covered: by this timer, by one armed before and
+		// not yet past setting armed to false, or by flushFull.
+		lw.armed = true
+		if lw.timer == nil {
+			lw.timer = time.AfterFunc(flushDelay, lw.flushTimed)
+		} else {
+			lw.timer.Reset(flushDelay)
+		}
 	}
 	return len(p), nil
 }
 
-func (lw *lineWriter) flushLoop() {
-	for {
-		runtime.Gosched() // let the other calls of this round log their lines
-		lw.mu.Lock()
-		if len(lw.buf) == 0 {
-			lw.flushing = false
-			lw.mu.Unlock()
-			return
-		}
-		lw.mu.Unlock()
-		lw.writeOut()
-	}
+func (lw *lineWriter) flushTimed() {
+	lw.mu.Lock()
+	lw.armed = false
+	lw.mu.Unlock()
+	lw.writeOut()
+}
+
+func (lw *lineWriter) flushFull() {
+	lw.writeOut()
+	lw.mu.Lock()
+	lw.flushing = false
+	lw.mu.Unlock()
 }
 
 // Flush writes every line buffered so far before it returns, and returns

@@ -32,6 +32,36 @@ func TestNewLoggerWritesALoneInfoLine(t *testing.T) {
 	waitFor(t, "the line", func() bool { return strings.Contains(out.String(), `"msg":"alone"`) })
 }
 
+// writeCounter counts the writes that reach it.
+type writeCounter struct {
+	syncBuffer
+	mu     sync.Mutex
+	writes int
+}
+
+func (w *writeCounter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	w.writes++
+	w.mu.Unlock()
+	return w.syncBuffer.Write(p)
+}
+
+func TestNewLoggerBatchesInfoLinesIntoFewWrites(t *testing.T) {
+	t.Parallel()
+	var out writeCounter
+	logger := kit.NewLogger(&out, "json", slog.LevelInfo)
+	const n = 200
+	for i := range n {
+		logger.Info("line", "seq", i)
+	}
+	waitFor(t, "every line", func() bool { return strings.Count(out.String(), "\n") == n })
+	out.mu.Lock()
+	defer out.mu.Unlock()
+	if out.writes > n/10 {
+		t.Errorf("%d lines logged back to back took %d writes, want a few", n, out.writes)
+	}
+}
+
 func TestNewLoggerWritesWarningsBeforeReturning(t *testing.T) {
 	t.Parallel()
 	for _, level := range []slog.Level{slog.LevelWarn, slog.LevelError} {
