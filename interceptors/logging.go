@@ -31,7 +31,8 @@ import (
 // topic, subscription, message_type, message_id, attempt, outcome (ack,
 // retry or dead_letter, for deliveries), code, duration, request_id,
 // trace_id, span_id and error. Deliveries are logged at info when acked, warn
-// when retried, error when dead-lettered.
+// when retried, error when dead-lettered; publishes at debug when they
+// succeed and at their code's level when they fail.
 //
 // Handlers get a logger carrying the call's procedure, request id and trace
 // ids from [LoggerFrom]. Payloads are never logged unless [WithPayloads] is

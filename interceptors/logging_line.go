@@ -71,6 +71,11 @@ func (l *logging) logMessage(ctx context.Context, info *msgctx.Info, requestID s
 	if info.Operation == msgctx.Process {
 		outcome = info.Outcome(err)
 		level = outcomeLevel(outcome)
+	} else if err == nil {
+		// A message is logged at info where it is handled; its successful
+		// publish is a debug line, as in Watermill, which saves every
+		// publish formatting a line nobody reads at info (BENCHMARKS.md).
+		level = slog.LevelDebug
 	}
 	pe := panicOf(err)
 	if pe != nil {

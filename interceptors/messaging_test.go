@@ -143,7 +143,7 @@ func TestMessagePublish(t *testing.T) {
 		fail        bool
 		code, level string
 	}{
-		{name: "ok", code: "ok", level: "INFO"},
+		{name: "ok", code: "ok", level: "DEBUG"},
 		{name: "broker down", fail: true, code: "unavailable", level: "ERROR"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -158,7 +158,7 @@ func TestMessagePublish(t *testing.T) {
 					}
 					return connect.NewResponse(&pingv1.PingResponse{}), nil
 				})
-			o := newObserved(t, slog.LevelInfo)
+			o := newObserved(t, slog.LevelDebug)
 			client := connect.NewClient[pingv1.PingRequest, pingv1.PingResponse](httpClient(t, false), serve(t, broker)+publish,
 				connect.WithInterceptors(o.chain.Client()...))
 			info := &msgctx.Info{Operation: msgctx.Publish, System: "mem", Topic: topic, MessageID: "msg-2", MessageType: topic}
