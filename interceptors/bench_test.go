@@ -26,7 +26,7 @@ import (
 // to io.Discard, metrics in a registry, tracing with a real SDK provider
 // that samples nothing, validation, and the HTTPVersion wrapper), on
 // HTTP/1.1 and on HTTP/2 (h2c). "chain+client" adds the default client
-// chain to the client. See BENCHMARKS-draft.md.
+// chain to the client. See BENCHMARKS.md, section 2.
 func BenchmarkChain(b *testing.B) {
 	for _, transport := range []struct {
 		name  string
