@@ -17,12 +17,13 @@ import (
 // terminal and JSON otherwise. level is read on every record, so a
 // [slog.LevelVar] changes the level at run time.
 //
-// Lines are written in batches: the lines that concurrent calls log in the
-// same round of the Go scheduler go out in one write, which spares a system
-// call per call on a busy server. Lines at warn level and above are
-// written before the logging call returns, and [Server.Run] writes what is
+// Lines are written in batches: an info line waits at most 5 ms (or until
+// 64 KiB are buffered) and goes out in one write with the lines logged
+// meanwhile, which spares a system call per call on a busy server and one
+// on the call's path at low load. Lines at warn level and above are
+// written before the logging call returns, and Server.Run writes what is
 // left before it returns; a crash can lose the info lines of its last
-// microseconds.
+// 5 ms.
 func NewLogger(w io.Writer, format string, level slog.Leveler) *slog.Logger {
 	if format == "" || format == "auto" {
 		format = "json"
