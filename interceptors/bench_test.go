@@ -7,10 +7,10 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"testing"
-	"time"
 
 	"connectrpc.com/connect"
 	"github.com/connectkit/connectkit/interceptors"
+	"github.com/connectkit/connectkit/internal/benchcpu"
 	pingv1 "github.com/connectkit/connectkit/internal/gen/connectkit/ping/v1"
 	"github.com/connectkit/connectkit/internal/gen/connectkit/ping/v1/pingv1connect"
 	"github.com/prometheus/client_golang/prometheus"
@@ -53,13 +53,13 @@ func BenchmarkChain(b *testing.B) {
 				req := connect.NewRequest(&pingv1.PingRequest{Number: 42, Text: "hello"})
 				ctx := b.Context()
 				b.ReportAllocs()
-				cpu := processCPU()
+				stopCPU := benchcpu.Start(b)
 				for b.Loop() {
 					if _, err := client.Ping(ctx, req); err != nil {
 						b.Fatal(err)
 					}
 				}
-				reportCPU(b, cpu)
+				stopCPU()
 			})
 		}
 	}
@@ -130,7 +130,7 @@ func BenchmarkChainInMemory(b *testing.B) {
 			// What a server with interceptors.ConnContext gives its requests.
 			connCtx := interceptors.ConnContext(b.Context(), nil)
 			b.ReportAllocs()
-			cpu := processCPU()
+			stopCPU := benchcpu.Start(b)
 			for b.Loop() {
 				req := httptest.NewRequestWithContext(connCtx, http.MethodPost, pingv1connect.PingServicePingProcedure, bytes.NewReader(body))
 				req.Header.Set("Content-Type", "application/proto")
@@ -140,14 +140,7 @@ func BenchmarkChainInMemory(b *testing.B) {
 					b.Fatalf("status %d: %s", rec.Code, rec.Body)
 				}
 			}
-			reportCPU(b, cpu)
+			stopCPU()
 		})
-	}
-}
-
-// reportCPU reports the process CPU time per call since start, when known.
-func reportCPU(b *testing.B, start time.Duration) {
-	if used := processCPU() - start; used > 0 {
-		b.ReportMetric(float64(used.Nanoseconds())/float64(b.N), "cpu-ns/op")
 	}
 }

@@ -1,5 +1,5 @@
 // Package interceptors gives connect handlers and clients production
-// observability: [Tracing] (OpenTelemetry, via connectrpc.com/otelconnect),
+// observability: [Tracing] (OpenTelemetry, with connectrpc.com/otelconnect's spans),
 // [RequestID], [Logging] (log/slog), [Metrics] (Prometheus, with
 // go-grpc-prometheus names), [Recovery] and [Validation] (protovalidate, via
 // connectrpc.com/validate). Each is a [connect.Interceptor] that handles

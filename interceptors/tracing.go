@@ -20,14 +20,16 @@ import (
 const instrumentationName = "github.com/connectkit/connectkit/interceptors"
 
 // Tracing returns an interceptor that traces every call with OpenTelemetry,
-// through connectrpc.com/otelconnect: a server span continues the caller's
-// W3C trace context (otelconnect's WithTrustRemote: services trust their
-// callers' trace ids; an edge proxy should strip traceparent from the
+// with the spans of connectrpc.com/otelconnect: a server span continues the
+// caller's W3C trace context (otelconnect's WithTrustRemote: services trust
+// their callers' trace ids; an edge proxy should strip traceparent from the
 // public internet), a client span injects it. It records no OpenTelemetry
 // metrics (otelconnect's WithoutMetrics: [Metrics] counts calls in
 // Prometheus, and a second set would cost time on every call) and no peer
 // address on server spans (otelconnect's default: high cardinality; the
-// log line has it).
+// log line has it). It makes those spans itself, doing the work of a span's
+// attributes and status only when the span is sampled, unless
+// [WithOtelconnectOptions] asks for otelconnect.
 //
 // A message publish or delivery that package pubsub presents as a call gets
 // a span after the OpenTelemetry messaging conventions instead: "publish
@@ -52,20 +54,23 @@ func Tracing(opts ...TracingOption) (connect.Interceptor, error) {
 	if isNoop(cfg.provider) && len(cfg.otelconnect) == 0 {
 		return propagationOnly{cfg.propagator}, nil
 	}
-	rpc, err := otelconnect.NewInterceptor(append([]otelconnect.Option{
-		otelconnect.WithTracerProvider(cfg.provider),
-		otelconnect.WithPropagator(cfg.propagator),
-		otelconnect.WithTrustRemote(),
-		otelconnect.WithoutMetrics(),
-	}, cfg.otelconnect...)...)
-	if err != nil {
-		return nil, fmt.Errorf("interceptors: failed to create otelconnect interceptor: %w", err)
-	}
-	return &tracing{
-		rpc:        rpc,
+	t := &tracing{
 		tracer:     cfg.provider.Tracer(instrumentationName),
 		propagator: cfg.propagator,
-	}, nil
+	}
+	if len(cfg.otelconnect) > 0 {
+		rpc, err := otelconnect.NewInterceptor(append([]otelconnect.Option{
+			otelconnect.WithTracerProvider(cfg.provider),
+			otelconnect.WithPropagator(cfg.propagator),
+			otelconnect.WithTrustRemote(),
+			otelconnect.WithoutMetrics(),
+		}, cfg.otelconnect...)...)
+		if err != nil {
+			return nil, fmt.Errorf("interceptors: failed to create otelconnect interceptor: %w", err)
+		}
+		t.otelconnect = rpc
+	}
+	return t, nil
 }
 
 // WithTracerProvider sets the provider of the spans. Default: OpenTelemetry's
@@ -89,9 +94,11 @@ func WithPropagator(propagator propagation.TextMapPropagator) TracingOption {
 	return tracingOption(func(c *tracingConfig) { c.propagator = propagator })
 }
 
-// WithOtelconnectOptions passes more options to otelconnect, after ours:
-// for example otelconnect.WithTraceRequestHeader, WithFilter or
-// WithServerPeerAttributes.
+// WithOtelconnectOptions hands the tracing of RPCs to otelconnect itself,
+// with these options after ours: for example otelconnect.WithFilter,
+// WithTraceRequestHeader or WithServerPeerAttributes. The spans are the
+// same, but otelconnect does its per-call work for unsampled spans too
+// (BENCHMARKS.md, section 2).
 func WithOtelconnectOptions(opts ...otelconnect.Option) TracingOption {
 	return tracingOption(func(c *tracingConfig) { c.otelconnect = append(c.otelconnect, opts...) })
 }
@@ -103,27 +110,45 @@ type tracingConfig struct {
 }
 
 type tracing struct {
-	rpc        *otelconnect.Interceptor
-	tracer     trace.Tracer
-	propagator propagation.TextMapPropagator
+	tracer      trace.Tracer
+	propagator  propagation.TextMapPropagator
+	otelconnect *otelconnect.Interceptor // traces RPCs when set
 }
 
 func (t *tracing) WrapUnary(next connect.UnaryFunc) connect.UnaryFunc {
-	rpc := t.rpc.WrapUnary(next)
+	var rpc connect.UnaryFunc
+	if t.otelconnect != nil {
+		rpc = t.otelconnect.WrapUnary(next)
+	}
+	start := new(startOptions)
 	return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
 		if info := msgctx.FromContext(ctx); info != nil {
 			return t.message(ctx, info, req, next)
 		}
-		return rpc(ctx, req)
+		if rpc != nil {
+			return rpc(ctx, req)
+		}
+		return t.rpcUnary(ctx, req, next, start)
 	}
 }
 
 func (t *tracing) WrapStreamingClient(next connect.StreamingClientFunc) connect.StreamingClientFunc {
-	return t.rpc.WrapStreamingClient(next)
+	if t.otelconnect != nil {
+		return t.otelconnect.WrapStreamingClient(next)
+	}
+	return func(ctx context.Context, spec connect.Spec) connect.StreamingClientConn {
+		return t.rpcStreamingClient(ctx, spec, next)
+	}
 }
 
 func (t *tracing) WrapStreamingHandler(next connect.StreamingHandlerFunc) connect.StreamingHandlerFunc {
-	return t.rpc.WrapStreamingHandler(next)
+	if t.otelconnect != nil {
+		return t.otelconnect.WrapStreamingHandler(next)
+	}
+	start := new(startOptions)
+	return func(ctx context.Context, conn connect.StreamingHandlerConn) error {
+		return t.rpcStreamingHandler(ctx, conn, next, start)
+	}
 }
 
 // message traces a publish or a delivery.

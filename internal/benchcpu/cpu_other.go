@@ -1,6 +1,6 @@
 //go:build !unix
 
-package interceptors_test
+package benchcpu
 
 import "time"
 

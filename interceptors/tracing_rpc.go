@@ -1,0 +1,197 @@
+package interceptors
+
+import (
+	"context"
+	"errors"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync/atomic"
+
+	"connectrpc.com/connect"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
+	"go.opentelemetry.io/otel/trace"
+)
+
+// The RPC spans below are connectrpc.com/otelconnect's (v0.10, with
+// WithTrustRemote and WithoutMetrics): the same names, kinds, attributes and
+// statuses, checked span for span by TestTracingMatchesOtelconnect. They are
+// written here rather than taken from otelconnect because otelconnect does
+// its per-call work whether or not the span is sampled: with tracing on and
+// sampling off, it cost 17 allocations and about half the default chain's
+// CPU per call (BENCHMARKS.md, section 2), where a span that records
+// nothing needs only its context. Here a call whose span is not recording
+// pays for extracting the caller's context, the non-recording span and, on
+// clients, injecting the context into the request headers. Options that
+// only otelconnect has still reach it: see [WithOtelconnectOptions].
+
+// statusCodeOK is rpc.response.status_code for a call that succeeded.
+const statusCodeOK = "OK"
+
+func (t *tracing) rpcUnary(ctx context.Context, req connect.AnyRequest, next connect.UnaryFunc, start *startOptions) (connect.AnyResponse, error) {
+	spec := req.Spec()
+	carrier := headerCarrier(req.Header())
+	if !spec.IsClient {
+		ctx = t.extract(ctx, carrier)
+	}
+	ctx, span := t.tracer.Start(ctx, spanName(spec), start.get(spec, req.Peer())...)
+	defer span.End()
+	if spec.IsClient {
+		t.propagator.Inject(ctx, carrier)
+	}
+	resp, err := next(ctx, req)
+	if span.IsRecording() {
+		endRPCSpan(span, spec.IsClient, err)
+	}
+	return resp, err
+}
+
+func (t *tracing) rpcStreamingHandler(ctx context.Context, conn connect.StreamingHandlerConn, next connect.StreamingHandlerFunc, start *startOptions) error {
+	spec := conn.Spec()
+	ctx = t.extract(ctx, headerCarrier(conn.RequestHeader()))
+	ctx, span := t.tracer.Start(ctx, spanName(spec), start.get(spec, conn.Peer())...)
+	defer span.End()
+	err := next(ctx, conn)
+	if span.IsRecording() {
+		endRPCSpan(span, false, err)
+	}
+	return err
+}
+
+// rpcStreamingClient starts the span of a client stream, which ends when the
+// caller closes the response or the call's context is done; its status is
+// the stream's first error other than io.EOF.
+func (t *tracing) rpcStreamingClient(ctx context.Context, spec connect.Spec, next connect.StreamingClientFunc) connect.StreamingClientConn {
+	ctx, span := t.tracer.Start(ctx, spanName(spec), trace.WithSpanKind(trace.SpanKindClient))
+	conn := next(ctx, spec)
+	t.propagator.Inject(ctx, headerCarrier(conn.RequestHeader()))
+	if span.IsRecording() {
+		span.SetAttributes(requestAttributes(nil, spec, conn.Peer())...)
+	}
+	return observeClientStream(ctx, conn, func(_ *clientStream, err error) {
+		if span.IsRecording() {
+			endRPCSpan(span, true, err)
+		}
+		span.End()
+	})
+}
+
+// startOptions keeps the span start options of the calls that one wrapped
+// function serves: the span kind and the request's attributes, which are
+// the same on every call of a procedure over a protocol (and, on clients,
+// to one server). connect wraps each procedure's handler and client
+// separately, so one entry per protocol holds them all; a function that
+// serves several procedures is still traced right, at the cost of making
+// the options again when the procedure changes.
+type startOptions [4]atomic.Pointer[startEntry] // by protocolIndex
+
+type startEntry struct {
+	procedure, protocol, addr string
+	opts                      []trace.SpanStartOption
+}
+
+func (s *startOptions) get(spec connect.Spec, peer connect.Peer) []trace.SpanStartOption {
+	addr := ""
+	if spec.IsClient { // a server's peer is the client: not an attribute
+		addr = peer.Addr
+	}
+	slot := &s[protocolIndex(peer.Protocol)]
+	if e := slot.Load(); e != nil && e.procedure == spec.Procedure && e.protocol == peer.Protocol && e.addr == addr {
+		return e.opts
+	}
+	kind := trace.SpanKindServer
+	if spec.IsClient {
+		kind = trace.SpanKindClient
+	}
+	e := &startEntry{procedure: spec.Procedure, protocol: peer.Protocol, addr: addr, opts: []trace.SpanStartOption{
+		trace.WithSpanKind(kind), trace.WithAttributes(requestAttributes(nil, spec, peer)...),
+	}}
+	slot.Store(e)
+	return e.opts
+}
+
+// extract puts the caller's trace context in ctx, the parent of the
+// server's span, unless ctx has a span already (an outer interceptor
+// started it).
+func (t *tracing) extract(ctx context.Context, carrier headerCarrier) context.Context {
+	if trace.SpanContextFromContext(ctx).IsValid() {
+		return ctx
+	}
+	return t.propagator.Extract(ctx, carrier)
+}
+
+// spanName is otelconnect's: the procedure without its leading slash.
+func spanName(spec connect.Spec) string { return strings.TrimLeft(spec.Procedure, "/") }
+
+// requestAttributes appends what a span knows when the call starts: the RPC
+// system and method and, on clients, the server's address.
+func requestAttributes(attrs []attribute.KeyValue, spec connect.Spec, peer connect.Peer) []attribute.KeyValue {
+	attrs = append(attrs,
+		semconv.RPCSystemNameKey.String(rpcSystem(peer.Protocol)),
+		semconv.RPCMethodKey.String(spanName(spec)),
+	)
+	if !spec.IsClient || peer.Addr == "" {
+		return attrs
+	}
+	if host, port, err := net.SplitHostPort(peer.Addr); err == nil {
+		if p, err := strconv.Atoi(port); err == nil {
+			return append(attrs, semconv.ServerAddressKey.String(host), semconv.ServerPortKey.Int(p))
+		}
+	}
+	return append(attrs, semconv.ServerAddressKey.String(peer.Addr))
+}
+
+// rpcSystem is rpc.system.name for a connect protocol name.
+func rpcSystem(protocol string) string {
+	switch protocol {
+	case connect.ProtocolGRPC, connect.ProtocolGRPCWeb:
+		return "grpc"
+	case connect.ProtocolConnect:
+		return "connectrpc"
+	}
+	return protocol
+}
+
+// endRPCSpan records a call's outcome on its span: rpc.response.status_code
+// (and error.type) in gRPC's names, and an error status for every client
+// error but only for server errors on servers, as otelconnect does.
+func endRPCSpan(span trace.Span, client bool, err error) {
+	switch {
+	case err == nil:
+		span.SetAttributes(semconv.RPCResponseStatusCodeKey.String(statusCodeOK))
+		return
+	case connect.IsNotModifiedError(err):
+		span.SetAttributes(semconv.RPCResponseStatusCodeKey.String(statusCodeOK),
+			semconv.HTTPResponseStatusCodeKey.Int(http.StatusNotModified))
+		return
+	}
+	code := connect.CodeOf(err)
+	name := strings.ToUpper(code.String())
+	span.SetAttributes(semconv.RPCResponseStatusCodeKey.String(name), semconv.ErrorTypeKey.String(name))
+	if !client && !serverSpanError(err, code) {
+		return
+	}
+	msg := err.Error()
+	if connectErr := new(connect.Error); errors.As(err, &connectErr) {
+		msg = connectErr.Message()
+	}
+	span.SetStatus(codes.Error, msg)
+}
+
+// serverSpanError says whether err marks a server span as failed: errors
+// that are not connect errors, and the codes that mean the server failed,
+// not the caller.
+func serverSpanError(err error, code connect.Code) bool {
+	if connectErr := new(connect.Error); !errors.As(err, &connectErr) {
+		return true
+	}
+	switch code {
+	case connect.CodeUnknown, connect.CodeDeadlineExceeded, connect.CodeUnimplemented,
+		connect.CodeInternal, connect.CodeUnavailable, connect.CodeDataLoss:
+		return true
+	}
+	return false
+}
