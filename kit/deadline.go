@@ -5,12 +5,15 @@ import (
 	"time"
 
 	"connectrpc.com/connect"
+
+	"github.com/connectkit/connectkit/internal/deadline"
 )
 
 // deadlines gives calls that carry no deadline a default one and caps the
 // deadline of unary calls, since connect-go sets none: without it a slow
 // dependency holds a handler, and its memory, forever. A duration <= 0 is
-// off.
+// off. The deadline's timer starts only if something waits for it
+// (internal/deadline).
 type deadlines struct {
 	unary, maxUnary, stream time.Duration
 }
@@ -30,7 +33,7 @@ func (d deadlines) WrapUnary(next connect.UnaryFunc) connect.UnaryFunc {
 		if timeout <= 0 {
 			return next(ctx, req)
 		}
-		ctx, cancel := context.WithTimeout(ctx, timeout)
+		ctx, cancel := deadline.WithTimeout(ctx, timeout)
 		defer cancel()
 		return next(ctx, req)
 	}
@@ -48,7 +51,7 @@ func (d deadlines) WrapStreamingHandler(next connect.StreamingHandlerFunc) conne
 		if _, ok := ctx.Deadline(); ok {
 			return next(ctx, conn)
 		}
-		ctx, cancel := context.WithTimeout(ctx, d.stream)
+		ctx, cancel := deadline.WithTimeout(ctx, d.stream)
 		defer cancel()
 		return next(ctx, conn)
 	}

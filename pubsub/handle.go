@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"connectrpc.com/connect"
+	"github.com/connectkit/connectkit/internal/deadline"
 	"github.com/connectkit/connectkit/internal/msgctx"
 )
 
@@ -112,7 +113,7 @@ func (s *Subscriber) handle(ctx context.Context, d Delivery) {
 // invoke presents the delivery to the handler chain as a unary call served
 // in-process, and returns the chain's final error.
 func (s *Subscriber) invoke(ctx context.Context, st *deliveryState, msg *Message, contentType string) (err error) {
-	ctx, cancel := context.WithTimeout(ctx, s.cfg.AckWait)
+	ctx, cancel := deadline.WithTimeout(ctx, s.cfg.AckWait) // timer only if the handler waits
 	defer cancel()
 	st.ctx = stateContext{Context: ctx, st: st}
 
