@@ -1,6 +1,7 @@
 package interceptors_test
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -133,4 +134,38 @@ func describeSpan(s tracetest.SpanStub) string {
 	sort.Strings(attrs)
 	return fmt.Sprintf("%s %s status=%s %q events=%d attrs=%v",
 		s.SpanKind, s.Name, s.Status.Code, s.Status.Description, len(s.Events), attrs)
+}
+
+// TestTracingWithOtelconnectOptions checks that otelconnect's own options
+// hand RPCs to otelconnect: its filter applies and its spans carry its
+// instrumentation scope.
+func TestTracingWithOtelconnectOptions(t *testing.T) {
+	t.Parallel()
+	p := newTracedPing(t, func(tp *sdktrace.TracerProvider) (connect.Interceptor, error) {
+		return interceptors.Tracing(interceptors.WithTracerProvider(tp),
+			interceptors.WithOtelconnectOptions(otelconnect.WithFilter(func(_ context.Context, spec connect.Spec) bool {
+				return spec.Procedure != pingv1connect.PingServiceFailProcedure
+			})))
+	})
+	client := pingv1connect.NewPingServiceClient(httpClient(t, false), p.url, connect.WithInterceptors(p.ic))
+	if _, err := client.Fail(t.Context(), connect.NewRequest(&pingv1.FailRequest{Code: int32(connect.CodeNotFound)})); connect.CodeOf(err) != connect.CodeNotFound {
+		t.Fatalf("Fail: %v", err)
+	}
+	// Spans end before the call returns on both sides (the exporter is
+	// synchronous), so a filtered call has left none.
+	if spans := p.spans.GetSpans(); len(spans) != 0 {
+		t.Fatalf("filtered call left spans %v", spanNames(spans))
+	}
+	if _, err := client.Ping(t.Context(), connect.NewRequest(&pingv1.PingRequest{Number: 1})); err != nil {
+		t.Fatal(err)
+	}
+	spans := p.spans.GetSpans()
+	if len(spans) != 2 {
+		t.Fatalf("%d spans, want 2: %v", len(spans), spanNames(spans))
+	}
+	for _, s := range spans {
+		if s.InstrumentationScope.Name != "connectrpc.com/otelconnect" {
+			t.Errorf("span %s from %q, want otelconnect's", s.Name, s.InstrumentationScope.Name)
+		}
+	}
 }
