@@ -27,9 +27,10 @@ const instrumentationName = "github.com/connectkit/connectkit/interceptors"
 // metrics (otelconnect's WithoutMetrics: [Metrics] counts calls in
 // Prometheus, and a second set would cost time on every call) and no peer
 // address on server spans (otelconnect's default: high cardinality; the
-// log line has it). It makes those spans itself, doing the work of a span's
-// attributes and status only when the span is sampled, unless
-// [WithOtelconnectOptions] asks for otelconnect.
+// log line has it). It makes those spans itself, with this package's
+// instrumentation scope, doing the work of a span's attributes and status
+// only when the span is sampled, unless [WithOtelconnectOptions] asks for
+// otelconnect.
 //
 // A message publish or delivery that package pubsub presents as a call gets
 // a span after the OpenTelemetry messaging conventions instead: "publish
