@@ -31,7 +31,7 @@ func (p propagationOnly) WrapUnary(next connect.UnaryFunc) connect.UnaryFunc {
 		if req.Spec().IsClient {
 			p.propagator.Inject(ctx, carrier)
 		} else {
-			ctx = p.extract(ctx, carrier)
+			ctx = extractRemote(ctx, p.propagator, carrier)
 		}
 		return next(ctx, req)
 	}
@@ -47,15 +47,17 @@ func (p propagationOnly) WrapStreamingClient(next connect.StreamingClientFunc) c
 
 func (p propagationOnly) WrapStreamingHandler(next connect.StreamingHandlerFunc) connect.StreamingHandlerFunc {
 	return func(ctx context.Context, conn connect.StreamingHandlerConn) error {
-		return next(p.extract(ctx, headerCarrier(conn.RequestHeader())), conn)
+		return next(extractRemote(ctx, p.propagator, headerCarrier(conn.RequestHeader())), conn)
 	}
 }
 
-// extract puts the caller's trace context in ctx, as the span a server
-// would have started there would, unless ctx has a span already.
-func (p propagationOnly) extract(ctx context.Context, carrier headerCarrier) context.Context {
+// extractRemote puts the caller's trace context from carrier in ctx, the
+// parent of a server's span (or, without spans, the context a server's
+// logs and outgoing calls carry on), unless ctx has a span already: an
+// outer interceptor started it.
+func extractRemote(ctx context.Context, p propagation.TextMapPropagator, carrier headerCarrier) context.Context {
 	if trace.SpanContextFromContext(ctx).IsValid() {
 		return ctx
 	}
-	return p.propagator.Extract(ctx, carrier)
+	return p.Extract(ctx, carrier)
 }

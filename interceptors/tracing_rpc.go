@@ -35,7 +35,7 @@ func (t *tracing) rpcUnary(ctx context.Context, req connect.AnyRequest, next con
 	spec := req.Spec()
 	carrier := headerCarrier(req.Header())
 	if !spec.IsClient {
-		ctx = t.extract(ctx, carrier)
+		ctx = extractRemote(ctx, t.propagator, carrier)
 	}
 	ctx, span := t.tracer.Start(ctx, spanName(spec), start.get(spec, req.Peer())...)
 	defer span.End()
@@ -51,7 +51,7 @@ func (t *tracing) rpcUnary(ctx context.Context, req connect.AnyRequest, next con
 
 func (t *tracing) rpcStreamingHandler(ctx context.Context, conn connect.StreamingHandlerConn, next connect.StreamingHandlerFunc, start *startOptions) error {
 	spec := conn.Spec()
-	ctx = t.extract(ctx, headerCarrier(conn.RequestHeader()))
+	ctx = extractRemote(ctx, t.propagator, headerCarrier(conn.RequestHeader()))
 	ctx, span := t.tracer.Start(ctx, spanName(spec), start.get(spec, conn.Peer())...)
 	defer span.End()
 	err := next(ctx, conn)
@@ -111,16 +111,6 @@ func (s *startOptions) get(spec connect.Spec, peer connect.Peer) []trace.SpanSta
 	}}
 	slot.Store(e)
 	return e.opts
-}
-
-// extract puts the caller's trace context in ctx, the parent of the
-// server's span, unless ctx has a span already (an outer interceptor
-// started it).
-func (t *tracing) extract(ctx context.Context, carrier headerCarrier) context.Context {
-	if trace.SpanContextFromContext(ctx).IsValid() {
-		return ctx
-	}
-	return t.propagator.Extract(ctx, carrier)
 }
 
 // spanName is otelconnect's: the procedure without its leading slash.
