@@ -20,7 +20,12 @@ import (
 // Lines are written in batches: an info line waits at most 5 ms (or until
 // 64 KiB are buffered) and goes out in one write with the lines logged
 // meanwhile, which spares a system call per call on a busy server and one
-// on the call's path at low load. Lines at warn level and above are
+// on the call's path at low load. An info or debug line whose values are
+// all strings, numbers, booleans, durations or times is also formatted
+// then, with its batch, off the logging call's path; it keeps the time it
+// was logged at. A line with any other value (an error, a slice, a struct)
+// is formatted before the call returns, since its values may change
+// afterwards. Lines stay in order. Lines at warn level and above are
 // written before the logging call returns, and Server.Run writes what is
 // left before it returns; a crash can lose the info lines of its last
 // 5 ms.

@@ -30,8 +30,9 @@ const (
 // collector a few milliseconds late harms nobody. Lines at warn and above
 // are written before their Handle returns (see [flushingHandler]), so that
 // a program that logs an error and exits loses nothing; a crash can lose
-// the last flushDelay of info lines. No goroutine waits while the buffer
-// is empty. No package buffering like this exists for io.Writer (bufio
+// the last flushDelay of info lines. It also holds records that wait to be
+// formatted by the flusher, before it writes (see [flushingHandler]). No
+// goroutine waits while the buffer is empty. No package buffering like this exists for io.Writer (bufio
 // needs an explicit Flush, and zap's BufferedWriteSyncer keeps a goroutine
 // and flushes every 30 s by default), hence this file.
 type lineWriter struct {
@@ -45,7 +46,14 @@ type lineWriter struct {
 	timer    *time.Timer // runs flushTimed; created by the first line
 	armed    bool        // timer will fire
 	flushing bool        // a flushFull goroutine runs
+	waiting  int         // Writes waiting for room
 	err      error       // the last write error, returned by Flush
+
+	// Records waiting to be formatted (see [flushingHandler]), under mu;
+	// fmu is held while formatting, which keeps lines in order.
+	fmu          sync.Mutex
+	pending      []pendingLine
+	sparePending []pendingLine
 }
 
 func newLineWriter(w io.Writer) *lineWriter {
@@ -60,43 +68,68 @@ func (lw *lineWriter) Write(p []byte) (int, error) {
 	lw.mu.Lock()
 	defer lw.mu.Unlock()
 	for len(lw.buf) > 0 && len(lw.buf)+len(p) > maxBufferedLog {
+		// The flusher formats before it writes, and formatting may be
+		// what waits here: flushFull only writes.
+		if !lw.flushing {
+			lw.flushing = true
+			go lw.flushFull()
+		}
+		lw.waiting++
 		lw.cond.Wait()
+		lw.waiting--
 	}
 	lw.buf = append(lw.buf, p...)
-	switch {
-	case len(lw.buf) >= flushSize && !lw.flushing:
+	if len(lw.buf) >= flushSize && !lw.flushing {
 		lw.flushing = true
 		go lw.flushFull()
-	case !lw.armed:
-		// Every line is covered: by this timer, by one armed before and
-		// not yet past setting armed to false, or by flushFull.
-		lw.armed = true
-		if lw.timer == nil {
-			lw.timer = time.AfterFunc(flushDelay, lw.flushTimed)
-		} else {
-			lw.timer.Reset(flushDelay)
-		}
+	} else {
+		lw.armLocked()
 	}
 	return len(p), nil
+}
+
+// armLocked makes sure the timer will flush what is buffered or pending.
+// Every line is covered: by this timer, by one armed before and not yet
+// past setting armed to false, or by flushFull.
+func (lw *lineWriter) armLocked() {
+	if lw.armed {
+		return
+	}
+	lw.armed = true
+	if lw.timer == nil {
+		lw.timer = time.AfterFunc(flushDelay, lw.flushTimed)
+	} else {
+		lw.timer.Reset(flushDelay)
+	}
 }
 
 func (lw *lineWriter) flushTimed() {
 	lw.mu.Lock()
 	lw.armed = false
 	lw.mu.Unlock()
+	lw.formatPending()
 	lw.writeOut()
 }
 
+// flushFull writes until the buffer is below flushSize and no Write
+// waits for room.
 func (lw *lineWriter) flushFull() {
-	lw.writeOut()
-	lw.mu.Lock()
-	lw.flushing = false
-	lw.mu.Unlock()
+	for {
+		lw.writeOut()
+		lw.mu.Lock()
+		if len(lw.buf) < flushSize && (lw.waiting == 0 || len(lw.buf) == 0) {
+			lw.flushing = false
+			lw.mu.Unlock()
+			return
+		}
+		lw.mu.Unlock()
+	}
 }
 
-// Flush writes every line buffered so far before it returns, and returns
+// Flush formats and writes every line buffered so far before it returns, and returns
 // the first write error since the last Flush.
 func (lw *lineWriter) Flush() error {
+	lw.formatPending()
 	lw.writeOut()
 	lw.mu.Lock()
 	defer lw.mu.Unlock()
@@ -133,14 +166,39 @@ func (lw *lineWriter) writeOut() {
 }
 
 // flushingHandler writes a [lineWriter]'s buffer at once after every record
-// at warn level or above.
+// at warn level or above. Below warn, a record whose values are all plain
+// (strings, numbers, booleans, durations, times) is not formatted on the
+// logging call's path: it waits, cloned, in the lineWriter, whose flusher
+// formats it with the others of its batch before writing them out. That
+// takes the formatting (the largest piece of a call's log line,
+// BENCHMARKS.md) off the call's latency, and formats a batch with the
+// formatter's code and data warm in the caches. A record holding anything
+// else (an error, a struct, a slice: values that the caller may change
+// after the call, or that format themselves) is formatted before Handle
+// returns, after the records waiting before it, so lines stay in order.
 type flushingHandler struct {
-	slog.Handler
-	w *lineWriter
+	slog.Handler // the formatter (JSON or tint), writing into w
+	w            *lineWriter
+}
+
+// maxPending bounds the records waiting to be formatted; past it, the
+// logging call formats them itself.
+const maxPending = 256
+
+// pendingLine is a record waiting to be formatted by its handler.
+type pendingLine struct {
+	h slog.Handler
+	r slog.Record
 }
 
 func (h flushingHandler) Handle(ctx context.Context, r slog.Record) error {
+	if r.Level < slog.LevelWarn && plainRecord(r) && h.w.deferLine(h.Handler, r) {
+		return nil
+	}
+	h.w.fmu.Lock()
+	h.w.formatPendingLocked()
 	err := h.Handler.Handle(ctx, r)
+	h.w.fmu.Unlock()
 	if r.Level >= slog.LevelWarn {
 		if ferr := h.w.Flush(); err == nil {
 			err = ferr
@@ -155,6 +213,75 @@ func (h flushingHandler) WithAttrs(attrs []slog.Attr) slog.Handler {
 
 func (h flushingHandler) WithGroup(name string) slog.Handler {
 	return flushingHandler{h.Handler.WithGroup(name), h.w}
+}
+
+// deferLine queues r for the flusher, unless maxPending records wait.
+func (lw *lineWriter) deferLine(h slog.Handler, r slog.Record) bool {
+	lw.mu.Lock()
+	defer lw.mu.Unlock()
+	if len(lw.pending) >= maxPending {
+		return false
+	}
+	if lw.pending == nil {
+		lw.pending, lw.sparePending = lw.sparePending, nil
+	}
+	// Clone: a later AddAttrs on the caller's copy must not write into
+	// the attributes this copy shares.
+	lw.pending = append(lw.pending, pendingLine{h, r.Clone()})
+	lw.armLocked()
+	return true
+}
+
+// formatPending formats the records waiting, in order, into the buffer.
+func (lw *lineWriter) formatPending() {
+	lw.fmu.Lock()
+	defer lw.fmu.Unlock()
+	lw.formatPendingLocked()
+}
+
+func (lw *lineWriter) formatPendingLocked() {
+	lw.mu.Lock()
+	p := lw.pending
+	lw.pending = nil
+	lw.mu.Unlock()
+	if len(p) == 0 {
+		return
+	}
+	for i := range p {
+		// The formatters are newHandler's, which read nothing from the
+		// context; the caller's may be gone by now.
+		_ = p[i].h.Handle(context.Background(), p[i].r)
+		p[i] = pendingLine{} // drop the references
+	}
+	lw.mu.Lock()
+	if lw.sparePending == nil {
+		lw.sparePending = p[:0]
+	}
+	lw.mu.Unlock()
+}
+
+// plainRecord reports whether every value of r is immutable once logged.
+func plainRecord(r slog.Record) bool {
+	plain := true
+	r.Attrs(func(a slog.Attr) bool {
+		plain = plainValue(a.Value)
+		return plain
+	})
+	return plain
+}
+
+func plainValue(v slog.Value) bool {
+	switch v.Kind() {
+	case slog.KindAny, slog.KindLogValuer:
+		return false
+	case slog.KindGroup:
+		for _, a := range v.Group() {
+			if !plainValue(a.Value) {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 // flushLogger writes what logger buffered, if it comes from [NewLogger].

@@ -120,6 +120,52 @@ func TestNewLoggerKeepsConcurrentLinesWholeAndInOrder(t *testing.T) {
 	}
 }
 
+func TestNewLoggerFormatsChangeableValuesBeforeReturning(t *testing.T) {
+	t.Parallel()
+	var out syncBuffer
+	logger := kit.NewLogger(&out, "json", slog.LevelInfo)
+	logger.Info("plain", "n", 1)
+	items := []int{1, 2}
+	logger.Info("slice", "items", items)
+	items[0] = 9 // after the call: the line must show what was logged
+	logger.Info("plain again", "d", time.Second)
+	logger.Warn("last")
+	var got []string
+	for _, line := range strings.Split(strings.TrimSpace(out.String()), "\n") {
+		var m struct {
+			Msg   string
+			Items []int
+		}
+		if err := json.Unmarshal([]byte(line), &m); err != nil {
+			t.Fatalf("line %q: %v", line, err)
+		}
+		got = append(got, m.Msg)
+		if m.Msg == "slice" && (len(m.Items) != 2 || m.Items[0] != 1) {
+			t.Errorf("slice logged as %v, want [1 2], its value when Info returned", m.Items)
+		}
+	}
+	if want := []string{"plain", "slice", "plain again", "last"}; fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("lines in the order %q, want %q", got, want)
+	}
+}
+
+func TestNewLoggerKeepsEachLinesTime(t *testing.T) {
+	t.Parallel()
+	var out syncBuffer
+	logger := kit.NewLogger(&out, "json", slog.LevelInfo)
+	before := time.Now()
+	logger.Info("timed")
+	after := time.Now()
+	waitFor(t, "the line", func() bool { return strings.Contains(out.String(), `"msg":"timed"`) })
+	var m struct{ Time time.Time }
+	if err := json.Unmarshal([]byte(out.String()), &m); err != nil {
+		t.Fatal(err)
+	}
+	if m.Time.Before(before.Round(0)) || m.Time.After(after.Round(0)) {
+		t.Errorf("line's time %v, want the time of the call, between %v and %v", m.Time, before, after)
+	}
+}
+
 // stuckWriter blocks every Write until released, and records what it got.
 type stuckWriter struct {
 	release chan struct{}
