@@ -37,6 +37,10 @@ type BenchChain struct {
 	None bool
 	// LogFile makes the logger write to a file instead of io.Discard.
 	LogFile bool
+	// KitLogger makes the logger kit.NewLogger's, as a kit.Server's
+	// default one is, writing to a file: lines batched, and formatted by
+	// its flusher.
+	KitLogger bool
 	// Options returns the options of the kit.Server whose chain is used.
 	Options func(tb testing.TB) []kit.Option
 }
@@ -50,6 +54,8 @@ type BenchChain struct {
 //   - chain: the default chain, every message logged;
 //   - chain-logfile: the same, logging to a file in the test's temporary
 //     directory;
+//   - chain-kitlog: the same, logging to that file through kit.NewLogger,
+//     as a kit.Server logs to stderr by default;
 //   - chain-nosuccesslog: the same with
 //     interceptors.WithoutMessageSuccessLogs;
 //   - chain-sdktracer: the default chain with a real OpenTelemetry SDK tracer
@@ -64,6 +70,7 @@ type BenchChain struct {
 var BenchChains = []BenchChain{
 	{Name: "chain"},
 	{Name: "chain-logfile", LogFile: true},
+	{Name: "chain-kitlog", LogFile: true, KitLogger: true},
 	{Name: "chain-nosuccesslog", Options: func(testing.TB) []kit.Option {
 		return []kit.Option{kit.WithInterceptorOptions(interceptors.WithoutMessageSuccessLogs())}
 	}},
@@ -124,7 +131,11 @@ func (c BenchChain) PubsubOptions(tb testing.TB) []pubsub.Option {
 		tb.Cleanup(func() { _ = f.Close() })
 		out = f
 	}
-	opts := []kit.Option{kit.WithLogger(slog.New(slog.NewJSONHandler(out, nil)))}
+	logger := slog.New(slog.NewJSONHandler(out, nil))
+	if c.KitLogger {
+		logger = kit.NewLogger(out, "json", slog.LevelInfo)
+	}
+	opts := []kit.Option{kit.WithLogger(logger)}
 	if c.Options != nil {
 		opts = append(opts, c.Options(tb)...)
 	}
