@@ -89,8 +89,8 @@ func (lw *lineWriter) Write(p []byte) (int, error) {
 }
 
 // armLocked makes sure the timer will flush what is buffered or pending.
-// Every line is covered: by this timer, by one armed before and not yet
-// past setting armed to false, or by flushFull.
+// Every line is covered: by this timer, by one that is flushing and will
+// arm it again, or by flushFull.
 func (lw *lineWriter) armLocked() {
 	if lw.armed {
 		return
@@ -103,12 +103,18 @@ func (lw *lineWriter) armLocked() {
 	}
 }
 
+// flushTimed formats and writes what waits. The timer stays armed until
+// it is done, so that a writer that blocks holds one flushing goroutine, not
+// one more every flushDelay; what was logged meanwhile arms it again.
 func (lw *lineWriter) flushTimed() {
-	lw.mu.Lock()
-	lw.armed = false
-	lw.mu.Unlock()
 	lw.formatPending()
 	lw.writeOut()
+	lw.mu.Lock()
+	lw.armed = false
+	if len(lw.buf) > 0 || len(lw.pending) > 0 {
+		lw.armLocked()
+	}
+	lw.mu.Unlock()
 }
 
 // flushFull writes until the buffer is below flushSize and no Write

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"runtime/pprof"
 	"strings"
 	"sync"
 	"testing"
@@ -219,6 +220,34 @@ func TestNewLoggerBlocksWhenItsWriterIsStuck(t *testing.T) {
 	logger.Warn("end")
 	if got := strings.Count(w.out.String(), `"msg":"line"`); got != n {
 		t.Errorf("%d lines written, want %d", got, n)
+	}
+}
+
+func TestNewLoggerHoldsOneFlusherWhileItsWriterIsStuck(t *testing.T) {
+	t.Parallel()
+	w := &stuckWriter{release: make(chan struct{}), entered: make(chan struct{})}
+	logger := kit.NewLogger(w, "json", slog.LevelInfo)
+	logger.Info("first")
+	<-w.entered
+	// A line every millisecond for 100 ms: each would once start a
+	// flushing goroutine of its own every flushDelay, all stuck behind
+	// the first.
+	for i := range 100 {
+		logger.Info("line", "seq", i)
+		time.Sleep(time.Millisecond)
+	}
+	var stacks strings.Builder
+	if err := pprof.Lookup("goroutine").WriteTo(&stacks, 2); err != nil {
+		t.Fatal(err)
+	}
+	// Other tests' loggers may be flushing at this moment too.
+	if n := strings.Count(stacks.String(), "kit.(*lineWriter).flushTimed("); n > 5 {
+		t.Errorf("%d goroutines flushing a logger, want the one stuck in Write", n)
+	}
+	close(w.release)
+	logger.Warn("end")
+	if got := strings.Count(w.out.String(), `"msg":"line"`); got != 100 {
+		t.Errorf("%d lines written, want 100", got)
 	}
 }
 
