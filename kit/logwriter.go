@@ -30,9 +30,10 @@ const (
 // a program that logs an error and exits loses nothing; a crash can lose
 // the last flushDelay of info lines. It also holds records that wait to be
 // formatted by the flusher, before it writes (see [flushingHandler]). No
-// goroutine waits while the buffer is empty. No package buffering like this exists for io.Writer (bufio
-// needs an explicit Flush, and zap's BufferedWriteSyncer keeps a goroutine
-// and flushes every 30 s by default), hence this file.
+// goroutine waits while the buffer is empty. No package buffering like this
+// exists for io.Writer (bufio needs an explicit Flush, and zap's
+// BufferedWriteSyncer keeps a goroutine and flushes every 30 s by default),
+// hence this file.
 type lineWriter struct {
 	w   io.Writer
 	wmu sync.Mutex // held while writing to w: takes and writes in order
@@ -130,8 +131,8 @@ func (lw *lineWriter) flushFull() {
 	}
 }
 
-// Flush formats and writes every line buffered so far before it returns, and returns
-// the first write error since the last Flush.
+// Flush formats and writes every line logged so far before it returns, and
+// returns the first write error since the last Flush.
 func (lw *lineWriter) Flush() error {
 	lw.formatPending()
 	lw.writeOut()
