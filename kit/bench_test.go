@@ -27,8 +27,9 @@ const chainBlock = 32
 // chain adds to one unary Ping, as kit serves it. Two kit.Servers run on
 // loopback in this process, one without the chain
 // (kit.WithoutDefaultInterceptors) and one with it (JSON log lines at info
-// through kit.NewLogger to a writer that drops them, batched as on stderr, metrics, tracing with a real SDK
-// provider that samples nothing, validation), and a connect-go client
+// through kit.NewLogger to a writer that drops them, batched as on stderr;
+// metrics; tracing with a real SDK provider that samples nothing;
+// validation), and a connect-go client
 // calls them in turn, chainBlock calls at a time, over Connect (binary) on
 // HTTP/1.1 and h2c, and gRPC on h2c.
 //

@@ -55,12 +55,12 @@ var (
 	durRE   = regexp.MustCompile(`"duration":"[^"]*"`)
 )
 
-// normalize replaces what differs from run to run: ids, timestamps,
-// durations, and the spaces protojson adds at random after commas and colons
-// (on purpose, so that nobody relies on its exact output).
 // downloadRE matches what the go command prints while it fetches modules.
 var downloadRE = regexp.MustCompile(`(?m)^go: downloading .*\n`)
 
+// normalize replaces what differs from run to run: ids, timestamps,
+// durations, and the spaces protojson adds at random after commas and colons
+// (on purpose, so that nobody relies on its exact output).
 func normalize(s string) string {
 	s = uuidRE.ReplaceAllString(s, "<uuid>")
 	s = timeRE.ReplaceAllString(s, "<time>")
