@@ -18,9 +18,10 @@ import (
 	"google.golang.org/protobuf/proto"
 )
 
-// Package pubsub presents a delivery as a call of a connect unary handler
-// served in process, and a publish as a call of a connect client: these
-// tests do the same, with an msgctx.Info in the context.
+// Package pubsub presents a delivery to a connect handler chain as a unary
+// call, and a publish as a call of a connect client: these tests serve the
+// delivery with a connect unary handler, whose chain sees the same request,
+// with an msgctx.Info in the context.
 const (
 	topic        = "connectkit.ping.v1.PingRequest"
 	subscription = "billing"

@@ -20,8 +20,8 @@ import (
 )
 
 // BenchmarkDeliveryDesign measures what presenting one delivery to the
-// interceptor chain costs: as a unary call served in-process (pubsub's
-// design), as a streaming call on a hand-made StreamingHandlerConn (lighter,
+// interceptor chain costs: as a unary call to the chain connect builds
+// (pubsub's design), as a streaming call on a hand-made StreamingHandlerConn (lighter,
 // but UnaryInterceptorFunc interceptors never see it), and with no chain.
 func BenchmarkDeliveryDesign(b *testing.B) {
 	payload, err := proto.Marshal(&pingv1.PingRequest{Number: 42, Text: string(make([]byte, 80))})

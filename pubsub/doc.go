@@ -5,9 +5,9 @@
 // A [Publisher] presents each publish to the client chain as a unary call to
 // [PublishProcedure](topic), made by a real connect client whose innermost
 // interceptor hands the request message and headers to the broker; a
-// [Subscriber] presents each delivery to the handler chain as a unary call
-// to [Procedure](topic, subscription), served in-process by a real connect
-// handler. So an interceptor written once (logging, metrics, tracing,
+// [Subscriber] presents each delivery to the handler chain that connect
+// builds from its handler options, as a unary call to [Procedure](topic,
+// subscription) whose headers are the message's. So an interceptor written once (logging, metrics, tracing,
 // validation, auth) runs on RPCs, publishes and deliveries, and the headers
 // the client chain sets (W3C traceparent) travel with the message. The
 // chain's final error decides whether a delivery is acknowledged, retried

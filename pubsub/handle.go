@@ -17,12 +17,9 @@ import (
 type deliveryState struct {
 	info   msgctx.Info
 	header http.Header // the request headers, as the handler saw them
-	ran    bool        // the chain ran: the request decoded
-	err    error       // the chain's final error
+	ran    bool        // the chain ran: the message decoded
 
-	ctx  stateContext
-	body bodyReader
-	w    responseRecorder
+	ctx stateContext
 }
 
 // stateContext is the context of a delivery: it carries the delivery's state
@@ -110,8 +107,8 @@ func (s *Subscriber) handle(ctx context.Context, d Delivery) {
 	}
 }
 
-// invoke presents the delivery to the handler chain as a unary call served
-// in-process, and returns the chain's final error.
+// invoke presents the delivery to the handler chain as a unary call, and
+// returns the chain's final error.
 func (s *Subscriber) invoke(ctx context.Context, st *deliveryState, msg *Message, contentType string) (err error) {
 	ctx, cancel := deadline.WithTimeout(ctx, s.cfg.AckWait) // timer only if the handler waits
 	defer cancel()
@@ -119,67 +116,18 @@ func (s *Subscriber) invoke(ctx context.Context, st *deliveryState, msg *Message
 
 	header := msg.Header
 	if header == nil {
-		header = make(http.Header, 2)
+		header = make(http.Header, 1)
 	}
 	if ct := header[HeaderContentType]; len(ct) != 1 || ct[0] != contentType {
 		header[HeaderContentType] = []string{contentType}
 	}
-	header["Connect-Protocol-Version"] = connectProtocolVersion
-	st.body = bodyReader{data: msg.Data}
-	req := http.Request{
-		Method:        http.MethodPost,
-		URL:           s.url,
-		Proto:         "HTTP/1.1",
-		ProtoMajor:    1,
-		ProtoMinor:    1,
-		Header:        header,
-		Body:          &st.body,
-		ContentLength: int64(len(msg.Data)),
-		Host:          s.system,
-		RequestURI:    s.url.Path,
-	}
+	st.header = header
 	defer func() {
 		if r := recover(); r != nil {
 			err = connect.NewError(connect.CodeInternal, fmt.Errorf("panic: %v", r))
 		}
 	}()
-	s.handler.ServeHTTP(&st.w, req.WithContext(&st.ctx))
-	if st.ran {
-		return st.err
-	}
-	return st.w.err()
-}
-
-var connectProtocolVersion = []string{"1"}
-
-// verdictInterceptor is the outermost interceptor of every subscriber: it
-// records the chain's final error in the delivery's state, and turns a panic
-// that no interceptor recovered into an error.
-type verdictInterceptor struct{}
-
-func (verdictInterceptor) WrapUnary(next connect.UnaryFunc) connect.UnaryFunc {
-	return func(ctx context.Context, req connect.AnyRequest) (res connect.AnyResponse, err error) {
-		st := stateFrom(ctx)
-		if st == nil {
-			return next(ctx, req)
-		}
-		st.ran = true
-		defer func() {
-			if r := recover(); r != nil {
-				res, err = nil, connect.NewError(connect.CodeInternal, fmt.Errorf("panic: %v", r))
-			}
-			st.err = err
-		}()
-		return next(ctx, req)
-	}
-}
-
-func (verdictInterceptor) WrapStreamingClient(next connect.StreamingClientFunc) connect.StreamingClientFunc {
-	return next
-}
-
-func (verdictInterceptor) WrapStreamingHandler(next connect.StreamingHandlerFunc) connect.StreamingHandlerFunc {
-	return next
+	return s.call(&st.ctx, st, msg.Data, contentType)
 }
 
 // deadLetter stores the message in the dead-letter destination, then
@@ -187,11 +135,8 @@ func (verdictInterceptor) WrapStreamingHandler(next connect.StreamingHandlerFunc
 // is delivered again after a backoff.
 func (s *Subscriber) deadLetter(ctx context.Context, d Delivery, st *deliveryState, reason Reason, lastErr string) {
 	msg := d.Message()
-	header := msg.Header.Clone()
-	delete(header, "Connect-Protocol-Version")
-	delete(header, "Host")
 	dl := &DeadLetter{
-		Message:      Message{ID: msg.ID, Topic: msg.Topic, Header: header, Data: msg.Data},
+		Message:      Message{ID: msg.ID, Topic: msg.Topic, Header: msg.Header.Clone(), Data: msg.Data},
 		Subscription: s.name,
 		Attempts:     st.info.Attempt,
 		Reason:       reason,

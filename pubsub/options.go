@@ -75,7 +75,13 @@ func WithClientOptions(opts ...connect.ClientOption) Option {
 // [Subscriber] presents each delivery to the interceptor chain, as a unary
 // call: pass srv.HandlerOptions()... so that the RPC chain (recovery,
 // logging, metrics, tracing, validation, auth) runs around every handler.
-// Ignored by publishers.
+// Only the options' interceptors apply to messages: a delivery is handed to
+// the chain that connect builds from them, without crossing connect's HTTP
+// handling, so options that act below the interceptors (read limits,
+// compression, codecs, connect.WithRecover) do not, and
+// connect.CallInfoForHandlerContext reports false in a subscriber's
+// handler ([MessageInfoFrom] gives the message's headers). Ignored by
+// publishers.
 func WithHandlerOptions(opts ...connect.HandlerOption) Option {
 	return optionFunc(func(c *config) { c.handlerOptions = append(c.handlerOptions, opts...) })
 }

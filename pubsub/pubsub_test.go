@@ -3,6 +3,8 @@ package pubsub_test
 import (
 	"context"
 	"errors"
+	"fmt"
+	"maps"
 	"net/http"
 	"slices"
 	"strings"
@@ -105,6 +107,87 @@ func TestInterceptorsSeeMessageInfo(t *testing.T) {
 	}
 	if len(outcomes) != 1 || outcomes[0] != msgctx.DeadLetter {
 		t.Errorf("interceptor's outcome %v, want [dead_letter] like pubsub's", outcomes)
+	}
+}
+
+// TestDeliveryRequest checks the request a delivery is to the handler
+// chain: what connect's handler would give for a Connect POST, the
+// message's headers, and the handler reached, with the headers the chain
+// set, through an interceptor that replaces the request.
+func TestDeliveryRequest(t *testing.T) {
+	t.Parallel()
+	type view struct {
+		spec     connect.Spec
+		protocol string
+		method   string
+		header   http.Header
+		msg      any
+	}
+	seen := make(chan view, 1)
+	observe := connect.UnaryInterceptorFunc(func(next connect.UnaryFunc) connect.UnaryFunc {
+		return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
+			seen <- view{req.Spec(), req.Peer().Protocol, req.HTTPMethod(), req.Header().Clone(), req.Any()}
+			req.Header().Set("X-Added", "by the chain")
+			return next(ctx, req)
+		}
+	})
+	replace := connect.UnaryInterceptorFunc(func(next connect.UnaryFunc) connect.UnaryFunc {
+		return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
+			r := connect.NewRequest(req.Any().(*pingv1.PingRequest))
+			maps.Copy(r.Header(), req.Header())
+			r.Header().Set("X-Replaced", "yes")
+			return next(ctx, r)
+		}
+	})
+	handled := make(chan pubsub.MessageInfo, 1)
+	b := mem.New()
+	sub, err := pubsub.NewSubscriber(b, "requests", "s", func(ctx context.Context, msg *pingv1.PingRequest) error {
+		info, _ := pubsub.MessageInfoFrom(ctx)
+		if msg.GetText() != "hello" {
+			return pubsub.Permanent(fmt.Errorf("handler got %v", msg))
+		}
+		handled <- info
+		return nil
+	}, pubsub.WithHandlerOptions(connect.WithInterceptors(observe, replace)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pubsubtest.Start(t, sub)
+	pub, err := pubsub.NewPublisher[pingv1.PingRequest](b, "requests")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, call := connect.NewClientContext(t.Context())
+	call.RequestHeader().Set("X-Tenant", "acme")
+	if err := pub.Publish(ctx, &pingv1.PingRequest{Text: "hello"}); err != nil {
+		t.Fatal(err)
+	}
+	var v view
+	select {
+	case v = <-seen:
+	case <-time.After(time.Minute):
+		t.Fatal("no delivery reached the chain")
+	}
+	want := connect.Spec{StreamType: connect.StreamTypeUnary, Procedure: pubsub.Procedure("requests", "s")}
+	if v.spec != want || v.protocol != connect.ProtocolConnect || v.method != http.MethodPost {
+		t.Errorf("chain saw spec %+v, protocol %q, method %q; want %+v, %q, POST", v.spec, v.protocol, v.method, want, connect.ProtocolConnect)
+	}
+	if got := v.header.Get("Content-Type"); got != pubsub.ContentTypeProto {
+		t.Errorf("Content-Type %q, want %q", got, pubsub.ContentTypeProto)
+	}
+	if got := v.header.Get("X-Tenant"); got != "acme" {
+		t.Errorf("X-Tenant %q, want the publisher's acme", got)
+	}
+	if m, ok := v.msg.(*pingv1.PingRequest); !ok || m.GetText() != "hello" {
+		t.Errorf("chain saw message %v", v.msg)
+	}
+	select {
+	case info := <-handled:
+		if got, replaced := info.Header.Get("X-Added"), info.Header.Get("X-Replaced"); got != "by the chain" || replaced != "yes" {
+			t.Errorf("handler's MessageInfo.Header X-Added = %q, X-Replaced = %q; want the chain's", got, replaced)
+		}
+	case <-time.After(time.Minute):
+		t.Fatal("handler not reached")
 	}
 }
 

@@ -5,14 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net/http"
-	"net/url"
 	"sync"
 	"sync/atomic"
 	"time"
-
-	"connectrpc.com/connect"
-	"google.golang.org/protobuf/types/known/emptypb"
 )
 
 // Subscriber handles the messages of one subscription of one topic. Create
@@ -29,8 +24,7 @@ type Subscriber struct {
 	name     string
 	typeName string
 	cfg      DeliveryConfig
-	handler  http.Handler
-	url      *url.URL
+	call     callFunc
 	metrics  *metrics
 	logger   *slog.Logger
 
@@ -92,33 +86,15 @@ func NewSubscriber[M any](b Broker, topic, subscription string, handle func(cont
 		name:     subscription,
 		typeName: typeName,
 		cfg:      cfg.delivery.withDefaults(),
-		url:      &url.URL{Path: procedure},
 		metrics:  m,
 		logger:   cfg.logger.With("topic", topic, "subscription", subscription),
 	}
 	s.state.Store(&errNotStarted)
-	handlerOpts := make([]connect.HandlerOption, 0, len(cfg.handlerOptions)+1)
-	// Outermost, to see the chain's final error (and its panics).
-	handlerOpts = append(handlerOpts, connect.WithInterceptors(verdictInterceptor{}))
-	handlerOpts = append(handlerOpts, cfg.handlerOptions...)
-	s.handler = connect.NewUnaryHandler(procedure, func(ctx context.Context, req *connect.Request[M]) (*connect.Response[emptypb.Empty], error) {
-		st := stateFrom(ctx)
-		if st != nil {
-			st.header = req.Header()
-		}
-		if err := handle(ctx, req.Msg); err != nil {
-			if st != nil && IsPermanent(err) {
-				st.info.Permanent = true
-			}
-			return nil, err
-		}
-		return connect.NewResponse(emptyMessage), nil
-	}, handlerOpts...)
+	if s.call, err = chainOf(procedure, handle, cfg.handlerOptions); err != nil {
+		return nil, err
+	}
 	return s, nil
 }
-
-// emptyMessage is the response of every delivery; marshaling only reads it.
-var emptyMessage = &emptypb.Empty{}
 
 // Topic returns the subscriber's topic.
 func (s *Subscriber) Topic() string { return s.topic }
