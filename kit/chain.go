@@ -63,10 +63,10 @@ func (s *Server) buildChains() error {
 // connect.WithInterceptors would chain them. Written by hand because
 // connect's chain checks, before each interceptor it holds, that no
 // interceptor created a client context (connect.NewClientContext), which
-// walks the call's context twice: ~40 ns per interceptor on a shallow
-// context, more under net/http's. kit's interceptors create none, so
-// connect checks once for all of them, and still before each of the
-// user's (WithInterceptors).
+// walks the call's context twice: for seven interceptors, 1.0–1.4 µs per
+// call against 0.7–0.9 composed (BenchmarkComposed). kit's interceptors
+// create none, so connect checks once for all of them, and still before
+// each of the user's (WithInterceptors).
 type composed []connect.Interceptor
 
 func (c composed) WrapUnary(next connect.UnaryFunc) connect.UnaryFunc {

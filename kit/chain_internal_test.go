@@ -67,3 +67,46 @@ func TestComposedRunsTheFirstOutermost(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkComposed measures what composing seven interceptors costs per
+// unary call, as connect's chain does it (a client-context check before
+// each) and as composed does (one check in all), on a context as deep as
+// net/http's and with each interceptor adding a value, as kit's do.
+func BenchmarkComposed(b *testing.B) {
+	type key int
+	var pieces []connect.Interceptor
+	for i := range 7 {
+		pieces = append(pieces, connect.UnaryInterceptorFunc(func(next connect.UnaryFunc) connect.UnaryFunc {
+			return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
+				return next(context.WithValue(ctx, key(i), i), req)
+			}
+		}))
+	}
+	ctx := b.Context()
+	for i := range 6 {
+		ctx = context.WithValue(ctx, key(100+i), i)
+	}
+	for _, c := range []struct {
+		name string
+		opt  connect.Option
+	}{
+		{"connect", connect.WithInterceptors(pieces...)},
+		{"composed", connect.WithInterceptors(composed(pieces))},
+	} {
+		b.Run(c.name, func(b *testing.B) {
+			var chain connect.UnaryFunc
+			keep := connect.UnaryInterceptorFunc(func(next connect.UnaryFunc) connect.UnaryFunc { chain = next; return next })
+			end := connect.UnaryInterceptorFunc(func(connect.UnaryFunc) connect.UnaryFunc {
+				return func(context.Context, connect.AnyRequest) (connect.AnyResponse, error) { return nil, nil }
+			})
+			connect.NewUnaryHandler("/s/m", func(context.Context, *connect.Request[struct{}]) (*connect.Response[struct{}], error) {
+				return nil, nil
+			}, connect.WithInterceptors(keep), c.opt, connect.WithInterceptors(end))
+			req := connect.NewRequest(&struct{}{})
+			b.ReportAllocs()
+			for b.Loop() {
+				_, _ = chain(ctx, req)
+			}
+		})
+	}
+}

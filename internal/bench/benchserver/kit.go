@@ -7,13 +7,27 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"strings"
 
+	"github.com/connectkit/connectkit/interceptors"
 	"github.com/connectkit/connectkit/internal/gen/connectkit/ping/v1/pingv1connect"
 	"github.com/connectkit/connectkit/kit"
 )
 
+// withoutPiece names the pieces of the default chain that a
+// kit-without-PIECE variant leaves out.
+var withoutPiece = map[string]func() interceptors.Option{
+	"tracing":    interceptors.WithoutTracing,
+	"requestid":  interceptors.WithoutRequestID,
+	"logging":    interceptors.WithoutLogging,
+	"metrics":    interceptors.WithoutMetrics,
+	"recovery":   interceptors.WithoutRecovery,
+	"validation": interceptors.WithoutValidation,
+}
+
 // serveKit serves the ping service on a kit.Server (variants kit,
-// kit-otel, kit-nochain, kit-nobatch), mounted as a user would mount it.
+// kit-otel, kit-nochain, kit-nobatch, kit-without-PIECE), mounted as a user
+// would mount it.
 // The log goes to logw in JSON at info, one line per call, as in
 // production.
 func serveKit(ctx context.Context, f flags, logw io.Writer, ready func(net.Addr)) error {
@@ -34,6 +48,9 @@ func serveKit(ctx context.Context, f flags, logw io.Writer, ready func(net.Addr)
 	opts := []kit.Option{kit.WithLogger(kit.NewLogger(logw, "json", level)), kit.WithLogLevel(level)}
 	if f.variant == "kit-nochain" {
 		opts = append(opts, kit.WithoutDefaultInterceptors())
+	}
+	if _, piece, cut := strings.Cut(f.variant, "kit-without-"); cut {
+		opts = append(opts, kit.WithInterceptorOptions(withoutPiece[piece]()))
 	}
 	if f.tls {
 		cert, err := selfSigned()

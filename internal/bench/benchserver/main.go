@@ -15,6 +15,9 @@
 //	                   OTEL_TRACES_SAMPLER=always_off): otelconnect's cost
 //	kit-nochain        kit.WithoutDefaultInterceptors(): deadlines only
 //	kit-nobatch        kit with KIT_FRAME_BATCHING=false
+//	kit-without-PIECE  kit with one piece of the chain left out, PIECE one of
+//	                   tracing, requestid, logging, metrics, recovery,
+//	                   validation: what that piece costs
 //	connect            bare connect-go on net/http: HTTP/1.1 and h2c on one port
 //	connect-batch      the same behind internal/batchconn's listener: h2c
 //	                   connections batched (ModeH2C), or with -tls those
@@ -36,6 +39,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime/pprof"
+	"strings"
 	"syscall"
 
 	"connectrpc.com/connect"
@@ -68,6 +72,9 @@ func main() {
 
 func run(f flags, profile string) error {
 	serve, ok := variants[f.variant]
+	if _, piece, cut := strings.Cut(f.variant, "kit-without-"); cut && withoutPiece[piece] != nil {
+		serve, ok = serveKit, true
+	}
 	if !ok {
 		return fmt.Errorf("unknown -variant %q", f.variant)
 	}
