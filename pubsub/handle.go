@@ -82,6 +82,10 @@ func (s *Subscriber) handle(ctx context.Context, d Delivery) {
 		s.deadLetter(ctx, d, st, ReasonUndecodable, fmt.Sprintf("content type %q, want %q or %q", ct, ContentTypeProto, ContentTypeJSON))
 		return
 	}
+	if ce := msg.Header.Get("Content-Encoding"); ce != "" && ce != "identity" {
+		s.deadLetter(ctx, d, st, ReasonUndecodable, fmt.Sprintf("content encoding %q: pubsub does not decompress messages", ce))
+		return
+	}
 
 	err := s.invoke(ctx, st, msg, ct)
 	switch st.info.Outcome(err) {

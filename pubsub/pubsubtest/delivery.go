@@ -161,10 +161,17 @@ func testUndecodable(t *testing.T, h *harness) {
 	rec := newRecorder()
 	sub := newSubscriber(t, h.broker, "raw", "s", rec.handler(nil), pubsub.WithDelivery(testDelivery()))
 	Start(t, sub)
+	valid, err := proto.Marshal(&pingv1.PingRequest{Text: "compressed"})
+	if err != nil {
+		t.Fatal(err)
+	}
 	for _, m := range []*pubsub.Message{
 		{ID: "bad-bytes", Data: []byte{0xff, 0xff, 0xff, 0xff}, Header: map[string][]string{
 			pubsub.HeaderContentType: {pubsub.ContentTypeProto}, pubsub.HeaderMessageType: {"connectkit.ping.v1.PingRequest"}}},
 		{ID: "bad-type", Data: []byte("hello"), Header: map[string][]string{pubsub.HeaderContentType: {"text/plain"}}},
+		// Bytes that decode, under an encoding that pubsub does not undo.
+		{ID: "compressed", Data: valid, Header: map[string][]string{
+			pubsub.HeaderContentType: {pubsub.ContentTypeProto}, "Content-Encoding": {"gzip"}}},
 	} {
 		m.Topic = "raw"
 		conf, err := h.broker.Publish(t.Context(), m)
@@ -175,9 +182,12 @@ func testUndecodable(t *testing.T, h *harness) {
 			t.Fatalf("broker Publish: %v", err)
 		}
 	}
-	for _, dl := range waitDeadLetters(t, h.broker, "raw", "s", 2) {
+	for _, dl := range waitDeadLetters(t, h.broker, "raw", "s", 3) {
 		if dl.Reason != pubsub.ReasonUndecodable || dl.Attempts != 1 {
 			t.Errorf("dead letter %s: reason %q after %d attempts, want %q after 1", dl.Message.ID, dl.Reason, dl.Attempts, pubsub.ReasonUndecodable)
+		}
+		if dl.Message.ID == "compressed" && !strings.Contains(dl.Error, `content encoding "gzip"`) {
+			t.Errorf("dead letter %s: error %q does not name the content encoding", dl.Message.ID, dl.Error)
 		}
 	}
 	if n := rec.succeeded(); n != 0 {
