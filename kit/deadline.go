@@ -33,8 +33,10 @@ func (d deadlines) WrapUnary(next connect.UnaryFunc) connect.UnaryFunc {
 		if timeout <= 0 {
 			return next(ctx, req)
 		}
-		ctx, cancel := deadline.WithTimeout(ctx, timeout)
-		defer cancel()
+		if c := deadline.New(ctx, timeout); c != nil {
+			defer c.Cancel()
+			ctx = c
+		}
 		return next(ctx, req)
 	}
 }
@@ -51,8 +53,10 @@ func (d deadlines) WrapStreamingHandler(next connect.StreamingHandlerFunc) conne
 		if _, ok := ctx.Deadline(); ok {
 			return next(ctx, conn)
 		}
-		ctx, cancel := deadline.WithTimeout(ctx, d.stream)
-		defer cancel()
+		if c := deadline.New(ctx, d.stream); c != nil {
+			defer c.Cancel()
+			ctx = c
+		}
 		return next(ctx, conn)
 	}
 }

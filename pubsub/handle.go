@@ -114,8 +114,10 @@ func (s *Subscriber) handle(ctx context.Context, d Delivery) {
 // invoke presents the delivery to the handler chain as a unary call, and
 // returns the chain's final error.
 func (s *Subscriber) invoke(ctx context.Context, st *deliveryState, msg *Message, contentType string) (err error) {
-	ctx, cancel := deadline.WithTimeout(ctx, s.cfg.AckWait) // timer only if the handler waits
-	defer cancel()
+	if c := deadline.New(ctx, s.cfg.AckWait); c != nil { // a timer only if the handler waits
+		defer c.Cancel()
+		ctx = c
+	}
 	st.ctx = stateContext{Context: ctx, st: st}
 
 	header := msg.Header

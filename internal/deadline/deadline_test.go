@@ -15,8 +15,8 @@ type key struct{}
 func TestDeadlinePassesWithoutDone(t *testing.T) {
 	t.Parallel()
 	parent := context.WithValue(t.Context(), key{}, "v")
-	ctx, cancel := deadline.WithTimeout(parent, 20*time.Millisecond)
-	defer cancel()
+	ctx := deadline.New(parent, 20*time.Millisecond)
+	defer ctx.Cancel()
 	if d, ok := ctx.Deadline(); !ok || time.Until(d) > 20*time.Millisecond {
 		t.Fatalf("Deadline() = %v, %v", d, ok)
 	}
@@ -39,8 +39,8 @@ func TestDeadlinePassesWithoutDone(t *testing.T) {
 
 func TestDoneClosesAtDeadline(t *testing.T) {
 	t.Parallel()
-	ctx, cancel := deadline.WithTimeout(t.Context(), 10*time.Millisecond)
-	defer cancel()
+	ctx := deadline.New(t.Context(), 10*time.Millisecond)
+	defer ctx.Cancel()
 	select {
 	case <-ctx.Done():
 	case <-time.After(5 * time.Second):
@@ -55,7 +55,7 @@ func TestParentCancellation(t *testing.T) {
 	t.Parallel()
 	for _, waitFirst := range []bool{false, true} {
 		parent, cancelParent := context.WithCancelCause(t.Context())
-		ctx, cancel := deadline.WithTimeout(parent, time.Hour)
+		ctx := deadline.New(parent, time.Hour)
 		if waitFirst {
 			_ = ctx.Done()
 		}
@@ -65,18 +65,18 @@ func TestParentCancellation(t *testing.T) {
 		if !errors.Is(ctx.Err(), context.Canceled) || !errors.Is(context.Cause(ctx), cause) {
 			t.Errorf("waitFirst=%v: Err %v, Cause %v", waitFirst, ctx.Err(), context.Cause(ctx))
 		}
-		cancel()
+		ctx.Cancel()
 	}
 }
 
 func TestCancel(t *testing.T) {
 	t.Parallel()
 	for _, waitFirst := range []bool{false, true} {
-		ctx, cancel := deadline.WithTimeout(t.Context(), time.Hour)
+		ctx := deadline.New(t.Context(), time.Hour)
 		if waitFirst {
 			_ = ctx.Done()
 		}
-		cancel()
+		ctx.Cancel()
 		if !errors.Is(ctx.Err(), context.Canceled) {
 			t.Errorf("waitFirst=%v: Err %v", waitFirst, ctx.Err())
 		}
@@ -88,8 +88,8 @@ func TestCancel(t *testing.T) {
 // it: the standard library links them by Done and Value.
 func TestDerivedContexts(t *testing.T) {
 	t.Parallel()
-	ctx, cancel := deadline.WithTimeout(t.Context(), 10*time.Millisecond)
-	defer cancel()
+	ctx := deadline.New(t.Context(), 10*time.Millisecond)
+	defer ctx.Cancel()
 	child, cancelChild := context.WithCancel(ctx)
 	defer cancelChild()
 	stopped := make(chan struct{})
@@ -106,18 +106,21 @@ func TestSoonerParentDeadline(t *testing.T) {
 	parent, cancelParent := context.WithTimeout(t.Context(), time.Minute)
 	defer cancelParent()
 	want, _ := parent.Deadline()
-	ctx, cancel := deadline.WithTimeout(parent, time.Hour)
-	defer cancel()
-	if got, _ := ctx.Deadline(); !got.Equal(want) {
-		t.Fatalf("Deadline() = %v, want the parent's %v", got, want)
+	if ctx := deadline.New(parent, time.Hour); ctx != nil {
+		t.Fatalf("New under a parent that ends sooner = %v, want nil", ctx)
+	}
+	ctx := deadline.New(parent, time.Second)
+	defer ctx.Cancel()
+	if got, _ := ctx.Deadline(); !got.Before(want) {
+		t.Fatalf("Deadline() = %v, want before the parent's %v", got, want)
 	}
 }
 
-// TestConcurrentUse races Done, Err, Value and cancel (run with -race).
+// TestConcurrentUse races Done, Err, Value and Cancel (run with -race).
 func TestConcurrentUse(t *testing.T) {
 	t.Parallel()
 	for range 100 {
-		ctx, cancel := deadline.WithTimeout(t.Context(), time.Millisecond)
+		ctx := deadline.New(t.Context(), time.Millisecond)
 		var wg sync.WaitGroup
 		for i := range 4 {
 			wg.Go(func() {
@@ -128,7 +131,7 @@ func TestConcurrentUse(t *testing.T) {
 					_ = ctx.Err()
 					_ = ctx.Value(key{})
 				case 2:
-					cancel()
+					ctx.Cancel()
 				case 3:
 					_ = context.Cause(ctx)
 				}
@@ -142,13 +145,14 @@ func TestConcurrentUse(t *testing.T) {
 	}
 }
 
-// BenchmarkWithTimeout compares a call's deadline that nothing waits on
+// BenchmarkNew compares a call's deadline that nothing waits on
 // with context.WithTimeout's, under a cancelable parent as a server's
 // request context is.
-func BenchmarkWithTimeout(b *testing.B) {
+func BenchmarkNew(b *testing.B) {
 	parent, cancel := context.WithCancel(b.Context())
 	defer cancel()
 	b.Run("context", func(b *testing.B) {
+		b.ReportAllocs()
 		for b.Loop() {
 			ctx, cancel := context.WithTimeout(parent, time.Second)
 			_ = ctx.Err()
@@ -156,10 +160,11 @@ func BenchmarkWithTimeout(b *testing.B) {
 		}
 	})
 	b.Run("lazy", func(b *testing.B) {
+		b.ReportAllocs()
 		for b.Loop() {
-			ctx, cancel := deadline.WithTimeout(parent, time.Second)
+			ctx := deadline.New(parent, time.Second)
 			_ = ctx.Err()
-			cancel()
+			ctx.Cancel()
 		}
 	})
 }
