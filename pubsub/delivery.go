@@ -29,6 +29,7 @@ type deliveryRequest[M any] struct {
 	connect.Request[M]
 	spec   *connect.Spec
 	header http.Header
+	st     *deliveryState
 	msg    M
 }
 
@@ -70,16 +71,23 @@ func (h callHandler[M]) WrapUnary(connect.UnaryFunc) connect.UnaryFunc {
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
-		if st := stateFrom(ctx); st != nil {
-			st.header = req.Header() // an interceptor may have replaced the request
+		st := stateFrom(ctx)
+		if r, ok := req.(*deliveryRequest[M]); ok {
+			st = r.st
 		}
-		if err := h(ctx, msg); err != nil {
-			if st := stateFrom(ctx); st != nil && IsPermanent(err) {
-				st.info.Permanent = true
+		if st == nil { // an interceptor replaced both the request and the context
+			if err := h(ctx, msg); err != nil {
+				return nil, err
 			}
+			return connect.NewResponse(emptyMessage), nil
+		}
+		st.header = req.Header() // an interceptor may have replaced the request
+		if err := h(ctx, msg); err != nil {
+			st.info.Permanent = IsPermanent(err)
 			return nil, err
 		}
-		return connect.NewResponse(emptyMessage), nil
+		st.resp.Msg = emptyMessage
+		return &st.resp, nil
 	}
 }
 
@@ -113,7 +121,7 @@ func chainOf[M any](procedure string, handle func(context.Context, *M) error, op
 	}
 	spec := &connect.Spec{StreamType: connect.StreamTypeUnary, Procedure: procedure}
 	return func(ctx context.Context, st *deliveryState, data []byte, contentType string) error {
-		req := &deliveryRequest[M]{spec: spec, header: st.header}
+		req := &deliveryRequest[M]{spec: spec, header: st.header, st: st}
 		req.Msg = &req.msg
 		if err := decode(data, contentType, any(req.Msg).(proto.Message)); err != nil {
 			return err
