@@ -71,17 +71,19 @@ func (h callHandler[M]) WrapUnary(connect.UnaryFunc) connect.UnaryFunc {
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
-		st := stateFrom(ctx)
+		var st *deliveryState
 		if r, ok := req.(*deliveryRequest[M]); ok {
 			st = r.st
+		} else {
+			st = stateFrom(ctx) // an interceptor replaced the request
 		}
-		if st == nil { // an interceptor replaced both the request and the context
+		if st == nil { // and detached the context from the delivery's
 			if err := h(ctx, msg); err != nil {
 				return nil, err
 			}
 			return connect.NewResponse(emptyMessage), nil
 		}
-		st.header = req.Header() // an interceptor may have replaced the request
+		st.header = req.Header()
 		if err := h(ctx, msg); err != nil {
 			st.info.Permanent = IsPermanent(err)
 			return nil, err
