@@ -52,7 +52,9 @@ test: checkgenerate lint conformance ## Everything CI runs: generate check, lint
 	$(GO) test -race -count=1 ./...
 
 # BENCH_FLAGS go to internal/bench/benchrun (see scripts/bench.sh).
-BENCH_FLAGS ?= -rounds 3
+# Short runs and many rounds: each round's ratios compare runs seconds
+# apart, which holds better on a noisy machine than long runs (BENCHMARKS.md 1.13).
+BENCH_FLAGS ?= -rounds 8 -n 50000 -n1 5000 -wrk-duration 2s
 
 .PHONY: bench
 bench: ## Same-run benchmarks: kit vs connect-go vs grpc-go (h2load, wrk); tables to bin/bench.md
