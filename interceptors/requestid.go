@@ -43,10 +43,12 @@ type requestIDKey struct{}
 
 // requestIDContext carries the request id. It is a context type of its own,
 // rather than context.WithValue, so that adding the id costs one allocation
-// instead of two (the value context and the boxed string).
+// instead of two (the value context and the boxed string); on a server, it
+// also holds the response header's value, which connect copies out.
 type requestIDContext struct {
 	context.Context
-	id string
+	id     string
+	header [1]string
 }
 
 func (c *requestIDContext) Value(key any) any {
@@ -63,9 +65,9 @@ func (requestIDInterceptor) WrapUnary(next connect.UnaryFunc) connect.UnaryFunc 
 		if req.Spec().IsClient {
 			return next(clientUnaryRequestID(ctx, req), req)
 		}
-		ctx, id := serverUnaryRequestID(ctx, req)
-		resp, err := next(ctx, req)
-		return echoRequestID(resp, err, id)
+		c := serverUnaryRequestID(ctx, req)
+		resp, err := next(c, req)
+		return echoRequestID(resp, err, c)
 	}
 }
 
@@ -75,19 +77,21 @@ func clientUnaryRequestID(ctx context.Context, req connect.AnyRequest) context.C
 	return ctx
 }
 
-func serverUnaryRequestID(ctx context.Context, req connect.AnyRequest) (context.Context, string) {
+func serverUnaryRequestID(ctx context.Context, req connect.AnyRequest) *requestIDContext {
 	id := serverRequestID(req.Header().Get(RequestIDHeader))
-	return &requestIDContext{Context: ctx, id: id}, id
+	return &requestIDContext{Context: ctx, id: id, header: [1]string{id}}
 }
 
 // echoRequestID puts the id in the response headers, or in the error's
 // metadata, which connect sends as headers or trailers.
-func echoRequestID(resp connect.AnyResponse, err error, id string) (connect.AnyResponse, error) {
+func echoRequestID(resp connect.AnyResponse, err error, c *requestIDContext) (connect.AnyResponse, error) {
 	if err != nil {
-		return resp, withErrorMeta(err, RequestIDHeader, id)
+		return resp, withErrorMeta(err, RequestIDHeader, c.id)
 	}
 	if resp != nil {
-		resp.Header().Set(RequestIDHeader, id)
+		// connect appends the values to the response's own header: they
+		// can be the context's, without an allocation.
+		resp.Header()[RequestIDHeader] = c.header[:]
 	}
 	return resp, nil
 }
