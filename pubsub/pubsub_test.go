@@ -191,6 +191,36 @@ func TestDeliveryRequest(t *testing.T) {
 	}
 }
 
+// TestDetachedDeliveryReachesTheHandler checks that an interceptor that
+// replaces both the request and the context still gets the message handled
+// and acknowledged.
+func TestDetachedDeliveryReachesTheHandler(t *testing.T) {
+	t.Parallel()
+	detach := connect.UnaryInterceptorFunc(func(next connect.UnaryFunc) connect.UnaryFunc {
+		return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
+			return next(context.WithoutCancel(context.Background()), connect.NewRequest(req.Any().(*pingv1.PingRequest)))
+		}
+	})
+	var handled atomic.Int32
+	b := mem.New()
+	sub, err := pubsub.NewSubscriber(b, "detached", "s", func(context.Context, *pingv1.PingRequest) error {
+		handled.Add(1)
+		return nil
+	}, pubsub.WithHandlerOptions(connect.WithInterceptors(detach)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pubsubtest.Start(t, sub)
+	pub, err := pubsub.NewPublisher[pingv1.PingRequest](b, "detached")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := pub.Publish(t.Context(), &pingv1.PingRequest{}); err != nil {
+		t.Fatal(err)
+	}
+	pubsubtest.WaitFor(t, "the handler", func() bool { return handled.Load() == 1 })
+}
+
 func TestMetrics(t *testing.T) {
 	t.Parallel()
 	reg := prometheus.NewRegistry()
