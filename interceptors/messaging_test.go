@@ -50,7 +50,8 @@ func subscriber(t *testing.T, o *observed) http.Handler {
 		}, connect.WithInterceptors(o.chain.Server()...))
 }
 
-// deliver serves msg to h as pubsub does.
+// deliver serves msg to h as pubsub does, and checks that the chain did not
+// echo a request id: a delivery's response goes nowhere.
 func deliver(t *testing.T, h http.Handler, info *msgctx.Info, msg proto.Message) {
 	t.Helper()
 	body, err := proto.Marshal(msg)
@@ -60,7 +61,11 @@ func deliver(t *testing.T, h http.Handler, info *msgctx.Info, msg proto.Message)
 	req := httptest.NewRequestWithContext(msgctx.NewContext(t.Context(), info), http.MethodPost, delivery, bytes.NewReader(body))
 	req.Header.Set("Content-Type", "application/proto")
 	req.Header.Set("Traceparent", producerTraceparent)
-	h.ServeHTTP(httptest.NewRecorder(), req)
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, req)
+	if id := rec.Header().Get(interceptors.RequestIDHeader); id != "" {
+		t.Errorf("delivery's response has %s %q", interceptors.RequestIDHeader, id)
+	}
 }
 
 func TestMessageProcess(t *testing.T) {

@@ -5,6 +5,7 @@ import (
 	"math/rand/v2"
 
 	"connectrpc.com/connect"
+	"github.com/connectkit/connectkit/internal/msgctx"
 )
 
 // RequestIDHeader is the header that carries a call's request id, in both
@@ -18,8 +19,9 @@ const maxRequestIDLen = 128
 //
 // On a server, the id is the caller's X-Request-Id header when it is valid
 // (1 to 128 bytes of letters, digits and -_.:/+=@), otherwise a new random
-// UUID; it is echoed in the X-Request-Id response header (also on errors)
-// and is available to the handler and inner interceptors from
+// UUID; it is echoed in the X-Request-Id response header (also on errors;
+// not for a pubsub delivery, which has no caller to read it) and is
+// available to the handler and inner interceptors from
 // [RequestIDFrom].
 //
 // On a client, the id sent in X-Request-Id is, in order: the one already set
@@ -67,6 +69,9 @@ func (requestIDInterceptor) WrapUnary(next connect.UnaryFunc) connect.UnaryFunc 
 		}
 		c := serverUnaryRequestID(ctx, req)
 		resp, err := next(c, req)
+		if msgctx.FromContext(ctx) != nil {
+			return resp, err // a delivery: its response goes nowhere
+		}
 		return echoRequestID(resp, err, c)
 	}
 }

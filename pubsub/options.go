@@ -62,11 +62,14 @@ func WithRegistry(reg prometheus.Registerer) Option {
 // call: pass srv.ClientOptions()... so that the client chain (tracing
 // injecting traceparent, metrics, logging, auth headers) runs around every
 // publish. The options must keep connect's default Connect protocol and
-// its proto or JSON codec (connect.WithGRPC, connect.WithGRPCWeb and codecs
-// of other names are rejected at the first publish). Options that act below the interceptors
-// (compression, send size limits) do not apply to messages: the call ends
-// in pubsub's innermost interceptor, which hands the message to the broker.
-// Ignored by subscribers.
+// its proto or JSON codec: NewPublisher rejects connect.WithGRPC,
+// connect.WithGRPCWeb and codecs of other names. Only the options'
+// interceptors apply to messages: a publish is handed to the chain that
+// connect builds from them, without crossing connect's client, and ends in
+// pubsub's innermost interceptor, which gives the message to the broker;
+// compression and send size limits do not apply. The headers the chain sets
+// travel with the message, as do those of a context made by
+// connect.NewClientContext. Ignored by subscribers.
 func WithClientOptions(opts ...connect.ClientOption) Option {
 	return optionFunc(func(c *config) { c.clientOptions = append(c.clientOptions, opts...) })
 }

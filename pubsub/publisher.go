@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"sync/atomic"
 
 	"connectrpc.com/connect"
@@ -25,7 +26,11 @@ type Publisher[M any] struct {
 	system   string
 	topic    string
 	typeName string
+	chain    connect.UnaryFunc // the client chain, ending in the sender
 	client   *connect.Client[M, emptypb.Empty]
+	spec     connect.Spec // the request's, as connect's client sets them
+	peer     connect.Peer
+	header   [2][]string // the Content-Type and HeaderMessageType values, shared read-only
 	ids      *idGenerator
 	metrics  *metrics
 }
@@ -58,7 +63,9 @@ func NewPublisher[M any](b Broker, topic string, opts ...Option) (*Publisher[M],
 		ids:      newIDGenerator(),
 		metrics:  m,
 	}
-	clientOpts := make([]connect.ClientOption, 0, len(cfg.clientOptions)+3)
+	probe := &clientProbe{}
+	clientOpts := make([]connect.ClientOption, 0, len(cfg.clientOptions)+4)
+	clientOpts = append(clientOpts, connect.WithInterceptors(probe)) // outermost
 	clientOpts = append(clientOpts, cfg.clientOptions...)
 	if cfg.json {
 		clientOpts = append(clientOpts, connect.WithProtoJSON())
@@ -69,7 +76,14 @@ func NewPublisher[M any](b Broker, topic string, opts ...Option) (*Publisher[M],
 	}
 	// Innermost: the call ends there.
 	clientOpts = append(clientOpts, connect.WithInterceptors(&sender{broker: b, topic: topic, typeName: []string{typeName}}))
-	p.client = connect.NewClient[M, emptypb.Empty](unreachable{}, "http://"+b.System()+PublishProcedure(topic), clientOpts...)
+	client := connect.NewClient[M, emptypb.Empty](unreachable{}, "http://"+b.System()+PublishProcedure(topic), clientOpts...)
+	_, err = client.CallUnary(context.Background(), connect.NewRequest(new(M)))
+	if err := probe.check(err); err != nil {
+		return nil, err
+	}
+	probe.through = true
+	p.client, p.chain, p.spec, p.peer = client, probe.chain, probe.spec, probe.peer
+	p.header = [2][]string{{probe.contentType}, {typeName}}
 	return p, nil
 }
 
@@ -100,7 +114,7 @@ func WithMessageID(id string) PublishOption {
 // chain or of the broker. Invalid messages fail with
 // connect.CodeInvalidArgument before reaching the broker.
 func (p *Publisher[M]) Publish(ctx context.Context, msg *M, opts ...PublishOption) error {
-	return publish(ctx, p.client, p.newCall(false, opts), msg)
+	return p.publish(ctx, p.newOp(false, opts), msg)
 }
 
 // PublishAsync hands msg to the broker and returns at once with a [Future]
@@ -110,9 +124,9 @@ func (p *Publisher[M]) Publish(ctx context.Context, msg *M, opts ...PublishOptio
 // Wait on every Future: a confirmation that fails is counted in
 // pubsub_publish_errors_total when waited on.
 func (p *Publisher[M]) PublishAsync(ctx context.Context, msg *M, opts ...PublishOption) *Future {
-	call := p.newCall(true, opts)
-	call.err = publish(ctx, p.client, call, msg)
-	return &call.Future
+	op := p.newOp(true, opts)
+	op.err = p.publish(ctx, op, msg)
+	return &op.Future
 }
 
 // PublishBatch publishes msgs asynchronously, within the broker's window of
@@ -133,8 +147,9 @@ func (p *Publisher[M]) PublishBatch(ctx context.Context, msgs ...*M) error {
 	return errors.Join(errs...)
 }
 
-func (p *Publisher[M]) newCall(async bool, opts []PublishOption) *publishCall {
-	call := &publishCall{async: async}
+func (p *Publisher[M]) newOp(async bool, opts []PublishOption) *publishOp[M] {
+	op := &publishOp[M]{publishCall: publishCall{async: async}}
+	call := &op.publishCall
 	call.info = msgctx.Info{
 		Operation:   msgctx.Publish,
 		System:      p.system,
@@ -148,7 +163,7 @@ func (p *Publisher[M]) newCall(async bool, opts []PublishOption) *publishCall {
 		call.info.MessageID = p.ids.next()
 	}
 	call.metrics = p.metrics
-	return call
+	return op
 }
 
 // Future is the confirmation of an asynchronous publish.
@@ -184,6 +199,15 @@ type publishCall struct {
 	Future
 	async bool
 	dedup bool // the application chose the id
+	sent  bool // the sender ran
+	ctx   publishContext
+	resp  connect.Response[emptypb.Empty] // the sender's answer
+}
+
+// publishOp is a publishCall and its request, in one allocation.
+type publishOp[M any] struct {
+	publishCall
+	req publishRequest[M]
 }
 
 type publishCallKey struct{}
@@ -206,8 +230,22 @@ func (c *publishContext) Value(key any) any {
 }
 
 // publish runs call through the client chain to the sender.
-func publish[M any](ctx context.Context, client *connect.Client[M, emptypb.Empty], call *publishCall, msg *M) error {
-	_, err := client.CallUnary(&publishContext{Context: ctx, call: call}, connect.NewRequest(msg))
+func (p *Publisher[M]) publish(ctx context.Context, op *publishOp[M], msg *M) error {
+	op.req = publishRequest[M]{
+		p:      p,
+		call:   &op.publishCall,
+		header: http.Header{HeaderContentType: p.header[0], HeaderMessageType: p.header[1]},
+	}
+	op.req.Msg = msg
+	op.ctx = publishContext{Context: ctx, call: &op.publishCall}
+	_, err := p.chain(&op.ctx, &op.req)
+	if err != nil && errors.Is(err, errClientContext()) {
+		// ctx is a connect.NewClientContext, whose call info only
+		// connect's client reads: its request headers go with the message.
+		req := connect.NewRequest(msg)
+		req.Header()[HeaderMessageType] = p.header[1]
+		_, err = p.client.CallUnary(&op.ctx, req)
+	}
 	return err
 }
 

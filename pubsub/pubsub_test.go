@@ -277,13 +277,94 @@ func counterValue(tb testing.TB, reg *prometheus.Registry, name string, labels m
 
 func TestPublishNeedsConnectProtocol(t *testing.T) {
 	t.Parallel()
-	pub, err := pubsub.NewPublisher[pingv1.PingRequest](mem.New(), "grpc", pubsub.WithClientOptions(connect.WithGRPC()))
+	for name, opt := range map[string]connect.ClientOption{"gRPC": connect.WithGRPC(), "gRPC-Web": connect.WithGRPCWeb()} {
+		_, err := pubsub.NewPublisher[pingv1.PingRequest](mem.New(), "grpc", pubsub.WithClientOptions(opt))
+		if err == nil || !strings.Contains(err.Error(), "Connect protocol") {
+			t.Errorf("NewPublisher with %s = %v, want an error naming the Connect protocol", name, err)
+		}
+	}
+}
+
+// TestPublishRequest checks the request a publish is to the client chain:
+// what connect's client would give for a Connect call, without the protocol
+// headers on the message; the headers of a connect.NewClientContext's call
+// info and of the chain reaching the message; and a publish through an
+// interceptor that replaces the request.
+func TestPublishRequest(t *testing.T) {
+	t.Parallel()
+	type view struct {
+		spec   connect.Spec
+		peer   connect.Peer
+		method string
+		header http.Header
+	}
+	seen := make(chan view, 3)
+	observe := connect.UnaryInterceptorFunc(func(next connect.UnaryFunc) connect.UnaryFunc {
+		return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
+			v := view{req.Spec(), req.Peer(), req.HTTPMethod(), req.Header().Clone()}
+			req.Header().Set("X-Added", "by the chain")
+			res, err := next(ctx, req)
+			v.method += "," + req.HTTPMethod()
+			seen <- v
+			return res, err
+		}
+	})
+	replace := connect.UnaryInterceptorFunc(func(next connect.UnaryFunc) connect.UnaryFunc {
+		return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
+			if req.Any().(*pingv1.PingRequest).GetNumber() != 3 {
+				return next(ctx, req)
+			}
+			r := connect.NewRequest(req.Any().(*pingv1.PingRequest))
+			maps.Copy(r.Header(), req.Header())
+			return next(ctx, r)
+		}
+	})
+	b := mem.New()
+	handled := make(chan pubsub.MessageInfo, 3)
+	sub, err := pubsub.NewSubscriber(b, "publishes", "s", func(ctx context.Context, _ *pingv1.PingRequest) error {
+		info, _ := pubsub.MessageInfoFrom(ctx)
+		handled <- info
+		return nil
+	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	err = pub.Publish(t.Context(), &pingv1.PingRequest{})
-	if err == nil || !strings.Contains(err.Error(), "Connect protocol") {
-		t.Errorf("Publish with connect.WithGRPC = %v, want an error naming the Connect protocol", err)
+	pubsubtest.Start(t, sub)
+	pub, err := pubsub.NewPublisher[pingv1.PingRequest](b, "publishes", pubsub.WithClientOptions(connect.WithInterceptors(observe, replace)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	infoCtx, call := connect.NewClientContext(t.Context())
+	call.RequestHeader().Set("X-Tenant", "acme")
+	for i, ctx := range []context.Context{t.Context(), infoCtx, t.Context()} {
+		if err := pub.Publish(ctx, &pingv1.PingRequest{Number: int64(i + 1)}); err != nil {
+			t.Fatalf("publish %d: %v", i+1, err)
+		}
+		v := <-seen
+		want := connect.Spec{StreamType: connect.StreamTypeUnary, Procedure: pubsub.PublishProcedure("publishes"), IsClient: true}
+		if v.spec != want || v.peer.Protocol != connect.ProtocolConnect || v.peer.Addr != "mem" || v.method != map[bool]string{false: ",POST", true: ","}[ctx == infoCtx] {
+			t.Errorf("publish %d: chain saw spec %+v, peer %+v, method %q before and after the call; want %+v, connect to mem, none then POST (none through connect's client)", i+1, v.spec, v.peer, v.method, want)
+		}
+		if ct, typ := v.header.Get(pubsub.HeaderContentType), v.header.Get(pubsub.HeaderMessageType); ct != pubsub.ContentTypeProto || typ != "connectkit.ping.v1.PingRequest" {
+			t.Errorf("publish %d: chain saw Content-Type %q, %s %q", i+1, ct, pubsub.HeaderMessageType, typ)
+		}
+		var info pubsub.MessageInfo
+		select {
+		case info = <-handled:
+		case <-time.After(time.Minute):
+			t.Fatalf("publish %d not handled", i+1)
+		}
+		for _, k := range []string{"Connect-Protocol-Version", "User-Agent", "Accept-Encoding", "Connect-Accept-Encoding"} {
+			if got := info.Header.Get(k); got != "" {
+				t.Errorf("publish %d: message carries %s: %q", i+1, k, got)
+			}
+		}
+		if got := info.Header.Get("X-Added"); got != "by the chain" {
+			t.Errorf("publish %d: message's X-Added = %q, want the chain's", i+1, got)
+		}
+		if got, want := info.Header.Get("X-Tenant"), map[bool]string{true: "acme"}[ctx == infoCtx]; got != want {
+			t.Errorf("publish %d: message's X-Tenant = %q, want %q", i+1, got, want)
+		}
 	}
 }
 
