@@ -14,6 +14,7 @@ import (
 	"github.com/connectkit/connectkit/pubsub/natsjs"
 	"github.com/connectkit/connectkit/pubsub/pubsubtest"
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -298,5 +299,51 @@ func TestForeignProducer(t *testing.T) {
 	}
 	if info.ID != "foreign:1" || info.Attempt != 1 {
 		t.Errorf("MessageInfo = %+v, want id foreign:1 (stream and sequence) and attempt 1", info)
+	}
+}
+
+// TestFilteredConsumerIsWidened: a subscription's consumer made by an
+// earlier version, filtered on the topic and its re-drive subject, is
+// updated to read the whole stream, and goes on from where it was.
+func TestFilteredConsumerIsWidened(t *testing.T) {
+	t.Parallel()
+	b := newEmbedded(t)
+	pub, err := pubsub.NewPublisher[pingv1.PingRequest](b, "widened")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := pub.Publish(t.Context(), &pingv1.PingRequest{Number: 1}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.JetStream().CreateOrUpdateConsumer(t.Context(), "widened", jetstream.ConsumerConfig{
+		Durable:        "s",
+		FilterSubjects: []string{"widened", "_pubsub.redrive.s.widened"},
+		AckPolicy:      jetstream.AckExplicitPolicy,
+		MaxDeliver:     -1,
+	}); err != nil {
+		t.Fatal(err)
+	}
+	var c collector
+	sub, err := pubsub.NewSubscriber(b, "widened", "s", c.handle)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pubsubtest.Start(t, sub)
+	if err := pub.Publish(t.Context(), &pingv1.PingRequest{Number: 2}); err != nil {
+		t.Fatal(err)
+	}
+	// A consumer that the server does not signal of new messages finds
+	// them only when its pull request expires: 15 s.
+	for deadline := time.Now().Add(5 * time.Second); c.len() < 2; time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("handled %d of 2 messages in 5 s: the widened consumer is not told of new messages", c.len())
+		}
+	}
+	cons, err := b.JetStream().Consumer(t.Context(), "widened", "s")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg := cons.CachedInfo().Config; cfg.FilterSubject != ">" || len(cfg.FilterSubjects) != 0 {
+		t.Errorf("consumer filters %q %v, want the whole stream (>)", cfg.FilterSubject, cfg.FilterSubjects)
 	}
 }

@@ -5,7 +5,8 @@
 //
 // Each topic is a stream (named after the topic, dots turned to
 // underscores) holding the topic's subject and the subjects of re-driven
-// messages; each subscription is a durable pull consumer of that stream,
+// messages; each subscription is a durable pull consumer of that stream
+// (all of it: re-drives for other subscriptions are acknowledged unseen),
 // shared by every instance that consumes it. Dead letters go to one stream,
 // [Config.DeadLetterStream], under "_pubsub.dead.<subscription>.<topic>".
 // Streams and consumers are created or updated idempotently when first used.

@@ -28,7 +28,20 @@ func streamName(topic string) string { return strings.ReplaceAll(topic, ".", "_"
 // redriveSubject is where re-driven messages of a subscription go: a subject
 // of the topic's stream that only that subscription's consumer reads.
 func redriveSubject(subscription, topic string) string {
-	return "_pubsub.redrive." + subscription + "." + topic
+	return redrivePrefix + subscription + "." + topic
+}
+
+const redrivePrefix = "_pubsub.redrive."
+
+// redriveOf returns the subscription a re-drive subject is for, or "" for a
+// topic's subject.
+func redriveOf(subject string) string {
+	rest, ok := strings.CutPrefix(subject, redrivePrefix)
+	if !ok {
+		return ""
+	}
+	sub, _, _ := strings.Cut(rest, ".")
+	return sub
 }
 
 // Publish implements [pubsub.Broker]: an asynchronous JetStream publish,
