@@ -368,6 +368,26 @@ func TestPublishRequest(t *testing.T) {
 	}
 }
 
+// TestDetachedPublishFails checks that a publish whose interceptor replaces
+// both the request and the context fails with an error that says so,
+// rather than reaching the publisher's HTTP client or hanging.
+func TestDetachedPublishFails(t *testing.T) {
+	t.Parallel()
+	detach := connect.UnaryInterceptorFunc(func(next connect.UnaryFunc) connect.UnaryFunc {
+		return func(_ context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
+			return next(context.Background(), connect.NewRequest(req.Any().(*pingv1.PingRequest)))
+		}
+	})
+	pub, err := pubsub.NewPublisher[pingv1.PingRequest](mem.New(), "detached", pubsub.WithClientOptions(connect.WithInterceptors(detach)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = pub.Publish(t.Context(), &pingv1.PingRequest{})
+	if connect.CodeOf(err) != connect.CodeInternal || !strings.Contains(err.Error(), "replaced both the request and the context") {
+		t.Errorf("Publish through a detaching interceptor = %v, want Internal naming the interceptor's doing", err)
+	}
+}
+
 func TestIdempotent(t *testing.T) {
 	t.Parallel()
 	b := mem.New()
