@@ -39,7 +39,9 @@ type Publisher[M any] struct {
 // generated protobuf message struct (*M implements proto.Message).
 //
 // Messages are encoded as protobuf binary (or JSON with [WithJSON]) and
-// validated with protovalidate (unless [WithoutValidation]).
+// validated with protovalidate (unless [WithoutValidation]). NewPublisher
+// fails if connect rejects the options of [WithClientOptions], or if they
+// change the protocol or the codec.
 func NewPublisher[M any](b Broker, topic string, opts ...Option) (*Publisher[M], error) {
 	if b == nil {
 		return nil, errors.New("pubsub: NewPublisher: broker is nil")
