@@ -60,6 +60,13 @@ BENCH_FLAGS ?= -rounds 8 -n 50000 -n1 5000 -wrk-duration 2s
 bench: ## Same-run benchmarks: kit vs connect-go vs grpc-go (h2load, wrk); tables to bin/bench.md
 	scripts/bench.sh -out bin/bench.md $(BENCH_FLAGS)
 
+# PUBSUB_BENCH_FLAGS go to internal/bench/pubsubrun (`go run ./internal/bench/pubsubrun -h`).
+PUBSUB_BENCH_FLAGS ?= -rounds 6
+
+.PHONY: bench-pubsub
+bench-pubsub: ## pubsub on embedded JetStream vs the bare JetStream loop, same-round ratios; ~3 min
+	$(GO) run ./internal/bench/pubsubrun -out bin/bench-pubsub.md $(PUBSUB_BENCH_FLAGS)
+
 .PHONY: conformance
 conformance: ## Run the Connect conformance suite (server mode) against internal/conformance
 	$(GO) build -o bin/conformance-server ./internal/conformance/cmd/conformance-server

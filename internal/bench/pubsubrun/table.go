@@ -1,0 +1,122 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+)
+
+// row is one benchmark result.
+type row struct {
+	build      string
+	round      int
+	name       string // "bare", or the pubsubtest.BenchChains name
+	msgsPerSec float64
+	cpuPerMsg  float64 // µs
+	allocs     int
+}
+
+// benchLine matches a BenchmarkJetStream result line: its name, and the
+// cpu-µs/msg, msgs/s and allocs/op metrics.
+var benchLine = regexp.MustCompile(`^BenchmarkJetStream/(\S+?)(?:-\d+)?\s+\d+\s.*?([\d.]+) cpu-µs/msg\s+([\d.]+) msgs/s\s.*?(\d+) allocs/op`)
+
+// parse reads the result lines of a BenchmarkJetStream run.
+func parse(out string) ([]row, error) {
+	var rows []row
+	for line := range strings.Lines(out) {
+		m := benchLine.FindStringSubmatch(line)
+		if m == nil {
+			continue
+		}
+		cpu, err1 := strconv.ParseFloat(m[2], 64)
+		msgs, err2 := strconv.ParseFloat(m[3], 64)
+		allocs, err3 := strconv.Atoi(m[4])
+		if err1 != nil || err2 != nil || err3 != nil {
+			return nil, fmt.Errorf("result line not understood: %q", line)
+		}
+		name := m[1][strings.LastIndex(m[1], "/")+1:]
+		if strings.HasPrefix(m[1], "bare/") {
+			name = "bare"
+		}
+		rows = append(rows, row{name: name, msgsPerSec: msgs, cpuPerMsg: cpu, allocs: allocs})
+	}
+	if len(rows) == 0 {
+		return nil, fmt.Errorf("no BenchmarkJetStream result in:\n%s", out)
+	}
+	return rows, nil
+}
+
+// targets are issue 6's, as msgs/s × bare.
+var targets = map[string]float64{"chain": 0.5, "chain-nosuccesslog": 0.8}
+
+// ratios are one variant's same-round ratios to the bare loop.
+type ratios struct {
+	msgs, cpu []float64
+	allocs    int
+	cpuPerMsg []float64
+}
+
+// sameRound returns the ratios of variant in build, each to the bare loop
+// of its build and round.
+func sameRound(rows []row, build, variant string) ratios {
+	var r ratios
+	bare := map[int]row{}
+	for _, x := range rows {
+		if x.build == build && x.name == "bare" {
+			bare[x.round] = x
+		}
+	}
+	for _, x := range rows {
+		b, ok := bare[x.round]
+		if x.build != build || x.name != variant || !ok {
+			continue
+		}
+		r.msgs = append(r.msgs, x.msgsPerSec/b.msgsPerSec)
+		r.cpu = append(r.cpu, b.cpuPerMsg/x.cpuPerMsg)
+		r.cpuPerMsg = append(r.cpuPerMsg, x.cpuPerMsg)
+		r.allocs = x.allocs
+	}
+	return r
+}
+
+func writeTable(w io.Writer, rows []row, builds, variants []string, f flags) error {
+	fmt.Fprintf(w, "pubsub on embedded JetStream, %s messages, %d rounds of %d messages; medians of the same-round ratios to the bare loop (range):\n\n", f.size, f.rounds, f.n)
+	fmt.Fprintln(w, "| build | variant | msgs/s × bare | rounds ≥ target | CPU efficiency × bare | cpu-µs/msg | allocs/msg |")
+	fmt.Fprintln(w, "|---|---|--:|--:|--:|--:|--:|")
+	for _, build := range builds {
+		bare := sameRound(rows, build, "bare")
+		fmt.Fprintf(w, "| %s | bare loop | 1 | | 1 | %.1f | %d |\n", build, median(bare.cpuPerMsg), bare.allocs)
+		for _, v := range variants {
+			r := sameRound(rows, build, v)
+			met := ""
+			if t, ok := targets[v]; ok {
+				n := 0
+				for _, x := range r.msgs {
+					if x >= t {
+						n++
+					}
+				}
+				met = fmt.Sprintf("%d/%d (≥ %.1f)", n, len(r.msgs), t)
+			}
+			fmt.Fprintf(w, "| %s | %s | **%.2f** (%.2f–%.2f) | %s | %.2f (%.2f–%.2f) | %.1f | %d |\n", build, v,
+				median(r.msgs), slices.Min(r.msgs), slices.Max(r.msgs), met,
+				median(r.cpu), slices.Min(r.cpu), slices.Max(r.cpu), median(r.cpuPerMsg), r.allocs)
+		}
+	}
+	return nil
+}
+
+// median returns the middle of xs, without changing xs.
+func median(xs []float64) float64 {
+	if len(xs) == 0 {
+		return 0
+	}
+	s := slices.Sorted(slices.Values(xs))
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+}
