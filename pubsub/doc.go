@@ -2,14 +2,16 @@
 // defines, over a [Broker] ([mem] in memory, [natsjs] on NATS JetStream),
 // through the same [connect.Interceptor] chain as the service's RPCs.
 //
-// A [Publisher] presents each publish to the client chain as a unary call to
-// [PublishProcedure](topic), made by a real connect client whose innermost
-// interceptor hands the request message and headers to the broker; a
-// [Subscriber] presents each delivery to the handler chain that connect
-// builds from its handler options, as a unary call to [Procedure](topic,
-// subscription) whose headers are the message's. So an interceptor written once (logging, metrics, tracing,
-// validation, auth) runs on RPCs, publishes and deliveries, and the headers
-// the client chain sets (W3C traceparent) travel with the message. The
+// A [Publisher] presents each publish to the client chain that connect
+// builds from its client options, as a unary call to
+// [PublishProcedure](topic) whose innermost interceptor hands the request
+// message and headers to the broker; a [Subscriber] presents each delivery
+// to the handler chain that connect builds from its handler options, as a
+// unary call to [Procedure](topic, subscription) whose headers are the
+// message's. Neither crosses connect's HTTP machinery. So an interceptor
+// written once (logging, metrics, tracing, validation, auth) runs on RPCs,
+// publishes and deliveries, and the headers the client chain sets (W3C
+// traceparent) travel with the message. The
 // chain's final error decides whether a delivery is acknowledged, retried
 // after a backoff, or dead-lettered.
 //
