@@ -47,8 +47,9 @@ type Server struct {
 
 	mux          *http.ServeMux
 	http         *http.Server
-	tls          bool         // the main listener serves TLS
-	admin        *http.Server // nil when AdminAddr is AdminOff
+	handlers     sync.WaitGroup // the main listener's handlers running
+	tls          bool           // the main listener serves TLS
+	admin        *http.Server   // nil when AdminAddr is AdminOff
 	adminHandler *admin.Handler
 	registry     *prometheus.Registry
 	health       *health.Checker

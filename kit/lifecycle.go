@@ -61,21 +61,25 @@ func (s *Server) shutdown(cause error) error {
 	if err := s.http.Shutdown(ctx); err != nil {
 		_ = s.http.Close()
 		errs = append(errs, fmt.Errorf("kit: in-flight calls did not finish within %s; closed their connections: %w", s.cfg.ShutdownTimeout, err))
+		// Close cancelled the calls' contexts: give their handlers a
+		// moment to return, and to log and count the calls.
+		graceCtx, cancelGrace := context.WithTimeout(context.Background(), closeGrace)
+		if !wait(graceCtx, &s.handlers) {
+			errs = append(errs, fmt.Errorf("kit: handlers still running %s after their connections were closed (they ignore their context)", closeGrace))
+		}
+		cancelGrace()
+	} else if !wait(ctx, &s.handlers) {
+		// net/http's Shutdown waits for connections, not handlers: its
+		// HTTP/2 server forgets a stream that the client reset while the
+		// stream's handler still runs.
+		errs = append(errs, fmt.Errorf("kit: handlers of calls their clients cancelled did not return within %s: %w", s.cfg.ShutdownTimeout, ctx.Err()))
 	}
 	s.logger.Info("stopped serving calls", "duration", time.Since(step).String())
 
 	step = time.Now()
 	s.lifecycle.cancel()
-	done := make(chan struct{})
-	go func() { s.lifecycle.wg.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-ctx.Done():
-		select {
-		case <-done: // they stopped as the time ran out
-		default:
-			errs = append(errs, fmt.Errorf("kit: background components did not stop within %s: %w", s.cfg.ShutdownTimeout, ctx.Err()))
-		}
+	if !wait(ctx, &s.lifecycle.wg) {
+		errs = append(errs, fmt.Errorf("kit: background components did not stop within %s: %w", s.cfg.ShutdownTimeout, ctx.Err()))
 	}
 	s.logger.Info("stopped background components", "duration", time.Since(step).String())
 
@@ -93,4 +97,26 @@ func (s *Server) shutdown(cause error) error {
 	s.logger.Info("shutdown complete", "duration", time.Since(begin).String(), "clean", err == nil)
 	flushLogger(s.logger) // the program may exit as soon as Run returns
 	return err
+}
+
+// closeGrace is how long shutdown waits for handlers to return once it has
+// closed their connections, after ShutdownTimeout.
+const closeGrace = time.Second
+
+// wait waits for wg until ctx is done, and reports whether wg's count
+// reached zero.
+func wait(ctx context.Context, wg *sync.WaitGroup) bool {
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	select {
+	case <-done:
+		return true
+	case <-ctx.Done():
+		select {
+		case <-done: // as the time ran out
+			return true
+		default:
+			return false
+		}
+	}
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"net"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -91,6 +92,50 @@ func TestGracefulShutdownFinishesInFlightCalls(t *testing.T) {
 	}
 }
 
+// net/http's HTTP/2 server forgets a stream that its client resets while
+// the stream's handler still runs; Run must still wait for that handler,
+// or a program's deferred clean-up runs under it.
+func TestRunWaitsForHandlersOfCancelledCalls(t *testing.T) {
+	t.Parallel()
+	entered, cancelled, release := make(chan struct{}), make(chan struct{}), make(chan struct{})
+	srv := kittest.NewServer(t, kit.Config{}, func(s *kit.Server) {
+		s.Mount("/slow", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			close(entered)
+			<-r.Context().Done() // the client went away
+			close(cancelled)
+			<-release // and the handler still cleans up
+		}))
+	})
+	ctx, cancel := context.WithCancel(t.Context())
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, srv.URL+"/slow", strings.NewReader("x"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	called := make(chan struct{})
+	go func() {
+		defer close(called)
+		if res, err := srv.HTTP2Client().Do(req); err == nil {
+			res.Body.Close()
+		}
+	}()
+	<-entered
+	cancel()
+	<-called
+	<-cancelled
+
+	stopped := make(chan error, 1)
+	go func() { stopped <- srv.Stop() }()
+	select {
+	case err := <-stopped:
+		t.Fatalf("Run returned (%v) while a handler was still running", err)
+	case <-time.After(200 * time.Millisecond):
+	}
+	close(release)
+	if err := <-stopped; err != nil {
+		t.Fatalf("Run = %v, want nil", err)
+	}
+}
+
 func TestShutdownTimeoutCutsStuckCalls(t *testing.T) {
 	t.Parallel()
 	svc := blockingPing() // never released
@@ -106,6 +151,27 @@ func TestShutdownTimeoutCutsStuckCalls(t *testing.T) {
 	}
 	if err := <-failed; err == nil {
 		t.Error("stuck call succeeded")
+	}
+}
+
+func TestShutdownReportsHandlersThatIgnoreTheirContext(t *testing.T) {
+	t.Parallel()
+	entered, release := make(chan struct{}), make(chan struct{})
+	defer close(release)
+	srv := kittest.NewServer(t, kit.Config{ShutdownTimeout: 50 * time.Millisecond}, func(s *kit.Server) {
+		s.Mount("/stuck", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			close(entered)
+			<-release
+		}))
+	})
+	go func() {
+		if res, err := srv.HTTP2Client().Post(srv.URL+"/stuck", "text/plain", strings.NewReader("x")); err == nil {
+			res.Body.Close()
+		}
+	}()
+	<-entered
+	if err := srv.Stop(); err == nil || !strings.Contains(err.Error(), "handlers still running 1s after their connections were closed") {
+		t.Errorf("Run = %v, want it to name the handlers still running", err)
 	}
 }
 
