@@ -50,8 +50,9 @@ type Config struct {
 	// long. KIT_IDLE_TIMEOUT, default 2m.
 	IdleTimeout time.Duration
 	// ShutdownTimeout bounds how long in-flight calls, open streams and
-	// background components get to finish once shutdown begins.
-	// KIT_SHUTDOWN_TIMEOUT, default 15s.
+	// background components get to finish once shutdown begins; past it,
+	// the calls' connections are closed and their handlers get one more
+	// second to return. KIT_SHUTDOWN_TIMEOUT, default 15s.
 	ShutdownTimeout time.Duration
 	// DrainDelay is how long the server keeps serving after it reports
 	// NOT_SERVING at shutdown, so load balancers stop sending it traffic
