@@ -230,7 +230,11 @@ func (s *Server) AdminAddr() net.Addr {
 // Run serves until ctx is done or the process gets SIGINT or SIGTERM, then
 // shuts down gracefully: it stops accepting, lets in-flight calls and open
 // streams finish (up to [Config.ShutdownTimeout]), then stops the
-// background components. A second signal during shutdown exits at once. Run
+// background components. It waits for every handler, also those of calls
+// their clients cancelled, which net/http's HTTP/2 server no longer tracks;
+// past the timeout it closes the connections, which cancels the handlers'
+// contexts, and gives them one more second. A second signal during shutdown
+// exits at once. Run
 // returns nil after a clean shutdown, and otherwise the error that stopped
 // the server or spoiled its shutdown.
 func (s *Server) Run(ctx context.Context) error {
