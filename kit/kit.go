@@ -234,9 +234,8 @@ func (s *Server) AdminAddr() net.Addr {
 // their clients cancelled, which net/http's HTTP/2 server no longer tracks;
 // past the timeout it closes the connections, which cancels the handlers'
 // contexts, and gives them one more second. A second signal during shutdown
-// exits at once. Run
-// returns nil after a clean shutdown, and otherwise the error that stopped
-// the server or spoiled its shutdown.
+// exits at once. Run returns nil after a clean shutdown, and otherwise the
+// error that stopped the server or spoiled its shutdown.
 func (s *Server) Run(ctx context.Context) error {
 	if err := s.Listen(); err != nil {
 		return err

@@ -1,10 +1,5 @@
 package kit
 
-import (
-	"net/http"
-	"sync"
-)
-
 // growStack gives the goroutine a 16 KiB stack at once, while its stack is
 // still shallow.
 //
@@ -31,21 +26,3 @@ func growStack() {
 //
 //go:noinline
 func keep([]byte) {}
-
-// serving counts every request's handler in wg while it runs (see
-// [Server.shutdown]) and grows the stack of its goroutine before serving it
-// (see [growStack]). HTTP/2 requests each run on a new goroutine.
-// HTTP/1.x requests run on their connection's goroutine, whose stack the
-// garbage collector halves while the connection waits for its next
-// request, so it too would grow again, deep in the call, after every GC:
-// growing it first took 14% off the CPU of a Connect JSON call over
-// HTTP/1.1 at 50 in flight, and changed nothing at 1 in flight
-// (BENCHMARKS.md).
-func serving(wg *sync.WaitGroup, h http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		wg.Add(1)
-		defer wg.Done()
-		growStack()
-		h.ServeHTTP(w, r)
-	})
-}
