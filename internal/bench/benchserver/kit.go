@@ -6,8 +6,11 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"strings"
+
+	"connectrpc.com/connect"
 
 	"github.com/connectkit/connectkit/interceptors"
 	"github.com/connectkit/connectkit/internal/gen/connectkit/ping/v1/pingv1connect"
@@ -26,8 +29,8 @@ var withoutPiece = map[string]func() interceptors.Option{
 }
 
 // serveKit serves the ping service on a kit.Server (variants kit,
-// kit-otel, kit-nochain, kit-nobatch, kit-without-PIECE), mounted as a user
-// would mount it.
+// kit-otel, kit-nochain, kit-nobatch, kit-without-PIECE, kit-pieces),
+// mounted as a user would mount it.
 // The log goes to logw in JSON at info, one line per call, as in
 // production.
 func serveKit(ctx context.Context, f flags, logw io.Writer, ready func(net.Addr)) error {
@@ -46,7 +49,7 @@ func serveKit(ctx context.Context, f flags, logw io.Writer, ready func(net.Addr)
 	}
 	level := new(slog.LevelVar) // info
 	opts := []kit.Option{kit.WithLogger(kit.NewLogger(logw, "json", level)), kit.WithLogLevel(level)}
-	if f.variant == "kit-nochain" {
+	if f.variant == "kit-nochain" || f.variant == "kit-pieces" {
 		opts = append(opts, kit.WithoutDefaultInterceptors())
 	}
 	if _, piece, cut := strings.Cut(f.variant, "kit-without-"); cut {
@@ -63,7 +66,18 @@ func serveKit(ctx context.Context, f flags, logw io.Writer, ready func(net.Addr)
 	if err != nil {
 		return err
 	}
-	srv.Mount(pingv1connect.NewPingServiceHandler(pingService{}, srv.HandlerOptions()...))
+	if f.variant == "kit-pieces" {
+		var timer pieceTimer
+		defer timer.report(os.Stderr)
+		err = mountTimed(srv, &timer, func(opts ...connect.HandlerOption) (string, http.Handler) {
+			return pingv1connect.NewPingServiceHandler(pingService{}, opts...)
+		})
+		if err != nil {
+			return err
+		}
+	} else {
+		srv.Mount(pingv1connect.NewPingServiceHandler(pingService{}, srv.HandlerOptions()...))
+	}
 	if err := srv.Listen(); err != nil {
 		return err
 	}

@@ -18,6 +18,10 @@
 //	kit-without-PIECE  kit with one piece of the chain left out, PIECE one of
 //	                   tracing, requestid, logging, metrics, recovery,
 //	                   validation: what that piece costs
+//	kit-pieces         kit-nochain with the default chain's pieces as the
+//	                   user's interceptors and a timestamp between each: at
+//	                   exit it writes the median time per call each piece
+//	                   takes on the way in and out (see pieceTimer)
 //	connect            bare connect-go on net/http: HTTP/1.1 and h2c on one port
 //	connect-batch      the same behind internal/batchconn's listener: h2c
 //	                   connections batched (ModeH2C), or with -tls those
@@ -113,6 +117,7 @@ var variants = map[string]serveFunc{
 	"kit":               serveKit,
 	"kit-otel":          serveKit,
 	"kit-nochain":       serveKit,
+	"kit-pieces":        serveKit,
 	"kit-nobatch":       serveKit,
 	"connect":           serveConnect,
 	"connect-batch":     serveConnect,
