@@ -6,11 +6,8 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"net/http"
 	"os"
 	"strings"
-
-	"connectrpc.com/connect"
 
 	"github.com/connectkit/connectkit/interceptors"
 	"github.com/connectkit/connectkit/internal/gen/connectkit/ping/v1/pingv1connect"
@@ -69,10 +66,7 @@ func serveKit(ctx context.Context, f flags, logw io.Writer, ready func(net.Addr)
 	if f.variant == "kit-pieces" {
 		var timer pieceTimer
 		defer timer.report(os.Stderr)
-		err = mountTimed(srv, &timer, func(opts ...connect.HandlerOption) (string, http.Handler) {
-			return pingv1connect.NewPingServiceHandler(pingService{}, opts...)
-		})
-		if err != nil {
+		if err := mountTimed(srv, &timer); err != nil {
 			return err
 		}
 	} else {

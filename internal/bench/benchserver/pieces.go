@@ -13,6 +13,7 @@ import (
 	"connectrpc.com/connect"
 
 	"github.com/connectkit/connectkit/interceptors"
+	"github.com/connectkit/connectkit/internal/gen/connectkit/ping/v1/pingv1connect"
 	"github.com/connectkit/connectkit/kit"
 )
 
@@ -134,12 +135,13 @@ func median(d []time.Duration) time.Duration {
 }
 
 // mountTimed mounts the ping service on srv for kit-pieces.
-func mountTimed(srv *kit.Server, p *pieceTimer, handler func(...connect.HandlerOption) (string, http.Handler)) error {
+func mountTimed(srv *kit.Server, p *pieceTimer) error {
 	chain, err := interceptors.Default(srv.Logger(), srv.Registry(), interceptors.WithQuietProcedures("/grpc.health.v1.Health/"))
 	if err != nil {
 		return err
 	}
-	path, h := handler(append(srv.HandlerOptions(), connect.WithInterceptors(p.interceptors(chain)...))...)
+	opts := append(srv.HandlerOptions(), connect.WithInterceptors(p.interceptors(chain)...))
+	path, h := pingv1connect.NewPingServiceHandler(pingService{}, opts...)
 	srv.Mount(path, p.wrap(h))
 	return nil
 }
