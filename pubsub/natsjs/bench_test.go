@@ -80,28 +80,20 @@ func bareConsumer(b *testing.B, js jetstream.JetStream) (string, jetstream.Consu
 // reads them, to measure what headers cost JetStream and the client.
 func bareThroughput(b *testing.B, js jetstream.JetStream, size int, headers bool) {
 	subject, cons := bareConsumer(b, js)
-	var handled atomic.Int64
-	done := make(chan struct{})
-	n := int64(b.N)
+	count := pubsubtest.NewCountdown(b.N)
 	cc, err := cons.Consume(func(m jetstream.Msg) {
 		if headers && m.Headers().Get("Pubsub-Message-Id") == "" {
 			b.Error("message without its id header")
 		}
 		_ = m.Ack()
-		if handled.Add(1) == n {
-			close(done)
-		}
+		count.Handled()
 	})
 	if err != nil {
 		b.Fatal(err)
 	}
 	defer cc.Stop()
 	data := make([]byte, size)
-	b.SetBytes(int64(size))
-	b.ReportAllocs()
-	b.ResetTimer()
-	start, cpu := time.Now(), pubsubtest.StartCPU()
-	for i := range b.N {
+	publish := func(i int) {
 		msg := &nats.Msg{Subject: subject, Data: data}
 		if headers {
 			msg.Header = nats.Header{
@@ -115,8 +107,20 @@ func bareThroughput(b *testing.B, js jetstream.JetStream, size int, headers bool
 			b.Fatal(err)
 		}
 	}
+	for i := range count.WarmUp() {
+		publish(-1 - i)
+	}
 	<-js.PublishAsyncComplete()
-	<-done
+	count.WaitWarm(b)
+	b.SetBytes(int64(size))
+	b.ReportAllocs()
+	b.ResetTimer()
+	start, cpu := time.Now(), pubsubtest.StartCPU()
+	for i := range b.N {
+		publish(i)
+	}
+	<-js.PublishAsyncComplete()
+	count.Wait(b)
 	b.StopTimer()
 	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "msgs/s")
 	cpu.Report(b, b.N)

@@ -5,10 +5,12 @@
 // efficiency, bare's cpu-µs/msg over the variant's), their range and the
 // rounds that meet the targets. `make bench-pubsub` runs it.
 //
-// Each round runs, for each test binary, the bare loop and then the
-// variants (pubsubtest.BenchChains names), each in its own invocation of
-// the binary's BenchmarkJetStream, so that a round's runs are seconds
-// apart; rounds alternate which binary runs first. -before BINARY interleaves a second build (a natsjs test binary,
+// Each round runs, for each test binary, the bare loop and the variants
+// (pubsubtest.BenchChains names), each in its own invocation of the
+// binary's BenchmarkJetStream and after the same untimed warm-up, in an
+// order that rotates from round to round, so that a round's runs are
+// seconds apart and none gains from what ran before it in its process;
+// rounds alternate which binary runs first. -before BINARY interleaves a second build (a natsjs test binary,
 // `go test -c ./pubsub/natsjs`) to measure a change against it:
 //
 //	git stash && go test -c -o bin/natsjs-before.test ./pubsub/natsjs && git stash pop
@@ -85,7 +87,7 @@ func run(ctx context.Context, f flags) error {
 			slices.Reverse(order)
 		}
 		for _, bin := range order {
-			got, err := measure(ctx, bin, f.size, variants, f.n)
+			got, err := measure(ctx, bin, f.size, variants, f.n, round)
 			if err != nil {
 				return err
 			}
@@ -109,19 +111,26 @@ func run(ctx context.Context, f flags) error {
 	return writeTable(w, rows, builds, variants, f)
 }
 
-// measure runs the bare loop, then the variants, in two invocations of bin.
-func measure(ctx context.Context, bin, size string, variants []string, n int) ([]row, error) {
-	bare, err := bench(ctx, bin, "BenchmarkJetStream/^bare$/throughput/"+size+"$", n)
-	if err != nil {
-		return nil, err
+// measure runs the bare loop and each variant, each in its own invocation
+// of bin (a fresh embedded server and heap, as every benchmark warms up
+// first: pubsubtest.Countdown), starting with the round's turn in the
+// list, so that no run is always first or last.
+func measure(ctx context.Context, bin, size string, variants []string, n, round int) ([]row, error) {
+	patterns := []string{"BenchmarkJetStream/^bare$/throughput/" + size + "$"}
+	for _, v := range variants {
+		patterns = append(patterns, "BenchmarkJetStream/^pubsub$/throughput/"+size+"/^"+v+"$")
 	}
-	rest, err := bench(ctx, bin, "BenchmarkJetStream/^pubsub$/throughput/"+size+"/^("+strings.Join(variants, "|")+")$", n)
-	if err != nil {
-		return nil, err
-	}
-	rows := append(bare, rest...)
-	if len(rows) != 1+len(variants) {
-		return nil, fmt.Errorf("%s: %d results for the bare loop and %d variants", bin, len(rows), len(variants))
+	var rows []row
+	for i := range patterns {
+		p := patterns[(i+round)%len(patterns)]
+		got, err := bench(ctx, bin, p, n)
+		if err != nil {
+			return nil, err
+		}
+		if len(got) != 1 {
+			return nil, fmt.Errorf("%s -test.bench %s: %d results, want 1", bin, p, len(got))
+		}
+		rows = append(rows, got...)
 	}
 	return rows, nil
 }
