@@ -2,6 +2,7 @@ package natsjs_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"slices"
 	"strings"
@@ -307,7 +308,14 @@ func TestForeignProducer(t *testing.T) {
 // updated to read the whole stream, and goes on from where it was.
 func TestFilteredConsumerIsWidened(t *testing.T) {
 	t.Parallel()
-	b := newEmbedded(t)
+	// nats.go's expiry: a consumer the server does not tell of new messages
+	// would find the second one only after 15 s (or 30), well after the
+	// 5 s this test allows.
+	b, err := natsjs.New(t.Context(), natsjs.Config{DataDir: t.TempDir(), PullExpiry: 30 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = b.Close() })
 	pub, err := pubsub.NewPublisher[pingv1.PingRequest](b, "widened")
 	if err != nil {
 		t.Fatal(err)
@@ -332,8 +340,6 @@ func TestFilteredConsumerIsWidened(t *testing.T) {
 	if err := pub.Publish(t.Context(), &pingv1.PingRequest{Number: 2}); err != nil {
 		t.Fatal(err)
 	}
-	// A consumer that the server does not signal of new messages finds
-	// them only when its pull request expires: 15 s.
 	for deadline := time.Now().Add(5 * time.Second); c.len() < 2; time.Sleep(5 * time.Millisecond) {
 		if time.Now().After(deadline) {
 			t.Fatalf("handled %d of 2 messages in 5 s: the widened consumer is not told of new messages", c.len())
@@ -345,5 +351,58 @@ func TestFilteredConsumerIsWidened(t *testing.T) {
 	}
 	if cfg := cons.CachedInfo().Config; cfg.FilterSubject != ">" || len(cfg.FilterSubjects) != 0 {
 		t.Errorf("consumer filters %q %v, want the whole stream (>)", cfg.FilterSubject, cfg.FilterSubjects)
+	}
+}
+
+// TestPullExpiry: a subscription's pull requests last Config.PullExpiry,
+// and an idle subscription makes a new one when the last expires, so that
+// a pull request the server stopped serving holds it no longer than that.
+func TestPullExpiry(t *testing.T) {
+	t.Parallel()
+	b, err := natsjs.New(t.Context(), natsjs.Config{DataDir: t.TempDir(), Listen: "127.0.0.1:-1", PullExpiry: 2 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = b.Close() })
+	// Pull requests are messages on the consumer's NEXT subject, which any
+	// client of the account may watch.
+	nc, err := nats.Connect(b.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	pulls, err := nc.SubscribeSync("$JS.API.CONSUMER.MSG.NEXT.idle_topic.watched")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	var c collector
+	sub, err := pubsub.NewSubscriber(b, "idle.topic", "watched", c.handle)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pubsubtest.Start(t, sub)
+	var arrived []time.Time
+	for len(arrived) < 2 {
+		m, err := pulls.NextMsg(10 * time.Second)
+		if err != nil {
+			t.Fatalf("pull request %d of an idle subscription: %v", len(arrived)+1, err)
+		}
+		var req struct {
+			Expires   time.Duration `json:"expires"`
+			Heartbeat time.Duration `json:"idle_heartbeat"`
+		}
+		if err := json.Unmarshal(m.Data, &req); err != nil {
+			t.Fatalf("pull request %q: %v", m.Data, err)
+		}
+		if req.Expires != 2*time.Second || req.Heartbeat != time.Second {
+			t.Fatalf("pull request expires in %v with heartbeats every %v, want 2s and 1s: %s", req.Expires, req.Heartbeat, m.Data)
+		}
+		arrived = append(arrived, time.Now())
+	}
+	if gap := arrived[1].Sub(arrived[0]); gap > 3*time.Second {
+		t.Errorf("the idle subscription renewed its pull request after %v, want about 2s", gap)
 	}
 }

@@ -65,6 +65,15 @@ type Config struct {
 	// and not yet acknowledged, across its instances, including failed
 	// messages waiting for their retry (NATS_MAX_ACK_PENDING). Default 10000.
 	MaxAckPending int
+	// PullExpiry is how long each pull request of a subscription's consumer
+	// lasts before the client makes a new one (NATS_PULL_EXPIRY); at least
+	// 1s. Default 5s, against nats.go's 30s: a pull request that the server
+	// stops serving, or whose end the client misses, holds the consumer
+	// until the request expires or two heartbeats (half the expiry each)
+	// go missing, and such 30 s stalls were seen here (BENCHMARKS.md
+	// section 3). An idle subscription then costs a new pull request every
+	// PullExpiry and a heartbeat every PullExpiry/2.
+	PullExpiry time.Duration
 	// DeadLetterStream names the stream of dead letters
 	// (NATS_DEAD_LETTER_STREAM). Default "PUBSUB_DEAD_LETTERS".
 	DeadLetterStream string
@@ -81,6 +90,7 @@ const (
 	DefaultPublishWindow    = 4096
 	DefaultPublishTimeout   = 30 * time.Second
 	DefaultMaxAckPending    = 10000
+	DefaultPullExpiry       = 5 * time.Second
 	DefaultDeadLetterStream = "PUBSUB_DEAD_LETTERS"
 )
 
@@ -108,6 +118,7 @@ func configFrom(getenv func(string) string) (Config, error) {
 		{"NATS_MAX_AGE", &c.MaxAge},
 		{"NATS_DUPLICATE_WINDOW", &c.DuplicateWindow},
 		{"NATS_PUBLISH_TIMEOUT", &c.PublishTimeout},
+		{"NATS_PULL_EXPIRY", &c.PullExpiry},
 	}
 	for _, d := range durations {
 		if v := getenv(d.env); v != "" {
@@ -164,6 +175,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("natsjs: Config.PublishTimeout = %v: must not be negative", c.PublishTimeout)
 	case c.MaxAckPending < 0:
 		return fmt.Errorf("natsjs: Config.MaxAckPending = %d: must not be negative", c.MaxAckPending)
+	case c.PullExpiry != 0 && c.PullExpiry < time.Second:
+		return fmt.Errorf("natsjs: Config.PullExpiry = %v: must be at least 1s (or 0 for the default, %v)", c.PullExpiry, DefaultPullExpiry)
 	case strings.ContainsAny(c.DeadLetterStream, ". *>/\\\t\n"):
 		return fmt.Errorf("natsjs: Config.DeadLetterStream = %q: a stream name has no '.', '*', '>', spaces or slashes", c.DeadLetterStream)
 	}
@@ -209,6 +222,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.MaxAckPending == 0 {
 		c.MaxAckPending = DefaultMaxAckPending
+	}
+	if c.PullExpiry == 0 {
+		c.PullExpiry = DefaultPullExpiry
 	}
 	if c.DeadLetterStream == "" {
 		c.DeadLetterStream = DefaultDeadLetterStream

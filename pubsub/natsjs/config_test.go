@@ -16,13 +16,14 @@ func TestConfigFromEnv(t *testing.T) {
 		"NATS_DUPLICATE_WINDOW": "5m",
 		"NATS_PUBLISH_WINDOW":   "1024",
 		"NATS_SYNC_ALWAYS":      "true",
+		"NATS_PULL_EXPIRY":      "10s",
 	}
 	cfg, err := configFrom(func(k string) string { return env[k] })
 	if err != nil {
 		t.Fatal(err)
 	}
 	want := Config{URL: env["NATS_URL"], CredentialsFile: "/etc/nats/app.creds", Replicas: 3, MaxAge: 24 * time.Hour,
-		DuplicateWindow: 5 * time.Minute, PublishWindow: 1024, SyncAlways: true}
+		DuplicateWindow: 5 * time.Minute, PublishWindow: 1024, SyncAlways: true, PullExpiry: 10 * time.Second}
 	if cfg != want {
 		t.Errorf("configFrom = %+v, want %+v", cfg, want)
 	}
@@ -67,6 +68,8 @@ func TestConfigValidate(t *testing.T) {
 		"negative sync":     {Config{SyncInterval: -time.Second}, "Config.SyncInterval"},
 		"too many replicas": {Config{URL: "nats://x", Replicas: 7}, "Config.Replicas = 7"},
 		"negative window":   {Config{PublishWindow: -1}, "Config.PublishWindow = -1"},
+		"short pull expiry": {Config{PullExpiry: 500 * time.Millisecond}, "Config.PullExpiry = 500ms: must be at least 1s"},
+		"1s pull expiry":    {Config{PullExpiry: time.Second}, ""},
 		"dotted stream":     {Config{DeadLetterStream: "dead.letters"}, "Config.DeadLetterStream"},
 	} {
 		t.Run(name, func(t *testing.T) {

@@ -85,6 +85,7 @@ func (c *consumer) start(ctx context.Context) error {
 		c.deliver(newDelivery(m))
 	},
 		jetstream.PullMaxMessages(max(c.cfg.Prefetch, 1)),
+		jetstream.PullExpiry(c.b.cfg.PullExpiry),
 		jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) { c.onError(err) }),
 	)
 	if err != nil {
