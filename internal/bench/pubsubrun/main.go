@@ -6,7 +6,8 @@
 // rounds that meet the targets. `make bench-pubsub` runs it.
 //
 // Each round runs, for each test binary, the bare loop and the variants
-// (pubsubtest.BenchChains names), each in its own invocation of the
+// (pubsubtest.BenchChains names, and bare-headers: the bare loop with the
+// headers a message published through pubsub carries), each in its own invocation of the
 // binary's BenchmarkJetStream and after the same untimed warm-up, in an
 // order that rotates from round to round, so that a round's runs are
 // seconds apart and none gains from what ran before it in its process;
@@ -37,7 +38,8 @@ func main() {
 	flag.IntVar(&f.rounds, "rounds", 6, "rounds; each runs the bare loop and every variant of every binary")
 	flag.IntVar(&f.n, "n", 100000, "messages per run")
 	flag.StringVar(&f.size, "size", "100B", "message size: 100B or 4KiB")
-	flag.StringVar(&f.variants, "variants", "chain,chain-kitlog,chain-nosuccesslog,nochain", "comma-separated pubsubtest.BenchChains names")
+	flag.StringVar(&f.variants, "variants", "bare-headers,chain,chain-kitlog,chain-nosuccesslog,nochain",
+		"comma-separated pubsubtest.BenchChains names, and bare-headers: the bare loop with the headers pubsub's messages carry")
 	flag.StringVar(&f.binary, "test", "", "natsjs test binary (default: built into bin/natsjs.test)")
 	flag.StringVar(&f.before, "before", "", "a second natsjs test binary, measured in the same rounds")
 	flag.StringVar(&f.out, "out", "", "also write the tables to this file")
@@ -118,6 +120,10 @@ func run(ctx context.Context, f flags) error {
 func measure(ctx context.Context, bin, size string, variants []string, n, round int) ([]row, error) {
 	patterns := []string{"BenchmarkJetStream/^bare$/throughput/" + size + "$"}
 	for _, v := range variants {
+		if v == "bare-headers" {
+			patterns = append(patterns, "BenchmarkJetStream/^bare-headers$/throughput/"+size+"$")
+			continue
+		}
 		patterns = append(patterns, "BenchmarkJetStream/^pubsub$/throughput/"+size+"/^"+v+"$")
 	}
 	var rows []row

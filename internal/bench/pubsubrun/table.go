@@ -13,7 +13,7 @@ import (
 type row struct {
 	build      string
 	round      int
-	name       string // "bare", or the pubsubtest.BenchChains name
+	name       string // "bare", "bare-headers", or the pubsubtest.BenchChains name
 	msgsPerSec float64
 	cpuPerMsg  float64 // µs
 	allocs     int
@@ -38,8 +38,8 @@ func parse(out string) ([]row, error) {
 			return nil, fmt.Errorf("result line not understood: %q", line)
 		}
 		name := m[1][strings.LastIndex(m[1], "/")+1:]
-		if strings.HasPrefix(m[1], "bare/") {
-			name = "bare"
+		if loop, _, _ := strings.Cut(m[1], "/"); loop == "bare" || loop == "bare-headers" {
+			name = loop
 		}
 		rows = append(rows, row{name: name, msgsPerSec: msgs, cpuPerMsg: cpu, allocs: allocs})
 	}

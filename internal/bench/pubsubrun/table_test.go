@@ -8,6 +8,7 @@ import (
 
 const sampleRound = `goos: linux
 BenchmarkJetStream/bare/throughput/100B-2         	  100000	     19453 ns/op	   5.14 MB/s	        28.00 cpu-µs/msg	     50000 msgs/s	    3511 B/op	      55 allocs/op
+BenchmarkJetStream/bare-headers/throughput/100B-2 	  100000	     19453 ns/op	   5.14 MB/s	        32.00 cpu-µs/msg	     45000 msgs/s	    5028 B/op	      73 allocs/op
 BenchmarkJetStream/pubsub/throughput/100B/chain-2         	  100000	     28112 ns/op	   3.56 MB/s	        56.00 cpu-µs/msg	     30000 msgs/s	   10667 B/op	     86 allocs/op
 BenchmarkJetStream/pubsub/throughput/100B/chain-nosuccesslog-2         	  100000	     22281 ns/op	   4.49 MB/s	        35.00 cpu-µs/msg	     41000 msgs/s	   10003 B/op	     85 allocs/op
 PASS
@@ -20,6 +21,7 @@ func TestParse(t *testing.T) {
 	}
 	want := []row{
 		{name: "bare", msgsPerSec: 50000, cpuPerMsg: 28, allocs: 55},
+		{name: "bare-headers", msgsPerSec: 45000, cpuPerMsg: 32, allocs: 73},
 		{name: "chain", msgsPerSec: 30000, cpuPerMsg: 56, allocs: 86},
 		{name: "chain-nosuccesslog", msgsPerSec: 41000, cpuPerMsg: 35, allocs: 85},
 	}
