@@ -70,9 +70,9 @@ type Config struct {
 	// 1s. Default 5s, against nats.go's 30s: a pull request that the server
 	// stops serving, or whose end the client misses, holds the consumer
 	// until the request expires or two heartbeats (half the expiry each)
-	// go missing, and such 30 s stalls were seen here (BENCHMARKS.md
-	// section 3). An idle subscription then costs a new pull request every
-	// PullExpiry and a heartbeat every PullExpiry/2.
+	// go missing, and connectkit's benchmarks saw such stalls of 30 s
+	// (BENCHMARKS.md, section 3). An idle subscription costs a new pull
+	// request every PullExpiry and a heartbeat every PullExpiry/2.
 	PullExpiry time.Duration
 	// DeadLetterStream names the stream of dead letters
 	// (NATS_DEAD_LETTER_STREAM). Default "PUBSUB_DEAD_LETTERS".

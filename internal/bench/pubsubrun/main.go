@@ -7,11 +7,12 @@
 //
 // Each round runs, for each test binary, the bare loop and the variants
 // (pubsubtest.BenchChains names, and bare-headers: the bare loop with the
-// headers a message published through pubsub carries), each in its own invocation of the
-// binary's BenchmarkJetStream and after the same untimed warm-up, in an
-// order that rotates from round to round, so that a round's runs are
-// seconds apart and none gains from what ran before it in its process;
-// rounds alternate which binary runs first. -before BINARY interleaves a second build (a natsjs test binary,
+// headers a message published through pubsub carries), each in its own
+// invocation of the binary's BenchmarkJetStream and after the same untimed
+// warm-up, in an order that rotates from round to round, so that a round's
+// runs are seconds apart and none gains from what ran before it in its
+// process; rounds alternate which binary runs first. -before BINARY
+// interleaves a second build (a natsjs test binary,
 // `go test -c ./pubsub/natsjs`) to measure a change against it:
 //
 //	git stash && go test -c -o bin/natsjs-before.test ./pubsub/natsjs && git stash pop
