@@ -67,11 +67,11 @@ type Config struct {
 	MaxAckPending int
 	// PullExpiry is how long each pull request of a subscription's consumer
 	// lasts before the client makes a new one (NATS_PULL_EXPIRY); at least
-	// 1s. Default 5s, against nats.go's 30s: a pull request that the server
-	// stops serving, or whose end the client misses, holds the consumer
-	// until the request expires or two heartbeats (half the expiry each)
-	// go missing, and connectkit's benchmarks saw such stalls of 30 s
-	// (BENCHMARKS.md, section 3). An idle subscription costs a new pull
+	// 1s. Default 5s, against nats.go's 30s. It also bounds a stall seen on
+	// busy machines: nats.go believes it has pull requests outstanding when
+	// the server holds none, and asks for nothing until two heartbeats (half
+	// the expiry each) go missing, holding back waiting messages for that
+	// long (BENCHMARKS.md, section 3). An idle subscription costs a new pull
 	// request every PullExpiry and a heartbeat every PullExpiry/2.
 	PullExpiry time.Duration
 	// DeadLetterStream names the stream of dead letters
