@@ -354,12 +354,26 @@ func TestFilteredConsumerIsWidened(t *testing.T) {
 	}
 }
 
-// TestPullExpiry: a subscription's pull requests last Config.PullExpiry,
-// and an idle subscription makes a new one when the last expires, so that
-// a pull request the server stopped serving holds it no longer than that.
+// TestPullExpiry: a subscription's pull requests last Config.PullExpiry and
+// ask for a heartbeat every second, or every half expiry if that is
+// shorter; an idle subscription makes a new one when the last expires, so
+// that a pull request the server stopped serving holds it no longer than
+// that.
 func TestPullExpiry(t *testing.T) {
 	t.Parallel()
-	b, err := natsjs.New(t.Context(), natsjs.Config{DataDir: t.TempDir(), Listen: "127.0.0.1:-1", PullExpiry: 2 * time.Second})
+	for _, tc := range []struct{ expiry, heartbeat time.Duration }{
+		{4 * time.Second, time.Second},
+		{time.Second, 500 * time.Millisecond},
+	} {
+		t.Run(tc.expiry.String(), func(t *testing.T) {
+			t.Parallel()
+			testPullExpiry(t, tc.expiry, tc.heartbeat)
+		})
+	}
+}
+
+func testPullExpiry(t *testing.T, expiry, heartbeat time.Duration) {
+	b, err := natsjs.New(t.Context(), natsjs.Config{DataDir: t.TempDir(), Listen: "127.0.0.1:-1", PullExpiry: expiry})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -397,12 +411,12 @@ func TestPullExpiry(t *testing.T) {
 		if err := json.Unmarshal(m.Data, &req); err != nil {
 			t.Fatalf("pull request %q: %v", m.Data, err)
 		}
-		if req.Expires != 2*time.Second || req.Heartbeat != time.Second {
-			t.Fatalf("pull request expires in %v with heartbeats every %v, want 2s and 1s: %s", req.Expires, req.Heartbeat, m.Data)
+		if req.Expires != expiry || req.Heartbeat != heartbeat {
+			t.Fatalf("pull request expires in %v with heartbeats every %v, want %v and %v: %s", req.Expires, req.Heartbeat, expiry, heartbeat, m.Data)
 		}
 		arrived = append(arrived, time.Now())
 	}
-	if gap := arrived[1].Sub(arrived[0]); gap > 3*time.Second {
-		t.Errorf("the idle subscription renewed its pull request after %v, want about 2s", gap)
+	if gap := arrived[1].Sub(arrived[0]); gap > expiry+time.Second {
+		t.Errorf("the idle subscription renewed its pull request after %v, want about %v", gap, expiry)
 	}
 }

@@ -67,12 +67,14 @@ type Config struct {
 	MaxAckPending int
 	// PullExpiry is how long each pull request of a subscription's consumer
 	// lasts before the client makes a new one (NATS_PULL_EXPIRY); at least
-	// 1s. Default 5s, against nats.go's 30s. It also bounds a stall seen on
-	// busy machines: nats.go believes it has pull requests outstanding when
-	// the server holds none, and asks for nothing until two heartbeats (half
-	// the expiry each) go missing, holding back waiting messages for that
-	// long (BENCHMARKS.md, section 3). An idle subscription costs a new pull
-	// request every PullExpiry and a heartbeat every PullExpiry/2.
+	// 1s. Default 5s, against nats.go's 30s. While a request waits, the
+	// server sends a heartbeat every second (every PullExpiry/2 if shorter),
+	// and nats.go pulls again when two go missing. That also ends a stall
+	// that a race in nats.go's Consume causes on busy machines (the symptom
+	// of nats-io/nats.go#1622): it believes it has a pull request
+	// outstanding when the server holds none, and waiting messages sit for
+	// two heartbeats, 2s (BENCHMARKS.md, section 3). An idle subscription costs
+	// a pull request every PullExpiry and a heartbeat every second.
 	PullExpiry time.Duration
 	// DeadLetterStream names the stream of dead letters
 	// (NATS_DEAD_LETTER_STREAM). Default "PUBSUB_DEAD_LETTERS".

@@ -86,6 +86,7 @@ func (c *consumer) start(ctx context.Context) error {
 	},
 		jetstream.PullMaxMessages(max(c.cfg.Prefetch, 1)),
 		jetstream.PullExpiry(c.b.cfg.PullExpiry),
+		jetstream.PullHeartbeat(pullHeartbeat(c.b.cfg.PullExpiry)),
 		jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) { c.onError(err) }),
 	)
 	if err != nil {
@@ -101,7 +102,23 @@ func (c *consumer) start(ctx context.Context) error {
 	return nil
 }
 
+// pullHeartbeat is how often the server is asked to send a heartbeat while
+// a pull request of the given expiry waits: every second, or every half
+// expiry if that is shorter (nats.go wants at most half, and at least
+// 500ms). nats.go pulls again once two heartbeats go missing, and that is
+// the only way out of a race in its Consume (Config.PullExpiry): with
+// nats.go's default heartbeat, half the expiry, the race holds waiting
+// messages back for the whole expiry; with this, for 2s at most.
+func pullHeartbeat(expiry time.Duration) time.Duration {
+	return min(time.Second, expiry/2)
+}
+
 func (c *consumer) onError(err error) {
+	if errors.Is(err, jetstream.ErrNoHeartbeat) {
+		c.logger.Warn("natsjs: no heartbeat from the server for two intervals; pulling again",
+			"heartbeat", pullHeartbeat(c.b.cfg.PullExpiry))
+		return
+	}
 	if !errors.Is(err, jetstream.ErrConsumerDeleted) && !errors.Is(err, jetstream.ErrConsumerNotFound) && !errors.Is(err, jetstream.ErrStreamNotFound) {
 		c.logger.Warn("natsjs: consumer error", "err", err)
 		return
