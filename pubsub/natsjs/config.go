@@ -73,8 +73,8 @@ type Config struct {
 	// that a race in nats.go's Consume causes on busy machines (the symptom
 	// of nats-io/nats.go#1622): it believes it has a pull request
 	// outstanding when the server holds none, and waiting messages sit for
-	// two heartbeats, 2s (BENCHMARKS.md, section 3). An idle subscription costs
-	// a pull request every PullExpiry and a heartbeat every second.
+	// two heartbeats, 2s (BENCHMARKS.md, section 3). An idle subscription
+	// costs a pull request every PullExpiry and a heartbeat every second.
 	PullExpiry time.Duration
 	// DeadLetterStream names the stream of dead letters
 	// (NATS_DEAD_LETTER_STREAM). Default "PUBSUB_DEAD_LETTERS".
