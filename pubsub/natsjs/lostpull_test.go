@@ -7,6 +7,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -71,8 +72,17 @@ func newDroppingProxy(t *testing.T, serverURL, prefix string) *droppingProxy {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = ln.Close() })
 	p := &droppingProxy{url: "nats://" + ln.Addr().String(), prefix: prefix}
+	var mu sync.Mutex
+	var conns []net.Conn
+	t.Cleanup(func() {
+		_ = ln.Close()
+		mu.Lock()
+		defer mu.Unlock()
+		for _, c := range conns {
+			_ = c.Close()
+		}
+	})
 	go func() {
 		for {
 			client, err := ln.Accept()
@@ -84,7 +94,9 @@ func newDroppingProxy(t *testing.T, serverURL, prefix string) *droppingProxy {
 				_ = client.Close()
 				continue
 			}
-			t.Cleanup(func() { _ = client.Close(); _ = server.Close() })
+			mu.Lock()
+			conns = append(conns, client, server)
+			mu.Unlock()
 			go func() { _, _ = io.Copy(client, server) }()
 			go p.filter(server, client)
 		}
