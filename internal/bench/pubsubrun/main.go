@@ -3,7 +3,9 @@
 // issue 6's ratios as a Markdown table: the median over the rounds of each
 // variant's msgs/s divided by the bare loop's of the same round (and CPU
 // efficiency, bare's cpu-µs/msg over the variant's), their range and the
-// rounds that meet the targets. `make bench-pubsub` runs it.
+// rounds that meet the targets; when bare-headers is measured, also each
+// variant's msgs/s over that loop's, the reference that carries the
+// headers pubsub must. `make bench-pubsub` runs it.
 //
 // Each round runs, for each test binary, the bare loop and the variants
 // (pubsubtest.BenchChains names, and bare-headers: the bare loop with the

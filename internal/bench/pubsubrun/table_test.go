@@ -53,7 +53,7 @@ func TestSameRound(t *testing.T) {
 			rows = append(rows, r)
 		}
 	}
-	r := sameRound(rows, "b", "chain-nosuccesslog")
+	r := sameRound(rows, "b", "chain-nosuccesslog", "bare")
 	if len(r.msgs) != 2 || r.msgs[0] != 0.82 || r.msgs[1] != 0.41 {
 		t.Errorf("msgs/s ratios %v, want [0.82 0.41]: each round's own bare loop", r.msgs)
 	}
@@ -66,5 +66,13 @@ func TestSameRound(t *testing.T) {
 	}
 	if !strings.Contains(out.String(), "| b | chain-nosuccesslog | **0.61** (0.41–0.82) | 1/2 (≥ 0.8) |") {
 		t.Errorf("table:\n%s", out.String())
+	}
+	out.Reset()
+	if err := writeTable(&out, rows, []string{"b"}, []string{"bare-headers", "chain-nosuccesslog"}, flags{rounds: 2, n: 100000, size: "100B"}); err != nil {
+		t.Fatal(err)
+	}
+	// 41 000 against the 45 000 of bare-headers in both rounds.
+	if !strings.Contains(out.String(), "| 35.0 | 85 | 0.91 (0.91–0.91) |\n") || !strings.Contains(out.String(), "| b | bare loop | 1 | | 1 | 28.0 | 55 | |\n") {
+		t.Errorf("table with bare-headers:\n%s", out.String())
 	}
 }
