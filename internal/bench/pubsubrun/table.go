@@ -63,14 +63,14 @@ type ratios struct {
 // ("bare" or "bare-headers") of its build and round.
 func sameRound(rows []row, build, variant, ref string) ratios {
 	var r ratios
-	bare := map[int]row{}
+	refs := map[int]row{} // by round
 	for _, x := range rows {
 		if x.build == build && x.name == ref {
-			bare[x.round] = x
+			refs[x.round] = x
 		}
 	}
 	for _, x := range rows {
-		b, ok := bare[x.round]
+		b, ok := refs[x.round]
 		if x.build != build || x.name != variant || !ok {
 			continue
 		}
