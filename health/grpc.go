@@ -24,12 +24,12 @@ const ServiceName = "grpc.health.v1.Health"
 // service, and keeps watching), then every change until the client goes
 // away or [Checker.CloseWatches]. List answers every known service.
 //
-// Written by hand rather than with connectrpc.com/grpchealth because that
-// package answers Watch with Unimplemented (gRPC clients' client-side health
-// checking and load balancers watch), and because its bundled copy of the
+// Written by hand rather than with connectrpc.com/grpchealth (checked at
+// v1.5.0, which added Watch) because that package's bundled copy of the
 // proto renames the enum values, so that its JSON reads
 // "SERVING_STATUS_SERVING" where clients built from the standard
-// grpc/health/v1/health.proto expect "SERVING". The messages here are
+// grpc/health/v1/health.proto expect "SERVING", and because it has no List
+// (the standard proto's newest method). The messages here are
 // grpc-go's generated types for the standard proto: they speak the standard
 // names in binary and JSON alike, they register the standard descriptors in
 // protoregistry.GlobalFiles (so gRPC server reflection resolves the service),
