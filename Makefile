@@ -67,6 +67,11 @@ PUBSUB_BENCH_FLAGS ?= -rounds 6
 bench-pubsub: ## pubsub on embedded JetStream vs the bare JetStream loop, same-round ratios; ~3 min
 	$(GO) run ./internal/bench/pubsubrun -out bin/bench-pubsub.md $(PUBSUB_BENCH_FLAGS)
 
+.PHONY: bench-instr
+bench-instr: ## Instructions per call (serve) and per message (pubsub) under callgrind: steadier than CPU time; ~6 min
+	scripts/bench-instr.sh serve
+	scripts/bench-instr.sh pubsub
+
 .PHONY: conformance
 conformance: ## Run the Connect conformance suite (server mode) against internal/conformance
 	$(GO) build -o bin/conformance-server ./internal/conformance/cmd/conformance-server
