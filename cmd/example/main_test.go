@@ -256,9 +256,26 @@ func TestChangesReachTheAuditLogInOneTrace(t *testing.T) {
 	}
 
 	// One trace: the CreateProfile RPC's server span, the publish (PRODUCER)
-	// and the delivery (CONSUMER) of its event.
+	// and the delivery (CONSUMER) of its event. The delivery's span ends
+	// after its handler returns (and so after the audit log shows the
+	// change), so wait for it too.
+	var spanKinds map[trace.SpanKind]bool
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		spanKinds = createTraceKinds(t, spans.GetSpans().Snapshots())
+		if spanKinds[trace.SpanKindConsumer] || time.Now().After(deadline) {
+			break
+		}
+	}
+	if !spanKinds[trace.SpanKindProducer] || !spanKinds[trace.SpanKindConsumer] {
+		t.Errorf("the CreateProfile trace has span kinds %v, want a producer (publish) and a consumer (delivery)", spanKinds)
+	}
+}
+
+// createTraceKinds returns the span kinds in the trace of the CreateProfile
+// RPC's server span.
+func createTraceKinds(t *testing.T, all []sdktrace.ReadOnlySpan) map[trace.SpanKind]bool {
+	t.Helper()
 	var rpc sdktrace.ReadOnlySpan
-	all := spans.GetSpans().Snapshots()
 	for _, s := range all {
 		if s.Name() == "example.v1.ProfileService/CreateProfile" && s.SpanKind() == trace.SpanKindServer {
 			rpc = s
@@ -267,13 +284,11 @@ func TestChangesReachTheAuditLogInOneTrace(t *testing.T) {
 	if rpc == nil {
 		t.Fatal("no CreateProfile server span")
 	}
-	spanKinds := map[trace.SpanKind]bool{}
+	kinds := map[trace.SpanKind]bool{}
 	for _, s := range all {
 		if s.SpanContext().TraceID() == rpc.SpanContext().TraceID() {
-			spanKinds[s.SpanKind()] = true
+			kinds[s.SpanKind()] = true
 		}
 	}
-	if !spanKinds[trace.SpanKindProducer] || !spanKinds[trace.SpanKindConsumer] {
-		t.Errorf("the CreateProfile trace has span kinds %v, want a producer (publish) and a consumer (delivery)", spanKinds)
-	}
+	return kinds
 }
