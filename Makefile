@@ -63,6 +63,14 @@ bench: ## Same-run benchmarks: kit vs connect-go vs grpc-go (h2load, wrk); table
 # PUBSUB_BENCH_FLAGS go to internal/bench/pubsubrun (`go run ./internal/bench/pubsubrun -h`).
 PUBSUB_BENCH_FLAGS ?= -rounds 6
 
+# The fuzz targets' seeds run in make test; this explores past them.
+FUZZTIME ?= 1m
+
+.PHONY: fuzz
+fuzz: ## Fuzz the batching listener's writes and pubsub's deliveries, FUZZTIME each (default 1m)
+	$(GO) test -run XXX -fuzz FuzzWriteSequence -fuzztime $(FUZZTIME) ./internal/batchconn
+	$(GO) test -run XXX -fuzz FuzzDelivery -fuzztime $(FUZZTIME) ./pubsub
+
 .PHONY: bench-pubsub
 bench-pubsub: ## pubsub on embedded JetStream vs the bare JetStream loop, same-round ratios; ~3 min
 	$(GO) run ./internal/bench/pubsubrun -out bin/bench-pubsub.md $(PUBSUB_BENCH_FLAGS)
