@@ -71,7 +71,10 @@ func FuzzDelivery(f *testing.F) {
 	deliver := <-b.subscribed
 
 	var ids atomic.Int64
+	var prev atomic.Pointer[fuzzDelivery] // the last input's delivery
+	f.Cleanup(func() { checkOneVerdict(f, prev.Load()) })
 	f.Fuzz(func(t *testing.T, typ, contentType, encoding, traceparent, key, value string, data []byte) {
+		checkOneVerdict(t, prev.Load())
 		h := http.Header{}
 		for k, v := range map[string]string{
 			pubsub.HeaderMessageType: typ, pubsub.HeaderContentType: contentType,
@@ -117,13 +120,22 @@ func FuzzDelivery(f *testing.F) {
 		default:
 			t.Errorf("verdict %s on a message whose handler cannot fail; headers %v, data %q", verdict, h, data)
 		}
-		time.Sleep(time.Millisecond) // a second verdict would come at once
-		select {
-		case v := <-d.verdicts:
-			t.Errorf("second verdict %s after %s", v, verdict)
-		default:
-		}
+		prev.Store(d)
 	})
+}
+
+// checkOneVerdict fails tb if d, which had its verdict, got another since.
+// Inputs run one after another: FuzzDelivery checks each delivery when the
+// next input starts, and the last one at the end.
+func checkOneVerdict(tb testing.TB, d *fuzzDelivery) {
+	if d == nil {
+		return
+	}
+	select {
+	case v := <-d.verdicts:
+		tb.Errorf("a second verdict, %s, for the message of headers %v, data %q", v, d.msg.Header, d.msg.Data)
+	default:
+	}
 }
 
 // fuzzBroker hands FuzzDelivery the subscriber's deliver function and keeps
