@@ -59,15 +59,7 @@ func FuzzDelivery(f *testing.F) {
 	if err != nil {
 		f.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	stopped := make(chan error, 1)
-	go func() { stopped <- sub.Run(ctx) }()
-	f.Cleanup(func() {
-		cancel()
-		if err := <-stopped; err != nil {
-			f.Error(err)
-		}
-	})
+	pubsubtest.Start(f, sub)
 	deliver := <-b.subscribed
 
 	var ids atomic.Int64
