@@ -240,8 +240,10 @@ func isLoopback(addr string) bool {
 }
 
 // ConfigFromEnv reads a [Config] from the KIT_* environment variables
-// documented on its fields, then validates it. An error names each variable
-// and value it could not use.
+// documented on its fields. An error names each variable whose value does
+// not parse. Checks that span settings (an admin listener beyond loopback
+// needs a token, say) wait for [New], so that flags added with
+// [Config.RegisterFlags] can still override the environment.
 func ConfigFromEnv() (Config, error) {
 	return configFrom(os.LookupEnv)
 }
@@ -257,10 +259,6 @@ func configFrom(lookup func(string) (string, bool)) (Config, error) {
 		if err := s.set(&c, v); err != nil {
 			errs = append(errs, fmt.Errorf("%s=%q: %w", s.env, v, err))
 		}
-	}
-	if err := c.Validate(); err != nil {
-		// Values that did not parse were left zero, so their defaults passed.
-		errs = append(errs, errors.Unwrap(err))
 	}
 	if len(errs) > 0 {
 		return Config{}, fmt.Errorf("kit: invalid config: %w", errors.Join(errs...))

@@ -74,12 +74,18 @@ func TestConfigRejectsEachInvalidSetting(t *testing.T) {
 		{name: "bad level", env: map[string]string{"KIT_LOG_LEVEL": "loud"}, want: []string{`KIT_LOG_LEVEL="loud"`}},
 		{name: "bad format", env: map[string]string{"KIT_LOG_FORMAT": "xml"}, want: []string{"KIT_LOG_FORMAT", `"xml"`}},
 		{name: "bad origin", env: map[string]string{"KIT_CORS_ALLOWED_ORIGINS": "app.example.com"}, want: []string{"KIT_CORS_ALLOWED_ORIGINS", "app.example.com"}},
-		{name: "two problems at once", env: map[string]string{"KIT_ADDR": "x", "KIT_IDLE_TIMEOUT": "soon"}, want: []string{"KIT_ADDR", "KIT_IDLE_TIMEOUT"}},
+		{name: "two problems at once", env: map[string]string{"KIT_PPROF": "maybe", "KIT_IDLE_TIMEOUT": "soon"}, want: []string{"KIT_PPROF", "KIT_IDLE_TIMEOUT"}},
+		{name: "two checks at once", env: map[string]string{"KIT_ADDR": "x", "KIT_LOG_FORMAT": "xml"}, want: []string{"KIT_ADDR", "KIT_LOG_FORMAT"}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			_, err := configFrom(lookupIn(tc.env))
+			// Values that do not parse fail in ConfigFromEnv, the rest in
+			// New's Validate.
+			cfg, err := configFrom(lookupIn(tc.env))
+			if err == nil {
+				err = cfg.Validate()
+			}
 			if err == nil {
 				t.Fatalf("accepted %v", tc.env)
 			}
@@ -130,5 +136,27 @@ func TestRegisterFlags(t *testing.T) {
 	err = fs.Parse([]string{"-shutdown-timeout", "15"})
 	if err == nil || !strings.Contains(err.Error(), "-shutdown-timeout") || !strings.Contains(err.Error(), "duration") {
 		t.Errorf("bad flag value: %v", err)
+	}
+}
+
+func TestFlagsMendTheEnvironment(t *testing.T) {
+	t.Parallel()
+	// An admin listener beyond loopback needs a token: the environment
+	// alone is invalid, the flag mends it, and only New's check decides.
+	env := lookupIn(map[string]string{"KIT_ADMIN_ADDR": "0.0.0.0:9090"})
+	cfg, err := configFrom(env)
+	if err != nil {
+		t.Fatalf("ConfigFromEnv checked more than the values: %v", err)
+	}
+	if err := cfg.Validate(); err == nil || !strings.Contains(err.Error(), "KIT_ADMIN_TOKEN") {
+		t.Errorf("without the flag: Validate() = %v, want an error naming KIT_ADMIN_TOKEN", err)
+	}
+	fs := flag.NewFlagSet("test", flag.ContinueOnError)
+	cfg.RegisterFlags(fs)
+	if err := fs.Parse([]string{"-admin-token", "s3cret"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := cfg.Validate(); err != nil {
+		t.Errorf("with -admin-token: %v", err)
 	}
 }

@@ -68,7 +68,9 @@ func (s setting) flagName() string {
 // RegisterFlags defines a flag on fs for every field of c, named after its
 // environment variable (KIT_ADMIN_ADDR is -admin-addr), that sets the field
 // when given. Call it after [ConfigFromEnv] so that flags override the
-// environment, then fs.Parse; [New] validates the result.
+// environment, then fs.Parse; [New] validates the result, so a flag can mend
+// a combination the environment alone gets wrong (KIT_ADMIN_ADDR=:9090 with
+// -admin-token).
 func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	for _, s := range settings {
 		usage := fmt.Sprintf("%s ($%s)", s.usage, s.env)
