@@ -49,10 +49,11 @@ type Config struct {
 	// IdleTimeout closes connections with no request in flight for this
 	// long. KIT_IDLE_TIMEOUT, default 2m.
 	IdleTimeout time.Duration
-	// ShutdownTimeout bounds how long in-flight calls, open streams and
-	// background components get to finish once shutdown begins; past it,
-	// the calls' connections are closed and their handlers get one more
-	// second to return. KIT_SHUTDOWN_TIMEOUT, default 15s.
+	// ShutdownTimeout bounds how long in-flight calls and open streams get
+	// to finish once shutdown begins; past it, the calls' connections are
+	// closed and their handlers get one more second to return. Background
+	// components ([Server.Go]) are stopped after the calls
+	// and get as long again, from then. KIT_SHUTDOWN_TIMEOUT, default 15s.
 	ShutdownTimeout time.Duration
 	// DrainDelay is how long the server keeps serving after it reports
 	// NOT_SERVING at shutdown, so load balancers stop sending it traffic

@@ -162,7 +162,8 @@ func (s *Server) LogLevel() *slog.LevelVar { return s.level }
 // Go runs fn as a background component under the server's lifecycle (a
 // pubsub subscriber, a cache refresher): it starts when [Server.Run] starts
 // (at once if Run is already running), its ctx is cancelled at shutdown once
-// in-flight calls have finished, and Run waits for it to return. If fn
+// in-flight calls have finished, and Run waits for it to return (up to
+// [Config.ShutdownTimeout] from then). If fn
 // returns an error before shutdown, the whole server shuts down and Run
 // returns that error.
 func (s *Server) Go(fn func(ctx context.Context) error) {
@@ -230,7 +231,7 @@ func (s *Server) AdminAddr() net.Addr {
 // Run serves until ctx is done or the process gets SIGINT or SIGTERM, then
 // shuts down gracefully: it stops accepting, lets in-flight calls and open
 // streams finish (up to [Config.ShutdownTimeout]), then stops the
-// background components. It waits for every handler, also those of calls
+// background components (up to as long again). It waits for every handler, also those of calls
 // their clients cancelled, which net/http's HTTP/2 server no longer tracks;
 // past the timeout it closes the connections, which cancels the handlers'
 // contexts, and gives them one more second. A second signal during shutdown

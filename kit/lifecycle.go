@@ -76,13 +76,24 @@ func (s *Server) shutdown(cause error) error {
 	}
 	s.logger.Info("stopped serving calls", "duration", time.Since(step).String())
 
+	// Background components get a timeout of their own, from their
+	// cancellation: calls that used up theirs must not cut short a
+	// subscriber's drain (handlers finishing, their acks sent).
 	step = time.Now()
 	s.lifecycle.cancel()
+	ctx, cancel = context.WithTimeout(context.Background(), s.cfg.ShutdownTimeout)
+	defer cancel()
 	if !wait(ctx, &s.lifecycle.wg) {
 		errs = append(errs, fmt.Errorf("kit: background components did not stop within %s: %w", s.cfg.ShutdownTimeout, ctx.Err()))
 	}
 	s.logger.Info("stopped background components", "duration", time.Since(step).String())
 
+	// Trace flushing and the admin listener get what remains of that, and
+	// at least closeGrace.
+	if d, _ := ctx.Deadline(); time.Until(d) < closeGrace {
+		ctx, cancel = context.WithTimeout(context.Background(), closeGrace)
+		defer cancel()
+	}
 	if err := s.telemetry.Shutdown(ctx); err != nil {
 		errs = append(errs, fmt.Errorf("kit: flushing traces: %w", err))
 	}
@@ -100,7 +111,8 @@ func (s *Server) shutdown(cause error) error {
 }
 
 // closeGrace is how long shutdown waits for handlers to return once it has
-// closed their connections, after ShutdownTimeout.
+// closed their connections, after ShutdownTimeout, and the least time trace
+// flushing and the admin listener get.
 const closeGrace = time.Second
 
 // wait waits for wg until ctx is done, and reports whether wg's count

@@ -33,7 +33,7 @@ var settings = []setting{
 		set: func(c *Config, v string) error { c.CORSAllowedOrigins = splitList(v); return nil }},
 	{env: "KIT_READ_HEADER_TIMEOUT", usage: "time to read a request's headers", set: durationOf(func(c *Config) *time.Duration { return &c.ReadHeaderTimeout })},
 	{env: "KIT_IDLE_TIMEOUT", usage: "close connections idle this long", set: durationOf(func(c *Config) *time.Duration { return &c.IdleTimeout })},
-	{env: "KIT_SHUTDOWN_TIMEOUT", usage: "time in-flight calls get at shutdown", set: durationOf(func(c *Config) *time.Duration { return &c.ShutdownTimeout })},
+	{env: "KIT_SHUTDOWN_TIMEOUT", usage: "time in-flight calls get at shutdown, and background components after them", set: durationOf(func(c *Config) *time.Duration { return &c.ShutdownTimeout })},
 	{env: "KIT_DRAIN_DELAY", usage: "keep serving this long after reporting NOT_SERVING", set: durationOf(func(c *Config) *time.Duration { return &c.DrainDelay })},
 	{env: "KIT_CALL_TIMEOUT", usage: `deadline of unary calls that carry none, or "off"`, set: timeoutOf(func(c *Config) *time.Duration { return &c.CallTimeout })},
 	{env: "KIT_MAX_CALL_TIMEOUT", usage: `cap on a unary call's deadline, or "off"`, set: timeoutOf(func(c *Config) *time.Duration { return &c.MaxCallTimeout })},

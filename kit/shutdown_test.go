@@ -154,6 +154,39 @@ func TestShutdownTimeoutCutsStuckCalls(t *testing.T) {
 	}
 }
 
+// Calls that run out the shutdown timeout must not take the background
+// components' time: a subscriber still drains, and Run waits for it.
+func TestBackgroundComponentsGetTheirOwnShutdownTimeout(t *testing.T) {
+	t.Parallel()
+	svc := blockingPing() // never released: the call uses up its timeout
+	drained := make(chan struct{})
+	srv := kittest.NewServer(t, kit.Config{ShutdownTimeout: 300 * time.Millisecond}, func(s *kit.Server) {
+		s.Mount(pingv1connect.NewPingServiceHandler(svc, s.HandlerOptions()...))
+		s.Go(func(ctx context.Context) error {
+			<-ctx.Done()
+			time.Sleep(100 * time.Millisecond) // finishing its handlers, acking
+			close(drained)
+			return nil
+		})
+	})
+	go func() {
+		_, _ = newPingClient(srv, srv.HTTP2Client()).Ping(context.Background(), connect.NewRequest(&pingv1.PingRequest{}))
+	}()
+	<-svc.entered
+	err := srv.Stop()
+	if err == nil || !strings.Contains(err.Error(), "did not finish within 300ms") {
+		t.Errorf("Run = %v, want the stuck call named", err)
+	}
+	if err != nil && strings.Contains(err.Error(), "background components") {
+		t.Errorf("Run = %v: the component had no time of its own", err)
+	}
+	select {
+	case <-drained:
+	default:
+		t.Error("Run returned before the background component had drained")
+	}
+}
+
 func TestShutdownReportsHandlersThatIgnoreTheirContext(t *testing.T) {
 	t.Parallel()
 	entered, release := make(chan struct{}), make(chan struct{})
