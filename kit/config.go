@@ -70,7 +70,10 @@ type Config struct {
 	MaxCallTimeout time.Duration
 	// StreamTimeout is the deadline of streaming calls whose caller set
 	// none; 0 leaves them unbounded (the usual choice for watch streams,
-	// which end at shutdown). KIT_STREAM_TIMEOUT, default 0.
+	// which end at shutdown). A stream's deadline, this one or the
+	// caller's, also ends a handler's Receive that waits for a client
+	// that sends nothing: it fails with DeadlineExceeded. KIT_STREAM_TIMEOUT,
+	// default 0.
 	StreamTimeout time.Duration
 
 	// MaxRequestBytes caps the size of one request message, after

@@ -2,6 +2,9 @@ package kit
 
 import (
 	"context"
+	"errors"
+	"net/http"
+	"os"
 	"time"
 
 	"connectrpc.com/connect"
@@ -45,18 +48,56 @@ func (d deadlines) WrapStreamingClient(next connect.StreamingClientFunc) connect
 	return next
 }
 
+// WrapStreamingHandler gives streams that carry no deadline the default one
+// and, for streams that read messages from the client, makes the deadline
+// end a Receive that waits on the request body: Receive does not watch its
+// context, so a client that keeps its stream open and sends nothing would
+// otherwise hold the handler past any deadline.
 func (d deadlines) WrapStreamingHandler(next connect.StreamingHandlerFunc) connect.StreamingHandlerFunc {
-	if d.stream <= 0 {
-		return next
-	}
 	return func(ctx context.Context, conn connect.StreamingHandlerConn) error {
-		if _, ok := ctx.Deadline(); ok {
-			return next(ctx, conn)
+		if _, ok := ctx.Deadline(); !ok && d.stream > 0 {
+			if c := deadline.New(ctx, d.stream); c != nil {
+				defer c.Cancel()
+				ctx = c
+			}
 		}
-		if c := deadline.New(ctx, d.stream); c != nil {
-			defer c.Cancel()
-			ctx = c
+		if conn.Spec().StreamType&connect.StreamTypeClient != 0 {
+			if at, ok := ctx.Deadline(); ok {
+				if rc, ok := ctx.Value(bodyControllerKey{}).(*http.ResponseController); ok && rc.SetReadDeadline(at) == nil {
+					conn = receiveDeadline{conn}
+				}
+			}
 		}
 		return next(ctx, conn)
 	}
+}
+
+// receiveDeadline reports a Receive cut by the read deadline as the
+// call's deadline passing.
+type receiveDeadline struct {
+	connect.StreamingHandlerConn
+}
+
+func (c receiveDeadline) Receive(msg any) error {
+	err := c.StreamingHandlerConn.Receive(msg)
+	if err != nil && errors.Is(err, os.ErrDeadlineExceeded) {
+		return connect.NewError(connect.CodeDeadlineExceeded, errors.New("the stream's deadline passed while waiting for the client's next message"))
+	}
+	return err
+}
+
+// bodyControllerKey is the context key of a client stream's
+// *http.ResponseController, which sets its request body's read deadline.
+type bodyControllerKey struct{}
+
+// withBodyControllers passes the named procedures' ResponseControllers to
+// [deadlines] in the request context: connect shows interceptors no
+// ResponseWriter. Other procedures pay one map lookup.
+func withBodyControllers(h http.Handler, procedures map[string]bool) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if procedures[r.URL.Path] {
+			r = r.WithContext(context.WithValue(r.Context(), bodyControllerKey{}, http.NewResponseController(w)))
+		}
+		h.ServeHTTP(w, r)
+	})
 }

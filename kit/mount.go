@@ -28,32 +28,48 @@ import (
 // server reflection lists it and the gRPC health service reports its status
 // (see [Server.Health]). Any other net/http handler mounts too.
 func (s *Server) Mount(path string, h http.Handler) {
-	s.mux.Handle(path, h)
-	name := serviceName(path)
-	if name == "" {
+	service := serviceOf(path)
+	if service == nil {
+		s.mux.Handle(path, h)
 		return
 	}
+	if streams := clientStreams(service); len(streams) > 0 {
+		h = withBodyControllers(h, streams)
+	}
+	s.mux.Handle(path, h)
+	name := string(service.FullName())
 	s.reflector.add(name)
 	if !strings.HasPrefix(name, "grpc.reflection.") && name != health.ServiceName {
 		s.health.AddService(name)
 	}
 }
 
-// serviceName returns the protobuf service that path serves, or "" when it
+// serviceOf returns the protobuf service that path serves, or nil when it
 // names none registered in the global registry.
-func serviceName(path string) string {
+func serviceOf(path string) protoreflect.ServiceDescriptor {
 	name := strings.Trim(path, "/")
 	if name == "" || strings.Contains(name, "/") {
-		return ""
+		return nil
 	}
 	d, err := protoregistry.GlobalFiles.FindDescriptorByName(protoreflect.FullName(name))
 	if err != nil {
-		return ""
+		return nil
 	}
-	if _, ok := d.(protoreflect.ServiceDescriptor); !ok {
-		return ""
+	service, _ := d.(protoreflect.ServiceDescriptor)
+	return service
+}
+
+// clientStreams returns the paths of service's client and bidi streaming
+// procedures, whose request bodies the stream's deadline bounds.
+func clientStreams(service protoreflect.ServiceDescriptor) map[string]bool {
+	paths := map[string]bool{}
+	methods := service.Methods()
+	for i := range methods.Len() {
+		if m := methods.Get(i); m.IsStreamingClient() {
+			paths["/"+string(service.FullName())+"/"+string(m.Name())] = true
+		}
 	}
-	return name
+	return paths
 }
 
 // reflection serves gRPC server reflection (v1 and v1alpha) for every

@@ -1,0 +1,69 @@
+package kit_test
+
+import (
+	"testing"
+	"time"
+
+	"connectrpc.com/connect"
+
+	pingv1 "github.com/connectkit/connectkit/internal/gen/connectkit/ping/v1"
+	"github.com/connectkit/connectkit/kit"
+)
+
+// A client stream whose client keeps it open must not hold its handler past
+// the stream's deadline: the handler's Receive, which waits on the request
+// body and not on its context, fails with DeadlineExceeded and the call ends.
+func TestStreamTimeoutEndsAClientStreamThatStaysOpen(t *testing.T) {
+	t.Parallel()
+	const timeout = 300 * time.Millisecond
+	srv := newPingServer(t, kit.Config{StreamTimeout: timeout}, nil)
+	for _, p := range srv.Protocols() {
+		t.Run(p.Name, func(t *testing.T) {
+			t.Parallel()
+			// The client sets no deadline: only the server's can end the call.
+			stream := newPingClient(srv, p.Client, p.Options...).Sum(t.Context())
+			start := time.Now()
+			for time.Since(start) < 10*timeout {
+				if err := stream.Send(&pingv1.SumRequest{Number: 1}); err != nil {
+					break // the server ended the call; CloseAndReceive says how
+				}
+				time.Sleep(timeout / 10)
+			}
+			_, err := stream.CloseAndReceive()
+			if connect.CodeOf(err) != connect.CodeDeadlineExceeded {
+				t.Fatalf("after %v: err = %v, want deadline_exceeded after %v", time.Since(start).Round(time.Millisecond), err, timeout)
+			}
+			// The connection, or the client's next one, still serves.
+			if _, err := newPingClient(srv, p.Client, p.Options...).Ping(t.Context(), connect.NewRequest(&pingv1.PingRequest{})); err != nil {
+				t.Fatalf("next call: %v", err)
+			}
+		})
+	}
+}
+
+func TestStreamTimeoutEndsABidiStreamThatStaysOpen(t *testing.T) {
+	t.Parallel()
+	const timeout = 300 * time.Millisecond
+	srv := newPingServer(t, kit.Config{StreamTimeout: timeout}, nil)
+	for _, p := range srv.Protocols() {
+		if p.Client != srv.HTTP2Client() {
+			continue // bidi streams need HTTP/2
+		}
+		t.Run(p.Name, func(t *testing.T) {
+			t.Parallel()
+			stream := newPingClient(srv, p.Client, p.Options...).CumSum(t.Context())
+			if err := stream.Send(&pingv1.CumSumRequest{Number: 1}); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := stream.Receive(); err != nil {
+				t.Fatal(err)
+			}
+			// Then nothing more: the handler waits in Receive.
+			start := time.Now()
+			_, err := stream.Receive()
+			if connect.CodeOf(err) != connect.CodeDeadlineExceeded || time.Since(start) > 10*timeout {
+				t.Fatalf("after %v: err = %v, want deadline_exceeded after %v", time.Since(start).Round(time.Millisecond), err, timeout)
+			}
+		})
+	}
+}
