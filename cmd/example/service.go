@@ -169,15 +169,18 @@ func (s *profileService) ListProfileChanges(_ context.Context, req *connect.Requ
 }
 
 // changed tells watchers and the broker about a change that was stored.
-// Publishing waits for the broker to store the event: if it fails, the
-// caller learns that the change is stored but was not announced. (A service
-// that must never miss an event writes it to an outbox table in the same
-// transaction as the change, and publishes from there.)
+// Publishing waits for the broker to store the event: if that fails, the
+// caller learns that the change is stored but its event was not confirmed
+// (on a timeout the broker may still store it). The code is Unknown, not
+// Unavailable, which clients retry: a retried create would store the
+// profile twice. (A service that must never miss an event writes it to an
+// outbox table in the same transaction as the change, and publishes from
+// there.)
 func (s *profileService) changed(ctx context.Context, kind examplev1.ProfileChanged_Kind, p *examplev1.Profile) error {
 	change := &examplev1.ProfileChanged{Kind: kind, Profile: p, ChangeTime: timestamppb.New(s.now())}
 	s.hub.publish(change)
 	if err := s.events.Publish(ctx, change); err != nil {
-		return connect.NewError(connect.CodeUnavailable, fmt.Errorf("profile %s was saved, but its change event was not published: %w", p.GetId(), err))
+		return connect.NewError(connect.CodeUnknown, fmt.Errorf("profile %s was saved, but the broker did not confirm its change event (it may still be delivered): %w", p.GetId(), err))
 	}
 	return nil
 }
