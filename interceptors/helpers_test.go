@@ -75,6 +75,11 @@ func (s *pingService) Sum(_ context.Context, stream *connect.ClientStream[pingv1
 }
 
 func (s *pingService) CountUp(_ context.Context, req *connect.Request[pingv1.CountUpRequest], stream *connect.ServerStream[pingv1.CountUpResponse]) error {
+	// The response headers first, as watch streams do: no message, so
+	// neither logged nor counted as one.
+	if err := stream.Send(nil); err != nil {
+		return err
+	}
 	for i := int64(1); i <= req.Msg.GetNumber(); i++ {
 		if err := stream.Send(&pingv1.CountUpResponse{Number: i}); err != nil {
 			return err

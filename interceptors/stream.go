@@ -20,9 +20,11 @@ type handlerStream struct {
 	onReceive      func(msg any) // optional, after a successful Receive
 }
 
+// Send counts msg unless it is nil: connect's ServerStream.Send(nil) sends
+// only the response headers.
 func (s *handlerStream) Send(msg any) error {
 	err := s.StreamingHandlerConn.Send(msg)
-	if err == nil {
+	if err == nil && msg != nil {
 		s.sent.Add(1)
 		if s.onSend != nil {
 			s.onSend(msg)
