@@ -205,7 +205,7 @@ func (c Config) Validate() error {
 		{"MaxConcurrentStreams", "KIT_MAX_CONCURRENT_STREAMS", int64(c.MaxConcurrentStreams), 1, 1 << 20},
 	} {
 		if b.value < b.lo || b.value > b.hi {
-			bad(b.field, b.env, b.value, fmt.Sprintf("must be between %d and %d", b.lo, b.hi))
+			bad(b.field, b.env, b.value, fmt.Sprintf("must be between %d and %d (0 keeps the default)", b.lo, b.hi))
 		}
 	}
 	switch c.LogFormat {

@@ -65,6 +65,7 @@ func TestConfigRejectsEachInvalidSetting(t *testing.T) {
 		{name: "admin on the main address", env: map[string]string{"KIT_ADDR": "127.0.0.1:9090"}, want: []string{"KIT_ADMIN_ADDR", "same address"}},
 		{name: "cert without key", env: map[string]string{"KIT_TLS_CERT_FILE": "cert.pem"}, want: []string{"KIT_TLS_CERT_FILE", "together"}},
 		{name: "bad duration", env: map[string]string{"KIT_SHUTDOWN_TIMEOUT": "15"}, want: []string{`KIT_SHUTDOWN_TIMEOUT="15"`, "duration"}},
+		{name: "bad timeout", env: map[string]string{"KIT_STREAM_TIMEOUT": "forever"}, want: []string{`KIT_STREAM_TIMEOUT="forever"`, `"off"`}},
 		{name: "negative duration", env: map[string]string{"KIT_DRAIN_DELAY": "-1s"}, want: []string{"KIT_DRAIN_DELAY", "negative"}},
 		{name: "default above max", env: map[string]string{"KIT_CALL_TIMEOUT": "10m"}, want: []string{"KIT_CALL_TIMEOUT", "KIT_MAX_CALL_TIMEOUT"}},
 		{name: "bad size", env: map[string]string{"KIT_MAX_REQUEST_BYTES": "4MB"}, want: []string{`KIT_MAX_REQUEST_BYTES="4MB"`, "size"}},

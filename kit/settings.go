@@ -119,7 +119,10 @@ func timeoutOf(field func(*Config) *time.Duration) func(*Config, string) error {
 			*field(c) = NoTimeout
 			return nil
 		}
-		return durationOf(field)(c, v)
+		if err := durationOf(field)(c, v); err != nil {
+			return errors.New(`want a duration such as "500ms", "15s" or "2m", or "off"`)
+		}
+		return nil
 	}
 }
 

@@ -90,6 +90,10 @@ func NewHandler(cfg Config) (*Handler, error) {
 		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
 		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	} else {
+		mux.HandleFunc("/debug/pprof/", func(w http.ResponseWriter, _ *http.Request) {
+			http.Error(w, "runtime profiles are off: KIT_PPROF=true (or -pprof) turns them on", http.StatusNotFound)
+		})
 	}
 	if cfg.Level != nil {
 		handle("/debug/loglevel", "log level: GET, or PUT debug|info|warn|error", &levelHandler{level: cfg.Level, logger: logger})
@@ -113,8 +117,12 @@ func NewHandler(cfg Config) (*Handler, error) {
 		fmt.Fprintln(w, "connectkit admin endpoints:")
 		a.mu.Lock()
 		defer a.mu.Unlock()
+		width := 0
 		for _, e := range a.endpoints {
-			fmt.Fprintln(w, "  "+e)
+			width = max(width, len(e.pattern))
+		}
+		for _, e := range a.endpoints {
+			fmt.Fprintf(w, "  %-*s  %s\n", width, e.pattern, e.desc)
 		}
 	})
 	if cfg.Token != "" {
@@ -129,8 +137,11 @@ type Handler struct {
 	root http.Handler // mux, or the token guard in front of it
 
 	mu        sync.Mutex
-	endpoints []string // for the index page
+	endpoints []endpoint // for the index page
 }
+
+// endpoint is a line of the index page.
+type endpoint struct{ pattern, desc string }
 
 // ServeHTTP implements http.Handler.
 func (a *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) { a.root.ServeHTTP(w, r) }
@@ -141,7 +152,7 @@ func (a *Handler) Handle(pattern, desc string, h http.Handler) {
 	a.mux.Handle(pattern, h)
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	a.endpoints = append(a.endpoints, fmt.Sprintf("%-16s %s", pattern, desc))
+	a.endpoints = append(a.endpoints, endpoint{pattern, desc})
 }
 
 // promLogger adapts a slog.Logger to promhttp's error log.

@@ -233,8 +233,8 @@ func TestPprofOnlyWhenEnabled(t *testing.T) {
 			if enabled && code != http.StatusOK {
 				t.Errorf("pprof on: GET %s = %d", path, code)
 			}
-			if !enabled && code != http.StatusNotFound {
-				t.Errorf("pprof off: GET %s = %d %.80s, want 404", path, code, body)
+			if !enabled && (code != http.StatusNotFound || !strings.Contains(body, "KIT_PPROF")) {
+				t.Errorf("pprof off: GET %s = %d %.80s, want 404 saying how to turn it on", path, code, body)
 			}
 		}
 	}
