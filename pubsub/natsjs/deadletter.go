@@ -85,7 +85,10 @@ func headerSafe(s string, n int) string {
 
 // DeadLetters implements [pubsub.Broker]. It reads the dead-letter stream
 // message by message (a request each), which suits the small numbers dead
-// letters come in.
+// letters come in, up to the stream's last message when the listing begins:
+// the dead letters stored after that (by re-driving the listed ones to a
+// handler that still fails, say) are left for the next listing, as a
+// snapshot would.
 func (b *Broker) DeadLetters(ctx context.Context, topic, subscription string) iter.Seq2[*pubsub.DeadLetter, error] {
 	return func(yield func(*pubsub.DeadLetter, error) bool) {
 		s, err := b.js.Stream(ctx, b.cfg.DeadLetterStream)
@@ -97,13 +100,17 @@ func (b *Broker) DeadLetters(ctx context.Context, topic, subscription string) it
 			return
 		}
 		filter := deadSubject(or(subscription, "*"), or(topic, ">"))
-		for seq := uint64(1); ; {
+		last := s.CachedInfo().State.LastSeq // read by js.Stream just now
+		for seq := uint64(1); seq <= last; {
 			raw, err := s.GetMsg(ctx, seq, jetstream.WithGetMsgSubject(filter))
 			if errors.Is(err, jetstream.ErrMsgNotFound) {
 				return
 			}
 			if err != nil {
 				yield(nil, fmt.Errorf("natsjs: failed to read dead letters: %w", err))
+				return
+			}
+			if raw.Sequence > last {
 				return
 			}
 			seq = raw.Sequence + 1

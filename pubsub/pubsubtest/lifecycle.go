@@ -58,6 +58,43 @@ func testRedrive(t *testing.T, h *harness) {
 	}
 }
 
+// testRedriveAll re-drives every dead letter of a subscription whose
+// handler still fails, the way an operator re-drives them all: the listing
+// holds the dead letters that existed when it began, so each is re-driven
+// once, and not the dead letters the re-drives create while it runs.
+func testRedriveAll(t *testing.T, h *harness) {
+	const n = 5
+	sub := newSubscriber(t, h.broker, "redrive-all", "s", newRecorder().handler(func(*pingv1.PingRequest, pubsub.MessageInfo) error {
+		return pubsub.Permanent(errors.New("still broken"))
+	}), pubsub.WithDelivery(testDelivery()))
+	Start(t, sub)
+	pub := h.publisher(t, h.broker, "redrive-all")
+	for i := range n {
+		if err := pub.Publish(t.Context(), &pingv1.PingRequest{Number: int64(i)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitDeadLetters(t, h.broker, "redrive-all", "s", n)
+	redriven := 0
+	for dl, err := range h.broker.DeadLetters(t.Context(), "redrive-all", "s") {
+		if err != nil {
+			t.Fatalf("DeadLetters: %v", err)
+		}
+		if redriven++; redriven > 2*n {
+			break
+		}
+		if err := h.broker.Redrive(t.Context(), dl); err != nil {
+			t.Fatalf("Redrive: %v", err)
+		}
+		// The message fails again: wait for its new dead letter, so that a
+		// listing that is not bounded would meet it.
+		waitDeadLetters(t, h.broker, "redrive-all", "s", n)
+	}
+	if redriven != n {
+		t.Errorf("listing %d dead letters while re-driving each yielded %d (the listing stops at %d), want %d", n, redriven, 2*n+1, n)
+	}
+}
+
 func testSharedSubscription(t *testing.T, h *harness) {
 	const n = 100
 	rec := newRecorder()

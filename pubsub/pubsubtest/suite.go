@@ -48,6 +48,7 @@ func Run(t *testing.T, features Features, newBackend func(tb testing.TB) Backend
 		{"MaxAttemptsDeadLetters", testMaxAttempts},
 		{"PermanentDeadLettersAtOnce", testPermanent},
 		{"Redrive", testRedrive},
+		{"RedriveAll", testRedriveAll},
 		{"SharedSubscription", testSharedSubscription},
 		{"CrashRedelivers", testCrashRedelivers},
 		{"CleanShutdownRedeliversNothing", testCleanShutdown},
