@@ -158,7 +158,10 @@ func (b *Broker) describe() string {
 }
 
 // startServer starts the embedded server and waits until it accepts
-// connections.
+// connections, or until it reports that it cannot start (a data directory
+// that is a file or not writable, a port in use): nats-server logs that with
+// Fatalf and stops starting, which would otherwise leave the wait to time
+// out with the reason only in the log.
 func startServer(cfg Config, logger *slog.Logger) (*server.Server, error) {
 	opts := &server.Options{
 		ServerName:   cfg.Name,
@@ -178,11 +181,21 @@ func startServer(cfg Config, logger *slog.Logger) (*server.Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("natsjs: failed to configure the embedded NATS server: %w", err)
 	}
-	srv.SetLoggerV2(serverLogger{logger}, false, false, false)
+	fatal := make(chan string, 1)
+	srv.SetLoggerV2(serverLogger{logger: logger, fatal: fatal}, false, false, false)
 	srv.Start()
-	if !srv.ReadyForConnections(30 * time.Second) {
-		srv.Shutdown()
-		return nil, fmt.Errorf("natsjs: the embedded NATS server (data in %s) did not start within 30s", cfg.DataDir)
+	deadline := time.Now().Add(30 * time.Second)
+	for !srv.ReadyForConnections(50 * time.Millisecond) {
+		select {
+		case reason := <-fatal:
+			srv.Shutdown()
+			return nil, fmt.Errorf("natsjs: the embedded NATS server (data in %s) failed to start: %s", cfg.DataDir, reason)
+		default:
+		}
+		if time.Now().After(deadline) {
+			srv.Shutdown()
+			return nil, fmt.Errorf("natsjs: the embedded NATS server (data in %s) did not start within 30s", cfg.DataDir)
+		}
 	}
 	return srv, nil
 }
@@ -268,8 +281,12 @@ func (o *onceErr) do(f func() error) error {
 	return nil
 }
 
-// serverLogger logs the embedded server's messages with slog.
-type serverLogger struct{ logger *slog.Logger }
+// serverLogger logs the embedded server's messages with slog, and sends the
+// first fatal one to fatal, for startServer.
+type serverLogger struct {
+	logger *slog.Logger
+	fatal  chan<- string
+}
 
 func (l serverLogger) Noticef(format string, v ...any) {
 	l.logger.Info("nats-server: " + fmt.Sprintf(format, v...))
@@ -278,7 +295,12 @@ func (l serverLogger) Warnf(format string, v ...any) {
 	l.logger.Warn("nats-server: " + fmt.Sprintf(format, v...))
 }
 func (l serverLogger) Fatalf(format string, v ...any) {
-	l.logger.Error("nats-server: " + fmt.Sprintf(format, v...))
+	msg := fmt.Sprintf(format, v...)
+	l.logger.Error("nats-server: " + msg)
+	select {
+	case l.fatal <- msg:
+	default:
+	}
 }
 func (l serverLogger) Errorf(format string, v ...any) {
 	l.logger.Error("nats-server: " + fmt.Sprintf(format, v...))
