@@ -1,6 +1,7 @@
 package natsjs
 
 import (
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -158,38 +159,69 @@ func configFrom(getenv func(string) string) (Config, error) {
 	return c, c.Validate()
 }
 
-// Validate reports the first field with an invalid value, by name.
+// Validate reports every invalid setting of c, each named by its field and
+// environment variable with the offending value, as package kit's
+// Config.Validate does: `Replicas (NATS_REPLICAS) "7": must be 1 to 5`.
 func (c Config) Validate() error {
-	switch {
-	case c.URL != "" && c.Listen != "":
-		return fmt.Errorf("natsjs: Config.Listen = %q is for the embedded server, but Config.URL = %q selects an external one", c.Listen, c.URL)
-	case c.SyncInterval < 0:
-		return fmt.Errorf("natsjs: Config.SyncInterval = %v: must not be negative", c.SyncInterval)
-	case c.Replicas < 0 || c.Replicas > 5:
-		return fmt.Errorf("natsjs: Config.Replicas = %d: must be 1 to 5", c.Replicas)
-	case c.URL == "" && c.Replicas > 1:
-		return fmt.Errorf("natsjs: Config.Replicas = %d needs a cluster (Config.URL); the embedded server is one server", c.Replicas)
-	case c.DuplicateWindow < 0:
-		return fmt.Errorf("natsjs: Config.DuplicateWindow = %v: must not be negative", c.DuplicateWindow)
-	case c.PublishWindow < 0:
-		return fmt.Errorf("natsjs: Config.PublishWindow = %d: must not be negative", c.PublishWindow)
-	case c.PublishTimeout < 0:
-		return fmt.Errorf("natsjs: Config.PublishTimeout = %v: must not be negative", c.PublishTimeout)
-	case c.MaxAckPending < 0:
-		return fmt.Errorf("natsjs: Config.MaxAckPending = %d: must not be negative", c.MaxAckPending)
-	case c.PullExpiry != 0 && c.PullExpiry < time.Second:
-		return fmt.Errorf("natsjs: Config.PullExpiry = %v: must be at least 1s (or 0 for the default, %v)", c.PullExpiry, DefaultPullExpiry)
-	case strings.ContainsAny(c.DeadLetterStream, ". *>/\\\t\n"):
-		return fmt.Errorf("natsjs: Config.DeadLetterStream = %q: a stream name has no '.', '*', '>', spaces or slashes", c.DeadLetterStream)
+	var errs []error
+	bad := func(field, env string, value any, why string) {
+		errs = append(errs, fmt.Errorf("%s (%s) %q: %s", field, env, fmt.Sprint(value), why))
 	}
-	if c.Listen != "" {
-		_, port, err := net.SplitHostPort(c.Listen)
-		if err != nil {
-			return fmt.Errorf("natsjs: Config.Listen = %q: %w", c.Listen, err)
+	if c.URL != "" && c.Listen != "" {
+		bad("Listen", "NATS_LISTEN", c.Listen, "is for the embedded server, but NATS_URL selects an external one")
+	} else if c.Listen != "" {
+		if err := checkListen(c.Listen); err != nil {
+			bad("Listen", "NATS_LISTEN", c.Listen, err.Error())
 		}
-		if p, err := strconv.Atoi(port); err != nil || p < -1 || p > 65535 {
-			return fmt.Errorf("natsjs: Config.Listen = %q: port %q is not -1 to 65535", c.Listen, port)
+	}
+	if c.Replicas < 0 || c.Replicas > 5 {
+		bad("Replicas", "NATS_REPLICAS", c.Replicas, "must be 1 to 5")
+	} else if c.URL == "" && c.Replicas > 1 {
+		bad("Replicas", "NATS_REPLICAS", c.Replicas, "needs a cluster (NATS_URL); the embedded server is one server")
+	}
+	for _, d := range []struct {
+		field, env string
+		value      time.Duration
+	}{
+		{"SyncInterval", "NATS_SYNC_INTERVAL", c.SyncInterval},
+		{"DuplicateWindow", "NATS_DUPLICATE_WINDOW", c.DuplicateWindow},
+		{"PublishTimeout", "NATS_PUBLISH_TIMEOUT", c.PublishTimeout},
+	} {
+		if d.value < 0 {
+			bad(d.field, d.env, d.value, "must not be negative")
 		}
+	}
+	for _, n := range []struct {
+		field, env string
+		value      int
+	}{
+		{"PublishWindow", "NATS_PUBLISH_WINDOW", c.PublishWindow},
+		{"MaxAckPending", "NATS_MAX_ACK_PENDING", c.MaxAckPending},
+	} {
+		if n.value < 0 {
+			bad(n.field, n.env, n.value, "must not be negative")
+		}
+	}
+	if c.PullExpiry != 0 && c.PullExpiry < time.Second {
+		bad("PullExpiry", "NATS_PULL_EXPIRY", c.PullExpiry, fmt.Sprintf("must be at least 1s (or 0 for the default, %v)", DefaultPullExpiry))
+	}
+	if strings.ContainsAny(c.DeadLetterStream, ". *>/\\\t\n") {
+		bad("DeadLetterStream", "NATS_DEAD_LETTER_STREAM", c.DeadLetterStream, "a stream name has no '.', '*', '>', spaces or slashes")
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("natsjs: invalid config: %w", errors.Join(errs...))
+	}
+	return nil
+}
+
+// checkListen checks a "host:port" address for the embedded server.
+func checkListen(addr string) error {
+	_, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return errors.New(`want host:port, e.g. "127.0.0.1:4222" (port -1 picks a free one)`)
+	}
+	if p, err := strconv.Atoi(port); err != nil || p < -1 || p > 65535 {
+		return fmt.Errorf("port %q is not -1 to 65535", port)
 	}
 	return nil
 }

@@ -42,7 +42,8 @@ func TestConfigFromEnvErrors(t *testing.T) {
 		"bad duration": {map[string]string{"NATS_MAX_AGE": "a week"}, `NATS_MAX_AGE="a week": not a duration`},
 		"bad integer":  {map[string]string{"NATS_REPLICAS": "three"}, `NATS_REPLICAS="three": not an integer`},
 		"bad bool":     {map[string]string{"NATS_SYNC_ALWAYS": "yes please"}, `NATS_SYNC_ALWAYS="yes please"`},
-		"invalid":      {map[string]string{"NATS_REPLICAS": "3"}, "Config.Replicas = 3 needs a cluster"},
+		"invalid":      {map[string]string{"NATS_REPLICAS": "3"}, `Replicas (NATS_REPLICAS) "3": needs a cluster`},
+		"negative":     {map[string]string{"NATS_DUPLICATE_WINDOW": "-1m"}, `DuplicateWindow (NATS_DUPLICATE_WINDOW) "-1m0s": must not be negative`},
 	} {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
@@ -62,15 +63,17 @@ func TestConfigValidate(t *testing.T) {
 	}{
 		"zero":              {Config{}, ""},
 		"listen random":     {Config{Listen: "127.0.0.1:-1"}, ""},
-		"listen and url":    {Config{URL: "nats://x", Listen: ":4222"}, "Config.Listen"},
-		"bad listen":        {Config{Listen: "nowhere"}, `Config.Listen = "nowhere"`},
-		"bad port":          {Config{Listen: "localhost:99999"}, "port"},
-		"negative sync":     {Config{SyncInterval: -time.Second}, "Config.SyncInterval"},
-		"too many replicas": {Config{URL: "nats://x", Replicas: 7}, "Config.Replicas = 7"},
-		"negative window":   {Config{PublishWindow: -1}, "Config.PublishWindow = -1"},
-		"short pull expiry": {Config{PullExpiry: 500 * time.Millisecond}, "Config.PullExpiry = 500ms: must be at least 1s"},
+		"listen and url":    {Config{URL: "nats://x", Listen: ":4222"}, `Listen (NATS_LISTEN) ":4222": is for the embedded server`},
+		"bad listen":        {Config{Listen: "nowhere"}, `Listen (NATS_LISTEN) "nowhere": want host:port`},
+		"bad port":          {Config{Listen: "localhost:99999"}, `port "99999"`},
+		"negative sync":     {Config{SyncInterval: -time.Second}, `SyncInterval (NATS_SYNC_INTERVAL) "-1s": must not be negative`},
+		"too many replicas": {Config{URL: "nats://x", Replicas: 7}, `Replicas (NATS_REPLICAS) "7": must be 1 to 5`},
+		"negative window":   {Config{PublishWindow: -1}, `PublishWindow (NATS_PUBLISH_WINDOW) "-1"`},
+		"short pull expiry": {Config{PullExpiry: 500 * time.Millisecond}, `PullExpiry (NATS_PULL_EXPIRY) "500ms": must be at least 1s`},
 		"1s pull expiry":    {Config{PullExpiry: time.Second}, ""},
-		"dotted stream":     {Config{DeadLetterStream: "dead.letters"}, "Config.DeadLetterStream"},
+		"dotted stream":     {Config{DeadLetterStream: "dead.letters"}, `DeadLetterStream (NATS_DEAD_LETTER_STREAM) "dead.letters"`},
+		"every error": {Config{PublishWindow: -1, MaxAckPending: -2},
+			"PublishWindow (NATS_PUBLISH_WINDOW) \"-1\": must not be negative\nMaxAckPending (NATS_MAX_ACK_PENDING) \"-2\""},
 	} {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
