@@ -49,11 +49,12 @@ type Config struct {
 	// on a cluster of 3 or more servers survives the loss of one. Default 1.
 	Replicas int
 	// MaxAge is how long a topic's stream keeps a message, acknowledged or
-	// not (NATS_MAX_AGE); new subscriptions receive what it keeps. Default
-	// 168h (7 days); negative keeps messages forever.
+	// not (NATS_MAX_AGE); new subscriptions receive what it keeps. At least
+	// 100ms. Default 168h (7 days); negative keeps messages forever.
 	MaxAge time.Duration
 	// DuplicateWindow is how long a message id is remembered to drop
-	// duplicate publishes (NATS_DUPLICATE_WINDOW). Default 2m.
+	// duplicate publishes (NATS_DUPLICATE_WINDOW): at least 100ms, and no
+	// longer than MaxAge, as JetStream requires. Default 2m.
 	DuplicateWindow time.Duration
 	// PublishWindow is the most publishes awaiting the server's
 	// acknowledgement at once (NATS_PUBLISH_WINDOW); publishing blocks
@@ -184,7 +185,6 @@ func (c Config) Validate() error {
 		value      time.Duration
 	}{
 		{"SyncInterval", "NATS_SYNC_INTERVAL", c.SyncInterval},
-		{"DuplicateWindow", "NATS_DUPLICATE_WINDOW", c.DuplicateWindow},
 		{"PublishTimeout", "NATS_PUBLISH_TIMEOUT", c.PublishTimeout},
 	} {
 		if d.value < 0 {
@@ -205,13 +205,39 @@ func (c Config) Validate() error {
 	if c.PullExpiry != 0 && c.PullExpiry < time.Second {
 		bad("PullExpiry", "NATS_PULL_EXPIRY", c.PullExpiry, fmt.Sprintf("must be at least 1s (or 0 for the default, %v)", DefaultPullExpiry))
 	}
-	if strings.ContainsAny(c.DeadLetterStream, ". *>/\\\t\n") {
-		bad("DeadLetterStream", "NATS_DEAD_LETTER_STREAM", c.DeadLetterStream, "a stream name has no '.', '*', '>', spaces or slashes")
-	}
+	c.validateStreams(bad)
 	if len(errs) > 0 {
 		return fmt.Errorf("natsjs: invalid config: %w", errors.Join(errs...))
 	}
 	return nil
+}
+
+// validateStreams reports the settings of the streams that JetStream would
+// reject (nats-server's checkStreamCfg), which would otherwise fail every
+// Subscribe and Publish, retried, rather than the start.
+func (c Config) validateStreams(bad func(field, env string, value any, why string)) {
+	if c.MaxAge > 0 && c.MaxAge < 100*time.Millisecond {
+		bad("MaxAge", "NATS_MAX_AGE", c.MaxAge, "must be at least 100ms (or negative: forever)")
+	}
+	switch d := c.withDefaults(); {
+	case c.DuplicateWindow < 0:
+		bad("DuplicateWindow", "NATS_DUPLICATE_WINDOW", c.DuplicateWindow, "must not be negative")
+	case c.DuplicateWindow > 0 && c.DuplicateWindow < 100*time.Millisecond:
+		bad("DuplicateWindow", "NATS_DUPLICATE_WINDOW", c.DuplicateWindow, "must be at least 100ms")
+	case d.MaxAge > 0 && d.DuplicateWindow > d.MaxAge:
+		which := ""
+		if c.DuplicateWindow == 0 {
+			which = "(the default) "
+		}
+		bad("DuplicateWindow", "NATS_DUPLICATE_WINDOW", d.DuplicateWindow, fmt.Sprintf(
+			"%smust not exceed MaxAge (NATS_MAX_AGE) %q: a stream remembers ids no longer than it keeps messages", which, d.MaxAge.String()))
+	}
+	switch {
+	case strings.ContainsAny(c.DeadLetterStream, " \t\r\n\f.*>/\\"):
+		bad("DeadLetterStream", "NATS_DEAD_LETTER_STREAM", c.DeadLetterStream, "a stream name has no '.', '*', '>', spaces or slashes")
+	case len(c.DeadLetterStream) > 255:
+		bad("DeadLetterStream", "NATS_DEAD_LETTER_STREAM", c.DeadLetterStream, "a stream name has at most 255 bytes")
+	}
 }
 
 // checkListen checks a "host:port" address for the embedded server.

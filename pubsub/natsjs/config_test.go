@@ -39,11 +39,12 @@ func TestConfigFromEnvErrors(t *testing.T) {
 		env  map[string]string
 		want string
 	}{
-		"bad duration": {map[string]string{"NATS_MAX_AGE": "a week"}, `NATS_MAX_AGE="a week": not a duration`},
-		"bad integer":  {map[string]string{"NATS_REPLICAS": "three"}, `NATS_REPLICAS="three": not an integer`},
-		"bad bool":     {map[string]string{"NATS_SYNC_ALWAYS": "yes please"}, `NATS_SYNC_ALWAYS="yes please"`},
-		"invalid":      {map[string]string{"NATS_REPLICAS": "3"}, `Replicas (NATS_REPLICAS) "3": needs a cluster`},
-		"negative":     {map[string]string{"NATS_DUPLICATE_WINDOW": "-1m"}, `DuplicateWindow (NATS_DUPLICATE_WINDOW) "-1m0s": must not be negative`},
+		"bad duration":          {map[string]string{"NATS_MAX_AGE": "a week"}, `NATS_MAX_AGE="a week": not a duration`},
+		"bad integer":           {map[string]string{"NATS_REPLICAS": "three"}, `NATS_REPLICAS="three": not an integer`},
+		"bad bool":              {map[string]string{"NATS_SYNC_ALWAYS": "yes please"}, `NATS_SYNC_ALWAYS="yes please"`},
+		"invalid":               {map[string]string{"NATS_REPLICAS": "3"}, `Replicas (NATS_REPLICAS) "3": needs a cluster`},
+		"negative":              {map[string]string{"NATS_DUPLICATE_WINDOW": "-1m"}, `DuplicateWindow (NATS_DUPLICATE_WINDOW) "-1m0s": must not be negative`},
+		"window beyond max age": {map[string]string{"NATS_MAX_AGE": "1s"}, `(NATS_DUPLICATE_WINDOW) "2m0s": (the default) must not exceed MaxAge (NATS_MAX_AGE) "1s"`},
 	} {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
@@ -71,7 +72,14 @@ func TestConfigValidate(t *testing.T) {
 		"negative window":   {Config{PublishWindow: -1}, `PublishWindow (NATS_PUBLISH_WINDOW) "-1"`},
 		"short pull expiry": {Config{PullExpiry: 500 * time.Millisecond}, `PullExpiry (NATS_PULL_EXPIRY) "500ms": must be at least 1s`},
 		"1s pull expiry":    {Config{PullExpiry: time.Second}, ""},
-		"dotted stream":     {Config{DeadLetterStream: "dead.letters"}, `DeadLetterStream (NATS_DEAD_LETTER_STREAM) "dead.letters"`},
+		"max age under 100ms": {Config{MaxAge: 50 * time.Millisecond, DuplicateWindow: 50 * time.Millisecond},
+			`MaxAge (NATS_MAX_AGE) "50ms": must be at least 100ms`},
+		"window beyond max age": {Config{MaxAge: time.Second},
+			`DuplicateWindow (NATS_DUPLICATE_WINDOW) "2m0s": (the default) must not exceed MaxAge (NATS_MAX_AGE) "1s"`},
+		"window beyond default max age": {Config{DuplicateWindow: 200 * time.Hour},
+			`DuplicateWindow (NATS_DUPLICATE_WINDOW) "200h0m0s": must not exceed MaxAge (NATS_MAX_AGE) "168h0m0s"`},
+		"window with messages kept forever": {Config{MaxAge: -1, DuplicateWindow: 200 * time.Hour}, ""},
+		"dotted stream":                     {Config{DeadLetterStream: "dead.letters"}, `DeadLetterStream (NATS_DEAD_LETTER_STREAM) "dead.letters"`},
 		"every error": {Config{PublishWindow: -1, MaxAckPending: -2},
 			"PublishWindow (NATS_PUBLISH_WINDOW) \"-1\": must not be negative\nMaxAckPending (NATS_MAX_ACK_PENDING) \"-2\""},
 	} {
@@ -83,6 +91,45 @@ func TestConfigValidate(t *testing.T) {
 				t.Errorf("Validate() = %v, want nil", err)
 			case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)):
 				t.Errorf("Validate() = %v, want an error containing %q", err, tc.want)
+			}
+		})
+	}
+}
+
+// TestConfigValidateAgreesWithServer: Validate accepts the stream settings
+// that the embedded server accepts, and rejects those it rejects, so that a
+// bad setting fails at start rather than in every Subscribe's retries.
+func TestConfigValidateAgreesWithServer(t *testing.T) {
+	t.Parallel()
+	for name, cfg := range map[string]Config{
+		"defaults":                          {},
+		"short max age":                     {MaxAge: time.Second},
+		"max age under 100ms":               {MaxAge: 50 * time.Millisecond, DuplicateWindow: 50 * time.Millisecond},
+		"max age 100ms":                     {MaxAge: 100 * time.Millisecond, DuplicateWindow: 100 * time.Millisecond},
+		"window beyond default max age":     {DuplicateWindow: 200 * time.Hour},
+		"window beyond max age":             {MaxAge: time.Hour, DuplicateWindow: time.Hour + time.Second},
+		"window equal to max age":           {MaxAge: time.Hour, DuplicateWindow: time.Hour},
+		"long window, messages kept always": {MaxAge: -1, DuplicateWindow: 200 * time.Hour},
+		"window under 100ms":                {DuplicateWindow: 50 * time.Millisecond},
+		"dead letters with a carriage ret.": {DeadLetterStream: "DEAD\rLETTERS"},
+		"dead letters with a long name":     {DeadLetterStream: strings.Repeat("D", 256)},
+		"dead letters with a 255-byte name": {DeadLetterStream: strings.Repeat("D", 255)},
+	} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			b, err := New(t.Context(), Config{DataDir: t.TempDir()})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { _ = b.Close() })
+			b.cfg = cfg.withDefaults() // what New would run with, had Validate passed
+			serverErr := b.ensureStream(t.Context(), "agree")
+			if serverErr == nil {
+				serverErr = b.ensureDeadLetterStream(t.Context())
+			}
+			validateErr := cfg.Validate()
+			if (validateErr == nil) != (serverErr == nil) {
+				t.Errorf("Validate() = %v, but the server says %v", validateErr, serverErr)
 			}
 		})
 	}
