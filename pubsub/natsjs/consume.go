@@ -116,7 +116,7 @@ func pullHeartbeat(expiry time.Duration) time.Duration {
 func (c *consumer) onError(err error) {
 	if errors.Is(err, jetstream.ErrNoHeartbeat) {
 		c.logger.Warn("natsjs: no heartbeat from the server for two intervals; pulling again",
-			"heartbeat", pullHeartbeat(c.b.cfg.PullExpiry))
+			"heartbeat", pullHeartbeat(c.b.cfg.PullExpiry).String())
 		return
 	}
 	if !errors.Is(err, jetstream.ErrConsumerDeleted) && !errors.Is(err, jetstream.ErrConsumerNotFound) && !errors.Is(err, jetstream.ErrStreamNotFound) {

@@ -2,7 +2,9 @@ package natsjs_test
 
 import (
 	"bufio"
+	"bytes"
 	"io"
+	"log/slog"
 	"net"
 	"net/url"
 	"strconv"
@@ -26,7 +28,9 @@ func TestLostPullRequest(t *testing.T) {
 	t.Parallel()
 	owner := newEmbedded(t)
 	proxy := newDroppingProxy(t, owner.ClientURL(), "$JS.API.CONSUMER.MSG.NEXT.")
-	b, err := natsjs.New(t.Context(), natsjs.Config{URL: proxy.url, PullExpiry: time.Minute})
+	var logs lockedBuffer
+	logger := slog.New(slog.NewJSONHandler(&logs, nil))
+	b, err := natsjs.New(t.Context(), natsjs.Config{URL: proxy.url, PullExpiry: time.Minute}, natsjs.WithLogger(logger))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -52,6 +56,31 @@ func TestLostPullRequest(t *testing.T) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+	// The warning gives the heartbeat as a duration, not nanoseconds.
+	pubsubtest.WaitFor(t, "the no-heartbeat warning", func() bool {
+		return strings.Contains(logs.String(), `"msg":"natsjs: no heartbeat from the server for two intervals; pulling again"`)
+	})
+	if got, want := logs.String(), `"heartbeat":"1s"`; !strings.Contains(got, want) {
+		t.Errorf("log = %s, want %s in the no-heartbeat line", got, want)
+	}
+}
+
+// lockedBuffer is a bytes.Buffer safe for concurrent use, for logs.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }
 
 // droppingProxy forwards NATS connections to a server, dropping the first
