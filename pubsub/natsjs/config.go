@@ -20,14 +20,14 @@ type Config struct {
 	// embedded server instead.
 	URL string
 	// CredentialsFile is a NATS credentials file for the external cluster
-	// (NATS_CREDS). Default: none.
+	// (NATS_CREDS); it needs URL. Default: none.
 	CredentialsFile string
 	// Name is the connection's name, as the server shows it (NATS_NAME).
 	// Default "connectkit".
 	Name string
 
 	// DataDir is where the embedded server stores JetStream's files
-	// (NATS_DATA_DIR). Default "data/nats".
+	// (NATS_DATA_DIR). Default "data/nats". Ignored with URL.
 	DataDir string
 	// Listen is the embedded server's client address, "host:port"
 	// (NATS_LISTEN), for the nats CLI or other processes; port -1 picks a
@@ -167,6 +167,9 @@ func (c Config) Validate() error {
 	var errs []error
 	bad := func(field, env string, value any, why string) {
 		errs = append(errs, fmt.Errorf("%s (%s) %q: %s", field, env, fmt.Sprint(value), why))
+	}
+	if c.URL == "" && c.CredentialsFile != "" {
+		bad("CredentialsFile", "NATS_CREDS", c.CredentialsFile, "is for an external cluster, but NATS_URL is empty: the embedded server would start instead")
 	}
 	if c.URL != "" && c.Listen != "" {
 		bad("Listen", "NATS_LISTEN", c.Listen, "is for the embedded server, but NATS_URL selects an external one")

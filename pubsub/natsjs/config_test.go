@@ -63,6 +63,7 @@ func TestConfigValidate(t *testing.T) {
 		want string
 	}{
 		"zero":              {Config{}, ""},
+		"creds without url": {Config{CredentialsFile: "app.creds"}, `CredentialsFile (NATS_CREDS) "app.creds": is for an external cluster`},
 		"listen random":     {Config{Listen: "127.0.0.1:-1"}, ""},
 		"listen and url":    {Config{URL: "nats://x", Listen: ":4222"}, `Listen (NATS_LISTEN) ":4222": is for the embedded server`},
 		"bad listen":        {Config{Listen: "nowhere"}, `Listen (NATS_LISTEN) "nowhere": want host:port`},
