@@ -131,9 +131,9 @@ func (b Backoff) withDefaults() Backoff {
 	if b.Jitter == 0 {
 		b.Jitter = DefaultBackoffJitter
 	}
-	if b.Jitter < 0 {
-		b.Jitter = 0
-	}
+	// A negative Jitter stays negative (no jitter): turned into 0 it would
+	// take the default again when the defaults are applied twice, as by
+	// NewSubscriber and then Delay.
 	return b
 }
 

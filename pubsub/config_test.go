@@ -1,13 +1,16 @@
 package pubsub_test
 
 import (
+	"context"
 	"errors"
 	"strings"
 	"testing"
 	"time"
 
 	"connectrpc.com/connect"
+	pingv1 "github.com/connectkit/connectkit/internal/gen/connectkit/ping/v1"
 	"github.com/connectkit/connectkit/pubsub"
+	"github.com/connectkit/connectkit/pubsub/mem"
 )
 
 func TestValidateNames(t *testing.T) {
@@ -74,6 +77,26 @@ func TestBackoffDelay(t *testing.T) {
 	var zero pubsub.Backoff
 	if d := zero.Delay(100); d > pubsub.DefaultBackoffMax {
 		t.Errorf("default Delay(100) = %v, want at most %v", d, pubsub.DefaultBackoffMax)
+	}
+}
+
+// TestSubscriberBackoffWithoutJitter checks the delays a subscriber
+// schedules, with its defaults applied, when jitter is turned off: exact.
+func TestSubscriberBackoffWithoutJitter(t *testing.T) {
+	t.Parallel()
+	b := mem.New()
+	t.Cleanup(func() { _ = b.Close() })
+	cfg := pubsub.DeliveryConfig{Backoff: pubsub.Backoff{Initial: 50 * time.Millisecond, Jitter: -1}}
+	sub, err := pubsub.NewSubscriber(b, "t", "s", func(context.Context, *pingv1.PingRequest) error { return nil }, pubsub.WithDelivery(cfg))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for attempt, want := range []time.Duration{50 * time.Millisecond, 100 * time.Millisecond, 200 * time.Millisecond, 400 * time.Millisecond} {
+		for range 20 {
+			if got := sub.RetryDelay(attempt + 1); got != want {
+				t.Fatalf("delay after attempt %d = %v, want exactly %v", attempt+1, got, want)
+			}
+		}
 	}
 }
 

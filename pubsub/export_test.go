@@ -2,6 +2,7 @@ package pubsub
 
 import (
 	"context"
+	"time"
 
 	"github.com/connectkit/connectkit/internal/msgctx"
 )
@@ -14,4 +15,11 @@ func (s *Subscriber) InvokeForBench(ctx context.Context, msg *Message) error {
 		MessageID: msg.ID, MessageType: s.typeName, Attempt: 1, MaxAttempts: s.cfg.MaxAttempts,
 	}}
 	return s.invoke(ctx, st, msg, ContentTypeProto)
+}
+
+// RetryDelay is the delay before the redelivery that follows failed attempt
+// number attempt, as s schedules it: with s's configuration as NewSubscriber
+// completed it.
+func (s *Subscriber) RetryDelay(attempt int) time.Duration {
+	return s.cfg.Backoff.Delay(attempt)
 }
