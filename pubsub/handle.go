@@ -3,6 +3,7 @@ package pubsub
 import (
 	"context"
 	"fmt"
+	"maps"
 	"net/http"
 	"time"
 
@@ -124,10 +125,12 @@ func (s *Subscriber) invoke(ctx context.Context, st *deliveryState, msg *Message
 	st.ctx = stateContext{Context: ctx, st: st}
 
 	header := msg.Header
-	if header == nil {
-		header = make(http.Header, 1)
-	}
-	if ct := header[HeaderContentType]; len(ct) != 1 || ct[0] != contentType {
+	if len(header[HeaderContentType]) == 0 {
+		// A message from a producer other than pubsub: the chain sees the
+		// content type it is decoded as, on a copy of the headers, so that
+		// a dead letter keeps the message's own.
+		header = make(http.Header, len(msg.Header)+1)
+		maps.Copy(header, msg.Header)
 		header[HeaderContentType] = []string{contentType}
 	}
 	st.header = header

@@ -1,0 +1,85 @@
+package pubsub_test
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"testing"
+
+	pingv1 "github.com/connectkit/connectkit/internal/gen/connectkit/ping/v1"
+	"github.com/connectkit/connectkit/pubsub"
+	"github.com/connectkit/connectkit/pubsub/mem"
+	"github.com/connectkit/connectkit/pubsub/pubsubtest"
+	"google.golang.org/protobuf/proto"
+)
+
+// publishRaw publishes msg to b as a producer other than pubsub would, and
+// waits for the broker to store it.
+func publishRaw(tb testing.TB, b pubsub.Broker, msg *pubsub.Message) {
+	tb.Helper()
+	conf, err := b.Publish(tb.Context(), msg)
+	if err == nil {
+		err = conf.Wait(tb.Context())
+	}
+	if err != nil {
+		tb.Fatalf("broker Publish: %v", err)
+	}
+}
+
+// deadLettersOf waits for n dead letters of topic and returns them.
+func deadLettersOf(tb testing.TB, b pubsub.Broker, topic string, n int) []*pubsub.DeadLetter {
+	tb.Helper()
+	var dls []*pubsub.DeadLetter
+	pubsubtest.WaitFor(tb, "the dead letters", func() bool {
+		dls = dls[:0]
+		for dl, err := range b.DeadLetters(tb.Context(), topic, "") {
+			if err != nil {
+				tb.Fatal(err)
+			}
+			dls = append(dls, dl)
+		}
+		return len(dls) >= n
+	})
+	if len(dls) != n {
+		tb.Fatalf("%d dead letters, want %d", len(dls), n)
+	}
+	return dls
+}
+
+// TestDeadLetterKeepsForeignHeader checks that a message without a
+// Content-Type (from a producer other than pubsub) reaches the chain as
+// protobuf, and is dead-lettered with its own headers: no Content-Type.
+func TestDeadLetterKeepsForeignHeader(t *testing.T) {
+	t.Parallel()
+	b := mem.New()
+	t.Cleanup(func() { _ = b.Close() })
+	seen := make(chan string, 2)
+	sub, err := pubsub.NewSubscriber(b, "foreign", "s", func(ctx context.Context, _ *pingv1.PingRequest) error {
+		info, _ := pubsub.MessageInfoFrom(ctx)
+		seen <- info.Header.Get(pubsub.HeaderContentType)
+		return pubsub.Permanent(errors.New("no"))
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pubsubtest.Start(t, sub)
+	data, err := proto.Marshal(&pingv1.PingRequest{Text: "hi"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	publishRaw(t, b, &pubsub.Message{ID: "with-header", Topic: "foreign", Data: data, Header: http.Header{"X-Origin": {"legacy"}}})
+	publishRaw(t, b, &pubsub.Message{ID: "no-header", Topic: "foreign", Data: data})
+	for range 2 {
+		if ct := <-seen; ct != pubsub.ContentTypeProto {
+			t.Errorf("the chain saw Content-Type %q, want %q", ct, pubsub.ContentTypeProto)
+		}
+	}
+	for _, dl := range deadLettersOf(t, b, "foreign", 2) {
+		if ct, ok := dl.Message.Header[pubsub.HeaderContentType]; ok {
+			t.Errorf("dead letter %s has Content-Type %q, want none as published", dl.Message.ID, ct)
+		}
+		if got, want := dl.Message.Header.Get("X-Origin"), map[string]string{"with-header": "legacy"}[dl.Message.ID]; got != want {
+			t.Errorf("dead letter %s has X-Origin %q, want %q", dl.Message.ID, got, want)
+		}
+	}
+}
