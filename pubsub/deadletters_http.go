@@ -5,6 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
+	"slices"
+	"strings"
 	"time"
 
 	"google.golang.org/protobuf/encoding/protojson"
@@ -22,6 +25,11 @@ import (
 //	POST   /redrive?all=true&topic=T&subscription=S   re-drive every match
 //	DELETE /?ref=R                    delete one dead letter
 //
+// With ref, topic and subscription narrow the match: a ref outside them is
+// not found (404). A request naming both ref and all, a parameter twice, or
+// a parameter its endpoint does not take is refused (400): a typo must not
+// widen a re-drive to every dead letter.
+//
 // A listed dead letter shows its message's id, topic, headers and payload
 // (as protobuf JSON when its type is linked into the program, else base64),
 // the subscription that gave up, the reason, the attempts, the last error and
@@ -30,22 +38,25 @@ func DeadLetterHandler(b Broker) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
 		list := []deadLetterJSON{}
-		err := eachDeadLetter(r, b, func(dl *DeadLetter) error {
-			list = append(list, toJSON(dl))
-			return nil
-		})
+		err := checkQuery(r.URL.Query(), "topic", "subscription")
+		if err == nil {
+			err = eachDeadLetter(r, b, func(dl *DeadLetter) error {
+				list = append(list, toJSON(dl))
+				return nil
+			})
+		}
 		reply(w, err, map[string]any{"dead_letters": list})
 	})
 	mux.HandleFunc("POST /redrive", func(w http.ResponseWriter, r *http.Request) {
-		n, err := matching(w, r, b, func(dl *DeadLetter) error { return b.Redrive(r.Context(), dl) })
+		n, err := matching(r, b, func(dl *DeadLetter) error { return b.Redrive(r.Context(), dl) })
 		reply(w, err, map[string]int{"redriven": n})
 	})
 	mux.HandleFunc("DELETE /{$}", func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Query().Get("ref") == "" {
-			http.Error(w, "delete needs ?ref=<ref of the dead letter>", http.StatusBadRequest)
+		if q := r.URL.Query(); q.Has("all") || q.Get("ref") == "" {
+			reply(w, badRequest("delete removes one dead letter: name it with ?ref=<ref>, without all"), nil)
 			return
 		}
-		n, err := matching(w, r, b, func(dl *DeadLetter) error { return b.DeleteDeadLetter(r.Context(), dl) })
+		n, err := matching(r, b, func(dl *DeadLetter) error { return b.DeleteDeadLetter(r.Context(), dl) })
 		reply(w, err, map[string]int{"deleted": n})
 	})
 	return mux
@@ -54,12 +65,34 @@ func DeadLetterHandler(b Broker) http.Handler {
 // errNoMatch answers 404: no dead letter has the ref asked for.
 var errNoMatch = errors.New("no dead letter with that ref")
 
+// checkQuery refuses a query with a parameter other than allowed, or with
+// one twice.
+func checkQuery(q url.Values, allowed ...string) error {
+	for k, v := range q {
+		if !slices.Contains(allowed, k) {
+			return badRequest(fmt.Sprintf("unknown parameter %q: this endpoint takes %s", k, strings.Join(allowed, ", ")))
+		}
+		if len(v) > 1 {
+			return badRequest(fmt.Sprintf("parameter %q given %d times: give it once", k, len(v)))
+		}
+	}
+	return nil
+}
+
 // matching applies do to the dead letter ?ref= names, or, with ?all=true,
 // to every one the topic and subscription filters match.
-func matching(w http.ResponseWriter, r *http.Request, b Broker, do func(*DeadLetter) error) (int, error) {
+func matching(r *http.Request, b Broker, do func(*DeadLetter) error) (int, error) {
 	q := r.URL.Query()
+	if err := checkQuery(q, "ref", "all", "topic", "subscription"); err != nil {
+		return 0, err
+	}
 	ref, all := q.Get("ref"), q.Get("all") == "true"
-	if ref == "" && !all {
+	switch {
+	case q.Has("ref") && q.Has("all"):
+		return 0, badRequest("ref and all conflict: name one dead letter with ?ref=<ref>, or all that match with ?all=true[&topic=T][&subscription=S]")
+	case q.Has("all") && !all:
+		return 0, badRequest(fmt.Sprintf("all=%q: to name all that match, use ?all=true", q.Get("all")))
+	case ref == "" && !all:
 		return 0, badRequest("name one dead letter with ?ref=<ref>, or all that match with ?all=true[&topic=T][&subscription=S]")
 	}
 	n := 0

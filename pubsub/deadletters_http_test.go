@@ -113,3 +113,73 @@ func TestDeadLetterHandler(t *testing.T) {
 		t.Errorf("%d dead letters left, want 0", n)
 	}
 }
+
+// TestDeadLetterHandlerRefusesAmbiguousQueries checks that a write naming
+// both one dead letter and all of them, or a parameter twice or misspelled,
+// is refused and changes nothing.
+func TestDeadLetterHandlerRefusesAmbiguousQueries(t *testing.T) {
+	t.Parallel()
+	broker := mem.New()
+	t.Cleanup(func() { _ = broker.Close() })
+	for _, id := range []string{"a", "b"} {
+		dl := &pubsub.DeadLetter{Message: pubsub.Message{ID: id, Topic: "pings"}, Subscription: "s", Reason: pubsub.ReasonPermanent}
+		if err := broker.DeadLetter(t.Context(), dl); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var ref string
+	for dl, err := range broker.DeadLetters(t.Context(), "", "") {
+		if err != nil {
+			t.Fatal(err)
+		}
+		ref = dl.Ref
+	}
+	srv := httptest.NewServer(pubsub.DeadLetterHandler(broker))
+	t.Cleanup(srv.Close)
+	tests := []struct {
+		name, method, path, want string
+	}{
+		{name: "delete ref and all", method: http.MethodDelete, path: "/?ref=" + ref + "&all=true", want: "without all"},
+		{name: "delete all", method: http.MethodDelete, path: "/?all=true", want: "without all"},
+		{name: "redrive ref and all", method: http.MethodPost, path: "/redrive?ref=" + ref + "&all=true", want: "ref and all conflict"},
+		{name: "redrive ref and all=false", method: http.MethodPost, path: "/redrive?ref=" + ref + "&all=false", want: "ref and all conflict"},
+		{name: "redrive empty ref and all", method: http.MethodPost, path: "/redrive?ref=&all=true", want: "ref and all conflict"},
+		{name: "redrive all=1", method: http.MethodPost, path: "/redrive?all=1", want: `all="1"`},
+		{name: "redrive two refs", method: http.MethodPost, path: "/redrive?ref=" + ref + "&ref=" + ref, want: `"ref" given 2 times`},
+		{name: "redrive two topics", method: http.MethodPost, path: "/redrive?all=true&topic=pings&topic=other", want: `"topic" given 2 times`},
+		{name: "redrive misspelled filter", method: http.MethodPost, path: "/redrive?all=true&subscripton=s", want: `unknown parameter "subscripton"`},
+		{name: "delete misspelled ref", method: http.MethodDelete, path: "/?ref=" + ref + "&sub=s", want: `unknown parameter "sub"`},
+		{name: "list misspelled filter", method: http.MethodGet, path: "/?topc=pings", want: `unknown parameter "topc"`},
+	}
+	t.Cleanup(func() { // after every subtest
+		n := 0
+		for _, err := range broker.DeadLetters(context.Background(), "", "") {
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			n++
+		}
+		if n != 2 {
+			t.Errorf("%d dead letters left after refused requests, want 2", n)
+		}
+	})
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			req, err := http.NewRequest(tc.method, srv.URL+tc.path, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			res, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, _ := io.ReadAll(res.Body)
+			res.Body.Close()
+			if res.StatusCode != http.StatusBadRequest || !strings.Contains(string(body), tc.want) {
+				t.Errorf("%s %s = %d %q, want 400 naming %q", tc.method, tc.path, res.StatusCode, body, tc.want)
+			}
+		})
+	}
+}
