@@ -179,10 +179,14 @@ func payloadJSON(m *Message) (json.RawMessage, bool) {
 		return nil, false
 	}
 	msg := mt.New().Interface()
-	switch m.Header.Get(HeaderContentType) {
-	case ContentTypeJSON, "application/json; charset=utf-8":
+	ct := ContentTypeProto
+	if h := m.Header.Get(HeaderContentType); h != "" {
+		ct = payloadContentType(h)
+	}
+	switch ct {
+	case ContentTypeJSON:
 		err = protojson.Unmarshal(m.Data, msg)
-	case ContentTypeProto, "":
+	case ContentTypeProto:
 		err = proto.Unmarshal(m.Data, msg)
 	default:
 		return nil, false

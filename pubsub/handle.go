@@ -77,14 +77,12 @@ func (s *Subscriber) handle(ctx context.Context, d Delivery) {
 		s.deadLetter(ctx, d, st, ReasonTypeMismatch, fmt.Sprintf("message type %q, handler takes %q", t, s.typeName))
 		return
 	}
-	ct := msg.Header.Get(HeaderContentType)
-	switch ct {
-	case ContentTypeProto, ContentTypeJSON, "application/json; charset=utf-8":
-	case "":
-		ct = ContentTypeProto // from a producer that is not pubsub
-	default:
-		s.deadLetter(ctx, d, st, ReasonUndecodable, fmt.Sprintf("content type %q, want %q or %q", ct, ContentTypeProto, ContentTypeJSON))
-		return
+	ct := ContentTypeProto // without a Content-Type: from a producer that is not pubsub
+	if h := msg.Header.Get(HeaderContentType); h != "" {
+		if ct = payloadContentType(h); ct == "" {
+			s.deadLetter(ctx, d, st, ReasonUndecodable, fmt.Sprintf("content type %q, want %q or %q", h, ContentTypeProto, ContentTypeJSON))
+			return
+		}
 	}
 	if ce := msg.Header.Get("Content-Encoding"); ce != "" && ce != "identity" {
 		s.deadLetter(ctx, d, st, ReasonUndecodable, fmt.Sprintf("content encoding %q: pubsub does not decompress messages", ce))

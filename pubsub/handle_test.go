@@ -83,3 +83,65 @@ func TestDeadLetterKeepsForeignHeader(t *testing.T) {
 		}
 	}
 }
+
+// TestContentTypeIsCaseInsensitive checks that media types and the charset
+// are matched without regard to case (RFC 9110), through the mem broker:
+// such messages are handled, messages of other content types dead-lettered.
+func TestContentTypeIsCaseInsensitive(t *testing.T) {
+	t.Parallel()
+	b := mem.New()
+	t.Cleanup(func() { _ = b.Close() })
+	handled := make(chan string, 10)
+	sub, err := pubsub.NewSubscriber(b, "cased", "s", func(ctx context.Context, msg *pingv1.PingRequest) error {
+		info, _ := pubsub.MessageInfoFrom(ctx)
+		if msg.GetText() != "hi" {
+			return pubsub.Permanent(errors.New("decoded wrong: " + msg.GetText()))
+		}
+		handled <- info.ID
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pubsubtest.Start(t, sub)
+	binary, err := proto.Marshal(&pingv1.PingRequest{Text: "hi"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	json := []byte(`{"text":"hi"}`)
+	accepted := map[string][]byte{
+		"application/json; charset=UTF-8": json,
+		"Application/JSON":                json,
+		"application/json;charset=Utf-8":  json,
+		"APPLICATION/PROTO":               binary,
+	}
+	refused := []string{"application/json; charset=latin1", "application/proto; charset=utf-8", "text/plain", "application/json; charset"}
+	for ct, data := range accepted {
+		publishRaw(t, b, &pubsub.Message{ID: ct, Topic: "cased", Data: data, Header: http.Header{pubsub.HeaderContentType: {ct}}})
+	}
+	for _, ct := range refused {
+		publishRaw(t, b, &pubsub.Message{ID: ct, Topic: "cased", Data: json, Header: http.Header{pubsub.HeaderContentType: {ct}}})
+	}
+	var dls []*pubsub.DeadLetter
+	pubsubtest.WaitFor(t, "every message handled or dead-lettered", func() bool {
+		dls = dls[:0]
+		for dl, err := range b.DeadLetters(t.Context(), "cased", "") {
+			if err != nil {
+				t.Fatal(err)
+			}
+			dls = append(dls, dl)
+		}
+		return len(handled)+len(dls) == len(accepted)+len(refused)
+	})
+	close(handled)
+	for id := range handled {
+		if accepted[id] == nil {
+			t.Errorf("message with Content-Type %q handled, want it dead-lettered", id)
+		}
+	}
+	for _, dl := range dls {
+		if accepted[dl.Message.ID] != nil || dl.Reason != pubsub.ReasonUndecodable {
+			t.Errorf("message with Content-Type %q dead-lettered (%s: %s), want only those of %q, as undecodable", dl.Message.ID, dl.Reason, dl.Error, refused)
+		}
+	}
+}

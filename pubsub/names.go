@@ -2,6 +2,7 @@ package pubsub
 
 import (
 	"fmt"
+	"mime"
 	"strings"
 )
 
@@ -16,11 +17,36 @@ const (
 	HeaderMessageType = "Pubsub-Type"
 )
 
-// Content types of a message payload.
+// Content types of a message payload. A subscriber matches them without
+// regard to case, as RFC 9110 has it, and takes JSON with charset=utf-8.
 const (
 	ContentTypeProto = "application/proto"
 	ContentTypeJSON  = "application/json"
 )
+
+// payloadContentType returns which of ContentTypeProto and ContentTypeJSON
+// the Content-Type ct names, or "" for neither. The forms that pubsub and
+// connect write match without parsing; others are parsed, since media
+// types and the charset value are case-insensitive.
+func payloadContentType(ct string) string {
+	switch ct {
+	case ContentTypeProto:
+		return ContentTypeProto
+	case ContentTypeJSON, "application/json; charset=utf-8":
+		return ContentTypeJSON
+	}
+	mediaType, params, err := mime.ParseMediaType(ct) // lower-cases the type and the parameter names
+	if err != nil {
+		return ""
+	}
+	switch {
+	case mediaType == ContentTypeProto && len(params) == 0:
+		return ContentTypeProto
+	case mediaType == ContentTypeJSON && (len(params) == 0 || len(params) == 1 && strings.EqualFold(params["charset"], "utf-8")):
+		return ContentTypeJSON
+	}
+	return ""
+}
 
 // Procedure returns the procedure under which the interceptor chain sees the
 // deliveries of a subscription: "/<topic>/<subscription>", such as
