@@ -132,6 +132,12 @@ type DeadLetter struct {
 	Message Message
 	// Subscription is the subscription that gave up.
 	Subscription string
+	// HandlerType is the full protobuf name of the message type that the
+	// subscription's handler takes, such as "example.v1.ProfileChanged".
+	// [DeadLetterHandler] shows the payload of a message without a
+	// [HeaderMessageType] as this type. Brokers store it with the dead
+	// letter; one that does not leaves it empty in DeadLetters.
+	HandlerType string
 	// Attempts is how many deliveries were made.
 	Attempts int
 	// Reason classifies why: see the Reason constants.

@@ -30,10 +30,12 @@ import (
 // a parameter its endpoint does not take is refused (400): a typo must not
 // widen a re-drive to every dead letter.
 //
-// A listed dead letter shows its message's id, topic, headers and payload
-// (as protobuf JSON when its type is linked into the program, else base64),
-// the subscription that gave up, the reason, the attempts, the last error and
-// its ref. Writes answer {"redriven": n} or {"deleted": 1}.
+// A listed dead letter shows its message's id, topic, headers and payload,
+// the subscription that gave up and the message type its handler takes, the
+// reason, the attempts, the last error and its ref. The payload shows as
+// protobuf JSON when it decodes as its type (the one its [HeaderMessageType]
+// names, else the handler's, if the broker stored that) and that type is
+// linked into the program; else as base64. Writes answer {"redriven": n} or {"deleted": 1}.
 func DeadLetterHandler(b Broker) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
@@ -149,6 +151,7 @@ type deadLetterJSON struct {
 	ID            string              `json:"id"`
 	Topic         string              `json:"topic"`
 	Subscription  string              `json:"subscription"`
+	HandlerType   string              `json:"handler_type,omitempty"`
 	Reason        Reason              `json:"reason"`
 	Attempts      int                 `json:"attempts"`
 	Error         string              `json:"error"`
@@ -160,10 +163,10 @@ type deadLetterJSON struct {
 
 func toJSON(dl *DeadLetter) deadLetterJSON {
 	out := deadLetterJSON{
-		Ref: dl.Ref, ID: dl.Message.ID, Topic: dl.Message.Topic, Subscription: dl.Subscription,
+		Ref: dl.Ref, ID: dl.Message.ID, Topic: dl.Message.Topic, Subscription: dl.Subscription, HandlerType: dl.HandlerType,
 		Reason: dl.Reason, Attempts: dl.Attempts, Error: dl.Error, Time: dl.Time, Header: dl.Message.Header,
 	}
-	if payload, ok := payloadJSON(&dl.Message); ok {
+	if payload, ok := payloadJSON(dl); ok {
 		out.Payload = payload
 	} else {
 		out.PayloadBase64 = dl.Message.Data
@@ -172,9 +175,15 @@ func toJSON(dl *DeadLetter) deadLetterJSON {
 }
 
 // payloadJSON renders the payload as protobuf JSON when its type is known
-// and it decodes.
-func payloadJSON(m *Message) (json.RawMessage, bool) {
-	mt, err := protoregistry.GlobalTypes.FindMessageByName(protoreflect.FullName(m.Header.Get(HeaderMessageType)))
+// and it decodes. Its type is the one its header names, else the one the
+// subscription's handler takes.
+func payloadJSON(dl *DeadLetter) (json.RawMessage, bool) {
+	m := &dl.Message
+	typeName := m.Header.Get(HeaderMessageType)
+	if typeName == "" {
+		typeName = dl.HandlerType
+	}
+	mt, err := protoregistry.GlobalTypes.FindMessageByName(protoreflect.FullName(typeName))
 	if err != nil {
 		return nil, false
 	}

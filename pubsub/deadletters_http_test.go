@@ -15,6 +15,7 @@ import (
 	"github.com/connectkit/connectkit/pubsub"
 	"github.com/connectkit/connectkit/pubsub/mem"
 	"github.com/connectkit/connectkit/pubsub/pubsubtest"
+	"google.golang.org/protobuf/proto"
 )
 
 func TestDeadLetterHandler(t *testing.T) {
@@ -181,5 +182,61 @@ func TestDeadLetterHandlerRefusesAmbiguousQueries(t *testing.T) {
 				t.Errorf("%s %s = %d %q, want 400 naming %q", tc.method, tc.path, res.StatusCode, body, tc.want)
 			}
 		})
+	}
+}
+
+// TestDeadLetterHandlerShowsPayloadAsHandlerType checks that the payload of
+// a dead letter without a type header shows as JSON of the type its
+// subscription's handler takes.
+func TestDeadLetterHandlerShowsPayloadAsHandlerType(t *testing.T) {
+	t.Parallel()
+	broker := mem.New()
+	t.Cleanup(func() { _ = broker.Close() })
+	sub, err := pubsub.NewSubscriber(broker, "untyped", "s", func(context.Context, *pingv1.PingRequest) error {
+		return pubsub.Permanent(errors.New("no"))
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pubsubtest.Start(t, sub)
+	binary, err := proto.Marshal(&pingv1.PingRequest{Text: "binary"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range []*pubsub.Message{
+		{ID: "binary", Data: binary},
+		{ID: "json", Data: []byte(`{"text":"json"}`), Header: http.Header{pubsub.HeaderContentType: {"application/json; charset=UTF-8"}}},
+	} {
+		m.Topic = "untyped"
+		publishRaw(t, broker, m)
+	}
+	srv := httptest.NewServer(pubsub.DeadLetterHandler(broker))
+	t.Cleanup(srv.Close)
+	var l struct {
+		DeadLetters []struct {
+			ID            string
+			HandlerType   string `json:"handler_type"`
+			Payload       map[string]any
+			PayloadBase64 []byte `json:"payload_base64"`
+		} `json:"dead_letters"`
+	}
+	pubsubtest.WaitFor(t, "two dead letters", func() bool {
+		res, err := http.Get(srv.URL + "/?topic=untyped")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer res.Body.Close()
+		if err := json.NewDecoder(res.Body).Decode(&l); err != nil {
+			t.Fatal(err)
+		}
+		return len(l.DeadLetters) == 2
+	})
+	for _, dl := range l.DeadLetters {
+		if dl.Payload["text"] != dl.ID || dl.PayloadBase64 != nil {
+			t.Errorf("dead letter %s shows payload %v, base64 %q; want JSON with text %q", dl.ID, dl.Payload, dl.PayloadBase64, dl.ID)
+		}
+		if dl.HandlerType != "connectkit.ping.v1.PingRequest" {
+			t.Errorf("dead letter %s shows handler_type %q, want the handler's", dl.ID, dl.HandlerType)
+		}
 	}
 }

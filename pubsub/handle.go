@@ -148,6 +148,7 @@ func (s *Subscriber) deadLetter(ctx context.Context, d Delivery, st *deliverySta
 	dl := &DeadLetter{
 		Message:      Message{ID: msg.ID, Topic: msg.Topic, Header: msg.Header.Clone(), Data: msg.Data},
 		Subscription: s.name,
+		HandlerType:  s.typeName,
 		Attempts:     st.info.Attempt,
 		Reason:       reason,
 		Error:        lastErr,
