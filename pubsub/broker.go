@@ -142,7 +142,8 @@ type DeadLetter struct {
 	Attempts int
 	// Reason classifies why: see the Reason constants.
 	Reason Reason
-	// Error is the last error, as text.
+	// Error is the last error, as text. When the handler panicked, it ends
+	// with the panic value, short: "internal: internal error (panic: …)".
 	Error string
 	// Time is when the message was dead-lettered.
 	Time time.Time

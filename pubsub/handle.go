@@ -2,9 +2,11 @@ package pubsub
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"maps"
 	"net/http"
+	"strings"
 	"time"
 
 	"connectrpc.com/connect"
@@ -21,6 +23,7 @@ type deliveryState struct {
 	info   msgctx.Info
 	header http.Header // the request headers, as the handler saw them
 	ran    bool        // the chain ran: the message decoded
+	panic  string      // the handler panicked: a description, for the dead letter
 
 	ctx  stateContext
 	resp connect.Response[emptypb.Empty] // the handler's answer
@@ -109,7 +112,11 @@ func (s *Subscriber) handle(ctx context.Context, d Delivery) {
 				reason = ReasonUndecodable
 			}
 		}
-		s.deadLetter(ctx, d, st, reason, err.Error())
+		lastErr := err.Error()
+		if st.panic != "" { // the chain's error says no more than Internal
+			lastErr += " (panic: " + st.panic + ")"
+		}
+		s.deadLetter(ctx, d, st, reason, lastErr)
 	}
 }
 
@@ -133,11 +140,29 @@ func (s *Subscriber) invoke(ctx context.Context, st *deliveryState, msg *Message
 	}
 	st.header = header
 	defer func() {
-		if r := recover(); r != nil {
-			err = connect.NewError(connect.CodeInternal, fmt.Errorf("panic: %v", r))
+		if r := recover(); r != nil { // no interceptor recovered it
+			if st.panic == "" { // an interceptor's panic
+				st.panic = panicText(r)
+			}
+			err = connect.NewError(connect.CodeInternal, errPanicked)
 		}
 	}()
 	return s.call(&st.ctx, st, msg.Data, contentType)
+}
+
+var errPanicked = errors.New("handler panicked")
+
+// maxPanicText bounds the description of a panic in a dead letter's error.
+const maxPanicText = 200
+
+// panicText describes the panic value r on one line of at most
+// maxPanicText bytes, then an ellipsis.
+func panicText(r any) string {
+	s := strings.Join(strings.Fields(fmt.Sprint(r)), " ")
+	if len(s) > maxPanicText {
+		s = strings.ToValidUTF8(s[:maxPanicText], "") + "…"
+	}
+	return s
 }
 
 // deadLetter stores the message in the dead-letter destination, then

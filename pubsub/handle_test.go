@@ -4,8 +4,11 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"strings"
 	"testing"
 
+	"connectrpc.com/connect"
+	"github.com/connectkit/connectkit/interceptors"
 	pingv1 "github.com/connectkit/connectkit/internal/gen/connectkit/ping/v1"
 	"github.com/connectkit/connectkit/pubsub"
 	"github.com/connectkit/connectkit/pubsub/mem"
@@ -143,5 +146,58 @@ func TestContentTypeIsCaseInsensitive(t *testing.T) {
 		if accepted[dl.Message.ID] != nil || dl.Reason != pubsub.ReasonUndecodable {
 			t.Errorf("message with Content-Type %q dead-lettered (%s: %s), want only those of %q, as undecodable", dl.Message.ID, dl.Reason, dl.Error, refused)
 		}
+	}
+}
+
+// TestPanicInDeadLetter checks that the dead letter of a panicking handler
+// names the panic, short, whether or not the chain recovers it, while the
+// chain's error stays generic.
+func TestPanicInDeadLetter(t *testing.T) {
+	t.Parallel()
+	long := strings.Repeat("x", 1000)
+	tests := []struct {
+		name  string
+		opts  []connect.HandlerOption
+		value any
+		want  string
+	}{
+		{name: "recovered by the chain", opts: []connect.HandlerOption{connect.WithInterceptors(interceptors.Recovery(nil))},
+			value: "order 42 has no lines", want: "internal: internal error (panic: order 42 has no lines)"},
+		{name: "no recovery in the chain", value: errors.New("nil map"), want: "internal: handler panicked (panic: nil map)"},
+		{name: "long value", opts: []connect.HandlerOption{connect.WithInterceptors(interceptors.Recovery(nil))},
+			value: long, want: "internal: internal error (panic: " + long[:200] + "…)"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			b := mem.New()
+			t.Cleanup(func() { _ = b.Close() })
+			chainErr := make(chan error, 1)
+			observe := connect.UnaryInterceptorFunc(func(next connect.UnaryFunc) connect.UnaryFunc {
+				return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
+					res, err := next(ctx, req)
+					chainErr <- err
+					return res, err
+				}
+			})
+			opts := append([]connect.HandlerOption{connect.WithInterceptors(observe)}, tc.opts...)
+			sub, err := pubsub.NewSubscriber(b, "panics", "s", func(context.Context, *pingv1.PingRequest) error {
+				panic(tc.value)
+			}, pubsub.WithHandlerOptions(opts...), pubsub.WithDelivery(pubsub.DeliveryConfig{MaxAttempts: 1}))
+			if err != nil {
+				t.Fatal(err)
+			}
+			pubsubtest.Start(t, sub)
+			publishRaw(t, b, &pubsub.Message{ID: "m", Topic: "panics"})
+			dl := deadLettersOf(t, b, "panics", 1)[0]
+			if dl.Error != tc.want {
+				t.Errorf("dead letter's error %q, want %q", dl.Error, tc.want)
+			}
+			if len(tc.opts) > 0 {
+				if err := <-chainErr; err == nil || err.Error() != "internal: internal error" {
+					t.Errorf("the chain's error %v, want the generic internal error", err)
+				}
+			}
+		})
 	}
 }

@@ -47,7 +47,8 @@ var (
 // code InvalidArgument, FailedPrecondition, OutOfRange or Unimplemented),
 // the last allowed attempt, a message of another type or one that does not
 // decode sends the message to the dead-letter destination. A panic is an
-// error.
+// Internal error (recovered by the chain's recovery interceptor if it has
+// one); a dead letter's Error names the panic value.
 //
 // Each delivery runs through the handler chain of [WithHandlerOptions] as a
 // unary call to [Procedure](topic, subscription), with the message's headers
