@@ -40,7 +40,10 @@ type Broker interface {
 	DeadLetter(ctx context.Context, dl *DeadLetter) error
 
 	// DeadLetters lists the dead letters of a topic and subscription, oldest
-	// first; an empty topic or subscription matches any.
+	// first; an empty topic or subscription matches any. It lists those
+	// stored when the listing begins: the ones stored meanwhile (by
+	// re-driving listed ones to a handler that still fails) wait for the
+	// next listing.
 	DeadLetters(ctx context.Context, topic, subscription string) iter.Seq2[*DeadLetter, error]
 
 	// Redrive delivers a dead letter again, to its subscription only, as a

@@ -175,7 +175,7 @@ func (s *Subscriber) Run(ctx context.Context) error {
 	select {
 	case <-done:
 	case <-drainCtx.Done():
-		s.logger.Warn("pubsub: handlers still running after the drain timeout; their messages will be delivered again", "drain_timeout", s.cfg.DrainTimeout)
+		s.logger.Warn("pubsub: handlers still running after the drain timeout; their messages will be delivered again", "drain_timeout", s.cfg.DrainTimeout.String())
 		cancelHandlers()
 	}
 	if consumer != nil {
@@ -204,7 +204,7 @@ func (s *Subscriber) subscribe(ctx context.Context, deliver func(Delivery)) Cons
 		}
 		s.state.Store(&err)
 		delay := retry.Delay(attempt)
-		s.logger.Error("pubsub: failed to subscribe; retrying", "err", err, "retry_in", delay)
+		s.logger.Error("pubsub: failed to subscribe; retrying", "err", err, "retry_in", delay.String())
 		t := time.NewTimer(delay)
 		select {
 		case <-t.C:

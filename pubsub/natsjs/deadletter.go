@@ -18,6 +18,7 @@ import (
 // Headers of a dead letter, besides the original message's.
 const (
 	headerSubscription = "Pubsub-Subscription"
+	headerHandlerType  = "Pubsub-Handler-Type"
 	headerAttempts     = "Pubsub-Attempts"
 	headerReason       = "Pubsub-Reason"
 	headerError        = "Pubsub-Error"
@@ -51,13 +52,16 @@ func (b *Broker) DeadLetter(ctx context.Context, dl *pubsub.DeadLetter) error {
 	if err := b.ensureDeadLetterStream(ctx); err != nil {
 		return err
 	}
-	h := make(nats.Header, len(dl.Message.Header)+6)
+	h := make(nats.Header, len(dl.Message.Header)+7)
 	for k, v := range dl.Message.Header {
 		h[k] = v
 	}
 	delete(h, headerMsgID) // a dead letter of a re-driven message must not be a duplicate
 	h[headerMessageID] = []string{dl.Message.ID}
 	h[headerSubscription] = []string{dl.Subscription}
+	if dl.HandlerType != "" {
+		h[headerHandlerType] = []string{dl.HandlerType}
+	}
 	h[headerAttempts] = []string{strconv.Itoa(dl.Attempts)}
 	h[headerReason] = []string{string(dl.Reason)}
 	h[headerError] = []string{headerSafe(dl.Error, 1024)}
@@ -133,6 +137,7 @@ func parseDeadLetter(raw *jetstream.RawStreamMsg) *pubsub.DeadLetter {
 	dl := &pubsub.DeadLetter{
 		Message:      pubsub.Message{ID: first(h, headerMessageID), Data: raw.Data},
 		Subscription: first(h, headerSubscription),
+		HandlerType:  first(h, headerHandlerType),
 		Reason:       pubsub.Reason(first(h, headerReason)),
 		Error:        first(h, headerError),
 		Ref:          strconv.FormatUint(raw.Sequence, 10),
@@ -152,7 +157,7 @@ func originalHeader(h http.Header) http.Header {
 	out := make(http.Header, len(h))
 	for k, v := range h {
 		switch k {
-		case headerMessageID, headerSubscription, headerAttempts, headerReason, headerError, headerDeadAt, headerMsgID:
+		case headerMessageID, headerSubscription, headerHandlerType, headerAttempts, headerReason, headerError, headerDeadAt, headerMsgID:
 			continue
 		}
 		out[k] = v

@@ -7,6 +7,8 @@ import (
 	"slices"
 	"strings"
 
+	"connectrpc.com/connect"
+
 	"github.com/connectkit/connectkit/pubsub"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -160,7 +162,10 @@ func (b *Broker) upsertStream(ctx context.Context, want jetstream.StreamConfig, 
 	}
 	have := s.CachedInfo().Config
 	if !slices.Contains(have.Subjects, want.Subjects[0]) {
-		return fmt.Errorf("natsjs: stream %s exists with subjects %v, not %s: rename one of the topics", want.Name, have.Subjects, want.Subjects[0])
+		// FailedPrecondition: no retry mends it (publishers and the chain
+		// read the code), only renaming a topic does.
+		return connect.NewError(connect.CodeFailedPrecondition,
+			fmt.Errorf("natsjs: stream %s exists with subjects %v, not %s: rename one of the topics", want.Name, have.Subjects, want.Subjects[0]))
 	}
 	if slices.Equal(have.Subjects, want.Subjects) && have.Replicas == want.Replicas &&
 		have.MaxAge == want.MaxAge && have.Duplicates == want.Duplicates {

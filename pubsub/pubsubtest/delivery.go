@@ -152,6 +152,12 @@ func testTypeMismatch(t *testing.T, h *harness) {
 		dl.Subscription != "sums" || dl.Attempts != 1 || dl.Time.IsZero() || dl.Ref == "" {
 		t.Errorf("dead letter = %+v, want the original id, topic and payload, subscription sums, attempt 1, a time and a ref", dl)
 	}
+	if dl.HandlerType != "connectkit.ping.v1.SumRequest" {
+		t.Errorf("HandlerType = %q, want the handler's type", dl.HandlerType)
+	}
+	if got := dl.Message.Header.Get("Pubsub-Handler-Type"); got != "" {
+		t.Errorf("dead letter's headers carry the broker's bookkeeping: Pubsub-Handler-Type %q", got)
+	}
 	if got := dl.Message.Header.Get(pubsub.HeaderMessageType); got != "connectkit.ping.v1.PingRequest" {
 		t.Errorf("dead letter's %s header = %q, want the original", pubsub.HeaderMessageType, got)
 	}
