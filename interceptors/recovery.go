@@ -97,14 +97,16 @@ func (r *recovery) recovered(ctx context.Context, spec connect.Spec, p any) erro
 }
 
 // panicStack drops from a stack taken while recovering the frames of the
-// recovery itself: the goroutine line, then the frames from the panic on.
+// recovery itself: the goroutine line, then the frames from the last panic
+// on, where the handler (or its deferred function) panicked; a panic passed
+// on by a recover and re-panic, as pubsub's delivery does, sits above it.
 func panicStack(stack []byte) string {
 	s := string(stack)
 	header, rest, ok := strings.Cut(s, "\n")
 	if !ok {
 		return s
 	}
-	if i := strings.Index(rest, "\npanic("); i >= 0 {
+	if i := strings.LastIndex(rest, "\npanic("); i >= 0 {
 		return header + rest[i:]
 	}
 	return s
