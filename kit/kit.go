@@ -67,6 +67,7 @@ type Server struct {
 	running   bool
 	lifecycle *lifecycle
 	stopping  chan struct{} // closed when the server stops accepting calls
+	unknown   unknownPaths  // the mux's "/": what no other path matches
 }
 
 // New returns a server for cfg (defaults applied, then validated) and opts.
@@ -125,6 +126,7 @@ func New(cfg Config, opts ...Option) (*Server, error) {
 			return nil, err
 		}
 	}
+	s.mux.Handle("/", &s.unknown)
 	s.reflector = &reflection{}
 	s.mountReflection()
 	s.Mount(health.NewHandler(s.health, s.handler...))

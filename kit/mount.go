@@ -26,8 +26,14 @@ import (
 //
 // When path names a protobuf service ("/example.v1.ProfileService/"), gRPC
 // server reflection lists it and the gRPC health service reports its status
-// (see [Server.Health]). Any other net/http handler mounts too.
+// (see [Server.Health]). Any other net/http handler mounts too; one mounted
+// at "/" gets the requests no other path matches, which otherwise get an
+// Unimplemented error in their RPC protocol (or a plain 404).
 func (s *Server) Mount(path string, h http.Handler) {
+	if path == "/" { // the mux's "/" answers unknown procedures until then
+		s.unknown.root.Store(&h)
+		return
+	}
 	service := serviceOf(path)
 	if service == nil {
 		s.mux.Handle(path, h)

@@ -1,0 +1,59 @@
+package kit
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"strings"
+	"sync/atomic"
+)
+
+// unknownPaths answers the requests that no mounted handler's path matches.
+// A path mounted as "/" takes them; otherwise an RPC gets an Unimplemented
+// error in its own protocol, naming the procedure, where net/http's plain
+// "404 page not found" would leave a gRPC client with "unexpected HTTP
+// status code 404" and no procedure (grpc-go servers answer so too).
+// Anything else gets the plain 404.
+type unknownPaths struct {
+	root atomic.Pointer[http.Handler] // mounted as "/"
+}
+
+func (u *unknownPaths) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if h := u.root.Load(); h != nil {
+		(*h).ServeHTTP(w, r)
+		return
+	}
+	msg := fmt.Sprintf("unknown procedure %s", r.URL.Path)
+	ct := r.Header.Get("Content-Type")
+	switch {
+	case strings.HasPrefix(ct, "application/grpc"): // gRPC and gRPC-Web
+		// A trailers-only response: the status in the headers, no body.
+		w.Header().Set("Content-Type", ct)
+		w.Header().Set("Grpc-Status", "12") // UNIMPLEMENTED
+		w.Header().Set("Grpc-Message", grpcPercentEncode(msg))
+		w.WriteHeader(http.StatusOK)
+	case r.Header.Get("Connect-Protocol-Version") != "" || strings.HasPrefix(ct, "application/connect+") ||
+		r.URL.Query().Get("connect") == "v1":
+		body, _ := json.Marshal(map[string]string{"code": "unimplemented", "message": msg})
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusNotFound)
+		_, _ = w.Write(body)
+	default:
+		http.NotFound(w, r)
+	}
+}
+
+// grpcPercentEncode encodes a grpc-message header value as the gRPC
+// protocol asks: bytes outside printable ASCII, and '%', as %XX.
+func grpcPercentEncode(s string) string {
+	var b strings.Builder
+	for i := range len(s) {
+		c := s[i]
+		if c < ' ' || c > '~' || c == '%' {
+			fmt.Fprintf(&b, "%%%02X", c)
+			continue
+		}
+		b.WriteByte(c)
+	}
+	return b.String()
+}
