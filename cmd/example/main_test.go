@@ -124,9 +124,11 @@ func TestListPagesAndImport(t *testing.T) {
 		t.Errorf("listed %v, want a..e in creation order", names)
 	}
 
-	_, err = client.ListProfiles(ctx, connect.NewRequest(&examplev1.ListProfilesRequest{PageToken: "not base64!"}))
-	if connect.CodeOf(err) != connect.CodeInvalidArgument {
-		t.Errorf("bad page token: %v, want InvalidArgument", err)
+	for _, token := range []string{"not base64!", "zzz"} { // "zzz" decodes, to no id
+		_, err = client.ListProfiles(ctx, connect.NewRequest(&examplev1.ListProfilesRequest{PageToken: token}))
+		if connect.CodeOf(err) != connect.CodeInvalidArgument {
+			t.Errorf("page token %q: %v, want InvalidArgument", token, err)
+		}
 	}
 }
 

@@ -201,8 +201,9 @@ func decodePageToken(token string) (string, error) {
 	if token == "" {
 		return "", nil
 	}
+	// A token is the last id of a page: anything else was not issued here.
 	b, err := base64.RawURLEncoding.DecodeString(token)
-	if err != nil {
+	if err != nil || uuid.Validate(string(b)) != nil {
 		return "", connect.NewError(connect.CodeInvalidArgument, errors.New("page_token: not a token this server issued"))
 	}
 	return string(b), nil
