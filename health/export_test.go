@@ -1,5 +1,7 @@
 package health
 
+import "time"
+
 // Watchers returns the number of Watch streams h is serving, for tests.
 func Watchers(h *Checker) int {
 	h.mu.Lock()
@@ -10,3 +12,7 @@ func Watchers(h *Checker) int {
 	}
 	return n
 }
+
+// SetWatchProbeInterval sets how often h's Watch streams run their on-probe
+// checks, for tests.
+func SetWatchProbeInterval(h *Checker, d time.Duration) { h.watchProbe = d }

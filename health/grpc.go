@@ -22,7 +22,9 @@ const ServiceName = "grpc.health.v1.Health"
 // for "", after running its on-probe checks; an unknown service is
 // NotFound. Watch sends the status at once (SERVICE_UNKNOWN for an unknown
 // service, and keeps watching), then every change until the client goes
-// away or [Checker.CloseWatches]. List answers every known service.
+// away or [Checker.CloseWatches]; it runs the service's on-probe checks
+// every [WatchProbeInterval] itself, so it sees their changes when nothing
+// else probes. List answers every known service.
 //
 // Written by hand rather than with connectrpc.com/grpchealth (checked at
 // v1.5.0, which added Watch) because that package's bundled copy of the

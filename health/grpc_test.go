@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"connectrpc.com/connect"
 	"github.com/connectkit/connectkit/health"
@@ -141,6 +142,23 @@ func TestGRPCWatchSeesOnProbeCheckChanges(t *testing.T) {
 	if code, _ := get(t, "http://"+addr+"/readyz"); code != http.StatusOK {
 		t.Fatalf("/readyz = %d, want 200", code)
 	}
+	recvAll(t, stream, serving)
+}
+
+// Nothing else probes: Watch runs the on-probe checks itself, as grpc-go's
+// client-side health checking, which only watches, needs.
+func TestGRPCWatchRunsOnProbeChecksItself(t *testing.T) {
+	t.Parallel()
+	h := health.New()
+	health.SetWatchProbeInterval(h, 20*time.Millisecond)
+	h.AddService(profileSvc)
+	var db switchable
+	mustAdd(t, h, health.Check{Name: "db", Service: profileSvc, Func: db.check})
+	stream := watch(t, grpcClient(t, serve(t, h)), profileSvc)
+	recvAll(t, stream, serving)
+	db.fail(errors.New("down"))
+	recvAll(t, stream, notServing)
+	db.pass()
 	recvAll(t, stream, serving)
 }
 

@@ -25,6 +25,7 @@ import (
 	"maps"
 	"slices"
 	"sync"
+	"time"
 
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 )
@@ -82,6 +83,8 @@ type Checker struct {
 	runCtx  context.Context
 	running bool
 	runWG   sync.WaitGroup
+
+	watchProbe time.Duration // WatchProbeInterval; shorter in tests
 }
 
 // New returns a Checker that knows only the whole server (""), SERVING
@@ -97,6 +100,7 @@ func New(opts ...Option) *Checker {
 		services:      map[string]servingStatus{"": statusServing},
 		watchers:      make(map[string]map[*watcher]struct{}),
 		watchesClosed: make(chan struct{}),
+		watchProbe:    WatchProbeInterval,
 	}
 }
 

@@ -1,6 +1,9 @@
 package health
 
-import "context"
+import (
+	"context"
+	"time"
+)
 
 // watcher is one Watch stream waiting for its service's status to change.
 type watcher struct {
@@ -34,10 +37,17 @@ func (h *Checker) CloseWatches() {
 	}
 }
 
+// WatchProbeInterval is how often a Watch stream runs its service's
+// on-probe checks itself, so that it sees their failures and recoveries
+// when nothing else probes (grpc-go's client-side health checking only
+// watches). Concurrent probes share one run of each check.
+const WatchProbeInterval = 5 * time.Second
+
 // watch sends the status of svc at once (SERVICE_UNKNOWN if svc is unknown,
 // after running its on-probe checks), then every change, never the same
-// status twice in a row, until ctx is done, send fails or CloseWatches.
-// It starts no goroutine of its own: the stream's handler runs it.
+// status twice in a row, until ctx is done, send fails or CloseWatches. It
+// runs svc's on-probe checks every h.watchProbe. It starts no goroutine of
+// its own: the stream's handler runs it.
 func (h *Checker) watch(ctx context.Context, svc string, send func(servingStatus) error) error {
 	w := &watcher{woken: make(chan struct{}, 1)}
 	h.mu.Lock()
@@ -55,6 +65,8 @@ func (h *Checker) watch(ctx context.Context, svc string, send func(servingStatus
 	if known {
 		h.probe(ctx, scope{service: svc})
 	}
+	ticker := time.NewTicker(h.watchProbe)
+	defer ticker.Stop()
 	last, closing := servingStatus(-1), false
 	for {
 		st, ok := h.status(svc)
@@ -76,6 +88,10 @@ func (h *Checker) watch(ctx context.Context, svc string, send func(servingStatus
 		case <-closed:
 			closing = true
 		case <-w.woken:
+		case <-ticker.C:
+			// Also for a service unknown when the stream began: it may
+			// have been registered since.
+			h.probe(ctx, scope{service: svc})
 		}
 	}
 }
