@@ -30,6 +30,10 @@ import (
 // "panic" does it for Ping.
 const panicNumber = 4242
 
+// canceledNumber makes CountUp return context.Canceled as is, as a stream's
+// handler that returns ctx.Err() once its client went away does.
+const canceledNumber = 4343
+
 // pingService implements every stream type of PingService.
 type pingService struct {
 	pingv1connect.UnimplementedPingServiceHandler
@@ -79,6 +83,9 @@ func (s *pingService) CountUp(_ context.Context, req *connect.Request[pingv1.Cou
 	// neither logged nor counted as one.
 	if err := stream.Send(nil); err != nil {
 		return err
+	}
+	if req.Msg.GetNumber() == canceledNumber {
+		return context.Canceled
 	}
 	for i := int64(1); i <= req.Msg.GetNumber(); i++ {
 		if err := stream.Send(&pingv1.CountUpResponse{Number: i}); err != nil {

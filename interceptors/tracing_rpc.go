@@ -158,10 +158,10 @@ func endRPCSpan(span trace.Span, client bool, err error) {
 			semconv.HTTPResponseStatusCodeKey.Int(http.StatusNotModified))
 		return
 	}
-	code := connect.CodeOf(err)
+	code := codeOf(err) // a stream's handler may return ctx.Err() as is
 	name := strings.ToUpper(code.String())
 	span.SetAttributes(semconv.RPCResponseStatusCodeKey.String(name), semconv.ErrorTypeKey.String(name))
-	if !client && !serverSpanError(err, code) {
+	if !client && !serverSpanError(code) {
 		return
 	}
 	msg := err.Error()
@@ -171,13 +171,11 @@ func endRPCSpan(span trace.Span, client bool, err error) {
 	span.SetStatus(codes.Error, msg)
 }
 
-// serverSpanError says whether err marks a server span as failed: errors
-// that are not connect errors, and the codes that mean the server failed,
-// not the caller.
-func serverSpanError(err error, code connect.Code) bool {
-	if connectErr := new(connect.Error); !errors.As(err, &connectErr) {
-		return true
-	}
+// serverSpanError says whether an error with code marks a server span as
+// failed: the codes that mean the server failed, not the caller (an error
+// that is not a connect error is Unknown, unless it is a context's, as the
+// metrics and the log count it).
+func serverSpanError(code connect.Code) bool {
 	switch code {
 	case connect.CodeUnknown, connect.CodeDeadlineExceeded, connect.CodeUnimplemented,
 		connect.CodeInternal, connect.CodeUnavailable, connect.CodeDataLoss:

@@ -45,6 +45,11 @@ func TestTracingOneTrace(t *testing.T) {
 				_, err := c.Ping(t.Context(), connect.NewRequest(&pingv1.PingRequest{Text: "panic"}))
 				return err
 			}},
+		{name: "stream canceled", procedure: pingv1connect.PingServiceCountUpProcedure, statusCode: "CANCELED",
+			serverStatus: codes.Unset, clientStatus: codes.Error,
+			run: func(t *testing.T, c pingv1connect.PingServiceClient) error {
+				return runStream(t, c, pingv1connect.PingServiceCountUpProcedure, []int64{canceledNumber}).err
+			}},
 	}
 	for _, tc := range streamCases {
 		if tc.panics {
