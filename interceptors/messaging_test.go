@@ -122,6 +122,14 @@ func TestMessageProcess(t *testing.T) {
 			if got := metricValue(t, o.reg, "grpc_server_started_total", nil); got != -1 {
 				t.Errorf("a delivery was counted as an RPC: grpc_server_started_total = %v", got)
 			}
+			wantPanics := -1.0 // no series until a panic
+			if tc.panics {
+				wantPanics = 1
+			}
+			delete(labels, "outcome")
+			if got := metricValue(t, o.reg, "pubsub_panics_recovered_total", labels); got != wantPanics {
+				t.Errorf("pubsub_panics_recovered_total%v = %v, want %v", labels, got, wantPanics)
+			}
 
 			span := onlySpan(t, o.spans)
 			if span.Name != "process "+topic || span.SpanKind != trace.SpanKindConsumer {

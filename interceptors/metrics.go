@@ -39,8 +39,9 @@ const DefaultMaxProcedures = 1000
 //
 // Message publishes and deliveries that package pubsub presents as calls
 // are recorded in pubsub_published_total{topic,code},
-// pubsub_handled_total{topic,subscription,outcome} and
-// pubsub_handling_seconds{topic,subscription} instead.
+// pubsub_handled_total{topic,subscription,outcome},
+// pubsub_handling_seconds{topic,subscription} and
+// pubsub_panics_recovered_total{topic,subscription} instead.
 //
 // Past [DefaultMaxProcedures] distinct procedures (see [WithMaxProcedures]),
 // further ones share the series of grpc_service="other",

@@ -26,8 +26,8 @@ func outcomeIndex(o msgctx.Outcome) int {
 // pubsubMetrics are the series of message publishes and deliveries, which
 // package pubsub presents to the chain as unary calls.
 type pubsubMetrics struct {
-	published, handled *prometheus.CounterVec
-	handling           *prometheus.HistogramVec
+	published, handled, panics *prometheus.CounterVec
+	handling                   *prometheus.HistogramVec
 
 	max  int
 	mu   sync.Mutex
@@ -43,6 +43,7 @@ type destMetrics struct {
 	handling  prometheus.Observer // deliveries only
 	published [maxCode + 1]atomic.Pointer[prometheus.Counter]
 	handled   [len(outcomes)]atomic.Pointer[prometheus.Counter]
+	panics    atomic.Pointer[prometheus.Counter] // made on the first panic
 }
 
 func newPubsubMetrics(reg prometheus.Registerer, buckets []float64, maxDestinations int) (*pubsubMetrics, error) {
@@ -56,6 +57,10 @@ func newPubsubMetrics(reg prometheus.Registerer, buckets []float64, maxDestinati
 		Name: "pubsub_handled_total",
 		Help: "Total number of message deliveries handled, by outcome (ack, retry, dead_letter).",
 	}, []string{"topic", "subscription", "outcome"}))
+	m.panics = registered(reg, &err, prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "pubsub_panics_recovered_total",
+		Help: "Total number of message handlers that panicked and were recovered, by topic and subscription.",
+	}, []string{"topic", "subscription"}))
 	m.handling = registered(reg, &err, prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Name:    "pubsub_handling_seconds",
 		Help:    "Histogram of the time (seconds) taken to handle a message delivery.",
@@ -82,6 +87,9 @@ func (m *pubsubMetrics) observe(info *msgctx.Info, start time.Time, err error) {
 	}
 	dm := m.lookup(destination{topic: info.Topic, subscription: info.Subscription})
 	dm.handling.Observe(time.Since(start).Seconds())
+	if panicOf(err) != nil {
+		lazyChild(&dm.panics, m.panics, dm.dest.topic, dm.dest.subscription).Inc()
+	}
 	i := outcomeIndex(info.Outcome(err))
 	if c := dm.handled[i].Load(); c != nil {
 		(*c).Inc()

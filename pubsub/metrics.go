@@ -9,7 +9,8 @@ import (
 
 // metrics counts what happens to messages outside the interceptor chain; the
 // chain's metrics interceptor counts publishes and handlings
-// (pubsub_published_total, pubsub_handled_total, pubsub_handling_seconds).
+// (pubsub_published_total, pubsub_handled_total, pubsub_handling_seconds,
+// pubsub_panics_recovered_total).
 type metrics struct {
 	redelivered   *prometheus.CounterVec // topic, subscription
 	deadLettered  *prometheus.CounterVec // topic, subscription, reason
