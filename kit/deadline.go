@@ -87,17 +87,6 @@ func (c receiveDeadline) Receive(msg any) error {
 }
 
 // bodyControllerKey is the context key of a client stream's
-// *http.ResponseController, which sets its request body's read deadline.
+// *http.ResponseController, which sets its request body's read deadline
+// (see serviceHandler).
 type bodyControllerKey struct{}
-
-// withBodyControllers passes the named procedures' ResponseControllers to
-// [deadlines] in the request context: connect shows interceptors no
-// ResponseWriter. Other procedures pay one map lookup.
-func withBodyControllers(h http.Handler, procedures map[string]bool) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if procedures[r.URL.Path] {
-			r = r.WithContext(context.WithValue(r.Context(), bodyControllerKey{}, http.NewResponseController(w)))
-		}
-		h.ServeHTTP(w, r)
-	})
-}

@@ -1,6 +1,7 @@
 package kit
 
 import (
+	"context"
 	"net/http"
 	"slices"
 	"strings"
@@ -39,10 +40,7 @@ func (s *Server) Mount(path string, h http.Handler) {
 		s.mux.Handle(path, h)
 		return
 	}
-	if streams := clientStreams(service); len(streams) > 0 {
-		h = withBodyControllers(h, streams)
-	}
-	s.mux.Handle(path, h)
+	s.mux.Handle(path, serviceHandler(service, h))
 	name := string(service.FullName())
 	s.reflector.add(name)
 	if !strings.HasPrefix(name, "grpc.reflection.") && name != health.ServiceName {
@@ -65,17 +63,30 @@ func serviceOf(path string) protoreflect.ServiceDescriptor {
 	return service
 }
 
-// clientStreams returns the paths of service's client and bidi streaming
-// procedures, whose request bodies the stream's deadline bounds.
-func clientStreams(service protoreflect.ServiceDescriptor) map[string]bool {
-	paths := map[string]bool{}
+// serviceHandler wraps h, the handler of service, so that a method it does
+// not have is Unimplemented in the call's protocol (generated handlers
+// answer net/http's text 404), and so that the stream's deadline can bound
+// the request body reads of client and bidi streams: connect shows
+// interceptors no ResponseWriter, so their ResponseController goes to
+// [deadlines] in the request context. Other calls pay one map lookup.
+func serviceHandler(service protoreflect.ServiceDescriptor, h http.Handler) http.Handler {
+	clientStreams := map[string]bool{} // by path: whether the client streams
 	methods := service.Methods()
 	for i := range methods.Len() {
-		if m := methods.Get(i); m.IsStreamingClient() {
-			paths["/"+string(service.FullName())+"/"+string(m.Name())] = true
-		}
+		m := methods.Get(i)
+		clientStreams["/"+string(service.FullName())+"/"+string(m.Name())] = m.IsStreamingClient()
 	}
-	return paths
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		clientStream, ok := clientStreams[r.URL.Path]
+		switch {
+		case !ok:
+			unimplemented(w, r, true)
+			return
+		case clientStream:
+			r = r.WithContext(context.WithValue(r.Context(), bodyControllerKey{}, http.NewResponseController(w)))
+		}
+		h.ServeHTTP(w, r)
+	})
 }
 
 // reflection serves gRPC server reflection (v1 and v1alpha) for every

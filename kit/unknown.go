@@ -23,6 +23,13 @@ func (u *unknownPaths) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		(*h).ServeHTTP(w, r)
 		return
 	}
+	unimplemented(w, r, false)
+}
+
+// unimplemented answers a call to a procedure nothing serves. rpc says that
+// the path is a mounted service's, so the request is a call whatever its
+// headers; otherwise only a request that looks like one gets an RPC error.
+func unimplemented(w http.ResponseWriter, r *http.Request, rpc bool) {
 	msg := fmt.Sprintf("unknown procedure %s", r.URL.Path)
 	ct := r.Header.Get("Content-Type")
 	switch {
@@ -32,8 +39,7 @@ func (u *unknownPaths) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Grpc-Status", "12") // UNIMPLEMENTED
 		w.Header().Set("Grpc-Message", grpcPercentEncode(msg))
 		w.WriteHeader(http.StatusOK)
-	case r.Header.Get("Connect-Protocol-Version") != "" || strings.HasPrefix(ct, "application/connect+") ||
-		r.URL.Query().Get("connect") == "v1":
+	case rpc || connectRequest(r, ct):
 		body, _ := json.Marshal(map[string]string{"code": "unimplemented", "message": msg})
 		w.Header().Set("Content-Type", "application/json")
 		w.WriteHeader(http.StatusNotFound)
@@ -41,6 +47,23 @@ func (u *unknownPaths) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	default:
 		http.NotFound(w, r)
 	}
+}
+
+// connectRequest says whether r looks like a Connect call: its protocol
+// header, a streaming content type, a GET with ?connect=v1, or a POST of
+// JSON or protobuf (the header is optional for unary calls).
+func connectRequest(r *http.Request, ct string) bool {
+	if r.Header.Get("Connect-Protocol-Version") != "" || strings.HasPrefix(ct, "application/connect+") {
+		return true
+	}
+	if r.Method == http.MethodPost {
+		mediaType, _, _ := strings.Cut(ct, ";")
+		switch strings.TrimSpace(mediaType) {
+		case "application/json", "application/proto":
+			return true
+		}
+	}
+	return r.Method == http.MethodGet && r.URL.Query().Get("connect") == "v1"
 }
 
 // grpcPercentEncode encodes a grpc-message header value as the gRPC

@@ -60,6 +60,36 @@ func TestUnknownProcedureIsUnimplemented(t *testing.T) {
 	})
 }
 
+// A method that a mounted service does not have is Unimplemented too (the
+// generated handler alone answers a text 404).
+func TestUnknownMethodIsUnimplemented(t *testing.T) {
+	t.Parallel()
+	srv := newPingServer(t, kit.Config{}, nil)
+	const procedure = "/connectkit.ping.v1.PingService/Nope"
+	for _, p := range srv.Protocols() {
+		t.Run(p.Name, func(t *testing.T) {
+			t.Parallel()
+			client := connect.NewClient[pingv1.PingRequest, pingv1.PingResponse](p.Client, srv.URL+procedure, p.Options...)
+			_, err := client.CallUnary(t.Context(), connect.NewRequest(&pingv1.PingRequest{}))
+			if connect.CodeOf(err) != connect.CodeUnimplemented || !strings.Contains(err.Error(), procedure) {
+				t.Errorf("err = %v, want unimplemented naming %s", err, procedure)
+			}
+		})
+	}
+	t.Run("curl", func(t *testing.T) { // JSON, without Connect-Protocol-Version
+		t.Parallel()
+		res, err := srv.HTTP1Client().Post(srv.URL+procedure, "application/json", strings.NewReader("{}"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(res.Body)
+		res.Body.Close()
+		if res.StatusCode != http.StatusNotFound || !strings.Contains(string(body), `"code":"unimplemented"`) {
+			t.Errorf("POST %s = %d %s, want 404 with a Connect unimplemented error", procedure, res.StatusCode, body)
+		}
+	})
+}
+
 // A handler mounted at "/" gets what no other path matches, RPCs included.
 func TestMountRootTakesUnknownPaths(t *testing.T) {
 	t.Parallel()
