@@ -94,14 +94,18 @@ func (s *Server) shutdown(cause error) error {
 		ctx, cancel = context.WithTimeout(context.Background(), closeGrace)
 		defer cancel()
 	}
+	step = time.Now()
 	if err := s.telemetry.Shutdown(ctx); err != nil {
 		errs = append(errs, fmt.Errorf("kit: flushing traces: %w", err))
 	}
+	s.logger.Info("flushed traces", "duration", time.Since(step).String())
 	if s.admin != nil {
 		// Last, so that metrics and probes answered during the drain.
+		step = time.Now()
 		if err := s.admin.Shutdown(ctx); err != nil {
 			_ = s.admin.Close()
 		}
+		s.logger.Info("closed the admin listener", "duration", time.Since(step).String())
 	}
 
 	err := errors.Join(errs...)
