@@ -63,8 +63,8 @@ func (d deadlines) WrapStreamingHandler(next connect.StreamingHandlerFunc) conne
 		}
 		if conn.Spec().StreamType&connect.StreamTypeClient != 0 {
 			if at, ok := ctx.Deadline(); ok {
-				if rc, ok := ctx.Value(bodyControllerKey{}).(*http.ResponseController); ok && rc.SetReadDeadline(at) == nil {
-					conn = receiveDeadline{conn}
+				if body, ok := ctx.Value(bodyControllerKey{}).(*streamBody); ok && body.rc.SetReadDeadline(at) == nil {
+					conn = receiveDeadline{conn, body.http1}
 				}
 			}
 		}
@@ -76,17 +76,29 @@ func (d deadlines) WrapStreamingHandler(next connect.StreamingHandlerFunc) conne
 // call's deadline passing.
 type receiveDeadline struct {
 	connect.StreamingHandlerConn
+	http1 bool
 }
 
 func (c receiveDeadline) Receive(msg any) error {
 	err := c.StreamingHandlerConn.Receive(msg)
 	if err != nil && errors.Is(err, os.ErrDeadlineExceeded) {
+		if c.http1 {
+			// The rest of the body may still come: this connection
+			// cannot serve another request. (Under HTTP/2 the header
+			// would end the whole connection.)
+			c.ResponseHeader().Set("Connection", "close")
+		}
 		return connect.NewError(connect.CodeDeadlineExceeded, errors.New("the stream's deadline passed while waiting for the client's next message"))
 	}
 	return err
 }
 
-// bodyControllerKey is the context key of a client stream's
-// *http.ResponseController, which sets its request body's read deadline
+// bodyControllerKey is the context key of a client stream's *streamBody
 // (see serviceHandler).
 type bodyControllerKey struct{}
+
+// streamBody sets a client stream's request body read deadline.
+type streamBody struct {
+	rc    *http.ResponseController
+	http1 bool
+}

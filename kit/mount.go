@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"time"
 
 	"connectrpc.com/grpcreflect"
 	"google.golang.org/protobuf/reflect/protoreflect"
@@ -40,7 +41,7 @@ func (s *Server) Mount(path string, h http.Handler) {
 		s.mux.Handle(path, h)
 		return
 	}
-	s.mux.Handle(path, serviceHandler(service, h))
+	s.mux.Handle(path, serviceHandler(service, h, s.bodyTimeout()))
 	name := string(service.FullName())
 	s.reflector.add(name)
 	if !strings.HasPrefix(name, "grpc.reflection.") && name != health.ServiceName {
@@ -65,11 +66,13 @@ func serviceOf(path string) protoreflect.ServiceDescriptor {
 
 // serviceHandler wraps h, the handler of service, so that a method it does
 // not have is Unimplemented in the call's protocol (generated handlers
-// answer net/http's text 404), and so that the stream's deadline can bound
-// the request body reads of client and bidi streams: connect shows
-// interceptors no ResponseWriter, so their ResponseController goes to
-// [deadlines] in the request context. Other calls pay one map lookup.
-func serviceHandler(service protoreflect.ServiceDescriptor, h http.Handler) http.Handler {
+// answer net/http's text 404); so that a call whose client sends one
+// message gets that message's body within bodyTimeout, when positive (see
+// [bodyDeadline]); and so that the stream's deadline can bound the request
+// body reads of client and bidi streams: connect shows interceptors no
+// ResponseWriter, so their ResponseController goes to [deadlines] in the
+// request context.
+func serviceHandler(service protoreflect.ServiceDescriptor, h http.Handler, bodyTimeout time.Duration) http.Handler {
 	clientStreams := map[string]bool{} // by path: whether the client streams
 	methods := service.Methods()
 	for i := range methods.Len() {
@@ -83,10 +86,23 @@ func serviceHandler(service protoreflect.ServiceDescriptor, h http.Handler) http
 			unimplemented(w, r, true)
 			return
 		case clientStream:
-			r = r.WithContext(context.WithValue(r.Context(), bodyControllerKey{}, http.NewResponseController(w)))
+			body := &streamBody{rc: http.NewResponseController(w), http1: r.ProtoMajor == 1}
+			r = r.WithContext(context.WithValue(r.Context(), bodyControllerKey{}, body))
+		case bodyTimeout > 0 && r.Body != nil && r.Body != http.NoBody:
+			defer guardBody(w, r, bodyTimeout).release()
 		}
 		h.ServeHTTP(w, r)
 	})
+}
+
+// bodyTimeout is how long a request body a client sends as one message may
+// take to arrive: the default call deadline, or the longest one allowed if
+// there is no default.
+func (s *Server) bodyTimeout() time.Duration {
+	if s.cfg.CallTimeout > 0 {
+		return s.cfg.CallTimeout
+	}
+	return max(s.cfg.MaxCallTimeout, 0)
 }
 
 // reflection serves gRPC server reflection (v1 and v1alpha) for every

@@ -1,0 +1,81 @@
+package kit_test
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/connectkit/connectkit/kit"
+)
+
+// A unary call whose body never arrives in full is cut at the call timeout
+// (connect reads the body before the call's deadline applies), over
+// HTTP/1.1 and h2c, in Connect and gRPC alike.
+func TestUnaryBodyThatNeverArrivesIsCut(t *testing.T) {
+	t.Parallel()
+	const timeout = 300 * time.Millisecond
+	srv := newPingServer(t, kit.Config{CallTimeout: timeout}, nil)
+	const path = "/connectkit.ping.v1.PingService/Ping"
+	for _, tc := range []struct {
+		name, contentType string
+		client            *http.Client
+		partial           string // then nothing more
+	}{
+		{name: "connect/http1", contentType: "application/proto", client: srv.HTTP1Client(), partial: "\x08"},
+		{name: "connect/h2c", contentType: "application/proto", client: srv.HTTP2Client(), partial: "\x08"},
+		{name: "grpc", contentType: "application/grpc", client: srv.HTTP2Client(), partial: "\x00\x00\x00"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			body, stall := io.Pipe()
+			defer stall.Close()
+			go func() { _, _ = io.WriteString(stall, tc.partial) }()
+			req, err := http.NewRequestWithContext(t.Context(), http.MethodPost, srv.URL+path, body)
+			if err != nil {
+				t.Fatal(err)
+			}
+			req.Header.Set("Content-Type", tc.contentType)
+			if tc.contentType == "application/grpc" {
+				req.Header.Set("Te", "trailers")
+			}
+			start := time.Now()
+			res, err := tc.client.Do(req)
+			if err != nil {
+				t.Fatalf("after %v: %v", time.Since(start), err)
+			}
+			got, _ := io.ReadAll(res.Body)
+			res.Body.Close()
+			code := res.Trailer.Get("Grpc-Status") + res.Header.Get("Grpc-Status") // gRPC
+			if code != "4" && !strings.Contains(string(got), `"code":"deadline_exceeded"`) {
+				t.Errorf("after %v: %d %q (grpc-status %q), want deadline_exceeded", time.Since(start), res.StatusCode, got, code)
+			}
+		})
+	}
+}
+
+// An HTTP/1.1 client that sends the headers and part of the body, then
+// nothing, loses its connection at the call timeout.
+func TestUnaryBodyTrickleClosesHTTP1Connection(t *testing.T) {
+	t.Parallel()
+	srv := newPingServer(t, kit.Config{CallTimeout: 300 * time.Millisecond}, nil)
+	conn := srv.Dial(t)
+	fmt.Fprintf(conn, "POST /connectkit.ping.v1.PingService/Ping HTTP/1.1\r\nHost: x\r\nContent-Type: application/proto\r\nContent-Length: 100\r\n\r\n\x08")
+	_ = conn.SetReadDeadline(time.Now().Add(20 * time.Second))
+	br := bufio.NewReader(conn)
+	res, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	if !strings.Contains(string(got), "deadline_exceeded") {
+		t.Errorf("%d %q, want deadline_exceeded", res.StatusCode, got)
+	}
+	if _, err := br.ReadByte(); err != io.EOF {
+		t.Errorf("after the answer: %v, want the connection closed (EOF)", err)
+	}
+}
