@@ -48,11 +48,12 @@ func (d deadlines) WrapStreamingClient(next connect.StreamingClientFunc) connect
 	return next
 }
 
-// WrapStreamingHandler gives streams that carry no deadline the default one
-// and, for streams that read messages from the client, makes the deadline
-// end a Receive that waits on the request body: Receive does not watch its
+// WrapStreamingHandler gives streams that carry no deadline the default one.
+// On streams mounted with [Server.Mount] it also makes the deadline end a
+// Receive that waits on the request body (Receive does not watch its
 // context, so a client that keeps its stream open and sends nothing would
-// otherwise hold the handler past any deadline.
+// otherwise hold the handler past any deadline), and ends a Send that
+// cannot complete within sendStallTimeout (see [sendGuard]).
 func (d deadlines) WrapStreamingHandler(next connect.StreamingHandlerFunc) connect.StreamingHandlerFunc {
 	return func(ctx context.Context, conn connect.StreamingHandlerConn) error {
 		if _, ok := ctx.Deadline(); !ok && d.stream > 0 {
@@ -61,12 +62,18 @@ func (d deadlines) WrapStreamingHandler(next connect.StreamingHandlerFunc) conne
 				ctx = c
 			}
 		}
-		if conn.Spec().StreamType&connect.StreamTypeClient != 0 {
-			if at, ok := ctx.Deadline(); ok {
-				if body, ok := ctx.Value(bodyControllerKey{}).(*streamBody); ok && body.rc.SetReadDeadline(at) == nil {
-					conn = receiveDeadline{conn, body.http1}
-				}
-			}
+		body, ok := ctx.Value(bodyControllerKey{}).(*streamBody)
+		if !ok {
+			return next(ctx, conn)
+		}
+		streams := conn.Spec().StreamType
+		if at, ok := ctx.Deadline(); ok && streams&connect.StreamTypeClient != 0 && body.rc.SetReadDeadline(at) == nil {
+			conn = receiveDeadline{conn, body.http1}
+		}
+		if streams&connect.StreamTypeServer != 0 {
+			g := newSendGuard(conn, body)
+			defer g.release()
+			conn = g
 		}
 		return next(ctx, conn)
 	}
@@ -99,6 +106,7 @@ type bodyControllerKey struct{}
 
 // streamBody sets a client stream's request body read deadline.
 type streamBody struct {
-	rc    *http.ResponseController
-	http1 bool
+	rc        *http.ResponseController
+	http1     bool
+	sendStall time.Duration // see sendGuard
 }

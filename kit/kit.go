@@ -27,6 +27,7 @@ import (
 	"os/signal"
 	"sync"
 	"syscall"
+	"time"
 
 	"connectrpc.com/connect"
 	"github.com/prometheus/client_golang/prometheus"
@@ -68,6 +69,7 @@ type Server struct {
 	lifecycle *lifecycle
 	stopping  chan struct{} // closed when the server stops accepting calls
 	unknown   unknownPaths  // the mux's "/": what no other path matches
+	sendStall time.Duration // sendStallTimeout; shorter in tests
 }
 
 // New returns a server for cfg (defaults applied, then validated) and opts.
@@ -77,7 +79,7 @@ func New(cfg Config, opts ...Option) (*Server, error) {
 		return nil, err
 	}
 	cfg = cfg.withDefaults()
-	s := &Server{cfg: cfg, mux: http.NewServeMux(), stopping: make(chan struct{})}
+	s := &Server{cfg: cfg, mux: http.NewServeMux(), stopping: make(chan struct{}), sendStall: sendStallTimeout}
 	for _, o := range opts {
 		o.apply(&s.opts)
 	}

@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"connectrpc.com/connect"
 	"connectrpc.com/grpcreflect"
 	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/reflect/protoregistry"
@@ -41,7 +42,7 @@ func (s *Server) Mount(path string, h http.Handler) {
 		s.mux.Handle(path, h)
 		return
 	}
-	s.mux.Handle(path, serviceHandler(service, h, s.bodyTimeout()))
+	s.mux.Handle(path, serviceHandler(service, h, s.bodyTimeout(), s.sendStall))
 	name := string(service.FullName())
 	s.reflector.add(name)
 	if !strings.HasPrefix(name, "grpc.reflection.") && name != health.ServiceName {
@@ -68,28 +69,35 @@ func serviceOf(path string) protoreflect.ServiceDescriptor {
 // not have is Unimplemented in the call's protocol (generated handlers
 // answer net/http's text 404); so that a call whose client sends one
 // message gets that message's body within bodyTimeout, when positive (see
-// [bodyDeadline]); and so that the stream's deadline can bound the request
-// body reads of client and bidi streams: connect shows interceptors no
-// ResponseWriter, so their ResponseController goes to [deadlines] in the
-// request context.
-func serviceHandler(service protoreflect.ServiceDescriptor, h http.Handler, bodyTimeout time.Duration) http.Handler {
-	clientStreams := map[string]bool{} // by path: whether the client streams
+// [bodyDeadline]); and so that [deadlines] can bound the reads and writes
+// of streams: connect shows interceptors no ResponseWriter, so a stream's
+// ResponseController goes to them in the request context.
+func serviceHandler(service protoreflect.ServiceDescriptor, h http.Handler, bodyTimeout, sendStall time.Duration) http.Handler {
+	kinds := map[string]connect.StreamType{} // by path
 	methods := service.Methods()
 	for i := range methods.Len() {
 		m := methods.Get(i)
-		clientStreams["/"+string(service.FullName())+"/"+string(m.Name())] = m.IsStreamingClient()
+		var kind connect.StreamType
+		if m.IsStreamingClient() {
+			kind |= connect.StreamTypeClient
+		}
+		if m.IsStreamingServer() {
+			kind |= connect.StreamTypeServer
+		}
+		kinds["/"+string(service.FullName())+"/"+string(m.Name())] = kind
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		clientStream, ok := clientStreams[r.URL.Path]
-		switch {
-		case !ok:
+		kind, ok := kinds[r.URL.Path]
+		if !ok {
 			unimplemented(w, r, true)
 			return
-		case clientStream:
-			body := &streamBody{rc: http.NewResponseController(w), http1: r.ProtoMajor == 1}
-			r = r.WithContext(context.WithValue(r.Context(), bodyControllerKey{}, body))
-		case bodyTimeout > 0 && r.Body != nil && r.Body != http.NoBody:
+		}
+		if kind&connect.StreamTypeClient == 0 && bodyTimeout > 0 && r.Body != nil && r.Body != http.NoBody {
 			defer guardBody(w, r, bodyTimeout).release()
+		}
+		if kind != connect.StreamTypeUnary {
+			body := &streamBody{rc: http.NewResponseController(w), http1: r.ProtoMajor == 1, sendStall: sendStall}
+			r = r.WithContext(context.WithValue(r.Context(), bodyControllerKey{}, body))
 		}
 		h.ServeHTTP(w, r)
 	})

@@ -1,0 +1,80 @@
+package kit
+
+import (
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"connectrpc.com/connect"
+)
+
+// sendStallTimeout is how long one Send on a stream may wait for the client
+// to take the message. It matches batchconn's flush timeout, which cuts a
+// peer that stops reading its socket.
+const sendStallTimeout = 30 * time.Second
+
+// sendGuard ends a stream whose Send cannot complete: an HTTP/2 client that
+// reads its socket but grants no flow-control window, or an HTTP/1.1 client
+// that stops reading, would otherwise hold the handler inside Send, where
+// neither its context nor the server's shutdown reaches it, for as long as
+// it answers pings. When a Send has waited sendStallTimeout, a write
+// deadline in the past resets the stream (HTTP/2) or breaks the connection
+// (HTTP/1.1), and Send fails with DeadlineExceeded. The wait is the
+// server's sendStall: sendStallTimeout, shorter in tests.
+//
+// Written by hand: net/http has per-stream write deadlines
+// (ResponseController) but nothing that arms one only while a Send waits.
+type sendGuard struct {
+	connect.StreamingHandlerConn
+	body  *streamBody
+	timer *time.Timer // armed during each Send
+
+	mu      sync.Mutex
+	over    bool // the handler returned: the timer does nothing
+	expired bool // the timer cut a Send
+}
+
+func newSendGuard(conn connect.StreamingHandlerConn, body *streamBody) *sendGuard {
+	g := &sendGuard{StreamingHandlerConn: conn, body: body}
+	g.timer = time.AfterFunc(body.sendStall, g.expire)
+	g.timer.Stop()
+	return g
+}
+
+func (g *sendGuard) Send(msg any) error {
+	g.timer.Reset(g.body.sendStall)
+	err := g.StreamingHandlerConn.Send(msg)
+	g.timer.Stop()
+	if err != nil {
+		g.mu.Lock()
+		expired := g.expired
+		g.mu.Unlock()
+		if expired {
+			return connect.NewError(connect.CodeDeadlineExceeded,
+				fmt.Errorf("the client took no message for %s: %w", g.body.sendStall, errStalled))
+		}
+	}
+	return err
+}
+
+var errStalled = errors.New("stream stalled")
+
+func (g *sendGuard) expire() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.over {
+		return
+	}
+	g.expired = true
+	_ = g.body.rc.SetWriteDeadline(time.Now())
+}
+
+// release stops the timer for good; after it, the timer touches nothing of
+// a request whose handler has returned.
+func (g *sendGuard) release() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.over = true
+	g.timer.Stop()
+}
