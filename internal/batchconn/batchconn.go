@@ -102,8 +102,9 @@ type Config struct {
 	// that a server that returns from a graceful shutdown has sent every
 	// byte it wrote (net/http closes HTTP/2 connections right after their
 	// last frames). A peer that reads makes that wait a few microseconds;
-	// one that has stopped reading makes it CloseGrace, and net/http's
-	// Server.Close closes connections one after another. Default: 1s.
+	// one that has stopped reading makes it CloseGrace. net/http's
+	// Server.Close closes connections one after another, so a server calls
+	// [SkipCloseGrace] first. Default: 1s.
 	CloseGrace time.Duration
 }
 
@@ -156,6 +157,29 @@ func NewListener(inner net.Listener, cfg Config) (net.Listener, error) {
 type listener struct {
 	net.Listener
 	sh *shared
+}
+
+// SkipCloseGrace makes the connections of ln, a listener from
+// [NewListener], close at once from now on: Close and CloseWrite drop what
+// is still buffered instead of waiting up to CloseGrace for it to be
+// written, and a Write that finds its buffer full fails instead of waiting
+// for room. It is for a server that forces its connections closed, as
+// net/http's Server.Close does after a graceful Shutdown ran out of time:
+// Server.Close closes connections one after another, so each connection
+// whose peer stopped reading would otherwise add CloseGrace to it. (The
+// full-buffer rule is for crypto/tls, whose Close sends a close_notify
+// alert, and waits up to 5s for that Write, before closing the
+// connection beneath it.) It does nothing if ln is another listener, and
+// cannot be undone.
+//
+// The switch is one flag that the listener's connections share, read only
+// when a connection closes or a Write waits for room: rather than tracking
+// connections to close them concurrently, every Close becomes cheap, so
+// closing them one after another costs no more than that.
+func SkipCloseGrace(ln net.Listener) {
+	if l, ok := ln.(*listener); ok {
+		l.sh.noGrace.Store(true)
+	}
 }
 
 // Accept waits for the next connection and wraps it.

@@ -195,11 +195,12 @@ func (c *conn) ReadFrom(r io.Reader) (int64, error) {
 // writerOnly hides conn's ReadFrom from io.Copy, which would recurse.
 type writerOnly struct{ io.Writer }
 
-// shared is what the connections of one listener share: the configuration
-// and the buffer pools.
+// shared is what the connections of one listener share: the configuration,
+// the buffer pools and the switch [SkipCloseGrace] throws.
 type shared struct {
 	cfg      Config
-	readBufs bufPool // ReadBufferSize each
+	noGrace  atomic.Bool // closing drops buffered bytes instead of waiting
+	readBufs bufPool     // ReadBufferSize each
 	// writeBufs hold up to MaxBufferedBytes. A buffer is taken when a
 	// connection has bytes to send and returned as soon as it has none,
 	// so idle connections hold no write buffer.

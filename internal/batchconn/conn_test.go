@@ -327,3 +327,126 @@ func TestIdleConnectionsHoldNoGoroutine(t *testing.T) {
 		eventually(t, fmt.Sprintf("connection %d goes idle", i), s.idle)
 	}
 }
+
+// stalledConns accepts n batched connections through one listener built
+// from cfg, whose clients never read, and fills each one's socket and write
+// buffer with a writer in the background (which fails once the connection
+// closes).
+func stalledConns(tb testing.TB, cfg Config, n int) (net.Listener, []*conn) {
+	tb.Helper()
+	cfg.Mode = ModeAll
+	inner, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	ln, err := NewListener(inner, cfg)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { ln.Close() })
+	servers := make([]*conn, n)
+	for i := range servers {
+		client, err := net.Dial("tcp", ln.Addr().String())
+		if err != nil {
+			tb.Fatal(err)
+		}
+		tb.Cleanup(func() { client.Close() })
+		if err := client.(*net.TCPConn).SetReadBuffer(4 << 10); err != nil {
+			tb.Fatal(err)
+		}
+		c, err := ln.Accept()
+		if err != nil {
+			tb.Fatal(err)
+		}
+		server := c.(*conn)
+		tb.Cleanup(func() { server.Close() })
+		if err := server.Conn.(*net.TCPConn).SetWriteBuffer(4 << 10); err != nil {
+			tb.Fatal(err)
+		}
+		go func() { _ = writeUntilError(tb, server) }()
+		servers[i] = server
+	}
+	for i, server := range servers {
+		eventually(tb, fmt.Sprintf("connection %d's buffer is full", i), func() bool {
+			server.mu.Lock()
+			defer server.mu.Unlock()
+			return server.pend != nil && len(*server.pend) == server.sh.cfg.MaxBufferedBytes
+		})
+	}
+	return ln, servers
+}
+
+// A server that forces its connections closed closes them one after
+// another (net/http's Server.Close): after SkipCloseGrace, connections
+// whose peers stopped reading must not cost CloseGrace each.
+func TestSkipCloseGraceClosesStalledConnectionsAtOnce(t *testing.T) {
+	t.Parallel()
+	const (
+		n     = 20
+		grace = 3 * time.Second
+	)
+	ln, servers := stalledConns(t, Config{FlushTimeout: time.Hour, CloseGrace: grace, MaxBufferedBytes: 8 << 10}, n)
+	SkipCloseGrace(ln)
+	begin := time.Now()
+	for i, server := range servers {
+		if err := server.Close(); err != nil {
+			t.Fatalf("Close of connection %d = %v, want nil", i, err)
+		}
+		if !server.idle() {
+			t.Fatalf("Close of connection %d returned with a flusher still running", i)
+		}
+	}
+	// Generous: one grace per connection would be 20.
+	if d := time.Since(begin); d >= 2*grace {
+		t.Fatalf("closing %d stalled connections took %s, want under %s (CloseGrace is %s)", n, d, 2*grace, grace)
+	}
+}
+
+// crypto/tls's Close writes a close_notify alert before it closes the
+// connection beneath; after SkipCloseGrace, that Write must not wait for
+// room in a full buffer.
+func TestSkipCloseGraceFailsWriteToFullBuffer(t *testing.T) {
+	t.Parallel()
+	server := stalledPair(t, Config{FlushTimeout: time.Hour, MaxBufferedBytes: 8 << 10})
+	// Fill the buffer with Writes that each fit, so that none is left
+	// waiting for room.
+	full := func() bool {
+		server.mu.Lock()
+		defer server.mu.Unlock()
+		return server.pend != nil && len(*server.pend) == server.sh.cfg.MaxBufferedBytes
+	}
+	chunk := make([]byte, 1<<10)
+	eventually(t, "the buffer is full, its flusher blocked on a full socket", func() bool {
+		for !full() {
+			if _, err := server.Write(chunk); err != nil {
+				t.Fatal(err)
+			}
+		}
+		time.Sleep(10 * time.Millisecond)
+		return full()
+	})
+	SkipCloseGrace(&listener{sh: server.sh}) // the listener of server's pair
+	werr := make(chan error, 1)
+	go func() { _, err := server.Write([]byte("x")); werr <- err }()
+	select {
+	case err := <-werr:
+		if !errors.Is(err, net.ErrClosed) {
+			t.Fatalf("Write = %v, want net.ErrClosed", err)
+		}
+	case <-time.After(waitFor):
+		t.Fatalf("Write to a full buffer still waiting %s after SkipCloseGrace", waitFor)
+	}
+	if err := server.Close(); err != nil {
+		t.Fatalf("Close = %v, want nil", err)
+	}
+}
+
+func TestSkipCloseGraceIgnoresOtherListeners(t *testing.T) {
+	t.Parallel()
+	inner, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer inner.Close()
+	SkipCloseGrace(inner) // no panic, nothing to do
+}

@@ -76,6 +76,9 @@ func (c *conn) writeBatched(p []byte) (int, error) {
 		}
 		room := max - len(*c.pend)
 		if room <= 0 {
+			if c.sh.noGrace.Load() {
+				return n, c.opErr(net.ErrClosed) // SkipCloseGrace: the connection is about to be closed
+			}
 			if err := c.waitLocked(c.userDL); err != nil {
 				return n, err
 			}
@@ -203,10 +206,15 @@ func (c *conn) failLocked(err error) {
 
 // drainLocked waits until the flusher has written everything buffered, or
 // until CloseGrace has passed (then the flush fails and what is left is
-// dropped).
+// dropped). After [SkipCloseGrace] the grace is zero: a flush in progress
+// fails at once and drainLocked returns as soon as its flusher has exited.
 func (c *conn) drainLocked() {
 	c.shut = true
-	c.closeDL = time.Now().Add(c.sh.cfg.CloseGrace)
+	grace := c.sh.cfg.CloseGrace
+	if c.sh.noGrace.Load() {
+		grace = 0
+	}
+	c.closeDL = time.Now().Add(grace)
 	if c.flushing && c.flushDL.After(c.closeDL) {
 		c.flushDL = c.closeDL
 		c.Conn.SetWriteDeadline(c.closeDL)
@@ -216,9 +224,9 @@ func (c *conn) drainLocked() {
 	}
 }
 
-// Close writes what is buffered, waiting at most CloseGrace, then closes
-// the socket. A second Close closes the socket at once, cutting a drain in
-// progress.
+// Close writes what is buffered, waiting at most CloseGrace (not at all
+// after [SkipCloseGrace]), then closes the socket. A second Close closes
+// the socket at once, cutting a drain in progress.
 func (c *conn) Close() error {
 	if c.mode.Load() == modePlain {
 		return c.Conn.Close()
@@ -239,8 +247,9 @@ func (c *conn) Close() error {
 	return c.Conn.Close()
 }
 
-// CloseWrite writes what is buffered, waiting at most CloseGrace, then
-// shuts down the socket's writing side if it has one (TCP, Unix).
+// CloseWrite writes what is buffered, waiting at most CloseGrace (not at
+// all after [SkipCloseGrace]), then shuts down the socket's writing side if
+// it has one (TCP, Unix).
 func (c *conn) CloseWrite() error {
 	if c.mode.Load() != modePlain {
 		c.mu.Lock()
