@@ -59,7 +59,7 @@ func (s *Server) shutdown(cause error) error {
 	step := time.Now()
 	close(s.stopping)
 	if err := s.http.Shutdown(ctx); err != nil {
-		_ = s.http.Close()
+		_ = s.closeConns()
 		errs = append(errs, fmt.Errorf("kit: in-flight calls did not finish within %s; closed their connections: %w", s.cfg.ShutdownTimeout, err))
 		// Close cancelled the calls' contexts: give their handlers a
 		// moment to return, and to log and count the calls.

@@ -2,11 +2,15 @@ package kit_test
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -226,5 +230,144 @@ func TestBackgroundComponentFailureStopsTheServer(t *testing.T) {
 	case <-stopped:
 	default:
 		t.Error("the other component was not stopped")
+	}
+}
+
+// stallingConn is a client connection whose reads block, once stall is
+// closed, until release is: its peer's writes back up in the server.
+type stallingConn struct {
+	net.Conn
+	stall, release <-chan struct{}
+}
+
+func (c *stallingConn) Read(p []byte) (int, error) {
+	select {
+	case <-c.stall:
+		<-c.release
+		return 0, net.ErrClosed
+	default:
+		return c.Conn.Read(p)
+	}
+}
+
+// Past ShutdownTimeout, Run closes every connection. Connections whose
+// clients stopped reading hold unsent bytes, and closing them must not
+// wait to flush each in turn (frame batching's CloseGrace, 1s each): the
+// shutdown overran its documented maximum by about a second per such
+// connection.
+func TestShutdownTimeoutClosesStalledConnectionsAtOnce(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name string
+		tls  bool
+	}{
+		{name: "h2c"},
+		{name: "h2 over TLS", tls: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			testShutdownClosesStalledConnections(t, tc.tls)
+		})
+	}
+}
+
+func testShutdownClosesStalledConnections(t *testing.T, useTLS bool) {
+	const (
+		conns   = 10
+		timeout = time.Second
+	)
+	var (
+		mu       sync.Mutex
+		progress = map[*http.Request]time.Time{} // each stream's last flushed chunk
+	)
+	cfg := kit.Config{ShutdownTimeout: timeout}
+	var protocols http.Protocols
+	protocols.SetUnencryptedHTTP2(true)
+	var clientTLS *tls.Config
+	if useTLS {
+		var pool *x509.CertPool
+		cfg.TLSCertFile, cfg.TLSKeyFile, pool = selfSigned(t, t.TempDir())
+		clientTLS = &tls.Config{RootCAs: pool}
+		protocols = http.Protocols{}
+		protocols.SetHTTP2(true)
+	}
+	srv := kittest.NewServer(t, cfg, func(s *kit.Server) {
+		s.Mount("/stream", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			chunk := make([]byte, 16<<10)
+			rc := http.NewResponseController(w)
+			for { // ignores the shutdown: it runs out the timeout
+				if _, err := w.Write(chunk); err != nil {
+					return
+				}
+				if err := rc.Flush(); err != nil {
+					return
+				}
+				mu.Lock()
+				progress[r] = time.Now()
+				mu.Unlock()
+			}
+		}))
+	})
+
+	release := make(chan struct{})
+	defer close(release)
+	for range conns {
+		stall := make(chan struct{})
+		client := &http.Client{Transport: &http.Transport{
+			Protocols:       &protocols,
+			TLSClientConfig: clientTLS,
+			// Windows far larger than the sockets' buffers, so that the
+			// server's writes wait on the socket, not on flow control.
+			HTTP2: &http.HTTP2Config{MaxReceiveBufferPerConnection: 1 << 30, MaxReceiveBufferPerStream: 1 << 30},
+			DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+				c, err := (&net.Dialer{}).DialContext(ctx, network, addr)
+				if err != nil {
+					return nil, err
+				}
+				if err := c.(*net.TCPConn).SetReadBuffer(4 << 10); err != nil {
+					return nil, err
+				}
+				return &stallingConn{Conn: c, stall: stall, release: release}, nil
+			},
+		}}
+		res, err := client.Post(srv.URL+"/stream", "application/octet-stream", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res.ProtoMajor != 2 {
+			t.Fatalf("response over %s, want HTTP/2", res.Proto)
+		}
+		if _, err := io.ReadFull(res.Body, make([]byte, 1)); err != nil {
+			t.Fatal(err)
+		}
+		close(stall)
+		t.Cleanup(func() { res.Body.Close() })
+	}
+	// Wait until every stream has stopped making progress: its writes
+	// wait on a full socket.
+	for deadline := time.Now().Add(20 * time.Second); ; {
+		mu.Lock()
+		stalled := len(progress) == conns
+		for _, last := range progress {
+			stalled = stalled && time.Since(last) > 300*time.Millisecond
+		}
+		mu.Unlock()
+		if stalled {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the streams did not stall within 20s")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+
+	begin := time.Now()
+	err := srv.Stop()
+	if err == nil || !strings.Contains(err.Error(), "did not finish within 1s") {
+		t.Errorf("Run = %v, want a shutdown timeout", err)
+	}
+	// Generous: a second per connection would be ten.
+	if d, limit := time.Since(begin), timeout+2*time.Second; d > limit {
+		t.Errorf("shutdown took %s with %d stalled connections, want under %s", d, conns, limit)
 	}
 }
