@@ -103,16 +103,21 @@ func New(cfg Config, opts ...Option) (*Server, error) {
 	if err := s.buildChains(); err != nil {
 		return nil, err
 	}
+	// gzip replaces connect's own, which inflates a message over the limit
+	// to its end just to report its size: a gzip bomb then costs the CPU
+	// of all it inflates to (see compress.go).
 	s.handler = []connect.HandlerOption{
 		connect.WithInterceptors(s.serverChain...),
 		connect.WithReadMaxBytes(int(cfg.MaxRequestBytes)),
 		connect.WithSendMaxBytes(int(cfg.MaxResponseBytes)),
+		withBoundedGzip(cfg.MaxRequestBytes),
 		connect.WithCompressMinBytes(compressMinBytes),
 	}
 	s.client = []connect.ClientOption{
 		connect.WithInterceptors(s.clientChain...),
 		connect.WithReadMaxBytes(int(cfg.MaxResponseBytes)),
 		connect.WithSendMaxBytes(int(cfg.MaxRequestBytes)),
+		acceptBoundedGzip(cfg.MaxResponseBytes),
 		connect.WithCompressMinBytes(compressMinBytes),
 	}
 	var err error
@@ -141,8 +146,9 @@ func New(cfg Config, opts ...Option) (*Server, error) {
 const compressMinBytes = 1024
 
 // HandlerOptions returns the options every handler mounted on s should be
-// built with: the interceptor chain, the message size limits and the
-// compression threshold. Pass them to the generated constructor:
+// built with: the interceptor chain, the message size limits, gzip bounded
+// by the request limit and the compression threshold. Pass them to the
+// generated constructor:
 //
 //	srv.Mount(examplev1connect.NewProfileServiceHandler(svc, srv.HandlerOptions()...))
 func (s *Server) HandlerOptions() []connect.HandlerOption {
@@ -151,7 +157,8 @@ func (s *Server) HandlerOptions() []connect.HandlerOption {
 
 // ClientOptions returns the options for clients this service uses to call
 // others: the client side of the interceptor chain and the same message
-// size limits.
+// size limits, with gzip responses inflated no further than the response
+// limit.
 func (s *Server) ClientOptions() []connect.ClientOption {
 	return append([]connect.ClientOption(nil), s.client...)
 }
