@@ -79,3 +79,38 @@ func TestUnaryBodyTrickleClosesHTTP1Connection(t *testing.T) {
 		t.Errorf("after the answer: %v, want the connection closed (EOF)", err)
 	}
 }
+
+// endless is a body that never ends.
+type endless struct{}
+
+func (endless) Read(p []byte) (int, error) {
+	clear(p)
+	return len(p), nil
+}
+
+// An uncompressed Connect unary body past the limit is refused once the
+// limit is passed: connect alone would read it to its end to report its
+// size, for as long as the client sends.
+func TestOversizedConnectBodyIsRefusedAtTheLimit(t *testing.T) {
+	t.Parallel()
+	srv := newPingServer(t, kit.Config{MaxRequestBytes: 64 << 10, CallTimeout: 20 * time.Second}, nil)
+	for name, client := range map[string]*http.Client{"http1": srv.HTTP1Client(), "h2c": srv.HTTP2Client()} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			req, err := http.NewRequestWithContext(t.Context(), http.MethodPost, srv.URL+"/connectkit.ping.v1.PingService/Ping", io.NopCloser(endless{}))
+			if err != nil {
+				t.Fatal(err)
+			}
+			req.Header.Set("Content-Type", "application/proto")
+			res, err := client.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, _ := io.ReadAll(res.Body)
+			res.Body.Close()
+			if !strings.Contains(string(got), `"code":"resource_exhausted"`) {
+				t.Errorf("%d %q, want resource_exhausted", res.StatusCode, got)
+			}
+		})
+	}
+}

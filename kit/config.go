@@ -79,8 +79,10 @@ type Config struct {
 	StreamTimeout time.Duration
 
 	// MaxRequestBytes caps the size of one request message, after
-	// decompression (so a gzip bomb is stopped). KIT_MAX_REQUEST_BYTES,
-	// default 4MiB.
+	// decompression: gzip stops inflating one byte past it and an
+	// uncompressed Connect unary body is not read past it, so a gzip bomb
+	// or an endless body costs what a message this size does.
+	// KIT_MAX_REQUEST_BYTES, default 4MiB.
 	MaxRequestBytes int64
 	// MaxResponseBytes caps the size of one response message.
 	// KIT_MAX_RESPONSE_BYTES, default 4MiB.

@@ -2,6 +2,7 @@ package kit
 
 import (
 	"context"
+	"io"
 	"net/http"
 	"slices"
 	"strings"
@@ -42,7 +43,9 @@ func (s *Server) Mount(path string, h http.Handler) {
 		s.mux.Handle(path, h)
 		return
 	}
-	s.mux.Handle(path, serviceHandler(service, h, s.bodyTimeout(), s.sendStall))
+	s.mux.Handle(path, serviceHandler(service, h, bodyLimits{
+		timeout: s.bodyTimeout(), maxBytes: s.cfg.MaxRequestBytes, sendStall: s.sendStall,
+	}))
 	name := string(service.FullName())
 	s.reflector.add(name)
 	if !strings.HasPrefix(name, "grpc.reflection.") && name != health.ServiceName {
@@ -72,7 +75,7 @@ func serviceOf(path string) protoreflect.ServiceDescriptor {
 // [bodyDeadline]); and so that [deadlines] can bound the reads and writes
 // of streams: connect shows interceptors no ResponseWriter, so a stream's
 // ResponseController goes to them in the request context.
-func serviceHandler(service protoreflect.ServiceDescriptor, h http.Handler, bodyTimeout, sendStall time.Duration) http.Handler {
+func serviceHandler(service protoreflect.ServiceDescriptor, h http.Handler, limits bodyLimits) http.Handler {
 	kinds := map[string]connect.StreamType{} // by path
 	methods := service.Methods()
 	for i := range methods.Len() {
@@ -92,16 +95,51 @@ func serviceHandler(service protoreflect.ServiceDescriptor, h http.Handler, body
 			unimplemented(w, r, true)
 			return
 		}
-		if kind&connect.StreamTypeClient == 0 && bodyTimeout > 0 && r.Body != nil && r.Body != http.NoBody {
-			defer guardBody(w, r, bodyTimeout).release()
+		if kind&connect.StreamTypeClient == 0 && r.Body != nil && r.Body != http.NoBody {
+			if kind == connect.StreamTypeUnary && connectUnaryBody(r) {
+				// The body is the message: stop reading one byte past
+				// the limit, where connect would read to the end just
+				// to report the size.
+				defer restoreBody(r, r.Body)
+				r.Body = http.MaxBytesReader(w, r.Body, limits.maxBytes+1)
+			}
+			if limits.timeout > 0 {
+				defer guardBody(w, r, limits.timeout).release()
+			}
 		}
 		if kind != connect.StreamTypeUnary {
-			body := &streamBody{rc: http.NewResponseController(w), http1: r.ProtoMajor == 1, sendStall: sendStall}
+			body := &streamBody{rc: http.NewResponseController(w), http1: r.ProtoMajor == 1, sendStall: limits.sendStall}
 			r = r.WithContext(context.WithValue(r.Context(), bodyControllerKey{}, body))
 		}
 		h.ServeHTTP(w, r)
 	})
 }
+
+// bodyLimits bound what a service's request bodies may cost.
+type bodyLimits struct {
+	timeout   time.Duration // for the body of a call whose client sends one message; 0: none
+	maxBytes  int64         // MaxRequestBytes
+	sendStall time.Duration // see sendGuard
+}
+
+// connectUnaryBody says whether r is a Connect unary call whose body is its
+// message, uncompressed: a POST that is not gRPC, gRPC-Web or a Connect
+// stream (which frame their messages), with no Content-Encoding.
+func connectUnaryBody(r *http.Request) bool {
+	if r.Method != http.MethodPost {
+		return false
+	}
+	if ce := r.Header.Get("Content-Encoding"); ce != "" && ce != "identity" {
+		return false
+	}
+	ct := r.Header.Get("Content-Type")
+	return !strings.HasPrefix(ct, "application/grpc") && !strings.HasPrefix(ct, "application/connect+")
+}
+
+// restoreBody gives r its own body back once the handler has returned:
+// net/http's HTTP/1.1 server looks at it to decide whether the connection
+// can serve another request.
+func restoreBody(r *http.Request, body io.ReadCloser) { r.Body = body }
 
 // bodyTimeout is how long a request body a client sends as one message may
 // take to arrive: the default call deadline, or the longest one allowed if

@@ -76,4 +76,3 @@ func TestStalledSendResetsTheStream(t *testing.T) {
 		}
 	}
 }
-
