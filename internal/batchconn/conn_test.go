@@ -22,15 +22,7 @@ const waitFor = 20 * time.Second
 // from cfg, and the client end of it.
 func pair(tb testing.TB, cfg Config) (*conn, *net.TCPConn) {
 	tb.Helper()
-	inner, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	ln, err := NewListener(inner, cfg)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() { ln.Close() })
+	ln := listen(tb, cfg)
 	client, err := net.Dial("tcp", ln.Addr().String())
 	if err != nil {
 		tb.Fatal(err)
@@ -42,6 +34,22 @@ func pair(tb testing.TB, cfg Config) (*conn, *net.TCPConn) {
 	}
 	tb.Cleanup(func() { server.Close() })
 	return server.(*conn), client.(*net.TCPConn)
+}
+
+// listen returns a batchconn listener built from cfg on a loopback port,
+// closed at the end of the test.
+func listen(tb testing.TB, cfg Config) net.Listener {
+	tb.Helper()
+	inner, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	ln, err := NewListener(inner, cfg)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { ln.Close() })
+	return ln
 }
 
 // batchedPair is pair with every connection batched.
@@ -335,15 +343,7 @@ func TestIdleConnectionsHoldNoGoroutine(t *testing.T) {
 func stalledConns(tb testing.TB, cfg Config, n int) (net.Listener, []*conn) {
 	tb.Helper()
 	cfg.Mode = ModeAll
-	inner, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	ln, err := NewListener(inner, cfg)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() { ln.Close() })
+	ln := listen(tb, cfg)
 	servers := make([]*conn, n)
 	for i := range servers {
 		client, err := net.Dial("tcp", ln.Addr().String())
