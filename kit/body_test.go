@@ -88,19 +88,20 @@ func (endless) Read(p []byte) (int, error) {
 	return len(p), nil
 }
 
-// An uncompressed Connect unary body past the limit is refused once the
-// limit is passed: connect alone would read it to its end to report its
-// size, for as long as the client sends.
-func TestOversizedConnectBodyIsRefusedAtTheLimit(t *testing.T) {
+// A Connect unary body that says it is past the limit is refused before it
+// is read: connect alone would read it all to report its size.
+func TestOversizedConnectBodyIsRefusedUnread(t *testing.T) {
 	t.Parallel()
-	srv := newPingServer(t, kit.Config{MaxRequestBytes: 64 << 10, CallTimeout: 20 * time.Second}, nil)
+	srv := newPingServer(t, kit.Config{MaxRequestBytes: 64 << 10}, nil)
 	for name, client := range map[string]*http.Client{"http1": srv.HTTP1Client(), "h2c": srv.HTTP2Client()} {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
-			req, err := http.NewRequestWithContext(t.Context(), http.MethodPost, srv.URL+"/connectkit.ping.v1.PingService/Ping", io.NopCloser(endless{}))
+			req, err := http.NewRequestWithContext(t.Context(), http.MethodPost, srv.URL+"/connectkit.ping.v1.PingService/Ping",
+				io.NopCloser(io.LimitReader(endless{}, 64<<20)))
 			if err != nil {
 				t.Fatal(err)
 			}
+			req.ContentLength = 64 << 20
 			req.Header.Set("Content-Type", "application/proto")
 			res, err := client.Do(req)
 			if err != nil {
@@ -108,9 +109,34 @@ func TestOversizedConnectBodyIsRefusedAtTheLimit(t *testing.T) {
 			}
 			got, _ := io.ReadAll(res.Body)
 			res.Body.Close()
-			if !strings.Contains(string(got), `"code":"resource_exhausted"`) {
-				t.Errorf("%d %q, want resource_exhausted", res.StatusCode, got)
+			if res.StatusCode != http.StatusTooManyRequests || !strings.Contains(string(got), `"code":"resource_exhausted"`) {
+				t.Errorf("%d %q, want 429 resource_exhausted", res.StatusCode, got)
 			}
 		})
+	}
+}
+
+// A stream's request whose message fails and whose body then stalls must
+// not leave the HTTP/1.1 connection serving the rest of that body as the
+// next request (a wrapped Body hid the unread rest from net/http).
+func TestUnreadBodyIsNeverTheNextRequest(t *testing.T) {
+	t.Parallel()
+	srv := newPingServer(t, kit.Config{CallTimeout: 300 * time.Millisecond}, nil)
+	conn := srv.Dial(t)
+	smuggled := "GET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n"
+	envelope := "\x00\x00\x00\x00\x01\xff" // one message, not protobuf
+	fmt.Fprintf(conn, "POST /connectkit.ping.v1.PingService/CountUp HTTP/1.1\r\nHost: x\r\nContent-Type: application/connect+proto\r\nContent-Length: %d\r\n\r\n%s",
+		len(envelope)+len(smuggled), envelope)
+	_ = conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+	br := bufio.NewReader(conn)
+	res, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _ = io.Copy(io.Discard, res.Body)
+	res.Body.Close()
+	_, _ = io.WriteString(conn, smuggled) // the rest of the body, late
+	if res2, err := http.ReadResponse(br, nil); err == nil {
+		t.Errorf("the rest of the body was served as a request: %d", res2.StatusCode)
 	}
 }

@@ -79,9 +79,9 @@ type Config struct {
 	StreamTimeout time.Duration
 
 	// MaxRequestBytes caps the size of one request message, after
-	// decompression: gzip stops inflating one byte past it and an
-	// uncompressed Connect unary body is not read past it, so a gzip bomb
-	// or an endless body costs what a message this size does.
+	// decompression: gzip stops inflating one byte past it, so a gzip bomb
+	// costs what a message this size does, and an uncompressed Connect
+	// unary body whose Content-Length exceeds it is refused unread.
 	// KIT_MAX_REQUEST_BYTES, default 4MiB.
 	MaxRequestBytes int64
 	// MaxResponseBytes caps the size of one response message.

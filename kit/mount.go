@@ -2,7 +2,8 @@ package kit
 
 import (
 	"context"
-	"io"
+	"encoding/json"
+	"fmt"
 	"net/http"
 	"slices"
 	"strings"
@@ -56,6 +57,9 @@ func (s *Server) Mount(path string, h http.Handler) {
 // serviceOf returns the protobuf service that path serves, or nil when it
 // names none registered in the global registry.
 func serviceOf(path string) protoreflect.ServiceDescriptor {
+	if !strings.HasSuffix(path, "/") { // "/pkg.Service" serves that path alone
+		return nil
+	}
 	name := strings.Trim(path, "/")
 	if name == "" || strings.Contains(name, "/") {
 		return nil
@@ -95,13 +99,12 @@ func serviceHandler(service protoreflect.ServiceDescriptor, h http.Handler, limi
 			unimplemented(w, r, true)
 			return
 		}
-		if kind&connect.StreamTypeClient == 0 && r.Body != nil && r.Body != http.NoBody {
-			if kind == connect.StreamTypeUnary && connectUnaryBody(r) {
-				// The body is the message: stop reading one byte past
-				// the limit, where connect would read to the end just
-				// to report the size.
-				defer restoreBody(r, r.Body)
-				r.Body = http.MaxBytesReader(w, r.Body, limits.maxBytes+1)
+		if kind&connect.StreamTypeClient == 0 && r.ContentLength != 0 && r.Body != nil && r.Body != http.NoBody {
+			if kind == connect.StreamTypeUnary && r.ContentLength > limits.maxBytes && connectUnaryBody(r) {
+				// The body is the message and says it is too large:
+				// connect would read all of it just to report its size.
+				tooLarge(w, r.ContentLength, limits.maxBytes)
+				return
 			}
 			if limits.timeout > 0 {
 				defer guardBody(w, r, limits.timeout).release()
@@ -136,10 +139,17 @@ func connectUnaryBody(r *http.Request) bool {
 	return !strings.HasPrefix(ct, "application/grpc") && !strings.HasPrefix(ct, "application/connect+")
 }
 
-// restoreBody gives r its own body back once the handler has returned:
-// net/http's HTTP/1.1 server looks at it to decide whether the connection
-// can serve another request.
-func restoreBody(r *http.Request, body io.ReadCloser) { r.Body = body }
+// tooLarge answers a Connect unary call whose Content-Length exceeds the
+// limit, as connect would once it had read it all.
+func tooLarge(w http.ResponseWriter, size, limit int64) {
+	body, _ := json.Marshal(map[string]string{
+		"code":    "resource_exhausted",
+		"message": fmt.Sprintf("request body of %d bytes exceeds the %d-byte limit (KIT_MAX_REQUEST_BYTES)", size, limit),
+	})
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusTooManyRequests) // the Connect protocol's status for resource_exhausted
+	_, _ = w.Write(body)
+}
 
 // bodyTimeout is how long a request body a client sends as one message may
 // take to arrive: the default call deadline, or the longest one allowed if
