@@ -21,7 +21,9 @@ import (
 // interceptor's line for the call when Logging wraps Recovery (as in
 // [Default]), otherwise by Recovery itself on logger (a nil logger discards).
 // It is counted in grpc_req_panics_recovered_total by the [Metrics]
-// interceptor when Metrics wraps Recovery (as in Default).
+// interceptor when Metrics wraps Recovery (as in Default). The error wraps
+// a value whose method PanicValue() string gives the panic's value, for
+// records kept for operators (errors.As finds it).
 //
 // Recovery only acts on servers: on a client, a panic belongs to the calling
 // goroutine, and Recovery passes calls through untouched.
@@ -41,6 +43,12 @@ type panicError struct {
 }
 
 func (e *panicError) Error() string { return "internal error" }
+
+// PanicValue returns the panic's value, as text. The caller of the call
+// sees only "internal error"; code that keeps records of failures for
+// operators can say what panicked, by finding in the call's error (with
+// errors.As) a value with this method: pubsub's dead letters do.
+func (e *panicError) PanicValue() string { return e.value }
 
 type recovery struct {
 	logger *slog.Logger
@@ -97,16 +105,14 @@ func (r *recovery) recovered(ctx context.Context, spec connect.Spec, p any) erro
 }
 
 // panicStack drops from a stack taken while recovering the frames of the
-// recovery itself: the goroutine line, then the frames from the last panic
-// on, where the handler (or its deferred function) panicked; a panic passed
-// on by a recover and re-panic, as pubsub's delivery does, sits above it.
+// recovery itself: the goroutine line, then the frames from the panic on.
 func panicStack(stack []byte) string {
 	s := string(stack)
 	header, rest, ok := strings.Cut(s, "\n")
 	if !ok {
 		return s
 	}
-	if i := strings.LastIndex(rest, "\npanic("); i >= 0 {
+	if i := strings.Index(rest, "\npanic("); i >= 0 {
 		return header + rest[i:]
 	}
 	return s

@@ -84,26 +84,13 @@ func (h callHandler[M]) WrapUnary(connect.UnaryFunc) connect.UnaryFunc {
 			return connect.NewResponse(emptyMessage), nil
 		}
 		st.header = req.Header()
-		if err := h.call(ctx, st, msg); err != nil {
+		if err := h(ctx, msg); err != nil {
 			st.info.Permanent = IsPermanent(err)
 			return nil, err
 		}
 		st.resp.Msg = emptyMessage
 		return &st.resp, nil
 	}
-}
-
-// call calls h; if h panics, it records in st what the panic was, for the
-// dead letter, and panics on to the chain, whose recovery logs the panic
-// and answers a generic error.
-func (h callHandler[M]) call(ctx context.Context, st *deliveryState, msg *M) error {
-	defer func() {
-		if r := recover(); r != nil {
-			st.panic = panicText(r)
-			panic(r) //nolint:forbidigo // the chain's recovery handles it
-		}
-	}()
-	return h(ctx, msg)
 }
 
 func (callHandler[M]) WrapStreamingClient(next connect.StreamingClientFunc) connect.StreamingClientFunc {

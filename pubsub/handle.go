@@ -23,7 +23,7 @@ type deliveryState struct {
 	info   msgctx.Info
 	header http.Header // the request headers, as the handler saw them
 	ran    bool        // the chain ran: the message decoded
-	panic  string      // the handler panicked: a description, for the dead letter
+	panic  string      // a panic no interceptor recovered: a description, for the dead letter
 
 	ctx  stateContext
 	resp connect.Response[emptypb.Empty] // the handler's answer
@@ -113,8 +113,8 @@ func (s *Subscriber) handle(ctx context.Context, d Delivery) {
 			}
 		}
 		lastErr := err.Error()
-		if st.panic != "" { // the chain's error says no more than Internal
-			lastErr += " (panic: " + st.panic + ")"
+		if p := panicOf(err, st); p != "" { // the chain's error says no more than Internal
+			lastErr += " (panic: " + p + ")"
 		}
 		s.deadLetter(ctx, d, st, reason, lastErr)
 	}
@@ -141,9 +141,7 @@ func (s *Subscriber) invoke(ctx context.Context, st *deliveryState, msg *Message
 	st.header = header
 	defer func() {
 		if r := recover(); r != nil { // no interceptor recovered it
-			if st.panic == "" { // an interceptor's panic
-				st.panic = panicText(r)
-			}
+			st.panic = panicText(r)
 			err = connect.NewError(connect.CodeInternal, errPanicked)
 		}
 	}()
@@ -151,6 +149,17 @@ func (s *Subscriber) invoke(ctx context.Context, st *deliveryState, msg *Message
 }
 
 var errPanicked = errors.New("handler panicked")
+
+// panicOf describes the panic behind err, the chain's error: one that
+// package interceptors' Recovery recovered (its error has a PanicValue
+// method), or one that no interceptor did (invoke noted it in st).
+func panicOf(err error, st *deliveryState) string {
+	var recovered interface{ PanicValue() string }
+	if errors.As(err, &recovered) {
+		return panicText(recovered.PanicValue())
+	}
+	return st.panic
+}
 
 // maxPanicText bounds the description of a panic in a dead letter's error.
 const maxPanicText = 200
