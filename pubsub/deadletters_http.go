@@ -40,9 +40,9 @@ func DeadLetterHandler(b Broker) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
 		list := []deadLetterJSON{}
-		err := checkQuery(r.URL.Query(), "topic", "subscription")
+		q, err := query(r, "topic", "subscription")
 		if err == nil {
-			err = eachDeadLetter(r, b, func(dl *DeadLetter) error {
+			err = eachDeadLetter(r, q, b, func(dl *DeadLetter) error {
 				list = append(list, toJSON(dl))
 				return nil
 			})
@@ -54,7 +54,10 @@ func DeadLetterHandler(b Broker) http.Handler {
 		reply(w, err, map[string]int{"redriven": n})
 	})
 	mux.HandleFunc("DELETE /{$}", func(w http.ResponseWriter, r *http.Request) {
-		if q := r.URL.Query(); q.Has("all") || q.Get("ref") == "" {
+		if q, err := query(r, "ref", "all", "topic", "subscription"); err != nil {
+			reply(w, err, nil)
+			return
+		} else if q.Has("all") || q.Get("ref") == "" {
 			reply(w, badRequest("delete removes one dead letter: name it with ?ref=<ref>, without all"), nil)
 			return
 		}
@@ -67,25 +70,38 @@ func DeadLetterHandler(b Broker) http.Handler {
 // errNoMatch answers 404: no dead letter has the ref asked for.
 var errNoMatch = errors.New("no dead letter with that ref")
 
-// checkQuery refuses a query with a parameter other than allowed, or with
-// one twice.
-func checkQuery(q url.Values, allowed ...string) error {
+// query parses r's query, refusing one that does not parse (url.Query
+// would drop the pair it cannot read, a filter among them), a parameter
+// other than allowed or given twice, and a topic or subscription filter
+// with a subject wildcard or white space, which would match more than it
+// names.
+func query(r *http.Request, allowed ...string) (url.Values, error) {
+	q, err := url.ParseQuery(r.URL.RawQuery)
+	if err != nil {
+		return nil, badRequest(fmt.Sprintf("query %q: %v", r.URL.RawQuery, err))
+	}
 	for k, v := range q {
 		if !slices.Contains(allowed, k) {
-			return badRequest(fmt.Sprintf("unknown parameter %q: this endpoint takes %s", k, strings.Join(allowed, ", ")))
+			return nil, badRequest(fmt.Sprintf("unknown parameter %q: this endpoint takes %s", k, strings.Join(allowed, ", ")))
 		}
 		if len(v) > 1 {
-			return badRequest(fmt.Sprintf("parameter %q given %d times: give it once", k, len(v)))
+			return nil, badRequest(fmt.Sprintf("parameter %q given %d times: give it once", k, len(v)))
 		}
 	}
-	return nil
+	if t := q.Get("topic"); strings.ContainsAny(t, "*> \t\r\n") {
+		return nil, badRequest(fmt.Sprintf("topic %q: name one topic, without wildcards", t))
+	}
+	if sub := q.Get("subscription"); strings.ContainsAny(sub, ".*> \t\r\n") {
+		return nil, badRequest(fmt.Sprintf("subscription %q: name one subscription, without dots or wildcards", sub))
+	}
+	return q, nil
 }
 
 // matching applies do to the dead letter ?ref= names, or, with ?all=true,
 // to every one the topic and subscription filters match.
 func matching(r *http.Request, b Broker, do func(*DeadLetter) error) (int, error) {
-	q := r.URL.Query()
-	if err := checkQuery(q, "ref", "all", "topic", "subscription"); err != nil {
+	q, err := query(r, "ref", "all", "topic", "subscription")
+	if err != nil {
 		return 0, err
 	}
 	ref, all := q.Get("ref"), q.Get("all") == "true"
@@ -98,7 +114,7 @@ func matching(r *http.Request, b Broker, do func(*DeadLetter) error) (int, error
 		return 0, badRequest("name one dead letter with ?ref=<ref>, or all that match with ?all=true[&topic=T][&subscription=S]")
 	}
 	n := 0
-	err := eachDeadLetter(r, b, func(dl *DeadLetter) error {
+	err = eachDeadLetter(r, q, b, func(dl *DeadLetter) error {
 		if !all && dl.Ref != ref {
 			return nil
 		}
@@ -114,8 +130,7 @@ func matching(r *http.Request, b Broker, do func(*DeadLetter) error) (int, error
 	return n, err
 }
 
-func eachDeadLetter(r *http.Request, b Broker, fn func(*DeadLetter) error) error {
-	q := r.URL.Query()
+func eachDeadLetter(r *http.Request, q url.Values, b Broker, fn func(*DeadLetter) error) error {
 	for dl, err := range b.DeadLetters(r.Context(), q.Get("topic"), q.Get("subscription")) {
 		if err != nil {
 			return err

@@ -151,6 +151,11 @@ func TestDeadLetterHandlerRefusesAmbiguousQueries(t *testing.T) {
 		{name: "redrive misspelled filter", method: http.MethodPost, path: "/redrive?all=true&subscripton=s", want: `unknown parameter "subscripton"`},
 		{name: "delete misspelled ref", method: http.MethodDelete, path: "/?ref=" + ref + "&sub=s", want: `unknown parameter "sub"`},
 		{name: "list misspelled filter", method: http.MethodGet, path: "/?topc=pings", want: `unknown parameter "topc"`},
+		{name: "redrive bad escape in filter", method: http.MethodPost, path: "/redrive?all=true&subscription=s%zz", want: "invalid URL escape"},
+		{name: "redrive semicolon in filter", method: http.MethodPost, path: "/redrive?all=true&subscription=s;", want: "semicolon"},
+		{name: "redrive wildcard subscription", method: http.MethodPost, path: "/redrive?all=true&subscription=*", want: "without dots or wildcards"},
+		{name: "redrive dotted subscription", method: http.MethodPost, path: "/redrive?all=true&subscription=s.x", want: "without dots or wildcards"},
+		{name: "redrive wildcard topic", method: http.MethodPost, path: "/redrive?all=true&topic=pings.%3E", want: "without wildcards"},
 	}
 	t.Cleanup(func() { // after every subtest
 		n := 0
