@@ -54,7 +54,8 @@ type Config struct {
 	MaxAge time.Duration
 	// DuplicateWindow is how long a message id is remembered to drop
 	// duplicate publishes (NATS_DUPLICATE_WINDOW): at least 100ms, and no
-	// longer than MaxAge, as JetStream requires. Default 2m.
+	// longer than MaxAge, as JetStream requires. Default 2m, or MaxAge if
+	// that is shorter.
 	DuplicateWindow time.Duration
 	// PublishWindow is the most publishes awaiting the server's
 	// acknowledgement at once (NATS_PUBLISH_WINDOW); publishing blocks
@@ -228,12 +229,8 @@ func (c Config) validateStreams(bad func(field, env string, value any, why strin
 	case c.DuplicateWindow > 0 && c.DuplicateWindow < 100*time.Millisecond:
 		bad("DuplicateWindow", "NATS_DUPLICATE_WINDOW", c.DuplicateWindow, "must be at least 100ms")
 	case d.MaxAge > 0 && d.DuplicateWindow > d.MaxAge:
-		which := ""
-		if c.DuplicateWindow == 0 {
-			which = "(the default) "
-		}
 		bad("DuplicateWindow", "NATS_DUPLICATE_WINDOW", d.DuplicateWindow, fmt.Sprintf(
-			"%smust not exceed MaxAge (NATS_MAX_AGE) %q: a stream remembers ids no longer than it keeps messages", which, d.MaxAge.String()))
+			"must not exceed MaxAge (NATS_MAX_AGE) %q: a stream remembers ids no longer than it keeps messages", d.MaxAge.String()))
 	}
 	switch {
 	case strings.ContainsAny(c.DeadLetterStream, " \t\r\n\f.*>/\\"):
@@ -275,7 +272,12 @@ func (c Config) withDefaults() Config {
 		c.MaxAge = 0 // JetStream: no limit
 	}
 	if c.DuplicateWindow == 0 {
+		// No longer than the stream keeps messages, as JetStream requires
+		// (and does itself for an unset window).
 		c.DuplicateWindow = DefaultDuplicateWindow
+		if c.MaxAge > 0 {
+			c.DuplicateWindow = min(c.DuplicateWindow, c.MaxAge)
+		}
 	}
 	if c.PublishWindow == 0 {
 		c.PublishWindow = DefaultPublishWindow

@@ -44,7 +44,7 @@ func TestConfigFromEnvErrors(t *testing.T) {
 		"bad bool":              {map[string]string{"NATS_SYNC_ALWAYS": "yes please"}, `NATS_SYNC_ALWAYS="yes please"`},
 		"invalid":               {map[string]string{"NATS_REPLICAS": "3"}, `Replicas (NATS_REPLICAS) "3": needs a cluster`},
 		"negative":              {map[string]string{"NATS_DUPLICATE_WINDOW": "-1m"}, `DuplicateWindow (NATS_DUPLICATE_WINDOW) "-1m0s": must not be negative`},
-		"window beyond max age": {map[string]string{"NATS_MAX_AGE": "1s"}, `(NATS_DUPLICATE_WINDOW) "2m0s": (the default) must not exceed MaxAge (NATS_MAX_AGE) "1s"`},
+		"window beyond max age": {map[string]string{"NATS_MAX_AGE": "1s", "NATS_DUPLICATE_WINDOW": "2m"}, `(NATS_DUPLICATE_WINDOW) "2m0s": must not exceed MaxAge (NATS_MAX_AGE) "1s"`},
 	} {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
@@ -63,6 +63,7 @@ func TestConfigValidate(t *testing.T) {
 		want string
 	}{
 		"zero":              {Config{}, ""},
+		"short max age":     {Config{MaxAge: time.Minute}, ""}, // the default window shrinks to it
 		"creds without url": {Config{CredentialsFile: "app.creds"}, `CredentialsFile (NATS_CREDS) "app.creds": is for an external cluster`},
 		"listen random":     {Config{Listen: "127.0.0.1:-1"}, ""},
 		"listen and url":    {Config{URL: "nats://x", Listen: ":4222"}, `Listen (NATS_LISTEN) ":4222": is for the embedded server`},
@@ -75,8 +76,8 @@ func TestConfigValidate(t *testing.T) {
 		"1s pull expiry":    {Config{PullExpiry: time.Second}, ""},
 		"max age under 100ms": {Config{MaxAge: 50 * time.Millisecond, DuplicateWindow: 50 * time.Millisecond},
 			`MaxAge (NATS_MAX_AGE) "50ms": must be at least 100ms`},
-		"window beyond max age": {Config{MaxAge: time.Second},
-			`DuplicateWindow (NATS_DUPLICATE_WINDOW) "2m0s": (the default) must not exceed MaxAge (NATS_MAX_AGE) "1s"`},
+		"window beyond max age": {Config{MaxAge: time.Second, DuplicateWindow: 2 * time.Minute},
+			`DuplicateWindow (NATS_DUPLICATE_WINDOW) "2m0s": must not exceed MaxAge (NATS_MAX_AGE) "1s"`},
 		"window beyond default max age": {Config{DuplicateWindow: 200 * time.Hour},
 			`DuplicateWindow (NATS_DUPLICATE_WINDOW) "200h0m0s": must not exceed MaxAge (NATS_MAX_AGE) "168h0m0s"`},
 		"window with messages kept forever": {Config{MaxAge: -1, DuplicateWindow: 200 * time.Hour}, ""},

@@ -59,6 +59,7 @@ func (b *Broker) DeadLetter(ctx context.Context, dl *pubsub.DeadLetter) error {
 	delete(h, headerMsgID) // a dead letter of a re-driven message must not be a duplicate
 	h[headerMessageID] = []string{dl.Message.ID}
 	h[headerSubscription] = []string{dl.Subscription}
+	delete(h, headerHandlerType) // the broker's own header, whatever the message carried
 	if dl.HandlerType != "" {
 		h[headerHandlerType] = []string{dl.HandlerType}
 	}
