@@ -163,9 +163,13 @@ func (b *Broker) upsertStream(ctx context.Context, want jetstream.StreamConfig, 
 	have := s.CachedInfo().Config
 	if !slices.Contains(have.Subjects, want.Subjects[0]) {
 		// FailedPrecondition: no retry mends it (publishers and the chain
-		// read the code), only renaming a topic does.
+		// read the code), only a rename does.
+		mend := "rename one of the topics"
+		if want.Name == b.cfg.DeadLetterStream {
+			mend = "name the dead-letter stream otherwise (NATS_DEAD_LETTER_STREAM)"
+		}
 		return connect.NewError(connect.CodeFailedPrecondition,
-			fmt.Errorf("natsjs: stream %s exists with subjects %v, not %s: rename one of the topics", want.Name, have.Subjects, want.Subjects[0]))
+			fmt.Errorf("natsjs: stream %s exists with subjects %v, not %s: %s", want.Name, have.Subjects, want.Subjects[0], mend))
 	}
 	if slices.Equal(have.Subjects, want.Subjects) && have.Replicas == want.Replicas &&
 		have.MaxAge == want.MaxAge && have.Duplicates == want.Duplicates {
