@@ -68,7 +68,7 @@ func (d deadlines) WrapStreamingHandler(next connect.StreamingHandlerFunc) conne
 		}
 		streams := conn.Spec().StreamType
 		if at, ok := ctx.Deadline(); ok && streams&connect.StreamTypeClient != 0 && body.rc.SetReadDeadline(at) == nil {
-			conn = receiveDeadline{conn, body.http1}
+			conn = receiveDeadline{conn}
 		}
 		if streams&connect.StreamTypeServer != 0 {
 			g := newSendGuard(conn, body)
@@ -83,18 +83,11 @@ func (d deadlines) WrapStreamingHandler(next connect.StreamingHandlerFunc) conne
 // call's deadline passing.
 type receiveDeadline struct {
 	connect.StreamingHandlerConn
-	http1 bool
 }
 
 func (c receiveDeadline) Receive(msg any) error {
 	err := c.StreamingHandlerConn.Receive(msg)
 	if err != nil && errors.Is(err, os.ErrDeadlineExceeded) {
-		if c.http1 {
-			// The rest of the body may still come: this connection
-			// cannot serve another request. (Under HTTP/2 the header
-			// would end the whole connection.)
-			c.ResponseHeader().Set("Connection", "close")
-		}
 		return connect.NewError(connect.CodeDeadlineExceeded, errors.New("the stream's deadline passed while waiting for the client's next message"))
 	}
 	return err
@@ -107,6 +100,5 @@ type bodyControllerKey struct{}
 // streamBody sets a client stream's request body read deadline.
 type streamBody struct {
 	rc        *http.ResponseController
-	http1     bool
 	sendStall time.Duration // see sendGuard
 }

@@ -111,7 +111,7 @@ func serviceHandler(service protoreflect.ServiceDescriptor, h http.Handler, limi
 			}
 		}
 		if kind != connect.StreamTypeUnary {
-			body := &streamBody{rc: http.NewResponseController(w), http1: r.ProtoMajor == 1, sendStall: limits.sendStall}
+			body := &streamBody{rc: http.NewResponseController(w), sendStall: limits.sendStall}
 			r = r.WithContext(context.WithValue(r.Context(), bodyControllerKey{}, body))
 		}
 		h.ServeHTTP(w, r)

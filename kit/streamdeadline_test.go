@@ -1,6 +1,11 @@
 package kit_test
 
 import (
+	"bufio"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -65,5 +70,32 @@ func TestStreamTimeoutEndsABidiStreamThatStaysOpen(t *testing.T) {
 				t.Fatalf("after %v: err = %v, want deadline_exceeded after %v", time.Since(start).Round(time.Millisecond), err, timeout)
 			}
 		})
+	}
+}
+
+// A client stream over HTTP/1.1 cut by its deadline leaves the rest of its
+// body unread: it must never be served as the connection's next request.
+func TestStreamCutByItsDeadlineClosesHTTP1Connection(t *testing.T) {
+	t.Parallel()
+	srv := newPingServer(t, kit.Config{StreamTimeout: 300 * time.Millisecond}, nil)
+	conn := srv.Dial(t)
+	smuggled := "GET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n"
+	envelope := "\x00\x00\x00\x00\x02\x08\x01" // one SumRequest{Number: 1}
+	fmt.Fprintf(conn, "POST /connectkit.ping.v1.PingService/Sum HTTP/1.1\r\nHost: x\r\nContent-Type: application/connect+proto\r\nContent-Length: %d\r\n\r\n%s",
+		len(envelope)+len(smuggled), envelope)
+	_ = conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+	br := bufio.NewReader(conn)
+	res, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	if !strings.Contains(string(got), "deadline_exceeded") {
+		t.Errorf("%d %q, want the stream to end with deadline_exceeded", res.StatusCode, got)
+	}
+	_, _ = io.WriteString(conn, smuggled) // the rest of the body, late
+	if res2, err := http.ReadResponse(br, nil); err == nil {
+		t.Errorf("the rest of the body was served as a request: %d", res2.StatusCode)
 	}
 }
