@@ -34,22 +34,8 @@ func TestUnaryBodyThatNeverArrivesIsCut(t *testing.T) {
 			body, stall := io.Pipe()
 			defer stall.Close()
 			go func() { _, _ = io.WriteString(stall, tc.partial) }()
-			req, err := http.NewRequestWithContext(t.Context(), http.MethodPost, srv.URL+path, body)
-			if err != nil {
-				t.Fatal(err)
-			}
-			req.Header.Set("Content-Type", tc.contentType)
-			if tc.contentType == "application/grpc" {
-				req.Header.Set("Te", "trailers")
-			}
 			start := time.Now()
-			res, err := tc.client.Do(req)
-			if err != nil {
-				t.Fatalf("after %v: %v", time.Since(start), err)
-			}
-			got, _ := io.ReadAll(res.Body)
-			res.Body.Close()
-			code := res.Trailer.Get("Grpc-Status") + res.Header.Get("Grpc-Status") // gRPC
+			res, got, code := postBody(t, tc.client, srv.URL+path, tc.contentType, body, -1, nil)
 			if code != "4" && !strings.Contains(string(got), `"code":"deadline_exceeded"`) {
 				t.Errorf("after %v: %d %q (grpc-status %q), want deadline_exceeded", time.Since(start), res.StatusCode, got, code)
 			}
@@ -139,4 +125,103 @@ func TestUnreadBodyIsNeverTheNextRequest(t *testing.T) {
 	if res2, err := http.ReadResponse(br, nil); err == nil {
 		t.Errorf("the rest of the body was served as a request: %d", res2.StatusCode)
 	}
+}
+
+// A client that sets a deadline longer than KIT_CALL_TIMEOUT gets that long
+// to send its body (up to KIT_MAX_CALL_TIMEOUT), in each protocol's header.
+func TestUnaryBodyGetsTheCallersDeadline(t *testing.T) {
+	t.Parallel()
+	const callTimeout, maxCallTimeout = 200 * time.Millisecond, 600 * time.Millisecond
+	srv := newPingServer(t, kit.Config{CallTimeout: callTimeout, MaxCallTimeout: maxCallTimeout}, nil)
+	const path = "/connectkit.ping.v1.PingService/Ping"
+	grpcBody, connectBody := "\x00\x00\x00\x00\x02\x08\x2a", "\x08\x2a"
+	for _, tc := range []struct {
+		name, contentType, header, timeout, body string
+		client                                   *http.Client
+		pause                                    time.Duration // after the first byte
+		wantOK                                   bool
+	}{
+		{"connect/http1", "application/proto", "Connect-Timeout-Ms", "5000", connectBody, srv.HTTP1Client(), 400 * time.Millisecond, true},
+		{"connect/h2c", "application/proto", "Connect-Timeout-Ms", "5000", connectBody, srv.HTTP2Client(), 400 * time.Millisecond, true},
+		{"grpc", "application/grpc", "Grpc-Timeout", "5S", grpcBody, srv.HTTP2Client(), 400 * time.Millisecond, true},
+		{"grpc-web/http1", "application/grpc-web", "Grpc-Timeout", "5000m", grpcBody, srv.HTTP1Client(), 400 * time.Millisecond, true},
+		// The caller's deadline is capped at KIT_MAX_CALL_TIMEOUT.
+		{"capped/http1", "application/proto", "Connect-Timeout-Ms", "60000", connectBody, srv.HTTP1Client(), 3 * time.Second, false},
+		{"capped/grpc", "application/grpc", "Grpc-Timeout", "1M", grpcBody, srv.HTTP2Client(), 3 * time.Second, false},
+		// A caller's shorter deadline is the body's too.
+		{"shorter/http1", "application/proto", "Connect-Timeout-Ms", "50", connectBody, srv.HTTP1Client(), 3 * time.Second, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			body, w := io.Pipe()
+			go func() {
+				_, _ = io.WriteString(w, tc.body[:1])
+				time.Sleep(tc.pause)
+				_, _ = io.WriteString(w, tc.body[1:])
+				w.Close()
+			}()
+			start := time.Now()
+			res, got, status := postBody(t, tc.client, srv.URL+path, tc.contentType, body, int64(len(tc.body)), http.Header{tc.header: {tc.timeout}})
+			ok := status == "0" || (status == "" && res.StatusCode == http.StatusOK)
+			deadline := status == "4" || strings.Contains(string(got), `"code":"deadline_exceeded"`)
+			switch {
+			case tc.wantOK && !ok:
+				t.Errorf("after %v: %d %q (grpc-status %q), want the call to succeed", time.Since(start), res.StatusCode, got, status)
+			case !tc.wantOK && !deadline:
+				t.Errorf("after %v: %d %q (grpc-status %q), want deadline_exceeded", time.Since(start), res.StatusCode, got, status)
+			}
+		})
+	}
+}
+
+// postBody posts body as contentType (of length size, or unknown if -1)
+// and returns the response, its body and its grpc-status, if any (in the
+// trailers, the headers, or a gRPC-Web trailers frame).
+func postBody(t *testing.T, client *http.Client, url, contentType string, body io.Reader, size int64, header http.Header) (*http.Response, []byte, string) {
+	t.Helper()
+	req, err := http.NewRequestWithContext(t.Context(), http.MethodPost, url, body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if size >= 0 {
+		req.ContentLength = size
+	}
+	for k, v := range header {
+		req.Header[k] = v
+	}
+	req.Header.Set("Content-Type", contentType)
+	if contentType == "application/grpc" {
+		req.Header.Set("Te", "trailers")
+	}
+	start := time.Now()
+	res, err := client.Do(req)
+	if err != nil {
+		t.Fatalf("after %v: %v", time.Since(start), err)
+	}
+	got, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	status := res.Trailer.Get("Grpc-Status") + res.Header.Get("Grpc-Status")
+	if status == "" && strings.HasPrefix(contentType, "application/grpc-web") {
+		status = grpcWebStatus(got)
+	}
+	return res, got, status
+}
+
+// grpcWebStatus reads grpc-status from a gRPC-Web body's trailers frame.
+func grpcWebStatus(body []byte) string {
+	for len(body) >= 5 {
+		n := int(body[1])<<24 | int(body[2])<<16 | int(body[3])<<8 | int(body[4])
+		if 5+n > len(body) {
+			return ""
+		}
+		if body[0]&0x80 != 0 {
+			for _, line := range strings.Split(string(body[5:5+n]), "\r\n") {
+				if k, v, ok := strings.Cut(line, ":"); ok && strings.EqualFold(k, "grpc-status") {
+					return strings.TrimSpace(v)
+				}
+			}
+		}
+		body = body[5+n:]
+	}
+	return ""
 }

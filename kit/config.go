@@ -64,8 +64,10 @@ type Config struct {
 	// CallTimeout is the deadline of unary calls whose caller set none;
 	// [NoTimeout] (KIT_CALL_TIMEOUT=off) sets none. It also bounds the time
 	// the request body of a unary or server-streaming call takes to arrive
-	// (MaxCallTimeout does when it is off): connect reads that body before
-	// any deadline applies. KIT_CALL_TIMEOUT, default 30s.
+	// when the caller set no deadline (MaxCallTimeout does when it is off;
+	// the caller's deadline, capped at MaxCallTimeout, does when set):
+	// connect reads that body before any deadline applies.
+	// KIT_CALL_TIMEOUT, default 30s.
 	CallTimeout time.Duration
 	// MaxCallTimeout caps the deadline a unary call may ask for;
 	// [NoTimeout] (off) caps nothing. KIT_MAX_CALL_TIMEOUT, default 5m.

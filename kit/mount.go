@@ -4,8 +4,10 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"math"
 	"net/http"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -45,7 +47,8 @@ func (s *Server) Mount(path string, h http.Handler) {
 		return
 	}
 	s.mux.Handle(path, serviceHandler(service, h, bodyLimits{
-		timeout: s.bodyTimeout(), maxBytes: s.cfg.MaxRequestBytes, sendStall: s.sendStall,
+		timeout: s.bodyTimeout(), maxTimeout: max(s.cfg.MaxCallTimeout, 0),
+		maxBytes: s.cfg.MaxRequestBytes, sendStall: s.sendStall,
 	}))
 	name := string(service.FullName())
 	s.reflector.add(name)
@@ -106,8 +109,8 @@ func serviceHandler(service protoreflect.ServiceDescriptor, h http.Handler, limi
 				tooLarge(w, r.ContentLength, limits.maxBytes)
 				return
 			}
-			if limits.timeout > 0 {
-				defer guardBody(w, r, limits.timeout).release()
+			if timeout := limits.bodyTimeout(r); timeout > 0 {
+				defer guardBody(w, r, timeout).release()
 			}
 		}
 		if kind != connect.StreamTypeUnary {
@@ -120,9 +123,56 @@ func serviceHandler(service protoreflect.ServiceDescriptor, h http.Handler, limi
 
 // bodyLimits bound what a service's request bodies may cost.
 type bodyLimits struct {
-	timeout   time.Duration // for the body of a call whose client sends one message; 0: none
-	maxBytes  int64         // MaxRequestBytes
-	sendStall time.Duration // see sendGuard
+	timeout    time.Duration // for the body of a call whose client sends one message and sets no deadline; 0: none
+	maxTimeout time.Duration // the longest a client's deadline may give that body; 0: no cap
+	maxBytes   int64         // MaxRequestBytes
+	sendStall  time.Duration // see sendGuard
+}
+
+// bodyTimeout is how long the body of r, a call whose client sends one
+// message, may take to arrive: the call's own timeout when its client set
+// one (a client that asks for two minutes to upload gets them), capped at
+// maxTimeout; otherwise the default.
+func (l bodyLimits) bodyTimeout(r *http.Request) time.Duration {
+	t, ok := callerTimeout(r.Header)
+	if !ok {
+		return l.timeout
+	}
+	if l.maxTimeout > 0 {
+		return min(t, l.maxTimeout)
+	}
+	return t
+}
+
+// callerTimeout reads the timeout a client set on its call, in gRPC's and
+// gRPC-Web's Grpc-Timeout or Connect's Connect-Timeout-Ms header, as
+// connect parses them. A missing, malformed or non-positive one is none:
+// connect answers a malformed one itself.
+func callerTimeout(h http.Header) (time.Duration, bool) {
+	if v := h.Get("Grpc-Timeout"); v != "" {
+		if len(v) < 2 || len(v) > 9 {
+			return 0, false
+		}
+		n, err := strconv.ParseInt(v[:len(v)-1], 10, 64)
+		unit, ok := grpcTimeoutUnits[v[len(v)-1]]
+		if err != nil || !ok || n <= 0 || n > math.MaxInt64/int64(unit) {
+			return 0, false // too long to count is none, as connect has it
+		}
+		return time.Duration(n) * unit, true
+	}
+	if v := h.Get("Connect-Timeout-Ms"); v != "" {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || len(v) > 10 || n <= 0 {
+			return 0, false
+		}
+		return time.Duration(n) * time.Millisecond, true
+	}
+	return 0, false
+}
+
+var grpcTimeoutUnits = map[byte]time.Duration{
+	'H': time.Hour, 'M': time.Minute, 'S': time.Second,
+	'm': time.Millisecond, 'u': time.Microsecond, 'n': time.Nanosecond,
 }
 
 // connectUnaryBody says whether r is a Connect unary call whose body is its
@@ -152,8 +202,8 @@ func tooLarge(w http.ResponseWriter, size, limit int64) {
 }
 
 // bodyTimeout is how long a request body a client sends as one message may
-// take to arrive: the default call deadline, or the longest one allowed if
-// there is no default.
+// take to arrive when the client sets no deadline: the default call
+// deadline, or the longest one allowed if there is no default.
 func (s *Server) bodyTimeout() time.Duration {
 	if s.cfg.CallTimeout > 0 {
 		return s.cfg.CallTimeout

@@ -1,0 +1,38 @@
+package kit
+
+import (
+	"net/http"
+	"testing"
+	"time"
+)
+
+func TestCallerTimeout(t *testing.T) {
+	for _, tc := range []struct {
+		header, value string
+		want          time.Duration // 0: none
+	}{
+		{"Grpc-Timeout", "5S", 5 * time.Second},
+		{"Grpc-Timeout", "250m", 250 * time.Millisecond},
+		{"Grpc-Timeout", "2H", 2 * time.Hour},
+		{"Grpc-Timeout", "99999999n", 99999999},
+		{"Grpc-Timeout", "99999999H", 0},  // too long to count: none, as connect has it
+		{"Grpc-Timeout", "123456789S", 0}, // more than 8 digits
+		{"Grpc-Timeout", "5s", 0},
+		{"Grpc-Timeout", "S", 0},
+		{"Grpc-Timeout", "0S", 0},
+		{"Grpc-Timeout", "-1S", 0},
+		{"Connect-Timeout-Ms", "1500", 1500 * time.Millisecond},
+		{"Connect-Timeout-Ms", "9999999999", 9999999999 * time.Millisecond},
+		{"Connect-Timeout-Ms", "99999999999", 0},
+		{"Connect-Timeout-Ms", "0", 0},
+		{"Connect-Timeout-Ms", "1.5", 0},
+		{"X-Other", "5", 0},
+	} {
+		h := http.Header{}
+		h.Set(tc.header, tc.value)
+		got, ok := callerTimeout(h)
+		if ok != (tc.want != 0) || got != tc.want {
+			t.Errorf("%s: %s = %v, %v; want %v", tc.header, tc.value, got, ok, tc.want)
+		}
+	}
+}
