@@ -161,3 +161,37 @@ func TestFlagsMendTheEnvironment(t *testing.T) {
 		t.Errorf("with -admin-token: %v", err)
 	}
 }
+
+// -help shows each flag's value before parsing as its default: the
+// environment's, or kit's; never a secret's.
+func TestFlagHelpShowsDefaults(t *testing.T) {
+	t.Parallel()
+	cfg, err := configFrom(lookupIn(map[string]string{"KIT_CALL_TIMEOUT": "off", "KIT_ADMIN_TOKEN": "s3cret", "KIT_LOG_LEVEL": "warn"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	fs := flag.NewFlagSet("test", flag.ContinueOnError)
+	cfg.RegisterFlags(fs)
+	var help strings.Builder
+	fs.SetOutput(&help)
+	fs.PrintDefaults()
+	for flagName, want := range map[string]string{
+		"call-timeout": "(default off)", "max-call-timeout": "(default 5m0s)", "addr": "(default :8080)",
+		"max-request-bytes": "(default 4MiB)", "max-header-bytes": "(default 64KiB)", "log-level": "(default warn)",
+		"frame-batching": "(default true)", "max-concurrent-streams": "(default 250)",
+	} {
+		_, rest, _ := strings.Cut(help.String(), "  -"+flagName+"\n")
+		if rest == "" {
+			_, rest, _ = strings.Cut(help.String(), "  -"+flagName+" ")
+		}
+		if line, _, _ := strings.Cut(rest, "\n  -"); !strings.Contains(line, want) {
+			t.Errorf("-%s: %q, want %s", flagName, line, want)
+		}
+	}
+	if strings.Contains(help.String(), "s3cret") {
+		t.Errorf("help shows the admin token:\n%s", help.String())
+	}
+	if !strings.Contains(help.String(), "-pprof\n") || strings.Contains(help.String(), "(default false)") {
+		t.Errorf("boolean flags: want -pprof without a value and no (default false):\n%s", help.String())
+	}
+}

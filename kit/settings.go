@@ -10,37 +10,37 @@ import (
 )
 
 // setting is one KIT_* variable (and its flag): how its text sets a field of
-// [Config]. set gets the trimmed, non-empty text and says what it wants
-// when the text does not parse.
+// [Config], and how -help shows the field. set gets the trimmed, non-empty
+// text and says what it wants when the text does not parse.
 type setting struct {
 	env     string
 	usage   string
 	boolean bool // a flag that takes no value
 	set     func(c *Config, v string) error
+	get     func(c *Config) any // the value -help shows; nil shows none (a secret)
 }
 
 var settings = []setting{
-	{env: "KIT_ADDR", usage: "main listener address", set: func(c *Config, v string) error { c.Addr = v; return nil }},
-	{env: "KIT_ADMIN_ADDR", usage: `admin listener address, or "off"`, set: func(c *Config, v string) error { c.AdminAddr = v; return nil }},
+	text("KIT_ADDR", "main listener address", func(c *Config) *string { return &c.Addr }),
+	text("KIT_ADMIN_ADDR", `admin listener address, or "off"`, func(c *Config) *string { return &c.AdminAddr }),
 	{env: "KIT_ADMIN_TOKEN", usage: "bearer token of the admin endpoints", set: func(c *Config, v string) error { c.AdminToken = v; return nil }},
-	{env: "KIT_ADMIN_INSECURE", usage: "allow an admin listener beyond loopback without a token", boolean: true,
-		set: func(c *Config, v string) (err error) { c.AdminInsecure, err = parseBool(v); return err }},
-	{env: "KIT_PPROF", usage: "serve /debug/pprof on the admin listener", boolean: true,
-		set: func(c *Config, v string) (err error) { c.Pprof, err = parseBool(v); return err }},
-	{env: "KIT_TLS_CERT_FILE", usage: "TLS certificate file", set: func(c *Config, v string) error { c.TLSCertFile = v; return nil }},
-	{env: "KIT_TLS_KEY_FILE", usage: "TLS key file", set: func(c *Config, v string) error { c.TLSKeyFile = v; return nil }},
+	flagOf("KIT_ADMIN_INSECURE", "allow an admin listener beyond loopback without a token", func(c *Config) *bool { return &c.AdminInsecure }),
+	flagOf("KIT_PPROF", "serve /debug/pprof on the admin listener", func(c *Config) *bool { return &c.Pprof }),
+	text("KIT_TLS_CERT_FILE", "TLS certificate file", func(c *Config) *string { return &c.TLSCertFile }),
+	text("KIT_TLS_KEY_FILE", "TLS key file", func(c *Config) *string { return &c.TLSKeyFile }),
 	{env: "KIT_CORS_ALLOWED_ORIGINS", usage: "comma-separated origins browsers may call from, or *",
-		set: func(c *Config, v string) error { c.CORSAllowedOrigins = splitList(v); return nil }},
-	{env: "KIT_READ_HEADER_TIMEOUT", usage: "time to read a request's headers", set: durationOf(func(c *Config) *time.Duration { return &c.ReadHeaderTimeout })},
-	{env: "KIT_IDLE_TIMEOUT", usage: "close connections idle this long", set: durationOf(func(c *Config) *time.Duration { return &c.IdleTimeout })},
-	{env: "KIT_SHUTDOWN_TIMEOUT", usage: "time in-flight calls get at shutdown, and background components after them", set: durationOf(func(c *Config) *time.Duration { return &c.ShutdownTimeout })},
-	{env: "KIT_DRAIN_DELAY", usage: "keep serving this long after reporting NOT_SERVING", set: durationOf(func(c *Config) *time.Duration { return &c.DrainDelay })},
-	{env: "KIT_CALL_TIMEOUT", usage: `deadline of unary calls that carry none, or "off"`, set: timeoutOf(func(c *Config) *time.Duration { return &c.CallTimeout })},
-	{env: "KIT_MAX_CALL_TIMEOUT", usage: `cap on a unary call's deadline, or "off"`, set: timeoutOf(func(c *Config) *time.Duration { return &c.MaxCallTimeout })},
-	{env: "KIT_STREAM_TIMEOUT", usage: `deadline of streams that carry none, or "off"`, set: timeoutOf(func(c *Config) *time.Duration { return &c.StreamTimeout })},
-	{env: "KIT_MAX_REQUEST_BYTES", usage: "largest request message (e.g. 4MiB)", set: bytesOf(func(c *Config) *int64 { return &c.MaxRequestBytes })},
-	{env: "KIT_MAX_RESPONSE_BYTES", usage: "largest response message", set: bytesOf(func(c *Config) *int64 { return &c.MaxResponseBytes })},
-	{env: "KIT_MAX_HEADER_BYTES", usage: "largest request header block", set: bytesOf(func(c *Config) *int64 { return &c.MaxHeaderBytes })},
+		set: func(c *Config, v string) error { c.CORSAllowedOrigins = splitList(v); return nil },
+		get: func(c *Config) any { return strings.Join(c.CORSAllowedOrigins, ",") }},
+	durationOf("KIT_READ_HEADER_TIMEOUT", "time to read a request's headers", func(c *Config) *time.Duration { return &c.ReadHeaderTimeout }),
+	durationOf("KIT_IDLE_TIMEOUT", "close connections idle this long", func(c *Config) *time.Duration { return &c.IdleTimeout }),
+	durationOf("KIT_SHUTDOWN_TIMEOUT", "time in-flight calls get at shutdown, and background components after them", func(c *Config) *time.Duration { return &c.ShutdownTimeout }),
+	durationOf("KIT_DRAIN_DELAY", "keep serving this long after reporting NOT_SERVING", func(c *Config) *time.Duration { return &c.DrainDelay }),
+	timeoutOf("KIT_CALL_TIMEOUT", `deadline of unary calls that carry none, or "off"`, func(c *Config) *time.Duration { return &c.CallTimeout }),
+	timeoutOf("KIT_MAX_CALL_TIMEOUT", `cap on a unary call's deadline, or "off"`, func(c *Config) *time.Duration { return &c.MaxCallTimeout }),
+	timeoutOf("KIT_STREAM_TIMEOUT", `deadline of streams that carry none, or "off"`, func(c *Config) *time.Duration { return &c.StreamTimeout }),
+	bytesOf("KIT_MAX_REQUEST_BYTES", "largest request message (e.g. 4MiB)", func(c *Config) *int64 { return &c.MaxRequestBytes }),
+	bytesOf("KIT_MAX_RESPONSE_BYTES", "largest response message", func(c *Config) *int64 { return &c.MaxResponseBytes }),
+	bytesOf("KIT_MAX_HEADER_BYTES", "largest request header block", func(c *Config) *int64 { return &c.MaxHeaderBytes }),
 	{env: "KIT_MAX_CONCURRENT_STREAMS", usage: "concurrent calls per HTTP/2 connection", set: func(c *Config, v string) error {
 		n, err := strconv.Atoi(v)
 		if err != nil {
@@ -48,16 +48,17 @@ var settings = []setting{
 		}
 		c.MaxConcurrentStreams = n
 		return nil
-	}},
-	{env: "KIT_FRAME_BATCHING", usage: "batch HTTP/2 connections' writes and reads (default true)", boolean: true,
-		set: func(c *Config, v string) error { on, err := parseBool(v); c.NoFrameBatching = !on; return err }},
-	{env: "KIT_LOG_FORMAT", usage: "auto, json or text", set: func(c *Config, v string) error { c.LogFormat = v; return nil }},
+	}, get: func(c *Config) any { return c.MaxConcurrentStreams }},
+	{env: "KIT_FRAME_BATCHING", usage: "batch HTTP/2 connections' writes and reads", boolean: true,
+		set: func(c *Config, v string) error { on, err := parseBool(v); c.NoFrameBatching = !on; return err },
+		get: func(c *Config) any { return !c.NoFrameBatching }},
+	text("KIT_LOG_FORMAT", "auto, json or text", func(c *Config) *string { return &c.LogFormat }),
 	{env: "KIT_LOG_LEVEL", usage: "debug, info, warn or error", set: func(c *Config, v string) error {
 		if err := c.LogLevel.UnmarshalText([]byte(v)); err != nil {
 			return errors.New("want debug, info, warn or error")
 		}
 		return nil
-	}},
+	}, get: func(c *Config) any { return strings.ToLower(c.LogLevel.String()) }},
 }
 
 // flagName is the flag of a setting: KIT_ADMIN_ADDR is -admin-addr.
@@ -71,15 +72,46 @@ func (s setting) flagName() string {
 // environment, then fs.Parse; [New] validates the result, so a flag can mend
 // a combination the environment alone gets wrong (KIT_ADMIN_ADDR=:9090 with
 // -admin-token).
+//
+// Each flag's help shows, as its default, the value c has when the flag is
+// registered (from the environment, or kit's default), secrets excepted.
 func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	for _, s := range settings {
-		usage := fmt.Sprintf("%s ($%s)", s.usage, s.env)
-		set := func(v string) error { return s.set(c, strings.TrimSpace(v)) }
-		if s.boolean {
-			fs.BoolFunc(s.flagName(), usage, set)
-		} else {
-			fs.Func(s.flagName(), usage, set)
+		fs.Var(&settingFlag{c: c, s: s}, s.flagName(), fmt.Sprintf("%s ($%s)", s.usage, s.env))
+	}
+}
+
+// settingFlag is the flag.Value of a setting of c.
+type settingFlag struct {
+	c *Config
+	s setting
+}
+
+func (f *settingFlag) Set(v string) error { return f.s.set(f.c, strings.TrimSpace(v)) }
+
+func (f *settingFlag) IsBoolFlag() bool { return f.s.boolean }
+
+// String shows the setting's value in c with the defaults applied: flag
+// shows it as the default. The zero settingFlag, which flag makes to tell a
+// default worth showing, shows nothing.
+func (f *settingFlag) String() string {
+	if f.c == nil || f.s.get == nil {
+		return ""
+	}
+	c := f.c.withDefaults()
+	switch v := f.s.get(&c).(type) {
+	case bool: // false is a flag's zero: flag shows no default for it
+		if !v {
+			return ""
 		}
+		return "true"
+	case time.Duration:
+		if v < 0 {
+			return "off"
+		}
+		return v.String()
+	default:
+		return fmt.Sprint(v)
 	}
 }
 
@@ -101,40 +133,74 @@ func splitList(v string) []string {
 	return out
 }
 
-func durationOf(field func(*Config) *time.Duration) func(*Config, string) error {
-	return func(c *Config, v string) error {
-		d, err := time.ParseDuration(v)
-		if err != nil {
-			return errors.New(`want a duration such as "500ms", "15s" or "2m"`)
-		}
-		*field(c) = d
-		return nil
-	}
+func text(env, usage string, ptr func(*Config) *string) setting {
+	return setting{env: env, usage: usage,
+		set: func(c *Config, v string) error { *ptr(c) = v; return nil },
+		get: func(c *Config) any { return *ptr(c) }}
+}
+
+func flagOf(env, usage string, ptr func(*Config) *bool) setting {
+	return setting{env: env, usage: usage, boolean: true,
+		set: func(c *Config, v string) (err error) { *ptr(c), err = parseBool(v); return err },
+		get: func(c *Config) any { return *ptr(c) }}
+}
+
+func durationOf(env, usage string, ptr func(*Config) *time.Duration) setting {
+	return setting{env: env, usage: usage,
+		set: func(c *Config, v string) error {
+			d, err := time.ParseDuration(v)
+			if err != nil {
+				return errors.New(`want a duration such as "500ms", "15s" or "2m"`)
+			}
+			*ptr(c) = d
+			return nil
+		},
+		get: func(c *Config) any { return *ptr(c) }}
 }
 
 // timeoutOf is durationOf that also takes "off" ([NoTimeout]).
-func timeoutOf(field func(*Config) *time.Duration) func(*Config, string) error {
-	return func(c *Config, v string) error {
+func timeoutOf(env, usage string, ptr func(*Config) *time.Duration) setting {
+	s := durationOf(env, usage, ptr)
+	parse := s.set
+	s.set = func(c *Config, v string) error {
 		if strings.EqualFold(v, "off") {
-			*field(c) = NoTimeout
+			*ptr(c) = NoTimeout
 			return nil
 		}
-		if err := durationOf(field)(c, v); err != nil {
+		if err := parse(c, v); err != nil {
 			return errors.New(`want a duration such as "500ms", "15s" or "2m", or "off"`)
 		}
 		return nil
 	}
+	return s
 }
 
-func bytesOf(field func(*Config) *int64) func(*Config, string) error {
-	return func(c *Config, v string) error {
-		n, err := parseBytes(v)
-		if err != nil {
-			return errors.New(`want a size such as "65536", "64KiB" or "4MiB"`)
+func bytesOf(env, usage string, ptr func(*Config) *int64) setting {
+	return setting{env: env, usage: usage,
+		set: func(c *Config, v string) error {
+			n, err := parseBytes(v)
+			if err != nil {
+				return errors.New(`want a size such as "65536", "64KiB" or "4MiB"`)
+			}
+			*ptr(c) = n
+			return nil
+		},
+		get: func(c *Config) any { return size(*ptr(c)) }}
+}
+
+// size is a number of bytes, shown as parseBytes reads it.
+type size int64
+
+func (n size) String() string {
+	for _, u := range []struct {
+		suffix string
+		mult   int64
+	}{{"GiB", 1 << 30}, {"MiB", 1 << 20}, {"KiB", 1 << 10}} {
+		if n != 0 && int64(n)%u.mult == 0 {
+			return strconv.FormatInt(int64(n)/u.mult, 10) + u.suffix
 		}
-		*field(c) = n
-		return nil
 	}
+	return strconv.FormatInt(int64(n), 10)
 }
 
 // parseBytes parses a size: a plain number of bytes, or one with a KiB, MiB
