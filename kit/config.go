@@ -42,6 +42,22 @@ type Config struct {
 	// and Connect); "*" allows any. Empty disables CORS.
 	// KIT_CORS_ALLOWED_ORIGINS, comma-separated, default empty.
 	CORSAllowedOrigins []string
+	// CORSAllowedHeaders lists the request headers pages may send beyond
+	// those every protocol needs (Content-Type, Connect-*, Grpc-Timeout,
+	// X-Grpc-Web, X-User-Agent) and Authorization, X-Request-Id,
+	// Traceparent and Tracestate, which are always allowed: your own
+	// metadata, such as "X-Api-Key". "*" allows any. A browser refuses to
+	// send a call whose preflight does not allow each of its headers.
+	// KIT_CORS_ALLOWED_HEADERS, comma-separated, default empty.
+	CORSAllowedHeaders []string
+	// CORSExposedHeaders lists the response headers pages may read beyond
+	// the protocols' status headers (Grpc-Status, Grpc-Message,
+	// Grpc-Status-Details-Bin) and X-Request-Id, which are always exposed:
+	// the headers your handlers set, and for the trailers of a Connect
+	// unary call, their names prefixed with "Trailer-". A browser hides any
+	// other header from the page. KIT_CORS_EXPOSED_HEADERS, comma-separated,
+	// default empty.
+	CORSExposedHeaders []string
 
 	// ReadHeaderTimeout bounds the time to read a request's headers (and
 	// an h2c connection's preface). KIT_READ_HEADER_TIMEOUT, default 5s.
@@ -184,6 +200,19 @@ func (c Config) Validate() error {
 			bad("CORSAllowedOrigins", "KIT_CORS_ALLOWED_ORIGINS", o, `want an origin such as "https://app.example.com", or "*"`)
 		}
 	}
+	for _, h := range []struct {
+		field, env string
+		names      []string
+	}{
+		{"CORSAllowedHeaders", "KIT_CORS_ALLOWED_HEADERS", c.CORSAllowedHeaders},
+		{"CORSExposedHeaders", "KIT_CORS_EXPOSED_HEADERS", c.CORSExposedHeaders},
+	} {
+		for _, name := range h.names {
+			if name != "*" && !isHeaderName(name) {
+				bad(h.field, h.env, name, `want a header name such as "X-Api-Key"`)
+			}
+		}
+	}
 	for _, d := range []struct {
 		field, env string
 		value      time.Duration
@@ -247,6 +276,24 @@ func isLoopback(addr string) bool {
 	}
 	ip := net.ParseIP(host)
 	return ip != nil && ip.IsLoopback()
+}
+
+// isHeaderName reports whether name is an HTTP header name (an RFC 9110
+// token), so that a typo such as "X-A;X-B" fails at start rather than
+// leaving browsers' calls refused.
+func isHeaderName(name string) bool {
+	if name == "" {
+		return false
+	}
+	for _, r := range name {
+		switch {
+		case 'a' <= r && r <= 'z', 'A' <= r && r <= 'Z', '0' <= r && r <= '9':
+		case strings.ContainsRune("!#$%&'*+-.^_`|~", r):
+		default:
+			return false
+		}
+	}
+	return true
 }
 
 // ConfigFromEnv reads a [Config] from the KIT_* environment variables

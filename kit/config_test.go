@@ -39,6 +39,8 @@ func TestConfigFromEnvParses(t *testing.T) {
 		"KIT_MAX_HEADER_BYTES":     "32768",
 		"KIT_SHUTDOWN_TIMEOUT":     "30s",
 		"KIT_CORS_ALLOWED_ORIGINS": "https://a.example.com, https://b.example.com",
+		"KIT_CORS_ALLOWED_HEADERS": "X-Api-Key, X-Tenant",
+		"KIT_CORS_EXPOSED_HEADERS": "X-Ratelimit-Remaining",
 		"KIT_LOG_LEVEL":            "debug",
 		"KIT_PPROF":                "true",
 	}))
@@ -47,6 +49,8 @@ func TestConfigFromEnvParses(t *testing.T) {
 	}
 	if cfg.MaxRequestBytes != 8<<20 || cfg.MaxHeaderBytes != 32768 || cfg.ShutdownTimeout != 30*time.Second ||
 		len(cfg.CORSAllowedOrigins) != 2 || cfg.CORSAllowedOrigins[1] != "https://b.example.com" ||
+		len(cfg.CORSAllowedHeaders) != 2 || cfg.CORSAllowedHeaders[1] != "X-Tenant" ||
+		len(cfg.CORSExposedHeaders) != 1 || cfg.CORSExposedHeaders[0] != "X-Ratelimit-Remaining" ||
 		cfg.LogLevel != slog.LevelDebug || !cfg.Pprof || cfg.AdminToken != "s3cret" {
 		t.Errorf("parsed = %+v", cfg)
 	}
@@ -75,6 +79,8 @@ func TestConfigRejectsEachInvalidSetting(t *testing.T) {
 		{name: "bad level", env: map[string]string{"KIT_LOG_LEVEL": "loud"}, want: []string{`KIT_LOG_LEVEL="loud"`}},
 		{name: "bad format", env: map[string]string{"KIT_LOG_FORMAT": "xml"}, want: []string{"KIT_LOG_FORMAT", `"xml"`}},
 		{name: "bad origin", env: map[string]string{"KIT_CORS_ALLOWED_ORIGINS": "app.example.com"}, want: []string{"KIT_CORS_ALLOWED_ORIGINS", "app.example.com"}},
+		{name: "bad allowed header", env: map[string]string{"KIT_CORS_ALLOWED_HEADERS": "X-Api-Key;X-Tenant"}, want: []string{"KIT_CORS_ALLOWED_HEADERS", "X-Api-Key;X-Tenant", "header name"}},
+		{name: "bad exposed header", env: map[string]string{"KIT_CORS_EXPOSED_HEADERS": "X Total"}, want: []string{"KIT_CORS_EXPOSED_HEADERS", "X Total"}},
 		{name: "two problems at once", env: map[string]string{"KIT_PPROF": "maybe", "KIT_IDLE_TIMEOUT": "soon"}, want: []string{"KIT_PPROF", "KIT_IDLE_TIMEOUT"}},
 		{name: "two checks at once", env: map[string]string{"KIT_ADDR": "x", "KIT_LOG_FORMAT": "xml"}, want: []string{"KIT_ADDR", "KIT_LOG_FORMAT"}},
 	}

@@ -114,7 +114,8 @@ func (s *Server) serve(ln net.Listener) error {
 
 // withCORS answers browsers' preflights and exposes the protocol headers for
 // the configured origins, so gRPC-Web and Connect calls from web pages keep
-// their error codes.
+// their error codes; the operator's own headers (KIT_CORS_ALLOWED_HEADERS,
+// KIT_CORS_EXPOSED_HEADERS) come on top of the protocols'.
 func (s *Server) withCORS(h http.Handler) http.Handler {
 	if len(s.cfg.CORSAllowedOrigins) == 0 {
 		return h
@@ -122,9 +123,9 @@ func (s *Server) withCORS(h http.Handler) http.Handler {
 	return cors.New(cors.Options{
 		AllowedOrigins: s.cfg.CORSAllowedOrigins,
 		AllowedMethods: connectcors.AllowedMethods(),
-		AllowedHeaders: append(connectcors.AllowedHeaders(),
-			"Authorization", "X-Request-Id", "Traceparent", "Tracestate"),
-		ExposedHeaders: append(connectcors.ExposedHeaders(), "X-Request-Id"),
+		AllowedHeaders: append(append(connectcors.AllowedHeaders(),
+			"Authorization", "X-Request-Id", "Traceparent", "Tracestate"), s.cfg.CORSAllowedHeaders...),
+		ExposedHeaders: append(append(connectcors.ExposedHeaders(), "X-Request-Id"), s.cfg.CORSExposedHeaders...),
 		MaxAge:         7200,
 	}).Handler(h)
 }

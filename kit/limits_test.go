@@ -3,6 +3,7 @@ package kit_test
 import (
 	"context"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -110,4 +111,78 @@ func TestCORS(t *testing.T) {
 			t.Errorf("Access-Control-Expose-Headers %q lacks %s", exposed, h)
 		}
 	}
+}
+
+// TestCORSOwnHeaders checks that a page may send the headers an operator
+// allows (KIT_CORS_ALLOWED_HEADERS) and read those exposed
+// (KIT_CORS_EXPOSED_HEADERS), on top of the protocols' own: a browser sends
+// a call only if its preflight allows every header the call carries, so
+// without them a page could send no metadata of its own (an API key, a
+// tenant) at all.
+func TestCORSOwnHeaders(t *testing.T) {
+	t.Parallel()
+	const origin = "https://app.example.com"
+	// preflight asks as Chromium does for a Connect call from
+	// @connectrpc/connect-web with a header of the page's own: the names
+	// lowercased, sorted, comma-separated.
+	preflight := func(t *testing.T, srv interface {
+		HTTP1Client() *http.Client
+	}, url, headers string) http.Header {
+		t.Helper()
+		req, _ := http.NewRequest(http.MethodOptions, url+pingPath, nil)
+		req.Header.Set("Origin", origin)
+		req.Header.Set("Access-Control-Request-Method", "POST")
+		req.Header.Set("Access-Control-Request-Headers", headers)
+		res, err := srv.HTTP1Client().Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res.Body.Close()
+		return res.Header
+	}
+	const withKey = "connect-protocol-version,content-type,x-api-key"
+
+	tests := []struct {
+		name    string
+		allowed []string
+		headers string
+		want    bool
+	}{
+		{name: "protocol headers only", headers: "connect-protocol-version,connect-timeout-ms,content-type", want: true},
+		{name: "own header not allowed", headers: withKey, want: false},
+		{name: "own header allowed", allowed: []string{"X-Api-Key"}, headers: withKey, want: true},
+		{name: "any header allowed", allowed: []string{"*"}, headers: withKey + ",x-tenant", want: true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			srv := newPingServer(t, kit.Config{CORSAllowedOrigins: []string{origin}, CORSAllowedHeaders: tc.allowed}, nil)
+			h := preflight(t, srv, srv.URL, tc.headers)
+			if got := h.Get("Access-Control-Allow-Origin") == origin && h.Get("Access-Control-Allow-Headers") != ""; got != tc.want {
+				t.Errorf("preflight for %q allowed = %v, want %v (headers %v)", tc.headers, got, tc.want, h)
+			}
+		})
+	}
+
+	t.Run("own response header exposed", func(t *testing.T) {
+		t.Parallel()
+		srv := newPingServer(t, kit.Config{CORSAllowedOrigins: []string{origin}, CORSExposedHeaders: []string{"Deadline"}}, nil)
+		req, _ := http.NewRequest(http.MethodPost, srv.URL+pingPath, strings.NewReader(`{"number": 1}`))
+		req.Header.Set("Origin", origin)
+		req.Header.Set("Content-Type", "application/json")
+		res, err := srv.HTTP1Client().Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res.Body.Close()
+		exposed := res.Header.Get("Access-Control-Expose-Headers")
+		for _, h := range []string{"Deadline", "Grpc-Status", "X-Request-Id"} {
+			if !containsFold(exposed, h) {
+				t.Errorf("Access-Control-Expose-Headers %q lacks %s", exposed, h)
+			}
+		}
+		if res.Header.Get("Deadline") == "" {
+			t.Errorf("the handler's Deadline header is missing: %v", res.Header)
+		}
+	})
 }

@@ -28,9 +28,9 @@ var settings = []setting{
 	flagOf("KIT_PPROF", "serve /debug/pprof on the admin listener", func(c *Config) *bool { return &c.Pprof }),
 	text("KIT_TLS_CERT_FILE", "TLS certificate file", func(c *Config) *string { return &c.TLSCertFile }),
 	text("KIT_TLS_KEY_FILE", "TLS key file", func(c *Config) *string { return &c.TLSKeyFile }),
-	{env: "KIT_CORS_ALLOWED_ORIGINS", usage: "comma-separated origins browsers may call from, or *",
-		set: func(c *Config, v string) error { c.CORSAllowedOrigins = splitList(v); return nil },
-		get: func(c *Config) any { return strings.Join(c.CORSAllowedOrigins, ",") }},
+	list("KIT_CORS_ALLOWED_ORIGINS", "comma-separated origins browsers may call from, or *", func(c *Config) *[]string { return &c.CORSAllowedOrigins }),
+	list("KIT_CORS_ALLOWED_HEADERS", "comma-separated request headers browsers may send beyond the protocols' own, or *", func(c *Config) *[]string { return &c.CORSAllowedHeaders }),
+	list("KIT_CORS_EXPOSED_HEADERS", "comma-separated response headers browsers may read beyond the protocols' own", func(c *Config) *[]string { return &c.CORSExposedHeaders }),
 	durationOf("KIT_READ_HEADER_TIMEOUT", "time to read a request's headers", func(c *Config) *time.Duration { return &c.ReadHeaderTimeout }),
 	durationOf("KIT_IDLE_TIMEOUT", "close connections idle this long", func(c *Config) *time.Duration { return &c.IdleTimeout }),
 	durationOf("KIT_SHUTDOWN_TIMEOUT", "time in-flight calls get at shutdown, and background components after them", func(c *Config) *time.Duration { return &c.ShutdownTimeout }),
@@ -137,6 +137,12 @@ func text(env, usage string, ptr func(*Config) *string) setting {
 	return setting{env: env, usage: usage,
 		set: func(c *Config, v string) error { *ptr(c) = v; return nil },
 		get: func(c *Config) any { return *ptr(c) }}
+}
+
+func list(env, usage string, ptr func(*Config) *[]string) setting {
+	return setting{env: env, usage: usage,
+		set: func(c *Config, v string) error { *ptr(c) = splitList(v); return nil },
+		get: func(c *Config) any { return strings.Join(*ptr(c), ",") }}
 }
 
 func flagOf(env, usage string, ptr func(*Config) *bool) setting {
