@@ -19,11 +19,12 @@ var quietProcedures = []string{"/grpc.health.v1.Health/", "/grpc.reflection."}
 // buildChains sets up tracing from the OTEL_* variables and builds the
 // server and client interceptor chains. The server order, outermost first:
 //
-//	Tracing → RequestID → Logging → Metrics → Recovery → deadlines → Validation → WithInterceptors… → handler
+//	Tracing → RequestID → Logging → Metrics → Recovery → deadlines → response limit → Validation → WithInterceptors… → handler
 //
-// (see [interceptors.Default] for why); the deadlines sit inside Logging and
-// Metrics so that calls cut by them are logged and counted, and inside
-// Recovery so that nothing they do can crash the process.
+// (see [interceptors.Default] for why); the deadlines and the response
+// limit ([responseLimit]) sit inside Logging and Metrics so that calls cut
+// by them are logged and counted, and inside Recovery so that nothing they
+// do can crash the process.
 func (s *Server) buildChains() error {
 	tcfg, err := telemetry.ConfigFromEnv(os.Getenv)
 	if err != nil {
@@ -33,8 +34,9 @@ func (s *Server) buildChains() error {
 		return fmt.Errorf("kit: tracing: %w", err)
 	}
 	deadlines := deadlines{unary: s.cfg.CallTimeout, maxUnary: s.cfg.MaxCallTimeout, stream: s.cfg.StreamTimeout}
+	limit := responseLimit(s.cfg.MaxResponseBytes)
 	if s.opts.noDefaultChain {
-		s.serverChain = append([]connect.Interceptor{deadlines}, s.opts.interceptors...)
+		s.serverChain = append([]connect.Interceptor{deadlines, limit}, s.opts.interceptors...)
 		return nil
 	}
 	opts := append([]interceptors.Option{
@@ -48,7 +50,7 @@ func (s *Server) buildChains() error {
 	}
 	var own composed
 	for _, i := range []connect.Interceptor{
-		chain.Tracing, chain.RequestID, chain.Logging, chain.Metrics, chain.Recovery, deadlines, chain.Validation,
+		chain.Tracing, chain.RequestID, chain.Logging, chain.Metrics, chain.Recovery, deadlines, limit, chain.Validation,
 	} {
 		if i != nil {
 			own = append(own, i)

@@ -64,10 +64,10 @@ func WithInterceptorOptions(opts ...interceptors.Option) Option {
 }
 
 // WithoutDefaultInterceptors drops the default interceptor chain: only the
-// server's deadlines and the interceptors given with [WithInterceptors]
-// remain, in that order. To reorder the default chain, build its pieces
-// with [interceptors.Default] and pass them, in your order, to
-// WithInterceptors.
+// server's deadlines and response limit and the interceptors given with
+// [WithInterceptors] remain, in that order. To reorder the default chain,
+// build its pieces with [interceptors.Default] and pass them, in your
+// order, to WithInterceptors.
 func WithoutDefaultInterceptors() Option {
 	return optionFunc(func(o *options) { o.noDefaultChain = true })
 }
