@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"slices"
 	"strings"
 	"time"
 )
@@ -58,6 +59,13 @@ type Config struct {
 	// other header from the page. KIT_CORS_EXPOSED_HEADERS, comma-separated,
 	// default empty.
 	CORSExposedHeaders []string
+	// CORSAllowCredentials lets pages call with credentials (cookies, TLS
+	// client certificates: fetch's credentials "include", which a page
+	// whose session is a cookie needs): a browser hides the response to
+	// such a call unless the server allows them. Requires listed origins,
+	// not "*", which browsers refuse with credentials.
+	// KIT_CORS_ALLOW_CREDENTIALS, default false.
+	CORSAllowCredentials bool
 
 	// ReadHeaderTimeout bounds the time to read a request's headers (and
 	// an h2c connection's preface). KIT_READ_HEADER_TIMEOUT, default 5s.
@@ -199,6 +207,10 @@ func (c Config) Validate() error {
 		if o != "*" && !strings.Contains(o, "://") {
 			bad("CORSAllowedOrigins", "KIT_CORS_ALLOWED_ORIGINS", o, `want an origin such as "https://app.example.com", or "*"`)
 		}
+	}
+	if c.CORSAllowCredentials && slices.Contains(c.CORSAllowedOrigins, "*") {
+		bad("CORSAllowCredentials", "KIT_CORS_ALLOW_CREDENTIALS", c.CORSAllowCredentials,
+			`browsers refuse credentials with KIT_CORS_ALLOWED_ORIGINS="*": list the origins`)
 	}
 	for _, h := range []struct {
 		field, env string

@@ -32,17 +32,18 @@ func TestConfigFromEnvDefaults(t *testing.T) {
 func TestConfigFromEnvParses(t *testing.T) {
 	t.Parallel()
 	cfg, err := configFrom(lookupIn(map[string]string{
-		"KIT_ADDR":                 "127.0.0.1:8081",
-		"KIT_ADMIN_ADDR":           "0.0.0.0:9091",
-		"KIT_ADMIN_TOKEN":          "s3cret",
-		"KIT_MAX_REQUEST_BYTES":    "8MiB",
-		"KIT_MAX_HEADER_BYTES":     "32768",
-		"KIT_SHUTDOWN_TIMEOUT":     "30s",
-		"KIT_CORS_ALLOWED_ORIGINS": "https://a.example.com, https://b.example.com",
-		"KIT_CORS_ALLOWED_HEADERS": "X-Api-Key, X-Tenant",
-		"KIT_CORS_EXPOSED_HEADERS": "X-Ratelimit-Remaining",
-		"KIT_LOG_LEVEL":            "debug",
-		"KIT_PPROF":                "true",
+		"KIT_ADDR":                   "127.0.0.1:8081",
+		"KIT_ADMIN_ADDR":             "0.0.0.0:9091",
+		"KIT_ADMIN_TOKEN":            "s3cret",
+		"KIT_MAX_REQUEST_BYTES":      "8MiB",
+		"KIT_MAX_HEADER_BYTES":       "32768",
+		"KIT_SHUTDOWN_TIMEOUT":       "30s",
+		"KIT_CORS_ALLOWED_ORIGINS":   "https://a.example.com, https://b.example.com",
+		"KIT_CORS_ALLOWED_HEADERS":   "X-Api-Key, X-Tenant",
+		"KIT_CORS_EXPOSED_HEADERS":   "X-Ratelimit-Remaining",
+		"KIT_CORS_ALLOW_CREDENTIALS": "true",
+		"KIT_LOG_LEVEL":              "debug",
+		"KIT_PPROF":                  "true",
 	}))
 	if err != nil {
 		t.Fatal(err)
@@ -50,7 +51,7 @@ func TestConfigFromEnvParses(t *testing.T) {
 	if cfg.MaxRequestBytes != 8<<20 || cfg.MaxHeaderBytes != 32768 || cfg.ShutdownTimeout != 30*time.Second ||
 		len(cfg.CORSAllowedOrigins) != 2 || cfg.CORSAllowedOrigins[1] != "https://b.example.com" ||
 		len(cfg.CORSAllowedHeaders) != 2 || cfg.CORSAllowedHeaders[1] != "X-Tenant" ||
-		len(cfg.CORSExposedHeaders) != 1 || cfg.CORSExposedHeaders[0] != "X-Ratelimit-Remaining" ||
+		len(cfg.CORSExposedHeaders) != 1 || cfg.CORSExposedHeaders[0] != "X-Ratelimit-Remaining" || !cfg.CORSAllowCredentials ||
 		cfg.LogLevel != slog.LevelDebug || !cfg.Pprof || cfg.AdminToken != "s3cret" {
 		t.Errorf("parsed = %+v", cfg)
 	}
@@ -81,6 +82,7 @@ func TestConfigRejectsEachInvalidSetting(t *testing.T) {
 		{name: "bad origin", env: map[string]string{"KIT_CORS_ALLOWED_ORIGINS": "app.example.com"}, want: []string{"KIT_CORS_ALLOWED_ORIGINS", "app.example.com"}},
 		{name: "bad allowed header", env: map[string]string{"KIT_CORS_ALLOWED_HEADERS": "X-Api-Key;X-Tenant"}, want: []string{"KIT_CORS_ALLOWED_HEADERS", "X-Api-Key;X-Tenant", "header name"}},
 		{name: "bad exposed header", env: map[string]string{"KIT_CORS_EXPOSED_HEADERS": "X Total"}, want: []string{"KIT_CORS_EXPOSED_HEADERS", "X Total"}},
+		{name: "credentials with any origin", env: map[string]string{"KIT_CORS_ALLOWED_ORIGINS": "*", "KIT_CORS_ALLOW_CREDENTIALS": "true"}, want: []string{"KIT_CORS_ALLOW_CREDENTIALS", "list the origins"}},
 		{name: "two problems at once", env: map[string]string{"KIT_PPROF": "maybe", "KIT_IDLE_TIMEOUT": "soon"}, want: []string{"KIT_PPROF", "KIT_IDLE_TIMEOUT"}},
 		{name: "two checks at once", env: map[string]string{"KIT_ADDR": "x", "KIT_LOG_FORMAT": "xml"}, want: []string{"KIT_ADDR", "KIT_LOG_FORMAT"}},
 	}

@@ -125,8 +125,9 @@ func (s *Server) withCORS(h http.Handler) http.Handler {
 		AllowedMethods: connectcors.AllowedMethods(),
 		AllowedHeaders: append(append(connectcors.AllowedHeaders(),
 			"Authorization", "X-Request-Id", "Traceparent", "Tracestate"), s.cfg.CORSAllowedHeaders...),
-		ExposedHeaders: append(append(connectcors.ExposedHeaders(), "X-Request-Id"), s.cfg.CORSExposedHeaders...),
-		MaxAge:         7200,
+		ExposedHeaders:   append(append(connectcors.ExposedHeaders(), "X-Request-Id"), s.cfg.CORSExposedHeaders...),
+		AllowCredentials: s.cfg.CORSAllowCredentials,
+		MaxAge:           7200,
 	}).Handler(h)
 }
 

@@ -2,6 +2,7 @@ package kit_test
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"strings"
 	"testing"
@@ -160,6 +161,33 @@ func TestCORSOwnHeaders(t *testing.T) {
 			h := preflight(t, srv, srv.URL, tc.headers)
 			if got := h.Get("Access-Control-Allow-Origin") == origin && h.Get("Access-Control-Allow-Headers") != ""; got != tc.want {
 				t.Errorf("preflight for %q allowed = %v, want %v (headers %v)", tc.headers, got, tc.want, h)
+			}
+		})
+	}
+
+	// A page whose session is a cookie calls with fetch's credentials
+	// "include": the browser hides the response unless both the preflight
+	// and the response allow credentials.
+	for _, allow := range []bool{false, true} {
+		t.Run(fmt.Sprintf("credentials allowed %v", allow), func(t *testing.T) {
+			t.Parallel()
+			srv := newPingServer(t, kit.Config{CORSAllowedOrigins: []string{origin}, CORSAllowCredentials: allow}, nil)
+			h := preflight(t, srv, srv.URL, "connect-protocol-version,content-type")
+			req, _ := http.NewRequest(http.MethodGet, srv.URL+pingPath+"?connect=v1&encoding=json&message=%7B%7D", nil)
+			req.Header.Set("Origin", origin)
+			req.Header.Set("Cookie", "session=s")
+			res, err := srv.HTTP1Client().Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			res.Body.Close()
+			for what, got := range map[string]string{
+				"preflight": h.Get("Access-Control-Allow-Credentials"),
+				"response":  res.Header.Get("Access-Control-Allow-Credentials"),
+			} {
+				if (got == "true") != allow {
+					t.Errorf("%s: Access-Control-Allow-Credentials %q, want it only if allowed (%v)", what, got, allow)
+				}
 			}
 		})
 	}

@@ -30,6 +30,7 @@ var settings = []setting{
 	text("KIT_TLS_KEY_FILE", "TLS key file", func(c *Config) *string { return &c.TLSKeyFile }),
 	list("KIT_CORS_ALLOWED_ORIGINS", "comma-separated origins browsers may call from, or *", func(c *Config) *[]string { return &c.CORSAllowedOrigins }),
 	list("KIT_CORS_ALLOWED_HEADERS", "comma-separated request headers browsers may send beyond the protocols' own, or *", func(c *Config) *[]string { return &c.CORSAllowedHeaders }),
+	flagOf("KIT_CORS_ALLOW_CREDENTIALS", "let browsers call with cookies (needs listed origins)", func(c *Config) *bool { return &c.CORSAllowCredentials }),
 	list("KIT_CORS_EXPOSED_HEADERS", "comma-separated response headers browsers may read beyond the protocols' own", func(c *Config) *[]string { return &c.CORSExposedHeaders }),
 	durationOf("KIT_READ_HEADER_TIMEOUT", "time to read a request's headers", func(c *Config) *time.Duration { return &c.ReadHeaderTimeout }),
 	durationOf("KIT_IDLE_TIMEOUT", "close connections idle this long", func(c *Config) *time.Duration { return &c.IdleTimeout }),
