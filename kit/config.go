@@ -204,8 +204,9 @@ func (c Config) Validate() error {
 		bad("TLSCertFile", "KIT_TLS_CERT_FILE", c.TLSCertFile, "KIT_TLS_CERT_FILE and KIT_TLS_KEY_FILE must be set together")
 	}
 	for _, o := range c.CORSAllowedOrigins {
-		if o != "*" && !strings.Contains(o, "://") {
-			bad("CORSAllowedOrigins", "KIT_CORS_ALLOWED_ORIGINS", o, `want an origin such as "https://app.example.com", or "*"`)
+		if o != "*" && !isOrigin(o) {
+			bad("CORSAllowedOrigins", "KIT_CORS_ALLOWED_ORIGINS", o,
+				`want an origin such as "https://app.example.com" (scheme, host and port: no path, not even "/"), or "*"`)
 		}
 	}
 	if c.CORSAllowCredentials && slices.Contains(c.CORSAllowedOrigins, "*") {
@@ -288,6 +289,16 @@ func isLoopback(addr string) bool {
 	}
 	ip := net.ParseIP(host)
 	return ip != nil && ip.IsLoopback()
+}
+
+// isOrigin reports whether o has the shape of the Origin header a browser
+// sends, scheme://host[:port], which CORS compares as a string: an origin
+// copied from the address bar with its trailing "/" (or any path) would
+// match no call, and browsers' calls would fail with nothing in the logs.
+// The host may hold one "*" wildcard ("https://*.example.com").
+func isOrigin(o string) bool {
+	scheme, host, ok := strings.Cut(o, "://")
+	return ok && scheme != "" && host != "" && !strings.ContainsAny(host, "/?#@ ")
 }
 
 // isHeaderName reports whether name is an HTTP header name (an RFC 9110

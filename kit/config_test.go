@@ -80,6 +80,8 @@ func TestConfigRejectsEachInvalidSetting(t *testing.T) {
 		{name: "bad level", env: map[string]string{"KIT_LOG_LEVEL": "loud"}, want: []string{`KIT_LOG_LEVEL="loud"`}},
 		{name: "bad format", env: map[string]string{"KIT_LOG_FORMAT": "xml"}, want: []string{"KIT_LOG_FORMAT", `"xml"`}},
 		{name: "bad origin", env: map[string]string{"KIT_CORS_ALLOWED_ORIGINS": "app.example.com"}, want: []string{"KIT_CORS_ALLOWED_ORIGINS", "app.example.com"}},
+		{name: "origin with trailing slash", env: map[string]string{"KIT_CORS_ALLOWED_ORIGINS": "https://app.example.com/"}, want: []string{"KIT_CORS_ALLOWED_ORIGINS", `"https://app.example.com/"`, "no path"}},
+		{name: "origin with path", env: map[string]string{"KIT_CORS_ALLOWED_ORIGINS": "https://a.example.com, https://app.example.com/index.html"}, want: []string{"KIT_CORS_ALLOWED_ORIGINS", "index.html"}},
 		{name: "bad allowed header", env: map[string]string{"KIT_CORS_ALLOWED_HEADERS": "X-Api-Key;X-Tenant"}, want: []string{"KIT_CORS_ALLOWED_HEADERS", "X-Api-Key;X-Tenant", "header name"}},
 		{name: "bad exposed header", env: map[string]string{"KIT_CORS_EXPOSED_HEADERS": "X Total"}, want: []string{"KIT_CORS_EXPOSED_HEADERS", "X Total"}},
 		{name: "credentials with any origin", env: map[string]string{"KIT_CORS_ALLOWED_ORIGINS": "*", "KIT_CORS_ALLOW_CREDENTIALS": "true"}, want: []string{"KIT_CORS_ALLOW_CREDENTIALS", "list the origins"}},
@@ -201,5 +203,15 @@ func TestFlagHelpShowsDefaults(t *testing.T) {
 	}
 	if !strings.Contains(help.String(), "-pprof\n") || strings.Contains(help.String(), "(default false)") {
 		t.Errorf("boolean flags: want -pprof without a value and no (default false):\n%s", help.String())
+	}
+}
+
+// TestConfigAcceptsOrigins checks the origin shapes browsers send, and
+// rs/cors' one-wildcard form, pass Validate.
+func TestConfigAcceptsOrigins(t *testing.T) {
+	t.Parallel()
+	cfg := Config{CORSAllowedOrigins: []string{"https://app.example.com", "http://localhost:5173", "https://*.example.com"}}
+	if err := cfg.Validate(); err != nil {
+		t.Error(err)
 	}
 }
