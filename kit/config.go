@@ -46,9 +46,9 @@ type Config struct {
 	// CORSAllowedHeaders lists the request headers pages may send beyond
 	// those every protocol needs (Content-Type, Connect-*, Grpc-Timeout,
 	// X-Grpc-Web, X-User-Agent) and Authorization, X-Request-Id,
-	// Traceparent and Tracestate, which are always allowed: your own
-	// metadata, such as "X-Api-Key". "*" allows any. A browser refuses to
-	// send a call whose preflight does not allow each of its headers.
+	// Traceparent, Tracestate and Baggage, which are always allowed: your
+	// own metadata, such as "X-Api-Key". "*" allows any. A browser refuses
+	// to send a call whose preflight does not allow each of its headers.
 	// KIT_CORS_ALLOWED_HEADERS, comma-separated, default empty.
 	CORSAllowedHeaders []string
 	// CORSExposedHeaders lists the response headers pages may read beyond

@@ -124,7 +124,7 @@ func (s *Server) withCORS(h http.Handler) http.Handler {
 		AllowedOrigins: s.cfg.CORSAllowedOrigins,
 		AllowedMethods: connectcors.AllowedMethods(),
 		AllowedHeaders: append(append(connectcors.AllowedHeaders(),
-			"Authorization", "X-Request-Id", "Traceparent", "Tracestate"), s.cfg.CORSAllowedHeaders...),
+			"Authorization", "X-Request-Id", "Traceparent", "Tracestate", "Baggage"), s.cfg.CORSAllowedHeaders...),
 		ExposedHeaders:   append(append(connectcors.ExposedHeaders(), "X-Request-Id"), s.cfg.CORSExposedHeaders...),
 		AllowCredentials: s.cfg.CORSAllowCredentials,
 		MaxAge:           7200,

@@ -150,6 +150,9 @@ func TestCORSOwnHeaders(t *testing.T) {
 		want    bool
 	}{
 		{name: "protocol headers only", headers: "connect-protocol-version,connect-timeout-ms,content-type", want: true},
+		// What OpenTelemetry's browser instrumentation adds, all of which
+		// the server's propagator reads.
+		{name: "trace context and baggage", headers: "baggage,content-type,traceparent,tracestate", want: true},
 		{name: "own header not allowed", headers: withKey, want: false},
 		{name: "own header allowed", allowed: []string{"X-Api-Key"}, headers: withKey, want: true},
 		{name: "any header allowed", allowed: []string{"*"}, headers: withKey + ",x-tenant", want: true},
