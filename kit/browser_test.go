@@ -48,6 +48,14 @@ async function run() {
       body: frame(new Uint8Array([0x08, 0x05]))}); // FailRequest{code: 5}
     await r.arrayBuffer();
     out.grpcWebError = {grpcStatus: r.headers.get("Grpc-Status"), grpcMessage: r.headers.get("Grpc-Message")};
+
+    // A header of the page's own, with its cookies, reading a header the
+    // handler set (KIT_CORS_ALLOWED_HEADERS, KIT_CORS_ALLOW_CREDENTIALS,
+    // KIT_CORS_EXPOSED_HEADERS).
+    r = await fetch(api + "/connectkit.ping.v1.PingService/Ping", {
+      method: "POST", credentials: "include",
+      headers: {"Content-Type": "application/json", "X-Api-Key": "k"}, body: '{"number": 8}'});
+    out.ownHeaders = {status: r.status, body: await r.json(), deadline: r.headers.get("Deadline")};
   } catch (e) {
     out.error = String(e);
   }
@@ -59,7 +67,8 @@ run();
 // TestBrowserCallsFromAnotherOrigin loads a page in headless Chromium that
 // calls the server from another origin with Connect JSON and gRPC-Web over
 // HTTP/1.1: CORS must let the calls through and expose the gRPC status
-// headers, or a browser client loses the error codes. CI installs Chromium;
+// headers, or a browser client loses the error codes; and the operator's
+// own headers and credentials, once configured, must pass too. CI installs Chromium;
 // elsewhere the test is skipped without it.
 func TestBrowserCallsFromAnotherOrigin(t *testing.T) {
 	t.Parallel()
@@ -72,7 +81,12 @@ func TestBrowserCallsFromAnotherOrigin(t *testing.T) {
 		_, _ = w.Write([]byte(browserPage))
 	}))
 	t.Cleanup(page.Close)
-	srv := newPingServer(t, kit.Config{CORSAllowedOrigins: []string{page.URL}}, nil)
+	srv := newPingServer(t, kit.Config{
+		CORSAllowedOrigins:   []string{page.URL},
+		CORSAllowedHeaders:   []string{"X-Api-Key"},
+		CORSExposedHeaders:   []string{"Deadline"},
+		CORSAllowCredentials: true,
+	}, nil)
 
 	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
 	defer cancel()
@@ -107,6 +121,11 @@ func TestBrowserCallsFromAnotherOrigin(t *testing.T) {
 		GRPCWebError struct {
 			GRPCStatus, GRPCMessage string
 		}
+		OwnHeaders struct {
+			Status   int
+			Body     map[string]any
+			Deadline string
+		}
 	}
 	if err := json.Unmarshal(m[1], &got); err != nil {
 		t.Fatalf("result %q: %v", m[1], err)
@@ -125,5 +144,8 @@ func TestBrowserCallsFromAnotherOrigin(t *testing.T) {
 	}
 	if got.GRPCWebError.GRPCStatus != "5" || got.GRPCWebError.GRPCMessage == "" {
 		t.Errorf("gRPC-Web error: %+v; the browser must read Grpc-Status and Grpc-Message", got.GRPCWebError)
+	}
+	if got.OwnHeaders.Status != 200 || got.OwnHeaders.Body["number"] != "8" || got.OwnHeaders.Deadline == "" {
+		t.Errorf("call with the page's own header and cookies: %+v", got.OwnHeaders)
 	}
 }
