@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strings"
 	"sync/atomic"
 
 	"connectrpc.com/connect"
@@ -257,6 +258,9 @@ func messageName[M any]() (string, error) {
 	msg, ok := any(new(M)).(proto.Message)
 	if !ok {
 		var zero M
+		if _, ptr := any(zero).(proto.Message); ptr { // NewPublisher[*examplev1.ProfileChanged]
+			return "", fmt.Errorf("pubsub: the message type is %T, a pointer: give the generated struct, %s", zero, strings.TrimPrefix(fmt.Sprintf("%T", zero), "*"))
+		}
 		return "", fmt.Errorf("pubsub: %T is not a protobuf message", &zero)
 	}
 	return string(msg.ProtoReflect().Descriptor().FullName()), nil

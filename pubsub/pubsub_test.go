@@ -46,6 +46,15 @@ func TestConstructorErrors(t *testing.T) {
 	}
 }
 
+// A pointer type parameter, the natural slip, is named with its fix.
+func TestPublisherOfPointerNamesTheStruct(t *testing.T) {
+	t.Parallel()
+	_, err := pubsub.NewPublisher[*pingv1.PingRequest](mem.New(), "t")
+	if want := "give the generated struct, pingv1.PingRequest"; err == nil || !strings.Contains(err.Error(), want) {
+		t.Fatalf("got %v, want an error containing %q", err, want)
+	}
+}
+
 func TestMessageInfoOutsideHandler(t *testing.T) {
 	t.Parallel()
 	if _, ok := pubsub.MessageInfoFrom(context.Background()); ok {
