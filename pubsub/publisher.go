@@ -102,8 +102,8 @@ type publishOptionFunc func(*publishCall)
 
 func (f publishOptionFunc) applyToPublish(c *publishCall) { f(c) }
 
-// WithMessageID sets the message's id; by default each message gets a new
-// unique id. Publishing two messages with the same id within the broker's
+// WithMessageID sets the message's id; by default (or with "") each message
+// gets a new unique id. Publishing two messages with the same id within the broker's
 // deduplication window (JetStream's duplicate window, 2 minutes by default)
 // stores only the first: publish with an id derived from what the message
 // records (an entity id and version, an outbox row id) to make retried
