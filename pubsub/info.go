@@ -27,7 +27,9 @@ type MessageInfo struct {
 }
 
 // MessageInfoFrom returns the [MessageInfo] of the message handled under
-// ctx, and false when ctx is not a handler's context.
+// ctx, and false when ctx is not a handler's context. The interceptors of the
+// handler chain ([WithHandlerOptions]) see it too: one that checks a
+// caller's credentials on RPCs uses it to tell a delivery from a call.
 func MessageInfoFrom(ctx context.Context) (MessageInfo, bool) {
 	info := msgctx.FromContext(ctx)
 	if info == nil || info.Operation != msgctx.Process {

@@ -1,0 +1,111 @@
+package kit_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+
+	"connectrpc.com/connect"
+
+	pingv1 "github.com/connectkit/connectkit/internal/gen/connectkit/ping/v1"
+	"github.com/connectkit/connectkit/internal/gen/connectkit/ping/v1/pingv1connect"
+	"github.com/connectkit/connectkit/kit"
+	"github.com/connectkit/connectkit/pubsub"
+	"github.com/connectkit/connectkit/pubsub/mem"
+)
+
+// bearerAuth is an interceptor of your own: server calls must carry
+// "Authorization: Bearer <token>".
+type bearerAuth string
+
+func (a bearerAuth) check(ctx context.Context, h http.Header) error {
+	if _, ok := pubsub.MessageInfoFrom(ctx); ok {
+		return nil // a pubsub delivery: its headers are a message's, not a caller's
+	}
+	if h.Get("Authorization") != "Bearer "+string(a) {
+		return connect.NewError(connect.CodeUnauthenticated, errors.New("missing or wrong token"))
+	}
+	return nil
+}
+
+func (a bearerAuth) WrapUnary(next connect.UnaryFunc) connect.UnaryFunc {
+	return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
+		if err := a.check(ctx, req.Header()); err != nil {
+			return nil, err
+		}
+		return next(ctx, req)
+	}
+}
+
+func (a bearerAuth) WrapStreamingClient(next connect.StreamingClientFunc) connect.StreamingClientFunc {
+	return next
+}
+
+func (a bearerAuth) WrapStreamingHandler(next connect.StreamingHandlerFunc) connect.StreamingHandlerFunc {
+	return func(ctx context.Context, conn connect.StreamingHandlerConn) error {
+		if err := a.check(ctx, conn.RequestHeader()); err != nil {
+			return err
+		}
+		return next(ctx, conn)
+	}
+}
+
+// Interceptors of your own run inside the default chain, on every call of
+// the handlers built with srv.HandlerOptions(), and on every delivery of the
+// pubsub subscribers built with them too.
+func ExampleWithInterceptors() {
+	srv, err := kit.New(kit.Config{Addr: "127.0.0.1:0", AdminAddr: kit.AdminOff},
+		kit.WithLogger(slog.New(slog.DiscardHandler)), kit.WithInterceptors(bearerAuth("s3cret")))
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	srv.Mount(pingv1connect.NewPingServiceHandler(&pingServer{}, srv.HandlerOptions()...))
+	bus := mem.New()
+	handled := make(chan string, 1)
+	sub, err := pubsub.NewSubscriber(bus, "pings", "audit", func(_ context.Context, msg *pingv1.PingRequest) error {
+		handled <- msg.GetText()
+		return nil
+	}, pubsub.WithHandlerOptions(srv.HandlerOptions()...))
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	srv.Go(sub.Run)
+	if err := srv.Listen(); err != nil {
+		fmt.Println(err)
+		return
+	}
+	ctx, stop := context.WithCancel(context.Background())
+	defer stop()
+	done := make(chan error, 1)
+	go func() { done <- srv.Run(ctx) }()
+
+	client := pingv1connect.NewPingServiceClient(http.DefaultClient, "http://"+srv.Addr().String())
+	_, err = client.Ping(ctx, connect.NewRequest(&pingv1.PingRequest{Number: 1}))
+	fmt.Println(connect.CodeOf(err))
+	req := connect.NewRequest(&pingv1.PingRequest{Number: 1})
+	req.Header().Set("Authorization", "Bearer s3cret")
+	_, err = client.Ping(ctx, req)
+	fmt.Println(err)
+
+	pub, err := pubsub.NewPublisher[pingv1.PingRequest](bus, "pings", pubsub.WithClientOptions(srv.ClientOptions()...))
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	if err := pub.Publish(ctx, &pingv1.PingRequest{Text: "hello"}); err != nil {
+		fmt.Println(err)
+		return
+	}
+	fmt.Println("handled:", <-handled)
+	stop()
+	fmt.Println("clean shutdown:", <-done == nil)
+	// Output:
+	// unauthenticated
+	// <nil>
+	// handled: hello
+	// clean shutdown: true
+}
