@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -101,7 +102,8 @@ const (
 
 // ConfigFromEnv reads a Config from the NATS_* environment variables named
 // on its fields; unset variables keep the defaults. It returns an error
-// naming the variable and value that cannot be parsed or are invalid.
+// naming every variable whose value does not parse, as package kit's
+// ConfigFromEnv does, or else what [Config.Validate] finds.
 func ConfigFromEnv() (Config, error) {
 	return configFrom(os.Getenv)
 }
@@ -115,48 +117,33 @@ func configFrom(getenv func(string) string) (Config, error) {
 		Listen:           getenv("NATS_LISTEN"),
 		DeadLetterStream: getenv("NATS_DEAD_LETTER_STREAM"),
 	}
-	durations := []struct {
-		env string
-		dst *time.Duration
-	}{
-		{"NATS_SYNC_INTERVAL", &c.SyncInterval},
-		{"NATS_MAX_AGE", &c.MaxAge},
-		{"NATS_DUPLICATE_WINDOW", &c.DuplicateWindow},
-		{"NATS_PUBLISH_TIMEOUT", &c.PublishTimeout},
-		{"NATS_PULL_EXPIRY", &c.PullExpiry},
-	}
-	for _, d := range durations {
-		if v := getenv(d.env); v != "" {
-			parsed, err := time.ParseDuration(v)
-			if err != nil {
-				return Config{}, fmt.Errorf("natsjs: %s=%q: not a duration such as 30s or 2m", d.env, v)
-			}
-			*d.dst = parsed
+	// Every value that does not parse is reported, as package kit does.
+	var errs []error
+	parse := func(env, want string, set func(string) error) {
+		if v := strings.TrimSpace(getenv(env)); v != "" && set(v) != nil {
+			errs = append(errs, fmt.Errorf("%s=%q: want %s", env, v, want))
 		}
 	}
-	ints := []struct {
-		env string
-		dst *int
-	}{
-		{"NATS_REPLICAS", &c.Replicas},
-		{"NATS_PUBLISH_WINDOW", &c.PublishWindow},
-		{"NATS_MAX_ACK_PENDING", &c.MaxAckPending},
+	for env, dst := range map[string]*time.Duration{
+		"NATS_SYNC_INTERVAL":    &c.SyncInterval,
+		"NATS_MAX_AGE":          &c.MaxAge,
+		"NATS_DUPLICATE_WINDOW": &c.DuplicateWindow,
+		"NATS_PUBLISH_TIMEOUT":  &c.PublishTimeout,
+		"NATS_PULL_EXPIRY":      &c.PullExpiry,
+	} {
+		parse(env, `a duration such as "30s" or "2m"`, func(v string) (err error) { *dst, err = time.ParseDuration(v); return err })
 	}
-	for _, i := range ints {
-		if v := getenv(i.env); v != "" {
-			parsed, err := strconv.Atoi(v)
-			if err != nil {
-				return Config{}, fmt.Errorf("natsjs: %s=%q: not an integer", i.env, v)
-			}
-			*i.dst = parsed
-		}
+	for env, dst := range map[string]*int{
+		"NATS_REPLICAS":        &c.Replicas,
+		"NATS_PUBLISH_WINDOW":  &c.PublishWindow,
+		"NATS_MAX_ACK_PENDING": &c.MaxAckPending,
+	} {
+		parse(env, "an integer", func(v string) (err error) { *dst, err = strconv.Atoi(v); return err })
 	}
-	if v := getenv("NATS_SYNC_ALWAYS"); v != "" {
-		parsed, err := strconv.ParseBool(v)
-		if err != nil {
-			return Config{}, fmt.Errorf("natsjs: NATS_SYNC_ALWAYS=%q: not true or false", v)
-		}
-		c.SyncAlways = parsed
+	parse("NATS_SYNC_ALWAYS", "true or false", func(v string) (err error) { c.SyncAlways, err = strconv.ParseBool(v); return err })
+	if len(errs) > 0 {
+		slices.SortFunc(errs, func(a, b error) int { return strings.Compare(a.Error(), b.Error()) })
+		return Config{}, fmt.Errorf("natsjs: invalid config: %w", errors.Join(errs...))
 	}
 	return c, c.Validate()
 }

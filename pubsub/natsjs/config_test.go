@@ -39,9 +39,10 @@ func TestConfigFromEnvErrors(t *testing.T) {
 		env  map[string]string
 		want string
 	}{
-		"bad duration":          {map[string]string{"NATS_MAX_AGE": "a week"}, `NATS_MAX_AGE="a week": not a duration`},
-		"bad integer":           {map[string]string{"NATS_REPLICAS": "three"}, `NATS_REPLICAS="three": not an integer`},
+		"bad duration":          {map[string]string{"NATS_MAX_AGE": "a week"}, `natsjs: invalid config: NATS_MAX_AGE="a week": want a duration such as "30s" or "2m"`},
+		"bad integer":           {map[string]string{"NATS_REPLICAS": "three"}, `NATS_REPLICAS="three": want an integer`},
 		"bad bool":              {map[string]string{"NATS_SYNC_ALWAYS": "yes please"}, `NATS_SYNC_ALWAYS="yes please"`},
+		"every bad value":       {map[string]string{"NATS_REPLICAS": "three", "NATS_PULL_EXPIRY": "5"}, "NATS_PULL_EXPIRY=\"5\": want a duration such as \"30s\" or \"2m\"\nNATS_REPLICAS=\"three\""},
 		"invalid":               {map[string]string{"NATS_REPLICAS": "3"}, `Replicas (NATS_REPLICAS) "3": needs a cluster`},
 		"negative":              {map[string]string{"NATS_DUPLICATE_WINDOW": "-1m"}, `DuplicateWindow (NATS_DUPLICATE_WINDOW) "-1m0s": must not be negative`},
 		"window beyond max age": {map[string]string{"NATS_MAX_AGE": "1s", "NATS_DUPLICATE_WINDOW": "2m"}, `(NATS_DUPLICATE_WINDOW) "2m0s": must not exceed MaxAge (NATS_MAX_AGE) "1s"`},
