@@ -2,9 +2,11 @@ package kit_test
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"log/slog"
 	"net/http"
+	"os"
 
 	"connectrpc.com/connect"
 
@@ -54,12 +56,34 @@ func ExampleNew() {
 }
 
 func ExampleConfigFromEnv() {
-	// With KIT_SHUTDOWN_TIMEOUT=15 in the environment, ConfigFromEnv fails:
+	// A value that does not parse stops the start, naming the variable.
+	os.Setenv("KIT_SHUTDOWN_TIMEOUT", "15") // a unit forgotten
+	defer os.Unsetenv("KIT_SHUTDOWN_TIMEOUT")
+	_, err := kit.ConfigFromEnv()
+	fmt.Println(err)
+
+	os.Setenv("KIT_SHUTDOWN_TIMEOUT", "15s")
+	cfg, err := kit.ConfigFromEnv()
+	fmt.Println(cfg.ShutdownTimeout, err)
+	// Output:
 	// kit: invalid config: KIT_SHUTDOWN_TIMEOUT="15": want a duration such as "500ms", "15s" or "2m"
+	// 15s <nil>
+}
+
+func ExampleConfig_RegisterFlags() {
 	cfg, err := kit.ConfigFromEnv()
 	if err != nil {
 		fmt.Println(err)
 		return
 	}
-	_ = cfg
+	// In func main: cfg.RegisterFlags(flag.CommandLine); flag.Parse().
+	fs := flag.NewFlagSet("example", flag.ContinueOnError)
+	cfg.RegisterFlags(fs)
+	if err := fs.Parse([]string{"-addr", ":8081", "-log-level", "debug", "-call-timeout", "off"}); err != nil {
+		fmt.Println(err)
+		return
+	}
+	fmt.Println(cfg.Addr, cfg.LogLevel, cfg.CallTimeout == kit.NoTimeout)
+	// Output:
+	// :8081 DEBUG true
 }
