@@ -75,7 +75,12 @@ func WithInterceptorOptions(opts ...interceptors.Option) Option {
 // server's deadlines and response limit and the interceptors given with
 // [WithInterceptors] remain, in that order. To reorder the default chain,
 // build its pieces with [interceptors.Default] and pass them, in your
-// order, to WithInterceptors.
+// order, to WithInterceptors, with the logger and registry you also give
+// to [WithLogger] and [WithRegistry]. Such pieces trace with the tracer provider
+// of [interceptors.WithTracerProvider] (OpenTelemetry's global one by
+// default), not the one kit builds from the OTEL_* variables, and
+// [Server.ClientOptions] then holds no client chain: append
+// connect.WithInterceptors(chain.Client()...) to them.
 func WithoutDefaultInterceptors() Option {
 	return optionFunc(func(o *options) { o.noDefaultChain = true })
 }
