@@ -79,7 +79,7 @@ func serviceOf(path string) protoreflect.ServiceDescriptor {
 // not have is Unimplemented in the call's protocol (generated handlers
 // answer net/http's text 404); so that a call whose client sends one
 // message gets that message's body within bodyTimeout, when positive (see
-// [bodyDeadline]); and so that [deadlines] can bound the reads and writes
+// [guardBody]); and so that [deadlines] can bound the reads and writes
 // of streams: connect shows interceptors no ResponseWriter, so a stream's
 // ResponseController goes to them in the request context.
 func serviceHandler(service protoreflect.ServiceDescriptor, h http.Handler, limits bodyLimits) http.Handler {
