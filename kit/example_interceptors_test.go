@@ -6,9 +6,12 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"strings"
 
 	"connectrpc.com/connect"
+	healthv1 "google.golang.org/grpc/health/grpc_health_v1"
 
+	"github.com/connectkit/connectkit/health"
 	pingv1 "github.com/connectkit/connectkit/internal/gen/connectkit/ping/v1"
 	"github.com/connectkit/connectkit/internal/gen/connectkit/ping/v1/pingv1connect"
 	"github.com/connectkit/connectkit/kit"
@@ -17,10 +20,13 @@ import (
 )
 
 // bearerAuth is an interceptor of your own: server calls must carry
-// "Authorization: Bearer <token>".
+// "Authorization: Bearer <token>", but for health probes and deliveries.
 type bearerAuth string
 
-func (a bearerAuth) check(ctx context.Context, h http.Header) error {
+func (a bearerAuth) check(ctx context.Context, spec connect.Spec, h http.Header) error {
+	if strings.HasPrefix(spec.Procedure, "/"+health.ServiceName+"/") {
+		return nil // Kubernetes' gRPC probes and grpc_health_probe send no token
+	}
 	if _, ok := pubsub.MessageInfoFrom(ctx); ok {
 		return nil // a pubsub delivery: its headers are a message's, not a caller's
 	}
@@ -32,7 +38,7 @@ func (a bearerAuth) check(ctx context.Context, h http.Header) error {
 
 func (a bearerAuth) WrapUnary(next connect.UnaryFunc) connect.UnaryFunc {
 	return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
-		if err := a.check(ctx, req.Header()); err != nil {
+		if err := a.check(ctx, req.Spec(), req.Header()); err != nil {
 			return nil, err
 		}
 		return next(ctx, req)
@@ -45,7 +51,7 @@ func (a bearerAuth) WrapStreamingClient(next connect.StreamingClientFunc) connec
 
 func (a bearerAuth) WrapStreamingHandler(next connect.StreamingHandlerFunc) connect.StreamingHandlerFunc {
 	return func(ctx context.Context, conn connect.StreamingHandlerConn) error {
-		if err := a.check(ctx, conn.RequestHeader()); err != nil {
+		if err := a.check(ctx, conn.Spec(), conn.RequestHeader()); err != nil {
 			return err
 		}
 		return next(ctx, conn)
@@ -53,8 +59,9 @@ func (a bearerAuth) WrapStreamingHandler(next connect.StreamingHandlerFunc) conn
 }
 
 // Interceptors of your own run inside the default chain, on every call of
-// the handlers built with srv.HandlerOptions(), and on every delivery of the
-// pubsub subscribers built with them too.
+// the handlers built with srv.HandlerOptions() (kit's gRPC health and
+// reflection services included), and on every delivery of the pubsub
+// subscribers built with them too.
 func ExampleWithInterceptors() {
 	srv, err := kit.New(kit.Config{Addr: "127.0.0.1:0", AdminAddr: kit.AdminOff},
 		kit.WithLogger(slog.New(slog.DiscardHandler)), kit.WithInterceptors(bearerAuth("s3cret")))
@@ -91,6 +98,15 @@ func ExampleWithInterceptors() {
 	_, err = client.Ping(ctx, req)
 	fmt.Println(err)
 
+	probe := connect.NewClient[healthv1.HealthCheckRequest, healthv1.HealthCheckResponse](
+		http.DefaultClient, "http://"+srv.Addr().String()+"/grpc.health.v1.Health/Check")
+	status, err := probe.CallUnary(ctx, connect.NewRequest(&healthv1.HealthCheckRequest{}))
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	fmt.Println("health:", status.Msg.GetStatus())
+
 	pub, err := pubsub.NewPublisher[pingv1.PingRequest](bus, "pings", pubsub.WithClientOptions(srv.ClientOptions()...))
 	if err != nil {
 		fmt.Println(err)
@@ -106,6 +122,7 @@ func ExampleWithInterceptors() {
 	// Output:
 	// unauthenticated
 	// <nil>
+	// health: SERVING
 	// handled: hello
 	// clean shutdown: true
 }

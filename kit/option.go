@@ -51,13 +51,15 @@ func WithLogLevel(level *slog.LevelVar) Option {
 // what they do is traced, logged, counted and recovered from. Repeated
 // options add up.
 //
-// They are part of [Server.HandlerOptions], so they also wrap the deliveries
-// of pubsub subscribers built with those options, whose headers are the
+// They are part of [Server.HandlerOptions], so they also wrap kit's own gRPC
+// health and reflection services, and the deliveries of pubsub subscribers
+// built with those options. Health probes (Kubernetes' gRPC probe,
+// grpc_health_probe) send no credentials, and a delivery's headers are the
 // message's, not a caller's: an interceptor that checks a caller's
-// credentials lets deliveries through (pubsub.MessageInfoFrom reports ok in
-// their context), or goes on the generated handler constructors alone, with
-// connect.WithInterceptors after srv.HandlerOptions(). They are not part of
-// [Server.ClientOptions].
+// credentials lets "/grpc.health.v1.Health/" procedures and deliveries
+// (pubsub.MessageInfoFrom reports ok in their context) through, or goes on
+// the generated handler constructors alone, with connect.WithInterceptors
+// after srv.HandlerOptions(). They are not part of [Server.ClientOptions].
 func WithInterceptors(ics ...connect.Interceptor) Option {
 	return optionFunc(func(o *options) { o.interceptors = append(o.interceptors, ics...) })
 }
