@@ -31,6 +31,9 @@ import (
 // ~2.2 µs per message against ~1.6 µs unfiltered, BENCHMARKS.md section 3),
 // for re-drives, which are rare.
 func (b *Broker) Subscribe(ctx context.Context, cfg pubsub.ConsumerConfig, deliver func(pubsub.Delivery)) (pubsub.Consumer, error) {
+	if err := b.errIfClosed(); err != nil {
+		return nil, err
+	}
 	c := &consumer{
 		b:       b,
 		cfg:     cfg,

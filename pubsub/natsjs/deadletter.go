@@ -49,6 +49,9 @@ func (b *Broker) ensureDeadLetterStream(ctx context.Context) error {
 // DeadLetter implements [pubsub.Broker]: a synchronous publish to the
 // dead-letter stream, with the original headers and payload.
 func (b *Broker) DeadLetter(ctx context.Context, dl *pubsub.DeadLetter) error {
+	if err := b.errIfClosed(); err != nil {
+		return err
+	}
 	if err := b.ensureDeadLetterStream(ctx); err != nil {
 		return err
 	}
@@ -96,6 +99,10 @@ func headerSafe(s string, n int) string {
 // snapshot would.
 func (b *Broker) DeadLetters(ctx context.Context, topic, subscription string) iter.Seq2[*pubsub.DeadLetter, error] {
 	return func(yield func(*pubsub.DeadLetter, error) bool) {
+		if err := b.errIfClosed(); err != nil {
+			yield(nil, err)
+			return
+		}
 		s, err := b.js.Stream(ctx, b.cfg.DeadLetterStream)
 		if errors.Is(err, jetstream.ErrStreamNotFound) {
 			return
@@ -216,6 +223,9 @@ func (b *Broker) DeleteDeadLetter(ctx context.Context, dl *pubsub.DeadLetter) er
 }
 
 func (b *Broker) deadLetterRef(ctx context.Context, dl *pubsub.DeadLetter) (jetstream.Stream, uint64, error) {
+	if err := b.errIfClosed(); err != nil {
+		return nil, 0, err
+	}
 	seq, err := strconv.ParseUint(dl.Ref, 10, 64)
 	if err != nil {
 		return nil, 0, fmt.Errorf("natsjs: dead letter ref %q is not a sequence number", dl.Ref)

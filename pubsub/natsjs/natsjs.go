@@ -222,11 +222,24 @@ func (b *Broker) System() string { return "nats" }
 // Check implements [pubsub.Broker]: the connection is up and JetStream
 // answers.
 func (b *Broker) Check(ctx context.Context) error {
+	if b.nc.IsClosed() {
+		return pubsub.ErrClosed
+	}
 	if status := b.nc.Status(); status != nats.CONNECTED {
 		return fmt.Errorf("natsjs: connection to %s is %s", b.describe(), status)
 	}
 	if _, err := b.js.AccountInfo(ctx); err != nil {
 		return fmt.Errorf("natsjs: JetStream of %s does not answer: %w", b.describe(), err)
+	}
+	return nil
+}
+
+// errIfClosed is pubsub.ErrClosed once the connection is closed (only Close
+// closes it: the broker reconnects forever), so that every operation of a
+// closed broker fails with it, as pubsub promises.
+func (b *Broker) errIfClosed() error {
+	if b.nc.IsClosed() {
+		return pubsub.ErrClosed
 	}
 	return nil
 }

@@ -58,6 +58,7 @@ func Run(t *testing.T, features Features, newBackend func(tb testing.TB) Backend
 		{"TraceContinuity", testTraceContinuity},
 		{"OneChainForRPCAndMessages", testOneChain},
 		{"Check", testCheck},
+		{"Closed", testClosed},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
