@@ -25,7 +25,8 @@ type Config struct {
 	AdminAddr string
 	// AdminToken, when set, is the bearer token the admin endpoints require
 	// (probes excepted). An admin listener bound beyond loopback refuses to
-	// start without one unless AdminInsecure is set. KIT_ADMIN_TOKEN.
+	// start without one unless AdminInsecure is set. KIT_ADMIN_TOKEN,
+	// default empty (no token).
 	AdminToken string
 	// AdminInsecure allows an admin listener bound beyond loopback without a
 	// token. KIT_ADMIN_INSECURE, default false.
@@ -35,7 +36,8 @@ type Config struct {
 
 	// TLSCertFile and TLSKeyFile, when both set, make the main listener
 	// serve TLS (HTTP/2 negotiated by ALPN, HTTP/1.1 as fallback) instead of
-	// cleartext. KIT_TLS_CERT_FILE, KIT_TLS_KEY_FILE.
+	// cleartext. KIT_TLS_CERT_FILE, KIT_TLS_KEY_FILE, default empty
+	// (cleartext).
 	TLSCertFile string
 	TLSKeyFile  string
 

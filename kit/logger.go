@@ -14,7 +14,8 @@ import (
 // [WithLogger]: format "json" writes one JSON object per line (for log
 // collectors), "text" writes colored human-readable lines
 // ([github.com/lmittmann/tint]), and "auto" (or "") picks text when w is a
-// terminal and JSON otherwise. level is read on every record, so a
+// terminal and JSON otherwise; any other format writes JSON (Config.Validate
+// refuses it in KIT_LOG_FORMAT). level is read on every record, so a
 // [slog.LevelVar] changes the level at run time.
 //
 // Lines are written in batches: an info line waits at most 5 ms (or until
@@ -27,8 +28,9 @@ import (
 // is formatted before the call returns, since its values may change
 // afterwards. Lines stay in order. Lines at warn level and above are
 // written before the logging call returns, and Server.Run writes what is
-// left before it returns; a crash can lose the info lines of its last
-// 5 ms.
+// left of the server's logger before it returns; a crash, or a program
+// that exits within 5 ms of an info line logged after Run returned (or
+// without a Server), can lose the info lines of those last 5 ms.
 func NewLogger(w io.Writer, format string, level slog.Leveler) *slog.Logger {
 	if format == "" || format == "auto" {
 		format = "json"

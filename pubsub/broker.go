@@ -87,7 +87,10 @@ type Confirmation interface {
 
 // ConsumerConfig is what a broker needs to consume a subscription.
 type ConsumerConfig struct {
-	Topic        string
+	// Topic is the topic to consume, valid as [ValidateTopic] says.
+	Topic string
+	// Subscription is the durable subscription's name, valid as
+	// [ValidateSubscription] says.
 	Subscription string
 	// AckWait is how long the broker waits for a verdict on a delivery
 	// before delivering the message again (to any instance).

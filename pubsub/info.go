@@ -12,8 +12,10 @@ type MessageInfo struct {
 	// ID is the message's id: delivered again (at-least-once), a message
 	// keeps its id, so handlers that must not repeat an effect key it on ID
 	// (see [Idempotent]).
-	ID           string
-	Topic        string
+	ID string
+	// Topic is the topic the message was published to.
+	Topic string
+	// Subscription is the subscription that delivered it.
 	Subscription string
 	// Type is the full protobuf name of the message type.
 	Type string
