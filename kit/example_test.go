@@ -2,6 +2,7 @@ package kit_test
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
@@ -86,4 +87,27 @@ func ExampleConfig_RegisterFlags() {
 	fmt.Println(cfg.Addr, cfg.LogLevel, cfg.CallTimeout == kit.NoTimeout)
 	// Output:
 	// :8081 DEBUG true
+}
+
+// Background components run under the server's lifecycle: cancelled at
+// shutdown and awaited by Run; one that fails stops the server.
+func ExampleServer_Go() {
+	srv, err := kit.New(kit.Config{Addr: "127.0.0.1:0", AdminAddr: kit.AdminOff},
+		kit.WithLogger(slog.New(slog.DiscardHandler)))
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	srv.Go(func(ctx context.Context) error { // a subscriber, a cache refresher...
+		<-ctx.Done()
+		fmt.Println("refresher: stopped")
+		return nil
+	})
+	srv.Go(func(context.Context) error {
+		return errors.New("consumer: broker unreachable")
+	})
+	fmt.Println("Run:", srv.Run(context.Background()))
+	// Output:
+	// refresher: stopped
+	// Run: kit: background component: consumer: broker unreachable
 }
