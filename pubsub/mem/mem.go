@@ -7,8 +7,8 @@
 //
 // A topic retains a message until every subscription that exists has
 // acknowledged it (messages published while a topic has no subscription are
-// kept for the first one), and at most MaxRetained messages (the oldest are
-// dropped first).
+// kept for the first one), and at most [WithMaxRetained] messages (the oldest
+// are dropped first).
 package mem
 
 import (
@@ -24,7 +24,7 @@ import (
 	"github.com/connectkit/connectkit/pubsub"
 )
 
-// Defaults of [Option] values.
+// Defaults of [WithDuplicateWindow] and [WithMaxRetained].
 const (
 	DefaultDuplicateWindow = 2 * time.Minute
 	DefaultMaxRetained     = 1 << 20
@@ -40,13 +40,14 @@ type optionFunc func(*Broker)
 func (f optionFunc) apply(b *Broker) { f(b) }
 
 // WithDuplicateWindow sets how long a message id is remembered to drop
-// duplicates. Default 2 minutes, as JetStream.
+// duplicates. Default 2 minutes, as JetStream; 0 or less turns
+// deduplication off.
 func WithDuplicateWindow(d time.Duration) Option {
 	return optionFunc(func(b *Broker) { b.dupWindow = d })
 }
 
 // WithMaxRetained sets how many messages a topic retains at most. Default
-// 1<<20.
+// 1<<20, also for 0 or less.
 func WithMaxRetained(n int) Option {
 	return optionFunc(func(b *Broker) { b.maxRetained = n })
 }
