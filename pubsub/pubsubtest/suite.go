@@ -26,6 +26,9 @@ type Backend struct {
 	// Connect returns a broker connected to the backend as a new process
 	// would be: for a networked broker, a new connection; for an in-process
 	// one, the broker itself. The backend closes it when the test ends.
+	// A broker with a Close method may also be closed by the suite first:
+	// Close must be idempotent, and a closed broker must refuse every
+	// operation with pubsub.ErrClosed.
 	Connect func(tb testing.TB) pubsub.Broker
 }
 
