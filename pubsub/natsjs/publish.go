@@ -113,6 +113,10 @@ func (b *Broker) publishError(topic string, err error) error {
 	if errors.Is(err, nats.ErrConnectionClosed) || errors.Is(err, nats.ErrConnectionDraining) {
 		return fmt.Errorf("%w: %w", pubsub.ErrClosed, err)
 	}
+	if errors.Is(err, nats.ErrMaxPayload) { // no retry can fix it
+		return connect.NewError(connect.CodeResourceExhausted,
+			fmt.Errorf("natsjs: publish to %s failed: message over the server's max payload of %d bytes: %w", topic, b.nc.MaxPayload(), err))
+	}
 	if errors.Is(err, jetstream.ErrNoStreamResponse) {
 		b.streams.Delete(topic) // deleted behind our back: create it again on the next publish
 	}
