@@ -37,6 +37,7 @@ func (s *Server) buildChains() error {
 	limit := responseLimit(s.cfg.MaxResponseBytes)
 	if s.opts.noDefaultChain {
 		s.serverChain = append([]connect.Interceptor{deadlines, limit}, s.opts.interceptors...)
+		s.clientChain = slices.Clone(s.opts.clientInterceptors)
 		return nil
 	}
 	opts := append([]interceptors.Option{
@@ -57,7 +58,7 @@ func (s *Server) buildChains() error {
 		}
 	}
 	s.serverChain = append([]connect.Interceptor{own}, s.opts.interceptors...)
-	s.clientChain = []connect.Interceptor{composed(chain.Client())}
+	s.clientChain = append([]connect.Interceptor{composed(chain.Client())}, s.opts.clientInterceptors...)
 	return nil
 }
 

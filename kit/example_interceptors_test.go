@@ -126,3 +126,60 @@ func ExampleWithInterceptors() {
 	// handled: hello
 	// clean shutdown: true
 }
+
+// tenant is an interceptor for the client side: it stamps the caller's
+// tenant on every call and publish made with srv.ClientOptions().
+var tenant = connect.UnaryInterceptorFunc(func(next connect.UnaryFunc) connect.UnaryFunc {
+	return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
+		if req.Spec().IsClient {
+			req.Header().Set("X-Tenant", "acme")
+		}
+		return next(ctx, req)
+	}
+})
+
+// Interceptors of kit.WithClientInterceptors run on the clients and the
+// pubsub publishers built with srv.ClientOptions(): a header they set on a
+// publish is a header of the message.
+func ExampleWithClientInterceptors() {
+	srv, err := kit.New(kit.Config{Addr: "127.0.0.1:0", AdminAddr: kit.AdminOff},
+		kit.WithLogger(slog.New(slog.DiscardHandler)), kit.WithClientInterceptors(tenant))
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	bus := mem.New()
+	handled := make(chan string, 1)
+	sub, err := pubsub.NewSubscriber(bus, "pings", "audit", func(ctx context.Context, msg *pingv1.PingRequest) error {
+		info, _ := pubsub.MessageInfoFrom(ctx)
+		handled <- msg.GetText() + " from " + info.Header.Get("X-Tenant")
+		return nil
+	}, pubsub.WithHandlerOptions(srv.HandlerOptions()...))
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	srv.Go(sub.Run)
+	pub, err := pubsub.NewPublisher[pingv1.PingRequest](bus, "pings", pubsub.WithClientOptions(srv.ClientOptions()...))
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	if err := srv.Listen(); err != nil {
+		fmt.Println(err)
+		return
+	}
+	ctx, stop := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- srv.Run(ctx) }()
+
+	if err := pub.Publish(ctx, &pingv1.PingRequest{Text: "hello"}); err != nil {
+		fmt.Println(err)
+	}
+	fmt.Println(<-handled)
+	stop()
+	fmt.Println("clean shutdown:", <-done == nil)
+	// Output:
+	// hello from acme
+	// clean shutdown: true
+}

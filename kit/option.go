@@ -22,7 +22,9 @@ type options struct {
 	logger       *slog.Logger
 	level        *slog.LevelVar
 	interceptors []connect.Interceptor
-	chainOptions []interceptors.Option
+	// clientInterceptors extend the client chain (ClientOptions).
+	clientInterceptors []connect.Interceptor
+	chainOptions       []interceptors.Option
 	// noDefaultChain drops the default interceptors.
 	noDefaultChain bool
 }
@@ -59,9 +61,25 @@ func WithLogLevel(level *slog.LevelVar) Option {
 // credentials lets "/grpc.health.v1.Health/" procedures and deliveries
 // (pubsub.MessageInfoFrom reports ok in their context) through, or goes on
 // the generated handler constructors alone, with connect.WithInterceptors
-// after srv.HandlerOptions(). They are not part of [Server.ClientOptions].
+// after srv.HandlerOptions(). They are not part of [Server.ClientOptions]:
+// give those that also act on the client side to [WithClientInterceptors].
 func WithInterceptors(ics ...connect.Interceptor) Option {
 	return optionFunc(func(o *options) { o.interceptors = append(o.interceptors, ics...) })
+}
+
+// WithClientInterceptors appends interceptors to the client chain of
+// [Server.ClientOptions], inside kit's own (tracing, request id, metrics):
+// they run on every call of the clients built with those options, and on
+// every publish of the pubsub publishers built with them, whose message
+// headers are the call's request headers. Repeated options add up.
+//
+// connect's interceptors serve both sides (connect.Spec.IsClient tells
+// which), so one written for both can go to WithInterceptors and here: an
+// auth interceptor that sets a token on the client side and checks it on
+// the server side then stamps every publish, and checks every delivery,
+// with no exception for pubsub.
+func WithClientInterceptors(ics ...connect.Interceptor) Option {
+	return optionFunc(func(o *options) { o.clientInterceptors = append(o.clientInterceptors, ics...) })
 }
 
 // WithInterceptorOptions configures the default interceptor chain
@@ -81,8 +99,8 @@ func WithInterceptorOptions(opts ...interceptors.Option) Option {
 // to [WithLogger] and [WithRegistry]. Such pieces trace with the tracer provider
 // of [interceptors.WithTracerProvider] (OpenTelemetry's global one by
 // default), not the one kit builds from the OTEL_* variables, and
-// [Server.ClientOptions] then holds no client chain: append
-// connect.WithInterceptors(chain.Client()...) to them.
+// [Server.ClientOptions] then holds only the interceptors of
+// [WithClientInterceptors]: give it chain.Client()... first.
 func WithoutDefaultInterceptors() Option {
 	return optionFunc(func(o *options) { o.noDefaultChain = true })
 }
