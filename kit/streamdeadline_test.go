@@ -35,7 +35,13 @@ func TestStreamTimeoutEndsAClientStreamThatStaysOpen(t *testing.T) {
 				time.Sleep(timeout / 10)
 			}
 			_, err := stream.CloseAndReceive()
-			if connect.CodeOf(err) != connect.CodeDeadlineExceeded {
+			// Over HTTP/1.1 the server answers and closes the connection
+			// while the client may still be writing its body: the client's
+			// transport can report that write's failure before the answer.
+			// Either way the server ended a call the client never closed.
+			cut := p.Client == srv.HTTP1Client() && err != nil &&
+				(strings.Contains(err.Error(), "broken pipe") || strings.Contains(err.Error(), "connection reset"))
+			if connect.CodeOf(err) != connect.CodeDeadlineExceeded && !cut {
 				t.Fatalf("after %v: err = %v, want deadline_exceeded after %v", time.Since(start).Round(time.Millisecond), err, timeout)
 			}
 			// The connection, or the client's next one, still serves.
