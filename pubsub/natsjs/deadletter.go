@@ -70,7 +70,17 @@ func (b *Broker) DeadLetter(ctx context.Context, dl *pubsub.DeadLetter) error {
 	h[headerReason] = []string{string(dl.Reason)}
 	h[headerError] = []string{headerSafe(dl.Error, 1024)}
 	h[headerDeadAt] = []string{dl.Time.UTC().Format(time.RFC3339Nano)}
-	_, err := b.js.PublishMsg(ctx, &nats.Msg{Subject: deadSubject(dl.Subscription, dl.Message.Topic), Header: h, Data: dl.Message.Data})
+	msg := &nats.Msg{Subject: deadSubject(dl.Subscription, dl.Message.Topic), Header: h, Data: dl.Message.Data}
+	_, err := b.js.PublishMsg(ctx, msg)
+	if errors.Is(err, jetstream.ErrNoStreamResponse) {
+		// The stream was deleted behind our back (no stream answers its
+		// subjects): create it again, once.
+		b.dlOnce.reset()
+		if err := b.ensureDeadLetterStream(ctx); err != nil {
+			return err
+		}
+		_, err = b.js.PublishMsg(ctx, msg)
+	}
 	if err != nil {
 		return fmt.Errorf("natsjs: failed to store dead letter: %w", err)
 	}

@@ -294,6 +294,10 @@ func (o *onceErr) do(f func() error) error {
 	return nil
 }
 
+// reset makes the next do run its function again, as when what it set up
+// was deleted.
+func (o *onceErr) reset() { o.done.Store(false) }
+
 // serverLogger logs the embedded server's messages with slog, and sends the
 // first fatal one to fatal, for startServer.
 type serverLogger struct {
