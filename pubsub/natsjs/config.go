@@ -18,7 +18,8 @@ import (
 type Config struct {
 	// URL of an external NATS cluster (NATS_URL), such as
 	// "nats://nats-1:4222,nats://nats-2:4222". Empty (the default) starts an
-	// embedded server instead.
+	// embedded server instead. Errors and logs show it with its passwords
+	// and tokens ("nats://user:password@host", "nats://token@host") hidden.
 	URL string
 	// CredentialsFile is a NATS credentials file for the external cluster
 	// (NATS_CREDS); it needs URL. Default: none.

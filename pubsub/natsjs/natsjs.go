@@ -23,7 +23,9 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	neturl "net/url"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -107,7 +109,7 @@ func New(ctx context.Context, cfg Config, opts ...Option) (*Broker, error) {
 				b.logger.Warn("natsjs: disconnected", "err", err)
 			}
 		}),
-		nats.ReconnectHandler(func(nc *nats.Conn) { b.logger.Info("natsjs: reconnected", "url", nc.ConnectedUrlRedacted()) }),
+		nats.ReconnectHandler(func(nc *nats.Conn) { b.logger.Info("natsjs: reconnected", "url", redactURLs(nc.ConnectedUrl())) }),
 	}
 	url := b.cfg.URL
 	if url == "" {
@@ -128,6 +130,9 @@ func New(ctx context.Context, cfg Config, opts ...Option) (*Broker, error) {
 	nc, err := nats.Connect(url, natsOpts...)
 	if err != nil {
 		b.stopServer()
+		if urlErr := (*neturl.Error)(nil); errors.As(err, &urlErr) { // a URL that does not parse, with its secrets
+			urlErr.URL = redactURLs(urlErr.URL)
+		}
 		return nil, fmt.Errorf("natsjs: failed to connect to %s: %w", b.describe(), err)
 	}
 	b.nc = nc
@@ -152,9 +157,40 @@ func New(ctx context.Context, cfg Config, opts ...Option) (*Broker, error) {
 
 func (b *Broker) describe() string {
 	if b.cfg.URL != "" {
-		return "NATS at " + b.cfg.URL
+		return "NATS at " + redactURLs(b.cfg.URL)
 	}
 	return "the embedded NATS server"
+}
+
+// redactURLs hides the secrets of a comma-separated list of NATS URLs, for
+// errors and logs: the password of "nats://user:password@host" and the
+// token of "nats://token@host" (url.URL.Redacted, which nats.go uses, hides
+// only passwords). It works on strings that do not parse too.
+func redactURLs(urls string) string {
+	parts := strings.Split(urls, ",")
+	for i, u := range parts {
+		_, rest, ok := strings.Cut(u, "://")
+		if !ok {
+			rest = u
+		}
+		host := strings.IndexAny(rest, "/?#")
+		if host < 0 {
+			host = len(rest)
+		}
+		at := strings.LastIndex(rest[:host], "@")
+		if at < 0 {
+			continue
+		}
+		start := len(u) - len(rest)
+		userinfo := rest[:at]
+		if user, _, ok := strings.Cut(userinfo, ":"); ok {
+			userinfo = user + ":xxxxx"
+		} else {
+			userinfo = "xxxxx"
+		}
+		parts[i] = u[:start] + userinfo + rest[at:]
+	}
+	return strings.Join(parts, ",")
 }
 
 // startServer starts the embedded server and waits until it accepts

@@ -3,12 +3,15 @@ package natsjs_test
 import (
 	"context"
 	"errors"
+	"strings"
 	"testing"
+	"time"
 
 	pingv1 "github.com/connectkit/connectkit/internal/gen/connectkit/ping/v1"
 	"github.com/connectkit/connectkit/pubsub"
 	"github.com/connectkit/connectkit/pubsub/natsjs"
 	"github.com/connectkit/connectkit/pubsub/pubsubtest"
+	"github.com/nats-io/nats.go"
 )
 
 // deadLetterCount counts the dead letters of a topic and subscription.
@@ -52,4 +55,46 @@ func TestDeadLetterStreamDeletedIsRecreated(t *testing.T) {
 		t.Fatal(err)
 	}
 	pubsubtest.WaitFor(t, "the dead letter after the stream's deletion", func() bool { return deadLetterCount(t, b, "dlgone", "s") == 1 })
+}
+
+// TestURLSecretsHidden: the password or token of NATS_URL appears in no
+// error, neither when connecting fails nor in Check once connected.
+func TestURLSecretsHidden(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name, url, want string
+	}{
+		{name: "password", url: "nats://alice:s3cret@127.0.0.1:1", want: "NATS at nats://alice:xxxxx@127.0.0.1:1"},
+		{name: "token", url: "nats://s3cret@127.0.0.1:1", want: "NATS at nats://xxxxx@127.0.0.1:1"},
+		{name: "second of two", url: "nats://127.0.0.1:1, nats://bob:s3cret@127.0.0.1:2", want: "nats://127.0.0.1:1, nats://bob:xxxxx@127.0.0.1:2"},
+		{name: "unparsable", url: "nats://alice:s3cret@127.0.0.1:port", want: "alice:xxxxx@127.0.0.1:port"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			_, err := natsjs.New(t.Context(), natsjs.Config{URL: tc.url})
+			if err == nil || strings.Contains(err.Error(), "s3cret") || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("New = %v, want an error naming %q, without the secret", err, tc.want)
+			}
+		})
+	}
+	t.Run("check", func(t *testing.T) {
+		t.Parallel()
+		owner := newEmbedded(t)
+		url := strings.Replace(owner.ClientURL(), "nats://", "nats://alice:s3cret@", 1)
+		b, err := natsjs.New(t.Context(), natsjs.Config{URL: url}, natsjs.WithNATSOptions(nats.ReconnectWait(time.Hour)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = b.Close() })
+		if err := owner.Close(); err != nil {
+			t.Fatal(err)
+		}
+		pubsubtest.WaitFor(t, "Check to fail", func() bool {
+			err := b.Check(t.Context())
+			if err != nil && strings.Contains(err.Error(), "s3cret") {
+				t.Fatalf("Check = %v, with the password", err)
+			}
+			return err != nil
+		})
+	})
 }
