@@ -173,12 +173,19 @@ func (c *consumer) heal() {
 }
 
 // Drain implements [pubsub.Consumer]: the messages buffered when it is called
-// are passed to deliver before it returns.
+// are passed to deliver before it returns. While the connection is down, it
+// stops at once instead: draining waits for the server to confirm, which
+// would hold the shutdown for the whole of ctx, and the messages fetched
+// come again after AckWait anyway, their verdicts having nowhere to go.
 func (c *consumer) Drain(ctx context.Context) error {
 	c.mu.Lock()
 	c.stopped = true
 	cc := c.cc
 	c.mu.Unlock()
+	if err := c.b.down(); err != nil {
+		cc.Stop()
+		return err
+	}
 	cc.Drain()
 	select {
 	case <-cc.Closed():
@@ -199,6 +206,9 @@ func (c *consumer) Close(ctx context.Context) error {
 	cc.Stop()
 	if c.b.nc.IsClosed() {
 		return pubsub.ErrClosed
+	}
+	if err := c.b.down(); err != nil {
+		return err // no flush can succeed before the connection is back
 	}
 	return c.b.nc.FlushWithContext(ctx)
 }

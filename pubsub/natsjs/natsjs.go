@@ -280,8 +280,21 @@ func (b *Broker) errIfClosed() error {
 	return nil
 }
 
+// down returns an error naming the connection's state while it is lost (and
+// nats.go tries to reconnect), nil otherwise.
+func (b *Broker) down() error {
+	switch status := b.nc.Status(); status {
+	case nats.DISCONNECTED, nats.RECONNECTING, nats.CONNECTING:
+		return fmt.Errorf("natsjs: connection to %s is %s", b.describe(), status)
+	}
+	return nil
+}
+
 // Close drains the connection (so that every acknowledgement reaches the
 // server), then shuts the embedded server down, last. It is idempotent.
+// While the connection is down it closes it at once and returns an error
+// saying so: the verdicts it held are lost (their messages come again after
+// AckWait), as are publishes not yet confirmed.
 func (b *Broker) Close() error {
 	var err error
 	if !b.nc.IsClosed() {
@@ -295,8 +308,11 @@ func (b *Broker) Close() error {
 		}
 	}
 	b.stopServer()
-	if errors.Is(err, nats.ErrConnectionClosed) {
+	switch {
+	case errors.Is(err, nats.ErrConnectionClosed):
 		err = nil
+	case errors.Is(err, nats.ErrConnectionReconnecting): // nats.go closed it at once
+		err = fmt.Errorf("natsjs: the connection to %s was down: closed it without sending what it held (verdicts, publishes not confirmed): %w", b.describe(), err)
 	}
 	return err
 }

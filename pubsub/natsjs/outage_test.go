@@ -98,3 +98,39 @@ func TestURLSecretsHidden(t *testing.T) {
 		})
 	})
 }
+
+// TestShutdownWhileBrokerDown: a subscriber whose broker is gone (the
+// connection reconnecting) stops at once, not after waiting DrainTimeout
+// for a drain and again for a flush that cannot happen; the broker's Close
+// says that the connection was down.
+func TestShutdownWhileBrokerDown(t *testing.T) {
+	t.Parallel()
+	owner := newEmbedded(t) // stands for an external server
+	b, err := natsjs.New(t.Context(), natsjs.Config{URL: owner.ClientURL()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var c collector
+	sub, err := pubsub.NewSubscriber(b, "down", "s", c.handle, pubsub.WithDelivery(pubsub.DeliveryConfig{DrainTimeout: 10 * time.Second}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop := pubsubtest.Start(t, sub)
+	if err := owner.Close(); err != nil {
+		t.Fatal(err)
+	}
+	pubsubtest.WaitFor(t, "the connection to drop", func() bool { return b.Conn().IsReconnecting() })
+	start := time.Now()
+	stop()
+	if took := time.Since(start); took > 2*time.Second {
+		t.Errorf("Subscriber.Run returned %v after its context was cancelled, want at once", took.Round(time.Millisecond))
+	}
+	start = time.Now()
+	err = b.Close()
+	if took := time.Since(start); took > 2*time.Second {
+		t.Errorf("Close took %v, want at once", took.Round(time.Millisecond))
+	}
+	if err == nil || !strings.Contains(err.Error(), "was down") {
+		t.Errorf("Close = %v, want an error saying the connection was down", err)
+	}
+}
