@@ -456,3 +456,37 @@ func TestMemoryIdempotencyStore(t *testing.T) {
 		t.Error("Seen(\"\") = nil error")
 	}
 }
+
+// unresponsiveBroker stands for a broker that stopped answering (a network
+// partition): its consumers' Drain and Close wait for their context.
+type unresponsiveBroker struct{ pubsub.Broker }
+
+func (b unresponsiveBroker) Subscribe(ctx context.Context, cfg pubsub.ConsumerConfig, deliver func(pubsub.Delivery)) (pubsub.Consumer, error) {
+	return unresponsiveConsumer{}, nil
+}
+
+type unresponsiveConsumer struct{}
+
+func (unresponsiveConsumer) Drain(ctx context.Context) error { <-ctx.Done(); return ctx.Err() }
+func (unresponsiveConsumer) Close(ctx context.Context) error { <-ctx.Done(); return ctx.Err() }
+
+// TestRunStopsWithinDrainTimeout: a subscriber whose broker does not answer
+// returns from Run within DrainTimeout plus a second, the flush of its
+// verdicts included, not after DrainTimeout twice (which would outlast
+// kit's KIT_SHUTDOWN_TIMEOUT with the defaults).
+func TestRunStopsWithinDrainTimeout(t *testing.T) {
+	t.Parallel()
+	const drain = 3 * time.Second
+	sub, err := pubsub.NewSubscriber(unresponsiveBroker{mem.New()}, "t", "s",
+		func(context.Context, *pingv1.PingRequest) error { return nil },
+		pubsub.WithDelivery(pubsub.DeliveryConfig{DrainTimeout: drain}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop := pubsubtest.Start(t, sub)
+	start := time.Now()
+	stop()
+	if took := time.Since(start); took > drain+1500*time.Millisecond {
+		t.Errorf("Run returned %v after its context was cancelled, want at most DrainTimeout (%v) and a second", took.Round(time.Millisecond), drain)
+	}
+}

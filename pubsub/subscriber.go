@@ -121,7 +121,8 @@ func (s *Subscriber) Check(ctx context.Context) error {
 // up to DeliveryConfig.DrainTimeout (then it hands back what no handler
 // took, and abandons the handlers still running: their messages are
 // delivered again after AckWait), makes sure the verdicts reached the broker
-// and returns nil. While the broker refuses the
+// and returns nil, within DrainTimeout plus a second at most, even when the
+// broker does not answer. While the broker refuses the
 // subscription, Run logs why and tries again with a backoff (Check fails
 // meanwhile). Run may be called once.
 func (s *Subscriber) Run(ctx context.Context) error {
@@ -166,7 +167,7 @@ func (s *Subscriber) Run(ctx context.Context) error {
 	defer cancel()
 	if consumer != nil {
 		if err := consumer.Drain(drainCtx); err != nil {
-			s.logger.Warn("pubsub: failed to stop fetching in time", "err", err)
+			s.logger.Warn("pubsub: failed to drain the subscription; messages fetched and not handled will be delivered again", "err", err)
 		}
 	}
 	close(stop)
@@ -175,17 +176,32 @@ func (s *Subscriber) Run(ctx context.Context) error {
 	select {
 	case <-done:
 	case <-drainCtx.Done():
-		s.logger.Warn("pubsub: handlers still running after the drain timeout; their messages will be delivered again", "drain_timeout", s.cfg.DrainTimeout.String())
-		cancelHandlers()
+		select {
+		case <-done: // idle workers, after a drain that used up the time
+		default:
+			s.logger.Warn("pubsub: handlers still running after the drain timeout; their messages will be delivered again", "drain_timeout", s.cfg.DrainTimeout.String())
+			cancelHandlers()
+		}
 	}
 	if consumer != nil {
-		closeCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.DrainTimeout)
+		// The flush shares DrainTimeout, so that Run returns within it (plus
+		// a second at most for the verdicts of handlers that finished late),
+		// whatever the broker does.
+		deadline, _ := drainCtx.Deadline()
+		closeCtx, cancel := context.WithDeadline(context.WithoutCancel(ctx), later(deadline, time.Now().Add(min(time.Second, s.cfg.DrainTimeout))))
 		defer cancel()
 		if err := consumer.Close(closeCtx); err != nil {
 			s.logger.Warn("pubsub: failed to flush verdicts", "err", err)
 		}
 	}
 	return nil
+}
+
+func later(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
 }
 
 // subscribe sets up the consumer, retrying while the broker refuses, until
