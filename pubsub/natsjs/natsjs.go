@@ -109,6 +109,15 @@ func New(ctx context.Context, cfg Config, opts ...Option) (*Broker, error) {
 				b.logger.Warn("natsjs: disconnected", "err", err)
 			}
 		}),
+		// nats.go's default prints asynchronous errors (permissions
+		// violation, slow consumer, drain timeout) to stderr, past the logs.
+		nats.ErrorHandler(func(_ *nats.Conn, sub *nats.Subscription, err error) {
+			if sub != nil {
+				b.logger.Error("natsjs: connection error", "err", err, "subject", sub.Subject)
+				return
+			}
+			b.logger.Error("natsjs: connection error", "err", err)
+		}),
 		nats.ReconnectHandler(func(nc *nats.Conn) { b.logger.Info("natsjs: reconnected", "url", redactURLs(nc.ConnectedUrl())) }),
 	}
 	url := b.cfg.URL

@@ -3,6 +3,7 @@ package natsjs_test
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"strings"
 	"testing"
 	"time"
@@ -133,4 +134,34 @@ func TestShutdownWhileBrokerDown(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "was down") {
 		t.Errorf("Close = %v, want an error saying the connection was down", err)
 	}
+}
+
+// TestAsyncErrorsLogged: the connection's asynchronous errors (here a slow
+// consumer; a permissions violation or a drain timeout alike) go to the
+// broker's logger, not to stderr as nats.go does by default.
+func TestAsyncErrorsLogged(t *testing.T) {
+	t.Parallel()
+	var logs lockedBuffer
+	b, err := natsjs.New(t.Context(), natsjs.Config{DataDir: t.TempDir()}, natsjs.WithLogger(slog.New(slog.NewJSONHandler(&logs, nil))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = b.Close() })
+	release := make(chan struct{})
+	sub, err := b.Conn().Subscribe("slow", func(*nats.Msg) { <-release })
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { close(release) })
+	if err := sub.SetPendingLimits(1, -1); err != nil {
+		t.Fatal(err)
+	}
+	for range 5 {
+		if err := b.Conn().Publish("slow", nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pubsubtest.WaitFor(t, "the slow consumer error in the log", func() bool {
+		return strings.Contains(logs.String(), `"msg":"natsjs: connection error","err":"nats: slow consumer, messages dropped","subject":"slow"`)
+	})
 }
