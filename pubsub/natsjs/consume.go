@@ -13,15 +13,16 @@ import (
 	"time"
 
 	"github.com/connectkit/connectkit/pubsub"
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
 // Subscribe implements [pubsub.Broker]: it creates or updates the durable
 // pull consumer named after the subscription on the topic's stream, and
 // consumes it with up to cfg.Prefetch messages buffered. If the consumer or
-// the stream is deleted while it runs (by an operator, say), it creates them
-// again and goes on: the new consumer starts from the messages the stream
-// retains.
+// the stream is deleted while it runs (by an operator, say), or lost (a
+// server restarted without its storage), it creates them again and goes on:
+// the new consumer starts from the messages the stream retains.
 //
 // The consumer reads the whole stream: the topic's subject and the re-drive
 // subjects of every subscription, and it acknowledges the re-drives of
@@ -122,7 +123,7 @@ func (c *consumer) onError(err error) {
 			"heartbeat", pullHeartbeat(c.b.cfg.PullExpiry).String())
 		return
 	}
-	if !errors.Is(err, jetstream.ErrConsumerDeleted) && !errors.Is(err, jetstream.ErrConsumerNotFound) && !errors.Is(err, jetstream.ErrStreamNotFound) {
+	if !consumerGone(err) {
 		c.logger.Warn("natsjs: consumer error", "err", err)
 		return
 	}
@@ -135,8 +136,19 @@ func (c *consumer) onError(err error) {
 	old := c.cc
 	c.mu.Unlock()
 	old.Stop()
-	c.logger.Error("natsjs: consumer deleted; creating it again", "err", err)
+	c.logger.Error("natsjs: consumer deleted or lost; creating it again", "err", err)
 	go c.heal()
+}
+
+// consumerGone reports whether err from Consume says that the consumer is
+// no more. No responders to a pull request means that no server holds the
+// consumer: it was lost with the server's state (a server restarted on an
+// empty disk, a cluster that lost the consumer's replicas); nats.go's
+// ordered consumer resets on it too. Healing an existing consumer is
+// harmless: it is created or updated again, idempotently.
+func consumerGone(err error) bool {
+	return errors.Is(err, jetstream.ErrConsumerDeleted) || errors.Is(err, jetstream.ErrConsumerNotFound) ||
+		errors.Is(err, jetstream.ErrStreamNotFound) || errors.Is(err, nats.ErrNoResponders)
 }
 
 // heal creates the stream and the consumer again, retrying until it succeeds

@@ -165,3 +165,49 @@ func TestAsyncErrorsLogged(t *testing.T) {
 		return strings.Contains(logs.String(), `"msg":"natsjs: connection error","err":"nats: slow consumer, messages dropped","subject":"slow"`)
 	})
 }
+
+// TestServerRestartedEmpty: a subscription whose server comes back without
+// its storage (a new disk, a lost volume), so without the stream and the
+// consumer, creates them again and consumes what is published after,
+// instead of asking for messages of a consumer that no longer exists for
+// as long as the process runs.
+func TestServerRestartedEmpty(t *testing.T) {
+	t.Parallel()
+	first := newEmbedded(t) // stands for an external server
+	addr := strings.TrimPrefix(first.ClientURL(), "nats://")
+	b, err := natsjs.New(t.Context(), natsjs.Config{URL: first.ClientURL()},
+		natsjs.WithNATSOptions(nats.ReconnectWait(50*time.Millisecond)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = b.Close() })
+	var c collector
+	sub, err := pubsub.NewSubscriber(b, "amnesia", "s", c.handle)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pubsubtest.Start(t, sub)
+	if err := first.Close(); err != nil {
+		t.Fatal(err)
+	}
+	second, err := natsjs.New(t.Context(), natsjs.Config{DataDir: t.TempDir(), Listen: addr})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = second.Close() })
+	pubsubtest.WaitFor(t, "the subscriber to reconnect", func() bool { return b.Check(t.Context()) == nil })
+	pub, err := pubsub.NewPublisher[pingv1.PingRequest](second, "amnesia")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := pub.Publish(t.Context(), &pingv1.PingRequest{Number: 1}); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for c.len() == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the message published after the restart was not handled within 20s")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
