@@ -118,7 +118,13 @@ func New(ctx context.Context, cfg Config, opts ...Option) (*Broker, error) {
 			}
 			b.logger.Error("natsjs: connection error", "err", err)
 		}),
-		nats.ReconnectHandler(func(nc *nats.Conn) { b.logger.Info("natsjs: reconnected", "url", redactURLs(nc.ConnectedUrl())) }),
+		nats.ReconnectHandler(func(nc *nats.Conn) {
+			// The server may have come back without its storage, or be
+			// another one: check the streams again before publishing.
+			b.streams.Clear()
+			b.dlOnce.reset()
+			b.logger.Info("natsjs: reconnected", "url", redactURLs(nc.ConnectedUrl()))
+		}),
 	}
 	url := b.cfg.URL
 	if url == "" {

@@ -211,3 +211,38 @@ func TestServerRestartedEmpty(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// TestPublishAfterServerRestartedEmpty: a publisher whose server comes back
+// without its storage creates the topic's stream again before its next
+// publish, which would otherwise fail with no stream to store it.
+func TestPublishAfterServerRestartedEmpty(t *testing.T) {
+	t.Parallel()
+	first := newEmbedded(t) // stands for an external server
+	addr := strings.TrimPrefix(first.ClientURL(), "nats://")
+	var logs lockedBuffer
+	b, err := natsjs.New(t.Context(), natsjs.Config{URL: first.ClientURL()},
+		natsjs.WithNATSOptions(nats.ReconnectWait(50*time.Millisecond)), natsjs.WithLogger(slog.New(slog.NewJSONHandler(&logs, nil))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = b.Close() })
+	pub, err := pubsub.NewPublisher[pingv1.PingRequest](b, "amnesia.pub")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := pub.Publish(t.Context(), &pingv1.PingRequest{Number: 1}); err != nil {
+		t.Fatal(err)
+	}
+	if err := first.Close(); err != nil {
+		t.Fatal(err)
+	}
+	second, err := natsjs.New(t.Context(), natsjs.Config{DataDir: t.TempDir(), Listen: addr})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = second.Close() })
+	pubsubtest.WaitFor(t, "the publisher to reconnect", func() bool { return strings.Contains(logs.String(), "natsjs: reconnected") })
+	if err := pub.Publish(t.Context(), &pingv1.PingRequest{Number: 2}); err != nil {
+		t.Errorf("first Publish after the restart = %v, want nil", err)
+	}
+}
