@@ -64,7 +64,9 @@ type Config struct {
 	// while it is full. Default 4096.
 	PublishWindow int
 	// PublishTimeout is how long a publish waits for the server's
-	// acknowledgement before failing (NATS_PUBLISH_TIMEOUT). Default 30s.
+	// acknowledgement before failing (NATS_PUBLISH_TIMEOUT), and how long
+	// the first publish of a topic waits for its stream's creation or
+	// lookup. Default 30s.
 	PublishTimeout time.Duration
 	// MaxAckPending is the most messages a subscription may have delivered
 	// and not yet acknowledged, across its instances, including failed

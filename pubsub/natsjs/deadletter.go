@@ -32,7 +32,7 @@ func deadSubject(subscription, topic string) string {
 }
 
 func (b *Broker) ensureDeadLetterStream(ctx context.Context) error {
-	return b.dlOnce.do(func() error {
+	return b.dlOnce.do(ctx, func() error {
 		return b.upsertStream(ctx, jetstream.StreamConfig{
 			Name:        b.cfg.DeadLetterStream,
 			Description: "pubsub dead letters",

@@ -339,18 +339,31 @@ func (b *Broker) stopServer() {
 	}
 }
 
-// onceErr runs a function until it succeeds once.
+// onceErr runs a function until it succeeds once. A call that finds another
+// running it waits for that one, but no longer than its own context: a
+// JetStream request lost with a server waits for its whole deadline.
 type onceErr struct {
 	done atomic.Bool
-	mu   sync.Mutex
+	mu   sync.Mutex    // guards the creation of sem
+	sem  chan struct{} // held by the call running the function
 }
 
-func (o *onceErr) do(f func() error) error {
+func (o *onceErr) do(ctx context.Context, f func() error) error {
 	if o.done.Load() {
 		return nil
 	}
 	o.mu.Lock()
-	defer o.mu.Unlock()
+	if o.sem == nil {
+		o.sem = make(chan struct{}, 1)
+	}
+	sem := o.sem
+	o.mu.Unlock()
+	select {
+	case sem <- struct{}{}:
+	case <-ctx.Done():
+		return fmt.Errorf("natsjs: gave up waiting for the stream's setup: %w", ctx.Err())
+	}
+	defer func() { <-sem }()
 	if o.done.Load() {
 		return nil
 	}

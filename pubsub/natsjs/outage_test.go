@@ -246,3 +246,41 @@ func TestPublishAfterServerRestartedEmpty(t *testing.T) {
 		t.Errorf("first Publish after the restart = %v, want nil", err)
 	}
 }
+
+// TestPublishSetupWithinPublishTimeout: a publish whose stream lookup gets
+// no answer (the request lost with a cluster's leader) fails after
+// PublishTimeout, not at its caller's far later deadline, and a publish
+// waiting for that lookup gives up at its own, shorter, deadline.
+func TestPublishSetupWithinPublishTimeout(t *testing.T) {
+	t.Parallel()
+	owner := newEmbedded(t)
+	proxy := newDroppingProxy(t, owner.ClientURL(), "$JS.API.STREAM.INFO.lost_info")
+	const timeout = time.Second
+	b, err := natsjs.New(t.Context(), natsjs.Config{URL: proxy.url, PublishTimeout: timeout})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = b.Close() })
+	pub, err := pubsub.NewPublisher[pingv1.PingRequest](b, "lost.info")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second) // an RPC's deadline, say
+	defer cancel()
+	first := make(chan error, 1)
+	start := time.Now()
+	go func() { first <- pub.Publish(ctx, &pingv1.PingRequest{Number: 1}) }()
+	pubsubtest.WaitFor(t, "the stream lookup, dropped", func() bool { return proxy.dropped.Load() })
+	short, cancelShort := context.WithTimeout(t.Context(), 100*time.Millisecond)
+	defer cancelShort()
+	if err := pub.Publish(short, &pingv1.PingRequest{Number: 2}); err == nil || time.Since(start) > timeout/2 {
+		t.Errorf("a publish with 100ms to go behind the lost lookup = %v after %v, want its deadline's error at once", err, time.Since(start).Round(time.Millisecond))
+	}
+	err = <-first
+	if took := time.Since(start); err == nil || took > timeout+time.Second {
+		t.Errorf("the publish whose lookup was lost = %v after %v, want an error after PublishTimeout (%v)", err, took.Round(time.Millisecond), timeout)
+	}
+	if err := pub.Publish(ctx, &pingv1.PingRequest{Number: 3}); err != nil {
+		t.Errorf("the next publish = %v, want nil", err)
+	}
+}

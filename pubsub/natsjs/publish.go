@@ -55,8 +55,16 @@ func (b *Broker) Publish(ctx context.Context, msg *pubsub.Message) (pubsub.Confi
 	if b.nc.IsClosed() {
 		return nil, pubsub.ErrClosed
 	}
-	if err := b.ensureStream(ctx, msg.Topic); err != nil {
-		return nil, err
+	if !b.streamReady(msg.Topic) {
+		// Within PublishTimeout: a JetStream request lost with a server
+		// (a cluster losing its leader) waits for its whole deadline, and
+		// the caller's may be far longer.
+		setupCtx, cancel := context.WithTimeout(ctx, b.cfg.PublishTimeout)
+		err := b.ensureStream(setupCtx, msg.Topic)
+		cancel()
+		if err != nil {
+			return nil, err
+		}
 	}
 	select {
 	case b.window <- struct{}{}:
@@ -126,13 +134,19 @@ func (b *Broker) publishError(topic string, err error) error {
 // streamState remembers that a topic's stream was set up.
 type streamState struct{ once onceErr }
 
+// streamReady reports whether ensureStream has set up the stream of topic.
+func (b *Broker) streamReady(topic string) bool {
+	st, ok := b.streams.Load(topic)
+	return ok && st.(*streamState).once.done.Load()
+}
+
 // ensureStream creates or updates the stream of topic, once per broker.
 func (b *Broker) ensureStream(ctx context.Context, topic string) error {
 	st, ok := b.streams.Load(topic)
 	if !ok {
 		st, _ = b.streams.LoadOrStore(topic, &streamState{})
 	}
-	return st.(*streamState).once.do(func() error {
+	return st.(*streamState).once.do(ctx, func() error {
 		return b.upsertStream(ctx, jetstream.StreamConfig{
 			Name:       streamName(topic),
 			Subjects:   []string{topic, redriveSubject("*", topic)},
