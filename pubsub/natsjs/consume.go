@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/connectkit/connectkit/pubsub"
@@ -58,6 +59,8 @@ type consumer struct {
 	cc      jetstream.ConsumeContext
 	stopped bool // Drain was called
 	healing bool // recreating a deleted consumer
+
+	checking atomic.Bool // checkExists runs
 }
 
 func (c *consumer) start(ctx context.Context) error {
@@ -123,6 +126,16 @@ func (c *consumer) onError(err error) {
 			"heartbeat", pullHeartbeat(c.b.cfg.PullExpiry).String())
 		return
 	}
+	if errors.Is(err, nats.ErrNoResponders) {
+		// No server holds the consumer: it was lost with the server's state
+		// (a server restarted on an empty disk), or a cluster is electing
+		// its leader, which recreating it would not hasten. Ask.
+		c.logger.Warn("natsjs: no server answers the pull requests; checking that the consumer exists", "err", err)
+		if c.checking.CompareAndSwap(false, true) {
+			go c.checkExists()
+		}
+		return
+	}
 	if !consumerGone(err) {
 		c.logger.Warn("natsjs: consumer error", "err", err)
 		return
@@ -140,15 +153,21 @@ func (c *consumer) onError(err error) {
 	go c.heal()
 }
 
-// consumerGone reports whether err from Consume says that the consumer is
-// no more. No responders to a pull request means that no server holds the
-// consumer: it was lost with the server's state (a server restarted on an
-// empty disk, a cluster that lost the consumer's replicas); nats.go's
-// ordered consumer resets on it too. Healing an existing consumer is
-// harmless: it is created or updated again, idempotently.
+// consumerGone reports whether err says that the consumer or its stream
+// is no more.
 func consumerGone(err error) bool {
 	return errors.Is(err, jetstream.ErrConsumerDeleted) || errors.Is(err, jetstream.ErrConsumerNotFound) ||
-		errors.Is(err, jetstream.ErrStreamNotFound) || errors.Is(err, nats.ErrNoResponders)
+		errors.Is(err, jetstream.ErrStreamNotFound)
+}
+
+// checkExists looks the consumer up, and heals it if it is gone.
+func (c *consumer) checkExists() {
+	defer c.checking.Store(false)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if _, err := c.b.js.Consumer(ctx, streamName(c.cfg.Topic), c.cfg.Subscription); consumerGone(err) {
+		c.onError(err)
+	}
 }
 
 // heal creates the stream and the consumer again, retrying until it succeeds
