@@ -1,9 +1,11 @@
 package pubsub_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"maps"
 	"net/http"
 	"slices"
@@ -477,9 +479,10 @@ func (unresponsiveConsumer) Close(ctx context.Context) error { <-ctx.Done(); ret
 func TestRunStopsWithinDrainTimeout(t *testing.T) {
 	t.Parallel()
 	const drain = 3 * time.Second
+	var logs syncBuffer
 	sub, err := pubsub.NewSubscriber(unresponsiveBroker{mem.New()}, "t", "s",
 		func(context.Context, *pingv1.PingRequest) error { return nil },
-		pubsub.WithDelivery(pubsub.DeliveryConfig{DrainTimeout: drain}))
+		pubsub.WithDelivery(pubsub.DeliveryConfig{DrainTimeout: drain}), pubsub.WithLogger(slog.New(slog.NewTextHandler(&logs, nil))))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -489,4 +492,26 @@ func TestRunStopsWithinDrainTimeout(t *testing.T) {
 	if took := time.Since(start); took > drain+1500*time.Millisecond {
 		t.Errorf("Run returned %v after its context was cancelled, want at most DrainTimeout (%v) and a second", took.Round(time.Millisecond), drain)
 	}
+	// No handler ran: no warning that some were still running.
+	if strings.Contains(logs.String(), "handlers still running") {
+		t.Errorf("log = %s, want no warning about handlers still running", logs.String())
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for concurrent use, for logs.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }

@@ -176,12 +176,17 @@ func (s *Subscriber) Run(ctx context.Context) error {
 	select {
 	case <-done:
 	case <-drainCtx.Done():
+		// After a drain that used up the time (a broker that does not
+		// answer), idle workers need a moment to see stop: no warning for
+		// them.
+		grace := time.NewTimer(50 * time.Millisecond)
 		select {
-		case <-done: // idle workers, after a drain that used up the time
-		default:
+		case <-done:
+		case <-grace.C:
 			s.logger.Warn("pubsub: handlers still running after the drain timeout; their messages will be delivered again", "drain_timeout", s.cfg.DrainTimeout.String())
 			cancelHandlers()
 		}
+		grace.Stop()
 	}
 	if consumer != nil {
 		// The flush shares DrainTimeout, so that Run returns within it (plus
