@@ -210,8 +210,18 @@ func (b *Broker) Redrive(ctx context.Context, dl *pubsub.DeadLetter) error {
 	h := nats.Header(stored.Message.Header)
 	h[headerMessageID] = []string{stored.Message.ID}
 	h[headerMsgID] = []string{"redrive-" + b.cfg.DeadLetterStream + "-" + dl.Ref}
-	subject := redriveSubject(stored.Subscription, stored.Message.Topic)
-	if _, err := b.js.PublishMsg(ctx, &nats.Msg{Subject: subject, Header: h, Data: stored.Message.Data}); err != nil {
+	msg := &nats.Msg{Subject: redriveSubject(stored.Subscription, stored.Message.Topic), Header: h, Data: stored.Message.Data}
+	_, err = b.js.PublishMsg(ctx, msg)
+	if errors.Is(err, jetstream.ErrNoStreamResponse) {
+		// The topic's stream was deleted behind our back: create it again,
+		// once.
+		b.streams.Delete(stored.Message.Topic)
+		if err := b.ensureStream(ctx, stored.Message.Topic); err != nil {
+			return err
+		}
+		_, err = b.js.PublishMsg(ctx, msg)
+	}
+	if err != nil {
 		return fmt.Errorf("natsjs: failed to re-drive dead letter %d: %w", seq, err)
 	}
 	if err := s.DeleteMsg(ctx, seq); err != nil {

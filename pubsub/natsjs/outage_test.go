@@ -284,3 +284,45 @@ func TestPublishSetupWithinPublishTimeout(t *testing.T) {
 		t.Errorf("the next publish = %v, want nil", err)
 	}
 }
+
+// TestRedriveAfterStreamDeleted: re-driving a dead letter whose topic's
+// stream was deleted since creates the stream again, instead of failing
+// every time until the process restarts.
+func TestRedriveAfterStreamDeleted(t *testing.T) {
+	t.Parallel()
+	b := newEmbedded(t)
+	sub, err := pubsub.NewSubscriber(b, "redrive.gone", "s", func(context.Context, *pingv1.PingRequest) error {
+		return pubsub.Permanent(errors.New("refused"))
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop := pubsubtest.Start(t, sub)
+	pub, err := pubsub.NewPublisher[pingv1.PingRequest](b, "redrive.gone")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := pub.Publish(t.Context(), &pingv1.PingRequest{Number: 1}); err != nil {
+		t.Fatal(err)
+	}
+	pubsubtest.WaitFor(t, "the dead letter", func() bool { return deadLetterCount(t, b, "redrive.gone", "s") == 1 })
+	stop()
+	if err := b.JetStream().DeleteStream(t.Context(), "redrive_gone"); err != nil {
+		t.Fatal(err)
+	}
+	for dl, err := range b.DeadLetters(t.Context(), "redrive.gone", "s") {
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := b.Redrive(t.Context(), dl); err != nil {
+			t.Errorf("Redrive after the stream's deletion = %v, want nil", err)
+		}
+	}
+	s, err := b.JetStream().Stream(t.Context(), "redrive_gone")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := s.CachedInfo().State.Msgs; n != 1 {
+		t.Errorf("the topic's stream holds %d messages after the re-drive, want 1", n)
+	}
+}
