@@ -73,9 +73,10 @@ type Broker struct {
 	js     jetstream.JetStream
 	closed chan struct{} // closed when the connection is
 
-	window  chan struct{} // one token per publish awaiting its ack
-	streams sync.Map      // topic → *streamState
-	dlOnce  onceErr       // the dead-letter stream exists
+	window  chan struct{}         // one token per publish awaiting its ack
+	streams sync.Map              // topic → *streamState
+	dlOnce  onceErr               // the dead-letter stream exists
+	denied  atomic.Pointer[error] // the last permissions violation
 }
 
 var _ pubsub.Broker = (*Broker)(nil)
@@ -112,6 +113,9 @@ func New(ctx context.Context, cfg Config, opts ...Option) (*Broker, error) {
 		// nats.go's default prints asynchronous errors (permissions
 		// violation, slow consumer, drain timeout) to stderr, past the logs.
 		nats.ErrorHandler(func(_ *nats.Conn, sub *nats.Subscription, err error) {
+			if errors.Is(err, nats.ErrPermissionViolation) {
+				b.denied.Store(&err)
+			}
 			if sub != nil {
 				b.logger.Error("natsjs: connection error", "err", err, "subject", sub.Subject)
 				return
@@ -165,6 +169,9 @@ func New(ctx context.Context, cfg Config, opts ...Option) (*Broker, error) {
 	}
 	if err := b.Check(ctx); err != nil {
 		_ = b.Close()
+		if denied := b.denied.Load(); denied != nil { // why JetStream did not answer
+			err = fmt.Errorf("%w (%w)", err, *denied)
+		}
 		return nil, err
 	}
 	return b, nil

@@ -12,6 +12,7 @@ import (
 	"github.com/connectkit/connectkit/pubsub"
 	"github.com/connectkit/connectkit/pubsub/natsjs"
 	"github.com/connectkit/connectkit/pubsub/pubsubtest"
+	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 )
 
@@ -326,5 +327,34 @@ func TestRedriveAfterStreamDeleted(t *testing.T) {
 	}
 	if n := s.CachedInfo().State.Msgs; n != 1 {
 		t.Errorf("the topic's stream holds %d messages after the re-drive, want 1", n)
+	}
+}
+
+// TestStartWithoutJetStreamPermissions: a user the server does not allow
+// JetStream's API fails New with an error naming the permissions
+// violation, not only the timeout of the request the server dropped.
+func TestStartWithoutJetStreamPermissions(t *testing.T) {
+	t.Parallel()
+	srv, err := server.NewServer(&server.Options{
+		Host: "127.0.0.1", Port: -1, NoSigs: true, JetStream: true, StoreDir: t.TempDir(),
+		Users: []*server.User{{Username: "limited", Password: "pw", Permissions: &server.Permissions{
+			Publish:   &server.SubjectPermission{Allow: []string{"foo"}},
+			Subscribe: &server.SubjectPermission{Allow: []string{"_INBOX.>"}},
+		}}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.Start()
+	t.Cleanup(srv.Shutdown)
+	if !srv.ReadyForConnections(10 * time.Second) {
+		t.Fatal("server not ready")
+	}
+	url := strings.Replace(srv.ClientURL(), "nats://", "nats://limited:pw@", 1)
+	ctx, cancel := context.WithTimeout(t.Context(), time.Second)
+	defer cancel()
+	_, err = natsjs.New(ctx, natsjs.Config{URL: url})
+	if err == nil || !strings.Contains(err.Error(), `Permissions Violation for Publish to "$JS.API.INFO"`) {
+		t.Errorf("New = %v, want an error naming the permissions violation", err)
 	}
 }
