@@ -124,7 +124,9 @@ func (s *Subscriber) Check(ctx context.Context) error {
 // and returns nil, within DrainTimeout plus a second at most, even when the
 // broker does not answer. While the broker refuses the
 // subscription, Run logs why and tries again with a backoff (Check fails
-// meanwhile). Run may be called once.
+// meanwhile); a broker closed already ([ErrClosed]) makes Run return that
+// error at once, which stops a kit.Server that runs it. Run may be called
+// once.
 func (s *Subscriber) Run(ctx context.Context) error {
 	if !s.started.CompareAndSwap(false, true) {
 		return errRunTwice
@@ -157,7 +159,12 @@ func (s *Subscriber) Run(ctx context.Context) error {
 			s.handBack(d)
 		}
 	}
-	consumer := s.subscribe(ctx, deliver)
+	consumer, err := s.subscribe(ctx, deliver)
+	if err != nil {
+		close(stop)
+		workers.Wait()
+		return fmt.Errorf("pubsub: subscription %q on %q: %w", s.name, s.topic, err)
+	}
 	<-ctx.Done()
 	s.state.Store(&stopped)
 
@@ -210,18 +217,22 @@ func later(a, b time.Time) time.Time {
 }
 
 // subscribe sets up the consumer, retrying while the broker refuses, until
-// ctx is done (then it returns nil).
-func (s *Subscriber) subscribe(ctx context.Context, deliver func(Delivery)) Consumer {
+// ctx is done (then it returns nil) or the broker is closed (then it
+// returns ErrClosed: retrying could never succeed).
+func (s *Subscriber) subscribe(ctx context.Context, deliver func(Delivery)) (Consumer, error) {
 	cc := ConsumerConfig{Topic: s.topic, Subscription: s.name, AckWait: s.cfg.AckWait, Prefetch: s.cfg.Prefetch}
 	retry := Backoff{Initial: 100 * time.Millisecond, Max: 30 * time.Second}
 	for attempt := 1; ; attempt++ {
 		consumer, err := s.broker.Subscribe(ctx, cc, deliver)
 		if err == nil {
 			s.state.Store(nil)
-			return consumer
+			return consumer, nil
 		}
 		if ctx.Err() != nil {
-			return nil
+			return nil, nil
+		}
+		if errors.Is(err, ErrClosed) {
+			return nil, err
 		}
 		s.state.Store(&err)
 		delay := retry.Delay(attempt)
@@ -231,7 +242,7 @@ func (s *Subscriber) subscribe(ctx context.Context, deliver func(Delivery)) Cons
 		case <-t.C:
 		case <-ctx.Done():
 			t.Stop()
-			return nil
+			return nil, nil
 		}
 	}
 }

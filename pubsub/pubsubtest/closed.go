@@ -1,12 +1,14 @@
 package pubsubtest
 
 import (
+	"context"
 	"errors"
 	"io"
 	"net/http"
 	"testing"
 	"time"
 
+	pingv1 "github.com/connectkit/connectkit/internal/gen/connectkit/ping/v1"
 	"github.com/connectkit/connectkit/pubsub"
 )
 
@@ -48,4 +50,18 @@ func testClosed(t *testing.T, h *harness) {
 	want("Redrive", b.Redrive(ctx, dl))
 	want("DeleteDeadLetter", b.DeleteDeadLetter(ctx, dl))
 	want("Check", b.Check(ctx))
+
+	// A subscriber run on it stops at once with the error, rather than
+	// retrying a subscription that cannot succeed.
+	sub, err := pubsub.NewSubscriber(b, "closed", "s", func(context.Context, *pingv1.PingRequest) error { return nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	runCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	err = sub.Run(runCtx)
+	want("Subscriber.Run", err)
+	if runCtx.Err() != nil {
+		t.Errorf("Subscriber.Run returned only when its context ended")
+	}
 }
