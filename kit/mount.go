@@ -149,7 +149,9 @@ func (l bodyLimits) bodyTimeout(r *http.Request) time.Duration {
 // connect parses them. A missing, malformed or non-positive one is none:
 // connect answers a malformed one itself.
 func callerTimeout(h http.Header) (time.Duration, bool) {
-	if v := h.Get("Grpc-Timeout"); v != "" {
+	// Indexed by their canonical names: Header.Get would canonicalize them
+	// first, on every call.
+	if v := headerValue(h, "Grpc-Timeout"); v != "" {
 		if len(v) < 2 || len(v) > 9 {
 			return 0, false
 		}
@@ -160,7 +162,7 @@ func callerTimeout(h http.Header) (time.Duration, bool) {
 		}
 		return time.Duration(n) * unit, true
 	}
-	if v := h.Get("Connect-Timeout-Ms"); v != "" {
+	if v := headerValue(h, "Connect-Timeout-Ms"); v != "" {
 		n, err := strconv.ParseInt(v, 10, 64)
 		if err != nil || len(v) > 10 || n <= 0 {
 			return 0, false
@@ -168,6 +170,14 @@ func callerTimeout(h http.Header) (time.Duration, bool) {
 		return time.Duration(n) * time.Millisecond, true
 	}
 	return 0, false
+}
+
+// headerValue is h.Get(key) for a key in canonical form.
+func headerValue(h http.Header, key string) string {
+	if v := h[key]; len(v) > 0 {
+		return v[0]
+	}
+	return ""
 }
 
 var grpcTimeoutUnits = map[byte]time.Duration{
