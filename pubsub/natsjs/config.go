@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/nats-io/nats.go"
 )
 
 // Config configures a [Broker]. Its zero value is valid: it starts an
@@ -24,6 +26,16 @@ type Config struct {
 	// CredentialsFile is a NATS credentials file for the external cluster
 	// (NATS_CREDS); it needs URL. Default: none.
 	CredentialsFile string
+	// TLSCAFile is a PEM file of the certificate authorities that sign the
+	// external cluster's certificates (NATS_TLS_CA), for a cluster whose
+	// certificates the system's roots do not trust; it needs URL, and turns
+	// TLS on. Default: none (a "tls://" URL alone uses the system's roots).
+	TLSCAFile string
+	// TLSCertFile and TLSKeyFile are the PEM certificate and key this
+	// client shows a cluster that verifies clients (NATS_TLS_CERT,
+	// NATS_TLS_KEY); they go together, need URL, and turn TLS on. Default:
+	// none.
+	TLSCertFile, TLSKeyFile string
 	// Name is the connection's name, as the server shows it (NATS_NAME).
 	// Default "connectkit".
 	Name string
@@ -115,6 +127,9 @@ func configFrom(getenv func(string) string) (Config, error) {
 	c := Config{
 		URL:              getenv("NATS_URL"),
 		CredentialsFile:  getenv("NATS_CREDS"),
+		TLSCAFile:        getenv("NATS_TLS_CA"),
+		TLSCertFile:      getenv("NATS_TLS_CERT"),
+		TLSKeyFile:       getenv("NATS_TLS_KEY"),
 		Name:             getenv("NATS_NAME"),
 		DataDir:          getenv("NATS_DATA_DIR"),
 		Listen:           getenv("NATS_LISTEN"),
@@ -161,6 +176,18 @@ func (c Config) Validate() error {
 	}
 	if c.URL == "" && c.CredentialsFile != "" {
 		bad("CredentialsFile", "NATS_CREDS", c.CredentialsFile, "is for an external cluster, but NATS_URL is empty: the embedded server would start instead")
+	}
+	for _, f := range []struct{ field, env, value string }{
+		{"TLSCAFile", "NATS_TLS_CA", c.TLSCAFile},
+		{"TLSCertFile", "NATS_TLS_CERT", c.TLSCertFile},
+		{"TLSKeyFile", "NATS_TLS_KEY", c.TLSKeyFile},
+	} {
+		if c.URL == "" && f.value != "" {
+			bad(f.field, f.env, f.value, "is for an external cluster, but NATS_URL is empty: the embedded server would start instead")
+		}
+	}
+	if (c.TLSCertFile == "") != (c.TLSKeyFile == "") {
+		bad("TLSCertFile", "NATS_TLS_CERT", c.TLSCertFile, "NATS_TLS_CERT and NATS_TLS_KEY must be set together")
 	}
 	if c.URL != "" && c.Listen != "" {
 		bad("Listen", "NATS_LISTEN", c.Listen, "is for the embedded server, but NATS_URL selects an external one")
@@ -285,4 +312,20 @@ func (c Config) withDefaults() Config {
 		c.DeadLetterStream = DefaultDeadLetterStream
 	}
 	return c
+}
+
+// clusterOptions are the nats.go options of the external cluster's
+// credentials and TLS.
+func (c Config) clusterOptions() []nats.Option {
+	var opts []nats.Option
+	if c.CredentialsFile != "" {
+		opts = append(opts, nats.UserCredentials(c.CredentialsFile))
+	}
+	if c.TLSCAFile != "" {
+		opts = append(opts, nats.RootCAs(c.TLSCAFile))
+	}
+	if c.TLSCertFile != "" {
+		opts = append(opts, nats.ClientCert(c.TLSCertFile, c.TLSKeyFile))
+	}
+	return opts
 }

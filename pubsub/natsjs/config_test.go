@@ -11,6 +11,9 @@ func TestConfigFromEnv(t *testing.T) {
 	env := map[string]string{
 		"NATS_URL":              "nats://a:4222,nats://b:4222",
 		"NATS_CREDS":            "/etc/nats/app.creds",
+		"NATS_TLS_CA":           "/etc/nats/ca.pem",
+		"NATS_TLS_CERT":         "/etc/nats/client.pem",
+		"NATS_TLS_KEY":          "/etc/nats/client-key.pem",
 		"NATS_REPLICAS":         "3",
 		"NATS_MAX_AGE":          "24h",
 		"NATS_DUPLICATE_WINDOW": "5m",
@@ -22,7 +25,8 @@ func TestConfigFromEnv(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := Config{URL: env["NATS_URL"], CredentialsFile: "/etc/nats/app.creds", Replicas: 3, MaxAge: 24 * time.Hour,
+	want := Config{URL: env["NATS_URL"], CredentialsFile: "/etc/nats/app.creds",
+		TLSCAFile: "/etc/nats/ca.pem", TLSCertFile: "/etc/nats/client.pem", TLSKeyFile: "/etc/nats/client-key.pem", Replicas: 3, MaxAge: 24 * time.Hour,
 		DuplicateWindow: 5 * time.Minute, PublishWindow: 1024, SyncAlways: true, PullExpiry: 10 * time.Second}
 	if cfg != want {
 		t.Errorf("configFrom = %+v, want %+v", cfg, want)
@@ -67,6 +71,10 @@ func TestConfigValidate(t *testing.T) {
 		"short max age":     {Config{MaxAge: time.Minute}, ""}, // the default window shrinks to it
 		"creds without url": {Config{CredentialsFile: "app.creds"}, `CredentialsFile (NATS_CREDS) "app.creds": is for an external cluster`},
 		"listen random":     {Config{Listen: "127.0.0.1:-1"}, ""},
+		"tls without url":   {Config{TLSCAFile: "ca.pem"}, `TLSCAFile (NATS_TLS_CA) "ca.pem": is for an external cluster`},
+		"cert without key":  {Config{URL: "tls://x", TLSCertFile: "c.pem"}, `TLSCertFile (NATS_TLS_CERT) "c.pem": NATS_TLS_CERT and NATS_TLS_KEY must be set together`},
+		"key without cert":  {Config{URL: "tls://x", TLSKeyFile: "k.pem"}, `NATS_TLS_CERT and NATS_TLS_KEY must be set together`},
+		"tls":               {Config{URL: "tls://x", TLSCAFile: "ca.pem", TLSCertFile: "c.pem", TLSKeyFile: "k.pem"}, ""},
 		"listen and url":    {Config{URL: "nats://x", Listen: ":4222"}, `Listen (NATS_LISTEN) ":4222": is for the embedded server`},
 		"bad listen":        {Config{Listen: "nowhere"}, `Listen (NATS_LISTEN) "nowhere": want host:port`},
 		"bad port":          {Config{Listen: "localhost:99999"}, `port "99999"`},

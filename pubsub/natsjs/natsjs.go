@@ -142,8 +142,8 @@ func New(ctx context.Context, cfg Config, opts ...Option) (*Broker, error) {
 		} else {
 			url = srv.ClientURL()
 		}
-	} else if b.cfg.CredentialsFile != "" {
-		natsOpts = append(natsOpts, nats.UserCredentials(b.cfg.CredentialsFile))
+	} else {
+		natsOpts = append(natsOpts, b.cfg.clusterOptions()...)
 	}
 	natsOpts = append(natsOpts, o.natsOpts...)
 	nc, err := nats.Connect(url, natsOpts...)

@@ -335,13 +335,27 @@ func TestRedriveAfterStreamDeleted(t *testing.T) {
 // violation, not only the timeout of the request the server dropped.
 func TestStartWithoutJetStreamPermissions(t *testing.T) {
 	t.Parallel()
-	srv, err := server.NewServer(&server.Options{
-		Host: "127.0.0.1", Port: -1, NoSigs: true, JetStream: true, StoreDir: t.TempDir(),
+	srv := startExternal(t, &server.Options{
 		Users: []*server.User{{Username: "limited", Password: "pw", Permissions: &server.Permissions{
 			Publish:   &server.SubjectPermission{Allow: []string{"foo"}},
 			Subscribe: &server.SubjectPermission{Allow: []string{"_INBOX.>"}},
 		}}},
 	})
+	url := strings.Replace(srv.ClientURL(), "nats://", "nats://limited:pw@", 1)
+	ctx, cancel := context.WithTimeout(t.Context(), time.Second)
+	defer cancel()
+	_, err := natsjs.New(ctx, natsjs.Config{URL: url})
+	if err == nil || !strings.Contains(err.Error(), `Permissions Violation for Publish to "$JS.API.INFO"`) {
+		t.Errorf("New = %v, want an error naming the permissions violation", err)
+	}
+}
+
+// startExternal runs a nats-server with JetStream on a random loopback
+// port, standing for an external cluster, until the test ends.
+func startExternal(t *testing.T, opts *server.Options) *server.Server {
+	t.Helper()
+	opts.Host, opts.Port, opts.NoSigs, opts.JetStream, opts.StoreDir = "127.0.0.1", -1, true, true, t.TempDir()
+	srv, err := server.NewServer(opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -350,11 +364,5 @@ func TestStartWithoutJetStreamPermissions(t *testing.T) {
 	if !srv.ReadyForConnections(10 * time.Second) {
 		t.Fatal("server not ready")
 	}
-	url := strings.Replace(srv.ClientURL(), "nats://", "nats://limited:pw@", 1)
-	ctx, cancel := context.WithTimeout(t.Context(), time.Second)
-	defer cancel()
-	_, err = natsjs.New(ctx, natsjs.Config{URL: url})
-	if err == nil || !strings.Contains(err.Error(), `Permissions Violation for Publish to "$JS.API.INFO"`) {
-		t.Errorf("New = %v, want an error naming the permissions violation", err)
-	}
+	return srv
 }

@@ -1,0 +1,77 @@
+package natsjs_test
+
+import (
+	"context"
+	"crypto/tls"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+
+	"github.com/connectkit/connectkit/internal/testcert"
+	"github.com/connectkit/connectkit/pubsub/natsjs"
+)
+
+// An external cluster that speaks TLS with its own certificate authority
+// and verifies its clients takes natsjs with NATS_TLS_CA, NATS_TLS_CERT and
+// NATS_TLS_KEY, and refuses it without them.
+func TestExternalClusterOverTLS(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	ca, err := testcert.New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	srvCert, err := ca.Issue("server")
+	if err != nil {
+		t.Fatal(err)
+	}
+	caFile, err := ca.WriteCA(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	certFile, keyFile, err := ca.WriteFiles(dir, "client")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := startExternal(t, &server.Options{
+		TLS: true, TLSVerify: true, TLSTimeout: 5,
+		TLSConfig: &tls.Config{
+			Certificates: []tls.Certificate{srvCert},
+			ClientCAs:    ca.Pool(), ClientAuth: tls.RequireAndVerifyClientCert, MinVersion: tls.VersionTLS12,
+		},
+	})
+	url := strings.Replace(srv.ClientURL(), "nats://", "tls://", 1)
+	for _, tc := range []struct {
+		name string
+		cfg  natsjs.Config
+		want string // "" for success
+	}{
+		{"ca and client cert", natsjs.Config{URL: url, TLSCAFile: caFile, TLSCertFile: certFile, TLSKeyFile: keyFile}, ""},
+		{"no client cert", natsjs.Config{URL: url, TLSCAFile: caFile}, "failed to connect"},
+		{"no ca", natsjs.Config{URL: url, TLSCertFile: certFile, TLSKeyFile: keyFile}, "certificate"},
+		{"missing ca file", natsjs.Config{URL: url, TLSCAFile: filepath.Join(dir, "nope.pem")}, "nope.pem"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+			defer cancel()
+			b, err := natsjs.New(ctx, tc.cfg)
+			if err == nil {
+				defer b.Close()
+			}
+			switch {
+			case tc.want == "" && err != nil:
+				t.Fatalf("New = %v, want a broker", err)
+			case tc.want == "":
+				if err := b.Check(ctx); err != nil {
+					t.Errorf("Check = %v", err)
+				}
+			case err == nil || !strings.Contains(err.Error(), tc.want):
+				t.Errorf("New = %v, want an error containing %q", err, tc.want)
+			}
+		})
+	}
+}
