@@ -10,9 +10,9 @@ import (
 	"connectrpc.com/connect"
 	"github.com/connectkit/connectkit/interceptors"
 	pingv1 "github.com/connectkit/connectkit/internal/gen/connectkit/ping/v1"
+	"github.com/connectkit/connectkit/internal/pubsubbench"
 	"github.com/connectkit/connectkit/pubsub"
 	"github.com/connectkit/connectkit/pubsub/mem"
-	"github.com/connectkit/connectkit/pubsub/pubsubtest"
 	"github.com/prometheus/client_golang/prometheus"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/trace/noop"
@@ -29,7 +29,7 @@ func BenchmarkDeliveryDesign(b *testing.B) {
 		b.Fatal(err)
 	}
 	handler := func(context.Context, *pingv1.PingRequest) error { return nil }
-	for _, chain := range pubsubtest.BenchChains {
+	for _, chain := range pubsubbench.Chains {
 		if chain.LogFile {
 			continue
 		}
@@ -142,7 +142,7 @@ func (c *messageConn) ResponseTrailer() http.Header { return c.ResponseHeader() 
 // without a broker: PublishAsync to a broker that confirms at once.
 func BenchmarkPublishPath(b *testing.B) {
 	msg := &pingv1.PingRequest{Number: 42, Text: string(make([]byte, 80))}
-	for _, chain := range pubsubtest.BenchChains {
+	for _, chain := range pubsubbench.Chains {
 		if chain.LogFile {
 			continue
 		}

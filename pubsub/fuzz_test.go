@@ -12,6 +12,7 @@ import (
 	"time"
 
 	pingv1 "github.com/connectkit/connectkit/internal/gen/connectkit/ping/v1"
+	"github.com/connectkit/connectkit/internal/pubsubbench"
 	"github.com/connectkit/connectkit/pubsub"
 	"github.com/connectkit/connectkit/pubsub/pubsubtest"
 	"google.golang.org/protobuf/proto"
@@ -55,7 +56,7 @@ func FuzzDelivery(f *testing.F) {
 	sub, err := pubsub.NewSubscriber(b, "fuzz", "fuzz", func(context.Context, *pingv1.PingRequest) error {
 		handled.Add(1)
 		return nil
-	}, pubsubtest.BenchChain{}.PubsubOptions(f)...)
+	}, pubsubbench.Chain{}.PubsubOptions(f)...)
 	if err != nil {
 		f.Fatal(err)
 	}

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/connectkit/connectkit/internal/pubsubbench"
 	"github.com/connectkit/connectkit/pubsub/natsjs"
 	"github.com/connectkit/connectkit/pubsub/pubsubtest"
 	"github.com/nats-io/nats.go"
@@ -89,7 +90,7 @@ func bareConsumer(b *testing.B, js jetstream.JetStream) (string, jetstream.Consu
 // reads them, to measure what headers cost JetStream and the client.
 func bareThroughput(b *testing.B, js jetstream.JetStream, size int, headers bool) {
 	subject, cons := bareConsumer(b, js)
-	count := pubsubtest.NewCountdown(b.N)
+	count := pubsubbench.NewCountdown(b.N)
 	cc, err := cons.Consume(func(m jetstream.Msg) {
 		if headers && m.Headers().Get("Pubsub-Message-Id") == "" {
 			b.Error("message without its id header")
@@ -124,7 +125,7 @@ func bareThroughput(b *testing.B, js jetstream.JetStream, size int, headers bool
 	b.SetBytes(int64(size))
 	b.ReportAllocs()
 	b.ResetTimer()
-	start, cpu := time.Now(), pubsubtest.StartCPU()
+	start, cpu := time.Now(), pubsubbench.StartCPU()
 	for i := range b.N {
 		publish(i)
 	}
@@ -137,7 +138,7 @@ func bareThroughput(b *testing.B, js jetstream.JetStream, size int, headers bool
 
 func bareLatency(b *testing.B, js jetstream.JetStream, size int) {
 	subject, cons := bareConsumer(b, js)
-	lat := pubsubtest.NewLatencies(b.N)
+	lat := pubsubbench.NewLatencies(b.N)
 	cc, err := cons.Consume(func(m jetstream.Msg) {
 		_ = m.Ack()
 		lat.Observe(int64(binary.BigEndian.Uint64(m.Data())))
@@ -148,7 +149,7 @@ func bareLatency(b *testing.B, js jetstream.JetStream, size int) {
 	defer cc.Stop()
 	b.ReportAllocs()
 	b.ResetTimer()
-	pubsubtest.Paced(b.N, pubsubtest.LatencyRate, func(sentAt int64) {
+	pubsubbench.Paced(b.N, pubsubbench.LatencyRate, func(sentAt int64) {
 		data := make([]byte, size)
 		binary.BigEndian.PutUint64(data, uint64(sentAt))
 		if _, err := js.PublishMsgAsync(&nats.Msg{Subject: subject, Data: data}, jetstream.WithStallWait(time.Minute)); err != nil {

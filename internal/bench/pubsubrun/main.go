@@ -8,7 +8,7 @@
 // headers pubsub must. `make bench-pubsub` runs it.
 //
 // Each round runs, for each test binary, the bare loop and the variants
-// (pubsubtest.BenchChains names, and bare-headers: the bare loop with the
+// (pubsubbench.Chains names, and bare-headers: the bare loop with the
 // headers a message published through pubsub carries), each in its own
 // invocation of the binary's BenchmarkJetStream and after the same untimed
 // warm-up, in an order that rotates from round to round, so that a round's
@@ -42,7 +42,7 @@ func main() {
 	flag.IntVar(&f.n, "n", 100000, "messages per run")
 	flag.StringVar(&f.size, "size", "100B", "message size: 100B or 4KiB")
 	flag.StringVar(&f.variants, "variants", "bare-headers,chain,chain-kitlog,chain-nosuccesslog,nochain",
-		"comma-separated pubsubtest.BenchChains names, and bare-headers: the bare loop with the headers pubsub's messages carry")
+		"comma-separated pubsubbench.Chains names, and bare-headers: the bare loop with the headers pubsub's messages carry")
 	flag.StringVar(&f.binary, "test", "", "natsjs test binary (default: built into bin/natsjs.test)")
 	flag.StringVar(&f.before, "before", "", "a second natsjs test binary, measured in the same rounds")
 	flag.StringVar(&f.out, "out", "", "also write the tables to this file")
@@ -118,7 +118,7 @@ func run(ctx context.Context, f flags) error {
 
 // measure runs the bare loop and each variant, each in its own invocation
 // of bin (a fresh embedded server and heap, as every benchmark warms up
-// first: pubsubtest.Countdown), starting with the round's turn in the
+// first: pubsubbench.Countdown), starting with the round's turn in the
 // list, so that no run is always first or last.
 func measure(ctx context.Context, bin, size string, variants []string, n, round int) ([]row, error) {
 	patterns := []string{"BenchmarkJetStream/^bare$/throughput/" + size + "$"}

@@ -13,7 +13,7 @@ import (
 type row struct {
 	build      string
 	round      int
-	name       string // "bare", "bare-headers", or the pubsubtest.BenchChains name
+	name       string // "bare", "bare-headers", or the pubsubbench.Chains name
 	msgsPerSec float64
 	cpuPerMsg  float64 // µs
 	allocs     int
