@@ -65,7 +65,10 @@ type Config struct {
 	// client certificates: fetch's credentials "include", which a page
 	// whose session is a cookie needs): a browser hides the response to
 	// such a call unless the server allows them. Requires listed origins,
-	// not "*", which browsers refuse with credentials.
+	// not "*", which browsers refuse with credentials, and a wildcard in
+	// one of them may stand only for subdomains of a named domain
+	// ("https://*.example.com") or a port, not for other sites
+	// ("https://*", "https://*.com").
 	// KIT_CORS_ALLOW_CREDENTIALS, default false.
 	CORSAllowCredentials bool
 
@@ -215,6 +218,14 @@ func (c Config) Validate() error {
 		bad("CORSAllowCredentials", "KIT_CORS_ALLOW_CREDENTIALS", c.CORSAllowCredentials,
 			`browsers refuse credentials with KIT_CORS_ALLOWED_ORIGINS="*": list the origins`)
 	}
+	if c.CORSAllowCredentials {
+		for _, o := range c.CORSAllowedOrigins {
+			if o != "*" && isOrigin(o) && !pinsSite(o) {
+				bad("CORSAllowedOrigins", "KIT_CORS_ALLOWED_ORIGINS", o,
+					`with KIT_CORS_ALLOW_CREDENTIALS, a "*" may stand only for subdomains of a named domain ("https://*.example.com") or for a port ("http://localhost:*"): this one matches other sites too, which could then call with your users' cookies`)
+			}
+		}
+	}
 	for _, h := range []struct {
 		field, env string
 		names      []string
@@ -301,6 +312,28 @@ func isLoopback(addr string) bool {
 func isOrigin(o string) bool {
 	scheme, host, ok := strings.Cut(o, "://")
 	return ok && scheme != "" && host != "" && !strings.ContainsAny(host, "/?#@ ")
+}
+
+// pinsSite reports whether o, an origin that passed isOrigin, matches one
+// site's origins only: its wildcard, if any, stands for a port
+// ("http://localhost:*") or for labels in front of a domain of two labels
+// or more ("https://*.example.com", "https://pr-*.example.com"), as rs/cors
+// matches it (prefix and suffix of the text). "https://*", "https://*.com"
+// or "https://*example.com" (which matches "https://evilexample.com") would
+// let other sites call with a user's credentials, which the origin "*" is
+// refused for. A public suffix ("*.co.uk") cannot be told from a domain.
+func pinsSite(o string) bool {
+	_, host, _ := strings.Cut(o, "://")
+	i := strings.IndexByte(host, '*')
+	if i < 0 {
+		return true // none, or in the scheme: the host is fixed
+	}
+	if strings.Contains(host[:i], ":") {
+		return true // in the port
+	}
+	domain, _, _ := strings.Cut(host[i+1:], ":")
+	_, rest, ok := strings.Cut(domain, ".")
+	return ok && strings.Contains(rest, ".") && !strings.HasSuffix(rest, ".")
 }
 
 // isHeaderName reports whether name is an HTTP header name (an RFC 9110

@@ -85,6 +85,10 @@ func TestConfigRejectsEachInvalidSetting(t *testing.T) {
 		{name: "bad allowed header", env: map[string]string{"KIT_CORS_ALLOWED_HEADERS": "X-Api-Key;X-Tenant"}, want: []string{"KIT_CORS_ALLOWED_HEADERS", "X-Api-Key;X-Tenant", "header name"}},
 		{name: "bad exposed header", env: map[string]string{"KIT_CORS_EXPOSED_HEADERS": "X Total"}, want: []string{"KIT_CORS_EXPOSED_HEADERS", "X Total"}},
 		{name: "credentials with any origin", env: map[string]string{"KIT_CORS_ALLOWED_ORIGINS": "*", "KIT_CORS_ALLOW_CREDENTIALS": "true"}, want: []string{"KIT_CORS_ALLOW_CREDENTIALS", "list the origins"}},
+		{name: "credentials with any https origin", env: map[string]string{"KIT_CORS_ALLOWED_ORIGINS": "https://*", "KIT_CORS_ALLOW_CREDENTIALS": "true"}, want: []string{"KIT_CORS_ALLOWED_ORIGINS", `"https://*"`, "other sites"}},
+		{name: "credentials with a top-level domain", env: map[string]string{"KIT_CORS_ALLOWED_ORIGINS": "https://*.com", "KIT_CORS_ALLOW_CREDENTIALS": "true"}, want: []string{"KIT_CORS_ALLOWED_ORIGINS", `"https://*.com"`}},
+		{name: "credentials with a wildcard without its dot", env: map[string]string{"KIT_CORS_ALLOWED_ORIGINS": "https://*example.com", "KIT_CORS_ALLOW_CREDENTIALS": "true"}, want: []string{"KIT_CORS_ALLOWED_ORIGINS", `"https://*example.com"`}},
+		{name: "credentials with any host on a port", env: map[string]string{"KIT_CORS_ALLOWED_ORIGINS": "https://*:8443", "KIT_CORS_ALLOW_CREDENTIALS": "true"}, want: []string{"KIT_CORS_ALLOWED_ORIGINS", `"https://*:8443"`}},
 		{name: "two problems at once", env: map[string]string{"KIT_PPROF": "maybe", "KIT_IDLE_TIMEOUT": "soon"}, want: []string{"KIT_PPROF", "KIT_IDLE_TIMEOUT"}},
 		{name: "two checks at once", env: map[string]string{"KIT_ADDR": "x", "KIT_LOG_FORMAT": "xml"}, want: []string{"KIT_ADDR", "KIT_LOG_FORMAT"}},
 	}
@@ -211,6 +215,13 @@ func TestFlagHelpShowsDefaults(t *testing.T) {
 func TestConfigAcceptsOrigins(t *testing.T) {
 	t.Parallel()
 	cfg := Config{CORSAllowedOrigins: []string{"https://app.example.com", "http://localhost:5173", "https://*.example.com"}}
+	if err := cfg.Validate(); err != nil {
+		t.Error(err)
+	}
+	// With credentials, wildcards that stay within one site.
+	cfg = Config{CORSAllowCredentials: true, CORSAllowedOrigins: []string{
+		"https://app.example.com", "https://*.example.com", "https://pr-*.example.com:8443", "http://localhost:*", "*://app.example.com",
+	}}
 	if err := cfg.Validate(); err != nil {
 		t.Error(err)
 	}
