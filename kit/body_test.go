@@ -225,3 +225,36 @@ func grpcWebStatus(body []byte) string {
 	}
 	return ""
 }
+
+// With KIT_MAX_CALL_TIMEOUT off, a client's deadline does not lengthen the
+// time its body may take past KIT_CALL_TIMEOUT: otherwise a client asking
+// for hours (Grpc-Timeout: 2000000H) could hold a body, its goroutine and
+// its connection that long.
+func TestUnaryBodyWithoutMaxCallTimeoutKeepsTheCallTimeout(t *testing.T) {
+	t.Parallel()
+	srv := newPingServer(t, kit.Config{CallTimeout: 200 * time.Millisecond, MaxCallTimeout: kit.NoTimeout}, nil)
+	const path = "/connectkit.ping.v1.PingService/Ping"
+	for _, tc := range []struct {
+		name, contentType, header, timeout, body string
+		client                                   *http.Client
+	}{
+		{"connect/http1", "application/proto", "Connect-Timeout-Ms", "3600000", "\x08\x2a", srv.HTTP1Client()},
+		{"grpc", "application/grpc", "Grpc-Timeout", "2000000H", "\x00\x00\x00\x00\x02\x08\x2a", srv.HTTP2Client()},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			body, w := io.Pipe()
+			go func() {
+				_, _ = io.WriteString(w, tc.body[:1])
+				time.Sleep(3 * time.Second)
+				_, _ = io.WriteString(w, tc.body[1:])
+				w.Close()
+			}()
+			start := time.Now()
+			res, got, status := postBody(t, tc.client, srv.URL+path, tc.contentType, body, int64(len(tc.body)), http.Header{tc.header: {tc.timeout}})
+			if status != "4" && !strings.Contains(string(got), `"code":"deadline_exceeded"`) {
+				t.Errorf("after %v: %d %q (grpc-status %q), want deadline_exceeded", time.Since(start), res.StatusCode, got, status)
+			}
+		})
+	}
+}

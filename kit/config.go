@@ -94,7 +94,8 @@ type Config struct {
 	// [NoTimeout] (KIT_CALL_TIMEOUT=off) sets none. It also bounds the time
 	// the request body of a unary or server-streaming call takes to arrive
 	// when the caller set no deadline (MaxCallTimeout does when it is off;
-	// the caller's deadline, capped at MaxCallTimeout, does when set):
+	// the caller's deadline, capped at MaxCallTimeout, or at CallTimeout
+	// when MaxCallTimeout is off, does when set):
 	// connect reads that body before any deadline applies.
 	// KIT_CALL_TIMEOUT, default 30s.
 	CallTimeout time.Duration

@@ -47,7 +47,7 @@ func (s *Server) Mount(path string, h http.Handler) {
 		return
 	}
 	s.mux.Handle(path, serviceHandler(service, h, bodyLimits{
-		timeout: s.bodyTimeout(), maxTimeout: max(s.cfg.MaxCallTimeout, 0),
+		timeout: s.bodyTimeout(), maxTimeout: s.maxBodyTimeout(),
 		maxBytes: s.cfg.MaxRequestBytes, sendStall: s.sendStall,
 	}))
 	name := string(service.FullName())
@@ -219,6 +219,18 @@ func (s *Server) bodyTimeout() time.Duration {
 		return s.cfg.CallTimeout
 	}
 	return max(s.cfg.MaxCallTimeout, 0)
+}
+
+// maxBodyTimeout is the longest a client's own deadline may give such a
+// body: the cap on unary deadlines, or, when that is off, the time a body
+// gets when the client sets no deadline. An operator who lets calls run as
+// long as their clients ask has not let a client that withholds its body
+// hold the call's goroutine and connection that long.
+func (s *Server) maxBodyTimeout() time.Duration {
+	if s.cfg.MaxCallTimeout > 0 {
+		return s.cfg.MaxCallTimeout
+	}
+	return s.bodyTimeout()
 }
 
 // reflection serves gRPC server reflection (v1 and v1alpha) for every
