@@ -58,8 +58,10 @@ type Config struct {
 	// Grpc-Status-Details-Bin) and X-Request-Id, which are always exposed:
 	// the headers your handlers set, and for the trailers of a Connect
 	// unary call, their names prefixed with "Trailer-". A browser hides any
-	// other header from the page. KIT_CORS_EXPOSED_HEADERS, comma-separated,
-	// default empty.
+	// other header from the page. "*" exposes any, but not to calls with
+	// credentials, for which browsers read it as a header named "*": it is
+	// refused with CORSAllowCredentials. KIT_CORS_EXPOSED_HEADERS,
+	// comma-separated, default empty.
 	CORSExposedHeaders []string
 	// CORSAllowCredentials lets pages call with credentials (cookies, TLS
 	// client certificates: fetch's credentials "include", which a page
@@ -218,6 +220,10 @@ func (c Config) Validate() error {
 	if c.CORSAllowCredentials && slices.Contains(c.CORSAllowedOrigins, "*") {
 		bad("CORSAllowCredentials", "KIT_CORS_ALLOW_CREDENTIALS", c.CORSAllowCredentials,
 			`browsers refuse credentials with KIT_CORS_ALLOWED_ORIGINS="*": list the origins`)
+	}
+	if c.CORSAllowCredentials && slices.Contains(c.CORSExposedHeaders, "*") {
+		bad("CORSExposedHeaders", "KIT_CORS_EXPOSED_HEADERS", "*",
+			`with KIT_CORS_ALLOW_CREDENTIALS, browsers read "*" as a header named "*" and expose nothing more: list the headers`)
 	}
 	if c.CORSAllowCredentials {
 		for _, o := range c.CORSAllowedOrigins {
