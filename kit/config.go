@@ -214,7 +214,7 @@ func (c Config) Validate() error {
 	for _, o := range c.CORSAllowedOrigins {
 		if o != "*" && !isOrigin(o) {
 			bad("CORSAllowedOrigins", "KIT_CORS_ALLOWED_ORIGINS", o,
-				`want an origin such as "https://app.example.com" (scheme, host and port: no path, not even "/"), or "*"`)
+				`want an origin such as "https://app.example.com" (scheme, host and port: no path, not even "/"; one "*" at most), or "*"`)
 		}
 	}
 	if c.CORSAllowCredentials && slices.Contains(c.CORSAllowedOrigins, "*") {
@@ -315,10 +315,12 @@ func isLoopback(addr string) bool {
 // sends, scheme://host[:port], which CORS compares as a string: an origin
 // copied from the address bar with its trailing "/" (or any path) would
 // match no call, and browsers' calls would fail with nothing in the logs.
-// The host may hold one "*" wildcard ("https://*.example.com").
+// The host may hold one "*" wildcard ("https://*.example.com"): rs/cors
+// splits an origin at its first "*" and takes any other literally, so
+// "https://*.*.example.com" would match no call.
 func isOrigin(o string) bool {
 	scheme, host, ok := strings.Cut(o, "://")
-	return ok && scheme != "" && host != "" && !strings.ContainsAny(host, "/?#@ ")
+	return ok && scheme != "" && host != "" && !strings.ContainsAny(host, "/?#@ ") && strings.Count(o, "*") <= 1
 }
 
 // pinsSite reports whether o, an origin that passed isOrigin, matches one

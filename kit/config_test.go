@@ -82,6 +82,7 @@ func TestConfigRejectsEachInvalidSetting(t *testing.T) {
 		{name: "bad origin", env: map[string]string{"KIT_CORS_ALLOWED_ORIGINS": "app.example.com"}, want: []string{"KIT_CORS_ALLOWED_ORIGINS", "app.example.com"}},
 		{name: "origin with trailing slash", env: map[string]string{"KIT_CORS_ALLOWED_ORIGINS": "https://app.example.com/"}, want: []string{"KIT_CORS_ALLOWED_ORIGINS", `"https://app.example.com/"`, "no path"}},
 		{name: "origin with path", env: map[string]string{"KIT_CORS_ALLOWED_ORIGINS": "https://a.example.com, https://app.example.com/index.html"}, want: []string{"KIT_CORS_ALLOWED_ORIGINS", "index.html"}},
+		{name: "origin with two wildcards", env: map[string]string{"KIT_CORS_ALLOWED_ORIGINS": "https://*.*.example.com"}, want: []string{"KIT_CORS_ALLOWED_ORIGINS", `"https://*.*.example.com"`, `one "*" at most`}},
 		{name: "bad allowed header", env: map[string]string{"KIT_CORS_ALLOWED_HEADERS": "X-Api-Key;X-Tenant"}, want: []string{"KIT_CORS_ALLOWED_HEADERS", "X-Api-Key;X-Tenant", "header name"}},
 		{name: "bad exposed header", env: map[string]string{"KIT_CORS_EXPOSED_HEADERS": "X Total"}, want: []string{"KIT_CORS_EXPOSED_HEADERS", "X Total"}},
 		{name: "credentials with any origin", env: map[string]string{"KIT_CORS_ALLOWED_ORIGINS": "*", "KIT_CORS_ALLOW_CREDENTIALS": "true"}, want: []string{"KIT_CORS_ALLOW_CREDENTIALS", "list the origins"}},
