@@ -21,8 +21,10 @@ import (
 // protobuf size for every client, as it is for requests (after
 // decompression) and for the clients of [Server.ClientOptions], which
 // inflate a response no further. connect's own check stays: a JSON
-// encoding is larger than the protobuf one. Streams need none of this:
-// their Send returns connect's error to the handler.
+// encoding is larger than the protobuf one, so a JSON client can still get
+// ResourceExhausted, logged OK, for a message under the limit whose JSON
+// is over it (measuring that here would marshal it twice). Streams need
+// none of this: their Send returns connect's error to the handler.
 type responseLimit int
 
 func (l responseLimit) WrapUnary(next connect.UnaryFunc) connect.UnaryFunc {
