@@ -68,10 +68,11 @@ func WithInterceptors(ics ...connect.Interceptor) Option {
 }
 
 // WithClientInterceptors appends interceptors to the client chain of
-// [Server.ClientOptions], inside kit's own (tracing, request id, metrics):
-// they run on every call of the clients built with those options, and on
-// every publish of the pubsub publishers built with them, whose message
-// headers are the call's request headers. Repeated options add up.
+// [Server.ClientOptions], inside kit's own (tracing, request id, logging,
+// metrics): they run on every call of the clients built with those
+// options, and on every publish of the pubsub publishers built with them,
+// whose message headers are the call's request headers. Repeated options
+// add up.
 //
 // connect's interceptors serve both sides (connect.Spec.IsClient tells
 // which), so one written for both can go to WithInterceptors and here: an
