@@ -51,6 +51,8 @@ type Config struct {
 	// Traceparent, Tracestate and Baggage, which are always allowed: your
 	// own metadata, such as "X-Api-Key". "*" allows any. A browser refuses
 	// to send a call whose preflight does not allow each of its headers.
+	// Refused without CORSAllowedOrigins (CORS is off), as are
+	// CORSExposedHeaders and CORSAllowCredentials.
 	// KIT_CORS_ALLOWED_HEADERS, comma-separated, default empty.
 	CORSAllowedHeaders []string
 	// CORSExposedHeaders lists the response headers pages may read beyond
@@ -220,6 +222,19 @@ func (c Config) Validate() error {
 	if c.CORSAllowCredentials && slices.Contains(c.CORSAllowedOrigins, "*") {
 		bad("CORSAllowCredentials", "KIT_CORS_ALLOW_CREDENTIALS", c.CORSAllowCredentials,
 			`browsers refuse credentials with KIT_CORS_ALLOWED_ORIGINS="*": list the origins`)
+	}
+	if len(c.CORSAllowedOrigins) == 0 {
+		// CORS is off: these would change nothing, and browsers' calls
+		// would fail with nothing in the logs.
+		if len(c.CORSAllowedHeaders) > 0 {
+			bad("CORSAllowedHeaders", "KIT_CORS_ALLOWED_HEADERS", strings.Join(c.CORSAllowedHeaders, ","), "needs KIT_CORS_ALLOWED_ORIGINS (CORS is off without it)")
+		}
+		if len(c.CORSExposedHeaders) > 0 {
+			bad("CORSExposedHeaders", "KIT_CORS_EXPOSED_HEADERS", strings.Join(c.CORSExposedHeaders, ","), "needs KIT_CORS_ALLOWED_ORIGINS (CORS is off without it)")
+		}
+		if c.CORSAllowCredentials {
+			bad("CORSAllowCredentials", "KIT_CORS_ALLOW_CREDENTIALS", c.CORSAllowCredentials, "needs KIT_CORS_ALLOWED_ORIGINS (CORS is off without it)")
+		}
 	}
 	if c.CORSAllowCredentials && slices.Contains(c.CORSExposedHeaders, "*") {
 		bad("CORSExposedHeaders", "KIT_CORS_EXPOSED_HEADERS", "*",

@@ -91,6 +91,8 @@ func TestConfigRejectsEachInvalidSetting(t *testing.T) {
 		{name: "credentials with a wildcard without its dot", env: map[string]string{"KIT_CORS_ALLOWED_ORIGINS": "https://*example.com", "KIT_CORS_ALLOW_CREDENTIALS": "true"}, want: []string{"KIT_CORS_ALLOWED_ORIGINS", `"https://*example.com"`}},
 		{name: "credentials with any host on a port", env: map[string]string{"KIT_CORS_ALLOWED_ORIGINS": "https://*:8443", "KIT_CORS_ALLOW_CREDENTIALS": "true"}, want: []string{"KIT_CORS_ALLOWED_ORIGINS", `"https://*:8443"`}},
 		{name: "credentials with any exposed header", env: map[string]string{"KIT_CORS_ALLOWED_ORIGINS": "https://app.example.com", "KIT_CORS_EXPOSED_HEADERS": "X-Total, *", "KIT_CORS_ALLOW_CREDENTIALS": "true"}, want: []string{"KIT_CORS_EXPOSED_HEADERS", `"*"`, "list the headers"}},
+		{name: "CORS headers without origins", env: map[string]string{"KIT_CORS_ALLOWED_HEADERS": "X-Api-Key", "KIT_CORS_EXPOSED_HEADERS": "X-Total"}, want: []string{"KIT_CORS_ALLOWED_HEADERS", "KIT_CORS_EXPOSED_HEADERS", "needs KIT_CORS_ALLOWED_ORIGINS"}},
+		{name: "credentials without origins", env: map[string]string{"KIT_CORS_ALLOW_CREDENTIALS": "true"}, want: []string{"KIT_CORS_ALLOW_CREDENTIALS", "needs KIT_CORS_ALLOWED_ORIGINS"}},
 		{name: "two problems at once", env: map[string]string{"KIT_PPROF": "maybe", "KIT_IDLE_TIMEOUT": "soon"}, want: []string{"KIT_PPROF", "KIT_IDLE_TIMEOUT"}},
 		{name: "two checks at once", env: map[string]string{"KIT_ADDR": "x", "KIT_LOG_FORMAT": "xml"}, want: []string{"KIT_ADDR", "KIT_LOG_FORMAT"}},
 	}
