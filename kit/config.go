@@ -256,7 +256,11 @@ func (c Config) Validate() error {
 		{"CORSExposedHeaders", "KIT_CORS_EXPOSED_HEADERS", c.CORSExposedHeaders},
 	} {
 		for _, name := range h.names {
-			if name != "*" && !isHeaderName(name) {
+			switch {
+			case name == "*":
+			case strings.Contains(name, "*"):
+				bad(h.field, h.env, name, `"*" stands alone, for every header; a name with "*" in it would match only itself`)
+			case !isHeaderName(name):
 				bad(h.field, h.env, name, `want a header name such as "X-Api-Key"`)
 			}
 		}

@@ -84,6 +84,7 @@ func TestConfigRejectsEachInvalidSetting(t *testing.T) {
 		{name: "origin with path", env: map[string]string{"KIT_CORS_ALLOWED_ORIGINS": "https://a.example.com, https://app.example.com/index.html"}, want: []string{"KIT_CORS_ALLOWED_ORIGINS", "index.html"}},
 		{name: "origin with two wildcards", env: map[string]string{"KIT_CORS_ALLOWED_ORIGINS": "https://*.*.example.com"}, want: []string{"KIT_CORS_ALLOWED_ORIGINS", `"https://*.*.example.com"`, `one "*" at most`}},
 		{name: "bad allowed header", env: map[string]string{"KIT_CORS_ALLOWED_HEADERS": "X-Api-Key;X-Tenant"}, want: []string{"KIT_CORS_ALLOWED_HEADERS", "X-Api-Key;X-Tenant", "header name"}},
+		{name: "prefix wildcard header", env: map[string]string{"KIT_CORS_ALLOWED_ORIGINS": "https://app.example.com", "KIT_CORS_ALLOWED_HEADERS": "X-*"}, want: []string{"KIT_CORS_ALLOWED_HEADERS", `"X-*"`, "stands alone"}},
 		{name: "bad exposed header", env: map[string]string{"KIT_CORS_EXPOSED_HEADERS": "X Total"}, want: []string{"KIT_CORS_EXPOSED_HEADERS", "X Total"}},
 		{name: "credentials with any origin", env: map[string]string{"KIT_CORS_ALLOWED_ORIGINS": "*", "KIT_CORS_ALLOW_CREDENTIALS": "true"}, want: []string{"KIT_CORS_ALLOW_CREDENTIALS", "list the origins"}},
 		{name: "credentials with any https origin", env: map[string]string{"KIT_CORS_ALLOWED_ORIGINS": "https://*", "KIT_CORS_ALLOW_CREDENTIALS": "true"}, want: []string{"KIT_CORS_ALLOWED_ORIGINS", `"https://*"`, "other sites"}},
