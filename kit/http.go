@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	connectcors "connectrpc.com/cors"
@@ -26,7 +27,7 @@ func (s *Server) newHTTPServer() (*http.Server, error) {
 	srv := &http.Server{
 		// HTTPVersion and ConnContext let log lines say which HTTP version
 		// a call came over, without copying each request.
-		Handler:           serving(&s.handlers, interceptors.HTTPVersion(s.withCORS(s.mux))),
+		Handler:           serving(&s.handlers, &s.draining, interceptors.HTTPVersion(s.withCORS(s.mux))),
 		ConnContext:       interceptors.ConnContext,
 		ReadHeaderTimeout: s.cfg.ReadHeaderTimeout,
 		IdleTimeout:       s.cfg.IdleTimeout,
@@ -132,7 +133,10 @@ func (s *Server) withCORS(h http.Handler) http.Handler {
 }
 
 // serving counts every request's handler in wg while it runs (see
-// [Server.shutdown]) and grows the stack of its goroutine before serving it
+// [Server.shutdown]), once draining is set answers HTTP/1.x requests with
+// "Connection: close" (HTTP/1.1 has no GOAWAY: without it, a keep-alive
+// connection idle when the listener closes is closed under a client that
+// may be sending on it just then), and grows the stack of its goroutine before serving it
 // (see [growStack]). HTTP/2 requests each run on a new goroutine.
 // HTTP/1.x requests run on their connection's goroutine, whose stack the
 // garbage collector halves while the connection waits for its next
@@ -140,10 +144,13 @@ func (s *Server) withCORS(h http.Handler) http.Handler {
 // growing it first took 14% off the CPU of a Connect JSON call over
 // HTTP/1.1 at 50 in flight, and changed nothing at 1 in flight
 // (BENCHMARKS.md).
-func serving(wg *sync.WaitGroup, h http.Handler) http.Handler {
+func serving(wg *sync.WaitGroup, draining *atomic.Bool, h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		wg.Add(1)
 		defer wg.Done()
+		if r.ProtoMajor == 1 && draining.Load() {
+			w.Header().Set("Connection", "close")
+		}
 		growStack()
 		h.ServeHTTP(w, r)
 	})

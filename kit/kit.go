@@ -26,6 +26,7 @@ import (
 	"os"
 	"os/signal"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -49,6 +50,7 @@ type Server struct {
 	mux          *http.ServeMux
 	http         *http.Server
 	handlers     sync.WaitGroup // the main listener's handlers running
+	draining     atomic.Bool    // set at shutdown: HTTP/1.x responses close their connection
 	tls          bool           // the main listener serves TLS
 	admin        *http.Server   // nil when AdminAddr is AdminOff
 	adminHandler *admin.Handler

@@ -47,6 +47,7 @@ func (s *Server) shutdown(cause error) error {
 	// before any draining, so that load balancers stop sending calls while
 	// the server still takes them.
 	s.health.Shutdown()
+	s.draining.Store(true) // and HTTP/1.x clients leave their connections
 	s.logger.Info("reported NOT_SERVING")
 	if s.cfg.DrainDelay > 0 && cause == nil {
 		s.logger.Info("draining: waiting for load balancers to notice", "drain_delay", s.cfg.DrainDelay.String())
