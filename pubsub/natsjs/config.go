@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/url"
 	"os"
 	"slices"
 	"strconv"
@@ -21,7 +22,9 @@ type Config struct {
 	// URL of an external NATS cluster (NATS_URL), such as
 	// "nats://nats-1:4222,nats://nats-2:4222". Empty (the default) starts an
 	// embedded server instead. Errors and logs show it with its passwords
-	// and tokens ("nats://user:password@host", "nats://token@host") hidden.
+	// and tokens ("nats://user:password@host", "nats://token@host") hidden;
+	// a password or token with "/", "?", "#" or "%" must be percent-encoded
+	// (Validate says so), or the URL would not parse as meant.
 	URL string
 	// CredentialsFile is a NATS credentials file for the external cluster
 	// (NATS_CREDS); it needs URL. Default: none.
@@ -188,6 +191,16 @@ func (c Config) Validate() error {
 	}
 	if (c.TLSCertFile == "") != (c.TLSKeyFile == "") {
 		bad("TLSCertFile", "NATS_TLS_CERT", c.TLSCertFile, "NATS_TLS_CERT and NATS_TLS_KEY must be set together")
+	}
+	for u := range strings.SplitSeq(c.URL, ",") {
+		// url.Parse cuts such a secret short and quotes its start in its
+		// error, or takes it for a host and nats.go names it in a DNS one.
+		if info, _, ok := cutUserinfo(strings.TrimSpace(u)); ok {
+			if _, err := url.PathUnescape(info); err != nil || strings.ContainsAny(info, "/?#") {
+				bad("URL", "NATS_URL", redactURLs(c.URL), `its password or token must be percent-encoded: "/" as %2F, "?" as %3F, "#" as %23, "%" as %25`)
+				break
+			}
+		}
 	}
 	if c.URL != "" && c.Listen != "" {
 		bad("Listen", "NATS_LISTEN", c.Listen, "is for the embedded server, but NATS_URL selects an external one")

@@ -191,20 +191,12 @@ func (b *Broker) describe() string {
 func redactURLs(urls string) string {
 	parts := strings.Split(urls, ",")
 	for i, u := range parts {
-		_, rest, ok := strings.Cut(u, "://")
+		userinfo, rest, ok := cutUserinfo(u)
 		if !ok {
-			rest = u
-		}
-		host := strings.IndexAny(rest, "/?#")
-		if host < 0 {
-			host = len(rest)
-		}
-		at := strings.LastIndex(rest[:host], "@")
-		if at < 0 {
 			continue
 		}
+		at := len(userinfo)
 		start := len(u) - len(rest)
-		userinfo := rest[:at]
 		if user, _, ok := strings.Cut(userinfo, ":"); ok {
 			userinfo = user + ":xxxxx"
 		} else {
@@ -213,6 +205,23 @@ func redactURLs(urls string) string {
 		parts[i] = u[:start] + userinfo + rest[at:]
 	}
 	return strings.Join(parts, ",")
+}
+
+// cutUserinfo returns the user information of a NATS URL (all before its
+// last '@', after the scheme) and the URL after the scheme, or false
+// without any. The last '@' of the whole URL, not of its host part: a NATS
+// URL has no path, query or fragment, and a password or token with an
+// unescaped '/', '?' or '#' (as base64 ones have) would pass for one.
+func cutUserinfo(u string) (userinfo, rest string, ok bool) {
+	_, rest, found := strings.Cut(u, "://")
+	if !found {
+		rest = u
+	}
+	at := strings.LastIndex(rest, "@")
+	if at < 0 {
+		return "", rest, false
+	}
+	return rest[:at], rest, true
 }
 
 // startServer starts the embedded server and waits until it accepts
