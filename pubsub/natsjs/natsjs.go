@@ -57,7 +57,9 @@ func WithLogger(logger *slog.Logger) Option {
 }
 
 // WithNATSOptions adds options to the NATS connection (TLS, authentication,
-// reconnect policy, ...), applied after the broker's own.
+// reconnect policy, ...), applied after the broker's own. The handlers they
+// set (nats.ReconnectHandler, ClosedHandler, DisconnectErrHandler,
+// ErrorHandler) run after the broker's, which they do not replace.
 func WithNATSOptions(opts ...nats.Option) Option {
 	return optionFunc(func(o *options) { o.natsOpts = append(o.natsOpts, opts...) })
 }
@@ -104,31 +106,6 @@ func New(ctx context.Context, cfg Config, opts ...Option) (*Broker, error) {
 		nats.Name(b.cfg.Name),
 		nats.MaxReconnects(-1),
 		nats.DrainTimeout(10 * time.Second),
-		nats.ClosedHandler(func(*nats.Conn) { close(b.closed) }),
-		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
-			if err != nil {
-				b.logger.Warn("natsjs: disconnected", "err", err)
-			}
-		}),
-		// nats.go's default prints asynchronous errors (permissions
-		// violation, slow consumer, drain timeout) to stderr, past the logs.
-		nats.ErrorHandler(func(_ *nats.Conn, sub *nats.Subscription, err error) {
-			if errors.Is(err, nats.ErrPermissionViolation) {
-				b.denied.Store(&err)
-			}
-			if sub != nil {
-				b.logger.Error("natsjs: connection error", "err", err, "subject", sub.Subject)
-				return
-			}
-			b.logger.Error("natsjs: connection error", "err", err)
-		}),
-		nats.ReconnectHandler(func(nc *nats.Conn) {
-			// The server may have come back without its storage, or be
-			// another one: check the streams again before publishing.
-			b.streams.Clear()
-			b.dlOnce.reset()
-			b.logger.Info("natsjs: reconnected", "url", redactURLs(nc.ConnectedUrl()))
-		}),
 	}
 	url := b.cfg.URL
 	if url == "" {
@@ -146,6 +123,7 @@ func New(ctx context.Context, cfg Config, opts ...Option) (*Broker, error) {
 		natsOpts = append(natsOpts, b.cfg.clusterOptions()...)
 	}
 	natsOpts = append(natsOpts, o.natsOpts...)
+	natsOpts = append(natsOpts, b.handlers) // last, to run those of WithNATSOptions too
 	nc, err := nats.Connect(url, natsOpts...)
 	if err != nil {
 		b.stopServer()
@@ -175,6 +153,55 @@ func New(ctx context.Context, cfg Config, opts ...Option) (*Broker, error) {
 		return nil, err
 	}
 	return b, nil
+}
+
+// handlers sets the connection's handlers the broker needs (Close waits for
+// the closed one; publishes rely on the reconnect one), each calling the
+// one an option of WithNATSOptions set before it, if any, after its own work:
+// replacing them would leave Close waiting 15s and streams unchecked after
+// a reconnect.
+func (b *Broker) handlers(no *nats.Options) error {
+	closed, disconnected, asyncErr, reconnected := no.ClosedCB, no.DisconnectedErrCB, no.AsyncErrorCB, no.ReconnectedCB
+	no.ClosedCB = func(nc *nats.Conn) {
+		close(b.closed)
+		if closed != nil {
+			closed(nc)
+		}
+	}
+	no.DisconnectedErrCB = func(nc *nats.Conn, err error) {
+		if err != nil {
+			b.logger.Warn("natsjs: disconnected", "err", err)
+		}
+		if disconnected != nil {
+			disconnected(nc, err)
+		}
+	}
+	// nats.go's default prints asynchronous errors (permissions violation,
+	// slow consumer, drain timeout) to stderr, past the logs.
+	no.AsyncErrorCB = func(nc *nats.Conn, sub *nats.Subscription, err error) {
+		if errors.Is(err, nats.ErrPermissionViolation) {
+			b.denied.Store(&err)
+		}
+		if sub != nil {
+			b.logger.Error("natsjs: connection error", "err", err, "subject", sub.Subject)
+		} else {
+			b.logger.Error("natsjs: connection error", "err", err)
+		}
+		if asyncErr != nil {
+			asyncErr(nc, sub, err)
+		}
+	}
+	no.ReconnectedCB = func(nc *nats.Conn) {
+		// The server may have come back without its storage, or be another
+		// one: check the streams again before publishing.
+		b.streams.Clear()
+		b.dlOnce.reset()
+		b.logger.Info("natsjs: reconnected", "url", redactURLs(nc.ConnectedUrl()))
+		if reconnected != nil {
+			reconnected(nc)
+		}
+	}
+	return nil
 }
 
 func (b *Broker) describe() string {

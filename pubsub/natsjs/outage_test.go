@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -373,4 +374,50 @@ func startExternal(t *testing.T, opts *server.Options) *server.Server {
 		t.Fatal("server not ready")
 	}
 	return srv
+}
+
+// TestNATSHandlersOfTheUserChained: connection handlers given with
+// WithNATSOptions (to count reconnects, say) run besides the broker's own,
+// which a publish after a reconnect and Close rely on, instead of replacing
+// them.
+func TestNATSHandlersOfTheUserChained(t *testing.T) {
+	t.Parallel()
+	first := newEmbedded(t) // stands for an external server
+	addr := strings.TrimPrefix(first.ClientURL(), "nats://")
+	var reconnects, closes atomic.Int32
+	b, err := natsjs.New(t.Context(), natsjs.Config{URL: first.ClientURL()}, natsjs.WithNATSOptions(
+		nats.ReconnectWait(50*time.Millisecond),
+		nats.ReconnectHandler(func(*nats.Conn) { reconnects.Add(1) }),
+		nats.ClosedHandler(func(*nats.Conn) { closes.Add(1) }),
+	))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = b.Close() })
+	pub, err := pubsub.NewPublisher[pingv1.PingRequest](b, "handlers")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := pub.Publish(t.Context(), &pingv1.PingRequest{Number: 1}); err != nil {
+		t.Fatal(err)
+	}
+	if err := first.Close(); err != nil {
+		t.Fatal(err)
+	}
+	second, err := natsjs.New(t.Context(), natsjs.Config{DataDir: t.TempDir(), Listen: addr})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = second.Close() })
+	pubsubtest.WaitFor(t, "the user's reconnect handler", func() bool { return reconnects.Load() == 1 })
+	if err := pub.Publish(t.Context(), &pingv1.PingRequest{Number: 2}); err != nil {
+		t.Errorf("first Publish after the restart = %v, want nil", err)
+	}
+	start := time.Now()
+	if err := b.Close(); err != nil {
+		t.Errorf("Close = %v", err)
+	}
+	if took := time.Since(start); took > 2*time.Second || closes.Load() != 1 {
+		t.Errorf("Close took %v and ran the user's closed handler %d times, want at once and once", took.Round(time.Millisecond), closes.Load())
+	}
 }
