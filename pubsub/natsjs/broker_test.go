@@ -268,6 +268,61 @@ func TestConsumerDeletedIsRecreated(t *testing.T) {
 	})
 }
 
+// TestVerdictAfterStreamRecreated: a handler that finishes after its
+// stream was deleted and created again (by the subscription itself) does
+// not acknowledge the message the new stream numbers as its own was:
+// JetStream acknowledges by stream sequence, and message 2, published
+// after, failing its first attempt, would never come again.
+func TestVerdictAfterStreamRecreated(t *testing.T) {
+	t.Parallel()
+	b := newEmbedded(t)
+	releaseOld, newStarted, releaseNew := make(chan struct{}), make(chan struct{}), make(chan struct{})
+	var mu sync.Mutex
+	attempts := map[int64]int{}
+	sub, err := pubsub.NewSubscriber(b, "stale", "s", func(_ context.Context, m *pingv1.PingRequest) error {
+		mu.Lock()
+		attempts[m.GetNumber()]++
+		n := attempts[m.GetNumber()]
+		mu.Unlock()
+		switch {
+		case m.GetNumber() == 1 && n == 1:
+			<-releaseOld
+		case m.GetNumber() == 2 && n == 1:
+			close(newStarted)
+			<-releaseNew
+			return errors.New("transient")
+		}
+		return nil
+	}, pubsub.WithDelivery(pubsub.DeliveryConfig{Concurrency: 2, Backoff: pubsub.Backoff{Initial: 100 * time.Millisecond, Max: 100 * time.Millisecond}}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pubsubtest.Start(t, sub)
+	pub, err := pubsub.NewPublisher[pingv1.PingRequest](b, "stale")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := pub.Publish(t.Context(), &pingv1.PingRequest{Number: 1}); err != nil {
+		t.Fatal(err)
+	}
+	pubsubtest.WaitFor(t, "message 1 in its handler", func() bool { mu.Lock(); defer mu.Unlock(); return attempts[1] == 1 })
+	if err := b.JetStream().DeleteStream(t.Context(), "stale"); err != nil {
+		t.Fatal(err)
+	}
+	pubsubtest.WaitFor(t, "the consumer created again", func() bool {
+		_, err := b.JetStream().Consumer(t.Context(), "stale", "s")
+		return err == nil
+	})
+	if err := pub.Publish(t.Context(), &pingv1.PingRequest{Number: 2}); err != nil { // stream sequence 1
+		t.Fatal(err)
+	}
+	<-newStarted
+	close(releaseOld) // message 1's handler succeeds: its ack names stream sequence 1
+	time.Sleep(200 * time.Millisecond)
+	close(releaseNew) // message 2's first attempt fails: it must come again
+	pubsubtest.WaitFor(t, "message 2 again after its failure", func() bool { mu.Lock(); defer mu.Unlock(); return attempts[2] >= 2 })
+}
+
 // TestForeignProducer: a message published with plain NATS, lower-case
 // headers and no pubsub headers is delivered like any other.
 func TestForeignProducer(t *testing.T) {

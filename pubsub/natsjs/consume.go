@@ -23,7 +23,9 @@ import (
 // consumes it with up to cfg.Prefetch messages buffered. If the consumer or
 // the stream is deleted while it runs (by an operator, say), or lost (a
 // server restarted without its storage), it creates them again and goes on:
-// the new consumer starts from the messages the stream retains.
+// the new consumer starts from the messages the stream retains, and the
+// verdicts of messages delivered before are dropped (a stream created again
+// gives their sequence numbers to other messages).
 //
 // The consumer reads the whole stream: the topic's subject and the re-drive
 // subjects of every subscription, and it acknowledges the re-drives of
@@ -61,7 +63,18 @@ type consumer struct {
 	healing bool // recreating a deleted consumer
 
 	checking atomic.Bool // checkExists runs
+	// gen counts the times the consumer was created again. A verdict of a
+	// delivery of an earlier one is dropped (errStaleDelivery): JetStream
+	// applies an acknowledgement to whatever the consumer of that name
+	// holds at its stream sequence, and a stream created again gives those
+	// sequences to other messages, which an old acknowledgement would lose.
+	gen atomic.Uint64
 }
+
+// errStaleDelivery is the error of a verdict on a message delivered before
+// its consumer was created again (see consumer.gen): the message comes
+// again from the new consumer.
+var errStaleDelivery = errors.New("natsjs: the consumer was created again since this message was delivered; verdict dropped")
 
 func (c *consumer) start(ctx context.Context) error {
 	if err := c.b.ensureStream(ctx, c.cfg.Topic); err != nil {
@@ -84,12 +97,15 @@ func (c *consumer) start(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("natsjs: failed to create or update consumer %s of stream %s: %w", c.cfg.Subscription, stream, err)
 	}
+	gen := c.gen.Load()
 	cc, err := cons.Consume(func(m jetstream.Msg) {
 		if sub := redriveOf(m.Subject()); sub != "" && sub != c.cfg.Subscription {
 			_ = m.Ack() // a re-drive for another subscription
 			return
 		}
-		c.deliver(newDelivery(m))
+		d := newDelivery(m)
+		d.gen, d.cgen = gen, &c.gen
+		c.deliver(d)
 	},
 		jetstream.PullMaxMessages(max(c.cfg.Prefetch, 1)),
 		jetstream.PullExpiry(c.b.cfg.PullExpiry),
@@ -146,6 +162,7 @@ func (c *consumer) onError(err error) {
 		return
 	}
 	c.healing = true
+	c.gen.Add(1)
 	old := c.cc
 	c.mu.Unlock()
 	old.Stop()
@@ -249,6 +266,8 @@ type delivery struct {
 	m       jetstream.Msg
 	msg     pubsub.Message
 	attempt int
+	gen     uint64         // of the consumer that delivered it
+	cgen    *atomic.Uint64 // the consumer's gen now
 }
 
 func newDelivery(m jetstream.Msg) *delivery {
@@ -275,10 +294,28 @@ func newDelivery(m jetstream.Msg) *delivery {
 
 func (d *delivery) Message() *pubsub.Message { return &d.msg }
 func (d *delivery) Attempt() int             { return d.attempt }
-func (d *delivery) Ack() error               { return d.m.Ack() }
-func (d *delivery) Term(reason string) error { return d.m.TermWithReason(reason) }
+func (d *delivery) Ack() error {
+	if d.stale() {
+		return errStaleDelivery
+	}
+	return d.m.Ack()
+}
+
+func (d *delivery) Term(reason string) error {
+	if d.stale() {
+		return errStaleDelivery
+	}
+	return d.m.TermWithReason(reason)
+}
+
+// stale reports whether the consumer was created again since d was
+// delivered.
+func (d *delivery) stale() bool { return d.cgen.Load() != d.gen }
 
 func (d *delivery) Nak(delay time.Duration) error {
+	if d.stale() {
+		return errStaleDelivery
+	}
 	if delay <= 0 {
 		return d.m.Nak()
 	}
