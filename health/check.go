@@ -146,6 +146,12 @@ type check struct {
 	Check
 	reporter bool
 	res      result
+	// passed says the check has passed at least once; failingSince starts
+	// its current run of failures, and warned says that run was logged at
+	// Warn (see logTransition).
+	passed       bool
+	failingSince time.Time
+	warned       bool
 	// flight is the on-probe run in progress, shared by concurrent probes;
 	// nil when none is.
 	flight *flight

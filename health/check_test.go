@@ -214,6 +214,48 @@ func TestTransitionsAreLogged(t *testing.T) {
 	}
 }
 
+// A check that has never passed (a component still starting) is logged at
+// Info, and at Warn only once it has failed for the startup grace.
+func TestStartingChecksAreNotWarnings(t *testing.T) {
+	t.Parallel()
+	var out strings.Builder // written synchronously by Report
+	h := health.New(health.WithLogger(slog.New(slog.NewTextHandler(&out, nil))))
+	health.SetStartupGrace(h, 50*time.Millisecond)
+	starting, err := h.AddReporter(health.Check{Name: "starting"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	starting.Report(errors.New("not started"))
+	starting.Report(nil)
+	stuck, err := h.AddReporter(health.Check{Name: "stuck"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stuck.Report(errors.New("not started"))
+	stuck.Report(errors.New("not started")) // within the grace: no new line
+	time.Sleep(60 * time.Millisecond)
+	stuck.Report(errors.New("not started"))
+	stuck.Report(errors.New("not started")) // warned already
+	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+	want := []string{
+		`level=INFO msg="health check not passing yet" check=starting`,
+		`level=INFO msg="health check recovered" check=starting`,
+		`level=INFO msg="health check not passing yet" check=stuck`,
+		`level=WARN msg="health check failing" check=stuck`,
+	}
+	if len(lines) != len(want) {
+		t.Fatalf("logs:\n%s", out.String())
+	}
+	for i, w := range want {
+		if !strings.Contains(lines[i], w) {
+			t.Errorf("line %d: %s\nwant %s", i, lines[i], w)
+		}
+	}
+	if !strings.Contains(lines[3], "failing_for=") {
+		t.Errorf("the late warning says not for how long: %s", lines[3])
+	}
+}
+
 func TestEachProbeRunsOnProbeChecksAfresh(t *testing.T) {
 	t.Parallel()
 	h := health.New()

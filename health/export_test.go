@@ -16,3 +16,7 @@ func Watchers(h *Checker) int {
 // SetWatchProbeInterval sets how often h's Watch streams run their on-probe
 // checks, for tests.
 func SetWatchProbeInterval(h *Checker, d time.Duration) { h.watchProbe = d }
+
+// SetStartupGrace sets how long h's checks that never passed may fail
+// before a Warn, for tests.
+func SetStartupGrace(h *Checker, d time.Duration) { h.startupGrace = d }

@@ -55,7 +55,9 @@ type optionFunc func(*config)
 func (f optionFunc) apply(c *config) { f(c) }
 
 // WithLogger sets the logger on which the Checker reports checks that start
-// failing (Warn) and recover (Info). Default: no logging.
+// failing (Warn) and recover (Info). A check that has not passed yet, such
+// as a component still starting, is reported at Info until it has failed
+// for 10s, then at Warn. Default: no logging.
 func WithLogger(logger *slog.Logger) Option {
 	return optionFunc(func(c *config) {
 		if logger != nil {
@@ -84,7 +86,8 @@ type Checker struct {
 	running bool
 	runWG   sync.WaitGroup
 
-	watchProbe time.Duration // WatchProbeInterval; shorter in tests
+	watchProbe   time.Duration // WatchProbeInterval; shorter in tests
+	startupGrace time.Duration // startupGrace; shorter in tests
 }
 
 // New returns a Checker that knows only the whole server (""), SERVING
@@ -101,6 +104,7 @@ func New(opts ...Option) *Checker {
 		watchers:      make(map[string]map[*watcher]struct{}),
 		watchesClosed: make(chan struct{}),
 		watchProbe:    WatchProbeInterval,
+		startupGrace:  startupGrace,
 	}
 }
 
@@ -184,26 +188,54 @@ func (h *Checker) Shutdown() {
 	h.updateLocked()
 }
 
+// startupGrace is how long a check that has never passed may fail before
+// its failure is logged at Warn: components start in parallel with the
+// first probes, and a subscriber that needs a few milliseconds to subscribe
+// is starting, not failing.
+const startupGrace = 10 * time.Second
+
 // record stores the latest result of c and updates the serving statuses.
 func (h *Checker) record(c *check, res result) {
 	h.mu.Lock()
 	was := c.res
 	c.res = res
 	h.updateLocked()
+	log := h.transitionLocked(c, was, res)
 	h.mu.Unlock()
-	h.logTransition(c, was, res)
+	if log != nil {
+		log()
+	}
 }
 
-func (h *Checker) logTransition(c *check, was, now result) {
-	failedBefore := was.ran && was.err != nil
-	switch {
-	case now.err != nil && !failedBefore:
-		h.logger.Warn("health check failing", "check", c.Name, "service", c.Service,
-			"critical", !c.NonCritical, "liveness", c.Liveness, "err", now.err)
-	case now.err == nil && failedBefore:
-		h.logger.Info("health check recovered", "check", c.Name, "service", c.Service,
-			"critical", !c.NonCritical, "liveness", c.Liveness)
+// transitionLocked updates c's failure streak for its new result and
+// returns the log line it calls for, if any: a check that starts failing
+// is logged at Warn, and at Info when it recovers; one that has never
+// passed is logged at Info ("not passing yet") until it has failed for
+// startupGrace, then at Warn.
+func (h *Checker) transitionLocked(c *check, was, now result) func() {
+	attrs := []any{"check", c.Name, "service", c.Service, "critical", !c.NonCritical, "liveness", c.Liveness}
+	if now.err == nil {
+		c.passed = true
+		if !was.ran || was.err == nil {
+			return nil
+		}
+		c.warned = false
+		return func() { h.logger.Info("health check recovered", attrs...) }
 	}
+	attrs = append(attrs, "err", now.err)
+	if !was.ran || was.err == nil { // a new run of failures
+		c.failingSince, c.warned = now.at, c.passed
+		if c.passed {
+			return func() { h.logger.Warn("health check failing", attrs...) }
+		}
+		return func() { h.logger.Info("health check not passing yet", attrs...) }
+	}
+	if !c.warned && now.at.Sub(c.failingSince) >= h.startupGrace {
+		c.warned = true
+		attrs = append(attrs, "failing_for", now.at.Sub(c.failingSince).Round(time.Millisecond).String())
+		return func() { h.logger.Warn("health check failing", attrs...) }
+	}
+	return nil
 }
 
 // updateLocked recomputes the status of every service and wakes the
