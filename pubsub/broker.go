@@ -100,7 +100,11 @@ type ConsumerConfig struct {
 	Prefetch int
 }
 
-// Consumer is one running consumption of a subscription.
+// Consumer is one running consumption of a subscription. A Consumer may
+// also have a method Err() error reporting a fault that keeps it from
+// consuming (the broker lost it and has not made it again yet): the
+// [Subscriber]'s Check then fails with that error, so that readiness does
+// not say SERVING while nothing is consumed.
 type Consumer interface {
 	// Drain stops fetching and returns once deliver will not be called
 	// again; messages fetched but not yet passed to deliver are passed to it

@@ -515,3 +515,54 @@ func (b *syncBuffer) String() string {
 	defer b.mu.Unlock()
 	return b.buf.String()
 }
+
+// faultyBroker's consumers report the fault set in err (see pubsub.Consumer).
+type faultyBroker struct {
+	pubsub.Broker
+	err *atomic.Pointer[error]
+}
+
+func (b faultyBroker) Subscribe(ctx context.Context, cfg pubsub.ConsumerConfig, deliver func(pubsub.Delivery)) (pubsub.Consumer, error) {
+	c, err := b.Broker.Subscribe(ctx, cfg, deliver)
+	if err != nil {
+		return nil, err
+	}
+	return faultyConsumer{c, b.err}, nil
+}
+
+type faultyConsumer struct {
+	pubsub.Consumer
+	err *atomic.Pointer[error]
+}
+
+func (c faultyConsumer) Err() error {
+	if err := c.err.Load(); err != nil {
+		return *err
+	}
+	return nil
+}
+
+// A consumer that reports a fault (natsjs's, while it makes again a consumer
+// the server lost) fails its subscriber's Check until the fault clears.
+func TestCheckFailsWhileTheConsumerReportsAFault(t *testing.T) {
+	t.Parallel()
+	var fault atomic.Pointer[error]
+	sub, err := pubsub.NewSubscriber(faultyBroker{mem.New(), &fault}, "t", "s",
+		func(context.Context, *pingv1.PingRequest) error { return nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	pubsubtest.Start(t, sub)
+	if err := sub.Check(t.Context()); err != nil {
+		t.Fatalf("Check = %v while consuming", err)
+	}
+	lost := errors.New("consumer lost; creating it again")
+	fault.Store(&lost)
+	if err := sub.Check(t.Context()); !errors.Is(err, lost) {
+		t.Errorf("Check = %v while the consumer reports a fault, want it", err)
+	}
+	fault.Store(nil)
+	if err := sub.Check(t.Context()); err != nil {
+		t.Errorf("Check = %v once the fault cleared", err)
+	}
+}

@@ -29,8 +29,12 @@ type Subscriber struct {
 	logger   *slog.Logger
 
 	started atomic.Bool
-	state   atomic.Pointer[error] // nil: consuming; else why not
+	state   atomic.Pointer[error]  // nil: consuming; else why not
+	fault   atomic.Pointer[faulty] // the running consumer, if it reports faults
 }
+
+// faulty is a Consumer that reports faults (see [Consumer]).
+type faulty interface{ Err() error }
 
 var (
 	errNotStarted = errors.New("not started")
@@ -110,6 +114,11 @@ func (s *Subscriber) Check(ctx context.Context) error {
 	if err := s.state.Load(); err != nil {
 		return fmt.Errorf("pubsub: subscription %s on %s is not consuming: %w", s.name, s.topic, *err)
 	}
+	if f := s.fault.Load(); f != nil {
+		if err := (*f).Err(); err != nil {
+			return fmt.Errorf("pubsub: subscription %s on %s is not consuming: %w", s.name, s.topic, err)
+		}
+	}
 	if err := s.broker.Check(ctx); err != nil {
 		return fmt.Errorf("pubsub: subscription %s on %s: %w", s.name, s.topic, err)
 	}
@@ -164,6 +173,10 @@ func (s *Subscriber) Run(ctx context.Context) error {
 		close(stop)
 		workers.Wait()
 		return fmt.Errorf("pubsub: subscription %q on %q: %w", s.name, s.topic, err)
+	}
+	if f, ok := consumer.(faulty); ok {
+		s.fault.Store(&f)
+		defer s.fault.Store(nil)
 	}
 	<-ctx.Done()
 	s.state.Store(&stopped)

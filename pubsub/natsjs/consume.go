@@ -59,8 +59,9 @@ type consumer struct {
 
 	mu      sync.Mutex
 	cc      jetstream.ConsumeContext
-	stopped bool // Drain was called
-	healing bool // recreating a deleted consumer
+	stopped bool  // Drain was called
+	healing bool  // recreating a deleted consumer
+	healErr error // why it is healing, then why the last try failed
 
 	checking atomic.Bool // checkExists runs
 	// gen counts the times the consumer was created again. A verdict of a
@@ -162,6 +163,7 @@ func (c *consumer) onError(err error) {
 		return
 	}
 	c.healing = true
+	c.healErr = fmt.Errorf("natsjs: consumer deleted or lost (%w); creating it again", err)
 	c.gen.Add(1)
 	old := c.cc
 	c.mu.Unlock()
@@ -212,12 +214,26 @@ func (c *consumer) heal() {
 			return
 		}
 		c.logger.Error("natsjs: failed to create the consumer again; retrying", "err", err)
+		c.mu.Lock()
+		c.healErr = fmt.Errorf("natsjs: consumer deleted or lost; creating it again failed: %w", err)
+		c.mu.Unlock()
 		select {
 		case <-time.After(retry.Delay(attempt)):
 		case <-c.b.closed:
 			return
 		}
 	}
+}
+
+// Err reports, while the consumer is being created again (the server lost
+// it), why nothing is consumed: the subscriber's Check fails with it.
+func (c *consumer) Err() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.healing && !c.stopped {
+		return c.healErr
+	}
+	return nil
 }
 
 // Drain implements [pubsub.Consumer]: the messages buffered when it is called

@@ -1,0 +1,53 @@
+package natsjs
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/connectkit/connectkit/pubsub"
+)
+
+// While a consumer the server lost is being made again, and cannot be, Err
+// says so (the subscriber's Check fails with it); once drained, it says
+// nothing.
+func TestConsumerErrWhileHealing(t *testing.T) {
+	t.Parallel()
+	srv, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, NoSigs: true, JetStream: true, StoreDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.Start()
+	defer srv.Shutdown()
+	if !srv.ReadyForConnections(10 * time.Second) {
+		t.Fatal("server not ready")
+	}
+	b, err := New(t.Context(), Config{URL: srv.ClientURL()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	pc, err := b.Subscribe(t.Context(), pubsub.ConsumerConfig{Topic: "healing", Subscription: "s", AckWait: time.Second, Prefetch: 1}, func(pubsub.Delivery) {})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := pc.(*consumer)
+	if err := c.Err(); err != nil {
+		t.Fatalf("Err = %v while consuming", err)
+	}
+	srv.Shutdown() // nothing can be made again now
+	c.onError(jetstream.ErrConsumerDeleted)
+	if err := c.Err(); err == nil || !strings.Contains(err.Error(), "creating it again") {
+		t.Errorf("Err = %v while healing, want why nothing is consumed", err)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), time.Second)
+	defer cancel()
+	_ = c.Drain(ctx)
+	if err := c.Err(); err != nil {
+		t.Errorf("Err = %v after Drain, want nil", err)
+	}
+}
