@@ -6,7 +6,10 @@ GO ?= go
 TOOL := $(GO) tool -modfile=tools/go.mod
 BUF := $(TOOL) buf
 # protovalidate's validate.proto comes from this Go module (module cache), never
-# from a hand-made copy; keep it in step with buf.build/go/protovalidate in go.mod.
+# from a hand-made copy. Its releases are numbered apart from the Go library's
+# (buf.build/go/protovalidate in go.mod): keep it at the newest release, which
+# matches the generated types go.mod names
+# (buf.build/gen/go/bufbuild/protovalidate/protocolbuffers/go).
 PROTOVALIDATE_VERSION := v1.2.2
 
 .PHONY: help
