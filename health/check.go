@@ -148,10 +148,13 @@ type check struct {
 	res      result
 	// passed says the check has passed at least once; failingSince starts
 	// its current run of failures, and warned says that run was logged at
-	// Warn (see logTransition).
+	// Warn (see transitionLocked).
 	passed       bool
 	failingSince time.Time
 	warned       bool
+	// graceTimer warns of a check that has never passed once it has
+	// failed for startupGrace, should no new result do it (see warnLate).
+	graceTimer *time.Timer
 	// flight is the on-probe run in progress, shared by concurrent probes;
 	// nil when none is.
 	flight *flight

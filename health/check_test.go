@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -218,7 +219,7 @@ func TestTransitionsAreLogged(t *testing.T) {
 // Info, and at Warn only once it has failed for the startup grace.
 func TestStartingChecksAreNotWarnings(t *testing.T) {
 	t.Parallel()
-	var out strings.Builder // written synchronously by Report
+	var out lockedWriter // and by the startup grace's timer
 	h := health.New(health.WithLogger(slog.New(slog.NewTextHandler(&out, nil))))
 	health.SetStartupGrace(h, 50*time.Millisecond)
 	starting, err := h.AddReporter(health.Check{Name: "starting"})
@@ -275,6 +276,63 @@ func TestEachProbeRunsOnProbeChecksAfresh(t *testing.T) {
 		ready.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/readyz", nil))
 		if want := []int{http.StatusOK, http.StatusServiceUnavailable}[i%2]; rec.Code != want {
 			t.Fatalf("probe %d right after the check changed: %d, want %d", i, rec.Code, want)
+		}
+	}
+}
+
+// lockedWriter is a strings.Builder safe for the log lines a Checker writes
+// from its own goroutines.
+type lockedWriter struct {
+	mu  sync.Mutex
+	out strings.Builder
+}
+
+func (w *lockedWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.out.Write(p)
+}
+
+func (w *lockedWriter) String() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.out.String()
+}
+
+// A component that reports once that it cannot start, and then nothing
+// (a push-model reporter speaks when its state changes), or an on-probe
+// check stuck in its first run (never started again until it returns),
+// records no second result: it still reaches Warn once it has failed for
+// the startup grace, rather than staying at "not passing yet" for good.
+func TestStartingChecksWarnWithoutANewResult(t *testing.T) {
+	t.Parallel()
+	var out lockedWriter
+	h := health.New(health.WithLogger(slog.New(slog.NewTextHandler(&out, nil))))
+	health.SetStartupGrace(h, 50*time.Millisecond)
+	rep, err := h.AddReporter(health.Check{Name: "reported-once"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep.Report(errors.New("cannot start"))
+	block := make(chan struct{})
+	t.Cleanup(func() { close(block) })
+	mustAdd(t, h, health.Check{Name: "stuck", Timeout: 10 * time.Millisecond, Func: func(context.Context) error {
+		<-block // ignores its context
+		return nil
+	}})
+	res, err := http.Get("http://" + serve(t, h) + "/readyz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	for _, name := range []string{"reported-once", "stuck"} {
+		want := `level=WARN msg="health check failing" check=` + name
+		deadline := time.Now().Add(5 * time.Second)
+		for !strings.Contains(out.String(), want) {
+			if time.Now().After(deadline) {
+				t.Fatalf("no %s after the startup grace; logs:\n%s", want, out.String())
+			}
+			time.Sleep(10 * time.Millisecond)
 		}
 	}
 }

@@ -216,6 +216,10 @@ func (h *Checker) transitionLocked(c *check, was, now result) func() {
 	attrs := []any{"check", c.Name, "service", c.Service, "critical", !c.NonCritical, "liveness", c.Liveness}
 	if now.err == nil {
 		c.passed = true
+		if c.graceTimer != nil {
+			c.graceTimer.Stop()
+			c.graceTimer = nil
+		}
 		if !was.ran || was.err == nil {
 			return nil
 		}
@@ -228,6 +232,10 @@ func (h *Checker) transitionLocked(c *check, was, now result) func() {
 		if c.passed {
 			return func() { h.logger.Warn("health check failing", attrs...) }
 		}
+		// No later result may come to warn by (a reporter that reported
+		// once, a first run stuck in its Func): warn by the clock too.
+		since := c.failingSince
+		c.graceTimer = time.AfterFunc(h.startupGrace-time.Since(since), func() { h.warnLate(c, since) })
 		return func() { h.logger.Info("health check not passing yet", attrs...) }
 	}
 	if !c.warned && now.at.Sub(c.failingSince) >= h.startupGrace {
@@ -236,6 +244,21 @@ func (h *Checker) transitionLocked(c *check, was, now result) func() {
 		return func() { h.logger.Warn("health check failing", attrs...) }
 	}
 	return nil
+}
+
+// warnLate logs c at Warn once it has failed for startupGrace since
+// since without passing, if no result of it did so already.
+func (h *Checker) warnLate(c *check, since time.Time) {
+	h.mu.Lock()
+	if c.warned || !c.res.ran || c.res.err == nil || !c.failingSince.Equal(since) {
+		h.mu.Unlock()
+		return
+	}
+	c.warned = true
+	attrs := []any{"check", c.Name, "service", c.Service, "critical", !c.NonCritical, "liveness", c.Liveness,
+		"err", c.res.err, "failing_for", time.Since(since).Round(time.Millisecond).String()}
+	h.mu.Unlock()
+	h.logger.Warn("health check failing", attrs...)
 }
 
 // updateLocked recomputes the status of every service and wakes the
