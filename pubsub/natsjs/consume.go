@@ -25,7 +25,8 @@ import (
 // server restarted without its storage), it creates them again and goes on:
 // the new consumer starts from the messages the stream retains, and the
 // verdicts of messages delivered before are dropped (a stream created again
-// gives their sequence numbers to other messages).
+// gives their sequence numbers to other messages); after a reconnect it
+// looks the consumer up, to find one that another instance created again.
 //
 // The consumer reads the whole stream: the topic's subject and the re-drive
 // subjects of every subscription, and it acknowledges the re-drives of
@@ -47,6 +48,7 @@ func (b *Broker) Subscribe(ctx context.Context, cfg pubsub.ConsumerConfig, deliv
 	if err := c.start(ctx); err != nil {
 		return nil, err
 	}
+	b.consumers.Store(c, struct{}{}) // checked again after a reconnect
 	return c, nil
 }
 
@@ -62,6 +64,10 @@ type consumer struct {
 	stopped bool  // Drain was called
 	healing bool  // recreating a deleted consumer
 	healErr error // why it is healing, then why the last try failed
+	// created is when the server created the consumer that cc reads: one
+	// created anew since, by another instance that got there first after
+	// the server lost its state, is told apart by it (see checkExists).
+	created time.Time
 
 	checking atomic.Bool // checkExists runs
 	// gen counts the times the consumer was created again. A verdict of a
@@ -98,7 +104,7 @@ func (c *consumer) start(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("natsjs: failed to create or update consumer %s of stream %s: %w", c.cfg.Subscription, stream, err)
 	}
-	gen := c.gen.Load()
+	gen, created := c.gen.Load(), cons.CachedInfo().Created
 	cc, err := cons.Consume(func(m jetstream.Msg) {
 		if sub := redriveOf(m.Subject()); sub != "" && sub != c.cfg.Subscription {
 			_ = m.Ack() // a re-drive for another subscription
@@ -122,7 +128,7 @@ func (c *consumer) start(ctx context.Context) error {
 		cc.Stop()
 		return nil
 	}
-	c.cc = cc
+	c.cc, c.created = cc, created
 	return nil
 }
 
@@ -157,8 +163,15 @@ func (c *consumer) onError(err error) {
 		c.logger.Warn("natsjs: consumer error", "err", err)
 		return
 	}
+	c.beginHeal(err, time.Time{})
+}
+
+// beginHeal stops consuming and creates the consumer again, unless it was
+// drained or is being created again already, or, with known set, reads a
+// consumer created at another time than known by now.
+func (c *consumer) beginHeal(err error, known time.Time) {
 	c.mu.Lock()
-	if c.stopped || c.healing {
+	if c.stopped || c.healing || (!known.IsZero() && !c.created.Equal(known)) {
 		c.mu.Unlock()
 		return
 	}
@@ -179,13 +192,25 @@ func consumerGone(err error) bool {
 		errors.Is(err, jetstream.ErrStreamNotFound)
 }
 
-// checkExists looks the consumer up, and heals it if it is gone.
+// checkExists looks the consumer up, and heals it if it is gone, or if it
+// was created anew since cc began to read it: after a server lost its
+// state, the instance of a subscription that reconnects first makes the
+// stream and the consumer again, and the others, finding them, get no
+// error from nats.go, while their verdicts on messages delivered before
+// would name sequences that the new stream gives to other messages.
 func (c *consumer) checkExists() {
 	defer c.checking.Store(false)
+	c.mu.Lock()
+	known := c.created
+	c.mu.Unlock()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	if _, err := c.b.js.Consumer(ctx, streamName(c.cfg.Topic), c.cfg.Subscription); consumerGone(err) {
+	cons, err := c.b.js.Consumer(ctx, streamName(c.cfg.Topic), c.cfg.Subscription)
+	switch {
+	case consumerGone(err):
 		c.onError(err)
+	case err == nil && !known.IsZero() && !cons.CachedInfo().Created.Equal(known):
+		c.beginHeal(fmt.Errorf("created again at %s, since this one was at %s", cons.CachedInfo().Created, known), known)
 	}
 }
 
@@ -267,6 +292,7 @@ func (c *consumer) Close(ctx context.Context) error {
 	c.stopped = true
 	cc := c.cc
 	c.mu.Unlock()
+	c.b.consumers.Delete(c)
 	cc.Stop()
 	if c.b.nc.IsClosed() {
 		return pubsub.ErrClosed

@@ -79,6 +79,9 @@ type Broker struct {
 	streams sync.Map              // topic → *streamState
 	dlOnce  onceErr               // the dead-letter stream exists
 	denied  atomic.Pointer[error] // the last permissions violation
+	// consumers holds the subscriptions' consumers running (*consumer),
+	// which look themselves up after a reconnect.
+	consumers sync.Map
 }
 
 var _ pubsub.Broker = (*Broker)(nil)
@@ -196,6 +199,14 @@ func (b *Broker) handlers(no *nats.Options) error {
 		// one: check the streams again before publishing.
 		b.streams.Clear()
 		b.dlOnce.reset()
+		// And the consumers: one may have been made again by another
+		// instance (see consumer.checkExists).
+		b.consumers.Range(func(k, _ any) bool {
+			if c := k.(*consumer); c.checking.CompareAndSwap(false, true) {
+				go c.checkExists()
+			}
+			return true
+		})
 		b.logger.Info("natsjs: reconnected", "url", redactURLs(nc.ConnectedUrl()))
 		if reconnected != nil {
 			reconnected(nc)
