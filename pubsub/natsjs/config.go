@@ -23,8 +23,9 @@ type Config struct {
 	// "nats://nats-1:4222,nats://nats-2:4222". Empty (the default) starts an
 	// embedded server instead. Errors and logs show it with its passwords
 	// and tokens ("nats://user:password@host", "nats://token@host") hidden;
-	// a password or token with "/", "?", "#" or "%" must be percent-encoded
-	// (Validate says so), or the URL would not parse as meant.
+	// a password or token with "/", "?", "#", "%" or "," must be
+	// percent-encoded (Validate says so), or the URL would not parse as
+	// meant.
 	URL string
 	// CredentialsFile is a NATS credentials file for the external cluster
 	// (NATS_CREDS); it needs URL. Default: none.
@@ -192,14 +193,34 @@ func (c Config) Validate() error {
 	if (c.TLSCertFile == "") != (c.TLSKeyFile == "") {
 		bad("TLSCertFile", "NATS_TLS_CERT", c.TLSCertFile, "NATS_TLS_CERT and NATS_TLS_KEY must be set together")
 	}
-	for u := range strings.SplitSeq(c.URL, ",") {
+	urls := strings.Split(c.URL, ",")
+	for i, u := range urls {
 		// url.Parse cuts such a secret short and quotes its start in its
 		// error, or takes it for a host and nats.go names it in a DNS one.
-		if info, _, ok := cutUserinfo(strings.TrimSpace(u)); ok {
+		u = strings.TrimSpace(u)
+		if info, _, ok := cutUserinfo(u); ok {
 			if _, err := url.PathUnescape(info); err != nil || strings.ContainsAny(info, "/?#") {
 				bad("URL", "NATS_URL", redactURLs(c.URL), `its password or token must be percent-encoded: "/" as %2F, "?" as %3F, "#" as %23, "%" as %25`)
 				break
 			}
+		}
+		// nats.go splits the list at every ',', one in a password or
+		// token too, and its errors quote the parts: url.Parse's
+		// ("nats://user:pass"), or a DNS lookup's ("nats://tok" and
+		// "en@host", a URL without user information followed by one
+		// with it and no scheme).
+		next := ""
+		if i+1 < len(urls) {
+			next = strings.TrimSpace(urls[i+1])
+		}
+		_, _, hasInfo := cutUserinfo(u)
+		split := strings.Contains(u, "://") && !hasInfo && strings.Contains(next, "@") && !strings.Contains(next, "://")
+		if !strings.Contains(u, "://") {
+			u = "nats://" + u
+		}
+		if _, err := url.Parse(u); err != nil || split {
+			bad("URL", "NATS_URL", redactURLs(c.URL), `not a comma-separated list of URLs, each with its scheme: a "," in a password or token must be percent-encoded as %2C`)
+			break
 		}
 	}
 	if c.URL != "" && c.Listen != "" {

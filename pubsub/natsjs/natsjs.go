@@ -225,24 +225,38 @@ func (b *Broker) describe() string {
 // redactURLs hides the secrets of a comma-separated list of NATS URLs, for
 // errors and logs: the password of "nats://user:password@host" and the
 // token of "nats://token@host" (url.URL.Redacted, which nats.go uses, hides
-// only passwords). It works on strings that do not parse too.
+// only passwords). It works on strings that do not parse too. The user
+// information before an '@' starts after the last "://" or '@' before it,
+// not after a ',': nats.go splits the list at every ',', one in a password
+// or token included, and the parts would show its start.
 func redactURLs(urls string) string {
-	parts := strings.Split(urls, ",")
-	for i, u := range parts {
-		userinfo, rest, ok := cutUserinfo(u)
-		if !ok {
-			continue
+	var b strings.Builder
+	done := 0 // urls[:done] is written
+	for {
+		at := strings.IndexByte(urls[done:], '@')
+		if at < 0 {
+			b.WriteString(urls[done:])
+			return b.String()
 		}
-		at := len(userinfo)
-		start := len(u) - len(rest)
-		if user, _, ok := strings.Cut(userinfo, ":"); ok {
-			userinfo = user + ":xxxxx"
+		at += done
+		// A password may hold '@' too: up to the last one of its URL.
+		end := len(urls)
+		if i := strings.IndexByte(urls[at:], ','); i >= 0 {
+			end = at + i
+		}
+		at += strings.LastIndexByte(urls[at:end], '@')
+		start := done
+		if i := strings.LastIndex(urls[done:at], "://"); i >= 0 {
+			start = done + i + len("://")
+		}
+		b.WriteString(urls[done:start])
+		if user, _, ok := strings.Cut(urls[start:at], ":"); ok {
+			b.WriteString(user + ":xxxxx@")
 		} else {
-			userinfo = "xxxxx"
+			b.WriteString("xxxxx@")
 		}
-		parts[i] = u[:start] + userinfo + rest[at:]
+		done = at + 1
 	}
-	return strings.Join(parts, ",")
 }
 
 // cutUserinfo returns the user information of a NATS URL (all before its

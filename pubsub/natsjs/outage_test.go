@@ -78,6 +78,10 @@ func TestURLSecretsHidden(t *testing.T) {
 		{name: "password with a hash", url: "nats://alice:s3#cret@127.0.0.1:1", want: "nats://alice:xxxxx@127.0.0.1:1"},
 		{name: "password with a question mark", url: "nats://alice:s3?cret@127.0.0.1:1", want: "nats://alice:xxxxx@127.0.0.1:1"},
 		{name: "token with a slash", url: "nats://s3/cret@127.0.0.1:1", want: "nats://xxxxx@127.0.0.1:1"},
+		// NATS_URL is a list split at every ',', one in a secret included.
+		{name: "password with a comma", url: "nats://alice:s3,cret@127.0.0.1:1", want: "must be percent-encoded as %2C"},                // not `invalid port ":s3"`
+		{name: "token with a comma", url: "nats://s3,cret@127.0.0.1:1", want: `"nats://xxxxx@127.0.0.1:1": not a comma-separated list`}, // not `lookup s3`
+		{name: "password with an @", url: "nats://alice:s3@cret@127.0.0.1:1", want: "NATS at nats://alice:xxxxx@127.0.0.1:1"},
 		{name: "password with a bad escape", url: "nats://alice:s3%cret@127.0.0.1:1", want: "must be percent-encoded"}, // not `invalid URL escape "%cr"`
 	} {
 		t.Run(tc.name, func(t *testing.T) {
