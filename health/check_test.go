@@ -336,3 +336,23 @@ func TestStartingChecksWarnWithoutANewResult(t *testing.T) {
 		}
 	}
 }
+
+// Once shutting down, a check still starting is not warned of: its
+// readiness no longer matters, and the logger's output may be gone (a
+// test's, after kittest stopped the server).
+func TestNoLateWarningAfterShutdown(t *testing.T) {
+	t.Parallel()
+	var out lockedWriter
+	h := health.New(health.WithLogger(slog.New(slog.NewTextHandler(&out, nil))))
+	health.SetStartupGrace(h, 20*time.Millisecond)
+	rep, err := h.AddReporter(health.Check{Name: "starting"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep.Report(errors.New("not started"))
+	h.Shutdown()
+	time.Sleep(100 * time.Millisecond)
+	if strings.Contains(out.String(), "WARN") {
+		t.Errorf("logs after Shutdown:\n%s", out.String())
+	}
+}

@@ -247,10 +247,11 @@ func (h *Checker) transitionLocked(c *check, was, now result) func() {
 }
 
 // warnLate logs c at Warn once it has failed for startupGrace since
-// since without passing, if no result of it did so already.
+// since without passing, if no result of it did so already, and the server
+// is not shutting down (its logger's output may be gone by then: a test's).
 func (h *Checker) warnLate(c *check, since time.Time) {
 	h.mu.Lock()
-	if c.warned || !c.res.ran || c.res.err == nil || !c.failingSince.Equal(since) {
+	if h.shutdown || c.warned || !c.res.ran || c.res.err == nil || !c.failingSince.Equal(since) {
 		h.mu.Unlock()
 		return
 	}
