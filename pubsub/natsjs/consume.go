@@ -180,7 +180,9 @@ func (c *consumer) beginHeal(err error, known time.Time) {
 	c.gen.Add(1)
 	old := c.cc
 	c.mu.Unlock()
-	old.Stop()
+	if old != nil { // nil if the error came before Consume returned
+		old.Stop()
+	}
 	c.logger.Error("natsjs: consumer deleted or lost; creating it again", "err", err)
 	go c.heal()
 }
