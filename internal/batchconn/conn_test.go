@@ -407,24 +407,37 @@ func TestSkipCloseGraceClosesStalledConnectionsAtOnce(t *testing.T) {
 // room in a full buffer.
 func TestSkipCloseGraceFailsWriteToFullBuffer(t *testing.T) {
 	t.Parallel()
-	server := stalledPair(t, Config{FlushTimeout: time.Hour, MaxBufferedBytes: 8 << 10})
-	// Fill the buffer with Writes that each fit, so that none is left
-	// waiting for room.
-	full := func() bool {
+	server, client := batchedPair(t, Config{FlushTimeout: time.Hour, MaxBufferedBytes: 8 << 10})
+	// One Write far larger than the sockets' buffers, to a peer that never
+	// reads, holds the socket's write lock until Close cuts it: once it has
+	// begun (the peer sees its first byte), every flush blocks behind it.
+	big := make(chan error, 1)
+	go func() { _, err := server.Conn.Write(make([]byte, 64<<20)); big <- err }()
+	readN(t, client, 1)
+	// The flusher takes the first bytes and blocks for good; then fill the
+	// buffer with Writes that each fit, so that none is left waiting for
+	// room. Waiting only for the buffer to look full let a flusher slow to
+	// take it (a loaded machine) empty it after the check.
+	chunk := make([]byte, 1<<10)
+	if _, err := server.Write(chunk); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the flusher took the first bytes, blocked behind the big write", func() bool {
 		server.mu.Lock()
 		defer server.mu.Unlock()
-		return server.pend != nil && len(*server.pend) == server.sh.cfg.MaxBufferedBytes
-	}
-	chunk := make([]byte, 1<<10)
-	eventually(t, "the buffer is full, its flusher blocked on a full socket", func() bool {
-		for !full() {
-			if _, err := server.Write(chunk); err != nil {
-				t.Fatal(err)
-			}
-		}
-		time.Sleep(10 * time.Millisecond)
-		return full()
+		return server.flushing && (server.pend == nil || len(*server.pend) == 0)
 	})
+	for {
+		server.mu.Lock()
+		full := server.pend != nil && len(*server.pend) == server.sh.cfg.MaxBufferedBytes
+		server.mu.Unlock()
+		if full {
+			break
+		}
+		if _, err := server.Write(chunk); err != nil {
+			t.Fatal(err)
+		}
+	}
 	SkipCloseGrace(&listener{sh: server.sh}) // the listener of server's pair
 	werr := make(chan error, 1)
 	go func() { _, err := server.Write([]byte("x")); werr <- err }()
@@ -438,6 +451,9 @@ func TestSkipCloseGraceFailsWriteToFullBuffer(t *testing.T) {
 	}
 	if err := server.Close(); err != nil {
 		t.Fatalf("Close = %v, want nil", err)
+	}
+	if err := <-big; err == nil {
+		t.Error("the big write to a peer that never reads succeeded")
 	}
 }
 
