@@ -59,7 +59,8 @@ func WithLogger(logger *slog.Logger) Option {
 // WithNATSOptions adds options to the NATS connection (TLS, authentication,
 // reconnect policy, ...), applied after the broker's own. The handlers they
 // set (nats.ReconnectHandler, ClosedHandler, DisconnectErrHandler,
-// ErrorHandler) run after the broker's, which they do not replace.
+// ErrorHandler) run besides the broker's, which they do not replace;
+// [Broker.Close] returns once the closed handler has run.
 func WithNATSOptions(opts ...nats.Option) Option {
 	return optionFunc(func(o *options) { o.natsOpts = append(o.natsOpts, opts...) })
 }
@@ -160,16 +161,19 @@ func New(ctx context.Context, cfg Config, opts ...Option) (*Broker, error) {
 
 // handlers sets the connection's handlers the broker needs (Close waits for
 // the closed one; publishes rely on the reconnect one), each calling the
-// one an option of WithNATSOptions set before it, if any, after its own work:
+// one an option of WithNATSOptions set before it, if any, after its own work
+// (the closed one before: Close returns after the user's has run):
 // replacing them would leave Close waiting 15s and streams unchecked after
 // a reconnect.
 func (b *Broker) handlers(no *nats.Options) error {
 	closed, disconnected, asyncErr, reconnected := no.ClosedCB, no.DisconnectedErrCB, no.AsyncErrorCB, no.ReconnectedCB
 	no.ClosedCB = func(nc *nats.Conn) {
-		close(b.closed)
+		// The user's first, so that Close, waiting for b.closed, returns
+		// after it.
 		if closed != nil {
 			closed(nc)
 		}
+		close(b.closed)
 	}
 	no.DisconnectedErrCB = func(nc *nats.Conn, err error) {
 		if err != nil {
