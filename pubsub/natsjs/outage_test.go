@@ -137,14 +137,16 @@ func TestShutdownWhileBrokerDown(t *testing.T) {
 		t.Fatal(err)
 	}
 	pubsubtest.WaitFor(t, "the connection to drop", func() bool { return b.Conn().IsReconnecting() })
+	// Broken, each step waits DrainTimeout (10s) or more: 5s leaves a
+	// loaded machine room for "at once".
 	start := time.Now()
 	stop()
-	if took := time.Since(start); took > 2*time.Second {
+	if took := time.Since(start); took > 5*time.Second {
 		t.Errorf("Subscriber.Run returned %v after its context was cancelled, want at once", took.Round(time.Millisecond))
 	}
 	start = time.Now()
 	err = b.Close()
-	if took := time.Since(start); took > 2*time.Second {
+	if took := time.Since(start); took > 5*time.Second {
 		t.Errorf("Close took %v, want at once", took.Round(time.Millisecond))
 	}
 	if err == nil || !strings.Contains(err.Error(), "was down") {
@@ -422,7 +424,8 @@ func TestNATSHandlersOfTheUserChained(t *testing.T) {
 	if err := b.Close(); err != nil {
 		t.Errorf("Close = %v", err)
 	}
-	if took := time.Since(start); took > 2*time.Second || closes.Load() != 1 {
+	// Broken (the broker's closed handler replaced), Close waits 15s.
+	if took := time.Since(start); took > 5*time.Second || closes.Load() != 1 {
 		t.Errorf("Close took %v and ran the user's closed handler %d times, want at once and once", took.Round(time.Millisecond), closes.Load())
 	}
 }
