@@ -358,7 +358,7 @@ func TestStartWithoutJetStreamPermissions(t *testing.T) {
 		}}},
 	})
 	url := strings.Replace(srv.ClientURL(), "nats://", "nats://limited:pw@", 1)
-	ctx, cancel := context.WithTimeout(t.Context(), time.Second)
+	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Second) // for the rejection to arrive, on a loaded machine too
 	defer cancel()
 	_, err := natsjs.New(ctx, natsjs.Config{URL: url})
 	if err == nil || !strings.Contains(err.Error(), `Permissions Violation for Publish to "$JS.API.INFO"`) {
