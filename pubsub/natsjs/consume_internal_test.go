@@ -17,15 +17,7 @@ import (
 // nothing.
 func TestConsumerErrWhileHealing(t *testing.T) {
 	t.Parallel()
-	srv, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, NoSigs: true, JetStream: true, StoreDir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv.Start()
-	defer srv.Shutdown()
-	if !srv.ReadyForConnections(10 * time.Second) {
-		t.Fatal("server not ready")
-	}
+	srv := startTestServer(t, &server.Options{})
 	b, err := New(t.Context(), Config{URL: srv.ClientURL()})
 	if err != nil {
 		t.Fatal(err)

@@ -205,14 +205,7 @@ func TestServerRestartedEmpty(t *testing.T) {
 		t.Fatal(err)
 	}
 	pubsubtest.Start(t, sub)
-	if err := first.Close(); err != nil {
-		t.Fatal(err)
-	}
-	second, err := natsjs.New(t.Context(), natsjs.Config{DataDir: t.TempDir(), Listen: addr})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = second.Close() })
+	second := restartEmpty(t, first, addr)
 	pubsubtest.WaitFor(t, "the subscriber to reconnect", func() bool { return b.Check(t.Context()) == nil })
 	pub, err := pubsub.NewPublisher[pingv1.PingRequest](second, "amnesia")
 	if err != nil {
@@ -251,14 +244,7 @@ func TestPublishAfterServerRestartedEmpty(t *testing.T) {
 	if err := pub.Publish(t.Context(), &pingv1.PingRequest{Number: 1}); err != nil {
 		t.Fatal(err)
 	}
-	if err := first.Close(); err != nil {
-		t.Fatal(err)
-	}
-	second, err := natsjs.New(t.Context(), natsjs.Config{DataDir: t.TempDir(), Listen: addr})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = second.Close() })
+	restartEmpty(t, first, addr)
 	pubsubtest.WaitFor(t, "the publisher to reconnect", func() bool { return strings.Contains(logs.String(), "natsjs: reconnected") })
 	if err := pub.Publish(t.Context(), &pingv1.PingRequest{Number: 2}); err != nil {
 		t.Errorf("first Publish after the restart = %v, want nil", err)
@@ -351,7 +337,7 @@ func TestRedriveAfterStreamDeleted(t *testing.T) {
 // violation, not only the timeout of the request the server dropped.
 func TestStartWithoutJetStreamPermissions(t *testing.T) {
 	t.Parallel()
-	srv := startExternal(t, &server.Options{
+	srv := natsjs.StartTestServer(t, &server.Options{
 		Users: []*server.User{{Username: "limited", Password: "pw", Permissions: &server.Permissions{
 			Publish:   &server.SubjectPermission{Allow: []string{"foo"}},
 			Subscribe: &server.SubjectPermission{Allow: []string{"_INBOX.>"}},
@@ -364,23 +350,6 @@ func TestStartWithoutJetStreamPermissions(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), `Permissions Violation for Publish to "$JS.API.INFO"`) {
 		t.Errorf("New = %v, want an error naming the permissions violation", err)
 	}
-}
-
-// startExternal runs a nats-server with JetStream on a random loopback
-// port, standing for an external cluster, until the test ends.
-func startExternal(t *testing.T, opts *server.Options) *server.Server {
-	t.Helper()
-	opts.Host, opts.Port, opts.NoSigs, opts.JetStream, opts.StoreDir = "127.0.0.1", -1, true, true, t.TempDir()
-	srv, err := server.NewServer(opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv.Start()
-	t.Cleanup(srv.Shutdown)
-	if !srv.ReadyForConnections(10 * time.Second) {
-		t.Fatal("server not ready")
-	}
-	return srv
 }
 
 // TestNATSHandlersOfTheUserChained: connection handlers given with
@@ -408,14 +377,7 @@ func TestNATSHandlersOfTheUserChained(t *testing.T) {
 	if err := pub.Publish(t.Context(), &pingv1.PingRequest{Number: 1}); err != nil {
 		t.Fatal(err)
 	}
-	if err := first.Close(); err != nil {
-		t.Fatal(err)
-	}
-	second, err := natsjs.New(t.Context(), natsjs.Config{DataDir: t.TempDir(), Listen: addr})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = second.Close() })
+	restartEmpty(t, first, addr)
 	pubsubtest.WaitFor(t, "the user's reconnect handler", func() bool { return reconnects.Load() == 1 })
 	if err := pub.Publish(t.Context(), &pingv1.PingRequest{Number: 2}); err != nil {
 		t.Errorf("first Publish after the restart = %v, want nil", err)
@@ -428,4 +390,20 @@ func TestNATSHandlersOfTheUserChained(t *testing.T) {
 	if took := time.Since(start); took > 5*time.Second || closes.Load() != 1 {
 		t.Errorf("Close took %v and ran the user's closed handler %d times, want at once and once", took.Round(time.Millisecond), closes.Load())
 	}
+}
+
+// restartEmpty closes first, an embedded server standing for an external
+// one, and starts another at its address addr with no storage: a server
+// restarted on an empty disk.
+func restartEmpty(t *testing.T, first *natsjs.Broker, addr string) *natsjs.Broker {
+	t.Helper()
+	if err := first.Close(); err != nil {
+		t.Fatal(err)
+	}
+	second, err := natsjs.New(t.Context(), natsjs.Config{DataDir: t.TempDir(), Listen: addr})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = second.Close() })
+	return second
 }

@@ -26,17 +26,7 @@ import (
 func TestLateInstanceDropsVerdictsAfterConsumerRecreated(t *testing.T) {
 	t.Parallel()
 	start := func(dir string, port int) *server.Server {
-		t.Helper()
-		srv, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: port, NoSigs: true, JetStream: true, StoreDir: dir})
-		if err != nil {
-			t.Fatal(err)
-		}
-		srv.Start()
-		t.Cleanup(srv.Shutdown)
-		if !srv.ReadyForConnections(10 * time.Second) {
-			t.Fatal("server not ready")
-		}
-		return srv
+		return startTestServer(t, &server.Options{Port: port, StoreDir: dir})
 	}
 	first := start(t.TempDir(), -1)
 	url := first.ClientURL()
@@ -127,17 +117,7 @@ func TestVerdictAfterServerRestartKeepsStorage(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
 	start := func(port int) *server.Server {
-		t.Helper()
-		srv, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: port, NoSigs: true, JetStream: true, StoreDir: dir})
-		if err != nil {
-			t.Fatal(err)
-		}
-		srv.Start()
-		t.Cleanup(srv.Shutdown)
-		if !srv.ReadyForConnections(10 * time.Second) {
-			t.Fatal("server not ready")
-		}
-		return srv
+		return startTestServer(t, &server.Options{Port: port, StoreDir: dir})
 	}
 	first := start(-1)
 	var reconnected atomic.Bool

@@ -36,7 +36,7 @@ func TestExternalClusterOverTLS(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := startExternal(t, &server.Options{
+	srv := natsjs.StartTestServer(t, &server.Options{
 		TLS: true, TLSVerify: true, TLSTimeout: 5,
 		TLSConfig: &tls.Config{
 			Certificates: []tls.Certificate{srvCert},
