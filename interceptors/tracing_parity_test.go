@@ -125,7 +125,7 @@ func (p *tracedPing) trace(t *testing.T, proto protocol, run func(*testing.T, pi
 func describeSpan(s tracetest.SpanStub) string {
 	attrs := make([]string, 0, len(s.Attributes))
 	for _, kv := range s.Attributes {
-		v := kv.Value.Emit()
+		v := kv.Value.String()
 		if kv.Key == "server.port" {
 			v = "(port)"
 		}

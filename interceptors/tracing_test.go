@@ -132,7 +132,7 @@ func assertAttributes(t *testing.T, attrs []attribute.KeyValue, want map[string]
 	t.Helper()
 	got := make(map[string]string, len(attrs))
 	for _, kv := range attrs {
-		got[string(kv.Key)] = kv.Value.Emit()
+		got[string(kv.Key)] = kv.Value.String()
 	}
 	for k, v := range want {
 		if got[k] != v {

@@ -47,7 +47,7 @@ func NewLogger(w io.Writer, format string, level slog.Leveler) *slog.Logger {
 
 func newHandler(w io.Writer, format string, level slog.Leveler) slog.Handler {
 	if format == "text" {
-		return tint.NewHandler(w, &tint.Options{
+		return tint.NewTextHandler(w, &tint.Options{
 			Level:      level,
 			TimeFormat: time.TimeOnly,
 		})
