@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"strings"
 	"testing"
@@ -50,14 +51,8 @@ func TestUnaryBodyTrickleClosesHTTP1Connection(t *testing.T) {
 	srv := newPingServer(t, kit.Config{CallTimeout: 300 * time.Millisecond}, nil)
 	conn := srv.Dial(t)
 	fmt.Fprintf(conn, "POST /connectkit.ping.v1.PingService/Ping HTTP/1.1\r\nHost: x\r\nContent-Type: application/proto\r\nContent-Length: 100\r\n\r\n\x08")
-	_ = conn.SetReadDeadline(time.Now().Add(20 * time.Second))
 	br := bufio.NewReader(conn)
-	res, err := http.ReadResponse(br, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	got, _ := io.ReadAll(res.Body)
-	res.Body.Close()
+	res, got := readRawResponse(t, conn, br)
 	if !strings.Contains(string(got), "deadline_exceeded") {
 		t.Errorf("%d %q, want deadline_exceeded", res.StatusCode, got)
 	}
@@ -113,14 +108,8 @@ func TestUnreadBodyIsNeverTheNextRequest(t *testing.T) {
 	envelope := "\x00\x00\x00\x00\x01\xff" // one message, not protobuf
 	fmt.Fprintf(conn, "POST /connectkit.ping.v1.PingService/CountUp HTTP/1.1\r\nHost: x\r\nContent-Type: application/connect+proto\r\nContent-Length: %d\r\n\r\n%s",
 		len(envelope)+len(smuggled), envelope)
-	_ = conn.SetReadDeadline(time.Now().Add(10 * time.Second))
 	br := bufio.NewReader(conn)
-	res, err := http.ReadResponse(br, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, _ = io.Copy(io.Discard, res.Body)
-	res.Body.Close()
+	readRawResponse(t, conn, br)
 	_, _ = io.WriteString(conn, smuggled) // the rest of the body, late
 	if res2, err := http.ReadResponse(br, nil); err == nil {
 		t.Errorf("the rest of the body was served as a request: %d", res2.StatusCode)
@@ -172,6 +161,20 @@ func TestUnaryBodyGetsTheCallersDeadline(t *testing.T) {
 			}
 		})
 	}
+}
+
+// readRawResponse reads one HTTP/1.1 response from br, conn's reader, and
+// its whole body, within 20s.
+func readRawResponse(t *testing.T, conn net.Conn, br *bufio.Reader) (*http.Response, []byte) {
+	t.Helper()
+	_ = conn.SetReadDeadline(time.Now().Add(20 * time.Second))
+	res, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	return res, got
 }
 
 // postBody posts body as contentType (of length size, or unknown if -1)

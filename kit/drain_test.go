@@ -40,17 +40,7 @@ func TestDrainAsksHTTP1ClientsToCloseTheirConnections(t *testing.T) {
 
 	stopped := make(chan error, 1)
 	go func() { stopped <- srv.Stop() }()
-	for {
-		res, err := http.Get(srv.AdminURL + "/readyz")
-		if err != nil {
-			t.Fatalf("/readyz: %v", err)
-		}
-		res.Body.Close()
-		if res.StatusCode == http.StatusServiceUnavailable {
-			break
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	waitNotReady(t, srv.AdminURL)
 
 	// Still served during the drain, but the connection is not kept.
 	if res := ping(); !res.Close {

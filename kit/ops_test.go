@@ -99,17 +99,7 @@ func TestShutdownReportsNotReadyBeforeItStopsAccepting(t *testing.T) {
 	if res, err := watch.Recv(); err != nil || res.GetStatus() != healthpb.HealthCheckResponse_NOT_SERVING {
 		t.Fatalf("Watch after shutdown began = %v, %v; want NOT_SERVING", res, err)
 	}
-	for {
-		res, err := http.Get(srv.AdminURL + "/readyz")
-		if err != nil {
-			t.Fatalf("/readyz: %v", err)
-		}
-		res.Body.Close()
-		if res.StatusCode == http.StatusServiceUnavailable {
-			break
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	waitNotReady(t, srv.AdminURL)
 	c, err := net.Dial("tcp", srv.Addr().String())
 	if err != nil {
 		t.Fatalf("main listener closed before the drain delay ended: %v", err)
@@ -201,5 +191,22 @@ func TestAdminEndpoints(t *testing.T) {
 	srv.Logger().Debug("after the change")
 	if got := logs.String(); strings.Contains(got, "before the change") || !strings.Contains(got, "after the change") {
 		t.Errorf("debug lines: %s", got)
+	}
+}
+
+// waitNotReady polls the admin listener at adminURL until /readyz answers
+// 503.
+func waitNotReady(t *testing.T, adminURL string) {
+	t.Helper()
+	for {
+		res, err := http.Get(adminURL + "/readyz")
+		if err != nil {
+			t.Fatalf("/readyz: %v", err)
+		}
+		res.Body.Close()
+		if res.StatusCode == http.StatusServiceUnavailable {
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }

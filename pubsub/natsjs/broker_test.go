@@ -41,6 +41,19 @@ func (c *collector) len() int {
 	return len(c.numbers)
 }
 
+// waitAny waits up to within for a handled message, failing the test
+// with what otherwise.
+func (c *collector) waitAny(t *testing.T, within time.Duration, what string) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for c.len() == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal(what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
 // TestDurableAcrossRestart: what the embedded server acknowledged survives
 // its restart, file storage in the data directory.
 func TestDurableAcrossRestart(t *testing.T) {

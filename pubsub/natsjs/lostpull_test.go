@@ -49,13 +49,7 @@ func TestLostPullRequest(t *testing.T) {
 	if err := pub.Publish(t.Context(), &pingv1.PingRequest{Number: 1}); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(15 * time.Second)
-	for c.len() == 0 {
-		if time.Now().After(deadline) {
-			t.Fatal("no message 15s after the pull request was lost; want it within two missing heartbeats (2s)")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	c.waitAny(t, 15*time.Second, "no message 15s after the pull request was lost; want it within two missing heartbeats (2s)")
 	// The warning gives the heartbeat as a duration, not nanoseconds.
 	pubsubtest.WaitFor(t, "the no-heartbeat warning", func() bool {
 		return strings.Contains(logs.String(), `"msg":"natsjs: no heartbeat from the server for two intervals; pulling again"`)

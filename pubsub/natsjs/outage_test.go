@@ -214,13 +214,7 @@ func TestServerRestartedEmpty(t *testing.T) {
 	if err := pub.Publish(t.Context(), &pingv1.PingRequest{Number: 1}); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(20 * time.Second)
-	for c.len() == 0 {
-		if time.Now().After(deadline) {
-			t.Fatal("the message published after the restart was not handled within 20s")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	c.waitAny(t, 20*time.Second, "the message published after the restart was not handled within 20s")
 }
 
 // TestPublishAfterServerRestartedEmpty: a publisher whose server comes back
