@@ -70,8 +70,9 @@ PUBSUB_BENCH_FLAGS ?= -rounds 6
 FUZZTIME ?= 1m
 
 .PHONY: fuzz
-fuzz: ## Fuzz the batching listener's writes and pubsub's deliveries, FUZZTIME each (default 1m)
+fuzz: ## Fuzz the batching listener's writes, kit's JSON log lines and pubsub's deliveries, FUZZTIME each (default 1m)
 	$(GO) test -run XXX -fuzz FuzzWriteSequence -fuzztime $(FUZZTIME) ./internal/batchconn
+	$(GO) test -run XXX -fuzz FuzzJSONHandler -fuzztime $(FUZZTIME) ./kit
 	$(GO) test -run XXX -fuzz FuzzDelivery -fuzztime $(FUZZTIME) ./pubsub
 
 .PHONY: bench-pubsub

@@ -1,0 +1,235 @@
+package kit
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"strconv"
+	"sync"
+	"time"
+	"unicode/utf8"
+)
+
+// jsonHandler writes the same bytes as [slog.JSONHandler] (without options
+// but the level), in a third of the time for the lines kit logs most: no
+// groups, and values that are strings, integers, booleans, durations or
+// times (BENCHMARKS.md 1.22). Any other record goes to an slog.JSONHandler
+// that has the same attributes and groups. slog's handler spends most of a
+// line on its generality (a pooled state per record, group prefixes,
+// ReplaceAttr and empty-attribute checks around every key and value); zap's
+// and zerolog's encoders are as fast but write times and durations their
+// own way, and the lines' bytes are what users' log pipelines parse. Hence
+// this file; TestJSONHandlerMatchesSlog and FuzzJSONHandler hold it to
+// slog's bytes.
+//
+// w must be safe for concurrent use, and get each line in one Write.
+type jsonHandler struct {
+	w      io.Writer
+	level  slog.Leveler
+	slow   slog.Handler // slog's, with the same attributes and groups
+	prefix []byte       // the attributes of WithAttrs, formatted: `,"k":v`…
+	fast   bool         // no group, and every attribute in prefix
+}
+
+func newJSONHandler(w io.Writer, level slog.Leveler) *jsonHandler {
+	return &jsonHandler{
+		w:     w,
+		level: level,
+		slow:  slog.NewJSONHandler(w, &slog.HandlerOptions{Level: level}),
+		fast:  true,
+	}
+}
+
+func (h *jsonHandler) Enabled(_ context.Context, level slog.Level) bool {
+	minLevel := slog.LevelInfo
+	if h.level != nil {
+		minLevel = h.level.Level()
+	}
+	return level >= minLevel
+}
+
+var jsonLinePool = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b }}
+
+// maxPooledLine bounds the buffers kept in jsonLinePool, so that one huge
+// line (a stack trace) does not stay in memory.
+const maxPooledLine = 16 << 10
+
+func (h *jsonHandler) Handle(ctx context.Context, r slog.Record) error {
+	if !h.fast {
+		return h.slow.Handle(ctx, r)
+	}
+	bp := jsonLinePool.Get().(*[]byte)
+	b, ok := h.appendRecord((*bp)[:0], r)
+	var err error
+	if ok {
+		_, err = h.w.Write(b)
+	}
+	if cap(b) <= maxPooledLine {
+		*bp = b
+		jsonLinePool.Put(bp)
+	}
+	if !ok {
+		return h.slow.Handle(ctx, r)
+	}
+	return err
+}
+
+// appendRecord appends r's line to b, or reports false if a value needs
+// slog's handler.
+func (h *jsonHandler) appendRecord(b []byte, r slog.Record) ([]byte, bool) {
+	b = append(b, '{')
+	if !r.Time.IsZero() {
+		var ok bool
+		b = append(b, `"time":`...)
+		if b, ok = appendJSONTime(b, r.Time.Round(0)); !ok {
+			return b, false
+		}
+		b = append(b, ',')
+	}
+	b = append(b, `"level":`...)
+	b = appendJSONString(b, r.Level.String())
+	b = append(b, `,"msg":`...)
+	b = appendJSONString(b, r.Message)
+	b = append(b, h.prefix...)
+	ok := true
+	r.Attrs(func(a slog.Attr) bool {
+		b, ok = appendJSONAttr(b, a)
+		return ok
+	})
+	return append(b, '}', '\n'), ok
+}
+
+func (h *jsonHandler) WithAttrs(attrs []slog.Attr) slog.Handler {
+	if len(attrs) == 0 {
+		return h
+	}
+	h2 := *h
+	h2.slow = h.slow.WithAttrs(attrs)
+	if h.fast {
+		prefix := append([]byte(nil), h.prefix...)
+		for _, a := range attrs {
+			if prefix, h2.fast = appendJSONAttr(prefix, a); !h2.fast {
+				break
+			}
+		}
+		h2.prefix = prefix
+	}
+	if !h2.fast {
+		h2.prefix = nil
+	}
+	return &h2
+}
+
+func (h *jsonHandler) WithGroup(name string) slog.Handler {
+	return &jsonHandler{w: h.w, level: h.level, slow: h.slow.WithGroup(name)}
+}
+
+// appendJSONAttr appends `,"key":value`, or reports false for a kind that
+// slog's handler formats: groups, floats (as encoding/json does), values
+// that resolve themselves, and any other value (empty attributes, which
+// slog drops, are among these).
+func appendJSONAttr(b []byte, a slog.Attr) ([]byte, bool) {
+	v := a.Value
+	switch v.Kind() {
+	case slog.KindString, slog.KindInt64, slog.KindUint64, slog.KindBool, slog.KindDuration, slog.KindTime:
+	default:
+		return b, false
+	}
+	b = append(b, ',')
+	b = appendJSONString(b, a.Key)
+	b = append(b, ':')
+	switch v.Kind() {
+	case slog.KindString:
+		b = appendJSONString(b, v.String())
+	case slog.KindInt64:
+		b = strconv.AppendInt(b, v.Int64(), 10)
+	case slog.KindUint64:
+		b = strconv.AppendUint(b, v.Uint64(), 10)
+	case slog.KindBool:
+		b = strconv.AppendBool(b, v.Bool())
+	case slog.KindDuration:
+		b = strconv.AppendInt(b, int64(v.Duration()), 10)
+	case slog.KindTime:
+		return appendJSONTime(b, v.Time())
+	}
+	return b, true
+}
+
+// appendJSONTime appends t as slog does, or reports false for a year that
+// RFC 3339 cannot write (slog writes an error in its place).
+func appendJSONTime(b []byte, t time.Time) ([]byte, bool) {
+	if y := t.Year(); y < 0 || y >= 10000 {
+		return b, false
+	}
+	b = append(b, '"')
+	b = t.AppendFormat(b, time.RFC3339Nano)
+	return append(b, '"'), true
+}
+
+// appendJSONString appends s quoted, escaped as slog's JSON handler escapes
+// it: quote, backslash and control characters, U+2028 and U+2029, and
+// invalid UTF-8 as U+FFFD.
+func appendJSONString(b []byte, s string) []byte {
+	b = append(b, '"')
+	start, i := 0, 0
+	for ; i+8 <= len(s) && jsonSafe8(s[i:i+8]); i += 8 {
+	}
+	for i < len(s) {
+		c := s[i]
+		if c >= 0x20 && c != '"' && c != '\\' && c < utf8.RuneSelf {
+			i++
+			continue
+		}
+		if c < utf8.RuneSelf {
+			b = append(b, s[start:i]...)
+			switch c {
+			case '"', '\\':
+				b = append(b, '\\', c)
+			case '\n':
+				b = append(b, '\\', 'n')
+			case '\r':
+				b = append(b, '\\', 'r')
+			case '\t':
+				b = append(b, '\\', 't')
+			default:
+				b = append(b, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xF])
+			}
+			i++
+			start = i
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		switch {
+		case r == utf8.RuneError && size == 1:
+			b = append(b, s[start:i]...)
+			b = append(b, `\ufffd`...)
+		case r == '\u2028' || r == '\u2029':
+			b = append(b, s[start:i]...)
+			b = append(b, '\\', 'u', '2', '0', '2', hexDigits[r&0xF])
+		default:
+			i += size
+			continue
+		}
+		i += size
+		start = i
+	}
+	b = append(b, s[start:]...)
+	return append(b, '"')
+}
+
+const hexDigits = "0123456789abcdef"
+
+// jsonSafe8 reports whether none of the 8 bytes of s needs escaping: none
+// is a control character, a quote, a backslash or a byte past ASCII. It
+// tests them at once, as one word (the zero-byte tests of "Bit Twiddling
+// Hacks"), which more than halves the cost of a line's strings.
+func jsonSafe8(s string) bool {
+	const ones, highs = 0x0101010101010101, 0x8080808080808080
+	x := uint64(s[0]) | uint64(s[1])<<8 | uint64(s[2])<<16 | uint64(s[3])<<24 |
+		uint64(s[4])<<32 | uint64(s[5])<<40 | uint64(s[6])<<48 | uint64(s[7])<<56
+	quote, backslash := x^('"'*ones), x^('\\'*ones)
+	control := (x - 0x20*ones) &^ x                  // a byte below 0x20
+	quotes := (quote - ones) &^ quote                // a zero byte of quote
+	backslashes := (backslash - ones) &^ backslash   // a zero byte of backslash
+	return (x|control|quotes|backslashes)&highs == 0 // or a byte past 0x7f
+}

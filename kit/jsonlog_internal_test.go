@@ -1,0 +1,171 @@
+package kit
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"log/slog"
+	"math"
+	"testing"
+	"testing/slogtest"
+	"time"
+)
+
+// bothJSON formats r with jsonHandler and slog's JSONHandler, each made by
+// setup from a fresh handler, and returns the two lines.
+func bothJSON(t testing.TB, level slog.Level, setup func(slog.Handler) slog.Handler, r slog.Record) (ours, slogs string) {
+	t.Helper()
+	var a, b bytes.Buffer
+	for _, c := range []struct {
+		h   slog.Handler
+		out *bytes.Buffer
+	}{
+		{newJSONHandler(&a, level), &a},
+		{slog.NewJSONHandler(&b, &slog.HandlerOptions{Level: level}), &b},
+	} {
+		h := setup(c.h)
+		if h.Enabled(context.Background(), r.Level) {
+			if err := h.Handle(context.Background(), r.Clone()); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	return a.String(), b.String()
+}
+
+func record(level slog.Level, msg string, attrs ...slog.Attr) slog.Record {
+	r := slog.NewRecord(time.Date(2026, 12, 6, 12, 10, 31, 509587511, time.UTC), level, msg, 0)
+	r.AddAttrs(attrs...)
+	return r
+}
+
+func TestJSONHandlerMatchesSlog(t *testing.T) {
+	same := func(h slog.Handler) slog.Handler { return h }
+	shared := func(h slog.Handler) slog.Handler {
+		return h.WithAttrs([]slog.Attr{slog.String("kind", "server"), slog.String("procedure", "/pkg.Svc/Do")}).
+			WithAttrs([]slog.Attr{slog.String("http", "HTTP/1.1")})
+	}
+	berlin := time.FixedZone("CET", 3600)
+	rpcLine := []slog.Attr{slog.String("peer", "127.0.0.1:56430"), slog.String("code", "ok"),
+		slog.Duration("duration", 66779*time.Nanosecond), slog.String("request_id", "24d41f84-b342-4607-8b25-afefdd539c27")}
+	for _, c := range []struct {
+		name  string
+		setup func(slog.Handler) slog.Handler
+		r     slog.Record
+		fast  bool // jsonHandler formats it itself
+	}{
+		{"rpc line", shared, record(slog.LevelInfo, "rpc", rpcLine...), true},
+		{"every plain kind", same, record(slog.LevelDebug, "m", slog.Int("i", -7), slog.Uint64("u", math.MaxUint64),
+			slog.Bool("b", true), slog.Duration("d", -time.Second), slog.Time("t", time.Date(2020, 1, 2, 3, 4, 5, 600, berlin)),
+			slog.String("", "empty key")), true},
+		{"escapes", same, record(slog.LevelWarn, "a\"b\\c\nd\re\tf\x00\x1f\x7f<>&", slog.String("k\"\u2028", "\u2029é€😀\xff\xfe"),
+			slog.String("bad\xc3", "x\xe2\x80")), true},
+		{"a level between levels", same, record(slog.LevelInfo+2, "m"), true},
+		{"a zero time", same, slog.NewRecord(time.Time{}, slog.LevelError, "m", 0), true},
+		{"a time with a monotonic reading, in a zone", same, slog.NewRecord(time.Now().In(berlin), slog.LevelInfo, "m", 0), true},
+		{"a float", same, record(slog.LevelInfo, "m", slog.Float64("f", 1e21)), false},
+		{"an error", same, record(slog.LevelError, "m", slog.Any("error", context.Canceled)), false},
+		{"a struct", same, record(slog.LevelInfo, "m", slog.Any("v", struct{ A int }{1})), false},
+		{"an empty attribute", same, record(slog.LevelInfo, "m", slog.Attr{}, slog.Int("after", 1)), false},
+		{"a group", same, record(slog.LevelInfo, "m", slog.Group("g", slog.Int("a", 1)), slog.Group("empty")), false},
+		{"a year past 9999", same, record(slog.LevelInfo, "m", slog.Time("t", time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC))), false},
+		{"a value that resolves itself", same, record(slog.LevelInfo, "m", slog.Any("v", slog.StringValue("x")), slog.Any("lv", logValuer{})), false},
+		{"WithGroup", func(h slog.Handler) slog.Handler { return h.WithAttrs(rpcLine[:1]).WithGroup("g").WithAttrs(rpcLine[1:2]) },
+			record(slog.LevelInfo, "m", slog.Int("i", 1)), false},
+		{"WithGroup of no name", func(h slog.Handler) slog.Handler { return h.WithGroup("") }, record(slog.LevelInfo, "m", rpcLine...), false},
+		{"WithAttrs of a float", func(h slog.Handler) slog.Handler { return h.WithAttrs([]slog.Attr{slog.Float64("f", 0.5)}).WithAttrs(rpcLine[:1]) },
+			record(slog.LevelInfo, "m", rpcLine...), false},
+		{"WithAttrs of nothing", func(h slog.Handler) slog.Handler { return h.WithAttrs(nil) }, record(slog.LevelInfo, "m", rpcLine...), true},
+		{"below the level", same, record(slog.LevelDebug-1, "m"), true},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			ours, slogs := bothJSON(t, slog.LevelDebug, c.setup, c.r)
+			if ours != slogs {
+				t.Errorf("jsonHandler wrote\n%s\nslog's JSONHandler\n%s", ours, slogs)
+			}
+			h := c.setup(newJSONHandler(&bytes.Buffer{}, slog.LevelDebug)).(*jsonHandler)
+			_, fast := h.appendRecord(nil, c.r)
+			if fast = fast && h.fast; fast != c.fast {
+				t.Errorf("formatted by jsonHandler itself: %v, want %v", fast, c.fast)
+			}
+		})
+	}
+}
+
+type logValuer struct{}
+
+func (logValuer) LogValue() slog.Value { return slog.IntValue(1) }
+
+func TestJSONHandlerPassesSlogtest(t *testing.T) {
+	var buf bytes.Buffer
+	slogtest.Run(t, func(*testing.T) slog.Handler {
+		buf.Reset()
+		return newJSONHandler(&buf, slog.LevelInfo)
+	}, func(t *testing.T) map[string]any {
+		var m map[string]any
+		if err := json.Unmarshal(buf.Bytes(), &m); err != nil {
+			t.Fatalf("%v: %q", err, buf.String())
+		}
+		return m
+	})
+}
+
+// FuzzJSONHandler checks jsonHandler against slog's JSONHandler on
+// arbitrary strings and numbers, in the message, keys, values, and
+// attributes given to WithAttrs.
+func FuzzJSONHandler(f *testing.F) {
+	f.Add("rpc", "peer", "127.0.0.1:1", int64(66779), int64(1765000000), "request_id", "a-b", true)
+	f.Add("a\"b\\\n\x00\x7f", "k\u2028", "\u2029é\xff", int64(-1), int64(-62135596800), "", "\xc3", false)
+	f.Add("", "", "", int64(math.MinInt64), int64(253402300800), "😀", "\x1f", true)
+	f.Fuzz(func(t *testing.T, msg, key, val string, n, unix int64, prefixKey, prefixVal string, withPrefix bool) {
+		tm := time.Unix(unix, n).In(time.FixedZone("z", int(n%50000)))
+		r := slog.NewRecord(tm, slog.Level(n%20), msg, 0)
+		r.AddAttrs(slog.String(key, val), slog.Int64(val, n), slog.Uint64(key, uint64(n)), slog.Bool(msg, n%2 == 0),
+			slog.Duration(key, time.Duration(n)), slog.Time(val, tm))
+		setup := func(h slog.Handler) slog.Handler { return h }
+		if withPrefix {
+			setup = func(h slog.Handler) slog.Handler {
+				return h.WithAttrs([]slog.Attr{slog.String(prefixKey, prefixVal), slog.Time(prefixVal, tm)})
+			}
+		}
+		if ours, slogs := bothJSON(t, slog.LevelDebug-10, setup, r); ours != slogs {
+			t.Errorf("jsonHandler wrote\n%s\nslog's JSONHandler\n%s", ours, slogs)
+		}
+	})
+}
+
+func TestJSONSafe8(t *testing.T) {
+	safe := func(s string) bool {
+		for i := range len(s) {
+			if c := s[i]; c < 0x20 || c == '"' || c == '\\' || c >= 0x80 {
+				return false
+			}
+		}
+		return true
+	}
+	check := func(s string) {
+		if got, want := jsonSafe8(s), safe(s); got != want {
+			t.Fatalf("jsonSafe8(%q) = %v, want %v", s, got, want)
+		}
+	}
+	for c := range 256 {
+		for pos := range 8 {
+			s := []byte("abcdefgh")
+			s[pos] = byte(c)
+			check(string(s))
+		}
+	}
+	// Borrows between bytes: every pair of interesting bytes, anywhere.
+	interesting := []byte{0x00, 0x01, 0x1f, 0x20, 0x21, '"', '#', '[', '\\', ']', 0x7f, 0x80, 0xa2, 0xdc, 0xff}
+	for _, a := range interesting {
+		for _, b := range interesting {
+			for i := range 8 {
+				for j := range 8 {
+					s := []byte("abcdefgh")
+					s[i], s[j] = a, b
+					check(string(s))
+				}
+			}
+		}
+	}
+}
