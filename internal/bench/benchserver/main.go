@@ -42,6 +42,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"runtime"
 	"runtime/pprof"
 	"strings"
 	"syscall"
@@ -67,8 +68,16 @@ func main() {
 	flag.BoolVar(&f.tls, "tls", false, "serve TLS with a self-signed certificate")
 	flag.StringVar(&f.logPath, "log", "discard", `kit variants' log file (JSON, info), or "discard"`)
 	profile := flag.String("cpuprofile", "", "write a CPU profile to this file")
+	memProfile := flag.String("memprofile", "", "write an allocation profile (every allocation sampled) to this file on exit")
 	flag.Parse()
-	if err := run(f, *profile); err != nil {
+	if *memProfile != "" {
+		runtime.MemProfileRate = 1
+	}
+	err := run(f, *profile)
+	if err == nil && *memProfile != "" {
+		err = writeHeapProfile(*memProfile)
+	}
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "benchserver:", err)
 		os.Exit(1)
 	}
@@ -106,6 +115,20 @@ func run(f flags, profile string) error {
 	defer stop()
 	ready := func(addr net.Addr) { fmt.Printf("listening on %s\n", addr) }
 	return serve(ctx, f, logw, ready)
+}
+
+// writeHeapProfile writes the allocations made so far to path.
+func writeHeapProfile(path string) error {
+	pf, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	runtime.GC() // so that the profile holds every allocation until now
+	if err := pprof.WriteHeapProfile(pf); err != nil {
+		pf.Close()
+		return err
+	}
+	return pf.Close()
 }
 
 // serveFunc serves the ping service as one variant, calls ready once it
