@@ -11,9 +11,9 @@ import (
 	"time"
 )
 
-// bothJSON formats r with jsonHandler and slog's JSONHandler, each made by
-// setup from a fresh handler, and returns the two lines.
-func bothJSON(t testing.TB, level slog.Level, setup func(slog.Handler) slog.Handler, r slog.Record) (ours, slogs string) {
+// bothJSON formats rs with jsonHandler and slog's JSONHandler, each made by
+// setup from a fresh handler, and returns the two outputs.
+func bothJSON(t testing.TB, level slog.Level, setup func(slog.Handler) slog.Handler, rs ...slog.Record) (ours, slogs string) {
 	t.Helper()
 	var a, b bytes.Buffer
 	for _, c := range []struct {
@@ -24,9 +24,11 @@ func bothJSON(t testing.TB, level slog.Level, setup func(slog.Handler) slog.Hand
 		{slog.NewJSONHandler(&b, &slog.HandlerOptions{Level: level}), &b},
 	} {
 		h := setup(c.h)
-		if h.Enabled(context.Background(), r.Level) {
-			if err := h.Handle(context.Background(), r.Clone()); err != nil {
-				t.Fatal(err)
+		for _, r := range rs {
+			if h.Enabled(context.Background(), r.Level) {
+				if err := h.Handle(context.Background(), r.Clone()); err != nil {
+					t.Fatal(err)
+				}
 			}
 		}
 	}
@@ -63,6 +65,7 @@ func TestJSONHandlerMatchesSlog(t *testing.T) {
 		{"a level between levels", same, record(slog.LevelInfo+2, "m"), true},
 		{"a zero time", same, slog.NewRecord(time.Time{}, slog.LevelError, "m", 0), true},
 		{"a time with a monotonic reading, in a zone", same, slog.NewRecord(time.Now().In(berlin), slog.LevelInfo, "m", 0), true},
+		{"a time at the start of a second", same, slog.NewRecord(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC), slog.LevelInfo, "m", 0), true},
 		{"a float", same, record(slog.LevelInfo, "m", slog.Float64("f", 1e21)), false},
 		{"an error", same, record(slog.LevelError, "m", slog.Any("error", context.Canceled)), false},
 		{"a struct", same, record(slog.LevelInfo, "m", slog.Any("v", struct{ A int }{1})), false},
@@ -70,10 +73,14 @@ func TestJSONHandlerMatchesSlog(t *testing.T) {
 		{"a group", same, record(slog.LevelInfo, "m", slog.Group("g", slog.Int("a", 1)), slog.Group("empty")), false},
 		{"a year past 9999", same, record(slog.LevelInfo, "m", slog.Time("t", time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC))), false},
 		{"a value that resolves itself", same, record(slog.LevelInfo, "m", slog.Any("v", slog.StringValue("x")), slog.Any("lv", logValuer{})), false},
-		{"WithGroup", func(h slog.Handler) slog.Handler { return h.WithAttrs(rpcLine[:1]).WithGroup("g").WithAttrs(rpcLine[1:2]) },
+		{"WithGroup", func(h slog.Handler) slog.Handler {
+			return h.WithAttrs(rpcLine[:1]).WithGroup("g").WithAttrs(rpcLine[1:2])
+		},
 			record(slog.LevelInfo, "m", slog.Int("i", 1)), false},
 		{"WithGroup of no name", func(h slog.Handler) slog.Handler { return h.WithGroup("") }, record(slog.LevelInfo, "m", rpcLine...), false},
-		{"WithAttrs of a float", func(h slog.Handler) slog.Handler { return h.WithAttrs([]slog.Attr{slog.Float64("f", 0.5)}).WithAttrs(rpcLine[:1]) },
+		{"WithAttrs of a float", func(h slog.Handler) slog.Handler {
+			return h.WithAttrs([]slog.Attr{slog.Float64("f", 0.5)}).WithAttrs(rpcLine[:1])
+		},
 			record(slog.LevelInfo, "m", rpcLine...), false},
 		{"WithAttrs of nothing", func(h slog.Handler) slog.Handler { return h.WithAttrs(nil) }, record(slog.LevelInfo, "m", rpcLine...), true},
 		{"below the level", same, record(slog.LevelDebug-1, "m"), true},
@@ -128,7 +135,14 @@ func FuzzJSONHandler(f *testing.F) {
 				return h.WithAttrs([]slog.Attr{slog.String(prefixKey, prefixVal), slog.Time(prefixVal, tm)})
 			}
 		}
-		if ours, slogs := bothJSON(t, slog.LevelDebug-10, setup, r); ours != slogs {
+		// Then times of the same second, and one without a fraction.
+		sameSecond := func(ns int) slog.Record {
+			r := slog.NewRecord(tm.Truncate(time.Second).Add(time.Duration(ns)), slog.LevelInfo, msg, 0)
+			r.AddAttrs(slog.String(key, val))
+			return r
+		}
+		rs := []slog.Record{r, sameSecond(int(uint64(n) % 1e9)), sameSecond(0), sameSecond(int(uint64(unix) % 1e9))}
+		if ours, slogs := bothJSON(t, slog.LevelDebug-10, setup, rs...); ours != slogs {
 			t.Errorf("jsonHandler wrote\n%s\nslog's JSONHandler\n%s", ours, slogs)
 		}
 	})
