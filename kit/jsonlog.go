@@ -11,7 +11,7 @@ import (
 )
 
 // jsonHandler writes the same bytes as [slog.JSONHandler] (without options
-// but the level), in a third of the time for the lines kit logs most: no
+// but the level), in about 40 % of its time for the lines kit logs most: no
 // groups, and values that are strings, integers, booleans, durations or
 // times (BENCHMARKS.md 1.22). Any other record goes to an slog.JSONHandler
 // that has the same attributes and groups. slog's handler spends most of a

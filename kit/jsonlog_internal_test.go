@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"io"
 	"log/slog"
 	"math"
 	"testing"
@@ -181,5 +182,30 @@ func TestJSONSafe8(t *testing.T) {
 				}
 			}
 		}
+	}
+}
+
+// BenchmarkJSONHandler formats an RPC line, its shared attributes given
+// with WithAttrs as the Logging interceptor gives them, with slog's
+// JSONHandler and with kit's.
+func BenchmarkJSONHandler(b *testing.B) {
+	r := record(slog.LevelInfo, "rpc", slog.String("peer", "127.0.0.1:56430"), slog.String("code", "ok"),
+		slog.Duration("duration", 66779), slog.String("request_id", "24d41f84-b342-4607-8b25-afefdd539c27"))
+	shared := []slog.Attr{slog.String("kind", "server"), slog.String("procedure", "/connectkit.ping.v1.PingService/Ping"),
+		slog.String("stream", "unary"), slog.String("protocol", "connect"), slog.String("http", "HTTP/1.1")}
+	for _, c := range []struct {
+		name string
+		new  func(io.Writer) slog.Handler
+	}{
+		{"slog", func(w io.Writer) slog.Handler { return slog.NewJSONHandler(w, nil) }},
+		{"kit", func(w io.Writer) slog.Handler { return newJSONHandler(w, nil) }},
+	} {
+		b.Run(c.name, func(b *testing.B) {
+			h := c.new(io.Discard).WithAttrs(shared)
+			b.ReportAllocs()
+			for b.Loop() {
+				_ = h.Handle(context.Background(), r)
+			}
+		})
 	}
 }
