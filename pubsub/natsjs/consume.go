@@ -45,6 +45,7 @@ func (b *Broker) Subscribe(ctx context.Context, cfg pubsub.ConsumerConfig, deliv
 		deliver: deliver,
 		logger:  b.logger.With("topic", cfg.Topic, "subscription", cfg.Subscription),
 	}
+	c.stopCtx, c.cancelStop = context.WithCancel(context.Background())
 	if err := c.start(ctx); err != nil {
 		return nil, err
 	}
@@ -61,9 +62,12 @@ type consumer struct {
 
 	mu      sync.Mutex
 	cc      jetstream.ConsumeContext
-	stopped bool  // Drain was called
-	healing bool  // recreating a deleted consumer
-	healErr error // why it is healing, then why the last try failed
+	stopped bool // Drain or Close was called
+	// stopCtx is done once stopped is set: it ends heal's tries and waits.
+	stopCtx    context.Context
+	cancelStop context.CancelFunc
+	healing    bool  // recreating a deleted consumer
+	healErr    error // why it is healing, then why the last try failed
 	// created is when the server created the consumer that cc reads: one
 	// created anew since, by another instance that got there first after
 	// the server lost its state, is told apart by it (see checkExists).
@@ -216,6 +220,9 @@ func (c *consumer) checkExists() {
 	}
 }
 
+// healBackoff spaces heal's tries.
+var healBackoff = pubsub.Backoff{Initial: 100 * time.Millisecond, Max: 30 * time.Second}
+
 // heal creates the stream and the consumer again, retrying until it succeeds
 // or the consumer is drained.
 func (c *consumer) heal() {
@@ -225,7 +232,7 @@ func (c *consumer) heal() {
 		c.mu.Unlock()
 	}()
 	c.b.streams.Delete(c.cfg.Topic) // the stream may be gone too
-	retry := pubsub.Backoff{Initial: 100 * time.Millisecond, Max: 30 * time.Second}
+	retry := healBackoff
 	for attempt := 1; ; attempt++ {
 		c.mu.Lock()
 		stopped := c.stopped
@@ -233,7 +240,7 @@ func (c *consumer) heal() {
 		if stopped {
 			return
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		ctx, cancel := context.WithTimeout(c.stopCtx, 30*time.Second)
 		err := c.start(ctx)
 		cancel()
 		if err == nil {
@@ -244,9 +251,14 @@ func (c *consumer) heal() {
 		c.mu.Lock()
 		c.healErr = fmt.Errorf("natsjs: consumer deleted or lost; creating it again failed: %w", err)
 		c.mu.Unlock()
+		wait := time.NewTimer(retry.Delay(attempt))
 		select {
-		case <-time.After(retry.Delay(attempt)):
+		case <-wait.C:
+		case <-c.stopCtx.Done():
+			wait.Stop()
+			return
 		case <-c.b.closed:
+			wait.Stop()
 			return
 		}
 	}
@@ -269,10 +281,7 @@ func (c *consumer) Err() error {
 // would hold the shutdown for the whole of ctx, and the messages fetched
 // come again after AckWait anyway, their verdicts having nowhere to go.
 func (c *consumer) Drain(ctx context.Context) error {
-	c.mu.Lock()
-	c.stopped = true
-	cc := c.cc
-	c.mu.Unlock()
+	cc := c.markStopped()
 	if err := c.b.down(); err != nil {
 		cc.Stop()
 		return err
@@ -287,13 +296,20 @@ func (c *consumer) Drain(ctx context.Context) error {
 	}
 }
 
+// markStopped stops heal and any consumer it would make, and returns the
+// one consuming.
+func (c *consumer) markStopped() jetstream.ConsumeContext {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.stopped = true
+	c.cancelStop()
+	return c.cc
+}
+
 // Close implements [pubsub.Consumer]: it flushes the connection, so that
 // every verdict sent reached the server.
 func (c *consumer) Close(ctx context.Context) error {
-	c.mu.Lock()
-	c.stopped = true
-	cc := c.cc
-	c.mu.Unlock()
+	cc := c.markStopped()
 	c.b.consumers.Delete(c)
 	cc.Stop()
 	if c.b.nc.IsClosed() {

@@ -43,3 +43,40 @@ func TestConsumerErrWhileHealing(t *testing.T) {
 		t.Errorf("Err = %v after Drain, want nil", err)
 	}
 }
+
+// Draining a consumer ends its healing at once, though the broker stays
+// open: heal neither finishes its try (up to 30 s while no server answers)
+// nor sleeps out its backoff (up to 30 s) first.
+func TestDrainEndsHealing(t *testing.T) {
+	t.Parallel()
+	srv := startTestServer(t, &server.Options{})
+	b, err := New(t.Context(), Config{URL: srv.ClientURL()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	pc, err := b.Subscribe(t.Context(), pubsub.ConsumerConfig{Topic: "healing", Subscription: "s", AckWait: time.Second, Prefetch: 1}, func(pubsub.Delivery) {})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := pc.(*consumer)
+	srv.Shutdown() // no server answers: heal's try waits
+	c.onError(jetstream.ErrConsumerDeleted)
+	time.Sleep(200 * time.Millisecond)
+	ctx, cancel := context.WithTimeout(t.Context(), time.Second)
+	defer cancel()
+	_ = c.Drain(ctx)
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		c.mu.Lock()
+		healing := c.healing
+		c.mu.Unlock()
+		if !healing {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("heal still runs 5s after Drain")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
