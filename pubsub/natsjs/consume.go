@@ -220,9 +220,6 @@ func (c *consumer) checkExists() {
 	}
 }
 
-// healBackoff spaces heal's tries.
-var healBackoff = pubsub.Backoff{Initial: 100 * time.Millisecond, Max: 30 * time.Second}
-
 // heal creates the stream and the consumer again, retrying until it succeeds
 // or the consumer is drained.
 func (c *consumer) heal() {
@@ -232,7 +229,7 @@ func (c *consumer) heal() {
 		c.mu.Unlock()
 	}()
 	c.b.streams.Delete(c.cfg.Topic) // the stream may be gone too
-	retry := healBackoff
+	retry := pubsub.Backoff{Initial: 100 * time.Millisecond, Max: 30 * time.Second}
 	for attempt := 1; ; attempt++ {
 		c.mu.Lock()
 		stopped := c.stopped
@@ -247,18 +244,18 @@ func (c *consumer) heal() {
 			c.logger.Info("natsjs: consumer created again")
 			return
 		}
+		if c.stopCtx.Err() != nil {
+			return // drained while trying: nothing failed
+		}
 		c.logger.Error("natsjs: failed to create the consumer again; retrying", "err", err)
 		c.mu.Lock()
 		c.healErr = fmt.Errorf("natsjs: consumer deleted or lost; creating it again failed: %w", err)
 		c.mu.Unlock()
-		wait := time.NewTimer(retry.Delay(attempt))
 		select {
-		case <-wait.C:
+		case <-time.After(retry.Delay(attempt)):
 		case <-c.stopCtx.Done():
-			wait.Stop()
 			return
 		case <-c.b.closed:
-			wait.Stop()
 			return
 		}
 	}
