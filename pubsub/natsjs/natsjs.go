@@ -75,6 +75,10 @@ type Broker struct {
 	nc     *nats.Conn
 	js     jetstream.JetStream
 	closed chan struct{} // closed when the connection is
+	// noCallbacks is nats.NoCallbacksAfterClientClose, set by the user: then
+	// Close, not the closed handler, closes closed.
+	noCallbacks bool
+	closeOnce   sync.Once
 
 	window  chan struct{}         // one token per publish awaiting its ack
 	streams sync.Map              // topic → *streamState
@@ -173,8 +177,9 @@ func (b *Broker) handlers(no *nats.Options) error {
 		if closed != nil {
 			closed(nc)
 		}
-		close(b.closed)
+		b.closeOnce.Do(func() { close(b.closed) })
 	}
+	b.noCallbacks = no.NoCallbacksAfterClientClose
 	no.DisconnectedErrCB = func(nc *nats.Conn, err error) {
 		if err != nil {
 			b.logger.Warn("natsjs: disconnected", "err", err)
@@ -388,11 +393,7 @@ func (b *Broker) Close() error {
 		if err = b.nc.Drain(); err != nil {
 			b.nc.Close()
 		}
-		select {
-		case <-b.closed:
-		case <-time.After(15 * time.Second):
-			b.nc.Close()
-		}
+		b.waitClosed(15 * time.Second)
 	}
 	b.stopServer()
 	switch {
@@ -402,6 +403,31 @@ func (b *Broker) Close() error {
 		err = fmt.Errorf("natsjs: the connection to %s was down: closed it without sending what it held (verdicts, publishes not confirmed): %w", b.describe(), err)
 	}
 	return err
+}
+
+// waitClosed waits until the drained connection is closed, or closes it
+// past timeout. With nats.NoCallbacksAfterClientClose no handler says when
+// it is: it looks every 10ms, and closes b.closed itself.
+func (b *Broker) waitClosed(timeout time.Duration) {
+	deadline := time.After(timeout)
+	if !b.noCallbacks {
+		select {
+		case <-b.closed:
+		case <-deadline:
+			b.nc.Close()
+		}
+		return
+	}
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for !b.nc.IsClosed() {
+		select {
+		case <-tick.C:
+		case <-deadline:
+			b.nc.Close()
+		}
+	}
+	b.closeOnce.Do(func() { close(b.closed) })
 }
 
 func (b *Broker) stopServer() {

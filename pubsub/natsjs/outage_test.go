@@ -386,6 +386,39 @@ func TestNATSHandlersOfTheUserChained(t *testing.T) {
 	}
 }
 
+// TestCloseWithNoCallbacksAfterClientClose: with that option nats.go runs
+// no closed handler after Close, and Close still returns once the
+// connection is drained, not after its 15s bound.
+func TestCloseWithNoCallbacksAfterClientClose(t *testing.T) {
+	t.Parallel()
+	srv := newEmbedded(t)
+	var closes atomic.Int32
+	b, err := natsjs.New(t.Context(), natsjs.Config{URL: srv.ClientURL()}, natsjs.WithNATSOptions(
+		nats.NoCallbacksAfterClientClose(),
+		nats.ClosedHandler(func(*nats.Conn) { closes.Add(1) }),
+	))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub, err := pubsub.NewPublisher[pingv1.PingRequest](b, "nocallbacks")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := pub.Publish(t.Context(), &pingv1.PingRequest{Number: 1}); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	if err := b.Close(); err != nil {
+		t.Errorf("Close = %v", err)
+	}
+	if took := time.Since(start); took > 5*time.Second || closes.Load() != 0 {
+		t.Errorf("Close took %v and ran the closed handler %d times, want at once and never", took.Round(time.Millisecond), closes.Load())
+	}
+	if err := pub.Publish(t.Context(), &pingv1.PingRequest{Number: 2}); !errors.Is(err, pubsub.ErrClosed) {
+		t.Errorf("Publish after Close = %v, want ErrClosed", err)
+	}
+}
+
 // restartEmpty closes first, an embedded server standing for an external
 // one, and starts another at its address addr with no storage: a server
 // restarted on an empty disk.
