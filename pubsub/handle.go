@@ -69,13 +69,9 @@ func (s *Subscriber) handle(ctx context.Context, d Delivery) {
 	if st.info.Attempt > 1 {
 		s.metrics.redelivered.WithLabelValues(s.topic, s.name).Inc()
 	}
-	// A message delivered past its last attempt had attempts that ended
-	// without a verdict: the process crashed or overran AckWait while
-	// handling it. Handling it again may crash again.
-	if max := st.info.MaxAttempts; max > 0 && st.info.Attempt > max {
-		s.deadLetter(ctx, d, st, ReasonMaxAttempts, fmt.Sprintf("no verdict after %d attempts (crash or AckWait exceeded)", st.info.Attempt-1))
-		return
-	}
+	// What the headers alone show goes first: a message past its last
+	// attempt for one of these reasons (its dead letter could not be
+	// stored) keeps its reason.
 	if t := msg.Header.Get(HeaderMessageType); t != "" && t != s.typeName {
 		s.deadLetter(ctx, d, st, ReasonTypeMismatch, fmt.Sprintf("message type %q, handler takes %q", t, s.typeName))
 		return
@@ -89,6 +85,14 @@ func (s *Subscriber) handle(ctx context.Context, d Delivery) {
 	}
 	if ce := msg.Header.Get("Content-Encoding"); ce != "" && ce != "identity" {
 		s.deadLetter(ctx, d, st, ReasonUndecodable, fmt.Sprintf("content encoding %q: pubsub does not decompress messages", ce))
+		return
+	}
+	// A message delivered past its last attempt had attempts that ended
+	// without a verdict (the process crashed or overran AckWait while
+	// handling it; handling it again may crash again), or whose dead
+	// letter could not be stored.
+	if max := st.info.MaxAttempts; max > 0 && st.info.Attempt > max {
+		s.deadLetter(ctx, d, st, ReasonMaxAttempts, fmt.Sprintf("no verdict after %d attempts (a crash, AckWait exceeded, or a dead letter not stored)", st.info.Attempt-1))
 		return
 	}
 

@@ -5,7 +5,9 @@ import (
 	"errors"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"connectrpc.com/connect"
 	"github.com/connectkit/connectkit/interceptors"
@@ -199,5 +201,41 @@ func TestPanicInDeadLetter(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// failingDeadLetters is a broker whose dead-letter storage fails its first
+// calls, as a dead-letter stream unavailable for a while would.
+type failingDeadLetters struct {
+	pubsub.Broker
+	fails atomic.Int32
+}
+
+func (b *failingDeadLetters) DeadLetter(ctx context.Context, dl *pubsub.DeadLetter) error {
+	if b.fails.Add(-1) >= 0 {
+		return errors.New("dead-letter storage unavailable")
+	}
+	return b.Broker.DeadLetter(ctx, dl)
+}
+
+// TestDeadLetterStoredLateKeepsItsReason: a message of the wrong type whose
+// dead letter could not be stored until it was past its last attempt is
+// filed as a type mismatch, not as max_attempts.
+func TestDeadLetterStoredLateKeepsItsReason(t *testing.T) {
+	t.Parallel()
+	inner := mem.New()
+	t.Cleanup(func() { _ = inner.Close() })
+	b := &failingDeadLetters{Broker: inner}
+	b.fails.Store(2)
+	sub, err := pubsub.NewSubscriber(b, "late.dl", "s", func(context.Context, *pingv1.PingRequest) error { return nil },
+		pubsub.WithDelivery(pubsub.DeliveryConfig{MaxAttempts: 2, Backoff: pubsub.Backoff{Initial: time.Millisecond, Max: time.Millisecond}}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pubsubtest.Start(t, sub)
+	publishRaw(t, inner, &pubsub.Message{ID: "wrong-type", Topic: "late.dl", Header: http.Header{pubsub.HeaderMessageType: {"other.v1.Event"}}})
+	dl := deadLettersOf(t, inner, "late.dl", 1)[0]
+	if dl.Reason != pubsub.ReasonTypeMismatch || dl.Attempts != 3 {
+		t.Errorf("dead letter: reason %q after %d attempts (%s), want %q after 3", dl.Reason, dl.Attempts, dl.Error, pubsub.ReasonTypeMismatch)
 	}
 }
