@@ -50,9 +50,13 @@ func payloadContentType(ct string) string {
 
 // Procedure returns the procedure under which the interceptor chain sees the
 // deliveries of a subscription: "/<topic>/<subscription>", such as
-// "/profiles.changed/audit". Like an RPC procedure it has two parts, so the
-// grpc_service label of RPC metrics is the topic and grpc_method the
-// subscription.
+// "/profiles.changed/audit". Like an RPC procedure it has two parts: an
+// interceptor that knows nothing of messages (otelconnect, say) records a
+// delivery as a call of method <subscription> of service <topic>. The
+// Logging, Metrics and Tracing interceptors of connectkit's interceptors
+// package tell deliveries from RPCs and record them as messages instead
+// ("message" log lines, pubsub_* metrics rather than grpc_server_*,
+// messaging spans).
 func Procedure(topic, subscription string) string {
 	return "/" + topic + "/" + subscription
 }
