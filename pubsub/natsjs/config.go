@@ -92,7 +92,9 @@ type Config struct {
 	// lasts before the client makes a new one (NATS_PULL_EXPIRY); at least
 	// 1s. Default 5s, against nats.go's 30s. While a request waits, the
 	// server sends a heartbeat every second (every PullExpiry/2 if shorter),
-	// and nats.go pulls again when two go missing. That also ends a stall
+	// and natsjs pulls again, on a new inbox, when two go missing (the
+	// requests of the old inbox, which still wait on the server if the
+	// heartbeats were only late, are dropped with it). That also ends a stall
 	// that a race in nats.go's Consume causes on busy machines (the symptom
 	// of nats-io/nats.go#1622): it believes it has a pull request
 	// outstanding when the server holds none, and waiting messages sit for

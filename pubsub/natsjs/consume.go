@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/textproto"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -72,6 +73,12 @@ type consumer struct {
 	// created anew since, by another instance that got there first after
 	// the server lost its state, is told apart by it (see checkExists).
 	created time.Time
+	// cons is the consumer that cc reads, created at generation consGen;
+	// pullAgain consumes it again.
+	cons    jetstream.Consumer
+	consGen uint64
+	// retired are the consumptions pullAgain replaced, draining.
+	retired []jetstream.ConsumeContext
 
 	checking atomic.Bool // checkExists runs
 	// gen counts the times the consumer was created again. A verdict of a
@@ -109,7 +116,23 @@ func (c *consumer) start(ctx context.Context) error {
 		return fmt.Errorf("natsjs: failed to create or update consumer %s of stream %s: %w", c.cfg.Subscription, stream, err)
 	}
 	gen, created := c.gen.Load(), cons.CachedInfo().Created
-	cc, err := cons.Consume(func(m jetstream.Msg) {
+	cc, err := c.consume(cons, gen)
+	if err != nil {
+		return fmt.Errorf("natsjs: failed to consume %s of stream %s: %w", c.cfg.Subscription, stream, err)
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.stopped {
+		cc.Stop()
+		return nil
+	}
+	c.cc, c.created, c.cons, c.consGen = cc, created, cons, gen
+	return nil
+}
+
+// consume consumes cons, created at generation gen, on a new inbox.
+func (c *consumer) consume(cons jetstream.Consumer, gen uint64) (jetstream.ConsumeContext, error) {
+	return cons.Consume(func(m jetstream.Msg) {
 		if sub := redriveOf(m.Subject()); sub != "" && sub != c.cfg.Subscription {
 			_ = m.Ack() // a re-drive for another subscription
 			return
@@ -121,19 +144,8 @@ func (c *consumer) start(ctx context.Context) error {
 		jetstream.PullMaxMessages(max(c.cfg.Prefetch, 1)),
 		jetstream.PullExpiry(c.b.cfg.PullExpiry),
 		jetstream.PullHeartbeat(pullHeartbeat(c.b.cfg.PullExpiry)),
-		jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) { c.onError(err) }),
+		jetstream.ConsumeErrHandler(c.onError),
 	)
-	if err != nil {
-		return fmt.Errorf("natsjs: failed to consume %s of stream %s: %w", c.cfg.Subscription, stream, err)
-	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.stopped {
-		cc.Stop()
-		return nil
-	}
-	c.cc, c.created = cc, created
-	return nil
 }
 
 // pullHeartbeat is how often the server is asked to send a heartbeat while
@@ -147,10 +159,9 @@ func pullHeartbeat(expiry time.Duration) time.Duration {
 	return min(time.Second, expiry/2)
 }
 
-func (c *consumer) onError(err error) {
+func (c *consumer) onError(cc jetstream.ConsumeContext, err error) {
 	if errors.Is(err, jetstream.ErrNoHeartbeat) {
-		c.logger.Warn("natsjs: no heartbeat from the server for two intervals; pulling again",
-			"heartbeat", pullHeartbeat(c.b.cfg.PullExpiry).String())
+		go c.pullAgain(cc)
 		return
 	}
 	if errors.Is(err, nats.ErrNoResponders) {
@@ -168,6 +179,44 @@ func (c *consumer) onError(err error) {
 		return
 	}
 	c.beginHeal(err, time.Time{})
+}
+
+// pullAgain replaces old, a consumption that missed two heartbeats, with a
+// new one on a new inbox, and drains old. nats.go's Consume pulls again
+// itself, but on the same inbox and forgetting the pull requests it made:
+// when the heartbeats were only late (a busy machine, a stalled network),
+// those still wait on the server, and nats.go renews each one as it
+// expires, so every such stall added a pull request for good, each
+// heartbeated every second and asking for up to Prefetch messages, until
+// MaxWaiting (512). The server drops the pull requests of an inbox nobody
+// subscribes to any more; the messages that reached old are handled as it
+// drains.
+func (c *consumer) pullAgain(old jetstream.ConsumeContext) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.stopped || c.healing || c.cc == nil || c.cc != old {
+		return // drained, being created again, or replaced already
+	}
+	c.logger.Warn("natsjs: no heartbeat from the server for two intervals; pulling again",
+		"heartbeat", pullHeartbeat(c.b.cfg.PullExpiry).String())
+	cc, err := c.consume(c.cons, c.consGen)
+	if err != nil { // the connection is closed: old's pull stands
+		c.logger.Warn("natsjs: failed to consume on a new inbox", "err", err)
+		return
+	}
+	c.cc = cc
+	old.Drain()
+	c.retired = slices.DeleteFunc(c.retired, func(r jetstream.ConsumeContext) bool { return isClosed(r) })
+	c.retired = append(c.retired, old)
+}
+
+func isClosed(cc jetstream.ConsumeContext) bool {
+	select {
+	case <-cc.Closed():
+		return true
+	default:
+		return false
+	}
 }
 
 // beginHeal stops consuming and creates the consumer again, unless it was
@@ -214,7 +263,7 @@ func (c *consumer) checkExists() {
 	cons, err := c.b.js.Consumer(ctx, streamName(c.cfg.Topic), c.cfg.Subscription)
 	switch {
 	case consumerGone(err):
-		c.onError(err)
+		c.onError(nil, err)
 	case err == nil && !known.IsZero() && !cons.CachedInfo().Created.Equal(known):
 		c.beginHeal(fmt.Errorf("created again at %s, since this one was at %s", cons.CachedInfo().Created, known), known)
 	}
@@ -278,37 +327,47 @@ func (c *consumer) Err() error {
 // would hold the shutdown for the whole of ctx, and the messages fetched
 // come again after AckWait anyway, their verdicts having nowhere to go.
 func (c *consumer) Drain(ctx context.Context) error {
-	cc := c.markStopped()
+	all := c.markStopped()
 	if err := c.b.down(); err != nil {
-		cc.Stop()
+		for _, cc := range all {
+			cc.Stop()
+		}
 		return err
 	}
-	cc.Drain()
-	select {
-	case <-cc.Closed():
-		return nil
-	case <-ctx.Done():
-		cc.Stop()
-		return ctx.Err()
+	for _, cc := range all {
+		cc.Drain()
 	}
+	for _, cc := range all {
+		select {
+		case <-cc.Closed():
+		case <-ctx.Done():
+			for _, cc := range all {
+				cc.Stop()
+			}
+			return ctx.Err()
+		}
+	}
+	return nil
 }
 
 // markStopped stops heal and any consumer it would make, and returns the
-// one consuming.
-func (c *consumer) markStopped() jetstream.ConsumeContext {
+// consumptions: the current one, then those pullAgain replaced.
+func (c *consumer) markStopped() []jetstream.ConsumeContext {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.stopped = true
 	c.cancelStop()
-	return c.cc
+	return append([]jetstream.ConsumeContext{c.cc}, c.retired...)
 }
 
 // Close implements [pubsub.Consumer]: it flushes the connection, so that
 // every verdict sent reached the server.
 func (c *consumer) Close(ctx context.Context) error {
-	cc := c.markStopped()
+	all := c.markStopped()
 	c.b.consumers.Delete(c)
-	cc.Stop()
+	for _, cc := range all {
+		cc.Stop()
+	}
 	if c.b.nc.IsClosed() {
 		return pubsub.ErrClosed
 	}

@@ -32,7 +32,7 @@ func TestConsumerErrWhileHealing(t *testing.T) {
 		t.Fatalf("Err = %v while consuming", err)
 	}
 	srv.Shutdown() // nothing can be made again now
-	c.onError(jetstream.ErrConsumerDeleted)
+	c.onError(nil, jetstream.ErrConsumerDeleted)
 	if err := c.Err(); err == nil || !strings.Contains(err.Error(), "creating it again") {
 		t.Errorf("Err = %v while healing, want why nothing is consumed", err)
 	}
@@ -61,7 +61,7 @@ func TestDrainEndsHealing(t *testing.T) {
 	}
 	c := pc.(*consumer)
 	srv.Shutdown() // no server answers: heal's try waits
-	c.onError(jetstream.ErrConsumerDeleted)
+	c.onError(nil, jetstream.ErrConsumerDeleted)
 	time.Sleep(200 * time.Millisecond)
 	ctx, cancel := context.WithTimeout(t.Context(), time.Second)
 	defer cancel()
