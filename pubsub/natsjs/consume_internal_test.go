@@ -12,22 +12,29 @@ import (
 	"github.com/connectkit/connectkit/pubsub"
 )
 
-// While a consumer the server lost is being made again, and cannot be, Err
-// says so (the subscriber's Check fails with it); once drained, it says
-// nothing.
-func TestConsumerErrWhileHealing(t *testing.T) {
-	t.Parallel()
+// subscribeToTestServer subscribes to a test server standing for an
+// external one, and returns the server and the subscription's consumer.
+func subscribeToTestServer(t *testing.T) (*server.Server, *consumer) {
+	t.Helper()
 	srv := startTestServer(t, &server.Options{})
 	b, err := New(t.Context(), Config{URL: srv.ClientURL()})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer b.Close()
+	t.Cleanup(func() { _ = b.Close() })
 	pc, err := b.Subscribe(t.Context(), pubsub.ConsumerConfig{Topic: "healing", Subscription: "s", AckWait: time.Second, Prefetch: 1}, func(pubsub.Delivery) {})
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := pc.(*consumer)
+	return srv, pc.(*consumer)
+}
+
+// While a consumer the server lost is being made again, and cannot be, Err
+// says so (the subscriber's Check fails with it); once drained, it says
+// nothing.
+func TestConsumerErrWhileHealing(t *testing.T) {
+	t.Parallel()
+	srv, c := subscribeToTestServer(t)
 	if err := c.Err(); err != nil {
 		t.Fatalf("Err = %v while consuming", err)
 	}
@@ -49,17 +56,7 @@ func TestConsumerErrWhileHealing(t *testing.T) {
 // nor sleeps out its backoff (up to 30 s) first.
 func TestDrainEndsHealing(t *testing.T) {
 	t.Parallel()
-	srv := startTestServer(t, &server.Options{})
-	b, err := New(t.Context(), Config{URL: srv.ClientURL()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b.Close()
-	pc, err := b.Subscribe(t.Context(), pubsub.ConsumerConfig{Topic: "healing", Subscription: "s", AckWait: time.Second, Prefetch: 1}, func(pubsub.Delivery) {})
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := pc.(*consumer)
+	srv, c := subscribeToTestServer(t)
 	srv.Shutdown() // no server answers: heal's try waits
 	c.onError(nil, jetstream.ErrConsumerDeleted)
 	time.Sleep(200 * time.Millisecond)

@@ -3,8 +3,6 @@ package natsjs_test
 import (
 	"context"
 	"io"
-	"net"
-	"net/url"
 	"sync"
 	"testing"
 	"time"
@@ -110,43 +108,8 @@ type pausingProxy struct {
 
 func newPausingProxy(t *testing.T, serverURL string) *pausingProxy {
 	t.Helper()
-	u, err := url.Parse(serverURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &pausingProxy{url: "nats://" + ln.Addr().String()}
-	var mu sync.Mutex
-	var conns []net.Conn
-	t.Cleanup(func() {
-		_ = ln.Close()
-		mu.Lock()
-		defer mu.Unlock()
-		for _, c := range conns {
-			_ = c.Close()
-		}
-	})
-	go func() {
-		for {
-			client, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			server, err := net.Dial("tcp", u.Host)
-			if err != nil {
-				_ = client.Close()
-				continue
-			}
-			mu.Lock()
-			conns = append(conns, client, server)
-			mu.Unlock()
-			go func() { _, _ = io.Copy(server, client) }()
-			go p.toClient(client, server)
-		}
-	}()
+	p := &pausingProxy{}
+	p.url = startProxy(t, serverURL, plainCopy, p.toClient)
 	return p
 }
 

@@ -5,8 +5,6 @@ import (
 	"bytes"
 	"io"
 	"log/slog"
-	"net"
-	"net/url"
 	"strconv"
 	"strings"
 	"sync"
@@ -87,43 +85,8 @@ type droppingProxy struct {
 
 func newDroppingProxy(t *testing.T, serverURL, prefix string) *droppingProxy {
 	t.Helper()
-	u, err := url.Parse(serverURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &droppingProxy{url: "nats://" + ln.Addr().String(), prefix: prefix}
-	var mu sync.Mutex
-	var conns []net.Conn
-	t.Cleanup(func() {
-		_ = ln.Close()
-		mu.Lock()
-		defer mu.Unlock()
-		for _, c := range conns {
-			_ = c.Close()
-		}
-	})
-	go func() {
-		for {
-			client, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			server, err := net.Dial("tcp", u.Host)
-			if err != nil {
-				_ = client.Close()
-				continue
-			}
-			mu.Lock()
-			conns = append(conns, client, server)
-			mu.Unlock()
-			go func() { _, _ = io.Copy(client, server) }()
-			go p.filter(server, client)
-		}
-	}()
+	p := &droppingProxy{prefix: prefix}
+	p.url = startProxy(t, serverURL, p.filter, plainCopy)
 	return p
 }
 
