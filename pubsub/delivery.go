@@ -30,7 +30,6 @@ type deliveryRequest[M any] struct {
 	spec   *connect.Spec
 	header http.Header
 	st     *deliveryState
-	msg    M
 }
 
 func (r *deliveryRequest[M]) Spec() connect.Spec { return *r.spec }
@@ -123,8 +122,10 @@ func chainOf[M any](procedure string, handle func(context.Context, *M) error, op
 	}
 	spec := &connect.Spec{StreamType: connect.StreamTypeUnary, Procedure: procedure}
 	return func(ctx context.Context, st *deliveryState, data []byte, contentType string) error {
+		// The message apart from the request, so that a handler that keeps
+		// it (a cache, a projection) does not keep the delivery with it.
 		req := &deliveryRequest[M]{spec: spec, header: st.header, st: st}
-		req.Msg = &req.msg
+		req.Msg = new(M)
 		if err := decode(data, contentType, any(req.Msg).(proto.Message)); err != nil {
 			return err
 		}
