@@ -18,6 +18,9 @@
 # "bare,bare-headers,nochain,chain-nosuccesslog,chain"), N (calls or messages
 # counted, default 20000 for serve, 10000 for pubsub). Far fewer drift: with
 # N=2000, kit came out at 1.02× connect on gRPC, where 20000 gives 1.09–1.12×.
+# LOADS (serve: "grpc json" by default, or one of them). KEEP: a directory
+# that keeps the callgrind files, to see where the instructions go, e.g.
+#   callgrind_annotate --inclusive=no --auto=no KEEP/kit-json.cg.1
 #
 # Go's asynchronous preemption signals trip an assertion in callgrind, so the
 # programs run with GODEBUG=asyncpreemptoff=1. Only work done under load is
@@ -41,8 +44,9 @@ if ((${#need[@]})); then
 	"${sudo[@]}" apt-get update -qq
 	DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq "${need[@]}" >/dev/null
 fi
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
+work=${KEEP:-$(mktemp -d)}
+mkdir -p "$work"
+[[ -n ${KEEP:-} ]] || trap 'rm -rf "$work"' EXIT
 export GODEBUG=asyncpreemptoff=1
 
 # summary prints the instruction count a callgrind output file totals.
@@ -87,7 +91,7 @@ serve)
 	go build -o bin/benchserver ./internal/bench/benchserver
 	printf '\x00\x00\x00\x00\x02\x08\x2a' >"$work/ping.grpc" # PingRequest{number: 42}, one gRPC frame
 	printf '{"number":42}' >"$work/ping.json"
-	for load in grpc json; do
+	for load in ${LOADS:-grpc json}; do
 		echo "| $load, 50 in flight | instructions per call | × ${variants%%,*} |"
 		echo "|---|--:|--:|"
 		rows=""
