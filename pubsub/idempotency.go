@@ -74,7 +74,8 @@ type recorded struct {
 // NewMemoryIdempotencyStore returns a store that remembers a key for ttl
 // (make it longer than a message can take to be redelivered: AckWait plus the
 // backoffs), and at most maxKeys keys (the oldest are forgotten first when
-// full; 0 means 1<<20).
+// full; 0 means 1<<20). A key takes about 150–200 bytes, so the default
+// bound is about 200 MB; expired keys are dropped as new ones come.
 func NewMemoryIdempotencyStore(ttl time.Duration, maxKeys int) *MemoryIdempotencyStore {
 	if maxKeys <= 0 {
 		maxKeys = 1 << 20

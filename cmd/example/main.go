@@ -73,7 +73,9 @@ func wire(srv *kit.Server, bus pubsub.Broker) error {
 		return err
 	}
 	audit := newAuditLog()
-	seen := pubsub.NewMemoryIdempotencyStore(time.Hour, 0)
+	// Longer than the five default attempts can take to come again (their
+	// AckWaits and backoffs: ~3 minutes); at most 100 000 keys, ~20 MB.
+	seen := pubsub.NewMemoryIdempotencyStore(10*time.Minute, 100_000)
 	auditor, err := pubsub.NewSubscriber(bus, changesTopic, "audit", pubsub.Idempotent(seen, audit.record), opts...)
 	if err != nil {
 		return err
