@@ -94,7 +94,9 @@ type Config struct {
 	// server sends a heartbeat every second (every PullExpiry/2 if shorter),
 	// and natsjs pulls again, on a new inbox, when two go missing (the
 	// requests of the old inbox, which still wait on the server if the
-	// heartbeats were only late, are dropped with it). That also ends a stall
+	// heartbeats were only late, are dropped with it), as it does after a
+	// reconnect (the server may still hold the pull requests made before
+	// it, and see interest in their inbox). That also ends a stall
 	// that a race in nats.go's Consume causes on busy machines (the symptom
 	// of nats-io/nats.go#1622): it believes it has a pull request
 	// outstanding when the server holds none, and waiting messages sit for

@@ -27,7 +27,8 @@ import (
 // the new consumer starts from the messages the stream retains, and the
 // verdicts of messages delivered before are dropped (a stream created again
 // gives their sequence numbers to other messages); after a reconnect it
-// looks the consumer up, to find one that another instance created again.
+// looks the consumer up, to find one that another instance created again,
+// and consumes on a new inbox (see consumer.reconnected).
 //
 // The consumer reads the whole stream: the topic's subject and the re-drive
 // subjects of every subscription, and it acknowledges the re-drives of
@@ -74,10 +75,10 @@ type consumer struct {
 	// the server lost its state, is told apart by it (see checkExists).
 	created time.Time
 	// cons is the consumer that cc reads, created at generation consGen;
-	// pullAgain consumes it again.
+	// replace consumes it again.
 	cons    jetstream.Consumer
 	consGen uint64
-	// retired are the consumptions pullAgain replaced, draining.
+	// retired are the consumptions that replace retired, draining.
 	retired []jetstream.ConsumeContext
 
 	checking atomic.Bool // checkExists runs
@@ -192,13 +193,37 @@ func (c *consumer) onError(cc jetstream.ConsumeContext, err error) {
 // subscribes to any more; the messages that reached old are handled as it
 // drains.
 func (c *consumer) pullAgain(old jetstream.ConsumeContext) {
+	c.replace(old, slog.LevelWarn, "natsjs: no heartbeat from the server for two intervals; pulling again",
+		"heartbeat", pullHeartbeat(c.b.cfg.PullExpiry).String())
+}
+
+// reconnected consumes again on a new inbox after a reconnect, for the
+// reason pullAgain does: nats.go's Consume pulls again on the same inbox,
+// which it subscribes again on the new connection, and the pull requests
+// made before still wait on the server while it sees interest on that
+// inbox: through the old connection, dropped by the network but not yet
+// found dead by the server (which takes minutes), or through the new one
+// (a server that closed the old connection keeps its pull requests until
+// it next checks their interest, by when the new one subscribes; in a
+// cluster, a consumer leader on another node sees the new subscription
+// through its routes). Their expiries then reach the new connection and
+// nats.go renews them: every reconnect added a pull request for good.
+func (c *consumer) reconnected() {
+	c.mu.Lock()
+	old := c.cc
+	c.mu.Unlock()
+	c.replace(old, slog.LevelInfo, "natsjs: reconnected; pulling again on a new inbox")
+}
+
+// replace replaces old, the current consumption, with one on a new inbox,
+// and drains old, logging msg and args at level.
+func (c *consumer) replace(old jetstream.ConsumeContext, level slog.Level, msg string, args ...any) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.stopped || c.healing || c.cc == nil || c.cc != old {
 		return // drained, being created again, or replaced already
 	}
-	c.logger.Warn("natsjs: no heartbeat from the server for two intervals; pulling again",
-		"heartbeat", pullHeartbeat(c.b.cfg.PullExpiry).String())
+	c.logger.Log(context.Background(), level, msg, args...)
 	cc, err := c.consume(c.cons, c.consGen)
 	if err != nil { // the connection is closed: old's pull stands
 		c.logger.Warn("natsjs: failed to consume on a new inbox", "err", err)
@@ -351,7 +376,7 @@ func (c *consumer) Drain(ctx context.Context) error {
 }
 
 // markStopped stops heal and any consumer it would make, and returns the
-// consumptions: the current one, then those pullAgain replaced.
+// consumptions: the current one, then those that replace retired.
 func (c *consumer) markStopped() []jetstream.ConsumeContext {
 	c.mu.Lock()
 	defer c.mu.Unlock()

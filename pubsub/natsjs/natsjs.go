@@ -208,10 +208,14 @@ func (b *Broker) handlers(no *nats.Options) error {
 		// one: check the streams again before publishing.
 		b.streams.Clear()
 		b.dlOnce.reset()
-		// And the consumers: one may have been made again by another
-		// instance (see consumer.checkExists).
+		// And the consumers: each pulls again on a new inbox, or the pull
+		// requests made before the reconnect would pile up (see
+		// consumer.reconnected), and one may have been made again by
+		// another instance (see consumer.checkExists).
 		b.consumers.Range(func(k, _ any) bool {
-			if c := k.(*consumer); c.checking.CompareAndSwap(false, true) {
+			c := k.(*consumer)
+			go c.reconnected()
+			if c.checking.CompareAndSwap(false, true) {
 				go c.checkExists()
 			}
 			return true

@@ -17,6 +17,14 @@ func plainCopy(dst io.Writer, src io.Reader) { _, _ = io.Copy(dst, src) }
 // toServer and toClient, until the test ends, and returns its own URL.
 func startProxy(t *testing.T, serverURL string, toServer, toClient copyFunc) string {
 	t.Helper()
+	return startProxyAccepting(t, serverURL, toServer, toClient, nil)
+}
+
+// startProxyAccepting is startProxy, which passes the two sides of each
+// connection to accept, if not nil, before forwarding it: false closes
+// them.
+func startProxyAccepting(t *testing.T, serverURL string, toServer, toClient copyFunc, accept func(client, server net.Conn) bool) string {
+	t.Helper()
 	u, err := url.Parse(serverURL)
 	if err != nil {
 		t.Fatal(err)
@@ -44,6 +52,11 @@ func startProxy(t *testing.T, serverURL string, toServer, toClient copyFunc) str
 			server, err := net.Dial("tcp", u.Host)
 			if err != nil {
 				_ = client.Close()
+				continue
+			}
+			if accept != nil && !accept(client, server) {
+				_ = client.Close()
+				_ = server.Close()
 				continue
 			}
 			mu.Lock()
