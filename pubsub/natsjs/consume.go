@@ -294,6 +294,10 @@ func (c *consumer) checkExists() {
 	}
 }
 
+// healDelay is how long heal waits before it creates a lost stream and
+// consumer again.
+const healDelay = time.Second
+
 // heal creates the stream and the consumer again, retrying until it succeeds
 // or the consumer is drained.
 func (c *consumer) heal() {
@@ -303,6 +307,18 @@ func (c *consumer) heal() {
 		c.mu.Unlock()
 	}()
 	c.b.streams.Delete(c.cfg.Topic) // the stream may be gone too
+	// nats-server (2.15) answers a stream's deletion before it has moved the
+	// stream's files away: a stream of the same name created within
+	// milliseconds can lose its directory to that move, and then fails every
+	// write ("Critical write error"), so that no publish is ever
+	// acknowledged. Let a deletion finish first.
+	select {
+	case <-time.After(healDelay):
+	case <-c.stopCtx.Done():
+		return
+	case <-c.b.closed:
+		return
+	}
 	retry := pubsub.Backoff{Initial: 100 * time.Millisecond, Max: 30 * time.Second}
 	for attempt := 1; ; attempt++ {
 		c.mu.Lock()
