@@ -1,7 +1,6 @@
 package natsjs_test
 
 import (
-	"context"
 	"io"
 	"sync"
 	"testing"
@@ -49,19 +48,7 @@ func TestLateHeartbeatsLeaveNoPullRequests(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	waiting := func() int {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		cons, err := js.Consumer(ctx, "late_heartbeats", "s")
-		if err != nil {
-			return -1
-		}
-		info, err := cons.Info(ctx)
-		if err != nil {
-			return -1
-		}
-		return info.NumWaiting
-	}
+	waiting := func() int { return numWaiting(js, "late_heartbeats") }
 	pubsubtest.WaitFor(t, "the first pull request", func() bool { return waiting() == 1 })
 
 	// Hold what the server sends for longer than two heartbeats, three

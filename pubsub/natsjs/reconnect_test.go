@@ -112,13 +112,7 @@ func checkReconnects(t *testing.T, b *natsjs.Broker, admin jetstream.JetStream, 
 		t.Fatal(err)
 	}
 	pubsubtest.Start(t, sub)
-	waiting := func() int {
-		info, err := consumerInfo(admin, stream)
-		if err != nil {
-			return -1
-		}
-		return info.NumWaiting
-	}
+	waiting := func() int { return numWaiting(admin, stream) }
 	pubsubtest.WaitFor(t, "the first pull request", func() bool { return waiting() == 1 })
 	for i := range cuts {
 		cut()
@@ -193,6 +187,16 @@ func consumerInfo(js jetstream.JetStream, stream string) (*jetstream.ConsumerInf
 		return nil, err
 	}
 	return cons.Info(ctx)
+}
+
+// numWaiting is the number of pull requests waiting on the consumer "s" of
+// stream, or -1 if it cannot be asked.
+func numWaiting(js jetstream.JetStream, stream string) int {
+	info, err := consumerInfo(js, stream)
+	if err != nil {
+		return -1
+	}
+	return info.NumWaiting
 }
 
 // startCluster runs a JetStream cluster of n servers on loopback until the
