@@ -27,7 +27,7 @@ func (s *Server) newHTTPServer() (*http.Server, error) {
 	srv := &http.Server{
 		// HTTPVersion and ConnContext let log lines say which HTTP version
 		// a call came over, without copying each request.
-		Handler:           serving(&s.handlers, &s.draining, interceptors.HTTPVersion(s.withCORS(s.mux))),
+		Handler:           serving(&s.handlers, &s.draining, interceptors.HTTPVersion(s.withCORS(s.routes))),
 		ConnContext:       interceptors.ConnContext,
 		ReadHeaderTimeout: s.cfg.ReadHeaderTimeout,
 		IdleTimeout:       s.cfg.IdleTimeout,

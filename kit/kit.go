@@ -47,7 +47,7 @@ type Server struct {
 	logger *slog.Logger
 	level  *slog.LevelVar
 
-	mux          *http.ServeMux
+	routes       *routes
 	http         *http.Server
 	handlers     sync.WaitGroup // the main listener's handlers running
 	draining     atomic.Bool    // set at shutdown: HTTP/1.x responses close their connection
@@ -81,7 +81,7 @@ func New(cfg Config, opts ...Option) (*Server, error) {
 		return nil, err
 	}
 	cfg = cfg.withDefaults()
-	s := &Server{cfg: cfg, mux: http.NewServeMux(), stopping: make(chan struct{}), sendStall: sendStallTimeout}
+	s := &Server{cfg: cfg, routes: newRoutes(), stopping: make(chan struct{}), sendStall: sendStallTimeout}
 	for _, o := range opts {
 		o.apply(&s.opts)
 	}
@@ -135,7 +135,7 @@ func New(cfg Config, opts ...Option) (*Server, error) {
 			return nil, err
 		}
 	}
-	s.mux.Handle("/", &s.unknown)
+	s.routes.handle("/", &s.unknown, false)
 	s.reflector = &reflection{}
 	s.mountReflection()
 	s.Mount(health.NewHandler(s.health, s.handler...))

@@ -43,13 +43,13 @@ func (s *Server) Mount(path string, h http.Handler) {
 	}
 	service := serviceOf(path)
 	if service == nil {
-		s.mux.Handle(path, h)
+		s.routes.handle(path, h, false)
 		return
 	}
-	s.mux.Handle(path, serviceHandler(service, h, bodyLimits{
+	s.routes.handle(path, serviceHandler(service, h, bodyLimits{
 		timeout: s.bodyTimeout(), maxTimeout: s.maxBodyTimeout(),
 		maxBytes: s.cfg.MaxRequestBytes, sendStall: s.sendStall,
-	}))
+	}), true)
 	name := string(service.FullName())
 	s.reflector.add(name)
 	if !strings.HasPrefix(name, "grpc.reflection.") && name != health.ServiceName {
