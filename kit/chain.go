@@ -36,7 +36,7 @@ func (s *Server) buildChains() error {
 	deadlines := deadlines{unary: s.cfg.CallTimeout, maxUnary: s.cfg.MaxCallTimeout, stream: s.cfg.StreamTimeout}
 	limit := responseLimit(s.cfg.MaxResponseBytes)
 	if s.opts.noDefaultChain {
-		s.serverChain = append([]connect.Interceptor{deadlines, limit}, s.opts.interceptors...)
+		s.serverChain = append([]connect.Interceptor{composed{deadlines, limit}}, s.opts.interceptors...)
 		s.clientChain = slices.Clone(s.opts.clientInterceptors)
 		return nil
 	}
