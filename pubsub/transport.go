@@ -190,7 +190,7 @@ func encode(req connect.AnyRequest) ([]byte, error) {
 	}
 	var data []byte
 	var err error
-	switch ct := req.Header().Get(HeaderContentType); ct {
+	switch ct := headerValue(req.Header(), HeaderContentType); ct {
 	case ContentTypeProto:
 		data, err = proto.Marshal(msg)
 	case ContentTypeJSON:
