@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"maps"
 	"slices"
 	"strings"
 	"sync"
@@ -370,6 +371,47 @@ func TestForeignProducer(t *testing.T) {
 	}
 	if info.ID != "foreign:1" || info.Attempt != 1 {
 		t.Errorf("MessageInfo = %+v, want id foreign:1 (stream and sequence) and attempt 1", info)
+	}
+}
+
+// TestForeignProducerLowerCaseHeaders: pubsub's own headers, written in
+// lower case by a producer that is not pubsub, are read as pubsub's: a
+// message of another type is dead-lettered as such, and one compressed as
+// undecodable.
+func TestForeignProducerLowerCaseHeaders(t *testing.T) {
+	t.Parallel()
+	b := newEmbedded(t)
+	sub, err := pubsub.NewSubscriber(b, "foreign.lower", "s", func(context.Context, *pingv1.PingRequest) error {
+		t.Error("handler called")
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pubsubtest.Start(t, sub) // creates the stream
+	for id, header := range map[string]nats.Header{
+		"wrong-type": {"pubsub-type": {"connectkit.ping.v1.SumRequest"}},
+		"compressed": {"content-encoding": {"gzip"}},
+	} {
+		msg := &nats.Msg{Subject: "foreign.lower", Header: header}
+		msg.Header["nats-msg-id"] = []string{id}
+		if _, err := b.JetStream().PublishMsg(t.Context(), msg); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want := map[string]pubsub.Reason{"wrong-type": pubsub.ReasonTypeMismatch, "compressed": pubsub.ReasonUndecodable}
+	got := map[string]pubsub.Reason{}
+	pubsubtest.WaitFor(t, "two dead letters", func() bool {
+		for dl, err := range b.DeadLetters(t.Context(), "foreign.lower", "s") {
+			if err != nil {
+				t.Fatal(err)
+			}
+			got[dl.Message.ID] = dl.Reason
+		}
+		return len(got) == len(want)
+	})
+	if !maps.Equal(got, want) {
+		t.Errorf("dead letters' reasons by id = %v, want %v", got, want)
 	}
 }
 

@@ -2,6 +2,10 @@ package natsjs
 
 import (
 	"context"
+	"maps"
+	"net/http"
+	"net/textproto"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -75,5 +79,64 @@ func TestDrainEndsHealing(t *testing.T) {
 			t.Fatal("heal still runs 5s after Drain")
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// canonical gives every key the form http.Header.Get looks up, whether
+// knownCanonical vouches for it or textproto checks it: the keys pubsub and
+// the interceptors write stay as they are, and those of other clients, in
+// any case, are found as the canonical keys of their names.
+func TestCanonical(t *testing.T) {
+	t.Parallel()
+	known := []string{pubsub.HeaderContentType, pubsub.HeaderMessageType, headerMessageID, headerMsgID,
+		"X-Request-Id", "Traceparent", "Tracestate", "Baggage"}
+	for _, k := range known {
+		if !knownCanonical(k) || textproto.CanonicalMIMEHeaderKey(k) != k {
+			t.Errorf("key %q: knownCanonical %v, canonical form %q", k, knownCanonical(k), textproto.CanonicalMIMEHeaderKey(k))
+		}
+		for _, other := range []string{strings.ToLower(k), strings.ToUpper(k)} {
+			if knownCanonical(other) {
+				t.Errorf("knownCanonical(%q) = true", other)
+			}
+		}
+	}
+	tests := []struct {
+		name   string
+		header http.Header // as nats.go decodes it: keys in the case they came in
+		want   http.Header
+	}{
+		{
+			name:   "pubsub's",
+			header: http.Header{"Content-Type": {"application/proto"}, "Pubsub-Type": {"a.B"}, "Pubsub-Message-Id": {"1"}, "X-Request-Id": {"r"}, "Traceparent": {"t"}},
+			want:   http.Header{"Content-Type": {"application/proto"}, "Pubsub-Type": {"a.B"}, "Pubsub-Message-Id": {"1"}, "X-Request-Id": {"r"}, "Traceparent": {"t"}},
+		},
+		{
+			name:   "another client's, lower case",
+			header: http.Header{"content-type": {"application/json"}, "pubsub-type": {"a.B"}, "traceparent": {"t"}, "x-custom": {"c"}},
+			want:   http.Header{"Content-Type": {"application/json"}, "Pubsub-Type": {"a.B"}, "Traceparent": {"t"}, "X-Custom": {"c"}},
+		},
+		{
+			name:   "another client's, upper case",
+			header: http.Header{"CONTENT-TYPE": {"application/json"}, "NATS-MSG-ID": {"1"}},
+			want:   http.Header{"Content-Type": {"application/json"}, "Nats-Msg-Id": {"1"}},
+		},
+		{
+			name:   "not a token: kept as it is",
+			header: http.Header{"x y": {"1"}},
+			want:   http.Header{"x y": {"1"}},
+		},
+		{
+			name:   "two cases of one key: merged, the canonical one's values first",
+			header: http.Header{"Content-Type": {"application/proto"}, "content-type": {"application/json"}},
+			want:   http.Header{"Content-Type": {"application/proto", "application/json"}},
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			if got := canonical(tc.header); !maps.EqualFunc(got, tc.want, slices.Equal) {
+				t.Errorf("canonical = %v, want %v", got, tc.want)
+			}
+		})
 	}
 }
