@@ -1,0 +1,100 @@
+package pubsub_test
+
+import (
+	"context"
+	"net/http"
+	"sync"
+	"testing"
+	"time"
+
+	pingv1 "github.com/connectkit/connectkit/internal/gen/connectkit/ping/v1"
+	"github.com/connectkit/connectkit/pubsub"
+)
+
+// newPingDelivery returns a delivery of an empty PingRequest that records
+// its verdicts.
+func newPingDelivery(id string) *fuzzDelivery {
+	return &fuzzDelivery{
+		msg: pubsub.Message{ID: id, Topic: "t", Data: []byte{}, Header: http.Header{
+			pubsub.HeaderContentType: {pubsub.ContentTypeProto}, pubsub.HeaderMessageType: {"connectkit.ping.v1.PingRequest"}}},
+		verdicts: make(chan string, 1),
+	}
+}
+
+// wantVerdict fails t unless d gets verdict within 10 seconds.
+func wantVerdict(t *testing.T, d *fuzzDelivery, verdict string) {
+	t.Helper()
+	select {
+	case got := <-d.verdicts:
+		if got != verdict {
+			t.Errorf("message %s: verdict %q, want %q", d.msg.ID, got, verdict)
+		}
+	case <-time.After(10 * time.Second):
+		t.Errorf("message %s: no verdict, want %q", d.msg.ID, verdict)
+	}
+}
+
+// The hand-off to the handlers: deliver returns once a handler took the
+// message, and waits while every handler is busy (the broker's
+// back-pressure); once the consumer drained, a message that no handler took
+// is handed back (a nak: the handler cannot fail), as is one delivered
+// after Run returned; and Run stops every handler, returning as soon as the
+// busy ones finish.
+func TestDeliverHandsOffAndBack(t *testing.T) {
+	t.Parallel()
+	b := &fuzzBroker{subscribed: make(chan func(pubsub.Delivery), 1)}
+	release := make(chan struct{})
+	var handled sync.WaitGroup
+	handled.Add(2)
+	sub, err := pubsub.NewSubscriber(b, "t", "s", func(context.Context, *pingv1.PingRequest) error {
+		handled.Done()
+		<-release
+		return nil
+	}, pubsub.WithDelivery(pubsub.DeliveryConfig{Concurrency: 2, DrainTimeout: 30 * time.Second}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	ran := make(chan error, 1)
+	go func() { ran <- sub.Run(ctx) }()
+	deliver := <-b.subscribed
+
+	busy := []*fuzzDelivery{newPingDelivery("1"), newPingDelivery("2")}
+	for _, d := range busy {
+		deliver(d)
+	}
+	handled.Wait()
+	waiting := newPingDelivery("3")
+	delivered := make(chan struct{})
+	go func() { deliver(waiting); close(delivered) }()
+	select {
+	case <-delivered:
+		t.Fatal("deliver returned while every handler was busy")
+	case <-time.After(50 * time.Millisecond):
+	}
+
+	cancel()
+	wantVerdict(t, waiting, "nak")
+	<-delivered
+	select {
+	case err := <-ran:
+		t.Fatalf("Run returned (%v) while handlers were busy", err)
+	case <-time.After(50 * time.Millisecond):
+	}
+	close(release)
+	for _, d := range busy {
+		wantVerdict(t, d, "ack")
+	}
+	select {
+	case err := <-ran:
+		if err != nil {
+			t.Errorf("Run = %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Run did not return once its handlers finished")
+	}
+
+	late := newPingDelivery("4")
+	deliver(late)
+	wantVerdict(t, late, "nak")
+}
