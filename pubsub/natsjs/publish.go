@@ -67,11 +67,15 @@ func (b *Broker) Publish(ctx context.Context, msg *pubsub.Message) (pubsub.Confi
 		}
 	}
 	select {
-	case b.window <- struct{}{}:
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	case <-b.closed:
-		return nil, pubsub.ErrClosed
+	case b.window <- struct{}{}: // room in the window: no select on three channels
+	default:
+		select {
+		case b.window <- struct{}{}:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-b.closed:
+			return nil, pubsub.ErrClosed
+		}
 	}
 	c := &confirmation{b: b, topic: msg.Topic}
 	h := nats.Header(msg.Header)
@@ -107,6 +111,11 @@ type confirmation struct {
 }
 
 func (c *confirmation) Wait(ctx context.Context) error {
+	select {
+	case <-c.paf.Ok(): // confirmed already
+		return nil
+	default:
+	}
 	select {
 	case <-c.paf.Ok():
 		return nil

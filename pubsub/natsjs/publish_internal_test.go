@@ -1,0 +1,63 @@
+package natsjs
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"testing"
+	"time"
+
+	"github.com/connectkit/connectkit/pubsub"
+	"github.com/connectkit/connectkit/pubsub/pubsubtest"
+)
+
+// Publish takes room in the window of unconfirmed publishes, or waits for
+// it until its context is done or the broker closed; a confirmation that
+// came answers Wait whatever Wait's context.
+func TestPublishWindow(t *testing.T) {
+	t.Parallel()
+	b, err := New(t.Context(), Config{DataDir: t.TempDir(), PublishWindow: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = b.Close() })
+	publish := func(ctx context.Context) (pubsub.Confirmation, error) {
+		return b.Publish(ctx, &pubsub.Message{Topic: "window", Header: http.Header{}, Data: []byte("x")})
+	}
+	done, cancel := context.WithCancel(t.Context())
+	cancel()
+	for range 10 {
+		conf, err := publish(t.Context())
+		if err != nil {
+			t.Fatalf("publish: %v", err)
+		}
+		pubsubtest.WaitFor(t, "the confirmation", func() bool { return b.js.PublishAsyncPending() == 0 })
+		if err := conf.Wait(done); err != nil {
+			t.Fatalf("Wait on a confirmed publish, its context done = %v, want nil", err)
+		}
+	}
+
+	b.window <- struct{}{} // an unconfirmed publish fills the window
+	ctx, cancel := context.WithTimeout(t.Context(), 50*time.Millisecond)
+	defer cancel()
+	if _, err := publish(ctx); !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("publish into a full window = %v, want its context's error", err)
+	}
+	closed := make(chan error, 1)
+	go func() {
+		_, err := publish(context.Background())
+		closed <- err
+	}()
+	time.Sleep(50 * time.Millisecond)
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-closed:
+		if !errors.Is(err, pubsub.ErrClosed) {
+			t.Errorf("publish waiting for room when the broker closed = %v, want ErrClosed", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("publish still waits for room after the broker closed")
+	}
+}
