@@ -440,10 +440,10 @@ func newDelivery(m jetstream.Msg) *delivery {
 	if topic, ok := strings.CutPrefix(d.msg.Topic, redrivePrefix); ok {
 		_, d.msg.Topic, _ = strings.Cut(topic, ".") // after the subscription
 	}
-	if md, err := m.Metadata(); err == nil {
-		d.attempt = int(md.NumDelivered)
+	if md, ok := parseAckMetadata(m.Reply()); ok {
+		d.attempt = int(md.delivered)
 		if d.msg.ID == "" { // from a producer that is not pubsub: the stream position is stable
-			d.msg.ID = md.Stream + ":" + strconv.FormatUint(md.Sequence.Stream, 10)
+			d.msg.ID = md.stream + ":" + strconv.FormatUint(md.streamSeq, 10)
 		}
 	}
 	return d

@@ -1,0 +1,52 @@
+package natsjs
+
+import (
+	"testing"
+
+	"github.com/nats-io/nats.go"
+)
+
+// checkAckMetadata fails tb unless parseAckMetadata reads reply as nats.go's
+// Msg.Metadata does (the same parser as jetstream.Msg.Metadata's).
+func checkAckMetadata(tb testing.TB, reply string) {
+	tb.Helper()
+	want, err := (&nats.Msg{Reply: reply, Sub: &nats.Subscription{}}).Metadata()
+	got, ok := parseAckMetadata(reply)
+	if ok != (err == nil) {
+		tb.Fatalf("parseAckMetadata(%q): ok %v, Metadata's error %v", reply, ok, err)
+	}
+	if ok && (got.delivered != want.NumDelivered || got.stream != want.Stream || got.streamSeq != want.Sequence.Stream) {
+		tb.Fatalf("parseAckMetadata(%q) = %+v, Metadata = delivered %d, stream %q, stream sequence %d",
+			reply, got, want.NumDelivered, want.Stream, want.Sequence.Stream)
+	}
+}
+
+var ackReplies = []string{
+	"$JS.ACK._.ABCDEFGHIJKLMNOPQRSTUVWXYZ012345.pubsub_t.bench.3.123456.123450.1765030000123456789.4096.Rk9PQkFS", // nats-server 2.15
+	"$JS.ACK.hub.ABCDEF.orders.audit.1.7.7.1765030000123456789.0.xyz",
+	"$JS.ACK.hub.ABCDEF.orders.audit.2.8.9.1765030000123456789.0",          // no last token: 11
+	"$JS.ACK.hub.ABCDEF.orders.audit.2.8.9.1765030000123456789.0.x.y.z",    // more after it
+	"$JS.ACK.orders.audit.12.34.30.1765030000123456789.5",                  // the old form: 9
+	"$JS.ACK.hub.ABCDEF.orders.audit.2.8.9.1765030000123456789",            // 10: neither
+	"$JS.ACK.orders.audit.12.34.30.1765030000123456789",                    // 8
+	"$JS.ACK.orders.audit.1x.3-4.30.1.5",                                   // not numbers: 0
+	"$JS.ACK.orders.audit.18446744073709551617.99999999999999999999.1.1.1", // overflows as nats.go does
+	"$JS.ACK...........",
+	"$JS.NAK.orders.audit.12.34.30.1765030000123456789.5",
+	"_INBOX.abc.def",
+	"",
+}
+
+func TestParseAckMetadata(t *testing.T) {
+	t.Parallel()
+	for _, reply := range ackReplies {
+		checkAckMetadata(t, reply)
+	}
+}
+
+func FuzzParseAckMetadata(f *testing.F) {
+	for _, reply := range ackReplies {
+		f.Add(reply)
+	}
+	f.Fuzz(func(t *testing.T, reply string) { checkAckMetadata(t, reply) })
+}
