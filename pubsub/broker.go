@@ -81,7 +81,8 @@ type Message struct {
 // Confirmation reports whether the broker stored a published message.
 type Confirmation interface {
 	// Wait blocks until the broker confirms or rejects the message, or ctx
-	// is done.
+	// is done. It may be called again, and from several goroutines at
+	// once: each call that the outcome reaches answers it.
 	Wait(ctx context.Context) error
 }
 

@@ -182,7 +182,8 @@ type Future struct {
 func (f *Future) ID() string { return f.info.MessageID }
 
 // Wait blocks until the broker confirms or rejects the message, or ctx is
-// done, and returns the error of the chain, of the broker or of ctx.
+// done, and returns the error of the chain, of the broker or of ctx. It may
+// be called again, and from several goroutines at once.
 func (f *Future) Wait(ctx context.Context) error {
 	if f.err != nil {
 		return f.err

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 
 	"connectrpc.com/connect"
 
@@ -108,21 +109,70 @@ type confirmation struct {
 	paf   jetstream.PubAckFuture
 	b     *Broker
 	topic string
+
+	// The future's channels hand its outcome to one receiver only: the
+	// first Wait to find none receiving receives it and keeps it, so that
+	// any Wait after it, or beside it, answers the same.
+	mu        sync.Mutex
+	receiving bool          // a Wait receives from paf
+	settled   bool          // err is the outcome
+	err       error         // the outcome: nil once the broker stored the message
+	changed   chan struct{} // made by a Wait beside the receiving one; closed when it stops receiving
 }
 
 func (c *confirmation) Wait(ctx context.Context) error {
-	select {
-	case <-c.paf.Ok(): // confirmed already
-		return nil
-	default:
+	for {
+		c.mu.Lock()
+		if c.settled {
+			c.mu.Unlock()
+			return c.err
+		}
+		if !c.receiving {
+			c.receiving = true
+			c.mu.Unlock()
+			return c.receive(ctx)
+		}
+		if c.changed == nil {
+			c.changed = make(chan struct{})
+		}
+		changed := c.changed
+		c.mu.Unlock()
+		select {
+		case <-changed: // settled, or the receiving Wait gave up: look again
+		case <-ctx.Done():
+			return ctx.Err()
+		}
 	}
+}
+
+// receive waits for the outcome as the one Wait receiving from paf.
+func (c *confirmation) receive(ctx context.Context) error {
+	var err error
 	select {
-	case <-c.paf.Ok():
-		return nil
-	case err := <-c.paf.Err():
-		return c.b.publishError(c.topic, err)
-	case <-ctx.Done():
-		return ctx.Err()
+	case <-c.paf.Ok(): // confirmed already: no select on three channels
+	default:
+		select {
+		case <-c.paf.Ok():
+		case perr := <-c.paf.Err():
+			err = c.b.publishError(c.topic, perr)
+		case <-ctx.Done():
+			c.stopReceiving(false, nil)
+			return ctx.Err()
+		}
+	}
+	c.stopReceiving(true, err)
+	return err
+}
+
+// stopReceiving ends a Wait's turn at receiving, with the outcome when
+// settled, and wakes the Waits beside it.
+func (c *confirmation) stopReceiving(settled bool, err error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.receiving, c.settled, c.err = false, settled, err
+	if c.changed != nil {
+		close(c.changed)
+		c.changed = nil
 	}
 }
 

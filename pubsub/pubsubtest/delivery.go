@@ -16,6 +16,36 @@ import (
 	"google.golang.org/protobuf/proto"
 )
 
+// testWaitAgain waits on each Future of asynchronous publishes with a done
+// context, then from three goroutines at once, then once more: every Wait
+// with time left answers that the broker stored the message, as a Future
+// keeps its outcome.
+func testWaitAgain(t *testing.T, h *harness) {
+	pub := h.publisher(t, h.broker, "again")
+	done, cancel := context.WithCancel(t.Context())
+	cancel()
+	ctx, stop := context.WithTimeout(t.Context(), 30*time.Second)
+	defer stop()
+	for i := range 5 {
+		f := pub.PublishAsync(t.Context(), &pingv1.PingRequest{Number: int64(i)})
+		if err := f.Wait(done); err != nil && !errors.Is(err, context.Canceled) {
+			t.Fatalf("message %d: Wait with a done context = %v, want nil or %v", i, err, context.Canceled)
+		}
+		errs := make(chan error, 3)
+		for range 3 {
+			go func() { errs <- f.Wait(ctx) }()
+		}
+		for range 3 {
+			if err := <-errs; err != nil {
+				t.Fatalf("message %d: one of three Waits at once = %v, want nil", i, err)
+			}
+		}
+		if err := f.Wait(ctx); err != nil {
+			t.Fatalf("message %d: Wait once more = %v, want nil", i, err)
+		}
+	}
+}
+
 func testRoundTrip(t *testing.T, h *harness) {
 	if got := h.broker.System(); got != h.features.System {
 		t.Errorf("System() = %q, want %q", got, h.features.System)

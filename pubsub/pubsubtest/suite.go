@@ -43,6 +43,7 @@ func Run(t *testing.T, features Features, newBackend func(tb testing.TB) Backend
 		{"RoundTrip", testRoundTrip},
 		{"JSON", testJSON},
 		{"PublishBatch", testPublishBatch},
+		{"WaitAgain", testWaitAgain},
 		{"ValidationOnPublish", testValidationOnPublish},
 		{"TypeMismatchDeadLetters", testTypeMismatch},
 		{"UndecodableDeadLetters", testUndecodable},
