@@ -4,7 +4,8 @@ import (
 	"context"
 	"net"
 	"net/http"
-	"sync/atomic"
+
+	"github.com/connectkit/connectkit/internal/connctx"
 )
 
 // HTTPVersion wraps an HTTP handler so that the [Logging] interceptor can log
@@ -19,9 +20,9 @@ import (
 func HTTPVersion(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		v := httpVersion(r.ProtoMajor*10 + r.ProtoMinor)
-		if c, ok := r.Context().Value(connVersionKey{}).(*connVersion); ok {
+		if c := connctx.FromContext(r.Context()); c != nil {
 			// Every request of a connection has the same version.
-			c.v.Store(uint32(v))
+			c.Version.Store(uint32(v))
 			next.ServeHTTP(w, r)
 			return
 		}
@@ -34,15 +35,10 @@ func HTTPVersion(next http.Handler) http.Handler {
 // context instead of copying every request. Compose it with your own
 // ConnContext, if any, by calling it from there.
 func ConnContext(ctx context.Context, _ net.Conn) context.Context {
-	return context.WithValue(ctx, connVersionKey{}, &connVersion{})
+	return connctx.NewContext(ctx)
 }
 
 type httpVersionKey struct{}
-
-type connVersionKey struct{}
-
-// connVersion is a connection's HTTP version, set by its requests.
-type connVersion struct{ v atomic.Uint32 }
 
 // httpVersion is major*10+minor: a small integer, which a context value holds
 // without allocating.
@@ -69,8 +65,8 @@ func httpVersionFrom(ctx context.Context) httpVersion {
 	if v, ok := ctx.Value(httpVersionKey{}).(httpVersion); ok {
 		return v
 	}
-	if c, ok := ctx.Value(connVersionKey{}).(*connVersion); ok {
-		return httpVersion(c.v.Load())
+	if c := connctx.FromContext(ctx); c != nil {
+		return httpVersion(c.Version.Load())
 	}
 	return 0
 }

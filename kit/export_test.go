@@ -1,7 +1,21 @@
 package kit
 
-import "time"
+import (
+	"net/http"
+	"time"
+
+	"github.com/connectkit/connectkit/internal/connctx"
+)
 
 // SetSendStall sets how long a stream's Send may wait for its client (see
 // sendGuard), for services mounted after the call.
 func SetSendStall(s *Server, d time.Duration) { s.sendStall = d }
+
+// StackMark returns where the stack of the connection r came over was
+// after its last growth (see growConnStack), or 0.
+func StackMark(r *http.Request) uintptr {
+	if c := connctx.FromContext(r.Context()); c != nil {
+		return c.StackMark
+	}
+	return 0
+}

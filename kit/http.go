@@ -26,7 +26,8 @@ func (s *Server) newHTTPServer() (*http.Server, error) {
 	protocols.SetHTTP1(true)
 	srv := &http.Server{
 		// HTTPVersion and ConnContext let log lines say which HTTP version
-		// a call came over, without copying each request.
+		// a call came over, without copying each request; ConnContext also
+		// lets serving grow an HTTP/1.x connection's stack only when needed.
 		Handler:           serving(&s.handlers, &s.draining, interceptors.HTTPVersion(s.withCORS(s.routes))),
 		ConnContext:       interceptors.ConnContext,
 		ReadHeaderTimeout: s.cfg.ReadHeaderTimeout,
@@ -143,7 +144,7 @@ func (s *Server) withCORS(h http.Handler) http.Handler {
 // request, so it too would grow again, deep in the call, after every GC:
 // growing it first took 14% off the CPU of a Connect JSON call over
 // HTTP/1.1 at 50 in flight, and changed nothing at 1 in flight
-// (BENCHMARKS.md).
+// (BENCHMARKS.md). It is grown only after it was shrunk (see [growConnStack]).
 func serving(wg *sync.WaitGroup, draining *atomic.Bool, h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		wg.Add(1)
@@ -151,7 +152,14 @@ func serving(wg *sync.WaitGroup, draining *atomic.Bool, h http.Handler) http.Han
 		if r.ProtoMajor == 1 && draining.Load() {
 			w.Header().Set("Connection", "close")
 		}
-		growStack()
+		// HTTP/2 requests call growStack from here, not through a helper:
+		// every frame on the stack when it grows costs about 1 000
+		// instructions to copy. HTTP/1.x ones seldom grow.
+		if c := http1Conn(r); c != nil {
+			growConnStack(&c.StackMark)
+		} else {
+			growStack()
+		}
 		h.ServeHTTP(w, r)
 	})
 }

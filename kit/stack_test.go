@@ -1,0 +1,47 @@
+package kit_test
+
+import (
+	"io"
+	"net/http"
+	"testing"
+
+	"github.com/connectkit/connectkit/kit"
+	"github.com/connectkit/connectkit/kit/kittest"
+)
+
+// kit.Server grows an HTTP/1.1 connection's stack through the connection's
+// own mark (see growConnStack), which its next request finds; HTTP/2
+// requests do not use it.
+func TestServerGrowsHTTP1StacksPerConnection(t *testing.T) {
+	t.Parallel()
+	marks := make(chan uintptr, 1)
+	srv := kittest.NewServer(t, kit.Config{}, func(srv *kit.Server) {
+		srv.Mount("/stack", http.HandlerFunc(func(_ http.ResponseWriter, r *http.Request) {
+			marks <- kit.StackMark(r)
+		}))
+	})
+	get := func(c *http.Client) uintptr {
+		t.Helper()
+		res, err := c.Get(srv.URL + "/stack")
+		if err != nil {
+			t.Fatalf("GET: %v", err)
+		}
+		_, _ = io.Copy(io.Discard, res.Body)
+		res.Body.Close()
+		return <-marks
+	}
+	// A GC between the two requests may shrink the stack, which the second
+	// then grows again: one pair in a few must find the first's mark.
+	var first, second uintptr
+	for range 10 {
+		if first, second = get(srv.HTTP1Client()), get(srv.HTTP1Client()); first == 0 || second == first {
+			break
+		}
+	}
+	if first == 0 || second != first {
+		t.Errorf("HTTP/1.1 on one connection: marks %#x, then %#x; want the same, not 0", first, second)
+	}
+	if h2 := get(srv.HTTP2Client()); h2 != 0 {
+		t.Errorf("HTTP/2: mark %#x, want none", h2)
+	}
+}
