@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"math/rand/v2"
+	"net/http"
 	"testing"
 )
 
@@ -38,5 +39,29 @@ func TestFormatUUIDv4(t *testing.T) {
 	}
 	if got := formatUUIDv4(^uint64(0), ^uint64(0)); got != "ffffffff-ffff-4fff-bfff-ffffffffffff" {
 		t.Errorf("formatUUIDv4(all ones) = %s; want version 4 and variant 10 set", got)
+	}
+}
+
+// headerValue finds what http.Header.Get finds, for a canonical key.
+func TestHeaderValue(t *testing.T) {
+	t.Parallel()
+	lower := http.Header{}
+	lower.Set("x-request-id", "abc")
+	for _, tc := range []struct {
+		name string
+		h    http.Header
+	}{
+		{name: "none", h: http.Header{}},
+		{name: "set", h: http.Header{"Content-Type": {"x"}, RequestIDHeader: {"abc"}}},
+		{name: "set as lower case", h: lower},
+		{name: "several", h: http.Header{RequestIDHeader: {"a", "b"}}},
+		{name: "no value", h: http.Header{RequestIDHeader: {}}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			if got, want := headerValue(tc.h, RequestIDHeader), tc.h.Get(RequestIDHeader); got != want {
+				t.Errorf("headerValue = %q; want %q", got, want)
+			}
+		})
 	}
 }
