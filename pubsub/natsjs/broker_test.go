@@ -532,3 +532,39 @@ func testPullExpiry(t *testing.T, expiry, heartbeat time.Duration) {
 		t.Errorf("the idle subscription renewed its pull request after %v, want about %v", gap, expiry)
 	}
 }
+
+// TestPublishWaitsBeforeRecreatingALostStream: a publish that finds its
+// stream deleted behind the broker's back makes the next publish create it
+// again, but not before healDelay has passed since: nats-server answers a
+// deletion before it has moved the stream's files, and a stream of the same
+// name made within milliseconds loses its directory and never acknowledges
+// a write. The next publish waits and then succeeds.
+func TestPublishWaitsBeforeRecreatingALostStream(t *testing.T) {
+	t.Parallel()
+	b := newEmbedded(t)
+	pub, err := pubsub.NewPublisher[pingv1.PingRequest](b, "lost")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := pub.Publish(t.Context(), &pingv1.PingRequest{Number: 1}); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.JetStream().DeleteStream(t.Context(), "lost"); err != nil {
+		t.Fatal(err)
+	}
+	if err := pub.Publish(t.Context(), &pingv1.PingRequest{Number: 2}); err == nil {
+		t.Fatal("Publish to a deleted stream succeeded")
+	}
+	failed := time.Now()
+	if err := pub.Publish(t.Context(), &pingv1.PingRequest{Number: 3}); err != nil {
+		t.Fatalf("Publish after the stream was lost: %v", err)
+	}
+	checkCreatedAfterHealDelay(t, b, "lost", failed)
+	s, err := b.JetStream().Stream(t.Context(), "lost")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := s.CachedInfo().State.Msgs; n != 1 {
+		t.Errorf("stream holds %d messages, want 1", n)
+	}
+}

@@ -294,8 +294,8 @@ func (c *consumer) checkExists() {
 	}
 }
 
-// healDelay is how long heal waits before it creates a lost stream and
-// consumer again.
+// healDelay is how long a stream or consumer found lost waits before it is
+// created again (see streamLost).
 const healDelay = time.Second
 
 // heal creates the stream and the consumer again, retrying until it succeeds
@@ -306,12 +306,8 @@ func (c *consumer) heal() {
 		c.healing = false
 		c.mu.Unlock()
 	}()
-	c.b.streams.Delete(c.cfg.Topic) // the stream may be gone too
-	// nats-server (2.15) answers a stream's deletion before it has moved the
-	// stream's files away: a stream of the same name created within
-	// milliseconds can lose its directory to that move, and then fails every
-	// write ("Critical write error"), so that no publish is ever
-	// acknowledged. Let a deletion finish first.
+	c.b.streamLost(c.cfg.Topic) // the stream may be gone too: not made again at once (see streamLost)
+	// Nor the consumer, whose stream may have been made again a moment ago.
 	select {
 	case <-time.After(healDelay):
 	case <-c.stopCtx.Done():

@@ -33,7 +33,7 @@ func deadSubject(subscription, topic string) string {
 
 func (b *Broker) ensureDeadLetterStream(ctx context.Context) error {
 	return b.dlOnce.do(ctx, func() error {
-		return b.upsertStream(ctx, jetstream.StreamConfig{
+		return b.upsertStream(ctx, time.Unix(0, b.dlNotBefore.Load()), jetstream.StreamConfig{
 			Name:        b.cfg.DeadLetterStream,
 			Description: "pubsub dead letters",
 			Subjects:    []string{deadPrefix + ">"},
@@ -75,6 +75,7 @@ func (b *Broker) DeadLetter(ctx context.Context, dl *pubsub.DeadLetter) error {
 	if errors.Is(err, jetstream.ErrNoStreamResponse) {
 		// The stream was deleted behind our back (no stream answers its
 		// subjects): create it again, once.
+		b.dlNotBefore.Store(time.Now().Add(healDelay).UnixNano()) // see streamLost
 		b.dlOnce.reset()
 		if err := b.ensureDeadLetterStream(ctx); err != nil {
 			return err
@@ -214,8 +215,8 @@ func (b *Broker) Redrive(ctx context.Context, dl *pubsub.DeadLetter) error {
 	_, err = b.js.PublishMsg(ctx, msg)
 	if errors.Is(err, jetstream.ErrNoStreamResponse) {
 		// The topic's stream was deleted behind our back: create it again,
-		// once.
-		b.streams.Delete(stored.Message.Topic)
+		// once (after healDelay: see streamLost).
+		b.streamLost(stored.Message.Topic)
 		if err := b.ensureStream(ctx, stored.Message.Topic); err != nil {
 			return err
 		}

@@ -80,10 +80,13 @@ type Broker struct {
 	noCallbacks bool
 	closeOnce   sync.Once
 
-	window  chan struct{}         // one token per publish awaiting its ack
-	streams sync.Map              // topic → *streamState
-	dlOnce  onceErr               // the dead-letter stream exists
-	denied  atomic.Pointer[error] // the last permissions violation
+	window  chan struct{} // one token per publish awaiting its ack
+	streams sync.Map      // topic → *streamState
+	dlOnce  onceErr       // the dead-letter stream exists
+	// dlNotBefore is when the dead-letter stream, lost, may be created
+	// again (Unix nanoseconds; see streamLost).
+	dlNotBefore atomic.Int64
+	denied      atomic.Pointer[error] // the last permissions violation
 	// consumers holds the subscriptions' consumers running (*consumer),
 	// which look themselves up after a reconnect.
 	consumers sync.Map

@@ -54,10 +54,25 @@ func TestDeadLetterStreamDeletedIsRecreated(t *testing.T) {
 	if err := b.JetStream().DeleteStream(t.Context(), natsjs.DefaultDeadLetterStream); err != nil {
 		t.Fatal(err)
 	}
+	deleted := time.Now()
 	if err := pub.Publish(t.Context(), &pingv1.PingRequest{Number: 2}); err != nil {
 		t.Fatal(err)
 	}
 	pubsubtest.WaitFor(t, "the dead letter after the stream's deletion", func() bool { return deadLetterCount(t, b, "dlgone", "s") == 1 })
+	checkCreatedAfterHealDelay(t, b, natsjs.DefaultDeadLetterStream, deleted)
+}
+
+// checkCreatedAfterHealDelay fails t unless stream was created again at
+// least the heal delay (1s) after since: see natsjs's streamLost.
+func checkCreatedAfterHealDelay(t *testing.T, b *natsjs.Broker, stream string, since time.Time) {
+	t.Helper()
+	s, err := b.JetStream().Stream(t.Context(), stream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := s.CachedInfo().Created.Sub(since); d < 900*time.Millisecond {
+		t.Errorf("stream %s created again %v after it was lost; want the heal delay (1s) first", stream, d)
+	}
 }
 
 // TestURLSecretsHidden: the password or token of NATS_URL appears in no
@@ -309,6 +324,7 @@ func TestRedriveAfterStreamDeleted(t *testing.T) {
 	if err := b.JetStream().DeleteStream(t.Context(), "redrive_gone"); err != nil {
 		t.Fatal(err)
 	}
+	deleted := time.Now()
 	for dl, err := range b.DeadLetters(t.Context(), "redrive.gone", "s") {
 		if err != nil {
 			t.Fatal(err)
@@ -324,6 +340,7 @@ func TestRedriveAfterStreamDeleted(t *testing.T) {
 	if n := s.CachedInfo().State.Msgs; n != 1 {
 		t.Errorf("the topic's stream holds %d messages after the re-drive, want 1", n)
 	}
+	checkCreatedAfterHealDelay(t, b, "redrive_gone", deleted)
 }
 
 // TestStartWithoutJetStreamPermissions: a user the server does not allow

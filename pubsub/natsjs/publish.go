@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"time"
 
 	"connectrpc.com/connect"
 
@@ -185,13 +186,26 @@ func (b *Broker) publishError(topic string, err error) error {
 			fmt.Errorf("natsjs: publish to %s failed: message over the server's max payload of %d bytes: %w", topic, b.nc.MaxPayload(), err))
 	}
 	if errors.Is(err, jetstream.ErrNoStreamResponse) {
-		b.streams.Delete(topic) // deleted behind our back: create it again on the next publish
+		b.streamLost(topic) // deleted behind our back: create it again on the next publish
 	}
 	return fmt.Errorf("natsjs: publish to %s failed: %w", topic, err)
 }
 
 // streamState remembers that a topic's stream was set up.
-type streamState struct{ once onceErr }
+type streamState struct {
+	once      onceErr
+	notBefore time.Time // when the stream may be created again, after it was lost
+}
+
+// streamLost makes the next ensureStream of topic look its stream up
+// again, and create it, if it is gone, only once healDelay has passed:
+// nats-server (2.15) answers a stream's deletion
+// before it has moved the stream's files away, and a stream of the same
+// name created within milliseconds can lose its directory to that move and
+// then fail every write, so that no publish is ever acknowledged.
+func (b *Broker) streamLost(topic string) {
+	b.streams.Store(topic, &streamState{notBefore: time.Now().Add(healDelay)})
+}
 
 // streamReady reports whether ensureStream has set up the stream of topic.
 func (b *Broker) streamReady(topic string) bool {
@@ -205,8 +219,9 @@ func (b *Broker) ensureStream(ctx context.Context, topic string) error {
 	if !ok {
 		st, _ = b.streams.LoadOrStore(topic, &streamState{})
 	}
-	return st.(*streamState).once.do(ctx, func() error {
-		return b.upsertStream(ctx, jetstream.StreamConfig{
+	state := st.(*streamState)
+	return state.once.do(ctx, func() error {
+		return b.upsertStream(ctx, state.notBefore, jetstream.StreamConfig{
 			Name:       streamName(topic),
 			Subjects:   []string{topic, redriveSubject("*", topic)},
 			Retention:  jetstream.LimitsPolicy,
@@ -219,12 +234,31 @@ func (b *Broker) ensureStream(ctx context.Context, topic string) error {
 	})
 }
 
-// upsertStream creates the stream of want, or updates the fields this driver
-// manages on an existing one. owner names what the stream is for, in the
-// error when a stream of that name holds other subjects.
-func (b *Broker) upsertStream(ctx context.Context, want jetstream.StreamConfig, owner string) error {
+// sleepCtx waits for d, or until ctx is done.
+func sleepCtx(ctx context.Context, d time.Duration) error {
+	if d <= 0 {
+		return nil
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// upsertStream creates the stream of want, not before notBefore (see
+// streamLost), or updates the fields this driver manages on an existing
+// one. owner names what the stream is for, in the error when a stream of
+// that name holds other subjects.
+func (b *Broker) upsertStream(ctx context.Context, notBefore time.Time, want jetstream.StreamConfig, owner string) error {
 	s, err := b.js.Stream(ctx, want.Name)
 	if errors.Is(err, jetstream.ErrStreamNotFound) {
+		if err := sleepCtx(ctx, time.Until(notBefore)); err != nil {
+			return fmt.Errorf("natsjs: waiting to create the lost stream %s for %s again: %w", want.Name, owner, err)
+		}
 		_, err = b.js.CreateStream(ctx, want)
 		if !errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
 			if err != nil {
