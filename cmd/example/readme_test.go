@@ -127,3 +127,25 @@ func TestREADMESessions(t *testing.T) {
 		}
 	}
 }
+
+// TestREADMEProtovalidateVersion: the README's setup for a project of its
+// reader's own copies validate.proto at the version whose Go types kit
+// links, the Makefile's PROTOVALIDATE_VERSION.
+func TestREADMEProtovalidateVersion(t *testing.T) {
+	makefile, err := os.ReadFile("../../Makefile")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := regexp.MustCompile(`(?m)^PROTOVALIDATE_VERSION := (\S+)$`).FindSubmatch(makefile)
+	if m == nil {
+		t.Fatal("no PROTOVALIDATE_VERSION in the Makefile")
+	}
+	readme, err := os.ReadFile(readmePath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "github.com/bufbuild/protovalidate@" + string(m[1])
+	if !strings.Contains(string(readme), want) {
+		t.Errorf("README does not copy validate.proto from %s, the Makefile's version", want)
+	}
+}
