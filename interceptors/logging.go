@@ -259,17 +259,18 @@ func (l *logging) WrapStreamingHandler(next connect.StreamingHandlerFunc) connec
 func (l *logging) WrapStreamingClient(next connect.StreamingClientFunc) connect.StreamingClientFunc {
 	return func(ctx context.Context, spec connect.Spec) connect.StreamingClientConn {
 		start := time.Now()
-		requestID := RequestIDFrom(ctx)
 		conn := next(ctx, spec)
+		// The request id is read when it is logged: a stream's is settled
+		// when its request headers go out, which may set the caller's.
 		s := observeClientStream(ctx, conn, func(s *clientStream, err error) {
 			l.logCall(ctx, callLine{
-				spec: spec, peer: conn.Peer(), requestID: requestID, start: start, err: err,
+				spec: spec, peer: conn.Peer(), requestID: RequestIDFrom(ctx), start: start, err: err,
 				stream: true, sent: s.sent.Load(), received: s.received.Load(),
 			})
 		})
 		if l.cfg.payloads && l.logger.Enabled(ctx, slog.LevelDebug) {
-			s.onSend = func(msg any) { l.logPayload(ctx, spec, requestID, "sent", msg) }
-			s.onReceive = func(msg any) { l.logPayload(ctx, spec, requestID, "received", msg) }
+			s.onSend = func(msg any) { l.logPayload(ctx, spec, RequestIDFrom(ctx), "sent", msg) }
+			s.onReceive = func(msg any) { l.logPayload(ctx, spec, RequestIDFrom(ctx), "received", msg) }
 		}
 		return s
 	}

@@ -5,6 +5,8 @@ import (
 	"encoding/binary"
 	"math/rand/v2"
 	"net/http"
+	"sync"
+	"sync/atomic"
 
 	"connectrpc.com/connect"
 	"github.com/connectkit/connectkit/internal/msgctx"
@@ -27,7 +29,8 @@ const maxRequestIDLen = 128
 // [RequestIDFrom].
 //
 // On a client, the id sent in X-Request-Id is, in order: the one already set
-// on the request, the one of the call being served ([RequestIDFrom] the
+// on the request (for a client or bidi stream, on its RequestHeader before
+// the first Send), the one of the call being served ([RequestIDFrom] the
 // context), or a new one. So a request id follows a request from service to
 // service.
 func RequestID() connect.Interceptor {
@@ -37,8 +40,11 @@ func RequestID() connect.Interceptor {
 // RequestIDFrom returns the request id of the call ctx belongs to, or "" if
 // the [RequestID] interceptor did not see it.
 func RequestIDFrom(ctx context.Context) string {
-	if c, ok := ctx.Value(requestIDKey{}).(*requestIDContext); ok {
+	switch c := ctx.Value(requestIDKey{}).(type) {
+	case *requestIDContext:
 		return c.id
+	case *streamIDContext:
+		return *c.id.Load()
 	}
 	return ""
 }
@@ -114,11 +120,58 @@ func echoRequestID(resp connect.AnyResponse, err error, c *requestIDContext) (co
 
 func (requestIDInterceptor) WrapStreamingClient(next connect.StreamingClientFunc) connect.StreamingClientFunc {
 	return func(ctx context.Context, spec connect.Spec) connect.StreamingClientConn {
-		ctx, id := clientRequestID(ctx, "")
-		conn := next(ctx, spec)
-		conn.RequestHeader().Set(RequestIDHeader, id)
-		return conn
+		id := RequestIDFrom(ctx)
+		if id == "" {
+			id = newRequestID()
+		}
+		c := &streamIDContext{Context: ctx}
+		c.id.Store(&id)
+		return &requestIDClientConn{StreamingClientConn: next(c, spec), ctx: c}
 	}
+}
+
+// streamIDContext carries the request id of a client stream, which is known
+// only when the request headers go out: the caller sets its own on them
+// after the interceptors made the stream (for a server stream, connect
+// copies the request's headers in then).
+type streamIDContext struct {
+	context.Context
+	id atomic.Pointer[string]
+}
+
+func (c *streamIDContext) Value(key any) any {
+	if key == (requestIDKey{}) {
+		return c
+	}
+	return c.Context.Value(key)
+}
+
+// requestIDClientConn settles a client stream's request id when its request
+// headers go out, with its first Send or its CloseRequest.
+type requestIDClientConn struct {
+	connect.StreamingClientConn
+	ctx  *streamIDContext
+	once sync.Once
+}
+
+func (c *requestIDClientConn) Send(msg any) error {
+	c.once.Do(c.settle)
+	return c.StreamingClientConn.Send(msg)
+}
+
+func (c *requestIDClientConn) CloseRequest() error {
+	c.once.Do(c.settle)
+	return c.StreamingClientConn.CloseRequest()
+}
+
+// settle keeps the id set on the request headers when it is valid, as
+// clientUnaryRequestID does; otherwise it sends the stream's.
+func (c *requestIDClientConn) settle() {
+	h := c.RequestHeader()
+	if id := h.Get(RequestIDHeader); validRequestID(id) {
+		c.ctx.id.Store(&id)
+	}
+	h[RequestIDHeader] = []string{*c.ctx.id.Load()}
 }
 
 func (requestIDInterceptor) WrapStreamingHandler(next connect.StreamingHandlerFunc) connect.StreamingHandlerFunc {

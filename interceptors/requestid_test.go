@@ -149,3 +149,83 @@ func setID(h http.Header, id string) {
 		h.Set(interceptors.RequestIDHeader, id)
 	}
 }
+
+// TestRequestIDClientStreams checks that a client stream sends the id set on
+// its request headers (for a server stream, on the request), as a unary call
+// does, and that the client's line logs the id it sent.
+func TestRequestIDClientStreams(t *testing.T) {
+	t.Parallel()
+	for _, proto := range protocols {
+		for _, procedure := range []string{
+			pingv1connect.PingServiceSumProcedure,
+			pingv1connect.PingServiceCountUpProcedure,
+			pingv1connect.PingServiceCumSumProcedure,
+		} {
+			for _, set := range []string{"set-by-caller", ""} {
+				name := proto.name + procedure[strings.LastIndex(procedure, "/"):]
+				if set == "" {
+					name += "/unset"
+				}
+				t.Run(name, func(t *testing.T) {
+					t.Parallel()
+					s := newTestServer(t, serverConfig{})
+					got := streamWithRequestID(t, s.pingClient(t, proto.opts...), procedure, set)
+					if set != "" && got != set {
+						t.Errorf("server answered %q, want the id set by the caller, %q", got, set)
+					}
+					if set == "" && !uuidV4.MatchString(got) {
+						t.Errorf("server answered %q, want a new UUID", got)
+					}
+					want := map[string]any{"msg": "rpc", "procedure": procedure}
+					for side, logs := range map[string]*logBuffer{"server": s.server.logs, "client": s.client.logs} {
+						if line := logs.waitLine(t, want); line["request_id"] != got {
+							t.Errorf("%s logged request_id %v, server answered %q", side, line["request_id"], got)
+						}
+					}
+				})
+			}
+		}
+	}
+}
+
+// streamWithRequestID runs a stream of procedure with id, if not empty, set
+// on its request headers, and returns the id in the response headers.
+func streamWithRequestID(t *testing.T, client pingv1connect.PingServiceClient, procedure, id string) string {
+	t.Helper()
+	var header http.Header
+	var err error
+	switch procedure {
+	case pingv1connect.PingServiceSumProcedure:
+		stream := client.Sum(t.Context())
+		setID(stream.RequestHeader(), id)
+		if err = stream.Send(&pingv1.SumRequest{Number: 1}); err == nil {
+			var resp *connect.Response[pingv1.SumResponse]
+			if resp, err = stream.CloseAndReceive(); err == nil {
+				header = resp.Header()
+			}
+		}
+	case pingv1connect.PingServiceCountUpProcedure:
+		req := connect.NewRequest(&pingv1.CountUpRequest{Number: 1})
+		setID(req.Header(), id)
+		var stream *connect.ServerStreamForClient[pingv1.CountUpResponse]
+		if stream, err = client.CountUp(t.Context(), req); err == nil {
+			for stream.Receive() {
+			}
+			err, header = stream.Err(), stream.ResponseHeader()
+			_ = stream.Close()
+		}
+	case pingv1connect.PingServiceCumSumProcedure:
+		stream := client.CumSum(t.Context())
+		setID(stream.RequestHeader(), id)
+		if err = stream.Send(&pingv1.CumSumRequest{Number: 1}); err == nil {
+			_, err = stream.Receive()
+		}
+		_ = stream.CloseRequest()
+		header = stream.ResponseHeader()
+		_ = stream.CloseResponse()
+	}
+	if err != nil {
+		t.Fatalf("%s: %v", procedure, err)
+	}
+	return header.Get(interceptors.RequestIDHeader)
+}
