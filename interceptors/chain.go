@@ -121,8 +121,10 @@ func WithoutLogging() Option { return without(pieceLogging) }
 func WithoutMetrics() Option { return without(pieceMetrics) }
 
 // WithoutRecovery leaves [Recovery] out of [Default]'s chain: a panic then
-// reaches net/http, which logs it on the server's ErrorLog and drops the
-// connection, and no interceptor logs or counts the call.
+// reaches net/http, which logs it on the server's ErrorLog and aborts the
+// response (it closes an HTTP/1.x connection, and resets the call's stream
+// of an HTTP/2 one: a connect client gets Unavailable or Internal), and no
+// interceptor logs or counts the call.
 func WithoutRecovery() Option { return without(pieceRecovery) }
 
 // WithoutValidation leaves [Validation] out of [Default]'s chain.
