@@ -165,19 +165,23 @@ func TestLoggingStreams(t *testing.T) {
 }
 
 // TestHTTPVersion checks the http field over both HTTP versions, with and
-// without interceptors.ConnContext on the server.
+// without interceptors.ConnContext on the server, and that a server not
+// wrapped by interceptors.HTTPVersion logs no http field at all.
 func TestHTTPVersion(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct {
 		name        string
 		http1       bool
 		connContext bool
-		want        string
+		unwrapped   bool   // no interceptors.HTTPVersion
+		want        string // "": no http field
 	}{
 		{name: "h2c", want: "HTTP/2.0", connContext: true},
 		{name: "http1", http1: true, want: "HTTP/1.1", connContext: true},
 		{name: "h2c without ConnContext", want: "HTTP/2.0"},
 		{name: "http1 without ConnContext", http1: true, want: "HTTP/1.1"},
+		{name: "h2c without HTTPVersion", connContext: true, unwrapped: true},
+		{name: "http1 without either", http1: true, unwrapped: true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -188,7 +192,11 @@ func TestHTTPVersion(t *testing.T) {
 			if tc.connContext {
 				connContext = interceptors.ConnContext
 			}
-			client := pingv1connect.NewPingServiceClient(httpClient(t, tc.http1), serveWith(t, interceptors.HTTPVersion(mux), connContext))
+			var h http.Handler = mux
+			if !tc.unwrapped {
+				h = interceptors.HTTPVersion(mux)
+			}
+			client := pingv1connect.NewPingServiceClient(httpClient(t, tc.http1), serveWith(t, h, connContext))
 			for range 2 { // two calls on one connection
 				if _, err := client.Ping(t.Context(), connect.NewRequest(&pingv1.PingRequest{})); err != nil {
 					t.Fatal(err)
@@ -196,8 +204,12 @@ func TestHTTPVersion(t *testing.T) {
 			}
 			waitFor(t, func() bool { return len(o.logs.matching(t, map[string]any{"msg": "rpc"})) == 2 },
 				func() string { return "two lines:\n" + o.logs.dump() })
-			if lines := o.logs.matching(t, map[string]any{"msg": "rpc", "http": tc.want}); len(lines) != 2 {
-				t.Errorf("want http %s on both lines:\n%s", tc.want, o.logs.dump())
+			var want any = tc.want
+			if tc.want == "" {
+				want = nil // absent, not empty
+			}
+			if lines := o.logs.matching(t, map[string]any{"msg": "rpc", "http": want}); len(lines) != 2 {
+				t.Errorf("want http %q on both lines:\n%s", tc.want, o.logs.dump())
 			}
 		})
 	}
