@@ -109,13 +109,32 @@ func splitProcedure(procedure string) (service, method string) {
 
 // withErrorMeta sets key to value in the metadata of err, wrapping err in a
 // *connect.Error (with the code connect would give it) when it is not one.
-// Connect sends error metadata as response headers or trailers.
+// Connect sends error metadata as response headers or trailers, except a
+// wire error's (one a handler returns as a client gave it, which holds the
+// other server's response headers): such an error is made anew, with its
+// code, message and details, and the one header.
 func withErrorMeta(err error, key, value string) error {
 	var ce *connect.Error
 	if !errors.As(err, &ce) || ce == nil {
 		ce = connect.NewError(codeOf(err), err)
 		err = ce
+	} else if connect.IsWireError(ce) {
+		fresh := connect.NewError(ce.Code(), wireMessage{msg: ce.Message(), err: err})
+		for _, d := range ce.Details() {
+			fresh.AddDetail(d)
+		}
+		ce, err = fresh, fresh
 	}
 	ce.Meta().Set(key, value)
 	return err
 }
+
+// wireMessage is a wire error made anew by withErrorMeta: its text is the
+// wire error's message, and it unwraps to what the handler returned.
+type wireMessage struct {
+	msg string
+	err error
+}
+
+func (w wireMessage) Error() string { return w.msg }
+func (w wireMessage) Unwrap() error { return w.err }

@@ -1,0 +1,59 @@
+package kit_test
+
+import (
+	"context"
+	"errors"
+	"testing"
+
+	"connectrpc.com/connect"
+
+	pingv1 "github.com/connectkit/connectkit/internal/gen/connectkit/ping/v1"
+	"github.com/connectkit/connectkit/internal/gen/connectkit/ping/v1/pingv1connect"
+	"github.com/connectkit/connectkit/kit"
+	"github.com/connectkit/connectkit/kit/kittest"
+)
+
+// forwardingPing fails its Fail calls with the error of the same call to
+// another service, returned as is.
+type forwardingPing struct {
+	pingv1connect.UnimplementedPingServiceHandler
+	next pingv1connect.PingServiceClient
+}
+
+func (f *forwardingPing) Fail(ctx context.Context, req *connect.Request[pingv1.FailRequest]) (*connect.Response[pingv1.FailResponse], error) {
+	_, err := f.next.Fail(ctx, connect.NewRequest(&pingv1.FailRequest{Code: req.Msg.GetCode()}))
+	return nil, err
+}
+
+// A handler that returns as is the error of a call it made with
+// srv.ClientOptions() answers with its code, message and details, and
+// echoes the request id, as on any error: connect sends no metadata of an
+// error received from a server (a wire error), so the RequestID
+// interceptor makes it anew.
+func TestForwardedErrorEchoesRequestID(t *testing.T) {
+	t.Parallel()
+	backend := newPingServer(t, kit.Config{}, nil)
+	fwd := &forwardingPing{}
+	front := kittest.NewServer(t, kit.Config{}, func(s *kit.Server) {
+		s.Mount(pingv1connect.NewPingServiceHandler(fwd, s.HandlerOptions()...))
+		fwd.next = newPingClient(backend, backend.HTTP2Client(), s.ClientOptions()...)
+	})
+	for _, p := range front.Protocols() {
+		t.Run(p.Name, func(t *testing.T) {
+			t.Parallel()
+			req := connect.NewRequest(&pingv1.FailRequest{Code: int32(connect.CodeNotFound)})
+			req.Header().Set("X-Request-Id", "forwarded-"+p.Name)
+			_, err := newPingClient(front, p.Client, p.Options...).Fail(t.Context(), req)
+			var ce *connect.Error
+			if !errors.As(err, &ce) {
+				t.Fatalf("err = %v, want a *connect.Error", err)
+			}
+			if ce.Code() != connect.CodeNotFound || ce.Message() != "failed as asked" {
+				t.Errorf("err = %v, want the backend's not_found: failed as asked", err)
+			}
+			if got := ce.Meta().Values("X-Request-Id"); len(got) != 1 || got[0] != "forwarded-"+p.Name {
+				t.Errorf("X-Request-Id = %q, want [%q]", got, "forwarded-"+p.Name)
+			}
+		})
+	}
+}
