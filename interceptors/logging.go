@@ -180,7 +180,7 @@ func (l *logging) WrapUnary(next connect.UnaryFunc) connect.UnaryFunc {
 		}
 		c := l.beginUnary(ctx, req)
 		resp, err := next(c.ctx, req)
-		l.endUnary(&c, req, resp, err)
+		l.endUnary(&c, resp, err)
 		return resp, err
 	}
 }
@@ -192,14 +192,16 @@ func (l *logging) WrapUnary(next connect.UnaryFunc) connect.UnaryFunc {
 // likelier that stack has to grow (be copied) on every call.
 type unaryCall struct {
 	ctx       context.Context
+	spec      connect.Spec // read before the call: a connect client given
+	peer      connect.Peer // a handler's own request rewrites both
 	requestID string
 	start     time.Time
 	debug     bool
 }
 
 func (l *logging) beginUnary(ctx context.Context, req connect.AnyRequest) unaryCall {
-	c := unaryCall{ctx: ctx, start: time.Now()}
 	spec := req.Spec()
+	c := unaryCall{ctx: ctx, spec: spec, peer: req.Peer(), start: time.Now()}
 	if spec.IsClient {
 		c.requestID = RequestIDFrom(ctx)
 	} else {
@@ -213,11 +215,11 @@ func (l *logging) beginUnary(ctx context.Context, req connect.AnyRequest) unaryC
 	return c
 }
 
-func (l *logging) endUnary(c *unaryCall, req connect.AnyRequest, resp connect.AnyResponse, err error) {
+func (l *logging) endUnary(c *unaryCall, resp connect.AnyResponse, err error) {
 	if c.debug && err == nil && resp != nil {
-		l.logPayload(c.ctx, req.Spec(), c.requestID, "response", resp.Any())
+		l.logPayload(c.ctx, c.spec, c.requestID, "response", resp.Any())
 	}
-	l.logCall(c.ctx, callLine{spec: req.Spec(), peer: req.Peer(), requestID: c.requestID, start: c.start, err: err})
+	l.logCall(c.ctx, callLine{spec: c.spec, peer: c.peer, requestID: c.requestID, start: c.start, err: err})
 }
 
 func (l *logging) unaryMessage(ctx context.Context, info *msgctx.Info, req connect.AnyRequest, next connect.UnaryFunc) (connect.AnyResponse, error) {

@@ -3,6 +3,8 @@ package kit_test
 import (
 	"context"
 	"errors"
+	"log/slog"
+	"strings"
 	"testing"
 
 	"connectrpc.com/connect"
@@ -55,5 +57,49 @@ func TestForwardedErrorEchoesRequestID(t *testing.T) {
 				t.Errorf("X-Request-Id = %q, want [%q]", got, "forwarded-"+p.Name)
 			}
 		})
+	}
+}
+
+// reusingPing answers Ping with the answer of another service to the very
+// request it received, which connect's client rewrites (its procedure,
+// peer and protocol headers).
+type reusingPing struct {
+	pingv1connect.UnimplementedPingServiceHandler
+	next pingv1connect.PingServiceClient
+}
+
+func (f *reusingPing) Ping(ctx context.Context, req *connect.Request[pingv1.PingRequest]) (*connect.Response[pingv1.PingResponse], error) {
+	return f.next.Ping(ctx, req)
+}
+
+// The log line of a call whose handler passes its own request to a client
+// still describes that call, a server call from the caller, not the call
+// the client made with it.
+func TestLogLineOfAHandlerThatReusesItsRequest(t *testing.T) {
+	t.Parallel()
+	var logs syncBuffer
+	backend := newPingServer(t, kit.Config{}, nil)
+	fwd := &reusingPing{}
+	front := kittest.NewServer(t, kit.Config{}, func(s *kit.Server) {
+		s.Mount(pingv1connect.NewPingServiceHandler(fwd, s.HandlerOptions()...))
+		fwd.next = newPingClient(backend, backend.HTTP2Client(), s.ClientOptions()...)
+	}, kit.WithLogger(slog.New(slog.NewJSONHandler(&logs, nil))))
+	if _, err := newPingClient(front, front.HTTP1Client()).Ping(t.Context(), connect.NewRequest(&pingv1.PingRequest{Number: 1})); err != nil {
+		t.Fatal(err)
+	}
+	var server map[string]any
+	for _, line := range logLines(t, &logs, "rpc") {
+		if line["kind"] == "server" {
+			server = line
+		}
+	}
+	if server == nil {
+		t.Fatalf("no server line in %s", logs.String())
+	}
+	if server["http"] != "HTTP/1.1" || server["protocol"] != "connect" {
+		t.Errorf("server line %v: want the front call's http HTTP/1.1 and protocol connect", server)
+	}
+	if peer := server["peer"]; peer == strings.TrimPrefix(backend.URL, "http://") {
+		t.Errorf("server line's peer is the backend's address %s", peer)
 	}
 }
