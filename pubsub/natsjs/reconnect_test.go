@@ -114,9 +114,12 @@ func checkReconnects(t *testing.T, b *natsjs.Broker, admin jetstream.JetStream, 
 	pubsubtest.Start(t, sub)
 	waiting := func() int { return numWaiting(admin, stream) }
 	pubsubtest.WaitFor(t, "the first pull request", func() bool { return waiting() == 1 })
-	for i := range cuts {
+	for range cuts {
+		// At least one reconnect: a cut of several connections, slowed by
+		// a loaded machine, may cut the new one too.
+		before := reconnects.Load()
 		cut()
-		pubsubtest.WaitFor(t, "the reconnect", func() bool { return reconnects.Load() == int32(i+1) && b.Conn().IsConnected() })
+		pubsubtest.WaitFor(t, "the reconnect", func() bool { return reconnects.Load() > before && b.Conn().IsConnected() })
 		time.Sleep(expiry / 2) // pulled again after it
 	}
 	// Every pull request expires within expiry; what waits after that is
