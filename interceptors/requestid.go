@@ -4,11 +4,11 @@ import (
 	"context"
 	"encoding/binary"
 	"math/rand/v2"
-	"net/http"
 	"sync"
 	"sync/atomic"
 
 	"connectrpc.com/connect"
+	"github.com/connectkit/connectkit/internal/header"
 	"github.com/connectkit/connectkit/internal/msgctx"
 )
 
@@ -91,17 +91,8 @@ func clientUnaryRequestID(ctx context.Context, req connect.AnyRequest) context.C
 }
 
 func serverUnaryRequestID(ctx context.Context, req connect.AnyRequest) *requestIDContext {
-	id := serverRequestID(headerValue(req.Header(), RequestIDHeader))
+	id := serverRequestID(header.Get(req.Header(), RequestIDHeader))
 	return &requestIDContext{Context: ctx, id: id, header: [1]string{id}}
-}
-
-// headerValue is h.Get(key) for a key in canonical form, which it does not
-// canonicalize again: about 550 instructions less a call.
-func headerValue(h http.Header, key string) string {
-	if v := h[key]; len(v) > 0 {
-		return v[0]
-	}
-	return ""
 }
 
 // echoRequestID puts the id in the response headers, or in the error's

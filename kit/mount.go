@@ -24,6 +24,7 @@ import (
 	_ "google.golang.org/grpc/reflection/grpc_reflection_v1alpha"
 
 	"github.com/connectkit/connectkit/health"
+	"github.com/connectkit/connectkit/internal/header"
 )
 
 // Mount serves h under the path pattern, in the (path, handler) shape that
@@ -151,7 +152,7 @@ func (l bodyLimits) bodyTimeout(r *http.Request) time.Duration {
 func callerTimeout(h http.Header) (time.Duration, bool) {
 	// Indexed by their canonical names: Header.Get would canonicalize them
 	// first, on every call.
-	if v := headerValue(h, "Grpc-Timeout"); v != "" {
+	if v := header.Get(h, "Grpc-Timeout"); v != "" {
 		if len(v) < 2 || len(v) > 9 {
 			return 0, false
 		}
@@ -162,7 +163,7 @@ func callerTimeout(h http.Header) (time.Duration, bool) {
 		}
 		return time.Duration(n) * unit, true
 	}
-	if v := headerValue(h, "Connect-Timeout-Ms"); v != "" {
+	if v := header.Get(h, "Connect-Timeout-Ms"); v != "" {
 		n, err := strconv.ParseInt(v, 10, 64)
 		if err != nil || len(v) > 10 || n <= 0 {
 			return 0, false
@@ -170,14 +171,6 @@ func callerTimeout(h http.Header) (time.Duration, bool) {
 		return time.Duration(n) * time.Millisecond, true
 	}
 	return 0, false
-}
-
-// headerValue is h.Get(key) for a key in canonical form.
-func headerValue(h http.Header, key string) string {
-	if v := h[key]; len(v) > 0 {
-		return v[0]
-	}
-	return ""
 }
 
 var grpcTimeoutUnits = map[byte]time.Duration{

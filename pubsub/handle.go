@@ -11,6 +11,7 @@ import (
 
 	"connectrpc.com/connect"
 	"github.com/connectkit/connectkit/internal/deadline"
+	"github.com/connectkit/connectkit/internal/header"
 	"github.com/connectkit/connectkit/internal/msgctx"
 	"google.golang.org/protobuf/types/known/emptypb"
 )
@@ -72,18 +73,18 @@ func (s *Subscriber) handle(ctx context.Context, d Delivery) {
 	// What the headers alone show goes first: a message past its last
 	// attempt for one of these reasons (its dead letter could not be
 	// stored) keeps its reason.
-	if t := headerValue(msg.Header, HeaderMessageType); t != "" && t != s.typeName {
+	if t := header.Get(msg.Header, HeaderMessageType); t != "" && t != s.typeName {
 		s.deadLetter(ctx, d, st, ReasonTypeMismatch, fmt.Sprintf("message type %q, handler takes %q", t, s.typeName))
 		return
 	}
 	ct := ContentTypeProto // without a Content-Type: from a producer that is not pubsub
-	if h := headerValue(msg.Header, HeaderContentType); h != "" {
+	if h := header.Get(msg.Header, HeaderContentType); h != "" {
 		if ct = payloadContentType(h); ct == "" {
 			s.deadLetter(ctx, d, st, ReasonUndecodable, fmt.Sprintf("content type %q, want %q or %q", h, ContentTypeProto, ContentTypeJSON))
 			return
 		}
 	}
-	if ce := headerValue(msg.Header, headerContentEncoding); ce != "" && ce != "identity" {
+	if ce := header.Get(msg.Header, headerContentEncoding); ce != "" && ce != "identity" {
 		s.deadLetter(ctx, d, st, ReasonUndecodable, fmt.Sprintf("content encoding %q: pubsub does not decompress messages", ce))
 		return
 	}

@@ -3,7 +3,6 @@ package pubsub
 import (
 	"fmt"
 	"mime"
-	"net/http"
 	"strings"
 )
 
@@ -21,18 +20,6 @@ const (
 // headerContentEncoding names a payload's compression, which a subscriber
 // refuses: pubsub does not decompress messages.
 const headerContentEncoding = "Content-Encoding"
-
-// headerValue is h.Get(key) for a key in canonical form, as pubsub's header
-// constants are: the first value of h[key], or "". Get canonicalizes its key
-// on every call (textproto.CanonicalMIMEHeaderKey, ~425 instructions for
-// these keys even when they are canonical already), and a message's publish
-// and delivery looked up four of them.
-func headerValue(h http.Header, key string) string {
-	if v := h[key]; len(v) > 0 {
-		return v[0]
-	}
-	return ""
-}
 
 // Content types of a message payload. A subscriber matches them without
 // regard to case, as RFC 9110 has it, and takes JSON with charset=utf-8.

@@ -8,6 +8,7 @@ import (
 	"sync"
 
 	"connectrpc.com/connect"
+	"github.com/connectkit/connectkit/internal/header"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/emptypb"
@@ -190,7 +191,7 @@ func encode(req connect.AnyRequest) ([]byte, error) {
 	}
 	var data []byte
 	var err error
-	switch ct := headerValue(req.Header(), HeaderContentType); ct {
+	switch ct := header.Get(req.Header(), HeaderContentType); ct {
 	case ContentTypeProto:
 		data, err = proto.Marshal(msg)
 	case ContentTypeJSON:
