@@ -48,7 +48,7 @@ func WriteDelimited(w io.Writer, msg proto.Message) error {
 	if err != nil {
 		return fmt.Errorf("failed to marshal %s: %w", msg.ProtoReflect().Descriptor().FullName(), err)
 	}
-	if len(data) > math.MaxUint32 {
+	if uint64(len(data)) > math.MaxUint32 {
 		return fmt.Errorf("%s is %d bytes, too large to frame", msg.ProtoReflect().Descriptor().FullName(), len(data))
 	}
 	framed := binary.BigEndian.AppendUint32(make([]byte, 0, 4+len(data)), uint32(len(data)))
