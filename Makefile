@@ -51,7 +51,7 @@ lint: protodeps ## Vet, check formatting and lint the protos
 	$(BUF) format -d --exit-code internal/proto
 
 .PHONY: test
-test: checkgenerate lint conformance ## Everything CI runs: generate check, lint, race tests, conformance
+test: checkgenerate lint cross conformance ## Everything CI runs: generate check, lint, cross-builds, race tests, conformance
 	$(GO) test -race -count=1 ./...
 
 # BENCH_FLAGS go to internal/bench/benchrun (see scripts/bench.sh).
@@ -86,6 +86,11 @@ bench-instr: ## Instructions per call (serve) and per message (pubsub) under cal
 	scripts/bench-instr.sh pubsub
 
 .PHONY: conformance
+.PHONY: cross
+cross: ## Build and vet for targets other than this machine's: 32-bit (386) and Windows
+	GOARCH=386 $(GO) vet ./...
+	GOOS=windows $(GO) build ./...
+
 conformance: ## Run the Connect conformance suite (server mode) against internal/conformance
 	$(GO) build -o bin/conformance-server ./internal/conformance/cmd/conformance-server
 	$(TOOL) connectconformance --mode server --conf internal/conformance/config.yaml \
