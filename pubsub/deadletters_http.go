@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
@@ -32,10 +33,15 @@ import (
 //
 // A listed dead letter shows its message's id, topic, headers and payload,
 // the subscription that gave up and the message type its handler takes, the
-// reason, the attempts, the last error and its ref. The payload shows as
-// protobuf JSON when it decodes as its type (the one its [HeaderMessageType]
-// names, else the handler's, if the broker stored that) and that type is
-// linked into the program; else as base64. Writes answer {"redriven": n} or {"deleted": 1}.
+// reason, the attempts, the last error and its ref. A JSON payload shows as
+// it is. A binary payload shows as protobuf JSON when it decodes as its type
+// (the one its [HeaderMessageType] names, else the handler's, if the broker
+// stored that) and that type is linked into the program; else as base64.
+// Fields the program's version of the type does not know (a newer
+// version's, during a rolling deploy) have no JSON names there: such a
+// payload shows as the JSON of the fields the program knows, with
+// payload_unknown_fields true, and whole in base64. Writes answer
+// {"redriven": n} or {"deleted": 1}.
 func DeadLetterHandler(b Broker) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
@@ -162,18 +168,22 @@ func reply(w http.ResponseWriter, err error, body any) {
 }
 
 type deadLetterJSON struct {
-	Ref           string              `json:"ref"`
-	ID            string              `json:"id"`
-	Topic         string              `json:"topic"`
-	Subscription  string              `json:"subscription"`
-	HandlerType   string              `json:"handler_type,omitempty"`
-	Reason        Reason              `json:"reason"`
-	Attempts      int                 `json:"attempts"`
-	Error         string              `json:"error"`
-	Time          time.Time           `json:"time"`
-	Header        map[string][]string `json:"header"`
-	Payload       json.RawMessage     `json:"payload,omitempty"`
-	PayloadBase64 []byte              `json:"payload_base64,omitempty"`
+	Ref          string              `json:"ref"`
+	ID           string              `json:"id"`
+	Topic        string              `json:"topic"`
+	Subscription string              `json:"subscription"`
+	HandlerType  string              `json:"handler_type,omitempty"`
+	Reason       Reason              `json:"reason"`
+	Attempts     int                 `json:"attempts"`
+	Error        string              `json:"error"`
+	Time         time.Time           `json:"time"`
+	Header       map[string][]string `json:"header"`
+	Payload      json.RawMessage     `json:"payload,omitempty"`
+	// PayloadUnknownFields says that Payload, the JSON of a binary
+	// payload, lacks fields that the program's version of the type does
+	// not know; PayloadBase64 then holds the whole payload.
+	PayloadUnknownFields bool   `json:"payload_unknown_fields,omitempty"`
+	PayloadBase64        []byte `json:"payload_base64,omitempty"`
 }
 
 func toJSON(dl *DeadLetter) deadLetterJSON {
@@ -181,19 +191,38 @@ func toJSON(dl *DeadLetter) deadLetterJSON {
 		Ref: dl.Ref, ID: dl.Message.ID, Topic: dl.Message.Topic, Subscription: dl.Subscription, HandlerType: dl.HandlerType,
 		Reason: dl.Reason, Attempts: dl.Attempts, Error: dl.Error, Time: dl.Time, Header: dl.Message.Header,
 	}
-	if payload, ok := payloadJSON(dl); ok {
-		out.Payload = payload
-	} else {
+	payload, complete := payloadJSON(dl)
+	out.Payload = payload
+	if payload == nil || !complete {
 		out.PayloadBase64 = dl.Message.Data
 	}
+	out.PayloadUnknownFields = payload != nil && !complete
 	return out
 }
 
-// payloadJSON renders the payload as protobuf JSON when its type is known
-// and it decodes. Its type is the one its header names, else the one the
-// subscription's handler takes.
-func payloadJSON(dl *DeadLetter) (json.RawMessage, bool) {
+// payloadJSON renders the payload as JSON: a JSON payload as it is, a
+// binary one as protobuf JSON when its type is known and it decodes, its
+// type being the one its header names, else the one the subscription's
+// handler takes. complete is false when the JSON lacks fields of the
+// payload that the program's version of the type does not know.
+func payloadJSON(dl *DeadLetter) (payload json.RawMessage, complete bool) {
 	m := &dl.Message
+	ct := ContentTypeProto
+	if h := m.Header.Get(HeaderContentType); h != "" {
+		ct = payloadContentType(h)
+	}
+	switch ct {
+	case ContentTypeJSON:
+		// As it is: protojson would drop the fields the program does not
+		// know, and refuse to decode them without DiscardUnknown.
+		if !utf8.Valid(m.Data) || !json.Valid(m.Data) {
+			return nil, false
+		}
+		return m.Data, true
+	case ContentTypeProto:
+	default:
+		return nil, false
+	}
 	typeName := m.Header.Get(HeaderMessageType)
 	if typeName == "" {
 		typeName = dl.HandlerType
@@ -203,21 +232,41 @@ func payloadJSON(dl *DeadLetter) (json.RawMessage, bool) {
 		return nil, false
 	}
 	msg := mt.New().Interface()
-	ct := ContentTypeProto
-	if h := m.Header.Get(HeaderContentType); h != "" {
-		ct = payloadContentType(h)
-	}
-	switch ct {
-	case ContentTypeJSON:
-		err = protojson.Unmarshal(m.Data, msg)
-	case ContentTypeProto:
-		err = proto.Unmarshal(m.Data, msg)
-	default:
-		return nil, false
-	}
-	if err != nil {
+	if err := proto.Unmarshal(m.Data, msg); err != nil {
 		return nil, false
 	}
 	b, err := protojson.Marshal(msg)
-	return b, err == nil
+	if err != nil {
+		return nil, false
+	}
+	return b, !hasUnknownFields(msg.ProtoReflect())
+}
+
+// hasUnknownFields reports whether m or a message in it has unknown fields.
+func hasUnknownFields(m protoreflect.Message) bool {
+	if len(m.GetUnknown()) > 0 {
+		return true
+	}
+	found := false
+	m.Range(func(fd protoreflect.FieldDescriptor, v protoreflect.Value) bool {
+		switch {
+		case fd.IsMap():
+			if k := fd.MapValue().Kind(); k == protoreflect.MessageKind || k == protoreflect.GroupKind {
+				v.Map().Range(func(_ protoreflect.MapKey, v protoreflect.Value) bool {
+					found = hasUnknownFields(v.Message())
+					return !found
+				})
+			}
+		case fd.Kind() == protoreflect.MessageKind || fd.Kind() == protoreflect.GroupKind:
+			if fd.IsList() {
+				for i, l := 0, v.List(); i < l.Len() && !found; i++ {
+					found = hasUnknownFields(l.Get(i).Message())
+				}
+			} else {
+				found = hasUnknownFields(v.Message())
+			}
+		}
+		return !found
+	})
+	return found
 }

@@ -15,7 +15,13 @@ import (
 	"github.com/connectkit/connectkit/pubsub"
 	"github.com/connectkit/connectkit/pubsub/mem"
 	"github.com/connectkit/connectkit/pubsub/pubsubtest"
+	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protodesc"
+	"google.golang.org/protobuf/reflect/protoreflect"
+	"google.golang.org/protobuf/reflect/protoregistry"
+	"google.golang.org/protobuf/types/descriptorpb"
+	"google.golang.org/protobuf/types/dynamicpb"
 )
 
 func TestDeadLetterHandler(t *testing.T) {
@@ -242,6 +248,85 @@ func TestDeadLetterHandlerShowsPayloadAsHandlerType(t *testing.T) {
 		}
 		if dl.HandlerType != "connectkit.ping.v1.PingRequest" {
 			t.Errorf("dead letter %s shows handler_type %q, want the handler's", dl.ID, dl.HandlerType)
+		}
+	}
+}
+
+// TestDeadLetterHandlerShowsFieldsOfANewerSchema checks that a payload with
+// fields that the program's version of its type does not know (a newer
+// version's, during a rolling deploy) shows without losing them: a JSON
+// payload as it is, a binary one as the JSON of the fields the program
+// knows, flagged, and in base64.
+func TestDeadLetterHandlerShowsFieldsOfANewerSchema(t *testing.T) {
+	t.Parallel()
+	broker := mem.New()
+	t.Cleanup(func() { _ = broker.Close() })
+	fdp := protodesc.ToFileDescriptorProto(pingv1.File_connectkit_ping_v1_ping_proto)
+	for _, m := range fdp.GetMessageType() {
+		if m.GetName() == "PingRequest" {
+			m.Field = append(m.Field, &descriptorpb.FieldDescriptorProto{
+				Name: proto.String("region"), JsonName: proto.String("region"), Number: proto.Int32(4),
+				Type: descriptorpb.FieldDescriptorProto_TYPE_STRING.Enum(), Label: descriptorpb.FieldDescriptorProto_LABEL_OPTIONAL.Enum(),
+			})
+		}
+	}
+	fd, err := protodesc.NewFile(fdp, protoregistry.GlobalFiles)
+	if err != nil {
+		t.Fatal(err)
+	}
+	md := fd.Messages().ByName("PingRequest")
+	newer := dynamicpb.NewMessage(md)
+	newer.Set(md.Fields().ByName("text"), protoreflect.ValueOfString("hello"))
+	newer.Set(md.Fields().ByName("region"), protoreflect.ValueOfString("eu"))
+	binary, err := proto.Marshal(newer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	jsonData, err := protojson.Marshal(newer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for id, m := range map[string]pubsub.Message{
+		"binary": {Data: binary, Header: http.Header{pubsub.HeaderContentType: {pubsub.ContentTypeProto}, pubsub.HeaderMessageType: {"connectkit.ping.v1.PingRequest"}}},
+		"json":   {Data: jsonData, Header: http.Header{pubsub.HeaderContentType: {pubsub.ContentTypeJSON}, pubsub.HeaderMessageType: {"connectkit.ping.v1.PingRequest"}}},
+	} {
+		m.ID, m.Topic = id, "newer"
+		if err := broker.DeadLetter(t.Context(), &pubsub.DeadLetter{Message: m, Subscription: "s", Reason: pubsub.ReasonPermanent}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	srv := httptest.NewServer(pubsub.DeadLetterHandler(broker))
+	t.Cleanup(srv.Close)
+	res, err := http.Get(srv.URL + "/?topic=newer")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	var l struct {
+		DeadLetters []struct {
+			ID                   string
+			Payload              map[string]any
+			PayloadBase64        []byte `json:"payload_base64"`
+			PayloadUnknownFields bool   `json:"payload_unknown_fields"`
+		} `json:"dead_letters"`
+	}
+	if err := json.NewDecoder(res.Body).Decode(&l); err != nil {
+		t.Fatal(err)
+	}
+	if len(l.DeadLetters) != 2 {
+		t.Fatalf("listed %d dead letters, want 2", len(l.DeadLetters))
+	}
+	for _, dl := range l.DeadLetters {
+		switch dl.ID {
+		case "json":
+			if dl.Payload["text"] != "hello" || dl.Payload["region"] != "eu" {
+				t.Errorf("JSON dead letter shows payload %v, base64 %q; want the payload as it is, with the newer field", dl.Payload, dl.PayloadBase64)
+			}
+		case "binary":
+			if dl.Payload["text"] != "hello" || !dl.PayloadUnknownFields || string(dl.PayloadBase64) != string(binary) {
+				t.Errorf("binary dead letter shows payload %v, unknown fields %v, base64 %q; want the known fields, the flag and the whole payload in base64",
+					dl.Payload, dl.PayloadUnknownFields, dl.PayloadBase64)
+			}
 		}
 	}
 }
