@@ -2,6 +2,7 @@ package kit
 
 import (
 	"net/http"
+	"net/url"
 	"slices"
 	"strings"
 	"sync"
@@ -19,8 +20,9 @@ import (
 // one-segment subtree ("/pkg.Service/"), so the handler of a call to it is
 // one map lookup away from the path's last slash. The shortcut is taken
 // only where the ServeMux would choose the same handler: for a path it
-// would neither unescape nor clean, and for a service under whose path no
-// other pattern is mounted. A pattern with a host, a method or a wildcard,
+// would neither unescape nor clean, and for a service mounted at its clean
+// path under which no other pattern is mounted (patterns compared
+// unescaped, as the ServeMux reads them). A pattern with a host, a method or a wildcard,
 // which the ServeMux ranks by rules of its own, turns the shortcut off.
 type routes struct {
 	mux *http.ServeMux
@@ -55,19 +57,38 @@ func (rt *routes) handle(pattern string, h http.Handler, service bool) {
 		rt.services.Store(nil)
 		return
 	}
+	// The ServeMux matches a pattern's segments unescaped: compare those
+	// ("/a%2ES/Ping" is a.S's Ping).
+	unescaped := pathUnescape(pattern)
+	// The shortcut serves a service's path only in its clean form, which
+	// the ServeMux serves without cleaning or redirecting a request's path
+	// first ("//a.S/" it redirects): a service mounted otherwise is one of
+	// the other patterns.
+	service = service && unescaped == pattern && strings.Count(pattern, "/") == 2
 	services := make(map[string]http.Handler, len(*rt.services.Load())+1)
 	for path, sh := range *rt.services.Load() {
-		if service || !strings.HasPrefix(pattern, path) { // the ServeMux prefers the longer pattern
+		if service || !strings.HasPrefix(unescaped, path) { // the ServeMux prefers the longer pattern
 			services[path] = sh
 		}
 	}
 	switch {
 	case !service:
-		rt.others = append(rt.others, pattern)
+		rt.others = append(rt.others, unescaped)
 	case !slices.ContainsFunc(rt.others, func(p string) bool { return strings.HasPrefix(p, pattern) }):
 		services[pattern] = h
 	}
 	rt.services.Store(&services)
+}
+
+// pathUnescape unescapes a pattern's path as the ServeMux does its
+// segments' (net/http's pattern.go): one that does not unescape is kept as
+// it is.
+func pathUnescape(path string) string {
+	u, err := url.PathUnescape(path)
+	if err != nil {
+		return path
+	}
+	return u
 }
 
 func (rt *routes) ServeHTTP(w http.ResponseWriter, r *http.Request) {

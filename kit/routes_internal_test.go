@@ -34,6 +34,8 @@ func TestRoutesChooseAsServeMux(t *testing.T) {
 		{"exact path under a service", append(services, mount{"/a.S/Special", false}), bT},
 		{"subtree under a service", append(services, mount{"/a.S/x/", false}), bT},
 		{"mounted before the service", append([]mount{{"/b.T/Special", false}}, services...), aS},
+		{"escaped path under a service", append(services, mount{"/a%2ES/Special", false}), bT},
+		{"services at unclean paths", append(services, mount{"//c.U/", true}, mount{"/d.V//", true}), append(aS, bT...)},
 		{"host", append(services, mount{"example.com/", false}), nil},
 		{"method", append(services, mount{"GET /other/", false}), nil},
 		{"wildcard", append(services, mount{"/other/{x}", false}), nil},
@@ -42,7 +44,7 @@ func TestRoutesChooseAsServeMux(t *testing.T) {
 		"/a.S/Ping", "/a.S/", "/a.S", "/a.S/.", "/a.S/..", "/a.S/.x", "/a.S//Ping", "/a.S/./Ping",
 		"/x/../a.S/Ping", "/a.S%2FPing", "/a.S/Pi%6Eg", "/a.S/Pi%20ng", "/a.S/Special", "/a.S/x/y",
 		"/b.T/Ping", "/b.T/Special", "/metrics", "/other/1", "/unknown", "a.S/Ping", "*",
-		"http://example.com/a.S/Ping",
+		"http://example.com/a.S/Ping", "//c.U/Ping", "/d.V//Ping",
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
