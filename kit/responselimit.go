@@ -29,8 +29,13 @@ type responseLimit int
 
 func (l responseLimit) WrapUnary(next connect.UnaryFunc) connect.UnaryFunc {
 	return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
+		// Read before the call: a handler that passes its own request to
+		// a connect client gets it back with the client call's spec.
+		if req.Spec().IsClient {
+			return next(ctx, req)
+		}
 		res, err := next(ctx, req)
-		if err != nil || req.Spec().IsClient || res == nil {
+		if err != nil || res == nil {
 			return res, err
 		}
 		if msg, ok := res.Any().(proto.Message); ok {

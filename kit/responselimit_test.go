@@ -9,7 +9,9 @@ import (
 	"connectrpc.com/connect"
 
 	pingv1 "github.com/connectkit/connectkit/internal/gen/connectkit/ping/v1"
+	"github.com/connectkit/connectkit/internal/gen/connectkit/ping/v1/pingv1connect"
 	"github.com/connectkit/connectkit/kit"
+	"github.com/connectkit/connectkit/kit/kittest"
 )
 
 // TestResponseLimitSameForEveryClient sends a unary response larger than
@@ -82,5 +84,30 @@ func TestResponseLimitLogged(t *testing.T) {
 	lines := logLines(t, &logs, "rpc")
 	if len(lines) != 1 || lines[0]["code"] != "resource_exhausted" {
 		t.Errorf("logged %v, want one line with code resource_exhausted (the client got %d)", lines, res.StatusCode)
+	}
+}
+
+// TestResponseLimitOfAHandlerThatReusesItsRequest: the limit holds for a
+// handler that called another service with its own request, which the
+// client rewrote into a client call's (see reusingPing): responseLimit
+// read the request's spec after the handler, found a client call's and let
+// the response through, whole, to every client that accepts gzip.
+func TestResponseLimitOfAHandlerThatReusesItsRequest(t *testing.T) {
+	t.Parallel()
+	const limit = 1 << 10
+	backend := newPingServer(t, kit.Config{}, nil)
+	svc := &reusingPing{next: newPingClient(backend, backend.HTTP2Client())}
+	front := kittest.NewServer(t, kit.Config{MaxResponseBytes: limit}, func(s *kit.Server) {
+		s.Mount(pingv1connect.NewPingServiceHandler(svc, s.HandlerOptions()...))
+	})
+	text := strings.Repeat("a", 4*limit) // gzips to a few dozen bytes
+	for _, p := range front.Protocols() {
+		t.Run(p.Name, func(t *testing.T) {
+			t.Parallel()
+			_, err := newPingClient(front, p.Client, p.Options...).Ping(t.Context(), connect.NewRequest(&pingv1.PingRequest{Text: text}))
+			if connect.CodeOf(err) != connect.CodeResourceExhausted {
+				t.Errorf("Ping = %v, want ResourceExhausted", err)
+			}
+		})
 	}
 }
