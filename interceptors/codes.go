@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"os"
+	"slices"
 	"strings"
 
 	"connectrpc.com/connect"
@@ -107,30 +108,40 @@ func splitProcedure(procedure string) (service, method string) {
 	return procedure, "unknown"
 }
 
-// withErrorMeta sets key to value in the metadata of err, wrapping err in a
-// *connect.Error (with the code connect would give it) when it is not one.
-// Connect sends error metadata as response headers or trailers, except a
-// wire error's (one a handler returns as a client gave it, which holds the
-// other server's response headers): such an error is made anew, with its
-// code, message and details, and the one header.
+// withErrorMeta returns err with key set to value in its metadata, which
+// connect sends as response headers or trailers: a *connect.Error (with
+// the code connect would give err) wrapping err when err is not one;
+// otherwise a copy of the *connect.Error in err, with its code, message,
+// details and metadata, that unwraps to err. The handler's error is not
+// written to: it may be shared (a package variable returned by every call
+// that fails so), and its metadata written by concurrent calls raced, and
+// could carry another call's value. A wire error's metadata (one a
+// handler returns as a client gave it, which holds the other server's
+// response headers), which connect does not send, is not copied.
 func withErrorMeta(err error, key, value string) error {
 	var ce *connect.Error
 	if !errors.As(err, &ce) || ce == nil {
 		ce = connect.NewError(codeOf(err), err)
-		err = ce
-	} else if connect.IsWireError(ce) {
-		fresh := connect.NewError(ce.Code(), wireMessage{msg: ce.Message(), err: err})
-		for _, d := range ce.Details() {
-			fresh.AddDetail(d)
-		}
-		ce, err = fresh, fresh
+		ce.Meta().Set(key, value)
+		return ce
 	}
-	ce.Meta().Set(key, value)
-	return err
+	fresh := connect.NewError(ce.Code(), wireMessage{msg: ce.Message(), err: err})
+	for _, d := range ce.Details() {
+		fresh.AddDetail(d)
+	}
+	if !connect.IsWireError(ce) {
+		// Meta on a copy: on ce, it would set ce's metadata when it has none.
+		cp := *ce
+		for k, v := range cp.Meta() {
+			fresh.Meta()[k] = slices.Clone(v)
+		}
+	}
+	fresh.Meta().Set(key, value)
+	return fresh
 }
 
-// wireMessage is a wire error made anew by withErrorMeta: its text is the
-// wire error's message, and it unwraps to what the handler returned.
+// wireMessage is the cause of an error made anew by withErrorMeta: its text
+// is the original's message, and it unwraps to what the handler returned.
 type wireMessage struct {
 	msg string
 	err error
