@@ -83,8 +83,9 @@ type Config struct {
 	// long. KIT_IDLE_TIMEOUT, default 2m.
 	IdleTimeout time.Duration
 	// ShutdownTimeout bounds how long in-flight calls and open streams get
-	// to finish once shutdown begins; past it, the calls' connections are
-	// closed and their handlers get one more second to return. Background
+	// to finish once shutdown begins; past it, their contexts are
+	// cancelled and their clients get Unavailable, then their connections
+	// are closed, all within one more second. Background
 	// components ([Server.Go]) are stopped after the calls
 	// and get as long again, from then. KIT_SHUTDOWN_TIMEOUT, default 15s.
 	ShutdownTimeout time.Duration

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/http"
 	"os"
+	"sync"
 	"time"
 
 	"connectrpc.com/connect"
@@ -26,22 +27,30 @@ func (d deadlines) WrapUnary(next connect.UnaryFunc) connect.UnaryFunc {
 		if req.Spec().IsClient {
 			return next(ctx, req)
 		}
-		timeout := d.unary
-		if deadline, ok := ctx.Deadline(); ok {
-			if d.maxUnary <= 0 || time.Until(deadline) <= d.maxUnary {
-				return next(ctx, req)
-			}
-			timeout = d.maxUnary
+		resp, err := d.unaryCall(ctx, req, next)
+		if err != nil {
+			err = cutByShutdown(ctx, err)
 		}
-		if timeout <= 0 {
+		return resp, err
+	}
+}
+
+func (d deadlines) unaryCall(ctx context.Context, req connect.AnyRequest, next connect.UnaryFunc) (connect.AnyResponse, error) {
+	timeout := d.unary
+	if deadline, ok := ctx.Deadline(); ok {
+		if d.maxUnary <= 0 || time.Until(deadline) <= d.maxUnary {
 			return next(ctx, req)
 		}
-		if c := deadline.New(ctx, timeout); c != nil {
-			defer c.Cancel()
-			ctx = c
-		}
+		timeout = d.maxUnary
+	}
+	if timeout <= 0 {
 		return next(ctx, req)
 	}
+	if c := deadline.New(ctx, timeout); c != nil {
+		defer c.Cancel()
+		ctx = c
+	}
+	return next(ctx, req)
 }
 
 func (d deadlines) WrapStreamingClient(next connect.StreamingClientFunc) connect.StreamingClientFunc {
@@ -52,31 +61,100 @@ func (d deadlines) WrapStreamingClient(next connect.StreamingClientFunc) connect
 // On streams mounted with [Server.Mount] it also makes the deadline end a
 // Receive that waits on the request body (Receive does not watch its
 // context, so a client that keeps its stream open and sends nothing would
-// otherwise hold the handler past any deadline), and ends a Send that
-// cannot complete within sendStallTimeout (see [sendGuard]).
+// otherwise hold the handler past any deadline), and so does the shutdown
+// timeout (see [errCallsCut]); and it ends a Send that cannot complete
+// within sendStallTimeout (see [sendGuard]).
 func (d deadlines) WrapStreamingHandler(next connect.StreamingHandlerFunc) connect.StreamingHandlerFunc {
 	return func(ctx context.Context, conn connect.StreamingHandlerConn) error {
-		if _, ok := ctx.Deadline(); !ok && d.stream > 0 {
-			if c := deadline.New(ctx, d.stream); c != nil {
-				defer c.Cancel()
-				ctx = c
-			}
+		err := d.streamCall(ctx, conn, next)
+		if err != nil {
+			err = cutByShutdown(ctx, err)
 		}
-		body, ok := ctx.Value(bodyControllerKey{}).(*streamBody)
-		if !ok {
-			return next(ctx, conn)
+		return err
+	}
+}
+
+func (d deadlines) streamCall(ctx context.Context, conn connect.StreamingHandlerConn, next connect.StreamingHandlerFunc) error {
+	body, ok := ctx.Value(bodyControllerKey{}).(*streamBody)
+	streams := conn.Spec().StreamType
+	if ok && streams&connect.StreamTypeClient != 0 {
+		defer cutReceives(ctx, body).release()
+	}
+	if _, ok := ctx.Deadline(); !ok && d.stream > 0 {
+		if c := deadline.New(ctx, d.stream); c != nil {
+			defer c.Cancel()
+			ctx = c
 		}
-		streams := conn.Spec().StreamType
-		if at, ok := ctx.Deadline(); ok && streams&connect.StreamTypeClient != 0 && body.rc.SetReadDeadline(at) == nil {
-			conn = receiveDeadline{conn}
-		}
-		if streams&connect.StreamTypeServer != 0 {
-			g := newSendGuard(conn, body)
-			defer g.release()
-			conn = g
-		}
+	}
+	if !ok {
 		return next(ctx, conn)
 	}
+	if at, ok := ctx.Deadline(); ok && streams&connect.StreamTypeClient != 0 && body.rc.SetReadDeadline(at) == nil {
+		conn = receiveDeadline{conn}
+	}
+	if streams&connect.StreamTypeServer != 0 {
+		g := newSendGuard(conn, body)
+		defer g.release()
+		conn = g
+	}
+	return next(ctx, conn)
+}
+
+// receiveCut ends a Receive waiting on the client when the shutdown timeout
+// cuts the call (see [errCallsCut]): Receive does not watch its context.
+type receiveCut struct {
+	ctx  context.Context
+	body *streamBody
+	stop func() bool
+
+	mu   sync.Mutex
+	over bool // the handler returned: its request is no longer ours to touch
+}
+
+func cutReceives(ctx context.Context, body *streamBody) *receiveCut {
+	c := &receiveCut{ctx: ctx, body: body}
+	c.stop = context.AfterFunc(ctx, c.cut)
+	return c
+}
+
+func (c *receiveCut) cut() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.over && errors.Is(context.Cause(c.ctx), errCallsCut) {
+		_ = c.body.rc.SetReadDeadline(time.Now())
+	}
+}
+
+// release stops cut for good: net/http panics on a ResponseController used
+// after its handler returned.
+func (c *receiveCut) release() {
+	if !c.stop() {
+		c.mu.Lock()
+		c.over = true
+		c.mu.Unlock()
+	}
+}
+
+// errCallsCut is the cause with which the shutdown cancels the contexts of
+// the calls still running at its timeout, [Config.ShutdownTimeout]: their
+// clients get it as Unavailable, which they may retry on another instance
+// (grpc-go's clients get Unavailable from a grpc-go server's Stop too),
+// rather than the protocol error of a connection closed mid-call, and the
+// calls are logged and counted as such, not as cancelled by their clients.
+var errCallsCut = errors.New("the server is shutting down")
+
+// cutByShutdown returns err as Unavailable if it ended a call that the
+// shutdown timeout cut (a handler returning its context's error, or a
+// Receive cut), and err otherwise.
+func cutByShutdown(ctx context.Context, err error) error {
+	if !errors.Is(context.Cause(ctx), errCallsCut) {
+		return err
+	}
+	switch connect.CodeOf(err) {
+	case connect.CodeCanceled, connect.CodeDeadlineExceeded, connect.CodeUnknown:
+		return connect.NewError(connect.CodeUnavailable, errCallsCut)
+	}
+	return err
 }
 
 // receiveDeadline reports a Receive cut by the read deadline as the

@@ -1,6 +1,7 @@
 package kit
 
 import (
+	"context"
 	"crypto/tls"
 	"fmt"
 	"log/slog"
@@ -28,8 +29,12 @@ func (s *Server) newHTTPServer() (*http.Server, error) {
 		// HTTPVersion and ConnContext let log lines say which HTTP version
 		// a call came over, without copying each request; ConnContext also
 		// lets serving grow an HTTP/1.x connection's stack only when needed.
-		Handler:           serving(&s.handlers, &s.draining, interceptors.HTTPVersion(s.withCORS(s.routes))),
-		ConnContext:       interceptors.ConnContext,
+		Handler:     serving(&s.handlers, &s.draining, interceptors.HTTPVersion(s.withCORS(s.routes))),
+		ConnContext: interceptors.ConnContext,
+		// Every call's context derives from s.calls, which the shutdown
+		// cancels at its timeout (see Server.shutdown). One registration
+		// per connection, none per call.
+		BaseContext:       func(net.Listener) context.Context { return s.calls },
 		ReadHeaderTimeout: s.cfg.ReadHeaderTimeout,
 		IdleTimeout:       s.cfg.IdleTimeout,
 		MaxHeaderBytes:    int(s.cfg.MaxHeaderBytes),

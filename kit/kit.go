@@ -70,6 +70,11 @@ type Server struct {
 	running   bool
 	lifecycle *lifecycle
 	stopping  chan struct{} // closed when the server stops accepting calls
+	// calls is the context every call's derives from (http.Server's
+	// BaseContext); cutCalls cancels it, with errCallsCut, at the shutdown
+	// timeout.
+	calls     context.Context
+	cutCalls  context.CancelCauseFunc
 	unknown   unknownPaths  // the mux's "/": what no other path matches
 	sendStall time.Duration // sendStallTimeout; shorter in tests
 }
@@ -82,6 +87,7 @@ func New(cfg Config, opts ...Option) (*Server, error) {
 	}
 	cfg = cfg.withDefaults()
 	s := &Server{cfg: cfg, routes: newRoutes(), stopping: make(chan struct{}), sendStall: sendStallTimeout}
+	s.calls, s.cutCalls = context.WithCancelCause(context.Background())
 	for _, o := range opts {
 		o.apply(&s.opts)
 	}
@@ -244,12 +250,13 @@ func (s *Server) AdminAddr() net.Addr {
 // Run serves until ctx is done or the process gets SIGINT or SIGTERM, then
 // shuts down gracefully: it stops accepting, lets in-flight calls and open
 // streams finish (up to [Config.ShutdownTimeout]), then stops the
-// background components (up to as long again). It waits for every handler, also those of calls
-// their clients cancelled, which net/http's HTTP/2 server no longer tracks;
-// past the timeout it closes the connections, which cancels the handlers'
-// contexts, and gives them one more second. A second signal during shutdown
-// exits at once. Run returns nil after a clean shutdown, and otherwise the
-// error that stopped the server or spoiled its shutdown.
+// background components (up to as long again). It waits for every handler,
+// also those of calls their clients cancelled, which net/http's HTTP/2
+// server no longer tracks; past the timeout it cancels the handlers'
+// contexts (their calls end with Unavailable) and closes the connections,
+// within one more second. A second signal during shutdown exits at once.
+// Run returns nil after a clean shutdown, and otherwise the error that
+// stopped the server or spoiled its shutdown.
 func (s *Server) Run(ctx context.Context) error {
 	if err := s.Listen(); err != nil {
 		return err

@@ -60,15 +60,10 @@ func (s *Server) shutdown(cause error) error {
 	step := time.Now()
 	close(s.stopping)
 	if err := s.http.Shutdown(ctx); err != nil {
-		_ = s.closeConns()
-		errs = append(errs, fmt.Errorf("kit: in-flight calls did not finish within %s; closed their connections: %w", s.cfg.ShutdownTimeout, err))
-		// Close cancelled the calls' contexts: give their handlers a
-		// moment to return, and to log and count the calls.
-		graceCtx, cancelGrace := context.WithTimeout(context.Background(), closeGrace)
-		if !wait(graceCtx, &s.handlers) {
-			errs = append(errs, fmt.Errorf("kit: handlers still running %s after their connections were closed (they ignore their context)", closeGrace))
+		errs = append(errs, fmt.Errorf("kit: in-flight calls did not finish within %s; cut them: %w", s.cfg.ShutdownTimeout, err))
+		if !s.cutCallsAndClose() {
+			errs = append(errs, fmt.Errorf("kit: handlers still running %s after their calls were cut and their connections closed (they ignore their context)", closeGrace))
 		}
-		cancelGrace()
 	} else if !wait(ctx, &s.handlers) {
 		// net/http's Shutdown waits for connections, not handlers: its
 		// HTTP/2 server forgets a stream that the client reset while the
@@ -113,6 +108,32 @@ func (s *Server) shutdown(cause error) error {
 	s.logger.Info("shutdown complete", "duration", time.Since(begin).String(), "clean", err == nil)
 	flushLogger(s.logger) // the program may exit as soon as Run returns
 	return err
+}
+
+// cutCallsAndClose ends the calls still running at the shutdown timeout,
+// within closeGrace, and reports whether their handlers all returned. It
+// cancels their contexts (with errCallsCut), so that handlers that watch
+// them return and their clients get Unavailable; then, once those handlers
+// have returned, it lets the connections send what they wrote and close
+// (half of closeGrace each). Connections still open then, and those of
+// handlers that ignore their context, are closed at once, which ends a
+// Send or Receive stuck on its client; their handlers get what remains of
+// closeGrace to return, and to log and count the calls.
+func (s *Server) cutCallsAndClose() bool {
+	s.cutCalls(errCallsCut)
+	ctx, cancel := context.WithTimeout(context.Background(), closeGrace)
+	defer cancel()
+	half, cancelHalf := context.WithTimeout(ctx, closeGrace/2)
+	defer cancelHalf()
+	if wait(half, &s.handlers) {
+		// The connections are shutting down already: each closes once
+		// it has sent its last response.
+		if s.http.Shutdown(ctx) == nil {
+			return true
+		}
+	}
+	_ = s.closeConns()
+	return wait(ctx, &s.handlers)
 }
 
 // closeGrace is how long shutdown waits for handlers to return once it has

@@ -207,7 +207,7 @@ func TestShutdownReportsHandlersThatIgnoreTheirContext(t *testing.T) {
 		}
 	}()
 	<-entered
-	if err := srv.Stop(); err == nil || !strings.Contains(err.Error(), "handlers still running 1s after their connections were closed") {
+	if err := srv.Stop(); err == nil || !strings.Contains(err.Error(), "handlers still running 1s after their calls were cut") {
 		t.Errorf("Run = %v, want it to name the handlers still running", err)
 	}
 }
