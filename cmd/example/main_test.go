@@ -132,6 +132,51 @@ func TestListPagesAndImport(t *testing.T) {
 	}
 }
 
+// ImportProfiles validates each message of its stream: the first invalid
+// one ends the call with InvalidArgument, and the profiles before it stay
+// created, as its proto says.
+func TestImportStopsAtTheFirstInvalidProfile(t *testing.T) {
+	t.Parallel()
+	srv := newExample(t, kit.Config{})
+	for _, p := range srv.Protocols() {
+		t.Run(p.Name, func(t *testing.T) {
+			t.Parallel()
+			client := examplev1connect.NewProfileServiceClient(p.Client, srv.URL, p.Options...)
+			email := strings.NewReplacer("/", "-", "+", "-").Replace(p.Name) + "@example.com"
+			stream := client.ImportProfiles(t.Context())
+			for _, req := range []*examplev1.ImportProfilesRequest{
+				{Profile: &examplev1.CreateProfileRequest{Name: "first", Email: "first-" + email}},
+				{}, // no profile: invalid
+				{Profile: &examplev1.CreateProfileRequest{Name: "third", Email: "third-" + email}},
+			} {
+				if stream.Send(req) != nil {
+					break // the server has answered; CloseAndReceive says how
+				}
+			}
+			_, err := stream.CloseAndReceive()
+			if connect.CodeOf(err) != connect.CodeInvalidArgument {
+				t.Fatalf("ImportProfiles = %v, want invalid_argument", err)
+			}
+			found := map[string]bool{}
+			for token := ""; ; {
+				page, err := client.ListProfiles(t.Context(), connect.NewRequest(&examplev1.ListProfilesRequest{PageSize: 100, PageToken: token}))
+				if err != nil {
+					t.Fatal(err)
+				}
+				for _, profile := range page.Msg.GetProfiles() {
+					found[profile.GetEmail()] = true
+				}
+				if token = page.Msg.GetNextPageToken(); token == "" {
+					break
+				}
+			}
+			if !found["first-"+email] || found["third-"+email] {
+				t.Errorf("created first: %v, third: %v; want only the first", found["first-"+email], found["third-"+email])
+			}
+		})
+	}
+}
+
 func TestWatchStreamsChanges(t *testing.T) {
 	t.Parallel()
 	srv := newExample(t, kit.Config{})

@@ -77,7 +77,9 @@ type ProfileServiceClient interface {
 	// caller cancels or the server shuts down.
 	WatchProfiles(context.Context, *connect.Request[v1.WatchProfilesRequest]) (*connect.ServerStreamForClient[v1.WatchProfilesResponse], error)
 	// ImportProfiles creates profiles from a client stream and reports how many
-	// were created when the stream ends.
+	// were created when the stream ends. A message that fails validation or
+	// creation ends the call with its error, and the profiles created before
+	// it stay created.
 	ImportProfiles(context.Context) *connect.ClientStreamForClient[v1.ImportProfilesRequest, v1.ImportProfilesResponse]
 	// ListProfileChanges returns the audit log, oldest first: the changes of
 	// one profile, or of all. A subscriber builds the log from the
@@ -222,7 +224,9 @@ type ProfileServiceHandler interface {
 	// caller cancels or the server shuts down.
 	WatchProfiles(context.Context, *connect.Request[v1.WatchProfilesRequest], *connect.ServerStream[v1.WatchProfilesResponse]) error
 	// ImportProfiles creates profiles from a client stream and reports how many
-	// were created when the stream ends.
+	// were created when the stream ends. A message that fails validation or
+	// creation ends the call with its error, and the profiles created before
+	// it stay created.
 	ImportProfiles(context.Context, *connect.ClientStream[v1.ImportProfilesRequest]) (*connect.Response[v1.ImportProfilesResponse], error)
 	// ListProfileChanges returns the audit log, oldest first: the changes of
 	// one profile, or of all. A subscriber builds the log from the
