@@ -117,7 +117,10 @@ func WithRegistry(reg *prometheus.Registry) Option {
 // WithTLSConfig makes the main listener serve TLS with cfg (HTTP/2 is added
 // to its ALPN protocols), for what files cannot say: certificates reloaded
 // by GetCertificate, client certificates (mTLS). It takes precedence over
-// [Config.TLSCertFile] and [Config.TLSKeyFile].
+// [Config.TLSCertFile] and [Config.TLSKeyFile]. The configs that
+// cfg.GetConfigForClient returns without NextProtos get "h2" and
+// "http/1.1" too (net/http adds them to cfg only). [New] fails if cfg has
+// no certificate: no Certificates, GetCertificate or GetConfigForClient.
 func WithTLSConfig(cfg *tls.Config) Option {
 	return optionFunc(func(o *options) { o.tls = cfg })
 }

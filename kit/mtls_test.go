@@ -1,0 +1,186 @@
+package kit_test
+
+import (
+	"crypto/tls"
+	"net/http"
+	"strings"
+	"testing"
+
+	"connectrpc.com/connect"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+
+	pingv1 "github.com/connectkit/connectkit/internal/gen/connectkit/ping/v1"
+	"github.com/connectkit/connectkit/internal/gen/connectkit/ping/v1/pingv1connect"
+	"github.com/connectkit/connectkit/internal/testcert"
+	"github.com/connectkit/connectkit/kit"
+)
+
+// testPKI is an authority and the server and client certificates it issued.
+type testPKI struct {
+	ca             *testcert.Authority
+	server, client tls.Certificate
+}
+
+func newTestPKI(tb testing.TB) *testPKI {
+	tb.Helper()
+	ca, err := testcert.New()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	p := &testPKI{ca: ca}
+	if p.server, err = ca.Issue("server"); err != nil {
+		tb.Fatal(err)
+	}
+	if p.client, err = ca.Issue("client"); err != nil {
+		tb.Fatal(err)
+	}
+	return p
+}
+
+// clientTLS returns a client config trusting p's authority, showing p's
+// client certificate if withCert. Each transport needs its own: net/http's
+// changes the NextProtos of the one it is given.
+func (p *testPKI) clientTLS(withCert bool) *tls.Config {
+	cfg := &tls.Config{RootCAs: p.ca.Pool(), MinVersion: tls.VersionTLS12}
+	if withCert {
+		cfg.Certificates = []tls.Certificate{p.client}
+	}
+	return cfg
+}
+
+// tlsClients returns a client speaking HTTP/2 only and one speaking
+// HTTP/1.1 only, both over TLS with cfg.
+func tlsClients(tb testing.TB, cfg *tls.Config) (h2, h1 *http.Client) {
+	tb.Helper()
+	var p2, p1 http.Protocols
+	p2.SetHTTP2(true)
+	p1.SetHTTP1(true)
+	h2 = &http.Client{Transport: &http.Transport{Protocols: &p2, TLSClientConfig: cfg.Clone()}}
+	h1 = &http.Client{Transport: &http.Transport{Protocols: &p1, TLSClientConfig: cfg.Clone()}}
+	tb.Cleanup(h2.CloseIdleConnections)
+	tb.Cleanup(h1.CloseIdleConnections)
+	return h2, h1
+}
+
+// mTLSConfig is a server config that requires a client certificate from
+// p's authority, with p's server certificate given the way named by how.
+func (p *testPKI) mTLSConfig(how string) *tls.Config {
+	cfg := &tls.Config{ClientCAs: p.ca.Pool(), ClientAuth: tls.RequireAndVerifyClientCert, MinVersion: tls.VersionTLS12}
+	switch how {
+	case "Certificates":
+		cfg.Certificates = []tls.Certificate{p.server}
+	case "GetCertificate":
+		cfg.GetCertificate = func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return &p.server, nil }
+	case "GetConfigForClient":
+		// As a config that rotates its certificates or authorities
+		// builds it: a new config per handshake, without NextProtos.
+		cfg.GetConfigForClient = func(*tls.ClientHelloInfo) (*tls.Config, error) {
+			return &tls.Config{
+				Certificates: []tls.Certificate{p.server},
+				ClientCAs:    p.ca.Pool(), ClientAuth: tls.RequireAndVerifyClientCert, MinVersion: tls.VersionTLS12,
+			}, nil
+		}
+	}
+	return cfg
+}
+
+// Under mutual TLS, with the server's certificate in the config, from
+// GetCertificate or from GetConfigForClient, and with frame batching on or
+// off, every client with a certificate calls over HTTP/2 (gRPC with
+// grpc-go, which insists on h2 by ALPN; connect's gRPC, gRPC-Web and
+// Connect) and HTTP/1.1 (gRPC-Web, Connect JSON), and every client without
+// one is refused in the handshake. A config from GetConfigForClient
+// negotiated no protocol: grpc-go failed, and the others fell back to
+// HTTP/1.1.
+func TestMutualTLSServesEveryProtocol(t *testing.T) {
+	t.Parallel()
+	pki := newTestPKI(t)
+	for _, how := range []string{"Certificates", "GetCertificate", "GetConfigForClient"} {
+		for _, noBatching := range []bool{false, true} {
+			name := how
+			if noBatching {
+				name += "/no batching"
+			}
+			t.Run(name, func(t *testing.T) {
+				t.Parallel()
+				srv := newPingServer(t, kit.Config{NoFrameBatching: noBatching}, nil, kit.WithTLSConfig(pki.mTLSConfig(how)))
+				url := "https://" + srv.Addr().String()
+
+				for _, withCert := range []bool{true, false} {
+					h2, h1 := tlsClients(t, pki.clientTLS(withCert))
+					for _, tc := range []struct {
+						name   string
+						client *http.Client
+						opts   []connect.ClientOption
+					}{
+						{name: "grpc", client: h2, opts: []connect.ClientOption{connect.WithGRPC()}},
+						{name: "grpcweb/h2", client: h2, opts: []connect.ClientOption{connect.WithGRPCWeb()}},
+						{name: "connect/h2", client: h2},
+						{name: "grpcweb/http1", client: h1, opts: []connect.ClientOption{connect.WithGRPCWeb()}},
+						{name: "connect+json/http1", client: h1, opts: []connect.ClientOption{connect.WithProtoJSON()}},
+					} {
+						client := pingv1connect.NewPingServiceClient(tc.client, url, tc.opts...)
+						res, err := client.Ping(t.Context(), connect.NewRequest(&pingv1.PingRequest{Number: 7}))
+						if !withCert {
+							// Usually "remote error: tls: certificate required";
+							// under TLS 1.3 the client may write before it
+							// reads the server's alert ("broken pipe").
+							if err == nil {
+								t.Errorf("%s without a client certificate: Ping succeeded", tc.name)
+							}
+							continue
+						}
+						if err != nil {
+							t.Errorf("%s: Ping = %v", tc.name, err)
+							continue
+						}
+						if res.Msg.GetNumber() != 7 {
+							t.Errorf("%s: Ping = %d, want 7", tc.name, res.Msg.GetNumber())
+						}
+					}
+					// The protocol negotiated, as net/http's client sees it.
+					res, err := h2.Get(url + "/connectkit.ping.v1.PingService/Ping?encoding=json&message=%7B%7D")
+					if withCert {
+						if err != nil {
+							t.Fatalf("GET: %v", err)
+						}
+						res.Body.Close()
+						if res.ProtoMajor != 2 {
+							t.Errorf("a client offering h2 got HTTP/%d.%d", res.ProtoMajor, res.ProtoMinor)
+						}
+					}
+
+					conn, err := grpc.NewClient(srv.Addr().String(), grpc.WithTransportCredentials(credentials.NewTLS(pki.clientTLS(withCert))))
+					if err != nil {
+						t.Fatal(err)
+					}
+					hc, err := healthpb.NewHealthClient(conn).Check(t.Context(), &healthpb.HealthCheckRequest{})
+					switch {
+					case withCert && (err != nil || hc.GetStatus() != healthpb.HealthCheckResponse_SERVING):
+						t.Errorf("grpc-go health Check = %v, %v; want SERVING", hc, err)
+					case !withCert && err == nil:
+						t.Errorf("grpc-go health Check without a client certificate = %v, want an error", hc)
+					}
+					var out pingv1.PingResponse
+					err = conn.Invoke(t.Context(), pingv1connect.PingServicePingProcedure, &pingv1.PingRequest{Number: 9}, &out)
+					if withCert && (err != nil || out.GetNumber() != 9) {
+						t.Errorf("grpc-go Ping = %v, %v", out.GetNumber(), err)
+					}
+					_ = conn.Close()
+				}
+			})
+		}
+	}
+}
+
+// A TLS config without any certificate fails at New, rather than every
+// handshake (with frame batching) or Run (without).
+func TestWithTLSConfigWithoutCertificateFailsAtNew(t *testing.T) {
+	t.Parallel()
+	_, err := kit.New(kit.Config{AdminAddr: kit.AdminOff}, kit.WithTLSConfig(&tls.Config{MinVersion: tls.VersionTLS12}))
+	if err == nil || !strings.Contains(err.Error(), "no certificate") {
+		t.Fatalf("New = %v, want an error saying the config has no certificate", err)
+	}
+}
