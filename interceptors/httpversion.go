@@ -2,6 +2,7 @@ package interceptors
 
 import (
 	"context"
+	"crypto/tls"
 	"net"
 	"net/http"
 
@@ -32,10 +33,15 @@ func HTTPVersion(next http.Handler) http.Handler {
 
 // ConnContext is a function for http.Server.ConnContext that lets
 // [HTTPVersion] record each connection's HTTP version in the connection's
-// context instead of copying every request. Compose it with your own
-// ConnContext, if any, by calling it from there.
-func ConnContext(ctx context.Context, _ net.Conn) context.Context {
-	return connctx.NewContext(ctx)
+// context instead of copying every request, and keeps a TLS connection
+// for kit.TLSFrom. Compose it with your own ConnContext, if any, by
+// calling it from there.
+func ConnContext(ctx context.Context, c net.Conn) context.Context {
+	ctx = connctx.NewContext(ctx)
+	if tc, ok := c.(*tls.Conn); ok {
+		connctx.FromContext(ctx).TLS = tc
+	}
+	return ctx
 }
 
 type httpVersionKey struct{}

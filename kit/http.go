@@ -86,26 +86,6 @@ func (s *Server) newHTTPServer() (*http.Server, error) {
 	return srv, nil
 }
 
-// withNextProtos wraps a tls.Config's GetConfigForClient so that the
-// configs it returns without NextProtos offer HTTP/2 and HTTP/1.1 by ALPN.
-// A returned config replaces the server's for the handshake, NextProtos
-// included, and net/http adds "h2" to its own config only: without this, a
-// config that rotates certificates or picks them per client negotiates no
-// protocol, so clients fall back to HTTP/1.1 (no bidi streams) or fail, as
-// grpc-go does ("missing selected ALPN property"). A config that lists its
-// own NextProtos keeps them.
-func withNextProtos(next func(*tls.ClientHelloInfo) (*tls.Config, error)) func(*tls.ClientHelloInfo) (*tls.Config, error) {
-	return func(hello *tls.ClientHelloInfo) (*tls.Config, error) {
-		cfg, err := next(hello)
-		if cfg == nil || err != nil || len(cfg.NextProtos) > 0 {
-			return cfg, err
-		}
-		cfg = cfg.Clone()
-		cfg.NextProtos = []string{"h2", "http/1.1"}
-		return cfg, nil
-	}
-}
-
 // batching wraps ln so that its HTTP/2 connections coalesce writes and
 // buffer reads (package internal/batchconn), unless turned off: h2c
 // connections are recognized by their preface; beneath TLS, those that

@@ -1,6 +1,7 @@
 package kit_test
 
 import (
+	"context"
 	"crypto/tls"
 	"net/http"
 	"strings"
@@ -15,6 +16,7 @@ import (
 	"github.com/connectkit/connectkit/internal/gen/connectkit/ping/v1/pingv1connect"
 	"github.com/connectkit/connectkit/internal/testcert"
 	"github.com/connectkit/connectkit/kit"
+	"github.com/connectkit/connectkit/kit/kittest"
 )
 
 // testPKI is an authority and the server and client certificates it issued.
@@ -183,4 +185,85 @@ func TestWithTLSConfigWithoutCertificateFailsAtNew(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "no certificate") {
 		t.Fatalf("New = %v, want an error saying the config has no certificate", err)
 	}
+}
+
+// peerServer answers Ping with the common name of the client certificate
+// that kit.TLSFrom shows the handler ("cleartext" when it shows none), and
+// puts what an interceptor saw in the response header Interceptor-Peer.
+type peerServer struct{ pingServer }
+
+func (p *peerServer) Ping(ctx context.Context, _ *connect.Request[pingv1.PingRequest]) (*connect.Response[pingv1.PingResponse], error) {
+	return connect.NewResponse(&pingv1.PingResponse{Text: peerName(ctx)}), nil
+}
+
+func peerName(ctx context.Context) string {
+	state := kit.TLSFrom(ctx)
+	switch {
+	case state == nil:
+		return "cleartext"
+	case len(state.PeerCertificates) == 0:
+		return "no certificate"
+	}
+	return state.PeerCertificates[0].Subject.CommonName
+}
+
+// Handlers and interceptors see the client's verified certificate through
+// kit.TLSFrom, over every protocol and HTTP version, with frame batching
+// on and off; over cleartext TLSFrom is nil.
+func TestTLSFromShowsClientCertificate(t *testing.T) {
+	t.Parallel()
+	pki := newTestPKI(t)
+	sawPeer := connect.UnaryInterceptorFunc(func(next connect.UnaryFunc) connect.UnaryFunc {
+		return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
+			res, err := next(ctx, req)
+			if err == nil {
+				res.Header().Set("Interceptor-Peer", peerName(ctx))
+			}
+			return res, err
+		}
+	})
+	mount := func(srv *kit.Server) {
+		srv.Mount(pingv1connect.NewPingServiceHandler(&peerServer{}, srv.HandlerOptions()...))
+	}
+	for _, noBatching := range []bool{false, true} {
+		t.Run(map[bool]string{false: "batching", true: "no batching"}[noBatching], func(t *testing.T) {
+			t.Parallel()
+			srv := kittest.NewServer(t, kit.Config{NoFrameBatching: noBatching}, mount,
+				kit.WithTLSConfig(pki.mTLSConfig("Certificates")), kit.WithInterceptors(sawPeer))
+			url := "https://" + srv.Addr().String()
+			h2, h1 := tlsClients(t, pki.clientTLS(true))
+			for _, tc := range []struct {
+				name   string
+				client *http.Client
+				opts   []connect.ClientOption
+			}{
+				{name: "grpc", client: h2, opts: []connect.ClientOption{connect.WithGRPC()}},
+				{name: "grpcweb/h2", client: h2, opts: []connect.ClientOption{connect.WithGRPCWeb()}},
+				{name: "connect/h2", client: h2},
+				{name: "grpcweb/http1", client: h1, opts: []connect.ClientOption{connect.WithGRPCWeb()}},
+				{name: "connect+json/http1", client: h1, opts: []connect.ClientOption{connect.WithProtoJSON()}},
+			} {
+				res, err := pingv1connect.NewPingServiceClient(tc.client, url, tc.opts...).Ping(t.Context(), connect.NewRequest(&pingv1.PingRequest{}))
+				if err != nil {
+					t.Fatalf("%s: Ping = %v", tc.name, err)
+				}
+				if got := res.Msg.GetText(); got != "client" {
+					t.Errorf("%s: the handler saw %q, want the client certificate's name", tc.name, got)
+				}
+				if got := res.Header().Get("Interceptor-Peer"); got != "client" {
+					t.Errorf("%s: the interceptor saw %q, want the client certificate's name", tc.name, got)
+				}
+			}
+		})
+	}
+	t.Run("cleartext", func(t *testing.T) {
+		t.Parallel()
+		srv := kittest.NewServer(t, kit.Config{}, mount)
+		for _, p := range srv.Protocols() {
+			res, err := pingv1connect.NewPingServiceClient(p.Client, srv.URL, p.Options...).Ping(t.Context(), connect.NewRequest(&pingv1.PingRequest{}))
+			if err != nil || res.Msg.GetText() != "cleartext" {
+				t.Errorf("%s: Ping = %v, %v; want TLSFrom nil", p.Name, res, err)
+			}
+		}
+	})
 }

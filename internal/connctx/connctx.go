@@ -6,6 +6,7 @@ package connctx
 
 import (
 	"context"
+	"crypto/tls"
 	"sync/atomic"
 )
 
@@ -18,6 +19,9 @@ type State struct {
 	// serves an HTTP/1.x connection's requests (kit/stack.go); 0 before.
 	// Only that goroutine uses it.
 	StackMark uintptr
+	// TLS is the connection when it is a TLS one, set before its
+	// handshake; its ConnectionState is complete once requests arrive.
+	TLS *tls.Conn
 }
 
 type key struct{}
