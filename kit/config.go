@@ -36,8 +36,10 @@ type Config struct {
 
 	// TLSCertFile and TLSKeyFile, when both set, make the main listener
 	// serve TLS (HTTP/2 negotiated by ALPN, HTTP/1.1 as fallback) instead of
-	// cleartext. KIT_TLS_CERT_FILE, KIT_TLS_KEY_FILE, default empty
-	// (cleartext).
+	// cleartext. [New] fails if they do not load or the certificate has
+	// expired; once serving, a pair renewed on disk is served to the next
+	// handshakes without a restart. KIT_TLS_CERT_FILE, KIT_TLS_KEY_FILE,
+	// default empty (cleartext).
 	TLSCertFile string
 	TLSKeyFile  string
 

@@ -72,12 +72,11 @@ func (s *Server) newHTTPServer() (*http.Server, error) {
 		}
 		protocols.SetHTTP2(true)
 	case s.cfg.TLSCertFile != "":
-		cert, err := tls.LoadX509KeyPair(s.cfg.TLSCertFile, s.cfg.TLSKeyFile)
+		files, err := newKeyPairFiles(s.cfg.TLSCertFile, s.cfg.TLSKeyFile, s.logger)
 		if err != nil {
-			return nil, fmt.Errorf("kit: TLS key pair (KIT_TLS_CERT_FILE=%q, KIT_TLS_KEY_FILE=%q): %w",
-				s.cfg.TLSCertFile, s.cfg.TLSKeyFile, err)
+			return nil, err
 		}
-		srv.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+		srv.TLSConfig = &tls.Config{GetCertificate: files.getCertificate, MinVersion: tls.VersionTLS12}
 		protocols.SetHTTP2(true)
 	default:
 		protocols.SetUnencryptedHTTP2(true)

@@ -3,6 +3,11 @@ package kit
 import (
 	"context"
 	"crypto/tls"
+	"fmt"
+	"log/slog"
+	"os"
+	"sync"
+	"time"
 
 	"github.com/connectkit/connectkit/internal/connctx"
 )
@@ -44,4 +49,82 @@ func TLSFrom(ctx context.Context) *tls.ConnectionState {
 		return nil
 	}
 	return &state
+}
+
+// keyPairFiles serves the key pair of [Config.TLSCertFile] and
+// [Config.TLSKeyFile] as a tls.Config's GetCertificate, and reloads it when
+// either file changes (its modification time or size), so that a
+// certificate renewed on disk (cert-manager, a Kubernetes Secret's volume,
+// certbot) is served to the next handshakes without a restart. Each
+// handshake stats both files. A pair that does not load (a key that does
+// not match the certificate, as while one file is replaced before the
+// other, or an expired certificate) leaves the previous one in service and
+// is logged once, and retried as soon as a file changes again.
+type keyPairFiles struct {
+	certFile, keyFile string
+	logger            *slog.Logger
+
+	mu     sync.Mutex
+	cert   *tls.Certificate
+	stamps [2]fileStamp // of the files the last load read
+}
+
+// fileStamp is what tells a file changed.
+type fileStamp struct {
+	mod  time.Time
+	size int64
+}
+
+func newKeyPairFiles(certFile, keyFile string, logger *slog.Logger) (*keyPairFiles, error) {
+	k := &keyPairFiles{certFile: certFile, keyFile: keyFile, logger: logger}
+	k.stamps = k.stat()
+	cert, err := k.load()
+	if err != nil {
+		return nil, err
+	}
+	k.cert = cert
+	return k, nil
+}
+
+func (k *keyPairFiles) stat() [2]fileStamp {
+	var stamps [2]fileStamp
+	for i, name := range []string{k.certFile, k.keyFile} {
+		if fi, err := os.Stat(name); err == nil {
+			stamps[i] = fileStamp{mod: fi.ModTime(), size: fi.Size()}
+		}
+	}
+	return stamps
+}
+
+// load reads the key pair and refuses an expired certificate, with an
+// error that names the files.
+func (k *keyPairFiles) load() (*tls.Certificate, error) {
+	cert, err := tls.LoadX509KeyPair(k.certFile, k.keyFile)
+	if err != nil {
+		return nil, fmt.Errorf("kit: TLS key pair (KIT_TLS_CERT_FILE=%q, KIT_TLS_KEY_FILE=%q): %w", k.certFile, k.keyFile, err)
+	}
+	if leaf := cert.Leaf; leaf != nil && time.Now().After(leaf.NotAfter) {
+		return nil, fmt.Errorf("kit: TLS certificate (KIT_TLS_CERT_FILE=%q) expired at %s",
+			k.certFile, leaf.NotAfter.UTC().Format(time.RFC3339))
+	}
+	return &cert, nil
+}
+
+// getCertificate is the tls.Config's GetCertificate.
+func (k *keyPairFiles) getCertificate(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+	stamps := k.stat()
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if stamps == k.stamps {
+		return k.cert, nil
+	}
+	k.stamps = stamps
+	cert, err := k.load()
+	if err != nil {
+		k.logger.Error("TLS key pair changed but does not load: serving the previous one", "err", err)
+		return k.cert, nil
+	}
+	k.cert = cert
+	k.logger.Info("TLS key pair reloaded", "cert_file", k.certFile, "not_after", cert.Leaf.NotAfter.UTC().Format(time.RFC3339))
+	return k.cert, nil
 }

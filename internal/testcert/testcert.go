@@ -29,7 +29,7 @@ var serial atomic.Int64
 
 // New makes an authority.
 func New() (*Authority, error) {
-	cert, key, err := issue("testcert authority", nil, nil)
+	cert, key, err := issue("testcert authority", nil, nil, time.Now().Add(24*time.Hour))
 	if err != nil {
 		return nil, err
 	}
@@ -43,9 +43,16 @@ func (a *Authority) Pool() *x509.CertPool {
 	return pool
 }
 
-// Issue makes a certificate for 127.0.0.1, for servers and clients alike.
+// Issue makes a certificate for 127.0.0.1, for servers and clients alike,
+// valid from an hour ago for a day.
 func (a *Authority) Issue(name string) (tls.Certificate, error) {
-	cert, key, err := issue(name, a.cert, a.key)
+	return a.IssueUntil(name, time.Now().Add(24*time.Hour))
+}
+
+// IssueUntil is Issue for a certificate that expires at notAfter (in the
+// past, for an expired one).
+func (a *Authority) IssueUntil(name string, notAfter time.Time) (tls.Certificate, error) {
+	cert, key, err := issue(name, a.cert, a.key, notAfter)
 	if err != nil {
 		return tls.Certificate{}, err
 	}
@@ -59,6 +66,12 @@ func (a *Authority) WriteFiles(dir, name string) (certFile, keyFile string, err 
 	if err != nil {
 		return "", "", err
 	}
+	return WriteFiles(dir, name, cert)
+}
+
+// WriteFiles writes cert and its key as PEM into dir, as name.pem and
+// name-key.pem.
+func WriteFiles(dir, name string, cert tls.Certificate) (certFile, keyFile string, err error) {
 	keyDER, err := x509.MarshalECPrivateKey(cert.PrivateKey.(*ecdsa.PrivateKey))
 	if err != nil {
 		return "", "", err
@@ -82,7 +95,7 @@ func writePEM(file, kind string, der []byte) error {
 
 // issue makes a certificate signed by parent, or a self-signed authority
 // when parent is nil.
-func issue(name string, parent *x509.Certificate, parentKey *ecdsa.PrivateKey) (*x509.Certificate, *ecdsa.PrivateKey, error) {
+func issue(name string, parent *x509.Certificate, parentKey *ecdsa.PrivateKey, notAfter time.Time) (*x509.Certificate, *ecdsa.PrivateKey, error) {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		return nil, nil, err
@@ -90,8 +103,8 @@ func issue(name string, parent *x509.Certificate, parentKey *ecdsa.PrivateKey) (
 	tmpl := &x509.Certificate{
 		SerialNumber: big.NewInt(serial.Add(1)),
 		Subject:      pkix.Name{CommonName: name},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(24 * time.Hour),
+		NotBefore:    notAfter.Add(-25 * time.Hour),
+		NotAfter:     notAfter,
 		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1)},
 		KeyUsage:     x509.KeyUsageDigitalSignature,
 		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
