@@ -3,14 +3,17 @@ package natsjs_test
 import (
 	"context"
 	"crypto/tls"
+	"net"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
 
 	"github.com/connectkit/connectkit/internal/testcert"
+	"github.com/connectkit/connectkit/pubsub"
 	"github.com/connectkit/connectkit/pubsub/natsjs"
 )
 
@@ -73,5 +76,72 @@ func TestExternalClusterOverTLS(t *testing.T) {
 				t.Errorf("New = %v, want an error containing %q", err, tc.want)
 			}
 		})
+	}
+}
+
+// After the cluster's server restarts, natsjs reconnects over TLS with its
+// client certificate, and publishes again.
+func TestExternalClusterOverTLSReconnects(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	ca, err := testcert.New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	srvCert, err := ca.Issue("server")
+	if err != nil {
+		t.Fatal(err)
+	}
+	caFile, err := ca.WriteCA(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	certFile, keyFile, err := ca.WriteFiles(dir, "client")
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts := func(port int, store string) *server.Options {
+		return &server.Options{
+			Port: port, StoreDir: store, TLS: true, TLSVerify: true, TLSTimeout: 5,
+			TLSConfig: &tls.Config{
+				Certificates: []tls.Certificate{srvCert},
+				ClientCAs:    ca.Pool(), ClientAuth: tls.RequireAndVerifyClientCert, MinVersion: tls.VersionTLS12,
+			},
+		}
+	}
+	store := t.TempDir()
+	first := natsjs.StartTestServer(t, opts(0, store))
+	port := first.Addr().(*net.TCPAddr).Port
+	url := strings.Replace(first.ClientURL(), "nats://", "tls://", 1)
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	b, err := natsjs.New(ctx, natsjs.Config{URL: url, TLSCAFile: caFile, TLSCertFile: certFile, TLSKeyFile: keyFile})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	if _, err := b.Publish(ctx, &pubsub.Message{ID: "m1", Topic: "tls.reconnect", Data: []byte("1")}); err != nil {
+		t.Fatalf("Publish: %v", err)
+	}
+
+	first.Shutdown()
+	first.WaitForShutdown()
+	natsjs.StartTestServer(t, opts(port, store))
+	for b.Conn().Status() != nats.CONNECTED {
+		select {
+		case <-ctx.Done():
+			t.Fatalf("not reconnected: %v", b.Conn().Status())
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	state, err := b.Conn().TLSConnectionState()
+	if err != nil || !state.HandshakeComplete {
+		t.Fatalf("reconnected without TLS: %v", err)
+	}
+	if err := b.Check(ctx); err != nil {
+		t.Errorf("Check after reconnect = %v", err)
+	}
+	if _, err := b.Publish(ctx, &pubsub.Message{ID: "m2", Topic: "tls.reconnect", Data: []byte("2")}); err != nil {
+		t.Errorf("Publish after reconnect: %v", err)
 	}
 }
