@@ -3,13 +3,17 @@ package kit_test
 import (
 	"context"
 	"crypto/tls"
+	"errors"
+	"net"
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"connectrpc.com/connect"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
 	pingv1 "github.com/connectkit/connectkit/internal/gen/connectkit/ping/v1"
@@ -266,4 +270,99 @@ func TestTLSFromShowsClientCertificate(t *testing.T) {
 			}
 		}
 	})
+}
+
+// A graceful shutdown over mutual TLS, with frame batching on the HTTP/2
+// connections: calls in flight over HTTP/2 (gRPC) and HTTP/1.1 (Connect
+// JSON) finish, new connections are refused, and Run returns nil.
+func TestGracefulShutdownOverMutualTLS(t *testing.T) {
+	t.Parallel()
+	pki := newTestPKI(t)
+	svc := &countingPing{block: make(chan struct{}), entered: make(chan struct{}, 2)}
+	srv := kittest.NewServer(t, kit.Config{}, func(srv *kit.Server) {
+		srv.Mount(pingv1connect.NewPingServiceHandler(svc, srv.HandlerOptions()...))
+	}, kit.WithTLSConfig(pki.mTLSConfig("Certificates")))
+	url := "https://" + srv.Addr().String()
+	h2, h1 := tlsClients(t, pki.clientTLS(true))
+
+	results := make(chan error, 2)
+	for _, c := range []pingv1connect.PingServiceClient{
+		pingv1connect.NewPingServiceClient(h2, url, connect.WithGRPC()),
+		pingv1connect.NewPingServiceClient(h1, url, connect.WithProtoJSON()),
+	} {
+		go func() {
+			res, err := c.Ping(context.Background(), connect.NewRequest(&pingv1.PingRequest{Number: 5}))
+			if err == nil && res.Msg.GetNumber() != 5 {
+				err = errors.New("wrong answer")
+			}
+			results <- err
+		}()
+	}
+	<-svc.entered
+	<-svc.entered
+	stopped := make(chan error, 1)
+	go func() { stopped <- srv.Stop() }()
+	for {
+		c, err := net.Dial("tcp", srv.Addr().String())
+		if err != nil {
+			break
+		}
+		c.Close()
+		select {
+		case err := <-stopped:
+			t.Fatalf("Run returned %v with calls in flight", err)
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	close(svc.block)
+	for range 2 {
+		if err := <-results; err != nil {
+			t.Errorf("in-flight call: %v", err)
+		}
+	}
+	if err := <-stopped; err != nil {
+		t.Fatalf("Run = %v, want nil", err)
+	}
+}
+
+// countingPing's Ping sends on entered, then waits for block.
+type countingPing struct {
+	pingServer
+	entered chan struct{}
+	block   chan struct{}
+}
+
+func (p *countingPing) Ping(ctx context.Context, req *connect.Request[pingv1.PingRequest]) (*connect.Response[pingv1.PingResponse], error) {
+	p.entered <- struct{}{}
+	select {
+	case <-p.block:
+	case <-ctx.Done():
+		return nil, connect.NewError(connect.CodeCanceled, ctx.Err())
+	}
+	return connect.NewResponse(&pingv1.PingResponse{Number: req.Msg.GetNumber()}), nil
+}
+
+// Under TLS the kubelet's built-in gRPC probe, which speaks cleartext, fails
+// on the main port, and the admin listener's /readyz, cleartext on a port
+// of its own, answers: what the README's Kubernetes section advises.
+func TestProbesUnderMutualTLS(t *testing.T) {
+	t.Parallel()
+	pki := newTestPKI(t)
+	srv := newPingServer(t, kit.Config{AdminAddr: "127.0.0.1:0"}, nil, kit.WithTLSConfig(pki.mTLSConfig("Certificates")))
+	conn, err := grpc.NewClient(srv.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if _, err := healthpb.NewHealthClient(conn).Check(t.Context(), &healthpb.HealthCheckRequest{}); err == nil {
+		t.Error("a cleartext gRPC health Check succeeded against a TLS port")
+	}
+	res, err := http.Get(srv.AdminURL + "/readyz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if res.StatusCode != http.StatusOK {
+		t.Errorf("/readyz = %s", res.Status)
+	}
 }
