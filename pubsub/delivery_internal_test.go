@@ -15,7 +15,7 @@ import (
 // keeps the message alone, not the delivery's state with it.
 func TestKeptMessageKeepsNoDelivery(t *testing.T) {
 	var kept *pingv1.PingRequest
-	call, err := chainOf("/kept/s", func(_ context.Context, m *pingv1.PingRequest) error {
+	call, newState, err := chainOf("/kept/s", func(_ context.Context, m *pingv1.PingRequest) error {
 		kept = m
 		return nil
 	}, nil)
@@ -26,7 +26,8 @@ func TestKeptMessageKeepsNoDelivery(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	st := &deliveryState{header: http.Header{}}
+	st := newState()
+	st.header = http.Header{}
 	st.ctx = stateContext{Context: context.Background(), st: st}
 	if err := call(&st.ctx, st, data, ContentTypeProto); err != nil {
 		t.Fatal(err)

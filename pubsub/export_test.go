@@ -10,10 +10,11 @@ import (
 // InvokeForBench presents msg to s's handler chain as a delivery does,
 // without a broker: it measures the cost of the unary presentation.
 func (s *Subscriber) InvokeForBench(ctx context.Context, msg *Message) error {
-	st := &deliveryState{info: msgctx.Info{
+	st := s.newState()
+	st.info = msgctx.Info{
 		Operation: msgctx.Process, System: "bench", Topic: s.topic, Subscription: s.name,
 		MessageID: msg.ID, MessageType: s.typeName, Attempt: 1, MaxAttempts: s.cfg.MaxAttempts,
-	}}
+	}
 	return s.invoke(ctx, st, msg, ContentTypeProto)
 }
 

@@ -17,8 +17,9 @@ import (
 )
 
 // deliveryState is one delivery on its way through the handler chain. It
-// holds what the call needs but the message (in its deliveryRequest), so
-// that a delivery costs two allocations of pubsub's, its deadline one more
+// holds what the call needs but the message, so that a delivery costs two
+// allocations of pubsub's (this state, with its deadline and, in the same
+// allocation, the request the chain sees: see stateFunc; and the message)
 // and the decoded message's fields theirs (the rest are the chain's).
 type deliveryState struct {
 	info   msgctx.Info
@@ -26,8 +27,10 @@ type deliveryState struct {
 	ran    bool        // the chain ran: the message decoded
 	panic  string      // a panic no interceptor recovered: a description, for the dead letter
 
-	ctx  stateContext
-	resp connect.Response[emptypb.Empty] // the handler's answer
+	ctx      stateContext
+	deadline deadline.Ctx                    // the handler's, AckWait, unless ctx ends earlier
+	req      any                             // the *deliveryRequest[M] allocated with this state
+	resp     connect.Response[emptypb.Empty] // the handler's answer
 }
 
 // stateContext is the context of a delivery: it carries the delivery's state
@@ -57,7 +60,8 @@ func stateFrom(ctx context.Context) *deliveryState {
 // handle handles one delivery and gives the broker its verdict.
 func (s *Subscriber) handle(ctx context.Context, d Delivery) {
 	msg := d.Message()
-	st := &deliveryState{info: msgctx.Info{
+	st := s.newState()
+	st.info = msgctx.Info{
 		Operation:    msgctx.Process,
 		System:       s.system,
 		Topic:        s.topic,
@@ -66,7 +70,7 @@ func (s *Subscriber) handle(ctx context.Context, d Delivery) {
 		MessageType:  s.typeName,
 		Attempt:      d.Attempt(),
 		MaxAttempts:  s.cfg.MaxAttempts,
-	}}
+	}
 	if st.info.Attempt > 1 {
 		s.metrics.redelivered.WithLabelValues(s.topic, s.name).Inc()
 	}
@@ -128,9 +132,9 @@ func (s *Subscriber) handle(ctx context.Context, d Delivery) {
 // invoke presents the delivery to the handler chain as a unary call, and
 // returns the chain's final error.
 func (s *Subscriber) invoke(ctx context.Context, st *deliveryState, msg *Message, contentType string) (err error) {
-	if c := deadline.New(ctx, s.cfg.AckWait); c != nil { // a timer only if the handler waits
-		defer c.Cancel()
-		ctx = c
+	if deadline.Init(&st.deadline, ctx, s.cfg.AckWait) { // a timer only if the handler waits
+		defer st.deadline.Cancel()
+		ctx = &st.deadline
 	}
 	st.ctx = stateContext{Context: ctx, st: st}
 

@@ -25,6 +25,7 @@ type Subscriber struct {
 	typeName string
 	cfg      DeliveryConfig
 	call     callFunc
+	newState stateFunc
 	metrics  *metrics
 	logger   *slog.Logger
 
@@ -95,7 +96,7 @@ func NewSubscriber[M any](b Broker, topic, subscription string, handle func(cont
 		logger:   cfg.logger.With("topic", topic, "subscription", subscription),
 	}
 	s.state.Store(&errNotStarted)
-	if s.call, err = chainOf(procedure, handle, cfg.handlerOptions); err != nil {
+	if s.call, s.newState, err = chainOf(procedure, handle, cfg.handlerOptions); err != nil {
 		return nil, err
 	}
 	return s, nil

@@ -28,11 +28,25 @@ import (
 // context.WithTimeout, it costs one allocation (there is no CancelFunc to
 // make).
 func New(parent context.Context, timeout time.Duration) *Ctx {
-	d := time.Now().Add(timeout)
-	if pd, ok := parent.Deadline(); ok && !pd.After(d) {
+	c := new(Ctx)
+	if !Init(c, parent, timeout) {
 		return nil
 	}
-	return &Ctx{Context: parent, deadline: d}
+	return c
+}
+
+// Init is [New] into c, a zero Ctx that the caller allocated as part of a
+// struct of its own (pubsub's delivery state), which saves New's
+// allocation. It reports whether c is to be used: false if parent already
+// ends in time, and c is left as it was. c must not be copied once Init
+// returned true.
+func Init(c *Ctx, parent context.Context, timeout time.Duration) bool {
+	d := time.Now().Add(timeout)
+	if pd, ok := parent.Deadline(); ok && !pd.After(d) {
+		return false
+	}
+	c.Context, c.deadline = parent, d
+	return true
 }
 
 // Ctx is a context with a deadline whose real context (a
