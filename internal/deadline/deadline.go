@@ -28,11 +28,11 @@ import (
 // context.WithTimeout, it costs one allocation (there is no CancelFunc to
 // make).
 func New(parent context.Context, timeout time.Duration) *Ctx {
-	c := new(Ctx)
-	if !Init(c, parent, timeout) {
-		return nil
+	d, ok := deadlineFor(parent, timeout)
+	if !ok {
+		return nil // before allocating: no Ctx to make
 	}
-	return c
+	return &Ctx{Context: parent, deadline: d}
 }
 
 // Init is [New] into c, a zero Ctx that the caller allocated as part of a
@@ -41,12 +41,21 @@ func New(parent context.Context, timeout time.Duration) *Ctx {
 // ends in time, and c is left as it was. c must not be copied once Init
 // returned true.
 func Init(c *Ctx, parent context.Context, timeout time.Duration) bool {
+	d, ok := deadlineFor(parent, timeout)
+	if ok {
+		c.Context, c.deadline = parent, d
+	}
+	return ok
+}
+
+// deadlineFor returns the deadline timeout from now, and false if parent
+// ends no later.
+func deadlineFor(parent context.Context, timeout time.Duration) (time.Time, bool) {
 	d := time.Now().Add(timeout)
 	if pd, ok := parent.Deadline(); ok && !pd.After(d) {
-		return false
+		return time.Time{}, false
 	}
-	c.Context, c.deadline = parent, d
-	return true
+	return d, true
 }
 
 // Ctx is a context with a deadline whose real context (a

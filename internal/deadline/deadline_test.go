@@ -116,6 +116,20 @@ func TestSoonerParentDeadline(t *testing.T) {
 	}
 }
 
+// TestSoonerParentAllocatesNothing checks that New makes nothing when it
+// returns nil (kit's deadlines and pubsub call it on every call). Not
+// parallel: AllocsPerRun counts the whole process's allocations.
+func TestSoonerParentAllocatesNothing(t *testing.T) {
+	parent, cancelParent := context.WithTimeout(t.Context(), time.Minute)
+	defer cancelParent()
+	if n := testing.AllocsPerRun(100, func() { sink = deadline.New(parent, time.Hour) }); n != 0 {
+		t.Errorf("New under a parent that ends sooner allocates %v times, want 0", n)
+	}
+}
+
+// sink keeps what New returns where the compiler cannot see it unused.
+var sink *deadline.Ctx
+
 // TestConcurrentUse races Done, Err, Value and Cancel (run with -race).
 func TestConcurrentUse(t *testing.T) {
 	t.Parallel()
