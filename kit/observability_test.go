@@ -111,13 +111,15 @@ func TestDefaultChainLogsCountsAndTracesEveryProtocol(t *testing.T) {
 	}
 }
 
-// counterValue returns the value of the counter name with labels in reg.
+// counterValue returns the sum of the counters name in reg whose labels
+// include labels: the value of the one counter that all its labels name.
 func counterValue(tb testing.TB, reg prometheus.Gatherer, name string, labels map[string]string) float64 {
 	tb.Helper()
 	families, err := reg.Gather()
 	if err != nil {
 		tb.Fatal(err)
 	}
+	var sum float64
 	for _, f := range families {
 		if f.GetName() != name {
 			continue
@@ -129,8 +131,8 @@ func counterValue(tb testing.TB, reg prometheus.Gatherer, name string, labels ma
 					continue metrics
 				}
 			}
-			return m.GetCounter().GetValue()
+			sum += m.GetCounter().GetValue()
 		}
 	}
-	return 0
+	return sum
 }

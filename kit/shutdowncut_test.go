@@ -152,7 +152,7 @@ func TestShutdownTimeoutEndsCallsWithUnavailable(t *testing.T) {
 		t.Errorf("%d rpc lines for %d calls", lines, calls)
 	}
 	labels := map[string]string{"grpc_code": "Unavailable", "grpc_service": "connectkit.ping.v1.PingService"}
-	if n := counterSum(t, srv, "grpc_server_handled_total", labels); n != float64(calls) {
+	if n := counterValue(t, srv.Registry(), "grpc_server_handled_total", labels); n != float64(calls) {
 		t.Errorf("grpc_server_handled_total%v = %v, want %d", labels, n, calls)
 	}
 }
@@ -165,29 +165,4 @@ func wrap(what string, err error) error {
 		return errors.New(what + ": EOF")
 	}
 	return connect.NewError(connect.CodeOf(err), errors.New(what+": "+err.Error()))
-}
-
-// counterSum adds up the counters name whose labels include labels.
-func counterSum(tb testing.TB, srv *kittest.Server, name string, labels map[string]string) float64 {
-	tb.Helper()
-	families, err := srv.Registry().Gather()
-	if err != nil {
-		tb.Fatal(err)
-	}
-	var sum float64
-	for _, f := range families {
-		if f.GetName() != name {
-			continue
-		}
-	metrics:
-		for _, m := range f.GetMetric() {
-			for _, l := range m.GetLabel() {
-				if want, ok := labels[l.GetName()]; ok && want != l.GetValue() {
-					continue metrics
-				}
-			}
-			sum += m.GetCounter().GetValue()
-		}
-	}
-	return sum
 }

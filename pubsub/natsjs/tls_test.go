@@ -23,29 +23,9 @@ import (
 func TestExternalClusterOverTLS(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	ca, err := testcert.New()
-	if err != nil {
-		t.Fatal(err)
-	}
-	srvCert, err := ca.Issue("server")
-	if err != nil {
-		t.Fatal(err)
-	}
-	caFile, err := ca.WriteCA(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	certFile, keyFile, err := ca.WriteFiles(dir, "client")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := natsjs.StartTestServer(t, &server.Options{
-		TLS: true, TLSVerify: true, TLSTimeout: 5,
-		TLSConfig: &tls.Config{
-			Certificates: []tls.Certificate{srvCert},
-			ClientCAs:    ca.Pool(), ClientAuth: tls.RequireAndVerifyClientCert, MinVersion: tls.VersionTLS12,
-		},
-	})
+	cl := newTLSCluster(t, dir)
+	caFile, certFile, keyFile := cl.caFile, cl.certFile, cl.keyFile
+	srv := natsjs.StartTestServer(t, cl.options(0, ""))
 	url := strings.Replace(srv.ClientURL(), "nats://", "tls://", 1)
 	for _, tc := range []struct {
 		name string
@@ -83,32 +63,8 @@ func TestExternalClusterOverTLS(t *testing.T) {
 // client certificate, and publishes again.
 func TestExternalClusterOverTLSReconnects(t *testing.T) {
 	t.Parallel()
-	dir := t.TempDir()
-	ca, err := testcert.New()
-	if err != nil {
-		t.Fatal(err)
-	}
-	srvCert, err := ca.Issue("server")
-	if err != nil {
-		t.Fatal(err)
-	}
-	caFile, err := ca.WriteCA(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	certFile, keyFile, err := ca.WriteFiles(dir, "client")
-	if err != nil {
-		t.Fatal(err)
-	}
-	opts := func(port int, store string) *server.Options {
-		return &server.Options{
-			Port: port, StoreDir: store, TLS: true, TLSVerify: true, TLSTimeout: 5,
-			TLSConfig: &tls.Config{
-				Certificates: []tls.Certificate{srvCert},
-				ClientCAs:    ca.Pool(), ClientAuth: tls.RequireAndVerifyClientCert, MinVersion: tls.VersionTLS12,
-			},
-		}
-	}
+	cl := newTLSCluster(t, t.TempDir())
+	caFile, certFile, keyFile, opts := cl.caFile, cl.certFile, cl.keyFile, cl.options
 	store := t.TempDir()
 	first := natsjs.StartTestServer(t, opts(0, store))
 	port := first.Addr().(*net.TCPAddr).Port
@@ -143,5 +99,43 @@ func TestExternalClusterOverTLSReconnects(t *testing.T) {
 	}
 	if _, err := b.Publish(ctx, &pubsub.Message{ID: "m2", Topic: "tls.reconnect", Data: []byte("2")}); err != nil {
 		t.Errorf("Publish after reconnect: %v", err)
+	}
+}
+
+// tlsCluster is a certificate authority, a server certificate it issued,
+// and its certificate and a client's key pair written to files.
+type tlsCluster struct {
+	ca                        *testcert.Authority
+	server                    tls.Certificate
+	caFile, certFile, keyFile string
+}
+
+func newTLSCluster(t *testing.T, dir string) *tlsCluster {
+	t.Helper()
+	ca, err := testcert.New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &tlsCluster{ca: ca}
+	if c.server, err = ca.Issue("server"); err != nil {
+		t.Fatal(err)
+	}
+	if c.caFile, err = ca.WriteCA(dir); err != nil {
+		t.Fatal(err)
+	}
+	if c.certFile, c.keyFile, err = ca.WriteFiles(dir, "client"); err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// options are a server's that speaks TLS and verifies its clients.
+func (c *tlsCluster) options(port int, store string) *server.Options {
+	return &server.Options{
+		Port: port, StoreDir: store, TLS: true, TLSVerify: true, TLSTimeout: 5,
+		TLSConfig: &tls.Config{
+			Certificates: []tls.Certificate{c.server},
+			ClientCAs:    c.ca.Pool(), ClientAuth: tls.RequireAndVerifyClientCert, MinVersion: tls.VersionTLS12,
+		},
 	}
 }
