@@ -114,5 +114,27 @@ func (s *MemoryIdempotencyStore) Record(_ context.Context, key string) error {
 	}
 	s.keys[key] = now
 	s.order = append(s.order, recorded{key: key, at: now})
+	if len(s.order) > 2*len(s.keys)+compactSlack {
+		s.compact()
+	}
 	return nil
+}
+
+// compactSlack is how many more entries than twice its keys the order may
+// hold before [MemoryIdempotencyStore.compact] runs.
+const compactSlack = 64
+
+// compact drops the entries of keys recorded again since, which a key
+// recorded over and over within the ttl would otherwise pile up in order
+// (each Record appends one): order stays under twice the keys, and compact,
+// dropping at least half of it, costs O(1) a Record over time.
+func (s *MemoryIdempotencyStore) compact() {
+	kept := s.order[:0]
+	for _, r := range s.order {
+		if s.keys[r.key] == r.at {
+			kept = append(kept, r)
+		}
+	}
+	clear(s.order[len(kept):])
+	s.order = kept
 }
