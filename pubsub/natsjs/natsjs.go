@@ -209,7 +209,7 @@ func (b *Broker) handlers(no *nats.Options) error {
 	no.ReconnectedCB = func(nc *nats.Conn) {
 		// The server may have come back without its storage, or be another
 		// one: check the streams again before publishing.
-		b.streams.Clear()
+		b.forgetStreams()
 		b.dlOnce.reset()
 		// And the consumers: each pulls again on a new inbox, or the pull
 		// requests made before the reconnect would pile up (see

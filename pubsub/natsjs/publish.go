@@ -207,6 +207,18 @@ func (b *Broker) streamLost(topic string) {
 	b.streams.Store(topic, &streamState{notBefore: time.Now().Add(healDelay)})
 }
 
+// forgetStreams makes the next ensureStream of every topic look its stream
+// up again (after a reconnect the server may have come back without its
+// storage, or be another one), keeping when a lost stream may be created
+// again: a reconnect within healDelay of a loss must not make it at once
+// (see streamLost). A state replaced meanwhile, by streamLost, stays.
+func (b *Broker) forgetStreams() {
+	b.streams.Range(func(topic, st any) bool {
+		b.streams.CompareAndSwap(topic, st, &streamState{notBefore: st.(*streamState).notBefore})
+		return true
+	})
+}
+
 // streamReady reports whether ensureStream has set up the stream of topic.
 func (b *Broker) streamReady(topic string) bool {
 	st, ok := b.streams.Load(topic)

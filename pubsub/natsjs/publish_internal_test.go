@@ -61,3 +61,32 @@ func TestPublishWindow(t *testing.T) {
 		t.Fatal("publish still waits for room after the broker closed")
 	}
 }
+
+// TestForgetStreamsKeepsTheDelayOfLostOnes checks what a reconnect does to
+// the streams a broker set up: every one is looked up again, and one lost
+// just before is still not created again within healDelay (a reconnect
+// cleared that, so a stream deleted a moment before a reconnect could be
+// made again at once, and lose its directory to the server's late move of
+// the deleted one's files).
+func TestForgetStreamsKeepsTheDelayOfLostOnes(t *testing.T) {
+	t.Parallel()
+	b := &Broker{}
+	ready := &streamState{}
+	ready.once.done.Store(true)
+	b.streams.Store("ready", ready)
+	b.streamLost("lost")
+	st, _ := b.streams.Load("lost")
+	notBefore := st.(*streamState).notBefore
+
+	b.forgetStreams()
+	if b.streamReady("ready") {
+		t.Error("a stream set up before the reconnect is still taken as ready")
+	}
+	st, ok := b.streams.Load("lost")
+	if !ok {
+		t.Fatal("the reconnect forgot that the stream was lost: it may be created again at once")
+	}
+	if got := st.(*streamState).notBefore; !got.Equal(notBefore) {
+		t.Errorf("the lost stream may be created again at %v after the reconnect, want %v", got, notBefore)
+	}
+}
