@@ -8,7 +8,6 @@ import (
 	"sync/atomic"
 
 	"connectrpc.com/connect"
-	"github.com/connectkit/connectkit/internal/connctx"
 	"github.com/connectkit/connectkit/internal/header"
 	"github.com/connectkit/connectkit/internal/msgctx"
 )
@@ -81,7 +80,7 @@ func (requestIDInterceptor) WrapUnary(next connect.UnaryFunc) connect.UnaryFunc 
 		if msgctx.FromContext(ctx) != nil {
 			return resp, err // a delivery: its response goes nowhere
 		}
-		return echoRequestID(ctx, req, resp, err, c)
+		return echoRequestID(resp, err, c)
 	}
 }
 
@@ -104,7 +103,7 @@ func serverUnaryRequestID(ctx context.Context, req connect.AnyRequest) *requestI
 
 // echoRequestID puts the id in the response headers, or in the error's
 // metadata, which connect sends as headers or trailers.
-func echoRequestID(ctx context.Context, req connect.AnyRequest, resp connect.AnyResponse, err error, c *requestIDContext) (connect.AnyResponse, error) {
+func echoRequestID(resp connect.AnyResponse, err error, c *requestIDContext) (connect.AnyResponse, error) {
 	if err != nil {
 		return resp, withErrorMeta(err, RequestIDHeader, c.id)
 	}
@@ -113,22 +112,11 @@ func echoRequestID(ctx context.Context, req connect.AnyRequest, resp connect.Any
 	}
 	// connect appends the values of the response's own header to the
 	// HTTP response's: they can be the context's, without an allocation.
-	own := resp.Header()
-	if _, set := own[RequestIDHeader]; !set {
-		// Served by kit over HTTP/1.x, the id can go straight to the
-		// HTTP response's header, where connect would append it: the
-		// response's own header then needs no entry, which would cost it
-		// its first ~400 bytes.
-		if h := connctx.ResponseHeader(ctx, req.Header()); h != nil {
-			if ids := h[RequestIDHeader]; len(ids) > 0 {
-				h[RequestIDHeader] = append(ids, c.id)
-			} else {
-				h[RequestIDHeader] = c.header[:]
-			}
-			return resp, nil
-		}
-	}
-	own[RequestIDHeader] = c.header[:]
+	// (Not straight to the HTTP response's header: a handler between kit and
+	// connect, such as http.TimeoutHandler, may run the call on a goroutine
+	// of its own with a ResponseWriter of its own, while the connection's
+	// goroutine writes that header.)
+	resp.Header()[RequestIDHeader] = c.header[:]
 	return resp, nil
 }
 

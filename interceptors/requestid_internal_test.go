@@ -1,18 +1,11 @@
 package interceptors
 
 import (
-	"context"
 	"encoding/binary"
 	"fmt"
 	"math/rand/v2"
-	"net/http"
 	"net/textproto"
-	"slices"
 	"testing"
-
-	"connectrpc.com/connect"
-	"github.com/connectkit/connectkit/internal/connctx"
-	pingv1 "github.com/connectkit/connectkit/internal/gen/connectkit/ping/v1"
 )
 
 // formatUUIDv4 says what google/uuid's NewRandom and String say of the
@@ -54,63 +47,5 @@ func TestFormatUUIDv4(t *testing.T) {
 func TestRequestIDHeaderIsCanonical(t *testing.T) {
 	if c := textproto.CanonicalMIMEHeaderKey(RequestIDHeader); c != RequestIDHeader {
 		t.Errorf("RequestIDHeader %q is not canonical (%q)", RequestIDHeader, c)
-	}
-}
-
-// TestEchoRequestIDToTheServedResponse checks that on a connection that
-// records the request it serves (kit's, over HTTP/1.x), a unary call's id
-// goes straight to the HTTP response's header, not to the response's own,
-// which connect would then have to make; and that it does so only when the
-// header is the served request's and the handler set no id of its own.
-func TestEchoRequestIDToTheServedResponse(t *testing.T) {
-	t.Parallel()
-	call := func(t *testing.T, serve bool, handlerID, already string) (httpResp http.Header, resp connect.AnyResponse) {
-		t.Helper()
-		ctx := connctx.NewContext(context.Background())
-		req := connect.NewRequest(&pingv1.PingRequest{})
-		req.Header().Set(RequestIDHeader, "call-1")
-		httpResp = http.Header{}
-		if already != "" {
-			httpResp.Set(RequestIDHeader, already)
-		}
-		if serve {
-			connctx.FromContext(ctx).Serve(req.Header(), httpResp)
-		} else {
-			connctx.FromContext(ctx).Serve(http.Header{}, httpResp) // another request's
-		}
-		next := func(context.Context, connect.AnyRequest) (connect.AnyResponse, error) {
-			r := connect.NewResponse(&pingv1.PingResponse{})
-			if handlerID != "" {
-				r.Header().Set(RequestIDHeader, handlerID)
-			}
-			return r, nil
-		}
-		resp, err := RequestID().WrapUnary(next)(ctx, req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return httpResp, resp
-	}
-	for _, tc := range []struct {
-		name                  string
-		serve                 bool
-		handlerID, already    string
-		wantHTTP, wantOwnResp []string
-	}{
-		{name: "served", serve: true, wantHTTP: []string{"call-1"}},
-		{name: "served, a value already there", serve: true, already: "mw", wantHTTP: []string{"mw", "call-1"}},
-		{name: "served, the handler set one", serve: true, handlerID: "handler", wantOwnResp: []string{"call-1"}},
-		{name: "another request served", wantOwnResp: []string{"call-1"}},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			t.Parallel()
-			httpResp, resp := call(t, tc.serve, tc.handlerID, tc.already)
-			if got := httpResp.Values(RequestIDHeader); !slices.Equal(got, tc.wantHTTP) {
-				t.Errorf("HTTP response header: %q; want %q", got, tc.wantHTTP)
-			}
-			if got := resp.Header().Values(RequestIDHeader); !slices.Equal(got, tc.wantOwnResp) {
-				t.Errorf("the response's own header: %q; want %q", got, tc.wantOwnResp)
-			}
-		})
 	}
 }

@@ -28,8 +28,7 @@ func (p *idSettingPing) Ping(ctx context.Context, req *connect.Request[pingv1.Pi
 }
 
 // TestRequestIDEchoedOnce checks that every protocol's response carries the
-// call's request id exactly once: on success (which over HTTP/1.x kit
-// writes straight to the HTTP response's header), on error, and when the
+// call's request id exactly once: on success, on error, and when the
 // handler set an id of its own on its response.
 func TestRequestIDEchoedOnce(t *testing.T) {
 	t.Parallel()

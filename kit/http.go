@@ -157,9 +157,6 @@ func (s *Server) withCORS(h http.Handler) http.Handler {
 // growing it first took 14% off the CPU of a Connect JSON call over
 // HTTP/1.1 at 50 in flight, and changed nothing at 1 in flight
 // (BENCHMARKS.md). It is grown only after it was shrunk (see [growConnStack]).
-// An HTTP/1.x connection also records the request it serves, so that the
-// RequestID interceptor can echo the id without a header map of its own
-// (see [connctx.State.Serve]).
 func serving(wg *sync.WaitGroup, draining *atomic.Bool, h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		wg.Add(1)
@@ -172,8 +169,6 @@ func serving(wg *sync.WaitGroup, draining *atomic.Bool, h http.Handler) http.Han
 		// instructions to copy. HTTP/1.x ones seldom grow.
 		if c := http1Conn(r); c != nil {
 			growConnStack(&c.StackMark)
-			c.Serve(r.Header, w.Header())
-			defer c.Served()
 		} else {
 			growStack()
 		}

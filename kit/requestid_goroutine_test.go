@@ -1,0 +1,55 @@
+package kit_test
+
+import (
+	"context"
+	"net/http"
+	"sync"
+	"testing"
+	"time"
+
+	"connectrpc.com/connect"
+	pingv1 "github.com/connectkit/connectkit/internal/gen/connectkit/ping/v1"
+	"github.com/connectkit/connectkit/internal/gen/connectkit/ping/v1/pingv1connect"
+	"github.com/connectkit/connectkit/kit"
+	"github.com/connectkit/connectkit/kit/kittest"
+)
+
+// latePing's Ping answers once its context is done, with a success: the
+// reply of a handler that ignores its deadline.
+type latePing struct{ pingServer }
+
+func (p *latePing) Ping(ctx context.Context, req *connect.Request[pingv1.PingRequest]) (*connect.Response[pingv1.PingResponse], error) {
+	<-ctx.Done()
+	return connect.NewResponse(&pingv1.PingResponse{Number: req.Msg.GetNumber()}), nil
+}
+
+// TestRequestIDUnderTimeoutHandler mounts a service behind
+// http.TimeoutHandler, which runs it on a goroutine of its own with a
+// ResponseWriter of its own, and writes its 503 to the connection's while
+// that goroutine may still run. The request id of a call that answers
+// after the timeout must not be written to the connection's response from
+// that goroutine (the race detector reports it; without -race, a
+// concurrent map write can crash the process).
+func TestRequestIDUnderTimeoutHandler(t *testing.T) {
+	t.Parallel()
+	s := kittest.NewServer(t, kit.Config{}, func(srv *kit.Server) {
+		path, h := pingv1connect.NewPingServiceHandler(&latePing{}, srv.HandlerOptions()...)
+		srv.Mount(path, http.TimeoutHandler(h, time.Millisecond, "timed out"))
+	})
+	client := newPingClient(s, s.HTTP1Client())
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range 50 {
+				_, err := client.Ping(t.Context(), connect.NewRequest(&pingv1.PingRequest{Number: 1}))
+				if connect.CodeOf(err) != connect.CodeUnavailable {
+					t.Errorf("Ping = %v; want the TimeoutHandler's 503 (Unavailable)", err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+}
