@@ -3,6 +3,7 @@ package kit
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"fmt"
 	"log/slog"
 	"os"
@@ -103,7 +104,14 @@ func (k *keyPairFiles) load() (*tls.Certificate, error) {
 	if err != nil {
 		return nil, fmt.Errorf("kit: TLS key pair (KIT_TLS_CERT_FILE=%q, KIT_TLS_KEY_FILE=%q): %w", k.certFile, k.keyFile, err)
 	}
-	if leaf := cert.Leaf; leaf != nil && time.Now().After(leaf.NotAfter) {
+	if cert.Leaf == nil {
+		// GODEBUG=x509keypairleaf=0 leaves it unparsed: the expiry check
+		// and the reload's log line need it.
+		if cert.Leaf, err = x509.ParseCertificate(cert.Certificate[0]); err != nil {
+			return nil, fmt.Errorf("kit: TLS certificate (KIT_TLS_CERT_FILE=%q): %w", k.certFile, err)
+		}
+	}
+	if leaf := cert.Leaf; time.Now().After(leaf.NotAfter) {
 		return nil, fmt.Errorf("kit: TLS certificate (KIT_TLS_CERT_FILE=%q) expired at %s",
 			k.certFile, leaf.NotAfter.UTC().Format(time.RFC3339))
 	}

@@ -235,3 +235,51 @@ func TestTLSBadKeyPairFilesFailAtNew(t *testing.T) {
 		})
 	}
 }
+
+// TestTLSKeyPairFilesWithoutLeaf runs with GODEBUG=x509keypairleaf=0, under
+// which tls.LoadX509KeyPair leaves Certificate.Leaf nil: New must still
+// refuse an expired certificate, and a renewed pair must still be served
+// (logging its reload read Leaf.NotAfter, a nil dereference that failed
+// the handshake). Not parallel: it sets GODEBUG for the process.
+func TestTLSKeyPairFilesWithoutLeaf(t *testing.T) {
+	t.Setenv("GODEBUG", "x509keypairleaf=0")
+	dir := t.TempDir()
+	ca, err := testcert.New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	expired, err := ca.IssueUntil("server", time.Now().Add(-time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	expiredCert, expiredKey, err := testcert.WriteFiles(dir, "expired", expired)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := kit.New(kit.Config{AdminAddr: kit.AdminOff, TLSCertFile: expiredCert, TLSKeyFile: expiredKey}); err == nil || !strings.Contains(err.Error(), "expired at") {
+		t.Errorf("New with an expired certificate: %v; want an error that says it expired", err)
+	}
+
+	first, err := ca.Issue("server")
+	if err != nil {
+		t.Fatal(err)
+	}
+	certFile, keyFile, err := testcert.WriteFiles(dir, "server", first)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := newPingServer(t, kit.Config{TLSCertFile: certFile, TLSKeyFile: keyFile}, nil)
+	renewed, err := ca.Issue("server")
+	if err != nil {
+		t.Fatal(err)
+	}
+	replaceKeyPair(t, certFile, keyFile, renewed)
+	conn, err := tls.Dial("tcp", srv.Addr().String(), &tls.Config{RootCAs: ca.Pool(), MinVersion: tls.VersionTLS12})
+	if err != nil {
+		t.Fatalf("handshake after renewal: %v", err)
+	}
+	defer conn.Close()
+	if got, want := conn.ConnectionState().PeerCertificates[0].SerialNumber, renewed.Leaf.SerialNumber; got.Cmp(want) != 0 {
+		t.Errorf("after renewal, served certificate %s, want the renewed %s", got, want)
+	}
+}
