@@ -77,9 +77,7 @@ func (d deadlines) WrapStreamingHandler(next connect.StreamingHandlerFunc) conne
 func (d deadlines) streamCall(ctx context.Context, conn connect.StreamingHandlerConn, next connect.StreamingHandlerFunc) error {
 	body, ok := ctx.Value(bodyControllerKey{}).(*streamBody)
 	streams := conn.Spec().StreamType
-	if ok && streams&connect.StreamTypeClient != 0 {
-		defer cutReceives(ctx, body).release()
-	}
+	call := ctx // the call's own context, which the shutdown cuts
 	if _, ok := ctx.Deadline(); !ok && d.stream > 0 {
 		if c := deadline.New(ctx, d.stream); c != nil {
 			defer c.Cancel()
@@ -91,6 +89,11 @@ func (d deadlines) streamCall(ctx context.Context, conn connect.StreamingHandler
 	}
 	if at, ok := ctx.Deadline(); ok && streams&connect.StreamTypeClient != 0 && body.rc.SetReadDeadline(at) == nil {
 		conn = receiveDeadline{conn}
+	}
+	if streams&connect.StreamTypeClient != 0 {
+		// After the deadline's read deadline, which would otherwise
+		// replace the cut's if the shutdown cut the call in between.
+		defer cutReceives(call, body).release()
 	}
 	if streams&connect.StreamTypeServer != 0 {
 		g := newSendGuard(conn, body)
