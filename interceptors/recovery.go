@@ -56,19 +56,22 @@ type recovery struct {
 
 func (r *recovery) WrapUnary(next connect.UnaryFunc) connect.UnaryFunc {
 	return func(ctx context.Context, req connect.AnyRequest) (resp connect.AnyResponse, err error) {
-		if req.Spec().IsClient {
+		spec := req.Spec()
+		if spec.IsClient {
 			return next(ctx, req)
 		}
-		defer r.recoverUnary(ctx, req, &resp, &err)
+		// The spec read before the call: a handler that passes its own
+		// request to a connect client gets it back with the client call's.
+		defer r.recoverUnary(ctx, &spec, &resp, &err)
 		return next(ctx, req)
 	}
 }
 
 // recoverUnary is WrapUnary's deferred call (a method rather than a
 // closure, to keep the frame that stays on the stack during the call small).
-func (r *recovery) recoverUnary(ctx context.Context, req connect.AnyRequest, resp *connect.AnyResponse, err *error) {
+func (r *recovery) recoverUnary(ctx context.Context, spec *connect.Spec, resp *connect.AnyResponse, err *error) {
 	if p := recover(); p != nil {
-		*resp, *err = nil, r.recovered(ctx, req.Spec(), p)
+		*resp, *err = nil, r.recovered(ctx, *spec, p)
 	}
 }
 

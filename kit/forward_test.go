@@ -103,3 +103,37 @@ func TestLogLineOfAHandlerThatReusesItsRequest(t *testing.T) {
 		t.Errorf("server line's peer is the backend's address %s", peer)
 	}
 }
+
+// panickingReuse passes its own request to a client of another procedure,
+// then panics.
+type panickingReuse struct {
+	pingv1connect.UnimplementedPingServiceHandler
+	next *connect.Client[pingv1.PingRequest, pingv1.PingResponse]
+}
+
+func (p *panickingReuse) Ping(ctx context.Context, req *connect.Request[pingv1.PingRequest]) (*connect.Response[pingv1.PingResponse], error) {
+	_, _ = p.next.CallUnary(ctx, req)
+	panic("after a downstream call")
+}
+
+// A handler that passes its own request to a client and then panics is
+// logged once, on its call's rpc line: Recovery took the client call's
+// procedure for the call's and, finding it not the one Logging logs, wrote
+// a panic line of its own naming the other procedure.
+func TestPanicOfAHandlerThatReusesItsRequest(t *testing.T) {
+	t.Parallel()
+	var logs syncBuffer
+	backend := newPingServer(t, kit.Config{}, nil)
+	h := &panickingReuse{}
+	front := kittest.NewServer(t, kit.Config{}, func(s *kit.Server) {
+		s.Mount(pingv1connect.NewPingServiceHandler(h, s.HandlerOptions()...))
+		h.next = connect.NewClient[pingv1.PingRequest, pingv1.PingResponse](backend.HTTP2Client(), backend.URL+"/connectkit.ping.v1.PingService/Other", s.ClientOptions()...)
+	}, kit.WithLogger(slog.New(slog.NewJSONHandler(&logs, nil))))
+	_, err := newPingClient(front, front.HTTP1Client()).Ping(t.Context(), connect.NewRequest(&pingv1.PingRequest{Number: 1}))
+	if connect.CodeOf(err) != connect.CodeInternal {
+		t.Fatalf("Ping = %v, want internal", err)
+	}
+	if lines := logLines(t, &logs, "panic"); len(lines) != 0 {
+		t.Errorf("a panic line besides the rpc line: %v", lines)
+	}
+}
