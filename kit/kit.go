@@ -77,7 +77,6 @@ type Server struct {
 	cutCalls  context.CancelCauseFunc
 	unknown   unknownPaths  // the mux's "/": what no other path matches
 	sendStall time.Duration // sendStallTimeout; shorter in tests
-	dates     dateHeader    // the Date of unary calls' responses (see dateHeader)
 }
 
 // New returns a server for cfg (defaults applied, then validated) and opts.

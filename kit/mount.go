@@ -50,7 +50,7 @@ func (s *Server) Mount(path string, h http.Handler) {
 	s.routes.handle(path, serviceHandler(service, h, bodyLimits{
 		timeout: s.bodyTimeout(), maxTimeout: s.maxBodyTimeout(),
 		maxBytes: s.cfg.MaxRequestBytes, sendStall: s.sendStall,
-	}, &s.dates), true)
+	}), true)
 	name := string(service.FullName())
 	s.reflector.add(name)
 	if !strings.HasPrefix(name, "grpc.reflection.") && name != health.ServiceName {
@@ -83,7 +83,7 @@ func serviceOf(path string) protoreflect.ServiceDescriptor {
 // [guardBody]); and so that [deadlines] can bound the reads and writes
 // of streams: connect shows interceptors no ResponseWriter, so a stream's
 // ResponseController goes to them in the request context.
-func serviceHandler(service protoreflect.ServiceDescriptor, h http.Handler, limits bodyLimits, dates *dateHeader) http.Handler {
+func serviceHandler(service protoreflect.ServiceDescriptor, h http.Handler, limits bodyLimits) http.Handler {
 	kinds := map[string]connect.StreamType{} // by path
 	methods := service.Methods()
 	for i := range methods.Len() {
@@ -117,8 +117,6 @@ func serviceHandler(service protoreflect.ServiceDescriptor, h http.Handler, limi
 		if kind != connect.StreamTypeUnary {
 			body := &streamBody{rc: http.NewResponseController(w), sendStall: limits.sendStall}
 			r = r.WithContext(context.WithValue(r.Context(), bodyControllerKey{}, body))
-		} else {
-			w.Header()["Date"] = dates.at(time.Now())
 		}
 		h.ServeHTTP(w, r)
 	})

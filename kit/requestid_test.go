@@ -3,10 +3,8 @@ package kit_test
 import (
 	"context"
 	"errors"
-	"net/http"
 	"slices"
 	"testing"
-	"time"
 
 	"connectrpc.com/connect"
 	"github.com/connectkit/connectkit/interceptors"
@@ -65,29 +63,5 @@ func TestRequestIDEchoedOnce(t *testing.T) {
 				}
 			})
 		}
-	}
-}
-
-// TestUnaryResponsesCarryOneDate checks the Date kit writes for net/http
-// on unary calls (see dateHeader): one, this second's, on every protocol.
-func TestUnaryResponsesCarryOneDate(t *testing.T) {
-	t.Parallel()
-	s := newPingServer(t, kit.Config{}, nil)
-	for _, p := range s.Protocols() {
-		t.Run(p.Name, func(t *testing.T) {
-			t.Parallel()
-			before := time.Now().Truncate(time.Second)
-			res, err := newPingClient(s, p.Client, p.Options...).Ping(t.Context(), connect.NewRequest(&pingv1.PingRequest{}))
-			if err != nil {
-				t.Fatal(err)
-			}
-			date := res.Header().Values("Date")
-			if len(date) != 1 {
-				t.Fatalf("Date %q, want one", date)
-			}
-			if at, err := http.ParseTime(date[0]); err != nil || at.Before(before) || at.After(time.Now()) {
-				t.Errorf("Date %q (%v), want this second's", date[0], err)
-			}
-		})
 	}
 }
