@@ -104,7 +104,8 @@ func (s *MemoryIdempotencyStore) Record(_ context.Context, key string) error {
 	now := time.Now()
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for len(s.order) > 0 && (len(s.keys) >= s.max || now.Sub(s.order[0].at) >= s.ttl) {
+	_, held := s.keys[key] // recorded again, it takes no room of another's
+	for len(s.order) > 0 && ((!held && len(s.keys) >= s.max) || now.Sub(s.order[0].at) >= s.ttl) {
 		old := s.order[0]
 		s.order[0] = recorded{}
 		s.order = s.order[1:]

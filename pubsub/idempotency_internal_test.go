@@ -40,3 +40,21 @@ func TestMemoryIdempotencyStoreRecordedAgain(t *testing.T) {
 		t.Error("hot forgotten")
 	}
 }
+
+// TestMemoryIdempotencyStoreFullRecordAgain checks that recording a key a
+// full store holds forgets no other key: it needs no room.
+func TestMemoryIdempotencyStoreFullRecordAgain(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s := NewMemoryIdempotencyStore(time.Hour, 2)
+	for _, k := range []string{"a", "b", "b"} {
+		if err := s.Record(ctx, k); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, k := range []string{"a", "b"} {
+		if seen, _ := s.Seen(ctx, k); !seen {
+			t.Errorf("%s forgotten: recording b again evicted it", k)
+		}
+	}
+}
