@@ -116,34 +116,24 @@ func TestMutualTLSServesEveryProtocol(t *testing.T) {
 
 				for _, withCert := range []bool{true, false} {
 					h2, h1 := tlsClients(t, pki.clientTLS(withCert))
-					for _, tc := range []struct {
-						name   string
-						client *http.Client
-						opts   []connect.ClientOption
-					}{
-						{name: "grpc", client: h2, opts: []connect.ClientOption{connect.WithGRPC()}},
-						{name: "grpcweb/h2", client: h2, opts: []connect.ClientOption{connect.WithGRPCWeb()}},
-						{name: "connect/h2", client: h2},
-						{name: "grpcweb/http1", client: h1, opts: []connect.ClientOption{connect.WithGRPCWeb()}},
-						{name: "connect+json/http1", client: h1, opts: []connect.ClientOption{connect.WithProtoJSON()}},
-					} {
-						client := pingv1connect.NewPingServiceClient(tc.client, url, tc.opts...)
+					for _, tc := range tlsProtocols(h2, h1) {
+						client := pingv1connect.NewPingServiceClient(tc.Client, url, tc.Options...)
 						res, err := client.Ping(t.Context(), connect.NewRequest(&pingv1.PingRequest{Number: 7}))
 						if !withCert {
 							// Usually "remote error: tls: certificate required";
 							// under TLS 1.3 the client may write before it
 							// reads the server's alert ("broken pipe").
 							if err == nil {
-								t.Errorf("%s without a client certificate: Ping succeeded", tc.name)
+								t.Errorf("%s without a client certificate: Ping succeeded", tc.Name)
 							}
 							continue
 						}
 						if err != nil {
-							t.Errorf("%s: Ping = %v", tc.name, err)
+							t.Errorf("%s: Ping = %v", tc.Name, err)
 							continue
 						}
 						if res.Msg.GetNumber() != 7 {
-							t.Errorf("%s: Ping = %d, want 7", tc.name, res.Msg.GetNumber())
+							t.Errorf("%s: Ping = %d, want 7", tc.Name, res.Msg.GetNumber())
 						}
 					}
 					// The protocol negotiated, as net/http's client sees it.
@@ -236,26 +226,16 @@ func TestTLSFromShowsClientCertificate(t *testing.T) {
 				kit.WithTLSConfig(pki.mTLSConfig("Certificates")), kit.WithInterceptors(sawPeer))
 			url := "https://" + srv.Addr().String()
 			h2, h1 := tlsClients(t, pki.clientTLS(true))
-			for _, tc := range []struct {
-				name   string
-				client *http.Client
-				opts   []connect.ClientOption
-			}{
-				{name: "grpc", client: h2, opts: []connect.ClientOption{connect.WithGRPC()}},
-				{name: "grpcweb/h2", client: h2, opts: []connect.ClientOption{connect.WithGRPCWeb()}},
-				{name: "connect/h2", client: h2},
-				{name: "grpcweb/http1", client: h1, opts: []connect.ClientOption{connect.WithGRPCWeb()}},
-				{name: "connect+json/http1", client: h1, opts: []connect.ClientOption{connect.WithProtoJSON()}},
-			} {
-				res, err := pingv1connect.NewPingServiceClient(tc.client, url, tc.opts...).Ping(t.Context(), connect.NewRequest(&pingv1.PingRequest{}))
+			for _, tc := range tlsProtocols(h2, h1) {
+				res, err := pingv1connect.NewPingServiceClient(tc.Client, url, tc.Options...).Ping(t.Context(), connect.NewRequest(&pingv1.PingRequest{}))
 				if err != nil {
-					t.Fatalf("%s: Ping = %v", tc.name, err)
+					t.Fatalf("%s: Ping = %v", tc.Name, err)
 				}
 				if got := res.Msg.GetText(); got != "client" {
-					t.Errorf("%s: the handler saw %q, want the client certificate's name", tc.name, got)
+					t.Errorf("%s: the handler saw %q, want the client certificate's name", tc.Name, got)
 				}
 				if got := res.Header().Get("Interceptor-Peer"); got != "client" {
-					t.Errorf("%s: the interceptor saw %q, want the client certificate's name", tc.name, got)
+					t.Errorf("%s: the interceptor saw %q, want the client certificate's name", tc.Name, got)
 				}
 			}
 		})
@@ -364,5 +344,17 @@ func TestProbesUnderMutualTLS(t *testing.T) {
 	res.Body.Close()
 	if res.StatusCode != http.StatusOK {
 		t.Errorf("/readyz = %s", res.Status)
+	}
+}
+
+// tlsProtocols are the ways a connect client calls a TLS server with h2,
+// an HTTP/2 client, and h1, an HTTP/1.1 one.
+func tlsProtocols(h2, h1 *http.Client) []kittest.Protocol {
+	return []kittest.Protocol{
+		{Name: "grpc", Client: h2, Options: []connect.ClientOption{connect.WithGRPC()}},
+		{Name: "grpcweb/h2", Client: h2, Options: []connect.ClientOption{connect.WithGRPCWeb()}},
+		{Name: "connect/h2", Client: h2},
+		{Name: "grpcweb/http1", Client: h1, Options: []connect.ClientOption{connect.WithGRPCWeb()}},
+		{Name: "connect+json/http1", Client: h1, Options: []connect.ClientOption{connect.WithProtoJSON()}},
 	}
 }

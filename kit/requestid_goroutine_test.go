@@ -43,9 +43,11 @@ func TestRequestIDUnderTimeoutHandler(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			for range 50 {
+				// The handler's reply and the timeout are ready at once:
+				// TimeoutHandler sends either.
 				_, err := client.Ping(t.Context(), connect.NewRequest(&pingv1.PingRequest{Number: 1}))
-				if connect.CodeOf(err) != connect.CodeUnavailable {
-					t.Errorf("Ping = %v; want the TimeoutHandler's 503 (Unavailable)", err)
+				if err != nil && connect.CodeOf(err) != connect.CodeUnavailable {
+					t.Errorf("Ping = %v; want the reply or the TimeoutHandler's 503 (Unavailable)", err)
 					return
 				}
 			}

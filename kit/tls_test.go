@@ -192,18 +192,7 @@ func TestTLSKeyPairFilesReloadWhenTheyChange(t *testing.T) {
 func TestTLSBadKeyPairFilesFailAtNew(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	ca, err := testcert.New()
-	if err != nil {
-		t.Fatal(err)
-	}
-	expired, err := ca.IssueUntil("server", time.Now().Add(-time.Hour))
-	if err != nil {
-		t.Fatal(err)
-	}
-	expiredCert, expiredKey, err := testcert.WriteFiles(dir, "expired", expired)
-	if err != nil {
-		t.Fatal(err)
-	}
+	ca, expiredCert, expiredKey := expiredPair(t, dir)
 	goodCert, _, err := ca.WriteFiles(dir, "good")
 	if err != nil {
 		t.Fatal(err)
@@ -244,18 +233,7 @@ func TestTLSBadKeyPairFilesFailAtNew(t *testing.T) {
 func TestTLSKeyPairFilesWithoutLeaf(t *testing.T) {
 	t.Setenv("GODEBUG", "x509keypairleaf=0")
 	dir := t.TempDir()
-	ca, err := testcert.New()
-	if err != nil {
-		t.Fatal(err)
-	}
-	expired, err := ca.IssueUntil("server", time.Now().Add(-time.Hour))
-	if err != nil {
-		t.Fatal(err)
-	}
-	expiredCert, expiredKey, err := testcert.WriteFiles(dir, "expired", expired)
-	if err != nil {
-		t.Fatal(err)
-	}
+	ca, expiredCert, expiredKey := expiredPair(t, dir)
 	if _, err := kit.New(kit.Config{AdminAddr: kit.AdminOff, TLSCertFile: expiredCert, TLSKeyFile: expiredKey}); err == nil || !strings.Contains(err.Error(), "expired at") {
 		t.Errorf("New with an expired certificate: %v; want an error that says it expired", err)
 	}
@@ -282,4 +260,22 @@ func TestTLSKeyPairFilesWithoutLeaf(t *testing.T) {
 	if got, want := conn.ConnectionState().PeerCertificates[0].SerialNumber, renewed.Leaf.SerialNumber; got.Cmp(want) != 0 {
 		t.Errorf("after renewal, served certificate %s, want the renewed %s", got, want)
 	}
+}
+
+// expiredPair returns a new authority and the files, in dir, of a key pair
+// it issued that expired an hour ago.
+func expiredPair(t *testing.T, dir string) (ca *testcert.Authority, certFile, keyFile string) {
+	t.Helper()
+	ca, err := testcert.New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	expired, err := ca.IssueUntil("server", time.Now().Add(-time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if certFile, keyFile, err = testcert.WriteFiles(dir, "expired", expired); err != nil {
+		t.Fatal(err)
+	}
+	return ca, certFile, keyFile
 }
