@@ -108,8 +108,8 @@ func splitProcedure(procedure string) (service, method string) {
 	return procedure, "unknown"
 }
 
-// withErrorMeta returns err with key set to value in its metadata, which
-// connect sends as response headers or trailers: a *connect.Error (with
+// withErrorMeta returns err with key set to value in its metadata (removed
+// when value is ""), which connect sends as response headers or trailers: a *connect.Error (with
 // the code connect would give err) wrapping err when err is not one;
 // otherwise a copy of the *connect.Error in err, with its code, message,
 // details and metadata, that unwraps to err. The handler's error is not
@@ -122,7 +122,9 @@ func withErrorMeta(err error, key, value string) error {
 	var ce *connect.Error
 	if !errors.As(err, &ce) || ce == nil {
 		ce = connect.NewError(codeOf(err), err)
-		ce.Meta().Set(key, value)
+		if value != "" {
+			ce.Meta().Set(key, value)
+		}
 		return ce
 	}
 	fresh := connect.NewError(ce.Code(), wireMessage{msg: ce.Message(), err: err})
@@ -136,7 +138,11 @@ func withErrorMeta(err error, key, value string) error {
 			fresh.Meta()[k] = slices.Clone(v)
 		}
 	}
-	fresh.Meta().Set(key, value)
+	if value != "" {
+		fresh.Meta().Set(key, value)
+	} else {
+		fresh.Meta().Del(key)
+	}
 	return fresh
 }
 

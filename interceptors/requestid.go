@@ -2,22 +2,19 @@ package interceptors
 
 import (
 	"context"
-	"encoding/binary"
-	"math/rand/v2"
 	"sync"
 	"sync/atomic"
 
 	"connectrpc.com/connect"
+	"github.com/connectkit/connectkit/internal/connctx"
 	"github.com/connectkit/connectkit/internal/header"
 	"github.com/connectkit/connectkit/internal/msgctx"
+	"github.com/connectkit/connectkit/internal/requestid"
 )
 
 // RequestIDHeader is the header that carries a call's request id, in both
 // directions: "X-Request-Id".
-const RequestIDHeader = "X-Request-Id"
-
-// maxRequestIDLen bounds the length of an accepted incoming request id.
-const maxRequestIDLen = 128
+const RequestIDHeader = requestid.Header
 
 // RequestID returns an interceptor that gives every call a request id.
 //
@@ -75,10 +72,16 @@ func (requestIDInterceptor) WrapUnary(next connect.UnaryFunc) connect.UnaryFunc 
 		if req.Spec().IsClient {
 			return next(clientUnaryRequestID(ctx, req), req)
 		}
-		c := serverUnaryRequestID(ctx, req)
+		delivery := msgctx.FromContext(ctx) != nil
+		// kit's server may have echoed the id of a call over HTTP/1.x,
+		// which gRPC never comes over.
+		c, echoed := serverUnaryRequestID(ctx, req, !delivery && req.Peer().Protocol != connect.ProtocolGRPC)
 		resp, err := next(c, req)
-		if msgctx.FromContext(ctx) != nil {
-			return resp, err // a delivery: its response goes nowhere
+		if delivery {
+			return resp, err // its response goes nowhere
+		}
+		if echoed {
+			return alreadyEchoed(resp, err)
 		}
 		return echoRequestID(resp, err, c)
 	}
@@ -96,9 +99,34 @@ func clientUnaryRequestID(ctx context.Context, req connect.AnyRequest) context.C
 	return ctx
 }
 
-func serverUnaryRequestID(ctx context.Context, req connect.AnyRequest) *requestIDContext {
-	id := serverRequestID(header.Get(req.Header(), RequestIDHeader))
-	return &requestIDContext{Context: ctx, id: id, header: [1]string{id}}
+// serverUnaryRequestID returns the context of a call's id, and whether kit's
+// server already wrote the id into the call's HTTP response header
+// (connctx.State.EchoRequestID), which it looks up only when mayBeEchoed.
+func serverUnaryRequestID(ctx context.Context, req connect.AnyRequest, mayBeEchoed bool) (*requestIDContext, bool) {
+	h := req.Header()
+	if mayBeEchoed {
+		if id, ok := connctx.EchoedRequestID(ctx, h); ok {
+			return &requestIDContext{Context: ctx, id: id}, true
+		}
+	}
+	id := requestid.Server(header.Get(h, RequestIDHeader))
+	return &requestIDContext{Context: ctx, id: id, header: [1]string{id}}, false
+}
+
+// alreadyEchoed keeps the id that kit's server wrote into the HTTP response
+// header the only one: connect would add those the handler set on its
+// response or its error.
+func alreadyEchoed(resp connect.AnyResponse, err error) (connect.AnyResponse, error) {
+	if err != nil {
+		return resp, withErrorMeta(err, RequestIDHeader, "")
+	}
+	if resp != nil {
+		// connect calls Header itself, which makes the map anyway.
+		if own := resp.Header(); own[RequestIDHeader] != nil {
+			delete(own, RequestIDHeader)
+		}
+	}
+	return resp, nil
 }
 
 // echoRequestID puts the id in the response headers, or in the error's
@@ -124,7 +152,7 @@ func (requestIDInterceptor) WrapStreamingClient(next connect.StreamingClientFunc
 	return func(ctx context.Context, spec connect.Spec) connect.StreamingClientConn {
 		id := RequestIDFrom(ctx)
 		if id == "" {
-			id = newRequestID()
+			id = requestid.New()
 		}
 		c := &streamIDContext{Context: ctx}
 		c.id.Store(&id)
@@ -170,7 +198,7 @@ func (c *requestIDClientConn) CloseRequest() error {
 // clientUnaryRequestID does; otherwise it sends the stream's.
 func (c *requestIDClientConn) settle() {
 	h := c.RequestHeader()
-	if id := h.Get(RequestIDHeader); validRequestID(id) {
+	if id := h.Get(RequestIDHeader); requestid.Valid(id) {
 		c.ctx.id.Store(&id)
 	}
 	h[RequestIDHeader] = []string{*c.ctx.id.Load()}
@@ -178,20 +206,16 @@ func (c *requestIDClientConn) settle() {
 
 func (requestIDInterceptor) WrapStreamingHandler(next connect.StreamingHandlerFunc) connect.StreamingHandlerFunc {
 	return func(ctx context.Context, conn connect.StreamingHandlerConn) error {
-		id := serverRequestID(conn.RequestHeader().Get(RequestIDHeader))
-		// Response headers go out with the first message or the error, both
-		// after this point.
-		conn.ResponseHeader().Set(RequestIDHeader, id)
+		h := conn.RequestHeader()
+		id, echoed := connctx.EchoedRequestID(ctx, h)
+		if !echoed {
+			id = requestid.Server(header.Get(h, RequestIDHeader))
+			// Response headers go out with the first message or the
+			// error, both after this point.
+			conn.ResponseHeader().Set(RequestIDHeader, id)
+		}
 		return next(&requestIDContext{Context: ctx, id: id}, conn)
 	}
-}
-
-// serverRequestID keeps the caller's id when it is valid.
-func serverRequestID(incoming string) string {
-	if validRequestID(incoming) {
-		return incoming
-	}
-	return newRequestID()
 }
 
 // clientRequestID prefers the id set on the request, then the id of the call
@@ -200,78 +224,14 @@ func clientRequestID(ctx context.Context, onRequest string) (context.Context, st
 	inCtx := RequestIDFrom(ctx)
 	id := onRequest
 	switch {
-	case validRequestID(onRequest):
+	case requestid.Valid(onRequest):
 	case inCtx != "":
 		return ctx, inCtx
 	default:
-		id = newRequestID()
+		id = requestid.New()
 	}
 	if id == inCtx {
 		return ctx, id
 	}
 	return &requestIDContext{Context: ctx, id: id}, id
-}
-
-// validRequestID accepts 1 to 128 bytes of a charset that is safe in headers,
-// log lines and URLs.
-func validRequestID(id string) bool {
-	if id == "" || len(id) > maxRequestIDLen {
-		return false
-	}
-	for i := range len(id) {
-		c := id[i]
-		switch {
-		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
-		case c == '-', c == '_', c == '.', c == ':', c == '/', c == '+', c == '=', c == '@':
-		default:
-			return false
-		}
-	}
-	return true
-}
-
-// newRequestID returns a random (version 4) UUID. Its 122 random bits come
-// from math/rand/v2's global generator, which is the runtime's per-thread
-// ChaCha8 stream seeded from the OS: unpredictable enough for an id (it is
-// not a secret), unique with overwhelming probability, and free of the
-// system call and locking that crypto/rand may cost on every call.
-func newRequestID() string {
-	return formatUUIDv4(rand.Uint64(), rand.Uint64())
-}
-
-// formatUUIDv4 returns the UUID of the 128 bits hi and lo, with its version
-// set to 4 and its variant to RFC 9562's, in the canonical form
-// xxxxxxxx-xxxx-4xxx-[89ab]xxx-xxxxxxxxxxxx. It is straight-line code: a
-// loop over the 16 bytes with a branch per dash cost about 700
-// instructions a call, this about a tenth of that.
-func formatUUIDv4(hi, lo uint64) string {
-	hi = hi&^(0xf<<12) | 0x4<<12 // version 4
-	lo = lo&^(0x3<<62) | 0x2<<62 // RFC 9562 variant
-	var h [32]byte
-	binary.BigEndian.PutUint64(h[0:], hex8(uint32(hi>>32)))
-	binary.BigEndian.PutUint64(h[8:], hex8(uint32(hi)))
-	binary.BigEndian.PutUint64(h[16:], hex8(uint32(lo>>32)))
-	binary.BigEndian.PutUint64(h[24:], hex8(uint32(lo)))
-	var b [36]byte
-	copy(b[0:8], h[0:8])
-	copy(b[9:13], h[8:12])
-	copy(b[14:18], h[12:16])
-	copy(b[19:23], h[16:20])
-	copy(b[24:36], h[20:32])
-	b[8], b[13], b[18], b[23] = '-', '-', '-', '-'
-	return string(b[:])
-}
-
-// hex8 returns the 8 lowercase hex digits of x, one per byte, the most
-// significant digit in the most significant byte. It spreads x's nibbles
-// one per byte, then adds '0' to each, and 'a'-'0'-10 more to those of 10
-// or more (the bytes that adding 6 carries into their bit 4).
-func hex8(x uint32) uint64 {
-	const ones = 0x0101010101010101
-	v := uint64(x)
-	v = (v | v<<16) & 0x0000ffff0000ffff
-	v = (v | v<<8) & 0x00ff00ff00ff00ff
-	v = (v | v<<4) & 0x0f0f0f0f0f0f0f0f
-	letters := (v + 6*ones) >> 4 & ones
-	return v + '0'*ones + letters*('a'-'0'-10)
 }

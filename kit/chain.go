@@ -49,6 +49,7 @@ func (s *Server) buildChains() error {
 	if err != nil {
 		return fmt.Errorf("kit: interceptors: %w", err)
 	}
+	s.routes.echoIDs = chain.RequestID != nil
 	var own composed
 	for _, i := range []connect.Interceptor{
 		chain.Tracing, chain.RequestID, chain.Logging, chain.Metrics, chain.Recovery, deadlines, limit, chain.Validation,

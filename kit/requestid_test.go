@@ -3,7 +3,10 @@ package kit_test
 import (
 	"context"
 	"errors"
+	"net/http"
 	"slices"
+	"strings"
+	"sync/atomic"
 	"testing"
 
 	"connectrpc.com/connect"
@@ -14,8 +17,18 @@ import (
 	"github.com/connectkit/connectkit/kit/kittest"
 )
 
-// idSettingPing's Ping sets an X-Request-Id of its own on its response.
+// idSettingPing's Ping sets an X-Request-Id of its own on its response,
+// and its Fail on its error.
 type idSettingPing struct{ pingServer }
+
+func (p *idSettingPing) Fail(ctx context.Context, req *connect.Request[pingv1.FailRequest]) (*connect.Response[pingv1.FailResponse], error) {
+	_, err := p.pingServer.Fail(ctx, req)
+	var ce *connect.Error
+	if errors.As(err, &ce) {
+		ce.Meta().Set(interceptors.RequestIDHeader, "the-handler's")
+	}
+	return nil, err
+}
 
 func (p *idSettingPing) Ping(ctx context.Context, req *connect.Request[pingv1.PingRequest]) (*connect.Response[pingv1.PingResponse], error) {
 	res, err := p.pingServer.Ping(ctx, req)
@@ -62,6 +75,59 @@ func TestRequestIDEchoedOnce(t *testing.T) {
 					t.Errorf("Fail's X-Request-Id: %q; want the call's, once", got)
 				}
 			})
+		}
+	}
+}
+
+// idTellingPing's Ping answers with the call's request id as its text.
+type idTellingPing struct{ pingServer }
+
+func (*idTellingPing) Ping(ctx context.Context, _ *connect.Request[pingv1.PingRequest]) (*connect.Response[pingv1.PingResponse], error) {
+	return connect.NewResponse(&pingv1.PingResponse{Text: interceptors.RequestIDFrom(ctx)}), nil
+}
+
+// TestRequestIDWrittenBeforeTheHandler checks that, over HTTP/1.x, kit's
+// server writes a call's request id into its HTTP response header before
+// the service's handler runs (connctx.State.EchoRequestID, which spares
+// RequestID a response header of the call's own), and that the id is the
+// one the handler sees and the client gets once, whether the client sent
+// one or not. Over HTTP/2, RequestID echoes it through connect.
+func TestRequestIDWrittenBeforeTheHandler(t *testing.T) {
+	t.Parallel()
+	var before atomic.Pointer[string]
+	s := kittest.NewServer(t, kit.Config{}, func(srv *kit.Server) {
+		path, h := pingv1connect.NewPingServiceHandler(&idTellingPing{}, srv.HandlerOptions()...)
+		srv.Mount(path, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			id := w.Header().Get(interceptors.RequestIDHeader)
+			before.Store(&id)
+			h.ServeHTTP(w, r)
+		}))
+	})
+	for _, p := range s.Protocols() {
+		client := newPingClient(s, p.Client, p.Options...)
+		for _, sent := range []string{"", "sent-" + p.Name} {
+			req := connect.NewRequest(&pingv1.PingRequest{})
+			if sent != "" {
+				req.Header().Set(interceptors.RequestIDHeader, sent)
+			}
+			res, err := client.Ping(t.Context(), req)
+			if err != nil {
+				t.Fatalf("%s: %v", p.Name, err)
+			}
+			id := res.Msg.GetText()
+			if id == "" || (sent != "" && id != sent) {
+				t.Errorf("%s, sent %q: the handler saw request id %q", p.Name, sent, id)
+			}
+			if got := res.Header().Values(interceptors.RequestIDHeader); !slices.Equal(got, []string{id}) {
+				t.Errorf("%s, sent %q: X-Request-Id %q; want the handler's %q, once", p.Name, sent, got, id)
+			}
+			want := ""
+			if strings.HasSuffix(p.Name, "/http1") {
+				want = id
+			}
+			if got := *before.Load(); got != want {
+				t.Errorf("%s, sent %q: X-Request-Id before the handler ran: %q; want %q", p.Name, sent, got, want)
+			}
 		}
 	}
 }

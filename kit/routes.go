@@ -31,6 +31,11 @@ type routes struct {
 	// copied on every change; nil when the shortcut is off.
 	services atomic.Pointer[map[string]http.Handler]
 
+	// echoIDs is set, before serving, when kit's chain gives calls
+	// request ids (interceptors.RequestID): an HTTP/1.x call to a mounted
+	// service then gets its id here (see connctx.State.EchoRequestID).
+	echoIDs bool
+
 	mu     sync.Mutex // held while mounting
 	others []string   // the other patterns mounted, each a path
 	off    bool       // a pattern that is not a plain path was mounted
@@ -94,6 +99,12 @@ func pathUnescape(path string) string {
 func (rt *routes) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if h, pattern := rt.service(r); h != nil {
 		r.Pattern = pattern // as the ServeMux sets it
+		if c := http1Conn(r); c != nil && rt.echoIDs {
+			c.EchoRequestID(r.Header, w.Header())
+			h.ServeHTTP(w, r)
+			c.Served()
+			return
+		}
 		h.ServeHTTP(w, r)
 		return
 	}

@@ -7,7 +7,12 @@ package connctx
 import (
 	"context"
 	"crypto/tls"
+	"net/http"
+	"reflect"
 	"sync/atomic"
+
+	"github.com/connectkit/connectkit/internal/header"
+	"github.com/connectkit/connectkit/internal/requestid"
 )
 
 // State is one connection's.
@@ -22,6 +27,61 @@ type State struct {
 	// TLS is the connection when it is a TLS one, set before its
 	// handshake; its ConnectionState is complete once requests arrive.
 	TLS *tls.Conn
+
+	// echoed is the request id of the HTTP/1.x request the connection
+	// serves, already in its response header (see [State.EchoRequestID]),
+	// or nil. Atomic: the request's handler may run on a goroutine of its
+	// own, still running when the connection serves its next request.
+	echoed atomic.Pointer[echoed]
+}
+
+// echoed is a request id that kit's server wrote into an HTTP/1.x
+// response's header before the request's handler ran.
+type echoed struct {
+	header http.Header // the request's, compared by identity
+	value  [1]string   // the id, as the response header's value
+}
+
+// EchoRequestID gives the HTTP/1.x request whose header is req a request
+// id (its own X-Request-Id when valid, see [requestid.Server]), writes it
+// into resp, the request's response header, and records it until
+// [State.Served] for the RequestID interceptor ([EchoedRequestID]). Only
+// the goroutine that serves the connection's requests, one at a time, may
+// call it, before the request's handler runs.
+//
+// It spares every unary call its own response header: through connect, an
+// interceptor can only add a header to a map of the call's own, which
+// costs ~330 bytes on its first entry (the chain's largest allocation on
+// a Connect JSON call) and which connect then copies into resp. Written
+// here, before the handler runs, because resp is safe to write only from
+// this goroutine: a handler such as http.TimeoutHandler runs the call on a
+// goroutine of its own while this one may write resp. The id is read from
+// the request as it arrived: a handler between kit and the service that
+// changes its X-Request-Id changes nothing.
+func (s *State) EchoRequestID(req, resp http.Header) {
+	e := &echoed{header: req, value: [1]string{requestid.Server(header.Get(req, requestid.Header))}}
+	resp[requestid.Header] = e.value[:]
+	s.echoed.Store(e)
+}
+
+// Served ends what [State.EchoRequestID] recorded.
+func (s *State) Served() { s.echoed.Store(nil) }
+
+// EchoedRequestID returns the request id that kit's server already wrote
+// into the response header of the request whose header is req, if ctx's
+// connection serves that request (see [State.EchoRequestID]).
+func EchoedRequestID(ctx context.Context, req http.Header) (string, bool) {
+	s := FromContext(ctx)
+	if s == nil {
+		return "", false
+	}
+	// The record holds its request's header, so no other live header can
+	// have its address: a request with a header of its own never matches.
+	e := s.echoed.Load()
+	if e == nil || reflect.ValueOf(e.header).Pointer() != reflect.ValueOf(req).Pointer() {
+		return "", false
+	}
+	return e.value[0], true
 }
 
 type key struct{}

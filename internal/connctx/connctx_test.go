@@ -2,6 +2,7 @@ package connctx
 
 import (
 	"context"
+	"net/http"
 	"testing"
 )
 
@@ -18,5 +19,36 @@ func TestFromContext(t *testing.T) {
 	}
 	if FromContext(NewContext(ctx)) == s {
 		t.Error("NewContext returned the State of its parent")
+	}
+}
+
+// EchoedRequestID finds the id EchoRequestID wrote, for the request it was
+// given (by its header's identity, not its contents) and until Served.
+func TestEchoedRequestID(t *testing.T) {
+	t.Parallel()
+	ctx := NewContext(context.Background())
+	s := FromContext(ctx)
+	req, resp := http.Header{"X-Request-Id": {"abc"}}, http.Header{}
+	s.EchoRequestID(req, resp)
+	if got := resp.Values("X-Request-Id"); len(got) != 1 || got[0] != "abc" {
+		t.Fatalf("response X-Request-Id %q; want the request's", got)
+	}
+	if id, ok := EchoedRequestID(ctx, req); !ok || id != "abc" {
+		t.Errorf("EchoedRequestID = %q, %v; want abc, true", id, ok)
+	}
+	if _, ok := EchoedRequestID(ctx, req.Clone()); ok {
+		t.Error("EchoedRequestID found the id for another request with the same header")
+	}
+	if _, ok := EchoedRequestID(context.Background(), req); ok {
+		t.Error("EchoedRequestID found an id without a connection")
+	}
+	s.Served()
+	if _, ok := EchoedRequestID(ctx, req); ok {
+		t.Error("EchoedRequestID found the id after Served")
+	}
+	generated := http.Header{"X-Request-Id": {"bad id"}}
+	s.EchoRequestID(generated, resp)
+	if id, ok := EchoedRequestID(ctx, generated); !ok || id == "bad id" || resp.Get("X-Request-Id") != id {
+		t.Errorf("for an invalid id, EchoedRequestID = %q, %v and the response has %q; want one new id", id, ok, resp.Get("X-Request-Id"))
 	}
 }
