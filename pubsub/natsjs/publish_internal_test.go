@@ -3,12 +3,14 @@ package natsjs
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"net/http"
 	"testing"
 	"time"
 
 	"github.com/connectkit/connectkit/pubsub"
 	"github.com/connectkit/connectkit/pubsub/pubsubtest"
+	"github.com/nats-io/nats.go"
 )
 
 // Publish takes room in the window of unconfirmed publishes, or waits for
@@ -67,10 +69,15 @@ func TestPublishWindow(t *testing.T) {
 // just before is still not created again within healDelay (a reconnect
 // cleared that, so a stream deleted a moment before a reconnect could be
 // made again at once, and lose its directory to the server's late move of
-// the deleted one's files).
+// the deleted one's files). It runs the broker's reconnect handler, not
+// forgetStreams alone: the handler is what must call it.
 func TestForgetStreamsKeepsTheDelayOfLostOnes(t *testing.T) {
 	t.Parallel()
-	b := &Broker{}
+	b := &Broker{logger: slog.New(slog.DiscardHandler)}
+	var no nats.Options
+	if err := b.handlers(&no); err != nil {
+		t.Fatal(err)
+	}
 	ready := &streamState{}
 	ready.once.done.Store(true)
 	b.streams.Store("ready", ready)
@@ -78,7 +85,7 @@ func TestForgetStreamsKeepsTheDelayOfLostOnes(t *testing.T) {
 	st, _ := b.streams.Load("lost")
 	notBefore := st.(*streamState).notBefore
 
-	b.forgetStreams()
+	no.ReconnectedCB(nil) // nats.go's Conn methods it calls take a nil one
 	if b.streamReady("ready") {
 		t.Error("a stream set up before the reconnect is still taken as ready")
 	}
