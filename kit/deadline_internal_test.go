@@ -1,0 +1,96 @@
+package kit
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"sync"
+	"testing"
+	"time"
+
+	"connectrpc.com/connect"
+)
+
+// TestShutdownCutOfAClientStreamOutlastsItsReadDeadline cuts a client
+// stream by the shutdown just before streamCall sets the read deadline of
+// the stream's own deadline: the cut's read deadline (now) must be the one
+// left, so that a Receive waiting on the client ends at once. Registered
+// before that read deadline, the cut set its own first, and the stream's
+// (an hour away) then replaced it (aebe4e3).
+func TestShutdownCutOfAClientStreamOutlastsItsReadDeadline(t *testing.T) {
+	t.Parallel()
+	rec := &readDeadlines{cut: make(chan struct{})}
+	body := &streamBody{rc: http.NewResponseController(rec), sendStall: time.Minute}
+	call, cut := context.WithCancelCause(context.WithValue(context.Background(), bodyControllerKey{}, body))
+	defer cut(nil)
+	ctx := &cutAtSecondDeadline{Context: call, at: time.Now().Add(time.Hour), cut: func() {
+		cut(errCallsCut)
+		select { // the cut, if registered by now, sets its read deadline
+		case <-rec.cut:
+		case <-time.After(100 * time.Millisecond):
+		}
+	}}
+	conn := clientStreamConn{}
+	err := deadlines{}.streamCall(ctx, conn, func(context.Context, connect.StreamingHandlerConn) error {
+		for wait := time.Now().Add(5 * time.Second); time.Now().Before(wait); time.Sleep(time.Millisecond) {
+			if last := rec.last(); !last.IsZero() && !last.After(time.Now()) {
+				return nil
+			}
+		}
+		return errors.New("the stream's read deadline replaced the shutdown cut's")
+	})
+	if err != nil {
+		t.Error(err)
+	}
+}
+
+// cutAtSecondDeadline runs cut on the second call to Deadline, the one
+// whose answer streamCall sets as the read deadline.
+type cutAtSecondDeadline struct {
+	context.Context
+	at    time.Time
+	calls int
+	cut   func()
+}
+
+func (c *cutAtSecondDeadline) Deadline() (time.Time, bool) {
+	if c.calls++; c.calls == 2 {
+		c.cut()
+	}
+	return c.at, true
+}
+
+// readDeadlines is a ResponseWriter that records its read deadlines; cut
+// is closed by the first one that is not in the future.
+type readDeadlines struct {
+	http.ResponseWriter
+	cut chan struct{}
+
+	mu       sync.Mutex
+	deadline time.Time
+	once     sync.Once
+}
+
+func (r *readDeadlines) SetReadDeadline(d time.Time) error {
+	r.mu.Lock()
+	r.deadline = d
+	r.mu.Unlock()
+	if !d.After(time.Now()) {
+		r.once.Do(func() { close(r.cut) })
+	}
+	return nil
+}
+
+func (r *readDeadlines) last() time.Time {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.deadline
+}
+
+// clientStreamConn is a client stream's conn of which streamCall reads only
+// the spec.
+type clientStreamConn struct{ connect.StreamingHandlerConn }
+
+func (clientStreamConn) Spec() connect.Spec {
+	return connect.Spec{StreamType: connect.StreamTypeClient}
+}
