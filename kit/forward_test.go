@@ -136,4 +136,13 @@ func TestPanicOfAHandlerThatReusesItsRequest(t *testing.T) {
 	if lines := logLines(t, &logs, "panic"); len(lines) != 0 {
 		t.Errorf("a panic line besides the rpc line: %v", lines)
 	}
+	var server map[string]any
+	for _, line := range logLines(t, &logs, "rpc") {
+		if line["kind"] == "server" && line["procedure"] == pingv1connect.PingServicePingProcedure {
+			server = line
+		}
+	}
+	if server == nil || server["panic"] != "after a downstream call" {
+		t.Errorf("the call's rpc line %v does not carry the panic", server)
+	}
 }
