@@ -21,7 +21,11 @@ import (
 
 // New is context.WithTimeout(parent, timeout) whose timer and link to the
 // parent's cancellation are made on the first call to Done. Its Deadline,
-// Err, Value and context.Cause answer as context.WithTimeout's would;
+// Err, Value and context.Cause answer as context.WithTimeout's would, but
+// for one thing a context with no timer cannot tell: of a deadline that
+// passed and a parent that ended since, it takes the parent for first
+// unless Err saw the deadline before. Once Err says the context ended, it
+// keeps saying the same;
 // Cancel releases the timer if one was made and must be called, as
 // context.WithTimeout's cancel. If parent's deadline is no later than
 // timeout from now, New returns nil: parent already ends in time. Unlike
@@ -65,10 +69,20 @@ type Ctx struct {
 	context.Context // the parent, until armed
 	deadline        time.Time
 
-	once     sync.Once
-	armed    atomic.Pointer[armedCtx]
-	canceled atomic.Bool // Cancel was called before Done was
+	once  sync.Once
+	armed atomic.Pointer[armedCtx]
+	// ended is how the context ended, as Err first saw it before Done
+	// armed it: 0, or endParent, endDeadline or endCanceled. Err then
+	// keeps that answer, as the context.Context contract asks, and arm's
+	// real context gives the same.
+	ended atomic.Uint32
 }
+
+const (
+	endParent   = 1 + iota // the parent ended first: Err is the parent's
+	endDeadline            // the deadline passed
+	endCanceled            // Cancel was called
+)
 
 type armedCtx struct {
 	ctx    context.Context
@@ -81,8 +95,9 @@ func (c *Ctx) arm() *armedCtx {
 		ctx, cancel := context.WithDeadline(c.Context, c.deadline)
 		c.armed.Store(&armedCtx{ctx: ctx, cancel: cancel})
 		// After the Store: a Cancel racing with arm either sees armed or
-		// has set canceled before this Load.
-		if c.canceled.Load() {
+		// has set ended before this Load. (A context that ended otherwise
+		// is already done: its parent is, or its deadline passed.)
+		if c.ended.Load() == endCanceled {
 			cancel()
 		}
 	})
@@ -94,19 +109,38 @@ func (c *Ctx) Deadline() (time.Time, bool) { return c.deadline, true }
 func (c *Ctx) Done() <-chan struct{} { return c.arm().ctx.Done() }
 
 func (c *Ctx) Err() error {
-	if a := c.armed.Load(); a != nil {
-		return a.ctx.Err()
+	end := c.ended.Load()
+	if end == 0 {
+		if a := c.armed.Load(); a != nil {
+			return a.ctx.Err()
+		}
+		end = c.end(0)
 	}
-	if c.canceled.Load() {
+	switch end {
+	case endParent:
+		return c.Context.Err()
+	case endDeadline:
+		return context.DeadlineExceeded
+	case endCanceled:
 		return context.Canceled
 	}
-	if err := c.Context.Err(); err != nil {
-		return err
-	}
-	if !time.Now().Before(c.deadline) {
-		return context.DeadlineExceeded
-	}
 	return nil
+}
+
+// end records how the unarmed context ended, if it did: its parent, then
+// its deadline, then otherwise (Cancel's endCanceled; 0 to only look).
+// It returns what was recorded first.
+func (c *Ctx) end(otherwise uint32) uint32 {
+	end := otherwise
+	if c.Context.Err() != nil {
+		end = endParent
+	} else if !time.Now().Before(c.deadline) {
+		end = endDeadline
+	}
+	if end != 0 {
+		c.ended.CompareAndSwap(0, end)
+	}
+	return c.ended.Load()
 }
 
 // Value is the real context's once armed, so that context.Cause and the
@@ -121,8 +155,12 @@ func (c *Ctx) Value(key any) any {
 // Cancel releases the context's timer, if Done made one; the context is
 // then canceled.
 func (c *Ctx) Cancel() {
-	c.canceled.Store(true)
 	if a := c.armed.Load(); a != nil {
+		a.cancel()
+		return
+	}
+	c.end(endCanceled)
+	if a := c.armed.Load(); a != nil { // arm ran meanwhile
 		a.cancel()
 	}
 }

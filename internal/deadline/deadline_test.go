@@ -182,3 +182,42 @@ func BenchmarkNew(b *testing.B) {
 		}
 	})
 }
+
+// Err never changes once it said the context ended, as the context.Context
+// contract asks ("successive calls to Err return the same error"):
+// whichever of the deadline, the parent's cancellation and Cancel it saw
+// first stays its answer, also after Done makes the real context.
+func TestErrDoesNotChange(t *testing.T) {
+	t.Parallel()
+	type step func(c *deadline.Ctx, cancelParent context.CancelFunc)
+	cancel := func(c *deadline.Ctx, _ context.CancelFunc) { c.Cancel() }
+	parent := func(_ *deadline.Ctx, cancelParent context.CancelFunc) { cancelParent() }
+	done := func(c *deadline.Ctx, _ context.CancelFunc) { c.Done() }
+	for _, tc := range []struct {
+		name  string
+		steps []step
+	}{
+		{"deadline, Cancel, Done", []step{cancel, done}},
+		{"deadline, parent canceled, Done", []step{parent, done}},
+		{"deadline, Done, Cancel", []step{done, cancel}},
+		{"deadline, parent canceled, Cancel, Done", []step{parent, cancel, done}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			p, cancelParent := context.WithCancel(context.Background())
+			defer cancelParent()
+			c := deadline.New(p, time.Millisecond)
+			defer c.Cancel()
+			time.Sleep(2 * time.Millisecond) // the deadline passes, unseen
+			if err := c.Err(); err != context.DeadlineExceeded {
+				t.Fatalf("Err after the deadline = %v; want DeadlineExceeded", err)
+			}
+			for i, s := range tc.steps {
+				s(c, cancelParent)
+				if err := c.Err(); err != context.DeadlineExceeded {
+					t.Errorf("Err after step %d = %v; want DeadlineExceeded still", i+1, err)
+				}
+			}
+		})
+	}
+}
