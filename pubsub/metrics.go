@@ -50,6 +50,27 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	return m, nil
 }
 
+// reasons are the values of the reason label of pubsub_dead_lettered_total.
+var reasons = [...]Reason{ReasonMaxAttempts, ReasonPermanent, ReasonTypeMismatch, ReasonUndecodable}
+
+// subscription makes the series of a subscription's redeliveries, dead
+// letters (one per reason) and failed verdicts, at 0. A series that first
+// appears at 1 is no increase to rate() or increase(), so an alert on them
+// would miss the first dead letter of each process: often the only one.
+func (m *metrics) subscription(topic, name string) {
+	m.redelivered.WithLabelValues(topic, name)
+	m.ackErrors.WithLabelValues(topic, name)
+	for _, r := range reasons {
+		m.deadLettered.WithLabelValues(topic, name, string(r))
+	}
+}
+
+// publisher makes the series of a publisher's failed confirmations, at 0
+// (see subscription).
+func (m *metrics) publisher(topic string) {
+	m.publishErrors.WithLabelValues(topic)
+}
+
 // register registers c, or returns the identical collector that another
 // publisher or subscriber registered before.
 func register(reg prometheus.Registerer, c *prometheus.CounterVec) (*prometheus.CounterVec, error) {

@@ -87,6 +87,7 @@ func NewPublisher[M any](b Broker, topic string, opts ...Option) (*Publisher[M],
 	probe.through = true
 	p.client, p.chain, p.spec, p.peer = client, probe.chain, probe.spec, probe.peer
 	p.header = [2][]string{{probe.contentType}, {typeName}}
+	m.publisher(topic)
 	return p, nil
 }
 

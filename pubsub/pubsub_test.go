@@ -261,6 +261,52 @@ func TestMetrics(t *testing.T) {
 	}
 }
 
+// The counters operators alert on exist at 0 from the start: a series that
+// first appears at 1 is no increase to Prometheus' increase() or rate(), so
+// an alert such as increase(pubsub_dead_lettered_total[10m]) > 0 would miss
+// the first dead letter of every process.
+func TestMetricsStartAtZero(t *testing.T) {
+	t.Parallel()
+	reg := prometheus.NewRegistry()
+	b := mem.New()
+	handle := func(context.Context, *pingv1.PingRequest) error { return nil }
+	if _, err := pubsub.NewSubscriber(b, "quiet", "audit", handle, pubsub.WithRegistry(reg)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pubsub.NewPublisher[pingv1.PingRequest](b, "quiet", pubsub.WithRegistry(reg)); err != nil {
+		t.Fatal(err)
+	}
+	families, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]bool{}
+	for _, f := range families {
+		for _, m := range f.GetMetric() {
+			labels := []string{}
+			for _, l := range m.GetLabel() {
+				labels = append(labels, l.GetName()+"="+l.GetValue())
+			}
+			if m.GetCounter().GetValue() == 0 {
+				got[f.GetName()+"{"+strings.Join(labels, ",")+"}"] = true
+			}
+		}
+	}
+	for _, want := range []string{
+		"pubsub_redelivered_total{subscription=audit,topic=quiet}",
+		"pubsub_ack_errors_total{subscription=audit,topic=quiet}",
+		"pubsub_dead_lettered_total{reason=max_attempts,subscription=audit,topic=quiet}",
+		"pubsub_dead_lettered_total{reason=permanent,subscription=audit,topic=quiet}",
+		"pubsub_dead_lettered_total{reason=type_mismatch,subscription=audit,topic=quiet}",
+		"pubsub_dead_lettered_total{reason=undecodable,subscription=audit,topic=quiet}",
+		"pubsub_publish_errors_total{topic=quiet}",
+	} {
+		if !got[want] {
+			t.Errorf("no %s at 0 before any message; have %v", want, slices.Sorted(maps.Keys(got)))
+		}
+	}
+}
+
 // counterValue returns the value of the counter of reg with name and labels,
 // or 0.
 func counterValue(tb testing.TB, reg *prometheus.Registry, name string, labels map[string]string) float64 {

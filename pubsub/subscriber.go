@@ -99,6 +99,7 @@ func NewSubscriber[M any](b Broker, topic, subscription string, handle func(cont
 	if s.call, s.newState, err = chainOf(procedure, handle, cfg.handlerOptions); err != nil {
 		return nil, err
 	}
+	m.subscription(topic, subscription)
 	return s, nil
 }
 
