@@ -70,7 +70,7 @@ func (s *Server) shutdown(cause error) error {
 		// stream's handler still runs.
 		errs = append(errs, fmt.Errorf("kit: handlers of calls their clients cancelled did not return within %s: %w", s.cfg.ShutdownTimeout, ctx.Err()))
 	}
-	s.logger.Info("stopped serving calls", "duration", time.Since(step).String())
+	s.logger.Info("stopped serving calls", "duration", time.Since(step))
 
 	// Background components get a timeout of their own, from their
 	// cancellation: calls that used up theirs must not cut short a
@@ -82,7 +82,7 @@ func (s *Server) shutdown(cause error) error {
 	if !wait(ctx, &s.lifecycle.wg) {
 		errs = append(errs, fmt.Errorf("kit: background components did not stop within %s: %w", s.cfg.ShutdownTimeout, ctx.Err()))
 	}
-	s.logger.Info("stopped background components", "duration", time.Since(step).String())
+	s.logger.Info("stopped background components", "duration", time.Since(step))
 
 	// Trace flushing and the admin listener get what remains of that, and
 	// at least closeGrace.
@@ -94,18 +94,18 @@ func (s *Server) shutdown(cause error) error {
 	if err := s.telemetry.Shutdown(ctx); err != nil {
 		errs = append(errs, fmt.Errorf("kit: flushing traces: %w", err))
 	}
-	s.logger.Info("flushed traces", "duration", time.Since(step).String())
+	s.logger.Info("flushed traces", "duration", time.Since(step))
 	if s.admin != nil {
 		// Last, so that metrics and probes answered during the drain.
 		step = time.Now()
 		if err := s.admin.Shutdown(ctx); err != nil {
 			_ = s.admin.Close()
 		}
-		s.logger.Info("closed the admin listener", "duration", time.Since(step).String())
+		s.logger.Info("closed the admin listener", "duration", time.Since(step))
 	}
 
 	err := errors.Join(errs...)
-	s.logger.Info("shutdown complete", "duration", time.Since(begin).String(), "clean", err == nil)
+	s.logger.Info("shutdown complete", "duration", time.Since(begin), "clean", err == nil)
 	flushLogger(s.logger) // the program may exit as soon as Run returns
 	return err
 }

@@ -269,6 +269,41 @@ func TestRunWritesBufferedLinesBeforeReturning(t *testing.T) {
 	}
 }
 
+// The shutdown lines' duration is nanoseconds, a number, as in every call's
+// line: a log store that maps fields by type (Elasticsearch, Datadog's
+// standard duration) refuses or drops lines whose duration is a string once
+// the calls' lines have made it a number.
+func TestShutdownLinesLogDurationAsCallsDo(t *testing.T) {
+	t.Parallel()
+	var out syncBuffer
+	srv, err := kit.New(kit.Config{Addr: "127.0.0.1:0", AdminAddr: "127.0.0.1:0"},
+		kit.WithLogger(kit.NewLogger(&out, "json", slog.LevelInfo)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	srv.Go(func(context.Context) error { cancel(); return nil })
+	if err := srv.Run(ctx); err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for line := range strings.Lines(out.String()) {
+		var fields map[string]any
+		if err := json.Unmarshal([]byte(line), &fields); err != nil {
+			t.Fatalf("%v: %s", err, line)
+		}
+		if d, ok := fields["duration"]; ok {
+			n++
+			if _, ok := d.(float64); !ok {
+				t.Errorf("duration %q is not a number of nanoseconds: %s", d, line)
+			}
+		}
+	}
+	if n < 5 {
+		t.Errorf("%d lines with a duration, want one per shutdown step:\n%s", n, out.String())
+	}
+}
+
 func ExampleNewLogger() {
 	logger := kit.NewLogger(&prefixWriter{}, "json", slog.LevelInfo)
 	logger.Warn("written before Warn returns", "time_left", "none")
