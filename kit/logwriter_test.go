@@ -253,9 +253,18 @@ func TestNewLoggerHoldsOneFlusherWhileItsWriterIsStuck(t *testing.T) {
 
 func TestRunWritesBufferedLinesBeforeReturning(t *testing.T) {
 	t.Parallel()
+	out := runToShutdown(t, kit.Config{Addr: "127.0.0.1:0", AdminAddr: kit.AdminOff})
+	if !strings.Contains(out, `"msg":"shutdown complete"`) {
+		t.Errorf("when Run returned, the log was:\n%s\nwant its last line", out)
+	}
+}
+
+// runToShutdown runs a server of cfg that a background component stops at
+// once, and returns its JSON log as it was when Run returned.
+func runToShutdown(t *testing.T, cfg kit.Config) string {
+	t.Helper()
 	var out syncBuffer
-	srv, err := kit.New(kit.Config{Addr: "127.0.0.1:0", AdminAddr: kit.AdminOff},
-		kit.WithLogger(kit.NewLogger(&out, "json", slog.LevelInfo)))
+	srv, err := kit.New(cfg, kit.WithLogger(kit.NewLogger(&out, "json", slog.LevelInfo)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -264,9 +273,7 @@ func TestRunWritesBufferedLinesBeforeReturning(t *testing.T) {
 	if err := srv.Run(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(out.String(), `"msg":"shutdown complete"`) {
-		t.Errorf("when Run returned, the log was:\n%s\nwant its last line", out.String())
-	}
+	return out.String()
 }
 
 // The shutdown lines' duration is nanoseconds, a number, as in every call's
@@ -275,19 +282,9 @@ func TestRunWritesBufferedLinesBeforeReturning(t *testing.T) {
 // the calls' lines have made it a number.
 func TestShutdownLinesLogDurationAsCallsDo(t *testing.T) {
 	t.Parallel()
-	var out syncBuffer
-	srv, err := kit.New(kit.Config{Addr: "127.0.0.1:0", AdminAddr: "127.0.0.1:0"},
-		kit.WithLogger(kit.NewLogger(&out, "json", slog.LevelInfo)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	srv.Go(func(context.Context) error { cancel(); return nil })
-	if err := srv.Run(ctx); err != nil {
-		t.Fatal(err)
-	}
+	out := runToShutdown(t, kit.Config{Addr: "127.0.0.1:0", AdminAddr: "127.0.0.1:0"})
 	n := 0
-	for line := range strings.Lines(out.String()) {
+	for line := range strings.Lines(out) {
 		var fields map[string]any
 		if err := json.Unmarshal([]byte(line), &fields); err != nil {
 			t.Fatalf("%v: %s", err, line)
@@ -300,7 +297,7 @@ func TestShutdownLinesLogDurationAsCallsDo(t *testing.T) {
 		}
 	}
 	if n < 5 {
-		t.Errorf("%d lines with a duration, want one per shutdown step:\n%s", n, out.String())
+		t.Errorf("%d lines with a duration, want one per shutdown step:\n%s", n, out)
 	}
 }
 
