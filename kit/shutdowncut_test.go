@@ -128,8 +128,12 @@ func TestShutdownTimeoutEndsCallsWithUnavailable(t *testing.T) {
 			errs <- wrap(p.Name+" CumSum", err)
 		})
 	}
-	// Every Ping has entered its handler: entered closes on the first.
-	time.Sleep(100 * time.Millisecond)
+	// Every Ping is in the chain (entered closes on the first), so that
+	// each is logged and counted; a fixed sleep missed one under load.
+	pings := map[string]string{"grpc_method": "Ping"}
+	waitFor(t, "every Ping in the chain", func() bool {
+		return counterValue(t, srv.Registry(), "grpc_server_started_total", pings) == float64(len(srv.Protocols()))
+	})
 
 	if err := srv.Stop(); err == nil || !strings.Contains(err.Error(), "did not finish within 300ms") {
 		t.Errorf("Run = %v, want the calls cut at the shutdown timeout", err)
