@@ -175,7 +175,7 @@ func (l *logging) serverContext(ctx context.Context, procedure string, info *msg
 
 func (l *logging) WrapUnary(next connect.UnaryFunc) connect.UnaryFunc {
 	return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
-		if info := msgctx.FromContext(ctx); info != nil {
+		if info := msgctx.ForCall(ctx, req.Spec()); info != nil {
 			return l.unaryMessage(ctx, info, req, next)
 		}
 		c := l.beginUnary(ctx, req)

@@ -229,3 +229,45 @@ func TestMessageQuietSuccess(t *testing.T) {
 		t.Errorf("an acked message was logged: %v", lines)
 	}
 }
+
+// TestRPCOfAHandler checks that an RPC a subscriber's handler makes, whose
+// context carries the delivery's msgctx.Info, is traced, logged and counted
+// as an RPC client call: its traceparent reaches the server, and the
+// delivery is not recorded twice.
+func TestRPCOfAHandler(t *testing.T) {
+	t.Parallel()
+	headers := make(chan http.Header, 1)
+	const ping = "/connectkit.ping.v1.PingService/Ping"
+	server := connect.NewUnaryHandler(ping,
+		func(_ context.Context, req *connect.Request[pingv1.PingRequest]) (*connect.Response[pingv1.PingResponse], error) {
+			headers <- req.Header().Clone()
+			return connect.NewResponse(&pingv1.PingResponse{}), nil
+		})
+	o := newObserved(t, slog.LevelInfo)
+	client := connect.NewClient[pingv1.PingRequest, pingv1.PingResponse](httpClient(t, false), serve(t, server)+ping,
+		connect.WithInterceptors(o.chain.Client()...))
+	info := &msgctx.Info{Operation: msgctx.Process, System: "mem", Topic: topic, Subscription: subscription,
+		MessageID: "msg-3", MessageType: topic, Attempt: 1}
+	if _, err := client.CallUnary(msgctx.NewContext(t.Context(), info), connect.NewRequest(&pingv1.PingRequest{})); err != nil {
+		t.Fatal(err)
+	}
+
+	span := onlySpan(t, o.spans)
+	if span.SpanKind != trace.SpanKindClient {
+		t.Errorf("span %q of kind %s, want an RPC client span", span.Name, span.SpanKind)
+	}
+	traceparent := (<-headers).Get("Traceparent")
+	if want := "00-" + span.SpanContext.TraceID().String() + "-" + span.SpanContext.SpanID().String() + "-01"; traceparent != want {
+		t.Errorf("RPC carries traceparent %q, want the client span's %q", traceparent, want)
+	}
+	o.logs.waitLine(t, map[string]any{"msg": "rpc", "kind": "client", "procedure": ping})
+	if lines := o.logs.matching(t, map[string]any{"msg": "message"}); len(lines) != 0 {
+		t.Errorf("the RPC was logged as a message: %v", lines)
+	}
+	if got := metricValue(t, o.reg, "grpc_client_started_total", nil); got != 1 {
+		t.Errorf("grpc_client_started_total = %v, want 1", got)
+	}
+	if got := metricValue(t, o.reg, "pubsub_handled_total", nil); got != -1 {
+		t.Errorf("the RPC was counted as a delivery: pubsub_handled_total = %v", got)
+	}
+}

@@ -69,10 +69,11 @@ type requestIDInterceptor struct{}
 
 func (requestIDInterceptor) WrapUnary(next connect.UnaryFunc) connect.UnaryFunc {
 	return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
-		if req.Spec().IsClient {
+		spec := req.Spec()
+		if spec.IsClient {
 			return next(clientUnaryRequestID(ctx, req), req)
 		}
-		delivery := msgctx.FromContext(ctx) != nil
+		delivery := msgctx.ForCall(ctx, spec) != nil
 		// kit's server may have echoed the id of a call over HTTP/1.x,
 		// which gRPC never comes over.
 		c, echoed := serverUnaryRequestID(ctx, req, !delivery && req.Peer().Protocol != connect.ProtocolGRPC)

@@ -123,7 +123,7 @@ func (t *tracing) WrapUnary(next connect.UnaryFunc) connect.UnaryFunc {
 	}
 	start := new(startOptions)
 	return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
-		if info := msgctx.FromContext(ctx); info != nil {
+		if info := msgctx.ForCall(ctx, req.Spec()); info != nil {
 			return t.message(ctx, info, req, next)
 		}
 		if rpc != nil {

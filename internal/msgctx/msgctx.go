@@ -70,6 +70,30 @@ func FromContext(ctx context.Context) *Info {
 	return info
 }
 
+// ForCall returns the Info in ctx when the call of spec is the message
+// operation that it describes (a publish is a client call of
+// "/<topic>/publish", a delivery a handler call of
+// "/<topic>/<subscription>"), and nil otherwise. A handler's context carries
+// its delivery's Info, and an RPC the handler makes with it is an RPC: the
+// interceptors must trace, log and count it as one.
+func ForCall(ctx context.Context, spec connect.Spec) *Info {
+	info := FromContext(ctx)
+	if info == nil {
+		return nil
+	}
+	last := info.Subscription
+	if info.Operation == Publish {
+		last = "publish"
+	}
+	p, topic := spec.Procedure, info.Topic
+	if spec.IsClient != (info.Operation == Publish) ||
+		len(p) != len(topic)+len(last)+2 || p[0] != '/' || p[1+len(topic)] != '/' ||
+		p[1:1+len(topic)] != topic || p[2+len(topic):] != last {
+		return nil
+	}
+	return info
+}
+
 // Outcome classifies the result of handling a delivery. Errors a retry cannot
 // fix (a bad or undecodable message, a missing handler, an error marked
 // permanent) are dead-lettered at once; any other error is retried until

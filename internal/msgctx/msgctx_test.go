@@ -69,3 +69,37 @@ func TestIsKey(t *testing.T) {
 		t.Error("IsKey accepts keys other than msgctx's")
 	}
 }
+
+func TestForCall(t *testing.T) {
+	t.Parallel()
+	deliveryInfo := &Info{Operation: Process, Topic: "orders.created", Subscription: "payments"}
+	publishInfo := &Info{Operation: Publish, Topic: "orders.paid"}
+	tests := []struct {
+		name string
+		info *Info
+		spec connect.Spec
+		want bool
+	}{
+		{name: "delivery", info: deliveryInfo, spec: connect.Spec{Procedure: "/orders.created/payments"}, want: true},
+		{name: "publish", info: publishInfo, spec: connect.Spec{Procedure: "/orders.paid/publish", IsClient: true}, want: true},
+		{name: "RPC of a handler", info: deliveryInfo, spec: connect.Spec{Procedure: "/example.v1.PaymentService/Charge", IsClient: true}},
+		{name: "RPC served under a handler's context", info: deliveryInfo, spec: connect.Spec{Procedure: "/example.v1.PaymentService/Charge"}},
+		{name: "RPC of a publish interceptor", info: publishInfo, spec: connect.Spec{Procedure: "/auth.v1.TokenService/Token", IsClient: true}},
+		{name: "other subscription", info: deliveryInfo, spec: connect.Spec{Procedure: "/orders.created/paymentsX"}},
+		{name: "other topic", info: deliveryInfo, spec: connect.Spec{Procedure: "/orders.createdX/payments"}},
+		{name: "client side of a delivery's procedure", info: deliveryInfo, spec: connect.Spec{Procedure: "/orders.created/payments", IsClient: true}},
+		{name: "no info", spec: connect.Spec{Procedure: "/orders.created/payments"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			ctx := context.Background()
+			if tc.info != nil {
+				ctx = NewContext(ctx, tc.info)
+			}
+			if got := ForCall(ctx, tc.spec) != nil; got != tc.want {
+				t.Errorf("ForCall(%+v) found the Info: %v, want %v", tc.spec, got, tc.want)
+			}
+		})
+	}
+}
