@@ -147,6 +147,26 @@ func TestStreamNameCollision(t *testing.T) {
 	}
 }
 
+// TestStreamSubjectsOverlap: a stream made outside pubsub that holds the
+// topic's subject (one that Watermill or an operator made, on "orders.>")
+// fails a publish with FailedPrecondition, which no retry mends, naming
+// that stream.
+func TestStreamSubjectsOverlap(t *testing.T) {
+	t.Parallel()
+	b := newEmbedded(t)
+	if _, err := b.JetStream().CreateStream(t.Context(), jetstream.StreamConfig{Name: "ORDERS", Subjects: []string{"orders.>"}}); err != nil {
+		t.Fatal(err)
+	}
+	pub, err := pubsub.NewPublisher[pingv1.PingRequest](b, "orders.created")
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = pub.Publish(t.Context(), &pingv1.PingRequest{})
+	if connect.CodeOf(err) != connect.CodeFailedPrecondition || !strings.Contains(err.Error(), "stream ORDERS") {
+		t.Errorf("publishing to orders.created beside stream ORDERS on orders.> = %v, want failed_precondition naming ORDERS", err)
+	}
+}
+
 func TestCheckAfterClose(t *testing.T) {
 	t.Parallel()
 	b, err := natsjs.New(t.Context(), natsjs.Config{DataDir: t.TempDir()})

@@ -246,6 +246,31 @@ func (b *Broker) ensureStream(ctx context.Context, topic string) error {
 	})
 }
 
+// jsErrStreamSubjectOverlap is the JetStream error code of a stream whose
+// subjects overlap those of another stream; nats.go has no sentinel for it.
+const jsErrStreamSubjectOverlap jetstream.ErrorCode = 10065
+
+// createStreamError is the error of creating the stream of want. A stream
+// made outside pubsub that holds its subject (Watermill's, or an
+// operator's on "orders.>") is FailedPrecondition, as a name clash is: no
+// retry mends it.
+func (b *Broker) createStreamError(ctx context.Context, want jetstream.StreamConfig, owner string, err error) error {
+	var apiErr *jetstream.APIError
+	if !errors.As(err, &apiErr) || apiErr.ErrorCode != jsErrStreamSubjectOverlap {
+		return fmt.Errorf("natsjs: failed to create stream %s for %s: %w", want.Name, owner, err)
+	}
+	other := "another stream"
+	for _, subject := range want.Subjects {
+		if name, err := b.js.StreamNameBySubject(ctx, subject); err == nil {
+			other = "stream " + name
+			break
+		}
+	}
+	return connect.NewError(connect.CodeFailedPrecondition, fmt.Errorf(
+		"natsjs: cannot create stream %s for %s: %s, made outside pubsub, overlaps its subjects %v: delete that stream once drained, or use another topic: %w",
+		want.Name, owner, other, want.Subjects, err))
+}
+
 // sleepCtx waits for d, or until ctx is done.
 func sleepCtx(ctx context.Context, d time.Duration) error {
 	if d <= 0 {
@@ -274,7 +299,7 @@ func (b *Broker) upsertStream(ctx context.Context, notBefore time.Time, want jet
 		_, err = b.js.CreateStream(ctx, want)
 		if !errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
 			if err != nil {
-				return fmt.Errorf("natsjs: failed to create stream %s for %s: %w", want.Name, owner, err)
+				return b.createStreamError(ctx, want, owner, err)
 			}
 			return nil
 		}
