@@ -75,11 +75,13 @@ func FromContext(ctx context.Context) *Info {
 // "/<topic>/publish", a delivery a handler call of
 // "/<topic>/<subscription>"), and nil otherwise. A handler's context carries
 // its delivery's Info, and an RPC the handler makes with it is an RPC: the
-// interceptors must trace, log and count it as one.
+// interceptors must trace, log and count it as one. A request without a
+// procedure (one that an interceptor made with connect.NewRequest in place
+// of pubsub's) is taken for the operation.
 func ForCall(ctx context.Context, spec connect.Spec) *Info {
 	info := FromContext(ctx)
-	if info == nil {
-		return nil
+	if info == nil || spec.Procedure == "" {
+		return info
 	}
 	last := info.Subscription
 	if info.Operation == Publish {

@@ -89,6 +89,7 @@ func TestForCall(t *testing.T) {
 		{name: "other topic", info: deliveryInfo, spec: connect.Spec{Procedure: "/orders.createdX/payments"}},
 		{name: "client side of a delivery's procedure", info: deliveryInfo, spec: connect.Spec{Procedure: "/orders.created/payments", IsClient: true}},
 		{name: "no info", spec: connect.Spec{Procedure: "/orders.created/payments"}},
+		{name: "request replaced by an interceptor", info: deliveryInfo, spec: connect.Spec{}, want: true},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
