@@ -90,8 +90,9 @@ func TestDeadLetterKeepsForeignHeader(t *testing.T) {
 }
 
 // TestContentTypeIsCaseInsensitive checks that media types and the charset
-// are matched without regard to case (RFC 9110), through the mem broker:
-// such messages are handled, messages of other content types dead-lettered.
+// are matched without regard to case (RFC 9110), and IANA's protobuf media
+// types and their aliases taken, through the mem broker: such messages are
+// handled, messages of other content types dead-lettered.
 func TestContentTypeIsCaseInsensitive(t *testing.T) {
 	t.Parallel()
 	b := mem.New()
@@ -119,8 +120,15 @@ func TestContentTypeIsCaseInsensitive(t *testing.T) {
 		"Application/JSON":                json,
 		"application/json;charset=Utf-8":  json,
 		"APPLICATION/PROTO":               binary,
+		// IANA's names, which producers in other languages write.
+		"application/protobuf":                     binary,
+		"application/x-protobuf":                   binary,
+		"application/x-protobuffer":                binary,
+		"application/protobuf+json; charset=utf-8": json,
+		"application/x-protobuf+json":              json,
 	}
-	refused := []string{"application/json; charset=latin1", "application/proto; charset=utf-8", "text/plain", "application/json; charset"}
+	refused := []string{"application/json; charset=latin1", "application/proto; charset=utf-8", "text/plain", "application/json; charset",
+		"application/x-protobuf; encoding=delimited", "application/protobuf+json; charset=latin1"}
 	for ct, data := range accepted {
 		publishRaw(t, b, &pubsub.Message{ID: ct, Topic: "cased", Data: data, Header: http.Header{pubsub.HeaderContentType: {ct}}})
 	}

@@ -22,7 +22,9 @@ const (
 const headerContentEncoding = "Content-Encoding"
 
 // Content types of a message payload. A subscriber matches them without
-// regard to case, as RFC 9110 has it, and takes JSON with charset=utf-8.
+// regard to case, as RFC 9110 has it, takes JSON with charset=utf-8, and
+// takes IANA's application/protobuf and application/protobuf+json (and
+// their x- aliases) as these.
 const (
 	ContentTypeProto = "application/proto"
 	ContentTypeJSON  = "application/json"
@@ -31,7 +33,10 @@ const (
 // payloadContentType returns which of ContentTypeProto and ContentTypeJSON
 // the Content-Type ct names, or "" for neither. The forms that pubsub and
 // connect write match without parsing; others are parsed, since media
-// types and the charset value are case-insensitive.
+// types and the charset value are case-insensitive. IANA's names, which
+// producers in other languages write, are taken too: application/protobuf
+// (aliases application/x-protobuf, application/x-protobuffer) for binary,
+// application/protobuf+json (alias application/x-protobuf+json) for JSON.
 func payloadContentType(ct string) string {
 	switch ct {
 	case ContentTypeProto:
@@ -42,6 +47,12 @@ func payloadContentType(ct string) string {
 	mediaType, params, err := mime.ParseMediaType(ct) // lower-cases the type and the parameter names
 	if err != nil {
 		return ""
+	}
+	switch mediaType {
+	case "application/protobuf", "application/x-protobuf", "application/x-protobuffer":
+		mediaType = ContentTypeProto
+	case "application/protobuf+json", "application/x-protobuf+json":
+		mediaType = ContentTypeJSON
 	}
 	switch {
 	case mediaType == ContentTypeProto && len(params) == 0:
