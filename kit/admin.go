@@ -23,6 +23,7 @@ func (s *Server) newAdminServer() (*http.Server, error) {
 		Level:    s.level,
 		Health:   s.health,
 		Logger:   s.logger,
+		Loopback: isLoopback(s.cfg.AdminAddr),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("kit: admin endpoints: %w", err)

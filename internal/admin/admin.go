@@ -44,6 +44,12 @@ type Config struct {
 	Health *health.Checker
 	// Logger records log level changes and /metrics errors. Default: none.
 	Logger *slog.Logger
+	// Loopback says the listener is bound to loopback only. A request must
+	// then name a loopback host (localhost, 127.0.0.1, [::1]) or gets 403:
+	// a web page can point a name of its own at 127.0.0.1 (DNS rebinding)
+	// and call the listener as its own origin, reading and changing what it
+	// serves. Default false.
+	Loopback bool
 }
 
 // NewHandler returns the admin handler:
@@ -61,6 +67,11 @@ type Config struct {
 // as JSON {"level":"debug"}, sets it at once for the whole process, logs the
 // change with the caller's address, and answers {"level":"DEBUG",
 // "previous":"INFO"}; a bad level is 400 and changes nothing.
+//
+// Whatever the token, a browser's cross-origin request other than GET,
+// HEAD or OPTIONS gets 403 ([http.CrossOriginProtection]): without a token,
+// a page in the operator's browser could otherwise POST to the listener
+// (a form needs no CORS preflight). See also [Config.Loopback].
 //
 // More endpoints are added with [Handler.Handle]. NewHandler returns an
 // error if cfg.Token cannot be sent in a header.
@@ -127,6 +138,10 @@ func NewHandler(cfg Config) (*Handler, error) {
 	})
 	if cfg.Token != "" {
 		a.root = &guard{token: newToken(cfg.Token), next: mux, probes: probes}
+	}
+	a.root = http.NewCrossOriginProtection().Handler(a.root)
+	if cfg.Loopback {
+		a.root = loopbackHosts{a.root}
 	}
 	return a, nil
 }

@@ -276,3 +276,90 @@ func TestOnlyConfiguredEndpoints(t *testing.T) {
 		t.Errorf("GET / = %d %s", code, body)
 	}
 }
+
+// A web page can point a name of its own at 127.0.0.1 (DNS rebinding) and
+// then call the admin listener as its own origin: read the dead letters and
+// profiles, set the log level. A listener on loopback answers only requests
+// that name a loopback host.
+func TestLoopbackListenerRefusesOtherHosts(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name     string
+		loopback bool
+		host     string
+		want     int
+	}{
+		{name: "localhost", loopback: true, host: "localhost:9090", want: http.StatusOK},
+		{name: "IPv4 loopback", loopback: true, host: "127.0.0.1:9090", want: http.StatusOK},
+		{name: "IPv6 loopback", loopback: true, host: "[::1]:9090", want: http.StatusOK},
+		{name: "no port", loopback: true, host: "localhost", want: http.StatusOK},
+		{name: "rebound name", loopback: true, host: "rebind.example:9090", want: http.StatusForbidden},
+		{name: "name on a listener beyond loopback", host: "admin.example:9090", want: http.StatusOK},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			url := serve(t, admin.Config{Level: new(slog.LevelVar), Loopback: tc.loopback})
+			req, _ := http.NewRequest(http.MethodGet, url+"/debug/loglevel", nil)
+			req.Host = tc.host
+			res, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, _ := io.ReadAll(res.Body)
+			res.Body.Close()
+			if res.StatusCode != tc.want {
+				t.Errorf("GET with Host %q: %d %s, want %d", tc.host, res.StatusCode, body, tc.want)
+			}
+			if tc.want == http.StatusForbidden && !strings.Contains(string(body), "loopback") {
+				t.Errorf("refusal %q does not say why", body)
+			}
+		})
+	}
+}
+
+// Without a token, a page in the operator's browser could otherwise make it
+// POST to the admin listener (a form, or fetch in no-cors mode, needs no
+// preflight): re-drive every dead letter, say.
+func TestCrossOriginWritesAreRefused(t *testing.T) {
+	t.Parallel()
+	h, err := admin.NewHandler(admin.Config{Loopback: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var redriven sync.Map
+	h.Handle("/redrive", "re-drive", http.HandlerFunc(func(_ http.ResponseWriter, r *http.Request) {
+		redriven.Store(r.Header.Get("X-Case"), true)
+	}))
+	srv := httptest.NewServer(h)
+	t.Cleanup(srv.Close)
+	tests := []struct {
+		name   string
+		header []string
+		want   int
+	}{
+		{name: "cross-site fetch", header: []string{"Sec-Fetch-Site", "cross-site", "Origin", "https://evil.example"}, want: http.StatusForbidden},
+		{name: "older browser with an Origin", header: []string{"Origin", "https://evil.example"}, want: http.StatusForbidden},
+		{name: "same origin", header: []string{"Sec-Fetch-Site", "same-origin"}, want: http.StatusOK},
+		{name: "curl", want: http.StatusOK},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			req, _ := http.NewRequest(http.MethodPost, srv.URL+"/redrive", nil)
+			req.Header.Set("X-Case", tc.name)
+			for i := 0; i+1 < len(tc.header); i += 2 {
+				req.Header.Set(tc.header[i], tc.header[i+1])
+			}
+			res, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			res.Body.Close()
+			_, ran := redriven.Load(tc.name)
+			if res.StatusCode != tc.want || ran != (tc.want == http.StatusOK) {
+				t.Errorf("POST: %d (handler ran: %v), want %d", res.StatusCode, ran, tc.want)
+			}
+		})
+	}
+}

@@ -3,6 +3,8 @@ package admin
 import (
 	"crypto/sha256"
 	"crypto/subtle"
+	"fmt"
+	"net"
 	"net/http"
 	"strings"
 )
@@ -53,4 +55,29 @@ func bearerToken(r *http.Request) (string, bool) {
 		return "", false
 	}
 	return strings.TrimSpace(tok), true
+}
+
+// loopbackHosts refuses requests whose Host is not a loopback name or
+// address, for a listener bound to loopback (see [Config.Loopback]). A
+// request without a Host (HTTP/1.0) comes from no browser and passes.
+type loopbackHosts struct{ next http.Handler }
+
+func (l loopbackHosts) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if !loopbackHost(r.Host) {
+		http.Error(w, fmt.Sprintf("forbidden: Host %q is not a loopback name or address, the only ones this admin listener on loopback answers", r.Host), http.StatusForbidden)
+		return
+	}
+	l.next.ServeHTTP(w, r)
+}
+
+func loopbackHost(hostport string) bool {
+	host := hostport
+	if h, _, err := net.SplitHostPort(hostport); err == nil {
+		host = h
+	}
+	if host == "" || strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(strings.Trim(host, "[]"))
+	return ip != nil && ip.IsLoopback()
 }
