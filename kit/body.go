@@ -28,26 +28,37 @@ import (
 // serve another request by looking at the Body while the response is
 // written, and a wrapper would hide an unread body from it.
 //
+// Under HTTP/2 the same timer also bounds the unary call's response: a
+// client that reads its socket and answers pings but grants the stream no
+// flow-control window would hold the handler in its write (with the
+// response's buffers) for as long as it likes. Once the body's time is up,
+// the timer waits on for the rest of the call's deadline and the stall
+// timeout a stream's Send gets (see [sendGuard]); a handler still running
+// then gets a write deadline in the past, which resets the stream.
+//
 // Written by hand: net/http offers per-request read deadlines
 // (ResponseController) but nothing that arms one only when it is due.
 type bodyTimer struct {
 	w     http.ResponseWriter
 	timer *time.Timer
+	stall time.Duration // from the body's time to the response's; 0: none
 
 	mu   sync.Mutex
 	over bool // the handler returned: the timer does nothing
+	late bool // the body's time is up: the next expiry is the response's
 }
 
 // connReadDeadline is what an HTTP/1.1 ResponseWriter offers.
 type connReadDeadline interface{ SetReadDeadline(time.Time) error }
 
-// guardBody makes r's body reads fail once timeout has passed. The caller
-// must call release once the handler has returned.
-func guardBody(w http.ResponseWriter, r *http.Request, timeout time.Duration) *bodyTimer {
+// guardBody makes r's body reads fail once timeout has passed and, under
+// HTTP/2, its response's writes once stall more has passed (0: never). The
+// caller must call release once the handler has returned.
+func guardBody(w http.ResponseWriter, r *http.Request, timeout, stall time.Duration) *bodyTimer {
 	if c, ok := w.(connReadDeadline); ok && r.ProtoMajor == 1 && c.SetReadDeadline(time.Now().Add(timeout)) == nil {
 		return nil
 	}
-	g := &bodyTimer{w: w}
+	g := &bodyTimer{w: w, stall: stall}
 	g.timer = time.AfterFunc(timeout, g.expire)
 	return g
 }
@@ -64,15 +75,26 @@ func (g *bodyTimer) release() {
 	g.timer.Stop()
 }
 
-// expire makes a read still waiting for the body fail at once. Under g.mu,
-// so that it never touches a request whose handler has returned.
+// expire makes a read still waiting for the body fail at once, and arms
+// the timer for the response; at the response's expiry, it resets the
+// stream. Under g.mu, so that it never touches a request whose handler has
+// returned.
 func (g *bodyTimer) expire() {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if g.over {
 		return
 	}
-	// A writer that cannot (ErrNotSupported) leaves the read waiting, as
-	// it would without the deadline.
-	_ = http.NewResponseController(g.w).SetReadDeadline(time.Now())
+	// A writer that cannot (ErrNotSupported) leaves the read or write
+	// waiting, as it would without the deadline.
+	rc := http.NewResponseController(g.w)
+	if g.late {
+		_ = rc.SetWriteDeadline(time.Now())
+		return
+	}
+	_ = rc.SetReadDeadline(time.Now())
+	if g.stall > 0 {
+		g.late = true
+		g.timer.Reset(g.stall)
+	}
 }

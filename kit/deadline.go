@@ -63,7 +63,8 @@ func (d deadlines) WrapStreamingClient(next connect.StreamingClientFunc) connect
 // context, so a client that keeps its stream open and sends nothing would
 // otherwise hold the handler past any deadline), and so does the shutdown
 // timeout (see [errCallsCut]); and it ends a Send that cannot complete
-// within sendStallTimeout (see [sendGuard]).
+// within sendStallTimeout (see [sendGuard]), as well as the writing of the
+// stream's end.
 func (d deadlines) WrapStreamingHandler(next connect.StreamingHandlerFunc) connect.StreamingHandlerFunc {
 	return func(ctx context.Context, conn connect.StreamingHandlerConn) error {
 		err := d.streamCall(ctx, conn, next)
@@ -95,12 +96,11 @@ func (d deadlines) streamCall(ctx context.Context, conn connect.StreamingHandler
 		// replace the cut's if the shutdown cut the call in between.
 		defer cutReceives(call, body).release()
 	}
-	if streams&connect.StreamTypeServer != 0 {
-		g := newSendGuard(conn, body)
-		defer g.release()
-		conn = g
-	}
-	return next(ctx, conn)
+	// Every stream: a client stream's response, and any stream's end, once
+	// its handler has returned, wait on the client as a Send does.
+	g := newSendGuard(conn, body)
+	defer g.ending()
+	return next(ctx, g)
 }
 
 // receiveCut ends a Receive waiting on the client when the shutdown timeout
@@ -178,8 +178,17 @@ func (c receiveDeadline) Receive(msg any) error {
 // (see serviceHandler).
 type bodyControllerKey struct{}
 
-// streamBody sets a client stream's request body read deadline.
+// streamBody sets a stream's read and write deadlines.
 type streamBody struct {
 	rc        *http.ResponseController
 	sendStall time.Duration // see sendGuard
+	guard     *sendGuard    // set by deadlines; nil without them
+}
+
+// release stops the stream's guard, once its handler has returned (see
+// [sendGuard.ending]).
+func (b *streamBody) release() {
+	if b.guard != nil {
+		b.guard.release()
+	}
 }

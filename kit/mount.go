@@ -49,6 +49,7 @@ func (s *Server) Mount(path string, h http.Handler) {
 	}
 	s.routes.handle(path, serviceHandler(service, h, bodyLimits{
 		timeout: s.bodyTimeout(), maxTimeout: s.maxBodyTimeout(),
+		call: s.cfg.CallTimeout, maxCall: s.cfg.MaxCallTimeout,
 		maxBytes: s.cfg.MaxRequestBytes, sendStall: s.sendStall,
 	}), true)
 	name := string(service.FullName())
@@ -111,21 +112,29 @@ func serviceHandler(service protoreflect.ServiceDescriptor, h http.Handler, limi
 				return
 			}
 			if timeout := limits.bodyTimeout(r); timeout > 0 {
-				defer guardBody(w, r, timeout).release()
+				var stall time.Duration
+				if kind == connect.StreamTypeUnary {
+					stall = limits.responseStall(r, timeout)
+				}
+				defer guardBody(w, r, timeout, stall).release()
 			}
 		}
 		if kind != connect.StreamTypeUnary {
 			body := &streamBody{rc: http.NewResponseController(w), sendStall: limits.sendStall}
+			defer body.release()
 			r = r.WithContext(context.WithValue(r.Context(), bodyControllerKey{}, body))
 		}
 		h.ServeHTTP(w, r)
 	})
 }
 
-// bodyLimits bound what a service's request bodies may cost.
+// bodyLimits bound what a service's request bodies, and the responses
+// that wait on their clients, may cost.
 type bodyLimits struct {
 	timeout    time.Duration // for the body of a call whose client sends one message and sets no deadline; 0: none
 	maxTimeout time.Duration // the longest a client's deadline may give that body; 0: no cap
+	call       time.Duration // CallTimeout: a unary call's deadline when its client sets none; <= 0: none
+	maxCall    time.Duration // MaxCallTimeout: the cap on a unary call's deadline; <= 0: none
 	maxBytes   int64         // MaxRequestBytes
 	sendStall  time.Duration // see sendGuard
 }
@@ -143,6 +152,23 @@ func (l bodyLimits) bodyTimeout(r *http.Request) time.Duration {
 		return min(t, l.maxTimeout)
 	}
 	return t
+}
+
+// responseStall is how long after its body's time, timeout, a unary call
+// may still be writing its response (see [bodyTimer]): the rest of the
+// call's deadline, as [deadlines] sets it, and the stall timeout of a
+// stream's Send. A call without a deadline gets none (0).
+func (l bodyLimits) responseStall(r *http.Request, timeout time.Duration) time.Duration {
+	call, ok := callerTimeout(r.Header)
+	switch {
+	case ok && l.maxCall > 0:
+		call = min(call, l.maxCall)
+	case !ok && l.call > 0:
+		call = l.call
+	case !ok:
+		return 0
+	}
+	return max(call-timeout, 0) + l.sendStall
 }
 
 // callerTimeout reads the timeout a client set on its call, in gRPC's and

@@ -21,7 +21,10 @@ const sendStallTimeout = 30 * time.Second
 // it answers pings. When a Send has waited sendStallTimeout, a write
 // deadline in the past resets the stream (HTTP/2) or breaks the connection
 // (HTTP/1.1), and Send fails with DeadlineExceeded. The wait is the
-// server's sendStall: sendStallTimeout, shorter in tests.
+// server's sendStall: sendStallTimeout, shorter in tests. What connect
+// writes once the handler has returned (a client stream's response, the
+// stream's end or error) is bounded so too, from [sendGuard.ending] until
+// the request's handler returns.
 //
 // Written by hand: net/http has per-stream write deadlines
 // (ResponseController) but nothing that arms one only while a Send waits.
@@ -39,7 +42,14 @@ func newSendGuard(conn connect.StreamingHandlerConn, body *streamBody) *sendGuar
 	g := &sendGuard{StreamingHandlerConn: conn, body: body}
 	g.timer = time.AfterFunc(body.sendStall, g.expire)
 	g.timer.Stop()
+	body.guard = g
 	return g
+}
+
+// ending arms the timer for what connect writes once the handler has
+// returned; the request's handler releases it (see [streamBody.release]).
+func (g *sendGuard) ending() {
+	g.timer.Reset(g.body.sendStall)
 }
 
 func (g *sendGuard) Send(msg any) error {
@@ -70,8 +80,8 @@ func (g *sendGuard) expire() {
 	_ = g.body.rc.SetWriteDeadline(time.Now())
 }
 
-// release stops the timer for good; after it, the timer touches nothing of
-// a request whose handler has returned.
+// release stops the timer for good, before the request's handler returns;
+// after it, the timer touches nothing of the request.
 func (g *sendGuard) release() {
 	g.mu.Lock()
 	defer g.mu.Unlock()

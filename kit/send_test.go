@@ -3,6 +3,7 @@ package kit_test
 import (
 	"bytes"
 	"encoding/binary"
+	"strings"
 	"testing"
 	"time"
 
@@ -25,6 +26,46 @@ func TestStalledSendResetsTheStream(t *testing.T) {
 		kit.SetSendStall(s, 200*time.Millisecond)
 		s.Mount(pingv1connect.NewPingServiceHandler(&pingServer{}, s.HandlerOptions()...))
 	})
+	callWithoutWindow(t, srv, pingv1connect.PingServiceCountUpProcedure, "application/grpc", &pingv1.CountUpRequest{Number: 3})
+}
+
+// What a call writes after its handler's last Send, or instead of a Send,
+// also waits on the client: a unary call's response, a client stream's
+// response, a stream's end. A client that grants no window would
+// hold the handler there, and the response's buffers with it, for as long
+// as it answers pings: the stream is reset too.
+func TestStalledResponseResetsTheStream(t *testing.T) {
+	t.Parallel()
+	big := strings.Repeat("x", 64<<10) // written inside the handler, past net/http's buffer
+	tests := []struct {
+		name, procedure, contentType string
+		msg                          proto.Message
+	}{
+		{name: "gRPC unary", procedure: pingv1connect.PingServicePingProcedure, contentType: "application/grpc", msg: &pingv1.PingRequest{Number: 1}},
+		{name: "gRPC-Web unary", procedure: pingv1connect.PingServicePingProcedure, contentType: "application/grpc-web+proto", msg: &pingv1.PingRequest{Number: 1}},
+		{name: "Connect unary, large response", procedure: pingv1connect.PingServicePingProcedure, contentType: "application/proto", msg: &pingv1.PingRequest{Text: big}},
+		{name: "Connect stream's end", procedure: pingv1connect.PingServiceCountUpProcedure, contentType: "application/connect+proto", msg: &pingv1.CountUpRequest{}},
+		{name: "gRPC-Web stream's end", procedure: pingv1connect.PingServiceCountUpProcedure, contentType: "application/grpc-web+proto", msg: &pingv1.CountUpRequest{}},
+		{name: "gRPC client stream's response", procedure: pingv1connect.PingServiceSumProcedure, contentType: "application/grpc", msg: &pingv1.SumRequest{Number: 2}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			srv := kittest.NewServer(t, kit.Config{CallTimeout: 100 * time.Millisecond}, func(s *kit.Server) {
+				kit.SetSendStall(s, 200*time.Millisecond)
+				s.Mount(pingv1connect.NewPingServiceHandler(&pingServer{}, s.HandlerOptions()...))
+			})
+			callWithoutWindow(t, srv, tc.procedure, tc.contentType, tc.msg)
+		})
+	}
+}
+
+// callWithoutWindow calls procedure over HTTP/2 with msg as its only
+// message, granting the server no flow-control window, and returns once
+// the server resets the stream; it fails if the server sends DATA, or
+// gives up the connection instead.
+func callWithoutWindow(t *testing.T, srv *kittest.Server, procedure, contentType string, msg proto.Message) {
+	t.Helper()
 	conn := srv.Dial(t)
 	_ = conn.SetDeadline(time.Now().Add(20 * time.Second))
 	if _, err := conn.Write([]byte(http2.ClientPreface)); err != nil {
@@ -39,17 +80,23 @@ func TestStalledSendResetsTheStream(t *testing.T) {
 	enc := hpack.NewEncoder(&block)
 	for _, f := range [][2]string{
 		{":method", "POST"}, {":scheme", "http"}, {":authority", "kit"},
-		{":path", pingv1connect.PingServiceCountUpProcedure}, {"content-type", "application/grpc"}, {"te", "trailers"},
+		{":path", procedure}, {"content-type", contentType}, {"te", "trailers"},
 	} {
 		_ = enc.WriteField(hpack.HeaderField{Name: f[0], Value: f[1]})
 	}
 	if err := fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: block.Bytes(), EndHeaders: true}); err != nil {
 		t.Fatal(err)
 	}
-	msg, _ := proto.Marshal(&pingv1.CountUpRequest{Number: 3})
-	envelope := binary.BigEndian.AppendUint32([]byte{0}, uint32(len(msg)))
-	if err := fr.WriteData(1, true, append(envelope, msg...)); err != nil {
-		t.Fatal(err)
+	body, _ := proto.Marshal(msg)
+	if contentType != "application/proto" { // enveloped
+		body = append(binary.BigEndian.AppendUint32([]byte{0}, uint32(len(body))), body...)
+	}
+	for len(body) > 0 {
+		n := min(len(body), 16<<10) // the default largest frame
+		if err := fr.WriteData(1, n == len(body), body[:n]); err != nil {
+			t.Fatal(err)
+		}
+		body = body[n:]
 	}
 	start := time.Now()
 	for {
