@@ -28,7 +28,7 @@ import (
 // serve another request by looking at the Body while the response is
 // written, and a wrapper would hide an unread body from it.
 //
-// Under HTTP/2 the same timer also bounds the unary call's response: a
+// Under HTTP/2 the same timer also bounds a unary call's response: a
 // client that reads its socket and answers pings but grants the stream no
 // flow-control window would hold the handler in its write (with the
 // response's buffers) for as long as it likes. Once the body's time is up,
@@ -48,15 +48,29 @@ type bodyTimer struct {
 	late bool // the body's time is up: the next expiry is the response's
 }
 
-// connReadDeadline is what an HTTP/1.1 ResponseWriter offers.
-type connReadDeadline interface{ SetReadDeadline(time.Time) error }
+// connDeadlines is what an HTTP/1.1 ResponseWriter offers.
+type connDeadlines interface {
+	SetReadDeadline(time.Time) error
+	SetWriteDeadline(time.Time) error
+}
 
-// guardBody makes r's body reads fail once timeout has passed and, under
-// HTTP/2, its response's writes once stall more has passed (0: never). The
-// caller must call release once the handler has returned.
+// guardBody makes r's body reads fail once timeout has passed, and its
+// response's writes once stall more has passed (0: never). The caller must
+// call release once the handler has returned.
+//
+// Over HTTP/1.1 the response's bound is the connection's write deadline,
+// which net/http clears once the response has been written, its last
+// buffered bytes included: a client that stops reading a response larger
+// than the sockets' buffers would otherwise hold the handler in its write.
 func guardBody(w http.ResponseWriter, r *http.Request, timeout, stall time.Duration) *bodyTimer {
-	if c, ok := w.(connReadDeadline); ok && r.ProtoMajor == 1 && c.SetReadDeadline(time.Now().Add(timeout)) == nil {
-		return nil
+	if c, ok := w.(connDeadlines); ok && r.ProtoMajor == 1 {
+		now := time.Now()
+		if c.SetReadDeadline(now.Add(timeout)) == nil {
+			if stall > 0 {
+				_ = c.SetWriteDeadline(now.Add(timeout + stall))
+			}
+			return nil
+		}
 	}
 	g := &bodyTimer{w: w, stall: stall}
 	g.timer = time.AfterFunc(timeout, g.expire)

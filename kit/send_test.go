@@ -1,8 +1,12 @@
 package kit_test
 
 import (
+	"bufio"
 	"bytes"
 	"encoding/binary"
+	"fmt"
+	"net"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -11,6 +15,7 @@ import (
 	"golang.org/x/net/http2/hpack"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/connectkit/connectkit/interceptors"
 	pingv1 "github.com/connectkit/connectkit/internal/gen/connectkit/ping/v1"
 	"github.com/connectkit/connectkit/internal/gen/connectkit/ping/v1/pingv1connect"
 	"github.com/connectkit/connectkit/kit"
@@ -57,6 +62,39 @@ func TestStalledResponseResetsTheStream(t *testing.T) {
 			})
 			callWithoutWindow(t, srv, tc.procedure, tc.contentType, tc.msg)
 		})
+	}
+}
+
+// Over HTTP/1.1 a client that stops reading holds the handler in its
+// write once the socket's buffers are full: the connection's write
+// deadline ends it 30s after the call's deadline.
+func TestUnreadHTTP1ResponseEndsTheCall(t *testing.T) {
+	t.Parallel()
+	const size = 8 << 20 // more than the server's socket buffer takes (4MiB at most on Linux)
+	returned := make(chan struct{})
+	srv := kittest.NewServer(t, kit.Config{CallTimeout: 100 * time.Millisecond, MaxRequestBytes: 2 * size, MaxResponseBytes: 2 * size}, func(s *kit.Server) {
+		kit.SetSendStall(s, 200*time.Millisecond)
+		path, h := pingv1connect.NewPingServiceHandler(&pingServer{}, s.HandlerOptions()...)
+		s.Mount(path, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			h.ServeHTTP(w, r) // connect writes the response before returning
+			close(returned)
+		}))
+	}, kit.WithInterceptorOptions(interceptors.WithoutValidation())) // text is at most 1MiB
+	conn := srv.Dial(t)
+	if err := conn.(*net.TCPConn).SetReadBuffer(4 << 10); err != nil { // and no autotuning
+		t.Fatal(err)
+	}
+	body, _ := proto.Marshal(&pingv1.PingRequest{Text: strings.Repeat("x", size)})
+	w := bufio.NewWriter(conn)
+	fmt.Fprintf(w, "POST %s HTTP/1.1\r\nHost: kit\r\nContent-Type: application/proto\r\nContent-Length: %d\r\n\r\n", pingPath, len(body))
+	_, _ = w.Write(body)
+	if err := w.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	select { // the response is never read
+	case <-returned:
+	case <-time.After(20 * time.Second):
+		t.Fatal("the handler is still writing to a client that reads nothing")
 	}
 }
 
