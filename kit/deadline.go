@@ -182,13 +182,13 @@ type bodyControllerKey struct{}
 type streamBody struct {
 	rc        *http.ResponseController
 	sendStall time.Duration // see sendGuard
-	guard     *sendGuard    // set by deadlines; nil without them
+	guard     *sendGuard    // set by deadlines, the last of a list (a chain may hold them twice); nil without them
 }
 
-// release stops the stream's guard, once its handler has returned (see
+// release stops the stream's guards, once its handler has returned (see
 // [sendGuard.ending]).
 func (b *streamBody) release() {
-	if b.guard != nil {
-		b.guard.release()
+	for g := b.guard; g != nil; g = g.next {
+		g.release()
 	}
 }

@@ -32,6 +32,7 @@ type sendGuard struct {
 	connect.StreamingHandlerConn
 	body  *streamBody
 	timer *time.Timer // armed during each Send
+	next  *sendGuard  // the one body held before, released with it
 
 	mu      sync.Mutex
 	over    bool // the handler returned: the timer does nothing
@@ -42,7 +43,7 @@ func newSendGuard(conn connect.StreamingHandlerConn, body *streamBody) *sendGuar
 	g := &sendGuard{StreamingHandlerConn: conn, body: body}
 	g.timer = time.AfterFunc(body.sendStall, g.expire)
 	g.timer.Stop()
-	body.guard = g
+	g.next, body.guard = body.guard, g
 	return g
 }
 

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"connectrpc.com/connect"
 	"golang.org/x/net/http2"
 	"golang.org/x/net/http2/hpack"
 	"google.golang.org/protobuf/proto"
@@ -158,6 +159,37 @@ func callWithoutWindow(t *testing.T, srv *kittest.Server, procedure, contentType
 			return // the handler was released
 		case *http2.GoAwayFrame:
 			t.Fatalf("GOAWAY %v: the whole connection ended, not the stream", f.ErrCode)
+		}
+	}
+}
+
+// A handler given the server's options twice runs the stream guards twice:
+// both are stopped before the request's handler returns, or a stray one
+// would set a deadline on a finished request (a nil dereference in a timer
+// goroutine under HTTP/2, which ends the process; the connection's next
+// request under HTTP/1.1).
+func TestStreamGuardsOfAChainGivenTwiceAreReleased(t *testing.T) {
+	t.Parallel()
+	const stall = 50 * time.Millisecond
+	srv := kittest.NewServer(t, kit.Config{}, func(s *kit.Server) {
+		kit.SetSendStall(s, stall)
+		s.Mount(pingv1connect.NewPingServiceHandler(&pingServer{}, append(s.HandlerOptions(), s.HandlerOptions()...)...))
+	})
+	for _, p := range srv.Protocols() {
+		stream, err := newPingClient(srv, p.Client, p.Options...).CountUp(t.Context(), connect.NewRequest(&pingv1.CountUpRequest{Number: 2}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for stream.Receive() {
+		}
+		if err := stream.Close(); err != nil {
+			t.Fatalf("%s: %v", p.Name, err)
+		}
+	}
+	time.Sleep(4 * stall) // any guard left armed fires
+	for _, p := range srv.Protocols() {
+		if _, err := newPingClient(srv, p.Client, p.Options...).Ping(t.Context(), connect.NewRequest(&pingv1.PingRequest{Number: 1})); err != nil {
+			t.Errorf("%s: Ping after the streams: %v", p.Name, err)
 		}
 	}
 }
