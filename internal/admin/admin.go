@@ -44,11 +44,13 @@ type Config struct {
 	Health *health.Checker
 	// Logger records log level changes and /metrics errors. Default: none.
 	Logger *slog.Logger
-	// Loopback says the listener is bound to loopback only. A request must
-	// then name a loopback host (localhost, 127.0.0.1, [::1]) or gets 403:
-	// a web page can point a name of its own at 127.0.0.1 (DNS rebinding)
-	// and call the listener as its own origin, reading and changing what it
-	// serves. Default false.
+	// Loopback says the listener is bound to loopback only. Without a
+	// Token, a request must then name a loopback host (localhost,
+	// 127.0.0.1, [::1]) or gets 403: a web page can point a name of its own
+	// at 127.0.0.1 (DNS rebinding) and call the listener as its own origin,
+	// reading and changing what it serves. A token, which such a page does
+	// not have, lifts the check (for a proxy that keeps its clients' Host).
+	// Default false.
 	Loopback bool
 }
 
@@ -140,7 +142,7 @@ func NewHandler(cfg Config) (*Handler, error) {
 		a.root = &guard{token: newToken(cfg.Token), next: mux, probes: probes}
 	}
 	a.root = http.NewCrossOriginProtection().Handler(a.root)
-	if cfg.Loopback {
+	if cfg.Loopback && cfg.Token == "" {
 		a.root = loopbackHosts{a.root}
 	}
 	return a, nil

@@ -286,6 +286,7 @@ func TestLoopbackListenerRefusesOtherHosts(t *testing.T) {
 	tests := []struct {
 		name     string
 		loopback bool
+		token    string
 		host     string
 		want     int
 	}{
@@ -295,13 +296,17 @@ func TestLoopbackListenerRefusesOtherHosts(t *testing.T) {
 		{name: "no port", loopback: true, host: "localhost", want: http.StatusOK},
 		{name: "rebound name", loopback: true, host: "rebind.example:9090", want: http.StatusForbidden},
 		{name: "name on a listener beyond loopback", host: "admin.example:9090", want: http.StatusOK},
+		{name: "name with a token", loopback: true, token: "s3cret", host: "admin.example:9090", want: http.StatusOK},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			url := serve(t, admin.Config{Level: new(slog.LevelVar), Loopback: tc.loopback})
+			url := serve(t, admin.Config{Level: new(slog.LevelVar), Loopback: tc.loopback, Token: tc.token})
 			req, _ := http.NewRequest(http.MethodGet, url+"/debug/loglevel", nil)
 			req.Host = tc.host
+			if tc.token != "" {
+				req.Header.Set("Authorization", "Bearer "+tc.token)
+			}
 			res, err := http.DefaultClient.Do(req)
 			if err != nil {
 				t.Fatal(err)
