@@ -77,6 +77,19 @@ func guardBody(w http.ResponseWriter, r *http.Request, timeout, stall time.Durat
 	return g
 }
 
+// guardResponse makes the writes of r's response fail once after has
+// passed, for a unary call without a body (a Connect GET): as guardBody
+// does, without the body. The caller must call release once the handler
+// has returned.
+func guardResponse(w http.ResponseWriter, r *http.Request, after time.Duration) *bodyTimer {
+	if c, ok := w.(connDeadlines); ok && r.ProtoMajor == 1 && c.SetWriteDeadline(time.Now().Add(after)) == nil {
+		return nil
+	}
+	g := &bodyTimer{w: w, late: true}
+	g.timer = time.AfterFunc(after, g.expire)
+	return g
+}
+
 // release stops the timer; after it, the timer touches nothing of a
 // request whose handler has returned.
 func (g *bodyTimer) release() {

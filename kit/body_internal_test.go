@@ -2,6 +2,7 @@ package kit
 
 import (
 	"net/http"
+	"net/http/httptest"
 	"testing"
 	"time"
 )
@@ -34,5 +35,30 @@ func TestCallerTimeout(t *testing.T) {
 		if ok != (tc.want != 0) || got != tc.want {
 			t.Errorf("%s: %s = %v, %v; want %v", tc.header, tc.value, got, ok, tc.want)
 		}
+	}
+}
+
+// deadlines1 records the deadlines set on an HTTP/1.1 ResponseWriter.
+type deadlines1 struct {
+	http.ResponseWriter
+	read, write time.Time
+}
+
+func (d *deadlines1) SetReadDeadline(t time.Time) error  { d.read = t; return nil }
+func (d *deadlines1) SetWriteDeadline(t time.Time) error { d.write = t; return nil }
+
+// Over HTTP/1.1 a Connect GET's response is bounded by the connection's
+// write deadline, which net/http clears once the response is written: no
+// timer, and no read deadline, since there is no body to read.
+func TestGuardResponseOverHTTP1SetsTheWriteDeadline(t *testing.T) {
+	t.Parallel()
+	w := &deadlines1{ResponseWriter: httptest.NewRecorder()}
+	before := time.Now()
+	if g := guardResponse(w, httptest.NewRequest(http.MethodGet, "/", nil), time.Minute); g != nil {
+		g.release()
+		t.Error("guardResponse armed a timer over HTTP/1.1")
+	}
+	if w.write.Before(before.Add(time.Minute)) || w.write.After(time.Now().Add(time.Minute)) || !w.read.IsZero() {
+		t.Errorf("write deadline %v (want now+1m), read deadline %v (want none)", w.write, w.read)
 	}
 }

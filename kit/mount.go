@@ -104,7 +104,8 @@ func serviceHandler(service protoreflect.ServiceDescriptor, h http.Handler, limi
 			unimplemented(w, r, true)
 			return
 		}
-		if kind&connect.StreamTypeClient == 0 && r.ContentLength != 0 && r.Body != nil && r.Body != http.NoBody {
+		switch {
+		case kind&connect.StreamTypeClient == 0 && r.ContentLength != 0 && r.Body != nil && r.Body != http.NoBody:
 			if kind == connect.StreamTypeUnary && r.ContentLength > limits.maxBytes && connectUnaryBody(r) {
 				// The body is the message and says it is too large:
 				// connect would read all of it just to report its size.
@@ -114,9 +115,15 @@ func serviceHandler(service protoreflect.ServiceDescriptor, h http.Handler, limi
 			if timeout := limits.bodyTimeout(r); timeout > 0 {
 				var stall time.Duration
 				if kind == connect.StreamTypeUnary {
-					stall = limits.responseStall(r, timeout)
+					if response := limits.responseTime(r); response > 0 {
+						stall = max(response-timeout, limits.sendStall)
+					}
 				}
 				defer guardBody(w, r, timeout, stall).release()
+			}
+		case kind == connect.StreamTypeUnary: // a Connect GET, whose message is in the URL
+			if response := limits.responseTime(r); response > 0 {
+				defer guardResponse(w, r, response).release()
 			}
 		}
 		if kind != connect.StreamTypeUnary {
@@ -154,11 +161,11 @@ func (l bodyLimits) bodyTimeout(r *http.Request) time.Duration {
 	return t
 }
 
-// responseStall is how long after its body's time, timeout, a unary call
-// may still be writing its response (see [bodyTimer]): the rest of the
-// call's deadline, as [deadlines] sets it, and the stall timeout of a
-// stream's Send. A call without a deadline gets none (0).
-func (l bodyLimits) responseStall(r *http.Request, timeout time.Duration) time.Duration {
+// responseTime is how long a unary call may take, its response written
+// (see [bodyTimer]): the call's deadline, as [deadlines] sets it, and the
+// stall timeout of a stream's Send. A call without a deadline gets no
+// bound (0).
+func (l bodyLimits) responseTime(r *http.Request) time.Duration {
 	call, ok := callerTimeout(r.Header)
 	switch {
 	case ok && l.maxCall > 0:
@@ -168,7 +175,7 @@ func (l bodyLimits) responseStall(r *http.Request, timeout time.Duration) time.D
 	case !ok:
 		return 0
 	}
-	return max(call-timeout, 0) + l.sendStall
+	return call + l.sendStall
 }
 
 // callerTimeout reads the timeout a client set on its call, in gRPC's and

@@ -3,6 +3,7 @@ package kit_test
 import (
 	"bufio"
 	"bytes"
+	"encoding/base64"
 	"encoding/binary"
 	"fmt"
 	"net"
@@ -32,7 +33,7 @@ func TestStalledSendResetsTheStream(t *testing.T) {
 		kit.SetSendStall(s, 200*time.Millisecond)
 		s.Mount(pingv1connect.NewPingServiceHandler(&pingServer{}, s.HandlerOptions()...))
 	})
-	callWithoutWindow(t, srv, pingv1connect.PingServiceCountUpProcedure, "application/grpc", &pingv1.CountUpRequest{Number: 3})
+	callWithoutWindow(t, srv, http.MethodPost, pingv1connect.PingServiceCountUpProcedure, "application/grpc", &pingv1.CountUpRequest{Number: 3})
 }
 
 // What a call writes after its handler's last Send, or instead of a Send,
@@ -44,12 +45,13 @@ func TestStalledResponseResetsTheStream(t *testing.T) {
 	t.Parallel()
 	big := strings.Repeat("x", 64<<10) // written inside the handler, past net/http's buffer
 	tests := []struct {
-		name, procedure, contentType string
-		msg                          proto.Message
+		name, method, procedure, contentType string
+		msg                                  proto.Message
 	}{
 		{name: "gRPC unary", procedure: pingv1connect.PingServicePingProcedure, contentType: "application/grpc", msg: &pingv1.PingRequest{Number: 1}},
 		{name: "gRPC-Web unary", procedure: pingv1connect.PingServicePingProcedure, contentType: "application/grpc-web+proto", msg: &pingv1.PingRequest{Number: 1}},
 		{name: "Connect unary, large response", procedure: pingv1connect.PingServicePingProcedure, contentType: "application/proto", msg: &pingv1.PingRequest{Text: big}},
+		{name: "Connect GET, large response", method: http.MethodGet, procedure: pingv1connect.PingServicePingProcedure, msg: &pingv1.PingRequest{Text: big[:32<<10]}},
 		{name: "Connect stream's end", procedure: pingv1connect.PingServiceCountUpProcedure, contentType: "application/connect+proto", msg: &pingv1.CountUpRequest{}},
 		{name: "gRPC-Web stream's end", procedure: pingv1connect.PingServiceCountUpProcedure, contentType: "application/grpc-web+proto", msg: &pingv1.CountUpRequest{}},
 		{name: "gRPC client stream's response", procedure: pingv1connect.PingServiceSumProcedure, contentType: "application/grpc", msg: &pingv1.SumRequest{Number: 2}},
@@ -61,7 +63,11 @@ func TestStalledResponseResetsTheStream(t *testing.T) {
 				kit.SetSendStall(s, 200*time.Millisecond)
 				s.Mount(pingv1connect.NewPingServiceHandler(&pingServer{}, s.HandlerOptions()...))
 			})
-			callWithoutWindow(t, srv, tc.procedure, tc.contentType, tc.msg)
+			method := tc.method
+			if method == "" {
+				method = http.MethodPost
+			}
+			callWithoutWindow(t, srv, method, tc.procedure, tc.contentType, tc.msg)
 		})
 	}
 }
@@ -100,10 +106,10 @@ func TestUnreadHTTP1ResponseEndsTheCall(t *testing.T) {
 }
 
 // callWithoutWindow calls procedure over HTTP/2 with msg as its only
-// message, granting the server no flow-control window, and returns once
-// the server resets the stream; it fails if the server sends DATA, or
-// gives up the connection instead.
-func callWithoutWindow(t *testing.T, srv *kittest.Server, procedure, contentType string, msg proto.Message) {
+// message (in the URL of a Connect GET), granting the server no
+// flow-control window, and returns once the server resets the stream; it
+// fails if the server sends DATA, or gives up the connection instead.
+func callWithoutWindow(t *testing.T, srv *kittest.Server, method, procedure, contentType string, msg proto.Message) {
 	t.Helper()
 	conn := srv.Dial(t)
 	_ = conn.SetDeadline(time.Now().Add(20 * time.Second))
@@ -115,20 +121,33 @@ func callWithoutWindow(t *testing.T, srv *kittest.Server, procedure, contentType
 	if err := fr.WriteSettings(http2.Setting{ID: http2.SettingInitialWindowSize, Val: 0}); err != nil {
 		t.Fatal(err)
 	}
+	body, _ := proto.Marshal(msg)
+	fields := [][2]string{{":method", method}, {":scheme", "http"}, {":authority", "kit"}}
+	if method == http.MethodGet {
+		fields = append(fields, [2]string{":path", procedure + "?connect=v1&encoding=proto&base64=1&message=" + base64.RawURLEncoding.EncodeToString(body)})
+		body = nil
+	} else {
+		fields = append(fields, [2]string{":path", procedure}, [2]string{"content-type", contentType}, [2]string{"te", "trailers"})
+	}
+	if contentType != "application/proto" && body != nil { // enveloped
+		body = append(binary.BigEndian.AppendUint32([]byte{0}, uint32(len(body))), body...)
+	}
 	var block bytes.Buffer
 	enc := hpack.NewEncoder(&block)
-	for _, f := range [][2]string{
-		{":method", "POST"}, {":scheme", "http"}, {":authority", "kit"},
-		{":path", procedure}, {"content-type", contentType}, {"te", "trailers"},
-	} {
+	for _, f := range fields {
 		_ = enc.WriteField(hpack.HeaderField{Name: f[0], Value: f[1]})
 	}
-	if err := fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: block.Bytes(), EndHeaders: true}); err != nil {
+	// In frames of at most the default largest size.
+	frag := block.Bytes()
+	n := min(len(frag), 16<<10)
+	if err := fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: frag[:n], EndHeaders: n == len(frag), EndStream: body == nil}); err != nil {
 		t.Fatal(err)
 	}
-	body, _ := proto.Marshal(msg)
-	if contentType != "application/proto" { // enveloped
-		body = append(binary.BigEndian.AppendUint32([]byte{0}, uint32(len(body))), body...)
+	for frag = frag[n:]; len(frag) > 0; frag = frag[n:] {
+		n = min(len(frag), 16<<10)
+		if err := fr.WriteContinuation(1, n == len(frag), frag[:n]); err != nil {
+			t.Fatal(err)
+		}
 	}
 	for len(body) > 0 {
 		n := min(len(body), 16<<10) // the default largest frame
