@@ -112,17 +112,18 @@ func serviceHandler(service protoreflect.ServiceDescriptor, h http.Handler, limi
 				tooLarge(w, r.ContentLength, limits.maxBytes)
 				return
 			}
-			if timeout := limits.bodyTimeout(r); timeout > 0 {
+			caller, ok := callerTimeout(r.Header)
+			if timeout := limits.bodyTimeout(caller, ok); timeout > 0 {
 				var stall time.Duration
 				if kind == connect.StreamTypeUnary {
-					if response := limits.responseTime(r); response > 0 {
+					if response := limits.responseTime(caller, ok); response > 0 {
 						stall = max(response-timeout, limits.sendStall)
 					}
 				}
 				defer guardBody(w, r, timeout, stall).release()
 			}
 		case kind == connect.StreamTypeUnary: // a Connect GET, whose message is in the URL
-			if response := limits.responseTime(r); response > 0 {
+			if response := limits.responseTime(callerTimeout(r.Header)); response > 0 {
 				defer guardResponse(w, r, response).release()
 			}
 		}
@@ -146,12 +147,11 @@ type bodyLimits struct {
 	sendStall  time.Duration // see sendGuard
 }
 
-// bodyTimeout is how long the body of r, a call whose client sends one
-// message, may take to arrive: the call's own timeout when its client set
-// one (a client that asks for two minutes to upload gets them), capped at
-// maxTimeout; otherwise the default.
-func (l bodyLimits) bodyTimeout(r *http.Request) time.Duration {
-	t, ok := callerTimeout(r.Header)
+// bodyTimeout is how long the body of a call whose client sends one
+// message may take to arrive: the call's own timeout t when its client set
+// one (ok; a client that asks for two minutes to upload gets them), capped
+// at maxTimeout; otherwise the default. t and ok are [callerTimeout]'s.
+func (l bodyLimits) bodyTimeout(t time.Duration, ok bool) time.Duration {
 	if !ok {
 		return l.timeout
 	}
@@ -164,9 +164,8 @@ func (l bodyLimits) bodyTimeout(r *http.Request) time.Duration {
 // responseTime is how long a unary call may take, its response written
 // (see [bodyTimer]): the call's deadline, as [deadlines] sets it, and the
 // stall timeout of a stream's Send. A call without a deadline gets no
-// bound (0).
-func (l bodyLimits) responseTime(r *http.Request) time.Duration {
-	call, ok := callerTimeout(r.Header)
+// bound (0). call and ok are [callerTimeout]'s.
+func (l bodyLimits) responseTime(call time.Duration, ok bool) time.Duration {
 	switch {
 	case ok && l.maxCall > 0:
 		call = min(call, l.maxCall)

@@ -79,7 +79,7 @@ func TestUnreadHTTP1ResponseEndsTheCall(t *testing.T) {
 	t.Parallel()
 	const size = 8 << 20 // more than the server's socket buffer takes (4MiB at most on Linux)
 	returned := make(chan struct{})
-	srv := kittest.NewServer(t, kit.Config{CallTimeout: 100 * time.Millisecond, MaxRequestBytes: 2 * size, MaxResponseBytes: 2 * size}, func(s *kit.Server) {
+	srv := kittest.NewServer(t, kit.Config{CallTimeout: 2 * time.Second, MaxRequestBytes: 2 * size, MaxResponseBytes: 2 * size}, func(s *kit.Server) {
 		kit.SetSendStall(s, 200*time.Millisecond)
 		path, h := pingv1connect.NewPingServiceHandler(&pingServer{}, s.HandlerOptions()...)
 		s.Mount(path, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
