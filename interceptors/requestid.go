@@ -19,8 +19,10 @@ const RequestIDHeader = requestid.Header
 // RequestID returns an interceptor that gives every call a request id.
 //
 // On a server, the id is the caller's X-Request-Id header when it is valid
-// (1 to 128 bytes of letters, digits and -_.:/+=@), otherwise a new random
-// UUID; it is echoed in the X-Request-Id response header (also on errors;
+// (1 to 128 bytes of letters, digits and -_.:/+=@), otherwise, for a pubsub
+// delivery, its message's id when valid (so a message from a producer that
+// sets no X-Request-Id logs one id on every attempt), otherwise a new
+// random UUID; it is echoed in the X-Request-Id response header (also on errors;
 // not for a pubsub delivery, which has no caller to read it) and is
 // available to the handler and inner interceptors from
 // [RequestIDFrom].
@@ -73,14 +75,14 @@ func (requestIDInterceptor) WrapUnary(next connect.UnaryFunc) connect.UnaryFunc 
 		if spec.IsClient {
 			return next(clientUnaryRequestID(ctx, req), req)
 		}
-		delivery := msgctx.ForCall(ctx, spec) != nil
+		if info := msgctx.ForCall(ctx, spec); info != nil {
+			// A delivery: its response goes nowhere.
+			return next(deliveryRequestID(ctx, req, info), req)
+		}
 		// kit's server may have echoed the id of a call over HTTP/1.x,
 		// which gRPC never comes over.
-		c, echoed := serverUnaryRequestID(ctx, req, !delivery && req.Peer().Protocol != connect.ProtocolGRPC)
+		c, echoed := serverUnaryRequestID(ctx, req, req.Peer().Protocol != connect.ProtocolGRPC)
 		resp, err := next(c, req)
-		if delivery {
-			return resp, err // its response goes nowhere
-		}
 		if echoed {
 			return alreadyEchoed(resp, err)
 		}
@@ -98,6 +100,19 @@ func clientUnaryRequestID(ctx context.Context, req connect.AnyRequest) context.C
 	ctx, id := clientRequestID(ctx, header.Get(h, RequestIDHeader))
 	h[RequestIDHeader] = []string{id}
 	return ctx
+}
+
+// deliveryRequestID returns the context of a delivery's id: its
+// X-Request-Id when valid, which pubsub's publishers always set, otherwise
+// its message's id when that is a valid request id (a message from a
+// producer of another kind), so that its attempts log one id; otherwise a
+// new one.
+func deliveryRequestID(ctx context.Context, req connect.AnyRequest, info *msgctx.Info) *requestIDContext {
+	id := header.Get(req.Header(), RequestIDHeader)
+	if !requestid.Valid(id) {
+		id = requestid.Server(info.MessageID)
+	}
+	return &requestIDContext{Context: ctx, id: id}
 }
 
 // serverUnaryRequestID returns the context of a call's id, and whether kit's

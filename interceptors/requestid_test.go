@@ -2,6 +2,7 @@ package interceptors_test
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"net/http/httptest"
 	"regexp"
@@ -12,6 +13,7 @@ import (
 	"github.com/connectkit/connectkit/interceptors"
 	pingv1 "github.com/connectkit/connectkit/internal/gen/connectkit/ping/v1"
 	"github.com/connectkit/connectkit/internal/gen/connectkit/ping/v1/pingv1connect"
+	"github.com/connectkit/connectkit/internal/msgctx"
 )
 
 var uuidV4 = regexp.MustCompile(`^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$`)
@@ -228,4 +230,45 @@ func streamWithRequestID(t *testing.T, client pingv1connect.PingServiceClient, p
 		t.Fatalf("%s: %v", procedure, err)
 	}
 	return header.Get(interceptors.RequestIDHeader)
+}
+
+// A delivery's request id is its X-Request-Id, else its message's id (a
+// message from a producer that sets none: its attempts log one id), else a
+// new one.
+func TestDeliveryRequestID(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name, header, messageID, want string
+	}{
+		{name: "the message's X-Request-Id", header: "from-the-publisher", messageID: "ORDERS:42", want: "from-the-publisher"},
+		{name: "none: the message id", messageID: "ORDERS:42", want: "ORDERS:42"},
+		{name: "an invalid one: the message id", header: "not valid", messageID: "ORDERS:42", want: "ORDERS:42"},
+		{name: "no valid id at all: a new one", header: "not valid", messageID: "not valid either"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			info := &msgctx.Info{Operation: msgctx.Process, Topic: "orders.created", Subscription: "billing", MessageID: tc.messageID, Attempt: 1}
+			var got []string
+			handle := interceptors.RequestID().WrapUnary(func(ctx context.Context, _ connect.AnyRequest) (connect.AnyResponse, error) {
+				got = append(got, interceptors.RequestIDFrom(ctx))
+				return nil, errors.New("retry")
+			})
+			for range 2 { // two attempts
+				req := connect.NewRequest(&pingv1.PingRequest{}) // no procedure: the delivery's own request
+				if tc.header != "" {
+					req.Header().Set(interceptors.RequestIDHeader, tc.header)
+				}
+				_, _ = handle(msgctx.NewContext(t.Context(), info), req)
+			}
+			if got[0] != got[1] && tc.want != "" {
+				t.Errorf("the attempts had request ids %q", got)
+			}
+			if tc.want != "" && got[0] != tc.want {
+				t.Errorf("request id %q; want %q", got[0], tc.want)
+			}
+			if tc.want == "" && (!uuidV4.MatchString(got[0]) || got[0] == got[1]) {
+				t.Errorf("request ids %q; want a new UUID each", got)
+			}
+		})
+	}
 }
