@@ -107,6 +107,10 @@ func New(cfg Config, opts ...Option) (*Server, error) {
 	if err := admin.RegisterRuntimeCollectors(s.registry); err != nil {
 		return nil, fmt.Errorf("kit: metrics registry: %w", err)
 	}
+	var err error
+	if s.unknown.calls, err = newUnknownCalls(s.registry); err != nil {
+		return nil, err
+	}
 	s.health = health.New(health.WithLogger(s.logger))
 	if err := s.buildChains(); err != nil {
 		return nil, err
@@ -128,7 +132,6 @@ func New(cfg Config, opts ...Option) (*Server, error) {
 		acceptBoundedGzip(cfg.MaxResponseBytes),
 		connect.WithCompressMinBytes(compressMinBytes),
 	}
-	var err error
 	if s.http, err = s.newHTTPServer(); err != nil {
 		return nil, err
 	}

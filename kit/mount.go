@@ -14,6 +14,7 @@ import (
 
 	"connectrpc.com/connect"
 	"connectrpc.com/grpcreflect"
+	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/reflect/protoregistry"
 
@@ -47,7 +48,7 @@ func (s *Server) Mount(path string, h http.Handler) {
 		s.routes.handle(path, h, false)
 		return
 	}
-	s.routes.handle(path, serviceHandler(service, h, bodyLimits{
+	s.routes.handle(path, serviceHandler(service, h, s.unknown.calls.of(string(service.FullName())), bodyLimits{
 		timeout: s.bodyTimeout(), maxTimeout: s.maxBodyTimeout(),
 		call: s.cfg.CallTimeout, maxCall: s.cfg.MaxCallTimeout,
 		maxBytes: s.cfg.MaxRequestBytes, sendStall: s.sendStall,
@@ -84,7 +85,7 @@ func serviceOf(path string) protoreflect.ServiceDescriptor {
 // [guardBody]); and so that [deadlines] can bound the reads and writes
 // of streams: connect shows interceptors no ResponseWriter, so a stream's
 // ResponseController goes to them in the request context.
-func serviceHandler(service protoreflect.ServiceDescriptor, h http.Handler, limits bodyLimits) http.Handler {
+func serviceHandler(service protoreflect.ServiceDescriptor, h http.Handler, unknown prometheus.Counter, limits bodyLimits) http.Handler {
 	kinds := map[string]connect.StreamType{} // by path
 	methods := service.Methods()
 	for i := range methods.Len() {
@@ -101,7 +102,7 @@ func serviceHandler(service protoreflect.ServiceDescriptor, h http.Handler, limi
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		kind, ok := kinds[r.URL.Path]
 		if !ok {
-			unimplemented(w, r, true)
+			unimplemented(w, r, unknown, true)
 			return
 		}
 		switch {

@@ -2,10 +2,13 @@ package kit
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"strings"
 	"sync/atomic"
+
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // unknownPaths answers the requests that no mounted handler's path matches.
@@ -15,7 +18,8 @@ import (
 // status code 404" and no procedure (grpc-go servers answer so too).
 // Anything else gets the plain 404.
 type unknownPaths struct {
-	root atomic.Pointer[http.Handler] // mounted as "/"
+	root  atomic.Pointer[http.Handler] // mounted as "/"
+	calls unknownCalls
 }
 
 func (u *unknownPaths) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -23,23 +27,62 @@ func (u *unknownPaths) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		(*h).ServeHTTP(w, r)
 		return
 	}
-	unimplemented(w, r, false)
+	unimplemented(w, r, u.calls.of(unknownService), false)
 }
 
-// unimplemented answers a call to a procedure nothing serves. rpc says that
-// the path is a mounted service's, so the request is a call whatever its
-// headers; otherwise only a request that looks like one gets an RPC error.
-func unimplemented(w http.ResponseWriter, r *http.Request, rpc bool) {
+// unknownService is the grpc_service label of the calls that no mounted
+// service's path matches: their paths are the client's to choose.
+const unknownService = "unknown"
+
+// unknownCalls counts the calls answered Unimplemented, by the mounted
+// service whose method is unknown, or [unknownService]: the interceptors,
+// which count every other call, never see them, and during a rolling
+// deploy that removes a method they are the calls that fail.
+type unknownCalls struct{ vec *prometheus.CounterVec }
+
+func newUnknownCalls(reg prometheus.Registerer) (unknownCalls, error) {
+	vec := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "kit_unknown_procedure_calls_total",
+		Help: `Calls answered Unimplemented because nothing serves their procedure, by the mounted service whose method is unknown, or "unknown" for a path no service has.`,
+	}, []string{"grpc_service"})
+	if err := reg.Register(vec); err != nil {
+		var already prometheus.AlreadyRegisteredError
+		if !errors.As(err, &already) {
+			return unknownCalls{}, fmt.Errorf("kit: metrics registry: %w", err)
+		}
+		existing, ok := already.ExistingCollector.(*prometheus.CounterVec)
+		if !ok {
+			return unknownCalls{}, fmt.Errorf("kit: metrics registry: %w", err)
+		}
+		vec = existing // another server's, on a registry they share
+	}
+	c := unknownCalls{vec: vec}
+	c.of(unknownService) // at 0, so that increase() sees the first one
+	return c, nil
+}
+
+// of returns the counter of service's calls, made at 0 if it was not.
+func (c unknownCalls) of(service string) prometheus.Counter {
+	return c.vec.WithLabelValues(service)
+}
+
+// unimplemented answers a call to a procedure nothing serves, and counts
+// it in calls. rpc says that the path is a mounted service's, so the
+// request is a call whatever its headers; otherwise only a request that
+// looks like one gets an RPC error (and is counted).
+func unimplemented(w http.ResponseWriter, r *http.Request, calls prometheus.Counter, rpc bool) {
 	msg := fmt.Sprintf("unknown procedure %s", r.URL.Path)
 	ct := r.Header.Get("Content-Type")
 	switch {
 	case strings.HasPrefix(ct, "application/grpc"): // gRPC and gRPC-Web
+		calls.Inc()
 		// A trailers-only response: the status in the headers, no body.
 		w.Header().Set("Content-Type", ct)
 		w.Header().Set("Grpc-Status", "12") // UNIMPLEMENTED
 		w.Header().Set("Grpc-Message", grpcPercentEncode(msg))
 		w.WriteHeader(http.StatusOK)
 	case rpc || connectRequest(r, ct):
+		calls.Inc()
 		body, _ := json.Marshal(map[string]string{"code": "unimplemented", "message": msg})
 		w.Header().Set("Content-Type", "application/json")
 		w.WriteHeader(http.StatusNotFound)

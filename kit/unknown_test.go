@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"connectrpc.com/connect"
+	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
@@ -111,4 +112,63 @@ func TestMountRootTakesUnknownPaths(t *testing.T) {
 	if _, err := newPingClient(srv, srv.HTTP2Client(), connect.WithGRPC()).Ping(t.Context(), connect.NewRequest(&pingv1.PingRequest{})); err != nil {
 		t.Errorf("mounted service: %v", err)
 	}
+}
+
+// Calls answered Unimplemented are counted in
+// kit_unknown_procedure_calls_total, by the mounted service whose method
+// is unknown or "unknown": during a rolling deploy that removes a method,
+// or for clients of a stale package name, an operator sees them, where the
+// interceptors never run. Requests that are not calls (a browser's GET of
+// a page) are not counted, and the labels stay bounded.
+func TestUnknownProcedureCallsAreCounted(t *testing.T) {
+	t.Parallel()
+	srv := newPingServer(t, kit.Config{}, nil)
+	count := func(service string) float64 {
+		return counterValue(t, srv.Registry(), "kit_unknown_procedure_calls_total", map[string]string{"grpc_service": service})
+	}
+	for _, service := range []string{"connectkit.ping.v1.PingService", "unknown"} {
+		if !hasSeries(t, srv.Registry(), "kit_unknown_procedure_calls_total", "grpc_service", service) || count(service) != 0 {
+			t.Fatalf("before any call: no series of %s at 0 (increase() would miss the first call)", service)
+		}
+	}
+	for _, procedure := range []string{"/connectkit.ping.v1.PingService/Nope", "/connectkit.gone.v1.GoneService/Ping", "/a/b/c/" + strings.Repeat("x", 100)} {
+		for _, p := range srv.Protocols() {
+			client := connect.NewClient[pingv1.PingRequest, pingv1.PingResponse](p.Client, srv.URL+procedure, p.Options...)
+			if _, err := client.CallUnary(t.Context(), connect.NewRequest(&pingv1.PingRequest{})); connect.CodeOf(err) != connect.CodeUnimplemented {
+				t.Fatalf("%s over %s: %v; want unimplemented", procedure, p.Name, err)
+			}
+		}
+	}
+	res, err := srv.HTTP1Client().Get(srv.URL + "/favicon.ico") // not a call
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	protocols := float64(len(srv.Protocols()))
+	if n := count("connectkit.ping.v1.PingService"); n != protocols {
+		t.Errorf("calls of an unknown method of PingService counted %v; want %v", n, protocols)
+	}
+	if n := count("unknown"); n != 2*protocols {
+		t.Errorf("calls of unknown services counted %v; want %v", n, 2*protocols)
+	}
+}
+
+// hasSeries reports whether reg has a series of the metric name with the
+// label set to value.
+func hasSeries(tb testing.TB, reg prometheus.Gatherer, name, label, value string) bool {
+	tb.Helper()
+	families, err := reg.Gather()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	for _, f := range families {
+		for _, m := range f.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if f.GetName() == name && l.GetName() == label && l.GetValue() == value {
+					return true
+				}
+			}
+		}
+	}
+	return false
 }
