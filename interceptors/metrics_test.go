@@ -281,3 +281,32 @@ func splitProcedure(procedure string) (service, method string) {
 	}
 	return procedure[1:i], procedure[i+1:]
 }
+
+// A procedure's first call also makes its handled_total series of the
+// codes an error alert watches, at 0: a series that first appears at 1 is
+// no increase to rate() or increase(), so the first Internal of a process
+// (often the only one) would go unseen. Other codes appear when they
+// happen, so a procedure has 6 series of handled_total, not 17.
+func TestMetricsAlertedCodesStartAtZero(t *testing.T) {
+	t.Parallel()
+	s := newTestServer(t, serverConfig{})
+	if _, err := s.pingClient(t).Ping(t.Context(), connect.NewRequest(&pingv1.PingRequest{Number: 1})); err != nil {
+		t.Fatal(err)
+	}
+	for _, reg := range []*prometheus.Registry{s.server.reg, s.client.reg} {
+		side := "server"
+		if reg == s.client.reg {
+			side = "client"
+		}
+		name := "grpc_" + side + "_handled_total"
+		waitMetric(t, reg, name, series("unary", "Ping", "grpc_code", "OK"), 1)
+		for _, code := range []string{"Unknown", "Internal", "Unavailable", "DataLoss", "DeadlineExceeded"} {
+			if got := metricValue(t, reg, name, series("unary", "Ping", "grpc_code", code)); got != 0 {
+				t.Errorf("%s{grpc_code=%q} = %v after a success; want a series at 0", name, code, got)
+			}
+		}
+		if got := metricValue(t, reg, name, series("unary", "Ping", "grpc_code", "NotFound")); got != -1 {
+			t.Errorf("%s{grpc_code=NotFound} = %v; want no series until one happens", name, got)
+		}
+	}
+}

@@ -46,7 +46,7 @@ type sideMetrics struct {
 // procMetrics are the children of one procedure (or of "other"): looked up
 // once per call, with no allocation. Children for codes, protocols and
 // panics are made on first use so that only outcomes that happened have
-// series.
+// series, but for the codes of [alertedCodes].
 type procMetrics struct {
 	side                    *sideMetrics
 	labels                  [3]string // grpc_type, grpc_service, grpc_method
@@ -143,6 +143,16 @@ func (s *sideMetrics) add(spec connect.Spec) *procMetrics {
 	return pm
 }
 
+// alertedCodes are the codes whose handled_total series a procedure has
+// from its first call, at 0: those an error-rate alert watches (README,
+// "Metrics"). A series that first appears at 1 is no increase to rate() or
+// increase(), so the first Internal of a process, often its only one,
+// would go unseen. go-grpc-prometheus's InitializeMetrics makes all 17
+// codes' series for every method; these 5 keep a procedure at 6.
+var alertedCodes = [...]connect.Code{
+	connect.CodeUnknown, connect.CodeInternal, connect.CodeUnavailable, connect.CodeDataLoss, connect.CodeDeadlineExceeded,
+}
+
 func (s *sideMetrics) newProcMetrics(st connect.StreamType, service, method string) *procMetrics {
 	pm := &procMetrics{side: s, labels: [3]string{streamTypeNames[st], service, method}}
 	lv := pm.labels[:]
@@ -151,6 +161,9 @@ func (s *sideMetrics) newProcMetrics(st connect.StreamType, service, method stri
 	pm.sent = s.sent.WithLabelValues(lv...)
 	pm.handling = s.handling.WithLabelValues(lv...)
 	pm.inFlight = s.inFlight.WithLabelValues(lv...)
+	for _, code := range alertedCodes {
+		pm.handledCounter(code)
+	}
 	return pm
 }
 
