@@ -80,8 +80,8 @@ func (requestIDInterceptor) WrapUnary(next connect.UnaryFunc) connect.UnaryFunc 
 			return next(deliveryRequestID(ctx, req, info), req)
 		}
 		// kit's server may have echoed the id of a call over HTTP/1.x,
-		// which gRPC never comes over.
-		c, echoed := serverUnaryRequestID(ctx, req, req.Peer().Protocol != connect.ProtocolGRPC)
+		// gRPC's included (connect serves unary gRPC over HTTP/1.1).
+		c, echoed := serverUnaryRequestID(ctx, req)
 		resp, err := next(c, req)
 		if echoed {
 			return alreadyEchoed(resp, err)
@@ -117,13 +117,11 @@ func deliveryRequestID(ctx context.Context, req connect.AnyRequest, info *msgctx
 
 // serverUnaryRequestID returns the context of a call's id, and whether kit's
 // server already wrote the id into the call's HTTP response header
-// (connctx.State.EchoRequestID), which it looks up only when mayBeEchoed.
-func serverUnaryRequestID(ctx context.Context, req connect.AnyRequest, mayBeEchoed bool) (*requestIDContext, bool) {
+// (connctx.State.EchoRequestID).
+func serverUnaryRequestID(ctx context.Context, req connect.AnyRequest) (*requestIDContext, bool) {
 	h := req.Header()
-	if mayBeEchoed {
-		if id, ok := connctx.EchoedRequestID(ctx, h); ok {
-			return &requestIDContext{Context: ctx, id: id}, true
-		}
+	if id, ok := connctx.EchoedRequestID(ctx, h); ok {
+		return &requestIDContext{Context: ctx, id: id}, true
 	}
 	id := requestid.Server(header.Get(h, RequestIDHeader))
 	return &requestIDContext{Context: ctx, id: id, header: [1]string{id}}, false

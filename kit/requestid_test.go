@@ -131,3 +131,29 @@ func TestRequestIDWrittenBeforeTheHandler(t *testing.T) {
 		}
 	}
 }
+
+// TestRequestIDOfGRPCOverHTTP1EchoedOnce checks that a gRPC call over
+// HTTP/1.1, whose id kit's server writes into the response header as it
+// does any HTTP/1.x call's, gets that id once, the one its handler saw:
+// RequestID must not add one of its own.
+func TestRequestIDOfGRPCOverHTTP1EchoedOnce(t *testing.T) {
+	t.Parallel()
+	s := kittest.NewServer(t, kit.Config{}, func(srv *kit.Server) {
+		srv.Mount(pingv1connect.NewPingServiceHandler(&idTellingPing{}, srv.HandlerOptions()...))
+	})
+	client := newPingClient(s, s.HTTP1Client(), connect.WithGRPC())
+	for _, sent := range []string{"", "sent-grpc-http1"} {
+		req := connect.NewRequest(&pingv1.PingRequest{})
+		if sent != "" {
+			req.Header().Set(interceptors.RequestIDHeader, sent)
+		}
+		res, err := client.Ping(t.Context(), req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		id := res.Msg.GetText()
+		if got := res.Header().Values(interceptors.RequestIDHeader); !slices.Equal(got, []string{id}) || (sent != "" && id != sent) {
+			t.Errorf("sent %q: X-Request-Id %q, the handler saw %q; want the handler's, once", sent, got, id)
+		}
+	}
+}
