@@ -73,7 +73,11 @@ func guardBody(w http.ResponseWriter, r *http.Request, timeout, stall time.Durat
 		}
 	}
 	g := &bodyTimer{w: w, stall: stall}
+	// Under g.mu: a timeout already due (a client's "Grpc-Timeout: 1n")
+	// runs expire, which re-arms g.timer, before AfterFunc returns.
+	g.mu.Lock()
 	g.timer = time.AfterFunc(timeout, g.expire)
+	g.mu.Unlock()
 	return g
 }
 

@@ -62,3 +62,20 @@ func TestGuardResponseOverHTTP1SetsTheWriteDeadline(t *testing.T) {
 		t.Errorf("write deadline %v (want now+1m), read deadline %v (want none)", w.write, w.read)
 	}
 }
+
+// TestBodyTimerDueAtOnce arms an HTTP/2 request's body timer for a body
+// whose time is already up (a client's deadline of a nanosecond,
+// "Grpc-Timeout: 1n"): its first expiry, which may run before guardBody
+// has stored the timer, re-arms that timer for the response. It must not
+// find it missing (a nil dereference on the timer's goroutine ends the
+// process) nor race with its store.
+func TestBodyTimerDueAtOnce(t *testing.T) {
+	t.Parallel()
+	r := httptest.NewRequest(http.MethodPost, "/", nil)
+	r.ProtoMajor, r.ProtoMinor = 2, 0
+	for range 2000 {
+		g := guardBody(httptest.NewRecorder(), r, time.Nanosecond, time.Hour)
+		time.Sleep(time.Microsecond)
+		g.release()
+	}
+}
