@@ -73,7 +73,7 @@ func TestBodyTimerDueAtOnce(t *testing.T) {
 	t.Parallel()
 	r := httptest.NewRequest(http.MethodPost, "/", nil)
 	r.ProtoMajor, r.ProtoMinor = 2, 0
-	for range 2000 {
+	for range 10000 {
 		g := guardBody(httptest.NewRecorder(), r, time.Nanosecond, time.Hour)
 		time.Sleep(time.Microsecond)
 		g.release()
