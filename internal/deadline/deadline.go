@@ -92,7 +92,19 @@ type armedCtx struct {
 // arm makes the real context, once.
 func (c *Ctx) arm() *armedCtx {
 	c.once.Do(func() {
-		ctx, cancel := context.WithDeadline(c.Context, c.deadline)
+		var ctx context.Context
+		var cancel context.CancelFunc
+		// A context whose end Err recorded ends so, with that cause,
+		// whatever its parent or the clock did since.
+		switch c.ended.Load() {
+		case endCanceled:
+			ctx, cancel = context.WithCancel(context.WithoutCancel(c.Context))
+			cancel()
+		case endDeadline:
+			ctx, cancel = context.WithDeadline(context.WithoutCancel(c.Context), c.deadline)
+		default:
+			ctx, cancel = context.WithDeadline(c.Context, c.deadline)
+		}
 		c.armed.Store(&armedCtx{ctx: ctx, cancel: cancel})
 		// After the Store: a Cancel racing with arm either sees armed or
 		// has set ended before this Load. (A context that ended otherwise

@@ -221,3 +221,41 @@ func TestErrDoesNotChange(t *testing.T) {
 		})
 	}
 }
+
+// TestCauseAgreesWithErr checks that once Err has answered, the real
+// context that a later Done makes gives the same error as its cause, as
+// context.WithTimeout's does: whatever the parent or the clock did since,
+// context.Cause of the context and of a context derived from it is Err.
+func TestCauseAgreesWithErr(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name string
+		end  func(c *deadline.Ctx, cancelParent context.CancelFunc)
+		want error
+	}{
+		{"Cancel, deadline passes, Done", func(c *deadline.Ctx, _ context.CancelFunc) {
+			c.Cancel()
+			time.Sleep(2 * time.Millisecond)
+		}, context.Canceled},
+		{"deadline seen, parent canceled, Done", func(c *deadline.Ctx, cancelParent context.CancelFunc) {
+			time.Sleep(2 * time.Millisecond)
+			_ = c.Err()
+			cancelParent()
+		}, context.DeadlineExceeded},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			p, cancelParent := context.WithCancel(context.Background())
+			defer cancelParent()
+			c := deadline.New(p, time.Millisecond)
+			defer c.Cancel()
+			tc.end(c, cancelParent)
+			<-c.Done()
+			child, cancelChild := context.WithCancel(c)
+			defer cancelChild()
+			if err, cause, childCause := c.Err(), context.Cause(c), context.Cause(child); err != tc.want || cause != tc.want || childCause != tc.want {
+				t.Errorf("Err %v, Cause %v, a derived context's Cause %v; want %v for all", err, cause, childCause, tc.want)
+			}
+		})
+	}
+}
