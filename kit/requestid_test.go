@@ -157,3 +157,32 @@ func TestRequestIDOfGRPCOverHTTP1EchoedOnce(t *testing.T) {
 		}
 	}
 }
+
+// A handler between kit and the service that copies the request (r.Clone)
+// leaves the call one request id, the handler's, over every protocol.
+func TestRequestIDOfAClonedRequest(t *testing.T) {
+	t.Parallel()
+	s := kittest.NewServer(t, kit.Config{}, func(srv *kit.Server) {
+		path, h := pingv1connect.NewPingServiceHandler(&idTellingPing{}, srv.HandlerOptions()...)
+		srv.Mount(path, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			h.ServeHTTP(w, r.Clone(r.Context()))
+		}))
+	})
+	for _, p := range s.Protocols() {
+		client := newPingClient(s, p.Client, p.Options...)
+		for _, sent := range []string{"", "sent-" + p.Name} {
+			req := connect.NewRequest(&pingv1.PingRequest{})
+			if sent != "" {
+				req.Header().Set(interceptors.RequestIDHeader, sent)
+			}
+			res, err := client.Ping(t.Context(), req)
+			if err != nil {
+				t.Fatalf("%s: %v", p.Name, err)
+			}
+			id := res.Msg.GetText()
+			if got := res.Header().Values(interceptors.RequestIDHeader); !slices.Equal(got, []string{id}) || (sent != "" && id != sent) {
+				t.Errorf("%s, sent %q: X-Request-Id %q, the handler saw %q; want one id, the handler's", p.Name, sent, got, id)
+			}
+		}
+	}
+}

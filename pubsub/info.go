@@ -31,7 +31,10 @@ type MessageInfo struct {
 // MessageInfoFrom returns the [MessageInfo] of the message handled under
 // ctx, and false when ctx is not a handler's context. The interceptors of the
 // handler chain ([WithHandlerOptions]) see it too: one that checks a
-// caller's credentials on RPCs uses it to tell a delivery from a call.
+// caller's credentials on RPCs uses it to tell a delivery from a call. A
+// call that a handler makes under its context sees it as well: to tell a
+// delivery from an RPC the handler makes, compare the call's procedure
+// with "/" + Topic + "/" + Subscription.
 func MessageInfoFrom(ctx context.Context) (MessageInfo, bool) {
 	info := msgctx.FromContext(ctx)
 	if info == nil || info.Operation != msgctx.Process {

@@ -38,8 +38,9 @@ type State struct {
 // echoed is a request id that kit's server wrote into an HTTP/1.x
 // response's header before the request's handler ran.
 type echoed struct {
-	header http.Header // the request's, compared by identity
-	value  [1]string   // the id, as the response header's value
+	header   http.Header // the request's, compared by identity
+	incoming string      // the request's X-Request-Id as it arrived
+	value    [1]string   // the id, as the response header's value
 }
 
 // EchoRequestID gives the HTTP/1.x request whose header is req a request
@@ -57,9 +58,11 @@ type echoed struct {
 // this goroutine: a handler such as http.TimeoutHandler runs the call on a
 // goroutine of its own while this one may write resp. The id is read from
 // the request as it arrived: a handler between kit and the service that
-// changes its X-Request-Id changes nothing.
+// changes its X-Request-Id changes nothing, and one that copies the
+// request (r.Clone) gets the same id (see [EchoedRequestID]).
 func (s *State) EchoRequestID(req, resp http.Header) {
-	e := &echoed{header: req, value: [1]string{requestid.Server(header.Get(req, requestid.Header))}}
+	incoming := header.Get(req, requestid.Header)
+	e := &echoed{header: req, incoming: incoming, value: [1]string{requestid.Server(incoming)}}
 	resp[requestid.Header] = e.value[:]
 	s.echoed.Store(e)
 }
@@ -69,16 +72,26 @@ func (s *State) Served() { s.echoed.Store(nil) }
 
 // EchoedRequestID returns the request id that kit's server already wrote
 // into the response header of the request whose header is req, if ctx's
-// connection serves that request (see [State.EchoRequestID]).
+// connection serves that request (see [State.EchoRequestID]): req is that
+// request's header, or a copy of it with the same X-Request-Id (a handler
+// between kit and the service that cloned the request). The connection
+// serves one request at a time, so any other request under its context is
+// one that a handler made while serving it, or a request it served before,
+// still running on a goroutine of its own after its handler returned
+// (http.TimeoutHandler's, whose response goes nowhere): that one, if its
+// X-Request-Id is the current one's, logs the current one's id.
 func EchoedRequestID(ctx context.Context, req http.Header) (string, bool) {
 	s := FromContext(ctx)
 	if s == nil {
 		return "", false
 	}
-	// The record holds its request's header, so no other live header can
-	// have its address: a request with a header of its own never matches.
 	e := s.echoed.Load()
-	if e == nil || reflect.ValueOf(e.header).Pointer() != reflect.ValueOf(req).Pointer() {
+	if e == nil {
+		return "", false
+	}
+	// The record holds its request's header, so no other live header can
+	// have its address.
+	if reflect.ValueOf(e.header).Pointer() != reflect.ValueOf(req).Pointer() && header.Get(req, requestid.Header) != e.incoming {
 		return "", false
 	}
 	return e.value[0], true

@@ -23,7 +23,7 @@ func TestFromContext(t *testing.T) {
 }
 
 // EchoedRequestID finds the id EchoRequestID wrote, for the request it was
-// given (by its header's identity, not its contents) and until Served.
+// given or a copy of it, and until Served.
 func TestEchoedRequestID(t *testing.T) {
 	t.Parallel()
 	ctx := NewContext(context.Background())
@@ -36,8 +36,11 @@ func TestEchoedRequestID(t *testing.T) {
 	if id, ok := EchoedRequestID(ctx, req); !ok || id != "abc" {
 		t.Errorf("EchoedRequestID = %q, %v; want abc, true", id, ok)
 	}
-	if _, ok := EchoedRequestID(ctx, req.Clone()); ok {
-		t.Error("EchoedRequestID found the id for another request with the same header")
+	if id, ok := EchoedRequestID(ctx, req.Clone()); !ok || id != "abc" {
+		t.Errorf("for a copy of the request's header, EchoedRequestID = %q, %v; want abc, true", id, ok)
+	}
+	if _, ok := EchoedRequestID(ctx, http.Header{"X-Request-Id": {"other"}}); ok {
+		t.Error("EchoedRequestID found the id for a request with another X-Request-Id")
 	}
 	if _, ok := EchoedRequestID(context.Background(), req); ok {
 		t.Error("EchoedRequestID found an id without a connection")
