@@ -103,33 +103,15 @@ func TestRequestIDWrittenBeforeTheHandler(t *testing.T) {
 			h.ServeHTTP(w, r)
 		}))
 	})
-	for _, p := range s.Protocols() {
-		client := newPingClient(s, p.Client, p.Options...)
-		for _, sent := range []string{"", "sent-" + p.Name} {
-			req := connect.NewRequest(&pingv1.PingRequest{})
-			if sent != "" {
-				req.Header().Set(interceptors.RequestIDHeader, sent)
-			}
-			res, err := client.Ping(t.Context(), req)
-			if err != nil {
-				t.Fatalf("%s: %v", p.Name, err)
-			}
-			id := res.Msg.GetText()
-			if id == "" || (sent != "" && id != sent) {
-				t.Errorf("%s, sent %q: the handler saw request id %q", p.Name, sent, id)
-			}
-			if got := res.Header().Values(interceptors.RequestIDHeader); !slices.Equal(got, []string{id}) {
-				t.Errorf("%s, sent %q: X-Request-Id %q; want the handler's %q, once", p.Name, sent, got, id)
-			}
-			want := ""
-			if strings.HasSuffix(p.Name, "/http1") {
-				want = id
-			}
-			if got := *before.Load(); got != want {
-				t.Errorf("%s, sent %q: X-Request-Id before the handler ran: %q; want %q", p.Name, sent, got, want)
-			}
+	pingWithIDs(t, s, s.Protocols(), func(p kittest.Protocol, sent, id string) {
+		want := ""
+		if strings.HasSuffix(p.Name, "/http1") {
+			want = id
 		}
-	}
+		if got := *before.Load(); got != want {
+			t.Errorf("%s, sent %q: X-Request-Id before the handler ran: %q; want %q", p.Name, sent, got, want)
+		}
+	})
 }
 
 // TestRequestIDOfGRPCOverHTTP1EchoedOnce checks that a gRPC call over
@@ -141,21 +123,8 @@ func TestRequestIDOfGRPCOverHTTP1EchoedOnce(t *testing.T) {
 	s := kittest.NewServer(t, kit.Config{}, func(srv *kit.Server) {
 		srv.Mount(pingv1connect.NewPingServiceHandler(&idTellingPing{}, srv.HandlerOptions()...))
 	})
-	client := newPingClient(s, s.HTTP1Client(), connect.WithGRPC())
-	for _, sent := range []string{"", "sent-grpc-http1"} {
-		req := connect.NewRequest(&pingv1.PingRequest{})
-		if sent != "" {
-			req.Header().Set(interceptors.RequestIDHeader, sent)
-		}
-		res, err := client.Ping(t.Context(), req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		id := res.Msg.GetText()
-		if got := res.Header().Values(interceptors.RequestIDHeader); !slices.Equal(got, []string{id}) || (sent != "" && id != sent) {
-			t.Errorf("sent %q: X-Request-Id %q, the handler saw %q; want the handler's, once", sent, got, id)
-		}
-	}
+	grpc := kittest.Protocol{Name: "grpc/http1", Client: s.HTTP1Client(), Options: []connect.ClientOption{connect.WithGRPC()}}
+	pingWithIDs(t, s, []kittest.Protocol{grpc}, nil)
 }
 
 // A handler between kit and the service that copies the request (r.Clone)
@@ -168,7 +137,15 @@ func TestRequestIDOfAClonedRequest(t *testing.T) {
 			h.ServeHTTP(w, r.Clone(r.Context()))
 		}))
 	})
-	for _, p := range s.Protocols() {
+	pingWithIDs(t, s, s.Protocols(), nil)
+}
+
+// pingWithIDs pings s's idTellingPing over each protocol, without a request
+// id and with one, and checks that the response carries one id, the one
+// the handler saw (the one sent, if any); then it calls also, if not nil.
+func pingWithIDs(t *testing.T, s *kittest.Server, protocols []kittest.Protocol, also func(p kittest.Protocol, sent, id string)) {
+	t.Helper()
+	for _, p := range protocols {
 		client := newPingClient(s, p.Client, p.Options...)
 		for _, sent := range []string{"", "sent-" + p.Name} {
 			req := connect.NewRequest(&pingv1.PingRequest{})
@@ -180,8 +157,11 @@ func TestRequestIDOfAClonedRequest(t *testing.T) {
 				t.Fatalf("%s: %v", p.Name, err)
 			}
 			id := res.Msg.GetText()
-			if got := res.Header().Values(interceptors.RequestIDHeader); !slices.Equal(got, []string{id}) || (sent != "" && id != sent) {
+			if got := res.Header().Values(interceptors.RequestIDHeader); id == "" || !slices.Equal(got, []string{id}) || (sent != "" && id != sent) {
 				t.Errorf("%s, sent %q: X-Request-Id %q, the handler saw %q; want one id, the handler's", p.Name, sent, got, id)
+			}
+			if also != nil {
+				also(p, sent, id)
 			}
 		}
 	}
