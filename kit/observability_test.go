@@ -126,10 +126,17 @@ func counterValue(tb testing.TB, reg prometheus.Gatherer, name string, labels ma
 		}
 	metrics:
 		for _, m := range f.GetMetric() {
+			matched := 0
 			for _, l := range m.GetLabel() {
-				if want, ok := labels[l.GetName()]; ok && want != l.GetValue() {
-					continue metrics
+				if want, ok := labels[l.GetName()]; ok {
+					if want != l.GetValue() {
+						continue metrics
+					}
+					matched++
 				}
+			}
+			if matched != len(labels) { // a wanted label the metric does not have
+				continue
 			}
 			sum += m.GetCounter().GetValue()
 		}

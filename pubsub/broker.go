@@ -180,6 +180,6 @@ const (
 	// type than the handler takes.
 	ReasonTypeMismatch Reason = "type_mismatch"
 	// ReasonUndecodable: the payload cannot be decoded as the handler's
-	// message type (bad bytes, unknown content type or encoding, too large).
+	// message type (bad bytes, unknown content type or encoding).
 	ReasonUndecodable Reason = "undecodable"
 )
