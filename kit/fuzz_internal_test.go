@@ -3,6 +3,7 @@ package kit
 import (
 	"encoding/json"
 	"fmt"
+	"mime"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -212,4 +213,44 @@ func jsonString(s string) string {
 	b, _ := json.Marshal(s)
 	_ = json.Unmarshal(b, &s)
 	return s
+}
+
+// FuzzConnectUnaryBody checks connectUnaryBody against the content type
+// connect serves a request as: connect lower-cases it and drops its
+// parameters and spaces (canonicalizeContentType in connect-go's
+// protocol.go, with mime.ParseMediaType), so a request it answers as gRPC,
+// gRPC-Web or a Connect stream must never be taken for a Connect unary
+// call, whose too-large body kit answers in the Connect protocol (HTTP 429,
+// which a gRPC client reads as Unavailable and retries).
+func FuzzConnectUnaryBody(f *testing.F) {
+	for _, seed := range []struct{ method, ct, ce string }{
+		{"POST", "application/proto", ""}, {"POST", "application/json", "identity"}, {"POST", "application/json", "gzip"},
+		{"POST", "application/grpc", ""}, {"POST", "application/grpc-web+proto", ""}, {"POST", "application/connect+json", ""},
+		{"GET", "application/proto", ""}, {"POST", "", ""}, {"POST", "application/json; charset=utf-8", ""},
+		{"POST", "Application/GRPC", ""}, {"POST", " application/grpc", ""}, {"POST", "application/Connect+proto; x=1", ""},
+	} {
+		f.Add(seed.method, seed.ct, seed.ce)
+	}
+	f.Fuzz(func(t *testing.T, method, ct, ce string) {
+		r := &http.Request{Method: method, Header: http.Header{}}
+		if ct != "" {
+			r.Header.Set("Content-Type", ct)
+		}
+		if ce != "" {
+			r.Header.Set("Content-Encoding", ce)
+		}
+		if !connectUnaryBody(r) {
+			return
+		}
+		served := ct
+		if base, _, err := mime.ParseMediaType(ct); err == nil {
+			served = base
+		}
+		if strings.HasPrefix(served, "application/grpc") || strings.HasPrefix(served, "application/connect+") {
+			t.Fatalf("Content-Type %q, which connect serves as %q, taken for a Connect unary call", ct, served)
+		}
+		if method != http.MethodPost || ce != "" && ce != "identity" {
+			t.Fatalf("%s with Content-Encoding %q taken for a Connect unary call's message", method, ce)
+		}
+	})
 }

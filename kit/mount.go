@@ -213,7 +213,9 @@ var grpcTimeoutUnits = map[byte]time.Duration{
 
 // connectUnaryBody says whether r is a Connect unary call whose body is its
 // message, uncompressed: a POST that is not gRPC, gRPC-Web or a Connect
-// stream (which frame their messages), with no Content-Encoding.
+// stream (which frame their messages), with no Content-Encoding. The
+// content type is compared as connect serves it, without regard to case
+// or to spaces before it.
 func connectUnaryBody(r *http.Request) bool {
 	if r.Method != http.MethodPost {
 		return false
@@ -221,7 +223,7 @@ func connectUnaryBody(r *http.Request) bool {
 	if ce := r.Header.Get("Content-Encoding"); ce != "" && ce != "identity" {
 		return false
 	}
-	ct := r.Header.Get("Content-Type")
+	ct := strings.ToLower(strings.TrimSpace(r.Header.Get("Content-Type")))
 	return !strings.HasPrefix(ct, "application/grpc") && !strings.HasPrefix(ct, "application/connect+")
 }
 
