@@ -4,7 +4,9 @@ import (
 	"encoding/binary"
 	"fmt"
 	"math/rand/v2"
+	"strings"
 	"testing"
+	"unicode/utf8"
 )
 
 // formatUUIDv4 says what google/uuid's NewRandom and String say of the
@@ -39,4 +41,25 @@ func TestFormatUUIDv4(t *testing.T) {
 	if got := formatUUIDv4(^uint64(0), ^uint64(0)); got != "ffffffff-ffff-4fff-bfff-ffffffffffff" {
 		t.Errorf("formatUUIDv4(all ones) = %s; want version 4 and variant 10 set", got)
 	}
+}
+
+// FuzzServer checks that a call keeps its caller's id exactly when Valid
+// accepts it, and that whatever it gets is an id Valid accepts: nothing
+// that could split a header or a log line, or break out of a URL path.
+func FuzzServer(f *testing.F) {
+	for _, seed := range []string{
+		"", "abc", "0af7651916cd43dd8448eb211c80319c", "a b", "a\r\nX-Evil: 1", "a\"b", "ä", "%2F", "a=b@c:d/e+f",
+		string(make([]byte, maxLen)), "x" + string(make([]byte, maxLen)),
+	} {
+		f.Add(seed)
+	}
+	f.Fuzz(func(t *testing.T, incoming string) {
+		id := Server(incoming)
+		if (id == incoming) != Valid(incoming) {
+			t.Fatalf("Server(%q) = %q, Valid = %v", incoming, id, Valid(incoming))
+		}
+		if !Valid(id) || len(id) > maxLen || strings.ContainsAny(id, " \t\r\n\"\\%?#&") || !utf8.ValidString(id) {
+			t.Fatalf("Server(%q) = %q", incoming, id)
+		}
+	})
 }
