@@ -78,6 +78,9 @@ func loopbackHost(hostport string) bool {
 	if host == "" || strings.EqualFold(host, "localhost") {
 		return true
 	}
-	ip := net.ParseIP(strings.Trim(host, "[]"))
+	if len(host) > 2 && host[0] == '[' && host[len(host)-1] == ']' { // "[::1]", without a port
+		host = host[1 : len(host)-1]
+	}
+	ip := net.ParseIP(host)
 	return ip != nil && ip.IsLoopback()
 }
