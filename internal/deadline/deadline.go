@@ -71,10 +71,13 @@ type Ctx struct {
 
 	once  sync.Once
 	armed atomic.Pointer[armedCtx]
-	// ended is how the context ended, as Err first saw it before Done
-	// armed it: 0, or endParent, endDeadline or endCanceled. Err then
-	// keeps that answer, as the context.Context contract asks, and arm's
-	// real context gives the same.
+	// ended is how the context ended, as Err or Cancel first saw it
+	// before Done armed it: 0, or endParent, endDeadline or endCanceled.
+	// Err then keeps that answer, as the context.Context contract asks,
+	// and arm's real context gives the same. arm sets endArmed on a
+	// context that had not ended, which then records no end of its own:
+	// a record made beside the real context (the clock past the deadline
+	// before its timer fired, then a Cancel) would disagree with it.
 	ended atomic.Uint32
 }
 
@@ -82,6 +85,7 @@ const (
 	endParent   = 1 + iota // the parent ended first: Err is the parent's
 	endDeadline            // the deadline passed
 	endCanceled            // Cancel was called
+	endArmed               // armed before it ended: the real context's answers
 )
 
 type armedCtx struct {
@@ -94,9 +98,15 @@ func (c *Ctx) arm() *armedCtx {
 	c.once.Do(func() {
 		var ctx context.Context
 		var cancel context.CancelFunc
-		// A context whose end Err recorded ends so, with that cause,
-		// whatever its parent or the clock did since.
-		switch c.ended.Load() {
+		// A context whose end Err or Cancel recorded ends so, with that
+		// cause, whatever its parent or the clock did since. One that
+		// had not ended is claimed, so that no end is recorded once the
+		// real context decides.
+		end := uint32(endArmed)
+		if !c.ended.CompareAndSwap(0, endArmed) {
+			end = c.ended.Load()
+		}
+		switch end {
 		case endCanceled:
 			ctx, cancel = context.WithCancel(context.WithoutCancel(c.Context))
 			cancel()
@@ -106,12 +116,6 @@ func (c *Ctx) arm() *armedCtx {
 			ctx, cancel = context.WithDeadline(c.Context, c.deadline)
 		}
 		c.armed.Store(&armedCtx{ctx: ctx, cancel: cancel})
-		// After the Store: a Cancel racing with arm either sees armed or
-		// has set ended before this Load. (A context that ended otherwise
-		// is already done: its parent is, or its deadline passed.)
-		if c.ended.Load() == endCanceled {
-			cancel()
-		}
 	})
 	return c.armed.Load()
 }
@@ -123,12 +127,11 @@ func (c *Ctx) Done() <-chan struct{} { return c.arm().ctx.Done() }
 func (c *Ctx) Err() error {
 	end := c.ended.Load()
 	if end == 0 {
-		if a := c.armed.Load(); a != nil {
-			return a.ctx.Err()
-		}
 		end = c.end(0)
 	}
 	switch end {
+	case endArmed:
+		return c.arm().ctx.Err()
 	case endParent:
 		return c.Context.Err()
 	case endDeadline:
@@ -141,7 +144,8 @@ func (c *Ctx) Err() error {
 
 // end records how the unarmed context ended, if it did: its parent, then
 // its deadline, then otherwise (Cancel's endCanceled; 0 to only look).
-// It returns what was recorded first.
+// It returns what was recorded first, or endArmed once arm claimed the
+// context: the real context then answers.
 func (c *Ctx) end(otherwise uint32) uint32 {
 	end := otherwise
 	if c.Context.Err() != nil {
@@ -171,9 +175,8 @@ func (c *Ctx) Cancel() {
 		a.cancel()
 		return
 	}
-	c.end(endCanceled)
-	if a := c.armed.Load(); a != nil { // arm ran meanwhile
-		a.cancel()
+	if c.end(endCanceled) == endArmed { // arm ran meanwhile
+		c.arm().cancel()
 	}
 }
 

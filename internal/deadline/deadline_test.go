@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -257,5 +258,60 @@ func TestCauseAgreesWithErr(t *testing.T) {
 				t.Errorf("Err %v, Cause %v, a derived context's Cause %v; want %v for all", err, cause, childCause, tc.want)
 			}
 		})
+	}
+}
+
+// TestStressErrAndCauseUnderRaces runs Err, Done, Cancel, context.Cause and
+// the parent's cancellation at once around the deadline, many times: Err
+// never changes once it said the context ended, and once Done is closed
+// Err, context.Cause and a derived context's cause agree.
+func TestStressErrAndCauseUnderRaces(t *testing.T) {
+	t.Parallel()
+	n := 3000
+	if testing.Short() {
+		n = 300
+	}
+	for i := range n {
+		p, cancelParent := context.WithCancel(context.Background())
+		c := deadline.New(p, time.Duration(i%50)*time.Microsecond+time.Microsecond)
+		var first atomic.Pointer[error]
+		var wg sync.WaitGroup
+		for g := range 5 {
+			wg.Go(func() {
+				for range 20 {
+					switch g {
+					case 0:
+						select {
+						case <-c.Done():
+						default:
+						}
+					case 1:
+						if i%3 == 0 {
+							cancelParent()
+						}
+					case 2:
+						if i%5 == 0 {
+							c.Cancel()
+						}
+					case 3:
+						_ = context.Cause(c)
+					}
+					if err := c.Err(); err != nil {
+						if !first.CompareAndSwap(nil, &err) && *first.Load() != err {
+							t.Errorf("round %d: Err changed from %v to %v", i, *first.Load(), err)
+						}
+					}
+				}
+			})
+		}
+		wg.Wait()
+		c.Cancel()
+		<-c.Done()
+		child, cancelChild := context.WithCancel(c)
+		if err, cause, childCause := c.Err(), context.Cause(c), context.Cause(child); err != cause || err != childCause {
+			t.Errorf("round %d: Err %v, Cause %v, a derived context's Cause %v", i, err, cause, childCause)
+		}
+		cancelChild()
+		cancelParent()
 	}
 }
