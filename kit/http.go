@@ -30,8 +30,11 @@ func (s *Server) newHTTPServer() (*http.Server, error) {
 		// HTTPVersion and ConnContext let log lines say which HTTP version
 		// a call came over, without copying each request; ConnContext also
 		// lets serving grow an HTTP/1.x connection's stack only when needed.
-		Handler:     serving(&s.handlers, &s.draining, interceptors.HTTPVersion(s.withCORS(s.routes))),
-		ConnContext: interceptors.ConnContext,
+		Handler: serving(&s.handlers, &s.draining, interceptors.HTTPVersion(s.withCORS(s.routes))),
+		// fresh also keeps each connection until it closes (see
+		// freshConns).
+		ConnContext: s.fresh.connContext,
+		ConnState:   s.fresh.connState,
 		// Every call's context derives from s.calls, which the shutdown
 		// cancels at its timeout (see Server.shutdown). One registration
 		// per connection, none per call.

@@ -59,7 +59,11 @@ func (s *Server) shutdown(cause error) error {
 
 	step := time.Now()
 	close(s.stopping)
-	if err := s.http.Shutdown(ctx); err != nil {
+	silent := make(chan struct{})
+	go s.fresh.closeSilent(silent)
+	shutErr := s.http.Shutdown(ctx)
+	close(silent)
+	if err := shutErr; err != nil {
 		errs = append(errs, fmt.Errorf("kit: in-flight calls did not finish within %s; cut them: %w", s.cfg.ShutdownTimeout, err))
 		if !s.cutCallsAndClose() {
 			errs = append(errs, fmt.Errorf("kit: handlers still running %s after their calls were cut and their connections closed (they ignore their context)", closeGrace))

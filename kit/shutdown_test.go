@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -369,5 +370,34 @@ func testShutdownClosesStalledConnections(t *testing.T, useTLS bool) {
 	// Generous: a second per connection would be ten.
 	if d, limit := time.Since(begin), timeout+2*time.Second; d > limit {
 		t.Errorf("shutdown took %s with %d stalled connections, want under %s", d, conns, limit)
+	}
+}
+
+// A connection that has sent nothing (a client pool's spare, a load
+// balancer's pre-opened one) must not hold the shutdown: net/http's
+// Shutdown takes it for idle only 5s after it connected, past this
+// ShutdownTimeout, and Run then reported in-flight calls that were none.
+func TestShutdownClosesSilentConnections(t *testing.T) {
+	t.Parallel()
+	for _, batching := range []bool{true, false} {
+		t.Run(fmt.Sprintf("batching=%v", batching), func(t *testing.T) {
+			t.Parallel()
+			srv := newPingServer(t, kit.Config{ShutdownTimeout: 3 * time.Second, NoFrameBatching: !batching}, nil)
+			c := srv.Dial(t)
+			// A call on a connection made after it: the server has
+			// accepted the silent one (in order, one at a time).
+			client := &http.Client{Transport: &http.Transport{}}
+			if _, err := newPingClient(srv, client).Ping(t.Context(), connect.NewRequest(&pingv1.PingRequest{})); err != nil {
+				t.Fatal(err)
+			}
+			client.CloseIdleConnections()
+			if err := srv.Stop(); err != nil {
+				t.Errorf("Run = %v with a silent connection open", err)
+			}
+			_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+			if _, err := c.Read(make([]byte, 1)); !errors.Is(err, io.EOF) {
+				t.Errorf("the silent connection's read = %v, want EOF", err)
+			}
+		})
 	}
 }
