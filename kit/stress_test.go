@@ -10,6 +10,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
+	"os"
 	"runtime"
 	"strings"
 	"sync"
@@ -355,4 +356,99 @@ func rawCall(ctx context.Context, client *http.Client, url, contentType, key, va
 	defer res.Body.Close()
 	_, err = io.Copy(io.Discard, res.Body)
 	return err
+}
+
+// TestStressStartStop starts and stops servers (admin listener on) in a
+// loop, each stopped at a random point: before it serves, while clients
+// connect, or with their idle HTTP/1.1 and h2c connections still open.
+// Run must return nil each time, and no goroutine, file or port may
+// outlive the loop.
+//
+// Not parallel: it counts goroutines and open files.
+func TestStressStartStop(t *testing.T) {
+	rounds := 30
+	if testing.Short() {
+		rounds = 10
+	}
+	files := func() int {
+		entries, err := os.ReadDir("/proc/self/fd")
+		if err != nil {
+			t.Skip("no /proc/self/fd")
+		}
+		return len(entries)
+	}
+	// One server first: what a process starts once (os/signal's loop,
+	// pools) is not a leak.
+	stressStartStop(t, 0)
+	baseGoroutines, baseFiles := countGoroutines(), files()
+	for round := range rounds {
+		addr := stressStartStop(t, round)
+		if c, err := net.Dial("tcp", addr); err == nil {
+			c.Close()
+			t.Fatalf("round %d: %s still accepts connections after Run returned", round, addr)
+		}
+	}
+	if leaked := waitGoroutines(baseGoroutines, 10*time.Second); leaked != "" {
+		t.Errorf("goroutines left after %d rounds (baseline %d):\n%s", rounds, baseGoroutines, leaked)
+	}
+	if n := files(); n > baseFiles {
+		t.Errorf("%d open files after %d rounds, %d before", n, rounds, baseFiles)
+	}
+}
+
+func stressStartStop(t *testing.T, round int) string {
+	srv, err := kit.New(kit.Config{Addr: "127.0.0.1:0", AdminAddr: "127.0.0.1:0", ShutdownTimeout: 5 * time.Second},
+		kit.WithLogger(slog.New(slog.DiscardHandler)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.Mount(pingv1connect.NewPingServiceHandler(&pingServer{}, srv.HandlerOptions()...))
+	srv.Go(func(ctx context.Context) error { <-ctx.Done(); return nil })
+	if err := srv.Listen(); err != nil {
+		t.Fatal(err)
+	}
+	addr := srv.Addr().String()
+	ctx, stop := context.WithCancel(context.Background())
+	if round%5 == 1 {
+		stop() // before it serves
+	}
+	ran := make(chan error, 1)
+	go func() { ran <- srv.Run(ctx) }()
+	var h2c http.Protocols
+	h2c.SetUnencryptedHTTP2(true)
+	h1 := &http.Client{Transport: &http.Transport{}}
+	h2 := &http.Client{Transport: &http.Transport{Protocols: &h2c}}
+	var calls sync.WaitGroup
+	for i := range 8 {
+		calls.Go(func() {
+			hc := h1
+			if i%2 == 0 {
+				hc = h2
+			}
+			client := pingv1connect.NewPingServiceClient(hc, "http://"+addr)
+			for j := range 5 {
+				if j == 2 && i == 0 && round%5 == 2 {
+					stop() // while clients call
+				}
+				// Calls during the shutdown may fail; the others not.
+				if _, err := client.Ping(context.Background(), connect.NewRequest(&pingv1.PingRequest{Number: 1})); err != nil && ctx.Err() == nil {
+					t.Errorf("round %d: Ping: %v", round, err)
+				}
+			}
+		})
+	}
+	calls.Wait()
+	stop() // with the clients' idle connections open
+	select {
+	case err := <-ran:
+		if err != nil {
+			t.Errorf("round %d: Run = %v", round, err)
+		}
+	case <-time.After(15 * time.Second):
+		buf := make([]byte, 1<<20)
+		t.Fatalf("round %d: Run did not return:\n%s", round, buf[:runtime.Stack(buf, true)])
+	}
+	h1.CloseIdleConnections()
+	h2.CloseIdleConnections()
+	return addr
 }
