@@ -21,6 +21,7 @@ import (
 	"github.com/connectkit/connectkit/internal/gen/connectkit/ping/v1/pingv1connect"
 	"github.com/connectkit/connectkit/kit"
 	"github.com/connectkit/connectkit/pubsub"
+	"github.com/connectkit/connectkit/pubsub/mem"
 	"github.com/connectkit/connectkit/pubsub/natsjs"
 )
 
@@ -44,11 +45,31 @@ func (echoPing) Ping(_ context.Context, req *connect.Request[pingv1.PingRequest]
 //
 // Not parallel: it counts goroutines and open files.
 func TestStressRestartsUnderPublishing(t *testing.T) {
+	t.Run("natsjs", func(t *testing.T) {
+		dir := t.TempDir()
+		stressRestarts(t, func() (pubsub.Broker, func() error) {
+			bus, err := natsjs.New(context.Background(), natsjs.Config{DataDir: dir})
+			if err != nil {
+				t.Fatal(err)
+			}
+			return bus, bus.Close
+		})
+	})
+	t.Run("mem", func(t *testing.T) {
+		// One broker that outlives the servers, as an external one would.
+		bus := mem.New()
+		defer bus.Close()
+		stressRestarts(t, func() (pubsub.Broker, func() error) {
+			return bus, func() error { return nil }
+		})
+	})
+}
+
+func stressRestarts(t *testing.T, newBroker func() (pubsub.Broker, func() error)) {
 	rounds := 6
 	if testing.Short() {
 		rounds = 3
 	}
-	dir := t.TempDir()
 	var (
 		mu      sync.Mutex
 		acked   = map[int64]bool{}
@@ -77,12 +98,9 @@ func TestStressRestartsUnderPublishing(t *testing.T) {
 	for round := range rounds {
 		last := round == rounds-1
 		func() {
-			bus, err := natsjs.New(context.Background(), natsjs.Config{DataDir: dir})
-			if err != nil {
-				t.Fatal(err)
-			}
+			bus, closeBus := newBroker()
 			defer func() {
-				if err := bus.Close(); err != nil {
+				if err := closeBus(); err != nil {
 					t.Errorf("round %d: closing the broker: %v", round, err)
 				}
 			}()
@@ -127,8 +145,14 @@ func TestStressRestartsUnderPublishing(t *testing.T) {
 			var done atomic.Bool
 			for range 4 {
 				publishing.Go(func() {
+					// At most 1 000 a round: the in-memory broker takes
+					// them faster than the handler's calls handle them.
 					for !done.Load() {
 						n := next.Add(1)
+						if n > int64(1000*(round+1)) {
+							next.Add(-1)
+							break
+						}
 						if pub.Publish(context.Background(), &pingv1.PingRequest{Number: n}) == nil {
 							mu.Lock()
 							acked[n] = true
