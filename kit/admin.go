@@ -35,6 +35,7 @@ func (s *Server) newAdminServer() (*http.Server, error) {
 		IdleTimeout:       s.cfg.IdleTimeout,
 		MaxHeaderBytes:    int(s.cfg.MaxHeaderBytes),
 		ErrorLog:          slog.NewLogLogger(s.logger.Handler(), slog.LevelWarn),
+		ConnState:         s.freshAdmin.adminConnState,
 	}, nil
 }
 

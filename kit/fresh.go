@@ -18,16 +18,17 @@ import (
 // connection (a client pool's spare, a load balancer's pre-opened one)
 // held every shutdown for up to 5s, and past a shorter ShutdownTimeout made
 // Run report in-flight calls that were none and cut the calls of other
-// connections. A connection is added once, when it is accepted
-// (ConnContext), and removed once, when it closes (ConnState): nothing
-// per request.
+// connections. On the main listener a connection is added once, when it
+// is accepted (ConnContext), and removed once, when it closes (ConnState):
+// nothing per request. On the admin listener, whose requests are few, it
+// is removed at its first request (see [freshConns.adminConnState]).
 type freshConns struct {
 	mu    sync.Mutex
 	conns map[net.Conn]freshConn
 }
 
 type freshConn struct {
-	state *connctx.State // Version is 0 until its first request arrives
+	state *connctx.State // Version is 0 until its first request arrives; nil on the admin listener
 	since time.Time
 }
 
@@ -55,6 +56,21 @@ func (f *freshConns) connState(c net.Conn, st http.ConnState) {
 	}
 }
 
+// adminConnState keeps a connection of the admin listener, whose
+// connections have no connctx.State, until its first request.
+func (f *freshConns) adminConnState(c net.Conn, st http.ConnState) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if st != http.StateNew {
+		delete(f.conns, c)
+		return
+	}
+	if f.conns == nil {
+		f.conns = make(map[net.Conn]freshConn)
+	}
+	f.conns[c] = freshConn{since: time.Now()}
+}
+
 // closeSilent closes, until done is closed, every connection that has
 // sent no request freshGrace after it connected.
 func (f *freshConns) closeSilent(done <-chan struct{}) {
@@ -63,7 +79,7 @@ func (f *freshConns) closeSilent(done <-chan struct{}) {
 	for {
 		f.mu.Lock()
 		for c, fc := range f.conns {
-			if fc.state.Version.Load() == 0 && time.Since(fc.since) >= freshGrace {
+			if (fc.state == nil || fc.state.Version.Load() == 0) && time.Since(fc.since) >= freshGrace {
 				_ = c.Close()
 				delete(f.conns, c)
 			}

@@ -52,6 +52,7 @@ type Server struct {
 	handlers     sync.WaitGroup // the main listener's handlers running
 	draining     atomic.Bool    // set at shutdown: HTTP/1.x responses close their connection
 	fresh        freshConns     // the main listener's connections, for the shutdown to close the silent ones
+	freshAdmin   freshConns     // the admin listener's connections that have sent no request
 	tls          bool           // the main listener serves TLS
 	admin        *http.Server   // nil when AdminAddr is AdminOff
 	adminHandler *admin.Handler

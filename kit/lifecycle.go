@@ -102,9 +102,12 @@ func (s *Server) shutdown(cause error) error {
 	if s.admin != nil {
 		// Last, so that metrics and probes answered during the drain.
 		step = time.Now()
+		silent := make(chan struct{})
+		go s.freshAdmin.closeSilent(silent)
 		if err := s.admin.Shutdown(ctx); err != nil {
 			_ = s.admin.Close()
 		}
+		close(silent)
 		s.logger.Info("closed the admin listener", "duration", time.Since(step))
 	}
 

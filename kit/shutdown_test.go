@@ -401,3 +401,34 @@ func TestShutdownClosesSilentConnections(t *testing.T) {
 		})
 	}
 }
+
+// So too on the admin listener, which closes last: a silent connection
+// (a scraper's or a prober's spare) held Run for 5s, net/http's own
+// bound, which no Run can beat without closing it; with the fix it takes
+// about freshGrace (1s). The only test here that reads a clock: the admin
+// listener's Shutdown reports nothing else.
+func TestShutdownClosesSilentAdminConnections(t *testing.T) {
+	t.Parallel()
+	srv := newPingServer(t, kit.Config{AdminAddr: "127.0.0.1:0", ShutdownTimeout: 20 * time.Second}, nil)
+	c, err := net.Dial("tcp", srv.AdminAddr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	// A request on a connection made after it: the listener has accepted
+	// the silent one.
+	client := &http.Client{Transport: &http.Transport{}}
+	res, err := client.Get(srv.AdminURL + "/healthz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	client.CloseIdleConnections()
+	begin := time.Now()
+	if err := srv.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	if took := time.Since(begin); took >= 4500*time.Millisecond {
+		t.Errorf("Run took %s with a silent admin connection open; net/http alone takes 5s", took)
+	}
+}
