@@ -73,15 +73,16 @@ func (c unknownCalls) of(service string) prometheus.Counter {
 func unimplemented(w http.ResponseWriter, r *http.Request, calls prometheus.Counter, rpc bool) {
 	msg := fmt.Sprintf("unknown procedure %s", r.URL.Path)
 	ct := r.Header.Get("Content-Type")
+	kind := strings.ToLower(strings.TrimSpace(ct)) // as connect compares it
 	switch {
-	case strings.HasPrefix(ct, "application/grpc"): // gRPC and gRPC-Web
+	case strings.HasPrefix(kind, "application/grpc"): // gRPC and gRPC-Web
 		calls.Inc()
 		// A trailers-only response: the status in the headers, no body.
 		w.Header().Set("Content-Type", ct)
 		w.Header().Set("Grpc-Status", "12") // UNIMPLEMENTED
 		w.Header().Set("Grpc-Message", grpcPercentEncode(msg))
 		w.WriteHeader(http.StatusOK)
-	case rpc || connectRequest(r, ct):
+	case rpc || connectRequest(r, kind):
 		calls.Inc()
 		body, _ := json.Marshal(map[string]string{"code": "unimplemented", "message": msg})
 		w.Header().Set("Content-Type", "application/json")
@@ -94,7 +95,8 @@ func unimplemented(w http.ResponseWriter, r *http.Request, calls prometheus.Coun
 
 // connectRequest says whether r looks like a Connect call: its protocol
 // header, a streaming content type, a GET with ?connect=v1, or a POST of
-// JSON or protobuf (the header is optional for unary calls).
+// JSON or protobuf (the header is optional for unary calls). ct is its
+// content type, lower-cased.
 func connectRequest(r *http.Request, ct string) bool {
 	if r.Header.Get("Connect-Protocol-Version") != "" || strings.HasPrefix(ct, "application/connect+") {
 		return true

@@ -172,3 +172,24 @@ func hasSeries(tb testing.TB, reg prometheus.Gatherer, name, label, value string
 	}
 	return false
 }
+
+// A gRPC call to an unknown procedure whose content type is written in
+// another case (which connect serves as gRPC) gets gRPC's Unimplemented
+// status, not a Connect error.
+func TestUnknownProcedureOfAnyCase(t *testing.T) {
+	t.Parallel()
+	srv := kittest.NewServer(t, kit.Config{}, func(*kit.Server) {})
+	for _, ct := range []string{"Application/GRPC", " application/grpc+proto", "APPLICATION/GRPC-WEB"} {
+		req, _ := http.NewRequest(http.MethodPost, srv.URL+"/gone.v1.Gone/Ping", strings.NewReader(""))
+		req.Header.Set("Content-Type", ct)
+		res, err := srv.HTTP2Client().Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, _ = io.Copy(io.Discard, res.Body)
+		res.Body.Close()
+		if got := res.Header.Get("Grpc-Status") + res.Trailer.Get("Grpc-Status"); got != "12" {
+			t.Errorf("Content-Type %q: status %d, Grpc-Status %q; want 12 (Unimplemented)", ct, res.StatusCode, got)
+		}
+	}
+}
