@@ -205,10 +205,7 @@ func TestErrDoesNotChange(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			p, cancelParent := context.WithCancel(context.Background())
-			defer cancelParent()
-			c := deadline.New(p, time.Millisecond)
-			defer c.Cancel()
+			c, cancelParent := newUnderCancel(t)
 			time.Sleep(2 * time.Millisecond) // the deadline passes, unseen
 			if err := c.Err(); err != context.DeadlineExceeded {
 				t.Fatalf("Err after the deadline = %v; want DeadlineExceeded", err)
@@ -246,10 +243,7 @@ func TestCauseAgreesWithErr(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			p, cancelParent := context.WithCancel(context.Background())
-			defer cancelParent()
-			c := deadline.New(p, time.Millisecond)
-			defer c.Cancel()
+			c, cancelParent := newUnderCancel(t)
 			tc.end(c, cancelParent)
 			<-c.Done()
 			child, cancelChild := context.WithCancel(c)
@@ -314,4 +308,14 @@ func TestStressErrAndCauseUnderRaces(t *testing.T) {
 		cancelChild()
 		cancelParent()
 	}
+}
+
+// newUnderCancel returns a context of deadline.New with a 1ms timeout, and
+// the cancel of its parent; both are released when t ends.
+func newUnderCancel(t *testing.T) (*deadline.Ctx, context.CancelFunc) {
+	t.Helper()
+	p, cancelParent := context.WithCancel(context.Background())
+	c := deadline.New(p, time.Millisecond)
+	t.Cleanup(func() { c.Cancel(); cancelParent() })
+	return c, cancelParent
 }
