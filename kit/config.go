@@ -84,6 +84,18 @@ type Config struct {
 	// IdleTimeout closes connections with no request in flight for this
 	// long. KIT_IDLE_TIMEOUT, default 2m.
 	IdleTimeout time.Duration
+	// MaxConnectionAge retires a connection once it is this old (each
+	// connection's age drawn within ±10% of it, so that connections opened
+	// together do not all go at once): the next call on it is served, and
+	// then HTTP/2 connections get a GOAWAY and HTTP/1.1 ones close after the
+	// response. Calls in flight finish on it; the client sends its next
+	// calls on a new connection, which a load balancer or a Kubernetes
+	// Service may route to another instance, so instances added later get a
+	// share of long-lived clients' calls. A connection that carries no new
+	// call keeps its streams until they end. KIT_MAX_CONNECTION_AGE,
+	// default 0 (connections are kept until the client or IdleTimeout
+	// closes them).
+	MaxConnectionAge time.Duration
 	// ShutdownTimeout bounds how long in-flight calls and open streams get
 	// to finish once shutdown begins; past it, their contexts are
 	// cancelled and their clients get Unavailable, then their connections
@@ -274,6 +286,7 @@ func (c Config) Validate() error {
 	}{
 		{"ReadHeaderTimeout", "KIT_READ_HEADER_TIMEOUT", c.ReadHeaderTimeout},
 		{"IdleTimeout", "KIT_IDLE_TIMEOUT", c.IdleTimeout},
+		{"MaxConnectionAge", "KIT_MAX_CONNECTION_AGE", c.MaxConnectionAge},
 		{"ShutdownTimeout", "KIT_SHUTDOWN_TIMEOUT", c.ShutdownTimeout},
 		{"DrainDelay", "KIT_DRAIN_DELAY", c.DrainDelay},
 	} {

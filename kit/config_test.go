@@ -38,6 +38,7 @@ func TestConfigFromEnvParses(t *testing.T) {
 		"KIT_MAX_REQUEST_BYTES":      "8MiB",
 		"KIT_MAX_HEADER_BYTES":       "32768",
 		"KIT_SHUTDOWN_TIMEOUT":       "30s",
+		"KIT_MAX_CONNECTION_AGE":     "30m",
 		"KIT_CORS_ALLOWED_ORIGINS":   "https://a.example.com, https://b.example.com",
 		"KIT_CORS_ALLOWED_HEADERS":   "X-Api-Key, X-Tenant",
 		"KIT_CORS_EXPOSED_HEADERS":   "X-Ratelimit-Remaining",
@@ -49,7 +50,7 @@ func TestConfigFromEnvParses(t *testing.T) {
 		t.Fatal(err)
 	}
 	if cfg.MaxRequestBytes != 8<<20 || cfg.MaxHeaderBytes != 32768 || cfg.ShutdownTimeout != 30*time.Second ||
-		len(cfg.CORSAllowedOrigins) != 2 || cfg.CORSAllowedOrigins[1] != "https://b.example.com" ||
+		cfg.MaxConnectionAge != 30*time.Minute || len(cfg.CORSAllowedOrigins) != 2 || cfg.CORSAllowedOrigins[1] != "https://b.example.com" ||
 		len(cfg.CORSAllowedHeaders) != 2 || cfg.CORSAllowedHeaders[1] != "X-Tenant" ||
 		len(cfg.CORSExposedHeaders) != 1 || cfg.CORSExposedHeaders[0] != "X-Ratelimit-Remaining" || !cfg.CORSAllowCredentials ||
 		cfg.LogLevel != slog.LevelDebug || !cfg.Pprof || cfg.AdminToken != "s3cret" {
@@ -72,6 +73,7 @@ func TestConfigRejectsEachInvalidSetting(t *testing.T) {
 		{name: "bad duration", env: map[string]string{"KIT_SHUTDOWN_TIMEOUT": "15"}, want: []string{`KIT_SHUTDOWN_TIMEOUT="15"`, "duration"}},
 		{name: "bad timeout", env: map[string]string{"KIT_STREAM_TIMEOUT": "forever"}, want: []string{`KIT_STREAM_TIMEOUT="forever"`, `"off"`}},
 		{name: "negative duration", env: map[string]string{"KIT_DRAIN_DELAY": "-1s"}, want: []string{"KIT_DRAIN_DELAY", "negative"}},
+		{name: "negative connection age", env: map[string]string{"KIT_MAX_CONNECTION_AGE": "-30m"}, want: []string{"KIT_MAX_CONNECTION_AGE", "negative"}},
 		{name: "default above max", env: map[string]string{"KIT_CALL_TIMEOUT": "10m"}, want: []string{"KIT_CALL_TIMEOUT", "KIT_MAX_CALL_TIMEOUT"}},
 		{name: "bad size", env: map[string]string{"KIT_MAX_REQUEST_BYTES": "4MB"}, want: []string{`KIT_MAX_REQUEST_BYTES="4MB"`, "size"}},
 		{name: "size out of range", env: map[string]string{"KIT_MAX_HEADER_BYTES": "10"}, want: []string{"KIT_MAX_HEADER_BYTES", "between"}},

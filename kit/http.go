@@ -30,10 +30,10 @@ func (s *Server) newHTTPServer() (*http.Server, error) {
 		// HTTPVersion and ConnContext let log lines say which HTTP version
 		// a call came over, without copying each request; ConnContext also
 		// lets serving grow an HTTP/1.x connection's stack only when needed.
-		Handler: serving(&s.handlers, &s.draining, interceptors.HTTPVersion(s.withCORS(s.routes))),
+		Handler: serving(&s.handlers, &s.draining, s.cfg.MaxConnectionAge > 0, interceptors.HTTPVersion(s.withCORS(s.routes))),
 		// fresh also keeps each connection until it closes (see
 		// freshConns).
-		ConnContext: s.fresh.connContext,
+		ConnContext: s.connContext,
 		ConnState:   s.fresh.connState,
 		// Every call's context derives from s.calls, which the shutdown
 		// cancels at its timeout (see Server.shutdown). One registration
@@ -152,7 +152,9 @@ func (s *Server) withCORS(h http.Handler) http.Handler {
 // [Server.shutdown]), once draining is set answers HTTP/1.x requests with
 // "Connection: close" (HTTP/1.1 has no GOAWAY: without it, a keep-alive
 // connection idle when the listener closes is closed under a client that
-// may be sending on it just then), and grows the stack of its goroutine before serving it
+// may be sending on it just then), as it answers every request of a
+// connection past its MaxConnectionAge when retire is set (see
+// [Server.connContext]), and grows the stack of its goroutine before serving it
 // (see [growStack]). HTTP/2 requests each run on a new goroutine.
 // HTTP/1.x requests run on their connection's goroutine, whose stack the
 // garbage collector halves while the connection waits for its next
@@ -160,11 +162,11 @@ func (s *Server) withCORS(h http.Handler) http.Handler {
 // growing it first took 14% off the CPU of a Connect JSON call over
 // HTTP/1.1 at 50 in flight, and changed nothing at 1 in flight
 // (BENCHMARKS.md). It is grown only after it was shrunk (see [growConnStack]).
-func serving(wg *sync.WaitGroup, draining *atomic.Bool, h http.Handler) http.Handler {
+func serving(wg *sync.WaitGroup, draining *atomic.Bool, retire bool, h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		wg.Add(1)
 		defer wg.Done()
-		if r.ProtoMajor == 1 && draining.Load() {
+		if r.ProtoMajor == 1 && draining.Load() || retire && retired(r) {
 			w.Header().Set("Connection", "close")
 		}
 		// HTTP/2 requests call growStack from here, not through a helper:

@@ -34,6 +34,7 @@ var settings = []setting{
 	list("KIT_CORS_EXPOSED_HEADERS", "comma-separated response headers browsers may read beyond the protocols' own", func(c *Config) *[]string { return &c.CORSExposedHeaders }),
 	durationOf("KIT_READ_HEADER_TIMEOUT", "time to read a request's headers", func(c *Config) *time.Duration { return &c.ReadHeaderTimeout }),
 	durationOf("KIT_IDLE_TIMEOUT", "close connections idle this long", func(c *Config) *time.Duration { return &c.IdleTimeout }),
+	durationOf("KIT_MAX_CONNECTION_AGE", "retire connections this old (0: never)", func(c *Config) *time.Duration { return &c.MaxConnectionAge }),
 	durationOf("KIT_SHUTDOWN_TIMEOUT", "time in-flight calls get at shutdown, and background components after them", func(c *Config) *time.Duration { return &c.ShutdownTimeout }),
 	durationOf("KIT_DRAIN_DELAY", "keep serving this long after reporting NOT_SERVING", func(c *Config) *time.Duration { return &c.DrainDelay }),
 	timeoutOf("KIT_CALL_TIMEOUT", `deadline of unary calls that carry none, or "off"`, func(c *Config) *time.Duration { return &c.CallTimeout }),

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"reflect"
 	"sync/atomic"
+	"time"
 
 	"github.com/connectkit/connectkit/internal/header"
 	"github.com/connectkit/connectkit/internal/requestid"
@@ -27,6 +28,10 @@ type State struct {
 	// TLS is the connection when it is a TLS one, set before its
 	// handshake; its ConnectionState is complete once requests arrive.
 	TLS *tls.Conn
+	// RetireAt is when kit retires the connection (Config.MaxConnectionAge:
+	// the first response after it asks the client to go elsewhere); zero
+	// for never. Set before its first request, read-only after.
+	RetireAt time.Time
 
 	// echoed is the request id of the HTTP/1.x request the connection
 	// serves, already in its response header (see [State.EchoRequestID]),
