@@ -141,3 +141,59 @@ func TestNoMaxConnectionAgeKeepsConnections(t *testing.T) {
 		})
 	}
 }
+
+// TestMaxConnectionAgeLetsStreamsFinish: a bidi stream open on a
+// connection that retires (a unary call past its age gets the GOAWAY) keeps
+// working to its end, and the client's next call goes to a new connection.
+func TestMaxConnectionAgeLetsStreamsFinish(t *testing.T) {
+	t.Parallel()
+	srv := newPeerServer(t, kit.Config{MaxConnectionAge: 200 * time.Millisecond})
+	transport := &http.Transport{Protocols: new(http.Protocols)}
+	transport.Protocols.SetUnencryptedHTTP2(true)
+	t.Cleanup(transport.CloseIdleConnections)
+	client := newPingClient(srv, &http.Client{Transport: transport}, connect.WithGRPC())
+	ping := func() string {
+		t.Helper()
+		res, err := client.Ping(t.Context(), connect.NewRequest(&pingv1.PingRequest{}))
+		if err != nil {
+			t.Fatalf("Ping: %v", err)
+		}
+		return res.Msg.GetText()
+	}
+	first := ping()
+	bidi := client.CumSum(t.Context())
+	exchange := func(n, want int64) {
+		t.Helper()
+		if err := bidi.Send(&pingv1.CumSumRequest{Number: n}); err != nil {
+			t.Fatalf("CumSum.Send: %v", err)
+		}
+		if msg, err := bidi.Receive(); err != nil || msg.GetSum() != want {
+			t.Fatalf("CumSum.Receive = %v, %v; want %d", msg, err, want)
+		}
+	}
+	exchange(1, 1)
+	time.Sleep(250 * time.Millisecond) // past the connection's age, 220ms at most
+	if got := ping(); got != first {
+		t.Fatalf("the call that retires the connection came over %s; want %s, its connection", got, first)
+	}
+	var next string
+	for range 50 {
+		if next = ping(); next != first {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if next == first {
+		t.Errorf("50 calls after the connection retired still came over it")
+	}
+	exchange(2, 3) // the old connection still carries the stream
+	if err := bidi.CloseRequest(); err != nil {
+		t.Fatalf("CumSum.CloseRequest: %v", err)
+	}
+	if _, err := bidi.Receive(); err == nil {
+		t.Error("CumSum.Receive after CloseRequest: got a message, want the end")
+	}
+	if err := bidi.CloseResponse(); err != nil {
+		t.Errorf("CumSum.CloseResponse: %v", err)
+	}
+}
