@@ -105,7 +105,12 @@ type ConsumerConfig struct {
 // also have a method Err() error reporting a fault that keeps it from
 // consuming (the broker lost it and has not made it again yet): the
 // [Subscriber]'s Check then fails with that error, so that readiness does
-// not say SERVING while nothing is consumed.
+// not say SERVING while nothing is consumed. It may also have a method
+// Backlog(ctx context.Context) (pending, unacknowledged int64, err error)
+// reporting, across every instance, the subscription's messages not yet
+// delivered and those delivered without a verdict yet: the Subscriber
+// exports them as the pubsub_pending_messages and
+// pubsub_unacknowledged_messages gauges, asked at each scrape.
 type Consumer interface {
 	// Drain stops fetching and returns once deliver will not be called
 	// again; messages fetched but not yet passed to deliver are passed to it

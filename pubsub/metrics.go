@@ -16,6 +16,7 @@ type metrics struct {
 	deadLettered  *prometheus.CounterVec // topic, subscription, reason
 	publishErrors *prometheus.CounterVec // topic
 	ackErrors     *prometheus.CounterVec // topic, subscription
+	backlog       *backlogCollector
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -36,9 +37,20 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "pubsub_ack_errors_total",
 			Help: "Verdicts (ack, nak, term) or dead letters that could not be sent to the broker; the message is delivered again.",
 		}, []string{"topic", "subscription"}),
+		backlog: newBacklogCollector(),
 	}
 	if reg == nil {
 		return m, nil
+	}
+	var already prometheus.AlreadyRegisteredError
+	if err := reg.Register(m.backlog); errors.As(err, &already) {
+		existing, ok := already.ExistingCollector.(*backlogCollector)
+		if !ok {
+			return nil, fmt.Errorf("pubsub: failed to register metrics: %w", err)
+		}
+		m.backlog = existing
+	} else if err != nil {
+		return nil, fmt.Errorf("pubsub: failed to register metrics: %w", err)
 	}
 	for _, c := range []**prometheus.CounterVec{&m.redelivered, &m.deadLettered, &m.publishErrors, &m.ackErrors} {
 		registered, err := register(reg, *c)

@@ -200,6 +200,10 @@ func (s *Subscriber) Run(ctx context.Context) error {
 		s.fault.Store(&f)
 		defer s.fault.Store(nil)
 	}
+	if b, ok := consumer.(backlogged); ok {
+		s.metrics.backlog.add(s.topic, s.name, b)
+		defer s.metrics.backlog.remove(s.topic, s.name, b)
+	}
 	<-ctx.Done()
 	s.state.Store(&stopped)
 

@@ -108,6 +108,19 @@ func (c *consumer) Drain(ctx context.Context) error {
 	}
 }
 
+// Backlog reports the group's messages not yet delivered and those
+// delivered and not yet acknowledged (see [pubsub.Consumer]).
+func (c *consumer) Backlog(ctx context.Context) (pending, unacknowledged int64, err error) {
+	c.b.mu.Lock()
+	defer c.b.mu.Unlock()
+	for seq := c.g.cursor; seq < c.g.t.next; seq++ {
+		if e := c.g.t.entry(seq); e != nil && (e.only == "" || e.only == c.g.name) {
+			pending++
+		}
+	}
+	return pending, int64(len(c.g.states)), nil
+}
+
 // Close implements [pubsub.Consumer]; verdicts take effect at once, so
 // there is nothing to flush.
 func (c *consumer) Close(ctx context.Context) error {

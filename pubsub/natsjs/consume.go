@@ -358,6 +358,24 @@ func (c *consumer) Err() error {
 	return nil
 }
 
+// Backlog reports the subscription's messages not yet delivered (to any
+// instance) and those delivered and not yet acknowledged, from the
+// server's consumer info: the subscriber exports them as gauges (see
+// [pubsub.Consumer]).
+func (c *consumer) Backlog(ctx context.Context) (pending, unacknowledged int64, err error) {
+	c.mu.Lock()
+	cons := c.cons
+	c.mu.Unlock()
+	if cons == nil {
+		return 0, 0, errors.New("natsjs: not consuming")
+	}
+	info, err := cons.Info(ctx)
+	if err != nil {
+		return 0, 0, err
+	}
+	return int64(info.NumPending), int64(info.NumAckPending), nil
+}
+
 // Drain implements [pubsub.Consumer]: the messages buffered when it is called
 // are passed to deliver before it returns. While the connection is down, it
 // stops at once instead: draining waits for the server to confirm, which

@@ -66,6 +66,7 @@ func Run(t *testing.T, features Features, newBackend func(tb testing.TB) Backend
 		{"TraceContinuity", testTraceContinuity},
 		{"OneChainForRPCAndMessages", testOneChain},
 		{"Check", testCheck},
+		{"Backlog", testBacklog},
 		{"Closed", testClosed},
 	}
 	for _, tc := range tests {

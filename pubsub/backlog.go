@@ -1,0 +1,95 @@
+package pubsub
+
+import (
+	"context"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// backlogged is a Consumer that reports its subscription's backlog (see
+// [Consumer]).
+type backlogged interface {
+	Backlog(ctx context.Context) (pending, unacknowledged int64, err error)
+}
+
+// backlogTimeout bounds the broker's answer at each scrape: a broker that
+// does not answer leaves the gauges out of that scrape rather than holding
+// it to Prometheus's scrape timeout.
+const backlogTimeout = time.Second
+
+// backlogCollector reports, at each scrape, the backlog of every running
+// subscription of the registry's subscribers, as the broker counts it then:
+// a gauge updated as messages flow would stand still when they stop
+// flowing, which is when a growing backlog matters. The subscribers of one
+// registry share it.
+type backlogCollector struct {
+	pending, unacked *prometheus.Desc
+
+	mu   sync.Mutex
+	subs map[[2]string][]backlogged // by topic and subscription; the first answers
+}
+
+func newBacklogCollector() *backlogCollector {
+	labels := []string{"topic", "subscription"}
+	return &backlogCollector{
+		pending: prometheus.NewDesc("pubsub_pending_messages",
+			"Messages of the subscription not yet delivered to any of its instances, as the broker counts them at the scrape (the same in every instance).", labels, nil),
+		unacked: prometheus.NewDesc("pubsub_unacknowledged_messages",
+			"Messages of the subscription delivered and not yet acknowledged (being handled, or waiting to be delivered again), as the broker counts them at the scrape (the same in every instance).", labels, nil),
+		subs: make(map[[2]string][]backlogged),
+	}
+}
+
+// Describe implements prometheus.Collector.
+func (c *backlogCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- c.pending
+	ch <- c.unacked
+}
+
+// Collect implements prometheus.Collector: it asks the broker for every
+// subscription's backlog at once, each bounded by backlogTimeout.
+func (c *backlogCollector) Collect(ch chan<- prometheus.Metric) {
+	c.mu.Lock()
+	asked := make(map[[2]string]backlogged, len(c.subs))
+	for key, list := range c.subs {
+		asked[key] = list[0]
+	}
+	c.mu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), backlogTimeout)
+	defer cancel()
+	var wg sync.WaitGroup
+	for key, b := range asked {
+		wg.Go(func() {
+			pending, unacked, err := b.Backlog(ctx)
+			if err != nil {
+				return
+			}
+			ch <- prometheus.MustNewConstMetric(c.pending, prometheus.GaugeValue, float64(pending), key[0], key[1])
+			ch <- prometheus.MustNewConstMetric(c.unacked, prometheus.GaugeValue, float64(unacked), key[0], key[1])
+		})
+	}
+	wg.Wait()
+}
+
+// add makes b report the backlog of subscription on topic until remove.
+func (c *backlogCollector) add(topic, subscription string, b backlogged) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	key := [2]string{topic, subscription}
+	c.subs[key] = append(c.subs[key], b)
+}
+
+func (c *backlogCollector) remove(topic, subscription string, b backlogged) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	key := [2]string{topic, subscription}
+	list := slices.DeleteFunc(c.subs[key], func(x backlogged) bool { return x == b })
+	if len(list) == 0 {
+		delete(c.subs, key)
+		return
+	}
+	c.subs[key] = list
+}
