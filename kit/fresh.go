@@ -5,26 +5,35 @@ import (
 	"net"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/connectkit/connectkit/interceptors"
 	"github.com/connectkit/connectkit/internal/connctx"
 )
 
-// freshConns holds the main listener's open connections, so that the
-// shutdown can close those that never sent a request: net/http's Shutdown
-// takes a connection that has sent nothing for idle only 5 seconds after it
-// connected (and its ReadHeaderTimeout closes it then too), so one such
-// connection (a client pool's spare, a load balancer's pre-opened one)
-// held every shutdown for up to 5s, and past a shorter ShutdownTimeout made
-// Run report in-flight calls that were none and cut the calls of other
-// connections. On the main listener a connection is added once, when it
-// is accepted (ConnContext), and removed once, when it closes (ConnState):
-// nothing per request. On the admin listener, whose requests are few, it
-// is removed at its first request (see [freshConns.adminConnState]).
+// freshConns holds the main listener's connections that have not sent a
+// request yet, so that the shutdown can close those that never do:
+// net/http's Shutdown takes a connection that has sent nothing for idle
+// only 5 seconds after it connected (and its ReadHeaderTimeout closes it
+// then too), so one such connection (a client pool's spare, a load
+// balancer's pre-opened one) held every shutdown for up to 5s, and past a
+// shorter ShutdownTimeout made Run report in-flight calls that were none
+// and cut the calls of other connections. A connection is added when it
+// is accepted (ConnContext) and removed when it becomes active
+// (ConnState): once net/http has read an HTTP/1.x request's header, which
+// it then serves, or an HTTP/2 connection's preface, which HTTP/2's own
+// shutdown ends with a GOAWAY (a client that starts a call just then
+// retries it elsewhere; a connection closed under it fails the call). One
+// that becomes active only once the shutdown has begun stays, for
+// closeSilent to close if it has not started a call (its Version is 0):
+// an HTTP/2 connection that net/http's shutdown may have missed. On the
+// admin listener, which serves HTTP/1.x only, a connection is added at
+// StateNew (see [freshConns.adminConnState]).
 type freshConns struct {
-	mu    sync.Mutex
-	conns map[net.Conn]freshConn
+	mu       sync.Mutex
+	conns    map[net.Conn]freshConn
+	stopping atomic.Bool // set by closeSilentUntilStopped, before net/http's Shutdown
 }
 
 type freshConn struct {
@@ -49,11 +58,18 @@ func (f *freshConns) connContext(ctx context.Context, c net.Conn) context.Contex
 }
 
 func (f *freshConns) connState(c net.Conn, st http.ConnState) {
-	if st == http.StateClosed || st == http.StateHijacked {
-		f.mu.Lock()
-		delete(f.conns, c)
-		f.mu.Unlock()
+	switch st {
+	case http.StateActive:
+		if f.stopping.Load() {
+			return
+		}
+	case http.StateClosed, http.StateHijacked:
+	default:
+		return
 	}
+	f.mu.Lock()
+	delete(f.conns, c)
+	f.mu.Unlock()
 }
 
 // adminConnState keeps a connection of the admin listener, whose
@@ -69,6 +85,17 @@ func (f *freshConns) adminConnState(c net.Conn, st http.ConnState) {
 		f.conns = make(map[net.Conn]freshConn)
 	}
 	f.conns[c] = freshConn{since: time.Now()}
+}
+
+// closeSilentUntilStopped starts closing, until stop is called, every
+// connection that has sent no request freshGrace after it connected. Call
+// it just before net/http's Shutdown: a connection that becomes active
+// from then on stays in f (see [freshConns]).
+func (f *freshConns) closeSilentUntilStopped() (stop func()) {
+	f.stopping.Store(true)
+	done := make(chan struct{})
+	go f.closeSilent(done)
+	return func() { close(done) }
 }
 
 // closeSilent closes, until done is closed, every connection that has

@@ -59,10 +59,9 @@ func (s *Server) shutdown(cause error) error {
 
 	step := time.Now()
 	close(s.stopping)
-	silent := make(chan struct{})
-	go s.fresh.closeSilent(silent)
+	stopClosing := s.fresh.closeSilentUntilStopped()
 	shutErr := s.http.Shutdown(ctx)
-	close(silent)
+	stopClosing()
 	if err := shutErr; err != nil {
 		errs = append(errs, fmt.Errorf("kit: in-flight calls did not finish within %s; cut them: %w", s.cfg.ShutdownTimeout, err))
 		if !s.cutCallsAndClose() {
@@ -102,12 +101,11 @@ func (s *Server) shutdown(cause error) error {
 	if s.admin != nil {
 		// Last, so that metrics and probes answered during the drain.
 		step = time.Now()
-		silent := make(chan struct{})
-		go s.freshAdmin.closeSilent(silent)
+		stopClosing := s.freshAdmin.closeSilentUntilStopped()
 		if err := s.admin.Shutdown(ctx); err != nil {
 			_ = s.admin.Close()
 		}
-		close(silent)
+		stopClosing()
 		s.logger.Info("closed the admin listener", "duration", time.Since(step))
 	}
 

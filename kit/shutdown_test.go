@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"connectrpc.com/connect"
+	"golang.org/x/net/http2"
 
 	pingv1 "github.com/connectkit/connectkit/internal/gen/connectkit/ping/v1"
 	"github.com/connectkit/connectkit/internal/gen/connectkit/ping/v1/pingv1connect"
@@ -430,5 +431,62 @@ func TestShutdownClosesSilentAdminConnections(t *testing.T) {
 	}
 	if took := time.Since(begin); took >= 4500*time.Millisecond {
 		t.Errorf("Run took %s with a silent admin connection open; net/http alone takes 5s", took)
+	}
+}
+
+// An HTTP/2 connection that has sent its preface and no request yet (a
+// gRPC client's connection to one backend of several that round robin has
+// not picked yet) is shut down as HTTP/2 shuts down, with a GOAWAY: a
+// client that starts a call just then learns that the server did not take
+// it and retries it elsewhere. Closed without one, the client's call fails.
+func TestShutdownSendsGoAwayToSilentHTTP2Connections(t *testing.T) {
+	t.Parallel()
+	for _, batching := range []bool{true, false} {
+		t.Run(fmt.Sprintf("batching=%v", batching), func(t *testing.T) {
+			t.Parallel()
+			srv := newPingServer(t, kit.Config{ShutdownTimeout: 10 * time.Second, NoFrameBatching: !batching}, nil)
+			c := srv.Dial(t)
+			_ = c.SetDeadline(time.Now().Add(20 * time.Second))
+			if _, err := c.Write([]byte(http2.ClientPreface)); err != nil {
+				t.Fatal(err)
+			}
+			fr := http2.NewFramer(c, c)
+			if err := fr.WriteSettings(); err != nil {
+				t.Fatal(err)
+			}
+			// The server acknowledges the settings once it has read the
+			// preface.
+			for acked := false; !acked; {
+				f, err := fr.ReadFrame()
+				if err != nil {
+					t.Fatal(err)
+				}
+				if s, ok := f.(*http2.SettingsFrame); ok {
+					if !s.IsAck() {
+						_ = fr.WriteSettingsAck()
+					}
+					acked = s.IsAck()
+				}
+			}
+			time.Sleep(1200 * time.Millisecond) // older than a client that is still sending its request
+			stopped := make(chan error, 1)
+			go func() { stopped <- srv.Stop() }()
+			for {
+				f, err := fr.ReadFrame()
+				if err != nil {
+					t.Fatalf("the connection ended (%v) without a GOAWAY", err)
+				}
+				if g, ok := f.(*http2.GoAwayFrame); ok {
+					if g.ErrCode != http2.ErrCodeNo || g.LastStreamID != 0 {
+						t.Errorf("GOAWAY %v, last stream %d; want NO_ERROR, 0", g.ErrCode, g.LastStreamID)
+					}
+					break
+				}
+			}
+			_ = c.Close()
+			if err := <-stopped; err != nil {
+				t.Errorf("Run = %v", err)
+			}
+		})
 	}
 }
