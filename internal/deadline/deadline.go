@@ -160,10 +160,16 @@ func (c *Ctx) end(otherwise uint32) uint32 {
 }
 
 // Value is the real context's once armed, so that context.Cause and the
-// contexts derived from this one find its cancellation.
+// contexts derived from this one find its cancellation; a context whose
+// own deadline or Cancel Err saw end it is armed first, so that
+// context.Cause gives that end, not the cause of a parent that ended
+// since.
 func (c *Ctx) Value(key any) any {
 	if a := c.armed.Load(); a != nil {
 		return a.ctx.Value(key)
+	}
+	if end := c.ended.Load(); end == endDeadline || end == endCanceled {
+		return c.arm().ctx.Value(key)
 	}
 	return c.Context.Value(key)
 }

@@ -255,6 +255,37 @@ func TestCauseAgreesWithErr(t *testing.T) {
 	}
 }
 
+// TestCauseBeforeDoneAgreesWithErr checks that context.Cause agrees with
+// an Err that said the context ended before anything called Done, as
+// context.WithTimeout's does, when the parent then ends with a cause of
+// its own (kit's shutdown cuts calls so): Cause gave the parent's.
+func TestCauseBeforeDoneAgreesWithErr(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name string
+		end  func(c *deadline.Ctx)
+		want error
+	}{
+		{"Cancel", func(c *deadline.Ctx) { c.Cancel() }, context.Canceled},
+		{"deadline seen", func(c *deadline.Ctx) {
+			time.Sleep(2 * time.Millisecond)
+			_ = c.Err()
+		}, context.DeadlineExceeded},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			p, cancelParent := context.WithCancelCause(context.Background())
+			c := deadline.New(p, time.Millisecond)
+			t.Cleanup(func() { c.Cancel(); cancelParent(nil) })
+			tc.end(c)
+			cancelParent(errors.New("the parent's cause"))
+			if err, cause := c.Err(), context.Cause(c); err != tc.want || cause != tc.want {
+				t.Errorf("Err %v, Cause %v; want %v for both", err, cause, tc.want)
+			}
+		})
+	}
+}
+
 // TestStressErrAndCauseUnderRaces runs Err, Done, Cancel, context.Cause and
 // the parent's cancellation at once around the deadline, many times: Err
 // never changes once it said the context ended, and once Done is closed
