@@ -441,11 +441,29 @@ func TestShutdownClosesSilentAdminConnections(t *testing.T) {
 // it and retries it elsewhere. Closed without one, the client's call fails.
 func TestShutdownSendsGoAwayToSilentHTTP2Connections(t *testing.T) {
 	t.Parallel()
-	for _, batching := range []bool{true, false} {
-		t.Run(fmt.Sprintf("batching=%v", batching), func(t *testing.T) {
+	certFile, keyFile, pool := selfSigned(t, t.TempDir())
+	for _, tc := range []struct {
+		name string
+		tls  bool
+		cfg  kit.Config
+	}{
+		{name: "h2c", cfg: kit.Config{}},
+		{name: "h2c without batching", cfg: kit.Config{NoFrameBatching: true}},
+		{name: "TLS", tls: true, cfg: kit.Config{TLSCertFile: certFile, TLSKeyFile: keyFile}},
+		{name: "TLS without batching", tls: true, cfg: kit.Config{TLSCertFile: certFile, TLSKeyFile: keyFile, NoFrameBatching: true}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			srv := newPingServer(t, kit.Config{ShutdownTimeout: 10 * time.Second, NoFrameBatching: !batching}, nil)
+			tc.cfg.ShutdownTimeout = 10 * time.Second
+			srv := newPingServer(t, tc.cfg, nil)
 			c := srv.Dial(t)
+			if tc.tls {
+				tlsConn := tls.Client(c, &tls.Config{RootCAs: pool, ServerName: "127.0.0.1", NextProtos: []string{"h2"}})
+				if err := tlsConn.Handshake(); err != nil || tlsConn.ConnectionState().NegotiatedProtocol != "h2" {
+					t.Fatalf("handshake: %v, protocol %q", err, tlsConn.ConnectionState().NegotiatedProtocol)
+				}
+				c = tlsConn
+			}
 			_ = c.SetDeadline(time.Now().Add(20 * time.Second))
 			if _, err := c.Write([]byte(http2.ClientPreface)); err != nil {
 				t.Fatal(err)
