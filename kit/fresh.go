@@ -34,6 +34,10 @@ type freshConns struct {
 	mu       sync.Mutex
 	conns    map[net.Conn]freshConn
 	stopping atomic.Bool // set by closeSilentUntilStopped, before net/http's Shutdown
+	// n is len(conns), stored under mu, so that the StateActive of every
+	// request on a connection already removed (nearly all of them) takes
+	// no lock: a connection's own StateActive follows its addition.
+	n atomic.Int32
 }
 
 type freshConn struct {
@@ -53,22 +57,22 @@ func (f *freshConns) connContext(ctx context.Context, c net.Conn) context.Contex
 		f.conns = make(map[net.Conn]freshConn)
 	}
 	f.conns[c] = freshConn{state: connctx.FromContext(ctx), since: time.Now()}
+	f.n.Store(int32(len(f.conns)))
 	f.mu.Unlock()
 	return ctx
 }
 
 func (f *freshConns) connState(c net.Conn, st http.ConnState) {
-	switch st {
-	case http.StateActive:
-		if f.stopping.Load() {
-			return
-		}
-	case http.StateClosed, http.StateHijacked:
-	default:
+	switch {
+	case st != http.StateActive && st != http.StateClosed && st != http.StateHijacked:
 		return
+	case st == http.StateActive && f.stopping.Load():
+		return // it stays (see freshConns)
+	case f.n.Load() == 0:
+		return // c is not in conns: at a request's StateActive, nearly always
 	}
 	f.mu.Lock()
-	delete(f.conns, c)
+	f.remove(c)
 	f.mu.Unlock()
 }
 
@@ -78,13 +82,20 @@ func (f *freshConns) adminConnState(c net.Conn, st http.ConnState) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if st != http.StateNew {
-		delete(f.conns, c)
+		f.remove(c)
 		return
 	}
 	if f.conns == nil {
 		f.conns = make(map[net.Conn]freshConn)
 	}
 	f.conns[c] = freshConn{since: time.Now()}
+	f.n.Store(int32(len(f.conns)))
+}
+
+// remove removes c from conns; the caller holds f.mu.
+func (f *freshConns) remove(c net.Conn) {
+	delete(f.conns, c)
+	f.n.Store(int32(len(f.conns)))
 }
 
 // closeSilentUntilStopped starts closing, until stop is called, every
@@ -108,7 +119,7 @@ func (f *freshConns) closeSilent(done <-chan struct{}) {
 		for c, fc := range f.conns {
 			if (fc.state == nil || fc.state.Version.Load() == 0) && time.Since(fc.since) >= freshGrace {
 				_ = c.Close()
-				delete(f.conns, c)
+				f.remove(c)
 			}
 		}
 		f.mu.Unlock()
