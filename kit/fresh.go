@@ -21,10 +21,11 @@ import (
 // shorter ShutdownTimeout made Run report in-flight calls that were none
 // and cut the calls of other connections. A connection is added when it
 // is accepted (ConnContext) and removed when it becomes active
-// (ConnState): once net/http has read an HTTP/1.x request's header, which
-// it then serves, or an HTTP/2 connection's preface, which HTTP/2's own
-// shutdown ends with a GOAWAY (a client that starts a call just then
-// retries it elsewhere; a connection closed under it fails the call). One
+// (ConnState): once net/http has read an HTTP/1.x request's header (which
+// it serves, or drops once its Shutdown has begun), or an HTTP/2
+// connection's preface, which HTTP/2's own shutdown ends with a GOAWAY (a
+// client that starts a call just then retries it elsewhere; a connection
+// closed under it fails the call). One
 // that becomes active only once the shutdown has begun stays, for
 // closeSilent to close if it has not started a call (its Version is 0):
 // an HTTP/2 connection that net/http's shutdown may have missed. On the
