@@ -15,8 +15,9 @@ type DeliveryConfig struct {
 	// retries aside.
 	Concurrency int
 	// Prefetch is how many messages an instance fetches ahead of its
-	// handlers. Default 4 × Concurrency. At shutdown, prefetched messages
-	// that no handler started are handed back at once.
+	// handlers. Default 4 × Concurrency. At shutdown, the handlers still
+	// take the prefetched messages, within DrainTimeout; those that no
+	// handler started by then are handed back, for immediate redelivery.
 	Prefetch int
 	// MaxAttempts is how many deliveries a message gets before a failing
 	// message is dead-lettered with reason max_attempts. Default 5; a
