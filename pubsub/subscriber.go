@@ -58,7 +58,12 @@ var (
 // Each delivery runs through the handler chain of [WithHandlerOptions] as a
 // unary call to [Procedure](topic, subscription), with the message's headers
 // as request headers. The handler's context carries the chain's values and a
-// [MessageInfo]; its deadline is DeliveryConfig.AckWait.
+// [MessageInfo]; its deadline is DeliveryConfig.AckWait. A message of another
+// type, of an unknown content type or encoding, whose payload does not
+// decode, or delivered past its last attempt is dead-lettered before the
+// chain, which never sees it (no log line, metric or span of the chain's):
+// the logger of [WithLogger] and pubsub_dead_lettered_total record it, as they
+// do every dead letter.
 func NewSubscriber[M any](b Broker, topic, subscription string, handle func(context.Context, *M) error, opts ...Option) (*Subscriber, error) {
 	if b == nil {
 		return nil, errors.New("pubsub: NewSubscriber: broker is nil")
