@@ -105,8 +105,9 @@ type Config struct {
 	ShutdownTimeout time.Duration
 	// DrainDelay is how long the server keeps serving after it reports
 	// NOT_SERVING at shutdown, so load balancers stop sending it traffic
-	// before it stops accepting. KIT_DRAIN_DELAY, default 0 (set it to a few
-	// seconds behind a load balancer or in Kubernetes).
+	// before it stops accepting. A shutdown that a failed background
+	// component ([Server.Go]) causes skips it. KIT_DRAIN_DELAY, default 0
+	// (set it to a few seconds behind a load balancer or in Kubernetes).
 	DrainDelay time.Duration
 
 	// CallTimeout is the deadline of unary calls whose caller set none;

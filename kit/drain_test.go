@@ -1,6 +1,9 @@
 package kit_test
 
 import (
+	"context"
+	"errors"
+	"log/slog"
 	"net/http"
 	"strings"
 	"testing"
@@ -48,5 +51,26 @@ func TestDrainAsksHTTP1ClientsToCloseTheirConnections(t *testing.T) {
 	}
 	if err := <-stopped; err != nil {
 		t.Fatalf("Run = %v", err)
+	}
+}
+
+// The drain delay lets load balancers notice a planned stop. A failed
+// background component stops the server at once: Config.DrainDelay says
+// so, and the README's shutdown steps.
+func TestDrainDelaySkippedWhenAComponentFails(t *testing.T) {
+	t.Parallel()
+	var logs syncBuffer
+	srv, err := kit.New(kit.Config{Addr: "127.0.0.1:0", AdminAddr: kit.AdminOff, DrainDelay: 2 * time.Second},
+		kit.WithLogger(slog.New(slog.NewJSONHandler(&logs, nil))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	failure := errors.New("consumer: broker unreachable")
+	srv.Go(func(context.Context) error { return failure })
+	if err := srv.Run(t.Context()); !errors.Is(err, failure) {
+		t.Fatalf("Run = %v, want %v", err, failure)
+	}
+	if got := logs.String(); strings.Contains(got, "draining") || !strings.Contains(got, "shutdown complete") {
+		t.Errorf("shutdown after a failure waited for the drain delay:\n%s", got)
 	}
 }
