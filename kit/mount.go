@@ -270,8 +270,12 @@ type reflection struct {
 
 func (s *Server) mountReflection() {
 	reflector := grpcreflect.NewReflector(s.reflector)
-	s.Mount(grpcreflect.NewHandlerV1(reflector, s.handler...))
-	s.Mount(grpcreflect.NewHandlerV1Alpha(reflector, s.handler...))
+	// Open streams end at shutdown, as health Watch streams do.
+	streams := &reflectionStreams{}
+	s.http.RegisterOnShutdown(streams.close)
+	opts := append(slices.Clone(s.handler), connect.WithInterceptors(streams))
+	s.Mount(grpcreflect.NewHandlerV1(reflector, opts...))
+	s.Mount(grpcreflect.NewHandlerV1Alpha(reflector, opts...))
 }
 
 func (r *reflection) add(name string) {
