@@ -54,10 +54,28 @@ func (s *Server) Health() *health.Checker { return s.health }
 // "/pubsub/dead-letters/"), behind the admin token when there is one, and
 // lists it with description on the admin index page. h sees request paths
 // with the prefix stripped ("/pubsub/dead-letters/redrive" arrives as
-// "/redrive"). It does nothing when the admin listener is off.
+// "/redrive"). A prefix without a trailing "/" ("/status") serves that path
+// alone, which arrives as "/". It does nothing when the admin listener is
+// off.
 func (s *Server) MountAdmin(prefix, description string, h http.Handler) {
 	if s.adminHandler == nil {
 		return
 	}
+	if !strings.HasSuffix(prefix, "/") {
+		h = exactRoot(h)
+	}
 	s.adminHandler.Handle(prefix, description, http.StripPrefix(strings.TrimSuffix(prefix, "/"), h))
+}
+
+// exactRoot shows h the empty path that http.StripPrefix leaves of a
+// pattern's whole path as "/", the root that a handler such as a ServeMux
+// serves: a ServeMux answers "" with a redirect to "/", which on the admin
+// listener is its index page.
+func exactRoot(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "" { // StripPrefix's own copy of the request
+			r.URL.Path, r.URL.RawPath = "/", ""
+		}
+		h.ServeHTTP(w, r)
+	})
 }

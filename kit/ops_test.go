@@ -194,6 +194,39 @@ func TestAdminEndpoints(t *testing.T) {
 	}
 }
 
+// A prefix without a trailing slash serves that path alone, and its
+// handler sees it as its root, as one under "prefix/" sees "prefix/": it
+// saw an empty path, which a ServeMux (pubsub's DeadLetterHandler) answers
+// with a redirect to "/", the admin listener's index page.
+func TestMountAdminExactPath(t *testing.T) {
+	t.Parallel()
+	srv := newPingServer(t, kit.Config{AdminAddr: "127.0.0.1:0"}, nil)
+	srv.MountAdmin("/status", "status", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.WriteString(w, r.URL.Path)
+	}))
+	for _, tc := range []struct {
+		name, path string
+		code       int
+		body       string
+	}{
+		{name: "the path", path: "/status", code: http.StatusOK, body: "/"},
+		{name: "below it", path: "/status/x", code: http.StatusNotFound},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			res, err := http.Get(srv.AdminURL + tc.path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer res.Body.Close()
+			b, _ := io.ReadAll(res.Body)
+			if res.StatusCode != tc.code || (tc.code == http.StatusOK && string(b) != tc.body) {
+				t.Errorf("GET %s = %d %q, want %d %q", tc.path, res.StatusCode, b, tc.code, tc.body)
+			}
+		})
+	}
+}
+
 // waitNotReady polls the admin listener at adminURL until /readyz answers
 // 503.
 func waitNotReady(t *testing.T, adminURL string) {
