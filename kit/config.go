@@ -88,7 +88,11 @@ type Config struct {
 	// connection's age drawn within ±10% of it, so that connections opened
 	// together do not all go at once): the next call on it is served, and
 	// then HTTP/2 connections get a GOAWAY and HTTP/1.1 ones close after the
-	// response. Calls in flight finish on it; the client sends its next
+	// response. Calls in flight finish on it, except that a client or bidi
+	// stream a net/http client (connect-go) opens while the GOAWAY is on its
+	// way fails with Unavailable: net/http's server sends one GOAWAY, not
+	// grpc-go's two, and its client cannot resend a streamed body (grpc-go
+	// clients resend such streams). The client sends its next
 	// calls on a new connection, which a load balancer or a Kubernetes
 	// Service may route to another instance, so instances added later get a
 	// share of long-lived clients' calls. A connection that carries no new
