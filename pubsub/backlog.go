@@ -27,9 +27,11 @@ const backlogTimeout = time.Second
 // registry share it.
 type backlogCollector struct {
 	pending, unacked *prometheus.Desc
+	timeout          time.Duration // backlogTimeout; shorter in tests
 
 	mu   sync.Mutex
 	subs map[[2]string][]backlogged // by topic and subscription; the first answers
+	busy map[backlogged]bool        // asked by a scrape, and not answered yet
 }
 
 func newBacklogCollector() *backlogCollector {
@@ -39,7 +41,9 @@ func newBacklogCollector() *backlogCollector {
 			"Messages of the subscription not yet delivered to any of its instances, as the broker counts them at the scrape (the same in every instance).", labels, nil),
 		unacked: prometheus.NewDesc("pubsub_unacknowledged_messages",
 			"Messages of the subscription delivered and not yet acknowledged (being handled, or waiting to be delivered again), as the broker counts them at the scrape (the same in every instance).", labels, nil),
-		subs: make(map[[2]string][]backlogged),
+		timeout: backlogTimeout,
+		subs:    make(map[[2]string][]backlogged),
+		busy:    make(map[backlogged]bool),
 	}
 }
 
@@ -49,29 +53,55 @@ func (c *backlogCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- c.unacked
 }
 
+// backlogAnswer is a subscription's backlog as the broker answered it.
+type backlogAnswer struct {
+	key              [2]string
+	pending, unacked int64
+	err              error
+}
+
 // Collect implements prometheus.Collector: it asks the broker for every
-// subscription's backlog at once, each bounded by backlogTimeout.
+// subscription's backlog at once, and reports those answered within
+// backlogTimeout. It returns at that timeout even if a Consumer's Backlog
+// does not heed its context (the admin /metrics handler has no timeout of
+// its own): a late answer is dropped, and its Consumer is not asked again
+// until it answered, so that a broker that hangs holds one goroutine per
+// subscription, not one per scrape.
 func (c *backlogCollector) Collect(ch chan<- prometheus.Metric) {
 	c.mu.Lock()
 	asked := make(map[[2]string]backlogged, len(c.subs))
 	for key, list := range c.subs {
-		asked[key] = list[0]
+		if b := list[0]; !c.busy[b] {
+			asked[key] = b
+			c.busy[b] = true
+		}
 	}
 	c.mu.Unlock()
-	ctx, cancel := context.WithTimeout(context.Background(), backlogTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), c.timeout)
 	defer cancel()
-	var wg sync.WaitGroup
+	answers := make(chan backlogAnswer, len(asked)) // a late answer does not block
 	for key, b := range asked {
-		wg.Go(func() {
-			pending, unacked, err := b.Backlog(ctx)
-			if err != nil {
-				return
-			}
-			ch <- prometheus.MustNewConstMetric(c.pending, prometheus.GaugeValue, float64(pending), key[0], key[1])
-			ch <- prometheus.MustNewConstMetric(c.unacked, prometheus.GaugeValue, float64(unacked), key[0], key[1])
-		})
+		go func() {
+			a := backlogAnswer{key: key}
+			a.pending, a.unacked, a.err = b.Backlog(ctx)
+			c.mu.Lock()
+			delete(c.busy, b)
+			c.mu.Unlock()
+			answers <- a
+		}()
 	}
-	wg.Wait()
+	for range asked {
+		select {
+		case a := <-answers:
+			if a.err != nil {
+				continue
+			}
+			ch <- prometheus.MustNewConstMetric(c.pending, prometheus.GaugeValue, float64(a.pending), a.key[0], a.key[1])
+			ch <- prometheus.MustNewConstMetric(c.unacked, prometheus.GaugeValue, float64(a.unacked), a.key[0], a.key[1])
+		case <-ctx.Done():
+			return
+		}
+	}
 }
 
 // add makes b report the backlog of subscription on topic until remove.
