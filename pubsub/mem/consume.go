@@ -113,7 +113,9 @@ func (c *consumer) Drain(ctx context.Context) error {
 func (c *consumer) Backlog(ctx context.Context) (pending, unacknowledged int64, err error) {
 	c.b.mu.Lock()
 	defer c.b.mu.Unlock()
-	for seq := c.g.cursor; seq < c.g.t.next; seq++ {
+	// The retention limit may have dropped messages the group never got,
+	// leaving its cursor behind the first retained one.
+	for seq := max(c.g.cursor, c.g.t.first); seq < c.g.t.next; seq++ {
 		if e := c.g.t.entry(seq); e != nil && (e.only == "" || e.only == c.g.name) {
 			pending++
 		}
