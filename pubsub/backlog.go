@@ -31,7 +31,7 @@ type backlogCollector struct {
 
 	mu   sync.Mutex
 	subs map[[2]string][]backlogged // by topic and subscription; the first answers
-	busy map[backlogged]bool        // asked by a scrape, and not answered yet
+	late map[[2]string]*backlogAsk  // asks that outlived their scrape, until answered
 }
 
 func newBacklogCollector() *backlogCollector {
@@ -43,7 +43,7 @@ func newBacklogCollector() *backlogCollector {
 			"Messages of the subscription delivered and not yet acknowledged (being handled, or waiting to be delivered again), as the broker counts them at the scrape (the same in every instance).", labels, nil),
 		timeout: backlogTimeout,
 		subs:    make(map[[2]string][]backlogged),
-		busy:    make(map[backlogged]bool),
+		late:    make(map[[2]string]*backlogAsk),
 	}
 }
 
@@ -53,44 +53,47 @@ func (c *backlogCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- c.unacked
 }
 
-// backlogAnswer is a subscription's backlog as the broker answered it.
-type backlogAnswer struct {
+// backlogAsk is one scrape's question to a subscription's Consumer.
+type backlogAsk struct {
 	key              [2]string
 	pending, unacked int64
 	err              error
+	answered         bool // under backlogCollector.mu
 }
 
 // Collect implements prometheus.Collector: it asks the broker for every
 // subscription's backlog at once, and reports those answered within
 // backlogTimeout. It returns at that timeout even if a Consumer's Backlog
 // does not heed its context (the admin /metrics handler has no timeout of
-// its own): a late answer is dropped, and its Consumer is not asked again
-// until it answered, so that a broker that hangs holds one goroutine per
-// subscription, not one per scrape.
+// its own): a late answer is dropped, and its subscription is not asked
+// again until it answered, so that a broker that hangs holds one goroutine
+// per subscription, not one per scrape. Scrapes at the same time (two
+// Prometheus servers) each ask.
 func (c *backlogCollector) Collect(ch chan<- prometheus.Metric) {
 	c.mu.Lock()
-	asked := make(map[[2]string]backlogged, len(c.subs))
+	asks := make(map[*backlogAsk]backlogged, len(c.subs))
 	for key, list := range c.subs {
-		if b := list[0]; !c.busy[b] {
-			asked[key] = b
-			c.busy[b] = true
+		if c.late[key] == nil {
+			asks[&backlogAsk{key: key}] = list[0]
 		}
 	}
 	c.mu.Unlock()
 	ctx, cancel := context.WithTimeout(context.Background(), c.timeout)
 	defer cancel()
-	answers := make(chan backlogAnswer, len(asked)) // a late answer does not block
-	for key, b := range asked {
+	answers := make(chan *backlogAsk, len(asks)) // a late answer does not block
+	for a, b := range asks {
 		go func() {
-			a := backlogAnswer{key: key}
 			a.pending, a.unacked, a.err = b.Backlog(ctx)
 			c.mu.Lock()
-			delete(c.busy, b)
+			a.answered = true
+			if c.late[a.key] == a {
+				delete(c.late, a.key)
+			}
 			c.mu.Unlock()
 			answers <- a
 		}()
 	}
-	for range asked {
+	for range asks {
 		select {
 		case a := <-answers:
 			if a.err != nil {
@@ -99,6 +102,13 @@ func (c *backlogCollector) Collect(ch chan<- prometheus.Metric) {
 			ch <- prometheus.MustNewConstMetric(c.pending, prometheus.GaugeValue, float64(a.pending), a.key[0], a.key[1])
 			ch <- prometheus.MustNewConstMetric(c.unacked, prometheus.GaugeValue, float64(a.unacked), a.key[0], a.key[1])
 		case <-ctx.Done():
+			c.mu.Lock()
+			for a := range asks {
+				if !a.answered {
+					c.late[a.key] = a
+				}
+			}
+			c.mu.Unlock()
 			return
 		}
 	}

@@ -2,6 +2,7 @@ package pubsub
 
 import (
 	"context"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -76,4 +77,44 @@ func TestBacklogScrapeDoesNotWaitForAStuckBroker(t *testing.T) {
 	if n := stuck.calls.Load(); n != 1 {
 		t.Errorf("the stuck Backlog was asked %d times in 3 scrapes; want 1 (not again until it answers)", n)
 	}
+}
+
+// pairedBacklog answers once two scrapes ask it at the same time, and
+// fails at its context's end otherwise.
+type pairedBacklog struct{ arrived chan struct{} }
+
+func (p pairedBacklog) Backlog(ctx context.Context) (pending, unacknowledged int64, err error) {
+	select {
+	case p.arrived <- struct{}{}: // the other ask is waiting
+		return 3, 0, nil
+	case <-p.arrived: // the other ask came
+		return 3, 0, nil
+	case <-ctx.Done():
+		return 0, 0, ctx.Err()
+	}
+}
+
+// TestBacklogConcurrentScrapesEachAsk: two scrapes at once (two Prometheus
+// servers) both report the gauges: a subscription asked by one scrape is
+// asked by the other too, unless an ask outlived its scrape.
+func TestBacklogConcurrentScrapesEachAsk(t *testing.T) {
+	t.Parallel()
+	c := newBacklogCollector()
+	c.timeout = time.Minute // the paired asks end it; a lone one waits it out and fails
+	c.add("topic", "sub", pairedBacklog{arrived: make(chan struct{})})
+	reg := prometheus.NewPedanticRegistry()
+	reg.MustRegister(c)
+	var wg sync.WaitGroup
+	for range 2 {
+		wg.Go(func() {
+			families, err := reg.Gather()
+			if err != nil {
+				t.Errorf("Gather: %v", err)
+			}
+			if len(families) != 2 {
+				t.Errorf("a scrape gathered %d families; want the 2 gauges", len(families))
+			}
+		})
+	}
+	wg.Wait()
 }
