@@ -19,6 +19,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/encoding/gzip"
+	_ "google.golang.org/grpc/health" // client-side health checking
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/resolver"
@@ -437,6 +438,47 @@ func TestGRPCGoWaitForReadyOutlastsARestart(t *testing.T) {
 	}
 	stop()
 	if err := <-ran; err != nil {
+		t.Errorf("Run = %v", err)
+	}
+}
+
+func TestGRPCGoHealthCheckingLeavesADrainingServer(t *testing.T) {
+	t.Parallel()
+	old := newPingServer(t, kit.Config{DrainDelay: time.Second}, nil)
+	next := newPingServer(t, kit.Config{}, nil)
+	r := manual.NewBuilderWithScheme("audit")
+	r.InitialState(resolver.State{Addresses: []resolver.Address{{Addr: old.Addr().String()}, {Addr: next.Addr().String()}}})
+	// Round robin with client-side health checking, as a mesh or a
+	// grpc-go client with a service config balances.
+	conn, err := grpc.NewClient(r.Scheme()+":///ping", grpc.WithResolvers(r), grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithDefaultServiceConfig(`{"loadBalancingConfig": [{"round_robin": {}}],
+			"healthCheckConfig": {"serviceName": "connectkit.ping.v1.PingService"}}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = conn.Close() })
+	stopped := make(chan error, 1)
+	go func() { stopped <- old.Stop() }()
+	// Once the draining server's Watch says NOT_SERVING, every call goes
+	// to the other one, while the draining one still listens: round robin
+	// alone would keep alternating until the GOAWAY.
+	for inARow := 0; inARow < 10; {
+		var p peer.Peer
+		var res pingv1.PingResponse
+		if err := conn.Invoke(t.Context(), grpcPing, &pingv1.PingRequest{Number: 1}, &res, grpc.Peer(&p)); err != nil {
+			t.Fatal(err)
+		}
+		inARow++
+		if p.Addr.String() != next.Addr().String() {
+			inARow = 0
+		}
+	}
+	if c, err := net.Dial("tcp", old.Addr().String()); err != nil {
+		t.Errorf("the draining server stopped listening before the client left it: %v", err)
+	} else {
+		_ = c.Close()
+	}
+	if err := <-stopped; err != nil {
 		t.Errorf("Run = %v", err)
 	}
 }
