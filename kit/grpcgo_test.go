@@ -323,13 +323,7 @@ func TestGRPCGoReconnectsAcrossGracefulShutdown(t *testing.T) {
 	svc := blockingPing()
 	old := newPingServer(t, kit.Config{}, svc)
 	next := newPingServer(t, kit.Config{}, nil)
-	r := manual.NewBuilderWithScheme("audit")
-	r.InitialState(resolver.State{Addresses: []resolver.Address{{Addr: old.Addr().String()}, {Addr: next.Addr().String()}}})
-	conn, err := grpc.NewClient(r.Scheme()+":///ping", grpc.WithResolvers(r), grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = conn.Close() })
+	conn := grpcConnTo(t, []net.Addr{old.Addr(), next.Addr()})
 
 	inFlight := make(chan error, 1)
 	go func() {
@@ -446,17 +440,11 @@ func TestGRPCGoHealthCheckingLeavesADrainingServer(t *testing.T) {
 	t.Parallel()
 	old := newPingServer(t, kit.Config{DrainDelay: time.Second}, nil)
 	next := newPingServer(t, kit.Config{}, nil)
-	r := manual.NewBuilderWithScheme("audit")
-	r.InitialState(resolver.State{Addresses: []resolver.Address{{Addr: old.Addr().String()}, {Addr: next.Addr().String()}}})
 	// Round robin with client-side health checking, as a mesh or a
 	// grpc-go client with a service config balances.
-	conn, err := grpc.NewClient(r.Scheme()+":///ping", grpc.WithResolvers(r), grpc.WithTransportCredentials(insecure.NewCredentials()),
+	conn := grpcConnTo(t, []net.Addr{old.Addr(), next.Addr()},
 		grpc.WithDefaultServiceConfig(`{"loadBalancingConfig": [{"round_robin": {}}],
 			"healthCheckConfig": {"serviceName": "connectkit.ping.v1.PingService"}}`))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = conn.Close() })
 	stopped := make(chan error, 1)
 	go func() { stopped <- old.Stop() }()
 	// Once the draining server's Watch says NOT_SERVING, every call goes
@@ -481,4 +469,23 @@ func TestGRPCGoHealthCheckingLeavesADrainingServer(t *testing.T) {
 	if err := <-stopped; err != nil {
 		t.Errorf("Run = %v", err)
 	}
+}
+
+// grpcConnTo returns a grpc-go client of the servers at addrs, in that
+// order (pick first, unless opts choose another balancer).
+func grpcConnTo(tb testing.TB, addrs []net.Addr, opts ...grpc.DialOption) *grpc.ClientConn {
+	tb.Helper()
+	r := manual.NewBuilderWithScheme("kittest")
+	var state resolver.State
+	for _, a := range addrs {
+		state.Addresses = append(state.Addresses, resolver.Address{Addr: a.String()})
+	}
+	r.InitialState(state)
+	conn, err := grpc.NewClient(r.Scheme()+":///ping", append([]grpc.DialOption{grpc.WithResolvers(r),
+		grpc.WithTransportCredentials(insecure.NewCredentials())}, opts...)...)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { _ = conn.Close() })
+	return conn
 }
