@@ -489,3 +489,58 @@ func grpcConnTo(tb testing.TB, addrs []net.Addr, opts ...grpc.DialOption) *grpc.
 	tb.Cleanup(func() { _ = conn.Close() })
 	return conn
 }
+
+// stuckPing's Ping, asked for the text "stuck", waits for release and
+// ignores its context, as a handler blocked in a call that takes none.
+// Each such call sends on entered first.
+type stuckPing struct {
+	pingServer
+	entered, release chan struct{}
+}
+
+func (s *stuckPing) Ping(ctx context.Context, req *connect.Request[pingv1.PingRequest]) (*connect.Response[pingv1.PingResponse], error) {
+	if req.Msg.GetText() == "stuck" {
+		s.entered <- struct{}{}
+		<-s.release
+	}
+	return s.pingServer.Ping(ctx, req)
+}
+
+// What README says of handlers that ignore their context: net/http queues
+// the calls that follow them on their connection, then closes it.
+func TestGRPCGoCallsBehindStuckHandlers(t *testing.T) {
+	t.Parallel()
+	const limit = 2
+	var logs syncBuffer
+	svc := &stuckPing{entered: make(chan struct{}), release: make(chan struct{})}
+	srv := kittest.NewServer(t, kit.Config{MaxConcurrentStreams: limit}, func(s *kit.Server) {
+		s.Mount(pingv1connect.NewPingServiceHandler(svc, s.HandlerOptions()...))
+	}, kit.WithLogger(slog.New(slog.NewJSONHandler(&logs, nil))))
+	t.Cleanup(func() { close(svc.release) }) // before the server stops
+	conn := grpcConn(t, srv.Addr().String())
+	var res pingv1.PingResponse
+	for range limit { // each client gives up once its handler runs
+		ctx, cancel := context.WithCancel(t.Context())
+		go func() { <-svc.entered; cancel() }()
+		if err := conn.Invoke(ctx, grpcPing, &pingv1.PingRequest{Text: "stuck"}, &res); status.Code(err) != codes.Canceled {
+			t.Fatalf("stuck call: %v, want Canceled", err)
+		}
+	}
+	call := func() error {
+		ctx, cancel := context.WithTimeout(t.Context(), 100*time.Millisecond)
+		defer cancel()
+		return conn.Invoke(ctx, grpcPing, &pingv1.PingRequest{}, &res)
+	}
+	failed := 0
+	for call() != nil {
+		if failed++; failed > 20*limit {
+			t.Fatalf("%d calls behind the stuck handlers failed, and the connection stays", failed)
+		}
+	}
+	if failed < 4*limit {
+		t.Errorf("%d calls behind the stuck handlers failed, want at least %d", failed, 4*limit)
+	}
+	if !strings.Contains(logs.String(), "ENHANCE_YOUR_CALM") {
+		t.Error("the connection's close is not logged")
+	}
+}
