@@ -544,3 +544,41 @@ func TestGRPCGoCallsBehindStuckHandlers(t *testing.T) {
 		t.Error("the connection's close is not logged")
 	}
 }
+
+// What README says of KIT_MAX_CONCURRENT_STREAMS: grpc-go queues the calls
+// past it behind a connection's open streams, and opens no other
+// connection.
+func TestGRPCGoQueuesCallsBehindOpenStreams(t *testing.T) {
+	t.Parallel()
+	const limit = 2
+	svc := &metaPing{ended: make(chan error, limit)}
+	srv := kittestMeta(t, kit.Config{MaxConcurrentStreams: limit}, svc)
+	conn := grpcConn(t, srv.Addr().String())
+	cancels := make([]context.CancelFunc, limit)
+	for i := range limit { // streams that stay open, as watches do
+		ctx, cancel := context.WithCancel(t.Context())
+		cancels[i] = cancel
+		stream, err := conn.NewStream(ctx, &grpc.StreamDesc{ServerStreams: true}, grpcCountUp)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := stream.SendMsg(&pingv1.CountUpRequest{Number: 1}); err != nil {
+			t.Fatal(err)
+		}
+		var msg pingv1.CountUpResponse
+		if err := stream.RecvMsg(&msg); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 100*time.Millisecond)
+	defer cancel()
+	var res pingv1.PingResponse
+	if err := conn.Invoke(ctx, grpcPing, &pingv1.PingRequest{}, &res); status.Code(err) != codes.DeadlineExceeded {
+		t.Errorf("call behind %d open streams: %v, want DeadlineExceeded", limit, err)
+	}
+	cancels[0]()
+	if err := conn.Invoke(t.Context(), grpcPing, &pingv1.PingRequest{}, &res); err != nil {
+		t.Errorf("call once a stream ended: %v", err)
+	}
+	cancels[1]()
+}
