@@ -33,7 +33,10 @@ func (l *logging) logCall(ctx context.Context, c callLine) {
 	pe := panicOf(c.err)
 	if pe != nil {
 		level = slog.LevelError
-	} else if code == 0 && l.cfg.isQuiet(c.spec.Procedure) {
+	} else if (code == 0 || code == connect.CodeCanceled && c.stream) && l.cfg.isQuiet(c.spec.Procedure) {
+		// A client ends a quiet stream (a health Watch, reflection's
+		// stream) by cancelling it: grpc-go's health checking and
+		// grpcurl do.
 		level = slog.LevelDebug
 	}
 	if !l.logger.Enabled(ctx, level) {

@@ -12,8 +12,9 @@ import (
 	"github.com/connectkit/connectkit/internal/telemetry"
 )
 
-// quietProcedures are logged at debug when they succeed: probes and
-// reflection would otherwise write a line every few seconds.
+// quietProcedures are logged at debug when they succeed, or are streams
+// their clients cancel: probes and reflection would otherwise write a line
+// every few seconds.
 var quietProcedures = []string{"/grpc.health.v1.Health/", "/grpc.reflection."}
 
 // buildChains sets up tracing from the OTEL_* variables and builds the

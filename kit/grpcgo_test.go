@@ -20,8 +20,10 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/encoding/gzip"
 	_ "google.golang.org/grpc/health" // client-side health checking
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/peer"
+	reflectionv1 "google.golang.org/grpc/reflection/grpc_reflection_v1"
 	"google.golang.org/grpc/resolver"
 	"google.golang.org/grpc/resolver/manual"
 	"google.golang.org/grpc/status"
@@ -581,4 +583,58 @@ func TestGRPCGoQueuesCallsBehindOpenStreams(t *testing.T) {
 		t.Errorf("call once a stream ended: %v", err)
 	}
 	cancels[1]()
+}
+
+// grpcurl ends reflection's stream, and grpc-go's client-side health
+// checking a Watch, by cancelling it: quiet procedures, whose ordinary end
+// that is, log it at debug as they do their successes.
+func TestGRPCGoCancelledReflectionAndWatchAreQuiet(t *testing.T) {
+	t.Parallel()
+	var logs syncBuffer
+	srv := newPingServer(t, kit.Config{}, nil,
+		kit.WithLogger(slog.New(slog.NewJSONHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))))
+	conn := grpcConn(t, srv.Addr().String())
+
+	ctx, cancel := context.WithCancel(t.Context())
+	reflection, err := reflectionv1.NewServerReflectionClient(conn).ServerReflectionInfo(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = reflection.Send(&reflectionv1.ServerReflectionRequest{MessageRequest: &reflectionv1.ServerReflectionRequest_ListServices{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := reflection.Recv(); err != nil {
+		t.Fatal(err)
+	}
+	cancel()
+
+	ctx, cancel = context.WithCancel(t.Context())
+	watch, err := healthpb.NewHealthClient(conn).Watch(ctx, &healthpb.HealthCheckRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := watch.Recv(); err != nil {
+		t.Fatal(err)
+	}
+	cancel()
+
+	// The shutdown would end a Watch still open with OK.
+	for !strings.Contains(logs.String(), `"procedure":"/grpc.health.v1.Health/Watch"`) {
+		time.Sleep(time.Millisecond)
+	}
+	if err := srv.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	levels := map[string]any{}
+	for _, line := range logLines(t, &logs, "rpc") {
+		if line["code"] == "canceled" {
+			levels[line["procedure"].(string)] = line["level"]
+		}
+	}
+	for _, procedure := range []string{"/grpc.reflection.v1.ServerReflection/ServerReflectionInfo", "/grpc.health.v1.Health/Watch"} {
+		if levels[procedure] != "DEBUG" {
+			t.Errorf("%s cancelled: logged at %v, want DEBUG", procedure, levels[procedure])
+		}
+	}
 }
