@@ -40,7 +40,6 @@ import (
 const (
 	grpcPing    = "/connectkit.ping.v1.PingService/Ping"
 	grpcCountUp = "/connectkit.ping.v1.PingService/CountUp"
-	grpcCumSum  = "/connectkit.ping.v1.PingService/CumSum"
 )
 
 // metaPing is a PingService whose Ping echoes the binary metadata
