@@ -439,7 +439,7 @@ func TestGRPCGoWaitForReadyOutlastsARestart(t *testing.T) {
 
 func TestGRPCGoHealthCheckingLeavesADrainingServer(t *testing.T) {
 	t.Parallel()
-	old := newPingServer(t, kit.Config{DrainDelay: time.Second}, nil)
+	old := newPingServer(t, kit.Config{DrainDelay: 3 * time.Second}, nil) // time for the client to leave it on a loaded machine
 	next := newPingServer(t, kit.Config{}, nil)
 	// Round robin with client-side health checking, as a mesh or a
 	// grpc-go client with a service config balances.
