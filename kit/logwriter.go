@@ -53,6 +53,7 @@ type lineWriter struct {
 	fmu          sync.Mutex
 	pending      []pendingLine
 	sparePending []pendingLine
+	lines        []byte // under fmu: the formatted lines of pending records
 }
 
 func newLineWriter(w io.Writer) *lineWriter {

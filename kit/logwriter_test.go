@@ -121,6 +121,44 @@ func TestNewLoggerKeepsConcurrentLinesWholeAndInOrder(t *testing.T) {
 	}
 }
 
+// TestNewLoggerKeepsLinesOfEitherFormatterInOrder logs, in one batch, lines
+// that kit's JSON formatter writes and lines that it leaves to slog's (a
+// float, a group), which the flusher writes in between.
+func TestNewLoggerKeepsLinesOfEitherFormatterInOrder(t *testing.T) {
+	t.Parallel()
+	var out syncBuffer
+	logger := kit.NewLogger(&out, "json", slog.LevelInfo)
+	grouped := logger.WithGroup("g")
+	const n = 30
+	for i := range n {
+		switch i % 3 {
+		case 0:
+			logger.Info("kit", "seq", i)
+		case 1:
+			logger.Info("float", "seq", i, "f", 1.5)
+		default:
+			grouped.Info("group", "seq", i)
+		}
+	}
+	logger.Warn("done") // writes everything before it
+	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+	if len(lines) != n+1 {
+		t.Fatalf("%d lines written, want %d:\n%s", len(lines), n+1, out.String())
+	}
+	for i, line := range lines[:n] {
+		var m struct {
+			Seq int
+			G   struct{ Seq int }
+		}
+		if err := json.Unmarshal([]byte(line), &m); err != nil {
+			t.Fatalf("line %q: %v", line, err)
+		}
+		if seq := m.Seq + m.G.Seq; seq != i {
+			t.Errorf("line %d is %q, want seq %d", i, line, i)
+		}
+	}
+}
+
 func TestNewLoggerFormatsChangeableValuesBeforeReturning(t *testing.T) {
 	t.Parallel()
 	var out syncBuffer
