@@ -174,6 +174,9 @@ func appendJSONString(b []byte, s string) []byte {
 	start, i := 0, 0
 	for ; i+8 <= len(s) && jsonSafe8(s[i:i+8]); i += 8 {
 	}
+	if len(s)-i < 8 && len(s) >= 8 && jsonSafe8(s[len(s)-8:]) {
+		i = len(s) // the rest is within the last 8 bytes, safe
+	}
 	for i < len(s) {
 		c := s[i]
 		if c >= 0x20 && c != '"' && c != '\\' && c < utf8.RuneSelf {
@@ -225,6 +228,7 @@ const hexDigits = "0123456789abcdef"
 // Hacks"), which more than halves the cost of a line's strings.
 func jsonSafe8(s string) bool {
 	const ones, highs = 0x0101010101010101, 0x8080808080808080
+	_ = s[7] // one bounds check, then one load
 	x := uint64(s[0]) | uint64(s[1])<<8 | uint64(s[2])<<16 | uint64(s[3])<<24 |
 		uint64(s[4])<<32 | uint64(s[5])<<40 | uint64(s[6])<<48 | uint64(s[7])<<56
 	quote, backslash := x^('"'*ones), x^('\\'*ones)

@@ -149,6 +149,25 @@ func FuzzJSONHandler(f *testing.F) {
 	})
 }
 
+// TestJSONHandlerEscapesAtAnyPosition puts a byte to escape at every
+// position of strings of 1 to 24 bytes: appendJSONString checks 8 bytes at a
+// time, and the last ones as the string's last 8.
+func TestJSONHandlerEscapesAtAnyPosition(t *testing.T) {
+	var rs []slog.Record
+	for n := 1; n <= 24; n++ {
+		for pos := range n {
+			for _, c := range []byte{0x00, 0x1f, '"', '\\', 0x7f, 0x80, 0xff} {
+				b := bytes.Repeat([]byte("a"), n)
+				b[pos] = c
+				rs = append(rs, record(slog.LevelInfo, "m", slog.String(string(b[:n/2]), string(b))))
+			}
+		}
+	}
+	if ours, slogs := bothJSON(t, slog.LevelInfo, func(h slog.Handler) slog.Handler { return h }, rs...); ours != slogs {
+		t.Errorf("jsonHandler wrote\n%s\nslog's JSONHandler\n%s", ours, slogs)
+	}
+}
+
 func TestJSONSafe8(t *testing.T) {
 	safe := func(s string) bool {
 		for i := range len(s) {
