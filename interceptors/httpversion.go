@@ -68,11 +68,13 @@ func (v httpVersion) String() string {
 // httpVersionFrom returns the HTTP version of the call ctx belongs to, or 0
 // when [HTTPVersion] did not wrap the handler.
 func httpVersionFrom(ctx context.Context) httpVersion {
-	if v, ok := ctx.Value(httpVersionKey{}).(httpVersion); ok {
-		return v
-	}
+	// The connection's first: a context has the key only where it has no
+	// connection's State, and the key's lookup walks the whole context.
 	if c := connctx.FromContext(ctx); c != nil {
-		return httpVersion(c.Version.Load())
+		if v := c.Version.Load(); v != 0 {
+			return httpVersion(v)
+		}
 	}
-	return 0
+	v, _ := ctx.Value(httpVersionKey{}).(httpVersion)
+	return v
 }
