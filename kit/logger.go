@@ -42,7 +42,7 @@ func NewLogger(w io.Writer, format string, level slog.Leveler) *slog.Logger {
 		return slog.New(newHandler(w, format, level))
 	}
 	lw := newLineWriter(w)
-	return slog.New(flushingHandler{newHandler(lw, format, level), lw})
+	return slog.New(&flushingHandler{newHandler(lw, format, level), lw})
 }
 
 func newHandler(w io.Writer, format string, level slog.Leveler) slog.Handler {

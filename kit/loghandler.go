@@ -32,8 +32,8 @@ type pendingLine struct {
 	r slog.Record
 }
 
-func (h flushingHandler) Handle(ctx context.Context, r slog.Record) error {
-	if r.Level < slog.LevelWarn && plainRecord(r) && h.w.deferLine(h.Handler, r) {
+func (h *flushingHandler) Handle(ctx context.Context, r slog.Record) error {
+	if r.Level < slog.LevelWarn && plainRecord(&r) && h.w.deferLine(h.Handler, &r) {
 		return nil
 	}
 	h.w.fmu.Lock()
@@ -48,16 +48,16 @@ func (h flushingHandler) Handle(ctx context.Context, r slog.Record) error {
 	return err
 }
 
-func (h flushingHandler) WithAttrs(attrs []slog.Attr) slog.Handler {
-	return flushingHandler{h.Handler.WithAttrs(attrs), h.w}
+func (h *flushingHandler) WithAttrs(attrs []slog.Attr) slog.Handler {
+	return &flushingHandler{h.Handler.WithAttrs(attrs), h.w}
 }
 
-func (h flushingHandler) WithGroup(name string) slog.Handler {
-	return flushingHandler{h.Handler.WithGroup(name), h.w}
+func (h *flushingHandler) WithGroup(name string) slog.Handler {
+	return &flushingHandler{h.Handler.WithGroup(name), h.w}
 }
 
 // deferLine queues r for the flusher, unless maxPending records wait.
-func (lw *lineWriter) deferLine(h slog.Handler, r slog.Record) bool {
+func (lw *lineWriter) deferLine(h slog.Handler, r *slog.Record) bool {
 	lw.mu.Lock()
 	defer lw.mu.Unlock()
 	if len(lw.pending) >= maxPending {
@@ -131,7 +131,7 @@ func (lw *lineWriter) writeLines(b []byte) []byte {
 }
 
 // plainRecord reports whether every value of r is immutable once logged.
-func plainRecord(r slog.Record) bool {
+func plainRecord(r *slog.Record) bool {
 	plain := true
 	r.Attrs(func(a slog.Attr) bool {
 		plain = plainValue(a.Value)
@@ -156,7 +156,7 @@ func plainValue(v slog.Value) bool {
 
 // flushLogger writes what logger buffered, if it comes from [NewLogger].
 func flushLogger(logger *slog.Logger) {
-	if h, ok := logger.Handler().(flushingHandler); ok {
+	if h, ok := logger.Handler().(*flushingHandler); ok {
 		_ = h.w.Flush()
 	}
 }
