@@ -178,10 +178,11 @@ func (l *logging) serverContext(ctx context.Context, procedure string, info *msg
 
 func (l *logging) WrapUnary(next connect.UnaryFunc) connect.UnaryFunc {
 	return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
-		if info := msgctx.ForCall(ctx, req.Spec()); info != nil {
+		spec := req.Spec()
+		if info := msgctx.ForCall(ctx, spec); info != nil {
 			return l.unaryMessage(ctx, info, req, next)
 		}
-		c := l.beginUnary(ctx, req)
+		c := l.beginUnary(ctx, req, spec)
 		resp, err := next(c.ctx, req)
 		l.endUnary(&c, resp, err)
 		return resp, err
@@ -202,8 +203,7 @@ type unaryCall struct {
 	debug     bool
 }
 
-func (l *logging) beginUnary(ctx context.Context, req connect.AnyRequest) unaryCall {
-	spec := req.Spec()
+func (l *logging) beginUnary(ctx context.Context, req connect.AnyRequest, spec connect.Spec) unaryCall {
 	c := unaryCall{ctx: ctx, spec: spec, peer: req.Peer(), start: time.Now()}
 	if spec.IsClient {
 		c.requestID = RequestIDFrom(ctx)

@@ -47,6 +47,7 @@ func (l *logging) logCall(ctx context.Context, c callLine) {
 		v = httpVersionFrom(ctx)
 	}
 	h, shared := l.prefixes.handler(c.spec, c.peer.Protocol, v)
+	now := time.Now() // the line's time, and the end of its duration
 	var buf [maxLineAttrs]slog.Attr
 	attrs := buf[:0]
 	if !shared {
@@ -55,13 +56,13 @@ func (l *logging) logCall(ctx context.Context, c callLine) {
 	attrs = append(attrs,
 		slog.String("peer", c.peer.Addr),
 		slog.String("code", codeString(code)),
-		slog.Duration("duration", time.Since(c.start)),
+		slog.Duration("duration", now.Sub(c.start)),
 	)
 	if c.stream {
 		attrs = append(attrs, slog.Int64("sent", c.sent), slog.Int64("received", c.received))
 	}
 	attrs = appendCommon(ctx, attrs, c.requestID, c.err, pe)
-	emit(ctx, h, level, "rpc", attrs)
+	emit(ctx, h, level, now, "rpc", attrs)
 }
 
 func (l *logging) logMessage(ctx context.Context, info *msgctx.Info, requestID string, start time.Time, err error) {
@@ -87,6 +88,7 @@ func (l *logging) logMessage(ctx context.Context, info *msgctx.Info, requestID s
 	if !l.logger.Enabled(ctx, level) {
 		return
 	}
+	now := time.Now()
 	var buf [maxLineAttrs]slog.Attr
 	attrs := append(buf[:0],
 		slog.String("kind", string(info.Operation)),
@@ -105,18 +107,18 @@ func (l *logging) logMessage(ctx context.Context, info *msgctx.Info, requestID s
 	}
 	attrs = append(attrs,
 		slog.String("code", codeString(code)),
-		slog.Duration("duration", time.Since(start)),
+		slog.Duration("duration", now.Sub(start)),
 	)
 	attrs = appendCommon(ctx, attrs, requestID, err, pe)
-	emit(ctx, l.logger.Handler(), level, "message", attrs)
+	emit(ctx, l.logger.Handler(), level, now, "message", attrs)
 }
 
-// emit writes a line that the caller checked the logger wants. It skips
-// slog.Logger.LogAttrs, which spends more time finding its caller's program
-// counter (for AddSource) than formatting the line: the caller here would
-// be this package, which tells a reader nothing.
-func emit(ctx context.Context, h slog.Handler, level slog.Level, msg string, attrs []slog.Attr) {
-	r := slog.NewRecord(time.Now(), level, msg, 0)
+// emit writes a line of time t that the caller checked the logger wants. It
+// skips slog.Logger.LogAttrs, which spends more time finding its caller's
+// program counter (for AddSource) than formatting the line: the caller here
+// would be this package, which tells a reader nothing.
+func emit(ctx context.Context, h slog.Handler, level slog.Level, t time.Time, msg string, attrs []slog.Attr) {
+	r := slog.NewRecord(t, level, msg, 0)
 	r.AddAttrs(attrs...)
 	_ = h.Handle(ctx, r) // as slog.Logger does, ignore the handler's error
 }

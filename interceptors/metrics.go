@@ -119,12 +119,13 @@ func (m *metricsInterceptor) side(spec connect.Spec) *sideMetrics {
 
 func (m *metricsInterceptor) WrapUnary(next connect.UnaryFunc) connect.UnaryFunc {
 	return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
-		if info := msgctx.ForCall(ctx, req.Spec()); info != nil {
+		spec := req.Spec()
+		if info := msgctx.ForCall(ctx, spec); info != nil {
 			return m.unaryMessage(ctx, info, req, next)
 		}
 		// As in Logging, the work is kept out of this frame, which stays on
 		// the stack while the handler runs.
-		call := m.beginUnary(req)
+		call := m.beginUnary(req, spec)
 		defer call.pm.inFlight.Dec() // also when a panic goes through
 		resp, err := next(ctx, req)
 		call.end(err)
@@ -146,9 +147,9 @@ type unaryMetrics struct {
 	isClient bool
 }
 
-// beginUnary counts a unary call's start and its request message.
-func (m *metricsInterceptor) beginUnary(req connect.AnyRequest) unaryMetrics {
-	spec := req.Spec()
+// beginUnary counts the start of a unary call of spec and its request
+// message.
+func (m *metricsInterceptor) beginUnary(req connect.AnyRequest, spec connect.Spec) unaryMetrics {
 	c := unaryMetrics{pm: m.side(spec).lookup(spec), start: time.Now(), isClient: spec.IsClient}
 	c.pm.begin(req.Peer().Protocol)
 	if c.isClient {

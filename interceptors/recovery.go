@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"runtime/debug"
 	"strings"
+	"time"
 
 	"connectrpc.com/connect"
 )
@@ -101,7 +102,7 @@ func (r *recovery) recovered(ctx context.Context, spec connect.Spec, p any) erro
 		attrs := []slog.Attr{slog.String("procedure", spec.Procedure)}
 		attrs = appendCommon(ctx, attrs, RequestIDFrom(ctx), nil, pe)
 		if r.logger.Enabled(ctx, slog.LevelError) {
-			emit(ctx, r.logger.Handler(), slog.LevelError, "panic", attrs)
+			emit(ctx, r.logger.Handler(), slog.LevelError, time.Now(), "panic", attrs)
 		}
 	}
 	return connect.NewError(connect.CodeInternal, pe)
