@@ -33,22 +33,19 @@ func httpVersionIndex(v httpVersion) int {
 // line's cost. Lookups take no lock and allocate nothing.
 type linePrefixes struct {
 	base  slog.Handler
-	mu    sync.Mutex                                     // serializes additions
-	procs atomic.Pointer[map[procedureKey]*procPrefixes] // copy-on-write
+	mu    sync.Mutex                               // serializes additions
+	procs atomic.Pointer[map[string]*procPrefixes] // copy-on-write
 }
 
-type procedureKey struct {
-	procedure string
-	client    bool
-}
-
-// procPrefixes are one procedure's handlers, by protocol and HTTP version,
-// made on first use.
-type procPrefixes [3][len(httpVersions)]atomic.Pointer[slog.Handler]
+// procPrefixes are one procedure's handlers, by side (server, client),
+// protocol and HTTP version, made on first use. Keyed by the procedure
+// alone, the map's lookup takes its fast path for strings: ~100
+// instructions fewer a line than a key of procedure and side.
+type procPrefixes [2][3][len(httpVersions)]atomic.Pointer[slog.Handler]
 
 func newLinePrefixes(base slog.Handler) *linePrefixes {
 	p := &linePrefixes{base: base}
-	p.procs.Store(&map[procedureKey]*procPrefixes{})
+	p.procs.Store(&map[string]*procPrefixes{})
 	return p
 }
 
@@ -59,38 +56,41 @@ func (p *linePrefixes) handler(spec connect.Spec, protocol string, v httpVersion
 	if pi >= 3 || vi < 0 {
 		return p.base, false
 	}
-	key := procedureKey{spec.Procedure, spec.IsClient}
-	pp := (*p.procs.Load())[key]
+	pp := (*p.procs.Load())[spec.Procedure]
 	if pp == nil {
-		if pp = p.add(key); pp == nil {
+		if pp = p.add(spec.Procedure); pp == nil {
 			return p.base, false
 		}
 	}
-	if h := pp[pi][vi].Load(); h != nil {
+	side := 0
+	if spec.IsClient {
+		side = 1
+	}
+	if h := pp[side][pi][vi].Load(); h != nil {
 		return *h, true
 	}
 	var buf [5]slog.Attr
 	h := p.base.WithAttrs(appendShared(buf[:0], spec, protocol, v))
-	pp[pi][vi].Store(&h) // racing callers store equal handlers
+	pp[side][pi][vi].Store(&h) // racing callers store equal handlers
 	return h, true
 }
 
-func (p *linePrefixes) add(key procedureKey) *procPrefixes {
+func (p *linePrefixes) add(procedure string) *procPrefixes {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	procs := *p.procs.Load()
-	if pp, ok := procs[key]; ok {
+	if pp, ok := procs[procedure]; ok {
 		return pp
 	}
 	if len(procs) >= maxPrefixedProcedures {
 		return nil
 	}
-	next := make(map[procedureKey]*procPrefixes, len(procs)+1)
+	next := make(map[string]*procPrefixes, len(procs)+1)
 	for k, v := range procs {
 		next[k] = v
 	}
 	pp := new(procPrefixes)
-	next[key] = pp
+	next[procedure] = pp
 	p.procs.Store(&next)
 	return pp
 }

@@ -77,6 +77,18 @@ func TestLinesSayTheSameWithOrWithoutPrefixes(t *testing.T) {
 			if client["kind"] != "client" || client["http"] != nil || client["stream"] != "server_stream" {
 				t.Errorf("client line: %v", client)
 			}
+			// Both sides of a procedure, on one protocol, without an HTTP
+			// version: each line has its own side's prefix.
+			ctx = context.Background()
+			for _, want := range []string{"server", "client", "server"} {
+				m := line("/test.v1.S/M2", connect.ProtocolGRPC, want == "client")
+				if group != "" {
+					m = m[group].(map[string]any)
+				}
+				if m["kind"] != want {
+					t.Errorf("%s line of a procedure whose other side logged: %v", want, m)
+				}
+			}
 		})
 	}
 }
