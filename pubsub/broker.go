@@ -126,6 +126,15 @@ type Consumer interface {
 
 // Delivery is one delivery of a message to a subscription. Exactly one of
 // Ack, Nak and Term must be called.
+//
+// A Delivery may also have a method InProgress() error that restarts the
+// broker's AckWait for it (JetStream's "+WPI"): the [Subscriber] calls it
+// before the handler starts a message that waited for a handler for a
+// tenth of AckWait or more since the broker fetched it, so that the
+// handler has the whole AckWait. Without it, the handler's deadline is
+// what was left of AckWait, and for a message that waited a tenth of it
+// or more, the whole AckWait (the broker may deliver the message again
+// while it runs).
 type Delivery interface {
 	// Message is the delivered message; the subscriber owns it.
 	Message() *Message
@@ -141,6 +150,10 @@ type Delivery interface {
 	// dead-lettered).
 	Term(reason string) error
 }
+
+// inProgresser is a Delivery whose AckWait the broker can restart (see
+// [Delivery]).
+type inProgresser interface{ InProgress() error }
 
 // DeadLetter is a message that a subscription gave up on, with why.
 type DeadLetter struct {

@@ -25,9 +25,12 @@ type DeliveryConfig struct {
 	MaxAttempts int
 	// AckWait bounds one handling: the handler's context has this deadline,
 	// and a delivery without a verdict after AckWait (the process crashed,
-	// say) is delivered again. The broker counts it from the fetch, so the
-	// time a message waits among the prefetched ones counts too: keep it
-	// above (Prefetch/Concurrency + 1) × the longest handling. Default 30s.
+	// say) is delivered again. The broker counts it from the fetch; a
+	// message that waited a tenth of it or more for a handler has the
+	// broker restart it when its handler starts, and one that waited less
+	// has what is left. A message that waits longer than AckWait among the
+	// prefetched ones is delivered again: keep it above
+	// Prefetch/Concurrency × the longest handling. Default 30s.
 	AckWait time.Duration
 	// DrainTimeout bounds how long Run waits, once its context is done, for
 	// the handlers in flight to finish. Default 10s.

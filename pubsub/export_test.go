@@ -15,7 +15,7 @@ func (s *Subscriber) InvokeForBench(ctx context.Context, msg *Message) error {
 		Operation: msgctx.Process, System: "bench", Topic: s.topic, Subscription: s.name,
 		MessageID: msg.ID, MessageType: s.typeName, Attempt: 1, MaxAttempts: s.cfg.MaxAttempts,
 	}
-	return s.invoke(ctx, st, msg, ContentTypeProto)
+	return s.invoke(ctx, st, msg, ContentTypeProto, s.cfg.AckWait)
 }
 
 // RetryDelay is the delay before the redelivery that follows failed attempt

@@ -28,7 +28,7 @@ type deliveryState struct {
 	panic  string      // a panic no interceptor recovered: a description, for the dead letter
 
 	ctx      stateContext
-	deadline deadline.Ctx                    // the handler's, AckWait, unless ctx ends earlier
+	deadline deadline.Ctx                    // the handler's, what is left of AckWait, unless ctx ends earlier
 	req      any                             // the *deliveryRequest[M] allocated with this state
 	resp     connect.Response[emptypb.Empty] // the handler's answer
 }
@@ -57,8 +57,28 @@ func stateFrom(ctx context.Context) *deliveryState {
 	return st
 }
 
-// handle handles one delivery and gives the broker its verdict.
-func (s *Subscriber) handle(ctx context.Context, d Delivery) {
+// refreshAfter is the share of AckWait after which a message that waited
+// for a handler since its fetch has the broker restart its AckWait before
+// the handler starts: a message sent to the broker then, where the
+// handler's deadline otherwise takes off the wait (see handle).
+const refreshAfter = 10
+
+// handle handles one delivery, which waited at most waited since the broker
+// fetched it, and gives the broker its verdict.
+func (s *Subscriber) handle(ctx context.Context, d Delivery, waited time.Duration) {
+	// The broker counts AckWait from the fetch: the handler has what is
+	// left of it, unless the broker restarts it now (it would otherwise
+	// deliver the message again while the handler runs, or did so
+	// already if the wait used up AckWait).
+	budget := s.cfg.AckWait - waited
+	if waited >= s.cfg.AckWait/refreshAfter {
+		budget = s.cfg.AckWait // as before when the broker cannot restart it
+		if p, ok := d.(inProgresser); ok {
+			if err := p.InProgress(); err != nil {
+				s.metrics.ackErrors.WithLabelValues(s.topic, s.name).Inc()
+			}
+		}
+	}
 	msg := d.Message()
 	st := s.newState()
 	st.info = msgctx.Info{
@@ -101,7 +121,7 @@ func (s *Subscriber) handle(ctx context.Context, d Delivery) {
 		return
 	}
 
-	err := s.invoke(ctx, st, msg, ct)
+	err := s.invoke(ctx, st, msg, ct, budget)
 	switch st.info.Outcome(err) {
 	case msgctx.Ack:
 		if err := d.Ack(); err != nil {
@@ -129,10 +149,10 @@ func (s *Subscriber) handle(ctx context.Context, d Delivery) {
 	}
 }
 
-// invoke presents the delivery to the handler chain as a unary call, and
-// returns the chain's final error.
-func (s *Subscriber) invoke(ctx context.Context, st *deliveryState, msg *Message, contentType string) (err error) {
-	if deadline.Init(&st.deadline, ctx, s.cfg.AckWait) { // a timer only if the handler waits
+// invoke presents the delivery to the handler chain as a unary call with
+// the deadline budget from now, and returns the chain's final error.
+func (s *Subscriber) invoke(ctx context.Context, st *deliveryState, msg *Message, contentType string, budget time.Duration) (err error) {
+	if deadline.Init(&st.deadline, ctx, budget) { // a timer only if the handler waits
 		defer st.deadline.Cancel()
 		ctx = &st.deadline
 	}

@@ -32,6 +32,8 @@ type Subscriber struct {
 	started atomic.Bool
 	state   atomic.Pointer[error]  // nil: consuming; else why not
 	fault   atomic.Pointer[faulty] // the running consumer, if it reports faults
+
+	waits handOffWaits
 }
 
 // faulty is a Consumer that reports faults (see [Consumer]).
@@ -58,7 +60,9 @@ var (
 // Each delivery runs through the handler chain of [WithHandlerOptions] as a
 // unary call to [Procedure](topic, subscription), with the message's headers
 // as request headers. The handler's context carries the chain's values and a
-// [MessageInfo]; its deadline is DeliveryConfig.AckWait. A message of another
+// [MessageInfo]; its deadline is DeliveryConfig.AckWait from the handler's
+// start (less the time the message waited since its fetch, when that was
+// under a tenth of AckWait: see DeliveryConfig.AckWait). A message of another
 // type, of an unknown content type or encoding, whose payload does not
 // decode, or delivered past its last attempt is dead-lettered before the
 // chain, which never sees it (no log line, metric or span of the chain's):
@@ -154,22 +158,23 @@ func (s *Subscriber) Run(ctx context.Context) error {
 	// can: the selects on work and stop that it made on both sides cost
 	// ~1 000 instructions per message more (callgrind, BENCHMARKS.md
 	// section 3).
-	work := make(chan Delivery) // a nil Delivery stops the worker that takes it
+	work := make(chan handOff)  // a nil Delivery stops the worker that takes it
 	stop := make(chan struct{}) // closed once the consumer drained: deliver hands back
 	// Handlers outlive ctx by up to DrainTimeout.
 	handlerCtx, cancelHandlers := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelHandlers()
+	s.waits.init(s.cfg.Prefetch)
 	var workers sync.WaitGroup
 	for range s.cfg.Concurrency {
 		workers.Go(func() {
-			for d := <-work; d != nil; d = <-work {
-				s.handle(handlerCtx, d)
+			for h := <-work; h.d != nil; h = <-work {
+				s.handle(handlerCtx, h.d, s.waits.waited(h))
 			}
 		})
 	}
 	stopWorkers := func() {
 		for range s.cfg.Concurrency {
-			work <- nil
+			work <- handOff{}
 		}
 		workers.Wait()
 	}
@@ -184,16 +189,22 @@ func (s *Subscriber) Run(ctx context.Context) error {
 			return
 		default:
 		}
+		h, slot := s.waits.begin(d)
 		select {
-		case work <- d: // a worker was waiting
+		case work <- h: // a worker was waiting
+			s.waits.end(slot, 0)
 			return
 		default:
 		}
+		// Every worker is busy: d waits, and so do the messages fetched
+		// after it. The clock is read only here, where deliver blocks.
+		h.blocked, h.blockedAt = true, s.waits.now()
 		select {
-		case work <- d:
+		case work <- h:
 		case <-stop:
 			s.handBack(d)
 		}
+		s.waits.end(slot, s.waits.now()-h.blockedAt)
 	}
 	consumer, err := s.subscribe(ctx, deliver)
 	if err != nil {

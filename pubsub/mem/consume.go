@@ -165,3 +165,15 @@ func (d *delivery) Nak(delay time.Duration) error {
 }
 
 func (d *delivery) Term(string) error { return d.Ack() }
+
+// InProgress restarts the message's AckWait (see [pubsub.Delivery]).
+func (d *delivery) InProgress() error {
+	b := d.g.t.broker
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed {
+		return pubsub.ErrClosed
+	}
+	d.g.extend(d.seq, d.gen, time.Now().Add(d.g.ackWait))
+	return nil
+}

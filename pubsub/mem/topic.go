@@ -187,13 +187,22 @@ func (g *group) settle(seq uint64) {
 // reschedule delivers seq again after delay, unless it was delivered again
 // since delivery gen.
 func (g *group) reschedule(seq, gen uint64, due time.Time) {
+	if g.extend(seq, gen, due) {
+		g.signal()
+	}
+}
+
+// extend makes seq due again at due, and reports whether it did: not if
+// seq was delivered again since delivery gen, or settled. A due later than
+// now wakes no consumer (InProgress).
+func (g *group) extend(seq, gen uint64, due time.Time) bool {
 	st := g.states[seq]
 	if st == nil || st.gen != gen {
-		return
+		return false
 	}
 	st.due = due
 	heap.Fix(&g.timers, st.index)
-	g.signal()
+	return true
 }
 
 // timerHeap orders the unacknowledged messages by when they are due again.

@@ -493,6 +493,15 @@ func (d *delivery) Nak(delay time.Duration) error {
 	return d.m.NakWithDelay(delay)
 }
 
+// InProgress restarts the server's AckWait for the message (see
+// [pubsub.Delivery]).
+func (d *delivery) InProgress() error {
+	if d.stale() {
+		return errStaleDelivery
+	}
+	return d.m.InProgress()
+}
+
 // canonical gives the keys of h the canonical form that http.Header.Get
 // expects, for headers of producers that are not pubsub ("traceparent",
 // "content-type"). It allocates only for keys not in that form.

@@ -58,6 +58,7 @@ func Run(t *testing.T, features Features, newBackend func(tb testing.TB) Backend
 		{"Redrive", testRedrive},
 		{"RedriveAll", testRedriveAll},
 		{"SharedSubscription", testSharedSubscription},
+		{"WaitedGetsFullAckWait", testWaitedGetsFullAckWait},
 		{"CrashRedelivers", testCrashRedelivers},
 		{"CleanShutdownRedeliversNothing", testCleanShutdown},
 		{"RandomFailuresAndRestart", testRandomFailuresAndRestart},

@@ -1,0 +1,76 @@
+package pubsubtest
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	pingv1 "github.com/connectkit/connectkit/internal/gen/connectkit/ping/v1"
+	"github.com/connectkit/connectkit/pubsub"
+)
+
+// handlings records each handling of a message: its number and attempt.
+type handlings struct {
+	mu   sync.Mutex
+	runs []string // "number/attempt", in the order the handlers returned
+}
+
+func (h *handlings) add(ctx context.Context, m *pingv1.PingRequest) {
+	info, _ := pubsub.MessageInfoFrom(ctx)
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.runs = append(h.runs, fmt.Sprintf("%d/%d", m.GetNumber(), info.Attempt))
+}
+
+func (h *handlings) has(run string) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return slices.Contains(h.runs, run)
+}
+
+func (h *handlings) all() []string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return slices.Clone(h.runs)
+}
+
+// testWaitedGetsFullAckWait: a message that waited among the fetched ones
+// for a busy handler gets the whole AckWait for its handling, counted from
+// when a handler starts it. A broker counts AckWait from the fetch: the
+// second message, fetched while the one handler handled the first, had
+// waited 0.6 × AckWait when its handler started, so the broker delivered it
+// again while that handler still ran (a second handling, attempt 2), unless
+// the subscriber had the broker restart its AckWait.
+//
+// The third message is published once the second's handler returned,
+// after the broker would have delivered the second again: that delivery
+// would come before it to the one handler.
+func testWaitedGetsFullAckWait(t *testing.T, h *harness) {
+	const ackWait = 2 * time.Second
+	var runs handlings
+	sub := newSubscriber(t, h.broker, "waited", "s", func(ctx context.Context, m *pingv1.PingRequest) error {
+		if info, _ := pubsub.MessageInfoFrom(ctx); m.GetNumber() < 3 && info.Attempt == 1 {
+			time.Sleep(ackWait * 6 / 10)
+		}
+		runs.add(ctx, m)
+		return nil
+	}, pubsub.WithDelivery(pubsub.DeliveryConfig{Concurrency: 1, Prefetch: 2, AckWait: ackWait}))
+	Start(t, sub)
+	pub := h.publisher(t, h.broker, "waited")
+	for n := range int64(2) {
+		if err := pub.Publish(t.Context(), &pingv1.PingRequest{Number: n + 1}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	WaitFor(t, "the second message handled", func() bool { return runs.has("2/1") })
+	if err := pub.Publish(t.Context(), &pingv1.PingRequest{Number: 3}); err != nil {
+		t.Fatal(err)
+	}
+	WaitFor(t, "the third message handled", func() bool { return runs.has("3/1") })
+	if got, want := runs.all(), []string{"1/1", "2/1", "3/1"}; !slices.Equal(got, want) {
+		t.Errorf("handled (number/attempt) %v, want %v", got, want)
+	}
+}
