@@ -135,6 +135,13 @@ type Consumer interface {
 // what was left of AckWait, and for a message that waited a tenth of it
 // or more, the whole AckWait (the broker may deliver the message again
 // while it runs).
+//
+// A Delivery may also have a method Sequence() uint64: the message's
+// position in the subscription's log (natsjs: its stream sequence; mem:
+// its topic's), the same in every delivery of the message. The Subscriber
+// then acknowledges without handling a delivery of a message that it
+// acknowledged or dead-lettered already after it had waited AckWait or
+// more since its fetch (the broker delivered it again meanwhile).
 type Delivery interface {
 	// Message is the delivered message; the subscriber owns it.
 	Message() *Message

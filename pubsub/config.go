@@ -29,8 +29,10 @@ type DeliveryConfig struct {
 	// message that waited a tenth of it or more for a handler has the
 	// broker restart it when its handler starts, and one that waited less
 	// has what is left. A message that waits longer than AckWait among the
-	// prefetched ones is delivered again: keep it above
-	// Prefetch/Concurrency × the longest handling. Default 30s.
+	// prefetched ones is delivered again (the copies that follow it into
+	// the same instance are acknowledged without a handler once it was
+	// handled): keep it above Prefetch/Concurrency × the longest handling.
+	// Default 30s.
 	AckWait time.Duration
 	// DrainTimeout bounds how long Run waits, once its context is done, for
 	// the handlers in flight to finish. Default 10s.

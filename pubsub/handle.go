@@ -26,6 +26,9 @@ type deliveryState struct {
 	header http.Header // the request headers, as the handler saw them
 	ran    bool        // the chain ran: the message decoded
 	panic  string      // a panic no interceptor recovered: a description, for the dead letter
+	// waitedOut: the message waited AckWait or more since its fetch (see
+	// lateCopies).
+	waitedOut bool
 
 	ctx      stateContext
 	deadline deadline.Ctx                    // the handler's, what is left of AckWait, unless ctx ends earlier
@@ -80,7 +83,16 @@ func (s *Subscriber) handle(ctx context.Context, d Delivery, waited time.Duratio
 		}
 	}
 	msg := d.Message()
+	if s.late.isCopy(d) {
+		s.logger.Warn("pubsub: a message waited longer than AckWait before a handler started it, and was delivered again meanwhile; acknowledging the copy of the message handled already (raise AckWait or lower Prefetch)",
+			"message_id", msg.ID, "attempt", d.Attempt(), "ack_wait", s.cfg.AckWait.String())
+		if err := d.Ack(); err != nil {
+			s.metrics.ackErrors.WithLabelValues(s.topic, s.name).Inc()
+		}
+		return
+	}
 	st := s.newState()
+	st.waitedOut = waited >= s.cfg.AckWait
 	st.info = msgctx.Info{
 		Operation:    msgctx.Process,
 		System:       s.system,
@@ -126,6 +138,8 @@ func (s *Subscriber) handle(ctx context.Context, d Delivery, waited time.Duratio
 	case msgctx.Ack:
 		if err := d.Ack(); err != nil {
 			s.verdictFailed("ack", st, err)
+		} else if st.waitedOut {
+			s.late.add(d)
 		}
 	case msgctx.Retry:
 		if err := d.Nak(s.cfg.Backoff.Delay(st.info.Attempt)); err != nil {
@@ -232,6 +246,8 @@ func (s *Subscriber) deadLetter(ctx context.Context, d Delivery, st *deliverySta
 		"reason", string(reason), "err", lastErr)
 	if err := d.Term(string(reason)); err != nil {
 		s.verdictFailed("term", st, err)
+	} else if st.waitedOut {
+		s.late.add(d)
 	}
 }
 

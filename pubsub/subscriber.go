@@ -34,6 +34,7 @@ type Subscriber struct {
 	fault   atomic.Pointer[faulty] // the running consumer, if it reports faults
 
 	waits handOffWaits
+	late  lateCopies
 }
 
 // faulty is a Consumer that reports faults (see [Consumer]).
@@ -104,6 +105,9 @@ func NewSubscriber[M any](b Broker, topic, subscription string, handle func(cont
 		metrics:  m,
 		logger:   cfg.logger.With("topic", topic, "subscription", subscription),
 	}
+	// A copy waits behind its message in the buffer at most while the
+	// handlers take Prefetch messages, each for AckWait at most.
+	s.late.keep = time.Duration(s.cfg.Prefetch/s.cfg.Concurrency+2) * s.cfg.AckWait
 	s.state.Store(&errNotStarted)
 	if s.call, s.newState, err = chainOf(procedure, handle, cfg.handlerOptions); err != nil {
 		return nil, err

@@ -141,6 +141,9 @@ type delivery struct {
 func (d *delivery) Message() *pubsub.Message { return d.msg }
 func (d *delivery) Attempt() int             { return d.attempt }
 
+// Sequence is the message's position in its topic (see [pubsub.Delivery]).
+func (d *delivery) Sequence() uint64 { return d.seq }
+
 func (d *delivery) Ack() error {
 	b := d.g.t.broker
 	b.mu.Lock()

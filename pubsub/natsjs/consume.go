@@ -437,6 +437,7 @@ type delivery struct {
 	m       jetstream.Msg
 	msg     pubsub.Message
 	attempt int
+	seq     uint64         // the stream sequence
 	gen     uint64         // of the consumer that delivered it
 	cgen    *atomic.Uint64 // the consumer's gen now
 }
@@ -455,7 +456,7 @@ func newDelivery(m jetstream.Msg) *delivery {
 		_, d.msg.Topic, _ = strings.Cut(topic, ".") // after the subscription
 	}
 	if md, ok := parseAckMetadata(m.Reply()); ok {
-		d.attempt = int(md.delivered)
+		d.attempt, d.seq = int(md.delivered), md.streamSeq
 		if d.msg.ID == "" { // from a producer that is not pubsub: the stream position is stable
 			d.msg.ID = md.stream + ":" + strconv.FormatUint(md.streamSeq, 10)
 		}
@@ -465,6 +466,9 @@ func newDelivery(m jetstream.Msg) *delivery {
 
 func (d *delivery) Message() *pubsub.Message { return &d.msg }
 func (d *delivery) Attempt() int             { return d.attempt }
+
+// Sequence is the message's stream sequence (see [pubsub.Delivery]).
+func (d *delivery) Sequence() uint64 { return d.seq }
 func (d *delivery) Ack() error {
 	if d.stale() {
 		return errStaleDelivery

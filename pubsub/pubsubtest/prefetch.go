@@ -74,3 +74,56 @@ func testWaitedGetsFullAckWait(t *testing.T, h *harness) {
 		t.Errorf("handled (number/attempt) %v, want %v", got, want)
 	}
 }
+
+// testOverdueCopiesNotHandled: messages that wait among the fetched ones
+// longer than AckWait (one handler of 0.4 × AckWait, eight fetched at
+// once) are delivered again by the broker while they wait; each is
+// handled once, at its first attempt, and none is dead-lettered. The
+// copies, fetched behind their messages, were each handled again, at
+// attempt 2 (and a copy past MaxAttempts would have been dead-lettered
+// without a handler ever failing).
+//
+// A last message is published once the eight were handled: the copies,
+// delivered before the eight were acknowledged, come before it.
+func testOverdueCopiesNotHandled(t *testing.T, h *harness) {
+	const ackWait, messages = time.Second, 8
+	var runs handlings
+	sub := newSubscriber(t, h.broker, "overdue", "s", func(ctx context.Context, m *pingv1.PingRequest) error {
+		if m.GetNumber() <= messages {
+			time.Sleep(ackWait * 4 / 10)
+		}
+		runs.add(ctx, m)
+		return nil
+	}, pubsub.WithDelivery(pubsub.DeliveryConfig{Concurrency: 1, Prefetch: messages, AckWait: ackWait}))
+	Start(t, sub)
+	pub := h.publisher(t, h.broker, "overdue")
+	want := make([]string, 0, messages+1)
+	for n := range int64(messages) {
+		if err := pub.Publish(t.Context(), &pingv1.PingRequest{Number: n + 1}); err != nil {
+			t.Fatal(err)
+		}
+		want = append(want, fmt.Sprintf("%d/1", n+1))
+	}
+	WaitFor(t, "every message handled", func() bool {
+		for _, w := range want {
+			if !runs.has(w) {
+				return false
+			}
+		}
+		return true
+	})
+	if err := pub.Publish(t.Context(), &pingv1.PingRequest{Number: messages + 1}); err != nil {
+		t.Fatal(err)
+	}
+	want = append(want, fmt.Sprintf("%d/1", messages+1))
+	WaitFor(t, "the last message handled", func() bool { return runs.has(want[messages]) })
+	got := runs.all()
+	slices.Sort(got)
+	slices.Sort(want)
+	if !slices.Equal(got, want) {
+		t.Errorf("handled (number/attempt) %v, want %v", got, want)
+	}
+	if dls := deadLetters(t, h.broker, "overdue", "s"); len(dls) > 0 {
+		t.Errorf("%d dead letters, want none; the first: %s after %d attempts", len(dls), dls[0].Reason, dls[0].Attempts)
+	}
+}

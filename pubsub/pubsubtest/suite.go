@@ -59,6 +59,7 @@ func Run(t *testing.T, features Features, newBackend func(tb testing.TB) Backend
 		{"RedriveAll", testRedriveAll},
 		{"SharedSubscription", testSharedSubscription},
 		{"WaitedGetsFullAckWait", testWaitedGetsFullAckWait},
+		{"OverdueCopiesNotHandled", testOverdueCopiesNotHandled},
 		{"CrashRedelivers", testCrashRedelivers},
 		{"CleanShutdownRedeliversNothing", testCleanShutdown},
 		{"RandomFailuresAndRestart", testRandomFailuresAndRestart},
