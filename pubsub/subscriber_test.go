@@ -98,3 +98,47 @@ func TestDeliverHandsOffAndBack(t *testing.T) {
 	deliver(late)
 	wantVerdict(t, late, "nak")
 }
+
+// A message that waited for a busy handler, for less than a tenth of
+// AckWait, has what is left of AckWait as its handler's deadline: the
+// broker counts AckWait from the fetch, and would deliver the message
+// again while a handler with the whole AckWait still ran. (With more
+// waited, a broker that can restart AckWait does: the conformance test
+// WaitedGetsFullAckWait.)
+func TestDeadlineCountsTheWait(t *testing.T) {
+	t.Parallel()
+	const ackWait, wait = time.Minute, time.Second
+	b := &fuzzBroker{subscribed: make(chan func(pubsub.Delivery), 1)}
+	release := make(chan struct{})
+	deadlines := make(chan time.Time, 2)
+	sub, err := pubsub.NewSubscriber(b, "t", "s", func(ctx context.Context, _ *pingv1.PingRequest) error {
+		d, _ := ctx.Deadline()
+		deadlines <- d
+		<-release
+		return nil
+	}, pubsub.WithDelivery(pubsub.DeliveryConfig{Concurrency: 1, AckWait: ackWait}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	go func() { _ = sub.Run(ctx) }()
+	deliver := <-b.subscribed
+
+	first, second := newPingDelivery("1"), newPingDelivery("2")
+	deliver(first)
+	<-deadlines
+	fetched := time.Now()
+	go deliver(second) // waits for the busy handler
+	time.Sleep(wait)
+	close(release)
+	got := <-deadlines
+	// The deadline is AckWait after deliver began to wait, which is after
+	// fetched by a goroutine's start; without counting the wait, it was
+	// AckWait after the second handler started, wait later.
+	if limit := fetched.Add(ackWait + wait/2); got.After(limit) {
+		t.Errorf("the deadline of a message that waited %v is %v after its fetch, want at most %v", wait, got.Sub(fetched), ackWait+wait/2)
+	}
+	wantVerdict(t, first, "ack")
+	wantVerdict(t, second, "ack")
+}
