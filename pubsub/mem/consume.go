@@ -145,38 +145,29 @@ func (d *delivery) Attempt() int             { return d.attempt }
 func (d *delivery) Sequence() uint64 { return d.seq }
 
 func (d *delivery) Ack() error {
-	b := d.g.t.broker
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if b.closed {
-		return pubsub.ErrClosed
-	}
-	d.g.settle(d.seq)
-	return nil
+	return d.locked(func() { d.g.settle(d.seq) })
 }
 
 func (d *delivery) Nak(delay time.Duration) error {
 	due := time.Now().Add(delay)
-	b := d.g.t.broker
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if b.closed {
-		return pubsub.ErrClosed
-	}
-	d.g.reschedule(d.seq, d.gen, due)
-	return nil
+	return d.locked(func() { d.g.reschedule(d.seq, d.gen, due) })
 }
 
 func (d *delivery) Term(string) error { return d.Ack() }
 
 // InProgress restarts the message's AckWait (see [pubsub.Delivery]).
 func (d *delivery) InProgress() error {
+	return d.locked(func() { d.g.extend(d.seq, d.gen, time.Now().Add(d.g.ackWait)) })
+}
+
+// locked calls f under the broker's lock, unless the broker is closed.
+func (d *delivery) locked(f func()) error {
 	b := d.g.t.broker
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.closed {
 		return pubsub.ErrClosed
 	}
-	d.g.extend(d.seq, d.gen, time.Now().Add(d.g.ackWait))
+	f()
 	return nil
 }
