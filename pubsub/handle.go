@@ -69,6 +69,15 @@ const refreshAfter = 10
 // handle handles one delivery, which waited at most waited since the broker
 // fetched it, and gives the broker its verdict.
 func (s *Subscriber) handle(ctx context.Context, d Delivery, waited time.Duration) {
+	msg := d.Message()
+	if s.late.isCopy(d) {
+		s.logger.Warn("pubsub: a message waited longer than AckWait before a handler started it, and was delivered again meanwhile; acknowledging the copy of the message handled already (raise AckWait or lower Prefetch)",
+			"message_id", msg.ID, "attempt", d.Attempt(), "ack_wait", s.cfg.AckWait.String())
+		if err := d.Ack(); err != nil {
+			s.metrics.ackErrors.WithLabelValues(s.topic, s.name).Inc()
+		}
+		return
+	}
 	// The broker counts AckWait from the fetch: the handler has what is
 	// left of it, unless the broker restarts it now (it would otherwise
 	// deliver the message again while the handler runs, or did so
@@ -81,15 +90,6 @@ func (s *Subscriber) handle(ctx context.Context, d Delivery, waited time.Duratio
 				s.metrics.ackErrors.WithLabelValues(s.topic, s.name).Inc()
 			}
 		}
-	}
-	msg := d.Message()
-	if s.late.isCopy(d) {
-		s.logger.Warn("pubsub: a message waited longer than AckWait before a handler started it, and was delivered again meanwhile; acknowledging the copy of the message handled already (raise AckWait or lower Prefetch)",
-			"message_id", msg.ID, "attempt", d.Attempt(), "ack_wait", s.cfg.AckWait.String())
-		if err := d.Ack(); err != nil {
-			s.metrics.ackErrors.WithLabelValues(s.topic, s.name).Inc()
-		}
-		return
 	}
 	st := s.newState()
 	st.waitedOut = waited >= s.cfg.AckWait
