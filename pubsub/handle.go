@@ -69,10 +69,10 @@ const refreshAfter = 10
 // handle handles one delivery, which waited at most waited since the broker
 // fetched it, and gives the broker its verdict.
 func (s *Subscriber) handle(ctx context.Context, d Delivery, waited time.Duration) {
-	msg := d.Message()
-	if s.late.isCopy(d) {
+	msg, attempt := d.Message(), d.Attempt()
+	if s.late.isCopy(d, attempt) {
 		s.logger.Warn("pubsub: a message waited longer than AckWait before a handler started it, and was delivered again meanwhile; acknowledging the copy of the message handled already (raise AckWait or lower Prefetch)",
-			"message_id", msg.ID, "attempt", d.Attempt(), "ack_wait", s.cfg.AckWait.String())
+			"message_id", msg.ID, "attempt", attempt, "ack_wait", s.cfg.AckWait.String())
 		if err := d.Ack(); err != nil {
 			s.metrics.ackErrors.WithLabelValues(s.topic, s.name).Inc()
 		}
@@ -100,7 +100,7 @@ func (s *Subscriber) handle(ctx context.Context, d Delivery, waited time.Duratio
 		Subscription: s.name,
 		MessageID:    msg.ID,
 		MessageType:  s.typeName,
-		Attempt:      d.Attempt(),
+		Attempt:      attempt,
 		MaxAttempts:  s.cfg.MaxAttempts,
 	}
 	if st.info.Attempt > 1 {

@@ -66,12 +66,15 @@ func (l *lateCopies) add(d Delivery) {
 	l.n.Store(int32(len(l.m)))
 }
 
-// isCopy reports whether d is a copy of a message remembered, which it
-// then forgets if it expired.
-func (l *lateCopies) isCopy(d Delivery) bool {
-	if d.Attempt() < 2 || l.n.Load() == 0 {
-		return false
-	}
+// isCopy reports whether d, delivered at attempt, is a copy of a message
+// remembered, which it then forgets if it expired. Its first test is
+// inlined: a first attempt, or nothing remembered, costs a few
+// instructions.
+func (l *lateCopies) isCopy(d Delivery, attempt int) bool {
+	return attempt > 1 && l.n.Load() > 0 && l.lookUp(d)
+}
+
+func (l *lateCopies) lookUp(d Delivery) bool {
 	sd, ok := d.(sequenced)
 	if !ok {
 		return false

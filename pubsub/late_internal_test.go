@@ -38,12 +38,12 @@ func TestLateCopies(t *testing.T) {
 		{name: "other sequence", d: &seqDelivery{msg: Message{ID: "a"}, seq: 8, attempt: 3}},
 		{name: "other id", d: &seqDelivery{msg: Message{ID: "b"}, seq: 7, attempt: 3}},
 	} {
-		if got := l.isCopy(tc.d); got != tc.want {
+		if got := l.isCopy(tc.d, tc.d.attempt); got != tc.want {
 			t.Errorf("%s: isCopy = %v, want %v", tc.name, got, tc.want)
 		}
 	}
 	l.keep = 0
-	if l.isCopy(&seqDelivery{msg: Message{ID: "a"}, seq: 7, attempt: 3}) {
+	if l.isCopy(&seqDelivery{msg: Message{ID: "a"}, seq: 7, attempt: 3}, 3) {
 		t.Error("after keep: isCopy = true, want false")
 	}
 	if n := l.n.Load(); n != 0 {
