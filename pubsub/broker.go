@@ -128,13 +128,12 @@ type Consumer interface {
 // Ack, Nak and Term must be called.
 //
 // A Delivery may also have a method InProgress() error that restarts the
-// broker's AckWait for it (JetStream's "+WPI"): the [Subscriber] calls it
-// before the handler starts a message that waited for a handler for a
-// tenth of AckWait or more since the broker fetched it, so that the
-// handler has the whole AckWait. Without it, the handler's deadline is
-// what was left of AckWait, and for a message that waited a tenth of it
-// or more, the whole AckWait (the broker may deliver the message again
-// while it runs).
+// broker's AckWait for it (JetStream's "+WPI"). The [Subscriber] calls it
+// before a handler starts a message that waited a tenth of AckWait or more
+// since the broker fetched it, and gives the handler the whole AckWait as
+// its deadline (so too when the Delivery has no such method: the broker
+// may then deliver the message again while it runs). A message that
+// waited less has what was left of AckWait.
 //
 // A Delivery may also have a method Sequence() uint64: the message's
 // position in the subscription's log (natsjs: its stream sequence; mem:
