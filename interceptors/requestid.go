@@ -30,8 +30,11 @@ const RequestIDHeader = requestid.Header
 // On a client, the id sent in X-Request-Id is, in order: the one already set
 // on the request (for a client or bidi stream, on its RequestHeader before
 // the first Send), the one of the call being served ([RequestIDFrom] the
-// context), or a new one. So a request id follows a request from service to
-// service.
+// context), or, for a pubsub publish, its message's id when valid, which
+// it then does not send (the delivery takes its message's id), or a new
+// one. So a request id follows a request from service to service, and a
+// message published outside any call logs one id, its own, from its
+// publish to each of its deliveries.
 func RequestID() connect.Interceptor {
 	return requestIDInterceptor{}
 }
@@ -97,16 +100,20 @@ func (requestIDInterceptor) WrapUnary(next connect.UnaryFunc) connect.UnaryFunc 
 // message keeps its headers, which must not keep the publisher's context.
 func clientUnaryRequestID(ctx context.Context, req connect.AnyRequest) context.Context {
 	h := req.Header()
-	ctx, id := clientRequestID(ctx, header.Get(h, RequestIDHeader))
-	h[RequestIDHeader] = []string{id}
+	ctx, id, send := clientRequestID(ctx, req.Spec(), header.Get(h, RequestIDHeader))
+	if send {
+		h[RequestIDHeader] = []string{id}
+	} else {
+		delete(h, RequestIDHeader) // an invalid one
+	}
 	return ctx
 }
 
 // deliveryRequestID returns the context of a delivery's id: its
-// X-Request-Id when valid, which pubsub's publishers always set, otherwise
-// its message's id when that is a valid request id (a message from a
-// producer of another kind), so that its attempts log one id; otherwise a
-// new one.
+// X-Request-Id when valid, which pubsub's publishers set when published
+// under a call, otherwise its message's id when that is a valid request id
+// (published outside any call, or by a producer of another kind), so that
+// its attempts log one id; otherwise a new one.
 func deliveryRequestID(ctx context.Context, req connect.AnyRequest, info *msgctx.Info) *requestIDContext {
 	id := header.Get(req.Header(), RequestIDHeader)
 	if !requestid.Valid(id) {
@@ -233,19 +240,30 @@ func (requestIDInterceptor) WrapStreamingHandler(next connect.StreamingHandlerFu
 }
 
 // clientRequestID prefers the id set on the request, then the id of the call
-// being served, and returns ctx carrying the id it chose.
-func clientRequestID(ctx context.Context, onRequest string) (context.Context, string) {
+// being served, and returns ctx carrying the id it chose, and whether the
+// request is to carry it in X-Request-Id.
+//
+// A publish with neither takes its message's id when that is a valid
+// request id, and sends none: a delivery without an X-Request-Id takes its
+// message's id (see deliveryRequestID), so the header would only repeat the
+// message id, and each header costs every message it travels with
+// (encoded by the client, scanned by the server, parsed by the consumer:
+// BENCHMARKS.md section 3).
+func clientRequestID(ctx context.Context, spec connect.Spec, onRequest string) (context.Context, string, bool) {
 	inCtx := RequestIDFrom(ctx)
 	id := onRequest
 	switch {
 	case requestid.Valid(onRequest):
 	case inCtx != "":
-		return ctx, inCtx
+		return ctx, inCtx, true
 	default:
+		if info := msgctx.ForCall(ctx, spec); info != nil && requestid.Valid(info.MessageID) {
+			return &requestIDContext{Context: ctx, id: info.MessageID}, info.MessageID, false
+		}
 		id = requestid.New()
 	}
 	if id == inCtx {
-		return ctx, id
+		return ctx, id, true
 	}
-	return &requestIDContext{Context: ctx, id: id}, id
+	return &requestIDContext{Context: ctx, id: id}, id, true
 }

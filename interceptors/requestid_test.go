@@ -272,3 +272,77 @@ func TestDeliveryRequestID(t *testing.T) {
 		})
 	}
 }
+
+// TestPublishRequestID checks the request id of a pubsub publish and the
+// X-Request-Id it sends with the message: the id set on the request, else
+// the one of the call being served, else its message's id, which it does
+// not send (a delivery without one takes its message's id), else a new one.
+func TestPublishRequestID(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name, onRequest, served, messageID string
+		want                               string // "" for a new UUID
+		sent                               bool   // the message carries the id in X-Request-Id
+	}{
+		{name: "outside a call: the message id, not sent", messageID: "msg-3", want: "msg-3"},
+		{name: "an invalid one on the request: the message id, not sent", onRequest: "has space", messageID: "msg-3", want: "msg-3"},
+		{name: "set on the request", onRequest: "from-the-caller", messageID: "msg-3", want: "from-the-caller", sent: true},
+		{name: "under a call: the call's", served: "served-call", messageID: "msg-3", want: "served-call", sent: true},
+		{name: "an invalid message id: a new one", messageID: "not valid", sent: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			const publish = "/" + topic + "/publish"
+			var inChain string
+			capture := connect.UnaryInterceptorFunc(func(next connect.UnaryFunc) connect.UnaryFunc {
+				return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
+					inChain = interceptors.RequestIDFrom(ctx)
+					return next(ctx, req)
+				}
+			})
+			sent := make(chan http.Header, 1)
+			client := connect.NewClient[pingv1.PingRequest, pingv1.PingResponse](headerRecorder(sent), "http://broker"+publish,
+				connect.WithInterceptors(interceptors.RequestID(), capture))
+			info := &msgctx.Info{Operation: msgctx.Publish, System: "mem", Topic: topic, MessageID: tc.messageID, MessageType: topic}
+			call := func(ctx context.Context, _ connect.AnyRequest) (connect.AnyResponse, error) {
+				req := connect.NewRequest(&pingv1.PingRequest{})
+				setID(req.Header(), tc.onRequest)
+				return client.CallUnary(msgctx.NewContext(ctx, info), req)
+			}
+			if tc.served != "" { // publish from a handler, as a served call does
+				served := connect.NewRequest(&pingv1.PingRequest{})
+				served.Header().Set(interceptors.RequestIDHeader, tc.served)
+				_, _ = interceptors.RequestID().WrapUnary(call)(t.Context(), served)
+			} else {
+				_, _ = call(t.Context(), nil)
+			}
+			header := <-sent
+			want := tc.want
+			if want == "" {
+				if !uuidV4.MatchString(inChain) {
+					t.Fatalf("request id %q, want a new UUID", inChain)
+				}
+				want = inChain
+			}
+			if inChain != want {
+				t.Errorf("request id %q, want %q", inChain, want)
+			}
+			got, ok := header[interceptors.RequestIDHeader]
+			switch {
+			case tc.sent && (len(got) != 1 || got[0] != want):
+				t.Errorf("sent X-Request-Id %q, want %q", got, want)
+			case !tc.sent && ok:
+				t.Errorf("sent X-Request-Id %q, want none", got)
+			}
+		})
+	}
+}
+
+// headerRecorder is an HTTP client that sends the headers of each request
+// it is given to sent, and fails it.
+type headerRecorder chan<- http.Header
+
+func (r headerRecorder) Do(req *http.Request) (*http.Response, error) {
+	r <- req.Header.Clone()
+	return nil, errors.New("recorded")
+}

@@ -247,3 +247,50 @@ func TestDeadLetterStoredLateKeepsItsReason(t *testing.T) {
 		t.Errorf("dead letter: reason %q after %d attempts (%s), want %q after 3", dl.Reason, dl.Attempts, dl.Error, pubsub.ReasonTypeMismatch)
 	}
 }
+
+// TestRequestIDOfAMessagePublishedOutsideACall checks that a message
+// published through the RequestID interceptor outside any call logs one
+// request id, its message's, from its publish to its handler, and carries
+// no X-Request-Id that would repeat the message id.
+func TestRequestIDOfAMessagePublishedOutsideACall(t *testing.T) {
+	t.Parallel()
+	b := mem.New()
+	t.Cleanup(func() { _ = b.Close() })
+	type seen struct {
+		requestID string
+		header    http.Header
+	}
+	handled := make(chan seen, 1)
+	sub, err := pubsub.NewSubscriber(b, "requests", "s", func(ctx context.Context, _ *pingv1.PingRequest) error {
+		info, _ := pubsub.MessageInfoFrom(ctx)
+		handled <- seen{interceptors.RequestIDFrom(ctx), info.Header}
+		return nil
+	}, pubsub.WithHandlerOptions(connect.WithInterceptors(interceptors.RequestID())))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pubsubtest.Start(t, sub)
+	var published string
+	capture := connect.UnaryInterceptorFunc(func(next connect.UnaryFunc) connect.UnaryFunc {
+		return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
+			published = interceptors.RequestIDFrom(ctx)
+			return next(ctx, req)
+		}
+	})
+	pub, err := pubsub.NewPublisher[pingv1.PingRequest](b, "requests",
+		pubsub.WithClientOptions(connect.WithInterceptors(interceptors.RequestID(), capture)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := pub.PublishAsync(t.Context(), &pingv1.PingRequest{})
+	if err := f.Wait(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	got := <-handled
+	if published != f.ID() || got.requestID != f.ID() {
+		t.Errorf("request id %q on publish, %q in the handler; want the message id %q in both", published, got.requestID, f.ID())
+	}
+	if v, ok := got.header[interceptors.RequestIDHeader]; ok {
+		t.Errorf("the message carries X-Request-Id %q", v)
+	}
+}
