@@ -88,10 +88,11 @@ func (c *Chain) Server() []connect.Interceptor {
 
 // Client returns the matching chain for outgoing calls, outermost first:
 // Tracing (a client span whose context is injected in the request headers),
-// RequestID (the id of the call being served, or a new one), Logging and
-// Metrics (grpc_client_* series). Recovery has nothing to do on clients and
-// Validation is left out because a client's schema may be older than the
-// server's; add c.Validation yourself to check requests before sending them.
+// RequestID (the id of the call being served, a publish's message id, or a
+// new one), Logging and Metrics (grpc_client_* series). Recovery has nothing
+// to do on clients and Validation is left out because a client's schema may
+// be older than the server's; add c.Validation yourself to check requests
+// before sending them.
 func (c *Chain) Client() []connect.Interceptor {
 	return nonNil(c.Tracing, c.RequestID, c.Logging, c.Metrics)
 }
