@@ -40,10 +40,11 @@ type lateEntry struct {
 // subscription's log (see [Delivery]).
 type sequenced interface{ Sequence() uint64 }
 
-// add remembers d, settled after it waited AckWait or more.
+// add remembers d, settled after it waited AckWait or more, unless it
+// does not tell its sequence (0: see [Delivery]).
 func (l *lateCopies) add(d Delivery) {
 	sd, ok := d.(sequenced)
-	if !ok {
+	if !ok || sd.Sequence() == 0 {
 		return
 	}
 	now := time.Now()

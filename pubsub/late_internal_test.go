@@ -50,3 +50,16 @@ func TestLateCopies(t *testing.T) {
 		t.Errorf("after keep: %d remembered, want 0", n)
 	}
 }
+
+// A delivery of sequence 0 tells no sequence (natsjs: a message whose id is
+// made of its stream sequence, which a stream created again gives to
+// another message with the same id): it is not remembered, so that a later
+// delivery with the same id passes for no copy.
+func TestLateCopiesWithoutSequence(t *testing.T) {
+	t.Parallel()
+	l := lateCopies{keep: time.Hour}
+	l.add(&seqDelivery{msg: Message{ID: "S:5"}, attempt: 1})
+	if l.isCopy(&seqDelivery{msg: Message{ID: "S:5"}, attempt: 2}, 2) {
+		t.Error("isCopy = true for a delivery without a sequence, want false")
+	}
+}

@@ -437,7 +437,7 @@ type delivery struct {
 	m       jetstream.Msg
 	msg     pubsub.Message
 	attempt int
-	seq     uint64         // the stream sequence
+	seq     uint64         // the stream sequence, 0 for an id made of it (see Sequence)
 	gen     uint64         // of the consumer that delivered it
 	cgen    *atomic.Uint64 // the consumer's gen now
 }
@@ -456,9 +456,15 @@ func newDelivery(m jetstream.Msg) *delivery {
 		_, d.msg.Topic, _ = strings.Cut(topic, ".") // after the subscription
 	}
 	if md, ok := parseAckMetadata(m.Reply()); ok {
-		d.attempt, d.seq = int(md.delivered), md.streamSeq
+		d.attempt = int(md.delivered)
 		if d.msg.ID == "" { // from a producer that is not pubsub: the stream position is stable
 			d.msg.ID = md.stream + ":" + strconv.FormatUint(md.streamSeq, 10)
+		} else {
+			// Not with an id made of the sequence: a stream created
+			// again gives the sequence, and so the id, to another
+			// message, which pubsub would take for a copy of the
+			// first (see Sequence).
+			d.seq = md.streamSeq
 		}
 	}
 	return d
@@ -467,7 +473,10 @@ func newDelivery(m jetstream.Msg) *delivery {
 func (d *delivery) Message() *pubsub.Message { return &d.msg }
 func (d *delivery) Attempt() int             { return d.attempt }
 
-// Sequence is the message's stream sequence (see [pubsub.Delivery]).
+// Sequence is the message's stream sequence (see [pubsub.Delivery]), or 0
+// for a message from a producer that is not pubsub, whose id is made of its
+// stream and sequence: another message that a stream created again puts at
+// that sequence has the same id.
 func (d *delivery) Sequence() uint64 { return d.seq }
 func (d *delivery) Ack() error {
 	if d.stale() {

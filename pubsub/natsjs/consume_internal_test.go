@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/connectkit/connectkit/pubsub"
@@ -138,5 +139,43 @@ func TestCanonical(t *testing.T) {
 				t.Errorf("canonical = %v, want %v", got, tc.want)
 			}
 		})
+	}
+}
+
+// replyMsg is a jetstream.Msg of a reply subject and headers alone.
+type replyMsg struct {
+	jetstream.Msg
+	reply  string
+	header map[string][]string
+}
+
+func (m *replyMsg) Reply() string        { return m.reply }
+func (m *replyMsg) Subject() string      { return "t" }
+func (m *replyMsg) Data() []byte         { return nil }
+func (m *replyMsg) Headers() nats.Header { return m.header }
+
+// A delivery tells its stream sequence (pubsub acknowledges the copies of a
+// message it settled late by sequence and id) only when its id is the
+// message's own: the id of a message from a producer that is not pubsub is
+// made of the stream and the sequence, which a stream created again gives
+// to another message, so that a failed delivery of that other message
+// (attempt 2) passed for a copy of the one settled, and was acknowledged
+// without a handler.
+func TestSequenceOnlyWithTheMessagesOwnID(t *testing.T) {
+	t.Parallel()
+	const reply = "$JS.ACK.S.C.2.5.7.1700000000000000000.0"
+	for _, tc := range []struct {
+		name   string
+		header map[string][]string
+		want   uint64
+	}{
+		{name: "pubsub", header: map[string][]string{headerMsgID: {"id-1"}}, want: 5},
+		{name: "re-driven", header: map[string][]string{headerMessageID: {"id-1"}}, want: 5},
+		{name: "other producer", header: nil, want: 0},
+	} {
+		d := newDelivery(&replyMsg{reply: reply, header: tc.header})
+		if got := d.Sequence(); got != tc.want {
+			t.Errorf("%s: Sequence() = %d (id %q), want %d", tc.name, got, d.msg.ID, tc.want)
+		}
 	}
 }
