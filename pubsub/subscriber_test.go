@@ -128,14 +128,20 @@ func TestDeadlineCountsTheWait(t *testing.T) {
 	first, second := newPingDelivery("1"), newPingDelivery("2")
 	deliver(first)
 	<-deadlines
-	fetched := time.Now()
-	go deliver(second) // waits for the busy handler
+	fetchedAt := make(chan time.Time, 1)
+	go func() {
+		fetchedAt <- time.Now()
+		deliver(second) // waits for the busy handler
+	}()
+	fetched := <-fetchedAt
 	time.Sleep(wait)
 	close(release)
 	got := <-deadlines
-	// The deadline is AckWait after deliver began to wait, which is after
-	// fetched by a goroutine's start; without counting the wait, it was
-	// AckWait after the second handler started, wait later.
+	// The deadline is AckWait after deliver began to wait, which is just
+	// after fetched, in the same goroutine (taken there, so that a slow
+	// start of that goroutine on a loaded machine does not count); without
+	// counting the wait, it was AckWait after the second handler started,
+	// wait later.
 	if limit := fetched.Add(ackWait + wait/2); got.After(limit) {
 		t.Errorf("the deadline of a message that waited %v is %v after its fetch, want at most %v", wait, got.Sub(fetched), ackWait+wait/2)
 	}
