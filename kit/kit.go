@@ -79,6 +79,7 @@ type Server struct {
 	cutCalls  context.CancelCauseFunc
 	unknown   unknownPaths  // the mux's "/": what no other path matches
 	sendStall time.Duration // sendStallTimeout; shorter in tests
+	cutGrace  time.Duration // closeGrace; longer in tests (see cutCallsAndClose)
 }
 
 // New returns a server for cfg (defaults applied, then validated) and opts.
@@ -88,7 +89,7 @@ func New(cfg Config, opts ...Option) (*Server, error) {
 		return nil, err
 	}
 	cfg = cfg.withDefaults()
-	s := &Server{cfg: cfg, routes: newRoutes(), stopping: make(chan struct{}), sendStall: sendStallTimeout}
+	s := &Server{cfg: cfg, routes: newRoutes(), stopping: make(chan struct{}), sendStall: sendStallTimeout, cutGrace: closeGrace}
 	s.calls, s.cutCalls = context.WithCancelCause(context.Background())
 	for _, o := range opts {
 		o.apply(&s.opts)

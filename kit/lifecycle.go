@@ -65,7 +65,7 @@ func (s *Server) shutdown(cause error) error {
 	if err := shutErr; err != nil {
 		errs = append(errs, fmt.Errorf("kit: in-flight calls did not finish within %s; cut them: %w", s.cfg.ShutdownTimeout, err))
 		if !s.cutCallsAndClose() {
-			errs = append(errs, fmt.Errorf("kit: handlers still running %s after their calls were cut and their connections closed (they ignore their context)", closeGrace))
+			errs = append(errs, fmt.Errorf("kit: handlers still running %s after their calls were cut and their connections closed (they ignore their context)", s.cutGrace))
 		}
 	} else if !wait(ctx, &s.handlers) {
 		// net/http's Shutdown waits for connections, not handlers: its
@@ -116,7 +116,7 @@ func (s *Server) shutdown(cause error) error {
 }
 
 // cutCallsAndClose ends the calls still running at the shutdown timeout,
-// within closeGrace, and reports whether their handlers all returned. It
+// within closeGrace (s.cutGrace), and reports whether their handlers all returned. It
 // cancels their contexts (with errCallsCut), so that handlers that watch
 // them return and their clients get Unavailable; then, once those handlers
 // have returned, it lets the connections send what they wrote and close
@@ -126,9 +126,9 @@ func (s *Server) shutdown(cause error) error {
 // closeGrace to return, and to log and count the calls.
 func (s *Server) cutCallsAndClose() bool {
 	s.cutCalls(errCallsCut)
-	ctx, cancel := context.WithTimeout(context.Background(), closeGrace)
+	ctx, cancel := context.WithTimeout(context.Background(), s.cutGrace)
 	defer cancel()
-	half, cancelHalf := context.WithTimeout(ctx, closeGrace/2)
+	half, cancelHalf := context.WithTimeout(ctx, s.cutGrace/2)
 	defer cancelHalf()
 	if wait(half, &s.handlers) {
 		// The connections are shutting down already: each closes once

@@ -92,6 +92,14 @@ func stressShutdown(t *testing.T, cfg kit.Config) {
 		t.Fatal(err)
 	}
 	kit.SetSendStall(srv, 300*time.Millisecond)
+	// The calls cut at ShutdownTimeout get 10s, not 1s, to return:
+	// pingServer's CountUp ignores its context and goes on sending to a
+	// client that reads, so the shutdown ends it by closing its connection
+	// at half the grace, and under -race on a loaded machine it took more
+	// than the other half to return after that (Run reported handlers
+	// still running). A handler that the close does not end still holds
+	// Run 10s and fails the test.
+	kit.SetCutGrace(srv, 10*time.Second)
 	srv.Mount(pingv1connect.NewPingServiceHandler(&pingServer{}, srv.HandlerOptions()...))
 	if err := srv.Listen(); err != nil {
 		t.Fatal(err)
