@@ -138,8 +138,8 @@ type Consumer interface {
 // A Delivery may also have a method Sequence() uint64: the message's
 // position in the subscription's log (natsjs: its stream sequence; mem:
 // its topic's), the same in every delivery of the message, or 0 when the
-// Delivery cannot tell its message from another at that position (natsjs:
-// an id made of the sequence, which a stream created again reuses). The
+// Delivery cannot tell its message from another at that position (a
+// position that a log created again reuses, with ids that repeat too). The
 // Subscriber then acknowledges without handling a delivery of a message
 // that it acknowledged or dead-lettered already after it had waited
 // AckWait or more since its fetch (the broker delivered it again

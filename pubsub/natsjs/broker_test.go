@@ -6,6 +6,7 @@ import (
 	"errors"
 	"maps"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -389,8 +390,9 @@ func TestForeignProducer(t *testing.T) {
 	if tp := info.Header.Get("Traceparent"); !strings.HasPrefix(tp, "00-0af7651916cd43dd") {
 		t.Errorf("traceparent header = %q, want the producer's", tp)
 	}
-	if info.ID != "foreign:1" || info.Attempt != 1 {
-		t.Errorf("MessageInfo = %+v, want id foreign:1 (stream and sequence) and attempt 1", info)
+	stored, _ := strings.CutPrefix(info.ID, "foreign:1:")
+	if _, err := strconv.ParseUint(stored, 10, 64); err != nil || info.Attempt != 1 {
+		t.Errorf("MessageInfo = %+v, want id foreign:1:<stored time> (stream, sequence, Unix ns) and attempt 1", info)
 	}
 }
 

@@ -437,7 +437,7 @@ type delivery struct {
 	m       jetstream.Msg
 	msg     pubsub.Message
 	attempt int
-	seq     uint64         // the stream sequence, 0 for an id made of it (see Sequence)
+	seq     uint64         // the stream sequence (see Sequence)
 	gen     uint64         // of the consumer that delivered it
 	cgen    *atomic.Uint64 // the consumer's gen now
 }
@@ -457,15 +457,15 @@ func newDelivery(m jetstream.Msg) *delivery {
 	}
 	if md, ok := parseAckMetadata(m.Reply()); ok {
 		d.attempt = int(md.delivered)
-		if d.msg.ID == "" { // from a producer that is not pubsub: the stream position is stable
-			d.msg.ID = md.stream + ":" + strconv.FormatUint(md.streamSeq, 10)
-		} else {
-			// Not with an id made of the sequence: a stream created
-			// again gives the sequence, and so the id, to another
-			// message, which pubsub would take for a copy of the
-			// first (see Sequence).
-			d.seq = md.streamSeq
+		if d.msg.ID == "" {
+			// From a producer that is not pubsub: the stream, the
+			// sequence and the time the stream stored it. The sequence
+			// alone would repeat: a stream created again gives it to
+			// another message, which Idempotent would then skip and
+			// pubsub take for a copy of the first (see Sequence).
+			d.msg.ID = md.stream + ":" + strconv.FormatUint(md.streamSeq, 10) + ":" + strconv.FormatUint(md.timestamp, 10)
 		}
+		d.seq = md.streamSeq
 	}
 	return d
 }
@@ -473,10 +473,10 @@ func newDelivery(m jetstream.Msg) *delivery {
 func (d *delivery) Message() *pubsub.Message { return &d.msg }
 func (d *delivery) Attempt() int             { return d.attempt }
 
-// Sequence is the message's stream sequence (see [pubsub.Delivery]), or 0
-// for a message from a producer that is not pubsub, whose id is made of its
-// stream and sequence: another message that a stream created again puts at
-// that sequence has the same id.
+// Sequence is the message's stream sequence (see [pubsub.Delivery]). A
+// message's id tells it from another that a stream created again puts at
+// the same sequence: its producer's, or for a producer that is not pubsub
+// one made of the time the stream stored it too.
 func (d *delivery) Sequence() uint64 { return d.seq }
 func (d *delivery) Ack() error {
 	if d.stale() {

@@ -154,28 +154,33 @@ func (m *replyMsg) Subject() string      { return "t" }
 func (m *replyMsg) Data() []byte         { return nil }
 func (m *replyMsg) Headers() nats.Header { return m.header }
 
-// A delivery tells its stream sequence (pubsub acknowledges the copies of a
-// message it settled late by sequence and id) only when its id is the
-// message's own: the id of a message from a producer that is not pubsub is
-// made of the stream and the sequence, which a stream created again gives
-// to another message, so that a failed delivery of that other message
-// (attempt 2) passed for a copy of the one settled, and was acknowledged
-// without a handler.
-func TestSequenceOnlyWithTheMessagesOwnID(t *testing.T) {
+// TestIDsOfOtherProducersDoNotRepeat: a message from a producer that is
+// not pubsub (no message id) gets an id of its stream, sequence and stored
+// time, so that another message which a stream created again puts at the
+// same sequence has another id: with the stream and sequence alone,
+// Idempotent skipped it as handled and pubsub could take it for a copy of
+// the first, acknowledging it unhandled. Every delivery tells its sequence.
+func TestIDsOfOtherProducersDoNotRepeat(t *testing.T) {
 	t.Parallel()
-	const reply = "$JS.ACK.S.C.2.5.7.1700000000000000000.0"
+	first := newDelivery(&replyMsg{reply: "$JS.ACK.S.C.1.5.7.1700000000000000000.0"})
+	again := newDelivery(&replyMsg{reply: "$JS.ACK.S.C.2.5.8.1700000000000000000.0"})
+	recreated := newDelivery(&replyMsg{reply: "$JS.ACK.S.C.1.5.1.1700000009000000000.0"})
+	if first.msg.ID != "S:5:1700000000000000000" || again.msg.ID != first.msg.ID {
+		t.Errorf("ids %q and, delivered again, %q; want S:5:1700000000000000000 for both", first.msg.ID, again.msg.ID)
+	}
+	if recreated.msg.ID == first.msg.ID {
+		t.Errorf("another message at the same sequence of a stream created again has the same id %q", first.msg.ID)
+	}
 	for _, tc := range []struct {
 		name   string
 		header map[string][]string
-		want   uint64
 	}{
-		{name: "pubsub", header: map[string][]string{headerMsgID: {"id-1"}}, want: 5},
-		{name: "re-driven", header: map[string][]string{headerMessageID: {"id-1"}}, want: 5},
-		{name: "other producer", header: nil, want: 0},
+		{name: "pubsub", header: map[string][]string{headerMsgID: {"id-1"}}},
+		{name: "re-driven", header: map[string][]string{headerMessageID: {"id-1"}}},
+		{name: "other producer"},
 	} {
-		d := newDelivery(&replyMsg{reply: reply, header: tc.header})
-		if got := d.Sequence(); got != tc.want {
-			t.Errorf("%s: Sequence() = %d (id %q), want %d", tc.name, got, d.msg.ID, tc.want)
+		if d := newDelivery(&replyMsg{reply: "$JS.ACK.S.C.2.5.7.1700000000000000000.0", header: tc.header}); d.Sequence() != 5 {
+			t.Errorf("%s: Sequence() = %d (id %q), want 5", tc.name, d.Sequence(), d.msg.ID)
 		}
 	}
 }

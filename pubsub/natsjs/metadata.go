@@ -8,6 +8,7 @@ type ackMetadata struct {
 	delivered uint64 // how many times the message was delivered, this time included
 	stream    string
 	streamSeq uint64 // the message's sequence in the stream
+	timestamp uint64 // when the stream stored it, in Unix nanoseconds
 }
 
 // parseAckMetadata reads the fields of ackMetadata in a reply subject as
@@ -31,11 +32,12 @@ func parseAckMetadata(reply string) (md ackMetadata, ok bool) {
 	if n > 7 {
 		skip = 2
 	}
-	var tok [6]string
-	for i := range skip + 4 { // up to the stream sequence
+	var tok [8]string
+	for i := range skip + 6 { // up to the timestamp
 		tok[i], rest, _ = strings.Cut(rest, ".")
 	}
 	md.stream, md.delivered, md.streamSeq = tok[skip], parseNum(tok[skip+2]), parseNum(tok[skip+3])
+	md.timestamp = parseNum(tok[skip+5])
 	return md, true
 }
 

@@ -15,9 +15,10 @@ func checkAckMetadata(tb testing.TB, reply string) {
 	if ok != (err == nil) {
 		tb.Fatalf("parseAckMetadata(%q): ok %v, Metadata's error %v", reply, ok, err)
 	}
-	if ok && (got.delivered != want.NumDelivered || got.stream != want.Stream || got.streamSeq != want.Sequence.Stream) {
-		tb.Fatalf("parseAckMetadata(%q) = %+v, Metadata = delivered %d, stream %q, stream sequence %d",
-			reply, got, want.NumDelivered, want.Stream, want.Sequence.Stream)
+	if ok && (got.delivered != want.NumDelivered || got.stream != want.Stream || got.streamSeq != want.Sequence.Stream ||
+		int64(got.timestamp) != want.Timestamp.UnixNano()) {
+		tb.Fatalf("parseAckMetadata(%q) = %+v, Metadata = delivered %d, stream %q, stream sequence %d, timestamp %d",
+			reply, got, want.NumDelivered, want.Stream, want.Sequence.Stream, want.Timestamp.UnixNano())
 	}
 }
 
