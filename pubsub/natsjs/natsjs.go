@@ -72,6 +72,7 @@ type Broker struct {
 	cfg    Config
 	logger *slog.Logger
 	server *server.Server // the embedded server; nil with Config.URL
+	unlock func()         // releases the embedded server's data directory
 	nc     *nats.Conn
 	js     jetstream.JetStream
 	closed chan struct{} // closed when the connection is
@@ -120,11 +121,11 @@ func New(ctx context.Context, cfg Config, opts ...Option) (*Broker, error) {
 	}
 	url := b.cfg.URL
 	if url == "" {
-		srv, err := startServer(b.cfg, b.logger)
+		srv, unlock, err := startServer(b.cfg, b.logger)
 		if err != nil {
 			return nil, err
 		}
-		b.server = srv
+		b.server, b.unlock = srv, unlock
 		if b.cfg.Listen == "" {
 			natsOpts = append(natsOpts, nats.InProcessServer(srv))
 		} else {
@@ -297,7 +298,19 @@ func cutUserinfo(u string) (userinfo, rest string, ok bool) {
 // that is a file or not writable, a port in use): nats-server logs that with
 // Fatalf and stops starting, which would otherwise leave the wait to time
 // out with the reason only in the log.
-func startServer(cfg Config, logger *slog.Logger) (*server.Server, error) {
+//
+// It locks the data directory first (see [lockDataDir]); unlock releases
+// it once the server has shut down.
+func startServer(cfg Config, logger *slog.Logger) (srv *server.Server, unlock func(), err error) {
+	release, err := lockDataDir(cfg.DataDir)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer func() {
+		if err != nil {
+			release()
+		}
+	}()
 	opts := &server.Options{
 		ServerName:   cfg.Name,
 		JetStream:    true,
@@ -312,9 +325,9 @@ func startServer(cfg Config, logger *slog.Logger) (*server.Server, error) {
 		opts.Host = host
 		opts.Port, _ = strconv.Atoi(port)
 	}
-	srv, err := server.NewServer(opts)
+	srv, err = server.NewServer(opts)
 	if err != nil {
-		return nil, fmt.Errorf("natsjs: failed to configure the embedded NATS server: %w", err)
+		return nil, nil, fmt.Errorf("natsjs: failed to configure the embedded NATS server: %w", err)
 	}
 	fatal := make(chan string, 1)
 	srv.SetLoggerV2(serverLogger{logger: logger, fatal: fatal}, false, false, false)
@@ -324,15 +337,17 @@ func startServer(cfg Config, logger *slog.Logger) (*server.Server, error) {
 		select {
 		case reason := <-fatal:
 			srv.Shutdown()
-			return nil, fmt.Errorf("natsjs: the embedded NATS server (data in %s) failed to start: %s", cfg.DataDir, reason)
+			srv.WaitForShutdown()
+			return nil, nil, fmt.Errorf("natsjs: the embedded NATS server (data in %s) failed to start: %s", cfg.DataDir, reason)
 		default:
 		}
 		if time.Now().After(deadline) {
 			srv.Shutdown()
-			return nil, fmt.Errorf("natsjs: the embedded NATS server (data in %s) did not start within 30s", cfg.DataDir)
+			srv.WaitForShutdown()
+			return nil, nil, fmt.Errorf("natsjs: the embedded NATS server (data in %s) did not start within 30s", cfg.DataDir)
 		}
 	}
-	return srv, nil
+	return srv, release, nil
 }
 
 // ClientURL returns the URL at which other processes reach the embedded
@@ -441,6 +456,7 @@ func (b *Broker) stopServer() {
 	if b.server != nil {
 		b.server.Shutdown()
 		b.server.WaitForShutdown()
+		b.unlock()
 	}
 }
 
