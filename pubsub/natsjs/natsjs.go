@@ -464,13 +464,16 @@ func (b *Broker) stopServer() {
 // running it waits for that one, but no longer than its own context: a
 // JetStream request lost with a server waits for its whole deadline.
 type onceErr struct {
-	done atomic.Bool
-	mu   sync.Mutex    // guards the creation of sem
-	sem  chan struct{} // held by the call running the function
+	// state is the number of resets times 2, plus 1 once the function
+	// succeeded since the last: a run that a reset overtook (a reconnect
+	// while it checked a stream) then does not count as done.
+	state atomic.Uint64
+	mu    sync.Mutex    // guards the creation of sem
+	sem   chan struct{} // held by the call running the function
 }
 
 func (o *onceErr) do(ctx context.Context, f func() error) error {
-	if o.done.Load() {
+	if o.isDone() {
 		return nil
 	}
 	o.mu.Lock()
@@ -485,19 +488,30 @@ func (o *onceErr) do(ctx context.Context, f func() error) error {
 		return fmt.Errorf("natsjs: gave up waiting for the stream's setup: %w", ctx.Err())
 	}
 	defer func() { <-sem }()
-	if o.done.Load() {
+	start := o.state.Load()
+	if start&1 == 1 {
 		return nil
 	}
 	if err := f(); err != nil {
 		return err
 	}
-	o.done.Store(true)
+	o.state.CompareAndSwap(start, start|1) // fails if reset meanwhile
 	return nil
 }
 
+// isDone reports whether the function succeeded since the last reset.
+func (o *onceErr) isDone() bool { return o.state.Load()&1 == 1 }
+
 // reset makes the next do run its function again, as when what it set up
 // was deleted.
-func (o *onceErr) reset() { o.done.Store(false) }
+func (o *onceErr) reset() {
+	for {
+		old := o.state.Load()
+		if o.state.CompareAndSwap(old, (old+2)&^1) {
+			return
+		}
+	}
+}
 
 // serverLogger logs the embedded server's messages with slog, and sends the
 // first fatal one to fatal, for startServer.

@@ -222,7 +222,7 @@ func (b *Broker) forgetStreams() {
 // streamReady reports whether ensureStream has set up the stream of topic.
 func (b *Broker) streamReady(topic string) bool {
 	st, ok := b.streams.Load(topic)
-	return ok && st.(*streamState).once.done.Load()
+	return ok && st.(*streamState).once.isDone()
 }
 
 // ensureStream creates or updates the stream of topic, once per broker.

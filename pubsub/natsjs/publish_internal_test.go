@@ -79,7 +79,7 @@ func TestForgetStreamsKeepsTheDelayOfLostOnes(t *testing.T) {
 		t.Fatal(err)
 	}
 	ready := &streamState{}
-	ready.once.done.Store(true)
+	ready.once.state.Store(1) // done
 	b.streams.Store("ready", ready)
 	b.streamLost("lost")
 	st, _ := b.streams.Load("lost")
