@@ -59,6 +59,19 @@ type Broker interface {
 	Check(ctx context.Context) error
 }
 
+// DeadLetterPager is implemented by a [Broker] whose listing of dead letters
+// can begin after a given one, as both of kit's brokers' can:
+// [DeadLetterHandler] pages with it. Their refs grow with the order dead
+// letters were stored in, so a listing after a ref deleted meanwhile (by a
+// re-drive) begins where it would have.
+type DeadLetterPager interface {
+	// DeadLettersAfter is [Broker.DeadLetters] without the dead letters up to
+	// the one whose Ref is after ("" lists from the first). An after that
+	// is not a ref of the broker's form yields an error wrapping
+	// [ErrBadRef].
+	DeadLettersAfter(ctx context.Context, topic, subscription, after string) iter.Seq2[*DeadLetter, error]
+}
+
 // Message is a message as a broker stores it: the body and headers of the
 // unary call that published it.
 type Message struct {

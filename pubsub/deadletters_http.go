@@ -4,9 +4,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"iter"
 	"net/http"
 	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -23,6 +25,7 @@ import (
 // credentials of its own, so never serve it on a public port.
 //
 //	GET    /?topic=T&subscription=S   list (oldest first; filters optional)
+//	GET    /?limit=N&after=R          the page of N (default 100, at most 1000) after ref R
 //	POST   /redrive?ref=R             re-drive one dead letter
 //	POST   /redrive?all=true&topic=T&subscription=S   re-drive every match
 //	DELETE /?ref=R                    delete one dead letter
@@ -31,6 +34,12 @@ import (
 // not found (404). A request naming both ref and all, a parameter twice, or
 // a parameter its endpoint does not take is refused (400): a typo must not
 // widen a re-drive to every dead letter.
+//
+// A listing answers {"dead_letters": [...], "next": R} with at most limit
+// dead letters; next, present when more are left, is the after of the next
+// page. A broker that is not a [DeadLetterPager] pages by skipping its
+// listing up to the ref after names: if that dead letter was deleted
+// meanwhile, the page is empty.
 //
 // A listed dead letter shows its message's id, topic, headers and payload,
 // the subscription that gave up and the message type its handler takes, the
@@ -46,15 +55,8 @@ import (
 func DeadLetterHandler(b Broker) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
-		list := []deadLetterJSON{}
-		q, err := query(r, "topic", "subscription")
-		if err == nil {
-			err = eachDeadLetter(r, q, b, func(dl *DeadLetter) error {
-				list = append(list, toJSON(dl))
-				return nil
-			})
-		}
-		reply(w, err, map[string]any{"dead_letters": list})
+		list, next, err := listPage(r, b)
+		reply(w, err, deadLetterPage{DeadLetters: list, Next: next})
 	})
 	mux.HandleFunc("POST /redrive", func(w http.ResponseWriter, r *http.Request) {
 		n, err := matching(r, b, func(dl *DeadLetter) error { return b.Redrive(r.Context(), dl) })
@@ -135,6 +137,59 @@ func matching(r *http.Request, b Broker, do func(*DeadLetter) error) (int, error
 		err = errNoMatch
 	}
 	return n, err
+}
+
+// Page sizes of a listing: a page is bounded so that a backlog of dead
+// letters cannot make one answer as large as the backlog.
+const (
+	defaultPage = 100
+	maxPage     = 1000
+)
+
+type deadLetterPage struct {
+	DeadLetters []deadLetterJSON `json:"dead_letters"`
+	// Next is the ref to list after for the next page, when there is one.
+	Next string `json:"next,omitempty"`
+}
+
+// listPage lists up to ?limit= dead letters after the one ?after= names,
+// and the ref to give as after for the next page, if any is left.
+func listPage(r *http.Request, b Broker) (list []deadLetterJSON, next string, err error) {
+	q, err := query(r, "topic", "subscription", "limit", "after")
+	if err != nil {
+		return nil, "", err
+	}
+	limit := defaultPage
+	if v := q.Get("limit"); q.Has("limit") {
+		if limit, err = strconv.Atoi(v); err != nil || limit < 1 || limit > maxPage {
+			return nil, "", badRequest(fmt.Sprintf("limit=%q: give a number of dead letters from 1 to %d", v, maxPage))
+		}
+	}
+	list = []deadLetterJSON{}
+	after := q.Get("after")
+	var all iter.Seq2[*DeadLetter, error]
+	if p, ok := b.(DeadLetterPager); ok {
+		all, after = p.DeadLettersAfter(r.Context(), q.Get("topic"), q.Get("subscription"), after), ""
+	} else {
+		all = b.DeadLetters(r.Context(), q.Get("topic"), q.Get("subscription"))
+	}
+	for dl, err := range all {
+		switch {
+		case errors.Is(err, ErrBadRef):
+			return nil, "", badRequest(fmt.Sprintf("after=%q: %v", q.Get("after"), err))
+		case err != nil:
+			return nil, "", err
+		case after != "": // a broker that cannot page: skip up to after
+			if dl.Ref == after {
+				after = ""
+			}
+		case len(list) == limit:
+			return list, list[limit-1].Ref, nil
+		default:
+			list = append(list, toJSON(dl))
+		}
+	}
+	return list, "", nil
 }
 
 func eachDeadLetter(r *http.Request, q url.Values, b Broker, fn func(*DeadLetter) error) error {

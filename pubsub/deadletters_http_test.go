@@ -4,9 +4,11 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -328,5 +330,47 @@ func TestDeadLetterHandlerShowsFieldsOfANewerSchema(t *testing.T) {
 					dl.Payload, dl.PayloadUnknownFields, dl.PayloadBase64)
 			}
 		}
+	}
+}
+
+// TestDeadLetterHandlerPagesABrokerThatCannot checks the pages of a broker
+// that is not a DeadLetterPager: the handler skips its listing up to after.
+func TestDeadLetterHandlerPagesABrokerThatCannot(t *testing.T) {
+	t.Parallel()
+	broker := mem.New()
+	t.Cleanup(func() { _ = broker.Close() })
+	for i := range 3 {
+		dl := &pubsub.DeadLetter{Message: pubsub.Message{ID: fmt.Sprint("m-", i), Topic: "t"}, Subscription: "s", Reason: pubsub.ReasonPermanent}
+		if err := broker.DeadLetter(t.Context(), dl); err != nil {
+			t.Fatal(err)
+		}
+	}
+	srv := httptest.NewServer(pubsub.DeadLetterHandler(struct{ pubsub.Broker }{broker}))
+	t.Cleanup(srv.Close)
+	var ids []string
+	for query, pages := "limit=1", 0; pages < 5; pages++ {
+		resp, err := http.Get(srv.URL + "/?" + query)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var p struct {
+			DeadLetters []struct{ ID string } `json:"dead_letters"`
+			Next        string                `json:"next"`
+		}
+		err = json.NewDecoder(resp.Body).Decode(&p)
+		resp.Body.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, dl := range p.DeadLetters {
+			ids = append(ids, dl.ID)
+		}
+		if p.Next == "" {
+			break
+		}
+		query = "limit=1&after=" + p.Next
+	}
+	if want := []string{"m-0", "m-1", "m-2"}; !slices.Equal(ids, want) {
+		t.Errorf("pages of 1 listed %v, want %v", ids, want)
 	}
 }

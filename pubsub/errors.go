@@ -29,3 +29,7 @@ type permanentError struct{ err error }
 
 func (e *permanentError) Error() string { return e.err.Error() }
 func (e *permanentError) Unwrap() error { return e.err }
+
+// ErrBadRef is returned (wrapped) by a [DeadLetterPager] given a ref that is
+// not one of its broker's.
+var ErrBadRef = errors.New("pubsub: not a dead letter ref of this broker")

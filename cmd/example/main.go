@@ -81,7 +81,7 @@ func wire(srv *kit.Server, bus pubsub.Broker) error {
 		return err
 	}
 	srv.Go(auditor.Run)
-	srv.MountAdmin("/pubsub/dead-letters/", "dead letters: GET list, POST redrive?ref=R, DELETE ?ref=R",
+	srv.MountAdmin("/pubsub/dead-letters/", "dead letters: GET list (?limit=N&after=R), POST redrive?ref=R, DELETE ?ref=R",
 		pubsub.DeadLetterHandler(bus))
 	for _, c := range []health.Check{
 		{Name: "broker", Func: bus.Check},

@@ -166,8 +166,19 @@ func (b *Broker) DeadLetter(_ context.Context, dl *pubsub.DeadLetter) error {
 }
 
 // DeadLetters implements [pubsub.Broker].
-func (b *Broker) DeadLetters(_ context.Context, topic, subscription string) iter.Seq2[*pubsub.DeadLetter, error] {
+func (b *Broker) DeadLetters(ctx context.Context, topic, subscription string) iter.Seq2[*pubsub.DeadLetter, error] {
+	return b.DeadLettersAfter(ctx, topic, subscription, "")
+}
+
+// DeadLettersAfter implements [pubsub.DeadLetterPager]: refs are decimal
+// numbers, growing.
+func (b *Broker) DeadLettersAfter(_ context.Context, topic, subscription, after string) iter.Seq2[*pubsub.DeadLetter, error] {
 	return func(yield func(*pubsub.DeadLetter, error) bool) {
+		from, err := refAfter(after)
+		if err != nil {
+			yield(nil, err)
+			return
+		}
 		b.mu.Lock()
 		if b.closed {
 			b.mu.Unlock()
@@ -176,6 +187,9 @@ func (b *Broker) DeadLetters(_ context.Context, topic, subscription string) iter
 		}
 		var out []*pubsub.DeadLetter
 		for _, dl := range b.dead {
+			if seq, _ := strconv.ParseUint(dl.Ref, 10, 64); seq <= from {
+				continue
+			}
 			if (topic == "" || dl.Message.Topic == topic) && (subscription == "" || dl.Subscription == subscription) {
 				c := *dl
 				c.Message.Header = dl.Message.Header.Clone()
@@ -189,6 +203,18 @@ func (b *Broker) DeadLetters(_ context.Context, topic, subscription string) iter
 			}
 		}
 	}
+}
+
+// refAfter parses the ref a listing begins after: 0 for "".
+func refAfter(after string) (uint64, error) {
+	if after == "" {
+		return 0, nil
+	}
+	seq, err := strconv.ParseUint(after, 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("%w: mem's refs are numbers, not %q", pubsub.ErrBadRef, after)
+	}
+	return seq, nil
 }
 
 // Redrive implements [pubsub.Broker].

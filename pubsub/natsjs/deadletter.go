@@ -109,7 +109,22 @@ func headerSafe(s string, n int) string {
 // handler that still fails, say) are left for the next listing, as a
 // snapshot would.
 func (b *Broker) DeadLetters(ctx context.Context, topic, subscription string) iter.Seq2[*pubsub.DeadLetter, error] {
+	return b.DeadLettersAfter(ctx, topic, subscription, "")
+}
+
+// DeadLettersAfter implements [pubsub.DeadLetterPager]: a ref is the dead
+// letter's sequence in the dead-letter stream, and the listing begins at
+// the next one.
+func (b *Broker) DeadLettersAfter(ctx context.Context, topic, subscription, after string) iter.Seq2[*pubsub.DeadLetter, error] {
 	return func(yield func(*pubsub.DeadLetter, error) bool) {
+		var from uint64
+		if after != "" {
+			var err error
+			if from, err = strconv.ParseUint(after, 10, 64); err != nil {
+				yield(nil, fmt.Errorf("%w: natsjs's refs are sequence numbers, not %q", pubsub.ErrBadRef, after))
+				return
+			}
+		}
 		if err := b.errIfClosed(); err != nil {
 			yield(nil, err)
 			return
@@ -124,7 +139,10 @@ func (b *Broker) DeadLetters(ctx context.Context, topic, subscription string) it
 		}
 		filter := deadSubject(or(subscription, "*"), or(topic, ">"))
 		last := s.CachedInfo().State.LastSeq // read by js.Stream just now
-		for seq := uint64(1); seq <= last; {
+		if from >= last {
+			return
+		}
+		for seq := from + 1; seq <= last; {
 			raw, err := s.GetMsg(ctx, seq, jetstream.WithGetMsgSubject(filter))
 			if errors.Is(err, jetstream.ErrMsgNotFound) {
 				return

@@ -57,6 +57,7 @@ func Run(t *testing.T, features Features, newBackend func(tb testing.TB) Backend
 		{"StricterRulesDeadLetter", testStricterRules},
 		{"Redrive", testRedrive},
 		{"RedriveAll", testRedriveAll},
+		{"DeadLetterPages", testDeadLetterPages},
 		{"SharedSubscription", testSharedSubscription},
 		{"WaitedGetsFullAckWait", testWaitedGetsFullAckWait},
 		{"OverdueCopiesNotHandled", testOverdueCopiesNotHandled},
