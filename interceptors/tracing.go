@@ -22,8 +22,8 @@ const instrumentationName = "github.com/connectkit/connectkit/interceptors"
 // Tracing returns an interceptor that traces every call with OpenTelemetry,
 // with the spans of connectrpc.com/otelconnect: a server span continues the
 // caller's W3C trace context (otelconnect's WithTrustRemote: services trust
-// their callers' trace ids; an edge proxy should strip traceparent from the
-// public internet), a client span injects it. It records no OpenTelemetry
+// their callers' trace ids; for calls from the public internet, see
+// [WithPublicEndpoint]), a client span injects it. It records no OpenTelemetry
 // metrics (otelconnect's WithoutMetrics: [Metrics] counts calls in
 // Prometheus, and a second set would cost time on every call) and no peer
 // address on server spans (otelconnect's default: high cardinality; the
@@ -53,19 +53,23 @@ func Tracing(opts ...TracingOption) (connect.Interceptor, error) {
 		cfg.propagator = propagation.NewCompositeTextMapPropagator(propagation.TraceContext{}, propagation.Baggage{})
 	}
 	if isNoop(cfg.provider) && len(cfg.otelconnect) == 0 {
-		return propagationOnly{cfg.propagator}, nil
+		return propagationOnly{cfg.propagator, cfg.public}, nil
 	}
 	t := &tracing{
 		tracer:     cfg.provider.Tracer(instrumentationName),
 		propagator: cfg.propagator,
+		public:     cfg.public,
 	}
 	if len(cfg.otelconnect) > 0 {
-		rpc, err := otelconnect.NewInterceptor(append([]otelconnect.Option{
+		base := []otelconnect.Option{
 			otelconnect.WithTracerProvider(cfg.provider),
 			otelconnect.WithPropagator(cfg.propagator),
-			otelconnect.WithTrustRemote(),
 			otelconnect.WithoutMetrics(),
-		}, cfg.otelconnect...)...)
+		}
+		if !cfg.public {
+			base = append(base, otelconnect.WithTrustRemote())
+		}
+		rpc, err := otelconnect.NewInterceptor(append(base, cfg.otelconnect...)...)
 		if err != nil {
 			return nil, fmt.Errorf("interceptors: failed to create otelconnect interceptor: %w", err)
 		}
@@ -95,6 +99,21 @@ func WithPropagator(propagator propagation.TextMapPropagator) TracingOption {
 	return tracingOption(func(c *tracingConfig) { c.propagator = propagator })
 }
 
+// WithPublicEndpoint makes a server take its callers for untrusted, as
+// otelhttp's option of that name does, for services that the public
+// internet or browsers call: a server span begins a trace of its own, with
+// a link to the caller's span (when the caller sent one) instead of
+// continuing its trace, so that a caller can neither join its spans to
+// another's trace nor decide with its sampled flag which calls are kept;
+// and the caller's baggage is dropped, so that it does not travel on with
+// the calls and messages the handler makes. Without spans (a no-op
+// provider), the handler's context carries no trace context of the caller:
+// log lines then have no trace id. Clients, and message deliveries, whose
+// headers a publisher of the system wrote, are traced as without it.
+func WithPublicEndpoint() TracingOption {
+	return tracingOption(func(c *tracingConfig) { c.public = true })
+}
+
 // WithOtelconnectOptions hands the tracing of RPCs to otelconnect itself,
 // with these options after ours: for example otelconnect.WithFilter,
 // WithTraceRequestHeader or WithServerPeerAttributes. The spans are the
@@ -108,12 +127,14 @@ type tracingConfig struct {
 	provider    trace.TracerProvider
 	propagator  propagation.TextMapPropagator
 	otelconnect []otelconnect.Option
+	public      bool
 }
 
 type tracing struct {
 	tracer      trace.Tracer
 	propagator  propagation.TextMapPropagator
 	otelconnect *otelconnect.Interceptor // traces RPCs when set
+	public      bool                     // callers are untrusted: see WithPublicEndpoint
 }
 
 func (t *tracing) WrapUnary(next connect.UnaryFunc) connect.UnaryFunc {

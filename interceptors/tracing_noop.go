@@ -4,6 +4,7 @@ import (
 	"context"
 
 	"connectrpc.com/connect"
+	"github.com/connectkit/connectkit/internal/msgctx"
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
 	"go.opentelemetry.io/otel/trace/noop"
@@ -23,6 +24,7 @@ func isNoop(provider trace.TracerProvider) bool {
 // context to outgoing calls, for RPCs and messages alike.
 type propagationOnly struct {
 	propagator propagation.TextMapPropagator
+	public     bool // callers are untrusted: their context is not taken
 }
 
 func (p propagationOnly) WrapUnary(next connect.UnaryFunc) connect.UnaryFunc {
@@ -30,7 +32,8 @@ func (p propagationOnly) WrapUnary(next connect.UnaryFunc) connect.UnaryFunc {
 		carrier := headerCarrier(req.Header())
 		if req.Spec().IsClient {
 			p.propagator.Inject(ctx, carrier)
-		} else {
+		} else if !p.public || msgctx.ForCall(ctx, req.Spec()) != nil {
+			// A delivery's headers come from a publisher of the system.
 			ctx = extractRemote(ctx, p.propagator, carrier)
 		}
 		return next(ctx, req)
@@ -47,7 +50,10 @@ func (p propagationOnly) WrapStreamingClient(next connect.StreamingClientFunc) c
 
 func (p propagationOnly) WrapStreamingHandler(next connect.StreamingHandlerFunc) connect.StreamingHandlerFunc {
 	return func(ctx context.Context, conn connect.StreamingHandlerConn) error {
-		return next(extractRemote(ctx, p.propagator, headerCarrier(conn.RequestHeader())), conn)
+		if !p.public {
+			ctx = extractRemote(ctx, p.propagator, headerCarrier(conn.RequestHeader()))
+		}
+		return next(ctx, conn)
 	}
 }
 

@@ -34,10 +34,11 @@ const statusCodeOK = "OK"
 func (t *tracing) rpcUnary(ctx context.Context, req connect.AnyRequest, next connect.UnaryFunc, start *startOptions) (connect.AnyResponse, error) {
 	spec := req.Spec()
 	carrier := headerCarrier(req.Header())
+	opts := start.get(spec, req.Peer())
 	if !spec.IsClient {
-		ctx = extractRemote(ctx, t.propagator, carrier)
+		ctx, opts = t.remote(ctx, carrier, opts)
 	}
-	ctx, span := t.tracer.Start(ctx, spanName(spec), start.get(spec, req.Peer())...)
+	ctx, span := t.tracer.Start(ctx, spanName(spec), opts...)
 	defer span.End()
 	if spec.IsClient {
 		t.propagator.Inject(ctx, carrier)
@@ -51,8 +52,8 @@ func (t *tracing) rpcUnary(ctx context.Context, req connect.AnyRequest, next con
 
 func (t *tracing) rpcStreamingHandler(ctx context.Context, conn connect.StreamingHandlerConn, next connect.StreamingHandlerFunc, start *startOptions) error {
 	spec := conn.Spec()
-	ctx = extractRemote(ctx, t.propagator, headerCarrier(conn.RequestHeader()))
-	ctx, span := t.tracer.Start(ctx, spanName(spec), start.get(spec, conn.Peer())...)
+	ctx, opts := t.remote(ctx, headerCarrier(conn.RequestHeader()), start.get(spec, conn.Peer()))
+	ctx, span := t.tracer.Start(ctx, spanName(spec), opts...)
 	defer span.End()
 	err := next(ctx, conn)
 	if span.IsRecording() {
@@ -77,6 +78,22 @@ func (t *tracing) rpcStreamingClient(ctx context.Context, spec connect.Spec, nex
 		}
 		span.End()
 	})
+}
+
+// remote puts the caller's trace context in ctx, the parent of a server's
+// span; or, for a public endpoint, returns opts with a link to the caller's
+// span, leaving ctx without the caller's context and baggage.
+func (t *tracing) remote(ctx context.Context, carrier headerCarrier, opts []trace.SpanStartOption) (context.Context, []trace.SpanStartOption) {
+	if !t.public {
+		return extractRemote(ctx, t.propagator, carrier), opts
+	}
+	sc := trace.SpanContextFromContext(t.propagator.Extract(context.Background(), carrier))
+	if !sc.IsValid() {
+		return ctx, opts
+	}
+	linked := make([]trace.SpanStartOption, len(opts), len(opts)+1)
+	copy(linked, opts)
+	return ctx, append(linked, trace.WithLinks(trace.Link{SpanContext: sc}))
 }
 
 // startOptions keeps the span start options of the calls that one wrapped

@@ -46,6 +46,9 @@ func (s *Server) buildChains() error {
 		interceptors.WithPropagator(s.telemetry.Propagator()),
 		interceptors.WithQuietProcedures(quietProcedures...),
 	}, s.opts.chainOptions...)
+	if s.cfg.TracePublicEndpoint {
+		opts = append(opts, interceptors.WithPublicEndpoint())
+	}
 	chain, err := interceptors.Default(s.logger, s.registry, opts...)
 	if err != nil {
 		return fmt.Errorf("kit: interceptors: %w", err)

@@ -77,6 +77,13 @@ type Config struct {
 	// ("https://*", "https://*.com").
 	// KIT_CORS_ALLOW_CREDENTIALS, default false.
 	CORSAllowCredentials bool
+	// TracePublicEndpoint takes the callers for untrusted, as a service
+	// that browsers or the public internet call should: each call begins
+	// a trace of its own, linked to the caller's span, and the caller's
+	// baggage is dropped (see interceptors.WithPublicEndpoint).
+	// KIT_TRACE_PUBLIC_ENDPOINT, default false: callers' trace context and
+	// baggage are taken as they send them.
+	TracePublicEndpoint bool
 
 	// ReadHeaderTimeout bounds the time to read a request's headers (and
 	// an h2c connection's preface). KIT_READ_HEADER_TIMEOUT, default 5s.

@@ -45,6 +45,7 @@ func TestConfigFromEnvParses(t *testing.T) {
 		"KIT_CORS_ALLOW_CREDENTIALS": "true",
 		"KIT_LOG_LEVEL":              "debug",
 		"KIT_PPROF":                  "true",
+		"KIT_TRACE_PUBLIC_ENDPOINT":  "true",
 	}))
 	if err != nil {
 		t.Fatal(err)
@@ -53,7 +54,7 @@ func TestConfigFromEnvParses(t *testing.T) {
 		cfg.MaxConnectionAge != 30*time.Minute || len(cfg.CORSAllowedOrigins) != 2 || cfg.CORSAllowedOrigins[1] != "https://b.example.com" ||
 		len(cfg.CORSAllowedHeaders) != 2 || cfg.CORSAllowedHeaders[1] != "X-Tenant" ||
 		len(cfg.CORSExposedHeaders) != 1 || cfg.CORSExposedHeaders[0] != "X-Ratelimit-Remaining" || !cfg.CORSAllowCredentials ||
-		cfg.LogLevel != slog.LevelDebug || !cfg.Pprof || cfg.AdminToken != "s3cret" {
+		cfg.LogLevel != slog.LevelDebug || !cfg.Pprof || cfg.AdminToken != "s3cret" || !cfg.TracePublicEndpoint {
 		t.Errorf("parsed = %+v", cfg)
 	}
 }

@@ -143,3 +143,31 @@ func counterValue(tb testing.TB, reg prometheus.Gatherer, name string, labels ma
 	}
 	return sum
 }
+
+// TestTracePublicEndpoint checks Config.TracePublicEndpoint: a call's span
+// begins a trace of its own, linked to the caller's span.
+func TestTracePublicEndpoint(t *testing.T) {
+	t.Parallel()
+	const callerTrace = "4bf92f3577b34da6a3ce929d0e0e4736"
+	for _, public := range []bool{false, true} {
+		spans := tracetest.NewInMemoryExporter()
+		tp := sdktrace.NewTracerProvider(sdktrace.WithSyncer(spans))
+		t.Cleanup(func() { _ = tp.Shutdown(t.Context()) })
+		srv := newPingServer(t, kit.Config{TracePublicEndpoint: public}, nil,
+			kit.WithInterceptorOptions(interceptors.WithTracerProvider(tp)))
+		req := connect.NewRequest(&pingv1.PingRequest{Number: 1})
+		req.Header().Set("Traceparent", "00-"+callerTrace+"-00f067aa0ba902b7-01")
+		if _, err := newPingClient(srv, srv.HTTP2Client()).Ping(t.Context(), req); err != nil {
+			t.Fatal(err)
+		}
+		got := spans.GetSpans().Snapshots()
+		if len(got) != 1 {
+			t.Fatalf("public %v: %d spans, want 1", public, len(got))
+		}
+		continued := got[0].SpanContext().TraceID().String() == callerTrace
+		linked := len(got[0].Links()) == 1 && got[0].Links()[0].SpanContext.TraceID().String() == callerTrace
+		if continued == public || linked != public {
+			t.Errorf("public %v: the span continues the caller's trace: %v, links to it: %v", public, continued, linked)
+		}
+	}
+}
