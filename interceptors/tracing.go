@@ -109,7 +109,10 @@ func WithPropagator(propagator propagation.TextMapPropagator) TracingOption {
 // the calls and messages the handler makes. Without spans (a no-op
 // provider), the handler's context carries no trace context of the caller:
 // log lines then have no trace id. Clients, and message deliveries, whose
-// headers a publisher of the system wrote, are traced as without it.
+// headers a publisher of the system wrote, are traced as without it. With
+// [WithOtelconnectOptions], RPCs get otelconnect's own behaviour without
+// its WithTrustRemote: a new trace linked to the caller's, but the caller's
+// baggage kept.
 func WithPublicEndpoint() TracingOption {
 	return tracingOption(func(c *tracingConfig) { c.public = true })
 }
