@@ -17,8 +17,12 @@ const lockName = "natsjs.lock"
 // from the same working directory, whose NATS_DATA_DIR defaults to the same
 // "data/nats", then fails to start with an error that names the directory
 // instead. The lock is the operating system's (flock, LockFileEx), so a
-// crashed process holds it no longer.
-func lockDataDir(dir string) (unlock func(), err error) {
+// crashed process holds it no longer. lock is lockFile, or a test's.
+//
+// Only a lock that another holds means another server: any other failure
+// to lock (a file system without locks, say: ENOLCK on NFS without its
+// lock daemon) is reported as it is.
+func lockDataDir(dir string, lock func(*os.File) error) (unlock func(), err error) {
 	if err := os.MkdirAll(dir, 0o750); err != nil {
 		return nil, fmt.Errorf("natsjs: the data directory %s (NATS_DATA_DIR): %w", dir, err)
 	}
@@ -27,7 +31,11 @@ func lockDataDir(dir string) (unlock func(), err error) {
 	if err != nil {
 		return nil, fmt.Errorf("natsjs: the data directory %s (NATS_DATA_DIR): %w", dir, err)
 	}
-	if err := lockFile(f); err != nil {
+	if err := lock(f); err != nil {
+		if !lockHeld(err) {
+			_ = f.Close()
+			return nil, fmt.Errorf("natsjs: failed to lock the data directory %s (NATS_DATA_DIR): %w", dir, err)
+		}
 		holder := ""
 		if b, rerr := os.ReadFile(name); rerr == nil && len(b) > 0 {
 			holder = " (" + strings.TrimSpace(string(b)) + ")"

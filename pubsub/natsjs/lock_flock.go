@@ -3,6 +3,7 @@
 package natsjs
 
 import (
+	"errors"
 	"os"
 	"syscall"
 )
@@ -14,3 +15,6 @@ func lockFile(f *os.File) error {
 func unlockFile(f *os.File) error {
 	return syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
 }
+
+// lockHeld reports whether err, from lockFile, means another holds the lock.
+func lockHeld(err error) bool { return errors.Is(err, syscall.EWOULDBLOCK) }

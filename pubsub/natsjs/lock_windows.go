@@ -1,6 +1,7 @@
 package natsjs
 
 import (
+	"errors"
 	"os"
 
 	"golang.org/x/sys/windows"
@@ -13,3 +14,6 @@ func lockFile(f *os.File) error {
 func unlockFile(f *os.File) error {
 	return windows.UnlockFileEx(windows.Handle(f.Fd()), 0, 1, 0, new(windows.Overlapped))
 }
+
+// lockHeld reports whether err, from lockFile, means another holds the lock.
+func lockHeld(err error) bool { return errors.Is(err, windows.ERROR_LOCK_VIOLATION) }

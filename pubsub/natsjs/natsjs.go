@@ -302,7 +302,7 @@ func cutUserinfo(u string) (userinfo, rest string, ok bool) {
 // It locks the data directory first (see [lockDataDir]); unlock releases
 // it once the server has shut down.
 func startServer(cfg Config, logger *slog.Logger) (srv *server.Server, unlock func(), err error) {
-	release, err := lockDataDir(cfg.DataDir)
+	release, err := lockDataDir(cfg.DataDir, lockFile)
 	if err != nil {
 		return nil, nil, err
 	}
