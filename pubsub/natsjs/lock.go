@@ -5,13 +5,15 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 )
 
 // lockName is the file in the data directory that an embedded server
 // holds locked while it runs.
 const lockName = "natsjs.lock"
 
-// lockDataDir locks dir for one embedded server until unlock is called.
+// lockDataDir locks dir for one embedded server until unlock is called
+// (once or more, from any goroutine).
 // nats-server does not lock its store, and two servers writing one store
 // corrupt it ("could not locate msg block"): a second instance started
 // from the same working directory, whose NATS_DATA_DIR defaults to the same
@@ -46,8 +48,14 @@ func lockDataDir(dir string, lock func(*os.File) error) (unlock func(), err erro
 	if err := f.Truncate(0); err == nil {
 		_, _ = fmt.Fprintf(f, "pid %d\n", os.Getpid())
 	}
+	// Once: Close, safe for concurrent use, may unlock from two
+	// goroutines at once, and a second unlock would read f's descriptor
+	// while the first closes it (a number another file may have reused).
+	var once sync.Once
 	return func() {
-		_ = unlockFile(f)
-		_ = f.Close()
+		once.Do(func() {
+			_ = unlockFile(f)
+			_ = f.Close()
+		})
 	}, nil
 }

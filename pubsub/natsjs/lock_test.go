@@ -3,6 +3,7 @@ package natsjs_test
 import (
 	"context"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/connectkit/connectkit/pubsub/natsjs"
@@ -37,5 +38,26 @@ func TestDataDirIsLocked(t *testing.T) {
 	}
 	if err := again.Close(); err != nil {
 		t.Error(err)
+	}
+}
+
+// TestConcurrentClosesUnlockOnce: Close, idempotent and safe for concurrent
+// use, releases the data directory's lock once when called from two
+// goroutines at once (under -race: two unlocks raced on the lock file, the
+// second reading its descriptor while the first closed it, and so could
+// unlock a file that reused the number), and the directory is free after.
+func TestConcurrentClosesUnlockOnce(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	for range 3 {
+		b, err := natsjs.New(context.Background(), natsjs.Config{DataDir: dir})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var wg sync.WaitGroup
+		for range 2 {
+			wg.Go(func() { _ = b.Close() })
+		}
+		wg.Wait()
 	}
 }
