@@ -111,15 +111,30 @@ func clientUnaryRequestID(ctx context.Context, req connect.AnyRequest) context.C
 
 // deliveryRequestID returns the context of a delivery's id: its
 // X-Request-Id when valid, which pubsub's publishers set when published
-// under a call, otherwise its message's id when that is a valid request id
-// (published outside any call, or by a producer of another kind), so that
-// its attempts log one id; otherwise a new one.
+// under a call, otherwise the id its message's id gives (published outside
+// any call, or by a producer of another kind), so that its attempts log
+// one id.
 func deliveryRequestID(ctx context.Context, req connect.AnyRequest, info *msgctx.Info) *requestIDContext {
 	id := header.Get(req.Header(), RequestIDHeader)
 	if !requestid.Valid(id) {
-		id = requestid.Server(info.MessageID)
+		id = messageRequestID(info.MessageID)
 	}
 	return &requestIDContext{Context: ctx, id: id}
+}
+
+// messageRequestID is the request id a message's id gives: the message id
+// itself when it is a valid request id, else one made from it (a message
+// id over 128 bytes, as natsjs makes for a long topic's messages from
+// producers of another kind), so that every attempt, and the publish,
+// logs the same.
+func messageRequestID(messageID string) string {
+	switch {
+	case requestid.Valid(messageID):
+		return messageID
+	case messageID != "":
+		return requestid.Of(messageID)
+	}
+	return requestid.New()
 }
 
 // serverUnaryRequestID returns the context of a call's id, and whether kit's
@@ -243,10 +258,10 @@ func (requestIDInterceptor) WrapStreamingHandler(next connect.StreamingHandlerFu
 // being served, and returns ctx carrying the id it chose, and whether the
 // request is to carry it in X-Request-Id.
 //
-// A publish with neither takes its message's id when that is a valid
-// request id, and sends none: a delivery without an X-Request-Id takes its
-// message's id (see deliveryRequestID), so the header would only repeat the
-// message id, and each header costs every message it travels with
+// A publish with neither takes the id its message's id gives
+// (messageRequestID), and sends none: a delivery without an X-Request-Id
+// takes the same (see deliveryRequestID), so the header would only repeat
+// it, and each header costs every message it travels with
 // (encoded by the client, scanned by the server, parsed by the consumer:
 // BENCHMARKS.md section 3).
 func clientRequestID(ctx context.Context, spec connect.Spec, onRequest string) (context.Context, string, bool) {
@@ -257,8 +272,9 @@ func clientRequestID(ctx context.Context, spec connect.Spec, onRequest string) (
 	case inCtx != "":
 		return ctx, inCtx, true
 	default:
-		if info := msgctx.ForCall(ctx, spec); info != nil && requestid.Valid(info.MessageID) {
-			return &requestIDContext{Context: ctx, id: info.MessageID}, info.MessageID, false
+		if info := msgctx.ForCall(ctx, spec); info != nil && info.MessageID != "" {
+			id := messageRequestID(info.MessageID)
+			return &requestIDContext{Context: ctx, id: id}, id, false
 		}
 		id = requestid.New()
 	}

@@ -14,6 +14,7 @@ import (
 	pingv1 "github.com/connectkit/connectkit/internal/gen/connectkit/ping/v1"
 	"github.com/connectkit/connectkit/internal/gen/connectkit/ping/v1/pingv1connect"
 	"github.com/connectkit/connectkit/internal/msgctx"
+	"github.com/connectkit/connectkit/internal/requestid"
 )
 
 var uuidV4 = regexp.MustCompile(`^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$`)
@@ -233,17 +234,20 @@ func streamWithRequestID(t *testing.T, client pingv1connect.PingServiceClient, p
 }
 
 // A delivery's request id is its X-Request-Id, else its message's id (a
-// message from a producer that sets none: its attempts log one id), else a
-// new one.
+// message from a producer that sets none: its attempts log one id), or one
+// made from it when it is no request id (natsjs's ids of a long topic's
+// messages), else a new one.
 func TestDeliveryRequestID(t *testing.T) {
 	t.Parallel()
+	long := strings.Repeat("orders.", 20) + ":42:1765000000000000000" // over 128 bytes
 	for _, tc := range []struct {
 		name, header, messageID, want string
 	}{
 		{name: "the message's X-Request-Id", header: "from-the-publisher", messageID: "ORDERS:42", want: "from-the-publisher"},
 		{name: "none: the message id", messageID: "ORDERS:42", want: "ORDERS:42"},
 		{name: "an invalid one: the message id", header: "not valid", messageID: "ORDERS:42", want: "ORDERS:42"},
-		{name: "no valid id at all: a new one", header: "not valid", messageID: "not valid either"},
+		{name: "a message id that is no request id: one made from it", header: "not valid", messageID: long, want: requestid.Of(long)},
+		{name: "no message id: a new one", header: "not valid"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -275,8 +279,9 @@ func TestDeliveryRequestID(t *testing.T) {
 
 // TestPublishRequestID checks the request id of a pubsub publish and the
 // X-Request-Id it sends with the message: the id set on the request, else
-// the one of the call being served, else its message's id, which it does
-// not send (a delivery without one takes its message's id), else a new one.
+// the one of the call being served, else its message's id (or one made
+// from it), which it does not send (a delivery without one takes the
+// same), else a new one.
 func TestPublishRequestID(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct {
@@ -288,7 +293,8 @@ func TestPublishRequestID(t *testing.T) {
 		{name: "an invalid one on the request: the message id, not sent", onRequest: "has space", messageID: "msg-3", want: "msg-3"},
 		{name: "set on the request", onRequest: "from-the-caller", messageID: "msg-3", want: "from-the-caller", sent: true},
 		{name: "under a call: the call's", served: "served-call", messageID: "msg-3", want: "served-call", sent: true},
-		{name: "an invalid message id: a new one", messageID: "not valid", sent: true},
+		{name: "an invalid message id: one made from it, not sent", messageID: "not valid", want: requestid.Of("not valid")},
+		{name: "no message id: a new one", sent: true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()

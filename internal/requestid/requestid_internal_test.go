@@ -9,7 +9,7 @@ import (
 	"unicode/utf8"
 )
 
-// formatUUIDv4 says what google/uuid's NewRandom and String say of the
+// formatUUID, version 4, says what google/uuid's NewRandom and String say of the
 // same 128 bits, for edge cases and many random ones.
 func TestFormatUUIDv4(t *testing.T) {
 	t.Parallel()
@@ -30,16 +30,16 @@ func TestFormatUUIDv4(t *testing.T) {
 		inputs = append(inputs, [2]uint64{r.Uint64(), r.Uint64()})
 	}
 	for _, in := range inputs {
-		got, want := formatUUIDv4(in[0], in[1]), reference(in[0], in[1])
+		got, want := formatUUID(in[0], in[1], 4), reference(in[0], in[1])
 		if got != want {
-			t.Fatalf("formatUUIDv4(%#x, %#x) = %s; want %s", in[0], in[1], got, want)
+			t.Fatalf("formatUUID(%#x, %#x, 4) = %s; want %s", in[0], in[1], got, want)
 		}
 	}
-	if got := formatUUIDv4(0, 0); got != "00000000-0000-4000-8000-000000000000" {
-		t.Errorf("formatUUIDv4(0, 0) = %s; want version 4 and variant 10 set", got)
+	if got := formatUUID(0, 0, 4); got != "00000000-0000-4000-8000-000000000000" {
+		t.Errorf("formatUUID(0, 0, 4) = %s; want version 4 and variant 10 set", got)
 	}
-	if got := formatUUIDv4(^uint64(0), ^uint64(0)); got != "ffffffff-ffff-4fff-bfff-ffffffffffff" {
-		t.Errorf("formatUUIDv4(all ones) = %s; want version 4 and variant 10 set", got)
+	if got := formatUUID(^uint64(0), ^uint64(0), 4); got != "ffffffff-ffff-4fff-bfff-ffffffffffff" {
+		t.Errorf("formatUUID(all ones, 4) = %s; want version 4 and variant 10 set", got)
 	}
 }
 
@@ -62,4 +62,14 @@ func FuzzServer(f *testing.F) {
 			t.Fatalf("Server(%q) = %q", incoming, id)
 		}
 	})
+}
+
+// Of gives a key the same valid id every time, another key another id.
+func TestOf(t *testing.T) {
+	t.Parallel()
+	long := strings.Repeat("orders.", 30) + ":1:1765000000000000000"
+	a, b := Of(long), Of(long+"x")
+	if a != Of(long) || a == b || !Valid(a) || a[14] != '8' {
+		t.Errorf("Of = %s, %s (again %s): want one valid version 8 id per key", a, b, Of(long))
+	}
 }
