@@ -2,7 +2,8 @@
 // observability: [Tracing] (OpenTelemetry, with connectrpc.com/otelconnect's spans),
 // [RequestID], [Logging] (log/slog), [Metrics] (Prometheus, with
 // go-grpc-prometheus names), [Recovery] and [Validation] (protovalidate, via
-// connectrpc.com/validate). Each is a [connect.Interceptor] that handles
+// connectrpc.com/validate), and against overload [RateLimit] and
+// [MaxInFlight]. Each is a [connect.Interceptor] that handles
 // unary and streaming calls, on servers and clients, and can be used alone;
 // [Default] builds them all as a [Chain] in the documented order.
 //

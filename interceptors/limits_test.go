@@ -1,0 +1,312 @@
+package interceptors_test
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"connectrpc.com/connect"
+	"golang.org/x/time/rate"
+
+	"github.com/connectkit/connectkit/interceptors"
+	pingv1 "github.com/connectkit/connectkit/internal/gen/connectkit/ping/v1"
+	"github.com/connectkit/connectkit/internal/gen/connectkit/ping/v1/pingv1connect"
+	"github.com/connectkit/connectkit/internal/msgctx"
+)
+
+// limitedServer serves PingService behind the given interceptors alone and
+// returns its URL.
+func limitedServer(t *testing.T, ics ...connect.Interceptor) string {
+	t.Helper()
+	mux := http.NewServeMux()
+	mux.Handle(pingv1connect.NewPingServiceHandler(&pingService{}, connect.WithInterceptors(ics...)))
+	return serve(t, mux)
+}
+
+// slowly is a limit that refills one call an hour: nothing within a test.
+var slowly = rate.Every(time.Hour)
+
+func codeOf(err error) connect.Code {
+	if err == nil {
+		return 0
+	}
+	return connect.CodeOf(err)
+}
+
+func TestRateLimitRefusesOverTheLimit(t *testing.T) {
+	t.Parallel()
+	for _, p := range protocols {
+		t.Run(p.name, func(t *testing.T) {
+			t.Parallel()
+			url := limitedServer(t, interceptors.RateLimit(slowly, 2))
+			client := pingv1connect.NewPingServiceClient(httpClient(t, false), url, p.opts...)
+			for i := range 2 {
+				if _, err := client.Ping(t.Context(), connect.NewRequest(&pingv1.PingRequest{})); err != nil {
+					t.Fatalf("call %d of the burst: %v", i+1, err)
+				}
+			}
+			_, err := client.Ping(t.Context(), connect.NewRequest(&pingv1.PingRequest{}))
+			if codeOf(err) != connect.CodeResourceExhausted || !strings.Contains(err.Error(), "rate limit exceeded: 1 call every 1h0m0s, burst 2") {
+				t.Errorf("call over the limit: %v, want resource_exhausted naming the limit", err)
+			}
+			// A stream's start takes a call from the same bucket.
+			stream, err := client.CountUp(t.Context(), connect.NewRequest(&pingv1.CountUpRequest{Number: 1}))
+			if err == nil {
+				for stream.Receive() {
+				}
+				err = stream.Err()
+			}
+			if codeOf(err) != connect.CodeResourceExhausted {
+				t.Errorf("stream over the limit: %v, want resource_exhausted", err)
+			}
+		})
+	}
+}
+
+func TestRateLimitIsHTTP429ForJSON(t *testing.T) {
+	t.Parallel()
+	url := limitedServer(t, interceptors.RateLimit(100, 1)) + pingv1connect.PingServicePingProcedure
+	client := httpClient(t, true)
+	var statuses []int
+	var body string
+	// The second call comes within the 10ms a call takes to refill, unless
+	// the machine stalls that long between them: then try again.
+	for range 50 {
+		statuses = statuses[:0]
+		for range 2 {
+			res, err := client.Post(url, "application/json", strings.NewReader(`{"number": 1}`))
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, _ := io.ReadAll(res.Body)
+			_ = res.Body.Close()
+			statuses, body = append(statuses, res.StatusCode), string(b)
+		}
+		if statuses[1] != http.StatusOK {
+			break
+		}
+	}
+	if statuses[1] != http.StatusTooManyRequests || !strings.Contains(body, `"code":"resource_exhausted"`) ||
+		!strings.Contains(body, "rate limit exceeded: 100 calls/s, burst 1") {
+		t.Errorf("second call: %d %s, want 429 resource_exhausted naming the limit", statuses[1], body)
+	}
+}
+
+func TestRateLimitRefills(t *testing.T) {
+	t.Parallel()
+	url := limitedServer(t, interceptors.RateLimit(5, 1)) // a call every 200ms
+	client := pingv1connect.NewPingServiceClient(httpClient(t, false), url)
+	ping := func() error {
+		_, err := client.Ping(t.Context(), connect.NewRequest(&pingv1.PingRequest{}))
+		return err
+	}
+	refused := false
+	for range 50 {
+		if err := ping(); codeOf(err) == connect.CodeResourceExhausted {
+			refused = true
+			break
+		} else if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if !refused {
+		t.Fatal("50 calls in a row at 5 calls/s, burst 1, and none refused")
+	}
+	waitFor(t, func() bool { return ping() == nil }, func() string { return "no call admitted after a refusal" })
+}
+
+func TestRateLimitPerProcedure(t *testing.T) {
+	t.Parallel()
+	url := limitedServer(t, interceptors.RateLimit(slowly, 1, interceptors.WithLimitPerProcedure()))
+	client := pingv1connect.NewPingServiceClient(httpClient(t, false), url)
+	if _, err := client.Ping(t.Context(), connect.NewRequest(&pingv1.PingRequest{})); err != nil {
+		t.Fatal(err)
+	}
+	_, err := client.Ping(t.Context(), connect.NewRequest(&pingv1.PingRequest{}))
+	if codeOf(err) != connect.CodeResourceExhausted || !strings.Contains(err.Error(), "per procedure") {
+		t.Errorf("second Ping: %v, want resource_exhausted per procedure", err)
+	}
+	// Fail has a bucket of its own: it fails as asked.
+	_, err = client.Fail(t.Context(), connect.NewRequest(&pingv1.FailRequest{Code: int32(connect.CodeAborted)}))
+	if codeOf(err) != connect.CodeAborted {
+		t.Errorf("Fail after Ping's bucket ran dry: %v, want aborted", err)
+	}
+}
+
+func TestLimitsExemptions(t *testing.T) {
+	t.Parallel()
+	exempt := interceptors.WithExemptProcedures(pingv1connect.PingServiceFailProcedure)
+	for name, limit := range map[string]connect.Interceptor{
+		"RateLimit":   interceptors.RateLimit(slowly, 1, exempt),
+		"MaxInFlight": interceptors.MaxInFlight(1, exempt),
+	} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			// A handler chain that is all busy: the limit's one place
+			// taken, its bucket empty.
+			hold, release := make(chan struct{}), make(chan struct{})
+			var busy connect.UnaryFunc = func(context.Context, connect.AnyRequest) (connect.AnyResponse, error) {
+				close(hold)
+				<-release
+				return nil, errors.New("done")
+			}
+			go func() { _, _ = limit.WrapUnary(busy)(t.Context(), connect.NewRequest(&pingv1.PingRequest{})) }()
+			<-hold
+			defer close(release)
+			handled := 0
+			count := connect.UnaryFunc(func(context.Context, connect.AnyRequest) (connect.AnyResponse, error) {
+				handled++
+				return nil, nil
+			})
+			call := func(ctx context.Context, procedure string) error {
+				_, err := limit.WrapUnary(count)(ctx, &specRequest{connect.NewRequest(&pingv1.PingRequest{}), procedure})
+				return err
+			}
+			if err := call(t.Context(), pingv1connect.PingServicePingProcedure); err == nil {
+				t.Fatal("Ping admitted: the test's limit is not full")
+			}
+			for _, procedure := range []string{
+				pingv1connect.PingServiceFailProcedure, // WithExemptProcedures
+				"/grpc.health.v1.Health/Check",
+				"/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
+			} {
+				if err := call(t.Context(), procedure); err != nil {
+					t.Errorf("%s: %v, want it exempt", procedure, err)
+				}
+			}
+			// A pubsub delivery, which the chain sees as a unary call of
+			// "/<topic>/<subscription>" with its Info in the context.
+			info := &msgctx.Info{Operation: msgctx.Process, Topic: topic, Subscription: subscription, Attempt: 1}
+			if err := call(msgctx.NewContext(t.Context(), info), delivery); err != nil {
+				t.Errorf("delivery: %v, want it exempt", err)
+			}
+			if handled != 4 {
+				t.Errorf("%d exempt calls handled, want 4", handled)
+			}
+		})
+	}
+}
+
+// specRequest is a server request of the given procedure.
+type specRequest struct {
+	*connect.Request[pingv1.PingRequest]
+	procedure string
+}
+
+func (r *specRequest) Spec() connect.Spec {
+	return connect.Spec{Procedure: r.procedure, StreamType: connect.StreamTypeUnary}
+}
+
+// blocker holds the unary calls whose text is "block", inside the limit,
+// until release is closed; each sends on entered first.
+type blocker struct {
+	entered, release chan struct{}
+}
+
+func (b blocker) WrapUnary(next connect.UnaryFunc) connect.UnaryFunc {
+	return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
+		if m, ok := req.Any().(*pingv1.PingRequest); ok && m.GetText() == "block" {
+			b.entered <- struct{}{}
+			<-b.release
+		}
+		return next(ctx, req)
+	}
+}
+
+func (b blocker) WrapStreamingClient(next connect.StreamingClientFunc) connect.StreamingClientFunc {
+	return next
+}
+
+func (b blocker) WrapStreamingHandler(next connect.StreamingHandlerFunc) connect.StreamingHandlerFunc {
+	return next
+}
+
+func TestMaxInFlight(t *testing.T) {
+	t.Parallel()
+	for _, p := range protocols {
+		t.Run(p.name, func(t *testing.T) {
+			t.Parallel()
+			b := blocker{entered: make(chan struct{}), release: make(chan struct{})}
+			url := limitedServer(t, interceptors.MaxInFlight(2), b)
+			client := pingv1connect.NewPingServiceClient(httpClient(t, false), url, p.opts...)
+			ping := func(text string) error {
+				_, err := client.Ping(t.Context(), connect.NewRequest(&pingv1.PingRequest{Text: text}))
+				return err
+			}
+			done := make(chan error, 2)
+			for range 2 {
+				go func() { done <- ping("block") }()
+				<-b.entered
+			}
+			err := ping("")
+			if codeOf(err) != connect.CodeUnavailable || !strings.Contains(err.Error(), "too many calls in flight: limit 2") {
+				t.Errorf("third call: %v, want unavailable naming the limit", err)
+			}
+			stream, err := client.CountUp(t.Context(), connect.NewRequest(&pingv1.CountUpRequest{Number: 1}))
+			if err == nil {
+				for stream.Receive() {
+				}
+				err = stream.Err()
+			}
+			if codeOf(err) != connect.CodeUnavailable {
+				t.Errorf("stream started while full: %v, want unavailable", err)
+			}
+			b.release <- struct{}{} // one of the two returns
+			if err := <-done; err != nil {
+				t.Fatal(err)
+			}
+			if err := ping(""); err != nil {
+				t.Errorf("call once a place is free: %v", err)
+			}
+			close(b.release)
+			if err := <-done; err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+}
+
+// TestMaxInFlightStreamsHoldNoPlace: open streams, however many, leave the
+// unary calls their places.
+func TestMaxInFlightStreamsHoldNoPlace(t *testing.T) {
+	t.Parallel()
+	url := limitedServer(t, interceptors.MaxInFlight(1))
+	client := pingv1connect.NewPingServiceClient(httpClient(t, false), url)
+	for range 3 {
+		stream := client.CumSum(t.Context())
+		if err := stream.Send(&pingv1.CumSumRequest{Number: 1}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := stream.Receive(); err != nil { // its handler is running
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = stream.CloseRequest(); _ = stream.CloseResponse() })
+	}
+	if _, err := client.Ping(t.Context(), connect.NewRequest(&pingv1.PingRequest{})); err != nil {
+		t.Errorf("unary call beside three open streams: %v", err)
+	}
+}
+
+func TestLimitsPanicOnBadArguments(t *testing.T) {
+	t.Parallel()
+	for name, build := range map[string]func(){
+		"zero limit":     func() { interceptors.RateLimit(0, 1) },
+		"negative limit": func() { interceptors.RateLimit(-3, 1) },
+		"negative burst": func() { interceptors.RateLimit(1, -1) },
+		"no calls":       func() { interceptors.MaxInFlight(0) },
+	} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			defer func() {
+				if recover() == nil {
+					t.Error("no panic")
+				}
+			}()
+			build()
+		})
+	}
+}
