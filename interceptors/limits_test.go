@@ -310,3 +310,36 @@ func TestLimitsPanicOnBadArguments(t *testing.T) {
 		})
 	}
 }
+
+// TestRateLimitMessage: the refusal states the limit as it was set, a slow
+// one as an interval.
+func TestRateLimitMessage(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		limit rate.Limit
+		want  string
+	}{
+		{100, "rate limit exceeded: 100 calls/s, burst 1"},
+		{2.5, "rate limit exceeded: 2.5 calls/s, burst 1"},
+		{0.5, "rate limit exceeded: 1 call every 2s, burst 1"},
+		{rate.Every(90 * time.Second), "rate limit exceeded: 1 call every 1m30s, burst 1"},
+		{1e-300, "rate limit exceeded: 1e-300 calls/s, burst 1"}, // no interval to print
+	} {
+		t.Run(tc.want, func(t *testing.T) {
+			t.Parallel()
+			handle := interceptors.RateLimit(tc.limit, 1).WrapUnary(func(context.Context, connect.AnyRequest) (connect.AnyResponse, error) {
+				return nil, nil
+			})
+			req := &specRequest{connect.NewRequest(&pingv1.PingRequest{}), pingv1connect.PingServicePingProcedure}
+			var err error
+			for range 10 { // refills at 100 calls/s, within 10ms: to be sure of one refusal
+				if _, err = handle(t.Context(), req); err != nil {
+					break
+				}
+			}
+			if err == nil || err.Error() != "resource_exhausted: "+tc.want {
+				t.Errorf("refusal %v, want %q", err, tc.want)
+			}
+		})
+	}
+}
