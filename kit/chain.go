@@ -20,12 +20,17 @@ var quietProcedures = []string{"/grpc.health.v1.Health/", "/grpc.reflection."}
 // buildChains sets up tracing from the OTEL_* variables and builds the
 // server and client interceptor chains. The server order, outermost first:
 //
-//	Tracing → RequestID → Logging → Metrics → Recovery → deadlines → response limit → Validation → WithInterceptors… → handler
+//	Tracing → RequestID → Logging → Metrics → RateLimit → MaxInFlight → Recovery → deadlines → response limit → Validation → WithInterceptors… → handler
 //
 // (see [interceptors.Default] for why); the deadlines and the response
 // limit ([responseLimit]) sit inside Logging and Metrics so that calls cut
 // by them are logged and counted, and inside Recovery so that nothing they
-// do can crash the process.
+// do can crash the process. The overload limits, when on
+// ([Config.RateLimit], [Config.MaxInFlight]), sit inside Logging and
+// Metrics too, so that refused calls are logged and counted with their
+// code, and outside all the rest, so that a refused call costs nothing
+// more; the rate limit first, so that a call it refuses takes no place in
+// flight, even for an instant. Without the default chain they come first.
 func (s *Server) buildChains() error {
 	tcfg, err := telemetry.ConfigFromEnv(os.Getenv)
 	if err != nil {
@@ -36,8 +41,9 @@ func (s *Server) buildChains() error {
 	}
 	deadlines := deadlines{unary: s.cfg.CallTimeout, maxUnary: s.cfg.MaxCallTimeout, stream: s.cfg.StreamTimeout}
 	limit := responseLimit(s.cfg.MaxResponseBytes)
+	rateLimit, inFlight := s.overload()
 	if s.opts.noDefaultChain {
-		s.serverChain = append([]connect.Interceptor{composed{deadlines, limit}}, s.opts.interceptors...)
+		s.serverChain = append([]connect.Interceptor{compose(rateLimit, inFlight, deadlines, limit)}, s.opts.interceptors...)
 		s.clientChain = slices.Clone(s.opts.clientInterceptors)
 		return nil
 	}
@@ -54,14 +60,8 @@ func (s *Server) buildChains() error {
 		return fmt.Errorf("kit: interceptors: %w", err)
 	}
 	s.routes.echoIDs = chain.RequestID != nil
-	var own composed
-	for _, i := range []connect.Interceptor{
-		chain.Tracing, chain.RequestID, chain.Logging, chain.Metrics, chain.Recovery, deadlines, limit, chain.Validation,
-	} {
-		if i != nil {
-			own = append(own, i)
-		}
-	}
+	own := compose(chain.Tracing, chain.RequestID, chain.Logging, chain.Metrics, rateLimit, inFlight,
+		chain.Recovery, deadlines, limit, chain.Validation)
 	s.serverChain = append([]connect.Interceptor{own}, s.opts.interceptors...)
 	s.clientChain = append([]connect.Interceptor{composed(chain.Client())}, s.opts.clientInterceptors...)
 	return nil
@@ -76,6 +76,17 @@ func (s *Server) buildChains() error {
 // create none, so connect checks once for all of them, and still before
 // each of the user's (WithInterceptors).
 type composed []connect.Interceptor
+
+// compose returns the interceptors that are not nil as one.
+func compose(all ...connect.Interceptor) composed {
+	var c composed
+	for _, i := range all {
+		if i != nil {
+			c = append(c, i)
+		}
+	}
+	return c
+}
 
 func (c composed) WrapUnary(next connect.UnaryFunc) connect.UnaryFunc {
 	for _, i := range slices.Backward(c) {

@@ -156,6 +156,26 @@ type Config struct {
 	// MaxConcurrentStreams caps the concurrent calls on one HTTP/2
 	// connection. KIT_MAX_CONCURRENT_STREAMS, default 250.
 	MaxConcurrentStreams int
+	// RateLimit is the calls per second the server admits, on average, in
+	// bursts of up to RateLimitBurst: a call over it fails at once with
+	// ResourceExhausted (HTTP 429 for Connect clients), before its handler
+	// runs. A stream counts once, at its start; the gRPC health service,
+	// reflection and pubsub deliveries are never refused ([WithLimitOptions]
+	// exempts more; see [interceptors.RateLimit]). One limit for the
+	// instance, not shared with others. KIT_RATE_LIMIT, default 0 (off).
+	RateLimit float64
+	// RateLimitBurst is how many calls RateLimit admits at once, after a
+	// quiet spell. Needs RateLimit. KIT_RATE_LIMIT_BURST, default 0: one
+	// second's worth of calls (RateLimit, rounded up).
+	RateLimitBurst int
+	// MaxInFlight bounds the unary calls the server runs at once: one more
+	// fails at once with Unavailable, which gRPC clients with a retry
+	// policy, and load balancers, take to another instance, rather than
+	// waiting in a queue. Streams hold no place (a watch stream may idle
+	// for hours), but one that starts while MaxInFlight calls run is
+	// refused too; the same procedures as RateLimit's are exempt (see
+	// [interceptors.MaxInFlight]). KIT_MAX_INFLIGHT, default 0 (off).
+	MaxInFlight int
 	// NoFrameBatching turns off the batching of HTTP/2 connections' writes
 	// and reads (see BENCHMARKS.md: with it, a gRPC call costs the server
 	// about a third less CPU). KIT_FRAME_BATCHING=false, default on.
@@ -323,6 +343,7 @@ func (c Config) Validate() error {
 			bad(b.field, b.env, b.value, fmt.Sprintf("must be between %d and %d (0 keeps the default)", b.lo, b.hi))
 		}
 	}
+	c.validateOverload(bad)
 	switch c.LogFormat {
 	case "auto", "json", "text":
 	default:

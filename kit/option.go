@@ -25,6 +25,7 @@ type options struct {
 	// clientInterceptors extend the client chain (ClientOptions).
 	clientInterceptors []connect.Interceptor
 	chainOptions       []interceptors.Option
+	limitOptions       []interceptors.LimitOption
 	// noDefaultChain drops the default interceptors.
 	noDefaultChain bool
 }

@@ -62,6 +62,9 @@ var settings = []setting{
 		}
 		return nil
 	}, get: func(c *Config) any { return strings.ToLower(c.LogLevel.String()) }},
+	rateOf("KIT_RATE_LIMIT", `calls per second the server admits (the rest get ResourceExhausted), or "off"`, func(c *Config) *float64 { return &c.RateLimit }),
+	countOf("KIT_RATE_LIMIT_BURST", "calls admitted at once above KIT_RATE_LIMIT (0: one second's worth)", false, func(c *Config) *int { return &c.RateLimitBurst }),
+	countOf("KIT_MAX_INFLIGHT", `unary calls running at once (the rest get Unavailable), or "off"`, true, func(c *Config) *int { return &c.MaxInFlight }),
 }
 
 // flagName is the flag of a setting: KIT_ADMIN_ADDR is -admin-addr.
