@@ -1,6 +1,7 @@
 package kit
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 )
@@ -54,5 +55,41 @@ func TestOverloadConfig(t *testing.T) {
 				t.Error("New accepted it")
 			}
 		})
+	}
+}
+
+// TestOverloadChainPlace: the limits sit right inside Metrics, the rate
+// limit first, and are not in the chain at all when off.
+func TestOverloadChainPlace(t *testing.T) {
+	t.Parallel()
+	types := func(cfg Config, opts ...Option) []string {
+		cfg.AdminAddr = AdminOff
+		s, err := New(cfg, opts...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []string // the pieces around the limits, and the limits
+		for _, i := range s.serverChain[0].(composed) {
+			switch name := strings.TrimPrefix(fmt.Sprintf("%T", i), "*"); name {
+			case "interceptors.metricsInterceptor", "interceptors.rateLimiter", "interceptors.inFlightLimiter",
+				"interceptors.recovery", "kit.deadlines":
+				out = append(out, name)
+			}
+		}
+		return out
+	}
+	on := Config{RateLimit: 10, MaxInFlight: 5}
+	for _, tc := range []struct {
+		name string
+		got  []string
+		want string
+	}{
+		{"off", types(Config{}), "interceptors.metricsInterceptor interceptors.recovery kit.deadlines"},
+		{"on", types(on), "interceptors.metricsInterceptor interceptors.rateLimiter interceptors.inFlightLimiter interceptors.recovery kit.deadlines"},
+		{"without the default chain", types(on, WithoutDefaultInterceptors()), "interceptors.rateLimiter interceptors.inFlightLimiter kit.deadlines"},
+	} {
+		if got := strings.Join(tc.got, " "); got != tc.want {
+			t.Errorf("%s: chain\n%s\nwant\n%s", tc.name, got, tc.want)
+		}
 	}
 }
