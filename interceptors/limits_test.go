@@ -37,6 +37,19 @@ func codeOf(err error) connect.Code {
 	return connect.CodeOf(err)
 }
 
+// countUp runs a CountUp stream of one number to its end and returns its
+// error.
+func countUp(t *testing.T, client pingv1connect.PingServiceClient) error {
+	t.Helper()
+	stream, err := client.CountUp(t.Context(), connect.NewRequest(&pingv1.CountUpRequest{Number: 1}))
+	if err != nil {
+		return err
+	}
+	for stream.Receive() {
+	}
+	return stream.Err()
+}
+
 func TestRateLimitRefusesOverTheLimit(t *testing.T) {
 	t.Parallel()
 	for _, p := range protocols {
@@ -54,13 +67,7 @@ func TestRateLimitRefusesOverTheLimit(t *testing.T) {
 				t.Errorf("call over the limit: %v, want resource_exhausted naming the limit", err)
 			}
 			// A stream's start takes a call from the same bucket.
-			stream, err := client.CountUp(t.Context(), connect.NewRequest(&pingv1.CountUpRequest{Number: 1}))
-			if err == nil {
-				for stream.Receive() {
-				}
-				err = stream.Err()
-			}
-			if codeOf(err) != connect.CodeResourceExhausted {
+			if err := countUp(t, client); codeOf(err) != connect.CodeResourceExhausted {
 				t.Errorf("stream over the limit: %v, want resource_exhausted", err)
 			}
 		})
@@ -246,13 +253,7 @@ func TestMaxInFlight(t *testing.T) {
 			if codeOf(err) != connect.CodeUnavailable || !strings.Contains(err.Error(), "too many calls in flight: limit 2") {
 				t.Errorf("third call: %v, want unavailable naming the limit", err)
 			}
-			stream, err := client.CountUp(t.Context(), connect.NewRequest(&pingv1.CountUpRequest{Number: 1}))
-			if err == nil {
-				for stream.Receive() {
-				}
-				err = stream.Err()
-			}
-			if codeOf(err) != connect.CodeUnavailable {
+			if err := countUp(t, client); codeOf(err) != connect.CodeUnavailable {
 				t.Errorf("stream started while full: %v, want unavailable", err)
 			}
 			b.release <- struct{}{} // one of the two returns
