@@ -30,7 +30,9 @@ var alwaysExempt = []string{"/grpc.health.v1.Health/", "/grpc.reflection."}
 // the limit fails at once, before its handler runs, with
 // connect.CodeResourceExhausted (HTTP 429 for Connect clients, gRPC's
 // RESOURCE_EXHAUSTED) and a message that states the limit, e.g. "rate limit
-// exceeded: 100 calls/s, burst 20"; it is not queued. A streaming call is
+// exceeded: 100 calls/s, burst 20", and a Retry-After of the seconds until
+// the bucket holds a call again (a response header for a Connect unary
+// call, a trailer otherwise); it is not queued. A streaming call is
 // counted once, when it starts.
 //
 // burst 0 takes one second's worth of calls, limit rounded up. RateLimit
@@ -171,8 +173,9 @@ type rateLimiter struct {
 	refusal string
 }
 
-// allow reports whether a call of procedure may start now.
-func (r *rateLimiter) allow(procedure string) bool {
+// admit returns nil when a call of procedure may start now, and its
+// refusal otherwise.
+func (r *rateLimiter) admit(procedure string) error {
 	l := r.shared
 	if r.perProcedure {
 		v, ok := r.byProc.Load(procedure)
@@ -183,17 +186,27 @@ func (r *rateLimiter) allow(procedure string) bool {
 		}
 		l = v.(*rate.Limiter)
 	}
-	return l.Allow()
+	if l.Allow() {
+		return nil
+	}
+	err := connect.NewError(connect.CodeResourceExhausted, errors.New(r.refusal))
+	// When the bucket holds a call again, in whole seconds (RFC 9110's
+	// Retry-After): a response header of a Connect unary call, a trailer
+	// otherwise. Other clients may take that call first.
+	wait := math.Ceil((1 - l.Tokens()) / float64(r.limit))
+	err.Meta().Set("Retry-After", strconv.Itoa(int(max(1, min(wait, maxRetryAfter)))))
+	return err
 }
 
-func (r *rateLimiter) refuse() error {
-	return connect.NewError(connect.CodeResourceExhausted, errors.New(r.refusal))
-}
+// maxRetryAfter caps Retry-After, in seconds: a day.
+const maxRetryAfter = 24 * 60 * 60
 
 func (r *rateLimiter) WrapUnary(next connect.UnaryFunc) connect.UnaryFunc {
 	return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
-		if spec := req.Spec(); r.limited(ctx, spec) && !r.allow(spec.Procedure) {
-			return nil, r.refuse()
+		if spec := req.Spec(); r.limited(ctx, spec) {
+			if err := r.admit(spec.Procedure); err != nil {
+				return nil, err
+			}
 		}
 		return next(ctx, req)
 	}
@@ -201,8 +214,10 @@ func (r *rateLimiter) WrapUnary(next connect.UnaryFunc) connect.UnaryFunc {
 
 func (r *rateLimiter) WrapStreamingHandler(next connect.StreamingHandlerFunc) connect.StreamingHandlerFunc {
 	return func(ctx context.Context, conn connect.StreamingHandlerConn) error {
-		if spec := conn.Spec(); r.limited(ctx, spec) && !r.allow(spec.Procedure) {
-			return r.refuse()
+		if spec := conn.Spec(); r.limited(ctx, spec) {
+			if err := r.admit(spec.Procedure); err != nil {
+				return err
+			}
 		}
 		return next(ctx, conn)
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -66,6 +67,14 @@ func TestRateLimitRefusesOverTheLimit(t *testing.T) {
 			if codeOf(err) != connect.CodeResourceExhausted || !strings.Contains(err.Error(), "rate limit exceeded: 1 call every 1h0m0s, burst 2") {
 				t.Errorf("call over the limit: %v, want resource_exhausted naming the limit", err)
 			}
+			// An hour until the next call, less what the calls took.
+			var ce *connect.Error
+			if !errors.As(err, &ce) {
+				t.Fatalf("%v is not a *connect.Error", err)
+			}
+			if after, _ := strconv.Atoi(ce.Meta().Get("Retry-After")); after < 3500 || after > 3600 {
+				t.Errorf("Retry-After %q, want about 3600", ce.Meta().Get("Retry-After"))
+			}
 			// A stream's start takes a call from the same bucket.
 			if err := countUp(t, client); codeOf(err) != connect.CodeResourceExhausted {
 				t.Errorf("stream over the limit: %v, want resource_exhausted", err)
@@ -79,7 +88,7 @@ func TestRateLimitIsHTTP429ForJSON(t *testing.T) {
 	url := limitedServer(t, interceptors.RateLimit(100, 1)) + pingv1connect.PingServicePingProcedure
 	client := httpClient(t, true)
 	var statuses []int
-	var body string
+	var body, retryAfter string
 	// The second call comes within the 10ms a call takes to refill, unless
 	// the machine stalls that long between them: then try again.
 	for range 50 {
@@ -91,7 +100,7 @@ func TestRateLimitIsHTTP429ForJSON(t *testing.T) {
 			}
 			b, _ := io.ReadAll(res.Body)
 			_ = res.Body.Close()
-			statuses, body = append(statuses, res.StatusCode), string(b)
+			statuses, body, retryAfter = append(statuses, res.StatusCode), string(b), res.Header.Get("Retry-After")
 		}
 		if statuses[1] != http.StatusOK {
 			break
@@ -100,6 +109,9 @@ func TestRateLimitIsHTTP429ForJSON(t *testing.T) {
 	if statuses[1] != http.StatusTooManyRequests || !strings.Contains(body, `"code":"resource_exhausted"`) ||
 		!strings.Contains(body, "rate limit exceeded: 100 calls/s, burst 1") {
 		t.Errorf("second call: %d %s, want 429 resource_exhausted naming the limit", statuses[1], body)
+	}
+	if retryAfter != "1" { // 10ms, in whole seconds
+		t.Errorf("Retry-After %q, want 1", retryAfter)
 	}
 }
 
