@@ -78,7 +78,10 @@ func RateLimit(limit rate.Limit, burst int, opts ...LimitOption) connect.Interce
 // rateText says limit as its caller set it: "100 calls/s", or for a limit
 // under one a second, "1 call every 1m0s" (rate.Every's argument).
 func rateText(limit rate.Limit) string {
-	if limit >= 1 || limit < 1e-6 { // rate.Inf, or once in more than 11 days
+	switch {
+	case limit >= 1 && limit < 1e15:
+		return strconv.FormatFloat(float64(limit), 'f', -1, 64) + " calls/s"
+	case limit >= 1 || limit < 1e-6: // once in more than 11 days: no Duration to print
 		return strconv.FormatFloat(float64(limit), 'g', 6, 64) + " calls/s"
 	}
 	return "1 call every " + time.Duration(float64(time.Second)/float64(limit)).Round(time.Millisecond).String()
