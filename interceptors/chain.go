@@ -41,6 +41,8 @@ type Chain struct {
 // and traced as InvalidArgument. Recovery wraps Validation and your
 // interceptors, so their panics are recovered too. Validation comes before
 // your interceptors, which see only valid messages, as the handler does.
+// [RateLimit] and [MaxInFlight], not part of the chain, go right after
+// Metrics.
 //
 // Add your interceptors by appending them to [Chain.Server] or
 // [Chain.Client]: connect runs the first interceptor of the list outermost.

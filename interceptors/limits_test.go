@@ -5,8 +5,11 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"runtime"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -354,5 +357,43 @@ func TestRateLimitMessage(t *testing.T) {
 				t.Errorf("refusal %v, want %q", err, tc.want)
 			}
 		})
+	}
+}
+
+// TestMaxInFlightNeverAdmitsMore: calls racing for the places never run
+// more than n at once, and each is admitted or refused.
+func TestMaxInFlightNeverAdmitsMore(t *testing.T) {
+	t.Parallel()
+	const n, callers, calls = 3, 16, 200
+	var running, most atomic.Int64
+	handle := interceptors.MaxInFlight(n).WrapUnary(func(context.Context, connect.AnyRequest) (connect.AnyResponse, error) {
+		now := running.Add(1)
+		for m := most.Load(); now > m && !most.CompareAndSwap(m, now); m = most.Load() {
+		}
+		runtime.Gosched() // let the others race while this one holds its place
+		running.Add(-1)
+		return nil, nil
+	})
+	req := &specRequest{connect.NewRequest(&pingv1.PingRequest{}), pingv1connect.PingServicePingProcedure}
+	var admitted, refused atomic.Int64
+	var wg sync.WaitGroup
+	for range callers {
+		wg.Go(func() {
+			for range calls {
+				switch _, err := handle(t.Context(), req); codeOf(err) {
+				case 0:
+					admitted.Add(1)
+				case connect.CodeUnavailable:
+					refused.Add(1)
+				default:
+					t.Errorf("call: %v", err)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if most.Load() > n || admitted.Load()+refused.Load() != callers*calls || admitted.Load() < n {
+		t.Errorf("at most %d running at once, %d admitted, %d refused; want at most %d, %d in all",
+			most.Load(), admitted.Load(), refused.Load(), n, callers*calls)
 	}
 }
