@@ -286,7 +286,7 @@ func splitProcedure(procedure string) (service, method string) {
 // codes an error alert watches, at 0: a series that first appears at 1 is
 // no increase to rate() or increase(), so the first Internal of a process
 // (often the only one) would go unseen. Other codes appear when they
-// happen, so a procedure has 6 series of handled_total, not 17.
+// happen, so a procedure has 7 series of handled_total, not 17.
 func TestMetricsAlertedCodesStartAtZero(t *testing.T) {
 	t.Parallel()
 	s := newTestServer(t, serverConfig{})
@@ -300,7 +300,7 @@ func TestMetricsAlertedCodesStartAtZero(t *testing.T) {
 		}
 		name := "grpc_" + side + "_handled_total"
 		waitMetric(t, reg, name, series("unary", "Ping", "grpc_code", "OK"), 1)
-		for _, code := range []string{"Unknown", "Internal", "Unavailable", "DataLoss", "DeadlineExceeded"} {
+		for _, code := range []string{"Unknown", "Internal", "Unavailable", "DataLoss", "DeadlineExceeded", "ResourceExhausted"} {
 			if got := metricValue(t, reg, name, series("unary", "Ping", "grpc_code", code)); got != 0 {
 				t.Errorf("%s{grpc_code=%q} = %v after a success; want a series at 0", name, code, got)
 			}

@@ -147,10 +147,12 @@ func (s *sideMetrics) add(spec connect.Spec) *procMetrics {
 // from its first call, at 0: those an error-rate alert watches (README,
 // "Metrics"). A series that first appears at 1 is no increase to rate() or
 // increase(), so the first Internal of a process, often its only one,
-// would go unseen. go-grpc-prometheus's InitializeMetrics makes all 17
-// codes' series for every method; these 5 keep a procedure at 6.
+// would go unseen. ResourceExhausted is a rate limit's refusal (README,
+// "Overload"). go-grpc-prometheus's InitializeMetrics makes all 17 codes'
+// series for every method; these 6 keep a procedure at 7.
 var alertedCodes = [...]connect.Code{
 	connect.CodeUnknown, connect.CodeInternal, connect.CodeUnavailable, connect.CodeDataLoss, connect.CodeDeadlineExceeded,
+	connect.CodeResourceExhausted,
 }
 
 func (s *sideMetrics) newProcMetrics(st connect.StreamType, service, method string) *procMetrics {
