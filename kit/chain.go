@@ -18,7 +18,10 @@ import (
 var quietProcedures = []string{"/grpc.health.v1.Health/", "/grpc.reflection."}
 
 // buildChains sets up tracing from the OTEL_* variables and builds the
-// server and client interceptor chains. The server order, outermost first:
+// server and client interceptor chains. The client chain is kit's client
+// chain, then [WithClientInterceptors]' interceptors, then the circuit
+// breaker of [Config.ClientBreaker] when it is on. The server order,
+// outermost first:
 //
 //	Tracing → RequestID → Logging → Metrics → RateLimit → MaxInFlight → Recovery → deadlines → response limit → Validation → WithInterceptors… → handler
 //
@@ -42,9 +45,13 @@ func (s *Server) buildChains() error {
 	deadlines := deadlines{unary: s.cfg.CallTimeout, maxUnary: s.cfg.MaxCallTimeout, stream: s.cfg.StreamTimeout}
 	limit := responseLimit(s.cfg.MaxResponseBytes)
 	rateLimit, inFlight := s.overload()
+	breaker, err := s.clientBreaker()
+	if err != nil {
+		return err
+	}
 	if s.opts.noDefaultChain {
 		s.serverChain = append([]connect.Interceptor{compose(rateLimit, inFlight, deadlines, limit)}, s.opts.interceptors...)
-		s.clientChain = slices.Clone(s.opts.clientInterceptors)
+		s.clientChain = withBreaker(slices.Clone(s.opts.clientInterceptors), breaker)
 		return nil
 	}
 	opts := append([]interceptors.Option{
@@ -63,8 +70,18 @@ func (s *Server) buildChains() error {
 	own := compose(chain.Tracing, chain.RequestID, chain.Logging, chain.Metrics, rateLimit, inFlight,
 		chain.Recovery, deadlines, limit, chain.Validation)
 	s.serverChain = append([]connect.Interceptor{own}, s.opts.interceptors...)
-	s.clientChain = append([]connect.Interceptor{composed(chain.Client())}, s.opts.clientInterceptors...)
+	s.clientChain = withBreaker(append([]connect.Interceptor{composed(chain.Client())}, s.opts.clientInterceptors...), breaker)
 	return nil
+}
+
+// withBreaker returns chain with breaker appended, innermost, unless it is nil:
+// the circuit breaker sits right in front of the network, and every other
+// interceptor sees the calls it refuses as failed calls.
+func withBreaker(chain []connect.Interceptor, breaker connect.Interceptor) []connect.Interceptor {
+	if breaker == nil {
+		return chain
+	}
+	return append(chain, breaker)
 }
 
 // composed is kit's own interceptors as one, the first outermost, as

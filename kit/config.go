@@ -181,6 +181,11 @@ type Config struct {
 	// about a third less CPU). KIT_FRAME_BATCHING=false, default on.
 	NoFrameBatching bool
 
+	// ClientBreaker configures the circuit breaker of the clients built with
+	// [Server.ClientOptions]; off by default. KIT_CLIENT_BREAKER and
+	// KIT_CLIENT_BREAKER_* (see [ClientBreakerConfig]).
+	ClientBreaker ClientBreakerConfig
+
 	// LogFormat is "auto" (colored text on a terminal, JSON otherwise),
 	// "json" or "text". KIT_LOG_FORMAT, default "auto".
 	LogFormat string
@@ -344,6 +349,7 @@ func (c Config) Validate() error {
 		}
 	}
 	c.validateOverload(bad)
+	c.ClientBreaker.check(bad)
 	switch c.LogFormat {
 	case "auto", "json", "text":
 	default:

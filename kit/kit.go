@@ -172,7 +172,9 @@ func (s *Server) HandlerOptions() []connect.HandlerOption {
 // ClientOptions returns the options for clients this service uses to call
 // others: the client side of the interceptor chain and the same message
 // size limits, with gzip responses inflated no further than the response
-// limit.
+// limit. With [Config.ClientBreaker] on, the chain ends in a circuit breaker
+// per address and procedure called ([interceptors.CircuitBreaker]), shared
+// by every client built with these options.
 func (s *Server) ClientOptions() []connect.ClientOption {
 	return append([]connect.ClientOption(nil), s.client...)
 }

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -20,7 +21,7 @@ type setting struct {
 	get     func(c *Config) any // the value -help shows; nil shows none (a secret)
 }
 
-var settings = []setting{
+var settings = slices.Concat([]setting{
 	text("KIT_ADDR", "main listener address", func(c *Config) *string { return &c.Addr }),
 	text("KIT_ADMIN_ADDR", `admin listener address, or "off"`, func(c *Config) *string { return &c.AdminAddr }),
 	{env: "KIT_ADMIN_TOKEN", usage: "bearer token of the admin endpoints", set: func(c *Config, v string) error { c.AdminToken = v; return nil }},
@@ -65,7 +66,7 @@ var settings = []setting{
 	rateOf("KIT_RATE_LIMIT", `calls per second the server admits (the rest get ResourceExhausted), or "off"`, func(c *Config) *float64 { return &c.RateLimit }),
 	countOf("KIT_RATE_LIMIT_BURST", "calls admitted at once above KIT_RATE_LIMIT (0: one second's worth)", false, func(c *Config) *int { return &c.RateLimitBurst }),
 	countOf("KIT_MAX_INFLIGHT", `unary calls running at once (the rest get Unavailable), or "off"`, true, func(c *Config) *int { return &c.MaxInFlight }),
-}
+}, clientBreakerSettings)
 
 // flagName is the flag of a setting: KIT_ADMIN_ADDR is -admin-addr.
 func (s setting) flagName() string {

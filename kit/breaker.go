@@ -1,0 +1,162 @@
+package kit
+
+import (
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"connectrpc.com/connect"
+
+	"github.com/connectkit/connectkit/interceptors"
+)
+
+// ClientBreakerConfig configures the circuit breaker of the clients built
+// with [Server.ClientOptions] ([interceptors.CircuitBreaker]): one breaker
+// per address and procedure called, which fails calls at once with
+// Unavailable while the server behind them keeps failing. Every zero field
+// takes the default its comment states.
+//
+// It is off by default: a breaker changes what callers see (a refusal in
+// place of the server's own error, and calls refused that might have
+// succeeded while it is open), which a service should choose for the
+// services it calls. The publishes of pubsub publishers built with those
+// options are never refused (see [interceptors.CircuitBreaker]).
+type ClientBreakerConfig struct {
+	// Enabled puts the breaker in the client chain. KIT_CLIENT_BREAKER
+	// ("on" or "off", or true or false), default off.
+	Enabled bool
+	// ConsecutiveFailures trips a breaker after this many failed calls in a
+	// row within Window. KIT_CLIENT_BREAKER_FAILURES, default 5.
+	ConsecutiveFailures int
+	// FailureRatio trips a breaker when at least this share (0 to 1) of
+	// the calls within Window failed, once there are MinCalls of them.
+	// KIT_CLIENT_BREAKER_FAILURE_RATIO, default 0.5.
+	FailureRatio float64
+	// MinCalls is the number of calls within Window that FailureRatio
+	// needs. KIT_CLIENT_BREAKER_MIN_CALLS, default 20.
+	MinCalls int
+	// Window is how long a closed breaker remembers calls (it rolls by
+	// tenths). KIT_CLIENT_BREAKER_WINDOW, default 10s.
+	Window time.Duration
+	// OpenTimeout is how long a tripped breaker refuses every call before
+	// it lets probes through. KIT_CLIENT_BREAKER_OPEN_TIMEOUT, default 10s.
+	OpenTimeout time.Duration
+	// Probes is the number of calls a half-open breaker lets through, all
+	// of which must succeed to close it. KIT_CLIENT_BREAKER_PROBES,
+	// default 1.
+	Probes int
+}
+
+// clientBreakerSettings are the KIT_CLIENT_BREAKER* variables.
+var clientBreakerSettings = []setting{
+	{env: "KIT_CLIENT_BREAKER", usage: `circuit breaker on the clients of ClientOptions: "on" or "off"`, boolean: true,
+		set: func(c *Config, v string) error {
+			switch strings.ToLower(v) {
+			case "on", "true", "1":
+				c.ClientBreaker.Enabled = true
+			case "off", "false", "0":
+				c.ClientBreaker.Enabled = false
+			default:
+				return errors.New(`want "on" or "off"`)
+			}
+			return nil
+		},
+		get: func(c *Config) any { return c.ClientBreaker.Enabled }},
+	breakerInt("KIT_CLIENT_BREAKER_FAILURES", "failed calls in a row that trip a client breaker",
+		interceptors.DefaultBreakerConsecutiveFailures, func(c *Config) *int { return &c.ClientBreaker.ConsecutiveFailures }),
+	{env: "KIT_CLIENT_BREAKER_FAILURE_RATIO", usage: "share of failed calls (0 to 1) that trips a client breaker",
+		set: func(c *Config, v string) error {
+			r, err := strconv.ParseFloat(v, 64)
+			if err != nil {
+				return errors.New(`want a number such as "0.5"`)
+			}
+			c.ClientBreaker.FailureRatio = r
+			return nil
+		},
+		get: func(c *Config) any {
+			return orDefault(c.ClientBreaker.FailureRatio, interceptors.DefaultBreakerFailureRatio)
+		}},
+	breakerInt("KIT_CLIENT_BREAKER_MIN_CALLS", "calls a client breaker's failure ratio needs",
+		interceptors.DefaultBreakerMinCalls, func(c *Config) *int { return &c.ClientBreaker.MinCalls }),
+	breakerDuration("KIT_CLIENT_BREAKER_WINDOW", "how long a client breaker remembers calls",
+		interceptors.DefaultBreakerWindow, func(c *Config) *time.Duration { return &c.ClientBreaker.Window }),
+	breakerDuration("KIT_CLIENT_BREAKER_OPEN_TIMEOUT", "how long a tripped client breaker refuses calls",
+		interceptors.DefaultBreakerOpenTimeout, func(c *Config) *time.Duration { return &c.ClientBreaker.OpenTimeout }),
+	breakerInt("KIT_CLIENT_BREAKER_PROBES", "probe calls of a half-open client breaker",
+		interceptors.DefaultBreakerHalfOpenCalls, func(c *Config) *int { return &c.ClientBreaker.Probes }),
+}
+
+func breakerInt(env, usage string, def int, ptr func(*Config) *int) setting {
+	return setting{env: env, usage: usage,
+		set: func(c *Config, v string) error {
+			n, err := strconv.Atoi(v)
+			if err != nil {
+				return errors.New("want an integer")
+			}
+			*ptr(c) = n
+			return nil
+		},
+		get: func(c *Config) any { return orDefault(*ptr(c), def) }}
+}
+
+func breakerDuration(env, usage string, def time.Duration, ptr func(*Config) *time.Duration) setting {
+	s := durationOf(env, usage, ptr)
+	s.get = func(c *Config) any { return orDefault(*ptr(c), def) }
+	return s
+}
+
+func orDefault[T comparable](v, def T) T {
+	var zero T
+	if v == zero {
+		return def
+	}
+	return v
+}
+
+// check reports, with bad, each setting of b out of range, and each one set
+// while the breaker is off, which would change nothing.
+func (b ClientBreakerConfig) check(bad func(field, env string, value any, why string)) {
+	for _, f := range []struct {
+		field, env string
+		value      any
+		set, ok    bool
+		why        string
+	}{
+		{"ConsecutiveFailures", "KIT_CLIENT_BREAKER_FAILURES", b.ConsecutiveFailures, b.ConsecutiveFailures != 0, b.ConsecutiveFailures > 0, "must be positive"},
+		{"FailureRatio", "KIT_CLIENT_BREAKER_FAILURE_RATIO", b.FailureRatio, b.FailureRatio != 0, b.FailureRatio > 0 && b.FailureRatio <= 1, "must be above 0 and at most 1"},
+		{"MinCalls", "KIT_CLIENT_BREAKER_MIN_CALLS", b.MinCalls, b.MinCalls != 0, b.MinCalls > 0, "must be positive"},
+		{"Window", "KIT_CLIENT_BREAKER_WINDOW", b.Window, b.Window != 0, b.Window > 0, "must be positive"},
+		{"OpenTimeout", "KIT_CLIENT_BREAKER_OPEN_TIMEOUT", b.OpenTimeout, b.OpenTimeout != 0, b.OpenTimeout > 0, "must be positive"},
+		{"Probes", "KIT_CLIENT_BREAKER_PROBES", b.Probes, b.Probes != 0, b.Probes > 0 && b.Probes <= 1000, "must be between 1 and 1000"},
+	} {
+		switch {
+		case !f.set:
+		case !b.Enabled:
+			bad("ClientBreaker."+f.field, f.env, f.value, "needs KIT_CLIENT_BREAKER=on (the breaker is off without it)")
+		case !f.ok:
+			bad("ClientBreaker."+f.field, f.env, f.value, f.why)
+		}
+	}
+}
+
+// clientBreaker returns the circuit breaker of the client chain, or nil
+// when it is off.
+func (s *Server) clientBreaker() (connect.Interceptor, error) {
+	b := s.cfg.ClientBreaker
+	if !b.Enabled {
+		return nil, nil
+	}
+	breaker, err := interceptors.CircuitBreaker(s.logger, s.registry,
+		interceptors.BreakerConsecutiveFailures(b.ConsecutiveFailures),
+		interceptors.BreakerFailureRatio(b.FailureRatio, b.MinCalls),
+		interceptors.BreakerWindow(b.Window),
+		interceptors.BreakerOpenTimeout(b.OpenTimeout),
+		interceptors.BreakerHalfOpenCalls(b.Probes),
+	)
+	if err != nil {
+		return nil, fmt.Errorf("kit: %w", err)
+	}
+	return breaker, nil
+}
