@@ -118,6 +118,18 @@ func newBreakerCase(t *testing.T, proto protocol, opts ...interceptors.BreakerOp
 	return bc
 }
 
+// eachProtocol runs fn in a parallel subtest for each protocol, with a
+// breakerCase of its own.
+func eachProtocol(t *testing.T, fn func(t *testing.T, bc *breakerCase), opts ...interceptors.BreakerOption) {
+	t.Helper()
+	for _, proto := range protocols {
+		t.Run(proto.name, func(t *testing.T) {
+			t.Parallel()
+			fn(t, newBreakerCase(t, proto, opts...))
+		})
+	}
+}
+
 func (bc *breakerCase) ping(ctx context.Context) error {
 	_, err := bc.client.Ping(ctx, connect.NewRequest(&pingv1.PingRequest{Number: 1}))
 	return err
@@ -139,68 +151,64 @@ func (bc *breakerCase) peer(t *testing.T) string {
 // logged at warn and the gauge and refusal counter tell it.
 func TestCircuitBreakerTrips(t *testing.T) {
 	t.Parallel()
-	for _, proto := range protocols {
-		t.Run(proto.name, func(t *testing.T) {
-			t.Parallel()
-			bc := newBreakerCase(t, proto, interceptors.BreakerOpenTimeout(time.Hour))
-			bc.svc.code.Store(int32(connect.CodeUnavailable))
-			for i := range interceptors.DefaultBreakerConsecutiveFailures {
-				err := bc.ping(t.Context())
-				if connect.CodeOf(err) != connect.CodeUnavailable || errors.Is(err, interceptors.ErrBreakerOpen) {
-					t.Fatalf("call %d: %v, want the server's Unavailable", i+1, err)
-				}
+	eachProtocol(t, func(t *testing.T, bc *breakerCase) {
+		bc.svc.code.Store(int32(connect.CodeUnavailable))
+		for i := range interceptors.DefaultBreakerConsecutiveFailures {
+			err := bc.ping(t.Context())
+			if connect.CodeOf(err) != connect.CodeUnavailable || errors.Is(err, interceptors.ErrBreakerOpen) {
+				t.Fatalf("call %d: %v, want the server's Unavailable", i+1, err)
 			}
-			if got := bc.hits.Load(); got != interceptors.DefaultBreakerConsecutiveFailures {
-				t.Fatalf("server hit %d times, want %d", got, interceptors.DefaultBreakerConsecutiveFailures)
+		}
+		if got := bc.hits.Load(); got != interceptors.DefaultBreakerConsecutiveFailures {
+			t.Fatalf("server hit %d times, want %d", got, interceptors.DefaultBreakerConsecutiveFailures)
+		}
+		bc.svc.code.Store(0) // healthy again: the breaker does not know
+		const refused = 3
+		for range refused {
+			err := bc.ping(t.Context())
+			if connect.CodeOf(err) != connect.CodeUnavailable || !errors.Is(err, interceptors.ErrBreakerOpen) {
+				t.Fatalf("call on an open breaker: %v, want Unavailable with ErrBreakerOpen", err)
 			}
-			bc.svc.code.Store(0) // healthy again: the breaker does not know
-			const refused = 3
-			for range refused {
-				err := bc.ping(t.Context())
-				if connect.CodeOf(err) != connect.CodeUnavailable || !errors.Is(err, interceptors.ErrBreakerOpen) {
-					t.Fatalf("call on an open breaker: %v, want Unavailable with ErrBreakerOpen", err)
-				}
-				var ce *connect.Error
-				if !errors.As(err, &ce) || ce.Message() != "not sent: the circuit breaker of "+pingv1connect.PingServicePingProcedure+" at "+bc.peer(t)+" is open" {
-					t.Errorf("message %q", ce.Message())
-				}
+			var ce *connect.Error
+			if !errors.As(err, &ce) || ce.Message() != "not sent: the circuit breaker of "+pingv1connect.PingServicePingProcedure+" at "+bc.peer(t)+" is open" {
+				t.Errorf("message %q", ce.Message())
 			}
-			if got := bc.hits.Load(); got != interceptors.DefaultBreakerConsecutiveFailures {
-				t.Errorf("server hit %d times, want %d: refused calls reached it", got, interceptors.DefaultBreakerConsecutiveFailures)
-			}
-			labels := map[string]string{"peer": bc.peer(t), "procedure": pingv1connect.PingServicePingProcedure}
-			if got := metricValue(t, bc.reg, "rpc_client_circuit_breaker_state", labels); got != 2 {
-				t.Errorf("state gauge %v, want 2 (open)", got)
-			}
-			if got := metricValue(t, bc.reg, "rpc_client_circuit_breaker_refused_total", labels); got != refused {
-				t.Errorf("refused counter %v, want %d", got, refused)
-			}
-			// The chain saw every call once: the refused ones as Unavailable.
-			if got := metricValue(t, bc.reg, "grpc_client_handled_total", map[string]string{
-				"grpc_method": "Ping", "grpc_code": "Unavailable",
-			}); got != interceptors.DefaultBreakerConsecutiveFailures+refused {
-				t.Errorf("grpc_client_handled_total{Unavailable} = %v, want %d", got, interceptors.DefaultBreakerConsecutiveFailures+refused)
-			}
-			if got := len(bc.logs.matching(t, map[string]any{"msg": "rpc", "kind": "client", "code": "unavailable"})); got != interceptors.DefaultBreakerConsecutiveFailures+refused {
-				t.Errorf("%d client log lines with code unavailable, want %d:\n%s", got, interceptors.DefaultBreakerConsecutiveFailures+refused, bc.logs.dump())
-			}
-			bc.logs.waitLine(t, map[string]any{
-				"msg": "circuit breaker state changed", "level": "WARN", "peer": bc.peer(t),
-				"procedure": pingv1connect.PingServicePingProcedure, "from": "closed", "to": "open",
-			})
-			// Another procedure has its own breaker.
-			stream, err := bc.client.CountUp(t.Context(), connect.NewRequest(&pingv1.CountUpRequest{Number: 2}))
-			if err != nil {
-				t.Fatal(err)
-			}
-			for stream.Receive() {
-			}
-			if err := stream.Err(); err != nil {
-				t.Errorf("CountUp: %v", err)
-			}
-			_ = stream.Close()
+		}
+		if got := bc.hits.Load(); got != interceptors.DefaultBreakerConsecutiveFailures {
+			t.Errorf("server hit %d times, want %d: refused calls reached it", got, interceptors.DefaultBreakerConsecutiveFailures)
+		}
+		labels := map[string]string{"peer": bc.peer(t), "procedure": pingv1connect.PingServicePingProcedure}
+		if got := metricValue(t, bc.reg, "rpc_client_circuit_breaker_state", labels); got != 2 {
+			t.Errorf("state gauge %v, want 2 (open)", got)
+		}
+		if got := metricValue(t, bc.reg, "rpc_client_circuit_breaker_refused_total", labels); got != refused {
+			t.Errorf("refused counter %v, want %d", got, refused)
+		}
+		// The chain saw every call once: the refused ones as Unavailable.
+		if got := metricValue(t, bc.reg, "grpc_client_handled_total", map[string]string{
+			"grpc_method": "Ping", "grpc_code": "Unavailable",
+		}); got != interceptors.DefaultBreakerConsecutiveFailures+refused {
+			t.Errorf("grpc_client_handled_total{Unavailable} = %v, want %d", got, interceptors.DefaultBreakerConsecutiveFailures+refused)
+		}
+		if got := len(bc.logs.matching(t, map[string]any{"msg": "rpc", "kind": "client", "code": "unavailable"})); got != interceptors.DefaultBreakerConsecutiveFailures+refused {
+			t.Errorf("%d client log lines with code unavailable, want %d:\n%s", got, interceptors.DefaultBreakerConsecutiveFailures+refused, bc.logs.dump())
+		}
+		bc.logs.waitLine(t, map[string]any{
+			"msg": "circuit breaker state changed", "level": "WARN", "peer": bc.peer(t),
+			"procedure": pingv1connect.PingServicePingProcedure, "from": "closed", "to": "open",
 		})
-	}
+		// Another procedure has its own breaker.
+		stream, err := bc.client.CountUp(t.Context(), connect.NewRequest(&pingv1.CountUpRequest{Number: 2}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for stream.Receive() {
+		}
+		if err := stream.Err(); err != nil {
+			t.Errorf("CountUp: %v", err)
+		}
+		_ = stream.Close()
+	}, interceptors.BreakerOpenTimeout(time.Hour))
 }
 
 // TestCircuitBreakerHalfOpen: after the open timeout, one probe goes
@@ -208,46 +216,42 @@ func TestCircuitBreakerTrips(t *testing.T) {
 // it, and each change is logged.
 func TestCircuitBreakerHalfOpen(t *testing.T) {
 	t.Parallel()
-	for _, proto := range protocols {
-		t.Run(proto.name, func(t *testing.T) {
-			t.Parallel()
-			bc := newBreakerCase(t, proto, interceptors.BreakerOpenTimeout(20*time.Millisecond))
-			bc.svc.code.Store(int32(connect.CodeInternal))
-			for range interceptors.DefaultBreakerConsecutiveFailures {
-				if err := bc.ping(t.Context()); errors.Is(err, interceptors.ErrBreakerOpen) {
-					t.Fatalf("refused before the threshold: %v", err)
-				}
+	eachProtocol(t, func(t *testing.T, bc *breakerCase) {
+		bc.svc.code.Store(int32(connect.CodeInternal))
+		for range interceptors.DefaultBreakerConsecutiveFailures {
+			if err := bc.ping(t.Context()); errors.Is(err, interceptors.ErrBreakerOpen) {
+				t.Fatalf("refused before the threshold: %v", err)
 			}
-			// Calls are refused until the timeout has passed; then the
-			// first one is a probe, which fails and opens the breaker.
-			hits := bc.hits.Load()
-			waitFor(t, func() bool {
-				err := bc.ping(t.Context())
-				return !errors.Is(err, interceptors.ErrBreakerOpen)
-			}, func() string { return "a probe" })
-			if got := bc.hits.Load(); got != hits+1 {
-				t.Fatalf("server hit %d more times, want 1 probe", got-hits)
-			}
-			bc.logs.waitLine(t, map[string]any{"msg": "circuit breaker state changed", "from": "half-open", "to": "open"})
+		}
+		// Calls are refused until the timeout has passed; then the
+		// first one is a probe, which fails and opens the breaker.
+		hits := bc.hits.Load()
+		waitFor(t, func() bool {
+			err := bc.ping(t.Context())
+			return !errors.Is(err, interceptors.ErrBreakerOpen)
+		}, func() string { return "a probe" })
+		if got := bc.hits.Load(); got != hits+1 {
+			t.Fatalf("server hit %d more times, want 1 probe", got-hits)
+		}
+		bc.logs.waitLine(t, map[string]any{"msg": "circuit breaker state changed", "from": "half-open", "to": "open"})
 
-			bc.svc.code.Store(0)
-			hits = bc.hits.Load()
-			waitFor(t, func() bool { return bc.ping(t.Context()) == nil }, func() string { return "a successful probe" })
-			if got := bc.hits.Load(); got != hits+1 {
-				t.Fatalf("server hit %d more times, want 1 probe", got-hits)
+		bc.svc.code.Store(0)
+		hits = bc.hits.Load()
+		waitFor(t, func() bool { return bc.ping(t.Context()) == nil }, func() string { return "a successful probe" })
+		if got := bc.hits.Load(); got != hits+1 {
+			t.Fatalf("server hit %d more times, want 1 probe", got-hits)
+		}
+		bc.logs.waitLine(t, map[string]any{"msg": "circuit breaker state changed", "from": "half-open", "to": "closed"})
+		labels := map[string]string{"peer": bc.peer(t), "procedure": pingv1connect.PingServicePingProcedure}
+		if got := metricValue(t, bc.reg, "rpc_client_circuit_breaker_state", labels); got != 0 {
+			t.Errorf("state gauge %v, want 0 (closed)", got)
+		}
+		for range 3 {
+			if err := bc.ping(t.Context()); err != nil {
+				t.Errorf("call on a closed breaker: %v", err)
 			}
-			bc.logs.waitLine(t, map[string]any{"msg": "circuit breaker state changed", "from": "half-open", "to": "closed"})
-			labels := map[string]string{"peer": bc.peer(t), "procedure": pingv1connect.PingServicePingProcedure}
-			if got := metricValue(t, bc.reg, "rpc_client_circuit_breaker_state", labels); got != 0 {
-				t.Errorf("state gauge %v, want 0 (closed)", got)
-			}
-			for range 3 {
-				if err := bc.ping(t.Context()); err != nil {
-					t.Errorf("call on a closed breaker: %v", err)
-				}
-			}
-		})
-	}
+		}
+	}, interceptors.BreakerOpenTimeout(20*time.Millisecond))
 }
 
 // TestCircuitBreakerCanceledProbe: a probe that its caller cancels tells
@@ -295,61 +299,57 @@ func TestCircuitBreakerCanceledProbe(t *testing.T) {
 // failures, which trip it as soon as there are enough of them in a row.
 func TestCircuitBreakerClientErrors(t *testing.T) {
 	t.Parallel()
-	for _, proto := range protocols {
-		t.Run(proto.name, func(t *testing.T) {
-			t.Parallel()
-			bc := newBreakerCase(t, proto, interceptors.BreakerOpenTimeout(time.Hour))
-			const calls = 2 * interceptors.DefaultBreakerMinCalls
-			for _, code := range []connect.Code{
-				connect.CodeInvalidArgument, connect.CodeNotFound, connect.CodePermissionDenied,
-				connect.CodeResourceExhausted, connect.CodeUnimplemented, connect.CodeFailedPrecondition,
-			} {
-				bc.svc.code.Store(int32(code))
-				for range calls {
-					if err := bc.ping(t.Context()); connect.CodeOf(err) != code {
-						t.Fatalf("%v, want %v from the server", err, code)
-					}
+	eachProtocol(t, func(t *testing.T, bc *breakerCase) {
+		const calls = 2 * interceptors.DefaultBreakerMinCalls
+		for _, code := range []connect.Code{
+			connect.CodeInvalidArgument, connect.CodeNotFound, connect.CodePermissionDenied,
+			connect.CodeResourceExhausted, connect.CodeUnimplemented, connect.CodeFailedPrecondition,
+		} {
+			bc.svc.code.Store(int32(code))
+			for range calls {
+				if err := bc.ping(t.Context()); connect.CodeOf(err) != code {
+					t.Fatalf("%v, want %v from the server", err, code)
 				}
 			}
-			bc.svc.code.Store(0)
-			bc.svc.block.Store(true)
-			for range calls {
-				ctx, cancel := context.WithCancel(t.Context())
-				hits := bc.hits.Load()
-				go func() {
-					for bc.hits.Load() == hits {
-						time.Sleep(time.Millisecond)
-					}
-					cancel()
-				}()
-				if err := bc.ping(ctx); connect.CodeOf(err) != connect.CodeCanceled {
-					t.Fatalf("%v, want Canceled", err)
+		}
+		bc.svc.code.Store(0)
+		bc.svc.block.Store(true)
+		for range calls {
+			ctx, cancel := context.WithCancel(t.Context())
+			hits := bc.hits.Load()
+			go func() {
+				for bc.hits.Load() == hits {
+					time.Sleep(time.Millisecond)
 				}
 				cancel()
+			}()
+			if err := bc.ping(ctx); connect.CodeOf(err) != connect.CodeCanceled {
+				t.Fatalf("%v, want Canceled", err)
 			}
-			bc.svc.block.Store(false)
-			ctx, cancel := context.WithCancel(t.Context())
 			cancel()
-			for range calls {
-				if err := bc.ping(ctx); connect.CodeOf(err) != connect.CodeCanceled {
-					t.Fatalf("%v, want Canceled", err)
-				}
+		}
+		bc.svc.block.Store(false)
+		ctx, cancel := context.WithCancel(t.Context())
+		cancel()
+		for range calls {
+			if err := bc.ping(ctx); connect.CodeOf(err) != connect.CodeCanceled {
+				t.Fatalf("%v, want Canceled", err)
 			}
-			labels := map[string]string{"peer": bc.peer(t), "procedure": pingv1connect.PingServicePingProcedure}
-			if got := metricValue(t, bc.reg, "rpc_client_circuit_breaker_state", labels); got != 0 {
-				t.Fatalf("state gauge %v after the caller's errors, want 0 (closed)", got)
+		}
+		labels := map[string]string{"peer": bc.peer(t), "procedure": pingv1connect.PingServicePingProcedure}
+		if got := metricValue(t, bc.reg, "rpc_client_circuit_breaker_state", labels); got != 0 {
+			t.Fatalf("state gauge %v after the caller's errors, want 0 (closed)", got)
+		}
+		bc.svc.code.Store(int32(connect.CodeDeadlineExceeded))
+		for range interceptors.DefaultBreakerConsecutiveFailures {
+			if err := bc.ping(t.Context()); errors.Is(err, interceptors.ErrBreakerOpen) {
+				t.Fatalf("refused before the threshold: %v", err)
 			}
-			bc.svc.code.Store(int32(connect.CodeDeadlineExceeded))
-			for range interceptors.DefaultBreakerConsecutiveFailures {
-				if err := bc.ping(t.Context()); errors.Is(err, interceptors.ErrBreakerOpen) {
-					t.Fatalf("refused before the threshold: %v", err)
-				}
-			}
-			if err := bc.ping(t.Context()); !errors.Is(err, interceptors.ErrBreakerOpen) {
-				t.Fatalf("%v, want a refusal after %d DeadlineExceeded in a row", err, interceptors.DefaultBreakerConsecutiveFailures)
-			}
-		})
-	}
+		}
+		if err := bc.ping(t.Context()); !errors.Is(err, interceptors.ErrBreakerOpen) {
+			t.Fatalf("%v, want a refusal after %d DeadlineExceeded in a row", err, interceptors.DefaultBreakerConsecutiveFailures)
+		}
+	}, interceptors.BreakerOpenTimeout(time.Hour))
 }
 
 // TestCircuitBreakerFailureRatio: failures that never come 5 in a row still
@@ -387,68 +387,64 @@ func TestCircuitBreakerFailureRatio(t *testing.T) {
 // reaching the server, for each kind of stream.
 func TestCircuitBreakerStreams(t *testing.T) {
 	t.Parallel()
-	for _, proto := range protocols {
-		t.Run(proto.name, func(t *testing.T) {
-			t.Parallel()
-			bc := newBreakerCase(t, proto, interceptors.BreakerOpenTimeout(time.Hour))
-			ctx := t.Context()
-			for _, sc := range []struct {
-				method string
-				call   func() error
-			}{
-				{method: "CountUp", call: func() error {
-					stream, err := bc.client.CountUp(ctx, connect.NewRequest(&pingv1.CountUpRequest{Number: 2}))
-					if err != nil {
-						return err
-					}
-					defer stream.Close()
-					for stream.Receive() {
-					}
-					return stream.Err()
-				}},
-				{method: "Sum", call: func() error {
-					// As connect asks: on a failed Send, CloseAndReceive
-					// tells the error.
-					stream := bc.client.Sum(ctx)
-					_ = stream.Send(&pingv1.SumRequest{Number: 1})
-					_, err := stream.CloseAndReceive()
+	eachProtocol(t, func(t *testing.T, bc *breakerCase) {
+		ctx := t.Context()
+		for _, sc := range []struct {
+			method string
+			call   func() error
+		}{
+			{method: "CountUp", call: func() error {
+				stream, err := bc.client.CountUp(ctx, connect.NewRequest(&pingv1.CountUpRequest{Number: 2}))
+				if err != nil {
 					return err
-				}},
-				{method: "CumSum", call: func() error {
-					stream := bc.client.CumSum(ctx)
-					defer stream.CloseResponse()
-					_ = stream.Send(&pingv1.CumSumRequest{Number: 1})
-					_, err := stream.Receive()
-					_ = stream.CloseRequest()
-					return err
-				}},
-			} {
-				bc.svc.code.Store(int32(connect.CodeUnavailable))
-				for i := range interceptors.DefaultBreakerConsecutiveFailures {
-					if err := sc.call(); connect.CodeOf(err) != connect.CodeUnavailable || errors.Is(err, interceptors.ErrBreakerOpen) {
-						t.Fatalf("%s %d: %v, want the server's Unavailable", sc.method, i+1, err)
-					}
 				}
-				hits := bc.hits.Load()
-				bc.svc.code.Store(0)
-				if err := sc.call(); connect.CodeOf(err) != connect.CodeUnavailable || !errors.Is(err, interceptors.ErrBreakerOpen) {
-					t.Fatalf("%s on an open breaker: %v, want Unavailable with ErrBreakerOpen", sc.method, err)
+				defer stream.Close()
+				for stream.Receive() {
 				}
-				if got := bc.hits.Load(); got != hits {
-					t.Errorf("a refused %s reached the server", sc.method)
-				}
-				if got := metricValue(t, bc.reg, "grpc_client_handled_total", map[string]string{
-					"grpc_method": sc.method, "grpc_code": "Unavailable",
-				}); got != interceptors.DefaultBreakerConsecutiveFailures+1 {
-					t.Errorf("grpc_client_handled_total{%s, Unavailable} = %v, want %d", sc.method, got, interceptors.DefaultBreakerConsecutiveFailures+1)
+				return stream.Err()
+			}},
+			{method: "Sum", call: func() error {
+				// As connect asks: on a failed Send, CloseAndReceive
+				// tells the error.
+				stream := bc.client.Sum(ctx)
+				_ = stream.Send(&pingv1.SumRequest{Number: 1})
+				_, err := stream.CloseAndReceive()
+				return err
+			}},
+			{method: "CumSum", call: func() error {
+				stream := bc.client.CumSum(ctx)
+				defer stream.CloseResponse()
+				_ = stream.Send(&pingv1.CumSumRequest{Number: 1})
+				_, err := stream.Receive()
+				_ = stream.CloseRequest()
+				return err
+			}},
+		} {
+			bc.svc.code.Store(int32(connect.CodeUnavailable))
+			for i := range interceptors.DefaultBreakerConsecutiveFailures {
+				if err := sc.call(); connect.CodeOf(err) != connect.CodeUnavailable || errors.Is(err, interceptors.ErrBreakerOpen) {
+					t.Fatalf("%s %d: %v, want the server's Unavailable", sc.method, i+1, err)
 				}
 			}
-			// Ping has a breaker of its own, still closed.
-			if err := bc.ping(t.Context()); err != nil {
-				t.Errorf("Ping: %v", err)
+			hits := bc.hits.Load()
+			bc.svc.code.Store(0)
+			if err := sc.call(); connect.CodeOf(err) != connect.CodeUnavailable || !errors.Is(err, interceptors.ErrBreakerOpen) {
+				t.Fatalf("%s on an open breaker: %v, want Unavailable with ErrBreakerOpen", sc.method, err)
 			}
-		})
-	}
+			if got := bc.hits.Load(); got != hits {
+				t.Errorf("a refused %s reached the server", sc.method)
+			}
+			if got := metricValue(t, bc.reg, "grpc_client_handled_total", map[string]string{
+				"grpc_method": sc.method, "grpc_code": "Unavailable",
+			}); got != interceptors.DefaultBreakerConsecutiveFailures+1 {
+				t.Errorf("grpc_client_handled_total{%s, Unavailable} = %v, want %d", sc.method, got, interceptors.DefaultBreakerConsecutiveFailures+1)
+			}
+		}
+		// Ping has a breaker of its own, still closed.
+		if err := bc.ping(t.Context()); err != nil {
+			t.Errorf("Ping: %v", err)
+		}
+	}, interceptors.BreakerOpenTimeout(time.Hour))
 }
 
 // TestCircuitBreakerKeysByPeer: one interceptor given to the clients of two

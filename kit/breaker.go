@@ -108,10 +108,7 @@ func breakerDuration(env, usage string, def time.Duration, ptr func(*Config) *ti
 }
 
 func orDefault[T comparable](v, def T) T {
-	var zero T
-	if v == zero {
-		return def
-	}
+	setDefault(&v, def)
 	return v
 }
 

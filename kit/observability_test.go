@@ -111,8 +111,8 @@ func TestDefaultChainLogsCountsAndTracesEveryProtocol(t *testing.T) {
 	}
 }
 
-// counterValue returns the sum of the counters name in reg whose labels
-// include labels: the value of the one counter that all its labels name.
+// counterValue returns the sum of the counters (or gauges) name in reg whose
+// labels include labels: the value of the one that all its labels name.
 func counterValue(tb testing.TB, reg prometheus.Gatherer, name string, labels map[string]string) float64 {
 	tb.Helper()
 	families, err := reg.Gather()
@@ -138,7 +138,7 @@ func counterValue(tb testing.TB, reg prometheus.Gatherer, name string, labels ma
 			if matched != len(labels) { // a wanted label the metric does not have
 				continue
 			}
-			sum += m.GetCounter().GetValue()
+			sum += m.GetCounter().GetValue() + m.GetGauge().GetValue()
 		}
 	}
 	return sum
