@@ -530,3 +530,49 @@ func TestCircuitBreakerBadOptions(t *testing.T) {
 		})
 	}
 }
+
+// TestCircuitBreakerPanickingProbe: a probe whose call panics (in an
+// interceptor inside the breaker) fails: it opens the breaker again instead
+// of holding the half-open breaker's only place, which would refuse every
+// call from then on.
+func TestCircuitBreakerPanickingProbe(t *testing.T) {
+	t.Parallel()
+	svc := &flakyService{}
+	mux := http.NewServeMux()
+	mux.Handle(pingv1connect.NewPingServiceHandler(svc))
+	url := serve(t, mux)
+	var panics atomic.Bool
+	inner := connect.UnaryInterceptorFunc(func(next connect.UnaryFunc) connect.UnaryFunc {
+		return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
+			if panics.Load() {
+				panic("boom")
+			}
+			return next(ctx, req)
+		}
+	})
+	logs := &logBuffer{}
+	breaker, err := interceptors.CircuitBreaker(slog.New(slog.NewJSONHandler(logs, nil)), nil, interceptors.BreakerOpenTimeout(20*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	client := pingv1connect.NewPingServiceClient(httpClient(t, false), url, connect.WithInterceptors(breaker, inner))
+	ping := func() (err error) {
+		defer func() {
+			if recover() != nil {
+				err = errors.New("panicked")
+			}
+		}()
+		_, err = client.Ping(t.Context(), connect.NewRequest(&pingv1.PingRequest{}))
+		return err
+	}
+	svc.code.Store(int32(connect.CodeUnavailable))
+	for range interceptors.DefaultBreakerConsecutiveFailures {
+		_ = ping()
+	}
+	svc.code.Store(0)
+	panics.Store(true)
+	waitFor(t, func() bool { return !errors.Is(ping(), interceptors.ErrBreakerOpen) }, func() string { return "a probe" })
+	logs.waitLine(t, map[string]any{"msg": "circuit breaker state changed", "from": "half-open", "to": "open"})
+	panics.Store(false)
+	waitFor(t, func() bool { return ping() == nil }, func() string { return "a successful probe" })
+}
