@@ -111,7 +111,8 @@ func BreakerHalfOpenCalls(n int) BreakerOption {
 }
 
 // BreakerTripCodes replaces the codes that count as failures (by default
-// Unavailable, DeadlineExceeded, Internal, Unknown and DataLoss).
+// Unavailable, DeadlineExceeded, Internal, Unknown and DataLoss; no codes
+// keeps the default). Canceled never counts.
 func BreakerTripCodes(codes ...connect.Code) BreakerOption {
 	codes = slices.Clone(codes)
 	return breakerOption(func(c *breakerConfig) { c.tripCodes = codes })
@@ -208,9 +209,10 @@ func (c *breakerConfig) validate() error {
 // A pubsub publish (a unary call that package pubsub makes through the
 // client chain) goes through unchecked and uncounted: a publish refused
 // while the broker has recovered loses an event that the caller's data
-// already says happened, and a broker that is down fails publishes fast on
-// its own. Calls that a subscriber's handler makes are RPCs and are
-// checked. On a handler, the interceptor does nothing.
+// already says happened. While the broker is down, publishes fail as they
+// do without a breaker, within their context's deadline. Calls that a
+// subscriber's handler makes are RPCs and are checked. On a handler, the
+// interceptor does nothing.
 //
 // It fails if an option is out of range or its metrics cannot be registered
 // on reg.
