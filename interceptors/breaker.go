@@ -59,6 +59,10 @@ type breakerOption func(*breakerConfig)
 
 func (o breakerOption) applyToBreaker(c *breakerConfig) { o(c) }
 
+// maxBreakerCount bounds the counts of the options: gobreaker counts calls
+// in uint32s.
+const maxBreakerCount = 1 << 30
+
 // windowBuckets is the number of steps that a breaker's window rolls by.
 const windowBuckets = 10
 
@@ -139,14 +143,14 @@ func setDefaultValue[T comparable](field *T, def T) {
 
 func (c *breakerConfig) validate() error {
 	var errs []error
-	if c.consecutive < 0 {
-		errs = append(errs, fmt.Errorf("consecutive failures %d: must not be negative", c.consecutive))
+	if c.consecutive < 0 || c.consecutive > maxBreakerCount {
+		errs = append(errs, fmt.Errorf("consecutive failures %d: must be between 1 and %d", c.consecutive, maxBreakerCount))
 	}
 	if c.ratio < 0 || c.ratio > 1 {
 		errs = append(errs, fmt.Errorf("failure ratio %g: must be between 0 and 1", c.ratio))
 	}
-	if c.minCalls < 0 {
-		errs = append(errs, fmt.Errorf("minimum calls %d: must not be negative", c.minCalls))
+	if c.minCalls < 0 || c.minCalls > maxBreakerCount {
+		errs = append(errs, fmt.Errorf("minimum calls %d: must be between 1 and %d", c.minCalls, maxBreakerCount))
 	}
 	if c.window < 0 {
 		errs = append(errs, fmt.Errorf("window %s: must not be negative", c.window))
@@ -154,8 +158,8 @@ func (c *breakerConfig) validate() error {
 	if c.openTimeout < 0 {
 		errs = append(errs, fmt.Errorf("open timeout %s: must not be negative", c.openTimeout))
 	}
-	if c.halfOpenCalls < 0 || c.halfOpenCalls > 1<<20 {
-		errs = append(errs, fmt.Errorf("half-open calls %d: must be between 1 and %d", c.halfOpenCalls, 1<<20))
+	if c.halfOpenCalls < 0 || c.halfOpenCalls > maxBreakerCount {
+		errs = append(errs, fmt.Errorf("half-open calls %d: must be between 1 and %d", c.halfOpenCalls, maxBreakerCount))
 	}
 	for _, code := range c.tripCodes {
 		if code < connect.CodeCanceled || code > maxCode {

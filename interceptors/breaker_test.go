@@ -519,6 +519,8 @@ func TestCircuitBreakerBadOptions(t *testing.T) {
 	}{
 		{name: "ratio", opt: interceptors.BreakerFailureRatio(1.5, 10)},
 		{name: "negative failures", opt: interceptors.BreakerConsecutiveFailures(-1)},
+		{name: "failures beyond gobreaker's counts", opt: interceptors.BreakerConsecutiveFailures(1<<30 + 1)},
+		{name: "min calls beyond gobreaker's counts", opt: interceptors.BreakerFailureRatio(0.5, 1<<30+1)},
 		{name: "negative timeout", opt: interceptors.BreakerOpenTimeout(-time.Second)},
 		{name: "code", opt: interceptors.BreakerTripCodes(connect.Code(99))},
 	} {

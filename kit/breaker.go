@@ -112,6 +112,11 @@ func orDefault[T comparable](v, def T) T {
 	return v
 }
 
+// maxBreakerCount bounds KIT_CLIENT_BREAKER_FAILURES and _MIN_CALLS.
+const maxBreakerCount = 1_000_000
+
+var countRange = fmt.Sprintf("must be between 1 and %d", maxBreakerCount)
+
 // check reports, with bad, each setting of b out of range, and each one set
 // while the breaker is off, which would change nothing.
 func (b ClientBreakerConfig) check(bad func(field, env string, value any, why string)) {
@@ -121,9 +126,9 @@ func (b ClientBreakerConfig) check(bad func(field, env string, value any, why st
 		set, ok    bool
 		why        string
 	}{
-		{"ConsecutiveFailures", "KIT_CLIENT_BREAKER_FAILURES", b.ConsecutiveFailures, b.ConsecutiveFailures != 0, b.ConsecutiveFailures > 0, "must be positive"},
+		{"ConsecutiveFailures", "KIT_CLIENT_BREAKER_FAILURES", b.ConsecutiveFailures, b.ConsecutiveFailures != 0, b.ConsecutiveFailures > 0 && b.ConsecutiveFailures <= maxBreakerCount, countRange},
 		{"FailureRatio", "KIT_CLIENT_BREAKER_FAILURE_RATIO", b.FailureRatio, b.FailureRatio != 0, b.FailureRatio > 0 && b.FailureRatio <= 1, "must be above 0 and at most 1"},
-		{"MinCalls", "KIT_CLIENT_BREAKER_MIN_CALLS", b.MinCalls, b.MinCalls != 0, b.MinCalls > 0, "must be positive"},
+		{"MinCalls", "KIT_CLIENT_BREAKER_MIN_CALLS", b.MinCalls, b.MinCalls != 0, b.MinCalls > 0 && b.MinCalls <= maxBreakerCount, countRange},
 		{"Window", "KIT_CLIENT_BREAKER_WINDOW", b.Window, b.Window != 0, b.Window > 0, "must be positive"},
 		{"OpenTimeout", "KIT_CLIENT_BREAKER_OPEN_TIMEOUT", b.OpenTimeout, b.OpenTimeout != 0, b.OpenTimeout > 0, "must be positive"},
 		{"Probes", "KIT_CLIENT_BREAKER_PROBES", b.Probes, b.Probes != 0, b.Probes > 0 && b.Probes <= 1000, "must be between 1 and 1000"},
