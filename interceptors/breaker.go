@@ -199,7 +199,10 @@ func (c *breakerConfig) validate() error {
 // (0 closed, 1 half-open, 2 open) and the counter
 // rpc_client_circuit_breaker_refused_total{peer,procedure} counts the calls
 // refused. An open breaker becomes half-open at the first call after its
-// timeout, so its gauge reads 2 until the next call is made.
+// timeout, so its gauge reads 2 until the next call is made. Two
+// CircuitBreakers on one registry share these series (and write the same
+// ones for a peer and procedure that both call): give each client one
+// interceptor, or each its own registry.
 //
 // Place it inside Logging and Metrics (connect runs the first interceptor
 // of a list outermost): the calls it refuses are then logged and counted
