@@ -398,7 +398,15 @@ func TestGRPCGoWaitForReadyOutlastsARestart(t *testing.T) {
 	old := newPingServer(t, kit.Config{}, nil)
 	addr := old.Addr().String()
 	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()),
-		grpc.WithConnectParams(grpc.ConnectParams{Backoff: backoff.Config{BaseDelay: 10 * time.Millisecond, Multiplier: 1.6, MaxDelay: 50 * time.Millisecond}}))
+		// Quick retries while no server listens; MinConnectTimeout set, or
+		// grpc-go gives each attempt the backoff's delay (10ms) to connect
+		// and read the server's preface, and on a loaded machine closes the
+		// first connection before kit's SETTINGS arrive ("error reading
+		// server preface: use of closed network connection").
+		grpc.WithConnectParams(grpc.ConnectParams{
+			Backoff:           backoff.Config{BaseDelay: 10 * time.Millisecond, Multiplier: 1.6, MaxDelay: 50 * time.Millisecond},
+			MinConnectTimeout: 10 * time.Second,
+		}))
 	if err != nil {
 		t.Fatal(err)
 	}
