@@ -74,7 +74,10 @@ type Broker struct {
 	server *server.Server // the embedded server; nil with Config.URL
 	unlock func()         // releases the embedded server's data directory
 	nc     *nats.Conn
-	js     jetstream.JetStream
+	js     jetstream.JetStream // what JetStream returns; everything but Publish uses it
+	// pub is the JetStream context of Publish alone, whose handlers settle
+	// its confirmations: every message published through it is one's.
+	pub    jetstream.JetStream
 	closed chan struct{} // closed when the connection is
 	// noCallbacks is nats.NoCallbacksAfterClientClose, set by the user: then
 	// Close, not the closed handler, closes closed.
@@ -145,13 +148,20 @@ func New(ctx context.Context, cfg Config, opts ...Option) (*Broker, error) {
 		return nil, fmt.Errorf("natsjs: failed to connect to %s: %w", b.describe(), err)
 	}
 	b.nc = nc
-	release := func() { <-b.window }
-	b.js, err = jetstream.New(nc,
+	b.pub, err = jetstream.New(nc,
 		jetstream.WithPublishAsyncMaxPending(b.cfg.PublishWindow),
 		jetstream.WithPublishAsyncTimeout(b.cfg.PublishTimeout),
-		jetstream.WithPublishAsyncAckHandler(func(jetstream.JetStream, *nats.Msg, *jetstream.PubAck) { release() }),
-		jetstream.WithPublishAsyncErrHandler(func(jetstream.JetStream, *nats.Msg, error) { release() }),
+		jetstream.WithPublishAsyncAckHandler(func(_ jetstream.JetStream, m *nats.Msg, _ *jetstream.PubAck) {
+			confirmationOf(m).settle(nil)
+		}),
+		jetstream.WithPublishAsyncErrHandler(func(_ jetstream.JetStream, m *nats.Msg, err error) {
+			c := confirmationOf(m)
+			c.settle(b.publishError(c.topic, err))
+		}),
 	)
+	if err == nil {
+		b.js, err = jetstream.New(nc)
+	}
 	if err != nil {
 		nc.Close()
 		b.stopServer()
@@ -363,7 +373,11 @@ func (b *Broker) ClientURL() string {
 // not cover (key-value buckets, requests).
 func (b *Broker) Conn() *nats.Conn { return b.nc }
 
-// JetStream returns the broker's JetStream context.
+// JetStream returns a JetStream context on the broker's connection, for
+// what package pubsub does not cover (streams, key-value buckets, a
+// producer of its own). Publish uses another, so that publishes made
+// through this one neither take nor free room in
+// Config.PublishWindow.
 func (b *Broker) JetStream() jetstream.JetStream { return b.js }
 
 // System implements [pubsub.Broker]: "nats".

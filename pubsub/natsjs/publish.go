@@ -8,6 +8,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unsafe"
 
 	"connectrpc.com/connect"
 
@@ -93,87 +94,74 @@ func (b *Broker) Publish(ctx context.Context, msg *pubsub.Message) (pubsub.Confi
 		}
 	}
 	c.msg = nats.Msg{Subject: msg.Topic, Header: h, Data: msg.Data}
-	paf, err := b.js.PublishMsgAsync(&c.msg)
-	if err != nil {
+	if _, err := b.pub.PublishMsgAsync(&c.msg); err != nil {
 		<-b.window
 		return nil, b.publishError(msg.Topic, err)
 	}
-	c.paf = paf
 	return c, nil
 }
 
 // confirmation is one asynchronous publish: the message, its id header's
-// value and the future of its acknowledgement, in one allocation.
+// value and its outcome, in one allocation. The handlers of the broker's
+// publishing context (Broker.pub) settle it, finding it from the message
+// (see confirmationOf): nats.go's PubAckFuture would cost a publish that
+// is waited on two allocations more, for the channel of its Ok, and a
+// lock and a channel operation on each side (~1 000 instructions,
+// BENCHMARKS.md section 3).
 type confirmation struct {
-	msg   nats.Msg
+	msg   nats.Msg // first: see confirmationOf
 	id    [1]string
-	paf   jetstream.PubAckFuture
 	b     *Broker
 	topic string
 
-	// The future's channels hand its outcome to one receiver only: the
-	// first Wait to find none receiving receives it and keeps it, so that
-	// any Wait after it, or beside it, answers the same.
-	mu        sync.Mutex
-	receiving bool          // a Wait receives from paf
-	settled   bool          // err is the outcome
-	err       error         // the outcome: nil once the broker stored the message
-	changed   chan struct{} // made by a Wait beside the receiving one; closed when it stops receiving
+	mu      sync.Mutex
+	settled bool          // err is the outcome
+	err     error         // the outcome: nil once the broker stored the message
+	done    chan struct{} // made by a Wait before the outcome; closed with it
+}
+
+// confirmationOf returns the confirmation whose message m is: every message
+// published through Broker.pub is the msg field, the first, of one.
+func confirmationOf(m *nats.Msg) *confirmation {
+	return (*confirmation)(unsafe.Pointer(m))
+}
+
+// The message must be the confirmation's first field.
+var _ [0]struct{} = [unsafe.Offsetof(confirmation{}.msg)]struct{}{}
+
+// settle records the outcome of the publish and frees its room in the
+// window, once: nats.go may report an error for a publish twice (a retry
+// after no responders that fails, then its timeout).
+func (c *confirmation) settle(err error) {
+	c.mu.Lock()
+	if c.settled {
+		c.mu.Unlock()
+		return
+	}
+	c.settled, c.err = true, err
+	if c.done != nil {
+		close(c.done)
+	}
+	c.mu.Unlock()
+	<-c.b.window
 }
 
 func (c *confirmation) Wait(ctx context.Context) error {
-	for {
-		c.mu.Lock()
-		if c.settled {
-			c.mu.Unlock()
-			return c.err
-		}
-		if !c.receiving {
-			c.receiving = true
-			c.mu.Unlock()
-			return c.receive(ctx)
-		}
-		if c.changed == nil {
-			c.changed = make(chan struct{})
-		}
-		changed := c.changed
-		c.mu.Unlock()
-		select {
-		case <-changed: // settled, or the receiving Wait gave up: look again
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-	}
-}
-
-// receive waits for the outcome as the one Wait receiving from paf.
-func (c *confirmation) receive(ctx context.Context) error {
-	var err error
-	select {
-	case <-c.paf.Ok(): // confirmed already: no select on three channels
-	default:
-		select {
-		case <-c.paf.Ok():
-		case perr := <-c.paf.Err():
-			err = c.b.publishError(c.topic, perr)
-		case <-ctx.Done():
-			c.stopReceiving(false, nil)
-			return ctx.Err()
-		}
-	}
-	c.stopReceiving(true, err)
-	return err
-}
-
-// stopReceiving ends a Wait's turn at receiving, with the outcome when
-// settled, and wakes the Waits beside it.
-func (c *confirmation) stopReceiving(settled bool, err error) {
 	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.receiving, c.settled, c.err = false, settled, err
-	if c.changed != nil {
-		close(c.changed)
-		c.changed = nil
+	if c.settled {
+		c.mu.Unlock()
+		return c.err
+	}
+	if c.done == nil {
+		c.done = make(chan struct{})
+	}
+	done := c.done
+	c.mu.Unlock()
+	select {
+	case <-done:
+		return c.err // written before done was closed
+	case <-ctx.Done():
+		return ctx.Err()
 	}
 }
 

@@ -33,7 +33,7 @@ func TestPublishWindow(t *testing.T) {
 		if err != nil {
 			t.Fatalf("publish: %v", err)
 		}
-		pubsubtest.WaitFor(t, "the confirmation", func() bool { return b.js.PublishAsyncPending() == 0 })
+		pubsubtest.WaitFor(t, "the confirmation", func() bool { return b.pub.PublishAsyncPending() == 0 })
 		if err := conf.Wait(done); err != nil {
 			t.Fatalf("Wait on a confirmed publish, its context done = %v, want nil", err)
 		}
@@ -95,5 +95,43 @@ func TestForgetStreamsKeepsTheDelayOfLostOnes(t *testing.T) {
 	}
 	if got := st.(*streamState).notBefore; !got.Equal(notBefore) {
 		t.Errorf("the lost stream may be created again at %v after the reconnect, want %v", got, notBefore)
+	}
+}
+
+// An asynchronous publish that an application makes through
+// Broker.JetStream leaves the window of pubsub's publishes alone: its
+// acknowledgement must not take the room of a pubsub publish still
+// unconfirmed (nor, with none, block nats.go's acknowledgement handling
+// until one comes).
+func TestJetStreamPublishesLeaveTheWindow(t *testing.T) {
+	t.Parallel()
+	b, err := New(t.Context(), Config{DataDir: t.TempDir(), PublishWindow: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = b.Close() })
+	if _, err := b.Publish(t.Context(), &pubsub.Message{Topic: "own", Header: http.Header{}, Data: []byte("x")}); err != nil {
+		t.Fatal(err) // creates the stream
+	}
+	pubsubtest.WaitFor(t, "the confirmation", func() bool { return len(b.window) == 0 })
+	b.window <- struct{}{} // a pubsub publish awaiting its ack
+	js := b.JetStream()
+	for i := range 2 {
+		// nats.go hands one acknowledgement at a time to the handlers:
+		// the second comes once the first's handlers returned.
+		paf, err := js.PublishAsync("own", []byte("y"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case <-paf.Ok():
+		case err := <-paf.Err():
+			t.Fatalf("publish %d through JetStream: %v", i, err)
+		case <-t.Context().Done():
+			t.Fatalf("publish %d through JetStream: no acknowledgement", i)
+		}
+	}
+	if got := len(b.window); got != 1 {
+		t.Errorf("after two publishes through JetStream the window holds %d unconfirmed publishes, want the 1 of pubsub's", got)
 	}
 }
