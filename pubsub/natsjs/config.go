@@ -80,7 +80,8 @@ type Config struct {
 	// while it is full. Default 4096.
 	PublishWindow int
 	// PublishTimeout is how long a publish waits for the server's
-	// acknowledgement before failing (NATS_PUBLISH_TIMEOUT), and how long
+	// acknowledgement before failing, within a quarter more
+	// (NATS_PUBLISH_TIMEOUT), and how long
 	// the first publish of a topic waits for its stream's creation or
 	// lookup. Default 30s.
 	PublishTimeout time.Duration

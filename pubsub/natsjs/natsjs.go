@@ -75,10 +75,8 @@ type Broker struct {
 	unlock func()         // releases the embedded server's data directory
 	nc     *nats.Conn
 	js     jetstream.JetStream // what JetStream returns; everything but Publish uses it
-	// pub is the JetStream context of Publish alone, whose handlers settle
-	// its confirmations: every message published through it is one's.
-	pub    jetstream.JetStream
-	closed chan struct{} // closed when the connection is
+	acks   acks                // Publish's
+	closed chan struct{}       // closed when the connection is
 	// noCallbacks is nats.NoCallbacksAfterClientClose, set by the user: then
 	// Close, not the closed handler, closes closed.
 	noCallbacks bool
@@ -117,6 +115,12 @@ func New(ctx context.Context, cfg Config, opts ...Option) (*Broker, error) {
 		closed: make(chan struct{}),
 	}
 	b.window = make(chan struct{}, b.cfg.PublishWindow)
+	b.acks.settle = func(c *confirmation, err error) {
+		if err != nil {
+			err = b.publishError(c.topic, err)
+		}
+		c.settle(err)
+	}
 	natsOpts := []nats.Option{
 		nats.Name(b.cfg.Name),
 		nats.MaxReconnects(-1),
@@ -148,25 +152,16 @@ func New(ctx context.Context, cfg Config, opts ...Option) (*Broker, error) {
 		return nil, fmt.Errorf("natsjs: failed to connect to %s: %w", b.describe(), err)
 	}
 	b.nc = nc
-	b.pub, err = jetstream.New(nc,
-		jetstream.WithPublishAsyncMaxPending(b.cfg.PublishWindow),
-		jetstream.WithPublishAsyncTimeout(b.cfg.PublishTimeout),
-		jetstream.WithPublishAsyncAckHandler(func(_ jetstream.JetStream, m *nats.Msg, _ *jetstream.PubAck) {
-			confirmationOf(m).settle(nil)
-		}),
-		jetstream.WithPublishAsyncErrHandler(func(_ jetstream.JetStream, m *nats.Msg, err error) {
-			c := confirmationOf(m)
-			c.settle(b.publishError(c.topic, err))
-		}),
-	)
-	if err == nil {
-		b.js, err = jetstream.New(nc)
-	}
+	b.acks.mu.Lock() // the disconnected handler may run already
+	b.acks.nc = nc
+	b.acks.mu.Unlock()
+	b.js, err = jetstream.New(nc)
 	if err != nil {
 		nc.Close()
 		b.stopServer()
 		return nil, fmt.Errorf("natsjs: failed to open JetStream: %w", err)
 	}
+	go b.acks.sweepEvery(b.cfg.PublishTimeout/sweepsBeforeTimeout, b.closed) // ends with Close
 	if err := b.Check(ctx); err != nil {
 		_ = b.Close()
 		if denied := b.denied.Load(); denied != nil { // why JetStream did not answer
@@ -195,6 +190,7 @@ func (b *Broker) handlers(no *nats.Options) error {
 	}
 	b.noCallbacks = no.NoCallbacksAfterClientClose
 	no.DisconnectedErrCB = func(nc *nats.Conn, err error) {
+		b.acks.disconnected()
 		if err != nil {
 			b.logger.Warn("natsjs: disconnected", "err", err)
 		}

@@ -8,7 +8,6 @@ import (
 	"strings"
 	"sync"
 	"time"
-	"unsafe"
 
 	"connectrpc.com/connect"
 
@@ -94,7 +93,7 @@ func (b *Broker) Publish(ctx context.Context, msg *pubsub.Message) (pubsub.Confi
 		}
 	}
 	c.msg = nats.Msg{Subject: msg.Topic, Header: h, Data: msg.Data}
-	if _, err := b.pub.PublishMsgAsync(&c.msg); err != nil {
+	if err := b.acks.publish(c); err != nil {
 		<-b.window
 		return nil, b.publishError(msg.Topic, err)
 	}
@@ -102,17 +101,17 @@ func (b *Broker) Publish(ctx context.Context, msg *pubsub.Message) (pubsub.Confi
 }
 
 // confirmation is one asynchronous publish: the message, its id header's
-// value and its outcome, in one allocation. The handlers of the broker's
-// publishing context (Broker.pub) settle it, finding it from the message
-// (see confirmationOf): nats.go's PubAckFuture would cost a publish that
-// is waited on two allocations more, for the channel of its Ok, and a
-// lock and a channel operation on each side (~1 000 instructions,
-// BENCHMARKS.md section 3).
+// value and its outcome, in one allocation, which the server's
+// acknowledgement settles (see acks).
 type confirmation struct {
-	msg   nats.Msg // first: see confirmationOf
+	msg   nats.Msg
 	id    [1]string
 	b     *Broker
 	topic string
+
+	// Guarded by acks.mu.
+	sentAt  uint64 // acks.sweeps when the message was sent
+	retries int    // sends again after no stream answered
 
 	mu      sync.Mutex
 	settled bool          // err is the outcome
@@ -120,18 +119,8 @@ type confirmation struct {
 	done    chan struct{} // made by a Wait before the outcome; closed with it
 }
 
-// confirmationOf returns the confirmation whose message m is: every message
-// published through Broker.pub is the msg field, the first, of one.
-func confirmationOf(m *nats.Msg) *confirmation {
-	return (*confirmation)(unsafe.Pointer(m))
-}
-
-// The message must be the confirmation's first field.
-var _ [0]struct{} = [unsafe.Offsetof(confirmation{}.msg)]struct{}{}
-
 // settle records the outcome of the publish and frees its room in the
-// window, once: nats.go may report an error for a publish twice (a retry
-// after no responders that fails, then its timeout).
+// window, once.
 func (c *confirmation) settle(err error) {
 	c.mu.Lock()
 	if c.settled {

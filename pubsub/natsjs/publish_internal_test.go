@@ -33,7 +33,7 @@ func TestPublishWindow(t *testing.T) {
 		if err != nil {
 			t.Fatalf("publish: %v", err)
 		}
-		pubsubtest.WaitFor(t, "the confirmation", func() bool { return b.pub.PublishAsyncPending() == 0 })
+		pubsubtest.WaitFor(t, "the confirmation", func() bool { return b.acks.waiting() == 0 })
 		if err := conf.Wait(done); err != nil {
 			t.Fatalf("Wait on a confirmed publish, its context done = %v, want nil", err)
 		}
