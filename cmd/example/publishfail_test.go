@@ -3,8 +3,11 @@ package main
 import (
 	"context"
 	"errors"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"connectrpc.com/connect"
 
@@ -43,5 +46,65 @@ func TestChangeWithAnUnconfirmedEvent(t *testing.T) {
 	list, err := client.ListProfiles(t.Context(), connect.NewRequest(&examplev1.ListProfilesRequest{}))
 	if err != nil || len(list.Msg.GetProfiles()) != 1 {
 		t.Fatalf("ListProfiles = %v, %v; want the saved profile", list, err)
+	}
+}
+
+// waiting is a broker that confirms no publish until the publisher's
+// context ends, as an unconfirmed publish waits out its caller.
+type waiting struct {
+	pubsub.Broker
+	started chan struct{}
+}
+
+func (w waiting) Publish(ctx context.Context, _ *pubsub.Message) (pubsub.Confirmation, error) {
+	w.started <- struct{}{}
+	<-ctx.Done()
+	return nil, ctx.Err()
+}
+
+// A client that goes away while the change's event awaits confirmation
+// ends its call Canceled, a client's doing, not Unknown, which the
+// README's RPCErrors alert counts as a server error.
+func TestChangeWhoseCallerLeavesIsCanceled(t *testing.T) {
+	t.Parallel()
+	bus := waiting{mem.New(), make(chan struct{}, 1)}
+	var codes []string
+	var mu sync.Mutex
+	srv := kittest.NewServer(t, kit.Config{}, func(s *kit.Server) {
+		if err := wire(s, bus); err != nil {
+			t.Fatal(err)
+		}
+	}, kit.WithInterceptors(connect.UnaryInterceptorFunc(func(next connect.UnaryFunc) connect.UnaryFunc {
+		return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
+			res, err := next(ctx, req)
+			if req.Spec().Procedure == examplev1connect.ProfileServiceCreateProfileProcedure {
+				mu.Lock()
+				codes = append(codes, connect.CodeOf(err).String())
+				mu.Unlock()
+			}
+			return res, err
+		}
+	})))
+	client := examplev1connect.NewProfileServiceClient(srv.HTTP2Client(), srv.URL)
+	ctx, cancel := context.WithCancel(t.Context())
+	go func() { <-bus.started; cancel() }()
+	if _, err := client.CreateProfile(ctx, connect.NewRequest(&examplev1.CreateProfileRequest{Name: "Ada", Email: "ada@example.com"})); connect.CodeOf(err) != connect.CodeCanceled {
+		t.Fatalf("err = %v, want canceled", err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		mu.Lock()
+		got := slices.Clone(codes)
+		mu.Unlock()
+		if len(got) == 1 {
+			if got[0] != "canceled" {
+				t.Errorf("the server ended the call %s, want canceled", got[0])
+			}
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the server's call did not end")
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }

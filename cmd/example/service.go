@@ -180,7 +180,14 @@ func (s *profileService) changed(ctx context.Context, kind examplev1.ProfileChan
 	change := &examplev1.ProfileChanged{Kind: kind, Profile: p, ChangeTime: timestamppb.New(s.now())}
 	s.hub.publish(change)
 	if err := s.events.Publish(ctx, change); err != nil {
-		return connect.NewError(connect.CodeUnknown, fmt.Errorf("profile %s was saved, but the broker did not confirm its change event (it may still be delivered): %w", p.GetId(), err))
+		code := connect.CodeUnknown
+		if errors.Is(err, context.Canceled) && ctx.Err() != nil {
+			// The caller went away while the broker confirmed: its
+			// call ends Canceled, a client's doing, not a server
+			// error that alerts count.
+			code = connect.CodeCanceled
+		}
+		return connect.NewError(code, fmt.Errorf("profile %s was saved, but the broker did not confirm its change event (it may still be delivered): %w", p.GetId(), err))
 	}
 	return nil
 }
