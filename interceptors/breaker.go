@@ -388,7 +388,7 @@ func (e *refusedError) Is(target error) bool { return target == ErrBreakerOpen }
 func (b *breakers) WrapUnary(next connect.UnaryFunc) connect.UnaryFunc {
 	return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
 		spec := req.Spec()
-		if !spec.IsClient || msgctx.ForCall(ctx, spec) != nil {
+		if !spec.IsClient || msgctx.ForCall(ctx, spec, connect.Peer{}) != nil {
 			return next(ctx, req)
 		}
 		br := b.get(req.Peer().Addr, spec.Procedure)

@@ -155,7 +155,7 @@ func newLimitConfig(opts []LimitOption) limitConfig {
 
 // limited reports whether a server call of spec, in ctx, is subject to the
 // limit: not a client's, not an exempt procedure, not a pubsub delivery.
-func (c *limitConfig) limited(ctx context.Context, spec connect.Spec) bool {
+func (c *limitConfig) limited(ctx context.Context, spec connect.Spec, peer connect.Peer) bool {
 	if spec.IsClient {
 		return false
 	}
@@ -164,7 +164,7 @@ func (c *limitConfig) limited(ctx context.Context, spec connect.Spec) bool {
 			return false
 		}
 	}
-	return msgctx.ForCall(ctx, spec) == nil
+	return msgctx.ForCall(ctx, spec, peer) == nil
 }
 
 type rateLimiter struct {
@@ -206,7 +206,7 @@ const maxRetryAfter = 24 * 60 * 60
 
 func (r *rateLimiter) WrapUnary(next connect.UnaryFunc) connect.UnaryFunc {
 	return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
-		if spec := req.Spec(); r.limited(ctx, spec) {
+		if spec := req.Spec(); r.limited(ctx, spec, req.Peer()) {
 			if err := r.admit(spec.Procedure); err != nil {
 				return nil, err
 			}
@@ -217,7 +217,7 @@ func (r *rateLimiter) WrapUnary(next connect.UnaryFunc) connect.UnaryFunc {
 
 func (r *rateLimiter) WrapStreamingHandler(next connect.StreamingHandlerFunc) connect.StreamingHandlerFunc {
 	return func(ctx context.Context, conn connect.StreamingHandlerConn) error {
-		if spec := conn.Spec(); r.limited(ctx, spec) {
+		if spec := conn.Spec(); r.limited(ctx, spec, conn.Peer()) {
 			if err := r.admit(spec.Procedure); err != nil {
 				return err
 			}
@@ -243,7 +243,7 @@ func (l *inFlightLimiter) refuse() error {
 
 func (l *inFlightLimiter) WrapUnary(next connect.UnaryFunc) connect.UnaryFunc {
 	return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
-		if !l.limited(ctx, req.Spec()) {
+		if !l.limited(ctx, req.Spec(), req.Peer()) {
 			return next(ctx, req)
 		}
 		if l.running.Add(1) > l.max {
@@ -257,7 +257,7 @@ func (l *inFlightLimiter) WrapUnary(next connect.UnaryFunc) connect.UnaryFunc {
 
 func (l *inFlightLimiter) WrapStreamingHandler(next connect.StreamingHandlerFunc) connect.StreamingHandlerFunc {
 	return func(ctx context.Context, conn connect.StreamingHandlerConn) error {
-		if l.limited(ctx, conn.Spec()) && l.running.Load() >= l.max {
+		if l.limited(ctx, conn.Spec(), conn.Peer()) && l.running.Load() >= l.max {
 			return l.refuse()
 		}
 		return next(ctx, conn)

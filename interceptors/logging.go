@@ -178,7 +178,7 @@ func (l *logging) serverContext(ctx context.Context, procedure string, info *msg
 func (l *logging) WrapUnary(next connect.UnaryFunc) connect.UnaryFunc {
 	return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
 		spec := req.Spec()
-		if info := msgctx.ForCall(ctx, spec); info != nil {
+		if info := msgctx.ForCall(ctx, spec, req.Peer()); info != nil {
 			return l.unaryMessage(ctx, info, req, next)
 		}
 		c := l.beginUnary(ctx, req, spec)

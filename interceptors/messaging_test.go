@@ -59,6 +59,7 @@ func deliver(t *testing.T, h http.Handler, info *msgctx.Info, msg proto.Message)
 		t.Fatal(err)
 	}
 	req := httptest.NewRequestWithContext(msgctx.NewContext(t.Context(), info), http.MethodPost, delivery, bytes.NewReader(body))
+	req.RemoteAddr = "" // pubsub's delivery has no peer address (msgctx.ForCall)
 	req.Header.Set("Content-Type", "application/proto")
 	req.Header.Set("Traceparent", producerTraceparent)
 	rec := httptest.NewRecorder()

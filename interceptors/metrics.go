@@ -120,7 +120,7 @@ func (m *metricsInterceptor) side(spec connect.Spec) *sideMetrics {
 func (m *metricsInterceptor) WrapUnary(next connect.UnaryFunc) connect.UnaryFunc {
 	return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
 		spec := req.Spec()
-		if info := msgctx.ForCall(ctx, spec); info != nil {
+		if info := msgctx.ForCall(ctx, spec, req.Peer()); info != nil {
 			return m.unaryMessage(ctx, info, req, next)
 		}
 		// As in Logging, the work is kept out of this frame, which stays on

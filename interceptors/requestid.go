@@ -78,7 +78,7 @@ func (requestIDInterceptor) WrapUnary(next connect.UnaryFunc) connect.UnaryFunc 
 		if spec.IsClient {
 			return next(clientUnaryRequestID(ctx, req), req)
 		}
-		if info := msgctx.ForCall(ctx, spec); info != nil {
+		if info := msgctx.ForCall(ctx, spec, req.Peer()); info != nil {
 			// A delivery: its response goes nowhere.
 			return next(deliveryRequestID(ctx, req, info), req)
 		}
@@ -272,7 +272,8 @@ func clientRequestID(ctx context.Context, spec connect.Spec, onRequest string) (
 	case inCtx != "":
 		return ctx, inCtx, true
 	default:
-		if info := msgctx.ForCall(ctx, spec); info != nil && info.MessageID != "" {
+		// A client call: ForCall does not read its peer.
+		if info := msgctx.ForCall(ctx, spec, connect.Peer{}); info != nil && info.MessageID != "" {
 			id := messageRequestID(info.MessageID)
 			return &requestIDContext{Context: ctx, id: id}, id, false
 		}

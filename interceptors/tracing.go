@@ -147,7 +147,7 @@ func (t *tracing) WrapUnary(next connect.UnaryFunc) connect.UnaryFunc {
 	}
 	start := new(startOptions)
 	return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
-		if info := msgctx.ForCall(ctx, req.Spec()); info != nil {
+		if info := msgctx.ForCall(ctx, req.Spec(), req.Peer()); info != nil {
 			return t.message(ctx, info, req, next)
 		}
 		if rpc != nil {

@@ -32,7 +32,7 @@ func (p propagationOnly) WrapUnary(next connect.UnaryFunc) connect.UnaryFunc {
 		carrier := headerCarrier(req.Header())
 		if req.Spec().IsClient {
 			p.propagator.Inject(ctx, carrier)
-		} else if !p.public || msgctx.ForCall(ctx, req.Spec()) != nil {
+		} else if !p.public || msgctx.ForCall(ctx, req.Spec(), req.Peer()) != nil {
 			// A delivery's headers come from a publisher of the system.
 			ctx = extractRemote(ctx, p.propagator, carrier)
 		}

@@ -33,6 +33,9 @@ type deliveryRequest[M any] struct {
 }
 
 func (r *deliveryRequest[M]) Spec() connect.Spec { return *r.spec }
+
+// Peer has no address: that is how msgctx.ForCall tells a delivery from a
+// call served from the network.
 func (r *deliveryRequest[M]) Peer() connect.Peer {
 	return connect.Peer{Protocol: connect.ProtocolConnect}
 }

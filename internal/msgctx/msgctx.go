@@ -78,7 +78,17 @@ func FromContext(ctx context.Context) *Info {
 // interceptors must trace, log and count it as one. A request without a
 // procedure (one that an interceptor made with connect.NewRequest in place
 // of pubsub's) is taken for the operation.
-func ForCall(ctx context.Context, spec connect.Spec) *Info {
+//
+// A call served with a peer address (peer is the request's Peer) is an RPC
+// that came over the network: package pubsub hands a delivery to the
+// handler chain in process, with a request that has none. Its context is
+// then not looked into: the Info is not there, and looking for a key that a
+// context lacks walks all of it, once for each interceptor that asks
+// (~200 instructions each; BENCHMARKS.md 1.28).
+func ForCall(ctx context.Context, spec connect.Spec, peer connect.Peer) *Info {
+	if !spec.IsClient && peer.Addr != "" {
+		return nil
+	}
 	info := FromContext(ctx)
 	if info == nil || spec.Procedure == "" {
 		return info

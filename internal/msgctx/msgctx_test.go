@@ -78,10 +78,13 @@ func TestForCall(t *testing.T) {
 		name string
 		info *Info
 		spec connect.Spec
+		peer connect.Peer
 		want bool
 	}{
-		{name: "delivery", info: deliveryInfo, spec: connect.Spec{Procedure: "/orders.created/payments"}, want: true},
+		{name: "delivery", info: deliveryInfo, spec: connect.Spec{Procedure: "/orders.created/payments"}, peer: connect.Peer{Protocol: connect.ProtocolConnect}, want: true},
 		{name: "publish", info: publishInfo, spec: connect.Spec{Procedure: "/orders.paid/publish", IsClient: true}, want: true},
+		{name: "publish to a peer", info: publishInfo, spec: connect.Spec{Procedure: "/orders.paid/publish", IsClient: true}, peer: connect.Peer{Addr: "127.0.0.1:4222"}, want: true},
+		{name: "call served from the network", info: deliveryInfo, spec: connect.Spec{Procedure: "/orders.created/payments"}, peer: connect.Peer{Addr: "127.0.0.1:50000", Protocol: connect.ProtocolConnect}},
 		{name: "RPC of a handler", info: deliveryInfo, spec: connect.Spec{Procedure: "/example.v1.PaymentService/Charge", IsClient: true}},
 		{name: "RPC served under a handler's context", info: deliveryInfo, spec: connect.Spec{Procedure: "/example.v1.PaymentService/Charge"}},
 		{name: "RPC of a publish interceptor", info: publishInfo, spec: connect.Spec{Procedure: "/auth.v1.TokenService/Token", IsClient: true}},
@@ -98,8 +101,8 @@ func TestForCall(t *testing.T) {
 			if tc.info != nil {
 				ctx = NewContext(ctx, tc.info)
 			}
-			if got := ForCall(ctx, tc.spec) != nil; got != tc.want {
-				t.Errorf("ForCall(%+v) found the Info: %v, want %v", tc.spec, got, tc.want)
+			if got := ForCall(ctx, tc.spec, tc.peer) != nil; got != tc.want {
+				t.Errorf("ForCall(%+v, %+v) found the Info: %v, want %v", tc.spec, tc.peer, got, tc.want)
 			}
 		})
 	}
