@@ -8,6 +8,7 @@ import (
 	"connectrpc.com/connect"
 	"connectrpc.com/otelconnect"
 	"github.com/connectkit/connectkit/internal/msgctx"
+	"github.com/connectkit/connectkit/internal/w3c"
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
@@ -50,7 +51,7 @@ func Tracing(opts ...TracingOption) (connect.Interceptor, error) {
 		cfg.provider = otel.GetTracerProvider()
 	}
 	if cfg.propagator == nil {
-		cfg.propagator = propagation.NewCompositeTextMapPropagator(propagation.TraceContext{}, propagation.Baggage{})
+		cfg.propagator = w3c.New(true, true)
 	}
 	if isNoop(cfg.provider) && len(cfg.otelconnect) == 0 {
 		return propagationOnly{cfg.propagator, cfg.public}, nil

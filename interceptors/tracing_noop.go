@@ -2,9 +2,11 @@ package interceptors
 
 import (
 	"context"
+	"net/http"
 
 	"connectrpc.com/connect"
 	"github.com/connectkit/connectkit/internal/msgctx"
+	"github.com/connectkit/connectkit/internal/w3c"
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
 	"go.opentelemetry.io/otel/trace/noop"
@@ -61,7 +63,16 @@ func (p propagationOnly) WrapStreamingHandler(next connect.StreamingHandlerFunc)
 // parent of a server's span (or, without spans, the context a server's
 // logs and outgoing calls carry on), unless ctx has a span already: an
 // outer interceptor started it.
+//
+// The default propagator (internal/w3c) tells when it would extract
+// nothing, the usual case: a call without trace context headers then costs
+// neither its Extract (~1 000 instructions for two propagators that find
+// nothing) nor a walk of the whole context for a span that is not there
+// (~300; BENCHMARKS.md 1.28).
 func extractRemote(ctx context.Context, p propagation.TextMapPropagator, carrier headerCarrier) context.Context {
+	if w, ok := p.(*w3c.Propagator); ok && !w.Carries(http.Header(carrier)) {
+		return ctx
+	}
 	if trace.SpanContextFromContext(ctx).IsValid() {
 		return ctx
 	}

@@ -14,6 +14,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"go.opentelemetry.io/otel/attribute"
@@ -26,6 +27,8 @@ import (
 	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
 	"go.opentelemetry.io/otel/trace"
 	"go.opentelemetry.io/otel/trace/noop"
+
+	"github.com/connectkit/connectkit/internal/w3c"
 )
 
 // Provider is the tracing set up by [New].
@@ -136,17 +139,10 @@ func newExporter(ctx context.Context, name string, cfg Config, o options) (sdktr
 	return otlptracehttp.New(ctx, opts...)
 }
 
+// newPropagator composes the propagators names, which propagators()
+// checked, in W3C's order: Trace Context, then Baggage.
 func newPropagator(names []string) propagation.TextMapPropagator {
-	var ps []propagation.TextMapPropagator
-	for _, name := range names {
-		switch name {
-		case "tracecontext":
-			ps = append(ps, propagation.TraceContext{})
-		case "baggage":
-			ps = append(ps, propagation.Baggage{})
-		}
-	}
-	return propagation.NewCompositeTextMapPropagator(ps...)
+	return w3c.New(slices.Contains(names, "tracecontext"), slices.Contains(names, "baggage"))
 }
 
 // newResource describes the service. It does not use resource.WithFromEnv,
