@@ -155,15 +155,102 @@ func appendJSONAttr(b []byte, a slog.Attr) ([]byte, bool) {
 	return b, true
 }
 
-// appendJSONTime appends t as slog does, or reports false for a year that
-// RFC 3339 cannot write (slog writes an error in its place).
+// appendJSONTime appends t as slog does (t.AppendFormat(b,
+// time.RFC3339Nano), quoted), or reports false for a year that RFC 3339
+// cannot write (slog writes an error in its place).
+//
+// Written out because every line has a time: the time package finds the
+// zone twice (Year, then AppendFormat) and writes each field with its
+// general integer formatting, ~900 instructions a line where this takes
+// ~500 (BENCHMARKS.md 1.28). TestAppendJSONTime holds it to AppendFormat's
+// bytes.
 func appendJSONTime(b []byte, t time.Time) ([]byte, bool) {
-	if y := t.Year(); y < 0 || y >= 10000 {
+	_, offset := t.Zone()
+	sec := t.Unix() + int64(offset)
+	days := sec / secondsPerDay
+	if sec%secondsPerDay < 0 {
+		days--
+	}
+	year, month, day := civilDate(days)
+	if year < 0 || year >= 10000 {
 		return b, false
 	}
-	b = append(b, '"')
-	b = t.AppendFormat(b, time.RFC3339Nano)
-	return append(b, '"'), true
+	clock := int(sec - days*secondsPerDay)
+	// Into an array, and then appended at once: one capacity check, and
+	// constant indexes that need no bounds checks.
+	var buf [len(`"2006-01-02T15:04:05.999999999-07:00"`)]byte
+	buf[0] = '"'
+	put2Digits(buf[1:], int(year/100))
+	put2Digits(buf[3:], int(year%100))
+	buf[5] = '-'
+	put2Digits(buf[6:], month)
+	buf[8] = '-'
+	put2Digits(buf[9:], day)
+	buf[11] = 'T'
+	put2Digits(buf[12:], clock/3600)
+	buf[14] = ':'
+	put2Digits(buf[15:], clock/60%60)
+	buf[17] = ':'
+	put2Digits(buf[18:], clock%60)
+	n := 20
+	if ns := t.Nanosecond(); ns != 0 {
+		buf[20] = '.'
+		for i := 29; i > 20; i-- {
+			buf[i] = byte('0' + ns%10)
+			ns /= 10
+		}
+		for n = 30; buf[n-1] == '0'; n-- {
+		}
+	}
+	if offset == 0 {
+		buf[n] = 'Z'
+		n++
+	} else {
+		zone := offset / 60 // minutes, as the time package truncates them
+		buf[n] = '+'
+		if zone < 0 {
+			buf[n] = '-'
+			zone = -zone
+		}
+		put2Digits(buf[n+1:], zone/60)
+		buf[n+3] = ':'
+		put2Digits(buf[n+4:], zone%60)
+		n += 6
+	}
+	buf[n] = '"'
+	return append(b, buf[:n+1]...), true
+}
+
+const secondsPerDay = 24 * 60 * 60
+
+// civilDate returns the proleptic Gregorian date of the day that is days
+// after 1970-01-01 (Howard Hinnant's civil_from_days).
+func civilDate(days int64) (year int64, month, day int) {
+	days += 719468 // from 0000-03-01
+	era := days / 146097
+	if days < 0 && days%146097 != 0 {
+		era--
+	}
+	doe := days - era*146097                               // [0, 146096]
+	yoe := (doe - doe/1460 + doe/36524 - doe/146096) / 365 // [0, 399]
+	doy := doe - (365*yoe + yoe/4 - yoe/100)               // [0, 365], from March 1st
+	mp := (5*doy + 2) / 153                                // [0, 11], from March
+	day = int(doy - (153*mp+2)/5 + 1)
+	month = int(mp) + 3
+	if month > 12 {
+		month -= 12
+	}
+	year = yoe + era*400
+	if month <= 2 {
+		year++
+	}
+	return year, month, day
+}
+
+// put2Digits writes n, from 0 to 99, in two digits at the start of b.
+func put2Digits(b []byte, n int) {
+	_ = b[1]
+	b[0], b[1] = byte('0'+n/10), byte('0'+n%10)
 }
 
 // appendJSONString appends s quoted, escaped as slog's JSON handler escapes

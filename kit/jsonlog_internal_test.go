@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"math"
+	"math/rand/v2"
 	"testing"
 	"testing/slogtest"
 	"time"
@@ -226,5 +227,44 @@ func BenchmarkJSONHandler(b *testing.B) {
 				_ = h.Handle(context.Background(), r)
 			}
 		})
+	}
+}
+
+// TestAppendJSONTime holds appendJSONTime to the time package's
+// RFC3339Nano, over the years RFC 3339 writes, every kind of zone offset
+// and fractions with and without trailing zeros.
+func TestAppendJSONTime(t *testing.T) {
+	t.Parallel()
+	zones := []*time.Location{
+		time.UTC, time.Local,
+		time.FixedZone("east", 5*3600+30*60), time.FixedZone("west", -(9*3600 + 30*60)),
+		time.FixedZone("seconds", -(3600 + 17)), time.FixedZone("under a minute", 59), time.FixedZone("-59s", -59),
+	}
+	if la, err := time.LoadLocation("America/Los_Angeles"); err == nil {
+		zones = append(zones, la)
+	}
+	times := []time.Time{
+		time.Unix(0, 0), time.Unix(-1, 0), time.Unix(-86400, 1), time.Unix(86399, 999999999),
+		time.Date(0, 1, 1, 0, 0, 0, 0, time.UTC), time.Date(9999, 12, 31, 23, 59, 59, 999999999, time.UTC),
+		time.Date(1600, 2, 29, 12, 0, 0, 100, time.UTC), time.Date(1900, 3, 1, 0, 0, 0, 0, time.UTC),
+		time.Date(2000, 2, 29, 23, 59, 59, 120000000, time.UTC), time.Date(2026, 12, 7, 0, 12, 20, 63483161, time.UTC),
+		time.Date(-1, 12, 31, 23, 0, 0, 0, time.UTC), time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC),
+		time.Now(),
+	}
+	rng := rand.New(rand.NewPCG(1, 2))
+	for range 2000 {
+		sec := rng.Int64N(int64(10002*365.2425*86400)) - int64(1971*365.2425*86400) // years -1 to 10000
+		nsec := []int64{0, rng.Int64N(1e9), rng.Int64N(1e3) * 1e6}[rng.IntN(3)]
+		times = append(times, time.Unix(sec, nsec))
+	}
+	for _, base := range times {
+		for _, loc := range zones {
+			tm := base.In(loc)
+			want, wantOK := []byte(`"`+tm.Format(time.RFC3339Nano)+`"`), tm.Year() >= 0 && tm.Year() < 10000
+			got, ok := appendJSONTime([]byte("x"), tm)
+			if ok != wantOK || ok && string(got) != "x"+string(want) {
+				t.Fatalf("appendJSONTime(%v) = %s, %v; want x%s, %v", tm, got, ok, want, wantOK)
+			}
+		}
 	}
 }
