@@ -54,7 +54,7 @@ func TLSFrom(ctx context.Context) *tls.ConnectionState {
 
 // keyPairFiles serves the key pair of [Config.TLSCertFile] and
 // [Config.TLSKeyFile] as a tls.Config's GetCertificate, and reloads it when
-// either file changes (its modification time or size), so that a
+// either file changes (its modification time, size, or the file itself), so that a
 // certificate renewed on disk (cert-manager, a Kubernetes Secret's volume,
 // certbot) is served to the next handshakes without a restart. Each
 // handshake stats both files. A pair that does not load (a key that does
@@ -70,10 +70,21 @@ type keyPairFiles struct {
 	stamps [2]fileStamp // of the files the last load read
 }
 
-// fileStamp is what tells a file changed.
+// fileStamp is what tells a file changed: its modification time and size,
+// and the file itself (a renewal that renames a new file over the old one
+// within the kernel's timestamp granularity, a few milliseconds, with a
+// certificate of the same size, changes only that).
 type fileStamp struct {
 	mod  time.Time
 	size int64
+	fi   os.FileInfo
+}
+
+func (a fileStamp) same(b fileStamp) bool {
+	if a.fi == nil || b.fi == nil {
+		return a.fi == nil && b.fi == nil
+	}
+	return a.mod.Equal(b.mod) && a.size == b.size && os.SameFile(a.fi, b.fi)
 }
 
 func newKeyPairFiles(certFile, keyFile string, logger *slog.Logger) (*keyPairFiles, error) {
@@ -91,7 +102,7 @@ func (k *keyPairFiles) stat() [2]fileStamp {
 	var stamps [2]fileStamp
 	for i, name := range []string{k.certFile, k.keyFile} {
 		if fi, err := os.Stat(name); err == nil {
-			stamps[i] = fileStamp{mod: fi.ModTime(), size: fi.Size()}
+			stamps[i] = fileStamp{mod: fi.ModTime(), size: fi.Size(), fi: fi}
 		}
 	}
 	return stamps
@@ -123,7 +134,7 @@ func (k *keyPairFiles) getCertificate(*tls.ClientHelloInfo) (*tls.Certificate, e
 	stamps := k.stat()
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	if stamps == k.stamps {
+	if stamps[0].same(k.stamps[0]) && stamps[1].same(k.stamps[1]) {
 		return k.cert, nil
 	}
 	k.stamps = stamps
