@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -123,12 +124,13 @@ type limitOption func(*limitConfig)
 func (o limitOption) applyToLimit(c *limitConfig) { o(c) }
 
 // WithExemptProcedures exempts from [RateLimit] and [MaxInFlight] the
-// procedures that start with one of prefixes: a whole service
-// ("/acme.v1.AdminService/") or one method ("/acme.v1.Uploads/Put").
+// procedures that procedures name: a whole service, by the prefix of its
+// procedures ("/acme.v1.AdminService/", or "/acme.v1." for a package), or
+// one method ("/acme.v1.Uploads/Put": that method alone, not PutMany).
 // The gRPC health service, reflection and pubsub deliveries are always
 // exempt. Repeated options add up.
-func WithExemptProcedures(prefixes ...string) LimitOption {
-	return limitOption(func(c *limitConfig) { c.exempt = append(c.exempt, prefixes...) })
+func WithExemptProcedures(procedures ...string) LimitOption {
+	return limitOption(func(c *limitConfig) { c.exempt = append(c.exempt, procedures...) })
 }
 
 // WithLimitPerProcedure gives each procedure a [RateLimit] bucket of its
@@ -140,8 +142,10 @@ func WithLimitPerProcedure() LimitOption {
 }
 
 type limitConfig struct {
-	exempt       []string
-	perProcedure bool
+	exempt        []string // as given to WithExemptProcedures
+	exemptPrefix  []string // the prefixes of exempt services and packages
+	exemptMethods []string // the exempt methods, whole procedures
+	perProcedure  bool
 }
 
 func newLimitConfig(opts []LimitOption) limitConfig {
@@ -149,6 +153,15 @@ func newLimitConfig(opts []LimitOption) limitConfig {
 	cfg.exempt = append(cfg.exempt, alwaysExempt...)
 	for _, o := range opts {
 		o.applyToLimit(&cfg)
+	}
+	for _, p := range cfg.exempt {
+		// "/pkg.Service/Method" names one procedure: as a prefix it would
+		// also exempt "/pkg.Service/MethodMany".
+		if i := strings.LastIndexByte(p, '/'); i > 0 && i < len(p)-1 {
+			cfg.exemptMethods = append(cfg.exemptMethods, p)
+		} else {
+			cfg.exemptPrefix = append(cfg.exemptPrefix, p)
+		}
 	}
 	return cfg
 }
@@ -159,10 +172,13 @@ func (c *limitConfig) limited(ctx context.Context, spec connect.Spec, peer conne
 	if spec.IsClient {
 		return false
 	}
-	for _, p := range c.exempt {
+	for _, p := range c.exemptPrefix {
 		if strings.HasPrefix(spec.Procedure, p) {
 			return false
 		}
+	}
+	if slices.Contains(c.exemptMethods, spec.Procedure) {
+		return false
 	}
 	return msgctx.ForCall(ctx, spec, peer) == nil
 }

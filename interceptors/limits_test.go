@@ -397,3 +397,34 @@ func TestMaxInFlightNeverAdmitsMore(t *testing.T) {
 			most.Load(), admitted.Load(), refused.Load(), n, callers*calls)
 	}
 }
+
+// TestExemptMethodIsThatMethodAlone checks that WithExemptProcedures given
+// one method exempts that method, not the others whose names begin with
+// its name, while a service's prefix still exempts all of its methods.
+func TestExemptMethodIsThatMethodAlone(t *testing.T) {
+	t.Parallel()
+	limit := interceptors.RateLimit(slowly, 1, interceptors.WithExemptProcedures(
+		"/acme.v1.Uploads/Put", "/acme.v1.Admin/"))
+	admitted := connect.UnaryFunc(func(context.Context, connect.AnyRequest) (connect.AnyResponse, error) {
+		return nil, nil
+	})
+	call := func(procedure string) error {
+		_, err := limit.WrapUnary(admitted)(t.Context(), &specRequest{connect.NewRequest(&pingv1.PingRequest{}), procedure})
+		return err
+	}
+	if err := call("/acme.v1.Uploads/Get"); err != nil { // the bucket's one call
+		t.Fatal(err)
+	}
+	for procedure, exempt := range map[string]bool{
+		"/acme.v1.Uploads/Put":      true,
+		"/acme.v1.Admin/Drain":      true,
+		"/acme.v1.Admin/Restart":    true,
+		"/acme.v1.Uploads/PutMany":  false,
+		"/acme.v1.Uploads/Get":      false,
+		"/acme.v1.AdminTools/Drain": false,
+	} {
+		if err := call(procedure); (err == nil) != exempt {
+			t.Errorf("%s: %v, want exempt %v", procedure, err, exempt)
+		}
+	}
+}
