@@ -184,7 +184,10 @@ func (c *breakerConfig) validate() error {
 // address, whose cause is [ErrBreakerOpen]. After [DefaultBreakerOpenTimeout]
 // it is half-open: the next call goes through as a probe (the calls beyond
 // [DefaultBreakerHalfOpenCalls] probes are refused while they run), and
-// closes the breaker if it succeeds or opens it again if it fails.
+// closes the breaker if it succeeds or opens it again if it fails. A unary
+// call made with a context already done (its deadline spent before the
+// call) fails at once with the context's code, as without a breaker, and
+// is neither refused nor counted.
 //
 // Breakers are keyed by the address the client calls (the host and port of
 // its base URL, connect.Peer.Addr) and the procedure, so one interceptor
@@ -388,7 +391,9 @@ func (e *refusedError) Is(target error) bool { return target == ErrBreakerOpen }
 func (b *breakers) WrapUnary(next connect.UnaryFunc) connect.UnaryFunc {
 	return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
 		spec := req.Spec()
-		if !spec.IsClient || msgctx.ForCall(ctx, spec, connect.Peer{}) != nil {
+		if !spec.IsClient || msgctx.ForCall(ctx, spec, connect.Peer{}) != nil || ctx.Err() != nil {
+			// A call whose context is done fails without leaving the
+			// client, and tells nothing of the server.
 			return next(ctx, req)
 		}
 		br := b.get(req.Peer().Addr, spec.Procedure)

@@ -578,3 +578,23 @@ func TestCircuitBreakerPanickingProbe(t *testing.T) {
 	panics.Store(false)
 	waitFor(t, func() bool { return ping() == nil }, func() string { return "a successful probe" })
 }
+
+// TestCircuitBreakerExpiredContext: calls made with a context whose
+// deadline has already passed (a handler that spent its caller's deadline
+// before calling on) never leave the client and say nothing of the server:
+// they do not trip the breaker of a server that answers every call.
+func TestCircuitBreakerExpiredContext(t *testing.T) {
+	t.Parallel()
+	eachProtocol(t, func(t *testing.T, bc *breakerCase) {
+		expired, cancel := context.WithDeadline(t.Context(), time.Now().Add(-time.Second))
+		defer cancel()
+		for range 2 * interceptors.DefaultBreakerConsecutiveFailures {
+			if err := bc.ping(expired); connect.CodeOf(err) != connect.CodeDeadlineExceeded {
+				t.Fatalf("%v, want DeadlineExceeded", err)
+			}
+		}
+		if err := bc.ping(t.Context()); err != nil {
+			t.Fatalf("a call in time to a healthy server: %v", err)
+		}
+	}, interceptors.BreakerOpenTimeout(time.Hour))
+}
