@@ -59,7 +59,8 @@ type Config struct {
 	CORSAllowedHeaders []string
 	// CORSExposedHeaders lists the response headers pages may read beyond
 	// the protocols' status headers (Grpc-Status, Grpc-Message,
-	// Grpc-Status-Details-Bin) and X-Request-Id, which are always exposed:
+	// Grpc-Status-Details-Bin), X-Request-Id, and with RateLimit the
+	// Retry-After of its refusals, which are always exposed:
 	// the headers your handlers set, and for the trailers of a Connect
 	// unary call, their names prefixed with "Trailer-". A browser hides any
 	// other header from the page. "*" exposes any, but not to calls with

@@ -137,12 +137,18 @@ func (s *Server) withCORS(h http.Handler) http.Handler {
 	if len(s.cfg.CORSAllowedOrigins) == 0 {
 		return h
 	}
+	exposed := append(connectcors.ExposedHeaders(), "X-Request-Id")
+	if s.cfg.RateLimit > 0 {
+		// A Connect unary call's refusal says when to come back in a
+		// header, which a browser would hide from the page.
+		exposed = append(exposed, "Retry-After")
+	}
 	return cors.New(cors.Options{
 		AllowedOrigins: s.cfg.CORSAllowedOrigins,
 		AllowedMethods: connectcors.AllowedMethods(),
 		AllowedHeaders: append(append(connectcors.AllowedHeaders(),
 			"Authorization", "X-Request-Id", "Traceparent", "Tracestate", "Baggage"), s.cfg.CORSAllowedHeaders...),
-		ExposedHeaders:   append(append(connectcors.ExposedHeaders(), "X-Request-Id"), s.cfg.CORSExposedHeaders...),
+		ExposedHeaders:   append(exposed, s.cfg.CORSExposedHeaders...),
 		AllowCredentials: s.cfg.CORSAllowCredentials,
 		MaxAge:           7200,
 	}).Handler(h)

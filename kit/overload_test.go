@@ -216,3 +216,34 @@ func TestLimitsWithoutDefaultInterceptors(t *testing.T) {
 		t.Errorf("second call: %v, want resource_exhausted", err)
 	}
 }
+
+// TestRateLimitRetryAfterReachesPages checks that a web page refused by the
+// rate limit can read the refusal's Retry-After: a browser hides from the
+// page every response header that CORS does not expose, and for a Connect
+// unary call Retry-After is a header.
+func TestRateLimitRetryAfterReachesPages(t *testing.T) {
+	t.Parallel()
+	const origin = "https://app.example.com"
+	srv := newPingServer(t, kit.Config{CORSAllowedOrigins: []string{origin}, RateLimit: 1.0 / 3600, RateLimitBurst: 1}, nil)
+	call := func() *http.Response {
+		req, _ := http.NewRequest(http.MethodPost, srv.URL+pingPath, strings.NewReader(`{"number": 1}`))
+		req.Header.Set("Origin", origin)
+		req.Header.Set("Content-Type", "application/json")
+		res, err := srv.HTTP1Client().Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res.Body.Close()
+		return res
+	}
+	if res := call(); res.StatusCode != http.StatusOK {
+		t.Fatalf("the burst's one call: HTTP %d", res.StatusCode)
+	}
+	res := call()
+	if res.StatusCode != http.StatusTooManyRequests || res.Header.Get("Retry-After") == "" {
+		t.Fatalf("HTTP %d, Retry-After %q: want 429 with Retry-After", res.StatusCode, res.Header.Get("Retry-After"))
+	}
+	if exposed := res.Header.Get("Access-Control-Expose-Headers"); !containsFold(exposed, "Retry-After") {
+		t.Errorf("Access-Control-Expose-Headers %q lacks Retry-After: the page cannot read it", exposed)
+	}
+}
