@@ -2,6 +2,7 @@ package kit
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"slices"
@@ -35,6 +36,11 @@ var quietProcedures = []string{"/grpc.health.v1.Health/", "/grpc.reflection."}
 // more; the rate limit first, so that a call it refuses takes no place in
 // flight, even for an instant. Without the default chain they come first.
 func (s *Server) buildChains() error {
+	if s.opts.noDefaultChain && s.cfg.TracePublicEndpoint {
+		// Ignored, it would leave the application's own chain trusting
+		// its callers' trace context while the operator asked otherwise.
+		return errors.New(`kit: TracePublicEndpoint (KIT_TRACE_PUBLIC_ENDPOINT) "true": kit.WithoutDefaultInterceptors drops kit's tracing, which it configures; give interceptors.WithPublicEndpoint() to your own chain's interceptors.Default or Tracing instead`)
+	}
 	tcfg, err := telemetry.ConfigFromEnv(os.Getenv)
 	if err != nil {
 		return fmt.Errorf("kit: %w", err)

@@ -83,7 +83,8 @@ type Config struct {
 	// a trace of its own, linked to the caller's span, and the caller's
 	// baggage is dropped (see interceptors.WithPublicEndpoint).
 	// KIT_TRACE_PUBLIC_ENDPOINT, default false: callers' trace context and
-	// baggage are taken as they send them.
+	// baggage are taken as they send them. New refuses it with
+	// [WithoutDefaultInterceptors], whose chain kit does not build.
 	TracePublicEndpoint bool
 
 	// ReadHeaderTimeout bounds the time to read a request's headers (and

@@ -171,3 +171,20 @@ func TestTracePublicEndpoint(t *testing.T) {
 		}
 	}
 }
+
+// TestTracePublicEndpointNeedsKitsChain: without kit's chain there is no
+// tracing of kit's for KIT_TRACE_PUBLIC_ENDPOINT to change, and the chain
+// the application builds instead would still trust its callers' trace
+// context: New refuses the setting rather than ignore it.
+func TestTracePublicEndpointNeedsKitsChain(t *testing.T) {
+	t.Parallel()
+	_, err := kit.New(kit.Config{TracePublicEndpoint: true}, kit.WithoutDefaultInterceptors())
+	if err == nil {
+		t.Fatal("New took KIT_TRACE_PUBLIC_ENDPOINT without the default chain, and did nothing with it")
+	}
+	for _, want := range []string{"KIT_TRACE_PUBLIC_ENDPOINT", "WithoutDefaultInterceptors", "interceptors.WithPublicEndpoint"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q does not name %s", err, want)
+		}
+	}
+}
