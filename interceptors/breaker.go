@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"slices"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"connectrpc.com/connect"
@@ -266,9 +265,11 @@ type breakers struct {
 	state   *prometheus.GaugeVec   // nil without a registry
 	refused *prometheus.CounterVec // nil without a registry
 
-	mu     sync.Mutex
-	byKey  atomic.Pointer[map[breakerKey]*breaker] // copied on write
-	keyMap map[breakerKey]*breaker                 // the latest map, under mu
+	// byKey holds a *breaker per breakerKey: written once per key, read
+	// by every call, as sync.Map is made for. A map copied on write cost
+	// a copy of every breaker per new key: minutes for 30 000 peers.
+	byKey sync.Map
+	mu    sync.Mutex // held while a key's breaker is made, so it is made once
 }
 
 type breakerKey struct{ peer, procedure string }
@@ -289,24 +290,16 @@ var (
 
 func (b *breakers) get(peer, procedure string) *breaker {
 	key := breakerKey{peer, procedure}
-	if m := b.byKey.Load(); m != nil {
-		if br := (*m)[key]; br != nil {
-			return br
-		}
+	if br, ok := b.byKey.Load(key); ok {
+		return br.(*breaker)
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if br := b.keyMap[key]; br != nil {
-		return br
+	if br, ok := b.byKey.Load(key); ok {
+		return br.(*breaker)
 	}
 	br := b.newBreaker(key)
-	next := make(map[breakerKey]*breaker, len(b.keyMap)+1)
-	for k, v := range b.keyMap {
-		next[k] = v
-	}
-	next[key] = br
-	b.keyMap = next
-	b.byKey.Store(&next)
+	b.byKey.Store(key, br)
 	return br
 }
 
