@@ -193,7 +193,11 @@ func (c *breakerConfig) validate() error {
 // can serve the clients of several services, as kit's ClientOptions does:
 // a service that is down does not stop the calls to another that serves
 // the same procedure at another address. Calls behind one address (a load
-// balancer, a Kubernetes Service) share its breaker.
+// balancer, a Kubernetes Service) share its breaker. A breaker, and its
+// series, is kept for each address and procedure called as long as the
+// interceptor lives: give it to the clients of the services you call, not
+// to clients of addresses that come from data (a webhook's or a tenant's
+// URL), whose breakers and series would have no bound.
 //
 // Each change of state is logged at warn on logger (nil logs nothing) with
 // the peer, the procedure and the two states. With reg not nil, the gauge
