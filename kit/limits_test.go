@@ -12,6 +12,7 @@ import (
 
 	pingv1 "github.com/connectkit/connectkit/internal/gen/connectkit/ping/v1"
 	"github.com/connectkit/connectkit/kit"
+	"github.com/connectkit/connectkit/kit/kittest"
 )
 
 // deadlineOf calls Ping with ctx and returns the deadline the handler saw.
@@ -198,14 +199,7 @@ func TestCORSOwnHeaders(t *testing.T) {
 	t.Run("own response header exposed", func(t *testing.T) {
 		t.Parallel()
 		srv := newPingServer(t, kit.Config{CORSAllowedOrigins: []string{origin}, CORSExposedHeaders: []string{"Deadline"}}, nil)
-		req, _ := http.NewRequest(http.MethodPost, srv.URL+pingPath, strings.NewReader(`{"number": 1}`))
-		req.Header.Set("Origin", origin)
-		req.Header.Set("Content-Type", "application/json")
-		res, err := srv.HTTP1Client().Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		res.Body.Close()
+		res := pageCall(t, srv, origin)
 		exposed := res.Header.Get("Access-Control-Expose-Headers")
 		for _, h := range []string{"Deadline", "Grpc-Status", "X-Request-Id"} {
 			if !containsFold(exposed, h) {
@@ -216,4 +210,19 @@ func TestCORSOwnHeaders(t *testing.T) {
 			t.Errorf("the handler's Deadline header is missing: %v", res.Header)
 		}
 	})
+}
+
+// pageCall makes the Ping call that a page of origin makes, in JSON over
+// HTTP/1.1, and returns its response, body closed.
+func pageCall(t *testing.T, srv *kittest.Server, origin string) *http.Response {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodPost, srv.URL+pingPath, strings.NewReader(`{"number": 1}`))
+	req.Header.Set("Origin", origin)
+	req.Header.Set("Content-Type", "application/json")
+	res, err := srv.HTTP1Client().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	return res
 }

@@ -225,21 +225,10 @@ func TestRateLimitRetryAfterReachesPages(t *testing.T) {
 	t.Parallel()
 	const origin = "https://app.example.com"
 	srv := newPingServer(t, kit.Config{CORSAllowedOrigins: []string{origin}, RateLimit: 1.0 / 3600, RateLimitBurst: 1}, nil)
-	call := func() *http.Response {
-		req, _ := http.NewRequest(http.MethodPost, srv.URL+pingPath, strings.NewReader(`{"number": 1}`))
-		req.Header.Set("Origin", origin)
-		req.Header.Set("Content-Type", "application/json")
-		res, err := srv.HTTP1Client().Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		res.Body.Close()
-		return res
-	}
-	if res := call(); res.StatusCode != http.StatusOK {
+	if res := pageCall(t, srv, origin); res.StatusCode != http.StatusOK {
 		t.Fatalf("the burst's one call: HTTP %d", res.StatusCode)
 	}
-	res := call()
+	res := pageCall(t, srv, origin)
 	if res.StatusCode != http.StatusTooManyRequests || res.Header.Get("Retry-After") == "" {
 		t.Fatalf("HTTP %d, Retry-After %q: want 429 with Retry-After", res.StatusCode, res.Header.Get("Retry-After"))
 	}
