@@ -12,6 +12,7 @@
 package mem
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -171,7 +172,10 @@ func (b *Broker) DeadLetters(ctx context.Context, topic, subscription string) it
 }
 
 // DeadLettersAfter implements [pubsub.DeadLetterPager]: refs are decimal
-// numbers, growing.
+// numbers, growing. It copies the dead letters a chunk at a time, as they
+// are listed, so that a page costs what it lists and not the backlog after
+// it; those stored during the listing are left for the next one, as natsjs
+// does.
 func (b *Broker) DeadLettersAfter(_ context.Context, topic, subscription, after string) iter.Seq2[*pubsub.DeadLetter, error] {
 	return func(yield func(*pubsub.DeadLetter, error) bool) {
 		from, err := refAfter(after)
@@ -180,29 +184,66 @@ func (b *Broker) DeadLettersAfter(_ context.Context, topic, subscription, after 
 			return
 		}
 		b.mu.Lock()
-		if b.closed {
-			b.mu.Unlock()
+		last, closed := b.deadSeq, b.closed
+		b.mu.Unlock()
+		if closed {
 			yield(nil, pubsub.ErrClosed)
 			return
 		}
-		var out []*pubsub.DeadLetter
-		for _, dl := range b.dead {
-			if seq, _ := strconv.ParseUint(dl.Ref, 10, 64); seq <= from {
-				continue
-			}
-			if (topic == "" || dl.Message.Topic == topic) && (subscription == "" || dl.Subscription == subscription) {
-				c := *dl
-				c.Message.Header = dl.Message.Header.Clone()
-				out = append(out, &c)
-			}
-		}
-		b.mu.Unlock()
-		for _, dl := range out {
-			if !yield(dl, nil) {
+		for from < last {
+			var chunk []*pubsub.DeadLetter
+			if chunk, from, err = b.deadChunk(topic, subscription, from, last); err != nil {
+				yield(nil, err)
 				return
+			}
+			for _, dl := range chunk {
+				if !yield(dl, nil) {
+					return
+				}
 			}
 		}
 	}
+}
+
+// deadChunkSize is the number of dead letters that DeadLettersAfter copies
+// at a time.
+const deadChunkSize = 64
+
+// deadChunk returns copies of up to deadChunkSize dead letters of topic and
+// subscription ("" for any) whose refs are above from and at most last,
+// and the ref that the next chunk begins after (last when none is left).
+func (b *Broker) deadChunk(topic, subscription string, from, last uint64) ([]*pubsub.DeadLetter, uint64, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed {
+		return nil, last, pubsub.ErrClosed
+	}
+	// b.dead is in the order of its refs: a deletion keeps the order.
+	i, _ := slices.BinarySearchFunc(b.dead, from+1, func(dl *pubsub.DeadLetter, seq uint64) int {
+		return cmp.Compare(deadSeq(dl), seq)
+	})
+	var out []*pubsub.DeadLetter
+	for ; i < len(b.dead) && len(out) < deadChunkSize; i++ {
+		dl := b.dead[i]
+		if from = deadSeq(dl); from > last {
+			return out, last, nil
+		}
+		if (topic == "" || dl.Message.Topic == topic) && (subscription == "" || dl.Subscription == subscription) {
+			c := *dl
+			c.Message.Header = dl.Message.Header.Clone()
+			out = append(out, &c)
+		}
+	}
+	if i == len(b.dead) {
+		from = last
+	}
+	return out, from, nil
+}
+
+// deadSeq is the number of a stored dead letter's ref.
+func deadSeq(dl *pubsub.DeadLetter) uint64 {
+	seq, _ := strconv.ParseUint(dl.Ref, 10, 64)
+	return seq
 }
 
 // refAfter parses the ref a listing begins after: 0 for "".
