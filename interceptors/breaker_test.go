@@ -593,6 +593,9 @@ func TestCircuitBreakerExpiredContext(t *testing.T) {
 				t.Fatalf("%v, want DeadlineExceeded", err)
 			}
 		}
+		if got := bc.hits.Load(); got != 0 {
+			t.Errorf("server hit %d times by calls whose deadline had passed", got)
+		}
 		if err := bc.ping(t.Context()); err != nil {
 			t.Fatalf("a call in time to a healthy server: %v", err)
 		}
