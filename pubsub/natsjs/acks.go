@@ -133,7 +133,10 @@ func (a *acks) sweep() {
 	a.fail(jetstream.ErrAsyncPublishTimeout, func(c *confirmation) bool { return a.sweeps-c.sentAt > sweepsBeforeTimeout })
 }
 
-// sweepEvery sweeps until done is closed.
+// sweepEvery sweeps until done is closed (the connection is), then fails
+// with nats.ErrConnectionClosed the publishes still awaiting their ack: no
+// ack can come any more, and no disconnected handler fails them when the
+// connection was down already, or with nats.NoCallbacksAfterClientClose.
 func (a *acks) sweepEvery(d time.Duration, done <-chan struct{}) {
 	t := time.NewTicker(d)
 	defer t.Stop()
@@ -142,6 +145,7 @@ func (a *acks) sweepEvery(d time.Duration, done <-chan struct{}) {
 		case <-t.C:
 			a.sweep()
 		case <-done:
+			a.fail(nats.ErrConnectionClosed, nil)
 			return
 		}
 	}
