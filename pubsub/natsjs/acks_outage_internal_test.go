@@ -76,3 +76,20 @@ func TestCloseFailsPublishesAwaitingTheirAck(t *testing.T) {
 		})
 	}
 }
+
+// A PublishTimeout under 4ns (NATS_PUBLISH_TIMEOUT=1ns passes Validate)
+// made the sweep's ticker of 0, whose panic ended the process.
+func TestTinyPublishTimeout(t *testing.T) {
+	t.Parallel()
+	b, err := New(t.Context(), Config{DataDir: t.TempDir(), PublishTimeout: time.Nanosecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = b.Close() })
+	// The stream's setup, within PublishTimeout too, fails, or the publish
+	// times out or is acknowledged: any is right.
+	if conf, err := b.Publish(t.Context(), &pubsub.Message{Topic: "tiny", Header: http.Header{}, Data: []byte("x")}); err == nil {
+		_ = conf.Wait(t.Context())
+	}
+	checkWindowEmpty(t, b)
+}

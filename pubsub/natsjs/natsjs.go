@@ -161,7 +161,9 @@ func New(ctx context.Context, cfg Config, opts ...Option) (*Broker, error) {
 		b.stopServer()
 		return nil, fmt.Errorf("natsjs: failed to open JetStream: %w", err)
 	}
-	go b.acks.sweepEvery(b.cfg.PublishTimeout/sweepsBeforeTimeout, b.closed) // ends with Close
+	// Ends with Close. At least 1ms apart: a PublishTimeout under 4ns would
+	// make a ticker of 0 (a panic), one under 4ms a busy one.
+	go b.acks.sweepEvery(max(b.cfg.PublishTimeout/sweepsBeforeTimeout, time.Millisecond), b.closed)
 	if err := b.Check(ctx); err != nil {
 		_ = b.Close()
 		if denied := b.denied.Load(); denied != nil { // why JetStream did not answer
