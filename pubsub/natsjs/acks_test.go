@@ -224,3 +224,46 @@ func TestPublishesInFlightThroughStreamDeleted(t *testing.T) {
 		t.Errorf("publish after the stream was deleted and the others settled: %v", err)
 	}
 }
+
+// A stream that refuses messages (full, with DiscardNew) answers each
+// publish past its limit with an error PubAck: those publishes fail with
+// JetStream's error, the others are stored, and the window empties; a
+// publish whose expected stream is not the topic's fails alike.
+func TestPublishesRefusedByTheStream(t *testing.T) {
+	t.Parallel()
+	srv := natsjs.StartTestServer(t, &server.Options{})
+	admin := adminJS(t, srv.ClientURL())
+	const limit = 100
+	if _, err := admin.CreateStream(t.Context(), jetstream.StreamConfig{
+		Name: "full", Subjects: []string{"full", "_pubsub.redrive.*.full"}, MaxMsgs: limit, Discard: jetstream.DiscardNew,
+	}); err != nil {
+		t.Fatal(err)
+	}
+	b := newFlightBroker(t, srv.ClientURL())
+	out := publishMany(t, b, "full", 1000, 8, func() {})
+	acked, _ := checkOutcomes(t, b, admin, "full", out, time.Time{})
+	if acked != limit {
+		t.Errorf("%d publishes acknowledged, want the stream's limit, %d", acked, limit)
+	}
+	for _, o := range out {
+		var apiErr *jetstream.APIError
+		if o.err != nil && (!errors.As(o.err, &apiErr) || apiErr.ErrorCode != 10077) {
+			t.Errorf("%s: %v, want JetStream's error (maximum messages exceeded)", o.id, o.err)
+		}
+	}
+
+	h := http.Header{}
+	h.Set("Nats-Expected-Stream", "other")
+	conf, err := b.Publish(t.Context(), &pubsub.Message{Topic: "full", Header: h, Data: []byte("x")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var apiErr *jetstream.APIError
+	if err := conf.Wait(t.Context()); !errors.As(err, &apiErr) || apiErr.ErrorCode != 10060 {
+		t.Errorf("publish expecting another stream: %v, want JetStream's error (expected stream does not match)", err)
+	}
+	window, awaiting := natsjs.InFlight(b)
+	if window != 0 || awaiting != 0 {
+		t.Errorf("after every publish settled %d hold room in the window and %d await their ack", window, awaiting)
+	}
+}
