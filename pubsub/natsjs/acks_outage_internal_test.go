@@ -11,6 +11,7 @@ import (
 	"github.com/connectkit/connectkit/pubsub/pubsubtest"
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 // checkWindowEmpty waits until no publish holds room in b's window or
@@ -90,6 +91,68 @@ func TestTinyPublishTimeout(t *testing.T) {
 	// times out or is acknowledged: any is right.
 	if conf, err := b.Publish(t.Context(), &pubsub.Message{Topic: "tiny", Header: http.Header{}, Data: []byte("x")}); err == nil {
 		_ = conf.Wait(t.Context())
+	}
+	checkWindowEmpty(t, b)
+}
+
+// Acknowledgements that nats.go drops past the reply subscription's
+// pending limits (a slow consumer) leave their publishes to time out, as
+// nats.go's jetstream did: each Wait returns, a failure for those, and the
+// window empties.
+func TestAcksDroppedBySlowConsumer(t *testing.T) {
+	t.Parallel()
+	b, err := New(t.Context(), Config{DataDir: t.TempDir(), PublishTimeout: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = b.Close() })
+	publish := func() pubsub.Confirmation {
+		t.Helper()
+		conf, err := b.Publish(t.Context(), &pubsub.Message{Topic: "slow", Header: http.Header{}, Data: []byte("x")})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return conf
+	}
+	if err := publish().Wait(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	// A publish whose settling blocks the reply subscription's handler
+	// until unblock is sent to.
+	unblock := make(chan struct{})
+	blocker := &confirmation{b: &Broker{window: unblock}}
+	b.acks.mu.Lock()
+	b.acks.pending["blocker"] = blocker
+	reply := b.acks.prefix + "blocker"
+	b.acks.mu.Unlock()
+	if err := b.nc.PublishMsg(&nats.Msg{Subject: "slow", Reply: reply, Data: []byte("x")}); err != nil {
+		t.Fatal(err)
+	}
+	pubsubtest.WaitFor(t, "the handler to block", func() bool { return b.acks.waiting() == 0 })
+	if err := b.acks.sub.SetPendingLimits(5, -1); err != nil {
+		t.Fatal(err)
+	}
+	var confs []pubsub.Confirmation
+	for range 20 {
+		confs = append(confs, publish())
+	}
+	pubsubtest.WaitFor(t, "acknowledgements dropped", func() bool { n, _ := b.acks.sub.Dropped(); return n > 0 })
+	unblock <- struct{}{}
+	timedOut := 0
+	for i, conf := range confs {
+		ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+		err := conf.Wait(ctx)
+		cancel()
+		switch {
+		case errors.Is(err, jetstream.ErrAsyncPublishTimeout):
+			timedOut++
+		case err != nil:
+			t.Errorf("Wait on publish %d = %v, want nil or the timeout", i, err)
+		}
+	}
+	dropped, _ := b.acks.sub.Dropped()
+	if timedOut != dropped {
+		t.Errorf("%d publishes timed out, want the %d whose acknowledgement was dropped", timedOut, dropped)
 	}
 	checkWindowEmpty(t, b)
 }
