@@ -156,3 +156,36 @@ func TestAcksDroppedBySlowConsumer(t *testing.T) {
 	}
 	checkWindowEmpty(t, b)
 }
+
+// Close with the connection up waits for the acknowledgements of the
+// publishes in flight before it drains the connection (which unsubscribes
+// their replies): each is acknowledged, not failed though stored.
+func TestCloseWaitsForAcksInFlight(t *testing.T) {
+	t.Parallel()
+	srv := startTestServer(t, &server.Options{})
+	b, err := New(t.Context(), Config{URL: srv.ClientURL()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var confs []pubsub.Confirmation
+	for range 500 {
+		conf, err := b.Publish(t.Context(), &pubsub.Message{Topic: "inflight", Header: http.Header{}, Data: []byte("x")})
+		if err != nil {
+			t.Fatal(err)
+		}
+		confs = append(confs, conf)
+	}
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
+	failed := 0
+	for _, conf := range confs {
+		if err := conf.Wait(t.Context()); err != nil {
+			failed++
+		}
+	}
+	if failed > 0 {
+		t.Errorf("%d of %d publishes in flight at Close failed, want each acknowledged", failed, len(confs))
+	}
+	checkWindowEmpty(t, b)
+}

@@ -416,14 +416,17 @@ func (b *Broker) down() error {
 	return nil
 }
 
-// Close drains the connection (so that every acknowledgement reaches the
-// server), then shuts the embedded server down, last. It is idempotent.
-// While the connection is down it closes it at once and returns an error
-// saying so: the verdicts it held are lost (their messages come again after
-// AckWait), as are publishes not yet confirmed.
+// Close waits up to closeAckWait for the acknowledgements of the publishes
+// in flight, drains the connection (so that every acknowledgement of a
+// message reaches the server), then shuts the embedded server down, last.
+// It is idempotent. While the connection is down it closes it at once and
+// returns an error saying so: the verdicts it held are lost (their
+// messages come again after AckWait), and the publishes not yet confirmed
+// fail.
 func (b *Broker) Close() error {
 	var err error
 	if !b.nc.IsClosed() {
+		b.awaitAcks(closeAckWait)
 		if err = b.nc.Drain(); err != nil {
 			b.nc.Close()
 		}
@@ -437,6 +440,21 @@ func (b *Broker) Close() error {
 		err = fmt.Errorf("natsjs: the connection to %s was down: closed it without sending what it held (verdicts, publishes not confirmed): %w", b.describe(), err)
 	}
 	return err
+}
+
+// closeAckWait bounds how long Close waits for the acknowledgements of the
+// publishes in flight.
+const closeAckWait = 5 * time.Second
+
+// awaitAcks waits until no publish awaits its acknowledgement, the
+// connection is down (which fails them), or timeout has passed: draining
+// the connection unsubscribes the replies, and a publish whose
+// acknowledgement came after would fail though stored.
+func (b *Broker) awaitAcks(timeout time.Duration) {
+	deadline := time.Now().Add(timeout)
+	for b.acks.waiting() > 0 && b.down() == nil && !b.nc.IsClosed() && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
 }
 
 // waitClosed waits until the drained connection is closed, or closes it
