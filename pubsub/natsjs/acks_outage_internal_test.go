@@ -3,6 +3,7 @@ package natsjs
 import (
 	"context"
 	"errors"
+	"net"
 	"net/http"
 	"testing"
 	"time"
@@ -186,6 +187,57 @@ func TestCloseWaitsForAcksInFlight(t *testing.T) {
 	}
 	if failed > 0 {
 		t.Errorf("%d of %d publishes in flight at Close failed, want each acknowledged", failed, len(confs))
+	}
+	checkWindowEmpty(t, b)
+}
+
+// Publishes made while the connection is down go to nats.go's reconnect
+// buffer; past its size nats.go refuses them: those Publish calls fail at
+// once, free their room in the window, and the buffered ones are
+// acknowledged once the server is back.
+func TestPublishesPastTheReconnectBuffer(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	srv := startTestServer(t, &server.Options{StoreDir: dir})
+	port := srv.Addr().(*net.TCPAddr).Port
+	b, err := New(t.Context(), Config{URL: srv.ClientURL()}, WithNATSOptions(nats.ReconnectWait(20*time.Millisecond), nats.ReconnectBufSize(4096)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = b.Close() })
+	publish := func() (pubsub.Confirmation, error) {
+		return b.Publish(t.Context(), &pubsub.Message{Topic: "buffered", Header: http.Header{}, Data: make([]byte, 200)})
+	}
+	if conf, err := publish(); err != nil || conf.Wait(t.Context()) != nil {
+		t.Fatal("the first publish failed")
+	}
+	srv.Shutdown()
+	srv.WaitForShutdown()
+	pubsubtest.WaitFor(t, "the connection to drop", b.nc.IsReconnecting)
+	var confs []pubsub.Confirmation
+	refused := 0
+	for range 50 {
+		conf, err := publish()
+		if err != nil {
+			if !errors.Is(err, nats.ErrReconnectBufExceeded) {
+				t.Fatalf("publish while reconnecting: %v, want the reconnect buffer's error", err)
+			}
+			refused++
+			continue
+		}
+		confs = append(confs, conf)
+	}
+	if refused == 0 || len(confs) == 0 {
+		t.Fatalf("%d publishes buffered and %d refused, want some of each", len(confs), refused)
+	}
+	if window, awaiting := len(b.window), b.acks.waiting(); window != len(confs) || awaiting != len(confs) {
+		t.Errorf("%d publishes buffered: %d hold room in the window and %d await their ack", len(confs), window, awaiting)
+	}
+	startTestServer(t, &server.Options{Port: port, StoreDir: dir})
+	for i, conf := range confs {
+		if err := conf.Wait(t.Context()); err != nil {
+			t.Errorf("buffered publish %d: %v", i, err)
+		}
 	}
 	checkWindowEmpty(t, b)
 }
