@@ -25,8 +25,9 @@ const flightTimeout = 2 * time.Second
 // outcome is what became of one publish.
 type outcome struct {
 	id      string
-	started time.Time // when Publish was called
-	err     error     // Publish's, or Wait's
+	started time.Time     // when Publish was called
+	took    time.Duration // from then until Wait returned
+	err     error         // Publish's, or Wait's
 }
 
 // publishMany publishes n messages to topic from workers goroutines, each
@@ -65,6 +66,7 @@ func publishMany(t *testing.T, b *natsjs.Broker, topic string, n, workers int, d
 					ctx, cancel := context.WithTimeout(context.Background(), flightTimeout*5/4+10*time.Second)
 					defer cancel()
 					o.err = conf.Wait(ctx)
+					o.took = time.Since(o.started)
 					if errors.Is(o.err, context.DeadlineExceeded) {
 						t.Errorf("Wait on %s still waiting past PublishTimeout and a quarter", o.id)
 					}
@@ -91,7 +93,9 @@ func checkOutcomes(t *testing.T, b *natsjs.Broker, admin jetstream.JetStream, st
 	})
 	stored := storedIDs(t, admin, stream)
 	errs := map[string]int{}
+	var longest time.Duration
 	for _, o := range out {
+		longest = max(longest, o.took)
 		if o.err != nil {
 			failed++
 			errs[o.err.Error()]++
@@ -102,7 +106,8 @@ func checkOutcomes(t *testing.T, b *natsjs.Broker, admin jetstream.JetStream, st
 			t.Errorf("%s was acknowledged but is not in stream %s", o.id, stream)
 		}
 	}
-	t.Logf("%d acknowledged, %d failed, %d stored; errors: %v", acked, failed, len(stored), errs)
+	t.Logf("%d acknowledged, %d failed, %d stored, the longest from Publish to Wait's return %v; errors: %v",
+		acked, failed, len(stored), longest.Round(time.Millisecond), errs)
 	return acked, failed
 }
 
