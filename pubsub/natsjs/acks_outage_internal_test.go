@@ -15,6 +15,29 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 )
 
+// newTestBroker connects a broker with cfg and opts, closed when the test
+// ends (if it has not closed it itself).
+func newTestBroker(t *testing.T, cfg Config, opts ...Option) *Broker {
+	t.Helper()
+	b, err := New(t.Context(), cfg, opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = b.Close() })
+	return b
+}
+
+// mustPublish publishes a message to topic through b, failing the test if
+// Publish fails.
+func mustPublish(t *testing.T, b *Broker, topic string) pubsub.Confirmation {
+	t.Helper()
+	conf, err := b.Publish(t.Context(), &pubsub.Message{Topic: topic, Header: http.Header{}, Data: []byte("x")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return conf
+}
+
 // checkWindowEmpty waits until no publish holds room in b's window or
 // awaits its ack: every one settled, and freed its room once.
 func checkWindowEmpty(t *testing.T, b *Broker) {
@@ -42,17 +65,8 @@ func TestCloseFailsPublishesAwaitingTheirAck(t *testing.T) {
 			t.Parallel()
 			srv := startTestServer(t, &server.Options{})
 			opts := append([]nats.Option{nats.ReconnectWait(20 * time.Millisecond)}, tc.opts...)
-			b, err := New(t.Context(), Config{URL: srv.ClientURL(), PublishTimeout: time.Hour}, WithNATSOptions(opts...))
-			if err != nil {
-				t.Fatal(err)
-			}
-			publish := func() pubsub.Confirmation {
-				conf, err := b.Publish(t.Context(), &pubsub.Message{Topic: "closing", Header: http.Header{}, Data: []byte("x")})
-				if err != nil {
-					t.Fatal(err)
-				}
-				return conf
-			}
+			b := newTestBroker(t, Config{URL: srv.ClientURL(), PublishTimeout: time.Hour}, WithNATSOptions(opts...))
+			publish := func() pubsub.Confirmation { return mustPublish(t, b, "closing") }
 			if err := publish().Wait(t.Context()); err != nil {
 				t.Fatal(err)
 			}
@@ -83,11 +97,7 @@ func TestCloseFailsPublishesAwaitingTheirAck(t *testing.T) {
 // made the sweep's ticker of 0, whose panic ended the process.
 func TestTinyPublishTimeout(t *testing.T) {
 	t.Parallel()
-	b, err := New(t.Context(), Config{DataDir: t.TempDir(), PublishTimeout: time.Nanosecond})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = b.Close() })
+	b := newTestBroker(t, Config{DataDir: t.TempDir(), PublishTimeout: time.Nanosecond})
 	// The stream's setup, within PublishTimeout too, fails, or the publish
 	// times out or is acknowledged: any is right.
 	if conf, err := b.Publish(t.Context(), &pubsub.Message{Topic: "tiny", Header: http.Header{}, Data: []byte("x")}); err == nil {
@@ -102,19 +112,8 @@ func TestTinyPublishTimeout(t *testing.T) {
 // window empties.
 func TestAcksDroppedBySlowConsumer(t *testing.T) {
 	t.Parallel()
-	b, err := New(t.Context(), Config{DataDir: t.TempDir(), PublishTimeout: time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = b.Close() })
-	publish := func() pubsub.Confirmation {
-		t.Helper()
-		conf, err := b.Publish(t.Context(), &pubsub.Message{Topic: "slow", Header: http.Header{}, Data: []byte("x")})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return conf
-	}
+	b := newTestBroker(t, Config{DataDir: t.TempDir(), PublishTimeout: time.Second})
+	publish := func() pubsub.Confirmation { return mustPublish(t, b, "slow") }
 	if err := publish().Wait(t.Context()); err != nil {
 		t.Fatal(err)
 	}
@@ -164,17 +163,10 @@ func TestAcksDroppedBySlowConsumer(t *testing.T) {
 func TestCloseWaitsForAcksInFlight(t *testing.T) {
 	t.Parallel()
 	srv := startTestServer(t, &server.Options{})
-	b, err := New(t.Context(), Config{URL: srv.ClientURL()})
-	if err != nil {
-		t.Fatal(err)
-	}
+	b := newTestBroker(t, Config{URL: srv.ClientURL()})
 	var confs []pubsub.Confirmation
 	for range 500 {
-		conf, err := b.Publish(t.Context(), &pubsub.Message{Topic: "inflight", Header: http.Header{}, Data: []byte("x")})
-		if err != nil {
-			t.Fatal(err)
-		}
-		confs = append(confs, conf)
+		confs = append(confs, mustPublish(t, b, "inflight"))
 	}
 	if err := b.Close(); err != nil {
 		t.Fatal(err)
@@ -200,11 +192,7 @@ func TestPublishesPastTheReconnectBuffer(t *testing.T) {
 	dir := t.TempDir()
 	srv := startTestServer(t, &server.Options{StoreDir: dir})
 	port := srv.Addr().(*net.TCPAddr).Port
-	b, err := New(t.Context(), Config{URL: srv.ClientURL()}, WithNATSOptions(nats.ReconnectWait(20*time.Millisecond), nats.ReconnectBufSize(4096)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = b.Close() })
+	b := newTestBroker(t, Config{URL: srv.ClientURL()}, WithNATSOptions(nats.ReconnectWait(20*time.Millisecond), nats.ReconnectBufSize(4096)))
 	publish := func() (pubsub.Confirmation, error) {
 		return b.Publish(t.Context(), &pubsub.Message{Topic: "buffered", Header: http.Header{}, Data: make([]byte, 200)})
 	}

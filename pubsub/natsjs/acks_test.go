@@ -163,6 +163,18 @@ func newFlightBroker(t *testing.T, url string) *natsjs.Broker {
 	return b
 }
 
+// flightThrough publishes thousands of messages to topic through b, runs
+// disrupt (what) halfway, and checks their outcomes against the stream in
+// the server at adminURL: some were acknowledged and some failed.
+func flightThrough(t *testing.T, b *natsjs.Broker, adminURL func() string, topic, what string, disrupt func()) {
+	t.Helper()
+	out := publishMany(t, b, topic, 4000, 8, disrupt)
+	acked, failed := checkOutcomes(t, b, adminJS(t, adminURL()), topic, out, time.Time{})
+	if acked == 0 || failed == 0 {
+		t.Errorf("%d acknowledged and %d failed: the %s came before or after every publish", acked, failed, what)
+	}
+}
+
 // A server restarted with its storage while thousands of publishes are in
 // flight: every Wait returns, every acknowledged message is stored, and
 // the window empties.
@@ -172,15 +184,11 @@ func TestPublishesInFlightThroughServerRestart(t *testing.T) {
 	srv := natsjs.StartTestServer(t, &server.Options{StoreDir: dir})
 	port := srv.Addr().(*net.TCPAddr).Port
 	b := newFlightBroker(t, srv.ClientURL())
-	out := publishMany(t, b, "restart", 4000, 8, func() {
+	flightThrough(t, b, func() string { return srv.ClientURL() }, "restart", "restart", func() {
 		srv.Shutdown()
 		srv.WaitForShutdown()
 		srv = natsjs.StartTestServer(t, &server.Options{Port: port, StoreDir: dir})
 	})
-	acked, failed := checkOutcomes(t, b, adminJS(t, srv.ClientURL()), "restart", out, time.Time{})
-	if acked == 0 || failed == 0 {
-		t.Errorf("%d acknowledged and %d failed: the restart came before or after every publish", acked, failed)
-	}
 }
 
 // The connection cut mid-flight (a proxy's), and refused for a while, so
@@ -192,16 +200,12 @@ func TestPublishesInFlightThroughReconnect(t *testing.T) {
 	srv := natsjs.StartTestServer(t, &server.Options{})
 	p := newCuttingProxy(t, srv.ClientURL())
 	b := newFlightBroker(t, p.url)
-	out := publishMany(t, b, "reconnect", 4000, 8, func() {
+	flightThrough(t, b, srv.ClientURL, "reconnect", "cut", func() {
 		p.refuse.Store(true)
 		p.cut(true)
 		time.Sleep(300 * time.Millisecond) // publishes buffered meanwhile
 		p.refuse.Store(false)
 	})
-	acked, failed := checkOutcomes(t, b, adminJS(t, srv.ClientURL()), "reconnect", out, time.Time{})
-	if acked == 0 || failed == 0 {
-		t.Errorf("%d acknowledged and %d failed: the cut came before or after every publish", acked, failed)
-	}
 }
 
 // The stream deleted behind the broker's back mid-flight: the publishes

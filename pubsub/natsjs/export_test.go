@@ -6,3 +6,6 @@ var StartTestServer = startTestServer
 // InFlight returns how many publishes hold room in b's window and how many
 // await their ack.
 func InFlight(b *Broker) (window, awaiting int) { return len(b.window), b.acks.waiting() }
+
+// PubAckError is pubAckError, for the package's external tests.
+var PubAckError = pubAckError

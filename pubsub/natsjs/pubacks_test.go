@@ -1,4 +1,4 @@
-package natsjs
+package natsjs_test
 
 import (
 	"encoding/json"
@@ -9,10 +9,12 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/connectkit/connectkit/pubsub/natsjs"
 )
 
 // natsGoPubAckError is how nats.go's jetstream (v1.56.0,
-// handleAsyncReply) reads a PubAck, to compare pubAckError with.
+// handleAsyncReply) reads a PubAck, to compare the broker's with.
 func natsGoPubAckError(data []byte) error {
 	var pa struct {
 		*jetstream.PubAck
@@ -37,16 +39,9 @@ func natsGoPubAckError(data []byte) error {
 // character, whose acknowledgement nats.go cannot read.
 func TestPubAckFormsOfTheServer(t *testing.T) {
 	t.Parallel()
-	srv := startTestServer(t, &server.Options{JetStreamDomain: "hub"})
-	nc, err := nats.Connect(srv.ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	srv := natsjs.StartTestServer(t, &server.Options{JetStreamDomain: "hub"})
+	js := adminJS(t, srv.ClientURL())
+	nc := js.Conn()
 	stream := func(name, subject string, limit int64) {
 		t.Helper()
 		cfg := jetstream.StreamConfig{Name: name, Subjects: []string{subject}, MaxMsgs: -1}
@@ -88,7 +83,7 @@ func TestPubAckFormsOfTheServer(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%s: %v", tc.name, err)
 		}
-		got, want := pubAckError(reply.Data), natsGoPubAckError(reply.Data)
+		got, want := natsjs.PubAckError(reply.Data), natsGoPubAckError(reply.Data)
 		if tc.natsGoInvalid && errors.Is(want, jetstream.ErrInvalidJSAck) {
 			want = nil
 		}
