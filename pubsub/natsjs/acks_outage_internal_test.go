@@ -43,6 +43,28 @@ func mustPublish(t *testing.T, b *Broker, topic string) pubsub.Confirmation {
 func checkWindowEmpty(t *testing.T, b *Broker) {
 	t.Helper()
 	pubsubtest.WaitFor(t, "the window to empty", func() bool { return len(b.window) == 0 && b.acks.waiting() == 0 })
+	if extra := extraReleases(b); extra != 0 {
+		t.Errorf("%d publishes freed their room in the window twice (each blocked on the empty window)", extra)
+	}
+}
+
+// extraReleases fills b's empty window and empties it again, and returns
+// how many more sends than its capacity it took: each went to a publish
+// freeing its room a second time, blocked on the empty window.
+func extraReleases(b *Broker) int {
+	sent := 0
+	for full := false; !full; {
+		select {
+		case b.window <- struct{}{}:
+			sent++
+		default:
+			full = true
+		}
+	}
+	for len(b.window) > 0 {
+		<-b.window
+	}
+	return sent - cap(b.window)
 }
 
 // Publishes awaiting their ack at Close (buffered by nats.go while the

@@ -7,5 +7,9 @@ var StartTestServer = startTestServer
 // await their ack.
 func InFlight(b *Broker) (window, awaiting int) { return len(b.window), b.acks.waiting() }
 
+// ExtraReleases is extraReleases, for the package's external tests: call
+// it once the window is empty.
+func ExtraReleases(b *Broker) int { return extraReleases(b) }
+
 // PubAckError is pubAckError, for the package's external tests.
 var PubAckError = pubAckError
