@@ -16,7 +16,8 @@ import (
 // acknowledgement settles its confirmation. It does what nats.go's
 // jetstream.PublishMsgAsync did for the broker (the same reply subjects,
 // retries after no responders, timeout, and failure of the publishes
-// awaiting their acks when the connection drops), without what cost a
+// awaiting their acks when the connection drops; and, which it did not,
+// when the connection closes), without what cost a
 // publish most there (BENCHMARKS.md section 3): decoding every PubAck with
 // encoding/json (~6 000 instructions and six allocations; a PubAck is now
 // checked by hand, and only one that is not a plain acknowledgement goes to
