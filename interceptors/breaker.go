@@ -1,6 +1,7 @@
 package interceptors
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -122,21 +123,14 @@ func BreakerTripCodes(codes ...connect.Code) BreakerOption {
 }
 
 func (c *breakerConfig) setDefaults() {
-	setDefaultValue(&c.consecutive, DefaultBreakerConsecutiveFailures)
-	setDefaultValue(&c.ratio, DefaultBreakerFailureRatio)
-	setDefaultValue(&c.minCalls, DefaultBreakerMinCalls)
-	setDefaultValue(&c.window, DefaultBreakerWindow)
-	setDefaultValue(&c.openTimeout, DefaultBreakerOpenTimeout)
-	setDefaultValue(&c.halfOpenCalls, DefaultBreakerHalfOpenCalls)
+	c.consecutive = cmp.Or(c.consecutive, DefaultBreakerConsecutiveFailures)
+	c.ratio = cmp.Or(c.ratio, DefaultBreakerFailureRatio)
+	c.minCalls = cmp.Or(c.minCalls, DefaultBreakerMinCalls)
+	c.window = cmp.Or(c.window, DefaultBreakerWindow)
+	c.openTimeout = cmp.Or(c.openTimeout, DefaultBreakerOpenTimeout)
+	c.halfOpenCalls = cmp.Or(c.halfOpenCalls, DefaultBreakerHalfOpenCalls)
 	if c.tripCodes == nil {
 		c.tripCodes = defaultTripCodes
-	}
-}
-
-func setDefaultValue[T comparable](field *T, def T) {
-	var zero T
-	if *field == zero {
-		*field = def
 	}
 }
 
