@@ -99,8 +99,8 @@ func run(ctx context.Context, f flags) error {
 			for _, r := range got {
 				r.build, r.round = bin, round
 				rows = append(rows, r)
-				fmt.Fprintf(os.Stderr, "round %d %s %s: %.0f msgs/s, %.2f cpu-µs/msg, %d allocs\n",
-					round, bin, r.name, r.msgsPerSec, r.cpuPerMsg, r.allocs)
+				fmt.Fprintf(os.Stderr, "round %d %s %s: %.0f msgs/s, %.2f cpu-µs/msg, %.2f cores, %d allocs\n",
+					round, bin, r.name, r.msgsPerSec, r.cpuPerMsg, r.cores(), r.allocs)
 			}
 		}
 	}

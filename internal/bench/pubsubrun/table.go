@@ -55,9 +55,17 @@ var targets = map[string]float64{"chain": 0.5, "chain-nosuccesslog": 0.8}
 // ratios are one variant's same-round ratios to the bare loop.
 type ratios struct {
 	msgs, cpu []float64
+	// cores are the ratios of the CPU the runs used per second of wall
+	// time (msgs/s × cpu-µs/msg): msgs is cpu × cores, so where cores is
+	// near 1 the variant's fewer msgs/s are its CPU per message, and below
+	// 1 it left CPU unused that the reference used (a serial part, a stall).
+	cores     []float64
 	allocs    int
 	cpuPerMsg []float64
 }
+
+// cores is the CPU that x's run used per second of wall time, in cores.
+func (x row) cores() float64 { return x.msgsPerSec * x.cpuPerMsg / 1e6 }
 
 // sameRound returns the ratios of variant in build, each to the run of ref
 // ("bare" or "bare-headers") of its build and round.
@@ -76,6 +84,7 @@ func sameRound(rows []row, build, variant, ref string) ratios {
 		}
 		r.msgs = append(r.msgs, x.msgsPerSec/b.msgsPerSec)
 		r.cpu = append(r.cpu, b.cpuPerMsg/x.cpuPerMsg)
+		r.cores = append(r.cores, x.cores()/b.cores())
 		r.cpuPerMsg = append(r.cpuPerMsg, x.cpuPerMsg)
 		r.allocs = x.allocs
 	}
@@ -84,16 +93,23 @@ func sameRound(rows []row, build, variant, ref string) ratios {
 
 func writeTable(w io.Writer, rows []row, builds, variants []string, f flags) error {
 	headers := slices.Contains(variants, "bare-headers")
-	fmt.Fprintf(w, "pubsub on embedded JetStream, %s messages, %d rounds of %d messages; medians of the same-round ratios to the bare loop (range):\n\n", f.size, f.rounds, f.n)
+	fmt.Fprintf(w, "pubsub on embedded JetStream, %s messages, %d rounds of %d messages; medians of the same-round ratios to the bare loop (range). "+
+		"CPU used is msgs/s × cpu-µs/msg, the cores a run kept busy: msgs/s × bare is CPU efficiency × CPU used, so CPU used near 1 puts the gap in the CPU per message, below 1 in something serial:\n\n", f.size, f.rounds, f.n)
 	extra, rule, blank := "", "", ""
 	if headers { // the loop carrying pubsub's headers, as a second reference
 		extra, rule, blank = " msgs/s × bare-headers |", "--:|", " |"
 	}
-	fmt.Fprintln(w, "| build | variant | msgs/s × bare | rounds ≥ target | CPU efficiency × bare | cpu-µs/msg | allocs/msg |"+extra)
-	fmt.Fprintln(w, "|---|---|--:|--:|--:|--:|--:|"+rule)
+	fmt.Fprintln(w, "| build | variant | msgs/s × bare | rounds ≥ target | CPU efficiency × bare | CPU used × bare | cpu-µs/msg | allocs/msg |"+extra)
+	fmt.Fprintln(w, "|---|---|--:|--:|--:|--:|--:|--:|"+rule)
 	for _, build := range builds {
 		bare := sameRound(rows, build, "bare", "bare")
-		fmt.Fprintf(w, "| %s | bare loop | 1 | | 1 | %.1f | %d |%s\n", build, median(bare.cpuPerMsg), bare.allocs, blank)
+		var cores []float64
+		for _, x := range rows {
+			if x.build == build && x.name == "bare" {
+				cores = append(cores, x.cores())
+			}
+		}
+		fmt.Fprintf(w, "| %s | bare loop | 1 | | 1 | 1 (%.2f cores) | %.1f | %d |%s\n", build, median(cores), median(bare.cpuPerMsg), bare.allocs, blank)
 		for _, v := range variants {
 			r := sameRound(rows, build, v, "bare")
 			met := ""
@@ -106,9 +122,10 @@ func writeTable(w io.Writer, rows []row, builds, variants []string, f flags) err
 				}
 				met = fmt.Sprintf("%d/%d (≥ %.1f)", n, len(r.msgs), t)
 			}
-			fmt.Fprintf(w, "| %s | %s | **%.2f** (%.2f–%.2f) | %s | %.2f (%.2f–%.2f) | %.1f | %d |", build, v,
+			fmt.Fprintf(w, "| %s | %s | **%.2f** (%.2f–%.2f) | %s | %.2f (%.2f–%.2f) | %.2f (%.2f–%.2f) | %.1f | %d |", build, v,
 				median(r.msgs), slices.Min(r.msgs), slices.Max(r.msgs), met,
-				median(r.cpu), slices.Min(r.cpu), slices.Max(r.cpu), median(r.cpuPerMsg), r.allocs)
+				median(r.cpu), slices.Min(r.cpu), slices.Max(r.cpu),
+				median(r.cores), slices.Min(r.cores), slices.Max(r.cores), median(r.cpuPerMsg), r.allocs)
 			if headers {
 				if h := sameRound(rows, build, v, "bare-headers"); v != "bare-headers" && len(h.msgs) > 0 {
 					fmt.Fprintf(w, " %.2f (%.2f–%.2f) |", median(h.msgs), slices.Min(h.msgs), slices.Max(h.msgs))

@@ -60,11 +60,23 @@ func TestSameRound(t *testing.T) {
 	if math.Abs(median(r.msgs)-0.615) > 1e-9 || r.cpu[0] != 0.8 {
 		t.Errorf("median %v, cpu ratio %v; want 0.615 and 0.8", median(r.msgs), r.cpu[0])
 	}
+	// 41 000 msgs/s × 35 µs = 1.435 cores, against the bare loop's 1.4
+	// (50 000 × 28 µs), then 2.8 (100 000 × 28 µs).
+	if len(r.cores) != 2 || math.Abs(r.cores[0]-1.025) > 1e-9 || math.Abs(r.cores[1]-0.5125) > 1e-9 {
+		t.Errorf("CPU used × bare %v, want [1.025 0.5125]", r.cores)
+	}
+	// msgs/s × bare is CPU efficiency × CPU used, round by round.
+	for i := range r.msgs {
+		if got := r.cpu[i] * r.cores[i]; math.Abs(got-r.msgs[i]) > 1e-9 {
+			t.Errorf("round %d: CPU efficiency × CPU used = %v, msgs/s × bare %v", i, got, r.msgs[i])
+		}
+	}
 	var out strings.Builder
 	if err := writeTable(&out, rows, []string{"b"}, []string{"chain", "chain-nosuccesslog"}, flags{rounds: 2, n: 100000, size: "100B"}); err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(out.String(), "| b | chain-nosuccesslog | **0.61** (0.41–0.82) | 1/2 (≥ 0.8) |") {
+	if !strings.Contains(out.String(), "| b | chain-nosuccesslog | **0.61** (0.41–0.82) | 1/2 (≥ 0.8) | 0.80 (0.80–0.80) | 0.77 (0.51–1.03) | 35.0 |") ||
+		!strings.Contains(out.String(), "| b | bare loop | 1 | | 1 | 1 (2.10 cores) | 28.0 | 55 |\n") {
 		t.Errorf("table:\n%s", out.String())
 	}
 	out.Reset()
@@ -72,7 +84,7 @@ func TestSameRound(t *testing.T) {
 		t.Fatal(err)
 	}
 	// 41 000 against the 45 000 of bare-headers in both rounds.
-	if !strings.Contains(out.String(), "| 35.0 | 85 | 0.91 (0.91–0.91) |\n") || !strings.Contains(out.String(), "| b | bare loop | 1 | | 1 | 28.0 | 55 | |\n") {
+	if !strings.Contains(out.String(), "| 35.0 | 85 | 0.91 (0.91–0.91) |\n") || !strings.Contains(out.String(), "| b | bare loop | 1 | | 1 | 1 (2.10 cores) | 28.0 | 55 | |\n") {
 		t.Errorf("table with bare-headers:\n%s", out.String())
 	}
 }
