@@ -6,7 +6,8 @@
 // [MaxInFlight]. Each is a [connect.Interceptor] that handles
 // unary and streaming calls, on servers and clients, and can be used alone;
 // [Default] builds them all as a [Chain] in the documented order.
-// [CircuitBreaker] (sony/gobreaker) is for clients only, and not part of it.
+// [CircuitBreaker] (sony/gobreaker) and [Retry] (gRPC's retry policies) are for
+// clients only, and not part of it.
 //
 // Nothing here is global: loggers, registries and tracer providers are
 // passed in.
