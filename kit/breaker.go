@@ -51,19 +51,8 @@ type ClientBreakerConfig struct {
 
 // clientBreakerSettings are the KIT_CLIENT_BREAKER* variables.
 var clientBreakerSettings = []setting{
-	{env: "KIT_CLIENT_BREAKER", usage: `circuit breaker on the clients of ClientOptions: "on" or "off"`, boolean: true,
-		set: func(c *Config, v string) error {
-			switch strings.ToLower(v) {
-			case "on", "true", "1":
-				c.ClientBreaker.Enabled = true
-			case "off", "false", "0":
-				c.ClientBreaker.Enabled = false
-			default:
-				return errors.New(`want "on" or "off"`)
-			}
-			return nil
-		},
-		get: func(c *Config) any { return c.ClientBreaker.Enabled }},
+	switchOf("KIT_CLIENT_BREAKER", "circuit breaker on the clients of ClientOptions",
+		func(c *Config) *bool { return &c.ClientBreaker.Enabled }),
 	breakerInt("KIT_CLIENT_BREAKER_FAILURES", "failed calls in a row that trip a client breaker",
 		interceptors.DefaultBreakerConsecutiveFailures, func(c *Config) *int { return &c.ClientBreaker.ConsecutiveFailures }),
 	{env: "KIT_CLIENT_BREAKER_FAILURE_RATIO", usage: "share of failed calls (0 to 1) that trips a client breaker",
@@ -86,6 +75,24 @@ var clientBreakerSettings = []setting{
 		interceptors.DefaultBreakerOpenTimeout, func(c *Config) *time.Duration { return &c.ClientBreaker.OpenTimeout }),
 	breakerInt("KIT_CLIENT_BREAKER_PROBES", "probe calls of a half-open client breaker",
 		interceptors.DefaultBreakerHalfOpenCalls, func(c *Config) *int { return &c.ClientBreaker.Probes }),
+}
+
+// switchOf is a setting that turns a feature "on" or "off" (or true or
+// false, 1 or 0).
+func switchOf(env, usage string, ptr func(*Config) *bool) setting {
+	return setting{env: env, usage: usage + `: "on" or "off"`, boolean: true,
+		set: func(c *Config, v string) error {
+			switch strings.ToLower(v) {
+			case "on", "true", "1":
+				*ptr(c) = true
+			case "off", "false", "0":
+				*ptr(c) = false
+			default:
+				return errors.New(`want "on" or "off"`)
+			}
+			return nil
+		},
+		get: func(c *Config) any { return *ptr(c) }}
 }
 
 func breakerInt(env, usage string, def int, ptr func(*Config) *int) setting {

@@ -20,8 +20,9 @@ var quietProcedures = []string{"/grpc.health.v1.Health/", "/grpc.reflection."}
 
 // buildChains sets up tracing from the OTEL_* variables and builds the
 // server and client interceptor chains. The client chain is kit's client
-// chain, then [WithClientInterceptors]' interceptors, then the circuit
-// breaker of [Config.ClientBreaker] when it is on. The server order,
+// chain, then [WithClientInterceptors]' interceptors, then the retries of
+// [Config.ClientRetry] and the circuit breaker of [Config.ClientBreaker]
+// when they are on. The server order,
 // outermost first:
 //
 //	Tracing → RequestID → Logging → Metrics → RateLimit → MaxInFlight → Recovery → deadlines → response limit → Validation → WithInterceptors… → handler
@@ -55,9 +56,13 @@ func (s *Server) buildChains() error {
 	if err != nil {
 		return err
 	}
+	retry, err := s.clientRetry()
+	if err != nil {
+		return err
+	}
 	if s.opts.noDefaultChain {
 		s.serverChain = append([]connect.Interceptor{compose(rateLimit, inFlight, deadlines, limit)}, s.opts.interceptors...)
-		s.clientChain = withBreaker(slices.Clone(s.opts.clientInterceptors), breaker)
+		s.clientChain = withClientEnd(slices.Clone(s.opts.clientInterceptors), retry, breaker)
 		return nil
 	}
 	opts := append([]interceptors.Option{
@@ -76,18 +81,23 @@ func (s *Server) buildChains() error {
 	own := compose(chain.Tracing, chain.RequestID, chain.Logging, chain.Metrics, rateLimit, inFlight,
 		chain.Recovery, deadlines, limit, chain.Validation)
 	s.serverChain = append([]connect.Interceptor{own}, s.opts.interceptors...)
-	s.clientChain = withBreaker(append([]connect.Interceptor{composed(chain.Client())}, s.opts.clientInterceptors...), breaker)
+	s.clientChain = withClientEnd(append([]connect.Interceptor{composed(chain.Client())}, s.opts.clientInterceptors...), retry, breaker)
 	return nil
 }
 
-// withBreaker returns chain with breaker appended, innermost, unless it is nil:
-// the circuit breaker sits right in front of the network, and every other
-// interceptor sees the calls it refuses as failed calls.
-func withBreaker(chain []connect.Interceptor, breaker connect.Interceptor) []connect.Interceptor {
-	if breaker == nil {
-		return chain
+// withClientEnd returns chain with retry and breaker appended, innermost,
+// those that are not nil: the circuit breaker sits right in front of the
+// network, so that it sees each attempt, and every other interceptor sees
+// the calls it refuses as failed calls; retry sits in front of it, so that
+// the interceptors of the chain see the call that the caller made once,
+// with the outcome of its last attempt.
+func withClientEnd(chain []connect.Interceptor, retry, breaker connect.Interceptor) []connect.Interceptor {
+	for _, i := range []connect.Interceptor{retry, breaker} {
+		if i != nil {
+			chain = append(chain, i)
+		}
 	}
-	return append(chain, breaker)
+	return chain
 }
 
 // composed is kit's own interceptors as one, the first outermost, as

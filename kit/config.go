@@ -187,6 +187,10 @@ type Config struct {
 	// [Server.ClientOptions]; off by default. KIT_CLIENT_BREAKER and
 	// KIT_CLIENT_BREAKER_* (see [ClientBreakerConfig]).
 	ClientBreaker ClientBreakerConfig
+	// ClientRetry configures the retries of the clients built with
+	// [Server.ClientOptions]; off by default. KIT_CLIENT_RETRY and
+	// KIT_CLIENT_RETRY_* (see [ClientRetryConfig]).
+	ClientRetry ClientRetryConfig
 
 	// LogFormat is "auto" (colored text on a terminal, JSON otherwise),
 	// "json" or "text". KIT_LOG_FORMAT, default "auto".
@@ -352,6 +356,7 @@ func (c Config) Validate() error {
 	}
 	c.validateOverload(bad)
 	c.ClientBreaker.check(bad)
+	c.ClientRetry.check(bad)
 	switch c.LogFormat {
 	case "auto", "json", "text":
 	default:

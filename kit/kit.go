@@ -172,9 +172,12 @@ func (s *Server) HandlerOptions() []connect.HandlerOption {
 // ClientOptions returns the options for clients this service uses to call
 // others: the client side of the interceptor chain and the same message
 // size limits, with gzip responses inflated no further than the response
-// limit. With [Config.ClientBreaker] on, the chain ends in a circuit breaker
-// per address and procedure called ([interceptors.CircuitBreaker]), shared
-// by every client built with these options.
+// limit. With [Config.ClientRetry] on, idempotent unary calls that fail
+// with Unavailable, and calls whose connection was refused, are retried
+// ([interceptors.Retry]), with a retry budget per address shared by every
+// client built with these options. With [Config.ClientBreaker] on, the
+// chain ends in a circuit breaker per address and procedure called
+// ([interceptors.CircuitBreaker]), also shared, which sees each attempt.
 func (s *Server) ClientOptions() []connect.ClientOption {
 	return append([]connect.ClientOption(nil), s.client...)
 }

@@ -102,9 +102,9 @@ func WithInterceptorOptions(opts ...interceptors.Option) Option {
 // of [interceptors.WithTracerProvider] (OpenTelemetry's global one by
 // default), not the one kit builds from the OTEL_* variables, and
 // [Server.ClientOptions] then holds only the interceptors of
-// [WithClientInterceptors] (and the circuit breaker of
-// [Config.ClientBreaker], innermost, when it is on): give it
-// chain.Client()... first.
+// [WithClientInterceptors] (and the retries of [Config.ClientRetry] and
+// the circuit breaker of [Config.ClientBreaker], innermost, when they are
+// on): give it chain.Client()... first.
 func WithoutDefaultInterceptors() Option {
 	return optionFunc(func(o *options) { o.noDefaultChain = true })
 }
