@@ -1,44 +1,17 @@
 package interceptors_test
 
 import (
-	"context"
-	"net/http"
 	"testing"
 
-	"connectrpc.com/connect"
 	"github.com/connectkit/connectkit/interceptors"
-	pingv1 "github.com/connectkit/connectkit/internal/gen/connectkit/ping/v1"
-	"github.com/connectkit/connectkit/internal/gen/connectkit/ping/v1/pingv1connect"
 )
 
 // BenchmarkRetry measures what Retry adds to a client's unary call that
-// succeeds at once: the call ends in an interceptor that answers it without
-// the network, so that connect's client and Retry are all that runs.
+// succeeds at once (see benchClientInterceptor).
 func BenchmarkRetry(b *testing.B) {
-	answer := connect.UnaryInterceptorFunc(func(connect.UnaryFunc) connect.UnaryFunc {
-		resp := connect.NewResponse(&pingv1.PingResponse{})
-		return func(context.Context, connect.AnyRequest) (connect.AnyResponse, error) { return resp, nil }
-	})
 	retry, err := interceptors.Retry(nil, nil)
 	if err != nil {
 		b.Fatal(err)
 	}
-	for _, bc := range []struct {
-		name  string
-		chain []connect.Interceptor
-	}{
-		{name: "none", chain: []connect.Interceptor{answer}},
-		{name: "retry", chain: []connect.Interceptor{retry, answer}},
-	} {
-		b.Run(bc.name, func(b *testing.B) {
-			client := pingv1connect.NewPingServiceClient(http.DefaultClient, "http://127.0.0.1:1", connect.WithInterceptors(bc.chain...))
-			req := &pingv1.PingRequest{}
-			b.ReportAllocs()
-			for b.Loop() {
-				if _, err := client.Ping(context.Background(), connect.NewRequest(req)); err != nil {
-					b.Fatal(err)
-				}
-			}
-		})
-	}
+	benchClientInterceptor(b, "retry", retry)
 }

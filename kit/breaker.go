@@ -55,18 +55,8 @@ var clientBreakerSettings = []setting{
 		func(c *Config) *bool { return &c.ClientBreaker.Enabled }),
 	breakerInt("KIT_CLIENT_BREAKER_FAILURES", "failed calls in a row that trip a client breaker",
 		interceptors.DefaultBreakerConsecutiveFailures, func(c *Config) *int { return &c.ClientBreaker.ConsecutiveFailures }),
-	{env: "KIT_CLIENT_BREAKER_FAILURE_RATIO", usage: "share of failed calls (0 to 1) that trips a client breaker",
-		set: func(c *Config, v string) error {
-			r, err := strconv.ParseFloat(v, 64)
-			if err != nil {
-				return errors.New(`want a number such as "0.5"`)
-			}
-			c.ClientBreaker.FailureRatio = r
-			return nil
-		},
-		get: func(c *Config) any {
-			return orDefault(c.ClientBreaker.FailureRatio, interceptors.DefaultBreakerFailureRatio)
-		}},
+	ratioOf("KIT_CLIENT_BREAKER_FAILURE_RATIO", "share of failed calls (0 to 1) that trips a client breaker",
+		interceptors.DefaultBreakerFailureRatio, func(c *Config) *float64 { return &c.ClientBreaker.FailureRatio }),
 	breakerInt("KIT_CLIENT_BREAKER_MIN_CALLS", "calls a client breaker's failure ratio needs",
 		interceptors.DefaultBreakerMinCalls, func(c *Config) *int { return &c.ClientBreaker.MinCalls }),
 	breakerDuration("KIT_CLIENT_BREAKER_WINDOW", "how long a client breaker remembers calls",
@@ -108,6 +98,20 @@ func breakerInt(env, usage string, def int, ptr func(*Config) *int) setting {
 		get: func(c *Config) any { return orDefault(*ptr(c), def) }}
 }
 
+// ratioOf is a setting of a share, from 0 to 1, whose default is def.
+func ratioOf(env, usage string, def float64, ptr func(*Config) *float64) setting {
+	return setting{env: env, usage: usage,
+		set: func(c *Config, v string) error {
+			r, err := strconv.ParseFloat(v, 64)
+			if err != nil {
+				return fmt.Errorf("want a number such as %q", strconv.FormatFloat(def, 'g', -1, 64))
+			}
+			*ptr(c) = r
+			return nil
+		},
+		get: func(c *Config) any { return orDefault(*ptr(c), def) }}
+}
+
 func breakerDuration(env, usage string, def time.Duration, ptr func(*Config) *time.Duration) setting {
 	s := durationOf(env, usage, ptr)
 	s.get = func(c *Config) any { return orDefault(*ptr(c), def) }
@@ -127,25 +131,36 @@ var countRange = fmt.Sprintf("must be between 1 and %d", maxBreakerCount)
 // check reports, with bad, each setting of b out of range, and each one set
 // while the breaker is off, which would change nothing.
 func (b ClientBreakerConfig) check(bad func(field, env string, value any, why string)) {
-	for _, f := range []struct {
-		field, env string
-		value      any
-		set, ok    bool
-		why        string
-	}{
+	checkSwitched(b.Enabled, "ClientBreaker.", "needs KIT_CLIENT_BREAKER=on (the breaker is off without it)", bad, []switchedSetting{
 		{"ConsecutiveFailures", "KIT_CLIENT_BREAKER_FAILURES", b.ConsecutiveFailures, b.ConsecutiveFailures != 0, b.ConsecutiveFailures > 0 && b.ConsecutiveFailures <= maxBreakerCount, countRange},
 		{"FailureRatio", "KIT_CLIENT_BREAKER_FAILURE_RATIO", b.FailureRatio, b.FailureRatio != 0, b.FailureRatio > 0 && b.FailureRatio <= 1, "must be above 0 and at most 1"},
 		{"MinCalls", "KIT_CLIENT_BREAKER_MIN_CALLS", b.MinCalls, b.MinCalls != 0, b.MinCalls > 0 && b.MinCalls <= maxBreakerCount, countRange},
 		{"Window", "KIT_CLIENT_BREAKER_WINDOW", b.Window, b.Window != 0, b.Window > 0, "must be positive"},
 		{"OpenTimeout", "KIT_CLIENT_BREAKER_OPEN_TIMEOUT", b.OpenTimeout, b.OpenTimeout != 0, b.OpenTimeout > 0, "must be positive"},
 		{"Probes", "KIT_CLIENT_BREAKER_PROBES", b.Probes, b.Probes != 0, b.Probes > 0 && b.Probes <= 1000, "must be between 1 and 1000"},
-	} {
+	})
+}
+
+// switchedSetting is a setting of a feature that a switch turns on: its
+// field and variable, its value, whether it is set, whether its value is
+// in range and, if not, why.
+type switchedSetting struct {
+	field, env string
+	value      any
+	set, ok    bool
+	why        string
+}
+
+// checkSwitched reports, with bad, each setting set while its feature is
+// off (needs says which switch it needs), and each one out of range.
+func checkSwitched(on bool, prefix, needs string, bad func(field, env string, value any, why string), settings []switchedSetting) {
+	for _, f := range settings {
 		switch {
 		case !f.set:
-		case !b.Enabled:
-			bad("ClientBreaker."+f.field, f.env, f.value, "needs KIT_CLIENT_BREAKER=on (the breaker is off without it)")
+		case !on:
+			bad(prefix+f.field, f.env, f.value, needs)
 		case !f.ok:
-			bad("ClientBreaker."+f.field, f.env, f.value, f.why)
+			bad(prefix+f.field, f.env, f.value, f.why)
 		}
 	}
 }

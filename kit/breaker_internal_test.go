@@ -45,11 +45,7 @@ func TestClientBreakerRejectsEachInvalidSetting(t *testing.T) {
 		}
 		return env
 	}
-	for _, tc := range []struct {
-		name string
-		env  map[string]string
-		want []string
-	}{
+	rejectsEach(t, []settingCase{
 		{name: "bad switch", env: map[string]string{"KIT_CLIENT_BREAKER": "maybe"}, want: []string{`KIT_CLIENT_BREAKER="maybe"`, `"on" or "off"`}},
 		{name: "bad integer", env: with(map[string]string{"KIT_CLIENT_BREAKER_FAILURES": "five"}), want: []string{`KIT_CLIENT_BREAKER_FAILURES="five"`, "integer"}},
 		{name: "bad ratio", env: with(map[string]string{"KIT_CLIENT_BREAKER_FAILURE_RATIO": "half"}), want: []string{`KIT_CLIENT_BREAKER_FAILURE_RATIO="half"`, "number"}},
@@ -62,7 +58,22 @@ func TestClientBreakerRejectsEachInvalidSetting(t *testing.T) {
 		{name: "too many probes", env: with(map[string]string{"KIT_CLIENT_BREAKER_PROBES": "5000"}), want: []string{"KIT_CLIENT_BREAKER_PROBES", "between 1 and 1000"}},
 		{name: "settings of a breaker that is off", env: map[string]string{"KIT_CLIENT_BREAKER_FAILURES": "3", "KIT_CLIENT_BREAKER_OPEN_TIMEOUT": "1m"},
 			want: []string{"KIT_CLIENT_BREAKER_FAILURES", "KIT_CLIENT_BREAKER_OPEN_TIMEOUT", "needs KIT_CLIENT_BREAKER=on"}},
-	} {
+	})
+}
+
+// settingCase is an environment that New refuses, and what its error must
+// mention.
+type settingCase struct {
+	name string
+	env  map[string]string
+	want []string
+}
+
+// rejectsEach checks that each case's environment is refused, by
+// ConfigFromEnv or by New, with an error that mentions each of its wants.
+func rejectsEach(t *testing.T, cases []settingCase) {
+	t.Helper()
+	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			cfg, err := configFrom(lookupIn(tc.env))

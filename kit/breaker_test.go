@@ -23,12 +23,7 @@ import (
 // Without it (the default), every call is sent.
 func TestClientBreaker(t *testing.T) {
 	t.Parallel()
-	protocols := map[string][]connect.ClientOption{
-		"connect": nil,
-		"grpc":    {connect.WithGRPC()},
-		"grpcweb": {connect.WithGRPCWeb()},
-	}
-	for name, protoOpts := range protocols {
+	for name, protoOpts := range clientProtocols {
 		for _, on := range []bool{true, false} {
 			t.Run(name+"/"+map[bool]string{true: "on", false: "off"}[on], func(t *testing.T) {
 				t.Parallel()

@@ -42,14 +42,9 @@ func TestDefaultChainLogsCountsAndTracesEveryProtocol(t *testing.T) {
 		kit.WithLogger(slog.New(slog.NewJSONHandler(&logs, nil))),
 		kit.WithInterceptorOptions(interceptors.WithTracerProvider(tp)))
 
-	protocols := map[string][]connect.ClientOption{
-		"connect": nil,
-		"grpc":    {connect.WithGRPC()},
-		"grpcweb": {connect.WithGRPCWeb()},
-	}
 	// The client side of the chain, as a service calling another would use
 	// it: its span is the parent of the server's.
-	for _, opts := range protocols {
+	for _, opts := range clientProtocols {
 		client := newPingClient(srv, srv.HTTP2Client(), append(srv.ClientOptions(), opts...)...)
 		res, err := client.Ping(t.Context(), connect.NewRequest(&pingv1.PingRequest{Number: 1}))
 		if err != nil {
@@ -96,7 +91,7 @@ func TestDefaultChainLogsCountsAndTracesEveryProtocol(t *testing.T) {
 			t.Errorf("log line's span_id %v is not a server span", line["span_id"])
 		}
 	}
-	for name := range protocols {
+	for name := range clientProtocols {
 		if !seen[name] {
 			t.Errorf("no server log line for %s", name)
 		}

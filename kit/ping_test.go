@@ -100,6 +100,13 @@ func newPingServer(tb testing.TB, cfg kit.Config, svc *pingServer, opts ...kit.O
 	}, opts...)
 }
 
+// clientProtocols are the client options of each protocol, by name.
+var clientProtocols = map[string][]connect.ClientOption{
+	"connect": nil,
+	"grpc":    {connect.WithGRPC()},
+	"grpcweb": {connect.WithGRPCWeb()},
+}
+
 func newPingClient(s *kittest.Server, httpClient *http.Client, opts ...connect.ClientOption) pingv1connect.PingServiceClient {
 	return pingv1connect.NewPingServiceClient(httpClient, s.URL, opts...)
 }

@@ -1,9 +1,7 @@
 package kit
 
 import (
-	"errors"
 	"fmt"
-	"strconv"
 	"strings"
 	"time"
 
@@ -88,30 +86,15 @@ var clientRetrySettings = []setting{
 		}},
 	breakerInt("KIT_CLIENT_RETRY_BUDGET_TOKENS", "tokens of a peer's retry budget",
 		interceptors.DefaultRetryBudgetTokens, func(c *Config) *int { return &c.ClientRetry.BudgetTokens }),
-	{env: "KIT_CLIENT_RETRY_BUDGET_RATIO", usage: "share of a token a successful client call gives back to its peer's retry budget",
-		set: func(c *Config, v string) error {
-			r, err := strconv.ParseFloat(v, 64)
-			if err != nil {
-				return errors.New(`want a number such as "0.1"`)
-			}
-			c.ClientRetry.BudgetRatio = r
-			return nil
-		},
-		get: func(c *Config) any {
-			return orDefault(c.ClientRetry.BudgetRatio, interceptors.DefaultRetryBudgetRatio)
-		}},
+	ratioOf("KIT_CLIENT_RETRY_BUDGET_RATIO", "share of a token a successful client call gives back to its peer's retry budget",
+		interceptors.DefaultRetryBudgetRatio, func(c *Config) *float64 { return &c.ClientRetry.BudgetRatio }),
 }
 
 // check reports, with bad, each setting of r out of range, and each one set
 // while retries are off, which would change nothing.
 func (r ClientRetryConfig) check(bad func(field, env string, value any, why string)) {
 	initial := orDefault(r.InitialBackoff, interceptors.DefaultRetryInitialBackoff)
-	for _, f := range []struct {
-		field, env string
-		value      any
-		set, ok    bool
-		why        string
-	}{
+	checkSwitched(r.Enabled, "ClientRetry.", "needs KIT_CLIENT_RETRY=on (retries are off without it)", bad, []switchedSetting{
 		{"MaxAttempts", "KIT_CLIENT_RETRY_MAX_ATTEMPTS", r.MaxAttempts, r.MaxAttempts != 0, r.MaxAttempts > 0 && r.MaxAttempts <= interceptors.MaxRetryAttempts,
 			fmt.Sprintf("must be between 1 and %d", interceptors.MaxRetryAttempts)},
 		{"InitialBackoff", "KIT_CLIENT_RETRY_INITIAL_BACKOFF", r.InitialBackoff, r.InitialBackoff != 0, r.InitialBackoff > 0, "must be positive"},
@@ -120,15 +103,7 @@ func (r ClientRetryConfig) check(bad func(field, env string, value any, why stri
 		{"Codes", "KIT_CLIENT_RETRY_CODES", r.Codes, len(r.Codes) != 0, validCodes(r.Codes), "must be Connect codes (1 to 16)"},
 		{"BudgetTokens", "KIT_CLIENT_RETRY_BUDGET_TOKENS", r.BudgetTokens, r.BudgetTokens != 0, r.BudgetTokens > 0 && r.BudgetTokens <= maxBreakerCount, countRange},
 		{"BudgetRatio", "KIT_CLIENT_RETRY_BUDGET_RATIO", r.BudgetRatio, r.BudgetRatio != 0, r.BudgetRatio > 0 && r.BudgetRatio <= 1, "must be above 0 and at most 1"},
-	} {
-		switch {
-		case !f.set:
-		case !r.Enabled:
-			bad("ClientRetry."+f.field, f.env, f.value, "needs KIT_CLIENT_RETRY=on (retries are off without it)")
-		case !f.ok:
-			bad("ClientRetry."+f.field, f.env, f.value, f.why)
-		}
-	}
+	})
 }
 
 func validCodes(codes []connect.Code) bool {

@@ -30,12 +30,7 @@ func (*downPing) Ping(context.Context, *connect.Request[pingv1.PingRequest]) (*c
 // breaker and not retried. Without it (the default), one attempt.
 func TestClientRetry(t *testing.T) {
 	t.Parallel()
-	protocols := map[string][]connect.ClientOption{
-		"connect": nil,
-		"grpc":    {connect.WithGRPC()},
-		"grpcweb": {connect.WithGRPCWeb()},
-	}
-	for name, protoOpts := range protocols {
+	for name, protoOpts := range clientProtocols {
 		for _, on := range []bool{true, false} {
 			t.Run(name+"/"+map[bool]string{true: "on", false: "off"}[on], func(t *testing.T) {
 				t.Parallel()
