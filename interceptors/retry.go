@@ -318,6 +318,11 @@ func (r *retrier) WrapUnary(next connect.UnaryFunc) connect.UnaryFunc {
 		idempotent := spec.IdempotencyLevel == connect.IdempotencyNoSideEffects ||
 			spec.IdempotencyLevel == connect.IdempotencyIdempotent
 		var b *retryBudget
+		defer func() {
+			// The caller may send its request again: its next call is
+			// a first attempt.
+			req.Header().Del(PreviousAttemptsHeader)
+		}()
 		for attempt := 1; ; attempt++ {
 			if !r.retryable(ctx, err, idempotent) {
 				return resp, err

@@ -217,7 +217,8 @@ func (rc *retryCase) fail(ctx context.Context) error {
 // TestRetryIdempotentCall: an idempotent call that fails with Unavailable
 // twice succeeds at its third attempt; the retried attempts carry
 // PreviousAttemptsHeader 1 and 2; the call is logged and counted once, as
-// a success, the two retries in rpc_client_retries_total and at debug.
+// a success, the two retries in rpc_client_retries_total and at debug. A
+// request sent again after a retried call starts without the header.
 func TestRetryIdempotentCall(t *testing.T) {
 	t.Parallel()
 	eachRetryProtocol(t, func(t *testing.T, proto protocol) {
@@ -240,6 +241,18 @@ func TestRetryIdempotentCall(t *testing.T) {
 		}
 		if got := len(rc.logs.matching(t, map[string]any{"msg": "retrying call", "code": "unavailable"})); got != 2 {
 			t.Errorf("%d retry lines, want 2:\n%s", got, rc.logs.dump())
+		}
+
+		// A request sent again is a first attempt again.
+		req := connect.NewRequest(&pingv1.PingRequest{})
+		rc.svc.plan = []*connect.Error{unavailable()}
+		for range 2 {
+			if _, err := rc.client.Ping(t.Context(), req); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if got, want := strings.Join(rc.svc.requests()[3:], ","), ",1,"; got != want {
+			t.Errorf("%s of a request's attempts, sent twice: %q, want %q", interceptors.PreviousAttemptsHeader, got, want)
 		}
 	})
 }
