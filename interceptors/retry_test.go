@@ -576,3 +576,42 @@ func TestRetryOptionsValidate(t *testing.T) {
 		})
 	}
 }
+
+// TestRetryTraces: Tracing outside Retry traces the call once, with an
+// event per retry, and each attempt's server span is a child of the call's
+// span.
+func TestRetryTraces(t *testing.T) {
+	t.Parallel()
+	eachRetryProtocol(t, func(t *testing.T, proto protocol) {
+		server, client := newObserved(t, slog.LevelInfo), newObserved(t, slog.LevelInfo)
+		svc := &retryService{plan: []*connect.Error{unavailable(), unavailable()}}
+		mux := http.NewServeMux()
+		mux.Handle(pingv1connect.NewPingServiceHandler(svc, connect.WithInterceptors(server.chain.Server()...)))
+		url := serve(t, mux)
+		retry, err := interceptors.Retry(nil, nil, fastRetries)
+		if err != nil {
+			t.Fatal(err)
+		}
+		opts := append([]connect.ClientOption{connect.WithInterceptors(append(client.chain.Client(), retry)...)}, proto.opts...)
+		ping := pingv1connect.NewPingServiceClient(httpClient(t, false), url, opts...)
+		if _, err := ping.Ping(t.Context(), connect.NewRequest(&pingv1.PingRequest{})); err != nil {
+			t.Fatal(err)
+		}
+		call := onlySpan(t, client.spans)
+		var retries int
+		for _, e := range call.Events {
+			if e.Name == "retry" {
+				retries++
+			}
+		}
+		if retries != 2 {
+			t.Errorf("%d retry events on the call's span, want 2: %v", retries, call.Events)
+		}
+		waitFor(t, func() bool { return len(server.spans.GetSpans()) == 3 }, func() string { return "3 server spans" })
+		for _, s := range server.spans.GetSpans() {
+			if s.Parent.SpanID() != call.SpanContext.SpanID() {
+				t.Errorf("server span %s has parent %s, want the call's %s", s.Name, s.Parent.SpanID(), call.SpanContext.SpanID())
+			}
+		}
+	})
+}
