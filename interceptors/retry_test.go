@@ -16,6 +16,7 @@ import (
 	"github.com/connectkit/connectkit/interceptors"
 	pingv1 "github.com/connectkit/connectkit/internal/gen/connectkit/ping/v1"
 	"github.com/connectkit/connectkit/internal/gen/connectkit/ping/v1/pingv1connect"
+	"github.com/connectkit/connectkit/internal/msgctx"
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/time/rate"
 )
@@ -614,4 +615,37 @@ func TestRetryTraces(t *testing.T) {
 			}
 		}
 	})
+}
+
+// TestRetrySkipsPublishes: a pubsub publish, a unary client call whose
+// context holds its msgctx.Info, is never retried, even on an idempotent
+// procedure; the same procedure called outside a publish is.
+func TestRetrySkipsPublishes(t *testing.T) {
+	t.Parallel()
+	const publish = "/" + topic + "/publish"
+	var hits atomic.Int64
+	url := serve(t, connect.NewUnaryHandler(publish,
+		func(context.Context, *connect.Request[pingv1.PingRequest]) (*connect.Response[pingv1.PingResponse], error) {
+			hits.Add(1)
+			return nil, unavailable()
+		}))
+	retry, err := interceptors.Retry(nil, nil, fastRetries)
+	if err != nil {
+		t.Fatal(err)
+	}
+	client := connect.NewClient[pingv1.PingRequest, pingv1.PingResponse](httpClient(t, false), url+publish,
+		connect.WithInterceptors(retry), connect.WithIdempotency(connect.IdempotencyIdempotent))
+	ctx := msgctx.NewContext(t.Context(), &msgctx.Info{Operation: msgctx.Publish, System: "mem", Topic: topic})
+	if _, err := client.CallUnary(ctx, connect.NewRequest(&pingv1.PingRequest{})); connect.CodeOf(err) != connect.CodeUnavailable {
+		t.Fatalf("publish: %v, want the broker's Unavailable", err)
+	}
+	if got := hits.Load(); got != 1 {
+		t.Errorf("publish: broker hit %d times, want 1", got)
+	}
+	if _, err := client.CallUnary(t.Context(), connect.NewRequest(&pingv1.PingRequest{})); connect.CodeOf(err) != connect.CodeUnavailable {
+		t.Fatalf("RPC: %v, want Unavailable", err)
+	}
+	if got := hits.Load(); got != 1+interceptors.DefaultRetryMaxAttempts {
+		t.Errorf("RPC: server hit %d times in all, want %d", got, 1+interceptors.DefaultRetryMaxAttempts)
+	}
 }
