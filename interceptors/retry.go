@@ -310,6 +310,13 @@ func (r *retrier) WrapUnary(next connect.UnaryFunc) connect.UnaryFunc {
 		if !spec.IsClient || msgctx.ForCall(ctx, spec, connect.Peer{}) != nil {
 			return next(ctx, req)
 		}
+		if h := req.Header(); h[PreviousAttemptsHeader] != nil {
+			// A request sent again after it was retried: this is its first
+			// attempt. Deleted here, as connect writes its own headers when
+			// a call starts, not when it ends: a call that its context
+			// ended can return while net/http still writes its headers.
+			delete(h, PreviousAttemptsHeader)
+		}
 		resp, err := next(ctx, req)
 		if err == nil {
 			r.succeeded(r.budget(req.Peer().Addr))
@@ -318,11 +325,6 @@ func (r *retrier) WrapUnary(next connect.UnaryFunc) connect.UnaryFunc {
 		idempotent := spec.IdempotencyLevel == connect.IdempotencyNoSideEffects ||
 			spec.IdempotencyLevel == connect.IdempotencyIdempotent
 		var b *retryBudget
-		defer func() {
-			// The caller may send its request again: its next call is
-			// a first attempt.
-			req.Header().Del(PreviousAttemptsHeader)
-		}()
 		for attempt := 1; ; attempt++ {
 			if !r.retryable(ctx, err, idempotent) {
 				return resp, err

@@ -364,8 +364,9 @@ func TestRetryBreakerOpen(t *testing.T) {
 }
 
 // TestRetryCallerContext: a call whose own context is canceled or past its
-// deadline is not retried, even with Canceled and DeadlineExceeded listed;
-// a server's own DeadlineExceeded is, when listed.
+// deadline is not retried, even with Canceled and DeadlineExceeded listed,
+// and one canceled while it waits for its retry ends then; a server's own
+// DeadlineExceeded is retried, when listed.
 func TestRetryCallerContext(t *testing.T) {
 	t.Parallel()
 	eachRetryProtocol(t, func(t *testing.T, proto protocol) {
@@ -379,6 +380,7 @@ func TestRetryCallerContext(t *testing.T) {
 					if r.Header.Get("Block") != "" {
 						select {
 						case <-r.Context().Done():
+							return // not to take the next cases' plans
 						case <-block:
 						}
 					}
@@ -415,6 +417,19 @@ func TestRetryCallerContext(t *testing.T) {
 		}
 		if lines := rc.logs.matching(t, map[string]any{"msg": "retrying call"}); len(lines) > 0 {
 			t.Errorf("calls whose context was done were retried: %v", lines)
+		}
+
+		// Canceled while it waits for its retry: it ends at once, Canceled.
+		rc.attempts.Store(0)
+		rc.svc.plan = []*connect.Error{withMeta(connect.NewError(connect.CodeDeadlineExceeded, errors.New("slow")), "Retry-After", "2")}
+		ctx, cancel := context.WithCancel(t.Context())
+		defer cancel()
+		time.AfterFunc(100*time.Millisecond, cancel)
+		if err := rc.ping(ctx); connect.CodeOf(err) != connect.CodeCanceled {
+			t.Errorf("canceled in its wait: %v, want Canceled", err)
+		}
+		if got := rc.attempts.Load(); got != 1 {
+			t.Errorf("canceled in its wait: %d attempts, want 1", got)
 		}
 
 		rc.attempts.Store(0)
