@@ -185,7 +185,10 @@ func (c *retryConfig) validate() error {
 // A budget per peer address ([RetryBudget]) stops retries while a peer
 // fails more than it succeeds: a peer that fails every call costs its
 // callers no more than [DefaultRetryBudgetTokens]/2 retries in all, not
-// [DefaultRetryMaxAttempts] times the calls.
+// [DefaultRetryMaxAttempts] times the calls. A budget, and its series, is
+// kept for each address called as long as the interceptor lives: as with
+// [CircuitBreaker], give it to the clients of the services you call, not
+// to clients of addresses that come from data.
 //
 // Place it after Tracing, Logging and Metrics and before [CircuitBreaker],
 // as kit's client chain does: the call that the caller made is traced,
