@@ -175,6 +175,13 @@ func appendJSONTime(b []byte, t time.Time) ([]byte, bool) {
 	if year < 0 || year >= 10000 {
 		return b, false
 	}
+	if offset <= -maxTwoDigitOffset || offset >= maxTwoDigitOffset {
+		// A zone of 100 hours or more (time.FixedZone takes any offset),
+		// whose hours take more than the two digits written below.
+		b = append(b, '"')
+		b = t.AppendFormat(b, time.RFC3339Nano)
+		return append(b, '"'), true
+	}
 	clock := int(sec - days*secondsPerDay)
 	// Into an array, and then appended at once: one capacity check, and
 	// constant indexes that need no bounds checks.
@@ -222,6 +229,10 @@ func appendJSONTime(b []byte, t time.Time) ([]byte, bool) {
 }
 
 const secondsPerDay = 24 * 60 * 60
+
+// maxTwoDigitOffset is the first zone offset, in seconds, whose hours
+// take three digits.
+const maxTwoDigitOffset = 100 * 60 * 60
 
 // civilDate returns the proleptic Gregorian date of the day that is days
 // after 1970-01-01 (Howard Hinnant's civil_from_days).

@@ -239,6 +239,9 @@ func TestAppendJSONTime(t *testing.T) {
 		time.UTC, time.Local,
 		time.FixedZone("east", 5*3600+30*60), time.FixedZone("west", -(9*3600 + 30*60)),
 		time.FixedZone("seconds", -(3600 + 17)), time.FixedZone("under a minute", 59), time.FixedZone("-59s", -59),
+		// FixedZone takes any offset: the time package writes hours of
+		// three digits and more.
+		time.FixedZone("100h", 100*3600), time.FixedZone("-99h59m59s", -(100*3600 - 1)), time.FixedZone("-2^30s", -(1 << 30)),
 	}
 	if la, err := time.LoadLocation("America/Los_Angeles"); err == nil {
 		zones = append(zones, la)
