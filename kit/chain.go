@@ -77,6 +77,11 @@ func (s *Server) buildChains() error {
 	if err != nil {
 		return fmt.Errorf("kit: interceptors: %w", err)
 	}
+	if chain.Tracing == nil && s.cfg.TracePublicEndpoint {
+		// As without the default chain: a Tracing of the application's
+		// own, in WithInterceptors, would trust its callers.
+		return errors.New(`kit: TracePublicEndpoint (KIT_TRACE_PUBLIC_ENDPOINT) "true": interceptors.WithoutTracing leaves kit's chain without tracing, which it configures; give interceptors.WithPublicEndpoint() to your own Tracing instead`)
+	}
 	s.routes.echoIDs = chain.RequestID != nil
 	own := compose(chain.Tracing, chain.RequestID, chain.Logging, chain.Metrics, rateLimit, inFlight,
 		chain.Recovery, deadlines, limit, chain.Validation)

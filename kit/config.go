@@ -84,7 +84,8 @@ type Config struct {
 	// baggage is dropped (see interceptors.WithPublicEndpoint).
 	// KIT_TRACE_PUBLIC_ENDPOINT, default false: callers' trace context and
 	// baggage are taken as they send them. New refuses it with
-	// [WithoutDefaultInterceptors], whose chain kit does not build.
+	// [WithoutDefaultInterceptors], whose chain kit does not build, and with
+	// interceptors.WithoutTracing, which leaves the chain without tracing.
 	TracePublicEndpoint bool
 
 	// ReadHeaderTimeout bounds the time to read a request's headers (and

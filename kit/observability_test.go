@@ -167,19 +167,32 @@ func TestTracePublicEndpoint(t *testing.T) {
 	}
 }
 
-// TestTracePublicEndpointNeedsKitsChain: without kit's chain there is no
-// tracing of kit's for KIT_TRACE_PUBLIC_ENDPOINT to change, and the chain
-// the application builds instead would still trust its callers' trace
-// context: New refuses the setting rather than ignore it.
+// TestTracePublicEndpointNeedsKitsChain: without kit's chain, or with its
+// tracing left out, there is no tracing of kit's for
+// KIT_TRACE_PUBLIC_ENDPOINT to change, and the tracing the application
+// adds instead would still trust its callers' trace context: New refuses
+// the setting rather than ignore it.
 func TestTracePublicEndpointNeedsKitsChain(t *testing.T) {
 	t.Parallel()
-	_, err := kit.New(kit.Config{TracePublicEndpoint: true}, kit.WithoutDefaultInterceptors())
-	if err == nil {
-		t.Fatal("New took KIT_TRACE_PUBLIC_ENDPOINT without the default chain, and did nothing with it")
-	}
-	for _, want := range []string{"KIT_TRACE_PUBLIC_ENDPOINT", "WithoutDefaultInterceptors", "interceptors.WithPublicEndpoint"} {
-		if !strings.Contains(err.Error(), want) {
-			t.Errorf("error %q does not name %s", err, want)
-		}
+	for _, tc := range []struct {
+		name   string
+		option kit.Option
+		names  string // the option the error names
+	}{
+		{name: "without the default chain", option: kit.WithoutDefaultInterceptors(), names: "WithoutDefaultInterceptors"},
+		{name: "without its tracing", option: kit.WithInterceptorOptions(interceptors.WithoutTracing()), names: "WithoutTracing"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			_, err := kit.New(kit.Config{TracePublicEndpoint: true}, tc.option)
+			if err == nil {
+				t.Fatal("New took KIT_TRACE_PUBLIC_ENDPOINT without kit's tracing, and did nothing with it")
+			}
+			for _, want := range []string{"KIT_TRACE_PUBLIC_ENDPOINT", tc.names, "interceptors.WithPublicEndpoint"} {
+				if !strings.Contains(err.Error(), want) {
+					t.Errorf("error %q does not name %s", err, want)
+				}
+			}
+		})
 	}
 }
