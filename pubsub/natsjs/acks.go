@@ -34,6 +34,7 @@ type acks struct {
 	pending map[string]*confirmation
 	seq     uint64 // reply subjects made
 	sweeps  uint64 // sweeps done: a publish times out at its fifth after its send
+	closing bool   // set by Close: publish sends no more
 }
 
 // Retries of a publish that no stream answered (a stream lost, a cluster
@@ -49,6 +50,10 @@ const (
 // window. Otherwise the outcome settles c, which frees it.
 func (a *acks) publish(c *confirmation) error {
 	a.mu.Lock()
+	if a.closing {
+		a.mu.Unlock()
+		return nats.ErrConnectionClosed
+	}
 	if a.sub == nil {
 		a.prefix = a.nc.NewInbox() + "."
 		sub, err := a.nc.Subscribe(a.prefix+"*", a.reply)
@@ -177,6 +182,15 @@ func (a *acks) fail(err error, match func(*confirmation) bool) {
 	for _, c := range failed {
 		a.settle(c, err)
 	}
+}
+
+// close makes publish refuse every publish from now on, so that the
+// publishes awaiting their ack are all that Close waits for: new ones
+// would keep the window from emptying.
+func (a *acks) close() {
+	a.mu.Lock()
+	a.closing = true
+	a.mu.Unlock()
 }
 
 // waiting returns how many publishes await their ack.

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net"
 	"net/http"
+	"sync"
 	"testing"
 	"time"
 
@@ -201,6 +202,53 @@ func TestCloseWaitsForAcksInFlight(t *testing.T) {
 	}
 	if failed > 0 {
 		t.Errorf("%d of %d publishes in flight at Close failed, want each acknowledged", failed, len(confs))
+	}
+	checkWindowEmpty(t, b)
+}
+
+// Close with publishes going on refuses the new ones (pubsub.ErrClosed)
+// while it waits for the acknowledgements of those in flight: a wait for
+// the window to empty that new publishes keep filling ended with its
+// timeout, and the drain then failed a window of publishes that the
+// server had stored.
+func TestCloseRefusesPublishesWhileItWaits(t *testing.T) {
+	t.Parallel()
+	srv := startTestServer(t, &server.Options{})
+	b := newTestBroker(t, Config{URL: srv.ClientURL(), PublishWindow: 256})
+	if err := mustPublish(t, b, "busy").Wait(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	confs := make(chan pubsub.Confirmation, 1<<20)
+	var publishers sync.WaitGroup
+	for range 4 {
+		publishers.Go(func() {
+			for {
+				conf, err := b.Publish(t.Context(), &pubsub.Message{Topic: "busy", Header: http.Header{}, Data: []byte("x")})
+				if err != nil {
+					if !errors.Is(err, pubsub.ErrClosed) {
+						t.Errorf("Publish during Close: %v, want pubsub.ErrClosed", err)
+					}
+					return
+				}
+				confs <- conf
+			}
+		})
+	}
+	pubsubtest.WaitFor(t, "publishes in flight", func() bool { return len(confs) > 1000 })
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
+	publishers.Wait()
+	close(confs)
+	failed, n := map[string]int{}, 0
+	for conf := range confs {
+		n++
+		if err := conf.Wait(t.Context()); err != nil {
+			failed[err.Error()]++
+		}
+	}
+	if len(failed) > 0 {
+		t.Errorf("of %d publishes made before Close refused them, failed: %v; want each acknowledged", n, failed)
 	}
 	checkWindowEmpty(t, b)
 }

@@ -416,8 +416,9 @@ func (b *Broker) down() error {
 	return nil
 }
 
-// Close waits up to closeAckWait for the acknowledgements of the publishes
-// in flight, drains the connection (so that every acknowledgement of a
+// Close refuses new publishes (pubsub.ErrClosed), waits up to
+// closeAckWait for the acknowledgements of the publishes in flight,
+// drains the connection (so that every acknowledgement of a
 // message reaches the server), then shuts the embedded server down, last.
 // It is idempotent. While the connection is down it closes it at once and
 // returns an error saying so: the verdicts it held are lost (their
@@ -425,6 +426,7 @@ func (b *Broker) down() error {
 // fail.
 func (b *Broker) Close() error {
 	var err error
+	b.acks.close()
 	if !b.nc.IsClosed() {
 		b.awaitAcks(closeAckWait)
 		if err = b.nc.Drain(); err != nil {
