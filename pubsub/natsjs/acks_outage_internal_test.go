@@ -299,3 +299,31 @@ func TestPublishesPastTheReconnectBuffer(t *testing.T) {
 	}
 	checkWindowEmpty(t, b)
 }
+
+// A server that stops reading without closing the connection (a paused
+// process, a partition) fills the socket's buffers, and a write then
+// blocks, holding the connection's lock: every Publish, whatever its
+// context, readiness's status check and Close waited for it, up to
+// nats.go's FlusherTimeout of a minute (Close took 57s by hand, through a
+// proxy that stopped forwarding, against the README's 20s). The broker
+// sets writeTimeout instead, which WithNATSOptions may change.
+func TestConnectionWriteTimeout(t *testing.T) {
+	t.Parallel()
+	srv := startTestServer(t, &server.Options{})
+	for _, tc := range []struct {
+		name string
+		opts []Option
+		want time.Duration
+	}{
+		{name: "default", want: writeTimeout},
+		{name: "the user's", opts: []Option{WithNATSOptions(nats.FlusherTimeout(time.Hour))}, want: time.Hour},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			b := newTestBroker(t, Config{URL: srv.ClientURL()}, tc.opts...)
+			if got := b.nc.Opts.FlusherTimeout; got != tc.want {
+				t.Errorf("the connection's writes time out after %v, want %v", got, tc.want)
+			}
+		})
+	}
+}

@@ -125,6 +125,7 @@ func New(ctx context.Context, cfg Config, opts ...Option) (*Broker, error) {
 		nats.Name(b.cfg.Name),
 		nats.MaxReconnects(-1),
 		nats.DrainTimeout(10 * time.Second),
+		nats.FlusherTimeout(writeTimeout),
 	}
 	url := b.cfg.URL
 	if url == "" {
@@ -443,6 +444,15 @@ func (b *Broker) Close() error {
 	}
 	return err
 }
+
+// writeTimeout bounds a write to the server (nats.FlusherTimeout, a
+// minute by default): a server that stops reading without closing the
+// connection fills the socket's buffers, and the write then blocked
+// Publish whatever its context, the status that Check reads and Close,
+// all waiting for the connection's lock, for that long. Past it the
+// connection is taken for lost and nats.go reconnects. nats-server gives
+// its own writes to clients 10s too (write_deadline).
+const writeTimeout = 10 * time.Second
 
 // closeAckWait bounds how long Close waits for the acknowledgements of the
 // publishes in flight.
