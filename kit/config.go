@@ -112,7 +112,8 @@ type Config struct {
 	MaxConnectionAge time.Duration
 	// ShutdownTimeout bounds how long in-flight calls and open streams get
 	// to finish once shutdown begins; past it, their contexts are
-	// cancelled and their clients get Unavailable, then their connections
+	// cancelled and their clients get Unavailable (not for a handler's
+	// own connect error of code Unknown), then their connections
 	// are closed, all within one more second. Background
 	// components ([Server.Go]) are stopped after the calls
 	// and get as long again, from then. KIT_SHUTDOWN_TIMEOUT, default 15s.

@@ -148,14 +148,22 @@ var errCallsCut = errors.New("the server is shutting down")
 
 // cutByShutdown returns err as Unavailable if it ended a call that the
 // shutdown timeout cut (a handler returning its context's error, or a
-// Receive cut), and err otherwise.
+// Receive cut), and err otherwise. A handler's own connect error of code
+// Unknown stays: it says the handler cannot tell what happened (a change
+// stored, its event not confirmed), and a client retrying on Unavailable
+// would do it twice.
 func cutByShutdown(ctx context.Context, err error) error {
 	if !errors.Is(context.Cause(ctx), errCallsCut) {
 		return err
 	}
+	var ce *connect.Error
 	switch connect.CodeOf(err) {
-	case connect.CodeCanceled, connect.CodeDeadlineExceeded, connect.CodeUnknown:
+	case connect.CodeCanceled, connect.CodeDeadlineExceeded:
 		return connect.NewError(connect.CodeUnavailable, errCallsCut)
+	case connect.CodeUnknown:
+		if !errors.As(err, &ce) {
+			return connect.NewError(connect.CodeUnavailable, errCallsCut)
+		}
 	}
 	return err
 }

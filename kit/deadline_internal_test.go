@@ -3,6 +3,7 @@ package kit
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"sync"
 	"testing"
@@ -93,4 +94,35 @@ type clientStreamConn struct{ connect.StreamingHandlerConn }
 
 func (clientStreamConn) Spec() connect.Spec {
 	return connect.Spec{StreamType: connect.StreamTypeClient}
+}
+
+// TestCutByShutdown checks which errors of a call the shutdown cut reach
+// its client as Unavailable: those of its context (as they are, wrapped,
+// or as a connect code), not an Unknown error the handler made itself,
+// which says that it cannot tell what happened: a client retrying on
+// Unavailable could then do it twice (the example's create whose event
+// was not confirmed).
+func TestCutByShutdown(t *testing.T) {
+	t.Parallel()
+	ctx, cut := context.WithCancelCause(t.Context())
+	cut(errCallsCut)
+	for _, tc := range []struct {
+		name string
+		err  error
+		want connect.Code
+	}{
+		{name: "the context's error", err: ctx.Err(), want: connect.CodeUnavailable},
+		{name: "wrapped", err: fmt.Errorf("store: %w", ctx.Err()), want: connect.CodeUnavailable},
+		{name: "canceled", err: connect.NewError(connect.CodeCanceled, ctx.Err()), want: connect.CodeUnavailable},
+		{name: "deadline exceeded", err: connect.NewError(connect.CodeDeadlineExceeded, ctx.Err()), want: connect.CodeUnavailable},
+		{name: "the handler's unknown", err: connect.NewError(connect.CodeUnknown, fmt.Errorf("saved, not confirmed: %w", ctx.Err())), want: connect.CodeUnknown},
+		{name: "another code", err: connect.NewError(connect.CodeInternal, ctx.Err()), want: connect.CodeInternal},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			if got := connect.CodeOf(cutByShutdown(ctx, tc.err)); got != tc.want {
+				t.Errorf("cutByShutdown(%v) is %v, want %v", tc.err, got, tc.want)
+			}
+		})
+	}
 }

@@ -108,3 +108,25 @@ func TestChangeWhoseCallerLeavesIsCanceled(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// A change whose call the shutdown cuts while its event awaits the broker's
+// confirmation ends Unknown, saying the profile was saved, as when the
+// broker fails: not Unavailable ("the server is shutting down"), which its
+// client would retry on another instance, storing the profile twice.
+func TestChangeCutByShutdownIsUnknown(t *testing.T) {
+	t.Parallel()
+	bus := waiting{mem.New(), make(chan struct{}, 1)}
+	srv := kittest.NewServer(t, kit.Config{ShutdownTimeout: 300 * time.Millisecond}, func(s *kit.Server) {
+		if err := wire(s, bus); err != nil {
+			t.Fatal(err)
+		}
+	})
+	client := examplev1connect.NewProfileServiceClient(srv.HTTP2Client(), srv.URL)
+	stopped := make(chan error, 1)
+	go func() { <-bus.started; stopped <- srv.Stop() }()
+	_, err := client.CreateProfile(t.Context(), connect.NewRequest(&examplev1.CreateProfileRequest{Name: "Ada", Email: "ada@example.com"}))
+	if connect.CodeOf(err) != connect.CodeUnknown || !strings.Contains(err.Error(), "was saved") {
+		t.Errorf("err = %v, want unknown: … was saved …", err)
+	}
+	<-stopped
+}

@@ -181,10 +181,12 @@ func (s *profileService) changed(ctx context.Context, kind examplev1.ProfileChan
 	s.hub.publish(change)
 	if err := s.events.Publish(ctx, change); err != nil {
 		code := connect.CodeUnknown
-		if errors.Is(err, context.Canceled) && ctx.Err() != nil {
+		if errors.Is(err, context.Canceled) && errors.Is(context.Cause(ctx), context.Canceled) {
 			// The caller went away while the broker confirmed: its
 			// call ends Canceled, a client's doing, not a server
-			// error that alerts count.
+			// error that alerts count. Not when the shutdown cut the
+			// call (another cause): its client is still there, and
+			// must get Unknown, which kit passes on as it is.
 			code = connect.CodeCanceled
 		}
 		return connect.NewError(code, fmt.Errorf("profile %s was saved, but the broker did not confirm its change event (it may still be delivered): %w", p.GetId(), err))
