@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net"
 	"net/http"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -116,17 +117,16 @@ func TestCloseFailsPublishesAwaitingTheirAck(t *testing.T) {
 	}
 }
 
-// A PublishTimeout under 4ns (NATS_PUBLISH_TIMEOUT=1ns passes Validate)
-// made the sweep's ticker of 0, whose panic ended the process.
+// A PublishTimeout under 4ns (NATS_PUBLISH_TIMEOUT=1ns) made the sweep's
+// ticker of 0, whose panic ended the process, and one under a millisecond
+// failed every publish (its stream's lookup has that long): New refuses
+// one under 100ms, a typo of "30s".
 func TestTinyPublishTimeout(t *testing.T) {
 	t.Parallel()
-	b := newTestBroker(t, Config{DataDir: t.TempDir(), PublishTimeout: time.Nanosecond})
-	// The stream's setup, within PublishTimeout too, fails, or the publish
-	// times out or is acknowledged: any is right.
-	if conf, err := b.Publish(t.Context(), &pubsub.Message{Topic: "tiny", Header: http.Header{}, Data: []byte("x")}); err == nil {
-		_ = conf.Wait(t.Context())
+	_, err := New(t.Context(), Config{DataDir: t.TempDir(), PublishTimeout: time.Nanosecond})
+	if err == nil || !strings.Contains(err.Error(), "NATS_PUBLISH_TIMEOUT") {
+		t.Fatalf("New with a PublishTimeout of 1ns = %v, want an error naming NATS_PUBLISH_TIMEOUT", err)
 	}
-	checkWindowEmpty(t, b)
 }
 
 // Acknowledgements that nats.go drops past the reply subscription's

@@ -83,7 +83,7 @@ type Config struct {
 	// acknowledgement before failing, within a quarter more
 	// (NATS_PUBLISH_TIMEOUT), and how long
 	// the first publish of a topic waits for its stream's creation or
-	// lookup. Default 30s.
+	// lookup. At least 100ms; default 30s.
 	PublishTimeout time.Duration
 	// MaxAckPending is the most messages a subscription may have delivered
 	// and not yet acknowledged, across its instances, including failed
@@ -123,6 +123,9 @@ const (
 	DefaultPullExpiry       = 5 * time.Second
 	DefaultDeadLetterStream = "PUBSUB_DEAD_LETTERS"
 )
+
+// minPublishTimeout is the shortest PublishTimeout that Validate takes.
+const minPublishTimeout = 100 * time.Millisecond
 
 // ConfigFromEnv reads a Config from the NATS_* environment variables named
 // on its fields; unset variables keep the defaults. It returns an error
@@ -261,6 +264,11 @@ func (c Config) Validate() error {
 		if n.value < 0 {
 			bad(n.field, n.env, n.value, "must not be negative")
 		}
+	}
+	if c.PublishTimeout > 0 && c.PublishTimeout < minPublishTimeout {
+		// Shorter, the stream's lookup fails every publish (1µs), or some
+		// (1ms): a typo of "30s", not a timeout.
+		bad("PublishTimeout", "NATS_PUBLISH_TIMEOUT", c.PublishTimeout, fmt.Sprintf("must be at least %v (or 0 for the default, %v)", minPublishTimeout, DefaultPublishTimeout))
 	}
 	if c.PullExpiry != 0 && c.PullExpiry < time.Second {
 		bad("PullExpiry", "NATS_PULL_EXPIRY", c.PullExpiry, fmt.Sprintf("must be at least 1s (or 0 for the default, %v)", DefaultPullExpiry))
