@@ -159,9 +159,18 @@ func (a *acks) sweepEvery(d time.Duration, done <-chan struct{}) {
 
 // disconnected fails every publish awaiting its ack with
 // nats.ErrDisconnected, as nats.go's jetstream does when the connection
-// drops: its ack may have been lost with it.
+// drops: its ack may have been lost with it. Once Close has begun (the
+// drained connection closing, or dropping meanwhile) it fails them with
+// nats.ErrConnectionClosed, as closed (pubsub.ErrClosed): nothing will
+// send them again.
 func (a *acks) disconnected() {
-	a.fail(nats.ErrDisconnected, nil)
+	a.mu.Lock()
+	err := nats.ErrDisconnected
+	if a.closing {
+		err = nats.ErrConnectionClosed
+	}
+	a.mu.Unlock()
+	a.fail(err, nil)
 }
 
 // fail settles with err the publishes awaiting their ack that match (all

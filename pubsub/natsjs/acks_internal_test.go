@@ -80,3 +80,24 @@ func TestAcksTimeoutAndDisconnect(t *testing.T) {
 		t.Errorf("%d publishes still await their ack", a.waiting())
 	}
 }
+
+// Once Close has begun, the publishes still awaiting their ack when the
+// connection goes (the drain over, or the connection dropping meanwhile)
+// fail as closed (pubsub.ErrClosed, through the broker's settle), as
+// those that the sweep fails at the end do, not as disconnected: nothing
+// will send them again. New publishes are refused.
+func TestAcksClosing(t *testing.T) {
+	t.Parallel()
+	settled := map[*confirmation]error{}
+	a := &acks{pending: map[string]*confirmation{}, settle: func(c *confirmation, err error) { settled[c] = err }}
+	inFlight := &confirmation{}
+	a.pending["in flight"] = inFlight
+	a.close()
+	if err := a.publish(&confirmation{}); !errors.Is(err, nats.ErrConnectionClosed) {
+		t.Errorf("a publish once Close has begun: %v, want ErrConnectionClosed", err)
+	}
+	a.disconnected()
+	if err := settled[inFlight]; !errors.Is(err, nats.ErrConnectionClosed) {
+		t.Errorf("a publish awaiting its ack when Close's connection went: %v, want ErrConnectionClosed", err)
+	}
+}
