@@ -43,15 +43,6 @@ func TestRateLimitSparesProbesAndEvents(t *testing.T) {
 		t.Errorf("second call: %d %s, want 429 naming the rate limit", res.StatusCode, body)
 	}
 
-	conn, err := grpc.NewClient(srv.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = conn.Close() })
-	if h, err := healthpb.NewHealthClient(conn).Check(t.Context(), &healthpb.HealthCheckRequest{}); err != nil || h.GetStatus() != healthpb.HealthCheckResponse_SERVING {
-		t.Errorf("health: %v %v, want SERVING", h, err)
-	}
-
 	id := created.Msg.GetProfile().GetId()
 	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(20 * time.Millisecond) {
 		changes, err := client.ListProfileChanges(t.Context(), connect.NewRequest(&examplev1.ListProfileChangesRequest{Id: id}))
@@ -64,5 +55,16 @@ func TestRateLimitSparesProbesAndEvents(t *testing.T) {
 		if time.Now().After(deadline) {
 			t.Fatal("the admitted change never reached the audit log")
 		}
+	}
+
+	// Checked once the audit log has handled an event, so its subscriber
+	// has started: before, health is NOT_SERVING for it, rate limit or not.
+	conn, err := grpc.NewClient(srv.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = conn.Close() })
+	if h, err := healthpb.NewHealthClient(conn).Check(t.Context(), &healthpb.HealthCheckRequest{}); err != nil || h.GetStatus() != healthpb.HealthCheckResponse_SERVING {
+		t.Errorf("health: %v %v, want SERVING", h, err)
 	}
 }
