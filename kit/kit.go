@@ -88,6 +88,21 @@ func New(cfg Config, opts ...Option) (*Server, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
+	s, err := newServer(cfg, opts)
+	if err != nil {
+		if s.telemetry != nil {
+			// Set up before the failure: its exporters hold goroutines
+			// and connections until shut down.
+			_ = s.telemetry.Shutdown(context.Background())
+		}
+		return nil, err
+	}
+	return s, nil
+}
+
+// newServer is New once cfg is valid. It returns the server even with an
+// error, so that New can release what it had set up.
+func newServer(cfg Config, opts []Option) (*Server, error) {
 	cfg = cfg.withDefaults()
 	s := &Server{cfg: cfg, routes: newRoutes(), stopping: make(chan struct{}), sendStall: sendStallTimeout, cutGrace: closeGrace}
 	s.calls, s.cutCalls = context.WithCancelCause(context.Background())
@@ -108,15 +123,15 @@ func New(cfg Config, opts ...Option) (*Server, error) {
 		s.registry = prometheus.NewRegistry()
 	}
 	if err := admin.RegisterRuntimeCollectors(s.registry); err != nil {
-		return nil, fmt.Errorf("kit: metrics registry: %w", err)
+		return s, fmt.Errorf("kit: metrics registry: %w", err)
 	}
 	var err error
 	if s.unknown.calls, err = newUnknownCalls(s.registry); err != nil {
-		return nil, err
+		return s, err
 	}
 	s.health = health.New(health.WithLogger(s.logger))
 	if err := s.buildChains(); err != nil {
-		return nil, err
+		return s, err
 	}
 	// gzip replaces connect's own, which inflates a message over the limit
 	// to its end just to report its size: a gzip bomb then costs the CPU
@@ -136,7 +151,7 @@ func New(cfg Config, opts ...Option) (*Server, error) {
 		connect.WithCompressMinBytes(compressMinBytes),
 	}
 	if s.http, err = s.newHTTPServer(); err != nil {
-		return nil, err
+		return s, err
 	}
 	// Open Watch streams of the health service end at shutdown (after
 	// sending NOT_SERVING) instead of holding it until its timeout.
@@ -144,7 +159,7 @@ func New(cfg Config, opts ...Option) (*Server, error) {
 	s.http.RegisterOnShutdown(s.health.CloseWatches)
 	if cfg.AdminAddr != AdminOff {
 		if s.admin, err = s.newAdminServer(); err != nil {
-			return nil, err
+			return s, err
 		}
 	}
 	s.routes.handle("/", &s.unknown, false)

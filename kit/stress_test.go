@@ -40,7 +40,7 @@ func TestStressShutdownUnderMixedLoad(t *testing.T) {
 	for _, batching := range []bool{true, false} {
 		t.Run(fmt.Sprintf("batching=%v", batching), func(t *testing.T) {
 			base := countGoroutines()
-			stressShutdown(t, kit.Config{NoFrameBatching: !batching, ShutdownTimeout: 2 * time.Second})
+			stressShutdown(t, kit.Config{Addr: "127.0.0.1:0", AdminAddr: kit.AdminOff, NoFrameBatching: !batching, ShutdownTimeout: 2 * time.Second})
 			if leaked := waitGoroutines(base, 10*time.Second); leaked != "" {
 				t.Errorf("goroutines left after shutdown (baseline %d):\n%s", base, leaked)
 			}
