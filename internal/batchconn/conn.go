@@ -38,6 +38,13 @@ type conn struct {
 	rend    int     // end of the buffered bytes in *rbuf
 	rdl     atomic.Int64
 
+	// The read deadline reaches the socket lazily (see SetReadDeadline).
+	// dmu guards these three.
+	dmu      sync.Mutex
+	dlWant   time.Time // the read deadline last set
+	dlSocket time.Time // the socket's read deadline
+	reading  int       // reads of the socket in progress
+
 	writer // write side, in write.go
 }
 
@@ -63,14 +70,14 @@ func (c *conn) NetConn() net.Conn { return c.Conn }
 func (c *conn) Read(p []byte) (int, error) {
 	switch c.mode.Load() {
 	case modePlain, modePending:
-		return c.Conn.Read(p)
+		return c.readSocket(p)
 	case modeSniffing:
 		c.rmu.Lock()
 		defer c.rmu.Unlock()
 		if c.mode.Load() != modeSniffing {
 			return c.readLocked(p)
 		}
-		n, err := c.Conn.Read(p)
+		n, err := c.readSocket(p)
 		c.sniff(p[:n])
 		return n, err
 	}
@@ -81,7 +88,7 @@ func (c *conn) Read(p []byte) (int, error) {
 
 func (c *conn) readLocked(p []byte) (int, error) {
 	if c.mode.Load() == modePlain {
-		return c.Conn.Read(p)
+		return c.readSocket(p)
 	}
 	return c.readBuffered(p)
 }
@@ -122,7 +129,7 @@ func (c *conn) readBuffered(p []byte) (int, error) {
 	}
 	size := c.sh.cfg.ReadBufferSize
 	if len(p) >= size {
-		n, err := c.Conn.Read(p)
+		n, err := c.readSocket(p)
 		if err != nil {
 			c.releaseReadBuf()
 		}
@@ -132,7 +139,7 @@ func (c *conn) readBuffered(p []byte) (int, error) {
 		c.rbuf = c.sh.readBufs.get(size)
 	}
 	buf := (*c.rbuf)[:size]
-	n, err := c.Conn.Read(buf)
+	n, err := c.readSocket(buf)
 	if n > 0 {
 		m := copy(p, buf[:n])
 		c.rpos, c.rend = m, n
@@ -162,15 +169,59 @@ func (c *conn) readDeadlineErr() error {
 	return &net.OpError{Op: "read", Net: c.LocalAddr().Network(), Source: c.LocalAddr(), Addr: c.RemoteAddr(), Err: os.ErrDeadlineExceeded}
 }
 
-// SetReadDeadline sets the socket's read deadline. Bytes already buffered
-// are not returned once it has passed, as with a socket.
+// SetReadDeadline sets the read deadline. Bytes already buffered are not
+// returned once it has passed, as with a socket.
+//
+// The socket gets the deadline when it is read next, or at once if a read
+// of it is in progress: a deadline only matters to a read. net/http sets an
+// HTTP/1.x connection's read deadline 6 to 7 times a request (the header's
+// timeout and its clearing, kit's body timeout, the clearing before the
+// background read, the aborted background read, the idle timeout), most of
+// them with no read of the socket in between, and each that reaches the
+// socket costs ~350 instructions in the runtime's poller and timers; lazily,
+// 2 a request do (BENCHMARKS.md 1.30). An error the socket would return for
+// a deadline set lazily is not returned: the read it was for then fails
+// as reads of that socket do (a closed connection).
 func (c *conn) SetReadDeadline(t time.Time) error {
 	if t.IsZero() {
 		c.rdl.Store(0)
 	} else {
 		c.rdl.Store(t.UnixNano())
 	}
-	return c.Conn.SetReadDeadline(t)
+	c.dmu.Lock()
+	c.dlWant = t
+	var err error
+	if c.reading > 0 {
+		err = c.applyReadDeadlineLocked()
+	}
+	c.dmu.Unlock()
+	return err
+}
+
+// applyReadDeadlineLocked gives the socket the read deadline last set, if
+// it has another. Called with dmu held.
+func (c *conn) applyReadDeadlineLocked() error {
+	if c.dlWant == c.dlSocket { // identical values: the same call's time
+		return nil
+	}
+	err := c.Conn.SetReadDeadline(c.dlWant)
+	if err == nil {
+		c.dlSocket = c.dlWant
+	}
+	return err
+}
+
+// readSocket reads the socket under the read deadline last set.
+func (c *conn) readSocket(p []byte) (int, error) {
+	c.dmu.Lock()
+	_ = c.applyReadDeadlineLocked() // a closed socket fails the read too
+	c.reading++
+	c.dmu.Unlock()
+	n, err := c.Conn.Read(p)
+	c.dmu.Lock()
+	c.reading--
+	c.dmu.Unlock()
+	return n, err
 }
 
 // SetDeadline sets the read and write deadlines.
