@@ -38,12 +38,16 @@ type conn struct {
 	rend    int     // end of the buffered bytes in *rbuf
 	rdl     atomic.Int64
 
-	// The read deadline reaches the socket lazily (see SetReadDeadline).
-	// dmu guards these three.
-	dmu      sync.Mutex
-	dlWant   time.Time // the read deadline last set
-	dlSocket time.Time // the socket's read deadline
-	reading  int       // reads of the socket in progress
+	// The read deadline reaches the socket lazily (see SetReadDeadline),
+	// and so does a plain connection's write deadline (SetWriteDeadline).
+	// dmu guards these six.
+	dmu       sync.Mutex
+	dlWant    time.Time // the read deadline last set
+	dlSocket  time.Time // the socket's read deadline
+	reading   int       // reads of the socket in progress
+	wdlWant   time.Time // the write deadline last set
+	wdlSocket time.Time // the socket's write deadline
+	writing   int       // writes to the socket in progress
 
 	writer // write side, in write.go
 }
@@ -237,6 +241,8 @@ func (c *conn) SetDeadline(t time.Time) error {
 func (c *conn) ReadFrom(r io.Reader) (int64, error) {
 	if c.mode.Load() != modeBatched {
 		if rf, ok := c.Conn.(io.ReaderFrom); ok {
+			c.beginWrite()
+			defer c.endWrite()
 			return rf.ReadFrom(r)
 		}
 	}

@@ -1,7 +1,9 @@
 package batchconn
 
 import (
+	"bytes"
 	"errors"
+	"io"
 	"net"
 	"os"
 	"sync"
@@ -9,11 +11,34 @@ import (
 	"time"
 )
 
-// deadlineRecorder is a socket that records the read deadlines it is given.
+// deadlineRecorder is a socket that records the read deadlines it is
+// given, and the write deadlines in wset.
 type deadlineRecorder struct {
 	net.Conn
-	mu  sync.Mutex
-	set []time.Time
+	mu   sync.Mutex
+	set  []time.Time
+	wset []time.Time
+}
+
+func (d *deadlineRecorder) SetWriteDeadline(t time.Time) error {
+	d.mu.Lock()
+	d.wset = append(d.wset, t)
+	d.mu.Unlock()
+	return d.Conn.SetWriteDeadline(t)
+}
+
+// takeWrite returns the write deadlines given since the last takeWrite.
+func (d *deadlineRecorder) takeWrite() []time.Time {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	set := d.wset
+	d.wset = nil
+	return set
+}
+
+// ReadFrom is the socket's, recording nothing.
+func (d *deadlineRecorder) ReadFrom(r io.Reader) (int64, error) {
+	return d.Conn.(io.ReaderFrom).ReadFrom(r)
 }
 
 func (d *deadlineRecorder) SetReadDeadline(t time.Time) error {
@@ -30,6 +55,13 @@ func (d *deadlineRecorder) take() []time.Time {
 	set := d.set
 	d.set = nil
 	return set
+}
+
+// writeInProgress reports whether a write to c's socket is under way.
+func (c *conn) writeInProgress() bool {
+	c.dmu.Lock()
+	defer c.dmu.Unlock()
+	return c.writing > 0
 }
 
 // readInProgress reports whether a read of c's socket is under way.
@@ -130,5 +162,74 @@ func TestReadDeadlineReachesSocketWhenRead(t *testing.T) {
 				t.Fatalf("read %q after clearing the deadline, want z", got)
 			}
 		})
+	}
+}
+
+// TestPlainWriteDeadlineReachesSocketWhenWritten holds a plain connection's
+// lazy write deadline to a socket's behaviour: deadlines set and cleared
+// with no write in between never reach the socket, the one in force when a
+// write starts (Write or ReadFrom) does, a deadline already past fails the
+// write, and one set while a write is blocked (a peer that stopped reading)
+// wakes it.
+func TestPlainWriteDeadlineReachesSocketWhenWritten(t *testing.T) {
+	t.Parallel()
+	server, client := pair(t, Config{})
+	rec := &deadlineRecorder{Conn: server.Conn}
+	server.Conn = rec
+	if _, err := client.Write([]byte("GET ")); err != nil {
+		t.Fatal(err)
+	}
+	readN(t, server, 4) // plain from here
+	rec.takeWrite()
+
+	// A response's deadline, cleared after it, then the next one's.
+	now := time.Now()
+	server.SetWriteDeadline(now.Add(time.Hour))
+	server.SetWriteDeadline(time.Time{})
+	next := now.Add(2 * time.Hour)
+	server.SetWriteDeadline(next)
+	if got := rec.takeWrite(); len(got) != 0 {
+		t.Fatalf("the socket got %d write deadlines with no write, want none: %v", len(got), got)
+	}
+	if _, err := server.Write([]byte("ok")); err != nil {
+		t.Fatal(err)
+	}
+	if got := rec.takeWrite(); len(got) != 1 || got[0] != next {
+		t.Fatalf("the write gave the socket the deadlines %v, want [%v]", got, next)
+	}
+	readN(t, client, 2)
+
+	// ReadFrom (sendfile) writes under it too.
+	server.SetWriteDeadline(time.Now().Add(-time.Second))
+	if _, err := server.ReadFrom(bytes.NewReader([]byte("body"))); !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("ReadFrom past the deadline = %v, want os.ErrDeadlineExceeded", err)
+	}
+	if _, err := server.Write([]byte("x")); !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("Write past the deadline = %v, want os.ErrDeadlineExceeded", err)
+	}
+
+	// A write blocked on a peer that does not read is woken by a deadline
+	// set meanwhile.
+	server.SetWriteDeadline(time.Time{})
+	errc := make(chan error, 1)
+	go func() {
+		chunk := make([]byte, 1<<20)
+		for {
+			if _, err := server.Write(chunk); err != nil {
+				errc <- err
+				return
+			}
+		}
+	}()
+	eventually(t, "a write to the socket is blocked", func() bool {
+		if !server.writeInProgress() {
+			return false
+		}
+		time.Sleep(10 * time.Millisecond) // still in progress: blocked, most likely
+		return server.writeInProgress()
+	})
+	server.SetWriteDeadline(time.Now().Add(-time.Second))
+	if err := <-errc; !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("blocked Write = %v, want os.ErrDeadlineExceeded", err)
 	}
 }

@@ -41,12 +41,12 @@ func (w *writer) init() { w.cond.L = &w.mu }
 func (c *conn) Write(p []byte) (int, error) {
 	switch c.mode.Load() {
 	case modePlain, modePending:
-		return c.Conn.Write(p)
+		return c.writeSocket(p)
 	case modeSniffing:
 		c.wmu.Lock()
 		defer c.wmu.Unlock()
 		if c.mode.Load() != modeBatched {
-			return c.Conn.Write(p)
+			return c.writeSocket(p)
 		}
 		return c.writeBatched(p)
 	}
@@ -269,15 +269,33 @@ func (c *conn) CloseWrite() error {
 // SetWriteDeadline sets the write deadline. On a batched connection a Write
 // only waits for buffer space, and the deadline bounds that wait and every
 // flush (with FlushTimeout, whichever is earlier).
+//
+// On a plain connection (HTTP/1.x) the socket gets it when it is written
+// next, or at once if a write is in progress, as with the read deadline
+// (see [conn.SetReadDeadline]): kit bounds each unary response with a
+// write deadline that net/http clears after the response, and the next
+// request's deadline then replaces the cleared one with one update of the
+// socket's timer instead of two (BENCHMARKS.md 1.30).
 func (c *conn) SetWriteDeadline(t time.Time) error {
 	if c.mode.Load() == modePlain {
-		return c.Conn.SetWriteDeadline(t)
+		c.dmu.Lock()
+		c.wdlWant = t
+		var err error
+		if c.writing > 0 {
+			err = c.applyWriteDeadlineLocked()
+		}
+		c.dmu.Unlock()
+		return err
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.userDL = t
-	if m := c.mode.Load(); m == modeSniffing || m == modePending {
-		return c.Conn.SetWriteDeadline(t)
+	if m := c.mode.Load(); m == modeSniffing || m == modePending || m == modePlain {
+		// Given at once, and recorded for a connection that turns plain.
+		c.dmu.Lock()
+		defer c.dmu.Unlock()
+		c.wdlWant = t
+		return c.applyWriteDeadlineLocked()
 	}
 	c.cond.Broadcast() // writers waiting for space re-check the deadline
 	if c.flushing && !t.IsZero() && t.Before(c.flushDL) {
@@ -285,6 +303,42 @@ func (c *conn) SetWriteDeadline(t time.Time) error {
 		return c.Conn.SetWriteDeadline(t)
 	}
 	return nil
+}
+
+// applyWriteDeadlineLocked gives the socket the write deadline last set,
+// if it has another. Called with dmu held.
+func (c *conn) applyWriteDeadlineLocked() error {
+	if c.wdlWant == c.wdlSocket { // identical values: the same call's time
+		return nil
+	}
+	err := c.Conn.SetWriteDeadline(c.wdlWant)
+	if err == nil {
+		c.wdlSocket = c.wdlWant
+	}
+	return err
+}
+
+// beginWrite gives the socket the write deadline last set before a write
+// of it; endWrite follows the write.
+func (c *conn) beginWrite() {
+	c.dmu.Lock()
+	_ = c.applyWriteDeadlineLocked() // a closed socket fails the write too
+	c.writing++
+	c.dmu.Unlock()
+}
+
+func (c *conn) endWrite() {
+	c.dmu.Lock()
+	c.writing--
+	c.dmu.Unlock()
+}
+
+// writeSocket writes p to the socket under the write deadline last set.
+func (c *conn) writeSocket(p []byte) (int, error) {
+	c.beginWrite()
+	n, err := c.Conn.Write(p)
+	c.endWrite()
+	return n, err
 }
 
 func (c *conn) opErr(err error) error {
