@@ -40,14 +40,9 @@ type conn struct {
 
 	// The read deadline reaches the socket lazily (see SetReadDeadline),
 	// and so does a plain connection's write deadline (SetWriteDeadline).
-	// dmu guards these six.
-	dmu       sync.Mutex
-	dlWant    time.Time // the read deadline last set
-	dlSocket  time.Time // the socket's read deadline
-	reading   int       // reads of the socket in progress
-	wdlWant   time.Time // the write deadline last set
-	wdlSocket time.Time // the socket's write deadline
-	writing   int       // writes to the socket in progress
+	dmu    sync.Mutex   // guards rdLazy and wdLazy
+	rdLazy lazyDeadline // the read deadline
+	wdLazy lazyDeadline // the write deadline
 
 	writer // write side, in write.go
 }
@@ -192,39 +187,68 @@ func (c *conn) SetReadDeadline(t time.Time) error {
 	} else {
 		c.rdl.Store(t.UnixNano())
 	}
+	return c.setLazy(&c.rdLazy, t)
+}
+
+// lazyDeadline is a deadline that reaches the socket when the socket is
+// used: read for the read deadline, written for the write deadline.
+type lazyDeadline struct {
+	want   time.Time // the deadline last set
+	socket time.Time // the socket's
+	busy   int       // uses of the socket in progress
+}
+
+// setLazy sets d to t, giving it to the socket at once if d's use of the
+// socket is in progress.
+func (c *conn) setLazy(d *lazyDeadline, t time.Time) error {
 	c.dmu.Lock()
-	c.dlWant = t
+	d.want = t
 	var err error
-	if c.reading > 0 {
-		err = c.applyReadDeadlineLocked()
+	if d.busy > 0 {
+		err = c.applyLocked(d)
 	}
 	c.dmu.Unlock()
 	return err
 }
 
-// applyReadDeadlineLocked gives the socket the read deadline last set, if
-// it has another. Called with dmu held.
-func (c *conn) applyReadDeadlineLocked() error {
-	if c.dlWant == c.dlSocket { // identical values: the same call's time
+// applyLocked gives the socket d's deadline last set, if it has another.
+// Called with dmu held.
+func (c *conn) applyLocked(d *lazyDeadline) error {
+	if d.want == d.socket { // identical values: the same call's time
 		return nil
 	}
-	err := c.Conn.SetReadDeadline(c.dlWant)
+	var err error
+	if d == &c.rdLazy {
+		err = c.Conn.SetReadDeadline(d.want)
+	} else {
+		err = c.Conn.SetWriteDeadline(d.want)
+	}
 	if err == nil {
-		c.dlSocket = c.dlWant
+		d.socket = d.want
 	}
 	return err
+}
+
+// begin gives the socket d's deadline before a use of it; end follows the
+// use.
+func (c *conn) begin(d *lazyDeadline) {
+	c.dmu.Lock()
+	_ = c.applyLocked(d) // a closed socket fails the read or write too
+	d.busy++
+	c.dmu.Unlock()
+}
+
+func (c *conn) end(d *lazyDeadline) {
+	c.dmu.Lock()
+	d.busy--
+	c.dmu.Unlock()
 }
 
 // readSocket reads the socket under the read deadline last set.
 func (c *conn) readSocket(p []byte) (int, error) {
-	c.dmu.Lock()
-	_ = c.applyReadDeadlineLocked() // a closed socket fails the read too
-	c.reading++
-	c.dmu.Unlock()
+	c.begin(&c.rdLazy)
 	n, err := c.Conn.Read(p)
-	c.dmu.Lock()
-	c.reading--
-	c.dmu.Unlock()
+	c.end(&c.rdLazy)
 	return n, err
 }
 
@@ -241,8 +265,8 @@ func (c *conn) SetDeadline(t time.Time) error {
 func (c *conn) ReadFrom(r io.Reader) (int64, error) {
 	if c.mode.Load() != modeBatched {
 		if rf, ok := c.Conn.(io.ReaderFrom); ok {
-			c.beginWrite()
-			defer c.endWrite()
+			c.begin(&c.wdLazy)
+			defer c.end(&c.wdLazy)
 			return rf.ReadFrom(r)
 		}
 	}

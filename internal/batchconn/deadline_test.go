@@ -11,29 +11,28 @@ import (
 	"time"
 )
 
-// deadlineRecorder is a socket that records the read deadlines it is
-// given, and the write deadlines in wset.
+// deadlineRecorder is a socket that records the deadlines it is given:
+// set[0] the read deadlines, set[1] the write deadlines.
 type deadlineRecorder struct {
 	net.Conn
-	mu   sync.Mutex
-	set  []time.Time
-	wset []time.Time
+	mu  sync.Mutex
+	set [2][]time.Time
+}
+
+func (d *deadlineRecorder) record(i int, t time.Time) {
+	d.mu.Lock()
+	d.set[i] = append(d.set[i], t)
+	d.mu.Unlock()
+}
+
+func (d *deadlineRecorder) SetReadDeadline(t time.Time) error {
+	d.record(0, t)
+	return d.Conn.SetReadDeadline(t)
 }
 
 func (d *deadlineRecorder) SetWriteDeadline(t time.Time) error {
-	d.mu.Lock()
-	d.wset = append(d.wset, t)
-	d.mu.Unlock()
+	d.record(1, t)
 	return d.Conn.SetWriteDeadline(t)
-}
-
-// takeWrite returns the write deadlines given since the last takeWrite.
-func (d *deadlineRecorder) takeWrite() []time.Time {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	set := d.wset
-	d.wset = nil
-	return set
 }
 
 // ReadFrom is the socket's, recording nothing.
@@ -41,19 +40,17 @@ func (d *deadlineRecorder) ReadFrom(r io.Reader) (int64, error) {
 	return d.Conn.(io.ReaderFrom).ReadFrom(r)
 }
 
-func (d *deadlineRecorder) SetReadDeadline(t time.Time) error {
-	d.mu.Lock()
-	d.set = append(d.set, t)
-	d.mu.Unlock()
-	return d.Conn.SetReadDeadline(t)
-}
+// take returns the read deadlines given since the last take.
+func (d *deadlineRecorder) take() []time.Time { return d.takeSet(0) }
 
-// take returns the deadlines given since the last take.
-func (d *deadlineRecorder) take() []time.Time {
+// takeWrite returns the write deadlines given since the last takeWrite.
+func (d *deadlineRecorder) takeWrite() []time.Time { return d.takeSet(1) }
+
+func (d *deadlineRecorder) takeSet(i int) []time.Time {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	set := d.set
-	d.set = nil
+	set := d.set[i]
+	d.set[i] = nil
 	return set
 }
 
@@ -61,14 +58,14 @@ func (d *deadlineRecorder) take() []time.Time {
 func (c *conn) writeInProgress() bool {
 	c.dmu.Lock()
 	defer c.dmu.Unlock()
-	return c.writing > 0
+	return c.wdLazy.busy > 0
 }
 
 // readInProgress reports whether a read of c's socket is under way.
 func (c *conn) readInProgress() bool {
 	c.dmu.Lock()
 	defer c.dmu.Unlock()
-	return c.reading > 0
+	return c.rdLazy.busy > 0
 }
 
 // TestReadDeadlineReachesSocketWhenRead holds the lazy read deadline to a

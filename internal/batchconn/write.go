@@ -278,14 +278,7 @@ func (c *conn) CloseWrite() error {
 // socket's timer instead of two (BENCHMARKS.md 1.30).
 func (c *conn) SetWriteDeadline(t time.Time) error {
 	if c.mode.Load() == modePlain {
-		c.dmu.Lock()
-		c.wdlWant = t
-		var err error
-		if c.writing > 0 {
-			err = c.applyWriteDeadlineLocked()
-		}
-		c.dmu.Unlock()
-		return err
+		return c.setLazy(&c.wdLazy, t)
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -294,8 +287,8 @@ func (c *conn) SetWriteDeadline(t time.Time) error {
 		// Given at once, and recorded for a connection that turns plain.
 		c.dmu.Lock()
 		defer c.dmu.Unlock()
-		c.wdlWant = t
-		return c.applyWriteDeadlineLocked()
+		c.wdLazy.want = t
+		return c.applyLocked(&c.wdLazy)
 	}
 	c.cond.Broadcast() // writers waiting for space re-check the deadline
 	if c.flushing && !t.IsZero() && t.Before(c.flushDL) {
@@ -305,39 +298,11 @@ func (c *conn) SetWriteDeadline(t time.Time) error {
 	return nil
 }
 
-// applyWriteDeadlineLocked gives the socket the write deadline last set,
-// if it has another. Called with dmu held.
-func (c *conn) applyWriteDeadlineLocked() error {
-	if c.wdlWant == c.wdlSocket { // identical values: the same call's time
-		return nil
-	}
-	err := c.Conn.SetWriteDeadline(c.wdlWant)
-	if err == nil {
-		c.wdlSocket = c.wdlWant
-	}
-	return err
-}
-
-// beginWrite gives the socket the write deadline last set before a write
-// of it; endWrite follows the write.
-func (c *conn) beginWrite() {
-	c.dmu.Lock()
-	_ = c.applyWriteDeadlineLocked() // a closed socket fails the write too
-	c.writing++
-	c.dmu.Unlock()
-}
-
-func (c *conn) endWrite() {
-	c.dmu.Lock()
-	c.writing--
-	c.dmu.Unlock()
-}
-
 // writeSocket writes p to the socket under the write deadline last set.
 func (c *conn) writeSocket(p []byte) (int, error) {
-	c.beginWrite()
+	c.begin(&c.wdLazy)
 	n, err := c.Conn.Write(p)
-	c.endWrite()
+	c.end(&c.wdLazy)
 	return n, err
 }
 
