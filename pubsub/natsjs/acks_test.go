@@ -3,10 +3,12 @@ package natsjs_test
 import (
 	"context"
 	"errors"
+	"io"
 	"net"
 	"net/http"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -277,5 +279,79 @@ func TestPublishesRefusedByTheStream(t *testing.T) {
 	window, awaiting := natsjs.InFlight(b)
 	if window != 0 || awaiting != 0 {
 		t.Errorf("after every publish settled %d hold room in the window and %d await their ack", window, awaiting)
+	}
+}
+
+// A publish whose message the server stored, but whose ack the connection
+// lost when it dropped, fails at once with nats.ErrDisconnected (seen in a
+// rolling deploy's test, a NATS server killed under load): that error
+// leaves the outcome unknown, as a timeout does, and the message is in
+// the stream. The README's delivery semantics say so.
+func TestPublishFailedByADisconnectIsStored(t *testing.T) {
+	t.Parallel()
+	srv := natsjs.StartTestServer(t, &server.Options{})
+	var drop atomic.Bool // discard what the server sends: its acks
+	var mu sync.Mutex
+	var conns []net.Conn
+	url := startProxyAccepting(t, srv.ClientURL(), plainCopy, func(dst io.Writer, src io.Reader) {
+		buf := make([]byte, 32<<10)
+		for {
+			n, err := src.Read(buf)
+			if n > 0 && !drop.Load() {
+				if _, werr := dst.Write(buf[:n]); werr != nil {
+					return
+				}
+			}
+			if err != nil {
+				return
+			}
+		}
+	}, func(client, server net.Conn) bool {
+		mu.Lock()
+		defer mu.Unlock()
+		conns = append(conns, client, server)
+		return true
+	})
+	b, err := natsjs.New(t.Context(), natsjs.Config{URL: url, PublishTimeout: time.Minute},
+		natsjs.WithNATSOptions(nats.ReconnectWait(50*time.Millisecond), nats.ReconnectJitter(0, 0)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = b.Close() })
+	publish := func(id string) pubsub.Confirmation {
+		conf, err := b.Publish(t.Context(), &pubsub.Message{ID: id, Topic: "lostack", Header: http.Header{}, Data: []byte(id)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return conf
+	}
+	if err := publish("first").Wait(t.Context()); err != nil { // creates the stream
+		t.Fatal(err)
+	}
+	drop.Store(true)
+	conf := publish("ack-lost")
+	admin := adminJS(t, srv.ClientURL())
+	pubsubtest.WaitFor(t, "the server to store the message", func() bool {
+		s, err := admin.Stream(t.Context(), "lostack")
+		if err != nil {
+			t.Fatal(err)
+		}
+		info, err := s.Info(t.Context())
+		return err == nil && info.State.Msgs == 2
+	})
+	mu.Lock()
+	for _, c := range conns {
+		_ = c.Close()
+	}
+	conns = nil
+	mu.Unlock()
+	drop.Store(false)
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	if err := conf.Wait(ctx); !errors.Is(err, nats.ErrDisconnected) {
+		t.Fatalf("the publish whose ack the dropped connection lost: %v, want nats.ErrDisconnected", err)
+	}
+	if !storedIDs(t, admin, "lostack")["ack-lost"] {
+		t.Error("the message whose ack was lost is not in the stream")
 	}
 }
