@@ -130,3 +130,24 @@ func TestChangeCutByShutdownIsUnknown(t *testing.T) {
 	}
 	<-stopped
 }
+
+// A change whose event awaits confirmation past the call's deadline (a
+// broker outage) ends DeadlineExceeded, as its caller sees it, not
+// Unknown: in a rolling-deploy run with NATS down, the server logged and
+// counted Unknown for calls whose callers had seen DeadlineExceeded.
+func TestChangePastItsDeadlineIsDeadlineExceeded(t *testing.T) {
+	t.Parallel()
+	bus := waiting{mem.New(), make(chan struct{}, 1)}
+	srv := kittest.NewServer(t, kit.Config{CallTimeout: 100 * time.Millisecond}, func(s *kit.Server) {
+		if err := wire(s, bus); err != nil {
+			t.Fatal(err)
+		}
+	})
+	client := examplev1connect.NewProfileServiceClient(srv.HTTP2Client(), srv.URL)
+	// No deadline of the client's own: the server's (KIT_CALL_TIMEOUT)
+	// ends the call, so the code is the server's.
+	_, err := client.CreateProfile(t.Context(), connect.NewRequest(&examplev1.CreateProfileRequest{Name: "Ada", Email: "ada@example.com"}))
+	if connect.CodeOf(err) != connect.CodeDeadlineExceeded || !strings.Contains(err.Error(), "was saved") {
+		t.Fatalf("err = %v, want deadline_exceeded: … was saved …", err)
+	}
+}

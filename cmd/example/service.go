@@ -171,9 +171,10 @@ func (s *profileService) ListProfileChanges(_ context.Context, req *connect.Requ
 // changed tells watchers and the broker about a change that was stored.
 // Publishing waits for the broker to store the event: if that fails, the
 // caller learns that the change is stored but its event was not confirmed
-// (on a timeout the broker may still store it). The code is Unknown, not
-// Unavailable, which clients retry: a retried create would store the
-// profile twice. (A service that must never miss an event writes it to an
+// (on a timeout or a lost connection the broker may still store it). The
+// code is Unknown, not Unavailable, which clients retry: a retried create
+// would store the profile twice; it is Canceled when the caller left, and
+// DeadlineExceeded when the call's deadline passed, meanwhile. (A service that must never miss an event writes it to an
 // outbox table in the same transaction as the change, and publishes from
 // there.)
 func (s *profileService) changed(ctx context.Context, kind examplev1.ProfileChanged_Kind, p *examplev1.Profile) error {
@@ -181,13 +182,19 @@ func (s *profileService) changed(ctx context.Context, kind examplev1.ProfileChan
 	s.hub.publish(change)
 	if err := s.events.Publish(ctx, change); err != nil {
 		code := connect.CodeUnknown
-		if errors.Is(err, context.Canceled) && errors.Is(context.Cause(ctx), context.Canceled) {
+		switch {
+		case errors.Is(err, context.Canceled) && errors.Is(context.Cause(ctx), context.Canceled):
 			// The caller went away while the broker confirmed: its
 			// call ends Canceled, a client's doing, not a server
 			// error that alerts count. Not when the shutdown cut the
 			// call (another cause): its client is still there, and
 			// must get Unknown, which kit passes on as it is.
 			code = connect.CodeCanceled
+		case errors.Is(err, context.DeadlineExceeded) && ctx.Err() != nil:
+			// The call's deadline passed while the broker confirmed
+			// (a broker outage, say): it ends DeadlineExceeded, as
+			// its caller saw it, still a server error for alerts.
+			code = connect.CodeDeadlineExceeded
 		}
 		return connect.NewError(code, fmt.Errorf("profile %s was saved, but the broker did not confirm its change event (it may still be delivered): %w", p.GetId(), err))
 	}
