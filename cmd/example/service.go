@@ -174,9 +174,9 @@ func (s *profileService) ListProfileChanges(_ context.Context, req *connect.Requ
 // (on a timeout or a lost connection the broker may still store it). The
 // code is Unknown, not Unavailable, which clients retry: a retried create
 // would store the profile twice; it is Canceled when the caller left, and
-// DeadlineExceeded when the call's deadline passed, meanwhile. (A service that must never miss an event writes it to an
-// outbox table in the same transaction as the change, and publishes from
-// there.)
+// DeadlineExceeded when the call's deadline passed, meanwhile. (A service
+// that must never miss an event writes it to an outbox table in the same
+// transaction as the change, and publishes from there.)
 func (s *profileService) changed(ctx context.Context, kind examplev1.ProfileChanged_Kind, p *examplev1.Profile) error {
 	change := &examplev1.ProfileChanged{Kind: kind, Profile: p, ChangeTime: timestamppb.New(s.now())}
 	s.hub.publish(change)
