@@ -193,6 +193,10 @@ type Config struct {
 	// [Server.ClientOptions]; off by default. KIT_CLIENT_RETRY and
 	// KIT_CLIENT_RETRY_* (see [ClientRetryConfig]).
 	ClientRetry ClientRetryConfig
+	// HTTPClient configures the HTTP client of [Server.HTTPClient].
+	// KIT_CLIENT_DIAL_TIMEOUT, KIT_CLIENT_RESOLVE_INTERVAL and
+	// KIT_CLIENT_IDLE_TIMEOUT (see [HTTPClientConfig]).
+	HTTPClient HTTPClientConfig
 
 	// LogFormat is "auto" (colored text on a terminal, JSON otherwise),
 	// "json" or "text". KIT_LOG_FORMAT, default "auto".
@@ -359,6 +363,7 @@ func (c Config) Validate() error {
 	c.validateOverload(bad)
 	c.ClientBreaker.check(bad)
 	c.ClientRetry.check(bad)
+	c.HTTPClient.check(bad)
 	switch c.LogFormat {
 	case "auto", "json", "text":
 	default:

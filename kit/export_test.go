@@ -1,8 +1,14 @@
 package kit
 
 import (
+	"context"
+	"io"
+	"net"
 	"net/http"
+	"sync"
 	"time"
+
+	"github.com/bufbuild/httplb/resolver"
 
 	"github.com/connectkit/connectkit/internal/connctx"
 )
@@ -22,4 +28,62 @@ func StackMark(r *http.Request) uintptr {
 		return c.StackMark
 	}
 	return 0
+}
+
+// WithResolver makes HTTPClient resolve names with r instead of DNS.
+func WithResolver(r resolver.Resolver) Option {
+	return optionFunc(func(o *options) { o.resolver = r })
+}
+
+// StaticNames is a resolver for HTTPClient ([WithResolver]) that resolves
+// every name to the addresses set last, and tells the client at once when
+// they change (as DNS would at the client's next resolution). An IP address
+// resolves to itself.
+type StaticNames struct {
+	mu      sync.Mutex
+	addrs   []string
+	changed chan struct{} // closed, and replaced, by set
+}
+
+// NewStaticNames returns names that resolve to addrs.
+func NewStaticNames(addrs ...string) *StaticNames {
+	return &StaticNames{addrs: addrs, changed: make(chan struct{})}
+}
+
+// Set changes the addresses every name resolves to.
+func (n *StaticNames) Set(addrs ...string) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.addrs = addrs
+	close(n.changed)
+	n.changed = make(chan struct{})
+}
+
+// New reports the addresses to rcv now and at each Set.
+func (n *StaticNames) New(ctx context.Context, _, hostPort string, rcv resolver.Receiver, refresh <-chan struct{}) io.Closer {
+	if host, _, err := net.SplitHostPort(hostPort); err == nil && net.ParseIP(host) != nil {
+		n = NewStaticNames(hostPort)
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			n.mu.Lock()
+			addrs, changed := n.addrs, n.changed
+			n.mu.Unlock()
+			list := make([]resolver.Address, len(addrs))
+			for i, a := range addrs {
+				list[i].HostPort = a
+			}
+			rcv.OnResolve(list)
+			select {
+			case <-ctx.Done():
+				return
+			case <-changed:
+			case <-refresh:
+			}
+		}
+	}()
+	return closerFunc(func() error { cancel(); <-done; return nil })
 }

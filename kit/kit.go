@@ -80,6 +80,10 @@ type Server struct {
 	unknown   unknownPaths  // the mux's "/": what no other path matches
 	sendStall time.Duration // sendStallTimeout; shorter in tests
 	cutGrace  time.Duration // closeGrace; longer in tests (see cutCallsAndClose)
+
+	httpClientMu     sync.Mutex
+	httpClient       *balancedClient // made by the first HTTPClient call
+	httpClientClosed bool            // set by the shutdown
 }
 
 // New returns a server for cfg (defaults applied, then validated) and opts.

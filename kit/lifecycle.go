@@ -87,11 +87,18 @@ func (s *Server) shutdown(cause error) error {
 	}
 	s.logger.Info("stopped background components", "duration", time.Since(step))
 
-	// Trace flushing and the admin listener get what remains of that, and
+	// The HTTP client (its last calls were the background components'),
+	// trace flushing and the admin listener get what remains of that, and
 	// at least closeGrace.
 	if d, _ := ctx.Deadline(); time.Until(d) < closeGrace {
 		ctx, cancel = context.WithTimeout(context.Background(), closeGrace)
 		defer cancel()
+	}
+	step = time.Now()
+	if made, err := s.closeHTTPClient(ctx); err != nil {
+		errs = append(errs, err)
+	} else if made {
+		s.logger.Info("closed the HTTP client", "duration", time.Since(step))
 	}
 	step = time.Now()
 	if err := s.telemetry.Shutdown(ctx); err != nil {

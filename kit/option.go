@@ -5,6 +5,7 @@ import (
 	"log/slog"
 
 	"connectrpc.com/connect"
+	"github.com/bufbuild/httplb/resolver"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/connectkit/connectkit/interceptors"
@@ -28,6 +29,9 @@ type options struct {
 	limitOptions       []interceptors.LimitOption
 	// noDefaultChain drops the default interceptors.
 	noDefaultChain bool
+	// resolver resolves the names HTTPClient calls; nil resolves them
+	// with DNS. Tests set it (export_test.go).
+	resolver resolver.Resolver
 }
 
 type optionFunc func(*options)

@@ -1,0 +1,376 @@
+package kit
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/bufbuild/httplb"
+	"github.com/bufbuild/httplb/conn"
+	"github.com/bufbuild/httplb/health"
+	"github.com/bufbuild/httplb/resolver"
+)
+
+// HTTPClientConfig configures the HTTP client of [Server.HTTPClient]. Every
+// zero field takes the default its comment states.
+type HTTPClientConfig struct {
+	// DialTimeout bounds the time to open a connection to one address,
+	// and then its TLS handshake. KIT_CLIENT_DIAL_TIMEOUT, default 5s.
+	DialTimeout time.Duration
+	// ResolveInterval is how often the client resolves each name it calls
+	// again, so that the addresses a name gains (new Pods of a headless
+	// Service) get calls and those it loses have their connections closed.
+	// KIT_CLIENT_RESOLVE_INTERVAL, default 30s.
+	ResolveInterval time.Duration
+	// IdleTimeout closes a connection that carried no call for this long.
+	// Keep it below the idle timeout of the servers called (a kit
+	// server's KIT_IDLE_TIMEOUT is 2m). KIT_CLIENT_IDLE_TIMEOUT, default
+	// 90s.
+	IdleTimeout time.Duration
+}
+
+// Defaults of [HTTPClientConfig].
+const (
+	DefaultClientDialTimeout     = 5 * time.Second
+	DefaultClientResolveInterval = 30 * time.Second
+	DefaultClientIdleTimeout     = 90 * time.Second
+)
+
+// httpClientSettings are the KIT_CLIENT_* variables of [HTTPClientConfig].
+var httpClientSettings = []setting{
+	durationOf("KIT_CLIENT_DIAL_TIMEOUT", "time to connect to one address of a service called, and for its TLS handshake",
+		func(c *Config) *time.Duration { return &c.HTTPClient.DialTimeout }),
+	durationOf("KIT_CLIENT_RESOLVE_INTERVAL", "resolve the names of the services called again this often",
+		func(c *Config) *time.Duration { return &c.HTTPClient.ResolveInterval }),
+	durationOf("KIT_CLIENT_IDLE_TIMEOUT", "close client connections idle this long",
+		func(c *Config) *time.Duration { return &c.HTTPClient.IdleTimeout }),
+}
+
+func (h HTTPClientConfig) withDefaults() HTTPClientConfig {
+	setDefault(&h.DialTimeout, DefaultClientDialTimeout)
+	setDefault(&h.ResolveInterval, DefaultClientResolveInterval)
+	setDefault(&h.IdleTimeout, DefaultClientIdleTimeout)
+	return h
+}
+
+// check reports, with bad, each setting of h that is negative.
+func (h HTTPClientConfig) check(bad func(field, env string, value any, why string)) {
+	for _, d := range []struct {
+		field, env string
+		value      time.Duration
+	}{
+		{"DialTimeout", "KIT_CLIENT_DIAL_TIMEOUT", h.DialTimeout},
+		{"ResolveInterval", "KIT_CLIENT_RESOLVE_INTERVAL", h.ResolveInterval},
+		{"IdleTimeout", "KIT_CLIENT_IDLE_TIMEOUT", h.IdleTimeout},
+	} {
+		if d.value < 0 {
+			bad("HTTPClient."+d.field, d.env, d.value, "must not be negative")
+		}
+	}
+}
+
+// Pings of the client's HTTP/2 connections: one is sent on a connection
+// silent for clientPingAfter, and the connection is closed, failing its
+// calls, when no answer comes within clientPingTimeout. A Pod that went away
+// without closing its connections (its node lost) then costs its calls
+// under a minute instead of the kernel's TCP timeouts (15 minutes).
+const (
+	clientPingAfter   = 30 * time.Second
+	clientPingTimeout = 15 * time.Second
+)
+
+// clientRedials is how many times the client sends a call again, each time
+// to the next address, when the connection for it could not be opened: the
+// call never left, so sending it elsewhere repeats nothing.
+const clientRedials = 3
+
+// HTTPClient returns the HTTP client of the service for its calls to other
+// services: give it to generated clients with [Server.ClientOptions].
+//
+//	users := userv1connect.NewUserServiceClient(srv.HTTPClient(), "http://users:8080", srv.ClientOptions()...)
+//
+// It speaks HTTP/2 to every server: in cleartext (h2c) for http:// URLs, so
+// that gRPC works without TLS, and over TLS for https:// ones. It resolves
+// each name it calls to all of its addresses, opens one connection to each,
+// and sends the calls to them in turn (round robin): a Kubernetes headless
+// Service's name spreads the calls over all of its Pods. It resolves the
+// names again every [HTTPClientConfig.ResolveInterval], and sooner when
+// most addresses fail; the connections to addresses gone are closed once
+// their calls have finished. An address whose connection cannot be opened
+// is left out until a new connection to it succeeds, and a call that could
+// not be sent for that is sent to the next address. It follows no
+// redirects and uses no proxy.
+//
+// The client is made at the first call of HTTPClient and shared by every
+// later one. [Server.Run] closes it at shutdown, after the background
+// components have stopped, once the calls in flight on it have finished
+// (up to [Config.ShutdownTimeout]); calls made after that fail.
+func (s *Server) HTTPClient() *http.Client {
+	s.httpClientMu.Lock()
+	defer s.httpClientMu.Unlock()
+	if s.httpClient == nil {
+		s.httpClient = newBalancedClient(s.cfg.HTTPClient.withDefaults(), s.opts.resolver, nil)
+		if s.httpClientClosed { // after the shutdown: one that fails every call
+			_ = s.httpClient.close(context.Background())
+		}
+	}
+	return s.httpClient.http
+}
+
+// balancedClient is an httplb client whose transport sends a call again,
+// to the next address, when its connection could not be opened.
+type balancedClient struct {
+	http   *http.Client
+	lb     *httplb.Client
+	health *dialHealth
+}
+
+// newBalancedClient returns a client that resolves names with res (DNS when
+// nil) and opens connections with dial (a net.Dialer's when nil).
+func newBalancedClient(cfg HTTPClientConfig, res resolver.Resolver, dial func(ctx context.Context, network, addr string) (net.Conn, error)) *balancedClient {
+	if res == nil {
+		res = resolver.NewDNSResolver(net.DefaultResolver, resolver.PreferIPv4, cfg.ResolveInterval)
+	}
+	if dial == nil {
+		dial = (&net.Dialer{Timeout: cfg.DialTimeout, KeepAlive: 30 * time.Second}).DialContext
+	}
+	h := &dialHealth{timeout: cfg.DialTimeout, tasks: map[string]map[*dialCheck]struct{}{}}
+	lb := httplb.NewClient(
+		httplb.WithTransport("http", h2cTransport{}),
+		httplb.WithTransport("https", tlsTransport{}),
+		httplb.WithResolver(res),
+		httplb.WithHealthChecks(h),
+		httplb.WithDialer(h.dial(dial)),
+		httplb.WithNoProxy(),
+		httplb.WithTLSConfig(nil, cfg.DialTimeout),
+		httplb.WithIdleConnectionTimeout(cfg.IdleTimeout),
+	)
+	return &balancedClient{
+		http:   &http.Client{Transport: redial{lb.Transport}, CheckRedirect: lb.CheckRedirect},
+		lb:     lb,
+		health: h,
+	}
+}
+
+// close closes the client once the calls in flight on it have finished, or
+// returns ctx's error when ctx is done first (the client then closes when
+// they finish).
+func (c *balancedClient) close(ctx context.Context) error {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = c.lb.Close()
+		c.health.close()
+	}()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// h2cTransport makes the round trippers of http:// addresses: HTTP/2 with
+// prior knowledge, without TLS.
+type h2cTransport struct{}
+
+func (h2cTransport) NewRoundTripper(_, _ string, cfg httplb.TransportConfig) httplb.RoundTripperResult {
+	var protocols http.Protocols
+	protocols.SetUnencryptedHTTP2(true)
+	t := newLeafTransport(cfg, &protocols)
+	return httplb.RoundTripperResult{RoundTripper: t, Close: t.CloseIdleConnections}
+}
+
+// tlsTransport makes the round trippers of https:// addresses: HTTP/2 over
+// TLS, or HTTP/1.1 with servers that offer no HTTP/2.
+type tlsTransport struct{}
+
+func (tlsTransport) NewRoundTripper(_, _ string, cfg httplb.TransportConfig) httplb.RoundTripperResult {
+	var protocols http.Protocols
+	protocols.SetHTTP1(true)
+	protocols.SetHTTP2(true)
+	t := newLeafTransport(cfg, &protocols)
+	return httplb.RoundTripperResult{RoundTripper: t, Close: t.CloseIdleConnections}
+}
+
+// newLeafTransport returns the transport of one address: one connection,
+// pinged when silent.
+func newLeafTransport(cfg httplb.TransportConfig, protocols *http.Protocols) *http.Transport {
+	return &http.Transport{
+		DialContext:            cfg.DialFunc,
+		Protocols:              protocols,
+		ForceAttemptHTTP2:      true,
+		MaxIdleConns:           1,
+		MaxIdleConnsPerHost:    1,
+		IdleConnTimeout:        cfg.IdleConnTimeout,
+		TLSHandshakeTimeout:    cfg.TLSHandshakeTimeout,
+		TLSClientConfig:        cfg.TLSClientConfig,
+		MaxResponseHeaderBytes: cfg.MaxResponseHeaderBytes,
+		ExpectContinueTimeout:  time.Second,
+		HTTP2: &http.HTTP2Config{
+			SendPingTimeout: clientPingAfter,
+			PingTimeout:     clientPingTimeout,
+		},
+	}
+}
+
+// redial sends a call again, up to clientRedials times, when the
+// connection for it could not be opened, if its body can be sent again:
+// the balancer picks the next address each time.
+type redial struct{ next http.RoundTripper }
+
+func (r redial) RoundTrip(req *http.Request) (*http.Response, error) {
+	for tries := 0; ; tries++ {
+		resp, err := r.next.RoundTrip(req)
+		if err == nil || tries == clientRedials || !isDialError(err) || req.Context().Err() != nil {
+			return resp, err
+		}
+		if req.Body != nil && req.Body != http.NoBody {
+			if req.GetBody == nil {
+				return resp, err
+			}
+			body, bodyErr := req.GetBody()
+			if bodyErr != nil {
+				return resp, err
+			}
+			req = req.Clone(req.Context())
+			req.Body = body
+		}
+	}
+}
+
+// isDialError reports whether err says that a connection could not be
+// opened, so that nothing of the request was sent.
+func isDialError(err error) bool {
+	var op *net.OpError
+	return errors.As(err, &op) && op.Op == "dial"
+}
+
+// dialHealth is the balancer's health checker: an address is healthy until
+// a connection to it fails to open; then it is left out of the balancing
+// while a probe dials it, every second, until a dial succeeds.
+type dialHealth struct {
+	timeout time.Duration
+
+	mu    sync.Mutex
+	tasks map[string]map[*dialCheck]struct{} // by address
+	wg    sync.WaitGroup                     // the probes running
+}
+
+// dialCheck is the health check of one connection of the balancer.
+type dialCheck struct {
+	ctx     context.Context
+	cancel  context.CancelFunc
+	conn    conn.Conn
+	tracker health.Tracker
+	probing bool // guarded by dialHealth.mu
+}
+
+// New starts the check of c: healthy, until a dial to its address fails.
+func (h *dialHealth) New(ctx context.Context, c conn.Conn, tracker health.Tracker) io.Closer {
+	ctx, cancel := context.WithCancel(ctx)
+	check := &dialCheck{ctx: ctx, cancel: cancel, conn: c, tracker: tracker}
+	addr := c.Address().HostPort
+	h.mu.Lock()
+	if h.tasks[addr] == nil {
+		h.tasks[addr] = map[*dialCheck]struct{}{}
+	}
+	h.tasks[addr][check] = struct{}{}
+	h.mu.Unlock()
+	h.wg.Go(func() { tracker.UpdateHealthState(c, health.StateHealthy) })
+	return closerFunc(func() error {
+		cancel()
+		h.mu.Lock()
+		delete(h.tasks[addr], check)
+		if len(h.tasks[addr]) == 0 {
+			delete(h.tasks, addr)
+		}
+		h.mu.Unlock()
+		return nil
+	})
+}
+
+// dial wraps the client's dial function: a failed dial marks its address
+// unhealthy and starts probing it.
+func (h *dialHealth) dial(next func(ctx context.Context, network, addr string) (net.Conn, error)) func(ctx context.Context, network, addr string) (net.Conn, error) {
+	return func(ctx context.Context, network, addr string) (net.Conn, error) {
+		c, err := next(ctx, network, addr)
+		if err != nil && ctx.Err() == nil {
+			h.failed(network, addr)
+		}
+		return c, err
+	}
+}
+
+// failed marks every connection to addr unhealthy and probes addr until it
+// takes a connection again.
+func (h *dialHealth) failed(network, addr string) {
+	var marked []*dialCheck
+	h.mu.Lock()
+	for check := range h.tasks[addr] {
+		if !check.probing {
+			check.probing = true
+			marked = append(marked, check)
+		}
+	}
+	h.mu.Unlock()
+	// Outside h.mu: the balancer calls New holding its own lock, which
+	// UpdateHealthState takes.
+	for _, check := range marked {
+		check.tracker.UpdateHealthState(check.conn, health.StateUnhealthy)
+		h.wg.Go(func() { h.probe(check, network, addr) })
+	}
+}
+
+// probe dials addr every second until a dial succeeds, then marks check's
+// connection healthy again.
+func (h *dialHealth) probe(check *dialCheck, network, addr string) {
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	dialer := net.Dialer{Timeout: h.timeout}
+	for {
+		select {
+		case <-check.ctx.Done():
+			return
+		case <-tick.C:
+		}
+		c, err := dialer.DialContext(check.ctx, network, addr)
+		if err != nil {
+			continue
+		}
+		_ = c.Close()
+		h.mu.Lock()
+		check.probing = false
+		h.mu.Unlock()
+		check.tracker.UpdateHealthState(check.conn, health.StateHealthy)
+		return
+	}
+}
+
+// close waits for the probes, which the balancer's closing cancelled.
+func (h *dialHealth) close() { h.wg.Wait() }
+
+type closerFunc func() error
+
+func (f closerFunc) Close() error { return f() }
+
+// closeHTTPClient closes the client of [Server.HTTPClient], if one was made
+// (made reports whether).
+func (s *Server) closeHTTPClient(ctx context.Context) (made bool, err error) {
+	s.httpClientMu.Lock()
+	client := s.httpClient
+	s.httpClientClosed = true
+	s.httpClientMu.Unlock()
+	if client == nil {
+		return false, nil
+	}
+	if err := client.close(ctx); err != nil {
+		return true, fmt.Errorf("kit: calls in flight on the HTTP client did not finish by the end of the shutdown: %w", err)
+	}
+	return true, nil
+}

@@ -1,0 +1,75 @@
+package kit
+
+import (
+	"context"
+	"io"
+	"net"
+	"net/http"
+	"sync"
+	"testing"
+)
+
+// h2cServer runs an h2c server on loopback that answers "ok", and returns
+// its address.
+func h2cServer(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var protocols http.Protocols
+	protocols.SetUnencryptedHTTP2(true)
+	srv := &http.Server{Protocols: &protocols, Handler: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		_, _ = io.WriteString(w, "ok")
+	})}
+	go func() { _ = srv.Serve(ln) }()
+	t.Cleanup(func() { _ = srv.Close() })
+	return ln.Addr().String()
+}
+
+// TestDeadAddressLeftOut resolves a name to two servers and an address
+// where none listens: every call succeeds, and the client dials the dead
+// address once, not at each of its turns (its probes dial on their own).
+func TestDeadAddressLeftOut(t *testing.T) {
+	t.Parallel()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead := ln.Addr().String()
+	_ = ln.Close()
+
+	var mu sync.Mutex
+	dials := map[string]int{}
+	var dialer net.Dialer
+	dial := func(ctx context.Context, network, addr string) (net.Conn, error) {
+		mu.Lock()
+		dials[addr]++
+		mu.Unlock()
+		return dialer.DialContext(ctx, network, addr)
+	}
+	c := newBalancedClient(HTTPClientConfig{}.withDefaults(), NewStaticNames(h2cServer(t), dead, h2cServer(t)), dial)
+	defer func() { _ = c.close(context.Background()) }()
+
+	const calls = 60
+	for i := range calls {
+		req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, "http://svc.test/", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res, err := c.http.Do(req)
+		if err != nil {
+			t.Fatalf("call %d: %v", i, err)
+		}
+		body, err := io.ReadAll(res.Body)
+		_ = res.Body.Close()
+		if err != nil || string(body) != "ok" || res.ProtoMajor != 2 {
+			t.Fatalf("call %d = %s %q over HTTP/%d, %v; want ok over HTTP/2", i, res.Status, body, res.ProtoMajor, err)
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if dials[dead] > 2 {
+		t.Errorf("the dead address was dialed %d times in %d calls, want once (then left out); dials: %v", dials[dead], calls, dials)
+	}
+}
