@@ -395,3 +395,25 @@ func TestHTTPClientClosedAtShutdown(t *testing.T) {
 		t.Errorf("%d client goroutines left after the shutdown:\n%s", len(left), strings.Join(left, "\n\n"))
 	}
 }
+
+// TestHTTPClientShutdownReportsACallLeftOpen shuts down a server whose
+// HTTPClient holds a response whose body was never closed: Run waits for it
+// no longer than its grace, and says so in its error.
+func TestHTTPClientShutdownReportsACallLeftOpen(t *testing.T) {
+	t.Parallel()
+	var tl tally
+	backend := newConnCounter(t, &tl)
+	caller := kittest.NewServer(t, kit.Config{ShutdownTimeout: 50 * time.Millisecond}, nil, kit.WithResolver(kit.NewStaticNames(backend.addr)))
+	req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, "http://svc.test/", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := caller.HTTPClient().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = res.Body.Close() }()
+	if err := caller.Stop(); err == nil || !strings.Contains(err.Error(), "calls in flight on the HTTP client did not finish") {
+		t.Errorf("Run = %v, want an error about the call left open on the HTTP client", err)
+	}
+}

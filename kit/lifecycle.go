@@ -88,18 +88,18 @@ func (s *Server) shutdown(cause error) error {
 	s.logger.Info("stopped background components", "duration", time.Since(step))
 
 	// The HTTP client (its last calls were the background components'),
-	// trace flushing and the admin listener get what remains of that, and
-	// at least closeGrace.
-	if d, _ := ctx.Deadline(); time.Until(d) < closeGrace {
-		ctx, cancel = context.WithTimeout(context.Background(), closeGrace)
-		defer cancel()
-	}
+	// then trace flushing and the admin listener get what remains of that,
+	// and at least closeGrace each.
+	ctx, cancel = atLeastGrace(ctx)
+	defer cancel()
 	step = time.Now()
 	if made, err := s.closeHTTPClient(ctx); err != nil {
 		errs = append(errs, err)
 	} else if made {
 		s.logger.Info("closed the HTTP client", "duration", time.Since(step))
 	}
+	ctx, cancel = atLeastGrace(ctx)
+	defer cancel()
 	step = time.Now()
 	if err := s.telemetry.Shutdown(ctx); err != nil {
 		errs = append(errs, fmt.Errorf("kit: flushing traces: %w", err))
@@ -120,6 +120,15 @@ func (s *Server) shutdown(cause error) error {
 	s.logger.Info("shutdown complete", "duration", time.Since(begin), "clean", err == nil)
 	flushLogger(s.logger) // the program may exit as soon as Run returns
 	return err
+}
+
+// atLeastGrace returns ctx, or a context of closeGrace when ctx has less
+// time left.
+func atLeastGrace(ctx context.Context) (context.Context, context.CancelFunc) {
+	if d, _ := ctx.Deadline(); time.Until(d) < closeGrace {
+		return context.WithTimeout(context.Background(), closeGrace)
+	}
+	return ctx, func() {}
 }
 
 // cutCallsAndClose ends the calls still running at the shutdown timeout,
