@@ -194,8 +194,9 @@ type Config struct {
 	// KIT_CLIENT_RETRY_* (see [ClientRetryConfig]).
 	ClientRetry ClientRetryConfig
 	// HTTPClient configures the HTTP client of [Server.HTTPClient].
-	// KIT_CLIENT_DIAL_TIMEOUT, KIT_CLIENT_RESOLVE_INTERVAL and
-	// KIT_CLIENT_IDLE_TIMEOUT (see [HTTPClientConfig]).
+	// KIT_CLIENT_DIAL_TIMEOUT, KIT_CLIENT_RESOLVE_INTERVAL,
+	// KIT_CLIENT_IDLE_TIMEOUT and KIT_CLIENT_TLS_* (see
+	// [HTTPClientConfig]).
 	HTTPClient HTTPClientConfig
 
 	// LogFormat is "auto" (colored text on a terminal, JSON otherwise),

@@ -75,7 +75,7 @@ func (s *Server) newHTTPServer() (*http.Server, error) {
 		}
 		protocols.SetHTTP2(true)
 	case s.cfg.TLSCertFile != "":
-		files, err := newKeyPairFiles(s.cfg.TLSCertFile, s.cfg.TLSKeyFile, s.logger)
+		files, err := newKeyPairFiles("KIT_TLS_CERT_FILE", s.cfg.TLSCertFile, "KIT_TLS_KEY_FILE", s.cfg.TLSKeyFile, s.logger)
 		if err != nil {
 			return nil, err
 		}

@@ -2,11 +2,15 @@ package kit
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"sync"
 	"time"
 
@@ -32,6 +36,17 @@ type HTTPClientConfig struct {
 	// server's KIT_IDLE_TIMEOUT is 2m). KIT_CLIENT_IDLE_TIMEOUT, default
 	// 90s.
 	IdleTimeout time.Duration
+	// TLSCAFile is a PEM file of the certificate authorities that https://
+	// servers' certificates must chain to, in place of the system's (a
+	// private CA, a mesh's). KIT_CLIENT_TLS_CA_FILE, default none: the
+	// system's roots. Read once, by [New].
+	TLSCAFile string
+	// TLSCertFile and TLSKeyFile, set together, are the certificate and key
+	// the client shows to https:// servers that ask for one (mutual TLS).
+	// They are loaded by [New], and loaded again at a handshake after
+	// either file changed (a renewal), as the server's are.
+	// KIT_CLIENT_TLS_CERT_FILE and KIT_CLIENT_TLS_KEY_FILE, default none.
+	TLSCertFile, TLSKeyFile string
 }
 
 // Defaults of [HTTPClientConfig].
@@ -49,6 +64,12 @@ var httpClientSettings = []setting{
 		func(c *Config) *time.Duration { return &c.HTTPClient.ResolveInterval }),
 	durationOf("KIT_CLIENT_IDLE_TIMEOUT", "close client connections idle this long",
 		func(c *Config) *time.Duration { return &c.HTTPClient.IdleTimeout }),
+	text("KIT_CLIENT_TLS_CA_FILE", "PEM file of the authorities https:// servers called must chain to (default: the system's)",
+		func(c *Config) *string { return &c.HTTPClient.TLSCAFile }),
+	text("KIT_CLIENT_TLS_CERT_FILE", "client certificate shown to https:// servers (mutual TLS)",
+		func(c *Config) *string { return &c.HTTPClient.TLSCertFile }),
+	text("KIT_CLIENT_TLS_KEY_FILE", "key of KIT_CLIENT_TLS_CERT_FILE",
+		func(c *Config) *string { return &c.HTTPClient.TLSKeyFile }),
 }
 
 func (h HTTPClientConfig) withDefaults() HTTPClientConfig {
@@ -72,6 +93,38 @@ func (h HTTPClientConfig) check(bad func(field, env string, value any, why strin
 			bad("HTTPClient."+d.field, d.env, d.value, "must not be negative")
 		}
 	}
+	if (h.TLSCertFile == "") != (h.TLSKeyFile == "") {
+		bad("HTTPClient.TLSCertFile", "KIT_CLIENT_TLS_CERT_FILE", h.TLSCertFile, "KIT_CLIENT_TLS_CERT_FILE and KIT_CLIENT_TLS_KEY_FILE must be set together")
+	}
+}
+
+// clientTLS returns the TLS config of the client's https:// connections, or
+// nil for the defaults (the system's roots, no client certificate).
+func (h HTTPClientConfig) clientTLS(logger *slog.Logger) (*tls.Config, error) {
+	if h.TLSCAFile == "" && h.TLSCertFile == "" {
+		return nil, nil
+	}
+	cfg := &tls.Config{MinVersion: tls.VersionTLS12}
+	if h.TLSCAFile != "" {
+		pem, err := os.ReadFile(h.TLSCAFile)
+		if err != nil {
+			return nil, fmt.Errorf("kit: KIT_CLIENT_TLS_CA_FILE=%q: %w", h.TLSCAFile, err)
+		}
+		cfg.RootCAs = x509.NewCertPool()
+		if !cfg.RootCAs.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("kit: KIT_CLIENT_TLS_CA_FILE=%q: no PEM certificate in it", h.TLSCAFile)
+		}
+	}
+	if h.TLSCertFile != "" {
+		files, err := newKeyPairFiles("KIT_CLIENT_TLS_CERT_FILE", h.TLSCertFile, "KIT_CLIENT_TLS_KEY_FILE", h.TLSKeyFile, logger)
+		if err != nil {
+			return nil, err
+		}
+		cfg.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
+			return files.getCertificate(nil)
+		}
+	}
+	return cfg, nil
 }
 
 // Pings of the client's HTTP/2 connections: one is sent on a connection
@@ -114,7 +167,7 @@ func (s *Server) HTTPClient() *http.Client {
 	s.httpClientMu.Lock()
 	defer s.httpClientMu.Unlock()
 	if s.httpClient == nil {
-		s.httpClient = newBalancedClient(s.cfg.HTTPClient.withDefaults(), s.opts.resolver, nil)
+		s.httpClient = newBalancedClient(s.cfg.HTTPClient.withDefaults(), s.clientTLS, s.opts.resolver, nil)
 		if s.httpClientClosed { // after the shutdown: one that fails every call
 			_ = s.httpClient.close(context.Background())
 		}
@@ -130,9 +183,10 @@ type balancedClient struct {
 	health *dialHealth
 }
 
-// newBalancedClient returns a client that resolves names with res (DNS when
-// nil) and opens connections with dial (a net.Dialer's when nil).
-func newBalancedClient(cfg HTTPClientConfig, res resolver.Resolver, dial func(ctx context.Context, network, addr string) (net.Conn, error)) *balancedClient {
+// newBalancedClient returns a client that speaks TLS with tlsConfig (the
+// defaults when nil), resolves names with res (DNS when nil) and opens
+// connections with dial (a net.Dialer's when nil).
+func newBalancedClient(cfg HTTPClientConfig, tlsConfig *tls.Config, res resolver.Resolver, dial func(ctx context.Context, network, addr string) (net.Conn, error)) *balancedClient {
 	if res == nil {
 		res = resolver.NewDNSResolver(net.DefaultResolver, resolver.PreferIPv4, cfg.ResolveInterval)
 	}
@@ -147,7 +201,7 @@ func newBalancedClient(cfg HTTPClientConfig, res resolver.Resolver, dial func(ct
 		httplb.WithHealthChecks(h),
 		httplb.WithDialer(h.dial(dial)),
 		httplb.WithNoProxy(),
-		httplb.WithTLSConfig(nil, cfg.DialTimeout),
+		httplb.WithTLSConfig(tlsConfig, cfg.DialTimeout),
 		httplb.WithIdleConnectionTimeout(cfg.IdleTimeout),
 	)
 	return &balancedClient{

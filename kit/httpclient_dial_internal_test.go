@@ -48,7 +48,7 @@ func TestDeadAddressLeftOut(t *testing.T) {
 		mu.Unlock()
 		return dialer.DialContext(ctx, network, addr)
 	}
-	c := newBalancedClient(HTTPClientConfig{}.withDefaults(), NewStaticNames(h2cServer(t), dead, h2cServer(t)), dial)
+	c := newBalancedClient(HTTPClientConfig{}.withDefaults(), nil, NewStaticNames(h2cServer(t), dead, h2cServer(t)), dial)
 	defer func() { _ = c.close(context.Background()) }()
 
 	const calls = 60

@@ -16,6 +16,7 @@ import (
 
 	pingv1 "github.com/connectkit/connectkit/internal/gen/connectkit/ping/v1"
 	"github.com/connectkit/connectkit/internal/gen/connectkit/ping/v1/pingv1connect"
+	"github.com/connectkit/connectkit/internal/testcert"
 	"github.com/connectkit/connectkit/kit"
 	"github.com/connectkit/connectkit/kit/kittest"
 )
@@ -52,9 +53,9 @@ func (t *tally) take() (calls map[string]int, http1 int) {
 	return calls, http1
 }
 
-// pingBackends runs n kit servers with the ping service, each counted in
-// tl under its address.
-func pingBackends(t *testing.T, n int, tl *tally) []*kittest.Server {
+// pingBackends runs n kit servers with the ping service and opts, each
+// counted in tl under its address.
+func pingBackends(t *testing.T, n int, tl *tally, opts ...kit.Option) []*kittest.Server {
 	t.Helper()
 	backends := make([]*kittest.Server, n)
 	for i := range backends {
@@ -64,7 +65,7 @@ func pingBackends(t *testing.T, n int, tl *tally) []*kittest.Server {
 			srv.Mount(path, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 				tl.tag(name, h).ServeHTTP(w, r)
 			}))
-		})
+		}, opts...)
 		name = backends[i].Addr().String()
 	}
 	return backends
@@ -415,5 +416,68 @@ func TestHTTPClientShutdownReportsACallLeftOpen(t *testing.T) {
 	defer func() { _ = res.Body.Close() }()
 	if err := caller.Stop(); err == nil || !strings.Contains(err.Error(), "calls in flight on the HTTP client did not finish") {
 		t.Errorf("Run = %v, want an error about the call left open on the HTTP client", err)
+	}
+}
+
+// TestHTTPClientMutualTLS calls two kit servers that require a client
+// certificate from a private authority, over https:// and a name that
+// resolves to both: the client trusts the authority of
+// KIT_CLIENT_TLS_CA_FILE, shows the certificate of KIT_CLIENT_TLS_CERT_FILE,
+// and spreads its calls over both, over HTTP/2.
+func TestHTTPClientMutualTLS(t *testing.T) {
+	t.Parallel()
+	pki := newTestPKI(t)
+	dir := t.TempDir()
+	caFile, err := pki.ca.WriteCA(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	certFile, keyFile, err := testcert.WriteFiles(dir, "client", pki.client)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var tl tally
+	backends := pingBackends(t, 2, &tl, kit.WithTLSConfig(pki.mTLSConfig("Certificates")))
+	caller := kittest.NewServer(t, kit.Config{HTTPClient: kit.HTTPClientConfig{TLSCAFile: caFile, TLSCertFile: certFile, TLSKeyFile: keyFile}},
+		nil, kit.WithResolver(kit.NewStaticNames(addrsOf(backends)...)))
+	client := pingv1connect.NewPingServiceClient(caller.HTTPClient(), "https://localhost", append(caller.ClientOptions(), connect.WithGRPC())...)
+	for i := range 10 {
+		if _, err := client.Ping(t.Context(), connect.NewRequest(&pingv1.PingRequest{Number: int64(i)})); err != nil {
+			t.Fatalf("Ping %d: %v", i, err)
+		}
+	}
+	served, http1 := tl.take()
+	for _, addr := range addrsOf(backends) {
+		if served[addr] == 0 {
+			t.Errorf("backend %s served no call; served: %v", addr, served)
+		}
+	}
+	if http1 != 0 {
+		t.Errorf("%d calls came over HTTP/1, want all over HTTP/2", http1)
+	}
+}
+
+// TestHTTPClientTLSFilesChecked checks that New refuses client TLS files
+// that do not load, naming the variable.
+func TestHTTPClientTLSFilesChecked(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	for _, tc := range []struct {
+		name string
+		cfg  kit.HTTPClientConfig
+		want string
+	}{
+		{name: "no CA file", cfg: kit.HTTPClientConfig{TLSCAFile: dir + "/none.pem"}, want: "KIT_CLIENT_TLS_CA_FILE"},
+		{name: "no certificate in the CA file", cfg: kit.HTTPClientConfig{TLSCAFile: dir}, want: "KIT_CLIENT_TLS_CA_FILE"},
+		{name: "no key pair", cfg: kit.HTTPClientConfig{TLSCertFile: dir + "/c.pem", TLSKeyFile: dir + "/k.pem"}, want: "KIT_CLIENT_TLS_CERT_FILE"},
+		{name: "certificate without key", cfg: kit.HTTPClientConfig{TLSCertFile: dir + "/c.pem"}, want: "KIT_CLIENT_TLS_CERT_FILE and KIT_CLIENT_TLS_KEY_FILE must be set together"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			_, err := kit.New(kit.Config{HTTPClient: tc.cfg, AdminAddr: kit.AdminOff})
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("New = %v, want an error naming %s", err, tc.want)
+			}
+		})
 	}
 }

@@ -18,6 +18,7 @@ package kit
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -81,6 +82,7 @@ type Server struct {
 	sendStall time.Duration // sendStallTimeout; shorter in tests
 	cutGrace  time.Duration // closeGrace; longer in tests (see cutCallsAndClose)
 
+	clientTLS        *tls.Config // of HTTPClient's https:// connections; nil: the defaults
 	httpClientMu     sync.Mutex
 	httpClient       *balancedClient // made by the first HTTPClient call
 	httpClientClosed bool            // set by the shutdown
@@ -153,6 +155,9 @@ func newServer(cfg Config, opts []Option) (*Server, error) {
 		connect.WithSendMaxBytes(int(cfg.MaxRequestBytes)),
 		acceptBoundedGzip(cfg.MaxResponseBytes),
 		connect.WithCompressMinBytes(compressMinBytes),
+	}
+	if s.clientTLS, err = cfg.HTTPClient.clientTLS(s.logger); err != nil {
+		return nil, err
 	}
 	if s.http, err = s.newHTTPServer(); err != nil {
 		return s, err

@@ -63,6 +63,7 @@ func TLSFrom(ctx context.Context) *tls.ConnectionState {
 // is logged once, and retried as soon as a file changes again.
 type keyPairFiles struct {
 	certFile, keyFile string
+	certEnv, keyEnv   string // the variables that named them, for errors
 	logger            *slog.Logger
 
 	mu     sync.Mutex
@@ -87,8 +88,10 @@ func (a fileStamp) same(b fileStamp) bool {
 	return a.mod.Equal(b.mod) && a.size == b.size && os.SameFile(a.fi, b.fi)
 }
 
-func newKeyPairFiles(certFile, keyFile string, logger *slog.Logger) (*keyPairFiles, error) {
-	k := &keyPairFiles{certFile: certFile, keyFile: keyFile, logger: logger}
+// newKeyPairFiles loads the pair of files that the variables certEnv and
+// keyEnv name.
+func newKeyPairFiles(certEnv, certFile, keyEnv, keyFile string, logger *slog.Logger) (*keyPairFiles, error) {
+	k := &keyPairFiles{certFile: certFile, keyFile: keyFile, certEnv: certEnv, keyEnv: keyEnv, logger: logger}
 	k.stamps = k.stat()
 	cert, err := k.load()
 	if err != nil {
@@ -113,18 +116,18 @@ func (k *keyPairFiles) stat() [2]fileStamp {
 func (k *keyPairFiles) load() (*tls.Certificate, error) {
 	cert, err := tls.LoadX509KeyPair(k.certFile, k.keyFile)
 	if err != nil {
-		return nil, fmt.Errorf("kit: TLS key pair (KIT_TLS_CERT_FILE=%q, KIT_TLS_KEY_FILE=%q): %w", k.certFile, k.keyFile, err)
+		return nil, fmt.Errorf("kit: TLS key pair (%s=%q, %s=%q): %w", k.certEnv, k.certFile, k.keyEnv, k.keyFile, err)
 	}
 	if cert.Leaf == nil {
 		// GODEBUG=x509keypairleaf=0 leaves it unparsed: the expiry check
 		// and the reload's log line need it.
 		if cert.Leaf, err = x509.ParseCertificate(cert.Certificate[0]); err != nil {
-			return nil, fmt.Errorf("kit: TLS certificate (KIT_TLS_CERT_FILE=%q): %w", k.certFile, err)
+			return nil, fmt.Errorf("kit: TLS certificate (%s=%q): %w", k.certEnv, k.certFile, err)
 		}
 	}
 	if leaf := cert.Leaf; time.Now().After(leaf.NotAfter) {
-		return nil, fmt.Errorf("kit: TLS certificate (KIT_TLS_CERT_FILE=%q) expired at %s",
-			k.certFile, leaf.NotAfter.UTC().Format(time.RFC3339))
+		return nil, fmt.Errorf("kit: TLS certificate (%s=%q) expired at %s",
+			k.certEnv, k.certFile, leaf.NotAfter.UTC().Format(time.RFC3339))
 	}
 	return &cert, nil
 }

@@ -106,6 +106,7 @@ func issue(name string, parent *x509.Certificate, parentKey *ecdsa.PrivateKey, n
 		NotBefore:    notAfter.Add(-25 * time.Hour),
 		NotAfter:     notAfter,
 		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1)},
+		DNSNames:     []string{"localhost"},
 		KeyUsage:     x509.KeyUsageDigitalSignature,
 		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
 	}
