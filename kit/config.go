@@ -339,6 +339,9 @@ func (c Config) Validate() error {
 		{"MaxConnectionAge", "KIT_MAX_CONNECTION_AGE", c.MaxConnectionAge},
 		{"ShutdownTimeout", "KIT_SHUTDOWN_TIMEOUT", c.ShutdownTimeout},
 		{"DrainDelay", "KIT_DRAIN_DELAY", c.DrainDelay},
+		{"HTTPClient.DialTimeout", "KIT_CLIENT_DIAL_TIMEOUT", c.HTTPClient.DialTimeout},
+		{"HTTPClient.ResolveInterval", "KIT_CLIENT_RESOLVE_INTERVAL", c.HTTPClient.ResolveInterval},
+		{"HTTPClient.IdleTimeout", "KIT_CLIENT_IDLE_TIMEOUT", c.HTTPClient.IdleTimeout},
 	} {
 		if d.value < 0 {
 			bad(d.field, d.env, d.value, "must not be negative")

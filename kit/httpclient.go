@@ -79,20 +79,9 @@ func (h HTTPClientConfig) withDefaults() HTTPClientConfig {
 	return h
 }
 
-// check reports, with bad, each setting of h that is negative.
+// check reports, with bad, a client certificate without its key or a key
+// without its certificate (the durations are checked with Config's).
 func (h HTTPClientConfig) check(bad func(field, env string, value any, why string)) {
-	for _, d := range []struct {
-		field, env string
-		value      time.Duration
-	}{
-		{"DialTimeout", "KIT_CLIENT_DIAL_TIMEOUT", h.DialTimeout},
-		{"ResolveInterval", "KIT_CLIENT_RESOLVE_INTERVAL", h.ResolveInterval},
-		{"IdleTimeout", "KIT_CLIENT_IDLE_TIMEOUT", h.IdleTimeout},
-	} {
-		if d.value < 0 {
-			bad("HTTPClient."+d.field, d.env, d.value, "must not be negative")
-		}
-	}
 	if (h.TLSCertFile == "") != (h.TLSKeyFile == "") {
 		bad("HTTPClient.TLSCertFile", "KIT_CLIENT_TLS_CERT_FILE", h.TLSCertFile, "KIT_CLIENT_TLS_CERT_FILE and KIT_CLIENT_TLS_KEY_FILE must be set together")
 	}

@@ -2,7 +2,6 @@ package kit_test
 
 import (
 	"context"
-	"errors"
 	"log/slog"
 	"net"
 	"net/http"
@@ -79,6 +78,28 @@ func addrsOf(backends []*kittest.Server) []string {
 	return addrs
 }
 
+// balancedPingClient returns a ping client that calls backends through the
+// HTTPClient of a kit server, by a name that resolves to all of them.
+func balancedPingClient(t *testing.T, backends []*kittest.Server, opts ...connect.ClientOption) pingv1connect.PingServiceClient {
+	t.Helper()
+	caller := kittest.NewServer(t, kit.Config{}, nil, kit.WithResolver(kit.NewStaticNames(addrsOf(backends)...)))
+	return pingv1connect.NewPingServiceClient(caller.HTTPClient(), "http://ping.test", append(caller.ClientOptions(), opts...)...)
+}
+
+// eachBalancedProtocol runs test in a parallel subtest for each of
+// balancedProtocols, with three ping backends counted in tl and a client
+// that calls them through HTTPClient.
+func eachBalancedProtocol(t *testing.T, test func(t *testing.T, tl *tally, backends []*kittest.Server, client pingv1connect.PingServiceClient)) {
+	for _, p := range balancedProtocols {
+		t.Run(p.name, func(t *testing.T) {
+			t.Parallel()
+			var tl tally
+			backends := pingBackends(t, 3, &tl)
+			test(t, &tl, backends, balancedPingClient(t, backends, p.opts...))
+		})
+	}
+}
+
 // balancedProtocols are the protocols a connect client speaks through
 // HTTPClient to a cleartext server, all over h2c.
 var balancedProtocols = []struct {
@@ -96,68 +117,29 @@ var balancedProtocols = []struct {
 // stream type works (bidi streams need HTTP/2 end to end).
 func TestHTTPClientSpreadsCalls(t *testing.T) {
 	t.Parallel()
-	for _, p := range balancedProtocols {
-		t.Run(p.name, func(t *testing.T) {
-			t.Parallel()
-			var tl tally
-			backends := pingBackends(t, 3, &tl)
-			caller := kittest.NewServer(t, kit.Config{}, nil, kit.WithResolver(kit.NewStaticNames(addrsOf(backends)...)))
-			client := pingv1connect.NewPingServiceClient(caller.HTTPClient(), "http://ping.test", append(caller.ClientOptions(), p.opts...)...)
-			ctx := t.Context()
+	eachBalancedProtocol(t, func(t *testing.T, tl *tally, backends []*kittest.Server, client pingv1connect.PingServiceClient) {
+		ctx := t.Context()
 
-			const calls = 30
-			for i := range calls {
-				res, err := client.Ping(ctx, connect.NewRequest(&pingv1.PingRequest{Number: int64(i)}))
-				if err != nil || res.Msg.GetNumber() != int64(i) {
-					t.Fatalf("Ping %d = %v, %v", i, res, err)
-				}
+		const calls = 30
+		for i := range calls {
+			res, err := client.Ping(ctx, connect.NewRequest(&pingv1.PingRequest{Number: int64(i)}))
+			if err != nil || res.Msg.GetNumber() != int64(i) {
+				t.Fatalf("Ping %d = %v, %v", i, res, err)
 			}
-			served, http1 := tl.take()
-			t.Logf("calls served: %v", served)
-			for _, addr := range addrsOf(backends) {
-				if served[addr] < calls/6 {
-					t.Errorf("backend %s served %d of %d calls, want at least %d (round robin: %d each); served: %v", addr, served[addr], calls, calls/6, calls/3, served)
-				}
+		}
+		served, http1 := tl.take()
+		t.Logf("calls served: %v", served)
+		for _, addr := range addrsOf(backends) {
+			if served[addr] < calls/6 {
+				t.Errorf("backend %s served %d of %d calls, want at least %d (round robin: %d each); served: %v", addr, served[addr], calls, calls/6, calls/3, served)
 			}
-			if http1 != 0 {
-				t.Errorf("%d calls came over HTTP/1, want all over HTTP/2", http1)
-			}
+		}
+		if http1 != 0 {
+			t.Errorf("%d calls came over HTTP/1, want all over HTTP/2", http1)
+		}
 
-			up, err := client.CountUp(ctx, connect.NewRequest(&pingv1.CountUpRequest{Number: 3}))
-			if err != nil {
-				t.Fatal(err)
-			}
-			var got []int64
-			for up.Receive() {
-				got = append(got, up.Msg().GetNumber())
-			}
-			if err := up.Err(); err != nil || len(got) != 3 {
-				t.Errorf("CountUp = %v, %v; want [1 2 3]", got, err)
-			}
-			sum := client.Sum(ctx)
-			for _, n := range []int64{1, 2, 3} {
-				if err := sum.Send(&pingv1.SumRequest{Number: n}); err != nil {
-					t.Fatalf("Sum.Send: %v", err)
-				}
-			}
-			if res, err := sum.CloseAndReceive(); err != nil || res.Msg.GetSum() != 6 {
-				t.Errorf("Sum = %v, %v; want 6", res, err)
-			}
-			bidi := client.CumSum(ctx)
-			for i, n := range []int64{1, 2, 3} {
-				if err := bidi.Send(&pingv1.CumSumRequest{Number: n}); err != nil {
-					t.Fatalf("CumSum.Send: %v", err)
-				}
-				msg, err := bidi.Receive()
-				if want := []int64{1, 3, 6}[i]; err != nil || msg.GetSum() != want {
-					t.Fatalf("CumSum.Receive = %v, %v; want %d", msg, err, want)
-				}
-			}
-			if err := errors.Join(bidi.CloseRequest(), bidi.CloseResponse()); err != nil {
-				t.Fatal(err)
-			}
-		})
-	}
+		callStreams(t, client, true)
+	})
 }
 
 // TestHTTPClientLeavesOutAStoppedBackend stops one of three servers behind
@@ -165,41 +147,34 @@ func TestHTTPClientSpreadsCalls(t *testing.T) {
 // goes): every later call succeeds on the other two.
 func TestHTTPClientLeavesOutAStoppedBackend(t *testing.T) {
 	t.Parallel()
-	for _, p := range balancedProtocols {
-		t.Run(p.name, func(t *testing.T) {
-			t.Parallel()
-			var tl tally
-			backends := pingBackends(t, 3, &tl)
-			caller := kittest.NewServer(t, kit.Config{}, nil, kit.WithResolver(kit.NewStaticNames(addrsOf(backends)...)))
-			client := pingv1connect.NewPingServiceClient(caller.HTTPClient(), "http://ping.test", append(caller.ClientOptions(), p.opts...)...)
-			ctx := t.Context()
-			for i := range 9 { // a connection to each
-				if _, err := client.Ping(ctx, connect.NewRequest(&pingv1.PingRequest{Number: int64(i)})); err != nil {
-					t.Fatalf("Ping before the stop: %v", err)
-				}
+	eachBalancedProtocol(t, func(t *testing.T, tl *tally, backends []*kittest.Server, client pingv1connect.PingServiceClient) {
+		ctx := t.Context()
+		for i := range 9 { // a connection to each
+			if _, err := client.Ping(ctx, connect.NewRequest(&pingv1.PingRequest{Number: int64(i)})); err != nil {
+				t.Fatalf("Ping before the stop: %v", err)
 			}
-			stopped := backends[0].Addr().String()
-			if err := backends[0].Stop(); err != nil {
-				t.Fatal(err)
+		}
+		stopped := backends[0].Addr().String()
+		if err := backends[0].Stop(); err != nil {
+			t.Fatal(err)
+		}
+		tl.take()
+		const calls = 60
+		var failed []string
+		for i := range calls {
+			if _, err := client.Ping(ctx, connect.NewRequest(&pingv1.PingRequest{Number: int64(i)})); err != nil {
+				failed = append(failed, err.Error())
 			}
-			tl.take()
-			const calls = 60
-			var failed []string
-			for i := range calls {
-				if _, err := client.Ping(ctx, connect.NewRequest(&pingv1.PingRequest{Number: int64(i)})); err != nil {
-					failed = append(failed, err.Error())
-				}
-			}
-			if len(failed) > 0 {
-				t.Errorf("%d of %d calls failed after one of three backends stopped, want none; first: %s", len(failed), calls, failed[0])
-			}
-			served, _ := tl.take()
-			if served[stopped] != 0 {
-				t.Errorf("the stopped backend served %d calls", served[stopped])
-			}
-			t.Logf("calls served after the stop: %v", served)
-		})
-	}
+		}
+		if len(failed) > 0 {
+			t.Errorf("%d of %d calls failed after one of three backends stopped, want none; first: %s", len(failed), calls, failed[0])
+		}
+		served, _ := tl.take()
+		if served[stopped] != 0 {
+			t.Errorf("the stopped backend served %d calls", served[stopped])
+		}
+		t.Logf("calls served after the stop: %v", served)
+	})
 }
 
 // connCounter is an h2c server with the ping service that counts its open

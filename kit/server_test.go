@@ -10,6 +10,7 @@ import (
 	reflectionv1 "google.golang.org/grpc/reflection/grpc_reflection_v1"
 
 	pingv1 "github.com/connectkit/connectkit/internal/gen/connectkit/ping/v1"
+	"github.com/connectkit/connectkit/internal/gen/connectkit/ping/v1/pingv1connect"
 	"github.com/connectkit/connectkit/kit"
 	"github.com/connectkit/connectkit/kit/kittest"
 )
@@ -41,49 +42,58 @@ func testEveryProtocol(t *testing.T, srv *kittest.Server) {
 				t.Errorf("Ping = %v, want 42 and hi", res.Msg)
 			}
 
-			up, err := client.CountUp(ctx, connect.NewRequest(&pingv1.CountUpRequest{Number: 3}))
-			if err != nil {
-				t.Fatalf("CountUp: %v", err)
-			}
-			var got []int64
-			for up.Receive() {
-				got = append(got, up.Msg().GetNumber())
-			}
-			if err := up.Err(); err != nil || len(got) != 3 || got[2] != 3 {
-				t.Errorf("CountUp = %v, %v; want [1 2 3]", got, err)
-			}
-
-			sum := client.Sum(ctx)
-			for _, n := range []int64{1, 2, 3} {
-				if err := sum.Send(&pingv1.SumRequest{Number: n}); err != nil {
-					t.Fatalf("Sum.Send: %v", err)
-				}
-			}
-			sumRes, err := sum.CloseAndReceive()
-			if err != nil || sumRes.Msg.GetSum() != 6 {
-				t.Errorf("Sum = %v, %v; want 6", sumRes, err)
-			}
-
-			if strings.HasSuffix(p.Name, "http1") {
-				return // full-duplex streams need HTTP/2
-			}
-			bidi := client.CumSum(ctx)
-			for i, n := range []int64{1, 2, 3} {
-				if err := bidi.Send(&pingv1.CumSumRequest{Number: n}); err != nil {
-					t.Fatalf("CumSum.Send: %v", err)
-				}
-				msg, err := bidi.Receive()
-				if want := []int64{1, 3, 6}[i]; err != nil || msg.GetSum() != want {
-					t.Fatalf("CumSum.Receive = %v, %v; want %d", msg, err, want)
-				}
-			}
-			if err := bidi.CloseRequest(); err != nil {
-				t.Fatal(err)
-			}
-			if err := bidi.CloseResponse(); err != nil {
-				t.Fatal(err)
-			}
+			callStreams(t, client, !strings.HasSuffix(p.Name, "http1")) // full-duplex streams need HTTP/2
 		})
+	}
+}
+
+// callStreams calls each streaming procedure of client once, and the bidi
+// one when bidi is set (full-duplex streams need HTTP/2), and checks the
+// answers.
+func callStreams(t *testing.T, client pingv1connect.PingServiceClient, bidi bool) {
+	t.Helper()
+	ctx := t.Context()
+	up, err := client.CountUp(ctx, connect.NewRequest(&pingv1.CountUpRequest{Number: 3}))
+	if err != nil {
+		t.Fatalf("CountUp: %v", err)
+	}
+	var got []int64
+	for up.Receive() {
+		got = append(got, up.Msg().GetNumber())
+	}
+	if err := up.Err(); err != nil || len(got) != 3 || got[2] != 3 {
+		t.Errorf("CountUp = %v, %v; want [1 2 3]", got, err)
+	}
+
+	sum := client.Sum(ctx)
+	for _, n := range []int64{1, 2, 3} {
+		if err := sum.Send(&pingv1.SumRequest{Number: n}); err != nil {
+			t.Fatalf("Sum.Send: %v", err)
+		}
+	}
+	sumRes, err := sum.CloseAndReceive()
+	if err != nil || sumRes.Msg.GetSum() != 6 {
+		t.Errorf("Sum = %v, %v; want 6", sumRes, err)
+	}
+
+	if !bidi {
+		return
+	}
+	stream := client.CumSum(ctx)
+	for i, n := range []int64{1, 2, 3} {
+		if err := stream.Send(&pingv1.CumSumRequest{Number: n}); err != nil {
+			t.Fatalf("CumSum.Send: %v", err)
+		}
+		msg, err := stream.Receive()
+		if want := []int64{1, 3, 6}[i]; err != nil || msg.GetSum() != want {
+			t.Fatalf("CumSum.Receive = %v, %v; want %d", msg, err, want)
+		}
+	}
+	if err := stream.CloseRequest(); err != nil {
+		t.Fatal(err)
+	}
+	if err := stream.CloseResponse(); err != nil {
+		t.Fatal(err)
 	}
 }
 
