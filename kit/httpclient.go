@@ -151,7 +151,9 @@ const clientRedials = 3
 // The client is made at the first call of HTTPClient and shared by every
 // later one. [Server.Run] closes it at shutdown, after the background
 // components have stopped, once the calls in flight on it have finished
-// (up to [Config.ShutdownTimeout]); calls made after that fail.
+// (within what remains of the components' [Config.ShutdownTimeout], and at
+// least a second); calls made after that fail. A server that never runs
+// never closes it: its goroutines (a few for each name called) stay.
 func (s *Server) HTTPClient() *http.Client {
 	s.httpClientMu.Lock()
 	defer s.httpClientMu.Unlock()
