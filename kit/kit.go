@@ -96,7 +96,7 @@ func New(cfg Config, opts ...Option) (*Server, error) {
 	}
 	s, err := newServer(cfg, opts)
 	if err != nil {
-		if s.telemetry != nil {
+		if s != nil && s.telemetry != nil {
 			// Set up before the failure: its exporters hold goroutines
 			// and connections until shut down.
 			_ = s.telemetry.Shutdown(context.Background())
@@ -157,7 +157,7 @@ func newServer(cfg Config, opts []Option) (*Server, error) {
 		connect.WithCompressMinBytes(compressMinBytes),
 	}
 	if s.clientTLS, err = cfg.HTTPClient.clientTLS(s.logger); err != nil {
-		return nil, err
+		return s, err
 	}
 	if s.http, err = s.newHTTPServer(); err != nil {
 		return s, err
