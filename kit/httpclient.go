@@ -327,7 +327,20 @@ func (h *dialHealth) New(ctx context.Context, c conn.Conn, tracker health.Tracke
 	}
 	h.tasks[addr][check] = struct{}{}
 	h.mu.Unlock()
-	h.wg.Go(func() { tracker.UpdateHealthState(c, health.StateHealthy) })
+	// In a goroutine: the balancer calls New holding its lock, which
+	// UpdateHealthState takes. A dial may fail meanwhile and mark the
+	// connection unhealthy first: checked again after, so that this late
+	// "healthy" does not put back a dead address, which failed no longer
+	// marks while it probes.
+	h.wg.Go(func() {
+		tracker.UpdateHealthState(c, health.StateHealthy)
+		h.mu.Lock()
+		probing := check.probing
+		h.mu.Unlock()
+		if probing {
+			tracker.UpdateHealthState(c, health.StateUnhealthy)
+		}
+	})
 	return closerFunc(func() error {
 		cancel()
 		h.mu.Lock()
