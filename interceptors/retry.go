@@ -335,11 +335,14 @@ func (r *retrier) WrapUnary(next connect.UnaryFunc) connect.UnaryFunc {
 			if b == nil {
 				b = r.budget(req.Peer().Addr)
 			}
-			if !r.failed(b) {
-				r.refuse(ctx, req, b)
+			// Every failure takes its token, as gRPC's throttling counts
+			// them, but only a retry that was due is refused by the budget.
+			enough := r.failed(b)
+			if attempt >= r.cfg.maxAttempts {
 				return resp, err
 			}
-			if attempt >= r.cfg.maxAttempts {
+			if !enough {
+				r.refuse(ctx, req, b)
 				return resp, err
 			}
 			wait, ok := r.wait(ctx, err, attempt)

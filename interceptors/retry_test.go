@@ -567,6 +567,49 @@ func TestRetryBudget(t *testing.T) {
 	})
 }
 
+// TestRetryBudgetLastAttempt: a failure that no retry would follow (the
+// call's last attempt; with RetryMaxAttempts(1), every attempt) still takes
+// its token, as gRPC's throttling counts every failure, but is not counted
+// in rpc_client_retries_throttled_total nor warned of as a retry the budget
+// refused.
+func TestRetryBudgetLastAttempt(t *testing.T) {
+	t.Parallel()
+	eachRetryProtocol(t, func(t *testing.T, proto protocol) {
+		rc := newRetryCase(t, retrySetup{proto: proto, opts: []interceptors.RetryOption{fastRetries, interceptors.RetryMaxAttempts(1)}})
+		rc.svc.always = unavailable()
+		for range 10 {
+			if err := rc.ping(t.Context()); connect.CodeOf(err) != connect.CodeUnavailable {
+				t.Fatalf("ping: %v", err)
+			}
+		}
+		if got := rc.attempts.Load(); got != 10 {
+			t.Errorf("%d attempts for 10 calls, want 10", got)
+		}
+		if got := len(rc.logs.matching(t, map[string]any{"level": "WARN"})); got != 0 {
+			t.Errorf("%d warnings, want none (nothing was to be retried):\n%s", got, rc.logs.dump())
+		}
+		if got := metricValue(t, rc.reg, "rpc_client_retries_throttled_total", nil); got > 0 {
+			t.Errorf("rpc_client_retries_throttled_total %v, want none (nothing was to be retried)", got)
+		}
+
+		// The failures took their tokens: with more attempts allowed, the
+		// budget, at 0 of 10, refuses the retry.
+		rc2 := newRetryCase(t, retrySetup{proto: proto, opts: []interceptors.RetryOption{fastRetries, interceptors.RetryMaxAttempts(2), interceptors.RetryBudget(4, 0.1)}})
+		rc2.svc.always = unavailable()
+		for range 3 {
+			_ = rc2.ping(t.Context())
+		}
+		// Call 1: 4 → 3 (retried), 3 → 2 (its last attempt, not counted);
+		// call 2: 2 → 1, at or below half: refused, counted; call 3 too.
+		if got := metricValue(t, rc2.reg, "rpc_client_retries_throttled_total", nil); got != 2 {
+			t.Errorf("rpc_client_retries_throttled_total %v, want 2", got)
+		}
+		if got := rc2.attempts.Load(); got != 4 {
+			t.Errorf("%d attempts, want 4", got)
+		}
+	})
+}
+
 // TestRetryOptionsValidate: options out of range fail Retry.
 func TestRetryOptionsValidate(t *testing.T) {
 	t.Parallel()
