@@ -102,9 +102,10 @@ func RetryCodes(codes ...connect.Code) RetryOption {
 // that could be retried takes one and every successful call gives back
 // ratio; a call is retried only while more than half the tokens are left
 // (defaults [DefaultRetryBudgetTokens] and [DefaultRetryBudgetRatio]; 0
-// keeps a default). A peer that fails every call thus gets tokens/2 retries
-// in all, and one that fails some gets about one retry per 1/ratio
-// successes.
+// keeps a default). A peer that fails every call thus gets fewer than
+// tokens/2 retries in all, since the retried attempts' failures take their
+// tokens too (3 with the defaults: the first call's 2, then 1), and one
+// that fails some gets about one retry per 1/ratio successes.
 func RetryBudget(tokens int, ratio float64) RetryOption {
 	return retryOption(func(c *retryConfig) { c.tokens, c.ratio = tokens, ratio })
 }
@@ -184,7 +185,7 @@ func (c *retryConfig) validate() error {
 //
 // A budget per peer address ([RetryBudget]) stops retries while a peer
 // fails more than it succeeds: a peer that fails every call costs its
-// callers no more than [DefaultRetryBudgetTokens]/2 retries in all, not
+// callers fewer than [DefaultRetryBudgetTokens]/2 retries in all, not
 // [DefaultRetryMaxAttempts] times the calls. A budget, and its series, is
 // kept for each address called as long as the interceptor lives: as with
 // [CircuitBreaker], give it to the clients of the services you call, not
