@@ -215,6 +215,18 @@ func (rc *retryCase) fail(ctx context.Context) error {
 	return err
 }
 
+// failAll makes the server answer every call Unavailable, and pings it
+// calls times, each of which must fail so.
+func (rc *retryCase) failAll(t *testing.T, calls int) {
+	t.Helper()
+	rc.svc.always = unavailable()
+	for range calls {
+		if err := rc.ping(t.Context()); connect.CodeOf(err) != connect.CodeUnavailable {
+			t.Fatalf("ping: %v", err)
+		}
+	}
+}
+
 // TestRetryIdempotentCall: an idempotent call that fails with Unavailable
 // twice succeeds at its third attempt; the retried attempts carry
 // PreviousAttemptsHeader 1 and 2; the call is logged and counted once, as
@@ -534,12 +546,7 @@ func TestRetryBudget(t *testing.T) {
 	t.Parallel()
 	eachRetryProtocol(t, func(t *testing.T, proto protocol) {
 		rc := newRetryCase(t, retrySetup{proto: proto, opts: []interceptors.RetryOption{fastRetries}})
-		rc.svc.always = unavailable()
-		for range 20 {
-			if err := rc.ping(t.Context()); connect.CodeOf(err) != connect.CodeUnavailable {
-				t.Fatalf("ping: %v", err)
-			}
-		}
+		rc.failAll(t, 20)
 		if got := rc.attempts.Load(); got != 23 {
 			t.Errorf("%d attempts for 20 calls, want 23", got)
 		}
@@ -576,12 +583,7 @@ func TestRetryBudgetLastAttempt(t *testing.T) {
 	t.Parallel()
 	eachRetryProtocol(t, func(t *testing.T, proto protocol) {
 		rc := newRetryCase(t, retrySetup{proto: proto, opts: []interceptors.RetryOption{fastRetries, interceptors.RetryMaxAttempts(1)}})
-		rc.svc.always = unavailable()
-		for range 10 {
-			if err := rc.ping(t.Context()); connect.CodeOf(err) != connect.CodeUnavailable {
-				t.Fatalf("ping: %v", err)
-			}
-		}
+		rc.failAll(t, 10)
 		if got := rc.attempts.Load(); got != 10 {
 			t.Errorf("%d attempts for 10 calls, want 10", got)
 		}
@@ -595,10 +597,7 @@ func TestRetryBudgetLastAttempt(t *testing.T) {
 		// The failures took their tokens: with more attempts allowed, the
 		// budget, at 0 of 10, refuses the retry.
 		rc2 := newRetryCase(t, retrySetup{proto: proto, opts: []interceptors.RetryOption{fastRetries, interceptors.RetryMaxAttempts(2), interceptors.RetryBudget(4, 0.1)}})
-		rc2.svc.always = unavailable()
-		for range 3 {
-			_ = rc2.ping(t.Context())
-		}
+		rc2.failAll(t, 3)
 		// Call 1: 4 → 3 (retried), 3 → 2 (its last attempt, not counted);
 		// call 2: 2 → 1, at or below half: refused, counted; call 3 too.
 		if got := metricValue(t, rc2.reg, "rpc_client_retries_throttled_total", nil); got != 2 {
