@@ -16,8 +16,9 @@ import (
 // a plain connection's SetWriteDeadline) to what net/http and kit need of
 // them on HTTP/1.1, with real sockets and peers that stall: the idle and
 // header timeouts close a silent connection, and the server's write
-// timeout, a handler's write deadline and its body read deadline (set
-// before the read, or while it is blocked) end a write to a peer that
+// timeout, a handler's write deadline (on a Write, and on a file that
+// net/http sends by the connection's ReadFrom) and its body read deadline
+// (set before the read, or while it is blocked) end a write to a peer that
 // never reads and a read of a body that never comes.
 func TestEndToEndHTTP1StalledPeers(t *testing.T) {
 	t.Parallel()
@@ -59,6 +60,9 @@ func TestEndToEndHTTP1StalledPeers(t *testing.T) {
 			s.Handler = writeChunks(done, func(rc *http.ResponseController) {
 				_ = rc.SetWriteDeadline(time.Now().Add(100 * time.Millisecond))
 			})
+		}},
+		{"handler write deadline, file sent by ReadFrom, peer not reading", "GET /x HTTP/1.1\r\nHost: a\r\n\r\n", func(s *http.Server, done chan<- error) {
+			s.Handler = sendFile(done, bigFile(t))
 		}},
 		{"body read deadline set before the read", "POST /x HTTP/1.1\r\nHost: a\r\nContent-Length: 100\r\n\r\n0123456789", func(s *http.Server, done chan<- error) {
 			s.Handler = readBody(done, func(rc *http.ResponseController) {
@@ -120,6 +124,39 @@ func writeChunks(done chan<- error, set func(*http.ResponseController)) http.Han
 				return
 			}
 		}
+	})
+}
+
+// bigFile returns a file larger than what loopback sockets buffer.
+func bigFile(t *testing.T) *os.File {
+	t.Helper()
+	f, err := os.Create(t.TempDir() + "/big")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { f.Close() })
+	if err := f.Truncate(64 << 20); err != nil {
+		t.Fatal(err)
+	}
+	return f
+}
+
+// sendFile is a handler that sends the response's header, then sets a
+// write deadline, which no write then gives the socket, and copies f to
+// the response, which net/http hands to the connection's ReadFrom
+// (sendfile); it sends the copy's error to done.
+func sendFile(done chan<- error, f *os.File) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Length", "67108864")
+		w.WriteHeader(http.StatusOK)
+		rc := http.NewResponseController(w)
+		if err := rc.Flush(); err != nil {
+			done <- err
+			return
+		}
+		_ = rc.SetWriteDeadline(time.Now().Add(100 * time.Millisecond))
+		_, err := io.Copy(w, f)
+		done <- err
 	})
 }
 
