@@ -46,6 +46,12 @@ const MaxRetryAttempts = 5
 // call's retries, and the caller gets the server's answer at once.
 const MaxRetryWait = 30 * time.Second
 
+// MinRetryBudgetRatio is the smallest ratio that [RetryBudget] takes:
+// budgets count in thousandths of a token, as gRPC's retry throttling
+// does, and a smaller ratio would give nothing back, so that a budget once
+// spent would never fill again.
+const MinRetryBudgetRatio = 0.001
+
 // PreviousAttemptsHeader is the request header that a retried attempt
 // carries, as gRPC sends it: the number of attempts made before it.
 const PreviousAttemptsHeader = "Grpc-Previous-Rpc-Attempts"
@@ -100,9 +106,10 @@ func RetryCodes(codes ...connect.Code) RetryOption {
 // RetryBudget sets each peer's retry budget, as gRPC's retry throttling
 // does: a bucket of tokens full at first, from which every failed attempt
 // that could be retried takes one and every successful call gives back
-// ratio; a call is retried only while more than half the tokens are left
-// (defaults [DefaultRetryBudgetTokens] and [DefaultRetryBudgetRatio]; 0
-// keeps a default). A peer that fails every call thus gets fewer than
+// ratio (at least [MinRetryBudgetRatio], at most 1); a call is retried
+// only while more than half the tokens are left (defaults
+// [DefaultRetryBudgetTokens] and [DefaultRetryBudgetRatio]; 0 keeps a
+// default). A peer that fails every call thus gets fewer than
 // tokens/2 retries in all, since the retried attempts' failures take their
 // tokens too (3 with the defaults: the first call's 2, then 1), and one
 // that fails some gets about one retry per 1/ratio successes.
@@ -142,8 +149,8 @@ func (c *retryConfig) validate() error {
 	if c.tokens < 0 || c.tokens > maxRetryTokens {
 		errs = append(errs, fmt.Errorf("budget tokens %d: must be between 1 and %d", c.tokens, maxRetryTokens))
 	}
-	if c.ratio != 0 && !(c.ratio > 0 && c.ratio <= 1) {
-		errs = append(errs, fmt.Errorf("budget ratio %g: must be above 0 and at most 1", c.ratio))
+	if c.ratio != 0 && !(c.ratio >= MinRetryBudgetRatio && c.ratio <= 1) {
+		errs = append(errs, fmt.Errorf("budget ratio %g: must be between %g and 1", c.ratio, MinRetryBudgetRatio))
 	}
 	for _, code := range c.codes {
 		if code < connect.CodeCanceled || code > maxCode {

@@ -623,6 +623,7 @@ func TestRetryOptionsValidate(t *testing.T) {
 		{"multiplier", interceptors.RetryBackoff(0, 0, 0.5), "backoff multiplier 0.5"},
 		{"tokens", interceptors.RetryBudget(-1, 0), "budget tokens -1"},
 		{"ratio", interceptors.RetryBudget(0, 2), "budget ratio 2"},
+		{"ratio under a thousandth", interceptors.RetryBudget(0, 0.0004), "budget ratio 0.0004"},
 		{"code", interceptors.RetryCodes(0), "retry code 0"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -45,7 +45,8 @@ type ClientRetryConfig struct {
 	// KIT_CLIENT_RETRY_BUDGET_TOKENS, default 10.
 	BudgetTokens int
 	// BudgetRatio is the share of a token that each successful call gives
-	// back to its peer's budget (above 0, at most 1).
+	// back to its peer's budget (0.001 to 1: budgets count in thousandths
+	// of a token).
 	// KIT_CLIENT_RETRY_BUDGET_RATIO, default 0.1.
 	BudgetRatio float64
 }
@@ -102,7 +103,8 @@ func (r ClientRetryConfig) check(bad func(field, env string, value any, why stri
 			fmt.Sprintf("must be positive and at least KIT_CLIENT_RETRY_INITIAL_BACKOFF (%s)", initial)},
 		{"Codes", "KIT_CLIENT_RETRY_CODES", r.Codes, len(r.Codes) != 0, validCodes(r.Codes), "must be Connect codes (1 to 16)"},
 		{"BudgetTokens", "KIT_CLIENT_RETRY_BUDGET_TOKENS", r.BudgetTokens, r.BudgetTokens != 0, r.BudgetTokens > 0 && r.BudgetTokens <= maxBreakerCount, countRange},
-		{"BudgetRatio", "KIT_CLIENT_RETRY_BUDGET_RATIO", r.BudgetRatio, r.BudgetRatio != 0, r.BudgetRatio > 0 && r.BudgetRatio <= 1, "must be above 0 and at most 1"},
+		{"BudgetRatio", "KIT_CLIENT_RETRY_BUDGET_RATIO", r.BudgetRatio, r.BudgetRatio != 0, r.BudgetRatio >= interceptors.MinRetryBudgetRatio && r.BudgetRatio <= 1,
+			fmt.Sprintf("must be between %g and 1", interceptors.MinRetryBudgetRatio)},
 	})
 }
 

@@ -55,7 +55,8 @@ func TestClientRetryRejectsEachInvalidSetting(t *testing.T) {
 		{name: "ok is no code", env: with(map[string]string{"KIT_CLIENT_RETRY_CODES": "ok"}), want: []string{"KIT_CLIENT_RETRY_CODES", `"ok" is none`}},
 		{name: "no tokens", env: with(map[string]string{"KIT_CLIENT_RETRY_BUDGET_TOKENS": "-3"}), want: []string{"KIT_CLIENT_RETRY_BUDGET_TOKENS", "between 1 and 1000000"}},
 		{name: "bad ratio", env: with(map[string]string{"KIT_CLIENT_RETRY_BUDGET_RATIO": "a tenth"}), want: []string{`KIT_CLIENT_RETRY_BUDGET_RATIO="a tenth"`, "number"}},
-		{name: "ratio above 1", env: with(map[string]string{"KIT_CLIENT_RETRY_BUDGET_RATIO": "2"}), want: []string{"KIT_CLIENT_RETRY_BUDGET_RATIO", "at most 1"}},
+		{name: "ratio above 1", env: with(map[string]string{"KIT_CLIENT_RETRY_BUDGET_RATIO": "2"}), want: []string{"KIT_CLIENT_RETRY_BUDGET_RATIO", "between 0.001 and 1"}},
+		{name: "ratio under a thousandth", env: with(map[string]string{"KIT_CLIENT_RETRY_BUDGET_RATIO": "0.0004"}), want: []string{"KIT_CLIENT_RETRY_BUDGET_RATIO", "between 0.001 and 1"}},
 		{name: "settings of retries that are off", env: map[string]string{"KIT_CLIENT_RETRY_MAX_ATTEMPTS": "4", "KIT_CLIENT_RETRY_CODES": "unavailable"},
 			want: []string{"KIT_CLIENT_RETRY_MAX_ATTEMPTS", "KIT_CLIENT_RETRY_CODES", "needs KIT_CLIENT_RETRY=on"}},
 	})
