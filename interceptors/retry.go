@@ -210,7 +210,8 @@ func (c *retryConfig) validate() error {
 // rpc_client_retries_throttled_total{peer,procedure} the retries that the
 // budget refused. Each retry is logged at debug on logger (nil logs
 // nothing), and a peer's budget running out at warn, once until it fills
-// again.
+// again. A retry is counted, logged and traced when its attempt starts,
+// after its wait: a call canceled during the wait made none.
 //
 // A pubsub publish (a unary call that package pubsub makes through the
 // client chain) is not retried: the broker's client has its own. On a
@@ -357,7 +358,6 @@ func (r *retrier) WrapUnary(next connect.UnaryFunc) connect.UnaryFunc {
 			if !ok {
 				return resp, err
 			}
-			r.record(ctx, req, attempt, err, wait)
 			if wait > 0 {
 				t := time.NewTimer(wait)
 				select {
@@ -367,6 +367,8 @@ func (r *retrier) WrapUnary(next connect.UnaryFunc) connect.UnaryFunc {
 				case <-t.C:
 				}
 			}
+			// Once the wait is over: a call canceled during it made no retry.
+			r.record(ctx, req, attempt, err, wait)
 			req.Header().Set(PreviousAttemptsHeader, strconv.Itoa(attempt))
 			resp, err = next(ctx, req)
 			if err == nil {
@@ -438,7 +440,8 @@ func serverWait(meta http.Header, now time.Time) (time.Duration, bool) {
 	return wait, true
 }
 
-// record counts, logs and traces the retry that follows attempt.
+// record counts, logs and traces the retry that follows attempt, as it
+// starts, after its wait.
 func (r *retrier) record(ctx context.Context, req connect.AnyRequest, attempt int, err error, wait time.Duration) {
 	code := codeOf(err)
 	peer, procedure := req.Peer().Addr, req.Spec().Procedure

@@ -443,6 +443,13 @@ func TestRetryCallerContext(t *testing.T) {
 		if got := rc.attempts.Load(); got != 1 {
 			t.Errorf("canceled in its wait: %d attempts, want 1", got)
 		}
+		// Not a retry: not counted, logged or traced as one.
+		if got := metricValue(t, rc.reg, "rpc_client_retries_total", map[string]string{"code": "deadline_exceeded"}); got > 0 {
+			t.Errorf("canceled in its wait: rpc_client_retries_total %v, want none", got)
+		}
+		if lines := rc.logs.matching(t, map[string]any{"msg": "retrying call"}); len(lines) > 0 {
+			t.Errorf("canceled in its wait: logged as retried: %v", lines)
+		}
 
 		rc.attempts.Store(0)
 		rc.svc.plan = []*connect.Error{connect.NewError(connect.CodeDeadlineExceeded, errors.New("my own call timed out"))}
