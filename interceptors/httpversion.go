@@ -20,13 +20,12 @@ import (
 // request to give it a new context (two allocations, about 1 KiB).
 func HTTPVersion(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		v := httpVersion(r.ProtoMajor*10 + r.ProtoMinor)
 		if c := connctx.FromContext(r.Context()); c != nil {
-			// Every request of a connection has the same version.
-			c.Version.Store(uint32(v))
+			c.SetVersion(r)
 			next.ServeHTTP(w, r)
 			return
 		}
+		v := httpVersion(r.ProtoMajor*10 + r.ProtoMinor)
 		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), httpVersionKey{}, v)))
 	})
 }

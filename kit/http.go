@@ -17,6 +17,7 @@ import (
 
 	"github.com/connectkit/connectkit/interceptors"
 	"github.com/connectkit/connectkit/internal/batchconn"
+	"github.com/connectkit/connectkit/internal/connctx"
 )
 
 // newHTTPServer builds the main listener's server with net/http's own
@@ -27,10 +28,11 @@ func (s *Server) newHTTPServer() (*http.Server, error) {
 	var protocols http.Protocols
 	protocols.SetHTTP1(true)
 	srv := &http.Server{
-		// HTTPVersion and ConnContext let log lines say which HTTP version
-		// a call came over, without copying each request; ConnContext also
-		// lets serving grow an HTTP/1.x connection's stack only when needed.
-		Handler: serving(&s.handlers, &s.draining, s.cfg.MaxConnectionAge > 0, interceptors.HTTPVersion(s.withCORS(s.routes))),
+		// serving, with ConnContext, records each connection's HTTP version
+		// for the log lines, as interceptors.HTTPVersion does, without
+		// copying each request; ConnContext also lets serving grow an
+		// HTTP/1.x connection's stack only when needed.
+		Handler: serving(&s.handlers, &s.draining, s.cfg.MaxConnectionAge > 0, s.withCORS(s.routes)),
 		// fresh also keeps each connection until it closes (see
 		// freshConns).
 		ConnContext: s.connContext,
@@ -155,7 +157,9 @@ func (s *Server) withCORS(h http.Handler) http.Handler {
 }
 
 // serving counts every request's handler in wg while it runs (see
-// [Server.shutdown]), once draining is set answers HTTP/1.x requests with
+// [Server.shutdown]), records the request's HTTP version in its
+// connection's State for the log lines (as [interceptors.HTTPVersion]
+// does), once draining is set answers HTTP/1.x requests with
 // "Connection: close" (HTTP/1.1 has no GOAWAY: without it, a keep-alive
 // connection idle when the listener closes is closed under a client that
 // may be sending on it just then), as it answers every request of a
@@ -168,21 +172,38 @@ func (s *Server) withCORS(h http.Handler) http.Handler {
 // growing it first took 14% off the CPU of a Connect JSON call over
 // HTTP/1.1 at 50 in flight, and changed nothing at 1 in flight
 // (BENCHMARKS.md). It is grown only after it was shrunk (see [growConnStack]).
+//
+// It looks the connection's State up once and hands it to h when h is
+// kit's routes (no CORS): each lookup walks the request's contexts, ~140
+// instructions (BENCHMARKS.md 1.31).
 func serving(wg *sync.WaitGroup, draining *atomic.Bool, retire bool, h http.Handler) http.Handler {
+	rt, _ := h.(*routes)
+	versioned := interceptors.HTTPVersion(h) // for a connection without a State
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		wg.Add(1)
 		defer wg.Done()
-		if r.ProtoMajor == 1 && draining.Load() || retire && retired(r) {
+		c := connctx.FromContext(r.Context())
+		if c != nil {
+			c.SetVersion(r)
+		}
+		if r.ProtoMajor == 1 && draining.Load() || retire && retired(c) {
 			w.Header().Set("Connection", "close")
 		}
 		// HTTP/2 requests call growStack from here, not through a helper:
 		// every frame on the stack when it grows costs about 1 000
 		// instructions to copy. HTTP/1.x ones seldom grow.
-		if c := http1Conn(r); c != nil {
+		if r.ProtoMajor == 1 && c != nil {
 			growConnStack(&c.StackMark)
 		} else {
 			growStack()
 		}
-		h.ServeHTTP(w, r)
+		switch {
+		case c == nil:
+			versioned.ServeHTTP(w, r)
+		case rt != nil:
+			rt.serve(w, r, c)
+		default:
+			h.ServeHTTP(w, r)
+		}
 	})
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"math/rand/v2"
 	"net"
-	"net/http"
 	"time"
 
 	"github.com/connectkit/connectkit/internal/connctx"
@@ -34,8 +33,7 @@ func jitter(d time.Duration) time.Duration {
 	return d + time.Duration((rand.Float64()*0.2-0.1)*float64(d))
 }
 
-// retired reports whether r came over a connection past its age.
-func retired(r *http.Request) bool {
-	c := connctx.FromContext(r.Context())
+// retired reports whether c, a request's connection, is past its age.
+func retired(c *connctx.State) bool {
 	return c != nil && !c.RetireAt.IsZero() && !time.Now().Before(c.RetireAt)
 }

@@ -3,6 +3,7 @@ package kit_test
 import (
 	"encoding/json"
 	"log/slog"
+	"net/http"
 	"strings"
 	"testing"
 
@@ -194,5 +195,44 @@ func TestTracePublicEndpointNeedsKitsChain(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// A served call's line names the HTTP version it came over, and its
+// request id is the one the response echoes, with CORS on (the routes
+// behind rs/cors' handler) and off (kit's serving hands the routes the
+// connection's State), over HTTP/1.1 and h2c.
+func TestLogLineHTTPVersionAndEcho(t *testing.T) {
+	t.Parallel()
+	for _, origins := range [][]string{nil, {"https://app.example.com"}} {
+		var logs syncBuffer
+		srv := newPingServer(t, kit.Config{CORSAllowedOrigins: origins}, nil,
+			kit.WithLogger(slog.New(slog.NewJSONHandler(&logs, nil))))
+		clients := map[string]*http.Client{"HTTP/1.1": srv.HTTP1Client(), "HTTP/2.0": srv.HTTP2Client()}
+		ids := map[string]string{} // the echoed ids, by HTTP version
+		for version, hc := range clients {
+			res, err := newPingClient(srv, hc).Ping(t.Context(), connect.NewRequest(&pingv1.PingRequest{Number: 1}))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := res.Header().Values("X-Request-Id"); len(got) != 1 || got[0] == "" {
+				t.Fatalf("CORS origins %v, %s: response X-Request-Id %q; want one id", origins, version, got)
+			}
+			ids[version] = res.Header().Get("X-Request-Id")
+		}
+		seen := 0
+		for _, line := range logLines(t, &logs, "rpc") {
+			if line["kind"] != "server" || line["procedure"] != pingPath {
+				continue
+			}
+			seen++
+			version, _ := line["http"].(string)
+			if id, ok := ids[version]; !ok || line["request_id"] != id {
+				t.Errorf("CORS origins %v: line %v; want http one of %v with its echoed request_id", origins, line, ids)
+			}
+		}
+		if seen != len(clients) {
+			t.Errorf("CORS origins %v: %d server lines, want %d", origins, seen, len(clients))
+		}
 	}
 }

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+
+	"github.com/connectkit/connectkit/internal/connctx"
 )
 
 // routes finds the handler of each request on the main listener: a call to
@@ -97,9 +99,15 @@ func pathUnescape(path string) string {
 }
 
 func (rt *routes) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	rt.serve(w, r, http1Conn(r))
+}
+
+// serve serves r, whose connection's State is c: nil without one, and
+// may be nil for HTTP/2, where it is not used.
+func (rt *routes) serve(w http.ResponseWriter, r *http.Request, c *connctx.State) {
 	if h, pattern := rt.service(r); h != nil {
 		r.Pattern = pattern // as the ServeMux sets it
-		if c := http1Conn(r); c != nil && rt.echoIDs {
+		if r.ProtoMajor == 1 && c != nil && rt.echoIDs {
 			c.EchoRequestID(r.Header, w.Header())
 			h.ServeHTTP(w, r)
 			c.Served()

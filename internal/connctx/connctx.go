@@ -40,6 +40,12 @@ type State struct {
 	echoed atomic.Pointer[echoed]
 }
 
+// SetVersion records the HTTP version of a request the connection
+// serves (every request of a connection has the same one).
+func (s *State) SetVersion(r *http.Request) {
+	s.Version.Store(uint32(r.ProtoMajor*10 + r.ProtoMinor))
+}
+
 // echoed is a request id that kit's server wrote into an HTTP/1.x
 // response's header before the request's handler ran.
 type echoed struct {
