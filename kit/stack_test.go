@@ -3,7 +3,9 @@ package kit_test
 import (
 	"io"
 	"net/http"
+	"runtime"
 	"testing"
+	"time"
 
 	"github.com/connectkit/connectkit/kit"
 	"github.com/connectkit/connectkit/kit/kittest"
@@ -43,5 +45,37 @@ func TestServerGrowsHTTP1StacksPerConnection(t *testing.T) {
 	}
 	if h2 := get(srv.HTTP2Client()); h2 != 0 {
 		t.Errorf("HTTP/2: mark %#x, want none", h2)
+	}
+}
+
+// The garbage collector does not shrink the stack of an HTTP/1.1
+// connection's goroutine while it waits for its next request, so the next
+// request need not grow it again (see batchconn's readDeep): the stack has
+// not moved, and the request finds the mark the first one left.
+func TestHTTP1StackKeptWhileIdle(t *testing.T) {
+	t.Parallel()
+	marks := make(chan uintptr, 1)
+	srv := kittest.NewServer(t, kit.Config{}, func(srv *kit.Server) {
+		srv.Mount("/stack", http.HandlerFunc(func(_ http.ResponseWriter, r *http.Request) {
+			marks <- kit.StackMark(r)
+		}))
+	})
+	get := func() uintptr {
+		t.Helper()
+		res, err := srv.HTTP1Client().Get(srv.URL + "/stack")
+		if err != nil {
+			t.Fatalf("GET: %v", err)
+		}
+		_, _ = io.Copy(io.Discard, res.Body)
+		res.Body.Close()
+		return <-marks
+	}
+	first := get()
+	for range 3 { // the connection's goroutine is then waiting in a read
+		time.Sleep(10 * time.Millisecond)
+		runtime.GC()
+	}
+	if second := get(); first == 0 || second != first {
+		t.Errorf("marks %#x, then %#x after GCs: the idle connection's stack moved (was shrunk)", first, second)
 	}
 }

@@ -69,6 +69,9 @@ func (c *conn) NetConn() net.Conn { return c.Conn }
 func (c *conn) Read(p []byte) (int, error) {
 	switch c.mode.Load() {
 	case modePlain, modePending:
+		if len(p) > 1 {
+			return c.readDeep(p)
+		}
 		return c.readSocket(p)
 	case modeSniffing:
 		c.rmu.Lock()
@@ -251,6 +254,34 @@ func (c *conn) readSocket(p []byte) (int, error) {
 	c.end(&c.rdLazy)
 	return n, err
 }
+
+// readDeep reads the socket from under a frame of stackPad bytes. A plain
+// (HTTP/1.x) connection's goroutine waits for its next request in a Read
+// of a buffer (net/http's background read of one byte runs on a goroutine
+// of its own), and the garbage collector halves a waiting goroutine's
+// stack when it uses less than a quarter of it. kit's server gives that
+// goroutine a 16 KiB stack for each request that finds it shrunk (kit's
+// growConnStack), and both copies walk every frame on the stack: ~900
+// instructions a Connect JSON call at 50 in flight, against ~280 to zero
+// this frame (BENCHMARKS.md 1.31). With it, the waiting goroutine uses
+// over 4 KiB and keeps its 16 KiB. An HTTP/2 connection reads buffered
+// once it is known as one (its TLS handshake, before ALPN, comes here).
+//
+//go:noinline
+func (c *conn) readDeep(p []byte) (int, error) {
+	var pad [stackPad]byte
+	keepPad(&pad)
+	return c.readSocket(p)
+}
+
+// stackPad is readDeep's frame: with net/http's frames beneath it, a
+// goroutine waiting in it uses a quarter of 16 KiB.
+const stackPad = 2 << 10
+
+// keepPad keeps readDeep's frame from being optimized away.
+//
+//go:noinline
+func keepPad(*[stackPad]byte) {}
 
 // SetDeadline sets the read and write deadlines.
 func (c *conn) SetDeadline(t time.Time) error {
