@@ -12,8 +12,10 @@ import (
 	"net/http"
 	"os"
 	"sync"
+	"syscall"
 	"time"
 
+	"connectrpc.com/connect"
 	"github.com/bufbuild/httplb"
 	"github.com/bufbuild/httplb/conn"
 	"github.com/bufbuild/httplb/health"
@@ -266,10 +268,62 @@ func newLeafTransport(cfg httplb.TransportConfig, protocols *http.Protocols) *ht
 
 // redial sends a call again, up to clientRedials times, when the
 // connection for it could not be opened, if its body can be sent again:
-// the balancer picks the next address each time.
+// the balancer picks the next address each time. A call whose connection
+// the server reset (a killed process) fails with Unavailable (see
+// peerGone).
 type redial struct{ next http.RoundTripper }
 
 func (r redial) RoundTrip(req *http.Request) (*http.Response, error) {
+	resp, err := r.send(req)
+	if err != nil {
+		return resp, peerGone(req.Context(), err)
+	}
+	if resp.StatusCode != http.StatusSwitchingProtocols { // that body is also the writer of an upgraded connection
+		resp.Body = &resetBody{ReadCloser: resp.Body, ctx: req.Context()}
+	}
+	return resp, nil
+}
+
+// peerGone returns err as a connect error of code Unavailable when it says
+// that the server reset the connection or that it broke under a write,
+// while the call's context is live. connect-go reads those errors as a
+// peer that went away, which on a server is its client, and gives its
+// callers Canceled, which says the caller gave up: Retry would not retry
+// an idempotent call, and a breaker would not count the failure. gRPC's
+// clients say Unavailable.
+func peerGone(ctx context.Context, err error) error {
+	if ctx.Err() == nil && (errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE)) {
+		return connect.NewError(connect.CodeUnavailable, err)
+	}
+	return err
+}
+
+// resetBody is the body of a response whose read errors go through
+// peerGone, and whose end cut short fails with Unavailable: a stream's
+// server can be killed after its headers came.
+type resetBody struct {
+	io.ReadCloser
+	ctx context.Context
+}
+
+func (b *resetBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	switch {
+	case err == nil || err == io.EOF: //nolint:errorlint // Read returns io.EOF itself, unwrapped
+	case errors.Is(err, io.ErrUnexpectedEOF) && b.ctx.Err() == nil:
+		// The connection closed before the body ended (HTTP/2 reads so a
+		// connection's end, HTTP/1.1 a body cut short): connect-go would
+		// call a stream cut inside a message a protocol error (Internal).
+		err = connect.NewError(connect.CodeUnavailable, err)
+	default:
+		err = peerGone(b.ctx, err)
+	}
+	return n, err
+}
+
+// send makes the call, and makes it again while its connection could not
+// be opened.
+func (r redial) send(req *http.Request) (*http.Response, error) {
 	for tries := 0; ; tries++ {
 		resp, err := r.next.RoundTrip(req)
 		if err == nil || tries == clientRedials || !isDialError(err) || req.Context().Err() != nil {

@@ -1,0 +1,170 @@
+package kit_test
+
+import (
+	"io"
+	"net"
+	"sync"
+	"testing"
+
+	"connectrpc.com/connect"
+
+	pingv1 "github.com/connectkit/connectkit/internal/gen/connectkit/ping/v1"
+	"github.com/connectkit/connectkit/internal/gen/connectkit/ping/v1/pingv1connect"
+	"github.com/connectkit/connectkit/kit"
+	"github.com/connectkit/connectkit/kit/kittest"
+)
+
+// TestHTTPClientConnectionReset kills the server of a call in flight, its
+// connection reset or closed: the caller gets Unavailable, which Retry retries for
+// an idempotent method and a breaker counts, not Canceled, which says that
+// the caller gave up and is neither retried nor counted. connect-go reads a
+// reset as a peer that went away, which on a server is its client, and a
+// stream's connection closed in the middle of a message as a protocol
+// error (Internal).
+func TestHTTPClientConnectionReset(t *testing.T) {
+	t.Parallel()
+	for _, p := range balancedProtocols {
+		for _, reset := range []bool{true, false} {
+			name := p.name + "/reset"
+			if !reset {
+				name = p.name + "/closed"
+			}
+			t.Run(name, func(t *testing.T) {
+				t.Parallel()
+				ping := blockingPing()
+				backend := kittest.NewServer(t, kit.Config{}, func(srv *kit.Server) {
+					srv.Mount(pingv1connect.NewPingServiceHandler(ping, srv.HandlerOptions()...))
+				})
+				t.Cleanup(func() { close(ping.block) })
+				stop := (*killable).close
+				if reset {
+					stop = (*killable).kill
+				}
+
+				t.Run("unary", func(t *testing.T) {
+					front := newKillable(t, backend.Addr().String())
+					client := pingClientOf(t, front.addr(), p.opts)
+					go func() {
+						<-ping.entered
+						stop(front)
+					}()
+					_, err := client.Ping(t.Context(), connect.NewRequest(&pingv1.PingRequest{Number: 1}))
+					if connect.CodeOf(err) != connect.CodeUnavailable {
+						t.Errorf("Ping whose server was killed: %v (code %v), want code unavailable", err, connect.CodeOf(err))
+					}
+				})
+				t.Run("stream", func(t *testing.T) {
+					front := newKillable(t, backend.Addr().String())
+					client := pingClientOf(t, front.addr(), p.opts)
+					stream := client.CumSum(t.Context())
+					if err := stream.Send(&pingv1.CumSumRequest{Number: 2}); err != nil {
+						t.Fatal(err)
+					}
+					if _, err := stream.Receive(); err != nil {
+						t.Fatal(err)
+					}
+					stop(front)
+					_, err := stream.Receive()
+					if connect.CodeOf(err) != connect.CodeUnavailable {
+						t.Errorf("Receive on a stream whose server was killed: %v (code %v), want code unavailable", err, connect.CodeOf(err))
+					}
+					_ = stream.CloseRequest()
+					_ = stream.CloseResponse()
+				})
+			})
+		}
+	}
+}
+
+// pingClientOf returns a ping client that calls addr through the
+// HTTPClient of a kit server, with its client options and opts.
+func pingClientOf(t *testing.T, addr string, opts []connect.ClientOption) pingv1connect.PingServiceClient {
+	t.Helper()
+	caller := kittest.NewServer(t, kit.Config{}, nil, kit.WithResolver(kit.NewStaticNames(addr)))
+	return pingv1connect.NewPingServiceClient(caller.HTTPClient(), "http://ping.test", append(caller.ClientOptions(), opts...)...)
+}
+
+// killable forwards the TCP connections it accepts on its own loopback
+// address to a server, until kill closes its listener and every
+// connection at once, as a process killed (or its node lost) does.
+type killable struct {
+	ln     net.Listener
+	target string
+
+	mu     sync.Mutex
+	conns  map[net.Conn]struct{}
+	killed bool
+	wg     sync.WaitGroup
+}
+
+func newKillable(t *testing.T, target string) *killable {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	k := &killable{ln: ln, target: target, conns: map[net.Conn]struct{}{}}
+	k.wg.Go(k.serve)
+	t.Cleanup(k.kill)
+	return k
+}
+
+func (k *killable) addr() string { return k.ln.Addr().String() }
+
+func (k *killable) serve() {
+	for {
+		c, err := k.ln.Accept()
+		if err != nil {
+			return
+		}
+		up, err := net.Dial("tcp", k.target)
+		if err != nil {
+			_ = c.Close()
+			continue
+		}
+		if !k.track(c, up) {
+			continue
+		}
+		k.wg.Go(func() { _, _ = io.Copy(up, c); _ = up.Close() })
+		k.wg.Go(func() { _, _ = io.Copy(c, up); _ = c.Close() })
+	}
+}
+
+// track remembers c and up, or closes them when kill came first.
+func (k *killable) track(c, up net.Conn) bool {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.killed {
+		_ = c.Close()
+		_ = up.Close()
+		return false
+	}
+	k.conns[c], k.conns[up] = struct{}{}, struct{}{}
+	return true
+}
+
+// kill closes the listener and resets every connection, as the kernel
+// does for a dead process's sockets that held data unread, and waits for
+// the forwarding to end.
+func (k *killable) kill() { k.stop(true) }
+
+// close closes the listener and every connection (a FIN, as the kernel
+// sends for a dead process's sockets with nothing unread), and waits for
+// the forwarding to end.
+func (k *killable) close() { k.stop(false) }
+
+func (k *killable) stop(reset bool) {
+	k.mu.Lock()
+	k.killed = true
+	_ = k.ln.Close()
+	if reset { // before any close: the forwarding closes the other side of each
+		for c := range k.conns {
+			_ = c.(*net.TCPConn).SetLinger(0)
+		}
+	}
+	for c := range k.conns {
+		_ = c.Close()
+	}
+	k.mu.Unlock()
+	k.wg.Wait()
+}
