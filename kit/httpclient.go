@@ -310,15 +310,30 @@ func (b *resetBody) Read(p []byte) (int, error) {
 	n, err := b.ReadCloser.Read(p)
 	switch {
 	case err == nil || err == io.EOF: //nolint:errorlint // Read returns io.EOF itself, unwrapped
-	case errors.Is(err, io.ErrUnexpectedEOF) && b.ctx.Err() == nil:
-		// The connection closed before the body ended (HTTP/2 reads so a
-		// connection's end, HTTP/1.1 a body cut short): connect-go would
-		// call a stream cut inside a message a protocol error (Internal).
+	case connLost(err) && b.ctx.Err() == nil:
+		// connect-go would call a stream cut so a protocol error
+		// (Internal).
 		err = connect.NewError(connect.CodeUnavailable, err)
 	default:
 		err = peerGone(b.ctx, err)
 	}
 	return n, err
+}
+
+// connLost reports whether err, from a response body's read, says that the
+// connection closed under it: before the body ended (HTTP/2 reads so a
+// connection's end, HTTP/1.1 a body cut short), closed by net/http after
+// a write on it failed (a reset seen by another stream's write first), or
+// closed for a ping left unanswered.
+func connLost(err error) bool {
+	if errors.Is(err, io.ErrUnexpectedEOF) {
+		return true
+	}
+	switch err.Error() { // net/http's HTTP/2 errors are not exported
+	case "http2: client connection force closed via ClientConn.Close", "http2: client connection lost":
+		return true
+	}
+	return false
 }
 
 // send makes the call, and makes it again while its connection could not

@@ -1,9 +1,18 @@
 package kit
 
 import (
+	"context"
+	"errors"
+	"io"
+	"net"
+	"os"
 	"strings"
+	"syscall"
 	"testing"
+	"testing/iotest"
 	"time"
+
+	"connectrpc.com/connect"
 )
 
 // TestHTTPClientConfigFromEnv checks that the KIT_CLIENT_* variables of the
@@ -36,5 +45,38 @@ func TestHTTPClientConfigFromEnv(t *testing.T) {
 	}
 	if want := (HTTPClientConfig{DialTimeout: 2 * time.Second, ResolveInterval: 10 * time.Second, IdleTimeout: time.Minute}); cfg.HTTPClient != want {
 		t.Errorf("HTTPClient = %+v, want %+v", cfg.HTTPClient, want)
+	}
+}
+
+// TestResetBodyCodes reads responses whose connection was lost in each way
+// net/http reports it: each read fails with Unavailable while the call's
+// context is live (connect-go would say Internal, 'incomplete envelope',
+// or Canceled), and as it came once the context is done.
+func TestResetBodyCodes(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name string
+		err  error
+	}{
+		{name: "reset", err: &net.OpError{Op: "read", Net: "tcp", Err: os.NewSyscallError("read", syscall.ECONNRESET)}},
+		{name: "broken pipe", err: &net.OpError{Op: "write", Net: "tcp", Err: os.NewSyscallError("write", syscall.EPIPE)}},
+		{name: "closed", err: io.ErrUnexpectedEOF},
+		{name: "closed after another stream's write failed", err: errors.New("http2: client connection force closed via ClientConn.Close")},
+		{name: "ping unanswered", err: errors.New("http2: client connection lost")},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			body := &resetBody{ReadCloser: io.NopCloser(iotest.ErrReader(tc.err)), ctx: t.Context()}
+			_, err := body.Read(make([]byte, 5))
+			if connect.CodeOf(err) != connect.CodeUnavailable || !errors.Is(err, tc.err) {
+				t.Errorf("Read = %v (code %v), want code unavailable wrapping %v", err, connect.CodeOf(err), tc.err)
+			}
+			ctx, cancel := context.WithCancel(t.Context())
+			cancel()
+			body = &resetBody{ReadCloser: io.NopCloser(iotest.ErrReader(tc.err)), ctx: ctx}
+			if _, err := body.Read(make([]byte, 5)); err != tc.err { //nolint:errorlint // the same error
+				t.Errorf("Read with the context done = %v, want %v as it came", err, tc.err)
+			}
+		})
 	}
 }
