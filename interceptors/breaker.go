@@ -24,6 +24,17 @@ import (
 // that never left the client from one the server failed.
 var ErrBreakerOpen = errors.New("circuit breaker is open")
 
+// ErrConnectionLost is the cause, beside the connection's own error, of the
+// Unavailable error of a call whose connection closed under it (its
+// server's process killed, or its node lost), as kit's balanced HTTP client
+// reports it. [CircuitBreaker] does not count such a failure: the balancer
+// leaves the dead address out and sends later calls to the others, while
+// a breaker, which is the whole name's, would refuse them all once as many
+// calls as its failure count were in flight on the one connection. A
+// service whose every server is gone still trips it, by the connections
+// they refuse.
+var ErrConnectionLost = errors.New("connection to the server lost")
+
 // Defaults of [CircuitBreaker], as gobreaker and Hystrix users know them: a
 // dependency that fails 5 calls in a row, or half of at least 20 calls within
 // 10s, is left alone for 10s, then one probe call decides.
@@ -116,7 +127,7 @@ func BreakerHalfOpenCalls(n int) BreakerOption {
 
 // BreakerTripCodes replaces the codes that count as failures (by default
 // Unavailable, DeadlineExceeded, Internal, Unknown and DataLoss; no codes
-// keeps the default). Canceled never counts.
+// keeps the default). Canceled never counts, nor [ErrConnectionLost].
 func BreakerTripCodes(codes ...connect.Code) BreakerOption {
 	codes = slices.Clone(codes)
 	return breakerOption(func(c *breakerConfig) { c.tripCodes = codes })
@@ -345,7 +356,8 @@ func (b *breakers) outcome(ctx context.Context, err error) error {
 	switch {
 	case code == codeOK:
 		return nil
-	case code == connect.CodeCanceled || errors.Is(ctx.Err(), context.Canceled):
+	case code == connect.CodeCanceled || errors.Is(ctx.Err(), context.Canceled),
+		errors.Is(err, ErrConnectionLost):
 		return errExcluded
 	case b.trips[code]:
 		return errTripped

@@ -20,6 +20,8 @@ import (
 	"github.com/bufbuild/httplb/conn"
 	"github.com/bufbuild/httplb/health"
 	"github.com/bufbuild/httplb/resolver"
+
+	"github.com/connectkit/connectkit/interceptors"
 )
 
 // HTTPClientConfig configures the HTTP client of [Server.HTTPClient]. Every
@@ -284,23 +286,29 @@ func (r redial) RoundTrip(req *http.Request) (*http.Response, error) {
 	return resp, nil
 }
 
-// peerGone returns err as a connect error of code Unavailable when it says
-// that the server reset the connection or that it broke under a write,
-// while the call's context is live. connect-go reads those errors as a
-// peer that went away, which on a server is its client, and gives its
-// callers Canceled, which says the caller gave up: Retry would not retry
-// an idempotent call, and a breaker would not count the failure. gRPC's
-// clients say Unavailable.
+// peerGone returns err as the error of lost when it says that the call's
+// connection closed under it (see connLost) while the call's context is
+// live. connect-go reads a reset or a broken pipe as a peer that went
+// away, which on a server is its client, and gives its callers Canceled,
+// which says the caller gave up: Retry would not retry an idempotent call.
+// It calls a stream cut inside a message a protocol error (Internal).
+// gRPC's clients say Unavailable.
 func peerGone(ctx context.Context, err error) error {
-	if ctx.Err() == nil && (errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE)) {
-		return connect.NewError(connect.CodeUnavailable, err)
+	if ctx.Err() == nil && connLost(err) {
+		return lost(err)
 	}
 	return err
 }
 
+// lost returns the Unavailable error of a call whose connection closed
+// under it: its causes are [interceptors.ErrConnectionLost], so that a
+// breaker does not count it, and err.
+func lost(err error) error {
+	return connect.NewError(connect.CodeUnavailable, fmt.Errorf("%w: %w", interceptors.ErrConnectionLost, err))
+}
+
 // resetBody is the body of a response whose read errors go through
-// peerGone, and whose end cut short fails with Unavailable: a stream's
-// server can be killed after its headers came.
+// peerGone: a stream's server can be killed after its headers came.
 type resetBody struct {
 	io.ReadCloser
 	ctx context.Context
@@ -308,30 +316,26 @@ type resetBody struct {
 
 func (b *resetBody) Read(p []byte) (int, error) {
 	n, err := b.ReadCloser.Read(p)
-	switch {
-	case err == nil || err == io.EOF: //nolint:errorlint // Read returns io.EOF itself, unwrapped
-	case connLost(err) && b.ctx.Err() == nil:
-		// connect-go would call a stream cut so a protocol error
-		// (Internal).
-		err = connect.NewError(connect.CodeUnavailable, err)
-	default:
+	if err != nil && err != io.EOF { //nolint:errorlint // Read returns io.EOF itself, unwrapped
 		err = peerGone(b.ctx, err)
 	}
 	return n, err
 }
 
-// connLost reports whether err, from a response body's read, says that the
-// connection closed under it: before the body ended (HTTP/2 reads so a
-// connection's end, HTTP/1.1 a body cut short), closed by net/http after
-// a write on it failed (a reset seen by another stream's write first), or
-// closed for a ping left unanswered.
+// connLost reports whether err says that a call's connection closed under
+// it: reset by the server, broken under a write, closed before the
+// response ended (HTTP/2 reads so a connection's end, HTTP/1.1 a body cut
+// short), closed by net/http after a write on it failed (a reset that
+// another stream's write saw first), or closed for a ping left unanswered.
 func connLost(err error) bool {
-	if errors.Is(err, io.ErrUnexpectedEOF) {
+	if errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE) || errors.Is(err, io.ErrUnexpectedEOF) {
 		return true
 	}
-	switch err.Error() { // net/http's HTTP/2 errors are not exported
-	case "http2: client connection force closed via ClientConn.Close", "http2: client connection lost":
-		return true
+	for ; err != nil; err = errors.Unwrap(err) {
+		switch err.Error() { // net/http's HTTP/2 errors are not exported
+		case "http2: client connection force closed via ClientConn.Close", "http2: client connection lost":
+			return true
+		}
 	}
 	return false
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"net/url"
 	"os"
 	"strings"
 	"syscall"
@@ -13,6 +14,8 @@ import (
 	"time"
 
 	"connectrpc.com/connect"
+
+	"github.com/connectkit/connectkit/interceptors"
 )
 
 // TestHTTPClientConfigFromEnv checks that the KIT_CLIENT_* variables of the
@@ -49,9 +52,10 @@ func TestHTTPClientConfigFromEnv(t *testing.T) {
 }
 
 // TestResetBodyCodes reads responses whose connection was lost in each way
-// net/http reports it: each read fails with Unavailable while the call's
+// net/http reports it: each read, and each RoundTrip failing so, fails with
+// Unavailable caused by interceptors.ErrConnectionLost while the call's
 // context is live (connect-go would say Internal, 'incomplete envelope',
-// or Canceled), and as it came once the context is done.
+// or Canceled), and a read fails as it came once the context is done.
 func TestResetBodyCodes(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct {
@@ -68,8 +72,12 @@ func TestResetBodyCodes(t *testing.T) {
 			t.Parallel()
 			body := &resetBody{ReadCloser: io.NopCloser(iotest.ErrReader(tc.err)), ctx: t.Context()}
 			_, err := body.Read(make([]byte, 5))
-			if connect.CodeOf(err) != connect.CodeUnavailable || !errors.Is(err, tc.err) {
-				t.Errorf("Read = %v (code %v), want code unavailable wrapping %v", err, connect.CodeOf(err), tc.err)
+			if connect.CodeOf(err) != connect.CodeUnavailable || !errors.Is(err, tc.err) || !errors.Is(err, interceptors.ErrConnectionLost) {
+				t.Errorf("Read = %v (code %v), want code unavailable wrapping %v and ErrConnectionLost", err, connect.CodeOf(err), tc.err)
+			}
+			err = peerGone(t.Context(), &url.Error{Op: "Post", URL: "http://ping.test/", Err: tc.err}) // from RoundTrip
+			if connect.CodeOf(err) != connect.CodeUnavailable || !errors.Is(err, tc.err) || !errors.Is(err, interceptors.ErrConnectionLost) {
+				t.Errorf("RoundTrip's error = %v (code %v), want code unavailable wrapping %v and ErrConnectionLost", err, connect.CodeOf(err), tc.err)
 			}
 			ctx, cancel := context.WithCancel(t.Context())
 			cancel()

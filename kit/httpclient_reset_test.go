@@ -3,6 +3,7 @@ package kit_test
 import (
 	"io"
 	"net"
+	"net/http"
 	"sync"
 	"testing"
 
@@ -167,4 +168,66 @@ func (k *killable) stop(reset bool) {
 	}
 	k.mu.Unlock()
 	k.wg.Wait()
+}
+
+// TestHTTPClientBreakerOnePodKilled kills one of three servers behind a
+// name while five calls of one procedure are in flight on it, with
+// KIT_CLIENT_BREAKER on: those calls fail, but the breaker, which is the
+// name's (all its Pods'), must not open for them, since the client leaves
+// the dead address out and the two others serve every later call. It
+// opened, for KIT_CLIENT_BREAKER_OPEN_TIMEOUT (10s), at five calls lost
+// in a row.
+func TestHTTPClientBreakerOnePodKilled(t *testing.T) {
+	t.Parallel()
+	var tl tally
+	healthy := pingBackends(t, 2, &tl)
+	ping := blockingPing()
+	entered := make(chan struct{}, 16)
+	dying := kittest.NewServer(t, kit.Config{}, func(srv *kit.Server) {
+		path, h := pingv1connect.NewPingServiceHandler(ping, srv.HandlerOptions()...)
+		srv.Mount(path, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			entered <- struct{}{}
+			h.ServeHTTP(w, r)
+		}))
+	})
+	t.Cleanup(func() { close(ping.block) })
+	front := newKillable(t, dying.Addr().String())
+	caller := kittest.NewServer(t, kit.Config{ClientBreaker: kit.ClientBreakerConfig{Enabled: true}}, nil,
+		kit.WithResolver(kit.NewStaticNames(front.addr(), healthy[0].Addr().String(), healthy[1].Addr().String())))
+	client := pingv1connect.NewPingServiceClient(caller.HTTPClient(), "http://ping.test", caller.ClientOptions()...)
+
+	const inFlight = 5 // interceptors.DefaultBreakerConsecutiveFailures
+	var calls sync.WaitGroup
+	errs := make(chan error, 3*inFlight)
+	for n := 0; n < inFlight; {
+		calls.Go(func() {
+			_, err := client.Ping(t.Context(), connect.NewRequest(&pingv1.PingRequest{}))
+			errs <- err
+		})
+		select { // the call went to a healthy server, or is held by the dying one
+		case err := <-errs:
+			if err != nil {
+				t.Fatalf("Ping before the kill: %v", err)
+			}
+		case <-entered:
+			n++
+		}
+	}
+	front.kill()
+	calls.Wait()
+	close(errs)
+	lost := 0
+	for err := range errs {
+		if err != nil {
+			lost++
+		}
+	}
+	if lost != inFlight {
+		t.Errorf("%d calls failed at the kill, want the %d in flight on the killed server", lost, inFlight)
+	}
+	for i := range 10 {
+		if _, err := client.Ping(t.Context(), connect.NewRequest(&pingv1.PingRequest{Number: int64(i)})); err != nil {
+			t.Fatalf("Ping %d after the kill: %v, want the two servers left to serve it", i, err)
+		}
+	}
 }
