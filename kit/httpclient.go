@@ -316,7 +316,7 @@ type resetBody struct {
 
 func (b *resetBody) Read(p []byte) (int, error) {
 	n, err := b.ReadCloser.Read(p)
-	if err != nil && err != io.EOF { //nolint:errorlint // Read returns io.EOF itself, unwrapped
+	if err != nil && err != io.EOF { // Read returns io.EOF itself, unwrapped
 		err = peerGone(b.ctx, err)
 	}
 	return n, err

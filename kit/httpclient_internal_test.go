@@ -82,7 +82,7 @@ func TestResetBodyCodes(t *testing.T) {
 			ctx, cancel := context.WithCancel(t.Context())
 			cancel()
 			body = &resetBody{ReadCloser: io.NopCloser(iotest.ErrReader(tc.err)), ctx: ctx}
-			if _, err := body.Read(make([]byte, 5)); err != tc.err { //nolint:errorlint // the same error
+			if _, err := body.Read(make([]byte, 5)); err != tc.err { // the same error, not wrapped
 				t.Errorf("Read with the context done = %v, want %v as it came", err, tc.err)
 			}
 		})
