@@ -402,18 +402,8 @@ func (h *dialHealth) New(ctx context.Context, c conn.Conn, tracker health.Tracke
 	h.mu.Unlock()
 	// In a goroutine: the balancer calls New holding its lock, which
 	// UpdateHealthState takes. A dial may fail meanwhile and mark the
-	// connection unhealthy first: checked again after, so that this late
-	// "healthy" does not put back a dead address, which failed no longer
-	// marks while it probes.
-	h.wg.Go(func() {
-		tracker.UpdateHealthState(c, health.StateHealthy)
-		h.mu.Lock()
-		probing := check.probing
-		h.mu.Unlock()
-		if probing {
-			tracker.UpdateHealthState(c, health.StateUnhealthy)
-		}
-	})
+	// connection unhealthy first: see markHealthy.
+	h.wg.Go(func() { h.markHealthy(check) })
 	return closerFunc(func() error {
 		cancel()
 		h.mu.Lock()
@@ -478,8 +468,22 @@ func (h *dialHealth) probe(check *dialCheck, network, addr string) {
 		h.mu.Lock()
 		check.probing = false
 		h.mu.Unlock()
-		check.tracker.UpdateHealthState(check.conn, health.StateHealthy)
+		h.markHealthy(check)
 		return
+	}
+}
+
+// markHealthy marks check's connection healthy, and unhealthy again when a
+// dial to its address failed meanwhile (the mark is made outside h.mu, so
+// a failure can come between), which failed no longer marks while its new
+// probe runs.
+func (h *dialHealth) markHealthy(check *dialCheck) {
+	check.tracker.UpdateHealthState(check.conn, health.StateHealthy)
+	h.mu.Lock()
+	probing := check.probing
+	h.mu.Unlock()
+	if probing {
+		check.tracker.UpdateHealthState(check.conn, health.StateUnhealthy)
 	}
 }
 

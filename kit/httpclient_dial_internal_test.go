@@ -7,6 +7,11 @@ import (
 	"net/http"
 	"sync"
 	"testing"
+	"time"
+
+	"github.com/bufbuild/httplb/conn"
+	"github.com/bufbuild/httplb/health"
+	"github.com/bufbuild/httplb/resolver"
 )
 
 // h2cServer runs an h2c server on loopback that answers "ok", and returns
@@ -71,5 +76,67 @@ func TestDeadAddressLeftOut(t *testing.T) {
 	defer mu.Unlock()
 	if dials[dead] > 2 {
 		t.Errorf("the dead address was dialed %d times in %d calls, want once (then left out); dials: %v", dials[dead], calls, dials)
+	}
+}
+
+// addrConn is a connection of the balancer that has only an address.
+type addrConn struct {
+	conn.Conn
+	addr string
+}
+
+func (c addrConn) Address() resolver.Address { return resolver.Address{HostPort: c.addr} }
+
+// hookTracker records the health states given to it, and calls onHealthy
+// before it records a healthy state.
+type hookTracker struct {
+	mu        sync.Mutex
+	states    []health.State
+	onHealthy func()
+}
+
+func (r *hookTracker) UpdateHealthState(_ conn.Conn, state health.State) {
+	if state == health.StateHealthy && r.onHealthy != nil {
+		r.onHealthy()
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.states = append(r.states, state)
+}
+
+// TestProbeLateHealthy fails a dial to an address between its probe's
+// success and the probe's "healthy": the address must end unhealthy, with
+// its new probe running, not healthy, which a failed dial no longer marks
+// while it probes, so every turn of it would dial it again (the late mark
+// of 10dc68e, in the probe).
+func TestProbeLateHealthy(t *testing.T) {
+	t.Parallel()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	h := &dialHealth{timeout: time.Second, tasks: map[string]map[*dialCheck]struct{}{}}
+	fired := make(chan struct{})
+	var healthy int
+	tracker := &hookTracker{}
+	tracker.onHealthy = func() {
+		healthy++
+		if healthy == 2 { // the probe's: the address fails again meanwhile
+			_ = ln.Close() // so that the new probe never connects
+			h.failed("tcp", addr)
+			close(fired)
+		}
+	}
+	closer := h.New(t.Context(), addrConn{addr: addr}, tracker)
+	h.wg.Wait() // New's own "healthy"
+	h.failed("tcp", addr)
+	<-fired
+	_ = closer.Close()
+	h.close()
+	tracker.mu.Lock()
+	defer tracker.mu.Unlock()
+	if last := tracker.states[len(tracker.states)-1]; last != health.StateUnhealthy {
+		t.Errorf("states %v: the address ends %v, want unhealthy (its dial failed after its probe connected)", tracker.states, last)
 	}
 }
