@@ -32,7 +32,8 @@ var ErrBreakerOpen = errors.New("circuit breaker is open")
 // a breaker, which is the whole name's, would refuse them all once as many
 // calls as its failure count were in flight on the one connection. A
 // service whose every server is gone still trips it, by the connections
-// they refuse.
+// they refuse. [Retry] retries such a call of an idempotent method without
+// taking a token of its peer's budget.
 var ErrConnectionLost = errors.New("connection to the server lost")
 
 // Defaults of [CircuitBreaker], as gobreaker and Hystrix users know them: a

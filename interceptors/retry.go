@@ -105,7 +105,8 @@ func RetryCodes(codes ...connect.Code) RetryOption {
 
 // RetryBudget sets each peer's retry budget, as gRPC's retry throttling
 // does: a bucket of tokens full at first, from which every failed attempt
-// that could be retried takes one and every successful call gives back
+// that could be retried takes one (but one lost with its connection,
+// [ErrConnectionLost]) and every successful call gives back
 // ratio (at least [MinRetryBudgetRatio], at most 1); a call is retried
 // only while more than half the tokens are left (defaults
 // [DefaultRetryBudgetTokens] and [DefaultRetryBudgetRatio]; 0 keeps a
@@ -346,7 +347,15 @@ func (r *retrier) WrapUnary(next connect.UnaryFunc) connect.UnaryFunc {
 			}
 			// Every failure takes its token, as gRPC's throttling counts
 			// them, but only a retry that was due is refused by the budget.
-			enough := r.failed(b)
+			// A call lost with its connection takes none: one server gone
+			// (a Pod killed) says nothing of the load on the others, and
+			// its calls in flight would spend the whole budget of the name.
+			var enough bool
+			if errors.Is(err, ErrConnectionLost) {
+				enough = b.tokens.Load() > r.threshold
+			} else {
+				enough = r.failed(b)
+			}
 			if attempt >= r.cfg.maxAttempts {
 				return resp, err
 			}

@@ -179,10 +179,40 @@ func (k *killable) stop(reset bool) {
 // in a row.
 func TestHTTPClientBreakerOnePodKilled(t *testing.T) {
 	t.Parallel()
+	const inFlight = 5 // interceptors.DefaultBreakerConsecutiveFailures
+	client, errs := killWithCallsInFlight(t, kit.Config{ClientBreaker: kit.ClientBreakerConfig{Enabled: true}}, inFlight)
+	if lost := len(errs); lost != inFlight {
+		t.Errorf("%d calls failed at the kill, want the %d in flight on the killed server", lost, inFlight)
+	}
+	for i := range 10 {
+		if _, err := client.Ping(t.Context(), connect.NewRequest(&pingv1.PingRequest{Number: int64(i)})); err != nil {
+			t.Fatalf("Ping %d after the kill: %v, want the two servers left to serve it", i, err)
+		}
+	}
+}
+
+// TestHTTPClientRetryOnePodKilled kills one of three servers behind a name
+// while twelve idempotent calls are in flight on it, with KIT_CLIENT_RETRY
+// on: every one is retried on the two others. The name's retry budget (10
+// tokens, retries stop at half) stopped the retries after the fifth lost
+// call, and 8 of the 12 failed.
+func TestHTTPClientRetryOnePodKilled(t *testing.T) {
+	t.Parallel()
+	if _, errs := killWithCallsInFlight(t, kit.Config{ClientRetry: kit.ClientRetryConfig{Enabled: true}}, 12); len(errs) > 0 {
+		t.Errorf("%d of 12 idempotent calls in flight on the killed server failed, want none (retried); first: %v", len(errs), errs[0])
+	}
+}
+
+// killWithCallsInFlight calls a name of three servers with Ping through
+// the HTTPClient of a kit server configured with cfg, until inFlight calls
+// are held by one of them, then kills that one (its connections reset),
+// and returns the client and the errors of the calls that failed.
+func killWithCallsInFlight(t *testing.T, cfg kit.Config, inFlight int) (pingv1connect.PingServiceClient, []error) {
+	t.Helper()
 	var tl tally
 	healthy := pingBackends(t, 2, &tl)
 	ping := blockingPing()
-	entered := make(chan struct{}, 16)
+	entered := make(chan struct{}, 2*inFlight)
 	dying := kittest.NewServer(t, kit.Config{}, func(srv *kit.Server) {
 		path, h := pingv1connect.NewPingServiceHandler(ping, srv.HandlerOptions()...)
 		srv.Mount(path, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -192,20 +222,19 @@ func TestHTTPClientBreakerOnePodKilled(t *testing.T) {
 	})
 	t.Cleanup(func() { close(ping.block) })
 	front := newKillable(t, dying.Addr().String())
-	caller := kittest.NewServer(t, kit.Config{ClientBreaker: kit.ClientBreakerConfig{Enabled: true}}, nil,
+	caller := kittest.NewServer(t, cfg, nil,
 		kit.WithResolver(kit.NewStaticNames(front.addr(), healthy[0].Addr().String(), healthy[1].Addr().String())))
 	client := pingv1connect.NewPingServiceClient(caller.HTTPClient(), "http://ping.test", caller.ClientOptions()...)
 
-	const inFlight = 5 // interceptors.DefaultBreakerConsecutiveFailures
 	var calls sync.WaitGroup
-	errs := make(chan error, 3*inFlight)
+	done := make(chan error, 3*inFlight)
 	for n := 0; n < inFlight; {
 		calls.Go(func() {
 			_, err := client.Ping(t.Context(), connect.NewRequest(&pingv1.PingRequest{}))
-			errs <- err
+			done <- err
 		})
 		select { // the call went to a healthy server, or is held by the dying one
-		case err := <-errs:
+		case err := <-done:
 			if err != nil {
 				t.Fatalf("Ping before the kill: %v", err)
 			}
@@ -215,19 +244,12 @@ func TestHTTPClientBreakerOnePodKilled(t *testing.T) {
 	}
 	front.kill()
 	calls.Wait()
-	close(errs)
-	lost := 0
-	for err := range errs {
+	close(done)
+	var errs []error
+	for err := range done {
 		if err != nil {
-			lost++
+			errs = append(errs, err)
 		}
 	}
-	if lost != inFlight {
-		t.Errorf("%d calls failed at the kill, want the %d in flight on the killed server", lost, inFlight)
-	}
-	for i := range 10 {
-		if _, err := client.Ping(t.Context(), connect.NewRequest(&pingv1.PingRequest{Number: int64(i)})); err != nil {
-			t.Fatalf("Ping %d after the kill: %v, want the two servers left to serve it", i, err)
-		}
-	}
+	return client, errs
 }
