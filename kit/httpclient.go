@@ -387,6 +387,10 @@ type dialCheck struct {
 	conn    conn.Conn
 	tracker health.Tracker
 	probing bool // guarded by dialHealth.mu
+
+	// mark orders markHealthy's marks: each call's, and its look at
+	// probing, are made under it, so that the last agrees with probing.
+	mark sync.Mutex
 }
 
 // New starts the check of c: healthy, until a dial to its address fails.
@@ -476,8 +480,14 @@ func (h *dialHealth) probe(check *dialCheck, network, addr string) {
 // markHealthy marks check's connection healthy, and unhealthy again when a
 // dial to its address failed meanwhile (the mark is made outside h.mu, so
 // a failure can come between), which failed no longer marks while its new
-// probe runs.
+// probe runs. Its marks are made under check.mark: a late "unhealthy" of
+// New's mark, made after the probe that the failure started had marked
+// the connection healthy again, would leave it out with no probe running.
+// The balancer's lock, which UpdateHealthState takes, is never held
+// while check.mark is awaited.
 func (h *dialHealth) markHealthy(check *dialCheck) {
+	check.mark.Lock()
+	defer check.mark.Unlock()
 	check.tracker.UpdateHealthState(check.conn, health.StateHealthy)
 	h.mu.Lock()
 	probing := check.probing

@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -87,21 +88,30 @@ type addrConn struct {
 
 func (c addrConn) Address() resolver.Address { return resolver.Address{HostPort: c.addr} }
 
-// hookTracker records the health states given to it, and calls onHealthy
-// before it records a healthy state.
+// hookTracker records the health states given to it, calls onHealthy
+// before it records a healthy state and onUnhealthy before an unhealthy
+// one, and recorded after it records any.
 type hookTracker struct {
-	mu        sync.Mutex
-	states    []health.State
-	onHealthy func()
+	mu          sync.Mutex
+	states      []health.State
+	onHealthy   func()
+	onUnhealthy func()
+	recorded    func(health.State)
 }
 
 func (r *hookTracker) UpdateHealthState(_ conn.Conn, state health.State) {
 	if state == health.StateHealthy && r.onHealthy != nil {
 		r.onHealthy()
 	}
+	if state == health.StateUnhealthy && r.onUnhealthy != nil {
+		r.onUnhealthy()
+	}
 	r.mu.Lock()
-	defer r.mu.Unlock()
 	r.states = append(r.states, state)
+	r.mu.Unlock()
+	if r.recorded != nil {
+		r.recorded(state)
+	}
 }
 
 // TestProbeLateHealthy fails a dial to an address between its probe's
@@ -138,5 +148,51 @@ func TestProbeLateHealthy(t *testing.T) {
 	defer tracker.mu.Unlock()
 	if last := tracker.states[len(tracker.states)-1]; last != health.StateUnhealthy {
 		t.Errorf("states %v: the address ends %v, want unhealthy (its dial failed after its probe connected)", tracker.states, last)
+	}
+}
+
+// TestNewLateUnhealthy fails a dial to an address between New's "healthy"
+// and its look at the probing it starts, and holds New's "unhealthy" again
+// back until the probe has connected and marked the address healthy (or
+// for 3s, as long as the probe cannot mark it before): the address must
+// end healthy, as its probe found it, not unhealthy with no probe left to
+// mark it again, out of the rotation for good.
+func TestNewLateUnhealthy(t *testing.T) {
+	t.Parallel()
+	ln, err := net.Listen("tcp", "127.0.0.1:0") // the probe connects
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = ln.Close() }()
+	addr := ln.Addr().String()
+	h := &dialHealth{timeout: time.Second, tasks: map[string]map[*dialCheck]struct{}{}}
+	probeMarked := make(chan struct{})
+	var healthy, unhealthy atomic.Int32
+	tracker := &hookTracker{}
+	tracker.onHealthy = func() {
+		if healthy.Add(1) == 1 { // New's: the address fails meanwhile
+			h.failed("tcp", addr)
+		}
+	}
+	tracker.onUnhealthy = func() {
+		if unhealthy.Add(1) == 2 { // New's again, late
+			select {
+			case <-probeMarked:
+			case <-time.After(3 * time.Second):
+			}
+		}
+	}
+	tracker.recorded = func(state health.State) {
+		if state == health.StateHealthy && healthy.Load() == 2 {
+			close(probeMarked)
+		}
+	}
+	closer := h.New(t.Context(), addrConn{addr: addr}, tracker)
+	h.wg.Wait() // New's marks and the probe
+	_ = closer.Close()
+	tracker.mu.Lock()
+	defer tracker.mu.Unlock()
+	if last := tracker.states[len(tracker.states)-1]; last != health.StateHealthy {
+		t.Errorf("states %v: the address ends %v with no probe running, want healthy (its probe connected)", tracker.states, last)
 	}
 }
