@@ -202,6 +202,13 @@ func (a *acks) close() {
 	a.mu.Unlock()
 }
 
+// isClosing reports whether close was called.
+func (a *acks) isClosing() bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.closing
+}
+
 // waiting returns how many publishes await their ack.
 func (a *acks) waiting() int {
 	a.mu.Lock()

@@ -191,14 +191,6 @@ func TestCheckAfterClose(t *testing.T) {
 	}
 }
 
-func TestConnectFailure(t *testing.T) {
-	t.Parallel()
-	_, err := natsjs.New(t.Context(), natsjs.Config{URL: "nats://127.0.0.1:1"})
-	if err == nil || !strings.Contains(err.Error(), "NATS at nats://127.0.0.1:1") {
-		t.Errorf("New(unreachable URL) = %v, want an error naming the URL", err)
-	}
-}
-
 // TestConnectionCrash: an instance whose connection dies while it handles
 // messages (a crashed process) never acknowledges them; another instance
 // gets them after AckWait.

@@ -40,6 +40,16 @@ type Config struct {
 	// NATS_TLS_KEY); they go together, need URL, and turn TLS on. Default:
 	// none.
 	TLSCertFile, TLSKeyFile string
+	// NoConnectRetry makes [New] fail at once when no server of URL
+	// answers (NATS_CONNECT_RETRY=false), for a supervisor that restarts
+	// the process. Default false: New returns a broker that connects in
+	// the background, its Check failing (readiness NOT_SERVING) until it
+	// does, so that a Pod started during an outage turns ready as soon as
+	// NATS answers instead of crash-looping into Kubernetes' back-off of up
+	// to 5 minutes. Either way a server that answers and refuses (bad
+	// credentials or TLS, no JetStream, missing permissions) fails New.
+	// Ignored without URL.
+	NoConnectRetry bool
 	// Name is the connection's name, as the server shows it (NATS_NAME).
 	// Default "connectkit".
 	Name string
@@ -171,6 +181,11 @@ func configFrom(getenv func(string) string) (Config, error) {
 		parse(env, "an integer", func(v string) (err error) { *dst, err = strconv.Atoi(v); return err })
 	}
 	parse("NATS_SYNC_ALWAYS", "true or false", func(v string) (err error) { c.SyncAlways, err = strconv.ParseBool(v); return err })
+	parse("NATS_CONNECT_RETRY", "true or false", func(v string) error {
+		retry, err := strconv.ParseBool(v)
+		c.NoConnectRetry = !retry
+		return err
+	})
 	if len(errs) > 0 {
 		slices.SortFunc(errs, func(a, b error) int { return strings.Compare(a.Error(), b.Error()) })
 		return Config{}, fmt.Errorf("natsjs: invalid config: %w", errors.Join(errs...))

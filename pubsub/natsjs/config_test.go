@@ -20,6 +20,7 @@ func TestConfigFromEnv(t *testing.T) {
 		"NATS_PUBLISH_WINDOW":   "1024",
 		"NATS_SYNC_ALWAYS":      "true",
 		"NATS_PULL_EXPIRY":      "10s",
+		"NATS_CONNECT_RETRY":    "false",
 	}
 	cfg, err := configFrom(func(k string) string { return env[k] })
 	if err != nil {
@@ -27,7 +28,7 @@ func TestConfigFromEnv(t *testing.T) {
 	}
 	want := Config{URL: env["NATS_URL"], CredentialsFile: "/etc/nats/app.creds",
 		TLSCAFile: "/etc/nats/ca.pem", TLSCertFile: "/etc/nats/client.pem", TLSKeyFile: "/etc/nats/client-key.pem", Replicas: 3, MaxAge: 24 * time.Hour,
-		DuplicateWindow: 5 * time.Minute, PublishWindow: 1024, SyncAlways: true, PullExpiry: 10 * time.Second}
+		DuplicateWindow: 5 * time.Minute, PublishWindow: 1024, SyncAlways: true, PullExpiry: 10 * time.Second, NoConnectRetry: true}
 	if cfg != want {
 		t.Errorf("configFrom = %+v, want %+v", cfg, want)
 	}
@@ -46,6 +47,7 @@ func TestConfigFromEnvErrors(t *testing.T) {
 		"bad duration":          {map[string]string{"NATS_MAX_AGE": "a week"}, `natsjs: invalid config: NATS_MAX_AGE="a week": want a duration such as "30s" or "2m"`},
 		"bad integer":           {map[string]string{"NATS_REPLICAS": "three"}, `NATS_REPLICAS="three": want an integer`},
 		"bad bool":              {map[string]string{"NATS_SYNC_ALWAYS": "yes please"}, `NATS_SYNC_ALWAYS="yes please"`},
+		"bad connect retry":     {map[string]string{"NATS_CONNECT_RETRY": "never"}, `NATS_CONNECT_RETRY="never": want true or false`},
 		"every bad value":       {map[string]string{"NATS_REPLICAS": "three", "NATS_PULL_EXPIRY": "5"}, "NATS_PULL_EXPIRY=\"5\": want a duration such as \"30s\" or \"2m\"\nNATS_REPLICAS=\"three\""},
 		"invalid":               {map[string]string{"NATS_REPLICAS": "3"}, `Replicas (NATS_REPLICAS) "3": needs a cluster`},
 		"negative":              {map[string]string{"NATS_DUPLICATE_WINDOW": "-1m"}, `DuplicateWindow (NATS_DUPLICATE_WINDOW) "-1m0s": must not be negative`},

@@ -28,7 +28,10 @@ import (
 // verdicts of messages delivered before are dropped (a stream created again
 // gives their sequence numbers to other messages); after a reconnect it
 // looks the consumer up, to find one that another instance created again,
-// and consumes on a new inbox (see consumer.reconnected).
+// and consumes on a new inbox (see consumer.reconnected). Before the
+// broker's connection is first made (see [Config.NoConnectRetry]) it waits
+// for it, until ctx is done: a [pubsub.Subscriber] started meanwhile
+// consumes as soon as it is, its Check failing until then.
 //
 // The consumer reads the whole stream: the topic's subject and the re-drive
 // subjects of every subscription, and it acknowledges the re-drives of
@@ -39,6 +42,9 @@ import (
 // for re-drives, which are rare.
 func (b *Broker) Subscribe(ctx context.Context, cfg pubsub.ConsumerConfig, deliver func(pubsub.Delivery)) (pubsub.Consumer, error) {
 	if err := b.errIfClosed(); err != nil {
+		return nil, err
+	}
+	if err := b.awaitConnected(ctx); err != nil {
 		return nil, err
 	}
 	c := &consumer{

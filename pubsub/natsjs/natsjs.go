@@ -21,6 +21,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	neturl "net/url"
@@ -28,6 +29,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/connectkit/connectkit/pubsub"
@@ -89,6 +91,13 @@ type Broker struct {
 	// again (Unix nanoseconds; see streamLost).
 	dlNotBefore atomic.Int64
 	denied      atomic.Pointer[error] // the last permissions violation
+	// connected is closed once the connection is first made: at once, or
+	// in the background after New found no server of Config.URL answering
+	// (see Config.NoConnectRetry); notConnected holds why it is not yet,
+	// the error of the last attempt, nil if New connected.
+	connected     chan struct{}
+	connectedOnce sync.Once
+	notConnected  atomic.Pointer[error]
 	// consumers holds the subscriptions' consumers running (*consumer),
 	// which look themselves up after a reconnect.
 	consumers sync.Map
@@ -97,7 +106,13 @@ type Broker struct {
 var _ pubsub.Broker = (*Broker)(nil)
 
 // New starts the embedded server (when cfg.URL is empty) and connects to it
-// or to cfg.URL.
+// or to cfg.URL. When no server of cfg.URL answers (connection refused, a
+// timeout, a name that does not resolve), it logs a warning and returns a
+// broker that connects in the background, unless cfg.NoConnectRetry is
+// set: until it connects, Check fails, Subscribe waits for the connection,
+// and publishes wait as they do while a connection is lost (see
+// [Broker.Publish]). A server that answers and refuses (authentication,
+// TLS, no JetStream, missing permissions) fails New.
 func New(ctx context.Context, cfg Config, opts ...Option) (*Broker, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -110,9 +125,10 @@ func New(ctx context.Context, cfg Config, opts ...Option) (*Broker, error) {
 		o.logger = slog.New(slog.DiscardHandler)
 	}
 	b := &Broker{
-		cfg:    cfg.withDefaults(),
-		logger: o.logger,
-		closed: make(chan struct{}),
+		cfg:       cfg.withDefaults(),
+		logger:    o.logger,
+		closed:    make(chan struct{}),
+		connected: make(chan struct{}),
 	}
 	b.window = make(chan struct{}, b.cfg.PublishWindow)
 	b.acks.settle = func(c *confirmation, err error) {
@@ -145,6 +161,12 @@ func New(ctx context.Context, cfg Config, opts ...Option) (*Broker, error) {
 	natsOpts = append(natsOpts, o.natsOpts...)
 	natsOpts = append(natsOpts, b.handlers) // last, to run those of WithNATSOptions too
 	nc, err := nats.Connect(url, natsOpts...)
+	if err != nil && b.cfg.URL != "" && !b.cfg.NoConnectRetry && unreachable(err) {
+		b.notConnected.Store(&err)
+		b.logger.Warn("natsjs: no server of NATS_URL answers; serving unready and connecting in the background",
+			"url", redactURLs(b.cfg.URL), "err", err)
+		nc, err = nats.Connect(url, append(natsOpts, nats.RetryOnFailedConnect(true))...)
+	}
 	if err != nil {
 		b.stopServer()
 		if urlErr := (*neturl.Error)(nil); errors.As(err, &urlErr) { // a URL that does not parse, with its secrets
@@ -165,6 +187,10 @@ func New(ctx context.Context, cfg Config, opts ...Option) (*Broker, error) {
 	// Ends with Close. At least 1ms apart: a PublishTimeout under 4ns would
 	// make a ticker of 0 (a panic), one under 4ms a busy one.
 	go b.acks.sweepEvery(max(b.cfg.PublishTimeout/sweepsBeforeTimeout, time.Millisecond), b.closed)
+	if nc.Status() != nats.CONNECTED { // connecting in the background
+		return b, nil
+	}
+	b.markConnected()
 	if err := b.Check(ctx); err != nil {
 		_ = b.Close()
 		if denied := b.denied.Load(); denied != nil { // why JetStream did not answer
@@ -175,6 +201,64 @@ func New(ctx context.Context, cfg Config, opts ...Option) (*Broker, error) {
 	return b, nil
 }
 
+// unreachable reports whether err, of a first connection, says that no
+// server answered (each refused the connection, or timed out, or its name
+// did not resolve, or a proxy in front of it closed the connection at
+// once), rather than that one answered and refused (authentication, TLS).
+func unreachable(err error) bool {
+	if errors.Is(err, nats.ErrTLS) || errors.Is(err, nats.ErrAuthorization) {
+		return false
+	}
+	var (
+		dnsErr *net.DNSError
+		opErr  *net.OpError
+		netErr net.Error
+	)
+	switch {
+	case errors.Is(err, nats.ErrNoServers), // nats.go's for refused connections
+		errors.Is(err, nats.ErrTimeout),
+		errors.As(err, &dnsErr),
+		errors.As(err, &opErr) && opErr.Op == "dial",
+		errors.As(err, &netErr) && netErr.Timeout(),
+		errors.Is(err, io.EOF), errors.Is(err, syscall.ECONNRESET):
+		return true
+	}
+	return false
+}
+
+// markConnected records that the connection was made, once.
+func (b *Broker) markConnected() {
+	b.connectedOnce.Do(func() { close(b.connected) })
+}
+
+// isConnected reports whether the connection was made once.
+func (b *Broker) isConnected() bool {
+	select {
+	case <-b.connected:
+		return true
+	default:
+		return false
+	}
+}
+
+// awaitConnected waits until the connection is first made, ctx is done or
+// the broker closed.
+func (b *Broker) awaitConnected(ctx context.Context) error {
+	select {
+	case <-b.connected:
+		return nil
+	default:
+	}
+	select {
+	case <-b.connected:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("natsjs: gave up waiting for the connection to %s: %w", b.describe(), ctx.Err())
+	case <-b.closed:
+		return pubsub.ErrClosed
+	}
+}
+
 // handlers sets the connection's handlers the broker needs (Close waits for
 // the closed one; publishes rely on the reconnect one), each calling the
 // one an option of WithNATSOptions set before it, if any, after its own work
@@ -183,9 +267,32 @@ func New(ctx context.Context, cfg Config, opts ...Option) (*Broker, error) {
 // a reconnect.
 func (b *Broker) handlers(no *nats.Options) error {
 	closed, disconnected, asyncErr, reconnected := no.ClosedCB, no.DisconnectedErrCB, no.AsyncErrorCB, no.ReconnectedCB
+	connected, reconnectErr := no.ConnectedCB, no.ReconnectErrCB
+	no.ConnectedCB = func(nc *nats.Conn) {
+		if b.notConnected.Load() != nil { // made in the background
+			b.connectedLate(nc)
+		}
+		if connected != nil {
+			connected(nc)
+		}
+	}
+	no.ReconnectErrCB = func(nc *nats.Conn, err error) {
+		if !b.isConnected() {
+			b.notConnected.Store(&err)
+		}
+		if reconnectErr != nil {
+			reconnectErr(nc, err)
+		}
+	}
 	no.ClosedCB = func(nc *nats.Conn) {
 		// The user's first, so that Close, waiting for b.closed, returns
 		// after it.
+		if why := b.notConnected.Load(); why != nil && !b.isConnected() && !b.acks.isClosing() {
+			// nats.go gave up: the server came, and refused (the same
+			// authentication error twice). Every Subscriber's Run fails
+			// with pubsub.ErrClosed, which stops a kit.Server.
+			b.logger.Error("natsjs: gave up connecting; the broker is closed", "url", redactURLs(b.cfg.URL), "err", *why)
+		}
 		if closed != nil {
 			closed(nc)
 		}
@@ -239,6 +346,25 @@ func (b *Broker) handlers(no *nats.Options) error {
 		}
 	}
 	return nil
+}
+
+// connectedLate marks the connection made after New returned, and checks
+// JetStream as New would have: a server without it, or a user without
+// the permissions it needs, is logged at error (Check fails with it, so
+// readiness stays NOT_SERVING).
+func (b *Broker) connectedLate(nc *nats.Conn) {
+	b.logger.Info("natsjs: connected", "url", redactURLs(nc.ConnectedUrl()))
+	b.markConnected()
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := b.Check(ctx); err != nil && !errors.Is(err, pubsub.ErrClosed) {
+			if denied := b.denied.Load(); denied != nil {
+				err = fmt.Errorf("%w (%w)", err, *denied)
+			}
+			b.logger.Error("natsjs: connected, but JetStream is not usable", "err", err)
+		}
+	}()
 }
 
 func (b *Broker) describe() string {
@@ -389,6 +515,9 @@ func (b *Broker) Check(ctx context.Context) error {
 		return pubsub.ErrClosed
 	}
 	if status := b.nc.Status(); status != nats.CONNECTED {
+		if why := b.notConnected.Load(); why != nil && !b.isConnected() {
+			return fmt.Errorf("natsjs: not connected to %s yet: %w", b.describe(), *why)
+		}
 		return fmt.Errorf("natsjs: connection to %s is %s", b.describe(), status)
 	}
 	if _, err := b.js.AccountInfo(ctx); err != nil {
@@ -424,7 +553,8 @@ func (b *Broker) down() error {
 // It is idempotent. While the connection is down it closes it at once and
 // returns an error saying so: the verdicts it held are lost (their
 // messages come again after AckWait), and the publishes not yet confirmed
-// fail.
+// fail. Before the connection was ever made it closes it at once and
+// returns nil: it held no verdict, and the publishes waiting for it fail.
 func (b *Broker) Close() error {
 	var err error
 	b.acks.close()
@@ -439,6 +569,8 @@ func (b *Broker) Close() error {
 	switch {
 	case errors.Is(err, nats.ErrConnectionClosed):
 		err = nil
+	case errors.Is(err, nats.ErrConnectionReconnecting) && !b.isConnected():
+		err = nil // never connected: nothing was lost that a caller was not told of
 	case errors.Is(err, nats.ErrConnectionReconnecting): // nats.go closed it at once
 		err = fmt.Errorf("natsjs: the connection to %s was down: closed it without sending what it held (verdicts, publishes not confirmed): %w", b.describe(), err)
 	}

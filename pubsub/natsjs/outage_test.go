@@ -76,7 +76,9 @@ func checkCreatedAfterHealDelay(t *testing.T, b *natsjs.Broker, stream string, s
 }
 
 // TestURLSecretsHidden: the password or token of NATS_URL appears in no
-// error, neither when connecting fails nor in Check once connected.
+// error, neither when connecting fails (with NoConnectRetry; the warning
+// logged without it is TestStartWhileNATSUnreachable's) nor in Check once
+// connected.
 func TestURLSecretsHidden(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct {
@@ -101,7 +103,7 @@ func TestURLSecretsHidden(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			_, err := natsjs.New(t.Context(), natsjs.Config{URL: tc.url})
+			_, err := natsjs.New(t.Context(), natsjs.Config{URL: tc.url, NoConnectRetry: true})
 			if err == nil || strings.Contains(err.Error(), "s3") || strings.Contains(err.Error(), "cret") || !strings.Contains(err.Error(), tc.want) {
 				t.Errorf("New = %v, want an error naming %q, without the secret", err, tc.want)
 			}

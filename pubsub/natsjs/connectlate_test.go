@@ -1,0 +1,235 @@
+package natsjs_test
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"connectrpc.com/connect"
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+
+	pingv1 "github.com/connectkit/connectkit/internal/gen/connectkit/ping/v1"
+	"github.com/connectkit/connectkit/pubsub"
+	"github.com/connectkit/connectkit/pubsub/natsjs"
+	"github.com/connectkit/connectkit/pubsub/pubsubtest"
+)
+
+// freePort returns a loopback port where nothing listens (one the system
+// just gave out and took back).
+func freePort(t *testing.T) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := l.Addr().(*net.TCPAddr).Port
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return port
+}
+
+// newUnconnected returns a broker started with NATS_URL at port, where no
+// server listens yet, retrying every 50ms, and its log.
+func newUnconnected(t *testing.T, url string, cfg natsjs.Config) (*natsjs.Broker, *lockedBuffer) {
+	t.Helper()
+	var logs lockedBuffer
+	cfg.URL = url
+	b, err := natsjs.New(t.Context(), cfg,
+		natsjs.WithLogger(slog.New(slog.NewTextHandler(&logs, nil))),
+		natsjs.WithNATSOptions(nats.ReconnectWait(50*time.Millisecond)))
+	if err != nil {
+		t.Fatalf("New with no server at %s = %v, want a broker connecting in the background", url, err)
+	}
+	return b, &logs
+}
+
+// run runs sub until the test ends, without waiting for it to consume as
+// pubsubtest.Start does.
+func run(t *testing.T, sub *pubsub.Subscriber) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- sub.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Subscriber.Run = %v", err)
+		}
+	})
+}
+
+// TestStartWhileNATSUnreachable: New with no server of NATS_URL answering
+// returns a broker, logs a warning naming the URL (its password hidden)
+// and the cause, and fails Check, as does a subscriber's, until a server
+// answers; then it logs "natsjs: connected", the subscriber, which waited
+// for the connection without failing, consumes, and the messages published
+// before the server came (held, as during a lost connection) and after are
+// all delivered.
+func TestStartWhileNATSUnreachable(t *testing.T) {
+	t.Parallel()
+	port := freePort(t)
+	b, logs := newUnconnected(t, "nats://app:s3cret@127.0.0.1:"+strconv.Itoa(port), natsjs.Config{})
+	t.Cleanup(func() { _ = b.Close() })
+	if err := b.Check(t.Context()); err == nil || !strings.Contains(err.Error(), "not connected to NATS at nats://app:xxxxx@127.0.0.1:"+strconv.Itoa(port)+" yet") {
+		t.Errorf("Check before any server = %v, want an error saying it is not connected yet", err)
+	}
+	warning := logs.String()
+	if !strings.Contains(warning, "level=WARN") || !strings.Contains(warning, "app:xxxxx@127.0.0.1:"+strconv.Itoa(port)) ||
+		!strings.Contains(warning, "no servers available") || strings.Contains(warning, "s3cret") {
+		t.Errorf("log = %q, want a warning naming the URL without its password, and the cause", warning)
+	}
+
+	var c collector
+	sub, err := pubsub.NewSubscriber(b, "late", "s", c.handle, pubsub.WithLogger(slog.New(slog.NewTextHandler(logs, nil))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	run(t, sub)
+	pub, err := pubsub.NewPublisher[pingv1.PingRequest](b, "late")
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := make(chan error, 1)
+	go func() { before <- pub.Publish(context.WithoutCancel(t.Context()), &pingv1.PingRequest{Number: 1}) }()
+	if err := sub.Check(t.Context()); err == nil {
+		t.Error("subscriber's Check before any server = nil, want an error")
+	}
+
+	// Longer than a JetStream request waits (5s) unless the subscriber
+	// waits for the connection rather than trying to subscribe: it then
+	// fails, logs it and tries again after a back-off, which grows up to
+	// 30s (after a longer outage it would consume that much late).
+	time.Sleep(5500 * time.Millisecond)
+	natsjs.StartTestServer(t, &server.Options{Port: port, Users: []*server.User{{Username: "app", Password: "s3cret"}}})
+	pubsubtest.WaitFor(t, "the broker's Check to pass", func() bool { return b.Check(t.Context()) == nil })
+	pubsubtest.WaitFor(t, "the subscriber's Check to pass", func() bool { return sub.Check(t.Context()) == nil })
+	if err := <-before; err != nil {
+		t.Errorf("Publish made before the server came = %v, want it held and acknowledged", err)
+	}
+	if err := pub.Publish(t.Context(), &pingv1.PingRequest{Number: 2}); err != nil {
+		t.Fatal(err)
+	}
+	pubsubtest.WaitFor(t, "both messages", func() bool { return c.len() == 2 })
+	if got := logs.String(); !strings.Contains(got, `msg="natsjs: connected" url=nats://app:xxxxx@127.0.0.1:`) || strings.Contains(got, "failed to subscribe") {
+		t.Errorf("log = %q, want natsjs: connected and no failure to subscribe", got)
+	}
+}
+
+// TestPublishWhileNeverConnected: a publish made before the first
+// connection fails with Unavailable after NATS_PUBLISH_TIMEOUT, as during
+// a lost connection.
+func TestPublishWhileNeverConnected(t *testing.T) {
+	t.Parallel()
+	b, _ := newUnconnected(t, "nats://127.0.0.1:"+strconv.Itoa(freePort(t)), natsjs.Config{PublishTimeout: 100 * time.Millisecond})
+	t.Cleanup(func() { _ = b.Close() })
+	pub, err := pubsub.NewPublisher[pingv1.PingRequest](b, "never")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := pub.Publish(t.Context(), &pingv1.PingRequest{Number: 1}); connect.CodeOf(err) != connect.CodeUnavailable {
+		t.Errorf("Publish while never connected = %v, want Unavailable", err)
+	}
+}
+
+// TestShutdownWhileNeverConnected: a subscriber waiting for the first
+// connection stops when its context is cancelled, though its DrainTimeout
+// is an hour, and Close returns nil: nothing was held that a caller was
+// not told of.
+func TestShutdownWhileNeverConnected(t *testing.T) {
+	t.Parallel()
+	b, _ := newUnconnected(t, "nats://127.0.0.1:"+strconv.Itoa(freePort(t)), natsjs.Config{})
+	var c collector
+	sub, err := pubsub.NewSubscriber(b, "never", "s", c.handle, pubsub.WithDelivery(pubsub.DeliveryConfig{DrainTimeout: time.Hour}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- sub.Run(ctx) }()
+	cancel()
+	if err := <-done; err != nil {
+		t.Errorf("Subscriber.Run = %v, want nil", err)
+	}
+	if err := b.Close(); err != nil {
+		t.Errorf("Close while never connected = %v, want nil", err)
+	}
+	if _, err := b.Subscribe(t.Context(), pubsub.ConsumerConfig{Topic: "never", Subscription: "s"}, func(pubsub.Delivery) {}); !errors.Is(err, pubsub.ErrClosed) {
+		t.Errorf("Subscribe after Close = %v, want ErrClosed", err)
+	}
+}
+
+// TestStartFailsFastWhenTold: with NoConnectRetry, New fails at once when
+// no server answers, naming the URL.
+func TestStartFailsFastWhenTold(t *testing.T) {
+	t.Parallel()
+	url := "nats://127.0.0.1:" + strconv.Itoa(freePort(t))
+	_, err := natsjs.New(t.Context(), natsjs.Config{URL: url, NoConnectRetry: true})
+	if err == nil || !strings.Contains(err.Error(), "NATS at "+url) {
+		t.Errorf("New(unreachable URL, NoConnectRetry) = %v, want an error naming the URL", err)
+	}
+}
+
+// TestStartAuthFailureFailsAtOnce: a server that answers and refuses the
+// credentials fails New, retry or not.
+func TestStartAuthFailureFailsAtOnce(t *testing.T) {
+	t.Parallel()
+	srv := natsjs.StartTestServer(t, &server.Options{Users: []*server.User{{Username: "app", Password: "right"}}})
+	url := strings.Replace(srv.ClientURL(), "nats://", "nats://app:wrong@", 1)
+	_, err := natsjs.New(t.Context(), natsjs.Config{URL: url})
+	if err == nil || !strings.Contains(err.Error(), "Authorization Violation") || strings.Contains(err.Error(), "wrong") {
+		t.Errorf("New with a wrong password = %v, want an authorization violation, without the password", err)
+	}
+}
+
+// TestStartWithoutJetStreamFailsAtOnce: a server that answers without
+// JetStream fails New, retry or not.
+func TestStartWithoutJetStreamFailsAtOnce(t *testing.T) {
+	t.Parallel()
+	srv, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, NoSigs: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.Start()
+	t.Cleanup(srv.Shutdown)
+	if !srv.ReadyForConnections(10 * time.Second) {
+		t.Fatal("server not ready")
+	}
+	_, err = natsjs.New(t.Context(), natsjs.Config{URL: srv.ClientURL()})
+	if err == nil || !strings.Contains(err.Error(), "JetStream") {
+		t.Errorf("New against a server without JetStream = %v, want an error naming JetStream", err)
+	}
+}
+
+// TestAuthFailureAfterStartClosesTheBroker: a server that comes after New
+// and refuses the credentials makes nats.go give up (the same error
+// twice): the broker logs why and closes, and its subscribers' Run fails
+// with pubsub.ErrClosed, which stops a kit.Server, as a fatal error at
+// start would have.
+func TestAuthFailureAfterStartClosesTheBroker(t *testing.T) {
+	t.Parallel()
+	port := freePort(t)
+	b, logs := newUnconnected(t, "nats://app:wrong@127.0.0.1:"+strconv.Itoa(port), natsjs.Config{})
+	t.Cleanup(func() { _ = b.Close() })
+	var c collector
+	sub, err := pubsub.NewSubscriber(b, "refused", "s", c.handle)
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- sub.Run(context.Background()) }()
+	natsjs.StartTestServer(t, &server.Options{Port: port, Users: []*server.User{{Username: "app", Password: "right"}}})
+	if err := <-done; !errors.Is(err, pubsub.ErrClosed) {
+		t.Errorf("Subscriber.Run = %v, want ErrClosed", err)
+	}
+	if got := logs.String(); !strings.Contains(got, `msg="natsjs: gave up connecting; the broker is closed"`) ||
+		!strings.Contains(got, "Authorization Violation") || strings.Contains(got, "wrong") {
+		t.Errorf("log = %q, want the authorization violation, without the password", got)
+	}
+}
