@@ -42,7 +42,11 @@ type faulty interface{ Err() error }
 
 var (
 	errNotStarted = errors.New("not started")
-	errRunTwice   = errors.New("pubsub: Subscriber.Run called twice")
+	// errSubscribing is the state while Run's first Subscribe runs, which
+	// may wait (for a broker's first connection, say): Check then adds
+	// the broker's own failure, which says why.
+	errSubscribing = errors.New("subscribing")
+	errRunTwice    = errors.New("pubsub: Subscriber.Run called twice")
 )
 
 // NewSubscriber returns a subscriber that calls handle with each message of
@@ -123,10 +127,17 @@ func (s *Subscriber) Topic() string { return s.topic }
 func (s *Subscriber) Subscription() string { return s.name }
 
 // Check reports whether the subscriber is consuming: a readiness check. It
-// fails before Run has set up the subscription, while the broker refuses it
-// or fails its own Check, and after Run returned.
+// fails before Run has set up the subscription (with the broker's own
+// Check's error while Run waits on the broker, one not connected yet say),
+// while the broker refuses it or fails its own Check, and after Run
+// returned.
 func (s *Subscriber) Check(ctx context.Context) error {
 	if err := s.state.Load(); err != nil {
+		if *err == errSubscribing {
+			if berr := s.broker.Check(ctx); berr != nil {
+				return fmt.Errorf("pubsub: subscription %s on %s is not consuming: %w: %w", s.name, s.topic, *err, berr)
+			}
+		}
 		return fmt.Errorf("pubsub: subscription %s on %s is not consuming: %w", s.name, s.topic, *err)
 	}
 	if f := s.fault.Load(); f != nil {
@@ -281,6 +292,7 @@ func later(a, b time.Time) time.Time {
 func (s *Subscriber) subscribe(ctx context.Context, deliver func(Delivery)) (Consumer, error) {
 	cc := ConsumerConfig{Topic: s.topic, Subscription: s.name, AckWait: s.cfg.AckWait, Prefetch: s.cfg.Prefetch}
 	retry := Backoff{Initial: 100 * time.Millisecond, Max: 30 * time.Second}
+	s.state.Store(&errSubscribing)
 	for attempt := 1; ; attempt++ {
 		consumer, err := s.broker.Subscribe(ctx, cc, deliver)
 		if err == nil {

@@ -98,8 +98,12 @@ func TestStartWhileNATSUnreachable(t *testing.T) {
 	}
 	before := make(chan error, 1)
 	go func() { before <- pub.Publish(context.WithoutCancel(t.Context()), &pingv1.PingRequest{Number: 1}) }()
-	if err := sub.Check(t.Context()); err == nil {
-		t.Error("subscriber's Check before any server = nil, want an error")
+	pubsubtest.WaitFor(t, "Run to subscribe", func() bool {
+		err := sub.Check(t.Context())
+		return err != nil && !strings.Contains(err.Error(), "not started")
+	})
+	if err := sub.Check(t.Context()); err == nil || !strings.Contains(err.Error(), "not consuming: subscribing: natsjs: not connected to NATS at") {
+		t.Errorf("subscriber's Check before any server = %v, want an error saying why it is not consuming", err)
 	}
 
 	// Longer than a JetStream request waits (5s) unless the subscriber
