@@ -283,21 +283,7 @@ func TestChangesReachTheAuditLogInOneTrace(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	// The audit log is built by a subscriber: it catches up.
-	var kinds []examplev1.ProfileChanged_Kind
-	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-		res, err := client.ListProfileChanges(ctx, connect.NewRequest(&examplev1.ListProfileChangesRequest{Id: id}))
-		if err != nil {
-			t.Fatal(err)
-		}
-		kinds = kinds[:0]
-		for _, c := range res.Msg.GetChanges() {
-			kinds = append(kinds, c.GetKind())
-		}
-		if len(kinds) == 2 || time.Now().After(deadline) {
-			break
-		}
-	}
+	kinds := auditKinds(t, client, id, 2)
 	if !slices.Equal(kinds, []examplev1.ProfileChanged_Kind{examplev1.ProfileChanged_KIND_CREATED, examplev1.ProfileChanged_KIND_UPDATED}) {
 		t.Fatalf("audit log = %v, want created then updated", kinds)
 	}
@@ -315,6 +301,27 @@ func TestChangesReachTheAuditLogInOneTrace(t *testing.T) {
 	}
 	if !spanKinds[trace.SpanKindProducer] || !spanKinds[trace.SpanKindConsumer] {
 		t.Errorf("the CreateProfile trace has span kinds %v, want a producer (publish) and a consumer (delivery)", spanKinds)
+	}
+}
+
+// auditKinds returns the kinds of the changes of profile id in the audit
+// log once it holds want of them, or after 20s: the log is built by a
+// subscriber, which catches up.
+func auditKinds(t *testing.T, client examplev1connect.ProfileServiceClient, id string, want int) []examplev1.ProfileChanged_Kind {
+	t.Helper()
+	var kinds []examplev1.ProfileChanged_Kind
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		res, err := client.ListProfileChanges(t.Context(), connect.NewRequest(&examplev1.ListProfileChangesRequest{Id: id}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		kinds = kinds[:0]
+		for _, c := range res.Msg.GetChanges() {
+			kinds = append(kinds, c.GetKind())
+		}
+		if len(kinds) >= want || time.Now().After(deadline) {
+			return kinds
+		}
 	}
 }
 

@@ -111,21 +111,7 @@ func TestStartWhileNATSDown(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, id := range []string{first.id, created.Msg.GetProfile().GetId()} {
-		var kinds []examplev1.ProfileChanged_Kind
-		for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-			res, err := client.ListProfileChanges(ctx, connect.NewRequest(&examplev1.ListProfileChangesRequest{Id: id}))
-			if err != nil {
-				t.Fatal(err)
-			}
-			kinds = kinds[:0]
-			for _, c := range res.Msg.GetChanges() {
-				kinds = append(kinds, c.GetKind())
-			}
-			if len(kinds) > 0 || time.Now().After(deadline) {
-				break
-			}
-		}
-		if !slices.Equal(kinds, []examplev1.ProfileChanged_Kind{examplev1.ProfileChanged_KIND_CREATED}) {
+		if kinds := auditKinds(t, client, id, 1); !slices.Equal(kinds, []examplev1.ProfileChanged_Kind{examplev1.ProfileChanged_KIND_CREATED}) {
 			t.Errorf("audit log of %s = %v, want created", id, kinds)
 		}
 	}

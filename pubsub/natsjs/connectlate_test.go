@@ -196,16 +196,8 @@ func TestStartAuthFailureFailsAtOnce(t *testing.T) {
 // JetStream fails New, retry or not.
 func TestStartWithoutJetStreamFailsAtOnce(t *testing.T) {
 	t.Parallel()
-	srv, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, NoSigs: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv.Start()
-	t.Cleanup(srv.Shutdown)
-	if !srv.ReadyForConnections(10 * time.Second) {
-		t.Fatal("server not ready")
-	}
-	_, err = natsjs.New(t.Context(), natsjs.Config{URL: srv.ClientURL()})
+	srv := natsjs.StartPlainTestServer(t, &server.Options{})
+	_, err := natsjs.New(t.Context(), natsjs.Config{URL: srv.ClientURL()})
 	if err == nil || !strings.Contains(err.Error(), "JetStream") {
 		t.Errorf("New against a server without JetStream = %v, want an error naming JetStream", err)
 	}

@@ -3,6 +3,10 @@ package natsjs
 // StartTestServer is startTestServer, for the package's external tests.
 var StartTestServer = startTestServer
 
+// StartPlainTestServer is startPlainTestServer, for the package's external
+// tests.
+var StartPlainTestServer = startPlainTestServer
+
 // InFlight returns how many publishes hold room in b's window and how many
 // await their ack.
 func InFlight(b *Broker) (window, awaiting int) { return len(b.window), b.acks.waiting() }
