@@ -229,3 +229,20 @@ func TestAuthFailureAfterStartClosesTheBroker(t *testing.T) {
 		t.Errorf("log = %q, want the authorization violation, without the password", got)
 	}
 }
+
+// TestConnectedLateWithoutJetStream: a server that comes after New without
+// JetStream is logged at error, and Check keeps failing, as New would have
+// failed had it answered at once.
+func TestConnectedLateWithoutJetStream(t *testing.T) {
+	t.Parallel()
+	port := freePort(t)
+	b, logs := newUnconnected(t, "nats://127.0.0.1:"+strconv.Itoa(port), natsjs.Config{})
+	t.Cleanup(func() { _ = b.Close() })
+	natsjs.StartPlainTestServer(t, &server.Options{Port: port})
+	pubsubtest.WaitFor(t, "the error log", func() bool {
+		return strings.Contains(logs.String(), `level=ERROR msg="natsjs: connected, but JetStream is not usable"`)
+	})
+	if err := b.Check(t.Context()); err == nil || !strings.Contains(err.Error(), "JetStream") {
+		t.Errorf("Check = %v, want an error naming JetStream", err)
+	}
+}
