@@ -8,6 +8,8 @@ import (
 	"sync"
 	"time"
 	"unicode/utf8"
+
+	"github.com/connectkit/connectkit/internal/logline"
 )
 
 // jsonHandler writes the same bytes as [slog.JSONHandler] (without options
@@ -77,26 +79,84 @@ func (h *jsonHandler) Handle(ctx context.Context, r slog.Record) error {
 // appendRecord appends r's line to b, or reports false if a value needs
 // slog's handler.
 func (h *jsonHandler) appendRecord(b []byte, r slog.Record) ([]byte, bool) {
-	b = append(b, '{')
-	if !r.Time.IsZero() {
-		var ok bool
-		b = append(b, `"time":`...)
-		if b, ok = appendJSONTime(b, r.Time.Round(0)); !ok {
-			return b, false
-		}
-		b = append(b, ',')
+	b, ok := appendJSONHead(b, r.Time, r.Level)
+	if !ok {
+		return b, false
 	}
-	b = append(b, `"level":`...)
-	b = appendJSONString(b, r.Level.String())
 	b = append(b, `,"msg":`...)
 	b = appendJSONString(b, r.Message)
 	b = append(b, h.prefix...)
-	ok := true
 	r.Attrs(func(a slog.Attr) bool {
 		b, ok = appendJSONAttr(b, a)
 		return ok
 	})
 	return append(b, '}', '\n'), ok
+}
+
+// appendJSONHead appends a line's start, up to its level, or reports false
+// for a time that needs slog's handler.
+func appendJSONHead(b []byte, t time.Time, level slog.Level) ([]byte, bool) {
+	b = append(b, '{')
+	if !t.IsZero() {
+		var ok bool
+		b = append(b, `"time":`...)
+		if b, ok = appendJSONTime(b, t.Round(0)); !ok {
+			return b, false
+		}
+		b = append(b, ',')
+	}
+	if level == slog.LevelInfo {
+		return append(b, `"level":"INFO"`...), true
+	}
+	b = append(b, `"level":`...)
+	return appendJSONString(b, level.String()), true
+}
+
+// rpcMsg is an RPC line's message, as appendRecord writes it.
+const rpcMsg = `,"msg":"` + logline.Message + `"`
+
+// appendRPC appends l's line: the bytes that appendRecord appends for its
+// record (rpcRecord), with the attributes' keys written as constants. It
+// reports false where the record needs slog's handler.
+func (h *jsonHandler) appendRPC(b []byte, l *logline.RPC) ([]byte, bool) {
+	b, ok := appendJSONHead(b, l.Time, l.Level)
+	if !ok {
+		return b, false
+	}
+	b = append(b, rpcMsg...)
+	b = append(b, h.prefix...)
+	b = append(b, `,"peer":`...)
+	b = appendJSONString(b, l.Peer)
+	b = append(b, `,"code":`...)
+	b = appendJSONString(b, l.Code)
+	b = append(b, `,"duration":`...)
+	b = strconv.AppendInt(b, int64(l.Duration), 10)
+	if l.Stream {
+		b = append(b, `,"sent":`...)
+		b = strconv.AppendInt(b, l.Sent, 10)
+		b = append(b, `,"received":`...)
+		b = strconv.AppendInt(b, l.Received, 10)
+	}
+	if l.RequestID != "" {
+		b = append(b, `,"request_id":`...)
+		b = appendJSONString(b, l.RequestID)
+	}
+	if l.TraceID != "" {
+		b = append(b, `,"trace_id":`...)
+		b = appendJSONString(b, l.TraceID)
+		b = append(b, `,"span_id":`...)
+		b = appendJSONString(b, l.SpanID)
+	}
+	return append(b, '}', '\n'), true
+}
+
+// rpcRecord is the record of l's line, as package interceptors' Logging
+// gives it to any other handler.
+func rpcRecord(l *logline.RPC) slog.Record {
+	r := slog.NewRecord(l.Time, l.Level, logline.Message, 0)
+	var buf [8]slog.Attr
+	r.AddAttrs(l.AppendAttrs(buf[:0])...)
+	return r
 }
 
 func (h *jsonHandler) WithAttrs(attrs []slog.Attr) slog.Handler {

@@ -4,6 +4,8 @@ import (
 	"context"
 	"io"
 	"log/slog"
+
+	"github.com/connectkit/connectkit/internal/logline"
 )
 
 // flushingHandler writes a [lineWriter]'s buffer at once after every record
@@ -26,10 +28,14 @@ type flushingHandler struct {
 // logging call formats them itself.
 const maxPending = 256
 
-// pendingLine is a record waiting to be formatted by its handler.
+// pendingLine is a record waiting to be formatted by its handler, or an
+// RPC line of a JSON handler (json set), which takes the place of both.
 type pendingLine struct {
 	h slog.Handler
 	r slog.Record
+
+	json *jsonHandler
+	rpc  logline.RPC
 }
 
 func (h *flushingHandler) Handle(ctx context.Context, r slog.Record) error {
@@ -48,6 +54,19 @@ func (h *flushingHandler) Handle(ctx context.Context, r slog.Record) error {
 	return err
 }
 
+// HandleRPC queues an info or debug RPC line of kit's JSON handler for the
+// flusher as Handle queues a plain record, but as it is, without a record:
+// ~1 000 instructions a line fewer (the record's attributes, their copies,
+// plainRecord, and the keys' escaping: BENCHMARKS.md 1.33). It reports
+// false for any other line, which then takes Handle's path.
+func (h *flushingHandler) HandleRPC(l logline.RPC) bool {
+	jh, ok := h.Handler.(*jsonHandler)
+	if !ok || !jh.fast || jh.w != io.Writer(h.w) || l.Level >= slog.LevelWarn {
+		return false
+	}
+	return h.w.deferRPC(jh, &l)
+}
+
 func (h *flushingHandler) WithAttrs(attrs []slog.Attr) slog.Handler {
 	return &flushingHandler{h.Handler.WithAttrs(attrs), h.w}
 }
@@ -56,21 +75,53 @@ func (h *flushingHandler) WithGroup(name string) slog.Handler {
 	return &flushingHandler{h.Handler.WithGroup(name), h.w}
 }
 
-// deferLine queues r for the flusher, unless maxPending records wait.
+// deferLine queues r for the flusher, unless maxPending lines wait.
 func (lw *lineWriter) deferLine(h slog.Handler, r *slog.Record) bool {
 	lw.mu.Lock()
 	defer lw.mu.Unlock()
-	if len(lw.pending) >= maxPending {
+	pl := lw.nextPendingLocked()
+	if pl == nil {
 		return false
+	}
+	// Clone: a later AddAttrs on the caller's copy must not write into
+	// the attributes this copy shares.
+	pl.h, pl.r = h, r.Clone()
+	return true
+}
+
+// deferRPC queues h's RPC line l for the flusher, unless maxPending lines
+// wait.
+func (lw *lineWriter) deferRPC(h *jsonHandler, l *logline.RPC) bool {
+	lw.mu.Lock()
+	defer lw.mu.Unlock()
+	pl := lw.nextPendingLocked()
+	if pl == nil {
+		return false
+	}
+	pl.json, pl.rpc = h, *l
+	return true
+}
+
+// nextPendingLocked returns a zero slot after the lines waiting, for the
+// caller to fill before it unlocks mu, and makes sure that the flusher will
+// format it; nil when maxPending lines wait. The slot is filled in place:
+// it is zero (formatPendingLocked clears every slot it formats, and a new
+// one is zero), and a pendingLine copied whole costs more than its fields.
+func (lw *lineWriter) nextPendingLocked() *pendingLine {
+	n := len(lw.pending)
+	if n >= maxPending {
+		return nil
 	}
 	if lw.pending == nil {
 		lw.pending, lw.sparePending = lw.sparePending, nil
 	}
-	// Clone: a later AddAttrs on the caller's copy must not write into
-	// the attributes this copy shares.
-	lw.pending = append(lw.pending, pendingLine{h, r.Clone()})
+	if n < cap(lw.pending) {
+		lw.pending = lw.pending[:n+1]
+	} else {
+		lw.pending = append(lw.pending, pendingLine{})
+	}
 	lw.armLocked()
-	return true
+	return &lw.pending[n]
 }
 
 // formatPending formats the records waiting, in order, into the buffer.
@@ -94,22 +145,29 @@ func (lw *lineWriter) formatPendingLocked() {
 	// the lines before it.
 	b := lw.lines[:0]
 	for i := range p {
-		if h, ok := p[i].h.(*jsonHandler); ok && h.fast && h.w == io.Writer(lw) {
-			n := len(b)
-			if b, ok = h.appendRecord(b, p[i].r); ok {
-				if len(b) >= flushSize {
-					b = lw.writeLines(b)
-				}
-				p[i] = pendingLine{} // drop the references
-				continue
-			}
-			b = b[:n]
+		pl := &p[i]
+		n, ok := len(b), false
+		if pl.json != nil {
+			b, ok = pl.json.appendRPC(b, &pl.rpc)
+		} else if h, isJSON := pl.h.(*jsonHandler); isJSON && h.fast && h.w == io.Writer(lw) {
+			b, ok = h.appendRecord(b, pl.r)
 		}
-		b = lw.writeLines(b)
+		if ok {
+			if len(b) >= flushSize {
+				b = lw.writeLines(b)
+			}
+			*pl = pendingLine{} // drop the references
+			continue
+		}
+		b = lw.writeLines(b[:n])
+		h, r := pl.h, pl.r
+		if pl.json != nil {
+			h, r = pl.json, rpcRecord(&pl.rpc)
+		}
 		// The formatters are newHandler's, which read nothing from the
 		// context; the caller's may be gone by now.
-		_ = p[i].h.Handle(context.Background(), p[i].r)
-		p[i] = pendingLine{}
+		_ = h.Handle(context.Background(), r)
+		*pl = pendingLine{}
 	}
 	b = lw.writeLines(b)
 	if cap(b) <= flushSize {
