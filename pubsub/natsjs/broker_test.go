@@ -582,3 +582,73 @@ func TestPublishWaitsBeforeRecreatingALostStream(t *testing.T) {
 		t.Errorf("stream holds %d messages, want 1", n)
 	}
 }
+
+// TestSubscriberKeepsStreamLimits: a service that only consumes a topic
+// leaves the limits its producer set on the topic's stream, whatever its
+// own Config says (NATS_MAX_AGE is per process): a subscriber of another
+// broker once set the stream's MaxAge to its own, so each service's start
+// set it in turn. A subscriber still creates a stream that is missing, and
+// a publish sets the limits, also after its own broker's subscriber set the
+// stream up.
+func TestSubscriberKeepsStreamLimits(t *testing.T) {
+	t.Parallel()
+	owner, err := natsjs.New(t.Context(), natsjs.Config{DataDir: t.TempDir(), Listen: "127.0.0.1:-1", MaxAge: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = owner.Close() })
+	maxAge := func() time.Duration {
+		t.Helper()
+		s, err := owner.JetStream().Stream(t.Context(), "limits_kept")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s.CachedInfo().Config.MaxAge
+	}
+	subscribe := func(b pubsub.Broker, subscription string) *collector {
+		t.Helper()
+		var c collector
+		sub, err := pubsub.NewSubscriber(b, "limits.kept", subscription, c.handle)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pubsubtest.Start(t, sub)
+		return &c
+	}
+
+	// A consumer of the topic starts first: it creates the stream, with
+	// its own limits (the default MaxAge).
+	first := subscribe(connectTo(t, owner), "search")
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		if _, err := owner.JetStream().Stream(t.Context(), "limits_kept"); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the subscriber did not create the missing stream within 10s")
+		}
+	}
+	if got := maxAge(); got != natsjs.DefaultMaxAge {
+		t.Fatalf("stream made by the subscriber: MaxAge %v, want %v", got, natsjs.DefaultMaxAge)
+	}
+
+	// The producer subscribes too, then publishes: its limits apply.
+	subscribe(owner, "audit")
+	pub, err := pubsub.NewPublisher[pingv1.PingRequest](owner, "limits.kept")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := pub.Publish(t.Context(), &pingv1.PingRequest{Number: 1}); err != nil {
+		t.Fatal(err)
+	}
+	if got := maxAge(); got != time.Hour {
+		t.Fatalf("after the producer's publish: MaxAge %v, want its 1h", got)
+	}
+	first.waitAny(t, 10*time.Second, "the first consumer")
+
+	// Another consuming service starts (a broker of its own, whose
+	// subscriber sets the stream up anew): the producer's limits stay.
+	subscribe(connectTo(t, owner), "index").waitAny(t, 10*time.Second, "the other consumer")
+	if got := maxAge(); got != time.Hour {
+		t.Errorf("after a consumer of another service started: MaxAge %v, want the producer's 1h", got)
+	}
+}

@@ -78,7 +78,9 @@ type Config struct {
 	Replicas int
 	// MaxAge is how long a topic's stream keeps a message, acknowledged or
 	// not (NATS_MAX_AGE); new subscriptions receive what it keeps. At least
-	// 100ms. Default 168h (7 days); negative keeps messages forever.
+	// 100ms. Default 168h (7 days); negative keeps messages forever. Set on
+	// the streams of the topics this broker publishes; a subscriber gives it
+	// only to a stream it creates (as DuplicateWindow and Replicas).
 	MaxAge time.Duration
 	// DuplicateWindow is how long a message id is remembered to drop
 	// duplicate publishes (NATS_DUPLICATE_WINDOW): at least 100ms, and no

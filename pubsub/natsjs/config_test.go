@@ -144,7 +144,7 @@ func TestConfigValidateAgreesWithServer(t *testing.T) {
 			}
 			t.Cleanup(func() { _ = b.Close() })
 			b.cfg = cfg.withDefaults() // what New would run with, had Validate passed
-			serverErr := b.ensureStream(t.Context(), "agree")
+			serverErr := b.ensureStream(t.Context(), "agree", true)
 			if serverErr == nil {
 				serverErr = b.ensureDeadLetterStream(t.Context())
 			}

@@ -102,7 +102,7 @@ type consumer struct {
 var errStaleDelivery = errors.New("natsjs: the consumer was created again since this message was delivered; verdict dropped")
 
 func (c *consumer) start(ctx context.Context) error {
-	if err := c.b.ensureStream(ctx, c.cfg.Topic); err != nil {
+	if err := c.b.ensureStream(ctx, c.cfg.Topic, false); err != nil {
 		return err
 	}
 	stream := streamName(c.cfg.Topic)

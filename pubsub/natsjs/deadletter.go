@@ -33,7 +33,7 @@ func deadSubject(subscription, topic string) string {
 
 func (b *Broker) ensureDeadLetterStream(ctx context.Context) error {
 	return b.dlOnce.do(ctx, func() error {
-		return b.upsertStream(ctx, time.Unix(0, b.dlNotBefore.Load()), jetstream.StreamConfig{
+		return b.upsertStream(ctx, time.Unix(0, b.dlNotBefore.Load()), true, jetstream.StreamConfig{
 			Name:        b.cfg.DeadLetterStream,
 			Description: "pubsub dead letters",
 			Subjects:    []string{deadPrefix + ">"},
@@ -223,7 +223,7 @@ func (b *Broker) Redrive(ctx context.Context, dl *pubsub.DeadLetter) error {
 		return fmt.Errorf("natsjs: failed to read dead letter %d: %w", seq, err)
 	}
 	stored := parseDeadLetter(raw)
-	if err := b.ensureStream(ctx, stored.Message.Topic); err != nil {
+	if err := b.ensureStream(ctx, stored.Message.Topic, false); err != nil {
 		return err
 	}
 	h := nats.Header(stored.Message.Header)
@@ -235,7 +235,7 @@ func (b *Broker) Redrive(ctx context.Context, dl *pubsub.DeadLetter) error {
 		// The topic's stream was deleted behind our back: create it again,
 		// once (after healDelay: see streamLost).
 		b.streamLost(stored.Message.Topic)
-		if err := b.ensureStream(ctx, stored.Message.Topic); err != nil {
+		if err := b.ensureStream(ctx, stored.Message.Topic, false); err != nil {
 			return err
 		}
 		_, err = b.js.PublishMsg(ctx, msg)

@@ -9,7 +9,10 @@
 // (all of it: re-drives for other subscriptions are acknowledged unseen),
 // shared by every instance that consumes it. Dead letters go to one stream,
 // [Config.DeadLetterStream], under "_pubsub.dead.<subscription>.<topic>".
-// Streams and consumers are created or updated idempotently when first used.
+// Streams and consumers are created or updated idempotently when first used;
+// a stream's limits (Config.MaxAge, DuplicateWindow, Replicas) are set by
+// publishes only, so a subscriber leaves those of an existing stream as its
+// producer set them.
 //
 // It is the only package of connectkit that imports nats.go and
 // nats-server.

@@ -62,7 +62,7 @@ func (b *Broker) Publish(ctx context.Context, msg *pubsub.Message) (pubsub.Confi
 		// (a cluster losing its leader) waits for its whole deadline, and
 		// the caller's may be far longer.
 		setupCtx, cancel := context.WithTimeout(ctx, b.cfg.PublishTimeout)
-		err := b.ensureStream(setupCtx, msg.Topic)
+		err := b.ensureStream(setupCtx, msg.Topic, true)
 		cancel()
 		if err != nil {
 			return nil, err
@@ -168,9 +168,12 @@ func (b *Broker) publishError(topic string, err error) error {
 	return fmt.Errorf("natsjs: publish to %s failed: %w", topic, err)
 }
 
-// streamState remembers that a topic's stream was set up.
+// streamState remembers that a topic's stream was set up: by a publish,
+// which also sets its limits, and by a subscriber or a re-drive, which
+// leave an existing stream's limits as they are.
 type streamState struct {
-	once      onceErr
+	once      onceErr   // the publishers' setup (see ensureStream)
+	read      onceErr   // the subscribers' and re-drives' setup
 	notBefore time.Time // when the stream may be created again, after it was lost
 }
 
@@ -202,15 +205,25 @@ func (b *Broker) streamReady(topic string) bool {
 	return ok && st.(*streamState).once.isDone()
 }
 
-// ensureStream creates or updates the stream of topic, once per broker.
-func (b *Broker) ensureStream(ctx context.Context, topic string) error {
+// ensureStream creates the stream of topic, or updates it, once per broker
+// for publishes and once for subscribers and re-drives. Only a publish
+// (limits) sets an existing stream's limits (MaxAge, DuplicateWindow,
+// Replicas) to this broker's Config: the topic's retention is its
+// producer's to choose, and a service that only consumes the topic, whose
+// NATS_MAX_AGE may differ, must not shorten it (nor two services set it in
+// turn at each of their starts).
+func (b *Broker) ensureStream(ctx context.Context, topic string, limits bool) error {
 	st, ok := b.streams.Load(topic)
 	if !ok {
 		st, _ = b.streams.LoadOrStore(topic, &streamState{})
 	}
 	state := st.(*streamState)
-	return state.once.do(ctx, func() error {
-		return b.upsertStream(ctx, state.notBefore, jetstream.StreamConfig{
+	once := &state.read
+	if limits {
+		once = &state.once
+	}
+	return once.do(ctx, func() error {
+		return b.upsertStream(ctx, state.notBefore, limits, jetstream.StreamConfig{
 			Name:       streamName(topic),
 			Subjects:   []string{topic, redriveSubject("*", topic)},
 			Retention:  jetstream.LimitsPolicy,
@@ -265,9 +278,10 @@ func sleepCtx(ctx context.Context, d time.Duration) error {
 
 // upsertStream creates the stream of want, not before notBefore (see
 // streamLost), or updates the fields this driver manages on an existing
-// one. owner names what the stream is for, in the error when a stream of
-// that name holds other subjects.
-func (b *Broker) upsertStream(ctx context.Context, notBefore time.Time, want jetstream.StreamConfig, owner string) error {
+// one: its subjects, and with limits its replicas, MaxAge and duplicate
+// window too. owner names what the stream is for, in the error when a
+// stream of that name holds other subjects.
+func (b *Broker) upsertStream(ctx context.Context, notBefore time.Time, limits bool, want jetstream.StreamConfig, owner string) error {
 	s, err := b.js.Stream(ctx, want.Name)
 	if errors.Is(err, jetstream.ErrStreamNotFound) {
 		if err := sleepCtx(ctx, time.Until(notBefore)); err != nil {
@@ -295,6 +309,9 @@ func (b *Broker) upsertStream(ctx context.Context, notBefore time.Time, want jet
 		}
 		return connect.NewError(connect.CodeFailedPrecondition,
 			fmt.Errorf("natsjs: stream %s exists with subjects %v, not %s: %s", want.Name, have.Subjects, want.Subjects[0], mend))
+	}
+	if !limits {
+		want.Replicas, want.MaxAge, want.Duplicates = have.Replicas, have.MaxAge, have.Duplicates
 	}
 	if slices.Equal(have.Subjects, want.Subjects) && have.Replicas == want.Replicas &&
 		have.MaxAge == want.MaxAge && have.Duplicates == want.Duplicates {
