@@ -157,7 +157,8 @@ const clientRedials = 3
 // components have stopped, once the calls in flight on it have finished
 // (within what remains of the components' [Config.ShutdownTimeout], and at
 // least a second); calls made after that fail. A server that never runs
-// never closes it: its goroutines (a few for each name called) stay.
+// closes it in [Server.Close]; without that, its goroutines (a few for each
+// name called) stay.
 func (s *Server) HTTPClient() *http.Client {
 	s.httpClientMu.Lock()
 	defer s.httpClientMu.Unlock()

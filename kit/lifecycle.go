@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"sync"
 	"time"
 )
@@ -36,6 +37,47 @@ func (s *Server) startActor(fn func(context.Context) error) {
 			l.fail(fmt.Errorf("kit: background component: %w", err))
 		}
 	})
+}
+
+// Close ends a server that is never run: a program that calls other
+// services without serving (a command, a batch job) makes one for
+// [Server.HTTPClient] and [Server.ClientOptions], and calls Close before
+// it exits. Close waits for the calls in flight on the HTTP client (until
+// ctx is done) and closes it, exports the spans still buffered and writes
+// the log lines kit's logger still holds: a program that exits without it
+// loses the info lines of its last 5 ms (a short command, all of them)
+// and the spans not yet exported. It also closes the listeners of a
+// [Server.Listen] call. Once closed, the server cannot be run; a second
+// Close does nothing. Close fails, changing nothing, while or after Run
+// runs: Run's shutdown does the same.
+func (s *Server) Close(ctx context.Context) error {
+	s.mu.Lock()
+	if s.running {
+		s.mu.Unlock()
+		return errors.New("kit: Close of a server that Run runs: Run shuts it down")
+	}
+	if s.closed {
+		s.mu.Unlock()
+		return nil
+	}
+	s.closed = true
+	var errs []error
+	for _, ln := range []net.Listener{s.ln, s.adminLn} {
+		if ln != nil {
+			if err := ln.Close(); err != nil {
+				errs = append(errs, fmt.Errorf("kit: closing %s: %w", ln.Addr(), err))
+			}
+		}
+	}
+	s.mu.Unlock()
+	if _, err := s.closeHTTPClient(ctx); err != nil {
+		errs = append(errs, err)
+	}
+	if err := s.telemetry.Shutdown(ctx); err != nil {
+		errs = append(errs, fmt.Errorf("kit: flushing traces: %w", err))
+	}
+	flushLogger(s.logger)
+	return errors.Join(errs...)
 }
 
 // shutdown runs the shutdown sequence, logging each step with its duration,
