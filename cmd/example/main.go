@@ -5,6 +5,10 @@
 // Configure it with the KIT_* and NATS_* environment variables, or with
 // flags named after the KIT_* ones (-addr, -admin-addr, -log-level...; see
 // -help and the README).
+//
+// `example list [-target http://localhost:8080]` is a client of a running
+// example instead: it prints its profiles, called through kit's HTTP client
+// and client chain as one service calls another.
 package main
 
 import (
@@ -24,6 +28,10 @@ import (
 )
 
 func main() {
+	run := run
+	if len(os.Args) > 1 && os.Args[1] == "list" { // example list [-target URL]: see runList
+		run = func(ctx context.Context) error { return runList(ctx, os.Args[2:], os.Stdout) }
+	}
 	if err := run(context.Background()); err != nil {
 		fmt.Fprintln(os.Stderr, "example:", err)
 		os.Exit(1)
