@@ -71,7 +71,7 @@ type Server struct {
 	adminLn   net.Listener
 	actors    []func(context.Context) error
 	running   bool
-	closed    bool // by Close: Run refuses to start
+	closed    bool // by Close: Listen, and so Run, refuse to start
 	lifecycle *lifecycle
 	stopping  chan struct{} // closed when the server stops accepting calls
 	// calls is the context every call's derives from (http.Server's
@@ -242,8 +242,8 @@ func (s *Server) ShuttingDown() <-chan struct{} { return s.stopping }
 func (s *Server) Listen() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.closed {
-		return errors.New("kit: Listen after Close")
+	if s.closed { // Run's first step too
+		return errors.New("kit: Run or Listen after Close")
 	}
 	if s.ln != nil {
 		return nil
@@ -304,10 +304,6 @@ func (s *Server) Run(ctx context.Context) error {
 	defer stopSignals()
 
 	s.mu.Lock()
-	if s.closed {
-		s.mu.Unlock()
-		return errors.New("kit: Run after Close")
-	}
 	if s.running {
 		s.mu.Unlock()
 		return errors.New("kit: Run called twice")
