@@ -68,9 +68,12 @@ var clientBreakerSettings = []setting{
 }
 
 // switchOf is a setting that turns a feature "on" or "off" (or true or
-// false, 1 or 0).
+// false, 1 or 0). Its flag takes the value as its variable does
+// (-client-retry on): a boolean flag, which takes none, read
+// "-client-retry off" as on, and "off" as the first argument, which ends
+// the flags, so that those after it were dropped.
 func switchOf(env, usage string, ptr func(*Config) *bool) setting {
-	return setting{env: env, usage: usage + `: "on" or "off"`, boolean: true,
+	return setting{env: env, usage: usage + `: "on" or "off"`,
 		set: func(c *Config, v string) error {
 			switch strings.ToLower(v) {
 			case "on", "true", "1":

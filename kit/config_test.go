@@ -162,6 +162,28 @@ func TestRegisterFlags(t *testing.T) {
 	}
 }
 
+// TestSwitchFlagsTakeAValue: -client-retry and -client-breaker take "on"
+// or "off" as their variables do. As boolean flags, "-client-retry off"
+// turned retries on, and its "off" ended the flags: -addr after it was
+// dropped.
+func TestSwitchFlagsTakeAValue(t *testing.T) {
+	t.Parallel()
+	cfg, err := configFrom(lookupIn(map[string]string{"KIT_CLIENT_RETRY": "on"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	fs := flag.NewFlagSet("test", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	cfg.RegisterFlags(fs)
+	if err := fs.Parse([]string{"-client-retry", "off", "-client-breaker", "on", "-addr", "127.0.0.1:7001"}); err != nil {
+		t.Fatal(err)
+	}
+	if cfg.ClientRetry.Enabled || !cfg.ClientBreaker.Enabled || cfg.Addr != "127.0.0.1:7001" || fs.NArg() != 0 {
+		t.Errorf("after -client-retry off -client-breaker on -addr 127.0.0.1:7001: retry %v, breaker %v, addr %q, arguments left %q",
+			cfg.ClientRetry.Enabled, cfg.ClientBreaker.Enabled, cfg.Addr, fs.Args())
+	}
+}
+
 func TestFlagsMendTheEnvironment(t *testing.T) {
 	t.Parallel()
 	// An admin listener beyond loopback needs a token: the environment
