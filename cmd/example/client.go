@@ -48,6 +48,9 @@ func runList(ctx context.Context, args []string, stdout io.Writer) (err error) {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
+	if err := noArguments(fs); err != nil {
+		return err
+	}
 	// It serves nothing: a service's KIT_ADMIN_* settings, which it may
 	// share (kubectl exec into the service's Pod), do not apply.
 	cfg.AdminAddr = kit.AdminOff

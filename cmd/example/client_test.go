@@ -50,6 +50,13 @@ func TestListCommand(t *testing.T) {
 		t.Errorf("example list printed %d lines, %d names; want the %d profiles", len(lines), len(names), n)
 	}
 
+	// A boolean flag's value given apart ends the flags: refused, rather
+	// than -target after it dropped and localhost:8080 listed.
+	err := runList(t.Context(), []string{"-pprof", "false", "-target", srv.URL}, &out)
+	if err == nil || !strings.Contains(err.Error(), `unexpected argument "false"`) {
+		t.Errorf("example list -pprof false -target ... = %v, want the argument refused", err)
+	}
+
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

@@ -45,6 +45,9 @@ func run(ctx context.Context) (err error) {
 	}
 	cfg.RegisterFlags(flag.CommandLine) // flags override the environment: -addr :8081
 	flag.Parse()
+	if err := noArguments(flag.CommandLine); err != nil {
+		return err
+	}
 	natsCfg, err := natsjs.ConfigFromEnv()
 	if err != nil {
 		return err
@@ -102,5 +105,15 @@ func wire(srv *kit.Server, bus pubsub.Broker) error {
 
 	svc := newProfileService(newMemStore(), changes, audit, srv.ShuttingDown())
 	srv.Mount(examplev1connect.NewProfileServiceHandler(svc, srv.HandlerOptions()...))
+	return nil
+}
+
+// noArguments fails when fs left arguments after its flags: the value of a
+// boolean flag given apart (-pprof false) ends the flags, and the flags
+// after it would be dropped unseen.
+func noArguments(fs *flag.FlagSet) error {
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected argument %q: flags only (a boolean flag takes its value as -pprof=false)", fs.Arg(0))
+	}
 	return nil
 }
