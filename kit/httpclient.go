@@ -279,12 +279,29 @@ type redial struct{ next http.RoundTripper }
 func (r redial) RoundTrip(req *http.Request) (*http.Response, error) {
 	resp, err := r.send(req)
 	if err != nil {
+		if err.Error() == httplbNoHealthy {
+			return resp, noHealthy(req.URL.Host)
+		}
 		return resp, peerGone(req.Context(), err)
 	}
 	if resp.StatusCode != http.StatusSwitchingProtocols { // that body is also the writer of an upgraded connection
 		resp.Body = &resetBody{ReadCloser: resp.Body, ctx: req.Context()}
 	}
 	return resp, nil
+}
+
+// httplbNoHealthy is the text of httplb's error (unexported) for a call
+// that no address of its name can take: every one refused its last
+// connection, and none has connected again since.
+const httplbNoHealthy = "unavailable: no healthy connections"
+
+// noHealthy is the error of a call refused so: connect-go made of
+// httplb's "unavailable: unavailable: no healthy connections", which named
+// no service; a service that calls several could not tell which one was
+// down.
+func noHealthy(host string) error {
+	return connect.NewError(connect.CodeUnavailable, fmt.Errorf(
+		"no healthy connections to %s: every address refused its last connection, and a probe dials each again every second", host))
 }
 
 // peerGone returns err as the error of lost when it says that the call's

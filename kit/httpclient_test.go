@@ -177,6 +177,38 @@ func TestHTTPClientLeavesOutAStoppedBackend(t *testing.T) {
 	})
 }
 
+// TestHTTPClientNoHealthyNamesTheHost: once every address of a name has
+// refused a connection, calls fail at once with Unavailable naming the
+// host called, where connect-go said "unavailable: unavailable: no healthy
+// connections" of httplb's error, naming none (seen from a service calling
+// the example while it was stopped).
+func TestHTTPClientNoHealthyNamesTheHost(t *testing.T) {
+	t.Parallel()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	host := ln.Addr().String()
+	_ = ln.Close() // nothing listens there: connections refused
+	srv, err := kit.New(kit.Config{Addr: "127.0.0.1:0", AdminAddr: kit.AdminOff}, kit.WithLogger(slog.New(slog.DiscardHandler)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = srv.Close(context.Background()) })
+	client := pingv1connect.NewPingServiceClient(srv.HTTPClient(), "http://"+host)
+	var last error
+	for range 20 { // the first is refused; the next find no healthy address
+		_, last = client.Ping(t.Context(), connect.NewRequest(&pingv1.PingRequest{}))
+		if last == nil || !strings.Contains(last.Error(), "connection refused") {
+			break
+		}
+	}
+	if connect.CodeOf(last) != connect.CodeUnavailable || !strings.Contains(last.Error(), "no healthy connections to "+host) ||
+		strings.Contains(last.Error(), "unavailable: unavailable") {
+		t.Errorf("a call once %s refused connections: %v; want unavailable, naming it once", host, last)
+	}
+}
+
 // connCounter is an h2c server with the ping service that counts its open
 // connections.
 type connCounter struct {
