@@ -87,3 +87,27 @@ func (n *StaticNames) New(ctx context.Context, _, hostPort string, rcv resolver.
 	}()
 	return closerFunc(func() error { cancel(); <-done; return nil })
 }
+
+// EndEjections ends at once the ejections of the addresses that s's
+// HTTPClient left out for failing calls, as their time would.
+func EndEjections(s *Server) {
+	s.httpClientMu.Lock()
+	c := s.httpClient
+	s.httpClientMu.Unlock()
+	if c == nil {
+		return
+	}
+	h := c.health
+	h.mu.Lock()
+	var ejected []*outlierAddr
+	for _, a := range h.addrs {
+		if a.ejected && a.timer.Stop() {
+			ejected = append(ejected, a)
+		}
+	}
+	h.mu.Unlock()
+	for _, a := range ejected {
+		h.restore(a)
+		h.wg.Done()
+	}
+}

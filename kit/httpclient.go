@@ -51,6 +51,30 @@ type HTTPClientConfig struct {
 	// either file changed (a renewal), as the server's are.
 	// KIT_CLIENT_TLS_CERT_FILE and KIT_CLIENT_TLS_KEY_FILE, default none.
 	TLSCertFile, TLSKeyFile string
+
+	// OutlierFailures is the number of calls in a row that must fail on
+	// one address of a name for the client to leave the address out of
+	// the balancing for a while (passive outlier ejection, as Envoy's
+	// consecutive gateway errors): a failure is an answer of HTTP 502, 503
+	// or 504, gRPC's UNAVAILABLE or DEADLINE_EXCEEDED (in its headers,
+	// trailers or gRPC-Web trailer frame), a Connect stream ending with
+	// unavailable or deadline_exceeded, or the connection lost under the
+	// call, while the caller still waits for it; any other answer clears
+	// the count. 0 takes the default; [OutlierOff] turns ejection off.
+	// KIT_CLIENT_OUTLIER_FAILURES, default 5 ("0" or "off": off).
+	OutlierFailures int
+	// OutlierEjectionTime is how long an address is left out at its first
+	// ejection; each ejection leaves it out that much longer than the
+	// last, up to 10 times as long, and each OutlierEjectionTime it then
+	// stays back takes one step off. KIT_CLIENT_OUTLIER_EJECTION_TIME,
+	// default 30s.
+	OutlierEjectionTime time.Duration
+	// OutlierMaxEjectedPercent bounds the addresses of one name left out
+	// at once for failing calls: this percent of them, rounded down, and
+	// at least one; and never the last of them that takes connections.
+	// KIT_CLIENT_OUTLIER_MAX_EJECTED_PERCENT, default 50 (one of 2 or 3,
+	// two of 4).
+	OutlierMaxEjectedPercent int
 }
 
 // Defaults of [HTTPClientConfig].
@@ -80,6 +104,9 @@ func (h HTTPClientConfig) withDefaults() HTTPClientConfig {
 	setDefault(&h.DialTimeout, DefaultClientDialTimeout)
 	setDefault(&h.ResolveInterval, DefaultClientResolveInterval)
 	setDefault(&h.IdleTimeout, DefaultClientIdleTimeout)
+	setDefault(&h.OutlierFailures, DefaultClientOutlierFailures)
+	setDefault(&h.OutlierEjectionTime, DefaultClientOutlierEjectionTime)
+	setDefault(&h.OutlierMaxEjectedPercent, DefaultClientOutlierMaxEjectedPercent)
 	return h
 }
 
@@ -89,6 +116,7 @@ func (h HTTPClientConfig) check(bad func(field, env string, value any, why strin
 	if (h.TLSCertFile == "") != (h.TLSKeyFile == "") {
 		bad("HTTPClient.TLSCertFile", "KIT_CLIENT_TLS_CERT_FILE", h.TLSCertFile, "KIT_CLIENT_TLS_CERT_FILE and KIT_CLIENT_TLS_KEY_FILE must be set together")
 	}
+	h.checkOutlier(bad)
 }
 
 // clientTLS returns the TLS config of the client's https:// connections, or
@@ -149,7 +177,11 @@ const clientRedials = 3
 // most addresses fail; the connections to addresses gone are closed once
 // their calls have finished. An address whose connection cannot be opened
 // is left out until a new connection to it succeeds, and a call that could
-// not be sent for that is sent to the next address. It follows no
+// not be sent for that is sent to the next address. An address that fails
+// [HTTPClientConfig.OutlierFailures] calls in a row (Unavailable, gateway
+// errors, its connection lost) is left out for
+// [HTTPClientConfig.OutlierEjectionTime], longer at each ejection, within
+// the limit of [HTTPClientConfig.OutlierMaxEjectedPercent]. It follows no
 // redirects and uses no proxy.
 //
 // The client is made at the first call of HTTPClient and shared by every
@@ -163,7 +195,7 @@ func (s *Server) HTTPClient() *http.Client {
 	s.httpClientMu.Lock()
 	defer s.httpClientMu.Unlock()
 	if s.httpClient == nil {
-		s.httpClient = newBalancedClient(s.cfg.HTTPClient.withDefaults(), s.clientTLS, s.opts.resolver, nil)
+		s.httpClient = newBalancedClient(s.cfg.HTTPClient.withDefaults(), s.clientTLS, s.opts.resolver, nil, s.logger, s.outlierMetrics)
 		if s.httpClientClosed { // after the shutdown: one that fails every call
 			_ = s.httpClient.close(context.Background())
 		}
@@ -180,19 +212,25 @@ type balancedClient struct {
 }
 
 // newBalancedClient returns a client that speaks TLS with tlsConfig (the
-// defaults when nil), resolves names with res (DNS when nil) and opens
-// connections with dial (a net.Dialer's when nil).
-func newBalancedClient(cfg HTTPClientConfig, tlsConfig *tls.Config, res resolver.Resolver, dial func(ctx context.Context, network, addr string) (net.Conn, error)) *balancedClient {
+// defaults when nil), resolves names with res (DNS when nil), opens
+// connections with dial (a net.Dialer's when nil), and reports its
+// ejections to logger (none when nil) and metrics.
+func newBalancedClient(cfg HTTPClientConfig, tlsConfig *tls.Config, res resolver.Resolver, dial func(ctx context.Context, network, addr string) (net.Conn, error),
+	logger *slog.Logger, metrics outlierMetrics) *balancedClient {
 	if res == nil {
 		res = resolver.NewDNSResolver(net.DefaultResolver, resolver.PreferIPv4, cfg.ResolveInterval)
 	}
 	if dial == nil {
 		dial = (&net.Dialer{Timeout: cfg.DialTimeout, KeepAlive: 30 * time.Second}).DialContext
 	}
-	h := &dialHealth{timeout: cfg.DialTimeout, tasks: map[string]map[*dialCheck]struct{}{}}
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	h := newDialHealth(cfg.DialTimeout, outlierConfig{failures: max(cfg.OutlierFailures, 0), base: cfg.OutlierEjectionTime,
+		maxPercent: cfg.OutlierMaxEjectedPercent, logger: logger, metrics: metrics})
 	lb := httplb.NewClient(
-		httplb.WithTransport("http", h2cTransport{}),
-		httplb.WithTransport("https", tlsTransport{}),
+		httplb.WithTransport("http", h2cTransport{h}),
+		httplb.WithTransport("https", tlsTransport{h}),
 		httplb.WithResolver(res),
 		httplb.WithHealthChecks(h),
 		httplb.WithDialer(h.dial(dial)),
@@ -215,6 +253,7 @@ func (c *balancedClient) close(ctx context.Context) error {
 	go func() {
 		defer close(done)
 		_ = c.lb.Close()
+		c.health.stopEjections()
 		c.health.close()
 	}()
 	select {
@@ -227,25 +266,37 @@ func (c *balancedClient) close(ctx context.Context) error {
 
 // h2cTransport makes the round trippers of http:// addresses: HTTP/2 with
 // prior knowledge, without TLS.
-type h2cTransport struct{}
+type h2cTransport struct{ h *dialHealth }
 
-func (h2cTransport) NewRoundTripper(_, _ string, cfg httplb.TransportConfig) httplb.RoundTripperResult {
+func (t h2cTransport) NewRoundTripper(_, addr string, cfg httplb.TransportConfig) httplb.RoundTripperResult {
 	var protocols http.Protocols
 	protocols.SetUnencryptedHTTP2(true)
-	t := newLeafTransport(cfg, &protocols)
-	return httplb.RoundTripperResult{RoundTripper: t, Close: t.CloseIdleConnections}
+	return t.h.leaf(addr, newLeafTransport(cfg, &protocols))
 }
 
 // tlsTransport makes the round trippers of https:// addresses: HTTP/2 over
 // TLS, or HTTP/1.1 with servers that offer no HTTP/2.
-type tlsTransport struct{}
+type tlsTransport struct{ h *dialHealth }
 
-func (tlsTransport) NewRoundTripper(_, _ string, cfg httplb.TransportConfig) httplb.RoundTripperResult {
+func (t tlsTransport) NewRoundTripper(_, addr string, cfg httplb.TransportConfig) httplb.RoundTripperResult {
 	var protocols http.Protocols
 	protocols.SetHTTP1(true)
 	protocols.SetHTTP2(true)
-	t := newLeafTransport(cfg, &protocols)
-	return httplb.RoundTripperResult{RoundTripper: t, Close: t.CloseIdleConnections}
+	return t.h.leaf(addr, newLeafTransport(cfg, &protocols))
+}
+
+// leaf returns the round tripper of addr, by t: its calls' answers are
+// judged for addr's ejection, and their bodies' read errors go through
+// peerGone.
+func (h *dialHealth) leaf(addr string, t *http.Transport) httplb.RoundTripperResult {
+	a := h.addrOf(addr)
+	return httplb.RoundTripperResult{
+		RoundTripper: &outlierTransport{next: t, h: h, addr: a},
+		Close: func() {
+			t.CloseIdleConnections()
+			h.release(a)
+		},
+	}
 }
 
 // newLeafTransport returns the transport of one address: one connection,
@@ -273,7 +324,8 @@ func newLeafTransport(cfg httplb.TransportConfig, protocols *http.Protocols) *ht
 // connection for it could not be opened, if its body can be sent again:
 // the balancer picks the next address each time. A call whose connection
 // the server reset (a killed process) fails with Unavailable (see
-// peerGone).
+// peerGone; the addresses' round trippers, outlierTransport, wrap the
+// bodies).
 type redial struct{ next http.RoundTripper }
 
 func (r redial) RoundTrip(req *http.Request) (*http.Response, error) {
@@ -283,9 +335,6 @@ func (r redial) RoundTrip(req *http.Request) (*http.Response, error) {
 			return resp, noHealthy(req.URL.Host)
 		}
 		return resp, peerGone(req.Context(), err)
-	}
-	if resp.StatusCode != http.StatusSwitchingProtocols { // that body is also the writer of an upgraded connection
-		resp.Body = &resetBody{ReadCloser: resp.Body, ctx: req.Context()}
 	}
 	return resp, nil
 }
@@ -326,16 +375,30 @@ func lost(err error) error {
 }
 
 // resetBody is the body of a response whose read errors go through
-// peerGone: a stream's server can be killed after its headers came.
+// peerGone: a stream's server can be killed after its headers came. When
+// the call's verdict for outlier ejection comes at the body's end, outlier
+// follows the reads to it.
 type resetBody struct {
 	io.ReadCloser
-	ctx context.Context
+	ctx     context.Context
+	outlier outlierBody // judging when its h is set
 }
 
 func (b *resetBody) Read(p []byte) (int, error) {
 	n, err := b.ReadCloser.Read(p)
+	if b.outlier.h != nil && !b.outlier.done {
+		if n > 0 && (b.outlier.grpcWeb || b.outlier.endStream) {
+			b.outlier.scan(p[:n])
+		}
+		if err == io.EOF {
+			b.outlier.end()
+		}
+	}
 	if err != nil && err != io.EOF { // Read returns io.EOF itself, unwrapped
 		err = peerGone(b.ctx, err)
+		if b.outlier.h != nil && b.ctx.Err() == nil && connect.CodeOf(err) == connect.CodeUnavailable {
+			b.outlier.failed()
+		}
 	}
 	return n, err
 }
@@ -388,14 +451,25 @@ func isDialError(err error) bool {
 }
 
 // dialHealth is the balancer's health checker: an address is healthy until
-// a connection to it fails to open; then it is left out of the balancing
-// while a probe dials it, every second, until a dial succeeds.
+// a connection to it fails to open, or it fails calls in a row (see
+// outlierTransport); then it is left out of the balancing, in the first
+// case while a probe dials it, every second, until a dial succeeds, in the
+// second for its ejection's time (see eject).
 type dialHealth struct {
 	timeout time.Duration
+	outlier outlierConfig
 
-	mu    sync.Mutex
-	tasks map[string]map[*dialCheck]struct{} // by address
-	wg    sync.WaitGroup                     // the probes running
+	mu     sync.Mutex
+	tasks  map[string]map[*dialCheck]struct{} // by address
+	addrs  map[string]*outlierAddr            // by address, while ejection is on
+	closed bool                               // no more ejections
+	wg     sync.WaitGroup                     // the probes running, and the ejections' ends
+}
+
+// newDialHealth returns the health checker whose probes dial with timeout,
+// and which ejects addresses as outlier says.
+func newDialHealth(timeout time.Duration, outlier outlierConfig) *dialHealth {
+	return &dialHealth{timeout: timeout, outlier: outlier, tasks: map[string]map[*dialCheck]struct{}{}, addrs: map[string]*outlierAddr{}}
 }
 
 // dialCheck is the health check of one connection of the balancer.
@@ -405,10 +479,12 @@ type dialCheck struct {
 	conn    conn.Conn
 	tracker health.Tracker
 	probing bool // guarded by dialHealth.mu
+	ejected bool // guarded by dialHealth.mu
 
-	// mark orders markHealthy's marks: each call's, and its look at
-	// probing, are made under it, so that the last agrees with probing.
-	mark sync.Mutex
+	// marking orders mark's marks: each call's, and its looks at
+	// probing and ejected, are made under it, so that the last agrees
+	// with them.
+	marking sync.Mutex
 }
 
 // New starts the check of c: healthy, until a dial to its address fails.
@@ -424,8 +500,8 @@ func (h *dialHealth) New(ctx context.Context, c conn.Conn, tracker health.Tracke
 	h.mu.Unlock()
 	// In a goroutine: the balancer calls New holding its lock, which
 	// UpdateHealthState takes. A dial may fail meanwhile and mark the
-	// connection unhealthy first: see markHealthy.
-	h.wg.Go(func() { h.markHealthy(check) })
+	// connection unhealthy first: see mark.
+	h.wg.Go(func() { h.mark(check) })
 	return closerFunc(func() error {
 		cancel()
 		h.mu.Lock()
@@ -490,32 +566,48 @@ func (h *dialHealth) probe(check *dialCheck, network, addr string) {
 		h.mu.Lock()
 		check.probing = false
 		h.mu.Unlock()
-		h.markHealthy(check)
+		h.mark(check)
 		return
 	}
 }
 
-// markHealthy marks check's connection healthy, and unhealthy again when a
-// dial to its address failed meanwhile (the mark is made outside h.mu, so
-// a failure can come between), which failed no longer marks while its new
-// probe runs. Its marks are made under check.mark: a late "unhealthy" of
-// New's mark, made after the probe that the failure started had marked
-// the connection healthy again, would leave it out with no probe running.
-// The balancer's lock, which UpdateHealthState takes, is never held
-// while check.mark is awaited.
-func (h *dialHealth) markHealthy(check *dialCheck) {
-	check.mark.Lock()
-	defer check.mark.Unlock()
-	check.tracker.UpdateHealthState(check.conn, health.StateHealthy)
-	h.mu.Lock()
-	probing := check.probing
-	h.mu.Unlock()
-	if probing {
-		check.tracker.UpdateHealthState(check.conn, health.StateUnhealthy)
+// mark marks check's connection healthy, or unhealthy while a probe dials
+// its address or it is ejected, and again while that changed meanwhile
+// (the mark is made outside h.mu, so a failed dial can come between,
+// which failed no longer marks while its new probe runs). Its marks are
+// made under check.marking: a late "unhealthy" of New's mark, made after
+// the probe that the failure started had marked the connection healthy
+// again, would leave it out with no probe running. The balancer's lock,
+// which UpdateHealthState takes, is never held while check.marking is
+// awaited.
+func (h *dialHealth) mark(check *dialCheck) {
+	check.marking.Lock()
+	defer check.marking.Unlock()
+	out := h.isOut(check)
+	for {
+		state := health.StateHealthy
+		if out {
+			state = health.StateUnhealthy
+		}
+		check.tracker.UpdateHealthState(check.conn, state)
+		now := h.isOut(check)
+		if now == out {
+			return
+		}
+		out = now
 	}
 }
 
-// close waits for the probes, which the balancer's closing cancelled.
+// isOut reports whether check's connection is out of the balancing: its
+// address is probed, or ejected.
+func (h *dialHealth) isOut(check *dialCheck) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return check.probing || check.ejected
+}
+
+// close waits for the probes, which the balancer's closing cancelled, and
+// the ejections' ends (stopEjections stops those that had not begun).
 func (h *dialHealth) close() { h.wg.Wait() }
 
 type closerFunc func() error

@@ -54,7 +54,7 @@ func TestDeadAddressLeftOut(t *testing.T) {
 		mu.Unlock()
 		return dialer.DialContext(ctx, network, addr)
 	}
-	c := newBalancedClient(HTTPClientConfig{}.withDefaults(), nil, NewStaticNames(h2cServer(t), dead, h2cServer(t)), dial)
+	c := newBalancedClient(HTTPClientConfig{}.withDefaults(), nil, NewStaticNames(h2cServer(t), dead, h2cServer(t)), dial, nil, outlierMetrics{})
 	defer func() { _ = c.close(context.Background()) }()
 
 	const calls = 60
@@ -126,7 +126,7 @@ func TestProbeLateHealthy(t *testing.T) {
 		t.Fatal(err)
 	}
 	addr := ln.Addr().String()
-	h := &dialHealth{timeout: time.Second, tasks: map[string]map[*dialCheck]struct{}{}}
+	h := newDialHealth(time.Second, outlierConfig{})
 	fired := make(chan struct{})
 	var healthy int
 	tracker := &hookTracker{}
@@ -165,7 +165,7 @@ func TestNewLateUnhealthy(t *testing.T) {
 	}
 	defer func() { _ = ln.Close() }()
 	addr := ln.Addr().String()
-	h := &dialHealth{timeout: time.Second, tasks: map[string]map[*dialCheck]struct{}{}}
+	h := newDialHealth(time.Second, outlierConfig{})
 	probeMarked := make(chan struct{})
 	var healthy, unhealthy atomic.Int32
 	tracker := &hookTracker{}

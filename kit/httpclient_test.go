@@ -58,16 +58,24 @@ func pingBackends(t *testing.T, n int, tl *tally, opts ...kit.Option) []*kittest
 	t.Helper()
 	backends := make([]*kittest.Server, n)
 	for i := range backends {
-		var name string
-		backends[i] = kittest.NewServer(t, kit.Config{}, func(srv *kit.Server) {
-			path, h := pingv1connect.NewPingServiceHandler(&pingServer{}, srv.HandlerOptions()...)
-			srv.Mount(path, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-				tl.tag(name, h).ServeHTTP(w, r)
-			}))
-		}, opts...)
-		name = backends[i].Addr().String()
+		backends[i] = pingBackend(t, tl, &pingServer{}, opts...)
 	}
 	return backends
+}
+
+// pingBackend runs a kit server with svc as the ping service and opts,
+// counted in tl under its address.
+func pingBackend(t *testing.T, tl *tally, svc pingv1connect.PingServiceHandler, opts ...kit.Option) *kittest.Server {
+	t.Helper()
+	var name string
+	backend := kittest.NewServer(t, kit.Config{}, func(srv *kit.Server) {
+		path, h := pingv1connect.NewPingServiceHandler(svc, srv.HandlerOptions()...)
+		srv.Mount(path, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			tl.tag(name, h).ServeHTTP(w, r)
+		}))
+	}, opts...)
+	name = backend.Addr().String()
+	return backend
 }
 
 func addrsOf(backends []*kittest.Server) []string {
@@ -82,8 +90,16 @@ func addrsOf(backends []*kittest.Server) []string {
 // HTTPClient of a kit server, by a name that resolves to all of them.
 func balancedPingClient(t *testing.T, backends []*kittest.Server, opts ...connect.ClientOption) pingv1connect.PingServiceClient {
 	t.Helper()
-	caller := kittest.NewServer(t, kit.Config{}, nil, kit.WithResolver(kit.NewStaticNames(addrsOf(backends)...)))
-	return pingv1connect.NewPingServiceClient(caller.HTTPClient(), "http://ping.test", append(caller.ClientOptions(), opts...)...)
+	client, _ := balancedPingCaller(t, kit.Config{}, backends, opts...)
+	return client
+}
+
+// balancedPingCaller is balancedPingClient with a caller of config cfg,
+// which it also returns.
+func balancedPingCaller(t *testing.T, cfg kit.Config, backends []*kittest.Server, opts ...connect.ClientOption) (pingv1connect.PingServiceClient, *kittest.Server) {
+	t.Helper()
+	caller := kittest.NewServer(t, cfg, nil, kit.WithResolver(kit.NewStaticNames(addrsOf(backends)...)))
+	return pingv1connect.NewPingServiceClient(caller.HTTPClient(), "http://ping.test", append(caller.ClientOptions(), opts...)...), caller
 }
 
 // eachBalancedProtocol runs test in a parallel subtest for each of

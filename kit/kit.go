@@ -86,6 +86,7 @@ type Server struct {
 	clientTLS        *tls.Config // of HTTPClient's https:// connections; nil: the defaults
 	httpClientMu     sync.Mutex
 	httpClient       *balancedClient // made by the first HTTPClient call
+	outlierMetrics   outlierMetrics  // of httpClient's ejections
 	httpClientClosed bool            // set by the shutdown
 }
 
@@ -134,6 +135,9 @@ func newServer(cfg Config, opts []Option) (*Server, error) {
 	}
 	var err error
 	if s.unknown.calls, err = newUnknownCalls(s.registry); err != nil {
+		return s, err
+	}
+	if s.outlierMetrics, err = newOutlierMetrics(s.registry); err != nil {
 		return s, err
 	}
 	s.health = health.New(health.WithLogger(s.logger))

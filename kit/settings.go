@@ -66,7 +66,7 @@ var settings = slices.Concat([]setting{
 	rateOf("KIT_RATE_LIMIT", `calls per second the server admits (the rest get ResourceExhausted), or "off"`, func(c *Config) *float64 { return &c.RateLimit }),
 	countOf("KIT_RATE_LIMIT_BURST", "calls admitted at once above KIT_RATE_LIMIT (0: one second's worth)", false, func(c *Config) *int { return &c.RateLimitBurst }),
 	countOf("KIT_MAX_INFLIGHT", `unary calls running at once (the rest get Unavailable), or "off"`, true, func(c *Config) *int { return &c.MaxInFlight }),
-}, clientBreakerSettings, clientRetrySettings, httpClientSettings)
+}, clientBreakerSettings, clientRetrySettings, httpClientSettings, outlierSettings)
 
 // flagName is the flag of a setting: KIT_ADMIN_ADDR is -admin-addr.
 func (s setting) flagName() string {
