@@ -391,7 +391,7 @@ func (b *resetBody) Read(p []byte) (int, error) {
 			b.outlier.scan(p[:n])
 		}
 		if err == io.EOF {
-			b.outlier.end()
+			b.outlier.end(b.ctx)
 		}
 	}
 	if err != nil && err != io.EOF { // Read returns io.EOF itself, unwrapped

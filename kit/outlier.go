@@ -2,6 +2,7 @@ package kit
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -153,7 +154,10 @@ func (t *outlierTransport) RoundTrip(req *http.Request) (*http.Response, error) 
 	v := verdictOK
 	if t.addr != nil {
 		v = judgeHeaders(resp)
-		if v != verdictLater && v != verdictNone {
+		switch {
+		case v == verdictLater || v == verdictEndStream:
+		case v == verdictFailed && req.Context().Err() != nil: // the caller gave up: not judged
+		default:
 			t.h.result(t.addr, v == verdictFailed)
 		}
 	}
@@ -164,7 +168,7 @@ func (t *outlierTransport) RoundTrip(req *http.Request) (*http.Response, error) 
 	switch v { // verdictOK when t.addr is nil
 	case verdictLater:
 		body.outlier = outlierBody{h: t.h, addr: t.addr, trailer: &resp.Trailer, grpcWeb: isGRPCWeb(resp)}
-	case verdictNone:
+	case verdictEndStream:
 		body.outlier = outlierBody{h: t.h, addr: t.addr, endStream: true}
 	}
 	resp.Body = body
@@ -175,10 +179,10 @@ func (t *outlierTransport) RoundTrip(req *http.Request) (*http.Response, error) 
 type verdict uint8
 
 const (
-	verdictOK     verdict = iota // it answered
-	verdictFailed                // it failed the call (see judgeHeaders)
-	verdictLater                 // its status is in the trailers
-	verdictNone                  // a Connect stream: an end-stream error may come
+	verdictOK        verdict = iota // it answered
+	verdictFailed                   // it failed the call (see judgeHeaders)
+	verdictLater                    // its status is in the trailers
+	verdictEndStream                // a Connect stream: an end-stream error may come
 )
 
 // judgeHeaders judges a call's address by the response's headers. A
@@ -188,7 +192,7 @@ const (
 // DEADLINE_EXCEEDED, in the headers (a trailers-only answer) or, told by
 // verdictLater, in the trailers (gRPC) or the body's trailer frame
 // (gRPC-Web). A Connect stream's error comes in its end-stream message
-// (verdictNone). Every other answer is a success: the address answered.
+// (verdictEndStream). Every other answer is a success: the address answered.
 func judgeHeaders(resp *http.Response) verdict {
 	switch resp.StatusCode {
 	case http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout:
@@ -202,7 +206,7 @@ func judgeHeaders(resp *http.Response) verdict {
 		}
 		return verdictLater
 	case strings.HasPrefix(ct, "application/connect+"):
-		return verdictNone
+		return verdictEndStream
 	}
 	return verdictOK
 }
@@ -297,8 +301,9 @@ func (b *outlierBody) scan(p []byte) {
 	}
 }
 
-// end judges the call at its body's end.
-func (b *outlierBody) end() {
+// end judges the call at its body's end; a failure is not counted when
+// ctx, the call's, is done (the caller gave up).
+func (b *outlierBody) end(ctx context.Context) {
 	if b.done {
 		return
 	}
@@ -321,6 +326,9 @@ func (b *outlierBody) end() {
 		if json.Unmarshal(b.last, &end) == nil && end.Error != nil {
 			v = connectVerdict(end.Error.Code)
 		}
+	}
+	if v == verdictFailed && ctx.Err() != nil {
+		return
 	}
 	b.h.result(b.addr, v == verdictFailed)
 }

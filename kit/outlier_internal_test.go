@@ -2,6 +2,7 @@ package kit
 
 import (
 	"bytes"
+	"context"
 	"encoding/binary"
 	"io"
 	"net/http"
@@ -26,7 +27,8 @@ func frame(flags byte, payload string) []byte {
 // frame; a Connect stream's end-stream error unavailable or
 // deadline_exceeded), every other answer clears the count, and an answer
 // whose status cannot be read (a compressed end-stream message) does
-// neither.
+// neither, as does a failure that comes once the caller gave up (its
+// context done).
 func TestOutlierVerdicts(t *testing.T) {
 	t.Parallel()
 	const (
@@ -42,6 +44,7 @@ func TestOutlierVerdicts(t *testing.T) {
 		header  http.Header
 		body    []byte
 		trailer http.Header // set at the body's end
+		gaveUp  bool        // the call's context is done
 		want    string
 	}{
 		{name: "HTTP 200", status: 200, header: http.Header{"Content-Type": {"application/proto"}}, want: cleared},
@@ -73,6 +76,14 @@ func TestOutlierVerdicts(t *testing.T) {
 			body: slicesConcat(frame(0, "abc"), frame(2, `{"metadata":{"a":["b"]}}`)), want: cleared},
 		{name: "Connect stream compressed end", status: 200, header: connectStream,
 			body: slicesConcat(frame(0, "abc"), frame(3, "\x1f\x8b...")), want: neither},
+		{name: "Connect unary deadline_exceeded, the caller gone", status: 504, header: http.Header{"Content-Type": {"application/json"}}, gaveUp: true, want: neither},
+		{name: "gRPC trailers-only DEADLINE_EXCEEDED, the caller gone", status: 200, header: http.Header{"Content-Type": {"application/grpc"}, "Grpc-Status": {"4"}}, gaveUp: true, want: neither},
+		{name: "gRPC trailers DEADLINE_EXCEEDED, the caller gone", status: 200, header: http.Header{"Content-Type": {"application/grpc+proto"}},
+			body: frame(0, "abc"), trailer: http.Header{"Grpc-Status": {"4"}}, gaveUp: true, want: neither},
+		{name: "gRPC trailers OK, the caller gone", status: 200, header: http.Header{"Content-Type": {"application/grpc+proto"}},
+			body: frame(0, "abc"), trailer: http.Header{"Grpc-Status": {"0"}}, gaveUp: true, want: cleared},
+		{name: "Connect stream deadline_exceeded, the caller gone", status: 200, header: connectStream,
+			body: slicesConcat(frame(2, `{"error":{"code":"deadline_exceeded"}}`)), gaveUp: true, want: neither},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -84,7 +95,12 @@ func TestOutlierVerdicts(t *testing.T) {
 				resp.Body = io.NopCloser(iotest.OneByteReader(&trailerAtEnd{r: bytes.NewReader(tc.body), resp: resp, trailer: tc.trailer}))
 			}
 			rt := &outlierTransport{next: roundTripperFunc(func(*http.Request) (*http.Response, error) { return resp, nil }), h: h, addr: a}
-			req, err := http.NewRequestWithContext(t.Context(), http.MethodPost, "http://127.0.0.1:1/", nil)
+			ctx, cancel := context.WithCancel(t.Context())
+			defer cancel()
+			if tc.gaveUp {
+				cancel()
+			}
+			req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://127.0.0.1:1/", nil)
 			if err != nil {
 				t.Fatal(err)
 			}
