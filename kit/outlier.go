@@ -2,14 +2,17 @@ package kit
 
 import (
 	"bytes"
+	"compress/gzip"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -167,9 +170,9 @@ func (t *outlierTransport) RoundTrip(req *http.Request) (*http.Response, error) 
 	body := &resetBody{ReadCloser: resp.Body, ctx: req.Context()}
 	switch v { // verdictOK when t.addr is nil
 	case verdictLater:
-		body.outlier = outlierBody{h: t.h, addr: t.addr, trailer: &resp.Trailer, grpcWeb: isGRPCWeb(resp)}
+		body.outlier = outlierBody{h: t.h, addr: t.addr, trailer: &resp.Trailer, header: resp.Header, grpcWeb: isGRPCWeb(resp)}
 	case verdictEndStream:
-		body.outlier = outlierBody{h: t.h, addr: t.addr, endStream: true}
+		body.outlier = outlierBody{h: t.h, addr: t.addr, header: resp.Header, endStream: true}
 	}
 	resp.Body = body
 	return resp, nil
@@ -248,26 +251,32 @@ func connectVerdict(code string) verdict {
 // outlierBody judges a call whose verdict comes at the end of its body:
 // gRPC's trailers, or the last frame of a gRPC-Web or Connect stream.
 // Frames are followed by their 5-byte prefixes as the reads pass through,
-// and only the trailer frame is kept.
+// and only the trailer frame is kept. A trailer frame whose status cannot
+// be read (compressed other than by gzip, or larger than maxTrailerFrame)
+// counts as a success: an answer came to its end, and a failure not
+// counted leaves an address in, where a success not counted could let
+// failures that were not in a row eject it.
 type outlierBody struct {
 	h       *dialHealth
 	addr    *outlierAddr
 	trailer *http.Header // gRPC: the response's, filled at the body's end
+	header  http.Header  // gRPC-Web and Connect streams: the response's, for its encoding
 	grpcWeb bool         // the trailers are the frame flagged 0x80
 	// endStream: a Connect stream, whose end-stream message is flagged 0x02.
 	endStream bool
 	done      bool // judged
 
-	prefix  [5]byte
-	have    int    // bytes of prefix read
-	left    uint32 // bytes of the current frame's payload still to come
-	last    []byte // the trailer or end-stream frame, once begun
-	inLast  bool
-	unknown bool // the last frame is compressed, or too large to keep: no verdict
+	prefix     [5]byte
+	have       int    // bytes of prefix read
+	left       uint32 // bytes of the current frame's payload still to come
+	last       []byte // the trailer or end-stream frame, once begun
+	inLast     bool
+	compressed bool // the last frame is
+	tooLarge   bool // the last frame is larger than maxTrailerFrame
 }
 
-// maxTrailerFrame bounds the trailer frame kept for its status: a call
-// whose trailer frame is larger is not judged.
+// maxTrailerFrame bounds the trailer frame kept for its status, before
+// and after its decompression.
 const maxTrailerFrame = 4 << 10
 
 // scan follows the frames of p.
@@ -275,7 +284,7 @@ func (b *outlierBody) scan(p []byte) {
 	for len(p) > 0 {
 		if b.left > 0 {
 			n := min(uint32(len(p)), b.left)
-			if b.inLast && !b.unknown {
+			if b.inLast && !b.tooLarge {
 				b.last = append(b.last, p[:n]...)
 			}
 			b.left -= n
@@ -293,8 +302,9 @@ func (b *outlierBody) scan(p []byte) {
 		flag := b.prefix[0]
 		b.inLast = b.grpcWeb && flag&0x80 != 0 || b.endStream && flag&0x02 != 0
 		if b.inLast {
-			b.unknown = flag&1 != 0 || b.left > maxTrailerFrame
-			if !b.unknown {
+			b.compressed = flag&1 != 0
+			b.tooLarge = b.left > maxTrailerFrame
+			if !b.tooLarge {
 				b.last = make([]byte, 0, b.left)
 			}
 		}
@@ -308,13 +318,15 @@ func (b *outlierBody) end(ctx context.Context) {
 		return
 	}
 	b.done = true
-	if b.unknown {
-		return
+	readable := !b.tooLarge
+	if readable && b.compressed {
+		b.last, readable = b.gunzip()
 	}
 	v := verdictOK
 	switch {
 	case b.trailer != nil && !b.grpcWeb:
 		v = grpcVerdict(first(*b.trailer, "Grpc-Status"))
+	case !readable:
 	case b.grpcWeb:
 		v = grpcVerdict(grpcWebStatus(b.last))
 	case b.endStream && len(b.last) > 0:
@@ -331,6 +343,39 @@ func (b *outlierBody) end(ctx context.Context) {
 		return
 	}
 	b.h.result(b.addr, v == verdictFailed)
+}
+
+// gzipReaders keeps the gzip readers of gunzip.
+var gzipReaders sync.Pool
+
+// gunzip returns the last frame decompressed, when the response's
+// encoding is gzip (connect-go compresses every frame at or above its
+// compressMinBytes, 0 by default, when the client accepts gzip; kit
+// servers from 1 KiB), and whether it could.
+func (b *outlierBody) gunzip() ([]byte, bool) {
+	encoding := "Connect-Content-Encoding"
+	if b.grpcWeb {
+		encoding = "Grpc-Encoding"
+	}
+	if first(b.header, encoding) != "gzip" {
+		return nil, false
+	}
+	zr, _ := gzipReaders.Get().(*gzip.Reader)
+	var err error
+	if zr == nil {
+		zr, err = gzip.NewReader(bytes.NewReader(b.last))
+	} else {
+		err = zr.Reset(bytes.NewReader(b.last))
+	}
+	if err != nil {
+		return nil, false
+	}
+	defer gzipReaders.Put(zr)
+	out, err := io.ReadAll(io.LimitReader(zr, maxTrailerFrame+1))
+	if err != nil || len(out) > maxTrailerFrame {
+		return nil, false
+	}
+	return out, true
 }
 
 // grpcWebStatus returns the grpc-status of a gRPC-Web trailer frame's

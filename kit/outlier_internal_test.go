@@ -2,6 +2,7 @@ package kit
 
 import (
 	"bytes"
+	"compress/gzip"
 	"context"
 	"encoding/binary"
 	"io"
@@ -26,9 +27,9 @@ func frame(flags byte, payload string) []byte {
 // DEADLINE_EXCEEDED in the headers, the trailers or the gRPC-Web trailer
 // frame; a Connect stream's end-stream error unavailable or
 // deadline_exceeded), every other answer clears the count, and an answer
-// whose status cannot be read (a compressed end-stream message) does
-// neither, as does a failure that comes once the caller gave up (its
-// context done).
+// whose last frame cannot be read (compressed other than by gzip, or too
+// large) is read as a success; a failure that comes once the caller gave
+// up (its context done) counts for nothing.
 func TestOutlierVerdicts(t *testing.T) {
 	t.Parallel()
 	const (
@@ -38,6 +39,8 @@ func TestOutlierVerdicts(t *testing.T) {
 	)
 	grpcWeb := http.Header{"Content-Type": {"application/grpc-web+proto"}}
 	connectStream := http.Header{"Content-Type": {"application/connect+proto"}}
+	connectGzip := http.Header{"Content-Type": {"application/connect+proto"}, "Connect-Content-Encoding": {"gzip"}}
+	grpcWebGzip := http.Header{"Content-Type": {"application/grpc-web+proto"}, "Grpc-Encoding": {"gzip"}}
 	for _, tc := range []struct {
 		name    string
 		status  int
@@ -74,8 +77,19 @@ func TestOutlierVerdicts(t *testing.T) {
 			body: slicesConcat(frame(0, "abc"), frame(2, `{"error":{"code":"not_found"}}`)), want: cleared},
 		{name: "Connect stream OK", status: 200, header: connectStream,
 			body: slicesConcat(frame(0, "abc"), frame(2, `{"metadata":{"a":["b"]}}`)), want: cleared},
-		{name: "Connect stream compressed end", status: 200, header: connectStream,
-			body: slicesConcat(frame(0, "abc"), frame(3, "\x1f\x8b...")), want: neither},
+		{name: "Connect stream gzipped end unavailable", status: 200, header: connectGzip,
+			body: slicesConcat(frame(1, gzipText(t, "abc")), frame(3, gzipText(t, `{"error":{"code":"unavailable"}}`))), want: failed},
+		{name: "Connect stream gzipped end OK", status: 200, header: connectGzip,
+			body: slicesConcat(frame(1, gzipText(t, "abc")), frame(3, gzipText(t, `{}`))), want: cleared},
+		{name: "gRPC-Web gzipped trailer frame UNAVAILABLE", status: 200, header: grpcWebGzip,
+			body: slicesConcat(frame(1, gzipText(t, "abc")), frame(0x81, gzipText(t, "grpc-status: 14\r\n"))), want: failed},
+		{name: "gRPC-Web gzipped trailer frame OK, twice", status: 200, header: grpcWebGzip,
+			body: slicesConcat(frame(0x81, gzipText(t, "grpc-status: 0\r\n"))), want: cleared},
+		{name: "Connect stream end of an encoding unknown: read as a success", status: 200,
+			header: http.Header{"Content-Type": {"application/connect+proto"}, "Connect-Content-Encoding": {"br"}},
+			body:   slicesConcat(frame(3, "\x1f\x8b...")), want: cleared},
+		{name: "gRPC-Web trailer frame too large: read as a success", status: 200, header: grpcWeb,
+			body: slicesConcat(frame(0x80, "grpc-status: 14\r\nx: "+strings.Repeat("x", maxTrailerFrame))), want: cleared},
 		{name: "Connect unary deadline_exceeded, the caller gone", status: 504, header: http.Header{"Content-Type": {"application/json"}}, gaveUp: true, want: neither},
 		{name: "gRPC trailers-only DEADLINE_EXCEEDED, the caller gone", status: 200, header: http.Header{"Content-Type": {"application/grpc"}, "Grpc-Status": {"4"}}, gaveUp: true, want: neither},
 		{name: "gRPC trailers DEADLINE_EXCEEDED, the caller gone", status: 200, header: http.Header{"Content-Type": {"application/grpc+proto"}},
@@ -121,6 +135,20 @@ func TestOutlierVerdicts(t *testing.T) {
 			}
 		})
 	}
+}
+
+// gzipText returns s compressed by gzip.
+func gzipText(t *testing.T, s string) string {
+	t.Helper()
+	var b bytes.Buffer
+	zw := gzip.NewWriter(&b)
+	if _, err := io.WriteString(zw, s); err != nil {
+		t.Fatal(err)
+	}
+	if err := zw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return b.String()
 }
 
 func slicesConcat(bs ...[]byte) []byte { return bytes.Join(bs, nil) }
