@@ -231,8 +231,8 @@ func isGRPCWeb(resp *http.Response) bool {
 }
 
 // grpcVerdict judges a grpc-status.
-func grpcVerdict(status string) verdict {
-	switch status {
+func grpcVerdict[S string | []byte](status S) verdict {
+	switch string(status) {
 	case "14", "4": // UNAVAILABLE, DEADLINE_EXCEEDED
 		return verdictFailed
 	}
@@ -250,12 +250,13 @@ func connectVerdict(code string) verdict {
 
 // outlierBody judges a call whose verdict comes at the end of its body:
 // gRPC's trailers, or the last frame of a gRPC-Web or Connect stream.
-// Frames are followed by their 5-byte prefixes as the reads pass through,
-// and only the trailer frame is kept. A trailer frame whose status cannot
-// be read (compressed other than by gzip, or larger than maxTrailerFrame)
-// counts as a success: an answer came to its end, and a failure not
-// counted leaves an address in, where a success not counted could let
-// failures that were not in a row eject it.
+// Frames are followed by their 5-byte prefixes as the reads pass through;
+// the last frame is read where it lies when one read brought it whole,
+// and copied otherwise. A last frame whose status cannot be read
+// (compressed other than by gzip, or larger than maxTrailerFrame) counts
+// as a success: an answer came to its end, and a failure not counted
+// leaves an address in, where a success not counted could let failures
+// that were not in a row eject it.
 type outlierBody struct {
 	h       *dialHealth
 	addr    *outlierAddr
@@ -269,25 +270,45 @@ type outlierBody struct {
 	prefix     [5]byte
 	have       int    // bytes of prefix read
 	left       uint32 // bytes of the current frame's payload still to come
-	last       []byte // the trailer or end-stream frame, once begun
-	inLast     bool
-	compressed bool // the last frame is
-	tooLarge   bool // the last frame is larger than maxTrailerFrame
+	inLast     bool   // the current frame is the last
+	lastMode   uint8  // how the last frame is read: lastPending, lastCopied or lastSkipped
+	compressed bool   // the last frame is
+	last       []byte // the last frame, when it comes over several reads
+	verdict    verdict
 }
 
-// maxTrailerFrame bounds the trailer frame kept for its status, before
+// How outlierBody reads the last frame.
+const (
+	lastPending = iota // none of it read yet: read where it lies if one read brings it whole
+	lastCopied         // it comes over several reads
+	lastSkipped        // it is larger than maxTrailerFrame: not read
+)
+
+// maxTrailerFrame bounds the trailer frame read for its status, before
 // and after its decompression.
 const maxTrailerFrame = 4 << 10
 
-// scan follows the frames of p.
+// scan follows the frames of p, and judges the last one once it is whole.
 func (b *outlierBody) scan(p []byte) {
 	for len(p) > 0 {
 		if b.left > 0 {
 			n := min(uint32(len(p)), b.left)
-			if b.inLast && !b.tooLarge {
-				b.last = append(b.last, p[:n]...)
-			}
 			b.left -= n
+			if b.inLast {
+				if b.lastMode == lastPending && b.left > 0 {
+					b.lastMode = lastCopied
+					b.last = make([]byte, 0, n+b.left)
+				}
+				switch b.lastMode {
+				case lastPending:
+					b.verdict = b.judgeFrame(p[:n])
+				case lastCopied:
+					b.last = append(b.last, p[:n]...)
+					if b.left == 0 {
+						b.verdict = b.judgeFrame(b.last)
+					}
+				}
+			}
 			p = p[n:]
 			continue
 		}
@@ -303,12 +324,43 @@ func (b *outlierBody) scan(p []byte) {
 		b.inLast = b.grpcWeb && flag&0x80 != 0 || b.endStream && flag&0x02 != 0
 		if b.inLast {
 			b.compressed = flag&1 != 0
-			b.tooLarge = b.left > maxTrailerFrame
-			if !b.tooLarge {
-				b.last = make([]byte, 0, b.left)
+			switch {
+			case b.left == 0:
+				b.verdict = b.judgeFrame(nil)
+			case b.left > maxTrailerFrame:
+				b.lastMode = lastSkipped
+			default:
+				b.lastMode = lastPending
 			}
 		}
 	}
+}
+
+// judgeFrame judges the call by its last frame's payload.
+func (b *outlierBody) judgeFrame(payload []byte) verdict {
+	if b.compressed {
+		z := gunzip(b.header, b.grpcWeb, payload)
+		if z == nil {
+			return verdictOK
+		}
+		defer gzipReaders.Put(z)
+		payload = z.out
+	}
+	if b.grpcWeb {
+		return grpcVerdict(grpcWebStatus(payload))
+	}
+	if !bytes.Contains(payload, []byte(`"error"`)) { // no error: no need to parse it
+		return verdictOK
+	}
+	var end struct {
+		Error *struct {
+			Code string `json:"code"`
+		} `json:"error"`
+	}
+	if json.Unmarshal(payload, &end) != nil || end.Error == nil {
+		return verdictOK
+	}
+	return connectVerdict(end.Error.Code)
 }
 
 // end judges the call at its body's end; a failure is not counted when
@@ -318,26 +370,9 @@ func (b *outlierBody) end(ctx context.Context) {
 		return
 	}
 	b.done = true
-	readable := !b.tooLarge
-	if readable && b.compressed {
-		b.last, readable = b.gunzip()
-	}
-	v := verdictOK
-	switch {
-	case b.trailer != nil && !b.grpcWeb:
+	v := b.verdict // verdictOK when no last frame was whole
+	if b.trailer != nil && !b.grpcWeb {
 		v = grpcVerdict(first(*b.trailer, "Grpc-Status"))
-	case !readable:
-	case b.grpcWeb:
-		v = grpcVerdict(grpcWebStatus(b.last))
-	case b.endStream && len(b.last) > 0:
-		var end struct {
-			Error *struct {
-				Code string `json:"code"`
-			} `json:"error"`
-		}
-		if json.Unmarshal(b.last, &end) == nil && end.Error != nil {
-			v = connectVerdict(end.Error.Code)
-		}
 	}
 	if v == verdictFailed && ctx.Err() != nil {
 		return
@@ -345,42 +380,56 @@ func (b *outlierBody) end(ctx context.Context) {
 	b.h.result(b.addr, v == verdictFailed)
 }
 
-// gzipReaders keeps the gzip readers of gunzip.
+// gzipReaders keeps the decompressors of gunzip.
 var gzipReaders sync.Pool
 
-// gunzip returns the last frame decompressed, when the response's
-// encoding is gzip (connect-go compresses every frame at or above its
-// compressMinBytes, 0 by default, when the client accepts gzip; kit
-// servers from 1 KiB), and whether it could.
-func (b *outlierBody) gunzip() ([]byte, bool) {
+// unzipper is a gzip reader with its input and output.
+type unzipper struct {
+	zr  *gzip.Reader
+	in  bytes.Reader
+	buf [maxTrailerFrame + 1]byte
+	out []byte
+}
+
+// gunzip returns a decompressor from gzipReaders whose out is payload
+// decompressed, when the response's encoding (header's) is gzip, or nil.
+// connect-go compresses every frame at or above its compressMinBytes (0
+// by default; kit servers' 1 KiB) when the client accepts gzip.
+func gunzip(header http.Header, grpcWeb bool, payload []byte) *unzipper {
 	encoding := "Connect-Content-Encoding"
-	if b.grpcWeb {
+	if grpcWeb {
 		encoding = "Grpc-Encoding"
 	}
-	if first(b.header, encoding) != "gzip" {
-		return nil, false
+	if first(header, encoding) != "gzip" {
+		return nil
 	}
-	zr, _ := gzipReaders.Get().(*gzip.Reader)
+	z, _ := gzipReaders.Get().(*unzipper)
+	if z == nil {
+		z = new(unzipper)
+	}
+	z.in.Reset(payload)
 	var err error
-	if zr == nil {
-		zr, err = gzip.NewReader(bytes.NewReader(b.last))
+	if z.zr == nil {
+		z.zr, err = gzip.NewReader(&z.in)
 	} else {
-		err = zr.Reset(bytes.NewReader(b.last))
+		err = z.zr.Reset(&z.in)
 	}
 	if err != nil {
-		return nil, false
+		gzipReaders.Put(z)
+		return nil
 	}
-	defer gzipReaders.Put(zr)
-	out, err := io.ReadAll(io.LimitReader(zr, maxTrailerFrame+1))
-	if err != nil || len(out) > maxTrailerFrame {
-		return nil, false
+	n, err := io.ReadFull(z.zr, z.buf[:])
+	if err != io.ErrUnexpectedEOF && err != io.EOF { // nil: over maxTrailerFrame
+		gzipReaders.Put(z)
+		return nil
 	}
-	return out, true
+	z.out = z.buf[:n]
+	return z
 }
 
 // grpcWebStatus returns the grpc-status of a gRPC-Web trailer frame's
 // payload (HTTP/1-style header lines).
-func grpcWebStatus(frame []byte) string {
+func grpcWebStatus(frame []byte) []byte {
 	for len(frame) > 0 {
 		line := frame
 		if i := bytes.IndexByte(frame, '\n'); i >= 0 {
@@ -389,11 +438,11 @@ func grpcWebStatus(frame []byte) string {
 			frame = nil
 		}
 		name, value, ok := bytes.Cut(line, []byte(":"))
-		if ok && strings.EqualFold(string(bytes.TrimSpace(name)), "grpc-status") {
-			return string(bytes.TrimSpace(value))
+		if ok && bytes.EqualFold(bytes.TrimSpace(name), []byte("grpc-status")) {
+			return bytes.TrimSpace(value)
 		}
 	}
-	return ""
+	return nil
 }
 
 // failed judges the call failed: its connection was lost.

@@ -5,6 +5,7 @@ import (
 	"compress/gzip"
 	"context"
 	"encoding/binary"
+	"fmt"
 	"io"
 	"net/http"
 	"strings"
@@ -89,7 +90,7 @@ func TestOutlierVerdicts(t *testing.T) {
 			header: http.Header{"Content-Type": {"application/connect+proto"}, "Connect-Content-Encoding": {"br"}},
 			body:   slicesConcat(frame(3, "\x1f\x8b...")), want: cleared},
 		{name: "gRPC-Web trailer frame too large: read as a success", status: 200, header: grpcWeb,
-			body: slicesConcat(frame(0x80, "grpc-status: 14\r\nx: "+strings.Repeat("x", maxTrailerFrame))), want: cleared},
+			body: slicesConcat(frame(0x80, "x: "+strings.Repeat("x", maxTrailerFrame)+"\r\ngrpc-status: 14\r\n")), want: cleared},
 		{name: "Connect unary deadline_exceeded, the caller gone", status: 504, header: http.Header{"Content-Type": {"application/json"}}, gaveUp: true, want: neither},
 		{name: "gRPC trailers-only DEADLINE_EXCEEDED, the caller gone", status: 200, header: http.Header{"Content-Type": {"application/grpc"}, "Grpc-Status": {"4"}}, gaveUp: true, want: neither},
 		{name: "gRPC trailers DEADLINE_EXCEEDED, the caller gone", status: 200, header: http.Header{"Content-Type": {"application/grpc+proto"}},
@@ -99,41 +100,47 @@ func TestOutlierVerdicts(t *testing.T) {
 		{name: "Connect stream deadline_exceeded, the caller gone", status: 200, header: connectStream,
 			body: slicesConcat(frame(2, `{"error":{"code":"deadline_exceeded"}}`)), gaveUp: true, want: neither},
 	} {
-		t.Run(tc.name, func(t *testing.T) {
-			t.Parallel()
-			h := newDialHealth(time.Second, outlierConfig{failures: 100})
-			a := h.addrOf("127.0.0.1:1")
-			a.fails.Store(3)
-			resp := &http.Response{StatusCode: tc.status, Header: tc.header, Body: http.NoBody}
-			if tc.body != nil {
-				resp.Body = io.NopCloser(iotest.OneByteReader(&trailerAtEnd{r: bytes.NewReader(tc.body), resp: resp, trailer: tc.trailer}))
-			}
-			rt := &outlierTransport{next: roundTripperFunc(func(*http.Request) (*http.Response, error) { return resp, nil }), h: h, addr: a}
-			ctx, cancel := context.WithCancel(t.Context())
-			defer cancel()
-			if tc.gaveUp {
-				cancel()
-			}
-			req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://127.0.0.1:1/", nil)
-			if err != nil {
-				t.Fatal(err)
-			}
-			resp, err = rt.RoundTrip(req)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if tc.body == nil && resp.Body != http.NoBody {
-				t.Errorf("the body http.NoBody was wrapped")
-			}
-			got, err := io.ReadAll(resp.Body)
-			if err != nil || !bytes.Equal(got, tc.body) && tc.body != nil {
-				t.Fatalf("body read %q, %v; want %q", got, err, tc.body)
-			}
-			want := map[string]int32{failed: 4, cleared: 0, neither: 3}[tc.want]
-			if fails := a.fails.Load(); fails != want {
-				t.Errorf("failures in a row 3 -> %d, want %d (%s)", fails, want, tc.want)
-			}
-		})
+		for _, oneByte := range []bool{false, true} {
+			t.Run(fmt.Sprintf("%s/one byte a read %t", tc.name, oneByte), func(t *testing.T) {
+				t.Parallel()
+				h := newDialHealth(time.Second, outlierConfig{failures: 100})
+				a := h.addrOf("127.0.0.1:1")
+				a.fails.Store(3)
+				resp := &http.Response{StatusCode: tc.status, Header: tc.header, Body: http.NoBody}
+				if tc.body != nil {
+					var r io.Reader = &trailerAtEnd{r: bytes.NewReader(tc.body), resp: resp, trailer: tc.trailer}
+					if oneByte {
+						r = iotest.OneByteReader(r)
+					}
+					resp.Body = io.NopCloser(r)
+				}
+				rt := &outlierTransport{next: roundTripperFunc(func(*http.Request) (*http.Response, error) { return resp, nil }), h: h, addr: a}
+				ctx, cancel := context.WithCancel(t.Context())
+				defer cancel()
+				if tc.gaveUp {
+					cancel()
+				}
+				req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://127.0.0.1:1/", nil)
+				if err != nil {
+					t.Fatal(err)
+				}
+				resp, err = rt.RoundTrip(req)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if tc.body == nil && resp.Body != http.NoBody {
+					t.Errorf("the body http.NoBody was wrapped")
+				}
+				got, err := io.ReadAll(resp.Body)
+				if err != nil || !bytes.Equal(got, tc.body) && tc.body != nil {
+					t.Fatalf("body read %q, %v; want %q", got, err, tc.body)
+				}
+				want := map[string]int32{failed: 4, cleared: 0, neither: 3}[tc.want]
+				if fails := a.fails.Load(); fails != want {
+					t.Errorf("failures in a row 3 -> %d, want %d (%s)", fails, want, tc.want)
+				}
+			})
+		}
 	}
 }
 
