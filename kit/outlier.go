@@ -135,7 +135,7 @@ type outlierAddr struct {
 }
 
 // outlierTransport is the round tripper of one address: it judges each
-// call's answer (see judgeHeaders and resetBody.judge) and reports it to
+// call's answer (see judgeHeaders and outlierBody) and reports it to
 // the address's record.
 type outlierTransport struct {
 	next http.RoundTripper
