@@ -63,18 +63,18 @@ var outlierSettings = []setting{
 		DefaultClientOutlierMaxEjectedPercent, func(c *Config) *int { return &c.HTTPClient.OutlierMaxEjectedPercent }),
 }
 
-// checkOutlier reports, with bad, the outlier settings of h out of range
-// (after defaults).
+// checkOutlier reports, with bad, the outlier settings of h out of range,
+// and the ejection's time or limit set while ejection is off, which would
+// change nothing.
 func (h HTTPClientConfig) checkOutlier(bad func(field, env string, value any, why string)) {
 	if h.OutlierFailures > maxBreakerCount {
 		bad("HTTPClient.OutlierFailures", "KIT_CLIENT_OUTLIER_FAILURES", h.OutlierFailures, fmt.Sprintf("must be at most %d", maxBreakerCount))
 	}
-	if h.OutlierEjectionTime < 0 {
-		bad("HTTPClient.OutlierEjectionTime", "KIT_CLIENT_OUTLIER_EJECTION_TIME", h.OutlierEjectionTime, "must not be negative")
-	}
-	if h.OutlierMaxEjectedPercent < 0 || h.OutlierMaxEjectedPercent > 100 {
-		bad("HTTPClient.OutlierMaxEjectedPercent", "KIT_CLIENT_OUTLIER_MAX_EJECTED_PERCENT", h.OutlierMaxEjectedPercent, "must be between 1 and 100 (0 keeps the default)")
-	}
+	checkSwitched(h.OutlierFailures >= 0, "HTTPClient.", "needs KIT_CLIENT_OUTLIER_FAILURES above 0 (ejection is off)", bad, []switchedSetting{
+		{"OutlierEjectionTime", "KIT_CLIENT_OUTLIER_EJECTION_TIME", h.OutlierEjectionTime, h.OutlierEjectionTime != 0, h.OutlierEjectionTime > 0, "must not be negative"},
+		{"OutlierMaxEjectedPercent", "KIT_CLIENT_OUTLIER_MAX_EJECTED_PERCENT", h.OutlierMaxEjectedPercent, h.OutlierMaxEjectedPercent != 0,
+			h.OutlierMaxEjectedPercent > 0 && h.OutlierMaxEjectedPercent <= 100, "must be between 1 and 100 (0 keeps the default)"},
+	})
 }
 
 // outlierMetrics are the metrics of the ejections: nil fields count

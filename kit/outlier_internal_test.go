@@ -181,8 +181,8 @@ func (b *trailerAtEnd) Read(p []byte) (int, error) {
 }
 
 // TestOutlierConfigFromEnv checks the KIT_CLIENT_OUTLIER_* variables: "0"
-// and "off" turn ejection off, the others parse, and values out of range
-// are refused with the variable's name.
+// and "off" turn ejection off, the others parse, and values out of range,
+// or set while ejection is off, are refused with the variable's name.
 func TestOutlierConfigFromEnv(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct {
@@ -198,6 +198,8 @@ func TestOutlierConfigFromEnv(t *testing.T) {
 		{env: map[string]string{"KIT_CLIENT_OUTLIER_EJECTION_TIME": "-1s"}, err: "(KIT_CLIENT_OUTLIER_EJECTION_TIME)"},
 		{env: map[string]string{"KIT_CLIENT_OUTLIER_MAX_EJECTED_PERCENT": "101"}, err: "(KIT_CLIENT_OUTLIER_MAX_EJECTED_PERCENT)"},
 		{env: map[string]string{"KIT_CLIENT_OUTLIER_MAX_EJECTED_PERCENT": "-5"}, err: "(KIT_CLIENT_OUTLIER_MAX_EJECTED_PERCENT)"},
+		{env: map[string]string{"KIT_CLIENT_OUTLIER_FAILURES": "off", "KIT_CLIENT_OUTLIER_EJECTION_TIME": "10s"}, err: "(KIT_CLIENT_OUTLIER_EJECTION_TIME) \"10s\": needs KIT_CLIENT_OUTLIER_FAILURES above 0"},
+		{env: map[string]string{"KIT_CLIENT_OUTLIER_FAILURES": "0", "KIT_CLIENT_OUTLIER_MAX_EJECTED_PERCENT": "20"}, err: "(KIT_CLIENT_OUTLIER_MAX_EJECTED_PERCENT) \"20\": needs KIT_CLIENT_OUTLIER_FAILURES above 0"},
 	} {
 		cfg, err := configFrom(lookupIn(tc.env))
 		if err == nil {
