@@ -343,7 +343,7 @@ func (b *outlierBody) judgeFrame(payload []byte) verdict {
 		if z == nil {
 			return verdictOK
 		}
-		defer gzipReaders.Put(z)
+		defer z.release()
 		payload = z.out
 	}
 	if b.grpcWeb {
@@ -415,16 +415,23 @@ func gunzip(header http.Header, grpcWeb bool, payload []byte) *unzipper {
 		err = z.zr.Reset(&z.in)
 	}
 	if err != nil {
-		gzipReaders.Put(z)
+		z.release()
 		return nil
 	}
 	n, err := io.ReadFull(z.zr, z.buf[:])
 	if err != io.ErrUnexpectedEOF && err != io.EOF { // nil: over maxTrailerFrame
-		gzipReaders.Put(z)
+		z.release()
 		return nil
 	}
 	z.out = z.buf[:n]
 	return z
+}
+
+// release puts z back in gzipReaders, holding no caller's bytes.
+func (z *unzipper) release() {
+	z.in.Reset(nil)
+	z.out = nil
+	gzipReaders.Put(z)
 }
 
 // grpcWebStatus returns the grpc-status of a gRPC-Web trailer frame's
