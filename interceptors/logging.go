@@ -177,11 +177,10 @@ func (l *logging) serverContext(ctx context.Context, procedure string, info *msg
 
 func (l *logging) WrapUnary(next connect.UnaryFunc) connect.UnaryFunc {
 	return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
-		spec := req.Spec()
-		if info := msgctx.ForCall(ctx, spec, req.Peer()); info != nil {
+		if info := msgctx.ForRequest(ctx, req); info != nil {
 			return l.unaryMessage(ctx, info, req, next)
 		}
-		c := l.beginUnary(ctx, req, spec)
+		c := l.beginUnary(ctx, req, req.Spec())
 		resp, err := next(c.ctx, req)
 		l.endUnary(&c, resp, err)
 		return resp, err
@@ -224,8 +223,8 @@ func (l *logging) endUnary(c *unaryCall, resp connect.AnyResponse, err error) {
 func (l *logging) unaryMessage(ctx context.Context, info *msgctx.Info, req connect.AnyRequest, next connect.UnaryFunc) (connect.AnyResponse, error) {
 	start := time.Now()
 	requestID := RequestIDFrom(ctx)
-	if !req.Spec().IsClient {
-		ctx = l.serverContext(ctx, req.Spec().Procedure, info)
+	if spec := req.Spec(); !spec.IsClient {
+		ctx = l.serverContext(ctx, spec.Procedure, info)
 	}
 	if l.cfg.payloads && l.logger.Enabled(ctx, slog.LevelDebug) {
 		l.logPayload(ctx, req.Spec(), requestID, "message", req.Any())

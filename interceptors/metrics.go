@@ -119,10 +119,10 @@ func (m *metricsInterceptor) side(spec connect.Spec) *sideMetrics {
 
 func (m *metricsInterceptor) WrapUnary(next connect.UnaryFunc) connect.UnaryFunc {
 	return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
-		spec := req.Spec()
-		if info := msgctx.ForCall(ctx, spec, req.Peer()); info != nil {
+		if info := msgctx.ForRequest(ctx, req); info != nil {
 			return m.unaryMessage(ctx, info, req, next)
 		}
+		spec := req.Spec()
 		// As in Logging, the work is kept out of this frame, which stays on
 		// the stack while the handler runs.
 		call := m.beginUnary(req, spec)

@@ -74,11 +74,10 @@ type requestIDInterceptor struct{}
 
 func (requestIDInterceptor) WrapUnary(next connect.UnaryFunc) connect.UnaryFunc {
 	return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
-		spec := req.Spec()
-		if spec.IsClient {
+		if req.Spec().IsClient {
 			return next(clientUnaryRequestID(ctx, req), req)
 		}
-		if info := msgctx.ForCall(ctx, spec, req.Peer()); info != nil {
+		if info := msgctx.ForRequest(ctx, req); info != nil {
 			// A delivery: its response goes nowhere.
 			return next(deliveryRequestID(ctx, req, info), req)
 		}
@@ -100,7 +99,7 @@ func (requestIDInterceptor) WrapUnary(next connect.UnaryFunc) connect.UnaryFunc 
 // message keeps its headers, which must not keep the publisher's context.
 func clientUnaryRequestID(ctx context.Context, req connect.AnyRequest) context.Context {
 	h := req.Header()
-	ctx, id, send := clientRequestID(ctx, req.Spec(), header.Get(h, RequestIDHeader))
+	ctx, id, send := clientRequestID(ctx, req, header.Get(h, RequestIDHeader))
 	if send {
 		h[RequestIDHeader] = []string{id}
 	} else {
@@ -264,7 +263,7 @@ func (requestIDInterceptor) WrapStreamingHandler(next connect.StreamingHandlerFu
 // it, and each header costs every message it travels with
 // (encoded by the client, scanned by the server, parsed by the consumer:
 // BENCHMARKS.md section 3).
-func clientRequestID(ctx context.Context, spec connect.Spec, onRequest string) (context.Context, string, bool) {
+func clientRequestID(ctx context.Context, req connect.AnyRequest, onRequest string) (context.Context, string, bool) {
 	inCtx := RequestIDFrom(ctx)
 	id := onRequest
 	switch {
@@ -272,8 +271,7 @@ func clientRequestID(ctx context.Context, spec connect.Spec, onRequest string) (
 	case inCtx != "":
 		return ctx, inCtx, true
 	default:
-		// A client call: ForCall does not read its peer.
-		if info := msgctx.ForCall(ctx, spec, connect.Peer{}); info != nil && info.MessageID != "" {
+		if info := msgctx.ForRequest(ctx, req); info != nil && info.MessageID != "" {
 			id := messageRequestID(info.MessageID)
 			return &requestIDContext{Context: ctx, id: id}, id, false
 		}

@@ -148,7 +148,7 @@ func (t *tracing) WrapUnary(next connect.UnaryFunc) connect.UnaryFunc {
 	}
 	start := new(startOptions)
 	return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
-		if info := msgctx.ForCall(ctx, req.Spec(), req.Peer()); info != nil {
+		if info := msgctx.ForRequest(ctx, req); info != nil {
 			return t.message(ctx, info, req, next)
 		}
 		if rpc != nil {

@@ -34,7 +34,7 @@ func (p propagationOnly) WrapUnary(next connect.UnaryFunc) connect.UnaryFunc {
 		carrier := headerCarrier(req.Header())
 		if req.Spec().IsClient {
 			p.propagator.Inject(ctx, carrier)
-		} else if !p.public || msgctx.ForCall(ctx, req.Spec(), req.Peer()) != nil {
+		} else if !p.public || msgctx.ForRequest(ctx, req) != nil {
 			// A delivery's headers come from a publisher of the system.
 			ctx = extractRemote(ctx, p.propagator, carrier)
 		}

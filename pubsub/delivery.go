@@ -7,6 +7,7 @@ import (
 	"net/http"
 
 	"connectrpc.com/connect"
+	"github.com/connectkit/connectkit/internal/msgctx"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/emptypb"
@@ -41,6 +42,10 @@ func (r *deliveryRequest[M]) Peer() connect.Peer {
 }
 func (r *deliveryRequest[M]) Header() http.Header { return r.header }
 func (r *deliveryRequest[M]) HTTPMethod() string  { return http.MethodPost }
+
+// MessageInfo answers msgctx.ForRequest: the interceptors find the
+// delivery's Info without a walk of the context.
+func (r *deliveryRequest[M]) MessageInfo() *msgctx.Info { return &r.st.info }
 
 // chainCapture is the outermost interceptor of the handler connect builds
 // for a subscriber: connect wraps the chain when it builds the handler, and

@@ -3,6 +3,7 @@ package pubsub_test
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"net/http"
 	"strings"
 	"sync/atomic"
@@ -292,5 +293,46 @@ func TestRequestIDOfAMessagePublishedOutsideACall(t *testing.T) {
 	}
 	if v, ok := got.header[interceptors.RequestIDHeader]; ok {
 		t.Errorf("the message carries X-Request-Id %q", v)
+	}
+}
+
+// TestChainKnowsAMessageWithoutItsContext checks that the interceptors
+// after one that calls on with a context of its own, without the message's
+// (context.Background()), still log a publish and a delivery as messages:
+// they ask pubsub's request, not the context, what message it is.
+func TestChainKnowsAMessageWithoutItsContext(t *testing.T) {
+	t.Parallel()
+	b := mem.New()
+	t.Cleanup(func() { _ = b.Close() })
+	var logs syncBuffer
+	logger := slog.New(slog.NewJSONHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	detach := connect.UnaryInterceptorFunc(func(next connect.UnaryFunc) connect.UnaryFunc {
+		return func(_ context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
+			return next(context.Background(), req)
+		}
+	})
+	handled := make(chan struct{}, 1)
+	sub, err := pubsub.NewSubscriber(b, "detached", "s", func(context.Context, *pingv1.PingRequest) error {
+		handled <- struct{}{}
+		return nil
+	}, pubsub.WithHandlerOptions(connect.WithInterceptors(detach, interceptors.Logging(logger))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pubsubtest.Start(t, sub)
+	pub, err := pubsub.NewPublisher[pingv1.PingRequest](b, "detached",
+		pubsub.WithClientOptions(connect.WithInterceptors(detach, interceptors.Logging(logger))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := pub.Publish(t.Context(), &pingv1.PingRequest{}); err != nil {
+		t.Fatal(err)
+	}
+	<-handled
+	pubsubtest.WaitFor(t, "two log lines", func() bool { return strings.Count(logs.String(), "\n") >= 2 })
+	for _, kind := range []string{"publish", "process"} {
+		if !strings.Contains(logs.String(), `"kind":"`+kind+`","system":"mem","topic":"detached"`) {
+			t.Errorf("no %s line for the message; logged:\n%s", kind, logs.String())
+		}
 	}
 }

@@ -9,6 +9,7 @@ import (
 
 	"connectrpc.com/connect"
 	"github.com/connectkit/connectkit/internal/header"
+	"github.com/connectkit/connectkit/internal/msgctx"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/emptypb"
@@ -53,6 +54,10 @@ func (r *publishRequest[M]) HTTPMethod() string {
 }
 
 func (r *publishRequest[M]) publishCall() *publishCall { return r.call }
+
+// MessageInfo answers msgctx.ForRequest: the interceptors find the
+// publish's Info without a walk of the context.
+func (r *publishRequest[M]) MessageInfo() *msgctx.Info { return &r.call.info }
 
 // clientProbe is the outermost interceptor of a Publisher's connect client.
 // connect wraps the chain when it builds the client, and hands clientProbe

@@ -106,6 +106,30 @@ func ForCall(ctx context.Context, spec connect.Spec, peer connect.Peer) *Info {
 	return info
 }
 
+// Request is implemented by the requests that package pubsub presents to
+// the interceptor chains, one per publish and per delivery: each holds the
+// Info of its operation.
+type Request interface {
+	MessageInfo() *Info
+}
+
+// ForRequest is ForCall(ctx, req.Spec(), req.Peer()), answered by req
+// itself when it is one of pubsub's requests (a [Request]): such a request
+// is the message operation its Info describes, and its context is not
+// looked into. Each interceptor of the default chain asks once per call,
+// and each answer from the context walked it, through the contexts the
+// interceptors before had made, and copied the request's Spec
+// (BENCHMARKS.md section 3). A request that an interceptor made in place of
+// pubsub's is looked up in the context, as ForCall does.
+func ForRequest(ctx context.Context, req connect.AnyRequest) *Info {
+	if r, ok := req.(Request); ok {
+		if info := r.MessageInfo(); info != nil {
+			return info
+		}
+	}
+	return ForCall(ctx, req.Spec(), req.Peer())
+}
+
 // Outcome classifies the result of handling a delivery. Errors a retry cannot
 // fix (a bad or undecodable message, a missing handler, an error marked
 // permanent) are dead-lettered at once; any other error is retried until

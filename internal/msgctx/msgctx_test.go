@@ -107,3 +107,30 @@ func TestForCall(t *testing.T) {
 		})
 	}
 }
+
+// infoRequest is a request that holds its Info, as pubsub's do.
+type infoRequest struct {
+	*connect.Request[struct{}]
+	info *Info
+}
+
+func (r infoRequest) MessageInfo() *Info { return r.info }
+
+func TestForRequest(t *testing.T) {
+	t.Parallel()
+	deliveryInfo := &Info{Operation: Process, Topic: "orders.created", Subscription: "payments"}
+	inCtx := NewContext(context.Background(), deliveryInfo)
+	held := &Info{Operation: Publish, Topic: "orders.paid"}
+	if got := ForRequest(context.Background(), infoRequest{connect.NewRequest(&struct{}{}), held}); got != held {
+		t.Errorf("ForRequest(a request holding its Info) = %v, want %v", got, held)
+	}
+	// A request holding none, and a plain one, are looked up as ForCall does.
+	for _, req := range []connect.AnyRequest{infoRequest{Request: connect.NewRequest(&struct{}{})}, connect.NewRequest(&struct{}{})} {
+		if got := ForRequest(inCtx, req); got != deliveryInfo {
+			t.Errorf("ForRequest(%T without an Info, a delivery's context) = %v, want %v", req, got, deliveryInfo)
+		}
+		if got := ForRequest(context.Background(), req); got != nil {
+			t.Errorf("ForRequest(%T without an Info, no Info in the context) = %v, want nil", req, got)
+		}
+	}
+}
