@@ -37,10 +37,12 @@ type deliveryState struct {
 }
 
 // stateContext is the context of a delivery: it carries the delivery's state
-// and its msgctx.Info without a context.WithValue allocation.
+// and its msgctx.Info without a context.WithValue allocation, and answers
+// the lookups of known from known, without walking the contexts below it.
 type stateContext struct {
 	context.Context
-	st *deliveryState
+	st    *deliveryState
+	known *knownValues
 }
 
 type deliveryStateKey struct{}
@@ -51,6 +53,14 @@ func (c *stateContext) Value(key any) any {
 		return c.st
 	case msgctx.IsKey(key):
 		return &c.st.info
+	}
+	if k := c.known; k != nil {
+		switch key {
+		case k.keys[0]:
+			return k.values[0]
+		case k.keys[1]:
+			return k.values[1]
+		}
 	}
 	return c.Context.Value(key)
 }
@@ -170,7 +180,7 @@ func (s *Subscriber) invoke(ctx context.Context, st *deliveryState, msg *Message
 		defer st.deadline.Cancel()
 		ctx = &st.deadline
 	}
-	st.ctx = stateContext{Context: ctx, st: st}
+	st.ctx = stateContext{Context: ctx, st: st, known: s.known}
 
 	header := msg.Header
 	if len(header[HeaderContentType]) == 0 {

@@ -336,3 +336,38 @@ func TestChainKnowsAMessageWithoutItsContext(t *testing.T) {
 		}
 	}
 }
+
+// TestRunUnderAClientContext checks that the handlers' context still holds
+// what Run's context holds for connect's chain, which a delivery's context
+// answers without looking: run under a context made by
+// connect.NewClientContext, every delivery fails connect's check, as
+// connect's chain fails any call under such a context.
+func TestRunUnderAClientContext(t *testing.T) {
+	t.Parallel()
+	b := mem.New()
+	t.Cleanup(func() { _ = b.Close() })
+	noop := connect.UnaryInterceptorFunc(func(next connect.UnaryFunc) connect.UnaryFunc { return next })
+	sub, err := pubsub.NewSubscriber(b, "clientctx", "s", func(context.Context, *pingv1.PingRequest) error {
+		t.Error("the handler ran")
+		return nil
+	}, pubsub.WithHandlerOptions(connect.WithInterceptors(noop)), pubsub.WithDelivery(pubsub.DeliveryConfig{MaxAttempts: 1}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	clientCtx, _ := connect.NewClientContext(context.Background())
+	ctx, cancel := context.WithCancel(clientCtx)
+	done := make(chan error, 1)
+	go func() { done <- sub.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	pub, err := pubsub.NewPublisher[pingv1.PingRequest](b, "clientctx")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := pub.Publish(t.Context(), &pingv1.PingRequest{}); err != nil {
+		t.Fatal(err)
+	}
+	dl := deadLettersOf(t, b, "clientctx", 1)[0]
+	if !strings.Contains(dl.Error, "creating a new context in an interceptor is prohibited") {
+		t.Errorf("dead letter's error %q, want connect's refusal of a client context", dl.Error)
+	}
+}

@@ -35,6 +35,7 @@ type Subscriber struct {
 
 	waits handOffWaits
 	late  lateCopies
+	known *knownValues // of the handlers' context, which Run makes
 }
 
 // faulty is a Consumer that reports faults (see [Consumer]).
@@ -178,6 +179,7 @@ func (s *Subscriber) Run(ctx context.Context) error {
 	// Handlers outlive ctx by up to DrainTimeout.
 	handlerCtx, cancelHandlers := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelHandlers()
+	s.known = knownValuesOf(handlerCtx, chainKeys())
 	s.waits.init(s.cfg.Prefetch)
 	var workers sync.WaitGroup
 	for range s.cfg.Concurrency {

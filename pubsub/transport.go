@@ -228,10 +228,7 @@ func messageHeader(h http.Header) http.Header {
 // context that has call info its client did not see, taken from a chain of
 // connect's own.
 var errClientContext = sync.OnceValue(func() error {
-	var chain connect.UnaryFunc
-	noop := connect.UnaryInterceptorFunc(func(next connect.UnaryFunc) connect.UnaryFunc { return next })
-	connect.NewClient[emptypb.Empty, emptypb.Empty](unreachable{}, "http://probe/probe",
-		connect.WithInterceptors(chainCapture{&chain}, noop))
+	chain := probeChain(connect.UnaryInterceptorFunc(func(next connect.UnaryFunc) connect.UnaryFunc { return next }))
 	if chain == nil {
 		return errors.New("pubsub: connect built no client chain")
 	}
@@ -239,6 +236,15 @@ var errClientContext = sync.OnceValue(func() error {
 	_, err := chain(ctx, connect.NewRequest(&emptypb.Empty{}))
 	return err
 })
+
+// probeChain returns the chain that connect's client builds around
+// interceptor, or nil if it built none.
+func probeChain(interceptor connect.Interceptor) connect.UnaryFunc {
+	var chain connect.UnaryFunc
+	connect.NewClient[emptypb.Empty, emptypb.Empty](unreachable{}, "http://probe/probe",
+		connect.WithInterceptors(chainCapture{&chain}, interceptor))
+	return chain
+}
 
 // brokerError gives a broker's error the Connect code a caller can act on.
 func brokerError(ctx context.Context, err error) error {
