@@ -36,6 +36,15 @@ var ErrBreakerOpen = errors.New("circuit breaker is open")
 // taking a token of its peer's budget.
 var ErrConnectionLost = errors.New("connection to the server lost")
 
+// ErrNotSent is the cause of the Unavailable error of a call that its
+// client's transport refused before any of it left the client, as kit's
+// balanced HTTP client refuses a call while every address of its name has
+// refused its last connection ("no healthy connections to HOST"). [Retry]
+// retries such a call whatever its method's idempotency, as it does a call
+// whose connection could not be dialed. [CircuitBreaker] counts it as the
+// Unavailable it is: every server of the name is gone.
+var ErrNotSent = errors.New("request not sent")
+
 // Defaults of [CircuitBreaker], as gobreaker and Hystrix users know them: a
 // dependency that fails 5 calls in a row, or half of at least 20 calls within
 // 10s, is left alone for 10s, then one probe call decides.

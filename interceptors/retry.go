@@ -174,7 +174,9 @@ func (c *retryConfig) validate() error {
 //     codes of [RetryCodes] (Unavailable by default).
 //   - Any unary call is retried when its request provably never left the
 //     client: the connection to the server could not be made (refused, or
-//     its name did not resolve).
+//     its name did not resolve), or the transport refused the call before
+//     sending it ([ErrNotSent]: kit's balanced client with no healthy
+//     connection to the name).
 //   - A call refused by a [CircuitBreaker] ([ErrBreakerOpen]) is not
 //     retried, nor is a stream, nor a call whose own context is done.
 //
@@ -398,10 +400,11 @@ func (r *retrier) retryable(ctx context.Context, err error, idempotent bool) boo
 }
 
 // neverSent reports whether err says that the request never left the
-// client: net/http could not connect to the server.
+// client: net/http could not connect to the server, or the transport
+// refused the call before sending it ([ErrNotSent]).
 func neverSent(err error) bool {
 	var op *net.OpError
-	return errors.As(err, &op) && op.Op == "dial"
+	return errors.As(err, &op) && op.Op == "dial" || errors.Is(err, ErrNotSent)
 }
 
 // wait returns how long to wait before the retry that follows attempt, or

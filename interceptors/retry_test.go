@@ -3,6 +3,7 @@ package interceptors_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
@@ -98,7 +99,23 @@ type retryCase struct {
 	attempts atomic.Int64 // attempts that left Retry
 	dials    atomic.Int64
 	refuse   atomic.Int64 // dials left to send to a closed port
+	notSent  atomic.Int64 // round trips left to refuse with ErrNotSent
 	client   pingv1connect.PingServiceClient
+}
+
+// notSentTransport refuses a round trip, while rc.notSent is above zero,
+// as kit's balanced client refuses a call for want of a healthy
+// connection: before sending anything, with interceptors.ErrNotSent.
+type notSentTransport struct {
+	rc   *retryCase
+	next http.RoundTripper
+}
+
+func (t notSentTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	if t.rc.notSent.Add(-1) >= 0 {
+		return nil, connect.NewError(connect.CodeUnavailable, fmt.Errorf("no healthy connections to %s: %w", req.URL.Host, interceptors.ErrNotSent))
+	}
+	return t.next.RoundTrip(req)
 }
 
 type retrySetup struct {
@@ -150,7 +167,7 @@ func newRetryCase(t *testing.T, setup retrySetup) *retryCase {
 	}}
 	t.Cleanup(transport.CloseIdleConnections)
 	opts := append([]connect.ClientOption{connect.WithInterceptors(all...)}, setup.proto.opts...)
-	rc.client = pingv1connect.NewPingServiceClient(&http.Client{Transport: transport}, rc.url, opts...)
+	rc.client = pingv1connect.NewPingServiceClient(&http.Client{Transport: notSentTransport{rc, transport}}, rc.url, opts...)
 	return rc
 }
 
@@ -350,6 +367,28 @@ func TestRetryNeverSent(t *testing.T) {
 		}
 		if got := refusing.attempts.Load(); got != interceptors.DefaultRetryMaxAttempts {
 			t.Errorf("%d attempts to a refusing address, want %d", got, interceptors.DefaultRetryMaxAttempts)
+		}
+	})
+}
+
+// TestRetryNotSentByTheTransport: a call that the transport refused
+// before sending any of it (interceptors.ErrNotSent, as kit's balanced
+// client refuses a call while no address of the name has a healthy
+// connection) is retried as a refused dial is, though its method is not
+// idempotent, and reaches the server once.
+func TestRetryNotSentByTheTransport(t *testing.T) {
+	t.Parallel()
+	eachRetryProtocol(t, func(t *testing.T, proto protocol) {
+		rc := newRetryCase(t, retrySetup{proto: proto, opts: []interceptors.RetryOption{fastRetries}})
+		rc.notSent.Store(1)
+		if err := rc.fail(t.Context()); connect.CodeOf(err) != connect.CodeFailedPrecondition {
+			t.Fatalf("fail: %v, want the server's FailedPrecondition", err)
+		}
+		if got := rc.attempts.Load(); got != 2 {
+			t.Errorf("%d attempts, want 2 (the first refused)", got)
+		}
+		if got := len(rc.svc.requests()); got != 1 {
+			t.Errorf("%d requests reached the server, want 1", got)
 		}
 	})
 }

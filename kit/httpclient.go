@@ -347,11 +347,22 @@ const httplbNoHealthy = "unavailable: no healthy connections"
 // noHealthy is the error of a call refused so: connect-go made of
 // httplb's "unavailable: unavailable: no healthy connections", which named
 // no service; a service that calls several could not tell which one was
-// down.
+// down. Nothing of the call left the client, so its cause is also
+// [interceptors.ErrNotSent], which Retry retries as it does a dial that
+// failed.
 func noHealthy(host string) error {
-	return connect.NewError(connect.CodeUnavailable, fmt.Errorf(
-		"no healthy connections to %s: every address refused its last connection, and a probe dials each again every second", host))
+	return connect.NewError(connect.CodeUnavailable, noHealthyError{host})
 }
+
+// noHealthyError is [noHealthy]'s cause: its text names the host, and it
+// is [interceptors.ErrNotSent] to errors.Is.
+type noHealthyError struct{ host string }
+
+func (e noHealthyError) Error() string {
+	return "no healthy connections to " + e.host + ": every address refused its last connection, and a probe dials each again every second"
+}
+
+func (noHealthyError) Unwrap() error { return interceptors.ErrNotSent }
 
 // peerGone returns err as the error of lost when it says that the call's
 // connection closed under it (see connLost) while the call's context is

@@ -2,6 +2,7 @@ package kit_test
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"net"
 	"net/http"
@@ -13,6 +14,7 @@ import (
 
 	"connectrpc.com/connect"
 
+	"github.com/connectkit/connectkit/interceptors"
 	pingv1 "github.com/connectkit/connectkit/internal/gen/connectkit/ping/v1"
 	"github.com/connectkit/connectkit/internal/gen/connectkit/ping/v1/pingv1connect"
 	"github.com/connectkit/connectkit/internal/testcert"
@@ -222,6 +224,9 @@ func TestHTTPClientNoHealthyNamesTheHost(t *testing.T) {
 	if connect.CodeOf(last) != connect.CodeUnavailable || !strings.Contains(last.Error(), "no healthy connections to "+host) ||
 		strings.Contains(last.Error(), "unavailable: unavailable") {
 		t.Errorf("a call once %s refused connections: %v; want unavailable, naming it once", host, last)
+	}
+	if !errors.Is(last, interceptors.ErrNotSent) {
+		t.Errorf("a call refused for want of a healthy connection: %v; want interceptors.ErrNotSent as its cause, since none of it left", last)
 	}
 }
 
