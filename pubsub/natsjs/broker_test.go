@@ -652,3 +652,43 @@ func TestSubscriberKeepsStreamLimits(t *testing.T) {
 		t.Errorf("after a consumer of another service started: MaxAge %v, want the producer's 1h", got)
 	}
 }
+
+// TestDeadLetterStreamKeepsLimits: the dead-letter stream is shared by
+// every service of a NATS system; the first dead letter creates it with
+// its broker's DuplicateWindow (and Replicas), and a dead letter of
+// another service, whose Config differs, leaves them as they are: each
+// service once set them to its own at its first dead letter.
+func TestDeadLetterStreamKeepsLimits(t *testing.T) {
+	t.Parallel()
+	owner, err := natsjs.New(t.Context(), natsjs.Config{DataDir: t.TempDir(), Listen: "127.0.0.1:-1", DuplicateWindow: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = owner.Close() })
+	deadLetter := func(b *natsjs.Broker, id string) {
+		t.Helper()
+		dl := &pubsub.DeadLetter{Message: pubsub.Message{ID: id, Topic: "dead.kept", Data: []byte(id)},
+			Subscription: "audit", Attempts: 1, Reason: pubsub.ReasonPermanent, Error: "x", Time: time.Now()}
+		if err := b.DeadLetter(t.Context(), dl); err != nil {
+			t.Fatal(err)
+		}
+	}
+	stream := func() *jetstream.StreamInfo {
+		t.Helper()
+		s, err := owner.JetStream().Stream(t.Context(), natsjs.DefaultDeadLetterStream)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s.CachedInfo()
+	}
+
+	deadLetter(owner, "1")
+	if got := stream().Config.Duplicates; got != time.Minute {
+		t.Fatalf("dead-letter stream created by the first dead letter: duplicate window %v, want its broker's 1m", got)
+	}
+	deadLetter(connectTo(t, owner), "2") // the default window, 2m
+	if info := stream(); info.Config.Duplicates != time.Minute || info.State.Msgs != 2 {
+		t.Errorf("after another service's dead letter: duplicate window %v and %d dead letters; want the creator's 1m and 2",
+			info.Config.Duplicates, info.State.Msgs)
+	}
+}

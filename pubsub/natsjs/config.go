@@ -117,7 +117,10 @@ type Config struct {
 	// costs a pull request every PullExpiry and a heartbeat every second.
 	PullExpiry time.Duration
 	// DeadLetterStream names the stream of dead letters
-	// (NATS_DEAD_LETTER_STREAM). Default "PUBSUB_DEAD_LETTERS".
+	// (NATS_DEAD_LETTER_STREAM). Default "PUBSUB_DEAD_LETTERS". The
+	// services of a NATS system share it: the broker whose dead letter
+	// creates it gives it its Replicas and DuplicateWindow, and no broker
+	// changes those of an existing one.
 	DeadLetterStream string
 }
 

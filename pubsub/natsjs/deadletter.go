@@ -31,9 +31,17 @@ func deadSubject(subscription, topic string) string {
 	return deadPrefix + subscription + "." + topic
 }
 
+// ensureDeadLetterStream creates the dead-letter stream, with this
+// broker's Replicas and DuplicateWindow, or brings an existing one's
+// subjects up to date, once per broker. Its limits are left as they are:
+// every service of a NATS system shares the stream (and its name's
+// default), so the one that created it, its first dead letter, set them,
+// and only an operator changes them (nats stream edit); each service
+// setting them to its own Config at its first dead letter would set them
+// in turn.
 func (b *Broker) ensureDeadLetterStream(ctx context.Context) error {
 	return b.dlOnce.do(ctx, func() error {
-		return b.upsertStream(ctx, time.Unix(0, b.dlNotBefore.Load()), true, jetstream.StreamConfig{
+		return b.upsertStream(ctx, time.Unix(0, b.dlNotBefore.Load()), false, jetstream.StreamConfig{
 			Name:        b.cfg.DeadLetterStream,
 			Description: "pubsub dead letters",
 			Subjects:    []string{deadPrefix + ">"},

@@ -12,7 +12,8 @@
 // Streams and consumers are created or updated idempotently when first used;
 // a stream's limits (Config.MaxAge, DuplicateWindow, Replicas) are set by
 // publishes only, so a subscriber leaves those of an existing stream as its
-// producer set them.
+// producer set them; the dead-letter stream, which services share, keeps
+// those of the broker that created it.
 //
 // It is the only package of connectkit that imports nats.go and
 // nats-server.
