@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -50,8 +51,14 @@ type Config struct {
 	// credentials or TLS, no JetStream, missing permissions) fails New.
 	// Ignored without URL.
 	NoConnectRetry bool
-	// Name is the connection's name, as the server shows it (NATS_NAME).
-	// Default "connectkit".
+	// Name is the connection's name, as the server shows it (NATS_NAME),
+	// and the embedded server's. Default: OTEL_SERVICE_NAME, when
+	// ConfigFromEnv reads the environment, else the base name of the
+	// program's executable ("example"), so that the connections of the
+	// services sharing a NATS system tell apart in its monitoring (nats
+	// server report connections, /connz); [DefaultName] when neither is
+	// known. A default's spaces become '-': the embedded server refuses a
+	// name with spaces.
 	Name string
 
 	// DataDir is where the embedded server stores JetStream's files
@@ -126,7 +133,7 @@ type Config struct {
 
 // Defaults of [Config].
 const (
-	DefaultName             = "connectkit"
+	DefaultName             = "connectkit" // when the executable's name is not known
 	DefaultDataDir          = "data/nats"
 	DefaultSyncInterval     = 2 * time.Minute
 	DefaultReplicas         = 1
@@ -161,6 +168,9 @@ func configFrom(getenv func(string) string) (Config, error) {
 		DataDir:          getenv("NATS_DATA_DIR"),
 		Listen:           getenv("NATS_LISTEN"),
 		DeadLetterStream: getenv("NATS_DEAD_LETTER_STREAM"),
+	}
+	if c.Name == "" {
+		c.Name = nameOf(getenv("OTEL_SERVICE_NAME"))
 	}
 	// Every value that does not parse is reported, as package kit does.
 	var errs []error
@@ -338,7 +348,7 @@ func checkListen(addr string) error {
 
 func (c Config) withDefaults() Config {
 	if c.Name == "" {
-		c.Name = DefaultName
+		c.Name = executableName()
 	}
 	if c.DataDir == "" {
 		c.DataDir = DefaultDataDir
@@ -395,4 +405,25 @@ func (c Config) clusterOptions() []nats.Option {
 		opts = append(opts, nats.ClientCert(c.TLSCertFile, c.TLSKeyFile))
 	}
 	return opts
+}
+
+// executableName is Config.Name's default without OTEL_SERVICE_NAME: the
+// base name of the program's executable, or DefaultName.
+func executableName() string {
+	exe, err := os.Executable()
+	if err != nil || exe == "" {
+		if len(os.Args) == 0 {
+			return DefaultName
+		}
+		exe = os.Args[0]
+	}
+	if name := nameOf(strings.TrimSuffix(filepath.Base(exe), ".exe")); name != "" && name != "." && name != string(filepath.Separator) {
+		return name
+	}
+	return DefaultName
+}
+
+// nameOf makes s, trimmed, a name the embedded server takes: no spaces.
+func nameOf(s string) string {
+	return strings.Join(strings.Fields(s), "-")
 }

@@ -1,6 +1,8 @@
 package natsjs
 
 import (
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -154,4 +156,44 @@ func TestConfigValidateAgreesWithServer(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestConfigName: the connection's name, unset, is the service's
+// (OTEL_SERVICE_NAME, or the executable's name), not one shared by every
+// service, which left the connections of services sharing a NATS system
+// indistinguishable in its monitoring.
+func TestConfigName(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name string
+		env  map[string]string
+		want string
+	}{
+		{name: "NATS_NAME", env: map[string]string{"NATS_NAME": "billing-1", "OTEL_SERVICE_NAME": "billing"}, want: "billing-1"},
+		{name: "OTEL_SERVICE_NAME", env: map[string]string{"OTEL_SERVICE_NAME": " search projection "}, want: "search-projection"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			cfg, err := configFrom(func(k string) string { return tc.env[k] })
+			if err != nil || cfg.Name != tc.want {
+				t.Errorf("configFrom(%v) = name %q, %v; want %q", tc.env, cfg.Name, err, tc.want)
+			}
+		})
+	}
+	t.Run("executable", func(t *testing.T) {
+		t.Parallel()
+		exe, err := os.Executable()
+		if err != nil {
+			t.Skip(err)
+		}
+		want := filepath.Base(exe) // natsjs.test
+		b, err := New(t.Context(), Config{DataDir: t.TempDir()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = b.Close() })
+		if got := b.JetStream().Conn().Opts.Name; got != want {
+			t.Errorf("connection name %q, want the executable's %q", got, want)
+		}
+	})
 }
