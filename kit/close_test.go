@@ -1,6 +1,7 @@
 package kit_test
 
 import (
+	"context"
 	"log/slog"
 	"strings"
 	"testing"
@@ -48,5 +49,33 @@ func TestCloseNeverRun(t *testing.T) {
 	}
 	if err := srv.Close(t.Context()); err != nil {
 		t.Errorf("a second Close = %v, want nil", err)
+	}
+}
+
+// TestCloseRacingRun: Close and Run of a server, at once. One of them
+// wins: either Close fails (Run runs it, and shuts it down) or Run fails
+// (after Close), but never both succeed: Run checked Close's mark in
+// Listen and then, the lock released, marked the server running, so a
+// Close between the two closed its listener and client under a Run that
+// went on to serve, failing with the closed listener's error.
+func TestCloseRacingRun(t *testing.T) {
+	t.Parallel()
+	for i := range 200 {
+		srv, err := kit.New(kit.Config{Addr: "127.0.0.1:0", AdminAddr: kit.AdminOff}, kit.WithLogger(slog.New(slog.DiscardHandler)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(t.Context())
+		ran := make(chan error, 1)
+		go func() { ran <- srv.Run(ctx) }()
+		closeErr := srv.Close(t.Context())
+		cancel()
+		runErr := <-ran
+		switch {
+		case closeErr == nil && (runErr == nil || !strings.Contains(runErr.Error(), "after Close")):
+			t.Fatalf("round %d: Close succeeded, and Run returned %v; want Run to refuse the closed server", i, runErr)
+		case closeErr != nil && runErr != nil:
+			t.Fatalf("round %d: Close failed (%v), and Run too: %v", i, closeErr, runErr)
+		}
 	}
 }

@@ -246,7 +246,14 @@ func (s *Server) ShuttingDown() <-chan struct{} { return s.stopping }
 func (s *Server) Listen() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.closed { // Run's first step too
+	return s.listenLocked()
+}
+
+// listenLocked is Listen; the caller holds s.mu. Run calls it under the
+// lock it marks the server running with, so that a Close cannot come in
+// between.
+func (s *Server) listenLocked() error {
+	if s.closed {
 		return errors.New("kit: Run or Listen after Close")
 	}
 	if s.ln != nil {
@@ -301,9 +308,6 @@ func (s *Server) AdminAddr() net.Addr {
 // Run returns nil after a clean shutdown, and otherwise the error that
 // stopped the server or spoiled its shutdown.
 func (s *Server) Run(ctx context.Context) error {
-	if err := s.Listen(); err != nil {
-		return err
-	}
 	sigCtx, stopSignals := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stopSignals()
 
@@ -311,6 +315,10 @@ func (s *Server) Run(ctx context.Context) error {
 	if s.running {
 		s.mu.Unlock()
 		return errors.New("kit: Run called twice")
+	}
+	if err := s.listenLocked(); err != nil {
+		s.mu.Unlock()
+		return err
 	}
 	s.running = true
 	s.lifecycle = newLifecycle(context.WithoutCancel(ctx))
