@@ -85,7 +85,15 @@ func switchOf(env, usage string, ptr func(*Config) *bool) setting {
 			}
 			return nil
 		},
-		get: func(c *Config) any { return *ptr(c) }}
+		// -help shows the value the flag takes, "(default on)", not a
+		// boolean's "true" (and "off" too, which a flag shows while
+		// false is its zero).
+		get: func(c *Config) any {
+			if *ptr(c) {
+				return "on"
+			}
+			return "off"
+		}}
 }
 
 func breakerInt(env, usage string, def int, ptr func(*Config) *int) setting {

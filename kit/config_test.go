@@ -210,7 +210,7 @@ func TestFlagsMendTheEnvironment(t *testing.T) {
 // environment's, or kit's; never a secret's.
 func TestFlagHelpShowsDefaults(t *testing.T) {
 	t.Parallel()
-	cfg, err := configFrom(lookupIn(map[string]string{"KIT_CALL_TIMEOUT": "off", "KIT_ADMIN_TOKEN": "s3cret", "KIT_LOG_LEVEL": "warn"}))
+	cfg, err := configFrom(lookupIn(map[string]string{"KIT_CALL_TIMEOUT": "off", "KIT_ADMIN_TOKEN": "s3cret", "KIT_LOG_LEVEL": "warn", "KIT_CLIENT_RETRY": "on"}))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -223,6 +223,8 @@ func TestFlagHelpShowsDefaults(t *testing.T) {
 		"call-timeout": "(default off)", "max-call-timeout": "(default 5m0s)", "addr": "(default :8080)",
 		"max-request-bytes": "(default 4MiB)", "max-header-bytes": "(default 64KiB)", "log-level": "(default warn)",
 		"frame-batching": "(default true)", "max-concurrent-streams": "(default 250)",
+		// The on/off flags show the value they take, not a boolean's.
+		"client-retry": "(default on)", "client-breaker": "(default off)",
 	} {
 		_, rest, _ := strings.Cut(help.String(), "  -"+flagName+"\n")
 		if rest == "" {
