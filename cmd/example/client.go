@@ -46,6 +46,9 @@ func runList(ctx context.Context, args []string, stdout io.Writer) (err error) {
 	cfg.RegisterFlags(fs)
 	target := fs.String("target", "http://localhost:8080", "base URL of the example to call")
 	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil // the usage is printed: exit 0, as `example -help` does
+		}
 		return err
 	}
 	if err := noArguments(fs); err != nil {

@@ -57,6 +57,13 @@ func TestListCommand(t *testing.T) {
 		t.Errorf("example list -pprof false -target ... = %v, want the argument refused", err)
 	}
 
+	// -help prints the usage and succeeds, as the server's -help exits 0;
+	// it failed with "flag: help requested" (exit 1).
+	out.Reset()
+	if err := runList(t.Context(), []string{"-help"}, &out); err != nil || out.Len() != 0 {
+		t.Errorf("example list -help = %v, printing %q on stdout; want nil and nothing listed", err, out.String())
+	}
+
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
