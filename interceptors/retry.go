@@ -400,11 +400,15 @@ func (r *retrier) retryable(ctx context.Context, err error, idempotent bool) boo
 }
 
 // neverSent reports whether err says that the request never left the
-// client: net/http could not connect to the server, or the transport
-// refused the call before sending it ([ErrNotSent]).
+// client: net/http could not connect to the server, the server's name did
+// not resolve (a balancing transport, such as kit's or httplb's, resolves
+// apart from its dials and returns the resolver's error without the dial's
+// *net.OpError around it), or the transport refused the call before
+// sending it ([ErrNotSent]).
 func neverSent(err error) bool {
 	var op *net.OpError
-	return errors.As(err, &op) && op.Op == "dial" || errors.Is(err, ErrNotSent)
+	var dns *net.DNSError
+	return errors.As(err, &op) && op.Op == "dial" || errors.As(err, &dns) || errors.Is(err, ErrNotSent)
 }
 
 // wait returns how long to wait before the retry that follows attempt, or

@@ -100,7 +100,9 @@ type retryCase struct {
 	dials    atomic.Int64
 	refuse   atomic.Int64 // dials left to send to a closed port
 	notSent  atomic.Int64 // round trips left to refuse with ErrNotSent
-	client   pingv1connect.PingServiceClient
+	// notSentErr, when set, is the error of those round trips instead.
+	notSentErr error
+	client     pingv1connect.PingServiceClient
 }
 
 // notSentTransport refuses a round trip, while rc.notSent is above zero,
@@ -113,6 +115,9 @@ type notSentTransport struct {
 
 func (t notSentTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if t.rc.notSent.Add(-1) >= 0 {
+		if t.rc.notSentErr != nil {
+			return nil, t.rc.notSentErr
+		}
 		return nil, connect.NewError(connect.CodeUnavailable, fmt.Errorf("no healthy connections to %s: %w", req.URL.Host, interceptors.ErrNotSent))
 	}
 	return t.next.RoundTrip(req)
@@ -386,6 +391,26 @@ func TestRetryNotSentByTheTransport(t *testing.T) {
 		}
 		if got := rc.attempts.Load(); got != 2 {
 			t.Errorf("%d attempts, want 2 (the first refused)", got)
+		}
+		if got := len(rc.svc.requests()); got != 1 {
+			t.Errorf("%d requests reached the server, want 1", got)
+		}
+	})
+}
+
+// TestRetryNameNotResolved: a call whose host name did not resolve is
+// retried whatever its method, as README promises: a balancing transport
+// (kit's, httplb's) resolves names apart from its dials and returns the
+// resolver's *net.DNSError as it is, not in the dial's *net.OpError that
+// net/http's own transport wraps it in, so Retry did not retry it.
+func TestRetryNameNotResolved(t *testing.T) {
+	t.Parallel()
+	eachRetryProtocol(t, func(t *testing.T, proto protocol) {
+		rc := newRetryCase(t, retrySetup{proto: proto, opts: []interceptors.RetryOption{fastRetries}})
+		rc.notSentErr = &net.DNSError{Err: "no such host", Name: "billing", IsNotFound: true}
+		rc.notSent.Store(1)
+		if err := rc.fail(t.Context()); connect.CodeOf(err) != connect.CodeFailedPrecondition {
+			t.Fatalf("fail: %v, want the server's FailedPrecondition", err)
 		}
 		if got := len(rc.svc.requests()); got != 1 {
 			t.Errorf("%d requests reached the server, want 1", got)
