@@ -376,46 +376,41 @@ func TestRetryNeverSent(t *testing.T) {
 	})
 }
 
-// TestRetryNotSentByTheTransport: a call that the transport refused
-// before sending any of it (interceptors.ErrNotSent, as kit's balanced
-// client refuses a call while no address of the name has a healthy
-// connection) is retried as a refused dial is, though its method is not
-// idempotent, and reaches the server once.
+// TestRetryNotSentByTheTransport: a call that the transport failed before
+// sending any of it is retried as a refused dial is, though its method is
+// not idempotent, and reaches the server once: one refused for want of a
+// healthy connection (interceptors.ErrNotSent, as kit's balanced client
+// refuses it), and one whose host name did not resolve (a balancing
+// transport, kit's or httplb's, resolves names apart from its dials and
+// returns the resolver's *net.DNSError bare, not inside the dial's
+// *net.OpError that net/http's own transport wraps it in).
 func TestRetryNotSentByTheTransport(t *testing.T) {
 	t.Parallel()
-	eachRetryProtocol(t, func(t *testing.T, proto protocol) {
-		rc := newRetryCase(t, retrySetup{proto: proto, opts: []interceptors.RetryOption{fastRetries}})
-		rc.notSent.Store(1)
-		if err := rc.fail(t.Context()); connect.CodeOf(err) != connect.CodeFailedPrecondition {
-			t.Fatalf("fail: %v, want the server's FailedPrecondition", err)
-		}
-		if got := rc.attempts.Load(); got != 2 {
-			t.Errorf("%d attempts, want 2 (the first refused)", got)
-		}
-		if got := len(rc.svc.requests()); got != 1 {
-			t.Errorf("%d requests reached the server, want 1", got)
-		}
-	})
-}
-
-// TestRetryNameNotResolved: a call whose host name did not resolve is
-// retried whatever its method, as README promises: a balancing transport
-// (kit's, httplb's) resolves names apart from its dials and returns the
-// resolver's *net.DNSError as it is, not in the dial's *net.OpError that
-// net/http's own transport wraps it in, so Retry did not retry it.
-func TestRetryNameNotResolved(t *testing.T) {
-	t.Parallel()
-	eachRetryProtocol(t, func(t *testing.T, proto protocol) {
-		rc := newRetryCase(t, retrySetup{proto: proto, opts: []interceptors.RetryOption{fastRetries}})
-		rc.notSentErr = &net.DNSError{Err: "no such host", Name: "billing", IsNotFound: true}
-		rc.notSent.Store(1)
-		if err := rc.fail(t.Context()); connect.CodeOf(err) != connect.CodeFailedPrecondition {
-			t.Fatalf("fail: %v, want the server's FailedPrecondition", err)
-		}
-		if got := len(rc.svc.requests()); got != 1 {
-			t.Errorf("%d requests reached the server, want 1", got)
-		}
-	})
+	for _, tc := range []struct {
+		name string
+		err  error // nil: ErrNotSent's
+	}{
+		{name: "no healthy connections"},
+		{name: "name not resolved", err: &net.DNSError{Err: "no such host", Name: "billing", IsNotFound: true}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			eachRetryProtocol(t, func(t *testing.T, proto protocol) {
+				rc := newRetryCase(t, retrySetup{proto: proto, opts: []interceptors.RetryOption{fastRetries}})
+				rc.notSentErr = tc.err
+				rc.notSent.Store(1)
+				if err := rc.fail(t.Context()); connect.CodeOf(err) != connect.CodeFailedPrecondition {
+					t.Fatalf("fail: %v, want the server's FailedPrecondition", err)
+				}
+				if got := rc.attempts.Load(); got != 2 {
+					t.Errorf("%d attempts, want 2 (the first failed)", got)
+				}
+				if got := len(rc.svc.requests()); got != 1 {
+					t.Errorf("%d requests reached the server, want 1", got)
+				}
+			})
+		})
+	}
 }
 
 // TestRetryBreakerOpen: a call that the circuit breaker refuses is not

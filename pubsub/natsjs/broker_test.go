@@ -592,11 +592,7 @@ func TestPublishWaitsBeforeRecreatingALostStream(t *testing.T) {
 // stream up.
 func TestSubscriberKeepsStreamLimits(t *testing.T) {
 	t.Parallel()
-	owner, err := natsjs.New(t.Context(), natsjs.Config{DataDir: t.TempDir(), Listen: "127.0.0.1:-1", MaxAge: time.Hour})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = owner.Close() })
+	owner := newListening(t, natsjs.Config{MaxAge: time.Hour})
 	maxAge := func() time.Duration {
 		t.Helper()
 		s, err := owner.JetStream().Stream(t.Context(), "limits_kept")
@@ -660,11 +656,7 @@ func TestSubscriberKeepsStreamLimits(t *testing.T) {
 // service once set them to its own at its first dead letter.
 func TestDeadLetterStreamKeepsLimits(t *testing.T) {
 	t.Parallel()
-	owner, err := natsjs.New(t.Context(), natsjs.Config{DataDir: t.TempDir(), Listen: "127.0.0.1:-1", DuplicateWindow: time.Minute})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = owner.Close() })
+	owner := newListening(t, natsjs.Config{DuplicateWindow: time.Minute})
 	deadLetter := func(b *natsjs.Broker, id string) {
 		t.Helper()
 		dl := &pubsub.DeadLetter{Message: pubsub.Message{ID: id, Topic: "dead.kept", Data: []byte(id)},
@@ -691,4 +683,18 @@ func TestDeadLetterStreamKeepsLimits(t *testing.T) {
 		t.Errorf("after another service's dead letter: duplicate window %v and %d dead letters; want the creator's 1m and 2",
 			info.Config.Duplicates, info.State.Msgs)
 	}
+}
+
+// newListening returns a broker of cfg whose embedded server, on its own
+// storage, listens on a free loopback port, for other brokers (services)
+// to connect to it (connectTo).
+func newListening(t *testing.T, cfg natsjs.Config) *natsjs.Broker {
+	t.Helper()
+	cfg.DataDir, cfg.Listen = t.TempDir(), "127.0.0.1:-1"
+	b, err := natsjs.New(t.Context(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = b.Close() })
+	return b
 }
