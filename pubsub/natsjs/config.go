@@ -57,8 +57,9 @@ type Config struct {
 	// program's executable ("example"), so that the connections of the
 	// services sharing a NATS system tell apart in its monitoring (nats
 	// server report connections, /connz); [DefaultName] when neither is
-	// known. A default's spaces become '-': the embedded server refuses a
-	// name with spaces.
+	// known. A default's spaces become '-', as do those of the embedded
+	// server's name, which nats-server refuses ("server name cannot
+	// contain spaces").
 	Name string
 
 	// DataDir is where the embedded server stores JetStream's files

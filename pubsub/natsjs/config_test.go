@@ -180,6 +180,19 @@ func TestConfigName(t *testing.T) {
 			}
 		})
 	}
+	t.Run("with spaces", func(t *testing.T) {
+		t.Parallel()
+		// The connection keeps it; the embedded server, which refuses
+		// spaces (and failed the start), gets it with dashes.
+		b, err := New(t.Context(), Config{DataDir: t.TempDir(), Name: "search projection"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = b.Close() })
+		if got := b.JetStream().Conn().Opts.Name; got != "search projection" {
+			t.Errorf("connection name %q, want NATS_NAME's", got)
+		}
+	})
 	t.Run("executable", func(t *testing.T) {
 		t.Parallel()
 		exe, err := os.Executable()

@@ -451,7 +451,7 @@ func startServer(cfg Config, logger *slog.Logger) (srv *server.Server, unlock fu
 		}
 	}()
 	opts := &server.Options{
-		ServerName:   cfg.Name,
+		ServerName:   nameOf(cfg.Name), // nats-server refuses spaces
 		JetStream:    true,
 		StoreDir:     cfg.DataDir,
 		SyncInterval: cfg.SyncInterval,
