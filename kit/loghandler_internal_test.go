@@ -3,9 +3,12 @@ package kit
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"log/slog"
+	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -124,5 +127,66 @@ func TestRPCLineMatchesSlog(t *testing.T) {
 				t.Errorf("a refused line wrote %q", out)
 			}
 		})
+	}
+}
+
+// orderedWriter is a slow io.Writer (each Write takes 100µs, as a pipe to
+// a busy collector may), so that records queue up past maxPending.
+type orderedWriter struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (w *orderedWriter) Write(p []byte) (int, error) {
+	time.Sleep(100 * time.Microsecond)
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.b.Write(p)
+}
+
+// TestLogLinesKeepTheirOrder: goroutines logging RPC lines (HandleRPC) and
+// plain records at once, fast enough that the queue fills and callers
+// format their own lines (past maxPending), get every line written, each
+// goroutine's in the order it logged them, whichever path each took.
+func TestLogLinesKeepTheirOrder(t *testing.T) {
+	t.Parallel()
+	var w orderedWriter
+	logger := NewLogger(&w, "json", slog.LevelDebug)
+	const goroutines, lines = 8, 2000
+	var wg sync.WaitGroup
+	for g := range goroutines {
+		wg.Go(func() {
+			h := logger.Handler().WithAttrs([]slog.Attr{slog.Int("g", g)})
+			for i := range lines {
+				peer := strconv.Itoa(i)
+				if i%2 == 0 && h.(logline.Handler).HandleRPC(logline.RPC{Time: time.Now(), Level: slog.LevelInfo, Peer: peer, Code: "ok"}) {
+					continue
+				}
+				_ = h.Handle(context.Background(), record(slog.LevelDebug, "line", slog.String("peer", peer)))
+			}
+		})
+	}
+	wg.Wait()
+	flushLogger(logger)
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	next := make([]int, goroutines)
+	for line := range bytes.Lines(w.b.Bytes()) {
+		var l struct {
+			G    int
+			Peer string
+		}
+		if err := json.Unmarshal(line, &l); err != nil {
+			t.Fatalf("line %q: %v", line, err)
+		}
+		if l.Peer != strconv.Itoa(next[l.G]) {
+			t.Fatalf("goroutine %d's line %s after its line %d", l.G, l.Peer, next[l.G]-1)
+		}
+		next[l.G]++
+	}
+	for g, n := range next {
+		if n != lines {
+			t.Errorf("goroutine %d: %d lines written, want %d", g, n, lines)
+		}
 	}
 }
