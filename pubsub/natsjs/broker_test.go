@@ -678,10 +678,17 @@ func TestDeadLetterStreamKeepsLimits(t *testing.T) {
 	if got := stream().Config.Duplicates; got != time.Minute {
 		t.Fatalf("dead-letter stream created by the first dead letter: duplicate window %v, want its broker's 1m", got)
 	}
+	// An operator bounds how long dead letters are kept (nats stream
+	// edit), which natsjs never sets.
+	edited := stream().Config
+	edited.MaxAge = 720 * time.Hour
+	if _, err := owner.JetStream().UpdateStream(t.Context(), edited); err != nil {
+		t.Fatal(err)
+	}
 	deadLetter(connectTo(t, owner), "2") // the default window, 2m
-	if info := stream(); info.Config.Duplicates != time.Minute || info.State.Msgs != 2 {
-		t.Errorf("after another service's dead letter: duplicate window %v and %d dead letters; want the creator's 1m and 2",
-			info.Config.Duplicates, info.State.Msgs)
+	if info := stream(); info.Config.Duplicates != time.Minute || info.Config.MaxAge != 720*time.Hour || info.State.Msgs != 2 {
+		t.Errorf("after another service's dead letter: duplicate window %v, MaxAge %v and %d dead letters; want the creator's 1m, the operator's 720h and 2",
+			info.Config.Duplicates, info.Config.MaxAge, info.State.Msgs)
 	}
 }
 
