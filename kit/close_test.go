@@ -79,3 +79,22 @@ func TestCloseRacingRun(t *testing.T) {
 		}
 	}
 }
+
+// TestCloseAfterRun: Close after Run returned does nothing and returns
+// nil (Run's shutdown did what Close does), so that a program may defer
+// Close whether or not it runs the server; it failed, saying Run runs it.
+func TestCloseAfterRun(t *testing.T) {
+	t.Parallel()
+	srv, err := kit.New(kit.Config{Addr: "127.0.0.1:0", AdminAddr: kit.AdminOff}, kit.WithLogger(slog.New(slog.DiscardHandler)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	if err := srv.Run(ctx); err != nil {
+		t.Fatalf("Run = %v", err)
+	}
+	if err := srv.Close(t.Context()); err != nil {
+		t.Errorf("Close after Run = %v, want nil", err)
+	}
+}

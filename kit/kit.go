@@ -353,5 +353,9 @@ func (s *Server) Run(ctx context.Context) error {
 		s.logger.Error("shutting down after a failure", "err", cause)
 	}
 	stopSignals() // from here on, a second signal kills the process
-	return s.shutdown(cause)
+	err := s.shutdown(cause)
+	s.mu.Lock()
+	s.closed = true // the shutdown did what Close does: a later Close returns nil
+	s.mu.Unlock()
+	return err
 }

@@ -48,17 +48,18 @@ func (s *Server) startActor(fn func(context.Context) error) {
 // loses the info lines of its last 5 ms (a short command, all of them)
 // and the spans not yet exported. It also closes the listeners of a
 // [Server.Listen] call. Once closed, the server cannot be run; a second
-// Close does nothing. Close fails, changing nothing, while or after Run
-// runs: Run's shutdown does the same.
+// Close does nothing, as does a Close after Run returned (Run's shutdown
+// did the same), so that `defer srv.Close(ctx)` suits both kinds of
+// program. Close fails, changing nothing, while Run runs.
 func (s *Server) Close(ctx context.Context) error {
 	s.mu.Lock()
+	if s.closed { // by Close, or by Run's shutdown
+		s.mu.Unlock()
+		return nil
+	}
 	if s.running {
 		s.mu.Unlock()
 		return errors.New("kit: Close of a server that Run runs: Run shuts it down")
-	}
-	if s.closed {
-		s.mu.Unlock()
-		return nil
 	}
 	s.closed = true
 	var errs []error
