@@ -246,3 +246,26 @@ func TestConnectedLateWithoutJetStream(t *testing.T) {
 		t.Errorf("Check = %v, want an error naming JetStream", err)
 	}
 }
+
+// TestRefusedAfterStartIsLogged: a server that comes after New and refuses
+// the connection for a reason other than the credentials (here, its TLS
+// certificate, of an authority the broker does not know), which nats.go retries
+// forever, is logged at error with the cause, once, and Check says it, as
+// New would have failed with it had the server answered at once.
+func TestRefusedAfterStartIsLogged(t *testing.T) {
+	t.Parallel()
+	port := freePort(t)
+	b, logs := newUnconnected(t, "nats://127.0.0.1:"+strconv.Itoa(port), natsjs.Config{})
+	t.Cleanup(func() { _ = b.Close() })
+	natsjs.StartTestServer(t, newTLSCluster(t, t.TempDir()).options(port, ""))
+	pubsubtest.WaitFor(t, "Check to say why", func() bool {
+		err := b.Check(t.Context())
+		return err != nil && strings.Contains(err.Error(), "certificate signed by unknown authority")
+	})
+	time.Sleep(200 * time.Millisecond) // a few more attempts, every 50ms
+	got := logs.String()
+	if n := strings.Count(got, `level=ERROR msg="natsjs: a server of NATS_URL refuses the connection; still trying"`); n != 1 ||
+		!strings.Contains(got, "certificate signed by unknown authority") {
+		t.Errorf("log = %q, want the refusal logged at error once, with its cause", got)
+	}
+}

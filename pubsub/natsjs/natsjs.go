@@ -102,6 +102,10 @@ type Broker struct {
 	connected     chan struct{}
 	connectedOnce sync.Once
 	notConnected  atomic.Pointer[error]
+	// refusal is the last refusal of a server before the first
+	// connection that was logged; only nats.go's callback goroutine
+	// uses it.
+	refusal string
 	// consumers holds the subscriptions' consumers running (*consumer),
 	// which look themselves up after a reconnect.
 	consumers sync.Map
@@ -283,6 +287,14 @@ func (b *Broker) handlers(no *nats.Options) error {
 	no.ReconnectErrCB = func(nc *nats.Conn, err error) {
 		if !b.isConnected() {
 			b.notConnected.Store(&err)
+			// A server that answers and refuses (TLS, say) is retried
+			// forever: say so once, not at every attempt. Credentials
+			// refused twice make nats.go give up (see ClosedCB).
+			if !unreachable(err) && err.Error() != b.refusal {
+				b.refusal = err.Error()
+				b.logger.Error("natsjs: a server of NATS_URL refuses the connection; still trying",
+					"url", redactURLs(b.cfg.URL), "err", err)
+			}
 		}
 		if reconnectErr != nil {
 			reconnectErr(nc, err)
