@@ -269,3 +269,41 @@ func TestRefusedAfterStartIsLogged(t *testing.T) {
 		t.Errorf("log = %q, want the refusal logged at error once, with its cause", got)
 	}
 }
+
+// TestStartTriesEachServerOnce: New, finding no server answering, tries
+// each server of NATS_URL once before it returns, not twice: each attempt
+// at a server that accepts connections and says nothing (a hung process, a
+// proxy with no backend) takes nats.go's connect timeout (2s), and a walk
+// of the list again doubled the start's delay.
+func TestStartTriesEachServerOnce(t *testing.T) {
+	t.Parallel()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	accepted := make(chan net.Conn, 10) // held open, silent, until the test ends
+	t.Cleanup(func() {
+		_ = ln.Close()
+		for len(accepted) > 0 {
+			_ = (<-accepted).Close()
+		}
+	})
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			accepted <- c
+		}
+	}()
+	b, err := natsjs.New(t.Context(), natsjs.Config{URL: "nats://" + ln.Addr().String()},
+		natsjs.WithNATSOptions(nats.Timeout(100*time.Millisecond), nats.ReconnectWait(time.Hour)))
+	if err != nil {
+		t.Fatalf("New with a silent server = %v, want a broker connecting in the background", err)
+	}
+	t.Cleanup(func() { _ = b.Close() })
+	if n := len(accepted); n != 1 {
+		t.Errorf("connections New made to the only server = %d, want 1", n)
+	}
+}

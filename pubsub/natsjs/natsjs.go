@@ -102,6 +102,10 @@ type Broker struct {
 	connected     chan struct{}
 	connectedOnce sync.Once
 	notConnected  atomic.Pointer[error]
+	// firstErr receives the error of New's walk of the servers, once,
+	// when it failed with nats.RetryOnFailedConnect (see firstAttempt).
+	firstErr     chan error
+	firstErrOnce sync.Once
 	// refusal is the last refusal of a server before the first
 	// connection that was logged; only nats.go's callback goroutine
 	// uses it.
@@ -137,6 +141,7 @@ func New(ctx context.Context, cfg Config, opts ...Option) (*Broker, error) {
 		logger:    o.logger,
 		closed:    make(chan struct{}),
 		connected: make(chan struct{}),
+		firstErr:  make(chan error, 1),
 	}
 	b.window = make(chan struct{}, b.cfg.PublishWindow)
 	b.acks.settle = func(c *confirmation, err error) {
@@ -166,14 +171,26 @@ func New(ctx context.Context, cfg Config, opts ...Option) (*Broker, error) {
 	} else {
 		natsOpts = append(natsOpts, b.cfg.clusterOptions()...)
 	}
+	retry := b.cfg.URL != "" && !b.cfg.NoConnectRetry
+	if retry {
+		// One walk of the servers either way: its error, which nats.go
+		// then hands to the reconnect error handler, says whether to go
+		// on in the background (see firstAttempt).
+		natsOpts = append(natsOpts, nats.RetryOnFailedConnect(true))
+	}
 	natsOpts = append(natsOpts, o.natsOpts...)
 	natsOpts = append(natsOpts, b.handlers) // last, to run those of WithNATSOptions too
 	nc, err := nats.Connect(url, natsOpts...)
-	if err != nil && b.cfg.URL != "" && !b.cfg.NoConnectRetry && unreachable(err) {
-		b.notConnected.Store(&err)
-		b.logger.Warn("natsjs: no server of NATS_URL answers; serving unready and connecting in the background",
-			"url", redactURLs(b.cfg.URL), "err", err)
-		nc, err = nats.Connect(url, append(natsOpts, nats.RetryOnFailedConnect(true))...)
+	background := false
+	switch {
+	case err != nil:
+	case retry:
+		if background, err = b.firstAttempt(); err != nil {
+			b.acks.close() // not "gave up connecting": New fails with why
+			nc.Close()
+		}
+	default: // nats.RetryOnFailedConnect of WithNATSOptions
+		background = nc.Status() != nats.CONNECTED
 	}
 	if err != nil {
 		b.stopServer()
@@ -195,7 +212,7 @@ func New(ctx context.Context, cfg Config, opts ...Option) (*Broker, error) {
 	// Ends with Close. At least 1ms apart: a PublishTimeout under 4ns would
 	// make a ticker of 0 (a panic), one under 4ms a busy one.
 	go b.acks.sweepEvery(max(b.cfg.PublishTimeout/sweepsBeforeTimeout, time.Millisecond), b.closed)
-	if nc.Status() != nats.CONNECTED { // connecting in the background
+	if background {
 		return b, nil
 	}
 	b.markConnected()
@@ -207,6 +224,28 @@ func New(ctx context.Context, cfg Config, opts ...Option) (*Broker, error) {
 		return nil, err
 	}
 	return b, nil
+}
+
+// firstAttempt waits for the outcome of New's walk of the servers, made
+// with nats.RetryOnFailedConnect: the connected handler's call, or the
+// reconnect error handler's with the walk's error. It returns that error
+// if a server answered and refused; background true if none answered,
+// after logging that the broker connects in the background. It reads no
+// state of the connection: that would wait for the lock that nats.go's
+// reconnect attempt holds, up to a connect timeout (2s) at a server that
+// says nothing.
+func (b *Broker) firstAttempt() (background bool, err error) {
+	select {
+	case err = <-b.firstErr:
+	case <-b.connected:
+		return false, nil
+	}
+	if !unreachable(err) {
+		return false, err
+	}
+	b.logger.Warn("natsjs: no server of NATS_URL answers; serving unready and connecting in the background",
+		"url", redactURLs(b.cfg.URL), "err", err)
+	return true, nil
 }
 
 // unreachable reports whether err, of a first connection, says that no
@@ -279,6 +318,8 @@ func (b *Broker) handlers(no *nats.Options) error {
 	no.ConnectedCB = func(nc *nats.Conn) {
 		if b.notConnected.Load() != nil { // made in the background
 			b.connectedLate(nc)
+		} else {
+			b.markConnected()
 		}
 		if connected != nil {
 			connected(nc)
@@ -286,11 +327,13 @@ func (b *Broker) handlers(no *nats.Options) error {
 	}
 	no.ReconnectErrCB = func(nc *nats.Conn, err error) {
 		if !b.isConnected() {
+			first := false
+			b.firstErrOnce.Do(func() { first = true; b.firstErr <- err }) // New's walk's, for firstAttempt
 			b.notConnected.Store(&err)
 			// A server that answers and refuses (TLS, say) is retried
 			// forever: say so once, not at every attempt. Credentials
 			// refused twice make nats.go give up (see ClosedCB).
-			if !unreachable(err) && err.Error() != b.refusal {
+			if !first && !unreachable(err) && err.Error() != b.refusal {
 				b.refusal = err.Error()
 				b.logger.Error("natsjs: a server of NATS_URL refuses the connection; still trying",
 					"url", redactURLs(b.cfg.URL), "err", err)
