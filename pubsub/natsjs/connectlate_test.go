@@ -307,3 +307,50 @@ func TestStartTriesEachServerOnce(t *testing.T) {
 		t.Errorf("connections New made to the only server = %d, want 1", n)
 	}
 }
+
+// TestStartTLSFirstWhileUnreachable: with nats.TLSHandshakeFirst (for a
+// server with handshake_first), a server that says nothing, or a proxy
+// with no backend that closes the connection at once, fails the TLS
+// handshake: no server answered, and New returns a broker connecting in
+// the background, as it does without TLS, rather than failing the start.
+func TestStartTLSFirstWhileUnreachable(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name   string
+		handle func(net.Conn)
+	}{
+		{name: "silent", handle: func(net.Conn) {}},
+		{name: "closed at once", handle: func(c net.Conn) { _ = c.Close() }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			conns := make(chan net.Conn, 100)
+			t.Cleanup(func() {
+				_ = ln.Close()
+				for len(conns) > 0 {
+					_ = (<-conns).Close()
+				}
+			})
+			go func() {
+				for {
+					c, err := ln.Accept()
+					if err != nil {
+						return
+					}
+					conns <- c
+					tc.handle(c)
+				}
+			}()
+			b, err := natsjs.New(t.Context(), natsjs.Config{URL: "tls://" + ln.Addr().String()},
+				natsjs.WithNATSOptions(nats.TLSHandshakeFirst(), nats.Timeout(100*time.Millisecond), nats.ReconnectWait(time.Hour)))
+			if err != nil {
+				t.Fatalf("New = %v, want a broker connecting in the background", err)
+			}
+			t.Cleanup(func() { _ = b.Close() })
+		})
+	}
+}

@@ -253,14 +253,22 @@ func (b *Broker) firstAttempt() (background bool, err error) {
 // did not resolve, or a proxy in front of it closed the connection at
 // once), rather than that one answered and refused (authentication, TLS).
 func unreachable(err error) bool {
-	if errors.Is(err, nats.ErrTLS) || errors.Is(err, nats.ErrAuthorization) {
-		return false
-	}
 	var (
 		dnsErr *net.DNSError
 		opErr  *net.OpError
 		netErr net.Error
 	)
+	if errors.Is(err, nats.ErrTLS) {
+		// A TLS-first handshake (nats.TLSHandshakeFirst) that timed out
+		// or was cut, as by a proxy with no backend, met no server; one
+		// cut after it, a server refusing the client's certificate, which
+		// nats.go says so.
+		return !strings.Contains(err.Error(), "after TLS handshake") &&
+			(errors.As(err, &netErr) && netErr.Timeout() || errors.Is(err, io.EOF) || errors.Is(err, syscall.ECONNRESET))
+	}
+	if errors.Is(err, nats.ErrAuthorization) {
+		return false
+	}
 	switch {
 	case errors.Is(err, nats.ErrNoServers), // nats.go's for refused connections
 		errors.Is(err, nats.ErrTimeout),
