@@ -270,18 +270,16 @@ func TestRefusedAfterStartIsLogged(t *testing.T) {
 	}
 }
 
-// TestStartTriesEachServerOnce: New, finding no server answering, tries
-// each server of NATS_URL once before it returns, not twice: each attempt
-// at a server that accepts connections and says nothing (a hung process, a
-// proxy with no backend) takes nats.go's connect timeout (2s), and a walk
-// of the list again doubled the start's delay.
-func TestStartTriesEachServerOnce(t *testing.T) {
-	t.Parallel()
+// listen accepts TCP connections on a loopback port until the test ends,
+// passes each to handle, and sends it on accepted (up to 100), to be
+// closed when the test ends. It returns the listener's address.
+func listen(t *testing.T, handle func(net.Conn)) (addr string, accepted chan net.Conn) {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	accepted := make(chan net.Conn, 10) // held open, silent, until the test ends
+	accepted = make(chan net.Conn, 100)
 	t.Cleanup(func() {
 		_ = ln.Close()
 		for len(accepted) > 0 {
@@ -295,9 +293,21 @@ func TestStartTriesEachServerOnce(t *testing.T) {
 				return
 			}
 			accepted <- c
+			handle(c)
 		}
 	}()
-	b, err := natsjs.New(t.Context(), natsjs.Config{URL: "nats://" + ln.Addr().String()},
+	return ln.Addr().String(), accepted
+}
+
+// TestStartTriesEachServerOnce: New, finding no server answering, tries
+// each server of NATS_URL once before it returns, not twice: each attempt
+// at a server that accepts connections and says nothing (a hung process, a
+// proxy with no backend) takes nats.go's connect timeout (2s), and a walk
+// of the list again doubled the start's delay.
+func TestStartTriesEachServerOnce(t *testing.T) {
+	t.Parallel()
+	addr, accepted := listen(t, func(net.Conn) {}) // held open, silent
+	b, err := natsjs.New(t.Context(), natsjs.Config{URL: "nats://" + addr},
 		natsjs.WithNATSOptions(nats.Timeout(100*time.Millisecond), nats.ReconnectWait(time.Hour)))
 	if err != nil {
 		t.Fatalf("New with a silent server = %v, want a broker connecting in the background", err)
@@ -324,28 +334,8 @@ func TestStartTLSFirstWhileUnreachable(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			ln, err := net.Listen("tcp", "127.0.0.1:0")
-			if err != nil {
-				t.Fatal(err)
-			}
-			conns := make(chan net.Conn, 100)
-			t.Cleanup(func() {
-				_ = ln.Close()
-				for len(conns) > 0 {
-					_ = (<-conns).Close()
-				}
-			})
-			go func() {
-				for {
-					c, err := ln.Accept()
-					if err != nil {
-						return
-					}
-					conns <- c
-					tc.handle(c)
-				}
-			}()
-			b, err := natsjs.New(t.Context(), natsjs.Config{URL: "tls://" + ln.Addr().String()},
+			addr, _ := listen(t, tc.handle)
+			b, err := natsjs.New(t.Context(), natsjs.Config{URL: "tls://" + addr},
 				natsjs.WithNATSOptions(nats.TLSHandshakeFirst(), nats.Timeout(100*time.Millisecond), nats.ReconnectWait(time.Hour)))
 			if err != nil {
 				t.Fatalf("New = %v, want a broker connecting in the background", err)
