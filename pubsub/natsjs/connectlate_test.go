@@ -228,6 +228,11 @@ func TestAuthFailureAfterStartClosesTheBroker(t *testing.T) {
 		!strings.Contains(got, "Authorization Violation") || strings.Contains(got, "wrong") {
 		t.Errorf("log = %q, want the authorization violation, without the password", got)
 	}
+	// Readiness says why too, for a service with no subscriber to stop it.
+	if err := b.Check(t.Context()); !errors.Is(err, pubsub.ErrClosed) || !strings.Contains(err.Error(), "gave up connecting to NATS at") ||
+		!strings.Contains(err.Error(), "Authorization Violation") || strings.Contains(err.Error(), "wrong") {
+		t.Errorf("Check = %v, want ErrClosed with the authorization violation, without the password", err)
+	}
 }
 
 // TestConnectedLateWithoutJetStream: a server that comes after New without

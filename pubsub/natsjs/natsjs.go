@@ -579,6 +579,9 @@ func (b *Broker) System() string { return "nats" }
 // answers.
 func (b *Broker) Check(ctx context.Context) error {
 	if b.nc.IsClosed() {
+		if why := b.notConnected.Load(); why != nil && !b.isConnected() && !b.acks.isClosing() { // see ClosedCB
+			return fmt.Errorf("%w: gave up connecting to %s: %w", pubsub.ErrClosed, b.describe(), *why)
+		}
 		return pubsub.ErrClosed
 	}
 	if status := b.nc.Status(); status != nats.CONNECTED {
