@@ -323,6 +323,26 @@ func TestStartTriesEachServerOnce(t *testing.T) {
 	}
 }
 
+// TestStartBoundedByItsContext: New's context bounds its wait for the
+// first walk of the servers, which it read only from nats.go's callbacks:
+// with a server that says nothing for longer than New's context lasts, New
+// fails with the context's error instead of waiting on.
+func TestStartBoundedByItsContext(t *testing.T) {
+	t.Parallel()
+	addr, _ := listen(t, func(net.Conn) {}) // held open, silent
+	ctx, cancel := context.WithTimeout(t.Context(), 50*time.Millisecond)
+	defer cancel()
+	b, err := natsjs.New(ctx, natsjs.Config{URL: "nats://" + addr},
+		natsjs.WithNATSOptions(nats.Timeout(500*time.Millisecond), nats.ReconnectWait(time.Hour)))
+	if err == nil {
+		_ = b.Close()
+		t.Fatal("New outlived its context")
+	}
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("New = %v, want the context's deadline", err)
+	}
+}
+
 // TestStartTLSFirstWhileUnreachable: with nats.TLSHandshakeFirst (for a
 // server with handshake_first), a server that says nothing, or a proxy
 // with no backend that closes the connection at once, fails the TLS

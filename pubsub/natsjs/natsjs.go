@@ -124,7 +124,9 @@ var _ pubsub.Broker = (*Broker)(nil)
 // set: until it connects, Check fails, Subscribe waits for the connection,
 // and publishes wait as they do while a connection is lost (see
 // [Broker.Publish]). A server that answers and refuses (authentication,
-// TLS, no JetStream, missing permissions) fails New.
+// TLS, no JetStream, missing permissions) fails New. ctx bounds the
+// start: New fails with its error if it ends before the first try of the
+// servers does.
 func New(ctx context.Context, cfg Config, opts ...Option) (*Broker, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -185,7 +187,7 @@ func New(ctx context.Context, cfg Config, opts ...Option) (*Broker, error) {
 	switch {
 	case err != nil:
 	case retry:
-		if background, err = b.firstAttempt(); err != nil {
+		if background, err = b.firstAttempt(ctx); err != nil {
 			b.acks.close() // not "gave up connecting": New fails with why
 			nc.Close()
 		}
@@ -233,12 +235,14 @@ func New(ctx context.Context, cfg Config, opts ...Option) (*Broker, error) {
 // after logging that the broker connects in the background. It reads no
 // state of the connection: that would wait for the lock that nats.go's
 // reconnect attempt holds, up to a connect timeout (2s) at a server that
-// says nothing.
-func (b *Broker) firstAttempt() (background bool, err error) {
+// says nothing. ctx, New's, bounds the wait.
+func (b *Broker) firstAttempt(ctx context.Context) (background bool, err error) {
 	select {
 	case err = <-b.firstErr:
 	case <-b.connected:
 		return false, nil
+	case <-ctx.Done(): // New's context bounds the wait, should nats.go ever not call back
+		return false, fmt.Errorf("natsjs: connecting to %s: %w", b.describe(), context.Cause(ctx))
 	}
 	if !unreachable(err) {
 		return false, err
