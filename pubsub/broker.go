@@ -32,7 +32,12 @@ type Broker interface {
 	// on cfg.Topic (idempotently: instances calling it with the same
 	// configuration share the subscription's messages) and calls deliver
 	// with each message it fetches, one call at a time. deliver may block:
-	// that is the subscriber's back-pressure.
+	// that is the subscriber's back-pressure. With cfg.Replay, it creates a
+	// consumer of this call's own instead, which receives every message of
+	// the topic from cfg.ReplaySince but no re-drive, and which the broker
+	// removes when the Consumer is closed (or, for a networked broker, once
+	// the process that made it is gone); the Consumer must then implement
+	// [Replayer].
 	Subscribe(ctx context.Context, cfg ConsumerConfig, deliver func(Delivery)) (Consumer, error)
 
 	// DeadLetter stores dl in the dead-letter destination. It returns once
@@ -112,6 +117,24 @@ type ConsumerConfig struct {
 	// Prefetch is how many messages the consumer may fetch ahead of the
 	// handlers.
 	Prefetch int
+	// Replay asks for a consumer of the Subscribe call's own rather than
+	// the durable subscription (see [WithReplay]): it receives every message
+	// of the topic that the broker retains, beginning with ReplaySince.
+	// Subscription then only names it.
+	Replay bool
+	// ReplaySince, with Replay, is the time of the first message to
+	// receive: the oldest the broker retains when zero.
+	ReplaySince time.Time
+}
+
+// Replayer is a [Consumer] of a replaying subscription (see
+// [ConsumerConfig].Replay), which reports whether it has caught up.
+type Replayer interface {
+	// CaughtUp reports whether every message that the consumer was to
+	// receive and that the topic held when the consumer was created has
+	// had its verdict (acknowledged or terminated): the backlog of its
+	// start is handled. Once true, it may stay true without asking.
+	CaughtUp(ctx context.Context) (bool, error)
 }
 
 // Consumer is one running consumption of a subscription. A Consumer may

@@ -229,8 +229,29 @@ func panicText(r any) string {
 
 // deadLetter stores the message in the dead-letter destination, then
 // terminates the delivery. If the dead letter cannot be stored, the message
-// is delivered again after a backoff.
+// is delivered again after a backoff. A replaying subscriber stores none
+// (see [WithReplay]): it logs the message at error and terminates it.
 func (s *Subscriber) deadLetter(ctx context.Context, d Delivery, st *deliveryState, reason Reason, lastErr string) {
+	msg := d.Message()
+	if s.replay {
+		s.logger.Error("pubsub: message given up by a replaying subscription; not stored as a dead letter (its next start replays it)",
+			"message_id", msg.ID, "type", st.info.MessageType, "attempt", st.info.Attempt,
+			"reason", string(reason), "err", lastErr)
+	} else if !s.storeDeadLetter(ctx, d, st, reason, lastErr) {
+		return
+	}
+	s.metrics.deadLettered.WithLabelValues(s.topic, s.name, string(reason)).Inc()
+	if err := d.Term(string(reason)); err != nil {
+		s.verdictFailed("term", st, err)
+	} else if st.waitedOut {
+		s.late.add(d)
+	}
+}
+
+// storeDeadLetter stores the message in the dead-letter destination and
+// logs it, and reports whether it did: if not, it had the message
+// delivered again after a backoff.
+func (s *Subscriber) storeDeadLetter(ctx context.Context, d Delivery, st *deliveryState, reason Reason, lastErr string) bool {
 	msg := d.Message()
 	dl := &DeadLetter{
 		Message:      Message{ID: msg.ID, Topic: msg.Topic, Header: msg.Header.Clone(), Data: msg.Data},
@@ -248,17 +269,12 @@ func (s *Subscriber) deadLetter(ctx context.Context, d Delivery, st *deliverySta
 		if err := d.Nak(s.cfg.Backoff.Delay(st.info.Attempt)); err != nil {
 			s.verdictFailed("nak", st, err)
 		}
-		return
+		return false
 	}
-	s.metrics.deadLettered.WithLabelValues(s.topic, s.name, string(reason)).Inc()
 	s.logger.Warn("pubsub: message dead-lettered",
 		"message_id", msg.ID, "type", st.info.MessageType, "attempt", st.info.Attempt,
 		"reason", string(reason), "err", lastErr)
-	if err := d.Term(string(reason)); err != nil {
-		s.verdictFailed("term", st, err)
-	} else if st.waitedOut {
-		s.late.add(d)
-	}
+	return true
 }
 
 func (s *Subscriber) verdictFailed(op string, st *deliveryState, err error) {

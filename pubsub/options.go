@@ -2,6 +2,7 @@ package pubsub
 
 import (
 	"log/slog"
+	"time"
 
 	"connectrpc.com/connect"
 	"github.com/prometheus/client_golang/prometheus"
@@ -23,6 +24,8 @@ type config struct {
 	json           bool
 	noValidation   bool
 	delivery       DeliveryConfig
+	replay         bool
+	replaySince    time.Time
 }
 
 func newConfig(opts []Option) config {
@@ -112,4 +115,38 @@ func WithoutValidation() Option {
 // publishers.
 func WithDelivery(cfg DeliveryConfig) Option {
 	return optionFunc(func(c *config) { c.delivery = cfg })
+}
+
+// WithReplay makes a [Subscriber] replay its topic in each instance: every
+// instance running it receives every message of the topic, beginning with
+// the oldest the broker retains (natsjs: up to NATS_MAX_AGE; mem: see
+// package mem), instead of sharing the messages of a durable subscription
+// with the other instances and resuming where they left off. It is for
+// state kept in memory and built again at each start from another
+// service's events (a search index, a cache). The broker's consumer is the
+// instance's own: natsjs deletes it when Run returns, and the server
+// deletes one left behind by a crashed instance once it was inactive for
+// natsjs's Config.ReplayInactiveThreshold. The subscription name is still
+// required: it labels the subscription's logs, metrics and spans, the
+// same in every instance and every start.
+//
+// The subscriber's Check fails until every message that the topic retained
+// when Run subscribed has been handled (acknowledged, or given up on), so
+// that readiness stays NOT_SERVING until the state is built. Failed
+// messages are retried in place, with DeliveryConfig's Backoff and
+// MaxAttempts; a message given up on (its attempts used up, an error
+// marked [Permanent], a message that does not decode) is logged at error
+// and counted in pubsub_dead_lettered_total, but is not stored as a dead
+// letter, which could be re-driven to no instance but one that exists no
+// more: the next start replays it. Default: off (a durable, shared
+// subscription). Ignored by publishers.
+func WithReplay() Option {
+	return optionFunc(func(c *config) { c.replay, c.replaySince = true, time.Time{} })
+}
+
+// WithReplaySince is [WithReplay] beginning with the first message that the
+// broker stored at since or later, rather than with the oldest it retains.
+// A zero since is WithReplay. Ignored by publishers.
+func WithReplaySince(since time.Time) Option {
+	return optionFunc(func(c *config) { c.replay, c.replaySince = true, since })
 }

@@ -16,7 +16,7 @@ import (
 //
 // Every instance (process) running a subscriber with the same topic and
 // subscription name shares the subscription's messages: each message goes to
-// one of them.
+// one of them; with [WithReplay], each gets them all instead.
 type Subscriber struct {
 	broker   Broker
 	system   string
@@ -24,6 +24,8 @@ type Subscriber struct {
 	name     string
 	typeName string
 	cfg      DeliveryConfig
+	replay   bool      // WithReplay: a consumer of each Run's own
+	since    time.Time // WithReplaySince
 	call     callFunc
 	newState stateFunc
 	metrics  *metrics
@@ -32,6 +34,10 @@ type Subscriber struct {
 	started atomic.Bool
 	state   atomic.Pointer[error]  // nil: consuming; else why not
 	fault   atomic.Pointer[faulty] // the running consumer, if it reports faults
+	// replayer is the running consumer of a replaying subscription, until
+	// it caught up.
+	replayer atomic.Pointer[Replayer]
+	caughtUp atomic.Bool
 
 	waits handOffWaits
 	late  lateCopies
@@ -48,10 +54,13 @@ var (
 	// the broker's own failure, which says why.
 	errSubscribing = errors.New("subscribing")
 	errRunTwice    = errors.New("pubsub: Subscriber.Run called twice")
+	errNoReplay    = errors.New("the broker's consumer cannot tell whether a replay caught up (no CaughtUp method)")
 )
 
 // NewSubscriber returns a subscriber that calls handle with each message of
-// topic delivered to the durable subscription named subscription on b.
+// topic delivered to the durable subscription named subscription on b
+// (or, with [WithReplay], to a consumer of each instance's own, which
+// subscription names in logs, metrics and spans).
 // M is a generated message struct (*M implements proto.Message), inferred
 // from handle.
 //
@@ -107,6 +116,8 @@ func NewSubscriber[M any](b Broker, topic, subscription string, handle func(cont
 		name:     subscription,
 		typeName: typeName,
 		cfg:      cfg.delivery.withDefaults(),
+		replay:   cfg.replay,
+		since:    cfg.replaySince,
 		metrics:  m,
 		logger:   cfg.logger.With("topic", topic, "subscription", subscription),
 	}
@@ -131,7 +142,8 @@ func (s *Subscriber) Subscription() string { return s.name }
 // fails before Run has set up the subscription (with the broker's own
 // Check's error while Run waits on the broker, one not connected yet say),
 // while the broker refuses it or fails its own Check, and after Run
-// returned.
+// returned. A replaying subscriber's ([WithReplay]) also fails until the
+// messages that the topic retained when Run subscribed are handled.
 func (s *Subscriber) Check(ctx context.Context) error {
 	if err := s.state.Load(); err != nil {
 		if *err == errSubscribing {
@@ -148,6 +160,29 @@ func (s *Subscriber) Check(ctx context.Context) error {
 	}
 	if err := s.broker.Check(ctx); err != nil {
 		return fmt.Errorf("pubsub: subscription %s on %s: %w", s.name, s.topic, err)
+	}
+	return s.checkCaughtUp(ctx)
+}
+
+// checkCaughtUp fails while a replaying subscriber has not handled the
+// backlog of its start. Once it has, it asks the broker no more.
+func (s *Subscriber) checkCaughtUp(ctx context.Context) error {
+	if !s.replay || s.caughtUp.Load() {
+		return nil
+	}
+	r := s.replayer.Load()
+	if r == nil { // Run returned meanwhile
+		return fmt.Errorf("pubsub: subscription %s on %s is not consuming", s.name, s.topic)
+	}
+	done, err := (*r).CaughtUp(ctx)
+	if err != nil {
+		return fmt.Errorf("pubsub: subscription %s on %s is replaying: %w", s.name, s.topic, err)
+	}
+	if !done {
+		return fmt.Errorf("pubsub: subscription %s on %s is replaying: the messages the topic held at its start are not all handled yet", s.name, s.topic)
+	}
+	if s.caughtUp.CompareAndSwap(false, true) {
+		s.logger.Info("pubsub: replay caught up")
 	}
 	return nil
 }
@@ -233,6 +268,19 @@ func (s *Subscriber) Run(ctx context.Context) error {
 		s.fault.Store(&f)
 		defer s.fault.Store(nil)
 	}
+	if s.replay && consumer != nil {
+		r, ok := consumer.(Replayer)
+		if !ok {
+			close(stop)
+			stopWorkers()
+			closeCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.DrainTimeout)
+			defer cancel()
+			_ = consumer.Close(closeCtx)
+			return fmt.Errorf("pubsub: subscription %q on %q: %w", s.name, s.topic, errNoReplay)
+		}
+		s.replayer.Store(&r)
+		defer s.replayer.Store(nil)
+	}
 	if b, ok := consumer.(backlogged); ok {
 		s.metrics.backlog.add(s.topic, s.name, b)
 		defer s.metrics.backlog.remove(s.topic, s.name, b)
@@ -292,7 +340,7 @@ func later(a, b time.Time) time.Time {
 // ctx is done (then it returns nil) or the broker is closed (then it
 // returns ErrClosed: retrying could never succeed).
 func (s *Subscriber) subscribe(ctx context.Context, deliver func(Delivery)) (Consumer, error) {
-	cc := ConsumerConfig{Topic: s.topic, Subscription: s.name, AckWait: s.cfg.AckWait, Prefetch: s.cfg.Prefetch}
+	cc := ConsumerConfig{Topic: s.topic, Subscription: s.name, AckWait: s.cfg.AckWait, Prefetch: s.cfg.Prefetch, Replay: s.replay, ReplaySince: s.since}
 	retry := Backoff{Initial: 100 * time.Millisecond, Max: 30 * time.Second}
 	s.state.Store(&errSubscribing)
 	for attempt := 1; ; attempt++ {

@@ -21,9 +21,9 @@ func TestBacklogSkipsWhatRetentionDropped(t *testing.T) {
 	const dropped = 1 << 40
 	tp.first, tp.next = dropped+1, dropped+1 // as if 2^40 messages had come and gone
 	for range 4 {
-		tp.append(&pubsub.Message{}, "", b.maxRetained)
+		tp.append(&pubsub.Message{}, "", time.Now(), b.maxRetained)
 	}
-	tp.append(&pubsub.Message{}, "other", b.maxRetained) // a redrive for another group
+	tp.append(&pubsub.Message{}, "other", time.Now(), b.maxRetained) // a redrive for another group
 	b.mu.Unlock()
 	c := &consumer{b: b, g: g}
 	type answer struct{ pending, unacked int64 }

@@ -10,6 +10,9 @@ import (
 // Subscribe implements [pubsub.Broker]: it creates the subscription on first
 // use (it then receives the messages the topic retains) and starts a
 // consumer that competes for the subscription's messages with the others.
+// With cfg.Replay, the consumer has a subscription of its own, which begins
+// with the oldest message retained (stored at cfg.ReplaySince or later) and
+// is removed when the consumer is drained or closed.
 func (b *Broker) Subscribe(ctx context.Context, cfg pubsub.ConsumerConfig, deliver func(pubsub.Delivery)) (pubsub.Consumer, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
@@ -21,7 +24,10 @@ func (b *Broker) Subscribe(ctx context.Context, cfg pubsub.ConsumerConfig, deliv
 	}
 	t := b.topic(cfg.Topic)
 	g := t.groups[cfg.Subscription]
-	if g == nil {
+	switch {
+	case cfg.Replay:
+		g = newReplay(t, cfg.Subscription, cfg.ReplaySince)
+	case g == nil:
 		g = newGroup(t, cfg.Subscription)
 	}
 	g.ackWait = cfg.AckWait
@@ -92,6 +98,9 @@ func (c *consumer) stopLocked() {
 	c.stopped = true
 	close(c.stop)
 	delete(c.g.consumers, c)
+	if c.g.replay {
+		delete(c.g.t.replays, c.g)
+	}
 }
 
 // Drain implements [pubsub.Consumer]: the consumer has no prefetch buffer,
@@ -116,11 +125,36 @@ func (c *consumer) Backlog(ctx context.Context) (pending, unacknowledged int64, 
 	// The retention limit may have dropped messages the group never got,
 	// leaving its cursor behind the first retained one.
 	for seq := max(c.g.cursor, c.g.t.first); seq < c.g.t.next; seq++ {
-		if e := c.g.t.entry(seq); e != nil && (e.only == "" || e.only == c.g.name) {
+		if c.g.wants(c.g.t.entry(seq)) {
 			pending++
 		}
 	}
 	return pending, int64(len(c.g.states)), nil
+}
+
+// CaughtUp implements [pubsub.Replayer]: whether the messages of the topic
+// up to the last one at the consumer's start that it was to receive are
+// all delivered and acknowledged or terminated (or dropped by the
+// retention limit). A consumer of a durable subscription is always caught
+// up.
+func (c *consumer) CaughtUp(context.Context) (bool, error) {
+	c.b.mu.Lock()
+	defer c.b.mu.Unlock()
+	g := c.g
+	if !g.replay {
+		return true, nil
+	}
+	for seq := max(g.cursor, g.t.first); seq <= g.upTo; seq++ {
+		if g.wants(g.t.entry(seq)) {
+			return false, nil
+		}
+	}
+	for seq := range g.states {
+		if seq <= g.upTo && g.t.entry(seq) != nil {
+			return false, nil
+		}
+	}
+	return true, nil
 }
 
 // Close implements [pubsub.Consumer]; verdicts take effect at once, so

@@ -5,10 +5,14 @@
 // Use it in tests and in single-process programs that can lose their
 // messages when the process stops: nothing is written to disk.
 //
-// A topic retains a message until every subscription that exists has
-// acknowledged it (messages published while a topic has no subscription are
-// kept for the first one), and at most [WithMaxRetained] messages (the oldest
-// are dropped first).
+// A topic retains a message until every durable subscription that exists
+// has acknowledged it (messages published while a topic has no subscription
+// are kept for the first one), and at most [WithMaxRetained] messages (the
+// oldest are dropped first). Once a replaying subscription
+// ([pubsub.WithReplay]) was made on a topic, the topic keeps acknowledged
+// messages too, up to WithMaxRetained, for the replays to come, as a
+// JetStream stream keeps them up to its age limit; those dropped before
+// are not replayed.
 package mem
 
 import (
@@ -101,6 +105,11 @@ func (b *Broker) Close() error {
 				c.stopLocked()
 			}
 		}
+		for g := range t.replays {
+			for c := range g.consumers {
+				c.stopLocked()
+			}
+		}
 	}
 	return nil
 }
@@ -138,14 +147,14 @@ func (b *Broker) Publish(ctx context.Context, msg *pubsub.Message) (pubsub.Confi
 			return confirmed{}, nil
 		}
 	}
-	t.append(msg, "", b.maxRetained)
+	t.append(msg, "", now, b.maxRetained)
 	return confirmed{}, nil
 }
 
 func (b *Broker) topic(name string) *topic {
 	t := b.topics[name]
 	if t == nil {
-		t = &topic{broker: b, name: name, next: 1, first: 1, groups: make(map[string]*group), dedup: make(map[string]time.Time)}
+		t = &topic{broker: b, name: name, next: 1, first: 1, groups: make(map[string]*group), replays: make(map[*group]struct{}), dedup: make(map[string]time.Time)}
 		b.topics[name] = t
 	}
 	return t
@@ -267,7 +276,7 @@ func (b *Broker) Redrive(_ context.Context, dl *pubsub.DeadLetter) error {
 		return err
 	}
 	msg := stored.Message
-	b.topic(msg.Topic).append(&msg, stored.Subscription, b.maxRetained)
+	b.topic(msg.Topic).append(&msg, stored.Subscription, time.Now(), b.maxRetained)
 	return nil
 }
 

@@ -16,6 +16,12 @@ type topic struct {
 	first  uint64   // sequence of log[0]
 	next   uint64   // sequence of the next message
 	groups map[string]*group
+	// replays are the replaying subscriptions' groups, one per consumer:
+	// they hold no message back (entry.pending counts the durable groups).
+	replays map[*group]struct{}
+	// retainAll: a replaying subscription was made, so acknowledged
+	// messages are kept (up to the retention limit) for the next one.
+	retainAll bool
 
 	dedup      map[string]time.Time
 	dedupSweep time.Time
@@ -26,6 +32,7 @@ type entry struct {
 	msg     *pubsub.Message
 	only    string // a re-driven message: delivered to this group only
 	pending int    // groups that have yet to acknowledge it
+	at      time.Time
 }
 
 func (t *topic) isDuplicate(id string, now time.Time, window time.Duration) bool {
@@ -44,8 +51,8 @@ func (t *topic) isDuplicate(id string, now time.Time, window time.Duration) bool
 	return false
 }
 
-func (t *topic) append(msg *pubsub.Message, only string, maxRetained int) {
-	e := &entry{seq: t.next, msg: msg, only: only}
+func (t *topic) append(msg *pubsub.Message, only string, now time.Time, maxRetained int) {
+	e := &entry{seq: t.next, msg: msg, only: only, at: now}
 	t.next++
 	for _, g := range t.groups {
 		if only == "" || only == g.name {
@@ -58,6 +65,11 @@ func (t *topic) append(msg *pubsub.Message, only string, maxRetained int) {
 	}
 	for _, g := range t.groups {
 		if only == "" || only == g.name {
+			g.signal()
+		}
+	}
+	if only == "" {
+		for g := range t.replays {
 			g.signal()
 		}
 	}
@@ -76,7 +88,7 @@ func (t *topic) settle(seq uint64) {
 	if e := t.entry(seq); e != nil && e.pending > 0 {
 		e.pending--
 	}
-	for len(t.log) > 0 && len(t.groups) > 0 && (t.log[0] == nil || t.log[0].pending == 0) {
+	for len(t.log) > 0 && len(t.groups) > 0 && !t.retainAll && (t.log[0] == nil || t.log[0].pending == 0) {
 		t.drop()
 	}
 }
@@ -87,11 +99,13 @@ func (t *topic) drop() {
 	t.first++
 }
 
-// group is a durable subscription: its position in the topic and its
-// delivered, unacknowledged messages.
+// group is a durable subscription, or one consumer of a replaying one: its
+// position in the topic and its delivered, unacknowledged messages.
 type group struct {
 	t         *topic
 	name      string
+	replay    bool   // a replaying subscription's: in t.replays, not t.groups
+	upTo      uint64 // a replay's last message at its start (see CaughtUp)
 	ackWait   time.Duration
 	cursor    uint64            // next sequence never delivered to the group
 	states    map[uint64]*state // delivered, unacknowledged
@@ -116,6 +130,26 @@ func newGroup(t *topic, name string) *group {
 	}
 	t.groups[name] = g
 	return g
+}
+
+// newReplay returns the group of a consumer of a replaying subscription,
+// which begins with the first retained message stored at since or later.
+func newReplay(t *topic, name string, since time.Time) *group {
+	g := &group{t: t, name: name, replay: true, cursor: t.first, upTo: t.next - 1, states: make(map[uint64]*state), consumers: make(map[*consumer]struct{})}
+	for ; g.cursor < t.next && !since.IsZero(); g.cursor++ {
+		if e := t.entry(g.cursor); e != nil && !e.at.Before(since) {
+			break
+		}
+	}
+	t.replays[g] = struct{}{}
+	t.retainAll = true
+	return g
+}
+
+// wants reports whether e, nil where trimmed, is delivered to the group: a
+// re-driven message goes to its durable group only.
+func (g *group) wants(e *entry) bool {
+	return e != nil && (e.only == "" || (!g.replay && e.only == g.name))
 }
 
 func (g *group) signal() {
@@ -146,7 +180,7 @@ func (g *group) next(now time.Time) (*delivery, time.Duration) {
 	for g.cursor < g.t.next {
 		e := g.t.entry(g.cursor)
 		g.cursor++
-		if e == nil || (e.only != "" && e.only != g.name) {
+		if !g.wants(e) {
 			continue
 		}
 		st := &state{seq: e.seq, index: -1}
@@ -181,7 +215,9 @@ func (g *group) settle(seq uint64) {
 	}
 	heap.Remove(&g.timers, st.index)
 	delete(g.states, seq)
-	g.t.settle(seq)
+	if !g.replay {
+		g.t.settle(seq)
+	}
 }
 
 // reschedule delivers seq again after delay, unless it was delivered again

@@ -124,6 +124,16 @@ type Config struct {
 	// two heartbeats, 2s (BENCHMARKS.md, section 3). An idle subscription
 	// costs a pull request every PullExpiry and a heartbeat every second.
 	PullExpiry time.Duration
+	// ReplayInactiveThreshold is how long the server keeps the consumer of
+	// a replaying subscription ([pubsub.WithReplay]) once nothing pulls
+	// from it (NATS_REPLAY_INACTIVE_THRESHOLD); at least 1s. Default 5m
+	// (nats-server's own for a consumer without a durable name is 5s).
+	// A subscriber deletes its consumer when its Run returns; this is for
+	// the consumer of an instance that crashed or lost its connection. An
+	// instance whose connection stays down longer has its consumer made
+	// again when it reconnects, which replays the topic from the start
+	// again (its handlers see those messages a second time).
+	ReplayInactiveThreshold time.Duration
 	// DeadLetterStream names the stream of dead letters
 	// (NATS_DEAD_LETTER_STREAM). Default "PUBSUB_DEAD_LETTERS". The
 	// services of a NATS system share it: the broker whose dead letter
@@ -145,6 +155,8 @@ const (
 	DefaultMaxAckPending    = 10000
 	DefaultPullExpiry       = 5 * time.Second
 	DefaultDeadLetterStream = "PUBSUB_DEAD_LETTERS"
+
+	DefaultReplayInactiveThreshold = 5 * time.Minute
 )
 
 // minPublishTimeout is the shortest PublishTimeout that Validate takes.
@@ -186,6 +198,8 @@ func configFrom(getenv func(string) string) (Config, error) {
 		"NATS_DUPLICATE_WINDOW": &c.DuplicateWindow,
 		"NATS_PUBLISH_TIMEOUT":  &c.PublishTimeout,
 		"NATS_PULL_EXPIRY":      &c.PullExpiry,
+
+		"NATS_REPLAY_INACTIVE_THRESHOLD": &c.ReplayInactiveThreshold,
 	} {
 		parse(env, `a duration such as "30s" or "2m"`, func(v string) (err error) { *dst, err = time.ParseDuration(v); return err })
 	}
@@ -304,6 +318,9 @@ func (c Config) Validate() error {
 	if c.PullExpiry != 0 && c.PullExpiry < time.Second {
 		bad("PullExpiry", "NATS_PULL_EXPIRY", c.PullExpiry, fmt.Sprintf("must be at least 1s (or 0 for the default, %v)", DefaultPullExpiry))
 	}
+	if c.ReplayInactiveThreshold != 0 && c.ReplayInactiveThreshold < time.Second {
+		bad("ReplayInactiveThreshold", "NATS_REPLAY_INACTIVE_THRESHOLD", c.ReplayInactiveThreshold, fmt.Sprintf("must be at least 1s (or 0 for the default, %v)", DefaultReplayInactiveThreshold))
+	}
 	c.validateStreams(bad)
 	if len(errs) > 0 {
 		return fmt.Errorf("natsjs: invalid config: %w", errors.Join(errs...))
@@ -385,6 +402,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.PullExpiry == 0 {
 		c.PullExpiry = DefaultPullExpiry
+	}
+	if c.ReplayInactiveThreshold == 0 {
+		c.ReplayInactiveThreshold = DefaultReplayInactiveThreshold
 	}
 	if c.DeadLetterStream == "" {
 		c.DeadLetterStream = DefaultDeadLetterStream

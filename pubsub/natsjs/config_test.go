@@ -23,6 +23,8 @@ func TestConfigFromEnv(t *testing.T) {
 		"NATS_SYNC_ALWAYS":      "true",
 		"NATS_PULL_EXPIRY":      "10s",
 		"NATS_CONNECT_RETRY":    "false",
+
+		"NATS_REPLAY_INACTIVE_THRESHOLD": "2m",
 	}
 	cfg, err := configFrom(func(k string) string { return env[k] })
 	if err != nil {
@@ -30,7 +32,8 @@ func TestConfigFromEnv(t *testing.T) {
 	}
 	want := Config{URL: env["NATS_URL"], CredentialsFile: "/etc/nats/app.creds",
 		TLSCAFile: "/etc/nats/ca.pem", TLSCertFile: "/etc/nats/client.pem", TLSKeyFile: "/etc/nats/client-key.pem", Replicas: 3, MaxAge: 24 * time.Hour,
-		DuplicateWindow: 5 * time.Minute, PublishWindow: 1024, SyncAlways: true, PullExpiry: 10 * time.Second, NoConnectRetry: true}
+		DuplicateWindow: 5 * time.Minute, PublishWindow: 1024, SyncAlways: true, PullExpiry: 10 * time.Second, NoConnectRetry: true,
+		ReplayInactiveThreshold: 2 * time.Minute}
 	if cfg != want {
 		t.Errorf("configFrom = %+v, want %+v", cfg, want)
 	}
@@ -75,6 +78,8 @@ func TestConfigValidate(t *testing.T) {
 		"short max age":     {Config{MaxAge: time.Minute}, ""}, // the default window shrinks to it
 		"creds without url": {Config{CredentialsFile: "app.creds"}, `CredentialsFile (NATS_CREDS) "app.creds": is for an external cluster`},
 		"listen random":     {Config{Listen: "127.0.0.1:-1"}, ""},
+		"short replay inactive threshold": {Config{ReplayInactiveThreshold: 500 * time.Millisecond},
+			`ReplayInactiveThreshold (NATS_REPLAY_INACTIVE_THRESHOLD) "500ms": must be at least 1s (or 0 for the default, 5m0s)`},
 		"tls without url":   {Config{TLSCAFile: "ca.pem"}, `TLSCAFile (NATS_TLS_CA) "ca.pem": is for an external cluster`},
 		"cert without key":  {Config{URL: "tls://x", TLSCertFile: "c.pem"}, `TLSCertFile (NATS_TLS_CERT) "c.pem": NATS_TLS_CERT and NATS_TLS_KEY must be set together`},
 		"key without cert":  {Config{URL: "tls://x", TLSKeyFile: "k.pem"}, `NATS_TLS_CERT and NATS_TLS_KEY must be set together`},

@@ -2,6 +2,7 @@ package natsjs
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -33,6 +34,15 @@ import (
 // for it, until ctx is done: a [pubsub.Subscriber] started meanwhile
 // consumes as soon as it is, its Check failing until then.
 //
+// With cfg.Replay, the consumer is the caller's own, named after the
+// subscription with "_replay_" and a random suffix: it begins with the
+// oldest message the stream retains (or the first stored at
+// cfg.ReplaySince or later), is kept in memory, acknowledges every re-drive
+// without delivering it, and is deleted by Close, or by the server once
+// nothing pulled from it for Config.ReplayInactiveThreshold (the process
+// is gone). One deleted or lost while it runs is made again as it was:
+// its replay begins again.
+//
 // The consumer reads the whole stream: the topic's subject and the re-drive
 // subjects of every subscription, and it acknowledges the re-drives of
 // other subscriptions without delivering them. Filtering on the topic's
@@ -50,8 +60,14 @@ func (b *Broker) Subscribe(ctx context.Context, cfg pubsub.ConsumerConfig, deliv
 	c := &consumer{
 		b:       b,
 		cfg:     cfg,
+		name:    cfg.Subscription,
 		deliver: deliver,
 		logger:  b.logger.With("topic", cfg.Topic, "subscription", cfg.Subscription),
+	}
+	if cfg.Replay {
+		// The instance's own: the subscription's name, for operators who
+		// list the consumers, and a random part.
+		c.name = cfg.Subscription + "_replay_" + rand.Text()[:16]
 	}
 	c.stopCtx, c.cancelStop = context.WithCancel(context.Background())
 	if err := c.start(ctx); err != nil {
@@ -65,8 +81,12 @@ func (b *Broker) Subscribe(ctx context.Context, cfg pubsub.ConsumerConfig, deliv
 type consumer struct {
 	b       *Broker
 	cfg     pubsub.ConsumerConfig
+	name    string // the JetStream consumer's: the subscription, or a replay's own
 	deliver func(pubsub.Delivery)
 	logger  *slog.Logger
+	// upTo is a replay's backlog: the stream's last sequence when its
+	// consumer was made (see CaughtUp).
+	upTo atomic.Uint64
 
 	mu      sync.Mutex
 	cc      jetstream.ConsumeContext
@@ -106,7 +126,7 @@ func (c *consumer) start(ctx context.Context) error {
 		return err
 	}
 	stream := streamName(c.cfg.Topic)
-	cons, err := c.b.js.CreateOrUpdateConsumer(ctx, stream, jetstream.ConsumerConfig{
+	conf := jetstream.ConsumerConfig{
 		Durable:     c.cfg.Subscription,
 		Description: "pubsub subscription " + c.cfg.Subscription + " of " + c.cfg.Topic,
 		// The whole stream, said rather than left empty: nats-server 2.15
@@ -118,14 +138,20 @@ func (c *consumer) start(ctx context.Context) error {
 		AckWait:       c.cfg.AckWait,
 		MaxDeliver:    -1, // pubsub dead-letters after its own MaxAttempts
 		MaxAckPending: c.b.cfg.MaxAckPending,
-	})
+	}
+	if c.cfg.Replay {
+		if err := c.replayConfig(ctx, stream, &conf); err != nil {
+			return err
+		}
+	}
+	cons, err := c.b.js.CreateOrUpdateConsumer(ctx, stream, conf)
 	if err != nil {
-		return fmt.Errorf("natsjs: failed to create or update consumer %s of stream %s: %w", c.cfg.Subscription, stream, err)
+		return fmt.Errorf("natsjs: failed to create or update consumer %s of stream %s: %w", c.name, stream, err)
 	}
 	gen, created := c.gen.Load(), cons.CachedInfo().Created
 	cc, err := c.consume(cons, gen)
 	if err != nil {
-		return fmt.Errorf("natsjs: failed to consume %s of stream %s: %w", c.cfg.Subscription, stream, err)
+		return fmt.Errorf("natsjs: failed to consume %s of stream %s: %w", c.name, stream, err)
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -137,11 +163,55 @@ func (c *consumer) start(ctx context.Context) error {
 	return nil
 }
 
+// replayConfig makes cc the configuration of a replay's own consumer (see
+// Subscribe), and notes the stream's last sequence: the backlog that
+// CaughtUp waits for.
+func (c *consumer) replayConfig(ctx context.Context, stream string, cc *jetstream.ConsumerConfig) error {
+	s, err := c.b.js.Stream(ctx, stream)
+	if err != nil {
+		return fmt.Errorf("natsjs: failed to look up stream %s: %w", stream, err)
+	}
+	c.upTo.Store(s.CachedInfo().State.LastSeq)
+	cc.Durable = ""
+	cc.Name = c.name
+	cc.Description = "pubsub replaying subscription " + c.cfg.Subscription + " of " + c.cfg.Topic + ", one instance's"
+	cc.InactiveThreshold = c.b.cfg.ReplayInactiveThreshold
+	cc.MemoryStorage = true
+	cc.Replicas = 1
+	if !c.cfg.ReplaySince.IsZero() {
+		since := c.cfg.ReplaySince
+		cc.DeliverPolicy = jetstream.DeliverByStartTimePolicy
+		cc.OptStartTime = &since
+	}
+	return nil
+}
+
+// CaughtUp implements [pubsub.Replayer]: whether the consumer's
+// acknowledgement floor reached the stream's last sequence at its
+// creation, or it has nothing pending or unacknowledged. A durable
+// subscription's consumer is always caught up.
+func (c *consumer) CaughtUp(ctx context.Context) (bool, error) {
+	if !c.cfg.Replay {
+		return true, nil
+	}
+	c.mu.Lock()
+	cons := c.cons
+	c.mu.Unlock()
+	if cons == nil {
+		return false, errors.New("natsjs: not consuming")
+	}
+	info, err := cons.Info(ctx)
+	if err != nil {
+		return false, err
+	}
+	return info.AckFloor.Stream >= c.upTo.Load() || (info.NumPending == 0 && info.NumAckPending == 0), nil
+}
+
 // consume consumes cons, created at generation gen, on a new inbox.
 func (c *consumer) consume(cons jetstream.Consumer, gen uint64) (jetstream.ConsumeContext, error) {
 	return cons.Consume(func(m jetstream.Msg) {
-		if sub := redriveOf(m.Subject()); sub != "" && sub != c.cfg.Subscription {
-			_ = m.Ack() // a re-drive for another subscription
+		if sub := redriveOf(m.Subject()); sub != "" && (c.cfg.Replay || sub != c.cfg.Subscription) {
+			_ = m.Ack() // a re-drive for another subscription (a replay has none)
 			return
 		}
 		d := newDelivery(m)
@@ -291,7 +361,7 @@ func (c *consumer) checkExists() {
 	c.mu.Unlock()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	cons, err := c.b.js.Consumer(ctx, streamName(c.cfg.Topic), c.cfg.Subscription)
+	cons, err := c.b.js.Consumer(ctx, streamName(c.cfg.Topic), c.name)
 	switch {
 	case consumerGone(err):
 		c.onError(nil, err)
@@ -422,7 +492,9 @@ func (c *consumer) markStopped() []jetstream.ConsumeContext {
 }
 
 // Close implements [pubsub.Consumer]: it flushes the connection, so that
-// every verdict sent reached the server.
+// every verdict sent reached the server, and deletes a replay's consumer
+// (one it cannot delete, the server does after
+// Config.ReplayInactiveThreshold).
 func (c *consumer) Close(ctx context.Context) error {
 	all := c.markStopped()
 	c.b.consumers.Delete(c)
@@ -435,7 +507,14 @@ func (c *consumer) Close(ctx context.Context) error {
 	if err := c.b.down(); err != nil {
 		return err // no flush can succeed before the connection is back
 	}
-	return c.b.nc.FlushWithContext(ctx)
+	if err := c.b.nc.FlushWithContext(ctx); err != nil || !c.cfg.Replay {
+		return err
+	}
+	err := c.b.js.DeleteConsumer(ctx, streamName(c.cfg.Topic), c.name)
+	if err != nil && !consumerGone(err) {
+		return fmt.Errorf("natsjs: failed to delete the replay's consumer %s (the server does after %v): %w", c.name, c.b.cfg.ReplayInactiveThreshold, err)
+	}
+	return nil
 }
 
 // delivery is a JetStream message delivered to a consumer.

@@ -7,7 +7,10 @@
 // underscores) holding the topic's subject and the subjects of re-driven
 // messages; each subscription is a durable pull consumer of that stream
 // (all of it: re-drives for other subscriptions are acknowledged unseen),
-// shared by every instance that consumes it. Dead letters go to one stream,
+// shared by every instance that consumes it; a replaying subscription
+// ([pubsub.WithReplay]) is an ephemeral consumer of each instance's own,
+// deleted when it stops or, after [Config.ReplayInactiveThreshold], when
+// its process is gone. Dead letters go to one stream,
 // [Config.DeadLetterStream], under "_pubsub.dead.<subscription>.<topic>".
 // Streams and consumers are created or updated idempotently when first used;
 // a stream's limits (Config.MaxAge, DuplicateWindow, Replicas) are set by

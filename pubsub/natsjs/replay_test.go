@@ -1,0 +1,91 @@
+package natsjs_test
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	pingv1 "github.com/connectkit/connectkit/internal/gen/connectkit/ping/v1"
+	"github.com/connectkit/connectkit/pubsub"
+	"github.com/connectkit/connectkit/pubsub/natsjs"
+	"github.com/connectkit/connectkit/pubsub/pubsubtest"
+)
+
+// consumerNames lists the consumers of topic's stream, as b's server holds
+// them.
+func consumerNames(tb testing.TB, b *natsjs.Broker, topic string) []string {
+	tb.Helper()
+	ctx := context.Background()
+	name, err := b.JetStream().StreamNameBySubject(ctx, topic)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	s, err := b.JetStream().Stream(ctx, name)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	var names []string
+	lister := s.ConsumerNames(ctx)
+	for n := range lister.Name() {
+		names = append(names, n)
+	}
+	if err := lister.Err(); err != nil {
+		tb.Fatal(err)
+	}
+	return names
+}
+
+// startReplay starts a replaying subscriber of topic on a broker of its
+// own, connected to owner's server, and returns the broker and the
+// subscriber's stop.
+func startReplay(t *testing.T, owner *natsjs.Broker, topic string) (*natsjs.Broker, func()) {
+	t.Helper()
+	b, err := natsjs.New(t.Context(), natsjs.Config{URL: owner.ClientURL(), ReplayInactiveThreshold: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = b.Close() })
+	sub, err := pubsub.NewSubscriber(b, topic, "search", func(context.Context, *pingv1.PingRequest) error { return nil }, pubsub.WithReplay())
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop := pubsubtest.Start(t, sub)
+	names := consumerNames(t, owner, topic)
+	if len(names) != 1 || !strings.HasPrefix(names[0], "search_replay_") {
+		t.Fatalf("consumers of the running replay: %q, want one named search_replay_…", names)
+	}
+	// The server's default for a consumer without a durable name is 5s.
+	name, err := owner.JetStream().StreamNameBySubject(t.Context(), topic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cons, err := owner.JetStream().Consumer(t.Context(), name, names[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := cons.CachedInfo().Config.InactiveThreshold; got != time.Second {
+		t.Errorf("the replay's consumer has InactiveThreshold %v, want ReplayInactiveThreshold (1s)", got)
+	}
+	return b, stop
+}
+
+// TestReplayConsumerGone: a replaying subscription's consumer is deleted
+// when its subscriber stops, and by the server once its process is gone
+// without a word (a crash), after ReplayInactiveThreshold.
+func TestReplayConsumerGone(t *testing.T) {
+	t.Parallel()
+	owner := newEmbedded(t)
+
+	_, stop := startReplay(t, owner, "replay.stopped")
+	stop()
+	if names := consumerNames(t, owner, "replay.stopped"); len(names) != 0 {
+		t.Errorf("consumers after the subscriber stopped: %q, want none", names)
+	}
+
+	crashed, _ := startReplay(t, owner, "replay.crashed")
+	crashed.Conn().Close() // the process is gone: nothing pulls, nothing deletes
+	pubsubtest.WaitFor(t, "the server to delete the crashed instance's consumer", func() bool {
+		return len(consumerNames(t, owner, "replay.crashed")) == 0
+	})
+}
