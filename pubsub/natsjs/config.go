@@ -130,9 +130,9 @@ type Config struct {
 	// (nats-server's own for a consumer without a durable name is 5s).
 	// A subscriber deletes its consumer when its Run returns; this is for
 	// the consumer of an instance that crashed or lost its connection. An
-	// instance whose connection stays down longer has its consumer made
-	// again when it reconnects, which replays the topic from the start
-	// again (its handlers see those messages a second time).
+	// instance whose connection stays down longer makes its consumer again
+	// when it reconnects, from the first message it had delivered without
+	// a verdict.
 	ReplayInactiveThreshold time.Duration
 	// DeadLetterStream names the stream of dead letters
 	// (NATS_DEAD_LETTER_STREAM). Default "PUBSUB_DEAD_LETTERS". The

@@ -40,8 +40,10 @@ import (
 // cfg.ReplaySince or later), is kept in memory, acknowledges every re-drive
 // without delivering it, and is deleted by Close, or by the server once
 // nothing pulled from it for Config.ReplayInactiveThreshold (the process
-// is gone). One deleted or lost while it runs is made again as it was:
-// its replay begins again.
+// is gone). One deleted or lost while it runs is made again from the first
+// message it delivered without a verdict, or the one after the last it
+// delivered (from the start again if the stream was created again
+// meanwhile).
 //
 // The consumer reads the whole stream: the topic's subject and the re-drive
 // subjects of every subscription, and it acknowledges the re-drives of
@@ -68,6 +70,7 @@ func (b *Broker) Subscribe(ctx context.Context, cfg pubsub.ConsumerConfig, deliv
 		// The instance's own: the subscription's name, for operators who
 		// list the consumers, and a random part.
 		c.name = cfg.Subscription + "_replay_" + rand.Text()[:16]
+		c.pos = &replayPosition{}
 	}
 	c.stopCtx, c.cancelStop = context.WithCancel(context.Background())
 	if err := c.start(ctx); err != nil {
@@ -87,6 +90,7 @@ type consumer struct {
 	// upTo is a replay's backlog: the stream's last sequence when its
 	// consumer was made (see CaughtUp).
 	upTo atomic.Uint64
+	pos  *replayPosition // a replay's; nil for a durable subscription
 
 	mu      sync.Mutex
 	cc      jetstream.ConsumeContext
@@ -163,59 +167,24 @@ func (c *consumer) start(ctx context.Context) error {
 	return nil
 }
 
-// replayConfig makes cc the configuration of a replay's own consumer (see
-// Subscribe), and notes the stream's last sequence: the backlog that
-// CaughtUp waits for.
-func (c *consumer) replayConfig(ctx context.Context, stream string, cc *jetstream.ConsumerConfig) error {
-	s, err := c.b.js.Stream(ctx, stream)
-	if err != nil {
-		return fmt.Errorf("natsjs: failed to look up stream %s: %w", stream, err)
-	}
-	c.upTo.Store(s.CachedInfo().State.LastSeq)
-	cc.Durable = ""
-	cc.Name = c.name
-	cc.Description = "pubsub replaying subscription " + c.cfg.Subscription + " of " + c.cfg.Topic + ", one instance's"
-	cc.InactiveThreshold = c.b.cfg.ReplayInactiveThreshold
-	cc.MemoryStorage = true
-	cc.Replicas = 1
-	if !c.cfg.ReplaySince.IsZero() {
-		since := c.cfg.ReplaySince
-		cc.DeliverPolicy = jetstream.DeliverByStartTimePolicy
-		cc.OptStartTime = &since
-	}
-	return nil
-}
-
-// CaughtUp implements [pubsub.Replayer]: whether the consumer's
-// acknowledgement floor reached the stream's last sequence at its
-// creation, or it has nothing pending or unacknowledged. A durable
-// subscription's consumer is always caught up.
-func (c *consumer) CaughtUp(ctx context.Context) (bool, error) {
-	if !c.cfg.Replay {
-		return true, nil
-	}
-	c.mu.Lock()
-	cons := c.cons
-	c.mu.Unlock()
-	if cons == nil {
-		return false, errors.New("natsjs: not consuming")
-	}
-	info, err := cons.Info(ctx)
-	if err != nil {
-		return false, err
-	}
-	return info.AckFloor.Stream >= c.upTo.Load() || (info.NumPending == 0 && info.NumAckPending == 0), nil
-}
-
 // consume consumes cons, created at generation gen, on a new inbox.
 func (c *consumer) consume(cons jetstream.Consumer, gen uint64) (jetstream.ConsumeContext, error) {
 	return cons.Consume(func(m jetstream.Msg) {
 		if sub := redriveOf(m.Subject()); sub != "" && (c.cfg.Replay || sub != c.cfg.Subscription) {
 			_ = m.Ack() // a re-drive for another subscription (a replay has none)
+			if c.pos != nil {
+				if md, ok := parseAckMetadata(m.Reply()); ok {
+					c.pos.delivered(md.streamSeq, false)
+				}
+			}
 			return
 		}
 		d := newDelivery(m)
 		d.gen, d.cgen = gen, &c.gen
+		if c.pos != nil {
+			d.pos = c.pos
+			c.pos.delivered(d.seq, true)
+		}
 		c.deliver(d)
 	},
 		jetstream.PullMaxMessages(max(c.cfg.Prefetch, 1)),
@@ -522,9 +491,10 @@ type delivery struct {
 	m       jetstream.Msg
 	msg     pubsub.Message
 	attempt int
-	seq     uint64         // the stream sequence (see Sequence)
-	gen     uint64         // of the consumer that delivered it
-	cgen    *atomic.Uint64 // the consumer's gen now
+	seq     uint64          // the stream sequence (see Sequence)
+	gen     uint64          // of the consumer that delivered it
+	cgen    *atomic.Uint64  // the consumer's gen now
+	pos     *replayPosition // a replay's, told of the verdicts; else nil
 }
 
 func newDelivery(m jetstream.Msg) *delivery {
@@ -567,14 +537,23 @@ func (d *delivery) Ack() error {
 	if d.stale() {
 		return errStaleDelivery
 	}
-	return d.m.Ack()
+	return d.settled(d.m.Ack())
 }
 
 func (d *delivery) Term(reason string) error {
 	if d.stale() {
 		return errStaleDelivery
 	}
-	return d.m.TermWithReason(reason)
+	return d.settled(d.m.TermWithReason(reason))
+}
+
+// settled tells a replay's position that d had its verdict, unless err
+// says that it could not be sent, and returns err.
+func (d *delivery) settled(err error) error {
+	if err == nil && d.pos != nil {
+		d.pos.settled(d.seq)
+	}
+	return err
 }
 
 // stale reports whether the consumer was created again since d was

@@ -3,6 +3,7 @@ package natsjs_test
 import (
 	"context"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -88,4 +89,62 @@ func TestReplayConsumerGone(t *testing.T) {
 	pubsubtest.WaitFor(t, "the server to delete the crashed instance's consumer", func() bool {
 		return len(consumerNames(t, owner, "replay.crashed")) == 0
 	})
+}
+
+// TestReplayResumesWhenMadeAgain: a replay's consumer deleted while it runs
+// (as the server deletes one inactive for ReplayInactiveThreshold while
+// the connection is down) is made again where it was: the handlers do not
+// see the messages handled before again.
+func TestReplayResumesWhenMadeAgain(t *testing.T) {
+	t.Parallel()
+	b := newEmbedded(t)
+	const topic = "replay.healed"
+	pub, err := pubsub.NewPublisher[pingv1.PingRequest](b, topic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	publish := func(id string) {
+		t.Helper()
+		if err := pub.Publish(t.Context(), &pingv1.PingRequest{}, pubsub.WithMessageID(id)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ids := []string{"m-0", "m-1", "m-2", "m-3", "m-4"}
+	for _, id := range ids {
+		publish(id)
+	}
+	var mu sync.Mutex
+	handled := map[string]int{}
+	count := func(id string) int {
+		mu.Lock()
+		defer mu.Unlock()
+		return handled[id]
+	}
+	sub, err := pubsub.NewSubscriber(b, topic, "search", func(ctx context.Context, _ *pingv1.PingRequest) error {
+		info, _ := pubsub.MessageInfoFrom(ctx)
+		mu.Lock()
+		defer mu.Unlock()
+		handled[info.ID]++
+		return nil
+	}, pubsub.WithReplay(), pubsub.WithDelivery(pubsub.DeliveryConfig{Concurrency: 1})) // in the topic's order
+	if err != nil {
+		t.Fatal(err)
+	}
+	pubsubtest.Start(t, sub)
+	stream, err := b.JetStream().StreamNameBySubject(t.Context(), topic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	names := consumerNames(t, b, topic)
+	if err := b.JetStream().DeleteConsumer(t.Context(), stream, names[0]); err != nil {
+		t.Fatal(err)
+	}
+	pubsubtest.WaitFor(t, "the consumer to be made again", func() bool { return len(consumerNames(t, b, topic)) == 1 })
+	publish("after")
+	pubsubtest.WaitFor(t, "the message published after", func() bool { return count("after") == 1 })
+	for _, id := range ids {
+		if n := count(id); n != 1 {
+			t.Errorf("message %s handled %d times, want once", id, n)
+		}
+	}
 }
