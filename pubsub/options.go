@@ -138,7 +138,10 @@ func WithDelivery(cfg DeliveryConfig) Option {
 // marked [Permanent], a message that does not decode) is logged at error
 // and counted in pubsub_dead_lettered_total, but is not stored as a dead
 // letter, which could be re-driven to no instance but one that exists no
-// more: the next start replays it. Default: off (a durable, shared
+// more: the next start replays it. Do not wrap its handler in [Idempotent]
+// with a store that the instances share (natsjs.NewIdempotencyStore): the
+// key is the subscription's, so it would skip every message that another
+// instance, or an earlier start, handled. Default: off (a durable, shared
 // subscription). Ignored by publishers.
 func WithReplay() Option {
 	return optionFunc(func(c *config) { c.replay, c.replaySince = true, time.Time{} })

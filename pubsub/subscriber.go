@@ -271,10 +271,12 @@ func (s *Subscriber) Run(ctx context.Context) error {
 	if s.replay && consumer != nil {
 		r, ok := consumer.(Replayer)
 		if !ok {
-			close(stop)
-			stopWorkers()
+			// Nothing is handled: what the consumer fetched goes back.
 			closeCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.DrainTimeout)
 			defer cancel()
+			close(stop)
+			_ = consumer.Drain(closeCtx)
+			stopWorkers()
 			_ = consumer.Close(closeCtx)
 			return fmt.Errorf("pubsub: subscription %q on %q: %w", s.name, s.topic, errNoReplay)
 		}
