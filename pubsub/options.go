@@ -132,7 +132,9 @@ func WithDelivery(cfg DeliveryConfig) Option {
 //
 // The subscriber's Check fails until every message that the topic retained
 // when Run subscribed has been handled (acknowledged, or given up on), so
-// that readiness stays NOT_SERVING until the state is built. Failed
+// that readiness stays NOT_SERVING until the state is built; the
+// subscriber logs "pubsub: replay caught up", with how long it took, once
+// it has (asking the broker every second until then). Failed
 // messages are retried in place, with DeliveryConfig's Backoff and
 // MaxAttempts; a message given up on (its attempts used up, an error
 // marked [Permanent], a message that does not decode) is logged at error

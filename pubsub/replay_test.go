@@ -2,6 +2,7 @@ package pubsub_test
 
 import (
 	"context"
+	"log/slog"
 	"strings"
 	"testing"
 	"time"
@@ -46,5 +47,45 @@ func TestReplayNeedsAReplayer(t *testing.T) {
 	}
 	if err := sub.Check(t.Context()); err == nil {
 		t.Error("Check after Run failed = nil, want an error")
+	}
+}
+
+// TestReplayLogsCaughtUp: a replaying subscriber logs when its replay caught
+// up, and how long it took, though nothing calls its Check.
+func TestReplayLogsCaughtUp(t *testing.T) {
+	t.Parallel()
+	b := mem.New()
+	t.Cleanup(func() { _ = b.Close() })
+	pub, err := pubsub.NewPublisher[pingv1.PingRequest](b, "logged")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := pub.Publish(t.Context(), &pingv1.PingRequest{}); err != nil {
+		t.Fatal(err)
+	}
+	var logs syncBuffer
+	handled := make(chan struct{}, 1)
+	sub, err := pubsub.NewSubscriber(b, "logged", "s", func(context.Context, *pingv1.PingRequest) error {
+		handled <- struct{}{}
+		return nil
+	}, pubsub.WithReplay(), pubsub.WithLogger(slog.New(slog.NewJSONHandler(&logs, nil))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- sub.Run(ctx) }()
+	<-handled
+	for deadline := time.Now().Add(2 * time.Minute); !strings.Contains(logs.String(), `"msg":"pubsub: replay caught up"`); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) { // a hang, not a speed
+			t.Fatalf("no 'replay caught up' line; log: %s", logs.String())
+		}
+	}
+	if !strings.Contains(logs.String(), `"took":"`) {
+		t.Errorf("the 'replay caught up' line says not how long it took: %s", logs.String())
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Errorf("Run = %v, want nil", err)
 	}
 }

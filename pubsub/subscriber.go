@@ -38,6 +38,7 @@ type Subscriber struct {
 	// it caught up.
 	replayer atomic.Pointer[Replayer]
 	caughtUp atomic.Bool
+	replayAt time.Time // when Run's replay began consuming
 
 	waits handOffWaits
 	late  lateCopies
@@ -182,9 +183,31 @@ func (s *Subscriber) checkCaughtUp(ctx context.Context) error {
 		return fmt.Errorf("pubsub: subscription %s on %s is replaying: the messages the topic held at its start are not all handled yet", s.name, s.topic)
 	}
 	if s.caughtUp.CompareAndSwap(false, true) {
-		s.logger.Info("pubsub: replay caught up")
+		s.logger.Info("pubsub: replay caught up", "took", time.Since(s.replayAt).String())
 	}
 	return nil
+}
+
+// catchUpPoll is how often a replaying subscriber asks its consumer
+// whether it caught up, so that its log tells when the replay ended
+// whether or not anything calls Check meanwhile.
+const catchUpPoll = time.Second
+
+// watchCatchUp asks, every catchUpPoll until ctx is done, whether the
+// replay caught up, until it has.
+func (s *Subscriber) watchCatchUp(ctx context.Context) {
+	t := time.NewTicker(catchUpPoll)
+	defer t.Stop()
+	for !s.caughtUp.Load() {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		askCtx, cancel := context.WithTimeout(ctx, catchUpPoll)
+		_ = s.checkCaughtUp(askCtx) // its failures say only "not yet"
+		cancel()
+	}
 }
 
 // Run consumes the subscription until ctx is done, then stops fetching, lets
@@ -280,8 +303,14 @@ func (s *Subscriber) Run(ctx context.Context) error {
 			_ = consumer.Close(closeCtx)
 			return fmt.Errorf("pubsub: subscription %q on %q: %w", s.name, s.topic, errNoReplay)
 		}
+		s.replayAt = time.Now()
 		s.replayer.Store(&r)
 		defer s.replayer.Store(nil)
+		var watching sync.WaitGroup
+		watchCtx, stopWatching := context.WithCancel(ctx)
+		watching.Go(func() { s.watchCatchUp(watchCtx) })
+		defer watching.Wait()
+		defer stopWatching()
 	}
 	if b, ok := consumer.(backlogged); ok {
 		s.metrics.backlog.add(s.topic, s.name, b)
