@@ -342,9 +342,11 @@ func (b *Broker) handlers(no *nats.Options) error {
 	}
 	no.ReconnectErrCB = func(nc *nats.Conn, err error) {
 		if !b.isConnected() {
+			// Before firstAttempt learns of it: New returns then, and its
+			// caller's Check must find why it is not connected.
+			b.notConnected.Store(&err)
 			first := false
 			b.firstErrOnce.Do(func() { first = true; b.firstErr <- err }) // New's walk's, for firstAttempt
-			b.notConnected.Store(&err)
 			// A server that answers and refuses (TLS, say) is retried
 			// forever: say so once, not at every attempt. Credentials
 			// refused twice make nats.go give up (see ClosedCB).
