@@ -22,7 +22,8 @@ var quietProcedures = []string{"/grpc.health.v1.Health/", "/grpc.reflection."}
 // server and client interceptor chains. The client chain is kit's client
 // chain, then [WithClientInterceptors]' interceptors, then the retries of
 // [Config.ClientRetry] and the circuit breaker of [Config.ClientBreaker]
-// when they are on. The server order,
+// when they are on, then the judge of [Server.HTTPClient]'s outlier
+// ejection. The server order,
 // outermost first:
 //
 //	Tracing → RequestID → Logging → Metrics → RateLimit → MaxInFlight → Recovery → deadlines → response limit → Validation → WithInterceptors… → handler
@@ -91,18 +92,26 @@ func (s *Server) buildChains() error {
 }
 
 // withClientEnd returns chain with retry and breaker appended, innermost,
-// those that are not nil: the circuit breaker sits right in front of the
+// those that are not nil, and then the judge of the outlier ejection
+// ([outlierInterceptor]): the circuit breaker sits right in front of the
 // network, so that it sees each attempt, and every other interceptor sees
 // the calls it refuses as failed calls; retry sits in front of it, so that
 // the interceptors of the chain see the call that the caller made once,
-// with the outcome of its last attempt.
+// with the outcome of its last attempt. The judge sits innermost, so that
+// each attempt is judged on the address it reached, and a call the
+// breaker refuses reaches none.
 func withClientEnd(chain []connect.Interceptor, retry, breaker connect.Interceptor) []connect.Interceptor {
-	for _, i := range []connect.Interceptor{retry, breaker} {
-		if i != nil {
-			chain = append(chain, i)
+	end := compose(retry, breaker, outlierInterceptor{})
+	// Composed with the chain's last when that is kit's own, as composed
+	// says: connect's check before each interceptor it chains costs a
+	// stream two allocations.
+	if n := len(chain); n > 0 {
+		if last, ok := chain[n-1].(composed); ok {
+			chain[n-1] = append(slices.Clip(last), end...)
+			return chain
 		}
 	}
-	return chain
+	return append(chain, end)
 }
 
 // composed is kit's own interceptors as one, the first outermost, as

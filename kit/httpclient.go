@@ -178,10 +178,13 @@ const clientRedials = 3
 // their calls have finished. An address whose connection cannot be opened
 // is left out until a new connection to it succeeds, and a call that could
 // not be sent for that is sent to the next address. An address that fails
-// [HTTPClientConfig.OutlierFailures] calls in a row (Unavailable, gateway
-// errors, its connection lost) is left out for
+// [HTTPClientConfig.OutlierFailures] calls in a row (Unavailable,
+// DeadlineExceeded, gateway errors, its connection lost) is left out for
 // [HTTPClientConfig.OutlierEjectionTime], longer at each ejection, within
-// the limit of [HTTPClientConfig.OutlierMaxEjectedPercent]. It follows no
+// the limit of [HTTPClientConfig.OutlierMaxEjectedPercent]: the calls of
+// clients built with [Server.ClientOptions] are judged by their outcome in
+// connect, any other by what HTTP shows (HTTP 502, 503 and 504, a
+// trailers-only gRPC status, the connection lost). It follows no
 // redirects and uses no proxy.
 //
 // The client is made at the first call of HTTPClient and shared by every
@@ -387,28 +390,21 @@ func lost(err error) error {
 
 // resetBody is the body of a response whose read errors go through
 // peerGone: a stream's server can be killed after its headers came. When
-// the call's verdict for outlier ejection comes at the body's end, outlier
-// follows the reads to it.
+// lost is set, such a connection lost under the call counts as a failure
+// of lost's address (a call that outlierInterceptor does not judge).
 type resetBody struct {
 	io.ReadCloser
-	ctx     context.Context
-	outlier outlierBody // judging when its h is set
+	ctx  context.Context
+	lost *outlierTransport
 }
 
 func (b *resetBody) Read(p []byte) (int, error) {
 	n, err := b.ReadCloser.Read(p)
-	if b.outlier.h != nil && !b.outlier.done {
-		if n > 0 && (b.outlier.grpcWeb || b.outlier.endStream) {
-			b.outlier.scan(p[:n])
-		}
-		if err == io.EOF {
-			b.outlier.end(b.ctx)
-		}
-	}
 	if err != nil && err != io.EOF { // Read returns io.EOF itself, unwrapped
 		err = peerGone(b.ctx, err)
-		if b.outlier.h != nil && b.ctx.Err() == nil && connect.CodeOf(err) == connect.CodeUnavailable {
-			b.outlier.failed()
+		if b.lost != nil && b.ctx.Err() == nil && connect.CodeOf(err) == connect.CodeUnavailable {
+			b.lost.h.result(b.lost.addr, true)
+			b.lost = nil
 		}
 	}
 	return n, err

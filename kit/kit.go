@@ -207,6 +207,9 @@ func (s *Server) HandlerOptions() []connect.HandlerOption {
 // client built with these options. With [Config.ClientBreaker] on, the
 // chain ends in a circuit breaker per address and procedure called
 // ([interceptors.CircuitBreaker]), also shared, which sees each attempt.
+// Innermost, each attempt's outcome is reported to the address of
+// [Server.HTTPClient] (any server's) that it reached, for its outlier
+// ejection.
 func (s *Server) ClientOptions() []connect.ClientOption {
 	return append([]connect.ClientOption(nil), s.client...)
 }

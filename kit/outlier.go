@@ -1,10 +1,7 @@
 package kit
 
 import (
-	"bytes"
-	"compress/gzip"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -12,7 +9,6 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -134,9 +130,12 @@ type outlierAddr struct {
 	timer     *time.Timer // ends its ejection
 }
 
-// outlierTransport is the round tripper of one address: it judges each
-// call's answer (see judgeHeaders and outlierBody) and reports it to
-// the address's record.
+// outlierTransport is the round tripper of one address. A call made
+// through [Server.ClientOptions]' clients carries an outlierSlot in its
+// context: the round tripper puts itself there, and outlierInterceptor
+// judges the call by its outcome in connect. Any other call is judged here
+// by what HTTP shows (see statusFailed) and by its connection lost under
+// it.
 type outlierTransport struct {
 	next http.RoundTripper
 	h    *dialHealth
@@ -145,8 +144,20 @@ type outlierTransport struct {
 
 func (t *outlierTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	resp, err := t.next.RoundTrip(req)
+	var slot *outlierSlot
+	if t.addr != nil {
+		slot, _ = req.Context().Value(outlierSlotKey{}).(*outlierSlot)
+	}
+	judged := t.addr != nil && slot == nil // here, rather than by outlierInterceptor
+	if slot != nil {
+		if err == nil || connLost(err) {
+			slot.to.Store(t)
+		} else { // not sent (a dial that failed, which dialHealth judges), or the caller's own error
+			slot.to.Store(nil)
+		}
+	}
 	if err != nil {
-		if t.addr != nil && req.Context().Err() == nil && connLost(err) {
+		if judged && req.Context().Err() == nil && connLost(err) {
 			t.h.result(t.addr, true)
 		}
 		return resp, err
@@ -154,64 +165,41 @@ func (t *outlierTransport) RoundTrip(req *http.Request) (*http.Response, error) 
 	if resp.StatusCode == http.StatusSwitchingProtocols { // that body is also the writer of an upgraded connection
 		return resp, nil
 	}
-	v := verdictOK
-	if t.addr != nil {
-		v = judgeHeaders(resp)
-		switch {
-		case v == verdictLater || v == verdictEndStream:
-		case v == verdictFailed && req.Context().Err() != nil: // the caller gave up: not judged
-		default:
-			t.h.result(t.addr, v == verdictFailed)
+	if judged {
+		if failed := statusFailed(resp); !failed || req.Context().Err() == nil { // a failure once the caller gave up: not judged
+			t.h.result(t.addr, failed)
 		}
 	}
 	if resp.Body == http.NoBody {
 		return resp, nil
 	}
 	body := &resetBody{ReadCloser: resp.Body, ctx: req.Context()}
-	switch v { // verdictOK when t.addr is nil
-	case verdictLater:
-		body.outlier = outlierBody{h: t.h, addr: t.addr, trailer: &resp.Trailer, header: resp.Header, grpcWeb: isGRPCWeb(resp)}
-	case verdictEndStream:
-		body.outlier = outlierBody{h: t.h, addr: t.addr, header: resp.Header, endStream: true}
+	if judged {
+		body.lost = t
 	}
 	resp.Body = body
 	return resp, nil
 }
 
-// verdict is what a call's answer says of its address.
-type verdict uint8
-
-const (
-	verdictOK        verdict = iota // it answered
-	verdictFailed                   // it failed the call (see judgeHeaders)
-	verdictLater                    // its status is in the trailers
-	verdictEndStream                // a Connect stream: an end-stream error may come
-)
-
-// judgeHeaders judges a call's address by the response's headers. A
-// failure is what Envoy's outlier detection counts as a gateway error, in
-// each protocol: HTTP 502, 503 or 504 (Connect's unary unavailable and
+// statusFailed judges a call by what HTTP shows of it, its status and
+// headers: a failure is what Envoy's outlier detection counts as a gateway
+// error, HTTP 502, 503 or 504 (Connect's unary unavailable and
 // deadline_exceeded), and the gRPC statuses they map to, UNAVAILABLE and
-// DEADLINE_EXCEEDED, in the headers (a trailers-only answer) or, told by
-// verdictLater, in the trailers (gRPC) or the body's trailer frame
-// (gRPC-Web). A Connect stream's error comes in its end-stream message
-// (verdictEndStream). Every other answer is a success: the address answered.
-func judgeHeaders(resp *http.Response) verdict {
+// DEADLINE_EXCEEDED, in the headers of a trailers-only answer. Every other
+// answer is a success: the address answered. An error that a gRPC answer
+// gives in its trailers, a gRPC-Web one in its trailer frame or a Connect
+// stream in its end-stream message is connect's to read, and
+// outlierInterceptor's to judge.
+func statusFailed(resp *http.Response) bool {
 	switch resp.StatusCode {
 	case http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout:
-		return verdictFailed
+		return true
 	}
-	ct := first(resp.Header, "Content-Type")
-	switch {
-	case strings.HasPrefix(ct, "application/grpc"):
-		if status := first(resp.Header, "Grpc-Status"); status != "" {
-			return grpcVerdict(status)
-		}
-		return verdictLater
-	case strings.HasPrefix(ct, "application/connect+"):
-		return verdictEndStream
+	switch first(resp.Header, "Grpc-Status") {
+	case "14", "4": // UNAVAILABLE, DEADLINE_EXCEEDED
+		return true
 	}
-	return verdictOK
+	return false
 }
 
 // first returns the first value of the header key, in its canonical form:
@@ -224,240 +212,91 @@ func first(h http.Header, key string) string {
 	return ""
 }
 
-// isGRPCWeb reports whether resp is a gRPC-Web answer, whose trailers come
-// in the body.
-func isGRPCWeb(resp *http.Response) bool {
-	return strings.HasPrefix(first(resp.Header, "Content-Type"), "application/grpc-web")
+// outlierSlotKey is the context key of an outlierSlot.
+type outlierSlotKey struct{}
+
+// outlierSlot is the context of one attempt of a call made through
+// outlierInterceptor, and the place where the round tripper of the address
+// the attempt reached puts itself (see outlierTransport). It is the
+// attempt's context itself, so that it costs one allocation.
+type outlierSlot struct {
+	context.Context
+	to atomic.Pointer[outlierTransport] // nil: no address to judge, or judged
 }
 
-// grpcVerdict judges a grpc-status.
-func grpcVerdict[S string | []byte](status S) verdict {
-	switch string(status) {
-	case "14", "4": // UNAVAILABLE, DEADLINE_EXCEEDED
-		return verdictFailed
+// Value returns s for outlierSlotKey, and the parent's values otherwise.
+func (s *outlierSlot) Value(key any) any {
+	if key == (outlierSlotKey{}) {
+		return s
 	}
-	return verdictOK
+	return s.Context.Value(key)
 }
 
-// connectVerdict judges a Connect error code.
-func connectVerdict(code string) verdict {
-	switch code {
-	case connect.CodeUnavailable.String(), connect.CodeDeadlineExceeded.String():
-		return verdictFailed
-	}
-	return verdictOK
-}
-
-// outlierBody judges a call whose verdict comes at the end of its body:
-// gRPC's trailers, or the last frame of a gRPC-Web or Connect stream.
-// Frames are followed by their 5-byte prefixes as the reads pass through;
-// the last frame is read where it lies when one read brought it whole,
-// and copied otherwise. A last frame whose status cannot be read
-// (compressed other than by gzip, or larger than maxTrailerFrame) counts
-// as a success: an answer came to its end, and a failure not counted
-// leaves an address in, where a success not counted could let failures
-// that were not in a row eject it.
-type outlierBody struct {
-	h       *dialHealth
-	addr    *outlierAddr
-	trailer *http.Header // gRPC: the response's, filled at the body's end
-	header  http.Header  // gRPC-Web and Connect streams: the response's, for its encoding
-	grpcWeb bool         // the trailers are the frame flagged 0x80
-	// endStream: a Connect stream, whose end-stream message is flagged 0x02.
-	endStream bool
-	done      bool // judged
-
-	prefix     [5]byte
-	have       int    // bytes of prefix read
-	left       uint32 // bytes of the current frame's payload still to come
-	inLast     bool   // the current frame is the last
-	lastMode   uint8  // how the last frame is read: lastPending, lastCopied or lastSkipped
-	compressed bool   // the last frame is
-	last       []byte // the last frame, when it comes over several reads
-	verdict    verdict
-}
-
-// How outlierBody reads the last frame.
-const (
-	lastPending = iota // none of it read yet: read where it lies if one read brings it whole
-	lastCopied         // it comes over several reads
-	lastSkipped        // it is larger than maxTrailerFrame: not read
-)
-
-// maxTrailerFrame bounds the trailer frame read for its status, before
-// and after its decompression.
-const maxTrailerFrame = 4 << 10
-
-// scan follows the frames of p, and judges the last one once it is whole.
-func (b *outlierBody) scan(p []byte) {
-	for len(p) > 0 {
-		if b.left > 0 {
-			n := min(uint32(len(p)), b.left)
-			b.left -= n
-			if b.inLast {
-				if b.lastMode == lastPending && b.left > 0 {
-					b.lastMode = lastCopied
-					b.last = make([]byte, 0, n+b.left)
-				}
-				switch b.lastMode {
-				case lastPending:
-					b.verdict = b.judgeFrame(p[:n])
-				case lastCopied:
-					b.last = append(b.last, p[:n]...)
-					if b.left == 0 {
-						b.verdict = b.judgeFrame(b.last)
-					}
-				}
-			}
-			p = p[n:]
-			continue
-		}
-		n := copy(b.prefix[b.have:], p)
-		b.have += n
-		p = p[n:]
-		if b.have < len(b.prefix) {
-			return
-		}
-		b.have = 0
-		b.left = uint32(b.prefix[1])<<24 | uint32(b.prefix[2])<<16 | uint32(b.prefix[3])<<8 | uint32(b.prefix[4])
-		flag := b.prefix[0]
-		b.inLast = b.grpcWeb && flag&0x80 != 0 || b.endStream && flag&0x02 != 0
-		if b.inLast {
-			b.compressed = flag&1 != 0
-			switch {
-			case b.left == 0:
-				b.verdict = b.judgeFrame(nil)
-			case b.left > maxTrailerFrame:
-				b.lastMode = lastSkipped
-			default:
-				b.lastMode = lastPending
-			}
-		}
-	}
-}
-
-// judgeFrame judges the call by its last frame's payload.
-func (b *outlierBody) judgeFrame(payload []byte) verdict {
-	if b.compressed {
-		z := gunzip(b.header, b.grpcWeb, payload)
-		if z == nil {
-			return verdictOK
-		}
-		defer z.release()
-		payload = z.out
-	}
-	if b.grpcWeb {
-		return grpcVerdict(grpcWebStatus(payload))
-	}
-	if !bytes.Contains(payload, []byte(`"error"`)) { // no error: no need to parse it
-		return verdictOK
-	}
-	var end struct {
-		Error *struct {
-			Code string `json:"code"`
-		} `json:"error"`
-	}
-	if json.Unmarshal(payload, &end) != nil || end.Error == nil {
-		return verdictOK
-	}
-	return connectVerdict(end.Error.Code)
-}
-
-// end judges the call at its body's end; a failure is not counted when
-// ctx, the call's, is done (the caller gave up).
-func (b *outlierBody) end(ctx context.Context) {
-	if b.done {
+// report judges the address in s by the outcome of the call, once: a
+// failure is Unavailable or DeadlineExceeded (what the gateway errors of
+// statusFailed and a connection lost become in connect), unless the
+// caller gave up (its context done); any other outcome, and a stream's
+// end (io.EOF), is a success.
+func (s *outlierSlot) report(err error) {
+	t := s.to.Swap(nil)
+	if t == nil {
 		return
 	}
-	b.done = true
-	v := b.verdict // verdictOK when no last frame was whole
-	if b.trailer != nil && !b.grpcWeb {
-		v = grpcVerdict(first(*b.trailer, "Grpc-Status"))
+	failed := false
+	if err != nil && !errors.Is(err, io.EOF) {
+		switch connect.CodeOf(err) {
+		case connect.CodeUnavailable, connect.CodeDeadlineExceeded:
+			if s.Err() != nil {
+				return
+			}
+			failed = true
+		}
 	}
-	if v == verdictFailed && ctx.Err() != nil {
-		return
-	}
-	b.h.result(b.addr, v == verdictFailed)
+	t.h.result(t.addr, failed)
 }
 
-// gzipReaders keeps the decompressors of gunzip.
-var gzipReaders sync.Pool
+// outlierInterceptor judges each call made through it, for the outlier
+// ejection of [Server.HTTPClient], by its outcome in connect: the code of
+// a unary call's error, and of a stream's Receive's first error. kit puts
+// it innermost in [Server.ClientOptions]' chain, so that each attempt of
+// a retried call is judged on the address it reached.
+type outlierInterceptor struct{}
 
-// unzipper is a gzip reader with its input and output.
-type unzipper struct {
-	zr  *gzip.Reader
-	in  bytes.Reader
-	buf [maxTrailerFrame + 1]byte
-	out []byte
+func (outlierInterceptor) WrapUnary(next connect.UnaryFunc) connect.UnaryFunc {
+	return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
+		slot := &outlierSlot{Context: ctx}
+		resp, err := next(slot, req)
+		slot.report(err)
+		return resp, err
+	}
 }
 
-// gunzip returns a decompressor from gzipReaders whose out is payload
-// decompressed, when the response's encoding (header's) is gzip, or nil.
-// connect-go compresses every frame at or above its compressMinBytes (0
-// by default; kit servers' 1 KiB) when the client accepts gzip.
-func gunzip(header http.Header, grpcWeb bool, payload []byte) *unzipper {
-	encoding := "Connect-Content-Encoding"
-	if grpcWeb {
-		encoding = "Grpc-Encoding"
+func (outlierInterceptor) WrapStreamingClient(next connect.StreamingClientFunc) connect.StreamingClientFunc {
+	return func(ctx context.Context, spec connect.Spec) connect.StreamingClientConn {
+		s := new(outlierStream) // with its slot: one allocation
+		s.slot.Context = ctx
+		s.StreamingClientConn = next(&s.slot, spec)
+		return s
 	}
-	if first(header, encoding) != "gzip" {
-		return nil
-	}
-	z, _ := gzipReaders.Get().(*unzipper)
-	if z == nil {
-		z = new(unzipper)
-	}
-	z.in.Reset(payload)
-	var err error
-	if z.zr == nil {
-		z.zr, err = gzip.NewReader(&z.in)
-	} else {
-		err = z.zr.Reset(&z.in)
-	}
+}
+
+func (outlierInterceptor) WrapStreamingHandler(next connect.StreamingHandlerFunc) connect.StreamingHandlerFunc {
+	return next
+}
+
+// outlierStream is a client stream judged at its Receive's first error:
+// io.EOF at its end, or the error it ended with.
+type outlierStream struct {
+	connect.StreamingClientConn
+	slot outlierSlot
+}
+
+func (s *outlierStream) Receive(msg any) error {
+	err := s.StreamingClientConn.Receive(msg)
 	if err != nil {
-		z.release()
-		return nil
+		s.slot.report(err)
 	}
-	n, err := io.ReadFull(z.zr, z.buf[:])
-	if err != io.ErrUnexpectedEOF && err != io.EOF { // nil: over maxTrailerFrame
-		z.release()
-		return nil
-	}
-	z.out = z.buf[:n]
-	return z
-}
-
-// release puts z back in gzipReaders, holding no caller's bytes.
-func (z *unzipper) release() {
-	z.in.Reset(nil)
-	z.out = nil
-	gzipReaders.Put(z)
-}
-
-// grpcWebStatus returns the grpc-status of a gRPC-Web trailer frame's
-// payload (HTTP/1-style header lines).
-func grpcWebStatus(frame []byte) []byte {
-	for len(frame) > 0 {
-		line := frame
-		if i := bytes.IndexByte(frame, '\n'); i >= 0 {
-			line, frame = frame[:i], frame[i+1:]
-		} else {
-			frame = nil
-		}
-		name, value, ok := bytes.Cut(line, []byte(":"))
-		if ok && bytes.EqualFold(bytes.TrimSpace(name), []byte("grpc-status")) {
-			return bytes.TrimSpace(value)
-		}
-	}
-	return nil
-}
-
-// failed judges the call failed: its connection was lost.
-func (b *outlierBody) failed() {
-	if !b.done {
-		b.done = true
-		b.h.result(b.addr, true)
-	}
+	return err
 }
 
 // result counts a call's verdict on a's address: a success clears its

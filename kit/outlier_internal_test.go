@@ -2,16 +2,17 @@ package kit
 
 import (
 	"bytes"
-	"compress/gzip"
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"strings"
 	"testing"
-	"testing/iotest"
 	"time"
+
+	"connectrpc.com/connect"
 )
 
 // frame returns an envelope of the gRPC-Web and Connect stream framing.
@@ -22,26 +23,34 @@ func frame(flags byte, payload string) []byte {
 	return append(b, payload...)
 }
 
-// TestOutlierVerdicts reads answers of each protocol to their end, a byte
-// at a time, through the body of outlierTransport: the failures it
-// counts are the gateway errors (HTTP 502, 503, 504; gRPC UNAVAILABLE and
-// DEADLINE_EXCEEDED in the headers, the trailers or the gRPC-Web trailer
-// frame; a Connect stream's end-stream error unavailable or
-// deadline_exceeded), every other answer clears the count, and an answer
-// whose last frame cannot be read (compressed other than by gzip, or too
-// large) is read as a success; a failure that comes once the caller gave
-// up (its context done) counts for nothing.
+// Outcomes of a call for its address's failures in a row (3 before it).
+const (
+	failed  = "failed"
+	cleared = "cleared"
+	neither = "neither"
+)
+
+// checkFails reports an error unless a's failures in a row, 3 before a
+// call, are what want says.
+func checkFails(t *testing.T, a *outlierAddr, want string) {
+	t.Helper()
+	if fails, w := a.fails.Load(), map[string]int32{failed: 4, cleared: 0, neither: 3}[want]; fails != w {
+		t.Errorf("failures in a row 3 -> %d, want %d (%s)", fails, w, want)
+	}
+}
+
+// TestOutlierVerdicts reads answers of each protocol to their end through
+// the body of outlierTransport, for a call that carries no outlierSlot (one
+// made without [Server.ClientOptions]): the failures it counts are what
+// HTTP shows (HTTP 502, 503, 504; gRPC UNAVAILABLE and DEADLINE_EXCEEDED
+// in the headers of a trailers-only answer), every other answer clears the
+// count, errors in gRPC trailers or in the body are not read, and a failure
+// that comes once the caller gave up (its context done) counts for
+// nothing. A call that carries a slot is not judged there: the round
+// tripper puts itself in the slot, for outlierInterceptor.
 func TestOutlierVerdicts(t *testing.T) {
 	t.Parallel()
-	const (
-		failed  = "failed"
-		cleared = "cleared"
-		neither = "neither"
-	)
-	grpcWeb := http.Header{"Content-Type": {"application/grpc-web+proto"}}
 	connectStream := http.Header{"Content-Type": {"application/connect+proto"}}
-	connectGzip := http.Header{"Content-Type": {"application/connect+proto"}, "Connect-Content-Encoding": {"gzip"}}
-	grpcWebGzip := http.Header{"Content-Type": {"application/grpc-web+proto"}, "Grpc-Encoding": {"gzip"}}
 	for _, tc := range []struct {
 		name    string
 		status  int
@@ -57,68 +66,38 @@ func TestOutlierVerdicts(t *testing.T) {
 		{name: "Connect unary unavailable", status: 503, header: http.Header{"Content-Type": {"application/json"}}, want: failed},
 		{name: "Connect unary deadline_exceeded", status: 504, header: http.Header{"Content-Type": {"application/json"}}, want: failed},
 		{name: "gRPC trailers-only UNAVAILABLE", status: 200, header: http.Header{"Content-Type": {"application/grpc"}, "Grpc-Status": {"14"}}, want: failed},
+		{name: "gRPC trailers-only DEADLINE_EXCEEDED", status: 200, header: http.Header{"Content-Type": {"application/grpc"}, "Grpc-Status": {"4"}}, want: failed},
+		{name: "gRPC-Web trailers-only UNAVAILABLE", status: 200, header: http.Header{"Content-Type": {"application/grpc-web+proto"}, "Grpc-Status": {"14"}}, want: failed},
 		{name: "gRPC trailers-only NOT_FOUND", status: 200, header: http.Header{"Content-Type": {"application/grpc"}, "Grpc-Status": {"5"}}, want: cleared},
-		{name: "gRPC trailers UNAVAILABLE", status: 200, header: http.Header{"Content-Type": {"application/grpc+proto"}},
-			body: frame(0, "abc"), trailer: http.Header{"Grpc-Status": {"14"}}, want: failed},
-		{name: "gRPC trailers DEADLINE_EXCEEDED", status: 200, header: http.Header{"Content-Type": {"application/grpc+proto"}},
-			body: frame(0, "abc"), trailer: http.Header{"Grpc-Status": {"4"}}, want: failed},
-		{name: "gRPC trailers OK", status: 200, header: http.Header{"Content-Type": {"application/grpc+proto"}},
-			body: frame(0, "abc"), trailer: http.Header{"Grpc-Status": {"0"}}, want: cleared},
-		{name: "gRPC-Web trailer frame UNAVAILABLE", status: 200, header: grpcWeb,
-			body: slicesConcat(frame(0, "abc"), frame(0x80, "grpc-message: overloaded\r\ngrpc-status: 14\r\n")), want: failed},
-		{name: "gRPC-Web trailer frame OK", status: 200, header: grpcWeb,
-			body: slicesConcat(frame(0, "abc"), frame(0, ""), frame(0x80, "Grpc-Status: 0\r\n")), want: cleared},
-		{name: "gRPC-Web data frame that reads as a status", status: 200, header: grpcWeb,
-			body: slicesConcat(frame(0, "grpc-status: 14\r\n"), frame(0x80, "grpc-status: 0\r\n")), want: cleared},
-		{name: "Connect stream unavailable", status: 200, header: connectStream,
-			body: slicesConcat(frame(0, "abc"), frame(2, `{"error":{"code":"unavailable","message":"overloaded"}}`)), want: failed},
-		{name: "Connect stream deadline_exceeded", status: 200, header: connectStream,
-			body: slicesConcat(frame(2, `{"error":{"code":"deadline_exceeded"}}`)), want: failed},
-		{name: "Connect stream not_found", status: 200, header: connectStream,
-			body: slicesConcat(frame(0, "abc"), frame(2, `{"error":{"code":"not_found"}}`)), want: cleared},
-		{name: "Connect stream OK", status: 200, header: connectStream,
-			body: slicesConcat(frame(0, "abc"), frame(2, `{"metadata":{"a":["b"]}}`)), want: cleared},
-		{name: "Connect stream gzipped end unavailable", status: 200, header: connectGzip,
-			body: slicesConcat(frame(1, gzipText(t, "abc")), frame(3, gzipText(t, `{"error":{"code":"unavailable"}}`))), want: failed},
-		{name: "Connect stream gzipped end OK", status: 200, header: connectGzip,
-			body: slicesConcat(frame(1, gzipText(t, "abc")), frame(3, gzipText(t, `{}`))), want: cleared},
-		{name: "gRPC-Web gzipped trailer frame UNAVAILABLE", status: 200, header: grpcWebGzip,
-			body: slicesConcat(frame(1, gzipText(t, "abc")), frame(0x81, gzipText(t, "grpc-status: 14\r\n"))), want: failed},
-		{name: "gRPC-Web gzipped trailer frame OK, twice", status: 200, header: grpcWebGzip,
-			body: slicesConcat(frame(0x81, gzipText(t, "grpc-status: 0\r\n"))), want: cleared},
-		{name: "Connect stream end of an encoding unknown: read as a success", status: 200,
-			header: http.Header{"Content-Type": {"application/connect+proto"}, "Connect-Content-Encoding": {"br"}},
-			body:   slicesConcat(frame(3, "\x1f\x8b...")), want: cleared},
-		{name: "gRPC-Web trailer frame too large: read as a success", status: 200, header: grpcWeb,
-			body: slicesConcat(frame(0x80, "x: "+strings.Repeat("x", maxTrailerFrame)+"\r\ngrpc-status: 14\r\n")), want: cleared},
+		{name: "gRPC trailers UNAVAILABLE: not read", status: 200, header: http.Header{"Content-Type": {"application/grpc+proto"}},
+			body: frame(0, "abc"), trailer: http.Header{"Grpc-Status": {"14"}}, want: cleared},
+		{name: "Connect stream unavailable: not read", status: 200, header: connectStream,
+			body: slicesConcat(frame(0, "abc"), frame(2, `{"error":{"code":"unavailable","message":"overloaded"}}`)), want: cleared},
 		{name: "Connect unary deadline_exceeded, the caller gone", status: 504, header: http.Header{"Content-Type": {"application/json"}}, gaveUp: true, want: neither},
 		{name: "gRPC trailers-only DEADLINE_EXCEEDED, the caller gone", status: 200, header: http.Header{"Content-Type": {"application/grpc"}, "Grpc-Status": {"4"}}, gaveUp: true, want: neither},
-		{name: "gRPC trailers DEADLINE_EXCEEDED, the caller gone", status: 200, header: http.Header{"Content-Type": {"application/grpc+proto"}},
-			body: frame(0, "abc"), trailer: http.Header{"Grpc-Status": {"4"}}, gaveUp: true, want: neither},
 		{name: "gRPC trailers OK, the caller gone", status: 200, header: http.Header{"Content-Type": {"application/grpc+proto"}},
 			body: frame(0, "abc"), trailer: http.Header{"Grpc-Status": {"0"}}, gaveUp: true, want: cleared},
-		{name: "Connect stream deadline_exceeded, the caller gone", status: 200, header: connectStream,
-			body: slicesConcat(frame(2, `{"error":{"code":"deadline_exceeded"}}`)), gaveUp: true, want: neither},
 	} {
-		for _, oneByte := range []bool{false, true} {
-			t.Run(fmt.Sprintf("%s/one byte a read %t", tc.name, oneByte), func(t *testing.T) {
+		for _, withSlot := range []bool{false, true} {
+			t.Run(fmt.Sprintf("%s/slot %t", tc.name, withSlot), func(t *testing.T) {
 				t.Parallel()
 				h := newDialHealth(time.Second, outlierConfig{failures: 100})
 				a := h.addrOf("127.0.0.1:1")
 				a.fails.Store(3)
 				resp := &http.Response{StatusCode: tc.status, Header: tc.header, Body: http.NoBody}
 				if tc.body != nil {
-					var r io.Reader = &trailerAtEnd{r: bytes.NewReader(tc.body), resp: resp, trailer: tc.trailer}
-					if oneByte {
-						r = iotest.OneByteReader(r)
-					}
-					resp.Body = io.NopCloser(r)
+					resp.Body = io.NopCloser(&trailerAtEnd{r: bytes.NewReader(tc.body), resp: resp, trailer: tc.trailer})
 				}
 				rt := &outlierTransport{next: roundTripperFunc(func(*http.Request) (*http.Response, error) { return resp, nil }), h: h, addr: a}
 				ctx, cancel := context.WithCancel(t.Context())
 				defer cancel()
 				if tc.gaveUp {
 					cancel()
+				}
+				var slot *outlierSlot
+				if withSlot {
+					slot = &outlierSlot{Context: ctx}
+					ctx = slot
 				}
 				req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://127.0.0.1:1/", nil)
 				if err != nil {
@@ -135,27 +114,64 @@ func TestOutlierVerdicts(t *testing.T) {
 				if err != nil || !bytes.Equal(got, tc.body) && tc.body != nil {
 					t.Fatalf("body read %q, %v; want %q", got, err, tc.body)
 				}
-				want := map[string]int32{failed: 4, cleared: 0, neither: 3}[tc.want]
-				if fails := a.fails.Load(); fails != want {
-					t.Errorf("failures in a row 3 -> %d, want %d (%s)", fails, want, tc.want)
+				if !withSlot {
+					checkFails(t, a, tc.want)
+					return
+				}
+				checkFails(t, a, neither)
+				if slot.to.Load() != rt {
+					t.Errorf("the round tripper did not put itself in the call's slot")
 				}
 			})
 		}
 	}
 }
 
-// gzipText returns s compressed by gzip.
-func gzipText(t *testing.T, s string) string {
-	t.Helper()
-	var b bytes.Buffer
-	zw := gzip.NewWriter(&b)
-	if _, err := io.WriteString(zw, s); err != nil {
-		t.Fatal(err)
+// TestOutlierInterceptorVerdicts judges calls by their outcome in connect,
+// as outlierInterceptor does, on the address whose round tripper put
+// itself in the call's slot: Unavailable and DeadlineExceeded are failures
+// (unless the caller gave up), every other outcome and a stream's io.EOF a
+// success, a slot left empty (a call sent nowhere, or a dial that failed)
+// judges nothing, and a second report of a call counts for nothing.
+func TestOutlierInterceptorVerdicts(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name   string
+		err    error
+		gaveUp bool
+		empty  bool // no round tripper put itself in the slot
+		want   string
+	}{
+		{name: "OK", want: cleared},
+		{name: "stream's end", err: fmt.Errorf("receive: %w", io.EOF), want: cleared},
+		{name: "Unavailable", err: connect.NewError(connect.CodeUnavailable, errors.New("overloaded")), want: failed},
+		{name: "DeadlineExceeded", err: connect.NewError(connect.CodeDeadlineExceeded, errors.New("slow")), want: failed},
+		{name: "connection lost", err: lost(errors.New("reset")), want: failed},
+		{name: "NotFound", err: connect.NewError(connect.CodeNotFound, errors.New("no")), want: cleared},
+		{name: "Internal", err: connect.NewError(connect.CodeInternal, errors.New("bug")), want: cleared},
+		{name: "DeadlineExceeded, the caller gone", err: connect.NewError(connect.CodeDeadlineExceeded, errors.New("late")), gaveUp: true, want: neither},
+		{name: "Unavailable, no address", err: connect.NewError(connect.CodeUnavailable, errors.New("no healthy")), empty: true, want: neither},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			h := newDialHealth(time.Second, outlierConfig{failures: 100})
+			a := h.addrOf("127.0.0.1:1")
+			a.fails.Store(3)
+			ctx, cancel := context.WithCancel(t.Context())
+			defer cancel()
+			if tc.gaveUp {
+				cancel()
+			}
+			slot := &outlierSlot{Context: ctx}
+			if !tc.empty {
+				slot.to.Store(&outlierTransport{h: h, addr: a})
+			}
+			slot.report(tc.err)
+			checkFails(t, a, tc.want)
+			slot.report(connect.NewError(connect.CodeUnavailable, errors.New("again")))
+			checkFails(t, a, tc.want)
+		})
 	}
-	if err := zw.Close(); err != nil {
-		t.Fatal(err)
-	}
-	return b.String()
 }
 
 func slicesConcat(bs ...[]byte) []byte { return bytes.Join(bs, nil) }

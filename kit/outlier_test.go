@@ -161,6 +161,62 @@ func TestHTTPClientEjectsFailingAddress(t *testing.T) {
 	}
 }
 
+// TestHTTPClientWithoutClientOptions calls a name of two kit servers and
+// one that answers Unavailable to every call through HTTPClient with a
+// client built without the caller's ClientOptions: the round tripper alone
+// judges what HTTP shows, so a Connect unary call's 503 and a gRPC-Web
+// one's trailers-only UNAVAILABLE (in the headers) eject the address after
+// five, while a gRPC call's, which connect-go servers send in HTTP
+// trailers after a 200, is left to the chain's judge, not there: that
+// address keeps its third of the calls.
+func TestHTTPClientWithoutClientOptions(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name   string
+		opts   []connect.ClientOption
+		served int
+	}{
+		{"connect", nil, kit.DefaultClientOutlierFailures},
+		{"grpc", []connect.ClientOption{connect.WithGRPC()}, 20},
+		{"grpcweb", []connect.ClientOption{connect.WithGRPCWeb()}, kit.DefaultClientOutlierFailures},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			tl := new(tally)
+			bad := pingBackend(t, tl, &failingPing{fail: always})
+			caller := kittest.NewServer(t, outlierCaller(time.Hour, 0), nil, kit.WithResolver(kit.NewStaticNames(addrsOf(append(pingBackends(t, 2, tl), bad))...)))
+			client := pingv1connect.NewPingServiceClient(caller.HTTPClient(), "http://ping.test", tc.opts...)
+			pings(t, client, 60)
+			if served, _ := tl.take(); served[bad.Addr().String()] != tc.served {
+				t.Errorf("the failing backend served %d calls, want %d; served: %v", served[bad.Addr().String()], tc.served, served)
+			}
+		})
+	}
+}
+
+// TestHTTPClientEjectsOnRetriedAttempts retries the calls that fail with
+// Unavailable: each attempt is judged on the address it reached, so the
+// failing backend is ejected after five failed attempts, though every
+// call succeeds on its retry (a judge outside the retries would see only
+// the calls' successes, and never eject it).
+func TestHTTPClientEjectsOnRetriedAttempts(t *testing.T) {
+	t.Parallel()
+	cfg := outlierCaller(time.Hour, 0)
+	cfg.ClientRetry = kit.ClientRetryConfig{Enabled: true, InitialBackoff: time.Millisecond, MaxBackoff: time.Millisecond}
+	for _, p := range balancedProtocols {
+		t.Run(p.name, func(t *testing.T) {
+			t.Parallel()
+			tl, bad, client, _ := oneFailing(t, always, cfg, p.opts...)
+			if failed := pings(t, client, 60); len(failed) != 0 {
+				t.Errorf("%d calls failed, want none (each retried): %v", len(failed), failed[0])
+			}
+			if served, _ := tl.take(); served[bad] != kit.DefaultClientOutlierFailures {
+				t.Errorf("the failing backend took %d attempts, want %d (then ejected); served: %v", served[bad], kit.DefaultClientOutlierFailures, served)
+			}
+		})
+	}
+}
+
 // TestHTTPClientEjectionLimits fails every call on more of a name's
 // addresses than may be ejected: no more than the max percent are (at
 // least one), never the last healthy one, and the others keep their
