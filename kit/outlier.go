@@ -358,9 +358,13 @@ func (h *dialHealth) release(a *outlierAddr) {
 
 // eject takes a's address out of the balancing of each name it is in
 // whose limits allow (see mayEjectLocked), for the time nextEjection says.
+// A record no round tripper holds any more (a call that ended after its
+// address's round tripper closed) ejects nothing: stopEjections, which
+// ends the ejections at the client's close, knows the current records
+// only.
 func (h *dialHealth) eject(a *outlierAddr) {
 	h.mu.Lock()
-	if a.ejected || h.closed {
+	if a.ejected || h.closed || h.addrs[a.addr] != a {
 		h.mu.Unlock()
 		return
 	}

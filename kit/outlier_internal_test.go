@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"strings"
 	"testing"
@@ -257,4 +258,36 @@ func TestEjectionTimes(t *testing.T) {
 	if d := a.nextEjection(now.Add(time.Hour), base); d != base {
 		t.Errorf("after an hour back, the next ejection lasts %v, want %v", d, base)
 	}
+}
+
+// TestStaleRecordEjectsNothing ends, failed, a call of an address's round
+// tripper closed meanwhile (the address left the names, and came back with
+// a new round tripper and a new record): the old record must eject
+// nothing, since the client's close stops the ejections of the current
+// records only, and would wait for the old one's to end (up to ten
+// ejection times), with kit_client_outlier_ejected left at 1.
+func TestStaleRecordEjectsNothing(t *testing.T) {
+	t.Parallel()
+	h := newDialHealth(time.Second, outlierConfig{failures: 1, base: time.Hour, maxPercent: 100, logger: slog.New(slog.DiscardHandler)})
+	tracker := &hookTracker{}
+	for _, addr := range []string{"10.0.0.1:80", "10.0.0.2:80"} {
+		closer := h.New(t.Context(), addrConn{addr: addr}, tracker)
+		defer func() { _ = closer.Close() }()
+	}
+	old := h.addrOf("10.0.0.1:80")
+	h.release(old)
+	cur := h.addrOf("10.0.0.1:80")
+	defer h.release(cur)
+	h.result(old, true)
+	h.mu.Lock()
+	ejected := old.ejected
+	if old.timer != nil && old.timer.Stop() {
+		h.wg.Done()
+	}
+	h.mu.Unlock()
+	if ejected {
+		t.Errorf("a record its round tripper no longer holds ejected its address")
+	}
+	h.stopEjections()
+	h.close()
 }
