@@ -234,9 +234,10 @@ func (s *outlierSlot) Value(key any) any {
 
 // report judges the address in s by the outcome of the call, once: a
 // failure is Unavailable or DeadlineExceeded (what the gateway errors of
-// statusFailed and a connection lost become in connect), unless the
-// caller gave up (its context done); any other outcome, and a stream's
-// end (io.EOF), is a success.
+// statusFailed and a connection lost become in connect); any other error,
+// the call's success, and a stream's end (io.EOF) are a success. An error
+// once the caller gave up (its context done) counts for nothing: it is
+// most likely the caller's own Canceled or DeadlineExceeded, no answer.
 func (s *outlierSlot) report(err error) {
 	t := s.to.Swap(nil)
 	if t == nil {
@@ -244,11 +245,11 @@ func (s *outlierSlot) report(err error) {
 	}
 	failed := false
 	if err != nil && !errors.Is(err, io.EOF) {
+		if s.Err() != nil {
+			return
+		}
 		switch connect.CodeOf(err) {
 		case connect.CodeUnavailable, connect.CodeDeadlineExceeded:
-			if s.Err() != nil {
-				return
-			}
 			failed = true
 		}
 	}

@@ -130,9 +130,10 @@ func TestOutlierVerdicts(t *testing.T) {
 
 // TestOutlierInterceptorVerdicts judges calls by their outcome in connect,
 // as outlierInterceptor does, on the address whose round tripper put
-// itself in the call's slot: Unavailable and DeadlineExceeded are failures
-// (unless the caller gave up), every other outcome and a stream's io.EOF a
-// success, a slot left empty (a call sent nowhere, or a dial that failed)
+// itself in the call's slot: Unavailable and DeadlineExceeded are
+// failures, every other outcome and a stream's io.EOF a success, an error
+// once the caller gave up counts for nothing (a Canceled would clear the
+// count), a slot left empty (a call sent nowhere, or a dial that failed)
 // judges nothing, and a second report of a call counts for nothing.
 func TestOutlierInterceptorVerdicts(t *testing.T) {
 	t.Parallel()
@@ -151,6 +152,8 @@ func TestOutlierInterceptorVerdicts(t *testing.T) {
 		{name: "NotFound", err: connect.NewError(connect.CodeNotFound, errors.New("no")), want: cleared},
 		{name: "Internal", err: connect.NewError(connect.CodeInternal, errors.New("bug")), want: cleared},
 		{name: "DeadlineExceeded, the caller gone", err: connect.NewError(connect.CodeDeadlineExceeded, errors.New("late")), gaveUp: true, want: neither},
+		{name: "Canceled, the caller gone", err: connect.NewError(connect.CodeCanceled, context.Canceled), gaveUp: true, want: neither},
+		{name: "OK, the caller gone", gaveUp: true, want: cleared},
 		{name: "Unavailable, no address", err: connect.NewError(connect.CodeUnavailable, errors.New("no healthy")), empty: true, want: neither},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
