@@ -55,12 +55,15 @@ type HTTPClientConfig struct {
 	// OutlierFailures is the number of calls in a row that must fail on
 	// one address of a name for the client to leave the address out of
 	// the balancing for a while (passive outlier ejection, as Envoy's
-	// consecutive gateway errors): a failure is an answer of HTTP 502, 503
-	// or 504, gRPC's UNAVAILABLE or DEADLINE_EXCEEDED (in its headers,
-	// trailers or gRPC-Web trailer frame), a Connect stream ending with
-	// unavailable or deadline_exceeded, or the connection lost under the
-	// call, while the caller still waits for it; any other answer clears
-	// the count. 0 takes the default; [OutlierOff] turns ejection off.
+	// consecutive gateway errors): a failure is a call of a client built
+	// with [Server.ClientOptions] that ends in Unavailable or
+	// DeadlineExceeded (HTTP 502, 503 and 504 and the connection lost
+	// under the call among them), while the caller still waits for it; any
+	// other outcome clears the count. A call of another client is judged
+	// by what HTTP shows only: HTTP 502, 503 or 504, UNAVAILABLE or
+	// DEADLINE_EXCEEDED in the headers of a trailers-only gRPC or gRPC-Web
+	// answer, the connection lost. 0 takes the default; [OutlierOff] turns
+	// ejection off.
 	// KIT_CLIENT_OUTLIER_FAILURES, default 5 ("0" or "off": off).
 	OutlierFailures int
 	// OutlierEjectionTime is how long an address is left out at its first
