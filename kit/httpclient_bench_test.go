@@ -20,20 +20,8 @@ import (
 // HTTPClient (the caller's ClientOptions are not used, to leave the chain
 // out). See BENCHMARKS.md, section 6.
 func BenchmarkHTTPClient(b *testing.B) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	mux := http.NewServeMux()
-	mux.Handle(pingv1connect.NewPingServiceHandler(&pingServer{}))
-	var protocols http.Protocols
-	protocols.SetUnencryptedHTTP2(true)
-	srv := &http.Server{Handler: mux, Protocols: &protocols}
-	go func() { _ = srv.Serve(ln) }()
-	b.Cleanup(func() { _ = srv.Close() })
-	url := "http://" + ln.Addr().String()
-
-	plain := &http.Client{Transport: &http.Transport{Protocols: &protocols}}
+	url, protocols := benchPingServer(b)
+	plain := &http.Client{Transport: &http.Transport{Protocols: protocols}}
 	b.Cleanup(plain.CloseIdleConnections)
 	caller := newQuietServer(b)
 	for _, c := range []struct {
@@ -77,4 +65,69 @@ func newQuietServer(b *testing.B) *kit.Server {
 		}
 	})
 	return srv
+}
+
+// benchPingServer serves a bare connect ping service (no chain) over h2c
+// and HTTP/1.1 on loopback, and returns its URL and protocols.
+func benchPingServer(b *testing.B) (string, *http.Protocols) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle(pingv1connect.NewPingServiceHandler(&pingServer{}))
+	var protocols http.Protocols
+	protocols.SetUnencryptedHTTP2(true)
+	srv := &http.Server{Handler: mux, Protocols: &protocols}
+	go func() { _ = srv.Serve(ln) }()
+	b.Cleanup(func() { _ = srv.Close() })
+	return "http://" + ln.Addr().String(), &protocols
+}
+
+// BenchmarkHTTPClientProtocols measures calls through HTTPClient in every
+// protocol, unary and a server stream of three messages, without and with
+// the caller's ClientOptions (whose chain judges each call for the outlier
+// ejection). See BENCHMARKS.md, section 7.
+func BenchmarkHTTPClientProtocols(b *testing.B) {
+	url, _ := benchPingServer(b)
+	caller := newQuietServer(b)
+	for _, withOpts := range []bool{false, true} {
+		for _, p := range []struct {
+			name string
+			opt  connect.ClientOption
+		}{{"grpc", connect.WithGRPC()}, {"grpcweb", connect.WithGRPCWeb()}, {"connect", connect.WithProtoJSON()}} {
+			opts := []connect.ClientOption{p.opt}
+			name := p.name
+			if withOpts {
+				opts = append(caller.ClientOptions(), p.opt)
+				name += "+ClientOptions"
+			}
+			client := pingv1connect.NewPingServiceClient(caller.HTTPClient(), url, opts...)
+			b.Run(name+"/unary", func(b *testing.B) {
+				req := connect.NewRequest(&pingv1.PingRequest{Number: 42, Text: "hello"})
+				b.ReportAllocs()
+				for b.Loop() {
+					if _, err := client.Ping(b.Context(), req); err != nil {
+						b.Fatal(err)
+					}
+				}
+			})
+			b.Run(name+"/stream", func(b *testing.B) {
+				req := connect.NewRequest(&pingv1.CountUpRequest{Number: 3})
+				b.ReportAllocs()
+				for b.Loop() {
+					up, err := client.CountUp(b.Context(), req)
+					if err != nil {
+						b.Fatal(err)
+					}
+					for up.Receive() {
+					}
+					if err := up.Err(); err != nil {
+						b.Fatal(err)
+					}
+					_ = up.Close()
+				}
+			})
+		}
+	}
 }
