@@ -62,7 +62,7 @@ type HTTPClientConfig struct {
 	// other outcome clears the count. A call of another client is judged
 	// by what HTTP shows only: HTTP 502, 503 or 504, UNAVAILABLE or
 	// DEADLINE_EXCEEDED in the headers of a trailers-only gRPC or gRPC-Web
-	// answer, the connection lost. 0 takes the default; [OutlierOff] turns
+	// answer or in a gRPC answer's trailers, the connection lost. 0 takes the default; [OutlierOff] turns
 	// ejection off.
 	// KIT_CLIENT_OUTLIER_FAILURES, default 5 ("0" or "off": off).
 	OutlierFailures int
@@ -186,8 +186,8 @@ const clientRedials = 3
 // [HTTPClientConfig.OutlierEjectionTime], longer at each ejection, within
 // the limit of [HTTPClientConfig.OutlierMaxEjectedPercent]: the calls of
 // clients built with [Server.ClientOptions] are judged by their outcome in
-// connect, any other by what HTTP shows (HTTP 502, 503 and 504, a
-// trailers-only gRPC status, the connection lost). It follows no
+// connect, any other by what HTTP shows (HTTP 502, 503 and 504, a gRPC
+// status in the headers or trailers, the connection lost). It follows no
 // redirects and uses no proxy.
 //
 // The client is made at the first call of HTTPClient and shared by every
@@ -399,10 +399,19 @@ type resetBody struct {
 	io.ReadCloser
 	ctx  context.Context
 	lost *outlierTransport
+	// trailer, of a gRPC answer judged without srv.ClientOptions() (see
+	// outlierTransport), is judged once the body ends.
+	trailer *http.Header
 }
 
 func (b *resetBody) Read(p []byte) (int, error) {
 	n, err := b.ReadCloser.Read(p)
+	if err == io.EOF && b.trailer != nil { // net/http has filled the trailers
+		if failed := grpcFailed(first(*b.trailer, "Grpc-Status")); !failed || b.ctx.Err() == nil {
+			b.lost.h.result(b.lost.addr, failed)
+		}
+		b.trailer = nil
+	}
 	if err != nil && err != io.EOF { // Read returns io.EOF itself, unwrapped
 		err = peerGone(b.ctx, err)
 		if b.lost != nil && b.ctx.Err() == nil && connect.CodeOf(err) == connect.CodeUnavailable {

@@ -165,7 +165,11 @@ func (t *outlierTransport) RoundTrip(req *http.Request) (*http.Response, error) 
 	if resp.StatusCode == http.StatusSwitchingProtocols { // that body is also the writer of an upgraded connection
 		return resp, nil
 	}
-	if judged {
+	// A gRPC answer's status is in its trailers, unless it is
+	// trailers-only: judged at the body's end (resetBody.Read).
+	inTrailers := judged && resp.StatusCode == http.StatusOK && resp.Body != http.NoBody &&
+		isGRPC(resp) && first(resp.Header, "Grpc-Status") == ""
+	if judged && !inTrailers {
 		if failed := statusFailed(resp); !failed || req.Context().Err() == nil { // a failure once the caller gave up: not judged
 			t.h.result(t.addr, failed)
 		}
@@ -177,8 +181,24 @@ func (t *outlierTransport) RoundTrip(req *http.Request) (*http.Response, error) 
 	if judged {
 		body.lost = t
 	}
+	if inTrailers {
+		body.trailer = &resp.Trailer
+	}
 	resp.Body = body
 	return resp, nil
+}
+
+// isGRPC reports whether resp is a gRPC answer (not gRPC-Web, whose
+// trailers are in its body, connect's to read).
+func isGRPC(resp *http.Response) bool {
+	ct := first(resp.Header, "Content-Type")
+	return strings.HasPrefix(ct, "application/grpc") && !strings.HasPrefix(ct, "application/grpc-web")
+}
+
+// grpcFailed reports whether a grpc-status is a failure of the address:
+// UNAVAILABLE or DEADLINE_EXCEEDED.
+func grpcFailed(status string) bool {
+	return status == "14" || status == "4"
 }
 
 // statusFailed judges a call by what HTTP shows of it, its status and
@@ -186,20 +206,16 @@ func (t *outlierTransport) RoundTrip(req *http.Request) (*http.Response, error) 
 // error, HTTP 502, 503 or 504 (Connect's unary unavailable and
 // deadline_exceeded), and the gRPC statuses they map to, UNAVAILABLE and
 // DEADLINE_EXCEEDED, in the headers of a trailers-only answer. Every other
-// answer is a success: the address answered. An error that a gRPC answer
-// gives in its trailers, a gRPC-Web one in its trailer frame or a Connect
-// stream in its end-stream message is connect's to read, and
-// outlierInterceptor's to judge.
+// answer is a success: the address answered. A gRPC answer's trailers
+// are judged at its body's end; an error that a gRPC-Web answer gives in
+// its trailer frame or a Connect stream in its end-stream message is
+// connect's to read, and outlierInterceptor's to judge.
 func statusFailed(resp *http.Response) bool {
 	switch resp.StatusCode {
 	case http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout:
 		return true
 	}
-	switch first(resp.Header, "Grpc-Status") {
-	case "14", "4": // UNAVAILABLE, DEADLINE_EXCEEDED
-		return true
-	}
-	return false
+	return grpcFailed(first(resp.Header, "Grpc-Status"))
 }
 
 // first returns the first value of the header key, in its canonical form:

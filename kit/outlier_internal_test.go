@@ -44,8 +44,9 @@ func checkFails(t *testing.T, a *outlierAddr, want string) {
 // the body of outlierTransport, for a call that carries no outlierSlot (one
 // made without [Server.ClientOptions]): the failures it counts are what
 // HTTP shows (HTTP 502, 503, 504; gRPC UNAVAILABLE and DEADLINE_EXCEEDED
-// in the headers of a trailers-only answer), every other answer clears the
-// count, errors in gRPC trailers or in the body are not read, and a failure
+// in the headers of a trailers-only answer, or in gRPC trailers, read at
+// the body's end), every other answer clears the count, errors in the
+// body (gRPC-Web, Connect streams) are not read, and a failure
 // that comes once the caller gave up (its context done) counts for
 // nothing. A call that carries a slot is not judged there: the round
 // tripper puts itself in the slot, for outlierInterceptor.
@@ -70,8 +71,12 @@ func TestOutlierVerdicts(t *testing.T) {
 		{name: "gRPC trailers-only DEADLINE_EXCEEDED", status: 200, header: http.Header{"Content-Type": {"application/grpc"}, "Grpc-Status": {"4"}}, want: failed},
 		{name: "gRPC-Web trailers-only UNAVAILABLE", status: 200, header: http.Header{"Content-Type": {"application/grpc-web+proto"}, "Grpc-Status": {"14"}}, want: failed},
 		{name: "gRPC trailers-only NOT_FOUND", status: 200, header: http.Header{"Content-Type": {"application/grpc"}, "Grpc-Status": {"5"}}, want: cleared},
-		{name: "gRPC trailers UNAVAILABLE: not read", status: 200, header: http.Header{"Content-Type": {"application/grpc+proto"}},
-			body: frame(0, "abc"), trailer: http.Header{"Grpc-Status": {"14"}}, want: cleared},
+		{name: "gRPC trailers UNAVAILABLE", status: 200, header: http.Header{"Content-Type": {"application/grpc+proto"}},
+			body: frame(0, "abc"), trailer: http.Header{"Grpc-Status": {"14"}}, want: failed},
+		{name: "gRPC trailers OK", status: 200, header: http.Header{"Content-Type": {"application/grpc+proto"}},
+			body: frame(0, "abc"), trailer: http.Header{"Grpc-Status": {"0"}}, want: cleared},
+		{name: "gRPC trailers UNAVAILABLE, the caller gone", status: 200, header: http.Header{"Content-Type": {"application/grpc+proto"}},
+			body: frame(0, "abc"), trailer: http.Header{"Grpc-Status": {"14"}}, gaveUp: true, want: neither},
 		{name: "Connect stream unavailable: not read", status: 200, header: connectStream,
 			body: slicesConcat(frame(0, "abc"), frame(2, `{"error":{"code":"unavailable","message":"overloaded"}}`)), want: cleared},
 		{name: "Connect unary deadline_exceeded, the caller gone", status: 504, header: http.Header{"Content-Type": {"application/json"}}, gaveUp: true, want: neither},

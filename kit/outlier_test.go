@@ -177,7 +177,7 @@ func TestHTTPClientWithoutClientOptions(t *testing.T) {
 		served int
 	}{
 		{"connect", nil, kit.DefaultClientOutlierFailures},
-		{"grpc", []connect.ClientOption{connect.WithGRPC()}, 20},
+		{"grpc", []connect.ClientOption{connect.WithGRPC()}, kit.DefaultClientOutlierFailures},
 		{"grpcweb", []connect.ClientOption{connect.WithGRPCWeb()}, kit.DefaultClientOutlierFailures},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
