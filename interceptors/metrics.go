@@ -10,6 +10,7 @@ import (
 	"connectrpc.com/connect"
 	"github.com/connectkit/connectkit/internal/msgctx"
 	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // DefaultMaxProcedures is the default cap on distinct procedures (and on
@@ -128,7 +129,7 @@ func (m *metricsInterceptor) WrapUnary(next connect.UnaryFunc) connect.UnaryFunc
 		call := m.beginUnary(req, spec)
 		defer call.pm.inFlight.Dec() // also when a panic goes through
 		resp, err := next(ctx, req)
-		call.end(err)
+		call.end(ctx, err)
 		return resp, err
 	}
 }
@@ -136,7 +137,7 @@ func (m *metricsInterceptor) WrapUnary(next connect.UnaryFunc) connect.UnaryFunc
 func (m *metricsInterceptor) unaryMessage(ctx context.Context, info *msgctx.Info, req connect.AnyRequest, next connect.UnaryFunc) (connect.AnyResponse, error) {
 	start := time.Now()
 	resp, err := next(ctx, req)
-	m.pubsub.observe(info, start, err)
+	m.pubsub.observe(ctx, info, start, err)
 	return resp, err
 }
 
@@ -161,7 +162,7 @@ func (m *metricsInterceptor) beginUnary(req connect.AnyRequest, spec connect.Spe
 }
 
 // end counts a unary call's end and, on success, its response message.
-func (c *unaryMetrics) end(err error) {
+func (c *unaryMetrics) end(ctx context.Context, err error) {
 	if err == nil {
 		if c.isClient {
 			c.pm.received.Inc()
@@ -169,7 +170,7 @@ func (c *unaryMetrics) end(err error) {
 			c.pm.sent.Inc()
 		}
 	}
-	c.pm.end(c.start, err)
+	c.pm.end(ctx, c.start, err)
 }
 
 func (m *metricsInterceptor) WrapStreamingHandler(next connect.StreamingHandlerFunc) connect.StreamingHandlerFunc {
@@ -183,7 +184,7 @@ func (m *metricsInterceptor) WrapStreamingHandler(next connect.StreamingHandlerF
 			onSend:               func(any) { pm.sent.Inc() },
 			onReceive:            func(any) { pm.received.Inc() },
 		})
-		pm.end(start, err)
+		pm.end(ctx, start, err)
 		return err
 	}
 }
@@ -196,7 +197,7 @@ func (m *metricsInterceptor) WrapStreamingClient(next connect.StreamingClientFun
 		pm.begin(conn.Peer().Protocol)
 		s := observeClientStream(ctx, conn, func(_ *clientStream, err error) {
 			pm.inFlight.Dec()
-			pm.end(start, err)
+			pm.end(ctx, start, err)
 		})
 		s.onSend = func(any) { pm.sent.Inc() }
 		s.onReceive = func(any) { pm.received.Inc() }
@@ -210,10 +211,28 @@ func (pm *procMetrics) begin(protocol string) {
 	pm.inFlight.Inc()
 }
 
-func (pm *procMetrics) end(start time.Time, err error) {
-	pm.handling.Observe(time.Since(start).Seconds())
+func (pm *procMetrics) end(ctx context.Context, start time.Time, err error) {
+	observeSince(ctx, pm.handling, start)
 	pm.handledCounter(codeOf(err)).Inc()
 	if pm.side.panics != nil && panicOf(err) != nil {
 		pm.panicCounter().Inc()
 	}
+}
+
+// observeSince records the seconds since start in h. When ctx's span is one
+// of this process and sampled, the observation carries the span's trace id
+// as an exemplar, {trace_id="…"} (shown in the OpenMetrics exposition only),
+// so that a dashboard goes from a latency bucket to a trace that the
+// exporter sent. A caller's span context alone (no span of ours: tracing
+// off, or propagation only) or an unsampled span gives none, and costs no
+// allocation.
+func observeSince(ctx context.Context, h prometheus.Observer, start time.Time) {
+	d := time.Since(start).Seconds()
+	if sc := trace.SpanContextFromContext(ctx); sc.IsSampled() && !sc.IsRemote() {
+		if eo, ok := h.(prometheus.ExemplarObserver); ok {
+			eo.ObserveWithExemplar(d, prometheus.Labels{"trace_id": sc.TraceID().String()})
+			return
+		}
+	}
+	h.Observe(d)
 }

@@ -1,6 +1,7 @@
 package interceptors
 
 import (
+	"context"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -79,7 +80,7 @@ func newPubsubMetrics(reg prometheus.Registerer, buckets []float64, maxDestinati
 }
 
 // observe records one publish or delivery.
-func (m *pubsubMetrics) observe(info *msgctx.Info, start time.Time, err error) {
+func (m *pubsubMetrics) observe(ctx context.Context, info *msgctx.Info, start time.Time, err error) {
 	if info.Operation == msgctx.Publish {
 		dm := m.lookup(destination{topic: info.Topic})
 		code := codeOf(err)
@@ -91,7 +92,7 @@ func (m *pubsubMetrics) observe(info *msgctx.Info, start time.Time, err error) {
 		return
 	}
 	dm := m.lookup(destination{topic: info.Topic, subscription: info.Subscription})
-	dm.handling.Observe(time.Since(start).Seconds())
+	observeSince(ctx, dm.handling, start)
 	if panicOf(err) != nil {
 		lazyChild(&dm.panics, m.panics, dm.dest.topic, dm.dest.subscription).Inc()
 	}
