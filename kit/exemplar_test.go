@@ -16,9 +16,10 @@ import (
 )
 
 // TestLatencyExemplars scrapes the admin listener's /metrics in OpenMetrics
-// after a call: grpc_server_handling_seconds carries the trace id of the
-// call's server span as an exemplar when the span is sampled, and none when
-// it is not.
+// after a call made with the server's client chain:
+// grpc_server_handling_seconds and grpc_client_handling_seconds carry the
+// trace id of the call's spans as an exemplar when they are sampled, and
+// none when they are not.
 func TestLatencyExemplars(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct {
@@ -35,7 +36,7 @@ func TestLatencyExemplars(t *testing.T) {
 			t.Cleanup(func() { _ = tp.Shutdown(t.Context()) })
 			srv := newPingServer(t, kit.Config{AdminAddr: "127.0.0.1:0"}, nil,
 				kit.WithInterceptorOptions(interceptors.WithTracerProvider(tp)))
-			client := newPingClient(srv, srv.HTTP2Client())
+			client := newPingClient(srv, srv.HTTP2Client(), srv.ClientOptions()...)
 			if _, err := client.Ping(t.Context(), connect.NewRequest(&pingv1.PingRequest{Number: 1})); err != nil {
 				t.Fatal(err)
 			}
@@ -57,11 +58,13 @@ func TestLatencyExemplars(t *testing.T) {
 			if ct := res.Header.Get("Content-Type"); !strings.HasPrefix(ct, "application/openmetrics-text") {
 				t.Fatalf("Content-Type %q, want OpenMetrics", ct)
 			}
-			var exemplars []string
+			exemplars := map[string][]string{} // by family
 			for _, line := range strings.Split(string(body), "\n") {
-				if strings.HasPrefix(line, "grpc_server_handling_seconds_bucket{") &&
-					strings.Contains(line, `grpc_method="Ping"`) && strings.Contains(line, " # ") {
-					exemplars = append(exemplars, line)
+				for _, family := range []string{"grpc_server_handling_seconds", "grpc_client_handling_seconds"} {
+					if strings.HasPrefix(line, family+"_bucket{") &&
+						strings.Contains(line, `grpc_method="Ping"`) && strings.Contains(line, " # ") {
+						exemplars[family] = append(exemplars[family], line)
+					}
 				}
 			}
 
@@ -80,8 +83,11 @@ func TestLatencyExemplars(t *testing.T) {
 			if traceID == "" {
 				t.Fatal("no server span exported")
 			}
-			if len(exemplars) != 1 || !strings.Contains(exemplars[0], `# {trace_id="`+traceID+`"}`) {
-				t.Errorf("exemplars %q, want one with trace_id %s", exemplars, traceID)
+			for _, family := range []string{"grpc_server_handling_seconds", "grpc_client_handling_seconds"} {
+				got := exemplars[family]
+				if len(got) != 1 || !strings.Contains(got[0], `# {trace_id="`+traceID+`"}`) {
+					t.Errorf("%s exemplars %q, want one with trace_id %s", family, got, traceID)
+				}
 			}
 		})
 	}
