@@ -139,6 +139,11 @@ func TestMessageProcess(t *testing.T) {
 			if span.Parent.TraceID().String() != "0af7651916cd43dd8448eb211c80319c" || span.Parent.SpanID().String() != "b7ad6b7169203331" {
 				t.Errorf("span parent = %v, want the producer's context", span.Parent)
 			}
+			// The messaging conventions: a process span links to its
+			// message's creation context, whether or not it is the parent.
+			if len(span.Links) != 1 || !span.Links[0].SpanContext.Equal(span.Parent) {
+				t.Errorf("span links = %+v, want one to the producer's context %v", span.Links, span.Parent)
+			}
 			if wantErr := tc.code != "ok"; (span.Status.Code == codes.Error) != wantErr {
 				t.Errorf("span status = %v", span.Status)
 			}
