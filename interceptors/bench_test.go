@@ -89,11 +89,12 @@ func benchChainWith(b *testing.B, tp trace.TracerProvider) *interceptors.Chain {
 // BenchmarkChainInMemory serves the same Ping with ServeHTTP on a recorder,
 // without a network, so that the chain's own cost shows with less noise:
 // bare, the whole chain, the chain with a no-op tracer provider (what
-// internal/telemetry gives when no exporter is set up), and each piece
-// alone. The -cold variants sweep 8 MiB of memory before each call, as an
-// idle server's caches are after the kernel and other work ran, and report
-// serve-ns/op, the time of ServeHTTP alone: what the chain costs when its
-// code and data must come from memory (BENCHMARKS.md 1.13).
+// internal/telemetry gives when no exporter is set up), the chain sampling
+// every call, and each piece alone. The -cold variants sweep 8 MiB of
+// memory before each call, as an idle server's caches are after the kernel
+// and other work ran, and report serve-ns/op, the time of ServeHTTP alone:
+// what the chain costs when its code and data must come from memory
+// (BENCHMARKS.md 1.13).
 func BenchmarkChainInMemory(b *testing.B) {
 	body, err := proto.Marshal(&pingv1.PingRequest{Number: 42, Text: "hello"})
 	if err != nil {
@@ -116,6 +117,13 @@ func BenchmarkChainInMemory(b *testing.B) {
 		{name: "chain", interceptors: func(b *testing.B) []connect.Interceptor { return benchChain(b).Server() }, httpVersion: true},
 		{name: "chain-noop-tracer", interceptors: func(b *testing.B) []connect.Interceptor {
 			return benchChainWith(b, noop.NewTracerProvider()).Server()
+		}, httpVersion: true},
+		{name: "chain-sampled", interceptors: func(b *testing.B) []connect.Interceptor {
+			// Every span sampled (and exported nowhere): what a traced call
+			// costs, with the exemplar on its latency (BENCHMARKS.md 9).
+			tp := sdktrace.NewTracerProvider(sdktrace.WithSampler(sdktrace.AlwaysSample()))
+			b.Cleanup(func() { _ = tp.Shutdown(b.Context()) })
+			return benchChainWith(b, tp).Server()
 		}, httpVersion: true},
 		{name: "httpversion", httpVersion: true},
 		{name: "tracing", interceptors: pieces(func(c *interceptors.Chain) connect.Interceptor { return c.Tracing })},
