@@ -326,29 +326,39 @@ func waitFor(tb testing.TB, cond func() bool, what func() string) {
 // It returns -1 when there is no such series.
 func metricValue(tb testing.TB, reg prometheus.Gatherer, name string, labels map[string]string) float64 {
 	tb.Helper()
+	for _, m := range gatherSeries(tb, reg, name, labels) {
+		switch {
+		case m.Counter != nil:
+			return m.GetCounter().GetValue()
+		case m.Gauge != nil:
+			return m.GetGauge().GetValue()
+		case m.Histogram != nil:
+			return float64(m.GetHistogram().GetSampleCount())
+		}
+	}
+	return -1
+}
+
+// gatherSeries returns the series of family name whose labels include
+// labels.
+func gatherSeries(tb testing.TB, reg prometheus.Gatherer, name string, labels map[string]string) []*dto.Metric {
+	tb.Helper()
 	families, err := reg.Gather()
 	if err != nil {
 		tb.Fatalf("Gather: %v", err)
 	}
+	var out []*dto.Metric
 	for _, f := range families {
 		if f.GetName() != name {
 			continue
 		}
 		for _, m := range f.GetMetric() {
-			if !hasLabels(m, labels) {
-				continue
-			}
-			switch {
-			case m.Counter != nil:
-				return m.GetCounter().GetValue()
-			case m.Gauge != nil:
-				return m.GetGauge().GetValue()
-			case m.Histogram != nil:
-				return float64(m.GetHistogram().GetSampleCount())
+			if hasLabels(m, labels) {
+				out = append(out, m)
 			}
 		}
 	}
-	return -1
+	return out
 }
 
 func hasLabels(m *dto.Metric, want map[string]string) bool {

@@ -16,24 +16,12 @@ import (
 // the histogram name's series that have labels.
 func exemplarTraceIDs(tb testing.TB, reg prometheus.Gatherer, name string, labels map[string]string) []string {
 	tb.Helper()
-	families, err := reg.Gather()
-	if err != nil {
-		tb.Fatalf("Gather: %v", err)
-	}
 	var ids []string
-	for _, f := range families {
-		if f.GetName() != name {
-			continue
-		}
-		for _, m := range f.GetMetric() {
-			if !hasLabels(m, labels) {
-				continue
-			}
-			for _, b := range m.GetHistogram().GetBucket() {
-				for _, lp := range b.GetExemplar().GetLabel() {
-					if lp.GetName() == "trace_id" {
-						ids = append(ids, lp.GetValue())
-					}
+	for _, m := range gatherSeries(tb, reg, name, labels) {
+		for _, b := range m.GetHistogram().GetBucket() {
+			for _, lp := range b.GetExemplar().GetLabel() {
+				if lp.GetName() == "trace_id" {
+					ids = append(ids, lp.GetValue())
 				}
 			}
 		}
