@@ -44,6 +44,11 @@ const DefaultMaxProcedures = 1000
 // pubsub_handling_seconds{topic,subscription} and
 // pubsub_panics_recovered_total{topic,subscription} instead.
 //
+// The handling-time histograms carry an exemplar, {trace_id="…"}, for a
+// call or delivery whose span this process made and sampled ([Tracing]
+// before Metrics, as in [Default]); Prometheus reads exemplars from the
+// OpenMetrics exposition only.
+//
 // Past [DefaultMaxProcedures] distinct procedures (see [WithMaxProcedures]),
 // further ones share the series of grpc_service="other",
 // grpc_method="other" (topic and subscription "other" for messages).
