@@ -120,7 +120,7 @@ func BenchmarkChainInMemory(b *testing.B) {
 		}, httpVersion: true},
 		{name: "chain-sampled", interceptors: func(b *testing.B) []connect.Interceptor {
 			// Every span sampled (and exported nowhere): what a traced call
-			// costs, with the exemplar on its latency (BENCHMARKS.md 9).
+			// costs, with the exemplar on its latency (BENCHMARKS.md 10).
 			tp := sdktrace.NewTracerProvider(sdktrace.WithSampler(sdktrace.AlwaysSample()))
 			b.Cleanup(func() { _ = tp.Shutdown(b.Context()) })
 			return benchChainWith(b, tp).Server()
