@@ -96,6 +96,10 @@ func TestREADMESessions(t *testing.T) {
 		ctx, cancel := context.WithTimeout(t.Context(), 5*time.Minute) // the first go tool run builds the tool
 		cmd := exec.CommandContext(ctx, "bash", "-c", ports.Replace(s.command))
 		cmd.Dir = "../.." // the repository root, where the README's commands run
+		// A command that leaves a process holding its output (a server
+		// started in a session, which must not be) fails the test after
+		// its timeout rather than hanging it.
+		cmd.WaitDelay = 10 * time.Second
 		got, _ := cmd.CombinedOutput()
 		cancel()
 		// On a machine that has not built the tool yet, go tool also says
