@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"os"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -393,33 +394,51 @@ func lost(err error) error {
 
 // resetBody is the body of a response whose read errors go through
 // peerGone: a stream's server can be killed after its headers came. When
-// lost is set, such a connection lost under the call counts as a failure
-// of lost's address (a call that outlierInterceptor does not judge).
+// judge is set (a call that outlierInterceptor does not judge, whose
+// headers showed no failure), the body gives the call's verdict on
+// judge's address, once: a failure when its connection is lost under a
+// read, else a success at its end (io.EOF, or Close before it), or for
+// a gRPC answer what its trailers say at its end.
 type resetBody struct {
 	io.ReadCloser
-	ctx  context.Context
-	lost *outlierTransport
-	// trailer, of a gRPC answer judged without srv.ClientOptions() (see
-	// outlierTransport), is judged once the body ends.
+	ctx   context.Context
+	judge atomic.Pointer[outlierTransport] // nil: not judged here, or judged
+	// trailer, of a gRPC answer whose status is in its trailers, is
+	// judged once the body ends (net/http fills it then).
 	trailer *http.Header
 }
 
 func (b *resetBody) Read(p []byte) (int, error) {
 	n, err := b.ReadCloser.Read(p)
-	if err == io.EOF && b.trailer != nil { // net/http has filled the trailers
-		if failed := grpcFailed(first(*b.trailer, "Grpc-Status")); !failed || b.ctx.Err() == nil {
-			b.lost.h.result(b.lost.addr, failed)
+	if err == io.EOF { // Read returns io.EOF itself, unwrapped
+		if b.judge.Load() != nil {
+			b.verdict(b.trailer != nil && grpcFailed(first(*b.trailer, "Grpc-Status")))
 		}
-		b.trailer = nil
-	}
-	if err != nil && err != io.EOF { // Read returns io.EOF itself, unwrapped
+	} else if err != nil {
 		err = peerGone(b.ctx, err)
-		if b.lost != nil && b.ctx.Err() == nil && connect.CodeOf(err) == connect.CodeUnavailable {
-			b.lost.h.result(b.lost.addr, true)
-			b.lost = nil
+		if b.judge.Load() != nil && b.ctx.Err() == nil && connect.CodeOf(err) == connect.CodeUnavailable {
+			b.verdict(true)
 		}
 	}
 	return n, err
+}
+
+// Close closes the body, and judges a call whose answer was not read to
+// its end a success (the address answered), unless the verdict is in
+// trailers that did not come.
+func (b *resetBody) Close() error {
+	if b.trailer == nil && b.judge.Load() != nil {
+		b.verdict(false)
+	}
+	return b.ReadCloser.Close()
+}
+
+// verdict counts the call's verdict on the address of judge, if no
+// other did; a failure once the caller gave up counts for nothing.
+func (b *resetBody) verdict(failed bool) {
+	if t := b.judge.Swap(nil); t != nil && (!failed || b.ctx.Err() == nil) {
+		t.h.result(t.addr, failed)
+	}
 }
 
 // connLost reports whether err says that a call's connection closed under

@@ -165,24 +165,29 @@ func (t *outlierTransport) RoundTrip(req *http.Request) (*http.Response, error) 
 	if resp.StatusCode == http.StatusSwitchingProtocols { // that body is also the writer of an upgraded connection
 		return resp, nil
 	}
-	// A gRPC answer's status is in its trailers, unless it is
-	// trailers-only: judged at the body's end (resetBody.Read).
-	inTrailers := judged && resp.StatusCode == http.StatusOK && resp.Body != http.NoBody &&
-		isGRPC(resp) && first(resp.Header, "Grpc-Status") == ""
-	if judged && !inTrailers {
-		if failed := statusFailed(resp); !failed || req.Context().Err() == nil { // a failure once the caller gave up: not judged
-			t.h.result(t.addr, failed)
+	// An answer whose headers show no failure is judged once, by its body
+	// (resetBody): a failure if its connection is lost under it, else at
+	// its end, by a gRPC answer's trailers when its status is there (not
+	// trailers-only).
+	byBody := false
+	if judged {
+		if failed := statusFailed(resp); failed || resp.Body == http.NoBody {
+			if !failed || req.Context().Err() == nil { // a failure once the caller gave up: not judged
+				t.h.result(t.addr, failed)
+			}
+		} else {
+			byBody = true
 		}
 	}
 	if resp.Body == http.NoBody {
 		return resp, nil
 	}
 	body := &resetBody{ReadCloser: resp.Body, ctx: req.Context()}
-	if judged {
-		body.lost = t
-	}
-	if inTrailers {
-		body.trailer = &resp.Trailer
+	if byBody {
+		body.judge.Store(t)
+		if resp.StatusCode == http.StatusOK && isGRPC(resp) && first(resp.Header, "Grpc-Status") == "" {
+			body.trailer = &resp.Trailer
+		}
 	}
 	resp.Body = body
 	return resp, nil

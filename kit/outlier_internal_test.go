@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -298,4 +299,79 @@ func TestStaleRecordEjectsNothing(t *testing.T) {
 	}
 	h.stopEjections()
 	h.close()
+}
+
+// cutReader reads r, then fails with err, as a body whose connection was
+// lost after some of it came.
+type cutReader struct {
+	r   io.Reader
+	err error
+}
+
+func (c *cutReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	if err == io.EOF {
+		return n, c.err
+	}
+	return n, err
+}
+
+// TestOutlierBodyVerdicts judges a call without an outlierSlot whose
+// answer has a body once only: an answer whose headers show no failure
+// (HTTP 200 of a Connect stream, a gRPC-Web answer or a REST resource) is
+// a failure when its connection is lost under a read of its body, and a
+// success when the body ends or is closed; the headers' verdict alone
+// cleared the count before the connection loss added one, so that an
+// address whose every answer was cut so stayed at 1 failure in a row and
+// was never left out.
+func TestOutlierBodyVerdicts(t *testing.T) {
+	t.Parallel()
+	connectStream := http.Header{"Content-Type": {"application/connect+proto"}}
+	rest := http.Header{"Content-Type": {"application/json"}}
+	for _, tc := range []struct {
+		name   string
+		header http.Header
+		cut    error // the read error after the body's bytes; nil: io.EOF
+		close  bool  // closed after one byte, not read to its end
+		want   string
+	}{
+		{name: "Connect stream, connection reset", header: connectStream, cut: syscall.ECONNRESET, want: failed},
+		{name: "REST, body cut short", header: rest, cut: io.ErrUnexpectedEOF, want: failed},
+		{name: "gRPC-Web, connection reset", header: http.Header{"Content-Type": {"application/grpc-web+proto"}}, cut: syscall.ECONNRESET, want: failed},
+		{name: "REST, read to its end", header: rest, want: cleared},
+		{name: "REST, closed before its end", header: rest, close: true, want: cleared},
+		{name: "Connect stream, other read error", header: connectStream, cut: errors.New("stream error: INTERNAL_ERROR"), want: cleared},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			h := newDialHealth(time.Second, outlierConfig{failures: 100})
+			a := h.addrOf("127.0.0.1:1")
+			a.fails.Store(3)
+			var body io.Reader = strings.NewReader("abc")
+			if tc.cut != nil {
+				body = &cutReader{r: body, err: tc.cut}
+			}
+			resp := &http.Response{StatusCode: 200, Header: tc.header, Body: io.NopCloser(body)}
+			rt := &outlierTransport{next: roundTripperFunc(func(*http.Request) (*http.Response, error) { return resp, nil }), h: h, addr: a}
+			req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, "http://127.0.0.1:1/", nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp, err = rt.RoundTrip(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tc.close {
+				if _, err := resp.Body.Read(make([]byte, 1)); err != nil {
+					t.Fatal(err)
+				}
+			} else if _, err := io.ReadAll(resp.Body); (err != nil) != (tc.cut != nil) {
+				t.Fatalf("body read: %v, want the error %v", err, tc.cut)
+			}
+			if err := resp.Body.Close(); err != nil {
+				t.Fatal(err)
+			}
+			checkFails(t, a, tc.want)
+		})
+	}
 }
