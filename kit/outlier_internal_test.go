@@ -2,6 +2,7 @@ package kit
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -317,7 +318,8 @@ func (c *cutReader) Read(p []byte) (int, error) {
 }
 
 // TestOutlierBodyVerdicts judges a call without an outlierSlot whose
-// answer has a body once only: an answer whose headers show no failure
+// answer has a body once only: an answer whose headers show a failure
+// (HTTP 503) is judged by them alone, and an answer whose headers show no failure
 // (HTTP 200 of a Connect stream, a gRPC-Web answer or a REST resource) is
 // a failure when its connection is lost under a read of its body, and a
 // success when the body ends or is closed; the headers' verdict alone
@@ -330,6 +332,7 @@ func TestOutlierBodyVerdicts(t *testing.T) {
 	rest := http.Header{"Content-Type": {"application/json"}}
 	for _, tc := range []struct {
 		name   string
+		status int // 0: 200
 		header http.Header
 		cut    error // the read error after the body's bytes; nil: io.EOF
 		close  bool  // closed after one byte, not read to its end
@@ -341,6 +344,7 @@ func TestOutlierBodyVerdicts(t *testing.T) {
 		{name: "REST, read to its end", header: rest, want: cleared},
 		{name: "REST, closed before its end", header: rest, close: true, want: cleared},
 		{name: "Connect stream, other read error", header: connectStream, cut: errors.New("stream error: INTERNAL_ERROR"), want: cleared},
+		{name: "HTTP 503, body cut short", status: 503, header: rest, cut: io.ErrUnexpectedEOF, want: failed},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -351,7 +355,7 @@ func TestOutlierBodyVerdicts(t *testing.T) {
 			if tc.cut != nil {
 				body = &cutReader{r: body, err: tc.cut}
 			}
-			resp := &http.Response{StatusCode: 200, Header: tc.header, Body: io.NopCloser(body)}
+			resp := &http.Response{StatusCode: cmp.Or(tc.status, 200), Header: tc.header, Body: io.NopCloser(body)}
 			rt := &outlierTransport{next: roundTripperFunc(func(*http.Request) (*http.Response, error) { return resp, nil }), h: h, addr: a}
 			req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, "http://127.0.0.1:1/", nil)
 			if err != nil {
