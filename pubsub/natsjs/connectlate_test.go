@@ -142,6 +142,28 @@ func TestPublishWhileNeverConnected(t *testing.T) {
 	}
 }
 
+// TestClosedWhilePublishLooksUpItsStream: a publish waiting on its stream's
+// lookup before the first connection fails with pubsub.ErrClosed when the
+// broker is closed, as one made after Close does, not with Unavailable.
+func TestClosedWhilePublishLooksUpItsStream(t *testing.T) {
+	t.Parallel()
+	b, _ := newUnconnected(t, "nats://127.0.0.1:"+strconv.Itoa(freePort(t)), natsjs.Config{PublishTimeout: time.Hour})
+	t.Cleanup(func() { _ = b.Close() })
+	pub, err := pubsub.NewPublisher[pingv1.PingRequest](b, "never")
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- pub.Publish(t.Context(), &pingv1.PingRequest{Number: 1}) }()
+	pubsubtest.WaitFor(t, "the publish to look up its stream", func() bool { return natsjs.LookingUpStream(b, "never") })
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; !errors.Is(err, pubsub.ErrClosed) {
+		t.Errorf("Publish whose broker closed during its stream's lookup = %v, want pubsub.ErrClosed", err)
+	}
+}
+
 // TestShutdownWhileNeverConnected: a subscriber waiting for the first
 // connection stops when its context is cancelled, though its DrainTimeout
 // is an hour, and Close returns nil: nothing was held that a caller was

@@ -17,3 +17,16 @@ func ExtraReleases(b *Broker) int { return extraReleases(b) }
 
 // PubAckError is pubAckError, for the package's external tests.
 var PubAckError = pubAckError
+
+// LookingUpStream reports whether a publish is setting up the stream of
+// topic on b (it holds the setup's semaphore).
+func LookingUpStream(b *Broker, topic string) bool {
+	st, ok := b.streams.Load(topic)
+	if !ok {
+		return false
+	}
+	o := &st.(*streamState).once
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return len(o.sem) == 1
+}

@@ -65,7 +65,7 @@ func (b *Broker) Publish(ctx context.Context, msg *pubsub.Message) (pubsub.Confi
 		err := b.ensureStream(setupCtx, msg.Topic, true)
 		cancel()
 		if err != nil {
-			return nil, err
+			return nil, b.setupError(msg.Topic, err)
 		}
 	}
 	select {
@@ -166,6 +166,18 @@ func (b *Broker) publishError(topic string, err error) error {
 		b.streamLost(topic) // deleted behind our back: create it again on the next publish
 	}
 	return fmt.Errorf("natsjs: publish to %s failed: %w", topic, err)
+}
+
+// setupError is the error of a publish whose stream's setup failed with
+// err: a connection closed meanwhile is pubsub.ErrClosed, as publishError
+// makes it; a *connect.Error (a stream that cannot be made) keeps its code
+// and text.
+func (b *Broker) setupError(topic string, err error) error {
+	var ce *connect.Error
+	if errors.As(err, &ce) {
+		return err
+	}
+	return b.publishError(topic, err)
 }
 
 // streamState remembers that a topic's stream was set up: by a publish,
