@@ -5,6 +5,15 @@ import "errors"
 // ErrClosed is returned by a broker that was closed.
 var ErrClosed = errors.New("pubsub: broker closed")
 
+// ErrNotSent is wrapped by the error of a publish that the broker gave up
+// before sending the message: it did not store it and will not, so
+// publishing it again makes no duplicate. natsjs fails so a publish whose
+// topic's stream it could not look up or create (before the first
+// connection to NATS, say, after NATS_PUBLISH_TIMEOUT). A publish that
+// fails without it may have been sent, and may be stored all the same (no
+// acknowledgement in time).
+var ErrNotSent = errors.New("pubsub: message not sent")
+
 // Permanent marks err as one that no retry can fix: a handler that returns
 // Permanent(err) has its message dead-lettered at once, with reason
 // [ReasonPermanent], instead of retried. Permanent(nil) is nil.

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"strings"
 	"sync"
@@ -46,6 +47,44 @@ func TestChangeWithAnUnconfirmedEvent(t *testing.T) {
 	list, err := client.ListProfiles(t.Context(), connect.NewRequest(&examplev1.ListProfilesRequest{}))
 	if err != nil || len(list.Msg.GetProfiles()) != 1 {
 		t.Fatalf("ListProfiles = %v, %v; want the saved profile", list, err)
+	}
+}
+
+// notSent is a broker that gives up every publish before sending it, as
+// natsjs does one that waited on its stream's lookup before the first
+// connection.
+type notSent struct{ pubsub.Broker }
+
+func (notSent) Publish(context.Context, *pubsub.Message) (pubsub.Confirmation, error) {
+	return nil, fmt.Errorf("%w: natsjs: failed to look up stream: context deadline exceeded", pubsub.ErrNotSent)
+}
+
+// A change whose event the broker did not send says so, not that the event
+// may still be delivered, and that the profile was saved; an unconfirmed
+// one says that it may.
+func TestChangeWithAnEventNotSent(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name   string
+		broker pubsub.Broker
+		want   string
+	}{
+		{name: "not sent", broker: notSent{mem.New()}, want: "was saved, but its change event was not sent to the broker (it will not be delivered)"},
+		{name: "unconfirmed", broker: unconfirmed{mem.New()}, want: "was saved, but the broker did not confirm its change event (it may still be delivered)"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			srv := kittest.NewServer(t, kit.Config{}, func(s *kit.Server) {
+				if err := wire(s, tc.broker); err != nil {
+					t.Fatal(err)
+				}
+			})
+			client := examplev1connect.NewProfileServiceClient(srv.HTTP2Client(), srv.URL)
+			_, err := client.CreateProfile(t.Context(), connect.NewRequest(&examplev1.CreateProfileRequest{Name: "Ada", Email: "ada@example.com"}))
+			if connect.CodeOf(err) != connect.CodeUnknown || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("err = %v, want unknown: … %s …", err, tc.want)
+			}
+		})
 	}
 }
 

@@ -171,7 +171,8 @@ func (s *profileService) ListProfileChanges(_ context.Context, req *connect.Requ
 // changed tells watchers and the broker about a change that was stored.
 // Publishing waits for the broker to store the event: if that fails, the
 // caller learns that the change is stored but its event was not confirmed
-// (on a timeout or a lost connection the broker may still store it). The
+// (on a timeout or a lost connection the broker may still store it), or
+// was not sent (pubsub.ErrNotSent: it will not be delivered). The
 // code is Unknown, not Unavailable, which clients retry: a retried create
 // would store the profile twice; it is Canceled when the caller left, and
 // DeadlineExceeded when the call's deadline passed, meanwhile. (A service
@@ -196,7 +197,11 @@ func (s *profileService) changed(ctx context.Context, kind examplev1.ProfileChan
 			// its caller saw it, still a server error for alerts.
 			code = connect.CodeDeadlineExceeded
 		}
-		return connect.NewError(code, fmt.Errorf("profile %s was saved, but the broker did not confirm its change event (it may still be delivered): %w", p.GetId(), err))
+		what := "the broker did not confirm its change event (it may still be delivered)"
+		if errors.Is(err, pubsub.ErrNotSent) {
+			what = "its change event was not sent to the broker (it will not be delivered)"
+		}
+		return connect.NewError(code, fmt.Errorf("profile %s was saved, but %s: %w", p.GetId(), what, err))
 	}
 	return nil
 }

@@ -128,7 +128,8 @@ func TestStartWhileNATSUnreachable(t *testing.T) {
 
 // TestPublishWhileNeverConnected: a publish made before the first
 // connection fails with Unavailable after NATS_PUBLISH_TIMEOUT, as during
-// a lost connection.
+// a lost connection, and says that the message was not sent
+// (pubsub.ErrNotSent): it waited on its stream's lookup.
 func TestPublishWhileNeverConnected(t *testing.T) {
 	t.Parallel()
 	b, _ := newUnconnected(t, "nats://127.0.0.1:"+strconv.Itoa(freePort(t)), natsjs.Config{PublishTimeout: 100 * time.Millisecond})
@@ -137,8 +138,9 @@ func TestPublishWhileNeverConnected(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := pub.Publish(t.Context(), &pingv1.PingRequest{Number: 1}); connect.CodeOf(err) != connect.CodeUnavailable {
-		t.Errorf("Publish while never connected = %v, want Unavailable", err)
+	err = pub.Publish(t.Context(), &pingv1.PingRequest{Number: 1})
+	if connect.CodeOf(err) != connect.CodeUnavailable || !errors.Is(err, pubsub.ErrNotSent) || !strings.Contains(err.Error(), "not sent") {
+		t.Errorf("Publish while never connected = %v, want Unavailable: pubsub: message not sent: …", err)
 	}
 }
 
@@ -159,8 +161,8 @@ func TestClosedWhilePublishLooksUpItsStream(t *testing.T) {
 	if err := b.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if err := <-done; !errors.Is(err, pubsub.ErrClosed) {
-		t.Errorf("Publish whose broker closed during its stream's lookup = %v, want pubsub.ErrClosed", err)
+	if err := <-done; !errors.Is(err, pubsub.ErrClosed) || !errors.Is(err, pubsub.ErrNotSent) {
+		t.Errorf("Publish whose broker closed during its stream's lookup = %v, want pubsub.ErrClosed, not sent", err)
 	}
 }
 

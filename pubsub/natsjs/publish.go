@@ -169,15 +169,16 @@ func (b *Broker) publishError(topic string, err error) error {
 }
 
 // setupError is the error of a publish whose stream's setup failed with
-// err: a connection closed meanwhile is pubsub.ErrClosed, as publishError
-// makes it; a *connect.Error (a stream that cannot be made) keeps its code
-// and text.
+// err: the message was not sent (pubsub.ErrNotSent), as before the first
+// connection, when the publish waited on the lookup until
+// NATS_PUBLISH_TIMEOUT. A connection closed meanwhile is pubsub.ErrClosed,
+// as publishError makes it; a *connect.Error (a stream that cannot be
+// made) keeps its code, outermost.
 func (b *Broker) setupError(topic string, err error) error {
-	var ce *connect.Error
-	if errors.As(err, &ce) {
-		return err
+	if ce, ok := err.(*connect.Error); ok {
+		return connect.NewError(ce.Code(), fmt.Errorf("%w: %w", pubsub.ErrNotSent, ce.Unwrap()))
 	}
-	return b.publishError(topic, err)
+	return fmt.Errorf("%w: %w", pubsub.ErrNotSent, b.publishError(topic, err))
 }
 
 // streamState remembers that a topic's stream was set up: by a publish,
