@@ -404,7 +404,7 @@ func (e *refusedError) Is(target error) bool { return target == ErrBreakerOpen }
 func (b *breakers) WrapUnary(next connect.UnaryFunc) connect.UnaryFunc {
 	return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
 		spec := req.Spec()
-		if !spec.IsClient || msgctx.ForCall(ctx, spec, connect.Peer{}) != nil || ctx.Err() != nil {
+		if !spec.IsClient || msgctx.ForRequest(ctx, req) != nil || ctx.Err() != nil {
 			// A call whose context is done fails without leaving the
 			// client, and tells nothing of the server.
 			return next(ctx, req)

@@ -166,9 +166,23 @@ func newLimitConfig(opts []LimitOption) limitConfig {
 	return cfg
 }
 
-// limited reports whether a server call of spec, in ctx, is subject to the
-// limit: not a client's, not an exempt procedure, not a pubsub delivery.
+// limited reports whether a streaming server call of spec, in ctx, is
+// subject to the limit: not a client's, not an exempt procedure, not a
+// pubsub delivery.
 func (c *limitConfig) limited(ctx context.Context, spec connect.Spec, peer connect.Peer) bool {
+	return c.limitedProcedure(spec) && msgctx.ForCall(ctx, spec, peer) == nil
+}
+
+// limitedUnary is limited for a unary call, which pubsub's request of a
+// delivery tells for one whatever its context (an interceptor before may
+// have called on with a context of its own).
+func (c *limitConfig) limitedUnary(ctx context.Context, req connect.AnyRequest) bool {
+	return c.limitedProcedure(req.Spec()) && msgctx.ForRequest(ctx, req) == nil
+}
+
+// limitedProcedure reports whether a call of spec is subject to the limit
+// unless it is a pubsub delivery: not a client's, not an exempt procedure.
+func (c *limitConfig) limitedProcedure(spec connect.Spec) bool {
 	if spec.IsClient {
 		return false
 	}
@@ -177,10 +191,7 @@ func (c *limitConfig) limited(ctx context.Context, spec connect.Spec, peer conne
 			return false
 		}
 	}
-	if slices.Contains(c.exemptMethods, spec.Procedure) {
-		return false
-	}
-	return msgctx.ForCall(ctx, spec, peer) == nil
+	return !slices.Contains(c.exemptMethods, spec.Procedure)
 }
 
 type rateLimiter struct {
@@ -222,8 +233,8 @@ const maxRetryAfter = 24 * 60 * 60
 
 func (r *rateLimiter) WrapUnary(next connect.UnaryFunc) connect.UnaryFunc {
 	return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
-		if spec := req.Spec(); r.limited(ctx, spec, req.Peer()) {
-			if err := r.admit(spec.Procedure); err != nil {
+		if r.limitedUnary(ctx, req) {
+			if err := r.admit(req.Spec().Procedure); err != nil {
 				return nil, err
 			}
 		}
@@ -259,7 +270,7 @@ func (l *inFlightLimiter) refuse() error {
 
 func (l *inFlightLimiter) WrapUnary(next connect.UnaryFunc) connect.UnaryFunc {
 	return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
-		if !l.limited(ctx, req.Spec(), req.Peer()) {
+		if !l.limitedUnary(ctx, req) {
 			return next(ctx, req)
 		}
 		if l.running.Add(1) > l.max {

@@ -322,7 +322,7 @@ func (r *retrier) succeeded(b *retryBudget) {
 func (r *retrier) WrapUnary(next connect.UnaryFunc) connect.UnaryFunc {
 	return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
 		spec := req.Spec()
-		if !spec.IsClient || msgctx.ForCall(ctx, spec, connect.Peer{}) != nil {
+		if !spec.IsClient || msgctx.ForRequest(ctx, req) != nil {
 			return next(ctx, req)
 		}
 		if h := req.Header(); h[PreviousAttemptsHeader] != nil {

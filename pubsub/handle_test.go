@@ -16,6 +16,8 @@ import (
 	"github.com/connectkit/connectkit/pubsub"
 	"github.com/connectkit/connectkit/pubsub/mem"
 	"github.com/connectkit/connectkit/pubsub/pubsubtest"
+	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/time/rate"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -370,4 +372,106 @@ func TestRunUnderAClientContext(t *testing.T) {
 	if !strings.Contains(dl.Error, "creating a new context in an interceptor is prohibited") {
 		t.Errorf("dead letter's error %q, want connect's refusal of a client context", dl.Error)
 	}
+}
+
+// TestResilienceKnowsAMessageWithoutItsContext checks that Retry,
+// CircuitBreaker and RateLimit, after an interceptor that calls on with a
+// context of its own, still know a publish and a delivery for messages, as
+// Logging does (TestChainKnowsAMessageWithoutItsContext): Retry does not
+// retry a publish, the breaker does not count it, the rate limit does not
+// refuse a delivery.
+func TestResilienceKnowsAMessageWithoutItsContext(t *testing.T) {
+	t.Parallel()
+	detach := connect.UnaryInterceptorFunc(func(next connect.UnaryFunc) connect.UnaryFunc {
+		return func(_ context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
+			return next(context.Background(), req)
+		}
+	})
+	logger := slog.New(slog.DiscardHandler)
+	t.Run("retry", func(t *testing.T) {
+		t.Parallel()
+		m := mem.New()
+		t.Cleanup(func() { _ = m.Close() })
+		b := &failingFirst{Broker: m}
+		retry, err := interceptors.Retry(logger, prometheus.NewRegistry(), interceptors.RetryBackoff(time.Millisecond, time.Millisecond, 1))
+		if err != nil {
+			t.Fatal(err)
+		}
+		pub, err := pubsub.NewPublisher[pingv1.PingRequest](b, "detached", pubsub.WithClientOptions(connect.WithInterceptors(detach, retry)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := pub.Publish(t.Context(), &pingv1.PingRequest{}); !errors.Is(err, interceptors.ErrNotSent) {
+			t.Errorf("Publish = %v, want the broker's first error, not retried", err)
+		}
+		if n := b.calls.Load(); n != 1 {
+			t.Errorf("the broker took %d publishes, want 1", n)
+		}
+	})
+	t.Run("breaker", func(t *testing.T) {
+		t.Parallel()
+		b := mem.New()
+		_ = b.Close()
+		breaker, err := interceptors.CircuitBreaker(logger, prometheus.NewRegistry(), interceptors.BreakerConsecutiveFailures(1))
+		if err != nil {
+			t.Fatal(err)
+		}
+		pub, err := pubsub.NewPublisher[pingv1.PingRequest](b, "detached", pubsub.WithClientOptions(connect.WithInterceptors(detach, breaker)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := range 3 {
+			if err := pub.Publish(t.Context(), &pingv1.PingRequest{}); !errors.Is(err, pubsub.ErrClosed) {
+				t.Errorf("Publish %d to a closed broker = %v, want pubsub.ErrClosed, not the breaker's refusal", i, err)
+			}
+		}
+	})
+	t.Run("rate limit", func(t *testing.T) {
+		t.Parallel()
+		b := mem.New()
+		t.Cleanup(func() { _ = b.Close() })
+		var handled atomic.Int32
+		sub, err := pubsub.NewSubscriber(b, "detached", "s", func(context.Context, *pingv1.PingRequest) error {
+			handled.Add(1)
+			return nil
+		}, pubsub.WithHandlerOptions(connect.WithInterceptors(detach, interceptors.RateLimit(rate.Every(time.Hour), 1))),
+			pubsub.WithDelivery(pubsub.DeliveryConfig{MaxAttempts: 1}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		pubsubtest.Start(t, sub)
+		pub, err := pubsub.NewPublisher[pingv1.PingRequest](b, "detached")
+		if err != nil {
+			t.Fatal(err)
+		}
+		for range 2 {
+			if err := pub.Publish(t.Context(), &pingv1.PingRequest{}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		deadLettered := func() bool {
+			for range b.DeadLetters(t.Context(), "detached", "") {
+				return true
+			}
+			return false
+		}
+		pubsubtest.WaitFor(t, "both deliveries", func() bool { return handled.Load() == 2 || deadLettered() })
+		if deadLettered() {
+			t.Errorf("a delivery was dead-lettered (%d handled): the rate limit refused it", handled.Load())
+		}
+	})
+}
+
+// failingFirst is a broker whose first publish fails without sending the
+// message, as Retry retries whatever the method.
+type failingFirst struct {
+	pubsub.Broker
+	calls atomic.Int32
+}
+
+func (f *failingFirst) Publish(ctx context.Context, msg *pubsub.Message) (pubsub.Confirmation, error) {
+	if f.calls.Add(1) == 1 {
+		return nil, connect.NewError(connect.CodeUnavailable, interceptors.ErrNotSent)
+	}
+	return f.Broker.Publish(ctx, msg)
 }
