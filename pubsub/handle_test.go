@@ -13,6 +13,7 @@ import (
 	"connectrpc.com/connect"
 	"github.com/connectkit/connectkit/interceptors"
 	pingv1 "github.com/connectkit/connectkit/internal/gen/connectkit/ping/v1"
+	"github.com/connectkit/connectkit/internal/gen/connectkit/ping/v1/pingv1connect"
 	"github.com/connectkit/connectkit/pubsub"
 	"github.com/connectkit/connectkit/pubsub/mem"
 	"github.com/connectkit/connectkit/pubsub/pubsubtest"
@@ -474,4 +475,70 @@ func (f *failingFirst) Publish(ctx context.Context, msg *pubsub.Message) (pubsub
 		return nil, connect.NewError(connect.CodeUnavailable, interceptors.ErrNotSent)
 	}
 	return f.Broker.Publish(ctx, msg)
+}
+
+// TestHandlerCallsAnRPCWithItsContext checks that a handler's RPC made
+// with the delivery's context passes connect's check of the client's call
+// info, which the delivery's context answers without walking the contexts
+// below it (chainKeys), and that one made with a connect.NewClientContext
+// of it sends that call info's headers.
+func TestHandlerCallsAnRPCWithItsContext(t *testing.T) {
+	t.Parallel()
+	b := mem.New()
+	t.Cleanup(func() { _ = b.Close() })
+	noop := connect.UnaryInterceptorFunc(func(next connect.UnaryFunc) connect.UnaryFunc { return next })
+	sent := make(chan http.Header, 2)
+	client := connect.NewClient[pingv1.PingRequest, pingv1.PingResponse](recordingHTTP(sent),
+		"http://svc"+pingv1connect.PingServicePingProcedure, connect.WithInterceptors(noop))
+	errs := make(chan error, 2)
+	sub, err := pubsub.NewSubscriber(b, "rpc", "s", func(ctx context.Context, _ *pingv1.PingRequest) error {
+		_, err := client.CallUnary(ctx, connect.NewRequest(&pingv1.PingRequest{}))
+		errs <- err
+		clientCtx, call := connect.NewClientContext(ctx)
+		call.RequestHeader().Set("X-Through", "call-info")
+		_, err = client.CallUnary(clientCtx, connect.NewRequest(&pingv1.PingRequest{}))
+		errs <- err
+		return nil
+	}, pubsub.WithHandlerOptions(connect.WithInterceptors(noop)), pubsub.WithDelivery(pubsub.DeliveryConfig{MaxAttempts: 1}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pubsubtest.Start(t, sub)
+	pub, err := pubsub.NewPublisher[pingv1.PingRequest](b, "rpc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := pub.Publish(t.Context(), &pingv1.PingRequest{}); err != nil {
+		t.Fatal(err)
+	}
+	var dead []string
+	pubsubtest.WaitFor(t, "the handler's RPCs", func() bool {
+		for dl := range b.DeadLetters(t.Context(), "rpc", "") {
+			dead = append(dead, dl.Error)
+		}
+		return len(errs) == 2 || len(dead) > 0
+	})
+	if len(dead) > 0 {
+		t.Fatalf("the delivery was dead-lettered: %q", dead)
+	}
+	for i, through := range []string{"", "call-info"} {
+		if err := <-errs; !errors.Is(err, errRecorded) {
+			t.Fatalf("RPC %d from the handler = %v, want it sent", i, err)
+		}
+		if h := <-sent; h.Get("X-Through") != through {
+			t.Errorf("RPC %d sent X-Through %q, want %q", i, h.Get("X-Through"), through)
+		}
+	}
+}
+
+// errRecorded is the error of every request of recordingHTTP.
+var errRecorded = errors.New("recorded")
+
+// recordingHTTP is an HTTP client that sends each request's headers to its
+// channel, and fails it.
+type recordingHTTP chan http.Header
+
+func (r recordingHTTP) Do(req *http.Request) (*http.Response, error) {
+	r <- req.Header.Clone()
+	return nil, errRecorded
 }
