@@ -35,6 +35,21 @@ func publishRaw(tb testing.TB, b pubsub.Broker, msg *pubsub.Message) {
 	}
 }
 
+// publishPings publishes n empty PingRequests to topic on b, through a
+// publisher of its own.
+func publishPings(tb testing.TB, b pubsub.Broker, topic string, n int) {
+	tb.Helper()
+	pub, err := pubsub.NewPublisher[pingv1.PingRequest](b, topic)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	for range n {
+		if err := pub.Publish(tb.Context(), &pingv1.PingRequest{}); err != nil {
+			tb.Fatal(err)
+		}
+	}
+}
+
 // deadLettersOf waits for n dead letters of topic and returns them.
 func deadLettersOf(tb testing.TB, b pubsub.Broker, topic string, n int) []*pubsub.DeadLetter {
 	tb.Helper()
@@ -441,15 +456,7 @@ func TestResilienceKnowsAMessageWithoutItsContext(t *testing.T) {
 			t.Fatal(err)
 		}
 		pubsubtest.Start(t, sub)
-		pub, err := pubsub.NewPublisher[pingv1.PingRequest](b, "detached")
-		if err != nil {
-			t.Fatal(err)
-		}
-		for range 2 {
-			if err := pub.Publish(t.Context(), &pingv1.PingRequest{}); err != nil {
-				t.Fatal(err)
-			}
-		}
+		publishPings(t, b, "detached", 2)
 		deadLettered := func() bool {
 			for range b.DeadLetters(t.Context(), "detached", "") {
 				return true
@@ -504,13 +511,7 @@ func TestHandlerCallsAnRPCWithItsContext(t *testing.T) {
 		t.Fatal(err)
 	}
 	pubsubtest.Start(t, sub)
-	pub, err := pubsub.NewPublisher[pingv1.PingRequest](b, "rpc")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := pub.Publish(t.Context(), &pingv1.PingRequest{}); err != nil {
-		t.Fatal(err)
-	}
+	publishPings(t, b, "rpc", 1)
 	var dead []string
 	pubsubtest.WaitFor(t, "the handler's RPCs", func() bool {
 		for dl := range b.DeadLetters(t.Context(), "rpc", "") {
