@@ -52,8 +52,8 @@ func TestPubsubMetricsConcurrent(t *testing.T) {
 		wg.Go(func() {
 			for i := range rounds {
 				topic := topics[(g+i)%len(topics)]
-				m.observe(&msgctx.Info{Operation: msgctx.Publish, Topic: topic}, time.Now(), nil)
-				m.observe(&msgctx.Info{Operation: msgctx.Process, Topic: topic, Subscription: "s"}, time.Now(), nil)
+				m.observe(t.Context(), &msgctx.Info{Operation: msgctx.Publish, Topic: topic}, time.Now(), nil)
+				m.observe(t.Context(), &msgctx.Info{Operation: msgctx.Process, Topic: topic, Subscription: "s"}, time.Now(), nil)
 			}
 		})
 	}
