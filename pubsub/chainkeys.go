@@ -44,7 +44,14 @@ func knownValuesOf(ctx context.Context, keys []any) *knownValues {
 // chainKeys returns the keys that connect's chain looks up in a call's
 // context before an interceptor runs, taken from a chain of connect's own:
 // none if its first interceptor ran (a connect that looks nothing up).
-var chainKeys = sync.OnceValue(func() []any {
+var chainKeys = sync.OnceValue(func() (keys []any) {
+	// A connect whose check panics on the probe's values: no keys, rather
+	// than a panic in every Run (sync.OnceValue panics again each time).
+	defer func() {
+		if recover() != nil {
+			keys = nil
+		}
+	}()
 	reached := false
 	chain := probeChain(connect.UnaryInterceptorFunc(func(connect.UnaryFunc) connect.UnaryFunc {
 		return func(context.Context, connect.AnyRequest) (connect.AnyResponse, error) {
