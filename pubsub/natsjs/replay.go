@@ -46,41 +46,49 @@ func (p *replayPosition) settled(seq uint64) {
 // resume returns the sequence a consumer made again begins with, 0 for the
 // start of the topic (nothing delivered yet, or the stream was created
 // again since: its sequences are other messages'), and forgets the
-// deliveries so far, whose verdicts the new consumer drops.
-func (p *replayPosition) resume(streamCreated time.Time, lastSeq uint64) uint64 {
+// deliveries so far, whose verdicts the new consumer drops. anew reports
+// whether the replay begins again with this stream (at its first start, or
+// the stream was created again or holds fewer messages), so that its
+// backlog is the stream's as it is now.
+func (p *replayPosition) resume(streamCreated time.Time, lastSeq uint64) (from uint64, anew bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	from := p.next
+	from = p.next
 	for seq := range p.outstanding {
 		from = min(from, seq)
 	}
 	clear(p.outstanding)
 	if !p.stream.Equal(streamCreated) || from > lastSeq+1 {
-		from = 0
+		from, anew = 0, true
 	}
 	p.stream = streamCreated
 	p.next = from
-	return from
+	return from, anew
 }
 
 // replayConfig makes conf the configuration of a replay's own consumer (see
-// Subscribe), and notes the stream's last sequence: the backlog that
-// CaughtUp waits for. A consumer made again resumes where the one before
-// it was (see replayPosition).
+// Subscribe), and notes the stream's last sequence at the replay's start:
+// the backlog that CaughtUp waits for. A consumer made again resumes where
+// the one before it was (see replayPosition), and waits for the same
+// backlog, not for the messages published since (unless the replay begins
+// again, on a stream created again).
 func (c *consumer) replayConfig(ctx context.Context, stream string, conf *jetstream.ConsumerConfig) error {
 	s, err := c.b.js.Stream(ctx, stream)
 	if err != nil {
 		return fmt.Errorf("natsjs: failed to look up stream %s: %w", stream, err)
 	}
 	info := s.CachedInfo()
-	c.upTo.Store(info.State.LastSeq)
 	conf.Durable = ""
 	conf.Name = c.name
 	conf.Description = "pubsub replaying subscription " + c.cfg.Subscription + " of " + c.cfg.Topic + ", one instance's"
 	conf.InactiveThreshold = c.b.cfg.ReplayInactiveThreshold
 	conf.MemoryStorage = true
 	conf.Replicas = 1
-	if from := c.pos.resume(info.Created, info.State.LastSeq); from > 0 {
+	from, anew := c.pos.resume(info.Created, info.State.LastSeq)
+	if anew {
+		c.upTo.Store(info.State.LastSeq)
+	}
+	if from > 0 {
 		conf.DeliverPolicy = jetstream.DeliverByStartSequencePolicy
 		conf.OptStartSeq = from
 	} else if !c.cfg.ReplaySince.IsZero() {

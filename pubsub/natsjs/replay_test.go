@@ -148,3 +148,72 @@ func TestReplayResumesWhenMadeAgain(t *testing.T) {
 		}
 	}
 }
+
+// TestReplayBacklogOfItsStart: a replay's consumer made again while it
+// replays waits for the backlog that the topic held when Run subscribed,
+// not for the messages published since: Check passes once those are
+// handled, though a message published after the start is still being
+// handled.
+func TestReplayBacklogOfItsStart(t *testing.T) {
+	t.Parallel()
+	b := newEmbedded(t)
+	const topic = "replay.backlog"
+	pub, err := pubsub.NewPublisher[pingv1.PingRequest](b, topic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	publish := func(id string) {
+		t.Helper()
+		if err := pub.Publish(t.Context(), &pingv1.PingRequest{}, pubsub.WithMessageID(id)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, id := range []string{"m-0", "m-1", "m-2", "m-3", "m-4"} {
+		publish(id)
+	}
+	gate, hold := make(chan struct{}), make(chan struct{})
+	entered := make(chan struct{}, 1)
+	sub, err := pubsub.NewSubscriber(b, topic, "search", func(ctx context.Context, _ *pingv1.PingRequest) error {
+		info, _ := pubsub.MessageInfoFrom(ctx)
+		switch info.ID {
+		case "m-2": // the replay is under way
+			select {
+			case entered <- struct{}{}:
+			default:
+			}
+			<-gate
+		case "late": // published after the start: handled after
+			<-hold
+		}
+		return nil
+	}, pubsub.WithReplay(), pubsub.WithDelivery(pubsub.DeliveryConfig{Concurrency: 1}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Not pubsubtest.Start, which waits for Check to pass.
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- sub.Run(ctx) }()
+	t.Cleanup(func() {
+		close(hold)
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run = %v, want nil", err)
+		}
+	})
+	<-entered
+	publish("late")
+	stream, err := b.JetStream().StreamNameBySubject(t.Context(), topic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	names := consumerNames(t, b, topic)
+	if err := b.JetStream().DeleteConsumer(t.Context(), stream, names[0]); err != nil {
+		t.Fatal(err)
+	}
+	close(gate) // the consumer is made again once the deliveries waiting for the handler return
+	pubsubtest.WaitFor(t, "the consumer to be made again", func() bool { return len(consumerNames(t, b, topic)) == 1 })
+	pubsubtest.WaitFor(t, "Check to pass with m-0..m-4 handled and 'late' in its handler", func() bool {
+		return sub.Check(t.Context()) == nil
+	})
+}
