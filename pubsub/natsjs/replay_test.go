@@ -91,6 +91,39 @@ func TestReplayConsumerGone(t *testing.T) {
 	})
 }
 
+// publisherOf returns a function that publishes an empty PingRequest with
+// the given message id to topic on b.
+func publisherOf(t *testing.T, b *natsjs.Broker, topic string) func(id string) {
+	t.Helper()
+	pub, err := pubsub.NewPublisher[pingv1.PingRequest](b, topic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return func(id string) {
+		t.Helper()
+		if err := pub.Publish(t.Context(), &pingv1.PingRequest{}, pubsub.WithMessageID(id)); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// deleteConsumer deletes the one consumer of topic's stream on b, as the
+// server deletes a replay's consumer inactive for ReplayInactiveThreshold.
+func deleteConsumer(t *testing.T, b *natsjs.Broker, topic string) {
+	t.Helper()
+	stream, err := b.JetStream().StreamNameBySubject(t.Context(), topic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	names := consumerNames(t, b, topic)
+	if len(names) != 1 {
+		t.Fatalf("consumers of %s: %q, want one", topic, names)
+	}
+	if err := b.JetStream().DeleteConsumer(t.Context(), stream, names[0]); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // TestReplayResumesWhenMadeAgain: a replay's consumer deleted while it runs
 // (as the server deletes one inactive for ReplayInactiveThreshold while
 // the connection is down) is made again where it was: the handlers do not
@@ -99,16 +132,7 @@ func TestReplayResumesWhenMadeAgain(t *testing.T) {
 	t.Parallel()
 	b := newEmbedded(t)
 	const topic = "replay.healed"
-	pub, err := pubsub.NewPublisher[pingv1.PingRequest](b, topic)
-	if err != nil {
-		t.Fatal(err)
-	}
-	publish := func(id string) {
-		t.Helper()
-		if err := pub.Publish(t.Context(), &pingv1.PingRequest{}, pubsub.WithMessageID(id)); err != nil {
-			t.Fatal(err)
-		}
-	}
+	publish := publisherOf(t, b, topic)
 	ids := []string{"m-0", "m-1", "m-2", "m-3", "m-4"}
 	for _, id := range ids {
 		publish(id)
@@ -131,14 +155,7 @@ func TestReplayResumesWhenMadeAgain(t *testing.T) {
 		t.Fatal(err)
 	}
 	pubsubtest.Start(t, sub)
-	stream, err := b.JetStream().StreamNameBySubject(t.Context(), topic)
-	if err != nil {
-		t.Fatal(err)
-	}
-	names := consumerNames(t, b, topic)
-	if err := b.JetStream().DeleteConsumer(t.Context(), stream, names[0]); err != nil {
-		t.Fatal(err)
-	}
+	deleteConsumer(t, b, topic)
 	pubsubtest.WaitFor(t, "the consumer to be made again", func() bool { return len(consumerNames(t, b, topic)) == 1 })
 	publish("after")
 	pubsubtest.WaitFor(t, "the message published after", func() bool { return count("after") == 1 })
@@ -158,16 +175,7 @@ func TestReplayBacklogOfItsStart(t *testing.T) {
 	t.Parallel()
 	b := newEmbedded(t)
 	const topic = "replay.backlog"
-	pub, err := pubsub.NewPublisher[pingv1.PingRequest](b, topic)
-	if err != nil {
-		t.Fatal(err)
-	}
-	publish := func(id string) {
-		t.Helper()
-		if err := pub.Publish(t.Context(), &pingv1.PingRequest{}, pubsub.WithMessageID(id)); err != nil {
-			t.Fatal(err)
-		}
-	}
+	publish := publisherOf(t, b, topic)
 	for _, id := range []string{"m-0", "m-1", "m-2", "m-3", "m-4"} {
 		publish(id)
 	}
@@ -203,14 +211,7 @@ func TestReplayBacklogOfItsStart(t *testing.T) {
 	})
 	<-entered
 	publish("late")
-	stream, err := b.JetStream().StreamNameBySubject(t.Context(), topic)
-	if err != nil {
-		t.Fatal(err)
-	}
-	names := consumerNames(t, b, topic)
-	if err := b.JetStream().DeleteConsumer(t.Context(), stream, names[0]); err != nil {
-		t.Fatal(err)
-	}
+	deleteConsumer(t, b, topic)
 	close(gate) // the consumer is made again once the deliveries waiting for the handler return
 	pubsubtest.WaitFor(t, "the consumer to be made again", func() bool { return len(consumerNames(t, b, topic)) == 1 })
 	pubsubtest.WaitFor(t, "Check to pass with m-0..m-4 handled and 'late' in its handler", func() bool {
