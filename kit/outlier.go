@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"connectrpc.com/connect"
+	"github.com/connectkit/connectkit/internal/msgctx"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -286,6 +287,11 @@ type outlierInterceptor struct{}
 
 func (outlierInterceptor) WrapUnary(next connect.UnaryFunc) connect.UnaryFunc {
 	return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
+		if r, ok := req.(msgctx.Request); ok && r.MessageInfo() != nil {
+			// A publish, which no HTTP client carries: no slot (an
+			// allocation a message; BENCHMARKS.md section 7).
+			return next(ctx, req)
+		}
 		slot := &outlierSlot{Context: ctx}
 		resp, err := next(slot, req)
 		slot.report(err)

@@ -16,6 +16,9 @@ import (
 	"time"
 
 	"connectrpc.com/connect"
+	"google.golang.org/protobuf/types/known/emptypb"
+
+	"github.com/connectkit/connectkit/internal/msgctx"
 )
 
 // frame returns an envelope of the gRPC-Web and Connect stream framing.
@@ -377,5 +380,33 @@ func TestOutlierBodyVerdicts(t *testing.T) {
 			}
 			checkFails(t, a, tc.want)
 		})
+	}
+}
+
+// publishLike is a request of pubsub's, which presents a publish to the
+// client chain.
+type publishLike struct {
+	connect.AnyRequest
+	info msgctx.Info
+}
+
+func (r *publishLike) MessageInfo() *msgctx.Info { return &r.info }
+
+// TestOutlierInterceptorSkipsMessages: a publish presented to the client
+// chain gets no slot in its context (an allocation a message, which no
+// HTTP client would read), while a call does.
+func TestOutlierInterceptorSkipsMessages(t *testing.T) {
+	t.Parallel()
+	var slotted bool
+	judge := outlierInterceptor{}.WrapUnary(func(ctx context.Context, _ connect.AnyRequest) (connect.AnyResponse, error) {
+		_, slotted = ctx.Value(outlierSlotKey{}).(*outlierSlot)
+		return nil, nil
+	})
+	call := connect.NewRequest(&emptypb.Empty{})
+	if _, _ = judge(t.Context(), call); !slotted {
+		t.Error("a call got no slot")
+	}
+	if _, _ = judge(t.Context(), &publishLike{AnyRequest: call, info: msgctx.Info{Operation: msgctx.Publish, Topic: "t"}}); slotted {
+		t.Error("a publish got a slot")
 	}
 }
