@@ -84,6 +84,9 @@ func (s *Server) buildChains() error {
 		return errors.New(`kit: TracePublicEndpoint (KIT_TRACE_PUBLIC_ENDPOINT) "true": interceptors.WithoutTracing leaves kit's chain without tracing, which it configures; give interceptors.WithPublicEndpoint() to your own Tracing instead`)
 	}
 	s.routes.echoIDs = chain.RequestID != nil
+	if s.routes.echoIDs {
+		s.routes.rejected = s.rejected
+	}
 	own := compose(chain.Tracing, chain.RequestID, chain.Logging, chain.Metrics, rateLimit, inFlight,
 		chain.Recovery, deadlines, limit, chain.Validation)
 	s.serverChain = append([]connect.Interceptor{own}, s.opts.interceptors...)

@@ -79,9 +79,10 @@ type Server struct {
 	// timeout.
 	calls     context.Context
 	cutCalls  context.CancelCauseFunc
-	unknown   unknownPaths  // the mux's "/": what no other path matches
-	sendStall time.Duration // sendStallTimeout; shorter in tests
-	cutGrace  time.Duration // closeGrace; longer in tests (see cutCallsAndClose)
+	unknown   unknownPaths   // the mux's "/": what no other path matches
+	rejected  *rejectedCalls // the calls answered without the chain
+	sendStall time.Duration  // sendStallTimeout; shorter in tests
+	cutGrace  time.Duration  // closeGrace; longer in tests (see cutCallsAndClose)
 
 	clientTLS        *tls.Config // of HTTPClient's https:// connections; nil: the defaults
 	httpClientMu     sync.Mutex
@@ -135,6 +136,9 @@ func newServer(cfg Config, opts []Option) (*Server, error) {
 	}
 	var err error
 	if s.unknown.calls, err = newUnknownCalls(s.registry); err != nil {
+		return s, err
+	}
+	if s.rejected, err = newRejectedCalls(s.registry, s.logger); err != nil {
 		return s, err
 	}
 	if s.outlierMetrics, err = newOutlierMetrics(s.registry); err != nil {

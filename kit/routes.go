@@ -37,6 +37,9 @@ type routes struct {
 	// request ids (interceptors.RequestID): an HTTP/1.x call to a mounted
 	// service then gets its id here (see connctx.State.EchoRequestID).
 	echoIDs bool
+	// rejected observes the calls that connect answered without the
+	// chain (see rejectedCalls); set with echoIDs, nil without it.
+	rejected *rejectedCalls
 
 	mu     sync.Mutex // held while mounting
 	others []string   // the other patterns mounted, each a path
@@ -110,7 +113,9 @@ func (rt *routes) serve(w http.ResponseWriter, r *http.Request, c *connctx.State
 		if r.ProtoMajor == 1 && c != nil && rt.echoIDs {
 			c.EchoRequestID(r.Header, w.Header())
 			h.ServeHTTP(w, r)
-			c.Served()
+			if !c.Served() {
+				rt.rejected.observe(w.Header(), r)
+			}
 			return
 		}
 		h.ServeHTTP(w, r)

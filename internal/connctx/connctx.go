@@ -52,6 +52,10 @@ type echoed struct {
 	header   http.Header // the request's, compared by identity
 	incoming string      // the request's X-Request-Id as it arrived
 	value    [1]string   // the id, as the response header's value
+	// chained is set when the RequestID interceptor found the record
+	// ([EchoedRequestID]): the call reached kit's chain. Atomic for the
+	// same reason as State.echoed.
+	chained atomic.Bool
 }
 
 // EchoRequestID gives the HTTP/1.x request whose header is req a request
@@ -78,8 +82,15 @@ func (s *State) EchoRequestID(req, resp http.Header) {
 	s.echoed.Store(e)
 }
 
-// Served ends what [State.EchoRequestID] recorded.
-func (s *State) Served() { s.echoed.Store(nil) }
+// Served ends what [State.EchoRequestID] recorded, and reports whether
+// the request reached kit's interceptor chain: whether the RequestID
+// interceptor found its id ([EchoedRequestID]). A call that connect
+// rejected before its chain (a message that does not decode, an
+// unsupported content type) did not.
+func (s *State) Served() (chained bool) {
+	e := s.echoed.Swap(nil)
+	return e != nil && e.chained.Load()
+}
 
 // EchoedRequestID returns the request id that kit's server already wrote
 // into the response header of the request whose header is req, if ctx's
@@ -105,6 +116,7 @@ func EchoedRequestID(ctx context.Context, req http.Header) (string, bool) {
 	if reflect.ValueOf(e.header).Pointer() != reflect.ValueOf(req).Pointer() && header.Get(req, requestid.Header) != e.incoming {
 		return "", false
 	}
+	e.chained.Store(true)
 	return e.value[0], true
 }
 

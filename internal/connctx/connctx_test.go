@@ -55,3 +55,33 @@ func TestEchoedRequestID(t *testing.T) {
 		t.Errorf("for an invalid id, EchoedRequestID = %q, %v and the response has %q; want one new id", id, ok, resp.Get("X-Request-Id"))
 	}
 }
+
+// Served reports whether EchoedRequestID found the request's id, that is
+// whether the call reached the chain's RequestID interceptor.
+func TestServedReportsChained(t *testing.T) {
+	t.Parallel()
+	ctx := NewContext(context.Background())
+	s := FromContext(ctx)
+	req := http.Header{"X-Request-Id": {"abc"}}
+	s.EchoRequestID(req, http.Header{})
+	if s.Served() {
+		t.Error("Served = true for a request whose id no interceptor looked up")
+	}
+	s.EchoRequestID(req, http.Header{})
+	if _, ok := EchoedRequestID(ctx, http.Header{"X-Request-Id": {"other"}}); ok {
+		t.Fatal("EchoedRequestID found another request's id")
+	}
+	if s.Served() {
+		t.Error("Served = true after a lookup for another request")
+	}
+	s.EchoRequestID(req, http.Header{})
+	if _, ok := EchoedRequestID(ctx, req); !ok {
+		t.Fatal("EchoedRequestID did not find the id")
+	}
+	if !s.Served() {
+		t.Error("Served = false for a request whose id the interceptor found")
+	}
+	if s.Served() {
+		t.Error("Served = true with no request recorded")
+	}
+}

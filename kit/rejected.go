@@ -1,0 +1,210 @@
+package kit
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/connectkit/connectkit/internal/header"
+	"github.com/connectkit/connectkit/internal/requestid"
+)
+
+// rejectedCalls observes the calls to a mounted procedure whose response
+// was written without kit's interceptor chain ever running: connect
+// answers some calls before it (a unary message that does not decode, an
+// unsupported content type or compression, a GET of a method with side
+// effects, unary gRPC without a message), and kit's serving answers a
+// Connect unary body over MaxRequestBytes itself. Logging and Metrics never
+// see them, so they are counted in kit_rejected_calls_total and logged at
+// warn, at most [rejectedLinesPerSecond] lines a second.
+//
+// A call reached the chain when the RequestID interceptor saw it: over
+// HTTP/1.x, when kit's routes echoed its request id, the connection's
+// State records that the interceptor found it (connctx.State.Served);
+// otherwise its response carries the X-Request-Id that the interceptor
+// gave it, in its header or trailers. So on a served call the check costs a
+// flag and one or two lookups in the response header; without the RequestID
+// interceptor (kit.WithoutDefaultInterceptors, interceptors.WithoutRequestID)
+// nothing is observed.
+type rejectedCalls struct {
+	vec    *prometheus.CounterVec
+	logger *slog.Logger
+
+	// procedures holds the mounted procedures' labels by path
+	// ("/pkg.Service/Method"), copied on every Mount.
+	procedures atomic.Pointer[map[string]procedureLabels]
+	mu         sync.Mutex // held while mounting
+
+	lines lineLimiter
+}
+
+// procedureLabels are a mounted procedure's grpc_service and grpc_method.
+type procedureLabels struct{ service, method string }
+
+// rejectedLinesPerSecond bounds the warn lines of rejected calls: a client
+// flooding the port with malformed calls would otherwise write a line for
+// each. The counter counts them all.
+const rejectedLinesPerSecond = 10
+
+func newRejectedCalls(reg prometheus.Registerer, logger *slog.Logger) (*rejectedCalls, error) {
+	vec := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "kit_rejected_calls_total",
+		Help: "Calls to a mounted procedure answered before kit's interceptor chain ran (a message that does not decode, an unsupported content type or compression, a body over the limit), which grpc_server_* do not count, by protocol and, where the response shows it (gRPC, gRPC-Web), gRPC code.",
+	}, []string{"grpc_service", "grpc_method", "protocol", "grpc_code"})
+	if err := reg.Register(vec); err != nil {
+		var already prometheus.AlreadyRegisteredError
+		if !errors.As(err, &already) {
+			return nil, fmt.Errorf("kit: metrics registry: %w", err)
+		}
+		existing, ok := already.ExistingCollector.(*prometheus.CounterVec)
+		if !ok {
+			return nil, fmt.Errorf("kit: metrics registry: %w", err)
+		}
+		vec = existing // another server's, on a registry they share
+	}
+	c := &rejectedCalls{vec: vec, logger: logger}
+	c.procedures.Store(&map[string]procedureLabels{})
+	return c, nil
+}
+
+// add records the procedures of a mounted service; paths are
+// "/service/method".
+func (c *rejectedCalls) add(service string, methods []string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	old := *c.procedures.Load()
+	procs := make(map[string]procedureLabels, len(old)+len(methods))
+	for path, l := range old {
+		procs[path] = l
+	}
+	for _, m := range methods {
+		procs["/"+service+"/"+m] = procedureLabels{service: service, method: m}
+	}
+	c.procedures.Store(&procs)
+}
+
+// answeredByChain says whether the response whose header is h carries the
+// request id that the RequestID interceptor gives every call it sees, in
+// its header or, for gRPC, its trailers.
+func answeredByChain(h http.Header) bool {
+	return h[requestid.Header] != nil || h[http.TrailerPrefix+requestid.Header] != nil
+}
+
+// observe counts and logs r, a call whose response was written without the
+// chain, if its path is a mounted procedure's (the calls to unknown ones
+// are kit_unknown_procedure_calls_total's). h is its response's header.
+//
+// It reads nothing of r's header: a handler mounted around connect's may
+// return before connect does (http.TimeoutHandler at its timeout), and
+// connect writes the request's header. The protocol is the response's,
+// and the request id the one kit echoed, if any.
+func (c *rejectedCalls) observe(h http.Header, r *http.Request) {
+	l, ok := (*c.procedures.Load())[r.URL.Path]
+	if !ok {
+		return
+	}
+	protocol := protocolOf(header.Get(h, "Content-Type"))
+	code, msg := "", ""
+	if protocol != "connect" {
+		code, msg = grpcStatus(h)
+	}
+	c.vec.WithLabelValues(l.service, l.method, protocol, code).Inc()
+	suppressed, ok := c.lines.allow(time.Now())
+	if !ok {
+		return
+	}
+	attrs := []slog.Attr{
+		slog.String("procedure", r.URL.Path),
+		slog.String("protocol", protocol),
+		slog.String("http", r.Proto),
+		slog.String("peer", r.RemoteAddr),
+	}
+	if code != "" {
+		attrs = append(attrs, slog.String("code", code), slog.String("error", msg))
+	}
+	if id := header.Get(h, requestid.Header); id != "" {
+		attrs = append(attrs, slog.String("request_id", id)) // echoed before the handler
+	}
+	if suppressed > 0 {
+		attrs = append(attrs, slog.Int64("suppressed", suppressed))
+	}
+	c.logger.LogAttrs(r.Context(), slog.LevelWarn, "rpc rejected before the interceptor chain", attrs...)
+}
+
+// protocolOf names the protocol of a response whose content type is ct, as
+// connect answers each: "grpc", "grpc_web", or "connect" (a Connect
+// error's JSON, or none).
+func protocolOf(ct string) string {
+	ct = strings.ToLower(ct)
+	switch {
+	case strings.HasPrefix(ct, "application/grpc-web"):
+		return "grpc_web"
+	case strings.HasPrefix(ct, "application/grpc"):
+		return "grpc"
+	}
+	return "connect"
+}
+
+// grpcStatus reads a gRPC or gRPC-Web response's status back from its
+// header (a trailers-only response) or its trailers, as the gRPC name of
+// its code and its message; "" when it has none.
+func grpcStatus(h http.Header) (code, msg string) {
+	status := header.Get(h, "Grpc-Status")
+	msg = header.Get(h, "Grpc-Message")
+	if status == "" {
+		status = header.Get(h, http.TrailerPrefix+"Grpc-Status")
+		msg = header.Get(h, http.TrailerPrefix+"Grpc-Message")
+	}
+	n, err := strconv.Atoi(status)
+	if err != nil || n < 0 || n >= len(grpcCodeNames) {
+		return "", ""
+	}
+	if m, err := url.PathUnescape(msg); err == nil {
+		msg = m
+	}
+	return grpcCodeNames[n], msg
+}
+
+// grpcCodeNames are the gRPC codes' names, as grpc_server_handled_total's
+// grpc_code has them.
+var grpcCodeNames = [...]string{
+	"OK", "Canceled", "Unknown", "InvalidArgument", "DeadlineExceeded", "NotFound",
+	"AlreadyExists", "PermissionDenied", "ResourceExhausted", "FailedPrecondition",
+	"Aborted", "OutOfRange", "Unimplemented", "Internal", "Unavailable", "DataLoss",
+	"Unauthenticated",
+}
+
+// lineLimiter lets through at most rejectedLinesPerSecond lines in each
+// second, and counts those it held back.
+type lineLimiter struct {
+	mu         sync.Mutex
+	second     int64 // the Unix second the count is of
+	n          int   // lines let through in it
+	suppressed int64 // held back since the last line let through
+}
+
+// allow reports whether a line may be written at now, and how many were
+// held back before it.
+func (l *lineLimiter) allow(now time.Time) (suppressed int64, ok bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if s := now.Unix(); s != l.second {
+		l.second, l.n = s, 0
+	}
+	if l.n >= rejectedLinesPerSecond {
+		l.suppressed++
+		return 0, false
+	}
+	l.n++
+	suppressed, l.suppressed = l.suppressed, 0
+	return suppressed, true
+}

@@ -1,0 +1,179 @@
+package kit_test
+
+import (
+	"bytes"
+	"log/slog"
+	"net/http"
+	"strings"
+	"testing"
+
+	"connectrpc.com/connect"
+
+	pingv1 "github.com/connectkit/connectkit/internal/gen/connectkit/ping/v1"
+	"github.com/connectkit/connectkit/kit"
+)
+
+const rejectedMsg = "rpc rejected before the interceptor chain"
+
+// A call that connect answers before kit's chain runs (so that Logging and
+// Metrics never see it) is counted in kit_rejected_calls_total and logged
+// at warn, in every protocol and over HTTP/1.1 and h2c; the raw requests
+// are ones that connect's clients cannot send.
+func TestRejectedCallsAreObserved(t *testing.T) {
+	t.Parallel()
+	const failPath = "/connectkit.ping.v1.PingService/Fail"
+	cases := []struct {
+		name     string
+		method   string
+		path     string
+		body     string
+		header   []string
+		protocol string
+		code     string // grpc_code, read back from a gRPC or gRPC-Web response
+	}{
+		{name: "JSON that does not decode", path: pingPath, body: "{bad",
+			header: []string{"Content-Type", "application/json"}, protocol: "connect"},
+		{name: "unsupported content type", path: pingPath, body: "{}",
+			header: []string{"Content-Type", "application/weird"}, protocol: "connect"},
+		{name: "unknown compression", path: pingPath, body: "{}",
+			header: []string{"Content-Type", "application/json", "Content-Encoding", "weird"}, protocol: "connect"},
+		{name: "body over MaxRequestBytes", path: pingPath, body: `{"text":"` + strings.Repeat("a", 2048) + `"}`,
+			header: []string{"Content-Type", "application/json"}, protocol: "connect"},
+		{name: "GET of a method with side effects", method: http.MethodGet,
+			path: failPath + "?connect=v1&encoding=json&message=%7B%7D", protocol: "connect"},
+		{name: "gRPC unary without a message", path: pingPath,
+			header: []string{"Content-Type", "application/grpc"}, protocol: "grpc", code: "Unimplemented"},
+		{name: "gRPC-Web unary without a message", path: pingPath,
+			header: []string{"Content-Type", "application/grpc-web"}, protocol: "grpc_web", code: "Unimplemented"},
+		{name: "gRPC message that does not decode", path: pingPath, body: "\x00\x00\x00\x00\x02\xff\xff",
+			header: []string{"Content-Type", "application/grpc"}, protocol: "grpc", code: "InvalidArgument"},
+	}
+	for _, tc := range cases {
+		for _, h2 := range []bool{false, true} {
+			name := tc.name + "/http1"
+			if h2 {
+				name = tc.name + "/h2c"
+			}
+			t.Run(name, func(t *testing.T) {
+				t.Parallel()
+				var logs syncBuffer
+				srv := newPingServer(t, kit.Config{MaxRequestBytes: 1024}, nil,
+					kit.WithLogger(slog.New(slog.NewJSONHandler(&logs, nil))))
+				client := srv.HTTP1Client()
+				if h2 {
+					client = srv.HTTP2Client()
+				}
+				method := tc.method
+				if method == "" {
+					method = http.MethodPost
+				}
+				req, err := http.NewRequest(method, srv.URL+tc.path, bytes.NewReader([]byte(tc.body)))
+				if err != nil {
+					t.Fatal(err)
+				}
+				if tc.body == "" {
+					req.Body, req.ContentLength = http.NoBody, 0
+				}
+				for i := 0; i+1 < len(tc.header); i += 2 {
+					req.Header.Set(tc.header[i], tc.header[i+1])
+				}
+				req.Header.Set("X-Request-Id", "client-id-1")
+				res, err := client.Do(req)
+				if err != nil {
+					t.Fatal(err)
+				}
+				_ = readAll(t, res.Body)
+				res.Body.Close()
+				if code := res.Header.Get("Grpc-Status") + res.Trailer.Get("Grpc-Status"); res.StatusCode == http.StatusOK && code == "" {
+					t.Fatalf("the call succeeded: %d %v", res.StatusCode, res.Header)
+				}
+				method = "Ping"
+				if strings.HasPrefix(tc.path, failPath) {
+					method = "Fail"
+				}
+				labels := map[string]string{
+					"grpc_service": "connectkit.ping.v1.PingService", "grpc_method": method,
+					"protocol": tc.protocol, "grpc_code": tc.code,
+				}
+				if n := counterValue(t, srv.Registry(), "kit_rejected_calls_total", labels); n != 1 {
+					t.Errorf("kit_rejected_calls_total%v = %v, want 1", labels, n)
+				}
+				if n := counterValue(t, srv.Registry(), "grpc_server_started_total", nil); n != 0 {
+					t.Errorf("grpc_server_started_total = %v: the chain saw the call", n)
+				}
+				lines := logLines(t, &logs, rejectedMsg)
+				if len(lines) != 1 {
+					t.Fatalf("%d %q lines, want 1; logs:\n%s", len(lines), rejectedMsg, logs.String())
+				}
+				line := lines[0]
+				want := map[string]any{"level": "WARN", "procedure": strings.Split(tc.path, "?")[0], "protocol": tc.protocol}
+				if tc.code != "" {
+					want["code"] = tc.code
+				}
+				for k, v := range want {
+					if line[k] != v {
+						t.Errorf("line's %s = %v, want %v (%v)", k, line[k], v, line)
+					}
+				}
+				if peer, _ := line["peer"].(string); !strings.HasPrefix(peer, "127.0.0.1:") {
+					t.Errorf("line's peer = %v, want the client's address", line["peer"])
+				}
+				// Over HTTP/1.1 kit echoed the client's id before the
+				// handler; over HTTP/2 the call got none.
+				if id, _ := line["request_id"].(string); !h2 && id != "client-id-1" {
+					t.Errorf("line's request_id = %q, want client-id-1 (%v)", id, line)
+				}
+				if tc.code != "" {
+					if msg, _ := line["error"].(string); msg == "" {
+						t.Errorf("line without the error: %v", line)
+					}
+				}
+			})
+		}
+	}
+}
+
+// The calls the chain sees, those that fail included, and the calls to a
+// method nothing serves (kit_unknown_procedure_calls_total's) are not
+// rejected calls.
+func TestServedCallsAreNotRejected(t *testing.T) {
+	t.Parallel()
+	var logs syncBuffer
+	srv := newPingServer(t, kit.Config{}, nil, kit.WithLogger(slog.New(slog.NewJSONHandler(&logs, nil))))
+	for _, p := range srv.Protocols() {
+		{
+			client := newPingClient(srv, p.Client, p.Options...)
+			if _, err := client.Ping(t.Context(), connect.NewRequest(&pingv1.PingRequest{Number: 1})); err != nil {
+				t.Fatalf("%s: %v", p.Name, err)
+			}
+			_, err := client.Fail(t.Context(), connect.NewRequest(&pingv1.FailRequest{Code: int32(connect.CodeNotFound)}))
+			if connect.CodeOf(err) != connect.CodeNotFound {
+				t.Fatalf("%s: Fail = %v", p.Name, err)
+			}
+			// A validation error: the chain refuses it.
+			if _, err := client.Ping(t.Context(), connect.NewRequest(&pingv1.PingRequest{Number: -1})); connect.CodeOf(err) != connect.CodeInvalidArgument {
+				t.Fatalf("%s: Ping(-1) = %v", p.Name, err)
+			}
+			stream, err := client.CountUp(t.Context(), connect.NewRequest(&pingv1.CountUpRequest{Number: 2}))
+			if err != nil {
+				t.Fatalf("%s: CountUp: %v", p.Name, err)
+			}
+			for stream.Receive() {
+			}
+			if err := stream.Err(); err != nil {
+				t.Fatalf("%s: CountUp: %v", p.Name, err)
+			}
+			stream.Close()
+		}
+	}
+	status, _ := post(t, srv.HTTP1Client(), srv.URL+"/connectkit.ping.v1.PingService/Nope", strings.NewReader("{}"), "Content-Type", "application/json")
+	if status != http.StatusNotFound {
+		t.Fatalf("unknown method: %d", status)
+	}
+	if n := counterValue(t, srv.Registry(), "kit_rejected_calls_total", nil); n != 0 {
+		t.Errorf("kit_rejected_calls_total = %v, want 0", n)
+	}
+	if lines := logLines(t, &logs, rejectedMsg); len(lines) != 0 {
+		t.Errorf("%d %q lines, want none: %v", len(lines), rejectedMsg, lines)
+	}
+}
