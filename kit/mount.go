@@ -48,12 +48,13 @@ func (s *Server) Mount(path string, h http.Handler) {
 		s.routes.handle(path, h, false)
 		return
 	}
-	s.routes.handle(path, serviceHandler(service, h, s.unknown.calls.of(string(service.FullName())), s.routes.rejected, bodyLimits{
+	s.routes.handle(path, serviceHandler(service, h, s.unknown.calls.of(string(service.FullName())), bodyLimits{
 		timeout: s.bodyTimeout(), maxTimeout: s.maxBodyTimeout(),
 		call: s.cfg.CallTimeout, maxCall: s.cfg.MaxCallTimeout,
 		maxBytes: s.cfg.MaxRequestBytes, sendStall: s.sendStall,
 	}), true)
 	name := string(service.FullName())
+	s.rejected.add(service)
 	s.reflector.add(name)
 	if !strings.HasPrefix(name, "grpc.reflection.") && name != health.ServiceName {
 		s.health.AddService(name)
@@ -85,13 +86,11 @@ func serviceOf(path string) protoreflect.ServiceDescriptor {
 // [guardBody]); and so that [deadlines] can bound the reads and writes
 // of streams: connect shows interceptors no ResponseWriter, so a stream's
 // ResponseController goes to them in the request context.
-func serviceHandler(service protoreflect.ServiceDescriptor, h http.Handler, unknown prometheus.Counter, rejected *rejectedCalls, limits bodyLimits) http.Handler {
+func serviceHandler(service protoreflect.ServiceDescriptor, h http.Handler, unknown prometheus.Counter, limits bodyLimits) http.Handler {
 	kinds := map[string]connect.StreamType{} // by path
 	methods := service.Methods()
-	names := make([]string, 0, methods.Len())
 	for i := range methods.Len() {
 		m := methods.Get(i)
-		names = append(names, string(m.Name()))
 		var kind connect.StreamType
 		if m.IsStreamingClient() {
 			kind |= connect.StreamTypeClient
@@ -100,9 +99,6 @@ func serviceHandler(service protoreflect.ServiceDescriptor, h http.Handler, unkn
 			kind |= connect.StreamTypeServer
 		}
 		kinds["/"+string(service.FullName())+"/"+string(m.Name())] = kind
-	}
-	if rejected != nil {
-		rejected.add(string(service.FullName()), names)
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		kind, ok := kinds[r.URL.Path]
@@ -116,9 +112,6 @@ func serviceHandler(service protoreflect.ServiceDescriptor, h http.Handler, unkn
 				// The body is the message and says it is too large:
 				// connect would read all of it just to report its size.
 				tooLarge(w, r.ContentLength, limits.maxBytes)
-				if rejected != nil && !answeredByChain(w.Header()) {
-					rejected.observe(w.Header(), r)
-				}
 				return
 			}
 			caller, ok := callerTimeout(r.Header)
@@ -142,11 +135,6 @@ func serviceHandler(service protoreflect.ServiceDescriptor, h http.Handler, unkn
 			r = r.WithContext(context.WithValue(r.Context(), bodyControllerKey{}, body))
 		}
 		h.ServeHTTP(w, r)
-		// Over HTTP/1.x, kit's routes echoed the id before the handler
-		// and observe the call themselves (routes.serve).
-		if rejected != nil && !answeredByChain(w.Header()) {
-			rejected.observe(w.Header(), r)
-		}
 	})
 }
 

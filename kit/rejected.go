@@ -1,9 +1,8 @@
 package kit
 
 import (
-	"errors"
-	"fmt"
 	"log/slog"
+	"maps"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -13,6 +12,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"google.golang.org/protobuf/reflect/protoreflect"
 
 	"github.com/connectkit/connectkit/internal/header"
 	"github.com/connectkit/connectkit/internal/requestid"
@@ -27,14 +27,16 @@ import (
 // see them, so they are counted in kit_rejected_calls_total and logged at
 // warn, at most [rejectedLinesPerSecond] lines a second.
 //
-// A call reached the chain when the RequestID interceptor saw it: over
-// HTTP/1.x, when kit's routes echoed its request id, the connection's
-// State records that the interceptor found it (connctx.State.Served);
-// otherwise its response carries the X-Request-Id that the interceptor
-// gave it, in its header or trailers. So on a served call the check costs a
-// flag and one or two lookups in the response header; without the RequestID
-// interceptor (kit.WithoutDefaultInterceptors, interceptors.WithoutRequestID)
-// nothing is observed.
+// kit's routes check each request once its handler returned (see
+// [routes.serve]). A call reached the chain when the RequestID interceptor
+// saw it: over HTTP/1.x, when the routes echoed its request id, the
+// connection's State records that the interceptor found it
+// (connctx.State.Served); otherwise its response carries the X-Request-Id
+// that the interceptor gave it, in its header or trailers. So on a served
+// call the check costs a flag over HTTP/1.x and one lookup in the response
+// header otherwise; without the RequestID interceptor
+// (kit.WithoutDefaultInterceptors, interceptors.WithoutRequestID) nothing
+// is observed.
 type rejectedCalls struct {
 	vec    *prometheus.CounterVec
 	logger *slog.Logger
@@ -60,34 +62,27 @@ func newRejectedCalls(reg prometheus.Registerer, logger *slog.Logger) (*rejected
 		Name: "kit_rejected_calls_total",
 		Help: "Calls to a mounted procedure answered before kit's interceptor chain ran (a message that does not decode, an unsupported content type or compression, a body over the limit), which grpc_server_* do not count, by protocol and, where the response shows it (gRPC, gRPC-Web), gRPC code.",
 	}, []string{"grpc_service", "grpc_method", "protocol", "grpc_code"})
-	if err := reg.Register(vec); err != nil {
-		var already prometheus.AlreadyRegisteredError
-		if !errors.As(err, &already) {
-			return nil, fmt.Errorf("kit: metrics registry: %w", err)
-		}
-		existing, ok := already.ExistingCollector.(*prometheus.CounterVec)
-		if !ok {
-			return nil, fmt.Errorf("kit: metrics registry: %w", err)
-		}
-		vec = existing // another server's, on a registry they share
+	vec, err := registerOrFind(reg, vec) // another server's, on a registry they share
+	if err != nil {
+		return nil, err
 	}
 	c := &rejectedCalls{vec: vec, logger: logger}
 	c.procedures.Store(&map[string]procedureLabels{})
 	return c, nil
 }
 
-// add records the procedures of a mounted service; paths are
-// "/service/method".
-func (c *rejectedCalls) add(service string, methods []string) {
+// add records the procedures of service, mounted.
+func (c *rejectedCalls) add(service protoreflect.ServiceDescriptor) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	old := *c.procedures.Load()
-	procs := make(map[string]procedureLabels, len(old)+len(methods))
-	for path, l := range old {
-		procs[path] = l
-	}
-	for _, m := range methods {
-		procs["/"+service+"/"+m] = procedureLabels{service: service, method: m}
+	methods := service.Methods()
+	procs := make(map[string]procedureLabels, len(old)+methods.Len())
+	maps.Copy(procs, old)
+	name := string(service.FullName())
+	for i := range methods.Len() {
+		m := string(methods.Get(i).Name())
+		procs["/"+name+"/"+m] = procedureLabels{service: name, method: m}
 	}
 	c.procedures.Store(&procs)
 }

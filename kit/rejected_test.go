@@ -10,7 +10,9 @@ import (
 	"connectrpc.com/connect"
 
 	pingv1 "github.com/connectkit/connectkit/internal/gen/connectkit/ping/v1"
+	"github.com/connectkit/connectkit/internal/gen/connectkit/ping/v1/pingv1connect"
 	"github.com/connectkit/connectkit/kit"
+	"github.com/connectkit/connectkit/kit/kittest"
 )
 
 const rejectedMsg = "rpc rejected before the interceptor chain"
@@ -175,5 +177,37 @@ func TestServedCallsAreNotRejected(t *testing.T) {
 	}
 	if lines := logLines(t, &logs, rejectedMsg); len(lines) != 0 {
 		t.Errorf("%d %q lines, want none: %v", len(lines), rejectedMsg, lines)
+	}
+}
+
+// With a pattern that turns kit's routing shortcut off, calls reach their
+// service through the ServeMux, without the request id written before the
+// handler: they are observed all the same, and the other handlers' answers
+// are not calls.
+func TestRejectedCallsThroughTheServeMux(t *testing.T) {
+	t.Parallel()
+	srv := kittest.NewServer(t, kit.Config{}, func(srv *kit.Server) {
+		srv.Mount(pingv1connect.NewPingServiceHandler(&pingServer{}, srv.HandlerOptions()...))
+		srv.Mount("GET /static/", http.NotFoundHandler())
+	})
+	for _, client := range []*http.Client{srv.HTTP1Client(), srv.HTTP2Client()} {
+		if status, _ := post(t, client, srv.URL+pingPath, strings.NewReader("{bad"), "Content-Type", "application/json"); status != http.StatusBadRequest {
+			t.Fatalf("malformed JSON: %d", status)
+		}
+		if status, _ := post(t, client, srv.URL+pingPath, strings.NewReader(`{"number":1}`), "Content-Type", "application/json"); status != http.StatusOK {
+			t.Fatalf("Ping: %d", status)
+		}
+		res, err := client.Get(srv.URL + "/static/x")
+		if err != nil {
+			t.Fatal(err)
+		}
+		res.Body.Close()
+	}
+	labels := map[string]string{"grpc_method": "Ping", "protocol": "connect", "grpc_code": ""}
+	if n := counterValue(t, srv.Registry(), "kit_rejected_calls_total", labels); n != 2 {
+		t.Errorf("kit_rejected_calls_total%v = %v, want 2", labels, n)
+	}
+	if n := counterValue(t, srv.Registry(), "kit_rejected_calls_total", nil); n != 2 {
+		t.Errorf("kit_rejected_calls_total = %v, want 2", n)
 	}
 }

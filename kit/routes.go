@@ -107,8 +107,14 @@ func (rt *routes) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 // serve serves r, whose connection's State is c: nil without one, and
 // may be nil for HTTP/2, where it is not used.
+//
+// With rejected set, a call to a mounted procedure that its handler
+// answered without kit's chain is observed there (see [rejectedCalls]).
 func (rt *routes) serve(w http.ResponseWriter, r *http.Request, c *connctx.State) {
-	if h, pattern := rt.service(r); h != nil {
+	h, pattern := rt.service(r)
+	if h == nil {
+		rt.mux.ServeHTTP(w, r)
+	} else {
 		r.Pattern = pattern // as the ServeMux sets it
 		if r.ProtoMajor == 1 && c != nil && rt.echoIDs {
 			c.EchoRequestID(r.Header, w.Header())
@@ -119,9 +125,10 @@ func (rt *routes) serve(w http.ResponseWriter, r *http.Request, c *connctx.State
 			return
 		}
 		h.ServeHTTP(w, r)
-		return
 	}
-	rt.mux.ServeHTTP(w, r)
+	if rt.rejected != nil && !answeredByChain(w.Header()) {
+		rt.rejected.observe(w.Header(), r)
+	}
 }
 
 // service returns the handler and pattern of the mounted service r calls,
