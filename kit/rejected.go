@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"connectrpc.com/connect"
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/protobuf/reflect/protoreflect"
 
@@ -108,11 +109,15 @@ func (c *rejectedCalls) observe(h http.Header, r *http.Request) {
 		return
 	}
 	protocol := protocolOf(header.Get(h, "Content-Type"))
-	code, msg := "", ""
-	if protocol != "connect" {
-		code, msg = grpcStatus(h)
+	code, msg, ok := connect.Code(0), "", false
+	if protocol != connect.ProtocolConnect {
+		code, msg, ok = grpcStatus(h)
 	}
-	c.vec.WithLabelValues(l.service, l.method, protocol, code).Inc()
+	grpcCode := ""
+	if ok {
+		grpcCode = grpcCodeNames[code]
+	}
+	c.vec.WithLabelValues(l.service, l.method, protocol, grpcCode).Inc()
 	suppressed, ok := c.lines.allow(time.Now())
 	if !ok {
 		return
@@ -123,8 +128,8 @@ func (c *rejectedCalls) observe(h http.Header, r *http.Request) {
 		slog.String("http", r.Proto),
 		slog.String("peer", r.RemoteAddr),
 	}
-	if code != "" {
-		attrs = append(attrs, slog.String("code", code), slog.String("error", msg))
+	if ok { // named as the rpc lines name codes
+		attrs = append(attrs, slog.String("code", codeName(code)), slog.String("error", msg))
 	}
 	if id := header.Get(h, requestid.Header); id != "" {
 		attrs = append(attrs, slog.String("request_id", id)) // echoed before the handler
@@ -136,23 +141,31 @@ func (c *rejectedCalls) observe(h http.Header, r *http.Request) {
 }
 
 // protocolOf names the protocol of a response whose content type is ct, as
-// connect answers each: "grpc", "grpc_web", or "connect" (a Connect
-// error's JSON, or none).
+// connect and the rpc lines name them: "grpc", "grpcweb", or "connect" (a
+// Connect error's JSON, or none).
 func protocolOf(ct string) string {
 	ct = strings.ToLower(ct)
 	switch {
 	case strings.HasPrefix(ct, "application/grpc-web"):
-		return "grpc_web"
+		return connect.ProtocolGRPCWeb
 	case strings.HasPrefix(ct, "application/grpc"):
-		return "grpc"
+		return connect.ProtocolGRPC
 	}
-	return "connect"
+	return connect.ProtocolConnect
+}
+
+// codeName names code as connect and the rpc lines do ("invalid_argument").
+func codeName(code connect.Code) string {
+	if code == 0 {
+		return "ok"
+	}
+	return code.String()
 }
 
 // grpcStatus reads a gRPC or gRPC-Web response's status back from its
-// header (a trailers-only response) or its trailers, as the gRPC name of
-// its code and its message; "" when it has none.
-func grpcStatus(h http.Header) (code, msg string) {
+// header (a trailers-only response) or its trailers: its code and its
+// message, and whether it has one.
+func grpcStatus(h http.Header) (code connect.Code, msg string, ok bool) {
 	status := header.Get(h, "Grpc-Status")
 	msg = header.Get(h, "Grpc-Message")
 	if status == "" {
@@ -161,12 +174,12 @@ func grpcStatus(h http.Header) (code, msg string) {
 	}
 	n, err := strconv.Atoi(status)
 	if err != nil || n < 0 || n >= len(grpcCodeNames) {
-		return "", ""
+		return 0, "", false
 	}
 	if m, err := url.PathUnescape(msg); err == nil {
 		msg = m
 	}
-	return grpcCodeNames[n], msg
+	return connect.Code(n), msg, true
 }
 
 // grpcCodeNames are the gRPC codes' names, as grpc_server_handled_total's
