@@ -100,8 +100,9 @@ func (c *consumer) replayConfig(ctx context.Context, stream string, conf *jetstr
 }
 
 // CaughtUp implements [pubsub.Replayer]: whether the consumer's
-// acknowledgement floor reached the stream's last sequence at its
-// creation, or it has nothing pending or unacknowledged. A durable
+// acknowledgement floor reached the stream's last sequence at the
+// replay's start (not at the making of a consumer made again; see
+// replayConfig), or it has nothing pending or unacknowledged. A durable
 // subscription's consumer is always caught up.
 func (c *consumer) CaughtUp(ctx context.Context) (bool, error) {
 	if !c.cfg.Replay {
