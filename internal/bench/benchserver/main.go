@@ -31,7 +31,9 @@
 //
 // With -tls it serves TLS (HTTP/2 by ALPN, and HTTP/1.1 but for grpc-go)
 // with a self-signed certificate made at start. -cpuprofile writes a CPU
-// profile of the server's whole life.
+// profile of the server's whole life. With -stats, each SIGUSR1 writes the
+// heap's figures after a collection and the goroutines to stderr
+// (internal/bench/footprint reads them).
 package main
 
 import (
@@ -69,7 +71,15 @@ func main() {
 	flag.StringVar(&f.logPath, "log", "discard", `kit variants' log file (JSON, info), or "discard"`)
 	profile := flag.String("cpuprofile", "", "write a CPU profile to this file")
 	memProfile := flag.String("memprofile", "", "write an allocation profile (every allocation sampled) to this file on exit")
+	stats := flag.Bool("stats", false, "on SIGUSR1, collect and write the heap's figures and the goroutines to stderr")
+	heapProfile := flag.String("heapprofile", "", "with -stats, also write the heap's profile to `PREFIX`-N.pb.gz on the Nth SIGUSR1 (every 4 KiB allocated sampled)")
 	flag.Parse()
+	if *heapProfile != "" {
+		runtime.MemProfileRate = 4096
+	}
+	if *stats {
+		serveStats(os.Stderr, *heapProfile)
+	}
 	if *memProfile != "" {
 		runtime.MemProfileRate = 1
 	}
