@@ -19,7 +19,20 @@ import (
 // validate interceptor) and as the standard google.rpc.BadRequest with one
 // field violation per rule broken (field path and description), which
 // gRPC tools and clients without the protovalidate protos understand.
+//
+// A message whose type holds no protovalidate rules (its own, its oneofs',
+// its fields', or those of the message types it holds) is passed on
+// unchecked, so that a service without rules never builds protovalidate's
+// global validator (~0.8 MB of heap that it keeps, and ~2 ms on the first
+// call). A validator given with [validate.WithValidator] checks every
+// message, as connect's interceptor does.
 func Validation(opts ...validate.Option) connect.Interceptor {
+	return newValidation(protovalidate.GlobalValidator, opts...)
+}
+
+// newValidation is Validation with the validator of messages with rules.
+func newValidation(ruled protovalidate.Validator, opts ...validate.Option) *validation {
+	opts = append([]validate.Option{validate.WithValidator(&ruledValidator{inner: ruled})}, opts...)
 	return &validation{inner: validate.NewInterceptor(opts...)}
 }
 

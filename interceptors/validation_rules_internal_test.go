@@ -1,0 +1,161 @@
+package interceptors
+
+import (
+	"context"
+	"sync/atomic"
+	"testing"
+
+	"buf.build/gen/go/bufbuild/protovalidate/protocolbuffers/go/buf/validate"
+	"buf.build/go/protovalidate"
+	"connectrpc.com/connect"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protodesc"
+	"google.golang.org/protobuf/reflect/protoreflect"
+	"google.golang.org/protobuf/types/descriptorpb"
+	"google.golang.org/protobuf/types/dynamicpb"
+	"google.golang.org/protobuf/types/known/emptypb"
+
+	pingv1 "github.com/connectkit/connectkit/internal/gen/connectkit/ping/v1"
+)
+
+// countingValidator counts the messages protovalidate's global validator
+// is asked to check.
+type countingValidator struct{ calls atomic.Int64 }
+
+func (v *countingValidator) Validate(msg proto.Message, opts ...protovalidate.ValidationOption) error {
+	v.calls.Add(1)
+	return protovalidate.GlobalValidator.Validate(msg, opts...)
+}
+
+// ruledTestFile describes messages whose rules sit at different depths:
+// Inner has a field rule; Plain, Node (recursive) and Holder (a map of
+// Plain) have none; Outer, List and Map hold an Inner without rules of
+// their own; Msg and Choice have a message and a oneof rule only.
+func ruledTestFile(t *testing.T) protoreflect.FileDescriptor {
+	t.Helper()
+	required := &descriptorpb.FieldOptions{}
+	proto.SetExtension(required, validate.E_Field, validate.FieldRules_builder{Required: proto.Bool(true)}.Build())
+	msgRule := &descriptorpb.MessageOptions{}
+	proto.SetExtension(msgRule, validate.E_Message, validate.MessageRules_builder{CelExpression: []string{"true"}}.Build())
+	oneofRule := &descriptorpb.OneofOptions{}
+	proto.SetExtension(oneofRule, validate.E_Oneof, validate.OneofRules_builder{Required: proto.Bool(true)}.Build())
+
+	str := descriptorpb.FieldDescriptorProto_TYPE_STRING.Enum()
+	msg := descriptorpb.FieldDescriptorProto_TYPE_MESSAGE.Enum()
+	opt := descriptorpb.FieldDescriptorProto_LABEL_OPTIONAL.Enum()
+	rep := descriptorpb.FieldDescriptorProto_LABEL_REPEATED.Enum()
+	field := func(name string, typ *descriptorpb.FieldDescriptorProto_Type, label *descriptorpb.FieldDescriptorProto_Label, typeName string) *descriptorpb.FieldDescriptorProto {
+		f := &descriptorpb.FieldDescriptorProto{Name: proto.String(name), Number: proto.Int32(1), Type: typ, Label: label, JsonName: proto.String(name)}
+		if typeName != "" {
+			f.TypeName = proto.String(".ruledtest." + typeName)
+		}
+		return f
+	}
+	inner := field("s", str, opt, "")
+	inner.Options = required
+	choice := field("c", str, opt, "")
+	choice.OneofIndex = proto.Int32(0)
+	mapEntry := func(value string) *descriptorpb.DescriptorProto {
+		key, val := field("key", str, opt, ""), field("value", msg, opt, value)
+		val.Number = proto.Int32(2)
+		return &descriptorpb.DescriptorProto{
+			Name:    proto.String("EntriesEntry"),
+			Field:   []*descriptorpb.FieldDescriptorProto{key, val},
+			Options: &descriptorpb.MessageOptions{MapEntry: proto.Bool(true)},
+		}
+	}
+	fdp := &descriptorpb.FileDescriptorProto{
+		Name:    proto.String("ruledtest.proto"),
+		Package: proto.String("ruledtest"),
+		Syntax:  proto.String("proto3"),
+		MessageType: []*descriptorpb.DescriptorProto{
+			{Name: proto.String("Inner"), Field: []*descriptorpb.FieldDescriptorProto{inner}},
+			{Name: proto.String("Plain"), Field: []*descriptorpb.FieldDescriptorProto{field("s", str, opt, "")}},
+			{Name: proto.String("Node"), Field: []*descriptorpb.FieldDescriptorProto{field("next", msg, opt, "Node")}},
+			{Name: proto.String("Outer"), Field: []*descriptorpb.FieldDescriptorProto{field("inner", msg, opt, "Inner")}},
+			{Name: proto.String("List"), Field: []*descriptorpb.FieldDescriptorProto{field("inners", msg, rep, "Inner")}},
+			{
+				Name:       proto.String("Map"),
+				Field:      []*descriptorpb.FieldDescriptorProto{field("entries", msg, rep, "Map.EntriesEntry")},
+				NestedType: []*descriptorpb.DescriptorProto{mapEntry("Inner")},
+			},
+			{
+				Name:       proto.String("Holder"),
+				Field:      []*descriptorpb.FieldDescriptorProto{field("entries", msg, rep, "Holder.EntriesEntry")},
+				NestedType: []*descriptorpb.DescriptorProto{mapEntry("Plain")},
+			},
+			{Name: proto.String("Msg"), Field: []*descriptorpb.FieldDescriptorProto{field("s", str, opt, "")}, Options: msgRule},
+			{
+				Name:      proto.String("Choice"),
+				Field:     []*descriptorpb.FieldDescriptorProto{choice},
+				OneofDecl: []*descriptorpb.OneofDescriptorProto{{Name: proto.String("kind"), Options: oneofRule}},
+			},
+		},
+	}
+	fd, err := protodesc.NewFile(fdp, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fd
+}
+
+// TestValidationSkipsMessagesWithoutRules checks that Validation asks
+// protovalidate about a message only when its type, or a type it holds,
+// has rules: a service without rules never builds protovalidate's
+// validator (BENCHMARKS.md section 12).
+func TestValidationSkipsMessagesWithoutRules(t *testing.T) {
+	t.Parallel()
+	file := ruledTestFile(t)
+	dynamic := func(name string) proto.Message {
+		return dynamicpb.NewMessage(file.Messages().ByName(protoreflect.Name(name)))
+	}
+	cases := []struct {
+		name  string
+		msg   proto.Message
+		ruled bool
+	}{
+		{name: "no fields", msg: &emptypb.Empty{}},
+		{name: "no rules", msg: dynamic("Plain")},
+		{name: "recursive without rules", msg: dynamic("Node")},
+		{name: "map of a type without rules", msg: dynamic("Holder")},
+		{name: "field rule", msg: &pingv1.PingRequest{Number: -1}, ruled: true},
+		{name: "field rule of a dynamic type", msg: dynamic("Inner"), ruled: true},
+		{name: "rule in a held message", msg: dynamic("Outer"), ruled: true},
+		{name: "rule in a list's messages", msg: dynamic("List"), ruled: true},
+		{name: "rule in a map's values", msg: dynamic("Map"), ruled: true},
+		{name: "message rule", msg: dynamic("Msg"), ruled: true},
+		{name: "oneof rule", msg: dynamic("Choice"), ruled: true},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			var counter countingValidator
+			call := newValidation(&counter).WrapUnary(func(context.Context, connect.AnyRequest) (connect.AnyResponse, error) {
+				return connect.NewResponse(&emptypb.Empty{}), nil
+			})
+			for range 2 { // the second from the cache
+				_, _ = call(t.Context(), requestOf(tc.msg))
+			}
+			want := int64(0)
+			if tc.ruled {
+				want = 2
+			}
+			if got := counter.calls.Load(); got != want {
+				t.Errorf("protovalidate asked about %d messages, want %d", got, want)
+			}
+		})
+	}
+}
+
+// requestOf wraps msg in a connect request.
+func requestOf(msg proto.Message) connect.AnyRequest {
+	switch m := msg.(type) {
+	case *dynamicpb.Message:
+		return connect.NewRequest(m)
+	case *emptypb.Empty:
+		return connect.NewRequest(m)
+	case *pingv1.PingRequest:
+		return connect.NewRequest(m)
+	}
+	panic("requestOf: no case for " + string(msg.ProtoReflect().Descriptor().FullName()))
+}
