@@ -42,6 +42,7 @@ import (
 	"github.com/connectkit/connectkit/internal/gen/connectkit/ping/v1/pingv1connect"
 	"github.com/connectkit/connectkit/pubsub"
 	"github.com/connectkit/connectkit/pubsub/natsjs"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 )
 
 // sample is the process's memory at one moment.
@@ -74,6 +75,7 @@ func main() {
 	calls := flag.Int("calls", 1000, "calls per protocol after the idle sample")
 	subs := flag.Int("subscriptions", 4, "subscriptions (each on a topic of its own) added to the example's embedded NATS after the calls")
 	idle := flag.Duration("idle", 2*time.Second, "wait after ready before the idle sample")
+	rpc := flag.String("rpc", "ping", `benchserver's calls: "ping" (PingService.Ping, whose messages carry protovalidate rules) or "health" (grpc.health.v1.Health/Check, whose do not; kit variants only)`)
 	settle := flag.Duration("settle", 0, "if set, wait this long after the last phase and sample again (caches expired, memory returned to the OS)")
 	goroutines := flag.Bool("goroutines", false, "print each target's goroutines at idle")
 	profiles := flag.String("heapprofiles", "", "write heap profiles to this directory: benchserver's (-heapprofile) at each sample, the example's at each sample")
@@ -83,7 +85,7 @@ func main() {
 	for round := range *rounds {
 		if *benchserver != "" {
 			for _, v := range strings.Split(*variants, ",") {
-				r, err := runBenchserver(*benchserver, v, *calls, *idle, *settle, profilePrefix(*profiles, v, round))
+				r, err := runBenchserver(*benchserver, v, *rpc, *calls, *idle, *settle, profilePrefix(*profiles, v, round))
 				if err != nil {
 					fail(fmt.Errorf("%s: %w", v, err))
 				}
@@ -261,7 +263,7 @@ func profilePrefix(dir, target string, round int) string {
 	return filepath.Join(dir, fmt.Sprintf("%s-%d", target, round))
 }
 
-func runBenchserver(path, variant string, calls int, idle, settle time.Duration, profile string) (run, error) {
+func runBenchserver(path, variant, rpc string, calls int, idle, settle time.Duration, profile string) (run, error) {
 	r := run{Target: variant}
 	args := []string{"-variant", variant, "-stats"}
 	if profile != "" {
@@ -282,25 +284,22 @@ func runBenchserver(path, variant string, calls int, idle, settle time.Duration,
 	if r.Idle, r.Goroutine, err = benchserverSample(p); err != nil {
 		return r, err
 	}
-	ctx := context.Background()
-	grpcClient := pingv1connect.NewPingServiceClient(h2cClient(), "http://"+addr, connect.WithGRPC())
+	call, err := caller(rpc, "http://"+addr)
+	if err != nil {
+		return r, err
+	}
 	start := time.Now()
-	if _, err := grpcClient.Ping(ctx, connect.NewRequest(&pingv1.PingRequest{Text: "first"})); err != nil {
+	if err := call(h2cClient(), connect.WithGRPC(), 0); err != nil {
 		return r, err
 	}
 	r.FirstCall = time.Since(start)
-	if err := callN(calls, func(i int) error {
-		_, err := grpcClient.Ping(ctx, connect.NewRequest(&pingv1.PingRequest{Number: int64(i), Text: "footprint"}))
-		return err
-	}); err != nil {
+	grpcClient := h2cClient()
+	if err := callN(calls, func(i int) error { return call(grpcClient, connect.WithGRPC(), i) }); err != nil {
 		return r, err
 	}
 	if variant != "grpc-go" {
-		jsonClient := pingv1connect.NewPingServiceClient(http1Client(), "http://"+addr, connect.WithProtoJSON())
-		if err := callN(calls, func(i int) error {
-			_, err := jsonClient.Ping(ctx, connect.NewRequest(&pingv1.PingRequest{Number: int64(i), Text: "footprint"}))
-			return err
-		}); err != nil {
+		jsonClient := http1Client()
+		if err := callN(calls, func(i int) error { return call(jsonClient, connect.WithProtoJSON(), i) }); err != nil {
 			return r, err
 		}
 	}
@@ -311,6 +310,27 @@ func runBenchserver(path, variant string, calls int, idle, settle time.Duration,
 	time.Sleep(settle)
 	r.Settled, _, err = benchserverSample(p)
 	return r, err
+}
+
+// caller returns a function that makes call i of rpc to url over client
+// with protocol.
+func caller(rpc, url string) (func(client *http.Client, protocol connect.ClientOption, i int) error, error) {
+	ctx := context.Background()
+	switch rpc {
+	case "ping":
+		return func(client *http.Client, protocol connect.ClientOption, i int) error {
+			c := pingv1connect.NewPingServiceClient(client, url, protocol)
+			_, err := c.Ping(ctx, connect.NewRequest(&pingv1.PingRequest{Number: int64(i), Text: "footprint"}))
+			return err
+		}, nil
+	case "health":
+		return func(client *http.Client, protocol connect.ClientOption, _ int) error {
+			c := connect.NewClient[healthpb.HealthCheckRequest, healthpb.HealthCheckResponse](client, url+"/grpc.health.v1.Health/Check", protocol)
+			_, err := c.CallUnary(ctx, connect.NewRequest(&healthpb.HealthCheckRequest{}))
+			return err
+		}, nil
+	}
+	return nil, fmt.Errorf("unknown -rpc %q", rpc)
 }
 
 // callN makes n calls, 10 at a time.
