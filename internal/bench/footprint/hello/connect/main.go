@@ -3,27 +3,16 @@
 package main
 
 import (
-	"context"
 	"net/http"
 	"os"
 
-	"connectrpc.com/connect"
-
-	pingv1 "github.com/connectkit/connectkit/internal/gen/connectkit/ping/v1"
+	"github.com/connectkit/connectkit/internal/bench/footprint/hello/ping"
 	"github.com/connectkit/connectkit/internal/gen/connectkit/ping/v1/pingv1connect"
 )
 
-type ping struct {
-	pingv1connect.UnimplementedPingServiceHandler
-}
-
-func (ping) Ping(_ context.Context, req *connect.Request[pingv1.PingRequest]) (*connect.Response[pingv1.PingResponse], error) {
-	return connect.NewResponse(&pingv1.PingResponse{Number: req.Msg.GetNumber(), Text: req.Msg.GetText()}), nil
-}
-
 func main() {
 	mux := http.NewServeMux()
-	mux.Handle(pingv1connect.NewPingServiceHandler(ping{}))
+	mux.Handle(pingv1connect.NewPingServiceHandler(ping.Service{}))
 	var protocols http.Protocols
 	protocols.SetHTTP1(true)
 	protocols.SetUnencryptedHTTP2(true)

@@ -8,20 +8,10 @@ import (
 	"fmt"
 	"os"
 
-	"connectrpc.com/connect"
-
-	pingv1 "github.com/connectkit/connectkit/internal/gen/connectkit/ping/v1"
+	"github.com/connectkit/connectkit/internal/bench/footprint/hello/ping"
 	"github.com/connectkit/connectkit/internal/gen/connectkit/ping/v1/pingv1connect"
 	"github.com/connectkit/connectkit/kit"
 )
-
-type ping struct {
-	pingv1connect.UnimplementedPingServiceHandler
-}
-
-func (ping) Ping(_ context.Context, req *connect.Request[pingv1.PingRequest]) (*connect.Response[pingv1.PingResponse], error) {
-	return connect.NewResponse(&pingv1.PingResponse{Number: req.Msg.GetNumber(), Text: req.Msg.GetText()}), nil
-}
 
 func main() {
 	if err := run(context.Background()); err != nil {
@@ -39,6 +29,6 @@ func run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	srv.Mount(pingv1connect.NewPingServiceHandler(ping{}, srv.HandlerOptions()...))
+	srv.Mount(pingv1connect.NewPingServiceHandler(ping.Service{}, srv.HandlerOptions()...))
 	return srv.Run(ctx)
 }

@@ -9,26 +9,13 @@ import (
 	"fmt"
 	"os"
 
-	"connectrpc.com/connect"
-
+	"github.com/connectkit/connectkit/internal/bench/footprint/hello/ping"
 	pingv1 "github.com/connectkit/connectkit/internal/gen/connectkit/ping/v1"
 	"github.com/connectkit/connectkit/internal/gen/connectkit/ping/v1/pingv1connect"
 	"github.com/connectkit/connectkit/kit"
 	"github.com/connectkit/connectkit/pubsub"
 	"github.com/connectkit/connectkit/pubsub/natsjs"
 )
-
-type ping struct {
-	pingv1connect.UnimplementedPingServiceHandler
-	pings *pubsub.Publisher[pingv1.PingRequest]
-}
-
-func (p ping) Ping(ctx context.Context, req *connect.Request[pingv1.PingRequest]) (*connect.Response[pingv1.PingResponse], error) {
-	if err := p.pings.Publish(ctx, req.Msg); err != nil {
-		return nil, err
-	}
-	return connect.NewResponse(&pingv1.PingResponse{Number: req.Msg.GetNumber(), Text: req.Msg.GetText()}), nil
-}
 
 func main() {
 	if err := run(context.Background()); err != nil {
@@ -59,6 +46,8 @@ func run(ctx context.Context) (err error) {
 	if err != nil {
 		return err
 	}
-	srv.Mount(pingv1connect.NewPingServiceHandler(ping{pings: pings}, srv.HandlerOptions()...))
+	srv.Mount(pingv1connect.NewPingServiceHandler(ping.Service{Sent: func(ctx context.Context, req *pingv1.PingRequest) error {
+		return pings.Publish(ctx, req)
+	}}, srv.HandlerOptions()...))
 	return srv.Run(ctx)
 }
