@@ -17,6 +17,7 @@ import (
 	"github.com/sony/gobreaker/v2"
 
 	"github.com/connectkit/connectkit/internal/msgctx"
+	"github.com/connectkit/connectkit/internal/notsent"
 )
 
 // ErrBreakerOpen is the cause of the Unavailable error that a call refused by
@@ -43,7 +44,12 @@ var ErrConnectionLost = errors.New("connection to the server lost")
 // retries such a call whatever its method's idempotency, as it does a call
 // whose connection could not be dialed. [CircuitBreaker] counts it as the
 // Unavailable it is: every server of the name is gone.
-var ErrNotSent = errors.New("request not sent")
+//
+// It is the same value as
+// [github.com/connectkit/connectkit/pubsub.ErrNotSent], which a publish
+// that never left the process wraps: errors.Is(err, ErrNotSent) tells a
+// call or a publish that was certainly not sent, whichever name it uses.
+var ErrNotSent = notsent.Err
 
 // Defaults of [CircuitBreaker], as gobreaker and Hystrix users know them: a
 // dependency that fails 5 calls in a row, or half of at least 20 calls within

@@ -1,6 +1,10 @@
 package pubsub
 
-import "errors"
+import (
+	"errors"
+
+	"github.com/connectkit/connectkit/internal/notsent"
+)
 
 // ErrClosed is returned by a broker that was closed.
 var ErrClosed = errors.New("pubsub: broker closed")
@@ -12,7 +16,12 @@ var ErrClosed = errors.New("pubsub: broker closed")
 // connection to NATS, say, after NATS_PUBLISH_TIMEOUT). A publish that
 // fails without it may have been sent, and may be stored all the same (no
 // acknowledgement in time).
-var ErrNotSent = errors.New("pubsub: message not sent")
+//
+// It is the same value as
+// [github.com/connectkit/connectkit/interceptors.ErrNotSent], which an RPC
+// that never left its client wraps: errors.Is(err, ErrNotSent) tells a
+// publish or a call that was certainly not sent, whichever name it uses.
+var ErrNotSent = notsent.Err
 
 // Permanent marks err as one that no retry can fix: a handler that returns
 // Permanent(err) has its message dead-lettered at once, with reason

@@ -176,9 +176,9 @@ func (b *Broker) publishError(topic string, err error) error {
 // made) keeps its code, outermost.
 func (b *Broker) setupError(topic string, err error) error {
 	if ce, ok := err.(*connect.Error); ok {
-		return connect.NewError(ce.Code(), fmt.Errorf("%w: %w", pubsub.ErrNotSent, ce.Unwrap()))
+		return connect.NewError(ce.Code(), fmt.Errorf("pubsub: message %w: %w", pubsub.ErrNotSent, ce.Unwrap()))
 	}
-	return fmt.Errorf("%w: %w", pubsub.ErrNotSent, b.publishError(topic, err))
+	return fmt.Errorf("pubsub: message %w: %w", pubsub.ErrNotSent, b.publishError(topic, err))
 }
 
 // streamState remembers that a topic's stream was set up: by a publish,
