@@ -25,7 +25,10 @@ type Broker interface {
 	// Publish hands msg to the broker and returns without waiting for the
 	// broker to store it; the Confirmation reports that. It blocks while the
 	// broker's window of unconfirmed publishes is full, until ctx is done.
-	// The broker owns msg once Publish is called.
+	// The broker owns msg once Publish is called. An error of Publish
+	// after which the message certainly did not leave the process (the
+	// broker closed, ctx done while waiting for room) wraps [ErrNotSent]
+	// beside its cause ([ErrClosed], ctx's error).
 	Publish(ctx context.Context, msg *Message) (Confirmation, error)
 
 	// Subscribe creates or updates the durable subscription cfg.Subscription

@@ -133,13 +133,13 @@ func (confirmed) Wait(context.Context) error { return nil }
 // duplicate window is dropped (and confirmed).
 func (b *Broker) Publish(ctx context.Context, msg *pubsub.Message) (pubsub.Confirmation, error) {
 	if err := ctx.Err(); err != nil {
-		return nil, err
+		return nil, notSent(err)
 	}
 	now := time.Now()
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.closed {
-		return nil, pubsub.ErrClosed
+		return nil, notSent(pubsub.ErrClosed)
 	}
 	t := b.topic(msg.Topic)
 	if msg.Deduplicate && msg.ID != "" && b.dupWindow > 0 {
@@ -149,6 +149,12 @@ func (b *Broker) Publish(ctx context.Context, msg *pubsub.Message) (pubsub.Confi
 	}
 	t.append(msg, "", now, b.maxRetained)
 	return confirmed{}, nil
+}
+
+// notSent wraps err, the error of a publish refused before its message was
+// stored, with [pubsub.ErrNotSent], as natsjs words it.
+func notSent(err error) error {
+	return fmt.Errorf("pubsub: message %w: %w", pubsub.ErrNotSent, err)
 }
 
 func (b *Broker) topic(name string) *topic {

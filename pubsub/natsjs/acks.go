@@ -47,19 +47,23 @@ const (
 
 // publish sends c's message with a reply subject of its own, and returns
 // nats.go's error if it could not; the caller then frees its room in the
-// window. Otherwise the outcome settles c, which frees it.
+// window. Otherwise the outcome settles c, which frees it. An error after
+// which the message certainly did not leave the process is an
+// [unsentError]: one before the message reached nats.go, and those of
+// nats.go's checks before it writes a message to its buffer (see
+// refusedUnwritten).
 func (a *acks) publish(c *confirmation) error {
 	a.mu.Lock()
 	if a.closing {
 		a.mu.Unlock()
-		return nats.ErrConnectionClosed
+		return unsentError{nats.ErrConnectionClosed}
 	}
 	if a.sub == nil {
 		a.prefix = a.nc.NewInbox() + "."
 		sub, err := a.nc.Subscribe(a.prefix+"*", a.reply)
 		if err != nil {
 			a.mu.Unlock()
-			return err
+			return unsentError{err}
 		}
 		a.sub, a.pending = sub, make(map[string]*confirmation)
 	}
@@ -80,9 +84,36 @@ func (a *acks) publish(c *confirmation) error {
 			// freed its room in the window and holds the error.
 			return nil
 		}
+		if refusedUnwritten(err) {
+			return unsentError{err}
+		}
 		return err
 	}
 	return nil
+}
+
+// unsentError is an error of [acks.publish] after which the message
+// certainly did not leave the process.
+type unsentError struct{ err error }
+
+func (e unsentError) Error() string { return e.err.Error() }
+func (e unsentError) Unwrap() error { return e.err }
+
+// refusedUnwritten reports whether err is one that nats.go's PublishMsg
+// returns before it writes the message to the connection's buffer (nats.go
+// 1.56's publish: a bad subject, headers the server does not take, the
+// connection closed or draining, a message over the server's max payload,
+// the reconnect buffer full). Any other error may come from the flush of
+// that buffer to the socket, which may have sent the message (a write cut
+// part way): that publish may be stored.
+func refusedUnwritten(err error) bool {
+	for _, refused := range [...]error{nats.ErrBadSubject, nats.ErrHeadersNotSupported, nats.ErrConnectionClosed,
+		nats.ErrConnectionDraining, nats.ErrMaxPayload, nats.ErrReconnectBufExceeded, nats.ErrInvalidConnection} {
+		if err == refused {
+			return true
+		}
+	}
+	return false
 }
 
 // reply handles the server's answer to a publish.

@@ -55,7 +55,7 @@ func redriveOf(subject string) string {
 // server a third of its throughput.
 func (b *Broker) Publish(ctx context.Context, msg *pubsub.Message) (pubsub.Confirmation, error) {
 	if b.nc.IsClosed() {
-		return nil, pubsub.ErrClosed
+		return nil, notSent(pubsub.ErrClosed)
 	}
 	if !b.streamReady(msg.Topic) {
 		// Within PublishTimeout: a JetStream request lost with a server
@@ -65,7 +65,7 @@ func (b *Broker) Publish(ctx context.Context, msg *pubsub.Message) (pubsub.Confi
 		err := b.ensureStream(setupCtx, msg.Topic, true)
 		cancel()
 		if err != nil {
-			return nil, b.setupError(msg.Topic, err)
+			return nil, b.notSentError(msg.Topic, err)
 		}
 	}
 	select {
@@ -73,10 +73,10 @@ func (b *Broker) Publish(ctx context.Context, msg *pubsub.Message) (pubsub.Confi
 	default:
 		select {
 		case b.window <- struct{}{}:
-		case <-ctx.Done():
-			return nil, ctx.Err()
+		case <-ctx.Done(): // waiting for room: nothing sent yet
+			return nil, notSent(ctx.Err())
 		case <-b.closed:
-			return nil, pubsub.ErrClosed
+			return nil, notSent(pubsub.ErrClosed)
 		}
 	}
 	c := &confirmation{b: b, topic: msg.Topic}
@@ -95,6 +95,9 @@ func (b *Broker) Publish(ctx context.Context, msg *pubsub.Message) (pubsub.Confi
 	c.msg = nats.Msg{Subject: msg.Topic, Header: h, Data: msg.Data}
 	if err := b.acks.publish(c); err != nil {
 		<-b.window
+		if u, ok := err.(unsentError); ok {
+			return nil, b.notSentError(msg.Topic, u.err)
+		}
 		return nil, b.publishError(msg.Topic, err)
 	}
 	return c, nil
@@ -168,17 +171,27 @@ func (b *Broker) publishError(topic string, err error) error {
 	return fmt.Errorf("natsjs: publish to %s failed: %w", topic, err)
 }
 
-// setupError is the error of a publish whose stream's setup failed with
-// err: the message was not sent (pubsub.ErrNotSent), as before the first
-// connection, when the publish waited on the lookup until
-// NATS_PUBLISH_TIMEOUT. A connection closed meanwhile is pubsub.ErrClosed,
-// as publishError makes it; a *connect.Error (a stream that cannot be
-// made) keeps its code, outermost.
-func (b *Broker) setupError(topic string, err error) error {
-	if ce, ok := err.(*connect.Error); ok {
-		return connect.NewError(ce.Code(), fmt.Errorf("pubsub: message %w: %w", pubsub.ErrNotSent, ce.Unwrap()))
+// notSentError is the error of a publish given up before its message left
+// the process, with err: its stream's setup failed (before the first
+// connection, the lookup waited until NATS_PUBLISH_TIMEOUT), or nats.go
+// refused it unwritten (see refusedUnwritten). It wraps pubsub.ErrNotSent
+// and err as publishError makes it (a connection closed is
+// pubsub.ErrClosed); a *connect.Error (a stream that cannot be made, a
+// message over the max payload) keeps its code, outermost.
+func (b *Broker) notSentError(topic string, err error) error {
+	if _, ok := err.(*connect.Error); !ok {
+		err = b.publishError(topic, err)
 	}
-	return fmt.Errorf("pubsub: message %w: %w", pubsub.ErrNotSent, b.publishError(topic, err))
+	if ce, ok := err.(*connect.Error); ok {
+		return connect.NewError(ce.Code(), notSent(ce.Unwrap()))
+	}
+	return notSent(err)
+}
+
+// notSent wraps err, the error of a publish whose message never left the
+// process, with pubsub.ErrNotSent: "pubsub: message not sent: " and err.
+func notSent(err error) error {
+	return fmt.Errorf("pubsub: message %w: %w", pubsub.ErrNotSent, err)
 }
 
 // streamState remembers that a topic's stream was set up: by a publish,

@@ -4,7 +4,10 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"net"
 	"net/http"
+	"os"
+	"syscall"
 	"testing"
 	"time"
 
@@ -15,7 +18,11 @@ import (
 
 // Publish takes room in the window of unconfirmed publishes, or waits for
 // it until its context is done or the broker closed; a confirmation that
-// came answers Wait whatever Wait's context.
+// came answers Wait whatever Wait's context. A publish refused so, or by
+// Close before it was sent, wraps pubsub.ErrNotSent beside its cause: its
+// message never left the process (they carried only ErrClosed or the
+// context's error, which a publish whose ack Close stopped waiting for
+// carries too).
 func TestPublishWindow(t *testing.T) {
 	t.Parallel()
 	b, err := New(t.Context(), Config{DataDir: t.TempDir(), PublishWindow: 1})
@@ -39,11 +46,19 @@ func TestPublishWindow(t *testing.T) {
 		}
 	}
 
+	b.acks.close() // as Close begins: refused before it is sent
+	if _, err := publish(t.Context()); !errors.Is(err, pubsub.ErrClosed) || !errors.Is(err, pubsub.ErrNotSent) {
+		t.Errorf("publish refused as Close began = %v, want ErrClosed and ErrNotSent", err)
+	}
+	if len(b.window) != 0 {
+		t.Fatalf("the refused publish left %d publishes in the window", len(b.window))
+	}
+
 	b.window <- struct{}{} // an unconfirmed publish fills the window
 	ctx, cancel := context.WithTimeout(t.Context(), 50*time.Millisecond)
 	defer cancel()
-	if _, err := publish(ctx); !errors.Is(err, context.DeadlineExceeded) {
-		t.Errorf("publish into a full window = %v, want its context's error", err)
+	if _, err := publish(ctx); !errors.Is(err, context.DeadlineExceeded) || !errors.Is(err, pubsub.ErrNotSent) {
+		t.Errorf("publish into a full window = %v, want its context's error and ErrNotSent", err)
 	}
 	closed := make(chan error, 1)
 	go func() {
@@ -56,11 +71,31 @@ func TestPublishWindow(t *testing.T) {
 	}
 	select {
 	case err := <-closed:
-		if !errors.Is(err, pubsub.ErrClosed) {
-			t.Errorf("publish waiting for room when the broker closed = %v, want ErrClosed", err)
+		if !errors.Is(err, pubsub.ErrClosed) || !errors.Is(err, pubsub.ErrNotSent) {
+			t.Errorf("publish waiting for room when the broker closed = %v, want ErrClosed and ErrNotSent", err)
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("publish still waits for room after the broker closed")
+	}
+	if _, err := publish(t.Context()); !errors.Is(err, pubsub.ErrClosed) || !errors.Is(err, pubsub.ErrNotSent) {
+		t.Errorf("publish after Close = %v, want ErrClosed and ErrNotSent", err)
+	}
+}
+
+// TestRefusedUnwritten: only the errors nats.go's publish returns before it
+// writes a message to the connection's buffer say that the message did not
+// leave; a write error may come from a flush that sent it.
+func TestRefusedUnwritten(t *testing.T) {
+	t.Parallel()
+	for _, err := range []error{nats.ErrConnectionClosed, nats.ErrConnectionDraining, nats.ErrMaxPayload, nats.ErrReconnectBufExceeded} {
+		if !refusedUnwritten(err) {
+			t.Errorf("refusedUnwritten(%v) = false, want true", err)
+		}
+	}
+	for _, err := range []error{&net.OpError{Op: "write", Net: "tcp", Err: syscall.EPIPE}, os.ErrDeadlineExceeded, nats.ErrTimeout} {
+		if refusedUnwritten(err) {
+			t.Errorf("refusedUnwritten(%v) = true, want false: the message may have been sent", err)
+		}
 	}
 }
 

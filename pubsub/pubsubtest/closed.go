@@ -13,7 +13,8 @@ import (
 )
 
 // testClosed checks that a closed broker refuses every operation with
-// pubsub.ErrClosed, as that error's documentation promises. A broker
+// pubsub.ErrClosed, as that error's documentation promises, and a publish
+// with pubsub.ErrNotSent too. A broker
 // without a Close method has nothing to check.
 func testClosed(t *testing.T, h *harness) {
 	b := h.backend.Connect(t)
@@ -38,6 +39,9 @@ func testClosed(t *testing.T, h *harness) {
 	dl := &pubsub.DeadLetter{Message: msg, Subscription: "s", Reason: pubsub.ReasonPermanent, Time: time.Now(), Ref: "1"}
 	_, err := b.Publish(ctx, &msg)
 	want("Publish", err)
+	if !errors.Is(err, pubsub.ErrNotSent) {
+		t.Errorf("Publish on a closed broker: %v, want pubsub.ErrNotSent too: the message never left", err)
+	}
 	_, err = b.Subscribe(ctx, pubsub.ConsumerConfig{Topic: "closed", Subscription: "s", AckWait: time.Second, Prefetch: 1}, func(pubsub.Delivery) {})
 	want("Subscribe", err)
 	want("DeadLetter", b.DeadLetter(ctx, dl))
