@@ -181,7 +181,10 @@ const clientRedials = 3
 // most addresses fail; the connections to addresses gone are closed once
 // their calls have finished. An address whose connection cannot be opened
 // is left out until a new connection to it succeeds, and a call that could
-// not be sent for that is sent to the next address. An address that fails
+// not be sent for that is sent to the next address. A call that fails with
+// nothing of it sent (its name not resolved, no address taking its
+// connection, none healthy) is [interceptors.ErrNotSent] to errors.Is,
+// beside the error of what failed. An address that fails
 // [HTTPClientConfig.OutlierFailures] calls in a row (Unavailable,
 // DeadlineExceeded, gateway errors, its connection lost) is left out for
 // [HTTPClientConfig.OutlierEjectionTime], longer at each ejection, within
@@ -338,8 +341,13 @@ type redial struct{ next http.RoundTripper }
 func (r redial) RoundTrip(req *http.Request) (*http.Response, error) {
 	resp, err := r.send(req)
 	if err != nil {
-		if err.Error() == httplbNoHealthy {
+		switch {
+		case err.Error() == httplbNoHealthy:
 			return resp, noHealthy(req.URL.Host)
+		case err.Error() == httplbNoAddresses:
+			return resp, notSentError{fmt.Errorf("no addresses for %s: its name resolved to none (%w)", req.URL.Host, err)}
+		case isDialError(err) || isResolveError(err):
+			return resp, notSentError{err}
 		}
 		return resp, peerGone(req.Context(), err)
 	}
@@ -350,6 +358,29 @@ func (r redial) RoundTrip(req *http.Request) (*http.Response, error) {
 // that no address of its name can take: every one refused its last
 // connection, and none has connected again since.
 const httplbNoHealthy = "unavailable: no healthy connections"
+
+// httplbNoAddresses is the text of httplb's error (unexported) for a call
+// to a name whose last resolution gave no address. httplb 0.4.0 replaces
+// it at once by httplbNoHealthy's (balancer.go's newPickerLocked sets one
+// error picker, then the other), so that a call sees it only in between.
+const httplbNoAddresses = "resolver returned no addresses"
+
+// isResolveError reports whether err is the error of a name that did not
+// resolve (the balancer's picker returns the resolver's error, a
+// *net.DNSError for DNS, without a dial around it).
+func isResolveError(err error) bool {
+	var dns *net.DNSError
+	return errors.As(err, &dns)
+}
+
+// notSentError is the error of a call of which nothing left the client,
+// err: no connection could be opened for it, or its name resolved to no
+// address. Its text is err's, and it is also [interceptors.ErrNotSent] to
+// errors.Is, as noHealthy's error is.
+type notSentError struct{ err error }
+
+func (e notSentError) Error() string   { return e.err.Error() }
+func (e notSentError) Unwrap() []error { return []error{e.err, interceptors.ErrNotSent} }
 
 // noHealthy is the error of a call refused so: connect-go made of
 // httplb's "unavailable: unavailable: no healthy connections", which named

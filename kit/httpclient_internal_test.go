@@ -3,8 +3,10 @@ package kit
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"net/url"
 	"os"
 	"strings"
@@ -84,6 +86,36 @@ func TestResetBodyCodes(t *testing.T) {
 			body = &resetBody{ReadCloser: io.NopCloser(iotest.ErrReader(tc.err)), ctx: ctx}
 			if _, err := body.Read(make([]byte, 5)); err != tc.err { // the same error, not wrapped
 				t.Errorf("Read with the context done = %v, want %v as it came", err, tc.err)
+			}
+		})
+	}
+}
+
+// TestNeverSentIsErrNotSent: the errors of the balancer for a call that
+// never left the client are interceptors.ErrNotSent: httplb's for a name
+// whose resolution gave no address (which httplb 0.4.0 replaces at once by
+// "no healthy connections", so that no test through it can make it),
+// naming the host, and a dial's that failed on every address tried.
+func TestNeverSentIsErrNotSent(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name string
+		err  error
+		want string
+	}{
+		{"no addresses", errors.New(httplbNoAddresses), "no addresses for users:8080"},
+		{"refused", &net.OpError{Op: "dial", Net: "tcp", Err: syscall.ECONNREFUSED}, "dial tcp: connection refused"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			rt := redial{roundTripperFunc(func(*http.Request) (*http.Response, error) { return nil, tc.err })}
+			req, err := http.NewRequestWithContext(t.Context(), http.MethodPost, "http://users:8080/u.v1.U/Get", http.NoBody)
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, err = rt.RoundTrip(req)
+			if !errors.Is(err, interceptors.ErrNotSent) || !errors.Is(err, tc.err) || !strings.Contains(fmt.Sprint(err), tc.want) {
+				t.Errorf("RoundTrip = %v; want interceptors.ErrNotSent and %v, saying %q", err, tc.err, tc.want)
 			}
 		})
 	}

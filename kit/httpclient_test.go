@@ -3,6 +3,8 @@ package kit_test
 import (
 	"context"
 	"errors"
+	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -13,6 +15,7 @@ import (
 	"time"
 
 	"connectrpc.com/connect"
+	"github.com/bufbuild/httplb/resolver"
 
 	"github.com/connectkit/connectkit/interceptors"
 	pingv1 "github.com/connectkit/connectkit/internal/gen/connectkit/ping/v1"
@@ -227,6 +230,37 @@ func TestHTTPClientNoHealthyNamesTheHost(t *testing.T) {
 	}
 	if !errors.Is(last, interceptors.ErrNotSent) {
 		t.Errorf("a call refused for want of a healthy connection: %v; want interceptors.ErrNotSent as its cause, since none of it left", last)
+	}
+}
+
+// unresolvable is a resolver whose every name fails to resolve, as DNS
+// fails a name that has no record.
+type unresolvable struct{}
+
+func (unresolvable) New(_ context.Context, _, hostPort string, rcv resolver.Receiver, _ <-chan struct{}) io.Closer {
+	host, _, _ := net.SplitHostPort(hostPort)
+	rcv.OnResolveError(&net.DNSError{Err: "no such host", Name: host, IsNotFound: true})
+	return io.NopCloser(nil)
+}
+
+// TestHTTPClientUnresolvedIsNotSent: a call to a name that resolves to
+// nothing fails at once with Unavailable caused by interceptors.ErrNotSent,
+// as one refused for want of a healthy connection does: nothing of it left
+// the client. It carried the resolver's error alone, which Retry knew as
+// never sent but errors.Is(err, interceptors.ErrNotSent) did not.
+func TestHTTPClientUnresolvedIsNotSent(t *testing.T) {
+	t.Parallel()
+	srv, err := kit.New(kit.Config{Addr: "127.0.0.1:0", AdminAddr: kit.AdminOff},
+		kit.WithResolver(unresolvable{}), kit.WithLogger(slog.New(slog.DiscardHandler)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = srv.Close(context.Background()) })
+	client := pingv1connect.NewPingServiceClient(srv.HTTPClient(), "http://nowhere.test:8080")
+	_, err = client.Ping(t.Context(), connect.NewRequest(&pingv1.PingRequest{}))
+	if connect.CodeOf(err) != connect.CodeUnavailable || !strings.Contains(fmt.Sprint(err), "lookup nowhere.test: no such host") ||
+		!errors.Is(err, interceptors.ErrNotSent) {
+		t.Errorf("Ping of a name that resolves to nothing = %v; want unavailable, the lookup's error, caused by interceptors.ErrNotSent", err)
 	}
 }
 
