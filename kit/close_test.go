@@ -3,7 +3,10 @@ package kit_test
 import (
 	"context"
 	"log/slog"
+	"net/http"
+	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"connectrpc.com/connect"
@@ -96,5 +99,115 @@ func TestCloseAfterRun(t *testing.T) {
 	}
 	if err := srv.Close(t.Context()); err != nil {
 		t.Errorf("Close after Run = %v, want nil", err)
+	}
+}
+
+// TestCloseEndsTheServer: Close of a server never run ends it as Run's
+// shutdown would for those who watch it: ShuttingDown's channel is closed
+// (a goroutine or a stream selecting on it stops) and readiness says
+// NOT_SERVING. Both went on as if the server served.
+func TestCloseEndsTheServer(t *testing.T) {
+	t.Parallel()
+	srv, err := kit.New(kit.Config{Addr: "127.0.0.1:0", AdminAddr: kit.AdminOff}, kit.WithLogger(slog.New(slog.DiscardHandler)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ready := func() int {
+		rec := httptest.NewRecorder()
+		srv.Health().ReadyHandler().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/readyz", nil))
+		return rec.Code
+	}
+	if code := ready(); code != http.StatusOK {
+		t.Fatalf("readiness before Close: %d, want 200", code)
+	}
+	if err := srv.Close(t.Context()); err != nil {
+		t.Fatalf("Close = %v", err)
+	}
+	select {
+	case <-srv.ShuttingDown():
+	default:
+		t.Error("ShuttingDown's channel is still open after Close")
+	}
+	if code := ready(); code != http.StatusServiceUnavailable {
+		t.Errorf("readiness after Close: %d, want 503", code)
+	}
+}
+
+// TestCloseWaitsAgainForTheHTTPClient: a Close whose calls in flight on
+// the HTTP client did not finish in time fails saying so, and a later
+// Close waits for them again, as http.Server's Shutdown may be called
+// again: it fails again while the call is open, and returns nil once it
+// ended and the client closed. The second Close returned nil at once, the
+// client still open.
+func TestCloseWaitsAgainForTheHTTPClient(t *testing.T) {
+	t.Parallel()
+	var tl tally
+	backend := newConnCounter(t, &tl)
+	srv, err := kit.New(kit.Config{Addr: "127.0.0.1:0", AdminAddr: kit.AdminOff},
+		kit.WithResolver(kit.NewStaticNames(backend.addr)), kit.WithLogger(slog.New(slog.DiscardHandler)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, "http://svc.test/", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := srv.HTTPClient().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	done, cancel := context.WithCancel(t.Context())
+	cancel()
+	const want = "calls in flight on the HTTP client did not finish"
+	for i := range 2 {
+		if err := srv.Close(done); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("Close %d with the call open = %v, want an error saying %q", i+1, err, want)
+		}
+	}
+	_ = res.Body.Close()
+	if err := srv.Close(t.Context()); err != nil {
+		t.Errorf("Close once the call ended = %v, want nil", err)
+	}
+	if !eventually(func() bool { return backend.conns() == 0 }) {
+		t.Errorf("%d connections to the backend still open after Close returned nil", backend.conns())
+	}
+	if err := srv.Close(done); err != nil {
+		t.Errorf("Close after one that returned nil = %v, want nil", err)
+	}
+}
+
+// TestCloseFlushesTracesPastItsContext: a Close whose context is done (its
+// calls on the HTTP client outlasted it) still exports the spans buffered,
+// within a second of its own, as Run's shutdown gives them: OpenTelemetry's
+// provider, handed the done context, gave up before exporting anything,
+// and shuts down once, so no later Close could export them either. Not
+// parallel: it sets the environment.
+func TestCloseFlushesTracesPastItsContext(t *testing.T) {
+	var exports atomic.Int32
+	collector := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		exports.Add(1)
+		w.WriteHeader(http.StatusOK)
+	}))
+	t.Cleanup(collector.Close)
+	t.Setenv("OTEL_TRACES_EXPORTER", "otlp")
+	t.Setenv("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf")
+	t.Setenv("OTEL_EXPORTER_OTLP_ENDPOINT", collector.URL)
+	pings := kittest.NewServer(t, kit.Config{}, func(s *kit.Server) {
+		s.Mount(pingv1connect.NewPingServiceHandler(&pingServer{}, s.HandlerOptions()...))
+	})
+	srv, err := kit.New(kit.Config{Addr: "127.0.0.1:0", AdminAddr: kit.AdminOff}, kit.WithLogger(slog.New(slog.DiscardHandler)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	client := pingv1connect.NewPingServiceClient(srv.HTTPClient(), pings.URL, srv.ClientOptions()...)
+	if _, err := client.Ping(t.Context(), connect.NewRequest(&pingv1.PingRequest{Number: 1})); err != nil {
+		t.Fatal(err)
+	}
+	before := exports.Load()
+	done, cancel := context.WithCancel(t.Context())
+	cancel()
+	_ = srv.Close(done)
+	if exports.Load() == before {
+		t.Error("Close with its context done exported no span: the client call's span is lost")
 	}
 }

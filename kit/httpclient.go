@@ -219,6 +219,9 @@ type balancedClient struct {
 	http   *http.Client
 	lb     *httplb.Client
 	health *dialHealth
+
+	closeOnce sync.Once
+	closed    chan struct{} // closed once close's work is done
 }
 
 // newBalancedClient returns a client that speaks TLS with tlsConfig (the
@@ -252,25 +255,32 @@ func newBalancedClient(cfg HTTPClientConfig, tlsConfig *tls.Config, res resolver
 		http:   &http.Client{Transport: redial{lb.Transport}, CheckRedirect: lb.CheckRedirect},
 		lb:     lb,
 		health: h,
+		closed: make(chan struct{}),
 	}
 }
 
 // close closes the client once the calls in flight on it have finished, or
 // returns ctx's error when ctx is done first (the client then closes when
-// they finish).
+// they finish, and a later close waits for that again).
 func (c *balancedClient) close(ctx context.Context) error {
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		_ = c.lb.Close()
-		c.health.stopEjections()
-		c.health.close()
-	}()
+	c.closeOnce.Do(func() {
+		go func() {
+			defer close(c.closed)
+			_ = c.lb.Close()
+			c.health.stopEjections()
+			c.health.close()
+		}()
+	})
 	select {
-	case <-done:
+	case <-c.closed:
 		return nil
 	case <-ctx.Done():
-		return ctx.Err()
+		select {
+		case <-c.closed: // as ctx ended
+			return nil
+		default:
+			return ctx.Err()
+		}
 	}
 }
 

@@ -72,6 +72,7 @@ type Server struct {
 	actors    []func(context.Context) error
 	running   bool
 	closed    bool // by Close: Listen, and so Run, refuse to start
+	closeDone bool // Close, or Run's shutdown, did all it does: a later Close returns nil
 	lifecycle *lifecycle
 	stopping  chan struct{} // closed when the server stops accepting calls
 	// calls is the context every call's derives from (http.Server's
@@ -362,7 +363,7 @@ func (s *Server) Run(ctx context.Context) error {
 	stopSignals() // from here on, a second signal kills the process
 	err := s.shutdown(cause)
 	s.mu.Lock()
-	s.closed = true // the shutdown did what Close does: a later Close returns nil
+	s.closed, s.closeDone = true, true // the shutdown did what Close does: a later Close returns nil
 	s.mu.Unlock()
 	return err
 }

@@ -42,42 +42,66 @@ func (s *Server) startActor(fn func(context.Context) error) {
 // Close ends a server that is never run: a program that calls other
 // services without serving (a command, a batch job) makes one for
 // [Server.HTTPClient] and [Server.ClientOptions], and calls Close before
-// it exits. Close waits for the calls in flight on the HTTP client (until
-// ctx is done) and closes it, exports the spans still buffered and writes
-// the log lines kit's logger still holds: a program that exits without it
-// loses the info lines of its last 5 ms (a short command, all of them)
-// and the spans not yet exported. It also closes the listeners of a
-// [Server.Listen] call. Once closed, the server cannot be run; a second
-// Close does nothing, as does a Close after Run returned (Run's shutdown
-// did the same), so that `defer srv.Close(ctx)` suits both kinds of
-// program. Close fails, changing nothing, while Run runs.
+// it exits. Close reports NOT_SERVING on the server's health (readiness and
+// gRPC health, wherever they are served), closes [Server.ShuttingDown]'s
+// channel and the listeners of a [Server.Listen] call, waits for the calls
+// in flight on the HTTP client (until ctx is done) and closes it, exports
+// the spans still buffered (with at least a second, as Run's shutdown
+// does, when ctx has less left) and writes the log lines kit's logger
+// still holds: a program that exits without it loses the info lines of
+// its last 5 ms (a short command, all of them) and the spans not yet
+// exported. Once closed, the server cannot be run. When the calls on the
+// HTTP client did not finish in time, Close returns an error saying so
+// and a later Close waits for them again, as [http.Server.Shutdown] may be
+// called again; once they have, a later Close does nothing and returns
+// nil, as does a Close after Run returned (Run's shutdown did the same),
+// so that `defer srv.Close(ctx)` suits both kinds of program. Close fails,
+// changing nothing, while Run runs.
 func (s *Server) Close(ctx context.Context) error {
 	s.mu.Lock()
-	if s.closed { // by Close, or by Run's shutdown
-		s.mu.Unlock()
-		return nil
-	}
-	if s.running {
+	if s.running && !s.closed {
 		s.mu.Unlock()
 		return errors.New("kit: Close of a server that Run runs: Run shuts it down")
 	}
+	if s.closeDone { // by Close, or by Run's shutdown
+		s.mu.Unlock()
+		return nil
+	}
+	first := !s.closed
 	s.closed = true
 	var errs []error
-	for _, ln := range []net.Listener{s.ln, s.adminLn} {
-		if ln != nil {
-			if err := ln.Close(); err != nil {
-				errs = append(errs, fmt.Errorf("kit: closing %s: %w", ln.Addr(), err))
+	if first {
+		s.health.Shutdown()
+		s.draining.Store(true)
+		close(s.stopping)
+		for _, ln := range []net.Listener{s.ln, s.adminLn} {
+			if ln != nil {
+				if err := ln.Close(); err != nil {
+					errs = append(errs, fmt.Errorf("kit: closing %s: %w", ln.Addr(), err))
+				}
 			}
 		}
 	}
 	s.mu.Unlock()
-	if _, err := s.closeHTTPClient(ctx); err != nil {
-		errs = append(errs, err)
+	_, clientErr := s.closeHTTPClient(ctx)
+	if clientErr != nil {
+		errs = append(errs, clientErr)
 	}
-	if err := s.telemetry.Shutdown(ctx); err != nil {
-		errs = append(errs, fmt.Errorf("kit: flushing traces: %w", err))
+	if first {
+		// Once: OpenTelemetry's provider shuts down once, even when its
+		// context was done before it exported anything.
+		tctx, cancel := atLeastGrace(ctx)
+		if err := s.telemetry.Shutdown(tctx); err != nil {
+			errs = append(errs, fmt.Errorf("kit: flushing traces: %w", err))
+		}
+		cancel()
 	}
 	flushLogger(s.logger)
+	if clientErr == nil {
+		s.mu.Lock()
+		s.closeDone = true
+		s.mu.Unlock()
+	}
 	return errors.Join(errs...)
 }
 
