@@ -33,8 +33,10 @@ const closeTimeout = 5 * time.Second
 // ListProfiles is NO_SIDE_EFFECTS, so KIT_CLIENT_RETRY=on retries it. Its
 // log level is warn unless KIT_LOG_LEVEL or -log-level says otherwise, so
 // that stderr holds only failures. The server is never run (nothing
-// listens): Close ends it, writing its last log lines and spans.
-func runList(ctx context.Context, args []string, stdout io.Writer) (err error) {
+// listens): Close ends it, writing its last log lines and spans. The
+// usage, and why a command line is refused, go to stderr; a refused one
+// fails with errUsage.
+func runList(ctx context.Context, args []string, stdout, stderr io.Writer) (err error) {
 	cfg, err := kit.ConfigFromEnv()
 	if err != nil {
 		return err
@@ -43,13 +45,15 @@ func runList(ctx context.Context, args []string, stdout io.Writer) (err error) {
 		cfg.LogLevel = slog.LevelWarn
 	}
 	fs := flag.NewFlagSet("example list", flag.ContinueOnError)
+	fs.SetOutput(stderr)
 	cfg.RegisterFlags(fs)
 	target := fs.String("target", "http://localhost:8080", "base URL of the example to call")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return nil // the usage is printed: exit 0, as `example -help` does
 		}
-		return err
+		// flag printed the error and the usage: main prints it no more.
+		return fmt.Errorf("%w: %w", errUsage, err)
 	}
 	if err := noArguments(fs); err != nil {
 		return err

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net"
 	"strings"
 	"testing"
@@ -34,7 +35,7 @@ func TestListCommand(t *testing.T) {
 	// The admin address is a service's, which the command ignores: this
 	// one, beyond loopback without a token, would stop kit.New.
 	args := []string{"-target", srv.URL, "-client-retry", "on", "-client-breaker", "on", "-admin-addr", "0.0.0.0:9090"}
-	if err := runList(t.Context(), args, &out); err != nil {
+	if err := runList(t.Context(), args, &out, io.Discard); err != nil {
 		t.Fatalf("example list: %v", err)
 	}
 	lines := strings.Split(strings.TrimSuffix(out.String(), "\n"), "\n")
@@ -52,7 +53,7 @@ func TestListCommand(t *testing.T) {
 
 	// A boolean flag's value given apart ends the flags: refused, rather
 	// than -target after it dropped and localhost:8080 listed.
-	err := runList(t.Context(), []string{"-pprof", "false", "-target", srv.URL}, &out)
+	err := runList(t.Context(), []string{"-pprof", "false", "-target", srv.URL}, &out, io.Discard)
 	if err == nil || !strings.Contains(err.Error(), `unexpected argument "false"`) {
 		t.Errorf("example list -pprof false -target ... = %v, want the argument refused", err)
 	}
@@ -60,8 +61,19 @@ func TestListCommand(t *testing.T) {
 	// -help prints the usage and succeeds, as the server's -help exits 0;
 	// it failed with "flag: help requested" (exit 1).
 	out.Reset()
-	if err := runList(t.Context(), []string{"-help"}, &out); err != nil || out.Len() != 0 {
-		t.Errorf("example list -help = %v, printing %q on stdout; want nil and nothing listed", err, out.String())
+	var stderr bytes.Buffer
+	if err := runList(t.Context(), []string{"-help"}, &out, &stderr); err != nil || out.Len() != 0 || !strings.Contains(stderr.String(), "-target") {
+		t.Errorf("example list -help = %v, printing %q on stdout, %q on stderr; want nil, nothing listed, the usage", err, out.String(), stderr.String())
+	}
+
+	// A flag it does not know is refused once, with the usage, and exits
+	// 2, as the server's flags do: main printed flag's error again.
+	stderr.Reset()
+	err = runList(t.Context(), []string{"-no-such-flag"}, &out, &stderr)
+	const refused = "flag provided but not defined: -no-such-flag"
+	if code := exitCode(&stderr, err); code != 2 || strings.Count(stderr.String(), refused) != 1 || !strings.Contains(stderr.String(), "-target") {
+		t.Errorf("example list -no-such-flag exits %d, printing %q %d times (usage: %t); want 2, once, and the usage",
+			code, refused, strings.Count(stderr.String(), refused), strings.Contains(stderr.String(), "-target"))
 	}
 
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -71,7 +83,7 @@ func TestListCommand(t *testing.T) {
 	closed := "http://" + ln.Addr().String()
 	_ = ln.Close() // a port where nothing listens: connections refused
 	out.Reset()
-	err = runList(t.Context(), []string{"-target", closed, "-client-retry", "on"}, &out)
+	err = runList(t.Context(), []string{"-target", closed, "-client-retry", "on"}, &out, io.Discard)
 	if connect.CodeOf(err) != connect.CodeUnavailable || !strings.Contains(err.Error(), closed) || out.Len() != 0 {
 		t.Errorf("example list of %s = %v, printed %q; want unavailable naming it, nothing printed", closed, err, out.String())
 	}

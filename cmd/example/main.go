@@ -16,6 +16,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"os"
 	"time"
 
@@ -30,12 +31,26 @@ import (
 func main() {
 	run := run
 	if len(os.Args) > 1 && os.Args[1] == "list" { // example list [-target URL]: see runList
-		run = func(ctx context.Context) error { return runList(ctx, os.Args[2:], os.Stdout) }
+		run = func(ctx context.Context) error { return runList(ctx, os.Args[2:], os.Stdout, os.Stderr) }
 	}
 	if err := run(context.Background()); err != nil {
-		fmt.Fprintln(os.Stderr, "example:", err)
-		os.Exit(1)
+		os.Exit(exitCode(os.Stderr, err))
 	}
+}
+
+// errUsage marks the error of a command line that flag refused: flag has
+// printed why, with the usage.
+var errUsage = errors.New("bad command line")
+
+// exitCode prints err on stderr and returns the exit status for it: 2,
+// printing nothing more, for a command line flag refused and explained, as
+// flag.ExitOnError exits; 1 otherwise.
+func exitCode(stderr io.Writer, err error) int {
+	if errors.Is(err, errUsage) {
+		return 2
+	}
+	fmt.Fprintln(stderr, "example:", err)
+	return 1
 }
 
 func run(ctx context.Context) (err error) {
