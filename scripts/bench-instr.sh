@@ -21,6 +21,14 @@
 # LOADS (serve: "grpc json" by default, or one of them). KEEP: a directory
 # that keeps the callgrind files, to see where the instructions go, e.g.
 #   callgrind_annotate --inclusive=no --auto=no KEEP/kit-json.cg.1
+# CACHE=1 (serve) also simulates one core's caches (32 KiB I1 and D1, a
+# 1 MiB L2 as the last level, 64-byte lines, 8-way: these machines' L1 and
+# L2) and adds each variant's misses per call: I1mr, D1mr, D1mw, ILmr, DLmr,
+# DLmw (BENCHMARKS.md 1.35). valgrind runs every thread on one simulated
+# cache, as a server pinned to one core shares its caches. To see which
+# functions miss:
+#   callgrind_annotate --inclusive=no --auto=no --show=Ir,I1mr,D1mr,D1mw \
+#     --sort=I1mr KEEP/kit-json.cg.1
 #
 # Go's asynchronous preemption signals trip an assertion in callgrind, so the
 # programs run with GODEBUG=asyncpreemptoff=1. Only work done under load is
@@ -49,13 +57,17 @@ mkdir -p "$work"
 [[ -n ${KEEP:-} ]] || trap 'rm -rf "$work"' EXIT
 export GODEBUG=asyncpreemptoff=1
 
-# summary prints the instruction count a callgrind output file totals.
-summary() { awk '/^summary:/ {print $2; exit}' "$1"; }
+# summary prints the instruction count a callgrind output file totals, and
+# if a second argument is given, the cache misses after it.
+summary() { awk -v cache="${2:-}" '/^summary:/ {print (cache ? $2 " " $5 " " $6 " " $7 " " $8 " " $9 " " $10 : $2); exit}' "$1"; }
+
+cachesim=()
+[[ -z ${CACHE:-} ]] || cachesim=(--cache-sim=yes --I1=32768,8,64 --D1=32768,8,64 --LL=1048576,8,64)
 
 # serveOne prints the instructions per call of VARIANT under LOAD (grpc or json).
 serveOne() {
 	local variant=$1 load=$2 n=$3 out="$work/$1-$2"
-	valgrind --tool=callgrind --callgrind-out-file="$out.cg" \
+	valgrind --tool=callgrind "${cachesim[@]}" --callgrind-out-file="$out.cg" \
 		bin/benchserver -variant "$variant" -log "$out.log" >"$out.stdout" 2>"$out.stderr" &
 	server=$! # global: the subshell that $(serveOne ...) runs in kills it on exit
 	trap 'kill "$server" 2>/dev/null || true' EXIT
@@ -78,11 +90,14 @@ serveOne() {
 	kill -INT "$server"
 	wait "$server" || true
 	grep -q " $n succeeded" "$out.load" || { cat "$out.load" >&2; return 1; }
-	echo $(($(summary "$out.cg.1") / n))
+	summary "$out.cg.1" "${CACHE:-}" | awk -v n="$n" '{for (i = 1; i <= NF; i++) printf "%s%.1f", (i > 1 ? " " : ""), $i / n; print ""}'
 }
 
-# table prints one Markdown row per variant, with its ratio to the first.
-table() { awk '!first {first = $2} {printf "| %s | %d | %.2f |\n", $1, $2, $2 / first}'; }
+# table prints one Markdown row per variant, with its ratio to the first,
+# and with CACHE=1 the misses per call.
+table() {
+	awk '!first {first = $2} {printf "| %s | %d | %.2f |", $1, $2, $2 / first; for (i = 3; i <= NF; i++) printf " %s |", $i; print ""}'
+}
 
 case $mode in
 serve)
@@ -92,8 +107,13 @@ serve)
 	printf '\x00\x00\x00\x00\x02\x08\x2a' >"$work/ping.grpc" # PingRequest{number: 42}, one gRPC frame
 	printf '{"number":42}' >"$work/ping.json"
 	for load in ${LOADS:-grpc json}; do
-		echo "| $load, 50 in flight | instructions per call | × ${variants%%,*} |"
-		echo "|---|--:|--:|"
+		if [[ -n ${CACHE:-} ]]; then
+			echo "| $load, 50 in flight | instructions per call | × ${variants%%,*} | I1mr | D1mr | D1mw | ILmr | DLmr | DLmw |"
+			echo "|---|--:|--:|--:|--:|--:|--:|--:|--:|"
+		else
+			echo "| $load, 50 in flight | instructions per call | × ${variants%%,*} |"
+			echo "|---|--:|--:|"
+		fi
 		rows=""
 		for v in ${variants//,/ }; do
 			[[ $load == json && $v == grpc-go ]] && continue
