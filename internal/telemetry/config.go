@@ -49,7 +49,8 @@ type Config struct {
 	ServiceName string
 	// ResourceAttributes describe the service in every span:
 	// OTEL_RESOURCE_ATTRIBUTES, key=value pairs separated by commas, values
-	// percent-encoded. Default none.
+	// percent-encoded. Default none; service.version given here replaces
+	// the one [New] takes from the binary's build info.
 	ResourceAttributes string
 }
 

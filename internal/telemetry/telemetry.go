@@ -14,6 +14,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"slices"
 	"strings"
 
@@ -65,6 +66,7 @@ func (f optionFunc) apply(o *options) { f(o) }
 type options struct {
 	serviceName string
 	console     io.Writer
+	buildInfo   func() (*debug.BuildInfo, bool) // debug.ReadBuildInfo but in tests
 }
 
 // WithServiceName sets the service name used when neither
@@ -86,7 +88,7 @@ func WithConsoleWriter(w io.Writer) Option {
 // _CERTIFICATE…), and the batch span processor reads OTEL_BSP_*. Building
 // an exporter does not connect to anything.
 func New(ctx context.Context, cfg Config, opts ...Option) (*Provider, error) {
-	o := options{console: os.Stdout}
+	o := options{console: os.Stdout, buildInfo: debug.ReadBuildInfo}
 	for _, opt := range opts {
 		opt.apply(&o)
 	}
@@ -101,7 +103,7 @@ func New(ctx context.Context, cfg Config, opts ...Option) (*Provider, error) {
 		p.tracerProvider = noop.NewTracerProvider()
 		return p, nil
 	}
-	res, err := newResource(ctx, cfg, o.serviceName)
+	res, err := newResource(ctx, cfg, o.serviceName, buildVersion(o.buildInfo()))
 	if err != nil {
 		return nil, err
 	}
@@ -146,11 +148,16 @@ func newPropagator(names []string) propagation.TextMapPropagator {
 }
 
 // newResource describes the service. It does not use resource.WithFromEnv,
-// which reads the process environment rather than the Config.
-func newResource(ctx context.Context, cfg Config, fallbackName string) (*resource.Resource, error) {
+// which reads the process environment rather than the Config. version is
+// the service.version used when ResourceAttributes gives none ("" for
+// none).
+func newResource(ctx context.Context, cfg Config, fallbackName, version string) (*resource.Resource, error) {
 	attrs, err := parseResourceAttributes(cfg.ResourceAttributes)
 	if err != nil {
 		return nil, err
+	}
+	if version != "" && !hasKey(attrs, semconv.ServiceVersionKey) {
+		attrs = append(attrs, semconv.ServiceVersion(version))
 	}
 	name := strings.TrimSpace(cfg.ServiceName)
 	if name == "" && !hasKey(attrs, semconv.ServiceNameKey) {
@@ -172,6 +179,33 @@ func newResource(ctx context.Context, cfg Config, fallbackName string) (*resourc
 		return nil, fmt.Errorf("failed to describe the service: %w", err)
 	}
 	return res, nil
+}
+
+// buildVersion returns the binary's version as its build info gives it:
+// the main module's version (a tag, or a pseudo-version that go build
+// stamps from the VCS since Go 1.24), else, when go build did not know it
+// ("(devel)"), the VCS revision with +dirty when the tree had changes;
+// "" when neither is known (go run of a file, a test binary, -buildvcs=false).
+func buildVersion(info *debug.BuildInfo, ok bool) string {
+	if !ok || info == nil {
+		return ""
+	}
+	if v := info.Main.Version; v != "" && v != "(devel)" {
+		return v
+	}
+	var revision, modified string
+	for _, s := range info.Settings {
+		switch s.Key {
+		case "vcs.revision":
+			revision = s.Value
+		case "vcs.modified":
+			modified = s.Value
+		}
+	}
+	if revision != "" && modified == "true" {
+		revision += "+dirty"
+	}
+	return revision
 }
 
 func hasKey(attrs []attribute.KeyValue, key attribute.Key) bool {

@@ -7,6 +7,8 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"runtime/debug"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -252,4 +254,57 @@ func (b *syncBuffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.buf.String()
+}
+
+// TestServiceVersion checks service.version on the spans' resource: the
+// binary's build info by default, OTEL_RESOURCE_ATTRIBUTES' when it gives
+// one.
+func TestServiceVersion(t *testing.T) {
+	t.Parallel()
+	revision := []debug.BuildSetting{{Key: "vcs", Value: "git"}, {Key: "vcs.revision", Value: "0123abcd"}}
+	for _, tc := range []struct {
+		name  string
+		info  *debug.BuildInfo // nil: no build info
+		attrs string           // OTEL_RESOURCE_ATTRIBUTES
+		want  string           // "" for no service.version
+	}{
+		{name: "tagged module", info: &debug.BuildInfo{Main: debug.Module{Version: "v1.2.3"}, Settings: revision}, want: "v1.2.3"},
+		{name: "devel with revision", info: &debug.BuildInfo{Main: debug.Module{Version: "(devel)"}, Settings: revision}, want: "0123abcd"},
+		{name: "devel with a dirty tree", info: &debug.BuildInfo{
+			Main: debug.Module{Version: "(devel)"}, Settings: append(slices.Clone(revision), debug.BuildSetting{Key: "vcs.modified", Value: "true"}),
+		}, want: "0123abcd+dirty"},
+		{name: "devel without vcs", info: &debug.BuildInfo{Main: debug.Module{Version: "(devel)"}}},
+		{name: "no build info"},
+		{name: "resource attributes win", info: &debug.BuildInfo{Main: debug.Module{Version: "v1.2.3"}}, attrs: "service.version=2.0%2Bhotfix", want: "2.0+hotfix"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			var out syncBuffer
+			cfg, err := ConfigFromEnv(env(map[string]string{"OTEL_TRACES_EXPORTER": "console", "OTEL_RESOURCE_ATTRIBUTES": tc.attrs}))
+			if err != nil {
+				t.Fatal(err)
+			}
+			readInfo := optionFunc(func(o *options) {
+				o.buildInfo = func() (*debug.BuildInfo, bool) { return tc.info, tc.info != nil }
+			})
+			p, err := New(t.Context(), cfg, WithConsoleWriter(&out), readInfo)
+			if err != nil {
+				t.Fatal(err)
+			}
+			startSpan(t, p, "versioned-span")
+			if err := p.Shutdown(t.Context()); err != nil {
+				t.Fatal(err)
+			}
+			got := out.String()
+			if tc.want == "" {
+				if strings.Contains(got, `"service.version"`) {
+					t.Errorf("service.version set without a version known:\n%s", got)
+				}
+				return
+			}
+			if want := `{"Key":"service.version","Value":{"Type":"STRING","Value":"` + tc.want + `"}}`; strings.Count(got, `"service.version"`) != 1 || !strings.Contains(got, want) {
+				t.Errorf("console output lacks %s once:\n%s", want, got)
+			}
+		})
+	}
 }
