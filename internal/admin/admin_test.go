@@ -256,7 +256,7 @@ func TestMetricsServesTheRegistry(t *testing.T) {
 	if code != http.StatusOK || !strings.HasPrefix(header.Get("Content-Type"), "text/plain") {
 		t.Fatalf("GET /metrics = %d %q", code, header.Get("Content-Type"))
 	}
-	for _, want := range []string{"test_calls_total 3", "go_goroutines ", "process_resident_memory_bytes "} {
+	for _, want := range []string{"test_calls_total 3", "go_goroutines ", "go_build_info{", "process_resident_memory_bytes "} {
 		if !strings.Contains(body, want) {
 			t.Errorf("/metrics lacks %q", want)
 		}
