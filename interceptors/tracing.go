@@ -26,9 +26,11 @@ const instrumentationName = "github.com/connectkit/connectkit/interceptors"
 // their callers' trace ids; for calls from the public internet, see
 // [WithPublicEndpoint]), a client span injects it. It records no OpenTelemetry
 // metrics (otelconnect's WithoutMetrics: [Metrics] counts calls in
-// Prometheus, and a second set would cost time on every call) and no peer
-// address on server spans (otelconnect's default: high cardinality; the
-// log line has it). It makes those spans itself, with this package's
+// Prometheus, and a second set would cost time on every call); server
+// spans carry the caller's address as network.peer.address and
+// network.peer.port (otelconnect's WithServerPeerAttributes, as the RPC
+// semantic conventions recommend; spans are no metric, whose labels
+// they would multiply). It makes those spans itself, with this package's
 // instrumentation scope, doing the work of a span's attributes and status
 // only when the span is sampled, unless [WithOtelconnectOptions] asks for
 // otelconnect.
@@ -66,6 +68,7 @@ func Tracing(opts ...TracingOption) (connect.Interceptor, error) {
 			otelconnect.WithTracerProvider(cfg.provider),
 			otelconnect.WithPropagator(cfg.propagator),
 			otelconnect.WithoutMetrics(),
+			otelconnect.WithServerPeerAttributes(),
 		}
 		if !cfg.public {
 			base = append(base, otelconnect.WithTrustRemote())

@@ -62,7 +62,7 @@ func TestTracingMatchesOtelconnect(t *testing.T) {
 	ref := newTracedPing(t, func(tp *sdktrace.TracerProvider) (connect.Interceptor, error) {
 		return otelconnect.NewInterceptor(otelconnect.WithTracerProvider(tp),
 			otelconnect.WithPropagator(propagation.TraceContext{}),
-			otelconnect.WithTrustRemote(), otelconnect.WithoutMetrics())
+			otelconnect.WithTrustRemote(), otelconnect.WithoutMetrics(), otelconnect.WithServerPeerAttributes())
 	})
 	for _, proto := range protocols {
 		for _, tc := range calls {
@@ -121,12 +121,13 @@ func (p *tracedPing) trace(t *testing.T, proto protocol, run func(*testing.T, pi
 }
 
 // describeSpan is what a span shows a user, but for the server's port,
-// which differs between servers.
+// which differs between servers, and the client's, which differs between
+// connections.
 func describeSpan(s tracetest.SpanStub) string {
 	attrs := make([]string, 0, len(s.Attributes))
 	for _, kv := range s.Attributes {
 		v := kv.Value.String()
-		if kv.Key == "server.port" {
+		if kv.Key == "server.port" || kv.Key == "network.peer.port" {
 			v = "(port)"
 		}
 		attrs = append(attrs, string(kv.Key)+"="+v)

@@ -17,7 +17,7 @@ import (
 )
 
 // The RPC spans below are connectrpc.com/otelconnect's (v0.10, with
-// WithTrustRemote and WithoutMetrics): the same names, kinds, attributes and
+// WithTrustRemote, WithoutMetrics and WithServerPeerAttributes): the same names, kinds, attributes and
 // statuses, checked span for span by TestTracingMatchesOtelconnect. They are
 // written here rather than taken from otelconnect because otelconnect does
 // its per-call work whether or not the span is sampled: with tracing on and
@@ -45,7 +45,7 @@ func (t *tracing) rpcUnary(ctx context.Context, req connect.AnyRequest, next con
 	}
 	resp, err := next(ctx, req)
 	if span.IsRecording() {
-		endRPCSpan(span, spec.IsClient, err)
+		endRPCSpan(span, spec.IsClient, req.Peer().Addr, err)
 	}
 	return resp, err
 }
@@ -57,7 +57,7 @@ func (t *tracing) rpcStreamingHandler(ctx context.Context, conn connect.Streamin
 	defer span.End()
 	err := next(ctx, conn)
 	if span.IsRecording() {
-		endRPCSpan(span, false, err)
+		endRPCSpan(span, false, conn.Peer().Addr, err)
 	}
 	return err
 }
@@ -74,7 +74,7 @@ func (t *tracing) rpcStreamingClient(ctx context.Context, spec connect.Spec, nex
 	}
 	return observeClientStream(ctx, conn, func(_ *clientStream, err error) {
 		if span.IsRecording() {
-			endRPCSpan(span, true, err)
+			endRPCSpan(span, true, "", err)
 		}
 		span.End()
 	})
@@ -112,7 +112,7 @@ type startEntry struct {
 
 func (s *startOptions) get(spec connect.Spec, peer connect.Peer) []trace.SpanStartOption {
 	addr := ""
-	if spec.IsClient { // a server's peer is the client: not an attribute
+	if spec.IsClient { // a server's peer is the client: set at the span's end
 		addr = peer.Addr
 	}
 	slot := &s[protocolIndex(peer.Protocol)]
@@ -140,15 +140,25 @@ func requestAttributes(attrs []attribute.KeyValue, spec connect.Spec, peer conne
 		semconv.RPCSystemNameKey.String(rpcSystem(peer.Protocol)),
 		semconv.RPCMethodKey.String(spanName(spec)),
 	)
-	if !spec.IsClient || peer.Addr == "" {
+	if !spec.IsClient {
 		return attrs
 	}
-	if host, port, err := net.SplitHostPort(peer.Addr); err == nil {
+	return addressAttributes(attrs, peer.Addr, semconv.ServerAddressKey, semconv.ServerPortKey)
+}
+
+// addressAttributes appends address as the attributes addressKey and
+// portKey (host and port) or, when it has no numeric port, as addressKey
+// alone; nothing when address is "".
+func addressAttributes(attrs []attribute.KeyValue, address string, addressKey, portKey attribute.Key) []attribute.KeyValue {
+	if address == "" {
+		return attrs
+	}
+	if host, port, err := net.SplitHostPort(address); err == nil {
 		if p, err := strconv.Atoi(port); err == nil {
-			return append(attrs, semconv.ServerAddressKey.String(host), semconv.ServerPortKey.Int(p))
+			return append(attrs, addressKey.String(host), portKey.Int(p))
 		}
 	}
-	return append(attrs, semconv.ServerAddressKey.String(peer.Addr))
+	return append(attrs, addressKey.String(address))
 }
 
 // rpcSystem is rpc.system.name for a connect protocol name.
@@ -164,20 +174,30 @@ func rpcSystem(protocol string) string {
 
 // endRPCSpan records a call's outcome on its span: rpc.response.status_code
 // (and error.type) in gRPC's names, and an error status for every client
-// error but only for server errors on servers, as otelconnect does.
-func endRPCSpan(span trace.Span, client bool, err error) {
+// error but only for server errors on servers, as otelconnect does. On
+// servers it also records the caller's address, peer (connect's
+// Peer.Addr), as network.peer.address and network.peer.port, as
+// otelconnect's WithServerPeerAttributes does: the attributes wait for
+// the span to be known sampled, and a call that is not pays nothing for
+// them.
+func endRPCSpan(span trace.Span, client bool, peer string, err error) {
+	var buf [5]attribute.KeyValue
+	attrs := buf[:0]
+	if !client {
+		attrs = addressAttributes(attrs, peer, semconv.NetworkPeerAddressKey, semconv.NetworkPeerPortKey)
+	}
 	switch {
 	case err == nil:
-		span.SetAttributes(semconv.RPCResponseStatusCodeKey.String(statusCodeOK))
+		span.SetAttributes(append(attrs, semconv.RPCResponseStatusCodeKey.String(statusCodeOK))...)
 		return
 	case connect.IsNotModifiedError(err):
-		span.SetAttributes(semconv.RPCResponseStatusCodeKey.String(statusCodeOK),
-			semconv.HTTPResponseStatusCodeKey.Int(http.StatusNotModified))
+		span.SetAttributes(append(attrs, semconv.RPCResponseStatusCodeKey.String(statusCodeOK),
+			semconv.HTTPResponseStatusCodeKey.Int(http.StatusNotModified))...)
 		return
 	}
 	code := codeOf(err) // a stream's handler may return ctx.Err() as is
 	name := strings.ToUpper(code.String())
-	span.SetAttributes(semconv.RPCResponseStatusCodeKey.String(name), semconv.ErrorTypeKey.String(name))
+	span.SetAttributes(append(attrs, semconv.RPCResponseStatusCodeKey.String(name), semconv.ErrorTypeKey.String(name))...)
 	if !client && !serverSpanError(code) {
 		return
 	}
