@@ -41,7 +41,9 @@ const instrumentationName = "github.com/connectkit/connectkit/interceptors"
 // headers, or "process <topic>" of kind CONSUMER, which continues the
 // context found in them; both with messaging.system,
 // messaging.destination.name, messaging.operation.type and .name,
-// messaging.message.id and, for deliveries, messaging.consumer.group.name.
+// messaging.message.id, server.address and server.port when the broker
+// knows its server's (pubsub.ServerAddresser; sampled spans only) and,
+// for deliveries, messaging.consumer.group.name.
 //
 // Tracing must wrap [Logging] for log lines to carry trace and span ids.
 func Tracing(opts ...TracingOption) (connect.Interceptor, error) {
@@ -219,6 +221,13 @@ func (t *tracing) message(ctx context.Context, info *msgctx.Info, req connect.An
 	opts[0], opts[1] = trace.WithSpanKind(kind), trace.WithAttributes(attrs...)
 	ctx, span := t.tracer.Start(ctx, string(info.Operation)+" "+info.Topic, opts...)
 	defer span.End()
+	if info.Server != nil && span.IsRecording() {
+		// Asked after the sampler, not given to it, so that an unsampled
+		// message does not pay for the broker's lookup.
+		if addr := info.Server(); addr != "" {
+			span.SetAttributes(addressAttributes(make([]attribute.KeyValue, 0, 2), addr, semconv.ServerAddressKey, semconv.ServerPortKey)...)
+		}
+	}
 	if info.Operation == msgctx.Publish {
 		t.propagator.Inject(ctx, carrier)
 	}

@@ -67,6 +67,30 @@ type Broker interface {
 	Check(ctx context.Context) error
 }
 
+// ServerAddresser is implemented by a [Broker] that talks to a server over
+// the network, as [natsjs.Broker] does: the spans of publishes and
+// deliveries then carry its answer as server.address and server.port,
+// which OpenTelemetry's messaging conventions ask for when known.
+//
+// [natsjs.Broker]: https://pkg.go.dev/github.com/connectkit/connectkit/pubsub/natsjs#Broker
+type ServerAddresser interface {
+	// ServerAddress returns the host:port of the server the broker is
+	// connected to now, or "" when it is connected to none over the
+	// network (between connections, or to a server in its own process).
+	// It is called for sampled spans only, once per span.
+	ServerAddress() string
+}
+
+// serverAddress returns b's ServerAddress method, or nil when b has none.
+// Publishers and subscribers take it once, so that a message's
+// msgctx.Info costs a copy of it, not a method value.
+func serverAddress(b Broker) func() string {
+	if a, ok := b.(ServerAddresser); ok {
+		return a.ServerAddress
+	}
+	return nil
+}
+
 // DeadLetterPager is implemented by a [Broker] whose listing of dead letters
 // can begin after a given one, as both of kit's brokers' can:
 // [DeadLetterHandler] pages with it. Their refs grow with the order dead

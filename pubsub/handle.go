@@ -106,6 +106,7 @@ func (s *Subscriber) handle(ctx context.Context, d Delivery, waited time.Duratio
 	st.info = msgctx.Info{
 		Operation:    msgctx.Process,
 		System:       s.system,
+		Server:       s.server,
 		Topic:        s.topic,
 		Subscription: s.name,
 		MessageID:    msg.ID,

@@ -25,6 +25,7 @@ import (
 // broker's window of unconfirmed messages.
 type Publisher[M any] struct {
 	system   string
+	server   func() string // the broker's ServerAddress, when it has one
 	topic    string
 	typeName string
 	chain    connect.UnaryFunc // the client chain, ending in the sender
@@ -61,6 +62,7 @@ func NewPublisher[M any](b Broker, topic string, opts ...Option) (*Publisher[M],
 	}
 	p := &Publisher[M]{
 		system:   b.System(),
+		server:   serverAddress(b),
 		topic:    topic,
 		typeName: typeName,
 		ids:      newIDGenerator(),
@@ -157,6 +159,7 @@ func (p *Publisher[M]) newOp(async bool, opts []PublishOption) *publishOp[M] {
 	call.info = msgctx.Info{
 		Operation:   msgctx.Publish,
 		System:      p.system,
+		Server:      p.server,
 		Topic:       p.topic,
 		MessageType: p.typeName,
 	}

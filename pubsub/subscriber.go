@@ -20,6 +20,7 @@ import (
 type Subscriber struct {
 	broker   Broker
 	system   string
+	server   func() string // the broker's ServerAddress, when it has one
 	topic    string
 	name     string
 	typeName string
@@ -113,6 +114,7 @@ func NewSubscriber[M any](b Broker, topic, subscription string, handle func(cont
 	s := &Subscriber{
 		broker:   b,
 		system:   b.System(),
+		server:   serverAddress(b),
 		topic:    topic,
 		name:     subscription,
 		typeName: typeName,

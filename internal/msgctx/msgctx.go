@@ -46,6 +46,10 @@ type Info struct {
 	MessageType  string // full protobuf name of the payload
 	Attempt      int    // delivery attempt, from 1; 0 when publishing
 	MaxAttempts  int    // attempts before dead-lettering; 0 means unlimited
+	// Server returns the host:port of the broker's server the message goes
+	// to or comes from, "" when there is none now; nil when the broker has
+	// no server over the network. Tracing asks it only for sampled spans.
+	Server func() string
 	// Permanent is set by the handler adapter when the handler's error was
 	// marked permanent: the delivery is dead-lettered without retries.
 	Permanent bool

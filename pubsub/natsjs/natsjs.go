@@ -570,6 +570,26 @@ func (b *Broker) ClientURL() string {
 	return b.server.ClientURL()
 }
 
+// ServerAddress returns the host:port of the NATS server the broker's
+// connection is on now (the host as the URL names it), or "" between
+// connections and for an embedded server without Listen, which the
+// connection reaches in-process: [pubsub.ServerAddresser], so that the
+// spans of publishes and deliveries carry server.address and server.port.
+func (b *Broker) ServerAddress() string {
+	if b.server != nil && b.cfg.Listen == "" {
+		return ""
+	}
+	raw := b.nc.ConnectedUrl()
+	if raw == "" {
+		return ""
+	}
+	u, err := neturl.Parse(raw)
+	if err != nil {
+		return ""
+	}
+	return u.Host
+}
+
 // Conn returns the broker's NATS connection, for what package pubsub does
 // not cover (key-value buckets, requests).
 func (b *Broker) Conn() *nats.Conn { return b.nc }
