@@ -16,11 +16,11 @@ import (
 	"go.opentelemetry.io/otel/trace"
 )
 
-// The RPC spans below are connectrpc.com/otelconnect's (v0.10, with
-// WithTrustRemote, WithoutMetrics and WithServerPeerAttributes): the same names, kinds, attributes and
-// statuses, checked span for span by TestTracingMatchesOtelconnect. They are
-// written here rather than taken from otelconnect because otelconnect does
-// its per-call work whether or not the span is sampled: with tracing on and
+// The RPC spans below are connectrpc.com/otelconnect's (v0.12, with
+// WithTrustRemote, WithoutMetrics and WithServerPeerAttributes): the same
+// names, kinds, attributes and statuses, checked span for span by
+// TestTracingMatchesOtelconnect. They are written here rather than taken
+// from otelconnect because otelconnect does its per-call work whether or not the span is sampled: with tracing on and
 // sampling off, it cost 17 allocations and about half the default chain's
 // CPU per call (BENCHMARKS.md, section 2), where a span that records
 // nothing needs only its context. Here a call whose span is not recording
