@@ -69,13 +69,13 @@ func Metrics(reg prometheus.Registerer, opts ...MetricsOption) (connect.Intercep
 	}
 	m := &metricsInterceptor{}
 	var err error
-	if m.server, err = newSideMetrics(reg, "server", cfg.buckets, cfg.maxProcedures); err != nil {
+	if m.server, err = newSideMetrics(reg, "server", &cfg); err != nil {
 		return nil, err
 	}
-	if m.client, err = newSideMetrics(reg, "client", cfg.buckets, cfg.maxProcedures); err != nil {
+	if m.client, err = newSideMetrics(reg, "client", &cfg); err != nil {
 		return nil, err
 	}
-	if m.pubsub, err = newPubsubMetrics(reg, cfg.buckets, cfg.maxProcedures); err != nil {
+	if m.pubsub, err = newPubsubMetrics(reg, &cfg); err != nil {
 		return nil, err
 	}
 	return m, nil
@@ -89,6 +89,31 @@ func WithHistogramBuckets(buckets ...float64) MetricsOption {
 	return metricsOption(func(c *metricsConfig) { c.buckets = buckets })
 }
 
+// WithNativeHistograms makes the handling-time histograms
+// (grpc_server_handling_seconds, grpc_client_handling_seconds,
+// pubsub_handling_seconds) native histograms too: each keeps its classic
+// buckets, so that dashboards and alerts on _bucket{le} work unchanged,
+// and adds exponential buckets, each at most 10% wider than the one below
+// (client_golang's NativeHistogramBucketFactor 1.1), at most 160 of them
+// per series, their resolution halved when more would be needed and reset
+// after an hour at the earliest. A scraper sees them only in the protobuf
+// exposition, which Prometheus asks for when native histograms are on
+// (scrape_native_histograms, or --enable-feature=native-histograms before
+// Prometheus 3.8); the text and OpenMetrics expositions show the classic
+// buckets alone. Default off: an observation then also costs the
+// exponential bucket's lookup (BENCHMARKS.md, section 12).
+func WithNativeHistograms() MetricsOption {
+	return metricsOption(func(c *metricsConfig) { c.native = true })
+}
+
+// The shape of the native histograms of WithNativeHistograms, as
+// client_golang's documentation suggests it.
+const (
+	nativeBucketFactor    = 1.1
+	nativeMaxBucketNumber = 160
+	nativeMinReset        = time.Hour
+)
+
 // WithMaxProcedures caps the distinct procedures, and separately the
 // distinct message destinations, that get series of their own. Default
 // [DefaultMaxProcedures].
@@ -99,6 +124,18 @@ func WithMaxProcedures(n int) MetricsOption {
 type metricsConfig struct {
 	buckets       []float64
 	maxProcedures int
+	native        bool // WithNativeHistograms
+}
+
+// histogramOpts returns the options of a handling-time histogram.
+func (c *metricsConfig) histogramOpts(name, help string) prometheus.HistogramOpts {
+	opts := prometheus.HistogramOpts{Name: name, Help: help, Buckets: c.buckets}
+	if c.native {
+		opts.NativeHistogramBucketFactor = nativeBucketFactor
+		opts.NativeHistogramMaxBucketNumber = nativeMaxBucketNumber
+		opts.NativeHistogramMinResetDuration = nativeMinReset
+	}
+	return opts
 }
 
 func (c *metricsConfig) validate() error {

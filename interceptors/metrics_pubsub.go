@@ -52,9 +52,9 @@ type destMetrics struct {
 	panics    atomic.Pointer[prometheus.Counter] // made on the first panic
 }
 
-func newPubsubMetrics(reg prometheus.Registerer, buckets []float64, maxDestinations int) (*pubsubMetrics, error) {
+func newPubsubMetrics(reg prometheus.Registerer, cfg *metricsConfig) (*pubsubMetrics, error) {
 	var err error
-	m := &pubsubMetrics{max: maxDestinations}
+	m := &pubsubMetrics{max: cfg.maxProcedures}
 	m.published = registered(reg, &err, prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "pubsub_published_total",
 		Help: "Total number of messages published, by topic and code.",
@@ -67,11 +67,8 @@ func newPubsubMetrics(reg prometheus.Registerer, buckets []float64, maxDestinati
 		Name: "pubsub_panics_recovered_total",
 		Help: "Total number of message handlers that panicked and were recovered, by topic and subscription.",
 	}, []string{"topic", "subscription"}))
-	m.handling = registered(reg, &err, prometheus.NewHistogramVec(prometheus.HistogramOpts{
-		Name:    "pubsub_handling_seconds",
-		Help:    "Histogram of the time (seconds) taken to handle a message delivery.",
-		Buckets: buckets,
-	}, []string{"topic", "subscription"}))
+	m.handling = registered(reg, &err, prometheus.NewHistogramVec(cfg.histogramOpts("pubsub_handling_seconds",
+		"Histogram of the time (seconds) taken to handle a message delivery."), []string{"topic", "subscription"}))
 	if err != nil {
 		return nil, err
 	}

@@ -15,7 +15,7 @@ import (
 // publishes and deliveries in turn, topics in turn, and past the cap.
 func TestPubsubMetricsLookup(t *testing.T) {
 	t.Parallel()
-	m, err := newPubsubMetrics(prometheus.NewRegistry(), prometheus.DefBuckets, 3)
+	m, err := newPubsubMetrics(prometheus.NewRegistry(), &metricsConfig{buckets: prometheus.DefBuckets, maxProcedures: 3})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -42,7 +42,7 @@ func TestPubsubMetricsLookup(t *testing.T) {
 func TestPubsubMetricsConcurrent(t *testing.T) {
 	t.Parallel()
 	const goroutines, rounds, maxDestinations = 8, 300, 5
-	m, err := newPubsubMetrics(prometheus.NewRegistry(), prometheus.DefBuckets, maxDestinations)
+	m, err := newPubsubMetrics(prometheus.NewRegistry(), &metricsConfig{buckets: prometheus.DefBuckets, maxProcedures: maxDestinations})
 	if err != nil {
 		t.Fatal(err)
 	}

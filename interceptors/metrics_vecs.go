@@ -58,14 +58,14 @@ type procMetrics struct {
 	panics                  atomic.Pointer[prometheus.Counter]
 }
 
-func newSideMetrics(reg prometheus.Registerer, side string, buckets []float64, maxProcedures int) (*sideMetrics, error) {
+func newSideMetrics(reg prometheus.Registerer, side string, cfg *metricsConfig) (*sideMetrics, error) {
 	labels := []string{"grpc_type", "grpc_service", "grpc_method"}
 	counter := func(name, help string, extra ...string) *prometheus.CounterVec {
 		return prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "grpc_" + side + "_" + name, Help: help,
 		}, append(labels[:3:3], extra...))
 	}
-	s := &sideMetrics{max: maxProcedures}
+	s := &sideMetrics{max: cfg.maxProcedures}
 	var err error
 	var handledHelp, handlingHelp, sentHelp, receivedHelp string
 	if side == "server" {
@@ -89,9 +89,8 @@ func newSideMetrics(reg prometheus.Registerer, side string, buckets []float64, m
 	s.sent = registered(reg, &err, counter("msg_sent_total", sentHelp))
 	s.byProtocol = registered(reg, &err, counter("started_by_protocol_total",
 		"Total number of RPCs started on the "+side+", by protocol (connect, grpc, grpcweb).", "protocol"))
-	s.handling = registered(reg, &err, prometheus.NewHistogramVec(prometheus.HistogramOpts{
-		Name: "grpc_" + side + "_handling_seconds", Help: handlingHelp, Buckets: buckets,
-	}, labels))
+	s.handling = registered(reg, &err, prometheus.NewHistogramVec(
+		cfg.histogramOpts("grpc_"+side+"_handling_seconds", handlingHelp), labels))
 	s.inFlight = registered(reg, &err, prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "grpc_" + side + "_requests_in_flight", Help: "Number of RPCs in progress on the " + side + ".",
 	}, labels))

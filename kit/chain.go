@@ -43,6 +43,9 @@ func (s *Server) buildChains() error {
 		// its callers' trace context while the operator asked otherwise.
 		return errors.New(`kit: TracePublicEndpoint (KIT_TRACE_PUBLIC_ENDPOINT) "true": kit.WithoutDefaultInterceptors drops kit's tracing, which it configures; give interceptors.WithPublicEndpoint() to your own chain's interceptors.Default or Tracing instead`)
 	}
+	if s.opts.noDefaultChain && s.cfg.NativeHistograms {
+		return errors.New(`kit: NativeHistograms (KIT_METRICS_NATIVE_HISTOGRAMS) "true": kit.WithoutDefaultInterceptors drops kit's metrics, which it configures; give interceptors.WithNativeHistograms() to your own chain's interceptors.Default or Metrics instead`)
+	}
 	tcfg, err := telemetry.ConfigFromEnv(os.Getenv)
 	if err != nil {
 		return fmt.Errorf("kit: %w", err)
@@ -74,6 +77,9 @@ func (s *Server) buildChains() error {
 	if s.cfg.TracePublicEndpoint {
 		opts = append(opts, interceptors.WithPublicEndpoint())
 	}
+	if s.cfg.NativeHistograms {
+		opts = append(opts, interceptors.WithNativeHistograms())
+	}
 	chain, err := interceptors.Default(s.logger, s.registry, opts...)
 	if err != nil {
 		return fmt.Errorf("kit: interceptors: %w", err)
@@ -82,6 +88,9 @@ func (s *Server) buildChains() error {
 		// As without the default chain: a Tracing of the application's
 		// own, in WithInterceptors, would trust its callers.
 		return errors.New(`kit: TracePublicEndpoint (KIT_TRACE_PUBLIC_ENDPOINT) "true": interceptors.WithoutTracing leaves kit's chain without tracing, which it configures; give interceptors.WithPublicEndpoint() to your own Tracing instead`)
+	}
+	if chain.Metrics == nil && s.cfg.NativeHistograms {
+		return errors.New(`kit: NativeHistograms (KIT_METRICS_NATIVE_HISTOGRAMS) "true": interceptors.WithoutMetrics leaves kit's chain without metrics, which it configures; give interceptors.WithNativeHistograms() to your own Metrics instead`)
 	}
 	s.routes.echoIDs = chain.RequestID != nil
 	if s.routes.echoIDs {

@@ -87,6 +87,15 @@ type Config struct {
 	// [WithoutDefaultInterceptors], whose chain kit does not build, and with
 	// interceptors.WithoutTracing, which leaves the chain without tracing.
 	TracePublicEndpoint bool
+	// NativeHistograms makes the latency histograms
+	// (grpc_server_handling_seconds, grpc_client_handling_seconds,
+	// pubsub_handling_seconds) Prometheus native histograms as well as
+	// classic ones (see interceptors.WithNativeHistograms).
+	// KIT_METRICS_NATIVE_HISTOGRAMS, default false. New refuses it with
+	// [WithoutDefaultInterceptors], whose chain kit does not build, and
+	// with interceptors.WithoutMetrics, which leaves the chain without
+	// metrics.
+	NativeHistograms bool
 
 	// ReadHeaderTimeout bounds the time to read a request's headers (and
 	// an h2c connection's preface). KIT_READ_HEADER_TIMEOUT, default 5s.

@@ -32,20 +32,21 @@ func TestConfigFromEnvDefaults(t *testing.T) {
 func TestConfigFromEnvParses(t *testing.T) {
 	t.Parallel()
 	cfg, err := configFrom(lookupIn(map[string]string{
-		"KIT_ADDR":                   "127.0.0.1:8081",
-		"KIT_ADMIN_ADDR":             "0.0.0.0:9091",
-		"KIT_ADMIN_TOKEN":            "s3cret",
-		"KIT_MAX_REQUEST_BYTES":      "8MiB",
-		"KIT_MAX_HEADER_BYTES":       "32768",
-		"KIT_SHUTDOWN_TIMEOUT":       "30s",
-		"KIT_MAX_CONNECTION_AGE":     "30m",
-		"KIT_CORS_ALLOWED_ORIGINS":   "https://a.example.com, https://b.example.com",
-		"KIT_CORS_ALLOWED_HEADERS":   "X-Api-Key, X-Tenant",
-		"KIT_CORS_EXPOSED_HEADERS":   "X-Ratelimit-Remaining",
-		"KIT_CORS_ALLOW_CREDENTIALS": "true",
-		"KIT_LOG_LEVEL":              "debug",
-		"KIT_PPROF":                  "true",
-		"KIT_TRACE_PUBLIC_ENDPOINT":  "true",
+		"KIT_ADDR":                      "127.0.0.1:8081",
+		"KIT_ADMIN_ADDR":                "0.0.0.0:9091",
+		"KIT_ADMIN_TOKEN":               "s3cret",
+		"KIT_MAX_REQUEST_BYTES":         "8MiB",
+		"KIT_MAX_HEADER_BYTES":          "32768",
+		"KIT_SHUTDOWN_TIMEOUT":          "30s",
+		"KIT_MAX_CONNECTION_AGE":        "30m",
+		"KIT_CORS_ALLOWED_ORIGINS":      "https://a.example.com, https://b.example.com",
+		"KIT_CORS_ALLOWED_HEADERS":      "X-Api-Key, X-Tenant",
+		"KIT_CORS_EXPOSED_HEADERS":      "X-Ratelimit-Remaining",
+		"KIT_CORS_ALLOW_CREDENTIALS":    "true",
+		"KIT_LOG_LEVEL":                 "debug",
+		"KIT_PPROF":                     "true",
+		"KIT_TRACE_PUBLIC_ENDPOINT":     "true",
+		"KIT_METRICS_NATIVE_HISTOGRAMS": "true",
 	}))
 	if err != nil {
 		t.Fatal(err)
@@ -54,7 +55,8 @@ func TestConfigFromEnvParses(t *testing.T) {
 		cfg.MaxConnectionAge != 30*time.Minute || len(cfg.CORSAllowedOrigins) != 2 || cfg.CORSAllowedOrigins[1] != "https://b.example.com" ||
 		len(cfg.CORSAllowedHeaders) != 2 || cfg.CORSAllowedHeaders[1] != "X-Tenant" ||
 		len(cfg.CORSExposedHeaders) != 1 || cfg.CORSExposedHeaders[0] != "X-Ratelimit-Remaining" || !cfg.CORSAllowCredentials ||
-		cfg.LogLevel != slog.LevelDebug || !cfg.Pprof || cfg.AdminToken != "s3cret" || !cfg.TracePublicEndpoint {
+		cfg.LogLevel != slog.LevelDebug || !cfg.Pprof || cfg.AdminToken != "s3cret" || !cfg.TracePublicEndpoint ||
+		!cfg.NativeHistograms {
 		t.Errorf("parsed = %+v", cfg)
 	}
 }

@@ -1,8 +1,6 @@
 package kit_test
 
 import (
-	"io"
-	"net/http"
 	"strings"
 	"testing"
 
@@ -41,21 +39,8 @@ func TestLatencyExemplars(t *testing.T) {
 				t.Fatal(err)
 			}
 
-			req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, srv.AdminURL+"/metrics", nil)
-			if err != nil {
-				t.Fatal(err)
-			}
-			req.Header.Set("Accept", "application/openmetrics-text; version=1.0.0")
-			res, err := http.DefaultClient.Do(req)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer res.Body.Close()
-			body, err := io.ReadAll(res.Body)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if ct := res.Header.Get("Content-Type"); !strings.HasPrefix(ct, "application/openmetrics-text") {
+			ct, body := scrape(t, srv.AdminURL, "application/openmetrics-text; version=1.0.0")
+			if !strings.HasPrefix(ct, "application/openmetrics-text") {
 				t.Fatalf("Content-Type %q, want OpenMetrics", ct)
 			}
 			exemplars := map[string][]string{} // by family

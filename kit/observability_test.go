@@ -168,28 +168,38 @@ func TestTracePublicEndpoint(t *testing.T) {
 	}
 }
 
-// TestTracePublicEndpointNeedsKitsChain: without kit's chain, or with its
-// tracing left out, there is no tracing of kit's for
-// KIT_TRACE_PUBLIC_ENDPOINT to change, and the tracing the application
+// TestSettingsNeedKitsChain: KIT_TRACE_PUBLIC_ENDPOINT and
+// KIT_METRICS_NATIVE_HISTOGRAMS configure kit's tracing and metrics.
+// Without kit's chain, or with the piece they configure left out, there
+// is nothing of kit's for them to change, and the tracing the application
 // adds instead would still trust its callers' trace context: New refuses
 // the setting rather than ignore it.
-func TestTracePublicEndpointNeedsKitsChain(t *testing.T) {
+func TestSettingsNeedKitsChain(t *testing.T) {
 	t.Parallel()
+	publicEndpoint := kit.Config{TracePublicEndpoint: true}
+	native := kit.Config{NativeHistograms: true}
 	for _, tc := range []struct {
 		name   string
+		cfg    kit.Config
 		option kit.Option
-		names  string // the option the error names
+		names  []string // what the error names: the variable, the option, what to use instead
 	}{
-		{name: "without the default chain", option: kit.WithoutDefaultInterceptors(), names: "WithoutDefaultInterceptors"},
-		{name: "without its tracing", option: kit.WithInterceptorOptions(interceptors.WithoutTracing()), names: "WithoutTracing"},
+		{name: "public endpoint without the default chain", cfg: publicEndpoint, option: kit.WithoutDefaultInterceptors(),
+			names: []string{"KIT_TRACE_PUBLIC_ENDPOINT", "WithoutDefaultInterceptors", "interceptors.WithPublicEndpoint"}},
+		{name: "public endpoint without its tracing", cfg: publicEndpoint, option: kit.WithInterceptorOptions(interceptors.WithoutTracing()),
+			names: []string{"KIT_TRACE_PUBLIC_ENDPOINT", "WithoutTracing", "interceptors.WithPublicEndpoint"}},
+		{name: "native histograms without the default chain", cfg: native, option: kit.WithoutDefaultInterceptors(),
+			names: []string{"KIT_METRICS_NATIVE_HISTOGRAMS", "WithoutDefaultInterceptors", "interceptors.WithNativeHistograms"}},
+		{name: "native histograms without its metrics", cfg: native, option: kit.WithInterceptorOptions(interceptors.WithoutMetrics()),
+			names: []string{"KIT_METRICS_NATIVE_HISTOGRAMS", "WithoutMetrics", "interceptors.WithNativeHistograms"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			_, err := kit.New(kit.Config{TracePublicEndpoint: true}, tc.option)
+			_, err := kit.New(tc.cfg, tc.option)
 			if err == nil {
-				t.Fatal("New took KIT_TRACE_PUBLIC_ENDPOINT without kit's tracing, and did nothing with it")
+				t.Fatalf("New took %s without the piece of kit's chain it configures, and did nothing with it", tc.names[0])
 			}
-			for _, want := range []string{"KIT_TRACE_PUBLIC_ENDPOINT", tc.names, "interceptors.WithPublicEndpoint"} {
+			for _, want := range tc.names {
 				if !strings.Contains(err.Error(), want) {
 					t.Errorf("error %q does not name %s", err, want)
 				}

@@ -33,6 +33,7 @@ var settings = slices.Concat([]setting{
 	list("KIT_CORS_ALLOWED_HEADERS", "comma-separated request headers browsers may send beyond the protocols' own, or *", func(c *Config) *[]string { return &c.CORSAllowedHeaders }),
 	flagOf("KIT_CORS_ALLOW_CREDENTIALS", "let browsers call with cookies (needs listed origins)", func(c *Config) *bool { return &c.CORSAllowCredentials }),
 	list("KIT_CORS_EXPOSED_HEADERS", "comma-separated response headers browsers may read beyond the protocols' own", func(c *Config) *[]string { return &c.CORSExposedHeaders }),
+	flagOf("KIT_METRICS_NATIVE_HISTOGRAMS", "latency histograms are Prometheus native histograms too (scraped over protobuf)", func(c *Config) *bool { return &c.NativeHistograms }),
 	flagOf("KIT_TRACE_PUBLIC_ENDPOINT", "callers are untrusted: each call begins its own trace, linked to theirs, without their baggage", func(c *Config) *bool { return &c.TracePublicEndpoint }),
 	durationOf("KIT_READ_HEADER_TIMEOUT", "time to read a request's headers", func(c *Config) *time.Duration { return &c.ReadHeaderTimeout }),
 	durationOf("KIT_IDLE_TIMEOUT", "close connections idle this long", func(c *Config) *time.Duration { return &c.IdleTimeout }),

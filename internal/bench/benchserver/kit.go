@@ -26,7 +26,7 @@ var withoutPiece = map[string]func() interceptors.Option{
 }
 
 // serveKit serves the ping service on a kit.Server (variants kit,
-// kit-otel, kit-nochain, kit-nobatch, kit-without-PIECE, kit-pieces),
+// kit-otel, kit-native, kit-nochain, kit-nobatch, kit-without-PIECE, kit-pieces),
 // mounted as a user would mount it.
 // The log goes to logw in JSON at info, one line per call, as in
 // production.
@@ -40,9 +40,10 @@ func serveKit(ctx context.Context, f flags, logw io.Writer, ready func(net.Addr)
 		os.Setenv("OTEL_TRACES_SAMPLER", "always_off")
 	}
 	cfg := kit.Config{
-		Addr:            f.addr,
-		AdminAddr:       kit.AdminOff,
-		NoFrameBatching: f.variant == "kit-nobatch",
+		Addr:             f.addr,
+		AdminAddr:        kit.AdminOff,
+		NoFrameBatching:  f.variant == "kit-nobatch",
+		NativeHistograms: f.variant == "kit-native",
 	}
 	level := new(slog.LevelVar) // info
 	opts := []kit.Option{kit.WithLogger(kit.NewLogger(logw, "json", level)), kit.WithLogLevel(level)}

@@ -13,6 +13,8 @@
 //	kit-otel           the same with a real OpenTelemetry SDK tracer provider
 //	                   that samples nothing (OTEL_TRACES_EXPORTER=otlp,
 //	                   OTEL_TRACES_SAMPLER=always_off): otelconnect's cost
+//	kit-native         kit with KIT_METRICS_NATIVE_HISTOGRAMS=true: the
+//	                   latency histograms native as well as classic
 //	kit-nochain        kit.WithoutDefaultInterceptors(): deadlines only
 //	kit-nobatch        kit with KIT_FRAME_BATCHING=false
 //	kit-without-PIECE  kit with one piece of the chain left out, PIECE one of
@@ -149,6 +151,7 @@ type serveFunc func(ctx context.Context, f flags, logw io.Writer, ready func(net
 var variants = map[string]serveFunc{
 	"kit":               serveKit,
 	"kit-otel":          serveKit,
+	"kit-native":        serveKit,
 	"kit-nochain":       serveKit,
 	"kit-pieces":        serveKit,
 	"kit-nobatch":       serveKit,
