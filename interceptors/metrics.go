@@ -101,7 +101,7 @@ func WithHistogramBuckets(buckets ...float64) MetricsOption {
 // (scrape_native_histograms, or --enable-feature=native-histograms before
 // Prometheus 3.8); the text and OpenMetrics expositions show the classic
 // buckets alone. Default off: an observation then also costs the
-// exponential bucket's lookup (BENCHMARKS.md, section 12).
+// exponential bucket's lookup (BENCHMARKS.md, section 13).
 func WithNativeHistograms() MetricsOption {
 	return metricsOption(func(c *metricsConfig) { c.native = true })
 }
