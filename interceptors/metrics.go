@@ -99,8 +99,9 @@ func WithHistogramBuckets(buckets ...float64) MetricsOption {
 // after an hour at the earliest. A scraper sees them only in the protobuf
 // exposition, which Prometheus asks for when native histograms are on
 // (scrape_native_histograms, or --enable-feature=native-histograms before
-// Prometheus 3.8); the text and OpenMetrics expositions show the classic
-// buckets alone. Default off: an observation then also costs the
+// Prometheus 3.8), and which then stores the classic buckets too only
+// with always_scrape_classic_histograms; the text and OpenMetrics
+// expositions show the classic buckets alone. Default off: an observation then also costs the
 // exponential bucket's lookup (BENCHMARKS.md, section 13).
 func WithNativeHistograms() MetricsOption {
 	return metricsOption(func(c *metricsConfig) { c.native = true })
