@@ -3,6 +3,7 @@ package pubsub
 import (
 	"crypto/rand"
 	"strconv"
+	"strings"
 	"sync/atomic"
 )
 
@@ -10,13 +11,20 @@ import (
 // publisher, and a counter. Ids need to be unique, not unpredictable, and
 // this costs one small allocation per message where drawing 128 random bits
 // per message costs a system call.
+//
+// Every character is lower case (the prefix is base32 in a-z and 2-7, the
+// counter base 36): nats-server searches each stored message's header block
+// 18 times for headers of its own, all of them "Nats-…", and each search
+// stops at every "N" it finds; an upper-case prefix held one in 2 of 5
+// publishers, which cost their every message ~1 100 instructions per "N"
+// (callgrind, BENCHMARKS.md section 3).
 type idGenerator struct {
 	prefix string
 	n      atomic.Uint64
 }
 
 func newIDGenerator() *idGenerator {
-	return &idGenerator{prefix: rand.Text()[:16]}
+	return &idGenerator{prefix: strings.ToLower(rand.Text()[:16])}
 }
 
 func (g *idGenerator) next() string {
