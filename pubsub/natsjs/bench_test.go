@@ -90,7 +90,9 @@ func bareConsumer(b *testing.B, js jetstream.JetStream) (string, jetstream.Consu
 // type, message id: such a publish's request id is its message id, which
 // it does not send), and the consumer reads them, to measure what headers
 // cost JetStream and the client. A message published under a call carries
-// one header more, X-Request-Id (36 bytes).
+// one header more, X-Request-Id (36 bytes). The id is lower case, as
+// pubsub's are: an "N" in it would cost the server's header scans ~1 100
+// instructions a message (BENCHMARKS.md section 3).
 func bareThroughput(b *testing.B, js jetstream.JetStream, size int, headers bool) {
 	subject, cons := bareConsumer(b, js)
 	count := pubsubbench.NewCountdown(b.N)
@@ -112,7 +114,7 @@ func bareThroughput(b *testing.B, js jetstream.JetStream, size int, headers bool
 			msg.Header = nats.Header{
 				"Content-Type":      {"application/proto"},
 				"Pubsub-Type":       {"connectkit.ping.v1.PingRequest"},
-				"Pubsub-Message-Id": {"R6TVBHXKLZ4M2QJA" + strconv.FormatInt(int64(i), 36)},
+				"Pubsub-Message-Id": {"r6tvbhxklz4m2qja" + strconv.FormatInt(int64(i), 36)},
 			}
 		}
 		if _, err := js.PublishMsgAsync(msg, jetstream.WithStallWait(time.Minute)); err != nil {
