@@ -150,7 +150,7 @@ func (c *Ctx) end(otherwise uint32) uint32 {
 	end := otherwise
 	if c.Context.Err() != nil {
 		end = endParent
-	} else if !time.Now().Before(c.deadline) {
+	} else if time.Until(c.deadline) <= 0 { // the monotonic clock alone: the deadline has its reading
 		end = endDeadline
 	}
 	if end != 0 {
