@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"testing"
+	"time"
 
 	"connectrpc.com/connect"
 	"github.com/connectkit/connectkit/interceptors"
@@ -92,7 +93,9 @@ func TestMessageProcess(t *testing.T) {
 				Operation: msgctx.Process, System: "mem", Topic: topic, Subscription: subscription,
 				MessageID: "msg-1", MessageType: topic, Attempt: tc.attempt, MaxAttempts: tc.maxAttempts,
 			}
+			began := time.Now()
 			deliver(t, subscriber(t, o), info, tc.msg)
+			took := time.Since(began)
 
 			line := o.logs.waitLine(t, map[string]any{"msg": "message"})
 			assertRPCLine(t, line, map[string]any{
@@ -115,6 +118,13 @@ func TestMessageProcess(t *testing.T) {
 			labels := map[string]string{"topic": topic, "subscription": subscription}
 			if got := metricValue(t, o.reg, "pubsub_handling_seconds", labels); got != 1 {
 				t.Errorf("pubsub_handling_seconds count = %v, want 1", got)
+			}
+			// The handling is timed from its start: the observation lies
+			// within the time deliver took.
+			for _, m := range gatherSeries(t, o.reg, "pubsub_handling_seconds", labels) {
+				if sum := m.GetHistogram().GetSampleSum(); sum < 0 || sum > took.Seconds() {
+					t.Errorf("pubsub_handling_seconds sum = %vs, want within the %v deliver took", sum, took)
+				}
 			}
 			labels["outcome"] = tc.outcome
 			if got := metricValue(t, o.reg, "pubsub_handled_total", labels); got != 1 {
