@@ -3,6 +3,7 @@ package interceptors
 import (
 	"context"
 	"errors"
+	"sync"
 
 	"buf.build/go/protovalidate"
 	"connectrpc.com/connect"
@@ -32,16 +33,26 @@ func Validation(opts ...validate.Option) connect.Interceptor {
 
 // newValidation is Validation with the validator of messages with rules.
 func newValidation(ruled protovalidate.Validator, opts ...validate.Option) *validation {
-	opts = append([]validate.Option{validate.WithValidator(&ruledValidator{inner: ruled})}, opts...)
-	return &validation{inner: validate.NewInterceptor(opts...)}
+	return &validation{ruled: ruled, opts: opts, types: &sync.Map{}}
 }
 
+// validation builds connect's validate interceptor for each procedure it
+// wraps, each with its own ruledValidator over the types they share.
 type validation struct {
-	inner *validate.Interceptor
+	ruled protovalidate.Validator
+	opts  []validate.Option
+	types *sync.Map // protoreflect.MessageDescriptor → *ruledType
+}
+
+// procedure returns connect's validate interceptor for one procedure: a
+// validator given in opts replaces the ruledValidator.
+func (v *validation) procedure() *validate.Interceptor {
+	rv := &ruledValidator{inner: v.ruled, ruled: v.types}
+	return validate.NewInterceptor(append([]validate.Option{validate.WithValidator(rv)}, v.opts...)...)
 }
 
 func (v *validation) WrapUnary(next connect.UnaryFunc) connect.UnaryFunc {
-	wrapped := v.inner.WrapUnary(next)
+	wrapped := v.procedure().WrapUnary(next)
 	return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
 		resp, err := wrapped(ctx, req)
 		if err != nil {
@@ -52,13 +63,13 @@ func (v *validation) WrapUnary(next connect.UnaryFunc) connect.UnaryFunc {
 }
 
 func (v *validation) WrapStreamingHandler(next connect.StreamingHandlerFunc) connect.StreamingHandlerFunc {
-	return v.inner.WrapStreamingHandler(func(ctx context.Context, conn connect.StreamingHandlerConn) error {
+	return v.procedure().WrapStreamingHandler(func(ctx context.Context, conn connect.StreamingHandlerConn) error {
 		return next(ctx, badRequestHandlerConn{conn})
 	})
 }
 
 func (v *validation) WrapStreamingClient(next connect.StreamingClientFunc) connect.StreamingClientFunc {
-	wrapped := v.inner.WrapStreamingClient(next)
+	wrapped := v.procedure().WrapStreamingClient(next)
 	return func(ctx context.Context, spec connect.Spec) connect.StreamingClientConn {
 		return badRequestClientConn{wrapped(ctx, spec)}
 	}

@@ -2,6 +2,7 @@ package interceptors
 
 import (
 	"sync"
+	"sync/atomic"
 
 	"buf.build/go/protovalidate"
 	"google.golang.org/protobuf/proto"
@@ -15,22 +16,50 @@ import (
 // environment on its first message, rules or none, and keeps it (~0.8 MB
 // of heap and ~2 ms on the first call, BENCHMARKS.md section 12), so a
 // service whose messages carry no rules never builds it.
+//
+// Validation makes one for each procedure it wraps, which meets one or two
+// message types (its requests, and its responses when they are validated
+// too): it remembers the last two in recent, so that a call compares
+// descriptors and does not hash one into the map that all of them share.
 type ruledValidator struct {
-	inner protovalidate.Validator
-	ruled sync.Map // protoreflect.MessageDescriptor → bool
+	inner  protovalidate.Validator
+	ruled  *sync.Map // protoreflect.MessageDescriptor → *ruledType, shared
+	recent [2]atomic.Pointer[ruledType]
+}
+
+// ruledType is a message type and whether it holds rules.
+type ruledType struct {
+	desc  protoreflect.MessageDescriptor
+	ruled bool
 }
 
 // Validate implements [protovalidate.Validator].
 func (v *ruledValidator) Validate(msg proto.Message, opts ...protovalidate.ValidationOption) error {
 	desc := msg.ProtoReflect().Descriptor()
-	ruled, ok := v.ruled.Load(desc)
-	if !ok {
-		ruled, _ = v.ruled.LoadOrStore(desc, hasRules(desc, map[protoreflect.FullName]bool{}))
+	t := v.recent[0].Load()
+	if t == nil || t.desc != desc {
+		if t = v.recent[1].Load(); t == nil || t.desc != desc {
+			t = v.lookup(desc)
+		}
 	}
-	if !ruled.(bool) {
+	if !t.ruled {
 		return nil
 	}
 	return v.inner.Validate(msg, opts...)
+}
+
+// lookup returns desc's entry in the shared map, and keeps it in recent:
+// in the first slot while that is empty, in the second after.
+func (v *ruledValidator) lookup(desc protoreflect.MessageDescriptor) *ruledType {
+	t, ok := v.ruled.Load(desc)
+	if !ok {
+		t, _ = v.ruled.LoadOrStore(desc, &ruledType{desc: desc, ruled: hasRules(desc, map[protoreflect.FullName]bool{})})
+	}
+	rt := t.(*ruledType)
+	if !v.recent[0].CompareAndSwap(nil, rt) {
+		v.recent[1].Store(rt)
+	}
+	return rt
 }
 
 // hasRules reports whether desc or a message type reachable from its fields

@@ -2,12 +2,14 @@ package interceptors
 
 import (
 	"context"
+	"sync"
 	"sync/atomic"
 	"testing"
 
 	"buf.build/gen/go/bufbuild/protovalidate/protocolbuffers/go/buf/validate"
 	"buf.build/go/protovalidate"
 	"connectrpc.com/connect"
+	connectvalidate "connectrpc.com/validate"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protodesc"
 	"google.golang.org/protobuf/reflect/protoreflect"
@@ -158,4 +160,63 @@ func requestOf(msg proto.Message) connect.AnyRequest {
 		return connect.NewRequest(m)
 	}
 	panic("requestOf: no case for " + string(msg.ProtoReflect().Descriptor().FullName()))
+}
+
+// TestRuledValidatorRecentTypes checks that a procedure's validator, which
+// remembers the last two types it met, judges each message by its own type
+// when more types than that take turns: those with rules are asked about,
+// those without are not.
+func TestRuledValidatorRecentTypes(t *testing.T) {
+	t.Parallel()
+	file := ruledTestFile(t)
+	dynamic := func(name string) proto.Message {
+		return dynamicpb.NewMessage(file.Messages().ByName(protoreflect.Name(name)))
+	}
+	outer := dynamicpb.NewMessage(file.Messages().ByName("Outer"))
+	outer.Set(outer.Descriptor().Fields().ByName("inner"), protoreflect.ValueOfMessage(dynamicpb.NewMessage(file.Messages().ByName("Inner"))))
+	var counter countingValidator
+	v := &ruledValidator{inner: &counter, ruled: &sync.Map{}}
+	turns := []struct {
+		msg   proto.Message
+		ruled bool
+	}{
+		{msg: dynamic("Plain")},
+		{msg: dynamic("Inner"), ruled: true},
+		{msg: dynamic("Plain")},
+		{msg: dynamic("Holder")},
+		{msg: outer, ruled: true},
+		{msg: dynamic("Inner"), ruled: true},
+		{msg: dynamic("Plain")},
+		{msg: dynamic("Inner"), ruled: true},
+	}
+	for i, turn := range turns {
+		before := counter.calls.Load()
+		err := v.Validate(turn.msg)
+		asked := counter.calls.Load() > before
+		if asked != turn.ruled {
+			t.Errorf("turn %d (%s): protovalidate asked %v, want %v", i, turn.msg.ProtoReflect().Descriptor().Name(), asked, turn.ruled)
+		}
+		if (err != nil) != turn.ruled { // each Inner is empty: s is required
+			t.Errorf("turn %d (%s): %v", i, turn.msg.ProtoReflect().Descriptor().Name(), err)
+		}
+	}
+}
+
+// TestValidationResponsesOfAnotherType checks that a procedure whose
+// requests hold no rules still validates its responses, which do, when
+// validate.WithValidateResponses asks for it, call after call.
+func TestValidationResponsesOfAnotherType(t *testing.T) {
+	t.Parallel()
+	file := ruledTestFile(t)
+	inner := dynamicpb.NewMessage(file.Messages().ByName("Inner"))
+	call := newValidation(protovalidate.GlobalValidator, connectvalidate.WithValidateResponses()).WrapUnary(
+		func(context.Context, connect.AnyRequest) (connect.AnyResponse, error) {
+			return connect.NewResponse(inner), nil
+		})
+	for i := range 3 {
+		_, err := call(t.Context(), requestOf(&emptypb.Empty{}))
+		if code := connect.CodeOf(err); code != connect.CodeInternal {
+			t.Errorf("call %d: %v, want internal for a response without its required field", i, err)
+		}
+	}
 }
