@@ -3,12 +3,13 @@ package interceptors
 import (
 	"context"
 	"errors"
-	"sync"
 
 	"buf.build/go/protovalidate"
 	"connectrpc.com/connect"
 	"connectrpc.com/validate"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
+
+	"github.com/connectkit/connectkit/internal/ruled"
 )
 
 // Validation returns an interceptor that checks messages against the
@@ -32,22 +33,22 @@ func Validation(opts ...validate.Option) connect.Interceptor {
 }
 
 // newValidation is Validation with the validator of messages with rules.
-func newValidation(ruled protovalidate.Validator, opts ...validate.Option) *validation {
-	return &validation{ruled: ruled, opts: opts, types: &sync.Map{}}
+func newValidation(inner protovalidate.Validator, opts ...validate.Option) *validation {
+	return &validation{inner: inner, opts: opts, types: &ruled.Types{}}
 }
 
 // validation builds connect's validate interceptor for each procedure it
-// wraps, each with its own ruledValidator over the types they share.
+// wraps, each with its own [ruled.Validator] over the types they share.
 type validation struct {
-	ruled protovalidate.Validator
+	inner protovalidate.Validator
 	opts  []validate.Option
-	types *sync.Map // protoreflect.MessageDescriptor → *ruledType
+	types *ruled.Types
 }
 
 // procedure returns connect's validate interceptor for one procedure: a
-// validator given in opts replaces the ruledValidator.
+// validator given in opts replaces the ruled.Validator.
 func (v *validation) procedure() *validate.Interceptor {
-	rv := &ruledValidator{inner: v.ruled, ruled: v.types}
+	rv := ruled.NewValidator(v.inner, v.types)
 	return validate.NewInterceptor(append([]validate.Option{validate.WithValidator(rv)}, v.opts...)...)
 }
 

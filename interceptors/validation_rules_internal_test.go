@@ -2,7 +2,6 @@ package interceptors
 
 import (
 	"context"
-	"sync"
 	"sync/atomic"
 	"testing"
 
@@ -18,6 +17,7 @@ import (
 	"google.golang.org/protobuf/types/known/emptypb"
 
 	pingv1 "github.com/connectkit/connectkit/internal/gen/connectkit/ping/v1"
+	"github.com/connectkit/connectkit/internal/ruled"
 )
 
 // countingValidator counts the messages protovalidate's global validator
@@ -175,7 +175,7 @@ func TestRuledValidatorRecentTypes(t *testing.T) {
 	outer := dynamicpb.NewMessage(file.Messages().ByName("Outer"))
 	outer.Set(outer.Descriptor().Fields().ByName("inner"), protoreflect.ValueOfMessage(dynamicpb.NewMessage(file.Messages().ByName("Inner"))))
 	var counter countingValidator
-	v := &ruledValidator{inner: &counter, ruled: &sync.Map{}}
+	v := ruled.NewValidator(&counter, &ruled.Types{})
 	turns := []struct {
 		msg   proto.Message
 		ruled bool

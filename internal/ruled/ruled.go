@@ -1,4 +1,7 @@
-package interceptors
+// Package ruled asks protovalidate about a message only when its type, or a
+// message type it holds, carries buf.validate rules, for the validating
+// interceptors of package interceptors and of pubsub's publishers.
+package ruled
 
 import (
 	"sync"
@@ -9,7 +12,7 @@ import (
 	"google.golang.org/protobuf/reflect/protoreflect"
 )
 
-// ruledValidator passes a message to its inner validator only when the
+// Validator passes a message to its inner validator only when the
 // message's type, or a type it holds (a message field's, a list's or a map
 // value's, transitively), carries protovalidate rules: a message without any
 // is valid as it is. protovalidate's global validator builds its CEL
@@ -17,14 +20,26 @@ import (
 // of heap and ~2 ms on the first call, BENCHMARKS.md section 12), so a
 // service whose messages carry no rules never builds it.
 //
-// Validation makes one for each procedure it wraps, which meets one or two
+// Make one for each procedure or publisher, which meets one or two
 // message types (its requests, and its responses when they are validated
 // too): it remembers the last two in recent, so that a call compares
-// descriptors and does not hash one into the map that all of them share.
-type ruledValidator struct {
+// descriptors and does not hash one into the map of [Types].
+type Validator struct {
 	inner  protovalidate.Validator
-	ruled  *sync.Map // protoreflect.MessageDescriptor → *ruledType, shared
+	types  *Types
 	recent [2]atomic.Pointer[ruledType]
+}
+
+// Types holds whether each message type met holds rules, for the
+// validators that share it. Its zero value is empty and ready.
+type Types struct {
+	m sync.Map // protoreflect.MessageDescriptor → *ruledType
+}
+
+// NewValidator returns a Validator that asks inner about the messages whose
+// types hold rules, and keeps what it learns of a type in types.
+func NewValidator(inner protovalidate.Validator, types *Types) *Validator {
+	return &Validator{inner: inner, types: types}
 }
 
 // ruledType is a message type and whether it holds rules.
@@ -34,7 +49,7 @@ type ruledType struct {
 }
 
 // Validate implements [protovalidate.Validator].
-func (v *ruledValidator) Validate(msg proto.Message, opts ...protovalidate.ValidationOption) error {
+func (v *Validator) Validate(msg proto.Message, opts ...protovalidate.ValidationOption) error {
 	desc := msg.ProtoReflect().Descriptor()
 	t := v.recent[0].Load()
 	if t == nil || t.desc != desc {
@@ -48,12 +63,12 @@ func (v *ruledValidator) Validate(msg proto.Message, opts ...protovalidate.Valid
 	return v.inner.Validate(msg, opts...)
 }
 
-// lookup returns desc's entry in the shared map, and keeps it in recent:
+// lookup returns desc's entry in v's Types, and keeps it in recent:
 // in the first slot while that is empty, in the second after.
-func (v *ruledValidator) lookup(desc protoreflect.MessageDescriptor) *ruledType {
-	t, ok := v.ruled.Load(desc)
+func (v *Validator) lookup(desc protoreflect.MessageDescriptor) *ruledType {
+	t, ok := v.types.m.Load(desc)
 	if !ok {
-		t, _ = v.ruled.LoadOrStore(desc, &ruledType{desc: desc, ruled: hasRules(desc, map[protoreflect.FullName]bool{})})
+		t, _ = v.types.m.LoadOrStore(desc, &ruledType{desc: desc, ruled: hasRules(desc, map[protoreflect.FullName]bool{})})
 	}
 	rt := t.(*ruledType)
 	if !v.recent[0].CompareAndSwap(nil, rt) {
