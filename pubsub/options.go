@@ -4,6 +4,7 @@ import (
 	"log/slog"
 	"time"
 
+	"buf.build/go/protovalidate"
 	"connectrpc.com/connect"
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -23,6 +24,7 @@ type config struct {
 	handlerOptions []connect.HandlerOption
 	json           bool
 	noValidation   bool
+	validator      protovalidate.Validator // of messages with rules; protovalidate's global one
 	delivery       DeliveryConfig
 	replay         bool
 	replaySince    time.Time
@@ -35,6 +37,9 @@ func newConfig(opts []Option) config {
 	}
 	if c.logger == nil {
 		c.logger = slog.New(slog.DiscardHandler)
+	}
+	if c.validator == nil {
+		c.validator = protovalidate.GlobalValidator
 	}
 	return c
 }

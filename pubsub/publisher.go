@@ -11,6 +11,7 @@ import (
 	"connectrpc.com/connect"
 	"connectrpc.com/validate"
 	"github.com/connectkit/connectkit/internal/msgctx"
+	"github.com/connectkit/connectkit/internal/ruled"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/emptypb"
 )
@@ -76,8 +77,11 @@ func NewPublisher[M any](b Broker, topic string, opts ...Option) (*Publisher[M],
 		clientOpts = append(clientOpts, connect.WithProtoJSON())
 	}
 	if !cfg.noValidation {
-		// Inside the chain, so that the chain logs and counts what it rejects.
-		clientOpts = append(clientOpts, connect.WithInterceptors(validate.NewInterceptor()))
+		// Inside the chain, so that the chain logs and counts what it rejects;
+		// protovalidate sees M only if M holds rules, so that a service whose
+		// messages hold none never builds its validator.
+		v := ruled.NewValidator(cfg.validator, &ruled.Types{})
+		clientOpts = append(clientOpts, connect.WithInterceptors(validate.NewInterceptor(validate.WithValidator(v))))
 	}
 	// Innermost: the call ends there.
 	clientOpts = append(clientOpts, connect.WithInterceptors(&sender{broker: b, topic: topic, typeName: []string{typeName}}))
