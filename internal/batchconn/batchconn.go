@@ -18,7 +18,9 @@
 // a response run, and then writes everything buffered in one syscall. It
 // starts on the first write to an empty buffer and exits as soon as the
 // buffer is empty, so an idle connection holds no goroutine and no write
-// buffer.
+// buffer. Likewise a read that has used up its buffer yields before it goes
+// back to the socket, so that at one call in flight the handler runs and
+// its response is written before the read that finds the socket empty.
 //
 // By default only connections that open with the HTTP/2 prior-knowledge
 // preface (h2c) are batched; every other connection (HTTP/1.1) passes reads

@@ -4,6 +4,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -139,6 +140,8 @@ func (c *conn) readBuffered(p []byte) (int, error) {
 	}
 	if c.rbuf == nil {
 		c.rbuf = c.sh.readBufs.get(size)
+	} else {
+		c.yieldToResponse()
 	}
 	buf := (*c.rbuf)[:size]
 	n, err := c.readSocket(buf)
@@ -151,6 +154,36 @@ func (c *conn) readBuffered(p []byte) (int, error) {
 		c.releaseReadBuf()
 	}
 	return 0, err
+}
+
+// maxReadYields bounds the yields of [conn.yieldToResponse] while bytes
+// wait for the flusher.
+const maxReadYields = 4
+
+// yieldToResponse lets the goroutines that can run go before a read that
+// has used up the buffer goes back to the socket, and lets the flusher
+// write what they buffered first. At one call in flight, net/http's HTTP/2
+// frame reader comes here as soon as the serve loop has taken a request's
+// last frame, before the handler has run: the socket is then empty, and
+// its read costs a read(2) that fails with EAGAIN and the parking of the
+// goroutine in the poller, on the call's path (BENCHMARKS.md 1.36).
+// Yielding first, the handler runs and its response is written, and only
+// then the reader finds the socket empty. It never waits for anything: the
+// first yield returns at once when nothing else can run, and the others
+// happen only while bytes are buffered and the flusher has not taken them,
+// at most maxReadYields times. With several Ps, another may run the reader
+// meanwhile, which is as good.
+func (c *conn) yieldToResponse() {
+	runtime.Gosched()
+	for range maxReadYields {
+		c.mu.Lock()
+		waiting := c.pend != nil && len(*c.pend) > 0
+		c.mu.Unlock()
+		if !waiting {
+			return
+		}
+		runtime.Gosched()
+	}
 }
 
 // releaseReadBuf returns the empty read buffer to the pool once the socket

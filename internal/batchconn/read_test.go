@@ -6,7 +6,10 @@ import (
 	"io"
 	"net"
 	"os"
+	"runtime"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -167,4 +170,88 @@ func TestReadDeadlines(t *testing.T) {
 	if err := <-errc; !errors.Is(err, os.ErrDeadlineExceeded) {
 		t.Fatalf("blocked Read = %v, want os.ErrDeadlineExceeded", err)
 	}
+}
+
+// opRecorder is a socket that records, in order, its reads ("read") and
+// writes ("write: BYTES"). Each read returns the next of reads, then io.EOF.
+type opRecorder struct {
+	net.Conn // nil: only the methods below are called
+	mu       sync.Mutex
+	reads    []string
+	ops      []string
+}
+
+func (r *opRecorder) Read(p []byte) (int, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.ops = append(r.ops, "read")
+	if len(r.reads) == 0 {
+		return 0, io.EOF
+	}
+	n := copy(p, r.reads[0])
+	r.reads = r.reads[1:]
+	return n, nil
+}
+
+func (r *opRecorder) Write(p []byte) (int, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.ops = append(r.ops, "write: "+string(p))
+	return len(p), nil
+}
+
+func (r *opRecorder) SetReadDeadline(time.Time) error  { return nil }
+func (r *opRecorder) SetWriteDeadline(time.Time) error { return nil }
+func (r *opRecorder) Close() error                     { return nil }
+
+// TestReadYieldsToResponse: a read that has used up the buffer lets what
+// can run go first, and the flusher write what it buffered, before it
+// reads the socket again. At one call in flight, that is the HTTP/2 frame
+// reader, back at the socket before the handler has run: its read finds
+// nothing, and would cost a system call on the call's path. One P makes
+// the order all but deterministic (the flusher runs only when the reader
+// yields); the test does not call t.Parallel, so that no other test runs
+// while GOMAXPROCS is 1. Not every try: every 61st time, the scheduler
+// takes the goroutine that yielded before the others, and the reader goes
+// first then (2 % of tries under -race). Without the yields, no try does.
+func TestReadYieldsToResponse(t *testing.T) {
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
+	const tries = 40
+	yielded := 0
+	for range tries {
+		if readYieldedToResponse(t) {
+			yielded++
+		}
+	}
+	if yielded < tries*3/4 {
+		t.Fatalf("the response was written before the next read in %d of %d tries, want most", yielded, tries)
+	}
+}
+
+// readYieldedToResponse reads a request from a batched connection, then
+// reads again while a handler writes the response, and reports whether the
+// response reached the socket before the second read.
+func readYieldedToResponse(t *testing.T) bool {
+	t.Helper()
+	sock := &opRecorder{reads: []string{"request"}}
+	c := newConn(sock, &shared{cfg: Config{Mode: ModeAll}.withDefaults()})
+	buf := make([]byte, 64)
+	if n, err := c.Read(buf); err != nil || string(buf[:n]) != "request" {
+		t.Fatalf("Read = %q, %v; want %q", buf[:n], err, "request")
+	}
+	handled := make(chan struct{})
+	go func() { // the handler, which runs once the reader yields
+		defer close(handled)
+		if _, err := c.Write([]byte("response")); err != nil {
+			t.Error(err)
+		}
+	}()
+	if n, err := c.Read(buf); n != 0 || err != io.EOF {
+		t.Fatalf("Read = %q, %v; want io.EOF", buf[:n], err)
+	}
+	<-handled
+	c.Close() // flushes, if the read went first
+	sock.mu.Lock()
+	defer sock.mu.Unlock()
+	return slices.Equal(sock.ops, []string{"read", "write: response", "read"})
 }
