@@ -211,9 +211,10 @@ func (r *opRecorder) Close() error                     { return nil }
 // nothing, and would cost a system call on the call's path. One P makes
 // the order all but deterministic (the flusher runs only when the reader
 // yields); the test does not call t.Parallel, so that no other test runs
-// while GOMAXPROCS is 1. Not every try: every 61st time, the scheduler
-// takes the goroutine that yielded before the others, and the reader goes
-// first then (2 % of tries under -race). Without the yields, no try does.
+// while GOMAXPROCS is 1. Not every try: now and then the reader goes first
+// all the same (2 % of tries under -race; likely the scheduler's fairness
+// check, which takes from its global queue first every 61st round).
+// Without the yields, no try does.
 func TestReadYieldsToResponse(t *testing.T) {
 	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
 	const tries = 40
