@@ -8,7 +8,6 @@ import (
 	"os/signal"
 	"runtime"
 	"runtime/pprof"
-	"syscall"
 )
 
 // memStats is what -stats writes on SIGUSR1, after a collection: the Go
@@ -29,8 +28,12 @@ type memStats struct {
 // leaves out. With a profile prefix, each answer also writes the heap's
 // profile to prefix-N.pb.gz (N counting from 1).
 func serveStats(w io.Writer, profile string) {
+	if statsSignal == nil {
+		fmt.Fprintln(w, "memstats: -stats needs SIGUSR1, which this system has not")
+		return
+	}
 	sig := make(chan os.Signal, 1)
-	signal.Notify(sig, syscall.SIGUSR1)
+	signal.Notify(sig, statsSignal)
 	go func() {
 		n := 0
 		for range sig {

@@ -1,3 +1,5 @@
+//go:build unix
+
 // Command footprint measures what a served process costs at rest: the time
 // from exec to ready, the resident memory (/proc/PID/status), the Go heap
 // after a collection and the goroutines, at idle after the start, after
