@@ -47,7 +47,8 @@ func (s *Server) startActor(fn func(context.Context) error) {
 // channel and the listeners of a [Server.Listen] call, waits for the calls
 // in flight on the HTTP client (until ctx is done) and closes it, exports
 // the spans still buffered (with at least a second, as Run's shutdown
-// does, when ctx has less left) and writes the log lines kit's logger
+// does, when ctx is done or has less left; as long as they take when ctx
+// has no deadline) and writes the log lines kit's logger
 // still holds: a program that exits without it loses the info lines of
 // its last 5 ms (a short command, all of them) and the spans not yet
 // exported. Once closed, the server cannot be run. When the calls on the
@@ -189,10 +190,11 @@ func (s *Server) shutdown(cause error) error {
 	return err
 }
 
-// atLeastGrace returns ctx, or a context of closeGrace when ctx has less
-// time left.
+// atLeastGrace returns ctx, or a context of closeGrace when ctx is done or
+// has less time left. A ctx without a deadline is returned as it is: its
+// time is not short.
 func atLeastGrace(ctx context.Context) (context.Context, context.CancelFunc) {
-	if d, _ := ctx.Deadline(); time.Until(d) < closeGrace {
+	if d, ok := ctx.Deadline(); ctx.Err() != nil || ok && time.Until(d) < closeGrace {
 		return context.WithTimeout(context.Background(), closeGrace)
 	}
 	return ctx, func() {}
