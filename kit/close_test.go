@@ -6,8 +6,10 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"connectrpc.com/connect"
 
@@ -209,5 +211,60 @@ func TestCloseFlushesTracesPastItsContext(t *testing.T) {
 	_ = srv.Close(done)
 	if exports.Load() == before {
 		t.Error("Close with its context done exported no span: the client call's span is lost")
+	}
+}
+
+// TestConcurrentCloseWaitsForTheFlush: a Close called while another still
+// exports the spans buffered returns once that export is over, as a
+// program that exits when either returns would otherwise lose them: the
+// second Close returned nil at once, without flushing (the first does it
+// once) and without waiting. Not parallel: it sets the environment. The
+// collector holds the export until 200ms after the second Close began;
+// a second Close that returned before is the failure (a machine slow
+// enough to take longer than that to return would hide it, not fail it).
+func TestConcurrentCloseWaitsForTheFlush(t *testing.T) {
+	got, release := make(chan struct{}), make(chan struct{})
+	var gotOnce sync.Once
+	var answered atomic.Bool
+	collector := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		gotOnce.Do(func() { close(got) })
+		select {
+		case <-release:
+		case <-r.Context().Done():
+			return
+		}
+		answered.Store(true)
+		w.WriteHeader(http.StatusOK)
+	}))
+	t.Cleanup(collector.Close)
+	t.Setenv("OTEL_TRACES_EXPORTER", "otlp")
+	t.Setenv("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf")
+	t.Setenv("OTEL_EXPORTER_OTLP_ENDPOINT", collector.URL)
+	pings := kittest.NewServer(t, kit.Config{}, func(s *kit.Server) {
+		s.Mount(pingv1connect.NewPingServiceHandler(&pingServer{}, s.HandlerOptions()...))
+	})
+	srv, err := kit.New(kit.Config{Addr: "127.0.0.1:0", AdminAddr: kit.AdminOff}, kit.WithLogger(slog.New(slog.DiscardHandler)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	client := pingv1connect.NewPingServiceClient(srv.HTTPClient(), pings.URL, srv.ClientOptions()...)
+	if _, err := client.Ping(t.Context(), connect.NewRequest(&pingv1.PingRequest{Number: 1})); err != nil {
+		t.Fatal(err)
+	}
+	first := make(chan error, 1)
+	go func() { first <- srv.Close(t.Context()) }()
+	<-got // the first Close exports the span
+	go func() {
+		time.Sleep(200 * time.Millisecond)
+		close(release)
+	}()
+	if err := srv.Close(t.Context()); err != nil {
+		t.Errorf("the second Close = %v, want nil", err)
+	}
+	if !answered.Load() {
+		t.Error("the second Close returned while the first still exported the spans")
+	}
+	if err := <-first; err != nil {
+		t.Errorf("the first Close = %v, want nil", err)
 	}
 }

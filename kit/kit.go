@@ -71,8 +71,9 @@ type Server struct {
 	adminLn   net.Listener
 	actors    []func(context.Context) error
 	running   bool
-	closed    bool // by Close: Listen, and so Run, refuse to start
-	closeDone bool // Close, or Run's shutdown, did all it does: a later Close returns nil
+	closed    bool          // by Close: Listen, and so Run, refuse to start
+	closeDone bool          // Close, or Run's shutdown, did all it does: a later Close returns nil
+	flushed   chan struct{} // made by the first Close, closed once it has flushed the traces
 	lifecycle *lifecycle
 	stopping  chan struct{} // closed when the server stops accepting calls
 	// calls is the context every call's derives from (http.Server's

@@ -56,8 +56,10 @@ func (s *Server) startActor(fn func(context.Context) error) {
 // and a later Close waits for them again, as [http.Server.Shutdown] may be
 // called again; once they have, a later Close does nothing and returns
 // nil, as does a Close after Run returned (Run's shutdown did the same),
-// so that `defer srv.Close(ctx)` suits both kinds of program. Close fails,
-// changing nothing, while Run runs.
+// so that `defer srv.Close(ctx)` suits both kinds of program. A Close
+// called while another still runs returns once that one has flushed the
+// traces (or ctx is done, saying so). Close fails, changing nothing, while
+// Run runs.
 func (s *Server) Close(ctx context.Context) error {
 	s.mu.Lock()
 	if s.running && !s.closed {
@@ -72,6 +74,7 @@ func (s *Server) Close(ctx context.Context) error {
 	s.closed = true
 	var errs []error
 	if first {
+		s.flushed = make(chan struct{})
 		s.health.Shutdown()
 		s.draining.Store(true)
 		close(s.stopping)
@@ -85,7 +88,8 @@ func (s *Server) Close(ctx context.Context) error {
 	}
 	s.mu.Unlock()
 	_, clientErr := s.closeHTTPClient(ctx)
-	if clientErr != nil {
+	unfinished := clientErr != nil // a later Close does it again
+	if unfinished {
 		errs = append(errs, clientErr)
 	}
 	if first {
@@ -96,9 +100,23 @@ func (s *Server) Close(ctx context.Context) error {
 			errs = append(errs, fmt.Errorf("kit: flushing traces: %w", err))
 		}
 		cancel()
+		close(s.flushed)
+	} else {
+		// The first Close flushes them, and may still: a program may exit
+		// as soon as this one returns.
+		select {
+		case <-s.flushed:
+		case <-ctx.Done():
+			select {
+			case <-s.flushed: // as ctx ended
+			default:
+				unfinished = true
+				errs = append(errs, fmt.Errorf("kit: traces still being flushed by an earlier Close: %w", ctx.Err()))
+			}
+		}
 	}
 	flushLogger(s.logger)
-	if clientErr == nil {
+	if !unfinished {
 		s.mu.Lock()
 		s.closeDone = true
 		s.mu.Unlock()
