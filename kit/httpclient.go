@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/httptrace"
 	"os"
 	"sync"
 	"sync/atomic"
@@ -184,7 +185,10 @@ const clientRedials = 3
 // not be sent for that is sent to the next address. A call that fails with
 // nothing of it sent (its name not resolved, no address taking its
 // connection, none healthy) is [interceptors.ErrNotSent] to errors.Is,
-// beside the error of what failed. An address that fails
+// beside the error of what failed; one that net/http wrote, then sent
+// again on a new connection (a GET on a kept-alive HTTP/1.1 connection the
+// server closed), is [interceptors.ErrConnectionLost] when that one cannot
+// be opened. An address that fails
 // [HTTPClientConfig.OutlierFailures] calls in a row (Unavailable,
 // DeadlineExceeded, gateway errors, its connection lost) is left out for
 // [HTTPClientConfig.OutlierEjectionTime], longer at each ejection, within
@@ -349,9 +353,18 @@ func newLeafTransport(cfg httplb.TransportConfig, protocols *http.Protocols) *ht
 type redial struct{ next http.RoundTripper }
 
 func (r redial) RoundTrip(req *http.Request) (*http.Response, error) {
+	var written *atomic.Bool
+	if replayable(req) {
+		req, written = traceWrites(req)
+	}
 	resp, err := r.send(req)
 	if err != nil {
 		switch {
+		case written != nil && written.Load() && req.Context().Err() == nil:
+			// net/http wrote it on a connection that then failed, and
+			// sent it again (see replayable): this attempt's failure
+			// does not say that the first was not handled.
+			return resp, lost(err)
 		case err.Error() == httplbNoHealthy:
 			return resp, noHealthy(req.URL.Host)
 		case err.Error() == httplbNoAddresses:
@@ -362,6 +375,41 @@ func (r redial) RoundTrip(req *http.Request) (*http.Response, error) {
 		return resp, peerGone(req.Context(), err)
 	}
 	return resp, nil
+}
+
+// replayable reports whether net/http may send req again on a new
+// connection after it wrote it on one that failed before an answer came
+// (http.Request's isReplayable: a GET, HEAD, OPTIONS or TRACE, or a
+// request with an Idempotency-Key, whose body can be sent again). A kept-
+// alive HTTP/1.1 connection that the server closed after reading such a
+// request, the server gone, makes that attempt fail to dial: the error
+// of a request that its server may have handled.
+func replayable(req *http.Request) bool {
+	if req.Body != nil && req.Body != http.NoBody && req.GetBody == nil {
+		return false
+	}
+	switch req.Method {
+	case "", http.MethodGet, http.MethodHead, http.MethodOptions, http.MethodTrace:
+		return true
+	}
+	_, key := req.Header["Idempotency-Key"]
+	_, xkey := req.Header["X-Idempotency-Key"]
+	return key || xkey
+}
+
+// traceWrites returns req with a trace that sets written once net/http has
+// written it, or tried to (httptrace's WroteRequest, with or without an
+// error), on any connection.
+func traceWrites(req *http.Request) (*http.Request, *atomic.Bool) {
+	w := new(writeTrace) // one allocation for both
+	w.trace.WroteRequest = func(httptrace.WroteRequestInfo) { w.written.Store(true) }
+	return req.WithContext(httptrace.WithClientTrace(req.Context(), &w.trace)), &w.written
+}
+
+// writeTrace is [traceWrites]'s trace and what it sets.
+type writeTrace struct {
+	trace   httptrace.ClientTrace
+	written atomic.Bool
 }
 
 // httplbNoHealthy is the text of httplb's error (unexported) for a call

@@ -7,9 +7,11 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"os"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"testing/iotest"
@@ -118,5 +120,55 @@ func TestNeverSentIsErrNotSent(t *testing.T) {
 				t.Errorf("RoundTrip = %v; want interceptors.ErrNotSent and %v, saying %q", err, tc.err, tc.want)
 			}
 		})
+	}
+}
+
+// TestReplayedCallIsNotErrNotSent: net/http sends a GET again on a new
+// connection when its kept-alive HTTP/1.1 connection closed after the
+// server read it (a server that crashed mid-call), and a dial of that
+// attempt that fails (the server gone) ended the call as
+// interceptors.ErrNotSent, "certainly not sent", though its handler ran.
+// It is a connection lost (interceptors.ErrConnectionLost), as the same
+// call fails when net/http does not send it again.
+func TestReplayedCallIsNotErrNotSent(t *testing.T) {
+	t.Parallel()
+	var handled atomic.Int32
+	var ts *httptest.Server
+	ts = httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if handled.Add(1) == 1 {
+			_, _ = io.WriteString(w, "ok")
+			return
+		}
+		// The second call reached its handler: the server goes away
+		// without answering, its listener first, so no dial succeeds.
+		_ = ts.Listener.Close()
+		if conn, _, err := w.(http.Hijacker).Hijack(); err == nil {
+			_ = conn.Close()
+		}
+	}))
+	ts.StartTLS() // HTTP/1.1 only: net/http replays a GET on its connections
+	t.Cleanup(ts.Close)
+	tlsConfig := ts.Client().Transport.(*http.Transport).TLSClientConfig.Clone()
+	c := newBalancedClient(HTTPClientConfig{}.withDefaults(), tlsConfig, NewStaticNames(ts.Listener.Addr().String()), nil, nil, outlierMetrics{})
+	t.Cleanup(func() { _ = c.close(context.Background()) })
+	get := func() (*http.Response, error) {
+		req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, "https://example.com/", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c.http.Do(req)
+	}
+	res, err := get()
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _ = io.Copy(io.Discard, res.Body)
+	_ = res.Body.Close()
+	_, err = get()
+	if handled.Load() != 2 {
+		t.Fatalf("the second call reached %d handlers, want 1 (err %v)", handled.Load()-1, err)
+	}
+	if err == nil || errors.Is(err, interceptors.ErrNotSent) || !errors.Is(err, interceptors.ErrConnectionLost) {
+		t.Errorf("a call whose handler ran, its connection then lost = %v; want ErrConnectionLost, not ErrNotSent (Is: %t)", err, errors.Is(err, interceptors.ErrNotSent))
 	}
 }
