@@ -186,25 +186,10 @@ func TestCloseWaitsAgainForTheHTTPClient(t *testing.T) {
 // parallel: it sets the environment.
 func TestCloseFlushesTracesPastItsContext(t *testing.T) {
 	var exports atomic.Int32
-	collector := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	srv := tracedClientServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		exports.Add(1)
 		w.WriteHeader(http.StatusOK)
 	}))
-	t.Cleanup(collector.Close)
-	t.Setenv("OTEL_TRACES_EXPORTER", "otlp")
-	t.Setenv("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf")
-	t.Setenv("OTEL_EXPORTER_OTLP_ENDPOINT", collector.URL)
-	pings := kittest.NewServer(t, kit.Config{}, func(s *kit.Server) {
-		s.Mount(pingv1connect.NewPingServiceHandler(&pingServer{}, s.HandlerOptions()...))
-	})
-	srv, err := kit.New(kit.Config{Addr: "127.0.0.1:0", AdminAddr: kit.AdminOff}, kit.WithLogger(slog.New(slog.DiscardHandler)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	client := pingv1connect.NewPingServiceClient(srv.HTTPClient(), pings.URL, srv.ClientOptions()...)
-	if _, err := client.Ping(t.Context(), connect.NewRequest(&pingv1.PingRequest{Number: 1})); err != nil {
-		t.Fatal(err)
-	}
 	before := exports.Load()
 	done, cancel := context.WithCancel(t.Context())
 	cancel()
@@ -226,7 +211,7 @@ func TestConcurrentCloseWaitsForTheFlush(t *testing.T) {
 	got, release := make(chan struct{}), make(chan struct{})
 	var gotOnce sync.Once
 	var answered atomic.Bool
-	collector := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	srv := tracedClientServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		gotOnce.Do(func() { close(got) })
 		select {
 		case <-release:
@@ -236,21 +221,6 @@ func TestConcurrentCloseWaitsForTheFlush(t *testing.T) {
 		answered.Store(true)
 		w.WriteHeader(http.StatusOK)
 	}))
-	t.Cleanup(collector.Close)
-	t.Setenv("OTEL_TRACES_EXPORTER", "otlp")
-	t.Setenv("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf")
-	t.Setenv("OTEL_EXPORTER_OTLP_ENDPOINT", collector.URL)
-	pings := kittest.NewServer(t, kit.Config{}, func(s *kit.Server) {
-		s.Mount(pingv1connect.NewPingServiceHandler(&pingServer{}, s.HandlerOptions()...))
-	})
-	srv, err := kit.New(kit.Config{Addr: "127.0.0.1:0", AdminAddr: kit.AdminOff}, kit.WithLogger(slog.New(slog.DiscardHandler)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	client := pingv1connect.NewPingServiceClient(srv.HTTPClient(), pings.URL, srv.ClientOptions()...)
-	if _, err := client.Ping(t.Context(), connect.NewRequest(&pingv1.PingRequest{Number: 1})); err != nil {
-		t.Fatal(err)
-	}
 	first := make(chan error, 1)
 	go func() { first <- srv.Close(t.Context()) }()
 	<-got // the first Close exports the span
@@ -267,4 +237,28 @@ func TestConcurrentCloseWaitsForTheFlush(t *testing.T) {
 	if err := <-first; err != nil {
 		t.Errorf("the first Close = %v, want nil", err)
 	}
+}
+
+// tracedClientServer returns a server never run whose spans go to
+// collector over OTLP, after one call through its HTTP client, whose span
+// is buffered. It sets the environment: its callers cannot be parallel.
+func tracedClientServer(t *testing.T, collector http.Handler) *kit.Server {
+	t.Helper()
+	otlp := httptest.NewServer(collector)
+	t.Cleanup(otlp.Close)
+	t.Setenv("OTEL_TRACES_EXPORTER", "otlp")
+	t.Setenv("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf")
+	t.Setenv("OTEL_EXPORTER_OTLP_ENDPOINT", otlp.URL)
+	pings := kittest.NewServer(t, kit.Config{}, func(s *kit.Server) {
+		s.Mount(pingv1connect.NewPingServiceHandler(&pingServer{}, s.HandlerOptions()...))
+	})
+	srv, err := kit.New(kit.Config{Addr: "127.0.0.1:0", AdminAddr: kit.AdminOff}, kit.WithLogger(slog.New(slog.DiscardHandler)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	client := pingv1connect.NewPingServiceClient(srv.HTTPClient(), pings.URL, srv.ClientOptions()...)
+	if _, err := client.Ping(t.Context(), connect.NewRequest(&pingv1.PingRequest{Number: 1})); err != nil {
+		t.Fatal(err)
+	}
+	return srv
 }
