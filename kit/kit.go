@@ -133,9 +133,7 @@ func newServer(cfg Config, opts []Option) (*Server, error) {
 	if s.registry == nil {
 		s.registry = prometheus.NewRegistry()
 	}
-	if err := admin.RegisterRuntimeCollectors(s.registry); err != nil {
-		return s, fmt.Errorf("kit: metrics registry: %w", err)
-	}
+	admin.RegisterRuntimeCollectors(s.registry)
 	var err error
 	if s.unknown.calls, err = newUnknownCalls(s.registry); err != nil {
 		return s, err
