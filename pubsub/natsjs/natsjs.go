@@ -571,10 +571,15 @@ func (b *Broker) ClientURL() string {
 }
 
 // ServerAddress returns the host:port of the NATS server the broker's
-// connection is on now (the host as the URL names it), or "" between
-// connections and for an embedded server without Listen, which the
-// connection reaches in-process: [pubsub.ServerAddresser], so that the
-// spans of publishes and deliveries carry server.address and server.port.
+// connection is on now, or "" between connections and for an embedded
+// server without Listen, which the connection reaches in-process:
+// [pubsub.ServerAddresser], so that the spans of publishes and deliveries
+// carry server.address and server.port. The host is as the server's URL
+// names it: Config.URL's, or for a server the connection learned from
+// the cluster, the address that server advertises. After a reconnect it
+// is the server reconnected to; a span asks when it starts, so a
+// delivery that waited in the consumer's buffer across a reconnect names
+// the new server, not the one it came through.
 func (b *Broker) ServerAddress() string {
 	if b.server != nil && b.cfg.Listen == "" {
 		return ""
