@@ -185,7 +185,8 @@ func newResource(ctx context.Context, cfg Config, fallbackName, version string) 
 // the main module's version (a tag, or a pseudo-version that go build
 // stamps from the VCS since Go 1.24), else, when go build did not know it
 // ("(devel)"), the VCS revision with +dirty when the tree had changes;
-// "" when neither is known (go run of a file, a test binary, -buildvcs=false).
+// "" when neither is known (go run, of a package as of a file, a test
+// binary, -buildvcs=false).
 func buildVersion(info *debug.BuildInfo, ok bool) string {
 	if !ok || info == nil {
 		return ""
