@@ -576,7 +576,9 @@ func (b *Broker) ClientURL() string {
 // [pubsub.ServerAddresser], so that the spans of publishes and deliveries
 // carry server.address and server.port. The host is as the server's URL
 // names it: Config.URL's, or for a server the connection learned from
-// the cluster, the address that server advertises. After a reconnect it
+// the cluster, the address that server advertises; for an embedded
+// server listening on every interface (Listen ":4222"), the loopback
+// address the connection reaches. After a reconnect it
 // is the server reconnected to; a span asks when it starts, so a
 // delivery that waited in the consumer's buffer across a reconnect names
 // the new server, not the one it came through.
@@ -592,7 +594,27 @@ func (b *Broker) ServerAddress() string {
 	if err != nil {
 		return ""
 	}
-	return u.Host
+	return loopbackForUnspecified(u.Host)
+}
+
+// loopbackForUnspecified returns hostport with an unspecified host (that
+// of an embedded server listening on every interface, Listen ":4222",
+// whose URL says 0.0.0.0 or ::) replaced by the loopback address a
+// connection to it reaches; any other hostport as it is.
+func loopbackForUnspecified(hostport string) string {
+	host, port, err := net.SplitHostPort(hostport)
+	if err != nil {
+		return hostport
+	}
+	ip := net.ParseIP(host)
+	switch {
+	case ip == nil || !ip.IsUnspecified():
+		return hostport
+	case ip.To4() != nil:
+		return net.JoinHostPort("127.0.0.1", port)
+	default:
+		return net.JoinHostPort("::1", port)
+	}
 }
 
 // Conn returns the broker's NATS connection, for what package pubsub does

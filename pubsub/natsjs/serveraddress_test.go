@@ -1,6 +1,7 @@
 package natsjs_test
 
 import (
+	"net"
 	"net/url"
 	"testing"
 
@@ -67,5 +68,36 @@ func TestServerAddress(t *testing.T) {
 			t.Errorf("span %q: server.address %q, server.port %q; want %s and %s", span.Name,
 				got["server.address"], got["server.port"], u.Hostname(), u.Port())
 		}
+	}
+}
+
+// TestServerAddressOfAWildcardListener checks the server an embedded
+// server listening on every interface (NATS_LISTEN=":4222") reports: the
+// loopback address its own connection reaches, not the unspecified
+// address 0.0.0.0 or ::, which names no server.
+func TestServerAddressOfAWildcardListener(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		listen, host string
+	}{
+		{listen: ":-1", host: "127.0.0.1"},
+		{listen: "0.0.0.0:-1", host: "127.0.0.1"},
+		{listen: "[::]:-1", host: "::1"},
+	} {
+		t.Run(tc.listen, func(t *testing.T) {
+			t.Parallel()
+			b, err := natsjs.New(t.Context(), natsjs.Config{DataDir: t.TempDir(), Listen: tc.listen})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { _ = b.Close() })
+			u, err := url.Parse(b.ClientURL())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got, want := b.ServerAddress(), net.JoinHostPort(tc.host, u.Port()); got != want {
+				t.Errorf("ServerAddress() = %q, want %q", got, want)
+			}
+		})
 	}
 }
