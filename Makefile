@@ -11,6 +11,13 @@ BUF := $(TOOL) buf
 # matches the generated types go.mod names
 # (buf.build/gen/go/bufbuild/protovalidate/protocolbuffers/go).
 PROTOVALIDATE_VERSION := v1.2.2
+# google/api/annotations.proto and http.proto (the google.api.http option of
+# REST routes) come from this Go module's third_party/googleapis, a copy of
+# googleapis' files whose go_package is the one genproto's Go types have
+# (google.golang.org/genproto/googleapis/api/annotations): their messages,
+# fields and extension are those genproto's Go types register (compared as
+# descriptors); only comments and the C++ cc_enable_arenas option differ.
+GOOGLEAPIS_MODULE := github.com/grpc-ecosystem/grpc-gateway@v1.16.0
 
 .PHONY: help
 help: ## List the targets
@@ -25,6 +32,9 @@ protodeps: ## Copy third-party .proto files from the Go module cache into .proto
 	@rm -rf .protodeps && mkdir -p .protodeps
 	@pv=$$($(GO) mod download -json github.com/bufbuild/protovalidate@$(PROTOVALIDATE_VERSION) | sed -n 's/.*"Dir": "\(.*\)",/\1/p') && \
 		cp -r "$$pv/proto/protovalidate" .protodeps/protovalidate
+	@ga=$$($(GO) mod download -json $(GOOGLEAPIS_MODULE) | sed -n 's/.*"Dir": "\(.*\)",/\1/p') && \
+		mkdir -p .protodeps/googleapis/google/api && \
+		cp "$$ga/third_party/googleapis/google/api/annotations.proto" "$$ga/third_party/googleapis/google/api/http.proto" .protodeps/googleapis/google/api/
 	@$(GO) mod download -modfile=tools/go.mod connectrpc.com/conformance
 	@cf=$$($(GO) list -modfile=tools/go.mod -m -f '{{.Dir}}' connectrpc.com/conformance) && \
 		cp -r "$$cf/proto" .protodeps/conformance

@@ -8,6 +8,7 @@ package examplev1
 
 import (
 	_ "buf.build/gen/go/bufbuild/protovalidate/protocolbuffers/go/buf/validate"
+	_ "google.golang.org/genproto/googleapis/api/annotations"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
 	reflect "reflect"
@@ -795,7 +796,7 @@ var File_example_v1_profile_service_proto protoreflect.FileDescriptor
 const file_example_v1_profile_service_proto_rawDesc = "" +
 	"\n" +
 	" example/v1/profile_service.proto\x12\n" +
-	"example.v1\x1a\x1bbuf/validate/validate.proto\x1a\x18example/v1/profile.proto\"W\n" +
+	"example.v1\x1a\x1bbuf/validate/validate.proto\x1a\x18example/v1/profile.proto\x1a\x1cgoogle/api/annotations.proto\"W\n" +
 	"\x14CreateProfileRequest\x12\x1d\n" +
 	"\x04name\x18\x01 \x01(\tB\t\xbaH\x06r\x04\x10\x01\x18dR\x04name\x12 \n" +
 	"\x05email\x18\x02 \x01(\tB\n" +
@@ -836,17 +837,17 @@ const file_example_v1_profile_service_proto_rawDesc = "" +
 	"\x19ListProfileChangesRequest\x12\x1b\n" +
 	"\x02id\x18\x01 \x01(\tB\v\xbaH\b\xd8\x01\x01r\x03\xb0\x01\x01R\x02id\"R\n" +
 	"\x1aListProfileChangesResponse\x124\n" +
-	"\achanges\x18\x01 \x03(\v2\x1a.example.v1.ProfileChangedR\achanges2\xde\x05\n" +
-	"\x0eProfileService\x12T\n" +
-	"\rCreateProfile\x12 .example.v1.CreateProfileRequest\x1a!.example.v1.CreateProfileResponse\x12P\n" +
+	"\achanges\x18\x01 \x03(\v2\x1a.example.v1.ProfileChangedR\achanges2\x8c\a\n" +
+	"\x0eProfileService\x12m\n" +
+	"\rCreateProfile\x12 .example.v1.CreateProfileRequest\x1a!.example.v1.CreateProfileResponse\"\x17\x82\xd3\xe4\x93\x02\x11:\x01*\"\f/v1/profiles\x12i\n" +
 	"\n" +
-	"GetProfile\x12\x1d.example.v1.GetProfileRequest\x1a\x1e.example.v1.GetProfileResponse\"\x03\x90\x02\x01\x12V\n" +
-	"\fListProfiles\x12\x1f.example.v1.ListProfilesRequest\x1a .example.v1.ListProfilesResponse\"\x03\x90\x02\x01\x12T\n" +
-	"\rUpdateProfile\x12 .example.v1.UpdateProfileRequest\x1a!.example.v1.UpdateProfileResponse\x12Y\n" +
-	"\rDeleteProfile\x12 .example.v1.DeleteProfileRequest\x1a!.example.v1.DeleteProfileResponse\"\x03\x90\x02\x02\x12V\n" +
+	"GetProfile\x12\x1d.example.v1.GetProfileRequest\x1a\x1e.example.v1.GetProfileResponse\"\x1c\x82\xd3\xe4\x93\x02\x13\x12\x11/v1/profiles/{id}\x90\x02\x01\x12j\n" +
+	"\fListProfiles\x12\x1f.example.v1.ListProfilesRequest\x1a .example.v1.ListProfilesResponse\"\x17\x82\xd3\xe4\x93\x02\x0e\x12\f/v1/profiles\x90\x02\x01\x12r\n" +
+	"\rUpdateProfile\x12 .example.v1.UpdateProfileRequest\x1a!.example.v1.UpdateProfileResponse\"\x1c\x82\xd3\xe4\x93\x02\x16:\x01*2\x11/v1/profiles/{id}\x12r\n" +
+	"\rDeleteProfile\x12 .example.v1.DeleteProfileRequest\x1a!.example.v1.DeleteProfileResponse\"\x1c\x82\xd3\xe4\x93\x02\x13*\x11/v1/profiles/{id}\x90\x02\x02\x12V\n" +
 	"\rWatchProfiles\x12 .example.v1.WatchProfilesRequest\x1a!.example.v1.WatchProfilesResponse0\x01\x12Y\n" +
-	"\x0eImportProfiles\x12!.example.v1.ImportProfilesRequest\x1a\".example.v1.ImportProfilesResponse(\x01\x12h\n" +
-	"\x12ListProfileChanges\x12%.example.v1.ListProfileChangesRequest\x1a&.example.v1.ListProfileChangesResponse\"\x03\x90\x02\x01B\xa9\x01\n" +
+	"\x0eImportProfiles\x12!.example.v1.ImportProfilesRequest\x1a\".example.v1.ImportProfilesResponse(\x01\x12\x98\x01\n" +
+	"\x12ListProfileChanges\x12%.example.v1.ListProfileChangesRequest\x1a&.example.v1.ListProfileChangesResponse\"3\x82\xd3\xe4\x93\x02*Z\x1b\x12\x19/v1/profiles/{id}/changes\x12\v/v1/changes\x90\x02\x01B\xa9\x01\n" +
 	"\x0ecom.example.v1B\x13ProfileServiceProtoP\x01Z9github.com/connectkit/connectkit/gen/example/v1;examplev1\xa2\x02\x03EXX\xaa\x02\n" +
 	"Example.V1\xca\x02\n" +
 	"Example\\V1\xe2\x02\x16Example\\V1\\GPBMetadata\xea\x02\vExample::V1b\x06proto3"
