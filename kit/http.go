@@ -133,7 +133,7 @@ func (s *Server) serve(ln net.Listener) error {
 
 // withCORS answers browsers' preflights and exposes the protocol headers for
 // the configured origins, so gRPC-Web and Connect calls from web pages keep
-// their error codes; the operator's own headers (KIT_CORS_ALLOWED_HEADERS,
+// their error codes, and REST calls may use any method of a route; the operator's own headers (KIT_CORS_ALLOWED_HEADERS,
 // KIT_CORS_EXPOSED_HEADERS) come on top of the protocols'.
 func (s *Server) withCORS(h http.Handler) http.Handler {
 	if len(s.cfg.CORSAllowedOrigins) == 0 {
@@ -147,7 +147,10 @@ func (s *Server) withCORS(h http.Handler) http.Handler {
 	}
 	return cors.New(cors.Options{
 		AllowedOrigins: s.cfg.CORSAllowedOrigins,
-		AllowedMethods: connectcors.AllowedMethods(),
+		// Connect's GET and POST, and the other methods of REST routes
+		// (see [restRoutes]): a path without a route answers them 404 or
+		// 405 whatever its preflight said.
+		AllowedMethods: append(connectcors.AllowedMethods(), http.MethodPut, http.MethodPatch, http.MethodDelete),
 		AllowedHeaders: append(append(connectcors.AllowedHeaders(),
 			"Authorization", "X-Request-Id", "Traceparent", "Tracestate", "Baggage"), s.cfg.CORSAllowedHeaders...),
 		ExposedHeaders:   append(exposed, s.cfg.CORSExposedHeaders...),

@@ -35,9 +35,16 @@ import (
 //
 // When path names a protobuf service ("/example.v1.ProfileService/"), gRPC
 // server reflection lists it and the gRPC health service reports its status
-// (see [Server.Health]). Any other net/http handler mounts too; one mounted
-// at "/" gets the requests no other path matches, which otherwise get an
-// Unimplemented error in their RPC protocol (or a plain 404).
+// (see [Server.Health]); and if its methods have REST routes (the
+// google.api.http option: `get: "/v1/profiles/{id}"`), s serves them too,
+// on the same port, through the handler and so kit's whole chain: a REST
+// call is a call of its method in logs, metrics and traces. A path that
+// another handler is mounted at is that handler's, not a route's. Mount
+// panics if the routes are malformed or conflict with another service's,
+// as it does on a path already taken. Any other net/http handler mounts
+// too; one mounted at "/" gets the requests no other path (or REST route)
+// matches, which otherwise get an Unimplemented error in their RPC
+// protocol (or a plain 404).
 func (s *Server) Mount(path string, h http.Handler) {
 	if path == "/" { // the mux's "/" answers unknown procedures until then
 		s.unknown.root.Store(&h)
@@ -48,11 +55,13 @@ func (s *Server) Mount(path string, h http.Handler) {
 		s.routes.handle(path, h, false)
 		return
 	}
-	s.routes.handle(path, serviceHandler(service, h, s.unknown.calls.of(string(service.FullName())), bodyLimits{
+	sh := serviceHandler(service, h, s.unknown.calls.of(string(service.FullName())), bodyLimits{
 		timeout: s.bodyTimeout(), maxTimeout: s.maxBodyTimeout(),
 		call: s.cfg.CallTimeout, maxCall: s.cfg.MaxCallTimeout,
 		maxBytes: s.cfg.MaxRequestBytes, sendStall: s.sendStall,
-	}), true)
+	})
+	s.routes.handle(path, sh, true)
+	s.unknown.rest.add(service, sh, s.cfg.MaxRequestBytes, http.HandlerFunc(s.unknown.unrouted))
 	name := string(service.FullName())
 	s.rejected.add(service)
 	s.reflector.add(name)

@@ -12,17 +12,26 @@ import (
 )
 
 // unknownPaths answers the requests that no mounted handler's path matches.
-// A path mounted as "/" takes them; otherwise an RPC gets an Unimplemented
-// error in its own protocol, naming the procedure, where net/http's plain
-// "404 page not found" would leave a gRPC client with "unexpected HTTP
-// status code 404" and no procedure (grpc-go servers answer so too).
-// Anything else gets the plain 404.
+// A REST route of a mounted service takes its calls (see [restRoutes]),
+// then a path mounted as "/" takes the rest; otherwise an RPC gets an
+// Unimplemented error in its own protocol, naming the procedure, where
+// net/http's plain "404 page not found" would leave a gRPC client with
+// "unexpected HTTP status code 404" and no procedure (grpc-go servers
+// answer so too). Anything else gets the plain 404.
 type unknownPaths struct {
+	rest  restRoutes
 	root  atomic.Pointer[http.Handler] // mounted as "/"
 	calls unknownCalls
 }
 
 func (u *unknownPaths) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if !u.rest.serve(w, r) {
+		u.unrouted(w, r)
+	}
+}
+
+// unrouted answers r, which no REST route matches.
+func (u *unknownPaths) unrouted(w http.ResponseWriter, r *http.Request) {
 	if h := u.root.Load(); h != nil {
 		(*h).ServeHTTP(w, r)
 		return

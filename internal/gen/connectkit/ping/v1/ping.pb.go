@@ -11,6 +11,7 @@ package pingv1
 
 import (
 	_ "buf.build/gen/go/bufbuild/protovalidate/protocolbuffers/go/buf/validate"
+	_ "google.golang.org/genproto/googleapis/api/annotations"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
 	reflect "reflect"
@@ -516,7 +517,7 @@ var File_connectkit_ping_v1_ping_proto protoreflect.FileDescriptor
 
 const file_connectkit_ping_v1_ping_proto_rawDesc = "" +
 	"\n" +
-	"\x1dconnectkit/ping/v1/ping.proto\x12\x12connectkit.ping.v1\x1a\x1bbuf/validate/validate.proto\"j\n" +
+	"\x1dconnectkit/ping/v1/ping.proto\x12\x12connectkit.ping.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1cgoogle/api/annotations.proto\"j\n" +
 	"\vPingRequest\x12\x1f\n" +
 	"\x06number\x18\x01 \x01(\x03B\a\xbaH\x04\"\x02(\x00R\x06number\x12\x1d\n" +
 	"\x04text\x18\x02 \x01(\tB\t\xbaH\x06r\x04(\x80\x80@R\x04text\x12\x1b\n" +
@@ -541,10 +542,10 @@ const file_connectkit_ping_v1_ping_proto_rawDesc = "" +
 	"\rCumSumRequest\x12\x1f\n" +
 	"\x06number\x18\x01 \x01(\x03B\a\xbaH\x04\"\x02(\x00R\x06number\"\"\n" +
 	"\x0eCumSumResponse\x12\x10\n" +
-	"\x03sum\x18\x01 \x01(\x03R\x03sum2\x9d\x03\n" +
-	"\vPingService\x12N\n" +
-	"\x04Ping\x12\x1f.connectkit.ping.v1.PingRequest\x1a .connectkit.ping.v1.PingResponse\"\x03\x90\x02\x01\x12I\n" +
-	"\x04Fail\x12\x1f.connectkit.ping.v1.FailRequest\x1a .connectkit.ping.v1.FailResponse\x12H\n" +
+	"\x03sum\x18\x01 \x01(\x03R\x03sum2\xde\x03\n" +
+	"\vPingService\x12v\n" +
+	"\x04Ping\x12\x1f.connectkit.ping.v1.PingRequest\x1a .connectkit.ping.v1.PingResponse\"+\x82\xd3\xe4\x93\x02\"Z\r:\x01*\"\b/v1/ping\x12\x11/v1/ping/{number}\x90\x02\x01\x12b\n" +
+	"\x04Fail\x12\x1f.connectkit.ping.v1.FailRequest\x1a .connectkit.ping.v1.FailResponse\"\x17\x82\xd3\xe4\x93\x02\x11\"\x0f/v1/fail/{code}\x12H\n" +
 	"\x03Sum\x12\x1e.connectkit.ping.v1.SumRequest\x1a\x1f.connectkit.ping.v1.SumResponse(\x01\x12T\n" +
 	"\aCountUp\x12\".connectkit.ping.v1.CountUpRequest\x1a#.connectkit.ping.v1.CountUpResponse0\x01\x12S\n" +
 	"\x06CumSum\x12!.connectkit.ping.v1.CumSumRequest\x1a\".connectkit.ping.v1.CumSumResponse(\x010\x01B\xd6\x01\n" +

@@ -1,0 +1,116 @@
+package kit
+
+import (
+	"fmt"
+	"math"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"sync/atomic"
+
+	"connectrpc.com/vanguard"
+	"google.golang.org/genproto/googleapis/api/annotations"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
+)
+
+// restRoutes serves the REST routes that the mounted services declare
+// with the google.api.http option on their methods, through
+// [connectrpc.com/vanguard]: it turns a REST call into a Connect call of
+// the method, in binary protobuf, to the service's mounted handler, and
+// its response (or error, as google.rpc.Status JSON) back into REST. The
+// call so runs kit's whole chain once, as the method.
+//
+// Only the requests that no mounted path matches come here (see
+// [unknownPaths]): gRPC, gRPC-Web and Connect calls to a mounted service
+// never do. Those that match no route go on as if there were none.
+type restRoutes struct {
+	mu       sync.Mutex // held while mounting
+	services []*vanguard.Service
+	// transcoder serves the routes; nil until a service with routes is
+	// mounted.
+	transcoder atomic.Pointer[vanguard.Transcoder]
+}
+
+// add serves the routes of service, whose calls h answers, if its methods
+// have any; the requests no route matches go to unrouted. It panics, as
+// [http.ServeMux.Handle] does on a conflicting pattern, when vanguard
+// refuses the routes (a malformed path template, two methods on one route).
+func (rr *restRoutes) add(service protoreflect.ServiceDescriptor, h http.Handler, maxBytes int64, unrouted http.Handler) {
+	if !hasHTTPRules(service) {
+		return
+	}
+	rr.mu.Lock()
+	defer rr.mu.Unlock()
+	// One protocol and codec to the handler, without compression: the
+	// transcoded call then costs one protobuf encoding and no
+	// negotiation. Vanguard buffers each request and response message
+	// whole, to transcode it: MaxRequestBytes bounds both.
+	svc := vanguard.NewServiceWithSchema(service, h,
+		vanguard.WithTargetProtocols(vanguard.ProtocolConnect),
+		vanguard.WithTargetCodecs(vanguard.CodecProto),
+		vanguard.WithNoTargetCompression(),
+		vanguard.WithMaxMessageBufferBytes(uint32(min(maxBytes, math.MaxUint32))),
+	)
+	services := append(rr.services, svc)
+	t, err := vanguard.NewTranscoder(services, vanguard.WithUnknownHandler(unrouted))
+	if err != nil {
+		panic(fmt.Sprintf("kit: REST routes of %s: %v", service.FullName(), err))
+	}
+	rr.services = services
+	rr.transcoder.Store(t)
+}
+
+// serve serves r if it is a REST call and services have routes, and
+// reports whether it did; otherwise the caller answers r.
+func (rr *restRoutes) serve(w http.ResponseWriter, r *http.Request) bool {
+	t := rr.transcoder.Load()
+	if t == nil || !restRequest(r) {
+		return false
+	}
+	t.ServeHTTP(w, r)
+	return true
+}
+
+// restRequest says whether vanguard would take r for a REST call, not for
+// a gRPC, gRPC-Web or Connect one: those to a path no mounted service has
+// get kit's own answer (see [unimplemented]), where vanguard would refuse
+// some (two Content-Type headers, a Connect POST without one) with its own
+// statuses.
+func restRequest(r *http.Request) bool {
+	types := r.Header["Content-Type"]
+	if len(types) > 1 {
+		return false
+	}
+	if len(types) == 1 {
+		ct := types[0]
+		if strings.HasPrefix(ct, "application/connect+") || strings.HasPrefix(ct, "application/grpc") {
+			return false
+		}
+		if !strings.HasPrefix(ct, "application/") {
+			return true // any body, to a google.api.HttpBody request
+		}
+	}
+	if v := r.Header["Connect-Protocol-Version"]; len(v) == 1 && v[0] == "1" {
+		return false
+	}
+	if !strings.Contains(r.URL.RawQuery, "connect=") {
+		return true
+	}
+	q, _ := url.ParseQuery(r.URL.RawQuery)
+	return q.Get("connect") != "v1"
+}
+
+// hasHTTPRules says whether a method of service has a google.api.http
+// option.
+func hasHTTPRules(service protoreflect.ServiceDescriptor) bool {
+	methods := service.Methods()
+	for i := range methods.Len() {
+		opts := methods.Get(i).Options()
+		if opts != nil && proto.HasExtension(opts, annotations.E_Http) {
+			return true
+		}
+	}
+	return false
+}

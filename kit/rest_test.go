@@ -1,0 +1,287 @@
+package kit_test
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+	"slices"
+	"strings"
+	"testing"
+
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+
+	"github.com/connectkit/connectkit/interceptors"
+	"github.com/connectkit/connectkit/internal/gen/connectkit/ping/v1/pingv1connect"
+	"github.com/connectkit/connectkit/kit"
+	"github.com/connectkit/connectkit/kit/kittest"
+)
+
+// restCall sends a plain net/http request to s, over HTTP/1.1 or h2c, and
+// returns the response with its body read.
+func restCall(t *testing.T, client *http.Client, method, url, body string, header http.Header) (*http.Response, string) {
+	t.Helper()
+	var r io.Reader
+	if body != "" {
+		r = strings.NewReader(body)
+	}
+	req, err := http.NewRequestWithContext(context.Background(), method, url, r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k, v := range header {
+		req.Header[k] = v
+	}
+	if body != "" && req.Header.Get("Content-Type") == "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := io.ReadAll(resp.Body)
+	_ = resp.Body.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp, string(b)
+}
+
+// The PingService's google.api.http routes are served beside its RPCs, on
+// the same port, over HTTP/1.1 and h2c: path variables, query parameters
+// and JSON bodies make the request; errors come back as google.rpc.Status
+// JSON with the HTTP status of their code, a validation failure's as 400.
+func TestRESTRoutes(t *testing.T) {
+	t.Parallel()
+	s := newPingServer(t, kit.Config{}, nil)
+	for _, client := range []struct {
+		name string
+		c    *http.Client
+	}{{"http1", s.HTTP1Client()}, {"h2c", s.HTTP2Client()}} {
+		t.Run(client.name, func(t *testing.T) {
+			t.Parallel()
+			for _, tc := range []struct {
+				name, method, path, body string
+				status                   int
+				want                     map[string]any // of the JSON response
+			}{
+				{name: "path variable", method: http.MethodGet, path: "/v1/ping/7", status: http.StatusOK,
+					want: map[string]any{"number": "7"}},
+				{name: "query parameter", method: http.MethodGet, path: "/v1/ping/7?text=hi", status: http.StatusOK,
+					want: map[string]any{"number": "7", "text": "hi"}},
+				{name: "body", method: http.MethodPost, path: "/v1/ping", body: `{"number":"3","text":"posted"}`, status: http.StatusOK,
+					want: map[string]any{"number": "3", "text": "posted"}},
+				{name: "not found", method: http.MethodPost, path: "/v1/fail/5", status: http.StatusNotFound,
+					want: map[string]any{"code": float64(5), "message": "failed as asked"}},
+				{name: "permission denied", method: http.MethodPost, path: "/v1/fail/7", status: http.StatusForbidden,
+					want: map[string]any{"code": float64(7), "message": "failed as asked"}},
+				{name: "validation", method: http.MethodGet, path: "/v1/ping/-1", status: http.StatusBadRequest,
+					want: map[string]any{"code": float64(3)}},
+				{name: "malformed path variable", method: http.MethodGet, path: "/v1/ping/seven", status: http.StatusBadRequest},
+			} {
+				t.Run(tc.name, func(t *testing.T) {
+					t.Parallel()
+					resp, body := restCall(t, client.c, tc.method, s.URL+tc.path, tc.body, nil)
+					if resp.StatusCode != tc.status {
+						t.Fatalf("%s %s = %d %s, want %d", tc.method, tc.path, resp.StatusCode, body, tc.status)
+					}
+					var got map[string]any
+					if err := json.Unmarshal([]byte(body), &got); err != nil {
+						t.Fatalf("%s %s: body %q is not JSON: %v", tc.method, tc.path, body, err)
+					}
+					for k, v := range tc.want {
+						if got[k] != v {
+							t.Errorf("%s %s: %s = %v (%T), want %v; body %s", tc.method, tc.path, k, got[k], got[k], v, body)
+						}
+					}
+					if tc.name == "validation" && !strings.Contains(body, "buf.validate.Violations") {
+						t.Errorf("validation error's details do not hold the violations: %s", body)
+					}
+				})
+			}
+		})
+	}
+}
+
+// A REST call is a call of its method to kit's chain, once: one rpc log
+// line naming the procedure with the request id the client sent, which
+// the response echoes, one server span and one count in
+// grpc_server_handled_total.
+func TestRESTCallRunsTheChain(t *testing.T) {
+	t.Parallel()
+	var logs syncBuffer
+	spans := tracetest.NewInMemoryExporter()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSyncer(spans))
+	t.Cleanup(func() { _ = tp.Shutdown(t.Context()) })
+	s := newPingServer(t, kit.Config{}, nil, kit.WithLogger(slog.New(slog.NewJSONHandler(&logs, nil))),
+		kit.WithInterceptorOptions(interceptors.WithTracerProvider(tp)))
+	resp, body := restCall(t, s.HTTP1Client(), http.MethodGet, s.URL+"/v1/ping/1", "",
+		http.Header{"X-Request-Id": {"rest-call-1"}})
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET /v1/ping/1 = %d %s", resp.StatusCode, body)
+	}
+	if id := resp.Header.Get("X-Request-Id"); id != "rest-call-1" {
+		t.Errorf("X-Request-Id = %q, want the client's", id)
+	}
+	resp, body = restCall(t, s.HTTP2Client(), http.MethodPost, s.URL+"/v1/fail/5", "", nil)
+	if resp.StatusCode != http.StatusNotFound {
+		t.Fatalf("POST /v1/fail/5 = %d %s", resp.StatusCode, body)
+	}
+	var lines []map[string]any
+	for _, line := range logLines(t, &logs, "rpc") {
+		if line["kind"] == "server" {
+			lines = append(lines, line)
+		}
+	}
+	if len(lines) != 2 {
+		t.Fatalf("%d server rpc log lines, want 2: %v", len(lines), lines)
+	}
+	if l := lines[0]; l["procedure"] != pingPath || l["code"] != "ok" || l["request_id"] != "rest-call-1" {
+		t.Errorf("the GET's log line: %v", l)
+	}
+	if l := lines[1]; l["procedure"] != "/connectkit.ping.v1.PingService/Fail" || l["code"] != "not_found" {
+		t.Errorf("the POST's log line: %v", l)
+	}
+	var names []string
+	for _, span := range spans.GetSpans().Snapshots() {
+		names = append(names, span.SpanKind().String()+" "+span.Name())
+	}
+	if want := []string{"server connectkit.ping.v1.PingService/Ping", "server connectkit.ping.v1.PingService/Fail"}; !slices.Equal(names, want) {
+		t.Errorf("spans %q, want %q", names, want)
+	}
+	for _, tc := range []struct {
+		method, code string
+	}{{"Ping", "OK"}, {"Fail", "NotFound"}} {
+		labels := map[string]string{"grpc_code": tc.code, "grpc_method": tc.method, "grpc_service": "connectkit.ping.v1.PingService", "grpc_type": "unary"}
+		if n := counterValue(t, s.Registry(), "grpc_server_handled_total", labels); n != 1 {
+			t.Errorf("grpc_server_handled_total%v = %v, want 1", labels, n)
+		}
+	}
+}
+
+// A path no route has is answered as before there were routes: a REST
+// request gets net/http's 404, an RPC to an unknown procedure
+// Unimplemented; a route's path with another method gets 405. A handler
+// mounted at "/" gets the requests no route takes, as they came.
+func TestRESTUnknownPaths(t *testing.T) {
+	t.Parallel()
+	s := newPingServer(t, kit.Config{}, nil)
+	for _, tc := range []struct {
+		name, method, path, body string
+		header                   http.Header
+		status                   int
+		body404                  string // what the body holds
+	}{
+		{name: "REST", method: http.MethodGet, path: "/v1/nothing", status: http.StatusNotFound, body404: "404 page not found"},
+		{name: "REST under a route", method: http.MethodGet, path: "/v1/ping/1/more", status: http.StatusNotFound, body404: "404 page not found"},
+		{name: "Connect", method: http.MethodPost, path: "/v1/ping", body: "{}",
+			header: http.Header{"Connect-Protocol-Version": {"1"}}, status: http.StatusNotFound, body404: `"unimplemented"`},
+		{name: "two content types", method: http.MethodPost, path: "/v1/nothing", body: "{}",
+			header: http.Header{"Content-Type": {"application/json", "application/json"}}, status: http.StatusNotFound, body404: `"unimplemented"`},
+		{name: "other method", method: http.MethodDelete, path: "/v1/ping/1", status: http.StatusMethodNotAllowed},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			resp, body := restCall(t, s.HTTP1Client(), tc.method, s.URL+tc.path, tc.body, tc.header)
+			if resp.StatusCode != tc.status || !strings.Contains(body, tc.body404) {
+				t.Errorf("%s %s = %d %q, want %d with %q", tc.method, tc.path, resp.StatusCode, body, tc.status, tc.body404)
+			}
+		})
+	}
+
+	root := kittest.NewServer(t, kit.Config{}, func(srv *kit.Server) {
+		srv.Mount(pingv1connect.NewPingServiceHandler(&pingServer{}, srv.HandlerOptions()...))
+		srv.Mount("/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Root-Content-Length", strings.Repeat("x", int(r.ContentLength)))
+			http.Error(w, "root "+r.URL.Path, http.StatusTeapot)
+		}))
+	})
+	resp, body := restCall(t, root.HTTP1Client(), http.MethodPost, root.URL+"/v1/nothing", "{}", nil)
+	if resp.StatusCode != http.StatusTeapot || resp.Header.Get("Root-Content-Length") != "xx" {
+		t.Errorf("POST /v1/nothing = %d %q, Root-Content-Length %q; want the root handler's 418 with the request's length 2",
+			resp.StatusCode, body, resp.Header.Get("Root-Content-Length"))
+	}
+	resp, body = restCall(t, root.HTTP1Client(), http.MethodGet, root.URL+"/v1/ping/2", "", nil)
+	if resp.StatusCode != http.StatusOK {
+		t.Errorf("GET /v1/ping/2 with a root handler = %d %q, want the route's 200", resp.StatusCode, body)
+	}
+}
+
+// A REST body over KIT_MAX_REQUEST_BYTES is refused as it is read, as a
+// Connect JSON call's is: its JSON is over the limit, though the message
+// it makes (the one the handler reads) is not.
+func TestRESTBodyLimit(t *testing.T) {
+	t.Parallel()
+	s := newPingServer(t, kit.Config{MaxRequestBytes: 1024}, nil)
+	resp, body := restCall(t, s.HTTP1Client(), http.MethodPost, s.URL+"/v1/ping", `{"text":"small"`+strings.Repeat(" ", 2000)+`}`, nil)
+	if resp.StatusCode != http.StatusTooManyRequests || !strings.Contains(body, `"code":8`) {
+		t.Errorf("POST /v1/ping of 2 KB with a 1 KiB limit = %d %s, want 429 with code 8 (ResourceExhausted)", resp.StatusCode, body)
+	}
+	resp, body = restCall(t, s.HTTP1Client(), http.MethodPost, s.URL+"/v1/ping", `{"text":"small"}`, nil)
+	if resp.StatusCode != http.StatusOK {
+		t.Errorf("POST /v1/ping under the limit = %d %s", resp.StatusCode, body)
+	}
+}
+
+// A REST call from a web page passes CORS: the preflight of a DELETE or
+// PATCH is answered for a configured origin, and the call's response
+// lets the page read its request id.
+func TestRESTCORS(t *testing.T) {
+	t.Parallel()
+	const origin = "https://app.example.com"
+	s := newPingServer(t, kit.Config{CORSAllowedOrigins: []string{origin}}, nil)
+	for _, method := range []string{http.MethodPatch, http.MethodDelete, http.MethodPut} {
+		resp, body := restCall(t, s.HTTP1Client(), http.MethodOptions, s.URL+"/v1/ping/1", "", http.Header{
+			"Origin": {origin}, "Access-Control-Request-Method": {method},
+		})
+		if got := resp.Header.Get("Access-Control-Allow-Methods"); got != method {
+			t.Errorf("preflight of %s: %d %q, Access-Control-Allow-Methods %q", method, resp.StatusCode, body, got)
+		}
+	}
+	resp, body := restCall(t, s.HTTP1Client(), http.MethodGet, s.URL+"/v1/ping/1", "", http.Header{"Origin": {origin}})
+	if resp.StatusCode != http.StatusOK || resp.Header.Get("Access-Control-Allow-Origin") != origin ||
+		!strings.Contains(resp.Header.Get("Access-Control-Expose-Headers"), "X-Request-Id") {
+		t.Errorf("GET /v1/ping/1 from %s: %d %q, headers %v", origin, resp.StatusCode, body, resp.Header)
+	}
+}
+
+// A REST call in flight when the server shuts down finishes, as an RPC
+// does: Run waits for it and returns nil.
+func TestRESTCallDrains(t *testing.T) {
+	t.Parallel()
+	svc := blockingPing()
+	s := newPingServer(t, kit.Config{}, svc)
+	type result struct {
+		status int
+		body   string
+	}
+	done := make(chan result, 1)
+	go func() {
+		req, _ := http.NewRequestWithContext(context.Background(), http.MethodGet, s.URL+"/v1/ping/3", nil)
+		resp, err := s.HTTP1Client().Do(req)
+		if err != nil {
+			done <- result{body: err.Error()}
+			return
+		}
+		b, _ := io.ReadAll(resp.Body)
+		_ = resp.Body.Close()
+		done <- result{resp.StatusCode, string(b)}
+	}()
+	select {
+	case <-svc.entered:
+	case r := <-done:
+		t.Fatalf("GET /v1/ping/3 = %d %s before Ping ran", r.status, r.body)
+	}
+	stopped := make(chan error, 1)
+	go func() { stopped <- s.Stop() }()
+	<-s.ShuttingDown()
+	close(svc.block)
+	if r := <-done; r.status != http.StatusOK || !strings.Contains(r.body, `"number":"3"`) {
+		t.Errorf("in-flight GET /v1/ping/3 = %d %s, want 200 with its number", r.status, r.body)
+	}
+	if err := <-stopped; err != nil {
+		t.Errorf("Run = %v, want nil", err)
+	}
+}
