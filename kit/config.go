@@ -157,7 +157,9 @@ type Config struct {
 	// MaxRequestBytes caps the size of one request message, after
 	// decompression: gzip stops inflating one byte past it, so a gzip bomb
 	// costs what a message this size does, and an uncompressed Connect
-	// unary body whose Content-Length exceeds it is refused unread.
+	// unary body whose Content-Length exceeds it is refused unread. It
+	// also caps a REST call's body and its response, which the
+	// transcoder holds whole (see [Server.Mount]).
 	// KIT_MAX_REQUEST_BYTES, default 4MiB.
 	MaxRequestBytes int64
 	// MaxResponseBytes caps the size of one response message.

@@ -18,7 +18,8 @@
 # "bare,bare-headers,nochain,chain-nosuccesslog,chain"), N (calls or messages
 # counted, default 20000 for serve, 10000 for pubsub). Far fewer drift: with
 # N=2000, kit came out at 1.02× connect on gRPC, where 20000 gives 1.09–1.12×.
-# LOADS (serve: "grpc json" by default, or one of them). KEEP: a directory
+# LOADS (serve: "grpc json" by default, or one of them, or "rest": the
+# JSON body POSTed to Ping's REST route, /v1/ping, on kit's variants). KEEP: a directory
 # that keeps the callgrind files, to see where the instructions go, e.g.
 #   callgrind_annotate --inclusive=no --auto=no KEEP/kit-json.cg.1
 # CACHE=1 (serve) also simulates one core's caches (32 KiB I1 and D1, a
@@ -78,11 +79,14 @@ serveOne() {
 	done
 	[[ -n $addr ]] || { cat "$out.stderr" >&2; return 1; }
 	local url="http://$addr/connectkit.ping.v1.PingService/Ping" args
-	if [[ $load == grpc ]]; then
-		args=(-c 10 -m 5 -d "$work/ping.grpc" -H 'content-type: application/grpc' -H 'te: trailers')
-	else
+	case $load in
+	grpc) args=(-c 10 -m 5 -d "$work/ping.grpc" -H 'content-type: application/grpc' -H 'te: trailers') ;;
+	json) args=(--h1 -c 50 -d "$work/ping.json" -H 'content-type: application/json') ;;
+	rest) # the same body to Ping's REST route (kit's variants only)
+		url="http://$addr/v1/ping"
 		args=(--h1 -c 50 -d "$work/ping.json" -H 'content-type: application/json')
-	fi
+		;;
+	esac
 	h2load "${args[@]}" -n 2000 "$url" >"$out.warm"
 	callgrind_control -z "$server" >/dev/null 2>&1
 	h2load "${args[@]}" -n "$n" "$url" >"$out.load"
@@ -117,6 +121,7 @@ serve)
 		rows=""
 		for v in ${variants//,/ }; do
 			[[ $load == json && $v == grpc-go ]] && continue
+			[[ $load == rest && $v != kit* ]] && continue
 			count=$(serveOne "$v" "$load" "$n")
 			rows+="$v $count"$'\n'
 		done
