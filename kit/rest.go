@@ -9,6 +9,7 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"connectrpc.com/connect"
 	"connectrpc.com/vanguard"
 	"google.golang.org/genproto/googleapis/api/annotations"
 	"google.golang.org/protobuf/proto"
@@ -54,7 +55,10 @@ func (rr *restRoutes) add(service protoreflect.ServiceDescriptor, h http.Handler
 		vanguard.WithMaxMessageBufferBytes(uint32(min(maxBytes, math.MaxUint32))),
 	)
 	services := append(rr.services, svc)
-	t, err := vanguard.NewTranscoder(services, vanguard.WithUnknownHandler(unrouted))
+	t, err := vanguard.NewTranscoder(services, vanguard.WithUnknownHandler(unrouted),
+		vanguard.WithCodec(func(res vanguard.TypeResolver) vanguard.Codec {
+			return restJSON{vanguard.NewJSONCodec(res)}
+		}))
 	if err != nil {
 		panic(fmt.Sprintf("kit: REST routes of %s: %v", service.FullName(), err))
 	}
@@ -113,4 +117,28 @@ func hasHTTPRules(service protoreflect.ServiceDescriptor) bool {
 		}
 	}
 	return false
+}
+
+// restJSON is vanguard's JSON codec, whose errors decoding a request are
+// InvalidArgument, as connect's are for a body that does not decode:
+// vanguard reports an error that is not a connect one as Unknown, HTTP
+// 500, which would blame the server for a client's malformed body.
+type restJSON struct{ *vanguard.JSONCodec }
+
+// Unmarshal implements vanguard.Codec.
+func (c restJSON) Unmarshal(data []byte, msg proto.Message) error {
+	return invalidArgument(c.JSONCodec.Unmarshal(data, msg))
+}
+
+// UnmarshalField implements vanguard.RESTCodec, for a body that is one
+// field of the request (`body: "field"`).
+func (c restJSON) UnmarshalField(data []byte, msg proto.Message, field protoreflect.FieldDescriptor) error {
+	return invalidArgument(c.JSONCodec.UnmarshalField(data, msg, field))
+}
+
+func invalidArgument(err error) error {
+	if err == nil {
+		return nil
+	}
+	return connect.NewError(connect.CodeInvalidArgument, err)
 }

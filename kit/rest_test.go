@@ -79,7 +79,12 @@ func TestRESTRoutes(t *testing.T) {
 					want: map[string]any{"code": float64(7), "message": "failed as asked"}},
 				{name: "validation", method: http.MethodGet, path: "/v1/ping/-1", status: http.StatusBadRequest,
 					want: map[string]any{"code": float64(3)}},
-				{name: "malformed path variable", method: http.MethodGet, path: "/v1/ping/seven", status: http.StatusBadRequest},
+				{name: "malformed path variable", method: http.MethodGet, path: "/v1/ping/seven", status: http.StatusBadRequest,
+					want: map[string]any{"code": float64(3)}},
+				{name: "malformed body", method: http.MethodPost, path: "/v1/ping", body: `{"number":`, status: http.StatusBadRequest,
+					want: map[string]any{"code": float64(3)}},
+				{name: "body of the wrong type", method: http.MethodPost, path: "/v1/ping", body: `{"number":"many"}`, status: http.StatusBadRequest,
+					want: map[string]any{"code": float64(3)}},
 			} {
 				t.Run(tc.name, func(t *testing.T) {
 					t.Parallel()
