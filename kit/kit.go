@@ -1,7 +1,8 @@
 // Package kit serves protobuf-first services built with
 // [connectrpc.com/connect]: one [Server] answers gRPC, gRPC-Web and Connect
 // (JSON and binary) on one port, over HTTP/1.1 and cleartext HTTP/2 (h2c) or
-// TLS. Built in: hardened limits and deadlines, request validation, the
+// TLS, and the REST routes that services declare with google.api.http
+// (see [Server.Mount]). Built in: hardened limits and deadlines, request validation, the
 // default interceptor chain of package [interceptors] (logs, Prometheus
 // metrics, OpenTelemetry traces, request ids, panic recovery), gRPC server
 // reflection, the gRPC health protocol fed by package [health], an admin
