@@ -1,14 +1,17 @@
 package kit_test
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
@@ -288,5 +291,23 @@ func TestRESTCallDrains(t *testing.T) {
 	}
 	if err := <-stopped; err != nil {
 		t.Errorf("Run = %v, want nil", err)
+	}
+}
+
+// A REST client that sends the headers and part of the body, then
+// nothing, gets DeadlineExceeded (504) at the call timeout, as an RPC's
+// does, and loses its HTTP/1.1 connection.
+func TestRESTBodyTrickleIsCut(t *testing.T) {
+	t.Parallel()
+	srv := newPingServer(t, kit.Config{CallTimeout: 300 * time.Millisecond}, nil)
+	conn := srv.Dial(t)
+	fmt.Fprintf(conn, "POST /v1/ping HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"number\":")
+	br := bufio.NewReader(conn)
+	res, got := readRawResponse(t, conn, br)
+	if res.StatusCode != http.StatusGatewayTimeout || !strings.Contains(string(got), `"code":4`) {
+		t.Errorf("%d %q, want 504 with code 4 (DeadlineExceeded)", res.StatusCode, got)
+	}
+	if _, err := br.ReadByte(); err != io.EOF {
+		t.Errorf("after the answer: %v, want the connection closed (EOF)", err)
 	}
 }
