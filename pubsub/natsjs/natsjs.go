@@ -562,12 +562,21 @@ func startServer(cfg Config, logger *slog.Logger) (srv *server.Server, unlock fu
 }
 
 // ClientURL returns the URL at which other processes reach the embedded
-// server, or "" without one or when it listens in-process only.
+// server, or "" without one or when it listens in-process only. For a
+// server listening on every interface (Listen ":4222", "0.0.0.0:4222",
+// "[::]:4222"), whose own URL names the unspecified address, its host is
+// the loopback address, 127.0.0.1 or ::1, as [Broker.ServerAddress]'s is.
 func (b *Broker) ClientURL() string {
 	if b.server == nil || b.cfg.Listen == "" {
 		return ""
 	}
-	return b.server.ClientURL()
+	raw := b.server.ClientURL()
+	u, err := neturl.Parse(raw)
+	if err != nil {
+		return raw
+	}
+	u.Host = loopbackForUnspecified(u.Host)
+	return u.String()
 }
 
 // ServerAddress returns the host:port of the NATS server the broker's

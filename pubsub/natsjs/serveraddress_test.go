@@ -71,11 +71,12 @@ func TestServerAddress(t *testing.T) {
 	}
 }
 
-// TestServerAddressOfAWildcardListener checks the server an embedded
-// server listening on every interface (NATS_LISTEN=":4222") reports: the
-// loopback address its own connection reaches, not the unspecified
-// address 0.0.0.0 or ::, which names no server.
-func TestServerAddressOfAWildcardListener(t *testing.T) {
+// TestAddressesOfAWildcardListener checks the server an embedded server
+// listening on every interface (NATS_LISTEN=":4222") reports, and the URL
+// it gives other processes: the loopback address its own connection
+// reaches, not the unspecified address 0.0.0.0 or ::, which names no
+// server.
+func TestAddressesOfAWildcardListener(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct {
 		listen, host string
@@ -94,6 +95,9 @@ func TestServerAddressOfAWildcardListener(t *testing.T) {
 			u, err := url.Parse(b.ClientURL())
 			if err != nil {
 				t.Fatal(err)
+			}
+			if u.Scheme != "nats" || u.Hostname() != tc.host || u.Port() == "" {
+				t.Errorf("ClientURL() = %q, want nats://%s", b.ClientURL(), net.JoinHostPort(tc.host, "PORT"))
 			}
 			if got, want := b.ServerAddress(), net.JoinHostPort(tc.host, u.Port()); got != want {
 				t.Errorf("ServerAddress() = %q, want %q", got, want)
