@@ -12,6 +12,7 @@ import (
 	"sync"
 	"testing"
 	"time"
+	"unsafe"
 )
 
 // sniffRead reads the first bytes the way net/http does before handing a
@@ -256,3 +257,58 @@ func readYieldedToResponse(t *testing.T) bool {
 	defer sock.mu.Unlock()
 	return slices.Equal(sock.ops, []string{"read", "write: response", "read"})
 }
+
+// depthConn is a socket whose Read records where its frame is on the
+// stack, and reads nothing.
+type depthConn struct {
+	net.Conn
+	at uintptr
+}
+
+//go:noinline
+func (d *depthConn) Read([]byte) (int, error) {
+	var b byte
+	d.at = uintptr(unsafe.Pointer(&b))
+	return 0, nil
+}
+
+// readDeep reads the socket from under a frame of at least stackPad bytes:
+// without it, an HTTP/1.x connection's goroutine waiting for its next
+// request uses under a quarter of 16 KiB, and the garbage collector
+// shrinks its stack (the runtime counts 2 872 bytes used without the
+// pad, Go 1.26; 4 544 under -race, where kit's TestHTTP1StackKeptWhileIdle
+// cannot tell). It fails if the pad is optimized away (see padUsed).
+func TestReadDeepReservesItsPad(t *testing.T) {
+	t.Parallel()
+	sock := &depthConn{}
+	c := &conn{Conn: sock, sh: &shared{}}
+	depth := make(chan uintptr, 1)
+	go func() { depth <- padDepth(c, sock) }()
+	if d := <-depth; d < stackPad {
+		t.Errorf("the socket's Read is %d bytes deeper under readDeep than under readSocket, want at least stackPad (%d)", d, stackPad)
+	}
+}
+
+// padDepth returns how much deeper the socket's Read runs under readDeep
+// than under readSocket, both called from its own frame. It holds 9 KiB
+// of stack, over a quarter of any stack the goroutine needs (16 or 32
+// KiB), so that no GC shrinks it; the first round grows it as needed, and
+// the second, which measures, runs on a stack that does not move.
+//
+//go:noinline
+func padDepth(c *conn, sock *depthConn) uintptr {
+	var hold [9 << 10]byte
+	keepHold(&hold)
+	var p [16]byte
+	var depth uintptr
+	for range 2 {
+		_, _ = c.readDeep(p[:])
+		deep := sock.at
+		_, _ = c.readSocket(p[:])
+		depth = sock.at - deep
+	}
+	return depth
+}
+
+//go:noinline
+func keepHold(*[9 << 10]byte) {}
