@@ -3,7 +3,9 @@ package kit
 import (
 	"runtime"
 	"runtime/metrics"
+	"strings"
 	"testing"
+	"time"
 )
 
 // An HTTP/1.x connection's goroutine grows its stack for its first request
@@ -72,4 +74,53 @@ func useStack(n int) {
 	if n > 0 {
 		useStack(n - 1)
 	}
+}
+
+// GoroutineID returns the calling goroutine's id as runtime.Stack prints
+// it.
+func GoroutineID() string {
+	var buf [64]byte
+	s := strings.TrimPrefix(string(buf[:runtime.Stack(buf[:], false)]), "goroutine ")
+	id, _, _ := strings.Cut(s, " ")
+	return id
+}
+
+// WaitParked waits until the goroutine id (see [GoroutineID]) is parked
+// in state, as runtime.Stack names it ("IO wait", "chan receive"), with
+// the function fn (its full name) among its frames. It waits as long as
+// that takes: a goroutine that never gets there hangs the test until go
+// test's timeout, which prints where it is.
+func WaitParked(tb testing.TB, id, state, fn string) {
+	tb.Helper()
+	buf := make([]byte, 64<<10)
+	for {
+		n := runtime.Stack(buf, true)
+		if n == len(buf) {
+			buf = make([]byte, 2*len(buf))
+			continue
+		}
+		for g := range strings.SplitSeq(string(buf[:n]), "\n\n") {
+			if strings.HasPrefix(g, "goroutine "+id+" ["+state) && strings.Contains(g, "\n"+fn+"(") {
+				return
+			}
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// GCCycles returns how many GC cycles have completed.
+func GCCycles() uint64 {
+	s := []metrics.Sample{{Name: "/gc/cycles/total:gc-cycles"}}
+	metrics.Read(s)
+	return s[0].Value.Uint64()
+}
+
+// GCAlone runs a GC and reports whether it was the only one since cycles
+// completed were n (see [GCCycles]): whether no other GC cycle ran, or
+// was running, since then. [runtime.GC] finishes a cycle in progress and
+// then runs a cycle of its own, so one that ran in the meantime, or still
+// runs, counts too.
+func GCAlone(n uint64) bool {
+	runtime.GC()
+	return GCCycles() == n+1
 }
