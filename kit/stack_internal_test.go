@@ -10,25 +10,45 @@ import (
 
 // An HTTP/1.x connection's goroutine grows its stack for its first request
 // and after GC shrank it, not for the requests in between.
+//
+// The goroutine calls growConnStack under a frame that keeps it from being
+// shrunk (see growTwice), and waits for the GC between, shallow: a GC
+// started elsewhere (a parallel test's) shrank it between its first two
+// calls once ([true true true false]) when it called them shallow. The GC
+// runs once it waits: before, a GC could find it still running and put
+// the shrink off.
 func TestConnStackGrowsOnlyAfterAShrink(t *testing.T) {
 	t.Parallel()
-	parked, resume := make(chan struct{}), make(chan struct{})
+	id, resume := make(chan string, 1), make(chan struct{})
 	got := make(chan [4]bool, 1)
 	go func() { // a connection's goroutine, waiting for its next request in between
+		id <- GoroutineID()
 		var mark uintptr
 		var grew [4]bool
-		grew[0], grew[1] = growConnStack(&mark), growConnStack(&mark)
-		parked <- struct{}{}
+		grew[0], grew[1] = growTwice(&mark)
 		<-resume
-		grew[2], grew[3] = growConnStack(&mark), growConnStack(&mark)
+		grew[2], grew[3] = growTwice(&mark)
 		got <- grew
 	}()
-	<-parked
-	runtime.GC() // shrinks the parked goroutine's stack, of which it uses little
+	WaitParked(t, <-id, "chan receive", "github.com/connectkit/connectkit/kit.TestConnStackGrowsOnlyAfterAShrink.func1")
+	runtime.GC() // shrinks the waiting goroutine's stack, of which it uses little
 	close(resume)
 	if grew, want := <-got, [4]bool{true, false, true, false}; grew != want {
 		t.Errorf("grew = %v; want %v (first call, again, after a GC, again)", grew, want)
 	}
+}
+
+// growTwice calls growConnStack twice, from under a 9 KiB frame: over a
+// quarter of the stack growStack leaves under it (32 KiB) or of half of
+// it, so that no GC shrinks the stack in between.
+//
+//go:noinline
+func growTwice(mark *uintptr) (first, second bool) {
+	var hold [9 << 10]byte
+	keep(hold[:])
+	first = growConnStack(mark)
+	second = growConnStack(mark)
+	return first, second
 }
 
 // growStack leaves a goroutine with a stack deep enough for ~12 KiB of
