@@ -11,17 +11,30 @@ import (
 // An HTTP/1.x connection's goroutine grows its stack for its first request
 // and after GC shrank it, not for the requests in between.
 //
-// The goroutine calls growConnStack under a frame that keeps it from being
-// shrunk (see growTwice), and waits for the GC between, shallow: a GC
-// started elsewhere (a parallel test's) shrank it between its first two
-// calls once ([true true true false]) when it called them shallow. The GC
-// runs once it waits: before, a GC could find it still running and put
-// the shrink off.
+// The goroutine keeps 5 KiB of frames all along, and calls growConnStack
+// from under 4 KiB more (see growTwice): 9 KiB, over a quarter of the 32
+// KiB stack that growStack leaves, so that a GC started elsewhere cannot
+// shrink the stack between the calls of a pair (grew = [true true true
+// false] was seen once, when they ran shallow). Waiting between the pairs
+// it uses under a quarter of 32 KiB and over a quarter of 16: a GC halves
+// its stack once, and the second pair runs on that 16 KiB stack, which
+// was taken while the first was still in use, so its frames are at other
+// addresses. Shrunk further, to 8 KiB, the stack had to grow again for
+// the second pair, and the new one could end where the first ended, a
+// 32 KiB span freed and reused for two 16 KiB stacks (grew = [true false
+// false false], twice in 1 500 runs with GOGC=1). Its GC runs once the
+// goroutine is parked on its channel (runtime.Stack): a GC that found it
+// still running could put the shrink off to its next preemption.
 func TestConnStackGrowsOnlyAfterAShrink(t *testing.T) {
 	t.Parallel()
+	if start := startingStackSize(); start > 32<<10 {
+		t.Skipf("goroutines start with %d bytes of stack: 9 KiB would not keep it from shrinking", start)
+	}
 	id, resume := make(chan string, 1), make(chan struct{})
 	got := make(chan [4]bool, 1)
 	go func() { // a connection's goroutine, waiting for its next request in between
+		var frames [5 << 10]byte
+		keep(frames[:])
 		id <- GoroutineID()
 		var mark uintptr
 		var grew [4]bool
@@ -38,13 +51,11 @@ func TestConnStackGrowsOnlyAfterAShrink(t *testing.T) {
 	}
 }
 
-// growTwice calls growConnStack twice, from under a 9 KiB frame: over a
-// quarter of the stack growStack leaves under it (32 KiB) or of half of
-// it, so that no GC shrinks the stack in between.
+// growTwice calls growConnStack twice, from under a 4 KiB frame.
 //
 //go:noinline
 func growTwice(mark *uintptr) (first, second bool) {
-	var hold [9 << 10]byte
+	var hold [4 << 10]byte
 	keep(hold[:])
 	first = growConnStack(mark)
 	second = growConnStack(mark)
