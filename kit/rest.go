@@ -47,8 +47,12 @@ func (rr *restRoutes) add(service protoreflect.ServiceDescriptor, h http.Handler
 	// One protocol and codec to the handler, without compression: the
 	// transcoded call then costs one protobuf encoding and no
 	// negotiation. Vanguard buffers each request and response message
-	// whole, to transcode it: MaxRequestBytes bounds both.
+	// whole, to transcode it: MaxRequestBytes bounds both. A query
+	// parameter that names no field of the request is ignored, as
+	// grpc-gateway ignores it (a cache buster, "?_=1733561497", or a
+	// tracking tag), where vanguard failed the call Internal, HTTP 500.
 	svc := vanguard.NewServiceWithSchema(service, h,
+		vanguard.WithRESTUnmarshalOptions(vanguard.RESTUnmarshalOptions{DiscardUnknownQueryParams: true}),
 		vanguard.WithTargetProtocols(vanguard.ProtocolConnect),
 		vanguard.WithTargetCodecs(vanguard.CodecProto),
 		vanguard.WithNoTargetCompression(),

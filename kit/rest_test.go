@@ -74,6 +74,8 @@ func TestRESTRoutes(t *testing.T) {
 					want: map[string]any{"number": "7"}},
 				{name: "query parameter", method: http.MethodGet, path: "/v1/ping/7?text=hi", status: http.StatusOK,
 					want: map[string]any{"number": "7", "text": "hi"}},
+				{name: "unknown query parameter", method: http.MethodGet, path: "/v1/ping/7?_=1733561497&text=hi", status: http.StatusOK,
+					want: map[string]any{"number": "7", "text": "hi"}},
 				{name: "body", method: http.MethodPost, path: "/v1/ping", body: `{"number":"3","text":"posted"}`, status: http.StatusOK,
 					want: map[string]any{"number": "3", "text": "posted"}},
 				{name: "not found", method: http.MethodPost, path: "/v1/fail/5", status: http.StatusNotFound,
