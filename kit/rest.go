@@ -3,6 +3,7 @@ package kit
 import (
 	"fmt"
 	"math"
+	"mime"
 	"net/http"
 	"net/url"
 	"strings"
@@ -77,8 +78,31 @@ func (rr *restRoutes) serve(w http.ResponseWriter, r *http.Request) bool {
 	if t == nil || !restRequest(r) {
 		return false
 	}
+	jsonType(r.Header)
 	t.ServeHTTP(w, r)
 	return true
+}
+
+// jsonType writes a Content-Type in h that names JSON in UTF-8 in another
+// spelling ("application/json;charset=UTF-8", as Spring's clients send it,
+// "Application/JSON") as "application/json": vanguard takes a JSON body
+// only under that type or "application/json; charset=utf-8", compared
+// byte for byte, and answers any other 415. JSON in another charset, or
+// with other parameters, is left to that answer.
+func jsonType(h http.Header) {
+	types := h["Content-Type"]
+	if len(types) != 1 || types[0] == "application/json" || types[0] == "application/json; charset=utf-8" {
+		return
+	}
+	mediaType, params, err := mime.ParseMediaType(types[0])
+	if err != nil || mediaType != "application/json" {
+		return
+	}
+	charset, ok := params["charset"]
+	if len(params) > 1 || len(params) == 1 && (!ok || !strings.EqualFold(charset, "utf-8")) {
+		return
+	}
+	h["Content-Type"] = []string{"application/json"}
 }
 
 // restRequest says whether vanguard would take r for a REST call, not for

@@ -67,6 +67,7 @@ func TestRESTRoutes(t *testing.T) {
 			t.Parallel()
 			for _, tc := range []struct {
 				name, method, path, body string
+				contentType              string // of the body; "": application/json
 				status                   int
 				want                     map[string]any // of the JSON response
 			}{
@@ -78,6 +79,12 @@ func TestRESTRoutes(t *testing.T) {
 					want: map[string]any{"number": "7", "text": "hi"}},
 				{name: "body", method: http.MethodPost, path: "/v1/ping", body: `{"number":"3","text":"posted"}`, status: http.StatusOK,
 					want: map[string]any{"number": "3", "text": "posted"}},
+				{name: "JSON in UTF-8", method: http.MethodPost, path: "/v1/ping", body: `{"number":"4"}`,
+					contentType: "application/json;charset=UTF-8", status: http.StatusOK, want: map[string]any{"number": "4"}},
+				{name: "JSON in upper case", method: http.MethodPost, path: "/v1/ping", body: `{"number":"5"}`,
+					contentType: "Application/JSON; Charset=\"utf-8\"", status: http.StatusOK, want: map[string]any{"number": "5"}},
+				{name: "JSON in Latin-1", method: http.MethodPost, path: "/v1/ping", body: `{"number":"6"}`,
+					contentType: "application/json; charset=iso-8859-1", status: http.StatusUnsupportedMediaType},
 				{name: "not found", method: http.MethodPost, path: "/v1/fail/5", status: http.StatusNotFound,
 					want: map[string]any{"code": float64(5), "message": "failed as asked"}},
 				{name: "permission denied", method: http.MethodPost, path: "/v1/fail/7", status: http.StatusForbidden,
@@ -93,9 +100,16 @@ func TestRESTRoutes(t *testing.T) {
 			} {
 				t.Run(tc.name, func(t *testing.T) {
 					t.Parallel()
-					resp, body := restCall(t, client.c, tc.method, s.URL+tc.path, tc.body, nil)
+					var header http.Header
+					if tc.contentType != "" {
+						header = http.Header{"Content-Type": {tc.contentType}}
+					}
+					resp, body := restCall(t, client.c, tc.method, s.URL+tc.path, tc.body, header)
 					if resp.StatusCode != tc.status {
 						t.Fatalf("%s %s = %d %s, want %d", tc.method, tc.path, resp.StatusCode, body, tc.status)
+					}
+					if tc.want == nil {
+						return
 					}
 					var got map[string]any
 					if err := json.Unmarshal([]byte(body), &got); err != nil {
