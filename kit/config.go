@@ -158,11 +158,12 @@ type Config struct {
 	// decompression: gzip stops inflating one byte past it, so a gzip bomb
 	// costs what a message this size does, and an uncompressed Connect
 	// unary body whose Content-Length exceeds it is refused unread. It
-	// also caps a REST call's body and its response, which the
-	// transcoder holds whole (see [Server.Mount]).
+	// also caps a REST call's body as sent (see [Server.Mount]).
 	// KIT_MAX_REQUEST_BYTES, default 4MiB.
 	MaxRequestBytes int64
-	// MaxResponseBytes caps the size of one response message.
+	// MaxResponseBytes caps the size of one response message, a REST
+	// call's included. The transcoder of REST calls holds each message
+	// whole, up to the larger of the two limits.
 	// KIT_MAX_RESPONSE_BYTES, default 4MiB.
 	MaxResponseBytes int64
 	// MaxHeaderBytes caps the size of a request's headers.

@@ -61,7 +61,7 @@ func (s *Server) Mount(path string, h http.Handler) {
 		maxBytes: s.cfg.MaxRequestBytes, sendStall: s.sendStall,
 	})
 	s.routes.handle(path, sh, true)
-	s.unknown.rest.add(service, sh, s.cfg.MaxRequestBytes, http.HandlerFunc(s.unknown.unrouted))
+	s.unknown.rest.add(service, sh, s.cfg.MaxRequestBytes, s.cfg.MaxResponseBytes, http.HandlerFunc(s.unknown.unrouted))
 	name := string(service.FullName())
 	s.rejected.add(service)
 	s.reflector.add(name)

@@ -2,6 +2,7 @@ package kit
 
 import (
 	"fmt"
+	"io"
 	"math"
 	"mime"
 	"net/http"
@@ -30,25 +31,33 @@ import (
 type restRoutes struct {
 	mu       sync.Mutex // held while mounting
 	services []*vanguard.Service
+	// maxBody is MaxRequestBytes, the most a REST body may hold; set
+	// before the first route is served.
+	maxBody int64
 	// transcoder serves the routes; nil until a service with routes is
 	// mounted.
 	transcoder atomic.Pointer[vanguard.Transcoder]
 }
 
 // add serves the routes of service, whose calls h answers, if its methods
-// have any; the requests no route matches go to unrouted. It panics, as
+// have any; the requests no route matches go to unrouted. maxRequest and
+// maxResponse are MaxRequestBytes and MaxResponseBytes. It panics, as
 // [http.ServeMux.Handle] does on a conflicting pattern, when vanguard
 // refuses the routes (a malformed path template, two methods on one route).
-func (rr *restRoutes) add(service protoreflect.ServiceDescriptor, h http.Handler, maxBytes int64, unrouted http.Handler) {
+func (rr *restRoutes) add(service protoreflect.ServiceDescriptor, h http.Handler, maxRequest, maxResponse int64, unrouted http.Handler) {
 	if !hasHTTPRules(service) {
 		return
 	}
 	rr.mu.Lock()
 	defer rr.mu.Unlock()
+	rr.maxBody = maxRequest
 	// One protocol and codec to the handler, without compression: the
 	// transcoded call then costs one protobuf encoding and no
 	// negotiation. Vanguard buffers each request and response message
-	// whole, to transcode it: MaxRequestBytes bounds both. A query
+	// whole, to transcode it, under one limit: the larger of the two
+	// limits, so that a response MaxResponseBytes allows is served (the
+	// handler's connect refuses a larger one); serve bounds the body at
+	// MaxRequestBytes. A query
 	// parameter that names no field of the request is ignored, as
 	// grpc-gateway ignores it (a cache buster, "?_=1733561497", or a
 	// tracking tag), where vanguard failed the call Internal, HTTP 500.
@@ -57,7 +66,7 @@ func (rr *restRoutes) add(service protoreflect.ServiceDescriptor, h http.Handler
 		vanguard.WithTargetProtocols(vanguard.ProtocolConnect),
 		vanguard.WithTargetCodecs(vanguard.CodecProto),
 		vanguard.WithNoTargetCompression(),
-		vanguard.WithMaxMessageBufferBytes(uint32(min(maxBytes, math.MaxUint32))),
+		vanguard.WithMaxMessageBufferBytes(uint32(min(max(maxRequest, maxResponse), math.MaxUint32))),
 	)
 	services := append(rr.services, svc)
 	t, err := vanguard.NewTranscoder(services, vanguard.WithUnknownHandler(unrouted),
@@ -79,8 +88,49 @@ func (rr *restRoutes) serve(w http.ResponseWriter, r *http.Request) bool {
 		return false
 	}
 	jsonType(r.Header)
+	if r.Body != nil && r.Body != http.NoBody {
+		// A copy: net/http reads what the handler left of the body
+		// it gave, to keep the connection or close it.
+		r = r.WithContext(r.Context())
+		if r.ContentLength > rr.maxBody {
+			// Read until the limit is passed, as a body of unstated
+			// length is: vanguard would make room for all of it first.
+			r.ContentLength = -1
+		}
+		r.Body = &restBody{ReadCloser: r.Body, left: rr.maxBody, limit: rr.maxBody}
+	}
 	t.ServeHTTP(w, r)
 	return true
+}
+
+// restBody is a REST request's body, which fails with ResourceExhausted
+// (HTTP 429) once it has passed limit bytes, as connect fails a Connect
+// JSON body over MaxRequestBytes: vanguard's own bound on what it buffers
+// is the larger of the request and response limits.
+type restBody struct {
+	io.ReadCloser
+	left, limit int64 // left: the bytes it may still read; -1 once past the limit
+}
+
+func (b *restBody) Read(p []byte) (int, error) {
+	if b.left < 0 {
+		return 0, b.tooLarge()
+	}
+	if int64(len(p)) > b.left+1 {
+		p = p[:b.left+1]
+	}
+	n, err := b.ReadCloser.Read(p)
+	if int64(n) > b.left {
+		n, b.left = int(b.left), -1
+		return n, b.tooLarge()
+	}
+	b.left -= int64(n)
+	return n, err
+}
+
+func (b *restBody) tooLarge() error {
+	return connect.NewError(connect.CodeResourceExhausted,
+		fmt.Errorf("request body exceeds the %d-byte limit (KIT_MAX_REQUEST_BYTES)", b.limit))
 }
 
 // jsonType writes a Content-Type in h that names JSON in UTF-8 in another

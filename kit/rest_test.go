@@ -235,13 +235,38 @@ func TestRESTUnknownPaths(t *testing.T) {
 
 // A REST body over KIT_MAX_REQUEST_BYTES is refused as it is read, as a
 // Connect JSON call's is: its JSON is over the limit, though the message
-// it makes (the one the handler reads) is not.
+// it makes (the one the handler reads) is not. A response is bounded by
+// KIT_MAX_RESPONSE_BYTES, not by the request's limit.
 func TestRESTBodyLimit(t *testing.T) {
 	t.Parallel()
-	s := newPingServer(t, kit.Config{MaxRequestBytes: 1024}, nil)
-	resp, body := restCall(t, s.HTTP1Client(), http.MethodPost, s.URL+"/v1/ping", `{"text":"small"`+strings.Repeat(" ", 2000)+`}`, nil)
-	if resp.StatusCode != http.StatusTooManyRequests || !strings.Contains(body, `"code":8`) {
-		t.Errorf("POST /v1/ping of 2 KB with a 1 KiB limit = %d %s, want 429 with code 8 (ResourceExhausted)", resp.StatusCode, body)
+	s := newPingServer(t, kit.Config{MaxRequestBytes: 1024, MaxResponseBytes: 1 << 20}, nil)
+	for _, tc := range []struct {
+		name   string
+		header http.Header
+	}{{"with its length", nil}, {"chunked", http.Header{"Transfer-Encoding": {"chunked"}}}} {
+		req, err := http.NewRequestWithContext(t.Context(), http.MethodPost, s.URL+"/v1/ping",
+			io.MultiReader(strings.NewReader(`{"text":"small"`+strings.Repeat(" ", 2000)+`}`)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Content-Type", "application/json")
+		if tc.header == nil {
+			req.ContentLength = 2016
+		}
+		resp, err := s.HTTP1Client().Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		_ = resp.Body.Close()
+		if resp.StatusCode != http.StatusTooManyRequests || !strings.Contains(string(b), `"code":8`) {
+			t.Errorf("POST /v1/ping of 2 KB %s with a 1 KiB limit = %d %s, want 429 with code 8 (ResourceExhausted)", tc.name, resp.StatusCode, b)
+		}
+	}
+	text := strings.Repeat("b", 1000) // a request of ~1 KB, a response of more in JSON
+	resp, body := restCall(t, s.HTTP1Client(), http.MethodGet, s.URL+"/v1/ping/1?text="+text, "", nil)
+	if resp.StatusCode != http.StatusOK || !strings.Contains(body, text) {
+		t.Errorf("GET /v1/ping/1 answering %d bytes of JSON with a 1 KiB request limit and a 1 MiB response limit = %d %.100s, want 200", len(body), resp.StatusCode, body)
 	}
 	resp, body = restCall(t, s.HTTP1Client(), http.MethodPost, s.URL+"/v1/ping", `{"text":"small"}`, nil)
 	if resp.StatusCode != http.StatusOK {
