@@ -69,7 +69,9 @@ func (rr *restRoutes) add(service protoreflect.ServiceDescriptor, h http.Handler
 		vanguard.WithMaxMessageBufferBytes(uint32(min(max(maxRequest, maxResponse), math.MaxUint32))),
 	)
 	services := append(rr.services, svc)
-	t, err := vanguard.NewTranscoder(services, vanguard.WithUnknownHandler(unrouted),
+	t, err := vanguard.NewTranscoder(services, vanguard.WithUnknownHandler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		unrouted.ServeHTTP(w, asSent(r))
+	})),
 		vanguard.WithCodec(func(res vanguard.TypeResolver) vanguard.Codec {
 			return restJSON{vanguard.NewJSONCodec(res)}
 		}))
@@ -87,20 +89,40 @@ func (rr *restRoutes) serve(w http.ResponseWriter, r *http.Request) bool {
 	if t == nil || !restRequest(r) {
 		return false
 	}
-	jsonType(r.Header)
 	if r.Body != nil && r.Body != http.NoBody {
-		// A copy: net/http reads what the handler left of the body
-		// it gave, to keep the connection or close it.
-		r = r.WithContext(r.Context())
-		if r.ContentLength > rr.maxBody {
-			// Read until the limit is passed, as a body of unstated
-			// length is: vanguard would make room for all of it first.
-			r.ContentLength = -1
-		}
-		r.Body = &restBody{ReadCloser: r.Body, left: rr.maxBody, limit: rr.maxBody}
+		r = rr.bounded(r)
 	}
 	t.ServeHTTP(w, r)
 	return true
+}
+
+// bounded returns a copy of r, which has a body, for vanguard: its body
+// fails past maxBody, and its Content-Type is [jsonType]'s. r stays as it
+// came, for net/http, which reads what the handler left of its body to
+// keep the connection or close it, and for the handler of a request that
+// no route matches (see [asSent]).
+func (rr *restRoutes) bounded(r *http.Request) *http.Request {
+	b := r.WithContext(r.Context())
+	if jsonType(r.Header) {
+		b.Header = r.Header.Clone()
+		b.Header["Content-Type"] = []string{"application/json"}
+	}
+	if r.ContentLength > rr.maxBody {
+		// Read until the limit is passed, as a body of unstated
+		// length is: vanguard would make room for all of it first.
+		b.ContentLength = -1
+	}
+	b.Body = &restBody{ReadCloser: r.Body, left: rr.maxBody, limit: rr.maxBody, sent: r}
+	return b
+}
+
+// asSent returns the request that r, which vanguard passes on because no
+// route matches it, was made from by [restRoutes.bounded], or r.
+func asSent(r *http.Request) *http.Request {
+	if b, ok := r.Body.(*restBody); ok {
+		return b.sent
+	}
+	return r
 }
 
 // restBody is a REST request's body, which fails with ResourceExhausted
@@ -109,7 +131,8 @@ func (rr *restRoutes) serve(w http.ResponseWriter, r *http.Request) bool {
 // is the larger of the request and response limits.
 type restBody struct {
 	io.ReadCloser
-	left, limit int64 // left: the bytes it may still read; -1 once past the limit
+	left, limit int64         // left: the bytes it may still read; -1 once past the limit
+	sent        *http.Request // the request as it came, whose body this is
 }
 
 func (b *restBody) Read(p []byte) (int, error) {
@@ -133,26 +156,23 @@ func (b *restBody) tooLarge() error {
 		fmt.Errorf("request body exceeds the %d-byte limit (KIT_MAX_REQUEST_BYTES)", b.limit))
 }
 
-// jsonType writes a Content-Type in h that names JSON in UTF-8 in another
-// spelling ("application/json;charset=UTF-8", as Spring's clients send it,
-// "Application/JSON") as "application/json": vanguard takes a JSON body
-// only under that type or "application/json; charset=utf-8", compared
-// byte for byte, and answers any other 415. JSON in another charset, or
-// with other parameters, is left to that answer.
-func jsonType(h http.Header) {
+// jsonType says whether the Content-Type in h names JSON in UTF-8 in
+// another spelling ("application/json;charset=UTF-8", as Spring's clients
+// send it, "Application/JSON"), to be written as "application/json":
+// vanguard takes a JSON body only under that type or "application/json;
+// charset=utf-8", compared byte for byte, and answers any other 415. JSON
+// in another charset, or with other parameters, is left to that answer.
+func jsonType(h http.Header) bool {
 	types := h["Content-Type"]
 	if len(types) != 1 || types[0] == "application/json" || types[0] == "application/json; charset=utf-8" {
-		return
+		return false
 	}
 	mediaType, params, err := mime.ParseMediaType(types[0])
 	if err != nil || mediaType != "application/json" {
-		return
+		return false
 	}
 	charset, ok := params["charset"]
-	if len(params) > 1 || len(params) == 1 && (!ok || !strings.EqualFold(charset, "utf-8")) {
-		return
-	}
-	h["Content-Type"] = []string{"application/json"}
+	return len(params) == 0 || len(params) == 1 && ok && strings.EqualFold(charset, "utf-8")
 }
 
 // restRequest says whether vanguard would take r for a REST call, not for

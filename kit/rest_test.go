@@ -231,6 +231,21 @@ func TestRESTUnknownPaths(t *testing.T) {
 	if resp.StatusCode != http.StatusOK {
 		t.Errorf("GET /v1/ping/2 with a root handler = %d %q, want the route's 200", resp.StatusCode, body)
 	}
+
+	// The root handler gets the request as it came, though it is larger
+	// than a REST body may be and its type another spelling of JSON.
+	small := kittest.NewServer(t, kit.Config{MaxRequestBytes: 1024}, func(srv *kit.Server) {
+		srv.Mount(pingv1connect.NewPingServiceHandler(&pingServer{}, srv.HandlerOptions()...))
+		srv.Mount("/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			b, err := io.ReadAll(r.Body)
+			fmt.Fprintf(w, "%d %d %v %s", r.ContentLength, len(b), err, r.Header.Get("Content-Type"))
+		}))
+	})
+	const ct = "application/json;charset=UTF-8"
+	resp, body = restCall(t, small.HTTP1Client(), http.MethodPost, small.URL+"/upload", strings.Repeat("x", 2000), http.Header{"Content-Type": {ct}})
+	if want := "2000 2000 <nil> " + ct; resp.StatusCode != http.StatusOK || body != want {
+		t.Errorf("POST /upload of 2000 bytes to a root handler = %d %q, want 200 %q", resp.StatusCode, body, want)
+	}
 }
 
 // A REST body over KIT_MAX_REQUEST_BYTES is refused as it is read, as a
