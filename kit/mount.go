@@ -55,13 +55,17 @@ func (s *Server) Mount(path string, h http.Handler) {
 		s.routes.handle(path, h, false)
 		return
 	}
-	sh := serviceHandler(service, h, s.unknown.calls.of(string(service.FullName())), bodyLimits{
+	unknown := s.unknown.calls.of(string(service.FullName()))
+	limits := bodyLimits{
 		timeout: s.bodyTimeout(), maxTimeout: s.maxBodyTimeout(),
 		call: s.cfg.CallTimeout, maxCall: s.cfg.MaxCallTimeout,
 		maxBytes: s.cfg.MaxRequestBytes, sendStall: s.sendStall,
-	})
-	s.routes.handle(path, sh, true)
-	s.unknown.rest.add(service, sh, s.cfg.MaxRequestBytes, s.cfg.MaxResponseBytes, http.HandlerFunc(s.unknown.unrouted))
+	}
+	s.routes.handle(path, serviceHandler(service, h, unknown, limits), true)
+	if hasHTTPRules(service) {
+		s.unknown.rest.add(service, serviceHandler(service, transcodedBody(h), unknown, limits),
+			s.cfg.MaxRequestBytes, s.cfg.MaxResponseBytes, http.HandlerFunc(s.unknown.unrouted))
+	}
 	name := string(service.FullName())
 	s.rejected.add(service)
 	s.reflector.add(name)

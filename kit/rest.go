@@ -1,6 +1,7 @@
 package kit
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"math"
@@ -39,15 +40,14 @@ type restRoutes struct {
 	transcoder atomic.Pointer[vanguard.Transcoder]
 }
 
-// add serves the routes of service, whose calls h answers, if its methods
-// have any; the requests no route matches go to unrouted. maxRequest and
-// maxResponse are MaxRequestBytes and MaxResponseBytes. It panics, as
-// [http.ServeMux.Handle] does on a conflicting pattern, when vanguard
-// refuses the routes (a malformed path template, two methods on one route).
+// add serves the routes of service, whose methods have some (see
+// [hasHTTPRules]) and whose calls h answers, h wrapping the service's
+// handler in [transcodedBody]; the requests no route matches go to
+// unrouted. maxRequest and maxResponse are MaxRequestBytes and
+// MaxResponseBytes. It panics, as [http.ServeMux.Handle] does on a
+// conflicting pattern, when vanguard refuses the routes (a malformed path
+// template, two methods on one route).
 func (rr *restRoutes) add(service protoreflect.ServiceDescriptor, h http.Handler, maxRequest, maxResponse int64, unrouted http.Handler) {
-	if !hasHTTPRules(service) {
-		return
-	}
 	rr.mu.Lock()
 	defer rr.mu.Unlock()
 	rr.maxBody = maxRequest
@@ -202,6 +202,43 @@ func restRequest(r *http.Request) bool {
 	}
 	q, _ := url.ParseQuery(r.URL.RawQuery)
 	return q.Get("connect") != "v1"
+}
+
+// transcodedBody wraps the handler of a service for the calls vanguard
+// makes of it, so that a REST request that makes no request message (a
+// malformed body, a path variable or query parameter that does not parse,
+// a body that does not inflate) fails to be read, and its method does not
+// run. Vanguard answers the client such a request's error itself, but
+// ends the body it gives the handler as if it were complete and empty,
+// which connect would read as an empty message and call the method with;
+// its next read returns the error, which [vanguardBody] returns instead.
+func transcodedBody(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Body != nil && r.Body != http.NoBody {
+			r = r.WithContext(r.Context())
+			r.Body = &vanguardBody{ReadCloser: r.Body}
+		}
+		h.ServeHTTP(w, r)
+	})
+}
+
+// vanguardBody is the body of a call vanguard makes, whose end is checked:
+// see [transcodedBody].
+type vanguardBody struct {
+	io.ReadCloser
+	one [1]byte
+}
+
+func (b *vanguardBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	if n == 0 && errors.Is(err, io.EOF) {
+		// After its end, the body says io.EOF again, or the error
+		// vanguard has answered.
+		if _, again := b.ReadCloser.Read(b.one[:]); again != nil && !errors.Is(again, io.EOF) {
+			return 0, again
+		}
+	}
+	return n, err
 }
 
 // hasHTTPRules says whether a method of service has a google.api.http

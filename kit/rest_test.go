@@ -367,3 +367,45 @@ func TestRESTBodyTrickleIsCut(t *testing.T) {
 		t.Errorf("after the answer: %v, want the connection closed (EOF)", err)
 	}
 }
+
+// A REST request that does not make a request message (a malformed body,
+// a body of the wrong type, a path variable or query parameter that does
+// not parse, a body that does not inflate) is answered its error and its
+// method does not run: vanguard reports the error to the client but hands
+// the handler an empty body, which made an empty message that the method
+// ran with (Ping logged OK while its client got 400).
+func TestRESTBadRequestDoesNotRun(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name, method, path, body string
+		header                   http.Header
+		status                   int
+	}{
+		{name: "malformed body", method: http.MethodPost, path: "/v1/ping", body: `{"number":`, status: http.StatusBadRequest},
+		{name: "body of the wrong type", method: http.MethodPost, path: "/v1/ping", body: `{"number":"many"}`, status: http.StatusBadRequest},
+		{name: "malformed path variable", method: http.MethodGet, path: "/v1/ping/seven", status: http.StatusBadRequest},
+		{name: "malformed query parameter", method: http.MethodGet, path: "/v1/ping/1?number=x", status: http.StatusBadRequest},
+		{name: "body that does not inflate", method: http.MethodPost, path: "/v1/ping", body: `{"number":"1"}`,
+			header: http.Header{"Content-Encoding": {"gzip"}}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			svc := blockingPing()
+			close(svc.block)
+			s := newPingServer(t, kit.Config{}, svc)
+			resp, body := restCall(t, s.HTTP1Client(), tc.method, s.URL+tc.path, tc.body, tc.header)
+			if resp.StatusCode < 400 || tc.status != 0 && resp.StatusCode != tc.status {
+				t.Errorf("%s %s = %d %s, want an error (%d)", tc.method, tc.path, resp.StatusCode, body, tc.status)
+			}
+			select {
+			case <-svc.entered:
+				t.Errorf("%s %s (%d %s) ran Ping", tc.method, tc.path, resp.StatusCode, body)
+			default:
+			}
+			// An empty message is a message: GET /v1/ping/0 sends none.
+			if resp, body := restCall(t, s.HTTP1Client(), http.MethodGet, s.URL+"/v1/ping/0", "", nil); resp.StatusCode != http.StatusOK {
+				t.Errorf("GET /v1/ping/0 = %d %s, want 200", resp.StatusCode, body)
+			}
+		})
+	}
+}
