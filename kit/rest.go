@@ -70,7 +70,7 @@ func (rr *restRoutes) add(service protoreflect.ServiceDescriptor, h http.Handler
 	)
 	services := append(rr.services, svc)
 	t, err := vanguard.NewTranscoder(services, vanguard.WithUnknownHandler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		unrouted.ServeHTTP(w, asSent(r))
+		unrouted.ServeHTTP(asSent(w, r))
 	})),
 		vanguard.WithCodec(func(res vanguard.TypeResolver) vanguard.Codec {
 			return restJSON{vanguard.NewJSONCodec(res)}
@@ -92,9 +92,37 @@ func (rr *restRoutes) serve(w http.ResponseWriter, r *http.Request) bool {
 	if r.Body != nil && r.Body != http.NoBody {
 		r = rr.bounded(r)
 	}
-	t.ServeHTTP(w, r)
+	t.ServeHTTP(restWriter{w}, r)
 	return true
 }
+
+// restWriter is the ResponseWriter of a REST call, whose error responses,
+// google.rpc.Status JSON, say so: vanguard writes the Content-Type of its
+// own errors only when none is set, and an error it meets while the
+// handler runs (a body that does not decode) finds the handler's
+// "application/proto" there, or, before the handler, "application/" (its
+// codec's name unknown yet).
+type restWriter struct{ http.ResponseWriter }
+
+func (w restWriter) WriteHeader(code int) {
+	if code >= http.StatusBadRequest {
+		h := w.ResponseWriter.Header()
+		if ct := h["Content-Type"]; len(ct) == 1 && (ct[0] == "application/proto" || ct[0] == "application/") {
+			h["Content-Type"] = []string{"application/json"}
+		}
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+// Flush implements http.Flusher, which vanguard requires.
+func (w restWriter) Flush() {
+	if f, ok := w.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+	}
+}
+
+// Unwrap returns the ResponseWriter w wraps, for [http.ResponseController].
+func (w restWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
 // bounded returns a copy of r, which has a body, for vanguard: its body
 // fails past maxBody, and its Content-Type is [jsonType]'s. r stays as it
@@ -116,9 +144,19 @@ func (rr *restRoutes) bounded(r *http.Request) *http.Request {
 	return b
 }
 
-// asSent returns the request that r, which vanguard passes on because no
-// route matches it, was made from by [restRoutes.bounded], or r.
-func asSent(r *http.Request) *http.Request {
+// asSent returns the ResponseWriter and request that w and r, which
+// vanguard passes on because no route matches r, were made from by
+// [restRoutes.serve], or w and r.
+func asSent(w http.ResponseWriter, r *http.Request) (http.ResponseWriter, *http.Request) {
+	if rw, ok := w.(restWriter); ok {
+		w = rw.ResponseWriter
+	}
+	return w, sentRequest(r)
+}
+
+// sentRequest returns the request that r was made from by
+// [restRoutes.bounded], or r.
+func sentRequest(r *http.Request) *http.Request {
 	if b, ok := r.Body.(*restBody); ok {
 		return b.sent
 	}

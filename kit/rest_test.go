@@ -238,12 +238,13 @@ func TestRESTUnknownPaths(t *testing.T) {
 		srv.Mount(pingv1connect.NewPingServiceHandler(&pingServer{}, srv.HandlerOptions()...))
 		srv.Mount("/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			b, err := io.ReadAll(r.Body)
-			fmt.Fprintf(w, "%d %d %v %s", r.ContentLength, len(b), err, r.Header.Get("Content-Type"))
+			_, hijacker := w.(http.Hijacker) // net/http's own writer, as a WebSocket handler needs it
+			fmt.Fprintf(w, "%d %d %v %s %v", r.ContentLength, len(b), err, r.Header.Get("Content-Type"), hijacker)
 		}))
 	})
 	const ct = "application/json;charset=UTF-8"
 	resp, body = restCall(t, small.HTTP1Client(), http.MethodPost, small.URL+"/upload", strings.Repeat("x", 2000), http.Header{"Content-Type": {ct}})
-	if want := "2000 2000 <nil> " + ct; resp.StatusCode != http.StatusOK || body != want {
+	if want := "2000 2000 <nil> " + ct + " true"; resp.StatusCode != http.StatusOK || body != want {
 		t.Errorf("POST /upload of 2000 bytes to a root handler = %d %q, want 200 %q", resp.StatusCode, body, want)
 	}
 }
@@ -396,6 +397,9 @@ func TestRESTBadRequestDoesNotRun(t *testing.T) {
 			resp, body := restCall(t, s.HTTP1Client(), tc.method, s.URL+tc.path, tc.body, tc.header)
 			if resp.StatusCode < 400 || tc.status != 0 && resp.StatusCode != tc.status {
 				t.Errorf("%s %s = %d %s, want an error (%d)", tc.method, tc.path, resp.StatusCode, body, tc.status)
+			}
+			if ct := resp.Header.Get("Content-Type"); ct != "application/json" {
+				t.Errorf("%s %s: Content-Type %q of the google.rpc.Status JSON %s, want application/json", tc.method, tc.path, ct, body)
 			}
 			select {
 			case <-svc.entered:
