@@ -109,12 +109,12 @@ func (c *rejectedCalls) observe(h http.Header, r *http.Request) {
 		return
 	}
 	protocol := protocolOf(header.Get(h, "Content-Type"))
-	code, msg, ok := connect.Code(0), "", false
+	code, msg, known := connect.Code(0), "", false
 	if protocol != connect.ProtocolConnect {
-		code, msg, ok = grpcStatus(h)
+		code, msg, known = grpcStatus(h)
 	}
 	grpcCode := ""
-	if ok {
+	if known {
 		grpcCode = grpcCodeNames[code]
 	}
 	c.vec.WithLabelValues(l.service, l.method, protocol, grpcCode).Inc()
@@ -128,7 +128,7 @@ func (c *rejectedCalls) observe(h http.Header, r *http.Request) {
 		slog.String("http", r.Proto),
 		slog.String("peer", r.RemoteAddr),
 	}
-	if ok { // named as the rpc lines name codes
+	if known { // named as the rpc lines name codes
 		attrs = append(attrs, slog.String("code", codeName(code)), slog.String("error", msg))
 	}
 	if id := header.Get(h, requestid.Header); id != "" {

@@ -129,6 +129,10 @@ func TestRejectedCallsAreObserved(t *testing.T) {
 					if msg, _ := line["error"].(string); msg == "" {
 						t.Errorf("line without the error: %v", line)
 					}
+				} else if code, ok := line["code"]; ok {
+					// A Connect error's code is in its body, unread:
+					// the line names none, never "ok".
+					t.Errorf("line's code = %v, want none (%v)", code, line)
 				}
 			})
 		}
