@@ -95,6 +95,7 @@ func (s *Server) buildChains() error {
 	s.routes.echoIDs = chain.RequestID != nil
 	if s.routes.echoIDs {
 		s.routes.rejected = s.rejected
+		s.unknown.rest.rejected = s.rejected
 	}
 	own := compose(chain.Tracing, chain.RequestID, chain.Logging, chain.Metrics, rateLimit, inFlight,
 		chain.Recovery, deadlines, limit, chain.Validation)

@@ -1,6 +1,7 @@
 package kit
 
 import (
+	"encoding/json"
 	"log/slog"
 	"maps"
 	"net/http"
@@ -37,7 +38,9 @@ import (
 // call the check costs a flag over HTTP/1.x and one lookup in the response
 // header otherwise; without the RequestID interceptor
 // (kit.WithoutDefaultInterceptors, interceptors.WithoutRequestID) nothing
-// is observed.
+// is observed. A REST call is checked by the REST routes instead, as a
+// call of the method vanguard turned it into (see
+// [rejectedCalls.observeREST]).
 type rejectedCalls struct {
 	vec    *prometheus.CounterVec
 	logger *slog.Logger
@@ -61,7 +64,7 @@ const rejectedLinesPerSecond = 10
 func newRejectedCalls(reg prometheus.Registerer, logger *slog.Logger) (*rejectedCalls, error) {
 	vec := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "kit_rejected_calls_total",
-		Help: "Calls to a mounted procedure answered before kit's interceptor chain ran (a message that does not decode, an unsupported content type or compression, a body over the limit), which grpc_server_* do not count, by protocol and, where the response shows it (gRPC, gRPC-Web), gRPC code.",
+		Help: "Calls to a mounted procedure answered before kit's interceptor chain ran (a message that does not decode, an unsupported content type or compression, a body over the limit), which grpc_server_* do not count, by protocol and, where the response shows it (gRPC, gRPC-Web, REST), gRPC code.",
 	}, []string{"grpc_service", "grpc_method", "protocol", "grpc_code"})
 	vec, err := registerOrFind(reg, vec) // another server's, on a registry they share
 	if err != nil {
@@ -102,7 +105,8 @@ func answeredByChain(h http.Header) bool {
 // It reads nothing of r's header: a handler mounted around connect's may
 // return before connect does (http.TimeoutHandler at its timeout), and
 // connect writes the request's header. The protocol is the response's,
-// and the request id the one kit echoed, if any.
+// and the request id the one kit echoed, if any. A Connect response's code
+// is in its body, which is not read: its line and label have none.
 func (c *rejectedCalls) observe(h http.Header, r *http.Request) {
 	l, ok := (*c.procedures.Load())[r.URL.Path]
 	if !ok {
@@ -113,6 +117,31 @@ func (c *rejectedCalls) observe(h http.Header, r *http.Request) {
 	if protocol != connect.ProtocolConnect {
 		code, msg, known = grpcStatus(h)
 	}
+	c.record(l, protocol, code, msg, known, h, r)
+}
+
+// protocolREST is the protocol label and attribute of a REST call (see
+// [restRoutes]).
+const protocolREST = "rest"
+
+// observeREST counts and logs r, a REST call that vanguard turned into a
+// call of a mounted procedure (r's path, as vanguard rewrote it) and whose
+// response was written without the chain. h is its response's header and
+// body the start of its body, google.rpc.Status JSON, whose code and
+// message the line and label name.
+func (c *rejectedCalls) observeREST(h http.Header, r *http.Request, body []byte) {
+	l, ok := (*c.procedures.Load())[r.URL.Path]
+	if !ok {
+		return
+	}
+	code, msg, known := restStatus(body)
+	c.record(l, protocolREST, code, msg, known, h, r)
+}
+
+// record counts and logs r, a call of the procedure labelled l in protocol
+// whose response, whose header is h, was written without the chain; code
+// and msg are its status, if known.
+func (c *rejectedCalls) record(l procedureLabels, protocol string, code connect.Code, msg string, known bool, h http.Header, r *http.Request) {
 	grpcCode := ""
 	if known {
 		grpcCode = grpcCodeNames[code]
@@ -138,6 +167,20 @@ func (c *rejectedCalls) observe(h http.Header, r *http.Request) {
 		attrs = append(attrs, slog.Int64("suppressed", suppressed))
 	}
 	c.logger.LogAttrs(r.Context(), slog.LevelWarn, "rpc rejected before the interceptor chain", attrs...)
+}
+
+// restStatus reads a REST error's code and message from body, the
+// google.rpc.Status JSON that vanguard writes ({"code":8,"message":…}),
+// and whether it has a code of an error.
+func restStatus(body []byte) (code connect.Code, msg string, ok bool) {
+	var status struct {
+		Code    int    `json:"code"`
+		Message string `json:"message"`
+	}
+	if json.Unmarshal(body, &status) != nil || status.Code <= 0 || status.Code >= len(grpcCodeNames) {
+		return 0, "", false
+	}
+	return connect.Code(status.Code), status.Message, true
 }
 
 // protocolOf names the protocol of a response whose content type is ct, as

@@ -51,91 +51,112 @@ func TestRejectedCallsAreObserved(t *testing.T) {
 			header: []string{"Content-Type", "application/grpc"}, protocol: "grpc", code: "InvalidArgument"},
 	}
 	for _, tc := range cases {
-		for _, h2 := range []bool{false, true} {
-			name := tc.name + "/http1"
-			if h2 {
-				name = tc.name + "/h2c"
+		runRejected(t, tc.name, func(t *testing.T, srv *kittest.Server, client *http.Client, logs *syncBuffer, h2 bool) {
+			method := tc.method
+			if method == "" {
+				method = http.MethodPost
 			}
-			t.Run(name, func(t *testing.T) {
-				t.Parallel()
-				var logs syncBuffer
-				srv := newPingServer(t, kit.Config{MaxRequestBytes: 1024}, nil,
-					kit.WithLogger(slog.New(slog.NewJSONHandler(&logs, nil))))
-				client := srv.HTTP1Client()
-				if h2 {
-					client = srv.HTTP2Client()
+			req, err := http.NewRequest(method, srv.URL+tc.path, bytes.NewReader([]byte(tc.body)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tc.body == "" {
+				req.Body, req.ContentLength = http.NoBody, 0
+			}
+			for i := 0; i+1 < len(tc.header); i += 2 {
+				req.Header.Set(tc.header[i], tc.header[i+1])
+			}
+			req.Header.Set("X-Request-Id", "client-id-1")
+			res, err := client.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			_ = readAll(t, res.Body)
+			res.Body.Close()
+			if code := res.Header.Get("Grpc-Status") + res.Trailer.Get("Grpc-Status"); res.StatusCode == http.StatusOK && code == "" {
+				t.Fatalf("the call succeeded: %d %v", res.StatusCode, res.Header)
+			}
+			method = "Ping"
+			if strings.HasPrefix(tc.path, failPath) {
+				method = "Fail"
+			}
+			labels := map[string]string{
+				"grpc_service": "connectkit.ping.v1.PingService", "grpc_method": method,
+				"protocol": tc.protocol, "grpc_code": tc.code,
+			}
+			line := rejectedOnce(t, srv, logs, labels)
+			want := map[string]any{"level": "WARN", "procedure": strings.Split(tc.path, "?")[0], "protocol": tc.protocol}
+			if tc.code != "" { // the rpc lines' names: "invalid_argument" for the label's "InvalidArgument"
+				want["code"] = map[string]string{"Unimplemented": "unimplemented", "InvalidArgument": "invalid_argument"}[tc.code]
+			}
+			for k, v := range want {
+				if line[k] != v {
+					t.Errorf("line's %s = %v, want %v (%v)", k, line[k], v, line)
 				}
-				method := tc.method
-				if method == "" {
-					method = http.MethodPost
+			}
+			if peer, _ := line["peer"].(string); !strings.HasPrefix(peer, "127.0.0.1:") {
+				t.Errorf("line's peer = %v, want the client's address", line["peer"])
+			}
+			// Over HTTP/1.1 kit echoed the client's id before the
+			// handler; over HTTP/2 the call got none.
+			if id, _ := line["request_id"].(string); !h2 && id != "client-id-1" {
+				t.Errorf("line's request_id = %q, want client-id-1 (%v)", id, line)
+			}
+			if tc.code != "" {
+				if msg, _ := line["error"].(string); msg == "" {
+					t.Errorf("line without the error: %v", line)
 				}
-				req, err := http.NewRequest(method, srv.URL+tc.path, bytes.NewReader([]byte(tc.body)))
-				if err != nil {
-					t.Fatal(err)
+			} else if code, ok := line["code"]; ok {
+				// A Connect error's code is in its body, unread:
+				// the line names none, never "ok".
+				t.Errorf("line's code = %v, want none (%v)", code, line)
+			}
+		})
+	}
+}
+
+// A REST call that connect answers before kit's chain (a body over
+// MaxRequestBytes, JSON that does not decode) is observed as a call of the
+// procedure it was turned into, in protocol "rest", with the code and
+// message of its google.rpc.Status, over HTTP/1.1 and h2c: it was logged
+// with code "ok" and no error, and counted without a code.
+func TestRejectedRESTCallsAreObserved(t *testing.T) {
+	t.Parallel()
+	cases := []struct {
+		name, body     string
+		status         int
+		code, lineCode string // grpc_code label; the line's code
+		message        string // in the line's error
+	}{
+		{name: "body over MaxRequestBytes", body: `{"text":"` + strings.Repeat("a", 2048) + `"}`,
+			status: http.StatusTooManyRequests, code: "ResourceExhausted", lineCode: "resource_exhausted", message: "KIT_MAX_REQUEST_BYTES"},
+		{name: "JSON that does not decode", body: `{"number":`,
+			status: http.StatusBadRequest, code: "InvalidArgument", lineCode: "invalid_argument", message: "EOF"},
+	}
+	for _, tc := range cases {
+		runRejected(t, tc.name, func(t *testing.T, srv *kittest.Server, client *http.Client, logs *syncBuffer, h2 bool) {
+			res, body := restCall(t, client, http.MethodPost, srv.URL+"/v1/ping", tc.body, nil)
+			if res.StatusCode != tc.status {
+				t.Fatalf("POST /v1/ping = %d %s, want %d", res.StatusCode, body, tc.status)
+			}
+			labels := map[string]string{
+				"grpc_service": "connectkit.ping.v1.PingService", "grpc_method": "Ping",
+				"protocol": "rest", "grpc_code": tc.code,
+			}
+			if n := counterValue(t, srv.Registry(), "kit_rejected_calls_total", nil); n != 1 {
+				t.Errorf("kit_rejected_calls_total = %v in all, want 1", n)
+			}
+			line := rejectedOnce(t, srv, logs, labels)
+			want := map[string]any{"level": "WARN", "procedure": pingPath, "protocol": "rest", "code": tc.lineCode}
+			for k, v := range want {
+				if line[k] != v {
+					t.Errorf("line's %s = %v, want %v (%v)", k, line[k], v, line)
 				}
-				if tc.body == "" {
-					req.Body, req.ContentLength = http.NoBody, 0
-				}
-				for i := 0; i+1 < len(tc.header); i += 2 {
-					req.Header.Set(tc.header[i], tc.header[i+1])
-				}
-				req.Header.Set("X-Request-Id", "client-id-1")
-				res, err := client.Do(req)
-				if err != nil {
-					t.Fatal(err)
-				}
-				_ = readAll(t, res.Body)
-				res.Body.Close()
-				if code := res.Header.Get("Grpc-Status") + res.Trailer.Get("Grpc-Status"); res.StatusCode == http.StatusOK && code == "" {
-					t.Fatalf("the call succeeded: %d %v", res.StatusCode, res.Header)
-				}
-				method = "Ping"
-				if strings.HasPrefix(tc.path, failPath) {
-					method = "Fail"
-				}
-				labels := map[string]string{
-					"grpc_service": "connectkit.ping.v1.PingService", "grpc_method": method,
-					"protocol": tc.protocol, "grpc_code": tc.code,
-				}
-				if n := counterValue(t, srv.Registry(), "kit_rejected_calls_total", labels); n != 1 {
-					t.Errorf("kit_rejected_calls_total%v = %v, want 1", labels, n)
-				}
-				if n := counterValue(t, srv.Registry(), "grpc_server_started_total", nil); n != 0 {
-					t.Errorf("grpc_server_started_total = %v: the chain saw the call", n)
-				}
-				lines := logLines(t, &logs, rejectedMsg)
-				if len(lines) != 1 {
-					t.Fatalf("%d %q lines, want 1; logs:\n%s", len(lines), rejectedMsg, logs.String())
-				}
-				line := lines[0]
-				want := map[string]any{"level": "WARN", "procedure": strings.Split(tc.path, "?")[0], "protocol": tc.protocol}
-				if tc.code != "" { // the rpc lines' names: "invalid_argument" for the label's "InvalidArgument"
-					want["code"] = map[string]string{"Unimplemented": "unimplemented", "InvalidArgument": "invalid_argument"}[tc.code]
-				}
-				for k, v := range want {
-					if line[k] != v {
-						t.Errorf("line's %s = %v, want %v (%v)", k, line[k], v, line)
-					}
-				}
-				if peer, _ := line["peer"].(string); !strings.HasPrefix(peer, "127.0.0.1:") {
-					t.Errorf("line's peer = %v, want the client's address", line["peer"])
-				}
-				// Over HTTP/1.1 kit echoed the client's id before the
-				// handler; over HTTP/2 the call got none.
-				if id, _ := line["request_id"].(string); !h2 && id != "client-id-1" {
-					t.Errorf("line's request_id = %q, want client-id-1 (%v)", id, line)
-				}
-				if tc.code != "" {
-					if msg, _ := line["error"].(string); msg == "" {
-						t.Errorf("line without the error: %v", line)
-					}
-				} else if code, ok := line["code"]; ok {
-					// A Connect error's code is in its body, unread:
-					// the line names none, never "ok".
-					t.Errorf("line's code = %v, want none (%v)", code, line)
-				}
-			})
-		}
+			}
+			if msg, _ := line["error"].(string); !strings.Contains(msg, tc.message) {
+				t.Errorf("line's error = %q, want it to name %q (%v)", msg, tc.message, line)
+			}
+		})
 	}
 }
 
@@ -170,6 +191,12 @@ func TestServedCallsAreNotRejected(t *testing.T) {
 				t.Fatalf("%s: CountUp: %v", p.Name, err)
 			}
 			stream.Close()
+		}
+	}
+	// REST calls the chain sees, one that it refuses (validation) too.
+	for _, body := range []string{`{"number":"1"}`, `{"number":"-1"}`} {
+		if res, b := restCall(t, srv.HTTP1Client(), http.MethodPost, srv.URL+"/v1/ping", body, nil); res.StatusCode >= 500 {
+			t.Fatalf("POST /v1/ping %s = %d %s", body, res.StatusCode, b)
 		}
 	}
 	status, _ := post(t, srv.HTTP1Client(), srv.URL+"/connectkit.ping.v1.PingService/Nope", strings.NewReader("{}"), "Content-Type", "application/json")
@@ -214,4 +241,45 @@ func TestRejectedCallsThroughTheServeMux(t *testing.T) {
 	if n := counterValue(t, srv.Registry(), "kit_rejected_calls_total", nil); n != 2 {
 		t.Errorf("kit_rejected_calls_total = %v, want 2", n)
 	}
+}
+
+// runRejected runs test as the subtests name/http1 and name/h2c, in
+// parallel, each with its own ping server whose MaxRequestBytes is 1 KiB
+// and whose JSON log lines go to logs, and that server's client of the
+// protocol.
+func runRejected(t *testing.T, name string, test func(t *testing.T, srv *kittest.Server, client *http.Client, logs *syncBuffer, h2 bool)) {
+	for _, h2 := range []bool{false, true} {
+		sub := name + "/http1"
+		if h2 {
+			sub = name + "/h2c"
+		}
+		t.Run(sub, func(t *testing.T) {
+			t.Parallel()
+			logs := new(syncBuffer)
+			srv := newPingServer(t, kit.Config{MaxRequestBytes: 1024}, nil,
+				kit.WithLogger(slog.New(slog.NewJSONHandler(logs, nil))))
+			client := srv.HTTP1Client()
+			if h2 {
+				client = srv.HTTP2Client()
+			}
+			test(t, srv, client, logs, h2)
+		})
+	}
+}
+
+// rejectedOnce checks that srv counted one rejected call with labels, that
+// its chain saw none, and that logs hold one line of it, which it returns.
+func rejectedOnce(t *testing.T, srv *kittest.Server, logs *syncBuffer, labels map[string]string) map[string]any {
+	t.Helper()
+	if n := counterValue(t, srv.Registry(), "kit_rejected_calls_total", labels); n != 1 {
+		t.Errorf("kit_rejected_calls_total%v = %v, want 1", labels, n)
+	}
+	if n := counterValue(t, srv.Registry(), "grpc_server_started_total", nil); n != 0 {
+		t.Errorf("grpc_server_started_total = %v: the chain saw the call", n)
+	}
+	lines := logLines(t, logs, rejectedMsg)
+	if len(lines) != 1 {
+		t.Fatalf("%d %q lines, want 1; logs:\n%s", len(lines), rejectedMsg, logs.String())
+	}
+	return lines[0]
 }

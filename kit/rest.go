@@ -38,6 +38,10 @@ type restRoutes struct {
 	// transcoder serves the routes; nil until a service with routes is
 	// mounted.
 	transcoder atomic.Pointer[vanguard.Transcoder]
+	// rejected observes the calls that connect answered without the
+	// chain (see [rejectedCalls.observeREST]); set with the routes',
+	// before the first route is served.
+	rejected *rejectedCalls
 }
 
 // add serves the routes of service, whose methods have some (see
@@ -89,10 +93,21 @@ func (rr *restRoutes) serve(w http.ResponseWriter, r *http.Request) bool {
 	if t == nil || !restRequest(r) {
 		return false
 	}
+	// Vanguard rewrites the URL of the request it is given to the
+	// procedure's path: a copy leaves r's as it came, for the routes,
+	// which would otherwise take r for a Connect call of the procedure
+	// (see [routes.serve]).
+	c := r.WithContext(r.Context())
+	u := *r.URL
+	c.URL = &u
 	if r.Body != nil && r.Body != http.NoBody {
-		r = rr.bounded(r)
+		rr.bound(c, r)
 	}
-	t.ServeHTTP(restWriter{w}, r)
+	rw := &restWriter{ResponseWriter: w, capture: rr.rejected != nil}
+	t.ServeHTTP(rw, c)
+	if rr.rejected != nil && !answeredByChain(w.Header()) {
+		rr.rejected.observeREST(w.Header(), c, rw.errBody)
+	}
 	return true
 }
 
@@ -101,36 +116,53 @@ func (rr *restRoutes) serve(w http.ResponseWriter, r *http.Request) bool {
 // own errors only when none is set, and an error it meets while the
 // handler runs (a body that does not decode) finds the handler's
 // "application/proto" there, or, before the handler, "application/" (its
-// codec's name unknown yet).
-type restWriter struct{ http.ResponseWriter }
+// codec's name unknown yet). With capture, it keeps the start of an error
+// response's body, for [rejectedCalls.observeREST].
+type restWriter struct {
+	http.ResponseWriter
+	capture bool   // keep the start of an error response's body
+	failed  bool   // an error status was written, with capture
+	errBody []byte // the first maxRESTErrorBytes of its body
+}
 
-func (w restWriter) WriteHeader(code int) {
+// maxRESTErrorBytes bounds the body of a REST error response that a
+// [restWriter] keeps: a google.rpc.Status of vanguard's is far shorter.
+const maxRESTErrorBytes = 4096
+
+func (w *restWriter) WriteHeader(code int) {
 	if code >= http.StatusBadRequest {
 		h := w.ResponseWriter.Header()
 		if ct := h["Content-Type"]; len(ct) == 1 && (ct[0] == "application/proto" || ct[0] == "application/") {
 			h["Content-Type"] = []string{"application/json"}
 		}
+		w.failed = w.capture
 	}
 	w.ResponseWriter.WriteHeader(code)
 }
 
+func (w *restWriter) Write(p []byte) (int, error) {
+	if w.failed && len(w.errBody) < maxRESTErrorBytes {
+		w.errBody = append(w.errBody, p[:min(len(p), maxRESTErrorBytes-len(w.errBody))]...)
+	}
+	return w.ResponseWriter.Write(p)
+}
+
 // Flush implements http.Flusher, which vanguard requires.
-func (w restWriter) Flush() {
+func (w *restWriter) Flush() {
 	if f, ok := w.ResponseWriter.(http.Flusher); ok {
 		f.Flush()
 	}
 }
 
 // Unwrap returns the ResponseWriter w wraps, for [http.ResponseController].
-func (w restWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+func (w *restWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
-// bounded returns a copy of r, which has a body, for vanguard: its body
-// fails past maxBody, and its Content-Type is [jsonType]'s. r stays as it
-// came, for net/http, which reads what the handler left of its body to
-// keep the connection or close it, and for the handler of a request that
-// no route matches (see [asSent]).
-func (rr *restRoutes) bounded(r *http.Request) *http.Request {
-	b := r.WithContext(r.Context())
+// bound makes b, a copy for vanguard of r, which has a body, fail past
+// maxBody, and gives it [jsonType]'s Content-Type. r stays as it came,
+// for net/http, which reads what the handler left of its body to keep the
+// connection or close it, and for the handler of a request that no route
+// matches (see [asSent]).
+func (rr *restRoutes) bound(b, r *http.Request) {
 	if jsonType(r.Header) {
 		b.Header = r.Header.Clone()
 		b.Header["Content-Type"] = []string{"application/json"}
@@ -141,21 +173,20 @@ func (rr *restRoutes) bounded(r *http.Request) *http.Request {
 		b.ContentLength = -1
 	}
 	b.Body = &restBody{ReadCloser: r.Body, left: rr.maxBody, limit: rr.maxBody, sent: r}
-	return b
 }
 
 // asSent returns the ResponseWriter and request that w and r, which
 // vanguard passes on because no route matches r, were made from by
 // [restRoutes.serve], or w and r.
 func asSent(w http.ResponseWriter, r *http.Request) (http.ResponseWriter, *http.Request) {
-	if rw, ok := w.(restWriter); ok {
+	if rw, ok := w.(*restWriter); ok {
 		w = rw.ResponseWriter
 	}
 	return w, sentRequest(r)
 }
 
 // sentRequest returns the request that r was made from by
-// [restRoutes.bounded], or r.
+// [restRoutes.bound], or r.
 func sentRequest(r *http.Request) *http.Request {
 	if b, ok := r.Body.(*restBody); ok {
 		return b.sent
