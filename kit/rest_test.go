@@ -2,6 +2,8 @@ package kit_test
 
 import (
 	"bufio"
+	"bytes"
+	"compress/gzip"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -381,13 +383,16 @@ func TestRESTBadRequestDoesNotRun(t *testing.T) {
 		name, method, path, body string
 		header                   http.Header
 		status                   int
+		message                  string // in the google.rpc.Status's message, if not ""
 	}{
 		{name: "malformed body", method: http.MethodPost, path: "/v1/ping", body: `{"number":`, status: http.StatusBadRequest},
 		{name: "body of the wrong type", method: http.MethodPost, path: "/v1/ping", body: `{"number":"many"}`, status: http.StatusBadRequest},
 		{name: "malformed path variable", method: http.MethodGet, path: "/v1/ping/seven", status: http.StatusBadRequest},
 		{name: "malformed query parameter", method: http.MethodGet, path: "/v1/ping/1?number=x", status: http.StatusBadRequest},
 		{name: "body that does not inflate", method: http.MethodPost, path: "/v1/ping", body: `{"number":"1"}`,
-			header: http.Header{"Content-Encoding": {"gzip"}}},
+			header: http.Header{"Content-Encoding": {"gzip"}}, status: http.StatusBadRequest, message: "gzip"},
+		{name: "gzip body cut short", method: http.MethodPost, path: "/v1/ping", body: gzipped(`{"number":"1"}`)[:15],
+			header: http.Header{"Content-Encoding": {"gzip"}}, status: http.StatusBadRequest, message: "gzip"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -401,6 +406,15 @@ func TestRESTBadRequestDoesNotRun(t *testing.T) {
 			if ct := resp.Header.Get("Content-Type"); ct != "application/json" {
 				t.Errorf("%s %s: Content-Type %q of the google.rpc.Status JSON %s, want application/json", tc.method, tc.path, ct, body)
 			}
+			if tc.message != "" {
+				var st struct {
+					Code    int    `json:"code"`
+					Message string `json:"message"`
+				}
+				if err := json.Unmarshal([]byte(body), &st); err != nil || st.Code != 3 || !strings.Contains(st.Message, tc.message) {
+					t.Errorf("%s %s: body %s, want a google.rpc.Status of code 3 (InvalidArgument) whose message names %q", tc.method, tc.path, body, tc.message)
+				}
+			}
 			select {
 			case <-svc.entered:
 				t.Errorf("%s %s (%d %s) ran Ping", tc.method, tc.path, resp.StatusCode, body)
@@ -411,5 +425,28 @@ func TestRESTBadRequestDoesNotRun(t *testing.T) {
 				t.Errorf("GET /v1/ping/0 = %d %s, want 200", resp.StatusCode, body)
 			}
 		})
+	}
+}
+
+// gzipped returns s compressed with gzip.
+func gzipped(s string) string {
+	var b bytes.Buffer
+	w := gzip.NewWriter(&b)
+	_, _ = w.Write([]byte(s))
+	_ = w.Close()
+	return b.String()
+}
+
+// A REST body sent with Content-Encoding: gzip is inflated before it is
+// decoded, over HTTP/1.1 and h2c.
+func TestRESTGzipBody(t *testing.T) {
+	t.Parallel()
+	s := newPingServer(t, kit.Config{}, nil)
+	for _, client := range []*http.Client{s.HTTP1Client(), s.HTTP2Client()} {
+		resp, body := restCall(t, client, http.MethodPost, s.URL+"/v1/ping", gzipped(`{"number":"8","text":"zipped"}`),
+			http.Header{"Content-Encoding": {"gzip"}})
+		if resp.StatusCode != http.StatusOK || !strings.Contains(body, `"zipped"`) {
+			t.Errorf("POST /v1/ping gzipped = %d %s, want 200 echoing the text", resp.StatusCode, body)
+		}
 	}
 }
