@@ -287,8 +287,11 @@ func (c Config) Validate() error {
 			bad("AdminAddr", "KIT_ADMIN_ADDR", c.AdminAddr, "same address as KIT_ADDR")
 		}
 	}
-	if (c.TLSCertFile == "") != (c.TLSKeyFile == "") {
+	switch {
+	case c.TLSCertFile != "" && c.TLSKeyFile == "":
 		bad("TLSCertFile", "KIT_TLS_CERT_FILE", c.TLSCertFile, "KIT_TLS_CERT_FILE and KIT_TLS_KEY_FILE must be set together")
+	case c.TLSCertFile == "" && c.TLSKeyFile != "":
+		bad("TLSKeyFile", "KIT_TLS_KEY_FILE", c.TLSKeyFile, "KIT_TLS_CERT_FILE and KIT_TLS_KEY_FILE must be set together")
 	}
 	for _, o := range c.CORSAllowedOrigins {
 		if o != "*" && !isOrigin(o) {

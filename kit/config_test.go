@@ -73,6 +73,8 @@ func TestConfigRejectsEachInvalidSetting(t *testing.T) {
 		{name: "admin beyond loopback without token", env: map[string]string{"KIT_ADMIN_ADDR": "0.0.0.0:9090"}, want: []string{"KIT_ADMIN_ADDR", "KIT_ADMIN_TOKEN"}},
 		{name: "admin on the main address", env: map[string]string{"KIT_ADDR": "127.0.0.1:9090"}, want: []string{"KIT_ADMIN_ADDR", "same address"}},
 		{name: "cert without key", env: map[string]string{"KIT_TLS_CERT_FILE": "cert.pem"}, want: []string{"KIT_TLS_CERT_FILE", "together"}},
+		{name: "key without cert", env: map[string]string{"KIT_TLS_KEY_FILE": "key.pem"}, want: []string{`TLSKeyFile (KIT_TLS_KEY_FILE) "key.pem"`, "together"}},
+		{name: "client key without cert", env: map[string]string{"KIT_CLIENT_TLS_KEY_FILE": "key.pem"}, want: []string{`(KIT_CLIENT_TLS_KEY_FILE) "key.pem"`, "together"}},
 		{name: "bad duration", env: map[string]string{"KIT_SHUTDOWN_TIMEOUT": "15"}, want: []string{`KIT_SHUTDOWN_TIMEOUT="15"`, "duration"}},
 		{name: "bad timeout", env: map[string]string{"KIT_STREAM_TIMEOUT": "forever"}, want: []string{`KIT_STREAM_TIMEOUT="forever"`, `"off"`}},
 		{name: "negative duration", env: map[string]string{"KIT_DRAIN_DELAY": "-1s"}, want: []string{"KIT_DRAIN_DELAY", "negative"}},

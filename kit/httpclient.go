@@ -118,8 +118,11 @@ func (h HTTPClientConfig) withDefaults() HTTPClientConfig {
 // check reports, with bad, a client certificate without its key or a key
 // without its certificate (the durations are checked with Config's).
 func (h HTTPClientConfig) check(bad func(field, env string, value any, why string)) {
-	if (h.TLSCertFile == "") != (h.TLSKeyFile == "") {
+	switch {
+	case h.TLSCertFile != "" && h.TLSKeyFile == "":
 		bad("HTTPClient.TLSCertFile", "KIT_CLIENT_TLS_CERT_FILE", h.TLSCertFile, "KIT_CLIENT_TLS_CERT_FILE and KIT_CLIENT_TLS_KEY_FILE must be set together")
+	case h.TLSCertFile == "" && h.TLSKeyFile != "":
+		bad("HTTPClient.TLSKeyFile", "KIT_CLIENT_TLS_KEY_FILE", h.TLSKeyFile, "KIT_CLIENT_TLS_CERT_FILE and KIT_CLIENT_TLS_KEY_FILE must be set together")
 	}
 	h.checkOutlier(bad)
 }
