@@ -123,6 +123,8 @@ func ratioOf(env, usage string, def float64, ptr func(*Config) *float64) setting
 		get: func(c *Config) any { return orDefault(*ptr(c), def) }}
 }
 
+// breakerDuration is durationOf whose -help shows def for a zero field,
+// the default the field stands for (the breaker's, the HTTP client's).
 func breakerDuration(env, usage string, def time.Duration, ptr func(*Config) *time.Duration) setting {
 	s := durationOf(env, usage, ptr)
 	s.get = func(c *Config) any { return orDefault(*ptr(c), def) }

@@ -229,6 +229,8 @@ func TestFlagHelpShowsDefaults(t *testing.T) {
 		"frame-batching": "(default true)", "max-concurrent-streams": "(default 250)",
 		// The on/off flags show the value they take, not a boolean's.
 		"client-retry": "(default on)", "client-breaker": "(default off)",
+		// The balanced HTTP client's durations show its defaults, not 0s.
+		"client-dial-timeout": "(default 5s)", "client-resolve-interval": "(default 30s)", "client-idle-timeout": "(default 1m30s)",
 	} {
 		_, rest, _ := strings.Cut(help.String(), "  -"+flagName+"\n")
 		if rest == "" {

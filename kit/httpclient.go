@@ -91,12 +91,12 @@ const (
 
 // httpClientSettings are the KIT_CLIENT_* variables of [HTTPClientConfig].
 var httpClientSettings = []setting{
-	durationOf("KIT_CLIENT_DIAL_TIMEOUT", "time to connect to one address of a service called, and for its TLS handshake",
-		func(c *Config) *time.Duration { return &c.HTTPClient.DialTimeout }),
-	durationOf("KIT_CLIENT_RESOLVE_INTERVAL", "resolve the names of the services called again this often",
-		func(c *Config) *time.Duration { return &c.HTTPClient.ResolveInterval }),
-	durationOf("KIT_CLIENT_IDLE_TIMEOUT", "close client connections idle this long",
-		func(c *Config) *time.Duration { return &c.HTTPClient.IdleTimeout }),
+	breakerDuration("KIT_CLIENT_DIAL_TIMEOUT", "time to connect to one address of a service called, and for its TLS handshake",
+		DefaultClientDialTimeout, func(c *Config) *time.Duration { return &c.HTTPClient.DialTimeout }),
+	breakerDuration("KIT_CLIENT_RESOLVE_INTERVAL", "resolve the names of the services called again this often",
+		DefaultClientResolveInterval, func(c *Config) *time.Duration { return &c.HTTPClient.ResolveInterval }),
+	breakerDuration("KIT_CLIENT_IDLE_TIMEOUT", "close client connections idle this long",
+		DefaultClientIdleTimeout, func(c *Config) *time.Duration { return &c.HTTPClient.IdleTimeout }),
 	text("KIT_CLIENT_TLS_CA_FILE", "PEM file of the authorities https:// servers called must chain to (default: the system's)",
 		func(c *Config) *string { return &c.HTTPClient.TLSCAFile }),
 	text("KIT_CLIENT_TLS_CERT_FILE", "client certificate shown to https:// servers (mutual TLS)",
