@@ -114,9 +114,11 @@ func WithoutDefaultInterceptors() Option {
 }
 
 // WithRegistry sets the Prometheus registry the server's metrics go into and
-// that the admin listener's /metrics serves; Go runtime and process
-// collectors are added to it. By default the server makes its own registry:
-// never the global default one.
+// that the admin listener's /metrics serves; the Go runtime (go_*), build
+// info (go_build_info) and process (process_*) collectors are added to it,
+// each unless reg already serves its metrics: a collector of the program's
+// own, with its options, is kept. By default the server makes its own
+// registry: never the global default one.
 func WithRegistry(reg *prometheus.Registry) Option {
 	return optionFunc(func(o *options) { o.registry = reg })
 }
