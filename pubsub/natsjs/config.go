@@ -243,8 +243,11 @@ func (c Config) Validate() error {
 			bad(f.field, f.env, f.value, "is for an external cluster, but NATS_URL is empty: the embedded server would start instead")
 		}
 	}
-	if (c.TLSCertFile == "") != (c.TLSKeyFile == "") {
+	switch {
+	case c.TLSCertFile != "" && c.TLSKeyFile == "":
 		bad("TLSCertFile", "NATS_TLS_CERT", c.TLSCertFile, "NATS_TLS_CERT and NATS_TLS_KEY must be set together")
+	case c.TLSCertFile == "" && c.TLSKeyFile != "":
+		bad("TLSKeyFile", "NATS_TLS_KEY", c.TLSKeyFile, "NATS_TLS_CERT and NATS_TLS_KEY must be set together")
 	}
 	urls := strings.Split(c.URL, ",")
 	for i, u := range urls {

@@ -82,7 +82,7 @@ func TestConfigValidate(t *testing.T) {
 			`ReplayInactiveThreshold (NATS_REPLAY_INACTIVE_THRESHOLD) "500ms": must be at least 1s (or 0 for the default, 5m0s)`},
 		"tls without url":   {Config{TLSCAFile: "ca.pem"}, `TLSCAFile (NATS_TLS_CA) "ca.pem": is for an external cluster`},
 		"cert without key":  {Config{URL: "tls://x", TLSCertFile: "c.pem"}, `TLSCertFile (NATS_TLS_CERT) "c.pem": NATS_TLS_CERT and NATS_TLS_KEY must be set together`},
-		"key without cert":  {Config{URL: "tls://x", TLSKeyFile: "k.pem"}, `NATS_TLS_CERT and NATS_TLS_KEY must be set together`},
+		"key without cert":  {Config{URL: "tls://x", TLSKeyFile: "k.pem"}, `TLSKeyFile (NATS_TLS_KEY) "k.pem": NATS_TLS_CERT and NATS_TLS_KEY must be set together`},
 		"tls":               {Config{URL: "tls://x", TLSCAFile: "ca.pem", TLSCertFile: "c.pem", TLSKeyFile: "k.pem"}, ""},
 		"listen and url":    {Config{URL: "nats://x", Listen: ":4222"}, `Listen (NATS_LISTEN) ":4222": is for the embedded server`},
 		"bad listen":        {Config{Listen: "nowhere"}, `Listen (NATS_LISTEN) "nowhere": want host:port`},
