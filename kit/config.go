@@ -166,7 +166,9 @@ type Config struct {
 	// whole, up to the larger of the two limits.
 	// KIT_MAX_RESPONSE_BYTES, default 4MiB.
 	MaxResponseBytes int64
-	// MaxHeaderBytes caps the size of a request's headers.
+	// MaxHeaderBytes caps the size of a request's headers: over it, a call
+	// gets HTTP 431. Over HTTP/1.1, net/http reads 4 KiB past it (its
+	// bufio slop, the request line included) before it refuses.
 	// KIT_MAX_HEADER_BYTES, default 64KiB.
 	MaxHeaderBytes int64
 	// MaxConcurrentStreams caps the concurrent calls on one HTTP/2
