@@ -171,7 +171,7 @@ func New(ctx context.Context, cfg Config, opts ...Option) (*Broker, error) {
 		if b.cfg.Listen == "" {
 			natsOpts = append(natsOpts, nats.InProcessServer(srv))
 		} else {
-			url = srv.ClientURL()
+			url = b.ClientURL() // not 0.0.0.0 or [::], which Windows does not dial
 		}
 	} else {
 		natsOpts = append(natsOpts, b.cfg.clusterOptions()...)
@@ -565,7 +565,9 @@ func startServer(cfg Config, logger *slog.Logger) (srv *server.Server, unlock fu
 // server, or "" without one or when it listens in-process only. For a
 // server listening on every interface (Listen ":4222", "0.0.0.0:4222",
 // "[::]:4222"), whose own URL names the unspecified address, its host is
-// the loopback address, 127.0.0.1 or ::1, as [Broker.ServerAddress]'s is.
+// the loopback address, 127.0.0.1 or ::1, as [Broker.ServerAddress]'s is;
+// the broker's own connection dials this URL too (Windows refuses to dial
+// the unspecified address).
 func (b *Broker) ClientURL() string {
 	if b.server == nil || b.cfg.Listen == "" {
 		return ""

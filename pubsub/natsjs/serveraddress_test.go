@@ -102,6 +102,11 @@ func TestAddressesOfAWildcardListener(t *testing.T) {
 			if got, want := b.ServerAddress(), net.JoinHostPort(tc.host, u.Port()); got != want {
 				t.Errorf("ServerAddress() = %q, want %q", got, want)
 			}
+			// The broker's own connection dials that URL, not the
+			// unspecified address, which Windows refuses to dial.
+			if got, want := b.Conn().ConnectedUrl(), b.ClientURL(); got != want {
+				t.Errorf("Conn().ConnectedUrl() = %q, want %q", got, want)
+			}
 		})
 	}
 }
