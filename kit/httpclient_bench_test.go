@@ -87,15 +87,22 @@ func benchPingServer(b *testing.B) (string, *http.Protocols) {
 // BenchmarkHTTPClientProtocols measures calls through HTTPClient in every
 // protocol, unary and a server stream of three messages, without and with
 // the caller's ClientOptions (whose chain judges each call for the outlier
-// ejection). See BENCHMARKS.md, section 7.
+// ejection), and Connect's unary call as a GET, which net/http may send
+// again on a new connection (see redial). See BENCHMARKS.md, section 7.
 func BenchmarkHTTPClientProtocols(b *testing.B) {
 	url, _ := benchPingServer(b)
 	caller := newQuietServer(b)
 	for _, withOpts := range []bool{false, true} {
 		for _, p := range []struct {
-			name string
-			opt  connect.ClientOption
-		}{{"grpc", connect.WithGRPC()}, {"grpcweb", connect.WithGRPCWeb()}, {"connect", connect.WithProtoJSON()}} {
+			name      string
+			opt       connect.ClientOption
+			unaryOnly bool // a stream would be connect's POST again
+		}{
+			{name: "grpc", opt: connect.WithGRPC()},
+			{name: "grpcweb", opt: connect.WithGRPCWeb()},
+			{name: "connect", opt: connect.WithProtoJSON()},
+			{name: "connectGET", opt: connect.WithClientOptions(connect.WithProtoJSON(), connect.WithHTTPGet()), unaryOnly: true},
+		} {
 			opts := []connect.ClientOption{p.opt}
 			name := p.name
 			if withOpts {
@@ -112,6 +119,9 @@ func BenchmarkHTTPClientProtocols(b *testing.B) {
 					}
 				}
 			})
+			if p.unaryOnly {
+				continue
+			}
 			b.Run(name+"/stream", func(b *testing.B) {
 				req := connect.NewRequest(&pingv1.CountUpRequest{Number: 3})
 				b.ReportAllocs()
