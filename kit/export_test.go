@@ -30,6 +30,15 @@ func StackMark(r *http.Request) uintptr {
 	return 0
 }
 
+// StackGrowths returns how many requests of the connection r came over
+// had its goroutine's stack grown (see growConnStack), or 0.
+func StackGrowths(r *http.Request) uint32 {
+	if c := connctx.FromContext(r.Context()); c != nil {
+		return c.StackGrowths
+	}
+	return 0
+}
+
 // WithResolver makes HTTPClient resolve names with r instead of DNS.
 func WithResolver(r resolver.Resolver) Option {
 	return optionFunc(func(o *options) { o.resolver = r })

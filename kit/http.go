@@ -196,7 +196,9 @@ func serving(wg *sync.WaitGroup, draining *atomic.Bool, retire bool, h http.Hand
 		// every frame on the stack when it grows costs about 1 000
 		// instructions to copy. HTTP/1.x ones seldom grow.
 		if r.ProtoMajor == 1 && c != nil {
-			growConnStack(&c.StackMark)
+			if growConnStack(&c.StackMark) {
+				c.StackGrowths++
+			}
 		} else {
 			growStack()
 		}

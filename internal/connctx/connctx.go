@@ -25,6 +25,12 @@ type State struct {
 	// serves an HTTP/1.x connection's requests (kit/stack.go); 0 before.
 	// Only that goroutine uses it.
 	StackMark uintptr
+	// StackGrowths is how many of the connection's requests kit grew
+	// that goroutine's stack for, which StackMark does not show when a
+	// grown stack lands where the last one was (a 16 KiB stack freed by
+	// a shrink and taken again). Only that goroutine writes it; tests
+	// read it.
+	StackGrowths uint32
 	// TLS is the connection when it is a TLS one, set before its
 	// handshake; its ConnectionState is complete once requests arrive.
 	TLS *tls.Conn
