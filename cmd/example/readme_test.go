@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"flag"
+	"fmt"
 	"os"
 	"os/exec"
 	"regexp"
@@ -151,5 +152,31 @@ func TestREADMEProtovalidateVersion(t *testing.T) {
 	want := "github.com/bufbuild/protovalidate@" + string(m[1])
 	if !strings.Contains(string(readme), want) {
 		t.Errorf("README does not copy validate.proto from %s, the Makefile's version", want)
+	}
+}
+
+// TestREADMEOpenAPIVersions: the README pins protoc-gen-openapiv2 at the
+// version tools/go.mod runs, and Redocly CLI at the Makefile's.
+func TestREADMEOpenAPIVersions(t *testing.T) {
+	t.Parallel()
+	read := func(name string) string {
+		data, err := os.ReadFile(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(data)
+	}
+	readme := read(readmePath)
+	for _, c := range []struct{ file, re, want string }{
+		{"../../tools/go.mod", `(?m)^\s*github.com/grpc-ecosystem/grpc-gateway/v2 (\S+)`, "protoc-gen-openapiv2@%s"},
+		{"../../Makefile", `(?m)^REDOCLY_CLI := (\S+)$`, "npx %s "},
+	} {
+		m := regexp.MustCompile(c.re).FindStringSubmatch(read(c.file))
+		if m == nil {
+			t.Fatalf("%s: nothing matches %s", c.file, c.re)
+		}
+		if want := fmt.Sprintf(c.want, m[1]); !strings.Contains(readme, want) {
+			t.Errorf("README does not say %q, the version in %s", want, c.file)
+		}
 	}
 }
