@@ -100,14 +100,20 @@ func (rr *restRoutes) serve(w http.ResponseWriter, r *http.Request) bool {
 	// Vanguard rewrites the URL of the request it is given to the
 	// procedure's path: a copy leaves r's as it came, for the routes,
 	// which would otherwise take r for a Connect call of the procedure
-	// (see [routes.serve]).
+	// (see [routes.serve]). Its router splits the path at its slashes
+	// and unescapes each path variable itself, as google.api.http has it
+	// (a %2F in a one-segment variable is a slash of its value), but
+	// reads URL.Path, which net/http has unescaped already: "/v1/a%2Fb"
+	// was three segments, which no "/v1/{name}" matched, and "%25" a
+	// lone "%" that failed to unescape again. It gets the path as sent.
 	c := r.WithContext(r.Context())
 	u := *r.URL
+	u.Path, u.RawPath = r.URL.EscapedPath(), ""
 	c.URL = &u
 	if r.Body != nil && r.Body != http.NoBody {
 		rr.bound(c, r)
 	}
-	rw := &restWriter{ResponseWriter: w, capture: rr.rejected != nil}
+	rw := &restWriter{ResponseWriter: w, sent: r, capture: rr.rejected != nil}
 	t.ServeHTTP(rw, c)
 	if rr.rejected != nil && !answeredByChain(w.Header()) {
 		rr.rejected.observeREST(w.Header(), c, rw.errBody)
@@ -124,9 +130,10 @@ func (rr *restRoutes) serve(w http.ResponseWriter, r *http.Request) bool {
 // response's body, for [rejectedCalls.observeREST].
 type restWriter struct {
 	http.ResponseWriter
-	capture bool   // keep the start of an error response's body
-	failed  bool   // an error status was written, with capture
-	errBody []byte // the first maxRESTErrorBytes of its body
+	sent    *http.Request // the request as it came (see [asSent])
+	capture bool          // keep the start of an error response's body
+	failed  bool          // an error status was written, with capture
+	errBody []byte        // the first maxRESTErrorBytes of its body
 }
 
 // maxRESTErrorBytes bounds the body of a REST error response that a
@@ -176,7 +183,7 @@ func (rr *restRoutes) bound(b, r *http.Request) {
 		// length is: vanguard would make room for all of it first.
 		b.ContentLength = -1
 	}
-	b.Body = &restBody{ReadCloser: r.Body, left: rr.maxBody, limit: rr.maxBody, sent: r}
+	b.Body = &restBody{ReadCloser: r.Body, left: rr.maxBody, limit: rr.maxBody}
 }
 
 // asSent returns the ResponseWriter and request that w and r, which
@@ -184,18 +191,9 @@ func (rr *restRoutes) bound(b, r *http.Request) {
 // [restRoutes.serve], or w and r.
 func asSent(w http.ResponseWriter, r *http.Request) (http.ResponseWriter, *http.Request) {
 	if rw, ok := w.(*restWriter); ok {
-		w = rw.ResponseWriter
+		return rw.ResponseWriter, rw.sent
 	}
-	return w, sentRequest(r)
-}
-
-// sentRequest returns the request that r was made from by
-// [restRoutes.bound], or r.
-func sentRequest(r *http.Request) *http.Request {
-	if b, ok := r.Body.(*restBody); ok {
-		return b.sent
-	}
-	return r
+	return w, r
 }
 
 // restBody is a REST request's body, which fails with ResourceExhausted
@@ -204,8 +202,7 @@ func sentRequest(r *http.Request) *http.Request {
 // is the larger of the request and response limits.
 type restBody struct {
 	io.ReadCloser
-	left, limit int64         // left: the bytes it may still read; -1 once past the limit
-	sent        *http.Request // the request as it came, whose body this is
+	left, limit int64 // left: the bytes it may still read; -1 once past the limit
 }
 
 func (b *restBody) Read(p []byte) (int, error) {

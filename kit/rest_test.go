@@ -450,3 +450,36 @@ func TestRESTGzipBody(t *testing.T) {
 		}
 	}
 }
+
+// A path variable is matched and unescaped as google.api.http has it: a
+// %2F in a one-segment variable is a slash of its value, not a segment of
+// the path, and %25 a percent sign; a handler mounted at "/" still gets a
+// path no route matches as it came.
+func TestRESTPathVariableEscapes(t *testing.T) {
+	t.Parallel()
+	s := kittest.NewServer(t, kit.Config{}, func(srv *kit.Server) {
+		srv.Mount(pingv1connect.NewPingServiceHandler(&pingServer{}, srv.HandlerOptions()...))
+		srv.Mount("/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			fmt.Fprintf(w, "root %s %s", r.URL.Path, r.URL.RawPath)
+		}))
+	})
+	for _, tc := range []struct {
+		name, path string
+		status     int
+		body       string // what the response holds
+	}{
+		{name: "escaped digit", path: "/v1/ping/%37", status: http.StatusOK, body: `"number":"7"`},
+		// Ping's number is an int64: a value that reached it fails to parse, naming itself.
+		{name: "escaped slash", path: "/v1/ping/1%2F2", status: http.StatusBadRequest, body: `\"number\": invalid character '/'`},
+		{name: "escaped percent", path: "/v1/ping/5%25", status: http.StatusBadRequest, body: `\"number\": invalid character '%'`},
+		{name: "no route", path: "/files/a%2Fb", status: http.StatusOK, body: "root /files/a/b /files/a%2Fb"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			resp, body := restCall(t, s.HTTP1Client(), http.MethodGet, s.URL+tc.path, "", nil)
+			if resp.StatusCode != tc.status || !strings.Contains(body, tc.body) {
+				t.Errorf("GET %s = %d %s, want %d with %q", tc.path, resp.StatusCode, body, tc.status, tc.body)
+			}
+		})
+	}
+}
