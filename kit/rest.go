@@ -9,6 +9,7 @@ import (
 	"mime"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -110,6 +111,12 @@ func (rr *restRoutes) serve(w http.ResponseWriter, r *http.Request) bool {
 	u := *r.URL
 	u.Path, u.RawPath = r.URL.EscapedPath(), ""
 	c.URL = &u
+	if r.Method == http.MethodHead {
+		// A HEAD is served wherever a GET is, as net/http's ServeMux
+		// serves it: net/http writes the GET's header and drops its
+		// body. Vanguard matches routes by method and has no HEAD.
+		c.Method = http.MethodGet
+	}
 	if r.Body != nil && r.Body != http.NoBody {
 		rr.bound(c, r)
 	}
@@ -143,6 +150,9 @@ const maxRESTErrorBytes = 4096
 func (w *restWriter) WriteHeader(code int) {
 	if code >= http.StatusBadRequest {
 		h := w.ResponseWriter.Header()
+		if allow := h["Allow"]; code == http.StatusMethodNotAllowed && len(allow) == 1 && slices.Contains(strings.Split(allow[0], ","), http.MethodGet) {
+			h["Allow"] = []string{allow[0] + "," + http.MethodHead} // see serve
+		}
 		if ct := h["Content-Type"]; len(ct) == 1 && (ct[0] == "application/proto" || ct[0] == "application/") {
 			h["Content-Type"] = []string{"application/json"}
 		}

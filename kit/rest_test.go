@@ -483,3 +483,31 @@ func TestRESTPathVariableEscapes(t *testing.T) {
 		})
 	}
 }
+
+// A HEAD is answered wherever a GET is, with the GET's header and no body,
+// over HTTP/1.1 and h2c, and a route's 405 allows it beside GET; a HEAD no
+// route matches reaches the handler mounted at "/" as a HEAD.
+func TestRESTHead(t *testing.T) {
+	t.Parallel()
+	s := kittest.NewServer(t, kit.Config{}, func(srv *kit.Server) {
+		srv.Mount(pingv1connect.NewPingServiceHandler(&pingServer{}, srv.HandlerOptions()...))
+		srv.Mount("/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Root-Method", r.Method)
+			w.WriteHeader(http.StatusTeapot)
+		}))
+	})
+	for _, client := range []*http.Client{s.HTTP1Client(), s.HTTP2Client()} {
+		resp, body := restCall(t, client, http.MethodHead, s.URL+"/v1/ping/7", "", nil)
+		if resp.StatusCode != http.StatusOK || body != "" || resp.Header.Get("Content-Type") != "application/json" || resp.Header.Get("X-Request-Id") == "" {
+			t.Errorf("HEAD /v1/ping/7 over %s = %d %q, header %v; want 200, no body, the GET's JSON type and a request id", resp.Proto, resp.StatusCode, body, resp.Header)
+		}
+	}
+	resp, _ := restCall(t, s.HTTP1Client(), http.MethodPut, s.URL+"/v1/ping/7", "", nil)
+	if allow := resp.Header.Get("Allow"); resp.StatusCode != http.StatusMethodNotAllowed || allow != "GET,HEAD" {
+		t.Errorf("PUT /v1/ping/7 = %d, Allow %q; want 405 allowing GET,HEAD", resp.StatusCode, allow)
+	}
+	resp, _ = restCall(t, s.HTTP1Client(), http.MethodHead, s.URL+"/files/x", "", nil)
+	if resp.StatusCode != http.StatusTeapot || resp.Header.Get("Root-Method") != http.MethodHead {
+		t.Errorf("HEAD /files/x = %d, Root-Method %q; want the root handler's 418, as a HEAD", resp.StatusCode, resp.Header.Get("Root-Method"))
+	}
+}
