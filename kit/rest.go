@@ -10,9 +10,11 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"connectrpc.com/connect"
 	"connectrpc.com/vanguard"
@@ -117,6 +119,9 @@ func (rr *restRoutes) serve(w http.ResponseWriter, r *http.Request) bool {
 		// body. Vanguard matches routes by method and has no HEAD.
 		c.Method = http.MethodGet
 	}
+	if r.Header["Grpc-Timeout"] != nil {
+		grpcTimeout(c, r.Header)
+	}
 	if r.Body != nil && r.Body != http.NoBody {
 		rr.bound(c, r)
 	}
@@ -185,7 +190,7 @@ func (w *restWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 // matches (see [asSent]).
 func (rr *restRoutes) bound(b, r *http.Request) {
 	if jsonType(r.Header) {
-		b.Header = r.Header.Clone()
+		b.Header = b.Header.Clone()
 		b.Header["Content-Type"] = []string{"application/json"}
 	}
 	if r.ContentLength > rr.maxBody {
@@ -194,6 +199,27 @@ func (rr *restRoutes) bound(b, r *http.Request) {
 		b.ContentLength = -1
 	}
 	b.Body = &restBody{ReadCloser: r.Body, left: rr.maxBody, limit: rr.maxBody}
+}
+
+// grpcTimeout gives c, a copy for vanguard of a REST request whose header
+// h has a Grpc-Timeout, that timeout as Connect-Timeout-Ms, unless h sets
+// one of the timeouts that vanguard passes on to the handler: the
+// handler's connect, called in the Connect protocol, reads only that
+// header, and vanguard takes a REST client's own as X-Server-Timeout
+// (seconds). grpc-gateway gives a REST call the Grpc-Timeout it is sent,
+// and so its clients may send one.
+func grpcTimeout(c *http.Request, h http.Header) {
+	if h["Connect-Timeout-Ms"] != nil || h["X-Server-Timeout"] != nil {
+		return
+	}
+	timeout, ok := callerTimeout(h)
+	if !ok {
+		return
+	}
+	const maxMillis = 9_999_999_999 // the ten digits connect reads
+	ms := min((timeout+time.Millisecond-1)/time.Millisecond, maxMillis)
+	c.Header = h.Clone()
+	c.Header["Connect-Timeout-Ms"] = []string{strconv.FormatInt(int64(ms), 10)}
 }
 
 // asSent returns the ResponseWriter and request that w and r, which

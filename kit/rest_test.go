@@ -511,3 +511,36 @@ func TestRESTHead(t *testing.T) {
 		t.Errorf("HEAD /files/x = %d, Root-Method %q; want the root handler's 418, as a HEAD", resp.StatusCode, resp.Header.Get("Root-Method"))
 	}
 }
+
+// A REST call takes the deadline its client asks for in Connect-Timeout-Ms,
+// X-Server-Timeout (vanguard's REST header, in seconds) or Grpc-Timeout
+// (which grpc-gateway honours), and CallTimeout without one.
+func TestRESTCallerTimeout(t *testing.T) {
+	t.Parallel()
+	s := newPingServer(t, kit.Config{CallTimeout: time.Hour, MaxCallTimeout: 2 * time.Hour}, nil)
+	for _, tc := range []struct {
+		name   string
+		header http.Header
+		asked  bool // the deadline is the client's, not CallTimeout's
+	}{
+		{name: "Connect-Timeout-Ms", header: http.Header{"Connect-Timeout-Ms": {"90000"}}, asked: true},
+		{name: "X-Server-Timeout", header: http.Header{"X-Server-Timeout": {"90"}}, asked: true},
+		{name: "Grpc-Timeout", header: http.Header{"Grpc-Timeout": {"90S"}}, asked: true},
+		{name: "Grpc-Timeout in milliseconds", header: http.Header{"Grpc-Timeout": {"90000m"}}, asked: true},
+		{name: "none"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			sent := time.Now()
+			resp, body := restCall(t, s.HTTP1Client(), http.MethodGet, s.URL+"/v1/ping/1", "", tc.header)
+			deadline, err := time.Parse(time.RFC3339Nano, resp.Header.Get("Deadline"))
+			if resp.StatusCode != http.StatusOK || err != nil {
+				t.Fatalf("GET /v1/ping/1 = %d %s, Deadline %q: %v", resp.StatusCode, body, resp.Header.Get("Deadline"), err)
+			}
+			// The client's 90 s against CallTimeout's hour: far apart, whatever the machine's pace.
+			if asked := deadline.Before(sent.Add(30 * time.Minute)); asked != tc.asked {
+				t.Errorf("deadline %v after the call was sent, want the client's 90 s: %v", deadline.Sub(sent), tc.asked)
+			}
+		})
+	}
+}
