@@ -2,6 +2,7 @@ package kit
 
 import (
 	"compress/gzip"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -127,6 +128,9 @@ func (rr *restRoutes) serve(w http.ResponseWriter, r *http.Request) bool {
 	}
 	rw := &restWriter{ResponseWriter: w, sent: r, capture: rr.rejected != nil}
 	t.ServeHTTP(rw, c)
+	if rw.held {
+		rw.release()
+	}
 	if rr.rejected != nil && !answeredByChain(w.Header()) {
 		rr.rejected.observeREST(w.Header(), c, rw.errBody)
 	}
@@ -138,12 +142,16 @@ func (rr *restRoutes) serve(w http.ResponseWriter, r *http.Request) bool {
 // own errors only when none is set, and an error it meets while the
 // handler runs (a body that does not decode) finds the handler's
 // "application/proto" there, or, before the handler, "application/" (its
-// codec's name unknown yet). With capture, it keeps the start of an error
+// codec's name unknown yet). A 500 that the chain did not answer is held
+// back until its body is seen, and written as 400 InvalidArgument if it
+// is a client's error that vanguard blames on the server (see
+// [restClientError]). With capture, it keeps the start of an error
 // response's body, for [rejectedCalls.observeREST].
 type restWriter struct {
 	http.ResponseWriter
 	sent    *http.Request // the request as it came (see [asSent])
 	capture bool          // keep the start of an error response's body
+	held    bool          // a 500 is held back, its body in errBody
 	failed  bool          // an error status was written, with capture
 	errBody []byte        // the first maxRESTErrorBytes of its body
 }
@@ -161,20 +169,55 @@ func (w *restWriter) WriteHeader(code int) {
 		if ct := h["Content-Type"]; len(ct) == 1 && (ct[0] == "application/proto" || ct[0] == "application/") {
 			h["Content-Type"] = []string{"application/json"}
 		}
+		if code == http.StatusInternalServerError && !w.held && !answeredByChain(h) {
+			w.held = true
+			return
+		}
 		w.failed = w.capture
 	}
 	w.ResponseWriter.WriteHeader(code)
 }
 
 func (w *restWriter) Write(p []byte) (int, error) {
+	if w.held {
+		if len(w.errBody)+len(p) <= maxRESTErrorBytes {
+			w.errBody = append(w.errBody, p...)
+			return len(p), nil
+		}
+		if err := w.release(); err != nil {
+			return 0, err
+		}
+	}
 	if w.failed && len(w.errBody) < maxRESTErrorBytes {
 		w.errBody = append(w.errBody, p[:min(len(p), maxRESTErrorBytes-len(w.errBody))]...)
 	}
 	return w.ResponseWriter.Write(p)
 }
 
-// Flush implements http.Flusher, which vanguard requires.
+// release writes the 500 held back and the body written so far, or a 400
+// in its place (see [restClientError]).
+func (w *restWriter) release() error {
+	w.held = false
+	code := http.StatusInternalServerError
+	if body, ok := restClientError(w.errBody); ok {
+		code, w.errBody = http.StatusBadRequest, body
+		delete(w.ResponseWriter.Header(), "Content-Length")
+	}
+	w.failed = w.capture
+	w.ResponseWriter.WriteHeader(code)
+	_, err := w.ResponseWriter.Write(w.errBody)
+	if !w.capture {
+		w.errBody = nil
+	}
+	return err
+}
+
+// Flush implements http.Flusher, which vanguard requires. A 500 held
+// back stays so until [restWriter.release].
 func (w *restWriter) Flush() {
+	if w.held {
+		return
+	}
 	if f, ok := w.ResponseWriter.(http.Flusher); ok {
 		f.Flush()
 	}
@@ -382,6 +425,49 @@ func invalidArgument(err error) error {
 		return nil
 	}
 	return connect.NewError(connect.CodeInvalidArgument, err)
+}
+
+// restClientError returns the google.rpc.Status JSON of 400
+// InvalidArgument that body, vanguard's JSON of an Internal or Unknown
+// error (HTTP 500), stands for, if it is a client's error that vanguard
+// reports as a plain error: a query parameter that names a field inside
+// one that is not a message ("?text.x=1" where text is a string, a list
+// or a map) or that names nothing ("?=1"), and a body sent to a route
+// that takes none. Vanguard (v0.4.0, protocol_rest.go) reports those
+// without a code, which it then gives Internal or Unknown; its messages
+// are matched here, and the parameter they quote named first. Any other
+// body is the server's error, and stays a 500.
+func restClientError(body []byte) ([]byte, bool) {
+	var status struct {
+		Code    int    `json:"code"`
+		Message string `json:"message"`
+	}
+	if json.Unmarshal(body, &status) != nil || status.Code != int(connect.CodeInternal) && status.Code != int(connect.CodeUnknown) {
+		return nil, false
+	}
+	msg := status.Message
+	const inPath = "in field path "
+	switch {
+	case msg == "empty field path":
+		msg = `invalid query parameter "": it names no field`
+	case strings.HasPrefix(msg, inPath):
+		quoted, err := strconv.QuotedPrefix(msg[len(inPath):])
+		name, uerr := strconv.Unquote(quoted)
+		if err != nil || uerr != nil {
+			return nil, false
+		}
+		msg = fmt.Sprintf("invalid query parameter %q: %s", name, strings.TrimPrefix(msg[len(inPath)+len(quoted):], ": "))
+	case strings.HasPrefix(msg, "request should have no body;"):
+		msg = "this route takes no request body; " + strings.TrimPrefix(msg, "request should have no body; ")
+	default:
+		return nil, false
+	}
+	out, err := json.Marshal(struct {
+		Code    int        `json:"code"`
+		Message string     `json:"message"`
+		Details []struct{} `json:"details"`
+	}{int(connect.CodeInvalidArgument), msg, []struct{}{}})
+	return out, err == nil
 }
 
 // restGzip is vanguard's gzip decompressor for a REST body sent with

@@ -91,6 +91,8 @@ func TestRESTRoutes(t *testing.T) {
 					want: map[string]any{"code": float64(5), "message": "failed as asked"}},
 				{name: "permission denied", method: http.MethodPost, path: "/v1/fail/7", status: http.StatusForbidden,
 					want: map[string]any{"code": float64(7), "message": "failed as asked"}},
+				{name: "internal", method: http.MethodPost, path: "/v1/fail/13", status: http.StatusInternalServerError,
+					want: map[string]any{"code": float64(13), "message": "failed as asked"}},
 				{name: "validation", method: http.MethodGet, path: "/v1/ping/-1", status: http.StatusBadRequest,
 					want: map[string]any{"code": float64(3)}},
 				{name: "malformed path variable", method: http.MethodGet, path: "/v1/ping/seven", status: http.StatusBadRequest,
@@ -393,6 +395,14 @@ func TestRESTBadRequestDoesNotRun(t *testing.T) {
 			header: http.Header{"Content-Encoding": {"gzip"}}, status: http.StatusBadRequest, message: "gzip"},
 		{name: "gzip body cut short", method: http.MethodPost, path: "/v1/ping", body: gzipped(`{"number":"1"}`)[:15],
 			header: http.Header{"Content-Encoding": {"gzip"}}, status: http.StatusBadRequest, message: "gzip"},
+		{name: "query parameter inside a string", method: http.MethodGet, path: "/v1/ping/1?text.x=1",
+			status: http.StatusBadRequest, message: `invalid query parameter "text.x": field "text"`},
+		{name: "query parameter inside a string, with a body", method: http.MethodPost, path: "/v1/ping?text.x=1", body: `{"number":"1"}`,
+			status: http.StatusBadRequest, message: `invalid query parameter "text.x": field "text"`},
+		{name: "query parameter of no name", method: http.MethodGet, path: "/v1/ping/1?=1",
+			status: http.StatusBadRequest, message: `invalid query parameter ""`},
+		{name: "body to a route that takes none", method: http.MethodPost, path: "/v1/fail/13", body: `{"code":13}`,
+			status: http.StatusBadRequest, message: "takes no request body"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
