@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"math"
 	"mime"
 	"net/http"
@@ -43,6 +44,9 @@ type restRoutes struct {
 	// transcoder serves the routes; nil until a service with routes is
 	// mounted.
 	transcoder atomic.Pointer[vanguard.Transcoder]
+	// methods are the HTTP methods of the routes, stored before the
+	// transcoder that serves them.
+	methods atomic.Pointer[routeMethods]
 	// rejected observes the calls that connect answered without the
 	// chain (see [rejectedCalls.observeREST]); set with the routes',
 	// before the first route is served.
@@ -91,7 +95,66 @@ func (rr *restRoutes) add(service protoreflect.ServiceDescriptor, h http.Handler
 		panic(fmt.Sprintf("kit: REST routes of %s: %v", service.FullName(), err))
 	}
 	rr.services = services
+	methods := routeMethods{routes: map[string]bool{}, bodies: map[string]bool{}}
+	if old := rr.methods.Load(); old != nil {
+		maps.Copy(methods.routes, old.routes)
+		maps.Copy(methods.bodies, old.bodies)
+	}
+	methods.add(service)
+	rr.methods.Store(&methods)
 	rr.transcoder.Store(t)
+}
+
+// routeMethods are the HTTP methods of the mounted services' routes, as
+// their google.api.http options name them ("*": a custom kind, which
+// vanguard matches with any method).
+type routeMethods struct {
+	routes map[string]bool // the methods of every route
+	bodies map[string]bool // those of the routes that take a body
+}
+
+// add records the methods of service's routes.
+func (m routeMethods) add(service protoreflect.ServiceDescriptor) {
+	methods := service.Methods()
+	for i := range methods.Len() {
+		opts := methods.Get(i).Options()
+		if opts == nil || !proto.HasExtension(opts, annotations.E_Http) {
+			continue
+		}
+		rule, _ := proto.GetExtension(opts, annotations.E_Http).(*annotations.HttpRule)
+		for _, r := range append([]*annotations.HttpRule{rule}, rule.GetAdditionalBindings()...) {
+			var method string
+			switch p := r.GetPattern().(type) {
+			case *annotations.HttpRule_Get:
+				method = http.MethodGet
+			case *annotations.HttpRule_Put:
+				method = http.MethodPut
+			case *annotations.HttpRule_Post:
+				method = http.MethodPost
+			case *annotations.HttpRule_Delete:
+				method = http.MethodDelete
+			case *annotations.HttpRule_Patch:
+				method = http.MethodPatch
+			case *annotations.HttpRule_Custom:
+				method = p.Custom.GetKind()
+			}
+			m.routes[method] = true
+			if r.GetBody() != "" {
+				m.bodies[method] = true
+			}
+		}
+	}
+}
+
+// takesBody says whether a route of method may take a body.
+func (m *routeMethods) takesBody(method string) bool {
+	return m.bodies[method] || m.bodies["*"]
+}
+
+// headAsGet says whether a HEAD is to be served as a GET: no route is
+// a HEAD's own.
+func (m *routeMethods) headAsGet() bool {
+	return !m.routes[http.MethodHead] && !m.routes["*"]
 }
 
 // serve serves r if it is a REST call and services have routes, and
@@ -114,7 +177,8 @@ func (rr *restRoutes) serve(w http.ResponseWriter, r *http.Request) bool {
 	u := *r.URL
 	u.Path, u.RawPath = r.URL.EscapedPath(), ""
 	c.URL = &u
-	if r.Method == http.MethodHead {
+	methods := rr.methods.Load()
+	if r.Method == http.MethodHead && methods.headAsGet() {
 		// A HEAD is served wherever a GET is, as net/http's ServeMux
 		// serves it: net/http writes the GET's header and drops its
 		// body. Vanguard matches routes by method and has no HEAD.
@@ -124,7 +188,11 @@ func (rr *restRoutes) serve(w http.ResponseWriter, r *http.Request) bool {
 		grpcTimeout(c, r.Header)
 	}
 	if r.Body != nil && r.Body != http.NoBody {
-		rr.bound(c, r)
+		if methods.takesBody(c.Method) {
+			rr.bound(c, r)
+		} else {
+			ignoreBody(c)
+		}
 	}
 	rw := &restWriter{ResponseWriter: w, sent: r, capture: rr.rejected != nil}
 	t.ServeHTTP(rw, c)
@@ -242,6 +310,22 @@ func (rr *restRoutes) bound(b, r *http.Request) {
 		b.ContentLength = -1
 	}
 	b.Body = &restBody{ReadCloser: r.Body, left: rr.maxBody, limit: rr.maxBody}
+}
+
+// ignoreBody gives c, a copy for vanguard of a request whose body no
+// route of its method takes (a GET's, as a rule), no body, as grpc-gateway
+// and Kratos ignore the body of a route that takes none: vanguard failed
+// a GET with a body, and answered 415 one whose type was not JSON (curl's
+// -X GET -d sends a form). Where another route of the method takes a
+// body, vanguard sees it, and a route that takes none answers it 400 (see
+// [restClientError]).
+func ignoreBody(c *http.Request) {
+	c.Body, c.ContentLength = http.NoBody, 0
+	if c.Header["Content-Type"] != nil || c.Header["Content-Encoding"] != nil {
+		c.Header = c.Header.Clone()
+		delete(c.Header, "Content-Type")
+		delete(c.Header, "Content-Encoding")
+	}
 }
 
 // grpcTimeout gives c, a copy for vanguard of a REST request whose header
