@@ -39,8 +39,8 @@ import (
 // header otherwise; without the RequestID interceptor
 // (kit.WithoutDefaultInterceptors, interceptors.WithoutRequestID) nothing
 // is observed. A REST call is checked by the REST routes instead, as a
-// call of the method vanguard turned it into (see
-// [rejectedCalls.observeREST]).
+// call of the method vanguard turned it into, or of none when vanguard
+// refused it first (see [rejectedCalls.observeREST]).
 type rejectedCalls struct {
 	vec    *prometheus.CounterVec
 	logger *slog.Logger
@@ -124,24 +124,39 @@ func (c *rejectedCalls) observe(h http.Header, r *http.Request) {
 // [restRoutes]).
 const protocolREST = "rest"
 
-// observeREST counts and logs r, a REST call that vanguard turned into a
-// call of a mounted procedure (r's path, as vanguard rewrote it) and whose
-// response was written without the chain. h is its response's header and
-// body the start of its body, google.rpc.Status JSON, whose code and
-// message the line and label name.
-func (c *rejectedCalls) observeREST(h http.Header, r *http.Request, body []byte) {
-	l, ok := (*c.procedures.Load())[r.URL.Path]
-	if !ok {
+// observeREST counts and logs a REST call whose response was written
+// without the chain, with an error status: call is the request vanguard
+// was given, whose path it rewrote to the procedure's once it turned the
+// request into a call of a mounted procedure, and sent the request as it
+// came. h is the response's header and body the start of its body,
+// google.rpc.Status JSON whose code and message the line and label name,
+// or vanguard's plain text. A request that vanguard refused before it
+// made a call (a route's path with another method, 405; a type it does
+// not take, 415; a path variable that does not parse, 400) is of no
+// procedure that kit can tell: its labels name none, and its line names
+// the HTTP method, path and status instead.
+func (c *rejectedCalls) observeREST(h http.Header, call, sent *http.Request, status int, body []byte) {
+	code, msg, known := restStatus(body)
+	if l, ok := (*c.procedures.Load())[call.URL.Path]; ok {
+		c.record(l, protocolREST, code, msg, known, h, call)
 		return
 	}
-	code, msg, known := restStatus(body)
-	c.record(l, protocolREST, code, msg, known, h, r)
+	attrs := []slog.Attr{
+		slog.String("method", sent.Method),
+		slog.String("path", sent.URL.Path),
+		slog.Int("http_status", status),
+	}
+	if !known {
+		attrs = append(attrs, slog.String("error", strings.TrimSpace(string(body))))
+	}
+	c.record(procedureLabels{}, protocolREST, code, msg, known, h, sent, attrs...)
 }
 
 // record counts and logs r, a call of the procedure labelled l in protocol
 // whose response, whose header is h, was written without the chain; code
-// and msg are its status, if known.
-func (c *rejectedCalls) record(l procedureLabels, protocol string, code connect.Code, msg string, known bool, h http.Header, r *http.Request) {
+// and msg are its status, if known. A call of no known procedure (l's
+// labels empty) is logged with attrs in place of its procedure.
+func (c *rejectedCalls) record(l procedureLabels, protocol string, code connect.Code, msg string, known bool, h http.Header, r *http.Request, attrs ...slog.Attr) {
 	grpcCode := ""
 	if known {
 		grpcCode = grpcCodeNames[code]
@@ -151,12 +166,14 @@ func (c *rejectedCalls) record(l procedureLabels, protocol string, code connect.
 	if !ok {
 		return
 	}
-	attrs := []slog.Attr{
-		slog.String("procedure", r.URL.Path),
+	if l.service != "" {
+		attrs = append(attrs, slog.String("procedure", r.URL.Path))
+	}
+	attrs = append(attrs,
 		slog.String("protocol", protocol),
 		slog.String("http", r.Proto),
 		slog.String("peer", r.RemoteAddr),
-	}
+	)
 	if known { // named as the rpc lines name codes
 		attrs = append(attrs, slog.String("code", codeName(code)), slog.String("error", msg))
 	}

@@ -160,6 +160,57 @@ func TestRejectedRESTCallsAreObserved(t *testing.T) {
 	}
 }
 
+// A REST request that vanguard refuses before it makes a call of a method
+// (a route's path with another method, a type it does not take, a path
+// variable that does not parse) is observed too, of no procedure: its
+// labels name none, its line the HTTP method, path and status.
+func TestRefusedRESTRequestsAreObserved(t *testing.T) {
+	t.Parallel()
+	cases := []struct {
+		name, method, path, body, contentType string
+		status                                int
+		code, lineCode                        string // grpc_code label; the line's code
+		message                               string // in the line's error
+	}{
+		{name: "another method", method: http.MethodPut, path: "/v1/ping/1",
+			status: http.StatusMethodNotAllowed, message: "Method Not Allowed"},
+		{name: "type not taken", method: http.MethodPost, path: "/v1/ping", body: "number=1", contentType: "text/plain",
+			status: http.StatusUnsupportedMediaType, message: "sub-format not supported"},
+		{name: "path variable that does not parse", method: http.MethodGet, path: "/v1/ping/seven",
+			status: http.StatusBadRequest, code: "InvalidArgument", lineCode: "invalid_argument", message: `invalid parameter "number"`},
+	}
+	for _, tc := range cases {
+		runRejected(t, tc.name, func(t *testing.T, srv *kittest.Server, client *http.Client, logs *syncBuffer, h2 bool) {
+			var header http.Header
+			if tc.contentType != "" {
+				header = http.Header{"Content-Type": {tc.contentType}}
+			}
+			res, body := restCall(t, client, tc.method, srv.URL+tc.path, tc.body, header)
+			if res.StatusCode != tc.status {
+				t.Fatalf("%s %s = %d %s, want %d", tc.method, tc.path, res.StatusCode, body, tc.status)
+			}
+			labels := map[string]string{"grpc_service": "", "grpc_method": "", "protocol": "rest", "grpc_code": tc.code}
+			line := rejectedOnce(t, srv, logs, labels)
+			want := map[string]any{"level": "WARN", "protocol": "rest", "method": tc.method, "path": strings.Split(tc.path, "?")[0],
+				"http_status": float64(tc.status)}
+			if tc.lineCode != "" {
+				want["code"] = tc.lineCode
+			}
+			for k, v := range want {
+				if line[k] != v {
+					t.Errorf("line's %s = %v, want %v (%v)", k, line[k], v, line)
+				}
+			}
+			if _, ok := line["procedure"]; ok {
+				t.Errorf("line names a procedure: %v", line)
+			}
+			if msg, _ := line["error"].(string); !strings.Contains(msg, tc.message) {
+				t.Errorf("line's error = %q, want it to name %q (%v)", msg, tc.message, line)
+			}
+		})
+	}
+}
+
 // The calls the chain sees, those that fail included, and the calls to a
 // method nothing serves (kit_unknown_procedure_calls_total's) are not
 // rejected calls.

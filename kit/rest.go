@@ -199,8 +199,8 @@ func (rr *restRoutes) serve(w http.ResponseWriter, r *http.Request) bool {
 	if rw.held {
 		rw.release()
 	}
-	if rr.rejected != nil && !answeredByChain(w.Header()) {
-		rr.rejected.observeREST(w.Header(), c, rw.errBody)
+	if rr.rejected != nil && rw.status >= http.StatusBadRequest && !answeredByChain(w.Header()) {
+		rr.rejected.observeREST(w.Header(), c, r, rw.status, rw.errBody)
 	}
 	return true
 }
@@ -220,6 +220,7 @@ type restWriter struct {
 	sent    *http.Request // the request as it came (see [asSent])
 	capture bool          // keep the start of an error response's body
 	held    bool          // a 500 is held back, its body in errBody
+	status  int           // the status written, once written
 	failed  bool          // an error status was written, with capture
 	errBody []byte        // the first maxRESTErrorBytes of its body
 }
@@ -229,6 +230,7 @@ type restWriter struct {
 const maxRESTErrorBytes = 4096
 
 func (w *restWriter) WriteHeader(code int) {
+	w.status = code
 	if code >= http.StatusBadRequest {
 		h := w.ResponseWriter.Header()
 		if allow := h["Allow"]; code == http.StatusMethodNotAllowed && len(allow) == 1 && slices.Contains(strings.Split(allow[0], ","), http.MethodGet) {
@@ -271,7 +273,7 @@ func (w *restWriter) release() error {
 		code, w.errBody = http.StatusBadRequest, body
 		delete(w.ResponseWriter.Header(), "Content-Length")
 	}
-	w.failed = w.capture
+	w.failed, w.status = w.capture, code
 	w.ResponseWriter.WriteHeader(code)
 	_, err := w.ResponseWriter.Write(w.errBody)
 	if !w.capture {
