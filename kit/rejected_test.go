@@ -250,6 +250,10 @@ func TestServedCallsAreNotRejected(t *testing.T) {
 			t.Fatalf("POST /v1/ping %s = %d %s", body, res.StatusCode, b)
 		}
 	}
+	// A REST request that no route matches is not a call.
+	if res, b := restCall(t, srv.HTTP1Client(), http.MethodGet, srv.URL+"/v1/nothing", "", nil); res.StatusCode != http.StatusNotFound {
+		t.Fatalf("GET /v1/nothing = %d %s", res.StatusCode, b)
+	}
 	status, _ := post(t, srv.HTTP1Client(), srv.URL+"/connectkit.ping.v1.PingService/Nope", strings.NewReader("{}"), "Content-Type", "application/json")
 	if status != http.StatusNotFound {
 		t.Fatalf("unknown method: %d", status)
