@@ -558,3 +558,41 @@ func TestRESTCallerTimeout(t *testing.T) {
 		})
 	}
 }
+
+// Which handler answers a REST route's path: a handler mounted at the
+// path or a prefix of it keeps it; otherwise the route answers, before a
+// handler mounted at "/", also with another method (405); "/" gets the
+// paths no route has.
+func TestRESTRoutesBesideOtherHandlers(t *testing.T) {
+	t.Parallel()
+	s := kittest.NewServer(t, kit.Config{}, func(srv *kit.Server) {
+		srv.Mount(pingv1connect.NewPingServiceHandler(&pingServer{}, srv.HandlerOptions()...))
+		srv.Mount("/v1/fail/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			fmt.Fprintf(w, "prefix %s %s", r.Method, r.URL.Path)
+		}))
+		srv.Mount("/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			fmt.Fprintf(w, "root %s %s", r.Method, r.URL.Path)
+		}))
+	})
+	for _, tc := range []struct {
+		method, path string
+		status       int
+		body         string // what the response holds
+	}{
+		{http.MethodGet, "/v1/ping/3", http.StatusOK, `"number":"3"`},
+		{http.MethodPost, "/v1/ping", http.StatusOK, `"number":"0"`},
+		{http.MethodPut, "/v1/ping/3", http.StatusMethodNotAllowed, "Method Not Allowed"},
+		{http.MethodPost, "/v1/fail/5", http.StatusOK, "prefix POST /v1/fail/5"},
+		{http.MethodGet, "/v1/ping/3/more", http.StatusOK, "root GET /v1/ping/3/more"},
+		{http.MethodGet, "/index.html", http.StatusOK, "root GET /index.html"},
+	} {
+		body := ""
+		if tc.method == http.MethodPost {
+			body = "{}"
+		}
+		resp, got := restCall(t, s.HTTP1Client(), tc.method, s.URL+tc.path, body, nil)
+		if resp.StatusCode != tc.status || !strings.Contains(got, tc.body) {
+			t.Errorf("%s %s = %d %q, want %d with %q", tc.method, tc.path, resp.StatusCode, got, tc.status, tc.body)
+		}
+	}
+}
