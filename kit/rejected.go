@@ -102,14 +102,26 @@ func answeredByChain(h http.Header) bool {
 // chain, if its path is a mounted procedure's (the calls to unknown ones
 // are kit_unknown_procedure_calls_total's). h is its response's header.
 //
-// It reads nothing of r's header: a handler mounted around connect's may
-// return before connect does (http.TimeoutHandler at its timeout), and
-// connect writes the request's header. The protocol is the response's,
-// and the request id the one kit echoed, if any. A Connect response's code
-// is in its body, which is not read: its line and label have none.
+// It reads nothing of r's header but for connect's 415: a handler mounted
+// around connect's may return before connect does (http.TimeoutHandler at
+// its timeout), and connect writes the request's header. The protocol is
+// the response's, and the request id the one kit echoed, if any. A Connect
+// response's code is in its body, which is not read: its line and label
+// have none.
+//
+// A response with connect's Accept-Post is its 415 for a content type it
+// does not serve, which carries no content type of its own, and for which
+// connect returns before it touches the request: its protocol is the
+// request's content type's (gRPC-Web's text mode, which connect does not
+// serve, is "grpcweb"), and the line's error names that content type.
 func (c *rejectedCalls) observe(h http.Header, r *http.Request) {
 	l, ok := (*c.procedures.Load())[r.URL.Path]
 	if !ok {
+		return
+	}
+	if h["Accept-Post"] != nil {
+		ct := header.Get(r.Header, "Content-Type")
+		c.record(l, protocolOf(ct), 0, unsupportedContentType(ct), false, h, r)
 		return
 	}
 	protocol := protocolOf(header.Get(h, "Content-Type"))
@@ -118,6 +130,23 @@ func (c *rejectedCalls) observe(h http.Header, r *http.Request) {
 		code, msg, known = grpcStatus(h)
 	}
 	c.record(l, protocol, code, msg, known, h, r)
+}
+
+// maxLoggedContentType bounds the content type a rejected call's line
+// quotes: a client chooses it.
+const maxLoggedContentType = 128
+
+// unsupportedContentType says why connect refused ct, a request's content
+// type.
+func unsupportedContentType(ct string) string {
+	if len(ct) > maxLoggedContentType {
+		ct = ct[:maxLoggedContentType] + "..."
+	}
+	msg := "unsupported content type " + strconv.Quote(ct)
+	if strings.HasPrefix(strings.ToLower(ct), "application/grpc-web-text") {
+		msg += ": gRPC-Web's text mode, which connect does not serve (binary gRPC-Web only)"
+	}
+	return msg
 }
 
 // protocolREST is the protocol label and attribute of a REST call (see
@@ -154,8 +183,9 @@ func (c *rejectedCalls) observeREST(h http.Header, call, sent *http.Request, sta
 
 // record counts and logs r, a call of the procedure labelled l in protocol
 // whose response, whose header is h, was written without the chain; code
-// and msg are its status, if known. A call of no known procedure (l's
-// labels empty) is logged with attrs in place of its procedure.
+// and msg are its status, if known, and msg alone, if not empty, says what
+// was wrong with a call that got no status. A call of no known procedure
+// (l's labels empty) is logged with attrs in place of its procedure.
 func (c *rejectedCalls) record(l procedureLabels, protocol string, code connect.Code, msg string, known bool, h http.Header, r *http.Request, attrs ...slog.Attr) {
 	grpcCode := ""
 	if known {
@@ -176,6 +206,8 @@ func (c *rejectedCalls) record(l procedureLabels, protocol string, code connect.
 	)
 	if known { // named as the rpc lines name codes
 		attrs = append(attrs, slog.String("code", codeName(code)), slog.String("error", msg))
+	} else if msg != "" {
+		attrs = append(attrs, slog.String("error", msg))
 	}
 	if id := header.Get(h, requestid.Header); id != "" {
 		attrs = append(attrs, slog.String("request_id", id)) // echoed before the handler

@@ -1,6 +1,7 @@
 package kit
 
 import (
+	"strings"
 	"testing"
 	"time"
 )
@@ -26,5 +27,17 @@ func TestLineLimiter(t *testing.T) {
 	}
 	if n, ok := l.allow(start.Add(time.Second + time.Millisecond)); !ok || n != 0 {
 		t.Errorf("its second line: allow = %d, %v; want 0, true", n, ok)
+	}
+}
+
+// A 415's line quotes the request's content type, which its client
+// chooses, up to maxLoggedContentType bytes.
+func TestUnsupportedContentTypeIsBounded(t *testing.T) {
+	t.Parallel()
+	long := "application/grpc-web-text+" + strings.Repeat("x", 10_000)
+	got := unsupportedContentType(long)
+	want := `unsupported content type "` + long[:maxLoggedContentType] + `...": gRPC-Web's text mode`
+	if !strings.HasPrefix(got, want) {
+		t.Errorf("got %q, want it to start with %q", got, want)
 	}
 }

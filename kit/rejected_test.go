@@ -32,11 +32,24 @@ func TestRejectedCallsAreObserved(t *testing.T) {
 		header   []string
 		protocol string
 		code     string // grpc_code, read back from a gRPC or gRPC-Web response
+		errorHas string // in the line's error, for one that has no code
 	}{
 		{name: "JSON that does not decode", path: pingPath, body: "{bad",
 			header: []string{"Content-Type", "application/json"}, protocol: "connect"},
 		{name: "unsupported content type", path: pingPath, body: "{}",
-			header: []string{"Content-Type", "application/weird"}, protocol: "connect"},
+			header: []string{"Content-Type", "application/weird"}, protocol: "connect",
+			errorHas: `unsupported content type "application/weird"`},
+		// A content type connect does not serve whose protocol is clear:
+		// the request's, since a 415 has no content type.
+		{name: "gRPC-Web text mode", path: pingPath, body: "AAAAAAA=",
+			header: []string{"Content-Type", "application/grpc-web-text"}, protocol: "grpcweb",
+			errorHas: `unsupported content type "application/grpc-web-text": gRPC-Web's text mode`},
+		{name: "gRPC-Web text mode with a codec", path: pingPath, body: "AAAAAAA=",
+			header: []string{"Content-Type", "application/grpc-web-text+proto"}, protocol: "grpcweb",
+			errorHas: "gRPC-Web's text mode"},
+		{name: "gRPC with a codec not served", path: pingPath, body: "\x00\x00\x00\x00\x00",
+			header: []string{"Content-Type", "application/grpc+xml"}, protocol: "grpc",
+			errorHas: `unsupported content type "application/grpc+xml"`},
 		{name: "unknown compression", path: pingPath, body: "{}",
 			header: []string{"Content-Type", "application/json", "Content-Encoding", "weird"}, protocol: "connect"},
 		{name: "body over MaxRequestBytes", path: pingPath, body: `{"text":"` + strings.Repeat("a", 2048) + `"}`,
@@ -107,9 +120,13 @@ func TestRejectedCallsAreObserved(t *testing.T) {
 					t.Errorf("line without the error: %v", line)
 				}
 			} else if code, ok := line["code"]; ok {
-				// A Connect error's code is in its body, unread:
-				// the line names none, never "ok".
+				// A Connect error's code is in its body, unread,
+				// and a 415 has none: the line names none, never
+				// "ok".
 				t.Errorf("line's code = %v, want none (%v)", code, line)
+			}
+			if msg, _ := line["error"].(string); tc.errorHas != "" && !strings.Contains(msg, tc.errorHas) {
+				t.Errorf("line's error = %q, want it to say %q (%v)", msg, tc.errorHas, line)
 			}
 		})
 	}
