@@ -177,10 +177,11 @@ func (l *logging) serverContext(ctx context.Context, procedure string, info *msg
 
 func (l *logging) WrapUnary(next connect.UnaryFunc) connect.UnaryFunc {
 	return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
-		if info := msgctx.ForRequest(ctx, req); info != nil {
-			return l.unaryMessage(ctx, info, req, next)
+		spec, peer := req.Spec(), req.Peer()
+		if info := msgctx.ForRequestOf(ctx, req, spec, peer); info != nil {
+			return l.unaryMessage(ctx, info, req, spec, next)
 		}
-		c := l.beginUnary(ctx, req, req.Spec())
+		c := l.beginUnary(ctx, req, spec, peer)
 		resp, err := next(c.ctx, req)
 		l.endUnary(&c, resp, err)
 		return resp, err
@@ -201,8 +202,8 @@ type unaryCall struct {
 	debug     bool
 }
 
-func (l *logging) beginUnary(ctx context.Context, req connect.AnyRequest, spec connect.Spec) unaryCall {
-	c := unaryCall{ctx: ctx, spec: spec, peer: req.Peer(), requestID: RequestIDFrom(ctx), start: time.Now()}
+func (l *logging) beginUnary(ctx context.Context, req connect.AnyRequest, spec connect.Spec, peer connect.Peer) unaryCall {
+	c := unaryCall{ctx: ctx, spec: spec, peer: peer, requestID: RequestIDFrom(ctx), start: time.Now()}
 	if !spec.IsClient {
 		c.ctx = l.serverContext(ctx, spec.Procedure, nil)
 	}
@@ -220,14 +221,14 @@ func (l *logging) endUnary(c *unaryCall, resp connect.AnyResponse, err error) {
 	l.logCall(c.ctx, callLine{spec: c.spec, peer: c.peer, requestID: c.requestID, start: c.start, err: err})
 }
 
-func (l *logging) unaryMessage(ctx context.Context, info *msgctx.Info, req connect.AnyRequest, next connect.UnaryFunc) (connect.AnyResponse, error) {
+func (l *logging) unaryMessage(ctx context.Context, info *msgctx.Info, req connect.AnyRequest, spec connect.Spec, next connect.UnaryFunc) (connect.AnyResponse, error) {
 	start := time.Now()
 	requestID := RequestIDFrom(ctx)
-	if spec := req.Spec(); !spec.IsClient {
+	if !spec.IsClient {
 		ctx = l.serverContext(ctx, spec.Procedure, info)
 	}
 	if l.cfg.payloads && l.logger.Enabled(ctx, slog.LevelDebug) {
-		l.logPayload(ctx, req.Spec(), requestID, "message", req.Any())
+		l.logPayload(ctx, spec, requestID, "message", req.Any())
 	}
 	resp, err := next(ctx, req)
 	l.logMessage(ctx, info, requestID, start, err)

@@ -163,13 +163,13 @@ func (m *metricsInterceptor) side(spec connect.Spec) *sideMetrics {
 
 func (m *metricsInterceptor) WrapUnary(next connect.UnaryFunc) connect.UnaryFunc {
 	return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
-		if info := msgctx.ForRequest(ctx, req); info != nil {
+		spec, peer := req.Spec(), req.Peer()
+		if info := msgctx.ForRequestOf(ctx, req, spec, peer); info != nil {
 			return m.unaryMessage(ctx, info, req, next)
 		}
-		spec := req.Spec()
 		// As in Logging, the work is kept out of this frame, which stays on
 		// the stack while the handler runs.
-		call := m.beginUnary(req, spec)
+		call := m.beginUnary(spec, peer.Protocol)
 		defer call.pm.inFlight.Dec() // also when a panic goes through
 		resp, err := next(ctx, req)
 		call.end(ctx, err)
@@ -194,11 +194,11 @@ type unaryMetrics struct {
 	isClient bool
 }
 
-// beginUnary counts the start of a unary call of spec and its request
-// message.
-func (m *metricsInterceptor) beginUnary(req connect.AnyRequest, spec connect.Spec) unaryMetrics {
+// beginUnary counts the start of a unary call of spec over protocol and
+// its request message.
+func (m *metricsInterceptor) beginUnary(spec connect.Spec, protocol string) unaryMetrics {
 	c := unaryMetrics{pm: m.side(spec).lookup(spec), start: time.Now(), isClient: spec.IsClient}
-	c.pm.begin(req.Peer().Protocol)
+	c.pm.begin(protocol)
 	if c.isClient {
 		c.pm.sent.Inc()
 	} else {

@@ -74,10 +74,11 @@ type requestIDInterceptor struct{}
 
 func (requestIDInterceptor) WrapUnary(next connect.UnaryFunc) connect.UnaryFunc {
 	return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
-		if req.Spec().IsClient {
+		spec := req.Spec()
+		if spec.IsClient {
 			return next(clientUnaryRequestID(ctx, req), req)
 		}
-		if info := msgctx.ForRequest(ctx, req); info != nil {
+		if info := msgctx.ForRequestOf(ctx, req, spec, req.Peer()); info != nil {
 			// A delivery: its response goes nowhere.
 			return next(deliveryRequestID(ctx, req, info), req)
 		}

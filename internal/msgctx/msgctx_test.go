@@ -121,16 +121,25 @@ func TestForRequest(t *testing.T) {
 	deliveryInfo := &Info{Operation: Process, Topic: "orders.created", Subscription: "payments"}
 	inCtx := NewContext(context.Background(), deliveryInfo)
 	held := &Info{Operation: Publish, Topic: "orders.paid"}
-	if got := ForRequest(context.Background(), infoRequest{connect.NewRequest(&struct{}{}), held}); got != held {
-		t.Errorf("ForRequest(a request holding its Info) = %v, want %v", got, held)
-	}
-	// A request holding none, and a plain one, are looked up as ForCall does.
-	for _, req := range []connect.AnyRequest{infoRequest{Request: connect.NewRequest(&struct{}{})}, connect.NewRequest(&struct{}{})} {
-		if got := ForRequest(inCtx, req); got != deliveryInfo {
-			t.Errorf("ForRequest(%T without an Info, a delivery's context) = %v, want %v", req, got, deliveryInfo)
+	// ForRequestOf answers as ForRequest with the spec and peer read by
+	// its caller.
+	for name, forRequest := range map[string]func(context.Context, connect.AnyRequest) *Info{
+		"ForRequest": ForRequest,
+		"ForRequestOf": func(ctx context.Context, req connect.AnyRequest) *Info {
+			return ForRequestOf(ctx, req, req.Spec(), req.Peer())
+		},
+	} {
+		if got := forRequest(context.Background(), infoRequest{connect.NewRequest(&struct{}{}), held}); got != held {
+			t.Errorf("%s(a request holding its Info) = %v, want %v", name, got, held)
 		}
-		if got := ForRequest(context.Background(), req); got != nil {
-			t.Errorf("ForRequest(%T without an Info, no Info in the context) = %v, want nil", req, got)
+		// A request holding none, and a plain one, are looked up as ForCall does.
+		for _, req := range []connect.AnyRequest{infoRequest{Request: connect.NewRequest(&struct{}{})}, connect.NewRequest(&struct{}{})} {
+			if got := forRequest(inCtx, req); got != deliveryInfo {
+				t.Errorf("%s(%T without an Info, a delivery's context) = %v, want %v", name, req, got, deliveryInfo)
+			}
+			if got := forRequest(context.Background(), req); got != nil {
+				t.Errorf("%s(%T without an Info, no Info in the context) = %v, want nil", name, req, got)
+			}
 		}
 	}
 }
