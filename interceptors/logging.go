@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"connectrpc.com/connect"
@@ -120,8 +121,24 @@ type logContext struct {
 	procedure string
 	info      *msgctx.Info
 
-	once   sync.Once
+	once sync.Once
+	// noSpan is set when this context was found to hold no valid span
+	// context: [Metrics] looks for one at a call's end, for its exemplar,
+	// and when it runs right inside Logging, as in [Default], the context
+	// it gets is this one, so that the line's [traceIDs] need not walk the
+	// whole context again (~280 instructions a call, BENCHMARKS.md 1.38).
+	// A context's span never changes. Atomic: a handler may pass the
+	// context to calls of its own on other goroutines.
+	noSpan atomic.Bool
 	scoped *slog.Logger
+}
+
+// noteNoSpan records that ctx holds no valid span context, when ctx is a
+// served call's context from Logging.
+func noteNoSpan(ctx context.Context) {
+	if c, ok := ctx.(*logContext); ok {
+		c.noSpan.Store(true)
+	}
 }
 
 func (c *logContext) Value(key any) any {

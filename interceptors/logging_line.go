@@ -180,6 +180,9 @@ func outcomeLevel(o msgctx.Outcome) slog.Level {
 // traceIDs returns the hex trace and span ids of the span in ctx, in one
 // allocation.
 func traceIDs(ctx context.Context) (traceID, spanID string, ok bool) {
+	if c, isLog := ctx.(*logContext); isLog && c.noSpan.Load() {
+		return "", "", false
+	}
 	sc := trace.SpanContextFromContext(ctx)
 	if !sc.IsValid() {
 		return "", "", false

@@ -274,7 +274,10 @@ func (pm *procMetrics) end(ctx context.Context, start time.Time, err error) {
 // allocation.
 func observeSince(ctx context.Context, h prometheus.Observer, start time.Time) {
 	d := time.Since(start).Seconds()
-	if sc := trace.SpanContextFromContext(ctx); sc.IsSampled() && !sc.IsRemote() {
+	sc := trace.SpanContextFromContext(ctx)
+	if !sc.IsValid() {
+		noteNoSpan(ctx) // for Logging's line, when Logging wraps Metrics
+	} else if sc.IsSampled() && !sc.IsRemote() {
 		if eo, ok := h.(prometheus.ExemplarObserver); ok {
 			eo.ObserveWithExemplar(d, prometheus.Labels{"trace_id": sc.TraceID().String()})
 			return

@@ -3,8 +3,10 @@ package interceptors
 import (
 	"context"
 	"testing"
+	"time"
 
 	"github.com/connectkit/connectkit/internal/w3c"
+	"github.com/prometheus/client_golang/prometheus"
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
 )
@@ -65,6 +67,51 @@ func TestExtractRemote(t *testing.T) {
 	for _, p := range []propagation.TextMapPropagator{w3c.New(true, true), propagation.TraceContext{}} {
 		if got := trace.SpanContextFromContext(extractRemote(outer, p, withTraceparent)); got.TraceID().String() != outerTrace {
 			t.Errorf("%T, under an outer span: span context %v; want the outer span's", p, got)
+		}
+	}
+}
+
+// TestLineReusesMetricsSpanLookup checks that the line of a call whose
+// context Metrics found without a span does not walk the context for one
+// again, and that a context with one, remote or local, sampled or not,
+// still gives the line its ids.
+func TestLineReusesMetricsSpanLookup(t *testing.T) {
+	t.Parallel()
+	h := prometheus.NewHistogram(prometheus.HistogramOpts{Name: "h"})
+
+	base := &lookupCounter{Context: context.Background()}
+	lc := &logContext{Context: base}
+	observeSince(lc, h, time.Now())
+	walks := base.lookups
+	if walks == 0 {
+		t.Fatal("observeSince did not look for a span")
+	}
+	if _, _, ok := traceIDs(lc); ok {
+		t.Error("traceIDs found a span in a context without one")
+	}
+	if base.lookups != walks {
+		t.Errorf("traceIDs walked the context %d more times after Metrics found no span in it", base.lookups-walks)
+	}
+
+	traceID, _ := trace.TraceIDFromHex("0af7651916cd43dd8448eb211c80319c")
+	spanID, _ := trace.SpanIDFromHex("b7ad6b7169203331")
+	for _, tc := range []struct {
+		name           string
+		remote, sample bool
+	}{
+		{name: "remote", remote: true},
+		{name: "remote sampled", remote: true, sample: true},
+		{name: "local"},
+		{name: "local sampled", sample: true},
+	} {
+		cfg := trace.SpanContextConfig{TraceID: traceID, SpanID: spanID, Remote: tc.remote}
+		if tc.sample {
+			cfg.TraceFlags = trace.FlagsSampled
+		}
+		lc := &logContext{Context: trace.ContextWithSpanContext(context.Background(), trace.NewSpanContext(cfg))}
+		observeSince(lc, h, time.Now())
+		if gotTrace, gotSpan, ok := traceIDs(lc); !ok || gotTrace != traceID.String() || gotSpan != spanID.String() {
+			t.Errorf("%s: traceIDs after observeSince = %q, %q, %v; want %s, %s", tc.name, gotTrace, gotSpan, ok, traceID, spanID)
 		}
 	}
 }
