@@ -195,7 +195,7 @@ func (l *logging) serverContext(ctx context.Context, procedure string, info *msg
 func (l *logging) WrapUnary(next connect.UnaryFunc) connect.UnaryFunc {
 	return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
 		spec, peer := req.Spec(), req.Peer()
-		if info := msgctx.ForRequestOf(ctx, req, spec, peer); info != nil {
+		if info := msgctx.ForRequestOf(ctx, req, &spec, &peer); info != nil {
 			return l.unaryMessage(ctx, info, req, spec, next)
 		}
 		c := l.beginUnary(ctx, req, spec, peer)

@@ -164,7 +164,7 @@ func (m *metricsInterceptor) side(spec connect.Spec) *sideMetrics {
 func (m *metricsInterceptor) WrapUnary(next connect.UnaryFunc) connect.UnaryFunc {
 	return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
 		spec, peer := req.Spec(), req.Peer()
-		if info := msgctx.ForRequestOf(ctx, req, spec, peer); info != nil {
+		if info := msgctx.ForRequestOf(ctx, req, &spec, &peer); info != nil {
 			return m.unaryMessage(ctx, info, req, next)
 		}
 		// As in Logging, the work is kept out of this frame, which stays on

@@ -78,7 +78,8 @@ func (requestIDInterceptor) WrapUnary(next connect.UnaryFunc) connect.UnaryFunc 
 		if spec.IsClient {
 			return next(clientUnaryRequestID(ctx, req), req)
 		}
-		if info := msgctx.ForRequestOf(ctx, req, spec, req.Peer()); info != nil {
+		peer := req.Peer()
+		if info := msgctx.ForRequestOf(ctx, req, &spec, &peer); info != nil {
 			// A delivery: its response goes nowhere.
 			return next(deliveryRequestID(ctx, req, info), req)
 		}

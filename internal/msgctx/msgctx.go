@@ -135,12 +135,22 @@ func ForRequest(ctx context.Context, req connect.AnyRequest) *Info {
 // ForRequestOf is ForRequest for a caller that has read req's spec and
 // peer itself, as RequestID, Logging and Metrics do on every call: connect
 // copies each on every Spec and Peer call, and ForRequest's own copies
-// cost such a caller ~100 instructions a call (BENCHMARKS.md 1.38).
-func ForRequestOf(ctx context.Context, req connect.AnyRequest, spec connect.Spec, peer connect.Peer) *Info {
+// cost such a caller ~100 instructions a call (BENCHMARKS.md 1.38). A call
+// served with a peer address is answered nil at once, before req is asked
+// whether it is one of pubsub's, which hand their operations to the chains
+// in process, without one (see [ForCall]).
+func ForRequestOf(ctx context.Context, req connect.AnyRequest, spec *connect.Spec, peer *connect.Peer) *Info {
+	if !spec.IsClient && peer.Addr != "" {
+		return nil
+	}
+	return forRequestOf(ctx, req, spec, peer) // apart, so that ForRequestOf inlines
+}
+
+func forRequestOf(ctx context.Context, req connect.AnyRequest, spec *connect.Spec, peer *connect.Peer) *Info {
 	if info := held(req); info != nil {
 		return info
 	}
-	return ForCall(ctx, spec, peer)
+	return ForCall(ctx, *spec, *peer)
 }
 
 // held returns the Info req holds when it is one of pubsub's requests.

@@ -126,7 +126,8 @@ func TestForRequest(t *testing.T) {
 	for name, forRequest := range map[string]func(context.Context, connect.AnyRequest) *Info{
 		"ForRequest": ForRequest,
 		"ForRequestOf": func(ctx context.Context, req connect.AnyRequest) *Info {
-			return ForRequestOf(ctx, req, req.Spec(), req.Peer())
+			spec, peer := req.Spec(), req.Peer()
+			return ForRequestOf(ctx, req, &spec, &peer)
 		},
 	} {
 		if got := forRequest(context.Background(), infoRequest{connect.NewRequest(&struct{}{}), held}); got != held {
@@ -141,5 +142,16 @@ func TestForRequest(t *testing.T) {
 				t.Errorf("%s(%T without an Info, no Info in the context) = %v, want nil", name, req, got)
 			}
 		}
+	}
+	// A call served with a peer address came over the network: an RPC,
+	// whatever its request or context hold.
+	served, client := connect.Spec{}, connect.Spec{IsClient: true}
+	network := connect.Peer{Addr: "192.0.2.1:4321", Protocol: connect.ProtocolConnect}
+	req := infoRequest{connect.NewRequest(&struct{}{}), held}
+	if got := ForRequestOf(inCtx, req, &served, &network); got != nil {
+		t.Errorf("ForRequestOf(a call served with a peer address) = %v, want nil", got)
+	}
+	if got := ForRequestOf(inCtx, req, &client, &network); got != held {
+		t.Errorf("ForRequestOf(a client's request holding its Info) = %v, want %v", got, held)
 	}
 }
