@@ -61,12 +61,12 @@ func (s *Server) Mount(path string, h http.Handler) {
 		call: s.cfg.CallTimeout, maxCall: s.cfg.MaxCallTimeout,
 		maxBytes: s.cfg.MaxRequestBytes, sendStall: s.sendStall,
 	}
-	s.routes.handle(path, serviceHandler(service, h, unknown, limits), true)
+	name := string(service.FullName())
+	s.routes.handle(path, serviceHandler(service, s.authenticated(name, h, false), unknown, limits), true)
 	if hasHTTPRules(service) {
-		s.unknown.rest.add(service, serviceHandler(service, transcodedBody(h), unknown, limits),
+		s.unknown.rest.add(service, serviceHandler(service, transcodedBody(s.authenticated(name, h, true)), unknown, limits),
 			s.cfg.MaxRequestBytes, s.cfg.MaxResponseBytes, http.HandlerFunc(s.unknown.unrouted))
 	}
-	name := string(service.FullName())
 	s.rejected.add(service)
 	s.reflector.add(name)
 	if !strings.HasPrefix(name, "grpc.reflection.") && name != health.ServiceName {

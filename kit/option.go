@@ -1,8 +1,10 @@
 package kit
 
 import (
+	"context"
 	"crypto/tls"
 	"log/slog"
+	"net/http"
 
 	"connectrpc.com/connect"
 	"github.com/bufbuild/httplb/resolver"
@@ -29,6 +31,9 @@ type options struct {
 	limitOptions       []interceptors.LimitOption
 	// noDefaultChain drops the default interceptors.
 	noDefaultChain bool
+	// auth authenticates the callers of mounted services (WithAuth); nil:
+	// none.
+	auth func(ctx context.Context, r *http.Request) (any, error)
 	// resolver resolves the names HTTPClient calls; nil resolves them
 	// with DNS. Tests set it (export_test.go).
 	resolver resolver.Resolver

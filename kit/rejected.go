@@ -25,7 +25,9 @@ import (
 // answers some calls before it (a unary message that does not decode, an
 // unsupported content type or compression, a GET of a method with side
 // effects, unary gRPC without a message), and kit's serving answers a
-// Connect unary body over MaxRequestBytes itself. Logging and Metrics never
+// Connect unary body over MaxRequestBytes itself, and a caller that
+// [WithAuth]'s func refuses (which [Server.rejectAuth] observes itself,
+// with its code in every protocol). Logging and Metrics never
 // see them, so they are counted in kit_rejected_calls_total and logged at
 // warn, at most [rejectedLinesPerSecond] lines a second.
 //
@@ -64,7 +66,7 @@ const rejectedLinesPerSecond = 10
 func newRejectedCalls(reg prometheus.Registerer, logger *slog.Logger) (*rejectedCalls, error) {
 	vec := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "kit_rejected_calls_total",
-		Help: "Calls to a mounted procedure answered before kit's interceptor chain ran (a message that does not decode, an unsupported content type or compression, a body over the limit), which grpc_server_* do not count, by protocol and, where the response shows it (gRPC, gRPC-Web, REST), gRPC code.",
+		Help: "Calls to a mounted procedure answered before kit's interceptor chain ran (a message that does not decode, an unsupported content type or compression, a body over the limit, a caller that WithAuth refused), which grpc_server_* do not count, by protocol and, where the response shows it (gRPC, gRPC-Web, REST), gRPC code.",
 	}, []string{"grpc_service", "grpc_method", "protocol", "grpc_code"})
 	vec, err := registerOrFind(reg, vec) // another server's, on a registry they share
 	if err != nil {

@@ -1,0 +1,114 @@
+package kit
+
+import (
+	"context"
+	"errors"
+	"net/http"
+
+	"connectrpc.com/authn"
+	"connectrpc.com/connect"
+
+	"github.com/connectkit/connectkit/health"
+	"github.com/connectkit/connectkit/internal/connctx"
+	"github.com/connectkit/connectkit/internal/requestid"
+)
+
+// WithAuth makes the server authenticate the callers of the services
+// mounted on it with fn, before any of the call is read: a call whose fn
+// returns an error is answered with that error in its protocol's own form
+// (gRPC and gRPC-Web: a status in the trailers; Connect: JSON with HTTP
+// 401, or 403 for PermissionDenied; REST routes: google.rpc.Status JSON
+// with the same HTTP status) and never reaches the interceptor chain or
+// the handler. Off by default: every call is served.
+//
+// fn gets the call's context and its HTTP request, whose URL.Path is the
+// procedure ("/example.v1.ProfileService/GetProfile") in every protocol,
+// a REST route's call included, and whose Header holds the credentials
+// (Authorization, cookies); r.TLS has a client certificate. It must be
+// safe for concurrent use. Return [authn.Errorf] (Unauthenticated) for
+// missing or bad credentials, connect.NewError(connect.CodePermissionDenied, …)
+// for a caller who may not call the procedure, or any other
+// *connect.Error; an error that is not a *connect.Error is
+// Unauthenticated. Its message goes to the client and to the log: never
+// put the credentials in it. To make a procedure public, return nil, nil
+// for its path before looking at credentials.
+//
+// What fn returns on success, when not nil, is the caller's information:
+// the handler and the interceptors read it with [authn.GetInfo]. When it
+// has a method Principal() string, the call's rpc log line carries that
+// string as principal (say a user or client id, never a token); metrics
+// get no label from it.
+//
+// The gRPC health service is never authenticated (Kubernetes' probes and
+// grpc_health_probe send no credentials), nor are CORS preflights, which
+// browsers send without them: with [Config.CORSAllowedOrigins] set, they
+// are answered before any service. Server reflection is: it
+// tells the API's shape, and grpcurl sends its -H headers on reflection
+// calls too; make "/grpc.reflection." procedures public in fn to let
+// every caller list the API. Package pubsub's deliveries do not go
+// through fn: a message carries no credentials or caller (see README).
+//
+// A rejected call is logged at warn and counted in
+// kit_rejected_calls_total, with its protocol and code, as the other calls
+// answered before the chain are.
+func WithAuth(fn func(ctx context.Context, r *http.Request) (any, error)) Option {
+	return optionFunc(func(o *options) { o.auth = fn })
+}
+
+// authenticated wraps h, the handler of the service named service, with
+// the authentication of [WithAuth], if any; rest says that h serves the
+// calls that REST routes make. The health service is left as it is.
+//
+// Written here rather than with authn.Middleware, which it mirrors: that
+// middleware writes a rejection and tells nobody, and its AuthFunc takes
+// an authn.Request that only authn can make, so kit could neither log and
+// count a rejection with its code and message nor tell it from a call
+// that connect rejected. It keeps authn's context key (authn.SetInfo), so
+// that handlers read the caller with authn.GetInfo, and authn's error
+// writer, connect's.
+func (s *Server) authenticated(service string, h http.Handler, rest bool) http.Handler {
+	fn := s.opts.auth
+	if fn == nil || service == health.ServiceName {
+		return h
+	}
+	errW := connect.NewErrorWriter(s.handler...)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		info, err := fn(r.Context(), r)
+		if err != nil {
+			s.rejectAuth(w, r, err, errW, rest)
+			return
+		}
+		if info != nil {
+			r = r.WithContext(authn.SetInfo(r.Context(), info))
+		}
+		h.ServeHTTP(w, r)
+	})
+}
+
+// rejectAuth answers r, whose caller fn did not authenticate with err,
+// and observes it as a rejected call (see [rejectedCalls]). With kit's
+// request ids on, the response carries the call's id, which the rejected
+// line names; the routes, which also observe the calls answered before
+// the chain, then take it for one that reached the chain and do not
+// observe it again.
+func (s *Server) rejectAuth(w http.ResponseWriter, r *http.Request, err error, errW *connect.ErrorWriter, rest bool) {
+	var ce *connect.Error
+	if !errors.As(err, &ce) {
+		ce = connect.NewError(connect.CodeUnauthenticated, err)
+	}
+	if s.routes.echoIDs {
+		// Over HTTP/1.x the routes have written the id already; this marks
+		// the call as seen.
+		if _, ok := connctx.EchoedRequestID(r.Context(), r.Header); !ok {
+			w.Header()[requestid.Header] = []string{requestid.Server(r.Header.Get(requestid.Header))}
+		}
+	}
+	protocol := protocolREST
+	if !rest {
+		protocol = protocolOf(r.Header.Get("Content-Type"))
+	}
+	_ = errW.Write(w, r, ce)
+	if l, ok := (*s.rejected.procedures.Load())[r.URL.Path]; ok {
+		s.rejected.record(l, protocol, ce.Code(), ce.Message(), true, w.Header(), r)
+	}
+}

@@ -1,0 +1,287 @@
+package kit_test
+
+import (
+	"context"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"net/http"
+	"strings"
+	"testing"
+
+	"connectrpc.com/authn"
+	"connectrpc.com/connect"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/metadata"
+	reflectionpb "google.golang.org/grpc/reflection/grpc_reflection_v1"
+	"google.golang.org/grpc/status"
+
+	pingv1 "github.com/connectkit/connectkit/internal/gen/connectkit/ping/v1"
+	"github.com/connectkit/connectkit/internal/gen/connectkit/ping/v1/pingv1connect"
+	"github.com/connectkit/connectkit/kit"
+	"github.com/connectkit/connectkit/kit/kittest"
+)
+
+// testCaller is what testAuth returns for a good token.
+type testCaller struct{ id string }
+
+func (c testCaller) Principal() string { return c.id }
+
+// testAuth lets "Bearer good" in as alice and denies "Bearer denied"
+// (PermissionDenied); any other caller is Unauthenticated.
+func testAuth(_ context.Context, r *http.Request) (any, error) {
+	token, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	switch {
+	case !ok:
+		return nil, authn.Errorf("no bearer token")
+	case subtle.ConstantTimeCompare([]byte(token), []byte("good")) == 1:
+		return testCaller{id: "alice"}, nil
+	case token == "denied":
+		return nil, connect.NewError(connect.CodePermissionDenied, errors.New("alice only"))
+	}
+	return nil, errors.New("unknown token")
+}
+
+// whoPing answers Ping with the principal of the caller it sees.
+type whoPing struct{ pingServer }
+
+func (p *whoPing) Ping(ctx context.Context, req *connect.Request[pingv1.PingRequest]) (*connect.Response[pingv1.PingResponse], error) {
+	c, _ := authn.GetInfo(ctx).(testCaller)
+	return connect.NewResponse(&pingv1.PingResponse{Number: req.Msg.GetNumber(), Text: c.id}), nil
+}
+
+// newAuthServer runs the ping service, answered by whoPing, behind
+// testAuth, its JSON log lines in logs.
+func newAuthServer(t *testing.T, cfg kit.Config, logs *syncBuffer) *kittest.Server {
+	t.Helper()
+	return kittest.NewServer(t, cfg, func(srv *kit.Server) {
+		srv.Mount(pingv1connect.NewPingServiceHandler(&whoPing{}, srv.HandlerOptions()...))
+	}, kit.WithAuth(testAuth), kit.WithLogger(slog.New(slog.NewJSONHandler(logs, nil))))
+}
+
+// withToken returns an interceptor that sends token as a bearer token.
+func withToken(token string) connect.ClientOption {
+	return connect.WithInterceptors(connect.UnaryInterceptorFunc(func(next connect.UnaryFunc) connect.UnaryFunc {
+		return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
+			req.Header().Set("Authorization", "Bearer "+token)
+			return next(ctx, req)
+		}
+	}))
+}
+
+// With WithAuth, a connect client of every protocol is refused
+// Unauthenticated without a token and PermissionDenied with one the func
+// denies, and its handler sees the caller of a good token.
+func TestAuthEveryProtocol(t *testing.T) {
+	t.Parallel()
+	srv := newAuthServer(t, kit.Config{}, new(syncBuffer))
+	for _, p := range srv.Protocols() {
+		t.Run(p.Name, func(t *testing.T) {
+			t.Parallel()
+			req := func() *connect.Request[pingv1.PingRequest] {
+				return connect.NewRequest(&pingv1.PingRequest{Number: 1})
+			}
+			_, err := newPingClient(srv, p.Client, p.Options...).Ping(t.Context(), req())
+			if connect.CodeOf(err) != connect.CodeUnauthenticated || !strings.Contains(err.Error(), "no bearer token") {
+				t.Errorf("without a token: %v, want unauthenticated: no bearer token", err)
+			}
+			_, err = newPingClient(srv, p.Client, append(p.Options, withToken("bad"))...).Ping(t.Context(), req())
+			if connect.CodeOf(err) != connect.CodeUnauthenticated {
+				t.Errorf("with a bad token: %v, want unauthenticated", err)
+			}
+			_, err = newPingClient(srv, p.Client, append(p.Options, withToken("denied"))...).Ping(t.Context(), req())
+			if connect.CodeOf(err) != connect.CodePermissionDenied {
+				t.Errorf("with a denied token: %v, want permission_denied", err)
+			}
+			res, err := newPingClient(srv, p.Client, append(p.Options, withToken("good"))...).Ping(t.Context(), req())
+			if err != nil || res.Msg.GetText() != "alice" {
+				t.Fatalf("with a good token: %v, %v; want the handler to see alice", res, err)
+			}
+		})
+	}
+}
+
+// A grpc-go client gets Unauthenticated without a token and is served
+// with one; the health service answers it without a token, and
+// reflection does not.
+func TestAuthGRPCGo(t *testing.T) {
+	t.Parallel()
+	srv := newAuthServer(t, kit.Config{}, new(syncBuffer))
+	conn := grpcConn(t, srv.Addr().String())
+	var res pingv1.PingResponse
+	err := conn.Invoke(t.Context(), grpcPing, &pingv1.PingRequest{Number: 1}, &res)
+	if status.Code(err) != codes.Unauthenticated {
+		t.Errorf("without a token: %v, want Unauthenticated", err)
+	}
+	ctx := metadata.AppendToOutgoingContext(t.Context(), "authorization", "Bearer good")
+	if err := conn.Invoke(ctx, grpcPing, &pingv1.PingRequest{Number: 1}, &res); err != nil || res.GetText() != "alice" {
+		t.Errorf("with a good token: %v, %q; want alice", err, res.GetText())
+	}
+	check, err := healthpb.NewHealthClient(conn).Check(t.Context(), &healthpb.HealthCheckRequest{})
+	if err != nil || check.GetStatus() != healthpb.HealthCheckResponse_SERVING {
+		t.Errorf("health check without a token: %v, %v; want SERVING", check, err)
+	}
+	if err := reflectionList(t.Context(), conn); status.Code(err) != codes.Unauthenticated {
+		t.Errorf("reflection without a token: %v, want Unauthenticated", err)
+	}
+	if err := reflectionList(ctx, conn); err != nil {
+		t.Errorf("reflection with a good token: %v", err)
+	}
+}
+
+// reflectionList lists the services over conn with server reflection.
+func reflectionList(ctx context.Context, conn *grpc.ClientConn) error {
+	stream, err := reflectionpb.NewServerReflectionClient(conn).ServerReflectionInfo(ctx)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = stream.CloseSend() }()
+	err = stream.Send(&reflectionpb.ServerReflectionRequest{
+		MessageRequest: &reflectionpb.ServerReflectionRequest_ListServices{},
+	})
+	if err != nil {
+		return err
+	}
+	_, err = stream.Recv()
+	return err
+}
+
+// Plain HTTP clients get each protocol's own form of the refusal: Connect
+// JSON with 401 or 403, and over a REST route google.rpc.Status JSON with
+// the same status; a good token is served.
+func TestAuthHTTP(t *testing.T) {
+	t.Parallel()
+	srv := newAuthServer(t, kit.Config{}, new(syncBuffer))
+	cases := []struct {
+		name, url, body string
+		token           string
+		status          int
+		code            any // the body's: a Connect name or a google.rpc.Code number
+	}{
+		{name: "Connect JSON without a token", url: pingPath, body: `{"number":1}`, status: http.StatusUnauthorized, code: "unauthenticated"},
+		{name: "Connect JSON denied", url: pingPath, body: `{"number":1}`, token: "denied", status: http.StatusForbidden, code: "permission_denied"},
+		{name: "Connect JSON with a token", url: pingPath, body: `{"number":1}`, token: "good", status: http.StatusOK},
+		{name: "REST without a token", url: "/v1/ping", body: `{"number":"1"}`, status: http.StatusUnauthorized, code: float64(16)},
+		{name: "REST denied", url: "/v1/ping", body: `{"number":"1"}`, token: "denied", status: http.StatusForbidden, code: float64(7)},
+		{name: "REST with a token", url: "/v1/ping", body: `{"number":"1"}`, token: "good", status: http.StatusOK},
+	}
+	for _, tc := range cases {
+		for _, client := range []*http.Client{srv.HTTP1Client(), srv.HTTP2Client()} {
+			header := http.Header{"Content-Type": {"application/json"}}
+			if tc.token != "" {
+				header.Set("Authorization", "Bearer "+tc.token)
+			}
+			res, body := restCall(t, client, http.MethodPost, srv.URL+tc.url, tc.body, header)
+			if res.StatusCode != tc.status {
+				t.Fatalf("%s: %d %s, want %d", tc.name, res.StatusCode, body, tc.status)
+			}
+			var got map[string]any
+			if err := json.Unmarshal([]byte(body), &got); err != nil {
+				t.Fatalf("%s: body %q: %v", tc.name, body, err)
+			}
+			if tc.status == http.StatusOK {
+				if got["text"] != "alice" {
+					t.Errorf("%s: %s, want the handler to see alice", tc.name, body)
+				}
+			} else if got["code"] != tc.code {
+				t.Errorf("%s: body %s, want code %v", tc.name, body, tc.code)
+			}
+			if ct := res.Header.Get("Content-Type"); ct != "application/json" {
+				t.Errorf("%s: Content-Type %q, want application/json", tc.name, ct)
+			}
+		}
+	}
+}
+
+// A refused call is logged once at warn and counted once in
+// kit_rejected_calls_total with its protocol and code, over HTTP/1.1 and
+// h2c, and the chain never sees it.
+func TestAuthRejectedCallsAreObserved(t *testing.T) {
+	t.Parallel()
+	cases := []struct {
+		name, protocol string
+		call           func(t *testing.T, srv *kittest.Server, client *http.Client)
+	}{
+		{name: "connect", protocol: "connect", call: func(t *testing.T, srv *kittest.Server, client *http.Client) {
+			_, _ = newPingClient(srv, client).Ping(t.Context(), connect.NewRequest(&pingv1.PingRequest{}))
+		}},
+		{name: "grpcweb", protocol: "grpcweb", call: func(t *testing.T, srv *kittest.Server, client *http.Client) {
+			_, _ = newPingClient(srv, client, connect.WithGRPCWeb()).Ping(t.Context(), connect.NewRequest(&pingv1.PingRequest{}))
+		}},
+		{name: "connect stream", protocol: "connect", call: func(t *testing.T, srv *kittest.Server, client *http.Client) {
+			stream, err := newPingClient(srv, client).CountUp(t.Context(), connect.NewRequest(&pingv1.CountUpRequest{Number: 1}))
+			if err == nil {
+				for stream.Receive() {
+				}
+				_ = stream.Close()
+			}
+		}},
+		{name: "rest", protocol: "rest", call: func(t *testing.T, srv *kittest.Server, client *http.Client) {
+			_, _ = restCall(t, client, http.MethodPost, srv.URL+"/v1/ping", `{"number":"1"}`, nil)
+		}},
+	}
+	for _, tc := range cases {
+		for _, h2 := range []bool{false, true} {
+			name := tc.name + "/http1"
+			if h2 {
+				name = tc.name + "/h2c"
+			}
+			t.Run(name, func(t *testing.T) {
+				t.Parallel()
+				logs := new(syncBuffer)
+				srv := newAuthServer(t, kit.Config{}, logs)
+				client := srv.HTTP1Client()
+				if h2 {
+					client = srv.HTTP2Client()
+				}
+				tc.call(t, srv, client)
+				method := "Ping"
+				if tc.name == "connect stream" {
+					method = "CountUp"
+				}
+				labels := map[string]string{
+					"grpc_service": "connectkit.ping.v1.PingService", "grpc_method": method,
+					"protocol": tc.protocol, "grpc_code": "Unauthenticated",
+				}
+				if n := counterValue(t, srv.Registry(), "kit_rejected_calls_total", nil); n != 1 {
+					t.Errorf("kit_rejected_calls_total = %v in all, want 1", n)
+				}
+				line := rejectedOnce(t, srv, logs, labels)
+				want := map[string]any{"level": "WARN", "protocol": tc.protocol, "code": "unauthenticated", "error": "no bearer token"}
+				for k, v := range want {
+					if line[k] != v {
+						t.Errorf("line's %s = %v, want %v (%v)", k, line[k], v, line)
+					}
+				}
+				if id, _ := line["request_id"].(string); id == "" {
+					t.Errorf("line without a request_id: %v", line)
+				}
+			})
+		}
+	}
+}
+
+// CORS preflights, which browsers send without credentials, are answered
+// with WithAuth on.
+func TestAuthCORSPreflight(t *testing.T) {
+	t.Parallel()
+	srv := newAuthServer(t, kit.Config{CORSAllowedOrigins: []string{"https://app.example"}}, new(syncBuffer))
+	req, err := http.NewRequest(http.MethodOptions, srv.URL+pingPath, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Origin", "https://app.example")
+	req.Header.Set("Access-Control-Request-Method", http.MethodPost)
+	req.Header.Set("Access-Control-Request-Headers", "authorization,content-type")
+	res, err := srv.HTTP1Client().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if res.StatusCode >= 300 || !containsFold(res.Header.Get("Access-Control-Allow-Headers"), "authorization") {
+		t.Errorf("preflight: %d %v", res.StatusCode, res.Header)
+	}
+}
