@@ -22,8 +22,11 @@ import (
 // An RPC line has the message "rpc" and the attributes kind (server or
 // client), procedure, stream (unary, client_stream, server_stream,
 // bidi_stream), protocol (connect, grpc, grpcweb), peer, http (the HTTP
-// version, on servers wrapped by [HTTPVersion]), code ("ok" or the connect
-// code), duration, sent and received (message counts, streams only),
+// version, on servers wrapped by [HTTPVersion]), principal (on a server,
+// when the caller's information in the context, connectrpc.com/authn's
+// GetInfo, has a method Principal() string, as kit.WithAuth's may; keep
+// tokens out of it), code ("ok" or the connect code), duration, sent and
+// received (message counts, streams only),
 // request_id (from [RequestID]), trace_id and span_id (from the span in the
 // context, so [Tracing] must wrap Logging), error, and panic and stack.
 //

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"time"
 
+	"connectrpc.com/authn"
 	"connectrpc.com/connect"
 	"github.com/connectkit/connectkit/internal/logline"
 	"github.com/connectkit/connectkit/internal/msgctx"
@@ -54,6 +55,9 @@ func (l *logging) logCall(ctx context.Context, c callLine) {
 		Peer: c.peer.Addr, Code: codeString(code), Duration: now.Sub(c.start),
 		Stream: c.stream, Sent: c.sent, Received: c.received,
 		RequestID: c.requestID,
+	}
+	if !c.spec.IsClient {
+		line.Principal = principalOf(ctx)
 	}
 	if traceID, spanID, ok := traceIDs(ctx); ok {
 		line.TraceID, line.SpanID = traceID, spanID
@@ -193,6 +197,16 @@ func traceIDs(ctx context.Context) (traceID, spanID string, ok bool) {
 	hex.Encode(b[2*len(tid):], sid[:])
 	s := string(b[:])
 	return s[:2*len(tid)], s[2*len(tid):], true
+}
+
+// principalOf returns the principal of the caller that the server's
+// authentication put in ctx ([authn.GetInfo]), when its information has
+// a method Principal() string, or "".
+func principalOf(ctx context.Context) string {
+	if p, ok := authn.GetInfo(ctx).(interface{ Principal() string }); ok {
+		return p.Principal()
+	}
+	return ""
 }
 
 // panicOf returns the recovered panic in err's chain, if any.

@@ -264,6 +264,24 @@ func TestAuthRejectedCallsAreObserved(t *testing.T) {
 	}
 }
 
+// A served call's rpc line names the principal of its caller.
+func TestAuthPrincipalLogged(t *testing.T) {
+	t.Parallel()
+	logs := new(syncBuffer)
+	srv := newAuthServer(t, kit.Config{}, logs)
+	_, err := newPingClient(srv, srv.HTTP2Client(), withToken("good")).Ping(t.Context(), connect.NewRequest(&pingv1.PingRequest{}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := logLines(t, logs, "rpc")
+	if len(lines) != 1 || lines[0]["principal"] != "alice" {
+		t.Fatalf("rpc lines %v, want one with principal alice", lines)
+	}
+	if strings.Contains(logs.String(), "good") {
+		t.Errorf("the token is in the log:\n%s", logs)
+	}
+}
+
 // CORS preflights, which browsers send without credentials, are answered
 // with WithAuth on.
 func TestAuthCORSPreflight(t *testing.T) {

@@ -127,6 +127,10 @@ func (h *jsonHandler) appendRPC(b []byte, l *logline.RPC) ([]byte, bool) {
 	b = append(b, h.prefix...)
 	b = append(b, `,"peer":`...)
 	b = appendJSONString(b, l.Peer)
+	if l.Principal != "" {
+		b = append(b, `,"principal":`...)
+		b = appendJSONString(b, l.Principal)
+	}
 	b = append(b, `,"code":`...)
 	b = appendJSONString(b, l.Code)
 	b = append(b, `,"duration":`...)
@@ -154,7 +158,7 @@ func (h *jsonHandler) appendRPC(b []byte, l *logline.RPC) ([]byte, bool) {
 // gives it to any other handler.
 func rpcRecord(l *logline.RPC) slog.Record {
 	r := slog.NewRecord(l.Time, l.Level, logline.Message, 0)
-	var buf [8]slog.Attr
+	var buf [9]slog.Attr
 	r.AddAttrs(l.AppendAttrs(buf[:0])...)
 	return r
 }

@@ -46,6 +46,7 @@ func TestRPCLineMatchesSlog(t *testing.T) {
 		{"between levels", shared, with(func(l *logline.RPC) { l.Level = slog.LevelInfo + 2 })},
 		{"stream", shared, with(func(l *logline.RPC) { l.Stream, l.Sent, l.Received = true, 3, -1 })},
 		{"no request id", shared, with(func(l *logline.RPC) { l.RequestID = "" })},
+		{"principal", shared, with(func(l *logline.RPC) { l.Principal = "alice \"a\"" })},
 		{"trace ids", shared, with(func(l *logline.RPC) {
 			l.TraceID, l.SpanID = "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"
 		})},

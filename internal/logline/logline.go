@@ -14,11 +14,14 @@ import (
 // attributes, after those its handler already carries (kind, procedure,
 // stream, protocol, http), are those of [RPC.AppendAttrs], in that order.
 type RPC struct {
-	Time     time.Time
-	Level    slog.Level
-	Peer     string
-	Code     string
-	Duration time.Duration
+	Time  time.Time
+	Level slog.Level
+	Peer  string
+	// Principal, when not empty, is principal: who called, as the
+	// server's authentication named the caller.
+	Principal string
+	Code      string
+	Duration  time.Duration
 	// Stream lines also have sent and received.
 	Stream         bool
 	Sent, Received int64
@@ -32,12 +35,15 @@ type RPC struct {
 // Message is an RPC line's message.
 const Message = "rpc"
 
-// AppendAttrs appends the line's attributes to attrs: peer, code,
-// duration, sent and received (streams), request_id (when set), trace_id
-// and span_id (when set).
+// AppendAttrs appends the line's attributes to attrs: peer, principal
+// (when set), code, duration, sent and received (streams), request_id
+// (when set), trace_id and span_id (when set).
 func (l *RPC) AppendAttrs(attrs []slog.Attr) []slog.Attr {
+	attrs = append(attrs, slog.String("peer", l.Peer))
+	if l.Principal != "" {
+		attrs = append(attrs, slog.String("principal", l.Principal))
+	}
 	attrs = append(attrs,
-		slog.String("peer", l.Peer),
 		slog.String("code", l.Code),
 		slog.Duration("duration", l.Duration),
 	)
