@@ -5,7 +5,8 @@
 // (see [Server.Mount]). Built in: hardened limits and deadlines, request validation, the
 // default interceptor chain of package [interceptors] (logs, Prometheus
 // metrics, OpenTelemetry traces, request ids, panic recovery), gRPC server
-// reflection, the gRPC health protocol fed by package [health], an admin
+// reflection, the gRPC health protocol fed by package [health], the
+// authentication of callers by a func of yours ([WithAuth]), an admin
 // listener (metrics, pprof, log level, probes) and a graceful, drain-aware
 // shutdown of the server and of its background components.
 //

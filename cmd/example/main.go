@@ -4,7 +4,8 @@
 // a ProfileChanged event for every change to the audit log's subscriber.
 // Configure it with the KIT_* and NATS_* environment variables, or with
 // flags named after the KIT_* ones (-addr, -admin-addr, -log-level...; see
-// -help and the README).
+// -help and the README). With EXAMPLE_API_TOKENS (token=caller pairs,
+// comma-separated) set, its calls need one of those bearer tokens.
 //
 // `example list [-target http://localhost:8080]` is a client of a running
 // example instead: it prints its profiles, called through kit's HTTP client
@@ -67,7 +68,15 @@ func run(ctx context.Context) (err error) {
 	if err != nil {
 		return err
 	}
-	srv, err := kit.New(cfg)
+	tokens, err := parseAPITokens(os.Getenv("EXAMPLE_API_TOKENS"))
+	if err != nil {
+		return err
+	}
+	var opts []kit.Option
+	if tokens != nil { // off by default: every caller is served
+		opts = append(opts, kit.WithAuth(tokens.authenticate))
+	}
+	srv, err := kit.New(cfg, opts...)
 	if err != nil {
 		return err
 	}

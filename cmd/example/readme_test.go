@@ -88,8 +88,16 @@ func TestREADMESessions(t *testing.T) {
 		t.Fatalf("found %d commands in README.md", len(sessions))
 	}
 	srv := newExample(t, kit.Config{AdminAddr: "127.0.0.1:0"})
+	// The section "Authentication" calls a second example, at
+	// localhost:8081, with EXAMPLE_API_TOKENS='s3cr3t=alice'.
+	tokens, err := parseAPITokens("s3cr3t=alice")
+	if err != nil {
+		t.Fatal(err)
+	}
+	authSrv := newExample(t, kit.Config{}, kit.WithAuth(tokens.authenticate))
 	ports := strings.NewReplacer(
 		"localhost:8080", srv.Addr().String(),
+		"localhost:8081", authSrv.Addr().String(),
 		"localhost:9090", srv.AdminAddr().String(),
 	)
 	for i := range sessions {
@@ -106,7 +114,8 @@ func TestREADMESessions(t *testing.T) {
 		// On a machine that has not built the tool yet, go tool also says
 		// what it downloads; the README shows a warm machine's output.
 		got = downloadRE.ReplaceAll(got, nil)
-		gotText := strings.NewReplacer(srv.Addr().String(), "localhost:8080", srv.AdminAddr().String(), "localhost:9090").Replace(string(got))
+		gotText := strings.NewReplacer(srv.Addr().String(), "localhost:8080", authSrv.Addr().String(), "localhost:8081",
+			srv.AdminAddr().String(), "localhost:9090").Replace(string(got))
 		if !strings.HasSuffix(gotText, "\n") {
 			gotText += "\n"
 		}
