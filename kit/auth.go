@@ -16,7 +16,7 @@ import (
 // WithAuth makes the server authenticate the callers of the services
 // mounted on it with fn, before any of the call is read: a call whose fn
 // returns an error is answered with that error in its protocol's own form
-// (gRPC and gRPC-Web: a status in the trailers; Connect: JSON with HTTP
+// (gRPC and gRPC-Web: a gRPC status; Connect: JSON with HTTP
 // 401, or 403 for PermissionDenied; REST routes: google.rpc.Status JSON
 // with the same HTTP status) and never reaches the interceptor chain or
 // the handler. Off by default: every call is served.
@@ -25,7 +25,9 @@ import (
 // procedure ("/example.v1.ProfileService/GetProfile") in every protocol,
 // a REST route's call included, and whose Header holds the credentials
 // (Authorization, cookies); r.TLS has a client certificate. It must be
-// safe for concurrent use. Return [authn.Errorf] (Unauthenticated) for
+// safe for concurrent use. It runs before the interceptor chain, so its
+// ctx has neither the call's deadline nor its span: bound a remote lookup
+// (token introspection) yourself. Return [authn.Errorf] (Unauthenticated) for
 // missing or bad credentials, connect.NewError(connect.CodePermissionDenied, …)
 // for a caller who may not call the procedure, or any other
 // *connect.Error; an error that is not a *connect.Error is
