@@ -2,12 +2,16 @@ package main
 
 import (
 	"context"
+	"crypto/subtle"
 	"crypto/tls"
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"strings"
+
+	"connectrpc.com/authn"
 
 	"github.com/connectkit/connectkit/interceptors"
 	"github.com/connectkit/connectkit/internal/gen/connectkit/ping/v1/pingv1connect"
@@ -26,7 +30,7 @@ var withoutPiece = map[string]func() interceptors.Option{
 }
 
 // serveKit serves the ping service on a kit.Server (variants kit,
-// kit-otel, kit-native, kit-nochain, kit-nobatch, kit-without-PIECE, kit-pieces),
+// kit-otel, kit-native, kit-auth, kit-nochain, kit-nobatch, kit-without-PIECE, kit-pieces),
 // mounted as a user would mount it.
 // The log goes to logw in JSON at info, one line per call, as in
 // production.
@@ -49,6 +53,9 @@ func serveKit(ctx context.Context, f flags, logw io.Writer, ready func(net.Addr)
 	opts := []kit.Option{kit.WithLogger(kit.NewLogger(logw, "json", level)), kit.WithLogLevel(level)}
 	if f.variant == "kit-nochain" || f.variant == "kit-pieces" {
 		opts = append(opts, kit.WithoutDefaultInterceptors())
+	}
+	if f.variant == "kit-auth" {
+		opts = append(opts, kit.WithAuth(benchAuth))
 	}
 	if _, piece, cut := strings.Cut(f.variant, "kit-without-"); cut {
 		opts = append(opts, kit.WithInterceptorOptions(withoutPiece[piece]()))
@@ -78,4 +85,20 @@ func serveKit(ctx context.Context, f flags, logw io.Writer, ready func(net.Addr)
 	}
 	ready(srv.Addr())
 	return srv.Run(ctx)
+}
+
+// benchCaller is the caller benchAuth lets in.
+type benchCaller struct{}
+
+// Principal names the caller in the rpc lines.
+func (benchCaller) Principal() string { return "bench" }
+
+// benchAuth lets in the calls with the bearer token "bench", as a service
+// with static tokens would (cmd/example's EXAMPLE_API_TOKENS).
+func benchAuth(_ context.Context, r *http.Request) (any, error) {
+	token, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	if !ok || subtle.ConstantTimeCompare([]byte(token), []byte("bench")) != 1 {
+		return nil, authn.Errorf("missing or unknown bearer token")
+	}
+	return benchCaller{}, nil
 }

@@ -15,6 +15,10 @@
 //	                   OTEL_TRACES_SAMPLER=always_off): otelconnect's cost
 //	kit-native         kit with KIT_METRICS_NATIVE_HISTOGRAMS=true: the
 //	                   latency histograms native as well as classic
+//	kit-auth           kit with kit.WithAuth: a static bearer token
+//	                   ("Bearer bench", compared in constant time) whose
+//	                   caller's principal the rpc lines name; the load
+//	                   sends the token
 //	kit-nochain        kit.WithoutDefaultInterceptors(): deadlines only
 //	kit-nobatch        kit with KIT_FRAME_BATCHING=false
 //	kit-without-PIECE  kit with one piece of the chain left out, PIECE one of
@@ -152,6 +156,7 @@ var variants = map[string]serveFunc{
 	"kit":               serveKit,
 	"kit-otel":          serveKit,
 	"kit-native":        serveKit,
+	"kit-auth":          serveKit,
 	"kit-nochain":       serveKit,
 	"kit-pieces":        serveKit,
 	"kit-nobatch":       serveKit,
