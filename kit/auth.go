@@ -50,6 +50,10 @@ import (
 // every caller list the API. Package pubsub's deliveries do not go
 // through fn: a message carries no credentials or caller (see README).
 //
+// It authenticates the services that [Server.Mount] recognizes, mounted
+// at their "/pkg.Service/" path; a handler mounted at any other path (a
+// plain net/http handler, the one at "/") is served as it is.
+//
 // A rejected call is logged at warn and counted in
 // kit_rejected_calls_total, with its protocol and code, as the other calls
 // answered before the chain are.
