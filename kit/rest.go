@@ -172,10 +172,11 @@ func (rr *restRoutes) serve(w http.ResponseWriter, r *http.Request) bool {
 	// (a %2F in a one-segment variable is a slash of its value), but
 	// reads URL.Path, which net/http has unescaped already: "/v1/a%2Fb"
 	// was three segments, which no "/v1/{name}" matched, and "%25" a
-	// lone "%" that failed to unescape again. It gets the path as sent.
+	// lone "%" that failed to unescape again. It gets the path as sent,
+	// its unreserved characters unescaped (see [unescapeUnreserved]).
 	c := r.WithContext(r.Context())
 	u := *r.URL
-	u.Path, u.RawPath = r.URL.EscapedPath(), ""
+	u.Path, u.RawPath = unescapeUnreserved(r.URL.EscapedPath()), ""
 	c.URL = &u
 	methods := rr.methods.Load()
 	if r.Method == http.MethodHead && methods.headAsGet() {
@@ -203,6 +204,51 @@ func (rr *restRoutes) serve(w http.ResponseWriter, r *http.Request) bool {
 		rr.rejected.observeREST(w.Header(), c, r, rw.status, rw.errBody)
 	}
 	return true
+}
+
+// unescapeUnreserved returns path, escaped, with the escapes of unreserved
+// characters (letters, digits, "-", ".", "_", "~") unescaped, as RFC 3986
+// (6.2.2.2) has a URI normalized: "/v1/%70ing" is "/v1/ping". Vanguard
+// compares a route's literal segments with the request's byte for byte,
+// in its escaped form, which leaves those characters unescaped; a path
+// variable's value is the same either way, vanguard unescaping it.
+func unescapeUnreserved(path string) string {
+	i := strings.IndexByte(path, '%')
+	if i < 0 {
+		return path
+	}
+	b := []byte(path[:i])
+	for ; i < len(path); i++ {
+		if c := path[i]; c == '%' && i+2 < len(path) && ishex(path[i+1]) && ishex(path[i+2]) {
+			if u := unhex(path[i+1])<<4 | unhex(path[i+2]); unreserved(u) {
+				b = append(b, u)
+				i += 2
+				continue
+			}
+		}
+		b = append(b, path[i])
+	}
+	return string(b)
+}
+
+// unreserved says whether c is an unreserved character of RFC 3986.
+func unreserved(c byte) bool {
+	return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '.' || c == '_' || c == '~'
+}
+
+func ishex(c byte) bool {
+	return '0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F'
+}
+
+// unhex is the value of the hex digit c.
+func unhex(c byte) byte {
+	switch {
+	case c >= 'a':
+		return c - 'a' + 10
+	case c >= 'A':
+		return c - 'A' + 10
+	}
+	return c - '0'
 }
 
 // restWriter is the ResponseWriter of a REST call, whose error responses,

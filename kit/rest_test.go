@@ -483,6 +483,11 @@ func TestRESTPathVariableEscapes(t *testing.T) {
 		body       string // what the response holds
 	}{
 		{name: "escaped digit", path: "/v1/ping/%37", status: http.StatusOK, body: `"number":"7"`},
+		// An unreserved character is the same escaped or not (RFC 3986
+		// 6.2.2.2), in a route's literal segment too.
+		{name: "escaped letter of a literal segment", path: "/v1/%70ing/7", status: http.StatusOK, body: `"number":"7"`},
+		{name: "escaped letters in lower-case hex", path: "/v1/%70%69%6e%67/7", status: http.StatusOK, body: `"number":"7"`},
+		{name: "escaped tilde and dash", path: "/v1/ping/%7E%2D", status: http.StatusBadRequest, body: `\"number\": invalid character '~'`},
 		// Ping's number is an int64: a value that reached it fails to parse, naming itself.
 		{name: "escaped slash", path: "/v1/ping/1%2F2", status: http.StatusBadRequest, body: `\"number\": invalid character '/'`},
 		{name: "escaped percent", path: "/v1/ping/5%25", status: http.StatusBadRequest, body: `\"number\": invalid character '%'`},
