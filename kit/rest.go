@@ -382,8 +382,14 @@ func ignoreBody(c *http.Request) {
 // handler's connect, called in the Connect protocol, reads only that
 // header, and vanguard takes a REST client's own as X-Server-Timeout
 // (seconds). grpc-gateway gives a REST call the Grpc-Timeout it is sent,
-// and so its clients may send one.
+// and so its clients may send one. The Grpc-Timeout itself is not passed
+// on: vanguard would, and kit's bounds on the call's body and response
+// (see [serviceHandler]), which read it before Connect-Timeout-Ms, as a
+// gRPC call has it, would then time the call by another deadline than
+// connect's.
 func grpcTimeout(c *http.Request, h http.Header) {
+	c.Header = h.Clone()
+	delete(c.Header, "Grpc-Timeout")
 	if h["Connect-Timeout-Ms"] != nil || h["X-Server-Timeout"] != nil {
 		return
 	}
@@ -393,7 +399,6 @@ func grpcTimeout(c *http.Request, h http.Header) {
 	}
 	const maxMillis = 9_999_999_999 // the ten digits connect reads
 	ms := min((timeout+time.Millisecond-1)/time.Millisecond, maxMillis)
-	c.Header = h.Clone()
 	c.Header["Connect-Timeout-Ms"] = []string{strconv.FormatInt(int64(ms), 10)}
 }
 

@@ -564,6 +564,49 @@ func TestRESTCallerTimeout(t *testing.T) {
 	}
 }
 
+// A REST call sent with a Grpc-Timeout beside a Connect-Timeout-Ms or
+// X-Server-Timeout runs under the latter, its body and response too (kit's
+// bounds on them read a Grpc-Timeout first, connect only
+// Connect-Timeout-Ms): the service's handler gets one timeout, the one
+// connect reads, so that a Grpc-Timeout of a nanosecond does not cut a
+// call whose client asked for a minute.
+func TestRESTTimeoutHeadersAgree(t *testing.T) {
+	t.Parallel()
+	var mu sync.Mutex
+	var seen http.Header // the last call's, as the service's handler got it
+	s := kittest.NewServer(t, kit.Config{}, func(srv *kit.Server) {
+		path, h := pingv1connect.NewPingServiceHandler(&pingServer{}, srv.HandlerOptions()...)
+		srv.Mount(path, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			mu.Lock()
+			seen = r.Header.Clone()
+			mu.Unlock()
+			h.ServeHTTP(w, r)
+		}))
+	})
+	for _, tc := range []struct {
+		header http.Header
+		ms     string // the Connect-Timeout-Ms the handler gets
+	}{
+		{http.Header{"Grpc-Timeout": {"90S"}}, "90000"},
+		{http.Header{"Grpc-Timeout": {"1n"}, "Connect-Timeout-Ms": {"60000"}}, "60000"},
+		{http.Header{"Grpc-Timeout": {"1n"}, "X-Server-Timeout": {"60"}}, "60000"},
+		{http.Header{"Grpc-Timeout": {"1x"}, "Connect-Timeout-Ms": {"60000"}}, "60000"},
+	} {
+		for _, client := range []*http.Client{s.HTTP1Client(), s.HTTP2Client()} {
+			resp, body := restCall(t, client, http.MethodPost, s.URL+"/v1/ping", `{"number":"3"}`, tc.header)
+			if resp.StatusCode != http.StatusOK || !strings.Contains(body, `"3"`) {
+				t.Errorf("POST /v1/ping over %s with %v = %d %s, want 200 under the client's %s ms", resp.Proto, tc.header, resp.StatusCode, body, tc.ms)
+			}
+			mu.Lock()
+			if seen["Grpc-Timeout"] != nil || seen.Get("Connect-Timeout-Ms") != tc.ms {
+				t.Errorf("POST /v1/ping over %s with %v: the handler got Grpc-Timeout %q and Connect-Timeout-Ms %q, want only the latter, %s",
+					resp.Proto, tc.header, seen.Get("Grpc-Timeout"), seen.Get("Connect-Timeout-Ms"), tc.ms)
+			}
+			mu.Unlock()
+		}
+	}
+}
+
 // Which handler answers a REST route's path: a handler mounted at the
 // path or a prefix of it keeps it; otherwise the route answers, before a
 // handler mounted at "/", also with another method (405); "/" gets the
