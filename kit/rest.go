@@ -173,10 +173,19 @@ func (rr *restRoutes) serve(w http.ResponseWriter, r *http.Request) bool {
 	// reads URL.Path, which net/http has unescaped already: "/v1/a%2Fb"
 	// was three segments, which no "/v1/{name}" matched, and "%25" a
 	// lone "%" that failed to unescape again. It gets the path as sent,
-	// its unreserved characters unescaped (see [unescapeUnreserved]).
+	// its unreserved characters unescaped (see [unescapeUnreserved]),
+	// unless the path holds an escaped slash: vanguard v0.4.0 unescapes
+	// a %2F into a slash in a variable of several segments too
+	// ("{name=shelves/*}" got "shelves/a/../../admin", a value of a shape
+	// its template cannot have), so such a path is matched as net/http
+	// unescaped it, a %2F as a slash, as grpc-gateway's default does.
+	// Telling which route vanguard will take, to escape the slash only
+	// in those variables, would re-write vanguard's router in kit.
 	c := r.WithContext(r.Context())
 	u := *r.URL
-	u.Path, u.RawPath = unescapeUnreserved(r.URL.EscapedPath()), ""
+	if p := r.URL.EscapedPath(); !escapedSlash(p) {
+		u.Path, u.RawPath = unescapeUnreserved(p), ""
+	}
 	c.URL = &u
 	methods := rr.methods.Load()
 	if r.Method == http.MethodHead && methods.headAsGet() {
@@ -195,7 +204,7 @@ func (rr *restRoutes) serve(w http.ResponseWriter, r *http.Request) bool {
 			ignoreBody(c)
 		}
 	}
-	rw := &restWriter{ResponseWriter: w, sent: r, capture: rr.rejected != nil}
+	rw := &restWriter{ResponseWriter: w, sent: r, capture: rr.rejected != nil, headAsGet: methods.headAsGet()}
 	t.ServeHTTP(rw, c)
 	if rw.held {
 		rw.release()
@@ -231,6 +240,21 @@ func unescapeUnreserved(path string) string {
 	return string(b)
 }
 
+// escapedSlash says whether path, escaped, holds a %2F or %2f.
+func escapedSlash(path string) bool {
+	for i := strings.IndexByte(path, '%'); i >= 0 && i+2 < len(path); {
+		if path[i+1] == '2' && (path[i+2] == 'F' || path[i+2] == 'f') {
+			return true
+		}
+		j := strings.IndexByte(path[i+1:], '%')
+		if j < 0 {
+			break
+		}
+		i += 1 + j
+	}
+	return false
+}
+
 // unreserved says whether c is an unreserved character of RFC 3986.
 func unreserved(c byte) bool {
 	return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '.' || c == '_' || c == '~'
@@ -263,12 +287,13 @@ func unhex(c byte) byte {
 // response's body, for [rejectedCalls.observeREST].
 type restWriter struct {
 	http.ResponseWriter
-	sent    *http.Request // the request as it came (see [asSent])
-	capture bool          // keep the start of an error response's body
-	held    bool          // a 500 is held back, its body in errBody
-	status  int           // the status written, once written
-	failed  bool          // an error status was written, with capture
-	errBody []byte        // the first maxRESTErrorBytes of its body
+	sent      *http.Request // the request as it came (see [asSent])
+	capture   bool          // keep the start of an error response's body
+	headAsGet bool          // a HEAD is served as a GET (see [routeMethods.headAsGet])
+	held      bool          // a 500 is held back, its body in errBody
+	status    int           // the status written, once written
+	failed    bool          // an error status was written, with capture
+	errBody   []byte        // the first maxRESTErrorBytes of its body
 }
 
 // maxRESTErrorBytes bounds the body of a REST error response that a
@@ -279,7 +304,7 @@ func (w *restWriter) WriteHeader(code int) {
 	w.status = code
 	if code >= http.StatusBadRequest {
 		h := w.ResponseWriter.Header()
-		if allow := h["Allow"]; code == http.StatusMethodNotAllowed && len(allow) == 1 && slices.Contains(strings.Split(allow[0], ","), http.MethodGet) {
+		if allow := h["Allow"]; code == http.StatusMethodNotAllowed && w.headAsGet && len(allow) == 1 && slices.Contains(strings.Split(allow[0], ","), http.MethodGet) {
 			h["Allow"] = []string{allow[0] + "," + http.MethodHead} // see serve
 		}
 		if ct := h["Content-Type"]; len(ct) == 1 && (ct[0] == "application/proto" || ct[0] == "application/") {

@@ -12,11 +12,17 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+	"google.golang.org/genproto/googleapis/api/annotations"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protodesc"
+	"google.golang.org/protobuf/reflect/protoregistry"
+	"google.golang.org/protobuf/types/descriptorpb"
 
 	"github.com/connectkit/connectkit/interceptors"
 	"github.com/connectkit/connectkit/internal/gen/connectkit/ping/v1/pingv1connect"
@@ -488,8 +494,11 @@ func TestRESTPathVariableEscapes(t *testing.T) {
 		{name: "escaped letter of a literal segment", path: "/v1/%70ing/7", status: http.StatusOK, body: `"number":"7"`},
 		{name: "escaped letters in lower-case hex", path: "/v1/%70%69%6e%67/7", status: http.StatusOK, body: `"number":"7"`},
 		{name: "escaped tilde and dash", path: "/v1/ping/%7E%2D", status: http.StatusBadRequest, body: `\"number\": invalid character '~'`},
+		// A path with an escaped slash is matched with the slash
+		// unescaped, as grpc-gateway's default has it: no route here.
+		{name: "escaped slash", path: "/v1/ping/1%2F2", status: http.StatusOK, body: "root /v1/ping/1/2 /v1/ping/1%2F2"},
+		{name: "escaped slash in lower case", path: "/v1/ping/1%2f2", status: http.StatusOK, body: "root /v1/ping/1/2 /v1/ping/1%2f2"},
 		// Ping's number is an int64: a value that reached it fails to parse, naming itself.
-		{name: "escaped slash", path: "/v1/ping/1%2F2", status: http.StatusBadRequest, body: `\"number\": invalid character '/'`},
 		{name: "escaped percent", path: "/v1/ping/5%25", status: http.StatusBadRequest, body: `\"number\": invalid character '%'`},
 		{name: "no route", path: "/files/a%2Fb", status: http.StatusOK, body: "root /files/a/b /files/a%2Fb"},
 	} {
@@ -642,5 +651,129 @@ func TestRESTRoutesBesideOtherHandlers(t *testing.T) {
 		if resp.StatusCode != tc.status || !strings.Contains(got, tc.body) {
 			t.Errorf("%s %s = %d %q, want %d with %q", tc.method, tc.path, resp.StatusCode, got, tc.status, tc.body)
 		}
+	}
+}
+
+// registerShelves registers, once, the descriptor of the service
+// connectkit.test.v1.Shelves, whose routes have variables of several
+// segments, with and without "**", beside a one-segment variable where
+// another method's route has the same segments, and a route of custom
+// kind HEAD.
+var registerShelves = sync.OnceValue(func() error {
+	opts := func(rule *annotations.HttpRule) *descriptorpb.MethodOptions {
+		o := &descriptorpb.MethodOptions{}
+		proto.SetExtension(o, annotations.E_Http, rule)
+		return o
+	}
+	field := func(name string, n int32) *descriptorpb.FieldDescriptorProto {
+		return &descriptorpb.FieldDescriptorProto{
+			Name: proto.String(name), JsonName: proto.String(name), Number: proto.Int32(n),
+			Type:  descriptorpb.FieldDescriptorProto_TYPE_STRING.Enum(),
+			Label: descriptorpb.FieldDescriptorProto_LABEL_OPTIONAL.Enum(),
+		}
+	}
+	method := func(name string, rule *annotations.HttpRule) *descriptorpb.MethodDescriptorProto {
+		return &descriptorpb.MethodDescriptorProto{
+			Name: proto.String(name), InputType: proto.String(".connectkit.test.v1.Shelf"),
+			OutputType: proto.String(".connectkit.test.v1.Shelf"), Options: opts(rule),
+		}
+	}
+	fd, err := protodesc.NewFile(&descriptorpb.FileDescriptorProto{
+		Name:        proto.String("connectkit/test/v1/shelves.proto"),
+		Package:     proto.String("connectkit.test.v1"),
+		Syntax:      proto.String("proto3"),
+		Dependency:  []string{"google/api/annotations.proto"},
+		MessageType: []*descriptorpb.DescriptorProto{{Name: proto.String("Shelf"), Field: []*descriptorpb.FieldDescriptorProto{field("name", 1), field("id", 2)}}},
+		Service: []*descriptorpb.ServiceDescriptorProto{{
+			Name: proto.String("Shelves"),
+			Method: []*descriptorpb.MethodDescriptorProto{
+				method("Get", &annotations.HttpRule{
+					Pattern: &annotations.HttpRule_Get{Get: "/v1/{name=shelves/*}"},
+					AdditionalBindings: []*annotations.HttpRule{
+						{Pattern: &annotations.HttpRule_Get{Get: "/v1/{name=shelves/*/books/*}"}},
+						{Pattern: &annotations.HttpRule_Get{Get: "/v2/{name=shelves/**}"}},
+						{Pattern: &annotations.HttpRule_Custom{Custom: &annotations.CustomHttpPattern{Kind: "GET", Path: "/v1/{name=shelves/*}:peek"}}},
+					},
+				}),
+				method("Delete", &annotations.HttpRule{Pattern: &annotations.HttpRule_Delete{Delete: "/v1/shelves/{id}"}}),
+				method("Head", &annotations.HttpRule{Pattern: &annotations.HttpRule_Custom{Custom: &annotations.CustomHttpPattern{Kind: "HEAD", Path: "/v1/heads/{id}"}}}),
+			},
+		}},
+	}, protoregistry.GlobalFiles)
+	if err != nil {
+		return err
+	}
+	return protoregistry.GlobalFiles.RegisterFile(fd)
+})
+
+// A path with a %2F is matched as if it were a slash, as grpc-gateway's
+// default has it, so that no variable gets a value of a shape its template
+// cannot have: vanguard v0.4.0 unescapes a %2F in "{name=shelves/*}" into
+// a slash ("shelves/a/../../admin"), as it does in a one-segment variable.
+func TestRESTMultiSegmentVariableEscapes(t *testing.T) {
+	t.Parallel()
+	if err := registerShelves(); err != nil {
+		t.Fatal(err)
+	}
+	s := kittest.NewServer(t, kit.Config{}, func(srv *kit.Server) {
+		// Echoes the request message, in the binary protobuf vanguard sends.
+		srv.Mount("/connectkit.test.v1.Shelves/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			b, _ := io.ReadAll(r.Body)
+			w.Header().Set("Content-Type", "application/proto")
+			_, _ = w.Write(b)
+		}))
+	})
+	for _, tc := range []struct {
+		method, path string
+		name, id     string // the values the method gets
+	}{
+		{http.MethodGet, "/v1/shelves/a", "shelves/a", ""},
+		{http.MethodGet, "/v1/shelves/a%2Fb", "", ""},
+		{http.MethodGet, "/v1/shelves/a%2fb", "", ""},
+		{http.MethodGet, "/v1/shelves/a%2F..%2F..%2Fadmin", "", ""},
+		{http.MethodGet, "/v1/shelves/1%2Fbooks%2F2", "shelves/1/books/2", ""},
+		{http.MethodGet, "/v1/shelves/1%2Fbooks%2F2/books/3", "", ""},
+		{http.MethodGet, "/v1/shelves/a%2Fb:peek", "", ""},
+		{http.MethodGet, "/v2/shelves/a%2Fb/c", "shelves/a/b/c", ""},
+		{http.MethodDelete, "/v1/shelves/a%2Fb", "", ""},
+		{http.MethodDelete, "/v1/shelves/a", "", "a"},
+	} {
+		for _, client := range []*http.Client{s.HTTP1Client(), s.HTTP2Client()} {
+			resp, body := restCall(t, client, tc.method, s.URL+tc.path, "", nil)
+			if tc.name == "" && tc.id == "" { // no route: 404
+				if resp.StatusCode != http.StatusNotFound {
+					t.Errorf("%s %s over %s = %d %s, want 404", tc.method, tc.path, resp.Proto, resp.StatusCode, body)
+				}
+				continue
+			}
+			var got struct{ Name, ID string }
+			if err := json.Unmarshal([]byte(body), &got); resp.StatusCode != http.StatusOK || err != nil || got.Name != tc.name || got.ID != tc.id {
+				t.Errorf("%s %s over %s = %d %s, want 200 with name %q and id %q", tc.method, tc.path, resp.Proto, resp.StatusCode, body, tc.name, tc.id)
+			}
+		}
+	}
+}
+
+// Where a route of custom kind HEAD is mounted, a HEAD is matched as sent,
+// not as a GET, and so a 405 that allows GET does not name HEAD.
+func TestRESTHeadRouteAllow(t *testing.T) {
+	t.Parallel()
+	if err := registerShelves(); err != nil {
+		t.Fatal(err)
+	}
+	s := kittest.NewServer(t, kit.Config{}, func(srv *kit.Server) {
+		srv.Mount("/connectkit.test.v1.Shelves/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", "application/proto")
+		}))
+	})
+	for _, method := range []string{http.MethodHead, http.MethodPut} {
+		resp, _ := restCall(t, s.HTTP1Client(), method, s.URL+"/v1/shelves/a", "", nil)
+		allow := resp.Header.Get("Allow")
+		if resp.StatusCode != http.StatusMethodNotAllowed || !containsFold(allow, http.MethodGet) || containsFold(allow, http.MethodHead) {
+			t.Errorf("%s /v1/shelves/a = %d, Allow %q; want 405 allowing GET, not HEAD", method, resp.StatusCode, allow)
+		}
+	}
+	if resp, _ := restCall(t, s.HTTP1Client(), http.MethodHead, s.URL+"/v1/heads/a", "", nil); resp.StatusCode != http.StatusOK {
+		t.Errorf("HEAD /v1/heads/a = %d, want 200 from its route", resp.StatusCode)
 	}
 }
