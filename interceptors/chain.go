@@ -46,6 +46,11 @@ type Chain struct {
 //
 // Add your interceptors by appending them to [Chain.Server] or
 // [Chain.Client]: connect runs the first interceptor of the list outermost.
+//
+// With Logging in the chain, Default's RequestID allocates each served
+// unary call's context with room for Logging's, which Logging takes when
+// it comes right after RequestID, as in the server order: one allocation
+// a call fewer. In another order that room, 80 bytes a call, goes unused.
 func Default(logger *slog.Logger, reg prometheus.Registerer, opts ...Option) (*Chain, error) {
 	var cfg chainConfig
 	for _, opt := range opts {
@@ -60,6 +65,10 @@ func Default(logger *slog.Logger, reg prometheus.Registerer, opts ...Option) (*C
 	}
 	if !cfg.without[pieceRequestID] {
 		c.RequestID = RequestID()
+		if !cfg.without[pieceLogging] {
+			// Logging comes right after it in Server's order.
+			c.RequestID = requestIDBeforeLogging()
+		}
 	}
 	if !cfg.without[pieceLogging] {
 		c.Logging = Logging(logger, cfg.logging...)

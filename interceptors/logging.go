@@ -187,6 +187,11 @@ func loggedByLogging(ctx context.Context, procedure string) bool {
 }
 
 func (l *logging) serverContext(ctx context.Context, procedure string, info *msgctx.Info) *logContext {
+	if c := takeLogContext(ctx); c != nil {
+		// RequestID's, allocated with its own (servedContext).
+		c.Context, c.base, c.procedure, c.info = ctx, l.logger, procedure, info
+		return c
+	}
 	return &logContext{
 		Context:   ctx,
 		base:      l.logger,

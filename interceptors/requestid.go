@@ -39,6 +39,14 @@ func RequestID() connect.Interceptor {
 	return requestIDInterceptor{}
 }
 
+// requestIDBeforeLogging returns [RequestID] for a chain in which
+// [Logging] comes right after it, whose served unary calls' contexts it
+// then allocates with room for Logging's (servedContext). In another
+// order it serves calls as RequestID does, with 80 bytes more of them.
+func requestIDBeforeLogging() connect.Interceptor {
+	return requestIDInterceptor{withLog: true}
+}
+
 // RequestIDFrom returns the request id of the call ctx belongs to, or "" if
 // the [RequestID] interceptor did not see it.
 func RequestIDFrom(ctx context.Context) string {
@@ -70,9 +78,38 @@ func (c *requestIDContext) Value(key any) any {
 	return c.Context.Value(key)
 }
 
-type requestIDInterceptor struct{}
+// servedContext is a served unary call's request id context with, in the
+// same allocation, the context that [Logging] makes for the call when it
+// gets this one as RequestID passed it on, as in [Default]'s chain, where
+// Logging comes right after RequestID: one allocation of 128 bytes where
+// the two took 48 and 80 bytes in two (BENCHMARKS.md 1.39). Its Value is
+// the request id context's: log answers Logging's key only as the context
+// Logging passes on, whose parent this is.
+type servedContext struct {
+	requestIDContext
+	log logContext
+	// taken is set by the Logging that took log: only one may, and a
+	// chain in which another piece calls the rest of it twice with this
+	// context (a retry) gets a context of its own the second time.
+	taken atomic.Bool
+}
 
-func (requestIDInterceptor) WrapUnary(next connect.UnaryFunc) connect.UnaryFunc {
+// takeLogContext returns ctx's spare logContext for Logging, when ctx is a
+// servedContext whose spare no Logging took yet, or nil.
+func takeLogContext(ctx context.Context) *logContext {
+	if s, ok := ctx.(*servedContext); ok && s.taken.CompareAndSwap(false, true) {
+		return &s.log
+	}
+	return nil
+}
+
+type requestIDInterceptor struct {
+	// withLog is set by [Default] when its chain has Logging too: served
+	// unary calls then get a servedContext, with room for Logging's.
+	withLog bool
+}
+
+func (r requestIDInterceptor) WrapUnary(next connect.UnaryFunc) connect.UnaryFunc {
 	return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
 		spec := req.Spec()
 		if spec.IsClient {
@@ -85,8 +122,8 @@ func (requestIDInterceptor) WrapUnary(next connect.UnaryFunc) connect.UnaryFunc 
 		}
 		// kit's server may have echoed the id of a call over HTTP/1.x,
 		// gRPC's included (connect serves unary gRPC over HTTP/1.1).
-		c, echoed := serverUnaryRequestID(ctx, req)
-		resp, err := next(c, req)
+		cc, c, echoed := serverUnaryRequestID(ctx, req, r.withLog)
+		resp, err := next(cc, req)
 		if echoed {
 			return alreadyEchoed(resp, err)
 		}
@@ -138,16 +175,29 @@ func messageRequestID(messageID string) string {
 	return requestid.New()
 }
 
-// serverUnaryRequestID returns the context of a call's id, and whether kit's
-// server already wrote the id into the call's HTTP response header
-// (connctx.State.EchoRequestID).
-func serverUnaryRequestID(ctx context.Context, req connect.AnyRequest) (*requestIDContext, bool) {
+// serverUnaryRequestID returns the context of a call's id, to pass on,
+// with its request id context, and whether kit's server already wrote the
+// id into the call's HTTP response header (connctx.State.EchoRequestID).
+// With withLog, the context is a servedContext, with room for Logging's.
+func serverUnaryRequestID(ctx context.Context, req connect.AnyRequest, withLog bool) (context.Context, *requestIDContext, bool) {
 	h := req.Header()
-	if id, ok := connctx.EchoedRequestID(ctx, h); ok {
-		return &requestIDContext{Context: ctx, id: id}, true
+	id, echoed := connctx.EchoedRequestID(ctx, h)
+	var c *requestIDContext
+	var cc context.Context
+	if withLog {
+		s := &servedContext{}
+		c, cc = &s.requestIDContext, s
+	} else {
+		c = &requestIDContext{}
+		cc = c
 	}
-	id := requestid.Server(header.Get(h, RequestIDHeader))
-	return &requestIDContext{Context: ctx, id: id, header: [1]string{id}}, false
+	c.Context = ctx
+	if !echoed {
+		id = requestid.Server(header.Get(h, RequestIDHeader))
+		c.header[0] = id
+	}
+	c.id = id
+	return cc, c, echoed
 }
 
 // alreadyEchoed keeps the id that kit's server wrote into the HTTP response
