@@ -56,7 +56,11 @@ func TestServedContextAllocation(t *testing.T) {
 		call := unaryChain(ok, rid, Logging(logger))
 		return testing.AllocsPerRun(100, func() { _, _ = call(context.Background(), req) })
 	}
-	separate, shared := allocs(RequestID()), allocs(requestIDBeforeLogging())
+	chain, err := Default(logger, nil, WithoutTracing(), WithoutMetrics())
+	if err != nil {
+		t.Fatal(err)
+	}
+	separate, shared := allocs(RequestID()), allocs(chain.RequestID)
 	if shared != separate-1 {
 		t.Errorf("RequestID then Logging: %v allocations a call with Default's RequestID, %v with RequestID(); want one fewer", shared, separate)
 	}
