@@ -108,6 +108,18 @@ type Config struct {
 	// Server.Close closes connections one after another, so a server calls
 	// [SkipCloseGrace] first. Default: 1s.
 	CloseGrace time.Duration
+
+	// ReadDeadlineMessage, if not empty, is the text of the error that a
+	// read cut by the connection's read deadline returns, in place of the
+	// socket's *net.OpError, whose text names both ends' addresses ("read
+	// tcp 127.0.0.1:8080->10.0.0.7:51234: i/o timeout"): a handler that
+	// answers a request body's read error with its text (connect-go does)
+	// would send the server's address to the client. The error is a
+	// net.Error whose Timeout and Temporary are true and that matches
+	// os.ErrDeadlineExceeded with errors.Is, as the socket's does: net/http
+	// and crypto/tls tell a deadline's error by those. Only a read that
+	// fails pays for it. Default: the socket's error.
+	ReadDeadlineMessage string
 }
 
 // Validate reports the first invalid field, naming it and its value.
@@ -153,7 +165,11 @@ func NewListener(inner net.Listener, cfg Config) (net.Listener, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	return &listener{Listener: inner, sh: &shared{cfg: cfg.withDefaults()}}, nil
+	sh := &shared{cfg: cfg.withDefaults()}
+	if cfg.ReadDeadlineMessage != "" {
+		sh.readDeadline = &deadlineError{msg: cfg.ReadDeadlineMessage}
+	}
+	return &listener{Listener: inner, sh: sh}, nil
 }
 
 type listener struct {

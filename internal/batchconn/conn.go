@@ -1,6 +1,7 @@
 package batchconn
 
 import (
+	"errors"
 	"io"
 	"net"
 	"os"
@@ -201,7 +202,32 @@ func (c *conn) readDeadlineErr() error {
 	if d == 0 || time.Now().UnixNano() < d {
 		return nil
 	}
+	if c.sh.readDeadline != nil {
+		return c.sh.readDeadline
+	}
 	return &net.OpError{Op: "read", Net: c.LocalAddr().Network(), Source: c.LocalAddr(), Addr: c.RemoteAddr(), Err: os.ErrDeadlineExceeded}
+}
+
+// deadlineError is a read cut by the read deadline, in the words of
+// [Config.ReadDeadlineMessage]. It is what a socket's deadline error is to
+// net/http and crypto/tls: a net.Error, a timeout, temporary (crypto/tls
+// keeps a read error that is not, and fails every later read with it), and
+// os.ErrDeadlineExceeded to errors.Is.
+type deadlineError struct{ msg string }
+
+func (e *deadlineError) Error() string   { return e.msg }
+func (e *deadlineError) Timeout() bool   { return true }
+func (e *deadlineError) Temporary() bool { return true }
+func (e *deadlineError) Unwrap() error   { return os.ErrDeadlineExceeded }
+
+// readError returns err, a read of the socket's error, as
+// [Config.ReadDeadlineMessage] words it when the read deadline cut the
+// read.
+func (c *conn) readError(err error) error {
+	if c.sh.readDeadline != nil && errors.Is(err, os.ErrDeadlineExceeded) {
+		return c.sh.readDeadline
+	}
+	return err
 }
 
 // SetReadDeadline sets the read deadline. Bytes already buffered are not
@@ -285,6 +311,9 @@ func (c *conn) readSocket(p []byte) (int, error) {
 	c.begin(&c.rdLazy)
 	n, err := c.Conn.Read(p)
 	c.end(&c.rdLazy)
+	if err != nil {
+		err = c.readError(err)
+	}
 	return n, err
 }
 
@@ -362,6 +391,9 @@ type shared struct {
 	// connection has bytes to send and returned as soon as it has none,
 	// so idle connections hold no write buffer.
 	writeBufs bufPool
+	// readDeadline is what a read cut by the read deadline returns, nil
+	// for the socket's own error (see Config.ReadDeadlineMessage).
+	readDeadline error
 }
 
 // bufPool is a pool of byte slices of at least a minimum capacity.

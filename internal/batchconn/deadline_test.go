@@ -2,13 +2,17 @@ package batchconn
 
 import (
 	"bytes"
+	"crypto/tls"
 	"errors"
 	"io"
 	"net"
 	"os"
+	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/connectkit/connectkit/internal/testcert"
 )
 
 // deadlineRecorder is a socket that records the deadlines it is given:
@@ -229,4 +233,127 @@ func TestPlainWriteDeadlineReachesSocketWhenWritten(t *testing.T) {
 	if err := <-errc; !errors.Is(err, os.ErrDeadlineExceeded) {
 		t.Fatalf("blocked Write = %v, want os.ErrDeadlineExceeded", err)
 	}
+}
+
+// A read cut by the read deadline fails with Config.ReadDeadlineMessage,
+// without the addresses of the socket's error, as a deadline's error to
+// net/http and crypto/tls: a temporary timeout, os.ErrDeadlineExceeded to
+// errors.Is; and the connection reads again once the deadline is cleared
+// (beneath crypto/tls too, which keeps an error that is not temporary).
+func TestReadDeadlineMessage(t *testing.T) {
+	t.Parallel()
+	const msg = "request body not received in time"
+	for _, tc := range []struct {
+		name string
+		// conns returns the connection read, as its server sees it (a
+		// batchconn conn, or crypto/tls over one), and its client.
+		conns func(t *testing.T) (server, client net.Conn)
+		// buffered: bytes are waiting in the read buffer when the
+		// deadline passes.
+		buffered bool
+	}{
+		{name: "plain", conns: func(t *testing.T) (net.Conn, net.Conn) {
+			server, client := pair(t, Config{ReadDeadlineMessage: msg})
+			sendAndRead(t, server, client, "PO") // not the HTTP/2 preface
+			return server, client
+		}},
+		{name: "batched", conns: func(t *testing.T) (net.Conn, net.Conn) {
+			return batchedPair(t, Config{ReadDeadlineMessage: msg})
+		}},
+		{name: "batched with bytes buffered", buffered: true, conns: func(t *testing.T) (net.Conn, net.Conn) {
+			return batchedPair(t, Config{ReadDeadlineMessage: msg})
+		}},
+		{name: "tls", conns: func(t *testing.T) (net.Conn, net.Conn) {
+			return tlsPair(t, Config{Mode: ModeALPN, ReadDeadlineMessage: msg})
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			server, client := tc.conns(t)
+			if tc.buffered {
+				sendAndRead(t, server, client, "0123456789")
+			}
+			// The deadline passes while the read waits, or before it.
+			if tc.buffered {
+				server.SetReadDeadline(time.Now().Add(-time.Second))
+			} else {
+				server.SetReadDeadline(time.Now().Add(50 * time.Millisecond))
+			}
+			_, err := server.Read(make([]byte, 1))
+			if err == nil || err.Error() != msg || strings.Contains(err.Error(), "127.0.0.1") {
+				t.Fatalf("Read past the deadline = %v, want %q", err, msg)
+			}
+			ne, ok := err.(net.Error) // as net/http and crypto/tls assert it
+			if !ok || !ne.Timeout() || !ne.Temporary() || !errors.Is(err, os.ErrDeadlineExceeded) {
+				t.Fatalf("Read past the deadline = %#v, want a temporary timeout matching os.ErrDeadlineExceeded", err)
+			}
+			server.SetReadDeadline(time.Time{})
+			if _, err := client.Write([]byte("more")); err != nil {
+				t.Fatal(err)
+			}
+			if tc.buffered {
+				readN(t, server, 8) // "23456789"
+			}
+			if got := readN(t, server, 4); string(got) != "more" {
+				t.Fatalf("read %q after clearing the deadline, want %q", got, "more")
+			}
+		})
+	}
+	// Without it, the socket's error.
+	server, _ := pair(t, Config{})
+	server.SetReadDeadline(time.Now().Add(-time.Second))
+	var oe *net.OpError
+	if _, err := server.Read(make([]byte, 1)); !errors.As(err, &oe) || !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("Read past the deadline without a message = %v, want the socket's *net.OpError", err)
+	}
+}
+
+// sendAndRead has client send s and server read its first two bytes.
+func sendAndRead(t *testing.T, server, client net.Conn, s string) {
+	t.Helper()
+	if _, err := client.Write([]byte(s)); err != nil {
+		t.Fatal(err)
+	}
+	readN(t, server, 2)
+}
+
+// tlsPair returns the two ends of an HTTP/1.1 TLS connection accepted
+// through a batchconn listener built from cfg.
+func tlsPair(t *testing.T, cfg Config) (net.Conn, net.Conn) {
+	t.Helper()
+	ca, err := testcert.New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, err := ca.Issue("server")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln := tls.NewListener(listen(t, cfg), TLSConfig(&tls.Config{Certificates: []tls.Certificate{cert}, NextProtos: []string{"h2", "http/1.1"}}))
+	type dialed struct {
+		c   *tls.Conn
+		err error
+	}
+	done := make(chan dialed, 1)
+	go func() {
+		c, err := tls.Dial("tcp", ln.Addr().String(), &tls.Config{RootCAs: ca.Pool(), NextProtos: []string{"http/1.1"}})
+		done <- dialed{c, err}
+	}()
+	s, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	if err := s.(*tls.Conn).Handshake(); err != nil {
+		t.Fatal(err)
+	}
+	d := <-done
+	if d.err != nil {
+		t.Fatal(d.err)
+	}
+	t.Cleanup(func() { d.c.Close() })
+	if mode := s.(*tls.Conn).NetConn().(*conn).mode.Load(); mode != modePending {
+		t.Fatalf("mode %d, want pending (an HTTP/1.1 connection)", mode)
+	}
+	return s, d.c
 }
