@@ -14,7 +14,13 @@ import (
 // sends the headers and then trickles or withholds the body holds a
 // goroutine, its buffers and a connection for as long as it likes. A read
 // cut by the deadline fails with os.ErrDeadlineExceeded, which connect
-// answers as DeadlineExceeded.
+// answers as DeadlineExceeded with the error's text as its message: over
+// HTTP/1.x, [bodyDeadlineMessage], which the connection's reads return in
+// place of the socket's error (see [Server.batching]) at no cost to a read
+// that succeeds (with frame batching off, the socket's error, which names
+// both ends' addresses); over HTTP/2, net/http's "i/o timeout", which
+// names nothing (net/http makes that error, and only a wrapper of every
+// call's body, an allocation a call, could replace it).
 //
 // Over HTTP/1.1 the connection's read deadline does it at no extra cost:
 // net/http clears it when the body has been read, and resets it before the
@@ -47,6 +53,14 @@ type bodyTimer struct {
 	over bool // the handler returned: the timer does nothing
 	late bool // the body's time is up: the next expiry is the response's
 }
+
+// bodyDeadlineMessage is the message of the DeadlineExceeded error that a
+// call whose request body did not arrive in time gets over HTTP/1.x (see
+// [bodyTimer]). Over HTTP/1.x kit sets a read deadline only for a call's
+// deadline, so it is what any read deadline of its connections means, a
+// client stream's too (whose Receive says it in its own words,
+// [receiveDeadline]).
+const bodyDeadlineMessage = "request body not received within the call's deadline"
 
 // connDeadlines is what an HTTP/1.1 ResponseWriter offers.
 type connDeadlines interface {

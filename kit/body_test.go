@@ -2,6 +2,7 @@ package kit_test
 
 import (
 	"bufio"
+	"crypto/tls"
 	"fmt"
 	"io"
 	"net"
@@ -15,30 +16,65 @@ import (
 
 // A unary call whose body never arrives in full is cut at the call timeout
 // (connect reads the body before the call's deadline applies), over
-// HTTP/1.1 and h2c, in Connect and gRPC alike.
+// HTTP/1.1 (also beneath TLS) and h2c, in Connect, gRPC and gRPC-Web alike,
+// and its client is never told the server's socket addresses: over
+// HTTP/1.1 the message says what happened, where it was the connection's
+// read error, "read tcp 127.0.0.1:…->127.0.0.1:…: i/o timeout"; over
+// HTTP/2 it stays net/http's "i/o timeout".
 func TestUnaryBodyThatNeverArrivesIsCut(t *testing.T) {
 	t.Parallel()
 	const timeout = 300 * time.Millisecond
 	srv := newPingServer(t, kit.Config{CallTimeout: timeout}, nil)
+	certFile, keyFile, pool := selfSigned(t, t.TempDir())
+	tlsSrv := newPingServer(t, kit.Config{CallTimeout: timeout, TLSCertFile: certFile, TLSKeyFile: keyFile}, nil)
+	var http1 http.Protocols
+	http1.SetHTTP1(true)
+	tlsHTTP1 := &http.Client{Transport: &http.Transport{Protocols: &http1, TLSClientConfig: &tls.Config{RootCAs: pool}}}
+	t.Cleanup(tlsHTTP1.CloseIdleConnections)
 	const path = "/connectkit.ping.v1.PingService/Ping"
 	for _, tc := range []struct {
 		name, contentType string
+		path              string // Ping's if empty
+		url               string // srv's if empty
 		client            *http.Client
 		partial           string // then nothing more
 	}{
 		{name: "connect/http1", contentType: "application/proto", client: srv.HTTP1Client(), partial: "\x08"},
 		{name: "connect/h2c", contentType: "application/proto", client: srv.HTTP2Client(), partial: "\x08"},
+		{name: "connect/http1+tls", contentType: "application/proto", client: tlsHTTP1, url: tlsSrv.URL, partial: "\x08"},
 		{name: "grpc", contentType: "application/grpc", client: srv.HTTP2Client(), partial: "\x00\x00\x00"},
+		{name: "grpc/no-data", contentType: "application/grpc", client: srv.HTTP2Client()},
+		{name: "grpc-web/http1", contentType: "application/grpc-web", client: srv.HTTP1Client(), partial: "\x00\x00\x00"},
+		{name: "grpc-web/h2c", contentType: "application/grpc-web", client: srv.HTTP2Client(), partial: "\x00\x00\x00"},
+		// A server stream's request is one message too.
+		{name: "server-stream", path: "/connectkit.ping.v1.PingService/CountUp", contentType: "application/connect+proto", client: srv.HTTP1Client(), partial: "\x00\x00"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			body, stall := io.Pipe()
 			defer stall.Close()
-			go func() { _, _ = io.WriteString(stall, tc.partial) }()
+			if tc.partial != "" {
+				go func() { _, _ = io.WriteString(stall, tc.partial) }()
+			}
 			start := time.Now()
-			res, got, code := postBody(t, tc.client, srv.URL+path, tc.contentType, body, -1, nil)
+			if tc.path == "" {
+				tc.path = path
+			}
+			if tc.url == "" {
+				tc.url = srv.URL
+			}
+			res, got, code := postBody(t, tc.client, tc.url+tc.path, tc.contentType, body, -1, nil)
 			if code != "4" && !strings.Contains(string(got), `"code":"deadline_exceeded"`) {
 				t.Errorf("after %v: %d %q (grpc-status %q), want deadline_exceeded", time.Since(start), res.StatusCode, got, code)
+			}
+			// The message: Connect's JSON, gRPC's grpc-message, gRPC-Web's
+			// trailers frame.
+			msg := string(got) + res.Header.Get("Grpc-Message") + res.Trailer.Get("Grpc-Message")
+			if strings.Contains(msg, "127.0.0.1") {
+				t.Errorf("message %q names an address", msg)
+			}
+			if res.ProtoMajor == 1 && !strings.Contains(msg, "request body not received within the call's deadline") {
+				t.Errorf("HTTP/1.1 message %q, want one that says the body did not arrive in time", msg)
 			}
 		})
 	}

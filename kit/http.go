@@ -93,7 +93,9 @@ func (s *Server) newHTTPServer() (*http.Server, error) {
 // batching wraps ln so that its HTTP/2 connections coalesce writes and
 // buffer reads (package internal/batchconn), unless turned off: h2c
 // connections are recognized by their preface; beneath TLS, those that
-// negotiate h2 by ALPN.
+// negotiate h2 by ALPN. Its connections' reads cut by their read deadline
+// fail with [bodyDeadlineMessage] rather than the socket's error, which
+// names both ends' addresses (see [bodyTimer]).
 func (s *Server) batching(ln net.Listener) (net.Listener, error) {
 	if s.cfg.NoFrameBatching {
 		return ln, nil
@@ -103,7 +105,7 @@ func (s *Server) batching(ln net.Listener) (net.Listener, error) {
 		mode = batchconn.ModeALPN
 		s.http.TLSConfig = batchconn.TLSConfig(s.http.TLSConfig)
 	}
-	bl, err := batchconn.NewListener(ln, batchconn.Config{Mode: mode})
+	bl, err := batchconn.NewListener(ln, batchconn.Config{Mode: mode, ReadDeadlineMessage: bodyDeadlineMessage})
 	if err != nil {
 		_ = ln.Close()
 		return nil, fmt.Errorf("kit: frame batching: %w", err)
