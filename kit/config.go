@@ -196,7 +196,12 @@ type Config struct {
 	MaxInFlight int
 	// NoFrameBatching turns off the batching of HTTP/2 connections' writes
 	// and reads (see BENCHMARKS.md: with it, a gRPC call costs the server
-	// about a third less CPU). KIT_FRAME_BATCHING=false, default on.
+	// about a third less CPU), and with it the wrapping of HTTP/1.x
+	// connections: a call whose request body does not arrive within its
+	// deadline is then answered over HTTP/1.1 with the socket's read
+	// error, which names the server's and the client's addresses, rather
+	// than "request body not received within the call's deadline".
+	// KIT_FRAME_BATCHING=false, default on.
 	NoFrameBatching bool
 
 	// ClientBreaker configures the circuit breaker of the clients built with
