@@ -1,6 +1,8 @@
 package main
 
 import (
+	"bytes"
+	"io"
 	"net/http"
 	"strings"
 	"testing"
@@ -93,5 +95,36 @@ func TestAPITokensAuthenticate(t *testing.T) {
 	res.Body.Close()
 	if res.StatusCode != http.StatusOK {
 		t.Errorf("health check without a token: %d", res.StatusCode)
+	}
+}
+
+// `example list` against an example with EXAMPLE_API_TOKENS sends the
+// bearer token of EXAMPLE_API_TOKEN, and lists; without it, it fails
+// Unauthenticated. Not parallel: it sets the environment.
+func TestListCommandSendsAPIToken(t *testing.T) {
+	tokens, err := parseAPITokens("s3cr3t=alice")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := newExample(t, kit.Config{}, kit.WithAuth(tokens.authenticate))
+	req := connect.NewRequest(&examplev1.CreateProfileRequest{Name: "Ada", Email: "ada@example.com"})
+	req.Header().Set("Authorization", "Bearer s3cr3t")
+	client := examplev1connect.NewProfileServiceClient(srv.HTTP1Client(), srv.URL)
+	if _, err := client.CreateProfile(t.Context(), req); err != nil {
+		t.Fatal(err)
+	}
+
+	var out bytes.Buffer
+	t.Setenv("EXAMPLE_API_TOKEN", "")
+	if err := runList(t.Context(), []string{"-target", srv.URL}, &out, io.Discard); connect.CodeOf(err) != connect.CodeUnauthenticated {
+		t.Errorf("example list without EXAMPLE_API_TOKEN = %v, want unauthenticated", err)
+	}
+	t.Setenv("EXAMPLE_API_TOKEN", "s3cr3t")
+	out.Reset()
+	if err := runList(t.Context(), []string{"-target", srv.URL}, &out, io.Discard); err != nil {
+		t.Fatalf("example list with EXAMPLE_API_TOKEN: %v", err)
+	}
+	if !strings.Contains(out.String(), `"name":"Ada"`) {
+		t.Errorf("example list with EXAMPLE_API_TOKEN printed %q, want Ada's profile", out.String())
 	}
 }

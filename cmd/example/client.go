@@ -35,7 +35,10 @@ const closeTimeout = 5 * time.Second
 // that stderr holds only failures. The server is never run (nothing
 // listens): Close ends it, writing its last log lines and spans. The
 // usage, and why a command line is refused, go to stderr; a refused one
-// fails with errUsage.
+// fails with errUsage. With EXAMPLE_API_TOKEN set, every call carries it
+// as "Authorization: Bearer <token>", for an example whose
+// EXAMPLE_API_TOKENS has it: an environment variable rather than a flag,
+// so that the token stays out of ps and shell histories.
 func runList(ctx context.Context, args []string, stdout, stderr io.Writer) (err error) {
 	cfg, err := kit.ConfigFromEnv()
 	if err != nil {
@@ -70,7 +73,11 @@ func runList(ctx context.Context, args []string, stdout, stderr io.Writer) (err 
 		defer cancel()
 		err = errors.Join(err, srv.Close(ctx))
 	}()
-	client := examplev1connect.NewProfileServiceClient(srv.HTTPClient(), *target, srv.ClientOptions()...)
+	opts := srv.ClientOptions()
+	if token := os.Getenv("EXAMPLE_API_TOKEN"); token != "" {
+		opts = append(opts, connect.WithInterceptors(bearerToken(token)))
+	}
+	client := examplev1connect.NewProfileServiceClient(srv.HTTPClient(), *target, opts...)
 	ctx, cancel := context.WithTimeout(ctx, listTimeout)
 	defer cancel()
 	req := &examplev1.ListProfilesRequest{}
@@ -90,6 +97,19 @@ func runList(ctx context.Context, args []string, stdout, stderr io.Writer) (err 
 		}
 		if req.PageToken = res.Msg.GetNextPageToken(); req.PageToken == "" {
 			return nil
+		}
+	}
+}
+
+// bearerToken is a client interceptor that sends token as a bearer token
+// on each unary call. Inside the client chain, it sets the header again on
+// each of a call's retries.
+func bearerToken(token string) connect.UnaryInterceptorFunc {
+	value := "Bearer " + token
+	return func(next connect.UnaryFunc) connect.UnaryFunc {
+		return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
+			req.Header().Set("Authorization", value)
+			return next(ctx, req)
 		}
 	}
 }

@@ -9,7 +9,8 @@
 //
 // `example list [-target http://localhost:8080]` is a client of a running
 // example instead: it prints its profiles, called through kit's HTTP client
-// and client chain as one service calls another.
+// and client chain as one service calls another, with the bearer token
+// in EXAMPLE_API_TOKEN when set.
 package main
 
 import (
