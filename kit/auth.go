@@ -3,7 +3,10 @@ package kit
 import (
 	"context"
 	"errors"
+	"fmt"
+	"log/slog"
 	"net/http"
+	"runtime/debug"
 
 	"connectrpc.com/authn"
 	"connectrpc.com/connect"
@@ -56,7 +59,10 @@ import (
 //
 // A rejected call is logged at warn and counted in
 // kit_rejected_calls_total, with its protocol and code, as the other calls
-// answered before the chain are.
+// answered before the chain are. A panic in fn (but http.ErrAbortHandler's)
+// refuses the call as Internal, "internal error" and nothing of the panic
+// to the caller, as [interceptors.Recovery] answers a handler's, and its
+// line has the panic's value and stack.
 func WithAuth(fn func(ctx context.Context, r *http.Request) (any, error)) Option {
 	return optionFunc(func(o *options) { o.auth = fn })
 }
@@ -79,7 +85,7 @@ func (s *Server) authenticated(service string, h http.Handler, rest bool) http.H
 	}
 	errW := connect.NewErrorWriter(s.handler...)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		info, err := fn(r.Context(), r)
+		info, err := callAuth(fn, r)
 		if err != nil {
 			s.rejectAuth(w, r, err, errW, rest)
 			return
@@ -90,6 +96,33 @@ func (s *Server) authenticated(service string, h http.Handler, rest bool) http.H
 		h.ServeHTTP(w, r)
 	})
 }
+
+// callAuth returns fn's answer for r. A panic in fn, but
+// http.ErrAbortHandler, which net/http expects to get, is an Internal
+// error whose message says nothing of it, as [interceptors.Recovery] makes
+// a handler's: rejectAuth logs its value and stack. Left to net/http, it
+// reset the call's stream (HTTP/1.1: closed its connection, which clients
+// take for Unavailable and may retry), logged only by the server's error
+// log and neither counted nor given its request id.
+func callAuth(fn func(context.Context, *http.Request) (any, error), r *http.Request) (info any, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			if err, ok := p.(error); ok && errors.Is(err, http.ErrAbortHandler) {
+				panic(p) //nolint:forbidigo // net/http's way to abort a response
+			}
+			info, err = nil, connect.NewError(connect.CodeInternal, &authPanic{value: fmt.Sprint(p), stack: string(debug.Stack())})
+		}
+	}()
+	return fn(r.Context(), r)
+}
+
+// authPanic is a panic in [WithAuth]'s func, recovered by callAuth.
+type authPanic struct {
+	value, stack string
+}
+
+// Error is what the caller gets: nothing of the panic.
+func (e *authPanic) Error() string { return "internal error" }
 
 // rejectAuth answers r, whose caller fn did not authenticate with err,
 // and observes it as a rejected call (see [rejectedCalls]). With kit's
@@ -115,6 +148,10 @@ func (s *Server) rejectAuth(w http.ResponseWriter, r *http.Request, err error, e
 	}
 	_ = errW.Write(w, r, ce)
 	if l, ok := (*s.rejected.procedures.Load())[r.URL.Path]; ok {
-		s.rejected.record(l, protocol, ce.Code(), ce.Message(), true, w.Header(), r)
+		var attrs []slog.Attr
+		if p, isPanic := ce.Unwrap().(*authPanic); isPanic {
+			attrs = []slog.Attr{slog.String("panic", p.value), slog.String("stack", p.stack)}
+		}
+		s.rejected.record(l, protocol, ce.Code(), ce.Message(), true, w.Header(), r, attrs...)
 	}
 }

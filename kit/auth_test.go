@@ -303,3 +303,47 @@ func TestAuthCORSPreflight(t *testing.T) {
 		t.Errorf("preflight: %d %v", res.StatusCode, res.Header)
 	}
 }
+
+// A panic in the func is the call's Internal error, "internal error" and
+// nothing of the panic to the caller, in every protocol; the rejected line
+// has the panic's value and stack, and the connection serves on.
+func TestAuthPanic(t *testing.T) {
+	t.Parallel()
+	logs := new(syncBuffer)
+	srv := kittest.NewServer(t, kit.Config{}, func(srv *kit.Server) {
+		srv.Mount(pingv1connect.NewPingServiceHandler(&whoPing{}, srv.HandlerOptions()...))
+	}, kit.WithLogger(slog.New(slog.NewJSONHandler(logs, nil))), kit.WithAuth(func(ctx context.Context, r *http.Request) (any, error) {
+		if r.Header.Get("Authorization") == "Bearer boom" {
+			var claims map[string]int
+			claims["calls"]++ // a bug in the func: a nil map
+		}
+		return testAuth(ctx, r)
+	}))
+	for _, p := range srv.Protocols() {
+		_, err := newPingClient(srv, p.Client, append(p.Options, withToken("boom"))...).Ping(t.Context(), connect.NewRequest(&pingv1.PingRequest{Number: 1}))
+		var ce *connect.Error
+		if !errors.As(err, &ce) || ce.Code() != connect.CodeInternal || ce.Message() != "internal error" {
+			t.Errorf("%s: a panicking func: %v, want internal: internal error", p.Name, err)
+		}
+		res, err := newPingClient(srv, p.Client, append(p.Options, withToken("good"))...).Ping(t.Context(), connect.NewRequest(&pingv1.PingRequest{Number: 1}))
+		if err != nil || res.Msg.GetText() != "alice" {
+			t.Errorf("%s: after a panic, a good call: %v, %v", p.Name, res, err)
+		}
+	}
+	if n := counterValue(t, srv.Registry(), "kit_rejected_calls_total", map[string]string{"grpc_code": "Internal"}); n != float64(len(srv.Protocols())) {
+		t.Errorf("kit_rejected_calls_total{grpc_code=\"Internal\"} = %v, want %d", n, len(srv.Protocols()))
+	}
+	lines := logLines(t, logs, "rpc rejected before the interceptor chain")
+	if len(lines) == 0 {
+		t.Fatal("no rejected line")
+	}
+	for _, line := range lines {
+		stack, _ := line["stack"].(string)
+		if line["code"] != "internal" || line["panic"] != "assignment to entry in nil map" || !strings.Contains(stack, "TestAuthPanic") {
+			t.Errorf("rejected line %v, want code internal, the panic and its stack", line)
+		}
+	}
+	if strings.Contains(logs.String(), "panic serving") {
+		t.Errorf("net/http recovered the panic:\n%s", logs)
+	}
+}
