@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"connectrpc.com/authn"
@@ -346,4 +347,116 @@ func TestAuthPanic(t *testing.T) {
 	if strings.Contains(logs.String(), "panic serving") {
 		t.Errorf("net/http recovered the panic:\n%s", logs)
 	}
+}
+
+// The callers WithAuth refuses take nothing of KIT_RATE_LIMIT's bucket or
+// KIT_MAX_INFLIGHT's places, which sit in the chain after it: a flood of
+// them leaves a good caller its call.
+func TestAuthRefusalsSpareTheRateLimit(t *testing.T) {
+	t.Parallel()
+	srv := newAuthServer(t, kit.Config{RateLimit: 0.001, RateLimitBurst: 1, MaxInFlight: 1}, new(syncBuffer))
+	client := newPingClient(srv, srv.HTTP2Client())
+	for range 20 {
+		if _, err := client.Ping(t.Context(), connect.NewRequest(&pingv1.PingRequest{})); connect.CodeOf(err) != connect.CodeUnauthenticated {
+			t.Fatalf("without a token: %v, want unauthenticated", err)
+		}
+	}
+	good := newPingClient(srv, srv.HTTP2Client(), withToken("good"))
+	if _, err := good.Ping(t.Context(), connect.NewRequest(&pingv1.PingRequest{})); err != nil {
+		t.Errorf("a good caller after 20 refused: %v, want served", err)
+	}
+	if _, err := good.Ping(t.Context(), connect.NewRequest(&pingv1.PingRequest{})); connect.CodeOf(err) != connect.CodeResourceExhausted {
+		t.Errorf("a good caller's second call: %v, want resource_exhausted (the limit is on)", err)
+	}
+}
+
+// Every route to a method is authenticated: a Connect GET, whose message
+// is in its URL, a REST route's primary binding and its
+// additional_bindings; and a stream's caller once, before its first
+// message is read.
+func TestAuthEveryRoute(t *testing.T) {
+	t.Parallel()
+	srv := newAuthServer(t, kit.Config{}, new(syncBuffer))
+	for _, tc := range []struct {
+		name, method, url, body string
+		status                  int
+	}{
+		{name: "Connect GET", method: http.MethodGet, url: pingPath + "?encoding=json&message=%7B%22number%22%3A1%7D", status: http.StatusUnauthorized},
+		{name: "REST GET", method: http.MethodGet, url: "/v1/ping/1", status: http.StatusUnauthorized},
+		{name: "REST additional binding", method: http.MethodPost, url: "/v1/ping", body: `{"number":"1"}`, status: http.StatusUnauthorized},
+	} {
+		for _, client := range []*http.Client{srv.HTTP1Client(), srv.HTTP2Client()} {
+			for _, token := range []string{"", "good"} {
+				header := http.Header{}
+				if tc.body != "" {
+					header.Set("Content-Type", "application/json")
+				}
+				want := tc.status
+				if token != "" {
+					header.Set("Authorization", "Bearer "+token)
+					want = http.StatusOK
+				}
+				res, body := restCall(t, client, tc.method, srv.URL+tc.url, tc.body, header)
+				if res.StatusCode != want {
+					t.Errorf("%s with token %q: %d %s, want %d", tc.name, token, res.StatusCode, body, want)
+				}
+			}
+		}
+	}
+}
+
+// A stream's caller is authenticated once, whatever it sends.
+func TestAuthStreamOnce(t *testing.T) {
+	t.Parallel()
+	var calls atomic.Int64
+	srv := kittest.NewServer(t, kit.Config{}, func(srv *kit.Server) {
+		srv.Mount(pingv1connect.NewPingServiceHandler(&whoPing{}, srv.HandlerOptions()...))
+	}, kit.WithLogger(slog.New(slog.DiscardHandler)), kit.WithAuth(func(ctx context.Context, r *http.Request) (any, error) {
+		calls.Add(1)
+		if r.Header.Get("Authorization") != "Bearer good" {
+			return nil, errors.New("no")
+		}
+		return nil, nil
+	}))
+	for _, p := range srv.Protocols() {
+		if strings.HasSuffix(p.Name, "/http1") { // no bidi streams over HTTP/1.1
+			continue
+		}
+		before := calls.Load()
+		stream := newPingClient(srv, p.Client, append(p.Options, withStreamToken("good"))...).CumSum(t.Context())
+		for i := range 3 {
+			if err := stream.Send(&pingv1.CumSumRequest{Number: int64(i)}); err != nil {
+				t.Fatalf("%s: send: %v", p.Name, err)
+			}
+			if _, err := stream.Receive(); err != nil {
+				t.Fatalf("%s: receive: %v", p.Name, err)
+			}
+		}
+		_ = stream.CloseRequest()
+		_ = stream.CloseResponse()
+		if n := calls.Load() - before; n != 1 {
+			t.Errorf("%s: func ran %d times for a stream, want 1", p.Name, n)
+		}
+	}
+}
+
+// withStreamToken returns an interceptor that sends token as a bearer
+// token on streams.
+func withStreamToken(token string) connect.ClientOption {
+	return connect.WithInterceptors(streamToken(token))
+}
+
+// streamToken sets a stream's bearer token.
+type streamToken string
+
+func (s streamToken) WrapUnary(next connect.UnaryFunc) connect.UnaryFunc { return next }
+func (s streamToken) WrapStreamingClient(next connect.StreamingClientFunc) connect.StreamingClientFunc {
+	return func(ctx context.Context, spec connect.Spec) connect.StreamingClientConn {
+		conn := next(ctx, spec)
+		conn.RequestHeader().Set("Authorization", "Bearer "+string(s))
+		return conn
+	}
+}
+func (s streamToken) WrapStreamingHandler(next connect.StreamingHandlerFunc) connect.StreamingHandlerFunc {
+	return next
 }
