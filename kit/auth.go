@@ -33,9 +33,11 @@ import (
 // (token introspection) yourself. Return [authn.Errorf] (Unauthenticated) for
 // missing or bad credentials, connect.NewError(connect.CodePermissionDenied, …)
 // for a caller who may not call the procedure, or any other
-// *connect.Error; an error that is not a *connect.Error is
-// Unauthenticated. Its message goes to the client and to the log: never
-// put the credentials in it. To make a procedure public, return nil, nil
+// *connect.Error, whose message goes to the client and to the log: never
+// put the credentials in it. An error that is not a *connect.Error (nor
+// wraps one) is Unauthenticated with the message "unauthenticated": its
+// text, which may name a token service's address or a library's
+// internals, goes to the log alone. To make a procedure public, return nil, nil
 // for its path before looking at credentials.
 //
 // What fn returns on success, when not nil, is the caller's information:
@@ -116,6 +118,10 @@ func callAuth(fn func(context.Context, *http.Request) (any, error), r *http.Requ
 	return fn(r.Context(), r)
 }
 
+// errUnauthenticated is what the caller of a call refused with an error
+// that is not a *connect.Error is told.
+var errUnauthenticated = errors.New("unauthenticated")
+
 // authPanic is a panic in [WithAuth]'s func, recovered by callAuth.
 type authPanic struct {
 	value, stack string
@@ -132,8 +138,14 @@ func (e *authPanic) Error() string { return "internal error" }
 // observe it again.
 func (s *Server) rejectAuth(w http.ResponseWriter, r *http.Request, err error, errW *connect.ErrorWriter, rest bool) {
 	var ce *connect.Error
+	logged := ""
 	if !errors.As(err, &ce) {
-		ce = connect.NewError(connect.CodeUnauthenticated, err)
+		// Its text may name what the caller must not see (a token
+		// service's address, a library's internals): the log has it.
+		ce = connect.NewError(connect.CodeUnauthenticated, errUnauthenticated)
+		logged = err.Error()
+	} else {
+		logged = ce.Message()
 	}
 	if s.routes.echoIDs {
 		// Over HTTP/1.x the routes have written the id already; this marks
@@ -152,6 +164,6 @@ func (s *Server) rejectAuth(w http.ResponseWriter, r *http.Request, err error, e
 		if p, isPanic := ce.Unwrap().(*authPanic); isPanic {
 			attrs = []slog.Attr{slog.String("panic", p.value), slog.String("stack", p.stack)}
 		}
-		s.rejected.record(l, protocol, ce.Code(), ce.Message(), true, w.Header(), r, attrs...)
+		s.rejected.record(l, protocol, ce.Code(), logged, true, w.Header(), r, attrs...)
 	}
 }

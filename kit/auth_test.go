@@ -5,6 +5,7 @@ import (
 	"crypto/subtle"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"strings"
@@ -459,4 +460,46 @@ func (s streamToken) WrapStreamingClient(next connect.StreamingClientFunc) conne
 }
 func (s streamToken) WrapStreamingHandler(next connect.StreamingHandlerFunc) connect.StreamingHandlerFunc {
 	return next
+}
+
+// An error of the func that is not a *connect.Error (a token service's
+// dial error, say) refuses the call Unauthenticated with nothing of its
+// text, which goes to the log alone; a *connect.Error in its chain is
+// answered as it is.
+func TestAuthPlainErrorStaysInTheLog(t *testing.T) {
+	t.Parallel()
+	logs := new(syncBuffer)
+	const internal = `Post "https://auth.internal:8443/introspect": dial tcp 10.1.2.3:8443: connect: connection refused`
+	srv := kittest.NewServer(t, kit.Config{}, func(srv *kit.Server) {
+		srv.Mount(pingv1connect.NewPingServiceHandler(&whoPing{}, srv.HandlerOptions()...))
+	}, kit.WithLogger(slog.New(slog.NewJSONHandler(logs, nil))), kit.WithAuth(func(ctx context.Context, r *http.Request) (any, error) {
+		if r.Header.Get("Authorization") == "Bearer wrapped" {
+			return nil, fmt.Errorf("verifying: %w", authn.Errorf("token expired"))
+		}
+		return nil, fmt.Errorf("introspecting the token: %w", errors.New(internal))
+	}))
+	for _, p := range srv.Protocols() {
+		_, err := newPingClient(srv, p.Client, p.Options...).Ping(t.Context(), connect.NewRequest(&pingv1.PingRequest{Number: 1}))
+		var ce *connect.Error
+		if !errors.As(err, &ce) || ce.Code() != connect.CodeUnauthenticated || ce.Message() != "unauthenticated" {
+			t.Errorf("%s: %v, want unauthenticated: unauthenticated", p.Name, err)
+		}
+		_, err = newPingClient(srv, p.Client, append(p.Options, withToken("wrapped"))...).Ping(t.Context(), connect.NewRequest(&pingv1.PingRequest{Number: 1}))
+		if !errors.As(err, &ce) || ce.Code() != connect.CodeUnauthenticated || ce.Message() != "token expired" {
+			t.Errorf("%s: wrapped: %v, want unauthenticated: token expired", p.Name, err)
+		}
+	}
+	res, body := restCall(t, srv.HTTP1Client(), http.MethodGet, srv.URL+"/v1/ping/1", "", nil)
+	if res.StatusCode != http.StatusUnauthorized || strings.Contains(body, "10.1.2.3") {
+		t.Errorf("REST: %d %s, want 401 without the error's text", res.StatusCode, body)
+	}
+	found := false
+	for _, line := range logLines(t, logs, "rpc rejected before the interceptor chain") {
+		if line["error"] == "introspecting the token: "+internal {
+			found = true
+		}
+	}
+	if !found {
+		t.Errorf("no rejected line with the func's error:\n%s", logs)
+	}
 }
