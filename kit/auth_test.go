@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"strings"
@@ -144,9 +145,11 @@ func reflectionList(ctx context.Context, conn *grpc.ClientConn) error {
 	err = stream.Send(&reflectionpb.ServerReflectionRequest{
 		MessageRequest: &reflectionpb.ServerReflectionRequest_ListServices{},
 	})
-	if err != nil {
+	if err != nil && !errors.Is(err, io.EOF) {
 		return err
 	}
+	// On io.EOF the server has ended the stream (a refusal, answered
+	// before the request is read): Recv has its status.
 	_, err = stream.Recv()
 	return err
 }
