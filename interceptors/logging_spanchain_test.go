@@ -21,21 +21,16 @@ type spanProbe struct {
 	sc trace.SpanContext
 }
 
-func (p *spanProbe) WrapUnary(next connect.UnaryFunc) connect.UnaryFunc {
-	return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
-		p.mu.Lock()
-		p.sc = trace.SpanContextFromContext(ctx)
-		p.mu.Unlock()
-		return next(ctx, req)
-	}
-}
-
-func (p *spanProbe) WrapStreamingClient(next connect.StreamingClientFunc) connect.StreamingClientFunc {
-	return next
-}
-
-func (p *spanProbe) WrapStreamingHandler(next connect.StreamingHandlerFunc) connect.StreamingHandlerFunc {
-	return next
+// interceptor returns the probe as a unary interceptor.
+func (p *spanProbe) interceptor() connect.Interceptor {
+	return connect.UnaryInterceptorFunc(func(next connect.UnaryFunc) connect.UnaryFunc {
+		return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
+			p.mu.Lock()
+			p.sc = trace.SpanContextFromContext(ctx)
+			p.mu.Unlock()
+			return next(ctx, req)
+		}
+	})
 }
 
 // get returns the span context it saw last.
@@ -45,24 +40,16 @@ func (p *spanProbe) get() trace.SpanContext {
 	return p.sc
 }
 
-// userSpan starts a span of a tracer of its own around the call, as a
-// user's interceptor may.
-type userSpan struct{ tracer trace.Tracer }
-
-func (u userSpan) WrapUnary(next connect.UnaryFunc) connect.UnaryFunc {
-	return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
-		ctx, span := u.tracer.Start(ctx, "user")
-		defer span.End()
-		return next(ctx, req)
-	}
-}
-
-func (u userSpan) WrapStreamingClient(next connect.StreamingClientFunc) connect.StreamingClientFunc {
-	return next
-}
-
-func (u userSpan) WrapStreamingHandler(next connect.StreamingHandlerFunc) connect.StreamingHandlerFunc {
-	return next
+// userSpan starts a span of tracer around each unary call, as a user's
+// interceptor may.
+func userSpan(tracer trace.Tracer) connect.Interceptor {
+	return connect.UnaryInterceptorFunc(func(next connect.UnaryFunc) connect.UnaryFunc {
+		return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
+			ctx, span := tracer.Start(ctx, "user")
+			defer span.End()
+			return next(ctx, req)
+		}
+	})
 }
 
 // TestLineSpanInUserChains: in chains of a user's order, a served call's
@@ -74,27 +61,27 @@ func TestLineSpanInUserChains(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct {
 		name  string
-		chain func(logging, metrics, tracing, user connect.Interceptor, probe *spanProbe) []connect.Interceptor
+		chain func(logging, metrics, tracing, user connect.Interceptor, probe connect.Interceptor) []connect.Interceptor
 	}{
-		{name: "Tracing, Logging, Metrics", chain: func(l, m, tr, _ connect.Interceptor, p *spanProbe) []connect.Interceptor {
+		{name: "Tracing, Logging, Metrics", chain: func(l, m, tr, _ connect.Interceptor, p connect.Interceptor) []connect.Interceptor {
 			return []connect.Interceptor{tr, l, p, m}
 		}},
-		{name: "a user's span between Logging and Metrics", chain: func(l, m, tr, u connect.Interceptor, p *spanProbe) []connect.Interceptor {
+		{name: "a user's span between Logging and Metrics", chain: func(l, m, tr, u connect.Interceptor, p connect.Interceptor) []connect.Interceptor {
 			return []connect.Interceptor{tr, l, p, u, m}
 		}},
-		{name: "a user's span without Tracing, between Logging and Metrics", chain: func(l, m, _, u connect.Interceptor, p *spanProbe) []connect.Interceptor {
+		{name: "a user's span without Tracing, between Logging and Metrics", chain: func(l, m, _, u connect.Interceptor, p connect.Interceptor) []connect.Interceptor {
 			return []connect.Interceptor{l, p, u, m}
 		}},
-		{name: "a user's span around Logging", chain: func(l, m, _, u connect.Interceptor, p *spanProbe) []connect.Interceptor {
+		{name: "a user's span around Logging", chain: func(l, m, _, u connect.Interceptor, p connect.Interceptor) []connect.Interceptor {
 			return []connect.Interceptor{u, l, p, m}
 		}},
-		{name: "Tracing inside Metrics", chain: func(l, m, tr, _ connect.Interceptor, p *spanProbe) []connect.Interceptor {
+		{name: "Tracing inside Metrics", chain: func(l, m, tr, _ connect.Interceptor, p connect.Interceptor) []connect.Interceptor {
 			return []connect.Interceptor{l, p, m, tr}
 		}},
-		{name: "Logging alone, inside Tracing", chain: func(l, _, tr, _ connect.Interceptor, p *spanProbe) []connect.Interceptor {
+		{name: "Logging alone, inside Tracing", chain: func(l, _, tr, _ connect.Interceptor, p connect.Interceptor) []connect.Interceptor {
 			return []connect.Interceptor{tr, l, p}
 		}},
-		{name: "Logging alone", chain: func(l, _, _, _ connect.Interceptor, p *spanProbe) []connect.Interceptor {
+		{name: "Logging alone", chain: func(l, _, _, _ connect.Interceptor, p connect.Interceptor) []connect.Interceptor {
 			return []connect.Interceptor{l, p}
 		}},
 	} {
@@ -111,7 +98,7 @@ func TestLineSpanInUserChains(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				return tc.chain(interceptors.Logging(logger), metrics, tracing, userSpan{tracer: o.tp.Tracer("user")}, probe)
+				return tc.chain(interceptors.Logging(logger), metrics, tracing, userSpan(o.tp.Tracer("user")), probe.interceptor())
 			}})
 			for _, proto := range protocols {
 				if _, err := s.pingClient(t, proto.opts...).Ping(t.Context(), connect.NewRequest(&pingv1.PingRequest{Number: 1})); err != nil {
