@@ -29,7 +29,8 @@ type caller string
 func (c caller) Principal() string { return string(c) }
 
 // parseAPITokens reads EXAMPLE_API_TOKENS's value, comma-separated
-// token=caller pairs ("s3cr3t=alice,0th3r=bob"). Empty is none: the
+// token=caller pairs ("s3cr3t=alice,0th3r=bob"), split at a pair's last
+// "=", so that a token may end in base64's padding. Empty is none: the
 // example then serves every caller. Its errors never quote a token.
 func parseAPITokens(v string) (apiTokens, error) {
 	if strings.TrimSpace(v) == "" {
@@ -37,8 +38,12 @@ func parseAPITokens(v string) (apiTokens, error) {
 	}
 	var ts apiTokens
 	for i, pair := range strings.Split(v, ",") {
-		token, name, ok := strings.Cut(strings.TrimSpace(pair), "=")
-		if !ok || token == "" || name == "" {
+		// The last "=": a token may hold some (base64's padding), a
+		// caller's name may not.
+		pair = strings.TrimSpace(pair)
+		eq := strings.LastIndexByte(pair, '=')
+		token, name := pair[:max(eq, 0)], pair[eq+1:]
+		if eq < 0 || token == "" || name == "" {
 			return nil, fmt.Errorf("EXAMPLE_API_TOKENS: entry %d is not token=caller", i+1)
 		}
 		ts = append(ts, apiToken{sum: sha256.Sum256([]byte(token)), caller: caller(name)})

@@ -77,6 +77,27 @@ func TestAPITokensAuthenticate(t *testing.T) {
 		}
 	}
 
+	// A token with base64's padding is the whole token, not its part
+	// before the first "=", which must not let anyone in.
+	padded, err := parseAPITokens("czNjcjN0Cg===carol")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		token  string
+		caller caller
+	}{{token: "czNjcjN0Cg==", caller: "carol"}, {token: "czNjcjN0Cg"}} {
+		r, err := http.NewRequestWithContext(t.Context(), http.MethodPost, "http://x/example.v1.ProfileService/ListProfiles", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r.Header.Set("Authorization", "Bearer "+tc.token)
+		info, err := padded.authenticate(t.Context(), r)
+		if tc.caller == "" && err == nil || tc.caller != "" && info != any(tc.caller) {
+			t.Errorf("token %q: %v, %v; want caller %q", tc.token, info, err, tc.caller)
+		}
+	}
+
 	srv := newExample(t, kit.Config{}, kit.WithAuth(tokens.authenticate))
 	client := examplev1connect.NewProfileServiceClient(srv.HTTP2Client(), srv.URL, connect.WithGRPC())
 	_, err = client.ListProfiles(t.Context(), connect.NewRequest(&examplev1.ListProfilesRequest{}))
