@@ -57,8 +57,9 @@ func parseAPITokens(v string) (apiTokens, error) {
 // every time, so that the time a refusal takes tells nothing of how close
 // a guess came, nor its length.
 func (ts apiTokens) authenticate(_ context.Context, r *http.Request) (any, error) {
-	token, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-	if !ok {
+	// The scheme's case does not matter (RFC 9110, section 11.1).
+	scheme, token, ok := strings.Cut(r.Header.Get("Authorization"), " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") {
 		return nil, authn.Errorf("missing bearer token")
 	}
 	sum := sha256.Sum256([]byte(token))

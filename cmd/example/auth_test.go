@@ -62,6 +62,9 @@ func TestAPITokensAuthenticate(t *testing.T) {
 		{name: "basic auth", header: "Basic YWxpY2U6czNjcjN0", code: connect.CodeUnauthenticated},
 		{name: "unknown token", header: "Bearer s3cr3", code: connect.CodeUnauthenticated},
 		{name: "alice", header: "Bearer s3cr3t", caller: "alice"},
+		{name: "scheme in lower case", header: "bearer s3cr3t", caller: "alice"},
+		{name: "scheme in upper case", header: "BEARER s3cr3t", caller: "alice"},
+		{name: "scheme alone", header: "Bearer", code: connect.CodeUnauthenticated},
 		{name: "bob", header: "Bearer 0th3r", caller: "bob"},
 	} {
 		r, err := http.NewRequestWithContext(t.Context(), http.MethodPost, "http://x/example.v1.ProfileService/ListProfiles", nil)
