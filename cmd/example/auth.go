@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"connectrpc.com/authn"
+	"connectrpc.com/connect"
 )
 
 // apiTokens are the static bearer tokens of EXAMPLE_API_TOKENS, each with
@@ -60,7 +61,7 @@ func (ts apiTokens) authenticate(_ context.Context, r *http.Request) (any, error
 	// The scheme's case does not matter (RFC 9110, section 11.1).
 	scheme, token, ok := strings.Cut(r.Header.Get("Authorization"), " ")
 	if !ok || !strings.EqualFold(scheme, "Bearer") {
-		return nil, authn.Errorf("missing bearer token")
+		return nil, challenge(authn.Errorf("missing bearer token"), "")
 	}
 	sum := sha256.Sum256([]byte(token))
 	var found caller
@@ -70,7 +71,20 @@ func (ts apiTokens) authenticate(_ context.Context, r *http.Request) (any, error
 		}
 	}
 	if found == "" {
-		return nil, authn.Errorf("unknown bearer token")
+		return nil, challenge(authn.Errorf("unknown bearer token"), "invalid_token")
 	}
 	return found, nil
+}
+
+// challenge gives err, a refusal for want of credentials, the
+// WWW-Authenticate header that RFC 9110 (section 11.6.1) asks a 401 to
+// carry, with RFC 6750's error code when a token was sent and is not
+// known: kit writes an error's metadata as headers (trailers for gRPC).
+func challenge(err *connect.Error, code string) *connect.Error {
+	v := `Bearer realm="example"`
+	if code != "" {
+		v += `, error="` + code + `"`
+	}
+	err.Meta().Set("WWW-Authenticate", v)
+	return err
 }

@@ -112,6 +112,29 @@ func TestAPITokensAuthenticate(t *testing.T) {
 	if _, err := client.CreateProfile(t.Context(), req); err != nil {
 		t.Errorf("CreateProfile with a token: %v", err)
 	}
+	// A Connect 401 carries its challenge (RFC 9110, 11.6.1), and says
+	// invalid_token (RFC 6750) for a token it does not know.
+	for _, tc := range []struct{ header, want string }{
+		{"", `Bearer realm="example"`},
+		{"Bearer s3cr3", `Bearer realm="example", error="invalid_token"`},
+	} {
+		r, err := http.NewRequestWithContext(t.Context(), http.MethodPost, srv.URL+"/example.v1.ProfileService/ListProfiles", strings.NewReader("{}"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		r.Header.Set("Content-Type", "application/json")
+		if tc.header != "" {
+			r.Header.Set("Authorization", tc.header)
+		}
+		res, err := srv.HTTP1Client().Do(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res.Body.Close()
+		if got := res.Header.Get("WWW-Authenticate"); res.StatusCode != http.StatusUnauthorized || got != tc.want {
+			t.Errorf("ListProfiles with %q: %d, WWW-Authenticate %q; want 401 with %q", tc.header, res.StatusCode, got, tc.want)
+		}
+	}
 	res, err := srv.HTTP1Client().Post(srv.URL+"/grpc.health.v1.Health/Check", "application/json", strings.NewReader("{}"))
 	if err != nil {
 		t.Fatal(err)
