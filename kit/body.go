@@ -1,6 +1,8 @@
 package kit
 
 import (
+	"errors"
+	"io"
 	"net/http"
 	"sync"
 	"time"
@@ -141,5 +143,53 @@ func (g *bodyTimer) expire() {
 	if g.stall > 0 {
 		g.late = true
 		g.timer.Reset(g.stall)
+	}
+}
+
+// boundUnreadBody bounds net/http's reading of what is left of an
+// HTTP/1.x request's body once its handler has returned, to after from
+// now (kit passes KIT_READ_HEADER_TIMEOUT): it gives the connection a read
+// deadline when the body may hold more than was read. Call it from the
+// handler net/http called, after the handlers it serves have returned.
+//
+// net/http reads up to 256 KiB of a body its handler left unread before it
+// writes the response (so that the connection can serve another request),
+// and it reads what is left in Close too (a request with "Expect:
+// 100-continue", whose connection it closes, after the response); nothing
+// bounds those reads when kit has not (kit sets no ReadTimeout, see
+// [Server.newHTTPServer], and [guardBody] bounds only the bodies of the
+// calls of mounted services). So a handler that answers without reading a
+// body (a REST GET, a 404, a 405) left a client trickling or withholding
+// that body the connection and its goroutine for as long as it liked.
+// With the deadline, a body that is not in by then is cut, the response
+// written, and the connection closed.
+//
+// A body read to its end needs no deadline, and must not get one: net/http
+// then waits on the socket for the next request in the background, and
+// our deadline passing before the response is written would end that wait
+// with an error that cancels the connection's later requests. A body of
+// known length tells that at once: a Read of nothing returns io.EOF. A
+// chunked body's Read of nothing may wait for the next chunk's header, so
+// it is tried under the deadline, which is cleared again if the body
+// turned out to be read. A request expecting 100-continue is not tried
+// (the Read would send the 100 Continue and invite the body): it gets the
+// deadline; read to its end, it keeps its connection unless writing the
+// response's last bytes takes longer than after.
+func boundUnreadBody(w http.ResponseWriter, r *http.Request, after time.Duration) {
+	if r.ContentLength == 0 || r.Body == nil || r.Body == http.NoBody {
+		return
+	}
+	_, expect := r.Header["Expect"]
+	if r.ContentLength > 0 && !expect {
+		if _, err := r.Body.Read(nil); err != nil {
+			return // read to its end (io.EOF), closed, or failed: nothing is read again
+		}
+	}
+	c, ok := w.(connDeadlines)
+	if !ok || c.SetReadDeadline(time.Now().Add(after)) != nil || r.ContentLength > 0 || expect {
+		return
+	}
+	if _, err := r.Body.Read(nil); errors.Is(err, io.EOF) || errors.Is(err, http.ErrBodyReadAfterClose) {
+		_ = c.SetReadDeadline(time.Time{}) // as net/http left it, see above
 	}
 }

@@ -32,7 +32,7 @@ func (s *Server) newHTTPServer() (*http.Server, error) {
 		// for the log lines, as interceptors.HTTPVersion does, without
 		// copying each request; ConnContext also lets serving grow an
 		// HTTP/1.x connection's stack only when needed.
-		Handler: serving(&s.handlers, &s.draining, s.cfg.MaxConnectionAge > 0, s.withCORS(s.routes)),
+		Handler: serving(&s.handlers, &s.draining, s.cfg.MaxConnectionAge > 0, s.cfg.ReadHeaderTimeout, s.withCORS(s.routes)),
 		// fresh also keeps each connection until it closes (see
 		// freshConns).
 		ConnContext: s.connContext,
@@ -178,10 +178,13 @@ func (s *Server) withCORS(h http.Handler) http.Handler {
 // HTTP/1.1 at 50 in flight, and changed nothing at 1 in flight
 // (BENCHMARKS.md). It is grown only after it was shrunk (see [growConnStack]).
 //
+// Once h has returned, it bounds net/http's reading of an HTTP/1.x
+// request body that h left unread to unreadBody (see [boundUnreadBody]).
+//
 // It looks the connection's State up once and hands it to h when h is
 // kit's routes (no CORS): each lookup walks the request's contexts, ~140
 // instructions (BENCHMARKS.md 1.31).
-func serving(wg *sync.WaitGroup, draining *atomic.Bool, retire bool, h http.Handler) http.Handler {
+func serving(wg *sync.WaitGroup, draining *atomic.Bool, retire bool, unreadBody time.Duration, h http.Handler) http.Handler {
 	rt, _ := h.(*routes)
 	versioned := interceptors.HTTPVersion(h) // for a connection without a State
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -211,6 +214,9 @@ func serving(wg *sync.WaitGroup, draining *atomic.Bool, retire bool, h http.Hand
 			rt.serve(w, r, c)
 		default:
 			h.ServeHTTP(w, r)
+		}
+		if r.ProtoMajor == 1 {
+			boundUnreadBody(w, r, unreadBody)
 		}
 	})
 }
