@@ -65,7 +65,7 @@ func (s *Server) Mount(path string, h http.Handler) {
 	s.routes.handle(path, serviceHandler(service, s.authenticated(name, h, false), unknown, limits), true)
 	if hasHTTPRules(service) {
 		s.unknown.rest.add(service, serviceHandler(service, transcodedBody(s.authenticated(name, h, true)), unknown, limits),
-			s.cfg.MaxRequestBytes, s.cfg.MaxResponseBytes, http.HandlerFunc(s.unknown.unrouted))
+			s.cfg.MaxRequestBytes, s.cfg.MaxResponseBytes, s.cfg.ReadHeaderTimeout, http.HandlerFunc(s.unknown.unrouted))
 	}
 	s.rejected.add(service)
 	s.reflector.add(name)

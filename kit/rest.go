@@ -41,6 +41,9 @@ type restRoutes struct {
 	// maxBody is MaxRequestBytes, the most a REST body may hold; set
 	// before the first route is served.
 	maxBody int64
+	// ignoredBody is ReadHeaderTimeout, the time a body that no route
+	// takes has to arrive (see [ignoreBody]); set with maxBody.
+	ignoredBody time.Duration
 	// transcoder serves the routes; nil until a service with routes is
 	// mounted.
 	transcoder atomic.Pointer[vanguard.Transcoder]
@@ -57,13 +60,13 @@ type restRoutes struct {
 // [hasHTTPRules]) and whose calls h answers, h wrapping the service's
 // handler in [transcodedBody]; the requests no route matches go to
 // unrouted. maxRequest and maxResponse are MaxRequestBytes and
-// MaxResponseBytes. It panics, as [http.ServeMux.Handle] does on a
+// MaxResponseBytes, ignoredBody ReadHeaderTimeout. It panics, as [http.ServeMux.Handle] does on a
 // conflicting pattern, when vanguard refuses the routes (a malformed path
 // template, two methods on one route).
-func (rr *restRoutes) add(service protoreflect.ServiceDescriptor, h http.Handler, maxRequest, maxResponse int64, unrouted http.Handler) {
+func (rr *restRoutes) add(service protoreflect.ServiceDescriptor, h http.Handler, maxRequest, maxResponse int64, ignoredBody time.Duration, unrouted http.Handler) {
 	rr.mu.Lock()
 	defer rr.mu.Unlock()
-	rr.maxBody = maxRequest
+	rr.maxBody, rr.ignoredBody = maxRequest, ignoredBody
 	// One protocol and codec to the handler, without compression: the
 	// transcoded call then costs one protobuf encoding and no
 	// negotiation. Vanguard buffers each request and response message
@@ -202,6 +205,16 @@ func (rr *restRoutes) serve(w http.ResponseWriter, r *http.Request) bool {
 			rr.bound(c, r)
 		} else {
 			ignoreBody(c)
+			if r.ProtoMajor == 1 {
+				// Nothing reads this body but net/http, which reads what
+				// arrives of it before the response, and vanguard
+				// flushes the response before it returns: so the read
+				// deadline goes on now, when nothing else reads (see
+				// [boundUnreadBody], which bounds it again after).
+				if c, ok := w.(connDeadlines); ok {
+					_ = c.SetReadDeadline(time.Now().Add(rr.ignoredBody))
+				}
+			}
 		}
 	}
 	rw := &restWriter{ResponseWriter: w, sent: r, capture: rr.rejected != nil, headAsGet: methods.headAsGet()}
