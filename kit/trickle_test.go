@@ -2,6 +2,7 @@ package kit_test
 
 import (
 	"bufio"
+	"bytes"
 	"errors"
 	"io"
 	"net/http"
@@ -10,6 +11,9 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/net/http2"
+	"golang.org/x/net/http2/hpack"
 
 	"github.com/connectkit/connectkit/kit"
 )
@@ -116,6 +120,106 @@ func TestUnreadWholeBodyKeepsTheConnection(t *testing.T) {
 				}
 				if strings.Contains(string(got), "canceled") {
 					t.Fatalf("request %d: %q", i, got)
+				}
+			}
+		})
+	}
+}
+
+// Over HTTP/2 the same requests, their body trickled after the headers, are
+// answered at once and their streams reset by net/http (RST_STREAM, as RFC
+// 9113 8.1 lets a server that has answered a request whose body has not
+// ended): nothing waits on the rest of the body, and the connection serves
+// the next request.
+func TestUnreadTrickledBodyHTTP2(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name, method, path string
+		status             string
+	}{
+		{"REST GET with a body", http.MethodGet, "/v1/ping/7", "200"},
+		{"404", http.MethodPost, "/nothing", "404"},
+		{"REST 405", http.MethodPut, "/v1/ping/7", "405"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			srv := newPingServer(t, kit.Config{CallTimeout: 300 * time.Millisecond, ReadHeaderTimeout: 300 * time.Millisecond}, nil)
+			conn := srv.Dial(t)
+			// The deadline only ends a test whose server never answers.
+			_ = conn.SetDeadline(time.Now().Add(20 * time.Second))
+			if _, err := io.WriteString(conn, http2.ClientPreface); err != nil {
+				t.Fatal(err)
+			}
+			fr := http2.NewFramer(conn, conn)
+			if err := fr.WriteSettings(); err != nil {
+				t.Fatal(err)
+			}
+			headers := func(stream uint32, method, path string, endStream bool) {
+				t.Helper()
+				var block bytes.Buffer
+				enc := hpack.NewEncoder(&block)
+				for _, f := range [][2]string{{":method", method}, {":scheme", "http"}, {":authority", "kit"}, {":path", path}, {"content-type", "application/json"}, {"content-length", "100"}} {
+					if endStream && f[0] == "content-length" {
+						continue
+					}
+					_ = enc.WriteField(hpack.HeaderField{Name: f[0], Value: f[1]})
+				}
+				if err := fr.WriteHeaders(http2.HeadersFrameParam{StreamID: stream, BlockFragment: block.Bytes(), EndHeaders: true, EndStream: endStream}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			headers(1, tc.method, tc.path, false)
+			if err := fr.WriteData(1, false, []byte(`{"number":`)); err != nil {
+				t.Fatal(err)
+			}
+			fr.ReadMetaHeaders = hpack.NewDecoder(4096, nil)
+			var status string
+			var ended, reset bool
+			for !reset || !ended {
+				f, err := fr.ReadFrame()
+				if err != nil {
+					t.Fatalf("%v; status %q, ended %v, reset %v; want the response and RST_STREAM", err, status, ended, reset)
+				}
+				switch f := f.(type) {
+				case *http2.SettingsFrame:
+					if !f.IsAck() {
+						_ = fr.WriteSettingsAck()
+					}
+				case *http2.PingFrame:
+					_ = fr.WritePing(true, f.Data)
+				case *http2.MetaHeadersFrame:
+					if f.StreamID == 1 && status == "" {
+						status = f.PseudoValue("status")
+					}
+					ended = ended || f.StreamEnded()
+				case *http2.DataFrame:
+					ended = ended || f.StreamEnded()
+				case *http2.RSTStreamFrame:
+					reset = f.StreamID == 1
+				case *http2.GoAwayFrame:
+					t.Fatalf("GOAWAY %v", f.ErrCode)
+				}
+			}
+			if status != tc.status {
+				t.Errorf("status %q, want %q", status, tc.status)
+			}
+			// The rest of the body, late, is dropped; the next request is
+			// served.
+			_ = fr.WriteData(1, true, []byte(`7}`))
+			headers(3, http.MethodGet, "/v1/ping/8", true)
+			for {
+				f, err := fr.ReadFrame()
+				if err != nil {
+					t.Fatalf("%v, want the response on stream 3", err)
+				}
+				if h, ok := f.(*http2.MetaHeadersFrame); ok && h.StreamID == 3 {
+					if got := h.PseudoValue("status"); got != "200" {
+						t.Errorf("the next request: status %q, want 200", got)
+					}
+					return
+				}
+				if g, ok := f.(*http2.GoAwayFrame); ok {
+					t.Fatalf("GOAWAY %v", g.ErrCode)
 				}
 			}
 		})
