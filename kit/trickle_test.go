@@ -176,17 +176,11 @@ func TestUnreadTrickledBodyHTTP2(t *testing.T) {
 			var status string
 			var ended, reset bool
 			for !reset || !ended {
-				f, err := fr.ReadFrame()
+				f, err := nextFrame(fr)
 				if err != nil {
 					t.Fatalf("%v; status %q, ended %v, reset %v; want the response and RST_STREAM", err, status, ended, reset)
 				}
 				switch f := f.(type) {
-				case *http2.SettingsFrame:
-					if !f.IsAck() {
-						_ = fr.WriteSettingsAck()
-					}
-				case *http2.PingFrame:
-					_ = fr.WritePing(true, f.Data)
 				case *http2.MetaHeadersFrame:
 					if f.StreamID == 1 && status == "" {
 						status = f.PseudoValue("status")
@@ -208,7 +202,7 @@ func TestUnreadTrickledBodyHTTP2(t *testing.T) {
 			_ = fr.WriteData(1, true, []byte(`7}`))
 			headers(3, http.MethodGet, "/v1/ping/8", true)
 			for {
-				f, err := fr.ReadFrame()
+				f, err := nextFrame(fr)
 				if err != nil {
 					t.Fatalf("%v, want the response on stream 3", err)
 				}
@@ -224,4 +218,21 @@ func TestUnreadTrickledBodyHTTP2(t *testing.T) {
 			}
 		})
 	}
+}
+
+// nextFrame reads fr's next frame, acknowledging the server's SETTINGS
+// and answering its PINGs on the way, as a client must.
+func nextFrame(fr *http2.Framer) (http2.Frame, error) {
+	f, err := fr.ReadFrame()
+	switch f := f.(type) {
+	case *http2.SettingsFrame:
+		if !f.IsAck() {
+			_ = fr.WriteSettingsAck()
+		}
+	case *http2.PingFrame:
+		if !f.IsAck() {
+			_ = fr.WritePing(true, f.Data)
+		}
+	}
+	return f, err
 }
