@@ -60,9 +60,10 @@ type restRoutes struct {
 // [hasHTTPRules]) and whose calls h answers, h wrapping the service's
 // handler in [transcodedBody]; the requests no route matches go to
 // unrouted. maxRequest and maxResponse are MaxRequestBytes and
-// MaxResponseBytes, ignoredBody ReadHeaderTimeout. It panics, as [http.ServeMux.Handle] does on a
-// conflicting pattern, when vanguard refuses the routes (a malformed path
-// template, two methods on one route).
+// MaxResponseBytes, ignoredBody ReadHeaderTimeout. It panics, as
+// [http.ServeMux.Handle] does on a conflicting pattern, when vanguard
+// refuses the routes (a malformed path template, two methods on one
+// route).
 func (rr *restRoutes) add(service protoreflect.ServiceDescriptor, h http.Handler, maxRequest, maxResponse int64, ignoredBody time.Duration, unrouted http.Handler) {
 	rr.mu.Lock()
 	defer rr.mu.Unlock()
@@ -211,8 +212,8 @@ func (rr *restRoutes) serve(w http.ResponseWriter, r *http.Request) bool {
 				// flushes the response before it returns: so the read
 				// deadline goes on now, when nothing else reads (see
 				// [boundUnreadBody], which bounds it again after).
-				if c, ok := w.(connDeadlines); ok {
-					_ = c.SetReadDeadline(time.Now().Add(rr.ignoredBody))
+				if d, ok := w.(connDeadlines); ok {
+					_ = d.SetReadDeadline(time.Now().Add(rr.ignoredBody))
 				}
 			}
 		}
