@@ -171,22 +171,28 @@ func (g *bodyTimer) expire() {
 // known length tells that at once: a Read of nothing returns io.EOF. A
 // chunked body's Read of nothing may wait for the next chunk's header, so
 // it is tried under the deadline, which is cleared again if the body
-// turned out to be read. A request expecting 100-continue is not tried
-// (the Read would send the 100 Continue and invite the body): it gets the
-// deadline; read to its end, it keeps its connection unless writing the
-// response's last bytes takes longer than after.
+// turned out to be read.
+//
+// First a Write of nothing: on a request expecting 100-continue whose
+// body was never read nor its response written, the Read would send the
+// 100 Continue and invite the body, and a Write stops that, as writing a
+// response does (writing the 200 header that net/http would write next
+// anyway, if the handler wrote none); it fails on a hijacked connection,
+// which is no longer net/http's to give a deadline.
 func boundUnreadBody(w http.ResponseWriter, r *http.Request, after time.Duration) {
 	if r.ContentLength == 0 || r.Body == nil || r.Body == http.NoBody {
 		return
 	}
-	_, expect := r.Header["Expect"]
-	if r.ContentLength > 0 && !expect {
+	if _, err := w.Write(nil); err != nil {
+		return
+	}
+	if r.ContentLength > 0 {
 		if _, err := r.Body.Read(nil); err != nil {
 			return // read to its end (io.EOF), closed, or failed: nothing is read again
 		}
 	}
 	c, ok := w.(connDeadlines)
-	if !ok || c.SetReadDeadline(time.Now().Add(after)) != nil || r.ContentLength > 0 || expect {
+	if !ok || c.SetReadDeadline(time.Now().Add(after)) != nil || r.ContentLength > 0 {
 		return
 	}
 	if _, err := r.Body.Read(nil); errors.Is(err, io.EOF) || errors.Is(err, http.ErrBodyReadAfterClose) {

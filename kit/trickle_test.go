@@ -16,6 +16,7 @@ import (
 	"golang.org/x/net/http2/hpack"
 
 	"github.com/connectkit/connectkit/kit"
+	"github.com/connectkit/connectkit/kit/kittest"
 )
 
 // An HTTP/1.1 request whose handler answers without reading its body, the
@@ -235,4 +236,47 @@ func nextFrame(fr *http2.Framer) (http2.Frame, error) {
 		}
 	}
 	return f, err
+}
+
+// A handler that hijacks an HTTP/1.1 connection whose request body it has
+// not read to its end owns the connection afterwards: kit's bound on the
+// unread body (KIT_READ_HEADER_TIMEOUT) does not cut its reads.
+func TestUnreadBodyOfHijackedConnection(t *testing.T) {
+	t.Parallel()
+	srv := kittest.NewServer(t, kit.Config{ReadHeaderTimeout: 100 * time.Millisecond}, func(s *kit.Server) {
+		s.Mount("/hijack/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			conn, rw, err := http.NewResponseController(w).Hijack()
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			go func() { // echoes each line until the client leaves
+				defer conn.Close()
+				for {
+					line, err := rw.ReadString('\n')
+					if err != nil {
+						return
+					}
+					_, _ = rw.WriteString(line)
+					_ = rw.Flush()
+				}
+			}()
+		}))
+	})
+	conn := srv.Dial(t)
+	if _, err := io.WriteString(conn, "POST /hijack/ HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nfirst\n"); err != nil {
+		t.Fatal(err)
+	}
+	_ = conn.SetReadDeadline(time.Now().Add(20 * time.Second)) // only ends a test whose server never answers
+	br := bufio.NewReader(conn)
+	if line, err := br.ReadString('\n'); line != "first\n" {
+		t.Fatalf("%q, %v, want the first line echoed", line, err)
+	}
+	time.Sleep(300 * time.Millisecond) // past the bound kit gives an unread body
+	if _, err := io.WriteString(conn, "second\n"); err != nil {
+		t.Fatal(err)
+	}
+	if line, err := br.ReadString('\n'); line != "second\n" {
+		t.Errorf("%q, %v, want the second line echoed: the hijacked connection was cut", line, err)
+	}
 }
