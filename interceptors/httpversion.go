@@ -37,8 +37,10 @@ func HTTPVersion(next http.Handler) http.Handler {
 // calling it from there.
 func ConnContext(ctx context.Context, c net.Conn) context.Context {
 	ctx = connctx.NewContext(ctx)
+	st := connctx.FromContext(ctx)
+	st.Conn = c
 	if tc, ok := c.(*tls.Conn); ok {
-		connctx.FromContext(ctx).TLS = tc
+		st.TLS = tc
 	}
 	return ctx
 }

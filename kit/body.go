@@ -6,6 +6,9 @@ import (
 	"net/http"
 	"sync"
 	"time"
+
+	"github.com/connectkit/connectkit/internal/batchconn"
+	"github.com/connectkit/connectkit/internal/connctx"
 )
 
 // bodyTimer bounds the time a call's request body takes to arrive, for the
@@ -17,9 +20,10 @@ import (
 // goroutine, its buffers and a connection for as long as it likes. A read
 // cut by the deadline fails with os.ErrDeadlineExceeded, which connect
 // answers as DeadlineExceeded with the error's text as its message: over
-// HTTP/1.x, [bodyDeadlineMessage], which the connection's reads return in
-// place of the socket's error (see [Server.batching]) at no cost to a read
-// that succeeds (with frame batching off, the socket's error, which names
+// HTTP/1.x, [bodyDeadlineMessage], which the connection's reads cut by
+// this deadline return in place of the socket's error (see
+// [setBodyReadDeadline] and [Server.batching]) at no cost to a read that
+// succeeds (with frame batching off, the socket's error, which names
 // both ends' addresses); over HTTP/2, net/http's "i/o timeout", which
 // names nothing (net/http makes that error, and only a wrapper of every
 // call's body, an allocation a call, could replace it).
@@ -58,11 +62,25 @@ type bodyTimer struct {
 
 // bodyDeadlineMessage is the message of the DeadlineExceeded error that a
 // call whose request body did not arrive in time gets over HTTP/1.x (see
-// [bodyTimer]). Over HTTP/1.x kit sets a read deadline only for a call's
-// deadline, so it is what any read deadline of its connections means, a
-// client stream's too (whose Receive says it in its own words,
-// [receiveDeadline]).
+// [bodyTimer]). Only the read deadline that [setBodyReadDeadline] sets
+// says it: the others of kit's connections (net/http's header and idle
+// timeouts, a TLS handshake's, a handler's own, a hijacked connection's,
+// kit's for client streams, whose Receive has words of its own,
+// [receiveDeadline]) keep the socket's error.
 const bodyDeadlineMessage = "request body not received within the call's deadline"
+
+// setBodyReadDeadline sets the read deadline of r's HTTP/1.x connection,
+// whose ResponseWriter's is w, for r's body: on kit's main listener, with
+// frame batching, a read it cuts fails with [bodyDeadlineMessage]
+// (batchconn.SetMessageReadDeadline); elsewhere with the socket's error.
+func setBodyReadDeadline(w connDeadlines, r *http.Request, t time.Time) error {
+	if c := connctx.FromContext(r.Context()); c != nil {
+		if ok, err := batchconn.SetMessageReadDeadline(c.Conn, t); ok {
+			return err
+		}
+	}
+	return w.SetReadDeadline(t)
+}
 
 // connDeadlines is what an HTTP/1.1 ResponseWriter offers.
 type connDeadlines interface {
@@ -81,7 +99,7 @@ type connDeadlines interface {
 func guardBody(w http.ResponseWriter, r *http.Request, timeout, stall time.Duration) *bodyTimer {
 	if c, ok := w.(connDeadlines); ok && r.ProtoMajor == 1 {
 		now := time.Now()
-		if c.SetReadDeadline(now.Add(timeout)) == nil {
+		if setBodyReadDeadline(c, r, now.Add(timeout)) == nil {
 			if stall > 0 {
 				_ = c.SetWriteDeadline(now.Add(timeout + stall))
 			}

@@ -93,9 +93,10 @@ func (s *Server) newHTTPServer() (*http.Server, error) {
 // batching wraps ln so that its HTTP/2 connections coalesce writes and
 // buffer reads (package internal/batchconn), unless turned off: h2c
 // connections are recognized by their preface; beneath TLS, those that
-// negotiate h2 by ALPN. Its connections' reads cut by their read deadline
-// fail with [bodyDeadlineMessage] rather than the socket's error, which
-// names both ends' addresses (see [bodyTimer]).
+// negotiate h2 by ALPN. Its connections' reads cut by the read deadline
+// of a call's body ([setBodyReadDeadline]) fail with [bodyDeadlineMessage]
+// rather than the socket's error, which names both ends' addresses (see
+// [bodyTimer]).
 func (s *Server) batching(ln net.Listener) (net.Listener, error) {
 	if s.cfg.NoFrameBatching {
 		return ln, nil

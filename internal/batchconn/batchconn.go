@@ -110,15 +110,18 @@ type Config struct {
 	CloseGrace time.Duration
 
 	// ReadDeadlineMessage, if not empty, is the text of the error that a
-	// read cut by the connection's read deadline returns, in place of the
-	// socket's *net.OpError, whose text names both ends' addresses ("read
-	// tcp 127.0.0.1:8080->10.0.0.7:51234: i/o timeout"): a handler that
-	// answers a request body's read error with its text (connect-go does)
-	// would send the server's address to the client. The error is a
-	// net.Error whose Timeout and Temporary are true and that matches
-	// os.ErrDeadlineExceeded with errors.Is, as the socket's does: net/http
-	// and crypto/tls tell a deadline's error by those. Only a read that
-	// fails pays for it. Default: the socket's error.
+	// read cut by a read deadline set with [SetMessageReadDeadline]
+	// returns, in place of the socket's *net.OpError, whose text names
+	// both ends' addresses ("read tcp 127.0.0.1:8080->10.0.0.7:51234: i/o
+	// timeout"): a handler that answers a request body's read error with
+	// its text (connect-go does) would send the server's address to the
+	// client. The error is a net.Error whose Timeout and Temporary are
+	// true and that matches os.ErrDeadlineExceeded with errors.Is, as the
+	// socket's does: net/http and crypto/tls tell a deadline's error by
+	// those. Only a read that fails pays for it. A deadline set with
+	// SetReadDeadline (net/http's own, a TLS handshake's, a handler's, a
+	// hijacked connection's) keeps the socket's error. Default: the
+	// socket's error.
 	ReadDeadlineMessage string
 }
 

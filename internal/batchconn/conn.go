@@ -1,6 +1,7 @@
 package batchconn
 
 import (
+	"crypto/tls"
 	"errors"
 	"io"
 	"net"
@@ -39,6 +40,11 @@ type conn struct {
 	rpos    int     // next unread byte of *rbuf
 	rend    int     // end of the buffered bytes in *rbuf
 	rdl     atomic.Int64
+	// rdMessage is set while the read deadline in force is one that
+	// [SetMessageReadDeadline] set: a read it cuts fails with
+	// Config.ReadDeadlineMessage. Any other setting of the deadline
+	// clears it.
+	rdMessage atomic.Bool
 
 	// The read deadline reaches the socket lazily (see SetReadDeadline),
 	// and so does a plain connection's write deadline (SetWriteDeadline).
@@ -202,7 +208,7 @@ func (c *conn) readDeadlineErr() error {
 	if d == 0 || time.Now().UnixNano() < d {
 		return nil
 	}
-	if c.sh.readDeadline != nil {
+	if c.rdMessage.Load() {
 		return c.sh.readDeadline
 	}
 	return &net.OpError{Op: "read", Net: c.LocalAddr().Network(), Source: c.LocalAddr(), Addr: c.RemoteAddr(), Err: os.ErrDeadlineExceeded}
@@ -221,10 +227,10 @@ func (e *deadlineError) Temporary() bool { return true }
 func (e *deadlineError) Unwrap() error   { return os.ErrDeadlineExceeded }
 
 // readError returns err, a read of the socket's error, as
-// [Config.ReadDeadlineMessage] words it when the read deadline cut the
-// read.
+// [Config.ReadDeadlineMessage] words it when the read deadline that cut
+// the read is one [SetMessageReadDeadline] set.
 func (c *conn) readError(err error) error {
-	if c.sh.readDeadline != nil && errors.Is(err, os.ErrDeadlineExceeded) {
+	if c.rdMessage.Load() && errors.Is(err, os.ErrDeadlineExceeded) {
 		return c.sh.readDeadline
 	}
 	return err
@@ -244,6 +250,34 @@ func (c *conn) readError(err error) error {
 // a deadline set lazily is not returned: the read it was for then fails
 // as reads of that socket do (a closed connection).
 func (c *conn) SetReadDeadline(t time.Time) error {
+	if c.rdMessage.Load() {
+		c.rdMessage.Store(false)
+	}
+	return c.setReadDeadline(t)
+}
+
+// SetMessageReadDeadline sets the read deadline of c, a connection of a
+// listener from [NewListener] or a *tls.Conn over one, as SetReadDeadline
+// does, and makes a read that it cuts fail with the listener's
+// [Config.ReadDeadlineMessage] until the read deadline is set again. It
+// reports false, setting nothing, when c is not such a connection or its
+// listener has no message: the deadlines that others set (net/http's
+// header and idle timeouts, a TLS handshake's, a handler's through
+// http.ResponseController, a hijacked connection's) keep the socket's
+// error, whatever they mean.
+func SetMessageReadDeadline(c net.Conn, t time.Time) (bool, error) {
+	if tc, ok := c.(*tls.Conn); ok {
+		c = tc.NetConn()
+	}
+	bc, ok := c.(*conn)
+	if !ok || bc.sh.readDeadline == nil {
+		return false, nil
+	}
+	bc.rdMessage.Store(true)
+	return true, bc.setReadDeadline(t)
+}
+
+func (c *conn) setReadDeadline(t time.Time) error {
 	if t.IsZero() {
 		c.rdl.Store(0)
 	} else {

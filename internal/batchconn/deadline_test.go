@@ -235,11 +235,12 @@ func TestPlainWriteDeadlineReachesSocketWhenWritten(t *testing.T) {
 	}
 }
 
-// A read cut by the read deadline fails with Config.ReadDeadlineMessage,
-// without the addresses of the socket's error, as a deadline's error to
-// net/http and crypto/tls: a temporary timeout, os.ErrDeadlineExceeded to
+// A read cut by a read deadline from SetMessageReadDeadline fails with
+// Config.ReadDeadlineMessage, without the addresses of the socket's error,
+// as a deadline's error to net/http and crypto/tls: a temporary timeout, os.ErrDeadlineExceeded to
 // errors.Is; and the connection reads again once the deadline is cleared
 // (beneath crypto/tls too, which keeps an error that is not temporary).
+// A deadline from SetReadDeadline, set next, keeps the socket's error.
 func TestReadDeadlineMessage(t *testing.T) {
 	t.Parallel()
 	const msg = "request body not received in time"
@@ -274,10 +275,12 @@ func TestReadDeadlineMessage(t *testing.T) {
 				sendAndRead(t, server, client, "0123456789")
 			}
 			// The deadline passes while the read waits, or before it.
+			deadline := time.Now().Add(50 * time.Millisecond)
 			if tc.buffered {
-				server.SetReadDeadline(time.Now().Add(-time.Second))
-			} else {
-				server.SetReadDeadline(time.Now().Add(50 * time.Millisecond))
+				deadline = time.Now().Add(-time.Second)
+			}
+			if ok, err := SetMessageReadDeadline(server, deadline); !ok || err != nil {
+				t.Fatalf("SetMessageReadDeadline = %v, %v; want true, nil", ok, err)
 			}
 			_, err := server.Read(make([]byte, 1))
 			if err == nil || err.Error() != msg || strings.Contains(err.Error(), "127.0.0.1") {
@@ -297,10 +300,20 @@ func TestReadDeadlineMessage(t *testing.T) {
 			if got := readN(t, server, 4); string(got) != "more" {
 				t.Fatalf("read %q after clearing the deadline, want %q", got, "more")
 			}
+			// A deadline set as any other is (net/http's idle timeout, a
+			// TLS handshake's, a handler's own) keeps the socket's error.
+			server.SetReadDeadline(time.Now().Add(-time.Second))
+			var oe *net.OpError
+			if _, err := server.Read(make([]byte, 1)); !errors.As(err, &oe) || !errors.Is(err, os.ErrDeadlineExceeded) {
+				t.Fatalf("Read past a deadline from SetReadDeadline = %v, want the socket's *net.OpError", err)
+			}
 		})
 	}
 	// Without it, the socket's error.
 	server, _ := pair(t, Config{})
+	if ok, _ := SetMessageReadDeadline(server, time.Now().Add(-time.Second)); ok {
+		t.Fatal("SetMessageReadDeadline on a listener without a message = true")
+	}
 	server.SetReadDeadline(time.Now().Add(-time.Second))
 	var oe *net.OpError
 	if _, err := server.Read(make([]byte, 1)); !errors.As(err, &oe) || !errors.Is(err, os.ErrDeadlineExceeded) {

@@ -7,6 +7,7 @@ package connctx
 import (
 	"context"
 	"crypto/tls"
+	"net"
 	"net/http"
 	"reflect"
 	"sync/atomic"
@@ -34,6 +35,9 @@ type State struct {
 	// TLS is the connection when it is a TLS one, set before its
 	// handshake; its ConnectionState is complete once requests arrive.
 	TLS *tls.Conn
+	// Conn is the connection as net/http accepted it (the *tls.Conn
+	// beneath TLS), set before its first request.
+	Conn net.Conn
 	// RetireAt is when kit retires the connection (Config.MaxConnectionAge:
 	// the first response after it asks the client to go elsewhere); zero
 	// for never. Set before its first request, read-only after.
