@@ -242,15 +242,15 @@ func connectUnaryBody(r *http.Request) bool {
 }
 
 // tooLarge answers a Connect unary call whose Content-Length exceeds the
-// limit, as connect would once it had read it all.
+// limit, as connect would once it had read it all, and notes its status
+// for the rejected line (see [noteStatus]).
 func tooLarge(w http.ResponseWriter, size, limit int64) {
-	body, _ := json.Marshal(map[string]string{
-		"code":    "resource_exhausted",
-		"message": fmt.Sprintf("request body of %d bytes exceeds the %d-byte limit (KIT_MAX_REQUEST_BYTES)", size, limit),
-	})
+	msg := fmt.Sprintf("request body of %d bytes exceeds the %d-byte limit (KIT_MAX_REQUEST_BYTES)", size, limit)
+	body, _ := json.Marshal(map[string]string{"code": "resource_exhausted", "message": msg})
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(http.StatusTooManyRequests) // the Connect protocol's status for resource_exhausted
 	_, _ = w.Write(body)
+	noteStatus(w.Header(), connect.CodeResourceExhausted, msg)
 }
 
 // bodyTimeout is how long a request body a client sends as one message may

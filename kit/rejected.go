@@ -66,7 +66,7 @@ const rejectedLinesPerSecond = 10
 func newRejectedCalls(reg prometheus.Registerer, logger *slog.Logger) (*rejectedCalls, error) {
 	vec := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "kit_rejected_calls_total",
-		Help: "Calls to a mounted procedure answered before kit's interceptor chain ran (a message that does not decode, an unsupported content type or compression, a body over the limit, a caller that WithAuth refused), which grpc_server_* do not count, by protocol and, where the response shows it (gRPC, gRPC-Web, REST), gRPC code.",
+		Help: "Calls to a mounted procedure answered before kit's interceptor chain ran (a message that does not decode, an unsupported content type or compression, a body over the limit, a caller that WithAuth refused), which grpc_server_* do not count, by protocol and, where the response shows it (gRPC, gRPC-Web, REST, kit's own Connect answer to a body over the limit), gRPC code.",
 	}, []string{"grpc_service", "grpc_method", "protocol", "grpc_code"})
 	vec, err := registerOrFind(reg, vec) // another server's, on a registry they share
 	if err != nil {
@@ -108,8 +108,9 @@ func answeredByChain(h http.Header) bool {
 // around connect's may return before connect does (http.TimeoutHandler at
 // its timeout), and connect writes the request's header. The protocol is
 // the response's, and the request id the one kit echoed, if any. A Connect
-// response's code is in its body, which is not read: its line and label
-// have none.
+// response's code is in its status and body, which are not read: its line
+// and label have none, but for an answer of kit's own that noted its
+// status (see [noteStatus]).
 //
 // A response with connect's Accept-Post is its 415 for a content type it
 // does not serve, which carries no content type of its own, and for which
@@ -127,8 +128,14 @@ func (c *rejectedCalls) observe(h http.Header, r *http.Request) {
 		return
 	}
 	protocol := protocolOf(header.Get(h, "Content-Type"))
-	code, msg, known := connect.Code(0), "", false
-	if protocol != connect.ProtocolConnect {
+	var (
+		code  connect.Code
+		msg   string
+		known bool
+	)
+	if protocol == connect.ProtocolConnect {
+		code, msg, known = notedStatus(h)
+	} else {
 		code, msg, known = grpcStatus(h)
 	}
 	c.record(l, protocol, code, msg, known, h, r)
@@ -274,6 +281,35 @@ func grpcStatus(h http.Header) (code connect.Code, msg string, ok bool) {
 		msg = m
 	}
 	return connect.Code(n), msg, true
+}
+
+// notedStatusKey is the response header key under which kit notes the
+// status of a Connect call it answered itself before the chain (see
+// [noteStatus]).
+const notedStatusKey = "Kit-Rejected-Status"
+
+// noteStatus notes, in h, the header of a response already written, the
+// code and message of the Connect error that kit answered a call with
+// before the chain, for [rejectedCalls.observe] to read back: a Connect
+// response has its status in its HTTP status and body, which the routes
+// see only through a wrapper of every call's ResponseWriter. net/http sends
+// no change to the header made after WriteHeader but to trailers, which
+// this key is not, so the client never sees it.
+func noteStatus(h http.Header, code connect.Code, msg string) {
+	h[notedStatusKey] = []string{strconv.Itoa(int(code)), msg}
+}
+
+// notedStatus reads back what [noteStatus] noted in h, if anything.
+func notedStatus(h http.Header) (code connect.Code, msg string, ok bool) {
+	v := h[notedStatusKey]
+	if len(v) != 2 {
+		return 0, "", false
+	}
+	n, err := strconv.Atoi(v[0])
+	if err != nil || n <= 0 || n >= len(grpcCodeNames) {
+		return 0, "", false
+	}
+	return connect.Code(n), v[1], true
 }
 
 // grpcCodeNames are the gRPC codes' names, as grpc_server_handled_total's

@@ -2,6 +2,7 @@ package kit_test
 
 import (
 	"bytes"
+	"errors"
 	"log/slog"
 	"net/http"
 	"strings"
@@ -31,7 +32,7 @@ func TestRejectedCallsAreObserved(t *testing.T) {
 		body     string
 		header   []string
 		protocol string
-		code     string // grpc_code, read back from a gRPC or gRPC-Web response
+		code     string // grpc_code, read back from a gRPC or gRPC-Web response, or noted by kit
 		errorHas string // in the line's error, for one that has no code
 	}{
 		{name: "JSON that does not decode", path: pingPath, body: "{bad",
@@ -52,8 +53,10 @@ func TestRejectedCallsAreObserved(t *testing.T) {
 			errorHas: `unsupported content type "application/grpc+xml"`},
 		{name: "unknown compression", path: pingPath, body: "{}",
 			header: []string{"Content-Type", "application/json", "Content-Encoding", "weird"}, protocol: "connect"},
+		// kit answers it itself, and notes its status for the line.
 		{name: "body over MaxRequestBytes", path: pingPath, body: `{"text":"` + strings.Repeat("a", 2048) + `"}`,
-			header: []string{"Content-Type", "application/json"}, protocol: "connect"},
+			header: []string{"Content-Type", "application/json"}, protocol: "connect", code: "ResourceExhausted",
+			errorHas: "request body of 2059 bytes exceeds the 1024-byte limit (KIT_MAX_REQUEST_BYTES)"},
 		{name: "GET of a method with side effects", method: http.MethodGet,
 			path: failPath + "?connect=v1&encoding=json&message=%7B%7D", protocol: "connect"},
 		{name: "gRPC unary without a message", path: pingPath,
@@ -86,6 +89,9 @@ func TestRejectedCallsAreObserved(t *testing.T) {
 			}
 			_ = readAll(t, res.Body)
 			res.Body.Close()
+			if noted := res.Header.Values("Kit-Rejected-Status"); len(noted) != 0 || res.Trailer.Get("Kit-Rejected-Status") != "" {
+				t.Errorf("the client got kit's note Kit-Rejected-Status: %q %v", noted, res.Trailer)
+			}
 			if code := res.Header.Get("Grpc-Status") + res.Trailer.Get("Grpc-Status"); res.StatusCode == http.StatusOK && code == "" {
 				t.Fatalf("the call succeeded: %d %v", res.StatusCode, res.Header)
 			}
@@ -100,7 +106,9 @@ func TestRejectedCallsAreObserved(t *testing.T) {
 			line := rejectedOnce(t, srv, logs, labels)
 			want := map[string]any{"level": "WARN", "procedure": strings.Split(tc.path, "?")[0], "protocol": tc.protocol}
 			if tc.code != "" { // the rpc lines' names: "invalid_argument" for the label's "InvalidArgument"
-				want["code"] = map[string]string{"Unimplemented": "unimplemented", "InvalidArgument": "invalid_argument"}[tc.code]
+				want["code"] = map[string]string{
+					"Unimplemented": "unimplemented", "InvalidArgument": "invalid_argument", "ResourceExhausted": "resource_exhausted",
+				}[tc.code]
 			}
 			for k, v := range want {
 				if line[k] != v {
@@ -120,13 +128,47 @@ func TestRejectedCallsAreObserved(t *testing.T) {
 					t.Errorf("line without the error: %v", line)
 				}
 			} else if code, ok := line["code"]; ok {
-				// A Connect error's code is in its body, unread,
-				// and a 415 has none: the line names none, never
-				// "ok".
+				// A Connect error's code is in its status and body,
+				// unread but for kit's own answers, and a 415 has
+				// none: the line names none, never "ok".
 				t.Errorf("line's code = %v, want none (%v)", code, line)
 			}
 			if msg, _ := line["error"].(string); tc.errorHas != "" && !strings.Contains(msg, tc.errorHas) {
 				t.Errorf("line's error = %q, want it to say %q (%v)", msg, tc.errorHas, line)
+			}
+		})
+	}
+}
+
+// A Connect unary call from connect-go's client whose body is over
+// MaxRequestBytes, which kit answers itself before the chain, is logged and
+// counted with its code, resource_exhausted, and its message, in JSON and
+// protobuf, over HTTP/1.1 and h2c: its line had neither, and its counter
+// no grpc_code.
+func TestRejectedConnectCallHasItsCode(t *testing.T) {
+	t.Parallel()
+	for _, codec := range []string{"json", "proto"} {
+		runRejected(t, codec, func(t *testing.T, srv *kittest.Server, client *http.Client, logs *syncBuffer, _ bool) {
+			var opts []connect.ClientOption
+			if codec == "json" {
+				opts = append(opts, connect.WithProtoJSON())
+			}
+			ping := pingv1connect.NewPingServiceClient(client, srv.URL, opts...)
+			_, err := ping.Ping(t.Context(), connect.NewRequest(&pingv1.PingRequest{Text: strings.Repeat("a", 2048)}))
+			if connect.CodeOf(err) != connect.CodeResourceExhausted {
+				t.Fatalf("Ping with 2 KiB of text: %v, want resource_exhausted", err)
+			}
+			labels := map[string]string{
+				"grpc_service": "connectkit.ping.v1.PingService", "grpc_method": "Ping",
+				"protocol": "connect", "grpc_code": "ResourceExhausted",
+			}
+			line := rejectedOnce(t, srv, logs, labels)
+			if line["code"] != "resource_exhausted" {
+				t.Errorf("line's code = %v, want resource_exhausted (%v)", line["code"], line)
+			}
+			var e *connect.Error
+			if errors.As(err, &e) && line["error"] != e.Message() {
+				t.Errorf("line's error = %q, want the client's message %q", line["error"], e.Message())
 			}
 		})
 	}
