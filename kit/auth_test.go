@@ -506,3 +506,38 @@ func TestAuthPlainErrorStaysInTheLog(t *testing.T) {
 		t.Errorf("no rejected line with the func's error:\n%s", logs)
 	}
 }
+
+// A refusal's WWW-Authenticate, set on its *connect.Error's metadata,
+// reaches the client in every protocol, gRPC's included, and the server
+// logs nothing of it: in a gRPC response's trailers, where connect's error
+// writer put it, net/http's HTTP/2 server dropped it (RFC 9110 keeps
+// authentication fields out of trailers) and logged `ignoring invalid
+// trailer "Www-Authenticate"` for each refused call.
+func TestAuthChallengeReachesGRPCClients(t *testing.T) {
+	t.Parallel()
+	logs := new(syncBuffer)
+	const challenge = `Bearer realm="test"`
+	srv := kittest.NewServer(t, kit.Config{}, func(srv *kit.Server) {
+		srv.Mount(pingv1connect.NewPingServiceHandler(&whoPing{}, srv.HandlerOptions()...))
+	}, kit.WithLogger(slog.New(slog.NewJSONHandler(logs, nil))), kit.WithAuth(func(ctx context.Context, r *http.Request) (any, error) {
+		err := authn.Errorf("no bearer token")
+		err.Meta().Set("WWW-Authenticate", challenge)
+		return nil, err
+	}))
+	for _, p := range srv.Protocols() {
+		_, err := newPingClient(srv, p.Client, p.Options...).Ping(t.Context(), connect.NewRequest(&pingv1.PingRequest{Number: 1}))
+		var ce *connect.Error
+		if !errors.As(err, &ce) || ce.Code() != connect.CodeUnauthenticated || ce.Meta().Get("WWW-Authenticate") != challenge {
+			t.Errorf("%s: %v with metadata %v, want unauthenticated with WWW-Authenticate %s", p.Name, err, ce.Meta(), challenge)
+		}
+	}
+	var header metadata.MD
+	var res pingv1.PingResponse
+	err := grpcConn(t, srv.Addr().String()).Invoke(t.Context(), grpcPing, &pingv1.PingRequest{Number: 1}, &res, grpc.Header(&header))
+	if status.Code(err) != codes.Unauthenticated || strings.Join(header.Get("www-authenticate"), ",") != challenge {
+		t.Errorf("grpc-go: %v with header %v, want Unauthenticated with www-authenticate %s", err, header, challenge)
+	}
+	if strings.Contains(logs.String(), "invalid trailer") {
+		t.Errorf("the server logged a dropped trailer:\n%s", logs)
+	}
+}
