@@ -39,7 +39,10 @@ import (
 // wraps one) is Unauthenticated with the message "unauthenticated": its
 // text, which may name a token service's address or a library's
 // internals, goes to the log alone. To make a procedure public, return nil, nil
-// for its path before looking at credentials.
+// for its path before looking at credentials. A *connect.Error's metadata
+// goes out as response headers (gRPC: trailers, but for the fields that
+// RFC 9110 keeps out of trailers, WWW-Authenticate among them, which go in
+// the header): set WWW-Authenticate on it, as RFC 9110 asks of a 401.
 //
 // What fn returns on success, when not nil, is the caller's information:
 // the handler and the interceptors read it with [authn.GetInfo]. When it
