@@ -55,8 +55,9 @@ checkgenerate: generate ## Fail if generated code is not what is committed
 # REDOCLY_CLI lints the OpenAPI documents make generate writes (npm's
 # registry, not Go's: needs npx). The minimal ruleset checks that each is a
 # valid Swagger 2.0 document; recommended also wants security schemes and a
-# 4XX response, which the example (no authentication, errors as the
-# "default" response) has not.
+# 4XX response, which the example's documents have not: its authentication
+# (EXAMPLE_API_TOKENS) is optional and the protos do not declare it, and its
+# errors are the "default" response.
 REDOCLY_CLI := @redocly/cli@2.77.0
 
 .PHONY: lint-openapi
