@@ -33,7 +33,9 @@ import (
 // connection's next request. An HTTP/2 stream's read deadline costs a
 // message to the connection's goroutine and a timer, so under HTTP/2 a
 // timer of ours sets it only when the time is up (if the body has been read
-// by then, that changes nothing).
+// by then, that changes nothing). A REST route's call over HTTP/1.1, whose
+// ResponseWriter is vanguard's and sets no deadlines, has such a timer
+// too, which sets the connection's read deadline, with the same message.
 //
 // The request's Body is never wrapped: net/http's HTTP/1.1 server decides
 // whether a connection whose request body was not read to its end can
@@ -52,6 +54,7 @@ import (
 // (ResponseController) but nothing that arms one only when it is due.
 type bodyTimer struct {
 	w     http.ResponseWriter
+	r     *http.Request // the call's; nil for a response's timer
 	timer *time.Timer
 	stall time.Duration // from the body's time to the response's; 0: none
 
@@ -70,8 +73,9 @@ type bodyTimer struct {
 const bodyDeadlineMessage = "request body not received within the call's deadline"
 
 // setBodyReadDeadline sets the read deadline of r's HTTP/1.x connection,
-// whose ResponseWriter's is w, for r's body: on kit's main listener, with
-// frame batching, a read it cuts fails with [bodyDeadlineMessage]
+// whose deadlines w sets (its ResponseWriter, or a ResponseController of
+// it), for r's body: on kit's main listener, with frame batching, a read
+// it cuts fails with [bodyDeadlineMessage]
 // (batchconn.SetMessageReadDeadline); elsewhere with the socket's error.
 func setBodyReadDeadline(w connDeadlines, r *http.Request, t time.Time) error {
 	if c := connctx.FromContext(r.Context()); c != nil {
@@ -106,7 +110,7 @@ func guardBody(w http.ResponseWriter, r *http.Request, timeout, stall time.Durat
 			return nil
 		}
 	}
-	g := &bodyTimer{w: w, stall: stall}
+	g := &bodyTimer{w: w, r: r, stall: stall}
 	// Under g.mu: a timeout already due (a client's "Grpc-Timeout: 1n")
 	// runs expire, which re-arms g.timer, before AfterFunc returns.
 	g.mu.Lock()
@@ -157,7 +161,16 @@ func (g *bodyTimer) expire() {
 		_ = rc.SetWriteDeadline(time.Now())
 		return
 	}
-	_ = rc.SetReadDeadline(time.Now())
+	if g.r.ProtoMajor == 1 {
+		// An HTTP/1.x call whose writer offers no deadlines of its own
+		// (a REST call's, vanguard's) has its body cut by the
+		// connection's read deadline all the same, which says
+		// [bodyDeadlineMessage] as guardBody's does. HTTP/2's is the
+		// stream's: the connection's would cut its other streams.
+		_ = setBodyReadDeadline(rc, g.r, time.Now())
+	} else {
+		_ = rc.SetReadDeadline(time.Now())
+	}
 	if g.stall > 0 {
 		g.late = true
 		g.timer.Reset(g.stall)

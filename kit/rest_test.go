@@ -367,7 +367,8 @@ func TestRESTCallDrains(t *testing.T) {
 
 // A REST client that sends the headers and part of the body, then
 // nothing, gets DeadlineExceeded (504) at the call timeout, as an RPC's
-// does, and loses its HTTP/1.1 connection.
+// does, with the message that says so, not the connection's addresses,
+// and loses its HTTP/1.1 connection.
 func TestRESTBodyTrickleIsCut(t *testing.T) {
 	t.Parallel()
 	srv := newPingServer(t, kit.Config{CallTimeout: 300 * time.Millisecond}, nil)
@@ -377,6 +378,9 @@ func TestRESTBodyTrickleIsCut(t *testing.T) {
 	res, got := readRawResponse(t, conn, br)
 	if res.StatusCode != http.StatusGatewayTimeout || !strings.Contains(string(got), `"code":4`) {
 		t.Errorf("%d %q, want 504 with code 4 (DeadlineExceeded)", res.StatusCode, got)
+	}
+	if !strings.Contains(string(got), bodyMessage) || strings.Contains(string(got), "127.0.0.1") {
+		t.Errorf("%q, want the message %q and no address", got, bodyMessage)
 	}
 	if _, err := br.ReadByte(); err != io.EOF {
 		t.Errorf("after the answer: %v, want the connection closed (EOF)", err)
