@@ -65,8 +65,10 @@ lint-openapi: ## Check the generated OpenAPI documents (gen/**/*.swagger.json) w
 	npx --yes $(REDOCLY_CLI) lint --extends=minimal $$(git ls-files 'gen/*.swagger.json')
 
 .PHONY: lint
-lint: protodeps ## Vet, check formatting and lint the protos
+lint: protodeps ## Vet, check formatting and go.mod tidiness, lint the protos
 	$(GO) vet ./...
+	$(GO) mod tidy -diff
+	cd tools && $(GO) mod tidy -diff
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt needed"; exit 1; }
 	$(BUF) lint
 	$(BUF) format -d --exit-code proto
