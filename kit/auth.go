@@ -18,7 +18,7 @@ import (
 )
 
 // WithAuth makes the server authenticate the callers of the services
-// mounted on it with fn, before any of the call is read: a call whose fn
+// mounted on it with fn, before any of the call is read. A call whose fn
 // returns an error is answered with that error in its protocol's own form
 // (gRPC and gRPC-Web: a gRPC status; Connect: JSON with HTTP
 // 401, or 403 for PermissionDenied; REST routes: google.rpc.Status JSON

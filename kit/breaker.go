@@ -13,8 +13,8 @@ import (
 )
 
 // ClientBreakerConfig configures the circuit breaker of the clients built
-// with [Server.ClientOptions] ([interceptors.CircuitBreaker]): one breaker
-// per address and procedure called, which fails calls at once with
+// with [Server.ClientOptions] ([interceptors.CircuitBreaker]). It keeps one
+// breaker per address and procedure called, which fails calls at once with
 // Unavailable while the server behind them keeps failing. Every zero field
 // takes the default its comment states.
 //

@@ -1,21 +1,31 @@
-// Package kit serves protobuf-first services built with
-// [connectrpc.com/connect]: one [Server] answers gRPC, gRPC-Web and Connect
-// (JSON and binary) on one port, over HTTP/1.1 and cleartext HTTP/2 (h2c) or
-// TLS, and the REST routes that services declare with google.api.http
-// (see [Server.Mount]). Built in: hardened limits and deadlines, request validation, the
-// default interceptor chain of package [interceptors] (logs, Prometheus
-// metrics, OpenTelemetry traces, request ids, panic recovery), gRPC server
-// reflection, the gRPC health protocol fed by package [health], the
-// authentication of callers by a func of yours ([WithAuth]), an admin
-// listener (metrics, pprof, log level, probes) and a graceful, drain-aware
-// shutdown of the server and of its background components.
+// Package kit serves [connectrpc.com/connect] services in production: one
+// [Server] answers gRPC, gRPC-Web, Connect and REST on one port.
 //
-// The wiring stays explicit, in func main:
+// It serves gRPC, gRPC-Web and Connect (JSON and binary) over HTTP/1.1 and
+// cleartext HTTP/2 (h2c) or TLS, and the REST routes that services declare
+// with google.api.http (see [Server.Mount]). Built in: hardened limits and
+// deadlines, request validation, the default interceptor chain of package
+// [interceptors] (logs, Prometheus metrics, OpenTelemetry traces, request
+// ids, panic recovery), gRPC server reflection, the gRPC health protocol fed
+// by [Server.Health], the authentication of callers by a func of yours
+// ([WithAuth]), an admin listener (metrics, pprof, log level, probes) and a
+// graceful, drain-aware shutdown of the server and of its background
+// components.
+//
+// Start with [ConfigFromEnv], [New], [Server.Mount] and [Server.Run]; the
+// wiring stays explicit, in func main:
 //
 //	cfg, err := kit.ConfigFromEnv()
 //	srv, err := kit.New(cfg)
 //	srv.Mount(examplev1connect.NewProfileServiceHandler(svc, srv.HandlerOptions()...))
 //	err = srv.Run(ctx) // until SIGINT/SIGTERM or ctx is done, then a graceful shutdown
+//
+// [Config] documents every setting and its KIT_* variable, [Server.ClientOptions]
+// and [Server.HTTPClient] call other services through the same chain, and
+// [Server.Go] runs background work (pubsub subscribers) under the server's
+// lifecycle. The README's sections "Add a service, step by step" and
+// "Configuration" walk through a whole service:
+// https://github.com/connectkit/connectkit#add-a-service-step-by-step
 package kit
 
 import (
@@ -205,7 +215,7 @@ func (s *Server) HandlerOptions() []connect.HandlerOption {
 }
 
 // ClientOptions returns the options for clients this service uses to call
-// others: the client side of the interceptor chain and the same message
+// others. They hold the client side of the interceptor chain and the same message
 // size limits, with gzip responses inflated no further than the response
 // limit. With [Config.ClientRetry] on, idempotent unary calls that fail
 // with Unavailable, and calls whose connection was refused, are retried
@@ -228,7 +238,7 @@ func (s *Server) Logger() *slog.Logger { return s.logger }
 func (s *Server) LogLevel() *slog.LevelVar { return s.level }
 
 // Go runs fn as a background component under the server's lifecycle (a
-// pubsub subscriber, a cache refresher): it starts when [Server.Run] starts
+// pubsub subscriber, a cache refresher). It starts when [Server.Run] starts
 // (at once if Run is already running), its ctx is cancelled at shutdown once
 // in-flight calls have finished, and Run waits for it to return (up to
 // [Config.ShutdownTimeout] from then). If fn
@@ -307,7 +317,7 @@ func (s *Server) AdminAddr() net.Addr {
 }
 
 // Run serves until ctx is done or the process gets SIGINT or SIGTERM, then
-// shuts down gracefully: it stops accepting, lets in-flight calls and open
+// shuts down gracefully. It stops accepting, lets in-flight calls and open
 // streams finish (up to [Config.ShutdownTimeout]), then stops the
 // background components (up to as long again). It waits for every handler,
 // also those of calls their clients cancelled, which net/http's HTTP/2

@@ -39,7 +39,7 @@ func (s *Server) startActor(fn func(context.Context) error) {
 	})
 }
 
-// Close ends a server that is never run: a program that calls other
+// Close ends a server that is never run. A program that calls other
 // services without serving (a command, a batch job) makes one for
 // [Server.HTTPClient] and [Server.ClientOptions], and calls Close before
 // it exits. Close reports NOT_SERVING on the server's health (readiness and

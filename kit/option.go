@@ -59,7 +59,7 @@ func WithLogLevel(level *slog.LevelVar) Option {
 }
 
 // WithInterceptors appends interceptors to the server's chain, inside the
-// default ones (closest to the handler): they see only valid requests, and
+// default ones (closest to the handler). They see only valid requests, and
 // what they do is traced, logged, counted and recovered from. Repeated
 // options add up.
 //
@@ -79,7 +79,7 @@ func WithInterceptors(ics ...connect.Interceptor) Option {
 
 // WithClientInterceptors appends interceptors to the client chain of
 // [Server.ClientOptions], inside kit's own (tracing, request id, logging,
-// metrics): they run on every call of the clients built with those
+// metrics). They run on every call of the clients built with those
 // options, and on every publish of the pubsub publishers built with them,
 // whose message headers are the call's request headers. Repeated options
 // add up.
@@ -94,7 +94,7 @@ func WithClientInterceptors(ics ...connect.Interceptor) Option {
 }
 
 // WithInterceptorOptions configures the default interceptor chain
-// ([interceptors.Default]): opt out of a piece
+// ([interceptors.Default]). Opt out of a piece
 // (interceptors.WithoutTracing()...), log payloads at debug
 // (interceptors.WithPayloads()), set histogram buckets, or bring your own
 // tracer provider (interceptors.WithTracerProvider).
@@ -119,7 +119,7 @@ func WithoutDefaultInterceptors() Option {
 }
 
 // WithRegistry sets the Prometheus registry the server's metrics go into and
-// that the admin listener's /metrics serves; the Go runtime (go_*), build
+// that the admin listener's /metrics serves. The Go runtime (go_*), build
 // info (go_build_info) and process (process_*) collectors are added to it,
 // each unless reg already serves its metrics: a collector of the program's
 // own, with its options, is kept. By default the server makes its own

@@ -13,7 +13,7 @@ import (
 )
 
 // WithLimitOptions configures the rate limit and the bound on calls in
-// flight that [Config.RateLimit] and [Config.MaxInFlight] turn on:
+// flight that [Config.RateLimit] and [Config.MaxInFlight] turn on.
 // interceptors.WithExemptProcedures("/acme.v1.Exports/") exempts procedures
 // of yours from both (the gRPC health service, reflection and pubsub
 // deliveries always are), and interceptors.WithLimitPerProcedure() gives each

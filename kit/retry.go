@@ -11,7 +11,7 @@ import (
 )
 
 // ClientRetryConfig configures the retries of the clients built with
-// [Server.ClientOptions] ([interceptors.Retry]): unary calls of idempotent
+// [Server.ClientOptions] ([interceptors.Retry]). Unary calls of idempotent
 // methods (option idempotency_level in the proto) that fail with one of
 // Codes, and calls of any method whose connection was refused, are made
 // again after a backoff, while the peer's retry budget lasts. Every zero

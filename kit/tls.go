@@ -34,7 +34,7 @@ func withNextProtos(next func(*tls.ClientHelloInfo) (*tls.Config, error)) func(*
 }
 
 // TLSFrom returns the TLS state of the connection that the call ctx belongs
-// to came over, as net/http's Request.TLS gives it to HTTP handlers: the
+// to came over. It is what net/http's Request.TLS gives to HTTP handlers: the
 // negotiated version and protocol and, under mutual TLS, the client's
 // verified chain (PeerCertificates[0] is the client's certificate). connect
 // shows handlers and interceptors no *http.Request, and its Peer carries no
