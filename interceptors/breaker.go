@@ -21,13 +21,13 @@ import (
 )
 
 // ErrBreakerOpen is the cause of the Unavailable error that a call refused by
-// [CircuitBreaker] fails with: errors.Is(err, ErrBreakerOpen) tells a call
+// [CircuitBreaker] fails with. errors.Is(err, ErrBreakerOpen) tells a call
 // that never left the client from one the server failed.
 var ErrBreakerOpen = errors.New("circuit breaker is open")
 
 // ErrConnectionLost is the cause, beside the connection's own error, of the
 // Unavailable error of a call whose connection closed under it (its
-// server's process killed, or its node lost), as kit's balanced HTTP client
+// server's process killed, or its node lost). Kit's balanced HTTP client
 // reports it. [CircuitBreaker] does not count such a failure: the balancer
 // leaves the dead address out and sends later calls to the others, while
 // a breaker, which is the whole name's, would refuse them all once as many
@@ -38,7 +38,7 @@ var ErrBreakerOpen = errors.New("circuit breaker is open")
 var ErrConnectionLost = errors.New("connection to the server lost")
 
 // ErrNotSent is the cause of the Unavailable error of a call that its
-// client's transport refused before any of it left the client, as kit's
+// client's transport refused before any of it left the client. Kit's
 // balanced HTTP client refuses a call while every address of its name has
 // refused its last connection ("no healthy connections to HOST"). [Retry]
 // retries such a call whatever its method's idempotency, as it does a call
@@ -110,8 +110,8 @@ func BreakerConsecutiveFailures(n int) BreakerOption {
 }
 
 // BreakerFailureRatio trips a breaker when at least ratio of the calls in
-// its window failed, once the window holds minCalls calls (defaults
-// [DefaultBreakerFailureRatio] of [DefaultBreakerMinCalls]); 0 keeps a
+// its window failed, once the window holds minCalls calls. The defaults are
+// [DefaultBreakerFailureRatio] of [DefaultBreakerMinCalls]; 0 keeps a
 // default. It catches a dependency that fails often but not every time,
 // which [BreakerConsecutiveFailures] misses under load.
 func BreakerFailureRatio(ratio float64, minCalls int) BreakerOption {
@@ -135,7 +135,7 @@ func BreakerOpenTimeout(d time.Duration) BreakerOption {
 
 // BreakerHalfOpenCalls sets how many probe calls a half-open breaker lets
 // through, and how many of them must succeed in a row to close it (default
-// [DefaultBreakerHalfOpenCalls]); the calls beyond them are refused while
+// [DefaultBreakerHalfOpenCalls]). The calls beyond them are refused while
 // the probes run, and the first probe that fails opens it again.
 func BreakerHalfOpenCalls(n int) BreakerOption {
 	return breakerOption(func(c *breakerConfig) { c.halfOpenCalls = n })
@@ -193,8 +193,8 @@ func (c *breakerConfig) validate() error {
 }
 
 // CircuitBreaker returns a client-side interceptor that stops calling a
-// server that keeps failing, with one [gobreaker] circuit breaker per server
-// address and procedure: a breaker trips after
+// server that keeps failing. It keeps one [gobreaker] circuit breaker per
+// server address and procedure: a breaker trips after
 // [DefaultBreakerConsecutiveFailures] failures in a row, or when
 // [DefaultBreakerFailureRatio] of at least [DefaultBreakerMinCalls] calls in
 // a [DefaultBreakerWindow] failed (see [BreakerTripCodes] for what counts as

@@ -97,12 +97,12 @@ func (c *Chain) Server() []connect.Interceptor {
 	return nonNil(c.Tracing, c.RequestID, c.Logging, c.Metrics, c.Recovery, c.Validation)
 }
 
-// Client returns the matching chain for outgoing calls, outermost first:
-// Tracing (a client span whose context is injected in the request headers),
-// RequestID (the id of the call being served, a publish's message id, or a
-// new one), Logging and Metrics (grpc_client_* series). Recovery has nothing
-// to do on clients and Validation is left out because a client's schema may
-// be older than the server's; add c.Validation yourself to check requests
+// Client returns the matching chain for outgoing calls, outermost first. It
+// holds Tracing (a client span whose context is injected in the request
+// headers), RequestID (the id of the call being served, a publish's message id,
+// or a new one), Logging and Metrics (grpc_client_* series). Recovery has
+// nothing to do on clients and Validation is left out because a client's schema
+// may be older than the server's; add c.Validation yourself to check requests
 // before sending them.
 func (c *Chain) Client() []connect.Interceptor {
 	return nonNil(c.Tracing, c.RequestID, c.Logging, c.Metrics)
@@ -132,7 +132,7 @@ func WithoutLogging() Option { return without(pieceLogging) }
 // registered, and the registry may be nil.
 func WithoutMetrics() Option { return without(pieceMetrics) }
 
-// WithoutRecovery leaves [Recovery] out of [Default]'s chain: a panic then
+// WithoutRecovery leaves [Recovery] out of [Default]'s chain. A panic then
 // reaches net/http, which logs it on the server's ErrorLog and aborts the
 // response (it closes an HTTP/1.x connection, and resets the call's stream
 // of an HTTP/2 one: a connect client gets Unavailable or Internal), and no

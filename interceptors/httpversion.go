@@ -10,7 +10,7 @@ import (
 )
 
 // HTTPVersion wraps an HTTP handler so that the [Logging] interceptor can log
-// the HTTP version of each call it serves ("HTTP/1.1", "HTTP/2.0"): connect
+// the HTTP version of each call it serves ("HTTP/1.1", "HTTP/2.0"). connect
 // does not show the *http.Request to interceptors, so the version has to be
 // put in the request's context before connect gets it. Without this wrapper
 // the log lines simply have no "http" field.

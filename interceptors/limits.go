@@ -25,8 +25,8 @@ import (
 var alwaysExempt = []string{"/grpc.health.v1.Health/", "/grpc.reflection."}
 
 // RateLimit returns an interceptor that admits the calls a server handles
-// at limit calls per second on average, in bursts of up to burst calls (a
-// token bucket, golang.org/x/time/rate's): at most burst calls in any
+// at limit calls per second on average, in bursts of up to burst calls. It
+// is a token bucket, golang.org/x/time/rate's: at most burst calls in any
 // instant, and limit calls a second once the bucket is empty. A call over
 // the limit fails at once, before its handler runs, with
 // connect.CodeResourceExhausted (HTTP 429 for Connect clients, gRPC's
@@ -89,7 +89,7 @@ func rateText(limit rate.Limit) string {
 }
 
 // MaxInFlight returns an interceptor that bounds the unary calls a server
-// runs at once to n: a unary call that finds n running fails at once, before
+// runs at once to n. A unary call that finds n running fails at once, before
 // its handler runs, with connect.CodeUnavailable and the message "too many
 // calls in flight: limit n". It is not queued: Unavailable tells gRPC
 // clients with a retry policy, and load balancers, to try another instance,
@@ -124,11 +124,11 @@ type limitOption func(*limitConfig)
 func (o limitOption) applyToLimit(c *limitConfig) { o(c) }
 
 // WithExemptProcedures exempts from [RateLimit] and [MaxInFlight] the
-// procedures that procedures name: a whole service, by the prefix of its
-// procedures ("/acme.v1.AdminService/", or "/acme.v1." for a package), or
-// one method ("/acme.v1.Uploads/Put": that method alone, not PutMany).
-// The gRPC health service, reflection and pubsub deliveries are always
-// exempt. Repeated options add up.
+// procedures that procedures name. Each names a whole service, by the prefix of
+// its procedures ("/acme.v1.AdminService/", or "/acme.v1." for a package), or
+// one method ("/acme.v1.Uploads/Put": that method alone, not PutMany). The gRPC
+// health service, reflection and pubsub deliveries are always exempt. Repeated
+// options add up.
 func WithExemptProcedures(procedures ...string) LimitOption {
 	return limitOption(func(c *limitConfig) { c.exempt = append(c.exempt, procedures...) })
 }

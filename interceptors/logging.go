@@ -13,7 +13,7 @@ import (
 )
 
 // Logging returns an interceptor that writes one line to logger per call,
-// when the call ends (for streams too), at a level set by its outcome: info
+// when the call ends (for streams too). Its level is set by the outcome: info
 // for success, warn for the caller's errors (InvalidArgument, NotFound,
 // Canceled, …), error for the server's (Unknown, DeadlineExceeded,
 // Unimplemented, Internal, Unavailable, DataLoss) and for panics that
@@ -68,18 +68,18 @@ func WithoutMessageSuccessLogs() LoggingOption {
 }
 
 // WithQuietProcedures makes [Logging] log the successful calls of the
-// procedures that start with one of prefixes at debug instead of info:
-// health probes and reflection, which would otherwise fill the logs with a
-// line every few seconds. So too their streams that the client cancels,
-// the usual end of a health Watch (grpc-go's client-side health checking)
-// and of reflection's stream (grpcurl), which would otherwise log at warn.
-// Their failures are logged as usual. For example,
+// procedures that start with one of prefixes at debug instead of info. It is
+// meant for health probes and reflection, which would otherwise fill the logs
+// with a line every few seconds. So too their streams that the client cancels,
+// the usual end of a health Watch (grpc-go's client-side health checking) and
+// of reflection's stream (grpcurl), which would otherwise log at warn. Their
+// failures are logged as usual. For example,
 // WithQuietProcedures("/grpc.health.v1.Health/").
 func WithQuietProcedures(prefixes ...string) LoggingOption {
 	return loggingOption(func(c *loggingConfig) { c.quiet = append(c.quiet, prefixes...) })
 }
 
-// LoggerFrom returns the logger of the call ctx belongs to: the [Logging]
+// LoggerFrom returns the logger of the call ctx belongs to. It is the [Logging]
 // interceptor's logger with the call's procedure, request_id, trace_id and
 // span_id (for messages: topic, subscription, message_id and attempt). Outside
 // a call logged by Logging it returns a logger that discards everything,

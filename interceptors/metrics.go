@@ -91,7 +91,7 @@ func WithHistogramBuckets(buckets ...float64) MetricsOption {
 
 // WithNativeHistograms makes the handling-time histograms
 // (grpc_server_handling_seconds, grpc_client_handling_seconds,
-// pubsub_handling_seconds) native histograms too: each keeps its classic
+// pubsub_handling_seconds) native histograms too. Each keeps its classic
 // buckets, so that dashboards and alerts on _bucket{le} work unchanged,
 // and adds exponential buckets, each at most 10% wider than the one below
 // (client_golang's NativeHistogramBucketFactor 1.1), at most 160 of them

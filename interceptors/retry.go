@@ -42,12 +42,12 @@ const (
 const MaxRetryAttempts = 5
 
 // MaxRetryWait is the longest wait a server may ask for (Retry-After,
-// grpc-retry-pushback-ms) that [Retry] honours: a longer one ends the
+// grpc-retry-pushback-ms) that [Retry] honours. A longer one ends the
 // call's retries, and the caller gets the server's answer at once.
 const MaxRetryWait = 30 * time.Second
 
-// MinRetryBudgetRatio is the smallest ratio that [RetryBudget] takes:
-// budgets count in thousandths of a token, as gRPC's retry throttling
+// MinRetryBudgetRatio is the smallest ratio that [RetryBudget] takes.
+// Budgets count in thousandths of a token, as gRPC's retry throttling
 // does, and a smaller ratio would give nothing back, so that a budget once
 // spent would never fill again.
 const MinRetryBudgetRatio = 0.001
@@ -85,7 +85,7 @@ func RetryMaxAttempts(n int) RetryOption {
 	return retryOption(func(c *retryConfig) { c.maxAttempts = n })
 }
 
-// RetryBackoff sets the waits between attempts: the wait before the nth
+// RetryBackoff sets the waits between attempts. The wait before the nth
 // retry is drawn at random between 0 and initial×multiplierⁿ⁻¹, capped at
 // max (full jitter; defaults [DefaultRetryInitialBackoff],
 // [DefaultRetryMaxBackoff], [DefaultRetryBackoffMultiplier]); 0 keeps a
@@ -103,17 +103,16 @@ func RetryCodes(codes ...connect.Code) RetryOption {
 	return retryOption(func(c *retryConfig) { c.codes = codes })
 }
 
-// RetryBudget sets each peer's retry budget, as gRPC's retry throttling
-// does: a bucket of tokens full at first, from which every failed attempt
-// that could be retried takes one (but one lost with its connection,
-// [ErrConnectionLost]) and every successful call gives back
-// ratio (at least [MinRetryBudgetRatio], at most 1); a call is retried
-// only while more than half the tokens are left (defaults
-// [DefaultRetryBudgetTokens] and [DefaultRetryBudgetRatio]; 0 keeps a
-// default). A peer that fails every call thus gets fewer than
-// tokens/2 retries in all, since the retried attempts' failures take their
-// tokens too (3 with the defaults: the first call's 2, then 1), and one
-// that fails some gets about one retry per 1/ratio successes.
+// RetryBudget sets each peer's retry budget, as gRPC's retry throttling does.
+// The budget is a bucket of tokens full at first, from which every failed
+// attempt that could be retried takes one (but one lost with its connection,
+// [ErrConnectionLost]) and every successful call gives back ratio (at least
+// [MinRetryBudgetRatio], at most 1); a call is retried only while more than
+// half the tokens are left (defaults [DefaultRetryBudgetTokens] and
+// [DefaultRetryBudgetRatio]; 0 keeps a default). A peer that fails every call
+// thus gets fewer than tokens/2 retries in all, since the retried attempts'
+// failures take their tokens too (3 with the defaults: the first call's 2, then
+// 1), and one that fails some gets about one retry per 1/ratio successes.
 func RetryBudget(tokens int, ratio float64) RetryOption {
 	return retryOption(func(c *retryConfig) { c.tokens, c.ratio = tokens, ratio })
 }

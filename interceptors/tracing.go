@@ -21,7 +21,7 @@ import (
 const instrumentationName = "github.com/connectkit/connectkit/interceptors"
 
 // Tracing returns an interceptor that traces every call with OpenTelemetry,
-// with the spans of connectrpc.com/otelconnect: a server span continues the
+// with the spans of connectrpc.com/otelconnect. A server span continues the
 // caller's W3C trace context (otelconnect's WithTrustRemote: services trust
 // their callers' trace ids; for calls from the public internet, see
 // [WithPublicEndpoint]), a client span injects it. It records no OpenTelemetry
@@ -106,7 +106,7 @@ func WithPropagator(propagator propagation.TextMapPropagator) TracingOption {
 }
 
 // WithPublicEndpoint makes a server take its callers for untrusted, as
-// otelhttp's option of that name does, for services that the public
+// otelhttp's option of that name does. It is for services that the public
 // internet or browsers call: a server span begins a trace of its own, with
 // a link to the caller's span (when the caller sent one) instead of
 // continuing its trace, so that a caller can neither join its spans to

@@ -14,13 +14,13 @@ import (
 
 // Validation returns an interceptor that checks messages against the
 // protovalidate rules of their proto definitions, through
-// connectrpc.com/validate: on a server, each request message before the
-// handler sees it; on a client, each request message before it is sent.
-// An invalid message fails the call with InvalidArgument, whose details
-// carry every violation twice: as buf.validate.Violations (connect's
-// validate interceptor) and as the standard google.rpc.BadRequest with one
-// field violation per rule broken (field path and description), which
-// gRPC tools and clients without the protovalidate protos understand.
+// connectrpc.com/validate. On a server it checks each request message before
+// the handler sees it; on a client, each request message before it is sent. An
+// invalid message fails the call with InvalidArgument, whose details carry
+// every violation twice: as buf.validate.Violations (connect's validate
+// interceptor) and as the standard google.rpc.BadRequest with one field
+// violation per rule broken (field path and description), which gRPC tools and
+// clients without the protovalidate protos understand.
 //
 // A message whose type holds no protovalidate rules (its own, its oneofs',
 // its fields', or those of the message types it holds) is passed on
