@@ -68,7 +68,7 @@ type Broker interface {
 }
 
 // ServerAddresser is implemented by a [Broker] that talks to a server over
-// the network, as [natsjs.Broker] does: the spans of publishes and
+// the network, as [natsjs.Broker] does. The spans of publishes and
 // deliveries then carry its answer as server.address and server.port,
 // which OpenTelemetry's messaging conventions ask for when known.
 //

@@ -20,8 +20,8 @@ import (
 )
 
 // DeadLetterHandler returns an HTTP handler for operators to list, re-drive
-// and delete the dead letters of b, meant for an admin listener (mount it
-// with kit's Server.MountAdmin, which strips the prefix): it checks no
+// and delete the dead letters of b, meant for an admin listener. Mount it
+// with kit's Server.MountAdmin, which strips the prefix: it checks no
 // credentials of its own, so never serve it on a public port.
 //
 //	GET    /?topic=T&subscription=S   list (oldest first; filters optional)

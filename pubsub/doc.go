@@ -18,6 +18,14 @@
 // Delivery is at least once: handlers see the message id and attempt in
 // [MessageInfo], and [Idempotent] skips messages already handled.
 //
+// Start with [NewPublisher] and [NewSubscriber] on a broker (mem.New,
+// natsjs.New). In a kit service, give them srv.ClientOptions() with
+// [WithClientOptions] and srv.HandlerOptions() with [WithHandlerOptions],
+// and run each subscriber with srv.Go(sub.Run). The README's section
+// "Events: pubsub on the same types, through the same chain" walks through
+// it:
+// https://github.com/connectkit/connectkit#events-pubsub-on-the-same-types-through-the-same-chain
+//
 // [mem]: https://pkg.go.dev/github.com/connectkit/connectkit/pubsub/mem
 // [natsjs]: https://pkg.go.dev/github.com/connectkit/connectkit/pubsub/natsjs
 package pubsub

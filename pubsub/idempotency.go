@@ -20,8 +20,8 @@ type IdempotencyStore interface {
 }
 
 // Idempotent wraps a handler so that a message the subscription already
-// handled successfully is acknowledged without calling handle again: what
-// at-least-once delivery needs when a message acknowledged just before a
+// handled successfully is acknowledged without calling handle again. It is
+// what at-least-once delivery needs when a message acknowledged just before a
 // crash comes again. The key is the topic, subscription and message id.
 //
 // It narrows duplicates, it does not remove them all: two deliveries of one
@@ -71,11 +71,11 @@ type recorded struct {
 	at  time.Time
 }
 
-// NewMemoryIdempotencyStore returns a store that remembers a key for ttl
-// (make it longer than a message can take to be redelivered: AckWait plus the
-// backoffs), and at most maxKeys keys (the oldest are forgotten first when
-// full; 0 means 1<<20). A key takes about 150–200 bytes, so the default
-// bound is about 200 MB; expired keys are dropped as new ones come.
+// NewMemoryIdempotencyStore returns a store that remembers a key for ttl, and
+// at most maxKeys keys. Make ttl longer than a message can take to be
+// redelivered (AckWait plus the backoffs); the oldest keys are forgotten first
+// when full, and maxKeys 0 means 1<<20. A key takes about 150–200 bytes, so the
+// default bound is about 200 MB; expired keys are dropped as new ones come.
 func NewMemoryIdempotencyStore(ttl time.Duration, maxKeys int) *MemoryIdempotencyStore {
 	if maxKeys <= 0 {
 		maxKeys = 1 << 20

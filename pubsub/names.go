@@ -83,8 +83,8 @@ func PublishProcedure(topic string) string {
 	return "/" + topic + "/publish"
 }
 
-// ValidateTopic reports whether topic can name a topic on every broker: dot-
-// separated tokens of ASCII letters, digits, '-' and '_' (a NATS subject
+// ValidateTopic reports whether topic can name a topic on every broker:
+// dot-separated tokens of ASCII letters, digits, '-' and '_' (a NATS subject
 // without wildcards), at most 200 bytes, not starting with "_pubsub".
 func ValidateTopic(topic string) error {
 	if topic == "" {

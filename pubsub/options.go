@@ -58,7 +58,7 @@ func WithLogger(logger *slog.Logger) Option {
 
 // WithRegistry registers pubsub's own metrics (pubsub_redelivered_total,
 // pubsub_dead_lettered_total, pubsub_publish_errors_total,
-// pubsub_ack_errors_total) with reg; publishers and subscribers sharing a
+// pubsub_ack_errors_total) with reg. Publishers and subscribers sharing a
 // registry share the metrics. Default: the metrics are kept but not
 // registered anywhere.
 func WithRegistry(reg prometheus.Registerer) Option {
@@ -67,7 +67,7 @@ func WithRegistry(reg prometheus.Registerer) Option {
 
 // WithClientOptions sets the connect client options under which a
 // [Publisher] presents each publish to the interceptor chain, as a unary
-// call: pass srv.ClientOptions()... so that the client chain (tracing
+// call. Pass srv.ClientOptions()... so that the client chain (tracing
 // injecting traceparent, metrics, logging, auth headers) runs around every
 // publish. The options must keep connect's default Connect protocol and
 // its proto or JSON codec: NewPublisher rejects connect.WithGRPC,
@@ -84,7 +84,7 @@ func WithClientOptions(opts ...connect.ClientOption) Option {
 
 // WithHandlerOptions sets the connect handler options under which a
 // [Subscriber] presents each delivery to the interceptor chain, as a unary
-// call: pass srv.HandlerOptions()... so that the RPC chain (recovery,
+// call. Pass srv.HandlerOptions()... so that the RPC chain (recovery,
 // logging, metrics, tracing, validation, auth) runs around every handler.
 // Only the options' interceptors apply to messages: a delivery is handed to
 // the chain that connect builds from them, without crossing connect's HTTP
@@ -122,7 +122,7 @@ func WithDelivery(cfg DeliveryConfig) Option {
 	return optionFunc(func(c *config) { c.delivery = cfg })
 }
 
-// WithReplay makes a [Subscriber] replay its topic in each instance: every
+// WithReplay makes a [Subscriber] replay its topic in each instance. Every
 // instance running it receives every message of the topic, beginning with
 // the oldest the broker retains (natsjs: up to NATS_MAX_AGE; mem: see
 // package mem), instead of sharing the messages of a durable subscription

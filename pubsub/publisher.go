@@ -128,7 +128,7 @@ func (p *Publisher[M]) Publish(ctx context.Context, msg *M, opts ...PublishOptio
 }
 
 // PublishAsync hands msg to the broker and returns at once with a [Future]
-// that reports whether the broker stored it; the chain runs before it
+// that reports whether the broker stored it. The chain runs before it
 // returns, so it sees the hand-over, not the confirmation. PublishAsync
 // blocks only while the broker's window of unconfirmed publishes is full.
 // Wait on every Future: a confirmation that fails is counted in
@@ -141,7 +141,7 @@ func (p *Publisher[M]) PublishAsync(ctx context.Context, msg *M, opts ...Publish
 
 // PublishBatch publishes msgs asynchronously, within the broker's window of
 // unconfirmed publishes, and returns once the broker confirmed or rejected
-// every one: the fast way to publish many messages from one goroutine. The
+// every one. It is the fast way to publish many messages from one goroutine. The
 // error joins one error per failed message, each naming its index and id.
 func (p *Publisher[M]) PublishBatch(ctx context.Context, msgs ...*M) error {
 	futures := make([]*Future, len(msgs))

@@ -60,9 +60,9 @@ var (
 )
 
 // NewSubscriber returns a subscriber that calls handle with each message of
-// topic delivered to the durable subscription named subscription on b
-// (or, with [WithReplay], to a consumer of each instance's own, which
-// subscription names in logs, metrics and spans).
+// topic delivered to the durable subscription named subscription on b.
+// With [WithReplay], the messages go to a consumer of each instance's own,
+// which subscription names in logs, metrics and spans.
 // M is a generated message struct (*M implements proto.Message), inferred
 // from handle.
 //
@@ -212,17 +212,17 @@ func (s *Subscriber) watchCatchUp(ctx context.Context) {
 	}
 }
 
-// Run consumes the subscription until ctx is done, then stops fetching, lets
-// the handlers finish the messages in flight and those already fetched, for
-// up to DeliveryConfig.DrainTimeout (then it hands back what no handler
-// took, and abandons the handlers still running: their messages are
-// delivered again after AckWait), makes sure the verdicts reached the broker
-// and returns nil, within DrainTimeout plus a second at most, even when the
-// broker does not answer. While the broker refuses the
-// subscription, Run logs why and tries again with a backoff (Check fails
-// meanwhile); a broker closed already ([ErrClosed]) makes Run return that
-// error at once, which stops a kit.Server that runs it. Run may be called
-// once.
+// Run consumes the subscription until ctx is done, then drains it and
+// returns nil. Draining stops fetching, lets the handlers finish the
+// messages in flight and those already fetched, for up to
+// DeliveryConfig.DrainTimeout (then it hands back what no handler took, and
+// abandons the handlers still running: their messages are delivered again
+// after AckWait), and makes sure the verdicts reached the broker, within
+// DrainTimeout plus a second at most, even when the broker does not answer.
+// While the broker refuses the subscription, Run logs why and tries again
+// with a backoff (Check fails meanwhile); a broker closed already
+// ([ErrClosed]) makes Run return that error at once, which stops a
+// kit.Server that runs it. Run may be called once.
 func (s *Subscriber) Run(ctx context.Context) error {
 	if !s.started.CompareAndSwap(false, true) {
 		return errRunTwice
