@@ -20,18 +20,17 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 )
 
-// Subscribe implements [pubsub.Broker]: it creates or updates the durable
-// pull consumer named after the subscription on the topic's stream, and
-// consumes it with up to cfg.Prefetch messages buffered. If the consumer or
-// the stream is deleted while it runs (by an operator, say), or lost (a
-// server restarted without its storage), it creates them again and goes on:
-// the new consumer starts from the messages the stream retains, and the
-// verdicts of messages delivered before are dropped (a stream created again
-// gives their sequence numbers to other messages); after a reconnect it
-// looks the consumer up, to find one that another instance created again,
-// and consumes on a new inbox (see consumer.reconnected). Before the
-// broker's connection is first made (see [Config.NoConnectRetry]) it waits
-// for it, until ctx is done: a [pubsub.Subscriber] started meanwhile
+// Subscribe implements [pubsub.Broker]: it creates or updates the durable pull
+// consumer named after the subscription on the topic's stream, and consumes it
+// with up to cfg.Prefetch messages buffered. If the consumer or the stream is
+// deleted while it runs (by an operator, say), or lost (a server restarted
+// without its storage), it creates them again and goes on: the new consumer
+// starts from the messages the stream retains, and the verdicts of messages
+// delivered before are dropped (a stream created again gives their sequence
+// numbers to other messages); after a reconnect it looks the consumer up, to
+// find one that another instance created again, and consumes on a new inbox.
+// Before the broker's connection is first made (see [Config.NoConnectRetry]) it
+// waits for it, until ctx is done: a [pubsub.Subscriber] started meanwhile
 // consumes as soon as it is, its Check failing until then.
 //
 // With cfg.Replay, the consumer is the caller's own, named after the

@@ -18,6 +18,12 @@
 // producer set them; the dead-letter stream, which services share, keeps
 // those of the broker that created it.
 //
+// Start with [New], given [ConfigFromEnv]'s Config (NATS_* variables; the
+// zero Config runs the embedded server in ./data/nats), and hand the broker to
+// pubsub.NewPublisher and pubsub.NewSubscriber; close it after they have
+// stopped. The README's section "Configuration (NATS)" lists the settings:
+// https://github.com/connectkit/connectkit#configuration-nats
+//
 // It is the only package of connectkit that imports nats.go and
 // nats-server.
 //
@@ -582,17 +588,16 @@ func (b *Broker) ClientURL() string {
 }
 
 // ServerAddress returns the host:port of the NATS server the broker's
-// connection is on now, or "" between connections and for an embedded
-// server without Listen, which the connection reaches in-process:
-// [pubsub.ServerAddresser], so that the spans of publishes and deliveries
-// carry server.address and server.port. The host is as the server's URL
-// names it: Config.URL's, or for a server the connection learned from
-// the cluster, the address that server advertises; for an embedded
-// server listening on every interface (Listen ":4222"), the loopback
-// address the connection reaches. After a reconnect it
-// is the server reconnected to; a span asks when it starts, so a
-// delivery that waited in the consumer's buffer across a reconnect names
-// the new server, not the one it came through.
+// connection is on now, or "" between connections and for an embedded server
+// without Listen, which the connection reaches in-process. It implements
+// [pubsub.ServerAddresser], so that the spans of publishes and deliveries carry
+// server.address and server.port. The host is as the server's URL names it:
+// Config.URL's, or for a server the connection learned from the cluster, the
+// address that server advertises; for an embedded server listening on every
+// interface (Listen ":4222"), the loopback address the connection reaches.
+// After a reconnect it is the server reconnected to; a span asks when it
+// starts, so a delivery that waited in the consumer's buffer across a reconnect
+// names the new server, not the one it came through.
 func (b *Broker) ServerAddress() string {
 	if b.server != nil && b.cfg.Listen == "" {
 		return ""
@@ -683,14 +688,13 @@ func (b *Broker) down() error {
 	return nil
 }
 
-// Close refuses new publishes (pubsub.ErrClosed), waits up to
-// closeAckWait for the acknowledgements of the publishes in flight,
-// drains the connection (so that every acknowledgement of a
-// message reaches the server), then shuts the embedded server down, last.
-// It is idempotent. While the connection is down it closes it at once and
-// returns an error saying so: the verdicts it held are lost (their
-// messages come again after AckWait), and the publishes not yet confirmed
-// fail. Before the connection was ever made it closes it at once and
+// Close refuses new publishes (pubsub.ErrClosed), waits up to 5 seconds for the
+// acknowledgements of the publishes in flight, drains the connection (so that
+// every acknowledgement of a message reaches the server), then shuts the
+// embedded server down, last. It is idempotent. While the connection is down it
+// closes it at once and returns an error saying so: the verdicts it held are
+// lost (their messages come again after AckWait), and the publishes not yet
+// confirmed fail. Before the connection was ever made it closes it at once and
 // returns nil: it held no verdict, and the publishes waiting for it fail.
 func (b *Broker) Close() error {
 	var err error
@@ -724,7 +728,7 @@ func (b *Broker) Close() error {
 const writeTimeout = 10 * time.Second
 
 // closeAckWait bounds how long Close waits for the acknowledgements of the
-// publishes in flight.
+// publishes in flight. Close's doc comment states it.
 const closeAckWait = 5 * time.Second
 
 // awaitAcks waits until no publish awaits its acknowledgement, the
