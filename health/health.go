@@ -1,4 +1,7 @@
-// Package health is connectkit's health model. Checks registered explicitly
+// Package health is connectkit's health model: one [Checker] that feeds gRPC
+// health, /readyz and /healthz.
+//
+// Checks registered explicitly
 // ([Check]) and background components that report their own state
 // ([Reporter]) decide the serving status of each service and of the whole
 // server (""), and that one model feeds the gRPC health protocol
@@ -12,6 +15,14 @@
 // shutting down or any critical readiness check is failing. Non-critical
 // checks are reported and logged but change no status. Liveness checks
 // decide /healthz alone: readiness never affects liveness.
+//
+// In a kit service, kit's Server.Health returns the server's Checker, which it
+// serves, runs and shuts down: register checks on it with [Checker.AddCheck]
+// (see [PingCheck] for a database) and components with [Checker.AddReporter].
+// Without kit, create one with [New], mount [NewHandler] and the HTTP handlers,
+// and call [Checker.Run] and [Checker.Shutdown] yourself. The README's section
+// "Health: one model, three views" shows the three views:
+// https://github.com/connectkit/connectkit#health-one-model-three-views
 //
 // See https://github.com/grpc/grpc/blob/master/doc/health-checking.md for
 // the protocol.
@@ -108,7 +119,7 @@ func New(opts ...Option) *Checker {
 	}
 }
 
-// AddService makes the fully-qualified protobuf service name (e.g.
+// AddService makes the fully-qualified protobuf service name (such as
 // "example.v1.ProfileService") known, so that gRPC health Check answers for
 // it instead of NotFound, and Watch streams on it leave SERVICE_UNKNOWN. Its
 // status is decided by the server-wide checks and its own. Adding a known

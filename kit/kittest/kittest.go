@@ -19,7 +19,8 @@ import (
 // Server is a running [kit.Server] and the URL it serves on.
 type Server struct {
 	*kit.Server
-	// URL is the base URL of the main listener, "http://127.0.0.1:port".
+	// URL is the base URL of the main listener, "http://127.0.0.1:port",
+	// or "https://127.0.0.1:port" when cfg.TLSCertFile is set.
 	URL string
 	// AdminURL is the base URL of the admin listener, or "" when it is off.
 	AdminURL string
@@ -31,9 +32,9 @@ type Server struct {
 
 // NewServer builds a server from cfg and opts, lets mount add its handlers,
 // and runs it on 127.0.0.1 at a random port (cfg.Addr is replaced; the admin
-// listener is off unless cfg.AdminAddr is set, e.g. to "127.0.0.1:0"). Logs
-// go to the test's output. The server shuts down at the end of the test, which fails if the
-// shutdown is not clean.
+// listener is off unless cfg.AdminAddr is set, to "127.0.0.1:0" say). Logs
+// go to the test's output. The server shuts down at the end of the test,
+// which fails if the shutdown is not clean.
 func NewServer(tb testing.TB, cfg kit.Config, mount func(*kit.Server), opts ...kit.Option) *Server {
 	tb.Helper()
 	cfg.Addr = "127.0.0.1:0"
@@ -98,8 +99,14 @@ func (s *Server) HTTP2Client() *http.Client { return s.h2 }
 
 // Protocol is one way a connect client can call the server.
 type Protocol struct {
-	Name    string // e.g. "grpc", "connect+json/http1"
-	Client  *http.Client
+	// Name names the protocol, codec and HTTP version for subtests, such
+	// as "grpc" or "connect+json/http1".
+	Name string
+	// Client is the HTTP client to build the connect client with: HTTP/1.1
+	// or cleartext HTTP/2.
+	Client *http.Client
+	// Options are the connect client options that select the protocol and
+	// codec.
 	Options []connect.ClientOption
 }
 

@@ -13,6 +13,12 @@
 // messages too, up to WithMaxRetained, for the replays to come, as a
 // JetStream stream keeps them up to its age limit; those dropped before
 // are not replayed.
+//
+// Create one with [New] and hand it to pubsub.NewPublisher and
+// pubsub.NewSubscriber, as package pubsub's example does; close it when they
+// have stopped. Drivers share pubsubtest's conformance suite, so a test on
+// mem holds on natsjs too (see the README's section "Testing", under
+// Events).
 package mem
 
 import (
