@@ -188,7 +188,7 @@ func (h *Checker) addLocked(c Check, reporter bool) (*check, error) {
 }
 
 // Shutdown switches every service, and the whole server, to NOT_SERVING at
-// once and for good, whatever the checks say: Check answers NOT_SERVING and
+// once and for good, whatever the checks say. Check answers NOT_SERVING and
 // every Watch stream is sent NOT_SERVING straight away, so load balancers
 // stop routing before the server starts draining. Call it first thing on
 // SIGTERM. Liveness (/healthz) is unaffected. Calling it again does nothing.

@@ -27,7 +27,7 @@ func HideErrors() HTTPOption {
 	return httpOptionFunc(func(c *httpConfig) { c.hideErrors = true })
 }
 
-// ReadyHandler serves readiness (/readyz): it runs the on-probe readiness
+// ReadyHandler serves readiness (/readyz). It runs the on-probe readiness
 // checks, then answers 200 if the whole server ("") is SERVING and 503
 // otherwise (a failing critical check, or [Checker.Shutdown]), with a JSON
 // body:
@@ -45,7 +45,7 @@ func (h *Checker) ReadyHandler(opts ...HTTPOption) http.Handler {
 	return h.httpHandler(scope{}, opts)
 }
 
-// LiveHandler serves liveness (/healthz): it runs the on-probe liveness
+// LiveHandler serves liveness (/healthz). It runs the on-probe liveness
 // checks, then answers 200 unless a critical liveness check is failing (503),
 // with the JSON body of [Checker.ReadyHandler] less "services". Readiness
 // checks and [Checker.Shutdown] never affect it: an orchestrator restarts a

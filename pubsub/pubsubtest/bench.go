@@ -19,15 +19,15 @@ var benchSizes = []struct {
 	size int
 }{{"100B", 100}, {"4KiB", 4096}}
 
-// Bench runs pubsub's benchmarks on a broker: publish+consume throughput
-// (msgs/s and CPU µs per message) and end-to-end latency at a paced 5 000
-// messages per second (p50 and p99 in µs), for 100 B and 4 KiB messages,
+// Bench runs pubsub's benchmarks on a broker. They measure publish+consume
+// throughput (msgs/s and CPU µs per message) and end-to-end latency at a paced
+// 5 000 messages per second (p50 and p99 in µs), for 100 B and 4 KiB messages,
 // through the interceptor chain of a real kit.Server and its variants. The
-// sub-benchmarks are named throughput/SIZE/CHAIN and latency/SIZE/CHAIN,
-// SIZE 100B or 4KiB, and CHAIN one of chain (kit's default chain, logging
-// every message to io.Discard), chain-logfile (logging to a file),
-// chain-kitlog (through kit.NewLogger, to a file), chain-nosuccesslog,
-// chain-sdktracer (a tracer provider that samples nothing) and nochain.
+// sub-benchmarks are named throughput/SIZE/CHAIN and latency/SIZE/CHAIN, SIZE
+// 100B or 4KiB, and CHAIN one of chain (kit's default chain, logging every
+// message to io.Discard), chain-logfile (logging to a file), chain-kitlog
+// (through kit.NewLogger, to a file), chain-nosuccesslog, chain-sdktracer (a
+// tracer provider that samples nothing) and nochain.
 func Bench(b *testing.B, broker pubsub.Broker) {
 	for _, size := range benchSizes {
 		for _, chain := range pubsubbench.Chains {
