@@ -24,10 +24,10 @@ import (
 	"github.com/connectkit/connectkit/internal/msgctx"
 )
 
-// Defaults of [Retry], those of gRPC's retry policy examples and of its
-// retry throttling: up to 3 attempts, waits drawn up to 100ms, 200ms… at
-// most 1s, and retries stop while a peer's budget of 10 tokens is at half
-// or below (each failed attempt takes 1 token, each success gives back 0.1).
+// Defaults of [Retry]. They are those of gRPC's retry policy examples and of
+// its retry throttling: up to 3 attempts, waits drawn up to 100ms, 200ms… at
+// most 1s, and retries stop while a peer's budget of 10 tokens is at half or
+// below (each failed attempt takes 1 token, each success gives back 0.1).
 const (
 	DefaultRetryMaxAttempts       = 3
 	DefaultRetryInitialBackoff    = 100 * time.Millisecond

@@ -1,9 +1,9 @@
-// Package mem is an in-memory [pubsub.Broker] with the delivery semantics
-// of package natsjs: durable subscriptions shared by their instances,
+// Package mem is an in-memory [pubsub.Broker] with the delivery semantics of
+// package natsjs. It has durable subscriptions shared by their instances,
 // at-least-once delivery with acknowledgement, redelivery after a delay or
 // after an ack wait, deduplication by message id, dead letters with re-drive.
-// Use it in tests and in single-process programs that can lose their
-// messages when the process stops: nothing is written to disk.
+// Use it in tests and in single-process programs that can lose their messages
+// when the process stops: nothing is written to disk.
 //
 // A topic retains a message until every durable subscription that exists
 // has acknowledged it (messages published while a topic has no subscription
