@@ -102,18 +102,19 @@ func WithInterceptorOptions(opts ...interceptors.Option) Option {
 	return optionFunc(func(o *options) { o.chainOptions = append(o.chainOptions, opts...) })
 }
 
-// WithoutDefaultInterceptors drops the default interceptor chain: only the
-// server's deadlines and response limit and the interceptors given with
-// [WithInterceptors] remain, in that order. To reorder the default chain,
-// build its pieces with [interceptors.Default] and pass them, in your
-// order, to WithInterceptors, with the logger and registry you also give
-// to [WithLogger] and [WithRegistry]. Such pieces trace with the tracer provider
-// of [interceptors.WithTracerProvider] (OpenTelemetry's global one by
-// default), not the one kit builds from the OTEL_* variables, and
-// [Server.ClientOptions] then holds only the interceptors of
-// [WithClientInterceptors] (and the retries of [Config.ClientRetry] and
-// the circuit breaker of [Config.ClientBreaker], innermost, when they are
-// on): give it chain.Client()... first.
+// WithoutDefaultInterceptors drops the default interceptor chain. Only the rate
+// limit and the bound on calls in flight (when [Config.RateLimit] and
+// [Config.MaxInFlight] turn them on), the server's deadlines and response
+// limit, and the interceptors given with [WithInterceptors] remain, in that
+// order. To reorder the default chain, build its pieces with
+// [interceptors.Default] and pass them, in your order, to WithInterceptors,
+// with the logger and registry you also give to [WithLogger] and
+// [WithRegistry]. Such pieces trace with the tracer provider of
+// [interceptors.WithTracerProvider] (OpenTelemetry's global one by default),
+// not the one kit builds from the OTEL_* variables, and [Server.ClientOptions]
+// then holds only the interceptors of [WithClientInterceptors] (and the retries
+// of [Config.ClientRetry] and the circuit breaker of [Config.ClientBreaker],
+// innermost, when they are on): give it chain.Client()... first.
 func WithoutDefaultInterceptors() Option {
 	return optionFunc(func(o *options) { o.noDefaultChain = true })
 }
