@@ -215,17 +215,16 @@ func (s *Server) HandlerOptions() []connect.HandlerOption {
 }
 
 // ClientOptions returns the options for clients this service uses to call
-// others. They hold the client side of the interceptor chain and the same message
-// size limits, with gzip responses inflated no further than the response
-// limit. With [Config.ClientRetry] on, idempotent unary calls that fail
-// with Unavailable, and calls whose connection was refused, are retried
-// ([interceptors.Retry]), with a retry budget per address shared by every
-// client built with these options. With [Config.ClientBreaker] on, the
-// chain ends in a circuit breaker per address and procedure called
-// ([interceptors.CircuitBreaker]), also shared, which sees each attempt.
-// Innermost, each attempt's outcome is reported to the address of
-// [Server.HTTPClient] (any server's) that it reached, for its outlier
-// ejection.
+// others. They hold the client side of the interceptor chain and the same
+// message size limits, with gzip responses inflated no further than the
+// response limit. With [Config.ClientRetry] on, idempotent unary calls that
+// fail with one of its Codes (Unavailable by default), and calls whose
+// connection was refused, are retried ([interceptors.Retry]), with a retry
+// budget per address shared by every client built with these options. With
+// [Config.ClientBreaker] on, the chain ends in a circuit breaker per address
+// and procedure called ([interceptors.CircuitBreaker]), also shared, which sees
+// each attempt. Innermost, each attempt's outcome is reported to the address of
+// [Server.HTTPClient] (any server's) that it reached, for its outlier ejection.
 func (s *Server) ClientOptions() []connect.ClientOption {
 	return append([]connect.ClientOption(nil), s.client...)
 }
