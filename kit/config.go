@@ -243,9 +243,9 @@ const (
 // AdminOff is the [Config.AdminAddr] that disables the admin listener.
 const AdminOff = "off"
 
-// NoTimeout, as [Config.CallTimeout], [Config.MaxCallTimeout] or
-// [Config.StreamTimeout], turns that deadline off (any negative value does);
-// in the environment, write "off".
+// NoTimeout turns a deadline off when it is the value of
+// [Config.CallTimeout], [Config.MaxCallTimeout] or [Config.StreamTimeout]
+// (any negative value does); in the environment, write "off".
 const NoTimeout time.Duration = -1
 
 // withDefaults returns c with every zero field set to its default.

@@ -17,9 +17,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-// OutlierOff, as [HTTPClientConfig.OutlierFailures], turns the ejection of
-// failing addresses off (any negative value does); in the environment,
-// write "0" or "off".
+// OutlierOff turns the ejection of failing addresses off when it is the
+// value of [HTTPClientConfig.OutlierFailures] (any negative value does); in
+// the environment, write "0" or "off".
 const OutlierOff = -1
 
 // Defaults of the outlier ejection of [HTTPClientConfig].
