@@ -11,11 +11,11 @@ import (
 )
 
 // NewLogger returns the logger a [Server] uses when none is given with
-// [WithLogger], writing to w in format at level. Format "json" writes one
-// JSON object per line (for log collectors; the same bytes as
-// [slog.JSONHandler], formatted faster), "text" writes colored
-// human-readable lines ([github.com/lmittmann/tint]), and "auto" (or "")
-// picks text when w is a terminal and JSON otherwise; any other format writes JSON (Config.Validate
+// [WithLogger], writing to w in format at level. Format "json" writes one JSON
+// object per line (for log collectors; the same bytes as [slog.JSONHandler],
+// formatted faster), "text" writes colored human-readable lines
+// ([github.com/lmittmann/tint]), and "auto" (or "") picks text when w is a
+// terminal and JSON otherwise; any other format writes JSON (Config.Validate
 // refuses it in KIT_LOG_FORMAT). level is read on every record, so a
 // [slog.LevelVar] changes the level at run time.
 //
