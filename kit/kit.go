@@ -20,11 +20,11 @@
 //	srv.Mount(examplev1connect.NewProfileServiceHandler(svc, srv.HandlerOptions()...))
 //	err = srv.Run(ctx) // until SIGINT/SIGTERM or ctx is done, then a graceful shutdown
 //
-// [Config] documents every setting and its KIT_* variable, [Server.ClientOptions]
-// and [Server.HTTPClient] call other services through the same chain, and
-// [Server.Go] runs background work (pubsub subscribers) under the server's
-// lifecycle. The README's sections "Add a service, step by step" and
-// "Configuration" walk through a whole service:
+// [Config] documents every setting and its KIT_* variable,
+// [Server.ClientOptions] and [Server.HTTPClient] call other services through
+// the same chain, and [Server.Go] runs background work (pubsub subscribers)
+// under the server's lifecycle. The README's sections "Add a service, step by
+// step" and "Configuration" walk through a whole service:
 // https://github.com/connectkit/connectkit#add-a-service-step-by-step
 package kit
 

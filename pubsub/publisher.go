@@ -141,8 +141,8 @@ func (p *Publisher[M]) PublishAsync(ctx context.Context, msg *M, opts ...Publish
 
 // PublishBatch publishes msgs asynchronously, within the broker's window of
 // unconfirmed publishes, and returns once the broker confirmed or rejected
-// every one. It is the fast way to publish many messages from one goroutine. The
-// error joins one error per failed message, each naming its index and id.
+// every one. It is the fast way to publish many messages from one goroutine.
+// The error joins one error per failed message, each naming its index and id.
 func (p *Publisher[M]) PublishBatch(ctx context.Context, msgs ...*M) error {
 	futures := make([]*Future, len(msgs))
 	for i, msg := range msgs {
