@@ -148,8 +148,15 @@ func (c Config) protocol() (string, error) {
 	}
 }
 
-// endpoint returns the URL spans are sent to, or "" for the exporter's
-// default.
+// The collector's URL when no variable gives one, as OpenTelemetry's
+// specification has it: cleartext. The Go exporters' own defaults,
+// localhost:4318 and localhost:4317, use TLS.
+const (
+	defaultBaseEndpointHTTP = "http://localhost:4318"
+	defaultBaseEndpointGRPC = "http://localhost:4317"
+)
+
+// endpoint returns the URL spans are sent to.
 func (c Config) endpoint() (string, error) {
 	if c.Endpoint != "" {
 		if err := checkURL(c.Endpoint); err != nil {
@@ -157,16 +164,22 @@ func (c Config) endpoint() (string, error) {
 		}
 		return c.Endpoint, nil
 	}
-	if c.BaseEndpoint == "" {
-		return "", nil
+	p, _ := c.protocol()
+	base := c.BaseEndpoint
+	switch {
+	case base != "":
+		if err := checkURL(base); err != nil {
+			return "", fmt.Errorf("%s=%q: %w", envBaseEndpoint, base, err)
+		}
+	case p == protocolGRPC:
+		base = defaultBaseEndpointGRPC
+	default:
+		base = defaultBaseEndpointHTTP
 	}
-	if err := checkURL(c.BaseEndpoint); err != nil {
-		return "", fmt.Errorf("%s=%q: %w", envBaseEndpoint, c.BaseEndpoint, err)
+	if p == protocolGRPC {
+		return base, nil
 	}
-	if p, _ := c.protocol(); p == protocolGRPC {
-		return c.BaseEndpoint, nil
-	}
-	return strings.TrimRight(c.BaseEndpoint, "/") + "/v1/traces", nil
+	return strings.TrimRight(base, "/") + "/v1/traces", nil
 }
 
 func checkURL(raw string) error {

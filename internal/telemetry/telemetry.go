@@ -128,17 +128,9 @@ func newExporter(ctx context.Context, name string, cfg Config, o options) (sdktr
 	protocol, _ := cfg.protocol()
 	endpoint, _ := cfg.endpoint()
 	if protocol == protocolGRPC {
-		var opts []otlptracegrpc.Option
-		if endpoint != "" {
-			opts = append(opts, otlptracegrpc.WithEndpointURL(endpoint))
-		}
-		return otlptracegrpc.New(ctx, opts...)
+		return otlptracegrpc.New(ctx, otlptracegrpc.WithEndpointURL(endpoint))
 	}
-	var opts []otlptracehttp.Option
-	if endpoint != "" {
-		opts = append(opts, otlptracehttp.WithEndpointURL(endpoint))
-	}
-	return otlptracehttp.New(ctx, opts...)
+	return otlptracehttp.New(ctx, otlptracehttp.WithEndpointURL(endpoint))
 }
 
 // newPropagator composes the propagators names, which propagators()

@@ -145,16 +145,7 @@ func TestConsole(t *testing.T) {
 func TestOTLPHTTP(t *testing.T) {
 	t.Parallel()
 	received := make(chan *coltracepb.ExportTraceServiceRequest, 1)
-	collector := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		body, err := io.ReadAll(r.Body)
-		req := &coltracepb.ExportTraceServiceRequest{}
-		if err != nil || r.URL.Path != "/v1/traces" || proto.Unmarshal(body, req) != nil {
-			http.Error(w, "bad export", http.StatusBadRequest)
-			return
-		}
-		received <- req
-		w.Header().Set("Content-Type", "application/x-protobuf")
-	}))
+	collector := httptest.NewServer(otlpHTTPCollector(received))
 	t.Cleanup(collector.Close)
 	cfg, err := ConfigFromEnv(env(map[string]string{
 		"OTEL_TRACES_EXPORTER": "otlp", "OTEL_EXPORTER_OTLP_ENDPOINT": collector.URL, "OTEL_SERVICE_NAME": "http-svc",
@@ -163,6 +154,21 @@ func TestOTLPHTTP(t *testing.T) {
 		t.Fatal(err)
 	}
 	assertExported(t, cfg, received, "http-svc")
+}
+
+// otlpHTTPCollector answers OTLP/HTTP exports at /v1/traces, sending each
+// on received.
+func otlpHTTPCollector(received chan<- *coltracepb.ExportTraceServiceRequest) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, err := io.ReadAll(r.Body)
+		req := &coltracepb.ExportTraceServiceRequest{}
+		if err != nil || r.URL.Path != "/v1/traces" || proto.Unmarshal(body, req) != nil {
+			http.Error(w, "bad export", http.StatusBadRequest)
+			return
+		}
+		received <- req
+		w.Header().Set("Content-Type", "application/x-protobuf")
+	})
 }
 
 // TestOTLPGRPC exports over OTLP/gRPC to a loopback collector.
@@ -185,6 +191,59 @@ func TestOTLPGRPC(t *testing.T) {
 		t.Fatal(err)
 	}
 	assertExported(t, cfg, received, "grpc-svc")
+}
+
+// TestOTLPEndpoint: the URL spans go to, for each way of giving it or
+// none, as OpenTelemetry's specification has it (cleartext by default).
+func TestOTLPEndpoint(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name string
+		vars map[string]string
+		want string
+	}{
+		{name: "http default", want: "http://localhost:4318/v1/traces"},
+		{name: "grpc default", vars: map[string]string{"OTEL_EXPORTER_OTLP_PROTOCOL": "grpc"}, want: "http://localhost:4317"},
+		{name: "http base", vars: map[string]string{"OTEL_EXPORTER_OTLP_ENDPOINT": "https://c:4318/"}, want: "https://c:4318/v1/traces"},
+		{name: "grpc base", vars: map[string]string{"OTEL_EXPORTER_OTLP_PROTOCOL": "grpc", "OTEL_EXPORTER_OTLP_ENDPOINT": "https://c:4317"}, want: "https://c:4317"},
+		{name: "traces endpoint", vars: map[string]string{"OTEL_EXPORTER_OTLP_ENDPOINT": "http://a:4318", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "http://b:4318/t"}, want: "http://b:4318/t"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			cfg, err := ConfigFromEnv(env(tc.vars))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got, err := cfg.endpoint(); err != nil || got != tc.want {
+				t.Errorf("endpoint() = %q, %v; want %q", got, err, tc.want)
+			}
+		})
+	}
+}
+
+// TestOTLPHTTPDefaultEndpoint exports with OTEL_TRACES_EXPORTER=otlp alone
+// to a cleartext collector at localhost:4318, the default the README and
+// OpenTelemetry's specification give: the Go exporter's own default is
+// https://localhost:4318, which such a collector cannot answer. The port is
+// fixed by what is tested; the test is skipped when something else holds
+// it.
+func TestOTLPHTTPDefaultEndpoint(t *testing.T) {
+	t.Parallel()
+	lis, err := net.Listen("tcp", "127.0.0.1:4318")
+	if err != nil {
+		t.Skipf("the default OTLP port is taken: %v", err)
+	}
+	received := make(chan *coltracepb.ExportTraceServiceRequest, 1)
+	collector := httptest.NewUnstartedServer(otlpHTTPCollector(received))
+	collector.Listener.Close()
+	collector.Listener = lis
+	collector.Start()
+	t.Cleanup(collector.Close)
+	cfg, err := ConfigFromEnv(env(map[string]string{"OTEL_TRACES_EXPORTER": "otlp", "OTEL_SERVICE_NAME": "default-svc"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	assertExported(t, cfg, received, "default-svc")
 }
 
 type collector struct {
