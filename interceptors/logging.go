@@ -72,8 +72,9 @@ func WithoutMessageSuccessLogs() LoggingOption {
 // meant for health probes and reflection, which would otherwise fill the logs
 // with a line every few seconds. So too their streams that the client cancels,
 // the usual end of a health Watch (grpc-go's client-side health checking) and
-// of reflection's stream (grpcurl), which would otherwise log at warn. Their
-// failures are logged as usual. For example,
+// of reflection's stream (grpcurl), which would otherwise log at warn, and
+// those whose deadline passes (buf curl --timeout), which would log at error.
+// Their other failures are logged as usual. For example,
 // WithQuietProcedures("/grpc.health.v1.Health/").
 func WithQuietProcedures(prefixes ...string) LoggingOption {
 	return loggingOption(func(c *loggingConfig) { c.quiet = append(c.quiet, prefixes...) })

@@ -35,10 +35,12 @@ func (l *logging) logCall(ctx context.Context, c callLine) {
 	pe := panicOf(c.err)
 	if pe != nil {
 		level = slog.LevelError
-	} else if (code == 0 || code == connect.CodeCanceled && c.stream) && l.cfg.isQuiet(c.spec.Procedure) {
+	} else if (code == 0 || c.stream && (code == connect.CodeCanceled || code == connect.CodeDeadlineExceeded)) &&
+		l.cfg.isQuiet(c.spec.Procedure) {
 		// A client ends a quiet stream (a health Watch, reflection's
-		// stream) by cancelling it: grpc-go's health checking and
-		// grpcurl do.
+		// stream) by cancelling it, as grpc-go's health checking and
+		// grpcurl do, or by its deadline (buf curl --timeout), which
+		// KIT_STREAM_TIMEOUT may set too: neither is the server's failure.
 		level = slog.LevelDebug
 	}
 	if !l.logger.Enabled(ctx, level) {

@@ -645,3 +645,41 @@ func TestGRPCGoCancelledReflectionAndWatchAreQuiet(t *testing.T) {
 		}
 	}
 }
+
+// A reflection stream whose deadline passes while it waits for the
+// client's next question (buf curl --timeout, grpcurl -max-time, or
+// KIT_STREAM_TIMEOUT, as here) ends as routinely as one the client
+// cancels: at debug too, not as a server error.
+func TestGRPCGoReflectionPastItsDeadlineIsQuiet(t *testing.T) {
+	t.Parallel()
+	var logs syncBuffer
+	srv := newPingServer(t, kit.Config{StreamTimeout: 50 * time.Millisecond}, nil,
+		kit.WithLogger(slog.New(slog.NewJSONHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))))
+	conn := grpcConn(t, srv.Addr().String())
+	reflection, err := reflectionv1.NewServerReflectionClient(conn).ServerReflectionInfo(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = reflection.Send(&reflectionv1.ServerReflectionRequest{MessageRequest: &reflectionv1.ServerReflectionRequest_ListServices{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := reflection.Recv(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := reflection.Recv(); status.Code(err) != codes.DeadlineExceeded {
+		t.Fatalf("Recv after the stream's deadline: %v, want DeadlineExceeded", err)
+	}
+	if err := srv.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range logLines(t, &logs, "rpc") {
+		if line["procedure"] == "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo" {
+			if line["code"] != "deadline_exceeded" || line["level"] != "DEBUG" {
+				t.Errorf("reflection stream past its deadline logged %v at %v, want deadline_exceeded at DEBUG", line["code"], line["level"])
+			}
+			return
+		}
+	}
+	t.Error("no rpc line for the reflection stream")
+}
