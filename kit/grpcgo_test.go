@@ -603,17 +603,7 @@ func TestGRPCGoCancelledReflectionAndWatchAreQuiet(t *testing.T) {
 	conn := grpcConn(t, srv.Addr().String())
 
 	ctx, cancel := context.WithCancel(t.Context())
-	reflection, err := reflectionv1.NewServerReflectionClient(conn).ServerReflectionInfo(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	err = reflection.Send(&reflectionv1.ServerReflectionRequest{MessageRequest: &reflectionv1.ServerReflectionRequest_ListServices{}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := reflection.Recv(); err != nil {
-		t.Fatal(err)
-	}
+	listServices(t, ctx, conn)
 	cancel()
 
 	ctx, cancel = context.WithCancel(t.Context())
@@ -656,17 +646,7 @@ func TestGRPCGoReflectionPastItsDeadlineIsQuiet(t *testing.T) {
 	srv := newPingServer(t, kit.Config{StreamTimeout: 50 * time.Millisecond}, nil,
 		kit.WithLogger(slog.New(slog.NewJSONHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))))
 	conn := grpcConn(t, srv.Addr().String())
-	reflection, err := reflectionv1.NewServerReflectionClient(conn).ServerReflectionInfo(t.Context())
-	if err != nil {
-		t.Fatal(err)
-	}
-	err = reflection.Send(&reflectionv1.ServerReflectionRequest{MessageRequest: &reflectionv1.ServerReflectionRequest_ListServices{}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := reflection.Recv(); err != nil {
-		t.Fatal(err)
-	}
+	reflection := listServices(t, t.Context(), conn)
 	if _, err := reflection.Recv(); status.Code(err) != codes.DeadlineExceeded {
 		t.Fatalf("Recv after the stream's deadline: %v, want DeadlineExceeded", err)
 	}
@@ -682,4 +662,22 @@ func TestGRPCGoReflectionPastItsDeadlineIsQuiet(t *testing.T) {
 		}
 	}
 	t.Error("no rpc line for the reflection stream")
+}
+
+// listServices opens a reflection stream on conn, as grpcurl does, and asks
+// it the services, once; the stream stays open for the caller.
+func listServices(tb testing.TB, ctx context.Context, conn *grpc.ClientConn) reflectionv1.ServerReflection_ServerReflectionInfoClient {
+	tb.Helper()
+	reflection, err := reflectionv1.NewServerReflectionClient(conn).ServerReflectionInfo(ctx)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	err = reflection.Send(&reflectionv1.ServerReflectionRequest{MessageRequest: &reflectionv1.ServerReflectionRequest_ListServices{}})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if _, err := reflection.Recv(); err != nil {
+		tb.Fatal(err)
+	}
+	return reflection
 }
