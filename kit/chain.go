@@ -50,7 +50,7 @@ func (s *Server) buildChains() error {
 	if err != nil {
 		return fmt.Errorf("kit: %w", err)
 	}
-	if s.telemetry, err = telemetry.New(context.Background(), tcfg); err != nil {
+	if s.telemetry, err = telemetry.New(context.Background(), tcfg, telemetry.WithLogger(s.logger)); err != nil {
 		return fmt.Errorf("kit: tracing: %w", err)
 	}
 	deadlines := deadlines{unary: s.cfg.CallTimeout, maxUnary: s.cfg.MaxCallTimeout, stream: s.cfg.StreamTimeout}

@@ -2,6 +2,7 @@ package kit_test
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -239,10 +240,30 @@ func TestConcurrentCloseWaitsForTheFlush(t *testing.T) {
 	}
 }
 
+// TestTraceExportFailureIsLogged: spans the collector refuses are logged
+// by the server's logger, as a JSON line among the others, where
+// OpenTelemetry's global error handler printed them on stderr with the
+// standard library's log ("2026/12/07 12:21:10 traces export: ..."). Not
+// parallel: it sets the environment.
+func TestTraceExportFailureIsLogged(t *testing.T) {
+	var logs syncBuffer
+	srv := tracedClientServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Error(w, "no spans here", http.StatusBadRequest)
+	}), kit.WithLogger(slog.New(slog.NewJSONHandler(&logs, nil))))
+	if err := srv.Close(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	lines := logLines(t, &logs, "traces export failed")
+	if len(lines) != 1 || lines[0]["level"] != "ERROR" || lines[0]["exporter"] != "otlp" ||
+		!strings.Contains(fmt.Sprint(lines[0]["err"]), "400") {
+		t.Errorf("lines %v, want one ERROR line of the otlp exporter naming its 400\nlogs:\n%s", lines, logs.String())
+	}
+}
+
 // tracedClientServer returns a server never run whose spans go to
 // collector over OTLP, after one call through its HTTP client, whose span
 // is buffered. It sets the environment: its callers cannot be parallel.
-func tracedClientServer(t *testing.T, collector http.Handler) *kit.Server {
+func tracedClientServer(t *testing.T, collector http.Handler, opts ...kit.Option) *kit.Server {
 	t.Helper()
 	otlp := httptest.NewServer(collector)
 	t.Cleanup(otlp.Close)
@@ -252,7 +273,8 @@ func tracedClientServer(t *testing.T, collector http.Handler) *kit.Server {
 	pings := kittest.NewServer(t, kit.Config{}, func(s *kit.Server) {
 		s.Mount(pingv1connect.NewPingServiceHandler(&pingServer{}, s.HandlerOptions()...))
 	})
-	srv, err := kit.New(kit.Config{Addr: "127.0.0.1:0", AdminAddr: kit.AdminOff}, kit.WithLogger(slog.New(slog.DiscardHandler)))
+	srv, err := kit.New(kit.Config{Addr: "127.0.0.1:0", AdminAddr: kit.AdminOff},
+		append([]kit.Option{kit.WithLogger(slog.New(slog.DiscardHandler))}, opts...)...)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -66,6 +67,7 @@ func (f optionFunc) apply(o *options) { f(o) }
 type options struct {
 	serviceName string
 	console     io.Writer
+	logger      *slog.Logger                    // nil: export errors go to otel.Handle
 	buildInfo   func() (*debug.BuildInfo, bool) // debug.ReadBuildInfo but in tests
 }
 
@@ -80,6 +82,15 @@ func WithServiceName(name string) Option {
 // os.Stdout.
 func WithConsoleWriter(w io.Writer) Option {
 	return optionFunc(func(o *options) { o.console = w })
+}
+
+// WithLogger logs each batch of spans that an exporter could not send (no
+// collector listening, say) at error with logger, as one line of its own
+// format, rather than hand the error to OpenTelemetry's global error
+// handler, which prints it with the standard library's log. Default: the
+// global handler.
+func WithLogger(logger *slog.Logger) Option {
+	return optionFunc(func(o *options) { o.logger = logger })
 }
 
 // New sets tracing up as cfg says. OTLP exporters also read the rest of
@@ -114,6 +125,9 @@ func New(ctx context.Context, cfg Config, opts ...Option) (*Provider, error) {
 		if err != nil {
 			return nil, fmt.Errorf("failed to create the %s trace exporter: %w", name, err)
 		}
+		if o.logger != nil {
+			exp = loggedExporter{SpanExporter: exp, logger: o.logger, name: name}
+		}
 		tpOpts = append(tpOpts, sdktrace.WithBatcher(exp))
 	}
 	tp := sdktrace.NewTracerProvider(tpOpts...)
@@ -131,6 +145,24 @@ func newExporter(ctx context.Context, name string, cfg Config, o options) (sdktr
 		return otlptracegrpc.New(ctx, otlptracegrpc.WithEndpointURL(endpoint))
 	}
 	return otlptracehttp.New(ctx, otlptracehttp.WithEndpointURL(endpoint))
+}
+
+// loggedExporter logs the batches its exporter fails to send, and reports
+// them sent to the batch span processor, which would otherwise hand the
+// error to otel.Handle: the processor drops a failed batch either way.
+type loggedExporter struct {
+	sdktrace.SpanExporter
+	logger *slog.Logger
+	name   string // of the exporter: otlp, console
+}
+
+// ExportSpans implements sdktrace.SpanExporter.
+func (e loggedExporter) ExportSpans(ctx context.Context, spans []sdktrace.ReadOnlySpan) error {
+	if err := e.SpanExporter.ExportSpans(ctx, spans); err != nil {
+		e.logger.LogAttrs(ctx, slog.LevelError, "traces export failed",
+			slog.String("exporter", e.name), slog.Int("spans", len(spans)), slog.String("err", err.Error()))
+	}
+	return nil
 }
 
 // newPropagator composes the propagators names, which propagators()
