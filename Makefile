@@ -109,6 +109,10 @@ bench-instr: ## Instructions per call (serve) and per message (pubsub) under cal
 	scripts/bench-instr.sh serve
 	scripts/bench-instr.sh pubsub
 
+.PHONY: bench-gc
+bench-gc: ## The collector's work per Connect JSON call (connect, kit-nochain, kit), counted by the runtime on one core; ~2 min
+	scripts/bench-gc.sh
+
 .PHONY: conformance
 .PHONY: cross
 cross: ## Build and vet for targets other than this machine's: 32-bit (386) and Windows
