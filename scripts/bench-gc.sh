@@ -26,16 +26,13 @@
 set -euo pipefail
 shopt -s inherit_errexit
 cd "$(dirname "$0")/.."
+# shellcheck source=scripts/benchlib.sh
+source scripts/benchlib.sh
 
 need=()
 command -v h2load >/dev/null || need+=(nghttp2-client)
 command -v taskset >/dev/null || need+=(util-linux)
-if ((${#need[@]})); then
-	sudo=()
-	((EUID == 0)) || sudo=(sudo)
-	"${sudo[@]}" apt-get update -qq
-	DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq "${need[@]}" >/dev/null
-fi
+aptInstall "${need[@]}"
 if (($(nproc) < 2)); then
 	echo "bench-gc.sh: needs 2 CPUs (server on CPU 0, load on CPU 1)" >&2
 	exit 1
@@ -58,12 +55,8 @@ gcOne() {
 	GODEBUG=gctrace=1,gcpacertrace=1 taskset -c 0 "$bin" -variant "$v" -log "$out.log" >"$out.stdout" 2>"$out.stderr" &
 	server=$! # global: the subshell that (gcOne ...) runs in kills it on exit
 	trap 'kill "$server" 2>/dev/null || true' EXIT
-	local addr=""
-	while [[ -z $addr ]] && kill -0 "$server" 2>/dev/null; do
-		sleep 0.1
-		addr=$(awk '/^listening on / {print $3}' "$out.stdout")
-	done
-	[[ -n $addr ]] || { cat "$out.stderr" >&2; return 1; }
+	local addr
+	addr=$(listenAddr "$server" "$out")
 	local url="http://$addr/connectkit.ping.v1.PingService/Ping"
 	local args=(--h1 -c 50 -d "$work/ping.json" -H 'content-type: application/json')
 	taskset -c 1 h2load "${args[@]}" -n 5000 "$url" >"$out.warm"

@@ -38,6 +38,8 @@
 set -euo pipefail
 shopt -s inherit_errexit
 cd "$(dirname "$0")/.."
+# shellcheck source=scripts/benchlib.sh
+source scripts/benchlib.sh
 
 mode=${1:-}
 if [[ $mode != serve && $mode != pubsub ]]; then
@@ -47,12 +49,7 @@ fi
 need=()
 command -v valgrind >/dev/null || need+=(valgrind)
 [[ $mode != serve ]] || command -v h2load >/dev/null || need+=(nghttp2-client)
-if ((${#need[@]})); then
-	sudo=()
-	((EUID == 0)) || sudo=(sudo)
-	"${sudo[@]}" apt-get update -qq
-	DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq "${need[@]}" >/dev/null
-fi
+aptInstall "${need[@]}"
 work=${KEEP:-$(mktemp -d)}
 mkdir -p "$work"
 [[ -n ${KEEP:-} ]] || trap 'rm -rf "$work"' EXIT
@@ -72,12 +69,8 @@ serveOne() {
 		bin/benchserver -variant "$variant" -log "$out.log" >"$out.stdout" 2>"$out.stderr" &
 	server=$! # global: the subshell that $(serveOne ...) runs in kills it on exit
 	trap 'kill "$server" 2>/dev/null || true' EXIT
-	local addr=""
-	while [[ -z $addr ]] && kill -0 "$server" 2>/dev/null; do
-		sleep 0.1
-		addr=$(awk '/^listening on / {print $3}' "$out.stdout")
-	done
-	[[ -n $addr ]] || { cat "$out.stderr" >&2; return 1; }
+	local addr
+	addr=$(listenAddr "$server" "$out")
 	local url="http://$addr/connectkit.ping.v1.PingService/Ping" args
 	case $load in
 	grpc) args=(-c 10 -m 5 -d "$work/ping.grpc" -H 'content-type: application/grpc' -H 'te: trailers') ;;

@@ -11,18 +11,15 @@
 # The Markdown tables go to stdout (and to -out), progress to stderr.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=scripts/benchlib.sh
+source scripts/benchlib.sh
 
 need=()
 command -v h2load >/dev/null || need+=(nghttp2-client)
 command -v wrk >/dev/null || need+=(wrk)
 command -v taskset >/dev/null || need+=(util-linux)
 command -v perf >/dev/null || need+=(linux-perf)
-if ((${#need[@]})); then
-	sudo=()
-	((EUID == 0)) || sudo=(sudo)
-	"${sudo[@]}" apt-get update -qq
-	DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq "${need[@]}" >/dev/null
-fi
+aptInstall "${need[@]}"
 if (($(nproc) < 2)); then
 	echo "bench.sh: pinning needs 2 CPUs; running unpinned only" >&2
 	set -- -pin unpinned "$@"

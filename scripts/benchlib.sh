@@ -1,0 +1,25 @@
+# shellcheck shell=bash
+# Helpers that scripts/bench.sh, bench-instr.sh and bench-gc.sh source.
+
+# aptInstall installs the Debian packages named, if any: a missing load
+# generator or profiler, as root or through sudo.
+aptInstall() {
+	(($#)) || return 0
+	local sudo=()
+	((EUID == 0)) || sudo=(sudo)
+	"${sudo[@]}" apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq "$@" >/dev/null
+}
+
+# listenAddr waits for the benchserver whose PID is $1, writing to the files
+# PREFIX.stdout and PREFIX.stderr ($2), to print "listening on ADDR", and
+# prints ADDR; if the server exits first, it prints its stderr and fails.
+listenAddr() {
+	local pid=$1 out=$2 addr=""
+	while [[ -z $addr ]] && kill -0 "$pid" 2>/dev/null; do
+		sleep 0.1
+		addr=$(awk '/^listening on / {print $3}' "$out.stdout")
+	done
+	[[ -n $addr ]] || { cat "$out.stderr" >&2; return 1; }
+	echo "$addr"
+}
