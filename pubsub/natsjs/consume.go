@@ -517,7 +517,7 @@ func newDelivery(m jetstream.Msg) *delivery {
 			// alone would repeat: a stream created again gives it to
 			// another message, which Idempotent would then skip and
 			// pubsub take for a copy of the first (see Sequence).
-			d.msg.ID = md.stream + ":" + strconv.FormatUint(md.streamSeq, 10) + ":" + strconv.FormatUint(md.timestamp, 10)
+			d.msg.ID = md.stream + ":" + strconv.FormatUint(md.streamSeq, 10) + ":" + strconv.FormatUint(md.timestamp(), 10)
 		}
 		d.seq = md.streamSeq
 	}
