@@ -1,6 +1,7 @@
 package kit
 
 import (
+	"bytes"
 	"encoding/json"
 	"log/slog"
 	"maps"
@@ -18,6 +19,7 @@ import (
 
 	"github.com/connectkit/connectkit/internal/header"
 	"github.com/connectkit/connectkit/internal/requestid"
+	"github.com/connectkit/connectkit/internal/respstatus"
 )
 
 // rejectedCalls observes the calls to a mounted procedure whose response
@@ -32,7 +34,9 @@ import (
 // warn, at most [rejectedLinesPerSecond] lines a second.
 //
 // kit's routes check each request once its handler returned (see
-// [routes.serve]). A call reached the chain when the RequestID interceptor
+// [routes.serve]), and read its code back from its response: gRPC's and
+// gRPC-Web's from its header or trailers, a Connect unary call's from the
+// status and body that a [respstatus.Writer] recorded. A call reached the chain when the RequestID interceptor
 // saw it: over HTTP/1.x, when the routes echoed its request id, the
 // connection's State records that the interceptor found it
 // (connctx.State.Served); otherwise its response carries the X-Request-Id
@@ -66,7 +70,7 @@ const rejectedLinesPerSecond = 10
 func newRejectedCalls(reg prometheus.Registerer, logger *slog.Logger) (*rejectedCalls, error) {
 	vec := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "kit_rejected_calls_total",
-		Help: "Calls to a mounted procedure answered before kit's interceptor chain ran (a message that does not decode, an unsupported content type or compression, a body over the limit, a caller that WithAuth refused), which grpc_server_* do not count, by protocol and, where the response shows it (gRPC, gRPC-Web, REST, kit's own Connect answer to a body over the limit), gRPC code.",
+		Help: "Calls to a mounted procedure answered before kit's interceptor chain ran (a message that does not decode, an unsupported content type or compression, a malformed timeout, a body over the limit, a caller that WithAuth refused), which grpc_server_* do not count, by protocol and, where kit reads it back (gRPC, gRPC-Web, REST, Connect unary), gRPC code.",
 	}, []string{"grpc_service", "grpc_method", "protocol", "grpc_code"})
 	vec, err := registerOrFind(reg, vec) // another server's, on a registry they share
 	if err != nil {
@@ -108,16 +112,17 @@ func answeredByChain(h http.Header) bool {
 // around connect's may return before connect does (http.TimeoutHandler at
 // its timeout), and connect writes the request's header. The protocol is
 // the response's, and the request id the one kit echoed, if any. A Connect
-// response's code is in its status and body, which are not read: its line
-// and label have none, but for an answer of kit's own that noted its
-// status (see [noteStatus]).
+// unary error's code is in its status and JSON body: answer, when not nil,
+// recorded them (see [routes.serve]), and an answer of kit's own noted
+// its status (see [noteStatus]); a Connect stream's, in its body's last
+// message, is not read.
 //
 // A response with connect's Accept-Post is its 415 for a content type it
 // does not serve, which carries no content type of its own, and for which
 // connect returns before it touches the request: its protocol is the
 // request's content type's (gRPC-Web's text mode, which connect does not
 // serve, is "grpcweb"), and the line's error names that content type.
-func (c *rejectedCalls) observe(h http.Header, r *http.Request) {
+func (c *rejectedCalls) observe(h http.Header, r *http.Request, answer *respstatus.Writer) {
 	l, ok := (*c.procedures.Load())[r.URL.Path]
 	if !ok {
 		return
@@ -135,6 +140,9 @@ func (c *rejectedCalls) observe(h http.Header, r *http.Request) {
 	)
 	if protocol == connect.ProtocolConnect {
 		code, msg, known = notedStatus(h)
+		if !known && answer != nil {
+			code, msg, known = connectStatus(h, answer.Status(), answer.Body())
+		}
 	} else {
 		code, msg, known = grpcStatus(h)
 	}
@@ -281,6 +289,42 @@ func grpcStatus(h http.Header) (code connect.Code, msg string, ok bool) {
 		msg = m
 	}
 	return connect.Code(n), msg, true
+}
+
+// connectStatus reads a Connect unary error's code and message from the
+// response whose header is h, status its status and body the start of its
+// body: connect writes such an error as JSON, its code first, then its
+// message and details ({"code":"invalid_argument","message":…}), with a
+// status of 400 or above. A message cut short by [respstatus.Kept] is
+// left out; the code is what counts.
+func connectStatus(h http.Header, status int, body []byte) (code connect.Code, msg string, ok bool) {
+	if status < 400 || !strings.HasPrefix(header.Get(h, "Content-Type"), "application/json") {
+		return 0, "", false
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
+	if t, err := dec.Token(); err != nil || t != json.Delim('{') {
+		return 0, "", false
+	}
+	for dec.More() {
+		key, err := dec.Token()
+		if err != nil || key != "code" && key != "message" {
+			break // the details, or the end of what was kept
+		}
+		value, err := dec.Token()
+		s, isString := value.(string)
+		if err != nil || !isString {
+			break
+		}
+		if key == "message" {
+			msg = s
+		} else if code.UnmarshalText([]byte(s)) != nil {
+			return 0, "", false
+		}
+	}
+	if code == 0 {
+		return 0, "", false
+	}
+	return code, msg, true
 }
 
 // notedStatusKey is the response header key under which kit notes the

@@ -3,6 +3,7 @@ package kit_test
 import (
 	"bytes"
 	"errors"
+	"io"
 	"log/slog"
 	"net/http"
 	"strings"
@@ -18,6 +19,12 @@ import (
 
 const rejectedMsg = "rpc rejected before the interceptor chain"
 
+// codeNames are the rpc lines' names of the grpc_code labels' codes.
+var codeNames = map[string]string{
+	"Unimplemented": "unimplemented", "InvalidArgument": "invalid_argument",
+	"ResourceExhausted": "resource_exhausted", "DeadlineExceeded": "deadline_exceeded",
+}
+
 // A call that connect answers before kit's chain runs (so that Logging and
 // Metrics never see it) is counted in kit_rejected_calls_total and logged
 // at warn, in every protocol and over HTTP/1.1 and h2c; the raw requests
@@ -31,12 +38,36 @@ func TestRejectedCallsAreObserved(t *testing.T) {
 		path     string
 		body     string
 		header   []string
+		chunked  bool // the body sent without a Content-Length
 		protocol string
-		code     string // grpc_code, read back from a gRPC or gRPC-Web response, or noted by kit
-		errorHas string // in the line's error, for one that has no code
+		code     string // grpc_code, read back from the response, or noted by kit
+		errorHas string // in the line's error
 	}{
 		{name: "JSON that does not decode", path: pingPath, body: "{bad",
-			header: []string{"Content-Type", "application/json"}, protocol: "connect"},
+			header: []string{"Content-Type", "application/json"}, protocol: "connect", code: "InvalidArgument",
+			errorHas: "syntax error (line 1:2): invalid value bad"},
+		{name: "protobuf that does not decode", path: pingPath, body: "\xff\xff",
+			header: []string{"Content-Type", "application/proto"}, protocol: "connect", code: "InvalidArgument",
+			errorHas: "cannot parse invalid wire-format data"},
+		{name: "malformed Connect-Timeout-Ms", path: pingPath, body: "{}",
+			header: []string{"Content-Type", "application/json", "Connect-Timeout-Ms", "soon"}, protocol: "connect",
+			code: "InvalidArgument", errorHas: `parse timeout: strconv.ParseInt: parsing "soon"`},
+		{name: "GET whose message does not decode", method: http.MethodGet,
+			path: pingPath + "?connect=v1&encoding=json&message=%7Bbad", protocol: "connect", code: "InvalidArgument",
+			errorHas: "unmarshal message"},
+		{name: "GET without a message", method: http.MethodGet,
+			path: pingPath + "?connect=v1&encoding=json", protocol: "connect", code: "InvalidArgument",
+			errorHas: "missing message parameter"},
+		{name: "GET with an unknown compression", method: http.MethodGet,
+			path: pingPath + "?connect=v1&encoding=json&compression=weird&message=%7B%7D", protocol: "connect",
+			code: "Unimplemented", errorHas: `unknown compression "weird"`},
+		{name: "body over MaxRequestBytes without Content-Length", path: pingPath, chunked: true,
+			body:   `{"text":"` + strings.Repeat("a", 2048) + `"}`,
+			header: []string{"Content-Type", "application/json"}, protocol: "connect", code: "ResourceExhausted",
+			errorHas: "message size 2059 is larger than configured max 1024"},
+		{name: "gzip body that is not gzip", path: pingPath, body: "{}",
+			header: []string{"Content-Type", "application/json", "Content-Encoding", "gzip"}, protocol: "connect",
+			code: "InvalidArgument", errorHas: "get decompressor"},
 		{name: "unsupported content type", path: pingPath, body: "{}",
 			header: []string{"Content-Type", "application/weird"}, protocol: "connect",
 			errorHas: `unsupported content type "application/weird"`},
@@ -52,7 +83,8 @@ func TestRejectedCallsAreObserved(t *testing.T) {
 			header: []string{"Content-Type", "application/grpc+xml"}, protocol: "grpc",
 			errorHas: `unsupported content type "application/grpc+xml"`},
 		{name: "unknown compression", path: pingPath, body: "{}",
-			header: []string{"Content-Type", "application/json", "Content-Encoding", "weird"}, protocol: "connect"},
+			header: []string{"Content-Type", "application/json", "Content-Encoding", "weird"}, protocol: "connect",
+			code: "Unimplemented", errorHas: `unknown compression "weird": supported encodings are gzip`},
 		// kit answers it itself, and notes its status for the line.
 		{name: "body over MaxRequestBytes", path: pingPath, body: `{"text":"` + strings.Repeat("a", 2048) + `"}`,
 			header: []string{"Content-Type", "application/json"}, protocol: "connect", code: "ResourceExhausted",
@@ -76,8 +108,11 @@ func TestRejectedCallsAreObserved(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if tc.body == "" {
+			switch {
+			case tc.body == "":
 				req.Body, req.ContentLength = http.NoBody, 0
+			case tc.chunked:
+				req.Body, req.ContentLength = io.NopCloser(strings.NewReader(tc.body)), -1
 			}
 			for i := 0; i+1 < len(tc.header); i += 2 {
 				req.Header.Set(tc.header[i], tc.header[i+1])
@@ -106,9 +141,7 @@ func TestRejectedCallsAreObserved(t *testing.T) {
 			line := rejectedOnce(t, srv, logs, labels)
 			want := map[string]any{"level": "WARN", "procedure": strings.Split(tc.path, "?")[0], "protocol": tc.protocol}
 			if tc.code != "" { // the rpc lines' names: "invalid_argument" for the label's "InvalidArgument"
-				want["code"] = map[string]string{
-					"Unimplemented": "unimplemented", "InvalidArgument": "invalid_argument", "ResourceExhausted": "resource_exhausted",
-				}[tc.code]
+				want["code"] = codeNames[tc.code]
 			}
 			for k, v := range want {
 				if line[k] != v {
@@ -128,9 +161,8 @@ func TestRejectedCallsAreObserved(t *testing.T) {
 					t.Errorf("line without the error: %v", line)
 				}
 			} else if code, ok := line["code"]; ok {
-				// A Connect error's code is in its status and body,
-				// unread but for kit's own answers, and a 415 has
-				// none: the line names none, never "ok".
+				// A 415 or a 405 has no code: the line names none,
+				// never "ok".
 				t.Errorf("line's code = %v, want none (%v)", code, line)
 			}
 			if msg, _ := line["error"].(string); tc.errorHas != "" && !strings.Contains(msg, tc.errorHas) {
@@ -141,36 +173,48 @@ func TestRejectedCallsAreObserved(t *testing.T) {
 }
 
 // A Connect unary call from connect-go's client whose body is over
-// MaxRequestBytes, which kit answers itself before the chain, is logged and
-// counted with its code, resource_exhausted, and its message, in JSON and
-// protobuf, over HTTP/1.1 and h2c: its line had neither, and its counter
-// no grpc_code.
+// MaxRequestBytes is logged and counted with its code, resource_exhausted,
+// and the message its client got, in JSON and protobuf, over HTTP/1.1 and
+// h2c: one that says its size, which kit answers itself before the chain,
+// and one sent gzipped, which connect refuses once it has decompressed
+// more than the limit. Their lines had neither, and their counter no
+// grpc_code (the gzipped one's until connect's Connect answers were read
+// back).
 func TestRejectedConnectCallHasItsCode(t *testing.T) {
 	t.Parallel()
 	for _, codec := range []string{"json", "proto"} {
-		runRejected(t, codec, func(t *testing.T, srv *kittest.Server, client *http.Client, logs *syncBuffer, _ bool) {
-			var opts []connect.ClientOption
-			if codec == "json" {
-				opts = append(opts, connect.WithProtoJSON())
+		for _, gzipped := range []bool{false, true} {
+			name := codec
+			if gzipped {
+				name += "/gzip"
 			}
-			ping := pingv1connect.NewPingServiceClient(client, srv.URL, opts...)
-			_, err := ping.Ping(t.Context(), connect.NewRequest(&pingv1.PingRequest{Text: strings.Repeat("a", 2048)}))
-			if connect.CodeOf(err) != connect.CodeResourceExhausted {
-				t.Fatalf("Ping with 2 KiB of text: %v, want resource_exhausted", err)
-			}
-			labels := map[string]string{
-				"grpc_service": "connectkit.ping.v1.PingService", "grpc_method": "Ping",
-				"protocol": "connect", "grpc_code": "ResourceExhausted",
-			}
-			line := rejectedOnce(t, srv, logs, labels)
-			if line["code"] != "resource_exhausted" {
-				t.Errorf("line's code = %v, want resource_exhausted (%v)", line["code"], line)
-			}
-			var e *connect.Error
-			if errors.As(err, &e) && line["error"] != e.Message() {
-				t.Errorf("line's error = %q, want the client's message %q", line["error"], e.Message())
-			}
-		})
+			runRejected(t, name, func(t *testing.T, srv *kittest.Server, client *http.Client, logs *syncBuffer, _ bool) {
+				var opts []connect.ClientOption
+				if codec == "json" {
+					opts = append(opts, connect.WithProtoJSON())
+				}
+				if gzipped {
+					opts = append(opts, connect.WithSendGzip())
+				}
+				ping := pingv1connect.NewPingServiceClient(client, srv.URL, opts...)
+				_, err := ping.Ping(t.Context(), connect.NewRequest(&pingv1.PingRequest{Text: strings.Repeat("a", 2048)}))
+				if connect.CodeOf(err) != connect.CodeResourceExhausted {
+					t.Fatalf("Ping with 2 KiB of text: %v, want resource_exhausted", err)
+				}
+				labels := map[string]string{
+					"grpc_service": "connectkit.ping.v1.PingService", "grpc_method": "Ping",
+					"protocol": "connect", "grpc_code": "ResourceExhausted",
+				}
+				line := rejectedOnce(t, srv, logs, labels)
+				if line["code"] != "resource_exhausted" {
+					t.Errorf("line's code = %v, want resource_exhausted (%v)", line["code"], line)
+				}
+				var e *connect.Error
+				if errors.As(err, &e) && line["error"] != e.Message() {
+					t.Errorf("line's error = %q, want the client's message %q", line["error"], e.Message())
+				}
+			})
+		}
 	}
 }
 
@@ -327,8 +371,9 @@ func TestServedCallsAreNotRejected(t *testing.T) {
 
 // With a pattern that turns kit's routing shortcut off, calls reach their
 // service through the ServeMux, without the request id written before the
-// handler: they are observed all the same, and the other handlers' answers
-// are not calls.
+// handler: they are observed all the same (a Connect call without its code:
+// kit's writer that records it is not on that path), and the other
+// handlers' answers are not calls.
 func TestRejectedCallsThroughTheServeMux(t *testing.T) {
 	t.Parallel()
 	srv := kittest.NewServer(t, kit.Config{}, func(srv *kit.Server) {

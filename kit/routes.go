@@ -9,6 +9,8 @@ import (
 	"sync/atomic"
 
 	"github.com/connectkit/connectkit/internal/connctx"
+	"github.com/connectkit/connectkit/internal/header"
+	"github.com/connectkit/connectkit/internal/respstatus"
 )
 
 // routes finds the handler of each request on the main listener: a call to
@@ -40,6 +42,9 @@ type routes struct {
 	// rejected observes the calls that connect answered without the
 	// chain (see rejectedCalls); set with echoIDs, nil without it.
 	rejected *rejectedCalls
+	// answers holds the [respstatus.Writer]s of the HTTP/2 requests that
+	// serve serves through one.
+	answers sync.Pool
 
 	mu     sync.Mutex // held while mounting
 	others []string   // the other patterns mounted, each a path
@@ -48,6 +53,7 @@ type routes struct {
 
 func newRoutes() *routes {
 	rt := &routes{mux: http.NewServeMux()}
+	rt.answers.New = func() any { return new(respstatus.Writer) }
 	rt.services.Store(&map[string]http.Handler{})
 	return rt
 }
@@ -110,25 +116,76 @@ func (rt *routes) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 //
 // With rejected set, a call to a mounted procedure that its handler
 // answered without kit's chain is observed there (see [rejectedCalls]).
+// A call of a mounted service that may be a Connect unary one (see
+// [connectUnary]) is served through a [respstatus.Writer], which records
+// its status and the start of an error's body: connect writes a Connect
+// unary error's code there, in no header. An HTTP/1.x connection has one
+// for its requests in turn; an HTTP/2 request takes one from a pool.
 func (rt *routes) serve(w http.ResponseWriter, r *http.Request, c *connctx.State) {
 	h, pattern := rt.service(r)
 	if h == nil {
 		rt.mux.ServeHTTP(w, r)
-	} else {
-		r.Pattern = pattern // as the ServeMux sets it
-		if r.ProtoMajor == 1 && c != nil && rt.echoIDs {
-			c.EchoRequestID(r.Header, w.Header())
-			h.ServeHTTP(w, r)
-			if !c.Served() {
-				rt.rejected.observe(w.Header(), r)
-			}
-			return
+		if rt.rejected != nil && !answeredByChain(w.Header()) {
+			rt.rejected.observe(w.Header(), r, nil)
 		}
+		return
+	}
+	r.Pattern = pattern // as the ServeMux sets it
+	if r.ProtoMajor == 1 && c != nil && rt.echoIDs {
+		c.EchoRequestID(r.Header, w.Header())
+		var answer *respstatus.Writer
+		if connectUnary(r) {
+			answer = c.Answer()
+			answer.Reset(w)
+			h.ServeHTTP(answer, r)
+			answer.Release()
+		} else {
+			h.ServeHTTP(w, r)
+		}
+		if !c.Served() {
+			rt.rejected.observe(w.Header(), r, answer)
+		}
+		return
+	}
+	if rt.rejected == nil {
 		h.ServeHTTP(w, r)
+		return
 	}
-	if rt.rejected != nil && !answeredByChain(w.Header()) {
-		rt.rejected.observe(w.Header(), r)
+	if !connectUnary(r) {
+		h.ServeHTTP(w, r)
+		if !answeredByChain(w.Header()) {
+			rt.rejected.observe(w.Header(), r, nil)
+		}
+		return
 	}
+	answer := rt.answers.Get().(*respstatus.Writer)
+	answer.Reset(w)
+	h.ServeHTTP(answer, r)
+	answer.Release()
+	if !answeredByChain(w.Header()) {
+		rt.rejected.observe(w.Header(), r, answer)
+	}
+	rt.answers.Put(answer)
+}
+
+// connectUnary says whether r may be a Connect unary call, whose error
+// connect writes in the status and body alone: a GET, or a POST whose
+// content type is neither gRPC's nor gRPC-Web's nor a Connect stream's,
+// compared as connect compares them, without regard to case.
+func connectUnary(r *http.Request) bool {
+	switch r.Method {
+	case http.MethodGet:
+		return true
+	case http.MethodPost:
+		ct := header.Get(r.Header, "Content-Type")
+		return !hasPrefixFold(ct, "application/grpc") && !hasPrefixFold(ct, "application/connect+")
+	}
+	return false
+}
+
+// hasPrefixFold is strings.HasPrefix without regard to ASCII case.
+func hasPrefixFold(s, prefix string) bool {
+	return len(s) >= len(prefix) && strings.EqualFold(s[:len(prefix)], prefix)
 }
 
 // service returns the handler and pattern of the mounted service r calls,

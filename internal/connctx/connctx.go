@@ -15,6 +15,7 @@ import (
 
 	"github.com/connectkit/connectkit/internal/header"
 	"github.com/connectkit/connectkit/internal/requestid"
+	"github.com/connectkit/connectkit/internal/respstatus"
 )
 
 // State is one connection's.
@@ -43,11 +44,28 @@ type State struct {
 	// for never. Set before its first request, read-only after.
 	RetireAt time.Time
 
+	// answer is [State.Answer]'s, nil until it is first asked for.
+	answer *respstatus.Writer
+
 	// echoed is the request id of the HTTP/1.x request the connection
 	// serves, already in its response header (see [State.EchoRequestID]),
 	// or nil. Atomic: the request's handler may run on a goroutine of its
 	// own, still running when the connection serves its next request.
 	echoed atomic.Pointer[echoed]
+}
+
+// Answer returns the connection's [respstatus.Writer], made on the first
+// call: kit wraps in it the ResponseWriter of an HTTP/1.x request that may
+// be a Connect unary call, to read back the status of one that never
+// reached the chain. One for the connection, reused by each request in
+// turn (net/http forbids the use of a ResponseWriter once its handler
+// returned), so that the wrapping allocates nothing per call. Only the
+// goroutine that serves the connection's requests may use it.
+func (s *State) Answer() *respstatus.Writer {
+	if s.answer == nil {
+		s.answer = new(respstatus.Writer)
+	}
+	return s.answer
 }
 
 // SetVersion records the HTTP version of a request the connection
