@@ -35,7 +35,7 @@ import (
 //
 // kit's routes check each request once its handler returned (see
 // [routes.serve]), and read its code back from its response: gRPC's and
-// gRPC-Web's from its header or trailers, a Connect unary call's from the
+// gRPC-Web's from its header or trailers, a Connect call's from the
 // status and body that a [respstatus.Writer] recorded. A call reached the chain when the RequestID interceptor
 // saw it: over HTTP/1.x, when the routes echoed its request id, the
 // connection's State records that the interceptor found it
@@ -70,7 +70,7 @@ const rejectedLinesPerSecond = 10
 func newRejectedCalls(reg prometheus.Registerer, logger *slog.Logger) (*rejectedCalls, error) {
 	vec := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "kit_rejected_calls_total",
-		Help: "Calls to a mounted procedure answered before kit's interceptor chain ran (a message that does not decode, an unsupported content type or compression, a malformed timeout, a body over the limit, a caller that WithAuth refused), which grpc_server_* do not count, by protocol and, where kit reads it back (gRPC, gRPC-Web, REST, Connect unary), gRPC code.",
+		Help: "Calls to a mounted procedure answered before kit's interceptor chain ran (a message that does not decode, an unsupported content type or compression, a malformed timeout, a body over the limit, a caller that WithAuth refused), which grpc_server_* do not count, by protocol and, where kit reads it back (gRPC, gRPC-Web, REST, Connect), gRPC code.",
 	}, []string{"grpc_service", "grpc_method", "protocol", "grpc_code"})
 	vec, err := registerOrFind(reg, vec) // another server's, on a registry they share
 	if err != nil {
@@ -112,10 +112,9 @@ func answeredByChain(h http.Header) bool {
 // around connect's may return before connect does (http.TimeoutHandler at
 // its timeout), and connect writes the request's header. The protocol is
 // the response's, and the request id the one kit echoed, if any. A Connect
-// unary error's code is in its status and JSON body: answer, when not nil,
-// recorded them (see [routes.serve]), and an answer of kit's own noted
-// its status (see [noteStatus]); a Connect stream's, in its body's last
-// message, is not read.
+// unary error's code is in its status and JSON body, a stream's in its
+// last message: answer, when not nil, recorded them (see [routes.serve]), and an
+// answer of kit's own noted its status (see [noteStatus]).
 //
 // A response with connect's Accept-Post is its 415 for a content type it
 // does not serve, which carries no content type of its own, and for which
@@ -291,17 +290,36 @@ func grpcStatus(h http.Header) (code connect.Code, msg string, ok bool) {
 	return connect.Code(n), msg, true
 }
 
-// connectStatus reads a Connect unary error's code and message from the
+// connectStatus reads a Connect error's code and message from the
 // response whose header is h, status its status and body the start of its
-// body: connect writes such an error as JSON, its code first, then its
-// message and details ({"code":"invalid_argument","message":…}), with a
-// status of 400 or above. A message cut short by [respstatus.Kept] is
-// left out; the code is what counts.
+// body. connect writes a unary call's error as JSON, its code first, then
+// its message and details ({"code":"invalid_argument","message":…}), with
+// a status of 400 or above; and a stream's in the message that ends the
+// stream, uncompressed (flags 0x02), after its 5-byte envelope prefix
+// ({"error":{"code":…,"message":…},"metadata":…}), with a status of 200.
+// A message cut short by [respstatus.Kept] is left out; the code is what
+// counts.
 func connectStatus(h http.Header, status int, body []byte) (code connect.Code, msg string, ok bool) {
-	if status < 400 || !strings.HasPrefix(header.Get(h, "Content-Type"), "application/json") {
-		return 0, "", false
+	ct := header.Get(h, "Content-Type")
+	switch {
+	case status >= 400 && strings.HasPrefix(ct, "application/json"):
+		return connectError(json.NewDecoder(bytes.NewReader(body)))
+	case status == http.StatusOK && strings.HasPrefix(ct, "application/connect+") && len(body) > 5 && body[0] == 0x02:
+		dec := json.NewDecoder(bytes.NewReader(body[5:]))
+		if t, err := dec.Token(); err != nil || t != json.Delim('{') {
+			return 0, "", false
+		}
+		if key, err := dec.Token(); err != nil || key != "error" {
+			return 0, "", false
+		}
+		return connectError(dec)
 	}
-	dec := json.NewDecoder(bytes.NewReader(body))
+	return 0, "", false
+}
+
+// connectError reads a Connect error's JSON object from dec: its code and
+// its message, which come first.
+func connectError(dec *json.Decoder) (code connect.Code, msg string, ok bool) {
 	if t, err := dec.Token(); err != nil || t != json.Delim('{') {
 		return 0, "", false
 	}

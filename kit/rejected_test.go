@@ -31,7 +31,11 @@ var codeNames = map[string]string{
 // are ones that connect's clients cannot send.
 func TestRejectedCallsAreObserved(t *testing.T) {
 	t.Parallel()
-	const failPath = "/connectkit.ping.v1.PingService/Fail"
+	const (
+		failPath    = "/connectkit.ping.v1.PingService/Fail"
+		countUpPath = "/connectkit.ping.v1.PingService/CountUp"
+		sumPath     = "/connectkit.ping.v1.PingService/Sum"
+	)
 	cases := []struct {
 		name     string
 		method   string
@@ -93,6 +97,13 @@ func TestRejectedCallsAreObserved(t *testing.T) {
 			path: failPath + "?connect=v1&encoding=json&message=%7B%7D", protocol: "connect"},
 		{name: "gRPC unary without a message", path: pingPath,
 			header: []string{"Content-Type", "application/grpc"}, protocol: "grpc", code: "Unimplemented"},
+		// A Connect stream's error is in the message that ends it.
+		{name: "Connect stream with a malformed Connect-Timeout-Ms", path: countUpPath, body: "\x00\x00\x00\x00\x02{}",
+			header: []string{"Content-Type", "application/connect+json", "Connect-Timeout-Ms", "soon"}, protocol: "connect",
+			code: "InvalidArgument", errorHas: `parse timeout: strconv.ParseInt: parsing "soon"`},
+		{name: "Connect client stream with an unknown compression", path: sumPath, body: "\x00\x00\x00\x00\x02{}",
+			header: []string{"Content-Type", "application/connect+proto", "Connect-Content-Encoding", "weird"}, protocol: "connect",
+			code: "Unimplemented", errorHas: `unknown compression "weird"`},
 		{name: "gRPC-Web unary without a message", path: pingPath,
 			header: []string{"Content-Type", "application/grpc-web"}, protocol: "grpcweb", code: "Unimplemented"},
 		{name: "gRPC message that does not decode", path: pingPath, body: "\x00\x00\x00\x00\x02\xff\xff",
@@ -127,13 +138,11 @@ func TestRejectedCallsAreObserved(t *testing.T) {
 			if noted := res.Header.Values("Kit-Rejected-Status"); len(noted) != 0 || res.Trailer.Get("Kit-Rejected-Status") != "" {
 				t.Errorf("the client got kit's note Kit-Rejected-Status: %q %v", noted, res.Trailer)
 			}
-			if code := res.Header.Get("Grpc-Status") + res.Trailer.Get("Grpc-Status"); res.StatusCode == http.StatusOK && code == "" {
+			code := res.Header.Get("Grpc-Status") + res.Trailer.Get("Grpc-Status")
+			if stream := strings.HasPrefix(res.Header.Get("Content-Type"), "application/connect+"); res.StatusCode == http.StatusOK && code == "" && !stream {
 				t.Fatalf("the call succeeded: %d %v", res.StatusCode, res.Header)
 			}
-			method = "Ping"
-			if strings.HasPrefix(tc.path, failPath) {
-				method = "Fail"
-			}
+			method = strings.TrimPrefix(strings.Split(tc.path, "?")[0], "/connectkit.ping.v1.PingService/")
 			labels := map[string]string{
 				"grpc_service": "connectkit.ping.v1.PingService", "grpc_method": method,
 				"protocol": tc.protocol, "grpc_code": tc.code,

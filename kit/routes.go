@@ -116,10 +116,11 @@ func (rt *routes) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 //
 // With rejected set, a call to a mounted procedure that its handler
 // answered without kit's chain is observed there (see [rejectedCalls]).
-// A call of a mounted service that may be a Connect unary one (see
-// [connectUnary]) is served through a [respstatus.Writer], which records
+// A call of a mounted service that may be a Connect one (see
+// [connectCall]) is served through a [respstatus.Writer], which records
 // its status and the start of an error's body: connect writes a Connect
-// unary error's code there, in no header. An HTTP/1.x connection has one
+// unary error's code there, and a stream's in its last message, in no
+// header. An HTTP/1.x connection has one
 // for its requests in turn; an HTTP/2 request takes one from a pool.
 func (rt *routes) serve(w http.ResponseWriter, r *http.Request, c *connctx.State) {
 	h, pattern := rt.service(r)
@@ -134,9 +135,9 @@ func (rt *routes) serve(w http.ResponseWriter, r *http.Request, c *connctx.State
 	if r.ProtoMajor == 1 && c != nil && rt.echoIDs {
 		c.EchoRequestID(r.Header, w.Header())
 		var answer *respstatus.Writer
-		if connectUnary(r) {
+		if ok, stream := connectCall(r); ok {
 			answer = c.Answer()
-			answer.Reset(w)
+			answer.Reset(w, stream)
 			h.ServeHTTP(answer, r)
 			answer.Release()
 		} else {
@@ -151,7 +152,8 @@ func (rt *routes) serve(w http.ResponseWriter, r *http.Request, c *connctx.State
 		h.ServeHTTP(w, r)
 		return
 	}
-	if !connectUnary(r) {
+	ok, stream := connectCall(r)
+	if !ok {
 		h.ServeHTTP(w, r)
 		if !answeredByChain(w.Header()) {
 			rt.rejected.observe(w.Header(), r, nil)
@@ -159,7 +161,7 @@ func (rt *routes) serve(w http.ResponseWriter, r *http.Request, c *connctx.State
 		return
 	}
 	answer := rt.answers.Get().(*respstatus.Writer)
-	answer.Reset(w)
+	answer.Reset(w, stream)
 	h.ServeHTTP(answer, r)
 	answer.Release()
 	if !answeredByChain(w.Header()) {
@@ -168,19 +170,23 @@ func (rt *routes) serve(w http.ResponseWriter, r *http.Request, c *connctx.State
 	rt.answers.Put(answer)
 }
 
-// connectUnary says whether r may be a Connect unary call, whose error
-// connect writes in the status and body alone: a GET, or a POST whose
-// content type is neither gRPC's nor gRPC-Web's nor a Connect stream's,
-// compared as connect compares them, without regard to case.
-func connectUnary(r *http.Request) bool {
+// connectCall says whether r may be a Connect call, whose error connect
+// writes in the status and body alone: a GET, or a POST whose content type
+// is not gRPC's or gRPC-Web's; and whether it is a Connect stream's
+// ("application/connect+…"). Content types are compared as connect
+// compares them, without regard to case.
+func connectCall(r *http.Request) (ok, stream bool) {
 	switch r.Method {
 	case http.MethodGet:
-		return true
+		return true, false
 	case http.MethodPost:
 		ct := header.Get(r.Header, "Content-Type")
-		return !hasPrefixFold(ct, "application/grpc") && !hasPrefixFold(ct, "application/connect+")
+		if hasPrefixFold(ct, "application/grpc") {
+			return false, false
+		}
+		return true, hasPrefixFold(ct, "application/connect+")
 	}
-	return false
+	return false, false
 }
 
 // hasPrefixFold is strings.HasPrefix without regard to ASCII case.

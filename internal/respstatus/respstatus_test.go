@@ -16,7 +16,7 @@ func TestWriter(t *testing.T) {
 	t.Parallel()
 	var w respstatus.Writer
 	rec := httptest.NewRecorder()
-	w.Reset(rec)
+	w.Reset(rec, false)
 	w.WriteHeader(http.StatusEarlyHints)
 	w.WriteHeader(http.StatusBadRequest)
 	_, _ = w.Write([]byte(strings.Repeat("a", respstatus.Kept-1)))
@@ -31,9 +31,35 @@ func TestWriter(t *testing.T) {
 		t.Errorf("the wrapped writer got %d bytes, want %d", rec.Body.Len(), respstatus.Kept+1)
 	}
 
-	w.Reset(httptest.NewRecorder())
+	w.Reset(httptest.NewRecorder(), false)
 	_, _ = w.Write([]byte("ok"))
 	if w.Status() != http.StatusOK || len(w.Body()) != 0 {
 		t.Errorf("a body without a status: Status() = %d, Body() = %q; want 200 and nothing kept", w.Status(), w.Body())
+	}
+}
+
+// A Connect stream's Writer keeps a body that starts with the message
+// ending the stream, written as connect writes it (the envelope's prefix,
+// then its data), and not one that starts with a message of data.
+func TestWriterKeepsTheEndOfAStream(t *testing.T) {
+	t.Parallel()
+	var w respstatus.Writer
+	w.Reset(httptest.NewRecorder(), true)
+	_, _ = w.Write([]byte{0x02, 0, 0, 0, 2})
+	_, _ = w.Write([]byte("{}"))
+	if got := string(w.Body()); got != "\x02\x00\x00\x00\x02{}" {
+		t.Errorf("Body() = %q, want the end of the stream", got)
+	}
+	w.Reset(httptest.NewRecorder(), true)
+	_, _ = w.Write([]byte{0, 0, 0, 0, 2})
+	_, _ = w.Write([]byte("{}"))
+	_, _ = w.Write([]byte{0x02, 0, 0, 0, 2})
+	if len(w.Body()) != 0 {
+		t.Errorf("Body() = %q after a message of data, want nothing kept", w.Body())
+	}
+	w.Reset(httptest.NewRecorder(), false)
+	_, _ = w.Write([]byte{0x02, 0, 0, 0, 2})
+	if len(w.Body()) != 0 {
+		t.Errorf("Body() = %q of a unary 200, want nothing kept", w.Body())
 	}
 }
