@@ -102,3 +102,24 @@ func serveRaw(t *testing.T, h http.Handler, raw string) string {
 	h.ServeHTTP(w, r)
 	return fmt.Sprintf("%d Location=%q %s", w.Code, w.Header().Get("Location"), strings.TrimSpace(w.Body.String()))
 }
+
+// hasPrefixFold compares without regard to ASCII case, as connect compares
+// content types (lower-cased).
+func TestHasPrefixFold(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		s, prefix string
+		want      bool
+	}{
+		{s: "application/grpc", prefix: "application/grpc", want: true},
+		{s: "Application/GRPC+proto", prefix: "application/grpc", want: true},
+		{s: "application/grp", prefix: "application/grpc"},
+		{s: "application/json", prefix: "application/grpc"},
+		{s: "application\x0fgrpc", prefix: "application/grpc"},
+		{s: "APPLICATION/CONNECT+JSON", prefix: "application/connect+", want: true},
+	} {
+		if got := hasPrefixFold(tc.s, tc.prefix); got != tc.want {
+			t.Errorf("hasPrefixFold(%q, %q) = %v, want %v", tc.s, tc.prefix, got, tc.want)
+		}
+	}
+}
