@@ -123,3 +123,34 @@ func TestHasPrefixFold(t *testing.T) {
 		}
 	}
 }
+
+// connectCall tells Connect calls, unary or streams, from gRPC and
+// gRPC-Web ones, without regard to the content type's case.
+func TestConnectCall(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		method, contentType string
+		ok, stream          bool
+	}{
+		{method: http.MethodGet, ok: true},
+		{method: http.MethodPost, contentType: "application/json", ok: true},
+		{method: http.MethodPost, contentType: "application/proto", ok: true},
+		{method: http.MethodPost, contentType: "Application/JSON", ok: true},
+		{method: http.MethodPost, contentType: "text/plain", ok: true},
+		{method: http.MethodPost, contentType: "", ok: true},
+		{method: http.MethodPost, contentType: "application/connect+json", ok: true, stream: true},
+		{method: http.MethodPost, contentType: "APPLICATION/Connect+proto", ok: true, stream: true},
+		{method: http.MethodPost, contentType: "application/grpc"},
+		{method: http.MethodPost, contentType: "application/grpc-web+proto"},
+		{method: http.MethodPost, contentType: "Application/gRPC"},
+		{method: http.MethodPut, contentType: "application/json"},
+	} {
+		r := httptest.NewRequest(tc.method, "/a.S/M", nil)
+		if tc.contentType != "" {
+			r.Header.Set("Content-Type", tc.contentType)
+		}
+		if ok, stream := connectCall(r); ok != tc.ok || stream != tc.stream {
+			t.Errorf("connectCall(%s %q) = %v, %v, want %v, %v", tc.method, tc.contentType, ok, stream, tc.ok, tc.stream)
+		}
+	}
+}
