@@ -10,7 +10,6 @@ import (
 
 	"connectrpc.com/authn"
 	"connectrpc.com/connect"
-	"golang.org/x/net/http/httpguts"
 
 	"github.com/connectkit/connectkit/health"
 	"github.com/connectkit/connectkit/internal/connctx"
@@ -173,37 +172,4 @@ func (s *Server) rejectAuth(w http.ResponseWriter, r *http.Request, err error, e
 		}
 		s.rejected.record(l, protocol, ce.Code(), logged, true, w.Header(), r, attrs...)
 	}
-}
-
-// headerFieldsFirst returns ce for a gRPC response, whose error metadata
-// connect's error writer sends as trailers: the fields of ce's metadata
-// that RFC 9110 keeps out of trailers (WWW-Authenticate, which a 401's
-// challenge is, and the like) are set on h, the response's header, and the
-// error returned lacks them. Left in the trailers, net/http's HTTP/2 server
-// dropped them and logged `ignoring invalid trailer "Www-Authenticate"`
-// for each refused call. ce itself, which fn may return to every call, is
-// not changed; without such fields it is returned as it is.
-func headerFieldsFirst(h http.Header, ce *connect.Error) *connect.Error {
-	move := false
-	for k := range ce.Meta() {
-		if !httpguts.ValidTrailerHeader(k) {
-			move = true
-			break
-		}
-	}
-	if !move {
-		return ce
-	}
-	out := connect.NewError(ce.Code(), ce.Unwrap())
-	for _, d := range ce.Details() {
-		out.AddDetail(d)
-	}
-	for k, v := range ce.Meta() {
-		if httpguts.ValidTrailerHeader(k) {
-			out.Meta()[k] = append([]string(nil), v...)
-		} else {
-			h[k] = append(h[k], v...)
-		}
-	}
-	return out
 }

@@ -26,9 +26,10 @@ var quietProcedures = []string{"/grpc.health.v1.Health/", "/grpc.reflection."}
 // ejection. The server order,
 // outermost first:
 //
-//	Tracing → RequestID → Logging → Metrics → RateLimit → MaxInFlight → Recovery → deadlines → response limit → Validation → WithInterceptors… → handler
+//	headerFields → Tracing → RequestID → Logging → Metrics → RateLimit → MaxInFlight → Recovery → deadlines → response limit → Validation → WithInterceptors… → handler
 //
-// (see [interceptors.Default] for why); the deadlines and the response
+// (see [interceptors.Default] for why); [headerFields] comes first, so
+// that it sees every error that goes out over gRPC; the deadlines and the response
 // limit ([responseLimit]) sit inside Logging and Metrics so that calls cut
 // by them are logged and counted, and inside Recovery so that nothing they
 // do can crash the process. The overload limits, when on
@@ -36,7 +37,8 @@ var quietProcedures = []string{"/grpc.health.v1.Health/", "/grpc.reflection."}
 // Metrics too, so that refused calls are logged and counted with their
 // code, and outside all the rest, so that a refused call costs nothing
 // more; the rate limit first, so that a call it refuses takes no place in
-// flight, even for an instant. Without the default chain they come first.
+// flight, even for an instant. Without the default chain they come first,
+// after headerFields.
 func (s *Server) buildChains() error {
 	if s.opts.noDefaultChain && s.cfg.TracePublicEndpoint {
 		// Ignored, it would leave the application's own chain trusting
@@ -65,7 +67,7 @@ func (s *Server) buildChains() error {
 		return err
 	}
 	if s.opts.noDefaultChain {
-		s.serverChain = append([]connect.Interceptor{compose(rateLimit, inFlight, deadlines, limit)}, s.opts.interceptors...)
+		s.serverChain = append([]connect.Interceptor{compose(headerFields{}, rateLimit, inFlight, deadlines, limit)}, s.opts.interceptors...)
 		s.clientChain = withClientEnd(slices.Clone(s.opts.clientInterceptors), retry, breaker)
 		return nil
 	}
@@ -97,7 +99,7 @@ func (s *Server) buildChains() error {
 		s.routes.rejected = s.rejected
 		s.unknown.rest.rejected = s.rejected
 	}
-	own := compose(chain.Tracing, chain.RequestID, chain.Logging, chain.Metrics, rateLimit, inFlight,
+	own := compose(headerFields{}, chain.Tracing, chain.RequestID, chain.Logging, chain.Metrics, rateLimit, inFlight,
 		chain.Recovery, deadlines, limit, chain.Validation)
 	s.serverChain = append([]connect.Interceptor{own}, s.opts.interceptors...)
 	s.clientChain = withClientEnd(append([]connect.Interceptor{composed(chain.Client())}, s.opts.clientInterceptors...), retry, breaker)

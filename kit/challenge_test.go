@@ -1,0 +1,140 @@
+package kit_test
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"strings"
+	"testing"
+
+	"connectrpc.com/connect"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+
+	pingv1 "github.com/connectkit/connectkit/internal/gen/connectkit/ping/v1"
+	"github.com/connectkit/connectkit/internal/gen/connectkit/ping/v1/pingv1connect"
+	"github.com/connectkit/connectkit/kit"
+	"github.com/connectkit/connectkit/kit/kittest"
+)
+
+// challengeRealm is the WWW-Authenticate of challengePing's errors.
+const challengeRealm = `Bearer realm="test"`
+
+// errChallenge is the error challengePing returns, shared by every call
+// as a handler's package-level error would be.
+var errChallenge = func() *connect.Error {
+	err := connect.NewError(connect.CodeUnauthenticated, errors.New("sign in"))
+	err.Meta().Set("WWW-Authenticate", challengeRealm)
+	err.Meta().Set("Challenge-Id", "42") // a field trailers may carry
+	return err
+}()
+
+// challengePing refuses Ping and CountUp, before any message, with
+// errChallenge, as a handler that authorizes each method itself does.
+type challengePing struct{ pingServer }
+
+func (*challengePing) Ping(context.Context, *connect.Request[pingv1.PingRequest]) (*connect.Response[pingv1.PingResponse], error) {
+	return nil, errChallenge
+}
+
+func (*challengePing) CountUp(context.Context, *connect.Request[pingv1.CountUpRequest], *connect.ServerStream[pingv1.CountUpResponse]) error {
+	return errChallenge
+}
+
+// A handler's (or an interceptor's) *connect.Error whose metadata has
+// WWW-Authenticate reaches gRPC clients with it, in the response header,
+// where connect's gRPC error writer put it in the trailers, which
+// net/http's HTTP/2 server dropped, logging `ignoring invalid trailer
+// "Www-Authenticate"`; the other fields stay in the trailers, and the
+// error shared by every call is left as it was.
+func TestHandlerChallengeReachesGRPCClients(t *testing.T) {
+	t.Parallel()
+	refuse := connect.UnaryInterceptorFunc(func(next connect.UnaryFunc) connect.UnaryFunc {
+		return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
+			if req.Spec().Procedure == pingv1connect.PingServiceFailProcedure {
+				return nil, errChallenge
+			}
+			return next(ctx, req)
+		}
+	})
+	for _, tc := range []struct {
+		name string
+		opts []kit.Option
+	}{
+		{name: "default chain"},
+		{name: "without the default chain", opts: []kit.Option{kit.WithoutDefaultInterceptors()}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			logs := new(syncBuffer)
+			opts := append([]kit.Option{kit.WithLogger(slog.New(slog.NewJSONHandler(logs, nil))), kit.WithInterceptors(refuse)}, tc.opts...)
+			srv := kittest.NewServer(t, kit.Config{}, func(srv *kit.Server) {
+				srv.Mount(pingv1connect.NewPingServiceHandler(&challengePing{}, srv.HandlerOptions()...))
+			}, opts...)
+			check := func(who string, err error, meta http.Header) {
+				t.Helper()
+				if connect.CodeOf(err) != connect.CodeUnauthenticated || meta.Get("WWW-Authenticate") != challengeRealm || meta.Get("Challenge-Id") != "42" {
+					t.Errorf("%s: %v with metadata %v, want unauthenticated with WWW-Authenticate %s and Challenge-Id 42", who, err, meta, challengeRealm)
+				}
+			}
+			for _, p := range srv.Protocols() {
+				client := newPingClient(srv, p.Client, p.Options...)
+				_, err := client.Ping(t.Context(), connect.NewRequest(&pingv1.PingRequest{Number: 1}))
+				var ce *connect.Error
+				errors.As(err, &ce)
+				check(p.Name+" handler", err, ce.Meta())
+				_, err = client.Fail(t.Context(), connect.NewRequest(&pingv1.FailRequest{Code: 1}))
+				ce = nil
+				errors.As(err, &ce)
+				check(p.Name+" interceptor", err, ce.Meta())
+				stream, err := client.CountUp(t.Context(), connect.NewRequest(&pingv1.CountUpRequest{Number: 1}))
+				if err != nil {
+					t.Fatalf("%s: CountUp: %v", p.Name, err)
+				}
+				for stream.Receive() {
+				}
+				ce = nil
+				errors.As(stream.Err(), &ce)
+				meta := ce.Meta()
+				if p.Name == "grpc" || p.Name == "grpcweb/h2c" || p.Name == "grpcweb/http1" {
+					// connect's client reads a stream's error metadata
+					// from the trailers, and the header it got apart.
+					meta = stream.ResponseHeader().Clone()
+					for k, v := range stream.ResponseTrailer() {
+						meta[k] = append(meta[k], v...)
+					}
+				}
+				check(p.Name+" stream", stream.Err(), meta)
+				_ = stream.Close()
+			}
+			conn := grpcConn(t, srv.Addr().String())
+			for _, method := range []string{grpcPing, "/connectkit.ping.v1.PingService/Fail"} {
+				var header, trailer metadata.MD
+				var res pingv1.PingResponse
+				err := conn.Invoke(t.Context(), method, &pingv1.PingRequest{Number: 1}, &res, grpc.Header(&header), grpc.Trailer(&trailer))
+				if status.Code(err) != codes.Unauthenticated || strings.Join(header.Get("www-authenticate"), ",") != challengeRealm || strings.Join(trailer.Get("challenge-id"), ",") != "42" {
+					t.Errorf("grpc-go %s: %v with header %v and trailer %v, want Unauthenticated, www-authenticate %s in the header and challenge-id 42 in the trailer", method, err, header, trailer, challengeRealm)
+				}
+			}
+			res, err := http.Get(srv.URL + "/v1/ping/1")
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, _ = io.Copy(io.Discard, res.Body)
+			_ = res.Body.Close()
+			if res.StatusCode != http.StatusUnauthorized || res.Header.Get("WWW-Authenticate") != challengeRealm {
+				t.Errorf("REST: %s with header %v, want 401 with WWW-Authenticate %s", res.Status, res.Header, challengeRealm)
+			}
+			if strings.Contains(logs.String(), "invalid trailer") {
+				t.Errorf("the server logged a dropped trailer:\n%s", logs)
+			}
+			if got := errChallenge.Meta().Get("WWW-Authenticate"); got != challengeRealm {
+				t.Errorf("the handler's error lost its WWW-Authenticate: %q", got)
+			}
+		})
+	}
+}

@@ -1,0 +1,102 @@
+package kit
+
+import (
+	"context"
+	"errors"
+	"net/http"
+
+	"connectrpc.com/connect"
+	"golang.org/x/net/http/httpguts"
+)
+
+// headerFields sends, in the response header, the fields of a gRPC
+// call's *connect.Error metadata that RFC 9110 keeps out of trailers
+// (WWW-Authenticate, a 401's challenge, and the like): connect's gRPC
+// error writer puts all of an error's metadata in the trailers, where
+// net/http's HTTP/2 server dropped them, logging `ignoring invalid
+// trailer "Www-Authenticate"` for each call, and its HTTP/1.1 server
+// dropped them silently. Bare connect-go on net/http drops them so too;
+// grpc-go sends an error with no message before it as a trailers-only
+// response, one HEADERS frame, in which any field may be. kit's chain has
+// it outermost, so that it sees the errors of every interceptor, the
+// application's too, and of the handler. It runs only on a call that
+// failed: a call that succeeds pays one function call.
+//
+// A stream that failed after its first message has sent its header: the
+// fields are lost, as they were in the trailers, without the log line.
+type headerFields struct{}
+
+func (headerFields) WrapUnary(next connect.UnaryFunc) connect.UnaryFunc {
+	return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
+		resp, err := next(ctx, req)
+		if err != nil && req.Peer().Protocol == connect.ProtocolGRPC && !req.Spec().IsClient {
+			if info, ok := connect.CallInfoForHandlerContext(ctx); ok {
+				err = errorHeaderFields(err, info.ResponseHeader)
+			}
+		}
+		return resp, err
+	}
+}
+
+func (headerFields) WrapStreamingClient(next connect.StreamingClientFunc) connect.StreamingClientFunc {
+	return next
+}
+
+func (headerFields) WrapStreamingHandler(next connect.StreamingHandlerFunc) connect.StreamingHandlerFunc {
+	return func(ctx context.Context, conn connect.StreamingHandlerConn) error {
+		err := next(ctx, conn)
+		if err != nil && conn.Peer().Protocol == connect.ProtocolGRPC {
+			err = errorHeaderFields(err, conn.ResponseHeader)
+		}
+		return err
+	}
+}
+
+// errorHeaderFields returns err, or, when it is (or wraps) a
+// *connect.Error whose metadata has fields that trailers may not carry,
+// the error headerFieldsFirst makes of it, having set those fields on the
+// response header that header returns.
+func errorHeaderFields(err error, header func() http.Header) error {
+	var ce *connect.Error
+	if !errors.As(err, &ce) || !hasHeaderFields(ce) {
+		return err
+	}
+	return headerFieldsFirst(header(), ce)
+}
+
+// hasHeaderFields reports whether ce's metadata has a field that RFC 9110
+// keeps out of trailers.
+func hasHeaderFields(ce *connect.Error) bool {
+	for k := range ce.Meta() {
+		if !httpguts.ValidTrailerHeader(k) {
+			return true
+		}
+	}
+	return false
+}
+
+// headerFieldsFirst returns ce for a gRPC response, whose error metadata
+// connect's error writer sends as trailers: the fields of ce's metadata
+// that RFC 9110 keeps out of trailers (WWW-Authenticate, which a 401's
+// challenge is, and the like) are set on h, the response's header, and the
+// error returned lacks them. Left in the trailers, net/http's HTTP/2 server
+// dropped them and logged `ignoring invalid trailer "Www-Authenticate"`
+// for each call. ce itself, which a func or a handler may return to every
+// call, is not changed; without such fields it is returned as it is.
+func headerFieldsFirst(h http.Header, ce *connect.Error) *connect.Error {
+	if !hasHeaderFields(ce) {
+		return ce
+	}
+	out := connect.NewError(ce.Code(), ce.Unwrap())
+	for _, d := range ce.Details() {
+		out.AddDetail(d)
+	}
+	for k, v := range ce.Meta() {
+		if httpguts.ValidTrailerHeader(k) {
+			out.Meta()[k] = append([]string(nil), v...)
+		} else {
+			h[k] = append(h[k], v...)
+		}
+	}
+	return out
+}
