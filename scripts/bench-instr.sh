@@ -19,7 +19,9 @@
 # counted, default 20000 for serve, 10000 for pubsub). Far fewer drift: with
 # N=2000, kit came out at 1.02× connect on gRPC, where 20000 gives 1.09–1.12×.
 # LOADS (serve: "grpc json" by default, or one of them, or "rest": the
-# JSON body POSTed to Ping's REST route, /v1/ping, on kit's variants). KEEP: a directory
+# JSON body POSTed to Ping's REST route, /v1/ping, on kit's variants, or
+# "stream": a gRPC server stream of one message, CountUp, h2c, not on
+# grpc-go). KEEP: a directory
 # that keeps the callgrind files, to see where the instructions go, e.g.
 #   callgrind_annotate --inclusive=no --auto=no KEEP/kit-json.cg.1
 # CACHE=1 (serve) also simulates one core's caches (32 KiB I1 and D1, a
@@ -75,6 +77,10 @@ serveOne() {
 	case $load in
 	grpc) args=(-c 10 -m 5 -d "$work/ping.grpc" -H 'content-type: application/grpc' -H 'te: trailers') ;;
 	json) args=(--h1 -c 50 -d "$work/ping.json" -H 'content-type: application/json') ;;
+	stream) # a gRPC server stream of one message: CountUp{number: 1} (not grpc-go)
+		url="http://$addr/connectkit.ping.v1.PingService/CountUp"
+		args=(-c 10 -m 5 -d "$work/countup.grpc" -H 'content-type: application/grpc' -H 'te: trailers')
+		;;
 	rest) # the same body to Ping's REST route (kit's variants only)
 		url="http://$addr/v1/ping"
 		args=(--h1 -c 50 -d "$work/ping.json" -H 'content-type: application/json')
@@ -105,6 +111,7 @@ serve)
 	go build -o bin/benchserver ./internal/bench/benchserver
 	printf '\x00\x00\x00\x00\x02\x08\x2a' >"$work/ping.grpc" # PingRequest{number: 42}, one gRPC frame
 	printf '{"number":42}' >"$work/ping.json"
+	printf '\x00\x00\x00\x00\x02\x08\x01' >"$work/countup.grpc" # CountUpRequest{number: 1}
 	for load in ${LOADS:-grpc json}; do
 		if [[ -n ${CACHE:-} ]]; then
 			echo "| $load, 50 in flight | instructions per call | × ${variants%%,*} | I1mr | D1mr | D1mw | ILmr | DLmr | DLmw |"
@@ -115,7 +122,7 @@ serve)
 		fi
 		rows=""
 		for v in ${variants//,/ }; do
-			[[ $load == json && $v == grpc-go ]] && continue
+			[[ ($load == json || $load == stream) && $v == grpc-go ]] && continue
 			[[ $load == rest && $v != kit* ]] && continue
 			count=$(serveOne "$v" "$load" "$n")
 			rows+="$v $count"$'\n'

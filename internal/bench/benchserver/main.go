@@ -179,3 +179,14 @@ type pingService struct {
 func (pingService) Ping(_ context.Context, req *connect.Request[pingv1.PingRequest]) (*connect.Response[pingv1.PingResponse], error) {
 	return connect.NewResponse(echo(req.Msg)), nil
 }
+
+// CountUp sends the numbers from 1 to its request's: the server stream of
+// scripts/bench-instr.sh's "stream" load, which asks for one.
+func (pingService) CountUp(_ context.Context, req *connect.Request[pingv1.CountUpRequest], stream *connect.ServerStream[pingv1.CountUpResponse]) error {
+	for i := int64(1); i <= req.Msg.GetNumber(); i++ {
+		if err := stream.Send(&pingv1.CountUpResponse{Number: i}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
