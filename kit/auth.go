@@ -72,34 +72,64 @@ func WithAuth(fn func(ctx context.Context, r *http.Request) (any, error)) Option
 	return optionFunc(func(o *options) { o.auth = fn })
 }
 
-// authenticated wraps h, the handler of the service named service, with
-// the authentication of [WithAuth], if any; rest says that h serves the
-// calls that REST routes make. The health service is left as it is.
+// authenticator is the authentication of [WithAuth] for the calls of one
+// service's handler: [serviceHandler] runs its check before the handler.
 //
 // Written here rather than with authn.Middleware, which it mirrors: that
 // middleware writes a rejection and tells nobody, and its AuthFunc takes
 // an authn.Request that only authn can make, so kit could neither log and
 // count a rejection with its code and message nor tell it from a call
-// that connect rejected. It keeps authn's context key (authn.SetInfo), so
-// that handlers read the caller with authn.GetInfo, and authn's error
-// writer, connect's.
-func (s *Server) authenticated(service string, h http.Handler, rest bool) http.Handler {
-	fn := s.opts.auth
-	if fn == nil || service == health.ServiceName {
-		return h
+// that connect rejected. It keeps authn's context key (authn.SetInfo, or
+// [streamContext] for a stream), so that handlers read the caller with
+// authn.GetInfo, and authn's error writer, connect's.
+type authenticator struct {
+	s    *Server
+	fn   func(ctx context.Context, r *http.Request) (any, error)
+	errW *connect.ErrorWriter
+	rest bool // the calls that REST routes make
+}
+
+// authenticator returns the authentication of [WithAuth] for the handler
+// of the service named service, or nil when there is none: no WithAuth,
+// or the health service. rest says that the handler serves the calls
+// that REST routes make.
+func (s *Server) authenticator(service string, rest bool) *authenticator {
+	if s.opts.auth == nil || service == health.ServiceName {
+		return nil
 	}
-	errW := connect.NewErrorWriter(s.handler...)
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		info, err := callAuth(fn, r)
-		if err != nil {
-			s.rejectAuth(w, r, err, errW, rest)
-			return
-		}
-		if info != nil {
-			r = r.WithContext(authn.SetInfo(r.Context(), info))
-		}
-		h.ServeHTTP(w, r)
-	})
+	return &authenticator{s: s, fn: s.opts.auth, errW: connect.NewErrorWriter(s.handler...), rest: rest}
+}
+
+// check returns the information of r's caller, which may be nil, and
+// true; or, when fn refuses the caller, answers w with the refusal and
+// returns false.
+func (a *authenticator) check(w http.ResponseWriter, r *http.Request) (any, bool) {
+	info, err := callAuth(a.fn, r)
+	if err != nil {
+		a.s.rejectAuth(w, r, err, a.errW, a.rest)
+		return nil, false
+	}
+	return info, true
+}
+
+// authnInfoKey is the context key under which authn.SetInfo puts a
+// caller's information and authn.GetInfo looks for it, which authn does
+// not export: the key that GetInfo asks a context for.
+var authnInfoKey = func() any {
+	var p keyProbe
+	authn.GetInfo(&p)
+	return p.key
+}()
+
+// keyProbe is a context that records the key it is asked for.
+type keyProbe struct {
+	context.Context
+	key any
+}
+
+func (p *keyProbe) Value(key any) any {
+	p.key = key
+	return nil
 }
 
 // callAuth returns fn's answer for r. A panic in fn, but

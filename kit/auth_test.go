@@ -541,3 +541,107 @@ func TestAuthChallengeReachesGRPCClients(t *testing.T) {
 		t.Errorf("the server logged a dropped trailer:\n%s", logs)
 	}
 }
+
+// seenPing records the caller that each of its streams' handlers sees.
+type seenPing struct {
+	pingServer
+	seen chan string
+}
+
+func (p *seenPing) see(ctx context.Context) {
+	c, _ := authn.GetInfo(ctx).(testCaller)
+	p.seen <- c.id
+}
+
+func (p *seenPing) Sum(ctx context.Context, stream *connect.ClientStream[pingv1.SumRequest]) (*connect.Response[pingv1.SumResponse], error) {
+	p.see(ctx)
+	return p.pingServer.Sum(ctx, stream)
+}
+
+func (p *seenPing) CountUp(ctx context.Context, req *connect.Request[pingv1.CountUpRequest], stream *connect.ServerStream[pingv1.CountUpResponse]) error {
+	p.see(ctx)
+	return p.pingServer.CountUp(ctx, req, stream)
+}
+
+func (p *seenPing) CumSum(ctx context.Context, stream *connect.BidiStream[pingv1.CumSumRequest, pingv1.CumSumResponse]) error {
+	p.see(ctx)
+	return p.pingServer.CumSum(ctx, stream)
+}
+
+// seeStreams is an interceptor of the application's that records the
+// caller each stream's context has.
+type seeStreams chan string
+
+func (s seeStreams) WrapUnary(next connect.UnaryFunc) connect.UnaryFunc { return next }
+func (s seeStreams) WrapStreamingClient(next connect.StreamingClientFunc) connect.StreamingClientFunc {
+	return next
+}
+func (s seeStreams) WrapStreamingHandler(next connect.StreamingHandlerFunc) connect.StreamingHandlerFunc {
+	return func(ctx context.Context, conn connect.StreamingHandlerConn) error {
+		c, _ := authn.GetInfo(ctx).(testCaller)
+		s <- c.id
+		return next(ctx, conn)
+	}
+}
+
+// The handler of a stream of every kind and an interceptor of the
+// application's see the caller that the func returned, in every protocol,
+// and a stream of a public method none.
+func TestAuthInfoReachesStreams(t *testing.T) {
+	t.Parallel()
+	handler, interceptor := &seenPing{seen: make(chan string, 1)}, make(seeStreams, 1)
+	srv := kittest.NewServer(t, kit.Config{}, func(srv *kit.Server) {
+		srv.Mount(pingv1connect.NewPingServiceHandler(handler, srv.HandlerOptions()...))
+	}, kit.WithLogger(slog.New(slog.DiscardHandler)), kit.WithInterceptors(interceptor),
+		kit.WithAuth(func(ctx context.Context, r *http.Request) (any, error) {
+			if r.URL.Path == pingv1connect.PingServiceSumProcedure && r.Header.Get("Authorization") == "" {
+				return nil, nil // public without a token
+			}
+			return testAuth(ctx, r)
+		}))
+	for _, p := range srv.Protocols() {
+		for _, token := range []string{"good", ""} {
+			client := newPingClient(srv, p.Client, append(p.Options, withStreamToken(token))...)
+			if token == "" {
+				client = newPingClient(srv, p.Client, p.Options...)
+			}
+			want := map[string]string{"good": "alice", "": ""}[token]
+			check := func(method string, err error) {
+				t.Helper()
+				if err != nil {
+					t.Fatalf("%s %s with token %q: %v", p.Name, method, token, err)
+				}
+				if got := <-handler.seen; got != want {
+					t.Errorf("%s %s with token %q: the handler saw %q, want %q", p.Name, method, token, got, want)
+				}
+				if got := <-interceptor; got != want {
+					t.Errorf("%s %s with token %q: the interceptor saw %q, want %q", p.Name, method, token, got, want)
+				}
+			}
+			sum := client.Sum(t.Context())
+			_ = sum.Send(&pingv1.SumRequest{Number: 1})
+			_, err := sum.CloseAndReceive()
+			check("Sum", err)
+			if token == "" {
+				continue // the other methods are not public
+			}
+			up, err := client.CountUp(t.Context(), connect.NewRequest(&pingv1.CountUpRequest{Number: 1}))
+			if err == nil {
+				for up.Receive() {
+				}
+				err = up.Err()
+				_ = up.Close()
+			}
+			check("CountUp", err)
+			if strings.HasSuffix(p.Name, "/http1") { // no bidi streams over HTTP/1.1
+				continue
+			}
+			bidi := client.CumSum(t.Context())
+			_ = bidi.Send(&pingv1.CumSumRequest{Number: 1})
+			_, err = bidi.Receive()
+			_ = bidi.CloseRequest()
+			_ = bidi.CloseResponse()
+			check("CumSum", err)
+		}
+	}
+}
