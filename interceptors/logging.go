@@ -73,8 +73,10 @@ func WithoutMessageSuccessLogs() LoggingOption {
 // with a line every few seconds. So too their streams that the client cancels,
 // the usual end of a health Watch (grpc-go's client-side health checking) and
 // of reflection's stream (grpcurl), which would otherwise log at warn, and
-// those whose deadline passes (buf curl --timeout), which would log at error.
-// Their other failures are logged as usual. For example,
+// those whose caller's deadline passes (buf curl --timeout), which would log
+// at error. The DeadlineExceeded of a deadline set inside the chain (kit's
+// KIT_STREAM_TIMEOUT), or a handler's own, is the server's and logs at error,
+// as their other failures log as usual. For example,
 // WithQuietProcedures("/grpc.health.v1.Health/").
 func WithQuietProcedures(prefixes ...string) LoggingOption {
 	return loggingOption(func(c *loggingConfig) { c.quiet = append(c.quiet, prefixes...) })

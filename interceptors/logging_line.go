@@ -35,12 +35,13 @@ func (l *logging) logCall(ctx context.Context, c callLine) {
 	pe := panicOf(c.err)
 	if pe != nil {
 		level = slog.LevelError
-	} else if (code == 0 || c.stream && (code == connect.CodeCanceled || code == connect.CodeDeadlineExceeded)) &&
-		l.cfg.isQuiet(c.spec.Procedure) {
+	} else if (code == 0 || c.stream && (code == connect.CodeCanceled ||
+		code == connect.CodeDeadlineExceeded && deadlinePassed(ctx))) && l.cfg.isQuiet(c.spec.Procedure) {
 		// A client ends a quiet stream (a health Watch, reflection's
 		// stream) by cancelling it, as grpc-go's health checking and
-		// grpcurl do, or by its deadline (buf curl --timeout), which
-		// KIT_STREAM_TIMEOUT may set too: neither is the server's failure.
+		// grpcurl do, or by its deadline (buf curl --timeout): neither is
+		// the server's failure. A deadline set inside the chain
+		// (KIT_STREAM_TIMEOUT) or a handler's own DeadlineExceeded is.
 		level = slog.LevelDebug
 	}
 	if !l.logger.Enabled(ctx, level) {
@@ -80,6 +81,16 @@ func (l *logging) logCall(ctx context.Context, c callLine) {
 	attrs = line.AppendAttrs(attrs)
 	attrs = appendError(attrs, c.err, pe)
 	emit(ctx, h, level, now, logline.Message, attrs)
+}
+
+// deadlinePassed reports whether ctx, the call's context as Logging got
+// it, has a deadline that has passed: the caller's, which connect set
+// before the chain, and not one set further in. It reads the clock rather
+// than ctx.Err(): a read deadline set at the same instant (kit's, on a
+// Receive) may end the call before ctx's timer has fired.
+func deadlinePassed(ctx context.Context) bool {
+	d, ok := ctx.Deadline()
+	return ok && !time.Now().Before(d)
 }
 
 func (l *logging) logMessage(ctx context.Context, info *msgctx.Info, requestID string, start time.Time, err error) {

@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"strings"
 	"testing"
+	"time"
 
 	"connectrpc.com/connect"
 	"github.com/connectkit/connectkit/interceptors"
@@ -382,4 +383,69 @@ func TestLoggingQuietProcedures(t *testing.T) {
 		t.Fatal("Fail succeeded")
 	}
 	s.server.logs.waitLine(t, map[string]any{"msg": "rpc", "level": "WARN", "procedure": pingv1connect.PingServiceFailProcedure})
+}
+
+// A quiet procedure's stream that ends with DeadlineExceeded logs at debug
+// only when the deadline that passed is the caller's (buf curl --timeout
+// on reflection's stream), the one its context carried into Logging. One
+// set further in, as kit's KIT_STREAM_TIMEOUT is, or a DeadlineExceeded of
+// the handler's own (a dependency that timed out) is the server's, and
+// logs at error as for any other procedure: a health Watch that the server
+// cuts so turns grpc-go's client-side health checking TRANSIENT_FAILURE.
+func TestLoggingQuietStreamDeadline(t *testing.T) {
+	t.Parallel()
+	const procedure = "/grpc.health.v1.Health/Watch"
+	for _, tc := range []struct {
+		name     string
+		deadline time.Duration // of the caller's context; 0: none
+		handler  func(ctx context.Context) error
+		level    string
+	}{
+		{name: "caller's deadline passed", deadline: time.Millisecond, level: "DEBUG", handler: func(ctx context.Context) error {
+			<-ctx.Done()
+			return ctx.Err()
+		}},
+		{name: "deadline set inside the chain", level: "ERROR", handler: func(ctx context.Context) error {
+			ctx, cancel := context.WithTimeout(ctx, time.Millisecond)
+			defer cancel()
+			<-ctx.Done()
+			return ctx.Err()
+		}},
+		{name: "handler's own DeadlineExceeded", deadline: time.Hour, level: "ERROR", handler: func(context.Context) error {
+			return connect.NewError(connect.CodeDeadlineExceeded, errors.New("the database did not answer"))
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			var logs logBuffer
+			logging := interceptors.Logging(slog.New(slog.NewJSONHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
+				interceptors.WithQuietProcedures("/grpc.health.v1.Health/"))
+			handler := logging.WrapStreamingHandler(func(ctx context.Context, _ connect.StreamingHandlerConn) error {
+				return tc.handler(ctx)
+			})
+			ctx := t.Context()
+			if tc.deadline > 0 {
+				var cancel context.CancelFunc
+				ctx, cancel = context.WithTimeout(ctx, tc.deadline)
+				defer cancel()
+			}
+			conn := &streamConn{spec: connect.Spec{Procedure: procedure, StreamType: connect.StreamTypeServer}}
+			_ = handler(ctx, conn) // tc.handler's error, which the line shows
+			lines := logs.matching(t, map[string]any{"msg": "rpc", "procedure": procedure, "code": "deadline_exceeded"})
+			if len(lines) != 1 || lines[0]["level"] != tc.level {
+				t.Errorf("lines %v, want one at %s", lines, tc.level)
+			}
+		})
+	}
+}
+
+// streamConn is a server stream of spec that sends and receives nothing.
+type streamConn struct {
+	connect.StreamingHandlerConn
+	spec connect.Spec
+}
+
+func (c *streamConn) Spec() connect.Spec { return c.spec }
+func (c *streamConn) Peer() connect.Peer {
+	return connect.Peer{Addr: "127.0.0.1:1", Protocol: connect.ProtocolGRPC}
 }

@@ -3,8 +3,10 @@ package kit_test
 import (
 	"context"
 	"errors"
+	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -636,19 +638,43 @@ func TestGRPCGoCancelledReflectionAndWatchAreQuiet(t *testing.T) {
 	}
 }
 
-// A reflection stream whose deadline passes while it waits for the
-// client's next question (buf curl --timeout, grpcurl -max-time, or
-// KIT_STREAM_TIMEOUT, as here) ends as routinely as one the client
-// cancels: at debug too, not as a server error.
+// A reflection stream whose caller's deadline passes while it waits for
+// the client's next question (buf curl --timeout, grpcurl -max-time) ends
+// as routinely as one the client cancels: at debug too, not as a server
+// error. The client here sends its Grpc-Timeout and keeps its stream open,
+// so that the server's deadline, not a reset of the client's, ends it.
 func TestGRPCGoReflectionPastItsDeadlineIsQuiet(t *testing.T) {
 	t.Parallel()
 	var logs syncBuffer
-	srv := newPingServer(t, kit.Config{StreamTimeout: 50 * time.Millisecond}, nil,
+	srv := newPingServer(t, kit.Config{}, nil,
 		kit.WithLogger(slog.New(slog.NewJSONHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))))
-	conn := grpcConn(t, srv.Addr().String())
-	reflection := listServices(t, t.Context(), conn)
-	if _, err := reflection.Recv(); status.Code(err) != codes.DeadlineExceeded {
-		t.Fatalf("Recv after the stream's deadline: %v, want DeadlineExceeded", err)
+	question, err := proto.Marshal(&reflectionv1.ServerReflectionRequest{MessageRequest: &reflectionv1.ServerReflectionRequest_ListServices{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, send := io.Pipe()
+	defer send.Close()
+	req, err := http.NewRequestWithContext(t.Context(), http.MethodPost,
+		"http://"+srv.Addr().String()+"/grpc.reflection.v1.ServerReflection/ServerReflectionInfo", body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/grpc")
+	req.Header.Set("Grpc-Timeout", "100m")
+	go func() {
+		frame := append([]byte{0, 0, 0, 0, byte(len(question))}, question...)
+		_, _ = send.Write(frame) // and no more, nor the end of the stream
+	}()
+	resp, err := srv.HTTP2Client().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if _, err := io.Copy(io.Discard, resp.Body); err != nil {
+		t.Fatal(err)
+	}
+	if got := resp.Trailer.Get("Grpc-Status"); got != "4" {
+		t.Fatalf("grpc-status %q, want 4 (DeadlineExceeded)", got)
 	}
 	if err := srv.Stop(); err != nil {
 		t.Fatal(err)
@@ -662,6 +688,41 @@ func TestGRPCGoReflectionPastItsDeadlineIsQuiet(t *testing.T) {
 		}
 	}
 	t.Error("no rpc line for the reflection stream")
+}
+
+// A health Watch that the server's own KIT_STREAM_TIMEOUT cuts is the
+// server's doing, and grpc-go's client-side health checking, which sets no
+// deadline, takes the DeadlineExceeded for the backend failing (it goes
+// TRANSIENT_FAILURE until its next Watch gets SERVING): logged at error, as
+// for any other stream, though health is quiet.
+func TestGRPCGoWatchCutByStreamTimeoutIsAnError(t *testing.T) {
+	t.Parallel()
+	var logs syncBuffer
+	srv := newPingServer(t, kit.Config{StreamTimeout: 50 * time.Millisecond}, nil,
+		kit.WithLogger(slog.New(slog.NewJSONHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))))
+	conn := grpcConn(t, srv.Addr().String())
+	watch, err := healthpb.NewHealthClient(conn).Watch(t.Context(), &healthpb.HealthCheckRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := watch.Recv(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := watch.Recv(); status.Code(err) != codes.DeadlineExceeded {
+		t.Fatalf("Recv past KIT_STREAM_TIMEOUT: %v, want DeadlineExceeded", err)
+	}
+	if err := srv.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range logLines(t, &logs, "rpc") {
+		if line["procedure"] == "/grpc.health.v1.Health/Watch" {
+			if line["code"] != "deadline_exceeded" || line["level"] != "ERROR" {
+				t.Errorf("Watch cut by the stream timeout logged %v at %v, want deadline_exceeded at ERROR", line["code"], line["level"])
+			}
+			return
+		}
+	}
+	t.Error("no rpc line for the Watch")
 }
 
 // listServices opens a reflection stream on conn, as grpcurl does, and asks
