@@ -3,6 +3,7 @@ package telemetry
 import (
 	"bytes"
 	"context"
+	"errors"
 	"io"
 	"net"
 	"net/http"
@@ -11,6 +12,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 
 	"go.opentelemetry.io/otel/propagation"
@@ -145,7 +147,7 @@ func TestConsole(t *testing.T) {
 func TestOTLPHTTP(t *testing.T) {
 	t.Parallel()
 	received := make(chan *coltracepb.ExportTraceServiceRequest, 1)
-	collector := httptest.NewServer(otlpHTTPCollector(received))
+	collector := httptest.NewServer(otlpHTTPCollector(received, "http-svc"))
 	t.Cleanup(collector.Close)
 	cfg, err := ConfigFromEnv(env(map[string]string{
 		"OTEL_TRACES_EXPORTER": "otlp", "OTEL_EXPORTER_OTLP_ENDPOINT": collector.URL, "OTEL_SERVICE_NAME": "http-svc",
@@ -156,9 +158,13 @@ func TestOTLPHTTP(t *testing.T) {
 	assertExported(t, cfg, received, "http-svc")
 }
 
-// otlpHTTPCollector answers OTLP/HTTP exports at /v1/traces, sending each
-// on received.
-func otlpHTTPCollector(received chan<- *coltracepb.ExportTraceServiceRequest) http.Handler {
+// otlpHTTPCollector answers OTLP/HTTP exports at /v1/traces, sending on
+// received the first whose resource is service's and dropping the others:
+// it never blocks, so that the exports of other processes, which reach a
+// collector on the default port, neither take the test's place nor hold
+// their handlers, and with them the server's Close, until the test times
+// out.
+func otlpHTTPCollector(received chan<- *coltracepb.ExportTraceServiceRequest, service string) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		body, err := io.ReadAll(r.Body)
 		req := &coltracepb.ExportTraceServiceRequest{}
@@ -166,9 +172,28 @@ func otlpHTTPCollector(received chan<- *coltracepb.ExportTraceServiceRequest) ht
 			http.Error(w, "bad export", http.StatusBadRequest)
 			return
 		}
-		received <- req
+		if serviceOf(req) == service {
+			select {
+			case received <- req:
+			default:
+			}
+		}
 		w.Header().Set("Content-Type", "application/x-protobuf")
 	})
+}
+
+// serviceOf returns the service.name of req's first resource, or "".
+func serviceOf(req *coltracepb.ExportTraceServiceRequest) string {
+	resources := req.GetResourceSpans()
+	if len(resources) == 0 {
+		return ""
+	}
+	for _, kv := range resources[0].GetResource().GetAttributes() {
+		if kv.GetKey() == "service.name" {
+			return kv.GetValue().GetStringValue()
+		}
+	}
+	return ""
 }
 
 // TestOTLPGRPC exports over OTLP/gRPC to a loopback collector.
@@ -226,19 +251,31 @@ func TestOTLPEndpoint(t *testing.T) {
 // OpenTelemetry's specification give: the Go exporter's own default is
 // https://localhost:4318, which such a collector cannot answer. The port is
 // fixed by what is tested; the test is skipped when something else holds
-// it.
+// it, on 127.0.0.1 or on ::1, either of which localhost may resolve to
+// first. Other processes exporting there meanwhile are ignored.
 func TestOTLPHTTPDefaultEndpoint(t *testing.T) {
 	t.Parallel()
+	received := make(chan *coltracepb.ExportTraceServiceRequest, 1)
+	handler := otlpHTTPCollector(received, "default-svc")
 	lis, err := net.Listen("tcp", "127.0.0.1:4318")
 	if err != nil {
 		t.Skipf("the default OTLP port is taken: %v", err)
 	}
-	received := make(chan *coltracepb.ExportTraceServiceRequest, 1)
-	collector := httptest.NewUnstartedServer(otlpHTTPCollector(received))
+	collector := httptest.NewUnstartedServer(handler)
 	collector.Listener.Close()
 	collector.Listener = lis
 	collector.Start()
 	t.Cleanup(collector.Close)
+	switch lis6, err := net.Listen("tcp", "[::1]:4318"); {
+	case errors.Is(err, syscall.EADDRINUSE):
+		t.Skipf("the default OTLP port is taken on ::1: %v", err)
+	case err == nil: // else no IPv6 loopback: localhost is 127.0.0.1
+		collector6 := httptest.NewUnstartedServer(handler)
+		collector6.Listener.Close()
+		collector6.Listener = lis6
+		collector6.Start()
+		t.Cleanup(collector6.Close)
+	}
 	cfg, err := ConfigFromEnv(env(map[string]string{"OTEL_TRACES_EXPORTER": "otlp", "OTEL_SERVICE_NAME": "default-svc"}))
 	if err != nil {
 		t.Fatal(err)
@@ -278,13 +315,7 @@ func assertExported(t *testing.T, cfg Config, received <-chan *coltracepb.Export
 		t.Fatal("Shutdown returned before the span was exported")
 	}
 	rs := req.GetResourceSpans()[0]
-	var name string
-	for _, kv := range rs.GetResource().GetAttributes() {
-		if kv.GetKey() == "service.name" {
-			name = kv.GetValue().GetStringValue()
-		}
-	}
-	if got := rs.GetScopeSpans()[0].GetSpans()[0].GetName(); got != "exported-span" || name != service {
+	if got, name := rs.GetScopeSpans()[0].GetSpans()[0].GetName(), serviceOf(req); got != "exported-span" || name != service {
 		t.Errorf("exported span %q of service %q, want exported-span of %s", got, name, service)
 	}
 }
