@@ -18,6 +18,7 @@ import (
 	"runtime/debug"
 	"slices"
 	"strings"
+	"unicode/utf8"
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracegrpc"
@@ -160,9 +161,28 @@ type loggedExporter struct {
 func (e loggedExporter) ExportSpans(ctx context.Context, spans []sdktrace.ReadOnlySpan) error {
 	if err := e.SpanExporter.ExportSpans(ctx, spans); err != nil {
 		e.logger.LogAttrs(ctx, slog.LevelError, "traces export failed",
-			slog.String("exporter", e.name), slog.Int("spans", len(spans)), slog.String("err", err.Error()))
+			slog.String("exporter", e.name), slog.Int("spans", len(spans)), slog.String("err", clip(err.Error())))
 	}
 	return nil
+}
+
+// maxExportErrorBytes bounds the text of an export's error in its line:
+// the OTLP/HTTP exporter puts in it the body of the collector's error
+// answer, up to 4 MiB (an endpoint that is no collector answers a whole
+// HTML page), once for every batch.
+const maxExportErrorBytes = 1024
+
+// clip returns the first maxExportErrorBytes of msg, cut between UTF-8
+// characters, followed by how many bytes it left out.
+func clip(msg string) string {
+	if len(msg) <= maxExportErrorBytes {
+		return msg
+	}
+	n := maxExportErrorBytes
+	for n > 0 && !utf8.RuneStart(msg[n]) {
+		n--
+	}
+	return fmt.Sprintf("%s… (%d bytes left out)", msg[:n], len(msg)-n)
 }
 
 // newPropagator composes the propagators names, which propagators()

@@ -3,8 +3,10 @@ package telemetry
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -396,5 +398,41 @@ func TestServiceVersion(t *testing.T) {
 				t.Errorf("console output lacks %s once:\n%s", want, got)
 			}
 		})
+	}
+}
+
+// TestExportFailureLineIsBounded: the OTLP/HTTP exporter puts the body of
+// a collector's error answer in its error, up to 4 MiB (an endpoint that
+// is no collector answers a whole HTML page), and WithLogger's line would
+// carry it whole, once for every batch; it keeps the first
+// maxExportErrorBytes and says how much it left out.
+func TestExportFailureLineIsBounded(t *testing.T) {
+	t.Parallel()
+	page := strings.Repeat("<p>not a collector</p>", 3000) // 66 000 bytes
+	notCollector := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Error(w, page, http.StatusNotFound)
+	}))
+	t.Cleanup(notCollector.Close)
+	cfg, err := ConfigFromEnv(env(map[string]string{"OTEL_TRACES_EXPORTER": "otlp", "OTEL_EXPORTER_OTLP_ENDPOINT": notCollector.URL}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var logs syncBuffer
+	p, err := New(t.Context(), cfg, WithLogger(slog.New(slog.NewJSONHandler(&logs, nil))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	startSpan(t, p, "span")
+	if err := p.Shutdown(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	var line struct{ Msg, Err string }
+	if err := json.Unmarshal([]byte(logs.String()), &line); err != nil {
+		t.Fatalf("%v: %s", err, logs.String())
+	}
+	if line.Msg != "traces export failed" || !strings.Contains(line.Err, "404 Not Found") ||
+		len(line.Err) > maxExportErrorBytes+100 || !strings.Contains(line.Err, "bytes left out") {
+		t.Errorf("line of %d bytes, want at most %d, naming the 404 and what it left out: %.300s",
+			len(line.Err), maxExportErrorBytes+100, line.Err)
 	}
 }
