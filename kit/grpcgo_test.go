@@ -676,18 +676,10 @@ func TestGRPCGoReflectionPastItsDeadlineIsQuiet(t *testing.T) {
 	if got := resp.Trailer.Get("Grpc-Status"); got != "4" {
 		t.Fatalf("grpc-status %q, want 4 (DeadlineExceeded)", got)
 	}
-	if err := srv.Stop(); err != nil {
-		t.Fatal(err)
+	line := rpcLineAtStop(t, srv, &logs, "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo")
+	if line["code"] != "deadline_exceeded" || line["level"] != "DEBUG" {
+		t.Errorf("reflection stream past its deadline logged %v at %v, want deadline_exceeded at DEBUG", line["code"], line["level"])
 	}
-	for _, line := range logLines(t, &logs, "rpc") {
-		if line["procedure"] == "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo" {
-			if line["code"] != "deadline_exceeded" || line["level"] != "DEBUG" {
-				t.Errorf("reflection stream past its deadline logged %v at %v, want deadline_exceeded at DEBUG", line["code"], line["level"])
-			}
-			return
-		}
-	}
-	t.Error("no rpc line for the reflection stream")
 }
 
 // A health Watch that the server's own KIT_STREAM_TIMEOUT cuts is the
@@ -711,18 +703,26 @@ func TestGRPCGoWatchCutByStreamTimeoutIsAnError(t *testing.T) {
 	if _, err := watch.Recv(); status.Code(err) != codes.DeadlineExceeded {
 		t.Fatalf("Recv past KIT_STREAM_TIMEOUT: %v, want DeadlineExceeded", err)
 	}
+	line := rpcLineAtStop(t, srv, &logs, "/grpc.health.v1.Health/Watch")
+	if line["code"] != "deadline_exceeded" || line["level"] != "ERROR" {
+		t.Errorf("Watch cut by the stream timeout logged %v at %v, want deadline_exceeded at ERROR", line["code"], line["level"])
+	}
+}
+
+// rpcLineAtStop stops srv and returns the first rpc line in logs of
+// procedure.
+func rpcLineAtStop(t *testing.T, srv *kittest.Server, logs *syncBuffer, procedure string) map[string]any {
+	t.Helper()
 	if err := srv.Stop(); err != nil {
 		t.Fatal(err)
 	}
-	for _, line := range logLines(t, &logs, "rpc") {
-		if line["procedure"] == "/grpc.health.v1.Health/Watch" {
-			if line["code"] != "deadline_exceeded" || line["level"] != "ERROR" {
-				t.Errorf("Watch cut by the stream timeout logged %v at %v, want deadline_exceeded at ERROR", line["code"], line["level"])
-			}
-			return
+	for _, line := range logLines(t, logs, "rpc") {
+		if line["procedure"] == procedure {
+			return line
 		}
 	}
-	t.Error("no rpc line for the Watch")
+	t.Fatalf("no rpc line of %s:\n%s", procedure, logs.String())
+	return nil
 }
 
 // listServices opens a reflection stream on conn, as grpcurl does, and asks
