@@ -170,6 +170,7 @@ func newServer(cfg Config, opts []Option) (*Server, error) {
 		withBoundedGzip(cfg.MaxRequestBytes),
 		connect.WithCompressMinBytes(compressMinBytes),
 	}
+	s.handler = append(s.handler, handlerCodecs...) // errors that name no Go type
 	s.client = []connect.ClientOption{
 		connect.WithInterceptors(s.clientChain...),
 		connect.WithReadMaxBytes(int(cfg.MaxResponseBytes)),
