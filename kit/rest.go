@@ -190,6 +190,9 @@ func (rr *restRoutes) serve(w http.ResponseWriter, r *http.Request) bool {
 	if p := r.URL.EscapedPath(); !escapedSlash(p) {
 		u.Path, u.RawPath = unescapeUnreserved(p), ""
 	}
+	if q := u.RawQuery; strings.IndexByte(q, '.') >= 0 || strings.Contains(q, "%2E") || strings.Contains(q, "%2e") {
+		u.RawQuery = lastElementNamed(q)
+	}
 	c.URL = &u
 	methods := rr.methods.Load()
 	if r.Method == http.MethodHead && methods.headAsGet() {
@@ -252,6 +255,36 @@ func unescapeUnreserved(path string) string {
 		b = append(b, path[i])
 	}
 	return string(b)
+}
+
+// lastElementNamed returns query, escaped, with a second "." after each
+// parameter name that ends in one ("?inner.=1", "?text.=1"): vanguard
+// v0.4.0 resolves such a name to its fields but for the empty last one,
+// which it leaves nil, and then panics setting it (a nil pointer, or a
+// mutable reference to a string), so that net/http closed the connection
+// without a response, or reset the HTTP/2 stream, and logged the panic's
+// stack. With the second ".", vanguard reads the name as it reads
+// "inner..text": an element that names no field of a message, ignored as
+// any unknown parameter is, or, after a field that is not a message, 400
+// InvalidArgument (see [restClientError]), as grpc-gateway answers
+// both.
+func lastElementNamed(query string) string {
+	var b strings.Builder
+	for i, pair := range strings.Split(query, "&") {
+		if i > 0 {
+			b.WriteByte('&')
+		}
+		key, value, hasValue := strings.Cut(pair, "=")
+		b.WriteString(key)
+		if name, err := url.QueryUnescape(key); err == nil && strings.HasSuffix(name, ".") {
+			b.WriteByte('.')
+		}
+		if hasValue {
+			b.WriteByte('=')
+			b.WriteString(value)
+		}
+	}
+	return b.String()
 }
 
 // escapedSlash says whether path, escaped, holds a %2F or %2f.

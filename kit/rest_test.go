@@ -781,3 +781,33 @@ func TestRESTHeadRouteAllow(t *testing.T) {
 		t.Errorf("HEAD /v1/heads/a = %d, want 200 from its route", resp.StatusCode)
 	}
 }
+
+// A query parameter whose name ends in "." is read as one whose last
+// element names no field: 400 InvalidArgument after a field that is not a
+// message, ignored after one that names nothing, as grpc-gateway has it.
+// Vanguard v0.4.0 panicked on it, which closed an HTTP/1.1 connection
+// without a response and reset an HTTP/2 stream.
+func TestRESTQueryParameterEndingInDot(t *testing.T) {
+	t.Parallel()
+	s := newPingServer(t, kit.Config{}, nil)
+	for _, tc := range []struct {
+		query  string
+		status int
+	}{
+		{"text.=1", http.StatusBadRequest},
+		{"text%2E=1", http.StatusBadRequest},
+		{"text%2e=1&number.=2", http.StatusBadRequest},
+		{"_.=1", http.StatusOK},
+		{"text=a.&_=b.", http.StatusOK},
+	} {
+		for _, client := range []*http.Client{s.HTTP1Client(), s.HTTP2Client()} {
+			resp, body := restCall(t, client, http.MethodGet, s.URL+"/v1/ping/7?"+tc.query, "", nil)
+			if resp.StatusCode != tc.status {
+				t.Errorf("GET /v1/ping/7?%s over %s = %d %s, want %d", tc.query, resp.Proto, resp.StatusCode, body, tc.status)
+			}
+			if tc.status == http.StatusBadRequest && !strings.Contains(body, `"code":3`) {
+				t.Errorf("GET /v1/ping/7?%s over %s = %s, want InvalidArgument", tc.query, resp.Proto, body)
+			}
+		}
+	}
+}
