@@ -94,9 +94,11 @@ PUBSUB_BENCH_FLAGS ?= -rounds 6
 FUZZTIME ?= 1m
 
 .PHONY: fuzz
-fuzz: ## Fuzz the batching listener's writes, kit's JSON log lines, pubsub's deliveries and natsjs's reply-subject parser, FUZZTIME each (default 1m)
+fuzz: ## Fuzz the batching listener's writes, kit's JSON log lines, what arrives on kit's serving port, pubsub's deliveries and natsjs's reply-subject parser, FUZZTIME each (default 1m)
 	$(GO) test -run XXX -fuzz FuzzWriteSequence -fuzztime $(FUZZTIME) ./internal/batchconn
 	$(GO) test -run XXX -fuzz FuzzJSONHandler -fuzztime $(FUZZTIME) ./kit
+	$(GO) test -run XXX -fuzz FuzzServingPort -fuzztime $(FUZZTIME) ./kit
+	$(GO) test -run XXX -fuzz FuzzRESTRoute -fuzztime $(FUZZTIME) ./kit
 	$(GO) test -run XXX -fuzz FuzzDelivery -fuzztime $(FUZZTIME) ./pubsub
 	$(GO) test -run XXX -fuzz FuzzParseAckMetadata -fuzztime $(FUZZTIME) ./pubsub/natsjs
 
