@@ -6,6 +6,7 @@ import (
 	"compress/gzip"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -262,12 +263,33 @@ func (s *fuzzServer) counts(tb testing.TB) (handled, rejected, unknown float64) 
 	return handled, rejected, unknown
 }
 
-func newFuzzServer(tb testing.TB, cfg kit.Config) *fuzzServer {
+func newFuzzServer(tb testing.TB, cfg kit.Config, opts ...kit.Option) *fuzzServer {
 	tb.Helper()
 	s := &fuzzServer{log: &fuzzLog{}, reg: prometheus.NewRegistry()}
 	s.Server = kittest.NewServer(tb, cfg, func(srv *kit.Server) { mountThings(tb, srv) },
-		kit.WithLogger(slog.New(s.log)), kit.WithRegistry(s.reg))
+		append([]kit.Option{kit.WithLogger(slog.New(s.log)), kit.WithRegistry(s.reg)}, opts...)...)
 	return s
+}
+
+// newFuzzServers returns the servers the fuzz targets call: one with
+// kit's defaults, one with CORS for https://a.example and a 64-byte body
+// limit, and one that refuses, as Unauthenticated with a challenge, the
+// calls without "Authorization: Bearer ok" (kit.WithAuth).
+func newFuzzServers(tb testing.TB) []*fuzzServer {
+	tb.Helper()
+	auth := kit.WithAuth(func(_ context.Context, r *http.Request) (any, error) {
+		if r.Header.Get("Authorization") == "Bearer ok" {
+			return nil, nil
+		}
+		err := connect.NewError(connect.CodeUnauthenticated, errors.New("no token"))
+		err.Meta().Set("WWW-Authenticate", "Bearer")
+		return nil, err
+	})
+	return []*fuzzServer{
+		newFuzzServer(tb, kit.Config{}),
+		newFuzzServer(tb, kit.Config{CORSAllowedOrigins: []string{"https://a.example"}, MaxRequestBytes: 64}),
+		newFuzzServer(tb, kit.Config{}, auth),
+	}
 }
 
 // FuzzServingPort sends one request, made of fuzzed parts (method, path
@@ -285,8 +307,8 @@ func newFuzzServer(tb testing.TB, cfg kit.Config) *fuzzServer {
 // in grpc_server_handled_total) or as a rejected line (or reported as
 // suppressed by the next one), checked over h2c once kit counted it.
 // mode chooses the protocol (bit 0: h2c), a gzipped body (bit 1, with
-// Content-Encoding: gzip) and the server (the other bits: kit's defaults,
-// or CORS for https://a.example and a 64-byte body limit).
+// Content-Encoding: gzip) and the server (the other bits, see
+// [newFuzzServers]).
 //
 // The seeds are the README's and the tests' requests; vanguard v0.4.0's
 // panic on "?inner.=1" and connect's Go type names in "unmarshal into
@@ -346,6 +368,11 @@ func FuzzServingPort(f *testing.F) {
 		{0, "GET", "/v1/things/4", "", "Grpc-Timeout: 1n", ""},
 		{0, "GET", "/v1/things/4", "", "X-Server-Timeout: 0.001", ""},
 		{0, "GET", "/v1/things/4", "", "X-Request-Id: fuzz-1", ""},
+		{8, "GET", "/v1/things/4", "", "Authorization: Bearer ok", ""},
+		{9, "POST", "/v1/things", "application/json", "Authorization: Bearer no", `{}`},
+		{8, "POST", "/connectkit.fuzz.v1.Things/Create", "application/json", "", `{}`},
+		{9, "POST", "/connectkit.fuzz.v1.Things/Create", "application/grpc", "Te: trailers", "\x00\x00\x00\x00\x00"},
+		{8, "OPTIONS", "/v1/things/4", "", "Origin: https://a.example\nAccess-Control-Request-Method: GET", ""},
 		{0, "GET", "/v1/unknown", "", "", ""},
 		{0, "POST", "/v1/unknown", "application/json", "", `{}`},
 		{0, "POST", "/connectkit.fuzz.v1.Things/Create", "application/json", "", `{"id":"1"}`},
@@ -359,10 +386,7 @@ func FuzzServingPort(f *testing.F) {
 	} {
 		f.Add(seed.mode, seed.method, seed.target, seed.contentType, seed.hdrs, []byte(seed.body))
 	}
-	servers := []*fuzzServer{
-		newFuzzServer(f, kit.Config{}),
-		newFuzzServer(f, kit.Config{CORSAllowedOrigins: []string{"https://a.example"}, MaxRequestBytes: 64}),
-	}
+	servers := newFuzzServers(f)
 	f.Fuzz(func(t *testing.T, mode uint8, method, target, contentType, hdrs string, body []byte) {
 		servers[int(mode>>2)%len(servers)].send(t, mode, method, target, contentType, hdrs, body)
 	})
@@ -453,13 +477,12 @@ func FuzzRESTRoute(f *testing.F) {
 		{1, 7, "", "", `{"id":`},
 		{0, 8, "", "", `{"inner":{"text":"x"}}`},
 		{0, 8, "", "", `{`},
+		{8, 0, "7", "", ""},
+		{9, 2, "", "", `{"id":"1"}`},
 	} {
 		f.Add(seed.mode, seed.route, seed.vars, seed.query, []byte(seed.body))
 	}
-	servers := []*fuzzServer{
-		newFuzzServer(f, kit.Config{}),
-		newFuzzServer(f, kit.Config{CORSAllowedOrigins: []string{"https://a.example"}, MaxRequestBytes: 64}),
-	}
+	servers := newFuzzServers(f)
 	f.Fuzz(func(t *testing.T, mode, route uint8, vars, query string, body []byte) {
 		r := thingsRoutes[int(route)%len(thingsRoutes)]
 		path := r.path
