@@ -420,14 +420,7 @@ func (s *fuzzServer) send(t *testing.T, mode uint8, method, target, contentType,
 	what += " over h2c"
 	before := s.counted(t)
 	res, err := s.HTTP2Client().Do(req)
-	if err != nil {
-		t.Fatalf("%s: %v", what, err)
-	}
-	got, err := io.ReadAll(res.Body)
-	_ = res.Body.Close()
-	if err != nil {
-		t.Fatalf("%s: reading the response: %v", what, err)
-	}
+	got := readAnswer(t, what, res, err)
 	checkAnswer(t, what, s.URL, input, res, got)
 	s.checkCounted(t, what, before, res, got)
 	checkNextRequest(t, s.HTTP2Client(), s.URL)
@@ -577,6 +570,21 @@ func validHeaderName(name string) bool {
 	return true
 }
 
+// readAnswer returns the body of res, the answer to what (or err, no
+// answer), read whole.
+func readAnswer(t *testing.T, what string, res *http.Response, err error) []byte {
+	t.Helper()
+	if err != nil {
+		t.Fatalf("%s: no answer: %v", what, err)
+	}
+	got, err := io.ReadAll(res.Body)
+	_ = res.Body.Close()
+	if err != nil {
+		t.Fatalf("%s: reading the answer: %v", what, err)
+	}
+	return got
+}
+
 // counted is what a server had counted and logged at one time.
 type counted struct {
 	handled, rejected, unknown float64 // see [fuzzServer.counts]
@@ -646,14 +654,7 @@ func (s *fuzzServer) http1(t *testing.T, what, input string, req *http.Request) 
 	}
 	br := bufio.NewReader(conn)
 	res, err := http.ReadResponse(br, req)
-	if err != nil {
-		t.Fatalf("%s: no response: %v", what, err)
-	}
-	got, err := io.ReadAll(res.Body)
-	_ = res.Body.Close()
-	if err != nil {
-		t.Fatalf("%s: reading the response: %v", what, err)
-	}
+	got := readAnswer(t, what, res, err)
 	checkAnswer(t, what, s.URL, input, res, got)
 	// The next request on the connection is served once req's handler
 	// returned; where the server closes the connection, it does so then.
