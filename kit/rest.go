@@ -17,6 +17,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"connectrpc.com/connect"
 	"connectrpc.com/vanguard"
@@ -629,9 +630,17 @@ func (c restJSON) UnmarshalField(data []byte, msg proto.Message, field protorefl
 	return invalidArgument(c.JSONCodec.UnmarshalField(data, msg, field))
 }
 
+// invalidArgument returns err as InvalidArgument, its message made valid
+// UTF-8: protojson quotes a body's bytes in its errors ("unexpected token
+// \xa70"), and vanguard, which cannot write a google.rpc.Status whose
+// message is not UTF-8, answered such a body {"code":13,"message":"failed
+// to marshal end error"}, with the 400 it had set.
 func invalidArgument(err error) error {
 	if err == nil {
 		return nil
+	}
+	if msg := err.Error(); !utf8.ValidString(msg) {
+		err = errors.New(strings.ToValidUTF8(msg, "\uFFFD"))
 	}
 	return connect.NewError(connect.CodeInvalidArgument, err)
 }
@@ -641,8 +650,10 @@ func invalidArgument(err error) error {
 // error (HTTP 500), stands for, if it is a client's error that vanguard
 // reports as a plain error: a query parameter that names a field inside
 // one that is not a message ("?text.x=1" where text is a string, a list
-// or a map) or that names nothing ("?=1"), and a body sent to a route
-// that takes none. Vanguard (v0.4.0, protocol_rest.go) reports those
+// or a map) or that names nothing ("?=1"), a body sent to a route that
+// takes none, and a query parameter or path variable of a string field
+// that is not UTF-8 ("?text=%A7"), which vanguard sets as it is and then
+// fails to encode for the handler. Vanguard (v0.4.0, protocol_rest.go) reports those
 // without a code, which it then gives Internal or Unknown; its messages
 // are matched here, and the parameter they quote named first. Any other
 // body is the server's error, and stays a 500.
@@ -668,6 +679,10 @@ func restClientError(body []byte) ([]byte, bool) {
 		msg = fmt.Sprintf("invalid query parameter %q: %s", name, strings.TrimPrefix(msg[len(inPath)+len(quoted):], ": "))
 	case strings.HasPrefix(msg, "request should have no body;"):
 		msg = "this route takes no request body; " + strings.TrimPrefix(msg, "request should have no body; ")
+	case msg == "string field contains invalid UTF-8": // generated code's
+		msg = "a query parameter or path variable of a string field is not UTF-8"
+	case dynamicUTF8Error(msg) != "":
+		msg = "a query parameter or path variable of string field " + dynamicUTF8Error(msg) + " is not UTF-8"
 	default:
 		return nil, false
 	}
@@ -677,6 +692,24 @@ func restClientError(body []byte) ([]byte, bool) {
 		Details []struct{} `json:"details"`
 	}{int(connect.CodeInvalidArgument), msg, []struct{}{}})
 	return out, err == nil
+}
+
+// dynamicUTF8Error returns the field that msg, protobuf-go's error for a
+// string field that is not UTF-8 in a message it encodes by reflection
+// (dynamicpb's, "proto: field F contains invalid UTF-8", the space after
+// "proto:" a no-break one in some builds), names, or "".
+func dynamicUTF8Error(msg string) string {
+	const suffix = " contains invalid UTF-8"
+	rest, ok := strings.CutPrefix(msg, "proto:")
+	if !ok || !strings.HasSuffix(rest, suffix) {
+		return ""
+	}
+	rest = strings.TrimLeft(rest, " \u00a0")
+	field, ok := strings.CutPrefix(strings.TrimSuffix(rest, suffix), "field ")
+	if !ok {
+		return ""
+	}
+	return field
 }
 
 // restGzip is vanguard's gzip decompressor for a REST body sent with

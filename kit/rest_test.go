@@ -811,3 +811,31 @@ func TestRESTQueryParameterEndingInDot(t *testing.T) {
 		}
 	}
 }
+
+// A REST request that is not UTF-8 where JSON or a string field must be
+// is 400 InvalidArgument, its message UTF-8: a body whose bytes protojson
+// quotes in its error got vanguard's {"code":13,"message":"failed to
+// marshal end error"} (under HTTP 400), and a query parameter or path
+// variable of a string field, which vanguard failed to encode for the
+// handler, 500 Internal.
+func TestRESTInvalidUTF8(t *testing.T) {
+	t.Parallel()
+	s := newPingServer(t, kit.Config{}, nil)
+	for _, tc := range []struct{ method, path, body string }{
+		{http.MethodPost, "/v1/ping", "\xa70"},
+		{http.MethodPost, "/v1/ping", `{"number":1,` + "\xff}"},
+		{http.MethodGet, "/v1/ping/7?text=%A7", ""},
+		{http.MethodGet, "/v1/ping/7?text=a%C3", ""},
+	} {
+		for _, client := range []*http.Client{s.HTTP1Client(), s.HTTP2Client()} {
+			resp, body := restCall(t, client, tc.method, s.URL+tc.path, tc.body, nil)
+			var status struct {
+				Code    int
+				Message string
+			}
+			if err := json.Unmarshal([]byte(body), &status); err != nil || resp.StatusCode != http.StatusBadRequest || status.Code != 3 || status.Message == "" {
+				t.Errorf("%s %s %q over %s = %d %s, want 400 InvalidArgument with a message", tc.method, tc.path, tc.body, resp.Proto, resp.StatusCode, body)
+			}
+		}
+	}
+}
