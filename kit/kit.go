@@ -207,10 +207,14 @@ const compressMinBytes = 1024
 
 // HandlerOptions returns the options every handler mounted on s should be
 // built with: the interceptor chain, the message size limits, gzip bounded
-// by the request limit and the compression threshold. Pass them to the
+// by the request limit, the compression threshold, and connect's protobuf
+// and JSON codecs with errors that name no Go type. Pass them to the
 // generated constructor:
 //
 //	srv.Mount(examplev1connect.NewProfileServiceHandler(svc, srv.HandlerOptions()...))
+//
+// An option of yours that sets the same thing (a connect.WithCodec for
+// "proto" or "json") goes after them, where connect lets the last one win.
 func (s *Server) HandlerOptions() []connect.HandlerOption {
 	return append([]connect.HandlerOption(nil), s.handler...)
 }
