@@ -1,6 +1,7 @@
 package kit_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"io"
@@ -136,5 +137,54 @@ func TestHandlerChallengeReachesGRPCClients(t *testing.T) {
 				t.Errorf("the handler's error lost its WWW-Authenticate: %q", got)
 			}
 		})
+	}
+}
+
+// framingPing fails CountUp, before any message, with an error whose
+// metadata has a challenge and fields that describe a response's framing,
+// as an error a handler builds from another HTTP answer's header may.
+type framingPing struct{ pingServer }
+
+func (*framingPing) CountUp(context.Context, *connect.Request[pingv1.CountUpRequest], *connect.ServerStream[pingv1.CountUpResponse]) error {
+	err := connect.NewError(connect.CodeUnauthenticated, errors.New("sign in"))
+	err.Meta().Set("WWW-Authenticate", challengeRealm)
+	err.Meta().Set("Content-Type", "text/html")
+	err.Meta().Set("Content-Length", "5")
+	err.Meta().Set("Content-Encoding", "br")
+	return err
+}
+
+// A gRPC stream's error moves its challenge to the response header but
+// not the fields of its metadata that describe a response's framing,
+// which connect drops from an error's metadata in every protocol: in the
+// header of a stream, which connect does not filter, they gave the answer
+// a second Content-Type and a Content-Length that net/http then cut it
+// at (unexpected EOF, no grpc-status).
+func TestErrorFramingFieldsStayOutOfGRPCHeader(t *testing.T) {
+	t.Parallel()
+	srv := kittest.NewServer(t, kit.Config{}, func(srv *kit.Server) {
+		srv.Mount(pingv1connect.NewPingServiceHandler(&framingPing{}, srv.HandlerOptions()...))
+	})
+	body := []byte{0, 0, 0, 0, 2, 8, 1} // CountUpRequest{number: 1}
+	req, err := http.NewRequestWithContext(t.Context(), http.MethodPost, srv.URL+pingv1connect.PingServiceCountUpProcedure, bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/grpc")
+	req.Header.Set("Te", "trailers")
+	res, err := srv.HTTP2Client().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = io.Copy(io.Discard, res.Body)
+	_ = res.Body.Close()
+	if err != nil {
+		t.Errorf("reading the answer: %v", err)
+	}
+	if got := res.Header.Values("Content-Type"); len(got) != 1 || got[0] != "application/grpc" || res.Header.Get("Content-Length") != "" || res.Header.Get("Content-Encoding") != "" {
+		t.Errorf("header %v, want one Content-Type, application/grpc, and no Content-Length or Content-Encoding", res.Header)
+	}
+	if res.Header.Get("WWW-Authenticate") != challengeRealm || res.Trailer.Get("Grpc-Status") != "16" {
+		t.Errorf("header %v and trailers %v, want WWW-Authenticate %s and grpc-status 16", res.Header, res.Trailer, challengeRealm)
 	}
 }

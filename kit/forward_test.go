@@ -1,13 +1,20 @@
 package kit_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"io"
 	"log/slog"
+	"net/http"
+	"slices"
 	"strings"
 	"testing"
 
 	"connectrpc.com/connect"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	pingv1 "github.com/connectkit/connectkit/internal/gen/connectkit/ping/v1"
 	"github.com/connectkit/connectkit/internal/gen/connectkit/ping/v1/pingv1connect"
@@ -25,6 +32,13 @@ type forwardingPing struct {
 func (f *forwardingPing) Fail(ctx context.Context, req *connect.Request[pingv1.FailRequest]) (*connect.Response[pingv1.FailResponse], error) {
 	_, err := f.next.Fail(ctx, connect.NewRequest(&pingv1.FailRequest{Code: req.Msg.GetCode()}))
 	return nil, err
+}
+
+// CountUp fails, before any message, with the error of a Fail call of
+// code number to the other service, returned as is.
+func (f *forwardingPing) CountUp(ctx context.Context, req *connect.Request[pingv1.CountUpRequest], _ *connect.ServerStream[pingv1.CountUpResponse]) error {
+	_, err := f.next.Fail(ctx, connect.NewRequest(&pingv1.FailRequest{Code: int32(req.Msg.GetNumber())}))
+	return err
 }
 
 // A handler that returns as is the error of a call it made with
@@ -144,5 +158,87 @@ func TestPanicOfAHandlerThatReusesItsRequest(t *testing.T) {
 	}
 	if server == nil || server["panic"] != "after a downstream call" {
 		t.Errorf("the call's rpc line %v does not carry the panic", server)
+	}
+}
+
+// A gRPC call whose handler returns as is the error of a call it made
+// with srv.ClientOptions() is answered as connect answers it: its code
+// and message, the response header of a gRPC answer and none of the
+// other server's metadata. connect's client puts the other server's
+// response header and trailers in that error's metadata (Content-Type,
+// Content-Length, X-Request-Id, …), which connect's server does not send
+// for such an error (a wire error); headerFields, seeing fields there
+// that trailers may not carry, set Content-Type and Content-Length on
+// the response header (a stream's, which connect does not filter: a
+// second Content-Type, the other server's application/json, and a
+// Content-Length on an answer without a body), and sent the rest in the
+// trailers on a copy that was no longer a wire error.
+func TestForwardedErrorSendsNoBackendMetadataOverGRPC(t *testing.T) {
+	t.Parallel()
+	backend := newPingServer(t, kit.Config{}, nil)
+	for _, chain := range []struct {
+		name  string
+		opts  []kit.Option
+		allow []string // the trailers' fields
+	}{
+		{name: "default chain", allow: []string{"Grpc-Message", "Grpc-Status", "X-Request-Id"}}, // RequestID's on a unary call
+		{name: "without the default chain", opts: []kit.Option{kit.WithoutDefaultInterceptors()}, allow: []string{"Grpc-Message", "Grpc-Status"}},
+	} {
+		for _, name := range []string{"connect", "grpc", "grpcweb"} {
+			t.Run(chain.name+"/backend over "+name, func(t *testing.T) {
+				t.Parallel()
+				fwd := &forwardingPing{}
+				front := kittest.NewServer(t, kit.Config{}, func(s *kit.Server) {
+					s.Mount(pingv1connect.NewPingServiceHandler(fwd, s.HandlerOptions()...))
+					fwd.next = newPingClient(backend, backend.HTTP2Client(), append(s.ClientOptions(), clientProtocols[name]...)...)
+				}, chain.opts...)
+				for _, call := range []struct {
+					procedure string
+					msg       []byte // FailRequest{code: 5} and CountUpRequest{number: 5}
+				}{
+					{procedure: pingv1connect.PingServiceFailProcedure, msg: []byte{8, 5}},
+					{procedure: pingv1connect.PingServiceCountUpProcedure, msg: []byte{8, 5}},
+				} {
+					body := append([]byte{0, 0, 0, 0, byte(len(call.msg))}, call.msg...)
+					req, err := http.NewRequestWithContext(t.Context(), http.MethodPost, front.URL+call.procedure, bytes.NewReader(body))
+					if err != nil {
+						t.Fatal(err)
+					}
+					req.Header.Set("Content-Type", "application/grpc")
+					req.Header.Set("Te", "trailers")
+					res, err := front.HTTP2Client().Do(req)
+					if err != nil {
+						t.Fatalf("%s: %v", call.procedure, err)
+					}
+					_, err = io.Copy(io.Discard, res.Body)
+					_ = res.Body.Close()
+					if err != nil {
+						t.Errorf("%s: reading the answer: %v", call.procedure, err)
+					}
+					if got := res.Header.Values("Content-Type"); len(got) != 1 || got[0] != "application/grpc" || res.Header.Get("Content-Length") != "" {
+						t.Errorf("%s: header %v, want one Content-Type, application/grpc, and no Content-Length", call.procedure, res.Header)
+					}
+					if res.Trailer.Get("Grpc-Status") != "5" || res.Trailer.Get("Grpc-Message") != "failed as asked" {
+						t.Errorf("%s: trailers %v, want grpc-status 5 and grpc-message failed as asked", call.procedure, res.Trailer)
+					}
+					for k := range res.Trailer {
+						if !slices.Contains(chain.allow, k) {
+							t.Errorf("%s: trailers %v, want none but %v", call.procedure, res.Trailer, chain.allow)
+						}
+					}
+				}
+				stream, err := grpcConn(t, front.Addr().String()).NewStream(t.Context(), &grpc.StreamDesc{ServerStreams: true}, pingv1connect.PingServiceCountUpProcedure)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if err := stream.SendMsg(&pingv1.CountUpRequest{Number: int64(connect.CodeNotFound)}); err != nil {
+					t.Fatal(err)
+				}
+				_ = stream.CloseSend()
+				if err := stream.RecvMsg(new(pingv1.CountUpResponse)); status.Code(err) != codes.NotFound {
+					t.Errorf("grpc-go CountUp: %v, want NotFound", err)
+				}
+			})
+		}
 	}
 }

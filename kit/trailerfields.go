@@ -55,24 +55,46 @@ func (headerFields) WrapStreamingHandler(next connect.StreamingHandlerFunc) conn
 // errorHeaderFields returns err, or, when it is (or wraps) a
 // *connect.Error whose metadata has fields that trailers may not carry,
 // the error headerFieldsFirst makes of it, having set those fields on the
-// response header that header returns.
+// response header that header returns. A wire error (one a handler
+// returns as a client gave it) is returned as it is: its metadata is the
+// other server's response header and trailers (Content-Type,
+// Content-Length, its X-Request-Id), none of which connect sends.
 func errorHeaderFields(err error, header func() http.Header) error {
 	var ce *connect.Error
-	if !errors.As(err, &ce) || !hasHeaderFields(ce) {
+	if !errors.As(err, &ce) || connect.IsWireError(ce) || !hasHeaderFields(ce) {
 		return err
 	}
 	return headerFieldsFirst(header(), ce)
 }
 
-// hasHeaderFields reports whether ce's metadata has a field that RFC 9110
-// keeps out of trailers.
+// hasHeaderFields reports whether ce's metadata has a field that
+// headerFieldsFirst moves to the header.
 func hasHeaderFields(ce *connect.Error) bool {
 	for k := range ce.Meta() {
-		if !httpguts.ValidTrailerHeader(k) {
+		if isHeaderField(k) {
 			return true
 		}
 	}
 	return false
+}
+
+// isHeaderField reports whether the field named k of an error's metadata
+// goes in the response header: a field that RFC 9110 keeps out of
+// trailers (net/http's list, httpguts.ValidTrailerHeader), but not one
+// that describes the response's framing and that connect drops from an
+// error's metadata in every protocol (Content-Type, Content-Length,
+// Content-Encoding, Host, Trailer), which in a gRPC answer's header would
+// contradict the answer's own (a second Content-Type; a Content-Length
+// on an answer without a body, which net/http then cuts).
+func isHeaderField(k string) bool {
+	if httpguts.ValidTrailerHeader(k) {
+		return false
+	}
+	switch http.CanonicalHeaderKey(k) {
+	case "Content-Type", "Content-Length", "Content-Encoding", "Host", "Trailer":
+		return false
+	}
+	return true
 }
 
 // headerFieldsFirst returns ce for a gRPC response, whose error metadata
@@ -92,10 +114,10 @@ func headerFieldsFirst(h http.Header, ce *connect.Error) *connect.Error {
 		out.AddDetail(d)
 	}
 	for k, v := range ce.Meta() {
-		if httpguts.ValidTrailerHeader(k) {
-			out.Meta()[k] = append([]string(nil), v...)
-		} else {
+		if isHeaderField(k) {
 			h[k] = append(h[k], v...)
+		} else {
+			out.Meta()[k] = append([]string(nil), v...)
 		}
 	}
 	return out
