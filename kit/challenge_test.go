@@ -7,7 +7,9 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"reflect"
 	"strings"
+	"sync"
 	"testing"
 
 	"connectrpc.com/connect"
@@ -186,5 +188,70 @@ func TestErrorFramingFieldsStayOutOfGRPCHeader(t *testing.T) {
 	}
 	if res.Header.Get("WWW-Authenticate") != challengeRealm || res.Trailer.Get("Grpc-Status") != "16" {
 		t.Errorf("header %v and trailers %v, want WWW-Authenticate %s and grpc-status 16", res.Header, res.Trailer, challengeRealm)
+	}
+}
+
+// errShared is the error sharedErrorPing returns to every call, without
+// metadata, as a handler's package-level error is.
+var errShared = connect.NewError(connect.CodeNotFound, errors.New("no such thing"))
+
+// sharedErrorPing fails Ping and CountUp, before any message, with
+// errShared.
+type sharedErrorPing struct{ pingServer }
+
+func (*sharedErrorPing) Ping(context.Context, *connect.Request[pingv1.PingRequest]) (*connect.Response[pingv1.PingResponse], error) {
+	return nil, errShared
+}
+
+func (*sharedErrorPing) CountUp(context.Context, *connect.Request[pingv1.CountUpRequest], *connect.ServerStream[pingv1.CountUpResponse]) error {
+	return errShared
+}
+
+// A *connect.Error without metadata that a handler returns to every
+// call is not written to by kit's chain: headerFields asked it for its
+// Meta(), which makes the map it lacks, on the shared error, a write that
+// concurrent gRPC calls raced on (go test -race), where connect reads the
+// field itself.
+func TestSharedErrorWithoutMetadataIsNotWritten(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name string
+		opts []kit.Option
+	}{
+		{name: "default chain"},
+		{name: "without the default chain", opts: []kit.Option{kit.WithoutDefaultInterceptors()}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			srv := kittest.NewServer(t, kit.Config{}, func(srv *kit.Server) {
+				srv.Mount(pingv1connect.NewPingServiceHandler(&sharedErrorPing{}, srv.HandlerOptions()...))
+			}, tc.opts...)
+			client := newPingClient(srv, srv.HTTP2Client(), connect.WithGRPC())
+			var wg sync.WaitGroup
+			for range 4 {
+				wg.Go(func() {
+					if _, err := client.Ping(t.Context(), connect.NewRequest(&pingv1.PingRequest{Number: 1})); connect.CodeOf(err) != connect.CodeNotFound {
+						t.Errorf("Ping: %v, want not_found", err)
+					}
+					stream, err := client.CountUp(t.Context(), connect.NewRequest(&pingv1.CountUpRequest{Number: 1}))
+					if err != nil {
+						t.Errorf("CountUp: %v", err)
+						return
+					}
+					for stream.Receive() {
+					}
+					if connect.CodeOf(stream.Err()) != connect.CodeNotFound {
+						t.Errorf("CountUp: %v, want not_found", stream.Err())
+					}
+					_ = stream.Close()
+				})
+			}
+			wg.Wait()
+			// connect's Error has no other way to tell that its metadata
+			// was never made.
+			if !reflect.ValueOf(errShared).Elem().FieldByName("meta").IsNil() {
+				t.Errorf("the shared error's metadata was made: %v", errShared.Meta())
+			}
+		})
 	}
 }

@@ -70,12 +70,21 @@ func errorHeaderFields(err error, header func() http.Header) error {
 // hasHeaderFields reports whether ce's metadata has a field that
 // headerFieldsFirst moves to the header.
 func hasHeaderFields(ce *connect.Error) bool {
-	for k := range ce.Meta() {
+	for k := range metaOf(ce) {
 		if isHeaderField(k) {
 			return true
 		}
 	}
 	return false
+}
+
+// metaOf returns ce's metadata without writing to ce: ce.Meta() makes
+// the map of an error that has none, on ce, which a handler may return to
+// every call (a package-level error), so that concurrent calls raced on
+// it; connect reads the field itself. It asks a copy of ce instead.
+func metaOf(ce *connect.Error) http.Header {
+	cp := *ce
+	return cp.Meta()
 }
 
 // isHeaderField reports whether the field named k of an error's metadata
@@ -113,7 +122,7 @@ func headerFieldsFirst(h http.Header, ce *connect.Error) *connect.Error {
 	for _, d := range ce.Details() {
 		out.AddDetail(d)
 	}
-	for k, v := range ce.Meta() {
+	for k, v := range metaOf(ce) {
 		if isHeaderField(k) {
 			h[k] = append(h[k], v...)
 		} else {
