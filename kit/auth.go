@@ -114,12 +114,42 @@ func (a *authenticator) check(w http.ResponseWriter, r *http.Request) (any, bool
 
 // authnInfoKey is the context key under which authn.SetInfo puts a
 // caller's information and authn.GetInfo looks for it, which authn does
-// not export: the key that GetInfo asks a context for.
-var authnInfoKey = func() any {
+// not export: the key that GetInfo asks a context for, once a context
+// answering it was seen to give GetInfo its value. nil when not (an authn
+// whose GetInfo asks its context otherwise): a stream's caller then goes
+// in its context with authn.SetInfo, as a unary call's does, rather than
+// being lost to the handlers, which would take the stream for a public
+// method's.
+var authnInfoKey = probeAuthnKey()
+
+// probeAuthnKey returns the key that authn.GetInfo asks a context for,
+// when a context answering it with a value makes GetInfo return that
+// value; otherwise nil.
+func probeAuthnKey() any {
 	var p keyProbe
 	authn.GetInfo(&p)
+	if p.key == nil {
+		return nil
+	}
+	mark := new(byte)
+	if got, _ := authn.GetInfo(keyContext{key: p.key, value: mark}).(*byte); got != mark {
+		return nil
+	}
 	return p.key
-}()
+}
+
+// keyContext is a context whose one value is value, under key.
+type keyContext struct {
+	context.Context
+	key, value any
+}
+
+func (c keyContext) Value(key any) any {
+	if key == c.key {
+		return c.value
+	}
+	return nil
+}
 
 // keyProbe is a context that records the key it is asked for.
 type keyProbe struct {

@@ -645,3 +645,37 @@ func TestAuthInfoReachesStreams(t *testing.T) {
 		}
 	}
 }
+
+// When kit did not learn authn's context key (an authn whose GetInfo
+// asks its context otherwise, which the probe at init tells), a stream's
+// handler still sees its caller, put there with authn.SetInfo: the stream's
+// context answered no key, the caller was lost and the handler took the
+// stream for a public method's. Not parallel: it changes kit's key.
+//
+//nolint:paralleltest // SetAuthnInfoKey changes what every server reads
+func TestAuthInfoReachesStreamsWithoutAuthnKey(t *testing.T) {
+	kit.SetAuthnInfoKey(t, nil)
+	handler, interceptor := &seenPing{seen: make(chan string, 1)}, make(seeStreams, 1)
+	srv := kittest.NewServer(t, kit.Config{}, func(srv *kit.Server) {
+		srv.Mount(pingv1connect.NewPingServiceHandler(handler, srv.HandlerOptions()...))
+	}, kit.WithLogger(slog.New(slog.DiscardHandler)), kit.WithInterceptors(interceptor), kit.WithAuth(testAuth))
+	for _, p := range srv.Protocols() {
+		client := newPingClient(srv, p.Client, append(p.Options, withStreamToken("good"))...)
+		up, err := client.CountUp(t.Context(), connect.NewRequest(&pingv1.CountUpRequest{Number: 1}))
+		if err == nil {
+			for up.Receive() {
+			}
+			err = up.Err()
+			_ = up.Close()
+		}
+		if err != nil {
+			t.Fatalf("%s CountUp: %v", p.Name, err)
+		}
+		if got := <-handler.seen; got != "alice" {
+			t.Errorf("%s CountUp: the handler saw %q, want alice", p.Name, got)
+		}
+		if got := <-interceptor; got != "alice" {
+			t.Errorf("%s CountUp: the interceptor saw %q, want alice", p.Name, got)
+		}
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/http"
 	"sync"
+	"testing"
 	"time"
 
 	"github.com/bufbuild/httplb/resolver"
@@ -119,4 +120,13 @@ func EndEjections(s *Server) {
 		h.restore(a)
 		h.wg.Done()
 	}
+}
+
+// SetAuthnInfoKey sets the key under which kit takes authn's context key
+// to be (see authnInfoKey) until the test ends. The test must not be
+// parallel.
+func SetAuthnInfoKey(tb testing.TB, key any) {
+	old := authnInfoKey
+	authnInfoKey = key
+	tb.Cleanup(func() { authnInfoKey = old })
 }

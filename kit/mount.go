@@ -151,12 +151,17 @@ func serviceHandler(service protoreflect.ServiceDescriptor, h http.Handler, auth
 			r = r.WithContext(c)
 			if auth != nil {
 				// The caller's info rides on the stream's context, which
-				// the request's copy above carries already.
+				// the request's copy above carries already; when kit did
+				// not learn authn's key, on a context of authn's.
 				info, ok := auth.check(w, r)
 				if !ok {
 					return
 				}
-				c.info = info
+				if authnInfoKey != nil {
+					c.info = info
+				} else if info != nil {
+					r = r.WithContext(authn.SetInfo(c, info))
+				}
 			}
 		} else if auth != nil {
 			info, ok := auth.check(w, r)
