@@ -27,7 +27,7 @@ import (
 // challengeRealm is the WWW-Authenticate of challengePing's errors.
 const challengeRealm = `Bearer realm="test"`
 
-// errChallenge is the error challengePing returns, shared by every call
+// errChallenge is the error errorPing returns in TestHandlerChallengeReachesGRPCClients, shared by every call
 // as a handler's package-level error would be.
 var errChallenge = func() *connect.Error {
 	err := connect.NewError(connect.CodeUnauthenticated, errors.New("sign in"))
@@ -36,16 +36,51 @@ var errChallenge = func() *connect.Error {
 	return err
 }()
 
-// challengePing refuses Ping and CountUp, before any message, with
-// errChallenge, as a handler that authorizes each method itself does.
-type challengePing struct{ pingServer }
-
-func (*challengePing) Ping(context.Context, *connect.Request[pingv1.PingRequest]) (*connect.Response[pingv1.PingResponse], error) {
-	return nil, errChallenge
+// serverChains are the options of kit's two server chains: the default
+// chain, and the one WithoutDefaultInterceptors leaves.
+var serverChains = []struct {
+	name string
+	opts []kit.Option
+}{
+	{name: "default chain"},
+	{name: "without the default chain", opts: []kit.Option{kit.WithoutDefaultInterceptors()}},
 }
 
-func (*challengePing) CountUp(context.Context, *connect.Request[pingv1.CountUpRequest], *connect.ServerStream[pingv1.CountUpResponse]) error {
-	return errChallenge
+// errorPing fails Ping and CountUp, before any message, with err, the
+// same error for every call, as a handler that authorizes each method
+// itself, or that returns a package-level error, does.
+type errorPing struct {
+	pingServer
+	err error
+}
+
+func (p *errorPing) Ping(context.Context, *connect.Request[pingv1.PingRequest]) (*connect.Response[pingv1.PingResponse], error) {
+	return nil, p.err
+}
+
+func (p *errorPing) CountUp(context.Context, *connect.Request[pingv1.CountUpRequest], *connect.ServerStream[pingv1.CountUpResponse]) error {
+	return p.err
+}
+
+// grpcCall makes a gRPC call of procedure to srv over HTTP/2 with msg,
+// the request message's encoding, and returns its answer, whose body it
+// has read, and the error of that read.
+func grpcCall(t *testing.T, srv *kittest.Server, procedure string, msg []byte) (*http.Response, error) {
+	t.Helper()
+	body := append([]byte{0, 0, 0, 0, byte(len(msg))}, msg...)
+	req, err := http.NewRequestWithContext(t.Context(), http.MethodPost, srv.URL+procedure, bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/grpc")
+	req.Header.Set("Te", "trailers")
+	res, err := srv.HTTP2Client().Do(req)
+	if err != nil {
+		t.Fatalf("%s: %v", procedure, err)
+	}
+	_, err = io.Copy(io.Discard, res.Body)
+	_ = res.Body.Close()
+	return res, err
 }
 
 // A handler's (or an interceptor's) *connect.Error whose metadata has
@@ -64,19 +99,13 @@ func TestHandlerChallengeReachesGRPCClients(t *testing.T) {
 			return next(ctx, req)
 		}
 	})
-	for _, tc := range []struct {
-		name string
-		opts []kit.Option
-	}{
-		{name: "default chain"},
-		{name: "without the default chain", opts: []kit.Option{kit.WithoutDefaultInterceptors()}},
-	} {
+	for _, tc := range serverChains {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			logs := new(syncBuffer)
 			opts := append([]kit.Option{kit.WithLogger(slog.New(slog.NewJSONHandler(logs, nil))), kit.WithInterceptors(refuse)}, tc.opts...)
 			srv := kittest.NewServer(t, kit.Config{}, func(srv *kit.Server) {
-				srv.Mount(pingv1connect.NewPingServiceHandler(&challengePing{}, srv.HandlerOptions()...))
+				srv.Mount(pingv1connect.NewPingServiceHandler(&errorPing{err: errChallenge}, srv.HandlerOptions()...))
 			}, opts...)
 			check := func(who string, err error, meta http.Header) {
 				t.Helper()
@@ -142,19 +171,17 @@ func TestHandlerChallengeReachesGRPCClients(t *testing.T) {
 	}
 }
 
-// framingPing fails CountUp, before any message, with an error whose
-// metadata has a challenge and fields that describe a response's framing,
-// as an error a handler builds from another HTTP answer's header may.
-type framingPing struct{ pingServer }
-
-func (*framingPing) CountUp(context.Context, *connect.Request[pingv1.CountUpRequest], *connect.ServerStream[pingv1.CountUpResponse]) error {
+// errFraming is an error whose metadata has a challenge and fields that
+// describe a response's framing, as an error a handler builds from
+// another HTTP answer's header may.
+var errFraming = func() *connect.Error {
 	err := connect.NewError(connect.CodeUnauthenticated, errors.New("sign in"))
 	err.Meta().Set("WWW-Authenticate", challengeRealm)
 	err.Meta().Set("Content-Type", "text/html")
 	err.Meta().Set("Content-Length", "5")
 	err.Meta().Set("Content-Encoding", "br")
 	return err
-}
+}()
 
 // A gRPC stream's error moves its challenge to the response header but
 // not the fields of its metadata that describe a response's framing,
@@ -165,21 +192,9 @@ func (*framingPing) CountUp(context.Context, *connect.Request[pingv1.CountUpRequ
 func TestErrorFramingFieldsStayOutOfGRPCHeader(t *testing.T) {
 	t.Parallel()
 	srv := kittest.NewServer(t, kit.Config{}, func(srv *kit.Server) {
-		srv.Mount(pingv1connect.NewPingServiceHandler(&framingPing{}, srv.HandlerOptions()...))
+		srv.Mount(pingv1connect.NewPingServiceHandler(&errorPing{err: errFraming}, srv.HandlerOptions()...))
 	})
-	body := []byte{0, 0, 0, 0, 2, 8, 1} // CountUpRequest{number: 1}
-	req, err := http.NewRequestWithContext(t.Context(), http.MethodPost, srv.URL+pingv1connect.PingServiceCountUpProcedure, bytes.NewReader(body))
-	if err != nil {
-		t.Fatal(err)
-	}
-	req.Header.Set("Content-Type", "application/grpc")
-	req.Header.Set("Te", "trailers")
-	res, err := srv.HTTP2Client().Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, err = io.Copy(io.Discard, res.Body)
-	_ = res.Body.Close()
+	res, err := grpcCall(t, srv, pingv1connect.PingServiceCountUpProcedure, []byte{8, 1}) // CountUpRequest{number: 1}
 	if err != nil {
 		t.Errorf("reading the answer: %v", err)
 	}
@@ -191,21 +206,9 @@ func TestErrorFramingFieldsStayOutOfGRPCHeader(t *testing.T) {
 	}
 }
 
-// errShared is the error sharedErrorPing returns to every call, without
-// metadata, as a handler's package-level error is.
+// errShared is an error without metadata, returned to every call, as a
+// handler's package-level error is.
 var errShared = connect.NewError(connect.CodeNotFound, errors.New("no such thing"))
-
-// sharedErrorPing fails Ping and CountUp, before any message, with
-// errShared.
-type sharedErrorPing struct{ pingServer }
-
-func (*sharedErrorPing) Ping(context.Context, *connect.Request[pingv1.PingRequest]) (*connect.Response[pingv1.PingResponse], error) {
-	return nil, errShared
-}
-
-func (*sharedErrorPing) CountUp(context.Context, *connect.Request[pingv1.CountUpRequest], *connect.ServerStream[pingv1.CountUpResponse]) error {
-	return errShared
-}
 
 // A *connect.Error without metadata that a handler returns to every
 // call is not written to by kit's chain: headerFields asked it for its
@@ -214,17 +217,11 @@ func (*sharedErrorPing) CountUp(context.Context, *connect.Request[pingv1.CountUp
 // field itself.
 func TestSharedErrorWithoutMetadataIsNotWritten(t *testing.T) {
 	t.Parallel()
-	for _, tc := range []struct {
-		name string
-		opts []kit.Option
-	}{
-		{name: "default chain"},
-		{name: "without the default chain", opts: []kit.Option{kit.WithoutDefaultInterceptors()}},
-	} {
+	for _, tc := range serverChains {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			srv := kittest.NewServer(t, kit.Config{}, func(srv *kit.Server) {
-				srv.Mount(pingv1connect.NewPingServiceHandler(&sharedErrorPing{}, srv.HandlerOptions()...))
+				srv.Mount(pingv1connect.NewPingServiceHandler(&errorPing{err: errShared}, srv.HandlerOptions()...))
 			}, tc.opts...)
 			client := newPingClient(srv, srv.HTTP2Client(), connect.WithGRPC())
 			var wg sync.WaitGroup

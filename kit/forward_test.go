@@ -1,12 +1,9 @@
 package kit_test
 
 import (
-	"bytes"
 	"context"
 	"errors"
-	"io"
 	"log/slog"
-	"net/http"
 	"slices"
 	"strings"
 	"testing"
@@ -199,19 +196,7 @@ func TestForwardedErrorSendsNoBackendMetadataOverGRPC(t *testing.T) {
 					{procedure: pingv1connect.PingServiceFailProcedure, msg: []byte{8, 5}},
 					{procedure: pingv1connect.PingServiceCountUpProcedure, msg: []byte{8, 5}},
 				} {
-					body := append([]byte{0, 0, 0, 0, byte(len(call.msg))}, call.msg...)
-					req, err := http.NewRequestWithContext(t.Context(), http.MethodPost, front.URL+call.procedure, bytes.NewReader(body))
-					if err != nil {
-						t.Fatal(err)
-					}
-					req.Header.Set("Content-Type", "application/grpc")
-					req.Header.Set("Te", "trailers")
-					res, err := front.HTTP2Client().Do(req)
-					if err != nil {
-						t.Fatalf("%s: %v", call.procedure, err)
-					}
-					_, err = io.Copy(io.Discard, res.Body)
-					_ = res.Body.Close()
+					res, err := grpcCall(t, front, call.procedure, call.msg)
 					if err != nil {
 						t.Errorf("%s: reading the answer: %v", call.procedure, err)
 					}
