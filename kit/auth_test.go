@@ -679,3 +679,37 @@ func TestAuthInfoReachesStreamsWithoutAuthnKey(t *testing.T) {
 		}
 	}
 }
+
+// A refusal with the error of a call WithAuth's func made to another
+// service, returned as is (a wire error), carries none of that service's
+// metadata over gRPC, as over the other protocols, in which connect sends
+// none of a wire error's: headerFieldsFirst made such an error an error
+// of kit's, moving the other service's challenge to the header and
+// sending the rest of its metadata (its Challenge-Id, its X-Request-Id)
+// in the trailers.
+func TestAuthForwardedRefusalSendsNoBackendMetadata(t *testing.T) {
+	t.Parallel()
+	backend := kittest.NewServer(t, kit.Config{}, func(srv *kit.Server) {
+		srv.Mount(pingv1connect.NewPingServiceHandler(&errorPing{err: errChallenge}, srv.HandlerOptions()...))
+	})
+	tokens := newPingClient(backend, backend.HTTP2Client())
+	srv := newPingServer(t, kit.Config{}, nil, kit.WithAuth(func(ctx context.Context, _ *http.Request) (any, error) {
+		_, err := tokens.Ping(ctx, connect.NewRequest(&pingv1.PingRequest{Number: 1}))
+		return nil, err
+	}))
+	res, err := grpcCall(t, srv, grpcPing, []byte{8, 1}) // PingRequest{number: 1}
+	if err != nil {
+		t.Fatalf("reading the answer: %v", err)
+	}
+	if res.Trailer.Get("Grpc-Status") != "16" {
+		t.Errorf("trailers %v, want grpc-status 16", res.Trailer)
+	}
+	for _, k := range []string{"Www-Authenticate", "Challenge-Id"} {
+		if res.Header.Get(k) != "" || res.Trailer.Get(k) != "" {
+			t.Errorf("header %v and trailers %v, want no %s", res.Header, res.Trailer, k)
+		}
+	}
+	if got := res.Trailer.Values("X-Request-Id"); len(got) != 0 {
+		t.Errorf("trailers %v, want no X-Request-Id (the header has the call's)", res.Trailer)
+	}
+}

@@ -55,10 +55,7 @@ func (headerFields) WrapStreamingHandler(next connect.StreamingHandlerFunc) conn
 // errorHeaderFields returns err, or, when it is (or wraps) a
 // *connect.Error whose metadata has fields that trailers may not carry,
 // the error headerFieldsFirst makes of it, having set those fields on the
-// response header that header returns. A wire error (one a handler
-// returns as a client gave it) is returned as it is: its metadata is the
-// other server's response header and trailers (Content-Type,
-// Content-Length, its X-Request-Id), none of which connect sends.
+// response header that header returns.
 func errorHeaderFields(err error, header func() http.Header) error {
 	var ce *connect.Error
 	if !errors.As(err, &ce) || connect.IsWireError(ce) || !hasHeaderFields(ce) {
@@ -113,9 +110,13 @@ func isHeaderField(k string) bool {
 // error returned lacks them. Left in the trailers, net/http's HTTP/2 server
 // dropped them and logged `ignoring invalid trailer "Www-Authenticate"`
 // for each call. ce itself, which a func or a handler may return to every
-// call, is not changed; without such fields it is returned as it is.
+// call, is not changed; without such fields it is returned as it is, and
+// so is a wire error (one returned as a client gave it, by a handler or
+// WithAuth's func): its metadata is the other server's response header
+// and trailers (its Content-Type, its X-Request-Id, its challenge), none
+// of which connect sends.
 func headerFieldsFirst(h http.Header, ce *connect.Error) *connect.Error {
-	if !hasHeaderFields(ce) {
+	if connect.IsWireError(ce) || !hasHeaderFields(ce) {
 		return ce
 	}
 	out := connect.NewError(ce.Code(), ce.Unwrap())
