@@ -650,9 +650,9 @@ func TestAuthInfoReachesStreams(t *testing.T) {
 // asks its context otherwise, which the probe at init tells), a stream's
 // handler still sees its caller, put there with authn.SetInfo: the stream's
 // context answered no key, the caller was lost and the handler took the
-// stream for a public method's. Not parallel: it changes kit's key.
-//
-//nolint:paralleltest // SetAuthnInfoKey changes what every server reads
+// stream for a public method's. Not parallel: it changes the key every
+// server reads, which the parallel tests, paused until the others end,
+// never see.
 func TestAuthInfoReachesStreamsWithoutAuthnKey(t *testing.T) {
 	kit.SetAuthnInfoKey(t, nil)
 	handler, interceptor := &seenPing{seen: make(chan string, 1)}, make(seeStreams, 1)
