@@ -66,7 +66,10 @@ type optionFunc func(*options)
 func (f optionFunc) apply(o *options) { f(o) }
 
 // WithLogger sets the logger of the broker and of the embedded server.
-// Default: none (a discarding logger).
+// Default: none (a discarding logger). The embedded server's notices while
+// it starts and shuts down are debug lines; [New] logs one info line
+// instead ("natsjs: embedded NATS server ready": its store directory,
+// whether it listens, JetStream's limits).
 func WithLogger(logger *slog.Logger) Option {
 	return optionFunc(func(o *options) { o.logger = logger })
 }
@@ -87,11 +90,14 @@ type Broker struct {
 	cfg    Config
 	logger *slog.Logger
 	server *server.Server // the embedded server; nil with Config.URL
-	unlock func()         // releases the embedded server's data directory
-	nc     *nats.Conn
-	js     jetstream.JetStream // what JetStream returns; everything but Publish uses it
-	acks   acks                // Publish's
-	closed chan struct{}       // closed when the connection is
+	// serverLog logs the embedded server's messages; its notices while the
+	// server starts and stops are debug.
+	serverLog *serverLogger
+	unlock    func() // releases the embedded server's data directory
+	nc        *nats.Conn
+	js        jetstream.JetStream // what JetStream returns; everything but Publish uses it
+	acks      acks                // Publish's
+	closed    chan struct{}       // closed when the connection is
 	// noCallbacks is nats.NoCallbacksAfterClientClose, set by the user: then
 	// Close, not the closed handler, closes closed.
 	noCallbacks bool
@@ -169,16 +175,22 @@ func New(ctx context.Context, cfg Config, opts ...Option) (*Broker, error) {
 	}
 	url := b.cfg.URL
 	if url == "" {
-		srv, unlock, err := startServer(b.cfg, b.logger)
+		b.serverLog = &serverLogger{logger: b.logger}
+		srv, unlock, err := startServer(b.cfg, b.serverLog)
 		if err != nil {
 			return nil, err
 		}
 		b.server, b.unlock = srv, unlock
+		listen := "in-process only"
 		if b.cfg.Listen == "" {
 			natsOpts = append(natsOpts, nats.InProcessServer(srv))
 		} else {
 			url = b.ClientURL() // not 0.0.0.0 or [::], which Windows does not dial
+			listen = url
 		}
+		js := srv.JetStreamConfig()
+		b.logger.Info("natsjs: embedded NATS server ready", "store", js.StoreDir, "listen", listen,
+			"max_memory_bytes", js.MaxMemory, "max_storage_bytes", js.MaxStore)
 	} else {
 		natsOpts = append(natsOpts, b.cfg.clusterOptions()...)
 	}
@@ -518,7 +530,7 @@ func cutUserinfo(u string) (userinfo, rest string, ok bool) {
 //
 // It locks the data directory first (see [lockDataDir]); unlock releases
 // it once the server has shut down.
-func startServer(cfg Config, logger *slog.Logger) (srv *server.Server, unlock func(), err error) {
+func startServer(cfg Config, log *serverLogger) (srv *server.Server, unlock func(), err error) {
 	release, err := lockDataDir(cfg.DataDir, lockFile)
 	if err != nil {
 		return nil, nil, err
@@ -547,7 +559,9 @@ func startServer(cfg Config, logger *slog.Logger) (srv *server.Server, unlock fu
 		return nil, nil, fmt.Errorf("natsjs: failed to configure the embedded NATS server: %w", err)
 	}
 	fatal := make(chan string, 1)
-	srv.SetLoggerV2(serverLogger{logger: logger, fatal: fatal}, false, false, false)
+	log.fatal = fatal
+	log.routine.Store(true) // the banner, version and JetStream limits
+	srv.SetLoggerV2(log, false, false, false)
 	srv.Start()
 	deadline := time.Now().Add(30 * time.Second)
 	for !srv.ReadyForConnections(50 * time.Millisecond) {
@@ -564,6 +578,7 @@ func startServer(cfg Config, logger *slog.Logger) (srv *server.Server, unlock fu
 			return nil, nil, fmt.Errorf("natsjs: the embedded NATS server (data in %s) did not start within 30s", cfg.DataDir)
 		}
 	}
+	log.routine.Store(false)
 	return srv, release, nil
 }
 
@@ -769,6 +784,7 @@ func (b *Broker) waitClosed(timeout time.Duration) {
 
 func (b *Broker) stopServer() {
 	if b.server != nil {
+		b.serverLog.routine.Store(true) // "Initiating Shutdown...", "Server Exiting.."
 		b.server.Shutdown()
 		b.server.WaitForShutdown()
 		b.unlock()
@@ -829,19 +845,28 @@ func (o *onceErr) reset() {
 }
 
 // serverLogger logs the embedded server's messages with slog, and sends the
-// first fatal one to fatal, for startServer.
+// first fatal one to fatal, for startServer. Its notices are info, but debug
+// while routine is set, as the server starts (some 25 lines: a banner, its
+// version and id, JetStream's limits) and shuts down: New logs one line of
+// its own instead. Notices of a running server (a slow consumer, a stream
+// restored from a snapshot) stay info, warnings and errors keep their levels.
 type serverLogger struct {
-	logger *slog.Logger
-	fatal  chan<- string
+	logger  *slog.Logger
+	fatal   chan<- string
+	routine atomic.Bool
 }
 
-func (l serverLogger) Noticef(format string, v ...any) {
-	l.logger.Info("nats-server: " + fmt.Sprintf(format, v...))
+func (l *serverLogger) Noticef(format string, v ...any) {
+	level := slog.LevelInfo
+	if l.routine.Load() {
+		level = slog.LevelDebug
+	}
+	l.logger.Log(context.Background(), level, "nats-server: "+fmt.Sprintf(format, v...))
 }
-func (l serverLogger) Warnf(format string, v ...any) {
+func (l *serverLogger) Warnf(format string, v ...any) {
 	l.logger.Warn("nats-server: " + fmt.Sprintf(format, v...))
 }
-func (l serverLogger) Fatalf(format string, v ...any) {
+func (l *serverLogger) Fatalf(format string, v ...any) {
 	msg := fmt.Sprintf(format, v...)
 	l.logger.Error("nats-server: " + msg)
 	select {
@@ -849,12 +874,12 @@ func (l serverLogger) Fatalf(format string, v ...any) {
 	default:
 	}
 }
-func (l serverLogger) Errorf(format string, v ...any) {
+func (l *serverLogger) Errorf(format string, v ...any) {
 	l.logger.Error("nats-server: " + fmt.Sprintf(format, v...))
 }
-func (l serverLogger) Debugf(format string, v ...any) {
+func (l *serverLogger) Debugf(format string, v ...any) {
 	l.logger.Debug("nats-server: " + fmt.Sprintf(format, v...))
 }
-func (l serverLogger) Tracef(format string, v ...any) {
+func (l *serverLogger) Tracef(format string, v ...any) {
 	l.logger.Debug("nats-server: " + fmt.Sprintf(format, v...))
 }
