@@ -8,6 +8,8 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -137,7 +139,9 @@ func (s *Server) serve(ln net.Listener) error {
 // withCORS answers browsers' preflights and exposes the protocol headers for
 // the configured origins, so gRPC-Web and Connect calls from web pages keep
 // their error codes, and REST calls may use any method of a route; the operator's own headers (KIT_CORS_ALLOWED_HEADERS,
-// KIT_CORS_EXPOSED_HEADERS) come on top of the protocols'.
+// KIT_CORS_EXPOSED_HEADERS) come on top of the protocols'. A preflight's
+// Access-Control-Request-Headers is normalised first (see
+// [normalizeRequestHeaders]).
 func (s *Server) withCORS(h http.Handler) http.Handler {
 	if len(s.cfg.CORSAllowedOrigins) == 0 {
 		return h
@@ -148,7 +152,7 @@ func (s *Server) withCORS(h http.Handler) http.Handler {
 		// header, which a browser would hide from the page.
 		exposed = append(exposed, "Retry-After")
 	}
-	return cors.New(cors.Options{
+	c := cors.New(cors.Options{
 		AllowedOrigins: s.cfg.CORSAllowedOrigins,
 		// Connect's GET and POST, and the other methods of REST routes
 		// (see [restRoutes]): a path without a route answers them 404 or
@@ -160,6 +164,40 @@ func (s *Server) withCORS(h http.Handler) http.Handler {
 		AllowCredentials: s.cfg.CORSAllowCredentials,
 		MaxAge:           7200,
 	}).Handler(h)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodOptions && r.Header.Get("Access-Control-Request-Method") != "" {
+			normalizeRequestHeaders(r.Header)
+		}
+		c.ServeHTTP(w, r)
+	})
+}
+
+// normalizeRequestHeaders rewrites a preflight's Access-Control-Request-Headers
+// as browsers send it (the Fetch standard's "CORS-unsafe request-header
+// names": lower-case, sorted, without duplicates, one comma-separated line),
+// which is the only form rs/cors accepts: it refuses a list out of order
+// ("content-type,connect-protocol-version"), with a name repeated or in
+// upper case, with more than one space or tab around a name, with more than
+// 16 empty elements, or split over several header lines out of order, and
+// answers such a preflight without any Access-Control-Allow-* header, as if
+// a header were not allowed. curl users and some proxies send such lists.
+// The names allowed are still rs/cors's to decide, and its answer's
+// Access-Control-Allow-Headers is the normalised list.
+func normalizeRequestHeaders(h http.Header) {
+	lines, ok := h["Access-Control-Request-Headers"]
+	if !ok {
+		return
+	}
+	var names []string
+	for _, line := range lines {
+		for name := range strings.SplitSeq(line, ",") {
+			if name = strings.ToLower(strings.Trim(name, " \t")); name != "" {
+				names = append(names, name)
+			}
+		}
+	}
+	slices.Sort(names)
+	h["Access-Control-Request-Headers"] = []string{strings.Join(slices.Compact(names), ",")}
 }
 
 // serving counts every request's handler in wg while it runs (see

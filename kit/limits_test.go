@@ -226,3 +226,45 @@ func pageCall(t *testing.T, srv *kittest.Server, origin string) *http.Response {
 	res.Body.Close()
 	return res
 }
+
+// TestCORSPreflightHeaderListForms: a preflight whose
+// Access-Control-Request-Headers is not in the browsers' form (lower-case,
+// sorted, one line; as curl users and some proxies send it) is answered as
+// its browser form would be, where rs/cors answered it without any
+// Access-Control-Allow-* header; a name not allowed is still refused.
+func TestCORSPreflightHeaderListForms(t *testing.T) {
+	t.Parallel()
+	const origin = "http://localhost:3000"
+	srv := newPingServer(t, kit.Config{CORSAllowedOrigins: []string{origin}}, nil)
+	tests := []struct {
+		name  string
+		lines []string
+		want  string // Access-Control-Allow-Headers; "" for refused
+	}{
+		{name: "sorted", lines: []string{"connect-protocol-version,content-type"}, want: "connect-protocol-version,content-type"},
+		{name: "unsorted", lines: []string{"content-type,connect-protocol-version"}, want: "connect-protocol-version,content-type"},
+		{name: "upper case", lines: []string{"Connect-Protocol-Version,Content-Type"}, want: "connect-protocol-version,content-type"},
+		{name: "spaces", lines: []string{"content-type ,   connect-protocol-version"}, want: "connect-protocol-version,content-type"},
+		{name: "repeated", lines: []string{"content-type,content-type,connect-protocol-version"}, want: "connect-protocol-version,content-type"},
+		{name: "two lines out of order", lines: []string{"content-type", "connect-protocol-version"}, want: "connect-protocol-version,content-type"},
+		{name: "unsorted, one not allowed", lines: []string{"x-api-key,content-type"}, want: ""},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			req, _ := http.NewRequest(http.MethodOptions, srv.URL+pingPath, nil)
+			req.Header.Set("Origin", origin)
+			req.Header.Set("Access-Control-Request-Method", "POST")
+			req.Header["Access-Control-Request-Headers"] = tc.lines
+			res, err := srv.HTTP1Client().Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			res.Body.Close()
+			allowOrigin := res.Header.Get("Access-Control-Allow-Origin")
+			if got := res.Header.Get("Access-Control-Allow-Headers"); got != tc.want || (allowOrigin == origin) != (tc.want != "") {
+				t.Errorf("preflight with %q: Access-Control-Allow-Headers %q, Access-Control-Allow-Origin %q; want %q", tc.lines, got, allowOrigin, tc.want)
+			}
+		})
+	}
+}
