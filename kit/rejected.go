@@ -120,13 +120,18 @@ func answeredByChain(h http.Header) bool {
 // does not serve, which carries no content type of its own, and for which
 // connect returns before it touches the request: its protocol is the
 // request's content type's (gRPC-Web's text mode, which connect does not
-// serve, is "grpcweb"), and the line's error names that content type.
+// serve, is "grpcweb"), and the line's error names that content type; for
+// a Connect GET, whose codec is its query's encoding, that encoding.
 func (c *rejectedCalls) observe(h http.Header, r *http.Request, answer *respstatus.Writer) {
 	l, ok := (*c.procedures.Load())[r.URL.Path]
 	if !ok {
 		return
 	}
 	if h["Accept-Post"] != nil {
+		if r.Method == http.MethodGet { // only Connect serves GET
+			c.record(l, connect.ProtocolConnect, 0, unsupportedEncoding(r.URL.Query()), false, h, r)
+			return
+		}
 		ct := header.Get(r.Header, "Content-Type")
 		c.record(l, protocolOf(ct), 0, unsupportedContentType(ct), false, h, r)
 		return
@@ -155,14 +160,29 @@ const maxLoggedContentType = 128
 // unsupportedContentType says why connect refused ct, a request's content
 // type.
 func unsupportedContentType(ct string) string {
-	if len(ct) > maxLoggedContentType {
-		ct = ct[:maxLoggedContentType] + "..."
-	}
-	msg := "unsupported content type " + strconv.Quote(ct)
+	msg := "unsupported content type " + quoteBounded(ct)
 	if strings.HasPrefix(strings.ToLower(ct), "application/grpc-web-text") {
 		msg += ": gRPC-Web's text mode, which connect does not serve (binary gRPC-Web only)"
 	}
 	return msg
+}
+
+// unsupportedEncoding says why connect refused a Connect GET whose query
+// is q: its encoding names no codec it serves, or it has none.
+func unsupportedEncoding(q url.Values) string {
+	if !q.Has("encoding") {
+		return "Connect GET without an encoding query parameter"
+	}
+	return "unsupported encoding " + quoteBounded(q.Get("encoding"))
+}
+
+// quoteBounded quotes s, a value a client chose, cut to
+// maxLoggedContentType bytes.
+func quoteBounded(s string) string {
+	if len(s) > maxLoggedContentType {
+		s = s[:maxLoggedContentType] + "..."
+	}
+	return strconv.Quote(s)
 }
 
 // protocolREST is the protocol label and attribute of a REST call (see

@@ -93,6 +93,13 @@ func TestRejectedCallsAreObserved(t *testing.T) {
 		{name: "body over MaxRequestBytes", path: pingPath, body: `{"text":"` + strings.Repeat("a", 2048) + `"}`,
 			header: []string{"Content-Type", "application/json"}, protocol: "connect", code: "ResourceExhausted",
 			errorHas: "request body of 2059 bytes exceeds the 1024-byte limit (KIT_MAX_REQUEST_BYTES)"},
+		// A Connect GET's codec is its query's encoding: connect's 415.
+		{name: "GET with an unknown encoding", method: http.MethodGet,
+			path: pingPath + "?connect=v1&encoding=xml&message=%7B%7D", protocol: "connect",
+			errorHas: `unsupported encoding "xml"`},
+		{name: "GET without an encoding", method: http.MethodGet,
+			path: pingPath + "?connect=v1&message=%7B%7D", protocol: "connect",
+			errorHas: "Connect GET without an encoding query parameter"},
 		{name: "GET of a method with side effects", method: http.MethodGet,
 			path: failPath + "?connect=v1&encoding=json&message=%7B%7D", protocol: "connect"},
 		{name: "gRPC unary without a message", path: pingPath,
