@@ -76,7 +76,9 @@ func WithoutMessageSuccessLogs() LoggingOption {
 // those whose caller's deadline passes (buf curl --timeout), which would log
 // at error. The DeadlineExceeded of a deadline set inside the chain (kit's
 // KIT_STREAM_TIMEOUT), or a handler's own, is the server's and logs at error,
-// as their other failures log as usual. For example,
+// and a Canceled that the handler returns while the caller's context is live
+// (of a context of its own) at warn, as their other failures log as usual.
+// For example,
 // WithQuietProcedures("/grpc.health.v1.Health/").
 func WithQuietProcedures(prefixes ...string) LoggingOption {
 	return loggingOption(func(c *loggingConfig) { c.quiet = append(c.quiet, prefixes...) })

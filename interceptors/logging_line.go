@@ -35,13 +35,18 @@ func (l *logging) logCall(ctx context.Context, c callLine) {
 	pe := panicOf(c.err)
 	if pe != nil {
 		level = slog.LevelError
-	} else if (code == 0 || c.stream && (code == connect.CodeCanceled ||
+	} else if (code == 0 || c.stream && (code == connect.CodeCanceled && ctx.Err() != nil ||
 		code == connect.CodeDeadlineExceeded && deadlinePassed(ctx))) && l.cfg.isQuiet(c.spec.Procedure) {
 		// A client ends a quiet stream (a health Watch, reflection's
 		// stream) by cancelling it, as grpc-go's health checking and
 		// grpcurl do, or by its deadline (buf curl --timeout): neither is
 		// the server's failure. A deadline set inside the chain
-		// (KIT_STREAM_TIMEOUT) or a handler's own DeadlineExceeded is.
+		// (KIT_STREAM_TIMEOUT) or a handler's own DeadlineExceeded is, and
+		// so is a Canceled while the context Logging got is live: the
+		// handler's own (a context of its own cancelled), not the
+		// client's. net/http cancels a request's context before it closes
+		// its body on an HTTP/2 RST_STREAM, so a handler that sees the
+		// reset finds ctx done.
 		level = slog.LevelDebug
 	}
 	if !l.logger.Enabled(ctx, level) {

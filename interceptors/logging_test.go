@@ -1,6 +1,7 @@
 package interceptors_test
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"log/slog"
@@ -392,14 +393,19 @@ func TestLoggingQuietProcedures(t *testing.T) {
 // the handler's own (a dependency that timed out) is the server's, and
 // logs at error as for any other procedure: a health Watch that the server
 // cuts so turns grpc-go's client-side health checking TRANSIENT_FAILURE.
-func TestLoggingQuietStreamDeadline(t *testing.T) {
+// Likewise one that ends with Canceled logs at debug only when the caller
+// cancelled it (its context, Logging's, is done), and at warn when the
+// handler returns a Canceled of its own.
+func TestLoggingQuietStreamEnd(t *testing.T) {
 	t.Parallel()
 	const procedure = "/grpc.health.v1.Health/Watch"
 	for _, tc := range []struct {
-		name     string
-		deadline time.Duration // of the caller's context; 0: none
-		handler  func(ctx context.Context) error
-		level    string
+		name      string
+		deadline  time.Duration // of the caller's context; 0: none
+		cancelled bool          // the caller's context, cancelled before the call
+		handler   func(ctx context.Context) error
+		code      string // deadline_exceeded if empty
+		level     string
 	}{
 		{name: "caller's deadline passed", deadline: time.Millisecond, level: "DEBUG", handler: func(ctx context.Context) error {
 			<-ctx.Done()
@@ -413,6 +419,18 @@ func TestLoggingQuietStreamDeadline(t *testing.T) {
 		}},
 		{name: "handler's own DeadlineExceeded", deadline: time.Hour, level: "ERROR", handler: func(context.Context) error {
 			return connect.NewError(connect.CodeDeadlineExceeded, errors.New("the database did not answer"))
+		}},
+		{name: "caller cancelled", cancelled: true, code: "canceled", level: "DEBUG", handler: func(ctx context.Context) error {
+			<-ctx.Done()
+			return ctx.Err()
+		}},
+		{name: "context cancelled inside the chain", code: "canceled", level: "WARN", handler: func(ctx context.Context) error {
+			ctx, cancel := context.WithCancel(ctx)
+			cancel()
+			return ctx.Err()
+		}},
+		{name: "handler's own Canceled", code: "canceled", level: "WARN", handler: func(context.Context) error {
+			return connect.NewError(connect.CodeCanceled, errors.New("the job was withdrawn"))
 		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -429,9 +447,15 @@ func TestLoggingQuietStreamDeadline(t *testing.T) {
 				ctx, cancel = context.WithTimeout(ctx, tc.deadline)
 				defer cancel()
 			}
+			if tc.cancelled {
+				var cancel context.CancelFunc
+				ctx, cancel = context.WithCancel(ctx)
+				cancel()
+			}
+			code := cmp.Or(tc.code, "deadline_exceeded")
 			conn := &streamConn{spec: connect.Spec{Procedure: procedure, StreamType: connect.StreamTypeServer}}
 			_ = handler(ctx, conn) // tc.handler's error, which the line shows
-			lines := logs.matching(t, map[string]any{"msg": "rpc", "procedure": procedure, "code": "deadline_exceeded"})
+			lines := logs.matching(t, map[string]any{"msg": "rpc", "procedure": procedure, "code": code})
 			if len(lines) != 1 || lines[0]["level"] != tc.level {
 				t.Errorf("lines %v, want one at %s", lines, tc.level)
 			}
