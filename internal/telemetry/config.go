@@ -52,6 +52,11 @@ type Config struct {
 	// percent-encoded. Default none; service.version given here replaces
 	// the one [New] takes from the binary's build info.
 	ResourceAttributes string
+
+	// tlsVariables are the names of the OTLP exporters' TLS variables that
+	// are set (tlsEnv), which the exporters read themselves, for New's
+	// error when the endpoint is cleartext.
+	tlsVariables []string
 }
 
 // The environment variables, by field.
@@ -68,6 +73,14 @@ const (
 	envServiceName        = "OTEL_SERVICE_NAME"
 	envResourceAttributes = "OTEL_RESOURCE_ATTRIBUTES"
 )
+
+// tlsEnv are the variables from which the OTLP exporters read a TLS client
+// configuration (a CA and a client certificate and key).
+var tlsEnv = []string{
+	"OTEL_EXPORTER_OTLP_CERTIFICATE", "OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE",
+	"OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE", "OTEL_EXPORTER_OTLP_CLIENT_KEY",
+	"OTEL_EXPORTER_OTLP_TRACES_CLIENT_CERTIFICATE", "OTEL_EXPORTER_OTLP_TRACES_CLIENT_KEY",
+}
 
 const (
 	protocolHTTP = "http/protobuf"
@@ -91,6 +104,11 @@ func ConfigFromEnv(getenv func(string) string) (Config, error) {
 	}
 	if cfg.Protocol == "" {
 		cfg.Protocol = getenv(envProtocol)
+	}
+	for _, name := range tlsEnv {
+		if strings.TrimSpace(getenv(name)) != "" { // as the exporters read it
+			cfg.tlsVariables = append(cfg.tlsVariables, name)
+		}
 	}
 	return cfg, cfg.Validate()
 }
@@ -180,6 +198,33 @@ func (c Config) endpoint() (string, error) {
 		return base, nil
 	}
 	return strings.TrimRight(base, "/") + "/v1/traces", nil
+}
+
+// cleartextWithTLS is the OTLP/HTTP exporter's error for a TLS client
+// configuration (one of tlsEnv) with an http:// endpoint, which names no
+// variable; it has no exported sentinel to compare with.
+const cleartextWithTLS = "insecure HTTP endpoint cannot use TLS client configuration"
+
+// cleartextError rewrites err, the OTLP/HTTP exporter's, when it is
+// cleartextWithTLS, to name the TLS variables set and where the http://
+// endpoint comes from, the default included.
+func (c Config) cleartextError(err error) error {
+	if !strings.Contains(err.Error(), cleartextWithTLS) || len(c.tlsVariables) == 0 {
+		return err
+	}
+	var endpoint string
+	switch {
+	case c.Endpoint != "":
+		endpoint = envEndpoint + " is an http:// URL"
+	case c.BaseEndpoint != "":
+		endpoint = envBaseEndpoint + " is an http:// URL"
+	default:
+		endpoint = fmt.Sprintf("neither %s nor %s is set, so spans go to the default %s, cleartext HTTP",
+			envBaseEndpoint, envEndpoint, defaultBaseEndpointHTTP)
+	}
+	names := strings.Join(c.tlsVariables, " and ")
+	return fmt.Errorf("%s set (a TLS client configuration), but %s, which cannot use TLS: set an https:// endpoint, or unset %s: %w",
+		names, endpoint, names, err)
 }
 
 func checkURL(raw string) error {

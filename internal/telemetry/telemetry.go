@@ -145,7 +145,11 @@ func newExporter(ctx context.Context, name string, cfg Config, o options) (sdktr
 	if protocol == protocolGRPC {
 		return otlptracegrpc.New(ctx, otlptracegrpc.WithEndpointURL(endpoint))
 	}
-	return otlptracehttp.New(ctx, otlptracehttp.WithEndpointURL(endpoint))
+	exp, err := otlptracehttp.New(ctx, otlptracehttp.WithEndpointURL(endpoint))
+	if err != nil {
+		return nil, cfg.cleartextError(err)
+	}
+	return exp, nil
 }
 
 // loggedExporter logs the batches its exporter fails to send, and reports

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -21,6 +22,8 @@ import (
 	coltracepb "go.opentelemetry.io/proto/otlp/collector/trace/v1"
 	"google.golang.org/grpc"
 	"google.golang.org/protobuf/proto"
+
+	"github.com/connectkit/connectkit/internal/testcert"
 )
 
 func env(vars map[string]string) func(string) string {
@@ -434,5 +437,64 @@ func TestExportFailureLineIsBounded(t *testing.T) {
 		len(line.Err) > maxExportErrorBytes+100 || !strings.Contains(line.Err, "bytes left out") {
 		t.Errorf("line of %d bytes, want at most %d, naming the 404 and what it left out: %.300s",
 			len(line.Err), maxExportErrorBytes+100, line.Err)
+	}
+}
+
+// TestCertificateWithCleartextEndpoint: a TLS variable of the OTLP
+// exporters (OTEL_EXPORTER_OTLP_CERTIFICATE) with an http:// endpoint, the
+// default one included, fails New with an error that names the variables,
+// where the exporter's own ("insecure HTTP endpoint cannot use TLS client
+// configuration") named none. Not parallel: the exporter reads the
+// certificate's variable from the process environment.
+func TestCertificateWithCleartextEndpoint(t *testing.T) {
+	ca, err := testcert.New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	caFile, err := ca.WriteCA(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("OTEL_EXPORTER_OTLP_CERTIFICATE", caFile)
+	for _, tc := range []struct {
+		name string
+		vars map[string]string
+		want []string // in the error; none for no error
+	}{
+		{name: "no endpoint", want: []string{
+			"OTEL_EXPORTER_OTLP_CERTIFICATE set",
+			"neither OTEL_EXPORTER_OTLP_ENDPOINT nor OTEL_EXPORTER_OTLP_TRACES_ENDPOINT is set, so spans go to the default http://localhost:4318",
+		}},
+		{name: "http base endpoint", vars: map[string]string{"OTEL_EXPORTER_OTLP_ENDPOINT": "http://collector:4318"},
+			want: []string{"OTEL_EXPORTER_OTLP_CERTIFICATE set", "OTEL_EXPORTER_OTLP_ENDPOINT is an http:// URL"}},
+		{name: "http traces endpoint", vars: map[string]string{"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "http://collector:4318/v1/traces"},
+			want: []string{"OTEL_EXPORTER_OTLP_CERTIFICATE set", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT is an http:// URL"}},
+		{name: "https endpoint", vars: map[string]string{"OTEL_EXPORTER_OTLP_ENDPOINT": "https://collector:4318"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			vars := map[string]string{"OTEL_TRACES_EXPORTER": "otlp", "OTEL_EXPORTER_OTLP_CERTIFICATE": caFile}
+			maps.Copy(vars, tc.vars)
+			cfg, err := ConfigFromEnv(env(vars))
+			if err != nil {
+				t.Fatal(err)
+			}
+			p, err := New(t.Context(), cfg)
+			if len(tc.want) == 0 {
+				if err != nil {
+					t.Fatalf("New = %v, want no error", err)
+				}
+				_ = p.Shutdown(t.Context())
+				return
+			}
+			if err == nil {
+				_ = p.Shutdown(t.Context())
+				t.Fatal("New succeeded, want an error")
+			}
+			for _, want := range tc.want {
+				if !strings.Contains(err.Error(), want) {
+					t.Errorf("New = %v, want it to say %q", err, want)
+				}
+			}
+		})
 	}
 }
