@@ -121,7 +121,11 @@ func (rt *routes) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // its status and the start of an error's body: connect writes a Connect
 // unary error's code there, and a stream's in its last message, in no
 // header. An HTTP/1.x connection has one
-// for its requests in turn; an HTTP/2 request takes one from a pool.
+// for its requests in turn; an HTTP/2 request takes one from a pool. The
+// handler writes through the ResponseWriter that its Reset returns, one a
+// call, which its Release ends: a write that a handler's goroutine makes
+// after the handler returned fails there, where the reused writer would
+// have put it in the next call's response.
 func (rt *routes) serve(w http.ResponseWriter, r *http.Request, c *connctx.State) {
 	h, pattern := rt.service(r)
 	if h == nil {
@@ -137,8 +141,7 @@ func (rt *routes) serve(w http.ResponseWriter, r *http.Request, c *connctx.State
 		var answer *respstatus.Writer
 		if ok, stream := connectCall(r); ok {
 			answer = c.Answer()
-			answer.Reset(w, stream)
-			h.ServeHTTP(answer, r)
+			h.ServeHTTP(answer.Reset(w, stream), r)
 			answer.Release()
 		} else {
 			h.ServeHTTP(w, r)
@@ -161,8 +164,7 @@ func (rt *routes) serve(w http.ResponseWriter, r *http.Request, c *connctx.State
 		return
 	}
 	answer := rt.answers.Get().(*respstatus.Writer)
-	answer.Reset(w, stream)
-	h.ServeHTTP(answer, r)
+	h.ServeHTTP(answer.Reset(w, stream), r)
 	answer.Release()
 	if !answeredByChain(w.Header()) {
 		rt.rejected.observe(w.Header(), r, answer)

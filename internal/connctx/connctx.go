@@ -58,9 +58,11 @@ type State struct {
 // call: kit wraps in it the ResponseWriter of an HTTP/1.x request that may
 // be a Connect unary call, to read back the status of one that never
 // reached the chain. One for the connection, reused by each request in
-// turn (net/http forbids the use of a ResponseWriter once its handler
-// returned), so that the wrapping allocates nothing per call. Only the
-// goroutine that serves the connection's requests may use it.
+// turn, whose handler writes through the small ResponseWriter of its own
+// that [respstatus.Writer.Reset] returns (a write after its handler
+// returned, which net/http forbids, so fails and never reaches the next
+// request's response). Only the goroutine that serves the connection's
+// requests may use it.
 func (s *State) Answer() *respstatus.Writer {
 	if s.answer == nil {
 		s.answer = new(respstatus.Writer)

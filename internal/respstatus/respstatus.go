@@ -9,7 +9,9 @@
 package respstatus
 
 import (
+	"errors"
 	"net/http"
+	"sync/atomic"
 	"time"
 )
 
@@ -22,11 +24,15 @@ const Kept = 512
 // records the first final status written (200 for a body without one) and
 // the first [Kept] bytes of the body when that status is 400 or above, or,
 // for a Connect stream, when the body starts with the message that ends
-// the stream. Its zero value wraps nothing: call [Writer.Reset] first. It
-// is reused: a handler may not use it once it returned, as net/http has
-// it.
+// the stream. Its zero value wraps nothing: call [Writer.Reset] first, and
+// give the handler the ResponseWriter it returns. It is reused, call after
+// call: each call's handler writes through a ResponseWriter of its own,
+// which [Writer.Release] ends, so that a write the handler's goroutines
+// make after it returned (which net/http forbids) fails there and never
+// reaches the call that uses the Writer next.
 type Writer struct {
 	w      http.ResponseWriter
+	call   *call // the ResponseWriter of the call under way, nil once released
 	status int
 	stream bool // a Connect stream's response: see Reset
 	seen   bool // the body's first byte was written
@@ -43,13 +49,27 @@ const endStreamFlag = 0x02
 // Connect stream's: a body whose first message ends the stream (its
 // envelope's first byte has the flag 0x02, as the only message of a
 // stream that connect refused has) is kept too, whatever its status.
-func (w *Writer) Reset(rw http.ResponseWriter, stream bool) {
+// It returns the ResponseWriter that the call's handler is to write
+// through, which passes everything to w until [Writer.Release] (one small
+// allocation a call).
+func (w *Writer) Reset(rw http.ResponseWriter, stream bool) http.ResponseWriter {
 	w.w, w.status, w.stream, w.seen, w.keep, w.n = rw, 0, stream, false, false, 0
+	w.call = &call{}
+	w.call.w.Store(w)
+	return w.call
 }
 
 // Release drops the wrapped writer, so that a Writer kept for reuse holds
-// no response; what was recorded stays.
-func (w *Writer) Release() { w.w = nil }
+// no response, and ends the ResponseWriter that Reset returned: from then
+// on its writes fail with [ErrHandlerReturned] and reach no response.
+// What was recorded stays.
+func (w *Writer) Release() {
+	if w.call != nil {
+		w.call.w.Store(nil)
+		w.call = nil
+	}
+	w.w = nil
+}
 
 // Status is the final status written, or 0 for none yet.
 func (w *Writer) Status() int { return w.status }
@@ -108,3 +128,74 @@ func (w *Writer) SetWriteDeadline(t time.Time) error {
 
 // Unwrap returns the wrapped writer, for [http.ResponseController].
 func (w *Writer) Unwrap() http.ResponseWriter { return w.w }
+
+// ErrHandlerReturned is the error of a write through a call's
+// ResponseWriter (see [Writer.Reset]) once the call's handler returned.
+var ErrHandlerReturned = errors.New("respstatus: the ResponseWriter was used after its handler returned")
+
+// call is the ResponseWriter of one call served through a [Writer]: it
+// passes everything to the Writer until [Writer.Release], and nothing
+// after, when the Writer may record another call.
+type call struct {
+	w atomic.Pointer[Writer]
+}
+
+// Header implements [http.ResponseWriter]. Once released, it returns a
+// header of its own that nothing reads.
+func (c *call) Header() http.Header {
+	if w := c.w.Load(); w != nil {
+		return w.Header()
+	}
+	return http.Header{}
+}
+
+// WriteHeader implements [http.ResponseWriter]; once released, it does
+// nothing.
+func (c *call) WriteHeader(status int) {
+	if w := c.w.Load(); w != nil {
+		w.WriteHeader(status)
+	}
+}
+
+// Write implements [http.ResponseWriter]; once released, it fails with
+// [ErrHandlerReturned].
+func (c *call) Write(p []byte) (int, error) {
+	if w := c.w.Load(); w != nil {
+		return w.Write(p)
+	}
+	return 0, ErrHandlerReturned
+}
+
+// Flush implements [http.Flusher]; once released, it does nothing.
+func (c *call) Flush() {
+	if w := c.w.Load(); w != nil {
+		w.Flush()
+	}
+}
+
+// SetReadDeadline is [Writer.SetReadDeadline]; once released, it fails
+// with [ErrHandlerReturned].
+func (c *call) SetReadDeadline(t time.Time) error {
+	if w := c.w.Load(); w != nil {
+		return w.SetReadDeadline(t)
+	}
+	return ErrHandlerReturned
+}
+
+// SetWriteDeadline is [Writer.SetWriteDeadline]; once released, it fails
+// with [ErrHandlerReturned].
+func (c *call) SetWriteDeadline(t time.Time) error {
+	if w := c.w.Load(); w != nil {
+		return w.SetWriteDeadline(t)
+	}
+	return ErrHandlerReturned
+}
+
+// Unwrap returns the wrapped writer, for [http.ResponseController]; once
+// released, nil, which a ResponseController does not support.
+func (c *call) Unwrap() http.ResponseWriter {
+	if w := c.w.Load(); w != nil {
+		return w.w
+	}
+	return nil
+}

@@ -1,10 +1,12 @@
 package respstatus_test
 
 import (
+	"errors"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/connectkit/connectkit/internal/respstatus"
 )
@@ -61,5 +63,35 @@ func TestWriterKeepsTheEndOfAStream(t *testing.T) {
 	_, _ = w.Write([]byte{0x02, 0, 0, 0, 2})
 	if len(w.Body()) != 0 {
 		t.Errorf("Body() = %q of a unary 200, want nothing kept", w.Body())
+	}
+}
+
+// The ResponseWriter that Reset returns ends with Release: a write through
+// it after its handler returned fails and reaches neither the response it
+// wrapped nor the one the Writer wraps next, nor what the Writer records.
+func TestWriterCallEndsWithRelease(t *testing.T) {
+	t.Parallel()
+	var w respstatus.Writer
+	first := httptest.NewRecorder()
+	late := w.Reset(first, false)
+	_, _ = late.Write([]byte("one"))
+	w.Release()
+	next := httptest.NewRecorder()
+	current := w.Reset(next, false)
+	current.WriteHeader(http.StatusBadRequest)
+	if _, err := late.Write([]byte("late")); !errors.Is(err, respstatus.ErrHandlerReturned) {
+		t.Errorf("late Write: %v, want ErrHandlerReturned", err)
+	}
+	late.WriteHeader(http.StatusTeapot)
+	late.Header().Set("Late", "1")
+	if err := http.NewResponseController(late).SetWriteDeadline(time.Now()); err == nil {
+		t.Error("late SetWriteDeadline succeeded")
+	}
+	_, _ = current.Write([]byte("two"))
+	if first.Body.String() != "one" || next.Body.String() != "two" || next.Code != http.StatusBadRequest || next.Header().Get("Late") != "" {
+		t.Errorf("responses %q and %d %q %v, want \"one\" and 400 \"two\"", first.Body, next.Code, next.Body, next.Header())
+	}
+	if w.Status() != http.StatusBadRequest || string(w.Body()) != "two" {
+		t.Errorf("recorded %d %q, want 400 \"two\"", w.Status(), w.Body())
 	}
 }
