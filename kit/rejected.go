@@ -2,7 +2,9 @@ package kit
 
 import (
 	"bytes"
+	"compress/gzip"
 	"encoding/json"
+	"io"
 	"log/slog"
 	"maps"
 	"net/http"
@@ -315,17 +317,32 @@ func grpcStatus(h http.Header) (code connect.Code, msg string, ok bool) {
 // body. connect writes a unary call's error as JSON, its code first, then
 // its message and details ({"code":"invalid_argument","message":…}), with
 // a status of 400 or above; and a stream's in the message that ends the
-// stream, uncompressed (flags 0x02), after its 5-byte envelope prefix
-// ({"error":{"code":…,"message":…},"metadata":…}), with a status of 200.
-// A message cut short by [respstatus.Kept] is left out; the code is what
-// counts.
+// stream (flags 0x02), after its 5-byte envelope prefix
+// ({"error":{"code":…,"message":…},"metadata":…}), with a status of 200;
+// gzipped (flags 0x03) when it is 1 KiB or more (kit's compressMinBytes)
+// and the client accepts gzip, as a refusal whose message quotes a long
+// header the client sent is. A message cut short by [respstatus.Kept] is
+// left out; the code is what counts.
 func connectStatus(h http.Header, status int, body []byte) (code connect.Code, msg string, ok bool) {
 	ct := header.Get(h, "Content-Type")
 	switch {
 	case status >= 400 && strings.HasPrefix(ct, "application/json"):
 		return connectError(json.NewDecoder(bytes.NewReader(body)))
-	case status == http.StatusOK && strings.HasPrefix(ct, "application/connect+") && len(body) > 5 && body[0] == 0x02:
-		dec := json.NewDecoder(bytes.NewReader(body[5:]))
+	case status == http.StatusOK && strings.HasPrefix(ct, "application/connect+") && len(body) > 5 && (body[0] == 0x02 || body[0] == 0x03):
+		var end io.Reader = bytes.NewReader(body[5:])
+		if body[0] == 0x03 {
+			if header.Get(h, "Connect-Content-Encoding") != gzipName {
+				return 0, "", false
+			}
+			gz, err := gzip.NewReader(end)
+			if err != nil {
+				return 0, "", false
+			}
+			// What the kept bytes inflate to, bounded: connect's
+			// message, not a client's.
+			end = io.LimitReader(gz, maxInflatedEnd)
+		}
+		dec := json.NewDecoder(end)
 		if t, err := dec.Token(); err != nil || t != json.Delim('{') {
 			return 0, "", false
 		}
@@ -336,6 +353,10 @@ func connectStatus(h http.Header, status int, body []byte) (code connect.Code, m
 	}
 	return 0, "", false
 }
+
+// maxInflatedEnd bounds what connectStatus inflates of a gzipped end of
+// stream: the first [respstatus.Kept] bytes of one hold far less.
+const maxInflatedEnd = 64 << 10
 
 // connectError reads a Connect error's JSON object from dec: its code and
 // its message, which come first.

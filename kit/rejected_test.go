@@ -108,6 +108,12 @@ func TestRejectedCallsAreObserved(t *testing.T) {
 		{name: "Connect stream with a malformed Connect-Timeout-Ms", path: countUpPath, body: "\x00\x00\x00\x00\x02{}",
 			header: []string{"Content-Type", "application/connect+json", "Connect-Timeout-Ms", "soon"}, protocol: "connect",
 			code: "InvalidArgument", errorHas: `parse timeout: strconv.ParseInt: parsing "soon"`},
+		// connect compresses an end of 1 KiB or more for a client that
+		// accepts gzip: its message quotes the client's timeout.
+		{name: "Connect stream with a long malformed Connect-Timeout-Ms, gzip accepted", path: countUpPath, body: "\x00\x00\x00\x00\x02{}",
+			header: []string{"Content-Type", "application/connect+json", "Connect-Timeout-Ms", strings.Repeat("1", 1100),
+				"Connect-Accept-Encoding", "gzip"}, protocol: "connect",
+			code: "InvalidArgument", errorHas: `parse timeout: "111`},
 		{name: "Connect client stream with an unknown compression", path: sumPath, body: "\x00\x00\x00\x00\x02{}",
 			header: []string{"Content-Type", "application/connect+proto", "Connect-Content-Encoding", "weird"}, protocol: "connect",
 			code: "Unimplemented", errorHas: `unknown compression "weird"`},
