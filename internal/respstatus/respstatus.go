@@ -173,6 +173,21 @@ func (c *call) Flush() {
 	}
 }
 
+// FlushError flushes the wrapped writer through an
+// [http.ResponseController] and returns its error (net/http's writers
+// report a connection or stream that is gone), which
+// ResponseController.Flush returns: [http.Flusher]'s Flush alone would
+// make it return nil. Once released, it fails with [ErrHandlerReturned].
+func (c *call) FlushError() error {
+	if w := c.w.Load(); w != nil {
+		if w.status == 0 {
+			w.status = http.StatusOK // as Flush writes the header
+		}
+		return http.NewResponseController(w.w).Flush()
+	}
+	return ErrHandlerReturned
+}
+
 // SetReadDeadline is [Writer.SetReadDeadline]; once released, it fails
 // with [ErrHandlerReturned].
 func (c *call) SetReadDeadline(t time.Time) error {

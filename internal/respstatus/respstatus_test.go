@@ -95,3 +95,26 @@ func TestWriterCallEndsWithRelease(t *testing.T) {
 		t.Errorf("recorded %d %q, want 400 \"two\"", w.Status(), w.Body())
 	}
 }
+
+// failingFlusher is a ResponseWriter whose flush fails, as net/http's do
+// once the client is gone.
+type failingFlusher struct{ *httptest.ResponseRecorder }
+
+var errGone = errors.New("client gone")
+
+func (failingFlusher) FlushError() error { return errGone }
+
+// http.ResponseController's Flush through the ResponseWriter that Reset
+// returns reports the wrapped writer's error, as it does on net/http's own.
+func TestWriterCallFlushReportsErrors(t *testing.T) {
+	t.Parallel()
+	var w respstatus.Writer
+	rw := w.Reset(failingFlusher{httptest.NewRecorder()}, false)
+	if err := http.NewResponseController(rw).Flush(); !errors.Is(err, errGone) {
+		t.Errorf("Flush = %v, want the wrapped writer's %v", err, errGone)
+	}
+	w.Release()
+	if err := http.NewResponseController(rw).Flush(); !errors.Is(err, respstatus.ErrHandlerReturned) {
+		t.Errorf("Flush once released = %v, want ErrHandlerReturned", err)
+	}
+}
