@@ -150,6 +150,7 @@ func newServer(cfg Config, opts []Option) (*Server, error) {
 	if s.unknown.calls, err = newUnknownCalls(s.registry); err != nil {
 		return s, err
 	}
+	s.unknown.rest.logger = s.logger
 	if s.rejected, err = newRejectedCalls(s.registry, s.logger); err != nil {
 		return s, err
 	}

@@ -6,11 +6,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"maps"
 	"math"
 	"mime"
 	"net/http"
 	"net/url"
+	"runtime/debug"
 	"slices"
 	"strconv"
 	"strings"
@@ -55,6 +57,9 @@ type restRoutes struct {
 	// chain (see [rejectedCalls.observeREST]); set with the routes',
 	// before the first route is served.
 	rejected *rejectedCalls
+	// logger logs a panic in the transcoding (see [restRoutes.recover]);
+	// set by New.
+	logger *slog.Logger
 }
 
 // add serves the routes of service, whose methods have some (see
@@ -223,7 +228,7 @@ func (rr *restRoutes) serve(w http.ResponseWriter, r *http.Request) bool {
 		}
 	}
 	rw := &restWriter{ResponseWriter: w, sent: r, capture: rr.rejected != nil, headAsGet: methods.headAsGet()}
-	t.ServeHTTP(rw, c)
+	rr.transcode(t, rw, c)
 	if rw.held {
 		rw.release()
 	}
@@ -231,6 +236,50 @@ func (rr *restRoutes) serve(w http.ResponseWriter, r *http.Request) bool {
 		rr.rejected.observeREST(w.Header(), c, r, rw.status, rw.errBody)
 	}
 	return true
+}
+
+// transcode serves c through t, and answers a panic in it (see
+// [restRoutes.recover]).
+func (rr *restRoutes) transcode(t *vanguard.Transcoder, rw *restWriter, c *http.Request) {
+	defer rr.recover(rw, c)
+	t.ServeHTTP(rw, c)
+}
+
+// recover answers a panic in vanguard's transcoding of c, which v0.4.0
+// has on requests a client may send (a query parameter of a repeated
+// google.protobuf.Timestamp or wrapper field, ?times=2020-01-01T00:00:00Z),
+// as 500 Internal, google.rpc.Status JSON whose message says nothing of
+// the panic, and logs it once, at error, with its value and stack, as
+// [interceptors.Recovery] answers and logs a handler's: left to net/http,
+// the panic closed the HTTP/1.1 connection without a response (or reset
+// the HTTP/2 stream) and went to the server's error log alone. A panic
+// after the response's header was written aborts the response
+// (http.ErrAbortHandler), which net/http does not log again;
+// http.ErrAbortHandler itself goes on to net/http.
+func (rr *restRoutes) recover(rw *restWriter, c *http.Request) {
+	p := recover()
+	if p == nil {
+		return
+	}
+	if err, ok := p.(error); ok && errors.Is(err, http.ErrAbortHandler) {
+		panic(p) //nolint:forbidigo // net/http's way to abort a response
+	}
+	if rr.logger != nil {
+		rr.logger.LogAttrs(c.Context(), slog.LevelError, "panic",
+			slog.String("method", rw.sent.Method),
+			slog.String("path", rw.sent.URL.Path),
+			slog.String("protocol", protocolREST),
+			slog.String("panic", fmt.Sprint(p)),
+			slog.String("stack", string(debug.Stack())))
+	}
+	if rw.status != 0 {
+		panic(http.ErrAbortHandler) //nolint:forbidigo // too late to answer
+	}
+	h := rw.Header()
+	h.Set("Content-Type", "application/json")
+	h.Del("Content-Length")
+	rw.WriteHeader(http.StatusInternalServerError)
+	_, _ = rw.Write([]byte(`{"code":13,"message":"internal error","details":[]}`))
 }
 
 // unescapeUnreserved returns path, escaped, with the escapes of unreserved

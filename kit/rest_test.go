@@ -839,3 +839,32 @@ func TestRESTInvalidUTF8(t *testing.T) {
 		}
 	}
 }
+
+// A panic in vanguard's transcoding, which v0.4.0 has on a query parameter
+// of a repeated well-known type (?times=2020-01-01T00:00:00Z, a repeated
+// google.protobuf.Timestamp: it makes a list of the field where it
+// unmarshals one message), is 500 Internal, google.rpc.Status JSON that
+// says nothing of the panic, logged once, and the connection serves the
+// next request: net/http closed the HTTP/1.1 connection without a
+// response, or reset the HTTP/2 stream.
+func TestRESTTranscodingPanicIsInternal(t *testing.T) {
+	t.Parallel()
+	s := newFuzzServer(t, kit.Config{})
+	for _, client := range []*http.Client{s.HTTP1Client(), s.HTTP2Client()} {
+		before := s.log.panicCount()
+		resp, body := restCall(t, client, http.MethodGet, s.URL+"/v1/things/7?times=2020-01-01T00:00:00Z", "", nil)
+		if resp.StatusCode != http.StatusInternalServerError || body != `{"code":13,"message":"internal error","details":[]}` {
+			t.Errorf("GET ?times= over %s = %d %s, want 500 Internal", resp.Proto, resp.StatusCode, body)
+		}
+		if ct := resp.Header.Get("Content-Type"); ct != "application/json" {
+			t.Errorf("GET ?times= over %s: Content-Type %q, want application/json", resp.Proto, ct)
+		}
+		if lines := s.log.panicsSince(before); len(lines) != 1 || !strings.Contains(lines[0], "stack=") {
+			t.Errorf("GET ?times= over %s logged %q, want one panic line with its stack", resp.Proto, lines)
+		}
+		resp, body = restCall(t, client, http.MethodGet, s.URL+"/v1/things/7", "", nil)
+		if resp.StatusCode != http.StatusOK {
+			t.Errorf("next GET over %s = %d %s, want 200", resp.Proto, resp.StatusCode, body)
+		}
+	}
+}

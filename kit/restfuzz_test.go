@@ -38,8 +38,9 @@ import (
 // have the shapes users give theirs: path variables (one of several
 // segments, one of a nested field), a body "*" and a body field, a route
 // without a body beside one with it, and a request message with nested,
-// repeated, enum, int64, uint64, bytes, double, bool, map and Timestamp
-// fields for the query and the body to fill. Registered once.
+// repeated, enum, int64, uint64, bytes, double, bool, map, Timestamp and
+// repeated Timestamp fields for the query and the body to fill. Registered
+// once.
 var thingsService = sync.OnceValues(func() (protoreflect.ServiceDescriptor, error) {
 	rule := func(r *annotations.HttpRule, idempotency descriptorpb.MethodOptions_IdempotencyLevel) *descriptorpb.MethodOptions {
 		o := &descriptorpb.MethodOptions{IdempotencyLevel: idempotency.Enum()}
@@ -99,6 +100,7 @@ var thingsService = sync.OnceValues(func() (protoreflect.ServiceDescriptor, erro
 					field("ratio", 9, descriptorpb.FieldDescriptorProto_TYPE_DOUBLE, opt, ""),
 					field("flag", 10, descriptorpb.FieldDescriptorProto_TYPE_BOOL, opt, ""),
 					field("big", 11, descriptorpb.FieldDescriptorProto_TYPE_UINT64, opt, ""),
+					field("times", 12, descriptorpb.FieldDescriptorProto_TYPE_MESSAGE, rep, ".google.protobuf.Timestamp"),
 				},
 				NestedType: []*descriptorpb.DescriptorProto{{
 					Name:    proto.String("LabelsEntry"),
