@@ -24,6 +24,7 @@ import (
 	"connectrpc.com/connect"
 	"connectrpc.com/vanguard"
 	"google.golang.org/genproto/googleapis/api/annotations"
+	"google.golang.org/genproto/googleapis/rpc/status"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
 )
@@ -677,6 +678,20 @@ func (c restJSON) Unmarshal(data []byte, msg proto.Message) error {
 // field of the request (`body: "field"`).
 func (c restJSON) UnmarshalField(data []byte, msg proto.Message, field protoreflect.FieldDescriptor) error {
 	return invalidArgument(c.JSONCodec.UnmarshalField(data, msg, field))
+}
+
+// MarshalAppend implements vanguard.Codec. A google.rpc.Status, the
+// error vanguard writes, whose message is not UTF-8 gets U+FFFD for the
+// bytes that are not: vanguard quotes a query parameter or path variable
+// that does not parse as it came ("unknown enum: \xff", "invalid
+// parameter \"number\" value for type \"int64\": \"\xff\""), and
+// answered {"code":13,"message":"failed to marshal end error"} when
+// protojson refused it, with the 400 it had set.
+func (c restJSON) MarshalAppend(b []byte, msg proto.Message) ([]byte, error) {
+	if st, ok := msg.(*status.Status); ok && !utf8.ValidString(st.GetMessage()) {
+		msg = &status.Status{Code: st.GetCode(), Message: strings.ToValidUTF8(st.GetMessage(), "\uFFFD"), Details: st.GetDetails()}
+	}
+	return c.JSONCodec.MarshalAppend(b, msg)
 }
 
 // invalidArgument returns err as InvalidArgument, its message made valid

@@ -15,6 +15,7 @@ import (
 	"sync"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
@@ -826,6 +827,9 @@ func TestRESTInvalidUTF8(t *testing.T) {
 		{http.MethodPost, "/v1/ping", `{"number":1,` + "\xff}"},
 		{http.MethodGet, "/v1/ping/7?text=%A7", ""},
 		{http.MethodGet, "/v1/ping/7?text=a%C3", ""},
+		// Vanguard quotes a value that does not parse in its error.
+		{http.MethodGet, "/v1/ping/%22%FF%22", ""},
+		{http.MethodGet, "/v1/ping/7?number=%22a%FF%22", ""},
 	} {
 		for _, client := range []*http.Client{s.HTTP1Client(), s.HTTP2Client()} {
 			resp, body := restCall(t, client, tc.method, s.URL+tc.path, tc.body, nil)
@@ -833,7 +837,7 @@ func TestRESTInvalidUTF8(t *testing.T) {
 				Code    int
 				Message string
 			}
-			if err := json.Unmarshal([]byte(body), &status); err != nil || resp.StatusCode != http.StatusBadRequest || status.Code != 3 || status.Message == "" {
+			if err := json.Unmarshal([]byte(body), &status); err != nil || resp.StatusCode != http.StatusBadRequest || status.Code != 3 || status.Message == "" || !utf8.ValidString(body) {
 				t.Errorf("%s %s %q over %s = %d %s, want 400 InvalidArgument with a message", tc.method, tc.path, tc.body, resp.Proto, resp.StatusCode, body)
 			}
 		}
