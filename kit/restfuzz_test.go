@@ -615,7 +615,7 @@ func (s *fuzzServer) checkCounted(t *testing.T, what string, before counted, res
 	t.Helper()
 	want := kitCall(res, body)
 	after := s.counted(t)
-	for deadline := time.Now().Add(10 * time.Second); want && after.handled+after.rejected+after.unknown == before.handled+before.rejected+before.unknown && time.Now().Before(deadline); {
+	for deadline := time.Now().Add(time.Minute); want && after.handled+after.rejected+after.unknown == before.handled+before.rejected+before.unknown && time.Now().Before(deadline); {
 		time.Sleep(time.Millisecond)
 		after = s.counted(t)
 	}
