@@ -135,7 +135,7 @@ var thingsService = sync.OnceValues(func() (protoreflect.ServiceDescriptor, erro
 	if err != nil {
 		return nil, err
 	}
-	if err := protoregistry.GlobalFiles.RegisterFile(fd); err != nil {
+	if err := registerFile(fd); err != nil {
 		return nil, err
 	}
 	return fd.Services().Get(0), nil
