@@ -482,6 +482,13 @@ func FuzzRESTRoute(f *testing.F) {
 	}
 	servers := newFuzzServers(f)
 	f.Fuzz(func(t *testing.T, mode, route uint8, vars, query string, body []byte) {
+		if repeatedTimestampInQuery(query) {
+			// Known: vanguard v0.4.0 panics setting a repeated well-known
+			// type from a query parameter; kit answers 500 Internal
+			// (TestRESTTranscodingPanicIsInternal). Skipped so that the
+			// fuzzer looks for what is not known yet.
+			t.Skip("repeated Timestamp in the query: vanguard v0.4.0 panics")
+		}
 		r := thingsRoutes[int(route)%len(thingsRoutes)]
 		path := r.path
 		for v := range strings.SplitSeq(vars, "|") {
@@ -807,4 +814,20 @@ func checkAnswer(t *testing.T, what, serverURL, input string, res *http.Response
 	default:
 		t.Fatalf("%s: %d with Content-Type %q: %s", what, res.StatusCode, ct, body)
 	}
+}
+
+// repeatedTimestampInQuery reports whether query sets the fuzz schema's
+// repeated Timestamp, times, or a field of it, by any spelling vanguard
+// reads as that name.
+func repeatedTimestampInQuery(query string) bool {
+	for _, kv := range strings.Split(query, "&") {
+		name, _, _ := strings.Cut(kv, "=")
+		if n, err := url.QueryUnescape(name); err == nil {
+			name = n
+		}
+		if name == "times" || strings.HasPrefix(name, "times.") {
+			return true
+		}
+	}
+	return false
 }
