@@ -262,7 +262,17 @@ func TestPublishesPastTheReconnectBuffer(t *testing.T) {
 	dir := t.TempDir()
 	srv := startTestServer(t, &server.Options{StoreDir: dir})
 	port := srv.Addr().(*net.TCPAddr).Port
-	b := newTestBroker(t, Config{URL: srv.ClientURL()}, WithNATSOptions(nats.ReconnectWait(20*time.Millisecond), nats.ReconnectBufSize(4096)))
+	// The broker's disconnected handler fails the publishes awaiting their
+	// ack when it runs, and nats.go runs it on a goroutine of its own: the
+	// publishes below must come after it, or it may fail some of them.
+	handled := make(chan struct{}, 1)
+	onDisconnect := nats.DisconnectErrHandler(func(*nats.Conn, error) {
+		select {
+		case handled <- struct{}{}:
+		default:
+		}
+	})
+	b := newTestBroker(t, Config{URL: srv.ClientURL()}, WithNATSOptions(nats.ReconnectWait(20*time.Millisecond), nats.ReconnectBufSize(4096), onDisconnect))
 	publish := func() (pubsub.Confirmation, error) {
 		return b.Publish(t.Context(), &pubsub.Message{Topic: "buffered", Header: http.Header{}, Data: make([]byte, 200)})
 	}
@@ -272,6 +282,11 @@ func TestPublishesPastTheReconnectBuffer(t *testing.T) {
 	srv.Shutdown()
 	srv.WaitForShutdown()
 	pubsubtest.WaitFor(t, "the connection to drop", b.nc.IsReconnecting)
+	select {
+	case <-handled:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the disconnected handler did not run within 10s")
+	}
 	var confs []pubsub.Confirmation
 	refused := 0
 	for range 50 {
