@@ -182,7 +182,9 @@ func (s *Server) withCORS(h http.Handler) http.Handler {
 // answers such a preflight without any Access-Control-Allow-* header, as if
 // a header were not allowed. curl users and some proxies send such lists.
 // The names allowed are still rs/cors's to decide, and its answer's
-// Access-Control-Allow-Headers is the normalised list.
+// Access-Control-Allow-Headers is the normalised list. Only ASCII letters
+// are lower-cased: Unicode's lower case of KELVIN SIGN is "k", which would
+// make a name no browser sends ("x-api-\u212aey") an allowed one.
 func normalizeRequestHeaders(h http.Header) {
 	lines, ok := h["Access-Control-Request-Headers"]
 	if !ok {
@@ -191,13 +193,25 @@ func normalizeRequestHeaders(h http.Header) {
 	var names []string
 	for _, line := range lines {
 		for name := range strings.SplitSeq(line, ",") {
-			if name = strings.ToLower(strings.Trim(name, " \t")); name != "" {
+			if name = asciiLower(strings.Trim(name, " \t")); name != "" {
 				names = append(names, name)
 			}
 		}
 	}
 	slices.Sort(names)
 	h["Access-Control-Request-Headers"] = []string{strings.Join(slices.Compact(names), ",")}
+}
+
+// asciiLower returns s with its ASCII upper-case letters lower-cased and
+// every other byte as it was.
+func asciiLower(s string) string {
+	b := []byte(s)
+	for i, c := range b {
+		if 'A' <= c && c <= 'Z' {
+			b[i] = c + ('a' - 'A')
+		}
+	}
+	return string(b)
 }
 
 // serving counts every request's handler in wg while it runs (see

@@ -268,3 +268,29 @@ func TestCORSPreflightHeaderListForms(t *testing.T) {
 		})
 	}
 }
+
+// TestCORSPreflightNonASCIIHeaderName: a preflight listing a name that is
+// not ASCII is refused even where Unicode lower-casing makes it an allowed
+// name ("x-api-\u212aey", KELVIN SIGN, lower-cases to "x-api-key"): no
+// browser sends such a name, and the request that follows would carry the
+// name as listed, not the one allowed.
+func TestCORSPreflightNonASCIIHeaderName(t *testing.T) {
+	t.Parallel()
+	const origin = "http://localhost:3000"
+	srv := newPingServer(t, kit.Config{CORSAllowedOrigins: []string{origin}, CORSAllowedHeaders: []string{"X-Api-Key"}}, nil)
+	for _, list := range []string{"x-api-key", "x-api-\u212aey"} {
+		req, _ := http.NewRequest(http.MethodOptions, srv.URL+pingPath, nil)
+		req.Header.Set("Origin", origin)
+		req.Header.Set("Access-Control-Request-Method", "POST")
+		req.Header.Set("Access-Control-Request-Headers", list)
+		res, err := srv.HTTP1Client().Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res.Body.Close()
+		got := res.Header.Get("Access-Control-Allow-Headers")
+		if want := map[bool]string{true: "x-api-key", false: ""}[list == "x-api-key"]; got != want {
+			t.Errorf("preflight with %q: Access-Control-Allow-Headers %q, want %q", list, got, want)
+		}
+	}
+}
