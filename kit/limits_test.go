@@ -131,16 +131,7 @@ func TestCORSOwnHeaders(t *testing.T) {
 		HTTP1Client() *http.Client
 	}, url, headers string) http.Header {
 		t.Helper()
-		req, _ := http.NewRequest(http.MethodOptions, url+pingPath, nil)
-		req.Header.Set("Origin", origin)
-		req.Header.Set("Access-Control-Request-Method", "POST")
-		req.Header.Set("Access-Control-Request-Headers", headers)
-		res, err := srv.HTTP1Client().Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		res.Body.Close()
-		return res.Header
+		return preflightHeaders(t, srv.HTTP1Client(), url, origin, headers)
 	}
 	const withKey = "connect-protocol-version,content-type,x-api-key"
 
@@ -279,16 +270,7 @@ func TestCORSPreflightNonASCIIHeaderName(t *testing.T) {
 	const origin = "http://localhost:3000"
 	srv := newPingServer(t, kit.Config{CORSAllowedOrigins: []string{origin}, CORSAllowedHeaders: []string{"X-Api-Key"}}, nil)
 	for _, list := range []string{"x-api-key", "x-api-\u212aey"} {
-		req, _ := http.NewRequest(http.MethodOptions, srv.URL+pingPath, nil)
-		req.Header.Set("Origin", origin)
-		req.Header.Set("Access-Control-Request-Method", "POST")
-		req.Header.Set("Access-Control-Request-Headers", list)
-		res, err := srv.HTTP1Client().Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		res.Body.Close()
-		got := res.Header.Get("Access-Control-Allow-Headers")
+		got := preflightHeaders(t, srv.HTTP1Client(), srv.URL, origin, list).Get("Access-Control-Allow-Headers")
 		if want := map[bool]string{true: "x-api-key", false: ""}[list == "x-api-key"]; got != want {
 			t.Errorf("preflight with %q: Access-Control-Allow-Headers %q, want %q", list, got, want)
 		}
@@ -318,18 +300,27 @@ func TestCORSPreflightLongHeaderListAsSent(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			req, _ := http.NewRequest(http.MethodOptions, srv.URL+pingPath, nil)
-			req.Header.Set("Origin", origin)
-			req.Header.Set("Access-Control-Request-Method", "POST")
-			req.Header.Set("Access-Control-Request-Headers", tc.list)
-			res, err := srv.HTTP1Client().Do(req)
-			if err != nil {
-				t.Fatal(err)
-			}
-			res.Body.Close()
-			if got := res.Header.Get("Access-Control-Allow-Headers"); got != tc.want {
+			got := preflightHeaders(t, srv.HTTP1Client(), srv.URL, origin, tc.list).Get("Access-Control-Allow-Headers")
+			if got != tc.want {
 				t.Errorf("preflight with a %d-byte list: Access-Control-Allow-Headers %.60q, want %.60q", len(tc.list), got, tc.want)
 			}
 		})
 	}
+}
+
+// preflightHeaders sends a CORS preflight for a POST to pingPath at url from
+// origin, listing lines as its Access-Control-Request-Headers (each a header
+// line), and returns the response's header.
+func preflightHeaders(tb testing.TB, client *http.Client, url, origin string, lines ...string) http.Header {
+	tb.Helper()
+	req, _ := http.NewRequest(http.MethodOptions, url+pingPath, nil)
+	req.Header.Set("Origin", origin)
+	req.Header.Set("Access-Control-Request-Method", "POST")
+	req.Header["Access-Control-Request-Headers"] = lines
+	res, err := client.Do(req)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	res.Body.Close()
+	return res.Header
 }
