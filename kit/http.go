@@ -218,8 +218,11 @@ func normalizeRequestHeaders(h http.Header) {
 const maxNormalizedRequestHeaders = 4 << 10
 
 // asciiLower returns s with its ASCII upper-case letters lower-cased and
-// every other byte as it was.
+// every other byte as it was; s itself when it has none.
 func asciiLower(s string) string {
+	if !strings.ContainsFunc(s, func(r rune) bool { return 'A' <= r && r <= 'Z' }) {
+		return s // as browsers send it: no copy
+	}
 	b := []byte(s)
 	for i, c := range b {
 		if 'A' <= c && c <= 'Z' {
