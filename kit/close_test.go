@@ -284,3 +284,59 @@ func tracedClientServer(t *testing.T, collector http.Handler, opts ...kit.Option
 	}
 	return srv
 }
+
+// TestShutdownSaysWhetherTracesFlushed: Run's shutdown logs "flushed
+// traces" only when the last flush sent its spans; when the collector
+// refused them, "traces not flushed" at warn with how many, where it
+// claimed them flushed after their error line. Not parallel: it sets the
+// environment.
+func TestShutdownSaysWhetherTracesFlushed(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		status   int
+		want     string
+		wantSpan bool
+	}{
+		{"collector takes them", http.StatusOK, "flushed traces", false},
+		{"collector refuses them", http.StatusBadRequest, "traces not flushed", true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			otlp := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				w.WriteHeader(tc.status)
+			}))
+			t.Cleanup(otlp.Close)
+			t.Setenv("OTEL_TRACES_EXPORTER", "otlp")
+			t.Setenv("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf")
+			t.Setenv("OTEL_EXPORTER_OTLP_ENDPOINT", otlp.URL)
+			var logs syncBuffer
+			srv, err := kit.New(kit.Config{Addr: "127.0.0.1:0", AdminAddr: kit.AdminOff},
+				kit.WithLogger(slog.New(slog.NewJSONHandler(&logs, nil))))
+			if err != nil {
+				t.Fatal(err)
+			}
+			srv.Mount(pingv1connect.NewPingServiceHandler(&pingServer{}, srv.HandlerOptions()...))
+			if err := srv.Listen(); err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithCancel(t.Context())
+			done := make(chan error, 1)
+			go func() { done <- srv.Run(ctx) }()
+			client := pingv1connect.NewPingServiceClient(http.DefaultClient, "http://"+srv.Addr().String())
+			if _, err := client.Ping(t.Context(), connect.NewRequest(&pingv1.PingRequest{Number: 1})); err != nil {
+				t.Fatal(err)
+			}
+			cancel()
+			if err := <-done; err != nil {
+				t.Fatal(err)
+			}
+			lines := logLines(t, &logs, tc.want)
+			other := map[string]string{"flushed traces": "traces not flushed", "traces not flushed": "flushed traces"}[tc.want]
+			if len(lines) != 1 || len(logLines(t, &logs, other)) != 0 {
+				t.Fatalf("want one %q line and no %q line\nlogs:\n%s", tc.want, other, logs.String())
+			}
+			if spans, ok := lines[0]["spans"].(float64); ok != tc.wantSpan || tc.wantSpan && (spans < 1 || lines[0]["level"] != "WARN") {
+				t.Errorf("line %v: want spans (%v) at WARN when the flush failed", lines[0], tc.wantSpan)
+			}
+		})
+	}
+}

@@ -187,10 +187,17 @@ func (s *Server) shutdown(cause error) error {
 	ctx, cancel = atLeastGrace(ctx)
 	defer cancel()
 	step = time.Now()
+	unsent := s.telemetry.Unsent()
 	if err := s.telemetry.Shutdown(ctx); err != nil {
 		errs = append(errs, fmt.Errorf("kit: flushing traces: %w", err))
 	}
-	s.logger.Info("flushed traces", "duration", time.Since(step))
+	if lost := s.telemetry.Unsent() - unsent; lost > 0 {
+		// Each failed batch has its error line; this one says the flush
+		// did not do what "flushed traces" would claim.
+		s.logger.Warn("traces not flushed", "duration", time.Since(step), "spans", lost)
+	} else {
+		s.logger.Info("flushed traces", "duration", time.Since(step))
+	}
 	if s.admin != nil {
 		// Last, so that metrics and probes answered during the drain.
 		step = time.Now()

@@ -18,6 +18,7 @@ import (
 	"runtime/debug"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"unicode/utf8"
 
 	"go.opentelemetry.io/otel/attribute"
@@ -40,6 +41,7 @@ type Provider struct {
 	propagator     propagation.TextMapPropagator
 	shutdown       func(context.Context) error
 	exporting      bool
+	unsent         atomic.Int64 // spans of the batches the exporter failed to send
 }
 
 // TracerProvider returns the provider of spans. When no exporter is set up
@@ -57,6 +59,11 @@ func (p *Provider) Exporting() bool { return p.exporting }
 // Shutdown sends the spans not yet exported and stops the exporters; call
 // it once, when the process stops, with a deadline.
 func (p *Provider) Shutdown(ctx context.Context) error { return p.shutdown(ctx) }
+
+// Unsent returns how many spans the exporter has failed to send since the
+// provider was made (each batch logged as it failed): the difference over
+// [Provider.Shutdown] is what the last flush lost.
+func (p *Provider) Unsent() int64 { return p.unsent.Load() }
 
 // Option configures [New].
 type Option interface{ apply(o *options) }
@@ -127,7 +134,7 @@ func New(ctx context.Context, cfg Config, opts ...Option) (*Provider, error) {
 			return nil, fmt.Errorf("failed to create the %s trace exporter: %w", name, err)
 		}
 		if o.logger != nil {
-			exp = loggedExporter{SpanExporter: exp, logger: o.logger, name: name}
+			exp = loggedExporter{SpanExporter: exp, logger: o.logger, name: name, unsent: &p.unsent}
 		}
 		tpOpts = append(tpOpts, sdktrace.WithBatcher(exp))
 	}
@@ -159,11 +166,13 @@ type loggedExporter struct {
 	sdktrace.SpanExporter
 	logger *slog.Logger
 	name   string // of the exporter: otlp, console
+	unsent *atomic.Int64
 }
 
 // ExportSpans implements sdktrace.SpanExporter.
 func (e loggedExporter) ExportSpans(ctx context.Context, spans []sdktrace.ReadOnlySpan) error {
 	if err := e.SpanExporter.ExportSpans(ctx, spans); err != nil {
+		e.unsent.Add(int64(len(spans)))
 		e.logger.LogAttrs(ctx, slog.LevelError, "traces export failed",
 			slog.String("exporter", e.name), slog.Int("spans", len(spans)), slog.String("err", clip(err.Error())))
 	}
