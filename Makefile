@@ -115,6 +115,11 @@ bench-instr: ## Instructions per call (serve) and per message (pubsub) under cal
 bench-gc: ## The collector's work per Connect JSON call (connect, kit-nochain, kit), counted by the runtime on one core; ~2 min
 	scripts/bench-gc.sh
 
+.PHONY: bench-trace
+bench-trace: ## One call in flight on one core, traced: each goroutine's time on a call's path (connect, kit-nochain, kit; gRPC and JSON); ~1 min
+	ROUNDS=2 scripts/bench-trace.sh
+	LOAD=json ROUNDS=2 scripts/bench-trace.sh
+
 .PHONY: conformance
 .PHONY: cross
 cross: ## Build and vet for targets other than this machine's: 32-bit (386) and Windows

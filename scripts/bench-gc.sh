@@ -29,14 +29,8 @@ cd "$(dirname "$0")/.."
 # shellcheck source=scripts/benchlib.sh
 source scripts/benchlib.sh
 
-need=()
-command -v h2load >/dev/null || need+=(nghttp2-client)
-command -v taskset >/dev/null || need+=(util-linux)
-aptInstall "${need[@]}"
-if (($(nproc) < 2)); then
-	echo "bench-gc.sh: needs 2 CPUs (server on CPU 0, load on CPU 1)" >&2
-	exit 1
-fi
+needCommands h2load:nghttp2-client taskset:util-linux
+needTwoCPUs bench-gc.sh
 bin=${BIN:-}
 if [[ -z $bin ]]; then
 	mkdir -p bin

@@ -14,12 +14,7 @@ cd "$(dirname "$0")/.."
 # shellcheck source=scripts/benchlib.sh
 source scripts/benchlib.sh
 
-need=()
-command -v h2load >/dev/null || need+=(nghttp2-client)
-command -v wrk >/dev/null || need+=(wrk)
-command -v taskset >/dev/null || need+=(util-linux)
-command -v perf >/dev/null || need+=(linux-perf)
-aptInstall "${need[@]}"
+needCommands h2load:nghttp2-client wrk:wrk taskset:util-linux perf:linux-perf
 if (($(nproc) < 2)); then
 	echo "bench.sh: pinning needs 2 CPUs; running unpinned only" >&2
 	set -- -pin unpinned "$@"

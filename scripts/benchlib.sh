@@ -11,6 +11,25 @@ aptInstall() {
 	DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq "$@" >/dev/null
 }
 
+# needCommands installs, through aptInstall, the Debian package of each
+# command that is missing; each argument is COMMAND:PACKAGE.
+needCommands() {
+	local need=() c
+	for c in "$@"; do
+		command -v "${c%%:*}" >/dev/null || need+=("${c#*:}")
+	done
+	aptInstall "${need[@]}"
+}
+
+# needTwoCPUs fails, naming the script $1, on a machine with fewer than 2
+# CPUs: the server is pinned to CPU 0 and the load generator to CPU 1.
+needTwoCPUs() {
+	if (($(nproc) < 2)); then
+		echo "$1: needs 2 CPUs (server on CPU 0, load on CPU 1)" >&2
+		exit 1
+	fi
+}
+
 # listenAddr waits for the benchserver whose PID is $1, writing to the files
 # PREFIX.stdout and PREFIX.stderr ($2), to print "listening on ADDR", and
 # prints ADDR; if the server exits first, it prints its stderr and fails.

@@ -37,7 +37,8 @@
 //
 // With -tls it serves TLS (HTTP/2 by ALPN, and HTTP/1.1 but for grpc-go)
 // with a self-signed certificate made at start. -cpuprofile writes a CPU
-// profile of the server's whole life. With -stats, each SIGUSR1 writes the
+// profile of the server's whole life, -trace a runtime execution trace of
+// it. With -stats, each SIGUSR1 writes the
 // heap's figures after a collection and the goroutines to stderr
 // (internal/bench/footprint reads them).
 package main
@@ -52,6 +53,7 @@ import (
 	"os/signal"
 	"runtime"
 	"runtime/pprof"
+	"runtime/trace"
 	"strings"
 	"syscall"
 
@@ -76,6 +78,7 @@ func main() {
 	flag.BoolVar(&f.tls, "tls", false, "serve TLS with a self-signed certificate")
 	flag.StringVar(&f.logPath, "log", "discard", `kit variants' log file (JSON, info), or "discard"`)
 	profile := flag.String("cpuprofile", "", "write a CPU profile to this file")
+	traceFile := flag.String("trace", "", "write a runtime execution trace (go tool trace) of the server's whole life to this file")
 	memProfile := flag.String("memprofile", "", "write an allocation profile (every allocation sampled) to this file on exit")
 	stats := flag.Bool("stats", false, "on SIGUSR1, collect and write the heap's figures and the goroutines to stderr")
 	heapProfile := flag.String("heapprofile", "", "with -stats, also write the heap's profile to `PREFIX`-N.pb.gz on the Nth SIGUSR1 (every 4 KiB allocated sampled)")
@@ -89,7 +92,7 @@ func main() {
 	if *memProfile != "" {
 		runtime.MemProfileRate = 1
 	}
-	err := run(f, *profile)
+	err := run(f, *profile, *traceFile)
 	if err == nil && *memProfile != "" {
 		err = writeHeapProfile(*memProfile)
 	}
@@ -99,7 +102,7 @@ func main() {
 	}
 }
 
-func run(f flags, profile string) error {
+func run(f flags, profile, traceFile string) error {
 	serve, ok := variants[f.variant]
 	if _, piece, cut := strings.Cut(f.variant, "kit-without-"); cut && withoutPiece[piece] != nil {
 		serve, ok = serveKit, true
@@ -126,6 +129,17 @@ func run(f flags, profile string) error {
 			return err
 		}
 		defer pprof.StopCPUProfile()
+	}
+	if traceFile != "" {
+		tf, err := os.Create(traceFile)
+		if err != nil {
+			return err
+		}
+		defer tf.Close()
+		if err := trace.Start(tf); err != nil {
+			return err
+		}
+		defer trace.Stop()
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
