@@ -64,7 +64,7 @@ func TestMessageServerAddress(t *testing.T) {
 				got := map[string]string{}
 				for _, kv := range span.Attributes {
 					if kv.Key == "server.address" || kv.Key == "server.port" {
-						got[string(kv.Key)] = kv.Value.Emit()
+						got[string(kv.Key)] = kv.Value.String()
 					}
 				}
 				want := map[string]string{}

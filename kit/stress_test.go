@@ -345,7 +345,7 @@ func stressShutdown(t *testing.T, cfg kit.Config) {
 // rawCall sends a unary Ping by hand with one header of the caller's (a
 // deadline connect's clients would not send) and reads the whole response.
 func rawCall(ctx context.Context, client *http.Client, url, contentType, key, value string) error {
-	body := []byte{}
+	var body []byte
 	if contentType == "application/grpc" {
 		body = []byte{0, 0, 0, 0, 2, 0x08, 0x07} // one message: number 7
 	} else {

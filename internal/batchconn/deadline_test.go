@@ -287,6 +287,7 @@ func TestReadDeadlineMessage(t *testing.T) {
 				t.Fatalf("Read past the deadline = %v, want %q", err, msg)
 			}
 			ne, ok := err.(net.Error) // as net/http and crypto/tls assert it
+			//lint:ignore SA1019 the error must be a net.Conn deadline's (os.ErrDeadlineExceeded answers true) for code that still asks
 			if !ok || !ne.Timeout() || !ne.Temporary() || !errors.Is(err, os.ErrDeadlineExceeded) {
 				t.Fatalf("Read past the deadline = %#v, want a temporary timeout matching os.ErrDeadlineExceeded", err)
 			}

@@ -62,7 +62,7 @@ func TestServerAddress(t *testing.T) {
 	for _, span := range spans.GetSpans() {
 		got := map[string]string{}
 		for _, kv := range span.Attributes {
-			got[string(kv.Key)] = kv.Value.Emit()
+			got[string(kv.Key)] = kv.Value.String()
 		}
 		if got["server.address"] != u.Hostname() || got["server.port"] != u.Port() {
 			t.Errorf("span %q: server.address %q, server.port %q; want %s and %s", span.Name,
