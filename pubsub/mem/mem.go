@@ -15,10 +15,11 @@
 // are not replayed.
 //
 // Create one with [New] and hand it to pubsub.NewPublisher and
-// pubsub.NewSubscriber, as package pubsub's example does; close it when they
-// have stopped. Drivers share pubsubtest's conformance suite, so a test on
-// mem holds on natsjs too (see the README's section "Testing", under
-// Events).
+// pubsub.NewSubscriber; close it when they have stopped. New's example is
+// the body of a unit test of an application's subscriber, in which
+// pubsubtest.Start and pubsubtest.WaitFor do the waiting. Drivers share
+// pubsubtest's conformance suite, so a test on mem holds on natsjs too (see
+// the README's section "Testing", under Events).
 package mem
 
 import (

@@ -19,9 +19,12 @@ type IdempotencyStore struct {
 
 var _ pubsub.IdempotencyStore = (*IdempotencyStore)(nil)
 
-// NewIdempotencyStore creates or updates the key-value bucket named bucket,
-// whose keys expire after ttl (make it longer than a message can take to be
-// redelivered: AckWait plus the backoffs), and returns a store on it.
+// NewIdempotencyStore creates or updates the key-value bucket named bucket
+// (ASCII letters, digits, '-' and '_', as JetStream requires), whose keys
+// expire after ttl, and returns a store on it. ttl must be positive: make it
+// longer than a message can take to be redelivered (AckWait plus the
+// backoffs). Give every instance of a subscription the same bucket; the
+// keys name the topic and subscription, so subscriptions may share one.
 func NewIdempotencyStore(ctx context.Context, b *Broker, bucket string, ttl time.Duration) (*IdempotencyStore, error) {
 	if ttl <= 0 {
 		return nil, fmt.Errorf("natsjs: idempotency store %q: ttl %v must be positive", bucket, ttl)

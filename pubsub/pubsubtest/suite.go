@@ -2,6 +2,10 @@
 // implementations: one set of tests, run by every driver's own tests through
 // [Run], in the manner of Watermill's pubsub/tests. [Bench] is the drivers'
 // shared benchmark, through the interceptor chain of a real kit.Server.
+//
+// [Start] and [WaitFor] serve an application's tests of its own subscribers
+// too, on the in-memory broker of package mem: Start runs a subscriber until
+// the test ends, WaitFor waits for what its handler does.
 package pubsubtest
 
 import (
