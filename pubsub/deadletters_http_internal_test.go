@@ -43,7 +43,7 @@ func TestHasUnknownFields(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			var m protoreflect.Message = tc.msg.ProtoReflect()
+			m := tc.msg.ProtoReflect()
 			if got := hasUnknownFields(m); got != tc.want {
 				t.Errorf("hasUnknownFields = %v, want %v", got, tc.want)
 			}

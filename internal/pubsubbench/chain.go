@@ -77,7 +77,7 @@ func (c Chain) PubsubOptions(tb testing.TB) []pubsub.Option {
 	if c.None {
 		return nil
 	}
-	var out io.Writer = io.Discard
+	out := io.Discard
 	if c.LogFile {
 		f, err := os.Create(filepath.Join(tb.TempDir(), "log.json"))
 		if err != nil {
