@@ -146,7 +146,10 @@ func (s *Subscriber) Subscription() string { return s.name }
 // Check's error while Run waits on the broker, one not connected yet say),
 // while the broker refuses it or fails its own Check, and after Run
 // returned. A replaying subscriber's ([WithReplay]) also fails until the
-// messages that the topic retained when Run subscribed are handled.
+// messages that the topic retained when Run subscribed are handled. In a kit
+// service, register it, and the broker's, on the server's health model:
+//
+//	err := srv.Health().AddCheck(health.Check{Name: "audit-subscriber", Func: sub.Check})
 func (s *Subscriber) Check(ctx context.Context) error {
 	if err := s.state.Load(); err != nil {
 		if *err == errSubscribing {
