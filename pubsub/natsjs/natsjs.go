@@ -258,6 +258,12 @@ func New(ctx context.Context, cfg Config, opts ...Option) (*Broker, error) {
 // reconnect attempt holds, up to a connect timeout (2s) at a server that
 // says nothing. ctx, New's, bounds the wait.
 func (b *Broker) firstAttempt(ctx context.Context) (background bool, err error) {
+	// nats.Connect made the walk's first try before returning, without
+	// ctx: a ctx that ended meanwhile must win, where the select below
+	// would pick at random between it and the walk's outcome.
+	if ctx.Err() != nil {
+		return false, fmt.Errorf("natsjs: connecting to %s: %w", b.describe(), context.Cause(ctx))
+	}
 	select {
 	case err = <-b.firstErr:
 	case <-b.connected:
