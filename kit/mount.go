@@ -65,7 +65,7 @@ func (s *Server) Mount(path string, h http.Handler) {
 	name := string(service.FullName())
 	s.routes.handle(path, serviceHandler(service, h, s.authenticator(name, false), unknown, limits), true)
 	if hasHTTPRules(service) {
-		s.unknown.rest.add(service, serviceHandler(service, transcodedBody(h), s.authenticator(name, true), unknown, limits),
+		s.unknown.rest.add(service, serviceHandler(service, transcodedBody(service, h), s.authenticator(name, true), unknown, limits),
 			s.cfg.MaxRequestBytes, s.cfg.MaxResponseBytes, s.cfg.ReadHeaderTimeout, http.HandlerFunc(s.unknown.unrouted))
 	}
 	s.rejected.add(service)

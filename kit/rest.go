@@ -2,6 +2,7 @@ package kit
 
 import (
 	"compress/gzip"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -106,10 +107,12 @@ func (rr *restRoutes) add(service protoreflect.ServiceDescriptor, h http.Handler
 		panic(fmt.Sprintf("kit: REST routes of %s: %v", service.FullName(), err))
 	}
 	rr.services = services
-	methods := routeMethods{routes: map[string]bool{}, bodies: map[string]bool{}}
+	methods := routeMethods{routes: map[string]bool{}, bodies: map[string]bool{}, queryNames: map[string]bool{}}
 	if old := rr.methods.Load(); old != nil {
 		maps.Copy(methods.routes, old.routes)
 		maps.Copy(methods.bodies, old.bodies)
+		maps.Copy(methods.queryNames, old.queryNames)
+		methods.inputs = slices.Clone(old.inputs)
 	}
 	methods.add(service)
 	rr.methods.Store(&methods)
@@ -122,15 +125,24 @@ func (rr *restRoutes) add(service protoreflect.ServiceDescriptor, h http.Handler
 type routeMethods struct {
 	routes map[string]bool // the methods of every route
 	bodies map[string]bool // those of the routes that take a body
+	// queryNames are the names of the routed requests' fields whose query
+	// parameters vanguard may get wrong (see [addQueryFields]), inputs
+	// those requests' messages, each once.
+	queryNames map[string]bool
+	inputs     []protoreflect.MessageDescriptor
 }
 
-// add records the methods of service's routes.
-func (m routeMethods) add(service protoreflect.ServiceDescriptor) {
+// add records the methods of service's routes, and their requests.
+func (m *routeMethods) add(service protoreflect.ServiceDescriptor) {
 	methods := service.Methods()
 	for i := range methods.Len() {
 		opts := methods.Get(i).Options()
 		if opts == nil || !proto.HasExtension(opts, annotations.E_Http) {
 			continue
+		}
+		if in := methods.Get(i).Input(); !slices.ContainsFunc(m.inputs, func(md protoreflect.MessageDescriptor) bool { return md.FullName() == in.FullName() }) {
+			m.inputs = append(m.inputs, in)
+			addQueryFields(m.queryNames, in)
 		}
 		rule, _ := proto.GetExtension(opts, annotations.E_Http).(*annotations.HttpRule)
 		for _, r := range append([]*annotations.HttpRule{rule}, rule.GetAdditionalBindings()...) {
@@ -192,16 +204,23 @@ func (rr *restRoutes) serve(w http.ResponseWriter, r *http.Request) bool {
 	// unescaped it, a %2F as a slash, as grpc-gateway's default does.
 	// Telling which route vanguard will take, to escape the slash only
 	// in those variables, would re-write vanguard's router in kit.
-	c := r.WithContext(r.Context())
+	methods := rr.methods.Load()
 	u := *r.URL
 	if p := r.URL.EscapedPath(); !escapedSlash(p) {
 		u.Path, u.RawPath = unescapeUnreserved(p), ""
 	}
+	ctx := r.Context()
+	if u.RawQuery != "" {
+		var held heldQuery
+		if u.RawQuery, held = methods.holdQuery(u.RawQuery); held != nil {
+			ctx = context.WithValue(ctx, heldQueryKey{}, held)
+		}
+	}
+	c := r.WithContext(ctx)
 	if q := u.RawQuery; strings.IndexByte(q, '.') >= 0 || strings.Contains(q, "%2E") || strings.Contains(q, "%2e") {
 		u.RawQuery = lastElementNamed(q)
 	}
 	c.URL = &u
-	methods := rr.methods.Load()
 	if r.Method == http.MethodHead && methods.headAsGet() {
 		// A HEAD is served wherever a GET is, as net/http's ServeMux
 		// serves it: net/http writes the GET's header and drops its
@@ -621,9 +640,23 @@ func restRequest(r *http.Request) bool {
 // ends the body it gives the handler as if it were complete and empty,
 // which connect would read as an empty message and call the method with;
 // its next read returns the error, which [vanguardBody] returns instead.
-func transcodedBody(h http.Handler) http.Handler {
+//
+// It also sets the query parameters that [restRoutes.serve] held from
+// vanguard in the request message, or answers their error (see
+// [withHeld]); service is the service h serves.
+func transcodedBody(service protoreflect.ServiceDescriptor, h http.Handler) http.Handler {
+	inputs := map[string]protoreflect.MessageDescriptor{} // by procedure
+	methods := service.Methods()
+	for i := range methods.Len() {
+		inputs["/"+string(service.FullName())+"/"+string(methods.Get(i).Name())] = methods.Get(i).Input()
+	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Body != nil && r.Body != http.NoBody {
+		if q, ok := held(r.Context()); ok && inputs[r.URL.Path] != nil {
+			if r = withHeld(w, r, q, inputs[r.URL.Path]); r == nil {
+				return
+			}
+		}
+		if _, ok := r.Body.(*vanguardBody); !ok && r.Body != nil && r.Body != http.NoBody {
 			r = r.WithContext(r.Context())
 			r.Body = &vanguardBody{ReadCloser: r.Body}
 		}
@@ -632,19 +665,34 @@ func transcodedBody(h http.Handler) http.Handler {
 }
 
 // vanguardBody is the body of a call vanguard makes, whose end is checked:
-// see [transcodedBody].
+// see [transcodedBody]. After its end, it reads extra, the encoded query parameters that
+// [withHeld] sets, which merge into the message.
 type vanguardBody struct {
 	io.ReadCloser
-	one [1]byte
+	one   [1]byte
+	extra []byte
+	ended bool // the body vanguard gives has ended, without an error
 }
 
 func (b *vanguardBody) Read(p []byte) (int, error) {
+	if b.ended {
+		n := copy(p, b.extra)
+		b.extra = b.extra[n:]
+		if len(b.extra) == 0 {
+			return n, io.EOF
+		}
+		return n, nil
+	}
 	n, err := b.ReadCloser.Read(p)
 	if n == 0 && errors.Is(err, io.EOF) {
 		// After its end, the body says io.EOF again, or the error
 		// vanguard has answered.
 		if _, again := b.ReadCloser.Read(b.one[:]); again != nil && !errors.Is(again, io.EOF) {
 			return 0, again
+		}
+		if len(b.extra) > 0 {
+			b.ended = true
+			return b.Read(p)
 		}
 	}
 	return n, err

@@ -1,0 +1,364 @@
+package kit
+
+import (
+	"context"
+	"encoding/base64"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strings"
+
+	"connectrpc.com/connect"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
+	"google.golang.org/protobuf/types/dynamicpb"
+)
+
+// This file sets the query parameters of a REST call that vanguard v0.4.0
+// gets wrong, as grpc-gateway sets them, or refuses them with 400
+// InvalidArgument naming the parameter:
+//
+//   - a repeated well-known type (?times=2020-01-01T00:00:00Z on a
+//     repeated google.protobuf.Timestamp, Duration, wrapper or FieldMask):
+//     vanguard panics making a list where it unmarshals one message;
+//   - a map entry, ?labels[k]=v, which vanguard ignores as a name of no
+//     field, where grpc-gateway sets it;
+//   - a singular well-known type whose value does not parse (?time=x):
+//     vanguard's message quotes the value from a buffer it has overwritten
+//     ("value for type \"message\": \"");
+//   - a field of a Timestamp or Duration out of its range
+//     (?time.nanos=-5), which vanguard and grpc-gateway set, handing the
+//     method a Timestamp that is no time, which its response then fails to
+//     encode.
+//
+// Vanguard parses the query after it routes the call, in unexported code,
+// and kit does not re-implement its router to tell which method a REST
+// request calls: [restRoutes.serve] takes such a parameter out of the query
+// vanguard sees when each routed request message that has its field gives
+// it one of these meanings, and none another (see [routeMethods.holds]; a
+// singular well-known type's value only when it does not parse), and the
+// method's handler, which knows its request message, sets it in the
+// message vanguard made, or answers the error (see [heldQuery.apply]). A
+// name that one routed request gives one of these meanings and another a
+// field vanguard sets right (a "times" of Timestamps in one, of strings in
+// another) stays vanguard's, which panics on the first (see
+// [restRoutes.recover]). Only a request with a parameter whose name has a
+// "[" or starts with the name of a field that is a map or a well-known
+// type, or a message holding one, in some routed request (see
+// [addQueryFields]) pays more than a scan of its parameter names.
+
+// queryKind is what a query parameter's name is to a request message.
+type queryKind int
+
+const (
+	queryUnknown  queryKind = iota // it names no field: ignored
+	queryPlain                     // vanguard sets it, or refuses it, right
+	queryList                      // a repeated well-known type
+	queryMapKey                    // name[key], an entry of a map
+	queryMap                       // a map, without [key]
+	queryWKT                       // a singular well-known type
+	queryWKTField                  // a field of a Timestamp or Duration
+)
+
+// heldParam is a query parameter taken out of the query vanguard sees,
+// with its values, in order.
+type heldParam struct {
+	name   string
+	values []string
+}
+
+// heldQuery is what [restRoutes.serve] took out of a REST call's query.
+type heldQuery []heldParam
+
+// heldQueryKey is the context key of a REST call's [heldQuery].
+type heldQueryKey struct{}
+
+// addQueryFields records in names the names (JSON and proto) of the
+// fields of md, a routed request message, whose query parameters
+// [routeMethods.holdQuery] may take: maps, well-known types, and singular
+// messages holding one.
+func addQueryFields(names map[string]bool, md protoreflect.MessageDescriptor) {
+	fields := md.Fields()
+	for i := range fields.Len() {
+		if fd := fields.Get(i); queryField(fd, map[protoreflect.FullName]bool{}) {
+			names[fd.JSONName()] = true
+			names[string(fd.Name())] = true
+		}
+	}
+}
+
+// queryField says whether fd is a map or a well-known type, or a singular
+// message holding one (its fields, theirs, and so on, each message once:
+// seen are those looked at).
+func queryField(fd protoreflect.FieldDescriptor, seen map[protoreflect.FullName]bool) bool {
+	if fd.IsMap() || scalarWKT(fd) {
+		return true
+	}
+	md := fd.Message()
+	if md == nil || fd.IsList() || wellKnown(md) || seen[md.FullName()] {
+		return false
+	}
+	seen[md.FullName()] = true
+	fields := md.Fields()
+	for i := range fields.Len() {
+		if queryField(fields.Get(i), seen) {
+			return true
+		}
+	}
+	return false
+}
+
+// wellKnown says whether md is one of protobuf's well-known types.
+func wellKnown(md protoreflect.MessageDescriptor) bool {
+	return md.ParentFile() != nil && md.ParentFile().Package() == "google.protobuf"
+}
+
+// scalarWKT says whether fd is a message field of a well-known type that
+// JSON writes as a scalar, which vanguard takes from a query parameter.
+func scalarWKT(fd protoreflect.FieldDescriptor) bool {
+	md := fd.Message()
+	if md == nil || !wellKnown(md) {
+		return false
+	}
+	switch md.Name() {
+	case "BoolValue", "BytesValue", "DoubleValue", "Duration", "Empty", "FieldMask", "FloatValue",
+		"Int32Value", "Int64Value", "StringValue", "Timestamp", "UInt32Value", "UInt64Value":
+		return true
+	}
+	return false
+}
+
+// resolveQuery resolves name, a query parameter's, unescaped, against md
+// as vanguard does (each element a field's JSON name, or else its proto
+// name, through singular message fields), and says what it is: the path of
+// fields it names, the key of a map entry ("labels[k]"), and its kind.
+func resolveQuery(md protoreflect.MessageDescriptor, name string) ([]protoreflect.FieldDescriptor, string, queryKind) {
+	path, key, entry := name, "", false
+	if i := strings.IndexByte(name, '['); i >= 0 {
+		if i == 0 || !strings.HasSuffix(name, "]") {
+			return nil, "", queryUnknown // vanguard finds no such field
+		}
+		path, key, entry = name[:i], name[i+1:len(name)-1], true
+	}
+	var fields []protoreflect.FieldDescriptor
+	for part := range strings.SplitSeq(path, ".") {
+		if part == "" {
+			return nil, "", queryPlain // see lastElementNamed
+		}
+		if len(fields) > 0 {
+			parent := fields[len(fields)-1]
+			if parent.IsList() || parent.IsMap() || parent.Message() == nil {
+				return nil, "", queryPlain // vanguard refuses it
+			}
+			md = parent.Message()
+		}
+		fd := md.Fields().ByJSONName(part)
+		if fd == nil {
+			fd = md.Fields().ByName(protoreflect.Name(part))
+		}
+		if fd == nil {
+			return nil, "", queryUnknown
+		}
+		fields = append(fields, fd)
+	}
+	fd := fields[len(fields)-1]
+	switch {
+	case wellKnown(md):
+		if !entry && len(fields) > 1 && (md.Name() == "Timestamp" || md.Name() == "Duration") {
+			return fields, "", queryWKTField
+		}
+		if entry {
+			return nil, "", queryUnknown // vanguard finds no such field
+		}
+		return nil, "", queryPlain
+	case entry:
+		return fields, key, queryMapKey
+	case fd.IsMap():
+		return fields, "", queryMap
+	case scalarWKT(fd) && fd.IsList():
+		return fields, "", queryList
+	case scalarWKT(fd):
+		return fields, "", queryWKT
+	}
+	return nil, "", queryPlain
+}
+
+// holdQuery returns query, a REST call's, escaped, without the parameters
+// that vanguard would get wrong in every routed request message that has
+// their field, and those parameters; query itself, and nil, when it has
+// none, as it has, without allocating, when no parameter's name has a "["
+// or a first element in m.queryNames.
+func (m *routeMethods) holdQuery(query string) (string, heldQuery) {
+	var kept strings.Builder
+	var held heldQuery
+	for i := 0; i < len(query); {
+		end := strings.IndexByte(query[i:], '&')
+		if end < 0 {
+			end = len(query)
+		} else {
+			end += i
+		}
+		pair := query[i:end]
+		if m.holds(pair) {
+			if held == nil {
+				kept.WriteString(strings.TrimSuffix(query[:i], "&"))
+			}
+			name, value, _ := strings.Cut(pair, "=")
+			name, _ = url.QueryUnescape(name)
+			value, _ = url.QueryUnescape(value)
+			held = held.add(name, value)
+		} else if held != nil {
+			if kept.Len() > 0 {
+				kept.WriteByte('&')
+			}
+			kept.WriteString(pair)
+		}
+		i = end + 1
+	}
+	if held == nil {
+		return query, nil
+	}
+	return kept.String(), held
+}
+
+// holds says whether pair, a query's "name=value", escaped, is a parameter
+// that vanguard gets wrong (see [queryKind]) in a routed request message,
+// and in none gets right.
+func (m *routeMethods) holds(pair string) bool {
+	name, value, _ := strings.Cut(pair, "=")
+	if strings.IndexByte(pair, ';') >= 0 {
+		return false // url.ParseQuery, and so vanguard, drops it
+	}
+	if strings.ContainsAny(name, "%+") {
+		var err error
+		if name, err = url.QueryUnescape(name); err != nil {
+			return false
+		}
+	}
+	if first, _, _ := strings.Cut(name, "."); !m.queryNames[first] && strings.IndexByte(name, '[') < 0 {
+		return false
+	}
+	value, err := url.QueryUnescape(value)
+	if err != nil {
+		return false
+	}
+	hold := false
+	for _, md := range m.inputs {
+		fields, _, kind := resolveQuery(md, name)
+		switch kind {
+		case queryUnknown:
+			continue
+		case queryList, queryMapKey, queryMap:
+			hold = true
+		case queryWKT, queryWKTField:
+			// Held only when it fails: vanguard sets a valid one right.
+			if wktError(fields[len(fields)-1], kind, value) == nil {
+				return false
+			}
+			hold = true
+		default:
+			return false
+		}
+	}
+	return hold
+}
+
+// add returns q with value added to the parameter name's values.
+func (q heldQuery) add(name, value string) heldQuery {
+	for i := range q {
+		if q[i].name == name {
+			q[i].values = append(q[i].values, value)
+			return q
+		}
+	}
+	return append(q, heldParam{name: name, values: []string{value}})
+}
+
+// apply returns the parameters of q that md, the request message of the
+// method a REST call calls, has, set in a message of md encoded: the
+// protobuf encoding of a message merges into the one it follows, so that
+// appended to vanguard's, its lists append, its map entries replace, as
+// vanguard sets the parameters it takes after the body. Its error names
+// the first parameter that fails and why.
+func (q heldQuery) apply(md protoreflect.MessageDescriptor) ([]byte, error) {
+	msg := dynamicpb.NewMessage(md)
+	for _, p := range q {
+		fields, key, kind := resolveQuery(md, p.name)
+		if kind == queryUnknown || kind == queryPlain {
+			continue // no field of md: ignored, as vanguard ignores it
+		}
+		var leaf protoreflect.Message = msg
+		for _, f := range fields[:len(fields)-1] {
+			leaf = leaf.Mutable(f).Message()
+		}
+		fd := fields[len(fields)-1]
+		var err error
+		switch kind {
+		case queryMap:
+			err = fmt.Errorf("a map is set one entry at a time, as %s[key]=value", p.name)
+		case queryMapKey:
+			err = setMapEntry(leaf, fd, key, p.values)
+		case queryList:
+			list := leaf.Mutable(fd).List()
+			for _, v := range p.values {
+				e := list.NewElement()
+				if err = wktValue(e.Message(), fd, v); err != nil {
+					break
+				}
+				list.Append(e)
+			}
+		default: // held only when it fails (see holds)
+			for _, v := range p.values {
+				if err = wktError(fd, kind, v); err != nil {
+					break
+				}
+			}
+		}
+		if err != nil {
+			return nil, fmt.Errorf("invalid query parameter %q: %w", p.name, err)
+		}
+	}
+	return proto.Marshal(msg)
+}
+
+// withHeld returns r, a call that vanguard makes of md's method, with the
+// query parameters held from it, in c's context (see
+// [restRoutes.serve]), set in its message, or answers w the error of one
+// that fails, InvalidArgument, and returns nil.
+func withHeld(w http.ResponseWriter, r *http.Request, held heldQuery, md protoreflect.MessageDescriptor) *http.Request {
+	extra, err := held.apply(md)
+	if err != nil {
+		_ = connect.NewErrorWriter().Write(w, r, connect.NewError(connect.CodeInvalidArgument, err))
+		return nil
+	}
+	if len(extra) == 0 {
+		return r
+	}
+	r = r.WithContext(r.Context())
+	if r.Method == http.MethodGet {
+		// A Connect GET, whose message is the query's, in base64.
+		q := r.URL.Query()
+		msg, err := base64.RawURLEncoding.DecodeString(q.Get("message"))
+		if err != nil {
+			msg, _ = base64.URLEncoding.DecodeString(q.Get("message"))
+		}
+		q.Set("message", base64.RawURLEncoding.EncodeToString(append(msg, extra...)))
+		u := *r.URL
+		u.RawQuery = q.Encode()
+		r.URL = &u
+		return r
+	}
+	body := r.Body
+	if body == nil {
+		body = http.NoBody
+	}
+	r.Body, r.ContentLength = &vanguardBody{ReadCloser: body, extra: extra}, -1
+	return r
+}
+
+// held returns the query parameters held from the REST call whose context
+// is ctx, if any.
+func held(ctx context.Context) (heldQuery, bool) {
+	q, ok := ctx.Value(heldQueryKey{}).(heldQuery)
+	return q, ok
+}
