@@ -29,6 +29,7 @@ import (
 	"google.golang.org/protobuf/types/descriptorpb"
 	"google.golang.org/protobuf/types/dynamicpb"
 	_ "google.golang.org/protobuf/types/known/durationpb"  // registers google/protobuf/duration.proto
+	_ "google.golang.org/protobuf/types/known/fieldmaskpb" // registers google/protobuf/field_mask.proto
 	_ "google.golang.org/protobuf/types/known/timestamppb" // registers google/protobuf/timestamp.proto
 	_ "google.golang.org/protobuf/types/known/wrapperspb"  // registers google/protobuf/wrappers.proto
 
@@ -41,8 +42,8 @@ import (
 // segments, one of a nested field), a body "*" and a body field, a route
 // without a body beside one with it, and a request message with nested,
 // repeated, enum, int64, uint64, bytes, double, bool, map (string and int32
-// keys), Timestamp, and repeated Timestamp, Duration and DoubleValue fields
-// for the query and the body to fill. Registered
+// keys), Timestamp, FieldMask, and repeated Timestamp, Duration and
+// DoubleValue fields for the query and the body to fill. Registered
 // once.
 var thingsService = sync.OnceValues(func() (protoreflect.ServiceDescriptor, error) {
 	rule := func(r *annotations.HttpRule, idempotency descriptorpb.MethodOptions_IdempotencyLevel) *descriptorpb.MethodOptions {
@@ -74,7 +75,7 @@ var thingsService = sync.OnceValues(func() (protoreflect.ServiceDescriptor, erro
 		Name:       proto.String("connectkit/fuzz/v1/things.proto"),
 		Package:    proto.String("connectkit.fuzz.v1"),
 		Syntax:     proto.String("proto3"),
-		Dependency: []string{"google/api/annotations.proto", "google/protobuf/timestamp.proto", "google/protobuf/duration.proto", "google/protobuf/wrappers.proto"},
+		Dependency: []string{"google/api/annotations.proto", "google/protobuf/timestamp.proto", "google/protobuf/duration.proto", "google/protobuf/wrappers.proto", "google/protobuf/field_mask.proto"},
 		EnumType: []*descriptorpb.EnumDescriptorProto{{
 			Name: proto.String("Kind"),
 			Value: []*descriptorpb.EnumValueDescriptorProto{
@@ -107,6 +108,7 @@ var thingsService = sync.OnceValues(func() (protoreflect.ServiceDescriptor, erro
 					field("waits", 13, descriptorpb.FieldDescriptorProto_TYPE_MESSAGE, rep, ".google.protobuf.Duration"),
 					field("scores", 14, descriptorpb.FieldDescriptorProto_TYPE_MESSAGE, rep, ".google.protobuf.DoubleValue"),
 					field("sizes", 15, descriptorpb.FieldDescriptorProto_TYPE_MESSAGE, rep, ".connectkit.fuzz.v1.Thing.SizesEntry"),
+					field("mask", 16, descriptorpb.FieldDescriptorProto_TYPE_MESSAGE, opt, ".google.protobuf.FieldMask"),
 				},
 				NestedType: []*descriptorpb.DescriptorProto{{
 					Name:    proto.String("LabelsEntry"),
@@ -505,6 +507,7 @@ func FuzzRESTRoute(f *testing.F) {
 		{1, 4, "7", "labels[a]=b&labels%5Bc%5D=d&sizes[1]=-2&name[k]=v", ""},
 		{0, 2, "", "times=2021-01-01T00:00:00Z&labels[a]=q", `{"times":["2020-01-01T00:00:00Z"],"labels":{"a":"b"}}`},
 		{0, 0, "7", "time=x&time.nanos=-5&time.seconds=1", ""},
+		{0, 4, "7", "mask=display_name,inner.text&mask=innerText", ""},
 		{1, 1, "s|t", "inner.words=a&times=%FF&labels[%FF]=x", ""},
 	} {
 		f.Add(seed.mode, seed.route, seed.vars, seed.query, []byte(seed.body))

@@ -250,9 +250,14 @@ func (m *routeMethods) holds(pair string) bool {
 			continue
 		case queryList, queryMapKey, queryMap:
 			hold = true
-		case queryWKT, queryWKTField:
-			// Held only when it fails: vanguard sets a valid one right.
-			if wktError(fields[len(fields)-1], kind, value) == nil {
+		case queryWKT:
+			// Held only when vanguard fails it: it sets a valid one right.
+			if vanguardReads(fields[len(fields)-1], value) {
+				return false
+			}
+			hold = true
+		case queryWKTField:
+			if wktFieldRange(fields[len(fields)-1], value) == nil {
 				return false
 			}
 			hold = true
@@ -307,9 +312,15 @@ func (q heldQuery) apply(md protoreflect.MessageDescriptor) ([]byte, error) {
 				}
 				list.Append(e)
 			}
-		default: // held only when it fails (see holds)
+		case queryWKT: // held only when vanguard fails it (see holds)
 			for _, v := range p.values {
-				if err = wktError(fd, kind, v); err != nil {
+				if err = wktValue(leaf.Mutable(fd).Message(), fd, v); err != nil {
+					break
+				}
+			}
+		default: // queryWKTField, held only when out of range (see holds)
+			for _, v := range p.values {
+				if err = wktFieldRange(fd, v); err != nil {
 					break
 				}
 			}
@@ -321,10 +332,10 @@ func (q heldQuery) apply(md protoreflect.MessageDescriptor) ([]byte, error) {
 	return proto.Marshal(msg)
 }
 
-// withHeld returns r, a call that vanguard makes of md's method, with the
-// query parameters held from it, in c's context (see
-// [restRoutes.serve]), set in its message, or answers w the error of one
-// that fails, InvalidArgument, and returns nil.
+// withHeld returns r, a call that vanguard makes of md's method, with
+// held, the query parameters kept from vanguard (see [restRoutes.serve]),
+// set in its message, or answers w the error of one that fails,
+// InvalidArgument, and returns nil.
 func withHeld(w http.ResponseWriter, r *http.Request, held heldQuery, md protoreflect.MessageDescriptor) *http.Request {
 	extra, err := held.apply(md)
 	if err != nil {
@@ -336,11 +347,13 @@ func withHeld(w http.ResponseWriter, r *http.Request, held heldQuery, md protore
 	}
 	r = r.WithContext(r.Context())
 	if r.Method == http.MethodGet {
-		// A Connect GET, whose message is the query's, in base64.
+		// A Connect GET, whose message is the query's, in unpadded
+		// base64url, as vanguard writes it with a binary codec.
 		q := r.URL.Query()
 		msg, err := base64.RawURLEncoding.DecodeString(q.Get("message"))
 		if err != nil {
-			msg, _ = base64.URLEncoding.DecodeString(q.Get("message"))
+			_ = connect.NewErrorWriter().Write(w, r, connect.NewError(connect.CodeInternal, fmt.Errorf("kit: the message of vanguard's call: %w", err)))
+			return nil
 		}
 		q.Set("message", base64.RawURLEncoding.EncodeToString(append(msg, extra...)))
 		u := *r.URL

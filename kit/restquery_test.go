@@ -151,6 +151,21 @@ func TestRESTQueryWellKnownTypeFieldRange(t *testing.T) {
 	})
 }
 
+// A FieldMask's paths may be the fields' proto names
+// (?mask=display_name,inner.text), as grpc-gateway users send an
+// update_mask, or their lowerCamelCase JSON names, as protojson reads them:
+// vanguard v0.4.0 refused proto names with an underscore, 400, its message
+// garbled.
+func TestRESTQueryFieldMaskProtoNames(t *testing.T) {
+	t.Parallel()
+	checkQueryCases(t, []queryCase{
+		{name: "proto names", method: http.MethodGet, target: "/v1/things/7?mask=display_name,inner.text", want: map[string]string{"mask": `"displayName,inner.text"`}},
+		{name: "JSON names", method: http.MethodPost, target: "/v1/things/7:touch?mask=displayName,inner.text", want: map[string]string{"mask": `"displayName,inner.text"`}},
+		{name: "mixed", method: http.MethodGet, target: "/v1/things/7?mask=displayName,user_id",
+			status: http.StatusBadRequest, message: `invalid query parameter "mask": "displayName,user_id" is not a google.protobuf.FieldMask (field paths separated by commas, of lowerCamelCase JSON names or proto names)`},
+	})
+}
+
 // The query parameters kit takes from vanguard are the routes' alone: a
 // path that no route has is not called, whatever its query.
 func TestRESTQueryOfNoRoute(t *testing.T) {

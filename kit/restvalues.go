@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"unicode/utf8"
 
 	"google.golang.org/protobuf/encoding/protojson"
@@ -20,27 +21,44 @@ import (
 // vanguard reads it where vanguard reads it right; vanguard's own parser
 // is unexported.
 
-// wktError says why value, a query parameter's, is no value of fd, a
-// singular field of a well-known type, or, for kind queryWKTField, a
-// field of a Timestamp or Duration, if it is not.
-func wktError(fd protoreflect.FieldDescriptor, kind queryKind, value string) error {
-	if kind == queryWKTField {
-		return wktFieldRange(fd, value)
-	}
-	return wktValue(dynamicpb.NewMessage(fd.Message()), fd, value)
+// vanguardReads says whether vanguard reads value, a query parameter of
+// fd, a singular field of a well-known type: whether protojson reads the
+// JSON vanguard makes of it (see [valueJSON]).
+func vanguardReads(fd protoreflect.FieldDescriptor, value string) bool {
+	return utf8.ValidString(value) && protojson.Unmarshal(valueJSON(fd, value), dynamicpb.NewMessage(fd.Message()).Interface()) == nil
 }
 
 // wktValue sets m, a message of fd's well-known type, from value, a query
 // parameter's, read as vanguard reads a singular one (see [valueJSON]), or
-// says why it cannot.
+// says why it cannot. A FieldMask's paths may also be the fields' proto
+// names (?update_mask=display_name,email), which grpc-gateway takes as
+// they are, where protojson takes lowerCamelCase JSON names alone.
 func wktValue(m protoreflect.Message, fd protoreflect.FieldDescriptor, value string) error {
 	if !utf8.ValidString(value) {
 		return fmt.Errorf("%q is not UTF-8", value)
 	}
-	if protojson.Unmarshal(valueJSON(fd, value), m.Interface()) != nil {
-		return fmt.Errorf("%q is not a %s", value, typeName(fd))
+	if protojson.Unmarshal(valueJSON(fd, value), m.Interface()) == nil {
+		return nil
 	}
-	return nil
+	if fd.Message().Name() == "FieldMask" && protoNamePaths(value) {
+		paths := m.Mutable(m.Descriptor().Fields().ByName("paths")).List()
+		for p := range strings.SplitSeq(value, ",") {
+			paths.Append(protoreflect.ValueOfString(p))
+		}
+		return nil
+	}
+	return fmt.Errorf("%q is not a %s", value, typeName(fd))
+}
+
+// protoNamePaths says whether value is field paths of proto names, in
+// lower case, separated by commas.
+func protoNamePaths(value string) bool {
+	for p := range strings.SplitSeq(value, ",") {
+		if !protoreflect.FullName(p).IsValid() || strings.ToLower(p) != p {
+			return false
+		}
+	}
+	return true
 }
 
 // setMapEntry sets the entry key of the map fd of parent to values, which
@@ -153,7 +171,7 @@ func typeName(fd protoreflect.FieldDescriptor) string {
 		case md.Name() == "Duration":
 			return "google.protobuf.Duration (seconds with an s suffix, such as 1.5s)"
 		case md.Name() == "FieldMask":
-			return "google.protobuf.FieldMask (lowerCamelCase field paths separated by commas)"
+			return "google.protobuf.FieldMask (field paths separated by commas, of lowerCamelCase JSON names or proto names)"
 		default:
 			return string(md.FullName())
 		}
