@@ -651,7 +651,7 @@ func transcodedBody(service protoreflect.ServiceDescriptor, h http.Handler) http
 		inputs["/"+string(service.FullName())+"/"+string(methods.Get(i).Name())] = methods.Get(i).Input()
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if q, ok := held(r.Context()); ok && inputs[r.URL.Path] != nil {
+		if q, ok := heldFrom(r.Context()); ok && inputs[r.URL.Path] != nil {
 			if r = withHeld(w, r, q, inputs[r.URL.Path]); r == nil {
 				return
 			}

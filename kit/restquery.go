@@ -369,9 +369,9 @@ func withHeld(w http.ResponseWriter, r *http.Request, held heldQuery, md protore
 	return r
 }
 
-// held returns the query parameters held from the REST call whose context
+// heldFrom returns the query parameters held from the REST call whose context
 // is ctx, if any.
-func held(ctx context.Context) (heldQuery, bool) {
+func heldFrom(ctx context.Context) (heldQuery, bool) {
 	q, ok := ctx.Value(heldQueryKey{}).(heldQuery)
 	return q, ok
 }
