@@ -129,6 +129,9 @@ func TestRESTQueryWellKnownTypeValue(t *testing.T) {
 		{name: "valid", method: http.MethodGet, target: "/v1/things/7?time=2020-01-01T00:00:00Z", want: map[string]string{"time": `"2020-01-01T00:00:00Z"`}},
 		{name: "get", method: http.MethodGet, target: "/v1/things/7?time=x",
 			status: http.StatusBadRequest, message: `invalid query parameter "time": "x" is not a google.protobuf.Timestamp (RFC 3339, such as 2020-01-01T00:00:00Z)`},
+		{name: "empty", method: http.MethodGet, target: "/v1/things/7?time=",
+			status: http.StatusBadRequest, message: `invalid query parameter "time": "" is not a google.protobuf.Timestamp (RFC 3339, such as 2020-01-01T00:00:00Z)`},
+		{name: "empty mask", method: http.MethodGet, target: "/v1/things/7?mask=", want: map[string]string{"mask": `""`}},
 		{name: "post", method: http.MethodPost, target: "/v1/things/7:touch?time=2020-13-01T00:00:00Z",
 			status: http.StatusBadRequest, message: `invalid query parameter "time": "2020-13-01T00:00:00Z" is not a google.protobuf.Timestamp (RFC 3339, such as 2020-01-01T00:00:00Z)`},
 	})

@@ -23,9 +23,10 @@ import (
 
 // vanguardReads says whether vanguard reads value, a query parameter of
 // fd, a singular field of a well-known type: whether protojson reads the
-// JSON vanguard makes of it (see [valueJSON]).
+// JSON vanguard makes of it (see [valueJSON]); an empty value vanguard
+// leaves empty, which protojson never reads.
 func vanguardReads(fd protoreflect.FieldDescriptor, value string) bool {
-	return utf8.ValidString(value) && protojson.Unmarshal(valueJSON(fd, value), dynamicpb.NewMessage(fd.Message()).Interface()) == nil
+	return value != "" && utf8.ValidString(value) && protojson.Unmarshal(valueJSON(fd, value), dynamicpb.NewMessage(fd.Message()).Interface()) == nil
 }
 
 // wktValue sets m, a message of fd's well-known type, from value, a query
