@@ -290,17 +290,31 @@ func (q heldQuery) apply(md protoreflect.MessageDescriptor) ([]byte, error) {
 	for _, p := range q {
 		fields, key, kind := resolveQuery(md, p.name)
 		if kind == queryUnknown || kind == queryPlain {
-			continue // no field of md: ignored, as vanguard ignores it
-		}
-		var leaf protoreflect.Message = msg
-		for _, f := range fields[:len(fields)-1] {
-			leaf = leaf.Mutable(f).Message()
+			continue // no field of md (ignored, as vanguard ignores it), or one held nowhere
 		}
 		fd := fields[len(fields)-1]
 		var err error
 		switch kind {
 		case queryMap:
 			err = fmt.Errorf("a map is set one entry at a time, as %s[key]=value", p.name)
+		case queryWKTField: // held only when out of range (see holds)
+			for _, v := range p.values {
+				if err = wktFieldRange(fd, v); err != nil {
+					break
+				}
+			}
+		}
+		if err != nil {
+			return nil, fmt.Errorf("invalid query parameter %q: %w", p.name, err)
+		}
+		if kind == queryWKTField {
+			continue // in range: the message's to keep as vanguard set it
+		}
+		var leaf protoreflect.Message = msg
+		for _, f := range fields[:len(fields)-1] {
+			leaf = leaf.Mutable(f).Message()
+		}
+		switch kind {
 		case queryMapKey:
 			err = setMapEntry(leaf, fd, key, p.values)
 		case queryList:
@@ -315,12 +329,6 @@ func (q heldQuery) apply(md protoreflect.MessageDescriptor) ([]byte, error) {
 		case queryWKT: // held only when vanguard fails it (see holds)
 			for _, v := range p.values {
 				if err = wktValue(leaf.Mutable(fd).Message(), fd, v); err != nil {
-					break
-				}
-			}
-		default: // queryWKTField, held only when out of range (see holds)
-			for _, v := range p.values {
-				if err = wktFieldRange(fd, v); err != nil {
 					break
 				}
 			}
