@@ -665,8 +665,8 @@ func transcodedBody(service protoreflect.ServiceDescriptor, h http.Handler) http
 }
 
 // vanguardBody is the body of a call vanguard makes, whose end is checked:
-// see [transcodedBody]. After its end, it reads extra, the encoded query parameters that
-// [withHeld] sets, which merge into the message.
+// see [transcodedBody]. After its end, it reads extra, the encoded query
+// parameters that [withHeld] sets, which merge into the message.
 type vanguardBody struct {
 	io.ReadCloser
 	one   [1]byte
@@ -684,6 +684,9 @@ func (b *vanguardBody) Read(p []byte) (int, error) {
 		return n, nil
 	}
 	n, err := b.ReadCloser.Read(p)
+	if n > 0 && errors.Is(err, io.EOF) && len(b.extra) > 0 {
+		return n, nil // the end is checked on the next read, before extra
+	}
 	if n == 0 && errors.Is(err, io.EOF) {
 		// After its end, the body says io.EOF again, or the error
 		// vanguard has answered.
