@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/http/httptrace"
 	"reflect"
 	"strings"
 	"sync"
@@ -67,8 +68,14 @@ func (p *errorPing) CountUp(context.Context, *connect.Request[pingv1.CountUpRequ
 // has read, and the error of that read.
 func grpcCall(t *testing.T, srv *kittest.Server, procedure string, msg []byte) (*http.Response, error) {
 	t.Helper()
+	return grpcCallContext(t.Context(), t, srv, procedure, msg)
+}
+
+// grpcCallContext is grpcCall with the request's context.
+func grpcCallContext(ctx context.Context, t *testing.T, srv *kittest.Server, procedure string, msg []byte) (*http.Response, error) {
+	t.Helper()
 	body := append([]byte{0, 0, 0, 0, byte(len(msg))}, msg...)
-	req, err := http.NewRequestWithContext(t.Context(), http.MethodPost, srv.URL+procedure, bytes.NewReader(body))
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, srv.URL+procedure, bytes.NewReader(body))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -250,5 +257,79 @@ func TestSharedErrorWithoutMetadataIsNotWritten(t *testing.T) {
 				t.Errorf("the shared error's metadata was made: %v", errShared.Meta())
 			}
 		})
+	}
+}
+
+// errHopByHop is an error whose metadata repeats the challenge that
+// hopPing sets on the response header, and holds connection-specific
+// fields, as an error a handler builds from another HTTP answer's header
+// may.
+var errHopByHop = func() *connect.Error {
+	err := connect.NewError(connect.CodeUnauthenticated, errors.New("sign in"))
+	err.Meta().Set("WWW-Authenticate", challengeRealm)
+	for _, k := range []string{"Connection", "Keep-Alive", "Proxy-Connection", "Te", "Transfer-Encoding", "Upgrade"} {
+		err.Meta().Set(k, "close")
+	}
+	return err
+}()
+
+// hopPing fails Ping and CountUp with errHopByHop, having set its
+// challenge on the response header.
+type hopPing struct{ pingServer }
+
+func (*hopPing) Ping(ctx context.Context, _ *connect.Request[pingv1.PingRequest]) (*connect.Response[pingv1.PingResponse], error) {
+	if info, ok := connect.CallInfoForHandlerContext(ctx); ok {
+		info.ResponseHeader().Set("WWW-Authenticate", challengeRealm)
+	}
+	return nil, errHopByHop
+}
+
+func (*hopPing) CountUp(_ context.Context, _ *connect.Request[pingv1.CountUpRequest], stream *connect.ServerStream[pingv1.CountUpResponse]) error {
+	stream.ResponseHeader().Set("WWW-Authenticate", challengeRealm)
+	return errHopByHop
+}
+
+// A gRPC call's error whose metadata repeats a field of the response
+// header sends it once, and its connection-specific fields (RFC 9113
+// 8.2.2) nowhere: moved to the header, the challenge went out twice,
+// net/http's HTTP/2 server sent Keep-Alive, Proxy-Connection and Upgrade
+// in it, and took "Connection: close" as a request to close the client's
+// connection (a GOAWAY), so that the next call dialed a new one.
+func TestErrorHopByHopFieldsStayOutOfGRPCHeader(t *testing.T) {
+	t.Parallel()
+	srv := kittest.NewServer(t, kit.Config{}, func(srv *kit.Server) {
+		srv.Mount(pingv1connect.NewPingServiceHandler(&hopPing{}, srv.HandlerOptions()...))
+	})
+	calls := []struct {
+		procedure string
+		msg       []byte
+	}{
+		{procedure: pingv1connect.PingServicePingProcedure, msg: []byte{8, 1}},
+		{procedure: pingv1connect.PingServiceCountUpProcedure, msg: []byte{8, 1}},
+		{procedure: pingv1connect.PingServicePingProcedure, msg: []byte{8, 1}},
+	}
+	for i, c := range calls {
+		var reused bool
+		ctx := httptrace.WithClientTrace(t.Context(), &httptrace.ClientTrace{
+			GotConn: func(info httptrace.GotConnInfo) { reused = info.Reused },
+		})
+		res, err := grpcCallContext(ctx, t, srv, c.procedure, c.msg)
+		if err != nil {
+			t.Errorf("%s: reading the answer: %v", c.procedure, err)
+		}
+		if got := res.Header.Values("WWW-Authenticate"); len(got) != 1 || got[0] != challengeRealm || res.Trailer.Get("Grpc-Status") != "16" {
+			t.Errorf("%s: WWW-Authenticate %q and trailers %v, want %q once and grpc-status 16", c.procedure, got, res.Trailer, challengeRealm)
+		}
+		for _, k := range []string{"Connection", "Keep-Alive", "Proxy-Connection", "Te", "Transfer-Encoding", "Upgrade"} {
+			if v, ok := res.Header[k]; ok {
+				t.Errorf("%s: header has %s %q", c.procedure, k, v)
+			}
+			if v, ok := res.Trailer[k]; ok {
+				t.Errorf("%s: trailers have %s %q", c.procedure, k, v)
+			}
+		}
+		if i > 0 && !reused {
+			t.Errorf("%s: the call dialed a new connection: the server closed the last one", c.procedure)
+		}
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"slices"
 
 	"connectrpc.com/connect"
 	"golang.org/x/net/http/httpguts"
@@ -65,12 +66,31 @@ func errorHeaderFields(err error, header func() http.Header) error {
 }
 
 // hasHeaderFields reports whether ce's metadata has a field that
-// headerFieldsFirst moves to the header.
+// headerFieldsFirst moves to the header or drops.
 func hasHeaderFields(ce *connect.Error) bool {
 	for k := range metaOf(ce) {
-		if isHeaderField(k) {
+		if isHeaderField(k) || connectionSpecific(k) {
 			return true
 		}
+	}
+	return false
+}
+
+// connectionSpecific reports whether k names a connection-specific field
+// (RFC 9113 8.2.2: Connection, Keep-Alive, Proxy-Connection,
+// Transfer-Encoding, Upgrade; and Te, which a response has no use for),
+// which an HTTP/2 message may not carry, in its header or its trailers.
+// An error's metadata may hold one when a handler copies another HTTP
+// answer's header into it. Moved to the header, net/http's HTTP/2 server
+// sent Keep-Alive, Proxy-Connection and Upgrade as they were (a response
+// that RFC 9113 calls malformed, which browsers refuse), and took
+// "Connection: close" as a request to close the client's whole
+// connection, every call on it, with a GOAWAY (h2_bundle.go, writeChunk).
+// grpc-go's server refuses a request that has Connection (gRFC A41).
+func connectionSpecific(k string) bool {
+	switch http.CanonicalHeaderKey(k) {
+	case "Connection", "Keep-Alive", "Proxy-Connection", "Te", "Transfer-Encoding", "Upgrade":
+		return true
 	}
 	return false
 }
@@ -93,7 +113,7 @@ func metaOf(ce *connect.Error) http.Header {
 // contradict the answer's own (a second Content-Type; a Content-Length
 // on an answer without a body, which net/http then cuts).
 func isHeaderField(k string) bool {
-	if httpguts.ValidTrailerHeader(k) {
+	if httpguts.ValidTrailerHeader(k) || connectionSpecific(k) {
 		return false
 	}
 	switch http.CanonicalHeaderKey(k) {
@@ -107,9 +127,11 @@ func isHeaderField(k string) bool {
 // connect's error writer sends as trailers: the fields of ce's metadata
 // that RFC 9110 keeps out of trailers (WWW-Authenticate, which a 401's
 // challenge is, and the like) are set on h, the response's header, and the
-// error returned lacks them. Left in the trailers, net/http's HTTP/2 server
-// dropped them and logged `ignoring invalid trailer "Www-Authenticate"`
-// for each call. ce itself, which a func or a handler may return to every
+// error returned lacks them; a value h has already is not set twice.
+// Left in the trailers, net/http's HTTP/2 server dropped them and logged
+// `ignoring invalid trailer "Www-Authenticate"` for each call.
+// Connection-specific fields (see [connectionSpecific]) go nowhere: the
+// error returned lacks them too. ce itself, which a func or a handler may return to every
 // call, is not changed; without such fields it is returned as it is, and
 // so is a wire error (one returned as a client gave it, by a handler or
 // WithAuth's func): its metadata is the other server's response header
@@ -124,9 +146,20 @@ func headerFieldsFirst(h http.Header, ce *connect.Error) *connect.Error {
 		out.AddDetail(d)
 	}
 	for k, v := range metaOf(ce) {
-		if isHeaderField(k) {
-			h[k] = append(h[k], v...)
-		} else {
+		switch {
+		case connectionSpecific(k):
+			// Dropped: HTTP/2 has no place for it (see connectionSpecific).
+		case isHeaderField(k):
+			// A value the header has already (a handler that set its
+			// challenge on the response header and on its error too)
+			// goes out once.
+			k = http.CanonicalHeaderKey(k)
+			for _, s := range v {
+				if !slices.Contains(h[k], s) {
+					h[k] = append(h[k], s)
+				}
+			}
+		default:
 			out.Meta()[k] = append([]string(nil), v...)
 		}
 	}
