@@ -8,6 +8,7 @@ import (
 	"connectrpc.com/connect"
 	"connectrpc.com/validate"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/protobuf/types/known/emptypb"
 
 	"github.com/connectkit/connectkit/internal/ruled"
 )
@@ -24,11 +25,22 @@ import (
 //
 // A message whose type holds no protovalidate rules (its own, its oneofs',
 // its fields', or those of the message types it holds) is passed on
-// unchecked, so that a service without rules never builds protovalidate's
-// global validator (~0.8 MB of heap that it keeps, and ~2 ms on the first
-// call). A validator given with [validate.WithValidator] checks every
-// message, as connect's interceptor does.
+// unchecked, without asking protovalidate. A validator given with
+// [validate.WithValidator] checks every message, as connect's interceptor
+// does.
+//
+// Validation builds protovalidate's global validator before it returns,
+// not at the first message with rules: the build walks
+// protoregistry.GlobalFiles and reads it again inside the walk (cel-go),
+// so that a file registered at that moment (a server that loads
+// descriptors at run time) deadlocked the build, and the call that made
+// it hung. The build costs ~2 ms and ~0.8 MB of heap that stays, once a
+// process (BENCHMARKS.md section 12 and the last section).
 func Validation(opts ...validate.Option) connect.Interceptor {
+	// A message that needs the validator builds it (an empty one is
+	// checked against no rules); the error of a build that failed comes
+	// back from every validated call, which asks for the validator again.
+	_ = protovalidate.GlobalValidator.Validate(&emptypb.Empty{})
 	return newValidation(protovalidate.GlobalValidator, opts...)
 }
 
