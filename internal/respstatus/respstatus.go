@@ -51,12 +51,13 @@ const endStreamFlag = 0x02
 // stream that connect refused has) is kept too, whatever its status.
 // It returns the ResponseWriter that the call's handler is to write
 // through, which passes everything to w until [Writer.Release] (one small
-// allocation a call).
+// allocation a call), and has the optional interfaces of rw that a
+// handler may type-assert (see newCall).
 func (w *Writer) Reset(rw http.ResponseWriter, stream bool) http.ResponseWriter {
 	w.w, w.status, w.stream, w.seen, w.keep, w.n = rw, 0, stream, false, false, 0
-	w.call = &call{}
-	w.call.w.Store(w)
-	return w.call
+	var out http.ResponseWriter
+	w.call, out = newCall(w, rw)
+	return out
 }
 
 // Release drops the wrapped writer, so that a Writer kept for reuse holds

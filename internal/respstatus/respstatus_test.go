@@ -1,7 +1,10 @@
 package respstatus_test
 
 import (
+	"bufio"
 	"errors"
+	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -116,5 +119,131 @@ func TestWriterCallFlushReportsErrors(t *testing.T) {
 	w.Release()
 	if err := http.NewResponseController(rw).Flush(); !errors.Is(err, respstatus.ErrHandlerReturned) {
 		t.Errorf("Flush once released = %v, want ErrHandlerReturned", err)
+	}
+}
+
+// optionalWriter is a ResponseWriter with the optional interfaces of
+// net/http's, HTTP/1.x's and HTTP/2's at once, which count their calls.
+type optionalWriter struct {
+	*httptest.ResponseRecorder
+	hijacks, readFroms, pushes int
+}
+
+func (o *optionalWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	o.hijacks++
+	return nil, nil, nil
+}
+
+func (o *optionalWriter) ReadFrom(r io.Reader) (int64, error) {
+	o.readFroms++
+	return io.Copy(o.ResponseRecorder, r)
+}
+
+func (o *optionalWriter) Push(string, *http.PushOptions) error {
+	o.pushes++
+	return nil
+}
+
+// The ResponseWriter that Reset returns has exactly the optional
+// interfaces of the one it wraps among Hijacker, ReaderFrom and Pusher,
+// and passes their calls on until Release, after which they fail. An
+// error's body written by ReadFrom is kept, as Write's is.
+func TestWriterCallOptionalInterfaces(t *testing.T) {
+	t.Parallel()
+	var w respstatus.Writer
+	if rw := w.Reset(httptest.NewRecorder(), false); hasAny(rw) {
+		t.Errorf("wrapping a recorder: %T has an optional interface", rw)
+	}
+	o := &optionalWriter{ResponseRecorder: httptest.NewRecorder()}
+	rw := w.Reset(o, false)
+	hj, okH := rw.(http.Hijacker)
+	rf, okR := rw.(io.ReaderFrom)
+	p, okP := rw.(http.Pusher)
+	if !okH || !okR || !okP {
+		t.Fatalf("%T: Hijacker %t, ReaderFrom %t, Pusher %t; want all", rw, okH, okR, okP)
+	}
+	_, _, _ = hj.Hijack()
+	_ = p.Push("/x", nil)
+	_, _ = rf.ReadFrom(strings.NewReader("ok"))
+	rw.WriteHeader(http.StatusNotFound) // after a body: ignored by net/http
+	if o.hijacks != 1 || o.pushes != 1 || o.readFroms != 1 || w.Status() != http.StatusOK || len(w.Body()) != 0 {
+		t.Errorf("calls passed on: %d %d %d, recorded %d %q; want 1 1 1, 200 and nothing kept", o.hijacks, o.pushes, o.readFroms, w.Status(), w.Body())
+	}
+	w.Release()
+	if _, _, err := hj.Hijack(); !errors.Is(err, respstatus.ErrHandlerReturned) {
+		t.Errorf("Hijack once released: %v", err)
+	}
+	if err := p.Push("/x", nil); !errors.Is(err, respstatus.ErrHandlerReturned) {
+		t.Errorf("Push once released: %v", err)
+	}
+	if _, err := rf.ReadFrom(strings.NewReader("late")); !errors.Is(err, respstatus.ErrHandlerReturned) {
+		t.Errorf("ReadFrom once released: %v", err)
+	}
+
+	o = &optionalWriter{ResponseRecorder: httptest.NewRecorder()}
+	rw = w.Reset(o, false)
+	rw.WriteHeader(http.StatusBadRequest)
+	_, _ = rw.(io.ReaderFrom).ReadFrom(strings.NewReader(`{"code":"invalid_argument"}`))
+	if string(w.Body()) != `{"code":"invalid_argument"}` || o.Body.String() != `{"code":"invalid_argument"}` {
+		t.Errorf("an error's body through ReadFrom: kept %q, sent %q", w.Body(), o.Body)
+	}
+}
+
+// hasAny says whether rw has Hijacker, ReaderFrom or Pusher.
+func hasAny(rw http.ResponseWriter) bool {
+	_, h := rw.(http.Hijacker)
+	_, r := rw.(io.ReaderFrom)
+	_, p := rw.(http.Pusher)
+	return h || r || p
+}
+
+// Each combination of Hijacker, ReaderFrom and Pusher that a wrapped
+// writer has, the ResponseWriter that Reset returns has, and no other.
+func TestWriterCallInterfaceCombinations(t *testing.T) {
+	t.Parallel()
+	o := &optionalWriter{ResponseRecorder: httptest.NewRecorder()}
+	type rw = http.ResponseWriter
+	for _, wrapped := range []http.ResponseWriter{
+		struct{ rw }{o},
+		struct {
+			rw
+			http.Hijacker
+		}{o, o},
+		struct {
+			rw
+			io.ReaderFrom
+		}{o, o},
+		struct {
+			rw
+			http.Pusher
+		}{o, o},
+		struct {
+			rw
+			http.Hijacker
+			io.ReaderFrom
+		}{o, o, o},
+		struct {
+			rw
+			http.Hijacker
+			http.Pusher
+		}{o, o, o},
+		struct {
+			rw
+			io.ReaderFrom
+			http.Pusher
+		}{o, o, o},
+		o,
+	} {
+		var w respstatus.Writer
+		got := w.Reset(wrapped, false)
+		_, h := got.(http.Hijacker)
+		_, r := got.(io.ReaderFrom)
+		_, p := got.(http.Pusher)
+		_, wantH := wrapped.(http.Hijacker)
+		_, wantR := wrapped.(io.ReaderFrom)
+		_, wantP := wrapped.(http.Pusher)
+		if h != wantH || r != wantR || p != wantP {
+			t.Errorf("wrapping %T: Hijacker %t, ReaderFrom %t, Pusher %t; want %t %t %t", wrapped, h, r, p, wantH, wantR, wantP)
+		}
 	}
 }
