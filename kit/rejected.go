@@ -99,6 +99,13 @@ func (c *rejectedCalls) add(service protoreflect.ServiceDescriptor) {
 	c.procedures.Store(&procs)
 }
 
+// isProcedure says whether path is a mounted procedure's, one that
+// observe would count.
+func (c *rejectedCalls) isProcedure(path string) bool {
+	_, ok := (*c.procedures.Load())[path]
+	return ok
+}
+
 // answeredByChain says whether the response whose header is h carries the
 // request id that the RequestID interceptor gives every call it sees, in
 // its header or, for gRPC, its trailers.

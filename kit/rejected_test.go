@@ -393,15 +393,17 @@ func TestServedCallsAreNotRejected(t *testing.T) {
 
 // With a pattern that turns kit's routing shortcut off, calls reach their
 // service through the ServeMux, without the request id written before the
-// handler: they are observed all the same (a Connect call without its code:
-// kit's writer that records it is not on that path), and the other
-// handlers' answers are not calls.
+// handler: they are observed all the same, a Connect call with its code
+// and message, which kit's writer records on that path too (it was not
+// used there, and such calls' lines and counter had no code), and the
+// other handlers' answers are not calls.
 func TestRejectedCallsThroughTheServeMux(t *testing.T) {
 	t.Parallel()
+	var logs syncBuffer
 	srv := kittest.NewServer(t, kit.Config{}, func(srv *kit.Server) {
 		srv.Mount(pingv1connect.NewPingServiceHandler(&pingServer{}, srv.HandlerOptions()...))
 		srv.Mount("GET /static/", http.NotFoundHandler())
-	})
+	}, kit.WithLogger(slog.New(slog.NewJSONHandler(&logs, nil))))
 	for _, client := range []*http.Client{srv.HTTP1Client(), srv.HTTP2Client()} {
 		if status, _ := post(t, client, srv.URL+pingPath, strings.NewReader("{bad"), "Content-Type", "application/json"); status != http.StatusBadRequest {
 			t.Fatalf("malformed JSON: %d", status)
@@ -415,12 +417,21 @@ func TestRejectedCallsThroughTheServeMux(t *testing.T) {
 		}
 		res.Body.Close()
 	}
-	labels := map[string]string{"grpc_method": "Ping", "protocol": "connect", "grpc_code": ""}
+	labels := map[string]string{"grpc_method": "Ping", "protocol": "connect", "grpc_code": "InvalidArgument"}
 	if n := counterValue(t, srv.Registry(), "kit_rejected_calls_total", labels); n != 2 {
 		t.Errorf("kit_rejected_calls_total%v = %v, want 2", labels, n)
 	}
 	if n := counterValue(t, srv.Registry(), "kit_rejected_calls_total", nil); n != 2 {
 		t.Errorf("kit_rejected_calls_total = %v, want 2", n)
+	}
+	lines := logLines(t, &logs, rejectedMsg)
+	if len(lines) != 2 {
+		t.Fatalf("%d %q lines, want 2; logs:\n%s", len(lines), rejectedMsg, logs.String())
+	}
+	for _, line := range lines {
+		if line["code"] != "invalid_argument" || line["error"] == nil || line["error"] == "" {
+			t.Errorf("line %v, want code invalid_argument and connect's message", line)
+		}
 	}
 }
 

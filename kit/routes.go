@@ -120,8 +120,9 @@ func (rt *routes) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // [connectCall]) is served through a [respstatus.Writer], which records
 // its status and the start of an error's body: connect writes a Connect
 // unary error's code there, and a stream's in its last message, in no
-// header. An HTTP/1.x connection has one
-// for its requests in turn; an HTTP/2 request takes one from a pool. The
+// header; so is such a call of a mounted procedure that the ServeMux
+// routes. An HTTP/1.x connection has one for the calls kit routes itself,
+// in turn; any other call takes one from a pool. The
 // handler writes through the ResponseWriter that its Reset returns, one a
 // call, which its Release ends: a write that a handler's goroutine makes
 // after the handler returned fails there, where the reused writer would
@@ -129,8 +130,20 @@ func (rt *routes) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 func (rt *routes) serve(w http.ResponseWriter, r *http.Request, c *connctx.State) {
 	h, pattern := rt.service(r)
 	if h == nil {
+		if rt.rejected == nil {
+			rt.mux.ServeHTTP(w, r)
+			return
+		}
+		// A Connect call of a mounted procedure that the ServeMux routes
+		// (a pattern with a host, a method or a wildcard is mounted) is
+		// recorded too, for its code; the ServeMux's other requests are
+		// no calls, and pay the lookup alone.
+		if ok, stream := connectCall(r); ok && rt.rejected.isProcedure(r.URL.Path) {
+			rt.serveRecorded(rt.mux, w, r, stream)
+			return
+		}
 		rt.mux.ServeHTTP(w, r)
-		if rt.rejected != nil && !answeredByChain(w.Header()) {
+		if !answeredByChain(w.Header()) {
 			rt.rejected.observe(w.Header(), r, nil)
 		}
 		return
@@ -163,6 +176,13 @@ func (rt *routes) serve(w http.ResponseWriter, r *http.Request, c *connctx.State
 		}
 		return
 	}
+	rt.serveRecorded(h, w, r, stream)
+}
+
+// serveRecorded serves r, a call that may be a Connect one, with h
+// through a [respstatus.Writer] from the pool, and observes it if the
+// chain did not answer it.
+func (rt *routes) serveRecorded(h http.Handler, w http.ResponseWriter, r *http.Request, stream bool) {
 	answer := rt.answers.Get().(*respstatus.Writer)
 	h.ServeHTTP(answer.Reset(w, stream), r)
 	answer.Release()
