@@ -221,8 +221,13 @@ func (s *Server) rejectAuth(w http.ResponseWriter, r *http.Request, err error, e
 	if !rest {
 		protocol = protocolOf(r.Header.Get("Content-Type"))
 	}
-	if protocolOf(r.Header.Get("Content-Type")) == connect.ProtocolGRPC {
+	switch protocolOf(r.Header.Get("Content-Type")) {
+	case connect.ProtocolGRPC:
 		ce = headerFieldsFirst(w.Header(), ce)
+	case connect.ProtocolConnect:
+		if !rest {
+			ce = connectFields(w.Header(), ce)
+		}
 	}
 	_ = errW.Write(w, r, ce)
 	if l, ok := (*s.rejected.procedures.Load())[r.URL.Path]; ok {

@@ -333,3 +333,60 @@ func TestErrorHopByHopFieldsStayOutOfGRPCHeader(t *testing.T) {
 		}
 	}
 }
+
+// A Connect unary call's error, whose metadata connect appends to the
+// response header, sends a value the header has already once, and its
+// connection-specific fields nowhere, over HTTP/1.1 and h2c: the
+// challenge went out twice, Keep-Alive, Proxy-Connection, Te and Upgrade
+// went out as they were, and over h2c "Connection: close" made net/http's
+// server close the client's connection (a GOAWAY), as in gRPC's header;
+// over HTTP/1.1 "Transfer-Encoding: close" broke the answer's framing
+// (the client: too many transfer encodings). The same holds for a
+// refusal of WithAuth's func.
+func TestConnectErrorHopByHopFields(t *testing.T) {
+	t.Parallel()
+	mount := func(srv *kit.Server) {
+		srv.Mount(pingv1connect.NewPingServiceHandler(&hopPing{}, srv.HandlerOptions()...))
+	}
+	refuse := kit.WithAuth(func(context.Context, *http.Request) (any, error) { return nil, errHopByHop })
+	for _, srv := range []*kittest.Server{kittest.NewServer(t, kit.Config{}, mount), kittest.NewServer(t, kit.Config{}, mount, refuse)} {
+		connectErrorHopByHop(t, srv)
+	}
+}
+
+// connectErrorHopByHop makes two Connect calls of Ping to srv, over
+// HTTP/1.1 and h2c, and checks their answers for
+// TestConnectErrorHopByHopFields.
+func connectErrorHopByHop(t *testing.T, srv *kittest.Server) {
+	t.Helper()
+	for _, client := range []*http.Client{srv.HTTP1Client(), srv.HTTP2Client()} {
+		for i := range 2 {
+			var reused bool
+			ctx := httptrace.WithClientTrace(t.Context(), &httptrace.ClientTrace{
+				GotConn: func(info httptrace.GotConnInfo) { reused = info.Reused },
+			})
+			req, err := http.NewRequestWithContext(ctx, http.MethodPost, srv.URL+pingv1connect.PingServicePingProcedure, strings.NewReader(`{"number":1}`))
+			if err != nil {
+				t.Fatal(err)
+			}
+			req.Header.Set("Content-Type", "application/json")
+			res, err := client.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, _ = io.Copy(io.Discard, res.Body)
+			_ = res.Body.Close()
+			if got := res.Header.Values("WWW-Authenticate"); res.StatusCode != http.StatusUnauthorized || len(got) != 1 || got[0] != challengeRealm {
+				t.Errorf("%s: %s with WWW-Authenticate %q, want 401 and %q once", res.Proto, res.Status, got, challengeRealm)
+			}
+			for _, k := range []string{"Keep-Alive", "Proxy-Connection", "Te", "Transfer-Encoding", "Upgrade"} {
+				if v, ok := res.Header[k]; ok {
+					t.Errorf("%s: header has %s %q", res.Proto, k, v)
+				}
+			}
+			if i > 0 && !reused {
+				t.Errorf("%s: the call dialed a new connection: the server closed the last one", res.Proto)
+			}
+		}
+	}
+}

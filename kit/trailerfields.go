@@ -25,14 +25,25 @@ import (
 //
 // A stream that failed after its first message has sent its header: the
 // fields are lost, as they were in the trailers, without the log line.
+//
+// A Connect unary call's error metadata, which connect appends to the
+// response header, loses its connection-specific fields and the values
+// the header has already (see [connectFields]).
 type headerFields struct{}
 
 func (headerFields) WrapUnary(next connect.UnaryFunc) connect.UnaryFunc {
 	return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
 		resp, err := next(ctx, req)
-		if err != nil && req.Peer().Protocol == connect.ProtocolGRPC && !req.Spec().IsClient {
-			if info, ok := connect.CallInfoForHandlerContext(ctx); ok {
-				err = errorHeaderFields(err, info.ResponseHeader)
+		if err != nil && !req.Spec().IsClient {
+			switch req.Peer().Protocol {
+			case connect.ProtocolGRPC:
+				if info, ok := connect.CallInfoForHandlerContext(ctx); ok {
+					err = errorHeaderFields(err, info.ResponseHeader)
+				}
+			case connect.ProtocolConnect:
+				if info, ok := connect.CallInfoForHandlerContext(ctx); ok {
+					err = errorConnectFields(err, info.ResponseHeader())
+				}
 			}
 		}
 		return resp, err
@@ -63,6 +74,76 @@ func errorHeaderFields(err error, header func() http.Header) error {
 		return err
 	}
 	return headerFieldsFirst(header(), ce)
+}
+
+// errorConnectFields returns err, or, when it is (or wraps) a
+// *connect.Error whose metadata has connection-specific fields or values
+// that h, a Connect unary call's response header, has already, the error
+// connectFields makes of it.
+func errorConnectFields(err error, h http.Header) error {
+	var ce *connect.Error
+	if !errors.As(err, &ce) {
+		return err
+	}
+	return connectFields(h, ce)
+}
+
+// connectFields returns ce for a Connect unary response, whose error
+// metadata connect's error writer appends to h, the response header:
+// without its connection-specific fields (see [connectionSpecific]),
+// which over HTTP/2 did what they do in a gRPC header, and without the
+// values h has already, which went out twice (a challenge set with
+// ResponseHeader() and on the error too). ce itself is not changed; one
+// without such fields is returned as it is, and so is a wire error, whose
+// metadata connect does not send.
+func connectFields(h http.Header, ce *connect.Error) *connect.Error {
+	if connect.IsWireError(ce) {
+		return ce
+	}
+	meta := metaOf(ce)
+	rewrite := false
+	for k, v := range meta {
+		if connectionSpecific(k) || hasAny(h[http.CanonicalHeaderKey(k)], v) {
+			rewrite = true
+			break
+		}
+	}
+	if !rewrite {
+		return ce
+	}
+	out := newErrorLike(ce)
+	for k, v := range meta {
+		if connectionSpecific(k) {
+			continue
+		}
+		have := h[http.CanonicalHeaderKey(k)]
+		for _, s := range v {
+			if !slices.Contains(have, s) {
+				out.Meta()[k] = append(out.Meta()[k], s)
+			}
+		}
+	}
+	return out
+}
+
+// hasAny reports whether have holds one of values.
+func hasAny(have, values []string) bool {
+	for _, s := range values {
+		if slices.Contains(have, s) {
+			return true
+		}
+	}
+	return false
+}
+
+// newErrorLike returns a new error with ce's code, cause and details, and
+// no metadata.
+func newErrorLike(ce *connect.Error) *connect.Error {
+	out := connect.NewError(ce.Code(), ce.Unwrap())
+	for _, d := range ce.Details() {
+		out.AddDetail(d)
+	}
+	return out
 }
 
 // hasHeaderFields reports whether ce's metadata has a field that
@@ -141,10 +222,7 @@ func headerFieldsFirst(h http.Header, ce *connect.Error) *connect.Error {
 	if connect.IsWireError(ce) || !hasHeaderFields(ce) {
 		return ce
 	}
-	out := connect.NewError(ce.Code(), ce.Unwrap())
-	for _, d := range ce.Details() {
-		out.AddDetail(d)
-	}
+	out := newErrorLike(ce)
 	for k, v := range metaOf(ce) {
 		switch {
 		case connectionSpecific(k):
