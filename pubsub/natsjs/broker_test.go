@@ -168,6 +168,59 @@ func TestStreamSubjectsOverlap(t *testing.T) {
 	}
 }
 
+// TestStreamOfOtherKind: a stream with the topic's stream name and
+// subject but made by hand as a work queue, or in memory, is refused with
+// FailedPrecondition naming it, by a publish and by a subscriber alike,
+// rather than adopted: a work queue takes one subscription (the second
+// failed with nats' "filtered consumer not unique on workqueue stream"),
+// an interest stream drops what every subscription acknowledged, memory
+// storage loses acknowledged messages at a server restart.
+func TestStreamOfOtherKind(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name, topic string
+		retention   jetstream.RetentionPolicy
+		storage     jetstream.StorageType
+		want        string
+	}{
+		{name: "work queue", topic: "kind.workqueue", retention: jetstream.WorkQueuePolicy, storage: jetstream.FileStorage, want: "workqueue retention and file storage"},
+		{name: "interest", topic: "kind.interest", retention: jetstream.InterestPolicy, storage: jetstream.FileStorage, want: "interest retention and file storage"},
+		{name: "memory", topic: "kind.memory", retention: jetstream.LimitsPolicy, storage: jetstream.MemoryStorage, want: "limits retention and memory storage"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			b := newEmbedded(t)
+			stream := strings.ReplaceAll(tc.topic, ".", "_")
+			if _, err := b.JetStream().CreateStream(t.Context(), jetstream.StreamConfig{
+				Name: stream, Subjects: []string{tc.topic}, Retention: tc.retention, Storage: tc.storage,
+			}); err != nil {
+				t.Fatal(err)
+			}
+			want := "stream " + stream + " for " + tc.topic + " has " + tc.want
+			pub, err := pubsub.NewPublisher[pingv1.PingRequest](b, tc.topic)
+			if err != nil {
+				t.Fatal(err)
+			}
+			err = pub.Publish(t.Context(), &pingv1.PingRequest{})
+			if connect.CodeOf(err) != connect.CodeFailedPrecondition || !strings.Contains(err.Error(), want) {
+				t.Errorf("Publish = %v, want failed_precondition with %q", err, want)
+			}
+			sub, err := pubsub.NewSubscriber(b, tc.topic, "s", func(context.Context, *pingv1.PingRequest) error { return nil })
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithCancel(t.Context())
+			done := make(chan error, 1)
+			go func() { done <- sub.Run(ctx) }()
+			t.Cleanup(func() { cancel(); <-done })
+			pubsubtest.WaitFor(t, "the subscriber's check to name the stream", func() bool {
+				err := sub.Check(t.Context())
+				return err != nil && strings.Contains(err.Error(), want)
+			})
+		})
+	}
+}
+
 func TestCheckAfterClose(t *testing.T) {
 	t.Parallel()
 	b, err := natsjs.New(t.Context(), natsjs.Config{DataDir: t.TempDir()})

@@ -336,6 +336,17 @@ func (b *Broker) upsertStream(ctx context.Context, notBefore time.Time, limits b
 		return connect.NewError(connect.CodeFailedPrecondition,
 			fmt.Errorf("natsjs: stream %s exists with subjects %v, not %s: %s", want.Name, have.Subjects, want.Subjects[0], mend))
 	}
+	if have.Retention != want.Retention || have.Storage != want.Storage {
+		// Neither can be updated (nats-server refuses), and neither works:
+		// a work-queue stream takes one consumer, an interest one drops
+		// what every subscription acknowledged (replays and new
+		// subscriptions miss it), memory storage loses acknowledged
+		// messages at a server restart. Adopting such a stream, as before,
+		// hid all three until they struck.
+		return connect.NewError(connect.CodeFailedPrecondition, fmt.Errorf(
+			"natsjs: stream %s for %s has %s retention and %s storage, where pubsub needs limits retention and file storage: it was not made by pubsub; delete it once drained, or use another topic",
+			want.Name, owner, strings.ToLower(have.Retention.String()), strings.ToLower(have.Storage.String())))
+	}
 	if !limits {
 		want.Replicas, want.MaxAge, want.Duplicates = have.Replicas, have.MaxAge, have.Duplicates
 	}
