@@ -91,8 +91,11 @@ func WithClientOptions(opts ...connect.ClientOption) Option {
 // handling, so options that act below the interceptors (read limits,
 // compression, codecs, connect.WithRecover) do not, and
 // connect.CallInfoForHandlerContext reports false in a subscriber's
-// handler ([MessageInfoFrom] gives the message's headers). Ignored by
-// publishers.
+// handler ([MessageInfoFrom] gives the message's headers). Options given
+// in several WithHandlerOptions add up, in order: one subscriber's own
+// interceptor (Watermill's per-handler middleware) goes after the shared
+// chain, append(opts, WithHandlerOptions(connect.WithInterceptors(mw))),
+// and runs inside it. Ignored by publishers.
 func WithHandlerOptions(opts ...connect.HandlerOption) Option {
 	return optionFunc(func(c *config) { c.handlerOptions = append(c.handlerOptions, opts...) })
 }

@@ -3,12 +3,17 @@ package pubsub_test
 import (
 	"context"
 	"net/http"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"connectrpc.com/connect"
+
 	pingv1 "github.com/connectkit/connectkit/internal/gen/connectkit/ping/v1"
 	"github.com/connectkit/connectkit/pubsub"
+	"github.com/connectkit/connectkit/pubsub/mem"
+	"github.com/connectkit/connectkit/pubsub/pubsubtest"
 )
 
 // newPingDelivery returns a delivery of an empty PingRequest that records
@@ -147,4 +152,49 @@ func TestDeadlineCountsTheWait(t *testing.T) {
 	}
 	wantVerdict(t, first, "ack")
 	wantVerdict(t, second, "ack")
+}
+
+// TestHandlerOptionsAddUp: a subscriber's own interceptor, given in a
+// second WithHandlerOptions after the shared chain's (the README's answer
+// to Watermill's per-handler middleware), runs too, inside the shared one.
+func TestHandlerOptionsAddUp(t *testing.T) {
+	t.Parallel()
+	b := mem.New()
+	t.Cleanup(func() { _ = b.Close() })
+	var mu sync.Mutex
+	var order []string
+	named := func(name string) connect.Interceptor {
+		return connect.UnaryInterceptorFunc(func(next connect.UnaryFunc) connect.UnaryFunc {
+			return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
+				mu.Lock()
+				order = append(order, name)
+				mu.Unlock()
+				return next(ctx, req)
+			}
+		})
+	}
+	shared := []pubsub.Option{pubsub.WithHandlerOptions(connect.WithInterceptors(named("shared")))}
+	sub, err := pubsub.NewSubscriber(b, "addup", "s", func(context.Context, *pingv1.PingRequest) error {
+		mu.Lock()
+		order = append(order, "handler")
+		mu.Unlock()
+		return nil
+	}, append(shared, pubsub.WithHandlerOptions(connect.WithInterceptors(named("own"))))...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pubsubtest.Start(t, sub)
+	pub, err := pubsub.NewPublisher[pingv1.PingRequest](b, "addup")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := pub.Publish(t.Context(), &pingv1.PingRequest{}); err != nil {
+		t.Fatal(err)
+	}
+	pubsubtest.WaitFor(t, "the handler", func() bool { mu.Lock(); defer mu.Unlock(); return len(order) == 3 })
+	mu.Lock()
+	defer mu.Unlock()
+	if got := strings.Join(order, " > "); got != "shared > own > handler" {
+		t.Errorf("order = %s, want shared > own > handler", got)
+	}
 }
