@@ -207,6 +207,11 @@ type Consumer interface {
 // that it acknowledged or dead-lettered already after it had waited
 // AckWait or more since its fetch (the broker delivered it again
 // meanwhile).
+//
+// A Delivery may also have a method Timestamp() time.Time: when the broker
+// stored the message (natsjs: its JetStream timestamp; mem: its publish),
+// the same in every delivery of the message, which handlers read as
+// [MessageInfo].Time; pubsubtest's suite expects it.
 type Delivery interface {
 	// Message is the delivered message; the subscriber owns it.
 	Message() *Message
@@ -226,6 +231,10 @@ type Delivery interface {
 // inProgresser is a Delivery whose AckWait the broker can restart (see
 // [Delivery]).
 type inProgresser interface{ InProgress() error }
+
+// timestamped is a Delivery that tells when the broker stored its message
+// (see [Delivery]).
+type timestamped interface{ Timestamp() time.Time }
 
 // DeadLetter is a message that a subscription gave up on, with why.
 type DeadLetter struct {

@@ -24,6 +24,7 @@ import (
 type deliveryState struct {
 	info   msgctx.Info
 	header http.Header // the request headers, as the handler saw them
+	stored timestamped // the delivery, when it tells its message's time; else nil
 	ran    bool        // the chain ran: the message decoded
 	panic  string      // a panic no interceptor recovered: a description, for the dead letter
 	// waitedOut: the message waited AckWait or more since its fetch (see
@@ -103,6 +104,7 @@ func (s *Subscriber) handle(ctx context.Context, d Delivery, waited time.Duratio
 	}
 	st := s.newState()
 	st.waitedOut = waited >= s.cfg.AckWait
+	st.stored, _ = d.(timestamped)
 	st.info = msgctx.Info{
 		Operation:    msgctx.Process,
 		System:       s.system,

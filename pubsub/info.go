@@ -3,6 +3,7 @@ package pubsub
 import (
 	"context"
 	"net/http"
+	"time"
 
 	"github.com/connectkit/connectkit/internal/msgctx"
 )
@@ -26,6 +27,14 @@ type MessageInfo struct {
 	MaxAttempts int
 	// Header holds the message's headers, as the handler chain saw them.
 	Header http.Header
+	// Time is when the broker stored the message: when it was published,
+	// the same on every attempt (natsjs: the JetStream server's clock;
+	// mem: the process's), or for a re-driven message when it was
+	// re-driven (the dead letter keeps no earlier time). Zero when the
+	// broker does not tell (one of your own whose Delivery has no
+	// Timestamp method). An event's own time, when it matters to the
+	// handler, belongs in the event (a google.protobuf.Timestamp field).
+	Time time.Time
 }
 
 // MessageInfoFrom returns the [MessageInfo] of the message handled under
@@ -50,6 +59,9 @@ func MessageInfoFrom(ctx context.Context) (MessageInfo, bool) {
 	}
 	if st := stateFrom(ctx); st != nil {
 		mi.Header = st.header
+		if st.stored != nil {
+			mi.Time = st.stored.Timestamp()
+		}
 	}
 	return mi, true
 }

@@ -170,6 +170,7 @@ type delivery struct {
 	gen     uint64
 	attempt int
 	msg     *pubsub.Message
+	at      time.Time // when the topic took the message (see Timestamp)
 }
 
 func (d *delivery) Message() *pubsub.Message { return d.msg }
@@ -177,6 +178,10 @@ func (d *delivery) Attempt() int             { return d.attempt }
 
 // Sequence is the message's position in its topic (see [pubsub.Delivery]).
 func (d *delivery) Sequence() uint64 { return d.seq }
+
+// Timestamp is when the topic took the message: its publish, or its
+// re-drive (see [pubsub.Delivery]).
+func (d *delivery) Timestamp() time.Time { return d.at }
 
 func (d *delivery) Ack() error {
 	return d.locked(func() { d.g.settle(d.seq) })

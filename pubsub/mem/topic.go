@@ -204,7 +204,7 @@ func (g *group) deliver(e *entry, st *state, now time.Time) *delivery {
 	}
 	msg := *e.msg
 	msg.Header = e.msg.Header.Clone() // the subscriber owns it
-	return &delivery{g: g, seq: e.seq, gen: st.gen, attempt: st.attempts, msg: &msg}
+	return &delivery{g: g, seq: e.seq, gen: st.gen, attempt: st.attempts, msg: &msg, at: e.at}
 }
 
 // settle removes seq from the group's unacknowledged messages.

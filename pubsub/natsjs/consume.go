@@ -491,6 +491,7 @@ type delivery struct {
 	msg     pubsub.Message
 	attempt int
 	seq     uint64          // the stream sequence (see Sequence)
+	ts      string          // the timestamp's token of the metadata (see Timestamp)
 	gen     uint64          // of the consumer that delivered it
 	cgen    *atomic.Uint64  // the consumer's gen now
 	pos     *replayPosition // a replay's, told of the verdicts; else nil
@@ -519,7 +520,7 @@ func newDelivery(m jetstream.Msg) *delivery {
 			// pubsub take for a copy of the first (see Sequence).
 			d.msg.ID = md.stream + ":" + strconv.FormatUint(md.streamSeq, 10) + ":" + strconv.FormatUint(md.timestamp(), 10)
 		}
-		d.seq = md.streamSeq
+		d.seq, d.ts = md.streamSeq, md.ts
 	}
 	return d
 }
@@ -532,6 +533,16 @@ func (d *delivery) Attempt() int             { return d.attempt }
 // the same sequence: its producer's, or for a producer that is not pubsub
 // one made of the time the stream stored it too.
 func (d *delivery) Sequence() uint64 { return d.seq }
+
+// Timestamp is when the stream stored the message (see [pubsub.Delivery]),
+// parsed only when a handler asks (see ackMetadata.timestamp); zero for a
+// delivery whose reply subject has no metadata.
+func (d *delivery) Timestamp() time.Time {
+	if d.ts == "" {
+		return time.Time{}
+	}
+	return time.Unix(0, int64(ackMetadata{ts: d.ts}.timestamp()))
+}
 func (d *delivery) Ack() error {
 	if d.stale() {
 		return errStaleDelivery

@@ -55,6 +55,7 @@ func testRoundTrip(t *testing.T, h *harness) {
 	Start(t, sub)
 	pub := h.publisher(t, h.broker, "pings")
 	want := &pingv1.PingRequest{Number: 7, Text: "hello", Secret: "s3"}
+	before := time.Now()
 	if err := pub.Publish(t.Context(), want, pubsub.WithMessageID("msg-1")); err != nil {
 		t.Fatalf("Publish: %v", err)
 	}
@@ -72,8 +73,13 @@ func testRoundTrip(t *testing.T, h *harness) {
 		t.Errorf("handler got %v, want %v", c[0].msg, want)
 	}
 	info := c[0].info
+	// The broker's clock stamps Time: a second either way for a broker
+	// on another machine than the test's.
+	if info.Time.Before(before.Add(-time.Second)) || info.Time.After(c[0].at.Add(time.Second)) {
+		t.Errorf("MessageInfo.Time = %v, want between the publish (%v) and the handling (%v)", info.Time, before, c[0].at)
+	}
 	wantInfo := pubsub.MessageInfo{ID: "msg-1", Topic: "pings", Subscription: "roundtrip", Type: "connectkit.ping.v1.PingRequest", Attempt: 1, MaxAttempts: pubsub.DefaultMaxAttempts}
-	info.Header = nil
+	info.Header, info.Time = nil, time.Time{}
 	if !reflect.DeepEqual(info, wantInfo) {
 		t.Errorf("MessageInfo = %+v, want %+v", info, wantInfo)
 	}
@@ -256,6 +262,9 @@ func testRetryWithBackoff(t *testing.T, h *harness) {
 		}
 		if i == 0 {
 			continue
+		}
+		if !c.info.Time.Equal(calls[0].info.Time) {
+			t.Errorf("attempt %d: MessageInfo.Time %v, want the first attempt's %v", i+1, c.info.Time, calls[0].info.Time)
 		}
 		// Lower bounds only: a loaded machine is slower, never faster.
 		minDelay := time.Duration(float64(cfg.Backoff.Initial) * float64(int(1)<<(i-1)) * 0.8)
