@@ -221,6 +221,28 @@ func TestStreamOfOtherKind(t *testing.T) {
 	}
 }
 
+// TestMessageOverTheStreamsLimit: a message over its stream's own size
+// limit (an operator's max_msg_size) fails its publish with
+// ResourceExhausted, as one over the server's max payload does, not with
+// Unavailable, which invites a retry that cannot succeed.
+func TestMessageOverTheStreamsLimit(t *testing.T) {
+	t.Parallel()
+	b := newEmbedded(t)
+	if _, err := b.JetStream().CreateStream(t.Context(), jetstream.StreamConfig{
+		Name: "small", Subjects: []string{"small", "_pubsub.redrive.*.small"}, MaxMsgSize: 16,
+	}); err != nil {
+		t.Fatal(err)
+	}
+	pub, err := pubsub.NewPublisher[pingv1.PingRequest](b, "small")
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = pub.Publish(t.Context(), &pingv1.PingRequest{Text: strings.Repeat("x", 64)})
+	if connect.CodeOf(err) != connect.CodeResourceExhausted || !strings.Contains(err.Error(), "refused by its stream") {
+		t.Errorf("Publish over the stream's max_msg_size = %v, want resource_exhausted", err)
+	}
+}
+
 func TestCheckAfterClose(t *testing.T) {
 	t.Parallel()
 	b, err := natsjs.New(t.Context(), natsjs.Config{DataDir: t.TempDir()})

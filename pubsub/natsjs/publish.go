@@ -165,6 +165,13 @@ func (b *Broker) publishError(topic string, err error) error {
 		return connect.NewError(connect.CodeResourceExhausted,
 			fmt.Errorf("natsjs: publish to %s failed: message over the server's max payload of %d bytes: %w", topic, b.nc.MaxPayload(), err))
 	}
+	var apiErr *jetstream.APIError
+	if errors.As(err, &apiErr) && (apiErr.ErrorCode == jsErrMessageTooLarge || apiErr.ErrorCode == jsErrHeaderTooLarge) {
+		// The stream's own limit (an operator's max_msg_size): as over the
+		// max payload, no retry can fix it, where Unavailable invited one.
+		return connect.NewError(connect.CodeResourceExhausted,
+			fmt.Errorf("natsjs: publish to %s refused by its stream: %w", topic, err))
+	}
 	if errors.Is(err, jetstream.ErrNoStreamResponse) {
 		b.streamLost(topic) // deleted behind our back: create it again on the next publish
 	}
@@ -262,9 +269,14 @@ func (b *Broker) ensureStream(ctx context.Context, topic string, limits bool) er
 	})
 }
 
-// jsErrStreamSubjectOverlap is the JetStream error code of a stream whose
-// subjects overlap those of another stream; nats.go has no sentinel for it.
-const jsErrStreamSubjectOverlap jetstream.ErrorCode = 10065
+// JetStream error codes that nats.go has no sentinel for: a stream whose
+// subjects overlap those of another stream, and a message, or its
+// headers, over what its stream takes (nats-server's errors.json).
+const (
+	jsErrStreamSubjectOverlap jetstream.ErrorCode = 10065
+	jsErrMessageTooLarge      jetstream.ErrorCode = 10054
+	jsErrHeaderTooLarge       jetstream.ErrorCode = 10097
+)
 
 // createStreamError is the error of creating the stream of want. A stream
 // made outside pubsub that holds its subject (Watermill's, or an
