@@ -205,18 +205,7 @@ func TestStreamOfOtherKind(t *testing.T) {
 			if connect.CodeOf(err) != connect.CodeFailedPrecondition || !strings.Contains(err.Error(), want) {
 				t.Errorf("Publish = %v, want failed_precondition with %q", err, want)
 			}
-			sub, err := pubsub.NewSubscriber(b, tc.topic, "s", func(context.Context, *pingv1.PingRequest) error { return nil })
-			if err != nil {
-				t.Fatal(err)
-			}
-			ctx, cancel := context.WithCancel(t.Context())
-			done := make(chan error, 1)
-			go func() { done <- sub.Run(ctx) }()
-			t.Cleanup(func() { cancel(); <-done })
-			pubsubtest.WaitFor(t, "the subscriber's check to name the stream", func() bool {
-				err := sub.Check(t.Context())
-				return err != nil && strings.Contains(err.Error(), want)
-			})
+			checkRefused(t, b, tc.topic, "s", want)
 		})
 	}
 }
@@ -240,6 +229,46 @@ func TestMessageOverTheStreamsLimit(t *testing.T) {
 	err = pub.Publish(t.Context(), &pingv1.PingRequest{Text: strings.Repeat("x", 64)})
 	if connect.CodeOf(err) != connect.CodeResourceExhausted || !strings.Contains(err.Error(), "refused by its stream") {
 		t.Errorf("Publish over the stream's max_msg_size = %v, want resource_exhausted", err)
+	}
+}
+
+// TestConsumerOfOtherKind: a consumer made by hand under a subscription's
+// name with settings nats-server cannot update (push delivery, no acks, new
+// messages only) makes the subscriber's Check fail with FailedPrecondition
+// naming them and the mend, where it showed nats' bare refusal ("ack policy
+// can not be updated").
+func TestConsumerOfOtherKind(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name string
+		conf jetstream.ConsumerConfig
+		want string
+	}{
+		{name: "acknone", conf: jetstream.ConsumerConfig{AckPolicy: jetstream.AckNonePolicy}, want: "has ack policy AckNone"},
+		{name: "newonly", conf: jetstream.ConsumerConfig{AckPolicy: jetstream.AckExplicitPolicy, DeliverPolicy: jetstream.DeliverNewPolicy}, want: "has deliver policy new"},
+		{name: "push", conf: jetstream.ConsumerConfig{AckPolicy: jetstream.AckExplicitPolicy, DeliverSubject: "deliver.here"}, want: "has push delivery (to deliver.here)"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			b := newEmbedded(t)
+			pub, err := pubsub.NewPublisher[pingv1.PingRequest](b, "cons")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := pub.Publish(t.Context(), &pingv1.PingRequest{}); err != nil {
+				t.Fatal(err)
+			}
+			tc.conf.Durable = tc.name
+			if tc.conf.DeliverSubject != "" {
+				_, err = b.JetStream().CreateOrUpdatePushConsumer(t.Context(), "cons", tc.conf)
+			} else {
+				_, err = b.JetStream().CreateConsumer(t.Context(), "cons", tc.conf)
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			checkRefused(t, b, "cons", tc.name, "consumer "+tc.name+" of stream cons, made outside pubsub, "+tc.want)
+		})
 	}
 }
 
@@ -779,4 +808,25 @@ func newListening(t *testing.T, cfg natsjs.Config) *natsjs.Broker {
 	}
 	t.Cleanup(func() { _ = b.Close() })
 	return b
+}
+
+// checkRefused runs a subscriber of topic until the test ends and waits,
+// 20s at most, for its Check to fail with FailedPrecondition and want.
+func checkRefused(t *testing.T, b *natsjs.Broker, topic, subscription, want string) {
+	t.Helper()
+	sub, err := pubsub.NewSubscriber(b, topic, subscription, func(context.Context, *pingv1.PingRequest) error { return nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- sub.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		err = sub.Check(t.Context())
+		if connect.CodeOf(err) == connect.CodeFailedPrecondition && strings.Contains(err.Error(), want) {
+			return
+		}
+	}
+	t.Fatalf("subscriber's Check = %v, want failed_precondition with %q", err, want)
 }

@@ -149,6 +149,9 @@ func (c *consumer) start(ctx context.Context) error {
 	}
 	cons, err := c.b.js.CreateOrUpdateConsumer(ctx, stream, conf)
 	if err != nil {
+		if ferr := c.foreignConsumer(ctx, stream, conf, err); ferr != nil {
+			return ferr
+		}
 		return fmt.Errorf("natsjs: failed to create or update consumer %s of stream %s: %w", c.name, stream, err)
 	}
 	gen, created := c.gen.Load(), cons.CachedInfo().Created

@@ -1,0 +1,42 @@
+package natsjs
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+
+	"connectrpc.com/connect"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// foreignConsumer returns the error of a subscription whose consumer,
+// made outside pubsub under its name (by an operator, another library),
+// has settings that nats-server cannot update to want's (err, its refusal,
+// says only "ack policy can not be updated"): FailedPrecondition, which no
+// retry mends, naming them and the mend. It returns nil when the consumer
+// cannot be looked up or differs in none of them.
+func (c *consumer) foreignConsumer(ctx context.Context, stream string, want jetstream.ConsumerConfig, err error) error {
+	var diffs []string
+	var have jetstream.ConsumerConfig
+	if cons, lerr := c.b.js.Consumer(ctx, stream, c.name); lerr == nil {
+		have = cons.CachedInfo().Config
+	} else if pc, perr := c.b.js.PushConsumer(ctx, stream, c.name); errors.Is(lerr, jetstream.ErrNotPullConsumer) && perr == nil {
+		have = pc.CachedInfo().Config // nats.go looks a push consumer up apart
+		diffs = append(diffs, "push delivery (to "+have.DeliverSubject+")")
+	} else {
+		return nil
+	}
+	if have.AckPolicy != want.AckPolicy {
+		diffs = append(diffs, "ack policy "+have.AckPolicy.String())
+	}
+	if have.DeliverPolicy != want.DeliverPolicy {
+		diffs = append(diffs, "deliver policy "+have.DeliverPolicy.String())
+	}
+	if len(diffs) == 0 {
+		return nil
+	}
+	return connect.NewError(connect.CodeFailedPrecondition, fmt.Errorf(
+		"natsjs: consumer %s of stream %s, made outside pubsub, has %s, which pubsub cannot change to its own (pull, explicit acks): delete it once drained (nats consumer rm %s %s), or name the subscription otherwise: %w",
+		c.name, stream, strings.Join(diffs, ", "), stream, c.name, err))
+}
