@@ -224,7 +224,7 @@ func (s *Server) rejectAuth(w http.ResponseWriter, r *http.Request, err error, e
 	switch protocolOf(r.Header.Get("Content-Type")) {
 	case connect.ProtocolGRPC:
 		ce = headerFieldsFirst(w.Header(), ce)
-	case connect.ProtocolConnect:
+	case connect.ProtocolConnect, connect.ProtocolGRPCWeb: // gRPC-Web's is trailers-only, in the header
 		if !rest {
 			ce = connectFields(w.Header(), ce)
 		}

@@ -390,3 +390,54 @@ func connectErrorHopByHop(t *testing.T, srv *kittest.Server) {
 		}
 	}
 }
+
+// A gRPC-Web call's error answered as trailers-only, whose metadata
+// connect puts in the response header with the status (a handler's
+// error before any message or response header, a refusal of WithAuth's
+// func), sends its connection-specific fields nowhere, over HTTP/1.1 and
+// h2c, as gRPC's and Connect's errors do: over HTTP/1.1
+// "Transfer-Encoding: close" broke the answer's framing, over h2c
+// "Connection: close" made net/http's server close the client's
+// connection (a GOAWAY), and the other fields went out as they were.
+func TestGRPCWebErrorHopByHopFields(t *testing.T) {
+	t.Parallel()
+	mount := func(srv *kit.Server) {
+		srv.Mount(pingv1connect.NewPingServiceHandler(&errorPing{err: errHopByHop}, srv.HandlerOptions()...))
+	}
+	refuse := kit.WithAuth(func(context.Context, *http.Request) (any, error) { return nil, errHopByHop })
+	for _, srv := range []*kittest.Server{kittest.NewServer(t, kit.Config{}, mount), kittest.NewServer(t, kit.Config{}, mount, refuse)} {
+		for _, client := range []*http.Client{srv.HTTP1Client(), srv.HTTP2Client()} {
+			for i, procedure := range []string{pingv1connect.PingServicePingProcedure, pingv1connect.PingServiceCountUpProcedure, pingv1connect.PingServicePingProcedure} {
+				var reused bool
+				ctx := httptrace.WithClientTrace(t.Context(), &httptrace.ClientTrace{
+					GotConn: func(info httptrace.GotConnInfo) { reused = info.Reused },
+				})
+				req, err := http.NewRequestWithContext(ctx, http.MethodPost, srv.URL+procedure, bytes.NewReader([]byte{0, 0, 0, 0, 2, 8, 1}))
+				if err != nil {
+					t.Fatal(err)
+				}
+				req.Header.Set("Content-Type", "application/grpc-web+proto")
+				res, err := client.Do(req)
+				if err != nil {
+					t.Errorf("%s: %v", procedure, err)
+					continue
+				}
+				body, _ := io.ReadAll(res.Body)
+				_ = res.Body.Close()
+				// Trailers-only, or, once the RequestID interceptor set a
+				// stream's id on its response header, trailers in the body.
+				if got := res.Header.Get("Grpc-Status"); got != "16" && !bytes.Contains(body, []byte("grpc-status: 16")) {
+					t.Errorf("%s %s: grpc-status %q and body %q, want 16", res.Proto, procedure, got, body)
+				}
+				for _, k := range []string{"Keep-Alive", "Proxy-Connection", "Te", "Transfer-Encoding", "Upgrade"} {
+					if v, ok := res.Header[k]; ok {
+						t.Errorf("%s %s: header has %s %q", res.Proto, procedure, k, v)
+					}
+				}
+				if i > 0 && !reused {
+					t.Errorf("%s %s: the call dialed a new connection: the server closed the last one", res.Proto, procedure)
+				}
+			}
+		}
+	}
+}

@@ -28,7 +28,11 @@ import (
 //
 // A Connect unary call's error metadata, which connect appends to the
 // response header, loses its connection-specific fields and the values
-// the header has already (see [connectFields]).
+// the header has already (see [connectFields]). A gRPC-Web call's loses
+// its connection-specific fields: connect answers an error before any
+// message or response header as trailers-only, with the metadata in the
+// response header, as Envoy does (a header that is empty then has nothing
+// to send twice).
 type headerFields struct{}
 
 func (headerFields) WrapUnary(next connect.UnaryFunc) connect.UnaryFunc {
@@ -44,6 +48,8 @@ func (headerFields) WrapUnary(next connect.UnaryFunc) connect.UnaryFunc {
 				if info, ok := connect.CallInfoForHandlerContext(ctx); ok {
 					err = errorConnectFields(err, info.ResponseHeader())
 				}
+			case connect.ProtocolGRPCWeb:
+				err = errorConnectFields(err, nil)
 			}
 		}
 		return resp, err
@@ -57,8 +63,13 @@ func (headerFields) WrapStreamingClient(next connect.StreamingClientFunc) connec
 func (headerFields) WrapStreamingHandler(next connect.StreamingHandlerFunc) connect.StreamingHandlerFunc {
 	return func(ctx context.Context, conn connect.StreamingHandlerConn) error {
 		err := next(ctx, conn)
-		if err != nil && conn.Peer().Protocol == connect.ProtocolGRPC {
-			err = errorHeaderFields(err, conn.ResponseHeader)
+		if err != nil {
+			switch conn.Peer().Protocol {
+			case connect.ProtocolGRPC:
+				err = errorHeaderFields(err, conn.ResponseHeader)
+			case connect.ProtocolGRPCWeb:
+				err = errorConnectFields(err, nil)
+			}
 		}
 		return err
 	}
@@ -79,7 +90,8 @@ func errorHeaderFields(err error, header func() http.Header) error {
 // errorConnectFields returns err, or, when it is (or wraps) a
 // *connect.Error whose metadata has connection-specific fields or values
 // that h, a Connect unary call's response header, has already, the error
-// connectFields makes of it.
+// connectFields makes of it. For a gRPC-Web call h is nil: only the
+// connection-specific fields go.
 func errorConnectFields(err error, h http.Header) error {
 	var ce *connect.Error
 	if !errors.As(err, &ce) {
