@@ -225,9 +225,8 @@ func (s *Server) rejectAuth(w http.ResponseWriter, r *http.Request, err error, e
 	case connect.ProtocolGRPC:
 		ce = headerFieldsFirst(w.Header(), ce)
 	case connect.ProtocolConnect, connect.ProtocolGRPCWeb: // gRPC-Web's is trailers-only, in the header
-		if !rest {
-			ce = connectFields(w.Header(), ce)
-		}
+		// A REST call's too: vanguard sends the Connect error's header on.
+		ce = connectFields(w.Header(), ce)
 	}
 	_ = errW.Write(w, r, ce)
 	if l, ok := (*s.rejected.procedures.Load())[r.URL.Path]; ok {

@@ -350,14 +350,15 @@ func TestConnectErrorHopByHopFields(t *testing.T) {
 	}
 	refuse := kit.WithAuth(func(context.Context, *http.Request) (any, error) { return nil, errHopByHop })
 	for _, srv := range []*kittest.Server{kittest.NewServer(t, kit.Config{}, mount), kittest.NewServer(t, kit.Config{}, mount, refuse)} {
-		connectErrorHopByHop(t, srv)
+		connectErrorHopByHop(t, srv, pingv1connect.PingServicePingProcedure, `{"number":1}`)
 	}
 }
 
-// connectErrorHopByHop makes two Connect calls of Ping to srv, over
-// HTTP/1.1 and h2c, and checks their answers for
-// TestConnectErrorHopByHopFields.
-func connectErrorHopByHop(t *testing.T, srv *kittest.Server) {
+// connectErrorHopByHop makes two JSON POSTs of body to srv's path (a
+// Connect call of Ping, a REST route's), over HTTP/1.1 and h2c, and checks
+// their answers for TestConnectErrorHopByHopFields and
+// TestRESTAuthErrorHopByHopFields.
+func connectErrorHopByHop(t *testing.T, srv *kittest.Server, path, body string) {
 	t.Helper()
 	for _, client := range []*http.Client{srv.HTTP1Client(), srv.HTTP2Client()} {
 		for i := range 2 {
@@ -365,7 +366,7 @@ func connectErrorHopByHop(t *testing.T, srv *kittest.Server) {
 			ctx := httptrace.WithClientTrace(t.Context(), &httptrace.ClientTrace{
 				GotConn: func(info httptrace.GotConnInfo) { reused = info.Reused },
 			})
-			req, err := http.NewRequestWithContext(ctx, http.MethodPost, srv.URL+pingv1connect.PingServicePingProcedure, strings.NewReader(`{"number":1}`))
+			req, err := http.NewRequestWithContext(ctx, http.MethodPost, srv.URL+path, strings.NewReader(body))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -440,4 +441,18 @@ func TestGRPCWebErrorHopByHopFields(t *testing.T) {
 			}
 		}
 	}
+}
+
+// A REST call that WithAuth's func refuses with an error whose metadata
+// has connection-specific fields sends them nowhere, over HTTP/1.1 and
+// h2c, as a handler's error does: vanguard sends the Connect error's
+// header on, so that over HTTP/1.1 "Transfer-Encoding: close" broke the
+// answer's framing (Go's client: too many transfer encodings).
+func TestRESTAuthErrorHopByHopFields(t *testing.T) {
+	t.Parallel()
+	refuse := kit.WithAuth(func(context.Context, *http.Request) (any, error) { return nil, errHopByHop })
+	srv := kittest.NewServer(t, kit.Config{}, func(srv *kit.Server) {
+		srv.Mount(pingv1connect.NewPingServiceHandler(&errorPing{err: errHopByHop}, srv.HandlerOptions()...))
+	}, refuse)
+	connectErrorHopByHop(t, srv, "/v1/ping", `{"number":"1"}`)
 }
