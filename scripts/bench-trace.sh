@@ -14,6 +14,14 @@
 #   scripts/bench-trace.sh                        connect, kit-nochain and kit, gRPC
 #   LOAD=json ROUNDS=3 scripts/bench-trace.sh
 #   VARIANTS=kit BIN=/tmp/old/benchserver scripts/bench-trace.sh
+#   PIN=unpinned LOAD=json scripts/bench-trace.sh  what the runtime does a call on two cores
+#
+# With PIN=unpinned the server and the load run on any CPU (GOMAXPROCS
+# 2), where calls merge and cannot be timed one by one: it prints instead
+# what tracecall -events counts a response (goroutines created, unblocked
+# and by whom, blocked, system calls, Ps started, the time each kind of
+# goroutine ran), those at least EVENTS a response (default 0.05; EVENTS
+# set with PIN=pinned prints those counts too).
 #
 # Settings (environment): VARIANTS (default "connect,kit-nochain,kit"),
 # LOAD ("grpc" or "json", default grpc), N (h2load calls, default 4000),
@@ -37,6 +45,12 @@ fi
 bin=$(realpath "$bin")
 go build -o bin/tracecall ./internal/bench/tracecall
 load=${LOAD:-grpc}
+unpinned=0 events=${EVENTS:-}
+case ${PIN:-pinned} in
+pinned) ;;
+unpinned) unpinned=1 events=${events:-0.05} ;;
+*) echo "bench-trace.sh: PIN $PIN is not pinned or unpinned" >&2; exit 1 ;;
+esac
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 printf '\x00\x00\x00\x00\x02\x08\x2a' >"$work/ping.grpc" # PingRequest{number: 42}, gRPC-framed
@@ -44,23 +58,31 @@ printf 'wrk.method = "POST"\nwrk.body = %s\nwrk.headers["Content-Type"] = "appli
 
 # traceOne prints the figures of one variant.
 traceOne() {
-	local v=$1 out="$work/$1"
-	taskset -c 0 "$bin" -variant "$v" -log "$out.log" -trace "$out.trace" >"$out.stdout" 2>"$out.stderr" &
+	local v=$1 out="$work/$1" srvpin=(taskset -c 0) loadpin=(taskset -c 1) pin=pinned
+	if [[ $unpinned == 1 ]]; then
+		srvpin=() loadpin=() pin=unpinned
+	fi
+	"${srvpin[@]}" "$bin" -variant "$v" -log "$out.log" -trace "$out.trace" >"$out.stdout" 2>"$out.stderr" &
 	server=$! # global: the subshell that (traceOne ...) runs in kills it on exit
 	trap 'kill "$server" 2>/dev/null || true' EXIT
 	local addr
 	addr=$(listenAddr "$server" "$out")
 	local url="http://$addr/connectkit.ping.v1.PingService/Ping"
 	case $load in
-	grpc) taskset -c 1 h2load -t1 -n "${N:-4000}" -c1 -m1 -d "$work/ping.grpc" \
+	grpc) "${loadpin[@]}" h2load -t1 -n "${N:-4000}" -c1 -m1 -d "$work/ping.grpc" \
 		-H 'content-type: application/grpc' -H 'te: trailers' "$url" >"$out.load" ;;
-	json) taskset -c 1 wrk -t1 -c1 -d "${WRK_DURATION:-2s}" --latency -s "$work/ping.lua" "$url" >"$out.load" ;;
+	json) "${loadpin[@]}" wrk -t1 -c1 -d "${WRK_DURATION:-2s}" --latency -s "$work/ping.lua" "$url" >"$out.load" ;;
 	*) echo "bench-trace.sh: LOAD $load is not grpc or json" >&2; return 1 ;;
 	esac
 	kill -INT "$server"
 	wait "$server" || true
-	echo "== $v, $load, one call in flight, pinned"
-	bin/tracecall -skip "${SKIP:-500}" "$out.trace"
+	echo "== $v, $load, one call in flight, $pin"
+	if [[ -n $events ]]; then
+		bin/tracecall -events "$events" "$out.trace"
+		awk '$1 == "50%" {print "load generator p50 " $2}' "$out.load"
+	else
+		bin/tracecall -skip "${SKIP:-500}" "$out.trace"
+	fi
 }
 
 IFS=, read -ra variants <<<"${VARIANTS:-connect,kit-nochain,kit}"

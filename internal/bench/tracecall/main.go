@@ -13,12 +13,20 @@
 // means) over the calls after -skip; the medians of the parts do not add
 // up to the median path.
 //
+// With -events it prints instead, for a trace of a server on any number of
+// Ps, what the runtime did per response over the whole trace: goroutines
+// created (and by whom), goroutines unblocked (and by whom: a goroutine's
+// stack, or the runtime's network poller or timers), goroutines blocked
+// (and why), system calls, Ps started, and the time each kind of goroutine
+// ran (see [eventCounts]). It is how a hand-off to another goroutine or a
+// wake of another thread on a call's path shows (BENCHMARKS.md 1.44).
+//
 //	go run ./internal/bench/tracecall -skip 500 trace.out
+//	go run ./internal/bench/tracecall -events trace.out
 package main
 
 import (
 	"cmp"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -32,10 +40,18 @@ import (
 
 func main() {
 	skip := flag.Int("skip", 1000, "calls to leave out at the start (warm-up)")
+	events := flag.Float64("events", 0, "print the runtime's events that happen at least this often a response (e.g. 0.05), not the calls' times")
 	flag.Parse()
 	if flag.NArg() != 1 {
-		fmt.Fprintln(os.Stderr, "usage: tracecall [-skip N] TRACE")
+		fmt.Fprintln(os.Stderr, "usage: tracecall [-skip N | -events MIN] TRACE")
 		os.Exit(2)
+	}
+	if *events > 0 {
+		if err := printEvents(flag.Arg(0), *events); err != nil {
+			fmt.Fprintln(os.Stderr, "tracecall:", err)
+			os.Exit(1)
+		}
+		return
 	}
 	calls, err := read(flag.Arg(0))
 	if err != nil {
@@ -71,7 +87,7 @@ func read(path string) ([]*call, error) {
 	if err != nil {
 		return nil, err
 	}
-	kind := map[trace.GoID]string{}
+	kind := goKinds{}
 	waitStack := map[trace.GoID]string{}
 	running := map[trace.GoID]trace.Time{}
 	inSys := map[trace.GoID]trace.Time{}
@@ -96,31 +112,14 @@ func read(path string) ([]*call, error) {
 			cur.after[k] += int64(to - from)
 		}
 	}
-	for {
-		ev, err := r.ReadEvent()
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			return nil, err
-		}
-		if ev.Kind() != trace.EventStateTransition {
-			continue
-		}
-		st := ev.StateTransition()
+	err = eachTransition(r, func(ev trace.Event, st trace.StateTransition) {
 		if st.Resource.Kind != trace.ResourceGoroutine {
-			continue
+			return
 		}
 		g := st.Resource.Goroutine()
 		from, to := st.Goroutine()
 		t := ev.Time()
-		if from == trace.GoNotExist || kind[g] == "" {
-			if k := kindOf(st.Stack); k != "" {
-				kind[g] = k
-			} else if k := kindOf(ev.Stack()); k != "" && from != trace.GoNotExist {
-				kind[g] = k
-			}
-		}
+		kind.note(ev, st)
 		if from == trace.GoRunning {
 			charge(g, running[g], t)
 			delete(running, g)
@@ -173,6 +172,9 @@ func read(path string) ([]*call, error) {
 				}
 			}
 		}
+	})
+	if err != nil {
+		return nil, err
 	}
 	return calls, nil
 }
