@@ -15,19 +15,21 @@ import (
 
 // eventCounts are what -events prints: the runtime's events of a whole
 // trace, counted by kind and by the stacks involved, and the time each kind
-// of goroutine ran, each divided by the number of responses (socket writes
-// from a connection's own goroutine, net/http's HTTP/1.x serve loop, or
-// from any goroutine when there are none: HTTP/2). It needs no call
+// of goroutine ran, each divided by the number of calls: the HTTP/1.x
+// responses written to the socket by their connection's goroutine
+// (net/http's serve loop), plus the HTTP/2 requests given a handler
+// goroutine (net/http's runHandler); or, in a trace with neither, the
+// socket writes. It needs no call
 // boundaries, so it reads traces of a server on any number of Ps, where
 // the calls of [read] merge (BENCHMARKS.md 1.43).
 type eventCounts struct {
-	responses int
-	counts    map[string]int   // "create: F  by: STACK", "unblock: …", "block(REASON): …", "syscall: …", "procs started"
-	ran       map[string]int64 // ns, by goroutine kind
+	calls  int
+	counts map[string]int   // "create: F  by: STACK", "unblock: …", "block(REASON): …", "syscall: …", "procs started"
+	ran    map[string]int64 // ns, by goroutine kind
 }
 
 // printEvents prints the counts of the trace at path, those of at least
-// min a response.
+// min a call.
 func printEvents(path string, min float64) error {
 	f, err := os.Open(path)
 	if err != nil {
@@ -50,7 +52,7 @@ func countEvents(r io.Reader) (*eventCounts, error) {
 	ec := &eventCounts{counts: map[string]int{}, ran: map[string]int64{}}
 	kind := goKinds{}
 	gSince := map[trace.GoID]trace.Time{}
-	anyWrites := 0
+	writes := 0
 	err = eachTransition(tr, func(ev trace.Event, st trace.StateTransition) {
 		t := ev.Time()
 		switch st.Resource.Kind {
@@ -70,7 +72,11 @@ func countEvents(r io.Reader) (*eventCounts, error) {
 			case to == trace.GoRunning:
 				gSince[g] = t
 			case from == trace.GoNotExist:
-				ec.counts["create: "+frames(st.Stack, 1)+"  by: "+by(ev)]++
+				created := frames(st.Stack, 1)
+				ec.counts["create: "+created+"  by: "+by(ev)]++
+				if strings.HasSuffix(created, "http.(*http2serverConn).runHandler") {
+					ec.calls++
+				}
 			case from == trace.GoWaiting && to == trace.GoRunnable:
 				ec.counts["unblock: "+kind[g]+"  by: "+by(ev)]++
 			case to == trace.GoWaiting:
@@ -79,9 +85,9 @@ func countEvents(r io.Reader) (*eventCounts, error) {
 				stk := frames(ev.Stack(), 64)
 				ec.counts["syscall: "+frames(ev.Stack(), 4)]++
 				if strings.Contains(stk, "net.(*conn).Write") {
-					anyWrites++
-					if strings.Contains(stk, "http.(*conn).serve") {
-						ec.responses++
+					writes++
+					if strings.Contains(stk, "http.(*conn).serve") && !strings.Contains(stk, "http2") {
+						ec.calls++
 					}
 				}
 			}
@@ -90,8 +96,8 @@ func countEvents(r io.Reader) (*eventCounts, error) {
 	if err != nil {
 		return nil, err
 	}
-	if ec.responses == 0 {
-		ec.responses = anyWrites
+	if ec.calls == 0 {
+		ec.calls = writes
 	}
 	return ec, nil
 }
@@ -162,14 +168,14 @@ func frames(s trace.Stack, n int) string {
 	return strings.Join(fs, " < ")
 }
 
-// print writes the counts of at least min a response, the most frequent
-// first, and the time a response of each kind of goroutine.
+// print writes the counts of at least min a call, the most frequent
+// first, and the time a call of each kind of goroutine.
 func (ec *eventCounts) print(w io.Writer, min float64) error {
-	if ec.responses == 0 {
-		return errors.New("no response written to a socket in the trace")
+	if ec.calls == 0 {
+		return errors.New("no call in the trace: no handler goroutine, no socket write")
 	}
-	n := float64(ec.responses)
-	fmt.Fprintf(w, "responses %d; each a response:\n", ec.responses)
+	n := float64(ec.calls)
+	fmt.Fprintf(w, "calls %d; each a call:\n", ec.calls)
 	keys := slices.Collect(maps.Keys(ec.counts))
 	slices.SortFunc(keys, func(a, b string) int { return cmp.Or(cmp.Compare(ec.counts[b], ec.counts[a]), cmp.Compare(a, b)) })
 	for _, k := range keys {
@@ -177,7 +183,7 @@ func (ec *eventCounts) print(w io.Writer, min float64) error {
 			fmt.Fprintf(w, "%7.2f  %s\n", v, k)
 		}
 	}
-	fmt.Fprintln(w, "µs a response, running:")
+	fmt.Fprintln(w, "µs a call, running:")
 	keys = slices.Collect(maps.Keys(ec.ran))
 	slices.SortFunc(keys, func(a, b string) int { return cmp.Or(cmp.Compare(ec.ran[b], ec.ran[a]), cmp.Compare(a, b)) })
 	for _, k := range keys {

@@ -2,19 +2,21 @@ package main
 
 import (
 	"bytes"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"runtime/trace"
 	"strings"
+	"sync"
 	"testing"
 )
 
 // TestCountEvents traces a real HTTP/1.1 server on loopback answering
-// calls one at a time on one connection and checks what -events counts:
-// one response a call, and net/http's background read of the connection,
-// which it starts once a request's body has been read, created once a
-// call by the connection's goroutine.
+// calls one at a time on one connection and checks what -events counts: a
+// call for each response written, and net/http's background read of the
+// connection, which it starts once a request's body has been read,
+// created once a call by the connection's goroutine.
 func TestCountEvents(t *testing.T) {
 	t.Parallel()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -35,28 +37,20 @@ func TestCountEvents(t *testing.T) {
 	t.Cleanup(client.CloseIdleConnections)
 	url := "http://" + ln.Addr().String() + "/"
 
-	var buf bytes.Buffer
-	if err := trace.Start(&buf); err != nil {
-		t.Fatal(err)
-	}
 	const calls = 50
-	for range calls {
-		resp, err := client.Post(url, "text/plain", strings.NewReader(`{"number":42}`))
-		if err != nil {
-			trace.Stop()
-			t.Fatal(err)
+	ec := traceCalls(t, func() error {
+		for range calls {
+			resp, err := client.Post(url, "text/plain", strings.NewReader(`{"number":42}`))
+			if err != nil {
+				return err
+			}
+			_, _ = io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
 		}
-		_, _ = io.Copy(io.Discard, resp.Body)
-		resp.Body.Close()
-	}
-	trace.Stop()
-
-	ec, err := countEvents(&buf)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if ec.responses != calls {
-		t.Errorf("responses = %d, want %d", ec.responses, calls)
+		return nil
+	})
+	if ec.calls != calls {
+		t.Errorf("calls = %d, want %d", ec.calls, calls)
 	}
 	created := 0
 	for k, v := range ec.counts {
@@ -74,7 +68,72 @@ func TestCountEvents(t *testing.T) {
 	if err := ec.print(&out, 0.5); err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(out.String(), "responses 50;") || !strings.Contains(out.String(), "backgroundRead") {
+	if !strings.Contains(out.String(), "calls 50;") || !strings.Contains(out.String(), "backgroundRead") {
 		t.Errorf("print wrote:\n%s", out.String())
 	}
+}
+
+// TestCountEventsHTTP2 checks that over HTTP/2 (h2c, prior knowledge),
+// where a response takes several socket writes from goroutines of their
+// own, -events counts a call for each request given a handler goroutine.
+func TestCountEventsHTTP2(t *testing.T) {
+	t.Parallel()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var protocols http.Protocols
+	protocols.SetUnencryptedHTTP2(true)
+	srv := &http.Server{Protocols: &protocols, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(w, r.Body)
+	})}
+	go func() { _ = srv.Serve(ln) }()
+	t.Cleanup(func() { _ = srv.Close() })
+	client := &http.Client{Transport: &http.Transport{Protocols: &protocols}}
+	t.Cleanup(client.CloseIdleConnections)
+	url := "http://" + ln.Addr().String() + "/"
+
+	const calls = 20
+	ec := traceCalls(t, func() error {
+		for range calls {
+			resp, err := client.Post(url, "text/plain", strings.NewReader("ping"))
+			if err != nil {
+				return err
+			}
+			_, _ = io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if resp.ProtoMajor != 2 {
+				return fmt.Errorf("served over %s, want HTTP/2", resp.Proto)
+			}
+		}
+		return nil
+	})
+	if ec.calls != calls {
+		t.Errorf("calls = %d, want %d; counts: %v", ec.calls, calls, ec.counts)
+	}
+}
+
+// traceMu keeps the tests' traces apart: a process has one runtime trace
+// at a time.
+var traceMu sync.Mutex
+
+// traceCalls returns what countEvents counts in a trace of run.
+func traceCalls(t *testing.T, run func() error) *eventCounts {
+	t.Helper()
+	traceMu.Lock()
+	defer traceMu.Unlock()
+	var buf bytes.Buffer
+	if err := trace.Start(&buf); err != nil {
+		t.Fatal(err)
+	}
+	err := run()
+	trace.Stop()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ec, err := countEvents(&buf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ec
 }

@@ -14,7 +14,7 @@
 // up to the median path.
 //
 // With -events it prints instead, for a trace of a server on any number of
-// Ps, what the runtime did per response over the whole trace: goroutines
+// Ps, what the runtime did per call over the whole trace: goroutines
 // created (and by whom), goroutines unblocked (and by whom: a goroutine's
 // stack, or the runtime's network poller or timers), goroutines blocked
 // (and why), system calls, Ps started, and the time each kind of goroutine
@@ -22,7 +22,7 @@
 // wake of another thread on a call's path shows (BENCHMARKS.md 1.44).
 //
 //	go run ./internal/bench/tracecall -skip 500 trace.out
-//	go run ./internal/bench/tracecall -events trace.out
+//	go run ./internal/bench/tracecall -events 0.05 trace.out
 package main
 
 import (
@@ -40,7 +40,7 @@ import (
 
 func main() {
 	skip := flag.Int("skip", 1000, "calls to leave out at the start (warm-up)")
-	events := flag.Float64("events", 0, "print the runtime's events that happen at least this often a response (e.g. 0.05), not the calls' times")
+	events := flag.Float64("events", 0, "print the runtime's events that happen at least this often a call (e.g. 0.05), not the calls' times")
 	flag.Parse()
 	if flag.NArg() != 1 {
 		fmt.Fprintln(os.Stderr, "usage: tracecall [-skip N | -events MIN] TRACE")
