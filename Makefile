@@ -116,9 +116,11 @@ bench-gc: ## The collector's work per Connect JSON call (connect, kit-nochain, k
 	scripts/bench-gc.sh
 
 .PHONY: bench-trace
-bench-trace: ## One call in flight on one core, traced: each goroutine's time on a call's path (connect, kit-nochain, kit; gRPC and JSON); ~1 min
+bench-trace: ## One call in flight, traced: each goroutine's time on a call's path on one core, the runtime's hand-offs and wakes a call on two (connect, kit-nochain, kit; gRPC and JSON); ~1.5 min
 	ROUNDS=2 scripts/bench-trace.sh
 	LOAD=json ROUNDS=2 scripts/bench-trace.sh
+	PIN=unpinned scripts/bench-trace.sh
+	PIN=unpinned LOAD=json scripts/bench-trace.sh
 
 .PHONY: conformance
 .PHONY: cross
