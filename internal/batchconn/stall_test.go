@@ -29,7 +29,7 @@ func TestEndToEndHTTP1StalledPeers(t *testing.T) {
 		{"idle timeout after a request", "GET /x HTTP/1.1\r\nHost: a\r\n\r\n",
 			func(s *http.Server) { s.IdleTimeout = 50 * time.Millisecond }},
 		{"header timeout of the second request", "GET /x HTTP/1.1\r\nHost: a\r\n\r\nGET /y HTTP/1.1\r\n",
-			func(s *http.Server) { s.ReadHeaderTimeout = 50 * time.Millisecond }},
+			shortenHeaderTimeoutAfterFirstRequest},
 	}
 	for _, tc := range closes {
 		t.Run(tc.name, func(t *testing.T) {
@@ -92,6 +92,23 @@ func TestEndToEndHTTP1StalledPeers(t *testing.T) {
 			ts.requireModes(t, modePlain)
 		})
 	}
+}
+
+// shortenHeaderTimeoutAfterFirstRequest gives the requests after the
+// first one a 50ms header timeout, and the first one newTestServer's 10s:
+// net/http starts the header timeout of a connection's first request when
+// it accepts the connection, and the client sends only after its dial
+// returns, so with 50ms from the start a loaded machine cut the first
+// request before it was read (got "", about 1 run in 50 under load).
+// net/http reads ReadHeaderTimeout for each request on the connection's
+// goroutine, which is the one that runs an HTTP/1.1 handler, so the
+// handler can change it for the next request without a race.
+func shortenHeaderTimeoutAfterFirstRequest(s *http.Server) {
+	next := s.Handler
+	s.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s.ReadHeaderTimeout = 50 * time.Millisecond
+		next.ServeHTTP(w, r)
+	})
 }
 
 // dialStalled connects to ts, sends send, and then neither sends nor reads
