@@ -32,13 +32,12 @@ func TestStalledClientsLoseTheirConnections(t *testing.T) {
 	const (
 		preface  = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 		settings = "\x00\x00\x00\x04\x00\x00\x00\x00\x00" // an empty SETTINGS frame
-		request  = "POST /connectkit.ping.v1.PingService/Ping HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}"
 	)
 	for _, tc := range []struct {
 		name    string
 		tls     bool   // the server serves TLS
 		alpn    string // the protocol the client's TLS handshake asks for; none if ""
-		first   bool   // send request and read its response first
+		first   bool   // send a Ping request and read its response first
 		stalled string // then send this, and nothing more
 	}{
 		{name: "http1 headers cut short", stalled: "POST / HTTP/1.1\r\nHost: x\r\nX-A: a"},
@@ -69,54 +68,101 @@ func TestStalledClientsLoseTheirConnections(t *testing.T) {
 					clientTLS = &tls.Config{RootCAs: pool, ServerName: "127.0.0.1"}
 				}
 				srv := newPingServer(t, cfg, nil)
-				var c net.Conn = srv.Dial(t)
-				if tc.alpn != "" {
-					conf := clientTLS.Clone()
-					conf.NextProtos = []string{tc.alpn}
-					tc := tls.Client(c, conf)
-					if err := tc.Handshake(); err != nil {
-						t.Fatal(err)
-					}
-					c = tc
-				}
-				br := bufio.NewReader(c)
-				if tc.first {
-					if _, err := io.WriteString(c, request); err != nil {
-						t.Fatal(err)
-					}
-					res, err := http.ReadResponse(br, nil)
-					if err != nil {
-						t.Fatal(err)
-					}
-					_, _ = io.Copy(io.Discard, res.Body)
-					res.Body.Close()
-				}
-				if _, err := io.WriteString(c, tc.stalled); err != nil {
-					t.Fatal(err)
-				}
+				// The server's timeouts also bound the test's own steps
+				// (a TLS handshake, the first request, the other
+				// client's call), which a loaded machine can stretch
+				// past them.
+				var c net.Conn
+				var br *bufio.Reader
+				pastTimeout(t, cfg.ReadHeaderTimeout, "the stalled connection", func() error {
+					var err error
+					c, br, err = stall(srv.Dial(t), clientTLS, tc.alpn, tc.first, tc.stalled)
+					return err
+				})
 				// Another client is served meanwhile.
-				other := srv.HTTP2Client()
-				if tc.tls {
-					protocols := new(http.Protocols)
-					protocols.SetHTTP2(true)
-					other = &http.Client{Transport: &http.Transport{Protocols: protocols, TLSClientConfig: clientTLS}}
-					t.Cleanup(other.CloseIdleConnections)
-				}
-				if _, err := newPingClient(srv, other).Ping(t.Context(), connect.NewRequest(&pingv1.PingRequest{Number: 1})); err != nil {
-					t.Errorf("another client's call: %v", err)
-				}
+				pastTimeout(t, cfg.ReadHeaderTimeout, "another client's call", func() error {
+					other := srv.HTTP2Client()
+					if tc.tls {
+						protocols := new(http.Protocols)
+						protocols.SetHTTP2(true)
+						tr := &http.Transport{Protocols: protocols, TLSClientConfig: clientTLS}
+						defer tr.CloseIdleConnections()
+						other = &http.Client{Transport: tr}
+					}
+					_, err := newPingClient(srv, other).Ping(t.Context(), connect.NewRequest(&pingv1.PingRequest{Number: 1}))
+					return err
+				})
 				// Read what the server sends (an HTTP/1.1 error, HTTP/2
 				// SETTINGS and GOAWAY, a TLS alert) until it closes the
 				// connection. The deadline only ends a test whose server
 				// never does.
-				_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
+				_ = c.SetReadDeadline(time.Now().Add(time.Minute))
 				_, err := io.Copy(io.Discard, br)
 				if errors.Is(err, os.ErrDeadlineExceeded) {
-					t.Errorf("the stalled connection is still open after 10s")
+					t.Errorf("the stalled connection is still open after a minute")
 				} else if err != nil && !errors.Is(err, syscall.ECONNRESET) {
 					t.Errorf("reading the stalled connection: %v, want its end", err)
 				}
 			})
 		}
+	}
+}
+
+// stall makes c the stalled connection of a case of
+// TestStalledClientsLoseTheirConnections: over TLS with alpn if alpn is
+// not "", after one request and its response if first, then sends
+// stalled. It returns the connection and a reader of what follows.
+func stall(c net.Conn, clientTLS *tls.Config, alpn string, first bool, stalled string) (net.Conn, *bufio.Reader, error) {
+	const request = "POST /connectkit.ping.v1.PingService/Ping HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}"
+	if alpn != "" {
+		conf := clientTLS.Clone()
+		conf.NextProtos = []string{alpn}
+		tc := tls.Client(c, conf)
+		if err := tc.Handshake(); err != nil {
+			return nil, nil, fmt.Errorf("TLS handshake: %w", err)
+		}
+		c = tc
+	}
+	br := bufio.NewReader(c)
+	if first {
+		if _, err := io.WriteString(c, request); err != nil {
+			return nil, nil, fmt.Errorf("sending the first request: %w", err)
+		}
+		res, err := http.ReadResponse(br, nil)
+		if err != nil {
+			return nil, nil, fmt.Errorf("reading the first response: %w", err)
+		}
+		_, err = io.Copy(io.Discard, res.Body)
+		res.Body.Close()
+		if err != nil {
+			return nil, nil, fmt.Errorf("reading the first response: %w", err)
+		}
+	}
+	if _, err := io.WriteString(c, stalled); err != nil {
+		return nil, nil, fmt.Errorf("sending %q: %w", stalled, err)
+	}
+	return c, br, nil
+}
+
+// pastTimeout runs try, a step that a server whose shortest timeout is d
+// may cut, until it succeeds. A try that failed before d had passed since
+// it started was not cut by the timeout and fails the test; one that
+// failed later may have been (the server starts the timeout after the try
+// starts), and runs again, for up to a minute: under -race on a loaded
+// 2-core machine a TLS handshake took over 200ms.
+func pastTimeout(t *testing.T, d time.Duration, what string, try func() error) {
+	t.Helper()
+	deadline := time.Now().Add(time.Minute)
+	for {
+		start := time.Now()
+		err := try()
+		if err == nil {
+			return
+		}
+		took := time.Since(start)
+		if took < d || time.Now().After(deadline) {
+			t.Fatalf("%s: %v (after %v)", what, err, took)
+		}
+		t.Logf("%s: %v after %v, which the server's timeout of %v may have cut: again", what, err, took, d)
 	}
 }
