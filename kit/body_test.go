@@ -164,46 +164,60 @@ func TestUnreadBodyIsNeverTheNextRequest(t *testing.T) {
 
 // A client that sets a deadline longer than KIT_CALL_TIMEOUT gets that long
 // to send its body (up to KIT_MAX_CALL_TIMEOUT), in each protocol's header.
+// The body that must arrive pauses 400ms, twice KIT_CALL_TIMEOUT, well
+// inside the caller's 5s (a loaded machine took 727ms to serve it, where
+// the cap was 600ms); one that must not arrive never does, and the cap
+// shows in the call ending before the caller's minute.
 func TestUnaryBodyGetsTheCallersDeadline(t *testing.T) {
 	t.Parallel()
-	const callTimeout, maxCallTimeout = 200 * time.Millisecond, 600 * time.Millisecond
+	const callTimeout, maxCallTimeout = 200 * time.Millisecond, 5 * time.Second
 	srv := newPingServer(t, kit.Config{CallTimeout: callTimeout, MaxCallTimeout: maxCallTimeout}, nil)
 	const path = "/connectkit.ping.v1.PingService/Ping"
 	grpcBody, connectBody := "\x00\x00\x00\x00\x02\x08\x2a", "\x08\x2a"
 	for _, tc := range []struct {
 		name, contentType, header, timeout, body string
 		client                                   *http.Client
-		pause                                    time.Duration // after the first byte
+		pause                                    time.Duration // after the first byte; 0: the rest never comes
 		wantOK                                   bool
 	}{
-		{"connect/http1", "application/proto", "Connect-Timeout-Ms", "5000", connectBody, srv.HTTP1Client(), 400 * time.Millisecond, true},
-		{"connect/h2c", "application/proto", "Connect-Timeout-Ms", "5000", connectBody, srv.HTTP2Client(), 400 * time.Millisecond, true},
-		{"grpc", "application/grpc", "Grpc-Timeout", "5S", grpcBody, srv.HTTP2Client(), 400 * time.Millisecond, true},
-		{"grpc-web/http1", "application/grpc-web", "Grpc-Timeout", "5000m", grpcBody, srv.HTTP1Client(), 400 * time.Millisecond, true},
+		{"connect/http1", "application/proto", "Connect-Timeout-Ms", "5000", connectBody, srv.HTTP1Client(), 2 * callTimeout, true},
+		{"connect/h2c", "application/proto", "Connect-Timeout-Ms", "5000", connectBody, srv.HTTP2Client(), 2 * callTimeout, true},
+		{"grpc", "application/grpc", "Grpc-Timeout", "5S", grpcBody, srv.HTTP2Client(), 2 * callTimeout, true},
+		{"grpc-web/http1", "application/grpc-web", "Grpc-Timeout", "5000m", grpcBody, srv.HTTP1Client(), 2 * callTimeout, true},
 		// The caller's deadline is capped at KIT_MAX_CALL_TIMEOUT.
-		{"capped/http1", "application/proto", "Connect-Timeout-Ms", "60000", connectBody, srv.HTTP1Client(), 3 * time.Second, false},
-		{"capped/grpc", "application/grpc", "Grpc-Timeout", "1M", grpcBody, srv.HTTP2Client(), 3 * time.Second, false},
+		{"capped/http1", "application/proto", "Connect-Timeout-Ms", "60000", connectBody, srv.HTTP1Client(), 0, false},
+		{"capped/grpc", "application/grpc", "Grpc-Timeout", "1M", grpcBody, srv.HTTP2Client(), 0, false},
 		// A caller's shorter deadline is the body's too.
-		{"shorter/http1", "application/proto", "Connect-Timeout-Ms", "50", connectBody, srv.HTTP1Client(), 3 * time.Second, false},
+		{"shorter/http1", "application/proto", "Connect-Timeout-Ms", "50", connectBody, srv.HTTP1Client(), 0, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			body, w := io.Pipe()
+			ended := make(chan struct{})
+			t.Cleanup(func() { close(ended) })
 			go func() {
 				_, _ = io.WriteString(w, tc.body[:1])
+				if tc.pause == 0 {
+					<-ended
+					w.Close()
+					return
+				}
 				time.Sleep(tc.pause)
 				_, _ = io.WriteString(w, tc.body[1:])
 				w.Close()
 			}()
 			start := time.Now()
 			res, got, status := postBody(t, tc.client, srv.URL+path, tc.contentType, body, int64(len(tc.body)), http.Header{tc.header: {tc.timeout}})
+			took := time.Since(start)
 			ok := status == "0" || (status == "" && res.StatusCode == http.StatusOK)
 			deadline := status == "4" || strings.Contains(string(got), `"code":"deadline_exceeded"`)
 			switch {
 			case tc.wantOK && !ok:
-				t.Errorf("after %v: %d %q (grpc-status %q), want the call to succeed", time.Since(start), res.StatusCode, got, status)
+				t.Errorf("after %v: %d %q (grpc-status %q), want the call to succeed", took, res.StatusCode, got, status)
 			case !tc.wantOK && !deadline:
-				t.Errorf("after %v: %d %q (grpc-status %q), want deadline_exceeded", time.Since(start), res.StatusCode, got, status)
+				t.Errorf("after %v: %d %q (grpc-status %q), want deadline_exceeded", took, res.StatusCode, got, status)
+			case !tc.wantOK && took >= time.Minute:
+				t.Errorf("deadline_exceeded after %v, want it at KIT_MAX_CALL_TIMEOUT (%v)", took, maxCallTimeout)
 			}
 		})
 	}
