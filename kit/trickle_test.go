@@ -4,7 +4,9 @@ import (
 	"bufio"
 	"bytes"
 	"errors"
+	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"strings"
@@ -263,15 +265,22 @@ func TestUnreadBodyOfHijackedConnection(t *testing.T) {
 			}()
 		}))
 	})
-	conn := srv.Dial(t)
-	if _, err := io.WriteString(conn, "POST /hijack/ HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nfirst\n"); err != nil {
-		t.Fatal(err)
-	}
-	_ = conn.SetReadDeadline(time.Now().Add(20 * time.Second)) // only ends a test whose server never answers
-	br := bufio.NewReader(conn)
-	if line, err := br.ReadString('\n'); line != "first\n" {
-		t.Fatalf("%q, %v, want the first line echoed", line, err)
-	}
+	// The header timeout also bounds the request's headers, which a
+	// loaded machine can make the server read too late.
+	var conn net.Conn
+	var br *bufio.Reader
+	pastTimeout(t, 100*time.Millisecond, "the hijacking request", func() error {
+		conn = srv.Dial(t)
+		if _, err := io.WriteString(conn, "POST /hijack/ HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nfirst\n"); err != nil {
+			return err
+		}
+		_ = conn.SetReadDeadline(time.Now().Add(20 * time.Second)) // only ends a test whose server never answers
+		br = bufio.NewReader(conn)
+		if line, err := br.ReadString('\n'); line != "first\n" {
+			return fmt.Errorf("%q, %v, want the first line echoed", line, err)
+		}
+		return nil
+	})
 	time.Sleep(300 * time.Millisecond) // past the bound kit gives an unread body
 	if _, err := io.WriteString(conn, "second\n"); err != nil {
 		t.Fatal(err)
