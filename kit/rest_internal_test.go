@@ -1,10 +1,15 @@
 package kit
 
 import (
+	"fmt"
 	"io"
+	"strconv"
 	"strings"
 	"testing"
 	"testing/iotest"
+
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/protobuf/reflect/protoreflect"
 )
 
 // dynamicUTF8Error reads protobuf-go's message with either space it
@@ -38,5 +43,29 @@ func TestVanguardBodyExtra(t *testing.T) {
 		if err != nil || string(got) != "body+extra" {
 			t.Errorf("%s: read %q, %v; want %q", name, got, err, "body+extra")
 		}
+	}
+}
+
+// BenchmarkHoldQueryKeys measures holdQuery on a query of n distinct map
+// entries (?metadata[k0]=v&metadata[k1]=v...), whose cost a parameter
+// must not grow with n: compare ns/param across n.
+func BenchmarkHoldQueryKeys(b *testing.B) {
+	md := (&errdetails.ErrorInfo{}).ProtoReflect().Descriptor()
+	m := routeMethods{queryNames: map[string]bool{}, inputs: []protoreflect.MessageDescriptor{md}}
+	addQueryFields(m.queryNames, md)
+	for _, n := range []int{1000, 16000} {
+		var q strings.Builder
+		for i := range n {
+			fmt.Fprintf(&q, "&metadata[k%07d]=v", i)
+		}
+		query := q.String()[1:]
+		b.Run(strconv.Itoa(n), func(b *testing.B) {
+			for b.Loop() {
+				if _, held := m.holdQuery(query); len(held) != n {
+					b.Fatalf("held %d parameters, want %d", len(held), n)
+				}
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*n), "ns/param")
+		})
 	}
 }
