@@ -645,14 +645,15 @@ func restRequest(r *http.Request) bool {
 // vanguard in the request message, or answers their error (see
 // [withHeld]); service is the service h serves.
 func transcodedBody(service protoreflect.ServiceDescriptor, h http.Handler) http.Handler {
-	inputs := map[string]protoreflect.MessageDescriptor{} // by procedure
+	inputs := map[string]protoreflect.MethodDescriptor{} // by procedure
 	methods := service.Methods()
 	for i := range methods.Len() {
-		inputs["/"+string(service.FullName())+"/"+string(methods.Get(i).Name())] = methods.Get(i).Input()
+		inputs["/"+string(service.FullName())+"/"+string(methods.Get(i).Name())] = methods.Get(i)
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if q, ok := heldFrom(r.Context()); ok && inputs[r.URL.Path] != nil {
-			if r = withHeld(w, r, q, inputs[r.URL.Path]); r == nil {
+			m := inputs[r.URL.Path]
+			if r = withHeld(w, r, q, m.Input(), m.IsStreamingClient() || m.IsStreamingServer()); r == nil {
 				return
 			}
 		}

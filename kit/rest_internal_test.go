@@ -69,3 +69,21 @@ func BenchmarkHoldQueryKeys(b *testing.B) {
 		})
 	}
 }
+
+// A firstMessageExtra merges its extra into the first envelope alone, and
+// passes on what follows it, and a body too short for an envelope, as
+// they came.
+func TestFirstMessageExtra(t *testing.T) {
+	t.Parallel()
+	for name, tc := range map[string]struct{ body, want string }{
+		"two messages":  {"\x00\x00\x00\x00\x02ab\x00\x00\x00\x00\x01c", "\x00\x00\x00\x00\x05ab+xy\x00\x00\x00\x00\x01c"},
+		"empty message": {"\x00\x00\x00\x00\x00", "\x00\x00\x00\x00\x03+xy"},
+		"short prefix":  {"\x00\x00", "\x00\x00"},
+		"no body":       {"", ""},
+	} {
+		got, err := io.ReadAll(iotest.OneByteReader(&firstMessageExtra{ReadCloser: io.NopCloser(strings.NewReader(tc.body)), extra: []byte("+xy")}))
+		if err != nil || string(got) != tc.want {
+			t.Errorf("%s: read %q, %v; want %q", name, got, err, tc.want)
+		}
+	}
+}

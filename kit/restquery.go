@@ -1,9 +1,13 @@
 package kit
 
 import (
+	"bytes"
 	"context"
 	"encoding/base64"
+	"encoding/binary"
+	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"net/url"
 	"strings"
@@ -342,8 +346,10 @@ func (q heldQuery) apply(md protoreflect.MessageDescriptor) ([]byte, error) {
 // withHeld returns r, a call that vanguard makes of md's method, with
 // held, the query parameters kept from vanguard (see [restRoutes.serve]),
 // set in its message, or answers w the error of one that fails,
-// InvalidArgument, and returns nil.
-func withHeld(w http.ResponseWriter, r *http.Request, held heldQuery, md protoreflect.MessageDescriptor) *http.Request {
+// InvalidArgument, and returns nil. stream says whether the method
+// streams (a google.api.HttpBody download or upload), which vanguard
+// calls with the Connect streaming protocol.
+func withHeld(w http.ResponseWriter, r *http.Request, held heldQuery, md protoreflect.MessageDescriptor, stream bool) *http.Request {
 	extra, err := held.apply(md)
 	if err != nil {
 		_ = connect.NewErrorWriter().Write(w, r, connect.NewError(connect.CodeInvalidArgument, err))
@@ -372,8 +378,57 @@ func withHeld(w http.ResponseWriter, r *http.Request, held heldQuery, md protore
 	if body == nil {
 		body = http.NoBody
 	}
+	if stream {
+		r.Body, r.ContentLength = &firstMessageExtra{ReadCloser: body, extra: extra}, -1
+		return r
+	}
 	r.Body, r.ContentLength = &vanguardBody{ReadCloser: body, extra: extra}, -1
 	return r
+}
+
+// firstMessageExtra is the body of a streaming call vanguard makes, its
+// messages in the envelopes of the Connect streaming protocol, with extra,
+// the encoded query parameters that [withHeld] sets, merged into the
+// first, the one vanguard set the query in: extra follows that message
+// in its envelope, whose length grows by extra's. (Appended after the
+// envelope, extra was read as the prefix of a second one, and the call
+// failed, ResourceExhausted, on the size it read there.)
+type firstMessageExtra struct {
+	io.ReadCloser
+	extra []byte
+	first io.Reader // the first envelope with extra; nil until read
+	done  bool      // the first envelope is read: the rest is the body's
+}
+
+func (b *firstMessageExtra) Read(p []byte) (int, error) {
+	if b.done {
+		return b.ReadCloser.Read(p)
+	}
+	if b.first == nil {
+		var prefix [5]byte
+		n, err := io.ReadFull(b.ReadCloser, prefix[:])
+		switch {
+		case errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF):
+			// No whole prefix: passed on as it came, for connect to refuse.
+			b.first = bytes.NewReader(prefix[:n])
+		case err != nil:
+			b.done = true
+			return 0, err
+		default:
+			size := binary.BigEndian.Uint32(prefix[1:])
+			binary.BigEndian.PutUint32(prefix[1:], size+uint32(len(b.extra)))
+			b.first = io.MultiReader(bytes.NewReader(prefix[:]), io.LimitReader(b.ReadCloser, int64(size)), bytes.NewReader(b.extra))
+		}
+	}
+	n, err := b.first.Read(p)
+	if errors.Is(err, io.EOF) {
+		b.done = true
+		if n == 0 {
+			return b.ReadCloser.Read(p)
+		}
+		return n, nil
+	}
+	return n, err
 }
 
 // heldFrom returns the query parameters held from the REST call whose context
