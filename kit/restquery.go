@@ -286,8 +286,11 @@ func (m *routeMethods) holds(pair string) bool {
 // method a REST call calls, has, set in a message of md encoded: the
 // protobuf encoding of a message merges into the one it follows, so that
 // appended to vanguard's, its lists append, its map entries replace, as
-// vanguard sets the parameters it takes after the body. Its error names
-// the first parameter that fails and why.
+// vanguard sets the parameters it takes after the body; but a singular
+// well-known type kit sets (a FieldMask of proto names, an empty value)
+// merges with the one the body set (a FieldMask's paths append, an empty
+// one leaves it), where vanguard's replaces it. Its error names the first
+// parameter that fails and why.
 func (q heldQuery) apply(md protoreflect.MessageDescriptor) ([]byte, error) {
 	msg := dynamicpb.NewMessage(md)
 	for _, p := range q {
