@@ -125,9 +125,9 @@ func (rr *restRoutes) add(service protoreflect.ServiceDescriptor, h http.Handler
 type routeMethods struct {
 	routes map[string]bool // the methods of every route
 	bodies map[string]bool // those of the routes that take a body
-	// queryNames are the names of the routed requests' fields whose query
-	// parameters vanguard may get wrong (see [addQueryFields]), inputs
-	// those requests' messages, each once.
+	// queryNames are the names of the routed requests' fields, true for
+	// those whose query parameters vanguard may get wrong (see
+	// [addQueryFields]), inputs those requests' messages, each once.
 	queryNames map[string]bool
 	inputs     []protoreflect.MessageDescriptor
 }
