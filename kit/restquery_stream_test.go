@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"reflect"
+	"strings"
 	"sync"
 	"testing"
 
@@ -21,13 +22,17 @@ import (
 	"github.com/connectkit/connectkit/kit/kittest"
 )
 
-// filesService is connectkit.fuzz.v1.Files, whose one method, Download,
-// streams google.api.HttpBody from a REST route (GET /v1/files/{name}),
-// the server stream vanguard serves over REST, to a request with a map
-// and a repeated Timestamp for the query to fill. Registered once.
+// filesService is connectkit.fuzz.v1.Files, whose methods stream
+// google.api.HttpBody over REST routes, as vanguard serves streams there:
+// Download from GET /v1/files/{name}, Upload (a client stream, whose
+// request has a google.api.HttpBody, body) to POST
+// /v1/files/{name}:upload. Their request has a map and a repeated
+// Timestamp for the query to fill. Registered once.
 var filesService = sync.OnceValues(func() (protoreflect.ServiceDescriptor, error) {
 	opts := &descriptorpb.MethodOptions{}
 	proto.SetExtension(opts, annotations.E_Http, &annotations.HttpRule{Pattern: &annotations.HttpRule_Get{Get: "/v1/files/{name}"}})
+	upload := &descriptorpb.MethodOptions{}
+	proto.SetExtension(upload, annotations.E_Http, &annotations.HttpRule{Pattern: &annotations.HttpRule_Post{Post: "/v1/files/{name}:upload"}, Body: "body"})
 	field := func(name string, n int32, typ descriptorpb.FieldDescriptorProto_Type, label descriptorpb.FieldDescriptorProto_Label, typeName string) *descriptorpb.FieldDescriptorProto {
 		return &descriptorpb.FieldDescriptorProto{
 			Name: proto.String(name), JsonName: proto.String(name), Number: proto.Int32(n),
@@ -55,6 +60,7 @@ var filesService = sync.OnceValues(func() (protoreflect.ServiceDescriptor, error
 				name,
 				field("labels", 2, msg, rep, ".connectkit.fuzz.v1.DownloadRequest.LabelsEntry"),
 				field("times", 3, msg, rep, ".google.protobuf.Timestamp"),
+				field("body", 4, msg, opt, ".google.api.HttpBody"),
 			},
 			NestedType: []*descriptorpb.DescriptorProto{{
 				Name:    proto.String("LabelsEntry"),
@@ -67,53 +73,99 @@ var filesService = sync.OnceValues(func() (protoreflect.ServiceDescriptor, error
 			Method: []*descriptorpb.MethodDescriptorProto{{
 				Name: proto.String("Download"), InputType: proto.String(".connectkit.fuzz.v1.DownloadRequest"),
 				OutputType: proto.String(".google.api.HttpBody"), ServerStreaming: proto.Bool(true), Options: opts,
+			}, {
+				Name: proto.String("Upload"), InputType: proto.String(".connectkit.fuzz.v1.DownloadRequest"),
+				OutputType: proto.String(".google.api.HttpBody"), ClientStreaming: proto.Bool(true), Options: upload,
 			}},
 		}},
 	})
 })
 
-// The query parameters kit sets in vanguard's place are set on a route of
-// a server stream too (a download of google.api.HttpBody), whose request
-// vanguard sends in an envelope of the Connect streaming protocol: kit
-// appended their encoding after the envelope, which connect read as a
+// The query parameters kit sets in vanguard's place are set on the routes
+// of streams too (a download and an upload of google.api.HttpBody), whose
+// first request message, the one vanguard sets the query in, it sends in
+// an envelope of the Connect streaming protocol: kit appended their
+// encoding after the envelope, which connect read as the prefix of a
 // second, malformed, message, failing the call.
-func TestRESTQueryServerStream(t *testing.T) {
+func TestRESTQueryStreams(t *testing.T) {
 	t.Parallel()
 	sd, err := filesService()
 	if err != nil {
 		t.Fatal(err)
 	}
-	md := sd.Methods().Get(0)
-	procedure := "/" + string(sd.FullName()) + "/" + string(md.Name())
+	download, upload := sd.Methods().Get(0), sd.Methods().Get(1)
+	options := func(srv *kit.Server, md protoreflect.MethodDescriptor) []connect.HandlerOption {
+		return append([]connect.HandlerOption{
+			connect.WithSchema(md),
+			connect.WithRequestInitializer(func(_ connect.Spec, msg any) error {
+				*msg.(*dynamicpb.Message) = *dynamicpb.NewMessage(md.Input())
+				return nil
+			}),
+		}, srv.HandlerOptions()...)
+	}
+	// answer is the JSON of req, without its body, and the body's data.
+	answer := func(req *dynamicpb.Message, data []byte) (*httpbody.HttpBody, error) {
+		req.Clear(req.Descriptor().Fields().ByName("body"))
+		j, err := protojson.Marshal(req)
+		if err != nil {
+			return nil, err
+		}
+		return &httpbody.HttpBody{ContentType: "application/json", Data: append(append(j, '\n'), data...)}, nil
+	}
 	s := kittest.NewServer(t, kit.Config{}, func(srv *kit.Server) {
-		srv.Mount("/"+string(sd.FullName())+"/", connect.NewServerStreamHandler(procedure,
+		mux := http.NewServeMux()
+		mux.Handle("/"+string(sd.FullName())+"/Download", connect.NewServerStreamHandler("/"+string(sd.FullName())+"/Download",
 			func(_ context.Context, req *connect.Request[dynamicpb.Message], stream *connect.ServerStream[httpbody.HttpBody]) error {
-				data, err := protojson.Marshal(req.Msg)
+				msg, err := answer(req.Msg, nil)
 				if err != nil {
 					return err
 				}
-				return stream.Send(&httpbody.HttpBody{ContentType: "application/json", Data: data})
-			},
-			append([]connect.HandlerOption{
-				connect.WithSchema(md),
-				connect.WithRequestInitializer(func(_ connect.Spec, msg any) error {
-					*msg.(*dynamicpb.Message) = *dynamicpb.NewMessage(md.Input())
-					return nil
-				}),
-			}, srv.HandlerOptions()...)...))
+				return stream.Send(msg)
+			}, options(srv, download)...))
+		mux.Handle("/"+string(sd.FullName())+"/Upload", connect.NewClientStreamHandler("/"+string(sd.FullName())+"/Upload",
+			func(_ context.Context, stream *connect.ClientStream[dynamicpb.Message]) (*connect.Response[httpbody.HttpBody], error) {
+				var first *dynamicpb.Message
+				var data []byte
+				for stream.Receive() {
+					if first == nil {
+						first = proto.Clone(stream.Msg()).(*dynamicpb.Message)
+					}
+					b := stream.Msg().Get(stream.Msg().Descriptor().Fields().ByName("body")).Message()
+					data = append(data, b.Get(b.Descriptor().Fields().ByName("data")).Bytes()...)
+				}
+				if err := stream.Err(); err != nil {
+					return nil, err
+				}
+				msg, err := answer(first, data)
+				if err != nil {
+					return nil, err
+				}
+				return connect.NewResponse(msg), nil
+			}, options(srv, upload)...))
+		srv.Mount("/"+string(sd.FullName())+"/", mux)
 	})
+	const query = "?labels[k]=v&times=2020-01-01T00:00:00Z"
+	const set = `{"name":"a","labels":{"k":"v"},"times":["2020-01-01T00:00:00Z"]}`
 	for _, client := range []*http.Client{s.HTTP1Client(), s.HTTP2Client()} {
-		for target, want := range map[string]string{
-			"/v1/files/a?labels[k]=v&times=2020-01-01T00:00:00Z": `{"name":"a","labels":{"k":"v"},"times":["2020-01-01T00:00:00Z"]}`,
-			"/v1/files/a": `{"name":"a"}`,
+		for _, tc := range []struct{ method, target, body, want string }{
+			{http.MethodGet, "/v1/files/a" + query, "", set + "\n"},
+			{http.MethodGet, "/v1/files/a", "", `{"name":"a"}` + "\n"},
+			{http.MethodPost, "/v1/files/a:upload" + query, "file data", set + "\nfile data"},
 		} {
 			// identity: a gzip that a client accepts is named on the
 			// answer of such a stream and not applied (vanguard v0.4.0),
 			// which Go's client then fails to read.
-			resp, body := restCall(t, client, http.MethodGet, s.URL+target, "", http.Header{"Accept-Encoding": {"identity"}})
+			header := http.Header{"Accept-Encoding": {"identity"}}
+			if tc.body != "" {
+				header.Set("Content-Type", "text/plain")
+			}
+			resp, body := restCall(t, client, tc.method, s.URL+tc.target, tc.body, header)
+			gotJSON, gotData, _ := strings.Cut(body, "\n")
+			wantJSON, wantData, _ := strings.Cut(tc.want, "\n")
 			var got, w any
-			if resp.StatusCode != http.StatusOK || json.Unmarshal([]byte(body), &got) != nil || json.Unmarshal([]byte(want), &w) != nil || !reflect.DeepEqual(got, w) {
-				t.Errorf("GET %s over %s = %d %s, want 200 %s", target, resp.Proto, resp.StatusCode, body, want)
+			if resp.StatusCode != http.StatusOK || gotData != wantData ||
+				json.Unmarshal([]byte(gotJSON), &got) != nil || json.Unmarshal([]byte(wantJSON), &w) != nil || !reflect.DeepEqual(got, w) {
+				t.Errorf("%s %s over %s = %d %q, want 200 %q", tc.method, tc.target, resp.Proto, resp.StatusCode, body, tc.want)
 			}
 		}
 	}
