@@ -291,17 +291,13 @@ func (m *routeMethods) holds(pair string) bool {
 	return hold
 }
 
-// apply returns the parameters of q that md, the request message of the
-// method a REST call calls, has, set in a message of md encoded: the
-// protobuf encoding of a message merges into the one it follows, so that
-// appended to vanguard's, its lists append, its map entries replace, as
-// vanguard sets the parameters it takes after the body; but a singular
-// well-known type kit sets (a FieldMask of proto names, an empty value)
-// merges with the one the body set (a FieldMask's paths append, an empty
-// one leaves it), where vanguard's replaces it. Its error names the first
-// parameter that fails and why.
-func (q heldQuery) apply(md protoreflect.MessageDescriptor) ([]byte, error) {
-	msg := dynamicpb.NewMessage(md)
+// apply sets in msg, the request message of the method a REST call
+// calls (a new one, or vanguard's), the parameters of q that it has, as
+// vanguard sets the parameters it takes after the body: a list's elements
+// appended, a map's entries and a singular field replaced. Its error names
+// the first parameter that fails and why.
+func (q heldQuery) apply(msg protoreflect.Message) error {
+	md := msg.Descriptor()
 	for _, p := range q {
 		fields, key, kind := resolveQuery(md, p.name)
 		if kind == queryUnknown || kind == queryPlain {
@@ -320,12 +316,12 @@ func (q heldQuery) apply(md protoreflect.MessageDescriptor) ([]byte, error) {
 			}
 		}
 		if err != nil {
-			return nil, fmt.Errorf("invalid query parameter %q: %w", p.name, err)
+			return fmt.Errorf("invalid query parameter %q: %w", p.name, err)
 		}
 		if kind == queryWKTField {
 			continue // in range: the message's to keep as vanguard set it
 		}
-		var leaf protoreflect.Message = msg
+		leaf := msg
 		for _, f := range fields[:len(fields)-1] {
 			leaf = leaf.Mutable(f).Message()
 		}
@@ -342,17 +338,32 @@ func (q heldQuery) apply(md protoreflect.MessageDescriptor) ([]byte, error) {
 				list.Append(e)
 			}
 		case queryWKT: // held only when vanguard fails it (see holds)
-			for _, v := range p.values {
-				if err = wktValue(leaf.Mutable(fd).Message(), fd, v); err != nil {
+			v := leaf.NewField(fd)
+			for _, s := range p.values {
+				if err = wktValue(v.Message(), fd, s); err != nil {
 					break
 				}
 			}
+			if err == nil {
+				leaf.Set(fd, v)
+			}
 		}
 		if err != nil {
-			return nil, fmt.Errorf("invalid query parameter %q: %w", p.name, err)
+			return fmt.Errorf("invalid query parameter %q: %w", p.name, err)
 		}
 	}
-	return proto.Marshal(msg)
+	return nil
+}
+
+// replaces says whether q sets a singular well-known type of md, which
+// replaces the one vanguard's message may have (see [withHeld]).
+func (q heldQuery) replaces(md protoreflect.MessageDescriptor) bool {
+	for _, p := range q {
+		if _, _, kind := resolveQuery(md, p.name); kind == queryWKT {
+			return true
+		}
+	}
+	return false
 }
 
 // withHeld returns r, a call that vanguard makes of md's method, with
@@ -361,28 +372,59 @@ func (q heldQuery) apply(md protoreflect.MessageDescriptor) ([]byte, error) {
 // InvalidArgument, and returns nil. stream says whether the method
 // streams (a google.api.HttpBody download or upload), which vanguard
 // calls with the Connect streaming protocol.
+//
+// The parameters' encoding is appended to vanguard's message, which
+// protobuf merges: lists append, map entries replace. A singular
+// well-known type, which must replace the one vanguard's message has
+// (from the body, say), has kit read vanguard's unary message and encode
+// it again with the parameters set; in a stream's first message it
+// merges (a FieldMask's paths append, an empty value changes nothing).
 func withHeld(w http.ResponseWriter, r *http.Request, held heldQuery, md protoreflect.MessageDescriptor, stream bool) *http.Request {
-	extra, err := held.apply(md)
-	if err != nil {
-		_ = connect.NewErrorWriter().Write(w, r, connect.NewError(connect.CodeInvalidArgument, err))
-		return nil
-	}
-	if len(extra) == 0 {
-		return r
-	}
-	r = r.WithContext(r.Context())
+	msg := dynamicpb.NewMessage(md)
+	replace := !stream && held.replaces(md)
+	var query url.Values
+	var base []byte // vanguard's message, a GET's or, to replace, a POST's
+	var err error
 	if r.Method == http.MethodGet {
 		// A Connect GET, whose message is the query's, in unpadded
 		// base64url, as vanguard writes it with a binary codec.
-		q := r.URL.Query()
-		msg, err := base64.RawURLEncoding.DecodeString(q.Get("message"))
-		if err != nil {
+		query = r.URL.Query()
+		if base, err = base64.RawURLEncoding.DecodeString(query.Get("message")); err != nil {
 			_ = connect.NewErrorWriter().Write(w, r, connect.NewError(connect.CodeInternal, fmt.Errorf("kit: the message of vanguard's call: %w", err)))
 			return nil
 		}
-		q.Set("message", base64.RawURLEncoding.EncodeToString(append(msg, extra...)))
+	} else if replace && r.Body != nil {
+		// Read to vanguard's end: an error it has after is for the
+		// vanguardBody that reads the body next to return.
+		if base, err = io.ReadAll(r.Body); err != nil {
+			_ = connect.NewErrorWriter().Write(w, r, err)
+			return nil
+		}
+	}
+	if replace {
+		if err = proto.Unmarshal(base, msg); err != nil {
+			_ = connect.NewErrorWriter().Write(w, r, connect.NewError(connect.CodeInternal, fmt.Errorf("kit: the message of vanguard's call: %w", err)))
+			return nil
+		}
+		base = nil // msg has it
+	}
+	if err = held.apply(msg); err != nil {
+		_ = connect.NewErrorWriter().Write(w, r, connect.NewError(connect.CodeInvalidArgument, err))
+		return nil
+	}
+	extra, err := proto.Marshal(msg)
+	if err != nil {
+		_ = connect.NewErrorWriter().Write(w, r, connect.NewError(connect.CodeInternal, fmt.Errorf("kit: the query parameters: %w", err)))
+		return nil
+	}
+	if len(extra) == 0 && !replace {
+		return r
+	}
+	r = r.WithContext(r.Context())
+	if query != nil {
+		query.Set("message", base64.RawURLEncoding.EncodeToString(append(base, extra...)))
 		u := *r.URL
-		u.RawQuery = q.Encode()
+		u.RawQuery = query.Encode()
 		r.URL = &u
 		return r
 	}
@@ -394,6 +436,7 @@ func withHeld(w http.ResponseWriter, r *http.Request, held heldQuery, md protore
 		r.Body, r.ContentLength = &firstMessageExtra{ReadCloser: body, extra: extra}, -1
 		return r
 	}
+	// To replace, the body is read: extra, after it, is the message.
 	r.Body, r.ContentLength = &vanguardBody{ReadCloser: body, extra: extra}, -1
 	return r
 }

@@ -158,12 +158,19 @@ func TestRESTQueryWellKnownTypeFieldRange(t *testing.T) {
 // (?mask=display_name,inner.text), as grpc-gateway users send an
 // update_mask, or their lowerCamelCase JSON names, as protojson reads them:
 // vanguard v0.4.0 refused proto names with an underscore, 400, its message
-// garbled.
+// garbled. Such a mask, or an empty one, replaces the body's, as one that
+// vanguard sets does, where kit merged them (the paths of both; the body's
+// kept).
 func TestRESTQueryFieldMaskProtoNames(t *testing.T) {
 	t.Parallel()
 	checkQueryCases(t, []queryCase{
 		{name: "proto names", method: http.MethodGet, target: "/v1/things/7?mask=display_name,inner.text", want: map[string]string{"mask": `"displayName,inner.text"`}},
 		{name: "JSON names", method: http.MethodPost, target: "/v1/things/7:touch?mask=displayName,inner.text", want: map[string]string{"mask": `"displayName,inner.text"`}},
+		{name: "after the body", method: http.MethodPost, target: "/v1/things?mask=display_name", body: `{"mask":"a","name":"n"}`,
+			want: map[string]string{"mask": `"displayName"`, "name": `"n"`}},
+		{name: "empty after the body", method: http.MethodPost, target: "/v1/things?mask=", body: `{"mask":"a","name":"n"}`,
+			want: map[string]string{"mask": `""`, "name": `"n"`}},
+		{name: "after a JSON one", method: http.MethodGet, target: "/v1/things/7?mask=aB&mask=c_d", want: map[string]string{"mask": `"cD"`, "id": `"7"`}},
 		{name: "mixed", method: http.MethodGet, target: "/v1/things/7?mask=displayName,user_id",
 			status: http.StatusBadRequest, message: `invalid query parameter "mask": "displayName,user_id" is not a google.protobuf.FieldMask (field paths separated by commas, of lowerCamelCase JSON names or proto names)`},
 	})
