@@ -18,6 +18,7 @@ import (
 	"github.com/connectkit/connectkit/pubsub"
 	"github.com/connectkit/connectkit/pubsub/natsjs"
 	"github.com/connectkit/connectkit/pubsub/pubsubtest"
+	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"google.golang.org/protobuf/proto"
@@ -814,6 +815,13 @@ func newListening(t *testing.T, cfg natsjs.Config) *natsjs.Broker {
 // 20s at most, for its Check to fail with FailedPrecondition and want.
 func checkRefused(t *testing.T, b *natsjs.Broker, topic, subscription, want string) {
 	t.Helper()
+	checkFails(t, b, topic, subscription, connect.CodeFailedPrecondition, want)
+}
+
+// checkFails runs a subscriber of topic on b until its Check fails with
+// code and an error that has want.
+func checkFails(t *testing.T, b *natsjs.Broker, topic, subscription string, code connect.Code, want string) {
+	t.Helper()
 	sub, err := pubsub.NewSubscriber(b, topic, subscription, func(context.Context, *pingv1.PingRequest) error { return nil })
 	if err != nil {
 		t.Fatal(err)
@@ -824,9 +832,46 @@ func checkRefused(t *testing.T, b *natsjs.Broker, topic, subscription, want stri
 	t.Cleanup(func() { cancel(); <-done })
 	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
 		err = sub.Check(t.Context())
-		if connect.CodeOf(err) == connect.CodeFailedPrecondition && strings.Contains(err.Error(), want) {
+		if connect.CodeOf(err) == code && strings.Contains(err.Error(), want) {
 			return
 		}
 	}
-	t.Fatalf("subscriber's Check = %v, want failed_precondition with %q", err, want)
+	t.Fatalf("subscriber's Check = %v, want %v with %q", err, code, want)
+}
+
+// TestConsumerRefusedForOtherReasons: a consumer the server will not make
+// for another reason than a hand-made one in the way (here its
+// MaxAckPending over the server's limit; a create that timed out is the
+// costly case, each lookup waiting the default 5s) fails as the server
+// said, without looking the consumer up, as pull and as push consumer, for
+// nothing at every retry.
+func TestConsumerRefusedForOtherReasons(t *testing.T) {
+	t.Parallel()
+	srv := natsjs.StartTestServer(t, &server.Options{JetStreamLimits: server.JSLimitOpts{MaxAckPending: 10}})
+	b, err := natsjs.New(t.Context(), natsjs.Config{URL: srv.ClientURL(), MaxAckPending: 100})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = b.Close() })
+	nc, err := nats.Connect(srv.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	lookups, err := nc.SubscribeSync("$JS.API.CONSUMER.INFO.>")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	checkFails(t, b, "limited", "s", connect.CodeUnknown, "max ack pending")
+	// The lookups, if any, reached the server before the refusal reached
+	// Check: nc has them once its own round trip is over.
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if n, _, _ := lookups.Pending(); n != 0 {
+		t.Errorf("%d consumer lookups after the server refused the consumer for its MaxAckPending, want 0", n)
+	}
 }
