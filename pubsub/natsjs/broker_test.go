@@ -211,6 +211,25 @@ func TestStreamOfOtherKind(t *testing.T) {
 	}
 }
 
+// TestDeadLetterStreamOfOtherKind: a dead-letter stream made by hand as a
+// work queue is refused as a topic's is, with the mend that fits it: its
+// name is NATS_DEAD_LETTER_STREAM's, no topic's.
+func TestDeadLetterStreamOfOtherKind(t *testing.T) {
+	t.Parallel()
+	b := newEmbedded(t)
+	if _, err := b.JetStream().CreateStream(t.Context(), jetstream.StreamConfig{
+		Name: natsjs.DefaultDeadLetterStream, Subjects: []string{"_pubsub.dead.>"}, Retention: jetstream.WorkQueuePolicy,
+	}); err != nil {
+		t.Fatal(err)
+	}
+	err := b.DeadLetter(t.Context(), &pubsub.DeadLetter{Message: pubsub.Message{ID: "1", Topic: "dead.kind", Data: []byte("1")},
+		Subscription: "audit", Attempts: 1, Reason: pubsub.ReasonPermanent, Error: "x", Time: time.Now()})
+	if connect.CodeOf(err) != connect.CodeFailedPrecondition || !strings.Contains(err.Error(), "workqueue retention") ||
+		!strings.Contains(err.Error(), "NATS_DEAD_LETTER_STREAM") || strings.Contains(err.Error(), "topic") {
+		t.Errorf("DeadLetter into a work-queue dead-letter stream = %v, want failed_precondition naming NATS_DEAD_LETTER_STREAM as the mend", err)
+	}
+}
+
 // TestMessageOverTheStreamsLimit: a message over its stream's own size
 // limit (an operator's max_msg_size) fails its publish with
 // ResourceExhausted, as one over the server's max payload does, not with

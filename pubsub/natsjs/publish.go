@@ -341,12 +341,8 @@ func (b *Broker) upsertStream(ctx context.Context, notBefore time.Time, limits b
 	if !slices.Contains(have.Subjects, want.Subjects[0]) {
 		// FailedPrecondition: no retry mends it (publishers and the chain
 		// read the code), only a rename does.
-		mend := "rename one of the topics"
-		if want.Name == b.cfg.DeadLetterStream {
-			mend = "name the dead-letter stream otherwise (NATS_DEAD_LETTER_STREAM)"
-		}
 		return connect.NewError(connect.CodeFailedPrecondition,
-			fmt.Errorf("natsjs: stream %s exists with subjects %v, not %s: %s", want.Name, have.Subjects, want.Subjects[0], mend))
+			fmt.Errorf("natsjs: stream %s exists with subjects %v, not %s: %s", want.Name, have.Subjects, want.Subjects[0], b.renameMend(want.Name, "rename one of the topics")))
 	}
 	if have.Retention != want.Retention || have.Storage != want.Storage {
 		// Neither can be updated (nats-server refuses), and neither works:
@@ -356,8 +352,8 @@ func (b *Broker) upsertStream(ctx context.Context, notBefore time.Time, limits b
 		// messages at a server restart. Adopting such a stream, as before,
 		// hid all three until they struck.
 		return connect.NewError(connect.CodeFailedPrecondition, fmt.Errorf(
-			"natsjs: stream %s for %s has %s retention and %s storage, where pubsub needs limits retention and file storage: it was not made by pubsub; delete it once drained, or use another topic",
-			want.Name, owner, strings.ToLower(have.Retention.String()), strings.ToLower(have.Storage.String())))
+			"natsjs: stream %s for %s has %s retention and %s storage, where pubsub needs limits retention and file storage: it was not made by pubsub; delete it once drained, or %s",
+			want.Name, owner, strings.ToLower(have.Retention.String()), strings.ToLower(have.Storage.String()), b.renameMend(want.Name, "use another topic")))
 	}
 	if !limits {
 		want.Replicas, want.MaxAge, want.Duplicates = have.Replicas, have.MaxAge, have.Duplicates
@@ -371,4 +367,14 @@ func (b *Broker) upsertStream(ctx context.Context, notBefore time.Time, limits b
 		return fmt.Errorf("natsjs: failed to update stream %s for %s: %w", want.Name, owner, err)
 	}
 	return nil
+}
+
+// renameMend is the mend, in an error, for the stream named name that clashes with
+// one made outside pubsub: topic's for a topic's stream, and for the
+// dead-letter stream, whose name no topic gives, its setting.
+func (b *Broker) renameMend(name, topic string) string {
+	if name == b.cfg.DeadLetterStream {
+		return "name the dead-letter stream otherwise (NATS_DEAD_LETTER_STREAM)"
+	}
+	return topic
 }
