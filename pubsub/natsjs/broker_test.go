@@ -207,6 +207,28 @@ func TestStreamOfOtherKind(t *testing.T) {
 				t.Errorf("Publish = %v, want failed_precondition with %q", err, want)
 			}
 			checkRefused(t, b, tc.topic, "s", want)
+			if tc.retention != jetstream.InterestPolicy {
+				return
+			}
+			// nats-server changes an interest stream's retention to
+			// limits (a work queue's, or the storage, it does not): the
+			// error says how, and the stream serves once it is done.
+			edit := "set its retention to limits (nats stream edit " + stream + " --retention limits)"
+			if !strings.Contains(err.Error(), edit) {
+				t.Errorf("Publish = %v, want the mend %q", err, edit)
+			}
+			s, err := b.JetStream().Stream(t.Context(), stream)
+			if err != nil {
+				t.Fatal(err)
+			}
+			conf := s.CachedInfo().Config
+			conf.Retention = jetstream.LimitsPolicy
+			if _, err := b.JetStream().UpdateStream(t.Context(), conf); err != nil {
+				t.Fatalf("changing the retention of %s to limits: %v", stream, err)
+			}
+			if err := pub.Publish(t.Context(), &pingv1.PingRequest{}); err != nil {
+				t.Errorf("Publish after the retention was set to limits = %v", err)
+			}
 		})
 	}
 }

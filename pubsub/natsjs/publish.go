@@ -345,15 +345,21 @@ func (b *Broker) upsertStream(ctx context.Context, notBefore time.Time, limits b
 			fmt.Errorf("natsjs: stream %s exists with subjects %v, not %s: %s", want.Name, have.Subjects, want.Subjects[0], b.renameMend(want.Name, "rename one of the topics")))
 	}
 	if have.Retention != want.Retention || have.Storage != want.Storage {
-		// Neither can be updated (nats-server refuses), and neither works:
-		// a work-queue stream takes one consumer, an interest one drops
-		// what every subscription acknowledged (replays and new
+		// None works: a work-queue stream takes one consumer, an interest
+		// one drops what every subscription acknowledged (replays and new
 		// subscriptions miss it), memory storage loses acknowledged
 		// messages at a server restart. Adopting such a stream, as before,
-		// hid all three until they struck.
+		// hid all three until they struck. nats-server changes neither the
+		// storage nor a work queue's retention of an existing stream, but
+		// it does change interest retention to limits: the operator's to
+		// do, whose stream it is.
+		mend := "delete it once drained, or " + b.renameMend(want.Name, "use another topic")
+		if have.Storage == want.Storage && have.Retention == jetstream.InterestPolicy {
+			mend = "set its retention to limits (nats stream edit " + want.Name + " --retention limits)"
+		}
 		return connect.NewError(connect.CodeFailedPrecondition, fmt.Errorf(
-			"natsjs: stream %s for %s has %s retention and %s storage, where pubsub needs limits retention and file storage: it was not made by pubsub; delete it once drained, or %s",
-			want.Name, owner, strings.ToLower(have.Retention.String()), strings.ToLower(have.Storage.String()), b.renameMend(want.Name, "use another topic")))
+			"natsjs: stream %s for %s has %s retention and %s storage, where pubsub needs limits retention and file storage: it was not made by pubsub; %s",
+			want.Name, owner, strings.ToLower(have.Retention.String()), strings.ToLower(have.Storage.String()), mend))
 	}
 	if !limits {
 		want.Replicas, want.MaxAge, want.Duplicates = have.Replicas, have.MaxAge, have.Duplicates
