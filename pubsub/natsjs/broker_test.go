@@ -233,6 +233,50 @@ func TestStreamOfOtherKind(t *testing.T) {
 	}
 }
 
+// TestStreamWithoutAcks: a stream made by hand under the topic's stream
+// name that does not acknowledge publishes (nats stream add --no-ack) is
+// refused with FailedPrecondition naming the mend, by a publish and a
+// subscriber alike, where every publish was stored and still failed
+// Unavailable after PublishTimeout (and its retry stored it again); once
+// the operator turns acknowledgements on, the publish succeeds.
+func TestStreamWithoutAcks(t *testing.T) {
+	t.Parallel()
+	b, err := natsjs.New(t.Context(), natsjs.Config{DataDir: t.TempDir(), Listen: "127.0.0.1:-1", PublishTimeout: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = b.Close() })
+	s, err := b.JetStream().CreateStream(t.Context(), jetstream.StreamConfig{Name: "noack", Subjects: []string{"noack"}, NoAck: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub, err := pubsub.NewPublisher[pingv1.PingRequest](b, "noack")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "stream noack for noack does not acknowledge publishes (no_ack)"
+	err = pub.Publish(t.Context(), &pingv1.PingRequest{})
+	if connect.CodeOf(err) != connect.CodeFailedPrecondition || !strings.Contains(err.Error(), want) || !strings.Contains(err.Error(), "nats stream edit noack --ack") {
+		t.Errorf("Publish = %v, want failed_precondition with %q and the mend", err, want)
+	}
+	info, err := s.Info(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := info.State.Msgs; n != 0 {
+		t.Errorf("the refused publish stored %d messages, want 0", n)
+	}
+	checkRefused(t, b, "noack", "s", want)
+	conf := info.Config
+	conf.NoAck = false
+	if _, err := b.JetStream().UpdateStream(t.Context(), conf); err != nil {
+		t.Fatal(err)
+	}
+	if err := pub.Publish(t.Context(), &pingv1.PingRequest{}); err != nil {
+		t.Errorf("Publish once the stream acknowledges = %v", err)
+	}
+}
+
 // TestDeadLetterStreamOfOtherKind: a dead-letter stream made by hand as a
 // work queue is refused as a topic's is, with the mend that fits it: its
 // name is NATS_DEAD_LETTER_STREAM's, no topic's.

@@ -361,6 +361,14 @@ func (b *Broker) upsertStream(ctx context.Context, notBefore time.Time, limits b
 			"natsjs: stream %s for %s has %s retention and %s storage, where pubsub needs limits retention and file storage: it was not made by pubsub; %s",
 			want.Name, owner, strings.ToLower(have.Retention.String()), strings.ToLower(have.Storage.String()), mend))
 	}
+	if have.NoAck {
+		// The stream stores every publish and answers none: each would
+		// fail Unavailable after PublishTimeout, inviting a retry that
+		// stores it again. nats-server changes it in place.
+		return connect.NewError(connect.CodeFailedPrecondition, fmt.Errorf(
+			"natsjs: stream %s for %s does not acknowledge publishes (no_ack), where pubsub waits for each acknowledgement: it was not made by pubsub; make it acknowledge them (nats stream edit %s --ack)",
+			want.Name, owner, want.Name))
+	}
 	if !limits {
 		want.Replicas, want.MaxAge, want.Duplicates = have.Replicas, have.MaxAge, have.Duplicates
 	}
