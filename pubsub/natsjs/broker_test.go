@@ -169,6 +169,38 @@ func TestStreamSubjectsOverlap(t *testing.T) {
 	}
 }
 
+// TestStreamKeepsAnOperatorsSubjects: a subject an operator added to a
+// topic's stream stays when a publisher sets the stream up, which adds
+// the subjects pubsub needs to the stream's, where it put its own in their
+// place (messages on the operator's subject then had no stream).
+func TestStreamKeepsAnOperatorsSubjects(t *testing.T) {
+	t.Parallel()
+	b := newEmbedded(t)
+	if _, err := b.JetStream().CreateStream(t.Context(), jetstream.StreamConfig{
+		Name: "ops_audit", Subjects: []string{"ops.audit", "ops.audit.legacy"}, Storage: jetstream.FileStorage,
+	}); err != nil {
+		t.Fatal(err)
+	}
+	pub, err := pubsub.NewPublisher[pingv1.PingRequest](b, "ops.audit")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := pub.Publish(t.Context(), &pingv1.PingRequest{}); err != nil {
+		t.Fatal(err)
+	}
+	s, err := b.JetStream().Stream(t.Context(), "ops_audit")
+	if err != nil {
+		t.Fatal(err)
+	}
+	subjects := s.CachedInfo().Config.Subjects
+	if !slices.Contains(subjects, "ops.audit.legacy") || !slices.Contains(subjects, "ops.audit") || len(subjects) < 3 {
+		t.Errorf("stream subjects after a publish: %v, want the operator's ops.audit.legacy kept beside pubsub's", subjects)
+	}
+	if _, err := b.JetStream().Publish(t.Context(), "ops.audit.legacy", []byte("x")); err != nil {
+		t.Errorf("publishing on the operator's subject: %v", err)
+	}
+}
+
 // TestStreamOfOtherKind: a stream with the topic's stream name and
 // subject but made by hand as a work queue, or in memory, is refused with
 // FailedPrecondition naming it, by a publish and by a subscriber alike,

@@ -316,8 +316,8 @@ func sleepCtx(ctx context.Context, d time.Duration) error {
 
 // upsertStream creates the stream of want, not before notBefore (see
 // streamLost), or updates the fields this driver manages on an existing
-// one: its subjects, and with limits its replicas, MaxAge and duplicate
-// window too. owner names what the stream is for, in the error when a
+// one: the subjects it needs (added to those the stream has), and with
+// limits its replicas, MaxAge and duplicate window too. owner names what the stream is for, in the error when a
 // stream of that name holds other subjects.
 func (b *Broker) upsertStream(ctx context.Context, notBefore time.Time, limits bool, want jetstream.StreamConfig, owner string) error {
 	s, err := b.js.Stream(ctx, want.Name)
@@ -372,11 +372,19 @@ func (b *Broker) upsertStream(ctx context.Context, notBefore time.Time, limits b
 	if !limits {
 		want.Replicas, want.MaxAge, want.Duplicates = have.Replicas, have.MaxAge, have.Duplicates
 	}
-	if slices.Equal(have.Subjects, want.Subjects) && have.Replicas == want.Replicas &&
+	// The subjects pubsub needs are added to the stream's, never put in
+	// their place: a subject an operator added to the stream stays.
+	subjects := slices.Clone(have.Subjects)
+	for _, subject := range want.Subjects {
+		if !slices.Contains(subjects, subject) {
+			subjects = append(subjects, subject)
+		}
+	}
+	if len(subjects) == len(have.Subjects) && have.Replicas == want.Replicas &&
 		have.MaxAge == want.MaxAge && have.Duplicates == want.Duplicates {
 		return nil
 	}
-	have.Subjects, have.Replicas, have.MaxAge, have.Duplicates = want.Subjects, want.Replicas, want.MaxAge, want.Duplicates
+	have.Subjects, have.Replicas, have.MaxAge, have.Duplicates = subjects, want.Replicas, want.MaxAge, want.Duplicates
 	if _, err := b.js.UpdateStream(ctx, have); err != nil {
 		return fmt.Errorf("natsjs: failed to update stream %s for %s: %w", want.Name, owner, err)
 	}
