@@ -52,7 +52,7 @@ func testRedrive(t *testing.T, h *harness) {
 	if err := pub.Publish(t.Context(), &pingv1.PingRequest{}, pubsub.WithMessageID("sentinel")); err != nil {
 		t.Fatal(err)
 	}
-	WaitFor(t, "the sentinel", func() bool { return len(b.callsOf("sentinel")) == 1 })
+	WaitFor(t, "the sentinel", func() bool { return b.handled("sentinel") })
 	if n := len(b.callsOf("r-1")); n != 1 {
 		t.Errorf("subscription b handled r-1 %d times, want 1: the re-drive must reach subscription a only", n)
 	}
@@ -196,7 +196,12 @@ func testCleanShutdown(t *testing.T, h *harness) {
 	if err := pub.Publish(t.Context(), &pingv1.PingRequest{}, pubsub.WithMessageID("sentinel")); err != nil {
 		t.Fatal(err)
 	}
-	WaitFor(t, "the sentinel", func() bool { return len(second.callsOf("sentinel")) == 1 })
+	WaitFor(t, "the sentinel", func() bool { return second.handled("sentinel") })
+	if calls := second.callsOf("sentinel"); len(calls) > 1 {
+		// At least once: allowed, and seen when the process stalls longer
+		// than AckWait before the broker receives the acknowledgement.
+		t.Logf("the sentinel was handled %d times, the last at attempt %d (AckWait %v)", len(calls), calls[len(calls)-1].info.Attempt, cfg.AckWait)
+	}
 	if ids := second.ids(); len(ids) != 1 {
 		t.Errorf("after a clean shutdown the next instance handled %v, want only the sentinel", ids)
 	}
@@ -282,7 +287,7 @@ func testDeduplication(t *testing.T, h *harness) {
 	}
 	// One handler, messages in order: a stored duplicate would come before
 	// the sentinel.
-	WaitFor(t, "the sentinel", func() bool { return len(rec.callsOf("sentinel")) == 1 })
+	WaitFor(t, "the sentinel", func() bool { return rec.handled("sentinel") })
 	if n := len(rec.callsOf("order-42")); n != 1 {
 		t.Errorf("message published twice with id order-42 handled %d times, want 1", n)
 	}

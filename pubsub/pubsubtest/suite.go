@@ -231,6 +231,17 @@ func (r *recorder) succeededLocked(id string) bool {
 	return false
 }
 
+// handled reports whether the message with id was handled successfully,
+// once or more: a test that waits for a message waits with it, since a
+// broker may deliver a message again (a machine that stalls its process
+// longer than AckWait) and a count that passes 1 between two polls never
+// comes back to it.
+func (r *recorder) handled(id string) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.succeededLocked(id)
+}
+
 // succeeded returns how many distinct messages were handled successfully.
 func (r *recorder) succeeded() int {
 	r.mu.Lock()
