@@ -644,6 +644,8 @@ func restRequest(r *http.Request) bool {
 // It also sets the query parameters that [restRoutes.serve] held from
 // vanguard in the request message, or answers their error (see
 // [withHeld]); service is the service h serves.
+//
+// A stream's REST response is not compressed: see [identityStream].
 func transcodedBody(service protoreflect.ServiceDescriptor, h http.Handler) http.Handler {
 	inputs := map[string]protoreflect.MethodDescriptor{} // by procedure
 	methods := service.Methods()
@@ -651,11 +653,15 @@ func transcodedBody(service protoreflect.ServiceDescriptor, h http.Handler) http
 		inputs["/"+string(service.FullName())+"/"+string(methods.Get(i).Name())] = methods.Get(i)
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if q, ok := heldFrom(r.Context()); ok && inputs[r.URL.Path] != nil {
-			m := inputs[r.URL.Path]
-			if r = withHeld(w, r, q, m.Input(), m.IsStreamingClient() || m.IsStreamingServer()); r == nil {
+		m := inputs[r.URL.Path]
+		stream := m != nil && (m.IsStreamingClient() || m.IsStreamingServer())
+		if q, ok := heldFrom(r.Context()); ok && m != nil {
+			if r = withHeld(w, r, q, m.Input(), stream); r == nil {
 				return
 			}
+		}
+		if stream {
+			r = identityStream(r)
 		}
 		if _, ok := r.Body.(*vanguardBody); !ok && r.Body != nil && r.Body != http.NoBody {
 			r = r.WithContext(r.Context())
@@ -663,6 +669,28 @@ func transcodedBody(service protoreflect.ServiceDescriptor, h http.Handler) http
 		}
 		h.ServeHTTP(w, r)
 	})
+}
+
+// identityStream gives r, vanguard's call of a stream (the Connect
+// streaming protocol) for a REST client, no Connect-Accept-Encoding, so that
+// the handler answers it uncompressed and vanguard names no
+// Content-Encoding to the client. Vanguard (v0.4.0) names the stream's
+// compression, which connect declares in the response's header before
+// any message, as the REST response's Content-Encoding, then writes each
+// message as the handler sent it: one under compressMinBytes uncompressed,
+// a larger one as a gzip member of its own. A download of google.api.HttpBody
+// under 1 KiB was then an uncompressed body that said gzip, which Go's
+// client failed to read ("gzip: invalid header") and a browser showed as
+// garbage. Identity costs no CPU, and a download of a type that is
+// compressed already (an image, an archive) is not gzipped again.
+func identityStream(r *http.Request) *http.Request {
+	if r.Header["Connect-Accept-Encoding"] == nil {
+		return r
+	}
+	r = r.WithContext(r.Context())
+	r.Header = r.Header.Clone()
+	delete(r.Header, "Connect-Accept-Encoding")
+	return r
 }
 
 // vanguardBody is the body of a call vanguard makes, whose end is checked:
@@ -832,8 +860,11 @@ func dynamicUTF8Error(msg string) string {
 // Content-Encoding: gzip, whose errors are InvalidArgument naming the bad
 // gzip, as [restJSON]'s are for a body that does not decode: vanguard
 // reports gzip's own error ("gzip: invalid header") as Unknown, HTTP 500.
-// The handler's responses are not compressed (WithNoTargetCompression),
-// so only a client's body is inflated here.
+// WithNoTargetCompression keeps vanguard from sending the handler a
+// compressed body, not the handler from compressing its answer: vanguard
+// passes on the client's Accept-Encoding, and inflates here too a unary
+// answer the handler gzipped (1 KiB or more), to transcode it; a stream's
+// answer is not compressed (see [identityStream]).
 type restGzip struct{ r gzip.Reader }
 
 // Reset implements connect.Decompressor.
