@@ -350,6 +350,41 @@ func TestMessageOverTheStreamsLimit(t *testing.T) {
 	}
 }
 
+// TestPublishToFullStream: a publish that a discard-new stream at its
+// limits refuses (JetStream's generic store failure, 10077) fails with
+// ResourceExhausted, not with Unavailable, which invited retrying at once.
+func TestPublishToFullStream(t *testing.T) {
+	t.Parallel()
+	b := newEmbedded(t)
+	for _, tc := range []struct {
+		name string
+		cfg  jetstream.StreamConfig
+	}{
+		{name: "msgs", cfg: jetstream.StreamConfig{MaxMsgs: 1}},
+		{name: "bytes", cfg: jetstream.StreamConfig{MaxBytes: 200}},
+		{name: "persubject", cfg: jetstream.StreamConfig{MaxMsgsPerSubject: 1, DiscardNewPerSubject: true}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := tc.cfg
+			cfg.Name, cfg.Subjects, cfg.Discard = "full"+tc.name, []string{"full" + tc.name, "_pubsub.redrive.*.full" + tc.name}, jetstream.DiscardNew
+			if _, err := b.JetStream().CreateStream(t.Context(), cfg); err != nil {
+				t.Fatal(err)
+			}
+			pub, err := pubsub.NewPublisher[pingv1.PingRequest](b, "full"+tc.name)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := pub.Publish(t.Context(), &pingv1.PingRequest{Text: "first"}); err != nil {
+				t.Fatalf("first Publish: %v", err)
+			}
+			err = pub.Publish(t.Context(), &pingv1.PingRequest{Text: "second"})
+			if connect.CodeOf(err) != connect.CodeResourceExhausted || !strings.Contains(err.Error(), "stream is full") {
+				t.Errorf("Publish to a full stream = %v, want resource_exhausted", err)
+			}
+		})
+	}
+}
+
 // TestConsumerOfOtherKind: a consumer made by hand under a subscription's
 // name with settings nats-server cannot update (push delivery, no acks, new
 // messages only) makes the subscriber's Check fail with FailedPrecondition

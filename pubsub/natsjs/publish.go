@@ -172,6 +172,13 @@ func (b *Broker) publishError(topic string, err error) error {
 		return connect.NewError(connect.CodeResourceExhausted,
 			fmt.Errorf("natsjs: publish to %s refused by its stream: %w", topic, err))
 	}
+	if errors.As(err, &apiErr) && streamFull(apiErr) {
+		// A discard-new stream at its limit: a retry fails alike until
+		// its consumers or MaxAge make room, where Unavailable invited
+		// retrying at once, forever.
+		return connect.NewError(connect.CodeResourceExhausted,
+			fmt.Errorf("natsjs: publish to %s refused: its stream is full (discard new policy): %w", topic, err))
+	}
 	if errors.Is(err, jetstream.ErrNoStreamResponse) {
 		b.streamLost(topic) // deleted behind our back: create it again on the next publish
 	}
@@ -276,7 +283,26 @@ const (
 	jsErrStreamSubjectOverlap jetstream.ErrorCode = 10065
 	jsErrMessageTooLarge      jetstream.ErrorCode = 10054
 	jsErrHeaderTooLarge       jetstream.ErrorCode = 10097
+	jsErrStoreFailed          jetstream.ErrorCode = 10077
 )
+
+// streamFull reports whether apiErr is a discard-new stream's refusal of a
+// message over its limits. nats-server (2.15, stream.go processJetStreamMsg)
+// answers it, and any other failure to store (an I/O error), with the one
+// generic code 10077 whose description is the store's error text: that
+// text, compared whole with its store.go sentinels (ErrMaxMsgs,
+// ErrMaxBytes, ErrMaxMsgsPerSubject), is the only thing that tells them
+// apart. A server that words them otherwise gets Unavailable, as before.
+func streamFull(apiErr *jetstream.APIError) bool {
+	if apiErr.ErrorCode != jsErrStoreFailed {
+		return false
+	}
+	switch apiErr.Description {
+	case "maximum messages exceeded", "maximum bytes exceeded", "maximum messages per subject exceeded":
+		return true
+	}
+	return false
+}
 
 // createStreamError is the error of creating the stream of want. A stream
 // made outside pubsub that holds its subject (Watermill's, or an
