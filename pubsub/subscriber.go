@@ -222,8 +222,9 @@ func (s *Subscriber) watchCatchUp(ctx context.Context) {
 // abandons the handlers still running: their messages are delivered again
 // after AckWait), and makes sure the verdicts reached the broker, within
 // DrainTimeout plus a second at most, even when the broker does not answer.
-// While the broker refuses the subscription, Run logs why and tries again
-// with a backoff (Check fails meanwhile); a broker closed already
+// While the broker refuses the subscription, Run logs why (at error once
+// per cause, then at debug; at info once it subscribed) and tries again
+// with a backoff (Check fails meanwhile, with the latest refusal); a broker closed already
 // ([ErrClosed]) makes Run return that error at once, which stops a
 // kit.Server that runs it. Run may be called once.
 func (s *Subscriber) Run(ctx context.Context) error {
@@ -374,15 +375,23 @@ func later(a, b time.Time) time.Time {
 
 // subscribe sets up the consumer, retrying while the broker refuses, until
 // ctx is done (then it returns nil) or the broker is closed (then it
-// returns ErrClosed: retrying could never succeed).
+// returns ErrClosed: retrying could never succeed). A refusal is logged at
+// error once per cause (its text), then at debug while it repeats, as an
+// operator expects of a dependency that stays down; Check reports the
+// latest meanwhile, and a success after refusals is logged at info.
 func (s *Subscriber) subscribe(ctx context.Context, deliver func(Delivery)) (Consumer, error) {
 	cc := ConsumerConfig{Topic: s.topic, Subscription: s.name, AckWait: s.cfg.AckWait, Prefetch: s.cfg.Prefetch, Replay: s.replay, ReplaySince: s.since}
 	retry := Backoff{Initial: 100 * time.Millisecond, Max: 30 * time.Second}
 	s.state.Store(&errSubscribing)
+	var cause string // of the last refusal logged at error
+	var since time.Time
 	for attempt := 1; ; attempt++ {
 		consumer, err := s.broker.Subscribe(ctx, cc, deliver)
 		if err == nil {
 			s.state.Store(nil)
+			if attempt > 1 {
+				s.logger.Info("pubsub: subscribed after failing", "attempts", attempt, "failing_for", time.Since(since).Round(time.Millisecond).String())
+			}
 			return consumer, nil
 		}
 		if ctx.Err() != nil {
@@ -393,7 +402,14 @@ func (s *Subscriber) subscribe(ctx context.Context, deliver func(Delivery)) (Con
 		}
 		s.state.Store(&err)
 		delay := retry.Delay(attempt)
-		s.logger.Error("pubsub: failed to subscribe; retrying", "err", err, "retry_in", delay.String())
+		if attempt == 1 {
+			since = time.Now()
+		}
+		level := slog.LevelDebug
+		if err.Error() != cause {
+			cause, level = err.Error(), slog.LevelError
+		}
+		s.logger.Log(ctx, level, "pubsub: failed to subscribe; retrying", "err", err, "attempt", attempt, "retry_in", delay.String())
 		t := time.NewTimer(delay)
 		select {
 		case <-t.C:

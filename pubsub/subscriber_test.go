@@ -2,6 +2,8 @@ package pubsub_test
 
 import (
 	"context"
+	"errors"
+	"log/slog"
 	"net/http"
 	"strings"
 	"sync"
@@ -196,5 +198,91 @@ func TestHandlerOptionsAddUp(t *testing.T) {
 	defer mu.Unlock()
 	if got := strings.Join(order, " > "); got != "shared > own > handler" {
 		t.Errorf("order = %s, want shared > own > handler", got)
+	}
+}
+
+// refusingBroker refuses its first subscriptions with the errors of refusals
+// (the third waits for release first), then subscribes on the embedded
+// broker.
+type refusingBroker struct {
+	pubsub.Broker
+	release chan struct{}
+
+	mu       sync.Mutex
+	refusals []error
+	calls    int
+}
+
+func (b *refusingBroker) Subscribe(ctx context.Context, cfg pubsub.ConsumerConfig, deliver func(pubsub.Delivery)) (pubsub.Consumer, error) {
+	b.mu.Lock()
+	b.calls++
+	calls := b.calls
+	var err error
+	if len(b.refusals) > 0 {
+		err, b.refusals = b.refusals[0], b.refusals[1:]
+	}
+	b.mu.Unlock()
+	if calls == 3 {
+		<-b.release
+	}
+	if err != nil {
+		return nil, err
+	}
+	return b.Broker.Subscribe(ctx, cfg, deliver)
+}
+
+// TestSubscribeRefusalsLoggedOncePerCause: a broker that refuses the
+// subscription again and again has it logged at error once per cause, then
+// at debug, and its recovery at info, while Check reports the refusal.
+func TestSubscribeRefusalsLoggedOncePerCause(t *testing.T) {
+	t.Parallel()
+	causeA := connect.NewError(connect.CodeFailedPrecondition, errors.New("consumer s made outside pubsub"))
+	causeB := connect.NewError(connect.CodeUnavailable, errors.New("no responders"))
+	b := &refusingBroker{Broker: mem.New(), release: make(chan struct{}), refusals: []error{causeA, causeA, causeA, causeB}}
+	var logs syncBuffer
+	handled := make(chan struct{}, 1)
+	sub, err := pubsub.NewSubscriber(b, "t", "s", func(context.Context, *pingv1.PingRequest) error {
+		handled <- struct{}{}
+		return nil
+	}, pubsub.WithLogger(slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- sub.Run(ctx) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run = %v", err)
+		}
+	}()
+	b.release <- struct{}{} // the third attempt: the first two failed with A
+	if err := sub.Check(t.Context()); err == nil || !strings.Contains(err.Error(), "made outside pubsub") {
+		t.Errorf("Check while refused = %v, want the refusal", err)
+	}
+	pub, err := pubsub.NewPublisher[pingv1.PingRequest](b, "t")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := pub.Publish(t.Context(), &pingv1.PingRequest{}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-handled:
+	case <-time.After(30 * time.Second):
+		t.Fatal("message not handled after the subscription recovered")
+	}
+	if err := sub.Check(t.Context()); err != nil {
+		t.Errorf("Check once subscribed = %v, want nil", err)
+	}
+	count := func(level, msg string) int {
+		return strings.Count(logs.String(), "level="+level+` msg="`+msg)
+	}
+	if e, d, i := count("ERROR", "pubsub: failed to subscribe"), count("DEBUG", "pubsub: failed to subscribe"), count("INFO", "pubsub: subscribed after failing"); e != 2 || d != 2 || i != 1 {
+		t.Errorf("log has %d error, %d debug and %d recovery lines, want 2, 2 and 1:\n%s", e, d, i, logs.String())
+	}
+	if !strings.Contains(logs.String(), "attempts=5") {
+		t.Errorf("log = %s, want the recovery after 5 attempts", logs.String())
 	}
 }
