@@ -15,7 +15,8 @@ type DeliveryConfig struct {
 	// retries aside.
 	Concurrency int
 	// Prefetch is how many messages an instance fetches ahead of its
-	// handlers. Default 4 × Concurrency. At shutdown, the handlers still
+	// handlers. Default 4 × Concurrency; not less than Concurrency, which
+	// no handlers beyond Prefetch could serve. At shutdown, the handlers still
 	// take the prefetched messages, within DrainTimeout; those that no
 	// handler started by then are handed back, for immediate redelivery.
 	Prefetch int
@@ -32,7 +33,7 @@ type DeliveryConfig struct {
 	// prefetched ones is delivered again (the copies that follow it into
 	// the same instance are acknowledged without a handler once it was
 	// handled): keep it above Prefetch/Concurrency × the longest handling.
-	// Default 30s.
+	// Default 30s; at least 100ms.
 	AckWait time.Duration
 	// DrainTimeout bounds how long Run waits, once its context is done, for
 	// the handlers in flight to finish. Default 10s.
@@ -69,6 +70,9 @@ const (
 	DefaultBackoffJitter     = 0.2
 )
 
+// minAckWait is the shortest AckWait that Validate takes.
+const minAckWait = 100 * time.Millisecond
+
 // Validate reports the first field with an invalid value, by name.
 func (c DeliveryConfig) Validate() error {
 	switch {
@@ -78,8 +82,19 @@ func (c DeliveryConfig) Validate() error {
 		return fmt.Errorf("pubsub: DeliveryConfig.Prefetch = %d: must not be negative", c.Prefetch)
 	case c.AckWait < 0:
 		return fmt.Errorf("pubsub: DeliveryConfig.AckWait = %v: must not be negative", c.AckWait)
+	case c.AckWait > 0 && c.AckWait < minAckWait:
+		// Shorter, every message comes again while its handler runs, and
+		// its deadline leaves no handler the time to finish: a typo of
+		// "30s", not a setting.
+		return fmt.Errorf("pubsub: DeliveryConfig.AckWait = %v: must be at least %v (or 0 for the default, %v): shorter, the broker delivers each message again while its handler still runs", c.AckWait, minAckWait, DefaultAckWait)
 	case c.DrainTimeout < 0:
 		return fmt.Errorf("pubsub: DeliveryConfig.DrainTimeout = %v: must not be negative", c.DrainTimeout)
+	}
+	if d := c.withDefaults(); d.Prefetch < d.Concurrency {
+		// As Backoff.Max below Initial: refused, not adjusted, since
+		// either field may be the one meant.
+		return fmt.Errorf("pubsub: DeliveryConfig.Prefetch = %d is less than DeliveryConfig.Concurrency = %d: at most %d handlers could ever run at once; lower Concurrency to %d, or raise Prefetch to at least %d (0: 4 × Concurrency)",
+			d.Prefetch, d.Concurrency, d.Prefetch, d.Prefetch, d.Concurrency)
 	}
 	return c.Backoff.Validate()
 }
