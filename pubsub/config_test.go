@@ -23,7 +23,10 @@ func TestValidateNames(t *testing.T) {
 	}{
 		{name: "valid", topic: "profiles.changed", sub: "audit-log_2"},
 		{name: "empty topic", topic: "", sub: "s", wantErr: "topic is empty"},
-		{name: "wildcard", topic: "profiles.*", sub: "s", wantErr: `token "*"`},
+		{name: "wildcard", topic: "profiles.*", sub: "s", wantErr: `"*" is a wildcard, and a topic is one concrete name`},
+		{name: "tail wildcard", topic: "orders.>", sub: "s", wantErr: "subscribe once per topic"},
+		{name: "amqp wildcard", topic: "orders.#", sub: "s", wantErr: `"#" is a wildcard`},
+		{name: "star in a token", topic: "orders.a*", sub: "s", wantErr: `token "a*" may hold only`},
 		{name: "double dot", topic: "a..b", sub: "s", wantErr: "empty token"},
 		{name: "reserved", topic: "_pubsub.x", sub: "s", wantErr: "reserved"},
 		{name: "space", topic: "a b", sub: "s", wantErr: "ASCII letters"},

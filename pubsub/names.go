@@ -85,7 +85,9 @@ func PublishProcedure(topic string) string {
 
 // ValidateTopic reports whether topic can name a topic on every broker:
 // dot-separated tokens of ASCII letters, digits, '-' and '_' (a NATS subject
-// without wildcards), at most 200 bytes, not starting with "_pubsub".
+// without wildcards), at most 200 bytes, not starting with "_pubsub". A
+// topic is one concrete name: a wildcard token ("*", ">") is refused with
+// what to do instead.
 func ValidateTopic(topic string) error {
 	if topic == "" {
 		return fmt.Errorf("pubsub: topic is empty")
@@ -99,6 +101,9 @@ func ValidateTopic(topic string) error {
 	for token := range strings.SplitSeq(topic, ".") {
 		if token == "" {
 			return fmt.Errorf("pubsub: topic %q has an empty token (leading, trailing or double dot)", topic)
+		}
+		if wildcard(token) {
+			return fmt.Errorf("pubsub: topic %q: %q is a wildcard, and a topic is one concrete name, which a publisher and each subscriber name whole: subscribe once per topic (a subscriber per topic, each with its message type), or publish the related events to one topic with a message that holds them (a oneof)", topic, token)
 		}
 		if !validName(token) {
 			return fmt.Errorf("pubsub: topic %q: token %q may hold only ASCII letters, digits, '-' and '_'", topic, token)
@@ -121,6 +126,13 @@ func ValidateSubscription(name string) error {
 		return fmt.Errorf("pubsub: subscription name %q may hold only ASCII letters, digits, '-' and '_'", name)
 	}
 	return nil
+}
+
+// wildcard reports whether token is a wildcard of NATS ("*", ">"), of
+// AMQP ("#") or of MQTT ("+"), which users of those brokers (and of
+// Watermill on them) write for "every topic under".
+func wildcard(token string) bool {
+	return token == "*" || token == ">" || token == "#" || token == "+"
 }
 
 func validName(s string) bool {
