@@ -265,6 +265,7 @@ func (s *Subscriber) storeDeadLetter(ctx context.Context, d Delivery, st *delive
 		Error:        lastErr,
 		Time:         time.Now(),
 	}
+	keepOriginalTime(&dl.Message, st.stored)
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.AckWait)
 	defer cancel()
 	if err := s.broker.DeadLetter(ctx, dl); err != nil {
@@ -278,6 +279,24 @@ func (s *Subscriber) storeDeadLetter(ctx context.Context, d Delivery, st *delive
 		"message_id", msg.ID, "type", st.info.MessageType, "attempt", st.info.Attempt,
 		"reason", string(reason), "err", lastErr)
 	return true
+}
+
+// keepOriginalTime sets the HeaderOriginalTime of msg, a dead letter's
+// copy of a message, to when the broker stored the message, unless msg has
+// it already (a re-drive, which the broker stored later) or the broker does
+// not tell.
+func keepOriginalTime(msg *Message, stored timestamped) {
+	if stored == nil || header.Get(msg.Header, HeaderOriginalTime) != "" {
+		return
+	}
+	at := stored.Timestamp()
+	if at.IsZero() {
+		return
+	}
+	if msg.Header == nil {
+		msg.Header = make(http.Header, 1)
+	}
+	msg.Header[HeaderOriginalTime] = []string{at.UTC().Format(time.RFC3339Nano)}
 }
 
 func (s *Subscriber) verdictFailed(op string, st *deliveryState, err error) {

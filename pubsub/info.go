@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/connectkit/connectkit/internal/header"
 	"github.com/connectkit/connectkit/internal/msgctx"
 )
 
@@ -29,8 +30,9 @@ type MessageInfo struct {
 	Header http.Header
 	// Time is when the broker stored the message: when it was published,
 	// the same on every attempt (natsjs: the JetStream server's clock;
-	// mem: the process's), or for a re-driven message when it was
-	// re-driven (the dead letter keeps no earlier time). Zero when the
+	// mem: the process's). A re-driven message has the original's, which
+	// its dead letter kept in [HeaderOriginalTime], not the re-drive's
+	// (a header of a later time than the broker's is ignored). Zero when the
 	// broker does not tell (one of your own whose Delivery has no
 	// Timestamp method). An event's own time, when it matters to the
 	// handler, belongs in the event (a google.protobuf.Timestamp field).
@@ -61,6 +63,12 @@ func MessageInfoFrom(ctx context.Context) (MessageInfo, bool) {
 		mi.Header = st.header
 		if st.stored != nil {
 			mi.Time = st.stored.Timestamp()
+		}
+		// A re-drive's original, which the broker stored before it.
+		if v := header.Get(st.header, HeaderOriginalTime); v != "" {
+			if at, err := time.Parse(time.RFC3339Nano, v); err == nil && (mi.Time.IsZero() || !at.After(mi.Time)) {
+				mi.Time = at
+			}
 		}
 	}
 	return mi, true

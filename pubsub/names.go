@@ -17,6 +17,13 @@ const (
 	HeaderMessageType = "Pubsub-Type"
 )
 
+// HeaderOriginalTime is the header in which a subscriber that dead-letters
+// a message keeps when the broker first stored it (RFC 3339 with
+// nanoseconds, UTC), unless the message has it already (a re-drive that
+// failed again): a re-drive publishes it with the message, and
+// [MessageInfo].Time of the re-driven message reports it.
+const HeaderOriginalTime = "Pubsub-Original-Time"
+
 // headerContentEncoding names a payload's compression, which a subscriber
 // refuses: pubsub does not decompress messages.
 const headerContentEncoding = "Content-Encoding"

@@ -14,11 +14,16 @@ import (
 	"github.com/connectkit/connectkit/pubsub"
 )
 
+// testRedrive: a re-driven message goes to the subscription that gave it
+// up, as a fresh first attempt with its headers and with the original's
+// MessageInfo.Time, which its dead letter keeps in HeaderOriginalTime,
+// through a second dead letter too.
 func testRedrive(t *testing.T, h *harness) {
-	var fixed atomic.Bool
+	var failures atomic.Int32
+	failures.Store(2)
 	a, b := newRecorder(), newRecorder()
 	subA := newSubscriber(t, h.broker, "redrive", "a", a.handler(func(*pingv1.PingRequest, pubsub.MessageInfo) error {
-		if !fixed.Load() {
+		if failures.Add(-1) >= 0 {
 			return pubsub.Permanent(errors.New("not yet"))
 		}
 		return nil
@@ -31,13 +36,28 @@ func testRedrive(t *testing.T, h *harness) {
 		t.Fatal(err)
 	}
 	dl := waitDeadLetters(t, h.broker, "redrive", "a", 1)[0]
-	fixed.Store(true)
+	original := dl.Message.Header.Get(pubsub.HeaderOriginalTime)
+	if at, err := time.Parse(time.RFC3339Nano, original); err != nil || !at.Equal(a.callsOf("r-1")[0].info.Time) {
+		t.Errorf("dead letter's %s = %q, want the message's time %v", pubsub.HeaderOriginalTime, original, a.callsOf("r-1")[0].info.Time)
+	}
+	time.Sleep(10 * time.Millisecond) // a re-drive stored at a later time, whatever the clock's resolution
+	if err := h.broker.Redrive(t.Context(), dl); err != nil {
+		t.Fatalf("Redrive: %v", err)
+	}
+	// Given up again: the second dead letter keeps the first time.
+	dl = waitDeadLetters(t, h.broker, "redrive", "a", 1)[0]
+	if got := dl.Message.Header.Get(pubsub.HeaderOriginalTime); got != original {
+		t.Errorf("second dead letter's %s = %q, want the first's %q", pubsub.HeaderOriginalTime, got, original)
+	}
 	if err := h.broker.Redrive(t.Context(), dl); err != nil {
 		t.Fatalf("Redrive: %v", err)
 	}
 	WaitFor(t, "the re-driven message", func() bool { return a.succeeded() == 1 })
 	calls := a.callsOf("r-1")
 	last := calls[len(calls)-1]
+	if len(calls) != 3 || !last.info.Time.Equal(calls[0].info.Time) || !calls[1].info.Time.Equal(calls[0].info.Time) {
+		t.Errorf("re-driven message: %d calls, MessageInfo.Time %v then %v, want 3, the original's %v", len(calls), calls[1].info.Time, last.info.Time, calls[0].info.Time)
+	}
 	if last.info.Attempt != 1 || last.msg.GetNumber() != 5 {
 		t.Errorf("re-driven message: attempt %d, number %d; want attempt 1 (fresh), number 5", last.info.Attempt, last.msg.GetNumber())
 	}
