@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"log/slog"
 	"maps"
 	"slices"
 	"strconv"
@@ -964,17 +965,26 @@ func newListening(t *testing.T, cfg natsjs.Config) *natsjs.Broker {
 }
 
 // checkRefused runs a subscriber of topic until the test ends and waits,
-// 20s at most, for its Check to fail with FailedPrecondition and want.
+// 20s at most, for its Check to fail with FailedPrecondition and want, and
+// for the refusal to be logged at error once, then at debug when it
+// repeats (the same text on each retry).
 func checkRefused(t *testing.T, b *natsjs.Broker, topic, subscription, want string) {
 	t.Helper()
-	checkFails(t, b, topic, subscription, connect.CodeFailedPrecondition, want)
+	logs := checkFails(t, b, topic, subscription, connect.CodeFailedPrecondition, want)
+	const line = ` msg="pubsub: failed to subscribe; retrying"`
+	pubsubtest.WaitFor(t, "a repeated refusal", func() bool { return strings.Count(logs.String(), line) >= 2 })
+	if got := logs.String(); strings.Count(got, "level=ERROR"+line) != 1 || !strings.Contains(got, "level=DEBUG"+line) {
+		t.Errorf("log = %s, want the refusal at error once, then at debug", got)
+	}
 }
 
 // checkFails runs a subscriber of topic on b until its Check fails with
-// code and an error that has want.
-func checkFails(t *testing.T, b *natsjs.Broker, topic, subscription string, code connect.Code, want string) {
+// code and an error that has want, and returns its log (debug and above).
+func checkFails(t *testing.T, b *natsjs.Broker, topic, subscription string, code connect.Code, want string) *lockedBuffer {
 	t.Helper()
-	sub, err := pubsub.NewSubscriber(b, topic, subscription, func(context.Context, *pingv1.PingRequest) error { return nil })
+	logs := new(lockedBuffer)
+	sub, err := pubsub.NewSubscriber(b, topic, subscription, func(context.Context, *pingv1.PingRequest) error { return nil },
+		pubsub.WithLogger(slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -985,10 +995,11 @@ func checkFails(t *testing.T, b *natsjs.Broker, topic, subscription string, code
 	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
 		err = sub.Check(t.Context())
 		if connect.CodeOf(err) == code && strings.Contains(err.Error(), want) {
-			return
+			return logs
 		}
 	}
 	t.Fatalf("subscriber's Check = %v, want %v with %q", err, code, want)
+	return nil
 }
 
 // TestConsumerRefusedForOtherReasons: a consumer the server will not make
