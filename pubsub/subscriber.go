@@ -388,10 +388,10 @@ func (s *Subscriber) subscribe(ctx context.Context, deliver func(Delivery)) (Con
 	for attempt := 1; ; attempt++ {
 		consumer, err := s.broker.Subscribe(ctx, cc, deliver)
 		if err == nil {
-			s.state.Store(nil)
-			if attempt > 1 {
+			if attempt > 1 { // before Check passes, which may be waited for
 				s.logger.Info("pubsub: subscribed after failing", "attempts", attempt, "failing_for", time.Since(since).Round(time.Millisecond).String())
 			}
+			s.state.Store(nil)
 			return consumer, nil
 		}
 		if ctx.Err() != nil {
