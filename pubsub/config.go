@@ -15,9 +15,12 @@ type DeliveryConfig struct {
 	// retries aside.
 	Concurrency int
 	// Prefetch is how many messages an instance fetches ahead of its
-	// handlers. Default 4 × Concurrency; not less than Concurrency, which
-	// no handlers beyond Prefetch could serve. At shutdown, the handlers still
-	// take the prefetched messages, within DrainTimeout; those that no
+	// handlers. Default 4 × Concurrency. It does not bound the handlers: a
+	// message leaves the buffer when a handler takes it, so a Prefetch
+	// below Concurrency (1, say, for slow handlers whose messages should
+	// not wait out AckWait in the buffer) still runs Concurrency handlers
+	// at once, fetching fewer messages at a time. At shutdown, the handlers
+	// still take the prefetched messages, within DrainTimeout; those that no
 	// handler started by then are handed back, for immediate redelivery.
 	Prefetch int
 	// MaxAttempts is how many deliveries a message gets before a failing
@@ -89,12 +92,6 @@ func (c DeliveryConfig) Validate() error {
 		return fmt.Errorf("pubsub: DeliveryConfig.AckWait = %v: must be at least %v (or 0 for the default, %v): shorter, the broker delivers each message again while its handler still runs", c.AckWait, minAckWait, DefaultAckWait)
 	case c.DrainTimeout < 0:
 		return fmt.Errorf("pubsub: DeliveryConfig.DrainTimeout = %v: must not be negative", c.DrainTimeout)
-	}
-	if d := c.withDefaults(); d.Prefetch < d.Concurrency {
-		// As Backoff.Max below Initial: refused, not adjusted, since
-		// either field may be the one meant.
-		return fmt.Errorf("pubsub: DeliveryConfig.Prefetch = %d is less than DeliveryConfig.Concurrency = %d: at most %d handlers could ever run at once; lower Concurrency to %d, or raise Prefetch to at least %d (0: 4 × Concurrency)",
-			d.Prefetch, d.Concurrency, d.Prefetch, d.Prefetch, d.Concurrency)
 	}
 	return c.Backoff.Validate()
 }

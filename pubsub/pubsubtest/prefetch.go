@@ -127,3 +127,39 @@ func testOverdueCopiesNotHandled(t *testing.T, h *harness) {
 		t.Errorf("%d dead letters, want none; the first: %s after %d attempts", len(dls), dls[0].Reason, dls[0].Attempts)
 	}
 }
+
+// testPrefetchBelowConcurrency: Prefetch does not bound the handlers that
+// run at once. A message leaves the broker's buffer when a handler takes
+// it, so with Prefetch 1 the subscriber still runs its Concurrency
+// handlers together, each holding a message, while the broker fetches
+// one at a time.
+func testPrefetchBelowConcurrency(t *testing.T, h *harness) {
+	const concurrency = 4
+	var mu sync.Mutex
+	running := 0
+	release := make(chan struct{})
+	sub := newSubscriber(t, h.broker, "prefetch-one", "s", func(ctx context.Context, _ *pingv1.PingRequest) error {
+		mu.Lock()
+		running++
+		mu.Unlock()
+		select {
+		case <-release:
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}, pubsub.WithDelivery(pubsub.DeliveryConfig{Concurrency: concurrency, Prefetch: 1}))
+	Start(t, sub)
+	pub := h.publisher(t, h.broker, "prefetch-one")
+	for range concurrency {
+		if err := pub.Publish(t.Context(), &pingv1.PingRequest{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	WaitFor(t, fmt.Sprintf("%d handlers running at once with Prefetch 1", concurrency), func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return running == concurrency
+	})
+	close(release)
+}

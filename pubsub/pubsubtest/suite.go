@@ -70,6 +70,7 @@ func Run(t *testing.T, features Features, newBackend func(tb testing.TB) Backend
 		{"ReplayNoRedrive", testReplayNoRedrive},
 		{"WaitedGetsFullAckWait", testWaitedGetsFullAckWait},
 		{"OverdueCopiesNotHandled", testOverdueCopiesNotHandled},
+		{"PrefetchBelowConcurrency", testPrefetchBelowConcurrency},
 		{"CrashRedelivers", testCrashRedelivers},
 		{"CleanShutdownRedeliversNothing", testCleanShutdown},
 		{"RandomFailuresAndRestart", testRandomFailuresAndRestart},
