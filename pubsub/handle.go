@@ -283,14 +283,16 @@ func (s *Subscriber) storeDeadLetter(ctx context.Context, d Delivery, st *delive
 
 // keepOriginalTime sets the HeaderOriginalTime of msg, a dead letter's
 // copy of a message, to when the broker stored the message, unless msg has
-// it already (a re-drive, which the broker stored later) or the broker does
-// not tell.
+// an earlier one already (a re-drive, which the broker stored later) or
+// the broker does not tell. A value that is no time, or a later one (a
+// producer's outside pubsub), is replaced: the re-drive would lose the
+// original's time.
 func keepOriginalTime(msg *Message, stored timestamped) {
-	if stored == nil || header.Get(msg.Header, HeaderOriginalTime) != "" {
+	if stored == nil {
 		return
 	}
 	at := stored.Timestamp()
-	if at.IsZero() {
+	if _, ok := originalTime(msg.Header, at); ok || at.IsZero() {
 		return
 	}
 	if msg.Header == nil {

@@ -64,12 +64,24 @@ func MessageInfoFrom(ctx context.Context) (MessageInfo, bool) {
 		if st.stored != nil {
 			mi.Time = st.stored.Timestamp()
 		}
-		// A re-drive's original, which the broker stored before it.
-		if v := header.Get(st.header, HeaderOriginalTime); v != "" {
-			if at, err := time.Parse(time.RFC3339Nano, v); err == nil && (mi.Time.IsZero() || !at.After(mi.Time)) {
-				mi.Time = at
-			}
+		if at, ok := originalTime(st.header, mi.Time); ok { // a re-drive's
+			mi.Time = at
 		}
 	}
 	return mi, true
+}
+
+// originalTime returns the time that h's [HeaderOriginalTime] holds, the
+// original's of a re-driven message, if it is one (RFC 3339) and not later
+// than stored, when the broker stored the message (zero: it does not tell).
+func originalTime(h http.Header, stored time.Time) (time.Time, bool) {
+	v := header.Get(h, HeaderOriginalTime)
+	if v == "" {
+		return time.Time{}, false
+	}
+	at, err := time.Parse(time.RFC3339Nano, v)
+	if err != nil || !stored.IsZero() && at.After(stored) {
+		return time.Time{}, false
+	}
+	return at, true
 }

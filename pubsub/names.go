@@ -21,7 +21,8 @@ const (
 // a message keeps when the broker first stored it (RFC 3339 with
 // nanoseconds, UTC), unless the message has it already (a re-drive that
 // failed again): a re-drive publishes it with the message, and
-// [MessageInfo].Time of the re-driven message reports it.
+// [MessageInfo].Time of the re-driven message reports it. A [Publisher]
+// drops it from the headers of a publish: only a re-drive carries it.
 const HeaderOriginalTime = "Pubsub-Original-Time"
 
 // headerContentEncoding names a payload's compression, which a subscriber

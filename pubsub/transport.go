@@ -158,6 +158,10 @@ func (s *sender) WrapUnary(connect.UnaryFunc) connect.UnaryFunc {
 			h = messageHeader(h)
 		}
 		h[HeaderMessageType] = s.typeName
+		// Only a re-drive carries it, from its dead letter: one set by the
+		// chain (a header copied from a re-driven message the handler
+		// got, or forged) would give this new message another's time.
+		delete(h, HeaderOriginalTime)
 		msg := &Message{
 			ID:          call.info.MessageID,
 			Deduplicate: call.dedup,
