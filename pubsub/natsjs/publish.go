@@ -166,9 +166,10 @@ func (b *Broker) publishError(topic string, err error) error {
 			fmt.Errorf("natsjs: publish to %s failed: message over the server's max payload of %d bytes: %w", topic, b.nc.MaxPayload(), err))
 	}
 	var apiErr *jetstream.APIError
-	if errors.As(err, &apiErr) && (apiErr.ErrorCode == jsErrMessageTooLarge || apiErr.ErrorCode == jsErrHeaderTooLarge) {
-		// The stream's own limit (an operator's max_msg_size): as over the
-		// max payload, no retry can fix it, where Unavailable invited one.
+	if errors.As(err, &apiErr) && (apiErr.ErrorCode == jsErrMessageTooLarge || apiErr.ErrorCode == jsErrHeaderTooLarge || storeTooLarge(apiErr)) {
+		// The stream's own limit (an operator's max_msg_size) or its
+		// store's: as over the max payload, no retry can fix it, where
+		// Unavailable invited one.
 		return connect.NewError(connect.CodeResourceExhausted,
 			fmt.Errorf("natsjs: publish to %s refused by its stream: %w", topic, err))
 	}
@@ -302,6 +303,14 @@ func streamFull(apiErr *jetstream.APIError) bool {
 		return true
 	}
 	return false
+}
+
+// storeTooLarge reports whether apiErr is a file store's refusal of a
+// message over its record limit (32 MiB), which a server's max_payload
+// (up to 64 MiB) lets through: the generic code 10077 with store.go's
+// ErrMsgTooLarge text, told apart as streamFull tells its own.
+func storeTooLarge(apiErr *jetstream.APIError) bool {
+	return apiErr.ErrorCode == jsErrStoreFailed && apiErr.Description == "message too large"
 }
 
 // createStreamError is the error of creating the stream of want. A stream

@@ -7,12 +7,17 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
 
+	"connectrpc.com/connect"
+
+	pingv1 "github.com/connectkit/connectkit/internal/gen/connectkit/ping/v1"
 	"github.com/connectkit/connectkit/pubsub"
 	"github.com/connectkit/connectkit/pubsub/pubsubtest"
+	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 )
 
@@ -168,5 +173,28 @@ func TestJetStreamPublishesLeaveTheWindow(t *testing.T) {
 	}
 	if got := len(b.window); got != 1 {
 		t.Errorf("after two publishes through JetStream the window holds %d unconfirmed publishes, want the 1 of pubsub's", got)
+	}
+}
+
+// TestMessageOverTheFileStoresLimit: a message that a server's max_payload
+// lets through but its file store's record limit (32 MiB) refuses
+// (JetStream's generic store failure 10077, "message too large") fails
+// with ResourceExhausted, not with Unavailable, which invited a retry
+// that fails alike.
+func TestMessageOverTheFileStoresLimit(t *testing.T) {
+	t.Parallel()
+	srv := startTestServer(t, &server.Options{MaxPayload: 40 << 20})
+	b, err := New(t.Context(), Config{URL: srv.ClientURL()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = b.Close() })
+	pub, err := pubsub.NewPublisher[pingv1.PingRequest](b, "big", pubsub.WithoutValidation()) // its rules cap Text at 1 MiB
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = pub.Publish(t.Context(), &pingv1.PingRequest{Text: strings.Repeat("x", 33<<20)})
+	if connect.CodeOf(err) != connect.CodeResourceExhausted || !strings.Contains(err.Error(), "message too large") {
+		t.Errorf("Publish over the file store's limit = %.300v, want resource_exhausted", err)
 	}
 }
