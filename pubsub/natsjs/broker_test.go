@@ -202,6 +202,35 @@ func TestStreamKeepsAnOperatorsSubjects(t *testing.T) {
 	}
 }
 
+// TestOperatorsSubjectOfAnotherTopic: a topic whose subject an operator
+// added to another topic's stream (which pubsub keeps) fails with
+// FailedPrecondition telling to remove that subject from that stream, where
+// it said that the stream was made outside pubsub and to delete it, which
+// would drop the other topic's messages.
+func TestOperatorsSubjectOfAnotherTopic(t *testing.T) {
+	t.Parallel()
+	b := newEmbedded(t)
+	publisherOf(t, b, "routed.first")("first") // makes its stream
+	s, err := b.JetStream().Stream(t.Context(), "routed_first")
+	if err == nil {
+		cfg := s.CachedInfo().Config
+		cfg.Subjects = append(cfg.Subjects, "routed.second")
+		_, err = b.JetStream().UpdateStream(t.Context(), cfg)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	second, err := pubsub.NewPublisher[pingv1.PingRequest](b, "routed.second")
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = second.Publish(t.Context(), &pingv1.PingRequest{})
+	want := "stream routed_first, pubsub's for topic routed.first, also holds routed.second (a subject added to it by hand): remove routed.second from that stream's subjects"
+	if connect.CodeOf(err) != connect.CodeFailedPrecondition || !strings.Contains(err.Error(), want) {
+		t.Errorf("publishing to routed.second, a subject of routed.first's stream = %v, want failed_precondition: ...%s...", err, want)
+	}
+}
+
 // TestStreamOfOtherKind: a stream with the topic's stream name and
 // subject but made by hand as a work queue, or in memory, is refused with
 // FailedPrecondition naming it, by a publish and by a subscriber alike,

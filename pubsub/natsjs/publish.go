@@ -324,14 +324,39 @@ func (b *Broker) createStreamError(ctx context.Context, want jetstream.StreamCon
 	}
 	other := "another stream"
 	for _, subject := range want.Subjects {
-		if name, err := b.js.StreamNameBySubject(ctx, subject); err == nil {
-			other = "stream " + name
-			break
+		name, lerr := b.js.StreamNameBySubject(ctx, subject)
+		if lerr != nil {
+			continue
 		}
+		if topic := b.streamTopic(ctx, name); topic != "" {
+			// Another topic's stream, to which an operator added this
+			// subject (upsertStream keeps it): deleting that stream, the
+			// mend below, would drop the other topic's messages.
+			return connect.NewError(connect.CodeFailedPrecondition, fmt.Errorf(
+				"natsjs: cannot create stream %s for %s: stream %s, pubsub's for topic %s, also holds %s (a subject added to it by hand): remove %s from that stream's subjects, or use another topic: %w",
+				want.Name, owner, name, topic, subject, subject, err))
+		}
+		other = "stream " + name
+		break
 	}
 	return connect.NewError(connect.CodeFailedPrecondition, fmt.Errorf(
 		"natsjs: cannot create stream %s for %s: %s, made outside pubsub, overlaps its subjects %v: delete that stream once drained, or use another topic: %w",
 		want.Name, owner, other, want.Subjects, err))
+}
+
+// streamTopic returns the topic whose stream, as pubsub makes it, the
+// stream named name is (it holds the topic's re-drive subject), or "".
+func (b *Broker) streamTopic(ctx context.Context, name string) string {
+	s, err := b.js.Stream(ctx, name)
+	if err != nil {
+		return ""
+	}
+	for _, subject := range s.CachedInfo().Config.Subjects {
+		if topic, ok := strings.CutPrefix(subject, redriveSubject("*", "")); ok && streamName(topic) == name {
+			return topic
+		}
+	}
+	return ""
 }
 
 // sleepCtx waits for d, or until ctx is done.
