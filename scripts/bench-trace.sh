@@ -19,8 +19,8 @@
 # With PIN=unpinned the server and the load run on any CPU (GOMAXPROCS
 # 2), where calls merge and cannot be timed one by one: it prints instead
 # what tracecall -events counts a response (goroutines created, unblocked
-# and by whom, blocked, system calls, Ps started, the time each kind of
-# goroutine ran), those at least EVENTS a response (default 0.05; EVENTS
+# and by whom, blocked, yields, system calls, Ps started, goroutines resumed
+# on another P, the time each kind of goroutine ran), those at least EVENTS a response (default 0.05; EVENTS
 # set with PIN=pinned prints those counts too).
 #
 # Settings (environment): VARIANTS (default "connect,kit-nochain,kit"),

@@ -24,7 +24,7 @@ import (
 // the calls of [read] merge (BENCHMARKS.md 1.43).
 type eventCounts struct {
 	calls  int
-	counts map[string]int   // "create: F  by: STACK", "unblock: …", "block(REASON): …", "syscall: …", "procs started"
+	counts map[string]int   // "create: F  by: STACK", "unblock: …", "block(REASON): …", "yield: …", "syscall: …", "resumed on another P: KIND", "procs started"
 	ran    map[string]int64 // ns, by goroutine kind
 }
 
@@ -53,6 +53,7 @@ func countEvents(r io.Reader) (*eventCounts, error) {
 	kind := goKinds{}
 	gSince := map[trace.GoID]trace.Time{}
 	writes := 0
+	lastP := procOf{}
 	err = eachTransition(tr, func(ev trace.Event, st trace.StateTransition) {
 		t := ev.Time()
 		switch st.Resource.Kind {
@@ -68,9 +69,17 @@ func countEvents(r io.Reader) (*eventCounts, error) {
 				ec.ran[kind[g]] += int64(t - s)
 				delete(gSince, g)
 			}
+			if to == trace.GoNotExist {
+				delete(lastP, g)
+			}
 			switch {
 			case to == trace.GoRunning:
 				gSince[g] = t
+				if lastP.moved(g, ev.Proc()) {
+					ec.counts["resumed on another P: "+kind[g]]++
+				}
+			case from == trace.GoRunning && to == trace.GoRunnable:
+				ec.counts["yield: "+frames(ev.Stack(), 3)]++
 			case from == trace.GoNotExist:
 				created := frames(st.Stack, 1)
 				ec.counts["create: "+created+"  by: "+by(ev)]++
@@ -117,6 +126,19 @@ func eachTransition(r *trace.Reader, fn func(trace.Event, trace.StateTransition)
 			fn(ev, ev.StateTransition())
 		}
 	}
+}
+
+// procOf is the P each goroutine last ran on. On two Ps, a goroutine that
+// resumes on the other P than it last ran on brings the data it works on
+// from the other core's cache (BENCHMARKS.md 1.46).
+type procOf map[trace.GoID]trace.ProcID
+
+// moved records that g runs on p and reports whether it last ran on
+// another P.
+func (m procOf) moved(g trace.GoID, p trace.ProcID) bool {
+	last, ok := m[g]
+	m[g] = p
+	return ok && last != p
 }
 
 // goKinds are the kinds of goroutines ([kindOf]), learnt from their

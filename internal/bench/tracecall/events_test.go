@@ -6,10 +6,13 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"runtime"
 	"runtime/trace"
 	"strings"
 	"sync"
 	"testing"
+
+	xtrace "golang.org/x/exp/trace"
 )
 
 // TestCountEvents traces a real HTTP/1.1 server on loopback answering
@@ -29,6 +32,7 @@ func TestCountEvents(t *testing.T) {
 			http.Error(w, err.Error(), http.StatusBadRequest)
 			return
 		}
+		runtime.Gosched() // counted as a yield
 		_, _ = w.Write(body)
 	})}
 	go func() { _ = srv.Serve(ln) }()
@@ -52,14 +56,13 @@ func TestCountEvents(t *testing.T) {
 	if ec.calls != calls {
 		t.Errorf("calls = %d, want %d", ec.calls, calls)
 	}
-	created := 0
-	for k, v := range ec.counts {
-		if strings.HasPrefix(k, "create: http.(*connReader).backgroundRead  by: http.(*connReader).startBackgroundRead") {
-			created += v
-		}
-	}
+	created := ec.countPrefix("create: http.(*connReader).backgroundRead  by: http.(*connReader).startBackgroundRead")
 	if created != calls {
 		t.Errorf("background reads created = %d, want %d; counts: %v", created, calls, ec.counts)
+	}
+	yields := ec.countPrefix("yield: runtime.Gosched < tracecall.TestCountEvents.func1")
+	if yields != calls {
+		t.Errorf("the handler's yields = %d, want %d; counts: %v", yields, calls, ec.counts)
 	}
 	if ec.ran["conn (h2 serve loop; HTTP/1 handler)"] <= 0 {
 		t.Errorf("no running time for the connection's goroutine: %v", ec.ran)
@@ -113,6 +116,17 @@ func TestCountEventsHTTP2(t *testing.T) {
 	}
 }
 
+// countPrefix sums the counts whose keys start with prefix.
+func (ec *eventCounts) countPrefix(prefix string) int {
+	n := 0
+	for k, v := range ec.counts {
+		if strings.HasPrefix(k, prefix) {
+			n += v
+		}
+	}
+	return n
+}
+
 // traceMu keeps the tests' traces apart: a process has one runtime trace
 // at a time.
 var traceMu sync.Mutex
@@ -136,4 +150,27 @@ func traceCalls(t *testing.T, run func() error) *eventCounts {
 		t.Fatal(err)
 	}
 	return ec
+}
+
+// TestProcOfMoved checks that a goroutine is counted as resumed on another
+// P only when the P it runs on differs from the one it last ran on.
+func TestProcOfMoved(t *testing.T) {
+	t.Parallel()
+	m := procOf{}
+	for i, tc := range []struct {
+		g    xtrace.GoID
+		p    xtrace.ProcID
+		want bool
+	}{
+		{g: 1, p: 0, want: false}, // first run
+		{g: 1, p: 0, want: false},
+		{g: 2, p: 1, want: false}, // another goroutine's first run
+		{g: 1, p: 1, want: true},
+		{g: 1, p: 1, want: false},
+		{g: 2, p: 0, want: true},
+	} {
+		if got := m.moved(tc.g, tc.p); got != tc.want {
+			t.Errorf("step %d: moved(%d, %d) = %v, want %v", i, tc.g, tc.p, got, tc.want)
+		}
+	}
 }

@@ -17,9 +17,11 @@
 // Ps, what the runtime did per call over the whole trace: goroutines
 // created (and by whom), goroutines unblocked (and by whom: a goroutine's
 // stack, or the runtime's network poller or timers), goroutines blocked
-// (and why), system calls, Ps started, and the time each kind of goroutine
-// ran (see [eventCounts]). It is how a hand-off to another goroutine or a
-// wake of another thread on a call's path shows (BENCHMARKS.md 1.44).
+// (and why), yields (runtime.Gosched and the like, by stack), system
+// calls, Ps started, goroutines resumed on another P than they last ran
+// on, and the time each kind of goroutine ran (see [eventCounts]). It is
+// how a hand-off to another goroutine or a wake of another thread on a
+// call's path shows (BENCHMARKS.md 1.44, 1.46).
 //
 //	go run ./internal/bench/tracecall -skip 500 trace.out
 //	go run ./internal/bench/tracecall -events 0.05 trace.out
