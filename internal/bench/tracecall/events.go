@@ -130,7 +130,7 @@ func eachTransition(r *trace.Reader, fn func(trace.Event, trace.StateTransition)
 
 // procOf is the P each goroutine last ran on. On two Ps, a goroutine that
 // resumes on the other P than it last ran on brings the data it works on
-// from the other core's cache (BENCHMARKS.md 1.46).
+// from the other core's cache (BENCHMARKS.md 24).
 type procOf map[trace.GoID]trace.ProcID
 
 // moved records that g runs on p and reports whether it last ran on

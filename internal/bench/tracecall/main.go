@@ -21,7 +21,7 @@
 // calls, Ps started, goroutines resumed on another P than they last ran
 // on, and the time each kind of goroutine ran (see [eventCounts]). It is
 // how a hand-off to another goroutine or a wake of another thread on a
-// call's path shows (BENCHMARKS.md 1.44, 1.46).
+// call's path shows (BENCHMARKS.md 1.44, 24).
 //
 //	go run ./internal/bench/tracecall -skip 500 trace.out
 //	go run ./internal/bench/tracecall -events 0.05 trace.out
