@@ -151,8 +151,8 @@ func TestBadInputGetsTheRightCodeAndTheServerKeepsServing(t *testing.T) {
 		}
 		_, _ = io.Copy(io.Discard, res.Body)
 		res.Body.Close()
-		if got := res.Trailer.Get("Grpc-Status"); got != "8" { // RESOURCE_EXHAUSTED
-			t.Errorf("grpc-status %q (%s), want 8", got, res.Trailer.Get("Grpc-Message"))
+		if got := grpcTrailers(res).Get("Grpc-Status"); got != "8" { // RESOURCE_EXHAUSTED
+			t.Errorf("grpc-status %q (%s), want 8", got, grpcTrailers(res).Get("Grpc-Message"))
 		}
 	})
 	t.Run("protovalidate violation", func(t *testing.T) {

@@ -100,8 +100,10 @@ func serviceOf(path string) protoreflect.ServiceDescriptor {
 // [guardBody]); so that [deadlines] can bound the reads and writes
 // of streams: connect shows interceptors no ResponseWriter, so a stream's
 // ResponseController goes to them in the request context ([streamContext]);
-// and so that auth, when not nil, authenticates the calls of its methods
-// before h runs (see [WithAuth]).
+// so that auth, when not nil, authenticates the calls of its methods
+// before h runs (see [WithAuth]); and so that a gRPC call that fails before
+// its first message ends in a Trailers-Only response (see
+// [trailersOnlyWriter]).
 func serviceHandler(service protoreflect.ServiceDescriptor, h http.Handler, auth *authenticator, unknown prometheus.Counter, limits bodyLimits) http.Handler {
 	kinds := map[string]connect.StreamType{} // by path
 	methods := service.Methods()
@@ -171,6 +173,10 @@ func serviceHandler(service protoreflect.ServiceDescriptor, h http.Handler, auth
 			if info != nil {
 				r = r.WithContext(authn.SetInfo(r.Context(), info))
 			}
+		}
+		if grpcOverHTTP2(r) {
+			serveTrailersOnly(h, w, r)
+			return
 		}
 		h.ServeHTTP(w, r)
 	})

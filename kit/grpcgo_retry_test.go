@@ -1,0 +1,171 @@
+package kit_test
+
+import (
+	"context"
+	"errors"
+	"net"
+	"strings"
+	"sync/atomic"
+	"testing"
+
+	"connectrpc.com/connect"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+
+	pingv1 "github.com/connectkit/connectkit/internal/gen/connectkit/ping/v1"
+	"github.com/connectkit/connectkit/internal/gen/connectkit/ping/v1/pingv1connect"
+	"github.com/connectkit/connectkit/kit"
+	"github.com/connectkit/connectkit/kit/kittest"
+)
+
+const grpcFail = "/connectkit.ping.v1.PingService/Fail"
+
+// retryPolicy is a grpc-go service config that retries every
+// PingService call failing with UNAVAILABLE, 3 attempts in all.
+const retryPolicy = `{"methodConfig": [{"name": [{"service": "connectkit.ping.v1.PingService"}],
+  "retryPolicy": {"maxAttempts": 3, "initialBackoff": "0.001s", "maxBackoff": "0.01s",
+    "backoffMultiplier": 2, "retryableStatusCodes": ["UNAVAILABLE"]}}]}`
+
+// unavailablePing is a PingService whose Fail and CountUp count their
+// calls and fail with Unavailable; CountUp after setting the response
+// header "X-Meta" when withHeader is set, and the trailer "Connection:
+// close" when closeTrailer is.
+type unavailablePing struct {
+	pingServer
+	withHeader, closeTrailer bool
+	calls                    atomic.Int64
+}
+
+func (f *unavailablePing) Fail(_ context.Context, _ *connect.Request[pingv1.FailRequest]) (*connect.Response[pingv1.FailResponse], error) {
+	f.calls.Add(1)
+	err := connect.NewError(connect.CodeUnavailable, errors.New("try again"))
+	err.Meta().Set("X-Why", "busy")
+	return nil, err
+}
+
+func (f *unavailablePing) CountUp(_ context.Context, _ *connect.Request[pingv1.CountUpRequest], stream *connect.ServerStream[pingv1.CountUpResponse]) error {
+	f.calls.Add(1)
+	if f.withHeader {
+		stream.ResponseHeader().Set("X-Meta", "set")
+	}
+	if f.closeTrailer {
+		stream.ResponseTrailer().Set("Connection", "close")
+	}
+	return connect.NewError(connect.CodeUnavailable, errors.New("try again"))
+}
+
+// TestGRPCGoRetryPolicyRetriesUnavailable: a grpc-go client whose service
+// config has a retryPolicy retries a kit server's Unavailable, unary or
+// stream, as it retries a grpc-go server's: kit answers an error before
+// any message as a Trailers-Only response, the only one gRPC clients
+// retry. The status, its message and the error's metadata arrive whole.
+func TestGRPCGoRetryPolicyRetriesUnavailable(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name string
+		call func(ctx context.Context, conn *grpc.ClientConn, trailer *metadata.MD) error
+	}{
+		{name: "unary", call: func(ctx context.Context, conn *grpc.ClientConn, trailer *metadata.MD) error {
+			return conn.Invoke(ctx, grpcFail, &pingv1.FailRequest{Code: int32(connect.CodeUnavailable)}, &pingv1.FailResponse{}, grpc.Trailer(trailer))
+		}},
+		{name: "server stream", call: func(ctx context.Context, conn *grpc.ClientConn, trailer *metadata.MD) error {
+			stream, err := countUpOnce(ctx, conn)
+			if stream != nil {
+				*trailer = stream.Trailer()
+			}
+			return err
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			svc := &unavailablePing{}
+			conn := unavailableConn(t, svc, grpc.WithDefaultServiceConfig(retryPolicy))
+			var trailer metadata.MD
+			err := tc.call(t.Context(), conn, &trailer)
+			// grpc-go says in the message that it retried.
+			if st := status.Convert(err); st.Code() != codes.Unavailable || !strings.HasSuffix(st.Message(), "try again") {
+				t.Fatalf("err = %v, want Unavailable: …try again", err)
+			}
+			if got := svc.calls.Load(); got != 3 {
+				t.Errorf("the handler ran %d times, want 3 (the retry policy's attempts)", got)
+			}
+			if tc.name == "unary" && trailer.Get("x-why") == nil {
+				t.Errorf("trailer = %v, want the error's x-why", trailer)
+			}
+		})
+	}
+}
+
+// TestGRPCGoRetryPolicyCommittedByHeader: a stream whose handler set
+// response metadata before it failed sends that header first, as a
+// grpc-go server does, and the client, which sees the call committed,
+// retries it no more than it would a grpc-go server's.
+func TestGRPCGoRetryPolicyCommittedByHeader(t *testing.T) {
+	t.Parallel()
+	svc := &unavailablePing{withHeader: true}
+	conn := unavailableConn(t, svc, grpc.WithDefaultServiceConfig(retryPolicy))
+	stream, err := countUpOnce(t.Context(), conn)
+	if status.Code(err) != codes.Unavailable {
+		t.Fatalf("err = %v, want Unavailable", err)
+	}
+	header, _ := stream.Header()
+	if got := header.Get("x-meta"); len(got) != 1 || got[0] != "set" {
+		t.Errorf("header x-meta = %q, want [set]", got)
+	}
+	if got := svc.calls.Load(); got != 1 {
+		t.Errorf("the handler ran %d times, want 1", got)
+	}
+}
+
+// TestGRPCGoTrailersOnlyKeepsConnectionFieldsOut: a trailer that net/http
+// refuses as a trailer (Connection) stays out of a Trailers-Only answer's
+// header too, where "Connection: close" would have closed the client's
+// connection, and every call on it, with a GOAWAY.
+func TestGRPCGoTrailersOnlyKeepsConnectionFieldsOut(t *testing.T) {
+	t.Parallel()
+	var dials atomic.Int64
+	conn := unavailableConn(t, &unavailablePing{closeTrailer: true}, grpc.WithContextDialer(func(ctx context.Context, addr string) (net.Conn, error) {
+		dials.Add(1)
+		return (&net.Dialer{}).DialContext(ctx, "tcp", addr)
+	}))
+	for range 3 {
+		stream, err := countUpOnce(t.Context(), conn)
+		if status.Code(err) != codes.Unavailable {
+			t.Fatalf("err = %v, want Unavailable", err)
+		}
+		if got := stream.Trailer().Get("connection"); got != nil {
+			t.Errorf("trailer connection = %q, want none", got)
+		}
+	}
+	if got := dials.Load(); got != 1 {
+		t.Errorf("the client dialed %d times for 3 calls, want once", got)
+	}
+}
+
+// unavailableConn runs a kit server with svc mounted and returns a grpc-go
+// client of it.
+func unavailableConn(tb testing.TB, svc *unavailablePing, opts ...grpc.DialOption) *grpc.ClientConn {
+	tb.Helper()
+	srv := kittest.NewServer(tb, kit.Config{}, func(s *kit.Server) {
+		s.Mount(pingv1connect.NewPingServiceHandler(svc, s.HandlerOptions()...))
+	})
+	return grpcConnTo(tb, []net.Addr{srv.Addr()}, opts...)
+}
+
+// countUpOnce calls CountUp for one message over conn, and returns the
+// stream, if it opened, and the error of its first receive.
+func countUpOnce(ctx context.Context, conn *grpc.ClientConn) (grpc.ClientStream, error) {
+	stream, err := conn.NewStream(ctx, &grpc.StreamDesc{ServerStreams: true}, grpcCountUp)
+	if err != nil {
+		return nil, err
+	}
+	if err := stream.SendMsg(&pingv1.CountUpRequest{Number: 1}); err != nil {
+		return stream, err
+	}
+	if err := stream.CloseSend(); err != nil {
+		return stream, err
+	}
+	return stream, stream.RecvMsg(&pingv1.CountUpResponse{})
+}

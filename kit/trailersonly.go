@@ -1,0 +1,134 @@
+package kit
+
+import (
+	"net/http"
+	"strings"
+
+	"golang.org/x/net/http/httpguts"
+
+	"github.com/connectkit/connectkit/internal/header"
+)
+
+// trailersOnlyWriter makes a gRPC call that fails before its response
+// header is sent end in a Trailers-Only response, one HEADERS frame with
+// END_STREAM carrying grpc-status, as grpc-go's server does, instead of the
+// header and then trailers that connect writes on net/http. gRPC clients
+// retry only such a response (gRFC A6, "when retries are valid": a
+// response header commits the call): without it, grpc-go's service config
+// retryPolicy and hedging never retry a kit server's Unavailable, and
+// grpc-dotnet's and grpc-java's neither (connect-go issue 724, which
+// connect closed: net/http offers no way to end a stream on its header).
+//
+// net/http does end the stream on the header when the handler returns
+// having written no body and declared no trailers. connect's gRPC error
+// writer puts the status in trailers (the "Trailer:" prefix) and then
+// flushes, which sends the header at once: so, on that flush, when nothing
+// was written or flushed before and the header holds no metadata of the
+// handler's (grpc-go too sends a header frame of its own then), this
+// writer moves the trailers into the header (but those net/http would
+// have refused as trailers), asks for no Content-Length,
+// and skips the flush; the handler returns and net/http sends them all in
+// one frame. Written by hand: neither connect nor net/http offers it.
+//
+// Only gRPC over HTTP/2 takes it (gRPC-Web's trailers-only is connect's
+// own, and Connect has none). It costs such a call one allocation of 24
+// bytes: it is not pooled, so that a write a handler's goroutine makes
+// after the handler returned reaches net/http's writer of its own call,
+// which refuses it, and never the next call's response.
+type trailersOnlyWriter struct {
+	http.ResponseWriter
+	sent bool // a header, body or flush went to the client
+}
+
+// grpcOverHTTP2 says whether r is a gRPC call (not gRPC-Web) over HTTP/2.
+func grpcOverHTTP2(r *http.Request) bool {
+	if r.ProtoMajor != 2 {
+		return false
+	}
+	ct := header.Get(r.Header, "Content-Type")
+	const app = "application/"
+	if !strings.HasPrefix(ct, app) && !hasPrefixFold(ct, app) {
+		return false
+	}
+	rest := ct[len(app):]
+	return hasPrefixFold(rest, "grpc") && !hasPrefixFold(rest, "grpc-web")
+}
+
+// serveTrailersOnly serves r with h through a trailersOnlyWriter.
+func serveTrailersOnly(h http.Handler, w http.ResponseWriter, r *http.Request) {
+	h.ServeHTTP(&trailersOnlyWriter{ResponseWriter: w}, r)
+}
+
+func (w *trailersOnlyWriter) WriteHeader(code int) {
+	w.sent = true
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *trailersOnlyWriter) Write(p []byte) (int, error) {
+	w.sent = true
+	return w.ResponseWriter.Write(p)
+}
+
+// Flush implements http.Flusher: see the type's doc.
+func (w *trailersOnlyWriter) Flush() {
+	_ = w.FlushError()
+}
+
+// FlushError is http.ResponseController's Flush, with an error.
+func (w *trailersOnlyWriter) FlushError() error {
+	if !w.sent && w.toTrailersOnly() {
+		return nil
+	}
+	w.sent = true
+	return http.NewResponseController(w.ResponseWriter).Flush()
+}
+
+// toTrailersOnly moves the trailers declared in the header into it, if
+// they hold a gRPC status and the header no metadata, and says whether it
+// did.
+func (w *trailersOnlyWriter) toTrailersOnly() bool {
+	h := w.ResponseWriter.Header()
+	if h[http.TrailerPrefix+"Grpc-Status"] == nil {
+		return false
+	}
+	for key := range h {
+		if !strings.HasPrefix(key, http.TrailerPrefix) && !protocolField(key) {
+			return false
+		}
+	}
+	for key, values := range h {
+		if name, ok := strings.CutPrefix(key, http.TrailerPrefix); ok {
+			delete(h, key)
+			// The fields net/http drops from trailers stay out of the
+			// header too ("Connection: close" there would close the
+			// connection).
+			if httpguts.ValidTrailerHeader(name) {
+				h[name] = append(h[name], values...)
+			}
+		}
+	}
+	h["Content-Length"] = nil // net/http would add "0"; gRPC sends none
+	return true
+}
+
+// protocolField says whether key, a canonical response header key, is
+// one that connect or kit sets on every gRPC response, rather than the
+// handler's metadata.
+func protocolField(key string) bool {
+	switch key {
+	case "Content-Type", "Grpc-Accept-Encoding", "Grpc-Encoding", "Date", "X-Request-Id":
+		return true
+	}
+	return false
+}
+
+// Push implements http.Pusher, which net/http's HTTP/2 writer has.
+func (w *trailersOnlyWriter) Push(target string, opts *http.PushOptions) error {
+	if p, ok := w.ResponseWriter.(http.Pusher); ok {
+		return p.Push(target, opts)
+	}
+	return http.ErrNotSupported
+}
+
+// Unwrap lets http.ResponseController reach net/http's writer (deadlines).
+func (w *trailersOnlyWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
