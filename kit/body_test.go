@@ -227,14 +227,24 @@ func TestUnaryBodyGetsTheCallersDeadline(t *testing.T) {
 // its whole body, within 20s.
 func readRawResponse(t *testing.T, conn net.Conn, br *bufio.Reader) (*http.Response, []byte) {
 	t.Helper()
-	_ = conn.SetReadDeadline(time.Now().Add(20 * time.Second))
-	res, err := http.ReadResponse(br, nil)
+	res, got, err := rawResponse(conn, br)
 	if err != nil {
 		t.Fatal(err)
 	}
+	return res, got
+}
+
+// rawResponse is [readRawResponse] that returns the error of a response
+// that did not come.
+func rawResponse(conn net.Conn, br *bufio.Reader) (*http.Response, []byte, error) {
+	_ = conn.SetReadDeadline(time.Now().Add(20 * time.Second))
+	res, err := http.ReadResponse(br, nil)
+	if err != nil {
+		return nil, nil, err
+	}
 	got, _ := io.ReadAll(res.Body)
 	res.Body.Close()
-	return res, got
+	return res, got, nil
 }
 
 // postBody posts body as contentType (of length size, or unknown if -1)

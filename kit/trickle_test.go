@@ -77,13 +77,12 @@ func TestUnreadTrickledBodyIsCut(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			srv := newPingServer(t, kit.Config{CallTimeout: 300 * time.Millisecond, ReadHeaderTimeout: 300 * time.Millisecond}, nil)
-			conn := srv.Dial(t)
-			if _, err := io.WriteString(conn, tc.request); err != nil {
-				t.Fatal(err)
-			}
-			// The deadline only ends a test whose server never answers.
-			br := bufio.NewReader(conn)
-			res, _ := readRawResponse(t, conn, br)
+			var br *bufio.Reader
+			var res *http.Response
+			pastTimeout(t, 300*time.Millisecond, "the request", func() (err error) {
+				_, br, res, _, err = rawRequest(t, srv, tc.request)
+				return err
+			})
 			if res.StatusCode != tc.status {
 				t.Errorf("status %d, want %d", res.StatusCode, tc.status)
 			}
@@ -111,13 +110,23 @@ func TestUnreadWholeBodyKeepsTheConnection(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			conn := srv.Dial(t)
-			br := bufio.NewReader(conn)
+			var conn net.Conn
+			var br *bufio.Reader
+			var res *http.Response
+			var got []byte
+			pastTimeout(t, 300*time.Millisecond, "request 0", func() (err error) {
+				conn, br, res, got, err = rawRequest(t, srv, tc.request)
+				return err
+			})
 			for i := range 2 {
-				if _, err := io.WriteString(conn, tc.request); err != nil {
-					t.Fatal(err)
+				if i > 0 {
+					// The timeout of a connection's next request starts
+					// when its first bytes arrive.
+					if _, err := io.WriteString(conn, tc.request); err != nil {
+						t.Fatal(err)
+					}
+					res, got = readRawResponse(t, conn, br)
 				}
-				res, got := readRawResponse(t, conn, br)
 				if res.StatusCode >= 500 || res.Close {
 					t.Fatalf("request %d: %d %q, close %v, want the connection kept", i, res.StatusCode, got, res.Close)
 				}
@@ -127,6 +136,21 @@ func TestUnreadWholeBodyKeepsTheConnection(t *testing.T) {
 			}
 		})
 	}
+}
+
+// rawRequest dials srv, writes request, an HTTP/1.1 request, on the new
+// connection and reads its response and body (see [rawResponse]). The
+// server's header timeout, the test's try to [pastTimeout], starts when it
+// accepts the connection, before the write.
+func rawRequest(t *testing.T, srv *kittest.Server, request string) (net.Conn, *bufio.Reader, *http.Response, []byte, error) {
+	t.Helper()
+	conn := srv.Dial(t)
+	if _, err := io.WriteString(conn, request); err != nil {
+		return nil, nil, nil, nil, err
+	}
+	br := bufio.NewReader(conn)
+	res, body, err := rawResponse(conn, br)
+	return conn, br, res, body, err
 }
 
 // Over HTTP/2 the same requests, their body trickled after the headers, are
@@ -147,16 +171,27 @@ func TestUnreadTrickledBodyHTTP2(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			srv := newPingServer(t, kit.Config{CallTimeout: 300 * time.Millisecond, ReadHeaderTimeout: 300 * time.Millisecond}, nil)
-			conn := srv.Dial(t)
-			// The deadline only ends a test whose server never answers.
-			_ = conn.SetDeadline(time.Now().Add(20 * time.Second))
-			if _, err := io.WriteString(conn, http2.ClientPreface); err != nil {
-				t.Fatal(err)
-			}
-			fr := http2.NewFramer(conn, conn)
-			if err := fr.WriteSettings(); err != nil {
-				t.Fatal(err)
-			}
+			// The server's header timeout, started when it accepted the
+			// connection, bounds the preface: once its SETTINGS come, the
+			// connection is HTTP/2's, without that timeout.
+			var fr *http2.Framer
+			pastTimeout(t, 300*time.Millisecond, "the preface", func() error {
+				conn := srv.Dial(t)
+				// The deadline only ends a test whose server never answers.
+				_ = conn.SetDeadline(time.Now().Add(20 * time.Second))
+				if _, err := io.WriteString(conn, http2.ClientPreface); err != nil {
+					return err
+				}
+				fr = http2.NewFramer(conn, conn)
+				if err := fr.WriteSettings(); err != nil {
+					return err
+				}
+				f, err := nextFrame(fr)
+				if _, ok := f.(*http2.SettingsFrame); err == nil && !ok {
+					t.Fatalf("the server's first frame: %v, want SETTINGS", f)
+				}
+				return err
+			})
 			headers := func(stream uint32, method, path string, endStream bool) {
 				t.Helper()
 				var block bytes.Buffer
