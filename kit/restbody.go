@@ -178,7 +178,9 @@ func restRequest(r *http.Request) bool {
 // vanguard in the request message, or answers their error (see
 // [withHeld]); service is the service h serves.
 //
-// A stream's REST response is not compressed: see [identityStream].
+// A REST response of google.api.HttpBody, or of a stream, is not
+// compressed (see [identityAnswer]); any other may be, and says that it
+// varies with the client's Accept-Encoding (see [varyEncoding]).
 func transcodedBody(service protoreflect.ServiceDescriptor, h http.Handler) http.Handler {
 	inputs := map[string]protoreflect.MethodDescriptor{} // by procedure
 	methods := service.Methods()
@@ -193,8 +195,12 @@ func transcodedBody(service protoreflect.ServiceDescriptor, h http.Handler) http
 				return
 			}
 		}
-		if stream {
-			r = identityStream(r)
+		switch {
+		case m == nil:
+		case stream || m.Output().FullName() == httpBodyName:
+			r = identityAnswer(r)
+		case r.Method != http.MethodGet:
+			varyEncoding(w.Header())
 		}
 		if _, ok := r.Body.(*vanguardBody); !ok && r.Body != nil && r.Body != http.NoBody {
 			r = r.WithContext(r.Context())
@@ -204,26 +210,52 @@ func transcodedBody(service protoreflect.ServiceDescriptor, h http.Handler) http
 	})
 }
 
-// identityStream gives r, vanguard's call of a stream (the Connect
-// streaming protocol) for a REST client, no Connect-Accept-Encoding, so that
-// the handler answers it uncompressed and vanguard names no
-// Content-Encoding to the client. Vanguard (v0.4.0) names the stream's
-// compression, which connect declares in the response's header before
-// any message, as the REST response's Content-Encoding, then writes each
-// message as the handler sent it: one under compressMinBytes uncompressed,
-// a larger one as a gzip member of its own. A download of google.api.HttpBody
-// under 1 KiB was then an uncompressed body that said gzip, which Go's
-// client failed to read ("gzip: invalid header") and a browser showed as
-// garbage. Identity costs no CPU, and a download of a type that is
-// compressed already (an image, an archive) is not gzipped again.
-func identityStream(r *http.Request) *http.Request {
-	if r.Header["Connect-Accept-Encoding"] == nil {
+// httpBodyName is the full name of google.api.HttpBody, whose data a
+// REST response carries as it is, with the message's Content-Type.
+const httpBodyName = "google.api.HttpBody"
+
+// identityAnswer gives r, vanguard's call of a method for a REST client,
+// no Accept-Encoding (the Connect unary protocol's) nor
+// Connect-Accept-Encoding (its streaming protocol's), so that the handler
+// answers it uncompressed and vanguard names no Content-Encoding to the
+// client; r is vanguard's call of a stream, or of a method that answers
+// google.api.HttpBody.
+//
+// A stream: vanguard (v0.4.0) names the stream's compression, which
+// connect declares in the response's header before any message, as the
+// REST response's Content-Encoding, then writes each message as the
+// handler sent it: one under compressMinBytes uncompressed, a larger one
+// as a gzip member of its own. A download of google.api.HttpBody under
+// 1 KiB was then an uncompressed body that said gzip, which Go's client
+// failed to read ("gzip: invalid header") and a browser showed as garbage.
+//
+// A unary google.api.HttpBody: its data is an arbitrary payload, often
+// compressed already (an image, an archive), which vanguard gzipped again
+// for a client that accepts gzip when it was 1 KiB or more, whatever its
+// Content-Type (Content-Encoding: gzip on an application/gzip). So a
+// method answers its HttpBody as it made it, unary or stream, as
+// grpc-gateway writes one; identity costs no CPU.
+func identityAnswer(r *http.Request) *http.Request {
+	if r.Header["Accept-Encoding"] == nil && r.Header["Connect-Accept-Encoding"] == nil {
 		return r
 	}
 	r = r.WithContext(r.Context())
 	r.Header = r.Header.Clone()
+	delete(r.Header, "Accept-Encoding")
 	delete(r.Header, "Connect-Accept-Encoding")
 	return r
+}
+
+// varyEncoding adds Accept-Encoding to h's Vary: the REST response of a
+// unary method other than google.api.HttpBody is gzipped for a client that
+// accepts it (from 1 KiB), so a cache (a CDN, a browser's) must not give
+// one client's response to a client that sent another Accept-Encoding.
+// Connect adds it to the response of its GET calls itself, which vanguard
+// makes of a method without side effects; the others, vanguard's Connect
+// POSTs, had none, although a REST route of such a method may be a GET
+// whose handler sets Cache-Control.
+func varyEncoding(h http.Header) {
+	h["Vary"] = append(h["Vary"], "Accept-Encoding")
 }
 
 // vanguardBody is the body of a call vanguard makes, whose end is checked:

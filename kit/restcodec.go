@@ -138,7 +138,8 @@ func dynamicUTF8Error(msg string) string {
 // compressed body, not the handler from compressing its answer: vanguard
 // passes on the client's Accept-Encoding, and inflates here too a unary
 // answer the handler gzipped (1 KiB or more), to transcode it; a stream's
-// answer is not compressed (see [identityStream]).
+// answer and a google.api.HttpBody are not compressed (see
+// [identityAnswer]).
 type restGzip struct{ r gzip.Reader }
 
 // Reset implements connect.Decompressor.

@@ -18,15 +18,16 @@ import (
 )
 
 // A REST response of a stream (a google.api.HttpBody download, the answer
-// to an upload) is sent uncompressed, whatever the client accepts, and
-// says so: vanguard named the gzip of the handler's stream as its
-// Content-Encoding and wrote a message under 1 KiB, which connect sends
-// uncompressed, as it was, so that Go's client failed ("gzip: invalid
-// header"). A unary route's answer is gzipped for a client that accepts
-// it, from 1 KiB. Each is read by Go's client with its transparent gzip, by
-// one that asks for gzip itself and inflates what says gzip, and by one
-// that asks for identity, over HTTP/1.1 and h2c; an upload may be sent
-// gzipped.
+// to an upload) or of a unary google.api.HttpBody (an image, an archive,
+// which vanguard gzipped again) is sent uncompressed, whatever the client
+// accepts, and says so: vanguard named the gzip of the handler's stream as
+// its Content-Encoding and wrote a message under 1 KiB, which connect
+// sends uncompressed, as it was, so that Go's client failed ("gzip:
+// invalid header"). A unary route's other answers are gzipped for a client
+// that accepts it, from 1 KiB, and list Accept-Encoding in Vary. Each is
+// read by Go's client with its transparent gzip, by one that asks for gzip
+// itself and inflates what says gzip, and by one that asks for identity,
+// over HTTP/1.1 and h2c; an upload may be sent gzipped.
 func TestRESTCompressedResponses(t *testing.T) {
 	t.Parallel()
 	files := filesServer(t)
@@ -36,6 +37,7 @@ func TestRESTCompressedResponses(t *testing.T) {
 		name, method, target, body, want string
 		gzipBody                         bool // the request body is sent gzipped
 		gzipped                          bool // the answer to a client that accepts gzip is gzipped
+		contentType                      string
 	}{
 		{name: "small download", method: http.MethodGet, target: "/v1/files/a", want: `{"name":"a"}` + "\n"},
 		{name: "large download", method: http.MethodGet, target: "/v1/files/" + big, want: `{"name":"` + big + `"}` + "\n"},
@@ -46,6 +48,14 @@ func TestRESTCompressedResponses(t *testing.T) {
 			want: `{"name":"a"}` + "\n" + small},
 		{name: "small unary", method: http.MethodGet, target: "/v1/ping/7?text=hi", want: `"text":"hi"`},
 		{name: "large unary", method: http.MethodGet, target: "/v1/ping/7?text=" + big, want: `"text":"` + big + `"`, gzipped: true},
+		{name: "large unary of a method that Connect calls by POST", method: http.MethodGet, target: "/v1/stats/" + big,
+			want: `{"name":"` + big + `"`, gzipped: true},
+		{name: "large unary HttpBody of an image", method: http.MethodGet, target: "/v1/blobs/a?labels[pad]=3000&labels[type]=image/png",
+			want: strings.Repeat("z", 3000), contentType: "image/png"},
+		{name: "large unary HttpBody of a gzip", method: http.MethodGet, target: "/v1/blobs/a?labels[pad]=3000&labels[type]=application/gzip",
+			want: strings.Repeat("z", 3000), contentType: "application/gzip"},
+		{name: "large unary HttpBody of a CSV", method: http.MethodGet, target: "/v1/blobs/a?labels[pad]=3000&labels[type]=text/csv",
+			want: strings.Repeat("z", 3000), contentType: "text/csv"},
 	} {
 		s := files
 		if strings.HasPrefix(tc.target, "/v1/ping") {
@@ -92,14 +102,37 @@ func TestRESTCompressedResponses(t *testing.T) {
 				}
 				// protojson may space its JSON; no name or data here has a space.
 				text := strings.ReplaceAll(string(got), " ", "")
+				whole := strings.HasPrefix(tc.target, "/v1/files") || strings.HasPrefix(tc.target, "/v1/blobs")
 				if err != nil || resp.StatusCode != http.StatusOK || encoding != wantEncoding ||
-					!strings.Contains(text, tc.want) || strings.HasPrefix(tc.target, "/v1/files") && text != tc.want {
+					!strings.Contains(text, tc.want) || whole && text != tc.want {
 					t.Errorf("%s: %s %.40s over %s, Accept-Encoding %q = %d, Content-Encoding %q, %.80q, %v; want 200, Content-Encoding %q, %.80q",
 						tc.name, tc.method, tc.target, resp.Proto, accept, resp.StatusCode, encoding, got, err, wantEncoding, tc.want)
+				}
+				if tc.contentType != "" && resp.Header.Get("Content-Type") != tc.contentType {
+					t.Errorf("%s: Content-Type %q, want %q", tc.name, resp.Header.Get("Content-Type"), tc.contentType)
+				}
+				// A response that may be gzipped says that it varies with
+				// Accept-Encoding, once, so that no cache gives it to a
+				// client that sent another.
+				if vary := varies(resp.Header); tc.gzipped && vary != 1 {
+					t.Errorf("%s: Vary %q lists Accept-Encoding %d times, want once", tc.name, resp.Header.Values("Vary"), vary)
 				}
 			}
 		}
 	}
+}
+
+// varies counts Accept-Encoding in h's Vary.
+func varies(h http.Header) int {
+	n := 0
+	for _, v := range h.Values("Vary") {
+		for _, name := range strings.Split(v, ",") {
+			if strings.EqualFold(strings.TrimSpace(name), "Accept-Encoding") {
+				n++
+			}
+		}
+	}
+	return n
 }
 
 // inflate returns b inflated by gzip.

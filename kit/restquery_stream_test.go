@@ -35,6 +35,10 @@ var filesService = sync.OnceValues(func() (protoreflect.ServiceDescriptor, error
 	proto.SetExtension(opts, annotations.E_Http, &annotations.HttpRule{Pattern: &annotations.HttpRule_Get{Get: "/v1/files/{name}"}})
 	upload := &descriptorpb.MethodOptions{}
 	proto.SetExtension(upload, annotations.E_Http, &annotations.HttpRule{Pattern: &annotations.HttpRule_Post{Post: "/v1/files/{name}:upload"}, Body: "body"})
+	get := &descriptorpb.MethodOptions{}
+	proto.SetExtension(get, annotations.E_Http, &annotations.HttpRule{Pattern: &annotations.HttpRule_Get{Get: "/v1/blobs/{name}"}})
+	stat := &descriptorpb.MethodOptions{}
+	proto.SetExtension(stat, annotations.E_Http, &annotations.HttpRule{Pattern: &annotations.HttpRule_Get{Get: "/v1/stats/{name}"}})
 	field := func(name string, n int32, typ descriptorpb.FieldDescriptorProto_Type, label descriptorpb.FieldDescriptorProto_Label, typeName string) *descriptorpb.FieldDescriptorProto {
 		return &descriptorpb.FieldDescriptorProto{
 			Name: proto.String(name), JsonName: proto.String(name), Number: proto.Int32(n),
@@ -78,6 +82,12 @@ var filesService = sync.OnceValues(func() (protoreflect.ServiceDescriptor, error
 			}, {
 				Name: proto.String("Upload"), InputType: proto.String(".connectkit.fuzz.v1.DownloadRequest"),
 				OutputType: proto.String(".google.api.HttpBody"), ClientStreaming: proto.Bool(true), Options: upload,
+			}, {
+				Name: proto.String("Get"), InputType: proto.String(".connectkit.fuzz.v1.DownloadRequest"),
+				OutputType: proto.String(".google.api.HttpBody"), Options: get,
+			}, {
+				Name: proto.String("Stat"), InputType: proto.String(".connectkit.fuzz.v1.DownloadRequest"),
+				OutputType: proto.String(".connectkit.fuzz.v1.DownloadRequest"), Options: stat,
 			}},
 		}},
 	})
@@ -87,14 +97,17 @@ var filesService = sync.OnceValues(func() (protoreflect.ServiceDescriptor, error
 // one google.api.HttpBody of type application/json, the JSON of its
 // request without the body and a newline, then, for a label pad=N, a
 // second of N bytes "z"; Upload answers the first with the data of every
-// message's body after the newline.
+// message's body after the newline. Get (unary, GET /v1/blobs/{name}, of
+// unknown idempotency, as most routed methods are) answers pad=N bytes
+// "z" of the Content-Type its label type names; Stat (unary, GET
+// /v1/stats/{name}, of unknown idempotency too) answers its request.
 func filesServer(t *testing.T) *kittest.Server {
 	t.Helper()
 	sd, err := filesService()
 	if err != nil {
 		t.Fatal(err)
 	}
-	download, upload := sd.Methods().Get(0), sd.Methods().Get(1)
+	download, upload, get, stat := sd.Methods().Get(0), sd.Methods().Get(1), sd.Methods().Get(2), sd.Methods().Get(3)
 	options := func(srv *kit.Server, md protoreflect.MethodDescriptor) []connect.HandlerOption {
 		return append([]connect.HandlerOption{
 			connect.WithSchema(md),
@@ -152,6 +165,20 @@ func filesServer(t *testing.T) *kittest.Server {
 				}
 				return connect.NewResponse(msg), nil
 			}, options(srv, upload)...))
+		mux.Handle("/"+string(sd.FullName())+"/Get", connect.NewUnaryHandler("/"+string(sd.FullName())+"/Get",
+			func(_ context.Context, req *connect.Request[dynamicpb.Message]) (*connect.Response[httpbody.HttpBody], error) {
+				labels := req.Msg.Get(req.Msg.Descriptor().Fields().ByName("labels")).Map()
+				n, err := strconv.Atoi(labels.Get(protoreflect.ValueOfString("pad").MapKey()).String())
+				if err != nil {
+					return nil, connect.NewError(connect.CodeInvalidArgument, err)
+				}
+				contentType := labels.Get(protoreflect.ValueOfString("type").MapKey()).String()
+				return connect.NewResponse(&httpbody.HttpBody{ContentType: contentType, Data: bytes.Repeat([]byte("z"), n)}), nil
+			}, options(srv, get)...))
+		mux.Handle("/"+string(sd.FullName())+"/Stat", connect.NewUnaryHandler("/"+string(sd.FullName())+"/Stat",
+			func(_ context.Context, req *connect.Request[dynamicpb.Message]) (*connect.Response[dynamicpb.Message], error) {
+				return connect.NewResponse(req.Msg), nil
+			}, options(srv, stat)...))
 		srv.Mount("/"+string(sd.FullName())+"/", mux)
 	})
 }
