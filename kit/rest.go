@@ -225,20 +225,26 @@ func (rr *restRoutes) serve(w http.ResponseWriter, r *http.Request) bool {
 	if r.Header["Grpc-Timeout"] != nil {
 		grpcTimeout(c, r.Header)
 	}
-	if r.Body != nil && r.Body != http.NoBody {
-		if methods.takesBody(c.Method) {
+	hasBody := r.Body != nil && r.Body != http.NoBody
+	switch {
+	case methods.takesBody(c.Method):
+		if hasBody {
 			rr.bound(c, r)
-		} else {
-			ignoreBody(c)
-			if r.ProtoMajor == 1 {
-				// Nothing reads this body but net/http, which reads what
-				// arrives of it before the response, and vanguard
-				// flushes the response before it returns: so the read
-				// deadline goes on now, when nothing else reads (see
-				// [boundUnreadBody], which bounds it again after).
-				if d, ok := w.(connDeadlines); ok {
-					_ = d.SetReadDeadline(time.Now().Add(rr.ignoredBody))
-				}
+		}
+	default:
+		// Its Content-Type goes too, with a body or without: net/http
+		// gives an HTTP/1.1 GET without a body http.NoBody, an HTTP/2 one
+		// a body that ends at once, and vanguard refused a type other
+		// than JSON (415) on the first alone.
+		ignoreBody(c)
+		if hasBody && r.ProtoMajor == 1 {
+			// Nothing reads this body but net/http, which reads what
+			// arrives of it before the response, and vanguard flushes
+			// the response before it returns: so the read deadline goes
+			// on now, when nothing else reads (see [boundUnreadBody],
+			// which bounds it again after).
+			if d, ok := w.(connDeadlines); ok {
+				_ = d.SetReadDeadline(time.Now().Add(rr.ignoredBody))
 			}
 		}
 	}

@@ -94,6 +94,10 @@ func TestRESTRoutes(t *testing.T) {
 					want: map[string]any{"number": "7", "text": ""}},
 				{name: "GET with a form", method: http.MethodGet, path: "/v1/ping/7", body: "text=ignored",
 					contentType: "application/x-www-form-urlencoded", status: http.StatusOK, want: map[string]any{"number": "7", "text": ""}},
+				// A client that sets a type on every request: ignored, as
+				// a GET's body is, over HTTP/1.1 too.
+				{name: "GET without a body, with a type", method: http.MethodGet, path: "/v1/ping/7", contentType: "text/plain",
+					status: http.StatusOK, want: map[string]any{"number": "7"}},
 				{name: "body", method: http.MethodPost, path: "/v1/ping", body: `{"number":"3","text":"posted"}`, status: http.StatusOK,
 					want: map[string]any{"number": "3", "text": "posted"}},
 				{name: "JSON in UTF-8", method: http.MethodPost, path: "/v1/ping", body: `{"number":"4"}`,

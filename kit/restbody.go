@@ -39,7 +39,8 @@ func (rr *restRoutes) bound(b, r *http.Request) {
 // route of its method takes (a GET's, as a rule), no body, as grpc-gateway
 // and Kratos ignore the body of a route that takes none: vanguard failed
 // a GET with a body, and answered 415 one whose type was not JSON (curl's
-// -X GET -d sends a form). Where another route of the method takes a
+// -X GET -d sends a form), as it did a GET without a body that a client
+// gave a Content-Type all the same. Where another route of the method takes a
 // body, vanguard sees it, and a route that takes none answers it 400 (see
 // [restClientError]).
 func ignoreBody(c *http.Request) {
