@@ -322,7 +322,11 @@ func TestShutdownSaysWhetherTracesFlushed(t *testing.T) {
 			t.Setenv("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf")
 			t.Setenv("OTEL_EXPORTER_OTLP_ENDPOINT", otlp.URL)
 			var logs syncBuffer
-			srv, err := kit.New(kit.Config{Addr: "127.0.0.1:0", AdminAddr: kit.AdminOff, ShutdownTimeout: time.Second},
+			cfg := kit.Config{Addr: "127.0.0.1:0", AdminAddr: kit.AdminOff}
+			if tc.status == 0 {
+				cfg.ShutdownTimeout = time.Second // the time the flush gets, and the test waits
+			}
+			srv, err := kit.New(cfg,
 				kit.WithLogger(slog.New(slog.NewJSONHandler(&logs, nil))))
 			if err != nil {
 				t.Fatal(err)
