@@ -82,6 +82,14 @@ func NewPublisher[M any](b Broker, topic string, opts ...Option) (*Publisher[M],
 		// messages hold none never builds its validator.
 		v := ruled.NewValidator(cfg.validator, &ruled.Types{})
 		clientOpts = append(clientOpts, connect.WithInterceptors(validate.NewInterceptor(validate.WithValidator(v))))
+		// Asked now, when M holds rules, so that protovalidate's global
+		// validator is built here, as interceptors.Validation builds it
+		// when kit.New makes the chain, and not at the first publish: its
+		// build walks protoregistry.GlobalFiles and reads it again inside
+		// the walk, so a file registered meanwhile deadlocked it (see
+		// interceptors.Validation). An empty M may break its rules: the
+		// answer does not matter.
+		_ = v.Validate(any(new(M)).(proto.Message))
 	}
 	// Innermost: the call ends there.
 	clientOpts = append(clientOpts, connect.WithInterceptors(&sender{broker: b, topic: topic, typeName: []string{typeName}}))

@@ -58,6 +58,12 @@ func TestPublisherValidatesOnlyMessagesWithRules(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Asked once already, so that protovalidate's global validator is
+	// built by NewPublisher, not by the first publish (whose build could
+	// deadlock with a file registered meanwhile).
+	if n := asked.Load(); n != 1 {
+		t.Errorf("protovalidate asked about %d messages by NewPublisher of a type with rules, want 1", n)
+	}
 	err = ping.Publish(t.Context(), &pingv1.PingRequest{Number: -1})
 	if code := connect.CodeOf(err); code != connect.CodeInvalidArgument {
 		t.Errorf("publishing an invalid ping: %v, want invalid_argument", err)
