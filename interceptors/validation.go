@@ -8,6 +8,7 @@ import (
 	"connectrpc.com/connect"
 	"connectrpc.com/validate"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/emptypb"
 
 	"github.com/connectkit/connectkit/internal/ruled"
@@ -30,18 +31,51 @@ import (
 // does.
 //
 // Validation builds protovalidate's global validator before it returns,
-// not at the first message with rules: the build walks
-// protoregistry.GlobalFiles and reads it again inside the walk (cel-go),
-// so that a file registered at that moment (a server that loads
-// descriptors at run time) deadlocked the build, and the call that made
-// it hung. The build costs ~2 ms and ~0.8 MB of heap that stays, once a
-// process (BENCHMARKS.md 12 and 22, "Serving loose ends").
+// not at the first message with rules, when that validator is the one
+// its messages go to: the build walks protoregistry.GlobalFiles and reads
+// it again inside the walk (cel-go), so that a file registered at that
+// moment (a server that loads descriptors at run time) deadlocked the
+// build, and the call that made it hung. The build costs ~2 ms and
+// ~0.8 MB of heap that stays, once a process (BENCHMARKS.md 12 and 22,
+// "Serving loose ends"). With a validator of your own
+// ([validate.WithValidator]) it is not built: Validation asks the
+// validator in effect about an empty message (google.protobuf.Empty) once,
+// to learn which it is, and builds protovalidate's only when it is kit's.
 func Validation(opts ...validate.Option) connect.Interceptor {
-	// A message that needs the validator builds it (an empty one is
-	// checked against no rules); the error of a build that failed comes
-	// back from every validated call, which asks for the validator again.
-	_ = protovalidate.GlobalValidator.Validate(&emptypb.Empty{})
+	if !replacesValidator(opts) {
+		// A message that needs the validator builds it (an empty one is
+		// checked against no rules); the error of a build that failed
+		// comes back from every validated call, which asks for the
+		// validator again.
+		_ = protovalidate.GlobalValidator.Validate(&emptypb.Empty{})
+	}
 	return newValidation(protovalidate.GlobalValidator, opts...)
+}
+
+// replacesValidator reports whether opts give connect's validate
+// interceptor a validator that replaces the one [validation] gives it
+// first. validate keeps its validator unexported, so an interceptor made
+// with a marker first, then opts, checks an empty message: the marker sees
+// it unless opts replaced it. (A validator of the user's that is
+// protovalidate's global one, or wraps it, builds it then.)
+func replacesValidator(opts []validate.Option) bool {
+	if len(opts) == 0 {
+		return false
+	}
+	var m marker
+	ic := validate.NewInterceptor(append([]validate.Option{validate.WithValidator(&m)}, opts...)...)
+	_, _ = ic.WrapUnary(func(context.Context, connect.AnyRequest) (connect.AnyResponse, error) {
+		return connect.NewResponse(&emptypb.Empty{}), nil
+	})(context.Background(), connect.NewRequest(&emptypb.Empty{}))
+	return !m.asked
+}
+
+// marker is a validator that records whether it was asked.
+type marker struct{ asked bool }
+
+func (m *marker) Validate(proto.Message, ...protovalidate.ValidationOption) error {
+	m.asked = true
+	return nil
 }
 
 // newValidation is Validation with the validator of messages with rules.

@@ -5,15 +5,19 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"buf.build/go/protovalidate"
 	"connectrpc.com/connect"
+	"connectrpc.com/validate"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protodesc"
 	"google.golang.org/protobuf/reflect/protoregistry"
 	"google.golang.org/protobuf/types/descriptorpb"
 
+	"github.com/connectkit/connectkit/interceptors"
 	pingv1 "github.com/connectkit/connectkit/internal/gen/connectkit/ping/v1"
 	"github.com/connectkit/connectkit/internal/gen/connectkit/ping/v1/pingv1connect"
 	"github.com/connectkit/connectkit/kit"
@@ -35,43 +39,69 @@ const registeringChild = "KIT_TEST_REGISTERING_CHILD"
 // runs in a process of its own, as the validator is the process's.
 func TestFirstValidatedCallWhileFilesRegister(t *testing.T) {
 	t.Parallel()
-	if os.Getenv(registeringChild) == "" {
-		ctx, cancel := context.WithTimeout(t.Context(), 90*time.Second) // a deadlock, not a slow call
-		defer cancel()
-		cmd := exec.CommandContext(ctx, os.Args[0], "-test.run=^TestFirstValidatedCallWhileFilesRegister$", "-test.count=1")
-		cmd.Env = append(os.Environ(), registeringChild+"=1")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			t.Fatalf("the child: %v\n%s", err, out)
-		}
+	if !inChild(t, registeringChild) {
 		return
 	}
 	srv := kittest.NewServer(t, kit.Config{}, func(srv *kit.Server) {
 		srv.Mount(pingv1connect.NewPingServiceHandler(&pingServer{}, srv.HandlerOptions()...))
 	})
-	stop := make(chan struct{})
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		for i := 0; ; i++ {
-			select {
-			case <-stop:
-				return
-			default:
-			}
-			registerNumberedFile(t, i)
-		}
-	}()
+	stop := registerFiles(t)
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	defer cancel()
 	client := newPingClient(srv, srv.HTTP2Client())
 	_, err := client.Ping(ctx, connect.NewRequest(&pingv1.PingRequest{Number: -1}))
-	close(stop)
 	if connect.CodeOf(err) != connect.CodeInvalidArgument {
 		// The registering goroutine may hang too: exit without it.
 		fmt.Printf("Ping(-1): %v, want invalid_argument (a deadline: the validator's build hung)\n", err)
 		os.Exit(1)
 	}
-	<-done
+	stop()
+}
+
+// inChild reports whether t runs in the process of its own that it
+// runs in, its binary run again with the variable env set, in which
+// protovalidate's global validator, the process's, is not built yet;
+// otherwise it runs that process and fails t if the process fails.
+func inChild(t *testing.T, env string) bool {
+	if os.Getenv(env) != "" {
+		return true
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 90*time.Second) // a deadlock, not a slow call
+	defer cancel()
+	cmd := exec.CommandContext(ctx, os.Args[0], "-test.run=^"+t.Name()+"$", "-test.count=1")
+	cmd.Env = append(os.Environ(), env+"=1")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("the child: %v\n%s", err, out)
+	}
+	return false
+}
+
+// registerFiles registers files in protoregistry.GlobalFiles, one after
+// another, on a goroutine of its own, from its first on, until the
+// function it returns is called, which waits for it.
+func registerFiles(t *testing.T) (stop func()) {
+	quit := make(chan struct{})
+	done := make(chan struct{})
+	first := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := 0; ; i++ {
+			select {
+			case <-quit:
+				return
+			default:
+			}
+			registerNumberedFile(t, i)
+			if i == 0 {
+				close(first)
+			}
+		}
+	}()
+	<-first
+	return func() {
+		close(quit)
+		<-done
+	}
 }
 
 // registerNumberedFile registers a proto file of one message, the i-th, in
@@ -93,4 +123,57 @@ func registerNumberedFile(t *testing.T, i int) {
 	if err := protoregistry.GlobalFiles.RegisterFile(fd); err != nil {
 		t.Error(err)
 	}
+}
+
+// ownValidatorChild is the variable under which
+// TestOwnValidatorWhileFilesRegister runs its own binary again.
+const ownValidatorChild = "KIT_TEST_OWN_VALIDATOR_CHILD"
+
+// A server whose chain validates with a validator of the application's
+// own (validate.WithValidator) does not build protovalidate's global one,
+// which it never uses: kit.New built it whatever the options (~0.8 MB of
+// heap kept), and so could deadlock, as the first validated call did
+// before (see TestFirstValidatedCallWhileFilesRegister), when a file was
+// registered meanwhile. kit.New returns here while files register, and
+// the application's validator answers the call.
+func TestOwnValidatorWhileFilesRegister(t *testing.T) {
+	t.Parallel()
+	if !inChild(t, ownValidatorChild) {
+		return
+	}
+	own, err := protovalidate.New() // before any file registers: it walks them too
+	if err != nil {
+		t.Fatal(err)
+	}
+	counted := &countingValidator{inner: own}
+	stop := registerFiles(t)
+	hung := time.AfterFunc(30*time.Second, func() {
+		// The registering goroutine hangs too: exit without it.
+		fmt.Println("kit.New or the call hung 30 s: protovalidate's global validator was built while files registered")
+		os.Exit(1)
+	})
+	srv := kittest.NewServer(t, kit.Config{}, func(srv *kit.Server) {
+		srv.Mount(pingv1connect.NewPingServiceHandler(&pingServer{}, srv.HandlerOptions()...))
+	}, kit.WithInterceptorOptions(interceptors.WithValidateOptions(validate.WithValidator(counted))))
+	client := newPingClient(srv, srv.HTTP2Client())
+	_, err = client.Ping(t.Context(), connect.NewRequest(&pingv1.PingRequest{Number: -1}))
+	hung.Stop()
+	stop()
+	if connect.CodeOf(err) != connect.CodeInvalidArgument {
+		t.Errorf("Ping(-1): %v, want invalid_argument", err)
+	}
+	if n := counted.n.Load(); n < 2 { // Validation's question, then the call's request
+		t.Errorf("the application's validator was asked %d times, want 2 or more", n)
+	}
+}
+
+// countingValidator counts the messages it passes to inner.
+type countingValidator struct {
+	inner protovalidate.Validator
+	n     atomic.Int64
+}
+
+func (v *countingValidator) Validate(msg proto.Message, opts ...protovalidate.ValidationOption) error {
+	v.n.Add(1)
+	return v.inner.Validate(msg, opts...)
 }
