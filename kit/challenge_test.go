@@ -456,3 +456,72 @@ func TestRESTAuthErrorHopByHopFields(t *testing.T) {
 	}, refuse)
 	connectErrorHopByHop(t, srv, "/v1/ping", `{"number":"1"}`)
 }
+
+// lowerPing fails Ping and CountUp with err, having set the challenge on
+// the response header under key directly, not with Set, which net/http
+// sends as it is, beside a canonical key's values.
+type lowerPing struct {
+	pingServer
+	key string
+	err error
+}
+
+func (p *lowerPing) Ping(ctx context.Context, _ *connect.Request[pingv1.PingRequest]) (*connect.Response[pingv1.PingResponse], error) {
+	if info, ok := connect.CallInfoForHandlerContext(ctx); ok {
+		info.ResponseHeader()[p.key] = []string{challengeRealm}
+	}
+	return nil, p.err
+}
+
+func (p *lowerPing) CountUp(_ context.Context, _ *connect.Request[pingv1.CountUpRequest], stream *connect.ServerStream[pingv1.CountUpResponse]) error {
+	stream.ResponseHeader()[p.key] = []string{challengeRealm}
+	return p.err
+}
+
+// A challenge set on the response header under a key in another case
+// than the error's metadata's (h["www-authenticate"], which net/http
+// sends as it is) goes out once, in gRPC, Connect and gRPC-Web, over
+// HTTP/1.1 and h2c: the error's fields were compared with the header's
+// canonical key alone, so that both went out.
+func TestErrorChallengeInAnotherCaseOnce(t *testing.T) {
+	t.Parallel()
+	lowerMeta := connect.NewError(connect.CodeUnauthenticated, errors.New("sign in"))
+	lowerMeta.Meta()["www-authenticate"] = []string{challengeRealm}
+	for _, p := range []*lowerPing{
+		{key: "www-authenticate", err: errChallenge},
+		{key: "Www-Authenticate", err: lowerMeta},
+	} {
+		srv := kittest.NewServer(t, kit.Config{}, func(srv *kit.Server) {
+			srv.Mount(pingv1connect.NewPingServiceHandler(p, srv.HandlerOptions()...))
+		})
+		check := func(what string, res *http.Response) {
+			t.Helper()
+			if got := res.Header.Values("WWW-Authenticate"); len(got) != 1 || got[0] != challengeRealm {
+				t.Errorf("header %q, error's metadata %v: %s %s: WWW-Authenticate %q, want %q once", p.key, p.err.(*connect.Error).Meta(), res.Proto, what, got, challengeRealm)
+			}
+		}
+		for _, procedure := range []string{pingv1connect.PingServicePingProcedure, pingv1connect.PingServiceCountUpProcedure} {
+			res, _ := grpcCall(t, srv, procedure, []byte{8, 1})
+			check("gRPC "+procedure, res)
+		}
+		for _, client := range []*http.Client{srv.HTTP1Client(), srv.HTTP2Client()} {
+			for _, c := range []struct{ what, ct, body string }{
+				{what: "Connect", ct: "application/json", body: `{"number":1}`},
+				{what: "gRPC-Web", ct: "application/grpc-web+proto", body: "\x00\x00\x00\x00\x02\x08\x01"},
+			} {
+				req, err := http.NewRequestWithContext(t.Context(), http.MethodPost, srv.URL+pingv1connect.PingServicePingProcedure, strings.NewReader(c.body))
+				if err != nil {
+					t.Fatal(err)
+				}
+				req.Header.Set("Content-Type", c.ct)
+				res, err := client.Do(req)
+				if err != nil {
+					t.Fatal(err)
+				}
+				_, _ = io.Copy(io.Discard, res.Body)
+				_ = res.Body.Close()
+				check(c.what, res)
+			}
+		}
+	}
+}

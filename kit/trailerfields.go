@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/http"
 	"slices"
+	"strings"
 
 	"connectrpc.com/connect"
 	"golang.org/x/net/http/httpguts"
@@ -115,7 +116,7 @@ func connectFields(h http.Header, ce *connect.Error) *connect.Error {
 	meta := metaOf(ce)
 	rewrite := false
 	for k, v := range meta {
-		if connectionSpecific(k) || hasAny(h[http.CanonicalHeaderKey(k)], v) {
+		if connectionSpecific(k) || hasAny(headerValues(h, k), v) {
 			rewrite = true
 			break
 		}
@@ -128,7 +129,7 @@ func connectFields(h http.Header, ce *connect.Error) *connect.Error {
 		if connectionSpecific(k) {
 			continue
 		}
-		have := h[http.CanonicalHeaderKey(k)]
+		have := headerValues(h, k)
 		for _, s := range v {
 			if !slices.Contains(have, s) {
 				out.Meta()[k] = append(out.Meta()[k], s)
@@ -136,6 +137,22 @@ func connectFields(h http.Header, ce *connect.Error) *connect.Error {
 		}
 	}
 	return out
+}
+
+// headerValues returns the values h has of the field k names, under its
+// canonical key and under any other spelling of it: a handler may set
+// h["www-authenticate"] directly, not with Set, which net/http sends as it
+// is, beside the canonical key's values. It ranges over h: an error's
+// metadata is compared on the error path alone.
+func headerValues(h http.Header, k string) []string {
+	ck := http.CanonicalHeaderKey(k)
+	values := h[ck]
+	for key, v := range h {
+		if key != ck && strings.EqualFold(key, ck) {
+			values = append(slices.Clip(values), v...)
+		}
+	}
+	return values
 }
 
 // hasAny reports whether have holds one of values.
@@ -220,7 +237,8 @@ func isHeaderField(k string) bool {
 // connect's error writer sends as trailers: the fields of ce's metadata
 // that RFC 9110 keeps out of trailers (WWW-Authenticate, which a 401's
 // challenge is, and the like) are set on h, the response's header, and the
-// error returned lacks them; a value h has already is not set twice.
+// error returned lacks them; a value h has already, under any spelling of
+// its key, is not set twice.
 // Left in the trailers, net/http's HTTP/2 server dropped them and logged
 // `ignoring invalid trailer "Www-Authenticate"` for each call.
 // Connection-specific fields (see [connectionSpecific]) go nowhere: the
@@ -243,10 +261,12 @@ func headerFieldsFirst(h http.Header, ce *connect.Error) *connect.Error {
 			// A value the header has already (a handler that set its
 			// challenge on the response header and on its error too)
 			// goes out once.
+			have := headerValues(h, k)
 			k = http.CanonicalHeaderKey(k)
 			for _, s := range v {
-				if !slices.Contains(h[k], s) {
+				if !slices.Contains(have, s) {
 					h[k] = append(h[k], s)
+					have = append(have, s)
 				}
 			}
 		default:
