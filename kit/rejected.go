@@ -131,6 +131,10 @@ func answeredByChain(h http.Header) bool {
 // request's content type's (gRPC-Web's text mode, which connect does not
 // serve, is "grpcweb"), and the line's error names that content type; for
 // a Connect GET, whose codec is its query's encoding, that encoding.
+//
+// A response that carries no RPC error, and is none of connect's bare
+// refusals, is no rejected call (see [bareRefusal]): the answer of a
+// handler of the application's own.
 func (c *rejectedCalls) observe(h http.Header, r *http.Request, answer *respstatus.Writer) {
 	l, ok := (*c.procedures.Load())[r.URL.Path]
 	if !ok {
@@ -159,7 +163,33 @@ func (c *rejectedCalls) observe(h http.Header, r *http.Request, answer *respstat
 	} else {
 		code, msg, known = grpcStatus(h)
 	}
+	if (!known || code == 0) && !bareRefusal(h, answer) {
+		return // an answer of the handler's own, not a refused call
+	}
 	c.record(l, protocol, code, msg, known, h, r)
+}
+
+// bareRefusal says whether a response that carries no RPC error (h its
+// header, answer what a [respstatus.Writer] recorded of it, if one did)
+// is one of connect's refusals without a code: a method it does not
+// serve (405, with Allow), a GET with a body (415) or a bidi stream over
+// HTTP/1.x (505). Anything else that carries no error (an upgrade to a
+// WebSocket, a page, a success, http.TimeoutHandler's 503) is an answer
+// of a handler the application mounted at a procedure's path, or around
+// connect's, and not a refusal: the chain, when it runs, observes the
+// call itself.
+func bareRefusal(h http.Header, answer *respstatus.Writer) bool {
+	if h["Allow"] != nil {
+		return true
+	}
+	if answer == nil {
+		return false
+	}
+	switch answer.Status() {
+	case http.StatusMethodNotAllowed, http.StatusUnsupportedMediaType, http.StatusHTTPVersionNotSupported:
+		return true
+	}
+	return false
 }
 
 // maxLoggedContentType bounds the content type a rejected call's line

@@ -1,6 +1,7 @@
 package kit_test
 
 import (
+	"bufio"
 	"bytes"
 	"errors"
 	"io"
@@ -474,4 +475,64 @@ func rejectedOnce(t *testing.T, srv *kittest.Server, logs *syncBuffer, labels ma
 		t.Fatalf("%d %q lines, want 1; logs:\n%s", len(lines), rejectedMsg, logs.String())
 	}
 	return lines[0]
+}
+
+// The answers of a handler the application mounted at a procedure's path
+// (a page, a success), or that upgrades a request at a service's path to
+// a WebSocket, are not calls that connect refused: neither counted in
+// kit_rejected_calls_total nor logged as rejected, where every one of
+// them was, with no code. A call that connect refuses on the same server
+// still is.
+func TestOwnHandlersAtProcedurePathsAreNotRejected(t *testing.T) {
+	t.Parallel()
+	var logs syncBuffer
+	srv := kittest.NewServer(t, kit.Config{}, func(srv *kit.Server) {
+		_, connectHandler := pingv1connect.NewPingServiceHandler(&pingServer{}, srv.HandlerOptions()...)
+		srv.Mount("/connectkit.ping.v1.PingService/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.Header.Get("Upgrade") != "" {
+				interfacesHandler(w, r)
+				return
+			}
+			connectHandler.ServeHTTP(w, r)
+		}))
+		srv.Mount("/connectkit.ping.v1.PingService/Fail", interfacesHandler)
+	}, kit.WithLogger(slog.New(slog.NewJSONHandler(&logs, nil))))
+	failPath := srv.URL + "/connectkit.ping.v1.PingService/Fail"
+	for _, client := range []*http.Client{srv.HTTP1Client(), srv.HTTP2Client()} {
+		res, err := client.Get(failPath)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, _ = io.Copy(io.Discard, res.Body)
+		_ = res.Body.Close()
+		if status, body := post(t, client, failPath, strings.NewReader("{}"), "Content-Type", "application/json"); status != http.StatusOK || !strings.HasPrefix(body, "hijacker=") {
+			t.Fatalf("POST to the handler at Fail's path: %d %q", status, body)
+		}
+	}
+	conn := srv.Dial(t)
+	if _, err := io.WriteString(conn, "GET /connectkit.ping.v1.PingService/Ping HTTP/1.1\r\nHost: kit\r\nUpgrade: echo\r\nConnection: Upgrade\r\n\r\nhello\n"); err != nil {
+		t.Fatal(err)
+	}
+	br := bufio.NewReader(conn)
+	res, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if line, err := br.ReadString('\n'); res.StatusCode != http.StatusSwitchingProtocols || line != "hello\n" {
+		t.Fatalf("upgrade at a service's path: %s, echoed %q (%v)", res.Status, line, err)
+	}
+	// Refused by connect: counted, after the answers above.
+	if status, _ := post(t, srv.HTTP1Client(), srv.URL+pingPath, strings.NewReader("{bad"), "Content-Type", "application/json"); status != http.StatusBadRequest {
+		t.Fatalf("malformed JSON: %d", status)
+	}
+	labels := map[string]string{"grpc_method": "Ping", "grpc_code": "InvalidArgument"}
+	if n := counterValue(t, srv.Registry(), "kit_rejected_calls_total", labels); n != 1 {
+		t.Errorf("kit_rejected_calls_total%v = %v, want 1", labels, n)
+	}
+	if n := counterValue(t, srv.Registry(), "kit_rejected_calls_total", nil); n != 1 {
+		t.Errorf("kit_rejected_calls_total = %v, want 1 (the malformed call's): the handlers' answers were counted", n)
+	}
+	if lines := logLines(t, &logs, rejectedMsg); len(lines) != 1 {
+		t.Errorf("%d %q lines, want 1: %v", len(lines), rejectedMsg, lines)
+	}
 }
