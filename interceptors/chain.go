@@ -143,7 +143,9 @@ func WithoutRecovery() Option { return without(pieceRecovery) }
 func WithoutValidation() Option { return without(pieceValidation) }
 
 // WithValidateOptions passes options to connectrpc.com/validate in
-// [Default]'s [Validation] (none by default).
+// [Default]'s [Validation] (none by default). With a validator of your own
+// ([validate.WithValidator]), protovalidate's global validator is not
+// built (see [Validation]).
 func WithValidateOptions(opts ...validate.Option) Option {
 	return chainOption(func(c *chainConfig) { c.validate = append(c.validate, opts...) })
 }
