@@ -40,7 +40,8 @@ import (
 // "Serving loose ends"). With a validator of your own
 // ([validate.WithValidator]) it is not built: Validation asks the
 // validator in effect about an empty message (google.protobuf.Empty) once,
-// to learn which it is, and builds protovalidate's only when it is kit's.
+// to learn which it is, and builds protovalidate's only when it is
+// Validation's own.
 func Validation(opts ...validate.Option) connect.Interceptor {
 	if !replacesValidator(opts) {
 		// A message that needs the validator builds it (an empty one is

@@ -11,7 +11,9 @@ import (
 	"os"
 	"strings"
 
+	"buf.build/go/protovalidate"
 	"connectrpc.com/authn"
+	"connectrpc.com/validate"
 
 	"github.com/connectkit/connectkit/interceptors"
 	"github.com/connectkit/connectkit/internal/gen/connectkit/ping/v1/pingv1connect"
@@ -30,7 +32,8 @@ var withoutPiece = map[string]func() interceptors.Option{
 }
 
 // serveKit serves the ping service on a kit.Server (variants kit,
-// kit-otel, kit-native, kit-auth, kit-nochain, kit-nobatch, kit-without-PIECE, kit-pieces),
+// kit-otel, kit-native, kit-auth, kit-nochain, kit-nobatch, kit-without-PIECE, kit-pieces,
+// kit-own-validator),
 // mounted as a user would mount it.
 // The log goes to logw in JSON at info, one line per call, as in
 // production.
@@ -56,6 +59,13 @@ func serveKit(ctx context.Context, f flags, logw io.Writer, ready func(net.Addr)
 	}
 	if f.variant == "kit-auth" {
 		opts = append(opts, kit.WithAuth(benchAuth))
+	}
+	if f.variant == "kit-own-validator" {
+		own, err := protovalidate.New()
+		if err != nil {
+			return err
+		}
+		opts = append(opts, kit.WithInterceptorOptions(interceptors.WithValidateOptions(validate.WithValidator(own))))
 	}
 	if _, piece, cut := strings.Cut(f.variant, "kit-without-"); cut {
 		opts = append(opts, kit.WithInterceptorOptions(withoutPiece[piece]()))

@@ -19,6 +19,9 @@
 //	                   ("Bearer bench", compared in constant time) whose
 //	                   caller's principal the rpc lines name; the load
 //	                   sends the token
+//	kit-own-validator  kit whose chain validates with a protovalidate
+//	                   validator of its own (validate.WithValidator), as
+//	                   an application with validator options does
 //	kit-nochain        kit.WithoutDefaultInterceptors(): deadlines only
 //	kit-nobatch        kit with KIT_FRAME_BATCHING=false
 //	kit-without-PIECE  kit with one piece of the chain left out, PIECE one of
@@ -174,6 +177,7 @@ var variants = map[string]serveFunc{
 	"kit-nochain":       serveKit,
 	"kit-pieces":        serveKit,
 	"kit-nobatch":       serveKit,
+	"kit-own-validator": serveKit,
 	"connect":           serveConnect,
 	"connect-batch":     serveConnect,
 	"connect-batch-all": serveConnect,
