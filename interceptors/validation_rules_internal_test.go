@@ -220,3 +220,40 @@ func TestValidationResponsesOfAnotherType(t *testing.T) {
 		}
 	}
 }
+
+// replacesValidator tells the options that replace Validation's validator
+// (so that protovalidate's global one need not be built) from those that
+// do not, asking a validator given in them once.
+func TestReplacesValidator(t *testing.T) {
+	t.Parallel()
+	var asked askCounter
+	cases := []struct {
+		name string
+		opts []connectvalidate.Option
+		want bool
+	}{
+		{name: "none", want: false},
+		{name: "responses validated too", opts: []connectvalidate.Option{connectvalidate.WithValidateResponses()}, want: false},
+		{name: "no error details", opts: []connectvalidate.Option{connectvalidate.WithoutErrorDetails()}, want: false},
+		{name: "a validator of one's own", opts: []connectvalidate.Option{connectvalidate.WithValidator(&asked)}, want: true},
+		{name: "then responses", opts: []connectvalidate.Option{connectvalidate.WithValidator(&asked), connectvalidate.WithValidateResponses()}, want: true},
+	}
+	for _, tc := range cases {
+		if got := replacesValidator(tc.opts); got != tc.want {
+			t.Errorf("%s: replacesValidator = %t, want %t", tc.name, got, tc.want)
+		}
+	}
+	// Asked about the request, then about the response when responses are
+	// validated too.
+	if n := asked.n.Load(); n != 3 {
+		t.Errorf("the validator of one's own was asked %d times, want 3", n)
+	}
+}
+
+// askCounter is a validator that counts the messages it is asked about.
+type askCounter struct{ n atomic.Int64 }
+
+func (c *askCounter) Validate(proto.Message, ...protovalidate.ValidationOption) error {
+	c.n.Add(1)
+	return nil
+}
