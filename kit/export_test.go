@@ -130,3 +130,7 @@ func SetAuthnInfoKey(tb testing.TB, key any) {
 	authnInfoKey = key
 	tb.Cleanup(func() { authnInfoKey = old })
 }
+
+// SetChainBuildWarning sets how long New builds its chain before it logs
+// what may hold it for good (chainBuildWarning), for the process.
+func SetChainBuildWarning(d time.Duration) { chainBuildWarning = d }

@@ -123,6 +123,14 @@ func New(cfg Config, opts ...Option) (*Server, error) {
 	return s, nil
 }
 
+// chainBuildWarning is how long New builds its chain before it logs, at
+// error, what may hold it for good: protovalidate's validator, whose
+// build holds protoregistry.GlobalFiles' read lock while it reads it
+// again, so that a registration from another goroutine in between blocks
+// both (see interceptors.Validation). No lock of kit's can prevent it:
+// the registration does not go through kit. The build takes a few ms.
+var chainBuildWarning = 10 * time.Second
+
 // newServer is New once cfg is valid. It returns the server even with an
 // error, so that New can release what it had set up.
 func newServer(cfg Config, opts []Option) (*Server, error) {
@@ -158,7 +166,14 @@ func newServer(cfg Config, opts []Option) (*Server, error) {
 		return s, err
 	}
 	s.health = health.New(health.WithLogger(s.logger))
-	if err := s.buildChains(); err != nil {
+	stuck := time.AfterFunc(chainBuildWarning, func() {
+		s.logger.Error("kit.New: the interceptor chain is still being built: protovalidate's validator (interceptors.Validation) is built now, "+
+			"and its build waits for good when a proto file or type is registered in protoregistry's global registries from another goroutine meanwhile; "+
+			"register them before kit.New or after it returns", "waited", chainBuildWarning)
+	})
+	err = s.buildChains()
+	stuck.Stop()
+	if err != nil {
 		return s, err
 	}
 	// gzip replaces connect's own, which inflates a message over the limit

@@ -3,8 +3,11 @@ package kit_test
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"os"
 	"os/exec"
+	"runtime"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -14,6 +17,7 @@ import (
 	"connectrpc.com/validate"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protodesc"
+	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/reflect/protoregistry"
 	"google.golang.org/protobuf/types/descriptorpb"
 
@@ -176,4 +180,76 @@ type countingValidator struct {
 func (v *countingValidator) Validate(msg proto.Message, opts ...protovalidate.ValidationOption) error {
 	v.n.Add(1)
 	return v.inner.Validate(msg, opts...)
+}
+
+// blockedBuildChild is the variable under which
+// TestBlockedValidatorBuildIsLogged runs its own binary again.
+const blockedBuildChild = "KIT_TEST_BLOCKED_BUILD_CHILD"
+
+// A kit.New whose validator's build waits behind a registration of a
+// proto file from another goroutine says so in an error line, naming the
+// cause and the mend, where it hung without a word. The registration is
+// held waiting here, behind a read of the registry that the test holds,
+// so that the build waits as it does in the deadlock, deterministically,
+// and goes on once the read ends.
+func TestBlockedValidatorBuildIsLogged(t *testing.T) {
+	t.Parallel()
+	if !inChild(t, blockedBuildChild) {
+		return
+	}
+	kit.SetChainBuildWarning(50 * time.Millisecond)
+	holding, release := make(chan struct{}), make(chan struct{})
+	go protoregistry.GlobalFiles.RangeFiles(func(protoreflect.FileDescriptor) bool {
+		close(holding)
+		<-release
+		return false
+	})
+	<-holding
+	registered := make(chan struct{})
+	go func() {
+		defer close(registered)
+		registerNumberedFile(t, 0) // waits for the write lock, and new readers behind it
+	}()
+	waitForGoroutine(t, "protoregistry.(*Files).RegisterFile")
+	var logs syncBuffer
+	built := make(chan error, 1)
+	go func() {
+		_, err := kit.New(kit.Config{}, kit.WithLogger(slog.New(slog.NewJSONHandler(&logs, nil))))
+		built <- err
+	}()
+	deadline := time.Now().Add(30 * time.Second)
+	for !strings.Contains(logs.String(), "kit.New: the interceptor chain is still being built") {
+		if time.Now().After(deadline) {
+			fmt.Printf("no line after 30 s; logs:\n%s\n", logs.String())
+			os.Exit(1)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	line := logs.String()
+	for _, want := range []string{`"level":"ERROR"`, "registered in protoregistry", "before kit.New or after it returns"} {
+		if !strings.Contains(line, want) {
+			t.Errorf("line %s lacks %q", line, want)
+		}
+	}
+	close(release)
+	<-registered
+	if err := <-built; err != nil {
+		t.Fatalf("kit.New once the registration went through: %v", err)
+	}
+}
+
+// waitForGoroutine waits until a goroutine's stack holds fn, blocked in
+// it: the registration waiting for the registry's write lock.
+func waitForGoroutine(t *testing.T, fn string) {
+	buf := make([]byte, 1<<20)
+	for range 3000 {
+		n := runtime.Stack(buf, true)
+		for _, g := range strings.Split(string(buf[:n]), "\n\n") {
+			if strings.Contains(g, fn) && strings.Contains(g, "sync.(*RWMutex).Lock") {
+				return
+			}
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Fatalf("no goroutine blocked in %s", fn)
 }
