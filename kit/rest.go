@@ -266,17 +266,19 @@ func (rr *restRoutes) transcode(t *vanguard.Transcoder, rw *restWriter, c *http.
 	t.ServeHTTP(rw, c)
 }
 
-// recover answers a panic in vanguard's transcoding of c, which v0.4.0
-// has on requests a client may send (a query parameter of a repeated
-// google.protobuf.Timestamp or wrapper field, ?times=2020-01-01T00:00:00Z),
-// as 500 Internal, google.rpc.Status JSON whose message says nothing of
-// the panic, and logs it once, at error, with its value and stack, as
-// [interceptors.Recovery] answers and logs a handler's: left to net/http,
-// the panic closed the HTTP/1.1 connection without a response (or reset
-// the HTTP/2 stream) and went to the server's error log alone. A panic
-// after the response's header was written aborts the response
-// (http.ErrAbortHandler), which net/http does not log again;
-// http.ErrAbortHandler itself goes on to net/http.
+// recover answers a panic in vanguard's transcoding of c, or in a handler
+// it calls that has no recovery of its own (a plain http.Handler mounted
+// without kit's chain), as 500 Internal, google.rpc.Status JSON whose
+// message says nothing of the panic, and logs it once, at error, with its
+// value and stack, as [interceptors.Recovery] answers and logs a
+// handler's: left to net/http, the panic closed the HTTP/1.1 connection
+// without a response (or reset the HTTP/2 stream) and went to the
+// server's error log alone. Vanguard v0.4.0 panicked on query parameters a
+// client may send (a repeated google.protobuf.Timestamp, ?times=…, a name
+// ending in "."), which kit no longer gives it (see restquery.go and
+// [lastElementNamed]). A panic after the response's header was written
+// aborts the response (http.ErrAbortHandler), which net/http does not
+// log again; http.ErrAbortHandler itself goes on to net/http.
 func (rr *restRoutes) recover(rw *restWriter, c *http.Request) {
 	p := recover()
 	if p == nil {
@@ -293,9 +295,13 @@ func (rr *restRoutes) recover(rw *restWriter, c *http.Request) {
 			slog.String("panic", fmt.Sprint(p)),
 			slog.String("stack", string(debug.Stack())))
 	}
-	if rw.status != 0 {
+	if rw.status != 0 && !rw.held {
 		panic(http.ErrAbortHandler) //nolint:forbidigo // too late to answer
 	}
+	// A 500 held back (vanguard's, written as the panic unwound it, for
+	// a handler that answered nothing) has sent nothing yet: the
+	// answer below replaces it.
+	rw.held, rw.errBody = false, nil
 	h := rw.Header()
 	h.Set("Content-Type", "application/json")
 	h.Del("Content-Length")

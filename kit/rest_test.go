@@ -898,16 +898,15 @@ var othersService = sync.OnceValues(func() (protoreflect.ServiceDescriptor, erro
 	})
 })
 
-// A panic in vanguard's transcoding is 500 Internal, google.rpc.Status
+// A panic under vanguard's transcoding is 500 Internal, google.rpc.Status
 // JSON that says nothing of the panic, logged once, and the connection
 // serves the next request: net/http closed the HTTP/1.1 connection
-// without a response, or reset the HTTP/2 stream. Vanguard v0.4.0 panics
-// on a query parameter of a repeated well-known type, which kit sets
-// itself (see TestRESTQueryRepeatedWellKnownTypes) unless another route's
-// request has a field of the same name that vanguard sets right: kit
-// does not tell which route vanguard takes, and leaves the parameter to
-// vanguard, ?times=2020-01-01T00:00:00Z here, where connectkit.conflict.v1
-// has a "times" of strings; Others' route sets it.
+// without a response, or reset the HTTP/2 stream. Vanguard v0.4.0
+// panicked on a query parameter of a repeated well-known type, which kit
+// now sets itself (see TestRESTQueryNameOfTwoKinds); what panics here is
+// the handler vanguard calls, Others' List, a plain http.Handler mounted
+// without kit's chain (and so without its recovery), which vanguard's
+// ServeHTTP passes on as its own.
 func TestRESTTranscodingPanicIsInternal(t *testing.T) {
 	t.Parallel()
 	others, err := othersService()
@@ -917,27 +916,25 @@ func TestRESTTranscodingPanicIsInternal(t *testing.T) {
 	s := &fuzzServer{log: &fuzzLog{}, reg: prometheus.NewRegistry()}
 	s.Server = kittest.NewServer(t, kit.Config{}, func(srv *kit.Server) {
 		mountThings(t, srv)
-		mountEcho(srv, others)
+		srv.Mount("/"+string(others.FullName())+"/", http.HandlerFunc(func(http.ResponseWriter, *http.Request) {
+			panic("the handler's bug")
+		}))
 	}, kit.WithLogger(slog.New(s.log)), kit.WithRegistry(s.reg))
 	for _, client := range []*http.Client{s.HTTP1Client(), s.HTTP2Client()} {
 		before := s.log.panicCount()
-		resp, body := restCall(t, client, http.MethodGet, s.URL+"/v1/things/7?times=2020-01-01T00:00:00Z", "", nil)
+		resp, body := restCall(t, client, http.MethodGet, s.URL+"/v1/others?times=x", "", nil)
 		if resp.StatusCode != http.StatusInternalServerError || body != `{"code":13,"message":"internal error","details":[]}` {
-			t.Errorf("GET ?times= over %s = %d %s, want 500 Internal", resp.Proto, resp.StatusCode, body)
+			t.Errorf("GET /v1/others over %s = %d %s, want 500 Internal", resp.Proto, resp.StatusCode, body)
 		}
 		if ct := resp.Header.Get("Content-Type"); ct != "application/json" {
-			t.Errorf("GET ?times= over %s: Content-Type %q, want application/json", resp.Proto, ct)
+			t.Errorf("GET /v1/others over %s: Content-Type %q, want application/json", resp.Proto, ct)
 		}
-		if lines := s.log.panicsSince(before); len(lines) != 1 || !strings.Contains(lines[0], "stack=") {
-			t.Errorf("GET ?times= over %s logged %q, want one panic line with its stack", resp.Proto, lines)
+		if lines := s.log.panicsSince(before); len(lines) != 1 || !strings.Contains(lines[0], "stack=") || !strings.Contains(lines[0], "the handler's bug") {
+			t.Errorf("GET /v1/others over %s logged %q, want one panic line with its value and stack", resp.Proto, lines)
 		}
 		resp, body = restCall(t, client, http.MethodGet, s.URL+"/v1/things/7", "", nil)
 		if resp.StatusCode != http.StatusOK {
 			t.Errorf("next GET over %s = %d %s, want 200", resp.Proto, resp.StatusCode, body)
-		}
-		resp, body = restCall(t, client, http.MethodGet, s.URL+"/v1/others?times=2020-01-01T00:00:00Z", "", nil)
-		if resp.StatusCode != http.StatusOK || !strings.Contains(body, `"times":["2020-01-01T00:00:00Z"]`) {
-			t.Errorf("GET /v1/others?times= over %s = %d %s, want 200 with the string", resp.Proto, resp.StatusCode, body)
 		}
 	}
 }

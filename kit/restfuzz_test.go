@@ -51,16 +51,7 @@ var thingsService = sync.OnceValues(func() (protoreflect.ServiceDescriptor, erro
 		proto.SetExtension(o, annotations.E_Http, r)
 		return o
 	}
-	field := func(name string, n int32, typ descriptorpb.FieldDescriptorProto_Type, label descriptorpb.FieldDescriptorProto_Label, typeName string) *descriptorpb.FieldDescriptorProto {
-		f := &descriptorpb.FieldDescriptorProto{
-			Name: proto.String(name), JsonName: proto.String(name), Number: proto.Int32(n),
-			Type: typ.Enum(), Label: label.Enum(),
-		}
-		if typeName != "" {
-			f.TypeName = proto.String(typeName)
-		}
-		return f
-	}
+	field := fieldProto
 	const (
 		opt = descriptorpb.FieldDescriptorProto_LABEL_OPTIONAL
 		rep = descriptorpb.FieldDescriptorProto_LABEL_REPEATED
@@ -148,6 +139,19 @@ var thingsService = sync.OnceValues(func() (protoreflect.ServiceDescriptor, erro
 		}},
 	})
 })
+
+// fieldProto describes a field name, numbered n, of type typ (typeName
+// names its message or enum, if any), whose JSON name is its name.
+func fieldProto(name string, n int32, typ descriptorpb.FieldDescriptorProto_Type, label descriptorpb.FieldDescriptorProto_Label, typeName string) *descriptorpb.FieldDescriptorProto {
+	f := &descriptorpb.FieldDescriptorProto{
+		Name: proto.String(name), JsonName: proto.String(name), Number: proto.Int32(n),
+		Type: typ.Enum(), Label: label.Enum(),
+	}
+	if typeName != "" {
+		f.TypeName = proto.String(typeName)
+	}
+	return f
+}
 
 // registerService registers the file fdp and returns its first service.
 func registerService(fdp *descriptorpb.FileDescriptorProto) (protoreflect.ServiceDescriptor, error) {

@@ -1,21 +1,12 @@
 package kit
 
 import (
-	"bytes"
-	"context"
-	"encoding/base64"
-	"encoding/binary"
 	"errors"
 	"fmt"
-	"io"
-	"net/http"
 	"net/url"
 	"strings"
 
-	"connectrpc.com/connect"
-	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
-	"google.golang.org/protobuf/types/dynamicpb"
 )
 
 // This file sets the query parameters of a REST call that vanguard v0.4.0
@@ -33,30 +24,34 @@ import (
 //   - a field of a Timestamp or Duration out of its range
 //     (?time.nanos=-5), which vanguard and grpc-gateway set, handing the
 //     method a Timestamp that is no time, which its response then fails to
-//     encode.
+//     encode;
+//   - a google.protobuf.Struct, Value or ListValue, whose JSON
+//     (?filter={"kind":"book"}) grpc-gateway reads (a Struct's and a
+//     Value's), where vanguard refuses it.
 //
 // Vanguard parses the query after it routes the call, in unexported code,
 // and kit does not re-implement its router to tell which method a REST
 // request calls: [restRoutes.serve] takes such a parameter out of the query
-// vanguard sees when each routed request message that has its field gives
-// it one of these meanings, and none another (see [routeMethods.holds]; a
-// singular well-known type's value only when it does not parse), and the
-// method's handler, which knows its request message, sets it in the
-// message vanguard made, or answers the error (see [heldQuery.apply]). A
+// vanguard sees when a routed request message that has its field gives it
+// one of these meanings (see [routeMethods.holds]; a singular well-known
+// type's value only when it does not parse), and the method's handler,
+// which knows its request message, sets it in the message vanguard made as
+// that message has it, or answers the error (see [heldQuery.apply]): a
 // name that one routed request gives one of these meanings and another a
 // field vanguard sets right (a "times" of Timestamps in one, of strings in
-// another) stays vanguard's, which panics on the first (see
-// [restRoutes.recover]). Only a request with a parameter whose name has a
-// "[" or starts with the name of a field that is a map or a well-known
-// type, or a message holding one, in some routed request (see
-// [addQueryFields]) pays more than a scan of its parameter names.
+// another) is set by kit on both routes, where vanguard panicked on the
+// first. Only a request with a parameter whose name has a "[" or starts
+// with the name of a field that is a map or a well-known type, or a
+// message holding one, in some routed request (see [addQueryFields]) pays
+// more than a scan of its parameter names.
 
 // queryKind is what a query parameter's name is to a request message.
 type queryKind int
 
 const (
 	queryUnknown  queryKind = iota // it names no field: ignored
-	queryPlain                     // vanguard sets it, or refuses it, right
+	queryPlain                     // a field vanguard sets right, or refuses as a message
+	queryRefused                   // a field inside a list, map or scalar, or an empty element: refused
 	queryList                      // a repeated well-known type
 	queryMapKey                    // name[key], an entry of a map
 	queryMap                       // a map, without [key]
@@ -96,7 +91,7 @@ func addQueryFields(names map[string]bool, md protoreflect.MessageDescriptor) {
 // message holding one (its fields, theirs, and so on, each message once:
 // seen are those looked at).
 func queryField(fd protoreflect.FieldDescriptor, seen map[protoreflect.FullName]bool) bool {
-	if fd.IsMap() || scalarWKT(fd) {
+	if fd.IsMap() || scalarWKT(fd) || jsonWKT(fd) {
 		return true
 	}
 	md := fd.Message()
@@ -133,6 +128,22 @@ func scalarWKT(fd protoreflect.FieldDescriptor) bool {
 	return false
 }
 
+// jsonWKT says whether fd is a message field of google.protobuf.Struct,
+// Value or ListValue, whose query parameter is its JSON
+// (?filter={"kind":"book"}), as grpc-gateway reads a Struct's and a
+// Value's (and refuses a ListValue's); vanguard refuses the three.
+func jsonWKT(fd protoreflect.FieldDescriptor) bool {
+	md := fd.Message()
+	if md == nil || !wellKnown(md) {
+		return false
+	}
+	switch md.Name() {
+	case "Struct", "Value", "ListValue":
+		return true
+	}
+	return false
+}
+
 // resolveQuery resolves name, a query parameter's, unescaped, against md
 // as vanguard does (each element a field's JSON name, or else its proto
 // name, through singular message fields), and says what it is: the path of
@@ -148,12 +159,12 @@ func resolveQuery(md protoreflect.MessageDescriptor, name string) ([]protoreflec
 	var fields []protoreflect.FieldDescriptor
 	for part := range strings.SplitSeq(path, ".") {
 		if part == "" {
-			return nil, "", queryPlain // see lastElementNamed
+			return fields, "", queryRefused // see lastElementNamed
 		}
 		if len(fields) > 0 {
 			parent := fields[len(fields)-1]
 			if parent.IsList() || parent.IsMap() || parent.Message() == nil {
-				return nil, "", queryPlain // vanguard refuses it
+				return fields, "", queryRefused
 			}
 			md = parent.Message()
 		}
@@ -175,17 +186,17 @@ func resolveQuery(md protoreflect.MessageDescriptor, name string) ([]protoreflec
 		if entry {
 			return nil, "", queryUnknown // vanguard finds no such field
 		}
-		return nil, "", queryPlain
+		return fields, "", queryPlain
 	case entry:
 		return fields, key, queryMapKey
 	case fd.IsMap():
 		return fields, "", queryMap
-	case scalarWKT(fd) && fd.IsList():
+	case (scalarWKT(fd) || jsonWKT(fd)) && fd.IsList():
 		return fields, "", queryList
-	case scalarWKT(fd):
+	case scalarWKT(fd) || jsonWKT(fd):
 		return fields, "", queryWKT
 	}
-	return nil, "", queryPlain
+	return fields, "", queryPlain
 }
 
 // holdQuery returns query, a REST call's, escaped, without the parameters
@@ -237,8 +248,11 @@ func (m *routeMethods) holdQuery(query string) (string, heldQuery) {
 }
 
 // holds says whether pair, a query's "name=value", escaped, is a parameter
-// that vanguard gets wrong (see [queryKind]) in a routed request message,
-// and in none gets right.
+// that vanguard gets wrong (see [queryKind]) in a routed request message.
+// Vanguard routes the call after kit has given it the query, and so such a
+// parameter is held from every route, whatever another route's request
+// makes of its name (a string list "times" beside a list of Timestamps):
+// [heldQuery.apply] sets it as each request has it.
 func (m *routeMethods) holds(pair string) bool {
 	name, value, _ := strings.Cut(pair, "=")
 	if strings.IndexByte(pair, ';') >= 0 {
@@ -265,52 +279,48 @@ func (m *routeMethods) holds(pair string) bool {
 	if err != nil {
 		return false
 	}
-	hold := false
 	for _, md := range m.inputs {
 		fields, _, kind := resolveQuery(md, name)
 		switch kind {
-		case queryUnknown:
-			continue
 		case queryList, queryMapKey, queryMap:
-			hold = true
+			return true
 		case queryWKT:
 			// Held only when vanguard fails it: it sets a valid one right.
-			if vanguardReads(fields[len(fields)-1], value) {
-				return false
+			if !vanguardReads(fields[len(fields)-1], value) {
+				return true
 			}
-			hold = true
 		case queryWKTField:
-			if wktFieldRange(fields[len(fields)-1], value) == nil {
-				return false
+			if wktFieldRange(fields[len(fields)-1], value) != nil {
+				return true
 			}
-			hold = true
-		default:
-			return false
 		}
 	}
-	return hold
+	return false
 }
 
 // apply sets in msg, the request message of the method a REST call
 // calls (a new one, or vanguard's), the parameters of q that it has, as
 // vanguard sets the parameters it takes after the body: a list's elements
-// appended, a map's entries and a singular field replaced. Its error names
-// the first parameter that fails and why.
+// appended, a map's entries and a singular field replaced. A parameter
+// held for another route's request (see [routeMethods.holds]) is set as
+// msg has it, a field vanguard would set too. Its error names the first
+// parameter that fails and why.
 func (q heldQuery) apply(msg protoreflect.Message) error {
 	md := msg.Descriptor()
 	for _, p := range q {
 		fields, key, kind := resolveQuery(md, p.name)
-		if kind == queryUnknown || kind == queryPlain {
-			continue // no field of md (ignored, as vanguard ignores it), or one held nowhere
+		if kind == queryUnknown {
+			continue // no field of md: ignored, as vanguard ignores it
 		}
-		fd := fields[len(fields)-1]
 		var err error
 		switch kind {
+		case queryRefused:
+			err = refusal(fields)
 		case queryMap:
 			err = fmt.Errorf("a map is set one entry at a time, as %s[key]=value", p.name)
-		case queryWKTField: // held only when out of range (see holds)
+		case queryWKTField:
 			for _, v := range p.values {
-				if err = wktFieldRange(fd, v); err != nil {
+				if err = wktFieldRange(fields[len(fields)-1], v); err != nil {
 					break
 				}
 			}
@@ -318,9 +328,7 @@ func (q heldQuery) apply(msg protoreflect.Message) error {
 		if err != nil {
 			return fmt.Errorf("invalid query parameter %q: %w", p.name, err)
 		}
-		if kind == queryWKTField {
-			continue // in range: the message's to keep as vanguard set it
-		}
+		fd := fields[len(fields)-1]
 		leaf := msg
 		for _, f := range fields[:len(fields)-1] {
 			leaf = leaf.Mutable(f).Message()
@@ -337,7 +345,7 @@ func (q heldQuery) apply(msg protoreflect.Message) error {
 				}
 				list.Append(e)
 			}
-		case queryWKT: // held only when vanguard fails it (see holds)
+		case queryWKT:
 			v := leaf.NewField(fd)
 			for _, s := range p.values {
 				if err = wktValue(v.Message(), fd, s); err != nil {
@@ -347,6 +355,12 @@ func (q heldQuery) apply(msg protoreflect.Message) error {
 			if err == nil {
 				leaf.Set(fd, v)
 			}
+		default: // queryPlain, queryWKTField in range
+			for _, v := range p.values {
+				if err = setPlain(leaf, fd, v); err != nil {
+					break
+				}
+			}
 		}
 		if err != nil {
 			return fmt.Errorf("invalid query parameter %q: %w", p.name, err)
@@ -355,140 +369,39 @@ func (q heldQuery) apply(msg protoreflect.Message) error {
 	return nil
 }
 
-// replaces says whether q sets a singular well-known type of md, which
-// replaces the one vanguard's message may have (see [withHeld]).
+// refusal says why vanguard refuses a parameter whose name resolves to
+// fields and then to an element it cannot name (see [resolveQuery]): the
+// last of fields is a list, a map or not a message, or the next element
+// is empty. Its words are vanguard's, as [restClientError] writes them.
+func refusal(fields []protoreflect.FieldDescriptor) error {
+	if len(fields) == 0 {
+		return errors.New("it names no field")
+	}
+	parent := fields[len(fields)-1]
+	switch {
+	case parent.IsList() || parent.IsMap():
+		return fmt.Errorf("field %q of type %s should not be a list or map", parent.Name(), parent.ContainingMessage().FullName())
+	case parent.Message() == nil:
+		return fmt.Errorf("field %q of type %s should be a message but is instead %s", parent.Name(), parent.ContainingMessage().FullName(), parent.Kind())
+	}
+	return fmt.Errorf("an element after field %q names no field", parent.Name())
+}
+
+// replaces says whether q sets a singular field of md, which replaces the
+// one vanguard's message may have (see [withHeld]): an empty value, the
+// zero of its kind, must clear it, which an encoding merged with
+// vanguard's cannot.
 func (q heldQuery) replaces(md protoreflect.MessageDescriptor) bool {
 	for _, p := range q {
-		if _, _, kind := resolveQuery(md, p.name); kind == queryWKT {
+		fields, _, kind := resolveQuery(md, p.name)
+		switch kind {
+		case queryWKT, queryWKTField:
 			return true
+		case queryPlain:
+			if !fields[len(fields)-1].IsList() {
+				return true
+			}
 		}
 	}
 	return false
-}
-
-// withHeld returns r, a call that vanguard makes of md's method, with
-// held, the query parameters kept from vanguard (see [restRoutes.serve]),
-// set in its message, or answers w the error of one that fails,
-// InvalidArgument, and returns nil. stream says whether the method
-// streams (a google.api.HttpBody download or upload), which vanguard
-// calls with the Connect streaming protocol.
-//
-// The parameters' encoding is appended to vanguard's message, which
-// protobuf merges: lists append, map entries replace. A singular
-// well-known type, which must replace the one vanguard's message has
-// (from the body, say), has kit read vanguard's unary message and encode
-// it again with the parameters set; in a stream's first message it
-// merges (a FieldMask's paths append, an empty value changes nothing).
-func withHeld(w http.ResponseWriter, r *http.Request, held heldQuery, md protoreflect.MessageDescriptor, stream bool) *http.Request {
-	msg := dynamicpb.NewMessage(md)
-	replace := !stream && held.replaces(md)
-	var query url.Values
-	var base []byte // vanguard's message, a GET's or, to replace, a POST's
-	var err error
-	if r.Method == http.MethodGet {
-		// A Connect GET, whose message is the query's, in unpadded
-		// base64url, as vanguard writes it with a binary codec.
-		query = r.URL.Query()
-		if base, err = base64.RawURLEncoding.DecodeString(query.Get("message")); err != nil {
-			_ = connect.NewErrorWriter().Write(w, r, connect.NewError(connect.CodeInternal, fmt.Errorf("kit: the message of vanguard's call: %w", err)))
-			return nil
-		}
-	} else if replace && r.Body != nil {
-		// Read to vanguard's end: an error it has after is for the
-		// vanguardBody that reads the body next to return.
-		if base, err = io.ReadAll(r.Body); err != nil {
-			_ = connect.NewErrorWriter().Write(w, r, err)
-			return nil
-		}
-	}
-	if replace {
-		if err = proto.Unmarshal(base, msg); err != nil {
-			_ = connect.NewErrorWriter().Write(w, r, connect.NewError(connect.CodeInternal, fmt.Errorf("kit: the message of vanguard's call: %w", err)))
-			return nil
-		}
-		base = nil // msg has it
-	}
-	if err = held.apply(msg); err != nil {
-		_ = connect.NewErrorWriter().Write(w, r, connect.NewError(connect.CodeInvalidArgument, err))
-		return nil
-	}
-	extra, err := proto.Marshal(msg)
-	if err != nil {
-		_ = connect.NewErrorWriter().Write(w, r, connect.NewError(connect.CodeInternal, fmt.Errorf("kit: the query parameters: %w", err)))
-		return nil
-	}
-	if len(extra) == 0 && !replace {
-		return r
-	}
-	r = r.WithContext(r.Context())
-	if query != nil {
-		query.Set("message", base64.RawURLEncoding.EncodeToString(append(base, extra...)))
-		u := *r.URL
-		u.RawQuery = query.Encode()
-		r.URL = &u
-		return r
-	}
-	body := r.Body
-	if body == nil {
-		body = http.NoBody
-	}
-	if stream {
-		r.Body, r.ContentLength = &firstMessageExtra{ReadCloser: body, extra: extra}, -1
-		return r
-	}
-	// To replace, the body is read: extra, after it, is the message.
-	r.Body, r.ContentLength = &vanguardBody{ReadCloser: body, extra: extra}, -1
-	return r
-}
-
-// firstMessageExtra is the body of a streaming call vanguard makes, its
-// messages in the envelopes of the Connect streaming protocol, with extra,
-// the encoded query parameters that [withHeld] sets, merged into the
-// first, the one vanguard set the query in: extra follows that message
-// in its envelope, whose length grows by extra's. (Appended after the
-// envelope, extra was read as the prefix of a second one, and the call
-// failed, ResourceExhausted, on the size it read there.)
-type firstMessageExtra struct {
-	io.ReadCloser
-	extra []byte
-	first io.Reader // the first envelope with extra; nil until read
-	done  bool      // the first envelope is read: the rest is the body's
-}
-
-func (b *firstMessageExtra) Read(p []byte) (int, error) {
-	if b.done {
-		return b.ReadCloser.Read(p)
-	}
-	if b.first == nil {
-		var prefix [5]byte
-		n, err := io.ReadFull(b.ReadCloser, prefix[:])
-		switch {
-		case errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF):
-			// No whole prefix: passed on as it came, for connect to refuse.
-			b.first = bytes.NewReader(prefix[:n])
-		case err != nil:
-			b.done = true
-			return 0, err
-		default:
-			size := binary.BigEndian.Uint32(prefix[1:])
-			binary.BigEndian.PutUint32(prefix[1:], size+uint32(len(b.extra)))
-			b.first = io.MultiReader(bytes.NewReader(prefix[:]), io.LimitReader(b.ReadCloser, int64(size)), bytes.NewReader(b.extra))
-		}
-	}
-	n, err := b.first.Read(p)
-	if errors.Is(err, io.EOF) {
-		b.done = true
-		if n == 0 {
-			return b.ReadCloser.Read(p)
-		}
-		return n, nil
-	}
-	return n, err
-}
-
-// heldFrom returns the query parameters held from the REST call whose context
-// is ctx, if any.
-func heldFrom(ctx context.Context) (heldQuery, bool) {
-	q, ok := ctx.Value(heldQueryKey{}).(heldQuery)
-	return q, ok
 }

@@ -24,10 +24,16 @@ type queryCase struct {
 	message                    string
 }
 
-// checkQueryCases makes each call of cases over HTTP/1.1 and h2c.
+// checkQueryCases makes each call of cases over HTTP/1.1 and h2c, to a
+// server of the Things service.
 func checkQueryCases(t *testing.T, cases []queryCase) {
 	t.Helper()
-	s := newFuzzServer(t, kit.Config{})
+	checkServerQueryCases(t, newFuzzServer(t, kit.Config{}).Server, cases)
+}
+
+// checkServerQueryCases makes each call of cases over HTTP/1.1 and h2c to s.
+func checkServerQueryCases(t *testing.T, s *kittest.Server, cases []queryCase) {
+	t.Helper()
 	for _, tc := range cases {
 		for _, client := range []*http.Client{s.HTTP1Client(), s.HTTP2Client()} {
 			resp, body := restCall(t, client, tc.method, s.URL+tc.target, tc.body, nil)

@@ -24,9 +24,10 @@ import (
 // vanguardReads says whether vanguard reads value, a query parameter of
 // fd, a singular field of a well-known type: whether protojson reads the
 // JSON vanguard makes of it (see [valueJSON]); an empty value vanguard
-// leaves empty, which protojson never reads.
+// leaves empty, which protojson never reads, and a Struct, Value or
+// ListValue it never reads (see [jsonWKT]).
 func vanguardReads(fd protoreflect.FieldDescriptor, value string) bool {
-	return value != "" && utf8.ValidString(value) && protojson.Unmarshal(valueJSON(fd, value), dynamicpb.NewMessage(fd.Message()).Interface()) == nil
+	return value != "" && !jsonWKT(fd) && utf8.ValidString(value) && protojson.Unmarshal(valueJSON(fd, value), dynamicpb.NewMessage(fd.Message()).Interface()) == nil
 }
 
 // wktValue sets m, a message of fd's well-known type, from value, a query
@@ -60,6 +61,38 @@ func protoNamePaths(value string) bool {
 		}
 	}
 	return true
+}
+
+// setPlain sets fd of parent, a field that vanguard sets from a query
+// parameter itself (a scalar, an enum, a list of them, a field of a
+// Timestamp or Duration), from value, read as vanguard reads it (see
+// [valueJSON]): a list's element appended, a singular field replaced, as
+// vanguard's setParameter does. It says why value is not one, or why fd
+// takes none (a message that is no well-known type, as vanguard refuses
+// it).
+func setPlain(parent protoreflect.Message, fd protoreflect.FieldDescriptor, value string) error {
+	if fd.Message() != nil && !scalarWKT(fd) {
+		return fmt.Errorf("field %q is a %s, set one field at a time, as %s.field=value", fd.Name(), typeName(fd), fd.Name())
+	}
+	if !utf8.ValidString(value) {
+		return fmt.Errorf("%q is not UTF-8", value)
+	}
+	v := valueJSON(fd, value)
+	if fd.IsList() {
+		v = append(append([]byte{'['}, v...), ']')
+	}
+	name, _ := json.Marshal(fd.JSONName())
+	doc := append(append(append([]byte{'{'}, name...), ':'), append(v, '}')...)
+	m := parent.Type().New()
+	if err := (protojson.UnmarshalOptions{AllowPartial: true}).Unmarshal(doc, m.Interface()); err != nil {
+		return fmt.Errorf("%q is not a %s", value, typeName(fd))
+	}
+	if fd.IsList() {
+		parent.Mutable(fd).List().Append(m.Get(fd).List().Get(0))
+		return nil
+	}
+	parent.Set(fd, m.Get(fd))
+	return nil
 }
 
 // setMapEntry sets the entry key of the map fd of parent to values, which
@@ -144,6 +177,8 @@ func valueJSON(fd protoreflect.FieldDescriptor, value string) []byte {
 			if len(raw) > 1 && raw[0] == '"' && json.Valid(raw) {
 				return raw
 			}
+		case "Struct", "Value", "ListValue":
+			return raw // its JSON, as grpc-gateway reads it (see jsonWKT)
 		case "DoubleValue", "FloatValue":
 			if value != "NaN" && value != "Infinity" && value != "-Infinity" && json.Valid(raw) {
 				return raw
@@ -173,6 +208,12 @@ func typeName(fd protoreflect.FieldDescriptor) string {
 			return "google.protobuf.Duration (seconds with an s suffix, such as 1.5s)"
 		case md.Name() == "FieldMask":
 			return "google.protobuf.FieldMask (field paths separated by commas, of lowerCamelCase JSON names or proto names)"
+		case md.Name() == "Struct":
+			return `google.protobuf.Struct (a JSON object, such as {"kind":"book"})`
+		case md.Name() == "Value":
+			return `google.protobuf.Value (JSON, such as "text", 1, true, null, [1] or {"k":1})`
+		case md.Name() == "ListValue":
+			return `google.protobuf.ListValue (a JSON array, such as [1,"a"])`
 		default:
 			return string(md.FullName())
 		}

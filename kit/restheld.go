@@ -1,0 +1,150 @@
+package kit
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+
+	"connectrpc.com/connect"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
+	"google.golang.org/protobuf/types/dynamicpb"
+)
+
+// This file puts the query parameters that kit holds from vanguard (see
+// restquery.go) into the request message of the call vanguard makes of the
+// method: a Connect GET's query, a unary call's body or a stream's first
+// envelope.
+
+// withHeld returns r, a call that vanguard makes of md's method, with
+// held, the query parameters kept from vanguard (see [restRoutes.serve]),
+// set in its message, or answers w the error of one that fails,
+// InvalidArgument, and returns nil. stream says whether the method
+// streams (a google.api.HttpBody download or upload), which vanguard
+// calls with the Connect streaming protocol.
+//
+// The parameters' encoding is appended to vanguard's message, which
+// protobuf merges: lists append, map entries replace. A singular
+// well-known type, which must replace the one vanguard's message has
+// (from the body, say), has kit read vanguard's unary message and encode
+// it again with the parameters set; in a stream's first message it
+// merges (a FieldMask's paths append, an empty value changes nothing).
+func withHeld(w http.ResponseWriter, r *http.Request, held heldQuery, md protoreflect.MessageDescriptor, stream bool) *http.Request {
+	msg := dynamicpb.NewMessage(md)
+	replace := !stream && held.replaces(md)
+	var query url.Values
+	var base []byte // vanguard's message, a GET's or, to replace, a POST's
+	var err error
+	if r.Method == http.MethodGet {
+		// A Connect GET, whose message is the query's, in unpadded
+		// base64url, as vanguard writes it with a binary codec.
+		query = r.URL.Query()
+		if base, err = base64.RawURLEncoding.DecodeString(query.Get("message")); err != nil {
+			_ = connect.NewErrorWriter().Write(w, r, connect.NewError(connect.CodeInternal, fmt.Errorf("kit: the message of vanguard's call: %w", err)))
+			return nil
+		}
+	} else if replace && r.Body != nil {
+		// Read to vanguard's end: an error it has after is for the
+		// vanguardBody that reads the body next to return.
+		if base, err = io.ReadAll(r.Body); err != nil {
+			_ = connect.NewErrorWriter().Write(w, r, err)
+			return nil
+		}
+	}
+	if replace {
+		if err = proto.Unmarshal(base, msg); err != nil {
+			_ = connect.NewErrorWriter().Write(w, r, connect.NewError(connect.CodeInternal, fmt.Errorf("kit: the message of vanguard's call: %w", err)))
+			return nil
+		}
+		base = nil // msg has it
+	}
+	if err = held.apply(msg); err != nil {
+		_ = connect.NewErrorWriter().Write(w, r, connect.NewError(connect.CodeInvalidArgument, err))
+		return nil
+	}
+	extra, err := proto.Marshal(msg)
+	if err != nil {
+		_ = connect.NewErrorWriter().Write(w, r, connect.NewError(connect.CodeInternal, fmt.Errorf("kit: the query parameters: %w", err)))
+		return nil
+	}
+	if len(extra) == 0 && !replace {
+		return r
+	}
+	r = r.WithContext(r.Context())
+	if query != nil {
+		query.Set("message", base64.RawURLEncoding.EncodeToString(append(base, extra...)))
+		u := *r.URL
+		u.RawQuery = query.Encode()
+		r.URL = &u
+		return r
+	}
+	body := r.Body
+	if body == nil {
+		body = http.NoBody
+	}
+	if stream {
+		r.Body, r.ContentLength = &firstMessageExtra{ReadCloser: body, extra: extra}, -1
+		return r
+	}
+	// To replace, the body is read: extra, after it, is the message.
+	r.Body, r.ContentLength = &vanguardBody{ReadCloser: body, extra: extra}, -1
+	return r
+}
+
+// firstMessageExtra is the body of a streaming call vanguard makes, its
+// messages in the envelopes of the Connect streaming protocol, with extra,
+// the encoded query parameters that [withHeld] sets, merged into the
+// first, the one vanguard set the query in: extra follows that message
+// in its envelope, whose length grows by extra's. (Appended after the
+// envelope, extra was read as the prefix of a second one, and the call
+// failed, ResourceExhausted, on the size it read there.)
+type firstMessageExtra struct {
+	io.ReadCloser
+	extra []byte
+	first io.Reader // the first envelope with extra; nil until read
+	done  bool      // the first envelope is read: the rest is the body's
+}
+
+func (b *firstMessageExtra) Read(p []byte) (int, error) {
+	if b.done {
+		return b.ReadCloser.Read(p)
+	}
+	if b.first == nil {
+		var prefix [5]byte
+		n, err := io.ReadFull(b.ReadCloser, prefix[:])
+		switch {
+		case errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF):
+			// No whole prefix: passed on as it came, for connect to refuse.
+			b.first = bytes.NewReader(prefix[:n])
+		case err != nil:
+			b.done = true
+			return 0, err
+		default:
+			size := binary.BigEndian.Uint32(prefix[1:])
+			binary.BigEndian.PutUint32(prefix[1:], size+uint32(len(b.extra)))
+			b.first = io.MultiReader(bytes.NewReader(prefix[:]), io.LimitReader(b.ReadCloser, int64(size)), bytes.NewReader(b.extra))
+		}
+	}
+	n, err := b.first.Read(p)
+	if errors.Is(err, io.EOF) {
+		b.done = true
+		if n == 0 {
+			return b.ReadCloser.Read(p)
+		}
+		return n, nil
+	}
+	return n, err
+}
+
+// heldFrom returns the query parameters held from the REST call whose context
+// is ctx, if any.
+func heldFrom(ctx context.Context) (heldQuery, bool) {
+	q, ok := ctx.Value(heldQueryKey{}).(heldQuery)
+	return q, ok
+}
