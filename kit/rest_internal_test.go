@@ -1,6 +1,7 @@
 package kit
 
 import (
+	"bytes"
 	"fmt"
 	"io"
 	"strconv"
@@ -82,6 +83,24 @@ func TestFirstMessageExtra(t *testing.T) {
 		"no body":       {"", ""},
 	} {
 		got, err := io.ReadAll(iotest.OneByteReader(&firstMessageExtra{ReadCloser: io.NopCloser(strings.NewReader(tc.body)), extra: []byte("+xy")}))
+		if err != nil || string(got) != tc.want {
+			t.Errorf("%s: read %q, %v; want %q", name, got, err, tc.want)
+		}
+	}
+}
+
+// A firstMessageExtra with rewrite replaces the first message with
+// rewrite's result, in an envelope of its length, and passes on what
+// follows as it came.
+func TestFirstMessageRewrite(t *testing.T) {
+	t.Parallel()
+	rewrite := func(first []byte) ([]byte, error) { return append(bytes.ToUpper(first), '!'), nil }
+	for name, tc := range map[string]struct{ body, want string }{
+		"two messages":  {"\x00\x00\x00\x00\x02ab\x00\x00\x00\x00\x01c", "\x00\x00\x00\x00\x03AB!\x00\x00\x00\x00\x01c"},
+		"empty message": {"\x00\x00\x00\x00\x00", "\x00\x00\x00\x00\x01!"},
+		"short prefix":  {"\x00\x00", "\x00\x00"},
+	} {
+		got, err := io.ReadAll(iotest.OneByteReader(&firstMessageExtra{ReadCloser: io.NopCloser(strings.NewReader(tc.body)), rewrite: rewrite}))
 		if err != nil || string(got) != tc.want {
 			t.Errorf("%s: read %q, %v; want %q", name, got, err, tc.want)
 		}

@@ -30,13 +30,17 @@ import (
 // calls with the Connect streaming protocol.
 //
 // The parameters' encoding is appended to vanguard's message, which
-// protobuf merges: lists append, map entries replace. A singular
-// well-known type, which must replace the one vanguard's message has
-// (from the body, say), has kit read vanguard's unary message and encode
-// it again with the parameters set; in a stream's first message it
-// merges (a FieldMask's paths append, an empty value changes nothing).
+// protobuf merges: lists append, map entries replace. A singular field,
+// which must replace the one vanguard's message has (from the body, say;
+// an empty FieldMask or string clears it), has kit read vanguard's
+// message and encode it again with the parameters set: a unary call's
+// whole, a stream's first alone (see [firstMessageExtra]), the one
+// vanguard set the query in. The parameters are first set in an empty
+// message, whose error (the same in any message) is answered before the
+// handler runs.
 func withHeld(w http.ResponseWriter, r *http.Request, held heldQuery, md protoreflect.MessageDescriptor, stream bool) *http.Request {
 	msg := dynamicpb.NewMessage(md)
+	rewrite := stream && held.replaces(md)
 	replace := !stream && held.replaces(md)
 	var query url.Values
 	var base []byte // vanguard's message, a GET's or, to replace, a POST's
@@ -73,7 +77,7 @@ func withHeld(w http.ResponseWriter, r *http.Request, held heldQuery, md protore
 		_ = connect.NewErrorWriter().Write(w, r, connect.NewError(connect.CodeInternal, fmt.Errorf("kit: the query parameters: %w", err)))
 		return nil
 	}
-	if len(extra) == 0 && !replace {
+	if len(extra) == 0 && !replace && !rewrite {
 		return r
 	}
 	r = r.WithContext(r.Context())
@@ -87,6 +91,19 @@ func withHeld(w http.ResponseWriter, r *http.Request, held heldQuery, md protore
 	body := r.Body
 	if body == nil {
 		body = http.NoBody
+	}
+	if rewrite {
+		r.Body, r.ContentLength = &firstMessageExtra{ReadCloser: body, rewrite: func(first []byte) ([]byte, error) {
+			m := dynamicpb.NewMessage(md)
+			if err := proto.Unmarshal(first, m); err != nil {
+				return nil, err
+			}
+			if err := held.apply(m); err != nil {
+				return nil, err
+			}
+			return proto.Marshal(m)
+		}}, -1
+		return r
 	}
 	if stream {
 		r.Body, r.ContentLength = &firstMessageExtra{ReadCloser: body, extra: extra}, -1
@@ -103,12 +120,16 @@ func withHeld(w http.ResponseWriter, r *http.Request, held heldQuery, md protore
 // first, the one vanguard set the query in: extra follows that message
 // in its envelope, whose length grows by extra's. (Appended after the
 // envelope, extra was read as the prefix of a second one, and the call
-// failed, ResourceExhausted, on the size it read there.)
+// failed, ResourceExhausted, on the size it read there.) With rewrite,
+// the first message is read whole (vanguard holds it whole already, under
+// its buffer's limit) and rewrite's result replaces it, in an envelope of
+// its length; what follows is not read ahead.
 type firstMessageExtra struct {
 	io.ReadCloser
-	extra []byte
-	first io.Reader // the first envelope with extra; nil until read
-	done  bool      // the first envelope is read: the rest is the body's
+	extra   []byte
+	rewrite func(first []byte) ([]byte, error)
+	first   io.Reader // the first envelope with extra; nil until read
+	done    bool      // the first envelope is read: the rest is the body's
 }
 
 func (b *firstMessageExtra) Read(p []byte) (int, error) {
@@ -125,6 +146,20 @@ func (b *firstMessageExtra) Read(p []byte) (int, error) {
 		case err != nil:
 			b.done = true
 			return 0, err
+		case b.rewrite != nil:
+			var first bytes.Buffer
+			size := int64(binary.BigEndian.Uint32(prefix[1:]))
+			if _, err := io.CopyN(&first, b.ReadCloser, size); err != nil {
+				b.done = true
+				return 0, err
+			}
+			msg, err := b.rewrite(first.Bytes())
+			if err != nil {
+				b.done = true
+				return 0, connect.NewError(connect.CodeInternal, fmt.Errorf("kit: the query parameters in vanguard's first message: %w", err))
+			}
+			binary.BigEndian.PutUint32(prefix[1:], uint32(len(msg)))
+			b.first = io.MultiReader(bytes.NewReader(prefix[:]), bytes.NewReader(msg))
 		default:
 			size := binary.BigEndian.Uint32(prefix[1:])
 			binary.BigEndian.PutUint32(prefix[1:], size+uint32(len(b.extra)))
