@@ -200,8 +200,9 @@ func resolveQuery(md protoreflect.MessageDescriptor, name string) ([]protoreflec
 }
 
 // holdQuery returns query, a REST call's, escaped, without the parameters
-// that vanguard would get wrong in every routed request message that has
-// their field, and those parameters; query itself, and nil, when it has
+// that vanguard would get wrong in a routed request message that has
+// their field (see [routeMethods.holds]), and those parameters; query
+// itself, and nil, when it has
 // none, as it has, without allocating, when no parameter's name has a
 // first element that m.queryNames holds, or, with a "[", names.
 func (m *routeMethods) holdQuery(query string) (string, heldQuery) {
