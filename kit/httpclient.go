@@ -167,7 +167,9 @@ const clientRedials = 3
 //	users := userv1connect.NewUserServiceClient(srv.HTTPClient(), "http://users:8080", srv.ClientOptions()...)
 //
 // It speaks HTTP/2 to every server: in cleartext (h2c) for http:// URLs, so
-// that gRPC works without TLS, and over TLS for https:// ones. It resolves
+// that gRPC works without TLS, and over TLS for https:// ones; an http://
+// server that answers the h2c preface in HTTP/1.x is called over HTTP/1.1
+// (the call sent again, if its body can be: see the README). It resolves
 // each name it calls to all of its addresses, opens one connection to each,
 // and sends the calls to them in turn (round robin): a Kubernetes headless
 // Service's name spreads the calls over all of its Pods. It resolves the
@@ -282,13 +284,12 @@ func (c *balancedClient) close(ctx context.Context) error {
 }
 
 // h2cTransport makes the round trippers of http:// addresses: HTTP/2 with
-// prior knowledge, without TLS.
+// prior knowledge, without TLS, or HTTP/1.1 to a server that speaks only
+// that (see cleartextTransport).
 type h2cTransport struct{ h *dialHealth }
 
 func (t h2cTransport) NewRoundTripper(_, addr string, cfg httplb.TransportConfig) httplb.RoundTripperResult {
-	var protocols http.Protocols
-	protocols.SetUnencryptedHTTP2(true)
-	return t.h.leaf(addr, newLeafTransport(cfg, &protocols))
+	return t.h.leaf(addr, newCleartextTransport(addr, cfg, t.h.outlier.logger))
 }
 
 // tlsTransport makes the round trippers of https:// addresses: HTTP/2 over
@@ -302,10 +303,16 @@ func (t tlsTransport) NewRoundTripper(_, addr string, cfg httplb.TransportConfig
 	return t.h.leaf(addr, newLeafTransport(cfg, &protocols))
 }
 
+// leafTransport is the transport of one address.
+type leafTransport interface {
+	http.RoundTripper
+	CloseIdleConnections()
+}
+
 // leaf returns the round tripper of addr, by t: its calls' answers are
 // judged for addr's ejection, and their bodies' read errors go through
 // peerGone.
-func (h *dialHealth) leaf(addr string, t *http.Transport) httplb.RoundTripperResult {
+func (h *dialHealth) leaf(addr string, t leafTransport) httplb.RoundTripperResult {
 	a := h.addrOf(addr)
 	return httplb.RoundTripperResult{
 		RoundTripper: &outlierTransport{next: t, h: h, addr: a},

@@ -37,6 +37,8 @@ func (r redial) RoundTrip(req *http.Request) (*http.Response, error) {
 			// sent it again (see replayable): this attempt's failure
 			// does not say that the first was not handled.
 			return resp, lost(err)
+		case errors.Is(err, interceptors.ErrNotSent): // the address's transport says so, and why (see cleartextTransport)
+			return resp, err
 		case err.Error() == httplbNoHealthy:
 			return resp, noHealthy(req.URL.Host)
 		case err.Error() == httplbNoAddresses:
@@ -57,7 +59,7 @@ func (r redial) RoundTrip(req *http.Request) (*http.Response, error) {
 // request, the server gone, makes that attempt fail to dial: the error
 // of a request that its server may have handled.
 func replayable(req *http.Request) bool {
-	if req.Body != nil && req.Body != http.NoBody && req.GetBody == nil {
+	if !bodyResendable(req) {
 		return false
 	}
 	switch req.Method {
@@ -228,18 +230,36 @@ func (r redial) send(req *http.Request) (*http.Response, error) {
 		if err == nil || tries == clientRedials || !isDialError(err) || req.Context().Err() != nil {
 			return resp, err
 		}
-		if req.Body != nil && req.Body != http.NoBody {
-			if req.GetBody == nil {
-				return resp, err
-			}
-			body, bodyErr := req.GetBody()
-			if bodyErr != nil {
-				return resp, err
-			}
-			req = req.Clone(req.Context())
-			req.Body = body
+		again, bodyErr := withNewBody(req)
+		if bodyErr != nil {
+			return resp, err
 		}
+		req = again
 	}
+}
+
+// bodyResendable reports whether req's body can be sent again: it has
+// none, or a GetBody.
+func bodyResendable(req *http.Request) bool {
+	return req.Body == nil || req.Body == http.NoBody || req.GetBody != nil
+}
+
+// withNewBody returns req to send again: itself when it has no body, else
+// a copy with a new body from GetBody, or an error when it cannot have one.
+func withNewBody(req *http.Request) (*http.Request, error) {
+	if req.Body == nil || req.Body == http.NoBody {
+		return req, nil
+	}
+	if req.GetBody == nil {
+		return nil, errors.New("its body was read, and it has no GetBody to read it again")
+	}
+	body, err := req.GetBody()
+	if err != nil {
+		return nil, fmt.Errorf("its GetBody failed: %w", err)
+	}
+	req = req.Clone(req.Context())
+	req.Body = body
+	return req, nil
 }
 
 // isDialError reports whether err says that a connection could not be

@@ -1,0 +1,266 @@
+package kit
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"connectrpc.com/connect"
+	"github.com/bufbuild/httplb"
+
+	"github.com/connectkit/connectkit/interceptors"
+)
+
+// A server at an http:// address that speaks only HTTP/1.x (a webhook, a
+// legacy REST API, a net/http server without h2c) reads the h2c preface,
+// "PRI * HTTP/2.0", as a request, answers it in HTTP/1.1 and closes the
+// connection; net/http's HTTP/2 client then fails the call with whichever
+// of "frame too large … looked like an HTTP/1.1 header", "broken pipe" or
+// "client conn could not be established" the timing gives. Its
+// connections show it independently of that: an HTTP/2 server's first
+// bytes are a SETTINGS frame, whose first byte is 0 (its length is under
+// 64KiB), an HTTP/1.x server's are "HTTP/1.". So each h2c connection looks
+// at them (sniffConn), and the address's round tripper (cleartextTransport)
+// sends a call that failed on such a server again over HTTP/1.1, with
+// net/http's own HTTP/1.1 transport, and the address's next calls straight
+// there. The call reached no handler as itself (the server saw "PRI *",
+// then the rest of the preface, "SM", which no HTTP/1.x server takes for a
+// request), so sending it again repeats nothing.
+const http1Prefix = "HTTP/1."
+
+// http1Memory is how long an address stays known to speak HTTP/1.x only
+// once a connection to it showed so: its calls go over HTTP/1.1
+// meanwhile, and the first after it (whose body can be sent again) tries
+// h2c again, in case a server that speaks it took its place.
+const http1Memory = 5 * time.Minute
+
+// sniffWait bounds the wait for a server's first bytes when a write to its
+// connection failed, or the connection is closed, before any was read: an
+// HTTP/1.x server's answer precedes its close, so it is already there
+// unless the server sent none.
+const sniffWait = 100 * time.Millisecond
+
+// http1IdleConns is how many idle HTTP/1.1 connections the client keeps to
+// one address that speaks only HTTP/1.x: a connection carries one call at
+// a time there, so http.DefaultTransport's 2 would make a dial of most
+// calls of a service called 16 at a time.
+const http1IdleConns = 16
+
+// cleartextTransport is the round tripper of one http:// address: HTTP/2
+// with prior knowledge (h2c), or HTTP/1.1 while the address is known to
+// speak only HTTP/1.x (see http1Prefix).
+type cleartextTransport struct {
+	h2c    *http.Transport
+	cfg    httplb.TransportConfig
+	addr   string
+	logger *slog.Logger
+
+	http1Until atomic.Int64                   // UnixNano until which addr is known to speak HTTP/1.x only; 0: never seen to
+	http1      atomic.Pointer[http.Transport] // made when first needed
+	// silent is the read error of the last connection whose server
+	// closed it without a byte; nil once a server answered.
+	silent atomic.Pointer[error]
+}
+
+// newCleartextTransport returns the round tripper of the http:// address
+// addr, whose connections cfg opens.
+func newCleartextTransport(addr string, cfg httplb.TransportConfig, logger *slog.Logger) *cleartextTransport {
+	t := &cleartextTransport{cfg: cfg, addr: addr, logger: logger}
+	var protocols http.Protocols
+	protocols.SetUnencryptedHTTP2(true)
+	sniffed := cfg
+	sniffed.DialFunc = t.dial
+	t.h2c = newLeafTransport(sniffed, &protocols)
+	return t
+}
+
+func (t *cleartextTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	known := t.http1Until.Load()
+	if known != 0 && (time.Now().UnixNano() < known || !bodyResendable(req)) {
+		return t.http1Transport().RoundTrip(req)
+	}
+	resp, err := t.h2c.RoundTrip(req)
+	if err == nil || req.Context().Err() != nil {
+		return resp, err
+	}
+	if marked := t.http1Until.Load(); marked == known || marked == 0 {
+		return resp, t.named(err)
+	}
+	// A connection of this call, or of another at the same time, found
+	// an HTTP/1.x server: a sniffConn decides before net/http sees the
+	// bytes, or the failed write, that fail the call.
+	again, bodyErr := withNewBody(req)
+	if bodyErr != nil {
+		return nil, connect.NewError(connect.CodeUnavailable, http1OnlyError{addr: t.addr, cause: err, body: bodyErr})
+	}
+	return t.http1Transport().RoundTrip(again)
+}
+
+// h2NotEstablished is the text of net/http's error (unexported) for a
+// call that was to be the first on a connection that closed before it
+// could be sent: nothing of it left, but the error says not why.
+const h2NotEstablished = "http2: client conn could not be established"
+
+// named returns err, or for h2NotEstablished, the error of the server's
+// close, caused by [interceptors.ErrNotSent].
+func (t *cleartextTransport) named(err error) error {
+	if silent := t.silent.Load(); silent != nil && err.Error() == h2NotEstablished {
+		return notSentError{fmt.Errorf("the server at %s closed the connection before it answered: %w", t.addr, *silent)}
+	}
+	return err
+}
+
+// CloseIdleConnections closes the idle connections of both protocols.
+func (t *cleartextTransport) CloseIdleConnections() {
+	t.h2c.CloseIdleConnections()
+	if h1 := t.http1.Load(); h1 != nil {
+		h1.CloseIdleConnections()
+	}
+}
+
+// http1Transport returns the HTTP/1.1 transport of the address, made at its
+// first use: a client of kit servers alone never makes one.
+func (t *cleartextTransport) http1Transport() *http.Transport {
+	if h1 := t.http1.Load(); h1 != nil {
+		return h1
+	}
+	var protocols http.Protocols
+	protocols.SetHTTP1(true)
+	h1 := newLeafTransport(t.cfg, &protocols)
+	h1.MaxIdleConns, h1.MaxIdleConnsPerHost = http1IdleConns, http1IdleConns
+	if !t.http1.CompareAndSwap(nil, h1) {
+		return t.http1.Load() // another call's, made at the same time; h1 opened nothing
+	}
+	return h1
+}
+
+// dial opens an h2c connection that looks at its server's first bytes.
+func (t *cleartextTransport) dial(ctx context.Context, network, addr string) (net.Conn, error) {
+	c, err := t.cfg.DialFunc(ctx, network, addr)
+	if err != nil {
+		return c, err
+	}
+	return &sniffConn{Conn: c, peer: t}, nil
+}
+
+// sawHTTP1 records that a connection's server answered in HTTP/1.x.
+func (t *cleartextTransport) sawHTTP1() {
+	if t.http1Until.Swap(time.Now().Add(http1Memory).UnixNano()) == 0 {
+		t.logger.Info("HTTP client: server speaks HTTP/1.x only, not h2c: calling it over HTTP/1.1", "addr", t.addr)
+	}
+}
+
+// http1OnlyError is the cause of the Unavailable error of a call to an
+// HTTP/1.x-only server that could not be sent again over HTTP/1.1, its
+// body being gone (no GetBody). Its handler did not see it, so it is
+// [interceptors.ErrNotSent] to errors.Is, which Retry retries; the
+// address's next calls go over HTTP/1.1. The h2c attempt's error, cause,
+// is in its text only: it is not a connection lost.
+type http1OnlyError struct {
+	addr        string
+	cause, body error
+}
+
+func (e http1OnlyError) Error() string {
+	return fmt.Sprintf("the server at %s speaks HTTP/1.x only, not HTTP/2 with prior knowledge (h2c), and the request's body could not be sent again over HTTP/1.1 (%v); "+
+		"no handler saw it, and the next calls to %s go over HTTP/1.1: send it again, or give the request a GetBody (http.NewRequest does for a bytes or strings reader) "+
+		"(h2c attempt: %v)", e.addr, e.body, e.addr, e.cause)
+}
+
+func (http1OnlyError) Unwrap() error { return interceptors.ErrNotSent }
+
+// sniffConn is an h2c connection that looks at the first bytes its server
+// sends, and tells its transport when they are "HTTP/1." (see
+// http1Prefix). Until it has decided, its reads are made one at a time,
+// so that the bytes are looked at in their order; after that, a read or a
+// write costs an atomic load more than the connection's own.
+type sniffConn struct {
+	net.Conn
+	peer *cleartextTransport
+
+	decided atomic.Bool
+	mu      sync.Mutex // held by the reads until decided
+	head    [len(http1Prefix)]byte
+	n       int // of head, guarded by mu
+}
+
+func (c *sniffConn) Read(p []byte) (int, error) {
+	if c.decided.Load() {
+		return c.Conn.Read(p)
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n, err := c.Conn.Read(p)
+	if !c.decided.Load() {
+		c.look(p[:n], err)
+	}
+	return n, err
+}
+
+// look decides on the bytes read so far and b, read with err: HTTP/1.x
+// once they are http1Prefix, not once they cannot be, nor once a read
+// fails (the server closed or reset the connection before it answered).
+func (c *sniffConn) look(b []byte, err error) {
+	c.n += copy(c.head[c.n:], b)
+	switch {
+	case c.n == 0 && err != nil:
+		if !errors.Is(err, os.ErrDeadlineExceeded) && !errors.Is(err, net.ErrClosed) { // not this side's
+			c.peer.silent.Store(&err)
+		}
+	case c.n == 0:
+		return
+	case !bytes.HasPrefix([]byte(http1Prefix), c.head[:c.n]): // an HTTP/2 server, maybe in place of an HTTP/1.x one
+		c.peer.silent.Store(nil)
+		c.peer.http1Until.Store(0)
+	case c.n == len(http1Prefix):
+		c.peer.silent.Store(nil)
+		c.peer.sawHTTP1()
+	case err == nil:
+		return // a prefix of it so far
+	}
+	c.decided.Store(true)
+}
+
+// Write writes p; when that fails before the server's first bytes were
+// looked at, it looks at them before it returns, so that the call this
+// error fails knows whether its server speaks HTTP/1.x: the server's
+// answer came before the reset that failed the write.
+func (c *sniffConn) Write(p []byte) (int, error) {
+	n, err := c.Conn.Write(p)
+	if err != nil {
+		c.settle()
+	}
+	return n, err
+}
+
+// Close closes the connection once its server's first bytes, if it sent
+// any, were looked at: net/http closes it when a write fails, and its
+// reader may not have read them yet.
+func (c *sniffConn) Close() error {
+	c.settle()
+	return c.Conn.Close()
+}
+
+// settle reads the server's first bytes, waiting sniffWait at most, if no
+// read has decided yet: a read under way (net/http's reader) returns by
+// then, and decides, or this one does.
+func (c *sniffConn) settle() {
+	if c.decided.Load() {
+		return
+	}
+	_ = c.Conn.SetReadDeadline(time.Now().Add(sniffWait))
+	var buf [len(http1Prefix)]byte
+	for !c.decided.Load() {
+		if _, err := c.Read(buf[:]); err != nil {
+			return
+		}
+	}
+}

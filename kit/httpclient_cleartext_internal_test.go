@@ -1,0 +1,173 @@
+package kit
+
+import (
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/bufbuild/httplb"
+)
+
+// newTestCleartext returns the round tripper of the http:// address addr,
+// dialling it directly.
+func newTestCleartext(t *testing.T, addr string) *cleartextTransport {
+	t.Helper()
+	tr := newCleartextTransport(addr, httplb.TransportConfig{DialFunc: (&net.Dialer{Timeout: time.Second}).DialContext, IdleConnTimeout: time.Minute},
+		slog.New(slog.DiscardHandler))
+	t.Cleanup(tr.CloseIdleConnections)
+	return tr
+}
+
+// TestSniffConnReadsTheAnswerOfAResetConnection opens a connection to a
+// server that answers the preface in HTTP/1.1 and closes with bytes
+// unread (a reset), and reads nothing from it, as net/http's reader may
+// not have when a write fails or the connection is closed: the failed
+// write, or the close, still finds the server's "HTTP/1.".
+func TestSniffConnReadsTheAnswerOfAResetConnection(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name  string
+		close bool
+	}{
+		{name: "failed write", close: false},
+		{name: "close", close: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { _ = ln.Close() })
+			closed := make(chan struct{})
+			go func() {
+				defer close(closed)
+				c, err := ln.Accept()
+				if err != nil {
+					return
+				}
+				_, _ = io.ReadFull(c, make([]byte, len("PRI * HTTP/2.0\r\n\r\n")))
+				_, _ = io.WriteString(c, "HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n")
+				_ = c.Close() // the rest of the preface unread: a reset
+			}()
+			tr := newTestCleartext(t, ln.Addr().String())
+			c, err := tr.dial(t.Context(), "tcp", ln.Addr().String())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := io.WriteString(c, "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"+strings.Repeat("\x00", 64)); err != nil {
+				t.Fatal(err)
+			}
+			<-closed
+			if tc.close {
+				_ = c.Close()
+			} else {
+				var werr error
+				for i := 0; werr == nil && i < 100; i++ {
+					time.Sleep(10 * time.Millisecond)
+					_, werr = c.Write(make([]byte, 64))
+				}
+				if werr == nil {
+					t.Fatal("writes to a reset connection succeeded")
+				}
+				defer c.Close()
+			}
+			if tr.http1Until.Load() == 0 {
+				t.Errorf("after the %s, the server's HTTP/1.1 answer was not seen", tc.name)
+			}
+		})
+	}
+}
+
+// TestCleartextTransportH2C calls an h2c server: over HTTP/2, and no
+// HTTP/1.1 transport is made. Then, as if an HTTP/1.x server had been at
+// its address until 5 minutes ago, a GET finds HTTP/2 there again, and the
+// next call, whose body cannot be sent again, goes over HTTP/2 too.
+func TestCleartextTransportH2C(t *testing.T) {
+	t.Parallel()
+	addr := h2cServer(t)
+	tr := newTestCleartext(t, addr)
+	send := func(body io.Reader) {
+		t.Helper()
+		method := http.MethodGet
+		if body != nil {
+			method = http.MethodPost
+		}
+		resp, err := tr.RoundTrip(httptest.NewRequestWithContext(t.Context(), method, "http://"+addr+"/", body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = resp.Body.Close()
+		if resp.ProtoMajor != 2 {
+			t.Errorf("%s of an h2c server went over %s", method, resp.Proto)
+		}
+	}
+	send(nil)
+	send(nil)
+	if tr.http1Until.Load() != 0 || tr.http1.Load() != nil || tr.silent.Load() != nil {
+		t.Errorf("h2c server taken for an HTTP/1.x one (%d), or HTTP/1.1 transport made (%v)", tr.http1Until.Load(), tr.http1.Load() != nil)
+	}
+	tr.http1Until.Store(1) // an HTTP/1.x server's, expired
+	tr.CloseIdleConnections()
+	send(nil)
+	send(io.MultiReader(strings.NewReader("streamed")))
+	if tr.http1Until.Load() != 0 {
+		t.Errorf("h2c server found again, but still remembered as HTTP/1.x")
+	}
+}
+
+// TestHTTP1Remembered calls an HTTP/1.1-only server: its first call
+// tries h2c (the server sees "PRI *"), the next do not, until the
+// remembrance expires; then a call whose body cannot be sent again still
+// goes over HTTP/1.1, and the next that can tries h2c again.
+func TestHTTP1Remembered(t *testing.T) {
+	t.Parallel()
+	var pri, calls atomic.Int32
+	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == "PRI" {
+			pri.Add(1)
+			return
+		}
+		_, _ = io.Copy(io.Discard, r.Body)
+		calls.Add(1)
+	}))
+	t.Cleanup(ts.Close)
+	tr := newTestCleartext(t, ts.Listener.Addr().String())
+	send := func(body io.Reader, wantPRI int32) {
+		t.Helper()
+		method := http.MethodGet
+		if body != nil {
+			method = http.MethodPost
+		}
+		req, err := http.NewRequestWithContext(t.Context(), method, ts.URL, body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp, err := tr.RoundTrip(req)
+		if err != nil {
+			t.Fatalf("%s: %v", method, err)
+		}
+		_ = resp.Body.Close()
+		if resp.Proto != "HTTP/1.1" || pri.Load() != wantPRI {
+			t.Errorf("%s went over %s after %d h2c prefaces; want HTTP/1.1 after %d", method, resp.Proto, pri.Load(), wantPRI)
+		}
+	}
+	send(nil, 1)
+	send(nil, 1)
+	send(strings.NewReader("resendable"), 1)
+	tr.http1Until.Store(1) // expired
+	send(io.MultiReader(strings.NewReader("streamed")), 1)
+	send(nil, 2)
+	if until := tr.http1Until.Load(); time.Until(time.Unix(0, until)) < http1Memory-time.Minute {
+		t.Errorf("remembered until %v; want %v from now", time.Unix(0, until), http1Memory)
+	}
+	if calls.Load() != 5 {
+		t.Errorf("handler got %d calls; want 5", calls.Load())
+	}
+}

@@ -1,0 +1,260 @@
+package kit_test
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+
+	"connectrpc.com/connect"
+
+	"github.com/connectkit/connectkit/interceptors"
+	pingv1 "github.com/connectkit/connectkit/internal/gen/connectkit/ping/v1"
+	"github.com/connectkit/connectkit/internal/gen/connectkit/ping/v1/pingv1connect"
+	"github.com/connectkit/connectkit/kit"
+	"github.com/connectkit/connectkit/kit/kittest"
+)
+
+// http1Server is a net/http server without h2c, as webhooks and legacy REST
+// APIs are: it reads the h2c preface as a request "PRI * HTTP/2.0", which
+// its handler gets. It records the other requests its handler got.
+type http1Server struct {
+	url string
+	mu  sync.Mutex
+	got []string // "METHOD PATH PROTO BODY"
+}
+
+// newHTTP1Server starts an http1Server that answers "PRI *" with 200, as a
+// net/http handler does by default, or when refuse is set with 400 and
+// the connection's close, as servers that check the method do.
+func newHTTP1Server(t *testing.T, refuse bool) *http1Server {
+	t.Helper()
+	s := &http1Server{}
+	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, err := io.ReadAll(r.Body)
+		if err != nil {
+			t.Errorf("reading the body of %s %s: %v", r.Method, r.URL, err)
+		}
+		if r.Method == "PRI" {
+			if refuse {
+				w.Header().Set("Connection", "close")
+				http.Error(w, "no such method", http.StatusBadRequest)
+			}
+			return
+		}
+		s.mu.Lock()
+		s.got = append(s.got, fmt.Sprintf("%s %s %s %s", r.Method, r.URL.Path, r.Proto, body))
+		s.mu.Unlock()
+		_, _ = io.WriteString(w, "answer to "+r.Method)
+	}))
+	t.Cleanup(ts.Close)
+	s.url = ts.URL
+	return s
+}
+
+// take returns the requests received since the last take.
+func (s *http1Server) take() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	got := s.got
+	s.got = nil
+	return got
+}
+
+// call sends req with client and returns the answer's body, or fails t
+// unless it is a 200 over HTTP/1.1.
+func call(t *testing.T, client *http.Client, req *http.Request) {
+	t.Helper()
+	resp, err := client.Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", req.Method, req.URL, err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil || resp.StatusCode != http.StatusOK || resp.Proto != "HTTP/1.1" || string(body) != "answer to "+req.Method {
+		t.Errorf("%s %s = %s %s %q, %v; want 200 over HTTP/1.1, %q", req.Method, req.URL, resp.Proto, resp.Status, body, err, "answer to "+req.Method)
+	}
+}
+
+func newRequest(t *testing.T, method, url string, body io.Reader) *http.Request {
+	t.Helper()
+	req, err := http.NewRequestWithContext(t.Context(), method, url, body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return req
+}
+
+// TestHTTPClientCallsHTTP1Server calls servers that speak HTTP/1.1 only
+// through HTTPClient, which opens h2c connections: the first call to
+// each, a GET or a POST whose body is larger than an HTTP/2 frame, is
+// answered over HTTP/1.1 and reaches the handler once, body intact, as does
+// the next; and the same client still calls a kit server over HTTP/2.
+// Ten servers each, so that the h2c attempt fails in each of its ways
+// (frame too large, a write on the reset connection, the connection not
+// established).
+func TestHTTPClientCallsHTTP1Server(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name   string
+		refuse bool
+	}{
+		{name: "answers the preface", refuse: false},
+		{name: "refuses the preface", refuse: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			var tl tally
+			backend := pingBackend(t, &tl, &pingServer{})
+			caller := kittest.NewServer(t, kit.Config{}, nil)
+			client := caller.HTTPClient()
+			payload := strings.Repeat("0123456789abcdef", 4<<10) // 64KiB
+			for i := range 10 {
+				h1 := newHTTP1Server(t, tc.refuse)
+				post := newRequest(t, http.MethodPost, h1.url+"/post", strings.NewReader(payload))
+				get := newRequest(t, http.MethodGet, h1.url+"/get", nil)
+				first, then := post, get
+				if i%2 == 1 {
+					first, then = get, post
+				}
+				call(t, client, first)
+				call(t, client, then)
+				want := []string{"POST /post HTTP/1.1 " + payload, "GET /get HTTP/1.1 "}
+				if i%2 == 1 {
+					want[0], want[1] = want[1], want[0]
+				}
+				if got := h1.take(); strings.Join(got, "\n") != strings.Join(want, "\n") {
+					t.Fatalf("server %d got %d requests (%.60q); want the %s then the %s, once each, bodies intact", i, len(got), got, first.Method, then.Method)
+				}
+			}
+			ping := pingv1connect.NewPingServiceClient(client, "http://"+backend.Addr().String(), caller.ClientOptions()...)
+			for range 3 {
+				if _, err := ping.Ping(t.Context(), connect.NewRequest(&pingv1.PingRequest{Number: 1})); err != nil {
+					t.Fatalf("gRPC Ping of a kit server after HTTP/1.1 ones: %v", err)
+				}
+			}
+			if calls, http1 := tl.take(); http1 != 0 || calls[backend.Addr().String()] != 3 {
+				t.Errorf("kit server got %v calls, %d over HTTP/1; want 3 over HTTP/2", calls, http1)
+			}
+		})
+	}
+}
+
+// TestHTTPClientHTTP1BodyGone sends a POST whose body cannot be read again
+// (no GetBody) as the first call to an HTTP/1.1-only server: it fails with
+// an error that says why and what to do, caused by interceptors.ErrNotSent
+// since no handler saw it, and the same request sent again is answered
+// over HTTP/1.1 and its body arrives once.
+func TestHTTPClientHTTP1BodyGone(t *testing.T) {
+	t.Parallel()
+	h1 := newHTTP1Server(t, false)
+	client := kittest.NewServer(t, kit.Config{}, nil).HTTPClient()
+	streamed := func() *http.Request { // a body of unknown type: no GetBody
+		return newRequest(t, http.MethodPost, h1.url+"/post", io.MultiReader(strings.NewReader("streamed")))
+	}
+	_, err := client.Do(streamed())
+	if err == nil || !errors.Is(err, interceptors.ErrNotSent) || errors.Is(err, interceptors.ErrConnectionLost) ||
+		!strings.Contains(err.Error(), "speaks HTTP/1.x only") || !strings.Contains(err.Error(), "GetBody") {
+		t.Fatalf("first POST without GetBody = %v; want an error naming HTTP/1.x and GetBody, caused by interceptors.ErrNotSent", err)
+	}
+	if got := h1.take(); len(got) != 0 {
+		t.Fatalf("server got %q of the failed POST; want nothing", got)
+	}
+	call(t, client, streamed())
+	if got := h1.take(); len(got) != 1 || got[0] != "POST /post HTTP/1.1 streamed" {
+		t.Errorf("server got %q; want the POST once, its body intact", got)
+	}
+}
+
+// TestHTTPClientConnectOverHTTP1 calls a connect handler served over
+// HTTP/1.1 only, with the caller's ClientOptions, in the Connect and gRPC
+// protocols (connect-go serves both over HTTP/1.1): unary and
+// server-streaming calls work.
+func TestHTTPClientConnectOverHTTP1(t *testing.T) {
+	t.Parallel()
+	for _, p := range balancedProtocols {
+		t.Run(p.name, func(t *testing.T) {
+			t.Parallel()
+			var tl tally
+			mux := http.NewServeMux()
+			path, h := pingv1connect.NewPingServiceHandler(&pingServer{})
+			mux.Handle(path, tl.tag("h1", h))
+			ts := httptest.NewServer(mux)
+			t.Cleanup(ts.Close)
+			caller := kittest.NewServer(t, kit.Config{}, nil)
+			ping := pingv1connect.NewPingServiceClient(caller.HTTPClient(), ts.URL, append(caller.ClientOptions(), p.opts...)...)
+			for range 2 {
+				res, err := ping.Ping(t.Context(), connect.NewRequest(&pingv1.PingRequest{Number: 7}))
+				if err != nil || res.Msg.GetNumber() != 7 {
+					t.Fatalf("Ping over HTTP/1.1 = %v, %v; want 7", res, err)
+				}
+			}
+			up, err := ping.CountUp(t.Context(), connect.NewRequest(&pingv1.CountUpRequest{Number: 3}))
+			if err != nil {
+				t.Fatal(err)
+			}
+			n := 0
+			for up.Receive() {
+				n++
+			}
+			if err := up.Err(); err != nil || n != 3 {
+				t.Errorf("CountUp over HTTP/1.1 gave %d messages, %v; want 3", n, err)
+			}
+			if calls, http1 := tl.take(); calls["h1"] != 3 || http1 != 3 {
+				t.Errorf("handler got %v calls, %d over HTTP/1; want 3, all over HTTP/1", calls, http1)
+			}
+		})
+	}
+}
+
+// TestHTTPClientServerClosesAtOnce calls servers that close each
+// connection without a byte, at once (a reset) or once they read the
+// preface: the call fails with the reset or the EOF, as a connection lost
+// (the request was written) or caused by interceptors.ErrNotSent (the
+// connection closed before it was, which net/http calls "client conn
+// could not be established"), not as a server that speaks HTTP/1.x.
+func TestHTTPClientServerClosesAtOnce(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name string
+		read bool
+	}{
+		{name: "reset", read: false},
+		{name: "after reading", read: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { _ = ln.Close() })
+			go func() {
+				for {
+					c, err := ln.Accept()
+					if err != nil {
+						return
+					}
+					if tc.read {
+						_, _ = c.Read(make([]byte, 1024))
+					}
+					_ = c.Close()
+				}
+			}()
+			client := kittest.NewServer(t, kit.Config{}, nil).HTTPClient()
+			for _, method := range []string{http.MethodGet, http.MethodPost} {
+				_, err := client.Do(newRequest(t, method, "http://"+ln.Addr().String()+"/", strings.NewReader("body")))
+				lost, notSent := errors.Is(err, interceptors.ErrConnectionLost), errors.Is(err, interceptors.ErrNotSent)
+				if err == nil || lost == notSent || strings.Contains(err.Error(), "HTTP/1") ||
+					!strings.Contains(err.Error(), "reset by peer") && !strings.Contains(err.Error(), "EOF") {
+					t.Errorf("%s to a server that closes at once = %v; want its reset or EOF, the connection lost or the call not sent, not HTTP/1", method, err)
+				}
+			}
+		})
+	}
+}
