@@ -211,7 +211,9 @@ type Consumer interface {
 // A Delivery may also have a method Timestamp() time.Time: when the broker
 // stored the message (natsjs: its JetStream timestamp; mem: its publish),
 // the same in every delivery of the message, which handlers read as
-// [MessageInfo].Time; pubsubtest's suite expects it.
+// [MessageInfo].Time; pubsubtest's suite expects it. A Delivery's message
+// carries [HeaderOriginalTime] only if it is a re-drive (Redrive's), or the
+// header would forge that time.
 type Delivery interface {
 	// Message is the delivered message; the subscriber owns it.
 	Message() *Message

@@ -21,8 +21,11 @@ const (
 // a message keeps when the broker first stored it (RFC 3339 with
 // nanoseconds, UTC), unless the message has it already (a re-drive that
 // failed again): a re-drive publishes it with the message, and
-// [MessageInfo].Time of the re-driven message reports it. A [Publisher]
-// drops it from the headers of a publish: only a re-drive carries it.
+// [MessageInfo].Time of the re-driven message reports it. Only a
+// re-drive's counts: a [Publisher] drops the one its client chain sets,
+// and kit's brokers drop it from every message but a re-drive (natsjs from
+// producers that are not pubsub as well), so that a publish cannot forge
+// when the broker stored its message.
 const HeaderOriginalTime = "Pubsub-Original-Time"
 
 // headerContentEncoding names a payload's compression, which a subscriber

@@ -148,6 +148,8 @@ func (b *Broker) Publish(ctx context.Context, msg *pubsub.Message) (pubsub.Confi
 	if b.closed {
 		return nil, notSent(pubsub.ErrClosed)
 	}
+	// Only a re-drive carries it (see pubsub.HeaderOriginalTime).
+	delete(msg.Header, pubsub.HeaderOriginalTime)
 	t := b.topic(msg.Topic)
 	if msg.Deduplicate && msg.ID != "" && b.dupWindow > 0 {
 		if t.isDuplicate(msg.ID, now, b.dupWindow) {

@@ -638,7 +638,9 @@ func TestVerdictAfterStreamRecreated(t *testing.T) {
 }
 
 // TestForeignProducer: a message published with plain NATS, lower-case
-// headers and no pubsub headers is delivered like any other.
+// headers and no pubsub headers is delivered like any other; a
+// HeaderOriginalTime it carries (only a re-drive's counts) does not forge
+// MessageInfo.Time.
 func TestForeignProducer(t *testing.T) {
 	t.Parallel()
 	b := newEmbedded(t)
@@ -662,10 +664,15 @@ func TestForeignProducer(t *testing.T) {
 	msg.Data = data
 	msg.Header["traceparent"] = []string{"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"}
 	msg.Header["content-type"] = []string{"application/proto"}
+	msg.Header["pubsub-original-time"] = []string{"2001-02-03T04:05:06Z"}
+	before := time.Now()
 	if _, err := b.JetStream().PublishMsg(t.Context(), msg); err != nil {
 		t.Fatal(err)
 	}
 	info := <-got
+	if h := info.Header.Get(pubsub.HeaderOriginalTime); h != "" || info.Time.Before(before.Add(-time.Minute)) {
+		t.Errorf("MessageInfo.Time = %v, header %s = %q; want the stream's time (published at %v), no header", info.Time, pubsub.HeaderOriginalTime, h, before)
+	}
 	if tp := info.Header.Get("Traceparent"); !strings.HasPrefix(tp, "00-0af7651916cd43dd") {
 		t.Errorf("traceparent header = %q, want the producer's", tp)
 	}

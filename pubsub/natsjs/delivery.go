@@ -36,6 +36,11 @@ func newDelivery(m jetstream.Msg) *delivery {
 	delete(h, headerMsgID)
 	if topic, ok := strings.CutPrefix(d.msg.Topic, redrivePrefix); ok {
 		_, d.msg.Topic, _ = strings.Cut(topic, ".") // after the subscription
+	} else {
+		// Only a re-drive carries it: a producer that is not pubsub
+		// (whose publishes pubsub does not strip) would forge when the
+		// stream stored the message (see pubsub.HeaderOriginalTime).
+		delete(h, pubsub.HeaderOriginalTime)
 	}
 	if md, ok := parseAckMetadata(m.Reply()); ok {
 		d.attempt = int(md.delivered)

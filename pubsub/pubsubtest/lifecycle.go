@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"connectrpc.com/connect"
 	pingv1 "github.com/connectkit/connectkit/internal/gen/connectkit/ping/v1"
 	"github.com/connectkit/connectkit/pubsub"
 )
@@ -75,6 +76,36 @@ func testRedrive(t *testing.T, h *harness) {
 	WaitFor(t, "the sentinel", func() bool { return b.handled("sentinel") })
 	if n := len(b.callsOf("r-1")); n != 1 {
 		t.Errorf("subscription b handled r-1 %d times, want 1: the re-drive must reach subscription a only", n)
+	}
+}
+
+// testForgedOriginalTime: a publish cannot forge when the broker stored
+// its message: the HeaderOriginalTime that a publisher's chain sets (as
+// a re-drive's would be) is not stored, and MessageInfo.Time is the
+// broker's.
+func testForgedOriginalTime(t *testing.T, h *harness) {
+	forged := time.Date(2001, 2, 3, 4, 5, 6, 0, time.UTC)
+	forge := connect.UnaryInterceptorFunc(func(next connect.UnaryFunc) connect.UnaryFunc {
+		return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
+			req.Header().Set(pubsub.HeaderOriginalTime, forged.Format(time.RFC3339Nano))
+			return next(ctx, req)
+		}
+	})
+	rec := newRecorder()
+	Start(t, newSubscriber(t, h.broker, "forged", "s", rec.handler(nil), pubsub.WithDelivery(testDelivery())))
+	pub := h.publisher(t, h.broker, "forged", pubsub.WithClientOptions(connect.WithInterceptors(forge)))
+	before := time.Now()
+	if err := pub.Publish(t.Context(), &pingv1.PingRequest{}, pubsub.WithMessageID("f-1")); err != nil {
+		t.Fatal(err)
+	}
+	WaitFor(t, "the message", func() bool { return rec.handled("f-1") })
+	c := rec.callsOf("f-1")[0]
+	if got := c.info.Header.Get(pubsub.HeaderOriginalTime); got != "" {
+		t.Errorf("handler saw %s = %q, which the publisher's chain set; want it not stored", pubsub.HeaderOriginalTime, got)
+	}
+	// The broker's clock may be another machine's: a minute either way.
+	if c.info.Time.Equal(forged) || c.info.Time.Before(before.Add(-time.Minute)) || c.info.Time.After(c.at.Add(time.Minute)) {
+		t.Errorf("MessageInfo.Time = %v, want when the broker stored the message (published at %v), not the forged %v", c.info.Time, before, forged)
 	}
 }
 

@@ -60,6 +60,7 @@ func Run(t *testing.T, features Features, newBackend func(tb testing.TB) Backend
 		{"MovedTypeDeadLetters", testMovedType},
 		{"StricterRulesDeadLetter", testStricterRules},
 		{"Redrive", testRedrive},
+		{"ForgedOriginalTime", testForgedOriginalTime},
 		{"RedriveAll", testRedriveAll},
 		{"DeadLetterPages", testDeadLetterPages},
 		{"SharedSubscription", testSharedSubscription},
