@@ -34,7 +34,8 @@ type MessageInfo struct {
 	// its dead letter kept in [HeaderOriginalTime], not the re-drive's
 	// (a header of a later time than the broker's is ignored). Zero when the
 	// broker does not tell (one of your own whose Delivery has no
-	// Timestamp method). An event's own time, when it matters to the
+	// Timestamp method; natsjs for a message whose JetStream metadata has
+	// no timestamp, or one that is not a positive number). An event's own time, when it matters to the
 	// handler, belongs in the event (a google.protobuf.Timestamp field).
 	Time time.Time
 }

@@ -67,13 +67,17 @@ func (d *delivery) Attempt() int             { return d.attempt }
 func (d *delivery) Sequence() uint64 { return d.seq }
 
 // Timestamp is when the stream stored the message (see [pubsub.Delivery]),
-// parsed only when a handler asks (see ackMetadata.timestamp); zero for a
-// delivery whose reply subject has no metadata.
+// parsed only when a handler asks; zero for a delivery whose reply subject
+// has no metadata, or whose timestamp is not a positive number of Unix
+// nanoseconds. nats.go's Metadata reads such a timestamp as 0 (or wraps
+// one that overflows), which made the time 1970-01-01 (or any date): a
+// handler must see that the broker did not tell, not a wrong date.
 func (d *delivery) Timestamp() time.Time {
-	if d.ts == "" {
+	ns, err := strconv.ParseInt(d.ts, 10, 64)
+	if err != nil || ns <= 0 {
 		return time.Time{}
 	}
-	return time.Unix(0, int64(ackMetadata{ts: d.ts}.timestamp()))
+	return time.Unix(0, ns)
 }
 func (d *delivery) Ack() error {
 	if d.stale() {

@@ -2,6 +2,7 @@ package natsjs
 
 import (
 	"testing"
+	"time"
 
 	"github.com/nats-io/nats.go"
 )
@@ -60,5 +61,32 @@ func BenchmarkParseAckMetadata(b *testing.B) {
 		if !ok || md.streamSeq != 123456 {
 			b.Fatal(md, ok)
 		}
+	}
+}
+
+// TestDeliveryTimestamp: a delivery whose timestamp metadata is missing or
+// not a positive number of Unix nanoseconds tells no time (zero, which
+// MessageInfo.Time documents), where nats.go's Metadata reads 1970-01-01
+// (or wraps one that overflows to another date).
+func TestDeliveryTimestamp(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name, reply string
+		want        time.Time
+	}{
+		{name: "stored", reply: "$JS.ACK.orders.audit.1.2.3.1765030000123456789.0", want: time.Unix(0, 1765030000123456789)},
+		{name: "not a number", reply: "$JS.ACK.orders.audit.1.2.3.17650300x0123456789.0"},
+		{name: "empty", reply: "$JS.ACK.orders.audit.1.2.3..0"},
+		{name: "zero", reply: "$JS.ACK.orders.audit.1.2.3.0.0"},
+		{name: "overflows", reply: "$JS.ACK.orders.audit.1.2.3.99999999999999999999.0"},
+		{name: "no metadata", reply: "_INBOX.abc"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			d := newDelivery(&replyMsg{reply: tc.reply})
+			if got := d.Timestamp(); !got.Equal(tc.want) {
+				t.Errorf("Timestamp of reply %q = %v, want %v", tc.reply, got, tc.want)
+			}
+		})
 	}
 }
