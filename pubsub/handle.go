@@ -269,7 +269,15 @@ func (s *Subscriber) storeDeadLetter(ctx context.Context, d Delivery, st *delive
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.AckWait)
 	defer cancel()
 	if err := s.broker.DeadLetter(ctx, dl); err != nil {
-		s.verdictFailed("dead_letter", st, err)
+		// A Connect code as a publish's: resource_exhausted when the
+		// destination's limits refuse the dead letter, which no retry
+		// fixes until an operator raises them.
+		err = brokerError(ctx, err)
+		code := connect.CodeOf(err).String()
+		s.metrics.ackErrors.WithLabelValues(s.topic, s.name).Inc()
+		s.metrics.deadLetterErrors.WithLabelValues(s.topic, s.name, code).Inc()
+		s.logger.Error("pubsub: failed to store the dead letter; the message will be delivered again",
+			"message_id", msg.ID, "attempt", st.info.Attempt, "reason", string(reason), "code", code, "err", err)
 		if err := d.Nak(s.cfg.Backoff.Delay(st.info.Attempt)); err != nil {
 			s.verdictFailed("nak", st, err)
 		}

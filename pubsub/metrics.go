@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 
+	"connectrpc.com/connect"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -16,7 +17,10 @@ type metrics struct {
 	deadLettered  *prometheus.CounterVec // topic, subscription, reason
 	publishErrors *prometheus.CounterVec // topic
 	ackErrors     *prometheus.CounterVec // topic, subscription
-	backlog       *backlogCollector
+	// deadLetterErrors: topic, subscription, code (the Connect code of the
+	// broker's error, as a publish's)
+	deadLetterErrors *prometheus.CounterVec
+	backlog          *backlogCollector
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -37,6 +41,10 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "pubsub_ack_errors_total",
 			Help: "Verdicts (ack, nak, term) or dead letters that could not be sent to the broker; the message is delivered again.",
 		}, []string{"topic", "subscription"}),
+		deadLetterErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "pubsub_dead_letter_errors_total",
+			Help: "Dead letters that the broker did not store, by the Connect code of its error (resource_exhausted: the dead-letter destination's limits refuse it); the message is delivered again.",
+		}, []string{"topic", "subscription", "code"}),
 		backlog: newBacklogCollector(),
 	}
 	if reg == nil {
@@ -52,7 +60,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	} else if err != nil {
 		return nil, fmt.Errorf("pubsub: failed to register metrics: %w", err)
 	}
-	for _, c := range []**prometheus.CounterVec{&m.redelivered, &m.deadLettered, &m.publishErrors, &m.ackErrors} {
+	for _, c := range []**prometheus.CounterVec{&m.redelivered, &m.deadLettered, &m.publishErrors, &m.ackErrors, &m.deadLetterErrors} {
 		registered, err := register(reg, *c)
 		if err != nil {
 			return nil, err
@@ -75,7 +83,15 @@ func (m *metrics) subscription(topic, name string) {
 	for _, r := range reasons {
 		m.deadLettered.WithLabelValues(topic, name, string(r))
 	}
+	for _, c := range deadLetterCodes {
+		m.deadLetterErrors.WithLabelValues(topic, name, c.String())
+	}
 }
+
+// deadLetterCodes are the codes of pubsub_dead_letter_errors_total whose
+// series are made at 0 (see subscription): a destination's limits, and
+// a broker out of reach.
+var deadLetterCodes = [...]connect.Code{connect.CodeResourceExhausted, connect.CodeUnavailable}
 
 // publisher makes the series of a publisher's failed confirmations, at 0
 // (see subscription).

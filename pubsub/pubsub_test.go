@@ -305,6 +305,8 @@ func TestMetricsStartAtZero(t *testing.T) {
 		"pubsub_dead_lettered_total{reason=type_mismatch,subscription=audit,topic=quiet}",
 		"pubsub_dead_lettered_total{reason=undecodable,subscription=audit,topic=quiet}",
 		"pubsub_publish_errors_total{topic=quiet}",
+		"pubsub_dead_letter_errors_total{code=resource_exhausted,subscription=audit,topic=quiet}",
+		"pubsub_dead_letter_errors_total{code=unavailable,subscription=audit,topic=quiet}",
 	} {
 		if !got[want] {
 			t.Errorf("no %s at 0 before any message; have %v", want, slices.Sorted(maps.Keys(got)))

@@ -91,6 +91,12 @@ func (b *Broker) DeadLetter(ctx context.Context, dl *pubsub.DeadLetter) error {
 		_, err = b.js.PublishMsg(ctx, msg)
 	}
 	if err != nil {
+		// The stream's limits (max_msg_size, max_bytes with discard new)
+		// refuse it as they would a publish: the subscriber logs and counts
+		// the code, and has the message delivered again.
+		if rerr := b.refused("dead letter to stream "+b.cfg.DeadLetterStream, err); rerr != nil {
+			return rerr
+		}
 		return fmt.Errorf("natsjs: failed to store dead letter: %w", err)
 	}
 	return nil

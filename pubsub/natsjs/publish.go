@@ -161,29 +161,39 @@ func (b *Broker) publishError(topic string, err error) error {
 	if errors.Is(err, nats.ErrConnectionClosed) || errors.Is(err, nats.ErrConnectionDraining) {
 		return fmt.Errorf("%w: %w", pubsub.ErrClosed, err)
 	}
-	if errors.Is(err, nats.ErrMaxPayload) { // no retry can fix it
-		return connect.NewError(connect.CodeResourceExhausted,
-			fmt.Errorf("natsjs: publish to %s failed: message over the server's max payload of %d bytes: %w", topic, b.nc.MaxPayload(), err))
-	}
-	var apiErr *jetstream.APIError
-	if errors.As(err, &apiErr) && (apiErr.ErrorCode == jsErrMessageTooLarge || apiErr.ErrorCode == jsErrHeaderTooLarge || storeTooLarge(apiErr)) {
-		// The stream's own limit (an operator's max_msg_size) or its
-		// store's: as over the max payload, no retry can fix it, where
-		// Unavailable invited one.
-		return connect.NewError(connect.CodeResourceExhausted,
-			fmt.Errorf("natsjs: publish to %s refused by its stream: %w", topic, err))
-	}
-	if errors.As(err, &apiErr) && streamFull(apiErr) {
-		// A discard-new stream at its limit: a retry fails alike until
-		// its consumers or MaxAge make room, where Unavailable invited
-		// retrying at once, forever.
-		return connect.NewError(connect.CodeResourceExhausted,
-			fmt.Errorf("natsjs: publish to %s refused: its stream is full (discard new policy): %w", topic, err))
+	if rerr := b.refused("publish to "+topic, err); rerr != nil {
+		return rerr
 	}
 	if errors.Is(err, jetstream.ErrNoStreamResponse) {
 		b.streamLost(topic) // deleted behind our back: create it again on the next publish
 	}
 	return fmt.Errorf("natsjs: publish to %s failed: %w", topic, err)
+}
+
+// refused returns err, the error of the publish that what names, as a
+// ResourceExhausted error saying why the server or the stream refused to
+// store the message, when no retry can fix that (until an operator
+// raises a limit, or consumers or MaxAge make room); nil for any other
+// error. Unavailable, the code of the others, invited retrying at once.
+func (b *Broker) refused(what string, err error) error {
+	if errors.Is(err, nats.ErrMaxPayload) {
+		return connect.NewError(connect.CodeResourceExhausted,
+			fmt.Errorf("natsjs: %s failed: message over the server's max payload of %d bytes: %w", what, b.nc.MaxPayload(), err))
+	}
+	var apiErr *jetstream.APIError
+	if !errors.As(err, &apiErr) {
+		return nil
+	}
+	if apiErr.ErrorCode == jsErrMessageTooLarge || apiErr.ErrorCode == jsErrHeaderTooLarge || storeTooLarge(apiErr) {
+		// The stream's own limit (an operator's max_msg_size) or its
+		// store's: as over the max payload, no retry can fix it.
+		return connect.NewError(connect.CodeResourceExhausted, fmt.Errorf("natsjs: %s refused by its stream: %w", what, err))
+	}
+	if streamFull(apiErr) { // a discard-new stream at its limit
+		return connect.NewError(connect.CodeResourceExhausted,
+			fmt.Errorf("natsjs: %s refused: its stream is full (discard new policy): %w", what, err))
+	}
+	return nil
 }
 
 // notSentError is the error of a publish given up before its message left
