@@ -434,7 +434,9 @@ func (b *Broker) upsertStream(ctx context.Context, notBefore time.Time, limits b
 	if have.NoAck {
 		// The stream stores every publish and answers none: each would
 		// fail Unavailable after PublishTimeout, inviting a retry that
-		// stores it again. nats-server changes it in place.
+		// stores it again. nats-server changes it in place. A subscriber
+		// would consume it, but its re-drives publish into it, so it is
+		// refused as well (README, Configuration (NATS)).
 		return connect.NewError(connect.CodeFailedPrecondition, fmt.Errorf(
 			"natsjs: stream %s for %s does not acknowledge publishes (no_ack), where pubsub waits for each acknowledgement: it was not made by pubsub; make it acknowledge them (nats stream edit %s --ack)",
 			want.Name, owner, want.Name))
