@@ -166,8 +166,16 @@ func (b *Broker) handlers(no *nats.Options) error {
 	b.noCallbacks = no.NoCallbacksAfterClientClose
 	no.DisconnectedErrCB = func(nc *nats.Conn, err error) {
 		b.acks.disconnected()
-		if err != nil {
+		// nats.go runs it from its queue of callbacks, which it empties
+		// after the connection closed: a disconnect queued before Close
+		// may come after Close returned (at once with
+		// nats.NoCallbacksAfterClientClose, where Close does not wait for
+		// the closed handler). The broker is closed, or closing: nothing
+		// will reconnect, and a warning would say otherwise.
+		if err != nil && !b.acks.isClosing() {
 			b.logger.Warn("natsjs: disconnected", "err", err)
+		} else if err != nil {
+			b.logger.Debug("natsjs: disconnected while closing", "err", err)
 		}
 		if disconnected != nil {
 			disconnected(nc, err)

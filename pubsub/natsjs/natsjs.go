@@ -223,6 +223,7 @@ func New(ctx context.Context, cfg Config, opts ...Option) (*Broker, error) {
 	b.acks.mu.Unlock()
 	b.js, err = jetstream.New(nc)
 	if err != nil {
+		b.acks.close() // its handlers may run after New returned
 		nc.Close()
 		b.stopServer()
 		return nil, fmt.Errorf("natsjs: failed to open JetStream: %w", err)
