@@ -30,6 +30,7 @@ type deliveryState struct {
 	// waitedOut: the message waited AckWait or more since its fetch (see
 	// lateCopies).
 	waitedOut bool
+	slot      int // the worker's, in Subscriber.running
 
 	ctx      stateContext
 	deadline deadline.Ctx                    // the handler's, what is left of AckWait, unless ctx ends earlier
@@ -78,8 +79,9 @@ func stateFrom(ctx context.Context) *deliveryState {
 const refreshAfter = 10
 
 // handle handles one delivery, which waited at most waited since the broker
-// fetched it, and gives the broker its verdict.
-func (s *Subscriber) handle(ctx context.Context, d Delivery, waited time.Duration) {
+// fetched it, in the worker of the given slot, and gives the broker its
+// verdict.
+func (s *Subscriber) handle(ctx context.Context, d Delivery, waited time.Duration, slot int) {
 	msg, attempt := d.Message(), d.Attempt()
 	if s.late.isCopy(d, attempt) {
 		s.logger.Warn("pubsub: a message waited longer than AckWait before a handler started it, and was delivered again meanwhile; acknowledging the copy of the message handled already (raise AckWait or lower Prefetch)",
@@ -89,6 +91,19 @@ func (s *Subscriber) handle(ctx context.Context, d Delivery, waited time.Duratio
 		}
 		return
 	}
+	if s.running.start(slot, sequenceOf(d)) {
+		// Delivered again while a handler of this process still runs it
+		// (it overran AckWait): not run twice at once. It comes again
+		// after AckWait, when the handler's verdict (an ack settles it)
+		// may have come.
+		s.logger.Warn("pubsub: a message was delivered again while a handler still runs it (the handler overran AckWait); not running it twice at once, it comes again after AckWait",
+			"message_id", msg.ID, "attempt", attempt, "ack_wait", s.cfg.AckWait.String())
+		if err := d.Nak(s.cfg.AckWait); err != nil {
+			s.metrics.ackErrors.WithLabelValues(s.topic, s.name).Inc()
+		}
+		return
+	}
+	defer s.running.done(slot)
 	// The broker counts AckWait from the fetch: the handler has what is
 	// left of it, unless the broker restarts it now (it would otherwise
 	// deliver the message again while the handler runs, or did so
@@ -104,6 +119,7 @@ func (s *Subscriber) handle(ctx context.Context, d Delivery, waited time.Duratio
 	}
 	st := s.newState()
 	st.waitedOut = waited >= s.cfg.AckWait
+	st.slot = slot
 	st.stored, _ = d.(timestamped)
 	st.info = msgctx.Info{
 		Operation:    msgctx.Process,
@@ -151,7 +167,7 @@ func (s *Subscriber) handle(ctx context.Context, d Delivery, waited time.Duratio
 	case msgctx.Ack:
 		if err := d.Ack(); err != nil {
 			s.verdictFailed("ack", st, err)
-		} else if st.waitedOut {
+		} else if st.waitedOut || s.running.copied(st.slot) {
 			s.late.add(d)
 		}
 	case msgctx.Retry:
@@ -246,7 +262,7 @@ func (s *Subscriber) deadLetter(ctx context.Context, d Delivery, st *deliverySta
 	s.metrics.deadLettered.WithLabelValues(s.topic, s.name, string(reason)).Inc()
 	if err := d.Term(string(reason)); err != nil {
 		s.verdictFailed("term", st, err)
-	} else if st.waitedOut {
+	} else if st.waitedOut || s.running.copied(st.slot) {
 		s.late.add(d)
 	}
 }

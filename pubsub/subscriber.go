@@ -43,7 +43,9 @@ type Subscriber struct {
 
 	waits handOffWaits
 	late  lateCopies
-	known *knownValues // of the handlers' context, which Run makes
+	// running is what each worker runs, made by Run before the workers.
+	running runningMessages
+	known   *knownValues // of the handlers' context, which Run makes
 }
 
 // faulty is a Consumer that reports faults (see [Consumer]).
@@ -245,11 +247,12 @@ func (s *Subscriber) Run(ctx context.Context) error {
 	defer cancelHandlers()
 	s.known = knownValuesOf(handlerCtx, chainKeys())
 	s.waits.init(s.cfg.Prefetch)
+	s.running = make(runningMessages, s.cfg.Concurrency)
 	var workers sync.WaitGroup
-	for range s.cfg.Concurrency {
+	for slot := range s.cfg.Concurrency {
 		workers.Go(func() {
 			for h := <-work; h.d != nil; h = <-work {
-				s.handle(handlerCtx, h.d, s.waits.waited(h))
+				s.handle(handlerCtx, h.d, s.waits.waited(h), slot)
 			}
 		})
 	}

@@ -163,3 +163,48 @@ func testPrefetchBelowConcurrency(t *testing.T, h *harness) {
 	})
 	close(release)
 }
+
+// testOverrunNotRunTwice: a handler that overruns AckWait (here one that
+// ignores its context's deadline, 5 × AckWait) has its message delivered
+// again meanwhile; the subscriber does not run it twice at once in one
+// process, whatever workers it has free, and once the handler acknowledged
+// it the message is not handled again, nor dead-lettered for the attempts
+// its copies took.
+func testOverrunNotRunTwice(t *testing.T, h *harness) {
+	const ackWait = 200 * time.Millisecond
+	var mu sync.Mutex
+	running, most, runs := 0, 0, 0
+	done := make(chan struct{})
+	sub := newSubscriber(t, h.broker, "overrun", "s", func(ctx context.Context, m *pingv1.PingRequest) error {
+		mu.Lock()
+		running++
+		runs++
+		most = max(most, running)
+		first := runs == 1
+		mu.Unlock()
+		if first {
+			time.Sleep(5 * ackWait) // not <-ctx.Done(): the handler overruns
+		}
+		mu.Lock()
+		running--
+		mu.Unlock()
+		if first {
+			close(done)
+		}
+		return nil
+	}, pubsub.WithDelivery(pubsub.DeliveryConfig{Concurrency: 4, AckWait: ackWait}))
+	Start(t, sub)
+	if err := h.publisher(t, h.broker, "overrun").Publish(t.Context(), &pingv1.PingRequest{}); err != nil {
+		t.Fatal(err)
+	}
+	<-done
+	time.Sleep(3 * ackWait) // room for a copy to come, and be handled, after the ack
+	mu.Lock()
+	defer mu.Unlock()
+	if most != 1 || runs != 1 {
+		t.Errorf("a message whose handler overran AckWait 5 times ran %d times, %d at once; want once", runs, most)
+	}
+	if dls := deadLetters(t, h.broker, "overrun", "s"); len(dls) > 0 {
+		t.Errorf("%d dead letters, want none: the first %s after %d attempts", len(dls), dls[0].Reason, dls[0].Attempts)
+	}
+}

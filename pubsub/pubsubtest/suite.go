@@ -72,6 +72,7 @@ func Run(t *testing.T, features Features, newBackend func(tb testing.TB) Backend
 		{"WaitedGetsFullAckWait", testWaitedGetsFullAckWait},
 		{"OverdueCopiesNotHandled", testOverdueCopiesNotHandled},
 		{"PrefetchBelowConcurrency", testPrefetchBelowConcurrency},
+		{"OverrunNotRunTwice", testOverrunNotRunTwice},
 		{"CrashRedelivers", testCrashRedelivers},
 		{"CleanShutdownRedeliversNothing", testCleanShutdown},
 		{"RandomFailuresAndRestart", testRandomFailuresAndRestart},

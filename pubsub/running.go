@@ -1,0 +1,72 @@
+package pubsub
+
+import "sync/atomic"
+
+// runningMessages holds, for each worker of a Subscriber, the sequence
+// (see [Delivery]) of the message its handler runs, or 0. A broker
+// delivers a message again once AckWait passed without a verdict, while
+// the handler that overran it may still run in this process (one that
+// ignores its context's deadline, a stalled process); natsjs's consumption
+// that replaces one that missed its heartbeats (pullAgain) may hand over a
+// message while the one it replaced still hands over an earlier delivery
+// of it. A worker that finds the message it took running in another
+// worker does not run it as well: at least once allows a later delivery,
+// not two handlers of one message at once in one process.
+//
+// It is a slot per worker rather than a set under a lock: a delivery
+// stores its sequence in its own slot (one atomic store, and one to clear
+// it) and reads the others' (Concurrency atomic loads, 16 by default),
+// with no lock taken and nothing allocated. Each stores before it reads,
+// so of two workers that take the same message at once at least one
+// sees the other (both may, and both give it back).
+type runningMessages []running
+
+// running is a worker's slot.
+type running struct {
+	seq atomic.Uint64
+	// copied: the message was delivered again while the worker ran it,
+	// and that delivery given back. Its copies are then acknowledged
+	// without handling once it is settled (see lateCopies), as those of
+	// a message that waited AckWait before its handler started.
+	copied atomic.Bool
+}
+
+// start marks slot as running seq and reports whether another slot runs
+// it too, which it then marks copied. A seq of 0 (a Delivery that cannot
+// tell) is never found.
+func (r runningMessages) start(slot int, seq uint64) (twice bool) {
+	if seq == 0 || len(r) < 2 {
+		return false
+	}
+	r[slot].seq.Store(seq)
+	for i := range r {
+		if i != slot && r[i].seq.Load() == seq {
+			r[i].copied.Store(true)
+			r[slot].seq.Store(0)
+			return true
+		}
+	}
+	return false
+}
+
+// copied reports whether the message that slot runs was delivered again
+// meanwhile.
+func (r runningMessages) copied(slot int) bool {
+	return len(r) >= 2 && r[slot].copied.Load()
+}
+
+// done clears slot.
+func (r runningMessages) done(slot int) {
+	if len(r) >= 2 {
+		r[slot].seq.Store(0)
+		r[slot].copied.Store(false)
+	}
+}
+
+// sequenceOf returns d's message's sequence, or 0 when d does not tell.
+func sequenceOf(d Delivery) uint64 {
+	if sd, ok := d.(sequenced); ok {
+		return sd.Sequence()
+	}
+	return 0
+}
