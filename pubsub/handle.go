@@ -91,7 +91,7 @@ func (s *Subscriber) handle(ctx context.Context, d Delivery, waited time.Duratio
 		}
 		return
 	}
-	if s.running.start(slot, sequenceOf(d)) {
+	if s.running.start(slot, sequenceOf(d), &msg.ID) {
 		// Delivered again while a handler of this process still runs it
 		// (it overran AckWait): not run twice at once. It comes again
 		// after AckWait, when the handler's verdict (an ack settles it)

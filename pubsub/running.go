@@ -14,8 +14,9 @@ import "sync/atomic"
 // not two handlers of one message at once in one process.
 //
 // It is a slot per worker rather than a set under a lock: a delivery
-// stores its sequence in its own slot (one atomic store, and one to clear
-// it) and reads the others' (Concurrency atomic loads, 16 by default),
+// stores its sequence and id in its own slot (two atomic stores, and
+// three to clear it) and reads the others' sequences (Concurrency atomic
+// loads, 16 by default; the id of one that matches),
 // with no lock taken and nothing allocated. Each stores before it reads,
 // so of two workers that take the same message at once at least one
 // sees the other (both may, and both give it back).
@@ -24,6 +25,9 @@ type runningMessages []running
 // running is a worker's slot.
 type running struct {
 	seq atomic.Uint64
+	// id is the message's id: a stream created again gives a sequence
+	// to another message, which must not wait for the first.
+	id atomic.Pointer[string]
 	// copied: the message was delivered again while the worker ran it,
 	// and that delivery given back. Its copies are then acknowledged
 	// without handling once it is settled (see lateCopies), as those of
@@ -31,19 +35,24 @@ type running struct {
 	copied atomic.Bool
 }
 
-// start marks slot as running seq and reports whether another slot runs
-// it too, which it then marks copied. A seq of 0 (a Delivery that cannot
-// tell) is never found.
-func (r runningMessages) start(slot int, seq uint64) (twice bool) {
+// start marks slot as running the message of sequence seq and id *id,
+// which the message holds and nothing changes until done, and reports
+// whether another slot runs it too, which it then marks copied. A seq of
+// 0 (a Delivery that cannot tell) is never found.
+func (r runningMessages) start(slot int, seq uint64, id *string) (twice bool) {
 	if seq == 0 || len(r) < 2 {
 		return false
 	}
+	r[slot].id.Store(id)
 	r[slot].seq.Store(seq)
 	for i := range r {
 		if i != slot && r[i].seq.Load() == seq {
-			r[i].copied.Store(true)
-			r[slot].seq.Store(0)
-			return true
+			if other := r[i].id.Load(); other != nil && *other == *id {
+				r[i].copied.Store(true)
+				r[slot].seq.Store(0)
+				r[slot].id.Store(nil)
+				return true
+			}
 		}
 	}
 	return false
@@ -59,6 +68,7 @@ func (r runningMessages) copied(slot int) bool {
 func (r runningMessages) done(slot int) {
 	if len(r) >= 2 {
 		r[slot].seq.Store(0)
+		r[slot].id.Store(nil) // the message may go
 		r[slot].copied.Store(false)
 	}
 }
