@@ -61,8 +61,12 @@ type rejectedCalls struct {
 	lines lineLimiter
 }
 
-// procedureLabels are a mounted procedure's grpc_service and grpc_method.
-type procedureLabels struct{ service, method string }
+// procedureLabels are a mounted procedure's grpc_service and grpc_method,
+// and whether it is a bidi stream, which connect refuses over HTTP/1.x.
+type procedureLabels struct {
+	service, method string
+	bidi            bool
+}
 
 // rejectedLinesPerSecond bounds the warn lines of rejected calls: a client
 // flooding the port with malformed calls would otherwise write a line for
@@ -93,8 +97,10 @@ func (c *rejectedCalls) add(service protoreflect.ServiceDescriptor) {
 	maps.Copy(procs, old)
 	name := string(service.FullName())
 	for i := range methods.Len() {
-		m := string(methods.Get(i).Name())
-		procs["/"+name+"/"+m] = procedureLabels{service: name, method: m}
+		md := methods.Get(i)
+		m := string(md.Name())
+		procs["/"+name+"/"+m] = procedureLabels{service: name, method: m,
+			bidi: md.IsStreamingClient() && md.IsStreamingServer()}
 	}
 	c.procedures.Store(&procs)
 }
@@ -163,8 +169,13 @@ func (c *rejectedCalls) observe(h http.Header, r *http.Request, answer *respstat
 	} else {
 		code, msg, known = grpcStatus(h)
 	}
-	if (!known || code == 0) && !bareRefusal(h, answer) {
-		return // an answer of the handler's own, not a refused call
+	if !known || code == 0 {
+		if !bareRefusal(h, r, l.bidi, answer) {
+			return // an answer of the handler's own, not a refused call
+		}
+		// connect refused it before it read anything but its method and
+		// protocol: the refusal has no content type of its own.
+		protocol = protocolOf(header.Get(r.Header, "Content-Type"))
 	}
 	c.record(l, protocol, code, msg, known, h, r)
 }
@@ -178,12 +189,16 @@ func (c *rejectedCalls) observe(h http.Header, r *http.Request, answer *respstat
 // of a handler the application mounted at a procedure's path, or around
 // connect's, and not a refusal: the chain, when it runs, observes the
 // call itself.
-func bareRefusal(h http.Header, answer *respstatus.Writer) bool {
+//
+// A gRPC or gRPC-Web call over HTTP/1.x is served without a recorder
+// (answer nil): connect's 505 to it, a bidi stream's (bidi), is told by
+// the Connection: close it sets and the content type it does not.
+func bareRefusal(h http.Header, r *http.Request, bidi bool, answer *respstatus.Writer) bool {
 	if h["Allow"] != nil {
 		return true
 	}
 	if answer == nil {
-		return false
+		return bidi && r.ProtoMajor < 2 && h["Connection"] != nil && h["Content-Type"] == nil
 	}
 	switch answer.Status() {
 	case http.StatusMethodNotAllowed, http.StatusUnsupportedMediaType, http.StatusHTTPVersionNotSupported:

@@ -536,3 +536,37 @@ func TestOwnHandlersAtProcedurePathsAreNotRejected(t *testing.T) {
 		t.Errorf("%d %q lines, want 1: %v", len(lines), rejectedMsg, lines)
 	}
 }
+
+// connect refuses a bidi stream over HTTP/1.1 with a bare 505 in every
+// protocol: each is a rejected call of its request's protocol, with no
+// code. Over HTTP/1.1 kit reads a gRPC or gRPC-Web answer's status
+// without recording it, so the 505 of those two went uncounted.
+func TestBidiOverHTTP1IsRejected(t *testing.T) {
+	t.Parallel()
+	const cumSumPath = "/connectkit.ping.v1.PingService/CumSum"
+	for _, tc := range []struct{ contentType, protocol string }{
+		{"application/grpc", "grpc"},
+		{"application/grpc-web+proto", "grpcweb"},
+		{"application/connect+proto", "connect"},
+	} {
+		t.Run(tc.protocol, func(t *testing.T) {
+			t.Parallel()
+			logs := new(syncBuffer)
+			srv := newPingServer(t, kit.Config{}, nil, kit.WithLogger(slog.New(slog.NewJSONHandler(logs, nil))))
+			status, _ := post(t, srv.HTTP1Client(), srv.URL+cumSumPath, strings.NewReader("\x00\x00\x00\x00\x00"),
+				"Content-Type", tc.contentType)
+			if status != http.StatusHTTPVersionNotSupported {
+				t.Fatalf("bidi over HTTP/1.1: %d, want 505", status)
+			}
+			line := rejectedOnce(t, srv, logs, map[string]string{
+				"grpc_method": "CumSum", "protocol": tc.protocol, "grpc_code": "",
+			})
+			if line["protocol"] != tc.protocol {
+				t.Errorf("line's protocol = %v, want %s (%v)", line["protocol"], tc.protocol, line)
+			}
+			if code, ok := line["code"]; ok {
+				t.Errorf("line's code = %v, want none (%v)", code, line)
+			}
+		})
+	}
+}
