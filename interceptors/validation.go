@@ -40,8 +40,8 @@ import (
 // "Serving loose ends"). With a validator of your own
 // ([validate.WithValidator]) it is not built: Validation asks the
 // validator in effect about an empty message (google.protobuf.Empty) once,
-// to learn which it is, and builds protovalidate's only when it is
-// Validation's own.
+// to learn which it is (its answer, or its panic, is ignored), and builds
+// protovalidate's only when it is Validation's own.
 func Validation(opts ...validate.Option) connect.Interceptor {
 	if !replacesValidator(opts) {
 		// A message that needs the validator builds it (an empty one is
@@ -65,9 +65,17 @@ func replacesValidator(opts []validate.Option) bool {
 	}
 	var m marker
 	ic := validate.NewInterceptor(append([]validate.Option{validate.WithValidator(&m)}, opts...)...)
-	_, _ = ic.WrapUnary(func(context.Context, connect.AnyRequest) (connect.AnyResponse, error) {
+	call := ic.WrapUnary(func(context.Context, connect.AnyRequest) (connect.AnyResponse, error) {
 		return connect.NewResponse(&emptypb.Empty{}), nil
-	})(context.Background(), connect.NewRequest(&emptypb.Empty{}))
+	})
+	func() {
+		// A validator of the user's that panics about a message it never
+		// meant to see (one that knows its own types alone) is not
+		// Validation's: the probe must not take the process down, nor
+		// keep a server from being made.
+		defer func() { _ = recover() }()
+		_, _ = call(context.Background(), connect.NewRequest(&emptypb.Empty{}))
+	}()
 	return !m.asked
 }
 

@@ -2,6 +2,7 @@ package kit_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -252,4 +253,36 @@ func waitForGoroutine(t *testing.T, fn string) {
 		time.Sleep(10 * time.Millisecond)
 	}
 	t.Fatalf("no goroutine blocked in %s", fn)
+}
+
+// A validator of the application's own that knows its own message types
+// alone, and panics about any other, is asked by Validation about an
+// empty google.protobuf.Empty when kit.New builds the chain: kit.New
+// panicked, where before that question the validator saw only the calls'
+// messages. kit.New now returns, and the validator answers the calls.
+func TestOwnTypesValidatorDoesNotPanicNew(t *testing.T) {
+	t.Parallel()
+	own := ownTypesValidator{}
+	srv := kittest.NewServer(t, kit.Config{}, func(srv *kit.Server) {
+		srv.Mount(pingv1connect.NewPingServiceHandler(&pingServer{}, srv.HandlerOptions()...))
+	}, kit.WithInterceptorOptions(interceptors.WithValidateOptions(validate.WithValidator(own))))
+	client := newPingClient(srv, srv.HTTP2Client())
+	_, err := client.Ping(t.Context(), connect.NewRequest(&pingv1.PingRequest{Number: -1}))
+	if connect.CodeOf(err) != connect.CodeInvalidArgument {
+		t.Errorf("Ping(-1): %v, want invalid_argument from the application's validator", err)
+	}
+	if _, err := client.Ping(t.Context(), connect.NewRequest(&pingv1.PingRequest{Number: 1})); err != nil {
+		t.Errorf("Ping(1): %v", err)
+	}
+}
+
+// ownTypesValidator validates PingRequest (a negative number is invalid)
+// and panics about any other message.
+type ownTypesValidator struct{}
+
+func (ownTypesValidator) Validate(msg proto.Message, _ ...protovalidate.ValidationOption) error {
+	if msg.(*pingv1.PingRequest).GetNumber() < 0 {
+		return errors.New("number: must not be negative")
+	}
+	return nil
 }
