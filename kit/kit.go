@@ -166,14 +166,7 @@ func newServer(cfg Config, opts []Option) (*Server, error) {
 		return s, err
 	}
 	s.health = health.New(health.WithLogger(s.logger))
-	stuck := time.AfterFunc(chainBuildWarning, func() {
-		s.logger.Error("kit.New: the interceptor chain is still being built: protovalidate's validator (interceptors.Validation) is built now, "+
-			"and its build waits for good when a proto file or type is registered in protoregistry's global registries from another goroutine meanwhile; "+
-			"register them before kit.New or after it returns", "waited", chainBuildWarning)
-	})
-	err = s.buildChains()
-	stuck.Stop()
-	if err != nil {
+	if err := s.buildChainsWatched(); err != nil {
 		return s, err
 	}
 	// gzip replaces connect's own, which inflates a message over the limit

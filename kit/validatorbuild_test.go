@@ -237,6 +237,46 @@ func TestBlockedValidatorBuildIsLogged(t *testing.T) {
 	if err := <-built; err != nil {
 		t.Fatalf("kit.New once the registration went through: %v", err)
 	}
+	// The build went on: kit.New says so, after the error line.
+	after := logs.String()
+	if i, j := strings.Index(after, "still being built"), strings.Index(after, "kit.New: the interceptor chain is built after all"); j < i {
+		t.Errorf("no warn line that the chain was built after all, after the error line; logs:\n%s", after)
+	}
+}
+
+// panicBuildChild is the variable under which
+// TestPanicInChainBuildStopsTheWarning runs its own binary again.
+const panicBuildChild = "KIT_TEST_PANIC_BUILD_CHILD"
+
+// A kit.New that panics while it builds its chain (an option that is
+// nil) stops the timer of its warning: it logged, chainBuildWarning
+// later, that the chain was still being built, in a process that had
+// recovered from the panic and gone on.
+func TestPanicInChainBuildStopsTheWarning(t *testing.T) {
+	t.Parallel()
+	if !inChild(t, panicBuildChild) {
+		return
+	}
+	const warning = time.Second
+	kit.SetChainBuildWarning(warning)
+	var logs syncBuffer
+	start := time.Now()
+	func() {
+		defer func() {
+			if recover() == nil {
+				t.Fatal("kit.New with a nil validate option did not panic")
+			}
+		}()
+		_, _ = kit.New(kit.Config{}, kit.WithLogger(slog.New(slog.NewJSONHandler(&logs, nil))),
+			kit.WithInterceptorOptions(interceptors.WithValidateOptions(nil)))
+	}()
+	if took := time.Since(start); took >= warning/2 {
+		t.Skipf("kit.New took %v to panic, too near the %v warning to tell", took, warning)
+	}
+	time.Sleep(3 * warning)
+	if strings.Contains(logs.String(), "still being built") {
+		t.Errorf("the warning's timer outlived kit.New's panic; logs:\n%s", logs.String())
+	}
 }
 
 // waitForGoroutine waits until a goroutine's stack holds fn, blocked in
