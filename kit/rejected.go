@@ -173,9 +173,11 @@ func (c *rejectedCalls) observe(h http.Header, r *http.Request, answer *respstat
 		if !bareRefusal(h, r, l.bidi, answer) {
 			return // an answer of the handler's own, not a refused call
 		}
-		// connect refused it before it read anything but its method and
-		// protocol: the refusal has no content type of its own.
-		protocol = protocolOf(header.Get(r.Header, "Content-Type"))
+		// Refused before connect read more than its method and protocol,
+		// with no content type: the request's (only Connect serves GET).
+		if r.Method != http.MethodGet {
+			protocol = protocolOf(header.Get(r.Header, "Content-Type"))
+		}
 	}
 	c.record(l, protocol, code, msg, known, h, r)
 }

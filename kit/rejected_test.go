@@ -538,28 +538,48 @@ func TestOwnHandlersAtProcedurePathsAreNotRejected(t *testing.T) {
 }
 
 // connect refuses a bidi stream over HTTP/1.1 with a bare 505 in every
-// protocol: each is a rejected call of its request's protocol, with no
+// protocol, and a method it does not serve with a bare 405: each is a
+// rejected call of its request's protocol (a GET's Connect), with no
 // code. Over HTTP/1.1 kit reads a gRPC or gRPC-Web answer's status
-// without recording it, so the 505 of those two went uncounted.
-func TestBidiOverHTTP1IsRejected(t *testing.T) {
+// without recording it, so the 505 of those two went uncounted; and the
+// refusals, which carry no content type, were labelled connect.
+func TestBareRefusalsAreRejected(t *testing.T) {
 	t.Parallel()
 	const cumSumPath = "/connectkit.ping.v1.PingService/CumSum"
-	for _, tc := range []struct{ contentType, protocol string }{
-		{"application/grpc", "grpc"},
-		{"application/grpc-web+proto", "grpcweb"},
-		{"application/connect+proto", "connect"},
+	for _, tc := range []struct {
+		name, method, path, contentType, protocol string
+		status                                    int
+	}{
+		{"bidi/grpc", http.MethodPost, cumSumPath, "application/grpc", "grpc", http.StatusHTTPVersionNotSupported},
+		{"bidi/grpcweb", http.MethodPost, cumSumPath, "application/grpc-web+proto", "grpcweb", http.StatusHTTPVersionNotSupported},
+		{"bidi/connect", http.MethodPost, cumSumPath, "application/connect+proto", "connect", http.StatusHTTPVersionNotSupported},
+		{"PUT/grpc", http.MethodPut, pingPath, "application/grpc", "grpc", http.StatusMethodNotAllowed},
+		{"GET/grpc", http.MethodGet, "/connectkit.ping.v1.PingService/Fail", "application/grpc", "connect", http.StatusMethodNotAllowed},
 	} {
-		t.Run(tc.protocol, func(t *testing.T) {
+		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			logs := new(syncBuffer)
 			srv := newPingServer(t, kit.Config{}, nil, kit.WithLogger(slog.New(slog.NewJSONHandler(logs, nil))))
-			status, _ := post(t, srv.HTTP1Client(), srv.URL+cumSumPath, strings.NewReader("\x00\x00\x00\x00\x00"),
-				"Content-Type", tc.contentType)
-			if status != http.StatusHTTPVersionNotSupported {
-				t.Fatalf("bidi over HTTP/1.1: %d, want 505", status)
+			req, err := http.NewRequest(tc.method, srv.URL+tc.path, strings.NewReader("\x00\x00\x00\x00\x00"))
+			if err != nil {
+				t.Fatal(err)
 			}
+			if tc.method == http.MethodGet {
+				req.Body, req.ContentLength = http.NoBody, 0
+			}
+			req.Header.Set("Content-Type", tc.contentType)
+			res, err := srv.HTTP1Client().Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			_ = readAll(t, res.Body)
+			res.Body.Close()
+			if res.StatusCode != tc.status {
+				t.Fatalf("%s %s over HTTP/1.1: %d, want %d", tc.method, tc.path, res.StatusCode, tc.status)
+			}
+			method := strings.TrimPrefix(tc.path, "/connectkit.ping.v1.PingService/")
 			line := rejectedOnce(t, srv, logs, map[string]string{
-				"grpc_method": "CumSum", "protocol": tc.protocol, "grpc_code": "",
+				"grpc_method": method, "protocol": tc.protocol, "grpc_code": "",
 			})
 			if line["protocol"] != tc.protocol {
 				t.Errorf("line's protocol = %v, want %s (%v)", line["protocol"], tc.protocol, line)
