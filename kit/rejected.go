@@ -123,13 +123,14 @@ func answeredByChain(h http.Header) bool {
 // chain, if its path is a mounted procedure's (the calls to unknown ones
 // are kit_unknown_procedure_calls_total's). h is its response's header.
 //
-// It reads nothing of r's header but for connect's 415: a handler mounted
-// around connect's may return before connect does (http.TimeoutHandler at
-// its timeout), and connect writes the request's header. The protocol is
-// the response's, and the request id the one kit echoed, if any. A Connect
-// unary error's code is in its status and JSON body, a stream's in its
-// last message: answer, when not nil, recorded them (see [routes.serve]), and an
-// answer of kit's own noted its status (see [noteStatus]).
+// It reads nothing of r's header but for connect's refusals, made before
+// connect writes it: a handler mounted around connect's may return before
+// connect does (http.TimeoutHandler at its timeout). The protocol is the
+// response's (a refusal's, the request's), the request id the one kit
+// echoed, if any. A Connect unary error's code is in its status and JSON
+// body, a stream's in its last message: answer, when not nil, recorded
+// them (see [routes.serve]), and an answer of kit's own noted its status
+// (see [noteStatus]).
 //
 // A response with connect's Accept-Post is its 415 for a content type it
 // does not serve, which carries no content type of its own, and for which
