@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -331,19 +332,7 @@ func TestShutdownSaysWhetherTracesFlushed(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			srv.Mount(pingv1connect.NewPingServiceHandler(&pingServer{}, srv.HandlerOptions()...))
-			if err := srv.Listen(); err != nil {
-				t.Fatal(err)
-			}
-			ctx, cancel := context.WithCancel(t.Context())
-			done := make(chan error, 1)
-			go func() { done <- srv.Run(ctx) }()
-			client := pingv1connect.NewPingServiceClient(http.DefaultClient, "http://"+srv.Addr().String())
-			if _, err := client.Ping(t.Context(), connect.NewRequest(&pingv1.PingRequest{Number: 1})); err != nil {
-				t.Fatal(err)
-			}
-			cancel()
-			if err := <-done; (err != nil) != (tc.status == 0) {
+			if err := pingOnceAndStop(t, srv); (err != nil) != (tc.status == 0) {
 				t.Fatalf("Run = %v, want an error only when the flush did not end", err)
 			}
 			lines := logLines(t, &logs, tc.want)
@@ -359,4 +348,82 @@ func TestShutdownSaysWhetherTracesFlushed(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestShutdownCountsUnflushedSpansPerExporter: with two exporters that
+// both fail to send the last flush's spans (a collector that refuses
+// them, a console on a full disk), "traces not flushed" says how many
+// spans each one lost, in a line of its own, where one line counted each
+// span once for every exporter. Not parallel: it sets the environment and
+// os.Stdout, which the console exporter takes when kit.New builds it.
+func TestShutdownCountsUnflushedSpansPerExporter(t *testing.T) {
+	full, err := os.OpenFile("/dev/full", os.O_WRONLY, 0)
+	if err != nil {
+		t.Skipf("no /dev/full to fail the console exporter's writes: %v", err)
+	}
+	t.Cleanup(func() { _ = full.Close() })
+	otlp := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusBadRequest)
+	}))
+	t.Cleanup(otlp.Close)
+	t.Setenv("OTEL_TRACES_EXPORTER", "otlp,console")
+	t.Setenv("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf")
+	t.Setenv("OTEL_EXPORTER_OTLP_ENDPOINT", otlp.URL)
+	t.Setenv("OTEL_BSP_SCHEDULE_DELAY", "600000") // every span waits for the shutdown's flush
+	var logs syncBuffer
+	stdout := os.Stdout
+	os.Stdout = full
+	srv, err := kit.New(kit.Config{Addr: "127.0.0.1:0", AdminAddr: kit.AdminOff},
+		kit.WithLogger(slog.New(slog.NewJSONHandler(&logs, nil))))
+	os.Stdout = stdout
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := pingOnceAndStop(t, srv); err != nil {
+		t.Fatalf("Run = %v", err)
+	}
+	// What each exporter's error lines say it failed to send.
+	failed := map[string]float64{}
+	for _, line := range logLines(t, &logs, "traces export failed") {
+		exporter, _ := line["exporter"].(string)
+		spans, _ := line["spans"].(float64)
+		failed[exporter] += spans
+	}
+	lines := logLines(t, &logs, "traces not flushed")
+	got := map[string]float64{}
+	for _, line := range lines {
+		exporter, _ := line["exporter"].(string)
+		spans, _ := line["spans"].(float64)
+		got[exporter] += spans
+	}
+	if len(lines) != 2 || failed["otlp"] < 1 || failed["console"] < 1 ||
+		got["otlp"] != failed["otlp"] || got["console"] != failed["console"] {
+		t.Fatalf("want one \"traces not flushed\" line for each exporter with the spans its error lines count (%v), got %v\nlogs:\n%s",
+			failed, got, logs.String())
+	}
+	if n := len(logLines(t, &logs, "flushed traces")); n != 0 {
+		t.Errorf("%d \"flushed traces\" lines, want none\nlogs:\n%s", n, logs.String())
+	}
+}
+
+// pingOnceAndStop mounts the ping service on srv, runs it, makes one Ping
+// with a plain client (no span of its own), stops it and returns what Run
+// returned.
+func pingOnceAndStop(t *testing.T, srv *kit.Server) error {
+	t.Helper()
+	srv.Mount(pingv1connect.NewPingServiceHandler(&pingServer{}, srv.HandlerOptions()...))
+	if err := srv.Listen(); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- srv.Run(ctx) }()
+	client := pingv1connect.NewPingServiceClient(http.DefaultClient, "http://"+srv.Addr().String())
+	if _, err := client.Ping(t.Context(), connect.NewRequest(&pingv1.PingRequest{Number: 1})); err != nil {
+		cancel()
+		<-done
+		t.Fatal(err)
+	}
+	cancel()
+	return <-done
 }

@@ -7,6 +7,8 @@ import (
 	"net"
 	"sync"
 	"time"
+
+	"github.com/connectkit/connectkit/internal/telemetry"
 )
 
 // lifecycle runs the background components of one Run: it reports the first
@@ -188,18 +190,12 @@ func (s *Server) shutdown(cause error) error {
 	defer cancel()
 	step = time.Now()
 	unsent := s.telemetry.Unsent()
-	err := s.telemetry.Shutdown(ctx)
-	switch lost := s.telemetry.Unsent() - unsent; {
-	case err != nil:
+	if err := s.telemetry.Shutdown(ctx); err != nil {
 		// The flush outlasted ctx; the batch span processor's export goes
 		// on under its own timeout, so what it loses is not known yet.
 		errs = append(errs, fmt.Errorf("kit: flushing traces: %w", err))
 		s.logger.Warn("traces not flushed", "duration", time.Since(step), "err", err)
-	case lost > 0:
-		// Each failed batch has its error line; this one says the flush
-		// did not do what "flushed traces" would claim.
-		s.logger.Warn("traces not flushed", "duration", time.Since(step), "spans", lost)
-	default:
+	} else if !s.logUnflushed(unsent, time.Since(step)) {
 		s.logger.Info("flushed traces", "duration", time.Since(step))
 	}
 	if s.admin != nil {
@@ -213,7 +209,7 @@ func (s *Server) shutdown(cause error) error {
 		s.logger.Info("closed the admin listener", "duration", time.Since(step))
 	}
 
-	err = errors.Join(errs...)
+	err := errors.Join(errs...)
 	s.logger.Info("shutdown complete", "duration", time.Since(begin), "clean", err == nil)
 	flushLogger(s.logger) // the program may exit as soon as Run returns
 	return err
@@ -276,4 +272,21 @@ func wait(ctx context.Context, wg *sync.WaitGroup) bool {
 			return false
 		}
 	}
+}
+
+// logUnflushed logs "traces not flushed" at warn for each exporter that
+// failed to send spans since before was taken, with how many, and reports
+// whether it logged any. Each failed batch has its error line; this one
+// says the flush did not do what "flushed traces" would claim. One line
+// per exporter: each sends its own copy of every span, so a span that two
+// exporters failed to send is counted once in each line, not twice in one.
+func (s *Server) logUnflushed(before []telemetry.Unsent, took time.Duration) bool {
+	logged := false
+	for i, after := range s.telemetry.Unsent() {
+		if lost := after.Spans - before[i].Spans; lost > 0 {
+			s.logger.Warn("traces not flushed", "duration", took, "exporter", after.Exporter, "spans", lost)
+			logged = true
+		}
+	}
+	return logged
 }

@@ -41,7 +41,19 @@ type Provider struct {
 	propagator     propagation.TextMapPropagator
 	shutdown       func(context.Context) error
 	exporting      bool
-	unsent         atomic.Int64 // spans of the batches the exporter failed to send
+	unsent         []unsentCount // one per exporter, in the configured order
+}
+
+// unsentCount counts the spans of the batches one exporter failed to send.
+type unsentCount struct {
+	exporter string
+	spans    atomic.Int64
+}
+
+// Unsent is how many spans one exporter failed to send.
+type Unsent struct {
+	Exporter string // otlp, console
+	Spans    int64
 }
 
 // TracerProvider returns the provider of spans. When no exporter is set up
@@ -60,10 +72,20 @@ func (p *Provider) Exporting() bool { return p.exporting }
 // it once, when the process stops, with a deadline.
 func (p *Provider) Shutdown(ctx context.Context) error { return p.shutdown(ctx) }
 
-// Unsent returns how many spans the exporter has failed to send since the
-// provider was made (each batch logged as it failed): the difference over
-// [Provider.Shutdown] is what the last flush lost.
-func (p *Provider) Unsent() int64 { return p.unsent.Load() }
+// Unsent returns, for each exporter in the configured order, how many
+// spans it has failed to send since the provider was made (each batch
+// logged as it failed): the difference over [Provider.Shutdown] is what
+// the last flush lost. Every exporter sends its own copy of each span, so
+// a span that two exporters failed to send counts once for each: the
+// counts are not to be added up. Nil when no exporter is set up or when
+// [New] was given no [WithLogger] (the failures are not seen then).
+func (p *Provider) Unsent() []Unsent {
+	var out []Unsent
+	for i := range p.unsent {
+		out = append(out, Unsent{Exporter: p.unsent[i].exporter, Spans: p.unsent[i].spans.Load()})
+	}
+	return out
+}
 
 // Option configures [New].
 type Option interface{ apply(o *options) }
@@ -128,13 +150,17 @@ func New(ctx context.Context, cfg Config, opts ...Option) (*Provider, error) {
 	}
 	sampler, _ := cfg.sampler()
 	tpOpts := []sdktrace.TracerProviderOption{sdktrace.WithResource(res), sdktrace.WithSampler(sampler)}
-	for _, name := range exporters {
+	if o.logger != nil {
+		p.unsent = make([]unsentCount, len(exporters))
+	}
+	for i, name := range exporters {
 		exp, err := newExporter(ctx, name, cfg, o)
 		if err != nil {
 			return nil, fmt.Errorf("failed to create the %s trace exporter: %w", name, err)
 		}
 		if o.logger != nil {
-			exp = loggedExporter{SpanExporter: exp, logger: o.logger, name: name, unsent: &p.unsent}
+			p.unsent[i].exporter = name
+			exp = loggedExporter{SpanExporter: exp, logger: o.logger, name: name, unsent: &p.unsent[i].spans}
 		}
 		tpOpts = append(tpOpts, sdktrace.WithBatcher(exp))
 	}
