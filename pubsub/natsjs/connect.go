@@ -116,13 +116,25 @@ func (b *Broker) awaitConnected(ctx context.Context) error {
 // (the closed one before: Close returns after the user's has run):
 // replacing them would leave Close waiting 15s and streams unchecked after
 // a reconnect.
+//
+// nats.go runs them from its queue of callbacks, which it empties after
+// the connection closed: one queued before Close may run after Close
+// returned (at once with nats.NoCallbacksAfterClientClose, where Close
+// does not wait for the closed handler). Once Close was called, nothing
+// will reconnect: the connection handlers then log at debug, "... while
+// closing", rather than announce a connection, a reconnect or more
+// attempts, and start no work on the closed connection.
 func (b *Broker) handlers(no *nats.Options) error {
 	closed, disconnected, asyncErr, reconnected := no.ClosedCB, no.DisconnectedErrCB, no.AsyncErrorCB, no.ReconnectedCB
 	connected, reconnectErr := no.ConnectedCB, no.ReconnectErrCB
 	no.ConnectedCB = func(nc *nats.Conn) {
-		if b.notConnected.Load() != nil { // made in the background
+		switch late := b.notConnected.Load() != nil; { // made in the background
+		case late && b.acks.isClosing():
+			b.markConnected()
+			b.logger.Debug("natsjs: connected while closing", "url", redactURLs(nc.ConnectedUrl()))
+		case late:
 			b.connectedLate(nc)
-		} else {
+		default:
 			b.markConnected()
 		}
 		if connected != nil {
@@ -139,7 +151,9 @@ func (b *Broker) handlers(no *nats.Options) error {
 			// A server that answers and refuses (TLS, say) is retried
 			// forever: say so once, not at every attempt. Credentials
 			// refused twice make nats.go give up (see ClosedCB).
-			if !first && !unreachable(err) && err.Error() != b.refusal {
+			if b.acks.isClosing() {
+				b.logger.Debug("natsjs: failed to connect while closing", "err", err)
+			} else if !first && !unreachable(err) && err.Error() != b.refusal {
 				b.refusal = err.Error()
 				b.logger.Error("natsjs: a server of NATS_URL refuses the connection; still trying",
 					"url", redactURLs(b.cfg.URL), "err", err)
@@ -166,12 +180,7 @@ func (b *Broker) handlers(no *nats.Options) error {
 	b.noCallbacks = no.NoCallbacksAfterClientClose
 	no.DisconnectedErrCB = func(nc *nats.Conn, err error) {
 		b.acks.disconnected()
-		// nats.go runs it from its queue of callbacks, which it empties
-		// after the connection closed: a disconnect queued before Close
-		// may come after Close returned (at once with
-		// nats.NoCallbacksAfterClientClose, where Close does not wait for
-		// the closed handler). The broker is closed, or closing: nothing
-		// will reconnect, and a warning would say otherwise.
+		// Once Close was called, a warning would say a reconnect comes.
 		if err != nil && !b.acks.isClosing() {
 			b.logger.Warn("natsjs: disconnected", "err", err)
 		} else if err != nil {
@@ -182,7 +191,9 @@ func (b *Broker) handlers(no *nats.Options) error {
 		}
 	}
 	// nats.go's default prints asynchronous errors (permissions violation,
-	// slow consumer, drain timeout) to stderr, past the logs.
+	// slow consumer, drain timeout) to stderr, past the logs. One that
+	// runs after Close is logged as any other: it tells of something that
+	// happened (Close's drain timing out, say), not of what comes next.
 	no.AsyncErrorCB = func(nc *nats.Conn, sub *nats.Subscription, err error) {
 		if errors.Is(err, nats.ErrPermissionViolation) {
 			b.denied.Store(&err)
@@ -197,6 +208,15 @@ func (b *Broker) handlers(no *nats.Options) error {
 		}
 	}
 	no.ReconnectedCB = func(nc *nats.Conn) {
+		if b.acks.isClosing() {
+			// Queued before Close: the connection is closed, or about to
+			// be, and the consumers drained; there is nothing to pull on.
+			b.logger.Debug("natsjs: reconnected while closing", "url", redactURLs(nc.ConnectedUrl()))
+			if reconnected != nil {
+				reconnected(nc)
+			}
+			return
+		}
 		// The server may have come back without its storage, or be another
 		// one: check the streams again before publishing.
 		b.forgetStreams()

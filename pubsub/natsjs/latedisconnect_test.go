@@ -2,11 +2,14 @@ package natsjs_test
 
 import (
 	"context"
+	"errors"
 	"io"
 	"log/slog"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/connectkit/connectkit/pubsub/natsjs"
 	"github.com/nats-io/nats.go"
@@ -44,5 +47,69 @@ func TestDisconnectedAfterClose(t *testing.T) {
 	}
 	if n := userCalls.Load() - before; n != 1 {
 		t.Errorf("the application's disconnected handler ran %d times for the late callback, want 1", n)
+	}
+}
+
+// TestConnectionCallbacksAfterClose: as TestDisconnectedAfterClose, for
+// the other connection handlers the broker installs. Called after Close as
+// nats.go's dispatcher would call them then, the reconnected handler logs
+// no "natsjs: reconnected" and re-pulls nothing, the connected handler of
+// a broker that was connecting in the background logs no "natsjs:
+// connected", and its reconnect-error handler no "still trying": each
+// logs a debug line "... while closing" and still calls the application's
+// handler.
+func TestConnectionCallbacksAfterClose(t *testing.T) {
+	t.Parallel()
+	var userCalls atomic.Int32
+	count := func(*nats.Conn) { userCalls.Add(1) }
+	debug := func(logs *lockedBuffer) natsjs.Option {
+		return natsjs.WithLogger(slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
+	}
+
+	owner := newEmbedded(t)
+	var logs lockedBuffer
+	b, err := natsjs.New(context.Background(), natsjs.Config{URL: owner.ClientURL()}, debug(&logs),
+		natsjs.WithNATSOptions(nats.NoCallbacksAfterClientClose(), nats.ReconnectHandler(count)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	reconnected := b.Conn().Opts.ReconnectedCB // the broker's, wrapping the application's
+	if err := b.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+
+	// A broker whose connection was being made in the background.
+	var lateLogs lockedBuffer
+	late, err := natsjs.New(context.Background(), natsjs.Config{URL: "nats://127.0.0.1:" + strconv.Itoa(freePort(t))}, debug(&lateLogs),
+		natsjs.WithNATSOptions(nats.ReconnectWait(50*time.Millisecond), nats.ConnectHandler(count),
+			nats.ReconnectErrHandler(func(*nats.Conn, error) { userCalls.Add(1) })))
+	if err != nil {
+		t.Fatal(err)
+	}
+	connected, reconnectErr := late.Conn().Opts.ConnectedCB, late.Conn().Opts.ReconnectErrCB
+	if err := late.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	before := userCalls.Load()
+	reconnected(b.Conn())
+	reconnectErr(late.Conn(), errors.New("x509: certificate signed by unknown authority"))
+	connected(late.Conn())
+	time.Sleep(100 * time.Millisecond) // the JetStream check a late connection starts, had it started one
+
+	for _, tc := range []struct {
+		logs     *lockedBuffer
+		not, say string
+	}{
+		{&logs, `"msg":"natsjs: reconnected"`, `"level":"DEBUG","msg":"natsjs: reconnected while closing"`},
+		{&lateLogs, `"msg":"natsjs: connected"`, `"level":"DEBUG","msg":"natsjs: connected while closing"`},
+		{&lateLogs, `still trying`, `"level":"DEBUG","msg":"natsjs: failed to connect while closing"`},
+		{&lateLogs, `JetStream is not usable`, ``},
+	} {
+		if got := tc.logs.String(); strings.Contains(got, tc.not) || !strings.Contains(got, tc.say) {
+			t.Errorf("a callback run after Close: want no %s and a line %s\nlogs:\n%s", tc.not, tc.say, got)
+		}
+	}
+	if n := userCalls.Load() - before; n != 3 {
+		t.Errorf("the application's reconnected, connected and reconnect-error handlers ran %d times for the late callbacks, want 3", n)
 	}
 }
