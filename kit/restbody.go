@@ -191,7 +191,14 @@ func transcodedBody(service protoreflect.ServiceDescriptor, h http.Handler) http
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		m := inputs[r.URL.Path]
 		stream := m != nil && (m.IsStreamingClient() || m.IsStreamingServer())
-		if q, ok := heldFrom(r.Context()); ok && m != nil {
+		q, ok := heldFrom(r.Context())
+		if raw, lost := r.Context().Value(uploadQueryKey{}).(string); lost && m != nil && m.IsStreamingClient() {
+			// Vanguard set none of the query (see [lostQuery]): kit sets
+			// it all, the parameters it held among them.
+			q = uploadQuery(raw)
+			ok = q != nil
+		}
+		if ok && m != nil {
 			if r = withHeld(w, r, q, m.Input(), stream); r == nil {
 				return
 			}

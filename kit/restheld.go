@@ -10,6 +10,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"strings"
 
 	"connectrpc.com/connect"
 	"google.golang.org/protobuf/proto"
@@ -175,6 +176,26 @@ func (b *firstMessageExtra) Read(p []byte) (int, error) {
 		return n, nil
 	}
 	return n, err
+}
+
+// uploadQueryKey is the context key of a REST call's query as it came,
+// escaped, when vanguard would set none of it on an upload's route (see
+// [lostQuery]).
+type uploadQueryKey struct{}
+
+// lostQuery says whether vanguard v0.4.0 sets none of the query of a
+// REST call whose header (as kit gives it to vanguard) is h, when it
+// routes it to a client stream (an upload of google.api.HttpBody), whose
+// first message it decodes after it has cleared the request's query
+// (transcoder.go, operation.handle): it sets one only when it parsed the
+// query before, which it does to classify a request without a
+// Content-Type or with one of "application/" (classifyRequest). An
+// upload of text/plain or image/png lost its query (?mask=aB never
+// reached the method); on such a call kit sets the query's every
+// parameter in the first message itself (see [uploadQuery]).
+func lostQuery(h http.Header) bool {
+	types := h["Content-Type"]
+	return len(types) == 1 && !strings.HasPrefix(types[0], "application/")
 }
 
 // heldFrom returns the query parameters held from the REST call whose context

@@ -159,7 +159,16 @@ func resolveQuery(md protoreflect.MessageDescriptor, name string) ([]protoreflec
 	var fields []protoreflect.FieldDescriptor
 	for part := range strings.SplitSeq(path, ".") {
 		if part == "" {
-			return fields, "", queryRefused // see lastElementNamed
+			// Vanguard reads an empty element as one that names no field
+			// (see lastElementNamed): ignored after a message, refused
+			// after a list, a map or a scalar.
+			if len(fields) == 0 {
+				return nil, "", queryUnknown
+			}
+			if parent := fields[len(fields)-1]; parent.IsList() || parent.IsMap() || parent.Message() == nil {
+				return fields, "", queryRefused
+			}
+			return nil, "", queryUnknown
 		}
 		if len(fields) > 0 {
 			parent := fields[len(fields)-1]
@@ -206,6 +215,28 @@ func resolveQuery(md protoreflect.MessageDescriptor, name string) ([]protoreflec
 // none, as it has, without allocating, when no parameter's name has a
 // first element that m.queryNames holds, or, with a "[", names.
 func (m *routeMethods) holdQuery(query string) (string, heldQuery) {
+	return takeQuery(query, m.holds)
+}
+
+// uploadQuery returns the parameters of query, a REST call's, escaped, as
+// url.ParseQuery reads them (one with a ";" or an escape that does not
+// unescape dropped), in their order: those that kit sets in an upload's
+// first message when vanguard sets none there (see [lostQuery]).
+func uploadQuery(query string) heldQuery {
+	_, q := takeQuery(query, func(pair string) bool {
+		name, value, _ := strings.Cut(pair, "=")
+		_, errName := url.QueryUnescape(name)
+		_, errValue := url.QueryUnescape(value)
+		return pair != "" && strings.IndexByte(pair, ';') < 0 && errName == nil && errValue == nil
+	})
+	return q
+}
+
+// takeQuery returns query, escaped, without the parameters ("name=value")
+// that take says to take, and those parameters, unescaped, each name once
+// with its values in order; query itself, and nil, without allocating,
+// when it takes none.
+func takeQuery(query string, take func(pair string) bool) (string, heldQuery) {
 	var kept strings.Builder
 	var held heldQuery
 	// index is each held name's place in held: a map, where a scan of
@@ -220,7 +251,7 @@ func (m *routeMethods) holdQuery(query string) (string, heldQuery) {
 			end += i
 		}
 		pair := query[i:end]
-		if m.holds(pair) {
+		if take(pair) {
 			if held == nil {
 				kept.WriteString(strings.TrimSuffix(query[:i], "&"))
 				index = map[string]int{}
