@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"strconv"
 	"strings"
 	"unicode/utf8"
@@ -66,16 +67,27 @@ func protoNamePaths(value string) bool {
 // setPlain sets fd of parent, a field that vanguard sets from a query
 // parameter itself (a scalar, an enum, a list of them, a field of a
 // Timestamp or Duration), from value, read as vanguard reads it (see
-// [valueJSON]): a list's element appended, a singular field replaced, as
-// vanguard's setParameter does. It says why value is not one, or why fd
-// takes none (a message that is no well-known type, as vanguard refuses
-// it).
+// [jsonScalar] and [valueJSON]): a list's element appended, a singular
+// field replaced, as vanguard's setParameter does. It says why value is
+// not one, or why fd takes none (a message that is no well-known type, as
+// vanguard refuses it).
 func setPlain(parent protoreflect.Message, fd protoreflect.FieldDescriptor, value string) error {
 	if fd.Message() != nil && !scalarWKT(fd) {
 		return fmt.Errorf("field %q is a %s, set one field at a time, as %s.field=value", fd.Name(), typeName(fd), fd.Name())
 	}
 	if !utf8.ValidString(value) {
 		return fmt.Errorf("%q is not UTF-8", value)
+	}
+	if v, ok, err := jsonScalar(fd, value); ok {
+		if err != nil {
+			return fmt.Errorf("%q is not a %s", value, typeName(fd))
+		}
+		if fd.IsList() {
+			parent.Mutable(fd).List().Append(v)
+		} else {
+			parent.Set(fd, v)
+		}
+		return nil
 	}
 	v := valueJSON(fd, value)
 	if fd.IsList() {
@@ -93,6 +105,77 @@ func setPlain(parent protoreflect.Message, fd protoreflect.FieldDescriptor, valu
 	}
 	parent.Set(fd, m.Get(fd))
 	return nil
+}
+
+// jsonScalar reads value, a query parameter of fd, a bool, an integer, a
+// float or an enum, as vanguard v0.4.0 reads one (params.go,
+// unmarshalFieldValue): encoding/json's reading of the Go bool, int32,
+// int64, uint32, uint64, float32 or float64, which takes a JSON number
+// alone (?size=1e2 and ?size=1.0 are no int64, as grpc-gateway's
+// strconv.ParseInt refuses them too; protojson took them) and leaves
+// "null" the zero; NaN, Infinity and -Infinity for a float; an enum's
+// number or name. ok is false for the other kinds, which protojson reads
+// as vanguard does (see [valueJSON]). Read alike, a parameter that kit
+// sets on one route means what vanguard makes of it on another.
+func jsonScalar(fd protoreflect.FieldDescriptor, value string) (v protoreflect.Value, ok bool, err error) {
+	raw := []byte(value)
+	switch fd.Kind() {
+	case protoreflect.BoolKind:
+		var x bool
+		err = json.Unmarshal(raw, &x)
+		v = protoreflect.ValueOfBool(x)
+	case protoreflect.Int32Kind, protoreflect.Sint32Kind, protoreflect.Sfixed32Kind:
+		var x int32
+		err = json.Unmarshal(raw, &x)
+		v = protoreflect.ValueOfInt32(x)
+	case protoreflect.Int64Kind, protoreflect.Sint64Kind, protoreflect.Sfixed64Kind:
+		var x int64
+		err = json.Unmarshal(raw, &x)
+		v = protoreflect.ValueOfInt64(x)
+	case protoreflect.Uint32Kind, protoreflect.Fixed32Kind:
+		var x uint32
+		err = json.Unmarshal(raw, &x)
+		v = protoreflect.ValueOfUint32(x)
+	case protoreflect.Uint64Kind, protoreflect.Fixed64Kind:
+		var x uint64
+		err = json.Unmarshal(raw, &x)
+		v = protoreflect.ValueOfUint64(x)
+	case protoreflect.FloatKind, protoreflect.DoubleKind:
+		var x float64
+		switch value {
+		case "NaN":
+			x = math.NaN()
+		case "Infinity":
+			x = math.Inf(1)
+		case "-Infinity":
+			x = math.Inf(-1)
+		default:
+			if fd.Kind() == protoreflect.FloatKind {
+				var f float32 // out of float32's range is an error
+				err = json.Unmarshal(raw, &f)
+				x = float64(f)
+			} else {
+				err = json.Unmarshal(raw, &x)
+			}
+		}
+		v = protoreflect.ValueOfFloat64(x)
+		if fd.Kind() == protoreflect.FloatKind {
+			v = protoreflect.ValueOfFloat32(float32(x))
+		}
+	case protoreflect.EnumKind:
+		var x int32
+		if json.Unmarshal(raw, &x) == nil {
+			return protoreflect.ValueOfEnum(protoreflect.EnumNumber(x)), true, nil
+		}
+		ev := fd.Enum().Values().ByName(protoreflect.Name(value))
+		if ev == nil {
+			return v, true, fmt.Errorf("unknown enum value %q", value)
+		}
+		v = protoreflect.ValueOfEnum(ev.Number())
+	default:
+		return v, false, nil
+	}
+	return v, true, err
 }
 
 // setMapEntry sets the entry key of the map fd of parent to values, which
