@@ -94,7 +94,7 @@ func withHeld(w http.ResponseWriter, r *http.Request, held heldQuery, md protore
 		body = http.NoBody
 	}
 	if rewrite {
-		r.Body, r.ContentLength = &firstMessageExtra{ReadCloser: body, rewrite: func(first []byte) ([]byte, error) {
+		r.Body, r.ContentLength = &firstMessageExtra{ReadCloser: body, extra: extra, rewrite: func(first []byte) ([]byte, error) {
 			m := dynamicpb.NewMessage(md)
 			if err := proto.Unmarshal(first, m); err != nil {
 				return nil, err
@@ -102,7 +102,10 @@ func withHeld(w http.ResponseWriter, r *http.Request, held heldQuery, md protore
 			if err := held.apply(m); err != nil {
 				return nil, err
 			}
-			return proto.Marshal(m)
+			// m holds copies of first's bytes: its encoding goes in
+			// first's room (see firstMessageExtra.Read), where a new
+			// one cost another copy of an upload's chunk.
+			return proto.MarshalOptions{}.MarshalAppend(first[:0], m)
 		}}, -1
 		return r
 	}
@@ -148,13 +151,18 @@ func (b *firstMessageExtra) Read(p []byte) (int, error) {
 			b.done = true
 			return 0, err
 		case b.rewrite != nil:
-			var first bytes.Buffer
-			size := int64(binary.BigEndian.Uint32(prefix[1:]))
-			if _, err := io.CopyN(&first, b.ReadCloser, size); err != nil {
+			// Read into a buffer of the message's size (vanguard's
+			// prefix, under its limit), with room for the parameters'
+			// encoding, extra, which the rewritten message is seldom
+			// longer by: a bytes.Buffer grown to it cost twice the
+			// size of a 4 MiB upload's chunk.
+			size := int(binary.BigEndian.Uint32(prefix[1:]))
+			first := make([]byte, size, size+len(b.extra))
+			if _, err := io.ReadFull(b.ReadCloser, first); err != nil {
 				b.done = true
 				return 0, err
 			}
-			msg, err := b.rewrite(first.Bytes())
+			msg, err := b.rewrite(first)
 			if err != nil {
 				b.done = true
 				return 0, connect.NewError(connect.CodeInternal, fmt.Errorf("kit: the query parameters in vanguard's first message: %w", err))
