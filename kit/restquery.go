@@ -311,6 +311,11 @@ func (m *routeMethods) holds(pair string) bool {
 	if err != nil {
 		return false
 	}
+	// read is the well-known type last found valid for value: the same
+	// field in many routed requests (the update_mask of 50 Update
+	// methods) is read once, where each read cost 1.6 µs and 15
+	// allocations (BenchmarkHoldQueryValidWKT).
+	var read protoreflect.FullName
 	for _, md := range m.inputs {
 		fields, _, kind := resolveQuery(md, name)
 		switch kind {
@@ -318,9 +323,14 @@ func (m *routeMethods) holds(pair string) bool {
 			return true
 		case queryWKT:
 			// Held only when vanguard fails it: it sets a valid one right.
-			if !vanguardReads(fields[len(fields)-1], value) {
+			fd := fields[len(fields)-1]
+			if fd.Message().FullName() == read {
+				continue
+			}
+			if !vanguardReads(fd, value) {
 				return true
 			}
+			read = fd.Message().FullName()
 		case queryWKTField:
 			if wktFieldRange(fields[len(fields)-1], value) != nil {
 				return true
