@@ -9,6 +9,7 @@ import (
 	"testing"
 	"testing/iotest"
 
+	"connectrpc.com/connect"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/protobuf/reflect/protoreflect"
 )
@@ -105,6 +106,14 @@ func TestFirstMessageRewrite(t *testing.T) {
 			t.Errorf("%s: read %q, %v; want %q", name, got, err, tc.want)
 		}
 	}
+	// A compressed first message, which vanguard does not send, fails:
+	// neither extra nor a rewrite can go into gzip's bytes.
+	for _, b := range []*firstMessageExtra{{rewrite: rewrite}, {extra: []byte{8, 1}}} {
+		b.ReadCloser = io.NopCloser(strings.NewReader("\x01\x00\x00\x00\x02ab"))
+		if got, err := io.ReadAll(b); connect.CodeOf(err) != connect.CodeInternal {
+			t.Errorf("compressed first message (rewrite %t): read %q, %v; want an Internal error", b.rewrite != nil, got, err)
+		}
+	}
 }
 
 // BenchmarkHoldQueryUnknownKeys measures holdQuery on a query of 4 600
@@ -119,11 +128,7 @@ func BenchmarkHoldQueryUnknownKeys(b *testing.B) {
 	}
 	query := q.String()[1:]
 	for _, inputs := range []int{1, 200} {
-		m := routeMethods{queryNames: map[string]bool{}}
-		for range inputs {
-			m.inputs = append(m.inputs, md) // as many routed request types
-		}
-		addQueryFields(m.queryNames, md)
+		m := routedAs(md, inputs)
 		b.Run(strconv.Itoa(inputs), func(b *testing.B) {
 			for b.Loop() {
 				if _, held := m.holdQuery(query); held != nil {
@@ -143,11 +148,7 @@ func BenchmarkHoldQueryUnknownKeys(b *testing.B) {
 func BenchmarkHoldQueryValidWKT(b *testing.B) {
 	md := (&errdetails.RetryInfo{}).ProtoReflect().Descriptor()
 	for _, inputs := range []int{1, 50} {
-		m := routeMethods{queryNames: map[string]bool{}}
-		for range inputs {
-			m.inputs = append(m.inputs, md) // as many routed request types
-		}
-		addQueryFields(m.queryNames, md)
+		m := routedAs(md, inputs)
 		b.Run(strconv.Itoa(inputs), func(b *testing.B) {
 			b.ReportAllocs()
 			for b.Loop() {
@@ -157,4 +158,15 @@ func BenchmarkHoldQueryValidWKT(b *testing.B) {
 			}
 		})
 	}
+}
+
+// routedAs returns the routeMethods of inputs routed requests, each md,
+// as many routed request types to holdQuery.
+func routedAs(md protoreflect.MessageDescriptor, inputs int) *routeMethods {
+	m := &routeMethods{queryNames: map[string]bool{}}
+	for range inputs {
+		m.inputs = append(m.inputs, md)
+	}
+	addQueryFields(m.queryNames, md)
+	return m
 }

@@ -150,6 +150,14 @@ func (b *firstMessageExtra) Read(p []byte) (int, error) {
 		case err != nil:
 			b.done = true
 			return 0, err
+		case prefix[0] != 0:
+			// Compressed (or an end of stream): its bytes are no
+			// message kit can add to. Vanguard sends none such to the
+			// handler (kit gives it no target compression, and it
+			// inflates a REST body itself); failed loudly should that
+			// change, where the parameters went into gzip's bytes.
+			b.done = true
+			return 0, connect.NewError(connect.CodeInternal, fmt.Errorf("kit: vanguard's first message is flagged %#x, where kit sets the query parameters", prefix[0]))
 		case b.rewrite != nil:
 			// Read into a buffer of the message's size (vanguard's
 			// prefix, under its limit), with room for the parameters'

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"io"
 	"net/http"
 	"reflect"
 	"strconv"
@@ -351,14 +350,7 @@ func BenchmarkRESTUpload(b *testing.B) {
 				}
 				req.Header.Set("Content-Type", "text/plain")
 				resp, err := client.Do(req)
-				if err != nil {
-					b.Fatal(err)
-				}
-				_, _ = io.Copy(io.Discard, resp.Body)
-				_ = resp.Body.Close()
-				if resp.StatusCode != http.StatusOK {
-					b.Fatalf("%s: %d", query, resp.StatusCode)
-				}
+				drainOK(b, resp, err, query)
 			}
 		})
 	}

@@ -213,15 +213,22 @@ func BenchmarkRESTQuery(b *testing.B) {
 			b.ReportAllocs()
 			for b.Loop() {
 				resp, err := client.Get(target)
-				if err != nil {
-					b.Fatal(err)
-				}
-				_, _ = io.Copy(io.Discard, resp.Body)
-				_ = resp.Body.Close()
-				if resp.StatusCode != http.StatusOK {
-					b.Fatalf("%s: %d", target, resp.StatusCode)
-				}
+				drainOK(b, resp, err, target)
 			}
 		})
+	}
+}
+
+// drainOK reads the body of resp, the answer to a call of what, to its
+// end and closes it, and fails b unless the call succeeded with 200.
+func drainOK(b *testing.B, resp *http.Response, err error, what string) {
+	b.Helper()
+	if err != nil {
+		b.Fatal(err)
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	_ = resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		b.Fatalf("%s: %d", what, resp.StatusCode)
 	}
 }
