@@ -108,7 +108,6 @@ func (rr *restRoutes) add(service protoreflect.ServiceDescriptor, h http.Handler
 		maps.Copy(methods.bodies, old.bodies)
 		maps.Copy(methods.queryNames, old.queryNames)
 		methods.inputs = slices.Clone(old.inputs)
-		methods.uploads = old.uploads
 	}
 	methods.add(service)
 	rr.methods.Store(&methods)
@@ -126,10 +125,6 @@ type routeMethods struct {
 	// [addQueryFields]), inputs those requests' messages, each once.
 	queryNames map[string]bool
 	inputs     []protoreflect.MessageDescriptor
-	// uploads says whether a routed method is a client stream (an
-	// upload of google.api.HttpBody), whose query kit may set (see
-	// [lostQuery]).
-	uploads bool
 }
 
 // add records the methods of service's routes, and their requests.
@@ -144,7 +139,6 @@ func (m *routeMethods) add(service protoreflect.ServiceDescriptor) {
 			m.inputs = append(m.inputs, in)
 			addQueryFields(m.queryNames, in)
 		}
-		m.uploads = m.uploads || methods.Get(i).IsStreamingClient()
 		rule, _ := proto.GetExtension(opts, annotations.E_Http).(*annotations.HttpRule)
 		for _, r := range append([]*annotations.HttpRule{rule}, rule.GetAdditionalBindings()...) {
 			var method string
@@ -254,8 +248,8 @@ func (rr *restRoutes) serve(w http.ResponseWriter, r *http.Request) bool {
 			}
 		}
 	}
-	if methods.uploads && r.URL.RawQuery != "" && lostQuery(c.Header) {
-		c = c.WithContext(context.WithValue(c.Context(), uploadQueryKey{}, r.URL.RawQuery))
+	if r.URL.RawQuery != "" && lostQuery(c.Header) {
+		c = c.WithContext(context.WithValue(c.Context(), sentQueryKey{}, r.URL.RawQuery))
 	}
 	rw := &restWriter{ResponseWriter: w, sent: r, capture: rr.rejected != nil, headAsGet: methods.headAsGet()}
 	rr.transcode(t, rw, c)

@@ -192,10 +192,10 @@ func transcodedBody(service protoreflect.ServiceDescriptor, h http.Handler) http
 		m := inputs[r.URL.Path]
 		stream := m != nil && (m.IsStreamingClient() || m.IsStreamingServer())
 		q, ok := heldFrom(r.Context())
-		if raw, lost := r.Context().Value(uploadQueryKey{}).(string); lost && m != nil && m.IsStreamingClient() {
+		if raw, lost := r.Context().Value(sentQueryKey{}).(string); lost {
 			// Vanguard set none of the query (see [lostQuery]): kit sets
 			// it all, the parameters it held among them.
-			q = uploadQuery(raw)
+			q = wholeQuery(raw)
 			ok = q != nil
 		}
 		if ok && m != nil {

@@ -194,21 +194,21 @@ func (b *firstMessageExtra) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// uploadQueryKey is the context key of a REST call's query as it came,
-// escaped, when vanguard would set none of it on an upload's route (see
-// [lostQuery]).
-type uploadQueryKey struct{}
+// sentQueryKey is the context key of a REST call's query as it came,
+// escaped, when vanguard would set none of it (see [lostQuery]).
+type sentQueryKey struct{}
 
 // lostQuery says whether vanguard v0.4.0 sets none of the query of a
-// REST call whose header (as kit gives it to vanguard) is h, when it
-// routes it to a client stream (an upload of google.api.HttpBody), whose
-// first message it decodes after it has cleared the request's query
-// (transcoder.go, operation.handle): it sets one only when it parsed the
-// query before, which it does to classify a request without a
-// Content-Type or with one of "application/" (classifyRequest). An
-// upload of text/plain or image/png lost its query (?mask=aB never
-// reached the method); on such a call kit sets the query's every
-// parameter in the first message itself (see [uploadQuery]).
+// REST call whose header (as kit gives it to vanguard) is h: it decodes
+// the request message (a unary call's, a stream's first) after it has
+// cleared the request's query (transcoder.go, operation.handle), and
+// sets the query only when it parsed it before, which it does to
+// classify a request without a Content-Type or with one of
+// "application/" (classifyRequest). Only a route whose body is a
+// google.api.HttpBody takes another Content-Type: an upload, unary or
+// streamed, of text/plain or image/png lost its query (?mask=aB never
+// reached the method). On such a call kit sets every parameter of the
+// query itself (see [wholeQuery]).
 func lostQuery(h http.Header) bool {
 	types := h["Content-Type"]
 	return len(types) == 1 && !strings.HasPrefix(types[0], "application/")

@@ -218,11 +218,11 @@ func (m *routeMethods) holdQuery(query string) (string, heldQuery) {
 	return takeQuery(query, m.holds)
 }
 
-// uploadQuery returns the parameters of query, a REST call's, escaped, as
+// wholeQuery returns the parameters of query, a REST call's, escaped, as
 // url.ParseQuery reads them (one with a ";" or an escape that does not
-// unescape dropped), in their order: those that kit sets in an upload's
-// first message when vanguard sets none there (see [lostQuery]).
-func uploadQuery(query string) heldQuery {
+// unescape dropped), in their order: those that kit sets in the request
+// message when vanguard sets none (see [lostQuery]).
+func wholeQuery(query string) heldQuery {
 	_, q := takeQuery(query, func(pair string) bool {
 		name, value, _ := strings.Cut(pair, "=")
 		_, errName := url.QueryUnescape(name)

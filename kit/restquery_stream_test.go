@@ -39,6 +39,8 @@ var filesService = sync.OnceValues(func() (protoreflect.ServiceDescriptor, error
 	proto.SetExtension(get, annotations.E_Http, &annotations.HttpRule{Pattern: &annotations.HttpRule_Get{Get: "/v1/blobs/{name}"}})
 	stat := &descriptorpb.MethodOptions{}
 	proto.SetExtension(stat, annotations.E_Http, &annotations.HttpRule{Pattern: &annotations.HttpRule_Get{Get: "/v1/stats/{name}"}})
+	put := &descriptorpb.MethodOptions{}
+	proto.SetExtension(put, annotations.E_Http, &annotations.HttpRule{Pattern: &annotations.HttpRule_Put{Put: "/v1/blobs/{name}"}, Body: "body"})
 	field := func(name string, n int32, typ descriptorpb.FieldDescriptorProto_Type, label descriptorpb.FieldDescriptorProto_Label, typeName string) *descriptorpb.FieldDescriptorProto {
 		return &descriptorpb.FieldDescriptorProto{
 			Name: proto.String(name), JsonName: proto.String(name), Number: proto.Int32(n),
@@ -98,6 +100,9 @@ var filesService = sync.OnceValues(func() (protoreflect.ServiceDescriptor, error
 			}, {
 				Name: proto.String("Stat"), InputType: proto.String(".connectkit.fuzz.v1.DownloadRequest"),
 				OutputType: proto.String(".connectkit.fuzz.v1.DownloadRequest"), Options: stat,
+			}, {
+				Name: proto.String("Put"), InputType: proto.String(".connectkit.fuzz.v1.DownloadRequest"),
+				OutputType: proto.String(".google.api.HttpBody"), Options: put,
 			}},
 		}},
 	})
@@ -117,7 +122,7 @@ func filesServer(t testing.TB) *kittest.Server {
 	if err != nil {
 		t.Fatal(err)
 	}
-	download, upload, get, stat := sd.Methods().Get(0), sd.Methods().Get(1), sd.Methods().Get(2), sd.Methods().Get(3)
+	download, upload, get, stat, put := sd.Methods().Get(0), sd.Methods().Get(1), sd.Methods().Get(2), sd.Methods().Get(3), sd.Methods().Get(4)
 	options := func(srv *kit.Server, md protoreflect.MethodDescriptor) []connect.HandlerOption {
 		return append([]connect.HandlerOption{
 			connect.WithSchema(md),
@@ -189,6 +194,15 @@ func filesServer(t testing.TB) *kittest.Server {
 			func(_ context.Context, req *connect.Request[dynamicpb.Message]) (*connect.Response[dynamicpb.Message], error) {
 				return connect.NewResponse(req.Msg), nil
 			}, options(srv, stat)...))
+		mux.Handle("/"+string(sd.FullName())+"/Put", connect.NewUnaryHandler("/"+string(sd.FullName())+"/Put",
+			func(_ context.Context, req *connect.Request[dynamicpb.Message]) (*connect.Response[httpbody.HttpBody], error) {
+				b := req.Msg.Get(req.Msg.Descriptor().Fields().ByName("body")).Message()
+				msg, err := answer(req.Msg, b.Get(b.Descriptor().Fields().ByName("data")).Bytes())
+				if err != nil {
+					return nil, err
+				}
+				return connect.NewResponse(msg), nil
+			}, options(srv, put)...))
 		srv.Mount("/"+string(sd.FullName())+"/", mux)
 	})
 }
@@ -260,11 +274,12 @@ func checkFileCallsOf(t *testing.T, s *kittest.Server, contentType string, calls
 	}
 }
 
-// On the route of an upload (a client stream of google.api.HttpBody),
-// every query parameter sets the request's field in the first message, as
-// on any other route: vanguard v0.4.0 clears the query before it reads the
-// stream's first message and, for a body that is not "application/…"
-// (text/plain, image/png), set none there, so ?mask=aB alone never reached
+// On the route of an upload of google.api.HttpBody, a client stream's
+// (POST /v1/files/{name}:upload) or a unary call's (PUT /v1/blobs/{name}),
+// every query parameter sets the request's field (a stream's in its first
+// message), as on any other route: vanguard v0.4.0 clears the query before
+// it decodes the message and, for a body that is not "application/…"
+// (text/plain, image/png), set none of it, so ?mask=aB alone never reached
 // the method; for one that is, it sets the query itself, and kit must not
 // set it again. A parameter replaces the path's variable and the
 // body's field, as vanguard sets the query after them; a name that ends
@@ -280,6 +295,8 @@ func TestRESTQueryUpload(t *testing.T) {
 			`{"name":"b","mask":"cD","labels":{"k":"v"},"times":["2020-01-01T00:00:00Z"]}` + "\nfile data"},
 		{http.MethodPost, "/v1/files/a:upload?mask=aB&body.=x&.x=1&unknown=1&%zz=1", "file data", `{"name":"a","mask":"aB"}` + "\nfile data"},
 		{http.MethodPost, "/v1/files/a:upload?tags=x&tags=y", "file data", `{"name":"a","tags":["x","y"]}` + "\nfile data"},
+		{http.MethodPut, "/v1/blobs/a?mask=aB&tags=x&tags=y", "file data", `{"name":"a","mask":"aB","tags":["x","y"]}` + "\nfile data"},
+		{http.MethodPut, "/v1/blobs/a?name=b&mask=c_d&mask=&labels[k]=v", "file data", `{"name":"b","mask":"","labels":{"k":"v"}}` + "\nfile data"},
 		// No body, no Content-Type: vanguard sets the query itself.
 		{http.MethodPost, "/v1/files/a:upload?tags=x&tags=y&mask=aB", "", `{"name":"a","mask":"aB","tags":["x","y"]}` + "\n"},
 	})
@@ -287,8 +304,8 @@ func TestRESTQueryUpload(t *testing.T) {
 	// kit none of it again (a list's elements twice), but for the
 	// parameters it holds (times).
 	for _, contentType := range []string{"image/png", "text/plain; charset=utf-8", "application/octet-stream", "application/json"} {
-		checkFileCallsOf(t, s, contentType, []fileCall{{http.MethodPost, "/v1/files/a:upload?tags=x&tags=y&mask=aB&times=2020-01-01T00:00:00Z", "{}",
-			`{"name":"a","mask":"aB","tags":["x","y"],"times":["2020-01-01T00:00:00Z"]}` + "\n{}"}})
+		const query, want = "?tags=x&tags=y&mask=aB&times=2020-01-01T00:00:00Z", `{"name":"a","mask":"aB","tags":["x","y"],"times":["2020-01-01T00:00:00Z"]}` + "\n{}"
+		checkFileCallsOf(t, s, contentType, []fileCall{{http.MethodPost, "/v1/files/a:upload" + query, "{}", want}, {http.MethodPut, "/v1/blobs/a" + query, "{}", want}})
 	}
 	for _, client := range []*http.Client{s.HTTP1Client(), s.HTTP2Client()} {
 		for _, target := range []string{"/v1/files/a:upload?mask=a!b", "/v1/files/a:upload?name.x=1"} {
