@@ -41,6 +41,8 @@ var filesService = sync.OnceValues(func() (protoreflect.ServiceDescriptor, error
 	proto.SetExtension(stat, annotations.E_Http, &annotations.HttpRule{Pattern: &annotations.HttpRule_Get{Get: "/v1/stats/{name}"}})
 	put := &descriptorpb.MethodOptions{}
 	proto.SetExtension(put, annotations.E_Http, &annotations.HttpRule{Pattern: &annotations.HttpRule_Put{Put: "/v1/blobs/{name}"}, Body: "body"})
+	peek := &descriptorpb.MethodOptions{IdempotencyLevel: descriptorpb.MethodOptions_NO_SIDE_EFFECTS.Enum()}
+	proto.SetExtension(peek, annotations.E_Http, &annotations.HttpRule{Pattern: &annotations.HttpRule_Post{Post: "/v1/peeks/{name}"}, Body: "body"})
 	field := func(name string, n int32, typ descriptorpb.FieldDescriptorProto_Type, label descriptorpb.FieldDescriptorProto_Label, typeName string) *descriptorpb.FieldDescriptorProto {
 		return &descriptorpb.FieldDescriptorProto{
 			Name: proto.String(name), JsonName: proto.String(name), Number: proto.Int32(n),
@@ -103,6 +105,9 @@ var filesService = sync.OnceValues(func() (protoreflect.ServiceDescriptor, error
 			}, {
 				Name: proto.String("Put"), InputType: proto.String(".connectkit.fuzz.v1.DownloadRequest"),
 				OutputType: proto.String(".google.api.HttpBody"), Options: put,
+			}, {
+				Name: proto.String("Peek"), InputType: proto.String(".connectkit.fuzz.v1.DownloadRequest"),
+				OutputType: proto.String(".google.api.HttpBody"), Options: peek,
 			}},
 		}},
 	})
@@ -122,7 +127,7 @@ func filesServer(t testing.TB) *kittest.Server {
 	if err != nil {
 		t.Fatal(err)
 	}
-	download, upload, get, stat, put := sd.Methods().Get(0), sd.Methods().Get(1), sd.Methods().Get(2), sd.Methods().Get(3), sd.Methods().Get(4)
+	download, upload, get, stat := sd.Methods().Get(0), sd.Methods().Get(1), sd.Methods().Get(2), sd.Methods().Get(3)
 	options := func(srv *kit.Server, md protoreflect.MethodDescriptor) []connect.HandlerOption {
 		return append([]connect.HandlerOption{
 			connect.WithSchema(md),
@@ -194,15 +199,18 @@ func filesServer(t testing.TB) *kittest.Server {
 			func(_ context.Context, req *connect.Request[dynamicpb.Message]) (*connect.Response[dynamicpb.Message], error) {
 				return connect.NewResponse(req.Msg), nil
 			}, options(srv, stat)...))
-		mux.Handle("/"+string(sd.FullName())+"/Put", connect.NewUnaryHandler("/"+string(sd.FullName())+"/Put",
-			func(_ context.Context, req *connect.Request[dynamicpb.Message]) (*connect.Response[httpbody.HttpBody], error) {
-				b := req.Msg.Get(req.Msg.Descriptor().Fields().ByName("body")).Message()
-				msg, err := answer(req.Msg, b.Get(b.Descriptor().Fields().ByName("data")).Bytes())
-				if err != nil {
-					return nil, err
-				}
-				return connect.NewResponse(msg), nil
-			}, options(srv, put)...))
+		for _, md := range []protoreflect.MethodDescriptor{sd.Methods().Get(4), sd.Methods().Get(5)} { // Put, Peek
+			path := "/" + string(sd.FullName()) + "/" + string(md.Name())
+			mux.Handle(path, connect.NewUnaryHandler(path,
+				func(_ context.Context, req *connect.Request[dynamicpb.Message]) (*connect.Response[httpbody.HttpBody], error) {
+					b := req.Msg.Get(req.Msg.Descriptor().Fields().ByName("body")).Message()
+					msg, err := answer(req.Msg, b.Get(b.Descriptor().Fields().ByName("data")).Bytes())
+					if err != nil {
+						return nil, err
+					}
+					return connect.NewResponse(msg), nil
+				}, options(srv, md)...))
+		}
 		srv.Mount("/"+string(sd.FullName())+"/", mux)
 	})
 }
@@ -305,7 +313,14 @@ func TestRESTQueryUpload(t *testing.T) {
 	// parameters it holds (times).
 	for _, contentType := range []string{"image/png", "text/plain; charset=utf-8", "application/octet-stream", "application/json"} {
 		const query, want = "?tags=x&tags=y&mask=aB&times=2020-01-01T00:00:00Z", `{"name":"a","mask":"aB","tags":["x","y"],"times":["2020-01-01T00:00:00Z"]}` + "\n{}"
-		checkFileCallsOf(t, s, contentType, []fileCall{{http.MethodPost, "/v1/files/a:upload" + query, "{}", want}, {http.MethodPut, "/v1/blobs/a" + query, "{}", want}})
+		checkFileCallsOf(t, s, contentType, []fileCall{
+			{http.MethodPost, "/v1/files/a:upload" + query, "{}", want},
+			{http.MethodPut, "/v1/blobs/a" + query, "{}", want},
+			// A method without side effects, which vanguard calls with a
+			// Connect GET: it decodes the message, and sets the query,
+			// before it clears the query.
+			{http.MethodPost, "/v1/peeks/a" + query, "{}", want},
+		})
 	}
 	for _, client := range []*http.Client{s.HTTP1Client(), s.HTTP2Client()} {
 		for _, target := range []string{"/v1/files/a:upload?mask=a!b", "/v1/files/a:upload?name.x=1"} {
