@@ -91,11 +91,13 @@ func (s *Subscriber) handle(ctx context.Context, d Delivery, waited time.Duratio
 		}
 		return
 	}
-	if s.running.start(slot, sequenceOf(d), &msg.ID) {
+	seq := sequenceOf(d)
+	if s.running.start(slot, seq, &msg.ID) {
 		// Delivered again while a handler of this process still runs it
 		// (it overran AckWait): not run twice at once. It comes again
 		// after AckWait, when the handler's verdict (an ack settles it)
-		// may have come.
+		// may have come; this delivery counts no attempt here.
+		s.given.add(seq, msg.ID)
 		s.logger.Warn("pubsub: a message was delivered again while a handler still runs it (the handler overran AckWait); not running it twice at once, it comes again after AckWait",
 			"message_id", msg.ID, "attempt", attempt, "ack_wait", s.cfg.AckWait.String())
 		if err := d.Nak(s.cfg.AckWait); err != nil {
@@ -132,6 +134,10 @@ func (s *Subscriber) handle(ctx context.Context, d Delivery, waited time.Duratio
 		Attempt:      attempt,
 		MaxAttempts:  s.cfg.MaxAttempts,
 	}
+	if n := s.given.of(seq, msg.ID); n > 0 {
+		// Not the deliveries given back while a handler here ran it.
+		st.info.Attempt = max(1, attempt-n)
+	}
 	if st.info.Attempt > 1 {
 		s.metrics.redelivered.WithLabelValues(s.topic, s.name).Inc()
 	}
@@ -167,8 +173,8 @@ func (s *Subscriber) handle(ctx context.Context, d Delivery, waited time.Duratio
 	case msgctx.Ack:
 		if err := d.Ack(); err != nil {
 			s.verdictFailed("ack", st, err)
-		} else if st.waitedOut || s.running.copied(st.slot) {
-			s.late.add(d)
+		} else {
+			s.settled(d, st)
 		}
 	case msgctx.Retry:
 		if err := d.Nak(s.cfg.Backoff.Delay(st.info.Attempt)); err != nil {
@@ -262,9 +268,19 @@ func (s *Subscriber) deadLetter(ctx context.Context, d Delivery, st *deliverySta
 	s.metrics.deadLettered.WithLabelValues(s.topic, s.name, string(reason)).Inc()
 	if err := d.Term(string(reason)); err != nil {
 		s.verdictFailed("term", st, err)
-	} else if st.waitedOut || s.running.copied(st.slot) {
+	} else {
+		s.settled(d, st)
+	}
+}
+
+// settled notes that d's message was acknowledged or terminated: its
+// copies delivered meanwhile are acknowledged without a handler (see
+// lateCopies), and its copies given back are forgotten.
+func (s *Subscriber) settled(d Delivery, st *deliveryState) {
+	if st.waitedOut || s.running.copied(st.slot) {
 		s.late.add(d)
 	}
+	s.given.forget(d)
 }
 
 // storeDeadLetter stores the message in the dead-letter destination and

@@ -1,6 +1,10 @@
 package pubsub
 
-import "sync/atomic"
+import (
+	"sync"
+	"sync/atomic"
+	"time"
+)
 
 // runningMessages holds, for each worker of a Subscriber, the sequence
 // (see [Delivery]) of the message its handler runs, or 0. A broker
@@ -79,4 +83,91 @@ func sequenceOf(d Delivery) uint64 {
 		return sd.Sequence()
 	}
 	return 0
+}
+
+// givenBack counts, for each message, its deliveries that a worker gave
+// back because another worker of the subscriber ran it (see
+// runningMessages.start). The broker counted each as an attempt though no
+// handler ran it: a handler that overran AckWait a few times and then
+// failed had its message dead-lettered after that one run (max_attempts,
+// "no verdict"), its retry past MaxAttempts. The subscriber takes them off
+// the broker's count of the message's later deliveries while it remembers
+// them: until the message is settled here, or for keep after its last
+// delivery here (a retry that another instance takes, or one past maxLate
+// messages remembered, counts them as the broker does).
+type givenBack struct {
+	keep time.Duration
+	n    atomic.Int32 // how many messages are remembered, read without mu
+	mu   sync.Mutex
+	m    map[lateKey]givenEntry
+}
+
+type givenEntry struct {
+	n  int       // deliveries given back
+	at time.Time // the message's last delivery
+}
+
+// add counts a delivery of the message of sequence seq and id given back.
+func (g *givenBack) add(seq uint64, id string) {
+	now := time.Now()
+	k := lateKey{seq, id}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.m == nil {
+		g.m = make(map[lateKey]givenEntry)
+	}
+	e, ok := g.m[k]
+	if !ok && len(g.m) >= maxLate {
+		for k, e := range g.m {
+			if now.Sub(e.at) > g.keep {
+				delete(g.m, k)
+			}
+		}
+		if len(g.m) >= maxLate {
+			return
+		}
+	}
+	g.m[k] = givenEntry{n: e.n + 1, at: now}
+	g.n.Store(int32(len(g.m)))
+}
+
+// of returns how many deliveries of the message of sequence seq and id
+// were given back, as remembered. Its first test is inlined: with nothing
+// remembered it costs an atomic load.
+func (g *givenBack) of(seq uint64, id string) int {
+	if g.n.Load() == 0 || seq == 0 {
+		return 0
+	}
+	return g.lookUp(seq, id)
+}
+
+func (g *givenBack) lookUp(seq uint64, id string) int {
+	now := time.Now()
+	k := lateKey{seq, id}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	e, ok := g.m[k]
+	switch {
+	case !ok:
+		return 0
+	case now.Sub(e.at) > g.keep:
+		delete(g.m, k)
+		g.n.Store(int32(len(g.m)))
+		return 0
+	}
+	e.at = now
+	g.m[k] = e
+	return e.n
+}
+
+// forget forgets d's message, settled.
+func (g *givenBack) forget(d Delivery) {
+	if g.n.Load() == 0 {
+		return
+	}
+	k := lateKey{sequenceOf(d), d.Message().ID}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	delete(g.m, k)
+	g.n.Store(int32(len(g.m)))
 }

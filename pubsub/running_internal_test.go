@@ -1,6 +1,9 @@
 package pubsub
 
-import "testing"
+import (
+	"testing"
+	"time"
+)
 
 // TestRunningMessages: a worker finds the message it took running in
 // another worker by sequence and id; another message at the same sequence
@@ -27,5 +30,52 @@ func TestRunningMessages(t *testing.T) {
 	}
 	if r.start(2, 7, &a) {
 		t.Error("a message that no worker runs any more was taken for a twin")
+	}
+}
+
+// TestGivenBack: the deliveries given back are counted per message (its
+// sequence and id), for every later delivery until the message is settled
+// or forgotten for keep; past maxLate messages, no more are remembered.
+func TestGivenBack(t *testing.T) {
+	t.Parallel()
+	g := givenBack{keep: time.Hour}
+	if n := g.of(7, "a"); n != 0 {
+		t.Fatalf("of before any add = %d, want 0", n)
+	}
+	g.add(7, "a")
+	g.add(7, "a")
+	g.add(8, "b")
+	for range 2 { // a retry that fails again keeps its count
+		if n := g.of(7, "a"); n != 2 {
+			t.Errorf("of(7, a) = %d, want 2", n)
+		}
+	}
+	if n := g.of(7, "other"); n != 0 {
+		t.Errorf("another message at the same sequence: of = %d, want 0", n)
+	}
+	if n := g.of(0, "a"); n != 0 {
+		t.Errorf("a delivery without a sequence: of = %d, want 0", n)
+	}
+	g.forget(&seqDelivery{seq: 7, msg: Message{ID: "a"}})
+	if n := g.of(7, "a"); n != 0 {
+		t.Errorf("of after forget = %d, want 0", n)
+	}
+	if n := g.of(8, "b"); n != 1 {
+		t.Errorf("of(8, b) = %d, want 1: forget took another message", n)
+	}
+
+	expired := givenBack{keep: time.Nanosecond}
+	expired.add(1, "x")
+	time.Sleep(time.Millisecond)
+	if n := expired.of(1, "x"); n != 0 || expired.n.Load() != 0 {
+		t.Errorf("an expired message: of = %d, remembered %d; want 0, 0", n, expired.n.Load())
+	}
+
+	full := givenBack{keep: time.Hour}
+	for i := range maxLate + 1 {
+		full.add(uint64(i+1), "m")
+	}
+	if got := full.n.Load(); got != maxLate {
+		t.Errorf("remembered %d messages, want at most %d", got, maxLate)
 	}
 }

@@ -43,6 +43,7 @@ type Subscriber struct {
 
 	waits handOffWaits
 	late  lateCopies
+	given givenBack
 	// running is what each worker runs, made by Run before the workers.
 	running runningMessages
 	known   *knownValues // of the handlers' context, which Run makes
@@ -129,6 +130,9 @@ func NewSubscriber[M any](b Broker, topic, subscription string, handle func(cont
 	// A copy waits behind its message in the buffer at most while the
 	// handlers take Prefetch messages, each for AckWait at most.
 	s.late.keep = time.Duration(s.cfg.Prefetch/s.cfg.Concurrency+2) * s.cfg.AckWait
+	// A retry comes after its backoff (at most twice Backoff.Max, with
+	// jitter), then may wait in the buffer as long as a copy.
+	s.given.keep = 2*s.cfg.Backoff.withDefaults().Max + s.late.keep
 	s.state.Store(&errNotStarted)
 	if s.call, s.newState, err = chainOf(procedure, handle, cfg.handlerOptions); err != nil {
 		return nil, err

@@ -2,9 +2,11 @@ package pubsubtest
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -164,6 +166,92 @@ func testPrefetchBelowConcurrency(t *testing.T, h *harness) {
 	close(release)
 }
 
+// overlaps counts a handler's runs and the most that ran at once.
+type overlaps struct {
+	mu                  sync.Mutex
+	running, most, runs int
+}
+
+// enter counts a run that starts and returns its number, from 1; leave
+// counts its end.
+func (o *overlaps) enter() int {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.running++
+	o.runs++
+	o.most = max(o.most, o.running)
+	return o.runs
+}
+
+func (o *overlaps) leave() {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.running--
+}
+
+// counts returns the runs so far and the most that ran at once.
+func (o *overlaps) counts() (runs, most int) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.runs, o.most
+}
+
+// testOverrunRetried: a handler that overruns AckWait (5 × AckWait, its
+// context's deadline ignored) and then fails has its message retried and
+// handled: the copies given back while it ran (see testOverrunNotRunTwice)
+// took no attempt of MaxAttempts (5, the default) from the handler, so the
+// message is not dead-lettered after one run as a message that never got a
+// verdict.
+func testOverrunRetried(t *testing.T, h *harness) {
+	const ackWait = 200 * time.Millisecond
+	var runs overlaps
+	var lastAttempt atomic.Int64
+	handled := make(chan struct{})
+	sub := newSubscriber(t, h.broker, "overrun-retried", "s", func(ctx context.Context, m *pingv1.PingRequest) error {
+		n := runs.enter()
+		defer runs.leave()
+		info, _ := pubsub.MessageInfoFrom(ctx)
+		lastAttempt.Store(int64(info.Attempt))
+		if n == 1 {
+			time.Sleep(5 * ackWait) // not <-ctx.Done(): the handler overruns
+			return errors.New("transient failure after overrunning AckWait")
+		}
+		if n == 2 {
+			close(handled)
+		}
+		return nil
+	}, pubsub.WithDelivery(pubsub.DeliveryConfig{
+		Concurrency: 4,
+		AckWait:     ackWait,
+		Backoff:     pubsub.Backoff{Initial: 5 * time.Millisecond, Max: 20 * time.Millisecond},
+	}))
+	Start(t, sub)
+	if err := h.publisher(t, h.broker, "overrun-retried").Publish(t.Context(), &pingv1.PingRequest{}); err != nil {
+		t.Fatal(err)
+	}
+	var dls []*pubsub.DeadLetter
+	WaitFor(t, "the message handled again or dead-lettered", func() bool {
+		select {
+		case <-handled:
+			return true
+		default:
+		}
+		dls = deadLetters(t, h.broker, "overrun-retried", "s")
+		return len(dls) > 0
+	})
+	n, most := runs.counts()
+	if len(dls) > 0 {
+		t.Fatalf("the message was dead-lettered (%s after %d attempts: %s), want it retried: its handler ran %d times",
+			dls[0].Reason, dls[0].Attempts, dls[0].Error, n)
+	}
+	if most != 1 {
+		t.Errorf("the message ran %d at once, want 1", most)
+	}
+	if a := lastAttempt.Load(); a != 2 {
+		t.Errorf("the retry's MessageInfo.Attempt = %d, want 2 (the copies given back while the handler ran are not attempts)", a)
+	}
+}
+
 // testOverrunNotRunTwice: a handler that overruns AckWait (here one that
 // ignores its context's deadline, 5 × AckWait) has its message delivered
 // again meanwhile; the subscriber does not run it twice at once in one
@@ -172,22 +260,14 @@ func testPrefetchBelowConcurrency(t *testing.T, h *harness) {
 // its copies took.
 func testOverrunNotRunTwice(t *testing.T, h *harness) {
 	const ackWait = 200 * time.Millisecond
-	var mu sync.Mutex
-	running, most, runs := 0, 0, 0
+	var runs overlaps
 	done := make(chan struct{})
 	sub := newSubscriber(t, h.broker, "overrun", "s", func(ctx context.Context, m *pingv1.PingRequest) error {
-		mu.Lock()
-		running++
-		runs++
-		most = max(most, running)
-		first := runs == 1
-		mu.Unlock()
+		first := runs.enter() == 1
 		if first {
 			time.Sleep(5 * ackWait) // not <-ctx.Done(): the handler overruns
 		}
-		mu.Lock()
-		running--
-		mu.Unlock()
+		runs.leave()
 		if first {
 			close(done)
 		}
@@ -199,10 +279,8 @@ func testOverrunNotRunTwice(t *testing.T, h *harness) {
 	}
 	<-done
 	time.Sleep(3 * ackWait) // room for a copy to come, and be handled, after the ack
-	mu.Lock()
-	defer mu.Unlock()
-	if most != 1 || runs != 1 {
-		t.Errorf("a message whose handler overran AckWait 5 times ran %d times, %d at once; want once", runs, most)
+	if n, most := runs.counts(); most != 1 || n != 1 {
+		t.Errorf("a message whose handler overran AckWait 5 times ran %d times, %d at once; want once", n, most)
 	}
 	if dls := deadLetters(t, h.broker, "overrun", "s"); len(dls) > 0 {
 		t.Errorf("%d dead letters, want none: the first %s after %d attempts", len(dls), dls[0].Reason, dls[0].Attempts)

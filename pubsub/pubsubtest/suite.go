@@ -73,6 +73,7 @@ func Run(t *testing.T, features Features, newBackend func(tb testing.TB) Backend
 		{"OverdueCopiesNotHandled", testOverdueCopiesNotHandled},
 		{"PrefetchBelowConcurrency", testPrefetchBelowConcurrency},
 		{"OverrunNotRunTwice", testOverrunNotRunTwice},
+		{"OverrunRetried", testOverrunRetried},
 		{"CrashRedelivers", testCrashRedelivers},
 		{"CleanShutdownRedeliversNothing", testCleanShutdown},
 		{"RandomFailuresAndRestart", testRandomFailuresAndRestart},
