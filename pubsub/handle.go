@@ -30,7 +30,6 @@ type deliveryState struct {
 	// waitedOut: the message waited AckWait or more since its fetch (see
 	// lateCopies).
 	waitedOut bool
-	slot      int // the worker's, in Subscriber.running
 
 	ctx      stateContext
 	deadline deadline.Ctx                    // the handler's, what is left of AckWait, unless ctx ends earlier
@@ -121,7 +120,6 @@ func (s *Subscriber) handle(ctx context.Context, d Delivery, waited time.Duratio
 	}
 	st := s.newState()
 	st.waitedOut = waited >= s.cfg.AckWait
-	st.slot = slot
 	st.stored, _ = d.(timestamped)
 	st.info = msgctx.Info{
 		Operation:    msgctx.Process,
@@ -274,10 +272,11 @@ func (s *Subscriber) deadLetter(ctx context.Context, d Delivery, st *deliverySta
 }
 
 // settled notes that d's message was acknowledged or terminated: its
-// copies delivered meanwhile are acknowledged without a handler (see
-// lateCopies), and its copies given back are forgotten.
+// copies delivered meanwhile, if it waited out AckWait or had copies
+// given back, are acknowledged without a handler (see lateCopies), and
+// its copies given back are forgotten.
 func (s *Subscriber) settled(d Delivery, st *deliveryState) {
-	if st.waitedOut || s.running.copied(st.slot) {
+	if st.waitedOut || s.given.of(sequenceOf(d), d.Message().ID) > 0 {
 		s.late.add(d)
 	}
 	s.given.forget(d)

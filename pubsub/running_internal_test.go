@@ -15,8 +15,8 @@ func TestRunningMessages(t *testing.T) {
 	if r.start(0, 7, &a) {
 		t.Fatal("the first start found a twin")
 	}
-	if !r.start(1, 7, &a) || !r.copied(0) {
-		t.Errorf("the same message in another worker: twice %v, copied %v; want both", false, r.copied(0))
+	if !r.start(1, 7, &a) {
+		t.Error("the same message in another worker was not found")
 	}
 	if r.start(1, 7, &b) {
 		t.Error("another message at the same sequence was taken for a twin")
@@ -25,9 +25,6 @@ func TestRunningMessages(t *testing.T) {
 		t.Error("a delivery without a sequence was taken for a twin")
 	}
 	r.done(0)
-	if r.copied(0) {
-		t.Error("done left the slot copied")
-	}
 	if r.start(2, 7, &a) {
 		t.Error("a message that no worker runs any more was taken for a twin")
 	}
