@@ -21,7 +21,9 @@ type MessageInfo struct {
 	Subscription string
 	// Type is the full protobuf name of the message type.
 	Type string
-	// Attempt is the delivery attempt, from 1.
+	// Attempt is the delivery attempt, from 1: the broker's delivery
+	// count, less the deliveries that the subscriber gave back because a
+	// handler of it still ran the message (it overran AckWait).
 	Attempt int
 	// MaxAttempts is the attempt after which a failure dead-letters the
 	// message; 0 means no limit.
