@@ -132,9 +132,11 @@ func (s *Subscriber) handle(ctx context.Context, d Delivery, waited time.Duratio
 		Attempt:      attempt,
 		MaxAttempts:  s.cfg.MaxAttempts,
 	}
-	if n := s.given.of(seq, msg.ID); n > 0 {
-		// Not the deliveries given back while a handler here ran it.
-		st.info.Attempt = max(1, attempt-n)
+	if attempt > 1 { // a first delivery has none to take off
+		if n := s.given.of(seq, msg.ID); n > 0 {
+			// Not the deliveries given back while a handler here ran it.
+			st.info.Attempt = max(1, attempt-n)
+		}
 	}
 	if st.info.Attempt > 1 {
 		s.metrics.redelivered.WithLabelValues(s.topic, s.name).Inc()
@@ -276,10 +278,9 @@ func (s *Subscriber) deadLetter(ctx context.Context, d Delivery, st *deliverySta
 // given back, are acknowledged without a handler (see lateCopies), and
 // its copies given back are forgotten.
 func (s *Subscriber) settled(d Delivery, st *deliveryState) {
-	if st.waitedOut || s.given.of(sequenceOf(d), d.Message().ID) > 0 {
+	if s.given.take(d) > 0 || st.waitedOut {
 		s.late.add(d)
 	}
-	s.given.forget(d)
 }
 
 // storeDeadLetter stores the message in the dead-letter destination and

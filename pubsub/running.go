@@ -154,14 +154,21 @@ func (g *givenBack) lookUp(seq uint64, id string) int {
 	return e.n
 }
 
-// forget forgets d's message, settled.
-func (g *givenBack) forget(d Delivery) {
+// take forgets d's message, settled, and returns how many of its
+// deliveries were given back, as of returns them. With nothing
+// remembered it costs an atomic load.
+func (g *givenBack) take(d Delivery) int {
 	if g.n.Load() == 0 {
-		return
+		return 0
 	}
 	k := lateKey{sequenceOf(d), d.Message().ID}
 	g.mu.Lock()
 	defer g.mu.Unlock()
+	e, ok := g.m[k]
+	if !ok {
+		return 0
+	}
 	delete(g.m, k)
 	g.n.Store(int32(len(g.m)))
+	return e.n
 }

@@ -32,7 +32,7 @@ func TestRunningMessages(t *testing.T) {
 
 // TestGivenBack: the deliveries given back are counted per message (its
 // sequence and id), for every later delivery until the message is settled
-// or forgotten for keep; past maxLate messages, no more are remembered.
+// (take) or forgotten for keep; past maxLate messages, no more are remembered.
 func TestGivenBack(t *testing.T) {
 	t.Parallel()
 	g := givenBack{keep: time.Hour}
@@ -53,12 +53,17 @@ func TestGivenBack(t *testing.T) {
 	if n := g.of(0, "a"); n != 0 {
 		t.Errorf("a delivery without a sequence: of = %d, want 0", n)
 	}
-	g.forget(&seqDelivery{seq: 7, msg: Message{ID: "a"}})
+	if n := g.take(&seqDelivery{seq: 7, msg: Message{ID: "a"}}); n != 2 {
+		t.Errorf("take(7, a) = %d, want 2", n)
+	}
 	if n := g.of(7, "a"); n != 0 {
-		t.Errorf("of after forget = %d, want 0", n)
+		t.Errorf("of after take = %d, want 0", n)
+	}
+	if n := g.take(&seqDelivery{seq: 7, msg: Message{ID: "a"}}); n != 0 {
+		t.Errorf("a second take = %d, want 0", n)
 	}
 	if n := g.of(8, "b"); n != 1 {
-		t.Errorf("of(8, b) = %d, want 1: forget took another message", n)
+		t.Errorf("of(8, b) = %d, want 1: take forgot another message", n)
 	}
 
 	expired := givenBack{keep: time.Nanosecond}
