@@ -81,7 +81,7 @@ func TestGRPCGoRetryPolicyRetriesUnavailable(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			svc := &unavailablePing{}
-			conn := unavailableConn(t, svc, grpc.WithDefaultServiceConfig(retryPolicy))
+			conn := unavailableConn(t, kit.Config{}, svc, grpc.WithDefaultServiceConfig(retryPolicy))
 			var trailer metadata.MD
 			err := tc.call(t.Context(), conn, &trailer)
 			// grpc-go says in the message that it retried.
@@ -98,6 +98,40 @@ func TestGRPCGoRetryPolicyRetriesUnavailable(t *testing.T) {
 	}
 }
 
+// TestGRPCGoRetryPolicyWithCORS: the header fields that kit sets on
+// every response before the handler runs (rs/cors's "Vary: Origin", with
+// KIT_CORS_ALLOWED_ORIGINS; its Access-Control-* for a request with an
+// allowed Origin) are no metadata of the handler's: a call that fails
+// before its first message is still one Trailers-Only answer, which a
+// grpc-go client retries.
+func TestGRPCGoRetryPolicyWithCORS(t *testing.T) {
+	t.Parallel()
+	for _, origin := range []string{"", "https://app.example.com"} {
+		t.Run("origin="+origin, func(t *testing.T) {
+			t.Parallel()
+			svc := &unavailablePing{}
+			conn := unavailableConn(t, kit.Config{CORSAllowedOrigins: []string{"https://app.example.com"}}, svc,
+				grpc.WithDefaultServiceConfig(retryPolicy))
+			ctx := t.Context()
+			if origin != "" {
+				ctx = metadata.AppendToOutgoingContext(ctx, "origin", origin)
+			}
+			var trailer metadata.MD
+			err := conn.Invoke(ctx, grpcFail, &pingv1.FailRequest{Code: int32(connect.CodeUnavailable)}, &pingv1.FailResponse{}, grpc.Trailer(&trailer))
+			if status.Code(err) != codes.Unavailable {
+				t.Fatalf("err = %v, want Unavailable", err)
+			}
+			if got := svc.calls.Load(); got != 3 {
+				t.Errorf("the handler ran %d times, want 3 (the retry policy's attempts)", got)
+			}
+			// A Trailers-Only answer's fields are all trailers to grpc-go.
+			if origin != "" && trailer.Get("access-control-allow-origin") == nil {
+				t.Errorf("trailer %v, want CORS's access-control-allow-origin", trailer)
+			}
+		})
+	}
+}
+
 // TestGRPCGoRetryPolicyCommittedByHeader: a stream whose handler set
 // response metadata before it failed sends that header first, as a
 // grpc-go server does, and the client, which sees the call committed,
@@ -105,7 +139,7 @@ func TestGRPCGoRetryPolicyRetriesUnavailable(t *testing.T) {
 func TestGRPCGoRetryPolicyCommittedByHeader(t *testing.T) {
 	t.Parallel()
 	svc := &unavailablePing{withHeader: true}
-	conn := unavailableConn(t, svc, grpc.WithDefaultServiceConfig(retryPolicy))
+	conn := unavailableConn(t, kit.Config{}, svc, grpc.WithDefaultServiceConfig(retryPolicy))
 	stream, err := countUpOnce(t.Context(), conn)
 	if status.Code(err) != codes.Unavailable {
 		t.Fatalf("err = %v, want Unavailable", err)
@@ -126,7 +160,7 @@ func TestGRPCGoRetryPolicyCommittedByHeader(t *testing.T) {
 func TestGRPCGoTrailersOnlyKeepsConnectionFieldsOut(t *testing.T) {
 	t.Parallel()
 	var dials atomic.Int64
-	conn := unavailableConn(t, &unavailablePing{closeTrailer: true}, grpc.WithContextDialer(func(ctx context.Context, addr string) (net.Conn, error) {
+	conn := unavailableConn(t, kit.Config{}, &unavailablePing{closeTrailer: true}, grpc.WithContextDialer(func(ctx context.Context, addr string) (net.Conn, error) {
 		dials.Add(1)
 		return (&net.Dialer{}).DialContext(ctx, "tcp", addr)
 	}))
@@ -144,11 +178,11 @@ func TestGRPCGoTrailersOnlyKeepsConnectionFieldsOut(t *testing.T) {
 	}
 }
 
-// unavailableConn runs a kit server with svc mounted and returns a grpc-go
+// unavailableConn runs a kit server of cfg with svc mounted and returns a grpc-go
 // client of it.
-func unavailableConn(tb testing.TB, svc *unavailablePing, opts ...grpc.DialOption) *grpc.ClientConn {
+func unavailableConn(tb testing.TB, cfg kit.Config, svc *unavailablePing, opts ...grpc.DialOption) *grpc.ClientConn {
 	tb.Helper()
-	srv := kittest.NewServer(tb, kit.Config{}, func(s *kit.Server) {
+	srv := kittest.NewServer(tb, cfg, func(s *kit.Server) {
 		s.Mount(pingv1connect.NewPingServiceHandler(svc, s.HandlerOptions()...))
 	})
 	return grpcConnTo(tb, []net.Addr{srv.Addr()}, opts...)

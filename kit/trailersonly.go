@@ -38,6 +38,12 @@ import (
 type trailersOnlyWriter struct {
 	http.ResponseWriter
 	sent bool // a header, body or flush went to the client
+	// served is how many fields the header had, not protocol fields,
+	// before the handler ran: the server's, which every response gets
+	// (rs/cors's Vary and Access-Control-*, with KIT_CORS_ALLOWED_ORIGINS;
+	// "Connection: close" on a connection past KIT_MAX_CONNECTION_AGE),
+	// and no metadata of the handler's.
+	served int32
 }
 
 // grpcOverHTTP2 says whether r is a gRPC call (not gRPC-Web) over HTTP/2.
@@ -56,7 +62,19 @@ func grpcOverHTTP2(r *http.Request) bool {
 
 // serveTrailersOnly serves r with h through a trailersOnlyWriter.
 func serveTrailersOnly(h http.Handler, w http.ResponseWriter, r *http.Request) {
-	h.ServeHTTP(&trailersOnlyWriter{ResponseWriter: w}, r)
+	h.ServeHTTP(&trailersOnlyWriter{ResponseWriter: w, served: serverFields(w.Header())}, r)
+}
+
+// serverFields counts the fields of h, a response header, that are no
+// protocol fields and no trailers.
+func serverFields(h http.Header) int32 {
+	var n int32
+	for key := range h {
+		if !strings.HasPrefix(key, http.TrailerPrefix) && !protocolField(key) {
+			n++
+		}
+	}
+	return n
 }
 
 func (w *trailersOnlyWriter) WriteHeader(code int) {
@@ -84,17 +102,17 @@ func (w *trailersOnlyWriter) FlushError() error {
 }
 
 // toTrailersOnly moves the trailers declared in the header into it, if
-// they hold a gRPC status and the header no metadata, and says whether it
-// did.
+// they hold a gRPC status and the header no metadata (no field but the
+// protocol's and the server's, see served), and says whether it did.
 func (w *trailersOnlyWriter) toTrailersOnly() bool {
 	h := w.ResponseWriter.Header()
 	if h[http.TrailerPrefix+"Grpc-Status"] == nil {
 		return false
 	}
-	for key := range h {
-		if !strings.HasPrefix(key, http.TrailerPrefix) && !protocolField(key) {
-			return false
-		}
+	// A field more than the server's is the handler's metadata. (One that
+	// the handler set over a server's field, Vary, goes in the one frame.)
+	if serverFields(h) > w.served {
+		return false
 	}
 	for key, values := range h {
 		if name, ok := strings.CutPrefix(key, http.TrailerPrefix); ok {
