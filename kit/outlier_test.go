@@ -94,6 +94,10 @@ func countUps(t *testing.T, client pingv1connect.PingServiceClient, n int) []err
 		for up.Receive() {
 			got++
 		}
+		// Closed, so that the client chain logs the stream now, not when
+		// t's context ends, at the test's end, when a log line may reach
+		// t's output after t completed (a data race).
+		_ = up.Close()
 		if err := up.Err(); err != nil {
 			failed = append(failed, err)
 		} else if got != 3 {
