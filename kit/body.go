@@ -61,6 +61,8 @@ type bodyTimer struct {
 	mu   sync.Mutex
 	over bool // the handler returned: the timer does nothing
 	late bool // the body's time is up: the next expiry is the response's
+
+	grpc trailersOnlyWriter // the call's writer, when it is gRPC over HTTP/2 (see serviceHandler)
 }
 
 // bodyDeadlineMessage is the message of the DeadlineExceeded error that a

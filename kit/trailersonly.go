@@ -31,10 +31,11 @@ import (
 // one frame. Written by hand: neither connect nor net/http offers it.
 //
 // Only gRPC over HTTP/2 takes it (gRPC-Web's trailers-only is connect's
-// own, and Connect has none). It costs such a call one allocation of 24
-// bytes: it is not pooled, so that a write a handler's goroutine makes
-// after the handler returned reaches net/http's writer of its own call,
-// which refuses it, and never the next call's response.
+// own, and Connect has none). It lives in an object of its call's that
+// is not reused (a unary call's body timer, a stream's context; 24 bytes
+// of its own when the call has neither), never in a pool: a write that a
+// handler's goroutine makes after the handler returned reaches net/http's
+// writer of its own call, and never the next call's response.
 type trailersOnlyWriter struct {
 	http.ResponseWriter
 	sent bool // a header, body or flush went to the client
@@ -60,9 +61,14 @@ func grpcOverHTTP2(r *http.Request) bool {
 	return hasPrefixFold(rest, "grpc") && !hasPrefixFold(rest, "grpc-web")
 }
 
-// serveTrailersOnly serves r with h through a trailersOnlyWriter.
-func serveTrailersOnly(h http.Handler, w http.ResponseWriter, r *http.Request) {
-	h.ServeHTTP(&trailersOnlyWriter{ResponseWriter: w, served: serverFields(w.Header())}, r)
+// serveTrailersOnly serves r with h through tw, a trailersOnlyWriter of
+// r's own (nil: a new one), made to wrap w.
+func serveTrailersOnly(h http.Handler, w http.ResponseWriter, r *http.Request, tw *trailersOnlyWriter) {
+	if tw == nil {
+		tw = new(trailersOnlyWriter)
+	}
+	*tw = trailersOnlyWriter{ResponseWriter: w, served: serverFields(w.Header())}
+	h.ServeHTTP(tw, r)
 }
 
 // serverFields counts the fields of h, a response header, that are no
