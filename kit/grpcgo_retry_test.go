@@ -3,7 +3,9 @@ package kit_test
 import (
 	"context"
 	"errors"
+	"io"
 	"net"
+	"net/http"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -207,4 +209,66 @@ func countUpOnce(ctx context.Context, conn *grpc.ClientConn) (grpc.ClientStream,
 		return stream, err
 	}
 	return stream, stream.RecvMsg(&pingv1.CountUpResponse{})
+}
+
+// emptyPing's CountUp sends no message, sets the trailer "X-Done", and
+// ends without error.
+type emptyPing struct{ pingServer }
+
+func (*emptyPing) CountUp(_ context.Context, _ *connect.Request[pingv1.CountUpRequest], stream *connect.ServerStream[pingv1.CountUpResponse]) error {
+	stream.ResponseTrailer().Set("X-Done", "yes")
+	return nil
+}
+
+// TestTrailersOnlyOKReadByClients: a stream that ends with no message and
+// no error is a Trailers-Only answer with grpc-status 0, as on a grpc-go
+// server, which grpc-go's client and connect-go's gRPC client read as a
+// stream that ended well, its trailer with it.
+func TestTrailersOnlyOKReadByClients(t *testing.T) {
+	t.Parallel()
+	srv := kittest.NewServer(t, kit.Config{}, func(s *kit.Server) {
+		s.Mount(pingv1connect.NewPingServiceHandler(&emptyPing{}, s.HandlerOptions()...))
+	})
+	stream, err := grpcConnTo(t, []net.Addr{srv.Addr()}).NewStream(t.Context(), &grpc.StreamDesc{ServerStreams: true}, grpcCountUp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := stream.SendMsg(&pingv1.CountUpRequest{Number: 1}); err != nil {
+		t.Fatal(err)
+	}
+	_ = stream.CloseSend()
+	if err := stream.RecvMsg(&pingv1.CountUpResponse{}); !errors.Is(err, io.EOF) {
+		t.Errorf("grpc-go: RecvMsg = %v, want io.EOF", err)
+	}
+	if got := stream.Trailer().Get("x-done"); len(got) != 1 || got[0] != "yes" {
+		t.Errorf("grpc-go: trailer %v, want x-done: yes", stream.Trailer())
+	}
+	client := pingv1connect.NewPingServiceClient(srv.HTTP2Client(), srv.URL, connect.WithGRPC())
+	up, err := client.CountUp(t.Context(), connect.NewRequest(&pingv1.CountUpRequest{Number: 1}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer up.Close()
+	if up.Receive() || up.Err() != nil {
+		t.Errorf("connect-go: Receive, Err = %v, %v; want false, nil", up.Msg(), up.Err())
+	}
+	if got := up.ResponseTrailer().Get("X-Done"); got != "yes" {
+		t.Errorf("connect-go: trailer %v, want X-Done: yes", up.ResponseTrailer())
+	}
+	// The answer is one frame: net/http's client shows its status in the
+	// header.
+	req, err := http.NewRequest(http.MethodPost, srv.URL+grpcCountUp, strings.NewReader("\x00\x00\x00\x00\x00"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/grpc")
+	res, err := srv.HTTP2Client().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _ = io.Copy(io.Discard, res.Body)
+	res.Body.Close()
+	if res.Header.Get("Grpc-Status") != "0" || res.Header.Get("X-Done") != "yes" || len(res.Trailer) != 0 {
+		t.Errorf("header %v, trailer %v; want grpc-status 0 and x-done in the header, no trailer", res.Header, res.Trailer)
+	}
 }
