@@ -62,7 +62,7 @@ type bodyTimer struct {
 	over bool // the handler returned: the timer does nothing
 	late bool // the body's time is up: the next expiry is the response's
 
-	grpc trailersOnlyWriter // the call's writer, when it is gRPC over HTTP/2 (see serviceHandler)
+	grpc trailersOnlyWriter // the call's writer, when it is gRPC or gRPC-Web (see serviceHandler)
 }
 
 // bodyDeadlineMessage is the message of the DeadlineExceeded error that a

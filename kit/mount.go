@@ -124,7 +124,7 @@ func serviceHandler(service protoreflect.ServiceDescriptor, h http.Handler, auth
 			unimplemented(w, r, unknown, true)
 			return
 		}
-		// The writer of a gRPC call over HTTP/2, in an object the call
+		// The writer of a gRPC or gRPC-Web call, in an object the call
 		// allocates anyway when it has one (a body's timer, a stream's
 		// context): one allocation fewer a call.
 		var tw *trailersOnlyWriter
@@ -183,8 +183,8 @@ func serviceHandler(service protoreflect.ServiceDescriptor, h http.Handler, auth
 				r = r.WithContext(authn.SetInfo(r.Context(), info))
 			}
 		}
-		if grpcOverHTTP2(r) {
-			serveTrailersOnly(h, w, r, tw)
+		if ok, trailersOnly := grpcCall(r); ok {
+			serveGRPC(h, w, r, tw, trailersOnly)
 			return
 		}
 		h.ServeHTTP(w, r)
@@ -201,7 +201,7 @@ type streamContext struct {
 	context.Context
 	body streamBody
 	info any
-	grpc trailersOnlyWriter // the stream's writer, when it is gRPC over HTTP/2
+	grpc trailersOnlyWriter // the stream's writer, when it is gRPC or gRPC-Web
 }
 
 func (c *streamContext) Value(key any) any {

@@ -225,3 +225,49 @@ func TestStreamGuardsOfAChainGivenTwiceAreReleased(t *testing.T) {
 		}
 	}
 }
+
+// lateSendPing's CountUp returns at once, leaving a goroutine that sends
+// on the stream once the call's context is done, which net/http does
+// once the call's handlers have all returned, and hands the Send's error
+// to sent.
+type lateSendPing struct {
+	pingServer
+	sent chan error
+}
+
+func (p *lateSendPing) CountUp(ctx context.Context, _ *connect.Request[pingv1.CountUpRequest], stream *connect.ServerStream[pingv1.CountUpResponse]) error {
+	go func() {
+		<-ctx.Done()
+		p.sent <- stream.Send(&pingv1.CountUpResponse{Number: 1})
+	}()
+	return nil
+}
+
+// TestLateSendFailsInEveryProtocol: a Send that a handler's goroutine
+// makes after the handler returned fails, in every protocol, and the
+// server keeps serving, where over gRPC and gRPC-Web it panicked in
+// net/http's writer, in that goroutine: the process crashed.
+func TestLateSendFailsInEveryProtocol(t *testing.T) {
+	t.Parallel()
+	svc := &lateSendPing{sent: make(chan error, 1)}
+	srv := kittest.NewServer(t, kit.Config{}, func(s *kit.Server) {
+		s.Mount(pingv1connect.NewPingServiceHandler(svc, s.HandlerOptions()...))
+	})
+	protocols := append(srv.Protocols(), kittest.Protocol{Name: "grpc/http1", Client: srv.HTTP1Client(), Options: []connect.ClientOption{connect.WithGRPC()}})
+	for _, p := range protocols {
+		client := pingv1connect.NewPingServiceClient(p.Client, srv.URL, p.Options...)
+		stream, err := client.CountUp(t.Context(), connect.NewRequest(&pingv1.CountUpRequest{Number: 1}))
+		if err != nil {
+			t.Fatalf("%s: %v", p.Name, err)
+		}
+		for stream.Receive() {
+		}
+		if err := stream.Err(); err != nil {
+			t.Errorf("%s: the stream ended with %v, want no error", p.Name, err)
+		}
+		_ = stream.Close()
+		if err := <-svc.sent; err == nil {
+			t.Errorf("%s: a Send after the handler returned succeeded, want an error", p.Name)
+		}
+	}
+}

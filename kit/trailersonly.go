@@ -1,8 +1,10 @@
 package kit
 
 import (
+	"errors"
 	"net/http"
 	"strings"
+	"sync/atomic"
 
 	"golang.org/x/net/http/httpguts"
 
@@ -30,15 +32,24 @@ import (
 // and skips the flush; the handler returns and net/http sends them all in
 // one frame. Written by hand: neither connect nor net/http offers it.
 //
-// Only gRPC over HTTP/2 takes it (gRPC-Web's trailers-only is connect's
-// own, and Connect has none). It lives in an object of its call's that
-// is not reused (a unary call's body timer, a stream's context; 24 bytes
-// of its own when the call has neither), never in a pool: a write that a
-// handler's goroutine makes after the handler returned reaches net/http's
-// writer of its own call, and never the next call's response.
+// Only gRPC over HTTP/2 ends so (gRPC-Web's trailers-only is connect's
+// own, and Connect has none). gRPC-Web and gRPC over HTTP/1.1 calls go
+// through the writer too, for its other use: once the handler returned,
+// a write (a stream's Send from a goroutine the handler left running)
+// fails with [errHandlerReturned] and reaches no writer of net/http's,
+// which panicked then ("Header called after Handler finished" over
+// HTTP/2, a nil dereference over HTTP/1.1) in that goroutine, so that
+// the process crashed. Connect calls have that guard in respstatus.
+//
+// The writer lives in an object of its call's that is not reused (a
+// unary call's body timer, a stream's context; 32 bytes of its own when
+// the call has neither), never in a pool, so that a late write never
+// reaches the next call's response.
 type trailersOnlyWriter struct {
 	http.ResponseWriter
-	sent bool // a header, body or flush went to the client
+	sent         bool        // a header, body or flush went to the client
+	trailersOnly bool        // gRPC over HTTP/2: see above
+	done         atomic.Bool // the handler returned
 	// served is how many fields the header had, not protocol fields,
 	// before the handler ran: the server's, which every response gets
 	// (rs/cors's Vary and Access-Control-*, with KIT_CORS_ALLOWED_ORIGINS;
@@ -47,28 +58,46 @@ type trailersOnlyWriter struct {
 	served int32
 }
 
-// grpcOverHTTP2 says whether r is a gRPC call (not gRPC-Web) over HTTP/2.
-func grpcOverHTTP2(r *http.Request) bool {
-	if r.ProtoMajor != 2 {
-		return false
-	}
+// grpcCall says whether r is a gRPC or gRPC-Web call, and whether it is
+// gRPC over HTTP/2, which may end Trailers-Only.
+func grpcCall(r *http.Request) (ok, trailersOnly bool) {
 	ct := header.Get(r.Header, "Content-Type")
 	const app = "application/"
 	if !strings.HasPrefix(ct, app) && !hasPrefixFold(ct, app) {
-		return false
+		return false, false
 	}
 	rest := ct[len(app):]
-	return hasPrefixFold(rest, "grpc") && !hasPrefixFold(rest, "grpc-web")
+	if !hasPrefixFold(rest, "grpc") {
+		return false, false
+	}
+	return true, r.ProtoMajor == 2 && !hasPrefixFold(rest, "grpc-web")
 }
 
-// serveTrailersOnly serves r with h through tw, a trailersOnlyWriter of
-// r's own (nil: a new one), made to wrap w.
-func serveTrailersOnly(h http.Handler, w http.ResponseWriter, r *http.Request, tw *trailersOnlyWriter) {
+// serveGRPC serves r, a gRPC or gRPC-Web call, with h through tw, a
+// trailersOnlyWriter of r's own (nil: a new one), made to wrap w.
+func serveGRPC(h http.Handler, w http.ResponseWriter, r *http.Request, tw *trailersOnlyWriter, trailersOnly bool) {
 	if tw == nil {
 		tw = new(trailersOnlyWriter)
 	}
-	*tw = trailersOnlyWriter{ResponseWriter: w, served: serverFields(w.Header())}
+	tw.ResponseWriter, tw.trailersOnly = w, trailersOnly
+	if trailersOnly {
+		tw.served = serverFields(w.Header())
+	}
+	defer tw.done.Store(true) // a handler's panic too
 	h.ServeHTTP(tw, r)
+}
+
+// errHandlerReturned is the error of a write to a gRPC call's writer
+// once its handler returned.
+var errHandlerReturned = errors.New("kit: the gRPC call's ResponseWriter was used after its handler returned")
+
+// Header implements http.ResponseWriter; once the handler returned, it
+// returns a header of its own that nothing reads.
+func (w *trailersOnlyWriter) Header() http.Header {
+	if w.done.Load() {
+		return http.Header{}
+	}
+	return w.ResponseWriter.Header()
 }
 
 // serverFields counts the fields of h, a response header, that are no
@@ -83,12 +112,22 @@ func serverFields(h http.Header) int32 {
 	return n
 }
 
+// WriteHeader implements http.ResponseWriter; once the handler
+// returned, it does nothing.
 func (w *trailersOnlyWriter) WriteHeader(code int) {
+	if w.done.Load() {
+		return
+	}
 	w.sent = true
 	w.ResponseWriter.WriteHeader(code)
 }
 
+// Write implements http.ResponseWriter; once the handler returned, it
+// fails with errHandlerReturned.
 func (w *trailersOnlyWriter) Write(p []byte) (int, error) {
+	if w.done.Load() {
+		return 0, errHandlerReturned
+	}
 	w.sent = true
 	return w.ResponseWriter.Write(p)
 }
@@ -98,9 +137,13 @@ func (w *trailersOnlyWriter) Flush() {
 	_ = w.FlushError()
 }
 
-// FlushError is http.ResponseController's Flush, with an error.
+// FlushError is http.ResponseController's Flush, with an error; once
+// the handler returned, it fails with errHandlerReturned.
 func (w *trailersOnlyWriter) FlushError() error {
-	if !w.sent && w.toTrailersOnly() {
+	if w.done.Load() {
+		return errHandlerReturned
+	}
+	if !w.sent && w.trailersOnly && w.toTrailersOnly() {
 		return nil
 	}
 	w.sent = true
@@ -148,6 +191,9 @@ func protocolField(key string) bool {
 
 // Push implements http.Pusher, which net/http's HTTP/2 writer has.
 func (w *trailersOnlyWriter) Push(target string, opts *http.PushOptions) error {
+	if w.done.Load() {
+		return errHandlerReturned
+	}
 	if p, ok := w.ResponseWriter.(http.Pusher); ok {
 		return p.Push(target, opts)
 	}
