@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"connectrpc.com/connect"
 	"google.golang.org/grpc"
@@ -136,6 +137,24 @@ func TestGRPCGoRetryPolicyWithCORS(t *testing.T) {
 				t.Errorf("trailer %v, want CORS's access-control-allow-origin", trailer)
 			}
 		})
+	}
+}
+
+// TestGRPCGoRetryPolicyAtMaxConnectionAge: on a connection past
+// KIT_MAX_CONNECTION_AGE, every response carries the server's
+// "Connection: close" (net/http's GOAWAY), which is no metadata of the
+// handler's either: a call that fails before its first message is still
+// Trailers-Only, and a grpc-go client retries it (on a new connection).
+func TestGRPCGoRetryPolicyAtMaxConnectionAge(t *testing.T) {
+	t.Parallel()
+	svc := &unavailablePing{}
+	conn := unavailableConn(t, kit.Config{MaxConnectionAge: time.Nanosecond}, svc, grpc.WithDefaultServiceConfig(retryPolicy))
+	err := conn.Invoke(t.Context(), grpcFail, &pingv1.FailRequest{Code: int32(connect.CodeUnavailable)}, &pingv1.FailResponse{})
+	if status.Code(err) != codes.Unavailable {
+		t.Fatalf("err = %v, want Unavailable", err)
+	}
+	if got := svc.calls.Load(); got != 3 {
+		t.Errorf("the handler ran %d times, want 3 (the retry policy's attempts)", got)
 	}
 }
 
