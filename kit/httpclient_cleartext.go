@@ -43,9 +43,8 @@ const http1Prefix = "HTTP/1."
 const http1Memory = 5 * time.Minute
 
 // sniffWait bounds the wait for a server's first bytes when a write to its
-// connection failed, or the connection is closed, before any was read: an
-// HTTP/1.x server's answer precedes its close, so it is already there
-// unless the server sent none.
+// connection failed before any was read: an HTTP/1.x server's answer
+// precedes its close, so it is already there unless the server sent none.
 const sniffWait = 100 * time.Millisecond
 
 // http1IdleConns is how many idle HTTP/1.1 connections the client keeps to
@@ -68,6 +67,11 @@ type cleartextTransport struct {
 	// silent is the read error of the last connection whose server
 	// closed it without a byte; nil once a server answered.
 	silent atomic.Pointer[error]
+	// h2Open counts the open connections whose server answered other
+	// than in HTTP/1.x (HTTP/2), h2Answers every one that ever did: a
+	// call's h2c attempt during which both stayed put ran on a
+	// connection whose server answered in HTTP/1.x or not at all.
+	h2Open, h2Answers atomic.Int64
 }
 
 // newCleartextTransport returns the round tripper of the http:// address
@@ -87,21 +91,55 @@ func (t *cleartextTransport) RoundTrip(req *http.Request) (*http.Response, error
 	if known != 0 && (time.Now().UnixNano() < known || !bodyResendable(req)) {
 		return t.http1Transport().RoundTrip(req)
 	}
+	open, answers := t.h2Open.Load(), t.h2Answers.Load()
 	resp, err := t.h2c.RoundTrip(req)
 	if err == nil || req.Context().Err() != nil {
 		return resp, err
 	}
-	if marked := t.http1Until.Load(); marked == known || marked == 0 {
+	if !t.refusedAsHTTP1(err, known, open == 0 && t.h2Answers.Load() == answers) {
 		return resp, t.named(err)
 	}
-	// A connection of this call, or of another at the same time, found
-	// an HTTP/1.x server: a sniffConn decides before net/http sees the
-	// bytes, or the failed write, that fail the call.
 	again, bodyErr := withNewBody(req)
 	if bodyErr != nil {
 		return nil, connect.NewError(connect.CodeUnavailable, http1OnlyError{addr: t.addr, cause: err, body: bodyErr})
 	}
 	return t.http1Transport().RoundTrip(again)
+}
+
+// refusedAsHTTP1 reports whether err, the error of a call's h2c attempt
+// begun with the address's mark at known, says that the call reached no
+// handler as itself because an HTTP/1.x server has the address. It does
+// when the call's own connection found its server answering so (its reads
+// return an http1AnswerError) or its dial was refused for that. Else, once
+// the address is known so: when the call's connection closed before it
+// was written (net/http says only h2NotEstablished), or when net/http
+// failed it with an error of its own on a connection that an HTTP/1.x
+// answer closed ("client conn is closed" to a body waiting for flow
+// control, "cannot rewind body" to one it could not send on the next),
+// which names no connection: the address must
+// have been found so during the call, and no connection to it must have
+// had an HTTP/2 answer meanwhile (noH2), so that the call's connection got
+// an HTTP/1.x answer or none, and an HTTP/2 server sends its SETTINGS
+// before it handles a request. Otherwise the error is the call's own, even
+// when another connection found an HTTP/1.x server meanwhile (an L4
+// balancer in front of servers of both kinds, during a rollout): its
+// handler may have seen it, and sending it again could handle it twice.
+func (t *cleartextTransport) refusedAsHTTP1(err error, known int64, noH2 bool) bool {
+	var answered *http1AnswerError
+	switch {
+	case errors.As(err, &answered):
+		return true
+	case !t.knownHTTP1():
+		return false
+	case err.Error() == h2NotEstablished:
+		return true
+	}
+	return noH2 && t.http1Until.Load() != known
+}
+
+// knownHTTP1 reports whether the address is known to speak HTTP/1.x only.
+func (t *cleartextTransport) knownHTTP1() bool {
+	return time.Now().UnixNano() < t.http1Until.Load()
 }
 
 // h2NotEstablished is the text of net/http's error (unexported) for a
@@ -142,8 +180,16 @@ func (t *cleartextTransport) http1Transport() *http.Transport {
 	return h1
 }
 
-// dial opens an h2c connection that looks at its server's first bytes.
+// dial opens an h2c connection that looks at its server's first bytes. It
+// refuses while the address is known to speak HTTP/1.x only: the calls
+// that get there began on an h2c connection that its server's HTTP/1.x
+// answer closed, before they were written on it, and net/http sends them
+// again on a new one (after a second's backoff the second time); refused,
+// they go over HTTP/1.1 at once, and the server sees no more prefaces.
 func (t *cleartextTransport) dial(ctx context.Context, network, addr string) (net.Conn, error) {
+	if t.knownHTTP1() {
+		return nil, &http1AnswerError{addr: t.addr}
+	}
 	c, err := t.cfg.DialFunc(ctx, network, addr)
 	if err != nil {
 		return c, err
@@ -177,30 +223,71 @@ func (e http1OnlyError) Error() string {
 
 func (http1OnlyError) Unwrap() error { return interceptors.ErrNotSent }
 
+// http1AnswerError is the error of the reads of an h2c connection whose
+// server answered its preface in HTTP/1.x, which fail the calls on it, so
+// that such a call, which no handler saw as itself, is told from one whose
+// own connection failed. A dial refused while the address is known to
+// speak HTTP/1.x returns it too.
+type http1AnswerError struct{ addr string }
+
+func (e *http1AnswerError) Error() string {
+	return "the server at " + e.addr + " answered the h2c preface in HTTP/1.x: it speaks HTTP/1.x only"
+}
+
 // sniffConn is an h2c connection that looks at the first bytes its server
 // sends, and tells its transport when they are "HTTP/1." (see
-// http1Prefix). Until it has decided, its reads are made one at a time,
-// so that the bytes are looked at in their order; after that, a read or a
-// write costs an atomic load more than the connection's own.
+// http1Prefix); from then on its reads return an http1AnswerError (see
+// Write for its writes). Until it has decided, its reads are made one at a
+// time, so that the bytes are looked at in their order; once its server
+// sent something else, a read or a write costs an atomic load more than
+// the connection's own.
 type sniffConn struct {
 	net.Conn
 	peer *cleartextTransport
 
-	decided atomic.Bool
-	mu      sync.Mutex // held by the reads until decided
-	head    [len(http1Prefix)]byte
-	n       int // of head, guarded by mu
+	state atomic.Uint32 // sniffing, notHTTP1 or answeredHTTP1
+	// h2 is 1 once the server answered other than in HTTP/1.x, and
+	// counted in its transport's h2Open, 2 once closed (see Close).
+	h2   atomic.Uint32
+	mu   sync.Mutex // held by the reads while sniffing
+	head [len(http1Prefix)]byte
+	n    int // of head, guarded by mu
 }
 
+// The states of a sniffConn.
+const (
+	sniffing uint32 = iota
+	notHTTP1
+	answeredHTTP1
+)
+
 func (c *sniffConn) Read(p []byte) (int, error) {
-	if c.decided.Load() {
+	if c.state.Load() == notHTTP1 {
 		return c.Conn.Read(p)
 	}
+	return c.sniff(p, false)
+}
+
+// sniff reads into p while the connection is undecided and looks at what
+// it read. Once its server answered in HTTP/1.x, it returns an
+// http1AnswerError; a read of settle's returns nothing once the connection
+// is decided.
+func (c *sniffConn) sniff(p []byte, settling bool) (int, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	switch c.state.Load() {
+	case answeredHTTP1:
+		return 0, &http1AnswerError{addr: c.peer.addr}
+	case notHTTP1:
+		if settling {
+			return 0, nil
+		}
+		return c.Conn.Read(p)
+	}
 	n, err := c.Conn.Read(p)
-	if !c.decided.Load() {
-		c.look(p[:n], err)
+	c.look(p[:n], err)
+	if c.state.Load() == answeredHTTP1 {
+		return 0, &http1AnswerError{addr: c.peer.addr}
 	}
 	return n, err
 }
@@ -220,46 +307,62 @@ func (c *sniffConn) look(b []byte, err error) {
 	case !bytes.HasPrefix([]byte(http1Prefix), c.head[:c.n]): // an HTTP/2 server, maybe in place of an HTTP/1.x one
 		c.peer.silent.Store(nil)
 		c.peer.http1Until.Store(0)
+		if c.h2.CompareAndSwap(0, 1) { // not closed meanwhile
+			c.peer.h2Open.Add(1)
+			c.peer.h2Answers.Add(1)
+		}
 	case c.n == len(http1Prefix):
 		c.peer.silent.Store(nil)
 		c.peer.sawHTTP1()
+		c.state.Store(answeredHTTP1)
+		return
 	case err == nil:
 		return // a prefix of it so far
 	}
-	c.decided.Store(true)
+	c.state.Store(notHTTP1)
+}
+
+// Close closes the connection, and takes it from its transport's h2Open.
+func (c *sniffConn) Close() error {
+	if c.h2.Swap(2) == 1 {
+		c.peer.h2Open.Add(-1)
+	}
+	return c.Conn.Close()
 }
 
 // Write writes p; when that fails before the server's first bytes were
-// looked at, it looks at them before it returns, so that the call this
-// error fails knows whether its server speaks HTTP/1.x: the server's
-// answer came before the reset that failed the write.
+// looked at, it looks at them before it returns (the server's answer came
+// before the reset that failed the write). Once they were "HTTP/1.", a
+// failed write is taken as done: its bytes were for an HTTP/2 server, and
+// net/http's writer closes the connection on a write's error, failing the
+// calls on it with an error of its own ("client connection force closed"),
+// which would hide the answer from them; its reader fails them with the
+// connection's http1AnswerError instead.
 func (c *sniffConn) Write(p []byte) (int, error) {
 	n, err := c.Conn.Write(p)
 	if err != nil {
 		c.settle()
+		if c.state.Load() == answeredHTTP1 {
+			return len(p), nil
+		}
 	}
 	return n, err
 }
 
-// Close closes the connection once its server's first bytes, if it sent
-// any, were looked at: net/http closes it when a write fails, and its
-// reader may not have read them yet.
-func (c *sniffConn) Close() error {
-	c.settle()
-	return c.Conn.Close()
-}
-
 // settle reads the server's first bytes, waiting sniffWait at most, if no
 // read has decided yet: a read under way (net/http's reader) returns by
-// then, and decides, or this one does.
+// then, and decides, or this one does. Only a failed write waits so: a
+// connection that net/http closes without one (idle, its ping unanswered,
+// at shutdown) is closed at once, its server's answer unread, since the
+// answer could fail no call there.
 func (c *sniffConn) settle() {
-	if c.decided.Load() {
+	if c.state.Load() != sniffing {
 		return
 	}
 	_ = c.Conn.SetReadDeadline(time.Now().Add(sniffWait))
 	var buf [len(http1Prefix)]byte
-	for !c.decided.Load() {
-		if _, err := c.Read(buf[:]); err != nil {
+	for c.state.Load() == sniffing {
+		if _, err := c.sniff(buf[:], true); err != nil {
 			return
 		}
 	}

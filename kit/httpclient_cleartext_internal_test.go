@@ -1,6 +1,8 @@
 package kit
 
 import (
+	"context"
+	"errors"
 	"io"
 	"log/slog"
 	"net"
@@ -24,64 +26,114 @@ func newTestCleartext(t *testing.T, addr string) *cleartextTransport {
 	return tr
 }
 
+// loopbackListener listens on a loopback port until the test ends.
+func loopbackListener(t *testing.T) net.Listener {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = ln.Close() })
+	return ln
+}
+
 // TestSniffConnReadsTheAnswerOfAResetConnection opens a connection to a
 // server that answers the preface in HTTP/1.1 and closes with bytes
 // unread (a reset), and reads nothing from it, as net/http's reader may
-// not have when a write fails or the connection is closed: the failed
-// write, or the close, still finds the server's "HTTP/1.".
+// not have when a write fails: the failed write still finds the server's
+// "HTTP/1.", is taken as done (net/http would close the connection with an
+// error of its own), and the connection's reads say that its server
+// answered in HTTP/1.x.
 func TestSniffConnReadsTheAnswerOfAResetConnection(t *testing.T) {
 	t.Parallel()
-	for _, tc := range []struct {
-		name  string
-		close bool
-	}{
-		{name: "failed write", close: false},
-		{name: "close", close: true},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			t.Parallel()
-			ln, err := net.Listen("tcp", "127.0.0.1:0")
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { _ = ln.Close() })
-			closed := make(chan struct{})
-			go func() {
-				defer close(closed)
-				c, err := ln.Accept()
-				if err != nil {
-					return
-				}
-				_, _ = io.ReadFull(c, make([]byte, len("PRI * HTTP/2.0\r\n\r\n")))
-				_, _ = io.WriteString(c, "HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n")
-				_ = c.Close() // the rest of the preface unread: a reset
-			}()
-			tr := newTestCleartext(t, ln.Addr().String())
-			c, err := tr.dial(t.Context(), "tcp", ln.Addr().String())
-			if err != nil {
-				t.Fatal(err)
-			}
-			if _, err := io.WriteString(c, "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"+strings.Repeat("\x00", 64)); err != nil {
-				t.Fatal(err)
-			}
-			<-closed
-			if tc.close {
-				_ = c.Close()
-			} else {
-				var werr error
-				for i := 0; werr == nil && i < 100; i++ {
-					time.Sleep(10 * time.Millisecond)
-					_, werr = c.Write(make([]byte, 64))
-				}
-				if werr == nil {
-					t.Fatal("writes to a reset connection succeeded")
-				}
-				defer c.Close()
-			}
-			if tr.http1Until.Load() == 0 {
-				t.Errorf("after the %s, the server's HTTP/1.1 answer was not seen", tc.name)
-			}
-		})
+	ln := loopbackListener(t)
+	closed := make(chan struct{})
+	go func() {
+		defer close(closed)
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		_, _ = io.ReadFull(c, make([]byte, len("PRI * HTTP/2.0\r\n\r\n")))
+		_, _ = io.WriteString(c, "HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n")
+		_ = c.Close() // the rest of the preface unread: a reset
+	}()
+	tr := newTestCleartext(t, ln.Addr().String())
+	c, err := tr.dial(t.Context(), "tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := io.WriteString(c, "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"+strings.Repeat("\x00", 64)); err != nil {
+		t.Fatal(err)
+	}
+	<-closed
+	for i := 0; tr.http1Until.Load() == 0 && i < 100; i++ { // until a write fails, after the reset came
+		time.Sleep(10 * time.Millisecond)
+		if _, err := c.Write(make([]byte, 64)); err != nil {
+			t.Fatalf("write to a connection whose server answered in HTTP/1.1: %v", err)
+		}
+	}
+	if tr.http1Until.Load() == 0 {
+		t.Fatal("after the failed write, the server's HTTP/1.1 answer was not seen")
+	}
+	var answered *http1AnswerError
+	if _, err := c.Read(make([]byte, 64)); !errors.As(err, &answered) {
+		t.Errorf("read after the answer = %v; want an http1AnswerError", err)
+	}
+}
+
+// watchedConn counts the reads and read deadlines of a connection.
+type watchedConn struct {
+	net.Conn
+	reads, deadlines atomic.Int32
+}
+
+func (c *watchedConn) Read(p []byte) (int, error) {
+	c.reads.Add(1)
+	return c.Conn.Read(p)
+}
+
+func (c *watchedConn) SetReadDeadline(t time.Time) error {
+	c.deadlines.Add(1)
+	return c.Conn.SetReadDeadline(t)
+}
+
+// TestSniffConnClosesAtOnce closes a connection whose server has sent
+// nothing yet, as net/http closes an idle one at shutdown or once its ping
+// went unanswered: nothing is read from it, nor waited for (the close
+// held the HTTP/2 pool's lock sniffWait while it read).
+func TestSniffConnClosesAtOnce(t *testing.T) {
+	t.Parallel()
+	ln := loopbackListener(t)
+	go func() {
+		c, err := ln.Accept()
+		if err == nil {
+			_, _ = io.Copy(io.Discard, c) // reads, never answers
+			_ = c.Close()
+		}
+	}()
+	var watched *watchedConn
+	tr := newCleartextTransport(ln.Addr().String(), httplb.TransportConfig{DialFunc: func(ctx context.Context, network, addr string) (net.Conn, error) {
+		c, err := (&net.Dialer{}).DialContext(ctx, network, addr)
+		if err != nil {
+			return nil, err
+		}
+		watched = &watchedConn{Conn: c}
+		return watched, nil
+	}}, slog.New(slog.DiscardHandler))
+	c, err := tr.dial(t.Context(), "tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.WriteString(c, "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if reads, deadlines := watched.reads.Load(), watched.deadlines.Load(); reads != 0 || deadlines != 0 {
+		t.Errorf("close made %d reads and set %d read deadlines; want none", reads, deadlines)
 	}
 }
 

@@ -269,3 +269,185 @@ func TestHTTPClientServerClosesAtOnce(t *testing.T) {
 		})
 	}
 }
+
+// splitFront forwards the first TCP connection it accepts on its loopback
+// address to first and the others to rest, as an L4 balancer in front of
+// two servers can; cutFirst resets the first one.
+type splitFront struct {
+	ln          net.Listener
+	first, rest string
+
+	mu       sync.Mutex
+	accepted int
+	conns    []net.Conn // all, the first two of the first connection
+	wg       sync.WaitGroup
+}
+
+func newSplitFront(t *testing.T, first, rest string) *splitFront {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := &splitFront{ln: ln, first: first, rest: rest}
+	f.wg.Go(f.serve)
+	t.Cleanup(func() {
+		_ = ln.Close()
+		f.mu.Lock()
+		for _, c := range f.conns {
+			_ = c.Close()
+		}
+		f.mu.Unlock()
+		f.wg.Wait()
+	})
+	return f
+}
+
+func (f *splitFront) serve() {
+	for {
+		c, err := f.ln.Accept()
+		if err != nil {
+			return
+		}
+		f.mu.Lock()
+		target := f.rest
+		if f.accepted == 0 {
+			target = f.first
+		}
+		f.accepted++
+		f.mu.Unlock()
+		up, err := net.Dial("tcp", target)
+		if err != nil {
+			_ = c.Close()
+			continue
+		}
+		f.mu.Lock()
+		f.conns = append(f.conns, c, up)
+		f.mu.Unlock()
+		f.wg.Go(func() { _, _ = io.Copy(up, c); _ = up.Close() })
+		f.wg.Go(func() { _, _ = io.Copy(c, up); _ = c.Close() })
+	}
+}
+
+// cutFirst resets the first connection, both sides.
+func (f *splitFront) cutFirst() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, c := range f.conns[:2] {
+		_ = c.(*net.TCPConn).SetLinger(0)
+		_ = c.Close()
+	}
+}
+
+// TestHTTPClientCallLostNotSentAgainOverHTTP1 calls an address behind
+// which an h2c server and an HTTP/1.1-only one both answer (an L4 balancer
+// during a rollout): a POST reaches the h2c server's handler, a GET meanwhile
+// finds the HTTP/1.1 one on a connection of its own (the h2c server takes
+// one stream at a time) and is answered over HTTP/1.1, then the POST's
+// connection is reset. The POST, which a handler saw, fails as a
+// connection lost: it is not sent again over HTTP/1.1 (which handled it
+// twice), nor, when its body cannot be sent again, said to be
+// interceptors.ErrNotSent (which Retry would send again).
+func TestHTTPClientCallLostNotSentAgainOverHTTP1(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name string
+		body func() io.Reader
+	}{
+		{name: "resendable body", body: func() io.Reader { return strings.NewReader("once") }},
+		{name: "streamed body", body: func() io.Reader { return io.MultiReader(strings.NewReader("once")) }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			entered := make(chan string, 1)
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			var protocols http.Protocols
+			protocols.SetUnencryptedHTTP2(true)
+			h2 := &http.Server{Protocols: &protocols, HTTP2: &http.HTTP2Config{MaxConcurrentStreams: 1},
+				Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+					body, _ := io.ReadAll(r.Body)
+					entered <- r.Method + " " + string(body)
+					<-r.Context().Done()
+				})}
+			go func() { _ = h2.Serve(ln) }()
+			t.Cleanup(func() { _ = h2.Close() })
+			h1 := newHTTP1Server(t, false)
+			front := newSplitFront(t, ln.Addr().String(), strings.TrimPrefix(h1.url, "http://"))
+			url := "http://" + front.ln.Addr().String()
+			client := kittest.NewServer(t, kit.Config{}, nil).HTTPClient()
+
+			errc := make(chan error, 1)
+			go func() {
+				resp, err := client.Do(newRequest(t, http.MethodPost, url+"/post", tc.body()))
+				if err == nil {
+					_ = resp.Body.Close()
+				}
+				errc <- err
+			}()
+			if got := <-entered; got != "POST once" {
+				t.Fatalf("h2c handler got %q", got)
+			}
+			call(t, client, newRequest(t, http.MethodGet, url+"/get", nil))
+			front.cutFirst()
+			err = <-errc
+			if err == nil || !errors.Is(err, interceptors.ErrConnectionLost) || errors.Is(err, interceptors.ErrNotSent) {
+				t.Errorf("POST whose handler saw it, its connection reset = %v; want the connection lost, not interceptors.ErrNotSent", err)
+			}
+			if got := h1.take(); len(got) != 1 || got[0] != "GET /get HTTP/1.1 " {
+				t.Errorf("HTTP/1.1 server got %q; want the GET alone", got)
+			}
+		})
+	}
+}
+
+// TestHTTPClientConcurrentFirstCallsToHTTP1Server makes 20 calls at once,
+// the first to each of 5 HTTP/1.1-only servers: every POST whose body can
+// be sent again is answered over HTTP/1.1 and reaches the handler once; one
+// whose body cannot either does too or fails caused by
+// interceptors.ErrNotSent, and then reaches no handler.
+func TestHTTPClientConcurrentFirstCallsToHTTP1Server(t *testing.T) {
+	t.Parallel()
+	client := kittest.NewServer(t, kit.Config{}, nil).HTTPClient()
+	for range 5 {
+		h1 := newHTTP1Server(t, false)
+		var wg sync.WaitGroup
+		failed := make([]error, 20)
+		for i := range failed {
+			wg.Go(func() {
+				var body io.Reader = strings.NewReader("body")
+				if i%2 == 1 {
+					body = io.MultiReader(body) // no GetBody
+				}
+				resp, err := client.Do(newRequest(t, http.MethodPost, fmt.Sprintf("%s/%d", h1.url, i), body))
+				if err != nil {
+					failed[i] = err
+					return
+				}
+				_ = resp.Body.Close()
+				if resp.StatusCode != http.StatusOK || resp.Proto != "HTTP/1.1" {
+					t.Errorf("POST %d = %s %s; want 200 over HTTP/1.1", i, resp.Proto, resp.Status)
+				}
+			})
+		}
+		wg.Wait()
+		got := map[string]int{}
+		for _, r := range h1.take() {
+			got[r]++
+		}
+		for i, err := range failed {
+			want := 1
+			if err != nil {
+				want = 0
+				if i%2 == 0 || !errors.Is(err, interceptors.ErrNotSent) {
+					t.Errorf("POST %d failed: %v; want it answered, or not sent when its body cannot be sent again", i, err)
+				}
+			}
+			if n := got[fmt.Sprintf("POST /%d HTTP/1.1 body", i)]; n != want {
+				t.Errorf("POST %d (error %v) reached the handler %d times; want %d", i, err, n, want)
+			}
+		}
+	}
+}
