@@ -41,11 +41,11 @@ import (
 // on the same port, through the handler and so kit's whole chain: a REST
 // call is a call of its method in logs, metrics and traces. A path that
 // another handler is mounted at is that handler's, not a route's. Mount
-// panics if the routes are malformed or conflict with another service's,
-// as it does on a path already taken. Any other net/http handler mounts
-// too; one mounted at "/" gets the requests no other path (or REST route)
-// matches, which otherwise get an Unimplemented error in their RPC
-// protocol (or a plain 404).
+// panics if the routes are malformed, conflict with another service's or
+// give a GET a body, as it does on a path already taken. Any other
+// net/http handler mounts too; one mounted at "/" gets the requests no
+// other path (or REST route) matches, which otherwise get an
+// Unimplemented error in their RPC protocol (or a plain 404).
 func (s *Server) Mount(path string, h http.Handler) {
 	if path == "/" { // the mux's "/" answers unknown procedures until then
 		s.unknown.root.Store(&h)
@@ -55,6 +55,9 @@ func (s *Server) Mount(path string, h http.Handler) {
 	if service == nil {
 		s.routes.handle(path, h, false)
 		return
+	}
+	if err := checkGetBodies(service); err != nil {
+		panic("kit: " + err.Error())
 	}
 	unknown := s.unknown.calls.of(string(service.FullName()))
 	limits := bodyLimits{

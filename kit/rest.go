@@ -21,7 +21,6 @@ import (
 	"connectrpc.com/connect"
 	"connectrpc.com/vanguard"
 	"google.golang.org/genproto/googleapis/api/annotations"
-	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
 )
 
@@ -131,16 +130,15 @@ type routeMethods struct {
 func (m *routeMethods) add(service protoreflect.ServiceDescriptor) {
 	methods := service.Methods()
 	for i := range methods.Len() {
-		opts := methods.Get(i).Options()
-		if opts == nil || !proto.HasExtension(opts, annotations.E_Http) {
+		rules := httpRules(methods.Get(i))
+		if rules == nil {
 			continue
 		}
 		if in := methods.Get(i).Input(); !slices.ContainsFunc(m.inputs, func(md protoreflect.MessageDescriptor) bool { return md.FullName() == in.FullName() }) {
 			m.inputs = append(m.inputs, in)
 			addQueryFields(m.queryNames, in)
 		}
-		rule, _ := proto.GetExtension(opts, annotations.E_Http).(*annotations.HttpRule)
-		for _, r := range append([]*annotations.HttpRule{rule}, rule.GetAdditionalBindings()...) {
+		for _, r := range rules {
 			var method string
 			switch p := r.GetPattern().(type) {
 			case *annotations.HttpRule_Get:

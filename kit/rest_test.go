@@ -678,13 +678,6 @@ var registerShelves = sync.OnceValue(func() error {
 		proto.SetExtension(o, annotations.E_Http, rule)
 		return o
 	}
-	field := func(name string, n int32) *descriptorpb.FieldDescriptorProto {
-		return &descriptorpb.FieldDescriptorProto{
-			Name: proto.String(name), JsonName: proto.String(name), Number: proto.Int32(n),
-			Type:  descriptorpb.FieldDescriptorProto_TYPE_STRING.Enum(),
-			Label: descriptorpb.FieldDescriptorProto_LABEL_OPTIONAL.Enum(),
-		}
-	}
 	method := func(name string, rule *annotations.HttpRule) *descriptorpb.MethodDescriptorProto {
 		return &descriptorpb.MethodDescriptorProto{
 			Name: proto.String(name), InputType: proto.String(".connectkit.test.v1.Shelf"),
@@ -696,7 +689,7 @@ var registerShelves = sync.OnceValue(func() error {
 		Package:     proto.String("connectkit.test.v1"),
 		Syntax:      proto.String("proto3"),
 		Dependency:  []string{"google/api/annotations.proto"},
-		MessageType: []*descriptorpb.DescriptorProto{{Name: proto.String("Shelf"), Field: []*descriptorpb.FieldDescriptorProto{field("name", 1), field("id", 2)}}},
+		MessageType: []*descriptorpb.DescriptorProto{{Name: proto.String("Shelf"), Field: []*descriptorpb.FieldDescriptorProto{stringField("name", 1), stringField("id", 2)}}},
 		Service: []*descriptorpb.ServiceDescriptorProto{{
 			Name: proto.String("Shelves"),
 			Method: []*descriptorpb.MethodDescriptorProto{
@@ -718,6 +711,15 @@ var registerShelves = sync.OnceValue(func() error {
 	}
 	return registerFile(fd)
 })
+
+// stringField is an optional string field of a test descriptor.
+func stringField(name string, n int32) *descriptorpb.FieldDescriptorProto {
+	return &descriptorpb.FieldDescriptorProto{
+		Name: proto.String(name), JsonName: proto.String(name), Number: proto.Int32(n),
+		Type:  descriptorpb.FieldDescriptorProto_TYPE_STRING.Enum(),
+		Label: descriptorpb.FieldDescriptorProto_LABEL_OPTIONAL.Enum(),
+	}
+}
 
 // registerFile registers fd in protoregistry.GlobalFiles once protovalidate's
 // global validator is made, which the tests' servers validate with: making

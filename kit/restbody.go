@@ -308,10 +308,50 @@ func (b *vanguardBody) Read(p []byte) (int, error) {
 func hasHTTPRules(service protoreflect.ServiceDescriptor) bool {
 	methods := service.Methods()
 	for i := range methods.Len() {
-		opts := methods.Get(i).Options()
-		if opts != nil && proto.HasExtension(opts, annotations.E_Http) {
+		if httpRules(methods.Get(i)) != nil {
 			return true
 		}
 	}
 	return false
+}
+
+// httpRules returns the routes of md's google.api.http option, its
+// additional bindings after it, or nil when it has none.
+func httpRules(md protoreflect.MethodDescriptor) []*annotations.HttpRule {
+	opts := md.Options()
+	if opts == nil || !proto.HasExtension(opts, annotations.E_Http) {
+		return nil
+	}
+	rule, _ := proto.GetExtension(opts, annotations.E_Http).(*annotations.HttpRule)
+	return append([]*annotations.HttpRule{rule}, rule.GetAdditionalBindings()...)
+}
+
+// checkGetBodies returns an error naming the first route of service that
+// is a GET with a body (a get, or a custom kind GET), its method and the
+// rule it breaks: google.api.http maps a body only for the methods that
+// take one, and grpc-gateway's generator refuses a get with a body ("must
+// not set request body when http method is GET"). Vanguard served such a
+// route, and a call whose query kit sets itself (see [heldQuery]) got
+// 500 "unexpected end of JSON input". A DELETE with a body is legal
+// (RFC 9110 allows it, and grpc-gateway serves it with
+// allow_delete_body), and is served.
+func checkGetBodies(service protoreflect.ServiceDescriptor) error {
+	methods := service.Methods()
+	for i := range methods.Len() {
+		for _, r := range httpRules(methods.Get(i)) {
+			var route string
+			switch p := r.GetPattern().(type) {
+			case *annotations.HttpRule_Get:
+				route = fmt.Sprintf("get %q", p.Get)
+			case *annotations.HttpRule_Custom:
+				if p.Custom.GetKind() == http.MethodGet {
+					route = fmt.Sprintf("custom GET %q", p.Custom.GetPath())
+				}
+			}
+			if route != "" && r.GetBody() != "" {
+				return fmt.Errorf("REST route %s with body %q of %s: a GET takes no request body (google.api.http, as grpc-gateway has it): drop the body, or make the route a post", route, r.GetBody(), methods.Get(i).FullName())
+			}
+		}
+	}
+	return nil
 }
