@@ -200,6 +200,8 @@ func (e *authPanic) Error() string { return "internal error" }
 // the chain, then take it for one that reached the chain and do not
 // observe it again.
 func (s *Server) rejectAuth(w http.ResponseWriter, r *http.Request, err error, errW *connect.ErrorWriter, rest bool) {
+	// The server's fields, before the refusal's (see [trailersOnlyWriter]).
+	served := serverFields(w.Header())
 	var ce *connect.Error
 	logged := ""
 	if !errors.As(err, &ce) {
@@ -228,7 +230,11 @@ func (s *Server) rejectAuth(w http.ResponseWriter, r *http.Request, err error, e
 		// A REST call's too: vanguard sends the Connect error's header on.
 		ce = connectFields(w.Header(), ce)
 	}
-	_ = errW.Write(w, r, ce)
+	if _, trailersOnly := grpcCall(r); trailersOnly && !rest {
+		writeTrailersOnly(w, r, errW, ce, served)
+	} else {
+		_ = errW.Write(w, r, ce)
+	}
 	if l, ok := (*s.rejected.procedures.Load())[r.URL.Path]; ok {
 		var attrs []slog.Attr
 		if p, isPanic := ce.Unwrap().(*authPanic); isPanic {

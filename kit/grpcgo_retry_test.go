@@ -291,3 +291,62 @@ func TestTrailersOnlyOKReadByClients(t *testing.T) {
 		t.Errorf("header %v, trailer %v; want grpc-status 0 and x-done in the header, no trailer", res.Header, res.Trailer)
 	}
 }
+
+// TestGRPCGoRetryPolicyRetriesAuthUnavailable: WithAuth's refusal of a
+// gRPC call, before its handler runs, is Trailers-Only too, so that a
+// grpc-go client retries an Unavailable of its func (a token service
+// down) as it retries a handler's; it was header and trailers, connect's
+// ErrorWriter's, which commits the call. A challenge (WWW-Authenticate,
+// a header field) still goes in the header, before the trailers.
+func TestGRPCGoRetryPolicyRetriesAuthUnavailable(t *testing.T) {
+	t.Parallel()
+	var calls atomic.Int64
+	srv := kittest.NewServer(t, kit.Config{}, func(s *kit.Server) {
+		s.Mount(pingv1connect.NewPingServiceHandler(&pingServer{}, s.HandlerOptions()...))
+	}, kit.WithAuth(func(_ context.Context, r *http.Request) (any, error) {
+		calls.Add(1)
+		if r.Header.Get("X-Challenge") != "" {
+			err := connect.NewError(connect.CodeUnauthenticated, errors.New("no token"))
+			err.Meta().Set("WWW-Authenticate", "Bearer")
+			return nil, err
+		}
+		err := connect.NewError(connect.CodeUnavailable, errors.New("token service down"))
+		err.Meta().Set("X-Why", "busy")
+		return nil, err
+	}))
+	conn := grpcConnTo(t, []net.Addr{srv.Addr()}, grpc.WithDefaultServiceConfig(retryPolicy))
+	unary := func(ctx context.Context, header, trailer *metadata.MD) error {
+		return conn.Invoke(ctx, grpcFail, &pingv1.FailRequest{}, &pingv1.FailResponse{}, grpc.Header(header), grpc.Trailer(trailer))
+	}
+	stream := func(ctx context.Context, header, trailer *metadata.MD) error {
+		s, err := countUpOnce(ctx, conn)
+		if s != nil {
+			*header, _ = s.Header()
+			*trailer = s.Trailer()
+		}
+		return err
+	}
+	for name, call := range map[string]func(context.Context, *metadata.MD, *metadata.MD) error{"unary": unary, "server stream": stream} {
+		before := calls.Load()
+		var header, trailer metadata.MD
+		err := call(t.Context(), &header, &trailer)
+		if st := status.Convert(err); st.Code() != codes.Unavailable || !strings.HasSuffix(st.Message(), "token service down") {
+			t.Fatalf("%s: err = %v, want Unavailable: …token service down", name, err)
+		}
+		if got := calls.Load() - before; got != 3 {
+			t.Errorf("%s: WithAuth's func ran %d times, want 3 (the retry policy's attempts)", name, got)
+		}
+		if trailer.Get("x-why") == nil || header.Get("x-why") != nil {
+			t.Errorf("%s: header %v, trailer %v; want the error's x-why in the trailer", name, header, trailer)
+		}
+		before = calls.Load()
+		ctx := metadata.AppendToOutgoingContext(t.Context(), "x-challenge", "1")
+		err = call(ctx, &header, &trailer)
+		if status.Code(err) != codes.Unauthenticated || calls.Load()-before != 1 {
+			t.Errorf("%s with a challenge: err = %v after %d calls of the func, want Unauthenticated after 1", name, err, calls.Load()-before)
+		}
+		if got := header.Get("www-authenticate"); len(got) != 1 || got[0] != "Bearer" {
+			t.Errorf("%s with a challenge: header %v, want www-authenticate: Bearer", name, header)
+		}
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"sync/atomic"
 
+	"connectrpc.com/connect"
 	"golang.org/x/net/http/httpguts"
 
 	"github.com/connectkit/connectkit/internal/header"
@@ -177,6 +178,38 @@ func (w *trailersOnlyWriter) toTrailersOnly() bool {
 	h["Content-Length"] = nil // net/http would add "0"; gRPC sends none
 	return true
 }
+
+// writeTrailersOnly answers r, a gRPC call over HTTP/2 that no handler
+// ran for, with ce through errW, Trailers-Only when the header holds no
+// field but the protocol's and served of the server's, as
+// [trailersOnlyWriter] ends a handler's error. connect's ErrorWriter
+// declares its trailers in a "Trailer" field, writes the header and then
+// sets them, which net/http sends as a header and trailers: here its
+// WriteHeader is held back and its trailers become "Trailer:"-prefixed
+// ones, as connect's handlers set them, which the writer's flush moves
+// into the header, or sends as trailers after it.
+func writeTrailersOnly(w http.ResponseWriter, r *http.Request, errW *connect.ErrorWriter, ce *connect.Error, served int32) {
+	tw := &trailersOnlyWriter{ResponseWriter: w, trailersOnly: true, served: served}
+	_ = errW.Write(heldStatus{w}, r, ce)
+	h := w.Header()
+	for _, declared := range h["Trailer"] {
+		for key := range strings.SplitSeq(declared, ",") {
+			key = http.CanonicalHeaderKey(strings.TrimSpace(key))
+			if v, ok := h[key]; ok {
+				h[http.TrailerPrefix+key] = v
+				delete(h, key)
+			}
+		}
+	}
+	delete(h, "Trailer")
+	_ = tw.FlushError()
+}
+
+// heldStatus is a ResponseWriter whose WriteHeader does nothing: net/http
+// then writes 200 on the first flush, or when the handler returns.
+type heldStatus struct{ http.ResponseWriter }
+
+func (heldStatus) WriteHeader(int) {}
 
 // protocolField says whether key, a canonical response header key, is
 // one that connect or kit sets on every gRPC response, rather than the
