@@ -97,6 +97,7 @@ func (s *Subscriber) handle(ctx context.Context, d Delivery, waited time.Duratio
 		// after AckWait, when the handler's verdict (an ack settles it)
 		// may have come; this delivery counts no attempt here.
 		s.given.add(seq, msg.ID)
+		s.metrics.givenBack.WithLabelValues(s.topic, s.name).Inc()
 		s.logger.Warn("pubsub: a message was delivered again while a handler still runs it (the handler overran AckWait); not running it twice at once, it comes again after AckWait",
 			"message_id", msg.ID, "attempt", attempt, "ack_wait", s.cfg.AckWait.String())
 		if err := d.Nak(s.cfg.AckWait); err != nil {

@@ -14,6 +14,7 @@ import (
 // pubsub_panics_recovered_total).
 type metrics struct {
 	redelivered   *prometheus.CounterVec // topic, subscription
+	givenBack     *prometheus.CounterVec // topic, subscription
 	deadLettered  *prometheus.CounterVec // topic, subscription, reason
 	publishErrors *prometheus.CounterVec // topic
 	ackErrors     *prometheus.CounterVec // topic, subscription
@@ -28,6 +29,10 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		redelivered: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "pubsub_redelivered_total",
 			Help: "Deliveries of messages that had been delivered to the subscription before (after a failure, a timeout or a crash).",
+		}, []string{"topic", "subscription"}),
+		givenBack: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "pubsub_given_back_total",
+			Help: "Deliveries given back to the broker unhandled, because a handler of this process still ran their message (it overran AckWait); each comes again after AckWait.",
 		}, []string{"topic", "subscription"}),
 		deadLettered: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "pubsub_dead_lettered_total",
@@ -60,7 +65,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	} else if err != nil {
 		return nil, fmt.Errorf("pubsub: failed to register metrics: %w", err)
 	}
-	for _, c := range []**prometheus.CounterVec{&m.redelivered, &m.deadLettered, &m.publishErrors, &m.ackErrors, &m.deadLetterErrors} {
+	for _, c := range []**prometheus.CounterVec{&m.redelivered, &m.givenBack, &m.deadLettered, &m.publishErrors, &m.ackErrors, &m.deadLetterErrors} {
 		registered, err := register(reg, *c)
 		if err != nil {
 			return nil, err
@@ -73,12 +78,14 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 // reasons are the values of the reason label of pubsub_dead_lettered_total.
 var reasons = [...]Reason{ReasonMaxAttempts, ReasonPermanent, ReasonTypeMismatch, ReasonUndecodable}
 
-// subscription makes the series of a subscription's redeliveries, dead
-// letters (one per reason) and failed verdicts, at 0. A series that first
+// subscription makes the series of a subscription's redeliveries,
+// deliveries given back, dead letters (one per reason) and failed
+// verdicts, at 0. A series that first
 // appears at 1 is no increase to rate() or increase(), so an alert on them
 // would miss the first dead letter of each process: often the only one.
 func (m *metrics) subscription(topic, name string) {
 	m.redelivered.WithLabelValues(topic, name)
+	m.givenBack.WithLabelValues(topic, name)
 	m.ackErrors.WithLabelValues(topic, name)
 	for _, r := range reasons {
 		m.deadLettered.WithLabelValues(topic, name, string(r))

@@ -36,8 +36,8 @@ func testBacklog(t *testing.T, h *harness) {
 		}
 	}
 	backlog := func() (pending, unacked float64, ok bool) {
-		p, okp := gaugeValue(t, reg, "pubsub_pending_messages", "backlog", "slow")
-		u, oku := gaugeValue(t, reg, "pubsub_unacknowledged_messages", "backlog", "slow")
+		p, okp := metricValue(t, reg, "pubsub_pending_messages", "backlog", "slow")
+		u, oku := metricValue(t, reg, "pubsub_unacknowledged_messages", "backlog", "slow")
 		return p, u, okp && oku
 	}
 	WaitFor(t, "a backlog of 10 messages, one or more held by the handler", func() bool {
@@ -55,9 +55,9 @@ func testBacklog(t *testing.T, h *harness) {
 	}
 }
 
-// gaugeValue returns the value of the gauge of reg named name for topic and
-// subscription, and whether reg reports it.
-func gaugeValue(tb testing.TB, reg *prometheus.Registry, name, topic, subscription string) (float64, bool) {
+// metricValue returns the value of the gauge or counter of reg named name
+// for topic and subscription, and whether reg reports it.
+func metricValue(tb testing.TB, reg *prometheus.Registry, name, topic, subscription string) (float64, bool) {
 	tb.Helper()
 	families, err := reg.Gather()
 	if err != nil {
@@ -73,6 +73,9 @@ func gaugeValue(tb testing.TB, reg *prometheus.Registry, name, topic, subscripti
 				labels[l.GetName()] = l.GetValue()
 			}
 			if labels["topic"] == topic && labels["subscription"] == subscription {
+				if m.GetCounter() != nil {
+					return m.GetCounter().GetValue(), true
+				}
 				return m.GetGauge().GetValue(), true
 			}
 		}

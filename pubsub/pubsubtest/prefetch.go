@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	pingv1 "github.com/connectkit/connectkit/internal/gen/connectkit/ping/v1"
 	"github.com/connectkit/connectkit/pubsub"
 )
@@ -257,10 +259,12 @@ func testOverrunRetried(t *testing.T, h *harness) {
 // again meanwhile; the subscriber does not run it twice at once in one
 // process, whatever workers it has free, and once the handler acknowledged
 // it the message is not handled again, nor dead-lettered for the attempts
-// its copies took.
+// its copies took. Each copy given back counts in
+// pubsub_given_back_total.
 func testOverrunNotRunTwice(t *testing.T, h *harness) {
 	const ackWait = 200 * time.Millisecond
 	var runs overlaps
+	reg := prometheus.NewRegistry()
 	done := make(chan struct{})
 	sub := newSubscriber(t, h.broker, "overrun", "s", func(ctx context.Context, m *pingv1.PingRequest) error {
 		first := runs.enter() == 1
@@ -272,8 +276,11 @@ func testOverrunNotRunTwice(t *testing.T, h *harness) {
 			close(done)
 		}
 		return nil
-	}, pubsub.WithDelivery(pubsub.DeliveryConfig{Concurrency: 4, AckWait: ackWait}))
+	}, pubsub.WithDelivery(pubsub.DeliveryConfig{Concurrency: 4, AckWait: ackWait}), pubsub.WithRegistry(reg))
 	Start(t, sub)
+	if n, ok := metricValue(t, reg, "pubsub_given_back_total", "overrun", "s"); !ok || n != 0 {
+		t.Errorf("pubsub_given_back_total = %v (reported: %v) before any delivery, want 0", n, ok)
+	}
 	if err := h.publisher(t, h.broker, "overrun").Publish(t.Context(), &pingv1.PingRequest{}); err != nil {
 		t.Fatal(err)
 	}
@@ -284,5 +291,10 @@ func testOverrunNotRunTwice(t *testing.T, h *harness) {
 	}
 	if dls := deadLetters(t, h.broker, "overrun", "s"); len(dls) > 0 {
 		t.Errorf("%d dead letters, want none: the first %s after %d attempts", len(dls), dls[0].Reason, dls[0].Attempts)
+	}
+	// The handler overran AckWait 5 times: the broker sent copies while
+	// it ran, each given back (a few, as the broker's timers fall).
+	if n, _ := metricValue(t, reg, "pubsub_given_back_total", "overrun", "s"); n < 1 {
+		t.Errorf("pubsub_given_back_total = %v, want the copies given back while the handler ran (at least 1)", n)
 	}
 }
