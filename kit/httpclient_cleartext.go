@@ -91,7 +91,7 @@ func (t *cleartextTransport) RoundTrip(req *http.Request) (*http.Response, error
 	if known != 0 && (time.Now().UnixNano() < known || !bodyResendable(req)) {
 		return t.http1Transport().RoundTrip(req)
 	}
-	open, answers := t.h2Open.Load(), t.h2Answers.Load()
+	answers, open := t.h2State()
 	resp, err := t.h2c.RoundTrip(req)
 	if err == nil || req.Context().Err() != nil {
 		return resp, err
@@ -135,6 +135,17 @@ func (t *cleartextTransport) refusedAsHTTP1(err error, known int64, noH2 bool) b
 		return true
 	}
 	return noH2 && t.http1Until.Load() != known
+}
+
+// h2State returns h2Answers and h2Open, loaded in that order: a
+// connection's HTTP/2 answer adds to h2Open, then to h2Answers, so one
+// that answers between the loads shows in h2Open or in a later load of
+// h2Answers. Loaded the other way round, it could show in neither (h2Open
+// before its answer, h2Answers after), and a call that it then carried,
+// failed by its close, was taken for one that no HTTP/2 server saw.
+func (t *cleartextTransport) h2State() (answers, open int64) {
+	answers = t.h2Answers.Load()
+	return answers, t.h2Open.Load()
 }
 
 // knownHTTP1 reports whether the address is known to speak HTTP/1.x only.
@@ -308,7 +319,7 @@ func (c *sniffConn) look(b []byte, err error) {
 		c.peer.silent.Store(nil)
 		c.peer.http1Until.Store(0)
 		if c.h2.CompareAndSwap(0, 1) { // not closed meanwhile
-			c.peer.h2Open.Add(1)
+			c.peer.h2Open.Add(1) // before h2Answers: see h2State
 			c.peer.h2Answers.Add(1)
 		}
 	case c.n == len(http1Prefix):

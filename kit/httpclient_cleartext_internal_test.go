@@ -223,3 +223,41 @@ func TestHTTP1Remembered(t *testing.T) {
 		t.Errorf("handler got %d calls; want 5", calls.Load())
 	}
 }
+
+// TestH2StateSeesAConcurrentAnswer has connections' servers answer in
+// HTTP/2 one after another, none closed, while RoundTrip's h2State is
+// taken over and over: each connection counted in the state's h2Answers
+// must be in its h2Open, or a call that such a connection carries, failed
+// by its close, is taken for one that no HTTP/2 server saw (refusedAsHTTP1's
+// noH2: h2Open 0 then, h2Answers unchanged since) and sent again over
+// HTTP/1.1. It fails when h2State loads h2Open first.
+func TestH2StateSeesAConcurrentAnswer(t *testing.T) {
+	t.Parallel()
+	const conns = 20000
+	tr := &cleartextTransport{addr: "127.0.0.1:1", logger: slog.New(slog.DiscardHandler)}
+	settings := []byte{0, 0, 18, 4} // an HTTP/2 server's first bytes
+	answered := make(chan struct{})
+	go func() {
+		defer close(answered)
+		for range conns {
+			(&sniffConn{peer: tr}).look(settings, nil)
+		}
+	}()
+	states, missed := 0, 0
+	for done := false; !done; states++ {
+		select {
+		case <-answered:
+			done = true
+		default:
+		}
+		if answers, open := tr.h2State(); open < answers {
+			missed++
+		}
+	}
+	if missed > 0 {
+		t.Errorf("%d of %d states: h2Answers counted connections, open, that h2Open did not", missed, states)
+	}
+	if answers, open := tr.h2State(); answers != conns || open != conns {
+		t.Errorf("after %d answers: h2Answers %d, h2Open %d", conns, answers, open)
+	}
+}
