@@ -94,7 +94,15 @@ type givenBack struct {
 	n    atomic.Int32 // how many messages are remembered, read without mu
 	mu   sync.Mutex
 	m    map[lateKey]givenEntry
+	// takes counts the takes: every sweepEvery-th forgets the messages
+	// not delivered here for keep (settled by another instance, never
+	// taken here), each of which would cost every settle the lock.
+	takes int
 }
+
+// sweepEvery is how many takes of givenBack's look once for messages
+// that expired: time.Now at each cost a take three times its lock.
+const sweepEvery = 256
 
 type givenEntry struct {
 	n  int       // deliveries given back
@@ -165,10 +173,20 @@ func (g *givenBack) take(d Delivery) int {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	e, ok := g.m[k]
-	if !ok {
-		return 0
+	if ok {
+		delete(g.m, k)
 	}
-	delete(g.m, k)
-	g.n.Store(int32(len(g.m)))
+	if g.takes++; g.takes%sweepEvery == 0 {
+		now := time.Now()
+		for k, e := range g.m {
+			if now.Sub(e.at) > g.keep {
+				delete(g.m, k)
+				ok = true
+			}
+		}
+	}
+	if ok {
+		g.n.Store(int32(len(g.m)))
+	}
 	return e.n
 }

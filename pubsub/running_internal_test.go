@@ -73,6 +73,19 @@ func TestGivenBack(t *testing.T) {
 		t.Errorf("an expired message: of = %d, remembered %d; want 0, 0", n, expired.n.Load())
 	}
 
+	// A message settled by another instance is never taken here: a
+	// sweep of take's forgets it once keep passed, and the hot path is
+	// back to an atomic load.
+	elsewhere := givenBack{keep: time.Nanosecond}
+	elsewhere.add(1, "x")
+	time.Sleep(time.Millisecond)
+	for i := range sweepEvery {
+		elsewhere.take(&seqDelivery{seq: uint64(i + 2), msg: Message{ID: "y"}})
+	}
+	if got := elsewhere.n.Load(); got != 0 {
+		t.Errorf("a message not delivered here for keep: remembered %d, want 0", got)
+	}
+
 	full := givenBack{keep: time.Hour}
 	for i := range maxLate + 1 {
 		full.add(uint64(i+1), "m")
