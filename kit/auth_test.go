@@ -715,3 +715,31 @@ func TestAuthForwardedRefusalSendsNoBackendMetadata(t *testing.T) {
 		t.Errorf("header %v, trailers %v, want the call's X-Request-Id alone, in the header", res.Header, res.Trailer)
 	}
 }
+
+// A call that looks like gRPC to kit but that connect does not take for
+// one (a GET, a PUT, a Content-Type that is neither application/grpc nor
+// application/grpc+codec) gets WithAuth's refusal as connect's ErrorWriter
+// writes it for an unknown protocol: Connect JSON with the code's HTTP
+// status, over HTTP/1.1 and h2 alike, never a 200 whose body is an error.
+func TestAuthRefusalOfAlmostGRPCKeepsItsStatus(t *testing.T) {
+	t.Parallel()
+	srv := newAuthServer(t, kit.Config{}, new(syncBuffer))
+	for _, tc := range []struct{ method, contentType string }{
+		{http.MethodPost, "application/grpcx"},
+		{http.MethodPost, "application/grpc-foo"},
+		{http.MethodPost, "application/grpc; charset=utf-8"},
+		{http.MethodPut, "application/grpc"},
+		{http.MethodGet, "application/grpc"},
+	} {
+		for _, client := range []*http.Client{srv.HTTP1Client(), srv.HTTP2Client()} {
+			body := ""
+			if tc.method != http.MethodGet {
+				body = "\x00\x00\x00\x00\x00"
+			}
+			res, got := restCall(t, client, tc.method, srv.URL+pingPath, body, http.Header{"Content-Type": {tc.contentType}})
+			if res.StatusCode != http.StatusUnauthorized || !strings.Contains(got, `"unauthenticated"`) {
+				t.Errorf("%s %q over %s = %d %q (header %v, trailers %v), want 401 with Connect JSON unauthenticated", tc.method, tc.contentType, res.Proto, res.StatusCode, got, res.Header, res.Trailer)
+			}
+		}
+	}
+}

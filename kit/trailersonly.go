@@ -205,11 +205,20 @@ func writeTrailersOnly(w http.ResponseWriter, r *http.Request, errW *connect.Err
 	_ = tw.FlushError()
 }
 
-// heldStatus is a ResponseWriter whose WriteHeader does nothing: net/http
-// then writes 200 on the first flush, or when the handler returns.
+// heldStatus is a ResponseWriter whose WriteHeader(200), gRPC's, does
+// nothing: net/http then writes 200 on the first flush, or when the
+// handler returns. Another status goes through: connect's ErrorWriter
+// answers a call it does not take for gRPC (not a POST, or a Content-Type
+// neither application/grpc nor application/grpc+codec, which [grpcCall]
+// lets through) as Connect JSON with the error's HTTP status, 401 say,
+// which held back became a 200 whose body is an error.
 type heldStatus struct{ http.ResponseWriter }
 
-func (heldStatus) WriteHeader(int) {}
+func (h heldStatus) WriteHeader(code int) {
+	if code != http.StatusOK {
+		h.ResponseWriter.WriteHeader(code)
+	}
+}
 
 // protocolField says whether key, a canonical response header key, is
 // one that connect or kit sets on every gRPC response, rather than the
