@@ -83,6 +83,7 @@ const refreshAfter = 10
 func (s *Subscriber) handle(ctx context.Context, d Delivery, waited time.Duration, slot int) {
 	msg, attempt := d.Message(), d.Attempt()
 	if s.late.isCopy(d, attempt) {
+		s.metrics.lateCopies.WithLabelValues(s.topic, s.name).Inc()
 		s.logger.Warn("pubsub: a message waited longer than AckWait before a handler started it, and was delivered again meanwhile; acknowledging the copy of the message handled already (raise AckWait or lower Prefetch)",
 			"message_id", msg.ID, "attempt", attempt, "ack_wait", s.cfg.AckWait.String())
 		if err := d.Ack(); err != nil {

@@ -15,6 +15,7 @@ import (
 type metrics struct {
 	redelivered   *prometheus.CounterVec // topic, subscription
 	givenBack     *prometheus.CounterVec // topic, subscription
+	lateCopies    *prometheus.CounterVec // topic, subscription
 	deadLettered  *prometheus.CounterVec // topic, subscription, reason
 	publishErrors *prometheus.CounterVec // topic
 	ackErrors     *prometheus.CounterVec // topic, subscription
@@ -33,6 +34,10 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		givenBack: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "pubsub_given_back_total",
 			Help: "Deliveries given back to the broker unhandled, because a handler of this process still ran their message (it overran AckWait); each comes again after AckWait.",
+		}, []string{"topic", "subscription"}),
+		lateCopies: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "pubsub_late_copies_total",
+			Help: "Deliveries acknowledged without a handler, because they were copies of a message this process had already settled (they came after its verdict: it waited longer than AckWait, or a handler overran AckWait).",
 		}, []string{"topic", "subscription"}),
 		deadLettered: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "pubsub_dead_lettered_total",
@@ -65,7 +70,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	} else if err != nil {
 		return nil, fmt.Errorf("pubsub: failed to register metrics: %w", err)
 	}
-	for _, c := range []**prometheus.CounterVec{&m.redelivered, &m.givenBack, &m.deadLettered, &m.publishErrors, &m.ackErrors, &m.deadLetterErrors} {
+	for _, c := range []**prometheus.CounterVec{&m.redelivered, &m.givenBack, &m.lateCopies, &m.deadLettered, &m.publishErrors, &m.ackErrors, &m.deadLetterErrors} {
 		registered, err := register(reg, *c)
 		if err != nil {
 			return nil, err
@@ -79,13 +84,13 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 var reasons = [...]Reason{ReasonMaxAttempts, ReasonPermanent, ReasonTypeMismatch, ReasonUndecodable}
 
 // subscription makes the series of a subscription's redeliveries,
-// deliveries given back, dead letters (one per reason) and failed
-// verdicts, at 0. A series that first
-// appears at 1 is no increase to rate() or increase(), so an alert on them
+// deliveries given back, late copies, dead letters (one per reason) and
+// failed verdicts, at 0. A series that first appears at 1 is no increase to rate() or increase(), so an alert on them
 // would miss the first dead letter of each process: often the only one.
 func (m *metrics) subscription(topic, name string) {
 	m.redelivered.WithLabelValues(topic, name)
 	m.givenBack.WithLabelValues(topic, name)
+	m.lateCopies.WithLabelValues(topic, name)
 	m.ackErrors.WithLabelValues(topic, name)
 	for _, r := range reasons {
 		m.deadLettered.WithLabelValues(topic, name, string(r))

@@ -300,6 +300,7 @@ func TestMetricsStartAtZero(t *testing.T) {
 	for _, want := range []string{
 		"pubsub_redelivered_total{subscription=audit,topic=quiet}",
 		"pubsub_given_back_total{subscription=audit,topic=quiet}",
+		"pubsub_late_copies_total{subscription=audit,topic=quiet}",
 		"pubsub_ack_errors_total{subscription=audit,topic=quiet}",
 		"pubsub_dead_lettered_total{reason=max_attempts,subscription=audit,topic=quiet}",
 		"pubsub_dead_lettered_total{reason=permanent,subscription=audit,topic=quiet}",

@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -88,18 +90,27 @@ func testWaitedGetsFullAckWait(t *testing.T, h *harness) {
 // without a handler ever failing).
 //
 // A last message is published once the eight were handled: the copies,
-// delivered before the eight were acknowledged, come before it.
+// delivered before the eight were acknowledged, come before it. Each copy
+// so acknowledged counts in pubsub_late_copies_total, as its warning
+// does (a broker that fetches no message ahead of its handlers, as mem,
+// delivers no copy there: none is counted).
 func testOverdueCopiesNotHandled(t *testing.T, h *harness) {
 	const ackWait, messages = time.Second, 8
 	var runs handlings
+	reg := prometheus.NewRegistry()
+	var warnings lateCopyWarnings
 	sub := newSubscriber(t, h.broker, "overdue", "s", func(ctx context.Context, m *pingv1.PingRequest) error {
 		if m.GetNumber() <= messages {
 			time.Sleep(ackWait * 4 / 10)
 		}
 		runs.add(ctx, m)
 		return nil
-	}, pubsub.WithDelivery(pubsub.DeliveryConfig{Concurrency: 1, Prefetch: messages, AckWait: ackWait}))
+	}, pubsub.WithDelivery(pubsub.DeliveryConfig{Concurrency: 1, Prefetch: messages, AckWait: ackWait}),
+		pubsub.WithRegistry(reg), pubsub.WithLogger(slog.New(&warnings)))
 	Start(t, sub)
+	if n, ok := metricValue(t, reg, "pubsub_late_copies_total", "overdue", "s"); !ok || n != 0 {
+		t.Errorf("pubsub_late_copies_total = %v (reported: %v) before any delivery, want 0", n, ok)
+	}
 	pub := h.publisher(t, h.broker, "overdue")
 	want := make([]string, 0, messages+1)
 	for n := range int64(messages) {
@@ -130,7 +141,31 @@ func testOverdueCopiesNotHandled(t *testing.T, h *harness) {
 	if dls := deadLetters(t, h.broker, "overdue", "s"); len(dls) > 0 {
 		t.Errorf("%d dead letters, want none; the first: %s after %d attempts", len(dls), dls[0].Reason, dls[0].Attempts)
 	}
+	// The copies were acknowledged before the last message was handled,
+	// by the one handler.
+	n, _ := metricValue(t, reg, "pubsub_late_copies_total", "overdue", "s")
+	if want := float64(warnings.n.Load()); n != want {
+		t.Errorf("pubsub_late_copies_total = %v, want %v: the copies acknowledged without a handler, each warned of", n, want)
+	}
 }
+
+// lateCopyWarnings is a slog.Handler that counts the warnings that a copy
+// of a message handled already was acknowledged without a handler, and
+// drops every record. Hand-written: slog has no recording handler, and
+// this one needs no more than a count.
+type lateCopyWarnings struct{ n atomic.Int64 }
+
+func (w *lateCopyWarnings) Enabled(context.Context, slog.Level) bool { return true }
+
+func (w *lateCopyWarnings) Handle(_ context.Context, r slog.Record) error {
+	if r.Level == slog.LevelWarn && strings.Contains(r.Message, "acknowledging the copy") {
+		w.n.Add(1)
+	}
+	return nil
+}
+
+func (w *lateCopyWarnings) WithAttrs([]slog.Attr) slog.Handler { return w }
+func (w *lateCopyWarnings) WithGroup(string) slog.Handler      { return w }
 
 // testPrefetchBelowConcurrency: Prefetch does not bound the handlers that
 // run at once. A message leaves the broker's buffer when a handler takes
