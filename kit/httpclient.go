@@ -169,7 +169,9 @@ const clientRedials = 3
 // It speaks HTTP/2 to every server: in cleartext (h2c) for http:// URLs, so
 // that gRPC works without TLS, and over TLS for https:// ones; an http://
 // server that answers the h2c preface in HTTP/1.x is called over HTTP/1.1
-// (the call sent again, if its body can be: see the README). It resolves
+// (the call sent again, if its body can be: see the README), and such a
+// call counts in kit_client_http1_calls_total{peer} and has
+// network.protocol.version "1.1" on its client span. It resolves
 // each name it calls to all of its addresses, opens one connection to each,
 // and sends the calls to them in turn (round robin): a Kubernetes headless
 // Service's name spreads the calls over all of its Pods. It resolves the
@@ -204,7 +206,7 @@ func (s *Server) HTTPClient() *http.Client {
 	s.httpClientMu.Lock()
 	defer s.httpClientMu.Unlock()
 	if s.httpClient == nil {
-		s.httpClient = newBalancedClient(s.cfg.HTTPClient.withDefaults(), s.clientTLS, s.opts.resolver, nil, s.logger, s.outlierMetrics)
+		s.httpClient = newBalancedClient(s.cfg.HTTPClient.withDefaults(), s.clientTLS, s.opts.resolver, nil, s.logger, s.clientMetrics)
 		if s.httpClientClosed { // after the shutdown: one that fails every call
 			_ = s.httpClient.close(context.Background())
 		}
@@ -228,7 +230,7 @@ type balancedClient struct {
 // connections with dial (a net.Dialer's when nil), and reports its
 // ejections to logger (none when nil) and metrics.
 func newBalancedClient(cfg HTTPClientConfig, tlsConfig *tls.Config, res resolver.Resolver, dial func(ctx context.Context, network, addr string) (net.Conn, error),
-	logger *slog.Logger, metrics outlierMetrics) *balancedClient {
+	logger *slog.Logger, metrics clientMetrics) *balancedClient {
 	if res == nil {
 		res = resolver.NewDNSResolver(net.DefaultResolver, resolver.PreferIPv4, cfg.ResolveInterval)
 	}
@@ -289,7 +291,9 @@ func (c *balancedClient) close(ctx context.Context) error {
 type h2cTransport struct{ h *dialHealth }
 
 func (t h2cTransport) NewRoundTripper(_, addr string, cfg httplb.TransportConfig) httplb.RoundTripperResult {
-	return t.h.leaf(addr, newCleartextTransport(addr, cfg, t.h.outlier.logger))
+	ct := newCleartextTransport(addr, cfg, t.h.outlier.logger)
+	ct.http1Calls = t.h.outlier.metrics.http1Calls
+	return t.h.leaf(addr, ct)
 }
 
 // tlsTransport makes the round trippers of https:// addresses: HTTP/2 over

@@ -15,8 +15,10 @@ import (
 
 	"connectrpc.com/connect"
 	"github.com/bufbuild/httplb"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/connectkit/connectkit/interceptors"
+	"github.com/connectkit/connectkit/internal/telemetry"
 )
 
 // A server at an http:// address that speaks only HTTP/1.x (a webhook, a
@@ -61,6 +63,8 @@ type cleartextTransport struct {
 	cfg    httplb.TransportConfig
 	addr   string
 	logger *slog.Logger
+	// http1Calls counts the calls sent over HTTP/1.1, by peer; nil: none.
+	http1Calls *prometheus.CounterVec
 
 	http1Until atomic.Int64                   // UnixNano until which addr is known to speak HTTP/1.x only; 0: never seen to
 	http1      atomic.Pointer[http.Transport] // made when first needed
@@ -89,7 +93,7 @@ func newCleartextTransport(addr string, cfg httplb.TransportConfig, logger *slog
 func (t *cleartextTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	known := t.http1Until.Load()
 	if known != 0 && (time.Now().UnixNano() < known || !bodyResendable(req)) {
-		return t.http1Transport().RoundTrip(req)
+		return t.viaHTTP1(req)
 	}
 	answers, open := t.h2State()
 	resp, err := t.h2c.RoundTrip(req)
@@ -103,7 +107,19 @@ func (t *cleartextTransport) RoundTrip(req *http.Request) (*http.Response, error
 	if bodyErr != nil {
 		return nil, connect.NewError(connect.CodeUnavailable, http1OnlyError{addr: t.addr, cause: err, body: bodyErr})
 	}
-	return t.http1Transport().RoundTrip(again)
+	return t.viaHTTP1(again)
+}
+
+// viaHTTP1 sends req over HTTP/1.1: it counts it in http1Calls by its
+// Host (the host and port called, which httplb keeps while it sends the
+// request to one of its addresses), and its client span, if it has one,
+// says so (network.protocol.version "1.1").
+func (t *cleartextTransport) viaHTTP1(req *http.Request) (*http.Response, error) {
+	if t.http1Calls != nil {
+		t.http1Calls.WithLabelValues(req.Host).Inc()
+	}
+	telemetry.MarkHTTP1(req.Context())
+	return t.http1Transport().RoundTrip(req)
 }
 
 // refusedAsHTTP1 reports whether err, the error of a call's h2c attempt

@@ -54,7 +54,7 @@ func TestDeadAddressLeftOut(t *testing.T) {
 		mu.Unlock()
 		return dialer.DialContext(ctx, network, addr)
 	}
-	c := newBalancedClient(HTTPClientConfig{}.withDefaults(), nil, NewStaticNames(h2cServer(t), dead, h2cServer(t)), dial, nil, outlierMetrics{})
+	c := newBalancedClient(HTTPClientConfig{}.withDefaults(), nil, NewStaticNames(h2cServer(t), dead, h2cServer(t)), dial, nil, clientMetrics{})
 	defer func() { _ = c.close(context.Background()) }()
 
 	const calls = 60

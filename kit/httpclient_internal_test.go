@@ -149,7 +149,7 @@ func TestReplayedCallIsNotErrNotSent(t *testing.T) {
 	ts.StartTLS() // HTTP/1.1 only: net/http replays a GET on its connections
 	t.Cleanup(ts.Close)
 	tlsConfig := ts.Client().Transport.(*http.Transport).TLSClientConfig.Clone()
-	c := newBalancedClient(HTTPClientConfig{}.withDefaults(), tlsConfig, NewStaticNames(ts.Listener.Addr().String()), nil, nil, outlierMetrics{})
+	c := newBalancedClient(HTTPClientConfig{}.withDefaults(), tlsConfig, NewStaticNames(ts.Listener.Addr().String()), nil, nil, clientMetrics{})
 	t.Cleanup(func() { _ = c.close(context.Background()) })
 	get := func() (*http.Response, error) {
 		req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, "https://example.com/", nil)

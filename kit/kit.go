@@ -101,7 +101,7 @@ type Server struct {
 	clientTLS        *tls.Config // of HTTPClient's https:// connections; nil: the defaults
 	httpClientMu     sync.Mutex
 	httpClient       *balancedClient // made by the first HTTPClient call
-	outlierMetrics   outlierMetrics  // of httpClient's ejections
+	clientMetrics    clientMetrics   // of httpClient's ejections
 	httpClientClosed bool            // set by the shutdown
 }
 
@@ -162,7 +162,7 @@ func newServer(cfg Config, opts []Option) (*Server, error) {
 	if s.rejected, err = newRejectedCalls(s.registry, s.logger); err != nil {
 		return s, err
 	}
-	if s.outlierMetrics, err = newOutlierMetrics(s.registry); err != nil {
+	if s.clientMetrics, err = newClientMetrics(s.registry); err != nil {
 		return s, err
 	}
 	s.health = health.New(health.WithLogger(s.logger))

@@ -73,31 +73,44 @@ func (h HTTPClientConfig) checkOutlier(bad func(field, env string, value any, wh
 	})
 }
 
-// outlierMetrics are the metrics of the ejections: nil fields count
-// nothing.
-type outlierMetrics struct {
-	ejections prometheus.Counter
-	ejected   prometheus.Gauge
+// clientMetrics are the metrics of [Server.HTTPClient]: its ejections and
+// its calls over HTTP/1.1 to servers that speak only that. Nil fields
+// count nothing. None has an address a name resolved to as a label: a
+// headless Service's Pods come and go, and each would leave its series;
+// the logs name them. http1Calls has the peer, as rpc_client_retries_total
+// has it: the host and port called (the request's Host), before
+// resolution.
+type clientMetrics struct {
+	ejections  prometheus.Counter
+	ejected    prometheus.Gauge
+	http1Calls *prometheus.CounterVec // peer
 }
 
-// newOutlierMetrics registers the ejection metrics in reg, or finds those
+// newClientMetrics registers the client's metrics in reg, or finds those
 // another server registered there.
-func newOutlierMetrics(reg prometheus.Registerer) (outlierMetrics, error) {
+func newClientMetrics(reg prometheus.Registerer) (clientMetrics, error) {
 	ejections, err := registerOrFind(reg, prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "kit_client_outlier_ejections_total",
 		Help: "Addresses of services called that HTTPClient took out of the balancing for failing calls in a row (KIT_CLIENT_OUTLIER_FAILURES).",
 	}))
 	if err != nil {
-		return outlierMetrics{}, err
+		return clientMetrics{}, err
 	}
 	ejected, err := registerOrFind(reg, prometheus.NewGauge(prometheus.GaugeOpts{
 		Name: "kit_client_outlier_ejected",
 		Help: "Addresses of services called that HTTPClient leaves out of the balancing now for failing calls.",
 	}))
 	if err != nil {
-		return outlierMetrics{}, err
+		return clientMetrics{}, err
 	}
-	return outlierMetrics{ejections: ejections, ejected: ejected}, nil
+	http1Calls, err := registerOrFind(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "kit_client_http1_calls_total",
+		Help: "Calls of HTTPClient sent over HTTP/1.1, by peer (host and port called), to http:// servers that speak HTTP/1.x only, not h2c (the log names each such address).",
+	}, []string{"peer"}))
+	if err != nil {
+		return clientMetrics{}, err
+	}
+	return clientMetrics{ejections: ejections, ejected: ejected, http1Calls: http1Calls}, nil
 }
 
 // registerOrFind registers c in reg, or returns the collector of the same

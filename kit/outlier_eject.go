@@ -44,7 +44,7 @@ type outlierConfig struct {
 	base       time.Duration
 	maxPercent int
 	logger     *slog.Logger
-	metrics    outlierMetrics
+	metrics    clientMetrics
 }
 
 // addrOf returns the record of addr's calls, made if it was not, for one

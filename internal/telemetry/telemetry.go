@@ -2,6 +2,8 @@
 // environment variables ([ConfigFromEnv]), for kit to pass to
 // [github.com/connectkit/connectkit/interceptors.Tracing]. Nothing is global:
 // [New] returns a [Provider] and never calls otel.SetTracerProvider.
+// [MarkHTTP1] marks the client spans of calls that kit's HTTP client sent
+// over HTTP/1.1.
 //
 // Only tracing is set up here: metrics are Prometheus, logs are slog.
 package telemetry
