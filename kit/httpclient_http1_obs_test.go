@@ -71,7 +71,7 @@ func TestHTTPClientHTTP1CallsShow(t *testing.T) {
 			version := ""
 			for _, a := range s.Attributes() {
 				if a.Key == "network.protocol.version" {
-					version = a.Value.Emit()
+					version = a.Value.String()
 				}
 			}
 			versions = append(versions, version)

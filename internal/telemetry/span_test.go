@@ -35,7 +35,7 @@ func TestMarkHTTP1(t *testing.T) {
 		for _, s := range spans.GetSpans().Snapshots() {
 			for _, a := range s.Attributes() {
 				if s.Name() == tc.name && a.Key == "network.protocol.version" {
-					got = a.Value.Emit()
+					got = a.Value.String()
 				}
 			}
 		}
