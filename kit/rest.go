@@ -2,7 +2,6 @@ package kit
 
 import (
 	"compress/gzip"
-	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -101,10 +100,11 @@ func (rr *restRoutes) add(service protoreflect.ServiceDescriptor, h http.Handler
 		panic(fmt.Sprintf("kit: REST routes of %s: %v", service.FullName(), err))
 	}
 	rr.services = services
-	methods := routeMethods{routes: map[string]bool{}, bodies: map[string]bool{}, queryNames: map[string]bool{}}
+	methods := routeMethods{routes: map[string]bool{}, bodies: map[string]bool{}, bodiless: map[string]bool{}, queryNames: map[string]bool{}}
 	if old := rr.methods.Load(); old != nil {
 		maps.Copy(methods.routes, old.routes)
 		maps.Copy(methods.bodies, old.bodies)
+		maps.Copy(methods.bodiless, old.bodiless)
 		maps.Copy(methods.queryNames, old.queryNames)
 		methods.inputs = slices.Clone(old.inputs)
 	}
@@ -117,8 +117,9 @@ func (rr *restRoutes) add(service protoreflect.ServiceDescriptor, h http.Handler
 // their google.api.http options name them ("*": a custom kind, which
 // vanguard matches with any method).
 type routeMethods struct {
-	routes map[string]bool // the methods of every route
-	bodies map[string]bool // those of the routes that take a body
+	routes   map[string]bool // the methods of every route
+	bodies   map[string]bool // those of the routes that take a body
+	bodiless map[string]bool // those of the routes that take none
 	// queryNames are the names of the routed requests' fields, true for
 	// those whose query parameters vanguard may get wrong (see
 	// [addQueryFields]), inputs those requests' messages, each once.
@@ -157,6 +158,8 @@ func (m *routeMethods) add(service protoreflect.ServiceDescriptor) {
 			m.routes[method] = true
 			if r.GetBody() != "" {
 				m.bodies[method] = true
+			} else {
+				m.bodiless[method] = true
 			}
 		}
 	}
@@ -165,6 +168,12 @@ func (m *routeMethods) add(service protoreflect.ServiceDescriptor) {
 // takesBody says whether a route of method may take a body.
 func (m *routeMethods) takesBody(method string) bool {
 	return m.bodies[method] || m.bodies["*"]
+}
+
+// someTakeNone says whether a route of method takes no body, among
+// others that take one (see [restRoutes.serveWithoutBody]).
+func (m *routeMethods) someTakeNone(method string) bool {
+	return m.takesBody(method) && (m.bodiless[method] || m.bodiless["*"])
 }
 
 // headAsGet says whether a HEAD is to be served as a GET: no route is
@@ -180,77 +189,24 @@ func (rr *restRoutes) serve(w http.ResponseWriter, r *http.Request) bool {
 	if t == nil || !restRequest(r) {
 		return false
 	}
-	// Vanguard rewrites the URL of the request it is given to the
-	// procedure's path: a copy leaves r's as it came, for the routes,
-	// which would otherwise take r for a Connect call of the procedure
-	// (see [routes.serve]). Its router splits the path at its slashes
-	// and unescapes each path variable itself, as google.api.http has it
-	// (a %2F in a one-segment variable is a slash of its value), but
-	// reads URL.Path, which net/http has unescaped already: "/v1/a%2Fb"
-	// was three segments, which no "/v1/{name}" matched, and "%25" a
-	// lone "%" that failed to unescape again. It gets the path as sent,
-	// its unreserved characters unescaped (see [unescapeUnreserved]),
-	// unless the path holds an escaped slash: vanguard v0.4.0 unescapes
-	// a %2F into a slash in a variable of several segments too
-	// ("{name=shelves/*}" got "shelves/a/../../admin", a value of a shape
-	// its template cannot have), so such a path is matched as net/http
-	// unescaped it, a %2F as a slash, as grpc-gateway's default does.
-	// Telling which route vanguard will take, to escape the slash only
-	// in those variables, would re-write vanguard's router in kit.
 	methods := rr.methods.Load()
-	u := *r.URL
-	if p := r.URL.EscapedPath(); !escapedSlash(p) {
-		u.Path, u.RawPath = unescapeUnreserved(p), ""
-	}
-	ctx := r.Context()
-	if u.RawQuery != "" {
-		var held heldQuery
-		if u.RawQuery, held = methods.holdQuery(u.RawQuery); held != nil {
-			ctx = context.WithValue(ctx, heldQueryKey{}, held)
-		}
-	}
-	c := r.WithContext(ctx)
-	if q := u.RawQuery; strings.IndexByte(q, '.') >= 0 || strings.Contains(q, "%2E") || strings.Contains(q, "%2e") {
-		u.RawQuery = lastElementNamed(q)
-	}
-	c.URL = &u
-	if r.Method == http.MethodHead && methods.headAsGet() {
-		// A HEAD is served wherever a GET is, as net/http's ServeMux
-		// serves it: net/http writes the GET's header and drops its
-		// body. Vanguard matches routes by method and has no HEAD.
-		c.Method = http.MethodGet
-	}
-	if r.Header["Grpc-Timeout"] != nil {
-		grpcTimeout(c, r.Header)
-	}
 	hasBody := r.Body != nil && r.Body != http.NoBody
-	switch {
-	case methods.takesBody(c.Method):
-		if hasBody {
-			rr.bound(c, r)
-		}
-	default:
-		// Its Content-Type goes too, with a body or without: net/http
-		// gives an HTTP/1.1 GET without a body http.NoBody, an HTTP/2 one
-		// a body that ends at once, and vanguard refused a type other
-		// than JSON (415) on the first alone.
-		ignoreBody(c)
-		if hasBody && r.ProtoMajor == 1 {
-			// Nothing reads this body but net/http, which reads what
-			// arrives of it before the response, and vanguard flushes
-			// the response before it returns: so the read deadline goes
-			// on now, when nothing else reads (see [boundUnreadBody],
-			// which bounds it again after).
-			if d, ok := w.(connDeadlines); ok {
-				_ = d.SetReadDeadline(time.Now().Add(rr.ignoredBody))
-			}
-		}
-	}
-	if r.URL.RawQuery != "" && lostQuery(c.Header) {
-		c = c.WithContext(context.WithValue(c.Context(), sentQueryKey{}, r.URL.RawQuery))
-	}
+	// A body sent with a method that some routes take a body with and
+	// others not may reach a route that takes none, which vanguard
+	// refuses: the call is then served again without it (see
+	// [restRoutes.serveWithoutBody]), from r as it came, whose header
+	// vanguard is kept from rewriting.
+	again := hasBody && methods.someTakeNone(r.Method)
+	c := rr.vanguardRequest(w, r, methods, hasBody, again)
 	rw := &restWriter{ResponseWriter: w, sent: r, capture: rr.rejected != nil, headAsGet: methods.headAsGet()}
+	var before []string
+	if again {
+		before = slices.Collect(maps.Keys(w.Header()))
+	}
 	rr.transcode(t, rw, c)
+	if again && rw.held && bodyRefused(rw.errBody) {
+		c, rw = rr.serveWithoutBody(t, w, r, methods, before)
+	}
 	if rw.held {
 		rw.release()
 	}

@@ -41,8 +41,8 @@ func (rr *restRoutes) bound(b, r *http.Request) {
 // a GET with a body, and answered 415 one whose type was not JSON (curl's
 // -X GET -d sends a form), as it did a GET without a body that a client
 // gave a Content-Type all the same. Where another route of the method takes a
-// body, vanguard sees it, and a route that takes none answers it 400 (see
-// [restClientError]).
+// body, vanguard sees it, and a route that takes none refuses it: the call
+// is then served again without it (see [restRoutes.serveWithoutBody]).
 func ignoreBody(c *http.Request) {
 	c.Body, c.ContentLength = http.NoBody, 0
 	if c.Header["Content-Type"] != nil || c.Header["Content-Encoding"] != nil {

@@ -95,8 +95,8 @@ func restClientError(body []byte) ([]byte, bool) {
 			return nil, false
 		}
 		msg = fmt.Sprintf("invalid query parameter %q: %s", name, strings.TrimPrefix(msg[len(inPath)+len(quoted):], ": "))
-	case strings.HasPrefix(msg, "request should have no body;"):
-		msg = "this route takes no request body; " + strings.TrimPrefix(msg, "request should have no body; ")
+	case strings.HasPrefix(msg, noBodyRefusal):
+		msg = "this route takes no request body; " + strings.TrimPrefix(msg, noBodyRefusal+" ")
 	case msg == "string field contains invalid UTF-8": // generated code's
 		msg = "a query parameter or path variable of a string field is not UTF-8"
 	case dynamicUTF8Error(msg) != "":
@@ -111,6 +111,10 @@ func restClientError(body []byte) ([]byte, bool) {
 	}{int(connect.CodeInvalidArgument), msg, []struct{}{}})
 	return out, err == nil
 }
+
+// noBodyRefusal begins vanguard's message refusing the body of a REST
+// call to a route that takes none.
+const noBodyRefusal = "request should have no body;"
 
 // dynamicUTF8Error returns the field that msg, protobuf-go's error for a
 // string field that is not UTF-8 in a message it encodes by reflection

@@ -1,0 +1,124 @@
+package kit
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"slices"
+	"strings"
+	"time"
+
+	"connectrpc.com/vanguard"
+)
+
+// vanguardRequest returns the copy of r, a REST call, that vanguard is
+// given to serve (see [restRoutes.serve]), hasBody saying whether r has a
+// body. With keep, the copy has a header of its own, which vanguard
+// rewrites, so that r's stays as it came for [restRoutes.serveWithoutBody].
+//
+// Vanguard rewrites the URL of the request it is given to the procedure's
+// path: a copy leaves r's as it came, for the routes, which would
+// otherwise take r for a Connect call of the procedure (see
+// [routes.serve]). Its router splits the path at its slashes and
+// unescapes each path variable itself, as google.api.http has it (a %2F
+// in a one-segment variable is a slash of its value), but reads URL.Path,
+// which net/http has unescaped already: "/v1/a%2Fb" was three segments,
+// which no "/v1/{name}" matched, and "%25" a lone "%" that failed to
+// unescape again. It gets the path as sent, its unreserved characters
+// unescaped (see [unescapeUnreserved]), unless the path holds an escaped
+// slash: vanguard v0.4.0 unescapes a %2F into a slash in a variable of
+// several segments too ("{name=shelves/*}" got "shelves/a/../../admin", a
+// value of a shape its template cannot have), so such a path is matched
+// as net/http unescaped it, a %2F as a slash, as grpc-gateway's default
+// does. Telling which route vanguard will take, to escape the slash only
+// in those variables, would re-write vanguard's router in kit.
+func (rr *restRoutes) vanguardRequest(w http.ResponseWriter, r *http.Request, methods *routeMethods, hasBody, keep bool) *http.Request {
+	u := *r.URL
+	if p := r.URL.EscapedPath(); !escapedSlash(p) {
+		u.Path, u.RawPath = unescapeUnreserved(p), ""
+	}
+	ctx := r.Context()
+	if u.RawQuery != "" {
+		var held heldQuery
+		if u.RawQuery, held = methods.holdQuery(u.RawQuery); held != nil {
+			ctx = context.WithValue(ctx, heldQueryKey{}, held)
+		}
+	}
+	c := r.WithContext(ctx)
+	if keep {
+		c.Header = r.Header.Clone()
+	}
+	if q := u.RawQuery; strings.IndexByte(q, '.') >= 0 || strings.Contains(q, "%2E") || strings.Contains(q, "%2e") {
+		u.RawQuery = lastElementNamed(q)
+	}
+	c.URL = &u
+	if r.Method == http.MethodHead && methods.headAsGet() {
+		// A HEAD is served wherever a GET is, as net/http's ServeMux
+		// serves it: net/http writes the GET's header and drops its
+		// body. Vanguard matches routes by method and has no HEAD.
+		c.Method = http.MethodGet
+	}
+	if r.Header["Grpc-Timeout"] != nil {
+		grpcTimeout(c, r.Header)
+	}
+	switch {
+	case methods.takesBody(c.Method):
+		if hasBody {
+			rr.bound(c, r)
+		}
+	default:
+		// Its Content-Type goes too, with a body or without: net/http
+		// gives an HTTP/1.1 GET without a body http.NoBody, an HTTP/2 one
+		// a body that ends at once, and vanguard refused a type other
+		// than JSON (415) on the first alone.
+		ignoreBody(c)
+		if hasBody && r.ProtoMajor == 1 {
+			// Nothing reads this body but net/http, which reads what
+			// arrives of it before the response, and vanguard flushes
+			// the response before it returns: so the read deadline goes
+			// on now, when nothing else reads (see [boundUnreadBody],
+			// which bounds it again after).
+			if d, ok := w.(connDeadlines); ok {
+				_ = d.SetReadDeadline(time.Now().Add(rr.ignoredBody))
+			}
+		}
+	}
+	if r.URL.RawQuery != "" && lostQuery(c.Header) {
+		c = c.WithContext(context.WithValue(c.Context(), sentQueryKey{}, r.URL.RawQuery))
+	}
+	return c
+}
+
+// serveWithoutBody serves r, a REST call with a body, through t again,
+// without its body, and returns the request vanguard was given and the
+// writer it wrote to: vanguard refused the body because the route it
+// took, among routes of r's method that take one, takes none
+// (`post: "/v1/users/{id}:activate"` beside `post: "/v1/users" body:
+// "*"`), where grpc-gateway and Kratos ignore the body of such a route (a
+// client's `{}`). Nothing was answered yet (the 500 is held back), and
+// nothing of the method ran: its connect handler refused the body before
+// the chain. The header fields that refusal set on w, those not in before,
+// go.
+func (rr *restRoutes) serveWithoutBody(t *vanguard.Transcoder, w http.ResponseWriter, r *http.Request, methods *routeMethods, before []string) (*http.Request, *restWriter) {
+	h := w.Header()
+	for k := range h {
+		if !slices.Contains(before, k) {
+			delete(h, k)
+		}
+	}
+	c := rr.vanguardRequest(w, r, methods, false, false)
+	ignoreBody(c)
+	rw := &restWriter{ResponseWriter: w, sent: r, capture: rr.rejected != nil, headAsGet: methods.headAsGet()}
+	rr.transcode(t, rw, c)
+	return c, rw
+}
+
+// bodyRefused says whether body, the google.rpc.Status JSON of a 500 that
+// vanguard answered a REST call, refuses the call's body for a route that
+// takes none (see [restClientError]).
+func bodyRefused(body []byte) bool {
+	var status struct {
+		Message string `json:"message"`
+	}
+	return json.Unmarshal(body, &status) == nil && strings.HasPrefix(status.Message, noBodyRefusal)
+}
