@@ -6,12 +6,11 @@ import (
 	"fmt"
 	"os"
 	"slices"
-	"sync"
-	"time"
 
 	"connectrpc.com/connect"
 
 	"github.com/connectkit/connectkit/interceptors"
+	"github.com/connectkit/connectkit/internal/ruled"
 	"github.com/connectkit/connectkit/internal/telemetry"
 )
 
@@ -22,36 +21,14 @@ var quietProcedures = []string{"/grpc.health.v1.Health/", "/grpc.reflection."}
 
 // buildChainsWatched is buildChains, which logs at error if it is still
 // building after chainBuildWarning, and at warn once it is done if it
-// did, so that a start that was slow but not held for good says so. Its
-// timer is stopped however buildChains ends, a panic (an option's)
-// included.
+// did, so that a start that was slow but not held for good says so (see
+// ruled.Watched).
 func (s *Server) buildChainsWatched() error {
-	start := time.Now()
-	var (
-		mu           sync.Mutex
-		done, warned bool
-	)
-	stuck := time.AfterFunc(chainBuildWarning, func() {
-		mu.Lock()
-		defer mu.Unlock()
-		if done {
-			return
-		}
-		warned = true
-		s.logger.Error("kit.New: the interceptor chain is still being built: protovalidate's validator (interceptors.Validation) may be built now, "+
+	return ruled.Watched(s.logger, chainBuildWarning,
+		"kit.New: the interceptor chain is still being built: protovalidate's validator (interceptors.Validation) may be built now, "+
 			"and its build waits for good when a proto file or type is registered in protoregistry's global registries from another goroutine meanwhile; "+
-			"register them before kit.New or after it returns", "waited", chainBuildWarning)
-	})
-	defer func() {
-		stuck.Stop()
-		mu.Lock()
-		defer mu.Unlock()
-		done = true
-		if warned {
-			s.logger.Warn("kit.New: the interceptor chain is built after all", "took", time.Since(start).Round(time.Millisecond))
-		}
-	}()
-	return s.buildChains()
+			"register them before kit.New or after it returns",
+		"kit.New: the interceptor chain is built after all", nil, s.buildChains)
 }
 
 // buildChains sets up tracing from the OTEL_* variables and builds the

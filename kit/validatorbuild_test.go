@@ -6,8 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"os/exec"
-	"runtime"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -17,14 +15,11 @@ import (
 	"connectrpc.com/connect"
 	"connectrpc.com/validate"
 	"google.golang.org/protobuf/proto"
-	"google.golang.org/protobuf/reflect/protodesc"
-	"google.golang.org/protobuf/reflect/protoreflect"
-	"google.golang.org/protobuf/reflect/protoregistry"
-	"google.golang.org/protobuf/types/descriptorpb"
 
 	"github.com/connectkit/connectkit/interceptors"
 	pingv1 "github.com/connectkit/connectkit/internal/gen/connectkit/ping/v1"
 	"github.com/connectkit/connectkit/internal/gen/connectkit/ping/v1/pingv1connect"
+	"github.com/connectkit/connectkit/internal/protoregtest"
 	"github.com/connectkit/connectkit/kit"
 	"github.com/connectkit/connectkit/kit/kittest"
 )
@@ -44,13 +39,13 @@ const registeringChild = "KIT_TEST_REGISTERING_CHILD"
 // runs in a process of its own, as the validator is the process's.
 func TestFirstValidatedCallWhileFilesRegister(t *testing.T) {
 	t.Parallel()
-	if !inChild(t, registeringChild) {
+	if !protoregtest.InChild(t, registeringChild) {
 		return
 	}
 	srv := kittest.NewServer(t, kit.Config{}, func(srv *kit.Server) {
 		srv.Mount(pingv1connect.NewPingServiceHandler(&pingServer{}, srv.HandlerOptions()...))
 	})
-	stop := registerFiles(t)
+	stop := protoregtest.RegisterFiles(t)
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	defer cancel()
 	client := newPingClient(srv, srv.HTTP2Client())
@@ -61,73 +56,6 @@ func TestFirstValidatedCallWhileFilesRegister(t *testing.T) {
 		os.Exit(1)
 	}
 	stop()
-}
-
-// inChild reports whether t runs in the process of its own that it
-// runs in, its binary run again with the variable env set, in which
-// protovalidate's global validator, the process's, is not built yet;
-// otherwise it runs that process and fails t if the process fails.
-func inChild(t *testing.T, env string) bool {
-	if os.Getenv(env) != "" {
-		return true
-	}
-	ctx, cancel := context.WithTimeout(t.Context(), 90*time.Second) // a deadlock, not a slow call
-	defer cancel()
-	cmd := exec.CommandContext(ctx, os.Args[0], "-test.run=^"+t.Name()+"$", "-test.count=1")
-	cmd.Env = append(os.Environ(), env+"=1")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("the child: %v\n%s", err, out)
-	}
-	return false
-}
-
-// registerFiles registers files in protoregistry.GlobalFiles, one after
-// another, on a goroutine of its own, from its first on, until the
-// function it returns is called, which waits for it.
-func registerFiles(t *testing.T) (stop func()) {
-	quit := make(chan struct{})
-	done := make(chan struct{})
-	first := make(chan struct{})
-	go func() {
-		defer close(done)
-		for i := 0; ; i++ {
-			select {
-			case <-quit:
-				return
-			default:
-			}
-			registerNumberedFile(t, i)
-			if i == 0 {
-				close(first)
-			}
-		}
-	}()
-	<-first
-	return func() {
-		close(quit)
-		<-done
-	}
-}
-
-// registerNumberedFile registers a proto file of one message, the i-th, in
-// protoregistry.GlobalFiles, as a server that loads descriptors at run
-// time does.
-func registerNumberedFile(t *testing.T, i int) {
-	pkg := fmt.Sprintf("kittest.registered%d", i)
-	fdp := &descriptorpb.FileDescriptorProto{
-		Name:        proto.String(fmt.Sprintf("kittest/registered%d.proto", i)),
-		Package:     proto.String(pkg),
-		Syntax:      proto.String("proto3"),
-		MessageType: []*descriptorpb.DescriptorProto{{Name: proto.String("M")}},
-	}
-	fd, err := protodesc.NewFile(fdp, protoregistry.GlobalFiles)
-	if err != nil {
-		t.Error(err)
-		return
-	}
-	if err := protoregistry.GlobalFiles.RegisterFile(fd); err != nil {
-		t.Error(err)
-	}
 }
 
 // ownValidatorChild is the variable under which
@@ -143,7 +71,7 @@ const ownValidatorChild = "KIT_TEST_OWN_VALIDATOR_CHILD"
 // the application's validator answers the call.
 func TestOwnValidatorWhileFilesRegister(t *testing.T) {
 	t.Parallel()
-	if !inChild(t, ownValidatorChild) {
+	if !protoregtest.InChild(t, ownValidatorChild) {
 		return
 	}
 	own, err := protovalidate.New() // before any file registers: it walks them too
@@ -151,7 +79,7 @@ func TestOwnValidatorWhileFilesRegister(t *testing.T) {
 		t.Fatal(err)
 	}
 	counted := &countingValidator{inner: own}
-	stop := registerFiles(t)
+	stop := protoregtest.RegisterFiles(t)
 	hung := time.AfterFunc(30*time.Second, func() {
 		// The registering goroutine hangs too: exit without it.
 		fmt.Println("kit.New or the call hung 30 s: protovalidate's global validator was built while files registered")
@@ -195,23 +123,11 @@ const blockedBuildChild = "KIT_TEST_BLOCKED_BUILD_CHILD"
 // and goes on once the read ends.
 func TestBlockedValidatorBuildIsLogged(t *testing.T) {
 	t.Parallel()
-	if !inChild(t, blockedBuildChild) {
+	if !protoregtest.InChild(t, blockedBuildChild) {
 		return
 	}
 	kit.SetChainBuildWarning(50 * time.Millisecond)
-	holding, release := make(chan struct{}), make(chan struct{})
-	go protoregistry.GlobalFiles.RangeFiles(func(protoreflect.FileDescriptor) bool {
-		close(holding)
-		<-release
-		return false
-	})
-	<-holding
-	registered := make(chan struct{})
-	go func() {
-		defer close(registered)
-		registerNumberedFile(t, 0) // waits for the write lock, and new readers behind it
-	}()
-	waitForGoroutine(t, "protoregistry.(*Files).RegisterFile")
+	release := protoregtest.HoldRegistration(t)
 	var logs syncBuffer
 	built := make(chan error, 1)
 	go func() {
@@ -232,8 +148,7 @@ func TestBlockedValidatorBuildIsLogged(t *testing.T) {
 			t.Errorf("line %s lacks %q", line, want)
 		}
 	}
-	close(release)
-	<-registered
+	release()
 	if err := <-built; err != nil {
 		t.Fatalf("kit.New once the registration went through: %v", err)
 	}
@@ -254,7 +169,7 @@ const panicBuildChild = "KIT_TEST_PANIC_BUILD_CHILD"
 // recovered from the panic and gone on.
 func TestPanicInChainBuildStopsTheWarning(t *testing.T) {
 	t.Parallel()
-	if !inChild(t, panicBuildChild) {
+	if !protoregtest.InChild(t, panicBuildChild) {
 		return
 	}
 	const warning = time.Second
@@ -277,22 +192,6 @@ func TestPanicInChainBuildStopsTheWarning(t *testing.T) {
 	if strings.Contains(logs.String(), "still being built") {
 		t.Errorf("the warning's timer outlived kit.New's panic; logs:\n%s", logs.String())
 	}
-}
-
-// waitForGoroutine waits until a goroutine's stack holds fn, blocked in
-// it: the registration waiting for the registry's write lock.
-func waitForGoroutine(t *testing.T, fn string) {
-	buf := make([]byte, 1<<20)
-	for range 3000 {
-		n := runtime.Stack(buf, true)
-		for _, g := range strings.Split(string(buf[:n]), "\n\n") {
-			if strings.Contains(g, fn) && strings.Contains(g, "sync.(*RWMutex).Lock") {
-				return
-			}
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	t.Fatalf("no goroutine blocked in %s", fn)
 }
 
 // A validator of the application's own that knows its own message types

@@ -24,3 +24,8 @@ func (s *Subscriber) InvokeForBench(ctx context.Context, msg *Message) error {
 func (s *Subscriber) RetryDelay(attempt int) time.Duration {
 	return s.cfg.Backoff.Delay(attempt)
 }
+
+// SetValidatorBuildWarning sets how long NewPublisher waits for
+// protovalidate's validator to be built before it logs what may hold it
+// for good (validatorBuildWarning), for the process.
+func SetValidatorBuildWarning(d time.Duration) { validatorBuildWarning = d }

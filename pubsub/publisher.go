@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"strings"
 	"sync/atomic"
+	"time"
 
 	"connectrpc.com/connect"
 	"connectrpc.com/validate"
@@ -38,13 +39,23 @@ type Publisher[M any] struct {
 	metrics  *metrics
 }
 
+// validatorBuildWarning is how long NewPublisher waits for protovalidate's
+// validator to be built before it logs, at error, what may hold the build
+// for good (see ruled.Watched), as kit.New does. The build takes a few ms.
+var validatorBuildWarning = 10 * time.Second
+
 // NewPublisher returns a publisher of M messages to topic on b. M must be a
 // generated protobuf message struct (*M implements proto.Message).
 //
 // Messages are encoded as protobuf binary (or JSON with [WithJSON]) and
 // validated with protovalidate (unless [WithoutValidation]). NewPublisher
 // fails if connect rejects the options of [WithClientOptions], or if they
-// change the protocol or the codec.
+// change the protocol or the codec. When M holds rules, NewPublisher builds
+// protovalidate's global validator unless something did before (kit.New
+// does): a few ms, once a process. A build still running after 10 s logs
+// so at error on [WithLogger]'s logger, naming what holds it (a proto file
+// or type registered in protoregistry's global registries from another
+// goroutine meanwhile, which deadlocks it) and the mend.
 func NewPublisher[M any](b Broker, topic string, opts ...Option) (*Publisher[M], error) {
 	if b == nil {
 		return nil, errors.New("pubsub: NewPublisher: broker is nil")
@@ -88,8 +99,15 @@ func NewPublisher[M any](b Broker, topic string, opts ...Option) (*Publisher[M],
 		// build walks protoregistry.GlobalFiles and reads it again inside
 		// the walk, so a file registered meanwhile deadlocked it (see
 		// interceptors.Validation). An empty M may break its rules: the
-		// answer does not matter.
-		_ = v.Validate(any(new(M)).(proto.Message))
+		// answer does not matter. Watched, as kit.New's build is, so that a
+		// NewPublisher held by it says why in an error line.
+		_ = ruled.Watched(cfg.logger, validatorBuildWarning,
+			"pubsub.NewPublisher: protovalidate's validator is still being built for the message type: "+
+				"its build waits for good when a proto file or type is registered in protoregistry's global registries from another goroutine meanwhile; "+
+				"register them before NewPublisher (and kit.New) or after it returns",
+			"pubsub.NewPublisher: protovalidate's validator is built after all",
+			[]any{"topic", topic, "type", typeName},
+			func() error { return v.Validate(any(new(M)).(proto.Message)) })
 	}
 	// Innermost: the call ends there.
 	clientOpts = append(clientOpts, connect.WithInterceptors(&sender{broker: b, topic: topic, typeName: []string{typeName}}))
