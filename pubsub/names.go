@@ -114,13 +114,39 @@ func ValidateTopic(topic string) error {
 			return fmt.Errorf("pubsub: topic %q has an empty token (leading, trailing or double dot)", topic)
 		}
 		if wildcard(token) {
-			return fmt.Errorf("pubsub: topic %q: %q is a wildcard, and a topic is one concrete name, which a publisher and each subscriber name whole: subscribe once per topic (a subscriber per topic, each with its message type), or publish the related events to one topic with a message that holds them (a oneof)", topic, token)
+			return wildcardError(topic, token, "")
+		}
+		if strings.Contains(token, "/") {
+			return slashError(topic, token)
 		}
 		if !validName(token) {
 			return fmt.Errorf("pubsub: topic %q: token %q may hold only ASCII letters, digits, '-' and '_'", topic, token)
 		}
 	}
 	return nil
+}
+
+// wildcardError is ValidateTopic's error for topic, whose token is a
+// wildcard, with more said after.
+func wildcardError(topic, token, more string) error {
+	return fmt.Errorf("pubsub: topic %q: %q is a wildcard, and a topic is one concrete name, which a publisher and each subscriber name whole: subscribe once per topic (a subscriber per topic, each with its message type), or publish the related events to one topic with a message that holds them (a oneof)%s", topic, token, more)
+}
+
+// slashError is ValidateTopic's error for topic, whose token holds a '/',
+// the separator of MQTT topics (and of paths), which users of those write
+// where a NATS subject has '.': it says so, where the generic "may hold
+// only" left them to guess, and names the wildcard of one ("orders/+").
+func slashError(topic, token string) error {
+	const sep = ": separate a topic's tokens with '.', not '/'"
+	for part := range strings.SplitSeq(token, "/") {
+		if wildcard(part) {
+			return wildcardError(topic, part, "; and"+strings.TrimPrefix(sep, ":"))
+		}
+	}
+	if dotted := strings.ReplaceAll(topic, "/", "."); ValidateTopic(dotted) == nil {
+		return fmt.Errorf("pubsub: topic %q%s, as in %q", topic, sep, dotted)
+	}
+	return fmt.Errorf("pubsub: topic %q%s, and use only ASCII letters, digits, '-' and '_' in each", topic, sep)
 }
 
 // ValidateSubscription reports whether name can name a subscription on every
