@@ -226,6 +226,18 @@ type streamState struct {
 	once      onceErr   // the publishers' setup (see ensureStream)
 	read      onceErr   // the subscribers' and re-drives' setup
 	notBefore time.Time // when the stream may be created again, after it was lost
+	// upsert is held by the setup that runs upsertStream, the publishers'
+	// or the others': each reads the stream's config and writes it whole,
+	// and of two at once the second would write what it read before the
+	// first's update, putting back what that changed (a publisher's MaxAge,
+	// say, under a subscriber that adds a subject).
+	upsert chan struct{}
+}
+
+// newStreamState returns the state of a stream not set up yet, which may
+// be created from notBefore on.
+func newStreamState(notBefore time.Time) *streamState {
+	return &streamState{notBefore: notBefore, upsert: make(chan struct{}, 1)}
 }
 
 // streamLost makes the next ensureStream of topic look its stream up
@@ -235,7 +247,7 @@ type streamState struct {
 // name created within milliseconds can lose its directory to that move and
 // then fail every write, so that no publish is ever acknowledged.
 func (b *Broker) streamLost(topic string) {
-	b.streams.Store(topic, &streamState{notBefore: time.Now().Add(healDelay)})
+	b.streams.Store(topic, newStreamState(time.Now().Add(healDelay)))
 }
 
 // forgetStreams makes the next ensureStream of every topic look its stream
@@ -245,7 +257,7 @@ func (b *Broker) streamLost(topic string) {
 // (see streamLost). A state replaced meanwhile, by streamLost, stays.
 func (b *Broker) forgetStreams() {
 	b.streams.Range(func(topic, st any) bool {
-		b.streams.CompareAndSwap(topic, st, &streamState{notBefore: st.(*streamState).notBefore})
+		b.streams.CompareAndSwap(topic, st, newStreamState(st.(*streamState).notBefore))
 		return true
 	})
 }
@@ -266,7 +278,7 @@ func (b *Broker) streamReady(topic string) bool {
 func (b *Broker) ensureStream(ctx context.Context, topic string, limits bool) error {
 	st, ok := b.streams.Load(topic)
 	if !ok {
-		st, _ = b.streams.LoadOrStore(topic, &streamState{})
+		st, _ = b.streams.LoadOrStore(topic, newStreamState(time.Time{}))
 	}
 	state := st.(*streamState)
 	once := &state.read
@@ -274,6 +286,12 @@ func (b *Broker) ensureStream(ctx context.Context, topic string, limits bool) er
 		once = &state.once
 	}
 	return once.do(ctx, func() error {
+		select {
+		case state.upsert <- struct{}{}:
+			defer func() { <-state.upsert }()
+		case <-ctx.Done():
+			return fmt.Errorf("natsjs: waiting to set up stream %s for %s: %w", streamName(topic), topic, ctx.Err())
+		}
 		return b.upsertStream(ctx, state.notBefore, limits, jetstream.StreamConfig{
 			Name:       streamName(topic),
 			Subjects:   []string{topic, redriveSubject("*", topic)},
@@ -407,11 +425,36 @@ func (b *Broker) upsertStream(ctx context.Context, notBefore time.Time, limits b
 	if err != nil {
 		return fmt.Errorf("natsjs: failed to look up stream %s for %s: %w", want.Name, owner, err)
 	}
-	have := s.CachedInfo().Config
+	// UpdateStream writes the config whole and JetStream has no
+	// compare-and-set for it: another instance that read the config before
+	// this one's update and writes after it puts back what this one
+	// changed (its own limits kept from what it read). So the config is
+	// read back after an update, and the update made again while what this
+	// broker manages is not there (ensureStream keeps two of one process
+	// from racing so).
+	for attempt := 1; ; attempt++ {
+		changed, err := b.updateStream(ctx, s.CachedInfo().Config, limits, want, owner)
+		if err != nil || !changed || attempt == maxStreamUpdates {
+			return err
+		}
+		if s, err = b.js.Stream(ctx, want.Name); err != nil {
+			return fmt.Errorf("natsjs: failed to look up stream %s for %s after updating it: %w", want.Name, owner, err)
+		}
+	}
+}
+
+// maxStreamUpdates bounds the updates of one upsertStream: each after
+// another instance's update put back what the one before changed.
+const maxStreamUpdates = 3
+
+// updateStream checks have, the config of the existing stream of want, and
+// updates the fields this driver manages (see upsertStream) where they
+// differ from want's, reporting whether it did.
+func (b *Broker) updateStream(ctx context.Context, have jetstream.StreamConfig, limits bool, want jetstream.StreamConfig, owner string) (bool, error) {
 	if !slices.Contains(have.Subjects, want.Subjects[0]) {
 		// FailedPrecondition: no retry mends it (publishers and the chain
 		// read the code), only a rename does.
-		return connect.NewError(connect.CodeFailedPrecondition,
+		return false, connect.NewError(connect.CodeFailedPrecondition,
 			fmt.Errorf("natsjs: stream %s exists with subjects %v, not %s: %s", want.Name, have.Subjects, want.Subjects[0], b.renameMend(want.Name, "rename one of the topics")))
 	}
 	if have.Retention != want.Retention || have.Storage != want.Storage {
@@ -427,7 +470,7 @@ func (b *Broker) upsertStream(ctx context.Context, notBefore time.Time, limits b
 		if have.Storage == want.Storage && have.Retention == jetstream.InterestPolicy {
 			mend = "set its retention to limits (nats stream edit " + want.Name + " --retention limits)"
 		}
-		return connect.NewError(connect.CodeFailedPrecondition, fmt.Errorf(
+		return false, connect.NewError(connect.CodeFailedPrecondition, fmt.Errorf(
 			"natsjs: stream %s for %s has %s retention and %s storage, where pubsub needs limits retention and file storage: it was not made by pubsub; %s",
 			want.Name, owner, strings.ToLower(have.Retention.String()), strings.ToLower(have.Storage.String()), mend))
 	}
@@ -437,7 +480,7 @@ func (b *Broker) upsertStream(ctx context.Context, notBefore time.Time, limits b
 		// stores it again. nats-server changes it in place. A subscriber
 		// would consume it, but its re-drives publish into it, so it is
 		// refused as well (README, Configuration (NATS)).
-		return connect.NewError(connect.CodeFailedPrecondition, fmt.Errorf(
+		return false, connect.NewError(connect.CodeFailedPrecondition, fmt.Errorf(
 			"natsjs: stream %s for %s does not acknowledge publishes (no_ack), where pubsub waits for each acknowledgement: it was not made by pubsub; make it acknowledge them (nats stream edit %s --ack)",
 			want.Name, owner, want.Name))
 	}
@@ -454,13 +497,13 @@ func (b *Broker) upsertStream(ctx context.Context, notBefore time.Time, limits b
 	}
 	if len(subjects) == len(have.Subjects) && have.Replicas == want.Replicas &&
 		have.MaxAge == want.MaxAge && have.Duplicates == want.Duplicates {
-		return nil
+		return false, nil
 	}
 	have.Subjects, have.Replicas, have.MaxAge, have.Duplicates = subjects, want.Replicas, want.MaxAge, want.Duplicates
 	if _, err := b.js.UpdateStream(ctx, have); err != nil {
-		return fmt.Errorf("natsjs: failed to update stream %s for %s: %w", want.Name, owner, err)
+		return false, fmt.Errorf("natsjs: failed to update stream %s for %s: %w", want.Name, owner, err)
 	}
-	return nil
+	return true, nil
 }
 
 // renameMend is the mend, in an error, for the stream named name that clashes with
