@@ -233,7 +233,13 @@ func (b *Broker) handlers(no *nats.Options) error {
 			}
 			return true
 		})
-		b.logger.Info("natsjs: reconnected", "url", redactURLs(nc.ConnectedUrl()))
+		if b.acks.isClosing() {
+			// Close began meanwhile: the consumers pull nothing more (see
+			// consumer.replace).
+			b.logger.Debug("natsjs: reconnected while closing", "url", redactURLs(nc.ConnectedUrl()))
+		} else {
+			b.logger.Info("natsjs: reconnected", "url", redactURLs(nc.ConnectedUrl()))
+		}
 		if reconnected != nil {
 			reconnected(nc)
 		}

@@ -204,6 +204,14 @@ func pullHeartbeat(expiry time.Duration) time.Duration {
 }
 
 func (c *consumer) onError(cc jetstream.ConsumeContext, err error) {
+	if c.b.acks.isClosing() {
+		// The broker's Close drains and closes the connection under a
+		// consumption still running ("nats: connection closed"), and
+		// nothing will pull, heal or reconnect any more: a warning
+		// would say otherwise.
+		c.logger.Debug("natsjs: consumer error while closing", "err", err)
+		return
+	}
 	if errors.Is(err, jetstream.ErrNoHeartbeat) {
 		go c.pullAgain(cc)
 		return
@@ -265,6 +273,13 @@ func (c *consumer) replace(old jetstream.ConsumeContext, level slog.Level, msg s
 	defer c.mu.Unlock()
 	if c.stopped || c.healing || c.cc == nil || c.cc != old {
 		return // drained, being created again, or replaced already
+	}
+	if c.b.acks.isClosing() {
+		// The broker's Close began after the reconnected handler, or the
+		// missed heartbeats, that called here: a new pull on the
+		// connection it drains would announce a consumption that ends
+		// at once, or fail ("connection draining") with a warning.
+		return
 	}
 	c.logger.Log(context.Background(), level, msg, args...)
 	cc, err := c.consume(c.cons, c.consGen)

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/connectkit/connectkit/pubsub"
 	"github.com/connectkit/connectkit/pubsub/natsjs"
 	"github.com/nats-io/nats.go"
 )
@@ -111,5 +112,35 @@ func TestConnectionCallbacksAfterClose(t *testing.T) {
 	}
 	if n := userCalls.Load() - before; n != 3 {
 		t.Errorf("the application's reconnected, connected and reconnect-error handlers ran %d times for the late callbacks, want 3", n)
+	}
+}
+
+// A broker closed while a subscriber still consumes (its application
+// closes the broker first, or the subscriber's Run has not returned yet)
+// logs the consumption's end at debug: nats.go reports the connection's
+// close to the consumption ("nats: connection closed"), which logged
+// "natsjs: consumer error" at warn, though nothing went wrong and nothing
+// will pull again.
+func TestCloseUnderConsumptionDoesNotWarn(t *testing.T) {
+	t.Parallel()
+	owner := newEmbedded(t)
+	var logs lockedBuffer
+	b, err := natsjs.New(context.Background(), natsjs.Config{URL: owner.ClientURL()},
+		natsjs.WithLogger(slog.New(slog.NewJSONHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cons, err := b.Subscribe(t.Context(), pubsub.ConsumerConfig{Topic: "closing", Subscription: "s", AckWait: time.Second, Prefetch: 1},
+		func(d pubsub.Delivery) { _ = d.Ack() })
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = cons.Close(context.Background()) }()
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(100 * time.Millisecond) // nats.go reports it from a goroutine of its own
+	if got := logs.String(); strings.Contains(got, `"level":"WARN"`) || strings.Contains(got, `"level":"ERROR"`) {
+		t.Errorf("Close under a running consumption logged a warning or an error:\n%s", got)
 	}
 }
