@@ -437,6 +437,9 @@ func (b *Broker) upsertStream(ctx context.Context, notBefore time.Time, limits b
 		if err != nil || !changed || attempt == maxStreamUpdates {
 			return err
 		}
+		if sleepCtx(ctx, streamUpdateSettle) != nil {
+			return nil // updated: the check after is what ctx did not leave room for
+		}
 		if s, err = b.js.Stream(ctx, want.Name); err != nil {
 			return fmt.Errorf("natsjs: failed to look up stream %s for %s after updating it: %w", want.Name, owner, err)
 		}
@@ -446,6 +449,16 @@ func (b *Broker) upsertStream(ctx context.Context, notBefore time.Time, limits b
 // maxStreamUpdates bounds the updates of one upsertStream: each after
 // another instance's update put back what the one before changed.
 const maxStreamUpdates = 3
+
+// streamUpdateSettle is how long upsertStream waits after an update before
+// it reads the stream back: another instance's update made from the
+// config as it was before leaves that instance a round trip after its
+// read, which a stalled process (a loaded machine, a GC pause) stretches;
+// read back at once, the stream showed this update 8 rounds of 60 where
+// the other's put it back just after (two brokers on one server, -race, a
+// load average of 15-20 on 2 cores). Only a start that changed the stream
+// waits it.
+const streamUpdateSettle = 100 * time.Millisecond
 
 // updateStream checks have, the config of the existing stream of want, and
 // updates the fields this driver manages (see upsertStream) where they
