@@ -97,8 +97,9 @@ func PublishProcedure(topic string) string {
 // ValidateTopic reports whether topic can name a topic on every broker:
 // dot-separated tokens of ASCII letters, digits, '-' and '_' (a NATS subject
 // without wildcards), at most 200 bytes, not starting with "_pubsub". A
-// topic is one concrete name: a wildcard token ("*", ">") is refused with
-// what to do instead.
+// topic is one concrete name: a wildcard token ("*", ">", and AMQP's "#"
+// and MQTT's "+") is refused with what to do instead, and a '/' (MQTT's
+// separator) with the dotted topic to write.
 func ValidateTopic(topic string) error {
 	if topic == "" {
 		return fmt.Errorf("pubsub: topic is empty")
