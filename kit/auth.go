@@ -64,7 +64,10 @@ import (
 //
 // A rejected call is logged at warn and counted in
 // kit_rejected_calls_total, with its protocol and code, as the other calls
-// answered before the chain are. A panic in fn (but http.ErrAbortHandler's)
+// answered before the chain are. A gRPC call over HTTP/2 whose client
+// sends one message is refused once the first byte of that message has
+// arrived (or the body timeout passed), which kit discards: grpc-go's
+// retryPolicy then gets the refusal's status (see [awaitMessage]). A panic in fn (but http.ErrAbortHandler's)
 // refuses the call as Internal, "internal error" and nothing of the panic
 // to the caller, as [interceptors.Recovery] answers a handler's, and its
 // line has the panic's value and stack.
@@ -102,14 +105,44 @@ func (s *Server) authenticator(service string, rest bool) *authenticator {
 
 // check returns the information of r's caller, which may be nil, and
 // true; or, when fn refuses the caller, answers w with the refusal and
-// returns false.
-func (a *authenticator) check(w http.ResponseWriter, r *http.Request) (any, bool) {
+// returns false. oneMessage says that r's client sends one message (a
+// unary call or a server stream).
+func (a *authenticator) check(w http.ResponseWriter, r *http.Request, oneMessage bool) (any, bool) {
 	info, err := callAuth(a.fn, r)
 	if err != nil {
+		if _, trailersOnly := grpcCall(r); trailersOnly && oneMessage && !a.rest {
+			awaitMessage(r)
+		}
 		a.s.rejectAuth(w, r, err, a.errW, a.rest)
 		return nil, false
 	}
 	return info, true
+}
+
+// awaitMessage waits for the first byte of the message of r, a gRPC call
+// over HTTP/2 whose client sends one message, or for the body's end or
+// error (the body timeout of [guardBody], the client's reset), and
+// discards it: nothing else of the call is read, and the handler never
+// runs.
+//
+// A refusal written before the client has handed its message to its
+// transport ends the stream under it: grpc-go's client then fails to
+// write the message (io.EOF), and when its retryPolicy has retried the
+// refusal's status (an Unavailable of a token service down) as often as
+// it may, v1.85 returns "max retries exhausted: failed after 3 attempts:
+// EOF" instead of the status (stream.go, shouldRetry wraps the io.EOF
+// that clientStreamWrapper.SendMsg would have turned into nil, so that
+// RecvMsg returned the status). A byte of the message here means that the
+// client has written it: grpc-go queues a message whole before sending
+// any of it. A client stream's is not waited for: its client may wait
+// for the response's header before it sends, and grpc-go gives its
+// SendMsg's io.EOF to the caller, who reads the status with RecvMsg.
+func awaitMessage(r *http.Request) {
+	if r.Body == nil || r.Body == http.NoBody {
+		return
+	}
+	var b [1]byte
+	_, _ = r.Body.Read(b[:])
 }
 
 // authnInfoKey is the context key under which authn.SetInfo puts a

@@ -167,7 +167,7 @@ func serviceHandler(service protoreflect.ServiceDescriptor, h http.Handler, auth
 				// The caller's info rides on the stream's context, which
 				// the request's copy above carries already; when kit did
 				// not learn authn's key, on a context of authn's.
-				info, ok := auth.check(w, r)
+				info, ok := auth.check(w, r, kind&connect.StreamTypeClient == 0)
 				if !ok {
 					return
 				}
@@ -178,7 +178,7 @@ func serviceHandler(service protoreflect.ServiceDescriptor, h http.Handler, auth
 				}
 			}
 		} else if auth != nil {
-			info, ok := auth.check(w, r)
+			info, ok := auth.check(w, r, true)
 			if !ok {
 				return
 			}
