@@ -42,7 +42,7 @@ import (
 // call is a call of its method in logs, metrics and traces. A path that
 // another handler is mounted at is that handler's, not a route's. Mount
 // panics if the routes are malformed, conflict with another service's or
-// give a GET a body, as it does on a path already taken. Any other
+// give a get a body, as it does on a path already taken. Any other
 // net/http handler mounts too; one mounted at "/" gets the requests no
 // other path (or REST route) matches, which otherwise get an
 // Unimplemented error in their RPC protocol (or a plain 404).

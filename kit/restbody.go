@@ -327,29 +327,20 @@ func httpRules(md protoreflect.MethodDescriptor) []*annotations.HttpRule {
 }
 
 // checkGetBodies returns an error naming the first route of service that
-// is a GET with a body (a get, or a custom kind GET), its method and the
-// rule it breaks: google.api.http maps a body only for the methods that
-// take one, and grpc-gateway's generator refuses a get with a body ("must
-// not set request body when http method is GET"). Vanguard served such a
-// route, and a call whose query kit sets itself (see [heldQuery]) got
-// 500 "unexpected end of JSON input". A DELETE with a body is legal
-// (RFC 9110 allows it, and grpc-gateway serves it with
-// allow_delete_body), and is served.
+// is a get with a body, its method and the rule it breaks, which
+// grpc-gateway's generator enforces ("must not set request body when http
+// method is GET", internal/descriptor/services.go): google.api.http maps a
+// body "for HTTP methods that allow a request body". grpc-gateway refuses
+// no other route for its body, and kit neither: a custom kind GET or "*"
+// with a body is served as grpc-gateway serves it, its body read when a
+// request has one; a delete with a body (RFC 9110 allows it, grpc-gateway
+// serves it with allow_delete_body) too.
 func checkGetBodies(service protoreflect.ServiceDescriptor) error {
 	methods := service.Methods()
 	for i := range methods.Len() {
 		for _, r := range httpRules(methods.Get(i)) {
-			var route string
-			switch p := r.GetPattern().(type) {
-			case *annotations.HttpRule_Get:
-				route = fmt.Sprintf("get %q", p.Get)
-			case *annotations.HttpRule_Custom:
-				if p.Custom.GetKind() == http.MethodGet {
-					route = fmt.Sprintf("custom GET %q", p.Custom.GetPath())
-				}
-			}
-			if route != "" && r.GetBody() != "" {
-				return fmt.Errorf("REST route %s with body %q of %s: a GET takes no request body (google.api.http, as grpc-gateway has it): drop the body, or make the route a post", route, r.GetBody(), methods.Get(i).FullName())
+			if get, ok := r.GetPattern().(*annotations.HttpRule_Get); ok && r.GetBody() != "" {
+				return fmt.Errorf("REST route get %q with body %q of %s: a get takes no request body (grpc-gateway's generator refuses it: \"must not set request body when http method is GET\"): drop the body, or make the route a post", get.Get, r.GetBody(), methods.Get(i).FullName())
 			}
 		}
 	}

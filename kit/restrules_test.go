@@ -22,11 +22,17 @@ import (
 // bodiesFile registers, once, connectkit.bodies.v1, whose services each
 // have one method, Do, with the route its name says: GetBody a get with
 // a body, BindingGetBody a post whose additional binding is a get with a
-// body, CustomGetBody a custom kind GET with a body, and DeleteBody a
-// delete with a body beside one without.
+// body, CustomGetBody a custom kind GET with a body, DeleteBody a
+// delete with a body beside one without, StarBody a custom kind "*" with
+// body "*", and StarPeek a custom kind "*" with the body "note" of a
+// method without side effects (which vanguard calls with a Connect GET
+// when the request is a GET).
 var bodiesFile = sync.OnceValues(func() (protoreflect.FileDescriptor, error) {
 	service := func(name string, rule *annotations.HttpRule) *descriptorpb.ServiceDescriptorProto {
 		o := &descriptorpb.MethodOptions{}
+		if name == "StarPeek" {
+			o.IdempotencyLevel = descriptorpb.MethodOptions_NO_SIDE_EFFECTS.Enum()
+		}
 		proto.SetExtension(o, annotations.E_Http, rule)
 		return &descriptorpb.ServiceDescriptorProto{
 			Name: proto.String(name),
@@ -53,6 +59,8 @@ var bodiesFile = sync.OnceValues(func() (protoreflect.FileDescriptor, error) {
 				Pattern: &annotations.HttpRule_Delete{Delete: "/v1/deletes/{id}"}, Body: "*",
 				AdditionalBindings: []*annotations.HttpRule{{Pattern: &annotations.HttpRule_Delete{Delete: "/v1/deletes/{id}:plain"}}},
 			}),
+			service("StarBody", &annotations.HttpRule{Pattern: &annotations.HttpRule_Custom{Custom: &annotations.CustomHttpPattern{Kind: "*", Path: "/v1/stars/{id}"}}, Body: "*"}),
+			service("StarPeek", &annotations.HttpRule{Pattern: &annotations.HttpRule_Custom{Custom: &annotations.CustomHttpPattern{Kind: "*", Path: "/v1/peeks/{id}"}}, Body: "note"}),
 		},
 	}, protoregistry.GlobalFiles)
 	if err != nil {
@@ -61,12 +69,12 @@ var bodiesFile = sync.OnceValues(func() (protoreflect.FileDescriptor, error) {
 	return fd, registerFile(fd)
 })
 
-// A route that is a GET with a body (google.api.http has no body on a GET,
-// and grpc-gateway's generator refuses one) is refused when its service
-// is mounted, the panic naming the method, the route and the rule, as
-// Mount panics on a malformed route: vanguard served it, and a call whose
-// query kit sets itself (a repeated Timestamp) got 500 "unexpected end of
-// JSON input".
+// A get route with a body, which grpc-gateway's generator refuses ("must
+// not set request body when http method is GET"), is refused when its
+// service is mounted, the panic naming the method, the route and the rule,
+// as Mount panics on a malformed route. grpc-gateway refuses no custom
+// kind GET for its body, and neither does kit (see
+// TestRESTRoutesWithBody).
 func TestRESTGetRouteWithBodyIsRefused(t *testing.T) {
 	t.Parallel()
 	fd, err := bodiesFile()
@@ -76,7 +84,6 @@ func TestRESTGetRouteWithBodyIsRefused(t *testing.T) {
 	for _, tc := range []struct{ service, route string }{
 		{"GetBody", `get "/v1/gets/{id}" with body "*"`},
 		{"BindingGetBody", `get "/v1/bindings/{id}" with body "note"`},
-		{"CustomGetBody", `custom GET "/v1/customs/{id}" with body "*"`},
 	} {
 		sd := fd.Services().ByName(protoreflect.Name(tc.service))
 		srv, err := kit.New(kit.Config{Addr: "127.0.0.1:0", AdminAddr: kit.AdminOff})
@@ -89,7 +96,7 @@ func TestRESTGetRouteWithBodyIsRefused(t *testing.T) {
 			return nil
 		}()
 		msg := fmt.Sprint(got)
-		for _, want := range []string{string(sd.FullName()) + ".Do", tc.route, "a GET takes no request body"} {
+		for _, want := range []string{string(sd.FullName()) + ".Do", tc.route, "a get takes no request body", "must not set request body when http method is GET"} {
 			if got == nil || !strings.Contains(msg, want) {
 				t.Errorf("Mount of %s: panic %q, want one naming %q", tc.service, msg, want)
 			}
@@ -97,28 +104,43 @@ func TestRESTGetRouteWithBodyIsRefused(t *testing.T) {
 	}
 }
 
-// A DELETE with a body is legal (google.api.http does not forbid it, nor
-// RFC 9110; grpc-gateway serves it with allow_delete_body): its route
-// mounts and fills the request from the body, and one without a body is
-// served beside it.
-func TestRESTDeleteRouteWithBody(t *testing.T) {
+// The routes with a body that grpc-gateway serves are served, a body
+// filling the request as a post's does: a delete's (legal in RFC 9110;
+// grpc-gateway serves it with allow_delete_body), beside a delete without
+// one; a custom kind GET's, and a GET without a body there too; a custom
+// kind "*"'s, whatever the method. Kit refused the custom GET at Mount,
+// saying that grpc-gateway does, which refuses a get alone. A method
+// without side effects, which vanguard calls with a Connect GET for a GET,
+// gets the body too.
+func TestRESTRoutesWithBody(t *testing.T) {
 	t.Parallel()
 	fd, err := bodiesFile()
 	if err != nil {
 		t.Fatal(err)
 	}
 	s := kittest.NewServer(t, kit.Config{}, func(srv *kit.Server) {
-		mountEcho(srv, fd.Services().ByName("DeleteBody"))
+		for _, name := range []protoreflect.Name{"DeleteBody", "CustomGetBody", "StarBody", "StarPeek"} {
+			mountEcho(srv, fd.Services().ByName(name))
+		}
 	})
-	for _, tc := range []struct{ path, body, note string }{
-		{"/v1/deletes/7", `{"note":"gone"}`, "gone"},
-		{"/v1/deletes/7:plain", "", ""},
+	for _, tc := range []struct{ method, path, body, note string }{
+		{http.MethodDelete, "/v1/deletes/7", `{"note":"gone"}`, "gone"},
+		{http.MethodDelete, "/v1/deletes/7:plain", "", ""},
+		{http.MethodGet, "/v1/customs/7", `{"note":"b"}`, "b"},
+		{http.MethodGet, "/v1/customs/7", "", ""},
+		{http.MethodGet, "/v1/stars/7", `{"note":"b"}`, "b"},
+		{http.MethodGet, "/v1/stars/7", "", ""},
+		{http.MethodPost, "/v1/stars/7", `{"note":"b"}`, "b"},
+		{http.MethodPut, "/v1/stars/7", `{"note":"b"}`, "b"},
+		{http.MethodGet, "/v1/peeks/7", `"b"`, "b"},
+		{http.MethodGet, "/v1/peeks/7", "", ""},
+		{http.MethodPost, "/v1/peeks/7", `"b"`, "b"},
 	} {
 		for _, client := range []*http.Client{s.HTTP1Client(), s.HTTP2Client()} {
-			resp, body := restCall(t, client, http.MethodDelete, s.URL+tc.path, tc.body, nil)
+			resp, body := restCall(t, client, tc.method, s.URL+tc.path, tc.body, nil)
 			var got struct{ ID, Note string }
 			if err := json.Unmarshal([]byte(body), &got); resp.StatusCode != http.StatusOK || err != nil || got.ID != "7" || got.Note != tc.note {
-				t.Errorf("DELETE %s %s over %s = %d %s, want 200 with id 7 and note %q", tc.path, tc.body, resp.Proto, resp.StatusCode, body, tc.note)
+				t.Errorf("%s %s %s over %s = %d %s, want 200 with id 7 and note %q", tc.method, tc.path, tc.body, resp.Proto, resp.StatusCode, body, tc.note)
 			}
 		}
 	}
