@@ -214,6 +214,10 @@ func transcodedBody(service protoreflect.ServiceDescriptor, h http.Handler) http
 			r = r.WithContext(r.Context())
 			r.Body = &vanguardBody{ReadCloser: r.Body}
 		}
+		if r.Method == http.MethodGet && m != nil && !stream {
+			serveConnectGet(h, w, r, m.Output().FullName() != httpBodyName)
+			return
+		}
 		h.ServeHTTP(w, r)
 	})
 }

@@ -180,6 +180,13 @@ func mountThings(tb testing.TB, srv *kit.Server) {
 // mountEcho mounts on srv, through kit's chain, a handler of every method
 // of sd that answers its request.
 func mountEcho(srv *kit.Server, sd protoreflect.ServiceDescriptor) {
+	mountEchoOf(srv, sd, true)
+}
+
+// mountEchoOf is [mountEcho]; idempotency says whether the handler of a
+// method without side effects says so (connect.WithIdempotency), as
+// protoc-gen-connect-go's do, so that it serves Connect GETs.
+func mountEchoOf(srv *kit.Server, sd protoreflect.ServiceDescriptor, idempotency bool) {
 	mux := http.NewServeMux()
 	methods := sd.Methods()
 	for i := range methods.Len() {
@@ -192,7 +199,7 @@ func mountEcho(srv *kit.Server, sd protoreflect.ServiceDescriptor) {
 				return nil
 			}),
 		}
-		if md.Options().(*descriptorpb.MethodOptions).GetIdempotencyLevel() == descriptorpb.MethodOptions_NO_SIDE_EFFECTS {
+		if idempotency && md.Options().(*descriptorpb.MethodOptions).GetIdempotencyLevel() == descriptorpb.MethodOptions_NO_SIDE_EFFECTS {
 			opts = append(opts, connect.WithIdempotency(connect.IdempotencyNoSideEffects))
 		}
 		mux.Handle(procedure, connect.NewUnaryHandler(procedure,

@@ -123,7 +123,7 @@ func TestRESTRoutesWithBody(t *testing.T) {
 			mountEcho(srv, fd.Services().ByName(name))
 		}
 	})
-	for _, tc := range []struct{ method, path, body, note string }{
+	checkNoteCalls(t, s, []noteCall{
 		{http.MethodDelete, "/v1/deletes/7", `{"note":"gone"}`, "gone"},
 		{http.MethodDelete, "/v1/deletes/7:plain", "", ""},
 		{http.MethodGet, "/v1/customs/7", `{"note":"b"}`, "b"},
@@ -135,13 +135,53 @@ func TestRESTRoutesWithBody(t *testing.T) {
 		{http.MethodGet, "/v1/peeks/7", `"b"`, "b"},
 		{http.MethodGet, "/v1/peeks/7", "", ""},
 		{http.MethodPost, "/v1/peeks/7", `"b"`, "b"},
-	} {
+	}, nil)
+}
+
+// noteCall is a REST call of the Do method of a [bodiesFile] service,
+// whose echo must answer id 7 and note.
+type noteCall struct{ method, path, body, note string }
+
+// checkNoteCalls makes each of calls over HTTP/1.1 and h2c to s, checks
+// its answer, and gives its response to more, when not nil.
+func checkNoteCalls(t *testing.T, s *kittest.Server, calls []noteCall, more func(*http.Response)) {
+	t.Helper()
+	for _, tc := range calls {
 		for _, client := range []*http.Client{s.HTTP1Client(), s.HTTP2Client()} {
 			resp, body := restCall(t, client, tc.method, s.URL+tc.path, tc.body, nil)
 			var got struct{ ID, Note string }
 			if err := json.Unmarshal([]byte(body), &got); resp.StatusCode != http.StatusOK || err != nil || got.ID != "7" || got.Note != tc.note {
 				t.Errorf("%s %s %s over %s = %d %s, want 200 with id 7 and note %q", tc.method, tc.path, tc.body, resp.Proto, resp.StatusCode, body, tc.note)
 			}
+			if more != nil {
+				more(resp)
+			}
 		}
 	}
+}
+
+// A REST GET of a method without side effects, which vanguard calls with
+// a Connect GET, is served when the method's handler was built without
+// connect.WithIdempotency (by hand, or from a descriptor), which refuses a
+// Connect GET (405 with no body): kit calls it again with a Connect POST,
+// where vanguard answered the client 500 "unexpected end of JSON input".
+// The answer may be gzipped, and says it varies with Accept-Encoding.
+func TestRESTGetOfHandlerWithoutIdempotency(t *testing.T) {
+	t.Parallel()
+	fd, err := bodiesFile()
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := kittest.NewServer(t, kit.Config{}, func(srv *kit.Server) {
+		mountEchoOf(srv, fd.Services().ByName("StarPeek"), false)
+	})
+	checkNoteCalls(t, s, []noteCall{
+		{http.MethodGet, "/v1/peeks/7", "", ""},
+		{http.MethodGet, "/v1/peeks/7", `"b"`, "b"},
+		{http.MethodPost, "/v1/peeks/7", `"b"`, "b"},
+	}, func(resp *http.Response) {
+		if vary := resp.Header.Values("Vary"); !strings.Contains(strings.Join(vary, ","), "Accept-Encoding") || resp.Header["Allow"] != nil {
+			t.Errorf("%s %s over %s: Vary %q, Allow %q; want Accept-Encoding in Vary, and no Allow", resp.Request.Method, resp.Request.URL.Path, resp.Proto, vary, resp.Header["Allow"])
+		}
+	})
 }
