@@ -359,6 +359,30 @@ func TestGRPCGoRetryPolicyRetriesAuthUnavailable(t *testing.T) {
 	}
 }
 
+// TestGRPCGoRetryPolicyRetriesRefusedStream: a server stream that an
+// interceptor refuses before its message is read (KIT_RATE_LIMIT's
+// ResourceExhausted here; KIT_MAX_INFLIGHT's Unavailable alike) is
+// retried by a grpc-go client whose retryPolicy lists the code, and ends
+// with the status: the refusal waits for the client's message (see
+// [slowSend]), where grpc-go v1.85 returned "max retries exhausted: failed
+// after 3 attempts: EOF" (every run). A unary call's message is read
+// before its interceptors run.
+func TestGRPCGoRetryPolicyRetriesRefusedStream(t *testing.T) {
+	t.Parallel()
+	srv := kittest.NewServer(t, kit.Config{RateLimit: 0.001, RateLimitBurst: 1}, func(s *kit.Server) {
+		s.Mount(pingv1connect.NewPingServiceHandler(&pingServer{}, s.HandlerOptions()...))
+	})
+	policy := strings.Replace(retryPolicy, `"UNAVAILABLE"`, `"RESOURCE_EXHAUSTED"`, 1)
+	conn := grpcConnTo(t, []net.Addr{srv.Addr()}, grpc.WithDefaultServiceConfig(policy), grpc.WithStatsHandler(slowSend{}))
+	if _, err := countUpOnce(t.Context(), conn); err != nil { // the burst's one call
+		t.Fatalf("first stream: %v", err)
+	}
+	_, err := countUpOnce(t.Context(), conn)
+	if st := status.Convert(err); st.Code() != codes.ResourceExhausted || !strings.Contains(st.Message(), "rate limit exceeded") {
+		t.Errorf("err = %v, want ResourceExhausted: …rate limit exceeded…", err)
+	}
+}
+
 // slowSend is a grpc-go stats handler that holds each attempt of a call
 // for 50ms once its header is on its way, before its message is written,
 // as a loaded client may be held: a server that answers a call from its

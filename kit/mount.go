@@ -163,6 +163,11 @@ func serviceHandler(service protoreflect.ServiceDescriptor, h http.Handler, auth
 			defer c.body.release()
 			tw = &c.grpc
 			r = r.WithContext(c)
+			if _, trailersOnly := grpcCall(r); trailersOnly && kind == connect.StreamTypeServer && r.Body != nil && r.Body != http.NoBody {
+				// See [trailersOnlyWriter.message].
+				c.message.ReadCloser = r.Body
+				r.Body, tw.message = &c.message, &c.message
+			}
 			if auth != nil {
 				// The caller's info rides on the stream's context, which
 				// the request's copy above carries already; when kit did
@@ -205,6 +210,9 @@ type streamContext struct {
 	body streamBody
 	info any
 	grpc trailersOnlyWriter // the stream's writer, when it is gRPC or gRPC-Web
+	// message is the body of a server stream of gRPC over HTTP/2, its
+	// client's one message.
+	message messageBody
 }
 
 func (c *streamContext) Value(key any) any {

@@ -2,6 +2,7 @@ package kit
 
 import (
 	"errors"
+	"io"
 	"net/http"
 	"strings"
 	"sync/atomic"
@@ -57,6 +58,32 @@ type trailersOnlyWriter struct {
 	// "Connection: close" on a connection past KIT_MAX_CONNECTION_AGE),
 	// and no metadata of the handler's.
 	served int32
+	// message, when not nil, is the body of a server stream, whose
+	// client's message is waited for before an error that ends the
+	// stream Trailers-Only while nothing of the body was read (an
+	// interceptor's refusal, KIT_MAX_INFLIGHT's say), as [awaitMessage]
+	// waits before WithAuth's.
+	message *messageBody
+}
+
+// messageBody is a request body that records whether it was read.
+type messageBody struct {
+	io.ReadCloser
+	read atomic.Bool
+}
+
+func (b *messageBody) Read(p []byte) (int, error) {
+	b.read.Store(true)
+	return b.ReadCloser.Read(p)
+}
+
+// await waits for the first byte of b, discarded, or its end or error,
+// unless some of it was read.
+func (b *messageBody) await() {
+	if !b.read.Load() {
+		var one [1]byte
+		_, _ = b.Read(one[:])
+	}
 }
 
 // grpcCall says whether r is a gRPC or gRPC-Web call, and whether it is
@@ -163,6 +190,9 @@ func (w *trailersOnlyWriter) toTrailersOnly() bool {
 	// the handler set over a server's field, Vary, goes in the one frame.)
 	if serverFields(h) > w.served {
 		return false
+	}
+	if w.message != nil {
+		w.message.await()
 	}
 	for key, values := range h {
 		if name, ok := strings.CutPrefix(key, http.TrailerPrefix); ok {
