@@ -525,3 +525,48 @@ func TestErrorChallengeInAnotherCaseOnce(t *testing.T) {
 		}
 	}
 }
+
+// A WithAuth refusal with a challenge and other metadata, to a browser's
+// origin with CORS on, keeps the server's fields (rs/cors's Vary and
+// Access-Control-*) in the response header, in every gRPC protocol and
+// HTTP version: the challenge makes a gRPC answer header and trailers
+// (as a grpc-go server's with header metadata), and only the status and
+// the error's other metadata go in the trailers. (A cache, which gets
+// Vary from the header alone, has no use of a gRPC POST's answer anyway.)
+func TestAuthChallengeKeepsCORSFieldsInHeader(t *testing.T) {
+	t.Parallel()
+	const origin = "https://app.example.com"
+	srv := kittest.NewServer(t, kit.Config{CORSAllowedOrigins: []string{origin}}, func(s *kit.Server) {
+		s.Mount(pingv1connect.NewPingServiceHandler(&pingServer{}, s.HandlerOptions()...))
+	}, kit.WithAuth(func(context.Context, *http.Request) (any, error) {
+		err := connect.NewError(connect.CodeUnauthenticated, errors.New("no token"))
+		err.Meta().Set("WWW-Authenticate", "Bearer")
+		err.Meta().Set("X-Why", "expired")
+		return nil, err
+	}))
+	for _, contentType := range []string{"application/grpc", "application/grpc-web+proto"} {
+		for _, client := range []*http.Client{srv.HTTP1Client(), srv.HTTP2Client()} {
+			req, err := http.NewRequestWithContext(t.Context(), http.MethodPost, srv.URL+grpcFail, strings.NewReader("\x00\x00\x00\x00\x00"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			req.Header.Set("Content-Type", contentType)
+			req.Header.Set("Origin", origin)
+			res, err := client.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, _ = io.Copy(io.Discard, res.Body)
+			_ = res.Body.Close()
+			fields := res.Trailer
+			if contentType != "application/grpc" { // gRPC-Web's error is trailers-only, in the header
+				fields = res.Header
+			}
+			if res.Header.Get("Vary") == "" || res.Header.Get("Access-Control-Allow-Origin") != origin || res.Header.Get("Www-Authenticate") != "Bearer" ||
+				res.Trailer.Get("Vary") != "" || res.Trailer.Get("Access-Control-Allow-Origin") != "" ||
+				fields.Get("Grpc-Status") != "16" || fields.Get("X-Why") != "expired" {
+				t.Errorf("%s over %s: header %v, trailer %v; want Vary, Access-Control-Allow-Origin and WWW-Authenticate in the header alone, grpc-status 16 and X-Why with the status", contentType, res.Proto, res.Header, res.Trailer)
+			}
+		}
+	}
+}
