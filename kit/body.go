@@ -52,18 +52,29 @@ import (
 //
 // Written by hand: net/http offers per-request read deadlines
 // (ResponseController) but nothing that arms one only when it is due.
+//
+// A call's bodyTimer goes back to [bodyTimers] when its handler returned
+// before the timer fired, and the next call re-arms it, time.Timer and
+// all: see [bodyTimers].
 type bodyTimer struct {
 	w     http.ResponseWriter
 	r     *http.Request // the call's; nil for a response's timer
-	timer *time.Timer
+	timer *time.Timer   // runs expire; made on first use, then Reset
 	stall time.Duration // from the body's time to the response's; 0: none
 
 	mu   sync.Mutex
 	over bool // the handler returned: the timer does nothing
 	late bool // the body's time is up: the next expiry is the response's
-
-	grpc trailersOnlyWriter // the call's writer, when it is gRPC or gRPC-Web (see serviceHandler)
 }
+
+// bodyTimers holds the [bodyTimer]s of calls whose handler returned before
+// their timer fired. A time.Timer that Stop stopped never runs its func
+// (Go 1.23), so nothing of the last call's can reach the next one's: over
+// HTTP/2, where every unary call with a body arms one, this saves a call
+// the bodyTimer, its time.Timer and the func value of its expire (three
+// allocations, 224 bytes; BENCHMARKS.md section 33). A timer that fired
+// is left to the collector: its expire may still be waiting for g.mu.
+var bodyTimers sync.Pool
 
 // bodyDeadlineMessage is the message of the DeadlineExceeded error that a
 // call whose request body did not arrive in time gets over HTTP/1.x (see
@@ -112,11 +123,25 @@ func guardBody(w http.ResponseWriter, r *http.Request, timeout, stall time.Durat
 			return nil
 		}
 	}
-	g := &bodyTimer{w: w, r: r, stall: stall}
+	return armBodyTimer(w, r, timeout, stall, false)
+}
+
+// armBodyTimer returns a [bodyTimer] from [bodyTimers], or a new one, armed
+// to expire after after.
+func armBodyTimer(w http.ResponseWriter, r *http.Request, after, stall time.Duration, late bool) *bodyTimer {
+	g, _ := bodyTimers.Get().(*bodyTimer)
+	if g == nil {
+		g = new(bodyTimer)
+	}
 	// Under g.mu: a timeout already due (a client's "Grpc-Timeout: 1n")
 	// runs expire, which re-arms g.timer, before AfterFunc returns.
 	g.mu.Lock()
-	g.timer = time.AfterFunc(timeout, g.expire)
+	g.w, g.r, g.stall, g.over, g.late = w, r, stall, false, late
+	if g.timer == nil {
+		g.timer = time.AfterFunc(after, g.expire)
+	} else {
+		g.timer.Reset(after)
+	}
 	g.mu.Unlock()
 	return g
 }
@@ -129,21 +154,26 @@ func guardResponse(w http.ResponseWriter, r *http.Request, after time.Duration) 
 	if c, ok := w.(connDeadlines); ok && r.ProtoMajor == 1 && c.SetWriteDeadline(time.Now().Add(after)) == nil {
 		return nil
 	}
-	g := &bodyTimer{w: w, late: true}
-	g.timer = time.AfterFunc(after, g.expire)
-	return g
+	return armBodyTimer(w, nil, after, 0, true)
 }
 
 // release stops the timer; after it, the timer touches nothing of a
-// request whose handler has returned.
+// request whose handler has returned. A timer stopped before it fired goes
+// back to [bodyTimers].
 func (g *bodyTimer) release() {
 	if g == nil {
 		return
 	}
 	g.mu.Lock()
-	defer g.mu.Unlock()
 	g.over = true
-	g.timer.Stop()
+	stopped := g.timer.Stop()
+	if stopped {
+		g.w, g.r = nil, nil
+	}
+	g.mu.Unlock()
+	if stopped {
+		bodyTimers.Put(g)
+	}
 }
 
 // expire makes a read still waiting for the body fail at once, and arms

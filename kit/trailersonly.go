@@ -44,9 +44,8 @@ import (
 // the process crashed. Connect calls have that guard in respstatus.
 //
 // The writer lives in an object of its call's that is not reused (a
-// unary call's body timer, a stream's context; 32 bytes of its own when
-// the call has neither), never in a pool, so that a late write never
-// reaches the next call's response.
+// stream's context; 32 bytes of its own for a unary call), never in a
+// pool, so that a late write never reaches the next call's response.
 type trailersOnlyWriter struct {
 	http.ResponseWriter
 	sent         bool        // a header, body or flush went to the client
