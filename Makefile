@@ -115,6 +115,10 @@ bench-instr: ## Instructions per call (serve) and per message (pubsub) under cal
 bench-gc: ## The collector's work per Connect JSON call (connect, kit-nochain, kit), counted by the runtime on one core; ~2 min
 	scripts/bench-gc.sh
 
+.PHONY: bench-alloc
+bench-alloc: ## Bytes and objects a served call allocates, by function (connect, kit-nochain, kit; gRPC and JSON); ~3 min
+	scripts/bench-alloc.sh
+
 .PHONY: bench-trace
 bench-trace: ## One call in flight, traced: each goroutine's time on a call's path on one core, the runtime's hand-offs and wakes a call on two (connect, kit-nochain, kit; gRPC and JSON); ~1.5 min
 	ROUNDS=2 scripts/bench-trace.sh
