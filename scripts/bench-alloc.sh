@@ -27,13 +27,7 @@ cd "$(dirname "$0")/.."
 source scripts/benchlib.sh
 
 needCommands h2load:nghttp2-client
-bin=${BIN:-}
-if [[ -z $bin ]]; then
-	mkdir -p bin
-	go build -o bin/benchserver ./internal/bench/benchserver
-	bin=bin/benchserver
-fi
-bin=$(realpath "$bin")
+bin=$(benchserverBin)
 n1=${N1:-5000} n2=${N2:-15000}
 out=${OUT:-$(mktemp -d)}
 mkdir -p "$out"

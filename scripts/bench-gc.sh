@@ -31,13 +31,7 @@ source scripts/benchlib.sh
 
 needCommands h2load:nghttp2-client taskset:util-linux
 needTwoCPUs bench-gc.sh
-bin=${BIN:-}
-if [[ -z $bin ]]; then
-	mkdir -p bin
-	go build -o bin/benchserver ./internal/bench/benchserver
-	bin=bin/benchserver
-fi
-bin=$(realpath "$bin")
+bin=$(benchserverBin)
 n=${N:-50000}
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT

@@ -37,12 +37,7 @@ source scripts/benchlib.sh
 needCommands h2load:nghttp2-client wrk:wrk taskset:util-linux
 needTwoCPUs bench-trace.sh
 mkdir -p bin
-bin=${BIN:-}
-if [[ -z $bin ]]; then
-	go build -o bin/benchserver ./internal/bench/benchserver
-	bin=bin/benchserver
-fi
-bin=$(realpath "$bin")
+bin=$(benchserverBin)
 go build -o bin/tracecall ./internal/bench/tracecall
 load=${LOAD:-grpc}
 unpinned=0 events=${EVENTS:-}

@@ -1,5 +1,6 @@
 # shellcheck shell=bash
-# Helpers that scripts/bench.sh, bench-instr.sh and bench-gc.sh source.
+# Helpers that scripts/bench.sh, bench-instr.sh, bench-gc.sh, bench-alloc.sh
+# and bench-trace.sh source.
 
 # aptInstall installs the Debian packages named, if any: a missing load
 # generator or profiler, as root or through sudo.
@@ -41,4 +42,17 @@ listenAddr() {
 	done
 	[[ -n $addr ]] || { cat "$out.stderr" >&2; return 1; }
 	echo "$addr"
+}
+
+# benchserverBin prints the absolute path of the benchserver to run: $BIN
+# when set (a build of another commit, for alternating runs), otherwise
+# bin/benchserver, built from this tree.
+benchserverBin() {
+	local bin=${BIN:-}
+	if [[ -z $bin ]]; then
+		mkdir -p bin
+		go build -o bin/benchserver ./internal/bench/benchserver
+		bin=bin/benchserver
+	fi
+	realpath "$bin"
 }
