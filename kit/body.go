@@ -68,8 +68,8 @@ type bodyTimer struct {
 }
 
 // bodyTimers holds the [bodyTimer]s of calls whose handler returned before
-// their timer fired. A time.Timer that Stop stopped never runs its func
-// (Go 1.23), so nothing of the last call's can reach the next one's: over
+// their timer fired. An AfterFunc timer whose Stop returned true never
+// runs its func, so nothing of the last call's can reach the next one's: over
 // HTTP/2, where every unary call with a body arms one, this saves a call
 // the bodyTimer, its time.Timer and the func value of its expire (three
 // allocations, 224 bytes; BENCHMARKS.md section 33). A timer that fired
