@@ -81,7 +81,8 @@ func TestBodyTimerDueAtOnce(t *testing.T) {
 }
 
 // TestBodyTimerReused checks that an HTTP/2 call's body timer costs no
-// allocation once a call released one before it fired (bodyTimers).
+// allocation once a call released one before it fired (bodyTimers). Not
+// parallel: testing.AllocsPerRun panics during a parallel test.
 func TestBodyTimerReused(t *testing.T) {
 	r := httptest.NewRequest(http.MethodPost, "/", nil)
 	r.ProtoMajor, r.ProtoMinor = 2, 0
