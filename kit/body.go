@@ -72,7 +72,7 @@ type bodyTimer struct {
 // runs its func, so nothing of the last call's can reach the next one's: over
 // HTTP/2, where every unary call with a body arms one, this saves a call
 // the bodyTimer, its time.Timer and the func value of its expire (three
-// allocations, 224 bytes; BENCHMARKS.md section 33). A timer that fired
+// allocations, 224 bytes; BENCHMARKS.md section 35). A timer that fired
 // is left to the collector: its expire may still be waiting for g.mu.
 var bodyTimers sync.Pool
 

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Bytes and objects a served call allocates in the server, by function
-# (BENCHMARKS.md section 33): benchserver with -memprofile (every allocation
+# (BENCHMARKS.md section 35): benchserver with -memprofile (every allocation
 # sampled) under h2load, 2 000 calls of warm-up, then N1 calls in one run
 # and N2 in another; the difference of the two profiles divided by
 # N2 - N1 is a call's (start-up and warm-up cancel). Counts, which hold on
