@@ -150,11 +150,11 @@ func (rt *routes) serve(w http.ResponseWriter, r *http.Request, c *connctx.State
 	}
 	r.Pattern = pattern // as the ServeMux sets it
 	if r.ProtoMajor == 1 && c != nil && rt.echoIDs {
-		c.EchoRequestID(r.Header, w.Header())
+		spare := c.EchoRequestID(r.Header, w.Header())
 		var answer *respstatus.Writer
 		if ok, stream := connectCall(r); ok {
 			answer = c.Answer()
-			h.ServeHTTP(answer.Reset(w, stream), r)
+			h.ServeHTTP(answer.ResetIn(w, stream, spare), r)
 			answer.Release()
 		} else {
 			h.ServeHTTP(w, r)

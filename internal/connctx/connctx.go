@@ -77,7 +77,10 @@ func (s *State) SetVersion(r *http.Request) {
 }
 
 // echoed is a request id that kit's server wrote into an HTTP/1.x
-// response's header before the request's handler ran.
+// response's header before the request's handler ran. It holds, in the
+// same allocation, the bytes of an id it made and room for the call's
+// recording ResponseWriter: one allocation a request where there were
+// three (BENCHMARKS.md 33).
 type echoed struct {
 	header   http.Header // the request's, compared by identity
 	incoming string      // the request's X-Request-Id as it arrived
@@ -86,6 +89,8 @@ type echoed struct {
 	// ([EchoedRequestID]): the call reached kit's chain. Atomic for the
 	// same reason as State.echoed.
 	chained atomic.Bool
+	id      [requestid.Len]byte // a new id's bytes, which value[0] holds
+	spare   respstatus.Spare
 }
 
 // EchoRequestID gives the HTTP/1.x request whose header is req a request
@@ -105,11 +110,15 @@ type echoed struct {
 // the request as it arrived: a handler between kit and the service that
 // changes its X-Request-Id changes nothing, and one that copies the
 // request (r.Clone) gets the same id (see [EchoedRequestID]).
-func (s *State) EchoRequestID(req, resp http.Header) {
-	incoming := header.Get(req, requestid.Header)
-	e := &echoed{header: req, incoming: incoming, value: [1]string{requestid.Server(incoming)}}
+//
+// It returns room for the request's recording ResponseWriter, for
+// [respstatus.Writer.ResetIn], allocated with the record.
+func (s *State) EchoRequestID(req, resp http.Header) *respstatus.Spare {
+	e := &echoed{header: req, incoming: header.Get(req, requestid.Header)}
+	e.value[0] = requestid.ServerIn(e.incoming, &e.id)
 	resp[requestid.Header] = e.value[:]
 	s.echoed.Store(e)
+	return &e.spare
 }
 
 // Served ends what [State.EchoRequestID] recorded, and reports whether

@@ -1,9 +1,15 @@
 package connctx
 
 import (
+	"bufio"
 	"context"
+	"io"
+	"net"
 	"net/http"
+	"net/http/httptest"
 	"testing"
+
+	"github.com/connectkit/connectkit/internal/respstatus"
 )
 
 func TestFromContext(t *testing.T) {
@@ -83,5 +89,41 @@ func TestServedReportsChained(t *testing.T) {
 	}
 	if s.Served() {
 		t.Error("Served = true with no request recorded")
+	}
+}
+
+// http1Writer has the optional interfaces of net/http's HTTP/1.x
+// ResponseWriter: Hijacker and ReaderFrom.
+type http1Writer struct{ *httptest.ResponseRecorder }
+
+func (http1Writer) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	return nil, nil, http.ErrNotSupported
+}
+func (w http1Writer) ReadFrom(r io.Reader) (int64, error) { return io.Copy(w.ResponseRecorder, r) }
+
+// An HTTP/1.x request whose id kit makes and echoes, served through a
+// recording writer, costs one allocation: the record holds the new id's
+// bytes and the writer's call (BENCHMARKS.md 33), which took three. Not
+// parallel: testing.AllocsPerRun.
+func TestEchoRequestIDAllocatesOnce(t *testing.T) {
+	ctx := NewContext(context.Background())
+	s := FromContext(ctx)
+	req, resp := http.Header{"Content-Type": {"application/json"}}, http.Header{}
+	var rw http.ResponseWriter = http1Writer{httptest.NewRecorder()}
+	var w respstatus.Writer
+	var id string
+	allocs := testing.AllocsPerRun(100, func() {
+		clear(resp)
+		spare := s.EchoRequestID(req, resp)
+		w.ResetIn(rw, false, spare)
+		id, _ = EchoedRequestID(ctx, req)
+		w.Release()
+		s.Served()
+	})
+	if allocs != 1 {
+		t.Errorf("EchoRequestID and ResetIn: %.1f allocations a request; want 1", allocs)
+	}
+	if len(id) != 36 || resp.Get("X-Request-Id") != id {
+		t.Errorf("the id %q, the response's %q; want one new UUID", id, resp.Get("X-Request-Id"))
 	}
 }

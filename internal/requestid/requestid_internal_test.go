@@ -64,6 +64,27 @@ func FuzzServer(f *testing.F) {
 	})
 }
 
+// ServerIn is Server, with a new id's bytes in the caller's buffer.
+func TestServerIn(t *testing.T) {
+	t.Parallel()
+	var buf [Len]byte
+	if id := ServerIn("abc", &buf); id != "abc" || buf != [Len]byte{} {
+		t.Errorf("ServerIn(abc) = %q, wrote %q; want abc and nothing written", id, buf[:])
+	}
+	seen := map[string]bool{}
+	for range 100 {
+		var buf [Len]byte
+		id := ServerIn("bad id", &buf)
+		if !Valid(id) || len(id) != Len || id != string(buf[:]) || id[14] != '4' || !strings.ContainsRune("89ab", rune(id[19])) {
+			t.Fatalf("ServerIn(bad id) = %q, buffer %q; want a version 4 UUID in the buffer", id, buf[:])
+		}
+		if seen[id] {
+			t.Fatalf("ServerIn made %q twice", id)
+		}
+		seen[id] = true
+	}
+}
+
 // Of gives a key the same valid id every time, another key another id.
 func TestOf(t *testing.T) {
 	t.Parallel()

@@ -25,7 +25,10 @@ import (
 // call with five hooks (a throwaway go test -benchmem), where this makes
 // one; and its wrappers' Unwrap hands out the wrapped writer after
 // release, which a call's writer must not.
-func newCall(w *Writer, rw http.ResponseWriter) (*call, http.ResponseWriter) {
+//
+// A call of rw that has Hijacker and ReaderFrom but not Pusher, as
+// net/http's HTTP/1.x ResponseWriter, goes in spare when spare is not nil.
+func newCall(w *Writer, rw http.ResponseWriter, spare *Spare) (*call, http.ResponseWriter) {
 	_, h := rw.(http.Hijacker)
 	_, r := rw.(io.ReaderFrom)
 	_, p := rw.(http.Pusher)
@@ -35,7 +38,12 @@ func newCall(w *Writer, rw http.ResponseWriter) (*call, http.ResponseWriter) {
 	)
 	switch {
 	case h && r && !p:
-		x := &callHR{}
+		var x *callHR
+		if spare != nil {
+			x = &spare.hr
+		} else {
+			x = new(callHR)
+		}
 		c, out = &x.call, x
 	case !h && !r && p:
 		x := &callP{}

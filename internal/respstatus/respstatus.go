@@ -54,9 +54,24 @@ const endStreamFlag = 0x02
 // allocation a call), and has the optional interfaces of rw that a
 // handler may type-assert (see newCall).
 func (w *Writer) Reset(rw http.ResponseWriter, stream bool) http.ResponseWriter {
+	return w.ResetIn(rw, stream, nil)
+}
+
+// Spare is room for the ResponseWriter that [Writer.ResetIn] returns for
+// net/http's HTTP/1.x ResponseWriter, for a caller that allocates it with
+// something else of the call's: one allocation fewer a call (kit's record
+// of the request id it echoes, connctx.State.EchoRequestID). Its zero
+// value is ready; each must serve one call only.
+type Spare struct{ hr callHR }
+
+// ResetIn is [Writer.Reset], with the returned ResponseWriter in spare
+// when rw has the optional interfaces of net/http's HTTP/1.x
+// ResponseWriter (see newCall); otherwise, or with spare nil, in an
+// allocation of its own. spare must not have served a call before.
+func (w *Writer) ResetIn(rw http.ResponseWriter, stream bool, spare *Spare) http.ResponseWriter {
 	w.w, w.status, w.stream, w.seen, w.keep, w.n = rw, 0, stream, false, false, 0
 	var out http.ResponseWriter
-	w.call, out = newCall(w, rw)
+	w.call, out = newCall(w, rw, spare)
 	return out
 }
 

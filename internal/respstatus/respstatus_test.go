@@ -234,16 +234,57 @@ func TestWriterCallInterfaceCombinations(t *testing.T) {
 		}{o, o, o},
 		o,
 	} {
-		var w respstatus.Writer
-		got := w.Reset(wrapped, false)
-		_, h := got.(http.Hijacker)
-		_, r := got.(io.ReaderFrom)
-		_, p := got.(http.Pusher)
-		_, wantH := wrapped.(http.Hijacker)
-		_, wantR := wrapped.(io.ReaderFrom)
-		_, wantP := wrapped.(http.Pusher)
-		if h != wantH || r != wantR || p != wantP {
-			t.Errorf("wrapping %T: Hijacker %t, ReaderFrom %t, Pusher %t; want %t %t %t", wrapped, h, r, p, wantH, wantR, wantP)
+		for _, spare := range []*respstatus.Spare{nil, new(respstatus.Spare)} {
+			var w respstatus.Writer
+			got := w.ResetIn(wrapped, false, spare)
+			_, h := got.(http.Hijacker)
+			_, r := got.(io.ReaderFrom)
+			_, p := got.(http.Pusher)
+			_, wantH := wrapped.(http.Hijacker)
+			_, wantR := wrapped.(io.ReaderFrom)
+			_, wantP := wrapped.(http.Pusher)
+			if h != wantH || r != wantR || p != wantP {
+				t.Errorf("wrapping %T (spare %t): Hijacker %t, ReaderFrom %t, Pusher %t; want %t %t %t", wrapped, spare != nil, h, r, p, wantH, wantR, wantP)
+			}
+			w.Release()
+			if _, err := got.Write([]byte("late")); !errors.Is(err, respstatus.ErrHandlerReturned) {
+				t.Errorf("wrapping %T (spare %t): a write once released: %v", wrapped, spare != nil, err)
+			}
 		}
+	}
+}
+
+// ResetIn puts the ResponseWriter of net/http's HTTP/1.x ResponseWriter
+// (Hijacker and ReaderFrom, no Pusher) in the spare it is given, without
+// an allocation of its own, and that writer passes the call on. Not
+// parallel: testing.AllocsPerRun.
+func TestWriterResetInSpare(t *testing.T) {
+	o := &optionalWriter{ResponseRecorder: httptest.NewRecorder()}
+	var wrapped http.ResponseWriter = struct {
+		http.ResponseWriter
+		http.Hijacker
+		io.ReaderFrom
+	}{o, o, o}
+	var w respstatus.Writer
+	spare := new(respstatus.Spare)
+	if allocs := testing.AllocsPerRun(100, func() {
+		*spare = respstatus.Spare{}
+		w.ResetIn(wrapped, false, spare)
+		w.Release()
+	}); allocs != 0 {
+		t.Errorf("ResetIn with a spare: %.1f allocations; want 0", allocs)
+	}
+	if allocs := testing.AllocsPerRun(100, func() {
+		w.ResetIn(wrapped, false, nil)
+		w.Release()
+	}); allocs != 1 {
+		t.Errorf("ResetIn without a spare: %.1f allocations; want 1", allocs)
+	}
+	rw := w.ResetIn(wrapped, false, new(respstatus.Spare))
+	rw.WriteHeader(http.StatusTeapot)
+	_, _ = rw.Write([]byte("short and stout"))
+	w.Release()
+	if w.Status() != http.StatusTeapot || string(w.Body()) != "short and stout" || o.Body.String() != "short and stout" {
+		t.Errorf("through a spare: recorded %d %q, sent %q", w.Status(), w.Body(), o.Body)
 	}
 }
