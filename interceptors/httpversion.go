@@ -66,6 +66,19 @@ func (v httpVersion) String() string {
 	}
 }
 
+// lineHTTPVersion is httpVersionFrom for ctx, a served call's context
+// from Logging, taken from the [servedContext] that Logging's context is
+// in when RequestID, right before it, found the version: one walk of the
+// context fewer a call.
+func lineHTTPVersion(ctx context.Context) httpVersion {
+	if lc, ok := ctx.(*logContext); ok {
+		if s, ok := lc.Context.(*servedContext); ok && s.version != 0 {
+			return s.version
+		}
+	}
+	return httpVersionFrom(ctx)
+}
+
 // httpVersionFrom returns the HTTP version of the call ctx belongs to, or 0
 // when [HTTPVersion] did not wrap the handler.
 func httpVersionFrom(ctx context.Context) httpVersion {

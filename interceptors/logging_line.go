@@ -54,7 +54,7 @@ func (l *logging) logCall(ctx context.Context, c callLine) {
 	}
 	var v httpVersion
 	if !c.spec.IsClient {
-		v = httpVersionFrom(ctx)
+		v = lineHTTPVersion(ctx)
 	}
 	h, shared := l.prefixes.handler(c.spec, c.peer.Protocol, v)
 	now := time.Now() // the line's time, and the end of its duration

@@ -92,6 +92,12 @@ type servedContext struct {
 	// chain in which another piece calls the rest of it twice with this
 	// context (a retry) gets a context of its own the second time.
 	taken atomic.Bool
+	// version is the HTTP version of the call's connection, which
+	// RequestID read from the connection's State that it looks up for
+	// the echoed id, or 0: Logging's line takes it from here rather than
+	// walk the context for the State again (httpVersionFrom, ~170
+	// instructions a call, BENCHMARKS.md 33). It fits in the padding.
+	version httpVersion
 }
 
 // takeLogContext returns ctx's spare logContext for Logging, when ctx is a
@@ -181,11 +187,15 @@ func messageRequestID(messageID string) string {
 // With withLog, the context is a servedContext, with room for Logging's.
 func serverUnaryRequestID(ctx context.Context, req connect.AnyRequest, withLog bool) (context.Context, *requestIDContext, bool) {
 	h := req.Header()
-	id, echoed := connctx.EchoedRequestID(ctx, h)
+	st := connctx.FromContext(ctx)
+	id, echoed := st.EchoedRequestID(h)
 	var c *requestIDContext
 	var cc context.Context
 	if withLog {
 		s := &servedContext{}
+		if st != nil {
+			s.version = httpVersion(st.Version.Load())
+		}
 		c, cc = &s.requestIDContext, s
 	} else {
 		c = &requestIDContext{}

@@ -1,11 +1,14 @@
 package interceptors
 
 import (
+	"bytes"
 	"context"
 	"log/slog"
+	"strings"
 	"testing"
 
 	"connectrpc.com/connect"
+	"github.com/connectkit/connectkit/internal/connctx"
 )
 
 // unaryChain returns handler wrapped by chain, the first outermost, as
@@ -143,6 +146,66 @@ func TestServedContextSharedWithLogging(t *testing.T) {
 			}
 			if tc.calls == 2 && seen[0].log == seen[1].log {
 				t.Error("both calls got the same Logging context")
+			}
+		})
+	}
+}
+
+// stateLookups counts the lookups through it that find the connection's
+// State.
+type stateLookups struct {
+	context.Context
+	found int
+}
+
+func (c *stateLookups) Value(key any) any {
+	v := c.Context.Value(key)
+	if _, ok := v.(*connctx.State); ok {
+		c.found++
+	}
+	return v
+}
+
+// TestLineHTTPVersionFromRequestID checks that a call's line gets its
+// HTTP version from the connection's State that RequestID looked up,
+// without a second lookup, where Logging's context is under RequestID's,
+// and with one in any other order.
+func TestLineHTTPVersionFromRequestID(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name    string
+		chain   func(rid, log connect.Interceptor) []connect.Interceptor
+		lookups int
+	}{
+		{name: "RequestID, Logging", chain: func(rid, log connect.Interceptor) []connect.Interceptor {
+			return []connect.Interceptor{rid, log}
+		}, lookups: 1},
+		{name: "Logging, RequestID", chain: func(rid, log connect.Interceptor) []connect.Interceptor {
+			return []connect.Interceptor{log, rid}
+		}, lookups: 2},
+		{name: "RequestID, a retry, Logging", chain: func(rid, log connect.Interceptor) []connect.Interceptor {
+			return []connect.Interceptor{rid, twice{}, log}
+		}, lookups: 1}, // the retry's Logging context, its own, is under RequestID's
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			var buf bytes.Buffer
+			logger := slog.New(slog.NewJSONHandler(&buf, nil))
+			conn := connctx.NewContext(context.Background())
+			connctx.FromContext(conn).Version.Store(11)
+			ctx := &stateLookups{Context: conn}
+			req := connect.NewRequest(&struct{}{})
+			ok := func(context.Context, connect.AnyRequest) (connect.AnyResponse, error) {
+				return connect.NewResponse(&struct{}{}), nil
+			}
+			if _, err := unaryChain(ok, tc.chain(requestIDBeforeLogging(), Logging(logger))...)(ctx, req); err != nil {
+				t.Fatal(err)
+			}
+			if ctx.found != tc.lookups {
+				t.Errorf("the connection's State looked up %d times; want %d", ctx.found, tc.lookups)
+			}
+			if got := strings.Count(buf.String(), `"http":"HTTP/1.1"`); got != strings.Count(buf.String(), "\n") || got == 0 {
+				t.Errorf("lines %s; want each with http HTTP/1.1", buf.String())
 			}
 		})
 	}

@@ -142,7 +142,12 @@ func (s *State) Served() (chained bool) {
 // (http.TimeoutHandler's, whose response goes nowhere): that one, if its
 // X-Request-Id is the current one's, logs the current one's id.
 func EchoedRequestID(ctx context.Context, req http.Header) (string, bool) {
-	s := FromContext(ctx)
+	return FromContext(ctx).EchoedRequestID(req)
+}
+
+// EchoedRequestID is the package's [EchoedRequestID] for s, the State of
+// the request's context, for a caller that has it already; s may be nil.
+func (s *State) EchoedRequestID(req http.Header) (string, bool) {
 	if s == nil {
 		return "", false
 	}
