@@ -61,7 +61,7 @@ func (h *jsonHandler) Handle(ctx context.Context, r slog.Record) error {
 		return h.slow.Handle(ctx, r)
 	}
 	bp := jsonLinePool.Get().(*[]byte)
-	b, ok := h.appendRecord((*bp)[:0], r)
+	b, ok := h.appendRecord((*bp)[:0], r, nil)
 	var err error
 	if ok {
 		_, err = h.w.Write(b)
@@ -78,8 +78,8 @@ func (h *jsonHandler) Handle(ctx context.Context, r slog.Record) error {
 
 // appendRecord appends r's line to b, or reports false if a value needs
 // slog's handler.
-func (h *jsonHandler) appendRecord(b []byte, r slog.Record) ([]byte, bool) {
-	b, ok := appendJSONHead(b, r.Time, r.Level)
+func (h *jsonHandler) appendRecord(b []byte, r slog.Record, times *timeCache) ([]byte, bool) {
+	b, ok := appendJSONHead(b, r.Time, r.Level, times)
 	if !ok {
 		return b, false
 	}
@@ -94,13 +94,19 @@ func (h *jsonHandler) appendRecord(b []byte, r slog.Record) ([]byte, bool) {
 }
 
 // appendJSONHead appends a line's start, up to its level, or reports false
-// for a time that needs slog's handler.
-func appendJSONHead(b []byte, t time.Time, level slog.Level) ([]byte, bool) {
+// for a time that needs slog's handler. With times not nil, the time is
+// appended through it.
+func appendJSONHead(b []byte, t time.Time, level slog.Level, times *timeCache) ([]byte, bool) {
 	b = append(b, '{')
 	if !t.IsZero() {
 		var ok bool
 		b = append(b, `"time":`...)
-		if b, ok = appendJSONTime(b, t.Round(0)); !ok {
+		if times != nil {
+			b, ok = times.appendTime(b, t.Round(0))
+		} else {
+			b, ok = appendJSONTime(b, t.Round(0))
+		}
+		if !ok {
 			return b, false
 		}
 		b = append(b, ',')
@@ -118,8 +124,8 @@ const rpcMsg = `,"msg":"` + logline.Message + `"`
 // appendRPC appends l's line: the bytes that appendRecord appends for its
 // record (rpcRecord), with the attributes' keys written as constants. It
 // reports false where the record needs slog's handler.
-func (h *jsonHandler) appendRPC(b []byte, l *logline.RPC) ([]byte, bool) {
-	b, ok := appendJSONHead(b, l.Time, l.Level)
+func (h *jsonHandler) appendRPC(b []byte, l *logline.RPC, times *timeCache) ([]byte, bool) {
+	b, ok := appendJSONHead(b, l.Time, l.Level, times)
 	if !ok {
 		return b, false
 	}
@@ -263,16 +269,9 @@ func appendJSONTime(b []byte, t time.Time) ([]byte, bool) {
 	put2Digits(buf[15:], clock/60%60)
 	buf[17] = ':'
 	put2Digits(buf[18:], clock%60)
-	n := 20
-	if ns := t.Nanosecond(); ns != 0 {
-		buf[20] = '.'
-		for i := 29; i > 20; i-- {
-			buf[i] = byte('0' + ns%10)
-			ns /= 10
-		}
-		for n = 30; buf[n-1] == '0'; n-- {
-		}
-	}
+	f, nf := fraction(t.Nanosecond())
+	copy(buf[20:30], f[:])
+	n := 20 + nf
 	if offset == 0 {
 		buf[n] = 'Z'
 		n++

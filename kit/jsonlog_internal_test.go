@@ -93,7 +93,7 @@ func TestJSONHandlerMatchesSlog(t *testing.T) {
 				t.Errorf("jsonHandler wrote\n%s\nslog's JSONHandler\n%s", ours, slogs)
 			}
 			h := c.setup(newJSONHandler(&bytes.Buffer{}, slog.LevelDebug)).(*jsonHandler)
-			_, fast := h.appendRecord(nil, c.r)
+			_, fast := h.appendRecord(nil, c.r, nil)
 			if fast = fast && h.fast; fast != c.fast {
 				t.Errorf("formatted by jsonHandler itself: %v, want %v", fast, c.fast)
 			}
@@ -260,6 +260,7 @@ func TestAppendJSONTime(t *testing.T) {
 		nsec := []int64{0, rng.Int64N(1e9), rng.Int64N(1e3) * 1e6}[rng.IntN(3)]
 		times = append(times, time.Unix(sec, nsec))
 	}
+	var cache timeCache
 	for _, base := range times {
 		for _, loc := range zones {
 			tm := base.In(loc)
@@ -267,6 +268,16 @@ func TestAppendJSONTime(t *testing.T) {
 			got, ok := appendJSONTime([]byte("x"), tm)
 			if ok != wantOK || ok && string(got) != "x"+string(want) {
 				t.Fatalf("appendJSONTime(%v) = %s, %v; want x%s, %v", tm, got, ok, want, wantOK)
+			}
+			// The cache, on this time and others of its second, in its
+			// location (hits) and after other locations' (misses).
+			sec := tm.Truncate(time.Second)
+			for _, tm := range []time.Time{tm, sec, sec.Add(999999999), sec.Add(500000000), sec.Add(1)} {
+				want, wantOK := appendJSONTime([]byte("x"), tm)
+				got, ok := cache.appendTime([]byte("x"), tm)
+				if ok != wantOK || string(got) != string(want) {
+					t.Fatalf("timeCache.appendTime(%v) = %s, %v; want %s, %v", tm, got, ok, want, wantOK)
+				}
 			}
 		}
 	}

@@ -148,9 +148,9 @@ func (lw *lineWriter) formatPendingLocked() {
 		pl := &p[i]
 		n, ok := len(b), false
 		if pl.json != nil {
-			b, ok = pl.json.appendRPC(b, &pl.rpc)
+			b, ok = pl.json.appendRPC(b, &pl.rpc, &lw.times)
 		} else if h, isJSON := pl.h.(*jsonHandler); isJSON && h.fast && h.w == io.Writer(lw) {
-			b, ok = h.appendRecord(b, pl.r)
+			b, ok = h.appendRecord(b, pl.r, &lw.times)
 		}
 		if ok {
 			if len(b) >= flushSize {

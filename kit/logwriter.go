@@ -53,7 +53,8 @@ type lineWriter struct {
 	fmu          sync.Mutex
 	pending      []pendingLine
 	sparePending []pendingLine
-	lines        []byte // under fmu: the formatted lines of pending records
+	lines        []byte    // under fmu: the formatted lines of pending records
+	times        timeCache // under fmu: the last second their times fell in
 }
 
 func newLineWriter(w io.Writer) *lineWriter {
