@@ -82,9 +82,13 @@ func (s *State) SetVersion(r *http.Request) {
 // recording ResponseWriter: one allocation a request where there were
 // three (BENCHMARKS.md 33).
 type echoed struct {
-	header   http.Header // the request's, compared by identity
-	incoming string      // the request's X-Request-Id as it arrived
-	value    [1]string   // the id, as the response header's value
+	// header is the address of the request's header map, compared by
+	// identity: an address, not a reference, so that a log line that
+	// holds the id (and so the record) does not keep the request's header
+	// alive until the line is written.
+	header   uintptr
+	incoming string    // the request's X-Request-Id as it arrived
+	value    [1]string // the id, as the response header's value
 	// chained is set when the RequestID interceptor found the record
 	// ([EchoedRequestID]): the call reached kit's chain. Atomic for the
 	// same reason as State.echoed.
@@ -114,7 +118,7 @@ type echoed struct {
 // It returns room for the request's recording ResponseWriter, for
 // [respstatus.Writer.ResetIn], allocated with the record.
 func (s *State) EchoRequestID(req, resp http.Header) *respstatus.Spare {
-	e := &echoed{header: req, incoming: header.Get(req, requestid.Header)}
+	e := &echoed{header: reflect.ValueOf(req).Pointer(), incoming: header.Get(req, requestid.Header)}
 	e.value[0] = requestid.ServerIn(e.incoming, &e.id)
 	resp[requestid.Header] = e.value[:]
 	s.echoed.Store(e)
@@ -155,9 +159,10 @@ func (s *State) EchoedRequestID(req http.Header) (string, bool) {
 	if e == nil {
 		return "", false
 	}
-	// The record holds its request's header, so no other live header can
-	// have its address.
-	if reflect.ValueOf(e.header).Pointer() != reflect.ValueOf(req).Pointer() && header.Get(req, requestid.Header) != e.incoming {
+	// The record's request was being served when e was loaded (Served
+	// drops it), so its header was live then, as req was: two live maps
+	// have two addresses, and the heap does not move.
+	if e.header != reflect.ValueOf(req).Pointer() && header.Get(req, requestid.Header) != e.incoming {
 		return "", false
 	}
 	e.chained.Store(true)
