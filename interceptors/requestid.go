@@ -96,7 +96,7 @@ type servedContext struct {
 	// RequestID read from the connection's State that it looks up for
 	// the echoed id, or 0: Logging's line takes it from here rather than
 	// walk the context for the State again (httpVersionFrom, ~170
-	// instructions a call, BENCHMARKS.md 35). It fits in the padding.
+	// instructions a call, BENCHMARKS.md 36). It fits in the padding.
 	version httpVersion
 }
 

@@ -7,7 +7,7 @@ import "time"
 // the same location: only the fraction is written anew. A log flusher
 // formats lines whose times are mostly in the second of the line before;
 // the date and the zone took ~600 instructions a line of the ~1 100 that a
-// call's line costs kit's flusher (BENCHMARKS.md 35). Not safe for
+// call's line costs kit's flusher (BENCHMARKS.md 36). Not safe for
 // concurrent use: a lineWriter's, used under its fmu.
 type timeCache struct {
 	sec  int64          // the second cached, t.Unix()

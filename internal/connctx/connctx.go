@@ -80,7 +80,7 @@ func (s *State) SetVersion(r *http.Request) {
 // response's header before the request's handler ran. It holds, in the
 // same allocation, the bytes of an id it made and room for the call's
 // recording ResponseWriter: one allocation a request where there were
-// three (BENCHMARKS.md 35).
+// three (BENCHMARKS.md 36).
 type echoed struct {
 	// header is the address of the request's header map, compared by
 	// identity: an address, not a reference, so that a log line that

@@ -103,7 +103,7 @@ func (w http1Writer) ReadFrom(r io.Reader) (int64, error) { return io.Copy(w.Res
 
 // An HTTP/1.x request whose id kit makes and echoes, served through a
 // recording writer, costs one allocation: the record holds the new id's
-// bytes and the writer's call (BENCHMARKS.md 35), which took three. Not
+// bytes and the writer's call (BENCHMARKS.md 36), which took three. Not
 // parallel: testing.AllocsPerRun.
 func TestEchoRequestIDAllocatesOnce(t *testing.T) {
 	ctx := NewContext(context.Background())
