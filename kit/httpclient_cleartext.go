@@ -55,6 +55,17 @@ const sniffWait = 100 * time.Millisecond
 // calls of a service called 16 at a time.
 const http1IdleConns = 16
 
+// http1MaxConns caps the HTTP/1.1 connections open to one address at once
+// (http.Transport's MaxConnsPerHost, unlimited by default): a call beyond
+// it waits for one of them to finish its call, as long as its context
+// lets it. It is the number of calls that the one h2c connection the
+// client keeps to an address carries at once to a kit server
+// (KIT_MAX_CONCURRENT_STREAMS' default) or to any net/http one (its
+// HTTP/2 server's default), so that a burst of calls opens no more
+// connections to an HTTP/1.x server than it could have run at once over
+// HTTP/2, where without a cap each call of the burst opened its own.
+const http1MaxConns = DefaultMaxConcurrentStreams
+
 // cleartextTransport is the round tripper of one http:// address: HTTP/2
 // with prior knowledge (h2c), or HTTP/1.1 while the address is known to
 // speak only HTTP/1.x (see http1Prefix).
@@ -200,7 +211,7 @@ func (t *cleartextTransport) http1Transport() *http.Transport {
 	var protocols http.Protocols
 	protocols.SetHTTP1(true)
 	h1 := newLeafTransport(t.cfg, &protocols)
-	h1.MaxIdleConns, h1.MaxIdleConnsPerHost = http1IdleConns, http1IdleConns
+	h1.MaxIdleConns, h1.MaxIdleConnsPerHost, h1.MaxConnsPerHost = http1IdleConns, http1IdleConns, http1MaxConns
 	if !t.http1.CompareAndSwap(nil, h1) {
 		return t.http1.Load() // another call's, made at the same time; h1 opened nothing
 	}

@@ -9,6 +9,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 
 	"connectrpc.com/connect"
@@ -449,5 +450,55 @@ func TestHTTPClientConcurrentFirstCallsToHTTP1Server(t *testing.T) {
 				t.Errorf("POST %d (error %v) reached the handler %d times; want %d", i, err, n, want)
 			}
 		}
+	}
+}
+
+// TestHTTPClientHTTP1ConnectionsCapped makes a burst of calls to an
+// HTTP/1.1-only server, more at once than kit.DefaultMaxConcurrentStreams,
+// the cap of HTTP/1.1 connections to one address: its handler holds each
+// call until as many as the cap are in, then lets all go. Every call is
+// answered, and the burst opened no more connections than the cap: the
+// calls beyond it waited for a connection, where each opened its own.
+func TestHTTPClientHTTP1ConnectionsCapped(t *testing.T) {
+	t.Parallel()
+	const burst = kit.DefaultMaxConcurrentStreams + 50
+	var (
+		conns    atomic.Int32
+		mu       sync.Mutex
+		inflight int
+		release  = make(chan struct{})
+	)
+	ts := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == "PRI" {
+			return
+		}
+		mu.Lock()
+		inflight++
+		if inflight == kit.DefaultMaxConcurrentStreams {
+			close(release)
+		}
+		mu.Unlock()
+		if r.URL.Path == "/burst" {
+			<-release
+		}
+		_, _ = io.WriteString(w, "answer to "+r.Method)
+	}))
+	ts.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+		if s == http.StateNew {
+			conns.Add(1)
+		}
+	}
+	ts.Start()
+	t.Cleanup(ts.Close)
+	client := kittest.NewServer(t, kit.Config{}, nil).HTTPClient()
+	call(t, client, newRequest(t, http.MethodGet, ts.URL+"/first", nil)) // the h2c attempt, then over HTTP/1.1
+	before := conns.Load()
+	var wg sync.WaitGroup
+	for range burst - 1 { // the first counts in inflight
+		wg.Go(func() { call(t, client, newRequest(t, http.MethodGet, ts.URL+"/burst", nil)) })
+	}
+	wg.Wait()
+	if opened := conns.Load() - before; opened > kit.DefaultMaxConcurrentStreams {
+		t.Errorf("a burst of %d calls opened %d connections; want at most %d", burst-1, opened, kit.DefaultMaxConcurrentStreams)
 	}
 }
