@@ -1,15 +1,13 @@
 package kit
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
-	"os"
-	"sync"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -38,11 +36,28 @@ import (
 // request), so sending it again repeats nothing.
 const http1Prefix = "HTTP/1."
 
-// http1Memory is how long an address stays known to speak HTTP/1.x only
-// once a connection to it showed so: its calls go over HTTP/1.1
-// meanwhile, and the first after it (whose body can be sent again) tries
-// h2c again, in case a server that speaks it took its place.
-const http1Memory = 5 * time.Minute
+// Once a connection showed it, the address is known to speak HTTP/1.x only
+// until one shows HTTP/2: an h2c connection whose server sent a SETTINGS
+// frame, or an HTTP/1.1 connection whose server answered with one (an
+// HTTP/2-only server, grpc-go's, in its place or beside it: see h1Conn).
+// No clock sends an HTTP/1.x server the h2c preface again, which its
+// handler would get as a request "PRI *": its calls that work over
+// HTTP/1.1 (Connect's unary ones, gRPC-Web, REST) stay there, and only
+// those made for HTTP/2 (see prefersHTTP2) try h2c again, as mayProbe
+// lets them: at once while the address's last h2c connections did not
+// all find HTTP/1.x (an L4 balancer in front of servers of both kinds,
+// during a rollout, whose next connection may reach an HTTP/2 one), then
+// after probeWait, doubled at each new HTTP/1.x answer up to probeMaxWait.
+const (
+	probeFreely  = 2 // h2c connections in a row answered in HTTP/1.x before probes wait
+	probeWait    = time.Second
+	probeMaxWait = 5 * time.Minute
+)
+
+// maxSends bounds the sends of one call: its first, and one more each time
+// the connection it took showed a server of the other protocol (which no
+// handler saw it on).
+const maxSends = 4
 
 // sniffWait bounds the wait for a server's first bytes when a write to its
 // connection failed before any was read: an HTTP/1.x server's answer
@@ -68,7 +83,7 @@ const http1MaxConns = DefaultMaxConcurrentStreams
 
 // cleartextTransport is the round tripper of one http:// address: HTTP/2
 // with prior knowledge (h2c), or HTTP/1.1 while the address is known to
-// speak only HTTP/1.x (see http1Prefix).
+// speak only HTTP/1.x (see http1Prefix), for the calls that work so.
 type cleartextTransport struct {
 	h2c    *http.Transport
 	cfg    httplb.TransportConfig
@@ -77,8 +92,15 @@ type cleartextTransport struct {
 	// http1Calls counts the calls sent over HTTP/1.1, by peer; nil: none.
 	http1Calls *prometheus.CounterVec
 
-	http1Until atomic.Int64                   // UnixNano until which addr is known to speak HTTP/1.x only; 0: never seen to
+	// http1Since is the UnixNano of the last HTTP/1.x answer that an h2c
+	// connection to addr got while addr was known to speak HTTP/1.x
+	// only, or since; 0 while it is not known so.
+	http1Since atomic.Int64
 	http1      atomic.Pointer[http.Transport] // made when first needed
+	// h1Streak counts the h2c connections in a row that found HTTP/1.x,
+	// probeAfter is the UnixNano before which no call probes (see
+	// mayProbe).
+	h1Streak, probeAfter atomic.Int64
 	// silent is the read error of the last connection whose server
 	// closed it without a byte; nil once a server answered.
 	silent atomic.Pointer[error]
@@ -102,23 +124,90 @@ func newCleartextTransport(addr string, cfg httplb.TransportConfig, logger *slog
 }
 
 func (t *cleartextTransport) RoundTrip(req *http.Request) (*http.Response, error) {
-	known := t.http1Until.Load()
-	if known != 0 && (time.Now().UnixNano() < known || !bodyResendable(req)) {
-		return t.viaHTTP1(req)
+	known := t.http1Since.Load()
+	overHTTP1 := known != 0 && t.h2Open.Load() == 0 // with an HTTP/2 connection open, h2c first
+	if overHTTP1 && prefersHTTP2(req) && t.mayProbe() {
+		req, overHTTP1 = probing(req), false
 	}
-	answers, open := t.h2State()
-	resp, err := t.h2c.RoundTrip(req)
-	if err == nil || req.Context().Err() != nil {
-		return resp, err
+	sawH2 := false // a connection of this call's found an HTTP/2 server
+	for sends := 1; ; sends++ {
+		var (
+			resp    *http.Response
+			err     error
+			refused bool // by a server of the other protocol: no handler saw it
+		)
+		if overHTTP1 {
+			resp, err = t.viaHTTP1(req)
+			refused = err != nil && req.Context().Err() == nil && errors.As(err, new(*http2AnswerError))
+			sawH2 = sawH2 || refused
+		} else {
+			answers, open := t.h2State()
+			resp, err = t.h2c.RoundTrip(req)
+			if err != nil && req.Context().Err() == nil {
+				refused = t.refusedAsHTTP1(err, known, open == 0 && t.h2Answers.Load() == answers)
+				if !refused {
+					err = t.named(err)
+				}
+			}
+		}
+		if !refused || sends == maxSends {
+			return resp, err
+		}
+		again, bodyErr := withNewBody(req)
+		if bodyErr != nil {
+			if overHTTP1 {
+				return nil, connect.NewError(connect.CodeUnavailable, http2OnlyError{addr: t.addr, cause: err, body: bodyErr})
+			}
+			return nil, connect.NewError(connect.CodeUnavailable, http1OnlyError{addr: t.addr, cause: err, body: bodyErr})
+		}
+		req, known = again, t.http1Since.Load()
+		switch {
+		case overHTTP1: // an HTTP/2 server: h2c, which its answer allowed again
+			overHTTP1 = false
+		case sends < maxSends-1 && prefersHTTP2(req) && (sawH2 || t.mayProbe()):
+			req = probing(req) // an h2c connection again, which may reach an HTTP/2 server
+		default:
+			overHTTP1 = true
+		}
 	}
-	if !t.refusedAsHTTP1(err, known, open == 0 && t.h2Answers.Load() == answers) {
-		return resp, t.named(err)
+}
+
+// prefersHTTP2 reports whether req is a call of a protocol made for
+// HTTP/2: gRPC (not gRPC-Web), which grpc-go's servers serve over nothing
+// else, or a Connect stream, among which bidirectional ones need HTTP/2
+// end to end. Others (Connect's unary calls, gRPC-Web, REST) work over
+// HTTP/1.1 alike.
+func prefersHTTP2(req *http.Request) bool {
+	ct := req.Header.Get("Content-Type")
+	if rest, ok := strings.CutPrefix(ct, "application/grpc"); ok {
+		return !strings.HasPrefix(rest, "-web")
 	}
-	again, bodyErr := withNewBody(req)
-	if bodyErr != nil {
-		return nil, connect.NewError(connect.CodeUnavailable, http1OnlyError{addr: t.addr, cause: err, body: bodyErr})
+	return strings.HasPrefix(ct, "application/connect+")
+}
+
+// mayProbe reports whether a call that prefers HTTP/2 may open an h2c
+// connection to the address known to speak HTTP/1.x only (see
+// probeFreely), and if so takes the probe's turn.
+func (t *cleartextTransport) mayProbe() bool {
+	streak := t.h1Streak.Load()
+	if streak < probeFreely {
+		return true
 	}
-	return t.viaHTTP1(again)
+	now, after := time.Now().UnixNano(), t.probeAfter.Load()
+	if now < after {
+		return false
+	}
+	wait := min(probeWait<<min(streak-probeFreely, 16), probeMaxWait)
+	return t.probeAfter.CompareAndSwap(after, now+int64(wait))
+}
+
+// probeKey marks the context of a call that may open an h2c connection to
+// an address known to speak HTTP/1.x only (see dial).
+type probeKey struct{}
+
+// probing returns req, allowed to open an h2c connection.
+func probing(req *http.Request) *http.Request {
+	return req.WithContext(context.WithValue(req.Context(), probeKey{}, true))
 }
 
 // viaHTTP1 sends req over HTTP/1.1: it counts it in http1Calls by its
@@ -161,7 +250,7 @@ func (t *cleartextTransport) refusedAsHTTP1(err error, known int64, noH2 bool) b
 	case err.Error() == h2NotEstablished:
 		return true
 	}
-	return noH2 && t.http1Until.Load() != known
+	return noH2 && t.http1Since.Load() != known
 }
 
 // h2State returns h2Answers and h2Open, loaded in that order: a
@@ -177,7 +266,7 @@ func (t *cleartextTransport) h2State() (answers, open int64) {
 
 // knownHTTP1 reports whether the address is known to speak HTTP/1.x only.
 func (t *cleartextTransport) knownHTTP1() bool {
-	return time.Now().UnixNano() < t.http1Until.Load()
+	return t.http1Since.Load() != 0
 }
 
 // h2NotEstablished is the text of net/http's error (unexported) for a
@@ -210,7 +299,9 @@ func (t *cleartextTransport) http1Transport() *http.Transport {
 	}
 	var protocols http.Protocols
 	protocols.SetHTTP1(true)
-	h1 := newLeafTransport(t.cfg, &protocols)
+	cfg := t.cfg
+	cfg.DialFunc = t.dialHTTP1
+	h1 := newLeafTransport(cfg, &protocols)
 	h1.MaxIdleConns, h1.MaxIdleConnsPerHost, h1.MaxConnsPerHost = http1IdleConns, http1IdleConns, http1MaxConns
 	if !t.http1.CompareAndSwap(nil, h1) {
 		return t.http1.Load() // another call's, made at the same time; h1 opened nothing
@@ -219,13 +310,14 @@ func (t *cleartextTransport) http1Transport() *http.Transport {
 }
 
 // dial opens an h2c connection that looks at its server's first bytes. It
-// refuses while the address is known to speak HTTP/1.x only: the calls
-// that get there began on an h2c connection that its server's HTTP/1.x
-// answer closed, before they were written on it, and net/http sends them
-// again on a new one (after a second's backoff the second time); refused,
-// they go over HTTP/1.1 at once, and the server sees no more prefaces.
+// refuses while the address is known to speak HTTP/1.x only, but for a
+// probe (see mayProbe): the calls that get there began on an h2c
+// connection that its server's HTTP/1.x answer closed, before they were
+// written on it, and net/http sends them again on a new one (after a
+// second's backoff the second time); refused, they go over HTTP/1.1 at
+// once, and the server sees no more prefaces.
 func (t *cleartextTransport) dial(ctx context.Context, network, addr string) (net.Conn, error) {
-	if t.knownHTTP1() {
+	if t.knownHTTP1() && ctx.Value(probeKey{}) == nil {
 		return nil, &http1AnswerError{addr: t.addr}
 	}
 	c, err := t.cfg.DialFunc(ctx, network, addr)
@@ -235,10 +327,30 @@ func (t *cleartextTransport) dial(ctx context.Context, network, addr string) (ne
 	return &sniffConn{Conn: c, peer: t}, nil
 }
 
-// sawHTTP1 records that a connection's server answered in HTTP/1.x.
+// dialHTTP1 opens an HTTP/1.1 connection that looks at its server's first
+// byte (see h1Conn).
+func (t *cleartextTransport) dialHTTP1(ctx context.Context, network, addr string) (net.Conn, error) {
+	c, err := t.cfg.DialFunc(ctx, network, addr)
+	if err != nil {
+		return c, err
+	}
+	return &h1Conn{Conn: c, peer: t}, nil
+}
+
+// sawHTTP1 records that an h2c connection's server answered in HTTP/1.x.
 func (t *cleartextTransport) sawHTTP1() {
-	if t.http1Until.Swap(time.Now().Add(http1Memory).UnixNano()) == 0 {
+	t.h1Streak.Add(1)
+	if t.http1Since.Swap(time.Now().UnixNano()) == 0 {
 		t.logger.Info("HTTP client: server speaks HTTP/1.x only, not h2c: calling it over HTTP/1.1", "addr", t.addr)
+	}
+}
+
+// sawHTTP2 records that a connection's server answered in HTTP/2, or did
+// what one may do (how, in the log line).
+func (t *cleartextTransport) sawHTTP2(how string) {
+	t.h1Streak.Store(0)
+	if t.http1Since.Swap(0) != 0 {
+		t.logger.Info("HTTP client: server known to speak HTTP/1.x only "+how+": calling it over h2c again", "addr", t.addr)
 	}
 }
 
@@ -260,148 +372,3 @@ func (e http1OnlyError) Error() string {
 }
 
 func (http1OnlyError) Unwrap() error { return interceptors.ErrNotSent }
-
-// http1AnswerError is the error of the reads of an h2c connection whose
-// server answered its preface in HTTP/1.x, which fail the calls on it, so
-// that such a call, which no handler saw as itself, is told from one whose
-// own connection failed. A dial refused while the address is known to
-// speak HTTP/1.x returns it too.
-type http1AnswerError struct{ addr string }
-
-func (e *http1AnswerError) Error() string {
-	return "the server at " + e.addr + " answered the h2c preface in HTTP/1.x: it speaks HTTP/1.x only"
-}
-
-// sniffConn is an h2c connection that looks at the first bytes its server
-// sends, and tells its transport when they are "HTTP/1." (see
-// http1Prefix); from then on its reads return an http1AnswerError (see
-// Write for its writes). Until it has decided, its reads are made one at a
-// time, so that the bytes are looked at in their order; once its server
-// sent something else, a read or a write costs an atomic load more than
-// the connection's own.
-type sniffConn struct {
-	net.Conn
-	peer *cleartextTransport
-
-	state atomic.Uint32 // sniffing, notHTTP1 or answeredHTTP1
-	// h2 is 1 once the server answered other than in HTTP/1.x, and
-	// counted in its transport's h2Open, 2 once closed (see Close).
-	h2   atomic.Uint32
-	mu   sync.Mutex // held by the reads while sniffing
-	head [len(http1Prefix)]byte
-	n    int // of head, guarded by mu
-}
-
-// The states of a sniffConn.
-const (
-	sniffing uint32 = iota
-	notHTTP1
-	answeredHTTP1
-)
-
-func (c *sniffConn) Read(p []byte) (int, error) {
-	if c.state.Load() == notHTTP1 {
-		return c.Conn.Read(p)
-	}
-	return c.sniff(p, false)
-}
-
-// sniff reads into p while the connection is undecided and looks at what
-// it read. Once its server answered in HTTP/1.x, it returns an
-// http1AnswerError; a read of settle's returns nothing once the connection
-// is decided.
-func (c *sniffConn) sniff(p []byte, settling bool) (int, error) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	switch c.state.Load() {
-	case answeredHTTP1:
-		return 0, &http1AnswerError{addr: c.peer.addr}
-	case notHTTP1:
-		if settling {
-			return 0, nil
-		}
-		return c.Conn.Read(p)
-	}
-	n, err := c.Conn.Read(p)
-	c.look(p[:n], err)
-	if c.state.Load() == answeredHTTP1 {
-		return 0, &http1AnswerError{addr: c.peer.addr}
-	}
-	return n, err
-}
-
-// look decides on the bytes read so far and b, read with err: HTTP/1.x
-// once they are http1Prefix, not once they cannot be, nor once a read
-// fails (the server closed or reset the connection before it answered).
-func (c *sniffConn) look(b []byte, err error) {
-	c.n += copy(c.head[c.n:], b)
-	switch {
-	case c.n == 0 && err != nil:
-		if !errors.Is(err, os.ErrDeadlineExceeded) && !errors.Is(err, net.ErrClosed) { // not this side's
-			c.peer.silent.Store(&err)
-		}
-	case c.n == 0:
-		return
-	case !bytes.HasPrefix([]byte(http1Prefix), c.head[:c.n]): // an HTTP/2 server, maybe in place of an HTTP/1.x one
-		c.peer.silent.Store(nil)
-		c.peer.http1Until.Store(0)
-		if c.h2.CompareAndSwap(0, 1) { // not closed meanwhile
-			c.peer.h2Open.Add(1) // before h2Answers: see h2State
-			c.peer.h2Answers.Add(1)
-		}
-	case c.n == len(http1Prefix):
-		c.peer.silent.Store(nil)
-		c.peer.sawHTTP1()
-		c.state.Store(answeredHTTP1)
-		return
-	case err == nil:
-		return // a prefix of it so far
-	}
-	c.state.Store(notHTTP1)
-}
-
-// Close closes the connection, and takes it from its transport's h2Open.
-func (c *sniffConn) Close() error {
-	if c.h2.Swap(2) == 1 {
-		c.peer.h2Open.Add(-1)
-	}
-	return c.Conn.Close()
-}
-
-// Write writes p; when that fails before the server's first bytes were
-// looked at, it looks at them before it returns (the server's answer came
-// before the reset that failed the write). Once they were "HTTP/1.", a
-// failed write is taken as done: its bytes were for an HTTP/2 server, and
-// net/http's writer closes the connection on a write's error, failing the
-// calls on it with an error of its own ("client connection force closed"),
-// which would hide the answer from them; its reader fails them with the
-// connection's http1AnswerError instead.
-func (c *sniffConn) Write(p []byte) (int, error) {
-	n, err := c.Conn.Write(p)
-	if err != nil {
-		c.settle()
-		if c.state.Load() == answeredHTTP1 {
-			return len(p), nil
-		}
-	}
-	return n, err
-}
-
-// settle reads the server's first bytes, waiting sniffWait at most, if no
-// read has decided yet: a read under way (net/http's reader) returns by
-// then, and decides, or this one does. Only a failed write waits so: a
-// connection that net/http closes without one (idle, its ping unanswered,
-// at shutdown) is closed at once, its server's answer unread, since the
-// answer could fail no call there.
-func (c *sniffConn) settle() {
-	if c.state.Load() != sniffing {
-		return
-	}
-	_ = c.Conn.SetReadDeadline(time.Now().Add(sniffWait))
-	var buf [len(http1Prefix)]byte
-	for c.state.Load() == sniffing {
-		if _, err := c.sniff(buf[:], true); err != nil {
-			return
-		}
-	}
-}

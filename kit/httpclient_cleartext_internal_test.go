@@ -68,13 +68,13 @@ func TestSniffConnReadsTheAnswerOfAResetConnection(t *testing.T) {
 		t.Fatal(err)
 	}
 	<-closed
-	for i := 0; tr.http1Until.Load() == 0 && i < 100; i++ { // until a write fails, after the reset came
+	for i := 0; tr.http1Since.Load() == 0 && i < 100; i++ { // until a write fails, after the reset came
 		time.Sleep(10 * time.Millisecond)
 		if _, err := c.Write(make([]byte, 64)); err != nil {
 			t.Fatalf("write to a connection whose server answered in HTTP/1.1: %v", err)
 		}
 	}
-	if tr.http1Until.Load() == 0 {
+	if tr.http1Since.Load() == 0 {
 		t.Fatal("after the failed write, the server's HTTP/1.1 answer was not seen")
 	}
 	var answered *http1AnswerError
@@ -137,10 +137,12 @@ func TestSniffConnClosesAtOnce(t *testing.T) {
 	}
 }
 
-// TestCleartextTransportH2C calls an h2c server: over HTTP/2, and no
-// HTTP/1.1 transport is made. Then, as if an HTTP/1.x server had been at
-// its address until 5 minutes ago, a GET finds HTTP/2 there again, and the
-// next call, whose body cannot be sent again, goes over HTTP/2 too.
+// TestCleartextTransportH2C calls an h2c server that speaks HTTP/2 alone:
+// over HTTP/2, and no HTTP/1.1 transport is made. Then, as if an HTTP/1.x
+// server had been at its address, a GET goes over HTTP/1.1 and fails, the
+// server closing the connection without a byte: the address is no longer
+// known to speak HTTP/1.x, and the next calls, one whose body cannot be
+// sent again among them, go over HTTP/2.
 func TestCleartextTransportH2C(t *testing.T) {
 	t.Parallel()
 	addr := h2cServer(t)
@@ -162,22 +164,30 @@ func TestCleartextTransportH2C(t *testing.T) {
 	}
 	send(nil)
 	send(nil)
-	if tr.http1Until.Load() != 0 || tr.http1.Load() != nil || tr.silent.Load() != nil {
-		t.Errorf("h2c server taken for an HTTP/1.x one (%d), or HTTP/1.1 transport made (%v)", tr.http1Until.Load(), tr.http1.Load() != nil)
+	if tr.http1Since.Load() != 0 || tr.http1.Load() != nil || tr.silent.Load() != nil {
+		t.Errorf("h2c server taken for an HTTP/1.x one (%d), or HTTP/1.1 transport made (%v)", tr.http1Since.Load(), tr.http1.Load() != nil)
 	}
-	tr.http1Until.Store(1) // an HTTP/1.x server's, expired
+	tr.http1Since.Store(1) // an HTTP/1.x server's
+	tr.h1Streak.Store(5)
 	tr.CloseIdleConnections()
+	if resp, err := tr.RoundTrip(httptest.NewRequestWithContext(t.Context(), http.MethodGet, "http://"+addr+"/", nil)); err == nil {
+		_ = resp.Body.Close()
+		t.Fatalf("GET over HTTP/1.1 of a server that speaks HTTP/2 alone = %s; want its close", resp.Proto)
+	}
+	if tr.http1Since.Load() != 0 {
+		t.Fatal("a server that closed an HTTP/1.1 connection without a byte is still known to speak HTTP/1.x")
+	}
 	send(nil)
 	send(io.MultiReader(strings.NewReader("streamed")))
-	if tr.http1Until.Load() != 0 {
-		t.Errorf("h2c server found again, but still remembered as HTTP/1.x")
-	}
 }
 
 // TestHTTP1Remembered calls an HTTP/1.1-only server: its first call
-// tries h2c (the server sees "PRI *"), the next do not, until the
-// remembrance expires; then a call whose body cannot be sent again still
-// goes over HTTP/1.1, and the next that can tries h2c again.
+// tries h2c (the server sees "PRI *"), the next do not, however long ago
+// the server was found so (no clock sends it the preface again). A call
+// made for HTTP/2 (gRPC's content type) probes h2c: the first at once,
+// and the next right after, twice in all (probeFreely), then not before
+// probeWait, and the one after it not before twice that; each ends over
+// HTTP/1.1, where the server answers it.
 func TestHTTP1Remembered(t *testing.T) {
 	t.Parallel()
 	var pri, calls atomic.Int32
@@ -191,7 +201,7 @@ func TestHTTP1Remembered(t *testing.T) {
 	}))
 	t.Cleanup(ts.Close)
 	tr := newTestCleartext(t, ts.Listener.Addr().String())
-	send := func(body io.Reader, wantPRI int32) {
+	send := func(contentType string, body io.Reader, wantPRI int32) {
 		t.Helper()
 		method := http.MethodGet
 		if body != nil {
@@ -201,26 +211,37 @@ func TestHTTP1Remembered(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		req.Header.Set("Content-Type", contentType)
 		resp, err := tr.RoundTrip(req)
 		if err != nil {
-			t.Fatalf("%s: %v", method, err)
+			t.Fatalf("%s %s: %v", method, contentType, err)
 		}
 		_ = resp.Body.Close()
 		if resp.Proto != "HTTP/1.1" || pri.Load() != wantPRI {
-			t.Errorf("%s went over %s after %d h2c prefaces; want HTTP/1.1 after %d", method, resp.Proto, pri.Load(), wantPRI)
+			t.Errorf("%s %s went over %s after %d h2c prefaces; want HTTP/1.1 after %d", method, contentType, resp.Proto, pri.Load(), wantPRI)
 		}
 	}
-	send(nil, 1)
-	send(nil, 1)
-	send(strings.NewReader("resendable"), 1)
-	tr.http1Until.Store(1) // expired
-	send(io.MultiReader(strings.NewReader("streamed")), 1)
-	send(nil, 2)
-	if until := tr.http1Until.Load(); time.Until(time.Unix(0, until)) < http1Memory-time.Minute {
-		t.Errorf("remembered until %v; want %v from now", time.Unix(0, until), http1Memory)
+	send("", nil, 1)
+	send("", nil, 1)
+	send("application/json", strings.NewReader("resendable"), 1)
+	tr.http1Since.Store(1) // found so long ago
+	send("application/proto", io.MultiReader(strings.NewReader("streamed")), 1)
+	send("", nil, 1)
+	send("application/grpc-web+proto", strings.NewReader("resendable"), 1)
+	send("application/grpc", strings.NewReader("resendable"), 3) // two probes
+	send("application/grpc+proto", strings.NewReader("resendable"), 3)
+	send("application/connect+proto", io.MultiReader(strings.NewReader("streamed")), 3)
+	if wait := time.Until(time.Unix(0, tr.probeAfter.Load())); wait <= 0 || wait > probeWait {
+		t.Errorf("next probe in %v; want within %v", wait, probeWait)
 	}
-	if calls.Load() != 5 {
-		t.Errorf("handler got %d calls; want 5", calls.Load())
+	tr.probeAfter.Store(1) // probeWait later
+	send("application/grpc", strings.NewReader("resendable"), 4)
+	send("application/grpc", strings.NewReader("resendable"), 4)
+	if wait := time.Until(time.Unix(0, tr.probeAfter.Load())); wait <= probeWait || wait > 2*probeWait {
+		t.Errorf("next probe in %v; want in %v to %v", wait, probeWait, 2*probeWait)
+	}
+	if calls.Load() != 11 {
+		t.Errorf("handler got %d calls; want 11", calls.Load())
 	}
 }
 

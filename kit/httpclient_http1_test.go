@@ -271,12 +271,13 @@ func TestHTTPClientServerClosesAtOnce(t *testing.T) {
 	}
 }
 
-// splitFront forwards the first TCP connection it accepts on its loopback
-// address to first and the others to rest, as an L4 balancer in front of
-// two servers can; cutFirst resets the first one.
+// splitFront forwards each TCP connection it accepts on its loopback
+// address to the backend that pick names for it (by the order accepted,
+// from 0), as an L4 balancer in front of several servers does; cutFirst
+// resets the first one.
 type splitFront struct {
-	ln          net.Listener
-	first, rest string
+	ln   net.Listener
+	pick func(i int) string
 
 	mu       sync.Mutex
 	accepted int
@@ -284,13 +285,32 @@ type splitFront struct {
 	wg       sync.WaitGroup
 }
 
+// newSplitFront returns a front that forwards its first connection to
+// first, the others to rest.
 func newSplitFront(t *testing.T, first, rest string) *splitFront {
+	t.Helper()
+	return newFront(t, func(i int) string {
+		if i == 0 {
+			return first
+		}
+		return rest
+	})
+}
+
+// newRoundRobinFront returns a front that forwards its connections to
+// backends in turn.
+func newRoundRobinFront(t *testing.T, backends ...string) *splitFront {
+	t.Helper()
+	return newFront(t, func(i int) string { return backends[i%len(backends)] })
+}
+
+func newFront(t *testing.T, pick func(i int) string) *splitFront {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	f := &splitFront{ln: ln, first: first, rest: rest}
+	f := &splitFront{ln: ln, pick: pick}
 	f.wg.Go(f.serve)
 	t.Cleanup(func() {
 		_ = ln.Close()
@@ -311,10 +331,7 @@ func (f *splitFront) serve() {
 			return
 		}
 		f.mu.Lock()
-		target := f.rest
-		if f.accepted == 0 {
-			target = f.first
-		}
+		target := f.pick(f.accepted)
 		f.accepted++
 		f.mu.Unlock()
 		up, err := net.Dial("tcp", target)
