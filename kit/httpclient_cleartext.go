@@ -125,51 +125,66 @@ func newCleartextTransport(addr string, cfg httplb.TransportConfig, logger *slog
 
 func (t *cleartextTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	known := t.http1Since.Load()
-	overHTTP1 := known != 0 && t.h2Open.Load() == 0 // with an HTTP/2 connection open, h2c first
-	if overHTTP1 && prefersHTTP2(req) && t.mayProbe() {
-		req, overHTTP1 = probing(req), false
-	}
-	sawH2 := false // a connection of this call's found an HTTP/2 server
-	for sends := 1; ; sends++ {
-		var (
-			resp    *http.Response
-			err     error
-			refused bool // by a server of the other protocol: no handler saw it
-		)
-		if overHTTP1 {
-			resp, err = t.viaHTTP1(req)
-			refused = err != nil && req.Context().Err() == nil && errors.As(err, new(*http2AnswerError))
-			sawH2 = sawH2 || refused
-		} else {
-			answers, open := t.h2State()
-			resp, err = t.h2c.RoundTrip(req)
-			if err != nil && req.Context().Err() == nil {
-				refused = t.refusedAsHTTP1(err, known, open == 0 && t.h2Answers.Load() == answers)
-				if !refused {
-					err = t.named(err)
-				}
-			}
+	if known != 0 && t.h2Open.Load() == 0 { // with an HTTP/2 connection open, h2c first
+		if !prefersHTTP2(req) || !t.mayProbe() {
+			return t.send(req, true, 1, false)
 		}
-		if !refused || sends == maxSends {
+		req = probing(req)
+	}
+	// send's h2c attempt, written out: an h2c call pays no more than it.
+	answers, open := t.h2State()
+	resp, err := t.h2c.RoundTrip(req)
+	if err == nil || req.Context().Err() != nil {
+		return resp, err
+	}
+	return t.afterH2C(req, err, known, open == 0 && t.h2Answers.Load() == answers, 1, false)
+}
+
+// send makes the sends-th send of a call, req, over HTTP/1.1 or h2c, and
+// sends it again while a server of the other protocol refused it, up to
+// maxSends in all; sawH2 says that an HTTP/2 server refused one of them.
+func (t *cleartextTransport) send(req *http.Request, overHTTP1 bool, sends int, sawH2 bool) (*http.Response, error) {
+	if !overHTTP1 {
+		known := t.http1Since.Load()
+		answers, open := t.h2State()
+		resp, err := t.h2c.RoundTrip(req)
+		if err == nil || req.Context().Err() != nil {
 			return resp, err
 		}
-		again, bodyErr := withNewBody(req)
-		if bodyErr != nil {
-			if overHTTP1 {
-				return nil, connect.NewError(connect.CodeUnavailable, http2OnlyError{addr: t.addr, cause: err, body: bodyErr})
-			}
-			return nil, connect.NewError(connect.CodeUnavailable, http1OnlyError{addr: t.addr, cause: err, body: bodyErr})
-		}
-		req, known = again, t.http1Since.Load()
-		switch {
-		case overHTTP1: // an HTTP/2 server: h2c, which its answer allowed again
-			overHTTP1 = false
-		case sends < maxSends-1 && prefersHTTP2(req) && (sawH2 || t.mayProbe()):
-			req = probing(req) // an h2c connection again, which may reach an HTTP/2 server
-		default:
-			overHTTP1 = true
-		}
+		return t.afterH2C(req, err, known, open == 0 && t.h2Answers.Load() == answers, sends, sawH2)
 	}
+	resp, err := t.viaHTTP1(req)
+	if err == nil || req.Context().Err() != nil || !errors.As(err, new(*http2AnswerError)) || sends == maxSends {
+		return resp, err
+	}
+	again, bodyErr := withNewBody(req)
+	if bodyErr != nil {
+		return nil, connect.NewError(connect.CodeUnavailable, http2OnlyError{addr: t.addr, cause: err, body: bodyErr})
+	}
+	return t.send(again, false, sends+1, true) // h2c, which the HTTP/2 answer allowed again
+}
+
+// afterH2C returns err, the error of req's sends-th send, its h2c attempt
+// begun with the address's mark at known (see refusedAsHTTP1 for noH2),
+// or, when an HTTP/1.x server refused it, sends it again: over h2c on a
+// new connection, which may reach an HTTP/2 server, if it prefers HTTP/2
+// and an HTTP/2 server refused one of its sends (sawH2) or mayProbe lets
+// it, and sends are left for an HTTP/1.1 one after it; else over HTTP/1.1.
+func (t *cleartextTransport) afterH2C(req *http.Request, err error, known int64, noH2 bool, sends int, sawH2 bool) (*http.Response, error) {
+	if !t.refusedAsHTTP1(err, known, noH2) {
+		return nil, t.named(err)
+	}
+	if sends == maxSends {
+		return nil, err
+	}
+	again, bodyErr := withNewBody(req)
+	if bodyErr != nil {
+		return nil, connect.NewError(connect.CodeUnavailable, http1OnlyError{addr: t.addr, cause: err, body: bodyErr})
+	}
+	if sends < maxSends-1 && prefersHTTP2(again) && (sawH2 || t.mayProbe()) {
+		return t.send(probing(again), false, sends+1, sawH2)
+	}
+	return t.send(again, true, sends+1, sawH2)
 }
 
 // prefersHTTP2 reports whether req is a call of a protocol made for
