@@ -38,16 +38,17 @@ const http1Prefix = "HTTP/1."
 
 // Once a connection showed it, the address is known to speak HTTP/1.x only
 // until one shows HTTP/2: an h2c connection whose server sent a SETTINGS
-// frame, or an HTTP/1.1 connection whose server answered with one (an
-// HTTP/2-only server, grpc-go's, in its place or beside it: see h1Conn).
-// No clock sends an HTTP/1.x server the h2c preface again, which its
-// handler would get as a request "PRI *": its calls that work over
-// HTTP/1.1 (Connect's unary ones, gRPC-Web, REST) stay there, and only
-// those made for HTTP/2 (see prefersHTTP2) try h2c again, as mayProbe
-// lets them: at once while the address's last h2c connections did not
-// all find HTTP/1.x (an L4 balancer in front of servers of both kinds,
-// during a rollout, whose next connection may reach an HTTP/2 one), then
-// after probeWait, doubled at each new HTTP/1.x answer up to probeMaxWait.
+// frame, or an HTTP/1.1 connection whose server answered with one or
+// closed without a byte (an HTTP/2-only server in its place or beside it:
+// see h1Conn). No clock sends an HTTP/1.x server the h2c preface again,
+// which its handler would get as a request "PRI *": its calls that work
+// over HTTP/1.1 (Connect's unary ones, gRPC-Web, REST) stay there, and
+// only those made for HTTP/2 (see prefersHTTP2) try h2c again, as
+// mayProbe lets them: freely until probeFreely h2c connections in a row
+// found HTTP/1.x (so that behind an L4 balancer in front of servers of
+// both kinds, during a rollout, a call's next connection may reach an
+// HTTP/2 one), then one probeWait later, and each next one twice as long
+// after the last, up to probeMaxWait.
 const (
 	probeFreely  = 2 // h2c connections in a row answered in HTTP/1.x before probes wait
 	probeWait    = time.Second
