@@ -222,6 +222,10 @@ type Config struct {
 	// LogLevel is the initial log level: debug, info, warn or error; the
 	// admin endpoint changes it at run time. KIT_LOG_LEVEL, default info.
 	LogLevel slog.Level
+
+	// unknownEnv holds the KIT_* variables ConfigFromEnv found that name no
+	// setting (a misspelt one), which New logs at warn.
+	unknownEnv []string
 }
 
 // Defaults of [Config].
@@ -274,9 +278,16 @@ func setDefault[T comparable](field *T, def T) {
 // documented on its fields. An error names each variable whose value does
 // not parse. Checks that span settings (an admin listener beyond loopback
 // needs a token, say) wait for [New], so that flags added with
-// [Config.RegisterFlags] can still override the environment.
+// [Config.RegisterFlags] can still override the environment. A KIT_*
+// variable that names no setting (KIT_MAX_INFLIGT) is no error, so that a
+// binary rolled back past a setting still starts, but [New] logs it at
+// warn, with the variable it most likely meant.
 func ConfigFromEnv() (Config, error) {
-	return configFrom(os.LookupEnv)
+	c, err := configFrom(os.LookupEnv)
+	if err == nil {
+		c.unknownEnv = unknownEnv(os.Environ())
+	}
+	return c, err
 }
 
 func configFrom(lookup func(string) (string, bool)) (Config, error) {

@@ -149,6 +149,7 @@ func newServer(cfg Config, opts []Option) (*Server, error) {
 	if s.logger == nil {
 		s.logger = NewLogger(os.Stderr, cfg.LogFormat, s.level)
 	}
+	warnUnknownEnv(s.logger, cfg.unknownEnv)
 	s.registry = s.opts.registry
 	if s.registry == nil {
 		s.registry = prometheus.NewRegistry()
