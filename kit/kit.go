@@ -337,8 +337,9 @@ func (s *Server) AdminAddr() net.Addr {
 // also those of calls their clients cancelled, which net/http's HTTP/2
 // server no longer tracks; past the timeout it cancels the handlers'
 // contexts (their calls end with Unavailable) and closes the connections,
-// within one more second. A second signal during shutdown exits at once,
-// by that signal, after logging so at error.
+// within one more second. A second signal during shutdown, a second or
+// more after it began, exits at once, by that signal, after logging so at
+// error.
 // Run returns nil after a clean shutdown, and otherwise the error that
 // stopped the server or spoiled its shutdown.
 func (s *Server) Run(ctx context.Context) error {
@@ -395,29 +396,44 @@ func (s *Server) Run(ctx context.Context) error {
 	return err
 }
 
-// exitOnSecondSignal makes a SIGINT or SIGTERM during the shutdown end the
-// process at once, as the signal's default action does, once it has logged
-// why at error and written the log lines still buffered: otherwise the
-// logs of a process killed so stop in mid-shutdown, with nothing to tell a
-// second signal from a crash. The signal is raised again after kit stops
-// listening to it, so that the process ends by it (exit status 143 for
-// SIGTERM, as a supervisor expects), or, when the program listens to it
-// too (signal.Notify), goes to the program. The returned func stops
-// listening, for a shutdown that finished.
+// secondSignalGrace is how long after the shutdown began a signal is
+// taken for the first one delivered again rather than for a second: GNU
+// timeout, for one, signals its command and then the command's process
+// group, so the process gets SIGTERM twice within microseconds.
+const secondSignalGrace = time.Second
+
+// exitOnSecondSignal makes a SIGINT or SIGTERM during the shutdown, past
+// its first [secondSignalGrace], end the process at once, as the signal's
+// default action does, once it has logged why at error and written the log
+// lines still buffered: otherwise the logs of a process killed so stop in
+// mid-shutdown, with nothing to tell a second signal from a crash. The
+// signal is raised again after kit stops listening to it, so that the
+// process ends by it (exit status 143 for SIGTERM, as a supervisor
+// expects), or, when the program listens to it too (signal.Notify), goes
+// to the program. The returned func stops listening, for a shutdown that
+// finished.
 func (s *Server) exitOnSecondSignal() (stop func()) {
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	began := time.Now()
 	done := make(chan struct{})
 	go func() {
-		select {
-		case sig := <-sigs:
-			s.logger.Error("second signal received: exiting at once, without finishing the shutdown", "signal", sig.String())
-			flushLogger(s.logger)
-			signal.Stop(sigs)
-			if p, err := os.FindProcess(os.Getpid()); err == nil {
-				_ = p.Signal(sig)
+		for {
+			select {
+			case sig := <-sigs:
+				if time.Since(began) < secondSignalGrace {
+					s.logger.Debug("signal ignored: the shutdown began less than a second ago", "signal", sig.String())
+					continue
+				}
+				s.logger.Error("second signal received: exiting at once, without finishing the shutdown", "signal", sig.String())
+				flushLogger(s.logger)
+				signal.Stop(sigs)
+				if p, err := os.FindProcess(os.Getpid()); err == nil {
+					_ = p.Signal(sig)
+				}
+			case <-done:
 			}
-		case <-done:
+			return
 		}
 	}()
 	return func() {
