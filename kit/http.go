@@ -38,7 +38,7 @@ func (s *Server) newHTTPServer() (*http.Server, error) {
 		// fresh also keeps each connection until it closes (see
 		// freshConns).
 		ConnContext: s.connContext,
-		ConnState:   s.fresh.connState,
+		ConnState:   s.connState,
 		// Every call's context derives from s.calls, which the shutdown
 		// cancels at its timeout (see Server.shutdown). One registration
 		// per connection, none per call.

@@ -102,6 +102,7 @@ type Server struct {
 	httpClientMu     sync.Mutex
 	httpClient       *balancedClient // made by the first HTTPClient call
 	clientMetrics    clientMetrics   // of httpClient's ejections
+	conns            connMetrics     // of the main listener's connections
 	httpClientClosed bool            // set by the shutdown
 }
 
@@ -164,6 +165,9 @@ func newServer(cfg Config, opts []Option) (*Server, error) {
 		return s, err
 	}
 	if s.clientMetrics, err = newClientMetrics(s.registry); err != nil {
+		return s, err
+	}
+	if s.conns, err = newConnMetrics(s.registry); err != nil {
 		return s, err
 	}
 	s.health = health.New(health.WithLogger(s.logger))

@@ -20,6 +20,8 @@ import (
 // grpc-go does at a connection's age; [serving] adds that header.
 func (s *Server) connContext(ctx context.Context, c net.Conn) context.Context {
 	ctx = s.fresh.connContext(ctx, c)
+	s.conns.accepted.Inc()
+	s.conns.open.Inc()
 	if age := s.cfg.MaxConnectionAge; age > 0 {
 		connctx.FromContext(ctx).RetireAt = time.Now().Add(jitter(age))
 	}
