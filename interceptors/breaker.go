@@ -28,13 +28,15 @@ var ErrBreakerOpen = errors.New("circuit breaker is open")
 // ErrConnectionLost is the cause, beside the connection's own error, of the
 // Unavailable error of a call whose connection closed under it (its
 // server's process killed, or its node lost). Kit's balanced HTTP client
-// reports it. [CircuitBreaker] does not count such a failure: the balancer
-// leaves the dead address out and sends later calls to the others, while
-// a breaker, which is the whole name's, would refuse them all once as many
-// calls as its failure count were in flight on the one connection. A
-// service whose every server is gone still trips it, by the connections
-// they refuse. [Retry] retries such a call of an idempotent method without
-// taking a token of its peer's budget.
+// reports it.
+//
+// [CircuitBreaker] does not count such a failure. Its breaker covers every
+// address behind a name, and the balancer already leaves the dead address
+// out and sends later calls to the others; counting the calls that were in
+// flight on the one lost connection would trip the breaker and refuse calls
+// to the healthy addresses too. A service whose every server is gone still
+// trips it, by the connections they refuse. [Retry] retries such a call of
+// an idempotent method without taking a token of its peer's budget.
 var ErrConnectionLost = errors.New("connection to the server lost")
 
 // ErrNotSent is the cause of the Unavailable error of a call that its

@@ -182,7 +182,7 @@ func (c *retryConfig) validate() error {
 // It makes at most [DefaultRetryMaxAttempts] attempts, waiting between them
 // with exponential backoff and full jitter (see [RetryBackoff]). A server's
 // wait is honoured in place of the backoff when it is longer: Retry-After
-// (in seconds or as an HTTP date, as kit's RateLimit sends it with
+// (in seconds or as an HTTP date, as [RateLimit] sends it with
 // ResourceExhausted, which is retried only when listed in [RetryCodes]) and
 // gRPC's grpc-retry-pushback-ms, which also ends the retries when it is not
 // a number, as gRPC's clients read it. A wait longer than [MaxRetryWait],

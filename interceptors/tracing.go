@@ -85,11 +85,12 @@ func Tracing(opts ...TracingOption) (connect.Interceptor, error) {
 }
 
 // WithTracerProvider sets the provider of the spans. Default: OpenTelemetry's
-// global provider, which does nothing unless the program set one; kit passes
-// the one internal/telemetry builds from the OTEL_* variables.
+// global provider, which does nothing unless the program set one; a
+// kit.Server passes the one it builds from the OTEL_* variables (the
+// README's section "Traces").
 //
-// With a no-op provider (go.opentelemetry.io/otel/trace/noop, what
-// internal/telemetry gives when no exporter is set up), Tracing only passes
+// With a no-op provider (go.opentelemetry.io/otel/trace/noop, which is what
+// a kit.Server uses while OTEL_TRACES_EXPORTER is none), Tracing only passes
 // trace context on: a server puts the caller's in the context (logs show
 // its trace id, outgoing calls carry it), a client injects the context's.
 // That is what otelconnect would do with such a provider, at a fraction of

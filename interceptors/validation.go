@@ -30,18 +30,13 @@ import (
 // [validate.WithValidator] checks every message, as connect's interceptor
 // does.
 //
-// Validation builds protovalidate's global validator before it returns,
-// not at the first message with rules, when that validator is the one
-// its messages go to: the build walks protoregistry.GlobalFiles and reads
-// it again inside the walk (cel-go), so that a file registered at that
-// moment (a server that loads descriptors at run time) deadlocked the
-// build, and the call that made it hung. The build costs ~2 ms and
-// ~0.8 MB of heap that stays, once a process (BENCHMARKS.md 12 and 22,
-// "Serving loose ends"). With a validator of your own
-// ([validate.WithValidator]) it is not built: Validation asks the
-// validator in effect about an empty message (google.protobuf.Empty) once,
-// to learn which it is (its answer, or its panic, is ignored), and builds
-// protovalidate's only when it is Validation's own.
+// Validation builds protovalidate's global validator before it returns
+// (once a process: about 2 ms and 0.8 MB of heap that stays), so that the
+// first call with rules does not pay for it, and a server that registers
+// proto files at run time cannot deadlock the build. With a validator of
+// your own ([validate.WithValidator]) it is not built; your validator is
+// then asked once, at construction, about an empty google.protobuf.Empty
+// (its answer, or its panic, is ignored).
 func Validation(opts ...validate.Option) connect.Interceptor {
 	if !replacesValidator(opts) {
 		// A message that needs the validator builds it (an empty one is

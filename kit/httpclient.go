@@ -54,9 +54,10 @@ type HTTPClientConfig struct {
 	// other outcome clears the count. A call of another client is judged
 	// by what HTTP shows only: HTTP 502, 503 or 504, UNAVAILABLE or
 	// DEADLINE_EXCEEDED in the headers of a trailers-only gRPC or gRPC-Web
-	// answer or in a gRPC answer's trailers, the connection lost. 0 takes the default; [OutlierOff] turns
-	// ejection off.
-	// KIT_CLIENT_OUTLIER_FAILURES, default 5 ("0" or "off": off).
+	// answer or in a gRPC answer's trailers, the connection lost.
+	// In Go, 0 takes the default and [OutlierOff] turns ejection off; in
+	// the environment, "0" and "off" both turn it off.
+	// KIT_CLIENT_OUTLIER_FAILURES, default 5.
 	OutlierFailures int
 	// OutlierEjectionTime is how long an address is left out at its first
 	// ejection; each ejection leaves it out that much longer than the

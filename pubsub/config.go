@@ -158,10 +158,11 @@ func (b Backoff) withDefaults() Backoff {
 }
 
 // Delay returns the delay before retrying after the given failed attempt
-// (from 1), with b's defaults applied. It is a pure function of its inputs
-// and the random jitter; a backoff library would bring its own retry loop
-// and timers, while here the broker schedules the redelivery.
+// (from 1), with b's defaults applied and a random jitter.
 func (b Backoff) Delay(attempt int) time.Duration {
+	// Written by hand: a backoff library (cenkalti/backoff) brings its own
+	// retry loop and timers, while here the broker schedules the
+	// redelivery and only the delay is needed.
 	b = b.withDefaults()
 	d := float64(b.Initial) * math.Pow(b.Multiplier, float64(max(attempt, 1)-1))
 	d = min(d, float64(b.Max))

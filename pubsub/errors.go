@@ -11,9 +11,9 @@ var ErrClosed = errors.New("pubsub: broker closed")
 
 // ErrNotSent is wrapped by the error of a publish that the broker gave up
 // before sending the message: it did not store it and will not, so
-// publishing it again makes no duplicate. natsjs fails so a publish whose
-// topic's stream it could not look up or create (before the first
-// connection to NATS, say, after NATS_PUBLISH_TIMEOUT). A publish that
+// publishing it again makes no duplicate. natsjs returns it for a publish
+// whose topic's stream it could not look up or create within
+// NATS_PUBLISH_TIMEOUT (before its first connection to NATS, say). A publish that
 // fails without it may have been sent, and may be stored all the same (no
 // acknowledgement in time).
 //

@@ -37,8 +37,9 @@ type MessageInfo struct {
 	// (a header of a later time than the broker's is ignored). Zero when the
 	// broker does not tell (one of your own whose Delivery has no
 	// Timestamp method; natsjs for a message whose JetStream metadata has
-	// no timestamp, or one that is not a positive number). An event's own time, when it matters to the
-	// handler, belongs in the event (a google.protobuf.Timestamp field).
+	// no timestamp, or one that is not a positive number). An event's own
+	// time, when it matters to the handler, belongs in the event (a
+	// google.protobuf.Timestamp field).
 	Time time.Time
 }
 

@@ -85,8 +85,9 @@ var reasons = [...]Reason{ReasonMaxAttempts, ReasonPermanent, ReasonTypeMismatch
 
 // subscription makes the series of a subscription's redeliveries,
 // deliveries given back, late copies, dead letters (one per reason) and
-// failed verdicts, at 0. A series that first appears at 1 is no increase to rate() or increase(), so an alert on them
-// would miss the first dead letter of each process: often the only one.
+// failed verdicts, at 0. A series that first appears at 1 is no increase
+// to rate() or increase(), so an alert on them would miss the first dead
+// letter of each process: often the only one.
 func (m *metrics) subscription(topic, name string) {
 	m.redelivered.WithLabelValues(topic, name)
 	m.givenBack.WithLabelValues(topic, name)

@@ -59,9 +59,9 @@ func WithLogger(logger *slog.Logger) Option {
 // WithRegistry registers pubsub's own metrics (pubsub_redelivered_total,
 // pubsub_given_back_total, pubsub_late_copies_total,
 // pubsub_dead_lettered_total, pubsub_publish_errors_total,
-// pubsub_ack_errors_total, pubsub_dead_letter_errors_total) with reg. Publishers and subscribers
-// sharing a registry share the metrics. Default: the metrics are kept but not
-// registered anywhere.
+// pubsub_ack_errors_total, pubsub_dead_letter_errors_total) with reg.
+// Publishers and subscribers sharing a registry share the metrics. Default:
+// the metrics are kept but not registered anywhere.
 func WithRegistry(reg prometheus.Registerer) Option {
 	return optionFunc(func(c *config) { c.registry = reg })
 }

@@ -112,17 +112,12 @@ type Config struct {
 	// PullExpiry is how long each pull request of a subscription's consumer
 	// lasts before the client makes a new one (NATS_PULL_EXPIRY); at least
 	// 1s. Default 5s, against nats.go's 30s. While a request waits, the
-	// server sends a heartbeat every second (every PullExpiry/2 if shorter),
-	// and natsjs pulls again, on a new inbox, when two go missing (the
-	// requests of the old inbox, which still wait on the server if the
-	// heartbeats were only late, are dropped with it), as it does after a
-	// reconnect (the server may still hold the pull requests made before
-	// it, and see interest in their inbox). That also ends a stall
-	// that a race in nats.go's Consume causes on busy machines (the symptom
-	// of nats-io/nats.go#1622): it believes it has a pull request
-	// outstanding when the server holds none, and waiting messages sit for
-	// two heartbeats, 2s (BENCHMARKS.md, section 3). An idle subscription
-	// costs a pull request every PullExpiry and a heartbeat every second.
+	// server sends a heartbeat every second (every PullExpiry/2 if
+	// shorter), and the subscription pulls again, logging a warning, when
+	// two go missing: after a reconnect, or a stall of nats.go's Consume
+	// (nats-io/nats.go#1622), messages wait 2s at most. An idle
+	// subscription costs a pull request every PullExpiry and a heartbeat
+	// every second.
 	PullExpiry time.Duration
 	// ReplayInactiveThreshold is how long the server keeps the consumer of
 	// a replaying subscription ([pubsub.WithReplay]) once nothing pulls

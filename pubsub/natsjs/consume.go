@@ -196,9 +196,12 @@ func (c *consumer) consume(cons jetstream.Consumer, gen uint64) (jetstream.Consu
 // a pull request of the given expiry waits: every second, or every half
 // expiry if that is shorter (nats.go wants at most half, and at least
 // 500ms). nats.go pulls again once two heartbeats go missing, and that is
-// the only way out of a race in its Consume (Config.PullExpiry): with
-// nats.go's default heartbeat, half the expiry, the race holds waiting
-// messages back for the whole expiry; with this, for 2s at most.
+// the only way out of a race in its Consume (nats-io/nats.go#1622: it
+// believes it has a pull request outstanding when the server holds none;
+// BENCHMARKS.md section 3): with nats.go's default heartbeat, half the
+// expiry, the race holds waiting messages back for the whole expiry; with
+// this, for 2s at most. pullAgain drops the old inbox, whose requests may
+// still wait on the server if the heartbeats were only late.
 func pullHeartbeat(expiry time.Duration) time.Duration {
 	return min(time.Second, expiry/2)
 }
