@@ -73,7 +73,7 @@ const (
 // left out of the counts altogether: the caller gave up, which says nothing
 // of the server. ResourceExhausted is not among them: it also says that one
 // caller is over its quota or sent a message over a size limit; add it with
-// [BreakerTripCodes] when your servers shed load with it.
+// [WithBreakerTripCodes] when your servers shed load with it.
 var defaultTripCodes = []connect.Code{
 	connect.CodeUnavailable, connect.CodeDeadlineExceeded, connect.CodeInternal,
 	connect.CodeUnknown, connect.CodeDataLoss,
@@ -105,48 +105,48 @@ type breakerConfig struct {
 	tripCodes     []connect.Code
 }
 
-// BreakerConsecutiveFailures trips a breaker after n failures in a row
+// WithBreakerConsecutiveFailures trips a breaker after n failures in a row
 // (default [DefaultBreakerConsecutiveFailures]); 0 keeps the default.
-func BreakerConsecutiveFailures(n int) BreakerOption {
+func WithBreakerConsecutiveFailures(n int) BreakerOption {
 	return breakerOption(func(c *breakerConfig) { c.consecutive = n })
 }
 
-// BreakerFailureRatio trips a breaker when at least ratio of the calls in
+// WithBreakerFailureRatio trips a breaker when at least ratio of the calls in
 // its window failed, once the window holds minCalls calls. The defaults are
 // [DefaultBreakerFailureRatio] of [DefaultBreakerMinCalls]; 0 keeps a
 // default. It catches a dependency that fails often but not every time,
-// which [BreakerConsecutiveFailures] misses under load.
-func BreakerFailureRatio(ratio float64, minCalls int) BreakerOption {
+// which [WithBreakerConsecutiveFailures] misses under load.
+func WithBreakerFailureRatio(ratio float64, minCalls int) BreakerOption {
 	return breakerOption(func(c *breakerConfig) { c.ratio, c.minCalls = ratio, minCalls })
 }
 
-// BreakerWindow sets how long a closed breaker remembers calls (default
+// WithBreakerWindow sets how long a closed breaker remembers calls (default
 // [DefaultBreakerWindow]): both rules count the calls that ended within the
 // last d, in a window that rolls by tenths of d. A caller that calls less
-// often than [BreakerConsecutiveFailures] times a window never trips it by
+// often than [WithBreakerConsecutiveFailures] times a window never trips it by
 // failures in a row; with so few calls, none pile up either.
-func BreakerWindow(d time.Duration) BreakerOption {
+func WithBreakerWindow(d time.Duration) BreakerOption {
 	return breakerOption(func(c *breakerConfig) { c.window = d })
 }
 
-// BreakerOpenTimeout sets how long a breaker stays open, refusing every call,
+// WithBreakerOpenTimeout sets how long a breaker stays open, refusing every call,
 // before it lets probe calls through (default [DefaultBreakerOpenTimeout]).
-func BreakerOpenTimeout(d time.Duration) BreakerOption {
+func WithBreakerOpenTimeout(d time.Duration) BreakerOption {
 	return breakerOption(func(c *breakerConfig) { c.openTimeout = d })
 }
 
-// BreakerHalfOpenCalls sets how many probe calls a half-open breaker lets
+// WithBreakerHalfOpenCalls sets how many probe calls a half-open breaker lets
 // through, and how many of them must succeed in a row to close it (default
 // [DefaultBreakerHalfOpenCalls]). The calls beyond them are refused while
 // the probes run, and the first probe that fails opens it again.
-func BreakerHalfOpenCalls(n int) BreakerOption {
+func WithBreakerHalfOpenCalls(n int) BreakerOption {
 	return breakerOption(func(c *breakerConfig) { c.halfOpenCalls = n })
 }
 
-// BreakerTripCodes replaces the codes that count as failures (by default
+// WithBreakerTripCodes replaces the codes that count as failures (by default
 // Unavailable, DeadlineExceeded, Internal, Unknown and DataLoss; no codes
 // keeps the default). Canceled never counts, nor [ErrConnectionLost].
-func BreakerTripCodes(codes ...connect.Code) BreakerOption {
+func WithBreakerTripCodes(codes ...connect.Code) BreakerOption {
 	codes = slices.Clone(codes)
 	return breakerOption(func(c *breakerConfig) { c.tripCodes = codes })
 }
@@ -199,7 +199,7 @@ func (c *breakerConfig) validate() error {
 // server address and procedure: a breaker trips after
 // [DefaultBreakerConsecutiveFailures] failures in a row, or when
 // [DefaultBreakerFailureRatio] of at least [DefaultBreakerMinCalls] calls in
-// a [DefaultBreakerWindow] failed (see [BreakerTripCodes] for what counts as
+// a [DefaultBreakerWindow] failed (see [WithBreakerTripCodes] for what counts as
 // a failure). Once open, it fails every call of that procedure to that
 // address at once, without touching the network, with
 // connect.CodeUnavailable and a message naming the procedure and the

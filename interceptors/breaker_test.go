@@ -208,7 +208,7 @@ func TestCircuitBreakerTrips(t *testing.T) {
 			t.Errorf("CountUp: %v", err)
 		}
 		_ = stream.Close()
-	}, interceptors.BreakerOpenTimeout(time.Hour))
+	}, interceptors.WithBreakerOpenTimeout(time.Hour))
 }
 
 // TestCircuitBreakerHalfOpen: after the open timeout, one probe goes
@@ -251,7 +251,7 @@ func TestCircuitBreakerHalfOpen(t *testing.T) {
 				t.Errorf("call on a closed breaker: %v", err)
 			}
 		}
-	}, interceptors.BreakerOpenTimeout(20*time.Millisecond))
+	}, interceptors.WithBreakerOpenTimeout(20*time.Millisecond))
 }
 
 // TestCircuitBreakerCanceledProbe: a probe that its caller cancels tells
@@ -259,7 +259,7 @@ func TestCircuitBreakerHalfOpen(t *testing.T) {
 // the probe that decides.
 func TestCircuitBreakerCanceledProbe(t *testing.T) {
 	t.Parallel()
-	bc := newBreakerCase(t, protocols[0], interceptors.BreakerOpenTimeout(20*time.Millisecond))
+	bc := newBreakerCase(t, protocols[0], interceptors.WithBreakerOpenTimeout(20*time.Millisecond))
 	bc.svc.code.Store(int32(connect.CodeUnavailable))
 	for range interceptors.DefaultBreakerConsecutiveFailures {
 		_ = bc.ping(t.Context())
@@ -349,14 +349,14 @@ func TestCircuitBreakerClientErrors(t *testing.T) {
 		if err := bc.ping(t.Context()); !errors.Is(err, interceptors.ErrBreakerOpen) {
 			t.Fatalf("%v, want a refusal after %d DeadlineExceeded in a row", err, interceptors.DefaultBreakerConsecutiveFailures)
 		}
-	}, interceptors.BreakerOpenTimeout(time.Hour))
+	}, interceptors.WithBreakerOpenTimeout(time.Hour))
 }
 
 // TestCircuitBreakerFailureRatio: failures that never come 5 in a row still
 // trip the breaker once they are half of DefaultBreakerMinCalls calls.
 func TestCircuitBreakerFailureRatio(t *testing.T) {
 	t.Parallel()
-	bc := newBreakerCase(t, protocols[0], interceptors.BreakerOpenTimeout(time.Hour), interceptors.BreakerWindow(time.Hour))
+	bc := newBreakerCase(t, protocols[0], interceptors.WithBreakerOpenTimeout(time.Hour), interceptors.WithBreakerWindow(time.Hour))
 	for i := range interceptors.DefaultBreakerMinCalls - 1 {
 		code := int32(0)
 		if i%2 == 0 {
@@ -444,7 +444,7 @@ func TestCircuitBreakerStreams(t *testing.T) {
 		if err := bc.ping(t.Context()); err != nil {
 			t.Errorf("Ping: %v", err)
 		}
-	}, interceptors.BreakerOpenTimeout(time.Hour))
+	}, interceptors.WithBreakerOpenTimeout(time.Hour))
 }
 
 // TestCircuitBreakerKeysByPeer: one interceptor given to the clients of two
@@ -452,12 +452,12 @@ func TestCircuitBreakerStreams(t *testing.T) {
 // to the other.
 func TestCircuitBreakerKeysByPeer(t *testing.T) {
 	t.Parallel()
-	bc := newBreakerCase(t, protocols[0], interceptors.BreakerOpenTimeout(time.Hour))
+	bc := newBreakerCase(t, protocols[0], interceptors.WithBreakerOpenTimeout(time.Hour))
 	other := &flakyService{}
 	mux := http.NewServeMux()
 	mux.Handle(pingv1connect.NewPingServiceHandler(other))
 	otherURL := serve(t, mux)
-	breaker, err := interceptors.CircuitBreaker(nil, nil, interceptors.BreakerOpenTimeout(time.Hour))
+	breaker, err := interceptors.CircuitBreaker(nil, nil, interceptors.WithBreakerOpenTimeout(time.Hour))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -517,12 +517,12 @@ func TestCircuitBreakerBadOptions(t *testing.T) {
 		name string
 		opt  interceptors.BreakerOption
 	}{
-		{name: "ratio", opt: interceptors.BreakerFailureRatio(1.5, 10)},
-		{name: "negative failures", opt: interceptors.BreakerConsecutiveFailures(-1)},
-		{name: "failures beyond gobreaker's counts", opt: interceptors.BreakerConsecutiveFailures(1<<30 + 1)},
-		{name: "min calls beyond gobreaker's counts", opt: interceptors.BreakerFailureRatio(0.5, 1<<30+1)},
-		{name: "negative timeout", opt: interceptors.BreakerOpenTimeout(-time.Second)},
-		{name: "code", opt: interceptors.BreakerTripCodes(connect.Code(99))},
+		{name: "ratio", opt: interceptors.WithBreakerFailureRatio(1.5, 10)},
+		{name: "negative failures", opt: interceptors.WithBreakerConsecutiveFailures(-1)},
+		{name: "failures beyond gobreaker's counts", opt: interceptors.WithBreakerConsecutiveFailures(1<<30 + 1)},
+		{name: "min calls beyond gobreaker's counts", opt: interceptors.WithBreakerFailureRatio(0.5, 1<<30+1)},
+		{name: "negative timeout", opt: interceptors.WithBreakerOpenTimeout(-time.Second)},
+		{name: "code", opt: interceptors.WithBreakerTripCodes(connect.Code(99))},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -553,7 +553,7 @@ func TestCircuitBreakerPanickingProbe(t *testing.T) {
 		}
 	})
 	logs := &logBuffer{}
-	breaker, err := interceptors.CircuitBreaker(slog.New(slog.NewJSONHandler(logs, nil)), nil, interceptors.BreakerOpenTimeout(20*time.Millisecond))
+	breaker, err := interceptors.CircuitBreaker(slog.New(slog.NewJSONHandler(logs, nil)), nil, interceptors.WithBreakerOpenTimeout(20*time.Millisecond))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -599,5 +599,5 @@ func TestCircuitBreakerExpiredContext(t *testing.T) {
 		if err := bc.ping(t.Context()); err != nil {
 			t.Fatalf("a call in time to a healthy server: %v", err)
 		}
-	}, interceptors.BreakerOpenTimeout(time.Hour))
+	}, interceptors.WithBreakerOpenTimeout(time.Hour))
 }

@@ -37,8 +37,8 @@ func ExampleCircuitBreaker() {
 		},
 	}))
 	breaker, err := interceptors.CircuitBreaker(logger, prometheus.NewRegistry(),
-		interceptors.BreakerConsecutiveFailures(2),
-		interceptors.BreakerOpenTimeout(30*time.Second),
+		interceptors.WithBreakerConsecutiveFailures(2),
+		interceptors.WithBreakerOpenTimeout(30*time.Second),
 	)
 	if err != nil {
 		panic(err)

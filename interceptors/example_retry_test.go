@@ -24,7 +24,7 @@ func ExampleRetry() {
 	srv := httptest.NewServer(mux)
 	defer srv.Close()
 
-	retry, err := interceptors.Retry(nil, nil, interceptors.RetryBackoff(10*time.Millisecond, 100*time.Millisecond, 2))
+	retry, err := interceptors.Retry(nil, nil, interceptors.WithRetryBackoff(10*time.Millisecond, 100*time.Millisecond, 2))
 	if err != nil {
 		panic(err)
 	}

@@ -46,7 +46,7 @@ const MaxRetryAttempts = 5
 // call's retries, and the caller gets the server's answer at once.
 const MaxRetryWait = 30 * time.Second
 
-// MinRetryBudgetRatio is the smallest ratio that [RetryBudget] takes.
+// MinRetryBudgetRatio is the smallest ratio that [WithRetryBudget] takes.
 // Budgets count in thousandths of a token, as gRPC's retry throttling
 // does, and a smaller ratio would give nothing back, so that a budget once
 // spent would never fill again.
@@ -78,32 +78,32 @@ type retryConfig struct {
 	ratio       float64
 }
 
-// RetryMaxAttempts sets the most attempts a call makes, the first one
+// WithRetryMaxAttempts sets the most attempts a call makes, the first one
 // included (default [DefaultRetryMaxAttempts], at most [MaxRetryAttempts]);
 // 0 keeps the default, 1 never retries.
-func RetryMaxAttempts(n int) RetryOption {
+func WithRetryMaxAttempts(n int) RetryOption {
 	return retryOption(func(c *retryConfig) { c.maxAttempts = n })
 }
 
-// RetryBackoff sets the waits between attempts. The wait before the nth
+// WithRetryBackoff sets the waits between attempts. The wait before the nth
 // retry is drawn at random between 0 and initial×multiplierⁿ⁻¹, capped at
 // max (full jitter; defaults [DefaultRetryInitialBackoff],
 // [DefaultRetryMaxBackoff], [DefaultRetryBackoffMultiplier]); 0 keeps a
 // default.
-func RetryBackoff(initial, max time.Duration, multiplier float64) RetryOption {
+func WithRetryBackoff(initial, max time.Duration, multiplier float64) RetryOption {
 	return retryOption(func(c *retryConfig) { c.initial, c.maxBackoff, c.multiplier = initial, max, multiplier })
 }
 
-// RetryCodes replaces the codes that an idempotent call is retried on (by
+// WithRetryCodes replaces the codes that an idempotent call is retried on (by
 // default Unavailable alone; no codes keeps the default). Canceled and
 // DeadlineExceeded are retried only when listed, and never once the
 // caller's own context is done.
-func RetryCodes(codes ...connect.Code) RetryOption {
+func WithRetryCodes(codes ...connect.Code) RetryOption {
 	codes = slices.Clone(codes)
 	return retryOption(func(c *retryConfig) { c.codes = codes })
 }
 
-// RetryBudget sets each peer's retry budget, as gRPC's retry throttling does.
+// WithRetryBudget sets each peer's retry budget, as gRPC's retry throttling does.
 // The budget is a bucket of tokens full at first, from which every failed
 // attempt that could be retried takes one (but one lost with its connection,
 // [ErrConnectionLost]) and every successful call gives back ratio (at least
@@ -113,7 +113,7 @@ func RetryCodes(codes ...connect.Code) RetryOption {
 // thus gets fewer than tokens/2 retries in all, since the retried attempts'
 // failures take their tokens too (3 with the defaults: the first call's 2, then
 // 1), and one that fails some gets about one retry per 1/ratio successes.
-func RetryBudget(tokens int, ratio float64) RetryOption {
+func WithRetryBudget(tokens int, ratio float64) RetryOption {
 	return retryOption(func(c *retryConfig) { c.tokens, c.ratio = tokens, ratio })
 }
 
@@ -170,7 +170,7 @@ func (c *retryConfig) validate() error {
 //   - A call whose method is idempotent (connect.Spec.IdempotencyLevel
 //     IdempotencyNoSideEffects or IdempotencyIdempotent, from the proto's
 //     option idempotency_level) is retried when it fails with one of the
-//     codes of [RetryCodes] (Unavailable by default).
+//     codes of [WithRetryCodes] (Unavailable by default).
 //   - Any unary call is retried when its request provably never left the
 //     client: the connection to the server could not be made (refused, or
 //     its name did not resolve), or the transport refused the call before
@@ -180,10 +180,10 @@ func (c *retryConfig) validate() error {
 //     retried, nor is a stream, nor a call whose own context is done.
 //
 // It makes at most [DefaultRetryMaxAttempts] attempts, waiting between them
-// with exponential backoff and full jitter (see [RetryBackoff]). A server's
+// with exponential backoff and full jitter (see [WithRetryBackoff]). A server's
 // wait is honoured in place of the backoff when it is longer: Retry-After
 // (in seconds or as an HTTP date, as [RateLimit] sends it with
-// ResourceExhausted, which is retried only when listed in [RetryCodes]) and
+// ResourceExhausted, which is retried only when listed in [WithRetryCodes]) and
 // gRPC's grpc-retry-pushback-ms, which also ends the retries when it is not
 // a number, as gRPC's clients read it. A wait longer than [MaxRetryWait],
 // or one that would reach the deadline of the call's context, ends the
@@ -192,7 +192,7 @@ func (c *retryConfig) validate() error {
 // a wait gets Canceled. Each retried attempt carries
 // [PreviousAttemptsHeader] with the number of attempts made before it.
 //
-// A budget per peer address ([RetryBudget]) stops retries while a peer
+// A budget per peer address ([WithRetryBudget]) stops retries while a peer
 // fails more than it succeeds: a peer that fails every call costs its
 // callers fewer than [DefaultRetryBudgetTokens]/2 retries in all, not
 // [DefaultRetryMaxAttempts] times the calls. A budget, and its series, is

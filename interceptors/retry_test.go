@@ -214,7 +214,7 @@ func (c countingInterceptor) WrapStreamingHandler(next connect.StreamingHandlerF
 
 // fastRetries keeps the backoff short: the tests wait for servers' own
 // waits, not for the default backoff.
-var fastRetries = interceptors.RetryBackoff(time.Millisecond, time.Millisecond, 1)
+var fastRetries = interceptors.WithRetryBackoff(time.Millisecond, time.Millisecond, 1)
 
 // eachRetryProtocol runs fn in a parallel subtest for each protocol.
 func eachRetryProtocol(t *testing.T, fn func(t *testing.T, proto protocol)) {
@@ -297,7 +297,7 @@ func TestRetryIdempotentCall(t *testing.T) {
 func TestRetryMaxAttempts(t *testing.T) {
 	t.Parallel()
 	eachRetryProtocol(t, func(t *testing.T, proto protocol) {
-		rc := newRetryCase(t, retrySetup{proto: proto, opts: []interceptors.RetryOption{fastRetries, interceptors.RetryMaxAttempts(4)}})
+		rc := newRetryCase(t, retrySetup{proto: proto, opts: []interceptors.RetryOption{fastRetries, interceptors.WithRetryMaxAttempts(4)}})
 		rc.svc.always = unavailable()
 		if err := rc.ping(t.Context()); connect.CodeOf(err) != connect.CodeUnavailable {
 			t.Fatalf("ping: %v, want Unavailable", err)
@@ -418,8 +418,8 @@ func TestRetryNotSentByTheTransport(t *testing.T) {
 func TestRetryBreakerOpen(t *testing.T) {
 	t.Parallel()
 	eachRetryProtocol(t, func(t *testing.T, proto protocol) {
-		rc := newRetryCase(t, retrySetup{proto: proto, opts: []interceptors.RetryOption{fastRetries, interceptors.RetryMaxAttempts(5)},
-			breaker: []interceptors.BreakerOption{interceptors.BreakerConsecutiveFailures(2), interceptors.BreakerOpenTimeout(time.Hour)}})
+		rc := newRetryCase(t, retrySetup{proto: proto, opts: []interceptors.RetryOption{fastRetries, interceptors.WithRetryMaxAttempts(5)},
+			breaker: []interceptors.BreakerOption{interceptors.WithBreakerConsecutiveFailures(2), interceptors.WithBreakerOpenTimeout(time.Hour)}})
 		rc.svc.always = unavailable()
 		err := rc.ping(t.Context())
 		if !errors.Is(err, interceptors.ErrBreakerOpen) {
@@ -443,7 +443,7 @@ func TestRetryCallerContext(t *testing.T) {
 	eachRetryProtocol(t, func(t *testing.T, proto protocol) {
 		block := make(chan struct{})
 		rc := newRetryCase(t, retrySetup{proto: proto,
-			opts: []interceptors.RetryOption{fastRetries, interceptors.RetryCodes(connect.CodeCanceled, connect.CodeDeadlineExceeded)},
+			opts: []interceptors.RetryOption{fastRetries, interceptors.WithRetryCodes(connect.CodeCanceled, connect.CodeDeadlineExceeded)},
 			server: func(svc *retryService) http.Handler {
 				mux := http.NewServeMux()
 				mux.Handle(pingv1connect.NewPingServiceHandler(svc))
@@ -585,7 +585,7 @@ func TestRetryRateLimit(t *testing.T) {
 	t.Parallel()
 	eachRetryProtocol(t, func(t *testing.T, proto protocol) {
 		rc := newRetryCase(t, retrySetup{proto: proto,
-			opts: []interceptors.RetryOption{fastRetries, interceptors.RetryCodes(connect.CodeResourceExhausted)},
+			opts: []interceptors.RetryOption{fastRetries, interceptors.WithRetryCodes(connect.CodeResourceExhausted)},
 			server: func(svc *retryService) http.Handler {
 				mux := http.NewServeMux()
 				mux.Handle(pingv1connect.NewPingServiceHandler(svc,
@@ -641,14 +641,14 @@ func TestRetryBudget(t *testing.T) {
 }
 
 // TestRetryBudgetLastAttempt: a failure that no retry would follow (the
-// call's last attempt; with RetryMaxAttempts(1), every attempt) still takes
+// call's last attempt; with WithRetryMaxAttempts(1), every attempt) still takes
 // its token, as gRPC's throttling counts every failure, but is not counted
 // in rpc_client_retries_throttled_total nor warned of as a retry the budget
 // refused.
 func TestRetryBudgetLastAttempt(t *testing.T) {
 	t.Parallel()
 	eachRetryProtocol(t, func(t *testing.T, proto protocol) {
-		rc := newRetryCase(t, retrySetup{proto: proto, opts: []interceptors.RetryOption{fastRetries, interceptors.RetryMaxAttempts(1)}})
+		rc := newRetryCase(t, retrySetup{proto: proto, opts: []interceptors.RetryOption{fastRetries, interceptors.WithRetryMaxAttempts(1)}})
 		rc.failAll(t, 10)
 		if got := rc.attempts.Load(); got != 10 {
 			t.Errorf("%d attempts for 10 calls, want 10", got)
@@ -662,7 +662,7 @@ func TestRetryBudgetLastAttempt(t *testing.T) {
 
 		// The failures took their tokens: with more attempts allowed, the
 		// budget, at 0 of 10, refuses the retry.
-		rc2 := newRetryCase(t, retrySetup{proto: proto, opts: []interceptors.RetryOption{fastRetries, interceptors.RetryMaxAttempts(2), interceptors.RetryBudget(4, 0.1)}})
+		rc2 := newRetryCase(t, retrySetup{proto: proto, opts: []interceptors.RetryOption{fastRetries, interceptors.WithRetryMaxAttempts(2), interceptors.WithRetryBudget(4, 0.1)}})
 		rc2.failAll(t, 3)
 		// Call 1: 4 → 3 (retried), 3 → 2 (its last attempt, not counted);
 		// call 2: 2 → 1, at or below half: refused, counted; call 3 too.
@@ -683,14 +683,14 @@ func TestRetryOptionsValidate(t *testing.T) {
 		opt  interceptors.RetryOption
 		want string
 	}{
-		{"attempts", interceptors.RetryMaxAttempts(6), "max attempts 6"},
-		{"negative backoff", interceptors.RetryBackoff(-1, 0, 0), "initial backoff -1ns"},
-		{"max below initial", interceptors.RetryBackoff(time.Second, time.Millisecond, 0), "max backoff 1ms"},
-		{"multiplier", interceptors.RetryBackoff(0, 0, 0.5), "backoff multiplier 0.5"},
-		{"tokens", interceptors.RetryBudget(-1, 0), "budget tokens -1"},
-		{"ratio", interceptors.RetryBudget(0, 2), "budget ratio 2"},
-		{"ratio under a thousandth", interceptors.RetryBudget(0, 0.0004), "budget ratio 0.0004"},
-		{"code", interceptors.RetryCodes(0), "retry code 0"},
+		{"attempts", interceptors.WithRetryMaxAttempts(6), "max attempts 6"},
+		{"negative backoff", interceptors.WithRetryBackoff(-1, 0, 0), "initial backoff -1ns"},
+		{"max below initial", interceptors.WithRetryBackoff(time.Second, time.Millisecond, 0), "max backoff 1ms"},
+		{"multiplier", interceptors.WithRetryBackoff(0, 0, 0.5), "backoff multiplier 0.5"},
+		{"tokens", interceptors.WithRetryBudget(-1, 0), "budget tokens -1"},
+		{"ratio", interceptors.WithRetryBudget(0, 2), "budget ratio 2"},
+		{"ratio under a thousandth", interceptors.WithRetryBudget(0, 0.0004), "budget ratio 0.0004"},
+		{"code", interceptors.WithRetryCodes(0), "retry code 0"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()

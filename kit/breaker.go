@@ -44,7 +44,8 @@ type ClientBreakerConfig struct {
 	// it lets probes through. KIT_CLIENT_BREAKER_OPEN_TIMEOUT, default 10s.
 	OpenTimeout time.Duration
 	// Probes is the number of calls a half-open breaker lets through, all
-	// of which must succeed to close it. KIT_CLIENT_BREAKER_PROBES,
+	// of which must succeed to close it
+	// (interceptors.WithBreakerHalfOpenCalls). KIT_CLIENT_BREAKER_PROBES,
 	// default 1.
 	Probes int
 }
@@ -186,11 +187,11 @@ func (s *Server) clientBreaker() (connect.Interceptor, error) {
 		return nil, nil
 	}
 	breaker, err := interceptors.CircuitBreaker(s.logger, s.registry,
-		interceptors.BreakerConsecutiveFailures(b.ConsecutiveFailures),
-		interceptors.BreakerFailureRatio(b.FailureRatio, b.MinCalls),
-		interceptors.BreakerWindow(b.Window),
-		interceptors.BreakerOpenTimeout(b.OpenTimeout),
-		interceptors.BreakerHalfOpenCalls(b.Probes),
+		interceptors.WithBreakerConsecutiveFailures(b.ConsecutiveFailures),
+		interceptors.WithBreakerFailureRatio(b.FailureRatio, b.MinCalls),
+		interceptors.WithBreakerWindow(b.Window),
+		interceptors.WithBreakerOpenTimeout(b.OpenTimeout),
+		interceptors.WithBreakerHalfOpenCalls(b.Probes),
 	)
 	if err != nil {
 		return nil, fmt.Errorf("kit: %w", err)

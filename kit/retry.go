@@ -125,10 +125,10 @@ func (s *Server) clientRetry() (connect.Interceptor, error) {
 		return nil, nil
 	}
 	retry, err := interceptors.Retry(s.logger, s.registry,
-		interceptors.RetryMaxAttempts(r.MaxAttempts),
-		interceptors.RetryBackoff(r.InitialBackoff, r.MaxBackoff, 0),
-		interceptors.RetryCodes(r.Codes...),
-		interceptors.RetryBudget(r.BudgetTokens, r.BudgetRatio),
+		interceptors.WithRetryMaxAttempts(r.MaxAttempts),
+		interceptors.WithRetryBackoff(r.InitialBackoff, r.MaxBackoff, 0),
+		interceptors.WithRetryCodes(r.Codes...),
+		interceptors.WithRetryBudget(r.BudgetTokens, r.BudgetRatio),
 	)
 	if err != nil {
 		return nil, fmt.Errorf("kit: %w", err)

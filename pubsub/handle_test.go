@@ -409,7 +409,7 @@ func TestResilienceKnowsAMessageWithoutItsContext(t *testing.T) {
 		m := mem.New()
 		t.Cleanup(func() { _ = m.Close() })
 		b := &failingFirst{Broker: m}
-		retry, err := interceptors.Retry(logger, prometheus.NewRegistry(), interceptors.RetryBackoff(time.Millisecond, time.Millisecond, 1))
+		retry, err := interceptors.Retry(logger, prometheus.NewRegistry(), interceptors.WithRetryBackoff(time.Millisecond, time.Millisecond, 1))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -428,7 +428,7 @@ func TestResilienceKnowsAMessageWithoutItsContext(t *testing.T) {
 		t.Parallel()
 		b := mem.New()
 		_ = b.Close()
-		breaker, err := interceptors.CircuitBreaker(logger, prometheus.NewRegistry(), interceptors.BreakerConsecutiveFailures(1))
+		breaker, err := interceptors.CircuitBreaker(logger, prometheus.NewRegistry(), interceptors.WithBreakerConsecutiveFailures(1))
 		if err != nil {
 			t.Fatal(err)
 		}
