@@ -1,0 +1,32 @@
+package exampletest_test
+
+import (
+	"fmt"
+	"testing"
+
+	"github.com/connectkit/connectkit/internal/exampletest"
+)
+
+// The order of a test's life: body, Context cancelled, cleanups last first.
+// A Fatal ends the body (and a cleanup) where it is, and prints its failure.
+func ExampleRun() {
+	exampletest.Run(func(t testing.TB) {
+		t.Cleanup(func() { fmt.Println("cleanup 1, failed:", t.Failed()) })
+		t.Cleanup(func() {
+			fmt.Println("cleanup 2, context:", t.Context().Err())
+			t.Fatal("in a cleanup")
+			fmt.Println("not reached")
+		})
+		fmt.Println("body, context:", t.Context().Err())
+		t.Fatalf("stop at %d", 1)
+		fmt.Println("not reached")
+	})
+	fmt.Println("Run returned")
+	// Output:
+	// body, context: <nil>
+	// FAIL: stop at 1
+	// cleanup 2, context: context canceled
+	// FAIL: in a cleanup
+	// cleanup 1, failed: true
+	// Run returned
+}
