@@ -26,18 +26,17 @@ const ServiceName = "grpc.health.v1.Health"
 // every [WatchProbeInterval] itself, so it sees their changes when nothing
 // else probes. List answers every known service.
 //
-// Written by hand rather than with connectrpc.com/grpchealth (checked at
-// v1.5.0, which added Watch) because that package's bundled copy of the
-// proto renames the enum values, so that its JSON reads
-// "SERVING_STATUS_SERVING" where clients built from the standard
-// grpc/health/v1/health.proto expect "SERVING", and because it has no List
-// (the standard proto's newest method). The messages here are
-// grpc-go's generated types for the standard proto: they speak the standard
-// names in binary and JSON alike, they register the standard descriptors in
-// protoregistry.GlobalFiles (so gRPC server reflection resolves the service),
-// and a program that also links grpc-go's health package meets no
-// conflicting registration.
+// The messages are grpc-go's generated types for the standard
+// grpc/health/v1/health.proto: JSON reads "SERVING", as clients built from
+// that proto expect, gRPC server reflection resolves the service, and a
+// program that also links grpc-go's health package meets no conflicting
+// registration.
 func NewHandler(h *Checker, opts ...connect.HandlerOption) (string, http.Handler) {
+	// Written by hand rather than with connectrpc.com/grpchealth (checked
+	// at v1.5.0, which added Watch): that package's bundled copy of the
+	// proto renames the enum values, so that its JSON reads
+	// "SERVING_STATUS_SERVING" where clients of the standard proto expect
+	// "SERVING", and it has no List (the standard proto's newest method).
 	methods := healthpb.File_grpc_health_v1_health_proto.Services().ByName("Health").Methods()
 	check := connect.NewUnaryHandler(
 		healthpb.Health_Check_FullMethodName,

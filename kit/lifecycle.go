@@ -44,24 +44,23 @@ func (s *Server) startActor(fn func(context.Context) error) {
 // Close ends a server that is never run. A program that calls other
 // services without serving (a command, a batch job) makes one for
 // [Server.HTTPClient] and [Server.ClientOptions], and calls Close before
-// it exits. Close reports NOT_SERVING on the server's health (readiness and
-// gRPC health, wherever they are served), closes [Server.ShuttingDown]'s
-// channel and the listeners of a [Server.Listen] call, waits for the calls
-// in flight on the HTTP client (until ctx is done) and closes it, exports
-// the spans still buffered (with at least a second, as Run's shutdown
-// does, when ctx is done or has less left; as long as they take when ctx
-// has no deadline) and writes the log lines kit's logger
-// still holds: a program that exits without it loses the info lines of
-// its last 5 ms (a short command, all of them) and the spans not yet
-// exported. Once closed, the server cannot be run. When the calls on the
-// HTTP client did not finish in time, Close returns an error saying so
-// and a later Close waits for them again, as [http.Server.Shutdown] may be
-// called again; once they have, a later Close does nothing and returns
-// nil, as does a Close after Run returned (Run's shutdown did the same),
-// so that `defer srv.Close(ctx)` suits both kinds of program. A Close
-// called while another still runs returns once that one has flushed the
-// traces (or ctx is done, saying so). Close fails, changing nothing, while
-// Run runs.
+// it exits: without it, the info lines of its last 5 ms (a short command's,
+// all of them) and the spans not yet exported are lost.
+//
+// Close reports NOT_SERVING on the server's health, closes
+// [Server.ShuttingDown]'s channel and the listeners of a [Server.Listen]
+// call, waits for the calls in flight on the HTTP client (until ctx is
+// done) and closes it, exports the spans still buffered (with at least a
+// second, as Run's shutdown does) and writes the log lines kit's logger
+// still holds. Once closed, the server cannot be run.
+//
+// When the calls on the HTTP client did not finish in time, Close returns
+// an error saying so, and a later Close waits for them again, as
+// [http.Server.Shutdown] may be called again. Once they have, a later Close
+// does nothing and returns nil, as does a Close after Run returned, so that
+// `defer srv.Close(ctx)` suits both kinds of program. A Close called while
+// another still runs returns once that one has flushed the traces (or ctx
+// is done, saying so). While Run runs, Close fails and changes nothing.
 func (s *Server) Close(ctx context.Context) error {
 	s.mu.Lock()
 	if s.running && !s.closed {
