@@ -43,3 +43,45 @@ func ExampleRateLimit() {
 	// call 3: resource_exhausted: rate limit exceeded: 1 call every 1m0s, burst 2
 	// JSON: 429 Too Many Requests
 }
+
+// heldPing is a PingService whose Ping waits until release is closed.
+type heldPing struct {
+	pingv1connect.UnimplementedPingServiceHandler
+	entered, release chan struct{}
+}
+
+func (h *heldPing) Ping(_ context.Context, req *connect.Request[pingv1.PingRequest]) (*connect.Response[pingv1.PingResponse], error) {
+	h.entered <- struct{}{}
+	<-h.release
+	return connect.NewResponse(&pingv1.PingResponse{Number: req.Msg.GetNumber()}), nil
+}
+
+// This example lets a handler run one unary call at a time: while the
+// first call runs, a second is refused at once with Unavailable, which
+// clients with a retry policy, and load balancers, take to another
+// instance. Once the first call is done, calls are admitted again.
+func ExampleMaxInFlight() {
+	held := &heldPing{entered: make(chan struct{}), release: make(chan struct{})}
+	mux := http.NewServeMux()
+	mux.Handle(pingv1connect.NewPingServiceHandler(held, connect.WithInterceptors(interceptors.MaxInFlight(1))))
+	srv := httptest.NewServer(mux)
+	defer srv.Close()
+	client := pingv1connect.NewPingServiceClient(srv.Client(), srv.URL)
+	ping := func() error {
+		_, err := client.Ping(context.Background(), connect.NewRequest(&pingv1.PingRequest{Number: 1}))
+		return err
+	}
+
+	first := make(chan error, 1)
+	go func() { first <- ping() }()
+	<-held.entered // the first call is running
+	fmt.Println("while it runs:", ping())
+	close(held.release)
+	fmt.Println("first call:", <-first)
+	go func() { <-held.entered }()
+	fmt.Println("after it:", ping())
+	// Output:
+	// while it runs: unavailable: too many calls in flight: limit 1
+	// first call: <nil>
+	// after it: <nil>
+}
