@@ -76,6 +76,8 @@ type recorded struct {
 // redelivered (AckWait plus the backoffs); the oldest keys are forgotten first
 // when full, and maxKeys 0 means 1<<20. A key takes about 150–200 bytes, so the
 // default bound is about 200 MB; expired keys are dropped as new ones come.
+// A ttl of 0 or less remembers nothing, so that [Idempotent] handles every
+// delivery (natsjs.NewIdempotencyStore refuses such a ttl).
 func NewMemoryIdempotencyStore(ttl time.Duration, maxKeys int) *MemoryIdempotencyStore {
 	if maxKeys <= 0 {
 		maxKeys = 1 << 20
