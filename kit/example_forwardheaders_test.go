@@ -164,7 +164,8 @@ func ExampleWithClientInterceptors_forwardHeaders() {
 	_ = resp.Body.Close()
 	fmt.Println("REST:", body.Text)
 	stop()
-	fmt.Println("clean shutdowns:", <-done == nil && <-done == nil)
+	first, second := <-done, <-done
+	fmt.Println("clean shutdowns:", first == nil && second == nil)
 	// Output:
 	// Connect: x-md-global-tenant=acme baggage=tenant=acme
 	// REST: x-md-global-tenant=acme baggage=tenant=acme
