@@ -137,6 +137,8 @@ func wildcardError(topic, token, more string) error {
 // the separator of MQTT topics (and of paths), which users of those write
 // where a NATS subject has '.': it says so, where the generic "may hold
 // only" left them to guess, and names the wildcard of one ("orders/+").
+// The dotted topic it suggests drops a leading or trailing '/' (MQTT's
+// "/orders/created"); when even that is no topic, the error says why.
 func slashError(topic, token string) error {
 	const sep = ": separate a topic's tokens with '.', not '/'"
 	for part := range strings.SplitSeq(token, "/") {
@@ -144,10 +146,12 @@ func slashError(topic, token string) error {
 			return wildcardError(topic, part, "; and"+strings.TrimPrefix(sep, ":"))
 		}
 	}
-	if dotted := strings.ReplaceAll(topic, "/", "."); ValidateTopic(dotted) == nil {
+	dotted := strings.ReplaceAll(strings.Trim(topic, "/"), "/", ".")
+	err := ValidateTopic(dotted) // no '/' left: no recursion
+	if err == nil {
 		return fmt.Errorf("pubsub: topic %q%s, as in %q", topic, sep, dotted)
 	}
-	return fmt.Errorf("pubsub: topic %q%s, and use only ASCII letters, digits, '-' and '_' in each", topic, sep)
+	return fmt.Errorf("pubsub: topic %q%s; written with '.', %s", topic, sep, strings.TrimPrefix(err.Error(), "pubsub: "))
 }
 
 // ValidateSubscription reports whether name can name a subscription on every
