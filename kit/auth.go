@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"runtime/debug"
+	"time"
 
 	"connectrpc.com/authn"
 	"connectrpc.com/connect"
@@ -66,7 +68,7 @@ import (
 // kit_rejected_calls_total, with its protocol and code, as the other calls
 // answered before the chain are. A gRPC call over HTTP/2 whose client
 // sends one message is refused once the first byte of that message has
-// arrived (or the body timeout passed), which kit discards: grpc-go's
+// arrived (or a second passed), which kit discards: grpc-go's
 // retryPolicy then gets the refusal's status (see [awaitMessage]). A panic in fn (but http.ErrAbortHandler's)
 // refuses the call as Internal, "internal error" and nothing of the panic
 // to the caller, as [interceptors.Recovery] answers a handler's, and its
@@ -111,7 +113,7 @@ func (a *authenticator) check(w http.ResponseWriter, r *http.Request, oneMessage
 	info, err := callAuth(a.fn, r)
 	if err != nil {
 		if _, trailersOnly := grpcCall(r); trailersOnly && oneMessage && !a.rest {
-			awaitMessage(r)
+			awaitMessage(w, r.Body)
 		}
 		a.s.rejectAuth(w, r, err, a.errW, a.rest)
 		return nil, false
@@ -119,11 +121,12 @@ func (a *authenticator) check(w http.ResponseWriter, r *http.Request, oneMessage
 	return info, true
 }
 
-// awaitMessage waits for the first byte of the message of r, a gRPC call
-// over HTTP/2 whose client sends one message, or for the body's end or
-// error (the body timeout of [guardBody], the client's reset), and
-// discards it: nothing else of the call is read, and the handler never
-// runs.
+// awaitMessage waits for the first byte of body, the message of w's
+// call, a gRPC call over HTTP/2 whose client sends one message, or for
+// the body's end or error (the client's reset, the body timeout of
+// [guardBody]), at most [messageWait], and discards it: nothing else of
+// the call is read, and the handler never runs. It leaves the stream's
+// read deadline set: only a refusal, which reads nothing more, waits.
 //
 // A refusal written before the client has handed its message to its
 // transport ends the stream under it: grpc-go's client then fails to
@@ -137,13 +140,29 @@ func (a *authenticator) check(w http.ResponseWriter, r *http.Request, oneMessage
 // any of it. A client stream's is not waited for: its client may wait
 // for the response's header before it sends, and grpc-go gives its
 // SendMsg's io.EOF to the caller, who reads the status with RecvMsg.
-func awaitMessage(r *http.Request) {
-	if r.Body == nil || r.Body == http.NoBody {
+func awaitMessage(w http.ResponseWriter, body io.Reader) {
+	if body == nil || body == http.NoBody {
 		return
 	}
+	// A writer without deadlines (ErrNotSupported) leaves the wait to the
+	// body timeout.
+	_ = http.NewResponseController(w).SetReadDeadline(time.Now().Add(messageWait))
 	var b [1]byte
-	_, _ = r.Body.Read(b[:])
+	_, _ = body.Read(b[:])
 }
+
+// messageWait bounds [awaitMessage]'s wait. The race it closes is with a
+// client that has sent its header and is queuing its message at that
+// moment (grpc-go's Invoke sends the one right after the other; a
+// stream's SendMsg follows its NewStream): a fraction of a second even on
+// a loaded machine. A client that holds its message back longer is
+// refused at the cap, as before the wait (a grpc-go stream whose caller
+// sends later may then end its retries with the EOF): the body timeout
+// (KIT_CALL_TIMEOUT, 30s; none with the call timeouts off) let every
+// refused call, an unauthenticated or over-limit client's, hold its
+// stream and goroutine that long, which under overload is what the
+// refusal is there to shed.
+const messageWait = time.Second
 
 // authnInfoKey is the context key under which authn.SetInfo puts a
 // caller's information and authn.GetInfo looks for it, which authn does

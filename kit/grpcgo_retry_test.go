@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -400,3 +401,69 @@ func (slowSend) HandleRPC(_ context.Context, s stats.RPCStats) {
 func (slowSend) TagConn(ctx context.Context, _ *stats.ConnTagInfo) context.Context { return ctx }
 
 func (slowSend) HandleConn(context.Context, stats.ConnStats) {}
+
+// TestRefusalOfWithheldMessage: a gRPC call over HTTP/2 whose client sends
+// its header and never its message is refused all the same, with its
+// status, whether WithAuth refuses it (a unary call, a server stream) or
+// an interceptor does (a server stream over KIT_RATE_LIMIT). The refusal
+// waits for the message's first byte (see [slowSend]) a short while only:
+// it waited as long as the body might take, KIT_CALL_TIMEOUT (30s), and
+// with the call timeouts off, as here, until the client gave up, holding
+// the stream and its goroutine meanwhile.
+func TestRefusalOfWithheldMessage(t *testing.T) {
+	t.Parallel()
+	mount := func(s *kit.Server) {
+		s.Mount(pingv1connect.NewPingServiceHandler(&pingServer{}, s.HandlerOptions()...))
+	}
+	cfg := kit.Config{CallTimeout: kit.NoTimeout, MaxCallTimeout: kit.NoTimeout}
+	authed := kittest.NewServer(t, cfg, mount, kit.WithAuth(func(context.Context, *http.Request) (any, error) {
+		return nil, connect.NewError(connect.CodeUnauthenticated, errors.New("no token"))
+	}))
+	cfg.RateLimit, cfg.RateLimitBurst = 0.001, 1
+	limited := kittest.NewServer(t, cfg, mount)
+	spend, err := pingv1connect.NewPingServiceClient(limited.HTTP1Client(), limited.URL).CountUp(t.Context(), connect.NewRequest(&pingv1.CountUpRequest{Number: 1}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for spend.Receive() {
+	}
+	if err := spend.Err(); err != nil {
+		t.Fatalf("the call that spends the burst: %v", err)
+	}
+	for _, tc := range []struct {
+		name string
+		srv  *kittest.Server
+		path string
+		code connect.Code
+	}{
+		{"WithAuth unary", authed, grpcFail, connect.CodeUnauthenticated},
+		{"WithAuth server stream", authed, grpcCountUp, connect.CodeUnauthenticated},
+		{"rate-limited server stream", limited, grpcCountUp, connect.CodeResourceExhausted},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			// Far longer than the wait, on a loaded machine: a hang ends here.
+			ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+			defer cancel()
+			body, withheld := io.Pipe()
+			defer withheld.Close()
+			req, err := http.NewRequestWithContext(ctx, http.MethodPost, tc.srv.URL+tc.path, body)
+			if err != nil {
+				t.Fatal(err)
+			}
+			req.Header.Set("Content-Type", "application/grpc")
+			req.Header.Set("Te", "trailers")
+			resp, err := tc.srv.HTTP2Client().Do(req)
+			if err != nil {
+				t.Fatalf("no refusal: %v", err)
+			}
+			defer resp.Body.Close()
+			if _, err := io.Copy(io.Discard, resp.Body); err != nil {
+				t.Fatalf("reading the refusal: %v", err)
+			}
+			if got, want := resp.Header.Get("Grpc-Status"), strconv.Itoa(int(tc.code)); got != want {
+				t.Errorf("grpc-status %q (header %v, trailer %v), want %s in a Trailers-Only answer", got, resp.Header, resp.Trailer, want)
+			}
+		})
+	}
+}

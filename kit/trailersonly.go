@@ -76,12 +76,11 @@ func (b *messageBody) Read(p []byte) (int, error) {
 	return b.ReadCloser.Read(p)
 }
 
-// await waits for the first byte of b, discarded, or its end or error,
-// unless some of it was read.
-func (b *messageBody) await() {
+// await waits for the first byte of b, the body of w's call, as
+// [awaitMessage] does, unless some of it was read.
+func (b *messageBody) await(w http.ResponseWriter) {
 	if !b.read.Load() {
-		var one [1]byte
-		_, _ = b.Read(one[:])
+		awaitMessage(w, b)
 	}
 }
 
@@ -191,7 +190,7 @@ func (w *trailersOnlyWriter) toTrailersOnly() bool {
 		return false
 	}
 	if w.message != nil {
-		w.message.await()
+		w.message.await(w.ResponseWriter)
 	}
 	for key, values := range h {
 		if name, ok := strings.CutPrefix(key, http.TrailerPrefix); ok {
