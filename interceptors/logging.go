@@ -21,7 +21,8 @@ import (
 //
 // An RPC line has the message "rpc" and the attributes kind (server or
 // client), procedure, stream (unary, client_stream, server_stream,
-// bidi_stream), protocol (connect, grpc, grpcweb), peer, http (the HTTP
+// bidi_stream), protocol (connect, grpc, grpcweb, or rest for a call that
+// came in over a REST route of kit.Server's), peer, http (the HTTP
 // version, on servers wrapped by [HTTPVersion]), principal (on a server,
 // when the caller's information in the context, connectrpc.com/authn's
 // GetInfo, has a method Principal() string, as kit.WithAuth's may; keep

@@ -56,7 +56,8 @@ func (l *logging) logCall(ctx context.Context, c callLine) {
 	if !c.spec.IsClient {
 		v = lineHTTPVersion(ctx)
 	}
-	h, shared := l.prefixes.handler(c.spec, c.peer.Protocol, v)
+	protocol := callProtocol(&c.peer)
+	h, shared := l.prefixes.handler(c.spec, protocol, v)
 	now := time.Now() // the line's time, and the end of its duration
 	line := logline.RPC{
 		Time: now, Level: level,
@@ -81,7 +82,7 @@ func (l *logging) logCall(ctx context.Context, c callLine) {
 	var buf [maxLineAttrs]slog.Attr
 	attrs := buf[:0]
 	if !shared {
-		attrs = appendShared(attrs, c.spec, c.peer.Protocol, v)
+		attrs = appendShared(attrs, c.spec, protocol, v)
 	}
 	attrs = line.AppendAttrs(attrs)
 	attrs = appendError(attrs, c.err, pe)

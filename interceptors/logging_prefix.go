@@ -41,7 +41,7 @@ type linePrefixes struct {
 // protocol and HTTP version, made on first use. Keyed by the procedure
 // alone, the map's lookup takes its fast path for strings: ~100
 // instructions fewer a line than a key of procedure and side.
-type procPrefixes [2][3][len(httpVersions)]atomic.Pointer[slog.Handler]
+type procPrefixes [2][4][len(httpVersions)]atomic.Pointer[slog.Handler]
 
 func newLinePrefixes(base slog.Handler) *linePrefixes {
 	p := &linePrefixes{base: base}
@@ -53,7 +53,7 @@ func newLinePrefixes(base slog.Handler) *linePrefixes {
 // v, and whether it carries the shared attributes.
 func (p *linePrefixes) handler(spec connect.Spec, protocol string, v httpVersion) (slog.Handler, bool) {
 	pi, vi := protocolIndex(protocol), httpVersionIndex(v)
-	if pi >= 3 || vi < 0 {
+	if pi >= 4 || vi < 0 {
 		return p.base, false
 	}
 	pp := (*p.procs.Load())[spec.Procedure]

@@ -34,7 +34,8 @@ const DefaultMaxProcedures = 1000
 // grpc_server_requests_in_flight and grpc_client_requests_in_flight
 // (gauges), grpc_server_started_by_protocol_total and
 // grpc_client_started_by_protocol_total (plus a protocol label: connect,
-// grpc, grpcweb), and grpc_req_panics_recovered_total (the panics that
+// grpc, grpcweb, or rest for a call that came in over a REST route of
+// kit.Server's, which vanguard serves as a Connect call), and grpc_req_panics_recovered_total (the panics that
 // [Recovery], inside Metrics, turned into errors; the name of
 // go-grpc-middleware's recovery example).
 //
@@ -169,7 +170,7 @@ func (m *metricsInterceptor) WrapUnary(next connect.UnaryFunc) connect.UnaryFunc
 		}
 		// As in Logging, the work is kept out of this frame, which stays on
 		// the stack while the handler runs.
-		call := m.beginUnary(spec, peer.Protocol)
+		call := m.beginUnary(spec, callProtocol(&peer))
 		defer call.pm.inFlight.Dec() // also when a panic goes through
 		resp, err := next(ctx, req)
 		call.end(ctx, err)
@@ -223,7 +224,8 @@ func (m *metricsInterceptor) WrapStreamingHandler(next connect.StreamingHandlerF
 	return func(ctx context.Context, conn connect.StreamingHandlerConn) error {
 		start := time.Now()
 		pm := m.server.lookup(conn.Spec())
-		pm.begin(conn.Peer().Protocol)
+		peer := conn.Peer()
+		pm.begin(callProtocol(&peer))
 		defer pm.inFlight.Dec()
 		err := next(ctx, &handlerStream{
 			StreamingHandlerConn: conn,

@@ -8,14 +8,17 @@ import (
 
 	"connectrpc.com/connect"
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/connectkit/connectkit/internal/restcall"
 )
 
 // otherLabel replaces procedure, topic and subscription names beyond the
 // cardinality cap.
 const otherLabel = "other"
 
-// protocols are the values of the protocol label, by index.
-var protocols = [4]string{connect.ProtocolConnect, connect.ProtocolGRPC, connect.ProtocolGRPCWeb, otherLabel}
+// protocols are the values of the protocol label, by index: connect's, and
+// rest for the calls kit's REST routes make (see [callProtocol]).
+var protocols = [5]string{connect.ProtocolConnect, connect.ProtocolGRPC, connect.ProtocolGRPCWeb, restcall.Protocol, otherLabel}
 
 func protocolIndex(protocol string) int {
 	switch protocol {
@@ -25,9 +28,23 @@ func protocolIndex(protocol string) int {
 		return 1
 	case connect.ProtocolGRPCWeb:
 		return 2
-	default:
+	case restcall.Protocol:
 		return 3
+	default:
+		return 4
 	}
+}
+
+// callProtocol is the protocol that a call over peer is logged and
+// counted under: peer's, or rest for the Connect call that kit's REST
+// routes make of a method for a REST client, which they mark in its query
+// (see [restcall.Mark]). Only a Connect call with a query, a Connect GET's
+// or a REST call's, looks further than a length.
+func callProtocol(peer *connect.Peer) string {
+	if len(peer.Query) != 0 && peer.Protocol == connect.ProtocolConnect && restcall.Marked(peer.Query) {
+		return restcall.Protocol
+	}
+	return peer.Protocol
 }
 
 // sideMetrics are the grpc_server_* or grpc_client_* families and the cache
@@ -88,7 +105,7 @@ func newSideMetrics(reg prometheus.Registerer, side string, cfg *metricsConfig) 
 	s.received = registered(reg, &err, counter("msg_received_total", receivedHelp))
 	s.sent = registered(reg, &err, counter("msg_sent_total", sentHelp))
 	s.byProtocol = registered(reg, &err, counter("started_by_protocol_total",
-		"Total number of RPCs started on the "+side+", by protocol (connect, grpc, grpcweb).", "protocol"))
+		"Total number of RPCs started on the "+side+", by protocol (connect, grpc, grpcweb, rest).", "protocol"))
 	s.handling = registered(reg, &err, prometheus.NewHistogramVec(
 		cfg.histogramOpts("grpc_"+side+"_handling_seconds", handlingHelp), labels))
 	s.inFlight = registered(reg, &err, prometheus.NewGaugeVec(prometheus.GaugeOpts{

@@ -110,7 +110,7 @@ func (t *tracing) remote(ctx context.Context, carrier headerCarrier, opts []trac
 // separately, so one entry per protocol holds them all; a function that
 // serves several procedures is still traced right, at the cost of making
 // the options again when the procedure changes.
-type startOptions [4]atomic.Pointer[startEntry] // by protocolIndex
+type startOptions [len(protocols)]atomic.Pointer[startEntry] // by protocolIndex
 
 type startEntry struct {
 	procedure, protocol, addr string

@@ -15,6 +15,8 @@ import (
 	"google.golang.org/genproto/googleapis/api/annotations"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
+
+	"github.com/connectkit/connectkit/internal/restcall"
 )
 
 // bound makes b, a copy for vanguard of r, which has a body, fail past
@@ -214,6 +216,10 @@ func transcodedBody(service protoreflect.ServiceDescriptor, h http.Handler) http
 			r = r.WithContext(r.Context())
 			r.Body = &vanguardBody{ReadCloser: r.Body}
 		}
+		// The interceptors log and count the call as rest, not connect.
+		// r's URL is kit's copy (see [restRoutes.vanguardRequest]) or
+		// withHeld's, which vanguard rewrote already: changed in place.
+		restcall.Mark(r.URL)
 		if r.Method == http.MethodGet && m != nil && !stream {
 			serveConnectGet(h, w, r, m.Output().FullName() != httpBodyName)
 			return
