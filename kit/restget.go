@@ -8,6 +8,8 @@ import (
 	"net/http"
 
 	"connectrpc.com/connect"
+
+	"github.com/connectkit/connectkit/internal/restcall"
 )
 
 // serveConnectGet serves r, vanguard's Connect GET of a unary method
@@ -56,6 +58,9 @@ func connectPost(r *http.Request) (*http.Request, error) {
 	post := r.Clone(r.Context())
 	post.Method = http.MethodPost
 	post.URL.RawQuery = ""
+	if restcall.Marked(q) {
+		restcall.Mark(post.URL) // still a REST call to the interceptors
+	}
 	post.Body, post.ContentLength = io.NopCloser(bytes.NewReader(msg)), int64(len(msg))
 	post.Header["Content-Type"] = []string{"application/" + q.Get("encoding")}
 	if c := q.Get("compression"); c != "" {

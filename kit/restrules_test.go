@@ -184,4 +184,8 @@ func TestRESTGetOfHandlerWithoutIdempotency(t *testing.T) {
 			t.Errorf("%s %s over %s: Vary %q, Allow %q; want Accept-Encoding in Vary, and no Allow", resp.Request.Method, resp.Request.URL.Path, resp.Proto, vary, resp.Header["Allow"])
 		}
 	})
+	// The POST kit made of a GET is still a REST call to the interceptors.
+	if got := counterValue(t, s.Registry(), "grpc_server_started_by_protocol_total", map[string]string{"protocol": "rest"}); got != 6 {
+		t.Errorf("grpc_server_started_by_protocol_total{protocol=rest} = %v, want 6", got)
+	}
 }
