@@ -2,6 +2,7 @@ package kit
 
 import (
 	"compress/gzip"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -202,6 +203,7 @@ func (rr *restRoutes) serve(w http.ResponseWriter, r *http.Request) bool {
 	var before []string
 	if again {
 		before = slices.Collect(maps.Keys(w.Header()))
+		c = c.WithContext(context.WithValue(c.Context(), mayRefuseBodyKey{}, true))
 	}
 	rr.transcode(t, rw, c)
 	if again && rw.held && bodyRefused(rw.errBody) {

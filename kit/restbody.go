@@ -200,6 +200,11 @@ func transcodedBody(service protoreflect.ServiceDescriptor, h http.Handler) http
 			q = wholeQuery(raw)
 			ok = q != nil
 		}
+		if stream && !m.IsStreamingClient() {
+			if r = readStreamBody(r); r == nil {
+				return // refused: served again without it
+			}
+		}
 		if ok && m != nil {
 			if r = withHeld(w, r, q, m.Input(), stream); r == nil {
 				return

@@ -1,8 +1,10 @@
 package kit
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
+	"io"
 	"net/http"
 	"slices"
 	"strings"
@@ -121,4 +123,57 @@ func bodyRefused(body []byte) bool {
 		Message string `json:"message"`
 	}
 	return json.Unmarshal(body, &status) == nil && strings.HasPrefix(status.Message, noBodyRefusal)
+}
+
+// mayRefuseBodyKey is the context key of vanguard's request for a REST
+// call with a body that a route of its method takes none with (see
+// [restRoutes.serve]).
+type mayRefuseBodyKey struct{}
+
+// readStreamBody returns r, vanguard's call of a method that streams from
+// the server alone, with its body, one message, read already, when
+// vanguard may refuse it (see [mayRefuseBodyKey]), or r as it is; nil
+// when vanguard refused the body, which it answered itself (a 500 that
+// [restWriter] holds back, and [restRoutes.serve] serves the call again
+// without the body). Vanguard refuses the body of a route that takes none
+// when the method's handler reads its message, which connect's streaming
+// handler does inside the chain: the interceptors had begun the call (an
+// rpc line at error, metrics, a span, the request id), and the client got
+// 500 Unknown in application/connect+proto, where a unary call's body was
+// ignored. The message is vanguard's, which it holds whole under its
+// buffer's limit already.
+func readStreamBody(r *http.Request) *http.Request {
+	if r.Context().Value(mayRefuseBodyKey{}) == nil {
+		return r
+	}
+	body, err := io.ReadAll(r.Body)
+	if err == nil {
+		// Vanguard answers its refusal itself and ends the body (EOF);
+		// the body's next read returns the refusal.
+		if _, err = r.Body.Read(nil); err == io.EOF {
+			err = nil
+		}
+	}
+	if err != nil && strings.Contains(err.Error(), noBodyRefusal) {
+		return nil
+	}
+	c := r.WithContext(r.Context())
+	c.Body = &readBody{Reader: io.MultiReader(bytes.NewReader(body), errorReader{err}), Closer: r.Body}
+	return c
+}
+
+// readBody is a body read ahead, and the body it came from, to close.
+type readBody struct {
+	io.Reader
+	io.Closer
+}
+
+// errorReader returns err, or io.EOF when err is nil.
+type errorReader struct{ err error }
+
+func (e errorReader) Read([]byte) (int, error) {
+	if e.err == nil {
+		return 0, io.EOF
+	}
+	return 0, e.err
 }
