@@ -110,6 +110,13 @@ func (s *Server) authenticator(service string, rest bool) *authenticator {
 // returns false. oneMessage says that r's client sends one message (a
 // unary call or a server stream).
 func (a *authenticator) check(w http.ResponseWriter, r *http.Request, oneMessage bool) (any, bool) {
+	var rb *refusableBody
+	if a.rest {
+		// A REST call served again without its body was let in once.
+		if rb = refusableBodyOf(r.Context()); rb != nil && rb.authed {
+			return rb.info, true
+		}
+	}
 	info, err := callAuth(a.fn, r)
 	if err != nil {
 		if _, trailersOnly := grpcCall(r); trailersOnly && oneMessage && !a.rest {
@@ -117,6 +124,9 @@ func (a *authenticator) check(w http.ResponseWriter, r *http.Request, oneMessage
 		}
 		a.s.rejectAuth(w, r, err, a.errW, a.rest)
 		return nil, false
+	}
+	if rb != nil {
+		rb.authed, rb.info = true, info
 	}
 	return info, true
 }

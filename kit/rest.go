@@ -201,13 +201,15 @@ func (rr *restRoutes) serve(w http.ResponseWriter, r *http.Request) bool {
 	c := rr.vanguardRequest(w, r, methods, hasBody, again)
 	rw := &restWriter{ResponseWriter: w, sent: r, capture: rr.rejected != nil, headAsGet: methods.headAsGet()}
 	var before []string
+	var rb *refusableBody
 	if again {
 		before = slices.Collect(maps.Keys(w.Header()))
-		c = c.WithContext(context.WithValue(c.Context(), mayRefuseBodyKey{}, true))
+		rb = new(refusableBody)
+		c = c.WithContext(context.WithValue(c.Context(), refusableBodyKey{}, rb))
 	}
 	rr.transcode(t, rw, c)
 	if again && rw.held && bodyRefused(rw.errBody) {
-		c, rw = rr.serveWithoutBody(t, w, r, methods, before)
+		c, rw = rr.serveWithoutBody(t, w, r, methods, before, rb)
 	}
 	if rw.held {
 		rw.release()

@@ -100,8 +100,9 @@ func (rr *restRoutes) vanguardRequest(w http.ResponseWriter, r *http.Request, me
 // client's `{}`). Nothing was answered yet (the 500 is held back), and
 // nothing of the method ran: its connect handler refused the body before
 // the chain. The header fields that refusal set on w, those not in before,
-// go.
-func (rr *restRoutes) serveWithoutBody(t *vanguard.Transcoder, w http.ResponseWriter, r *http.Request, methods *routeMethods, before []string) (*http.Request, *restWriter) {
+// go. rb, in the context of both servings, hands the first's
+// authentication to the second (see [authenticator.check]).
+func (rr *restRoutes) serveWithoutBody(t *vanguard.Transcoder, w http.ResponseWriter, r *http.Request, methods *routeMethods, before []string, rb *refusableBody) (*http.Request, *restWriter) {
 	h := w.Header()
 	for k := range h {
 		if !slices.Contains(before, k) {
@@ -110,6 +111,8 @@ func (rr *restRoutes) serveWithoutBody(t *vanguard.Transcoder, w http.ResponseWr
 	}
 	c := rr.vanguardRequest(w, r, methods, false, false)
 	ignoreBody(c)
+	rb.again = true
+	c = c.WithContext(context.WithValue(c.Context(), refusableBodyKey{}, rb))
 	rw := &restWriter{ResponseWriter: w, sent: r, capture: rr.rejected != nil, headAsGet: methods.headAsGet()}
 	rr.transcode(t, rw, c)
 	return c, rw
@@ -125,14 +128,32 @@ func bodyRefused(body []byte) bool {
 	return json.Unmarshal(body, &status) == nil && strings.HasPrefix(status.Message, noBodyRefusal)
 }
 
-// mayRefuseBodyKey is the context key of vanguard's request for a REST
-// call with a body that a route of its method takes none with (see
+// refusableBody is in the context of vanguard's request for a REST call
+// with a body that a route of its method takes none with, which vanguard
+// may refuse, and kit then serves the call again without it (see
 // [restRoutes.serve]).
-type mayRefuseBodyKey struct{}
+type refusableBody struct {
+	again bool // the call is being served again, without its body
+	// authed says that [WithAuth]'s fn let the caller in, info what it
+	// returned: the call's second serving reuses them, where fn ran twice
+	// for one call (a token introspected twice, a one-time token refused
+	// the second time).
+	authed bool
+	info   any
+}
+
+type refusableBodyKey struct{}
+
+// refusableBodyOf returns the [refusableBody] of a REST call's context,
+// or nil.
+func refusableBodyOf(ctx context.Context) *refusableBody {
+	rb, _ := ctx.Value(refusableBodyKey{}).(*refusableBody)
+	return rb
+}
 
 // readStreamBody returns r, vanguard's call of a method that streams from
 // the server alone, with its body, one message, read already, when
-// vanguard may refuse it (see [mayRefuseBodyKey]), or r as it is; nil
+// vanguard may refuse it (see [refusableBody]), or r as it is; nil
 // when vanguard refused the body, which it answered itself (a 500 that
 // [restWriter] holds back, and [restRoutes.serve] serves the call again
 // without the body). Vanguard refuses the body of a route that takes none
@@ -143,7 +164,7 @@ type mayRefuseBodyKey struct{}
 // ignored. The message is vanguard's, which it holds whole under its
 // buffer's limit already.
 func readStreamBody(r *http.Request) *http.Request {
-	if r.Context().Value(mayRefuseBodyKey{}) == nil {
+	if rb := refusableBodyOf(r.Context()); rb == nil || rb.again {
 		return r
 	}
 	body, err := io.ReadAll(r.Body)
