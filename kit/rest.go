@@ -2,7 +2,6 @@ package kit
 
 import (
 	"compress/gzip"
-	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -197,18 +196,16 @@ func (rr *restRoutes) serve(w http.ResponseWriter, r *http.Request) bool {
 	// refuses: the call is then served again without it (see
 	// [restRoutes.serveWithoutBody]), from r as it came, whose header
 	// vanguard is kept from rewriting.
-	again := hasBody && methods.someTakeNone(r.Method)
-	c := rr.vanguardRequest(w, r, methods, hasBody, again)
-	rw := &restWriter{ResponseWriter: w, sent: r, capture: rr.rejected != nil, headAsGet: methods.headAsGet()}
-	var before []string
 	var rb *refusableBody
-	if again {
-		before = slices.Collect(maps.Keys(w.Header()))
+	var before []string
+	if hasBody && methods.someTakeNone(r.Method) {
 		rb = new(refusableBody)
-		c = c.WithContext(context.WithValue(c.Context(), refusableBodyKey{}, rb))
+		before = slices.Collect(maps.Keys(w.Header()))
 	}
+	c := rr.vanguardRequest(w, r, methods, hasBody, rb)
+	rw := &restWriter{ResponseWriter: w, sent: r, capture: rr.rejected != nil, headAsGet: methods.headAsGet()}
 	rr.transcode(t, rw, c)
-	if again && rw.held && bodyRefused(rw.errBody) {
+	if rb != nil && rw.held && bodyRefused(rw.errBody) {
 		c, rw = rr.serveWithoutBody(t, w, r, methods, before, rb)
 	}
 	if rw.held {

@@ -15,8 +15,9 @@ import (
 
 // vanguardRequest returns the copy of r, a REST call, that vanguard is
 // given to serve (see [restRoutes.serve]), hasBody saying whether r has a
-// body. With keep, the copy has a header of its own, which vanguard
-// rewrites, so that r's stays as it came for [restRoutes.serveWithoutBody].
+// body. With rb, which the copy's context carries, the copy has a header
+// of its own, which vanguard rewrites, so that r's stays as it came for
+// [restRoutes.serveWithoutBody].
 //
 // Vanguard rewrites the URL of the request it is given to the procedure's
 // path: a copy leaves r's as it came, for the routes, which would
@@ -34,7 +35,7 @@ import (
 // as net/http unescaped it, a %2F as a slash, as grpc-gateway's default
 // does. Telling which route vanguard will take, to escape the slash only
 // in those variables, would re-write vanguard's router in kit.
-func (rr *restRoutes) vanguardRequest(w http.ResponseWriter, r *http.Request, methods *routeMethods, hasBody, keep bool) *http.Request {
+func (rr *restRoutes) vanguardRequest(w http.ResponseWriter, r *http.Request, methods *routeMethods, hasBody bool, rb *refusableBody) *http.Request {
 	u := *r.URL
 	if p := r.URL.EscapedPath(); !escapedSlash(p) {
 		u.Path, u.RawPath = unescapeUnreserved(p), ""
@@ -46,8 +47,11 @@ func (rr *restRoutes) vanguardRequest(w http.ResponseWriter, r *http.Request, me
 			ctx = context.WithValue(ctx, heldQueryKey{}, held)
 		}
 	}
+	if rb != nil {
+		ctx = context.WithValue(ctx, refusableBodyKey{}, rb)
+	}
 	c := r.WithContext(ctx)
-	if keep {
+	if rb != nil && hasBody {
 		c.Header = r.Header.Clone()
 	}
 	if q := u.RawQuery; strings.IndexByte(q, '.') >= 0 || strings.Contains(q, "%2E") || strings.Contains(q, "%2e") {
@@ -109,10 +113,9 @@ func (rr *restRoutes) serveWithoutBody(t *vanguard.Transcoder, w http.ResponseWr
 			delete(h, k)
 		}
 	}
-	c := rr.vanguardRequest(w, r, methods, false, false)
-	ignoreBody(c)
 	rb.again = true
-	c = c.WithContext(context.WithValue(c.Context(), refusableBodyKey{}, rb))
+	c := rr.vanguardRequest(w, r, methods, false, rb)
+	ignoreBody(c)
 	rw := &restWriter{ResponseWriter: w, sent: r, capture: rr.rejected != nil, headAsGet: methods.headAsGet()}
 	rr.transcode(t, rw, c)
 	return c, rw
