@@ -209,7 +209,7 @@ func TestTransitionsAreLogged(t *testing.T) {
 	rep.Report(nil)
 	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
 	if len(lines) != 2 ||
-		!strings.Contains(lines[0], `level=WARN msg="health check failing" check=subscriber service=example.v1.ProfileService critical=true liveness=false err="connection lost"`) ||
+		!strings.Contains(lines[0], `level=WARN msg="health check failing" check=subscriber service=example.v1.ProfileService critical=true liveness=false error="connection lost"`) ||
 		!strings.Contains(lines[1], `level=INFO msg="health check recovered" check=subscriber`) {
 		t.Fatalf("logs:\n%s", out.String())
 	}

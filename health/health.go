@@ -237,7 +237,7 @@ func (h *Checker) transitionLocked(c *check, was, now result) func() {
 		c.warned = false
 		return func() { h.logger.Info("health check recovered", attrs...) }
 	}
-	attrs = append(attrs, "err", now.err)
+	attrs = append(attrs, "error", now.err)
 	if !was.ran || was.err == nil { // a new run of failures
 		c.failingSince, c.warned = now.at, c.passed
 		if c.passed {
@@ -251,7 +251,7 @@ func (h *Checker) transitionLocked(c *check, was, now result) func() {
 	}
 	if !c.warned && now.at.Sub(c.failingSince) >= h.startupGrace {
 		c.warned = true
-		attrs = append(attrs, "failing_for", now.at.Sub(c.failingSince).Round(time.Millisecond).String())
+		attrs = append(attrs, "failing_for", now.at.Sub(c.failingSince).Round(time.Millisecond))
 		return func() { h.logger.Warn("health check failing", attrs...) }
 	}
 	return nil
@@ -268,7 +268,7 @@ func (h *Checker) warnLate(c *check, since time.Time) {
 	}
 	c.warned = true
 	attrs := []any{"check", c.Name, "service", c.Service, "critical", !c.NonCritical, "liveness", c.Liveness,
-		"err", c.res.err, "failing_for", time.Since(since).Round(time.Millisecond).String()}
+		"error", c.res.err, "failing_for", time.Since(since).Round(time.Millisecond)}
 	h.mu.Unlock()
 	h.logger.Warn("health check failing", attrs...)
 }

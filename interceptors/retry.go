@@ -473,7 +473,7 @@ func (r *retrier) record(ctx context.Context, req connect.AnyRequest, attempt in
 		r.logger.LogAttrs(ctx, slog.LevelDebug, "retrying call",
 			slog.String("peer", peer), slog.String("procedure", procedure),
 			slog.Int("attempt", attempt+1), slog.String("code", code.String()),
-			slog.Duration("wait", wait), slog.String("err", err.Error()))
+			slog.Duration("retry_in", wait), slog.String("error", err.Error()))
 	}
 }
 

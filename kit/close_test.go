@@ -256,7 +256,7 @@ func TestTraceExportFailureIsLogged(t *testing.T) {
 	}
 	lines := logLines(t, &logs, "traces export failed")
 	if len(lines) != 1 || lines[0]["level"] != "ERROR" || lines[0]["exporter"] != "otlp" ||
-		!strings.Contains(fmt.Sprint(lines[0]["err"]), "400") {
+		!strings.Contains(fmt.Sprint(lines[0]["error"]), "400") {
 		t.Errorf("lines %v, want one ERROR line of the otlp exporter naming its 400\nlogs:\n%s", lines, logs.String())
 	}
 }
@@ -343,7 +343,7 @@ func TestShutdownSaysWhetherTracesFlushed(t *testing.T) {
 			if spans, ok := lines[0]["spans"].(float64); ok != tc.wantSpan || tc.wantSpan && spans < 1 {
 				t.Errorf("line %v: want spans (%v)", lines[0], tc.wantSpan)
 			}
-			if failed := tc.want != "flushed traces"; failed && lines[0]["level"] != "WARN" || tc.status == 0 && lines[0]["err"] == nil {
+			if failed := tc.want != "flushed traces"; failed && lines[0]["level"] != "WARN" || tc.status == 0 && lines[0]["error"] == nil {
 				t.Errorf("line %v: want it at WARN when the flush failed, with the error when it did not end", lines[0])
 			}
 		})

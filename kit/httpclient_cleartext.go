@@ -357,7 +357,7 @@ func (t *cleartextTransport) dialHTTP1(ctx context.Context, network, addr string
 func (t *cleartextTransport) sawHTTP1() {
 	t.h1Streak.Add(1)
 	if t.http1Since.Swap(time.Now().UnixNano()) == 0 {
-		t.logger.Info("HTTP client: server speaks HTTP/1.x only, not h2c: calling it over HTTP/1.1", "addr", t.addr)
+		t.logger.Info("HTTP client: server speaks HTTP/1.x only, not h2c: calling it over HTTP/1.1", "peer", t.addr)
 	}
 }
 
@@ -366,7 +366,7 @@ func (t *cleartextTransport) sawHTTP1() {
 func (t *cleartextTransport) sawHTTP2(how string) {
 	t.h1Streak.Store(0)
 	if t.http1Since.Swap(0) != 0 {
-		t.logger.Info("HTTP client: server known to speak HTTP/1.x only "+how+": calling it over h2c again", "addr", t.addr)
+		t.logger.Info("HTTP client: server known to speak HTTP/1.x only "+how+": calling it over h2c again", "peer", t.addr)
 	}
 }
 

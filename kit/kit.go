@@ -389,7 +389,7 @@ func (s *Server) Run(ctx context.Context) error {
 	case <-sigCtx.Done():
 		s.logger.Info("shutdown requested", "reason", context.Cause(sigCtx).Error())
 	case cause = <-s.lifecycle.failed:
-		s.logger.Error("shutting down after a failure", "err", cause)
+		s.logger.Error("shutting down after a failure", "error", cause)
 	}
 	defer s.exitOnSecondSignal()() // from here on, a second signal kills the process
 	stopSignals()

@@ -137,7 +137,7 @@ func (s *Server) shutdown(cause error) error {
 	s.draining.Store(true) // and HTTP/1.x clients leave their connections
 	s.logger.Info("reported NOT_SERVING")
 	if s.cfg.DrainDelay > 0 && cause == nil {
-		s.logger.Info("draining: waiting for load balancers to notice", "drain_delay", s.cfg.DrainDelay.String())
+		s.logger.Info("draining: waiting for load balancers to notice", "drain_delay", s.cfg.DrainDelay)
 		time.Sleep(s.cfg.DrainDelay)
 	}
 
@@ -193,7 +193,7 @@ func (s *Server) shutdown(cause error) error {
 		// The flush outlasted ctx; the batch span processor's export goes
 		// on under its own timeout, so what it loses is not known yet.
 		errs = append(errs, fmt.Errorf("kit: flushing traces: %w", err))
-		s.logger.Warn("traces not flushed", "duration", time.Since(step), "err", err)
+		s.logger.Warn("traces not flushed", "duration", time.Since(step), "error", err)
 	} else if !s.logUnflushed(unsent, time.Since(step)) {
 		s.logger.Info("flushed traces", "duration", time.Since(step))
 	}

@@ -104,7 +104,7 @@ func (h *dialHealth) eject(a *outlierAddr) {
 			return
 		}
 		h.outlier.logger.Warn("HTTP client: address failing calls in a row kept in the balancing: its name has as many addresses left out as it may",
-			"addr", a.addr, "failures", h.outlier.failures, "max_ejected_percent", h.outlier.maxPercent)
+			"peer", a.addr, "failures", h.outlier.failures, "max_ejected_percent", h.outlier.maxPercent)
 		return
 	}
 	d := a.nextEjection(time.Now(), h.outlier.base)
@@ -125,7 +125,7 @@ func (h *dialHealth) eject(a *outlierAddr) {
 		m.ejected.Inc()
 	}
 	h.outlier.logger.Warn("HTTP client: address left out of the balancing for failing calls in a row",
-		"addr", a.addr, "failures", h.outlier.failures, "duration", d.String(), "ejections", ejections)
+		"peer", a.addr, "failures", h.outlier.failures, "duration", d, "ejections", ejections)
 	for _, check := range out {
 		h.mark(check)
 	}
@@ -195,7 +195,7 @@ func (h *dialHealth) restore(a *outlierAddr) {
 	if m := h.outlier.metrics; m.ejected != nil {
 		m.ejected.Dec()
 	}
-	h.outlier.logger.Info("HTTP client: address back in the balancing after its ejection", "addr", a.addr)
+	h.outlier.logger.Info("HTTP client: address back in the balancing after its ejection", "peer", a.addr)
 	for _, check := range back {
 		h.mark(check)
 	}

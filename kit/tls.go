@@ -143,7 +143,7 @@ func (k *keyPairFiles) getCertificate(*tls.ClientHelloInfo) (*tls.Certificate, e
 	k.stamps = stamps
 	cert, err := k.load()
 	if err != nil {
-		k.logger.Error("TLS key pair changed but does not load: serving the previous one", "err", err)
+		k.logger.Error("TLS key pair changed but does not load: serving the previous one", "error", err)
 		return k.cert, nil
 	}
 	k.cert = cert

@@ -85,7 +85,7 @@ func (s *Subscriber) handle(ctx context.Context, d Delivery, waited time.Duratio
 	if s.late.isCopy(d, attempt) {
 		s.metrics.lateCopies.WithLabelValues(s.topic, s.name).Inc()
 		s.logger.Warn("pubsub: a message waited longer than AckWait before a handler started it, and was delivered again meanwhile; acknowledging the copy of the message handled already (raise AckWait or lower Prefetch)",
-			"message_id", msg.ID, "attempt", attempt, "ack_wait", s.cfg.AckWait.String())
+			"message_id", msg.ID, "attempt", attempt, "ack_wait", s.cfg.AckWait)
 		if err := d.Ack(); err != nil {
 			s.metrics.ackErrors.WithLabelValues(s.topic, s.name).Inc()
 		}
@@ -100,7 +100,7 @@ func (s *Subscriber) handle(ctx context.Context, d Delivery, waited time.Duratio
 		s.given.add(seq, msg.ID)
 		s.metrics.givenBack.WithLabelValues(s.topic, s.name).Inc()
 		s.logger.Warn("pubsub: a message was delivered again while a handler still runs it (the handler overran AckWait); not running it twice at once, it comes again after AckWait",
-			"message_id", msg.ID, "attempt", attempt, "ack_wait", s.cfg.AckWait.String())
+			"message_id", msg.ID, "attempt", attempt, "ack_wait", s.cfg.AckWait)
 		if err := d.Nak(s.cfg.AckWait); err != nil {
 			s.metrics.ackErrors.WithLabelValues(s.topic, s.name).Inc()
 		}
@@ -263,7 +263,7 @@ func (s *Subscriber) deadLetter(ctx context.Context, d Delivery, st *deliverySta
 	if s.replay {
 		s.logger.Error("pubsub: message given up by a replaying subscription; not stored as a dead letter (its next start replays it)",
 			"message_id", msg.ID, "type", st.info.MessageType, "attempt", st.info.Attempt,
-			"reason", string(reason), "err", lastErr)
+			"reason", string(reason), "error", lastErr)
 	} else if !s.storeDeadLetter(ctx, d, st, reason, lastErr) {
 		return
 	}
@@ -311,7 +311,7 @@ func (s *Subscriber) storeDeadLetter(ctx context.Context, d Delivery, st *delive
 		s.metrics.ackErrors.WithLabelValues(s.topic, s.name).Inc()
 		s.metrics.deadLetterErrors.WithLabelValues(s.topic, s.name, code).Inc()
 		s.logger.Error("pubsub: failed to store the dead letter; the message will be delivered again",
-			"message_id", msg.ID, "attempt", st.info.Attempt, "reason", string(reason), "code", code, "err", err)
+			"message_id", msg.ID, "attempt", st.info.Attempt, "reason", string(reason), "code", code, "error", err)
 		if err := d.Nak(s.cfg.Backoff.Delay(st.info.Attempt)); err != nil {
 			s.verdictFailed("nak", st, err)
 		}
@@ -319,7 +319,7 @@ func (s *Subscriber) storeDeadLetter(ctx context.Context, d Delivery, st *delive
 	}
 	s.logger.Warn("pubsub: message dead-lettered",
 		"message_id", msg.ID, "type", st.info.MessageType, "attempt", st.info.Attempt,
-		"reason", string(reason), "err", lastErr)
+		"reason", string(reason), "error", lastErr)
 	return true
 }
 
@@ -346,5 +346,5 @@ func keepOriginalTime(msg *Message, stored timestamped) {
 func (s *Subscriber) verdictFailed(op string, st *deliveryState, err error) {
 	s.metrics.ackErrors.WithLabelValues(s.topic, s.name).Inc()
 	s.logger.Error("pubsub: failed to send verdict; the message will be delivered again",
-		"op", op, "message_id", st.info.MessageID, "attempt", st.info.Attempt, "err", err)
+		"op", op, "message_id", st.info.MessageID, "attempt", st.info.Attempt, "error", err)
 }

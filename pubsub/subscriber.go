@@ -194,7 +194,7 @@ func (s *Subscriber) checkCaughtUp(ctx context.Context) error {
 		return fmt.Errorf("pubsub: subscription %s on %s is replaying: the messages the topic held at its start are not all handled yet", s.name, s.topic)
 	}
 	if s.caughtUp.CompareAndSwap(false, true) {
-		s.logger.Info("pubsub: replay caught up", "took", time.Since(s.replayAt).String())
+		s.logger.Info("pubsub: replay caught up", "duration", time.Since(s.replayAt))
 	}
 	return nil
 }
@@ -338,7 +338,7 @@ func (s *Subscriber) Run(ctx context.Context) error {
 	defer cancel()
 	if consumer != nil {
 		if err := consumer.Drain(drainCtx); err != nil {
-			s.logger.Warn("pubsub: failed to drain the subscription; messages fetched and not handled will be delivered again", "err", err)
+			s.logger.Warn("pubsub: failed to drain the subscription; messages fetched and not handled will be delivered again", "error", err)
 		}
 	}
 	close(stop)
@@ -354,7 +354,7 @@ func (s *Subscriber) Run(ctx context.Context) error {
 		select {
 		case <-done:
 		case <-grace.C:
-			s.logger.Warn("pubsub: handlers still running after the drain timeout; their messages will be delivered again", "drain_timeout", s.cfg.DrainTimeout.String())
+			s.logger.Warn("pubsub: handlers still running after the drain timeout; their messages will be delivered again", "drain_timeout", s.cfg.DrainTimeout)
 			cancelHandlers()
 		}
 		grace.Stop()
@@ -367,7 +367,7 @@ func (s *Subscriber) Run(ctx context.Context) error {
 		closeCtx, cancel := context.WithDeadline(context.WithoutCancel(ctx), later(deadline, time.Now().Add(min(time.Second, s.cfg.DrainTimeout))))
 		defer cancel()
 		if err := consumer.Close(closeCtx); err != nil {
-			s.logger.Warn("pubsub: failed to flush verdicts", "err", err)
+			s.logger.Warn("pubsub: failed to flush verdicts", "error", err)
 		}
 	}
 	return nil
@@ -396,7 +396,7 @@ func (s *Subscriber) subscribe(ctx context.Context, deliver func(Delivery)) (Con
 		consumer, err := s.broker.Subscribe(ctx, cc, deliver)
 		if err == nil {
 			if attempt > 1 { // before Check passes, which may be waited for
-				s.logger.Info("pubsub: subscribed after failing", "attempts", attempt, "failing_for", time.Since(since).Round(time.Millisecond).String())
+				s.logger.Info("pubsub: subscribed after failing", "attempts", attempt, "failing_for", time.Since(since).Round(time.Millisecond))
 			}
 			s.state.Store(nil)
 			return consumer, nil
@@ -416,7 +416,7 @@ func (s *Subscriber) subscribe(ctx context.Context, deliver func(Delivery)) (Con
 		if err.Error() != cause {
 			cause, level = err.Error(), slog.LevelError
 		}
-		s.logger.Log(ctx, level, "pubsub: failed to subscribe; retrying", "err", err, "attempt", attempt, "retry_in", delay.String())
+		s.logger.Log(ctx, level, "pubsub: failed to subscribe; retrying", "error", err, "attempt", attempt, "retry_in", delay)
 		t := time.NewTimer(delay)
 		select {
 		case <-t.C:

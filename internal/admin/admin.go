@@ -176,5 +176,5 @@ func (a *Handler) Handle(pattern, desc string, h http.Handler) {
 type promLogger struct{ logger *slog.Logger }
 
 func (l promLogger) Println(v ...any) {
-	l.logger.Error("serving /metrics", "err", fmt.Sprint(v...))
+	l.logger.Error("serving /metrics", "error", fmt.Sprint(v...))
 }

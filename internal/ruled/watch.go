@@ -8,7 +8,7 @@ import (
 
 // Watched runs build, which may build protovalidate's global validator,
 // and logs stuck at error, with "waited" after, if build still runs after
-// that long, and then done at warn, with "took", once it returns after
+// that long, and then done at warn, with "duration", once it returns after
 // all, so that a start held by the build says why rather than hang
 // without a word. The build walks protoregistry.GlobalFiles under its
 // read lock and reads it again inside the walk: a file or type registered
@@ -37,7 +37,7 @@ func Watched(logger *slog.Logger, after time.Duration, stuck, done string, args 
 		defer mu.Unlock()
 		ended = true
 		if warned {
-			logger.Warn(done, append(args[:len(args):len(args)], "took", time.Since(start).Round(time.Millisecond))...)
+			logger.Warn(done, append(args[:len(args):len(args)], "duration", time.Since(start).Round(time.Millisecond))...)
 		}
 	}()
 	return build()

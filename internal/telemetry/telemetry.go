@@ -202,7 +202,7 @@ func (e loggedExporter) ExportSpans(ctx context.Context, spans []sdktrace.ReadOn
 	if err := e.SpanExporter.ExportSpans(ctx, spans); err != nil {
 		e.unsent.Add(int64(len(spans)))
 		e.logger.LogAttrs(ctx, slog.LevelError, "traces export failed",
-			slog.String("exporter", e.name), slog.Int("spans", len(spans)), slog.String("err", clip(err.Error())))
+			slog.String("exporter", e.name), slog.Int("spans", len(spans)), slog.String("error", clip(err.Error())))
 	}
 	return nil
 }

@@ -429,7 +429,10 @@ func TestExportFailureLineIsBounded(t *testing.T) {
 	if err := p.Shutdown(t.Context()); err != nil {
 		t.Fatal(err)
 	}
-	var line struct{ Msg, Err string }
+	var line struct {
+		Msg string
+		Err string `json:"error"`
+	}
 	if err := json.Unmarshal([]byte(logs.String()), &line); err != nil {
 		t.Fatalf("%v: %s", err, logs.String())
 	}

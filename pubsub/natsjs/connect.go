@@ -40,7 +40,7 @@ func (b *Broker) firstAttempt(ctx context.Context) (background bool, err error) 
 		return false, err
 	}
 	b.logger.Warn("natsjs: no server of NATS_URL answers; serving unready and connecting in the background",
-		"url", redactURLs(b.cfg.URL), "err", err)
+		"url", redactURLs(b.cfg.URL), "error", err)
 	return true, nil
 }
 
@@ -152,11 +152,11 @@ func (b *Broker) handlers(no *nats.Options) error {
 			// forever: say so once, not at every attempt. Credentials
 			// refused twice make nats.go give up (see ClosedCB).
 			if b.acks.isClosing() {
-				b.logger.Debug("natsjs: failed to connect while closing", "err", err)
+				b.logger.Debug("natsjs: failed to connect while closing", "error", err)
 			} else if !first && !unreachable(err) && err.Error() != b.refusal {
 				b.refusal = err.Error()
 				b.logger.Error("natsjs: a server of NATS_URL refuses the connection; still trying",
-					"url", redactURLs(b.cfg.URL), "err", err)
+					"url", redactURLs(b.cfg.URL), "error", err)
 			}
 		}
 		if reconnectErr != nil {
@@ -170,7 +170,7 @@ func (b *Broker) handlers(no *nats.Options) error {
 			// nats.go gave up: the server came, and refused (the same
 			// authentication error twice). Every Subscriber's Run fails
 			// with pubsub.ErrClosed, which stops a kit.Server.
-			b.logger.Error("natsjs: gave up connecting; the broker is closed", "url", redactURLs(b.cfg.URL), "err", *why)
+			b.logger.Error("natsjs: gave up connecting; the broker is closed", "url", redactURLs(b.cfg.URL), "error", *why)
 		}
 		if closed != nil {
 			closed(nc)
@@ -182,9 +182,9 @@ func (b *Broker) handlers(no *nats.Options) error {
 		b.acks.disconnected()
 		// Once Close was called, a warning would say a reconnect comes.
 		if err != nil && !b.acks.isClosing() {
-			b.logger.Warn("natsjs: disconnected", "err", err)
+			b.logger.Warn("natsjs: disconnected", "error", err)
 		} else if err != nil {
-			b.logger.Debug("natsjs: disconnected while closing", "err", err)
+			b.logger.Debug("natsjs: disconnected while closing", "error", err)
 		}
 		if disconnected != nil {
 			disconnected(nc, err)
@@ -199,9 +199,9 @@ func (b *Broker) handlers(no *nats.Options) error {
 			b.denied.Store(&err)
 		}
 		if sub != nil {
-			b.logger.Error("natsjs: connection error", "err", err, "subject", sub.Subject)
+			b.logger.Error("natsjs: connection error", "error", err, "subject", sub.Subject)
 		} else {
-			b.logger.Error("natsjs: connection error", "err", err)
+			b.logger.Error("natsjs: connection error", "error", err)
 		}
 		if asyncErr != nil {
 			asyncErr(nc, sub, err)
@@ -261,7 +261,7 @@ func (b *Broker) connectedLate(nc *nats.Conn) {
 			if denied := b.denied.Load(); denied != nil {
 				err = fmt.Errorf("%w (%w)", err, *denied)
 			}
-			b.logger.Error("natsjs: connected, but JetStream is not usable", "err", err)
+			b.logger.Error("natsjs: connected, but JetStream is not usable", "error", err)
 		}
 	}()
 }

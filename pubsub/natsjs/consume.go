@@ -212,7 +212,7 @@ func (c *consumer) onError(cc jetstream.ConsumeContext, err error) {
 		// consumption still running ("nats: connection closed"), and
 		// nothing will pull, heal or reconnect any more: a warning
 		// would say otherwise.
-		c.logger.Debug("natsjs: consumer error while closing", "err", err)
+		c.logger.Debug("natsjs: consumer error while closing", "error", err)
 		return
 	}
 	if errors.Is(err, jetstream.ErrNoHeartbeat) {
@@ -223,14 +223,14 @@ func (c *consumer) onError(cc jetstream.ConsumeContext, err error) {
 		// No server holds the consumer: it was lost with the server's state
 		// (a server restarted on an empty disk), or a cluster is electing
 		// its leader, which recreating it would not hasten. Ask.
-		c.logger.Warn("natsjs: no server answers the pull requests; checking that the consumer exists", "err", err)
+		c.logger.Warn("natsjs: no server answers the pull requests; checking that the consumer exists", "error", err)
 		if c.checking.CompareAndSwap(false, true) {
 			go c.checkExists()
 		}
 		return
 	}
 	if !consumerGone(err) {
-		c.logger.Warn("natsjs: consumer error", "err", err)
+		c.logger.Warn("natsjs: consumer error", "error", err)
 		return
 	}
 	c.beginHeal(err, time.Time{})
@@ -248,7 +248,7 @@ func (c *consumer) onError(cc jetstream.ConsumeContext, err error) {
 // drains.
 func (c *consumer) pullAgain(old jetstream.ConsumeContext) {
 	c.replace(old, slog.LevelWarn, "natsjs: no heartbeat from the server for two intervals; pulling again",
-		"heartbeat", pullHeartbeat(c.b.cfg.PullExpiry).String())
+		"heartbeat", pullHeartbeat(c.b.cfg.PullExpiry))
 }
 
 // reconnected consumes again on a new inbox after a reconnect, for the
@@ -287,7 +287,7 @@ func (c *consumer) replace(old jetstream.ConsumeContext, level slog.Level, msg s
 	c.logger.Log(context.Background(), level, msg, args...)
 	cc, err := c.consume(c.cons, c.consGen)
 	if err != nil { // the connection is closed: old's pull stands
-		c.logger.Warn("natsjs: failed to consume on a new inbox", "err", err)
+		c.logger.Warn("natsjs: failed to consume on a new inbox", "error", err)
 		return
 	}
 	c.cc = cc
@@ -322,7 +322,7 @@ func (c *consumer) beginHeal(err error, known time.Time) {
 	if old != nil { // nil if the error came before Consume returned
 		old.Stop()
 	}
-	c.logger.Error("natsjs: consumer deleted or lost; creating it again", "err", err)
+	c.logger.Error("natsjs: consumer deleted or lost; creating it again", "error", err)
 	go c.heal()
 }
 
@@ -394,7 +394,7 @@ func (c *consumer) heal() {
 		if c.stopCtx.Err() != nil {
 			return // drained while trying: nothing failed
 		}
-		c.logger.Error("natsjs: failed to create the consumer again; retrying", "err", err)
+		c.logger.Error("natsjs: failed to create the consumer again; retrying", "error", err)
 		c.mu.Lock()
 		c.healErr = fmt.Errorf("natsjs: consumer deleted or lost; creating it again failed: %w", err)
 		c.mu.Unlock()

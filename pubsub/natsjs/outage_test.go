@@ -197,7 +197,7 @@ func TestAsyncErrorsLogged(t *testing.T) {
 		}
 	}
 	pubsubtest.WaitFor(t, "the slow consumer error in the log", func() bool {
-		return strings.Contains(logs.String(), `"msg":"natsjs: connection error","err":"nats: slow consumer, messages dropped","subject":"slow"`)
+		return strings.Contains(logs.String(), `"msg":"natsjs: connection error","error":"nats: slow consumer, messages dropped","subject":"slow"`)
 	})
 }
 
