@@ -65,9 +65,18 @@ func (s *Server) buildChains() error {
 	if err != nil {
 		return fmt.Errorf("kit: %w", err)
 	}
-	if s.telemetry, err = telemetry.New(context.Background(), tcfg, telemetry.WithLogger(s.logger)); err != nil {
+	exports, err := newTraceExportMetrics(s.registry)
+	if err != nil {
+		return err
+	}
+	if s.telemetry, err = telemetry.New(context.Background(), tcfg, telemetry.WithLogger(s.logger), telemetry.WithExportFailures(exports.failed)); err != nil {
 		return fmt.Errorf("kit: tracing: %w", err)
 	}
+	var exporters []string
+	for _, u := range s.telemetry.Unsent() {
+		exporters = append(exporters, u.Exporter)
+	}
+	exports.start(exporters)
 	deadlines := deadlines{unary: s.cfg.CallTimeout, maxUnary: s.cfg.MaxCallTimeout, stream: s.cfg.StreamTimeout}
 	limit := responseLimit(s.cfg.MaxResponseBytes)
 	rateLimit, inFlight := s.overload()

@@ -19,6 +19,7 @@ import (
 	"github.com/connectkit/connectkit/internal/gen/connectkit/ping/v1/pingv1connect"
 	"github.com/connectkit/connectkit/kit"
 	"github.com/connectkit/connectkit/kit/kittest"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // TestCloseNeverRun: a program that calls other services without serving
@@ -261,6 +262,47 @@ func TestTraceExportFailureIsLogged(t *testing.T) {
 	}
 }
 
+// TestTraceExportFailuresAreCounted: a batch the collector never
+// receives, its connections closed as soon as they are accepted, counts
+// once in kit_trace_export_failures_total and its span in
+// kit_trace_export_failed_spans_total, series at 0 before, where it was
+// only an error line. Not parallel: it sets the environment.
+func TestTraceExportFailuresAreCounted(t *testing.T) {
+	// A collector that is down: it closes every connection it accepts.
+	ln := closingListener(t, false)
+	t.Setenv("OTEL_EXPORTER_OTLP_TIMEOUT", "300") // ms: the exporter retries until then
+	var logs syncBuffer
+	reg := prometheus.NewRegistry()
+	srv := tracedClientServerAt(t, "http://"+ln.Addr().String(),
+		kit.WithRegistry(reg), kit.WithLogger(slog.New(slog.NewJSONHandler(&logs, nil))))
+	otlp := map[string]string{"exporter": "otlp"}
+	families, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var series int
+	for _, f := range families {
+		if f.GetName() == "kit_trace_export_failures_total" || f.GetName() == "kit_trace_export_failed_spans_total" {
+			series += len(f.GetMetric())
+		}
+	}
+	if series != 2 || counterValue(t, reg, "kit_trace_export_failures_total", otlp) != 0 {
+		t.Errorf("before any export: %d series of the two counters, want 2, at 0", series)
+	}
+	if err := srv.Close(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if n := counterValue(t, reg, "kit_trace_export_failures_total", otlp); n != 1 {
+		t.Errorf("kit_trace_export_failures_total%v = %v, want 1\nlogs:\n%s", otlp, n, logs.String())
+	}
+	if n := counterValue(t, reg, "kit_trace_export_failed_spans_total", otlp); n != 1 {
+		t.Errorf("kit_trace_export_failed_spans_total%v = %v, want 1", otlp, n)
+	}
+	if lines := logLines(t, &logs, "traces export failed"); len(lines) != 1 || lines[0]["error"] == nil {
+		t.Errorf("lines %v, want one naming its error", lines)
+	}
+}
+
 // tracedClientServer returns a server never run whose spans go to
 // collector over OTLP, after one call through its HTTP client, whose span
 // is buffered. It sets the environment: its callers cannot be parallel.
@@ -268,9 +310,16 @@ func tracedClientServer(t *testing.T, collector http.Handler, opts ...kit.Option
 	t.Helper()
 	otlp := httptest.NewServer(collector)
 	t.Cleanup(otlp.Close)
+	return tracedClientServerAt(t, otlp.URL, opts...)
+}
+
+// tracedClientServerAt is tracedClientServer with the collector at the
+// URL endpoint.
+func tracedClientServerAt(t *testing.T, endpoint string, opts ...kit.Option) *kit.Server {
+	t.Helper()
 	t.Setenv("OTEL_TRACES_EXPORTER", "otlp")
 	t.Setenv("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf")
-	t.Setenv("OTEL_EXPORTER_OTLP_ENDPOINT", otlp.URL)
+	t.Setenv("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint)
 	pings := kittest.NewServer(t, kit.Config{}, func(s *kit.Server) {
 		s.Mount(pingv1connect.NewPingServiceHandler(&pingServer{}, s.HandlerOptions()...))
 	})

@@ -242,23 +242,7 @@ func TestHTTPClientServerClosesAtOnce(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			ln, err := net.Listen("tcp", "127.0.0.1:0")
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { _ = ln.Close() })
-			go func() {
-				for {
-					c, err := ln.Accept()
-					if err != nil {
-						return
-					}
-					if tc.read {
-						_, _ = c.Read(make([]byte, 1024))
-					}
-					_ = c.Close()
-				}
-			}()
+			ln := closingListener(t, tc.read)
 			client := kittest.NewServer(t, kit.Config{}, nil).HTTPClient()
 			for _, method := range []string{http.MethodGet, http.MethodPost} {
 				_, err := client.Do(newRequest(t, method, "http://"+ln.Addr().String()+"/", strings.NewReader("body")))
@@ -518,4 +502,28 @@ func TestHTTPClientHTTP1ConnectionsCapped(t *testing.T) {
 	if opened := conns.Load() - before; opened > kit.DefaultMaxConcurrentStreams {
 		t.Errorf("a burst of %d calls opened %d connections; want at most %d", burst-1, opened, kit.DefaultMaxConcurrentStreams)
 	}
+}
+
+// closingListener returns a loopback listener that closes each connection
+// it accepts, after reading up to 1 KiB of it when read is set.
+func closingListener(t *testing.T, read bool) net.Listener {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			if read {
+				_, _ = c.Read(make([]byte, 1024))
+			}
+			_ = c.Close()
+		}
+	}()
+	return ln
 }

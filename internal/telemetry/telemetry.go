@@ -99,8 +99,9 @@ func (f optionFunc) apply(o *options) { f(o) }
 type options struct {
 	serviceName string
 	console     io.Writer
-	logger      *slog.Logger                    // nil: export errors go to otel.Handle
-	buildInfo   func() (*debug.BuildInfo, bool) // debug.ReadBuildInfo but in tests
+	logger      *slog.Logger                     // nil: export errors go to otel.Handle
+	failed      func(exporter string, spans int) // nil: failures only logged
+	buildInfo   func() (*debug.BuildInfo, bool)  // debug.ReadBuildInfo but in tests
 }
 
 // WithServiceName sets the service name used when neither
@@ -123,6 +124,14 @@ func WithConsoleWriter(w io.Writer) Option {
 // global handler.
 func WithLogger(logger *slog.Logger) Option {
 	return optionFunc(func(o *options) { o.logger = logger })
+}
+
+// WithExportFailures calls failed, with the exporter's name (otlp,
+// console) and the batch's size, for each batch of spans an exporter could
+// not send, as [WithLogger] logs it; it has no effect without WithLogger.
+// kit counts them in its Prometheus metrics with it.
+func WithExportFailures(failed func(exporter string, spans int)) Option {
+	return optionFunc(func(o *options) { o.failed = failed })
 }
 
 // New sets tracing up as cfg says. OTLP exporters also read the rest of
@@ -162,7 +171,7 @@ func New(ctx context.Context, cfg Config, opts ...Option) (*Provider, error) {
 		}
 		if o.logger != nil {
 			p.unsent[i].exporter = name
-			exp = loggedExporter{SpanExporter: exp, logger: o.logger, name: name, unsent: &p.unsent[i].spans}
+			exp = loggedExporter{SpanExporter: exp, logger: o.logger, name: name, unsent: &p.unsent[i].spans, failed: o.failed}
 		}
 		tpOpts = append(tpOpts, sdktrace.WithBatcher(exp))
 	}
@@ -195,12 +204,16 @@ type loggedExporter struct {
 	logger *slog.Logger
 	name   string // of the exporter: otlp, console
 	unsent *atomic.Int64
+	failed func(exporter string, spans int) // or nil
 }
 
 // ExportSpans implements sdktrace.SpanExporter.
 func (e loggedExporter) ExportSpans(ctx context.Context, spans []sdktrace.ReadOnlySpan) error {
 	if err := e.SpanExporter.ExportSpans(ctx, spans); err != nil {
 		e.unsent.Add(int64(len(spans)))
+		if e.failed != nil {
+			e.failed(e.name, len(spans))
+		}
 		e.logger.LogAttrs(ctx, slog.LevelError, "traces export failed",
 			slog.String("exporter", e.name), slog.Int("spans", len(spans)), slog.String("error", clip(err.Error())))
 	}
