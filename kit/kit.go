@@ -341,9 +341,10 @@ func (s *Server) AdminAddr() net.Addr {
 // also those of calls their clients cancelled, which net/http's HTTP/2
 // server no longer tracks; past the timeout it cancels the handlers'
 // contexts (their calls end with Unavailable) and closes the connections,
-// within one more second. A second signal during shutdown, a second or
-// more after it began, exits at once, by that signal, after logging so at
-// error.
+// within one more second. A second signal during shutdown exits at once,
+// by that signal, after logging so at error: a SIGINT (a second ^C) at
+// any time, a SIGTERM a second or more after the shutdown began (one
+// sooner is taken for the first delivered twice).
 // Run returns nil after a clean shutdown, and otherwise the error that
 // stopped the server or spoiled its shutdown.
 func (s *Server) Run(ctx context.Context) error {
@@ -400,13 +401,16 @@ func (s *Server) Run(ctx context.Context) error {
 	return err
 }
 
-// secondSignalGrace is how long after the shutdown began a signal is
-// taken for the first one delivered again rather than for a second: GNU
+// secondSignalGrace is how long after the shutdown began a SIGTERM is
+// taken for the first signal delivered again rather than for a second: GNU
 // timeout, for one, signals its command and then the command's process
-// group, so the process gets SIGTERM twice within microseconds.
+// group, so the process gets SIGTERM twice within microseconds. A SIGINT
+// gets no grace: a terminal sends one a ^C, and a developer who presses
+// ^C again, however soon, wants the process gone (as docker compose and
+// controller-runtime's signal handler do at a second ^C).
 const secondSignalGrace = time.Second
 
-// exitOnSecondSignal makes a SIGINT or SIGTERM during the shutdown, past
+// exitOnSecondSignal makes a SIGINT during the shutdown, or a SIGTERM past
 // its first [secondSignalGrace], end the process at once, as the signal's
 // default action does, once it has logged why at error and written the log
 // lines still buffered: otherwise the logs of a process killed so stop in
@@ -425,7 +429,7 @@ func (s *Server) exitOnSecondSignal() (stop func()) {
 		for {
 			select {
 			case sig := <-sigs:
-				if time.Since(began) < secondSignalGrace {
+				if sig == syscall.SIGTERM && time.Since(began) < secondSignalGrace {
 					s.logger.Debug("signal ignored: the shutdown began less than a second ago", "signal", sig.String())
 					continue
 				}

@@ -82,7 +82,13 @@ func (s *signalledServer) waitFor(msg string) {
 // signal sends the child SIGTERM.
 func (s *signalledServer) signal() {
 	s.t.Helper()
-	if err := s.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+	s.send(syscall.SIGTERM)
+}
+
+// send sends the child sig.
+func (s *signalledServer) send(sig os.Signal) {
+	s.t.Helper()
+	if err := s.cmd.Process.Signal(sig); err != nil {
 		s.t.Fatal(err)
 	}
 }
@@ -160,4 +166,29 @@ func TestSignalDeliveredTwiceIsOneShutdown(t *testing.T) {
 	}
 	s.signal() // a real second signal: ends the test quickly
 	_ = s.wait()
+}
+
+// A second ^C ends the process at once even within the grace that a
+// SIGTERM delivered twice gets: a terminal sends SIGINT once a key press,
+// so a second one is a developer's ^C^C, who wants the process gone now.
+func TestSecondInterruptExitsAtOnceWithinTheGrace(t *testing.T) {
+	t.Parallel()
+	s, parent := startSignalledServer(t)
+	if !parent {
+		return
+	}
+	s.send(os.Interrupt)
+	s.waitFor("draining") // logged once Run listens for a second signal
+	s.send(os.Interrupt)
+	err := s.wait()
+	var exit *exec.ExitError
+	if !errors.As(err, &exit) {
+		t.Fatalf("the child's exit: %v, want killed by SIGINT; its output:\n%s", err, s.output())
+	}
+	if ws, ok := exit.Sys().(syscall.WaitStatus); !ok || !ws.Signaled() || ws.Signal() != syscall.SIGINT {
+		t.Errorf("the child's exit: %v, want killed by SIGINT; its output:\n%s", err, s.output())
+	}
+	if !strings.Contains(s.output(), `"msg":"second signal received: exiting at once, without finishing the shutdown","signal":"interrupt"`) {
+		t.Errorf("no error line for the second ^C; the child's output:\n%s", s.output())
+	}
 }
