@@ -415,11 +415,14 @@ const secondSignalGrace = time.Second
 // default action does, once it has logged why at error and written the log
 // lines still buffered: otherwise the logs of a process killed so stop in
 // mid-shutdown, with nothing to tell a second signal from a crash. The
-// signal is raised again after kit stops listening to it, so that the
-// process ends by it (exit status 143 for SIGTERM, as a supervisor
-// expects), or, when the program listens to it too (signal.Notify), goes
-// to the program. The returned func stops listening, for a shutdown that
-// finished.
+// signal is raised again once its handling is reset to the default
+// (signal.Reset), so that the process ends by it (exit status 143 for
+// SIGTERM, as a supervisor expects): also when func main listens to it
+// too, as it does when it passes Run the context of its own
+// signal.NotifyContext, whose channel would swallow the signal (that
+// context is done already) and leave the shutdown running after kit
+// logged that it exits. The returned func stops listening, for a
+// shutdown that finished.
 func (s *Server) exitOnSecondSignal() (stop func()) {
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
@@ -435,7 +438,7 @@ func (s *Server) exitOnSecondSignal() (stop func()) {
 				}
 				s.logger.Error("second signal received: exiting at once, without finishing the shutdown", "signal", sig.String())
 				flushLogger(s.logger)
-				signal.Stop(sigs)
+				signal.Reset(sig)
 				if p, err := os.FindProcess(os.Getpid()); err == nil {
 					_ = p.Signal(sig)
 				}

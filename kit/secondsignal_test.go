@@ -8,6 +8,7 @@ import (
 	"errors"
 	"os"
 	"os/exec"
+	"os/signal"
 	"strings"
 	"syscall"
 	"testing"
@@ -31,15 +32,23 @@ type signalledServer struct {
 
 // startSignalledServer runs the test's own binary again as the server
 // and waits until it serves. In that child it serves instead, until a
-// signal ends it, and reports false.
-func startSignalledServer(t *testing.T) (*signalledServer, bool) {
+// signal ends it, and reports false. With notifies, the child's Run gets
+// a context of signal.NotifyContext, as a func main often passes it, so
+// that the program listens to the signals too.
+func startSignalledServer(t *testing.T, notifies bool) (*signalledServer, bool) {
 	t.Helper()
 	if os.Getenv(signalChild) != "" {
 		srv, err := kit.New(kit.Config{Addr: "127.0.0.1:0", AdminAddr: kit.AdminOff, LogFormat: "json", DrainDelay: 30 * time.Second})
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := srv.Run(context.Background()); err != nil {
+		ctx := context.Background()
+		if notifies {
+			var stop context.CancelFunc
+			ctx, stop = signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+			defer stop()
+		}
+		if err := srv.Run(ctx); err != nil {
 			t.Fatalf("Run: %v", err)
 		}
 		return nil, false
@@ -103,35 +112,53 @@ func (s *signalledServer) wait() error {
 
 func (s *signalledServer) output() string { return strings.Join(s.logs, "\n") }
 
+// wantKilledBy reads the child's lines to the end and checks that sig
+// ended it.
+func (s *signalledServer) wantKilledBy(sig syscall.Signal) {
+	s.t.Helper()
+	err := s.wait()
+	var exit *exec.ExitError
+	if !errors.As(err, &exit) {
+		s.t.Fatalf("the child's exit: %v, want killed by %v; its output:\n%s", err, sig, s.output())
+	}
+	if ws, ok := exit.Sys().(syscall.WaitStatus); !ok || !ws.Signaled() || ws.Signal() != sig {
+		s.t.Errorf("the child's exit: %v, want killed by %v; its output:\n%s", err, sig, s.output())
+	}
+}
+
 // A second SIGTERM during the shutdown (here, in a 30s drain delay) ends
 // the process at once, killed by SIGTERM as without kit, but logs why
 // first: before, the logs of such a process stopped at "draining", with
-// nothing to tell a second signal from a crash.
+// nothing to tell a second signal from a crash. So too when func main
+// listens to the signals itself and passes Run the context of its
+// signal.NotifyContext, a common main: the signal that kit raises again
+// would go to main's channel, whose context is done already, and be
+// lost, after kit logged that it exits.
 func TestSecondSignalLogsAndExitsAtOnce(t *testing.T) {
 	t.Parallel()
-	s, parent := startSignalledServer(t)
-	if !parent {
-		return
-	}
-	s.signal()
-	s.waitFor("draining")
-	time.Sleep(1500 * time.Millisecond) // past the grace of a signal delivered twice
-	start := time.Now()
-	s.signal()
-	err := s.wait()
-	took := time.Since(start)
-	var exit *exec.ExitError
-	if !errors.As(err, &exit) {
-		t.Fatalf("the child's exit: %v, want killed by SIGTERM", err)
-	}
-	if ws, ok := exit.Sys().(syscall.WaitStatus); !ok || !ws.Signaled() || ws.Signal() != syscall.SIGTERM {
-		t.Errorf("the child's exit: %v, want killed by SIGTERM", err)
-	}
-	if took > 20*time.Second {
-		t.Errorf("the child took %v to exit after the second signal, within its 30s drain delay: not at once", took)
-	}
-	if !strings.Contains(s.output(), `"level":"ERROR","msg":"second signal received: exiting at once, without finishing the shutdown","signal":"terminated"`) {
-		t.Errorf("no error line for the second signal; the child's output:\n%s", s.output())
+	for _, tc := range []struct {
+		name     string
+		notifies bool
+	}{{"kit_alone", false}, {"main_listens_too", true}} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			s, parent := startSignalledServer(t, tc.notifies)
+			if !parent {
+				return
+			}
+			s.signal()
+			s.waitFor("draining")
+			time.Sleep(1500 * time.Millisecond) // past the grace of a signal delivered twice
+			start := time.Now()
+			s.signal()
+			s.wantKilledBy(syscall.SIGTERM)
+			if took := time.Since(start); took > 20*time.Second {
+				t.Errorf("the child took %v to exit after the second signal, within its 30s drain delay: not at once", took)
+			}
+			if !strings.Contains(s.output(), `"level":"ERROR","msg":"second signal received: exiting at once, without finishing the shutdown","signal":"terminated"`) {
+				t.Errorf("no error line for the second signal; the child's output:\n%s", s.output())
+			}
+		})
 	}
 }
 
@@ -142,7 +169,7 @@ func TestSecondSignalLogsAndExitsAtOnce(t *testing.T) {
 // grace, so it looks at the process still draining after the duplicate.
 func TestSignalDeliveredTwiceIsOneShutdown(t *testing.T) {
 	t.Parallel()
-	s, parent := startSignalledServer(t)
+	s, parent := startSignalledServer(t, false)
 	if !parent {
 		return
 	}
@@ -173,21 +200,14 @@ func TestSignalDeliveredTwiceIsOneShutdown(t *testing.T) {
 // so a second one is a developer's ^C^C, who wants the process gone now.
 func TestSecondInterruptExitsAtOnceWithinTheGrace(t *testing.T) {
 	t.Parallel()
-	s, parent := startSignalledServer(t)
+	s, parent := startSignalledServer(t, false)
 	if !parent {
 		return
 	}
 	s.send(os.Interrupt)
 	s.waitFor("draining") // logged once Run listens for a second signal
 	s.send(os.Interrupt)
-	err := s.wait()
-	var exit *exec.ExitError
-	if !errors.As(err, &exit) {
-		t.Fatalf("the child's exit: %v, want killed by SIGINT; its output:\n%s", err, s.output())
-	}
-	if ws, ok := exit.Sys().(syscall.WaitStatus); !ok || !ws.Signaled() || ws.Signal() != syscall.SIGINT {
-		t.Errorf("the child's exit: %v, want killed by SIGINT; its output:\n%s", err, s.output())
-	}
+	s.wantKilledBy(syscall.SIGINT)
 	if !strings.Contains(s.output(), `"msg":"second signal received: exiting at once, without finishing the shutdown","signal":"interrupt"`) {
 		t.Errorf("no error line for the second ^C; the child's output:\n%s", s.output())
 	}
