@@ -16,7 +16,24 @@ func TestUnknownEnvIsLoggedWithTheNearestSetting(t *testing.T) {
 	t.Setenv("KIT_MAX_INFLIGT", "10")            // one letter dropped
 	t.Setenv("KIT_SHUTDOWN_TIMOUT", "5s")        // one letter dropped
 	t.Setenv("KIT_TOTALLY_UNRELATED_THING", "1") // nothing near
+	t.Setenv("KIT_PORT", "8080")                 // a guess at a setting, not a Service's URL
 	t.Setenv("KIT_MAX_INFLIGHT", "64")
+	// What Kubernetes gives every pod of the namespace of a Service named
+	// kit-users, whose named port is grpc: no typo of a setting.
+	for name, value := range map[string]string{
+		"KIT_USERS_SERVICE_HOST":        "10.0.0.11",
+		"KIT_USERS_SERVICE_PORT":        "8080",
+		"KIT_USERS_SERVICE_PORT_GRPC":   "8080",
+		"KIT_USERS_PORT":                "tcp://10.0.0.11:8080",
+		"KIT_USERS_PORT_8080_TCP":       "tcp://10.0.0.11:8080",
+		"KIT_USERS_PORT_8080_TCP_PROTO": "tcp",
+		"KIT_USERS_PORT_8080_TCP_PORT":  "8080",
+		"KIT_USERS_PORT_8080_TCP_ADDR":  "10.0.0.11",
+		"KIT_SERVICE_HOST":              "10.0.0.12", // a Service named kit
+		"KIT_PORT_9090_UDP_ADDR":        "10.0.0.12",
+	} {
+		t.Setenv(name, value)
+	}
 	cfg, err := kit.ConfigFromEnv()
 	if err != nil {
 		t.Fatalf("ConfigFromEnv: %v", err)
@@ -48,6 +65,7 @@ func TestUnknownEnvIsLoggedWithTheNearestSetting(t *testing.T) {
 		"KIT_MAX_INFLIGT":             "KIT_MAX_INFLIGHT",
 		"KIT_SHUTDOWN_TIMOUT":         "KIT_SHUTDOWN_TIMEOUT",
 		"KIT_TOTALLY_UNRELATED_THING": "",
+		"KIT_PORT":                    "",
 	}
 	for name, near := range want {
 		g, ok := got[name]
