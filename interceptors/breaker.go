@@ -158,7 +158,7 @@ func (c *breakerConfig) setDefaults() {
 	c.window = cmp.Or(c.window, DefaultBreakerWindow)
 	c.openTimeout = cmp.Or(c.openTimeout, DefaultBreakerOpenTimeout)
 	c.halfOpenCalls = cmp.Or(c.halfOpenCalls, DefaultBreakerHalfOpenCalls)
-	if c.tripCodes == nil {
+	if len(c.tripCodes) == 0 { // nil or empty: no codes keeps the default
 		c.tripCodes = defaultTripCodes
 	}
 }

@@ -352,6 +352,21 @@ func TestCircuitBreakerClientErrors(t *testing.T) {
 	}, interceptors.WithBreakerOpenTimeout(time.Hour))
 }
 
+// TestCircuitBreakerEmptyTripCodes: an empty list of trip codes, nil or
+// not (a config's "codes: []", a filtered slice), keeps the default codes,
+// as WithBreakerTripCodes says: the breaker still trips on Unavailable.
+func TestCircuitBreakerEmptyTripCodes(t *testing.T) {
+	t.Parallel()
+	bc := newBreakerCase(t, protocols[0], interceptors.WithBreakerTripCodes([]connect.Code{}...), interceptors.WithBreakerOpenTimeout(time.Hour))
+	bc.svc.code.Store(int32(connect.CodeUnavailable))
+	for range interceptors.DefaultBreakerConsecutiveFailures {
+		_ = bc.ping(t.Context())
+	}
+	if err := bc.ping(t.Context()); !errors.Is(err, interceptors.ErrBreakerOpen) {
+		t.Fatalf("%v, want a refusal after %d Unavailable in a row", err, interceptors.DefaultBreakerConsecutiveFailures)
+	}
+}
+
 // TestCircuitBreakerFailureRatio: failures that never come 5 in a row still
 // trip the breaker once they are half of DefaultBreakerMinCalls calls.
 func TestCircuitBreakerFailureRatio(t *testing.T) {

@@ -124,7 +124,7 @@ func (c *retryConfig) setDefaults() {
 	c.multiplier = cmp.Or(c.multiplier, DefaultRetryBackoffMultiplier)
 	c.tokens = cmp.Or(c.tokens, DefaultRetryBudgetTokens)
 	c.ratio = cmp.Or(c.ratio, DefaultRetryBudgetRatio)
-	if c.codes == nil {
+	if len(c.codes) == 0 { // nil or empty: no codes keeps the default
 		c.codes = defaultRetryCodes
 	}
 }

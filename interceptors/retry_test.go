@@ -292,6 +292,18 @@ func TestRetryIdempotentCall(t *testing.T) {
 	})
 }
 
+// TestRetryEmptyCodes: an empty list of retry codes, nil or not (a
+// config's "codes: []", a filtered slice), keeps the default, as
+// WithRetryCodes says: an idempotent call is still retried on Unavailable.
+func TestRetryEmptyCodes(t *testing.T) {
+	t.Parallel()
+	rc := newRetryCase(t, retrySetup{proto: protocols[0], opts: []interceptors.RetryOption{fastRetries, interceptors.WithRetryCodes([]connect.Code{}...)}})
+	rc.svc.plan = []*connect.Error{unavailable()}
+	if err := rc.ping(t.Context()); err != nil {
+		t.Fatalf("ping: %v, want a retry of the Unavailable attempt", err)
+	}
+}
+
 // TestRetryMaxAttempts: an idempotent call that keeps failing stops after
 // its attempts, with the server's last error.
 func TestRetryMaxAttempts(t *testing.T) {
