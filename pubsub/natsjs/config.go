@@ -113,11 +113,12 @@ type Config struct {
 	// lasts before the client makes a new one (NATS_PULL_EXPIRY); at least
 	// 1s. Default 5s, against nats.go's 30s. While a request waits, the
 	// server sends a heartbeat every second (every PullExpiry/2 if
-	// shorter), and the subscription pulls again, logging a warning, when
-	// two go missing: after a reconnect, or a stall of nats.go's Consume
-	// (nats-io/nats.go#1622), messages wait 2s at most. An idle
-	// subscription costs a pull request every PullExpiry and a heartbeat
-	// every second.
+	// shorter); when two go missing (a stall of nats.go's Consume,
+	// nats-io/nats.go#1622, or a server that stopped answering), the
+	// subscription pulls again on a new inbox, logging a warning, so that
+	// such a stall holds messages back 2s at most. After a reconnect it
+	// pulls again on a new inbox at once. An idle subscription costs a
+	// pull request every PullExpiry and a heartbeat every second.
 	PullExpiry time.Duration
 	// ReplayInactiveThreshold is how long the server keeps the consumer of
 	// a replaying subscription ([pubsub.WithReplay]) once nothing pulls
