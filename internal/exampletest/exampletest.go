@@ -12,7 +12,9 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"os"
 	"runtime"
+	"runtime/debug"
 	"sync"
 	"testing"
 )
@@ -22,35 +24,52 @@ import (
 // returns, then the Cleanup functions run, last registered first. Each
 // failure is printed as a line "FAIL: …", so that the Example's output no
 // longer matches. Logs (Log, Output) are discarded, so that they do not
-// mix with the Example's output.
+// mix with the Example's output. A panic of body, or of a cleanup, runs
+// the cleanups left, as a test's does (they stop the servers that body
+// started), and Run then panics with it in its caller's goroutine, where
+// the testing package reports the Example that panicked; the panic's
+// stack is printed on standard error.
 func Run(body func(t testing.TB)) {
 	ctx, cancel := context.WithCancel(context.Background())
 	t := &tb{ctx: ctx}
-	inGoroutine(func() { body(t) })
+	panicked := inGoroutine(func() { body(t) })
 	cancel()
 	for {
 		t.mu.Lock()
 		n := len(t.cleanups)
 		if n == 0 {
 			t.mu.Unlock()
-			return
+			break
 		}
 		f := t.cleanups[n-1]
 		t.cleanups = t.cleanups[:n-1]
 		t.mu.Unlock()
-		inGoroutine(f)
+		if p := inGoroutine(f); panicked == nil {
+			panicked = p
+		}
+	}
+	if panicked != nil {
+		panic(panicked)
 	}
 }
 
 // inGoroutine runs f in a goroutine of its own, which runtime.Goexit (a
-// Fatal) may end, and waits for it.
-func inGoroutine(f func()) {
+// Fatal) may end, and waits for it. It returns what f panicked with (its
+// stack printed on standard error), or nil.
+func inGoroutine(f func()) (panicked any) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
+		defer func() {
+			if p := recover(); p != nil {
+				fmt.Fprintf(os.Stderr, "panic: %v\n\n%s\n", p, debug.Stack())
+				panicked = p
+			}
+		}()
 		f()
 	}()
 	<-done
+	return panicked
 }
 
 // tb is the testing.TB of [Run]. The embedded interface is nil: a method

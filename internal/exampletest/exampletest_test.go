@@ -30,3 +30,27 @@ func ExampleRun() {
 	// cleanup 1, failed: true
 	// Run returned
 }
+
+// TestRunPanic: a panic of the body, then one of a cleanup, still run every
+// cleanup (they stop the Example's servers), and Run panics with the body's
+// in its caller's goroutine, where the testing package names the Example.
+func TestRunPanic(t *testing.T) {
+	var ran []string
+	defer func() {
+		if p := recover(); p != "body" {
+			t.Errorf("Run panicked with %v, want the body's panic", p)
+		}
+		if got := fmt.Sprint(ran); got != "[2 1]" {
+			t.Errorf("cleanups ran: %s, want [2 1]", got)
+		}
+	}()
+	exampletest.Run(func(tb testing.TB) {
+		tb.Cleanup(func() { ran = append(ran, "1") })
+		tb.Cleanup(func() {
+			ran = append(ran, "2")
+			panic("cleanup")
+		})
+		panic("body")
+	})
+	t.Error("Run returned")
+}
