@@ -82,3 +82,21 @@ func TestClientRetryRateLimit(t *testing.T) {
 		t.Errorf("%v calls refused, want 1", got)
 	}
 }
+
+// ClientRetry.Codes empty but not nil (a config file's "codes: []") keeps
+// the default, Unavailable, as an unset one does and as the settings show.
+func TestClientRetryEmptyCodes(t *testing.T) {
+	t.Parallel()
+	srv := kittest.NewServer(t, kit.Config{ClientRetry: kit.ClientRetryConfig{Enabled: true, MaxAttempts: 2,
+		InitialBackoff: time.Millisecond, Codes: []connect.Code{}}}, func(srv *kit.Server) {
+		srv.Mount(pingv1connect.NewPingServiceHandler(&downPing{}, srv.HandlerOptions()...))
+	})
+	client := newPingClient(srv, srv.HTTP2Client(), srv.ClientOptions()...)
+	if _, err := client.Ping(t.Context(), connect.NewRequest(&pingv1.PingRequest{})); connect.CodeOf(err) != connect.CodeUnavailable {
+		t.Fatalf("ping: %v, want Unavailable", err)
+	}
+	if got := counterValue(t, srv.Registry(), "grpc_server_handled_total",
+		map[string]string{"grpc_method": "Ping", "grpc_code": "Unavailable"}); got != 2 {
+		t.Errorf("server handled %v calls, want 2: the call and its retry", got)
+	}
+}
