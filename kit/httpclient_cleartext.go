@@ -229,13 +229,19 @@ func probing(req *http.Request) *http.Request {
 // viaHTTP1 sends req over HTTP/1.1: it counts it in http1Calls by its
 // Host (the host and port called, which httplb keeps while it sends the
 // request to one of its addresses), and its client span, if it has one,
-// says so (network.protocol.version "1.1").
+// says so (network.protocol.version "1.1"), unless an HTTP/2 server
+// refused it (see h1Conn): send then sends it again over h2c, where it
+// is not an HTTP/1.1 call.
 func (t *cleartextTransport) viaHTTP1(req *http.Request) (*http.Response, error) {
+	resp, err := t.http1Transport().RoundTrip(req)
+	if err != nil && errors.As(err, new(*http2AnswerError)) {
+		return resp, err
+	}
 	if t.http1Calls != nil {
 		t.http1Calls.WithLabelValues(req.Host).Inc()
 	}
 	telemetry.MarkHTTP1(req.Context())
-	return t.http1Transport().RoundTrip(req)
+	return resp, err
 }
 
 // refusedAsHTTP1 reports whether err, the error of a call's h2c attempt
