@@ -155,8 +155,11 @@ func (t *cleartextTransport) send(req *http.Request, overHTTP1 bool, sends int, 
 		return t.afterH2C(req, err, known, open == 0 && t.h2Answers.Load() == answers, sends, sawH2)
 	}
 	resp, err := t.viaHTTP1(req)
-	if err == nil || req.Context().Err() != nil || !errors.As(err, new(*http2AnswerError)) || sends == maxSends {
+	if err == nil || req.Context().Err() != nil || !errors.As(err, new(*http2AnswerError)) {
 		return resp, err
+	}
+	if sends == maxSends {
+		return nil, t.refusedEach(err)
 	}
 	again, bodyErr := withNewBody(req)
 	if bodyErr != nil {
@@ -176,7 +179,7 @@ func (t *cleartextTransport) afterH2C(req *http.Request, err error, known int64,
 		return nil, t.named(err)
 	}
 	if sends == maxSends {
-		return nil, err
+		return nil, t.refusedEach(err)
 	}
 	again, bodyErr := withNewBody(req)
 	if bodyErr != nil {
@@ -186,6 +189,16 @@ func (t *cleartextTransport) afterH2C(req *http.Request, err error, known int64,
 		return t.send(probing(again), false, sends+1, sawH2)
 	}
 	return t.send(again, true, sends+1, sawH2)
+}
+
+// refusedEach returns the Unavailable error of a call whose maxSends
+// sends a server of the other protocol refused each, err being the last
+// one's: no handler saw it, so it is [interceptors.ErrNotSent] to
+// errors.Is, which Retry retries.
+func (t *cleartextTransport) refusedEach(err error) error {
+	return connect.NewError(connect.CodeUnavailable, notSentError{fmt.Errorf(
+		"the server at %s refused each of the call's %d sends, over h2c and HTTP/1.1, as one of the other protocol (no handler saw it; an L4 balancer in front of HTTP/1.x-only and HTTP/2-only servers?): %w",
+		t.addr, maxSends, err)})
 }
 
 // prefersHTTP2 reports whether req is a call of a protocol made for

@@ -257,3 +257,35 @@ func TestHTTPClientFindsHTTP2AtAnHTTP1Address(t *testing.T) {
 		}
 	})
 }
+
+// TestHTTPClientCallRefusedAtEachSendIsNotSent calls, in gRPC, an address
+// behind which an L4 balancer sends the first three connections to an
+// HTTP/1.1-only server and the next to grpc-go, which speaks HTTP/2 alone:
+// the call's h2c attempt and its two probes reach the HTTP/1.1 server, and
+// its last send, over HTTP/1.1, grpc-go, which refuses it with its
+// SETTINGS frame. No handler saw any of the four sends, so the call fails
+// with Unavailable caused by interceptors.ErrNotSent, which Retry sends
+// again; the next call, over h2c, is answered.
+func TestHTTPClientCallRefusedAtEachSendIsNotSent(t *testing.T) {
+	t.Parallel()
+	var pri, h1Calls atomic.Int32
+	h1, _ := serveAt(t, "127.0.0.1:0", false, connectHealth(&h1Calls), &pri)
+	h2 := grpcGoHealth(t, "127.0.0.1:0")
+	front := newFront(t, func(i int) string {
+		if i < 3 {
+			return h1
+		}
+		return h2
+	})
+	client := kittest.NewServer(t, kit.Config{}, nil).HTTPClient()
+	err := healthCheck(t, client, "http://"+front.ln.Addr().String())
+	if !errors.Is(err, interceptors.ErrNotSent) || connect.CodeOf(err) != connect.CodeUnavailable {
+		t.Errorf("gRPC health Check refused at each of its sends = %v; want Unavailable caused by interceptors.ErrNotSent", err)
+	}
+	if pri.Load() != 3 || h1Calls.Load() != 0 {
+		t.Errorf("the HTTP/1.1 server got %d prefaces and %d Checks; want 3 prefaces, no Check", pri.Load(), h1Calls.Load())
+	}
+	if err := healthCheck(t, client, "http://"+front.ln.Addr().String()); err != nil {
+		t.Errorf("gRPC health Check after the refused one: %v", err)
+	}
+}
