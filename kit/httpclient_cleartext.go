@@ -369,7 +369,7 @@ func (t *cleartextTransport) dialHTTP1(ctx context.Context, network, addr string
 	if err != nil {
 		return c, err
 	}
-	return &h1Conn{Conn: c, peer: t}, nil
+	return newH1Conn(c, t), nil
 }
 
 // sawHTTP1 records that an h2c connection's server answered in HTTP/1.x.

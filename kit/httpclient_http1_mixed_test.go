@@ -1,6 +1,7 @@
 package kit_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"net"
@@ -254,6 +255,25 @@ func TestHTTPClientFindsHTTP2AtAnHTTP1Address(t *testing.T) {
 			if err := healthCheck(t, client, "http://"+addr); err != nil {
 				t.Fatalf("gRPC health Check %d of the grpc-go server: %v", i, err)
 			}
+		}
+	})
+	// grpc-go closes the connection once it read what is no h2c preface:
+	// the rest of a body bigger than the sockets' buffers cannot be
+	// written, and the write's error came before the SETTINGS frame's.
+	t.Run("grpc-go, a 4MiB body", func(t *testing.T) {
+		t.Parallel()
+		client := kittest.NewServer(t, kit.Config{}, nil).HTTPClient()
+		addr := http1Then(t, client, nil)
+		grpcGoHealth(t, addr)
+		req := newRequest(t, http.MethodPost, "http://"+addr+"/grpc.health.v1.Health/Check", bytes.NewReader(make([]byte, 4<<20)))
+		req.Header.Set("Content-Type", "application/proto")
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatalf("POST of 4MiB to the grpc-go server: %v", err)
+		}
+		_ = resp.Body.Close()
+		if resp.ProtoMajor != 2 {
+			t.Errorf("POST of 4MiB to the grpc-go server answered over %s; want HTTP/2", resp.Proto)
 		}
 	})
 }

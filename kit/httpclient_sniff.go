@@ -166,43 +166,74 @@ func (c *sniffConn) settle() {
 // 0, the server is one that speaks only HTTP/2, in place of the HTTP/1.x
 // one or beside it: the address is no longer known to speak HTTP/1.x, and
 // the connection's reads fail with an http2AnswerError, so that its call,
-// which no handler saw, is sent again over h2c. A server that closes the
-// connection without a byte after a request was written on it (net/http's
-// HTTP/2-only server does so) may be one too: the address is no longer
-// known to speak HTTP/1.x either, but the call fails as it would, since an
-// HTTP/1.x server that closes so may have handled it.
+// which no handler saw, is sent again over h2c; so do its writes that
+// fail (see Write). A server that closes the connection without a byte
+// after a request was written on it (net/http's HTTP/2-only server does
+// so) may be one too: the address is no longer known to speak HTTP/1.x
+// either, but the call fails as it would, since an HTTP/1.x server that
+// closes so may have handled it.
 type h1Conn struct {
 	net.Conn
 	peer  *cleartextTransport
 	wrote atomic.Bool // net/http's writer's
-	// looked and h2 are net/http's reader's alone: it reads an HTTP/1.1
-	// connection from one goroutine.
-	looked, h2 bool
+	h2    atomic.Bool // set once the server answered in HTTP/2
+	// looked is net/http's reader's alone (it reads an HTTP/1.1
+	// connection from one goroutine), which closes decided once its
+	// first read returned.
+	looked  bool
+	decided chan struct{}
 }
 
+// newH1Conn returns c, to the address of peer, as an h1Conn.
+func newH1Conn(c net.Conn, peer *cleartextTransport) *h1Conn {
+	return &h1Conn{Conn: c, peer: peer, decided: make(chan struct{})}
+}
+
+// Write writes p. When that fails on a connection whose server answered
+// in HTTP/2 (it closed the connection once it read what is no h2c
+// preface, while a body bigger than the sockets' buffers was being
+// written), it returns an http2AnswerError, which net/http's writer
+// fails the call with before its reader could: it waits for the reader's
+// look at the server's first byte, sniffWait at most.
 func (c *h1Conn) Write(p []byte) (int, error) {
 	if !c.wrote.Load() {
 		c.wrote.Store(true)
 	}
-	return c.Conn.Write(p)
+	n, err := c.Conn.Write(p)
+	if err != nil && c.answeredHTTP2() {
+		return n, &http2AnswerError{addr: c.peer.addr}
+	}
+	return n, err
+}
+
+// answeredHTTP2 reports whether the server answered in HTTP/2, once the
+// reader looked at its first byte or sniffWait passed.
+func (c *h1Conn) answeredHTTP2() bool {
+	wait := time.NewTimer(sniffWait)
+	defer wait.Stop()
+	select {
+	case <-c.decided:
+	case <-wait.C:
+	}
+	return c.h2.Load()
 }
 
 func (c *h1Conn) Read(p []byte) (int, error) {
-	if c.h2 {
+	if c.h2.Load() {
 		return 0, &http2AnswerError{addr: c.peer.addr}
 	}
 	n, err := c.Conn.Read(p)
+	if c.looked || n == 0 && err == nil {
+		return n, err
+	}
+	c.looked = true
+	defer close(c.decided)
 	switch {
-	case c.looked:
-	case n > 0:
-		c.looked = true
-		if p[0] == 0 {
-			c.h2 = true
-			c.peer.sawHTTP2("answered an HTTP/1.1 request in HTTP/2")
-			return 0, &http2AnswerError{addr: c.peer.addr}
-		}
-	case err != nil && c.wrote.Load() && !errors.Is(err, os.ErrDeadlineExceeded) && !errors.Is(err, net.ErrClosed): // closed by its server
-		c.looked = true
+	case n > 0 && p[0] == 0:
+		c.h2.Store(true)
+		c.peer.sawHTTP2("answered an HTTP/1.1 request in HTTP/2")
+		return 0, &http2AnswerError{addr: c.peer.addr}
+	case n == 0 && c.wrote.Load() && !errors.Is(err, os.ErrDeadlineExceeded) && !errors.Is(err, net.ErrClosed): // closed by its server
 		c.peer.sawHTTP2("closed an HTTP/1.1 connection without answering")
 	}
 	return n, err
