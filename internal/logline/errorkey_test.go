@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -104,8 +105,15 @@ func f() {
 	args := []any{"e", s.Err}                          // argument list
 	_ = slog.Any("problem", cause)                     // attribute
 	logger.With("err", x).Info("f")                    // With
+	logger.Warn("g", "detail", clip(err.Error()))      // error text, cut
+	logger.Warn("h", "detail", fmt.Sprint(lastErr))    // error text, formatted
+	logger.Warn("i", "gone", ctx.Err())                // an Err method's error
+	logger.Warn("j", "why", context.Cause(ctx))        // a context's cause
+	_ = slog.Group("k", "problem", err)                // in a group
+	_ = slog.Attr{Key: "problem", Value: slog.AnyValue(err)} // an Attr literal
 	logger.Warn("ok", "error", err, "n", 1)
 	logger.Info("ok", "reason", ctx.Err().Error())
+	logger.Info("ok", "code", connect.CodeOf(err), "timeout", errors.Is(err, context.DeadlineExceeded))
 	t.Error("x", err)
 	http.Error(w, msg, code)
 	_ = fmt.Errorf("wrap: %w", err)
@@ -118,7 +126,8 @@ func f() {
 	for _, bad := range badErrorKeys(f) {
 		got = append(got, bad.key)
 	}
-	want := []string{"err", "cause", "failure", "text", "why", "e", "problem", "err"}
+	want := []string{"err", "cause", "failure", "text", "why", "e", "problem", "err",
+		"detail", "detail", "gone", "why", "problem", "problem"}
 	if strings.Join(got, ",") != strings.Join(want, ",") {
 		t.Errorf("badErrorKeys = %q, want %q", got, want)
 	}
@@ -153,7 +162,11 @@ func badErrorKeys(f *ast.File) []badKey {
 			case *ast.SelectorExpr:
 				recv, _ := fun.X.(*ast.Ident)
 				if recv != nil && recv.Name == "slog" {
-					pairs(n.Args) // slog.String, slog.Any, …: a key and its value
+					if fun.Sel.Name == "Group" && len(n.Args) > 0 {
+						pairs(n.Args[1:]) // the group's name, then its attributes
+					} else {
+						pairs(n.Args) // slog.String, slog.Any, …: a key and its value
+					}
 					return true
 				}
 				first, ok := logMethods[fun.Sel.Name]
@@ -166,6 +179,24 @@ func badErrorKeys(f *ast.File) []badKey {
 				}
 			}
 		case *ast.CompositeLit:
+			if attrLiteral(n.Type) {
+				// slog.Attr{Key: "k", Value: slog.AnyValue(err)}
+				var key, value ast.Expr
+				for _, e := range n.Elts {
+					if kv, ok := e.(*ast.KeyValueExpr); ok {
+						switch id, _ := kv.Key.(*ast.Ident); {
+						case id == nil:
+						case id.Name == "Key":
+							key = kv.Value
+						case id.Name == "Value":
+							value = kv.Value
+						}
+					}
+				}
+				if key != nil && value != nil {
+					pairs([]ast.Expr{key, value})
+				}
+			}
 			if arr, ok := n.Type.(*ast.ArrayType); ok && arr.Len == nil {
 				if iface, ok := arr.Elt.(*ast.InterfaceType); ok && len(iface.Methods.List) == 0 {
 					pairs(n.Elts)
@@ -201,8 +232,12 @@ func stringLit(e ast.Expr) (string, bool) {
 	return s, err == nil
 }
 
-// isError reports whether e reads like an error value: a variable or field
-// named like one, its dereference, or a call of an Error method.
+// isError reports whether e reads like an error value or its text: a
+// variable or field named like one, its dereference, a call of an Error
+// or Err method (ctx.Err()) or of context.Cause, a call given an error's
+// text (clip(err.Error())), or a formatting of an error (fmt.Sprint(err),
+// slog.AnyValue(err)). Other calls given an error (connect.CodeOf(err),
+// errors.Is(err, target)) say something else of it.
 func isError(e ast.Expr) bool {
 	switch e := e.(type) {
 	case *ast.Ident:
@@ -213,9 +248,48 @@ func isError(e ast.Expr) bool {
 		return isError(e.X)
 	case *ast.CallExpr:
 		sel, ok := e.Fun.(*ast.SelectorExpr)
-		return ok && sel.Sel.Name == "Error" && len(e.Args) == 0
+		if !ok {
+			return slices.ContainsFunc(e.Args, errorText)
+		}
+		switch sel.Sel.Name {
+		case "Error", "Err":
+			return len(e.Args) == 0 || slices.ContainsFunc(e.Args, errorText)
+		case "Cause":
+			return true
+		}
+		if pkg, ok := sel.X.(*ast.Ident); ok && formatters[pkg.Name+"."+sel.Sel.Name] {
+			return slices.ContainsFunc(e.Args, isError)
+		}
+		return slices.ContainsFunc(e.Args, errorText)
 	}
 	return false
+}
+
+// formatters are the functions whose result holds their arguments' text.
+var formatters = map[string]bool{
+	"fmt.Sprint": true, "fmt.Sprintf": true, "fmt.Sprintln": true,
+	"slog.AnyValue": true, "slog.StringValue": true,
+}
+
+// errorText reports whether e is a call of an Error method: an error's
+// text.
+func errorText(e ast.Expr) bool {
+	call, ok := e.(*ast.CallExpr)
+	if !ok || len(call.Args) != 0 {
+		return false
+	}
+	sel, ok := call.Fun.(*ast.SelectorExpr)
+	return ok && sel.Sel.Name == "Error"
+}
+
+// attrLiteral reports whether t, a composite literal's type, is slog.Attr.
+func attrLiteral(t ast.Expr) bool {
+	sel, ok := t.(*ast.SelectorExpr)
+	if !ok || sel.Sel.Name != "Attr" {
+		return false
+	}
+	pkg, ok := sel.X.(*ast.Ident)
+	return ok && pkg.Name == "slog"
 }
 
 func fileExists(path string) bool {
