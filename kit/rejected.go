@@ -18,6 +18,7 @@ import (
 	"github.com/connectkit/connectkit/internal/header"
 	"github.com/connectkit/connectkit/internal/requestid"
 	"github.com/connectkit/connectkit/internal/respstatus"
+	"github.com/connectkit/connectkit/internal/restcall"
 )
 
 // rejectedCalls observes the calls to a mounted procedure whose response
@@ -239,8 +240,9 @@ func quoteBounded(s string) string {
 }
 
 // protocolREST is the protocol label and attribute of a REST call (see
-// [restRoutes]).
-const protocolREST = "rest"
+// [restRoutes]): restcall's, which the interceptors give the calls REST
+// routes make, so that a rejected line and an rpc line name it alike.
+const protocolREST = restcall.Protocol
 
 // observeREST counts and logs a REST call whose response was written
 // without the chain, with an error status: call is the request vanguard
