@@ -17,6 +17,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"reflect"
 	"runtime/debug"
 	"slices"
 	"strings"
@@ -209,15 +210,63 @@ type loggedExporter struct {
 
 // ExportSpans implements sdktrace.SpanExporter.
 func (e loggedExporter) ExportSpans(ctx context.Context, spans []sdktrace.ReadOnlySpan) error {
-	if err := e.SpanExporter.ExportSpans(ctx, spans); err != nil {
-		e.unsent.Add(int64(len(spans)))
-		if e.failed != nil {
-			e.failed(e.name, len(spans))
-		}
-		e.logger.LogAttrs(ctx, slog.LevelError, "traces export failed",
-			slog.String("exporter", e.name), slog.Int("spans", len(spans)), slog.String("error", clip(err.Error())))
+	err := e.SpanExporter.ExportSpans(ctx, spans)
+	if err == nil {
+		return nil
 	}
+	lost := len(spans)
+	if rejected, ok := partialSuccess(err); ok {
+		// The collector took the batch, but for the spans it rejected.
+		lost = int(min(max(rejected, 0), int64(lost)))
+		if lost == 0 { // a warning: every span was kept
+			e.logger.LogAttrs(ctx, slog.LevelWarn, "traces exported with a warning from the collector",
+				slog.String("exporter", e.name), slog.Int("spans", len(spans)), slog.String("error", clip(err.Error())))
+			return nil
+		}
+	}
+	e.unsent.Add(int64(lost))
+	if e.failed != nil {
+		e.failed(e.name, lost)
+	}
+	e.logger.LogAttrs(ctx, slog.LevelError, "traces export failed",
+		slog.String("exporter", e.name), slog.Int("spans", lost), slog.String("error", clip(err.Error())))
 	return nil
+}
+
+// partialSuccess reports whether err, an OTLP exporter's, says only that
+// the collector took the batch but rejected some of its spans (a partial
+// success, OTLP's ExportTracePartialSuccess), and how many; none is a
+// warning the collector sent with a batch it kept whole. The exporters
+// return such an answer as an error of a type in their internal package,
+// PartialSuccess{ErrorMessage, RejectedItems, RejectedKind}, which only
+// reflection reaches (errors.As needs the type itself): read by hand, by
+// its type's name and field rather than by its text, so that a
+// collector's warning is not counted as a lost batch.
+func partialSuccess(err error) (rejected int64, ok bool) {
+	switch u := err.(type) {
+	case interface{ Unwrap() []error }:
+		errs := u.Unwrap()
+		for _, e := range errs {
+			n, ok := partialSuccess(e)
+			if !ok {
+				return 0, false
+			}
+			rejected += n
+		}
+		return rejected, len(errs) > 0
+	case interface{ Unwrap() error }:
+		return partialSuccess(u.Unwrap())
+	}
+	v := reflect.ValueOf(err)
+	if v.Kind() != reflect.Struct || v.Type().Name() != "PartialSuccess" ||
+		!strings.HasPrefix(v.Type().PkgPath(), "go.opentelemetry.io/otel/exporters/otlp/") {
+		return 0, false
+	}
+	n := v.FieldByName("RejectedItems")
+	if n.Kind() != reflect.Int64 {
+		return 0, false
+	}
+	return n.Int(), true
 }
 
 // maxExportErrorBytes bounds the text of an export's error in its line:

@@ -443,6 +443,69 @@ func TestExportFailureLineIsBounded(t *testing.T) {
 	}
 }
 
+// TestExportPartialSuccess: a collector that takes a batch but answers an
+// OTLP partial success, a warning with every span kept or some spans
+// rejected, costs the rejected spans alone: the OTLP exporters return
+// that answer as an error, which counted the whole batch as failed
+// (kit_trace_export_failures_total, its spans, the unsent spans of the
+// shutdown line) and logged it "traces export failed" at error, though
+// the collector kept it.
+func TestExportPartialSuccess(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		rejected int64
+		lost     int
+		msg      string
+	}{
+		{0, 0, "traces exported with a warning from the collector"},
+		{2, 2, "traces export failed"},
+	} {
+		collector := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			_, _ = io.Copy(io.Discard, r.Body)
+			b, err := proto.Marshal(&coltracepb.ExportTraceServiceResponse{PartialSuccess: &coltracepb.ExportTracePartialSuccess{
+				RejectedSpans: tc.rejected, ErrorMessage: "spans too old"}})
+			if err != nil {
+				t.Error(err)
+			}
+			w.Header().Set("Content-Type", "application/x-protobuf")
+			_, _ = w.Write(b)
+		}))
+		t.Cleanup(collector.Close)
+		cfg, err := ConfigFromEnv(env(map[string]string{"OTEL_TRACES_EXPORTER": "otlp", "OTEL_EXPORTER_OTLP_ENDPOINT": collector.URL}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var logs syncBuffer
+		var mu sync.Mutex
+		failed := 0
+		p, err := New(t.Context(), cfg, WithLogger(slog.New(slog.NewJSONHandler(&logs, nil))),
+			WithExportFailures(func(_ string, spans int) { mu.Lock(); failed += spans; mu.Unlock() }))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for range 3 {
+			startSpan(t, p, "span")
+		}
+		if err := p.Shutdown(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		mu.Lock()
+		got := failed
+		mu.Unlock()
+		if unsent := p.Unsent(); got != tc.lost || len(unsent) != 1 || unsent[0].Spans != int64(tc.lost) {
+			t.Errorf("%d of 3 spans rejected: %d counted failed, unsent %v; want %d", tc.rejected, got, unsent, tc.lost)
+		}
+		var line struct {
+			Msg   string
+			Spans int
+			Err   string `json:"error"`
+		}
+		if err := json.Unmarshal([]byte(logs.String()), &line); err != nil || line.Msg != tc.msg || !strings.Contains(line.Err, "spans too old") {
+			t.Errorf("%d of 3 spans rejected: log %s, want one line %q naming the collector's message", tc.rejected, logs.String(), tc.msg)
+		}
+	}
+}
+
 // TestCertificateWithCleartextEndpoint: a TLS variable of the OTLP
 // exporters (OTEL_EXPORTER_OTLP_CERTIFICATE) with an http:// endpoint, the
 // default one included, fails New with an error that names the variables,
