@@ -122,7 +122,7 @@ func (a *authenticator) check(w http.ResponseWriter, r *http.Request, oneMessage
 		if _, trailersOnly := grpcCall(r); trailersOnly && oneMessage && !a.rest {
 			awaitMessage(w, r.Body)
 		}
-		a.s.rejectAuth(w, r, err, a.errW, a.rest)
+		a.s.rejectCall(w, r, err, a.errW, a.rest)
 		return nil, false
 	}
 	if rb != nil {
@@ -227,7 +227,7 @@ func (p *keyProbe) Value(key any) any {
 // callAuth returns fn's answer for r. A panic in fn, but
 // http.ErrAbortHandler, which net/http expects to get, is an Internal
 // error whose message says nothing of it, as [interceptors.Recovery] makes
-// a handler's: rejectAuth logs its value and stack. Left to net/http, it
+// a handler's: rejectCall logs its value and stack. Left to net/http, it
 // reset the call's stream (HTTP/1.1: closed its connection, which clients
 // take for Unavailable and may retry), logged only by the server's error
 // log and neither counted nor given its request id.
@@ -255,13 +255,16 @@ type authPanic struct {
 // Error is what the caller gets: nothing of the panic.
 func (e *authPanic) Error() string { return "internal error" }
 
-// rejectAuth answers r, whose caller fn did not authenticate with err,
-// and observes it as a rejected call (see [rejectedCalls]). With kit's
+// rejectCall answers r, refused before the chain with err (a caller
+// that [WithAuth]'s func did not authenticate, a call that
+// [Config.MaxInFlightBytes] had no room for), and observes it as a
+// rejected call (see [rejectedCalls]). An err that is no connect error
+// is an authentication's, answered as Unauthenticated. With kit's
 // request ids on, the response carries the call's id, which the rejected
 // line names; the routes, which also observe the calls answered before
 // the chain, then take it for one that reached the chain and do not
 // observe it again.
-func (s *Server) rejectAuth(w http.ResponseWriter, r *http.Request, err error, errW *connect.ErrorWriter, rest bool) {
+func (s *Server) rejectCall(w http.ResponseWriter, r *http.Request, err error, errW *connect.ErrorWriter, rest bool) {
 	// The server's fields, before the refusal's (see [trailersOnlyWriter]).
 	served := serverFields(w.Header())
 	var ce *connect.Error

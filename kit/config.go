@@ -192,6 +192,20 @@ type Config struct {
 	// refused too; the same procedures as RateLimit's are exempt (see
 	// [interceptors.MaxInFlight]). KIT_MAX_INFLIGHT, default 0 (off).
 	MaxInFlight int
+	// MaxInFlightBytes bounds the bytes of request messages the server
+	// reads and holds at once, across all calls whose client sends one
+	// message (unary calls, REST calls, server streams): each reserves its
+	// message's size as sent (its Content-Length, or its envelope's
+	// prefix; a Connect unary body of unknown length, MaxRequestBytes)
+	// before its body is read, until its handler returns. A call that
+	// does not fit waits up to 5s, within its deadline, then fails with
+	// ResourceExhausted (HTTP 429 for Connect and REST) and Retry-After: 1;
+	// one larger than the whole bound fails at once. Client and bidi
+	// streams are not counted. Set it to what the container's memory
+	// allows for messages being decoded (each costs several times its
+	// size, see README "Memory limits"). KIT_MAX_INFLIGHT_BYTES, default 0
+	// (off).
+	MaxInFlightBytes int64
 	// NoFrameBatching turns off the batching of HTTP/2 connections' writes
 	// and reads (see BENCHMARKS.md: with it, a gRPC call costs the server
 	// about a third less CPU), and with it the wrapping of HTTP/1.x

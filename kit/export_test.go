@@ -134,3 +134,13 @@ func SetAuthnInfoKey(tb testing.TB, key any) {
 // SetChainBuildWarning sets how long New builds its chain before it logs
 // what may hold it for good (chainBuildWarning), for the process.
 func SetChainBuildWarning(d time.Duration) { chainBuildWarning = d }
+
+// InFlightBytes returns the request bytes that MaxInFlightBytes counts as
+// held now, the most held at once, and the calls waiting for theirs.
+func InFlightBytes(s *Server) (inUse, peak, waiting int64) {
+	return s.inBytes.inUse.Load(), s.inBytes.peak.Load(), s.inBytes.waiting.Load()
+}
+
+// SetInFlightBytesWait sets the longest a call waits for its bytes under
+// MaxInFlightBytes (requestBytesWait, 5s, otherwise).
+func SetInFlightBytesWait(s *Server, d time.Duration) { s.inBytes.wait.Store(int64(d)) }

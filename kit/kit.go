@@ -95,6 +95,7 @@ type Server struct {
 	cutCalls  context.CancelCauseFunc
 	unknown   unknownPaths   // the mux's "/": what no other path matches
 	rejected  *rejectedCalls // the calls answered without the chain
+	inBytes   *requestBytes  // Config.MaxInFlightBytes; nil: off
 	sendStall time.Duration  // sendStallTimeout; shorter in tests
 	cutGrace  time.Duration  // closeGrace; longer in tests (see cutCallsAndClose)
 
@@ -161,6 +162,8 @@ func newServer(cfg Config, opts []Option) (*Server, error) {
 		return s, err
 	}
 	s.unknown.rest.logger = s.logger
+	s.inBytes = newRequestBytes(s.cfg.MaxInFlightBytes)
+	s.unknown.rest.sentLength = s.inBytes != nil
 	if s.rejected, err = newRejectedCalls(s.registry, s.logger); err != nil {
 		return s, err
 	}

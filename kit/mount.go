@@ -66,9 +66,9 @@ func (s *Server) Mount(path string, h http.Handler) {
 		maxBytes: s.cfg.MaxRequestBytes, sendStall: s.sendStall,
 	}
 	name := string(service.FullName())
-	s.routes.handle(path, serviceHandler(service, h, s.authenticator(name, false), unknown, limits), true)
+	s.routes.handle(path, serviceHandler(service, h, s.authenticator(name, false), unknown, s.withBytes(limits, name, false)), true)
 	if hasHTTPRules(service) {
-		s.unknown.rest.add(service, serviceHandler(service, transcodedBody(service, h), s.authenticator(name, true), unknown, limits),
+		s.unknown.rest.add(service, serviceHandler(service, transcodedBody(service, h), s.authenticator(name, true), unknown, s.withBytes(limits, name, true)),
 			s.cfg.MaxRequestBytes, s.cfg.MaxResponseBytes, s.cfg.ReadHeaderTimeout, http.HandlerFunc(s.unknown.unrouted))
 	}
 	s.rejected.add(service)
@@ -140,7 +140,8 @@ func serviceHandler(service protoreflect.ServiceDescriptor, h http.Handler, auth
 				return
 			}
 			caller, ok := callerTimeout(r.Header)
-			if timeout := limits.bodyTimeout(caller, ok); timeout > 0 {
+			timeout := limits.bodyTimeout(caller, ok)
+			if timeout > 0 {
 				var stall time.Duration
 				if kind == connect.StreamTypeUnary {
 					if response := limits.responseTime(caller, ok); response > 0 {
@@ -148,6 +149,15 @@ func serviceHandler(service protoreflect.ServiceDescriptor, h http.Handler, auth
 					}
 				}
 				defer guardBody(w, r, timeout, stall).release()
+			}
+			if limits.bytes != nil {
+				n, held, refusal := limits.bytes.reserve(r, limits.maxBytes, timeout)
+				if refusal != nil {
+					limits.reject(w, held, refusal)
+					return
+				}
+				defer limits.bytes.release(n)
+				r = held
 			}
 		case kind == connect.StreamTypeUnary: // a Connect GET, whose message is in the URL
 			if response := limits.responseTime(callerTimeout(r.Header)); response > 0 {
@@ -232,6 +242,25 @@ type bodyLimits struct {
 	maxCall    time.Duration // MaxCallTimeout: the cap on a unary call's deadline; <= 0: none
 	maxBytes   int64         // MaxRequestBytes
 	sendStall  time.Duration // see sendGuard
+	bytes      *requestBytes // MaxInFlightBytes; nil: off
+	reject     func(http.ResponseWriter, *http.Request, *connect.Error)
+}
+
+// withBytes returns l with the server's bound on request bytes read at
+// once, if on, and the refusal of a call it has no room for; rest says
+// that l's handler serves the calls of REST routes. The gRPC health
+// service and reflection are exempt, as from the other overload limits:
+// a probe refused under load would have the instance restarted.
+func (s *Server) withBytes(l bodyLimits, service string, rest bool) bodyLimits {
+	if s.inBytes == nil || service == health.ServiceName || strings.HasPrefix(service, "grpc.reflection.") {
+		return l
+	}
+	l.bytes = s.inBytes
+	errW := connect.NewErrorWriter(s.handler...)
+	l.reject = func(w http.ResponseWriter, r *http.Request, ce *connect.Error) {
+		s.rejectCall(w, r, ce, errW, rest)
+	}
+	return l
 }
 
 // bodyTimeout is how long the body of a call whose client sends one

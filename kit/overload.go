@@ -48,11 +48,17 @@ func (c Config) validateOverload(bad func(field, env string, value any, why stri
 	if c.MaxInFlight < 0 || c.MaxInFlight > maxOverloadCount {
 		bad("MaxInFlight", "KIT_MAX_INFLIGHT", c.MaxInFlight, "must be between 1 and "+strconv.Itoa(maxOverloadCount)+` (0 or "off": no bound)`)
 	}
+	if c.MaxInFlightBytes < 0 || c.MaxInFlightBytes > maxInFlightBytes {
+		bad("MaxInFlightBytes", "KIT_MAX_INFLIGHT_BYTES", c.MaxInFlightBytes, "must be between 1 and "+strconv.Itoa(maxInFlightBytes)+" bytes, such as \"64MiB\" (0: no bound)")
+	}
 }
 
 // maxOverloadCount bounds a burst and a count of calls in flight: more is
 // a typo, not a limit.
 const maxOverloadCount = 1 << 30
+
+// maxInFlightBytes bounds [Config.MaxInFlightBytes]: 1TiB is a typo.
+const maxInFlightBytes = 1 << 40
 
 // rateOf is the setting of a rate in calls per second, or "off" (0).
 func rateOf(env, usage string, ptr func(*Config) *float64) setting {

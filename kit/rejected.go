@@ -27,7 +27,7 @@ import (
 // unsupported content type or compression, a GET of a method with side
 // effects, unary gRPC without a message), and kit's serving answers a
 // Connect unary body over MaxRequestBytes itself, and a caller that
-// [WithAuth]'s func refuses (which [Server.rejectAuth] observes itself,
+// [WithAuth]'s func refuses (which [Server.rejectCall] observes itself,
 // with its code in every protocol). Logging and Metrics never
 // see them, so they are counted in kit_rejected_calls_total and logged at
 // warn, at most [rejectedLinesPerSecond] lines a second.

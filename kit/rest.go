@@ -2,6 +2,7 @@ package kit
 
 import (
 	"compress/gzip"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -52,6 +53,9 @@ type restRoutes struct {
 	// chain (see [rejectedCalls.observeREST]); set with the routes',
 	// before the first route is served.
 	rejected *rejectedCalls
+	// sentLength passes a body's Content-Length on to the handler, for
+	// [Config.MaxInFlightBytes] (see [sentLengthKey]); set by New.
+	sentLength bool
 	// logger logs a panic in the transcoding (see [restRoutes.recover]);
 	// set by New.
 	logger *slog.Logger
@@ -191,6 +195,11 @@ func (rr *restRoutes) serve(w http.ResponseWriter, r *http.Request) bool {
 	}
 	methods := rr.methods.Load()
 	hasBody := r.Body != nil && r.Body != http.NoBody
+	if hasBody && r.ContentLength > 0 && rr.sentLength {
+		// Vanguard's request to the handler has no length of its own:
+		// the bound on request bytes reserves this one (see [requestBytes]).
+		r = r.WithContext(context.WithValue(r.Context(), sentLengthKey{}, r.ContentLength))
+	}
 	// A body sent with a method that some routes take a body with and
 	// others not may reach a route that takes none, which vanguard
 	// refuses: the call is then served again without it (see

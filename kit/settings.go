@@ -45,6 +45,7 @@ var settings = slices.Concat([]setting{
 	timeoutOf("KIT_STREAM_TIMEOUT", `deadline of streams that carry none, or "off"`, func(c *Config) *time.Duration { return &c.StreamTimeout }),
 	bytesOf("KIT_MAX_REQUEST_BYTES", "largest request message (e.g. 4MiB)", func(c *Config) *int64 { return &c.MaxRequestBytes }),
 	bytesOf("KIT_MAX_RESPONSE_BYTES", "largest response message", func(c *Config) *int64 { return &c.MaxResponseBytes }),
+	bytesOf("KIT_MAX_INFLIGHT_BYTES", "request message bytes read at once, across calls (0: no bound)", func(c *Config) *int64 { return &c.MaxInFlightBytes }),
 	bytesOf("KIT_MAX_HEADER_BYTES", "largest request header block", func(c *Config) *int64 { return &c.MaxHeaderBytes }),
 	{env: "KIT_MAX_CONCURRENT_STREAMS", usage: "concurrent calls per HTTP/2 connection", set: func(c *Config, v string) error {
 		n, err := strconv.Atoi(v)
