@@ -23,6 +23,18 @@ import (
 // the same machine.
 const chainBlock = 32
 
+// benchProtocols are the protocols and HTTP versions that the serving
+// benchmarks call in.
+var benchProtocols = []struct {
+	name  string
+	http1 bool
+	opts  []connect.ClientOption
+}{
+	{name: "connect/http1", http1: true},
+	{name: "connect/h2c"},
+	{name: "grpc/h2c", opts: []connect.ClientOption{connect.WithGRPC()}},
+}
+
 // BenchmarkDefaultChain measures what kit.Server's default interceptor
 // chain adds to one unary Ping, as kit serves it. Two kit.Servers run on
 // loopback in this process, one without the chain
@@ -41,15 +53,7 @@ const chainBlock = 32
 // runs do not. Allocations per call are counted apart. See BENCHMARKS.md,
 // section 2.
 func BenchmarkDefaultChain(b *testing.B) {
-	for _, proto := range []struct {
-		name  string
-		http1 bool
-		opts  []connect.ClientOption
-	}{
-		{name: "connect/http1", http1: true},
-		{name: "connect/h2c"},
-		{name: "grpc/h2c", opts: []connect.ClientOption{connect.WithGRPC()}},
-	} {
+	for _, proto := range benchProtocols {
 		b.Run(proto.name, func(b *testing.B) {
 			calls := [2]func(){}
 			for i, chain := range []bool{false, true} {
