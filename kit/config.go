@@ -196,8 +196,9 @@ type Config struct {
 	// reads and holds at once, across all calls whose client sends one
 	// message (unary calls, REST calls, server streams): each reserves its
 	// message's size as sent (its Content-Length, or its envelope's
-	// prefix; a Connect unary body of unknown length, MaxRequestBytes)
-	// before its body is read, until its handler returns. A call that
+	// prefix; a Connect unary body of unknown length, MaxRequestBytes;
+	// never more than MaxRequestBytes and its envelope's prefix) before
+	// its body is read, until its handler returns. A call that
 	// does not fit waits up to 5s, within its deadline, then fails with
 	// ResourceExhausted (HTTP 429 for Connect and REST) and Retry-After: 1;
 	// one larger than the whole bound fails at once. Client and bidi

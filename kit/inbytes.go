@@ -28,7 +28,8 @@ import (
 // timeout, see [guardBody]) and handed on to connect with the rest; for a
 // Connect unary body of unknown length, the most it may be
 // (MaxRequestBytes); a REST call's, its body's Content-Length as sent,
-// when it has one. A call that cannot get its bytes at once waits, up
+// when it has one; never more than one message may be (MaxRequestBytes
+// and its prefix). A call that cannot get its bytes at once waits, up
 // to [requestBytesWait] and within its body's time, then is refused with
 // ResourceExhausted and a Retry-After; one larger than the whole limit is
 // refused at once. Either way nothing of its message reaches connect.
@@ -81,6 +82,13 @@ func (b *requestBytes) reserve(r *http.Request, maxBytes int64, wait time.Durati
 			n = min(maxBytes, b.limit)
 		}
 	}
+	// A body that says it is longer than one message may be, prefix
+	// included, is refused for its size once that much is read (connect
+	// reads an envelope's prefix and skips a message over the limit;
+	// restBody stops a REST body at it): it holds no more, and must
+	// neither wait for bytes it will not read nor be refused, and told
+	// to retry, by this bound.
+	n = min(n, maxBytes+int64(len(prefixedBody{}.prefix)))
 	if n <= 0 {
 		return 0, r, nil
 	}

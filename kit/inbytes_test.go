@@ -313,3 +313,68 @@ func TestMaxInFlightBytesEnveloped(t *testing.T) {
 		t.Errorf("grpc-status %s (%s), want 8 naming the limit", code, msg)
 	}
 }
+
+// TestMaxInFlightBytesOverMessageLimit: a call whose Content-Length says
+// more than one message may be (KIT_MAX_REQUEST_BYTES) reserves no more
+// than that message may hold: it is refused for its size, naming
+// KIT_MAX_REQUEST_BYTES, at once, neither told to retry for a bound it
+// could never fit (over KIT_MAX_INFLIGHT_BYTES) nor made to wait, behind
+// the calls the bound holds, for bytes it will never read.
+func TestMaxInFlightBytesOverMessageLimit(t *testing.T) {
+	t.Parallel()
+	const maxMessage = 64 << 10
+	for _, name := range []string{"grpc", "grpcweb", "rest"} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			svc := &heldPing{entered: make(chan struct{}, 16), release: make(chan struct{})}
+			srv := kittest.NewServer(t, kit.Config{MaxInFlightBytes: inBytesLimit, MaxRequestBytes: maxMessage}, func(s *kit.Server) {
+				s.Mount(pingv1connect.NewPingServiceHandler(svc, s.HandlerOptions()...))
+			})
+			kit.SetInFlightBytesWait(srv.Server, 200*time.Millisecond)
+			call := pingCalls(srv)[name]
+			ctx := context.Background()
+
+			// Larger than the whole bound.
+			_, err := call(ctx, inBytesLimit+(10<<10))
+			checkTooLarge(t, name, err)
+
+			// Two calls just under the message limit hold ~120KiB of the
+			// 250KiB; a 200KiB call then did not fit and waited.
+			var wg sync.WaitGroup
+			for range 2 {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					if _, err := call(ctx, maxMessage-(4<<10)); err != nil {
+						t.Errorf("held call: %v", err)
+					}
+				}()
+			}
+			<-svc.entered
+			<-svc.entered
+			_, err = call(ctx, 200<<10)
+			checkTooLarge(t, name, err)
+			close(svc.release)
+			wg.Wait()
+		})
+	}
+}
+
+// checkTooLarge checks that err refuses a message over
+// KIT_MAX_REQUEST_BYTES for its size, not for KIT_MAX_INFLIGHT_BYTES.
+func checkTooLarge(t *testing.T, protocol string, err error) {
+	t.Helper()
+	if err == nil {
+		t.Fatal("call over KIT_MAX_REQUEST_BYTES served")
+	}
+	if strings.Contains(err.Error(), "KIT_MAX_INFLIGHT_BYTES") || strings.Contains(err.Error(), "Retry-After \"1\"") {
+		t.Errorf("got %v, want the message's size refused, not the bound on bytes in flight", err)
+	}
+	if protocol != "rest" && connect.CodeOf(err) != connect.CodeResourceExhausted {
+		t.Errorf("got %v, want ResourceExhausted", err)
+	}
+	var ce *connect.Error
+	if protocol != "rest" && asConnectError(err, &ce) && ce.Meta().Get("Retry-After") != "" {
+		t.Errorf("refusal %v tells the client to retry", err)
+	}
+}
