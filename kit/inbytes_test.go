@@ -378,3 +378,36 @@ func checkTooLarge(t *testing.T, protocol string, err error) {
 		t.Errorf("refusal %v tells the client to retry", err)
 	}
 }
+
+// TestMaxInFlightBytesIgnoredBody: a REST call whose body kit does not
+// read (a GET's, which no route of its method takes; a POST's to a route
+// that takes none, served again without it) reserves nothing for it:
+// with a body larger than the bound it is served as without the bound.
+func TestMaxInFlightBytesIgnoredBody(t *testing.T) {
+	t.Parallel()
+	srv, svc := newBytesServer(t)
+	close(svc.release)
+	body := `{"text":"` + strings.Repeat("x", inBytesLimit+(10<<10)) + `"}`
+	for _, c := range []struct {
+		method, path string
+		status       int
+	}{
+		{http.MethodGet, "/v1/ping/7", http.StatusOK},
+		{http.MethodPost, "/v1/fail/3", http.StatusNotImplemented}, // heldPing has no Fail
+	} {
+		req, err := http.NewRequest(c.method, srv.URL+c.path, strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Content-Type", "application/json")
+		res, err := srv.HTTP1Client().Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out, _ := io.ReadAll(res.Body)
+		res.Body.Close()
+		if res.StatusCode != c.status || strings.Contains(string(out), "KIT_MAX_INFLIGHT_BYTES") {
+			t.Errorf("%s %s with a body it ignores: HTTP %d %s, want %d", c.method, c.path, res.StatusCode, out, c.status)
+		}
+	}
+}

@@ -16,6 +16,7 @@ import (
 	"connectrpc.com/connect"
 	"connectrpc.com/grpcreflect"
 	"github.com/prometheus/client_golang/prometheus"
+	"google.golang.org/genproto/googleapis/api/annotations"
 	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/reflect/protoregistry"
 
@@ -66,9 +67,9 @@ func (s *Server) Mount(path string, h http.Handler) {
 		maxBytes: s.cfg.MaxRequestBytes, sendStall: s.sendStall,
 	}
 	name := string(service.FullName())
-	s.routes.handle(path, serviceHandler(service, h, s.authenticator(name, false), unknown, s.withBytes(limits, name, false)), true)
+	s.routes.handle(path, serviceHandler(service, h, s.authenticator(name, false), unknown, s.withBytes(limits, service, false)), true)
 	if hasHTTPRules(service) {
-		s.unknown.rest.add(service, serviceHandler(service, transcodedBody(service, h), s.authenticator(name, true), unknown, s.withBytes(limits, name, true)),
+		s.unknown.rest.add(service, serviceHandler(service, transcodedBody(service, h), s.authenticator(name, true), unknown, s.withBytes(limits, service, true)),
 			s.cfg.MaxRequestBytes, s.cfg.MaxResponseBytes, s.cfg.ReadHeaderTimeout, http.HandlerFunc(s.unknown.unrouted))
 	}
 	s.rejected.add(service)
@@ -150,7 +151,7 @@ func serviceHandler(service protoreflect.ServiceDescriptor, h http.Handler, auth
 				}
 				defer guardBody(w, r, timeout, stall).release()
 			}
-			if limits.bytes != nil {
+			if limits.bytes != nil && !limits.bodyless[r.URL.Path] {
 				n, held, refusal := limits.bytes.reserve(r, limits.maxBytes, timeout)
 				if refusal != nil {
 					limits.reject(w, held, refusal)
@@ -244,6 +245,11 @@ type bodyLimits struct {
 	sendStall  time.Duration // see sendGuard
 	bytes      *requestBytes // MaxInFlightBytes; nil: off
 	reject     func(http.ResponseWriter, *http.Request, *connect.Error)
+	// bodyless holds, for REST calls, the procedures whose routes all
+	// take no body: a body sent to them is never read (it is dropped, or
+	// refused and the call served again without it), so they reserve
+	// nothing for it.
+	bodyless map[string]bool
 }
 
 // withBytes returns l with the server's bound on request bytes read at
@@ -251,8 +257,8 @@ type bodyLimits struct {
 // that l's handler serves the calls of REST routes. The gRPC health
 // service and reflection are exempt, as from the other overload limits:
 // a probe refused under load would have the instance restarted.
-func (s *Server) withBytes(l bodyLimits, service string, rest bool) bodyLimits {
-	if s.inBytes == nil || service == health.ServiceName || strings.HasPrefix(service, "grpc.reflection.") {
+func (s *Server) withBytes(l bodyLimits, service protoreflect.ServiceDescriptor, rest bool) bodyLimits {
+	if name := string(service.FullName()); s.inBytes == nil || name == health.ServiceName || strings.HasPrefix(name, "grpc.reflection.") {
 		return l
 	}
 	l.bytes = s.inBytes
@@ -260,7 +266,24 @@ func (s *Server) withBytes(l bodyLimits, service string, rest bool) bodyLimits {
 	l.reject = func(w http.ResponseWriter, r *http.Request, ce *connect.Error) {
 		s.rejectCall(w, r, ce, errW, rest)
 	}
+	if rest {
+		l.bodyless = bodylessProcedures(service)
+	}
 	return l
+}
+
+// bodylessProcedures returns the procedures of service none of whose
+// REST routes takes a request body.
+func bodylessProcedures(service protoreflect.ServiceDescriptor) map[string]bool {
+	procedures := map[string]bool{}
+	methods := service.Methods()
+	for i := range methods.Len() {
+		m := methods.Get(i)
+		if !slices.ContainsFunc(httpRules(m), func(r *annotations.HttpRule) bool { return r.GetBody() != "" }) {
+			procedures["/"+string(service.FullName())+"/"+string(m.Name())] = true
+		}
+	}
+	return procedures
 }
 
 // bodyTimeout is how long the body of a call whose client sends one
