@@ -76,9 +76,15 @@ type recorded struct {
 // redelivered (AckWait plus the backoffs); the oldest keys are forgotten first
 // when full, and maxKeys 0 means 1<<20. A key takes about 150–200 bytes, so the
 // default bound is about 200 MB; expired keys are dropped as new ones come.
-// A ttl of 0 or less remembers nothing, so that [Idempotent] handles every
-// delivery (natsjs.NewIdempotencyStore refuses such a ttl).
+// It panics if ttl is 0 or less: such a store would remember nothing and
+// make [Idempotent] a silent no-op. natsjs.NewIdempotencyStore refuses such a
+// ttl with an error, and Watermill's deduplicator panics likewise on a window
+// too short; a ttl is fixed when func main wires the handlers, so a bad one is
+// a programming error, not bad input to serve around.
 func NewMemoryIdempotencyStore(ttl time.Duration, maxKeys int) *MemoryIdempotencyStore {
+	if ttl <= 0 {
+		panic(fmt.Sprintf("pubsub: NewMemoryIdempotencyStore(%v, %d): ttl must be positive", ttl, maxKeys))
+	}
 	if maxKeys <= 0 {
 		maxKeys = 1 << 20
 	}

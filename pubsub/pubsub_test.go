@@ -514,6 +514,25 @@ func TestMemoryIdempotencyStore(t *testing.T) {
 	}
 }
 
+// TestMemoryIdempotencyStoreRefusesNoTTL: a ttl of 0 or less, which would
+// remember nothing and make Idempotent a silent no-op, panics with a message
+// naming the ttl, as natsjs.NewIdempotencyStore refuses it with an error.
+func TestMemoryIdempotencyStoreRefusesNoTTL(t *testing.T) {
+	t.Parallel()
+	for _, ttl := range []time.Duration{0, -time.Second} {
+		t.Run(ttl.String(), func(t *testing.T) {
+			t.Parallel()
+			defer func() {
+				p := recover()
+				if msg, _ := p.(string); !strings.Contains(msg, "ttl must be positive") || !strings.Contains(msg, ttl.String()) {
+					t.Errorf("NewMemoryIdempotencyStore(%v, 0) panicked with %v, want a message naming the ttl", ttl, p)
+				}
+			}()
+			pubsub.NewMemoryIdempotencyStore(ttl, 0)
+		})
+	}
+}
+
 // unresponsiveBroker stands for a broker that stopped answering (a network
 // partition): its consumers' Drain and Close wait for their context.
 type unresponsiveBroker struct{ pubsub.Broker }
