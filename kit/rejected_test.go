@@ -301,7 +301,8 @@ func TestRefusedRESTRequestsAreObserved(t *testing.T) {
 		{name: "another method", method: http.MethodPut, path: "/v1/ping/1",
 			status: http.StatusMethodNotAllowed, message: "Method Not Allowed"},
 		{name: "type not taken", method: http.MethodPost, path: "/v1/ping", body: "number=1", contentType: "text/plain",
-			status: http.StatusUnsupportedMediaType, message: "sub-format not supported"},
+			status: http.StatusUnsupportedMediaType, code: "InvalidArgument", lineCode: "invalid_argument",
+			message: `unsupported content type "text/plain": a REST route takes a JSON body`},
 		{name: "path variable that does not parse", method: http.MethodGet, path: "/v1/ping/seven",
 			status: http.StatusBadRequest, code: "InvalidArgument", lineCode: "invalid_argument", message: `invalid parameter "number"`},
 	}

@@ -374,14 +374,16 @@ func unhex(c byte) byte {
 // codec's name unknown yet). A 500 that the chain did not answer is held
 // back until its body is seen, and written as 400 InvalidArgument if it
 // is a client's error that vanguard blames on the server (see
-// [restClientError]). With capture, it keeps the start of an error
-// response's body, for [rejectedCalls.observeREST].
+// [restClientError]); so is vanguard's plain-text 415, written as
+// google.rpc.Status JSON (see [restUnsupported]). With capture, it keeps
+// the start of an error response's body, for [rejectedCalls.observeREST].
 type restWriter struct {
 	http.ResponseWriter
 	sent      *http.Request // the request as it came (see [asSent])
 	capture   bool          // keep the start of an error response's body
 	headAsGet bool          // a HEAD is served as a GET (see [routeMethods.headAsGet])
-	held      bool          // a 500 is held back, its body in errBody
+	held      bool          // a 500 or 415 is held back, its body in errBody
+	heldCode  int           // the status held back
 	status    int           // the status written, once written
 	failed    bool          // an error status was written, with capture
 	errBody   []byte        // the first maxRESTErrorBytes of its body
@@ -401,8 +403,9 @@ func (w *restWriter) WriteHeader(code int) {
 		if ct := h["Content-Type"]; len(ct) == 1 && (ct[0] == "application/proto" || ct[0] == "application/") {
 			h["Content-Type"] = []string{"application/json"}
 		}
-		if code == http.StatusInternalServerError && !w.held && !answeredByChain(h) {
-			w.held = true
+		if !w.held && (code == http.StatusInternalServerError && !answeredByChain(h) ||
+			code == http.StatusUnsupportedMediaType && plainError(h)) {
+			w.held, w.heldCode = true, code
 			return
 		}
 		w.failed = w.capture
@@ -416,6 +419,12 @@ func (w *restWriter) Write(p []byte) (int, error) {
 			w.errBody = append(w.errBody, p...)
 			return len(p), nil
 		}
+		if w.heldCode == http.StatusUnsupportedMediaType {
+			// Its text is replaced whole (see release): what passes
+			// the bound is dropped.
+			w.errBody = append(w.errBody, p[:maxRESTErrorBytes-len(w.errBody)]...)
+			return len(p), nil
+		}
 		if err := w.release(); err != nil {
 			return 0, err
 		}
@@ -427,11 +436,17 @@ func (w *restWriter) Write(p []byte) (int, error) {
 }
 
 // release writes the 500 held back and the body written so far, or a 400
-// in its place (see [restClientError]).
+// in its place (see [restClientError]); or the 415 held back, as
+// google.rpc.Status JSON (see [restUnsupported]).
 func (w *restWriter) release() error {
 	w.held = false
-	code := http.StatusInternalServerError
-	if body, ok := restClientError(w.errBody); ok {
+	code := w.heldCode
+	if code == http.StatusUnsupportedMediaType {
+		w.errBody = restUnsupported(w.errBody)
+		h := w.ResponseWriter.Header()
+		h["Content-Type"] = []string{"application/json"}
+		delete(h, "X-Content-Type-Options")
+	} else if body, ok := restClientError(w.errBody); ok {
 		code, w.errBody = http.StatusBadRequest, body
 		delete(w.ResponseWriter.Header(), "Content-Length")
 	}

@@ -81,6 +81,7 @@ func TestRESTRoutes(t *testing.T) {
 			for _, tc := range []struct {
 				name, method, path, body string
 				contentType              string // of the body; "": application/json
+				encoding                 string // its Content-Encoding
 				status                   int
 				want                     map[string]any // of the JSON response
 			}{
@@ -105,7 +106,16 @@ func TestRESTRoutes(t *testing.T) {
 				{name: "JSON in upper case", method: http.MethodPost, path: "/v1/ping", body: `{"number":"5"}`,
 					contentType: "Application/JSON; Charset=\"utf-8\"", status: http.StatusOK, want: map[string]any{"number": "5"}},
 				{name: "JSON in Latin-1", method: http.MethodPost, path: "/v1/ping", body: `{"number":"6"}`,
-					contentType: "application/json; charset=iso-8859-1", status: http.StatusUnsupportedMediaType},
+					contentType: "application/json; charset=iso-8859-1", status: http.StatusUnsupportedMediaType,
+					want: map[string]any{"code": float64(3), "message": `unsupported content type "application/json; charset=iso-8859-1": a REST route takes a JSON body (Content-Type: application/json)`}},
+				// curl -d: google.rpc.Status JSON, as every REST error,
+				// not vanguard's plain text.
+				{name: "form", method: http.MethodPost, path: "/v1/ping", body: "number=3",
+					contentType: "application/x-www-form-urlencoded", status: http.StatusUnsupportedMediaType,
+					want: map[string]any{"code": float64(3), "message": `unsupported content type "application/x-www-form-urlencoded": a REST route takes a JSON body (Content-Type: application/json)`}},
+				{name: "compression not taken", method: http.MethodPost, path: "/v1/ping", body: `{"number":"3"}`,
+					contentType: "application/json", encoding: "br", status: http.StatusUnsupportedMediaType,
+					want: map[string]any{"code": float64(3), "message": `"br" compression not supported`}},
 				{name: "not found", method: http.MethodPost, path: "/v1/fail/5", status: http.StatusNotFound,
 					want: map[string]any{"code": float64(5), "message": "failed as asked"}},
 				{name: "permission denied", method: http.MethodPost, path: "/v1/fail/7", status: http.StatusForbidden,
@@ -127,12 +137,18 @@ func TestRESTRoutes(t *testing.T) {
 					if tc.contentType != "" {
 						header = http.Header{"Content-Type": {tc.contentType}}
 					}
+					if tc.encoding != "" {
+						header["Content-Encoding"] = []string{tc.encoding}
+					}
 					resp, body := restCall(t, client.c, tc.method, s.URL+tc.path, tc.body, header)
 					if resp.StatusCode != tc.status {
 						t.Fatalf("%s %s = %d %s, want %d", tc.method, tc.path, resp.StatusCode, body, tc.status)
 					}
 					if tc.want == nil {
 						return
+					}
+					if ct := resp.Header.Get("Content-Type"); ct != "application/json" {
+						t.Errorf("%s %s: Content-Type %q, want application/json; body %s", tc.method, tc.path, ct, body)
 					}
 					var got map[string]any
 					if err := json.Unmarshal([]byte(body), &got); err != nil {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"strconv"
 	"strings"
 	"unicode/utf8"
@@ -104,12 +105,46 @@ func restClientError(body []byte) ([]byte, bool) {
 	default:
 		return nil, false
 	}
-	out, err := json.Marshal(struct {
+	return invalidArgumentJSON(msg), true
+}
+
+// invalidArgumentJSON returns the google.rpc.Status JSON of an
+// InvalidArgument error whose message is msg, as vanguard writes one.
+func invalidArgumentJSON(msg string) []byte {
+	out, _ := json.Marshal(struct { // cannot fail: an int, a string, an empty list
 		Code    int        `json:"code"`
 		Message string     `json:"message"`
 		Details []struct{} `json:"details"`
 	}{int(connect.CodeInvalidArgument), msg, []struct{}{}})
-	return out, err == nil
+	return out
+}
+
+// plainError says whether h, the header of an error response, is that of
+// vanguard's plain-text errors, written by http.Error.
+func plainError(h http.Header) bool {
+	ct := h["Content-Type"]
+	return len(ct) == 1 && ct[0] == "text/plain; charset=utf-8" && h["X-Content-Type-Options"] != nil
+}
+
+// restUnsupported returns the google.rpc.Status JSON, InvalidArgument, of
+// text, vanguard's plain-text 415 to a REST request whose body's type
+// (or Content-Encoding) it does not take, so that it answers as every other
+// REST error does; the HTTP status stays 415. Vanguard (v0.4.0,
+// protocol_rest.go) says of a type other than JSON `"T?" sub-format not
+// supported`: the message names that type and the one a route takes
+// instead. Any other text (`"br" compression not supported`)
+// is the message as it is.
+func restUnsupported(text []byte) []byte {
+	msg := strings.TrimSpace(string(text))
+	if quoted, err := strconv.QuotedPrefix(msg); err == nil && msg[len(quoted):] == " sub-format not supported" {
+		// The type as vanguard quotes it: it has deleted the
+		// Content-Type of the header it shares with r by now.
+		if ct, err := strconv.Unquote(quoted); err == nil && strings.HasSuffix(ct, "?") {
+			msg = "unsupported content type " + quoteBounded(strings.TrimSuffix(ct, "?")) +
+				": a REST route takes a JSON body (Content-Type: application/json)"
+		}
+	}
+	return invalidArgumentJSON(msg)
 }
 
 // noBodyRefusal begins vanguard's message refusing the body of a REST

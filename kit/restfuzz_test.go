@@ -816,8 +816,14 @@ func checkAnswer(t *testing.T, what, serverURL, input string, res *http.Response
 			t.Fatalf("%s: %d, a JSON error that is neither a google.rpc.Status nor a Connect error: %s", what, res.StatusCode, body)
 		}
 		if n, err := strconv.Atoi(string(e.Code)); err == nil { // google.rpc.Status
-			if n <= 0 || n >= len(restHTTPStatus) || restHTTPStatus[n] != res.StatusCode {
+			unsupported := n == int(connect.CodeInvalidArgument) && res.StatusCode == http.StatusUnsupportedMediaType // a type or encoding a route does not take
+			if n <= 0 || n >= len(restHTTPStatus) || restHTTPStatus[n] != res.StatusCode && !unsupported {
 				t.Fatalf("%s: HTTP %d for google.rpc.Status code %d: %s", what, res.StatusCode, n, body)
+			}
+			if ct := res.Request.Header.Get("Content-Type"); unsupported && e.Message != nil &&
+				strings.HasPrefix(*e.Message, "unsupported content type") && len(ct) < 128 &&
+				!strings.HasPrefix(*e.Message, "unsupported content type "+strconv.Quote(ct)+":") {
+				t.Fatalf("%s: a 415 that does not name the type sent, %q: %s", what, ct, body)
 			}
 			if n == int(connect.CodeInternal) || n == int(connect.CodeUnknown) || n == int(connect.CodeDataLoss) {
 				t.Fatalf("%s: %s from a handler that never fails: %s", what, connect.Code(n), body)
@@ -840,7 +846,7 @@ func checkAnswer(t *testing.T, what, serverURL, input string, res *http.Response
 		}
 	case strings.HasPrefix(ct, "text/plain"):
 		switch res.StatusCode {
-		case http.StatusNotFound, http.StatusMethodNotAllowed, http.StatusUnsupportedMediaType:
+		case http.StatusNotFound, http.StatusMethodNotAllowed:
 		case http.StatusBadRequest, http.StatusRequestHeaderFieldsTooLarge, http.StatusHTTPVersionNotSupported, http.StatusNotImplemented:
 			if !res.Close {
 				t.Fatalf("%s: a plain %d that is not net/http's: %s", what, res.StatusCode, body)
