@@ -19,6 +19,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"time"
 
@@ -31,12 +32,14 @@ import (
 )
 
 func main() {
-	run := run
 	if len(os.Args) > 1 && os.Args[1] == "list" { // example list [-target URL]: see runList
-		run = func(ctx context.Context) error { return runList(ctx, os.Args[2:], os.Stdout, os.Stderr) }
+		if err := runList(context.Background(), os.Args[2:], os.Stdout, os.Stderr); err != nil {
+			os.Exit(exitCode(os.Stderr, err))
+		}
+		return
 	}
-	if err := run(context.Background()); err != nil {
-		os.Exit(exitCode(os.Stderr, err))
+	if logger, err := run(context.Background()); err != nil {
+		os.Exit(serverExitCode(logger, err))
 	}
 }
 
@@ -46,7 +49,8 @@ var errUsage = errors.New("bad command line")
 
 // exitCode prints err on stderr and returns the exit status for it: 2,
 // printing nothing more, for a command line flag refused and explained, as
-// flag.ExitOnError exits; 1 otherwise.
+// flag.ExitOnError exits; 1 otherwise. It is example list's: a command's
+// error for the person who typed it.
 func exitCode(stderr io.Writer, err error) int {
 	if errors.Is(err, errUsage) {
 		return 2
@@ -55,23 +59,42 @@ func exitCode(stderr io.Writer, err error) int {
 	return 1
 }
 
-func run(ctx context.Context) (err error) {
+// serverExitCode logs err, the server's failure to start or to stop
+// cleanly, at error on logger, and returns the exit status for it, as
+// [exitCode] does: a log pipeline that reads the server's JSON lines
+// would drop a plain-text line, and the one saying why it exited matters
+// most. A command line flag refused is flag's to explain, on a terminal.
+func serverExitCode(logger *slog.Logger, err error) int {
+	if errors.Is(err, errUsage) {
+		return 2
+	}
+	logger.LogAttrs(context.Background(), slog.LevelError, "example: exiting", slog.String("error", err.Error()))
+	return 1
+}
+
+// run serves until ctx is done or the process is signalled. It returns
+// the logger its error, if any, is to be logged on: in KIT_LOG_FORMAT
+// until the flags are read, in the configured format then, and the
+// server's own once there is one, which writes its own lines first.
+func run(ctx context.Context) (logger *slog.Logger, err error) {
+	logger = kit.NewLogger(os.Stderr, os.Getenv("KIT_LOG_FORMAT"), slog.LevelInfo)
 	cfg, err := kit.ConfigFromEnv()
 	if err != nil {
-		return err
+		return logger, err
 	}
 	cfg.RegisterFlags(flag.CommandLine) // flags override the environment: -addr :8081
 	flag.Parse()
+	logger = kit.NewLogger(os.Stderr, cfg.LogFormat, cfg.LogLevel)
 	if err := noArguments(flag.CommandLine); err != nil {
-		return err
+		return logger, err
 	}
 	natsCfg, err := natsjs.ConfigFromEnv()
 	if err != nil {
-		return err
+		return logger, err
 	}
 	tokens, err := parseAPITokens(os.Getenv("EXAMPLE_API_TOKENS"))
 	if err != nil {
-		return err
+		return logger, err
 	}
 	var opts []kit.Option
 	if tokens != nil { // off by default: every caller is served
@@ -79,19 +102,20 @@ func run(ctx context.Context) (err error) {
 	}
 	srv, err := kit.New(cfg, opts...)
 	if err != nil {
-		return err
+		return logger, err
 	}
+	logger = srv.Logger()
 	bus, err := natsjs.New(ctx, natsCfg, natsjs.WithLogger(srv.Logger()))
 	if err != nil {
-		return err
+		return logger, err
 	}
 	// After Run has drained the subscribers: flush acknowledgements, then
 	// stop the embedded server, last.
 	defer func() { err = errors.Join(err, bus.Close()) }()
 	if err := wire(srv, bus); err != nil {
-		return err
+		return logger, err
 	}
-	return srv.Run(ctx)
+	return logger, srv.Run(ctx)
 }
 
 // wire mounts the example's services on srv, with the change events
