@@ -54,8 +54,8 @@ import (
 // (ResponseController) but nothing that arms one only when it is due.
 //
 // A call's bodyTimer goes back to [bodyTimers] when its handler returned
-// before the timer fired, and the next call re-arms it, time.Timer and
-// all: see [bodyTimers].
+// before the timer's last arming fired, and the next call re-arms it,
+// time.Timer and all: see [bodyTimers].
 type bodyTimer struct {
 	w     http.ResponseWriter
 	r     *http.Request // the call's; nil for a response's timer
@@ -72,8 +72,12 @@ type bodyTimer struct {
 // runs its func, so nothing of the last call's can reach the next one's: over
 // HTTP/2, where every unary call with a body arms one, this saves a call
 // the bodyTimer, its time.Timer and the func value of its expire (three
-// allocations, 224 bytes; BENCHMARKS.md section 35). A timer that fired
-// is left to the collector: its expire may still be waiting for g.mu.
+// allocations, 224 bytes; BENCHMARKS.md section 35). A timer whose Stop
+// returned false (it fired, and was not re-armed since) is left to the
+// collector: its expire may still be waiting for g.mu. One that fired for
+// the body and was re-armed for the response (see [bodyTimer.expire]) goes
+// back when that Stop returns true, safely: it re-armed under g.mu, which
+// release holds while it stops it, so that run of expire has returned.
 var bodyTimers sync.Pool
 
 // bodyDeadlineMessage is the message of the DeadlineExceeded error that a

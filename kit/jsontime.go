@@ -47,7 +47,7 @@ func (c *timeCache) fill(s []byte, sec int64, loc *time.Location) {
 		}
 	}
 	if len(s)-i > len(c.zone) {
-		return // a zone of 100 hours or more
+		return // a zone of 1000 hours or more; up to 999 fit (`-999:59"`, 8 bytes)
 	}
 	c.sec, c.loc = sec, loc
 	copy(c.head[:], s)
