@@ -3,6 +3,7 @@ package kit_test
 import (
 	"bufio"
 	"bytes"
+	"encoding/json"
 	"errors"
 	"io"
 	"log/slog"
@@ -299,7 +300,8 @@ func TestRefusedRESTRequestsAreObserved(t *testing.T) {
 		message                               string // in the line's error
 	}{
 		{name: "another method", method: http.MethodPut, path: "/v1/ping/1",
-			status: http.StatusMethodNotAllowed, message: "Method Not Allowed"},
+			status: http.StatusMethodNotAllowed, code: "Unimplemented", lineCode: "unimplemented",
+			message: `method "PUT" not allowed: the path takes GET,HEAD`},
 		{name: "type not taken", method: http.MethodPost, path: "/v1/ping", body: "number=1", contentType: "text/plain",
 			status: http.StatusUnsupportedMediaType, code: "InvalidArgument", lineCode: "invalid_argument",
 			message: `unsupported content type "text/plain": a REST route takes a JSON body`},
@@ -315,6 +317,16 @@ func TestRefusedRESTRequestsAreObserved(t *testing.T) {
 			res, body := restCall(t, client, tc.method, srv.URL+tc.path, tc.body, header)
 			if res.StatusCode != tc.status {
 				t.Fatalf("%s %s = %d %s, want %d", tc.method, tc.path, res.StatusCode, body, tc.status)
+			}
+			// The answer is google.rpc.Status JSON with the code counted,
+			// as every REST error's, not vanguard's plain text.
+			var status struct{ Code int }
+			if ct := res.Header.Get("Content-Type"); ct != "application/json" || json.Unmarshal([]byte(body), &status) != nil ||
+				connect.Code(status.Code).String() != codeNames[tc.code] {
+				t.Errorf("%s %s = %s %s, want google.rpc.Status JSON of code %s", tc.method, tc.path, ct, body, tc.code)
+			}
+			if allow := res.Header.Get("Allow"); tc.status == http.StatusMethodNotAllowed && allow != "GET,HEAD" {
+				t.Errorf("%s %s: Allow %q, want GET,HEAD", tc.method, tc.path, allow)
 			}
 			labels := map[string]string{"grpc_service": "", "grpc_method": "", "protocol": "rest", "grpc_code": tc.code}
 			line := rejectedOnce(t, srv, logs, labels)

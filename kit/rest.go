@@ -374,15 +374,16 @@ func unhex(c byte) byte {
 // codec's name unknown yet). A 500 that the chain did not answer is held
 // back until its body is seen, and written as 400 InvalidArgument if it
 // is a client's error that vanguard blames on the server (see
-// [restClientError]); so is vanguard's plain-text 415, written as
-// google.rpc.Status JSON (see [restUnsupported]). With capture, it keeps
+// [restClientError]); so are vanguard's plain-text 415 and 405, written as
+// google.rpc.Status JSON (see [restUnsupported] and
+// [restMethodNotAllowed]). With capture, it keeps
 // the start of an error response's body, for [rejectedCalls.observeREST].
 type restWriter struct {
 	http.ResponseWriter
 	sent      *http.Request // the request as it came (see [asSent])
 	capture   bool          // keep the start of an error response's body
 	headAsGet bool          // a HEAD is served as a GET (see [routeMethods.headAsGet])
-	held      bool          // a 500 or 415 is held back, its body in errBody
+	held      bool          // a 500, 415 or 405 is held back, its body in errBody
 	heldCode  int           // the status held back
 	status    int           // the status written, once written
 	failed    bool          // an error status was written, with capture
@@ -404,7 +405,7 @@ func (w *restWriter) WriteHeader(code int) {
 			h["Content-Type"] = []string{"application/json"}
 		}
 		if !w.held && (code == http.StatusInternalServerError && !answeredByChain(h) ||
-			code == http.StatusUnsupportedMediaType && plainError(h)) {
+			(code == http.StatusUnsupportedMediaType || code == http.StatusMethodNotAllowed) && plainError(h)) {
 			w.held, w.heldCode = true, code
 			return
 		}
@@ -419,7 +420,7 @@ func (w *restWriter) Write(p []byte) (int, error) {
 			w.errBody = append(w.errBody, p...)
 			return len(p), nil
 		}
-		if w.heldCode == http.StatusUnsupportedMediaType {
+		if w.heldCode != http.StatusInternalServerError {
 			// Its text is replaced whole (see release): what passes
 			// the bound is dropped.
 			w.errBody = append(w.errBody, p[:maxRESTErrorBytes-len(w.errBody)]...)
@@ -436,16 +437,21 @@ func (w *restWriter) Write(p []byte) (int, error) {
 }
 
 // release writes the 500 held back and the body written so far, or a 400
-// in its place (see [restClientError]); or the 415 held back, as
-// google.rpc.Status JSON (see [restUnsupported]).
+// in its place (see [restClientError]); or the 415 or 405 held back, as
+// google.rpc.Status JSON (see [restUnsupported], [restMethodNotAllowed]).
 func (w *restWriter) release() error {
 	w.held = false
 	code := w.heldCode
-	if code == http.StatusUnsupportedMediaType {
-		w.errBody = restUnsupported(w.errBody)
+	if code != http.StatusInternalServerError {
 		h := w.ResponseWriter.Header()
+		if code == http.StatusMethodNotAllowed {
+			w.errBody = restMethodNotAllowed(w.sent.Method, h["Allow"])
+		} else {
+			w.errBody = restUnsupported(w.errBody)
+		}
 		h["Content-Type"] = []string{"application/json"}
 		delete(h, "X-Content-Type-Options")
+		delete(h, "Content-Length")
 	} else if body, ok := restClientError(w.errBody); ok {
 		code, w.errBody = http.StatusBadRequest, body
 		delete(w.ResponseWriter.Header(), "Content-Length")

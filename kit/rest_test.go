@@ -665,7 +665,7 @@ func TestRESTRoutesBesideOtherHandlers(t *testing.T) {
 	}{
 		{http.MethodGet, "/v1/ping/3", http.StatusOK, `"number":"3"`},
 		{http.MethodPost, "/v1/ping", http.StatusOK, `"number":"0"`},
-		{http.MethodPut, "/v1/ping/3", http.StatusMethodNotAllowed, "Method Not Allowed"},
+		{http.MethodPut, "/v1/ping/3", http.StatusMethodNotAllowed, `{"code":12,"message":"method \"PUT\" not allowed: the path takes GET,HEAD"`},
 		{http.MethodPost, "/v1/fail/5", http.StatusOK, "prefix POST /v1/fail/5"},
 		{http.MethodGet, "/v1/ping/3/more", http.StatusOK, "root GET /v1/ping/3/more"},
 		{http.MethodGet, "/index.html", http.StatusOK, "root GET /index.html"},

@@ -105,17 +105,17 @@ func restClientError(body []byte) ([]byte, bool) {
 	default:
 		return nil, false
 	}
-	return invalidArgumentJSON(msg), true
+	return statusJSON(connect.CodeInvalidArgument, msg), true
 }
 
-// invalidArgumentJSON returns the google.rpc.Status JSON of an
-// InvalidArgument error whose message is msg, as vanguard writes one.
-func invalidArgumentJSON(msg string) []byte {
+// statusJSON returns the google.rpc.Status JSON of an error of code whose
+// message is msg, as vanguard writes one.
+func statusJSON(code connect.Code, msg string) []byte {
 	out, _ := json.Marshal(struct { // cannot fail: an int, a string, an empty list
 		Code    int        `json:"code"`
 		Message string     `json:"message"`
 		Details []struct{} `json:"details"`
-	}{int(connect.CodeInvalidArgument), msg, []struct{}{}})
+	}{int(code), msg, []struct{}{}})
 	return out
 }
 
@@ -144,7 +144,20 @@ func restUnsupported(text []byte) []byte {
 				": a REST route takes a JSON body (Content-Type: application/json)"
 		}
 	}
-	return invalidArgumentJSON(msg)
+	return statusJSON(connect.CodeInvalidArgument, msg)
+}
+
+// restMethodNotAllowed returns the google.rpc.Status JSON, Unimplemented,
+// that answers a REST request whose method no route of its path takes, in
+// place of vanguard's plain-text 405 (the HTTP status stays 405, with its
+// Allow, allow): Unimplemented is what grpc-gateway's
+// DefaultRoutingErrorHandler answers a 405 with, the call of an operation
+// the server does not serve, and not InvalidArgument, since nothing in the
+// request but its method is wrong. The message names the method sent, a
+// client's choice, and those taken.
+func restMethodNotAllowed(method string, allow []string) []byte {
+	return statusJSON(connect.CodeUnimplemented,
+		"method "+quoteBounded(method)+" not allowed: the path takes "+strings.Join(allow, ","))
 }
 
 // noBodyRefusal begins vanguard's message refusing the body of a REST

@@ -817,8 +817,15 @@ func checkAnswer(t *testing.T, what, serverURL, input string, res *http.Response
 		}
 		if n, err := strconv.Atoi(string(e.Code)); err == nil { // google.rpc.Status
 			unsupported := n == int(connect.CodeInvalidArgument) && res.StatusCode == http.StatusUnsupportedMediaType // a type or encoding a route does not take
-			if n <= 0 || n >= len(restHTTPStatus) || restHTTPStatus[n] != res.StatusCode && !unsupported {
+			// a method no route of the path takes: Unimplemented, as
+			// grpc-gateway answers it, the status staying 405 with its Allow
+			notAllowed := n == int(connect.CodeUnimplemented) && res.StatusCode == http.StatusMethodNotAllowed
+			if n <= 0 || n >= len(restHTTPStatus) || restHTTPStatus[n] != res.StatusCode && !unsupported && !notAllowed {
 				t.Fatalf("%s: HTTP %d for google.rpc.Status code %d: %s", what, res.StatusCode, n, body)
+			}
+			if notAllowed && (res.Header.Get("Allow") == "" || e.Message == nil ||
+				!strings.HasPrefix(*e.Message, "method "+strconv.Quote(res.Request.Method)+" not allowed: the path takes "+res.Header.Get("Allow"))) {
+				t.Fatalf("%s: a 405 that does not name the method sent and those taken (Allow %q): %s", what, res.Header.Get("Allow"), body)
 			}
 			if ct := res.Request.Header.Get("Content-Type"); unsupported && e.Message != nil &&
 				strings.HasPrefix(*e.Message, "unsupported content type") && len(ct) < 128 &&
@@ -846,7 +853,7 @@ func checkAnswer(t *testing.T, what, serverURL, input string, res *http.Response
 		}
 	case strings.HasPrefix(ct, "text/plain"):
 		switch res.StatusCode {
-		case http.StatusNotFound, http.StatusMethodNotAllowed:
+		case http.StatusNotFound:
 		case http.StatusBadRequest, http.StatusRequestHeaderFieldsTooLarge, http.StatusHTTPVersionNotSupported, http.StatusNotImplemented:
 			if !res.Close {
 				t.Fatalf("%s: a plain %d that is not net/http's: %s", what, res.StatusCode, body)
