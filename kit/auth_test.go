@@ -543,6 +543,57 @@ func TestAuthChallengeReachesGRPCClients(t *testing.T) {
 	}
 }
 
+// A page on another origin may read a refusal's WWW-Authenticate: the
+// CORS answer to a call WithAuth refused exposes it, beside the
+// protocols' own headers, in Connect, gRPC-Web (the browsers' protocols),
+// gRPC and REST, after a preflight that allows the call.
+func TestAuthChallengeReadableFromPages(t *testing.T) {
+	t.Parallel()
+	const origin, challenge = "https://app.example", `Bearer realm="test"`
+	srv := kittest.NewServer(t, kit.Config{CORSAllowedOrigins: []string{origin}}, func(srv *kit.Server) {
+		srv.Mount(pingv1connect.NewPingServiceHandler(&whoPing{}, srv.HandlerOptions()...))
+	}, kit.WithLogger(slog.New(slog.NewJSONHandler(io.Discard, nil))), kit.WithAuth(func(ctx context.Context, r *http.Request) (any, error) {
+		err := authn.Errorf("no bearer token")
+		err.Meta().Set("WWW-Authenticate", challenge)
+		return nil, err
+	}))
+	if h := preflightHeaders(t, srv.HTTP1Client(), srv.URL, origin, "authorization,connect-protocol-version,content-type"); h.Get("Access-Control-Allow-Origin") != origin {
+		t.Fatalf("preflight: %v", h)
+	}
+	exposes := func(what string, h http.Header) {
+		t.Helper()
+		if h.Get("WWW-Authenticate") != challenge || h.Get("Access-Control-Allow-Origin") != origin {
+			t.Errorf("%s: WWW-Authenticate %q, Access-Control-Allow-Origin %q; want %s for %s",
+				what, h.Get("WWW-Authenticate"), h.Get("Access-Control-Allow-Origin"), challenge, origin)
+		}
+		exposed := h.Get("Access-Control-Expose-Headers")
+		for _, name := range []string{"WWW-Authenticate", "Grpc-Status", "Grpc-Message", "Grpc-Status-Details-Bin", "X-Request-Id"} {
+			if !containsFold(exposed, name) {
+				t.Errorf("%s: Access-Control-Expose-Headers %q lacks %s: a page cannot read it", what, exposed, name)
+			}
+		}
+	}
+	fromPage := connect.WithInterceptors(connect.UnaryInterceptorFunc(func(next connect.UnaryFunc) connect.UnaryFunc {
+		return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
+			req.Header().Set("Origin", origin)
+			return next(ctx, req)
+		}
+	}))
+	for _, p := range srv.Protocols() {
+		_, err := newPingClient(srv, p.Client, append(p.Options, fromPage)...).Ping(t.Context(), connect.NewRequest(&pingv1.PingRequest{Number: 1}))
+		var ce *connect.Error
+		if !errors.As(err, &ce) || ce.Code() != connect.CodeUnauthenticated {
+			t.Fatalf("%s: %v, want unauthenticated", p.Name, err)
+		}
+		exposes(p.Name, ce.Meta())
+	}
+	resp, body := restCall(t, srv.HTTP1Client(), http.MethodGet, srv.URL+"/v1/ping/1", "", http.Header{"Origin": {origin}})
+	if resp.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("REST GET /v1/ping/1 = %d %s, want 401", resp.StatusCode, body)
+	}
+	exposes("REST", resp.Header)
+}
+
 // seenPing records the caller that each of its streams' handlers sees.
 type seenPing struct {
 	pingServer

@@ -57,7 +57,8 @@ type Config struct {
 	CORSAllowedHeaders []string
 	// CORSExposedHeaders lists the response headers pages may read beyond
 	// the protocols' status headers (Grpc-Status, Grpc-Message,
-	// Grpc-Status-Details-Bin), X-Request-Id, and with RateLimit the
+	// Grpc-Status-Details-Bin), X-Request-Id, WWW-Authenticate (the
+	// challenge of a call WithAuth refused), and with RateLimit the
 	// Retry-After of its refusals, which are always exposed:
 	// the headers your handlers set, and for the trailers of a Connect
 	// unary call, their names prefixed with "Trailer-". A browser hides any

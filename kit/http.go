@@ -146,7 +146,10 @@ func (s *Server) withCORS(h http.Handler) http.Handler {
 	if len(s.cfg.CORSAllowedOrigins) == 0 {
 		return h
 	}
-	exposed := append(connectcors.ExposedHeaders(), "X-Request-Id")
+	// WWW-Authenticate is a 401's challenge (see [WithAuth]), in the
+	// header in every protocol: a page must read it to know how to
+	// authenticate.
+	exposed := append(connectcors.ExposedHeaders(), "X-Request-Id", "WWW-Authenticate")
 	if s.cfg.RateLimit > 0 {
 		// A Connect unary call's refusal says when to come back in a
 		// header, which a browser would hide from the page.
