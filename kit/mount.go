@@ -105,7 +105,8 @@ func serviceOf(path string) protoreflect.ServiceDescriptor {
 // of streams: connect shows interceptors no ResponseWriter, so a stream's
 // ResponseController goes to them in the request context ([streamContext]);
 // so that auth, when not nil, authenticates the calls of its methods
-// before h runs (see [WithAuth]); and so that a gRPC call that fails before
+// before h runs (see [WithAuth]), and before the call reserves its
+// message's bytes under [Config.MaxInFlightBytes]; and so that a gRPC call that fails before
 // its first message ends in a Trailers-Only response (see
 // [trailersOnlyWriter]).
 func serviceHandler(service protoreflect.ServiceDescriptor, h http.Handler, auth *authenticator, unknown prometheus.Counter, limits bodyLimits) http.Handler {
@@ -132,6 +133,10 @@ func serviceHandler(service protoreflect.ServiceDescriptor, h http.Handler, auth
 		// which the call allocates anyway: one allocation fewer a call.
 		// (A unary call's body timer, which is reused, cannot hold it.)
 		var tw *trailersOnlyWriter
+		// The bound on request bytes read at once, for a call whose body
+		// it counts; nil otherwise (and when off).
+		var inBytes *requestBytes
+		var timeout time.Duration
 		switch {
 		case kind&connect.StreamTypeClient == 0 && r.ContentLength != 0 && r.Body != nil && r.Body != http.NoBody:
 			if kind == connect.StreamTypeUnary && r.ContentLength > limits.maxBytes && connectUnaryBody(r) {
@@ -141,7 +146,7 @@ func serviceHandler(service protoreflect.ServiceDescriptor, h http.Handler, auth
 				return
 			}
 			caller, ok := callerTimeout(r.Header)
-			timeout := limits.bodyTimeout(caller, ok)
+			timeout = limits.bodyTimeout(caller, ok)
 			if timeout > 0 {
 				var stall time.Duration
 				if kind == connect.StreamTypeUnary {
@@ -152,18 +157,33 @@ func serviceHandler(service protoreflect.ServiceDescriptor, h http.Handler, auth
 				defer guardBody(w, r, timeout, stall).release()
 			}
 			if limits.bytes != nil && !limits.bodyless[r.URL.Path] {
-				n, held, refusal := limits.bytes.reserve(r, limits.maxBytes, timeout)
-				if refusal != nil {
-					limits.reject(w, held, refusal)
-					return
-				}
-				defer limits.bytes.release(n)
-				r = held
+				inBytes = limits.bytes
 			}
 		case kind == connect.StreamTypeUnary: // a Connect GET, whose message is in the URL
 			if response := limits.responseTime(callerTimeout(r.Header)); response > 0 {
 				defer guardResponse(w, r, response).release()
 			}
+		}
+		// WithAuth refuses a caller before the call reserves its bytes:
+		// it reads only the headers (a gRPC refusal waits for the
+		// message's first byte, see [awaitMessage], and reads no more),
+		// so an unauthenticated call neither waits in the bound's queue
+		// ahead of authenticated ones nor is told ResourceExhausted.
+		var info any
+		if auth != nil {
+			var ok bool
+			if info, ok = auth.check(w, r, kind&connect.StreamTypeClient == 0); !ok {
+				return
+			}
+		}
+		if inBytes != nil {
+			n, held, refusal := inBytes.reserve(r, limits.maxBytes, timeout)
+			if refusal != nil {
+				limits.reject(w, held, refusal)
+				return
+			}
+			defer inBytes.release(n)
+			r = held
 		}
 		if kind != connect.StreamTypeUnary {
 			c := &streamContext{Context: r.Context(), body: streamBody{rc: http.NewResponseController(w), sendStall: limits.sendStall}}
@@ -175,28 +195,16 @@ func serviceHandler(service protoreflect.ServiceDescriptor, h http.Handler, auth
 				c.message.ReadCloser = r.Body
 				r.Body, tw.message = &c.message, &c.message
 			}
-			if auth != nil {
-				// The caller's info rides on the stream's context, which
-				// the request's copy above carries already; when kit did
-				// not learn authn's key, on a context of authn's.
-				info, ok := auth.check(w, r, kind&connect.StreamTypeClient == 0)
-				if !ok {
-					return
-				}
-				if authnInfoKey != nil {
-					c.info = info
-				} else if info != nil {
-					r = r.WithContext(authn.SetInfo(c, info))
-				}
+			// The caller's info rides on the stream's context, which the
+			// request's copy above carries already; when kit did not
+			// learn authn's key, on a context of authn's.
+			if authnInfoKey != nil {
+				c.info = info
+			} else if info != nil {
+				r = r.WithContext(authn.SetInfo(c, info))
 			}
-		} else if auth != nil {
-			info, ok := auth.check(w, r, true)
-			if !ok {
-				return
-			}
-			if info != nil {
-				r = r.WithContext(authn.SetInfo(r.Context(), info))
-			}
+		} else if info != nil {
+			r = r.WithContext(authn.SetInfo(r.Context(), info))
 		}
 		if ok, trailersOnly := grpcCall(r); ok {
 			serveGRPC(h, w, r, tw, trailersOnly)

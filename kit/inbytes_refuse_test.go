@@ -1,0 +1,105 @@
+package kit_test
+
+import (
+	"context"
+	"log/slog"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"connectrpc.com/authn"
+	"connectrpc.com/connect"
+
+	"github.com/connectkit/connectkit/internal/gen/connectkit/ping/v1/pingv1connect"
+	"github.com/connectkit/connectkit/kit"
+	"github.com/connectkit/connectkit/kit/kittest"
+)
+
+// fillBytes fills srv's 250KiB bound (newBytesServer's) with two 100KiB
+// gRPC Pings that svc holds in its handler, and returns the bytes they
+// reserved and the func that lets them end and checks they were served.
+func fillBytes(t *testing.T, srv *kittest.Server, svc *heldPing) (int64, func()) {
+	t.Helper()
+	call := pingCalls(srv)["grpc"]
+	var wg sync.WaitGroup
+	errs := make(chan error, 2)
+	for range 2 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, err := call(context.Background(), inBytesMessage)
+			errs <- err
+		}()
+	}
+	for range 2 {
+		select {
+		case <-svc.entered:
+		case <-time.After(time.Minute):
+			t.Fatal("the calls that fill the bound did not reach their handler")
+		}
+	}
+	held, _, _ := kit.InFlightBytes(srv.Server)
+	return held, func() {
+		t.Helper()
+		close(svc.release)
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			if err != nil {
+				t.Errorf("a call that filled the bound: %v", err)
+			}
+		}
+	}
+}
+
+// TestMaxInFlightBytesAfterAuth: with KIT_MAX_INFLIGHT_BYTES full, a call
+// WithAuth refuses gets Unauthenticated, in every protocol, without
+// waiting for bytes (it would be ResourceExhausted once its wait was up)
+// and without reserving any (one small enough to fit would raise the
+// peak).
+func TestMaxInFlightBytesAfterAuth(t *testing.T) {
+	t.Parallel()
+	for _, name := range []string{"connect", "grpc", "grpcweb", "rest"} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			var open atomic.Bool // WithAuth lets callers in while set
+			open.Store(true)
+			svc := &heldPing{entered: make(chan struct{}, 16), release: make(chan struct{})}
+			srv := kittest.NewServer(t, kit.Config{MaxInFlightBytes: inBytesLimit}, func(s *kit.Server) {
+				s.Mount(pingv1connect.NewPingServiceHandler(svc, s.HandlerOptions()...))
+			}, kit.WithLogger(slog.New(slog.DiscardHandler)), kit.WithAuth(func(context.Context, *http.Request) (any, error) {
+				if open.Load() {
+					return testCaller{id: "alice"}, nil
+				}
+				return nil, authn.Errorf("no bearer token")
+			}))
+			held, release := fillBytes(t, srv, svc)
+			open.Store(false)
+			// Without auth first, the call too large for the room left
+			// would be refused for its bytes after this wait.
+			kit.SetInFlightBytesWait(srv.Server, 50*time.Millisecond)
+			call := pingCalls(srv)[name]
+			for _, size := range []int{inBytesMessage, 10 << 10} { // does not fit; fits
+				_, err := call(context.Background(), size)
+				if name == "rest" {
+					if err == nil || !strings.Contains(err.Error(), "HTTP 401") {
+						t.Errorf("%d bytes: %v, want HTTP 401", size, err)
+					}
+				} else if connect.CodeOf(err) != connect.CodeUnauthenticated {
+					t.Errorf("%d bytes: %v, want Unauthenticated", size, err)
+				}
+			}
+			if inUse, peak, waiting := kit.InFlightBytes(srv.Server); inUse != held || peak != held || waiting != 0 {
+				t.Errorf("bytes held %d, at most %d, %d calls waiting; want %d, %d, 0: a refused caller reserved bytes", inUse, peak, waiting, held, held)
+			}
+			exhausted := map[string]string{"grpc_method": "Ping", "grpc_code": "ResourceExhausted"}
+			if n := counterValue(t, srv.Registry(), "kit_rejected_calls_total", exhausted); n != 0 {
+				t.Errorf("%v calls refused for their bytes, want none", n)
+			}
+			release()
+		})
+	}
+}
