@@ -2,7 +2,10 @@ package kit_test
 
 import (
 	"context"
+	"errors"
+	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"strings"
 	"sync"
@@ -12,7 +15,12 @@ import (
 
 	"connectrpc.com/authn"
 	"connectrpc.com/connect"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/encoding/protowire"
 
+	pingv1 "github.com/connectkit/connectkit/internal/gen/connectkit/ping/v1"
 	"github.com/connectkit/connectkit/internal/gen/connectkit/ping/v1/pingv1connect"
 	"github.com/connectkit/connectkit/kit"
 	"github.com/connectkit/connectkit/kit/kittest"
@@ -102,4 +110,43 @@ func TestMaxInFlightBytesAfterAuth(t *testing.T) {
 			release()
 		})
 	}
+}
+
+// TestMaxInFlightBytesServerStream: a gRPC server stream that does not
+// fit in KIT_MAX_INFLIGHT_BYTES is refused ResourceExhausted, with
+// Retry-After, in a Trailers-Only answer, whose status a grpc-go client
+// reads from RecvMsg.
+func TestMaxInFlightBytesServerStream(t *testing.T) {
+	t.Parallel()
+	srv, svc := newBytesServer(t)
+	_, release := fillBytes(t, srv, svc)
+	defer release()
+	kit.SetInFlightBytesWait(srv.Server, 50*time.Millisecond)
+	// CountUpRequest has no field that large: an unknown one fills it.
+	msg := &pingv1.CountUpRequest{Number: 1}
+	msg.ProtoReflect().SetUnknown(protowire.AppendBytes(protowire.AppendTag(nil, 15, protowire.BytesType), make([]byte, inBytesMessage)))
+
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute) // a hang ends here
+	defer cancel()
+	stream, err := grpcConnTo(t, []net.Addr{srv.Addr()}).NewStream(ctx, &grpc.StreamDesc{ServerStreams: true}, grpcCountUp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := stream.SendMsg(msg); err != nil && !errors.Is(err, io.EOF) {
+		t.Fatal(err)
+	}
+	_ = stream.CloseSend()
+	err = stream.RecvMsg(&pingv1.CountUpResponse{})
+	if s := status.Convert(err); s.Code() != codes.ResourceExhausted || !strings.Contains(s.Message(), "did not fit") {
+		t.Errorf("grpc-go: RecvMsg = %v, want ResourceExhausted: ... did not fit", err)
+	}
+
+	res := envelopedCall(t, srv, grpcCountUp, msg)
+	if res.Header.Get("Grpc-Status") != "8" || res.Header.Get("Retry-After") != "1" || len(res.Trailer) != 0 {
+		t.Errorf("header %v, trailer %v; want grpc-status 8 and Retry-After: 1 in the header (Trailers-Only), no trailer", res.Header, res.Trailer)
+	}
+	labels := map[string]string{"grpc_method": "CountUp", "grpc_code": "ResourceExhausted"}
+	waitFor(t, "two refused streams counted", func() bool {
+		return counterValue(t, srv.Registry(), "kit_rejected_calls_total", labels) == 2
+	})
 }

@@ -275,25 +275,7 @@ func TestMaxInFlightBytesEnveloped(t *testing.T) {
 	close(svc.release)
 	call := func(size int) *http.Response {
 		t.Helper()
-		msg, err := proto.Marshal(&pingv1.PingRequest{Text: strings.Repeat("x", size)})
-		if err != nil {
-			t.Fatal(err)
-		}
-		body := append([]byte{0, 0, 0, 0, 0}, msg...)
-		binary.BigEndian.PutUint32(body[1:], uint32(len(msg)))
-		req, err := http.NewRequest(http.MethodPost, srv.URL+"/connectkit.ping.v1.PingService/Ping", unsized{bytes.NewReader(body)})
-		if err != nil {
-			t.Fatal(err)
-		}
-		req.Header.Set("Content-Type", "application/grpc")
-		req.Header.Set("Te", "trailers")
-		res, err := srv.HTTP2Client().Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		_, _ = io.Copy(io.Discard, res.Body)
-		res.Body.Close()
-		return res
+		return envelopedCall(t, srv, grpcPing, &pingv1.PingRequest{Text: strings.Repeat("x", size)})
 	}
 	status := func(res *http.Response) (string, string) {
 		if s := res.Header.Get("Grpc-Status"); s != "" {
@@ -314,6 +296,31 @@ func TestMaxInFlightBytesEnveloped(t *testing.T) {
 	if code != "8" || !strings.Contains(msg, fmt.Sprintf("exceeds the %d-byte limit", inBytesLimit)) {
 		t.Errorf("grpc-status %s (%s), want 8 naming the limit", code, msg)
 	}
+}
+
+// envelopedCall sends msg to srv's procedure path as a gRPC call over
+// HTTP/2 of unstated length, whose size only the envelope's prefix says,
+// and returns the response, its body read.
+func envelopedCall(t *testing.T, srv *kittest.Server, path string, msg proto.Message) *http.Response {
+	t.Helper()
+	raw, err := proto.Marshal(msg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body := binary.BigEndian.AppendUint32([]byte{0}, uint32(len(raw)))
+	req, err := http.NewRequest(http.MethodPost, srv.URL+path, unsized{bytes.NewReader(append(body, raw...))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/grpc")
+	req.Header.Set("Te", "trailers")
+	res, err := srv.HTTP2Client().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _ = io.Copy(io.Discard, res.Body)
+	res.Body.Close()
+	return res
 }
 
 // TestMaxInFlightBytesOverMessageLimit: a call whose Content-Length says
