@@ -106,9 +106,9 @@ func serviceOf(path string) protoreflect.ServiceDescriptor {
 // ResponseController goes to them in the request context ([streamContext]);
 // so that auth, when not nil, authenticates the calls of its methods
 // before h runs (see [WithAuth]), and before the call reserves its
-// message's bytes under [Config.MaxInFlightBytes]; and so that a gRPC call that fails before
-// its first message ends in a Trailers-Only response (see
-// [trailersOnlyWriter]).
+// message's bytes under [Config.MaxInFlightBytes]; and so that a gRPC call
+// that fails before its first message ends in a Trailers-Only response
+// (see [trailersOnlyWriter]).
 func serviceHandler(service protoreflect.ServiceDescriptor, h http.Handler, auth *authenticator, unknown prometheus.Counter, limits bodyLimits) http.Handler {
 	kinds := map[string]connect.StreamType{} // by path
 	methods := service.Methods()
