@@ -38,9 +38,9 @@ const http1Prefix = "HTTP/1."
 
 // Once a connection showed it, the address is known to speak HTTP/1.x only
 // until one shows HTTP/2: an h2c connection whose server sent a SETTINGS
-// frame, or an HTTP/1.1 connection whose server answered with one or
-// closed without a byte (an HTTP/2-only server in its place or beside it:
-// see h1Conn). No clock sends an HTTP/1.x server the h2c preface again,
+// frame, or an HTTP/1.1 connection whose server answered with one, or
+// silentCloses in a row that their server closed without a byte (an
+// HTTP/2-only server in its place or beside it: see h1Conn). No clock sends an HTTP/1.x server the h2c preface again,
 // which its handler would get as a request "PRI *": its calls that work
 // over HTTP/1.1 (Connect's unary ones, gRPC-Web, REST) stay there, and
 // only those made for HTTP/2 (see prefersHTTP2) try h2c again, as
@@ -54,6 +54,17 @@ const (
 	probeWait    = time.Second
 	probeMaxWait = 5 * time.Minute
 )
+
+// silentCloses is how many HTTP/1.1 connections in a row, with no call
+// answered over HTTP/1.1 between them, their server must close without a
+// byte after a request was written for the address to be no longer known
+// to speak HTTP/1.x (see h1Conn). One is not enough: an HTTP/1.x server
+// closes so on an error of its own too (a net/http handler's panic,
+// http.ErrAbortHandler among them; nginx's "return 444"), and each such
+// error would send the next calls' h2c preface to its handler as a
+// request "PRI *". An HTTP/2-only server closes so on every connection:
+// it costs one more failed call to find.
+const silentCloses = 2
 
 // maxSends bounds the sends of one call: its first, and one more each time
 // the connection it took showed a server of the other protocol (which no
@@ -105,6 +116,11 @@ type cleartextTransport struct {
 	// silent is the read error of the last connection whose server
 	// closed it without a byte; nil once a server answered.
 	silent atomic.Pointer[error]
+	// h1Silent counts the HTTP/1.1 connections in a row whose server
+	// closed them without a byte after a request was written (see
+	// h1Conn), since the last call answered over HTTP/1.1 or the last
+	// change of the mark.
+	h1Silent atomic.Int64
 	// h2Open counts the open connections whose server answered other
 	// than in HTTP/1.x (HTTP/2), h2Answers every one that ever did: a
 	// call's h2c attempt during which both stayed put ran on a
@@ -250,6 +266,9 @@ func (t *cleartextTransport) viaHTTP1(req *http.Request) (*http.Response, error)
 	if err != nil && errors.As(err, new(*http2AnswerError)) {
 		return resp, err
 	}
+	if err == nil && t.h1Silent.Load() != 0 { // an HTTP/1.x answer: the silent closes before it are its server's errors
+		t.h1Silent.Store(0)
+	}
 	if t.http1Calls != nil {
 		t.http1Calls.WithLabelValues(req.Host).Inc()
 	}
@@ -375,6 +394,7 @@ func (t *cleartextTransport) dialHTTP1(ctx context.Context, network, addr string
 // sawHTTP1 records that an h2c connection's server answered in HTTP/1.x.
 func (t *cleartextTransport) sawHTTP1() {
 	t.h1Streak.Add(1)
+	t.h1Silent.Store(0)
 	if t.http1Since.Swap(time.Now().UnixNano()) == 0 {
 		t.logger.Info("HTTP client: server speaks HTTP/1.x only, not h2c: calling it over HTTP/1.1", "peer", t.addr)
 	}
@@ -384,6 +404,7 @@ func (t *cleartextTransport) sawHTTP1() {
 // what one may do (how, in the log line).
 func (t *cleartextTransport) sawHTTP2(how string) {
 	t.h1Streak.Store(0)
+	t.h1Silent.Store(0)
 	if t.http1Since.Swap(0) != 0 {
 		t.logger.Info("HTTP client: server known to speak HTTP/1.x only "+how+": calling it over h2c again", "peer", t.addr)
 	}

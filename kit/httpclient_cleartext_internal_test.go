@@ -139,10 +139,11 @@ func TestSniffConnClosesAtOnce(t *testing.T) {
 
 // TestCleartextTransportH2C calls an h2c server that speaks HTTP/2 alone:
 // over HTTP/2, and no HTTP/1.1 transport is made. Then, as if an HTTP/1.x
-// server had been at its address, a GET goes over HTTP/1.1 and fails, the
+// server had been at its address, GETs go over HTTP/1.1 and fail, the
 // server closing the connection without a byte: the address is no longer
-// known to speak HTTP/1.x, and the next calls, one whose body cannot be
-// sent again among them, go over HTTP/2.
+// known to speak HTTP/1.x once silentCloses GETs in a row failed so, and
+// the next calls, one whose body cannot be sent again among them, go over
+// HTTP/2.
 func TestCleartextTransportH2C(t *testing.T) {
 	t.Parallel()
 	addr := h2cServer(t)
@@ -170,12 +171,14 @@ func TestCleartextTransportH2C(t *testing.T) {
 	tr.http1Since.Store(1) // an HTTP/1.x server's
 	tr.h1Streak.Store(5)
 	tr.CloseIdleConnections()
-	if resp, err := tr.RoundTrip(httptest.NewRequestWithContext(t.Context(), http.MethodGet, "http://"+addr+"/", nil)); err == nil {
-		_ = resp.Body.Close()
-		t.Fatalf("GET over HTTP/1.1 of a server that speaks HTTP/2 alone = %s; want its close", resp.Proto)
-	}
-	if tr.http1Since.Load() != 0 {
-		t.Fatal("a server that closed an HTTP/1.1 connection without a byte is still known to speak HTTP/1.x")
+	for i := range silentCloses {
+		if resp, err := tr.RoundTrip(httptest.NewRequestWithContext(t.Context(), http.MethodGet, "http://"+addr+"/", nil)); err == nil {
+			_ = resp.Body.Close()
+			t.Fatalf("GET %d over HTTP/1.1 of a server that speaks HTTP/2 alone = %s; want its close", i, resp.Proto)
+		}
+		if known := tr.http1Since.Load() != 0; known != (i < silentCloses-1) {
+			t.Fatalf("after %d HTTP/1.1 connections in a row closed without a byte, known to speak HTTP/1.x = %v; want it until %d", i+1, known, silentCloses)
+		}
 	}
 	send(nil)
 	send(io.MultiReader(strings.NewReader("streamed")))

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"io"
+	"log"
 	"net"
 	"net/http"
 	"sync/atomic"
@@ -27,14 +29,21 @@ import (
 // returns the server's address and a function that stops it.
 func serveAt(t *testing.T, addr string, h2c bool, h http.Handler, pri *atomic.Int32) (string, func()) {
 	t.Helper()
+	var protocols http.Protocols
+	protocols.SetHTTP1(true)
+	protocols.SetUnencryptedHTTP2(h2c)
+	return serveProtocols(t, addr, protocols, h, pri)
+}
+
+// serveProtocols is serveAt with the server's protocols given; its error
+// log (a handler's panic) is discarded.
+func serveProtocols(t *testing.T, addr string, protocols http.Protocols, h http.Handler, pri *atomic.Int32) (string, func()) {
+	t.Helper()
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var protocols http.Protocols
-	protocols.SetHTTP1(true)
-	protocols.SetUnencryptedHTTP2(h2c)
-	srv := &http.Server{Protocols: &protocols, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	srv := &http.Server{Protocols: &protocols, ErrorLog: log.New(io.Discard, "", 0), Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method == "PRI" {
 			pri.Add(1)
 			return

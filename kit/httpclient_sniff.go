@@ -169,9 +169,10 @@ func (c *sniffConn) settle() {
 // which no handler saw, is sent again over h2c; so do its writes that
 // fail (see Write). A server that closes the connection without a byte
 // after a request was written on it (net/http's HTTP/2-only server does
-// so) may be one too: the address is no longer known to speak HTTP/1.x
-// either, but the call fails as it would, since an HTTP/1.x server that
-// closes so may have handled it.
+// so) may be one too, or an HTTP/1.x server that failed the request (a
+// handler's panic): the address is no longer known to speak HTTP/1.x once
+// silentCloses connections in a row closed so, and the call fails as it
+// would, since an HTTP/1.x server that closes so may have handled it.
 type h1Conn struct {
 	net.Conn
 	peer  *cleartextTransport
@@ -234,7 +235,9 @@ func (c *h1Conn) Read(p []byte) (int, error) {
 		c.peer.sawHTTP2("answered an HTTP/1.1 request in HTTP/2")
 		return 0, &http2AnswerError{addr: c.peer.addr}
 	case n == 0 && c.wrote.Load() && !errors.Is(err, os.ErrDeadlineExceeded) && !errors.Is(err, net.ErrClosed): // closed by its server
-		c.peer.sawHTTP2("closed an HTTP/1.1 connection without answering")
+		if c.peer.h1Silent.Add(1) >= silentCloses {
+			c.peer.sawHTTP2(fmt.Sprintf("closed %d HTTP/1.1 connections in a row without answering", silentCloses))
+		}
 	}
 	return n, err
 }
