@@ -49,7 +49,7 @@ func (c Config) validateOverload(bad func(field, env string, value any, why stri
 		bad("MaxInFlight", "KIT_MAX_INFLIGHT", c.MaxInFlight, "must be between 1 and "+strconv.Itoa(maxOverloadCount)+` (0 or "off": no bound)`)
 	}
 	if c.MaxInFlightBytes < 0 || c.MaxInFlightBytes > maxInFlightBytes {
-		bad("MaxInFlightBytes", "KIT_MAX_INFLIGHT_BYTES", c.MaxInFlightBytes, "must be between 1 and "+strconv.Itoa(maxInFlightBytes)+" bytes, such as \"64MiB\" (0: no bound)")
+		bad("MaxInFlightBytes", "KIT_MAX_INFLIGHT_BYTES", c.MaxInFlightBytes, "must be between 1 and "+strconv.FormatInt(maxInFlightBytes, 10)+" bytes, such as \"64MiB\" (0: no bound)")
 	}
 }
 
