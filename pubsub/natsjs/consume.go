@@ -307,11 +307,16 @@ func isClosed(cc jetstream.ConsumeContext) bool {
 
 // beginHeal stops consuming and creates the consumer again, unless it was
 // drained or is being created again already, or, with known set, reads a
-// consumer created at another time than known by now.
+// consumer created at another time than known by now, or Close began.
 func (c *consumer) beginHeal(err error, known time.Time) {
 	c.mu.Lock()
 	if c.stopped || c.healing || (!known.IsZero() && !c.created.Equal(known)) {
 		c.mu.Unlock()
+		return
+	}
+	if c.b.acks.isClosing() { // nothing is made on the connection it drains
+		c.mu.Unlock()
+		c.logger.Debug("natsjs: consumer deleted or lost while closing", "error", err)
 		return
 	}
 	c.healing = true
@@ -381,8 +386,8 @@ func (c *consumer) heal() {
 		c.mu.Lock()
 		stopped := c.stopped
 		c.mu.Unlock()
-		if stopped {
-			return
+		if stopped || c.b.acks.isClosing() {
+			return // drained, or the broker's Close began (see beginHeal)
 		}
 		ctx, cancel := context.WithTimeout(c.stopCtx, 30*time.Second)
 		err := c.start(ctx)
@@ -391,8 +396,8 @@ func (c *consumer) heal() {
 			c.logger.Info("natsjs: consumer created again")
 			return
 		}
-		if c.stopCtx.Err() != nil {
-			return // drained while trying: nothing failed
+		if c.stopCtx.Err() != nil || c.b.acks.isClosing() {
+			return // drained or closed while trying: nothing failed
 		}
 		c.logger.Error("natsjs: failed to create the consumer again; retrying", "error", err)
 		c.mu.Lock()

@@ -30,3 +30,6 @@ func LookingUpStream(b *Broker, topic string) bool {
 	defer o.mu.Unlock()
 	return len(o.sem) == 1
 }
+
+// LockedBuffer is lockedBuffer, for the package's external tests.
+type LockedBuffer = lockedBuffer

@@ -2,12 +2,10 @@ package natsjs_test
 
 import (
 	"bufio"
-	"bytes"
 	"io"
 	"log/slog"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -57,23 +55,9 @@ func TestLostPullRequest(t *testing.T) {
 	}
 }
 
-// lockedBuffer is a bytes.Buffer safe for concurrent use, for logs.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
+// lockedBuffer is natsjs.LockedBuffer, a bytes.Buffer safe for
+// concurrent use, for logs.
+type lockedBuffer = natsjs.LockedBuffer
 
 // droppingProxy forwards NATS connections to a server, dropping the first
 // message a client publishes to a subject with the given prefix.
