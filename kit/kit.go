@@ -346,13 +346,19 @@ func (s *Server) AdminAddr() net.Addr {
 // contexts (their calls end with Unavailable) and closes the connections,
 // within one more second. A second signal during shutdown exits at once,
 // by that signal, after logging so at error: a SIGINT (a second ^C) at
-// any time, a SIGTERM a second or more after the shutdown began (one
-// sooner is taken for the first delivered twice).
+// any time, a SIGTERM a second or more after the first signal (one
+// sooner is taken for the first delivered twice). A first signal during
+// a shutdown that a failure or ctx began is logged and changes nothing.
 // Run returns nil after a clean shutdown, and otherwise the error that
 // stopped the server or spoiled its shutdown.
 func (s *Server) Run(ctx context.Context) error {
-	sigCtx, stopSignals := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
-	defer stopSignals()
+	// Run listens to the signals itself, from start to end, rather than
+	// through a signal.NotifyContext: whether a signal began the shutdown
+	// decides what the next one does, which no context's cause tells (func
+	// main's own NotifyContext may cancel ctx before kit's would).
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	defer signal.Stop(sigs)
 
 	s.mu.Lock()
 	if s.running {
@@ -389,14 +395,20 @@ func (s *Server) Run(ctx context.Context) error {
 	s.logger.Info("serving", attrs...)
 
 	var cause error
+	var first os.Signal // the signal that began the shutdown, if one did
 	select {
-	case <-sigCtx.Done():
-		s.logger.Info("shutdown requested", "reason", context.Cause(sigCtx).Error())
+	case first = <-sigs:
+		s.logger.Info("shutdown requested", "reason", first.String()+" signal received")
+	case <-ctx.Done():
+		select { // the signal that made func main cancel ctx, if it did
+		case first = <-sigs:
+		default:
+		}
+		s.logger.Info("shutdown requested", "reason", context.Cause(ctx).Error())
 	case cause = <-s.lifecycle.failed:
 		s.logger.Error("shutting down after a failure", "error", cause)
 	}
-	defer s.exitOnSecondSignal()() // from here on, a second signal kills the process
-	stopSignals()
+	defer s.exitOnSecondSignal(sigs, first != nil)() // from here on, a second signal kills the process
 	err := s.shutdown(cause)
 	s.mu.Lock()
 	s.closed, s.closeDone = true, true // the shutdown did what Close does: a later Close returns nil
@@ -404,39 +416,47 @@ func (s *Server) Run(ctx context.Context) error {
 	return err
 }
 
-// secondSignalGrace is how long after the shutdown began a SIGTERM is
-// taken for the first signal delivered again rather than for a second: GNU
-// timeout, for one, signals its command and then the command's process
-// group, so the process gets SIGTERM twice within microseconds. A SIGINT
-// gets no grace: a terminal sends one a ^C, and a developer who presses
-// ^C again, however soon, wants the process gone (as docker compose and
+// secondSignalGrace is how long after the first signal a SIGTERM is taken
+// for that signal delivered again rather than for a second: GNU timeout,
+// for one, signals its command and then the command's process group, so
+// the process gets SIGTERM twice within microseconds. A SIGINT gets no
+// grace: a terminal sends one a ^C, and a developer who presses ^C again,
+// however soon, wants the process gone (as docker compose and
 // controller-runtime's signal handler do at a second ^C).
 const secondSignalGrace = time.Second
 
-// exitOnSecondSignal makes a SIGINT during the shutdown, or a SIGTERM past
-// its first [secondSignalGrace], end the process at once, as the signal's
-// default action does, once it has logged why at error and written the log
-// lines still buffered: otherwise the logs of a process killed so stop in
-// mid-shutdown, with nothing to tell a second signal from a crash. The
-// signal is raised again once its handling is reset to the default
+// exitOnSecondSignal takes the signals of sigs during the shutdown. Once a
+// signal came (signalled: the one that began the shutdown), a SIGINT, or a
+// SIGTERM past the first's [secondSignalGrace], ends the process at once,
+// as the signal's default action does, once it has logged why at error and
+// written the log lines still buffered: otherwise the logs of a process
+// killed so stop in mid-shutdown, with nothing to tell a second signal
+// from a crash. The first signal of a shutdown that a failure or Run's
+// context began is only logged: it asks for what is under way already (a
+// Kubernetes pod deleted once its component failed gets one SIGTERM), and
+// killing the process would drop the calls the drain protects. The signal
+// is raised again once its handling is reset to the default
 // (signal.Reset), so that the process ends by it (exit status 143 for
 // SIGTERM, as a supervisor expects): also when func main listens to it
 // too, as it does when it passes Run the context of its own
 // signal.NotifyContext, whose channel would swallow the signal (that
 // context is done already) and leave the shutdown running after kit
-// logged that it exits. The returned func stops listening, for a
-// shutdown that finished.
-func (s *Server) exitOnSecondSignal() (stop func()) {
-	sigs := make(chan os.Signal, 1)
-	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
-	began := time.Now()
+// logged that it exits. The returned func stops, for a shutdown that
+// finished.
+func (s *Server) exitOnSecondSignal(sigs <-chan os.Signal, signalled bool) (stop func()) {
+	first := time.Now() // when the first signal came, or the shutdown began
 	done := make(chan struct{})
 	go func() {
 		for {
 			select {
 			case sig := <-sigs:
-				if sig == syscall.SIGTERM && time.Since(began) < secondSignalGrace {
-					s.logger.Debug("signal ignored: the shutdown began less than a second ago", "signal", sig.String())
+				switch {
+				case !signalled:
+					signalled, first = true, time.Now()
+					s.logger.Info("signal received during shutdown; already draining", "signal", sig.String())
+					continue
+				case sig == syscall.SIGTERM && time.Since(first) < secondSignalGrace:
+					s.logger.Debug("signal ignored: the first came less than a second ago", "signal", sig.String())
 					continue
 				}
 				s.logger.Error("second signal received: exiting at once, without finishing the shutdown", "signal", sig.String())
@@ -450,8 +470,5 @@ func (s *Server) exitOnSecondSignal() (stop func()) {
 			return
 		}
 	}()
-	return func() {
-		signal.Stop(sigs)
-		close(done)
-	}
+	return func() { close(done) }
 }

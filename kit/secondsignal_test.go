@@ -6,6 +6,8 @@ import (
 	"bufio"
 	"context"
 	"errors"
+	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"os/exec"
@@ -27,6 +29,7 @@ const signalChild = "KIT_TEST_SIGNAL_CHILD"
 type signalledServer struct {
 	t     *testing.T
 	cmd   *exec.Cmd
+	stdin io.WriteCloser // a line on it ends the drain of startDrainingServer's child
 	lines chan string
 	logs  []string
 }
@@ -54,10 +57,21 @@ func startSignalledServer(t *testing.T, notifies bool) (*signalledServer, bool) 
 		}
 		return nil, false
 	}
+	return spawnSignalledChild(t), true
+}
+
+// spawnSignalledChild runs the test's own binary again, with signalChild
+// set, and waits until it serves.
+func spawnSignalledChild(t *testing.T) *signalledServer {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), 90*time.Second)
 	t.Cleanup(cancel)
 	cmd := exec.CommandContext(ctx, os.Args[0], "-test.run=^"+t.Name()+"$", "-test.count=1")
 	cmd.Env = append(os.Environ(), signalChild+"=1")
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -65,7 +79,7 @@ func startSignalledServer(t *testing.T, notifies bool) (*signalledServer, bool) 
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	s := &signalledServer{t: t, cmd: cmd, lines: make(chan string)}
+	s := &signalledServer{t: t, cmd: cmd, stdin: stdin, lines: make(chan string)}
 	go func() {
 		defer close(s.lines)
 		sc := bufio.NewScanner(stderr)
@@ -74,7 +88,7 @@ func startSignalledServer(t *testing.T, notifies bool) (*signalledServer, bool) 
 		}
 	}()
 	s.waitFor("serving")
-	return s, true
+	return s
 }
 
 // waitFor reads the child's lines up to one whose message starts with msg.
@@ -252,5 +266,94 @@ func TestSecondInterruptExitsAtOnceWithinTheGrace(t *testing.T) {
 	s.wantKilledBy(syscall.SIGINT)
 	if !strings.Contains(s.output(), `"msg":"second signal received: exiting at once, without finishing the shutdown","signal":"interrupt"`) {
 		t.Errorf("no error line for the second ^C; the child's output:\n%s", s.output())
+	}
+}
+
+// startDrainingServer is startSignalledServer for a shutdown that no
+// signal began: in the child, a background component fails (how is
+// "failure") or func main cancels Run's context ("cancel"), and another
+// component, once cancelled, drains until a line comes on its stdin, as a
+// subscriber finishes the messages it holds.
+func startDrainingServer(t *testing.T, how string) (*signalledServer, bool) {
+	t.Helper()
+	if os.Getenv(signalChild) == "" {
+		return spawnSignalledChild(t), true
+	}
+	srv, err := kit.New(kit.Config{Addr: "127.0.0.1:0", AdminAddr: kit.AdminOff, LogFormat: "json", LogLevel: slog.LevelDebug})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.Go(func(ctx context.Context) error {
+		<-ctx.Done()
+		srv.Logger().Info("component draining")
+		_, _ = bufio.NewReader(os.Stdin).ReadString('\n')
+		srv.Logger().Info("component drained")
+		return nil
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	failed := errors.New("component failed")
+	srv.Go(func(context.Context) error {
+		if how == "failure" {
+			return failed
+		}
+		cancel()
+		return nil
+	})
+	var want error // Run's error: that of the failed component, if one did
+	if how == "failure" {
+		want = failed
+	}
+	if err := srv.Run(ctx); !errors.Is(err, want) {
+		t.Fatalf("Run: %v, want %v", err, want)
+	}
+	return nil, false
+}
+
+// A first signal during a shutdown that a failed component or a cancelled
+// context began asks for what is under way: the child logs so and goes on
+// draining, to a clean exit, where it used to take that signal for a
+// second one, a second after the shutdown began, and exit at once: a
+// Kubernetes pod deleted once its component failed dropped the calls the
+// drain was there for. A signal after that one is a second signal and ends
+// the child at once. Each signal goes past the grace a SIGTERM delivered
+// twice gets (from the shutdown's start before, from the first signal now).
+func TestFirstSignalDuringShutdownStartedOtherwise(t *testing.T) {
+	t.Parallel()
+	for _, how := range []string{"failure", "cancel"} {
+		for _, signals := range []int{1, 2} {
+			t.Run(fmt.Sprintf("%s_%d_signals", how, signals), func(t *testing.T) {
+				t.Parallel()
+				s, parent := startDrainingServer(t, how)
+				if !parent {
+					return
+				}
+				s.waitFor("component draining")
+				time.Sleep(1500 * time.Millisecond) // past the grace from the shutdown's start
+				s.signal()
+				s.waitFor("signal received during shutdown; already draining")
+				if signals == 1 {
+					if _, err := io.WriteString(s.stdin, "drained\n"); err != nil {
+						t.Fatal(err)
+					}
+					if err := s.wait(); err != nil {
+						t.Fatalf("the child's exit: %v, want a clean one after its drain; its output:\n%s", err, s.output())
+					}
+					if !strings.Contains(s.output(), `"msg":"component drained"`) {
+						t.Errorf("the child exited without finishing its drain; its output:\n%s", s.output())
+					}
+					return
+				}
+				time.Sleep(1500 * time.Millisecond) // past the grace of a signal delivered twice
+				s.signal()
+				s.wantKilledBy(syscall.SIGTERM)
+				if strings.Contains(s.output(), `"msg":"component drained"`) {
+					t.Errorf("the child finished its drain after a second signal; its output:\n%s", s.output())
+				}
+				if !strings.Contains(s.output(), `"level":"ERROR","msg":"second signal received: exiting at once, without finishing the shutdown","signal":"terminated"`) {
+					t.Errorf("no error line for the second signal; the child's output:\n%s", s.output())
+				}
+			})
+		}
 	}
 }
