@@ -253,7 +253,10 @@ func (l *logging) endUnary(c *unaryCall, resp connect.AnyResponse, err error) {
 }
 
 func (l *logging) unaryMessage(ctx context.Context, info *msgctx.Info, req connect.AnyRequest, spec connect.Spec, next connect.UnaryFunc) (connect.AnyResponse, error) {
-	start := time.Now()
+	start := info.Start // a delivery's: pubsub read the clock as the chain began
+	if start.IsZero() {
+		start = time.Now()
+	}
 	requestID := RequestIDFrom(ctx)
 	if !spec.IsClient {
 		ctx = l.serverContext(ctx, spec.Procedure, info)

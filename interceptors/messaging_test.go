@@ -246,6 +246,30 @@ func TestMessageQuietSuccess(t *testing.T) {
 	}
 }
 
+// TestMessageTimedFromStart checks that a delivery's log line and
+// pubsub_handling_seconds are timed from msgctx.Info.Start, the clock
+// reading pubsub takes as the chain begins, not from a reading of their own.
+func TestMessageTimedFromStart(t *testing.T) {
+	t.Parallel()
+	o := newObserved(t, slog.LevelInfo)
+	const ago = time.Hour
+	info := &msgctx.Info{Operation: msgctx.Process, System: "mem", Topic: topic, Subscription: subscription,
+		MessageID: "msg-start", MessageType: topic, Attempt: 1, Start: time.Now().Add(-ago)}
+	deliver(t, subscriber(t, o), info, &pingv1.PingRequest{Text: "ok"})
+	line := o.logs.waitLine(t, map[string]any{"msg": "message", "message_id": "msg-start"})
+	if d, _ := line["duration"].(float64); time.Duration(d) < ago {
+		t.Errorf("line's duration = %v, want at least the %v since Info.Start", time.Duration(d), ago)
+	}
+	labels := map[string]string{"topic": topic, "subscription": subscription}
+	series := gatherSeries(t, o.reg, "pubsub_handling_seconds", labels)
+	if len(series) != 1 {
+		t.Fatalf("pubsub_handling_seconds: %d series, want 1", len(series))
+	}
+	if sum := series[0].GetHistogram().GetSampleSum(); sum < ago.Seconds() {
+		t.Errorf("pubsub_handling_seconds sum = %vs, want at least the %v since Info.Start", sum, ago)
+	}
+}
+
 // TestRPCOfAHandler checks that an RPC a subscriber's handler makes, whose
 // context carries the delivery's msgctx.Info, is traced, logged and counted
 // as an RPC client call: its traceparent reaches the server, and the

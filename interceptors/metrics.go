@@ -181,7 +181,10 @@ func (m *metricsInterceptor) WrapUnary(next connect.UnaryFunc) connect.UnaryFunc
 func (m *metricsInterceptor) unaryMessage(ctx context.Context, info *msgctx.Info, req connect.AnyRequest, next connect.UnaryFunc) (connect.AnyResponse, error) {
 	var start time.Time // only a delivery's handling is timed: no clock read for a publish
 	if info.Operation != msgctx.Publish {
-		start = time.Now()
+		// pubsub read the clock as the chain began: no second read here.
+		if start = info.Start; start.IsZero() {
+			start = time.Now()
+		}
 	}
 	resp, err := next(ctx, req)
 	m.pubsub.observe(ctx, info, start, err)

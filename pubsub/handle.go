@@ -203,7 +203,10 @@ func (s *Subscriber) handle(ctx context.Context, d Delivery, waited time.Duratio
 // invoke presents the delivery to the handler chain as a unary call with
 // the deadline budget from now, and returns the chain's final error.
 func (s *Subscriber) invoke(ctx context.Context, st *deliveryState, msg *Message, contentType string, budget time.Duration) (err error) {
-	if deadline.Init(&st.deadline, ctx, budget) { // a timer only if the handler waits
+	// One clock read for the handler's deadline and for the chain's timing
+	// (msgctx.Info.Start): Logging and Metrics read it instead of the clock.
+	st.info.Start = time.Now()
+	if deadline.InitAt(&st.deadline, ctx, st.info.Start.Add(budget)) { // a timer only if the handler waits
 		defer st.deadline.Cancel()
 		ctx = &st.deadline
 	}

@@ -98,10 +98,12 @@ func TestInterceptorsSeeMessageInfo(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	began := time.Now()
 	if err := pub.Publish(t.Context(), &pingv1.PingRequest{}, pubsub.WithMessageID("id-1")); err != nil {
 		t.Fatal(err)
 	}
 	pubsubtest.WaitFor(t, "two calls through the interceptor", func() bool { mu.Lock(); defer mu.Unlock(); return len(seen) == 2 })
+	ended := time.Now()
 	want := []msgctx.Info{
 		{Operation: msgctx.Publish, System: "mem", Topic: "infos", MessageID: "id-1", MessageType: "connectkit.ping.v1.PingRequest"},
 		{Operation: msgctx.Process, System: "mem", Topic: "infos", Subscription: "s", MessageID: "id-1", MessageType: "connectkit.ping.v1.PingRequest",
@@ -117,6 +119,14 @@ func TestInterceptorsSeeMessageInfo(t *testing.T) {
 			t.Errorf("%s: Server set, but mem has no server", seen[i].Operation)
 		}
 		seen[i].Server = nil // a func: not comparable
+		// A delivery's chain starts at a clock reading of pubsub's, which
+		// Logging and Metrics time it from; a publish has none.
+		if start := seen[i].Start; seen[i].Operation == msgctx.Process && (start.Before(began) || start.After(ended)) {
+			t.Errorf("delivery's Start %v, want between %v and %v", start, began, ended)
+		} else if seen[i].Operation == msgctx.Publish && !start.IsZero() {
+			t.Errorf("publish's Start %v, want zero", start)
+		}
+		seen[i].Start = time.Time{}
 		if !reflect.DeepEqual(seen[i], want[i]) {
 			t.Errorf("interceptor saw %+v, want %+v", seen[i], want[i])
 		}

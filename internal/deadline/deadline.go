@@ -45,11 +45,20 @@ func New(parent context.Context, timeout time.Duration) *Ctx {
 // ends in time, and c is left as it was. c must not be copied once Init
 // returned true.
 func Init(c *Ctx, parent context.Context, timeout time.Duration) bool {
-	d, ok := deadlineFor(parent, timeout)
-	if ok {
-		c.Context, c.deadline = parent, d
+	return InitAt(c, parent, time.Now().Add(timeout))
+}
+
+// InitAt is [Init] with the deadline d instead of a timeout from now, for
+// a caller that read the clock already (pubsub, which times a delivery
+// from the same reading): d must carry a monotonic clock reading, as
+// time.Now().Add(timeout) does, so that Err and Cancel compare the
+// monotonic clock alone.
+func InitAt(c *Ctx, parent context.Context, d time.Time) bool {
+	if pd, ok := parent.Deadline(); ok && !pd.After(d) {
+		return false
 	}
-	return ok
+	c.Context, c.deadline = parent, d
+	return true
 }
 
 // deadlineFor returns the deadline timeout from now, and false if parent

@@ -117,6 +117,34 @@ func TestSoonerParentDeadline(t *testing.T) {
 	}
 }
 
+// TestInitAt checks that InitAt takes the deadline it is given, as Init
+// takes one from its timeout, and declines one no sooner than the parent's.
+func TestInitAt(t *testing.T) {
+	t.Parallel()
+	parent, cancelParent := context.WithTimeout(t.Context(), time.Minute)
+	defer cancelParent()
+	var later deadline.Ctx
+	if deadline.InitAt(&later, parent, time.Now().Add(time.Hour)) {
+		t.Fatal("InitAt with a deadline after the parent's = true, want false")
+	}
+	var c deadline.Ctx
+	want := time.Now().Add(20 * time.Millisecond)
+	if !deadline.InitAt(&c, parent, want) {
+		t.Fatal("InitAt with a deadline before the parent's = false, want true")
+	}
+	defer c.Cancel()
+	if got, ok := c.Deadline(); !ok || !got.Equal(want) {
+		t.Fatalf("Deadline() = %v, %v; want %v", got, ok, want)
+	}
+	if err := c.Err(); err != nil {
+		t.Fatalf("Err() before the deadline = %v", err)
+	}
+	time.Sleep(time.Until(want) + 10*time.Millisecond)
+	if err := c.Err(); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Err() after the deadline = %v, want DeadlineExceeded", err)
+	}
+}
+
 // TestSoonerParentAllocatesNothing checks that New makes nothing when it
 // returns nil (kit's deadlines and pubsub call it on every call). Not
 // parallel: AllocsPerRun counts the whole process's allocations.
