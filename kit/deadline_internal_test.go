@@ -10,6 +10,9 @@ import (
 	"time"
 
 	"connectrpc.com/connect"
+	"google.golang.org/protobuf/types/known/emptypb"
+
+	"github.com/connectkit/connectkit/internal/msgctx"
 )
 
 // TestShutdownCutOfAClientStreamOutlastsItsReadDeadline cuts a client
@@ -122,6 +125,61 @@ func TestCutByShutdown(t *testing.T) {
 			t.Parallel()
 			if got := connect.CodeOf(cutByShutdown(ctx, tc.err)); got != tc.want {
 				t.Errorf("cutByShutdown(%v) is %v, want %v", tc.err, got, tc.want)
+			}
+		})
+	}
+}
+
+// messageRequest is a unary request that holds a msgctx.Info, as pubsub's
+// deliveries do.
+type messageRequest struct {
+	*connect.Request[emptypb.Empty]
+	info msgctx.Info
+}
+
+func (r *messageRequest) MessageInfo() *msgctx.Info { return &r.info }
+
+// TestDeadlinesOfADelivery checks that a delivery's deadline is capped at
+// maxUnary as an RPC's is, whether or not its msgctx.Info.Start lets the
+// check skip the clock: a deadline at most maxUnary after Start passes as
+// it is, one further from Start is measured from now.
+func TestDeadlinesOfADelivery(t *testing.T) {
+	t.Parallel()
+	const maxUnary = 5 * time.Minute
+	now := time.Now()
+	for _, tc := range []struct {
+		name          string
+		start         time.Time
+		deadlineIn    time.Duration // from now
+		wantUnchanged bool
+	}{
+		{name: "within max of start", start: now, deadlineIn: time.Minute, wantUnchanged: true},
+		{name: "started long ago, within max of now", start: now.Add(-time.Hour), deadlineIn: time.Minute, wantUnchanged: true},
+		{name: "no start, within max of now", deadlineIn: time.Minute, wantUnchanged: true},
+		{name: "beyond max of start and of now", start: now, deadlineIn: 10 * time.Minute},
+		{name: "started long ago, beyond max of now", start: now.Add(-time.Hour), deadlineIn: 10 * time.Minute},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			want := now.Add(tc.deadlineIn)
+			ctx, cancel := context.WithDeadline(t.Context(), want)
+			defer cancel()
+			req := &messageRequest{Request: connect.NewRequest(&emptypb.Empty{}), info: msgctx.Info{Operation: msgctx.Process, Start: tc.start}}
+			var got time.Time
+			_, err := deadlines{unary: 30 * time.Second, maxUnary: maxUnary}.unaryCall(ctx, req,
+				func(ctx context.Context, _ connect.AnyRequest) (connect.AnyResponse, error) {
+					got, _ = ctx.Deadline()
+					return nil, nil
+				})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tc.wantUnchanged {
+				if !got.Equal(want) {
+					t.Errorf("deadline %v, want the delivery's own %v", got, want)
+				}
+			} else if limit := time.Now().Add(maxUnary); got.After(limit) {
+				t.Errorf("deadline %v, want capped at %v from now (%v)", got, maxUnary, limit)
 			}
 		})
 	}
