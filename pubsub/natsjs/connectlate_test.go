@@ -393,3 +393,25 @@ func TestStartTLSFirstWhileUnreachable(t *testing.T) {
 		})
 	}
 }
+
+// TestStartConnectedLogsTheURL: a broker that connects to NATS_URL at once
+// logs where, its password hidden, as one that connects in the background
+// does: a service on a shared cluster logged nothing of its broker at
+// start, where one on the embedded server logs "embedded NATS server
+// ready", so a fleet's logs could not tell which broker each service used.
+func TestStartConnectedLogsTheURL(t *testing.T) {
+	t.Parallel()
+	port := freePort(t)
+	natsjs.StartTestServer(t, &server.Options{Port: port, Users: []*server.User{{Username: "app", Password: "s3cret"}}})
+	var logs lockedBuffer
+	b, err := natsjs.New(t.Context(), natsjs.Config{URL: "nats://app:s3cret@127.0.0.1:" + strconv.Itoa(port)},
+		natsjs.WithLogger(slog.New(slog.NewTextHandler(&logs, nil))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = b.Close() })
+	want := `level=INFO msg="natsjs: connected" url=nats://app:xxxxx@127.0.0.1:` + strconv.Itoa(port)
+	if got := logs.String(); !strings.Contains(got, want) || strings.Contains(got, "s3cret") {
+		t.Errorf("log = %q, want a line %s and no password", got, want)
+	}
+}

@@ -242,6 +242,12 @@ func New(ctx context.Context, cfg Config, opts ...Option) (*Broker, error) {
 		}
 		return nil, err
 	}
+	if b.cfg.URL != "" {
+		// Where it connected, as a connection made in the background says
+		// (connectedLate): otherwise a service on a cluster logs nothing of
+		// its broker at start, where one on the embedded server says so.
+		b.logger.Info("natsjs: connected", "url", redactURLs(nc.ConnectedUrl()))
+	}
 	return b, nil
 }
 
