@@ -46,7 +46,7 @@ func FuzzConfigFrom(f *testing.F) {
 			return // New refuses it: how -help shows it matters not
 		}
 		shown := (&settingFlag{c: &c, s: s}).String()
-		if s.get == nil || shown == "" {
+		if s.secret || shown == "" {
 			return // a secret, or a default worth hiding
 		}
 		var back Config

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"log/slog"
 	"slices"
 	"strconv"
 	"strings"
@@ -18,13 +19,16 @@ type setting struct {
 	usage   string
 	boolean bool // a flag that takes no value
 	set     func(c *Config, v string) error
-	get     func(c *Config) any // the value -help shows; nil shows none (a secret)
+	get     func(c *Config) any // the value -help and the config line show
+	secret  bool                // -help shows no value, the config line "[redacted]"
 }
 
 var settings = slices.Concat([]setting{
 	text("KIT_ADDR", "main listener address", func(c *Config) *string { return &c.Addr }),
 	text("KIT_ADMIN_ADDR", `admin listener address, or "off"`, func(c *Config) *string { return &c.AdminAddr }),
-	{env: "KIT_ADMIN_TOKEN", usage: "bearer token of the admin endpoints", set: func(c *Config, v string) error { c.AdminToken = v; return nil }},
+	{env: "KIT_ADMIN_TOKEN", usage: "bearer token of the admin endpoints", secret: true,
+		set: func(c *Config, v string) error { c.AdminToken = v; return nil },
+		get: func(c *Config) any { return c.AdminToken }},
 	flagOf("KIT_ADMIN_INSECURE", "allow an admin listener beyond loopback without a token", func(c *Config) *bool { return &c.AdminInsecure }),
 	flagOf("KIT_PPROF", "serve /debug/pprof on the admin listener", func(c *Config) *bool { return &c.Pprof }),
 	text("KIT_TLS_CERT_FILE", "TLS certificate file", func(c *Config) *string { return &c.TLSCertFile }),
@@ -104,16 +108,19 @@ func (f *settingFlag) IsBoolFlag() bool { return f.s.boolean }
 // shows it as the default. The zero settingFlag, which flag makes to tell a
 // default worth showing, shows nothing.
 func (f *settingFlag) String() string {
-	if f.c == nil || f.s.get == nil {
+	if f.c == nil || f.s.secret {
 		return ""
 	}
-	c := f.c.withDefaults()
-	switch v := f.s.get(&c).(type) {
-	case bool: // false is a flag's zero: flag shows no default for it
-		if !v {
-			return ""
-		}
-		return "true"
+	v := f.s.show(f.c.withDefaults())
+	if v == "false" { // a flag's zero: flag shows no default for it
+		return ""
+	}
+	return v
+}
+
+// show returns the setting's value in c as its variable would say it.
+func (s setting) show(c Config) string {
+	switch v := s.get(&c).(type) {
 	case time.Duration:
 		if v < 0 {
 			return "off"
@@ -122,6 +129,28 @@ func (f *settingFlag) String() string {
 	default:
 		return fmt.Sprint(v)
 	}
+}
+
+// changedSettings returns, for the "config" line New logs, each setting
+// whose value in c (its defaults applied) is not kit's default, keyed by
+// its variable, in the order of the settings' table: the overrides of a
+// service, from its environment, its flags or its code, in one line that a
+// fleet's log search compares across services. A secret shows as
+// "[redacted]".
+func changedSettings(c Config) []slog.Attr {
+	c, def := c.withDefaults(), Config{}.withDefaults()
+	var attrs []slog.Attr
+	for _, s := range settings {
+		v := s.show(c)
+		if v == s.show(def) {
+			continue
+		}
+		if s.secret {
+			v = "[redacted]"
+		}
+		attrs = append(attrs, slog.String(s.env, v))
+	}
+	return attrs
 }
 
 func parseBool(v string) (bool, error) {

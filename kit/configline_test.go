@@ -1,0 +1,90 @@
+package kit_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"log/slog"
+	"maps"
+	"net/http"
+	"testing"
+	"time"
+
+	"github.com/connectkit/connectkit/kit"
+)
+
+// TestNewLogsTheSettingsThatDifferFromTheDefaults runs a server whose
+// config sets a few settings, through the JSON logger a service uses, and
+// checks that New logged one "config" line with exactly those settings,
+// keyed by their variables and written as the variables take them, the
+// admin token redacted and nowhere in the log: a fleet's log search
+// compares services' overrides from it, where before only the listeners'
+// addresses were logged at start.
+func TestNewLogsTheSettingsThatDifferFromTheDefaults(t *testing.T) {
+	t.Parallel()
+	const token = "s3cr3t-admin-token"
+	cfg := kit.Config{
+		Addr:            "127.0.0.1:0",
+		AdminAddr:       "127.0.0.1:0",
+		AdminToken:      token,
+		DrainDelay:      time.Millisecond,
+		CallTimeout:     kit.NoTimeout,
+		MaxRequestBytes: 8 << 20,
+		NoFrameBatching: true,
+		ShutdownTimeout: kit.DefaultShutdownTimeout, // kit's default, given: not a change
+	}
+	var logs syncBuffer
+	srv, err := kit.New(cfg, kit.WithLogger(kit.NewLogger(&logs, "json", slog.LevelInfo)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Listen(); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- srv.Run(ctx) }()
+	res, err := http.Get("http://" + srv.AdminAddr().String() + "/readyz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = res.Body.Close()
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+
+	want := map[string]string{
+		"KIT_ADDR":              "127.0.0.1:0",
+		"KIT_ADMIN_ADDR":        "127.0.0.1:0",
+		"KIT_ADMIN_TOKEN":       "[redacted]",
+		"KIT_DRAIN_DELAY":       "1ms",
+		"KIT_CALL_TIMEOUT":      "off",
+		"KIT_MAX_REQUEST_BYTES": "8MiB",
+		"KIT_FRAME_BATCHING":    "false",
+	}
+	log := []byte(logs.String())
+	var found int
+	for line := range bytes.Lines(log) {
+		var rec struct {
+			Level, Msg string
+			Settings   map[string]string
+		}
+		if err := json.Unmarshal(line, &rec); err != nil {
+			t.Fatalf("log line %q: %v", line, err)
+		}
+		if rec.Msg != "config" {
+			continue
+		}
+		found++
+		if rec.Level != "INFO" || !maps.Equal(rec.Settings, want) {
+			t.Errorf("config line at %s with settings %v, want INFO with %v", rec.Level, rec.Settings, want)
+		}
+	}
+	if found != 1 {
+		t.Errorf("%d config lines, want 1; log:\n%s", found, log)
+	}
+	if bytes.Contains(log, []byte(token)) {
+		t.Errorf("the admin token is in the log:\n%s", log)
+	}
+}
