@@ -5,6 +5,8 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+
+	"github.com/connectkit/connectkit/internal/envname"
 )
 
 // envPrefix is the prefix of every variable [ConfigFromEnv] reads.
@@ -53,40 +55,12 @@ func warnUnknownEnv(logger *slog.Logger, names []string) {
 	}
 }
 
-// nearestSetting returns the setting's variable closest to name, within an
-// edit distance of 2 (3 for names over 16 characters), or "" if none is.
+// nearestSetting returns the setting's variable closest to name, or "" if
+// none is near (see [envname.Nearest]).
 func nearestSetting(name string) string {
-	best, bestDist := "", 3
-	if len(name) > 16 {
-		bestDist = 4
+	names := make([]string, len(settings))
+	for i, s := range settings {
+		names[i] = s.env
 	}
-	for _, s := range settings {
-		if d := editDistance(name, s.env); d < bestDist {
-			best, bestDist = s.env, d
-		}
-	}
-	return best
-}
-
-// editDistance is the Levenshtein distance of a and b, bytes for
-// characters (variable names are ASCII). Written here, a dozen lines,
-// rather than bring in a module for a start-up message.
-func editDistance(a, b string) int {
-	prev := make([]int, len(b)+1)
-	cur := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		cur[0] = i
-		for j := 1; j <= len(b); j++ {
-			cost := 1
-			if a[i-1] == b[j-1] {
-				cost = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
-		}
-		prev, cur = cur, prev
-	}
-	return prev[len(b)]
+	return envname.Nearest(name, names)
 }

@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+
+	"github.com/connectkit/connectkit/internal/envname"
 )
 
 // Config configures a [Broker]. Its zero value is valid: it starts an
@@ -136,6 +138,10 @@ type Config struct {
 	// creates it gives it its Replicas and DuplicateWindow, and no broker
 	// changes those of an existing one.
 	DeadLetterStream string
+
+	// fromEnv marks a Config read by ConfigFromEnv: New then warns of the
+	// NATS_* variables that look like a misspelt setting (misspeltEnv).
+	fromEnv bool
 }
 
 // Defaults of [Config].
@@ -162,8 +168,47 @@ const minPublishTimeout = 100 * time.Millisecond
 // on its fields; unset variables keep the defaults. It returns an error
 // naming every variable whose value does not parse, as package kit's
 // ConfigFromEnv does, or else what [Config.Validate] finds.
+//
+// A NATS_* variable that names no setting but is close to one (NATS_ULR)
+// is no error, but [New] logs it at warn with the setting it most likely
+// meant: a misspelt NATS_URL would otherwise start an embedded server
+// without a word. Other NATS_* variables (the nats CLI's NATS_USER, a
+// Kubernetes Service's NATS_SERVICE_HOST) are left alone.
 func ConfigFromEnv() (Config, error) {
-	return configFrom(os.Getenv)
+	c, err := configFrom(os.Getenv)
+	c.fromEnv = err == nil
+	return c, err
+}
+
+// envNames returns the NATS_* variables configFrom reads: all of them,
+// whatever their values.
+func envNames() []string {
+	var names []string
+	_, _ = configFrom(func(name string) string {
+		if strings.HasPrefix(name, "NATS_") {
+			names = append(names, name)
+		}
+		return ""
+	})
+	return names
+}
+
+// misspeltEnv returns, for each variable of environ ("NAME=value" entries,
+// as os.Environ gives them) that starts with NATS_, names no setting and
+// is near one (see [envname.Nearest]), its name and that setting's.
+func misspeltEnv(environ []string) [][2]string {
+	known := envNames()
+	var out [][2]string
+	for _, kv := range environ {
+		name, _, _ := strings.Cut(kv, "=")
+		if !strings.HasPrefix(name, "NATS_") || slices.Contains(known, name) {
+			continue
+		}
+		if near := envname.Nearest(name, known); near != "" {
+			out = append(out, [2]string{name, near})
+		}
+	}
+	return out
 }
 
 func configFrom(getenv func(string) string) (Config, error) {

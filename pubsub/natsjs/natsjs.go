@@ -36,6 +36,7 @@ import (
 	"fmt"
 	"log/slog"
 	neturl "net/url"
+	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -147,6 +148,11 @@ func New(ctx context.Context, cfg Config, opts ...Option) (*Broker, error) {
 	}
 	if o.logger == nil {
 		o.logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.fromEnv {
+		for _, m := range misspeltEnv(os.Environ()) {
+			o.logger.Warn("natsjs: unknown NATS_ variable ignored", "variable", m[0], "did_you_mean", m[1])
+		}
 	}
 	b := &Broker{
 		cfg:       cfg.withDefaults(),
