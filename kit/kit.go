@@ -152,8 +152,7 @@ func newServer(cfg Config, opts []Option) (*Server, error) {
 		s.logger = NewLogger(os.Stderr, cfg.LogFormat, s.level)
 	}
 	warnUnknownEnv(s.logger, cfg.unknownEnv)
-	s.logger.LogAttrs(context.Background(), slog.LevelInfo, "config",
-		slog.Attr{Key: "settings", Value: slog.GroupValue(changedSettings(cfg)...)})
+	s.logConfig(cfg)
 	s.registry = s.opts.registry
 	if s.registry == nil {
 		s.registry = prometheus.NewRegistry()

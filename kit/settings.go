@@ -1,10 +1,12 @@
 package kit
 
 import (
+	"context"
 	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
+	"runtime/debug"
 	"slices"
 	"strconv"
 	"strings"
@@ -265,4 +267,44 @@ func parseBytes(v string) (int64, error) {
 		return 0, fmt.Errorf("bad size %q", v)
 	}
 	return n * mult, nil
+}
+
+// logConfig logs the "config" line of a server of cfg: the version of
+// connectkit the program was built with, when known, and the settings
+// that differ from kit's defaults.
+func (s *Server) logConfig(cfg Config) {
+	attrs := make([]slog.Attr, 0, 2)
+	if v := kitVersion(debug.ReadBuildInfo()); v != "" {
+		attrs = append(attrs, slog.String("kit", v))
+	}
+	attrs = append(attrs, slog.Attr{Key: "settings", Value: slog.GroupValue(changedSettings(cfg)...)})
+	s.logger.LogAttrs(context.Background(), slog.LevelInfo, "config", attrs...)
+}
+
+// modulePath is connectkit's module, whose version the "config" line names.
+const modulePath = "github.com/connectkit/connectkit"
+
+// kitVersion returns the version of connectkit that bi says the program
+// was built with, for the "config" line (go_build_info names only the main
+// module's): a tag or pseudo-version, "(devel)" for connectkit's own
+// binaries built from a checkout, and for a replaced module its version
+// and what replaced it ("v1.2.0 => ../connectkit"), as go version -m
+// shows it; "" when bi does not know.
+func kitVersion(bi *debug.BuildInfo, ok bool) string {
+	if !ok || bi == nil {
+		return ""
+	}
+	if bi.Main.Path == modulePath {
+		return bi.Main.Version
+	}
+	for _, m := range bi.Deps {
+		if m.Path != modulePath {
+			continue
+		}
+		if r := m.Replace; r != nil {
+			return strings.TrimSpace(m.Version + " => " + r.Path + " " + r.Version)
+		}
+		return m.Version
+	}
+	return ""
 }
