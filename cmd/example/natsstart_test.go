@@ -65,6 +65,11 @@ func readyz(t *testing.T, srv *kittest.Server) int {
 // subscriber. The shutdown is clean.
 func TestStartWhileNATSDown(t *testing.T) {
 	t.Parallel()
+	// Made before the server's cleanup is registered, so that it is
+	// removed after the server stopped: cleanups run last in, first out,
+	// and a store removed under a running server (a consumer's directory
+	// being written) failed the test with "directory not empty".
+	dir := t.TempDir()
 	var nats *natsjs.Broker // the server, standing for an external one; closed last
 	t.Cleanup(func() {
 		if nats != nil {
@@ -93,7 +98,7 @@ func TestStartWhileNATSDown(t *testing.T) {
 	}()
 
 	var err error
-	nats, err = natsjs.New(context.Background(), natsjs.Config{DataDir: t.TempDir(), Listen: addr})
+	nats, err = natsjs.New(context.Background(), natsjs.Config{DataDir: dir, Listen: addr})
 	if err != nil {
 		t.Fatal(err)
 	}
