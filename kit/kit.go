@@ -108,7 +108,10 @@ type Server struct {
 }
 
 // New returns a server for cfg (defaults applied, then validated) and opts.
-// It binds nothing: [Server.Listen] or [Server.Run] does.
+// It binds nothing: [Server.Listen] or [Server.Run] does. It logs, at info,
+// one line "config" naming connectkit's version and the settings of cfg
+// that differ from the defaults (the admin token redacted), and at warn
+// each misspelt KIT_* variable of a Config from [ConfigFromEnv].
 func New(cfg Config, opts ...Option) (*Server, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
