@@ -262,16 +262,18 @@ func TestPublishAfterServerRestartedEmpty(t *testing.T) {
 	}
 }
 
-// TestPublishSetupWithinPublishTimeout: a publish whose stream lookup gets
-// no answer (the request lost with a cluster's leader) fails after
-// PublishTimeout, not at its caller's far later deadline, and a publish
-// waiting for that lookup gives up at its own, shorter, deadline.
-func TestPublishSetupWithinPublishTimeout(t *testing.T) {
+// TestPublishSetupLookupLost: a publish whose stream lookup gets no answer
+// (nats-server answers none while a cluster elects the stream's leader)
+// looks the stream up again after setupAttemptTimeout (2s) and succeeds,
+// rather than waiting for the lost answer until PublishTimeout, which held
+// every publish of a topic for 30s where the election took 5s (README,
+// Running against a NATS cluster); and a publish waiting for that lookup
+// gives up at its own, shorter, deadline.
+func TestPublishSetupLookupLost(t *testing.T) {
 	t.Parallel()
 	owner := newEmbedded(t)
 	proxy := newDroppingProxy(t, owner.ClientURL(), "$JS.API.STREAM.INFO.lost_info")
-	const timeout = 3 * time.Second // far above the short publish's 100ms, on a loaded machine too
-	b, err := natsjs.New(t.Context(), natsjs.Config{URL: proxy.url, PublishTimeout: timeout})
+	b, err := natsjs.New(t.Context(), natsjs.Config{URL: proxy.url, PublishTimeout: 15 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -280,24 +282,16 @@ func TestPublishSetupWithinPublishTimeout(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second) // an RPC's deadline, say
-	defer cancel()
 	first := make(chan error, 1)
-	start := time.Now()
-	go func() { first <- pub.Publish(ctx, &pingv1.PingRequest{Number: 1}) }()
+	go func() { first <- pub.Publish(t.Context(), &pingv1.PingRequest{Number: 1}) }()
 	pubsubtest.WaitFor(t, "the stream lookup, dropped", func() bool { return proxy.dropped.Load() })
 	short, cancelShort := context.WithTimeout(t.Context(), 100*time.Millisecond)
 	defer cancelShort()
-	shortStart := time.Now()
-	if err := pub.Publish(short, &pingv1.PingRequest{Number: 2}); err == nil || time.Since(shortStart) > timeout/2 {
-		t.Errorf("a publish with 100ms to go behind the lost lookup = %v after %v, want its deadline's error, not the lookup's", err, time.Since(shortStart).Round(time.Millisecond))
+	if err := pub.Publish(short, &pingv1.PingRequest{Number: 2}); !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("a publish with 100ms to go behind the lost lookup = %v, want its deadline's error", err)
 	}
-	err = <-first
-	if took := time.Since(start); err == nil || took > timeout+2*time.Second {
-		t.Errorf("the publish whose lookup was lost = %v after %v, want an error after PublishTimeout (%v)", err, took.Round(time.Millisecond), timeout)
-	}
-	if err := pub.Publish(ctx, &pingv1.PingRequest{Number: 3}); err != nil {
-		t.Errorf("the next publish = %v, want nil", err)
+	if err := <-first; err != nil {
+		t.Errorf("the publish whose lookup was lost = %v, want nil: the lookup made again", err)
 	}
 }
 

@@ -408,19 +408,19 @@ func sleepCtx(ctx context.Context, d time.Duration) error {
 // limits its replicas, MaxAge and duplicate window too. owner names what the stream is for, in the error when a
 // stream of that name holds other subjects.
 func (b *Broker) upsertStream(ctx context.Context, notBefore time.Time, limits bool, want jetstream.StreamConfig, owner string) error {
-	s, err := b.js.Stream(ctx, want.Name)
+	s, err := b.lookupStream(ctx, want.Name)
 	if errors.Is(err, jetstream.ErrStreamNotFound) {
 		if err := sleepCtx(ctx, time.Until(notBefore)); err != nil {
 			return fmt.Errorf("natsjs: waiting to create the lost stream %s for %s again: %w", want.Name, owner, err)
 		}
-		_, err = b.js.CreateStream(ctx, want)
+		_, err = retryLost(ctx, func(ctx context.Context) (jetstream.Stream, error) { return b.js.CreateStream(ctx, want) })
 		if !errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
 			if err != nil {
 				return b.createStreamError(ctx, want, owner, err)
 			}
 			return nil
 		}
-		s, err = b.js.Stream(ctx, want.Name) // another instance created it
+		s, err = b.lookupStream(ctx, want.Name) // another instance created it
 	}
 	if err != nil {
 		return fmt.Errorf("natsjs: failed to look up stream %s for %s: %w", want.Name, owner, err)
@@ -440,7 +440,7 @@ func (b *Broker) upsertStream(ctx context.Context, notBefore time.Time, limits b
 		if sleepCtx(ctx, streamUpdateSettle) != nil {
 			return nil // updated: the check after is what ctx did not leave room for
 		}
-		if s, err = b.js.Stream(ctx, want.Name); err != nil {
+		if s, err = b.lookupStream(ctx, want.Name); err != nil {
 			return fmt.Errorf("natsjs: failed to look up stream %s for %s after updating it: %w", want.Name, owner, err)
 		}
 	}
@@ -513,7 +513,7 @@ func (b *Broker) updateStream(ctx context.Context, have jetstream.StreamConfig, 
 		return false, nil
 	}
 	have.Subjects, have.Replicas, have.MaxAge, have.Duplicates = subjects, want.Replicas, want.MaxAge, want.Duplicates
-	if _, err := b.js.UpdateStream(ctx, have); err != nil {
+	if _, err := retryLost(ctx, func(ctx context.Context) (jetstream.Stream, error) { return b.js.UpdateStream(ctx, have) }); err != nil {
 		return false, fmt.Errorf("natsjs: failed to update stream %s for %s: %w", want.Name, owner, err)
 	}
 	return true, nil
