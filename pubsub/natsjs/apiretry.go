@@ -23,7 +23,15 @@ const setupAttemptTimeout = 2 * time.Second
 // retried, hence this loop. The requests it makes again are
 // idempotent: a lookup, an update to the same config, and a creation,
 // whose repeat finds the stream made (upsertStream looks it up then).
+//
+// Without a deadline, ctx is given DefaultPublishTimeout: nats.go would
+// give up on one attempt after 5s, and this must give up too.
 func retryLost[T any](ctx context.Context, req func(context.Context) (T, error)) (T, error) {
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, DefaultPublishTimeout)
+		defer cancel()
+	}
 	for {
 		attempt, cancel := context.WithTimeout(ctx, setupAttemptTimeout)
 		v, err := req(attempt)
@@ -34,7 +42,9 @@ func retryLost[T any](ctx context.Context, req func(context.Context) (T, error))
 	}
 }
 
-// lookupStream looks the stream named name up, with retryLost.
+// lookupStream looks the stream named name up, with retryLost: a
+// stream's lookup goes unanswered for as long as the stream has no
+// leader, just after its creation too.
 func (b *Broker) lookupStream(ctx context.Context, name string) (jetstream.Stream, error) {
 	return retryLost(ctx, func(ctx context.Context) (jetstream.Stream, error) { return b.js.Stream(ctx, name) })
 }

@@ -84,7 +84,15 @@ type Config struct {
 	SyncAlways bool
 
 	// Replicas is the number of replicas of each stream (NATS_REPLICAS): 3
-	// on a cluster of 3 or more servers survives the loss of one. Default 1.
+	// on a cluster of 3 or more servers survives the loss of one; 1 keeps
+	// each stream on one server, whose loss makes its acknowledged
+	// messages unavailable until it is back and loses them with its
+	// storage ([New] logs a warning when it finds a cluster with 1). At
+	// most the cluster's number of servers: more fail every publish and
+	// subscription of a new topic, Unavailable, saying so. Default 1 for
+	// the streams a broker creates; left unset, a publisher also leaves an
+	// existing stream's replicas as they are (an operator's 3 stays),
+	// where a set value is given to it.
 	Replicas int
 	// MaxAge is how long a topic's stream keeps a message, acknowledged or
 	// not (NATS_MAX_AGE); new subscriptions receive what it keeps. At least

@@ -262,7 +262,9 @@ func (b *Broker) connectedLate(nc *nats.Conn) {
 				err = fmt.Errorf("%w (%w)", err, *denied)
 			}
 			b.logger.Error("natsjs: connected, but JetStream is not usable", "error", err)
+			return
 		}
+		b.warnSingleReplica(nc)
 	}()
 }
 

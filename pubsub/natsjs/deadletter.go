@@ -143,7 +143,7 @@ func (b *Broker) DeadLettersAfter(ctx context.Context, topic, subscription, afte
 			yield(nil, err)
 			return
 		}
-		s, err := b.js.Stream(ctx, b.cfg.DeadLetterStream)
+		s, err := b.lookupStream(ctx, b.cfg.DeadLetterStream)
 		if errors.Is(err, jetstream.ErrStreamNotFound) {
 			return
 		}
@@ -283,7 +283,7 @@ func (b *Broker) deadLetterRef(ctx context.Context, dl *pubsub.DeadLetter) (jets
 	if err != nil {
 		return nil, 0, fmt.Errorf("natsjs: dead letter ref %q is not a sequence number", dl.Ref)
 	}
-	s, err := b.js.Stream(ctx, b.cfg.DeadLetterStream)
+	s, err := b.lookupStream(ctx, b.cfg.DeadLetterStream)
 	if err != nil {
 		return nil, 0, fmt.Errorf("natsjs: failed to open the dead-letter stream: %w", err)
 	}

@@ -3,6 +3,9 @@ package natsjs
 // StartTestServer is startTestServer, for the package's external tests.
 var StartTestServer = startTestServer
 
+// StartTestCluster is startTestCluster, for the package's external tests.
+var StartTestCluster = startTestCluster
+
 // StartPlainTestServer is startPlainTestServer, for the package's external
 // tests.
 var StartPlainTestServer = startPlainTestServer

@@ -85,7 +85,10 @@ func WithNATSOptions(opts ...nats.Option) Option {
 type Broker struct {
 	cfg    Config
 	logger *slog.Logger
-	server *server.Server // the embedded server; nil with Config.URL
+	// replicasSet is whether Config.Replicas was set: the default leaves
+	// an existing stream's replicas as they are.
+	replicasSet bool
+	server      *server.Server // the embedded server; nil with Config.URL
 	// serverLog logs the embedded server's messages; its notices while the
 	// server starts and stops are debug.
 	serverLog *serverLogger
@@ -155,11 +158,12 @@ func New(ctx context.Context, cfg Config, opts ...Option) (*Broker, error) {
 		}
 	}
 	b := &Broker{
-		cfg:       cfg.withDefaults(),
-		logger:    o.logger,
-		closed:    make(chan struct{}),
-		connected: make(chan struct{}),
-		firstErr:  make(chan error, 1),
+		cfg:         cfg.withDefaults(),
+		replicasSet: cfg.Replicas != 0,
+		logger:      o.logger,
+		closed:      make(chan struct{}),
+		connected:   make(chan struct{}),
+		firstErr:    make(chan error, 1),
 	}
 	b.window = make(chan struct{}, b.cfg.PublishWindow)
 	b.acks.settle = func(c *confirmation, err error) {
@@ -254,6 +258,8 @@ func New(ctx context.Context, cfg Config, opts ...Option) (*Broker, error) {
 		// its broker at start, where one on the embedded server says so.
 		b.logger.Info("natsjs: connected", "url", redactURLs(nc.ConnectedUrl()))
 	}
+
+	b.warnSingleReplica(nc)
 	return b, nil
 }
 

@@ -346,6 +346,9 @@ func storeTooLarge(apiErr *jetstream.APIError) bool {
 // operator's on "orders.>") is FailedPrecondition, as a name clash is: no
 // retry mends it.
 func (b *Broker) createStreamError(ctx context.Context, want jetstream.StreamConfig, owner string, err error) error {
+	if perr := b.placementError("create stream "+want.Name+" for "+owner, want, err); perr != nil {
+		return perr
+	}
 	var apiErr *jetstream.APIError
 	if !errors.As(err, &apiErr) || apiErr.ErrorCode != jsErrStreamSubjectOverlap {
 		return fmt.Errorf("natsjs: failed to create stream %s for %s: %w", want.Name, owner, err)
@@ -500,6 +503,11 @@ func (b *Broker) updateStream(ctx context.Context, have jetstream.StreamConfig, 
 	if !limits {
 		want.Replicas, want.MaxAge, want.Duplicates = have.Replicas, have.MaxAge, have.Duplicates
 	}
+	if !b.replicasSet {
+		// The default, 1, must not take an operator's or another
+		// service's replicas away from a stream (Config.Replicas).
+		want.Replicas = have.Replicas
+	}
 	// The subjects pubsub needs are added to the stream's, never put in
 	// their place: a subject an operator added to the stream stays.
 	subjects := slices.Clone(have.Subjects)
@@ -514,6 +522,9 @@ func (b *Broker) updateStream(ctx context.Context, have jetstream.StreamConfig, 
 	}
 	have.Subjects, have.Replicas, have.MaxAge, have.Duplicates = subjects, want.Replicas, want.MaxAge, want.Duplicates
 	if _, err := retryLost(ctx, func(ctx context.Context) (jetstream.Stream, error) { return b.js.UpdateStream(ctx, have) }); err != nil {
+		if perr := b.placementError("update stream "+want.Name+" for "+owner, have, err); perr != nil {
+			return false, perr
+		}
 		return false, fmt.Errorf("natsjs: failed to update stream %s for %s: %w", want.Name, owner, err)
 	}
 	return true, nil

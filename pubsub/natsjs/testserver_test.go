@@ -1,6 +1,10 @@
 package natsjs
 
 import (
+	"fmt"
+	"net"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -37,4 +41,57 @@ func startPlainTestServer(t *testing.T, opts *server.Options) *server.Server {
 		t.Fatal("server not ready")
 	}
 	return srv
+}
+
+// startTestCluster runs a JetStream cluster of n nats-servers on loopback
+// (random client and route ports, a store directory each) until the test
+// ends, once it has elected its meta leader, and returns them with their
+// client URLs joined as NATS_URL takes them.
+func startTestCluster(t *testing.T, n int) ([]*server.Server, string) {
+	t.Helper()
+	// JetStream refuses a cluster server without routes, so the route
+	// ports are picked (and freed) before the servers start.
+	ports := make([]int, n)
+	var routes []string
+	for i := range ports {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		ports[i] = l.Addr().(*net.TCPAddr).Port
+		_ = l.Close()
+		routes = append(routes, fmt.Sprintf("nats://127.0.0.1:%d", ports[i]))
+	}
+	var (
+		servers []*server.Server
+		urls    []string
+	)
+	for i, port := range ports {
+		opts := &server.Options{
+			ServerName: fmt.Sprintf("n%d", i+1), Host: "127.0.0.1", Port: -1, NoSigs: true,
+			JetStream: true, StoreDir: t.TempDir(), Routes: server.RoutesFromStr(strings.Join(routes, ",")),
+		}
+		opts.Cluster.Name, opts.Cluster.Host, opts.Cluster.Port = "test", "127.0.0.1", port
+		srv, err := server.NewServer(opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		srv.Start()
+		t.Cleanup(srv.Shutdown)
+		servers = append(servers, srv)
+	}
+	for _, srv := range servers {
+		if !srv.ReadyForConnections(15 * time.Second) {
+			t.Fatal("cluster server not ready")
+		}
+		urls = append(urls, srv.ClientURL())
+	}
+	deadline := time.Now().Add(15 * time.Second)
+	for !slices.ContainsFunc(servers, (*server.Server).JetStreamIsLeader) {
+		if time.Now().After(deadline) {
+			t.Fatal("the cluster elected no JetStream meta leader within 15s")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return servers, strings.Join(urls, ",")
 }

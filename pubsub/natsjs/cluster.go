@@ -1,0 +1,47 @@
+package natsjs
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// warnSingleReplica logs a warning when nc is connected to a server of a
+// NATS cluster and the streams this broker creates get one replica: each
+// lives on one server of it, whose loss makes the messages it
+// acknowledged unavailable until that server is back, and loses them with
+// its storage, what a user who runs a cluster does not expect. The
+// default stays 1, since more fail on a single server (no suitable peers
+// for placement).
+func (b *Broker) warnSingleReplica(nc *nats.Conn) {
+	if b.cfg.URL == "" || b.cfg.Replicas != 1 {
+		return
+	}
+	if cluster := nc.ConnectedClusterName(); cluster != "" {
+		b.logger.Warn("natsjs: NATS_REPLICAS is 1 on a NATS cluster: each stream this service creates is stored on one server, "+
+			"whose loss makes its acknowledged messages unavailable until it is back and loses them with its storage; set NATS_REPLICAS=3",
+			"cluster", cluster, "replicas", b.cfg.Replicas)
+	}
+}
+
+// jsErrNoPeers is JetStream's error code for a stream whose replicas it
+// cannot place: the cluster has fewer servers with JetStream up, and room,
+// than the replicas asked for (nats-server's errors.json,
+// JSClusterNoPeersErrF).
+const jsErrNoPeers jetstream.ErrorCode = 10005
+
+// placementError returns err, the error of creating or updating the
+// stream of want (what names it), saying that NATS_REPLICAS asks for more
+// replicas than the cluster can place, when it says so; nil otherwise. It
+// stays Unavailable: a cluster short of a server while one restarts
+// refuses so too, and takes the stream once the server is back.
+func (b *Broker) placementError(what string, want jetstream.StreamConfig, err error) error {
+	var apiErr *jetstream.APIError
+	if !errors.As(err, &apiErr) || apiErr.ErrorCode != jsErrNoPeers {
+		return nil
+	}
+	return fmt.Errorf("natsjs: failed to %s with %d replicas (NATS_REPLICAS %d): the cluster has fewer servers with JetStream up than that; "+
+		"set NATS_REPLICAS to at most its number of servers, or bring the missing ones back: %w", what, want.Replicas, b.cfg.Replicas, err)
+}
