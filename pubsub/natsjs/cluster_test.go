@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -103,4 +104,62 @@ func TestClusterReplicas(t *testing.T) {
 	if connect.CodeOf(err) != connect.CodeUnavailable || !strings.Contains(fmt.Sprint(err), "NATS_REPLICAS 5") {
 		t.Errorf("a publish with NATS_REPLICAS=5 on 3 servers = %v, want Unavailable naming NATS_REPLICAS", err)
 	}
+}
+
+// TestClusterStreamLeaderLost: on a cluster of three with NATS_REPLICAS=3,
+// shutting the server that leads a topic's stream down while publishing
+// loses nothing acknowledged (each publish retried with its id until it
+// returns nil, as a caller of an Unavailable publish does), and no
+// publish fails on a lookup of the stream left unanswered during the
+// election (natsjs makes it again).
+func TestClusterStreamLeaderLost(t *testing.T) {
+	t.Parallel()
+	servers, url := natsjs.StartTestCluster(t, 3)
+	b, _ := newClusterBroker(t, url, natsjs.Config{Replicas: 3, PublishTimeout: 15 * time.Second})
+	var handled sync.Map
+	sub, err := pubsub.NewSubscriber(b, "leader.lost", "s", func(_ context.Context, m *pingv1.PingRequest) error {
+		handled.Store(m.GetNumber(), true)
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pubsubtest.Start(t, sub)
+	pub, err := pubsub.NewPublisher[pingv1.PingRequest](b, "leader.lost")
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 300
+	for i := range int64(n) {
+		if i == n/3 { // the stream exists: shut its leader down
+			s, err := b.JetStream().Stream(t.Context(), "leader_lost")
+			if err != nil {
+				t.Fatal(err)
+			}
+			leader := s.CachedInfo().Cluster.Leader
+			for _, srv := range servers {
+				if srv.Name() == leader {
+					srv.Shutdown()
+				}
+			}
+		}
+		for attempt := 1; ; attempt++ {
+			err := pub.Publish(t.Context(), &pingv1.PingRequest{Number: i}, pubsub.WithMessageID(fmt.Sprint(i)))
+			if err == nil {
+				break
+			}
+			if strings.Contains(err.Error(), "failed to look up stream") || attempt == 20 {
+				t.Fatalf("publish %d, attempt %d: %v", i, attempt, err)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+	pubsubtest.WaitFor(t, "every acknowledged message handled", func() bool {
+		for i := range int64(n) {
+			if _, ok := handled.Load(i); !ok {
+				return false
+			}
+		}
+		return true
+	})
 }
