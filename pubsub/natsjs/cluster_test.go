@@ -94,6 +94,12 @@ func TestClusterReplicas(t *testing.T) {
 	if got := streamReplicas(t, def, "cluster_events"); got != 3 {
 		t.Errorf("after a publish with the default NATS_REPLICAS, the stream has %d replicas, want the 3 it had", got)
 	}
+	if _, err := natsjs.NewIdempotencyStore(t.Context(), def, "cluster_keys", time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	if got := streamReplicas(t, def, "KV_cluster_keys"); got != 3 {
+		t.Errorf("after NewIdempotencyStore with the default NATS_REPLICAS, the bucket has %d replicas, want the 3 it had", got)
+	}
 
 	r5, _ := newClusterBroker(t, url, natsjs.Config{Replicas: 5, PublishTimeout: 10 * time.Second})
 	r5Pub, err := pubsub.NewPublisher[pingv1.PingRequest](r5, "cluster.five")

@@ -21,7 +21,8 @@ var _ pubsub.IdempotencyStore = (*IdempotencyStore)(nil)
 
 // NewIdempotencyStore creates or updates the key-value bucket named bucket
 // (ASCII letters, digits, '-' and '_', as JetStream requires), whose keys
-// expire after ttl, and returns a store on it. ttl must be positive: make it
+// expire after ttl, with the broker's Config.Replicas (left unset, an
+// existing bucket's are kept), and returns a store on it. ttl must be positive: make it
 // longer than a message can take to be redelivered (AckWait plus the
 // backoffs). Give every instance of a subscription the same bucket; the
 // keys name the topic and subscription, so subscriptions may share one.
@@ -29,12 +30,20 @@ func NewIdempotencyStore(ctx context.Context, b *Broker, bucket string, ttl time
 	if ttl <= 0 {
 		return nil, fmt.Errorf("natsjs: idempotency store %q: ttl %v must be positive", bucket, ttl)
 	}
+	replicas := b.cfg.Replicas
+	if !b.replicasSet {
+		// The default, 1, leaves an existing bucket's replicas as they
+		// are, as it does a stream's (Config.Replicas).
+		if s, err := b.lookupStream(ctx, "KV_"+bucket); err == nil {
+			replicas = s.CachedInfo().Config.Replicas
+		}
+	}
 	kv, err := b.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
 		Bucket:      bucket,
 		Description: "pubsub idempotency keys",
 		TTL:         ttl,
 		Storage:     jetstream.FileStorage,
-		Replicas:    b.cfg.Replicas,
+		Replicas:    replicas,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("natsjs: failed to create idempotency bucket %q: %w", bucket, err)
