@@ -127,10 +127,11 @@ func (r requestIDInterceptor) WrapUnary(next connect.UnaryFunc) connect.UnaryFun
 			return next(deliveryRequestID(ctx, req, info), req)
 		}
 		// kit's server may have echoed the id of a call over HTTP/1.x,
-		// gRPC's included (connect serves unary gRPC over HTTP/1.1).
+		// gRPC's included (connect serves unary gRPC over HTTP/1.1), and
+		// of a unary gRPC call over HTTP/2.
 		cc, c, echoed := serverUnaryRequestID(ctx, req, r.withLog)
 		resp, err := next(cc, req)
-		if echoed {
+		if echoed == echoedInHeader || echoed == echoedUnlessError && err == nil {
 			return alreadyEchoed(resp, err)
 		}
 		return echoRequestID(resp, err, c)
@@ -181,14 +182,40 @@ func messageRequestID(messageID string) string {
 	return requestid.New()
 }
 
+// echoed says what kit's server did with a served unary call's id.
+type echoed uint8
+
+const (
+	// notEchoed: the interceptor echoes the id.
+	notEchoed echoed = iota
+	// echoedInHeader: kit's server wrote the id into the call's HTTP
+	// response header, over HTTP/1.x (connctx.State.EchoRequestID).
+	echoedInHeader
+	// echoedUnlessError: kit's server wrote the id into the response
+	// header of a unary gRPC call over HTTP/2 (connctx.StreamEcho), where
+	// an error still carries it in its metadata, which connect sends as
+	// trailers (or in a Trailers-Only response's header), as it did
+	// before kit echoed it: kit's writer then drops its own.
+	echoedUnlessError
+)
+
 // serverUnaryRequestID returns the context of a call's id, to pass on,
 // with its request id context, and whether kit's server already wrote the
-// id into the call's HTTP response header (connctx.State.EchoRequestID).
+// id into the call's HTTP response header.
 // With withLog, the context is a servedContext, with room for Logging's.
-func serverUnaryRequestID(ctx context.Context, req connect.AnyRequest, withLog bool) (context.Context, *requestIDContext, bool) {
+func serverUnaryRequestID(ctx context.Context, req connect.AnyRequest, withLog bool) (context.Context, *requestIDContext, echoed) {
 	h := req.Header()
 	st := connctx.FromContext(ctx)
-	id, echoed := st.EchoedRequestID(h)
+	id, ok := st.EchoedRequestID(h)
+	how := notEchoed
+	switch {
+	case ok:
+		how = echoedInHeader
+	default:
+		if id, ok = connctx.StreamEchoed(h); ok {
+			how = echoedUnlessError
+		}
+	}
 	var c *requestIDContext
 	var cc context.Context
 	if withLog {
@@ -202,12 +229,12 @@ func serverUnaryRequestID(ctx context.Context, req connect.AnyRequest, withLog b
 		cc = c
 	}
 	c.Context = ctx
-	if !echoed {
+	if !ok {
 		id = requestid.Server(header.Get(h, RequestIDHeader))
 		c.header[0] = id
 	}
 	c.id = id
-	return cc, c, echoed
+	return cc, c, how
 }
 
 // alreadyEchoed keeps the id that kit's server wrote into the HTTP response

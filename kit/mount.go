@@ -65,6 +65,7 @@ func (s *Server) Mount(path string, h http.Handler) {
 		timeout: s.bodyTimeout(), maxTimeout: s.maxBodyTimeout(),
 		call: s.cfg.CallTimeout, maxCall: s.cfg.MaxCallTimeout,
 		maxBytes: s.cfg.MaxRequestBytes, sendStall: s.sendStall,
+		echoIDs: s.routes.echoIDs,
 	}
 	name := string(service.FullName())
 	s.routes.handle(path, serviceHandler(service, h, s.authenticator(name, false), unknown, s.withBytes(limits, service, false)), true)
@@ -207,7 +208,7 @@ func serviceHandler(service protoreflect.ServiceDescriptor, h http.Handler, auth
 			r = r.WithContext(authn.SetInfo(r.Context(), info))
 		}
 		if ok, trailersOnly := grpcCall(r); ok {
-			serveGRPC(h, w, r, tw, trailersOnly)
+			serveGRPC(h, w, r, tw, trailersOnly, limits.echoIDs && kind == connect.StreamTypeUnary)
 			return
 		}
 		h.ServeHTTP(w, r)
@@ -252,6 +253,7 @@ type bodyLimits struct {
 	maxBytes   int64         // MaxRequestBytes
 	sendStall  time.Duration // see sendGuard
 	bytes      *requestBytes // MaxInFlightBytes; nil: off
+	echoIDs    bool          // kit's chain has RequestID: see [serveGRPC]
 	reject     func(http.ResponseWriter, *http.Request, *connect.Error)
 	// bodyless holds, for REST calls, the procedures whose routes all
 	// take no body: a body sent to them is never read (it is dropped, or

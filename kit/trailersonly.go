@@ -10,6 +10,7 @@ import (
 	"connectrpc.com/connect"
 	"golang.org/x/net/http/httpguts"
 
+	"github.com/connectkit/connectkit/internal/connctx"
 	"github.com/connectkit/connectkit/internal/header"
 )
 
@@ -63,6 +64,17 @@ type trailersOnlyWriter struct {
 	// interceptor's refusal, KIT_MAX_INFLIGHT's say), as [awaitMessage]
 	// waits before WithAuth's.
 	message *messageBody
+	// echo, when not nil, is the request id kit wrote into the header of
+	// a unary call of gRPC over HTTP/2 (see [serveGRPC]), settled before
+	// the header goes out.
+	echo *connctx.StreamEcho
+}
+
+// echoingWriter is the writer of a unary call of gRPC over HTTP/2 whose
+// request id kit echoes, with its record, in one allocation.
+type echoingWriter struct {
+	trailersOnlyWriter
+	record connctx.StreamEcho
 }
 
 // messageBody is a request body that records whether it was read.
@@ -101,16 +113,42 @@ func grpcCall(r *http.Request) (ok, trailersOnly bool) {
 
 // serveGRPC serves r, a gRPC or gRPC-Web call, with h through tw, a
 // trailersOnlyWriter of r's own (nil: a new one), made to wrap w.
-func serveGRPC(h http.Handler, w http.ResponseWriter, r *http.Request, tw *trailersOnlyWriter, trailersOnly bool) {
-	if tw == nil {
+//
+// With echo, set for a unary call when kit's chain has RequestID (nil tw),
+// a call of gRPC over HTTP/2 gets its request id in w's header before h
+// runs (connctx.StreamEcho): the interceptor could only have added it to
+// connect's own response header map, which connect then copies twice,
+// ~736 bytes and 4 objects a call (BENCHMARKS.md 35). It goes out only if
+// the call reached the chain, and then where the interceptor put it
+// before (see [connctx.StreamEcho.Settle]).
+func serveGRPC(h http.Handler, w http.ResponseWriter, r *http.Request, tw *trailersOnlyWriter, trailersOnly, echo bool) {
+	switch {
+	case tw != nil:
+	case trailersOnly && echo:
+		e := new(echoingWriter)
+		e.echo = &e.record
+		tw = &e.trailersOnlyWriter
+	default:
 		tw = new(trailersOnlyWriter)
 	}
 	tw.ResponseWriter, tw.trailersOnly = w, trailersOnly
 	if trailersOnly {
 		tw.served = serverFields(w.Header())
 	}
+	if tw.echo != nil {
+		tw.echo.Echo(r.Header, w.Header())
+	}
 	defer tw.done.Store(true) // a handler's panic too
 	h.ServeHTTP(tw, r)
+	tw.settleEcho() // the header goes out when the handler returns
+}
+
+// settleEcho settles the request id that kit echoed, if any, before the
+// response header goes out.
+func (w *trailersOnlyWriter) settleEcho() {
+	if w.echo != nil && !w.sent {
+		w.echo.Settle(w.ResponseWriter.Header())
+	}
 }
 
 // errHandlerReturned is the error of a write to a gRPC call's writer
@@ -144,6 +182,7 @@ func (w *trailersOnlyWriter) WriteHeader(code int) {
 	if w.done.Load() {
 		return
 	}
+	w.settleEcho()
 	w.sent = true
 	w.ResponseWriter.WriteHeader(code)
 }
@@ -154,6 +193,7 @@ func (w *trailersOnlyWriter) Write(p []byte) (int, error) {
 	if w.done.Load() {
 		return 0, errHandlerReturned
 	}
+	w.settleEcho()
 	w.sent = true
 	return w.ResponseWriter.Write(p)
 }
@@ -169,6 +209,7 @@ func (w *trailersOnlyWriter) FlushError() error {
 	if w.done.Load() {
 		return errHandlerReturned
 	}
+	w.settleEcho()
 	if !w.sent && w.trailersOnly && w.toTrailersOnly() {
 		return nil
 	}
