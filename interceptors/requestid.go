@@ -129,7 +129,7 @@ func (r requestIDInterceptor) WrapUnary(next connect.UnaryFunc) connect.UnaryFun
 		// kit's server may have echoed the id of a call over HTTP/1.x,
 		// gRPC's included (connect serves unary gRPC over HTTP/1.1), and
 		// of a unary gRPC call over HTTP/2.
-		cc, c, echoed := serverUnaryRequestID(ctx, req, r.withLog)
+		cc, c, echoed := serverUnaryRequestID(ctx, req, r.withLog, peer.Protocol == connect.ProtocolGRPC)
 		resp, err := next(cc, req)
 		if echoed == echoedInHeader || echoed == echoedUnlessError && err == nil {
 			return alreadyEchoed(resp, err)
@@ -203,26 +203,38 @@ const (
 // with its request id context, and whether kit's server already wrote the
 // id into the call's HTTP response header.
 // With withLog, the context is a servedContext, with room for Logging's.
-func serverUnaryRequestID(ctx context.Context, req connect.AnyRequest, withLog bool) (context.Context, *requestIDContext, echoed) {
+//
+// A gRPC call's is looked for first among those kit echoed over HTTP/2
+// (connctx.StreamEcho), whose connection's version is HTTP/2.0: found
+// there, the call's context is not walked for its connection's State
+// (~150 instructions a call, BENCHMARKS.md 43).
+func serverUnaryRequestID(ctx context.Context, req connect.AnyRequest, withLog, grpc bool) (context.Context, *requestIDContext, echoed) {
 	h := req.Header()
-	st := connctx.FromContext(ctx)
-	id, ok := st.EchoedRequestID(h)
-	how := notEchoed
-	switch {
-	case ok:
-		how = echoedInHeader
-	default:
+	var (
+		st      *connctx.State
+		id      string
+		ok      bool
+		how     = notEchoed
+		version httpVersion
+	)
+	if grpc {
 		if id, ok = connctx.StreamEchoed(h); ok {
-			how = echoedUnlessError
+			how, version = echoedUnlessError, 20
+		}
+	}
+	if !ok {
+		st = connctx.FromContext(ctx)
+		if id, ok = st.EchoedRequestID(h); ok {
+			how = echoedInHeader
+		}
+		if st != nil {
+			version = httpVersion(st.Version.Load())
 		}
 	}
 	var c *requestIDContext
 	var cc context.Context
 	if withLog {
-		s := &servedContext{}
-		if st != nil {
-			s.version = httpVersion(st.Version.Load())
-		}
+		s := &servedContext{version: version}
 		c, cc = &s.requestIDContext, s
 	} else {
 		c = &requestIDContext{}
