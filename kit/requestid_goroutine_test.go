@@ -29,16 +29,22 @@ func (p *latePing) Ping(ctx context.Context, req *connect.Request[pingv1.PingReq
 // that goroutine may still run. The request id of a call that answers
 // after the timeout must not be written to the connection's response from
 // that goroutine (the race detector reports it; without -race, a
-// concurrent map write can crash the process).
+// concurrent map write can crash the process). Over HTTP/1.1 (Connect)
+// and for gRPC over HTTP/2, whose id kit's server echoes before the
+// handler and whose chained mark the handler's goroutine sets
+// (connctx.StreamEcho).
 func TestRequestIDUnderTimeoutHandler(t *testing.T) {
 	t.Parallel()
 	s := kittest.NewServer(t, kit.Config{}, func(srv *kit.Server) {
 		path, h := pingv1connect.NewPingServiceHandler(&latePing{}, srv.HandlerOptions()...)
 		srv.Mount(path, http.TimeoutHandler(h, time.Millisecond, "timed out"))
 	})
-	client := newPingClient(s, s.HTTP1Client())
 	var wg sync.WaitGroup
-	for range 4 {
+	for i := range 4 {
+		client := newPingClient(s, s.HTTP1Client())
+		if i%2 == 1 {
+			client = newPingClient(s, s.HTTP2Client(), connect.WithGRPC())
+		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
