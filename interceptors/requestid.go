@@ -207,7 +207,7 @@ const (
 // A gRPC call's is looked for first among those kit echoed over HTTP/2
 // (connctx.StreamEcho), whose connection's version is HTTP/2.0: found
 // there, the call's context is not walked for its connection's State
-// (~150 instructions a call, BENCHMARKS.md 43).
+// (~150 instructions a call, BENCHMARKS.md 45).
 func serverUnaryRequestID(ctx context.Context, req connect.AnyRequest, withLog, grpc bool) (context.Context, *requestIDContext, echoed) {
 	h := req.Header()
 	var (
