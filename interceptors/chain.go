@@ -13,12 +13,13 @@ import (
 // when it was opted out of. [Chain.Server] and [Chain.Client] give the
 // documented orders; to reorder, list the fields in the order you want.
 type Chain struct {
-	Tracing    connect.Interceptor // [Tracing]
-	RequestID  connect.Interceptor // [RequestID]
-	Logging    connect.Interceptor // [Logging]
-	Metrics    connect.Interceptor // [Metrics]
-	Recovery   connect.Interceptor // [Recovery]
-	Validation connect.Interceptor // [Validation]
+	Tracing        connect.Interceptor // [Tracing]
+	RequestID      connect.Interceptor // [RequestID]
+	Logging        connect.Interceptor // [Logging]
+	Metrics        connect.Interceptor // [Metrics]
+	Recovery       connect.Interceptor // [Recovery]
+	ForwardHeaders connect.Interceptor // [ForwardHeaders], nil without [WithForwardHeaders]
+	Validation     connect.Interceptor // [Validation]
 }
 
 // Default builds the default chain, with logger for Logging and Recovery
@@ -26,11 +27,11 @@ type Chain struct {
 // [WithoutRequestID], [WithoutLogging], [WithoutMetrics], [WithoutRecovery]
 // or [WithoutValidation] (reg may then be nil); configure one with its own
 // options ([LoggingOption], [MetricsOption], [TracingOption],
-// [WithValidateOptions]).
+// [WithValidateOptions]). [WithForwardHeaders] adds [ForwardHeaders].
 //
 // The server order, outermost first, is:
 //
-//	Tracing → RequestID → Logging → Metrics → Recovery → Validation → your interceptors → handler
+//	Tracing → RequestID → Logging → Metrics → Recovery → ForwardHeaders → Validation → your interceptors → handler
 //
 // Tracing comes first so that the span covers the whole call and is in the
 // context when Logging writes its line (trace_id, span_id) and when
@@ -82,6 +83,11 @@ func Default(logger *slog.Logger, reg prometheus.Registerer, opts ...Option) (*C
 	if !cfg.without[pieceRecovery] {
 		c.Recovery = Recovery(logger)
 	}
+	if len(cfg.forward) > 0 {
+		if c.ForwardHeaders, err = ForwardHeaders(cfg.forward...); err != nil {
+			return nil, err
+		}
+	}
 	if !cfg.without[pieceValidation] {
 		c.Validation = Validation(cfg.validate...)
 	}
@@ -89,21 +95,22 @@ func Default(logger *slog.Logger, reg prometheus.Registerer, opts ...Option) (*C
 }
 
 // Server returns the server chain, outermost first: Tracing, RequestID,
-// Logging, Metrics, Recovery, Validation, without the pieces opted out of.
-// Give it to a handler with connect.WithInterceptors.
+// Logging, Metrics, Recovery, ForwardHeaders, Validation, without the
+// pieces that are nil. Give it to a handler with connect.WithInterceptors.
 func (c *Chain) Server() []connect.Interceptor {
-	return nonNil(c.Tracing, c.RequestID, c.Logging, c.Metrics, c.Recovery, c.Validation)
+	return nonNil(c.Tracing, c.RequestID, c.Logging, c.Metrics, c.Recovery, c.ForwardHeaders, c.Validation)
 }
 
 // Client returns the matching chain for outgoing calls, outermost first. It
 // holds Tracing (a client span whose context is injected in the request
 // headers), RequestID (the id of the call being served, a publish's message id,
-// or a new one), Logging and Metrics (grpc_client_* series). Recovery has
+// or a new one), Logging, Metrics (grpc_client_* series) and ForwardHeaders
+// (the headers of the call being served). Recovery has
 // nothing to do on clients and Validation is left out because a client's schema
 // may be older than the server's; add c.Validation yourself to check requests
 // before sending them.
 func (c *Chain) Client() []connect.Interceptor {
-	return nonNil(c.Tracing, c.RequestID, c.Logging, c.Metrics)
+	return nonNil(c.Tracing, c.RequestID, c.Logging, c.Metrics, c.ForwardHeaders)
 }
 
 func nonNil(all ...connect.Interceptor) []connect.Interceptor {
@@ -148,6 +155,16 @@ func WithValidateOptions(opts ...validate.Option) Option {
 	return chainOption(func(c *chainConfig) { c.validate = append(c.validate, opts...) })
 }
 
+// WithForwardHeaders adds [ForwardHeaders] of names to [Default]'s chain,
+// on both sides: the headers of a call that match names ("x-md-global-*",
+// "x-tenant") go with every call and publish its handler makes through
+// clients built with [Chain.Client]. Repeated options add up. None by
+// default: the chain forwards only the trace context, baggage and
+// X-Request-Id.
+func WithForwardHeaders(names ...string) Option {
+	return chainOption(func(c *chainConfig) { c.forward = append(c.forward, names...) })
+}
+
 type piece int
 
 const (
@@ -170,4 +187,5 @@ type chainConfig struct {
 	logging  []LoggingOption
 	metrics  []MetricsOption
 	validate []validate.Option
+	forward  []string
 }

@@ -39,7 +39,7 @@ func (s *Server) buildChainsWatched() error {
 // ejection. The server order,
 // outermost first:
 //
-//	headerFields → Tracing → RequestID → Logging → Metrics → RateLimit → MaxInFlight → Recovery → deadlines → response limit → Validation → WithInterceptors… → handler
+//	headerFields → Tracing → RequestID → Logging → Metrics → RateLimit → MaxInFlight → Recovery → deadlines → response limit → ForwardHeaders → Validation → WithInterceptors… → handler
 //
 // (see [interceptors.Default] for why); [headerFields] comes first, so
 // that it sees every error that goes out over gRPC; the deadlines and the response
@@ -122,7 +122,7 @@ func (s *Server) buildChains() error {
 		s.unknown.rest.rejected = s.rejected
 	}
 	own := compose(headerFields{}, chain.Tracing, chain.RequestID, chain.Logging, chain.Metrics, rateLimit, inFlight,
-		chain.Recovery, deadlines, limit, chain.Validation)
+		chain.Recovery, deadlines, limit, chain.ForwardHeaders, chain.Validation)
 	s.serverChain = append([]connect.Interceptor{own}, s.opts.interceptors...)
 	s.clientChain = withClientEnd(append([]connect.Interceptor{composed(chain.Client())}, s.opts.clientInterceptors...), retry, breaker)
 	return nil

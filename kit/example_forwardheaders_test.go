@@ -6,75 +6,14 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"strings"
 
 	"connectrpc.com/connect"
 
+	"github.com/connectkit/connectkit/interceptors"
 	pingv1 "github.com/connectkit/connectkit/internal/gen/connectkit/ping/v1"
 	"github.com/connectkit/connectkit/internal/gen/connectkit/ping/v1/pingv1connect"
 	"github.com/connectkit/connectkit/kit"
 )
-
-// forwardGlobal is Kratos' metadata middleware (metadata.Server() and
-// metadata.Client(), prefix "x-md-global-"): on the server side it keeps
-// the x-md-global-* headers of the call in its context, on the client side
-// it sends them with the calls made in that context. kit forwards the
-// trace context, baggage and X-Request-Id by itself, and no other header.
-type forwardGlobal struct{}
-
-type globalHeadersKey struct{}
-
-const globalPrefix = "X-Md-Global-" // http.Header's canonical form
-
-// keep returns ctx holding the x-md-global-* fields of h, if any.
-func (forwardGlobal) keep(ctx context.Context, h http.Header) context.Context {
-	var global http.Header
-	for k, v := range h {
-		if strings.HasPrefix(k, globalPrefix) {
-			if global == nil {
-				global = http.Header{}
-			}
-			global[k] = v
-		}
-	}
-	if global == nil {
-		return ctx
-	}
-	return context.WithValue(ctx, globalHeadersKey{}, global)
-}
-
-// send sets the fields ctx holds on h, an outgoing call's header.
-func (forwardGlobal) send(ctx context.Context, h http.Header) {
-	global, _ := ctx.Value(globalHeadersKey{}).(http.Header)
-	for k, v := range global {
-		h[k] = v
-	}
-}
-
-func (f forwardGlobal) WrapUnary(next connect.UnaryFunc) connect.UnaryFunc {
-	return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
-		if req.Spec().IsClient {
-			f.send(ctx, req.Header())
-		} else {
-			ctx = f.keep(ctx, req.Header())
-		}
-		return next(ctx, req)
-	}
-}
-
-func (f forwardGlobal) WrapStreamingClient(next connect.StreamingClientFunc) connect.StreamingClientFunc {
-	return func(ctx context.Context, spec connect.Spec) connect.StreamingClientConn {
-		conn := next(ctx, spec)
-		f.send(ctx, conn.RequestHeader())
-		return conn
-	}
-}
-
-func (f forwardGlobal) WrapStreamingHandler(next connect.StreamingHandlerFunc) connect.StreamingHandlerFunc {
-	return func(ctx context.Context, conn connect.StreamingHandlerConn) error {
-		return next(f.keep(ctx, conn.RequestHeader()), conn)
-	}
-}
 
 // headerEcho answers Ping with the tenant headers it was called with.
 type headerEcho struct {
@@ -96,12 +35,12 @@ func (r relay) Ping(ctx context.Context, req *connect.Request[pingv1.PingRequest
 	return r.next.Ping(ctx, connect.NewRequest(req.Msg)) // a request of its own, with the call's context
 }
 
-// Headers such as Kratos' x-md-global-* go from an incoming call to the
-// calls its handler makes through an interceptor given to both
-// kit.WithInterceptors (it reads them) and kit.WithClientInterceptors (it
-// sends them); the W3C baggage goes without one. It works for every
-// protocol, REST routes included.
-func ExampleWithClientInterceptors_forwardHeaders() {
+// Headers such as Kratos' x-md-global-* (metadata.Server() and
+// metadata.Client()) go from an incoming call to the calls its handler makes
+// with srv.ClientOptions(), and to its publishes, with
+// interceptors.WithForwardHeaders; the W3C baggage goes without it. It works
+// for every protocol, REST routes included.
+func ExampleWithInterceptorOptions_forwardHeaders() {
 	quiet := kit.WithLogger(slog.New(slog.DiscardHandler))
 	ctx, stop := context.WithCancel(context.Background())
 	defer stop()
@@ -125,7 +64,7 @@ func ExampleWithClientInterceptors_forwardHeaders() {
 	backendURL := start(backend)
 
 	front, err := kit.New(cfg, quiet,
-		kit.WithInterceptors(forwardGlobal{}), kit.WithClientInterceptors(forwardGlobal{}))
+		kit.WithInterceptorOptions(interceptors.WithForwardHeaders("x-md-global-*")))
 	if err != nil {
 		fmt.Println(err)
 		return
