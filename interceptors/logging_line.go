@@ -12,6 +12,8 @@ import (
 	"github.com/connectkit/connectkit/internal/logline"
 	"github.com/connectkit/connectkit/internal/msgctx"
 	"go.opentelemetry.io/otel/trace"
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/protobuf/proto"
 )
 
 // callLine is what one RPC line says.
@@ -27,7 +29,7 @@ type callLine struct {
 
 // maxLineAttrs is enough for every attribute of a line, so that the
 // attributes live on the stack.
-const maxLineAttrs = 18
+const maxLineAttrs = 20
 
 func (l *logging) logCall(ctx context.Context, c callLine) {
 	code := codeOf(c.err)
@@ -168,10 +170,20 @@ func appendCommon(ctx context.Context, attrs []slog.Attr, requestID string, err 
 	return appendError(attrs, err, pe)
 }
 
-// appendError appends the attributes of a line's error and panic, if any.
+// appendError appends the attributes of a line's error and panic, if any:
+// error, then reason and domain when the error carries a
+// google.rpc.ErrorInfo (Kratos' errors.New(code, reason, message)).
 func appendError(attrs []slog.Attr, err error, pe *panicError) []slog.Attr {
 	if err != nil {
 		attrs = append(attrs, slog.String("error", err.Error()))
+		if info := errorInfoOf(err); info != nil {
+			if r := info.GetReason(); r != "" {
+				attrs = append(attrs, slog.String("reason", r))
+			}
+			if d := info.GetDomain(); d != "" {
+				attrs = append(attrs, slog.String("domain", d))
+			}
+		}
 	}
 	if pe != nil {
 		attrs = append(attrs, slog.String("panic", pe.value), slog.String("stack", pe.stack))
@@ -227,6 +239,29 @@ func principalOf(ctx context.Context) string {
 	}
 	return ""
 }
+
+// errorInfoOf returns the first google.rpc.ErrorInfo among the details of
+// the *connect.Error in err's chain, or nil. It decodes the detail's bytes
+// itself, so that it needs no type registry and decodes no other detail.
+func errorInfoOf(err error) *errdetails.ErrorInfo {
+	var ce *connect.Error
+	if !errors.As(err, &ce) {
+		return nil
+	}
+	for _, d := range ce.Details() {
+		if d.Type() != errorInfoName {
+			continue
+		}
+		info := &errdetails.ErrorInfo{}
+		if proto.Unmarshal(d.Bytes(), info) == nil {
+			return info
+		}
+	}
+	return nil
+}
+
+// errorInfoName is the full name of google.rpc.ErrorInfo.
+var errorInfoName = string((*errdetails.ErrorInfo)(nil).ProtoReflect().Descriptor().FullName())
 
 // panicOf returns the recovered panic in err's chain, if any.
 func panicOf(err error) *panicError {

@@ -44,6 +44,9 @@ func subscriber(t *testing.T, o *observed) http.Handler {
 				return nil, connect.NewError(connect.CodeUnavailable, errors.New("try later"))
 			case "bad":
 				return nil, connect.NewError(connect.CodeFailedPrecondition, errors.New("cannot apply"))
+			case "reason":
+				_, err := reasonPings{}.Fail(ctx, connect.NewRequest(&pingv1.FailRequest{Code: int32(connect.CodeNotFound)}))
+				return nil, err
 			case "panic":
 				panic("boom")
 			}

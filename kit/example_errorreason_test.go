@@ -60,10 +60,12 @@ func errorReason(err error) (reason string, metadata map[string]string) {
 // message), is a connect error with a google.rpc.ErrorInfo detail: gRPC
 // clients find it in the status details (grpc-go's status.Details()), connect
 // clients in Details(), and a REST route's caller in the details of the
-// google.rpc.Status JSON, under the HTTP status of the code.
+// google.rpc.Status JSON, under the HTTP status of the code. The call's
+// rpc log line says the reason and domain.
 func ExampleServer_Mount_errorReason() {
+	var logs syncBuffer
 	srv, err := kit.New(kit.Config{Addr: "127.0.0.1:0", AdminAddr: kit.AdminOff},
-		kit.WithLogger(slog.New(slog.DiscardHandler)))
+		kit.WithLogger(slog.New(slog.NewJSONHandler(&logs, nil))))
 	if err != nil {
 		fmt.Println(err)
 		return
@@ -122,10 +124,20 @@ func ExampleServer_Mount_errorReason() {
 	fmt.Println("Connect JSON:", res.StatusCode, connectErr.Code, connectErr.Details[0].Type, compact.String())
 	stop()
 	fmt.Println("clean shutdown:", <-done == nil)
+	for line := range strings.Lines(logs.String()) {
+		var rpc struct{ Msg, Protocol, Code, Reason, Domain string }
+		if json.Unmarshal([]byte(line), &rpc) == nil && rpc.Msg == "rpc" {
+			fmt.Println("rpc line:", rpc.Protocol, rpc.Code, "reason="+rpc.Reason, "domain="+rpc.Domain)
+		}
+	}
 	// Output:
 	// connect: not_found USER_NOT_FOUND map[id:42]
 	// grpc-web: not_found USER_NOT_FOUND map[id:42]
 	// REST: 404 {"code":5,"message":"user 42 not found","details":[{"@type":"type.googleapis.com/google.rpc.ErrorInfo","reason":"USER_NOT_FOUND","domain":"user.example.com","metadata":{"id":"42"}}]}
 	// Connect JSON: 404 not_found google.rpc.ErrorInfo {"reason":"USER_NOT_FOUND","domain":"user.example.com","metadata":{"id":"42"}}
 	// clean shutdown: true
+	// rpc line: connect not_found reason=USER_NOT_FOUND domain=user.example.com
+	// rpc line: grpcweb not_found reason=USER_NOT_FOUND domain=user.example.com
+	// rpc line: rest not_found reason=USER_NOT_FOUND domain=user.example.com
+	// rpc line: connect not_found reason=USER_NOT_FOUND domain=user.example.com
 }
