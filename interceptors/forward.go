@@ -51,7 +51,7 @@ func ForwardHeaders(names ...string) (connect.Interceptor, error) {
 	if len(names) == 0 {
 		return nil, errors.New("interceptors: ForwardHeaders: no header names")
 	}
-	f := &forwarder{exact: map[string]bool{}, names: strings.Join(names, ", ")}
+	f := &forwarder{names: strings.Join(names, ", ")}
 	for _, name := range names {
 		prefix, isPrefix := strings.CutSuffix(name, "*")
 		if !isPrefix {
@@ -62,7 +62,7 @@ func ForwardHeaders(names ...string) (connect.Interceptor, error) {
 			if why := reservedHeader(canonical); why != "" {
 				return nil, fmt.Errorf("interceptors: ForwardHeaders: %q is not forwarded: %s", name, why)
 			}
-			f.exact[canonical] = true
+			f.exact = append(f.exact, canonical)
 			continue
 		}
 		if prefix == "" {
@@ -109,9 +109,9 @@ func reservedHeader(k string) string {
 
 // forwarder is the interceptor of [ForwardHeaders].
 type forwarder struct {
-	exact    map[string]bool // canonical names
-	prefixes []string        // as given, compared without regard to case
-	names    string          // the names as given, for errors
+	exact    []string // canonical names, compared without regard to case
+	prefixes []string // as given, compared without regard to case
+	names    string   // the names as given, for errors
 }
 
 type forwardedKey struct{}
@@ -122,17 +122,25 @@ func forwardedFrom(ctx context.Context) http.Header {
 	return h
 }
 
-// matches reports whether the header of canonical name k is forwarded.
-func (f *forwarder) matches(k string) bool {
-	if f.exact[k] {
-		return true
+// matches returns the canonical name of the header of name k, and
+// whether it is forwarded. It compares without regard to case, and
+// canonicalizes only the names that match: canonicalizing every header of
+// every call first (a delivery's keys may be in any case) added 5,600
+// instructions to a served call with seven headers and none to forward,
+// this adds 2,800 (BenchmarkForwardHeaders under callgrind).
+func (f *forwarder) matches(k string) (string, bool) {
+	for _, name := range f.exact {
+		if strings.EqualFold(k, name) {
+			return name, true
+		}
 	}
 	for _, p := range f.prefixes {
 		if len(k) >= len(p) && strings.EqualFold(k[:len(p)], p) {
-			return reservedHeader(k) == "" && !authHeader(k)
+			k = http.CanonicalHeaderKey(k)
+			return k, reservedHeader(k) == "" && !authHeader(k)
 		}
 	}
-	return false
+	return "", false
 }
 
 // authHeader reports whether k carries credentials: forwarded only when
@@ -150,8 +158,8 @@ func (f *forwarder) keep(ctx context.Context, h http.Header) (context.Context, e
 		if len(v) == 0 {
 			continue
 		}
-		k = http.CanonicalHeaderKey(k) // a delivery's headers are the message's, in any case
-		if !f.matches(k) {
+		k, ok := f.matches(k)
+		if !ok {
 			continue
 		}
 		if out == nil {
