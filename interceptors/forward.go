@@ -41,12 +41,13 @@ const (
 //
 // A prefix never matches Authorization, Proxy-Authorization or Cookie,
 // which are forwarded only when named, nor the headers that the protocols
-// and the chain set themselves: Content-Type and the other
-// content headers, Host, User-Agent, the hop-by-hop headers (Connection,
-// TE…), Grpc-*, Connect-*, Pubsub-*, and Traceparent, Tracestate, Baggage
-// ([Tracing] forwards them) and X-Request-Id ([RequestID] does). Naming
-// one of those, a bare "*", or a name that is not a valid header name is
-// an error.
+// and the chain set themselves: Content-Type, Content-Length,
+// Content-Encoding, Accept-Encoding, Host, User-Agent, the hop-by-hop
+// headers (Connection, TE…), Grpc-*, Connect-*, Pubsub-*, and
+// Traceparent, Tracestate, Baggage ([Tracing] forwards them) and
+// X-Request-Id ([RequestID] does). Naming one of these latter, a prefix of
+// Grpc-, Connect- or Pubsub- headers, a bare "*", or a name that is not a
+// valid header name is an error.
 func ForwardHeaders(names ...string) (connect.Interceptor, error) {
 	if len(names) == 0 {
 		return nil, errors.New("interceptors: ForwardHeaders: no header names")
