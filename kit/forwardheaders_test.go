@@ -279,6 +279,63 @@ func TestForwardHeadersThroughPubsub(t *testing.T) {
 	}
 }
 
+// A delivery whose message carries more headers to forward than the
+// bounds is dead-lettered at its first attempt, naming them, and its
+// handler never runs: InvalidArgument, which no retry can fix.
+func TestForwardHeadersDeliveryOverTheBounds(t *testing.T) {
+	t.Parallel()
+	bus := mem.New()
+	t.Cleanup(func() { _ = bus.Close() })
+	var handled atomic.Int64
+	kittest.NewServer(t, kit.Config{}, func(s *kit.Server) {
+		sub, err := pubsub.NewSubscriber(bus, "pings", "relay", func(context.Context, *pingv1.PingRequest) error {
+			handled.Add(1)
+			return nil
+		}, pubsub.WithHandlerOptions(s.HandlerOptions()...))
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.Go(sub.Run)
+	}, kit.WithInterceptorOptions(interceptors.WithForwardHeaders("x-md-global-*")))
+	// A producer that forwards nothing, and stamps 33 values.
+	stamp := connect.UnaryInterceptorFunc(func(next connect.UnaryFunc) connect.UnaryFunc {
+		return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
+			req.Header()["X-Md-Global-Role"] = slices.Repeat([]string{"r"}, 33)
+			return next(ctx, req)
+		}
+	})
+	pub, err := pubsub.NewPublisher[pingv1.PingRequest](bus, "pings", pubsub.WithClientOptions(connect.WithInterceptors(stamp)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := pub.Publish(t.Context(), &pingv1.PingRequest{Text: "over"}); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second) // a hang, not a measure of speed
+	for {
+		var dead []*pubsub.DeadLetter
+		for dl, err := range bus.DeadLetters(t.Context(), "pings", "relay") {
+			if err != nil {
+				t.Fatal(err)
+			}
+			dead = append(dead, dl)
+		}
+		if len(dead) > 0 {
+			if dl := dead[0]; dl.Attempts != 1 || !strings.Contains(dl.Error, "at most 32 values") {
+				t.Errorf("dead letter after %d attempts, error %q; want 1 attempt and the bounds named", dl.Attempts, dl.Error)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the message was not dead-lettered")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if n := handled.Load(); n != 0 {
+		t.Errorf("the handler ran %d times", n)
+	}
+}
+
 // publishingPing publishes every Ping's request.
 type publishingPing struct {
 	pingv1connect.UnimplementedPingServiceHandler
