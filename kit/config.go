@@ -217,6 +217,13 @@ type Config struct {
 	// than "request body not received within the call's deadline".
 	// KIT_FRAME_BATCHING=false, default on.
 	NoFrameBatching bool
+	// NoSystemdNotify stops [Server.Run] from telling systemd how the
+	// server fares when NOTIFY_SOCKET is set (a unit of Type=notify):
+	// READY=1 once it serves and is ready, WATCHDOG=1 while it is live
+	// (when WatchdogSec= is set), STOPPING=1 and the stages of its
+	// shutdown, with EXTEND_TIMEOUT_USEC for each. Without NOTIFY_SOCKET
+	// nothing is sent either way. KIT_SYSTEMD_NOTIFY=false, default on.
+	NoSystemdNotify bool
 
 	// ClientBreaker configures the circuit breaker of the clients built with
 	// [Server.ClientOptions]; off by default. KIT_CLIENT_BREAKER and

@@ -34,7 +34,7 @@ func (s *Server) newHTTPServer() (*http.Server, error) {
 		// for the log lines, as interceptors.HTTPVersion does, without
 		// copying each request; ConnContext also lets serving grow an
 		// HTTP/1.x connection's stack only when needed.
-		Handler: serving(&s.handlers, &s.draining, s.cfg.MaxConnectionAge > 0, s.cfg.ReadHeaderTimeout, s.withCORS(s.routes)),
+		Handler: serving(&s.handlers, s.notify.counter(), &s.draining, s.cfg.MaxConnectionAge > 0, s.cfg.ReadHeaderTimeout, s.withCORS(s.routes)),
 		// fresh also keeps each connection until it closes (see
 		// freshConns).
 		ConnContext: s.connContext,
@@ -236,7 +236,8 @@ func asciiLower(s string) string {
 }
 
 // serving counts every request's handler in wg while it runs (see
-// [Server.shutdown]), records the request's HTTP version in its
+// [Server.shutdown]), and in calls when it is not nil (for systemd's
+// STATUS= line, see [notifier]), records the request's HTTP version in its
 // connection's State for the log lines (as [interceptors.HTTPVersion]
 // does), once draining is set answers HTTP/1.x requests with
 // "Connection: close" (HTTP/1.1 has no GOAWAY: without it, a keep-alive
@@ -258,12 +259,16 @@ func asciiLower(s string) string {
 // It looks the connection's State up once and hands it to h when h is
 // kit's routes (no CORS): each lookup walks the request's contexts, ~140
 // instructions (BENCHMARKS.md 1.31).
-func serving(wg *sync.WaitGroup, draining *atomic.Bool, retire bool, unreadBody time.Duration, h http.Handler) http.Handler {
+func serving(wg *sync.WaitGroup, calls *atomic.Int64, draining *atomic.Bool, retire bool, unreadBody time.Duration, h http.Handler) http.Handler {
 	rt, _ := h.(*routes)
 	versioned := interceptors.HTTPVersion(h) // for a connection without a State
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		wg.Add(1)
 		defer wg.Done()
+		if calls != nil { // counted for systemd's STATUS= at shutdown only
+			calls.Add(1)
+			defer calls.Add(-1)
+		}
 		c := connctx.FromContext(r.Context())
 		if c != nil {
 			c.SetVersion(r)

@@ -73,6 +73,7 @@ type Server struct {
 	health       *health.Checker
 	reflector    *reflection
 	telemetry    *telemetry.Provider
+	notify       *notifier // nil when systemd is not told (see notifier)
 
 	serverChain, clientChain []connect.Interceptor
 	handler                  []connect.HandlerOption
@@ -178,6 +179,7 @@ func newServer(cfg Config, opts []Option) (*Server, error) {
 		return s, err
 	}
 	s.health = health.New(health.WithLogger(s.logger))
+	s.notify = newNotifier(cfg, s.logger, s.health)
 	if err := s.buildChainsWatched(); err != nil {
 		return s, err
 	}
@@ -397,23 +399,28 @@ func (s *Server) Run(ctx context.Context) error {
 		attrs = append(attrs, "admin", adminLn.Addr().String())
 	}
 	s.logger.Info("serving", attrs...)
+	s.notify.start(ln.Addr().String())
 
 	var cause error
 	var first os.Signal // the signal that began the shutdown, if one did
+	var reason string
 	select {
 	case first = <-sigs:
-		s.logger.Info("shutdown requested", "reason", first.String()+" signal received")
+		reason = first.String() + " signal received"
+		s.logger.Info("shutdown requested", "reason", reason)
 	case <-ctx.Done():
 		select { // the signal that made func main cancel ctx, if it did
 		case first = <-sigs:
 		default:
 		}
-		s.logger.Info("shutdown requested", "reason", context.Cause(ctx).Error())
+		reason = context.Cause(ctx).Error()
+		s.logger.Info("shutdown requested", "reason", reason)
 	case cause = <-s.lifecycle.failed:
+		reason = "a background component failed"
 		s.logger.Error("shutting down after a failure", "error", cause)
 	}
 	defer s.exitOnSecondSignal(sigs, first != nil)() // from here on, a second signal kills the process
-	err := s.shutdown(cause)
+	err := s.shutdown(cause, reason)
 	s.mu.Lock()
 	s.closed, s.closeDone = true, true // the shutdown did what Close does: a later Close returns nil
 	s.mu.Unlock()

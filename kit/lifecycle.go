@@ -125,9 +125,10 @@ func (s *Server) Close(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
-// shutdown runs the shutdown sequence, logging each step with its duration,
-// and returns cause joined with whatever went wrong on the way.
-func (s *Server) shutdown(cause error) error {
+// shutdown runs the shutdown sequence, logging each step with its duration
+// (and telling systemd of it, see notifier), and returns cause joined with
+// whatever went wrong on the way. reason says what began it.
+func (s *Server) shutdown(cause error, reason string) error {
 	begin := time.Now()
 	errs := []error{cause}
 	// Readiness and gRPC health (Check and Watch) say NOT_SERVING first,
@@ -135,8 +136,11 @@ func (s *Server) shutdown(cause error) error {
 	// the server still takes them.
 	s.health.Shutdown()
 	s.draining.Store(true) // and HTTP/1.x clients leave their connections
+	drain := s.cfg.DrainDelay > 0 && cause == nil
+	s.notify.stoppingFor(reason, s.shutdownBound(drain))
 	s.logger.Info("reported NOT_SERVING")
-	if s.cfg.DrainDelay > 0 && cause == nil {
+	if drain {
+		s.notify.stage(fmt.Sprintf("draining: serving %s more so that load balancers notice", s.cfg.DrainDelay), s.cfg.DrainDelay)
 		s.logger.Info("draining: waiting for load balancers to notice", "drain_delay", s.cfg.DrainDelay)
 		time.Sleep(s.cfg.DrainDelay)
 	}
@@ -146,6 +150,7 @@ func (s *Server) shutdown(cause error) error {
 
 	step := time.Now()
 	close(s.stopping)
+	stopReporting := s.notify.reportCalls(s.cfg.ShutdownTimeout)
 	stopClosing := s.fresh.closeSilentUntilStopped()
 	shutErr := s.http.Shutdown(ctx)
 	stopClosing()
@@ -160,12 +165,14 @@ func (s *Server) shutdown(cause error) error {
 		// stream's handler still runs.
 		errs = append(errs, fmt.Errorf("kit: handlers of calls their clients cancelled did not return within %s: %w", s.cfg.ShutdownTimeout, ctx.Err()))
 	}
+	stopReporting()
 	s.logger.Info("stopped serving calls", "duration", time.Since(step))
 
 	// Background components get a timeout of their own, from their
 	// cancellation: calls that used up theirs must not cut short a
 	// subscriber's drain (handlers finishing, their acks sent).
 	step = time.Now()
+	s.notify.stage(fmt.Sprintf("stopping background components (up to %s)", s.cfg.ShutdownTimeout), s.cfg.ShutdownTimeout)
 	s.lifecycle.cancel()
 	ctx, cancel = context.WithTimeout(context.Background(), s.cfg.ShutdownTimeout)
 	defer cancel()
@@ -179,6 +186,10 @@ func (s *Server) shutdown(cause error) error {
 	// and at least closeGrace each.
 	ctx, cancel = atLeastGrace(ctx)
 	defer cancel()
+	if d, ok := ctx.Deadline(); ok {
+		// Each of the three that follow gets at least closeGrace.
+		s.notify.stage("closing the HTTP client, flushing traces, closing the admin listener", time.Until(d)+3*closeGrace)
+	}
 	step = time.Now()
 	if made, err := s.closeHTTPClient(ctx); err != nil {
 		errs = append(errs, err)
@@ -209,9 +220,22 @@ func (s *Server) shutdown(cause error) error {
 	}
 
 	err := errors.Join(errs...)
+	s.notify.complete(err == nil)
 	s.logger.Info("shutdown complete", "duration", time.Since(begin), "clean", err == nil)
 	flushLogger(s.logger) // the program may exit as soon as Run returns
 	return err
+}
+
+// shutdownBound is the longest a shutdown takes (README "Shutdown, step
+// by step"): the drain delay when drain is set, the calls' timeout and a
+// closeGrace to cut them, the background components' timeout, a closeGrace
+// for the HTTP client's calls and one for the trace flush.
+func (s *Server) shutdownBound(drain bool) time.Duration {
+	d := 2*s.cfg.ShutdownTimeout + 3*closeGrace
+	if drain {
+		d += s.cfg.DrainDelay
+	}
+	return d
 }
 
 // atLeastGrace returns ctx, or a context of closeGrace when ctx is done or

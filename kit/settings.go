@@ -64,6 +64,9 @@ var settings = slices.Concat([]setting{
 	{env: "KIT_FRAME_BATCHING", usage: "batch HTTP/2 connections' writes and reads", boolean: true,
 		set: func(c *Config, v string) error { on, err := parseBool(v); c.NoFrameBatching = !on; return err },
 		get: func(c *Config) any { return !c.NoFrameBatching }},
+	{env: "KIT_SYSTEMD_NOTIFY", usage: "tell systemd (NOTIFY_SOCKET) when the server is ready, live and stopping", boolean: true,
+		set: func(c *Config, v string) error { on, err := parseBool(v); c.NoSystemdNotify = !on; return err },
+		get: func(c *Config) any { return !c.NoSystemdNotify }},
 	text("KIT_LOG_FORMAT", "auto, json or text", func(c *Config) *string { return &c.LogFormat }),
 	{env: "KIT_LOG_LEVEL", usage: "debug, info, warn or error", set: func(c *Config, v string) error {
 		if err := c.LogLevel.UnmarshalText([]byte(v)); err != nil {

@@ -1,0 +1,235 @@
+package kit_test
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"connectrpc.com/connect"
+
+	"github.com/connectkit/connectkit/health"
+	pingv1 "github.com/connectkit/connectkit/internal/gen/connectkit/ping/v1"
+	"github.com/connectkit/connectkit/internal/gen/connectkit/ping/v1/pingv1connect"
+	"github.com/connectkit/connectkit/kit"
+	"github.com/connectkit/connectkit/kit/kittest"
+)
+
+// The tests of this file set NOTIFY_SOCKET and the watchdog's variables,
+// which kit reads from the environment as systemd passes them: they
+// cannot run in parallel (t.Setenv), and run before the parallel tests.
+
+// notifySocket listens on a unixgram socket, at a path in a temporary
+// directory or, when abstract is set, at an abstract name ("@…"), and
+// sets NOTIFY_SOCKET to it. The messages it receives arrive on the
+// returned channel, as sent.
+func notifySocket(t *testing.T, abstract bool) <-chan string {
+	t.Helper()
+	name := filepath.Join(t.TempDir(), "notify.sock")
+	if abstract {
+		name = "@connectkit-test-" + strconv.Itoa(os.Getpid()) + "-" + strconv.FormatInt(time.Now().UnixNano(), 36)
+	}
+	conn, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: name, Net: "unixgram"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("NOTIFY_SOCKET", name)
+	t.Setenv("WATCHDOG_USEC", "")
+	t.Setenv("WATCHDOG_PID", "")
+	msgs := make(chan string, 1000)
+	go func() {
+		defer close(msgs)
+		buf := make([]byte, 4096)
+		for {
+			n, err := conn.Read(buf)
+			if err != nil {
+				return
+			}
+			msgs <- string(buf[:n])
+		}
+	}()
+	t.Cleanup(func() { conn.Close() })
+	return msgs
+}
+
+// recv returns the next message, failing the test if none comes within a
+// minute (a server that sends nothing).
+func recv(t *testing.T, msgs <-chan string) string {
+	t.Helper()
+	select {
+	case m, ok := <-msgs:
+		if !ok {
+			t.Fatal("notify socket closed")
+		}
+		return m
+	case <-time.After(time.Minute):
+		t.Fatal("no message from the server within a minute")
+	}
+	return ""
+}
+
+// expect checks that m's lines are want's, in order, and then an
+// EXTEND_TIMEOUT_USEC line of extend + 5s when extend is not zero.
+func expect(t *testing.T, m string, extend time.Duration, want ...string) {
+	t.Helper()
+	if extend != 0 {
+		want = append(want, "EXTEND_TIMEOUT_USEC="+strconv.FormatInt((extend+5*time.Second).Microseconds(), 10))
+	}
+	if got := strings.Split(m, "\n"); !equal(got, want) {
+		t.Fatalf("message %q, want %q", got, want)
+	}
+}
+
+func equal(a, b []string) bool { return strings.Join(a, "\x00") == strings.Join(b, "\x00") }
+
+// TestSystemdNotify runs a server under a fake systemd: READY=1 comes once
+// its critical check has passed, then STOPPING=1 and a STATUS= line for
+// each stage of the shutdown, each with its EXTEND_TIMEOUT_USEC; the
+// calls in flight are counted. A watchdog meant for another process
+// (WATCHDOG_PID) sends no ping: one among these messages fails the test.
+func TestSystemdNotify(t *testing.T) {
+	for _, abstract := range []bool{false, true} {
+		t.Run(map[bool]string{false: "path", true: "abstract"}[abstract], func(t *testing.T) {
+			msgs := notifySocket(t, abstract)
+			t.Setenv("WATCHDOG_USEC", "1000") // every half millisecond, were it ours
+			t.Setenv("WATCHDOG_PID", strconv.Itoa(os.Getpid()+1))
+			var events *health.Reporter
+			svc := blockingPing()
+			srv := kittest.NewServer(t, kit.Config{}, func(srv *kit.Server) {
+				srv.Mount(pingv1connect.NewPingServiceHandler(svc, srv.HandlerOptions()...))
+				var err error
+				if events, err = srv.Health().AddReporter(health.Check{Name: "events"}); err != nil {
+					t.Fatal(err)
+				}
+			})
+			expect(t, recv(t, msgs), 0, "STATUS=starting: waiting for readiness checks: events")
+			events.Report(nil)
+			expect(t, recv(t, msgs), 0, "READY=1", "STATUS=serving on "+srv.Addr().String())
+
+			called := make(chan error, 1)
+			go func() {
+				_, err := newPingClient(srv, srv.HTTP2Client()).Ping(context.Background(), connect.NewRequest(&pingv1.PingRequest{Number: 1}))
+				called <- err
+			}()
+			<-svc.entered
+			stopped := make(chan error, 1)
+			go func() { stopped <- srv.Stop() }()
+			expect(t, recv(t, msgs), 2*kit.DefaultShutdownTimeout+3*time.Second,
+				"STOPPING=1", "STATUS=shutting down (context canceled): reported NOT_SERVING")
+			expect(t, recv(t, msgs), kit.DefaultShutdownTimeout+time.Second,
+				"STATUS=stopping: waiting for the calls in flight: 1 (up to 15s)")
+			close(svc.block)
+			m := recv(t, msgs)
+			if m == "STATUS=stopping: waiting for the calls in flight: 0 (up to 15s)" { // if counted before the drain ended
+				m = recv(t, msgs)
+			}
+			expect(t, m, kit.DefaultShutdownTimeout, "STATUS=stopping background components (up to 15s)")
+			m = recv(t, msgs)
+			if !strings.HasPrefix(m, "STATUS=closing the HTTP client, flushing traces, closing the admin listener\nEXTEND_TIMEOUT_USEC=") {
+				t.Fatalf("message %q, want the closing stage", m)
+			}
+			expect(t, recv(t, msgs), 0, "STATUS=shutdown complete")
+			if err := <-stopped; err != nil {
+				t.Fatal(err)
+			}
+			if err := <-called; err != nil {
+				t.Fatalf("the call in flight: %v", err)
+			}
+		})
+	}
+}
+
+// TestSystemdWatchdog checks that WATCHDOG=1 is sent while liveness holds,
+// not while a liveness check fails (which STATUS= says), and again once it
+// recovers.
+func TestSystemdWatchdog(t *testing.T) {
+	msgs := notifySocket(t, false)
+	t.Setenv("WATCHDOG_USEC", "100000") // a ping every 50ms
+	t.Setenv("WATCHDOG_PID", strconv.Itoa(os.Getpid()))
+	var heart *health.Reporter
+	srv := kittest.NewServer(t, kit.Config{}, func(srv *kit.Server) {
+		var err error
+		if heart, err = srv.Health().AddReporter(health.Check{Name: "heart", Liveness: true}); err != nil {
+			t.Fatal(err)
+		}
+		heart.Report(nil)
+	})
+	pings := 0
+	for ready := false; !ready || pings < 3; {
+		switch m := recv(t, msgs); {
+		case m == "WATCHDOG=1":
+			pings++
+		case strings.HasPrefix(m, "READY=1\n"):
+			ready = true
+		default:
+			t.Fatalf("message %q, want READY=1 and pings", m)
+		}
+	}
+	heart.Report(errors.New("stuck"))
+	for i, m := 0, recv(t, msgs); m != "STATUS=liveness check failing: heart; watchdog not pinged"; i, m = i+1, recv(t, msgs) {
+		if m != "WATCHDOG=1" || i == 100 { // a ping every 50ms: 5s
+			t.Fatalf("message %q (the %dth since the check failed), want pings until the failure is said", m, i)
+		}
+	}
+	time.Sleep(300 * time.Millisecond) // six pings' worth; under load, maybe fewer
+	heart.Report(nil)
+	if m := recv(t, msgs); m != "WATCHDOG=1\nSTATUS=live again: watchdog pinged" {
+		t.Fatalf("message %q while liveness failed, want none until it recovered", m)
+	}
+	if m := recv(t, msgs); m != "WATCHDOG=1" {
+		t.Fatalf("message %q, want pings again", m)
+	}
+	if err := srv.Stop(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestSystemdNotifyUnreachable checks that a NOTIFY_SOCKET no one listens
+// on is logged once, and changes nothing else: the server serves and
+// shuts down cleanly.
+func TestSystemdNotifyUnreachable(t *testing.T) {
+	t.Setenv("NOTIFY_SOCKET", filepath.Join(t.TempDir(), "nobody.sock"))
+	var logs syncBuffer
+	logger := slog.New(slog.NewTextHandler(&logs, nil))
+	srv := kittest.NewServer(t, kit.Config{}, func(srv *kit.Server) {
+		srv.Mount(pingv1connect.NewPingServiceHandler(&pingServer{}, srv.HandlerOptions()...))
+	}, kit.WithLogger(logger))
+	if _, err := newPingClient(srv, srv.HTTP1Client()).Ping(context.Background(), connect.NewRequest(&pingv1.PingRequest{})); err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	if n := strings.Count(logs.String(), "systemd notify: cannot send"); n != 1 {
+		t.Fatalf("logged %d times, want once:\n%s", n, logs.String())
+	}
+}
+
+// TestSystemdNotifyOff checks that KIT_SYSTEMD_NOTIFY=false sends nothing.
+func TestSystemdNotifyOff(t *testing.T) {
+	msgs := notifySocket(t, false)
+	t.Setenv("KIT_SYSTEMD_NOTIFY", "false")
+	cfg, err := kit.ConfigFromEnv()
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := kittest.NewServer(t, cfg, nil)
+	if _, err := srv.HTTP1Client().Get(srv.URL + "/"); err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	// Sent synchronously by the shutdown, STOPPING=1 would be queued.
+	select {
+	case m := <-msgs:
+		t.Fatalf("sent %q with KIT_SYSTEMD_NOTIFY=false", m)
+	case <-time.After(100 * time.Millisecond):
+	}
+}
