@@ -288,7 +288,12 @@ func (s *Server) ShuttingDown() <-chan struct{} { return s.stopping }
 
 // Listen binds the main and admin listeners, so that [Server.Addr] and
 // [Server.AdminAddr] report the bound addresses (useful with port 0).
-// [Server.Run] calls it if it has not been called.
+// [Server.Run] calls it if it has not been called. When systemd passed
+// listening sockets (socket activation: LISTEN_FDS for this process's
+// LISTEN_PID), it serves on them instead of binding Addr and AdminAddr:
+// the one named "main" (FileDescriptorName=), or else the first, is the
+// main listener; the one named "admin", or else the second, the admin
+// listener.
 func (s *Server) Listen() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -305,20 +310,33 @@ func (s *Server) listenLocked() error {
 	if s.ln != nil {
 		return nil
 	}
-	ln, err := net.Listen("tcp", s.cfg.Addr)
+	ln, adminLn, err := activatedListeners(s.cfg)
 	if err != nil {
+		return err
+	}
+	if adminLn != nil && s.admin == nil {
+		closeAll(ln, adminLn)
+		return errors.New("kit: socket activation: an admin socket was passed, and KIT_ADMIN_ADDR is off")
+	}
+	if ln != nil {
+		s.logger.Info("serving on a socket systemd passed (socket activation): KIT_ADDR is not used", "addr", ln.Addr().String())
+	} else if ln, err = net.Listen("tcp", s.cfg.Addr); err != nil {
+		closeAll(nil, adminLn)
 		return fmt.Errorf("kit: listen on %s (KIT_ADDR): %w", s.cfg.Addr, err)
 	}
 	if ln, err = s.batching(ln); err != nil {
+		closeAll(nil, adminLn)
 		return err
 	}
-	if s.admin != nil {
-		if s.adminLn, err = net.Listen("tcp", s.cfg.AdminAddr); err != nil {
+	if adminLn != nil {
+		s.logger.Info("serving the admin endpoints on a socket systemd passed: KIT_ADMIN_ADDR is not used", "addr", adminLn.Addr().String())
+	} else if s.admin != nil {
+		if adminLn, err = net.Listen("tcp", s.cfg.AdminAddr); err != nil {
 			_ = ln.Close()
 			return fmt.Errorf("kit: listen on %s (KIT_ADMIN_ADDR): %w", s.cfg.AdminAddr, err)
 		}
 	}
-	s.ln = ln
+	s.ln, s.adminLn = ln, adminLn
 	return nil
 }
 

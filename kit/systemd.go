@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	"slices"
 	"strconv"
@@ -12,6 +13,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/coreos/go-systemd/v22/activation"
 	"github.com/coreos/go-systemd/v22/daemon"
 
 	"github.com/connectkit/connectkit/health"
@@ -245,4 +247,59 @@ func (n *notifier) complete(clean bool) {
 
 func extend(d time.Duration) string {
 	return "EXTEND_TIMEOUT_USEC=" + strconv.FormatInt((d+extendMargin).Microseconds(), 10)
+}
+
+// activatedListeners returns the listening sockets systemd passed this
+// process (socket activation: LISTEN_FDS, for the PID in LISTEN_PID), the
+// main one and the admin one, each nil when not passed. A socket named
+// "main" or "admin" (FileDescriptorName= of its .socket unit) is that one;
+// the others, in the order passed, are the main listener then the admin
+// one. It unsets LISTEN_PID, LISTEN_FDS and LISTEN_FDNAMES, so that neither
+// a second server nor a child process takes the sockets again. An admin
+// socket beyond loopback needs cfg's AdminToken or AdminInsecure, as
+// KIT_ADMIN_ADDR does.
+func activatedListeners(cfg Config) (main, admin net.Listener, err error) {
+	files := activation.Files(true)
+	var rest []net.Listener
+	for _, f := range files {
+		fd := f.Fd()
+		ln, err := net.FileListener(f)
+		_ = f.Close() // ln holds a duplicate
+		if err != nil {
+			closeAll(main, admin, rest...)
+			return nil, nil, fmt.Errorf("kit: socket activation: fd %d (%s) is not a listening socket: %w", fd, f.Name(), err)
+		}
+		switch {
+		case f.Name() == "main" && main == nil:
+			main = ln
+		case f.Name() == "admin" && admin == nil:
+			admin = ln
+		default:
+			rest = append(rest, ln)
+		}
+	}
+	for _, ln := range rest {
+		switch {
+		case main == nil:
+			main = ln
+		case admin == nil:
+			admin = ln
+		default:
+			closeAll(main, admin, rest...)
+			return nil, nil, fmt.Errorf("kit: socket activation: %d sockets passed (LISTEN_FDS), want at most 2: the main listener and the admin one", len(files))
+		}
+	}
+	if admin != nil && cfg.AdminToken == "" && !cfg.AdminInsecure && !isLoopback(admin.Addr().String()) {
+		closeAll(main, admin)
+		return nil, nil, fmt.Errorf("kit: socket activation: admin socket %s beyond loopback needs KIT_ADMIN_TOKEN (or KIT_ADMIN_INSECURE=true)", admin.Addr())
+	}
+	return main, admin, nil
+}
+
+func closeAll(main, admin net.Listener, rest ...net.Listener) {
+	for _, ln := range append([]net.Listener{main, admin}, rest...) {
+		if ln != nil {
+			_ = ln.Close()
+		}
+	}
 }

@@ -2,7 +2,9 @@ package main
 
 import (
 	"context"
+	"io"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -14,11 +16,15 @@ import (
 
 // TestSystemdNotify runs the example's main in a process of its own (this
 // test binary, again) as systemd runs a unit of Type=notify with
-// WatchdogSec: NOTIFY_SOCKET, WATCHDOG_USEC and WATCHDOG_PID (set to the
-// process's own PID by a shell that then execs it). It checks that the
-// example says READY=1 once it serves (after its broker and subscriber
-// checks passed), pings the watchdog, and on SIGTERM says STOPPING=1 and
-// each stage of its shutdown, then exits 0.
+// WatchdogSec and a .socket unit: NOTIFY_SOCKET, WATCHDOG_USEC,
+// WATCHDOG_PID and LISTEN_PID (set to the process's own PID by a shell
+// that then execs it), and a listening socket as fd 3 (LISTEN_FDS=1,
+// LISTEN_FDNAMES=main) whose address KIT_ADDR names too, so that the
+// example cannot start unless it serves on the socket passed. It checks
+// that the example says READY=1 once it serves (after its broker and
+// subscriber checks passed), answers on that socket, pings the watchdog,
+// and on SIGTERM says STOPPING=1 and each stage of its shutdown, then
+// exits 0.
 func TestSystemdNotify(t *testing.T) {
 	if os.Getenv("EXAMPLE_TEST_MAIN") == "1" {
 		os.Args = os.Args[:1]
@@ -44,12 +50,23 @@ func TestSystemdNotify(t *testing.T) {
 			msgs <- string(buf[:n])
 		}
 	}()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	lnFile, err := ln.(*net.TCPListener).File()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lnFile.Close()
 	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, "/bin/sh", "-c", `WATCHDOG_PID=$$ exec "$0" "$@"`, os.Args[0], "-test.run=^TestSystemdNotify$")
+	cmd := exec.CommandContext(ctx, "/bin/sh", "-c", `WATCHDOG_PID=$$ LISTEN_PID=$$ exec "$0" "$@"`, os.Args[0], "-test.run=^TestSystemdNotify$")
+	cmd.ExtraFiles = []*os.File{lnFile} // fd 3
 	cmd.Env = append(os.Environ(), "EXAMPLE_TEST_MAIN=1", "NOTIFY_SOCKET="+sock, "WATCHDOG_USEC=200000",
-		"KIT_ADDR=127.0.0.1:0", "KIT_ADMIN_ADDR=127.0.0.1:0", "KIT_DRAIN_DELAY=100ms", "KIT_LOG_FORMAT=json",
-		"NATS_DATA_DIR="+t.TempDir())
+		"LISTEN_FDS=1", "LISTEN_FDNAMES=main", "KIT_ADDR="+ln.Addr().String(), "KIT_ADMIN_ADDR=127.0.0.1:0",
+		"KIT_DRAIN_DELAY=100ms", "KIT_LOG_FORMAT=json", "NATS_DATA_DIR="+t.TempDir())
 	logs, err := os.Create(filepath.Join(t.TempDir(), "example.log"))
 	if err != nil {
 		t.Fatal(err)
@@ -78,8 +95,17 @@ func TestSystemdNotify(t *testing.T) {
 	for strings.HasPrefix(m, "STATUS=starting: waiting for readiness checks: ") || m == "WATCHDOG=1" { // the watchdog from the start
 		m = recv()
 	}
-	if !strings.HasPrefix(m, "READY=1\nSTATUS=serving on 127.0.0.1:") {
-		t.Fatalf("message %q, want READY=1 and the address served", m)
+	if want := "READY=1\nSTATUS=serving on " + ln.Addr().String(); m != want {
+		t.Fatalf("message %q, want %q: the socket passed", m, want)
+	}
+	res, err := http.Post("http://"+ln.Addr().String()+"/grpc.health.v1.Health/Check", "application/json", strings.NewReader("{}"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, err := io.ReadAll(res.Body)
+	res.Body.Close()
+	if err != nil || !strings.Contains(string(body), `"SERVING"`) {
+		t.Fatalf("health Check on the socket passed: %v %s", err, body)
 	}
 	for pings := 0; pings < 2; {
 		if m := recv(); m != "WATCHDOG=1" {
@@ -112,10 +138,11 @@ func TestSystemdNotify(t *testing.T) {
 	}
 }
 
-// TestREADMEUnitFile checks the unit file of the README's section
-// "systemd" with systemd-analyze verify, which prints a warning for each
-// setting it cannot parse, and for an ExecStart that is not executable
-// (this test binary stands in for the example's).
+// TestREADMEUnitFile checks the unit files of the README's section
+// "systemd", the service and its socket, with systemd-analyze verify,
+// which prints a warning for each setting it cannot parse, for an
+// ExecStart that is not executable (this test binary stands in for the
+// example's) and for a socket without its service.
 func TestREADMEUnitFile(t *testing.T) {
 	t.Parallel()
 	analyze, err := exec.LookPath("systemd-analyze")
@@ -127,17 +154,26 @@ func TestREADMEUnitFile(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, section, _ := strings.Cut(string(readme), "\n### systemd\n")
-	_, unit, _ := strings.Cut(section, "\n```ini\n")
-	unit, _, found := strings.Cut(unit, "\n```\n")
-	if !found || !strings.Contains(unit, "\nType=notify\n") || !strings.Contains(unit, "\nWatchdogSec=") {
-		t.Fatalf("no unit file of Type=notify with WatchdogSec in the README's section systemd:\n%s", unit)
+	section, _, _ = strings.Cut(section, "\n### ")
+	dir := t.TempDir()
+	var files []string
+	for _, name := range []string{"profiles.service", "profiles.socket"} {
+		_, unit, _ := strings.Cut(section, "\n```ini\n# /etc/systemd/system/"+name)
+		_, unit, _ = strings.Cut(unit, "\n") // the rest of the comment naming it
+		unit, _, found := strings.Cut(unit, "\n```\n")
+		if !found {
+			t.Fatalf("no unit file %s in the README's section systemd", name)
+		}
+		unit = strings.Replace(unit, "ExecStart=/usr/local/bin/profiles", "ExecStart="+os.Args[0], 1)
+		files = append(files, filepath.Join(dir, name))
+		if err := os.WriteFile(files[len(files)-1], []byte(unit+"\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
 	}
-	unit = strings.Replace(unit, "ExecStart=/usr/local/bin/profiles", "ExecStart="+os.Args[0], 1)
-	file := filepath.Join(t.TempDir(), "profiles.service")
-	if err := os.WriteFile(file, []byte(unit+"\n"), 0o644); err != nil {
-		t.Fatal(err)
+	if service, _ := os.ReadFile(files[0]); !strings.Contains(string(service), "\nType=notify\n") || !strings.Contains(string(service), "\nWatchdogSec=") {
+		t.Fatalf("the README's service is not of Type=notify with WatchdogSec:\n%s", service)
 	}
-	out, err := exec.CommandContext(t.Context(), analyze, "verify", file).CombinedOutput()
+	out, err := exec.CommandContext(t.Context(), analyze, append([]string{"verify"}, files...)...).CombinedOutput()
 	if err != nil || len(out) > 0 {
 		t.Fatalf("systemd-analyze verify: %v\n%s", err, out)
 	}
