@@ -26,8 +26,9 @@ import (
 // EXTEND_TIMEOUT_USEC that stage may take. A nil *notifier (NOTIFY_SOCKET
 // unset, or Config.NoSystemdNotify) does nothing, at the cost of a nil
 // check. go-systemd's daemon package sends: it dials NOTIFY_SOCKET (a path,
-// or an abstract name "@…") at each message, as libsystemd's sd_notify
-// does, so a message is one datagram and never blocks the server.
+// or an abstract name "@…") at each message and writes it as one
+// datagram, as libsystemd's sd_notify does; like it, a send waits while
+// the socket's queue is full (systemd reads it at once).
 type notifier struct {
 	logger   *slog.Logger
 	health   *health.Checker
@@ -176,8 +177,9 @@ func (n *notifier) pingWatchdog() {
 // message needs a moment more.
 const extendMargin = 5 * time.Second
 
-// stopping sends STOPPING=1 as the shutdown begins, with what the whole
-// shutdown may take, and ends the wait for readiness.
+// stoppingFor sends STOPPING=1 as the shutdown begins (reason says why),
+// with what the whole shutdown may take (bound), and ends the wait for
+// readiness.
 func (n *notifier) stoppingFor(reason string, bound time.Duration) {
 	if n == nil {
 		return
