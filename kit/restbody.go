@@ -184,6 +184,9 @@ func restRequest(r *http.Request) bool {
 // A REST response of google.api.HttpBody, or of a stream, is not
 // compressed (see [identityAnswer]); any other may be, and says that it
 // varies with the client's Accept-Encoding (see [varyEncoding]).
+//
+// An HTTP error that h answers without a Connect error (a mux's plain
+// 404) reaches the client with its status (see [plainAnswer]).
 func transcodedBody(service protoreflect.ServiceDescriptor, h http.Handler) http.Handler {
 	inputs := map[string]protoreflect.MethodDescriptor{} // by procedure
 	methods := service.Methods()
@@ -225,6 +228,9 @@ func transcodedBody(service protoreflect.ServiceDescriptor, h http.Handler) http
 		// r's URL is kit's copy (see [restRoutes.vanguardRequest]) or
 		// withHeld's, which vanguard rewrote already: changed in place.
 		restcall.Mark(r.URL)
+		if m != nil {
+			w = &plainAnswer{ResponseWriter: w, procedure: r.URL.Path, stream: stream}
+		}
 		if r.Method == http.MethodGet && m != nil && !stream {
 			serveConnectGet(h, w, r, m.Output().FullName() != httpBodyName)
 			return
