@@ -217,6 +217,7 @@ func newServer(cfg Config, opts []Option) (*Server, error) {
 		}
 	}
 	s.routes.handle("/", &s.unknown, false)
+	s.routes.unclean = func(w http.ResponseWriter, r *http.Request) bool { return s.unknown.serveUnclean(w, r, s.routes.mux) }
 	s.reflector = &reflection{}
 	s.mountReflection()
 	s.Mount(health.NewHandler(s.health, s.handler...))

@@ -224,10 +224,12 @@ func TestRESTCallRunsTheChain(t *testing.T) {
 	}
 }
 
-// A path no route has is answered as before there were routes: a REST
-// request gets net/http's 404, an RPC to an unknown procedure
-// Unimplemented; a route's path with another method gets 405. A handler
-// mounted at "/" gets the requests no route takes, as they came.
+// A path no route has gets a 404: a REST request (no RPC) a
+// google.rpc.Status JSON naming its method and path, as grpc-gateway
+// answers it (it got net/http's plain "404 page not found"), an RPC to an
+// unknown procedure Unimplemented; a route's path with another method
+// gets 405. A handler mounted at "/" gets the requests no route takes, as
+// they came.
 func TestRESTUnknownPaths(t *testing.T) {
 	t.Parallel()
 	s := newPingServer(t, kit.Config{}, nil)
@@ -237,8 +239,14 @@ func TestRESTUnknownPaths(t *testing.T) {
 		status                   int
 		body404                  string // what the body holds
 	}{
-		{name: "REST", method: http.MethodGet, path: "/v1/nothing", status: http.StatusNotFound, body404: "404 page not found"},
-		{name: "REST under a route", method: http.MethodGet, path: "/v1/ping/1/more", status: http.StatusNotFound, body404: "404 page not found"},
+		{name: "REST", method: http.MethodGet, path: "/v1/nothing", status: http.StatusNotFound,
+			body404: `{"code":5,"message":"no route matches \"GET\" \"/v1/nothing\"","details":[]}`},
+		{name: "REST under a route", method: http.MethodGet, path: "/v1/ping/1/more", status: http.StatusNotFound,
+			body404: `{"code":5,"message":"no route matches \"GET\" \"/v1/ping/1/more\"","details":[]}`},
+		{name: "REST, a trailing slash", method: http.MethodGet, path: "/v1/ping/1/", status: http.StatusNotFound,
+			body404: `{"code":5,"message":"no route matches \"GET\" \"/v1/ping/1/\"","details":[]}`},
+		{name: "REST, PATCH of JSON", method: http.MethodPatch, path: "/v1/nothing", body: "{}", status: http.StatusNotFound,
+			body404: `{"code":5,"message":"no route matches \"PATCH\" \"/v1/nothing\"","details":[]}`},
 		{name: "Connect", method: http.MethodPost, path: "/v1/ping", body: "{}",
 			header: http.Header{"Connect-Protocol-Version": {"1"}}, status: http.StatusNotFound, body404: `"unimplemented"`},
 		{name: "two content types", method: http.MethodPost, path: "/v1/nothing", body: "{}",
@@ -951,6 +959,63 @@ func TestRESTTranscodingPanicIsInternal(t *testing.T) {
 		resp, body = restCall(t, client, http.MethodGet, s.URL+"/v1/things/7", "", nil)
 		if resp.StatusCode != http.StatusOK {
 			t.Errorf("next GET over %s = %d %s, want 200", resp.Proto, resp.StatusCode, body)
+		}
+	}
+}
+
+// A REST request to a path that is not clean ("//", a "." or ".."
+// segment) gets 404, google.rpc.Status JSON naming the path and its clean
+// form, as grpc-gateway answers it: the ServeMux redirected it, 307 with an
+// HTML body. What may be a Connect call (a POST of JSON), a path of
+// another handler mounted beside the services, and any path when a
+// handler is mounted at "/", keep the ServeMux's redirect.
+func TestRESTUncleanPaths(t *testing.T) {
+	t.Parallel()
+	mount := func(root bool) func(*kit.Server) {
+		return func(srv *kit.Server) {
+			srv.Mount(pingv1connect.NewPingServiceHandler(&pingServer{}, srv.HandlerOptions()...))
+			srv.Mount("/healthz", http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "ok") }))
+			if root {
+				srv.Mount("/", http.NotFoundHandler())
+			}
+		}
+	}
+	s := kittest.NewServer(t, kit.Config{}, mount(false))
+	withRoot := kittest.NewServer(t, kit.Config{}, mount(true))
+	for _, tc := range []struct {
+		name, method, path, body string
+		root                     bool
+		status                   int
+		clean                    string // the clean form the 404 names
+	}{
+		{name: "leading //", method: http.MethodGet, path: "//v1/ping/1", status: http.StatusNotFound, clean: "/v1/ping/1"},
+		{name: "inner //", method: http.MethodGet, path: "/v1//ping/1", status: http.StatusNotFound, clean: "/v1/ping/1"},
+		{name: "dot", method: http.MethodGet, path: "/v1/./ping/1", status: http.StatusNotFound, clean: "/v1/ping/1"},
+		{name: "dot dot", method: http.MethodDelete, path: "/v1/x/../ping/1", status: http.StatusNotFound, clean: "/v1/ping/1"},
+		{name: "PATCH", method: http.MethodPatch, path: "/v1//ping/1", body: `{}`, status: http.StatusNotFound, clean: "/v1/ping/1"},
+		{name: "trailing slash kept", method: http.MethodGet, path: "/v1//nothing/", status: http.StatusNotFound, clean: "/v1/nothing/"},
+		{name: "POST of JSON", method: http.MethodPost, path: "/v1//ping", body: `{}`, status: http.StatusTemporaryRedirect},
+		{name: "another handler's path", method: http.MethodGet, path: "//healthz", status: http.StatusTemporaryRedirect},
+		{name: "a root handler", method: http.MethodGet, path: "/v1//ping/1", root: true, status: http.StatusTemporaryRedirect},
+	} {
+		srv := s
+		if tc.root {
+			srv = withRoot
+		}
+		for _, c := range []*http.Client{srv.HTTP1Client(), srv.HTTP2Client()} {
+			client := &http.Client{Transport: c.Transport, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+			resp, body := restCall(t, client, tc.method, srv.URL+tc.path, tc.body, nil)
+			var st struct {
+				Code    int    `json:"code"`
+				Message string `json:"message"`
+			}
+			want := ""
+			if tc.clean != "" {
+				want = fmt.Sprintf(`no route matches %q %q: the path has an empty segment ("//"), a "." or a ".."; its clean form is %q`, tc.method, tc.path, tc.clean)
+			}
+			if resp.StatusCode != tc.status || want != "" && (json.Unmarshal([]byte(body), &st) != nil || st.Code != 5 || st.Message != want || resp.Header.Get("Content-Type") != "application/json") {
+				t.Errorf("%s: %s %s over %s = %d %s %s, want %d %s", tc.name, tc.method, tc.path, resp.Proto, resp.StatusCode, resp.Header.Get("Content-Type"), body, tc.status, want)
+			}
 		}
 	}
 }

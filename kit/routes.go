@@ -46,6 +46,11 @@ type routes struct {
 	// serve serves through one.
 	answers sync.Pool
 
+	// unclean answers a request to a path that the ServeMux would clean
+	// and redirect, and reports whether it did (see
+	// [unknownPaths.serveUnclean]); set before serving.
+	unclean func(http.ResponseWriter, *http.Request) bool
+
 	mu     sync.Mutex // held while mounting
 	others []string   // the other patterns mounted, each a path
 	off    bool       // a pattern that is not a plain path was mounted
@@ -130,6 +135,9 @@ func (rt *routes) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 func (rt *routes) serve(w http.ResponseWriter, r *http.Request, c *connctx.State) {
 	h, pattern := rt.service(r)
 	if h == nil {
+		if rt.unclean != nil && uncleanPath(r.URL.Path) && rt.unclean(w, r) {
+			return
+		}
 		if rt.rejected == nil {
 			rt.mux.ServeHTTP(w, r)
 			return

@@ -5,9 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"path"
 	"strings"
 	"sync/atomic"
 
+	"connectrpc.com/connect"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -30,13 +32,92 @@ func (u *unknownPaths) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// unrouted answers r, which no REST route matches.
+// unrouted answers r, which no REST route matches. Where services have
+// REST routes and no handler is mounted at "/", a request that is no RPC
+// (see [restLike]) gets the 404 of a REST API, google.rpc.Status JSON
+// naming its method and path, as grpc-gateway answers any path its routes
+// do not match, where net/http's was plain text ("404 page not found"),
+// which a REST client could not read as the other errors.
 func (u *unknownPaths) unrouted(w http.ResponseWriter, r *http.Request) {
 	if h := u.root.Load(); h != nil {
 		(*h).ServeHTTP(w, r)
 		return
 	}
+	if u.rest.transcoder.Load() != nil && restLike(r) {
+		restNotFound(w, fmt.Sprintf("no route matches %s %s", quoteBounded(r.Method), quoteBounded(r.URL.Path)))
+		return
+	}
 	unimplemented(w, r, u.calls.of(unknownService), false)
+}
+
+// serveUnclean answers r, whose path is not clean (see [cleanPath]: a
+// "//", a "." or ".." segment), and reports whether it did, where services
+// have REST routes and no handler is mounted at "/": a REST request (see
+// [restLike]) whose clean path the ServeMux gives kit's "/" (no other
+// handler is mounted there) gets 404, google.rpc.Status JSON that names
+// the path and its clean form, as grpc-gateway answers such a path
+// (its router splits the path at each slash: "//v1/a" matches no route).
+// The ServeMux, which mux is, redirected it to the clean path, 307 with
+// an HTML body, and Kratos' router (gorilla/mux) answers it 301, after
+// which a client sends a POST or PATCH again as a GET. Any other request
+// is the ServeMux's to redirect, as before: a POST of JSON, which may be
+// a Connect call; a path of a handler mounted beside the services.
+func (u *unknownPaths) serveUnclean(w http.ResponseWriter, r *http.Request, mux *http.ServeMux) bool {
+	if r.Method == http.MethodConnect || u.root.Load() != nil || u.rest.transcoder.Load() == nil || !restLike(r) {
+		return false
+	}
+	clean := cleanPath(r.URL.Path)
+	c := r.WithContext(r.Context())
+	cu := *r.URL
+	cu.Path, cu.RawPath = clean, ""
+	c.URL = &cu
+	if _, pattern := mux.Handler(c); pattern != "/" {
+		return false
+	}
+	restNotFound(w, fmt.Sprintf("no route matches %s %s: the path has an empty segment (\"//\"), a \".\" or a \"..\"; its clean form is %s",
+		quoteBounded(r.Method), quoteBounded(r.URL.Path), quoteBounded(clean)))
+	return true
+}
+
+// cleanPath returns p as the ServeMux cleans a request's path before it
+// routes it (net/http's cleanPath, which is unexported): path.Clean's
+// result, rooted, with p's trailing slash kept.
+func cleanPath(p string) string {
+	if p == "" {
+		return "/"
+	}
+	if p[0] != '/' {
+		p = "/" + p
+	}
+	np := path.Clean(p)
+	if p[len(p)-1] == '/' && np != "/" {
+		np += "/"
+	}
+	return np
+}
+
+// uncleanPath says whether the ServeMux would clean p, and redirect its
+// request: a "//", a "." or a ".." segment.
+func uncleanPath(p string) bool {
+	return (strings.Contains(p, "//") || strings.Contains(p, "/.")) && cleanPath(p) != p
+}
+
+// restLike says whether r, to a path nothing serves, is no RPC: not
+// gRPC's or gRPC-Web's, nor what [unimplemented] takes for a Connect call.
+func restLike(r *http.Request) bool {
+	kind := strings.ToLower(strings.TrimSpace(r.Header.Get("Content-Type")))
+	return !strings.HasPrefix(kind, "application/grpc") && !connectRequest(r, kind)
+}
+
+// restNotFound answers 404 NotFound, as google.rpc.Status JSON whose
+// message is msg, with X-Content-Type-Options: nosniff, as http.Error
+// writes its plain-text answer.
+func restNotFound(w http.ResponseWriter, msg string) {
+	h := w.Header()
+	h["Content-Type"] = []string{"application/json"}
+	h["X-Content-Type-Options"] = []string{"nosniff"}
+	w.WriteHeader(http.StatusNotFound)
+	_, _ = w.Write(statusJSON(connect.CodeNotFound, msg))
 }
 
 // unknownService is the grpc_service label of the calls that no mounted
