@@ -111,6 +111,7 @@ func (rr *restRoutes) add(service protoreflect.ServiceDescriptor, h http.Handler
 		maps.Copy(methods.bodiless, old.bodiless)
 		maps.Copy(methods.queryNames, old.queryNames)
 		methods.inputs = slices.Clone(old.inputs)
+		methods.patches = old.patches
 	}
 	methods.add(service)
 	rr.methods.Store(&methods)
@@ -129,6 +130,9 @@ type routeMethods struct {
 	// [addQueryFields]), inputs those requests' messages, each once.
 	queryNames map[string]bool
 	inputs     []protoreflect.MessageDescriptor
+	// patches says that a method's PATCH routes fill its FieldMask from
+	// the body (see [patchMask]).
+	patches bool
 }
 
 // add records the methods of service's routes, and their requests.
@@ -139,6 +143,7 @@ func (m *routeMethods) add(service protoreflect.ServiceDescriptor) {
 		if rules == nil {
 			continue
 		}
+		m.patches = m.patches || patchMaskOf(methods.Get(i)) != nil
 		if in := methods.Get(i).Input(); !slices.ContainsFunc(m.inputs, func(md protoreflect.MessageDescriptor) bool { return md.FullName() == in.FullName() }) {
 			m.inputs = append(m.inputs, in)
 			addQueryFields(m.queryNames, in)

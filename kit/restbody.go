@@ -179,7 +179,8 @@ func restRequest(r *http.Request) bool {
 //
 // It also sets the query parameters that [restRoutes.serve] held from
 // vanguard in the request message, or answers their error (see
-// [withHeld]); service is the service h serves.
+// [withHeld]), and a PATCH's FieldMask from its body (see [patchMask]);
+// service is the service h serves.
 //
 // A REST response of google.api.HttpBody, or of a stream, is not
 // compressed (see [identityAnswer]); any other may be, and says that it
@@ -189,9 +190,14 @@ func restRequest(r *http.Request) bool {
 // 404) reaches the client with its status (see [plainAnswer]).
 func transcodedBody(service protoreflect.ServiceDescriptor, h http.Handler) http.Handler {
 	inputs := map[string]protoreflect.MethodDescriptor{} // by procedure
+	patches := map[string]*patchMask{}                   // by procedure, those that have one
 	methods := service.Methods()
 	for i := range methods.Len() {
-		inputs["/"+string(service.FullName())+"/"+string(methods.Get(i).Name())] = methods.Get(i)
+		procedure := "/" + string(service.FullName()) + "/" + string(methods.Get(i).Name())
+		inputs[procedure] = methods.Get(i)
+		if p := patchMaskOf(methods.Get(i)); p != nil {
+			patches[procedure] = p
+		}
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		m := inputs[r.URL.Path]
@@ -202,6 +208,11 @@ func transcodedBody(service protoreflect.ServiceDescriptor, h http.Handler) http
 			// it all, the parameters it held among them.
 			q = wholeQuery(raw)
 			ok = q != nil
+		}
+		if p := patches[r.URL.Path]; p != nil {
+			if mask, fill := p.held(r.Context()); fill {
+				q, ok = append(q[:len(q):len(q)], mask), true
+			}
 		}
 		if stream && !m.IsStreamingClient() {
 			if r = readStreamBody(r); r == nil {

@@ -60,10 +60,13 @@ const (
 )
 
 // heldParam is a query parameter taken out of the query vanguard sees,
-// with its values, in order.
+// with its values, in order; or, with mask, the FieldMask field name,
+// whose paths mask returns once vanguard has read the body (see
+// [patchMask]).
 type heldParam struct {
 	name   string
 	values []string
+	mask   func() ([]string, error)
 }
 
 // heldQuery is what [restRoutes.serve] took out of a REST call's query.
@@ -350,6 +353,12 @@ func (m *routeMethods) holds(pair string) bool {
 func (q heldQuery) apply(msg protoreflect.Message) error {
 	md := msg.Descriptor()
 	for _, p := range q {
+		if p.mask != nil {
+			if err := setMask(msg, p); err != nil {
+				return err
+			}
+			continue
+		}
 		fields, key, kind := resolveQuery(md, p.name)
 		if kind == queryUnknown {
 			continue // no field of md: ignored, as vanguard ignores it
@@ -435,6 +444,9 @@ func refusal(fields []protoreflect.FieldDescriptor) error {
 // vanguard's cannot.
 func (q heldQuery) replaces(md protoreflect.MessageDescriptor) bool {
 	for _, p := range q {
+		if p.mask != nil {
+			return true
+		}
 		fields, _, kind := resolveQuery(md, p.name)
 		switch kind {
 		case queryWKT, queryWKTField:

@@ -19,6 +19,7 @@ import (
 // empty, the message of its google.rpc.Status.
 type queryCase struct {
 	name, method, target, body string
+	header                     http.Header       // the request's, besides restCall's
 	want                       map[string]string // field: its JSON in the echo
 	status                     int
 	message                    string
@@ -36,7 +37,7 @@ func checkServerQueryCases(t *testing.T, s *kittest.Server, cases []queryCase) {
 	t.Helper()
 	for _, tc := range cases {
 		for _, client := range []*http.Client{s.HTTP1Client(), s.HTTP2Client()} {
-			resp, body := restCall(t, client, tc.method, s.URL+tc.target, tc.body, nil)
+			resp, body := restCall(t, client, tc.method, s.URL+tc.target, tc.body, tc.header)
 			if tc.want == nil {
 				var st struct {
 					Code    int    `json:"code"`

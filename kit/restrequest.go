@@ -71,6 +71,9 @@ func (rr *restRoutes) vanguardRequest(w http.ResponseWriter, r *http.Request, me
 	case methods.takesBody(c.Method):
 		if hasBody {
 			rr.bound(c, r)
+			if c.Method == http.MethodPatch && methods.patches {
+				c = keepPatchBody(c, r, rr.maxBody)
+			}
 		}
 	default:
 		// Its Content-Type goes too, with a body or without: net/http
