@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"net/http"
 	"slices"
@@ -158,34 +159,44 @@ func refusableBodyOf(ctx context.Context) *refusableBody {
 }
 
 // readStreamBody returns r, vanguard's call of a method that streams from
-// the server alone, with its body, one message, read already, when
-// vanguard may refuse it (see [refusableBody]), or r as it is; nil
-// when vanguard refused the body, which it answered itself (a 500 that
-// [restWriter] holds back, and [restRoutes.serve] serves the call again
-// without the body). Vanguard refuses the body of a route that takes none
-// when the method's handler reads its message, which connect's streaming
-// handler does inside the chain: the interceptors had begun the call (an
-// rpc line at error, metrics, a span, the request id), and the client got
-// 500 Unknown in application/connect+proto, where a unary call's body was
-// ignored. The message is vanguard's, which it holds whole under its
-// buffer's limit already.
+// the server alone, with the start of its body, the one message's, read
+// already, when vanguard may refuse it (see [refusableBody]), or r as it
+// is; nil when vanguard refused the body, which it answered itself (a 500
+// that [restWriter] holds back, and [restRoutes.serve] serves the call
+// again without the body). Vanguard refuses the body of a route that takes
+// none when the method's handler reads its message, which connect's
+// streaming handler does inside the chain: the interceptors had begun the
+// call (an rpc line at error, metrics, a span, the request id), and the
+// client got 500 Unknown in application/connect+proto, where a unary
+// call's body was ignored. Vanguard gives nothing of a body it refuses: it
+// ends it (EOF), and the next read returns the refusal; so the first bytes
+// tell, and the message itself, in vanguard's buffer under its limit, is
+// not read ahead. (Read whole here, it was held twice while connect read
+// it, and io.ReadAll's growing cost twice its size again: 5.5 MB
+// allocated for a 1 MiB body, BenchmarkRESTStreamBody/taken.)
 func readStreamBody(r *http.Request) *http.Request {
 	if rb := refusableBodyOf(r.Context()); rb == nil || rb.again {
 		return r
 	}
-	body, err := io.ReadAll(r.Body)
-	if err == nil {
-		// Vanguard answers its refusal itself and ends the body (EOF);
-		// the body's next read returns the refusal.
-		if _, err = r.Body.Read(nil); err == io.EOF {
+	// A message's envelope has a 5-byte prefix, even an empty one's.
+	var start [5]byte
+	n, err := io.ReadFull(r.Body, start[:])
+	var rest io.Reader = r.Body
+	switch {
+	case n == 0 && errors.Is(err, io.EOF):
+		// Ended at once: the next read says whether vanguard refused it.
+		if _, err = r.Body.Read(nil); errors.Is(err, io.EOF) {
 			err = nil
 		}
-	}
-	if err != nil && strings.Contains(err.Error(), noBodyRefusal) {
-		return nil
+		if err != nil && strings.Contains(err.Error(), noBodyRefusal) {
+			return nil
+		}
+		rest = errorReader{err}
+	case err != nil && !errors.Is(err, io.ErrUnexpectedEOF):
+		rest = errorReader{err}
 	}
 	c := r.WithContext(r.Context())
-	c.Body = &readBody{Reader: io.MultiReader(bytes.NewReader(body), errorReader{err}), Closer: r.Body}
+	c.Body = &readBody{Reader: io.MultiReader(bytes.NewReader(start[:n]), rest), Closer: r.Body}
 	return c
 }
 
