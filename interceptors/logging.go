@@ -17,7 +17,11 @@ import (
 // for success, warn for the caller's errors (InvalidArgument, NotFound,
 // Canceled, …), error for the server's (Unknown, DeadlineExceeded,
 // Unimplemented, Internal, Unavailable, DataLoss) and for panics that
-// [Recovery] turned into errors. A nil logger discards everything.
+// [Recovery] turned into errors. A server's DeadlineExceeded logs at warn
+// when the deadline the call's context carried into Logging, the caller's,
+// has passed: the caller's budget ran out, as go-grpc-middleware's
+// DefaultServerCodeToLevel logs it; one set further in (kit's default and
+// cap, a handler's own) is the server's. A nil logger discards everything.
 //
 // An RPC line has the message "rpc" and the attributes kind (server or
 // client), procedure, stream (unary, client_stream, server_stream,

@@ -50,6 +50,14 @@ func (l *logging) logCall(ctx context.Context, c callLine) {
 		// its body on an HTTP/2 RST_STREAM, so a handler that sees the
 		// reset finds ctx done.
 		level = slog.LevelDebug
+	} else if code == connect.CodeDeadlineExceeded && !c.spec.IsClient && callerDeadlineSpent(ctx) {
+		// The caller's own deadline ran out (in the handler, or in a
+		// call it made downstream with that deadline): the budget the
+		// caller chose, not the server's failure, as go-grpc-middleware's
+		// DefaultServerCodeToLevel logs it. A deadline set inside the
+		// chain (kit's default for a caller that sets none, its cap, a
+		// handler's own shorter one) is the server's, and stays at error.
+		level = slog.LevelWarn
 	}
 	if !l.logger.Enabled(ctx, level) {
 		return
@@ -99,6 +107,22 @@ func (l *logging) logCall(ctx context.Context, c callLine) {
 func deadlinePassed(ctx context.Context) bool {
 	d, ok := ctx.Deadline()
 	return ok && !time.Now().Before(d)
+}
+
+// callerDeadlineSlack is how long before the caller's deadline a
+// DeadlineExceeded still counts as the caller's (see
+// [callerDeadlineSpent]): a downstream call made with the propagated
+// deadline may end that much early, its timeout sent in whole
+// milliseconds (Connect-Timeout-Ms, truncated) and its server's timer
+// starting later.
+const callerDeadlineSlack = 5 * time.Millisecond
+
+// callerDeadlineSpent says whether ctx, a call's as Logging got it, has
+// a deadline, the caller's, that has passed or is within
+// callerDeadlineSlack of passing.
+func callerDeadlineSpent(ctx context.Context) bool {
+	d, ok := ctx.Deadline()
+	return ok && time.Until(d) < callerDeadlineSlack
 }
 
 func (l *logging) logMessage(ctx context.Context, info *msgctx.Info, requestID string, start time.Time, err error) {
