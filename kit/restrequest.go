@@ -160,36 +160,47 @@ func refusableBodyOf(ctx context.Context) *refusableBody {
 
 // readStreamBody returns r, vanguard's call of a method that streams from
 // the server alone, with the start of its body, the one message's, read
-// already, when vanguard may refuse it (see [refusableBody]), or r as it
-// is; nil when vanguard refused the body, which it answered itself (a 500
-// that [restWriter] holds back, and [restRoutes.serve] serves the call
+// already; nil when vanguard refused the body, which it answered itself (a
+// 500 that [restWriter] holds back, and [restRoutes.serve] serves the call
 // again without the body). Vanguard refuses the body of a route that takes
-// none when the method's handler reads its message, which connect's
-// streaming handler does inside the chain: the interceptors had begun the
-// call (an rpc line at error, metrics, a span, the request id), and the
-// client got 500 Unknown in application/connect+proto, where a unary
-// call's body was ignored. Vanguard gives nothing of a body it refuses: it
-// ends it (EOF), and the next read returns the refusal; so the first bytes
-// tell, and the message itself, in vanguard's buffer under its limit, is
-// not read ahead. (Read whole here, it was held twice while connect read
-// it, and io.ReadAll's growing cost twice its size again: 5.5 MB
-// allocated for a 1 MiB body, BenchmarkRESTStreamBody/taken.)
+// none (see [refusableBody]) when the method's handler reads its message,
+// which connect's streaming handler does inside the chain: the
+// interceptors had begun the call (an rpc line at error, metrics, a span,
+// the request id), and the client got 500 Unknown in
+// application/connect+proto, where a unary call's body was ignored.
+// Vanguard gives nothing of a body it refuses: it ends it (EOF), and the
+// next read returns the refusal; so the first bytes tell, and the message
+// itself, in vanguard's buffer under its limit, is not read ahead. (Read
+// whole here, it was held twice while connect read it, and io.ReadAll's
+// growing cost twice its size again: 5.5 MB allocated for a 1 MiB body,
+// BenchmarkRESTStreamBody/taken.)
+//
+// A body that ends at once without an error is vanguard's call of a route
+// that takes a body, sent none: vanguard makes no message of it, which
+// connect answered 501 Unimplemented ("unary request has zero messages");
+// the method gets an empty one's envelope, as grpc-gateway calls it with
+// an empty request.
 func readStreamBody(r *http.Request) *http.Request {
-	if rb := refusableBodyOf(r.Context()); rb == nil || rb.again {
+	if r.Body == nil {
 		return r
 	}
+	rb := refusableBodyOf(r.Context())
 	// A message's envelope has a 5-byte prefix, even an empty one's.
 	var start [5]byte
 	n, err := io.ReadFull(r.Body, start[:])
 	var rest io.Reader = r.Body
 	switch {
 	case n == 0 && errors.Is(err, io.EOF):
-		// Ended at once: the next read says whether vanguard refused it.
+		// Ended at once: the next read says whether vanguard refused it,
+		// or failed it (a body that does not decode).
 		if _, err = r.Body.Read(nil); errors.Is(err, io.EOF) {
 			err = nil
 		}
-		if err != nil && strings.Contains(err.Error(), noBodyRefusal) {
+		if err != nil && rb != nil && !rb.again && strings.Contains(err.Error(), noBodyRefusal) {
 			return nil
+		}
+		if err == nil {
+			n = len(start) // an empty message: a zero flag and length
 		}
 		rest = errorReader{err}
 	case err != nil && !errors.Is(err, io.ErrUnexpectedEOF):
