@@ -5,9 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"slices"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -142,10 +140,9 @@ func WithLimitPerProcedure() LimitOption {
 }
 
 type limitConfig struct {
-	exempt        []string // as given to WithExemptProcedures
-	exemptPrefix  []string // the prefixes of exempt services and packages
-	exemptMethods []string // the exempt methods, whole procedures
-	perProcedure  bool
+	exempt       []string     // as given to WithExemptProcedures
+	exemptSet    procedureSet // exempt, with alwaysExempt
+	perProcedure bool
 }
 
 func newLimitConfig(opts []LimitOption) limitConfig {
@@ -154,15 +151,7 @@ func newLimitConfig(opts []LimitOption) limitConfig {
 	for _, o := range opts {
 		o.applyToLimit(&cfg)
 	}
-	for _, p := range cfg.exempt {
-		// "/pkg.Service/Method" names one procedure: as a prefix it would
-		// also exempt "/pkg.Service/MethodMany".
-		if i := strings.LastIndexByte(p, '/'); i > 0 && i < len(p)-1 {
-			cfg.exemptMethods = append(cfg.exemptMethods, p)
-		} else {
-			cfg.exemptPrefix = append(cfg.exemptPrefix, p)
-		}
-	}
+	cfg.exemptSet = newProcedureSet(cfg.exempt)
 	return cfg
 }
 
@@ -183,15 +172,7 @@ func (c *limitConfig) limitedUnary(ctx context.Context, req connect.AnyRequest) 
 // limitedProcedure reports whether a call of spec is subject to the limit
 // unless it is a pubsub delivery: not a client's, not an exempt procedure.
 func (c *limitConfig) limitedProcedure(spec connect.Spec) bool {
-	if spec.IsClient {
-		return false
-	}
-	for _, p := range c.exemptPrefix {
-		if strings.HasPrefix(spec.Procedure, p) {
-			return false
-		}
-	}
-	return !slices.Contains(c.exemptMethods, spec.Procedure)
+	return !spec.IsClient && !c.exemptSet.contains(spec.Procedure)
 }
 
 type rateLimiter struct {
