@@ -175,7 +175,8 @@ const clientRedials = 3
 // network.protocol.version "1.1" on its client span. It resolves
 // each name it calls to all of its addresses, opens one connection to each,
 // and sends the calls to them in turn (round robin): a Kubernetes headless
-// Service's name spreads the calls over all of its Pods. It resolves the
+// Service's name spreads the calls over all of its Pods ([WithClientAddresses]
+// gives a host a fixed list instead of DNS's). It resolves the
 // names again every [HTTPClientConfig.ResolveInterval], and sooner when
 // most addresses fail; the connections to addresses gone are closed once
 // their calls have finished. An address whose connection cannot be opened
@@ -207,7 +208,9 @@ func (s *Server) HTTPClient() *http.Client {
 	s.httpClientMu.Lock()
 	defer s.httpClientMu.Unlock()
 	if s.httpClient == nil {
-		s.httpClient = newBalancedClient(s.cfg.HTTPClient.withDefaults(), s.clientTLS, s.opts.resolver, nil, s.logger, s.clientMetrics)
+		cfg := s.cfg.HTTPClient.withDefaults()
+		res := newResolver(s.opts.resolver, s.opts.clientAddrs, cfg.ResolveInterval)
+		s.httpClient = newBalancedClient(cfg, s.clientTLS, res, nil, s.logger, s.clientMetrics)
 		if s.httpClientClosed { // after the shutdown: one that fails every call
 			_ = s.httpClient.close(context.Background())
 		}
@@ -232,9 +235,7 @@ type balancedClient struct {
 // ejections to logger (none when nil) and metrics.
 func newBalancedClient(cfg HTTPClientConfig, tlsConfig *tls.Config, res resolver.Resolver, dial func(ctx context.Context, network, addr string) (net.Conn, error),
 	logger *slog.Logger, metrics clientMetrics) *balancedClient {
-	if res == nil {
-		res = resolver.NewDNSResolver(net.DefaultResolver, resolver.PreferIPv4, cfg.ResolveInterval)
-	}
+	res = newResolver(res, nil, cfg.ResolveInterval)
 	if dial == nil {
 		dial = (&net.Dialer{Timeout: cfg.DialTimeout, KeepAlive: 30 * time.Second}).DialContext
 	}

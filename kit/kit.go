@@ -146,6 +146,9 @@ func newServer(cfg Config, opts []Option) (*Server, error) {
 	for _, o := range opts {
 		o.apply(&s.opts)
 	}
+	if s.opts.clientAddrsErr != nil {
+		return s, s.opts.clientAddrsErr
+	}
 	s.level = s.opts.level
 	if s.level == nil {
 		s.level = new(slog.LevelVar)

@@ -37,6 +37,10 @@ type options struct {
 	// resolver resolves the names HTTPClient calls; nil resolves them
 	// with DNS. Tests set it (export_test.go).
 	resolver resolver.Resolver
+	// clientAddrs are the fixed lists of WithClientAddresses, by host;
+	// clientAddrsErr the error of the last such option given bad input.
+	clientAddrs    map[string][]resolver.Address
+	clientAddrsErr error
 }
 
 type optionFunc func(*options)
