@@ -36,7 +36,7 @@ func newConfig(opts []Option) config {
 		o.apply(&c)
 	}
 	if c.logger == nil {
-		c.logger = slog.New(slog.DiscardHandler)
+		c.logger = slog.Default()
 	}
 	if c.validator == nil {
 		c.validator = protovalidate.GlobalValidator
@@ -50,8 +50,12 @@ func (f optionFunc) apply(c *config) { f(c) }
 
 // WithLogger sets the logger of what happens outside the interceptor chain:
 // dead letters, verdicts that could not be sent, subscriptions that cannot
-// start. Default: none (a discarding logger); kit users pass srv.Logger().
-// The per-message log line is the chain's logging interceptor's job.
+// start, a NewPublisher held by protovalidate's validator build. Default:
+// [slog.Default], read when the publisher or subscriber is made, so that
+// these warnings are seen even where no logger was given; kit users pass
+// srv.Logger(), so that they are kit's lines, in its format and at its
+// level. The per-message log line is the chain's logging interceptor's
+// job.
 func WithLogger(logger *slog.Logger) Option {
 	return optionFunc(func(c *config) { c.logger = logger })
 }

@@ -32,13 +32,35 @@ func TestBlockedValidatorBuildIsLogged(t *testing.T) {
 	if !protoregtest.InChild(t, blockedBuildChild) {
 		return
 	}
+	var logs syncBuffer
+	checkBlockedBuildLogged(t, &logs, pubsub.WithLogger(slog.New(slog.NewJSONHandler(&logs, nil))))
+}
+
+// defaultLoggerChild is blockedBuildChild's for
+// TestBlockedValidatorBuildIsLoggedByDefault.
+const defaultLoggerChild = "PUBSUB_TEST_DEFAULT_LOGGER_CHILD"
+
+// A NewPublisher given no logger says the same on slog.Default (set in
+// its process of its own): it logged to a discarding logger, and its user
+// never saw why it hung.
+func TestBlockedValidatorBuildIsLoggedByDefault(t *testing.T) {
+	t.Parallel()
+	if !protoregtest.InChild(t, defaultLoggerChild) {
+		return
+	}
+	var logs syncBuffer
+	slog.SetDefault(slog.New(slog.NewJSONHandler(&logs, nil)))
+	checkBlockedBuildLogged(t, &logs)
+}
+
+// checkBlockedBuildLogged makes a NewPublisher with opts wait for the
+// validator's build, and checks the lines it writes to logs.
+func checkBlockedBuildLogged(t *testing.T, logs *syncBuffer, opts ...pubsub.Option) {
 	pubsub.SetValidatorBuildWarning(50 * time.Millisecond)
 	release := protoregtest.HoldRegistration(t)
-	var logs syncBuffer
 	built := make(chan error, 1)
 	go func() {
-		_, err := pubsub.NewPublisher[pingv1.PingRequest](mem.New(), "validated",
-			pubsub.WithLogger(slog.New(slog.NewJSONHandler(&logs, nil))))
+		_, err := pubsub.NewPublisher[pingv1.PingRequest](mem.New(), "validated", opts...)
 		built <- err
 	}()
 	deadline := time.Now().Add(30 * time.Second)

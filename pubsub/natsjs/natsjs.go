@@ -62,7 +62,9 @@ type optionFunc func(*options)
 func (f optionFunc) apply(o *options) { f(o) }
 
 // WithLogger sets the logger of the broker and of the embedded server.
-// Default: none (a discarding logger). The embedded server's notices while
+// Default: [slog.Default], read by [New], so that its warnings (a lost
+// connection, a misspelt NATS_* variable) are seen even where no logger
+// was given; kit users pass srv.Logger(). The embedded server's notices while
 // it starts and shuts down are debug lines; [New] logs one info line
 // instead ("natsjs: embedded NATS server ready": its store directory,
 // whether it listens, JetStream's limits).
@@ -150,7 +152,7 @@ func New(ctx context.Context, cfg Config, opts ...Option) (*Broker, error) {
 		opt.apply(&o)
 	}
 	if o.logger == nil {
-		o.logger = slog.New(slog.DiscardHandler)
+		o.logger = slog.Default()
 	}
 	if cfg.fromEnv {
 		for _, m := range misspeltEnv(os.Environ()) {
