@@ -34,10 +34,17 @@ var alwaysExempt = []string{"/grpc.health.v1.Health/", "/grpc.reflection."}
 // call, a trailer otherwise); it is not queued. A streaming call is
 // counted once, when it starts.
 //
-// burst 0 takes one second's worth of calls, limit rounded up. RateLimit
-// panics if limit is not positive (rate.Inf admits every call) or burst is
-// negative, as time.NewTicker does on a bad interval: check values read
-// from the environment before (kit.Config does).
+// burst 0 takes one second's worth of calls, limit rounded up.
+//
+// RateLimit panics if limit is not positive (rate.Inf admits every call)
+// or burst is negative. The rule, for RateLimit and [MaxInFlight] as for
+// connect-go's constructors and time.NewTicker: a constructor without an
+// error result panics on an argument that only a programming mistake
+// gives (a constant in func main), and a value read from the environment,
+// flags or a file must be checked before, so that it fails the start with
+// an error naming it and never panics. kit.Config does that for
+// KIT_RATE_LIMIT, KIT_RATE_LIMIT_BURST and KIT_MAX_INFLIGHT (Validate
+// names the variable and its value); do the same with values of your own.
 //
 // The limit is one for the whole handler (or server) it wraps, unless
 // [WithLimitPerProcedure] gives each procedure a bucket of its own. The
@@ -99,7 +106,11 @@ func rateText(limit rate.Limit) string {
 // does nothing. A stream that starts while n unary calls are running is
 // refused as they are, since the process is then overloaded. Streams are
 // bounded per connection by HTTP/2's concurrent streams setting
-// (KIT_MAX_CONCURRENT_STREAMS in kit). MaxInFlight panics if n < 1.
+// (KIT_MAX_CONCURRENT_STREAMS in kit).
+//
+// MaxInFlight panics if n < 1, by [RateLimit]'s rule: check a value read
+// from configuration before (kit.Config.Validate does for
+// KIT_MAX_INFLIGHT), so that it fails the start with an error instead.
 //
 // The same procedures as [RateLimit]'s are exempt, and it acts on servers
 // only. Place it as RateLimit, inside [Logging] and [Metrics].

@@ -180,6 +180,11 @@ type Config struct {
 	// reflection and pubsub deliveries are never refused ([WithLimitOptions]
 	// exempts more; see [interceptors.RateLimit]). One limit for the
 	// instance, not shared with others. KIT_RATE_LIMIT, default 0 (off).
+	// Validate refuses a negative, NaN or infinite one with an error naming
+	// it, as it does a RateLimitBurst or MaxInFlight out of range: no value
+	// of these fields, from the environment, flags or code, reaches the
+	// panics of [interceptors.RateLimit] and [interceptors.MaxInFlight],
+	// which are for programming mistakes.
 	RateLimit float64
 	// RateLimitBurst is how many calls RateLimit admits at once, after a
 	// quiet spell. Needs RateLimit. KIT_RATE_LIMIT_BURST, default 0: one

@@ -1,8 +1,10 @@
 package kit
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"mime"
 	"net/http"
 	"net/http/httptest"
@@ -17,9 +19,11 @@ import (
 
 // FuzzConfigFrom sets one KIT_* variable (chosen by index) to any text and
 // reads the config: every setting's parser returns a value or an error
-// naming the variable, never panics; Validate never panics; and a valid
-// value shows in -help (the flag's String) as text that parses back to the
-// same setting.
+// naming the variable, never panics; Validate never panics, nor New on a
+// config Validate accepts (an interceptor's constructor panics on bad
+// arguments: KIT_RATE_LIMIT, KIT_MAX_INFLIGHT must never reach one); and a
+// valid value shows in -help (the flag's String) as text that parses back
+// to the same setting.
 func FuzzConfigFrom(f *testing.F) {
 	for _, seed := range []struct {
 		i uint8
@@ -45,6 +49,7 @@ func FuzzConfigFrom(f *testing.F) {
 		if c.Validate() != nil {
 			return // New refuses it: how -help shows it matters not
 		}
+		newAndClose(t, c)
 		shown := (&settingFlag{c: &c, s: s}).String()
 		if s.secret || shown == "" {
 			return // a secret, or a default worth hiding
@@ -60,6 +65,20 @@ func FuzzConfigFrom(f *testing.F) {
 }
 
 func ptrTo[T any](v T) *T { return &v }
+
+// newAndClose makes a server of c, with no admin listener (which needs a
+// port), and closes it: New must not panic on a valid config.
+func newAndClose(t *testing.T, c Config) {
+	t.Helper()
+	c.AdminAddr = "off"
+	srv, err := New(c, WithLogger(slog.New(slog.DiscardHandler)))
+	if err != nil {
+		return // a value that only New refuses (a certificate file that is not there)
+	}
+	if err := srv.Close(context.Background()); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+}
 
 // sameSetting compares two values of a setting: every negative timeout is off.
 func sameSetting(a, b any) bool {
