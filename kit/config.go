@@ -134,7 +134,7 @@ type Config struct {
 	DrainDelay time.Duration
 
 	// CallTimeout is the deadline of unary calls whose caller set none;
-	// [NoTimeout] (KIT_CALL_TIMEOUT=off) sets none. It also bounds the time
+	// [NoTimeout] (KIT_CALL_TIMEOUT=off, or 0) sets none. It also bounds the time
 	// the request body of a unary or server-streaming call takes to arrive
 	// when the caller set no deadline (MaxCallTimeout does when it is off;
 	// the caller's deadline, capped at MaxCallTimeout, or at CallTimeout
@@ -143,7 +143,8 @@ type Config struct {
 	// KIT_CALL_TIMEOUT, default 30s.
 	CallTimeout time.Duration
 	// MaxCallTimeout caps the deadline a unary call may ask for;
-	// [NoTimeout] (off) caps nothing. KIT_MAX_CALL_TIMEOUT, default 5m.
+	// [NoTimeout] (off, or 0 in the environment) caps nothing.
+	// KIT_MAX_CALL_TIMEOUT, default 5m.
 	MaxCallTimeout time.Duration
 	// StreamTimeout is the deadline of streaming calls whose caller set
 	// none; 0 leaves them unbounded (the usual choice for watch streams,
@@ -326,7 +327,7 @@ func configFrom(lookup func(string) (string, bool)) (Config, error) {
 		if v = strings.TrimSpace(v); !ok || v == "" {
 			continue
 		}
-		if err := s.set(&c, v); err != nil {
+		if err := s.parse(&c, v); err != nil {
 			errs = append(errs, fmt.Errorf("%s=%q: %w", s.env, v, err))
 		}
 	}

@@ -22,7 +22,7 @@ func (c Config) Validate() error {
 	}
 	if c.AdminAddr != AdminOff {
 		if err := checkAddr(c.AdminAddr); err != nil {
-			bad("AdminAddr", "KIT_ADMIN_ADDR", c.AdminAddr, err.Error())
+			bad("AdminAddr", "KIT_ADMIN_ADDR", c.AdminAddr, err.Error()+`, or "off" for no admin listener`)
 		} else if c.AdminToken == "" && !c.AdminInsecure && !isLoopback(c.AdminAddr) {
 			bad("AdminAddr", "KIT_ADMIN_ADDR", c.AdminAddr,
 				"admin listener beyond loopback needs KIT_ADMIN_TOKEN (or KIT_ADMIN_INSECURE=true)")

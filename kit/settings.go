@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"reflect"
 	"runtime/debug"
 	"slices"
 	"strconv"
@@ -43,15 +44,15 @@ var settings = slices.Concat([]setting{
 	flagOf("KIT_TRACE_PUBLIC_ENDPOINT", "callers are untrusted: each call begins its own trace, linked to theirs, without their baggage", func(c *Config) *bool { return &c.TracePublicEndpoint }),
 	durationOf("KIT_READ_HEADER_TIMEOUT", "time to read a request's headers", func(c *Config) *time.Duration { return &c.ReadHeaderTimeout }),
 	durationOf("KIT_IDLE_TIMEOUT", "close connections idle this long", func(c *Config) *time.Duration { return &c.IdleTimeout }),
-	durationOf("KIT_MAX_CONNECTION_AGE", "retire connections this old (0: never)", func(c *Config) *time.Duration { return &c.MaxConnectionAge }),
+	offOf(durationOf("KIT_MAX_CONNECTION_AGE", `retire connections this old ("off" or 0: never)`, func(c *Config) *time.Duration { return &c.MaxConnectionAge })),
 	durationOf("KIT_SHUTDOWN_TIMEOUT", "time in-flight calls get at shutdown, and background components after them", func(c *Config) *time.Duration { return &c.ShutdownTimeout }),
-	durationOf("KIT_DRAIN_DELAY", "keep serving this long after reporting NOT_SERVING", func(c *Config) *time.Duration { return &c.DrainDelay }),
+	offOf(durationOf("KIT_DRAIN_DELAY", `keep serving this long after reporting NOT_SERVING ("off" or 0: none)`, func(c *Config) *time.Duration { return &c.DrainDelay })),
 	timeoutOf("KIT_CALL_TIMEOUT", `deadline of unary calls that carry none, or "off"`, func(c *Config) *time.Duration { return &c.CallTimeout }),
 	timeoutOf("KIT_MAX_CALL_TIMEOUT", `cap on a unary call's deadline, or "off"`, func(c *Config) *time.Duration { return &c.MaxCallTimeout }),
 	timeoutOf("KIT_STREAM_TIMEOUT", `deadline of streams that carry none, or "off"`, func(c *Config) *time.Duration { return &c.StreamTimeout }),
 	bytesOf("KIT_MAX_REQUEST_BYTES", "largest request message (e.g. 4MiB)", func(c *Config) *int64 { return &c.MaxRequestBytes }),
 	bytesOf("KIT_MAX_RESPONSE_BYTES", "largest response message", func(c *Config) *int64 { return &c.MaxResponseBytes }),
-	bytesOf("KIT_MAX_INFLIGHT_BYTES", "request message bytes read at once, across calls (0: no bound)", func(c *Config) *int64 { return &c.MaxInFlightBytes }),
+	offOf(bytesOf("KIT_MAX_INFLIGHT_BYTES", `request message bytes read at once, across calls ("off" or 0: no bound)`, func(c *Config) *int64 { return &c.MaxInFlightBytes })),
 	bytesOf("KIT_MAX_HEADER_BYTES", "largest request header block", func(c *Config) *int64 { return &c.MaxHeaderBytes }),
 	{env: "KIT_MAX_CONCURRENT_STREAMS", usage: "concurrent calls per HTTP/2 connection", set: func(c *Config, v string) error {
 		n, err := strconv.Atoi(v)
@@ -79,6 +80,52 @@ var settings = slices.Concat([]setting{
 	countOf("KIT_MAX_INFLIGHT", `unary calls running at once (the rest get Unavailable), or "off"`, true, func(c *Config) *int { return &c.MaxInFlight }),
 }, clientBreakerSettings, clientRetrySettings, httpClientSettings, outlierSettings)
 
+// parse sets s's field of c from v, as set does, and refuses a zero ("0",
+// "0s") that leaves a field at the zero standing for a default that is
+// not: it would silently mean the default (KIT_MAX_REQUEST_BYTES=0 read as
+// 4MiB, KIT_SHUTDOWN_TIMEOUT=0 as 15s) to someone who meant "no limit".
+// The settings that can be turned off take a zero that means off
+// (KIT_RATE_LIMIT, KIT_MAX_INFLIGHT, KIT_CALL_TIMEOUT…), and pass.
+func (s setting) parse(c *Config, v string) error {
+	if err := s.set(c, v); err != nil {
+		return err
+	}
+	if s.get == nil || !isZeroText(v) {
+		return nil
+	}
+	var fresh Config
+	if err := s.set(&fresh, v); err != nil || !reflect.ValueOf(fresh).IsZero() {
+		return nil // the zero has a meaning of its own (off)
+	}
+	var zero Config
+	def := zero.withDefaults()
+	if d := s.get(&def); !zeroLike(d) {
+		return fmt.Errorf("0 is no value of this setting, which cannot be turned off: leave it unset for its default, %v", d)
+	}
+	return nil
+}
+
+// isZeroText reports whether v is a zero number, duration or size.
+func isZeroText(v string) bool {
+	if f, err := strconv.ParseFloat(v, 64); err == nil {
+		return f == 0
+	}
+	if d, err := time.ParseDuration(v); err == nil {
+		return d == 0
+	}
+	n, err := parseBytes(v)
+	return err == nil && n == 0
+}
+
+// zeroLike reports whether a setting's value, as -help shows it, is its
+// type's zero or "off".
+func zeroLike(v any) bool {
+	if s, ok := v.(string); ok {
+		return s == "" || s == "off"
+	}
+	return v == nil || reflect.ValueOf(v).IsZero()
+}
+
 // flagName is the flag of a setting: KIT_ADMIN_ADDR is -admin-addr.
 func (s setting) flagName() string {
 	return strings.ToLower(strings.ReplaceAll(strings.TrimPrefix(s.env, "KIT_"), "_", "-"))
@@ -105,7 +152,7 @@ type settingFlag struct {
 	s setting
 }
 
-func (f *settingFlag) Set(v string) error { return f.s.set(f.c, strings.TrimSpace(v)) }
+func (f *settingFlag) Set(v string) error { return f.s.parse(f.c, strings.TrimSpace(v)) }
 
 func (f *settingFlag) IsBoolFlag() bool { return f.s.boolean }
 
@@ -207,7 +254,25 @@ func durationOf(env, usage string, ptr func(*Config) *time.Duration) setting {
 		get: func(c *Config) any { return *ptr(c) }}
 }
 
-// timeoutOf is durationOf that also takes "off" ([NoTimeout]).
+// offOf is s, whose zero is off, also taking "off" for it: every setting
+// that can be off takes "off" and 0 alike.
+func offOf(s setting) setting {
+	set := s.set
+	s.set = func(c *Config, v string) error {
+		if strings.EqualFold(v, "off") {
+			v = "0"
+		}
+		if err := set(c, v); err != nil {
+			return fmt.Errorf(`%w, or "off" (or 0)`, err)
+		}
+		return nil
+	}
+	return s
+}
+
+// timeoutOf is durationOf that also takes "off" ([NoTimeout]), as it
+// takes a zero ("0", "0s"): no timeout, as a zero timeout is in net/http,
+// not the field's zero, which stands for the default.
 func timeoutOf(env, usage string, ptr func(*Config) *time.Duration) setting {
 	s := durationOf(env, usage, ptr)
 	parse := s.set
@@ -217,7 +282,10 @@ func timeoutOf(env, usage string, ptr func(*Config) *time.Duration) setting {
 			return nil
 		}
 		if err := parse(c, v); err != nil {
-			return errors.New(`want a duration such as "500ms", "15s" or "2m", or "off"`)
+			return errors.New(`want a duration such as "500ms", "15s" or "2m", or "off" (or 0)`)
+		}
+		if *ptr(c) == 0 {
+			*ptr(c) = NoTimeout
 		}
 		return nil
 	}
