@@ -21,8 +21,8 @@ func serve(tb testing.TB, h *health.Checker) string {
 	tb.Helper()
 	mux := http.NewServeMux()
 	mux.Handle(health.NewHandler(h))
-	mux.Handle("/readyz", h.ReadyHandler())
-	mux.Handle("/healthz", h.LiveHandler())
+	mux.Handle("/readyz", h.ReadyHandler(health.ShowErrors()))
+	mux.Handle("/healthz", h.LiveHandler(health.ShowErrors()))
 	var protocols http.Protocols
 	protocols.SetHTTP1(true)
 	protocols.SetUnencryptedHTTP2(true)

@@ -12,19 +12,29 @@ type HTTPOption interface {
 }
 
 type httpConfig struct {
-	hideErrors bool
+	showErrors bool
 }
 
 type httpOptionFunc func(*httpConfig)
 
 func (f httpOptionFunc) applyHTTP(c *httpConfig) { f(c) }
 
+// ShowErrors puts each failing check's error text in the response body.
+// Error texts can name hosts, addresses and users ("dial tcp
+// 10.1.2.3:5432: connection refused"): give it only where every caller may
+// see them, as kit's admin listener does on loopback and to the callers
+// that send its token. Default: each error text is "hidden" (the status
+// code, the check names and their statuses stay), so that a handler
+// mounted where the public reaches it gives nothing away, as Spring Boot's
+// health endpoint shows no details unless told to.
+func ShowErrors() HTTPOption {
+	return httpOptionFunc(func(c *httpConfig) { c.showErrors = true })
+}
+
 // HideErrors replaces each failing check's error text with "hidden" in the
-// response body. Error texts can name hosts, addresses and users; hide them
-// where the endpoint is open to callers who may not see them (the status
-// code and the check names stay). Default: errors are shown.
+// response body, which is the default; it undoes an earlier [ShowErrors].
 func HideErrors() HTTPOption {
-	return httpOptionFunc(func(c *httpConfig) { c.hideErrors = true })
+	return httpOptionFunc(func(c *httpConfig) { c.showErrors = false })
 }
 
 // ReadyHandler serves readiness (/readyz). It runs the on-probe readiness
@@ -34,12 +44,13 @@ func HideErrors() HTTPOption {
 //
 //	{"status": "SERVING", "services": {"": "SERVING", "example.v1.ProfileService": "SERVING"},
 //	 "checks": [{"name": "postgres", "service": "", "critical": true, "mode": "background",
-//	   "status": "fail", "error": "ping: connection refused",
+//	   "status": "fail", "error": "hidden",
 //	   "last_run": "2025-01-02T15:04:05.123Z", "duration": "1.2ms"}]}
 //
 // "shutting_down": true is added once Shutdown was called. A check's mode is
 // "probe", "background" or "report" (a [Reporter]); its status is "pass",
-// "fail" or "pending" (not run yet); "error", "last_run" and "duration" are
+// "fail" or "pending" (not run yet); "error" is the check's error text
+// with [ShowErrors], else "hidden"; "error", "last_run" and "duration" are
 // left out when empty. It answers GET and HEAD only (405 otherwise).
 func (h *Checker) ReadyHandler(opts ...HTTPOption) http.Handler {
 	return h.httpHandler(scope{}, opts)
@@ -140,9 +151,9 @@ func (c check) report(cfg httpConfig) checkReport {
 		cr.Status = "pending"
 	case c.res.err != nil:
 		cr.Status = "fail"
-		cr.Error = c.res.err.Error()
-		if cfg.hideErrors {
-			cr.Error = "hidden"
+		cr.Error = "hidden"
+		if cfg.showErrors {
+			cr.Error = c.res.err.Error()
 		}
 	}
 	if c.res.ran {

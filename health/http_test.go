@@ -138,17 +138,35 @@ func TestHTTPMethods(t *testing.T) {
 	}
 }
 
-func TestHideErrors(t *testing.T) {
+// TestErrorsAreHiddenUnlessShown: a handler mounted with no option, where
+// the public may reach it, gives no check's error text away (it named the
+// database's address); ShowErrors shows them, HideErrors after it hides
+// them again.
+func TestErrorsAreHiddenUnlessShown(t *testing.T) {
 	t.Parallel()
 	h := health.New()
 	var db switchable
 	db.fail(errors.New("dial tcp 10.1.2.3:5432: connection refused"))
 	mustAdd(t, h, health.Check{Name: "db", Func: db.check})
-	rec := httptest.NewRecorder()
-	h.ReadyHandler(health.HideErrors()).ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/readyz", nil))
-	body := rec.Body.String()
-	if rec.Code != http.StatusServiceUnavailable || strings.Contains(body, "10.1.2.3") ||
-		!strings.Contains(body, `"error":"hidden"`) {
-		t.Fatalf("HideErrors: %d %s", rec.Code, body)
+	mustAdd(t, h, health.Check{Name: "db-live", Func: db.check, Liveness: true})
+	for _, tc := range []struct {
+		name  string
+		opts  []health.HTTPOption
+		shown bool
+	}{
+		{"default", nil, false},
+		{"HideErrors", []health.HTTPOption{health.HideErrors()}, false},
+		{"ShowErrors", []health.HTTPOption{health.ShowErrors()}, true},
+		{"ShowErrors then HideErrors", []health.HTTPOption{health.ShowErrors(), health.HideErrors()}, false},
+	} {
+		for path, handler := range map[string]http.Handler{"/readyz": h.ReadyHandler(tc.opts...), "/healthz": h.LiveHandler(tc.opts...)} {
+			rec := httptest.NewRecorder()
+			handler.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, path, nil))
+			body := rec.Body.String()
+			if shown := strings.Contains(body, "10.1.2.3"); shown != tc.shown || !tc.shown && !strings.Contains(body, `"error":"hidden"`) ||
+				!strings.Contains(body, `"name":"db`) || !strings.Contains(body, `"status":"fail"`) {
+				t.Errorf("%s %s: %d %s; want the error shown: %v, the check's name and status", tc.name, path, rec.Code, body, tc.shown)
+			}
+		}
 	}
 }

@@ -114,16 +114,20 @@ func NewHandler(cfg Config) (*Handler, error) {
 	var probes http.Handler
 	if cfg.Health != nil {
 		probeMux := http.NewServeMux()
-		hide := []health.HTTPOption{}
-		if cfg.Token != "" {
-			hide = append(hide, health.HideErrors())
+		// Without a token, whoever reaches the listener (loopback, or
+		// beyond with Insecure, where it sees the metrics too) sees the
+		// checks' errors; with one, a probe without it (the kubelet's)
+		// gets them hidden, health's default.
+		var shown []health.HTTPOption
+		if cfg.Token == "" {
+			shown = append(shown, health.ShowErrors())
 		}
-		probeMux.Handle("/healthz", cfg.Health.LiveHandler(hide...))
-		probeMux.Handle("/readyz", cfg.Health.ReadyHandler(hide...))
+		probeMux.Handle("/healthz", cfg.Health.LiveHandler(shown...))
+		probeMux.Handle("/readyz", cfg.Health.ReadyHandler(shown...))
 		probes = probeMux
 		// An authorized caller sees the checks' errors.
-		handle("/healthz", "liveness (no token needed)", cfg.Health.LiveHandler())
-		handle("/readyz", "readiness (no token needed)", cfg.Health.ReadyHandler())
+		handle("/healthz", "liveness (no token needed)", cfg.Health.LiveHandler(health.ShowErrors()))
+		handle("/readyz", "readiness (no token needed)", cfg.Health.ReadyHandler(health.ShowErrors()))
 	}
 	mux.HandleFunc("/{$}", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")

@@ -215,6 +215,24 @@ func TestTokenIsEnforced(t *testing.T) {
 	}
 }
 
+// TestProbesShowErrorsWithoutToken: without a token, the listener is
+// loopback's (or beyond it with Insecure, metrics and all), and whoever
+// reaches it sees the checks' errors, health's handlers hiding them by
+// default.
+func TestProbesShowErrorsWithoutToken(t *testing.T) {
+	t.Parallel()
+	checker := health.New()
+	db, err := checker.AddReporter(health.Check{Name: "db"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	db.Report(errors.New("dial tcp 10.1.2.3:5432: connection refused"))
+	base := serve(t, admin.Config{Health: checker})
+	if code, _, body := do(t, http.MethodGet, base+"/readyz", "", ""); code != http.StatusServiceUnavailable || !strings.Contains(body, "10.1.2.3") {
+		t.Errorf("GET /readyz without a token configured = %d %s, want 503 with the error", code, body)
+	}
+}
+
 func TestBadTokenIsRefused(t *testing.T) {
 	t.Parallel()
 	for _, tok := range []string{"two words", "line\nbreak", "tab\t"} {
