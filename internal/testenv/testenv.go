@@ -1,5 +1,7 @@
 // Package testenv keeps the developer's shell out of the tests: the OTEL_*,
-// KIT_* and NATS_* variables (and the example's EXAMPLE_API_TOKEN*) set in
+// KIT_* and NATS_* variables (and the example's EXAMPLE_API_TOKEN*, and
+// the NOTIFY_SOCKET, WATCHDOG_* and LISTEN_* of a shell that systemd
+// started, which kit's systemd notifier reads) set in
 // the shell that runs go test would otherwise reach kit.New, which reads
 // OTEL_* as a program does (OTEL_TRACES_EXPORTER=console writes spans into
 // an Example's output), and the ConfigFromEnv of packages kit and natsjs
@@ -19,7 +21,7 @@ import (
 )
 
 // prefixes are those of the variables [Main] unsets.
-var prefixes = []string{"OTEL_", "KIT_", "NATS_", "EXAMPLE_API_TOKEN"}
+var prefixes = []string{"OTEL_", "KIT_", "NATS_", "EXAMPLE_API_TOKEN", "NOTIFY_SOCKET", "WATCHDOG_", "LISTEN_"}
 
 // cleared marks the environment of a test process that [Main] cleared,
 // which the processes its tests start inherit.
