@@ -142,3 +142,44 @@ func TestGRPCWithoutRequestIDHasNoRequestID(t *testing.T) {
 		t.Errorf("X-Request-Id %q without RequestID in the chain; want none", got)
 	}
 }
+
+// TestGRPCAnsweredBeforeConnectKeepsItsRequestID checks that a unary gRPC
+// call over HTTP/2 that a handler between kit and connect answers itself,
+// with the X-Request-Id it read from the request in its response header,
+// keeps that field: kit's server, which wrote the id into the request
+// before that handler ran (connctx.StreamEcho), drops its own copy of a
+// call that did not reach the chain, not the handler's. It did drop the
+// handler's, whose value is kit's: the client got no id.
+func TestGRPCAnsweredBeforeConnectKeepsItsRequestID(t *testing.T) {
+	t.Parallel()
+	s := kittest.NewServer(t, kit.Config{}, func(srv *kit.Server) {
+		path, h := pingv1connect.NewPingServiceHandler(&pingServer{}, srv.HandlerOptions()...)
+		srv.Mount(path, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.Header.Get("Refuse") == "" {
+				h.ServeHTTP(w, r)
+				return
+			}
+			w.Header().Set("X-Request-Id", r.Header.Get("X-Request-Id"))
+			w.Header().Set("Content-Type", "application/grpc")
+			w.Header().Set("Grpc-Status", "7")
+			w.Header().Set("Grpc-Message", "refused by the middleware")
+			w.WriteHeader(http.StatusOK)
+		}))
+	})
+	conn := grpcConn(t, s.Addr().String())
+	for _, refuse := range []bool{true, false} {
+		ctx := metadata.AppendToOutgoingContext(t.Context(), "x-request-id", "sent-id")
+		if refuse {
+			ctx = metadata.AppendToOutgoingContext(ctx, "refuse", "yes")
+		}
+		var header, trailer metadata.MD
+		var res pingv1.PingResponse
+		err := conn.Invoke(ctx, grpcPing, &pingv1.PingRequest{}, &res, grpc.Header(&header), grpc.Trailer(&trailer))
+		if want := map[bool]codes.Code{true: codes.PermissionDenied, false: codes.OK}[refuse]; status.Code(err) != want {
+			t.Fatalf("refused %v: %v; want %v", refuse, err, want)
+		}
+		if got := slices.Concat(header.Get("x-request-id"), trailer.Get("x-request-id")); !slices.Equal(got, []string{"sent-id"}) {
+			t.Errorf("refused %v: X-Request-Id %q; want the one sent, once", refuse, got)
+		}
+	}
+}

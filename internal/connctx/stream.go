@@ -98,21 +98,28 @@ func StreamEchoed(req http.Header) (string, bool) {
 // metadata, which connect sends as trailers, or in the header of a
 // Trailers-Only response, the client seeing one id either way). A call
 // that did not reach the chain (connect refused it before any
-// interceptor, or a chain without RequestID) carries no X-Request-Id, as
-// before kit's server echoed any over HTTP/2. It does nothing after its
-// first call or without Echo.
+// interceptor, or a chain without RequestID) carries no X-Request-Id of
+// kit's, as before kit's server echoed any over HTTP/2 (one that a
+// handler between kit and connect set itself stays). It does nothing
+// after its first call or without Echo.
 func (e *StreamEcho) Settle(h http.Header) {
 	if !e.echoing || e.settled {
 		return
 	}
 	e.settled = true
-	if e.chained.Load() && h[http.TrailerPrefix+requestid.Header] == nil {
+	chained := e.chained.Load()
+	if chained && h[http.TrailerPrefix+requestid.Header] == nil {
 		return
 	}
 	// The chain's own id, if it sent one in the header (a handler
 	// between kit and connect cloned the request), follows kit's.
 	switch v := h[requestid.Header]; {
 	case len(v) == 0 || v[0] != e.resp[0]:
+	case !chained && len(v) == 1 && &v[0] != &e.resp[0]:
+		// A field that a handler between kit and connect set itself,
+		// with the id it read from the request, kit's, and that is
+		// the response's only one: a call it answered without
+		// connect keeps it, as it did before kit echoed any.
 	case len(v) == 1:
 		delete(h, requestid.Header)
 	default:

@@ -75,6 +75,15 @@ func TestStreamEchoUnchained(t *testing.T) {
 	if got := resp.Values("X-Request-Id"); !slices.Equal(got, []string{"abc"}) {
 		t.Errorf("X-Request-Id %q; want the chain's, once", got)
 	}
+	var answered StreamEcho
+	req = http.Header{"X-Request-Id": {"abc"}}
+	resp = http.Header{}
+	answered.Echo(req, resp)
+	resp.Set("X-Request-Id", req.Get("X-Request-Id")) // a handler's own, before connect
+	answered.Settle(resp)
+	if got := resp.Values("X-Request-Id"); !slices.Equal(got, []string{"abc"}) {
+		t.Errorf("X-Request-Id %q; want the handler's own, kept", got)
+	}
 }
 
 // Echo, StreamEchoed and Settle allocate nothing but the response
