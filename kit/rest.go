@@ -40,6 +40,10 @@ type restRoutes struct {
 	// maxBody is MaxRequestBytes, the most a REST body may hold; set
 	// before the first route is served.
 	maxBody int64
+	// maxBuffer is the most vanguard holds of one message, a gzipped
+	// body's inflated JSON among them (the larger of MaxRequestBytes and
+	// MaxResponseBytes, see [restRoutes.add]); set with maxBody.
+	maxBuffer int64
 	// ignoredBody is ReadHeaderTimeout, the time a body that no route
 	// takes has to arrive (see [ignoreBody]); set with maxBody.
 	ignoredBody time.Duration
@@ -73,6 +77,7 @@ func (rr *restRoutes) add(service protoreflect.ServiceDescriptor, h http.Handler
 	rr.mu.Lock()
 	defer rr.mu.Unlock()
 	rr.maxBody, rr.ignoredBody = maxRequest, ignoredBody
+	rr.maxBuffer = min(max(maxRequest, maxResponse), math.MaxUint32)
 	// One protocol and codec to the handler, without compression: the
 	// transcoded call then costs one protobuf encoding and no
 	// negotiation. Vanguard buffers each request and response message
@@ -88,7 +93,7 @@ func (rr *restRoutes) add(service protoreflect.ServiceDescriptor, h http.Handler
 		vanguard.WithTargetProtocols(vanguard.ProtocolConnect),
 		vanguard.WithTargetCodecs(vanguard.CodecProto),
 		vanguard.WithNoTargetCompression(),
-		vanguard.WithMaxMessageBufferBytes(uint32(min(max(maxRequest, maxResponse), math.MaxUint32))),
+		vanguard.WithMaxMessageBufferBytes(uint32(rr.maxBuffer)),
 	)
 	services := append(rr.services, svc)
 	t, err := vanguard.NewTranscoder(services, vanguard.WithUnknownHandler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

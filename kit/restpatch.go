@@ -90,7 +90,7 @@ type patchBody struct {
 	sent     bytes.Buffer
 	gzipped  bool   // sent with Content-Encoding: gzip
 	query    string // the call's query, escaped
-	maxBytes int64  // the most the body inflates to
+	maxBytes int64  // the most the body inflates to: vanguard's limit
 }
 
 func (b *patchBody) Read(p []byte) (int, error) {
@@ -104,7 +104,10 @@ type patchBodyKey struct{}
 // keepPatchBody gives c, vanguard's copy of r, a PATCH with a body, a body
 // that keeps what vanguard reads of it, for [patchMask.held]: the body is
 // bounded by MaxRequestBytes already (see [restRoutes.bound]); it is kept
-// until the call ends.
+// until the call ends. A gzipped body inflates to at most maxBytes,
+// vanguard's message limit, which it decoded within: bounded at
+// MaxRequestBytes here, a body that vanguard took (whitespace, long JSON
+// names) was refused as "unexpected EOF", 400.
 func keepPatchBody(c, r *http.Request, maxBytes int64) *http.Request {
 	b := &patchBody{ReadCloser: c.Body, gzipped: strings.EqualFold(r.Header.Get("Content-Encoding"), "gzip"), query: r.URL.RawQuery, maxBytes: maxBytes}
 	c = c.WithContext(context.WithValue(c.Context(), patchBodyKey{}, b))

@@ -4,7 +4,10 @@ import (
 	"bytes"
 	"compress/gzip"
 	"net/http"
+	"strings"
 	"testing"
+
+	"github.com/connectkit/connectkit/kit"
 )
 
 // A PATCH whose route's body is a field of the request (Update: `patch:
@@ -42,5 +45,30 @@ func TestRESTPatchFillsFieldMask(t *testing.T) {
 			want: map[string]string{"mask": `"text"`, "name": `"n"`, "tags": `[1]`}},
 		{name: "gzip", method: http.MethodPatch, target: "/v1/things/7", body: gz.String(), header: http.Header{"Content-Encoding": {"gzip"}},
 			want: map[string]string{"mask": `"count,words"`}},
+	})
+}
+
+// A gzipped PATCH body whose JSON inflates past MaxRequestBytes, within
+// the limit vanguard decodes under (the larger of MaxRequestBytes and
+// MaxResponseBytes), gets its mask as a POST of it gets its call: the
+// mask's reading was bounded at MaxRequestBytes and answered 400 "the
+// body's fields, for the update mask: unexpected EOF".
+func TestRESTPatchMaskOfALargeGzippedBody(t *testing.T) {
+	t.Parallel()
+	gz := func(s string) string {
+		var b bytes.Buffer
+		zw := gzip.NewWriter(&b)
+		_, _ = zw.Write([]byte(s))
+		_ = zw.Close()
+		return b.String()
+	}
+	pad := strings.Repeat(" ", 16<<10) // inflates past 4 KiB; compresses to a few bytes
+	header := http.Header{"Content-Encoding": {"gzip"}}
+	s := newFuzzServer(t, kit.Config{MaxRequestBytes: 4 << 10, MaxResponseBytes: 1 << 20}).Server
+	checkServerQueryCases(t, s, []queryCase{
+		{name: "POST", method: http.MethodPost, target: "/v1/things", body: gz(`{"inner":{"text":"x",` + pad + `"count":"3"}}`), header: header,
+			want: map[string]string{"inner": `{"text":"x","words":[],"count":"3"}`}},
+		{name: "PATCH", method: http.MethodPatch, target: "/v1/things/7", body: gz(`{"text":"x",` + pad + `"count":"3"}`), header: header,
+			want: map[string]string{"mask": `"count,text"`, "inner": `{"text":"x","words":[],"count":"3"}`}},
 	})
 }

@@ -73,7 +73,7 @@ func (rr *restRoutes) vanguardRequest(w http.ResponseWriter, r *http.Request, me
 		if hasBody {
 			rr.bound(c, r)
 			if c.Method == http.MethodPatch && methods.patches {
-				c = keepPatchBody(c, r, rr.maxBody)
+				c = keepPatchBody(c, r, rr.maxBuffer)
 			}
 		}
 	default:
