@@ -240,7 +240,9 @@ func transcodedBody(service protoreflect.ServiceDescriptor, h http.Handler) http
 		// withHeld's, which vanguard rewrote already: changed in place.
 		restcall.Mark(r.URL)
 		if m != nil {
-			w = &plainAnswer{ResponseWriter: w, procedure: r.URL.Path, stream: stream}
+			pa := &plainAnswer{ResponseWriter: w, procedure: r.URL.Path, stream: stream}
+			defer pa.finish()
+			w = pa
 		}
 		if r.Method == http.MethodGet && m != nil && !stream {
 			serveConnectGet(h, w, r, m.Output().FullName() != httpBodyName)

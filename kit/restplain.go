@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"strings"
 
 	"connectrpc.com/connect"
 )
@@ -16,10 +17,13 @@ import (
 // a middleware's plain-text 403) into the Connect error of the code whose
 // HTTP status it is (see [statusCode]), so that the REST client gets that
 // status (a 404 stays a 404), with a google.rpc.Status JSON body that
-// names it: vanguard v0.4.0 reads a unary error's body as Connect's JSON
-// and answered "invalid character 'p' after top-level value", 500
-// Internal, and gives a stream's status Connect's mapping (404
-// Unimplemented, HTTP 501).
+// names it and keeps the start of the handler's text (see [plainText]):
+// vanguard v0.4.0 reads a unary error's body as Connect's JSON and
+// answered "invalid character 'p' after top-level value", 500 Internal,
+// and gives a stream's status Connect's mapping (404 Unimplemented, HTTP
+// 501). The replacement's body is written by [plainAnswer.finish], once
+// the handler returned (or flushed); an informational status (103 Early
+// Hints) passes before the final one.
 //
 // A unary error is Connect's when its Content-Type is application/json,
 // as connect writes it; a stream's errors travel in its end message, under
@@ -28,13 +32,26 @@ type plainAnswer struct {
 	http.ResponseWriter
 	procedure string
 	stream    bool
-	wrote     bool // a status went to the client
-	replaced  bool // the handler's answer was replaced: its body is dropped
+	wrote     bool   // a final status went to the client
+	replaced  bool   // the handler's answer was replaced: its body is held
+	code      int    // the status the handler answered, when replaced
+	sent      string // its Content-Type, when replaced
+	text      []byte // the start of its body, when replaced (see [plainTextBytes])
+	done      bool   // the replacement's body was written
 }
+
+// plainTextBytes is the most of a plain error's text that its message
+// keeps: enough for a reason ("token expired", "slow down"), not a page.
+const plainTextBytes = 512
 
 func (w *plainAnswer) WriteHeader(code int) {
 	if w.wrote {
 		w.ResponseWriter.WriteHeader(code) // net/http's to log as superfluous
+		return
+	}
+	if code >= 100 && code < 200 && code != http.StatusSwitchingProtocols {
+		// Informational (103 Early Hints): the final status follows.
+		w.ResponseWriter.WriteHeader(code)
 		return
 	}
 	w.wrote = true
@@ -43,34 +60,17 @@ func (w *plainAnswer) WriteHeader(code int) {
 		w.ResponseWriter.WriteHeader(code)
 		return
 	}
-	w.replaced = true
-	sent := h.Get("Content-Type")
+	w.replaced, w.code, w.sent = true, code, h.Get("Content-Type")
 	for _, k := range []string{"Content-Type", "Content-Length", "Content-Encoding", "X-Content-Type-Options"} {
 		delete(h, k)
 	}
-	wire := struct {
-		Code    string `json:"code"`
-		Message string `json:"message"`
-	}{statusCode(code).String(), fmt.Sprintf("the handler of %s answered HTTP %d %s without a Connect error (Content-Type %s)",
-		w.procedure, code, http.StatusText(code), quoteBounded(sent))}
-	body, _ := json.Marshal(wire) // cannot fail: two strings
 	if !w.stream {
 		h["Content-Type"] = []string{"application/json"}
 		w.ResponseWriter.WriteHeader(code)
-		_, _ = w.ResponseWriter.Write(body)
 		return
 	}
-	// The end message of the Connect streaming protocol, flag 2, which
-	// carries the error.
-	end, _ := json.Marshal(struct {
-		Error json.RawMessage `json:"error"`
-	}{body})
 	h["Content-Type"] = []string{"application/connect+proto"}
 	w.ResponseWriter.WriteHeader(http.StatusOK)
-	var prefix [5]byte
-	prefix[0] = 2
-	binary.BigEndian.PutUint32(prefix[1:], uint32(len(end)))
-	_, _ = w.ResponseWriter.Write(append(prefix[:], end...))
 }
 
 func (w *plainAnswer) Write(p []byte) (int, error) {
@@ -78,13 +78,74 @@ func (w *plainAnswer) Write(p []byte) (int, error) {
 		w.WriteHeader(http.StatusOK)
 	}
 	if w.replaced {
+		if !w.done && len(w.text) < plainTextBytes {
+			w.text = append(w.text, p[:min(len(p), plainTextBytes-len(w.text))]...)
+		}
 		return len(p), nil
 	}
 	return w.ResponseWriter.Write(p)
 }
 
+// finish writes the body that replaced the handler's answer, once the
+// handler returned or flushed: a google.rpc.Status JSON that names the
+// status, and the start of the handler's text when it sent text (http.Error's
+// text/plain, or JSON), so that a reason it gave ("token expired") reaches
+// the client; a stream's as the end message of the Connect streaming
+// protocol, flag 2, which carries the error.
+func (w *plainAnswer) finish() {
+	if !w.replaced || w.done {
+		return
+	}
+	w.done = true
+	msg := fmt.Sprintf("the handler of %s answered HTTP %d %s without a Connect error", w.procedure, w.code, http.StatusText(w.code))
+	if text := plainText(w.sent, w.text); text != "" {
+		msg += ": " + text
+	} else {
+		msg += " (Content-Type " + quoteBounded(w.sent) + ")"
+	}
+	wire := struct {
+		Code    string `json:"code"`
+		Message string `json:"message"`
+	}{statusCode(w.code).String(), msg}
+	body, _ := json.Marshal(wire) // cannot fail: two strings
+	if !w.stream {
+		_, _ = w.ResponseWriter.Write(body)
+		return
+	}
+	end, _ := json.Marshal(struct {
+		Error json.RawMessage `json:"error"`
+	}{body})
+	var prefix [5]byte
+	prefix[0] = 2
+	binary.BigEndian.PutUint32(prefix[1:], uint32(len(end)))
+	_, _ = w.ResponseWriter.Write(append(prefix[:], end...))
+}
+
+// plainText returns text, the start of a plain error's body of type
+// sent, as a message may hold it: trimmed, valid UTF-8, on one line, or
+// "" when sent is no text/plain nor JSON (an HTML page says little in a
+// message) or text is blank. A cut text ends with "...".
+func plainText(sent string, text []byte) string {
+	kind, _, _ := strings.Cut(strings.ToLower(sent), ";")
+	kind = strings.TrimSpace(kind)
+	if kind != "text/plain" && kind != "application/json" && !strings.HasSuffix(kind, "+json") {
+		return ""
+	}
+	cut := len(text) >= plainTextBytes
+	s := strings.ToValidUTF8(string(text), "\ufffd")
+	if cut {
+		s = strings.TrimRight(s, "\ufffd") // a rune the cut split
+	}
+	s = strings.Join(strings.Fields(s), " ")
+	if cut && s != "" {
+		s += "..."
+	}
+	return s
+}
+
 // Flush implements http.Flusher, which connect's streams use.
 func (w *plainAnswer) Flush() {
+	w.finish()
 	if f, ok := w.ResponseWriter.(http.Flusher); ok {
 		f.Flush()
 	}
