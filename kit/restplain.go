@@ -1,6 +1,7 @@
 package kit
 
 import (
+	"bytes"
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
@@ -32,17 +33,23 @@ type plainAnswer struct {
 	http.ResponseWriter
 	procedure string
 	stream    bool
-	wrote     bool   // a final status went to the client
-	replaced  bool   // the handler's answer was replaced: its body is held
+	wrote     bool   // a final status was written by the handler
+	replaced  bool   // the handler's error is held, and replaced unless it is Connect's
+	maybe     bool   // a unary error in application/json: held whole, sent as it is if Connect's
 	code      int    // the status the handler answered, when replaced
 	sent      string // its Content-Type, when replaced
-	text      []byte // the start of its body, when replaced (see [plainTextBytes])
-	done      bool   // the replacement's body was written
+	text      []byte // its body, held: the start (see [plainTextBytes]), or whole when maybe
+	done      bool   // the answer's body was written
 }
 
 // plainTextBytes is the most of a plain error's text that its message
 // keeps: enough for a reason ("token expired", "slow down"), not a page.
 const plainTextBytes = 512
+
+// heldErrorBytes is the most of a unary error in application/json that
+// is held to tell whether it is Connect's: one larger is no error of
+// connect's, whose details a response's limit bounds far below it.
+const heldErrorBytes = 1 << 20
 
 func (w *plainAnswer) WriteHeader(code int) {
 	if w.wrote {
@@ -56,17 +63,33 @@ func (w *plainAnswer) WriteHeader(code int) {
 	}
 	w.wrote = true
 	h := w.Header()
-	if code < http.StatusBadRequest || !w.stream && len(h["Content-Type"]) == 1 && h["Content-Type"][0] == "application/json" {
+	if code < http.StatusBadRequest {
 		w.ResponseWriter.WriteHeader(code)
 		return
 	}
 	w.replaced, w.code, w.sent = true, code, h.Get("Content-Type")
+	if !w.stream && len(h["Content-Type"]) == 1 && h["Content-Type"][0] == "application/json" {
+		// Connect's Content-Type, and many a handler's of its own
+		// ({"error":"denied"}), which vanguard read as Connect's error
+		// with no code and answered 200 {"code":0}: told by the body,
+		// at finish.
+		w.maybe = true
+		return
+	}
+	w.replaceHeader()
+}
+
+// replaceHeader writes the header of the answer that replaces the
+// handler's error: its status (a stream's 200, the error in its end
+// message), as JSON.
+func (w *plainAnswer) replaceHeader() {
+	h := w.Header()
 	for _, k := range []string{"Content-Type", "Content-Length", "Content-Encoding", "X-Content-Type-Options"} {
 		delete(h, k)
 	}
 	if !w.stream {
 		h["Content-Type"] = []string{"application/json"}
-		w.ResponseWriter.WriteHeader(code)
+		w.ResponseWriter.WriteHeader(w.code)
 		return
 	}
 	h["Content-Type"] = []string{"application/connect+proto"}
@@ -78,27 +101,41 @@ func (w *plainAnswer) Write(p []byte) (int, error) {
 		w.WriteHeader(http.StatusOK)
 	}
 	if w.replaced {
-		if !w.done && len(w.text) < plainTextBytes {
-			w.text = append(w.text, p[:min(len(p), plainTextBytes-len(w.text))]...)
+		limit := plainTextBytes
+		if w.maybe {
+			limit = heldErrorBytes
+		}
+		if !w.done && len(w.text) < limit {
+			w.text = append(w.text, p[:min(len(p), limit-len(w.text))]...)
 		}
 		return len(p), nil
 	}
 	return w.ResponseWriter.Write(p)
 }
 
-// finish writes the body that replaced the handler's answer, once the
-// handler returned or flushed: a google.rpc.Status JSON that names the
-// status, and the start of the handler's text when it sent text (http.Error's
-// text/plain, or JSON), so that a reason it gave ("token expired") reaches
-// the client; a stream's as the end message of the Connect streaming
+// finish writes the answer to the handler's error, once the handler
+// returned or flushed: a Connect error as the handler wrote it; any other
+// replaced by a google.rpc.Status JSON that names the status, and the
+// start of the handler's text when it sent text (http.Error's text/plain,
+// or JSON), so that a reason it gave ("token expired") reaches the
+// client; a stream's as the end message of the Connect streaming
 // protocol, flag 2, which carries the error.
 func (w *plainAnswer) finish() {
 	if !w.replaced || w.done {
 		return
 	}
 	w.done = true
+	if w.maybe {
+		if _, _, ok := connectError(json.NewDecoder(bytes.NewReader(w.text))); ok {
+			delete(w.Header(), "Content-Length")
+			w.ResponseWriter.WriteHeader(w.code)
+			_, _ = w.ResponseWriter.Write(w.text)
+			return
+		}
+		w.replaceHeader()
+	}
 	msg := fmt.Sprintf("the handler of %s answered HTTP %d %s without a Connect error", w.procedure, w.code, http.StatusText(w.code))
-	if text := plainText(w.sent, w.text); text != "" {
+	if text := plainText(w.sent, w.text[:min(len(w.text), plainTextBytes)]); text != "" {
 		msg += ": " + text
 	} else {
 		msg += " (Content-Type " + quoteBounded(w.sent) + ")"
@@ -145,6 +182,9 @@ func plainText(sent string, text []byte) string {
 
 // Flush implements http.Flusher, which connect's streams use.
 func (w *plainAnswer) Flush() {
+	if w.maybe && !w.done {
+		return // held whole until the handler returns (vanguard holds it too)
+	}
 	w.finish()
 	if f, ok := w.ResponseWriter.(http.Flusher); ok {
 		f.Flush()

@@ -75,7 +75,9 @@ func TestRESTHandlerPlainError(t *testing.T) {
 // (Retry-After, WWW-Authenticate) and the start of its text in the
 // message (http.Error's "token expired": the message named only the
 // status and the Content-Type), cut at 512 bytes; an HTML page's is left
-// out. An informational status first (103 Early Hints) leaves the error
+// out. A JSON error that is not Connect's ({"error":"…"}) is replaced as
+// plain text is: vanguard read it as a Connect error without a code and
+// answered 200 {"code":0}. An informational status first (103 Early Hints) leaves the error
 // that follows it an error: it went through as the answer, and vanguard
 // read the plain text as Connect's error JSON, 500 Internal.
 func TestRESTHandlerPlainErrorText(t *testing.T) {
@@ -98,6 +100,10 @@ func TestRESTHandlerPlainErrorText(t *testing.T) {
 				w.Header().Set("Link", "</a.css>; rel=preload")
 				w.WriteHeader(http.StatusEarlyHints)
 				http.Error(w, "no such thing", http.StatusNotFound)
+			case "json":
+				w.Header().Set("Content-Type", "application/json")
+				w.WriteHeader(http.StatusForbidden)
+				_, _ = w.Write([]byte(`{"error":"denied: no scope"}`))
 			case "html":
 				w.Header().Set("Content-Type", "text/html")
 				w.WriteHeader(http.StatusBadGateway)
@@ -120,6 +126,8 @@ func TestRESTHandlerPlainErrorText(t *testing.T) {
 			text: "without a Connect error: token expired"},
 		{name: "103, then 404", method: http.MethodGet, path: "/v1/ping/7", xcase: "103", status: 404, code: 5, header: "Link", value: "</a.css>; rel=preload",
 			text: "without a Connect error: no such thing"},
+		{name: "JSON, not Connect's", method: http.MethodGet, path: "/v1/ping/7", xcase: "json", status: 403, code: 7,
+			text: `without a Connect error: {"error":"denied: no scope"}`},
 		{name: "HTML", method: http.MethodGet, path: "/v1/ping/7", xcase: "html", status: 503, code: 14, // Unavailable's status
 			text: `without a Connect error (Content-Type "text/html")`},
 		{name: "cut", method: http.MethodGet, path: "/v1/ping/7", status: 403, code: 7,
