@@ -60,6 +60,12 @@ func TestWithClientAddressesRefusesBadInput(t *testing.T) {
 		{name: "address without port", host: "inventory:8080", addrs: []string{"10.0.0.7:8080", "10.0.0.8"}, want: `address "10.0.0.8" is not host:port`},
 		{name: "a URL for host", host: "http://inventory:8080", addrs: []string{"10.0.0.7:8080"}, want: `WithClientAddresses("http://inventory:8080", …): the host is not a URL's host`},
 		{name: "empty port", host: "inventory:", addrs: []string{"10.0.0.7:8080"}, want: "the host is not a URL's host"},
+		// A list split on "," from "a, b" keeps the space: dialled, " 10.0.0.8"
+		// is a name DNS does not know, and the instance would get no call.
+		{name: "address with a space", host: "inventory:8080", addrs: []string{"10.0.0.7:8080", " 10.0.0.8:8080"}, want: `address " 10.0.0.8:8080" is not host:port`},
+		{name: "address with a path", host: "inventory:8080", addrs: []string{"10.0.0.8:8080/v1"}, want: `address "10.0.0.8:8080/v1" is not host:port`},
+		{name: "port out of range", host: "inventory:8080", addrs: []string{"10.0.0.8:80800"}, want: `address "10.0.0.8:80800" is not host:port`},
+		{name: "port zero", host: "inventory:8080", addrs: []string{"10.0.0.8:0"}, want: `address "10.0.0.8:0" is not host:port`},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -69,5 +75,19 @@ func TestWithClientAddressesRefusesBadInput(t *testing.T) {
 				t.Fatalf("New: %v; want an error saying %q", err, tc.want)
 			}
 		})
+	}
+}
+
+// New takes every form of address a dial takes: IPv4 and IPv6 literals
+// (with a zone), and host names, which each dial resolves.
+func TestWithClientAddressesTakesAddressForms(t *testing.T) {
+	t.Parallel()
+	srv, err := kit.New(kit.Config{Addr: "127.0.0.1:0", AdminAddr: kit.AdminOff}, kit.WithClientAddresses("[::1]:8080",
+		"10.0.0.7:8080", "[::1]:8181", "[fe80::1%eth0]:8080", "localhost:8181", "inventory-1.shop_v2.svc.cluster.local:65535"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Close(t.Context()); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -5,7 +5,9 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/netip"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 
@@ -18,8 +20,9 @@ import (
 // instances that share no DNS name (a fixed list from a flag, several
 // ports of one machine). host is the URL's host as the clients write it,
 // its port included when the URL has one ("inventory:8080" for
-// "http://inventory:8080"); each address is a host:port to dial
-// ("10.0.0.7:8080", "localhost:8181"). TLS still verifies the
+// "http://inventory:8080"); each address is a host:port to dial, an IP
+// address or a host name and a port number ("10.0.0.7:8080", "[::1]:8080",
+// "localhost:8181": a name is resolved at each dial). TLS still verifies the
 // certificate against host, the breaker and the retry budget are still
 // one for host, and an address that fails is left out as a resolved one
 // would be (see [Server.HTTPClient]). The list is fixed for the life of
@@ -42,7 +45,7 @@ func WithClientAddresses(host string, addrs ...string) Option {
 		}
 		list := make([]resolver.Address, len(addrs))
 		for i, a := range addrs {
-			if h, p, err := net.SplitHostPort(a); err != nil || h == "" || p == "" {
+			if !dialable(a) {
 				o.clientAddrsErr = fmt.Errorf("kit: WithClientAddresses(%q, …): address %q is not host:port (want \"10.0.0.7:8080\")", host, a)
 				return
 			}
@@ -50,6 +53,27 @@ func WithClientAddresses(host string, addrs ...string) Option {
 		}
 		o.clientAddrs[host] = list
 	})
+}
+
+// dialable reports whether addr is a host:port to dial: an IP address or
+// a host name (ASCII letters, digits, '.', '-', '_'), and a port number.
+// net.SplitHostPort alone takes " 10.0.0.7:8080" (a list split on ","
+// from "a, b") or "10.0.0.7:8080/v1", which fail only when dialled: the
+// instance would get no call, and no error would say why.
+func dialable(addr string) bool {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil || host == "" {
+		return false
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
+		return false
+	}
+	if _, err := netip.ParseAddr(host); err == nil {
+		return true
+	}
+	return strings.IndexFunc(host, func(r rune) bool {
+		return !('a' <= r && r <= 'z' || 'A' <= r && r <= 'Z' || '0' <= r && r <= '9' || r == '.' || r == '-' || r == '_')
+	}) < 0
 }
 
 // fixedAddrs resolves the hosts given to WithClientAddresses to their
