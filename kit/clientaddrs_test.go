@@ -91,3 +91,19 @@ func TestWithClientAddressesTakesAddressForms(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// A URL's host is case-insensitive (RFC 3986, 3.2.2), as DNS is: the list
+// of "Inventory.invalid:8080" is that of "http://INVENTORY.invalid:8080".
+func TestWithClientAddressesHostIgnoresCase(t *testing.T) {
+	t.Parallel()
+	var tl tally
+	backends := pingBackends(t, 1, &tl)
+	caller := kittest.NewServer(t, kit.Config{}, nil,
+		kit.WithClientAddresses("Inventory.invalid:8080", addrsOf(backends)...))
+	for _, url := range []string{"http://inventory.invalid:8080", "http://INVENTORY.invalid:8080"} {
+		client := pingv1connect.NewPingServiceClient(caller.HTTPClient(), url, caller.ClientOptions()...)
+		if _, err := client.Ping(t.Context(), connect.NewRequest(&pingv1.PingRequest{})); err != nil {
+			t.Errorf("call to %s: %v; want it sent to the list of Inventory.invalid:8080", url, err)
+		}
+	}
+}

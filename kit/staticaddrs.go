@@ -20,7 +20,7 @@ import (
 // instances that share no DNS name (a fixed list from a flag, several
 // ports of one machine). host is the URL's host as the clients write it,
 // its port included when the URL has one ("inventory:8080" for
-// "http://inventory:8080"); each address is a host:port to dial, an IP
+// "http://inventory:8080"), in any case; each address is a host:port to dial, an IP
 // address or a host name and a port number ("10.0.0.7:8080", "[::1]:8080",
 // "localhost:8181": a name is resolved at each dial). TLS still verifies the
 // certificate against host, the breaker and the retry budget are still
@@ -34,7 +34,7 @@ func WithClientAddresses(host string, addrs ...string) Option {
 		if o.clientAddrs == nil {
 			o.clientAddrs = map[string][]resolver.Address{}
 		}
-		o.clientAddrs[host] = nil
+		o.clientAddrs[strings.ToLower(host)] = nil
 		if len(addrs) == 0 {
 			o.clientAddrsErr = fmt.Errorf("kit: WithClientAddresses(%q): no address given", host)
 			return
@@ -51,7 +51,7 @@ func WithClientAddresses(host string, addrs ...string) Option {
 			}
 			list[i].HostPort = a
 		}
-		o.clientAddrs[host] = list
+		o.clientAddrs[strings.ToLower(host)] = list
 	})
 }
 
@@ -98,7 +98,7 @@ func newResolver(res resolver.Resolver, hosts map[string][]resolver.Address, int
 // New reports host's list now, and again each time the balancer asks to
 // resolve afresh (when most addresses fail), until the balancer closes it.
 func (f fixedAddrs) New(ctx context.Context, scheme, hostPort string, rcv resolver.Receiver, refresh <-chan struct{}) io.Closer {
-	list, ok := f.hosts[hostPort]
+	list, ok := f.hosts[strings.ToLower(hostPort)] // a URL's host is case-insensitive
 	if !ok {
 		return f.next.New(ctx, scheme, hostPort, rcv, refresh)
 	}
