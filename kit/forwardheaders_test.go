@@ -58,23 +58,34 @@ func (d *headerDump) CountUp(_ context.Context, req *connect.Request[pingv1.Coun
 
 // forwardingRelay is the middle service: its Ping calls the next service's
 // Ping and CountUp with requests of its own, setting X-Md-Global-Override
-// on both, and answers "unary: … stream: …" with what they saw.
+// on both (in lower case, as grpc-go's metadata spells it, when lower),
+// and answers "unary: … stream: …" with what they saw.
 type forwardingRelay struct {
 	pingv1connect.UnimplementedPingServiceHandler
 	next  pingv1connect.PingServiceClient
+	lower bool
 	calls atomic.Int64
+}
+
+// override sets the relay's own X-Md-Global-Override on h.
+func (r *forwardingRelay) override(h http.Header) {
+	if r.lower {
+		h["x-md-global-override"] = []string{"relay's"}
+		return
+	}
+	h.Set("X-Md-Global-Override", "relay's")
 }
 
 func (r *forwardingRelay) Ping(ctx context.Context, _ *connect.Request[pingv1.PingRequest]) (*connect.Response[pingv1.PingResponse], error) {
 	r.calls.Add(1)
 	unary := connect.NewRequest(&pingv1.PingRequest{})
-	unary.Header().Set("X-Md-Global-Override", "relay's")
+	r.override(unary.Header())
 	res, err := r.next.Ping(ctx, unary)
 	if err != nil {
 		return nil, err
 	}
 	streamReq := connect.NewRequest(&pingv1.CountUpRequest{Number: 1})
-	streamReq.Header().Set("X-Md-Global-Override", "relay's")
+	r.override(streamReq.Header())
 	stream, err := r.next.CountUp(ctx, streamReq)
 	if err != nil {
 		return nil, err
@@ -177,6 +188,28 @@ func TestForwardHeadersThroughThreeServices(t *testing.T) {
 				}
 			})
 		})
+	}
+}
+
+// A header the handler set on its request under a key not in canonical
+// form (h["x-md-global-override"], as grpc-go's metadata spells it) is the
+// same header on the wire: it wins over the forwarded one, which does not
+// go on beside it (the next service saw both values, in the order of a
+// map's iteration).
+func TestForwardHeadersHandlerKeyInLowerCase(t *testing.T) {
+	t.Parallel()
+	front, relay, _ := forwardChain(t, []string{"x-md-global-*"})
+	relay.lower = true
+	req := connect.NewRequest(&pingv1.PingRequest{})
+	req.Header().Set("X-Md-Global-Override", "edge's")
+	req.Header().Set("X-Md-Global-Tenant", "acme")
+	res, err := newPingClient(front, front.HTTP2Client()).Ping(t.Context(), req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "X-Md-Global-Override=relay's X-Md-Global-Tenant=acme"
+	if got := res.Msg.GetText(); got != "unary: "+want+" stream: "+want {
+		t.Errorf("the last service saw %q, want %q on both calls", got, want)
 	}
 }
 
