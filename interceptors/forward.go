@@ -46,8 +46,8 @@ const (
 // headers (Connection, TE…), Grpc-*, Connect-*, Pubsub-*, and
 // Traceparent, Tracestate, Baggage ([Tracing] forwards them) and
 // X-Request-Id ([RequestID] does). Naming one of these latter, a prefix of
-// Grpc-, Connect- or Pubsub- headers, a bare "*", or a name that is not a
-// valid header name is an error.
+// Grpc-, Connect- or Pubsub- headers, a bare "*", a "*" anywhere but at
+// the end, or a name that is not a valid header name is an error.
 func ForwardHeaders(names ...string) (connect.Interceptor, error) {
 	if len(names) == 0 {
 		return nil, errors.New("interceptors: ForwardHeaders: no header names")
@@ -55,6 +55,9 @@ func ForwardHeaders(names ...string) (connect.Interceptor, error) {
 	f := &forwarder{names: strings.Join(names, ", ")}
 	for _, name := range names {
 		prefix, isPrefix := strings.CutSuffix(name, "*")
+		if strings.Contains(prefix, "*") { // a valid header name byte, but meant as a pattern
+			return nil, fmt.Errorf(`interceptors: ForwardHeaders: %q: only a final "*" matches, as in "x-md-global-*"`, name)
+		}
 		if !isPrefix {
 			if !httpguts.ValidHeaderFieldName(name) {
 				return nil, fmt.Errorf("interceptors: ForwardHeaders: %q is not a header name (a prefix ends in \"*\")", name)

@@ -415,6 +415,8 @@ func TestForwardHeadersRefusesNames(t *testing.T) {
 		{"x-request-id", `"x-request-id" is not forwarded: the RequestID interceptor forwards it`},
 		{"x tenant", `"x tenant" is not a header name`},
 		{"x:md-*", `"x:md-*" is not a header name prefix`},
+		{"x-*-tenant", `"x-*-tenant": only a final "*" matches`},
+		{"x-md-**", `"x-md-**": only a final "*" matches`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
