@@ -15,11 +15,16 @@ import (
 // its storage, what a user who runs a cluster does not expect. The
 // default stays 1, since more fail on a single server (no suitable peers
 // for placement).
+//
+// A leaf node without a cluster of its own is one server, though its
+// INFO names a cluster: nats-server gives it its server name, which its
+// own monitoring (varz) then hides as no cluster. It gets no warning, nor
+// the advice of 3 replicas, which it cannot place.
 func (b *Broker) warnSingleReplica(nc *nats.Conn) {
 	if b.cfg.URL == "" || b.cfg.Replicas != 1 {
 		return
 	}
-	if cluster := nc.ConnectedClusterName(); cluster != "" {
+	if cluster := nc.ConnectedClusterName(); cluster != "" && cluster != nc.ConnectedServerName() {
 		b.logger.Warn("natsjs: NATS_REPLICAS is 1 on a NATS cluster: each stream this service creates is stored on one server, "+
 			"whose loss makes its acknowledged messages unavailable until it is back and loses them with its storage; set NATS_REPLICAS=3",
 			"cluster", cluster, "replicas", b.cfg.Replicas)

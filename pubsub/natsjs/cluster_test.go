@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/url"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -15,6 +17,7 @@ import (
 	"github.com/connectkit/connectkit/pubsub"
 	"github.com/connectkit/connectkit/pubsub/natsjs"
 	"github.com/connectkit/connectkit/pubsub/pubsubtest"
+	"github.com/nats-io/nats-server/v2/server"
 )
 
 // newClusterBroker connects a broker of cfg to url until the test ends,
@@ -168,4 +171,33 @@ func TestClusterStreamLeaderLost(t *testing.T) {
 		}
 		return true
 	})
+}
+
+// TestLeafNodeNoSingleReplicaWarning: a single nats-server that is a leaf
+// node of a hub (its own JetStream domain, no cluster of its own) is no
+// cluster, though nats-server names its cluster after it in the INFO it
+// sends clients (so that the hub tells its leaves apart): New must not
+// warn that NATS_REPLICAS=1 loses messages there, nor advise 3, which
+// that server cannot place (every publish would fail "no suitable peers
+// for placement").
+func TestLeafNodeNoSingleReplicaWarning(t *testing.T) {
+	t.Parallel()
+	hubOpts := &server.Options{ServerName: "hub", LeafNode: server.LeafNodeOpts{Host: "127.0.0.1", Port: -1}}
+	natsjs.StartTestServer(t, hubOpts)
+	hubURL, err := url.Parse("nats-leaf://127.0.0.1:" + strconv.Itoa(hubOpts.LeafNode.Port)) // resolved by the server once ready
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaf := natsjs.StartTestServer(t, &server.Options{
+		ServerName: "edge-1", JetStreamDomain: "edge",
+		LeafNode: server.LeafNodeOpts{Remotes: []*server.RemoteLeafOpts{{URLs: []*url.URL{hubURL}}}},
+	})
+	b, logs := newClusterBroker(t, leaf.ClientURL(), natsjs.Config{})
+	if got := b.Conn().ConnectedClusterName(); got != "edge-1" {
+		// nats-server 2.15 names the leaf's cluster after it, which made New warn.
+		t.Logf("the leaf's INFO names cluster %q, no longer its server name", got)
+	}
+	if strings.Contains(logs.String(), "NATS_REPLICAS is 1 on a NATS cluster") {
+		t.Errorf("New on a single leaf node server warned of a cluster:\n%s", logs)
+	}
 }
