@@ -359,6 +359,36 @@ func TestStartWithoutJetStreamPermissions(t *testing.T) {
 	}
 }
 
+// TestPublishSetupDeniedNotRetried: a user whose permissions leave out a
+// stream's lookup (a service given the streams of its own topics only)
+// publishing to another topic: nats-server drops the request and tells
+// the connection so, and the publish fails naming the violation once the
+// attempt's 2s are out, rather than the lookup being made again every 2s
+// until NATS_PUBLISH_TIMEOUT as if a cluster were electing the stream's
+// leader, each time refused and logged again, to fail with nothing but
+// "context deadline exceeded".
+func TestPublishSetupDeniedNotRetried(t *testing.T) {
+	t.Parallel()
+	srv := natsjs.StartTestServer(t, &server.Options{
+		Users: []*server.User{{Username: "orders", Password: "pw", Permissions: &server.Permissions{
+			Publish: &server.SubjectPermission{Allow: []string{">"}, Deny: []string{"$JS.API.STREAM.INFO.payments"}},
+		}}},
+	})
+	url := strings.Replace(srv.ClientURL(), "nats://", "nats://orders:pw@", 1)
+	b, logs := newClusterBroker(t, url, natsjs.Config{PublishTimeout: 15 * time.Second})
+	pub, err := pubsub.NewPublisher[pingv1.PingRequest](b, "payments")
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = pub.Publish(t.Context(), &pingv1.PingRequest{Number: 1})
+	if err == nil || !strings.Contains(err.Error(), `Permissions Violation for Publish to "$JS.API.STREAM.INFO.payments"`) {
+		t.Errorf("a publish whose stream lookup is denied = %v, want an error naming the permissions violation", err)
+	}
+	if n := strings.Count(logs.String(), "Permissions Violation"); n != 1 {
+		t.Errorf("the lookup was refused %d times, want once (made again as if lost):\n%s", n, logs.String())
+	}
+}
+
 // TestNATSHandlersOfTheUserChained: connection handlers given with
 // WithNATSOptions (to count reconnects, say) run besides the broker's own,
 // which a publish after a reconnect and Close rely on, instead of replacing

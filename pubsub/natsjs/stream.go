@@ -209,7 +209,9 @@ func (b *Broker) upsertStream(ctx context.Context, notBefore time.Time, limits b
 		if err := sleepCtx(ctx, time.Until(notBefore)); err != nil {
 			return fmt.Errorf("natsjs: waiting to create the lost stream %s for %s again: %w", want.Name, owner, err)
 		}
-		_, err = retryLost(ctx, func(ctx context.Context) (jetstream.Stream, error) { return b.js.CreateStream(ctx, want) })
+		_, err = retryLost(ctx, b, jsAPI("STREAM.CREATE", want.Name), func(ctx context.Context) (jetstream.Stream, error) {
+			return b.js.CreateStream(ctx, want)
+		})
 		if !errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
 			if err != nil {
 				return b.createStreamError(ctx, want, owner, err)
@@ -314,7 +316,9 @@ func (b *Broker) updateStream(ctx context.Context, have jetstream.StreamConfig, 
 		return false, nil
 	}
 	have.Subjects, have.Replicas, have.MaxAge, have.Duplicates = subjects, want.Replicas, want.MaxAge, want.Duplicates
-	if _, err := retryLost(ctx, func(ctx context.Context) (jetstream.Stream, error) { return b.js.UpdateStream(ctx, have) }); err != nil {
+	if _, err := retryLost(ctx, b, jsAPI("STREAM.UPDATE", have.Name), func(ctx context.Context) (jetstream.Stream, error) {
+		return b.js.UpdateStream(ctx, have)
+	}); err != nil {
 		if perr := b.placementError("update stream "+want.Name+" for "+owner, have, err); perr != nil {
 			return false, perr
 		}
