@@ -115,6 +115,39 @@ func TestClusterReplicas(t *testing.T) {
 	}
 }
 
+// TestIdempotencyStoreLookupFailedKeepsReplicas: with NATS_REPLICAS
+// unset, NewIdempotencyStore keeps an existing bucket's replicas, which it
+// reads first; a lookup that fails (here refused, as one answered
+// "JetStream system temporarily unavailable" during an election is) must
+// fail the call, not be taken for a missing bucket and the bucket's
+// replicas set to the default 1.
+func TestIdempotencyStoreLookupFailedKeepsReplicas(t *testing.T) {
+	t.Parallel()
+	_, urls := natsjs.StartTestCluster(t, 3, func(o *server.Options) {
+		o.Users = []*server.User{
+			{Username: "admin", Password: "pw"},
+			{Username: "svc", Password: "pw", Permissions: &server.Permissions{Publish: &server.SubjectPermission{
+				Allow: []string{">"}, Deny: []string{"$JS.API.STREAM.INFO.KV_lookup_keys"},
+			}}},
+		}
+	})
+	withUser := func(user string) string { return strings.ReplaceAll(urls, "nats://", "nats://"+user+":pw@") }
+	admin, _ := newClusterBroker(t, withUser("admin"), natsjs.Config{Replicas: 3})
+	if _, err := natsjs.NewIdempotencyStore(t.Context(), admin, "lookup_keys", time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	svc, _ := newClusterBroker(t, withUser("svc"), natsjs.Config{})
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	_, err := natsjs.NewIdempotencyStore(ctx, svc, "lookup_keys", time.Hour)
+	if got := streamReplicas(t, admin, "KV_lookup_keys"); got != 3 {
+		t.Errorf("after NewIdempotencyStore whose lookup failed (%v), the bucket has %d replicas, want the 3 it had", err, got)
+	}
+	if err == nil || !strings.Contains(err.Error(), "Permissions Violation") {
+		t.Errorf("NewIdempotencyStore whose lookup was refused = %v, want an error naming the refusal", err)
+	}
+}
+
 // TestClusterStreamLeaderLost: on a cluster of three with NATS_REPLICAS=3,
 // shutting the server that leads a topic's stream down while publishing
 // loses nothing acknowledged (each publish retried with its id until it

@@ -34,8 +34,13 @@ func NewIdempotencyStore(ctx context.Context, b *Broker, bucket string, ttl time
 	if !b.replicasSet {
 		// The default, 1, leaves an existing bucket's replicas as they
 		// are, as it does a stream's (Config.Replicas).
-		if s, err := b.lookupStream(ctx, "KV_"+bucket); err == nil {
+		s, err := b.lookupStream(ctx, "KV_"+bucket)
+		switch {
+		case err == nil:
 			replicas = s.CachedInfo().Config.Replicas
+		case !errors.Is(err, jetstream.ErrStreamNotFound):
+			// Not known to be missing: the default would set it to 1.
+			return nil, fmt.Errorf("natsjs: failed to look up idempotency bucket %q: %w", bucket, err)
 		}
 	}
 	kv, err := b.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{

@@ -46,8 +46,9 @@ func startPlainTestServer(t *testing.T, opts *server.Options) *server.Server {
 // startTestCluster runs a JetStream cluster of n nats-servers on loopback
 // (random client and route ports, a store directory each) until the test
 // ends, once it has elected its meta leader, and returns them with their
-// client URLs joined as NATS_URL takes them.
-func startTestCluster(t *testing.T, n int) ([]*server.Server, string) {
+// client URLs joined as NATS_URL takes them. configure, if any, changes
+// each server's options (users, say) before it starts.
+func startTestCluster(t *testing.T, n int, configure ...func(*server.Options)) ([]*server.Server, string) {
 	t.Helper()
 	// JetStream refuses a cluster server without routes, so the route
 	// ports are picked (and freed) before the servers start.
@@ -72,6 +73,9 @@ func startTestCluster(t *testing.T, n int) ([]*server.Server, string) {
 			JetStream: true, StoreDir: t.TempDir(), Routes: server.RoutesFromStr(strings.Join(routes, ",")),
 		}
 		opts.Cluster.Name, opts.Cluster.Host, opts.Cluster.Port = "test", "127.0.0.1", port
+		for _, c := range configure {
+			c(opts)
+		}
 		srv, err := server.NewServer(opts)
 		if err != nil {
 			t.Fatal(err)
