@@ -159,10 +159,13 @@ func TestClusterStreamLeaderLost(t *testing.T) {
 	servers, url := natsjs.StartTestCluster(t, 3)
 	b, _ := newClusterBroker(t, url, natsjs.Config{Replicas: 3, PublishTimeout: 15 * time.Second})
 	var handled sync.Map
+	// AckWait 5s rather than 30s: a delivery the lost leader sent and the
+	// subscriber never got comes again after AckWait, which held the
+	// test's end 30s in 2 runs of 6.
 	sub, err := pubsub.NewSubscriber(b, "leader.lost", "s", func(_ context.Context, m *pingv1.PingRequest) error {
 		handled.Store(m.GetNumber(), true)
 		return nil
-	})
+	}, pubsub.WithDelivery(pubsub.DeliveryConfig{AckWait: 5 * time.Second}))
 	if err != nil {
 		t.Fatal(err)
 	}
