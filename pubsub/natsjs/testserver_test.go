@@ -50,8 +50,25 @@ func startPlainTestServer(t *testing.T, opts *server.Options) *server.Server {
 // each server's options (users, say) before it starts.
 func startTestCluster(t *testing.T, n int, configure ...func(*server.Options)) ([]*server.Server, string) {
 	t.Helper()
-	// JetStream refuses a cluster server without routes, so the route
-	// ports are picked (and freed) before the servers start.
+	// The route ports are picked and freed before the servers start
+	// (JetStream refuses a cluster server without routes), so another
+	// process may take one in between: the cluster is then started again
+	// on other ports (seen once in ~170 runs under load).
+	for attempt := 1; ; attempt++ {
+		servers, urls, err := tryTestCluster(t, n, configure)
+		if err == nil {
+			return servers, urls
+		}
+		if attempt == 3 {
+			t.Fatal(err)
+		}
+		t.Logf("starting the cluster again: %v", err)
+	}
+}
+
+// tryTestCluster starts a cluster of n servers on route ports it picks,
+// and shuts them down if one is not ready.
+func tryTestCluster(t *testing.T, n int, configure []func(*server.Options)) ([]*server.Server, string, error) {
 	ports := make([]int, n)
 	var routes []string
 	for i := range ports {
@@ -67,6 +84,11 @@ func startTestCluster(t *testing.T, n int, configure ...func(*server.Options)) (
 		servers []*server.Server
 		urls    []string
 	)
+	shutdown := func() {
+		for _, srv := range servers {
+			srv.Shutdown()
+		}
+	}
 	for i, port := range ports {
 		opts := &server.Options{
 			ServerName: fmt.Sprintf("n%d", i+1), Host: "127.0.0.1", Port: -1, NoSigs: true,
@@ -86,16 +108,18 @@ func startTestCluster(t *testing.T, n int, configure ...func(*server.Options)) (
 	}
 	for _, srv := range servers {
 		if !srv.ReadyForConnections(15 * time.Second) {
-			t.Fatal("cluster server not ready")
+			shutdown()
+			return nil, "", fmt.Errorf("cluster server %s not ready", srv.Name())
 		}
 		urls = append(urls, srv.ClientURL())
 	}
 	deadline := time.Now().Add(15 * time.Second)
 	for !slices.ContainsFunc(servers, (*server.Server).JetStreamIsLeader) {
 		if time.Now().After(deadline) {
-			t.Fatal("the cluster elected no JetStream meta leader within 15s")
+			shutdown()
+			return nil, "", fmt.Errorf("the cluster elected no JetStream meta leader within 15s")
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	return servers, strings.Join(urls, ",")
+	return servers, strings.Join(urls, ","), nil
 }
