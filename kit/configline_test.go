@@ -88,3 +88,56 @@ func TestNewLogsTheSettingsThatDifferFromTheDefaults(t *testing.T) {
 		t.Errorf("the admin token is in the log:\n%s", log)
 	}
 }
+
+// TestConfigLineNamesTheLevelOfWithLogLevel checks that the config line's
+// KIT_LOG_LEVEL is the level the server logs at, that of the variable
+// given with kit.WithLogLevel (which the admin endpoint reads and sets),
+// not Config.LogLevel, which the server then does not use: a platform
+// package that sets its own level said nothing of it (debug, from code),
+// or a KIT_LOG_LEVEL the server ignored.
+func TestConfigLineNamesTheLevelOfWithLogLevel(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name       string
+		cfgLevel   slog.Level // Config.LogLevel, as KIT_LOG_LEVEL sets it
+		level      slog.Level // the variable given with WithLogLevel
+		want       string     // KIT_LOG_LEVEL in the line; "" for none (the default)
+		wantInLine bool
+	}{
+		{name: "code sets debug, config default", cfgLevel: slog.LevelInfo, level: slog.LevelDebug, want: "debug", wantInLine: true},
+		{name: "config says debug, code keeps info", cfgLevel: slog.LevelDebug, level: slog.LevelInfo},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			level := new(slog.LevelVar)
+			level.Set(tc.level)
+			var logs syncBuffer
+			cfg := kit.Config{Addr: "127.0.0.1:0", AdminAddr: "off", LogLevel: tc.cfgLevel}
+			if _, err := kit.New(cfg, kit.WithLogger(kit.NewLogger(&logs, "json", level)), kit.WithLogLevel(level)); err != nil {
+				t.Fatal(err)
+			}
+			var found bool
+			for line := range bytes.Lines([]byte(logs.String())) {
+				var rec struct {
+					Msg      string
+					Settings map[string]string
+				}
+				if err := json.Unmarshal(line, &rec); err != nil {
+					t.Fatalf("log line %q: %v", line, err)
+				}
+				if rec.Msg != "config" {
+					continue
+				}
+				found = true
+				got, ok := rec.Settings["KIT_LOG_LEVEL"]
+				if ok != tc.wantInLine || got != tc.want {
+					t.Errorf("config line's KIT_LOG_LEVEL = %q (present %v), want %q (present %v); settings %v",
+						got, ok, tc.want, tc.wantInLine, rec.Settings)
+				}
+			}
+			if !found {
+				t.Errorf("no config line; log:\n%s", logs.String())
+			}
+		})
+	}
+}

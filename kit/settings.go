@@ -344,6 +344,10 @@ func parseBytes(v string) (int64, error) {
 // connectkit the program was built with, when known, and the settings
 // that differ from kit's defaults.
 func (s *Server) logConfig(cfg Config) {
+	// The level the server logs at is its level variable's, which
+	// WithLogLevel may have given in place of one set from cfg.LogLevel
+	// (the admin endpoint reads and sets the same variable).
+	cfg.LogLevel = s.level.Level()
 	attrs := make([]slog.Attr, 0, 2)
 	if v := kitVersion(debug.ReadBuildInfo()); v != "" {
 		attrs = append(attrs, slog.String("kit", v))
