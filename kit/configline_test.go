@@ -113,7 +113,10 @@ func TestConfigLineNamesTheLevelOfWithLogLevel(t *testing.T) {
 			level.Set(tc.level)
 			var logs syncBuffer
 			cfg := kit.Config{Addr: "127.0.0.1:0", AdminAddr: "off", LogLevel: tc.cfgLevel}
-			if _, err := kit.New(cfg, kit.WithLogger(kit.NewLogger(&logs, "json", level)), kit.WithLogLevel(level)); err != nil {
+			// slog's handler writes as it is called; kit.NewLogger's
+			// buffers info lines and writes them a moment later.
+			logger := slog.New(slog.NewJSONHandler(&logs, &slog.HandlerOptions{Level: level}))
+			if _, err := kit.New(cfg, kit.WithLogger(logger), kit.WithLogLevel(level)); err != nil {
 				t.Fatal(err)
 			}
 			var found bool
