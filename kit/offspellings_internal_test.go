@@ -97,3 +97,31 @@ func TestOffSpellings(t *testing.T) {
 		})
 	}
 }
+
+// TestZeroSpellingsAgree: a setting that takes "0" reads every other
+// spelling of zero it parses ("00", "-0", "+0") as "0". KIT_CLIENT_OUTLIER_FAILURES
+// took "0" for off but refused "00" as a zero of a setting "which cannot be
+// turned off".
+func TestZeroSpellingsAgree(t *testing.T) {
+	t.Parallel()
+	for _, s := range settings {
+		read := func(v string) (Config, error) {
+			return configFrom(func(env string) (string, bool) { return v, env == s.env })
+		}
+		want, err := read("0")
+		if err != nil {
+			continue // "0" is refused, or no value of it: TestZeroNeverReadsAsTheDefault
+		}
+		for _, v := range []string{"00", "-0", "+0"} {
+			got, err := read(v)
+			switch {
+			case err != nil && strings.Contains(err.Error(), "cannot be turned off"):
+				t.Errorf("%s=%s: %v, where %s=0 is taken", s.env, v, err, s.env)
+			case err == nil && s.show(got) == v:
+				// kept as written: a name or an address, not a number
+			case err == nil && !reflect.DeepEqual(got, want):
+				t.Errorf("%s=%s reads as %v, %s=0 as %v", s.env, v, s.show(got), s.env, s.show(want))
+			}
+		}
+	}
+}

@@ -36,13 +36,15 @@ const maxEjectionMultiplier = 10
 var outlierSettings = []setting{
 	{env: "KIT_CLIENT_OUTLIER_FAILURES", usage: `failed calls in a row that take an address of a service called out of the balancing, or "off" (0)`,
 		set: func(c *Config, v string) error {
-			if strings.EqualFold(v, "off") || v == "0" {
-				c.HTTPClient.OutlierFailures = OutlierOff
-				return nil
+			if strings.EqualFold(v, "off") {
+				v = "0"
 			}
 			n, err := strconv.Atoi(v)
 			if err != nil {
 				return errors.New(`want an integer, or "off"`)
+			}
+			if n == 0 { // any spelling of it: "0", "00", "-0"
+				n = OutlierOff
 			}
 			c.HTTPClient.OutlierFailures = n
 			return nil
