@@ -134,7 +134,8 @@ type Config struct {
 	DrainDelay time.Duration
 
 	// CallTimeout is the deadline of unary calls whose caller set none;
-	// [NoTimeout] (KIT_CALL_TIMEOUT=off, or 0) sets none. It also bounds the time
+	// [NoTimeout] (KIT_CALL_TIMEOUT=off, or 0 in the environment; a zero
+	// field takes the default) sets none. It also bounds the time
 	// the request body of a unary or server-streaming call takes to arrive
 	// when the caller set no deadline (MaxCallTimeout does when it is off;
 	// the caller's deadline, capped at MaxCallTimeout, or at CallTimeout
@@ -276,7 +277,8 @@ const AdminOff = "off"
 
 // NoTimeout turns a deadline off when it is the value of
 // [Config.CallTimeout], [Config.MaxCallTimeout] or [Config.StreamTimeout]
-// (any negative value does); in the environment, write "off".
+// (any negative value does); in the environment and flags, write "off"
+// or 0.
 const NoTimeout time.Duration = -1
 
 // withDefaults returns c with every zero field set to its default.
