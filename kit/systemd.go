@@ -2,6 +2,7 @@ package kit
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -25,13 +26,14 @@ import (
 // and a STATUS= line for each stage of the shutdown, with the
 // EXTEND_TIMEOUT_USEC that stage may take. A nil *notifier (NOTIFY_SOCKET
 // unset, or Config.NoSystemdNotify) does nothing, at the cost of a nil
-// check. go-systemd's daemon package sends: it dials NOTIFY_SOCKET (a path,
-// or an abstract name "@…") at each message and writes it as one
-// datagram, as libsystemd's sd_notify does; like it, a send waits while
-// the socket's queue is full (systemd reads it at once).
+// check. Each message is one datagram to NOTIFY_SOCKET (a path, or an
+// abstract name "@…"), dialled for it, as libsystemd's sd_notify sends
+// it; unlike it, a send waits for room in the socket's queue for a
+// while only (see [notifier.write]).
 type notifier struct {
 	logger   *slog.Logger
 	health   *health.Checker
+	socket   *net.UnixAddr // NOTIFY_SOCKET
 	watchdog time.Duration // WATCHDOG_USEC for this process; 0: no watchdog
 	calls    atomic.Int64  // handlers running on the main listener
 
@@ -58,7 +60,8 @@ func newNotifier(cfg Config, logger *slog.Logger, checker *health.Checker) *noti
 	if cfg.NoSystemdNotify || os.Getenv("NOTIFY_SOCKET") == "" {
 		return nil
 	}
-	n := &notifier{logger: logger, health: checker, begun: make(chan struct{}), done: make(chan struct{})}
+	n := &notifier{logger: logger, health: checker, begun: make(chan struct{}), done: make(chan struct{}),
+		socket: &net.UnixAddr{Name: os.Getenv("NOTIFY_SOCKET"), Net: "unixgram"}}
 	// The interval for this process: zero when WATCHDOG_PID names another
 	// one (a child that inherited the variables, say).
 	wd, err := daemon.SdWatchdogEnabled(false)
@@ -69,14 +72,48 @@ func newNotifier(cfg Config, logger *slog.Logger, checker *health.Checker) *noti
 	return n
 }
 
-// send sends state, the lines of one message. A failure is logged once, at
-// warn, until a send succeeds again: systemd may be restarting, and the
-// server serves on whatever becomes of its messages.
-func (n *notifier) send(state ...string) {
-	_, err := daemon.SdNotify(false, strings.Join(state, "\n"))
+// send sends state, the lines of one message, and returns the error that
+// kept it from being sent. A failure is logged once, at warn, until a send
+// succeeds again: systemd may be restarting, and the server serves on
+// whatever becomes of its messages.
+func (n *notifier) send(state ...string) error {
+	err := n.write(strings.Join(state, "\n"))
 	if was := n.failing.Swap(err != nil); err != nil && !was {
-		n.logger.Warn("systemd notify: cannot send to NOTIFY_SOCKET; going on without", "socket", os.Getenv("NOTIFY_SOCKET"), "error", err)
+		n.logger.Warn("systemd notify: cannot send to NOTIFY_SOCKET; going on without", "socket", n.socket.Name, "error", err)
 	}
+	return err
+}
+
+// Bounds of a send's wait for room in NOTIFY_SOCKET's queue: systemd reads
+// it at once, and a queue that stays full for sendTimeout means a
+// supervisor that stopped reading (or a socket no one reads), for which
+// the shutdown must not wait. While sends fail, the next ones wait
+// failingSendTimeout only, so that the shutdown's half dozen messages
+// add well under TimeoutStopSec's margin to it.
+const (
+	sendTimeout        = time.Second
+	failingSendTimeout = 100 * time.Millisecond
+)
+
+// write sends msg as one datagram, as go-systemd's daemon.SdNotify does,
+// but with a deadline: SdNotify's write has none, and waits for good while
+// the socket's queue is full, holding up the shutdown (and READY=1, under
+// n.mu, its STOPPING=1).
+func (n *notifier) write(msg string) error {
+	wait := sendTimeout
+	if n.failing.Load() {
+		wait = failingSendTimeout
+	}
+	conn, err := net.DialUnix("unixgram", nil, n.socket)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	if err := conn.SetWriteDeadline(time.Now().Add(wait)); err != nil {
+		return err
+	}
+	_, err = conn.Write([]byte(msg))
+	return err
 }
 
 // start sends READY=1 once the server is ready, and runs the watchdog; both
@@ -100,6 +137,9 @@ const readyPollMax = time.Second
 // readyPollMax, until the whole server is SERVING, and sends READY=1 then.
 // Until then, STATUS= names the critical checks that hold it back (the
 // unit stays "activating": systemd's TimeoutStartSec bounds the wait). A
+// READY=1 that found the socket's queue full until its send gave up is
+// sent again after the next probe: without it, systemd would fail the
+// start (one that cannot be sent at all, no one listening, is not). A
 // shutdown begun first ends the wait and READY=1 is never sent.
 func (n *notifier) awaitReady(addrs string) {
 	var shown []string
@@ -114,12 +154,15 @@ func (n *notifier) awaitReady(addrs string) {
 		}
 		if serving {
 			// Under the lock: STOPPING=1 never comes before it.
-			n.send("READY=1", "STATUS=serving on "+addrs)
+			err := n.send("READY=1", "STATUS=serving on "+addrs)
 			n.mu.Unlock()
-			return
+			if !errors.Is(err, os.ErrDeadlineExceeded) {
+				return
+			}
+		} else {
+			n.mu.Unlock()
 		}
-		n.mu.Unlock()
-		if !slices.Equal(failing, shown) {
+		if !serving && !slices.Equal(failing, shown) {
 			shown = failing
 			n.send("STATUS=starting: waiting for readiness checks: " + strings.Join(failing, ", "))
 		}

@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"testing"
@@ -232,4 +233,123 @@ func TestSystemdNotifyOff(t *testing.T) {
 		t.Fatalf("sent %q with KIT_SYSTEMD_NOTIFY=false", m)
 	case <-time.After(100 * time.Millisecond):
 	}
+}
+
+// TestSystemdNotifyQueueFull runs servers whose NOTIFY_SOCKET's queue is
+// full (a supervisor that stopped reading it): a send gives up after a
+// while, READY=1 is sent again once the socket is read, and neither the
+// shutdown nor the watchdog waits on the socket for good.
+func TestSystemdNotifyQueueFull(t *testing.T) {
+	t.Run("ready", func(t *testing.T) {
+		sock, fill := fullNotifySocket(t)
+		fill()
+		var logs syncBuffer
+		srv := kittest.NewServer(t, kit.Config{}, nil, kit.WithLogger(slog.New(slog.NewTextHandler(&logs, nil))))
+		// Without a watchdog, READY=1 is the only message: its send failed.
+		awaitLog(t, &logs, "systemd notify: cannot send", sock)
+		buf := make([]byte, 4096)
+		for i := 0; ; i++ {
+			if err := sock.SetReadDeadline(time.Now().Add(time.Minute)); err != nil {
+				t.Fatal(err)
+			}
+			n, err := sock.Read(buf)
+			if err != nil {
+				t.Fatalf("READY=1 not sent again once the socket was read (%d messages read): %v", i, err)
+			}
+			if strings.HasPrefix(string(buf[:n]), "READY=1\n") {
+				break
+			}
+		}
+		if err := srv.Stop(); err != nil {
+			t.Fatal(err)
+		}
+	})
+	t.Run("shutdown", func(t *testing.T) {
+		sock, fill := fullNotifySocket(t)
+		t.Setenv("WATCHDOG_USEC", "100000") // a ping every 50ms
+		t.Setenv("WATCHDOG_PID", strconv.Itoa(os.Getpid()))
+		var logs syncBuffer
+		srv := kittest.NewServer(t, kit.Config{}, nil, kit.WithLogger(slog.New(slog.NewTextHandler(&logs, nil))))
+		fill() // the watchdog's next ping, and STOPPING=1, find it full
+		stopped := make(chan error, 1)
+		go func() { stopped <- srv.Stop() }()
+		select {
+		case err := <-stopped:
+			if err != nil {
+				t.Fatal(err)
+			}
+		case <-time.After(time.Minute):
+			sock.Close() // the sends fail, so that the test ends
+			<-stopped
+			t.Fatal("the shutdown still waited on the notify socket after a minute")
+		}
+		if !strings.Contains(logs.String(), "systemd notify: cannot send") {
+			t.Errorf("the sends that gave up were not logged:\n%s", logs.String())
+		}
+		for deadline := time.Now().Add(time.Minute); notifierGoroutines() != ""; time.Sleep(10 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				sock.Close()
+				t.Fatalf("the notifier's goroutines still run a minute after the shutdown:\n%s", notifierGoroutines())
+			}
+		}
+	})
+}
+
+// fullNotifySocket listens on a unixgram socket that it sets as
+// NOTIFY_SOCKET and does not read; fill fills its queue
+// (net.unix.max_dgram_qlen datagrams), until a send would wait.
+func fullNotifySocket(t *testing.T) (sock *net.UnixConn, fill func()) {
+	t.Helper()
+	addr := &net.UnixAddr{Name: filepath.Join(t.TempDir(), "notify.sock"), Net: "unixgram"}
+	sock, err := net.ListenUnixgram("unixgram", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sock.Close() })
+	t.Setenv("NOTIFY_SOCKET", addr.Name)
+	t.Setenv("WATCHDOG_USEC", "")
+	t.Setenv("WATCHDOG_PID", "")
+	filler, err := net.DialUnix("unixgram", nil, addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { filler.Close() })
+	return sock, func() {
+		for {
+			if err := filler.SetWriteDeadline(time.Now().Add(100 * time.Millisecond)); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := filler.Write([]byte("filler")); errors.Is(err, os.ErrDeadlineExceeded) {
+				return
+			} else if err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+}
+
+// awaitLog waits for logs to hold line, for up to a minute; then it fails
+// the test, closing sock so that the sends waiting on it end.
+func awaitLog(t *testing.T, logs *syncBuffer, line string, sock *net.UnixConn) {
+	t.Helper()
+	for deadline := time.Now().Add(time.Minute); !strings.Contains(logs.String(), line); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			sock.Close()
+			t.Fatalf("not logged within a minute: %q\n%s", line, logs.String())
+		}
+	}
+}
+
+// notifierGoroutines returns the stacks of the goroutines that run the
+// systemd notifier's code, empty when there are none.
+func notifierGoroutines() string {
+	var all strings.Builder
+	_ = pprof.Lookup("goroutine").WriteTo(&all, 2)
+	var found []string
+	for _, g := range strings.Split(all.String(), "\n\n") {
+		if strings.Contains(g, "kit.(*notifier)") {
+			found = append(found, g)
+		}
+	}
+	return strings.Join(found, "\n\n")
 }
