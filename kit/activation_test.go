@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -33,7 +34,7 @@ func TestSocketActivation(t *testing.T) {
 				}
 			}
 		}
-		os.Stdout.WriteString("error: " + err.Error() + "\n")
+		os.Stdout.WriteString("error: " + err.Error() + openFDs() + "\n")
 		return
 	}
 	t.Parallel()
@@ -80,6 +81,15 @@ func TestSocketActivation(t *testing.T) {
 		{"admin with the admin listener off", []socket{{listen, "127.0.0.1:0", "main"}, {listen, "127.0.0.1:0", "admin"}}, []string{"KIT_ADMIN_ADDR=off"},
 			"error: kit: socket activation: an admin socket was passed, and KIT_ADMIN_ADDR is off"},
 		{"not a socket", []socket{{notSocket, "", ""}}, nil, "error: kit: socket activation: fd 3 ("},
+		{"not a socket, then one", []socket{{notSocket, "", ""}, {listen, "127.0.0.1:0", ""}}, nil, "error: kit: socket activation: fd 3 ("},
+		// One .socket unit's sockets share its name: two ListenStream= of
+		// FileDescriptorName=main are not a main and an admin listener.
+		{"two named main", []socket{{listen, "127.0.0.1:0", "main"}, {listen, "127.0.0.1:0", "main"}}, nil,
+			`error: kit: socket activation: fds 3 and 4 are both named "main"`},
+		{"two named admin", []socket{{listen, "127.0.0.1:0", "admin"}, {listen, "127.0.0.1:0", "admin"}}, nil,
+			`error: kit: socket activation: fds 3 and 4 are both named "admin"`},
+		{"two of one unit", []socket{{listen, "127.0.0.1:0", "profiles.socket"}, {listen, "127.0.0.1:0", "profiles.socket"}}, nil,
+			`error: kit: socket activation: fds 3 and 4 are both named "profiles.socket"`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -96,16 +106,34 @@ func TestSocketActivation(t *testing.T) {
 			defer cancel()
 			cmd := exec.CommandContext(ctx, "/bin/sh", "-c", `LISTEN_PID=$$ exec "$0" "$@"`, os.Args[0], "-test.run=^TestSocketActivation$")
 			cmd.ExtraFiles = files
-			cmd.Env = append(append(os.Environ(), "KIT_TEST_ACTIVATION=1", "KIT_ADDR=127.0.0.1:0", "KIT_ADMIN_ADDR=127.0.0.1:0", "KIT_LOG_LEVEL=error",
+			cmd.Env = append(append(os.Environ(), "KIT_TEST_ACTIVATION=1", "KIT_TEST_FDS="+strconv.Itoa(len(files)), "KIT_ADDR=127.0.0.1:0", "KIT_ADMIN_ADDR=127.0.0.1:0", "KIT_LOG_LEVEL=error",
 				"LISTEN_FDS="+strconv.Itoa(len(files)), "LISTEN_FDNAMES="+strings.Join(names, ":")), tc.env...)
 			out, err := cmd.Output()
 			if err != nil {
 				t.Fatalf("child: %v\n%s", err, out)
 			}
 			line, _, _ := strings.Cut(string(out), "\n")
+			if strings.Contains(line, "still open") {
+				t.Fatalf("child printed %q: a socket passed is left open after the error", line)
+			}
 			if line != want && !(strings.HasSuffix(want, ":") || strings.HasPrefix(want, "error:")) || !strings.HasPrefix(line, want) {
 				t.Fatalf("child printed %q, want %q", line, want)
 			}
 		})
 	}
+}
+
+// openFDs returns, in the child of TestSocketActivation, " (fd N still
+// open)" for each of the fds passed (KIT_TEST_FDS of them from fd 3) that
+// is still open.
+func openFDs() string {
+	n, _ := strconv.Atoi(os.Getenv("KIT_TEST_FDS"))
+	var open string
+	for fd := 3; fd < 3+n; fd++ {
+		var st syscall.Stat_t
+		if syscall.Fstat(fd, &st) == nil {
+			open += " (fd " + strconv.Itoa(fd) + " still open)"
+		}
+	}
+	return open
 }

@@ -299,25 +299,40 @@ func extend(d time.Duration) string {
 // main one and the admin one, each nil when not passed. A socket named
 // "main" or "admin" (FileDescriptorName= of its .socket unit) is that one;
 // the others, in the order passed, are the main listener then the admin
-// one. It unsets LISTEN_PID, LISTEN_FDS and LISTEN_FDNAMES, so that neither
-// a second server nor a child process takes the sockets again. An admin
-// socket beyond loopback needs cfg's AdminToken or AdminInsecure, as
-// KIT_ADMIN_ADDR does.
+// one. Two sockets of one name are refused: systemd names every socket of
+// a .socket unit alike, and the second ListenStream= of the main unit is
+// not the admin listener. It unsets LISTEN_PID, LISTEN_FDS and
+// LISTEN_FDNAMES, so that neither a second server nor a child process
+// takes the sockets again. An admin socket beyond loopback needs cfg's
+// AdminToken or AdminInsecure, as KIT_ADMIN_ADDR does. On an error, every
+// socket passed is closed.
 func activatedListeners(cfg Config) (main, admin net.Listener, err error) {
 	files := activation.Files(true)
-	var rest []net.Listener
-	for _, f := range files {
-		fd := f.Fd()
-		ln, err := net.FileListener(f)
-		_ = f.Close() // ln holds a duplicate
-		if err != nil {
-			closeAll(main, admin, rest...)
-			return nil, nil, fmt.Errorf("kit: socket activation: fd %d (%s) is not a listening socket: %w", fd, f.Name(), err)
+	defer func() {
+		for _, f := range files {
+			_ = f.Close() // a listener holds a duplicate
 		}
-		switch {
-		case f.Name() == "main" && main == nil:
+	}()
+	var rest []net.Listener
+	fail := func(err error) (net.Listener, net.Listener, error) {
+		closeAll(main, admin, rest...)
+		return nil, nil, err
+	}
+	// The fds are numbered from 3 (SD_LISTEN_FDS_START), in order; f.Fd()
+	// would make a socket passed with NonBlocking=yes blocking again.
+	for i, f := range files {
+		if j := slices.IndexFunc(files[:i], func(g *os.File) bool { return g.Name() == f.Name() }); j >= 0 {
+			return fail(fmt.Errorf("kit: socket activation: fds %d and %d are both named %q (one .socket unit's, FileDescriptorName=): "+
+				"kit serves one main listener and one admin listener, named \"main\" and \"admin\" in two .socket units", 3+j, 3+i, f.Name()))
+		}
+		ln, err := net.FileListener(f)
+		if err != nil {
+			return fail(fmt.Errorf("kit: socket activation: fd %d (%s) is not a listening socket: %w", 3+i, f.Name(), err))
+		}
+		switch f.Name() {
+		case "main":
 			main = ln
-		case f.Name() == "admin" && admin == nil:
+		case "admin":
 			admin = ln
 		default:
 			rest = append(rest, ln)
@@ -330,13 +345,11 @@ func activatedListeners(cfg Config) (main, admin net.Listener, err error) {
 		case admin == nil:
 			admin = ln
 		default:
-			closeAll(main, admin, rest...)
-			return nil, nil, fmt.Errorf("kit: socket activation: %d sockets passed (LISTEN_FDS), want at most 2: the main listener and the admin one", len(files))
+			return fail(fmt.Errorf("kit: socket activation: %d sockets passed (LISTEN_FDS), want at most 2: the main listener and the admin one", len(files)))
 		}
 	}
 	if admin != nil && cfg.AdminToken == "" && !cfg.AdminInsecure && !isLoopback(admin.Addr().String()) {
-		closeAll(main, admin)
-		return nil, nil, fmt.Errorf("kit: socket activation: admin socket %s beyond loopback needs KIT_ADMIN_TOKEN (or KIT_ADMIN_INSECURE=true)", admin.Addr())
+		return fail(fmt.Errorf("kit: socket activation: admin socket %s beyond loopback needs KIT_ADMIN_TOKEN (or KIT_ADMIN_INSECURE=true)", admin.Addr()))
 	}
 	return main, admin, nil
 }
