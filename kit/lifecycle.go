@@ -188,7 +188,7 @@ func (s *Server) shutdown(cause error, reason string) error {
 	defer cancel()
 	if d, ok := ctx.Deadline(); ok {
 		// Each of the three that follow gets at least closeGrace.
-		s.notify.stage("closing the HTTP client, flushing traces, closing the admin listener", time.Until(d)+3*closeGrace)
+		s.notify.stage("closing the HTTP client, flushing traces, closing the admin listener", addSat(time.Until(d), 3*closeGrace))
 	}
 	step = time.Now()
 	if made, err := s.closeHTTPClient(ctx); err != nil {
@@ -229,11 +229,12 @@ func (s *Server) shutdown(cause error, reason string) error {
 // shutdownBound is the longest a shutdown takes (README "Shutdown, step
 // by step"): the drain delay when drain is set, the calls' timeout and a
 // closeGrace to cut them, the background components' timeout, a closeGrace
-// for the HTTP client's calls and one for the trace flush.
+// for the HTTP client's calls and one for the trace flush; the longest
+// time.Duration when that is longer (a timeout meant as "forever").
 func (s *Server) shutdownBound(drain bool) time.Duration {
-	d := 2*s.cfg.ShutdownTimeout + 3*closeGrace
+	d := addSat(addSat(s.cfg.ShutdownTimeout, s.cfg.ShutdownTimeout), 3*closeGrace)
 	if drain {
-		d += s.cfg.DrainDelay
+		d = addSat(d, s.cfg.DrainDelay)
 	}
 	return d
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"net"
 	"os"
 	"slices"
@@ -252,7 +253,7 @@ func (n *notifier) reportCalls(bound time.Duration) (stop func()) {
 		return fmt.Sprintf("STATUS=stopping: waiting for the calls in flight: %d (up to %s)", calls, bound)
 	}
 	shown := n.calls.Load()
-	n.send(status(shown), extend(bound+closeGrace))
+	n.send(status(shown), extend(addSat(bound, closeGrace)))
 	quit, exited := make(chan struct{}), make(chan struct{})
 	go func() {
 		defer close(exited)
@@ -290,8 +291,19 @@ func (n *notifier) complete(clean bool) {
 	close(n.done)
 }
 
+// extend returns the EXTEND_TIMEOUT_USEC line for a stage that may take d.
 func extend(d time.Duration) string {
-	return "EXTEND_TIMEOUT_USEC=" + strconv.FormatInt((d+extendMargin).Microseconds(), 10)
+	return "EXTEND_TIMEOUT_USEC=" + strconv.FormatInt(addSat(d, extendMargin).Microseconds(), 10)
+}
+
+// addSat returns a+b, two durations not negative, or the longest
+// time.Duration when the sum does not fit: a wrapped sum would be a
+// negative EXTEND_TIMEOUT_USEC, which systemd ignores.
+func addSat(a, b time.Duration) time.Duration {
+	if a > math.MaxInt64-b {
+		return math.MaxInt64
+	}
+	return a + b
 }
 
 // activatedListeners returns the listening sockets systemd passed this

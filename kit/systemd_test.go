@@ -353,3 +353,28 @@ func notifierGoroutines() string {
 	}
 	return strings.Join(found, "\n\n")
 }
+
+// TestSystemdExtendTimeoutOverflow checks that a shutdown timeout too long
+// to count twice in a time.Duration (a "forever" of 200 years) extends
+// systemd's timeout by the most it can say, not by a negative number,
+// which systemd refuses.
+func TestSystemdExtendTimeoutOverflow(t *testing.T) {
+	msgs := notifySocket(t, false)
+	srv := kittest.NewServer(t, kit.Config{ShutdownTimeout: 200 * 365 * 24 * time.Hour, DrainDelay: time.Millisecond}, nil)
+	if m := recv(t, msgs); !strings.HasPrefix(m, "READY=1\n") {
+		t.Fatalf("message %q, want READY=1", m)
+	}
+	if err := srv.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	for m := recv(t, msgs); m != "STATUS=shutdown complete"; m = recv(t, msgs) {
+		for _, line := range strings.Split(m, "\n") {
+			if v, ok := strings.CutPrefix(line, "EXTEND_TIMEOUT_USEC="); ok {
+				usec, err := strconv.ParseUint(v, 10, 64)
+				if err != nil || strings.HasPrefix(m, "STOPPING=1\n") && usec < uint64(200*365*24*time.Hour/time.Microsecond) {
+					t.Errorf("message %q: EXTEND_TIMEOUT_USEC not a count of µs (of the whole shutdown's bound, for STOPPING=1)", m)
+				}
+			}
+		}
+	}
+}
