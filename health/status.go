@@ -6,9 +6,10 @@ import "context"
 // (sharing the runs already in flight), and reports whether the whole
 // server ("") is SERVING, the status for which [Checker.ReadyHandler]
 // answers 200. When it is not, failing names the critical readiness checks
-// that fail or have not passed yet, sorted; it is empty once
-// [Checker.Shutdown] was called, which alone makes the server NOT_SERVING.
-// It returns when every check has a result or ctx is done, whichever comes
+// that fail or have not passed yet, sorted. Once [Checker.Shutdown] was
+// called, the server is NOT_SERVING whatever failing holds (empty when
+// every check passed; the on-probe checks no longer run, so their last
+// results count). It returns when every check has a result or ctx is done, whichever comes
 // first; a check still running then counts by its previous result.
 func (h *Checker) Ready(ctx context.Context) (serving bool, failing []string) {
 	return h.probeStatus(ctx, scope{})

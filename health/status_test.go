@@ -62,4 +62,10 @@ func TestReadyAndLive(t *testing.T) {
 	check("Ready after Shutdown", serving, failing, false)
 	live, failing = h.Live(ctx)
 	check("Live after Shutdown", live, failing, true)
+
+	// Once shut down, the checks run no more: failing names those whose
+	// last result failed.
+	events.Report(errors.New("lagging"))
+	serving, failing = h.Ready(ctx)
+	check("Ready after Shutdown, a check failing", serving, failing, false, "events")
 }
