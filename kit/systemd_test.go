@@ -378,3 +378,33 @@ func TestSystemdExtendTimeoutOverflow(t *testing.T) {
 		}
 	}
 }
+
+// TestSystemdNotifyUnset checks that without NOTIFY_SOCKET no goroutine
+// of the notifier runs, while one does for a server told to notify.
+func TestSystemdNotifyUnset(t *testing.T) {
+	notifySocket(t, false)
+	t.Setenv("WATCHDOG_USEC", "10000000")
+	t.Setenv("WATCHDOG_PID", strconv.Itoa(os.Getpid()))
+	told := kittest.NewServer(t, kit.Config{}, nil)
+	for deadline := time.Now().Add(time.Minute); notifierGoroutines() == ""; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("no goroutine of the notifier runs for a server with a watchdog")
+		}
+	}
+	if err := told.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(time.Minute); notifierGoroutines() != ""; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the notifier's goroutines still run a minute after the shutdown:\n%s", notifierGoroutines())
+		}
+	}
+	t.Setenv("NOTIFY_SOCKET", "")
+	srv := kittest.NewServer(t, kit.Config{}, nil)
+	if _, err := srv.HTTP1Client().Get(srv.URL + "/"); err != nil {
+		t.Fatal(err)
+	}
+	if g := notifierGoroutines(); g != "" {
+		t.Errorf("without NOTIFY_SOCKET, goroutines of the notifier run:\n%s", g)
+	}
+}
