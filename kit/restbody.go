@@ -209,8 +209,8 @@ func transcodedBody(service protoreflect.ServiceDescriptor, h http.Handler) http
 			q = wholeQuery(raw)
 			ok = q != nil
 		}
-		if p := patches[r.URL.Path]; p != nil {
-			if mask, fill := p.held(r.Context()); fill {
+		if b := patchBodyOf(r.Context()); b != nil {
+			if mask, fill := patches[r.URL.Path].held(b); fill {
 				q, ok = append(q[:len(q):len(q)], mask), true
 			}
 		}

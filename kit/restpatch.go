@@ -84,10 +84,12 @@ func patchMaskOf(md protoreflect.MethodDescriptor) *patchMask {
 }
 
 // patchBody is the body of a PATCH, as the client sent it, kept while
-// vanguard reads it (see [keepPatchBody]).
+// vanguard reads it (see [keepPatchBody]) until the mask is made of it or
+// the call's route is known to need none.
 type patchBody struct {
 	io.ReadCloser
 	sent     bytes.Buffer
+	dropped  bool   // the copy was let go: reads are no longer kept
 	gzipped  bool   // sent with Content-Encoding: gzip
 	query    string // the call's query, escaped
 	maxBytes int64  // the most the body inflates to: vanguard's limit
@@ -95,16 +97,31 @@ type patchBody struct {
 
 func (b *patchBody) Read(p []byte) (int, error) {
 	n, err := b.ReadCloser.Read(p)
-	b.sent.Write(p[:n])
+	if !b.dropped {
+		b.sent.Write(p[:n])
+	}
 	return n, err
+}
+
+// drop lets the copy go, to be collected while the call runs on, and
+// keeps no more of what is read. Its reads and drop are the handler's
+// goroutine's: vanguard calls the handler, which reads the body.
+func (b *patchBody) drop() {
+	b.dropped = true
+	b.sent = bytes.Buffer{}
 }
 
 type patchBodyKey struct{}
 
 // keepPatchBody gives c, vanguard's copy of r, a PATCH with a body, a body
 // that keeps what vanguard reads of it, for [patchMask.held]: the body is
-// bounded by MaxRequestBytes already (see [restRoutes.bound]); it is kept
-// until the call ends. A gzipped body inflates to at most maxBytes,
+// bounded by MaxRequestBytes already (see [restRoutes.bound]). Which route
+// the call takes is vanguard's to find, and it says so only when it calls
+// the method's handler, with the procedure as the path: that is before it
+// reads the body (it decodes it as the handler reads), so
+// [transcodedBody] drops the copy there, before anything was kept, for a
+// method whose PATCH fills no mask, and [patchMask.held] once the mask is
+// made. A gzipped body inflates to at most maxBytes,
 // vanguard's message limit, which it decoded within: bounded at
 // MaxRequestBytes here, a body that vanguard took (whitespace, long JSON
 // names) was refused as "unexpected EOF", 400.
@@ -115,13 +132,20 @@ func keepPatchBody(c, r *http.Request, maxBytes int64) *http.Request {
 	return c
 }
 
+// patchBodyOf returns the body [keepPatchBody] kept in ctx, or nil.
+func patchBodyOf(ctx context.Context) *patchBody {
+	b, _ := ctx.Value(patchBodyKey{}).(*patchBody)
+	return b
+}
+
 // held returns the held query parameter (see [heldQuery.apply]) that sets
-// p's mask from the body of the PATCH whose context is ctx, or false when
-// the call is no PATCH or its query names the mask (?update_mask=…, even
-// empty: the client's mask is the client's).
-func (p *patchMask) held(ctx context.Context) (heldParam, bool) {
-	b, ok := ctx.Value(patchBodyKey{}).(*patchBody)
-	if !ok {
+// p's mask from b, a PATCH's body, or false, having let b's copy go, when
+// p is nil (the call's method fills no mask) or the call's query names
+// the mask (?update_mask=…, even empty: the client's mask is the
+// client's). The parameter lets the copy go once it made the mask.
+func (p *patchMask) held(b *patchBody) (heldParam, bool) {
+	if p == nil {
+		b.drop()
 		return heldParam{}, false
 	}
 	for pair := range strings.SplitSeq(b.query, "&") {
@@ -129,10 +153,12 @@ func (p *patchMask) held(ctx context.Context) (heldParam, bool) {
 		name, _ = url.QueryUnescape(name)
 		name, _, _ = strings.Cut(name, ".")
 		if name != "" && (name == string(p.mask.Name()) || name == p.mask.JSONName()) {
+			b.drop()
 			return heldParam{}, false
 		}
 	}
 	return heldParam{name: string(p.mask.Name()), mask: func() ([]string, error) {
+		defer b.drop()
 		var body io.Reader = &b.sent
 		if b.gzipped {
 			z, err := gzip.NewReader(body)
