@@ -249,8 +249,11 @@ func TestRESTUnknownPaths(t *testing.T) {
 			body404: `{"code":5,"message":"no route matches \"PATCH\" \"/v1/nothing\"","details":[]}`},
 		{name: "Connect", method: http.MethodPost, path: "/v1/ping", body: "{}",
 			header: http.Header{"Connect-Protocol-Version": {"1"}}, status: http.StatusNotFound, body404: `"unimplemented"`},
-		{name: "two content types", method: http.MethodPost, path: "/v1/nothing", body: "{}",
+		{name: "two content types", method: http.MethodPost, path: "/other.v1.Service/Ping", body: "{}",
 			header: http.Header{"Content-Type": {"application/json", "application/json"}}, status: http.StatusNotFound, body404: `"unimplemented"`},
+		{name: "two content types, no procedure's path", method: http.MethodPost, path: "/v1/nothing", body: "{}",
+			header: http.Header{"Content-Type": {"application/json", "application/json"}}, status: http.StatusNotFound,
+			body404: `{"code":5,"message":"no route matches \"POST\" \"/v1/nothing\"","details":[]}`},
 		{name: "other method", method: http.MethodDelete, path: "/v1/ping/1", status: http.StatusMethodNotAllowed},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -966,7 +969,8 @@ func TestRESTTranscodingPanicIsInternal(t *testing.T) {
 // A REST request to a path that is not clean ("//", a "." or ".."
 // segment) gets 404, google.rpc.Status JSON naming the path and its clean
 // form, as grpc-gateway answers it: the ServeMux redirected it, 307 with an
-// HTML body. What may be a Connect call (a POST of JSON), a path of
+// HTML body. What may be a Connect call (a POST of JSON whose clean path
+// is a procedure's, see TestRESTUnknownPostPaths), a path of
 // another handler mounted beside the services, and any path when a
 // handler is mounted at "/", keep the ServeMux's redirect.
 func TestRESTUncleanPaths(t *testing.T) {
@@ -994,7 +998,8 @@ func TestRESTUncleanPaths(t *testing.T) {
 		{name: "dot dot", method: http.MethodDelete, path: "/v1/x/../ping/1", status: http.StatusNotFound, clean: "/v1/ping/1"},
 		{name: "PATCH", method: http.MethodPatch, path: "/v1//ping/1", body: `{}`, status: http.StatusNotFound, clean: "/v1/ping/1"},
 		{name: "trailing slash kept", method: http.MethodGet, path: "/v1//nothing/", status: http.StatusNotFound, clean: "/v1/nothing/"},
-		{name: "POST of JSON", method: http.MethodPost, path: "/v1//ping", body: `{}`, status: http.StatusTemporaryRedirect},
+		{name: "POST of JSON", method: http.MethodPost, path: "/v1//ping", body: `{}`, status: http.StatusNotFound, clean: "/v1/ping"},
+		{name: "POST of JSON to a procedure's path", method: http.MethodPost, path: "//other.v1.Service/Ping", body: `{}`, status: http.StatusTemporaryRedirect},
 		{name: "another handler's path", method: http.MethodGet, path: "//healthz", status: http.StatusTemporaryRedirect},
 		{name: "a root handler", method: http.MethodGet, path: "/v1//ping/1", root: true, status: http.StatusTemporaryRedirect},
 	} {

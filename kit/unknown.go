@@ -11,6 +11,7 @@ import (
 
 	"connectrpc.com/connect"
 	"github.com/prometheus/client_golang/prometheus"
+	"google.golang.org/protobuf/reflect/protoreflect"
 )
 
 // unknownPaths answers the requests that no mounted handler's path matches.
@@ -104,9 +105,31 @@ func uncleanPath(p string) bool {
 
 // restLike says whether r, to a path nothing serves, is no RPC: not
 // gRPC's or gRPC-Web's, nor what [unimplemented] takes for a Connect call.
+// A POST of JSON or protobuf without Connect's header or content type,
+// which a unary Connect call may be, is one only at a path a procedure
+// could have (see [procedurePath]; the clean one, where the ServeMux
+// redirects): kit mounts a service at "/<service>/", so `POST
+// /v1/things` or `/v1/things:create` is a REST request, whose 404 is a
+// google.rpc.Status.
 func restLike(r *http.Request) bool {
 	kind := strings.ToLower(strings.TrimSpace(r.Header.Get("Content-Type")))
-	return !strings.HasPrefix(kind, "application/grpc") && !connectRequest(r, kind)
+	if strings.HasPrefix(kind, "application/grpc") {
+		return false
+	}
+	if r.Method == http.MethodPost && r.Header.Get("Connect-Protocol-Version") == "" &&
+		!strings.HasPrefix(kind, "application/connect+") && !procedurePath(cleanPath(r.URL.Path)) {
+		return true
+	}
+	return !connectRequest(r, kind)
+}
+
+// procedurePath says whether p is the path of a procedure, as connect
+// names them: "/<service>/<method>", the service's full name with a
+// package (at least one dot) and the method's name.
+func procedurePath(p string) bool {
+	service, method, ok := strings.Cut(strings.TrimPrefix(p, "/"), "/")
+	return ok && strings.HasPrefix(p, "/") && strings.Contains(service, ".") &&
+		protoreflect.FullName(service).IsValid() && protoreflect.Name(method).IsValid()
 }
 
 // restNotFound answers 404 NotFound, as google.rpc.Status JSON whose
