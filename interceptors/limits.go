@@ -133,9 +133,11 @@ type limitOption func(*limitConfig)
 func (o limitOption) applyToLimit(c *limitConfig) { o(c) }
 
 // WithExemptProcedures exempts from [RateLimit] and [MaxInFlight] the
-// procedures that procedures name. Each names a whole service, by the prefix of
-// its procedures ("/acme.v1.AdminService/", or "/acme.v1." for a package), or
-// one method ("/acme.v1.Uploads/Put": that method alone, not PutMany). The gRPC
+// procedures that procedures name. Each names one method ("/acme.v1.Uploads/Put":
+// that method alone, not PutMany), a whole service ("/acme.v1.AdminService/",
+// or "/acme.v1.AdminService" without the slash: that service alone, not
+// "/acme.v1.AdminServiceV2/"), or a package by the prefix of its procedures,
+// ending in "." ("/acme.v1."). The gRPC
 // health service, reflection and pubsub deliveries are always exempt. Repeated
 // options add up.
 func WithExemptProcedures(procedures ...string) LimitOption {

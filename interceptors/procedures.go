@@ -14,12 +14,14 @@ import (
 // the chain, on servers and clients alike: what go-kit does by wrapping one
 // endpoint in a middleware. connect-go gives a handler's options to every
 // procedure of its service, and generated code takes no options per
-// method. Each name is a whole service, by the prefix of its procedures
-// ("/acme.v1.Orders/", or "/acme.v1." for a package), or one method
-// ("/acme.v1.Orders/Create", which names that method alone, not
-// CreateMany), as [WithExemptProcedures] reads them; the generated
-// constants (ordersv1connect.OrdersServiceCreateOrderProcedure) are such
-// names. A rate limit on one method only:
+// method. Each name is one method ("/acme.v1.Orders/Create", which names
+// that method alone, not CreateMany), a whole service ("/acme.v1.Orders/",
+// or "/acme.v1.Orders" without the slash, so "/" +
+// ordersv1connect.OrdersServiceName: that service alone, not
+// "/acme.v1.OrdersAdmin/"), or a package by the prefix of its procedures,
+// ending in "." ("/acme.v1."), as [WithExemptProcedures] reads them; the
+// generated constants (ordersv1connect.OrdersServiceCreateOrderProcedure)
+// are such names. A rate limit on one method only:
 //
 //	limit := interceptors.ForProcedures(interceptors.RateLimit(10, 5),
 //		ordersv1connect.OrdersServiceCreateOrderProcedure)
@@ -78,18 +80,24 @@ func (f *forProcedures) WrapStreamingHandler(next connect.StreamingHandlerFunc) 
 // procedureSet holds procedures named as [ForProcedures] and
 // [WithExemptProcedures] take them.
 type procedureSet struct {
-	prefixes []string // services and packages, by the prefix of their procedures
+	prefixes []string // services ("/pkg.Service/") and packages ("/pkg."), by the prefix of their procedures
 	methods  []string // single methods, whole procedures
 }
 
 func newProcedureSet(names []string) procedureSet {
 	var s procedureSet
 	for _, p := range names {
-		// "/pkg.Service/Method" names one procedure: as a prefix it would
-		// also match "/pkg.Service/MethodMany".
-		if i := strings.LastIndexByte(p, '/'); i > 0 && i < len(p)-1 {
+		switch i := strings.LastIndexByte(p, '/'); {
+		case i > 0 && i < len(p)-1:
+			// "/pkg.Service/Method" names one procedure: as a prefix it
+			// would also match "/pkg.Service/MethodMany".
 			s.methods = append(s.methods, p)
-		} else {
+		case i == 0 && !strings.HasSuffix(p, "."):
+			// "/pkg.Service" ("/" + the generated ServiceName) names that
+			// service: as a prefix it would also match
+			// "/pkg.ServiceAdmin/Method".
+			s.prefixes = append(s.prefixes, p+"/")
+		default:
 			s.prefixes = append(s.prefixes, p)
 		}
 	}
