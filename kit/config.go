@@ -124,13 +124,15 @@ type Config struct {
 	// own connect error of code Unknown), then their connections
 	// are closed, all within one more second. Background
 	// components ([Server.Go]) are stopped after the calls
-	// and get as long again, from then. KIT_SHUTDOWN_TIMEOUT, default 15s.
+	// and get as long again, from then. KIT_SHUTDOWN_TIMEOUT, default 15s,
+	// at most 1h.
 	ShutdownTimeout time.Duration
 	// DrainDelay is how long the server keeps serving after it reports
 	// NOT_SERVING at shutdown, so load balancers stop sending it traffic
 	// before it stops accepting. A shutdown that a failed background
 	// component ([Server.Go]) causes skips it. KIT_DRAIN_DELAY, default 0
-	// (set it to a few seconds behind a load balancer or in Kubernetes).
+	// (set it to a few seconds behind a load balancer or in Kubernetes),
+	// at most 1h.
 	DrainDelay time.Duration
 
 	// CallTimeout is the deadline of unary calls whose caller set none;
@@ -270,6 +272,17 @@ const (
 	DefaultMaxMessageBytes      = 4 << 20
 	DefaultMaxHeaderBytes       = 64 << 10
 	DefaultMaxConcurrentStreams = 250
+)
+
+// Bounds of Config.ShutdownTimeout and Config.DrainDelay, which a
+// shutdown waits out in full (the drain delay, then each call and each
+// background component up to the shutdown timeout): past them a shutdown
+// would outlast any orchestrator's grace period (AWS ALB's longest
+// deregistration delay is an hour), and the sum could overflow a
+// time.Duration.
+const (
+	maxShutdownTimeout = time.Hour
+	maxDrainDelay      = time.Hour
 )
 
 // AdminOff is the [Config.AdminAddr] that disables the admin listener.

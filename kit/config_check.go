@@ -91,19 +91,22 @@ func (c Config) Validate() error {
 	}
 	for _, d := range []struct {
 		field, env string
-		value      time.Duration
+		value, max time.Duration // max 0: no bound
 	}{
-		{"ReadHeaderTimeout", "KIT_READ_HEADER_TIMEOUT", c.ReadHeaderTimeout},
-		{"IdleTimeout", "KIT_IDLE_TIMEOUT", c.IdleTimeout},
-		{"MaxConnectionAge", "KIT_MAX_CONNECTION_AGE", c.MaxConnectionAge},
-		{"ShutdownTimeout", "KIT_SHUTDOWN_TIMEOUT", c.ShutdownTimeout},
-		{"DrainDelay", "KIT_DRAIN_DELAY", c.DrainDelay},
-		{"HTTPClient.DialTimeout", "KIT_CLIENT_DIAL_TIMEOUT", c.HTTPClient.DialTimeout},
-		{"HTTPClient.ResolveInterval", "KIT_CLIENT_RESOLVE_INTERVAL", c.HTTPClient.ResolveInterval},
-		{"HTTPClient.IdleTimeout", "KIT_CLIENT_IDLE_TIMEOUT", c.HTTPClient.IdleTimeout},
+		{"ReadHeaderTimeout", "KIT_READ_HEADER_TIMEOUT", c.ReadHeaderTimeout, 0},
+		{"IdleTimeout", "KIT_IDLE_TIMEOUT", c.IdleTimeout, 0},
+		{"MaxConnectionAge", "KIT_MAX_CONNECTION_AGE", c.MaxConnectionAge, 0},
+		{"ShutdownTimeout", "KIT_SHUTDOWN_TIMEOUT", c.ShutdownTimeout, maxShutdownTimeout},
+		{"DrainDelay", "KIT_DRAIN_DELAY", c.DrainDelay, maxDrainDelay},
+		{"HTTPClient.DialTimeout", "KIT_CLIENT_DIAL_TIMEOUT", c.HTTPClient.DialTimeout, 0},
+		{"HTTPClient.ResolveInterval", "KIT_CLIENT_RESOLVE_INTERVAL", c.HTTPClient.ResolveInterval, 0},
+		{"HTTPClient.IdleTimeout", "KIT_CLIENT_IDLE_TIMEOUT", c.HTTPClient.IdleTimeout, 0},
 	} {
-		if d.value < 0 {
+		switch {
+		case d.value < 0:
 			bad(d.field, d.env, d.value, "must not be negative")
+		case d.max > 0 && d.value > d.max:
+			bad(d.field, d.env, d.value, fmt.Sprintf("exceeds %s: a shutdown waits the drain delay, then up to twice the shutdown timeout, and an orchestrator kills the process once its grace period (Kubernetes' terminationGracePeriodSeconds, default 30s) is over", d.max))
 		}
 	}
 	if c.CallTimeout > 0 && c.MaxCallTimeout > 0 && c.CallTimeout > c.MaxCallTimeout {

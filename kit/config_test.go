@@ -78,6 +78,8 @@ func TestConfigRejectsEachInvalidSetting(t *testing.T) {
 		{name: "bad duration", env: map[string]string{"KIT_SHUTDOWN_TIMEOUT": "15"}, want: []string{`KIT_SHUTDOWN_TIMEOUT="15"`, "duration"}},
 		{name: "bad timeout", env: map[string]string{"KIT_STREAM_TIMEOUT": "forever"}, want: []string{`KIT_STREAM_TIMEOUT="forever"`, `"off"`}},
 		{name: "negative duration", env: map[string]string{"KIT_DRAIN_DELAY": "-1s"}, want: []string{"KIT_DRAIN_DELAY", "negative"}},
+		{name: "drain delay of years", env: map[string]string{"KIT_DRAIN_DELAY": "2562047h"}, want: []string{`DrainDelay (KIT_DRAIN_DELAY) "2562047h0m0s"`, "exceeds 1h0m0s"}},
+		{name: "shutdown timeout of years", env: map[string]string{"KIT_SHUTDOWN_TIMEOUT": "2562047h"}, want: []string{`ShutdownTimeout (KIT_SHUTDOWN_TIMEOUT) "2562047h0m0s"`, "exceeds 1h0m0s"}},
 		{name: "negative connection age", env: map[string]string{"KIT_MAX_CONNECTION_AGE": "-30m"}, want: []string{"KIT_MAX_CONNECTION_AGE", "negative"}},
 		{name: "default above max", env: map[string]string{"KIT_CALL_TIMEOUT": "10m"}, want: []string{"KIT_CALL_TIMEOUT", "KIT_MAX_CALL_TIMEOUT"}},
 		{name: "bad size", env: map[string]string{"KIT_MAX_REQUEST_BYTES": "4MB"}, want: []string{`KIT_MAX_REQUEST_BYTES="4MB"`, "size"}},
