@@ -75,7 +75,9 @@ type Config struct {
 	// (NATS_SYNC_INTERVAL). A message is acknowledged to its publisher once
 	// written to the operating system, so a process crash loses nothing, but
 	// an operating system crash or power loss can lose the messages of the
-	// last SyncInterval. Default 2m, nats-server's own. Ignored with URL.
+	// last SyncInterval. At least 1s (nats-server panics under 2ns, and
+	// fsyncs every store constantly above: NATS_SYNC_ALWAYS is the setting
+	// for that). Default 2m, nats-server's own. Ignored with URL.
 	SyncInterval time.Duration
 	// SyncAlways makes the embedded server fsync every write before
 	// acknowledging it (NATS_SYNC_ALWAYS=true): nothing acknowledged is lost
@@ -118,6 +120,8 @@ type Config struct {
 	// MaxAckPending is the most messages a subscription may have delivered
 	// and not yet acknowledged, across its instances, including failed
 	// messages waiting for their retry (NATS_MAX_ACK_PENDING). Default 10000.
+	// No upper bound, as nats-server has none: nothing is sized by it, and
+	// an account's limit, which only the server knows, fails Subscribe.
 	MaxAckPending int
 	// PullExpiry is how long each pull request of a subscription's consumer
 	// lasts before the client makes a new one (NATS_PULL_EXPIRY); at least
@@ -141,7 +145,10 @@ type Config struct {
 	// a verdict.
 	ReplayInactiveThreshold time.Duration
 	// DeadLetterStream names the stream of dead letters
-	// (NATS_DEAD_LETTER_STREAM). Default "PUBSUB_DEAD_LETTERS". The
+	// (NATS_DEAD_LETTER_STREAM). Default "PUBSUB_DEAD_LETTERS". Dead
+	// letters cannot be turned off, which would drop the messages that
+	// used up their attempts: "off", "none" and the like are refused, not
+	// taken for a stream's name. The
 	// services of a NATS system share it: the broker whose dead letter
 	// creates it gives it its Replicas and DuplicateWindow, and no broker
 	// changes those of an existing one.
@@ -367,6 +374,11 @@ func (c Config) Validate() error {
 		// (1ms): a typo of "30s", not a timeout.
 		bad("PublishTimeout", "NATS_PUBLISH_TIMEOUT", c.PublishTimeout, fmt.Sprintf("must be at least %v (or 0 for the default, %v)", minPublishTimeout, DefaultPublishTimeout))
 	}
+	if c.SyncInterval > 0 && c.SyncInterval < time.Second {
+		// Under 2ns nats-server panics creating a stream (rand.Int64N(0)
+		// in fileStore.setSyncTimer).
+		bad("SyncInterval", "NATS_SYNC_INTERVAL", c.SyncInterval, fmt.Sprintf("must be at least 1s (or 0 for the default, %v; NATS_SYNC_ALWAYS=true fsyncs every write)", DefaultSyncInterval))
+	}
 	if c.PullExpiry != 0 && c.PullExpiry < time.Second {
 		bad("PullExpiry", "NATS_PULL_EXPIRY", c.PullExpiry, fmt.Sprintf("must be at least 1s (or 0 for the default, %v)", DefaultPullExpiry))
 	}
@@ -397,6 +409,9 @@ func (c Config) validateStreams(bad func(field, env string, value any, why strin
 			"must not exceed MaxAge (NATS_MAX_AGE) %q: a stream remembers ids no longer than it keeps messages", d.MaxAge.String()))
 	}
 	switch {
+	case slices.Contains([]string{"off", "none", "no", "false", "0", "disabled", "disable"}, strings.ToLower(c.DeadLetterStream)):
+		bad("DeadLetterStream", "NATS_DEAD_LETTER_STREAM", c.DeadLetterStream,
+			"dead letters cannot be turned off (the messages that used up their attempts would be lost): name a stream, or leave it unset for "+DefaultDeadLetterStream)
 	case strings.ContainsAny(c.DeadLetterStream, " \t\r\n\f.*>/\\"):
 		bad("DeadLetterStream", "NATS_DEAD_LETTER_STREAM", c.DeadLetterStream, "a stream name has no '.', '*', '>', spaces or slashes")
 	case len(c.DeadLetterStream) > 255:

@@ -108,6 +108,11 @@ func TestConfigValidate(t *testing.T) {
 		"password with a comma":             {Config{URL: "nats://u:p,q@a"}, `URL (NATS_URL) "nats://u:xxxxx@a": not a comma-separated list`},
 		"token with a comma":                {Config{URL: "nats://a, nats://p,q@a"}, `URL (NATS_URL) "nats://a, nats://xxxxx@a": not a comma-separated list`},
 		"dotted stream":                     {Config{DeadLetterStream: "dead.letters"}, `DeadLetterStream (NATS_DEAD_LETTER_STREAM) "dead.letters"`},
+		"dead letters off":                  {Config{DeadLetterStream: "off"}, `DeadLetterStream (NATS_DEAD_LETTER_STREAM) "off": dead letters cannot be turned off`},
+		"dead letters none":                 {Config{DeadLetterStream: "None"}, `DeadLetterStream (NATS_DEAD_LETTER_STREAM) "None": dead letters cannot be turned off`},
+		"dead letters in a stream of yours": {Config{DeadLetterStream: "ORDERS_DLQ"}, ""},
+		"sync every nanosecond":             {Config{SyncInterval: time.Nanosecond}, `SyncInterval (NATS_SYNC_INTERVAL) "1ns": must be at least 1s`},
+		"sync every second":                 {Config{SyncInterval: time.Second}, ""},
 		"every error": {Config{PublishWindow: -1, MaxAckPending: -2},
 			"PublishWindow (NATS_PUBLISH_WINDOW) \"-1\": must not be negative\nMaxAckPending (NATS_MAX_ACK_PENDING) \"-2\""},
 	} {
