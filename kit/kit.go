@@ -38,6 +38,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -179,6 +180,10 @@ func newServer(cfg Config, opts []Option) (*Server, error) {
 		return s, err
 	}
 	if s.conns, err = newConnMetrics(s.registry); err != nil {
+		return s, err
+	}
+	bi, ok := debug.ReadBuildInfo()
+	if err = registerBuildInfo(s.registry, bi, ok); err != nil {
 		return s, err
 	}
 	s.health = health.New(health.WithLogger(s.logger))

@@ -360,11 +360,11 @@ func (s *Server) logConfig(cfg Config) {
 const modulePath = "github.com/connectkit/connectkit"
 
 // kitVersion returns the version of connectkit that bi says the program
-// was built with, for the "config" line (go_build_info names only the main
-// module's): a tag or pseudo-version, "(devel)" for connectkit's own
-// binaries built from a checkout, and for a replaced module its version
-// and what replaced it ("v1.2.0 => ../connectkit"), as go version -m
-// shows it; "" when bi does not know.
+// was built with, for the "config" line and kit_build_info (go_build_info
+// names only the main module's): a tag or pseudo-version, "(devel)" for
+// connectkit's own binaries built from a checkout, and for a replaced
+// module its version and what replaced it ("v1.2.0 => ../connectkit"), as
+// go version -m shows it; "" when bi does not know.
 func kitVersion(bi *debug.BuildInfo, ok bool) string {
 	if !ok || bi == nil {
 		return ""
