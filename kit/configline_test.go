@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"maps"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -140,6 +141,37 @@ func TestConfigLineNamesTheLevelOfWithLogLevel(t *testing.T) {
 			}
 			if !found {
 				t.Errorf("no config line; log:\n%s", logs.String())
+			}
+		})
+	}
+}
+
+// TestBothCallTimeoutsOffWarns: with KIT_CALL_TIMEOUT and
+// KIT_MAX_CALL_TIMEOUT both off nothing bounds a call whose client sets no
+// deadline (nor its request body), which New says at warn; one of them on
+// bounds it, and New says nothing.
+func TestBothCallTimeoutsOffWarns(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name      string
+		call, max time.Duration
+		warn      bool
+	}{
+		{"both off", kit.NoTimeout, kit.NoTimeout, true},
+		{"call timeout off, cap on", kit.NoTimeout, 0, false},
+		{"cap off, call timeout on", 0, kit.NoTimeout, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			var logs syncBuffer
+			cfg := kit.Config{Addr: "127.0.0.1:0", AdminAddr: "off", CallTimeout: tc.call, MaxCallTimeout: tc.max}
+			logger := slog.New(slog.NewJSONHandler(&logs, nil))
+			if _, err := kit.New(cfg, kit.WithLogger(logger)); err != nil {
+				t.Fatal(err)
+			}
+			warned := strings.Contains(logs.String(), `"level":"WARN","msg":"kit: calls whose client sets no deadline run until their handler returns`)
+			if warned != tc.warn {
+				t.Errorf("warned %v, want %v; log:\n%s", warned, tc.warn, logs.String())
 			}
 		})
 	}

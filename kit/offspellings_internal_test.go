@@ -54,6 +54,8 @@ func TestOffSpellings(t *testing.T) {
 		{"KIT_CALL_TIMEOUT", "0", func(c Config) bool { return c.CallTimeout == NoTimeout }, ""},
 		{"KIT_MAX_CALL_TIMEOUT", "0s", func(c Config) bool { return c.MaxCallTimeout == NoTimeout }, ""},
 		{"KIT_STREAM_TIMEOUT", "off", func(c Config) bool { return c.StreamTimeout == NoTimeout }, ""},
+		{"KIT_CALL_TIMEOUT", "-5s", nil, `KIT_CALL_TIMEOUT="-5s": a negative duration is no timeout: write "off" (or 0) for none`},
+		{"KIT_STREAM_TIMEOUT", "-1ns", nil, "a negative duration is no timeout"},
 		{"KIT_CALL_TIMEOUT", "none", nil, `KIT_CALL_TIMEOUT="none": want a duration such as "500ms", "15s" or "2m", or "off" (or 0)`},
 		{"KIT_MAX_REQUEST_BYTES", "0", nil, `KIT_MAX_REQUEST_BYTES="0": 0 is no value of this setting, which cannot be turned off: leave it unset for its default, 4MiB`},
 		{"KIT_SHUTDOWN_TIMEOUT", "0s", nil, `KIT_SHUTDOWN_TIMEOUT="0s": 0 is no value of this setting, which cannot be turned off: leave it unset for its default, 15s`},

@@ -284,6 +284,11 @@ func timeoutOf(env, usage string, ptr func(*Config) *time.Duration) setting {
 		if err := parse(c, v); err != nil {
 			return errors.New(`want a duration such as "500ms", "15s" or "2m", or "off" (or 0)`)
 		}
+		if *ptr(c) < 0 {
+			// A Config's negative timeout is NoTimeout, but "-5s" in the
+			// environment is more likely a typo than a way to say off.
+			return errors.New(`a negative duration is no timeout: write "off" (or 0) for none`)
+		}
 		if *ptr(c) == 0 {
 			*ptr(c) = NoTimeout
 		}
@@ -354,6 +359,9 @@ func (s *Server) logConfig(cfg Config) {
 	}
 	attrs = append(attrs, slog.Attr{Key: "settings", Value: slog.GroupValue(changedSettings(cfg)...)})
 	s.logger.LogAttrs(context.Background(), slog.LevelInfo, "config", attrs...)
+	if cfg.CallTimeout < 0 && cfg.MaxCallTimeout < 0 {
+		s.logger.Warn("kit: calls whose client sets no deadline run until their handler returns, and their request bodies may take as long: KIT_CALL_TIMEOUT and KIT_MAX_CALL_TIMEOUT are both off")
+	}
 }
 
 // modulePath is connectkit's module, whose version the "config" line names.
