@@ -354,13 +354,15 @@ func notifierGoroutines() string {
 	return strings.Join(found, "\n\n")
 }
 
-// TestSystemdExtendTimeoutOverflow checks that a shutdown timeout too long
-// to count twice in a time.Duration (a "forever" of 200 years) extends
-// systemd's timeout by the most it can say, not by a negative number,
-// which systemd refuses.
+// TestSystemdExtendTimeoutOverflow checks that the longest shutdown
+// timeout Config takes (1h: a longer one, such as a "forever" of 200
+// years that overflowed when counted twice, is refused since 8b003ee)
+// extends systemd's timeout by a count of µs that covers the whole
+// shutdown's bound, not by a negative number, which systemd refuses.
 func TestSystemdExtendTimeoutOverflow(t *testing.T) {
 	msgs := notifySocket(t, false)
-	srv := kittest.NewServer(t, kit.Config{ShutdownTimeout: 200 * 365 * 24 * time.Hour, DrainDelay: time.Millisecond}, nil)
+	const longest = time.Hour
+	srv := kittest.NewServer(t, kit.Config{ShutdownTimeout: longest, DrainDelay: time.Millisecond}, nil)
 	if m := recv(t, msgs); !strings.HasPrefix(m, "READY=1\n") {
 		t.Fatalf("message %q, want READY=1", m)
 	}
@@ -371,7 +373,7 @@ func TestSystemdExtendTimeoutOverflow(t *testing.T) {
 		for _, line := range strings.Split(m, "\n") {
 			if v, ok := strings.CutPrefix(line, "EXTEND_TIMEOUT_USEC="); ok {
 				usec, err := strconv.ParseUint(v, 10, 64)
-				if err != nil || strings.HasPrefix(m, "STOPPING=1\n") && usec < uint64(200*365*24*time.Hour/time.Microsecond) {
+				if err != nil || strings.HasPrefix(m, "STOPPING=1\n") && usec < uint64(2*longest/time.Microsecond) {
 					t.Errorf("message %q: EXTEND_TIMEOUT_USEC not a count of µs (of the whole shutdown's bound, for STOPPING=1)", m)
 				}
 			}
