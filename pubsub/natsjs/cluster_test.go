@@ -237,3 +237,40 @@ func TestLeafNodeNoSingleReplicaWarning(t *testing.T) {
 		t.Errorf("New on a single leaf node server warned of a cluster:\n%s", logs)
 	}
 }
+
+// TestReplicasOnSingleServer: NATS_REPLICAS above 1 on a server that is
+// no cluster, where JetStream refuses every stream of more than one
+// replica (error 10074), makes New fail naming NATS_REPLICAS and the mend;
+// a broker that connected in the background logs so, and its publishes
+// fail FailedPrecondition (no retry mends it) naming NATS_REPLICAS, not
+// Unavailable with JetStream's text alone.
+func TestReplicasOnSingleServer(t *testing.T) {
+	t.Parallel()
+	const mend = "set NATS_REPLICAS to 1 or leave it unset"
+	srv := natsjs.StartTestServer(t, &server.Options{})
+	b, err := natsjs.New(t.Context(), natsjs.Config{URL: srv.ClientURL(), Replicas: 3})
+	if err == nil {
+		_ = b.Close()
+	}
+	if err == nil || !strings.Contains(err.Error(), "NATS_REPLICAS is 3") || !strings.Contains(err.Error(), "not part of a cluster") ||
+		!strings.Contains(err.Error(), mend) {
+		t.Errorf("New with NATS_REPLICAS=3 on one server = %v, want an error naming NATS_REPLICAS and %q", err, mend)
+	}
+
+	port := freePort(t)
+	late, logs := newUnconnected(t, "nats://127.0.0.1:"+strconv.Itoa(port), natsjs.Config{Replicas: 3})
+	t.Cleanup(func() { _ = late.Close() })
+	natsjs.StartTestServer(t, &server.Options{Port: port})
+	pubsubtest.WaitFor(t, "the broker to connect", func() bool { return late.Check(t.Context()) == nil })
+	pub, err := pubsub.NewPublisher[pingv1.PingRequest](late, "single.three")
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = pub.Publish(t.Context(), &pingv1.PingRequest{Number: 1})
+	if connect.CodeOf(err) != connect.CodeFailedPrecondition || !strings.Contains(fmt.Sprint(err), "(NATS_REPLICAS 3): the server is not part of a cluster; "+mend) {
+		t.Errorf("a publish with NATS_REPLICAS=3 on one server = %v, want FailedPrecondition naming NATS_REPLICAS and %q", err, mend)
+	}
+	pubsubtest.WaitFor(t, "the broker to log that it cannot create streams", func() bool {
+		return strings.Contains(logs.String(), "no stream can be created")
+	})
+}

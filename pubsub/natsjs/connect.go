@@ -264,6 +264,10 @@ func (b *Broker) connectedLate(nc *nats.Conn) {
 			b.logger.Error("natsjs: connected, but JetStream is not usable", "error", err)
 			return
 		}
+		if err := b.notClusteredError(nc); err != nil { // New would have refused it; its publishes fail so
+			b.logger.Error("natsjs: connected, but no stream can be created", "error", err)
+			return
+		}
 		b.warnSingleReplica(nc)
 	}()
 }

@@ -261,6 +261,10 @@ func New(ctx context.Context, cfg Config, opts ...Option) (*Broker, error) {
 		b.logger.Info("natsjs: connected", "url", redactURLs(nc.ConnectedUrl()))
 	}
 
+	if err := b.notClusteredError(nc); err != nil {
+		_ = b.Close()
+		return nil, err
+	}
 	b.warnSingleReplica(nc)
 	return b, nil
 }
