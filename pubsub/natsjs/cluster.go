@@ -38,14 +38,16 @@ func (b *Broker) notClusteredError(nc *nats.Conn) error {
 // its storage, what a user who runs a cluster does not expect. The
 // default stays 1, since more fail on a single server (no suitable peers
 // for placement). A leaf node without a cluster of its own gets no
-// warning (see clustered), nor the advice of 3 replicas, which it cannot
-// place.
+// warning (see clustered). The advice is as many replicas as the
+// cluster's servers that run JetStream, not 3 outright: on a cluster where
+// fewer run it, 3 would fail every publish of a new topic.
 func (b *Broker) warnSingleReplica(nc *nats.Conn) {
 	if b.cfg.URL == "" || b.cfg.Replicas != 1 || !clustered(nc) {
 		return
 	}
 	b.logger.Warn("natsjs: NATS_REPLICAS is 1 on a NATS cluster: each stream this service creates is stored on one server, "+
-		"whose loss makes its acknowledged messages unavailable until it is back and loses them with its storage; set NATS_REPLICAS=3",
+		"whose loss makes its acknowledged messages unavailable until it is back and loses them with its storage; "+
+		"set NATS_REPLICAS to the number of the cluster's servers that run JetStream, up to 5 (usually 3)",
 		"cluster", nc.ConnectedClusterName(), "replicas", b.cfg.Replicas)
 }
 

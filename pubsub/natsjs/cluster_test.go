@@ -47,7 +47,7 @@ func streamReplicas(t *testing.T, b *natsjs.Broker, name string) int {
 // TestClusterReplicas, on a real cluster of three nats-servers: the
 // streams a broker makes (a topic's, the dead letters', an idempotency
 // bucket's) get NATS_REPLICAS; New warns when it finds a cluster and
-// one replica; a broker left at the default does not take an existing
+// one replica, advising as many as the servers that run JetStream; a broker left at the default does not take an existing
 // stream's replicas away; and more replicas than servers fail a publish
 // saying so.
 func TestClusterReplicas(t *testing.T) {
@@ -86,6 +86,12 @@ func TestClusterReplicas(t *testing.T) {
 	def, logs := newClusterBroker(t, url, natsjs.Config{})
 	if !strings.Contains(logs.String(), warning) {
 		t.Errorf("New with the default NATS_REPLICAS on a cluster logged no %q:\n%s", warning, logs)
+	}
+	// Not "set NATS_REPLICAS=3": on a cluster where fewer servers run
+	// JetStream, that fails every publish of a new topic.
+	const advice = "set NATS_REPLICAS to the number of the cluster's servers that run JetStream"
+	if got := logs.String(); !strings.Contains(got, advice) || strings.Contains(got, "NATS_REPLICAS=3") {
+		t.Errorf("New with the default NATS_REPLICAS on a cluster logged:\n%s\nwant the advice %q, not NATS_REPLICAS=3 outright", got, advice)
 	}
 	defPub, err := pubsub.NewPublisher[pingv1.PingRequest](def, "cluster.events")
 	if err != nil {
