@@ -41,7 +41,7 @@ var outlierSettings = []setting{
 			}
 			n, err := strconv.Atoi(v)
 			if err != nil {
-				return errors.New(`want an integer, or "off"`)
+				return errors.New("want an integer" + orOff)
 			}
 			if n == 0 { // any spelling of it: "0", "00", "-0"
 				n = OutlierOff

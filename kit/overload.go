@@ -70,7 +70,7 @@ func rateOf(env, usage string, ptr func(*Config) *float64) setting {
 			}
 			r, err := strconv.ParseFloat(v, 64)
 			if err != nil || math.IsNaN(r) || math.IsInf(r, 0) {
-				return errors.New(`want a number of calls per second, such as "100" or "0.5", or "off"`)
+				return errors.New(`want a number of calls per second, such as "100" or "0.5"` + orOff)
 			}
 			*ptr(c) = r
 			return nil
@@ -94,7 +94,7 @@ func countOf(env, usage string, off bool, ptr func(*Config) *int) setting {
 			n, err := strconv.Atoi(v)
 			if err != nil {
 				if off {
-					return errors.New(`want an integer, or "off"`)
+					return errors.New("want an integer" + orOff)
 				}
 				return errors.New("want an integer")
 			}

@@ -254,6 +254,10 @@ func durationOf(env, usage string, ptr func(*Config) *time.Duration) setting {
 		get: func(c *Config) any { return *ptr(c) }}
 }
 
+// orOff ends the parse error of every setting that 0 turns off, as "off"
+// does: both spellings, the same way everywhere.
+const orOff = `, or "off" (or 0)`
+
 // offOf is s, whose zero is off, also taking "off" for it: every setting
 // that can be off takes "off" and 0 alike.
 func offOf(s setting) setting {
@@ -263,7 +267,7 @@ func offOf(s setting) setting {
 			v = "0"
 		}
 		if err := set(c, v); err != nil {
-			return fmt.Errorf(`%w, or "off" (or 0)`, err)
+			return fmt.Errorf("%w"+orOff, err)
 		}
 		return nil
 	}
@@ -282,7 +286,7 @@ func timeoutOf(env, usage string, ptr func(*Config) *time.Duration) setting {
 			return nil
 		}
 		if err := parse(c, v); err != nil {
-			return errors.New(`want a duration such as "500ms", "15s" or "2m", or "off" (or 0)`)
+			return errors.New(`want a duration such as "500ms", "15s" or "2m"` + orOff)
 		}
 		if *ptr(c) < 0 {
 			// A Config's negative timeout is NoTimeout, but "-5s" in the
