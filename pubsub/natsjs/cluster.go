@@ -22,9 +22,17 @@ func clustered(nc *nats.Conn) bool {
 // more than one replica on a server that is not part of a cluster, where
 // JetStream refuses every stream it would create (error 10074), or nil.
 // No retry mends it: New refuses to start so, and a broker that connected
-// in the background logs it.
+// in the background logs it. A leaf node without a cluster of its own only
+// gets a warning: its clients' JetStream may be a hub cluster's, which it
+// extends (no JetStream domain of its own), and takes the replicas.
 func (b *Broker) notClusteredError(nc *nats.Conn) error {
 	if b.cfg.URL == "" || b.cfg.Replicas <= 1 || clustered(nc) {
+		return nil
+	}
+	if nc.ConnectedClusterName() != "" { // a leaf node's (see clustered)
+		b.logger.Warn("natsjs: NATS_REPLICAS is above 1 on a leaf node without a cluster of its own: each publish of a new topic fails "+
+			"unless its JetStream is that of a hub cluster it extends; otherwise set NATS_REPLICAS to 1 or leave it unset",
+			"server", nc.ConnectedServerName(), "replicas", b.cfg.Replicas)
 		return nil
 	}
 	return fmt.Errorf("natsjs: NATS_REPLICAS is %d, but %s (server %s) is not part of a cluster, where a stream has one replica; "+

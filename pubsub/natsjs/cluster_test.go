@@ -34,6 +34,17 @@ func newClusterBroker(t *testing.T, url string, cfg natsjs.Config) (*natsjs.Brok
 	return b, &logs
 }
 
+// publishOne publishes one message to topic through b, returning
+// Publish's error.
+func publishOne(t *testing.T, b *natsjs.Broker, topic string) error {
+	t.Helper()
+	pub, err := pubsub.NewPublisher[pingv1.PingRequest](b, topic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pub.Publish(t.Context(), &pingv1.PingRequest{Number: 1})
+}
+
 // streamReplicas returns the replicas of the stream named name.
 func streamReplicas(t *testing.T, b *natsjs.Broker, name string) int {
 	t.Helper()
@@ -111,11 +122,7 @@ func TestClusterReplicas(t *testing.T) {
 	}
 
 	r5, _ := newClusterBroker(t, url, natsjs.Config{Replicas: 5, PublishTimeout: 10 * time.Second})
-	r5Pub, err := pubsub.NewPublisher[pingv1.PingRequest](r5, "cluster.five")
-	if err != nil {
-		t.Fatal(err)
-	}
-	err = r5Pub.Publish(t.Context(), &pingv1.PingRequest{Number: 3})
+	err = publishOne(t, r5, "cluster.five")
 	if connect.CodeOf(err) != connect.CodeUnavailable || !strings.Contains(fmt.Sprint(err), "NATS_REPLICAS 5") {
 		t.Errorf("a publish with NATS_REPLICAS=5 on 3 servers = %v, want Unavailable naming NATS_REPLICAS", err)
 	}
@@ -221,7 +228,8 @@ func TestClusterStreamLeaderLost(t *testing.T) {
 // sends clients (so that the hub tells its leaves apart): New must not
 // warn that NATS_REPLICAS=1 loses messages there, nor advise 3, which
 // that server cannot place (every publish would fail "no suitable peers
-// for placement").
+// for placement"). With NATS_REPLICAS=3, New warns rather than refuses,
+// and a publish fails FailedPrecondition naming NATS_REPLICAS.
 func TestLeafNodeNoSingleReplicaWarning(t *testing.T) {
 	t.Parallel()
 	hubOpts := &server.Options{ServerName: "hub", LeafNode: server.LeafNodeOpts{Host: "127.0.0.1", Port: -1}}
@@ -241,6 +249,18 @@ func TestLeafNodeNoSingleReplicaWarning(t *testing.T) {
 	}
 	if strings.Contains(logs.String(), "NATS_REPLICAS is 1 on a NATS cluster") {
 		t.Errorf("New on a single leaf node server warned of a cluster:\n%s", logs)
+	}
+
+	// NATS_REPLICAS=3 there: a warning, not a refusal (a leaf that extends
+	// a hub cluster's JetStream takes them); this leaf's JetStream is its
+	// own, so a publish fails naming NATS_REPLICAS.
+	r3, logs := newClusterBroker(t, leaf.ClientURL(), natsjs.Config{Replicas: 3})
+	if !strings.Contains(logs.String(), "NATS_REPLICAS is above 1 on a leaf node") {
+		t.Errorf("New with NATS_REPLICAS=3 on a single leaf node logged no warning:\n%s", logs)
+	}
+	err = publishOne(t, r3, "leaf.three")
+	if connect.CodeOf(err) != connect.CodeFailedPrecondition || !strings.Contains(fmt.Sprint(err), "(NATS_REPLICAS 3): the server is not part of a cluster") {
+		t.Errorf("a publish with NATS_REPLICAS=3 on a single leaf node = %v, want FailedPrecondition naming NATS_REPLICAS", err)
 	}
 }
 
@@ -268,11 +288,7 @@ func TestReplicasOnSingleServer(t *testing.T) {
 	t.Cleanup(func() { _ = late.Close() })
 	natsjs.StartTestServer(t, &server.Options{Port: port})
 	pubsubtest.WaitFor(t, "the broker to connect", func() bool { return late.Check(t.Context()) == nil })
-	pub, err := pubsub.NewPublisher[pingv1.PingRequest](late, "single.three")
-	if err != nil {
-		t.Fatal(err)
-	}
-	err = pub.Publish(t.Context(), &pingv1.PingRequest{Number: 1})
+	err = publishOne(t, late, "single.three")
 	if connect.CodeOf(err) != connect.CodeFailedPrecondition || !strings.Contains(fmt.Sprint(err), "(NATS_REPLICAS 3): the server is not part of a cluster; "+mend) {
 		t.Errorf("a publish with NATS_REPLICAS=3 on one server = %v, want FailedPrecondition naming NATS_REPLICAS and %q", err, mend)
 	}
